@@ -1,0 +1,88 @@
+import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty"
+import { ConfigError, DffmpegError, UsageError } from "../shared/errors.ts"
+import { ExitCode } from "../shared/exit-codes.ts"
+import { VERSION } from "../shared/version.ts"
+import { root } from "./root.ts"
+
+const resolve = async <T,>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? await (v as () => T | Promise<T>)() : await v)
+
+/** Walks subcommands by name (skipping flags) to find the command `--help` is about. */
+async function commandFor(argv: string[]): Promise<[CommandDef, CommandDef | undefined]> {
+  let cmd: CommandDef = root
+  let parent: CommandDef | undefined
+  for (const a of argv) {
+    if (a === "--") break
+    if (a.startsWith("-")) continue
+    const subs = await resolve(cmd.subCommands ?? {})
+    const next = subs[a]
+    if (!next) break
+    parent = cmd
+    cmd = await resolve(next)
+  }
+  return [cmd, parent]
+}
+
+/**
+ * The CLI edge: runs a command and maps every error to one message and an exit code (README lists
+ * them). The only place besides main.ts that decides the process exit status.
+ */
+export async function runCli(argv: string[]): Promise<number> {
+  const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
+  if (flags.includes("--help") || flags.includes("-h")) {
+    const [cmd, parent] = await commandFor(argv)
+    process.stdout.write((await renderUsage(cmd, parent)) + "\n")
+    return ExitCode.OK
+  }
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+    process.stdout.write(`dffmpeg ${VERSION}\n`)
+    return ExitCode.OK
+  }
+  try {
+    const { result } = await runCommand(root, { rawArgs: argv })
+    return typeof result === "number" ? result : ExitCode.OK
+  } catch (err) {
+    return report(err, argv)
+  }
+}
+
+async function report(err: unknown, argv: string[]): Promise<number> {
+  const json = argv.includes("--json")
+  if (err instanceof DffmpegError) {
+    if (json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message, details: err.details } }) + "\n")
+    process.stderr.write(`dffmpeg: ${err.message}\n`)
+    if (err instanceof ConfigError) for (const i of err.issues) process.stderr.write(`  ↳ ${i}\n`)
+    else if (Array.isArray(err.details)) for (const d of err.details) process.stderr.write(`  ↳ ${d}\n`)
+    if (err instanceof UsageError) process.stderr.write(`run with --help for usage\n`)
+    return err.exitCode
+  }
+  const e = err as Error & { code?: string }
+  if (e?.name === "CLIError") {
+    const [cmd, parent] = await commandFor(argv)
+    process.stderr.write((await renderUsage(cmd, parent)) + "\n\n")
+    process.stderr.write(`dffmpeg: ${e.message.replace(/\x1b\[[0-9;]*m/g, "")}\n`)
+    return ExitCode.USAGE
+  }
+  process.stderr.write(`dffmpeg: unexpected error: ${e?.stack ?? String(err)}\n`)
+  return ExitCode.FAILURE
+}
+
+/**
+ * citty silently drops unknown flags; a typo must not be ignored. Call from a leaf command's run with
+ * its arg definitions.
+ */
+export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
+  const known = new Set<string>(["help", "h"])
+  for (const [k, d] of Object.entries(args)) {
+    known.add(k)
+    known.add(k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()))
+    const alias = (d as { alias?: string | string[] }).alias
+    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) known.add(a)
+  }
+  for (const a of rawArgs) {
+    if (a === "--") break
+    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue
+    const name = a.replace(/^--?/, "").split("=")[0]
+    const bare = name.startsWith("no-") ? name.slice(3) : name
+    if (!known.has(name) && !known.has(bare)) throw new UsageError(`unknown option ${a}`)
+  }
+}

@@ -1,0 +1,152 @@
+import { fstatSync, statSync } from "node:fs"
+import { coordinatorUrl, loadConfig, resolveKey } from "../shared/config/load.ts"
+import { DffmpegError, UnavailableError } from "../shared/errors.ts"
+import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
+import { createUploader } from "../shared/http/uploader.ts"
+import { createClientMapper } from "../shared/paths/mapping.ts"
+import { Kind, encodeFrame, frameJson, readFrames } from "../shared/protocol/frames.ts"
+import type { Job, Outcome } from "../shared/protocol/schemas.ts"
+import { exitCodeOf } from "./outcome.ts"
+import { createSink } from "./output.ts"
+
+const FRAMES = "application/vnd.dffmpeg.frames"
+/** How long a caller keeps trying to re-attach after losing the coordinator mid-job. */
+const RECONNECT_MS = 5 * 60_000
+
+export interface AttachedOptions {
+  binary: string
+  args: string[]
+  configPath?: string
+  /** Prints config warnings (unknown keys) to stderr; off in proxy mode unless stderr is a terminal. */
+  warn?: (line: string) => void
+  /** Forward this process's stdin to the remote process. */
+  stdin?: boolean
+}
+
+export async function openClient(configPath?: string, warn?: (line: string) => void) {
+  const { config, base, warnings } = await loadConfig("client", configPath)
+  for (const w of warnings) warn?.(w)
+  const api = createApiClient({ url: coordinatorUrl(config.coordinator), client: config.client_id, key: resolveKey(config, base) })
+  return { config, api }
+}
+
+/**
+ * Submits a job and relays it as if it ran here: stdout and stderr byte for byte, stdin forwarded,
+ * and the remote exit code returned. dffmpeg's own failures are thrown as DffmpegError.
+ */
+export async function runAttached(o: AttachedOptions): Promise<number> {
+  const { config, api } = await openClient(o.configPath, o.warn)
+  const mapped = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() }).mapArgs(o.args)
+  const stdin = o.stdin !== false && hasStdin()
+  const res = await api.request("POST", "/api/v1/jobs", {
+    query: { attach: 1 },
+    json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin },
+  })
+  if (!res.ok || !res.body) await readJson(res)
+  return follow(api, res.body!, stdin)
+}
+
+/**
+ * False when stdin is closed or is /dev/null: nothing can ever be read, so the remote process gets
+ * /dev/null too and no relay is set up (saves two requests per job, which matters for short ffprobes).
+ */
+export function hasStdin(): boolean {
+  try {
+    const st = fstatSync(0)
+    if (!st.isCharacterDevice()) return true
+    return st.rdev !== statSync("/dev/null").rdev
+  } catch {
+    return false
+  }
+}
+
+/** Relays a job's frame stream, re-attaching after the last position seen if the connection drops. */
+export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, forwardStdin: boolean, knownJob?: string): Promise<number> {
+  const out = createSink(process.stdout)
+  const err = createSink(process.stderr)
+  let job = knownJob
+  let cursor = 0
+  let body: ReadableStream<Uint8Array> | undefined = first
+  let stdin: StdinForwarder | undefined
+  let lostAt = 0
+  let attempt = 0
+  for (;;) {
+    try {
+      if (!body) {
+        const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor } })
+        if (!res.ok || !res.body) await readJson(res)
+        body = res.body!
+      }
+      for await (const f of readFrames(body)) {
+        lostAt = 0
+        attempt = 0
+        switch (f.kind) {
+          case Kind.stdout:
+            await out.write(f.data)
+            cursor = f.seq
+            break
+          case Kind.stderr:
+            await err.write(f.data)
+            cursor = f.seq
+            break
+          case Kind.event: {
+            const ev = frameJson(f) as { type: string; job?: Job }
+            if (ev.type === "job" && ev.job) {
+              job = ev.job.id
+              if (forwardStdin && !stdin) stdin = forwardStdinTo(api, job)
+            }
+            break
+          }
+          case Kind.exit:
+            stdin?.stop()
+            return exitCodeOf(frameJson(f) as Outcome, job ?? "?")
+          case Kind.error: {
+            const e = frameJson(f) as { message?: string }
+            throw new DffmpegError(e.message ?? "coordinator ended the stream", "E_STREAM", 502, 1)
+          }
+        }
+      }
+      throw new UnavailableError("the coordinator closed the stream before the job ended")
+    } catch (e) {
+      body = undefined
+      if (!job) throw e instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${e.message}`) : e
+      if (!retryable(e)) throw e
+      lostAt ||= Date.now()
+      if (Date.now() - lostAt > RECONNECT_MS) throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while job ${job} was running: ${(e as Error).message}`)
+      await Bun.sleep(backoff(attempt++))
+    }
+  }
+}
+
+interface StdinForwarder {
+  stop(): void
+}
+
+/** Sends this process's stdin to the job, in order, ending with an end-of-input frame. */
+function forwardStdinTo(api: ApiClient, job: string): StdinForwarder {
+  let stopped = false
+  const up = createUploader({
+    send: async (body) => void (await api.json("POST", `/api/v1/jobs/${job}/stdin`, { body, contentType: FRAMES })),
+    retryable,
+    delay: (n) => backoff(n),
+    maxBacklog: 16 * 1024 * 1024,
+  })
+  ;(async () => {
+    let seq = 0
+    try {
+      for await (const chunk of Bun.stdin.stream()) {
+        if (stopped) return
+        if (chunk.length) await up.push(encodeFrame(Kind.stdin, ++seq, chunk))
+      }
+    } catch {
+      // No stdin at all (closed descriptor) reads as an empty input.
+    }
+    if (!stopped) await up.push(encodeFrame(Kind.stdinEnd, ++seq))
+  })().catch(() => {})
+  return {
+    stop() {
+      stopped = true
+      up.close()
+    },
+  }
+}

@@ -1,0 +1,57 @@
+import * as v from "valibot"
+import type { Context } from "hono"
+import { stream } from "hono/streaming"
+import { InvalidError, NotFoundError } from "../../shared/errors.ts"
+import { issueLines } from "../../shared/protocol/schemas.ts"
+import { isUlid } from "../../shared/ids.ts"
+import type { AuthEnv } from "./middleware/hmac.ts"
+
+export const FRAMES_TYPE = "application/vnd.dffmpeg.frames"
+
+/** Parses the verified raw body as JSON against `schema`; 400 with every issue otherwise. */
+export function jsonBody<S extends v.GenericSchema>(c: Context<AuthEnv>, schema: S): v.InferOutput<S> {
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(c.get("body")))
+  } catch {
+    throw new InvalidError("request body is not valid JSON")
+  }
+  const res = v.safeParse(schema, value)
+  if (!res.success) throw new InvalidError("invalid request body", issueLines(res.issues))
+  return res.output
+}
+
+export function jobIdParam(c: Context<AuthEnv>): string {
+  const id = c.req.param("id") ?? ""
+  if (!isUlid(id)) throw new NotFoundError(`no job ${id.slice(0, 40)} (job ids are ULIDs)`)
+  return id
+}
+
+/** A non-negative integer query parameter, `fallback` when absent; 400 when malformed. */
+export function intQuery(c: Context<AuthEnv>, name: string, fallback?: number): number {
+  const raw = c.req.query(name)
+  if (raw === undefined || raw === "") {
+    if (fallback === undefined) throw new InvalidError(`query parameter ${name} is required`)
+    return fallback
+  }
+  if (!/^\d{1,15}$/.test(raw)) throw new InvalidError(`query parameter ${name} must be a non-negative integer`)
+  return Number(raw)
+}
+
+/**
+ * A long-lived binary frame stream. The idle timeout of Bun.serve is lifted for this request only, and
+ * proxies are told not to buffer it.
+ */
+export function frameStream(c: Context<AuthEnv>, body: (write: (b: Uint8Array) => Promise<void>, signal: AbortSignal) => Promise<void>) {
+  c.env?.server?.timeout(c.req.raw, 0)
+  c.header("Content-Type", FRAMES_TYPE)
+  c.header("Cache-Control", "no-store")
+  c.header("X-Accel-Buffering", "no")
+  return stream(c, async (s) => {
+    const ac = new AbortController()
+    s.onAbort(() => ac.abort())
+    await body(async (b) => {
+      if (!s.aborted) await s.write(b)
+    }, ac.signal)
+  })
+}

@@ -1,0 +1,66 @@
+import { createMiddleware } from "hono/factory"
+import { HEADER, NonceCache, WINDOW_SECONDS, decodeKey, sha256Hex, sign, signaturesEqual } from "../../../shared/auth/hmac.ts"
+import { AuthError, TooLargeError } from "../../../shared/errors.ts"
+import type { Role } from "../../../shared/protocol/schemas.ts"
+import type { Logger } from "../../../shared/log.ts"
+import type { Store } from "../../../store/index.ts"
+
+export interface Principal {
+  name: string
+  role: Role
+}
+
+export type AuthEnv = {
+  Variables: { principal: Principal; body: Uint8Array; path: string }
+  Bindings: { server?: import("bun").Server<unknown> }
+}
+
+/**
+ * Verifies the request signature (see shared/auth/hmac.ts) and sets `principal` and the raw `body`.
+ * Refusals are 401 with one reason; nothing is written before this middleware passes. Neither keys nor
+ * signatures are ever logged.
+ */
+export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; maxBody: number; stripBase: (p: string) => string }) {
+  const nonces = new NonceCache()
+  return createMiddleware<AuthEnv>(async (c, next) => {
+    const h = (name: string) => c.req.header(name)
+    const client = h(HEADER.client)
+    const timestamp = h(HEADER.timestamp)
+    const nonce = h(HEADER.nonce)
+    const signature = h(HEADER.signature)
+    const refuse = (reason: string): never => {
+      deps.log.warn("request refused", { reason, client: client ?? "-", method: c.req.method, path: c.get("path") })
+      throw new AuthError(reason)
+    }
+    c.set("path", deps.stripBase(new URL(c.req.url).pathname))
+    if (!client || !timestamp || !nonce || !signature) refuse("request is not signed (X-DFFmpeg-Client-Id, -Timestamp, -Nonce and -Signature are required)")
+    if (!/^\d{1,12}$/.test(timestamp!)) refuse("X-DFFmpeg-Timestamp must be unix seconds")
+    const now = deps.now()
+    if (Math.abs(now / 1000 - Number(timestamp)) > WINDOW_SECONDS) refuse(`request timestamp is more than ${WINDOW_SECONDS} s away from the coordinator's clock`)
+    if (nonce!.length < 16 || nonce!.length > 64) refuse("X-DFFmpeg-Nonce must be 16-64 characters")
+    const declared = Number(c.req.header("content-length") ?? 0)
+    if (declared > deps.maxBody) throw new TooLargeError(`request body over ${deps.maxBody} bytes`)
+    const body = new Uint8Array(await c.req.arrayBuffer())
+    if (body.length > deps.maxBody) throw new TooLargeError(`request body over ${deps.maxBody} bytes`)
+    const cred = await deps.store.getCredential(client!)
+    if (!cred) refuse("unknown identity")
+    let key: Buffer
+    try {
+      key = decodeKey(cred!.key)
+    } catch {
+      return refuse("identity has an unusable key; rotate it")
+    }
+    const url = new URL(c.req.url)
+    const expected = sign(key, { method: c.req.method, path: c.get("path"), query: url.searchParams, client: client!, timestamp: timestamp!, nonce: nonce!, bodyHash: sha256Hex(body) })
+    if (!signaturesEqual(expected, signature!)) refuse("invalid signature")
+    if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)")
+    c.set("principal", { name: cred!.name, role: cred!.role })
+    c.set("body", body)
+    await next()
+  })
+}
+
+/** 403 unless the caller has one of `roles`. */
+export function requireRole(p: Principal, ...roles: Role[]): void {
+  if (!roles.includes(p.role)) throw new AuthError(`this route is for ${roles.join(" or ")} identities; ${p.name} is a ${p.role}`, 403)
+}

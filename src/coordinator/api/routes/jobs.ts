@@ -1,0 +1,217 @@
+import { Hono, type Context } from "hono"
+import { AuthError, ConflictError, InvalidError, NotFoundError } from "../../../shared/errors.ts"
+import { newId } from "../../../shared/ids.ts"
+import { Kind, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
+import * as v from "valibot"
+import { ExitReport, JobStatus, SubmitRequest, isTerminal, issueLines, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
+import type { InputChunk, OutputChunk } from "../../../store/types.ts"
+import { topic } from "../../hub.ts"
+import type { Deps } from "../app.ts"
+import { frameStream, intQuery, jobIdParam, jsonBody } from "../_util.ts"
+import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
+
+const KEEPALIVE_MS = 15_000
+const PAGE = 256
+
+/** `$Var` at the start of an argument (after an optional `file:`), not the `$$` escape of a literal `$`. */
+function varOf(arg: string): string | undefined {
+  const s = arg.startsWith("file:") ? arg.slice(5) : arg
+  if (!s.startsWith("$") || s.startsWith("$$")) return undefined
+  const end = s.indexOf("/")
+  return s.slice(1, end === -1 ? undefined : end)
+}
+
+function canRead(p: Principal, job: Job): boolean {
+  return p.role === "admin" || job.requester === p.name || (p.role === "worker" && job.workerId === p.name)
+}
+
+export function jobRoutes(deps: Deps) {
+  const { store, hub, scheduler, log, now, config } = deps
+  const app = new Hono<AuthEnv>()
+
+  const load = async (c: Context<AuthEnv>): Promise<Job> => {
+    const id = jobIdParam(c)
+    const job = await store.getJob(id)
+    if (!job || !canRead(c.get("principal"), job)) throw new NotFoundError(`no job ${id}`)
+    return job
+  }
+
+  /** The job's output from position `after`, then its outcome; ends when the job is terminal. */
+  const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array) =>
+    frameStream(c, async (write, signal) => {
+      if (first) await write(first)
+      let cursor = after
+      while (!signal.aborted) {
+        const rows = await store.readOutput(job.id, cursor, PAGE)
+        for (const r of rows) {
+          await write(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
+          cursor = r.pos
+        }
+        if (rows.length) continue
+        const cur = await store.getJob(job.id)
+        if (!cur) return
+        if (isTerminal(cur.status)) {
+          // The end and the last bytes are committed together, so one more read drains everything.
+          if ((await store.readOutput(job.id, cursor, 1)).length) continue
+          const outcome: Outcome = { status: cur.status, code: cur.exitCode, signal: cur.exitSignal, error: cur.error }
+          await write(encodeJsonFrame(Kind.exit, cursor, outcome))
+          return
+        }
+        const before = now()
+        await hub.wait(topic.output(job.id), KEEPALIVE_MS, signal)
+        // Woken by the timer rather than by new output: tell the client the stream is alive.
+        if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
+      }
+    })
+
+  app.post("/", async (c) => {
+    const p = c.get("principal")
+    requireRole(p, "client", "admin")
+    const req = jsonBody(c, SubmitRequest)
+    if (!config.allowed_binaries.includes(req.binary)) throw new InvalidError(`binary ${req.binary} is not allowed (allowed_binaries: ${config.allowed_binaries.join(", ")})`)
+    for (const a of [...req.args, ...(req.cwd ? [req.cwd] : [])]) {
+      const name = varOf(a)
+      if (name !== undefined && !req.paths.includes(name)) throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
+    }
+    if (req.cwd !== null && varOf(req.cwd) === undefined) throw new InvalidError("cwd must be a path variable ($Var/...) or null")
+    const job = await store.createJob({ id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin }, now())
+    log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
+    scheduler.kick()
+    if (c.req.query("attach") === "1") return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }))
+    return c.json(job, 201)
+  })
+
+  app.get("/", async (c) => {
+    const p = c.get("principal")
+    const status = c.req.query("status")
+    if (status !== undefined && !v.is(JobStatus, status)) throw new InvalidError(`status must be one of ${JobStatus.options.join(", ")}`)
+    const limit = Math.min(intQuery(c, "limit", 100), 1000)
+    const jobs = await store.listJobs({
+      requester: p.role === "admin" ? c.req.query("requester") || undefined : p.name,
+      worker: p.role === "admin" ? c.req.query("worker") || undefined : undefined,
+      status: status as JobStatus | undefined,
+      limit,
+    })
+    return c.json(jobs)
+  })
+
+  app.get("/:id", async (c) => c.json(await load(c)))
+
+  app.get("/:id/stream", async (c) => {
+    const job = await load(c)
+    return streamOutput(c, job, intQuery(c, "after", 0))
+  })
+
+  app.post("/:id/stdin", async (c) => {
+    const job = await load(c)
+    const p = c.get("principal")
+    if (job.requester !== p.name && p.role !== "admin") throw new AuthError("only the requester may write a job's stdin", 403)
+    const chunks: InputChunk[] = []
+    for (const f of framesOf(c)) {
+      if (f.kind === Kind.stdin) chunks.push({ seq: f.seq, data: f.data })
+      else if (f.kind === Kind.stdinEnd) chunks.push({ seq: f.seq })
+      else throw new InvalidError(`unexpected frame kind ${f.kind} in a stdin upload`)
+      if (f.seq < 1) throw new InvalidError("stdin sequence numbers start at 1")
+    }
+    if (isTerminal(job.status)) return c.json({ ok: true, ignored: true })
+    await store.appendInput(job.id, chunks)
+    hub.notify(topic.input(job.id))
+    return c.json({ ok: true })
+  })
+
+  // ---- worker side ----
+
+  const ownJob = async (c: Context<AuthEnv>) => {
+    const p = c.get("principal")
+    requireRole(p, "worker")
+    const id = jobIdParam(c)
+    const job = await store.getJob(id)
+    if (!job) throw new NotFoundError(`no job ${id}`)
+    const epoch = intQuery(c, "epoch")
+    if (job.workerId !== p.name || job.epoch !== epoch) throw new ConflictError(`job ${id} is no longer assigned to ${p.name} at epoch ${epoch}`, { status: job.status, epoch: job.epoch })
+    return { job, epoch, worker: p.name }
+  }
+
+  app.post("/:id/start", async (c) => {
+    const { job, epoch, worker } = await ownJob(c)
+    const started = await store.start(job.id, worker, epoch, now())
+    if (!started) throw new ConflictError(`job ${job.id} cannot start: it is ${job.status}`, { status: job.status, epoch: job.epoch })
+    log.info("job running", { job: job.id, worker, epoch })
+    hub.notify(topic.output(job.id))
+    return c.json({ ok: true })
+  })
+
+  app.post("/:id/output", async (c) => {
+    const p = c.get("principal")
+    requireRole(p, "worker")
+    const id = jobIdParam(c)
+    const epoch = intQuery(c, "epoch")
+    const chunks: OutputChunk[] = []
+    let exit: ExitReport | undefined
+    for (const f of framesOf(c)) {
+      if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
+        if (exit) throw new InvalidError("output after the exit frame")
+        if (f.seq < 1) throw new InvalidError("output sequence numbers start at 1")
+        chunks.push({ seq: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data })
+      } else if (f.kind === Kind.exit) {
+        const parsed = v.safeParse(ExitReport, safeJson(f))
+        if (!parsed.success) throw new InvalidError("invalid exit frame", issueLines(parsed.issues))
+        exit = parsed.output
+      } else throw new InvalidError(`unexpected frame kind ${f.kind} in an output upload`)
+    }
+    const res = await store.appendOutput(id, p.name, epoch, chunks, exit, now())
+    if (!res.ok) {
+      if (res.reason === "not-found") throw new NotFoundError(`no job ${id}`)
+      if (res.reason === "gap") throw new ConflictError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
+      throw new ConflictError(`job ${id} is no longer running on ${p.name} at epoch ${epoch}`, { status: res.job?.status, epoch: res.job?.epoch })
+    }
+    if (chunks.length || res.finished) hub.notify(topic.output(id))
+    if (res.finished && exit) {
+      log.info("job finished", { job: id, worker: p.name, status: res.job.status, code: exit.code ?? undefined, signal: exit.signal ?? undefined, error: exit.error })
+      hub.notify(topic.input(id))
+      scheduler.kick()
+    }
+    return c.json({ ok: true, finished: res.finished })
+  })
+
+  app.get("/:id/input", async (c) => {
+    const { job } = await ownJob(c)
+    const after = intQuery(c, "after", 0)
+    return frameStream(c, async (write, signal) => {
+      let cursor = after
+      while (!signal.aborted) {
+        const rows = await store.readInput(job.id, cursor, PAGE)
+        for (const r of rows) {
+          if (r.data === null) return void (await write(encodeFrame(Kind.stdinEnd, r.seq)))
+          await write(encodeFrame(Kind.stdin, r.seq, r.data))
+          cursor = r.seq
+        }
+        if (rows.length) continue
+        const cur = await store.getJob(job.id)
+        if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
+        const before = now()
+        await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
+        if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
+      }
+    })
+  })
+
+  return app
+}
+
+function framesOf(c: Context<AuthEnv>) {
+  try {
+    return decodeFrames(c.get("body"))
+  } catch (err) {
+    if (err instanceof FrameError) throw new InvalidError(`malformed frames: ${err.message}`)
+    throw err
+  }
+}
+
+function safeJson(f: { data: Uint8Array; kind: number; seq: number }): unknown {
+  try {
+    return frameJson(f)
+  } catch {
+    throw new InvalidError("frame payload is not valid JSON")
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * In-process wake-ups. The store is the source of truth; the hub only tells waiting requests that
+ * something changed so they re-read it (no fixed polling interval in the hot path). A lost wake-up
+ * costs at most one keep-alive period, because every waiter also re-reads on its own timer.
+ */
+export class Hub {
+  private waiters = new Map<string, Set<() => void>>()
+
+  /** Resolves at the next `notify(topic)`, after `ms`, or when `signal` aborts; whichever is first. */
+  wait(topic: string, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.waiters.get(topic)
+      if (!set) this.waiters.set(topic, (set = new Set()))
+      const done = () => {
+        clearTimeout(timer)
+        signal?.removeEventListener("abort", done)
+        const s = this.waiters.get(topic)
+        if (s) {
+          s.delete(done)
+          if (!s.size) this.waiters.delete(topic)
+        }
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      signal?.addEventListener("abort", done, { once: true })
+      set.add(done)
+    })
+  }
+
+  notify(topic: string): void {
+    const set = this.waiters.get(topic)
+    if (!set) return
+    for (const fn of [...set]) fn()
+  }
+
+  /** Number of topics with waiters (for tests and metrics). */
+  get size(): number {
+    return this.waiters.size
+  }
+}
+
+export const topic = {
+  output: (job: string) => `job:${job}:output`,
+  input: (job: string) => `job:${job}:input`,
+  worker: (id: string) => `worker:${id}`,
+}

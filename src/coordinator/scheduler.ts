@@ -1,0 +1,97 @@
+import type { Job, Worker } from "../shared/protocol/schemas.ts"
+import type { Logger } from "../shared/log.ts"
+import type { Store } from "../store/index.ts"
+import { topic, type Hub } from "./hub.ts"
+
+export interface Candidate {
+  worker: Worker
+  load: number
+}
+
+/**
+ * Pure choice: the eligible worker for `job` with the lowest relative load. Eligible means it has the
+ * binary, advertises every path variable the job needs and has a free slot.
+ */
+export function pick(job: Pick<Job, "binary" | "paths">, candidates: Candidate[]): Candidate | undefined {
+  let best: Candidate | undefined
+  for (const c of candidates) {
+    if (c.load >= c.worker.maxJobs) continue
+    if (!c.worker.binaries.includes(job.binary)) continue
+    if (!job.paths.every((p) => c.worker.paths.includes(p))) continue
+    if (!best) {
+      best = c
+      continue
+    }
+    const a = c.load / c.worker.maxJobs
+    const b = best.load / best.worker.maxJobs
+    if (a < b || (a === b && (c.load < best.load || (c.load === best.load && c.worker.id < best.worker.id)))) best = c
+  }
+  return best
+}
+
+export interface Scheduler {
+  /** Asks for a scheduling pass soon; passes never overlap and requests made during one cause another. */
+  kick(): void
+  /** Resolves when no pass is running or pending (tests, shutdown). */
+  idle(): Promise<void>
+}
+
+/**
+ * Event-driven: submission, registration, polls and freed slots call `kick()`; there is no timer in the
+ * hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
+ * coordinator sharing the database, can never assign a job twice.
+ */
+export function createScheduler(deps: { store: Store; hub: Hub; log: Logger; now: () => number; staleMs: number }): Scheduler {
+  let running: Promise<void> | undefined
+  let again = false
+
+  const pass = async () => {
+    for (;;) {
+      const queued = await deps.store.queuedJobs(200)
+      if (!queued.length) return
+      const now = deps.now()
+      const workers = (await deps.store.listWorkers()).filter((w) => now - w.lastSeen < deps.staleMs)
+      if (!workers.length) return
+      const loads = await deps.store.workerLoads()
+      const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))
+      let assigned = 0
+      for (const job of queued) {
+        const choice = pick(job, candidates)
+        if (!choice) continue
+        const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
+        if (!done) continue
+        choice.load++
+        assigned++
+        deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch })
+        deps.hub.notify(topic.worker(choice.worker.id))
+      }
+      // More queued jobs than one page, and this page made progress: look at the next one.
+      if (!assigned || queued.length < 200) return
+    }
+  }
+
+  const run = async () => {
+    do {
+      again = false
+      try {
+        await pass()
+      } catch (err) {
+        deps.log.error("scheduling pass failed", err as Error)
+      }
+    } while (again)
+    running = undefined
+  }
+
+  return {
+    kick() {
+      if (running) {
+        again = true
+        return
+      }
+      running = run()
+    },
+    async idle() {
+      while (running) await running
+    },
+  }
+}

@@ -1,0 +1,142 @@
+
+/**
+ * Request signing. Every request except `/health` carries four headers:
+ *   X-DFFmpeg-Client-Id, X-DFFmpeg-Timestamp (unix seconds), X-DFFmpeg-Nonce, X-DFFmpeg-Signature
+ * The signature is base64(HMAC-SHA256(key, canonical)) where the key is the base64-decoded identity key and
+ * `canonical` joins, one per line: a scheme tag, method, route path (without the coordinator's path_base),
+ * canonical query string, client id, timestamp, nonce and hex SHA-256 of the exact body bytes.
+ * Unlike the reference, the query string, the client id and a nonce are covered (no replay, no tampering
+ * with `wait`/`after`/`limit`).
+ */
+export const SCHEME = "DFFMPEG-HMAC-SHA256"
+export const HEADER = {
+  client: "x-dffmpeg-client-id",
+  timestamp: "x-dffmpeg-timestamp",
+  nonce: "x-dffmpeg-nonce",
+  signature: "x-dffmpeg-signature",
+} as const
+
+/** Seconds a timestamp may differ from the coordinator's clock. */
+export const WINDOW_SECONDS = 30
+
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// Bun's native hasher rather than node:crypto: loading node:crypto costs ~5 ms of proxy start-up.
+export function sha256Hex(body: Uint8Array | string | undefined): string {
+  if (body === undefined || body.length === 0) return EMPTY_SHA256
+  return new Bun.CryptoHasher("sha256").update(body).digest("hex")
+}
+
+/** Sorted `k=v` pairs, RFC 3986 encoded, so that parameter order and encoding style never matter. */
+export function canonicalQuery(search: string | URLSearchParams): string {
+  const params = typeof search === "string" ? new URLSearchParams(search) : search
+  const pairs: [string, string][] = []
+  for (const [k, v] of params) pairs.push([enc(k), enc(v)])
+  pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
+  return pairs.map(([k, v]) => `${k}=${v}`).join("&")
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase())
+}
+
+export interface SignInput {
+  method: string
+  path: string
+  query: string | URLSearchParams
+  client: string
+  timestamp: string
+  nonce: string
+  bodyHash: string
+}
+
+export function canonical(i: SignInput): string {
+  return [SCHEME, i.method.toUpperCase(), i.path, canonicalQuery(i.query), i.client, i.timestamp, i.nonce, i.bodyHash].join("\n")
+}
+
+/** Decodes a stored key (standard base64 of ≥ 32 random bytes). Throws on anything else. */
+export function decodeKey(key: string): Buffer {
+  const trimmed = key.trim()
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed) || trimmed.length % 4 !== 0) throw new Error("key is not standard base64")
+  const raw = Buffer.from(trimmed, "base64")
+  if (raw.length < 32) throw new Error("key is shorter than 32 bytes")
+  return raw
+}
+
+export function sign(key: Uint8Array, i: SignInput): string {
+  return new Bun.CryptoHasher("sha256", key).update(canonical(i)).digest("base64")
+}
+
+/** Constant-time comparison of two base64 signatures. */
+export function signaturesEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false
+  // Every character is compared whatever the earlier ones were: no early exit leaks the prefix length.
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  return diff === 0
+}
+
+/** A new identity key: 32 bytes from the CSPRNG, standard base64 (44 characters). */
+export function generateKey(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64")
+}
+
+export function newNonce(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url")
+}
+
+/** The four headers for a request. */
+export function signRequest(opts: {
+  key: Uint8Array
+  client: string
+  method: string
+  path: string
+  query?: string | URLSearchParams
+  body?: Uint8Array | string
+  now?: number
+}): Record<string, string> {
+  const timestamp = String(Math.floor((opts.now ?? Date.now()) / 1000))
+  const nonce = newNonce()
+  const signature = sign(opts.key, {
+    method: opts.method,
+    path: opts.path,
+    query: opts.query ?? "",
+    client: opts.client,
+    timestamp,
+    nonce,
+    bodyHash: sha256Hex(opts.body),
+  })
+  return {
+    [HEADER.client]: opts.client,
+    [HEADER.timestamp]: timestamp,
+    [HEADER.nonce]: nonce,
+    [HEADER.signature]: signature,
+  }
+}
+
+/**
+ * Remembers nonces for the signing window so that a captured request cannot be replayed.
+ * Entries expire with the window; the map is bounded by the request rate times the window.
+ */
+export class NonceCache {
+  private seen = new Map<string, number>()
+  private sweepAt = 0
+
+  constructor(private windowMs = WINDOW_SECONDS * 1000) {}
+
+  /** Returns false when this (client, nonce) pair was already used within the window. */
+  remember(client: string, nonce: string, now: number): boolean {
+    if (now >= this.sweepAt) this.sweep(now)
+    const id = `${client}\n${nonce}`
+    const until = this.seen.get(id)
+    if (until !== undefined && until > now) return false
+    // A timestamp may be up to one window old or early, so keep the nonce for two windows.
+    this.seen.set(id, now + 2 * this.windowMs)
+    return true
+  }
+
+  private sweep(now: number) {
+    for (const [id, until] of this.seen) if (until <= now) this.seen.delete(id)
+    this.sweepAt = now + this.windowMs / 2
+  }
+}

@@ -1,0 +1,14 @@
+/** The only module that reads process.env. */
+const env = process.env
+
+export const Env = {
+  configPath: (role: string): string | undefined => env[`DFFMPEG_${role.toUpperCase()}_CONFIG`] || undefined,
+  home: (): string | undefined => env.HOME || undefined,
+  clientId: () => env.DFFMPEG_CLIENT_ID || undefined,
+  hmacKey: () => env.DFFMPEG_HMAC_KEY || undefined,
+  coordinatorUrl: () => env.DFFMPEG_COORDINATOR_URL || undefined,
+  logLevel: () => env.DFFMPEG_LOG_LEVEL || undefined,
+  /** Development override: run as the proxy for this binary name when not invoked through a symlink. */
+  proxy: () => env.DFFMPEG_PROXY || undefined,
+  noColor: () => env.NO_COLOR !== undefined && env.NO_COLOR !== "",
+} as const

@@ -1,0 +1,134 @@
+import * as v from "valibot"
+import { existsSync, readFileSync } from "node:fs"
+import { dirname, isAbsolute, join, resolve } from "node:path"
+import { ConfigError } from "../errors.ts"
+import { issueLines } from "../protocol/schemas.ts"
+import { Env } from "./env.ts"
+import { Schemas, type ConfigOf, type ConfigRole } from "./schema.ts"
+
+export interface Loaded<R extends ConfigRole> {
+  config: ConfigOf<R>
+  /** The file the config came from, if any. */
+  file?: string
+  /** Directory relative paths in the config are resolved against. */
+  base: string
+  warnings: string[]
+}
+
+/** Where a role's config is looked for, in order (the first that exists wins). */
+export function searchPaths(role: ConfigRole): string[] {
+  const home = Env.home()
+  return [
+    `./dffmpeg-${role}.yaml`,
+    ...(home ? [join(home, ".config", "dffmpeg", `${role}.yaml`)] : []),
+    `/etc/dffmpeg/${role}.yaml`,
+    join(dirname(process.execPath), `dffmpeg-${role}.yaml`),
+  ]
+}
+
+export function findConfig(role: ConfigRole, explicit?: string): string | undefined {
+  const named = explicit ?? Env.configPath(role)
+  if (named) {
+    if (!existsSync(named)) throw new ConfigError(`config file ${named} does not exist`)
+    return resolve(named)
+  }
+  const hit = searchPaths(role).find((p) => existsSync(p))
+  return hit ? resolve(hit) : undefined
+}
+
+/** Parses YAML with Bun's built-in parser (fast, matters for the proxy); on error, asks `yaml` for a precise message. */
+async function parseYaml(text: string, file: string): Promise<unknown> {
+  try {
+    return Bun.YAML.parse(text)
+  } catch {
+    const { parseDocument } = await import("yaml")
+    const doc = parseDocument(text)
+    const first = doc.errors[0]
+    throw new ConfigError(`${file} is not valid YAML${first ? `: ${first.message.split("\n")[0]}` : ""}`)
+  }
+}
+
+/** Keys present in `input` that the schema does not know, as dotted paths. */
+function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): string[] {
+  const node = schema as unknown as { type: string; wrapped?: v.GenericSchema; entries?: Record<string, v.GenericSchema> }
+  const s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as typeof node) : node
+  if (s.type !== "object" || !s.entries || !input || typeof input !== "object" || Array.isArray(input)) return []
+  const entries = s.entries
+  const out: string[] = []
+  for (const [k, val] of Object.entries(input)) {
+    const sub = entries[k]
+    if (!sub) out.push(prefix + k)
+    else out.push(...unknownKeys(sub, val, `${prefix}${k}.`))
+  }
+  return out
+}
+
+export async function loadConfig<R extends ConfigRole>(role: R, explicit?: string, overrides: Record<string, unknown> = {}): Promise<Loaded<R>> {
+  const file = findConfig(role, explicit)
+  let raw: unknown = {}
+  if (file) {
+    let text: string
+    try {
+      text = readFileSync(file, "utf8")
+    } catch (err) {
+      throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`)
+    }
+    raw = (await parseYaml(text, file)) ?? {}
+    if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file} must contain a YAML mapping`)
+  }
+  const input = { ...(raw as Record<string, unknown>), ...envOverrides(role, raw as Record<string, unknown>), ...overrides }
+  const schema = Schemas[role] as v.GenericSchema
+  const warnings = unknownKeys(schema, input).map((k) => `unknown config key ${k}${file ? ` in ${file}` : ""} (ignored)`)
+  const parsed = v.safeParse(schema, input)
+  const where = file ?? `the ${role} config (no file found; looked in ${searchPaths(role).join(", ")})`
+  if (!parsed.success) throw new ConfigError(`invalid configuration in ${where}`, issueLines(parsed.issues))
+  const base = file ? dirname(file) : process.cwd()
+  return { config: parsed.output as ConfigOf<R>, file, base, warnings }
+}
+
+/** Client-side environment overrides, as in the reference (handy for media servers' service files). */
+function envOverrides(role: ConfigRole, raw: Record<string, unknown>): Record<string, unknown> {
+  if (role !== "client") return {}
+  const out: Record<string, unknown> = {}
+  const id = Env.clientId()
+  if (id) out.client_id = id
+  const key = Env.hmacKey()
+  if (key && !raw.hmac_key_file) out.hmac_key = key
+  const url = Env.coordinatorUrl()
+  if (url) {
+    let u: URL
+    try {
+      u = new URL(url)
+    } catch {
+      throw new ConfigError(`DFFMPEG_COORDINATOR_URL is not a URL: ${url}`)
+    }
+    out.coordinator = {
+      scheme: u.protocol.replace(":", ""),
+      host: u.hostname,
+      port: u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80,
+      path_base: u.pathname.replace(/\/$/, ""),
+    }
+  }
+  return out
+}
+
+/** Resolves `hmac_key_file` (relative to the config file) or `hmac_key`. */
+export function resolveKey(cfg: { hmac_key?: string; hmac_key_file?: string }, base: string): string {
+  if (cfg.hmac_key_file) {
+    const p = isAbsolute(cfg.hmac_key_file) ? cfg.hmac_key_file : join(base, cfg.hmac_key_file)
+    try {
+      return readFileSync(p, "utf8").trim()
+    } catch (err) {
+      throw new ConfigError(`hmac_key_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  if (cfg.hmac_key) return cfg.hmac_key.trim()
+  throw new ConfigError("hmac_key or hmac_key_file is required")
+}
+
+/** Base URL of the coordinator, without a trailing slash. */
+export function coordinatorUrl(link: { scheme: string; host: string; port: number; path_base: string }): string {
+  const host = link.host.includes(":") && !link.host.startsWith("[") ? `[${link.host}]` : link.host
+  const base = link.path_base ? "/" + link.path_base.replace(/^\/+|\/+$/g, "") : ""
+  return `${link.scheme}://${host}:${link.port}${base}`
+}

@@ -1,0 +1,75 @@
+import { ExitCode } from "./exit-codes.ts"
+
+/** Base of every error dffmpeg throws on purpose; mapped once at each edge (HTTP, CLI, proxy). */
+export class DffmpegError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly status: number,
+    readonly exitCode: number,
+    readonly details?: unknown,
+  ) {
+    super(message)
+    this.name = new.target.name
+  }
+}
+
+export class UsageError extends DffmpegError {
+  constructor(message: string, details?: unknown) {
+    super(message, "E_USAGE", 400, ExitCode.USAGE, details)
+  }
+}
+
+/** An invalid request body or parameter (HTTP 400). */
+export class InvalidError extends DffmpegError {
+  constructor(message: string, details?: unknown) {
+    super(message, "E_INVALID", 400, ExitCode.USAGE, details)
+  }
+}
+
+export class ConfigError extends DffmpegError {
+  constructor(message: string, readonly issues: string[] = []) {
+    super(message, "E_CONFIG", 400, ExitCode.CONFIG, issues.length ? issues : undefined)
+  }
+}
+
+export class AuthError extends DffmpegError {
+  constructor(message = "authentication required", status = 401) {
+    super(message, status === 403 ? "E_FORBIDDEN" : "E_AUTH", status, ExitCode.AUTH)
+  }
+}
+
+export class NotFoundError extends DffmpegError {
+  constructor(message: string) {
+    super(message, "E_NOT_FOUND", 404, ExitCode.FAILURE)
+  }
+}
+
+export class ConflictError extends DffmpegError {
+  constructor(message: string, details?: unknown) {
+    super(message, "E_CONFLICT", 409, ExitCode.FAILURE, details)
+  }
+}
+
+export class TooLargeError extends DffmpegError {
+  constructor(message: string) {
+    super(message, "E_TOO_LARGE", 413, ExitCode.USAGE)
+  }
+}
+
+export class UnavailableError extends DffmpegError {
+  constructor(message: string) {
+    super(message, "E_UNAVAILABLE", 503, ExitCode.UNAVAILABLE)
+  }
+}
+
+/** Rebuilds a typed error from a coordinator's `{error:{code,message}}` body. */
+export function fromErrorBody(status: number, body: unknown): DffmpegError {
+  const err = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error
+  const message = typeof err?.message === "string" ? err.message : `HTTP ${status}`
+  if (status === 401 || status === 403) return new AuthError(message, status)
+  if (status === 404) return new NotFoundError(message)
+  if (status === 409) return new ConflictError(message)
+  if (status >= 500) return new UnavailableError(message)
+  return new InvalidError(message)
+}

@@ -1,0 +1,90 @@
+import { decodeKey, signRequest } from "../auth/hmac.ts"
+import { AuthError, ConfigError, DffmpegError, UnavailableError, fromErrorBody } from "../errors.ts"
+
+export interface ApiClient {
+  readonly url: string
+  readonly client: string
+  /** A signed request; network failures become UnavailableError, HTTP errors are returned as is. */
+  request(method: string, path: string, opts?: RequestOpts): Promise<Response>
+  /** A signed request whose 2xx JSON body is returned; any other status throws the typed error. */
+  json<T>(method: string, path: string, opts?: RequestOpts): Promise<T>
+}
+
+export interface RequestOpts {
+  query?: Record<string, string | number | undefined>
+  body?: Uint8Array | string
+  json?: unknown
+  contentType?: string
+  signal?: AbortSignal
+  /** Milliseconds before the request (headers) times out; default 10 s. */
+  timeoutMs?: number
+}
+
+/**
+ * Signed HTTP client for the coordinator API, shared by worker, client and proxy. `url` is the
+ * coordinator base including any reverse-proxy `path_base`; signatures cover the route path only.
+ */
+export function createApiClient(opts: { url: string; client: string; key: string }): ApiClient {
+  let key: Buffer
+  try {
+    key = decodeKey(opts.key)
+  } catch (err) {
+    throw new ConfigError(`hmac_key: ${(err as Error).message}`)
+  }
+  const base = opts.url.replace(/\/+$/, "")
+
+  const request = async (method: string, path: string, o: RequestOpts = {}): Promise<Response> => {
+    const params = new URLSearchParams()
+    for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) params.set(k, String(v))
+    const body = o.json !== undefined ? JSON.stringify(o.json) : o.body
+    const headers: Record<string, string> = signRequest({ key, client: opts.client, method, path, query: params, body })
+    if (body !== undefined) headers["content-type"] = o.contentType ?? (o.json !== undefined ? "application/json" : "application/octet-stream")
+    const qs = params.size ? `?${params}` : ""
+    const timeout = AbortSignal.timeout(o.timeoutMs ?? 10_000)
+    const signal = o.signal ? AbortSignal.any([o.signal, timeout]) : timeout
+    try {
+      return await fetch(`${base}${path}${qs}`, { method, headers, body, signal, redirect: "manual" })
+    } catch (err) {
+      if (o.signal?.aborted) throw err
+      const e = err as Error & { code?: string }
+      const why = timeout.aborted ? "timed out" : (e.code ?? e.message)
+      throw new UnavailableError(`cannot reach the coordinator at ${base}: ${why}`)
+    }
+  }
+
+  return {
+    url: base,
+    client: opts.client,
+    request,
+    async json<T>(method: string, path: string, o?: RequestOpts): Promise<T> {
+      const res = await request(method, path, o)
+      return (await readJson(res)) as T
+    },
+  }
+}
+
+/** The JSON body of a 2xx response, or the typed error of any other. */
+export async function readJson(res: Response): Promise<unknown> {
+  const text = await res.text()
+  let body: unknown
+  try {
+    body = text ? JSON.parse(text) : undefined
+  } catch {
+    if (res.ok) throw new DffmpegError(`coordinator sent invalid JSON (HTTP ${res.status})`, "E_PROTOCOL", 502, 1)
+  }
+  if (!res.ok) throw fromErrorBody(res.status, body)
+  return body
+}
+
+/** True for errors worth retrying (coordinator down or restarting). */
+export function retryable(err: unknown): boolean {
+  return err instanceof UnavailableError || (err instanceof DffmpegError && err.status >= 500)
+}
+
+export { AuthError }
+
+/** Jittered exponential backoff: 100 ms doubling to `max`, ±25 %. */
+export function backoff(attempt: number, max = 5000): number {
+  const d = Math.min(max, 100 * 2 ** Math.min(attempt, 16))
+  return d * (0.75 + Math.random() * 0.5)
+}

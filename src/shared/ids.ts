@@ -1,0 +1,17 @@
+import { monotonicFactory } from "ulid"
+
+/** Monotonic ULIDs: strictly increasing within one process, even inside one millisecond. */
+export const newId = monotonicFactory()
+
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/
+
+export function isUlid(s: string): boolean {
+  return ULID.test(s)
+}
+
+/** Identity names: safe in URLs, log lines, MQTT topics and AMQP routing keys. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
+
+export function isName(s: string): boolean {
+  return NAME.test(s)
+}

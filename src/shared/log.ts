@@ -1,0 +1,43 @@
+import { createConsola, type ConsolaInstance, type LogObject } from "consola/core"
+
+/**
+ * One logger, always on stderr (stdout carries data only: ffmpeg output in proxy mode, --json results).
+ * Lines look like `2026-11-27T10:00:00.000Z INFO  [coordinator:api] job submitted job=01J… worker=w1`.
+ * Extras are passed as one object and printed as key=value; never pass secrets (keys, signatures).
+ */
+export type Level = "debug" | "info" | "warn" | "error"
+const LEVELS: Record<Level, number> = { error: 0, warn: 1, info: 3, debug: 4 }
+
+export type Logger = ConsolaInstance
+
+function fmtValue(v: unknown): string {
+  if (typeof v === "string") return /[\s"=]/.test(v) ? JSON.stringify(v) : v
+  if (v instanceof Error) return JSON.stringify(v.message)
+  return JSON.stringify(v)
+}
+
+function line(o: LogObject, json: boolean): string {
+  const extras: Record<string, unknown> = {}
+  const words: string[] = []
+  for (const a of o.args) {
+    if (a && typeof a === "object" && !(a instanceof Error) && !Array.isArray(a)) Object.assign(extras, a)
+    else if (a instanceof Error) words.push(a.stack ?? a.message)
+    else words.push(String(a))
+  }
+  const time = o.date.toISOString()
+  if (json) return JSON.stringify({ time, level: o.type, tag: o.tag || undefined, msg: words.join(" "), ...extras })
+  const kv = Object.entries(extras)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${fmtValue(v)}`)
+    .join(" ")
+  const level = o.type.toUpperCase().padEnd(5)
+  return `${time} ${level} ${o.tag ? `[${o.tag}] ` : ""}${words.join(" ")}${kv ? " " + kv : ""}`
+}
+
+export function createLogger(opts: { level?: Level; json?: boolean } = {}): Logger {
+  const json = !!opts.json
+  return createConsola({
+    level: LEVELS[opts.level ?? "info"],
+    reporters: [{ log: (o) => void process.stderr.write(line(o, json) + "\n") }],
+  })
+}

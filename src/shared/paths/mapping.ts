@@ -1,0 +1,206 @@
+import { existsSync, realpathSync } from "node:fs"
+import { posix } from "node:path"
+import { InvalidError } from "../errors.ts"
+
+/** Maps a client's local absolute paths in argv to `$Var/rest` path variables. */
+export interface ClientMapper {
+  mapArgs(args: string[]): { args: string[]; paths: string[]; cwd: string | null }
+}
+
+/** Maps `$Var/rest` path variables in argv back to this worker's own directories. */
+export interface WorkerMapper {
+  mapArgs(args: string[], jobPaths: string[], cwd: string | null): { args: string[]; cwd: string | null }
+}
+
+const FILE_PREFIX = "file:"
+const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const VAR_REF = /^\$([A-Za-z_][A-Za-z0-9_]*)(\/.*)?$/s
+const DEFAULT_PASSTHROUGH = ["/dev/null"]
+
+interface Root {
+  name: string
+  /** The same root as written (normalised) and with symlinks resolved; either may match. */
+  forms: string[]
+}
+
+/**
+ * Resolves `.`/`..`, then symlinks of the longest existing prefix; the missing rest is re-appended
+ * because outputs usually do not exist yet.
+ */
+function canonical(p: string): string {
+  const normalised = posix.resolve(p)
+  const tail: string[] = []
+  let cur = normalised
+  for (;;) {
+    try {
+      return tail.length ? posix.join(realpathSync(cur), ...tail) : realpathSync(cur)
+    } catch {
+      if (cur === "/") return normalised
+      tail.unshift(posix.basename(cur))
+      cur = posix.dirname(cur)
+    }
+  }
+}
+
+function isInside(p: string, root: string): boolean {
+  if (root === "/") return p.startsWith("/")
+  return p === root || p.startsWith(root + "/")
+}
+
+function restOf(p: string, root: string): string {
+  if (root === "/") return p === "/" ? "" : p
+  return p.slice(root.length)
+}
+
+function splitPrefix(arg: string): { prefix: string; value: string } {
+  if (arg.startsWith(FILE_PREFIX)) return { prefix: FILE_PREFIX, value: arg.slice(FILE_PREFIX.length) }
+  return { prefix: "", value: arg }
+}
+
+function checkNames(paths: Record<string, string>, role: string): void {
+  for (const name of Object.keys(paths)) {
+    if (!VAR_NAME.test(name)) {
+      throw new InvalidError(
+        `path variable name "${name}" in the ${role} paths is invalid; use a letter or '_' followed by letters, digits or '_'`,
+      )
+    }
+  }
+}
+
+function passthroughSet(list: string[] | undefined): Set<string> {
+  const set = new Set<string>()
+  for (const p of list ?? DEFAULT_PASSTHROUGH) {
+    set.add(posix.resolve(p))
+    set.add(canonical(p))
+  }
+  return set
+}
+
+/** Builds the client-side mapper from the client's `paths` and `passthrough_paths`. */
+export function createClientMapper(opts: { paths: Record<string, string>; passthrough?: string[]; cwd: string }): ClientMapper {
+  checkNames(opts.paths, "client")
+  const roots: Root[] = Object.entries(opts.paths).map(([name, dir]) => {
+    const forms = [...new Set([posix.resolve(dir), canonical(dir)])]
+    return { name, forms }
+  })
+  // Longest root first so a nested mapping wins over its parent.
+  const candidates = roots
+    .flatMap((r) => r.forms.map((form) => ({ name: r.name, form })))
+    .sort((a, b) => b.form.length - a.form.length)
+  const passthrough = passthroughSet(opts.passthrough)
+  const names = Object.keys(opts.paths).sort()
+
+  /** `$Var[/rest]` for an absolute path, or null when no root covers it. */
+  const toVar = (abs: string): { name: string; mapped: string } | null => {
+    const normalised = posix.resolve(abs)
+    // Realpath first: the worker confines by realpath, so that is the form it will accept.
+    for (const form of new Set([canonical(normalised), normalised])) {
+      const hit = candidates.find((c) => isInside(form, c.form))
+      if (hit) return { name: hit.name, mapped: `$${hit.name}${restOf(form, hit.form)}` }
+    }
+    return null
+  }
+
+  const isPassthrough = (abs: string): boolean => {
+    const normalised = posix.resolve(abs)
+    return passthrough.has(normalised) || passthrough.has(canonical(normalised))
+  }
+
+  return {
+    mapArgs(args) {
+      if (opts.cwd.includes("\uFFFD")) {
+        throw new InvalidError(`working directory ${opts.cwd} is not valid UTF-8; run from a directory with a UTF-8 name`)
+      }
+      const used = new Set<string>()
+      const out = args.map((arg, i) => {
+        const n = i + 1
+        if (arg.includes("\uFFFD")) {
+          throw new InvalidError(`argument ${n} is not valid UTF-8; rename the file or pass the argument as UTF-8`, { argument: n })
+        }
+        const { prefix, value } = splitPrefix(arg)
+        // A literal leading "$" would read as a path variable on the worker.
+        if (value.startsWith("$")) return `${prefix}$${value}`
+        if (!value.startsWith("/")) return arg
+        if (isPassthrough(value)) return arg
+        const hit = toVar(value)
+        if (!hit) {
+          throw new InvalidError(
+            `path ${posix.resolve(value)} is not under any configured path mapping (client paths: ${names.join(", ") || "none"}); add a mapping or use a relative path`,
+            { argument: n },
+          )
+        }
+        used.add(hit.name)
+        return prefix + hit.mapped
+      })
+
+      const cwdHit = toVar(opts.cwd)
+      if (cwdHit) used.add(cwdHit.name)
+      else {
+        for (const arg of args) {
+          const { value } = splitPrefix(arg)
+          if (value === "" || value.startsWith("/") || value.startsWith("-") || value.includes(":")) continue
+          if (!existsSync(posix.join(opts.cwd, value))) continue
+          throw new InvalidError(
+            `relative path ${value} needs the working directory ${opts.cwd} to be under a path mapping; run from a mapped directory or use an absolute path`,
+          )
+        }
+      }
+      return { args: out, paths: [...used].sort(), cwd: cwdHit ? cwdHit.mapped : null }
+    },
+  }
+}
+
+/** Builds the worker-side mapper from the worker's `paths` and `passthrough_paths`. */
+export function createWorkerMapper(opts: { paths: Record<string, string>; passthrough?: string[] }): WorkerMapper {
+  checkNames(opts.paths, "worker")
+  const roots = new Map(
+    Object.entries(opts.paths).map(([name, dir]) => [name, { root: posix.resolve(dir), real: canonical(dir) }]),
+  )
+  const passthrough = passthroughSet(opts.passthrough)
+
+  const resolveVar = (value: string, jobPaths: Set<string>, where: string): string => {
+    const m = VAR_REF.exec(value)
+    if (!m) {
+      throw new InvalidError(`${where} starts with "$" but is not a path variable ($Var or $Var/rest); escape a literal "$" as "$$"`)
+    }
+    const name = m[1]
+    const rest = m[2] ?? ""
+    if (!jobPaths.has(name)) {
+      throw new InvalidError(`path variable $${name} in ${where} is not declared by the job; list it in the job's paths`)
+    }
+    const entry = roots.get(name)
+    if (!entry) {
+      throw new InvalidError(`path variable $${name} in ${where} is not configured on this worker; add ${name} to the worker's paths`)
+    }
+    const { root, real } = entry
+    const resolved = posix.resolve(root + rest)
+    if (!isInside(resolved, root)) {
+      throw new InvalidError(`${where} escapes $${name}; remove the ".." segments that leave the mapped directory`)
+    }
+    if (!isInside(canonical(resolved), real)) {
+      throw new InvalidError(`${where} escapes $${name} through a symlink; point the symlink inside the mapped directory`)
+    }
+    return resolved
+  }
+
+  return {
+    mapArgs(args, jobPaths, cwd) {
+      const declared = new Set(jobPaths)
+      const out = args.map((arg, i) => {
+        const where = `argument ${i + 1}`
+        const { prefix, value } = splitPrefix(arg)
+        if (value.startsWith("$$")) return prefix + value.slice(1)
+        if (value.startsWith("$")) return prefix + resolveVar(value, declared, where)
+        if (!value.startsWith("/")) return arg
+        const normalised = posix.resolve(value)
+        if (passthrough.has(normalised) || passthrough.has(canonical(normalised))) return arg
+        throw new InvalidError(`absolute path ${value} in ${where} is not allowed on this worker (use a path variable)`)
+      })
+      if (cwd === null) return { args: out, cwd: null }
+      if (!cwd.startsWith("$") || cwd.startsWith("$$")) {
+        throw new InvalidError(`working directory ${cwd} is not a path variable; the client must send $Var or $Var/rest`)
+      }
+      return { args: out, cwd: resolveVar(cwd, declared, "the working directory") }
+    },
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Binary framing used on every byte stream of a job (worker → coordinator output uploads,
+ * coordinator → client output streams, client → coordinator stdin uploads, coordinator → worker stdin
+ * streams). Bytes are carried exactly as read: no text decoding, no line splitting, no base64.
+ *
+ *   kind: u8 | seq: u64 big-endian | length: u32 big-endian | payload
+ *
+ * `seq` is the sender's sequence number (worker uploads, stdin uploads) or the coordinator's stream
+ * position (streams), so a reader can resume after the last frame it saw.
+ */
+export const Kind = {
+  stdout: 1,
+  stderr: 2,
+  stdin: 3,
+  /** End of the caller's stdin. */
+  stdinEnd: 4,
+  /** JSON `ExitInfo`: the process ended (worker upload) or the job is terminal (stream). */
+  exit: 5,
+  /** JSON event (e.g. `{type:"job", id, status}`), informational. */
+  event: 6,
+  /** Keep-alive on an otherwise silent stream. */
+  ping: 7,
+  /** JSON `{code, message}`: the stream cannot go on. */
+  error: 8,
+} as const
+export type Kind = (typeof Kind)[keyof typeof Kind]
+
+export const FRAME_HEADER = 13
+/** Largest payload a decoder accepts; bigger frames mean a corrupt or hostile stream. */
+export const MAX_FRAME = 16 * 1024 * 1024
+
+export interface Frame {
+  kind: number
+  seq: number
+  data: Uint8Array
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+export function encodeFrame(kind: number, seq: number, data: Uint8Array = EMPTY): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER + data.length)
+  const view = new DataView(out.buffer)
+  view.setUint8(0, kind)
+  view.setBigUint64(1, BigInt(seq))
+  view.setUint32(9, data.length)
+  out.set(data, FRAME_HEADER)
+  return out
+}
+
+export function encodeJsonFrame(kind: number, seq: number, value: unknown): Uint8Array {
+  return encodeFrame(kind, seq, enc.encode(JSON.stringify(value)))
+}
+
+export function frameJson(frame: Frame): unknown {
+  return JSON.parse(dec.decode(frame.data))
+}
+
+/** Concatenates frames into one body. */
+export function concatFrames(frames: Uint8Array[]): Uint8Array {
+  let n = 0
+  for (const f of frames) n += f.length
+  const out = new Uint8Array(n)
+  let o = 0
+  for (const f of frames) {
+    out.set(f, o)
+    o += f.length
+  }
+  return out
+}
+
+export const EMPTY = new Uint8Array(0)
+
+export class FrameError extends Error {}
+
+/** Incremental decoder: feed it chunks as they arrive, get whole frames back. */
+export class FrameDecoder {
+  private buf: Uint8Array = EMPTY
+  private off = 0
+
+  push(chunk: Uint8Array): Frame[] {
+    if (this.off < this.buf.length) {
+      const rest = this.buf.subarray(this.off)
+      const merged = new Uint8Array(rest.length + chunk.length)
+      merged.set(rest)
+      merged.set(chunk, rest.length)
+      this.buf = merged
+    } else {
+      this.buf = chunk
+    }
+    this.off = 0
+    const out: Frame[] = []
+    while (this.buf.length - this.off >= FRAME_HEADER) {
+      const view = new DataView(this.buf.buffer, this.buf.byteOffset + this.off, FRAME_HEADER)
+      const len = view.getUint32(9)
+      if (len > MAX_FRAME) throw new FrameError(`frame of ${len} bytes exceeds the ${MAX_FRAME}-byte limit`)
+      if (this.buf.length - this.off < FRAME_HEADER + len) break
+      const start = this.off + FRAME_HEADER
+      out.push({
+        kind: view.getUint8(0),
+        seq: Number(view.getBigUint64(1)),
+        // Copy: the caller may keep the payload while the buffer is reused.
+        data: this.buf.slice(start, start + len),
+      })
+      this.off = start + len
+    }
+    return out
+  }
+
+  /** Bytes of an incomplete frame still buffered (non-zero at end of stream means truncation). */
+  get pending(): number {
+    return this.buf.length - this.off
+  }
+}
+
+/** Decodes a complete body; throws on a truncated or oversized frame. */
+export function decodeFrames(body: Uint8Array): Frame[] {
+  const d = new FrameDecoder()
+  const frames = d.push(body)
+  if (d.pending) throw new FrameError("truncated frame")
+  return frames
+}
+
+/** Reads frames from a byte stream as they arrive. */
+export async function* readFrames(stream: ReadableStream<Uint8Array>): AsyncGenerator<Frame> {
+  const d = new FrameDecoder()
+  for await (const chunk of stream) yield* d.push(chunk)
+  if (d.pending) throw new FrameError("stream ended inside a frame")
+}

@@ -1,0 +1,113 @@
+import * as v from "valibot"
+
+/** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
+
+export const Role = v.picklist(["client", "worker", "admin"])
+export type Role = v.InferOutput<typeof Role>
+
+export const JobStatus = v.picklist(["queued", "assigned", "running", "completed", "failed", "canceled"])
+export type JobStatus = v.InferOutput<typeof JobStatus>
+export const TERMINAL: readonly JobStatus[] = ["completed", "failed", "canceled"]
+export const isTerminal = (s: JobStatus) => TERMINAL.includes(s)
+
+const Name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "must be 1-64 letters, digits, '_', '-' or '.'"))
+/** Path variable names as used in `$Var/...`. */
+export const VarName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a letter or '_' followed by letters, digits or '_'"))
+
+const Arg = v.pipe(v.string(), v.maxLength(65536, "an argument is longer than 64 KiB"))
+
+export const SubmitRequest = v.strictObject({
+  binary: Name,
+  args: v.pipe(v.array(Arg), v.maxLength(4096, "more than 4096 arguments")),
+  paths: v.pipe(v.array(VarName), v.maxLength(256)),
+  cwd: v.nullable(v.pipe(v.string(), v.maxLength(4096))),
+  /** False when the caller has no stdin (closed or /dev/null): the remote process then reads /dev/null. */
+  stdin: v.optional(v.boolean(), true),
+})
+export type SubmitRequest = v.InferOutput<typeof SubmitRequest>
+
+export const WorkerRegistration = v.strictObject({
+  binaries: v.pipe(v.array(Name), v.maxLength(64)),
+  paths: v.pipe(v.array(VarName), v.maxLength(256)),
+  maxJobs: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
+  version: v.pipe(v.string(), v.maxLength(64)),
+  capabilities: v.optional(v.record(v.string(), v.unknown()), {}),
+})
+export type WorkerRegistration = v.InferOutput<typeof WorkerRegistration>
+
+/** What a worker reports when its process ends (payload of an `exit` frame it uploads). */
+export const ExitReport = v.strictObject({
+  code: v.nullable(v.pipe(v.number(), v.integer())),
+  signal: v.nullable(v.pipe(v.string(), v.maxLength(16))),
+  /** Set when the worker could not run the job at all (path refused, binary missing...). */
+  error: v.optional(v.pipe(v.string(), v.maxLength(4096))),
+})
+export type ExitReport = v.InferOutput<typeof ExitReport>
+
+export interface Job {
+  id: string
+  requester: string
+  binary: string
+  args: string[]
+  paths: string[]
+  cwd: string | null
+  stdin: boolean
+  status: JobStatus
+  epoch: number
+  workerId: string | null
+  exitCode: number | null
+  exitSignal: string | null
+  error: string | null
+  createdAt: number
+  updatedAt: number
+  assignedAt: number | null
+  startedAt: number | null
+  finishedAt: number | null
+}
+
+/** A job offered to a worker by the coordinator. */
+export interface Assignment {
+  id: string
+  epoch: number
+  binary: string
+  args: string[]
+  paths: string[]
+  cwd: string | null
+  stdin: boolean
+}
+
+export interface Worker {
+  id: string
+  binaries: string[]
+  paths: string[]
+  maxJobs: number
+  version: string
+  capabilities: Record<string, unknown>
+  status: "online" | "offline"
+  registeredAt: number
+  lastSeen: number
+  /** Jobs assigned to or running on this worker (filled in by listings). */
+  load?: number
+}
+
+export interface User {
+  name: string
+  role: Role
+  createdAt: number
+}
+
+/** Final frame of a job stream: the outcome the caller must reproduce. */
+export interface Outcome {
+  status: JobStatus
+  code: number | null
+  signal: string | null
+  error: string | null
+}
+
+/** Formats valibot issues as `path: message` lines. */
+export function issueLines(issues: readonly v.BaseIssue<unknown>[]): string[] {
+  return issues.map((i) => {
+    const path = v.getDotPath(i)
+    return path ? `${path}: ${i.message}` : i.message
+  })
+}

@@ -1,0 +1,114 @@
+import { sql, type Kysely } from "kysely"
+import type { StoreKind } from "../types.ts"
+
+/**
+ * Migrations in code, written once with Kysely's schema builder so that each database is a dialect,
+ * not a rewrite. The applied version lives in `meta.schema_version`; each step runs in a transaction.
+ */
+type Step = (db: Kysely<any>, kind: StoreKind) => Promise<void>
+
+const blob = (kind: StoreKind) => (kind === "postgres" ? sql`bytea` : kind === "mysql" ? sql`longblob` : sql`blob`)
+const str = (kind: StoreKind, n = 255) => (kind === "mysql" ? sql.raw(`varchar(${n})`) : sql`text`)
+const big = (kind: StoreKind) => (kind === "sqlite" ? sql`integer` : sql`bigint`)
+
+const steps: Step[] = [
+  async (db, kind) => {
+    await db.schema
+      .createTable("users")
+      .addColumn("name", str(kind, 64), (c) => c.primaryKey())
+      .addColumn("role", str(kind, 16), (c) => c.notNull())
+      .addColumn("key", str(kind, 128), (c) => c.notNull())
+      .addColumn("created_at", big(kind), (c) => c.notNull())
+      .execute()
+    await db.schema
+      .createTable("workers")
+      .addColumn("id", str(kind, 64), (c) => c.primaryKey())
+      .addColumn("binaries", sql`text`, (c) => c.notNull())
+      .addColumn("paths", sql`text`, (c) => c.notNull())
+      .addColumn("max_jobs", "integer", (c) => c.notNull())
+      .addColumn("version", str(kind, 64), (c) => c.notNull())
+      .addColumn("capabilities", sql`text`, (c) => c.notNull())
+      .addColumn("registered_at", big(kind), (c) => c.notNull())
+      .addColumn("last_seen", big(kind), (c) => c.notNull())
+      .execute()
+    await db.schema
+      .createTable("jobs")
+      .addColumn("id", str(kind, 26), (c) => c.primaryKey())
+      .addColumn("requester", str(kind, 64), (c) => c.notNull())
+      .addColumn("binary", str(kind, 64), (c) => c.notNull())
+      .addColumn("args", sql`text`, (c) => c.notNull())
+      .addColumn("paths", sql`text`, (c) => c.notNull())
+      .addColumn("cwd", sql`text`)
+      .addColumn("stdin", "integer", (c) => c.notNull().defaultTo(1))
+      .addColumn("status", str(kind, 16), (c) => c.notNull())
+      .addColumn("epoch", "integer", (c) => c.notNull().defaultTo(0))
+      .addColumn("worker_id", str(kind, 64))
+      .addColumn("out_seq", big(kind), (c) => c.notNull().defaultTo(0))
+      .addColumn("exit_code", "integer")
+      .addColumn("exit_signal", str(kind, 16))
+      .addColumn("error", sql`text`)
+      .addColumn("created_at", big(kind), (c) => c.notNull())
+      .addColumn("updated_at", big(kind), (c) => c.notNull())
+      .addColumn("assigned_at", big(kind))
+      .addColumn("started_at", big(kind))
+      .addColumn("finished_at", big(kind))
+      .execute()
+    await db.schema.createIndex("jobs_status_id").on("jobs").columns(["status", "id"]).execute()
+    await db.schema.createIndex("jobs_worker_status").on("jobs").columns(["worker_id", "status"]).execute()
+    await db.schema.createIndex("jobs_requester_id").on("jobs").columns(["requester", "id"]).execute()
+    let output = db.schema.createTable("job_output")
+    output =
+      kind === "postgres"
+        ? output.addColumn("pos", "bigserial", (c) => c.primaryKey())
+        : kind === "mysql"
+          ? output.addColumn("pos", "bigint", (c) => c.primaryKey().autoIncrement())
+          : output.addColumn("pos", "integer", (c) => c.primaryKey().autoIncrement())
+    await output
+      .addColumn("job_id", str(kind, 26), (c) => c.notNull())
+      .addColumn("epoch", "integer", (c) => c.notNull())
+      .addColumn("seq", big(kind), (c) => c.notNull())
+      .addColumn("stream", "integer", (c) => c.notNull())
+      .addColumn("data", blob(kind), (c) => c.notNull())
+      .addUniqueConstraint("job_output_attempt_seq", ["job_id", "epoch", "seq"])
+      .execute()
+    await db.schema.createIndex("job_output_job_pos").on("job_output").columns(["job_id", "pos"]).execute()
+    await db.schema
+      .createTable("job_input")
+      .addColumn("job_id", str(kind, 26), (c) => c.notNull())
+      .addColumn("seq", big(kind), (c) => c.notNull())
+      .addColumn("data", blob(kind))
+      .addPrimaryKeyConstraint("job_input_pk", ["job_id", "seq"])
+      .execute()
+  },
+]
+
+export async function migrate(db: Kysely<any>, kind: StoreKind): Promise<void> {
+  await db.schema
+    .createTable("meta")
+    .ifNotExists()
+    .addColumn("key", str(kind, 64), (c) => c.primaryKey())
+    .addColumn("value", sql`text`, (c) => c.notNull())
+    .execute()
+  for (;;) {
+    const current = async () =>
+      Number((await db.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst())?.value ?? 0)
+    const before = await current()
+    const done = await db.transaction().execute(async (tx) => {
+      const row = await tx.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst()
+      const version = row ? Number(row.value) : 0
+      if (version > steps.length) throw new Error(`database schema version ${version} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`)
+      if (version === steps.length) return true
+      await steps[version](tx, kind)
+      if (row) await tx.updateTable("meta").set({ value: String(version + 1) }).where("key", "=", "schema_version").execute()
+      else await tx.insertInto("meta").values({ key: "schema_version", value: String(version + 1) }).execute()
+      return false
+    }).catch(async (err) => {
+      // Another process (a second coordinator, or `dffmpeg admin`) may have applied the same step first.
+      if ((await current()) > before) return false
+      throw err
+    })
+    if (done) return
+  }
+}
+
+export const SCHEMA_VERSION = steps.length

@@ -1,0 +1,51 @@
+import type { Generated } from "kysely"
+
+/** Table shapes as Kysely sees them. Times are integer milliseconds (UTC); JSON is stored as TEXT. */
+export interface Database {
+  meta: { key: string; value: string }
+  users: { name: string; role: string; key: string; created_at: number }
+  workers: {
+    id: string
+    binaries: string
+    paths: string
+    max_jobs: number
+    version: string
+    capabilities: string
+    registered_at: number
+    last_seen: number
+  }
+  jobs: {
+    id: string
+    requester: string
+    binary: string
+    args: string
+    paths: string
+    cwd: string | null
+    stdin: number
+    status: string
+    epoch: number
+    worker_id: string | null
+    out_seq: number
+    exit_code: number | null
+    exit_signal: string | null
+    error: string | null
+    created_at: number
+    updated_at: number
+    assigned_at: number | null
+    started_at: number | null
+    finished_at: number | null
+  }
+  job_output: {
+    pos: Generated<number>
+    job_id: string
+    epoch: number
+    seq: number
+    stream: number
+    data: Uint8Array
+  }
+  job_input: {
+    job_id: string
+    seq: number
+    data: Uint8Array | null
+  }
+}
