@@ -20,7 +20,8 @@ const targets = [
 
 async function build(outfile: string, target?: string) {
   const res = await Bun.build({
-    entrypoints: [join(root, "src/main.ts")],
+    // Two entrypoints in one executable: main.ts (dispatch + proxy) and the CLI, loaded only when needed.
+    entrypoints: [join(root, "src/main.ts"), join(root, "src/cli/run.ts")],
     minify: true,
     // Bytecode cuts start-up from ~50 ms to ~15 ms, which the proxy pays on every call; it needs ESM output.
     bytecode: true,

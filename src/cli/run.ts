@@ -2,14 +2,19 @@ import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty"
 import { ConfigError, DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
 import { VERSION } from "../shared/version.ts"
+import { Env } from "../shared/config/env.ts"
 import { root } from "./root.ts"
+
+// Re-exported for the proxy, which loads this entrypoint only to explain a broken config file.
+export { explainYaml } from "../shared/config/yaml-explain.ts"
 
 const resolve = async <T,>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? await (v as () => T | Promise<T>)() : await v)
 
 /** Walks subcommands by name (skipping flags) to find the command `--help` is about. */
-async function commandFor(argv: string[]): Promise<[CommandDef, CommandDef | undefined]> {
+async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef; path: string[] }> {
   let cmd: CommandDef = root
   let parent: CommandDef | undefined
+  const path = ["dffmpeg"]
   for (const a of argv) {
     if (a === "--") break
     if (a.startsWith("-")) continue
@@ -18,8 +23,22 @@ async function commandFor(argv: string[]): Promise<[CommandDef, CommandDef | und
     if (!next) break
     parent = cmd
     cmd = await resolve(next)
+    path.push(a)
   }
-  return [cmd, parent]
+  return { cmd, parent, path }
+}
+
+const ANSI = /\x1b\[[0-9;]*m/g
+
+/** citty's usage text with the full command path, and without colours unless writing to a terminal. */
+async function usage(argv: string[], tty: boolean): Promise<string> {
+  const { cmd, parent, path } = await commandFor(argv)
+  let text = await renderUsage(cmd, parent)
+  const meta = await resolve(cmd.meta ?? {})
+  const pmeta = parent ? await resolve(parent.meta ?? {}) : undefined
+  const short = [pmeta?.name, meta.name].filter(Boolean).join(" ")
+  if (path.length > 1 && short) text = text.split(short).join(path.join(" "))
+  return tty && !Env.noColor() ? text : text.replace(ANSI, "")
 }
 
 /**
@@ -29,8 +48,7 @@ async function commandFor(argv: string[]): Promise<[CommandDef, CommandDef | und
 export async function runCli(argv: string[]): Promise<number> {
   const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
   if (flags.includes("--help") || flags.includes("-h")) {
-    const [cmd, parent] = await commandFor(argv)
-    process.stdout.write((await renderUsage(cmd, parent)) + "\n")
+    process.stdout.write((await usage(argv, !!process.stdout.isTTY)) + "\n")
     return ExitCode.OK
   }
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
@@ -57,9 +75,8 @@ async function report(err: unknown, argv: string[]): Promise<number> {
   }
   const e = err as Error & { code?: string }
   if (e?.name === "CLIError") {
-    const [cmd, parent] = await commandFor(argv)
-    process.stderr.write((await renderUsage(cmd, parent)) + "\n\n")
-    process.stderr.write(`dffmpeg: ${e.message.replace(/\x1b\[[0-9;]*m/g, "")}\n`)
+    process.stderr.write((await usage(argv, !!process.stderr.isTTY)) + "\n\n")
+    process.stderr.write(`dffmpeg: ${e.message.replace(ANSI, "")}\n`)
     return ExitCode.USAGE
   }
   process.stderr.write(`dffmpeg: unexpected error: ${e?.stack ?? String(err)}\n`)

@@ -1,5 +1,5 @@
 import { fstatSync, statSync } from "node:fs"
-import { coordinatorUrl, loadConfig, resolveKey } from "../shared/config/load.ts"
+import { coordinatorUrl, loadConfig, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { DffmpegError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
@@ -21,10 +21,11 @@ export interface AttachedOptions {
   warn?: (line: string) => void
   /** Forward this process's stdin to the remote process. */
   stdin?: boolean
+  explainYaml?: YamlExplainer
 }
 
-export async function openClient(configPath?: string, warn?: (line: string) => void) {
-  const { config, base, warnings } = await loadConfig("client", configPath)
+export async function openClient(configPath?: string, warn?: (line: string) => void, explainYaml?: YamlExplainer) {
+  const { config, base, warnings } = await loadConfig("client", configPath, {}, explainYaml)
   for (const w of warnings) warn?.(w)
   const api = createApiClient({ url: coordinatorUrl(config.coordinator), client: config.client_id, key: resolveKey(config, base) })
   return { config, api }
@@ -35,7 +36,7 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
  * and the remote exit code returned. dffmpeg's own failures are thrown as DffmpegError.
  */
 export async function runAttached(o: AttachedOptions): Promise<number> {
-  const { config, api } = await openClient(o.configPath, o.warn)
+  const { config, api } = await openClient(o.configPath, o.warn, o.explainYaml)
   const mapped = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() }).mapArgs(o.args)
   const stdin = o.stdin !== false && hasStdin()
   const res = await api.request("POST", "/api/v1/jobs", {
@@ -70,7 +71,8 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
   let stdin: StdinForwarder | undefined
   let lostAt = 0
   let attempt = 0
-  for (;;) {
+  let outcome: Outcome | undefined
+  while (!outcome) {
     try {
       if (!body) {
         const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor } })
@@ -98,15 +100,16 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
             break
           }
           case Kind.exit:
-            stdin?.stop()
-            return exitCodeOf(frameJson(f) as Outcome, job ?? "?")
+            outcome = frameJson(f) as Outcome
+            break
           case Kind.error: {
             const e = frameJson(f) as { message?: string }
             throw new DffmpegError(e.message ?? "coordinator ended the stream", "E_STREAM", 502, 1)
           }
         }
+        if (outcome) break
       }
-      throw new UnavailableError("the coordinator closed the stream before the job ended")
+      if (!outcome) throw new UnavailableError("the coordinator closed the stream before the job ended")
     } catch (e) {
       body = undefined
       if (!job) throw e instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${e.message}`) : e
@@ -116,6 +119,9 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
       await Bun.sleep(backoff(attempt++))
     }
   }
+  stdin?.stop()
+  // Outside the retry loop: a failed job is an answer, not a reason to re-attach.
+  return exitCodeOf(outcome, job ?? "?")
 }
 
 interface StdinForwarder {

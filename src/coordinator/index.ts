@@ -29,9 +29,9 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const hub = new Hub()
   // A worker keeps one poll open at all times; missing two in a row means it is gone.
   const staleMs = (config.poll_wait_seconds * 2 + 10) * 1000
-  const scheduler = createScheduler({ store, hub, log: log.withTag("coordinator:scheduler"), now, staleMs })
+  const scheduler = createScheduler({ store, hub, log: log.withTag("scheduler"), now, staleMs })
   let ready = false
-  const app = createApp({ store, hub, scheduler, config, log: log.withTag("coordinator:api"), now, staleMs, ready: () => ready })
+  const app = createApp({ store, hub, scheduler, config, log: log.withTag("api"), now, staleMs, ready: () => ready })
   const server = Bun.serve({
     hostname: config.host,
     port: config.port,

@@ -1,4 +1,5 @@
 import { runAttached } from "../client/session.ts"
+import type { YamlExplainer } from "../shared/config/load.ts"
 import { ConfigError, DffmpegError } from "../shared/errors.ts"
 import { PROXY_FAILURE } from "../shared/exit-codes.ts"
 
@@ -8,11 +9,12 @@ import { PROXY_FAILURE } from "../shared/exit-codes.ts"
  * failures. stderr carries nothing of dffmpeg's own unless something went wrong, so callers that parse
  * ffmpeg's output see exactly what a local ffmpeg would print.
  */
-export async function runProxy(tool: string, args: string[]): Promise<number> {
+export async function runProxy(tool: string, args: string[], explainYaml?: YamlExplainer): Promise<number> {
   try {
     return await runAttached({
       binary: tool,
       args,
+      explainYaml,
       warn: process.stderr.isTTY ? (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`) : undefined,
     })
   } catch (err) {

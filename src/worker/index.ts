@@ -9,6 +9,8 @@ import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import type { Assignment, WorkerRegistration } from "../shared/protocol/schemas.ts"
 import { VERSION } from "../shared/version.ts"
 import { startRun, type Run } from "./runner.ts"
+import { httpTransport } from "./transport/http.ts"
+import type { WorkerTransport } from "./transport/types.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
@@ -52,9 +54,9 @@ function healthyPaths(cfg: WorkerConfig, log: Logger): string[] {
  * own process. Coordinator outages are retried with jittered exponential backoff; an authentication
  * failure at start-up is fatal (it will not fix itself).
  */
-export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: string }): Promise<WorkerService> {
+export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: string; transport?: WorkerTransport }): Promise<WorkerService> {
   const log = opts.log.withTag("worker")
-  const api = createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) })
+  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   const binaries = resolveBinaries(cfg, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
@@ -72,8 +74,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   })
 
   const register = async () => {
-    const res = await api.json<{ pollWaitSeconds: number }>("POST", "/api/v1/worker/register", { json: registration() })
-    pollWait = res.pollWaitSeconds
+    pollWait = (await transport.register(registration())).pollWaitSeconds
   }
 
   // First registration: fail fast on a wrong key, retry while the coordinator is down.
@@ -83,16 +84,16 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
       break
     } catch (err) {
       if (err instanceof AuthError || (err instanceof DffmpegError && !retryable(err))) throw err
-      if (attempt === 0) log.warn("coordinator unavailable; retrying", { url: api.url, reason: (err as Error).message })
+      if (attempt === 0) log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
       await Bun.sleep(backoff(attempt))
     }
   }
-  log.info("worker registered", { id: cfg.client_id, url: api.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(",") })
+  log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(",") })
 
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return
-    const run = startRun(a, { api, log: log.withTag("worker:runner"), mapper, binaries, setpriv })
+    const run = startRun(a, { transport, log: log.withTag("runner"), mapper, binaries, setpriv })
     runs.set(key, run)
     run.done.finally(() => runs.delete(key))
   }
@@ -105,15 +106,11 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
         if (!registered) {
           await register()
           registered = true
-          log.info("worker re-registered", { url: api.url })
+          log.info("worker re-registered", { url: transport.url })
         }
-        const res = await api.json<{ jobs: Assignment[] }>("GET", "/api/v1/worker/poll", {
-          query: { wait: pollWait },
-          signal: stopping.signal,
-          timeoutMs: (pollWait + 10) * 1000,
-        })
+        const jobs = await transport.poll(pollWait, stopping.signal)
         attempt = 0
-        for (const a of res.jobs) launch(a)
+        for (const a of jobs) launch(a)
       } catch (err) {
         if (stopping.signal.aborted) break
         // 409: the coordinator forgot us (new database, restart): register again.

@@ -2,15 +2,16 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConflictError, DffmpegError, NotFoundError } from "../shared/errors.ts"
-import { backoff, retryable, readJson, type ApiClient } from "../shared/http/client.ts"
+import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
-import { Kind, encodeFrame, encodeJsonFrame, readFrames } from "../shared/protocol/frames.ts"
+import { Kind, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
+import type { WorkerTransport } from "./transport/types.ts"
 
 export interface RunnerDeps {
-  api: ApiClient
+  transport: WorkerTransport
   log: Logger
   mapper: WorkerMapper
   /** Binary name → executable path, only those this worker may run. */
@@ -33,7 +34,6 @@ export interface Run {
  */
 export function startRun(a: Assignment, deps: RunnerDeps): Run {
   const log = deps.log
-  const q = { epoch: a.epoch }
   let proc: ReturnType<typeof Bun.spawn> | undefined
   let killed = false
   const kill = (signal: NodeJS.Signals = "SIGKILL") => {
@@ -47,10 +47,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
 
   let seq = 0
   const uploader = createUploader({
-    send: async (body) => {
-      const res = await deps.api.request("POST", `/api/v1/jobs/${a.id}/output`, { query: q, body, contentType: "application/vnd.dffmpeg.frames", timeoutMs: 30_000 })
-      await readJson(res)
-    },
+    send: (body) => deps.transport.upload(a.id, a.epoch, body),
     retryable,
     delay: (n) => backoff(n),
   })
@@ -62,7 +59,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
 
   const done = (async () => {
     try {
-      await deps.api.json("POST", `/api/v1/jobs/${a.id}/start`, { query: q })
+      await deps.transport.start(a.id, a.epoch)
     } catch (err) {
       // Not ours any more (reassigned, canceled): never run it.
       log.warn("job not started", { job: a.id, epoch: a.epoch, reason: (err as Error).message })
@@ -126,13 +123,8 @@ function feedStdin(a: Assignment, child: { stdin: unknown }, deps: RunnerDeps, e
     let attempt = 0
     while (!ac.signal.aborted && !exited()) {
       try {
-        const res = await deps.api.request("GET", `/api/v1/jobs/${a.id}/input`, { query: { epoch: a.epoch, after }, signal: ac.signal })
-        if (!res.ok) {
-          await readJson(res)
-          return
-        }
-        attempt = 0
-        for await (const f of readFrames(res.body!)) {
+        for await (const f of deps.transport.input(a.id, a.epoch, after, ac.signal)) {
+          attempt = 0
           if (f.kind === Kind.stdin) {
             sink.write(f.data)
             await sink.flush()

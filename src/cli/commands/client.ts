@@ -2,6 +2,7 @@ import { defineCommand } from "citty"
 import { UsageError } from "../../shared/errors.ts"
 import { describe } from "../../proxy/index.ts"
 import { PROXY_FAILURE } from "../../shared/exit-codes.ts"
+import { explainYaml } from "../../shared/config/yaml-explain.ts"
 
 /**
  * `submit` parses its own options and stops at the first token it does not know (or at `--`), so
@@ -34,7 +35,7 @@ export function parseSubmit(raw: string[]): { config?: string; binary: string; a
 const submit = defineCommand({
   meta: {
     name: "submit",
-    description: "Run ffmpeg/ffprobe on the cluster exactly like the proxy does: dffmpeg client submit [--config F] [--binary ffmpeg|ffprobe] [--] ARGS...",
+    description: "Run ffmpeg/ffprobe on the cluster exactly as the proxy does. Options come first and end at the first other token or at --: [--config F] [-b|--binary ffmpeg|ffprobe] [--] ARGS...",
   },
   args: {
     config: { type: "string", description: "client YAML config" },
@@ -44,7 +45,7 @@ const submit = defineCommand({
     const opts = parseSubmit(rawArgs)
     const { runAttached } = await import("../../client/session.ts")
     try {
-      return await runAttached({ binary: opts.binary, args: opts.args, configPath: opts.config, warn: (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`) })
+      return await runAttached({ binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn: (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`) })
     } catch (err) {
       process.stderr.write(`dffmpeg: ${describe(err)}\n`)
       return PROXY_FAILURE

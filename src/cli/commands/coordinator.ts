@@ -1,5 +1,6 @@
 import { defineCommand } from "citty"
 import { loadConfig } from "../../shared/config/load.ts"
+import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
 import { Env } from "../../shared/config/env.ts"
 import { onStopSignals } from "../lifecycle.ts"
@@ -25,7 +26,7 @@ export default defineCommand({
       overrides.port = Number(a.port)
     }
     if (a["log-level"] ?? Env.logLevel()) overrides.log_level = a["log-level"] ?? Env.logLevel()
-    const { config, base, file, warnings } = await loadConfig("coordinator", a.config, overrides)
+    const { config, base, file, warnings } = await loadConfig("coordinator", a.config, overrides, explainYaml)
     const log = createLogger({ level: config.log_level as Level })
     for (const w of warnings) log.warn(w)
     if (file) log.info("config loaded", { file })

@@ -1,5 +1,6 @@
 import { defineCommand } from "citty"
 import { loadConfig } from "../../shared/config/load.ts"
+import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { Env } from "../../shared/config/env.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
 import { onStopSignals } from "../lifecycle.ts"
@@ -16,7 +17,7 @@ export default defineCommand({
   async run({ args: a, rawArgs }) {
     rejectUnknownFlags(args, rawArgs)
     const level = a["log-level"] ?? Env.logLevel()
-    const { config, base, file, warnings } = await loadConfig("worker", a.config, level ? { log_level: level } : {})
+    const { config, base, file, warnings } = await loadConfig("worker", a.config, level ? { log_level: level } : {}, explainYaml)
     const log = createLogger({ level: config.log_level as Level })
     for (const w of warnings) log.warn(w)
     if (file) log.info("config loaded", { file })

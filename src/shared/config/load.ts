@@ -36,15 +36,16 @@ export function findConfig(role: ConfigRole, explicit?: string): string | undefi
   return hit ? resolve(hit) : undefined
 }
 
-/** Parses YAML with Bun's built-in parser (fast, matters for the proxy); on error, asks `yaml` for a precise message. */
-async function parseYaml(text: string, file: string): Promise<unknown> {
+/** Explains a YAML syntax error precisely (the `yaml` package, loaded only when needed). */
+export type YamlExplainer = (text: string) => Promise<string | undefined> | string | undefined
+
+/** Parses YAML with Bun's built-in parser (fast, matters for the proxy); on error, asks `explain` for a precise message. */
+async function parseYaml(text: string, file: string, explain?: YamlExplainer): Promise<unknown> {
   try {
     return Bun.YAML.parse(text)
-  } catch {
-    const { parseDocument } = await import("yaml")
-    const doc = parseDocument(text)
-    const first = doc.errors[0]
-    throw new ConfigError(`${file} is not valid YAML${first ? `: ${first.message.split("\n")[0]}` : ""}`)
+  } catch (err) {
+    const why = (explain && (await explain(text))) || (err as Error).message
+    throw new ConfigError(`${file} is not valid YAML: ${why}`)
   }
 }
 
@@ -63,7 +64,12 @@ function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): stri
   return out
 }
 
-export async function loadConfig<R extends ConfigRole>(role: R, explicit?: string, overrides: Record<string, unknown> = {}): Promise<Loaded<R>> {
+export async function loadConfig<R extends ConfigRole>(
+  role: R,
+  explicit?: string,
+  overrides: Record<string, unknown> = {},
+  explain?: YamlExplainer,
+): Promise<Loaded<R>> {
   const file = findConfig(role, explicit)
   let raw: unknown = {}
   if (file) {
@@ -73,7 +79,7 @@ export async function loadConfig<R extends ConfigRole>(role: R, explicit?: strin
     } catch (err) {
       throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`)
     }
-    raw = (await parseYaml(text, file)) ?? {}
+    raw = (await parseYaml(text, file, explain)) ?? {}
     if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file} must contain a YAML mapping`)
   }
   const input = { ...(raw as Record<string, unknown>), ...envOverrides(role, raw as Record<string, unknown>), ...overrides }

@@ -14,7 +14,8 @@ const Name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "mu
 /** Path variable names as used in `$Var/...`. */
 export const VarName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a letter or '_' followed by letters, digits or '_'"))
 
-const Arg = v.pipe(v.string(), v.maxLength(65536, "an argument is longer than 64 KiB"))
+// Linux itself refuses arguments over 128 KiB (MAX_ARG_STRLEN), so anything a shell can pass is accepted.
+const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 128 KiB"))
 
 export const SubmitRequest = v.strictObject({
   binary: Name,

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from "kysely"
 import type { StoreKind } from "../types.ts"
+import { writeTransaction } from "./tx.ts"
 
 /**
  * Migrations in code, written once with Kysely's schema builder so that each database is a dialect,
@@ -93,7 +94,8 @@ export async function migrate(db: Kysely<any>, kind: StoreKind): Promise<void> {
     const current = async () =>
       Number((await db.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst())?.value ?? 0)
     const before = await current()
-    const done = await db.transaction().execute(async (tx) => {
+    if (before === steps.length) return
+    const done = await writeTransaction(db, kind, async (tx) => {
       const row = await tx.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst()
       const version = row ? Number(row.value) : 0
       if (version > steps.length) throw new Error(`database schema version ${version} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`)

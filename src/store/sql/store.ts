@@ -3,6 +3,7 @@ import type { ExitReport, Job, JobStatus, Role, User, Worker, WorkerRegistration
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { migrate } from "./migrations.ts"
+import { writeTransaction } from "./tx.ts"
 import type { InputChunk, InputRow, JobFilter, NewJob, OutputChunk, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
@@ -55,6 +56,7 @@ const bytes = (x: Uint8Array | Buffer) => (x instanceof Uint8Array ? x : new Uin
  * what `kind` switches on (RETURNING support, row locking).
  */
 export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: () => Promise<void> = async () => {}): Store {
+  const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
 
   const jobById = async (id: string) => {
     const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
@@ -197,7 +199,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       )
     },
     async appendOutput(id, worker, epoch, chunks: OutputChunk[], exit: ExitReport | undefined, now): Promise<UploadResult> {
-      return db.transaction().execute(async (tx): Promise<UploadResult> => {
+      return tx(async (tx): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
         if (kind !== "sqlite") q = q.forUpdate()
         const row = await q.executeTakeFirst()
@@ -280,3 +282,4 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     },
   }
 }
+

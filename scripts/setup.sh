@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what dffmpeg needs on a fresh Debian machine with Node/npm, idempotently:
+# Bun (from npm), Debian's ffmpeg, the locked JS dependencies. With --services it also starts any of
+# the local test services (PostgreSQL, MariaDB, Redis, RabbitMQ, Mosquitto, NATS) that is down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUN_VERSION=1.4.5
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+if ! command -v bun >/dev/null 2>&1 || [ "$(bun --version 2>/dev/null)" != "$BUN_VERSION" ]; then
+  say "installing bun $BUN_VERSION from npm"
+  npm install -g --silent "bun@$BUN_VERSION" >/dev/null
+fi
+
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
+  say "installing Debian packages: $*"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+need=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
+
+bun install --frozen-lockfile --silent
+
+[ "${1:-}" = "--services" ] || exit 0
+
+# Test services on loopback: start any that is down (commands from the machine's own set-up).
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_up() { for _ in $(seq 1 120); do up "$1" && return 0; sleep 0.5; done; say "$2 did not come up on port $1"; return 1; }
+start() { # port name command...
+  local port=$1 name=$2; shift 2
+  up "$port" && return 0
+  command -v "$1" >/dev/null 2>&1 || { say "$name is not installed; skipping"; return 0; }
+  say "starting $name"
+  "$@" >/dev/null 2>&1 || true
+  wait_up "$port" "$name" || true
+}
+start 5432 postgresql bash -c 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start'
+start 6379 redis redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+start 5672 rabbitmq rabbitmq-server -detached
+start 1883 mosquitto mosquitto -d -c /etc/mosquitto/mosquitto.conf
+start 4222 nats start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+start 3306 mariadb start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+exit 0

@@ -1,0 +1,298 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test"
+import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
+import { createLogger } from "../shared/log.ts"
+import type { Store } from "../store/index.ts"
+import { createSqliteStore } from "../store/sqlite/index.ts"
+import { Hub, topic } from "./hub.ts"
+import { createScheduler, pick, type Candidate, type Scheduler } from "./scheduler.ts"
+
+function worker(id: string, over: Partial<Worker> = {}): Worker {
+  return {
+    id,
+    binaries: ["ffmpeg", "ffprobe"],
+    paths: [],
+    maxJobs: 2,
+    version: "test",
+    capabilities: {},
+    status: "online",
+    registeredAt: 0,
+    lastSeen: 0,
+    ...over,
+  }
+}
+
+const cand = (id: string, load: number, over: Partial<Worker> = {}): Candidate => ({ worker: worker(id, over), load })
+const ffmpeg = { binary: "ffmpeg", paths: [] as string[] }
+
+describe("pick", () => {
+  test.each<[string, { binary: string; paths: string[] }, Candidate[], string | undefined]>([
+    ["no candidates at all", ffmpeg, [], undefined],
+    ["only a worker without the binary", { binary: "ffprobe", paths: [] }, [cand("w1", 0, { binaries: ["ffmpeg"] })], undefined],
+    ["the worker that has the binary", { binary: "ffprobe", paths: [] }, [cand("w1", 0, { binaries: ["ffmpeg"] }), cand("w2", 1, { binaries: ["ffprobe"] })], "w2"],
+    ["only a worker missing one required path", { binary: "ffmpeg", paths: ["Movies", "TV"] }, [cand("w1", 0, { paths: ["Movies"] })], undefined],
+    [
+      "the worker advertising every required path",
+      { binary: "ffmpeg", paths: ["Movies", "TV"] },
+      [cand("w1", 0, { paths: ["Movies"] }), cand("w2", 1, { paths: ["TV", "Movies", "Music"] })],
+      "w2",
+    ],
+    ["any worker when the job needs no path", ffmpeg, [cand("w1", 0, { paths: [] })], "w1"],
+    ["only full workers", ffmpeg, [cand("w1", 2, { maxJobs: 2 }), cand("w2", 3, { maxJobs: 1 })], undefined],
+    ["the worker with a free slot", ffmpeg, [cand("w1", 2, { maxJobs: 2 }), cand("w2", 3, { maxJobs: 4 })], "w2"],
+    ["the lowest relative load", ffmpeg, [cand("w1", 1, { maxJobs: 2 }), cand("w2", 3, { maxJobs: 8 })], "w2"],
+    ["the lowest relative load, listed first", ffmpeg, [cand("w2", 3, { maxJobs: 8 }), cand("w1", 1, { maxJobs: 2 })], "w2"],
+    ["an idle worker over a busier bigger one", ffmpeg, [cand("big", 1, { maxJobs: 16 }), cand("small", 0, { maxJobs: 1 })], "small"],
+    ["the lower absolute load when relative loads tie", ffmpeg, [cand("a", 2, { maxJobs: 4 }), cand("b", 1, { maxJobs: 2 })], "b"],
+    ["the lower absolute load when relative loads tie, listed first", ffmpeg, [cand("b", 1, { maxJobs: 2 }), cand("a", 2, { maxJobs: 4 })], "b"],
+    ["the smaller id when loads tie", ffmpeg, [cand("w2", 1, { maxJobs: 3 }), cand("w1", 1, { maxJobs: 3 })], "w1"],
+    ["the smaller id when loads tie, listed first", ffmpeg, [cand("w1", 1, { maxJobs: 3 }), cand("w2", 1, { maxJobs: 3 })], "w1"],
+    [
+      "an eligible worker, ignoring a less loaded ineligible one",
+      { binary: "ffmpeg", paths: ["Movies"] },
+      [cand("w0", 0, { paths: [] }), cand("w1", 1, { paths: ["Movies"] })],
+      "w1",
+    ],
+  ])("with %s, picks the expected worker", (_name, job, candidates, expected) => {
+    expect(pick(job, candidates)?.worker.id).toBe(expected)
+  })
+
+  test("gives the same answer for every order of the candidates", () => {
+    const all = [cand("w3", 1, { maxJobs: 4 }), cand("w1", 2, { maxJobs: 8 }), cand("w2", 1, { maxJobs: 4 }), cand("w4", 0, { maxJobs: 1, binaries: [] })]
+    const orders = [all, [...all].reverse(), [all[2], all[0], all[3], all[1]], [all[1], all[3], all[2], all[0]]]
+    // w1 has load 2/8 = 0.25 = w2's and w3's 1/4; w2 and w3 have the lower absolute load; w2 the smaller id.
+    for (const order of orders) expect(pick(ffmpeg, order)?.worker.id).toBe("w2")
+  })
+
+  test("returns the candidate object itself, so a caller can bump its load", () => {
+    const c = cand("w1", 0)
+    expect(pick(ffmpeg, [c])).toBe(c)
+  })
+})
+
+describe("createScheduler", () => {
+  const STALE_MS = 30_000
+  const T0 = 1_700_000_000_000
+  let store: Store
+  let hub: Hub
+  let clock: number
+  let scheduler: Scheduler
+  let jobSeq = 0
+
+  const reg = (over: Partial<WorkerRegistration> = {}): WorkerRegistration => ({
+    binaries: ["ffmpeg", "ffprobe"],
+    paths: [],
+    maxJobs: 2,
+    version: "test",
+    capabilities: {},
+    ...over,
+  })
+
+  /** Job ids sort by creation, like the ULIDs the coordinator uses. */
+  const submit = async (over: { binary?: string; paths?: string[]; id?: string } = {}) => {
+    const id = over.id ?? `job-${String(++jobSeq).padStart(4, "0")}`
+    return store.createJob({ id, requester: "alice", binary: over.binary ?? "ffmpeg", args: ["-version"], paths: over.paths ?? [], cwd: null, stdin: false }, clock)
+  }
+
+  const jobsOf = async (workerId: string) => (await store.listJobs({ worker: workerId, limit: 1000 })).map((j) => j.id).sort()
+
+  beforeEach(async () => {
+    store = createSqliteStore({ path: ":memory:" })
+    await store.migrate()
+    hub = new Hub()
+    clock = T0
+    jobSeq = 0
+    scheduler = createScheduler({ store, hub, log: createLogger({ level: "error" }), now: () => clock, staleMs: STALE_MS })
+  })
+
+  afterEach(async () => {
+    await scheduler.idle()
+    await store.close()
+  })
+
+  test("assigns queued jobs only to workers that have the binary and the paths", async () => {
+    await store.upsertWorker("probe-only", reg({ binaries: ["ffprobe"], maxJobs: 8 }), clock)
+    await store.upsertWorker("no-paths", reg({ paths: [], maxJobs: 8 }), clock)
+    await store.upsertWorker("movies", reg({ paths: ["Movies"], maxJobs: 8 }), clock)
+    const a = await submit({ paths: ["Movies"] })
+    const b = await submit({ paths: ["Movies"] })
+    const c = await submit({ binary: "ffmpeg", paths: ["TV"] })
+
+    scheduler.kick()
+    await scheduler.idle()
+
+    expect(await jobsOf("movies")).toEqual([a.id, b.id])
+    expect(await jobsOf("no-paths")).toEqual([])
+    expect(await jobsOf("probe-only")).toEqual([])
+    const left = await store.getJob(c.id)
+    expect(left?.status).toBe("queued")
+    expect(left?.workerId).toBeNull()
+  })
+
+  test("assigns with status assigned, the worker id, epoch 1 and the clock's time", async () => {
+    await store.upsertWorker("w1", reg(), clock)
+    const job = await submit()
+    clock += 5
+    scheduler.kick()
+    await scheduler.idle()
+    const got = await store.getJob(job.id)
+    expect(got).toMatchObject({ status: "assigned", workerId: "w1", epoch: 1, assignedAt: T0 + 5 })
+  })
+
+  test("never assigns beyond maxJobs, even with 20 jobs and many concurrent kicks", async () => {
+    await store.upsertWorker("w1", reg({ maxJobs: 3 }), clock)
+    await store.upsertWorker("w2", reg({ maxJobs: 2 }), clock)
+    await store.upsertWorker("w3", reg({ maxJobs: 5, binaries: ["ffprobe"] }), clock)
+    for (let i = 0; i < 20; i++) await submit()
+
+    await Promise.all(
+      Array.from({ length: 25 }, async (_, i) => {
+        if (i % 3) await Promise.resolve()
+        scheduler.kick()
+        await scheduler.idle()
+        scheduler.kick()
+      }),
+    )
+    await scheduler.idle()
+
+    const loads = await store.workerLoads()
+    expect(loads.get("w1")).toBe(3)
+    expect(loads.get("w2")).toBe(2)
+    expect(loads.get("w3")).toBeUndefined()
+    expect(await store.queuedJobs(100)).toHaveLength(15)
+  })
+
+  test("fills a freed slot on the next kick, and only that one", async () => {
+    await store.upsertWorker("w1", reg({ maxJobs: 2 }), clock)
+    const jobs = []
+    for (let i = 0; i < 5; i++) jobs.push(await submit())
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await jobsOf("w1")).toEqual([jobs[0].id, jobs[1].id])
+
+    // The first job runs and completes: one slot frees up.
+    await store.start(jobs[0].id, "w1", 1, clock)
+    await store.appendOutput(jobs[0].id, "w1", 1, [], { code: 0, signal: null }, clock)
+    for (let i = 0; i < 5; i++) scheduler.kick()
+    await scheduler.idle()
+
+    expect((await store.workerLoads()).get("w1")).toBe(2)
+    expect((await store.getJob(jobs[2].id))?.status).toBe("assigned")
+    expect((await store.getJob(jobs[3].id))?.status).toBe("queued")
+  })
+
+  test("spreads jobs by relative load across workers", async () => {
+    await store.upsertWorker("big", reg({ maxJobs: 4 }), clock)
+    await store.upsertWorker("small", reg({ maxJobs: 2 }), clock)
+    for (let i = 0; i < 6; i++) await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    const loads = await store.workerLoads()
+    expect(loads.get("big")).toBe(4)
+    expect(loads.get("small")).toBe(2)
+  })
+
+  test("assigns the oldest queued job first", async () => {
+    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
+    // Inserted out of order; ids (ULID-like) order by submission time.
+    await submit({ id: "01J0000000000000000000000C" })
+    await submit({ id: "01J0000000000000000000000A" })
+    await submit({ id: "01J0000000000000000000000B" })
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await jobsOf("w1")).toEqual(["01J0000000000000000000000A"])
+  })
+
+  test("notifies the topic of each worker that got a job, and no other", async () => {
+    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
+    await store.upsertWorker("w2", reg({ binaries: ["ffprobe"] }), clock)
+    const stop = new AbortController()
+    let w1Woke = false
+    let w2Woke = false
+    const w1 = hub.wait(topic.worker("w1"), 60_000).then(() => (w1Woke = true))
+    const w2 = hub.wait(topic.worker("w2"), 60_000, stop.signal).then(() => (w2Woke = true))
+    await submit()
+
+    scheduler.kick()
+    await scheduler.idle()
+    await w1
+    expect(w1Woke).toBe(true)
+    // w2's waiter is still registered: nothing was notified on its topic.
+    expect(hub.size).toBe(1)
+    expect(w2Woke).toBe(false)
+    stop.abort()
+    await w2
+    expect(hub.size).toBe(0)
+  })
+
+  test("gives nothing to a worker whose last poll is older than staleMs", async () => {
+    await store.upsertWorker("stale", reg({ maxJobs: 8 }), T0)
+    await store.upsertWorker("fresh", reg({ maxJobs: 1 }), T0 + 1)
+    clock = T0 + STALE_MS
+    await submit()
+    await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await jobsOf("stale")).toEqual([])
+    expect(await jobsOf("fresh")).toEqual(["job-0001"])
+    expect(await store.queuedJobs(10)).toHaveLength(1)
+  })
+
+  test("assigns again once a stale worker polls (touches) again", async () => {
+    await store.upsertWorker("w1", reg(), T0)
+    clock = T0 + STALE_MS + 1
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+
+    await store.touchWorker("w1", clock)
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
+  })
+
+  test("treats a worker seen just under staleMs ago as alive", async () => {
+    await store.upsertWorker("w1", reg(), T0)
+    clock = T0 + STALE_MS - 1
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
+  })
+
+  test("idle() resolves at once when nothing was kicked", async () => {
+    await scheduler.idle()
+    expect(await store.queuedJobs(10)).toEqual([])
+  })
+
+  test("a kick with no workers leaves jobs queued, and a later kick assigns them", async () => {
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+    await store.upsertWorker("w1", reg(), clock)
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("assigned")
+  })
+
+  // Known bug (see report): a pass reads only the 200 oldest queued jobs and stops when none of them can be
+  // assigned, so 200 jobs that no worker can run starve every job behind them. Remove `.failing` once fixed.
+  test.failing("assigns a job queued behind 200 jobs that no worker can run", async () => {
+    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
+    for (let i = 0; i < 200; i++) await submit({ paths: ["Nowhere"] })
+    const last = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(last.id))?.workerId).toBe("w1")
+  })
+
+  test("assigns a job queued behind fewer than 200 jobs that no worker can run", async () => {
+    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
+    for (let i = 0; i < 199; i++) await submit({ paths: ["Nowhere"] })
+    const last = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(last.id))?.workerId).toBe("w1")
+  })
+})

@@ -1,0 +1,226 @@
+import { afterAll, beforeEach, describe, expect, test } from "bun:test"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, relative } from "node:path"
+import { ConfigError } from "../errors.ts"
+import { coordinatorUrl, loadConfig, resolveKey } from "./load.ts"
+
+const root = mkdtempSync(join(tmpdir(), "dffmpeg-config-"))
+let dir = ""
+let dirs = 0
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true })
+})
+
+beforeEach(() => {
+  dir = join(root, `case-${++dirs}`)
+  mkdirSync(dir, { recursive: true })
+})
+
+/** Writes `text` to `name` in this test's directory and returns its path. */
+function file(name: string, text: string): string {
+  const p = join(dir, name)
+  mkdirSync(join(p, ".."), { recursive: true })
+  writeFileSync(p, text)
+  return p
+}
+
+/** The ConfigError thrown by `fn` (fails the test if it does not throw one). */
+async function configError(fn: () => unknown): Promise<ConfigError> {
+  let caught: unknown
+  try {
+    await fn()
+  } catch (err) {
+    caught = err
+  }
+  expect(caught).toBeInstanceOf(ConfigError)
+  return caught as ConfigError
+}
+
+describe("loadConfig", () => {
+  test.each([
+    ["an empty file", ""],
+    ["a file with only comments", "# nothing here\n"],
+  ])("gives the coordinator defaults for %s", async (_name, text) => {
+    const path = file("coordinator.yaml", text)
+    const loaded = await loadConfig("coordinator", path)
+    expect(loaded.config).toEqual({
+      host: "127.0.0.1",
+      port: 8000,
+      path_base: "",
+      database: { engine: "sqlite", path: "./dffmpeg.db" },
+      allowed_binaries: ["ffmpeg", "ffprobe"],
+      poll_wait_seconds: 25,
+      log_level: "info",
+    })
+    expect(loaded.warnings).toEqual([])
+    expect(loaded.file).toBe(path)
+    expect(loaded.base).toBe(dir)
+  })
+
+  test("reads the values that are set and defaults the rest", async () => {
+    const path = file("c.yaml", "host: 0.0.0.0\nport: 9000\ndatabase:\n  path: /var/lib/dffmpeg/db.sqlite\nlog_level: debug\n")
+    const { config } = await loadConfig("coordinator", path)
+    expect(config).toMatchObject({ host: "0.0.0.0", port: 9000, database: { engine: "sqlite", path: "/var/lib/dffmpeg/db.sqlite" }, log_level: "debug", poll_wait_seconds: 25 })
+  })
+
+  test("resolves a relative explicit path to an absolute file and base", async () => {
+    const path = file("rel.yaml", "port: 1234\n")
+    const loaded = await loadConfig("coordinator", relative(process.cwd(), path))
+    expect(loaded.file).toBe(path)
+    expect(loaded.base).toBe(dir)
+  })
+
+  test.each([
+    ["coordinator", "hots: x\n", "hots"],
+    ["coordinator", "database:\n  pth: x.db\n", "database.pth"],
+    ["worker", "client_id: w1\ncoordinator:\n  hots: example.org\n", "coordinator.hots"],
+    ["client", "client_id: c1\ncoordinator:\n  host: example.org\n  path_bse: /x\n", "coordinator.path_bse"],
+    ["worker", "client_id: w1\nmax_job: 2\n", "max_job"],
+  ] as const)("%s: an unknown key produces a warning naming %j", async (role, text, key) => {
+    const path = file(`${role}.yaml`, text)
+    const loaded = await loadConfig(role, path)
+    expect(loaded.warnings).toHaveLength(1)
+    expect(loaded.warnings[0]).toContain(`unknown config key ${key} `)
+    expect(loaded.warnings[0]).toContain(path)
+  })
+
+  test("unknown keys are ignored, known siblings still apply", async () => {
+    const path = file("w.yaml", "client_id: w1\ncoordinator:\n  hots: a\n  host: b\n")
+    const { config } = await loadConfig("worker", path)
+    expect(config.coordinator).toEqual({ scheme: "http", host: "b", port: 8000, path_base: "" })
+    expect(config.coordinator).not.toHaveProperty("hots")
+  })
+
+  test("keys under maps of user-chosen names (worker paths) are not reported as unknown", async () => {
+    const path = file("w.yaml", "client_id: w1\npaths:\n  Movies: /srv/movies\nbinaries:\n  ffmpeg: /usr/bin/ffmpeg\n")
+    const loaded = await loadConfig("worker", path)
+    expect(loaded.warnings).toEqual([])
+    expect(loaded.config.paths).toEqual({ Movies: "/srv/movies" })
+  })
+
+  test.each([
+    ["coordinator", "port: eighty\n", "port: "],
+    ["coordinator", "port: 70000\n", "port: "],
+    ["coordinator", "database:\n  engine: oracle\n", "database.engine: "],
+    ["coordinator", "allowed_binaries: [ffmpeg, 'bad name']\n", "allowed_binaries.1: "],
+    ["coordinator", "poll_wait_seconds: 0\n", "poll_wait_seconds: "],
+    ["worker", "client_id: w1\npaths:\n  Movies: relative/dir\n", "paths.Movies: must be an absolute path"],
+    ["worker", "client_id: 'no spaces'\n", "client_id: "],
+    ["client", "client_id: c1\ncoordinator:\n  scheme: ftp\n", "coordinator.scheme: "],
+  ] as const)("%s: an invalid value (%j) throws ConfigError with an issue line naming its path", async (role, text, prefix) => {
+    const path = file(`${role}.yaml`, text)
+    const err = await configError(() => loadConfig(role, path))
+    expect(err.message).toContain(path)
+    expect(err.issues.some((line) => line.startsWith(prefix))).toBe(true)
+  })
+
+  test("a missing required key is an issue too", async () => {
+    const path = file("w.yaml", "max_jobs: 2\n")
+    const err = await configError(() => loadConfig("worker", path))
+    expect(err.issues.some((line) => line.includes("client_id"))).toBe(true)
+  })
+
+  test.each([
+    ["an unclosed flow sequence", "port: [1, 2\n"],
+    ["bad indentation", "database:\n  path: a\n engine: sqlite\n"],
+    ["a tab-indented block", "database:\n\tpath: a\n"],
+  ])("invalid YAML (%s) throws ConfigError naming the file", async (_name, text) => {
+    const path = file("bad.yaml", text)
+    const err = await configError(() => loadConfig("coordinator", path))
+    expect(err.message).toContain(path)
+    expect(err.message).toContain("is not valid YAML")
+  })
+
+  test.each([
+    ["a list", "- a\n- b\n"],
+    ["a scalar", "just text\n"],
+  ])("a YAML document that is %s throws ConfigError", async (_name, text) => {
+    const path = file("list.yaml", text)
+    const err = await configError(() => loadConfig("coordinator", path))
+    expect(err.message).toContain(path)
+    expect(err.message).toContain("mapping")
+  })
+
+  test("an explicit path that does not exist throws ConfigError naming it", async () => {
+    const missing = join(dir, "nope.yaml")
+    const err = await configError(() => loadConfig("coordinator", missing))
+    expect(err.message).toContain(missing)
+    expect(err.message).toContain("does not exist")
+  })
+})
+
+describe("resolveKey", () => {
+  test("reads hmac_key_file relative to the config file's directory, trimmed", async () => {
+    file("conf/keys/worker.key", "  S0VZ\n")
+    const path = file("conf/worker.yaml", "client_id: w1\nhmac_key_file: keys/worker.key\n")
+    const loaded = await loadConfig("worker", path)
+    expect(loaded.base).toBe(join(dir, "conf"))
+    expect(resolveKey(loaded.config, loaded.base)).toBe("S0VZ")
+  })
+
+  test("reads an absolute hmac_key_file whatever the base", () => {
+    const key = file("abs.key", "QUJD\n")
+    expect(resolveKey({ hmac_key_file: key }, "/nonexistent")).toBe("QUJD")
+  })
+
+  test("prefers hmac_key_file over hmac_key", () => {
+    const key = file("k", "FROMFILE")
+    expect(resolveKey({ hmac_key: "INLINE", hmac_key_file: key }, dir)).toBe("FROMFILE")
+  })
+
+  test("uses an inline hmac_key, trimmed", () => {
+    expect(resolveKey({ hmac_key: " INLINE \n" }, dir)).toBe("INLINE")
+  })
+
+  test("reports a missing key file with its resolved path and the reason", async () => {
+    const err = await configError(() => resolveKey({ hmac_key_file: "keys/missing.key" }, dir))
+    expect(err.message).toContain(join(dir, "keys/missing.key"))
+    expect(err.message).toContain("ENOENT")
+  })
+
+  test("reports a key file that is a directory", async () => {
+    mkdirSync(join(dir, "keydir"))
+    const err = await configError(() => resolveKey({ hmac_key_file: "keydir" }, dir))
+    expect(err.message).toContain(join(dir, "keydir"))
+  })
+
+  test("requires one of hmac_key and hmac_key_file", async () => {
+    const err = await configError(() => resolveKey({}, dir))
+    expect(err.message).toContain("hmac_key or hmac_key_file is required")
+  })
+})
+
+describe("coordinatorUrl", () => {
+  const link = { scheme: "http", host: "coord.lan", port: 8000, path_base: "" }
+
+  test.each([
+    ["", "http://coord.lan:8000"],
+    ["/x", "http://coord.lan:8000/x"],
+    ["x/", "http://coord.lan:8000/x"],
+    ["/x/", "http://coord.lan:8000/x"],
+    ["x", "http://coord.lan:8000/x"],
+    ["//x//", "http://coord.lan:8000/x"],
+    ["/a/b/", "http://coord.lan:8000/a/b"],
+  ])("path_base %j gives %s", (path_base, expected) => {
+    expect(coordinatorUrl({ ...link, path_base })).toBe(expected)
+  })
+
+  // Known bug (see report): a path_base of only slashes yields a trailing slash. Remove `.failing` once fixed.
+  test.failing("path_base '/' gives no trailing slash", () => {
+    expect(coordinatorUrl({ ...link, path_base: "/" })).toBe("http://coord.lan:8000")
+  })
+
+  test.each([
+    ["::1", "http://[::1]:8000"],
+    ["[::1]", "http://[::1]:8000"],
+    ["192.168.1.5", "http://192.168.1.5:8000"],
+  ])("host %s is written as a URL host", (host, expected) => {
+    expect(coordinatorUrl({ ...link, host })).toBe(expected)
+  })
+
+  test("keeps the scheme and port", () => {
+    expect(coordinatorUrl({ scheme: "https", host: "h", port: 443, path_base: "/dffmpeg" })).toBe("https://h:443/dffmpeg")
+  })
+})

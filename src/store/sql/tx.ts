@@ -1,0 +1,23 @@
+import { sql, type Kysely } from "kysely"
+import type { StoreKind } from "../types.ts"
+
+/**
+ * A read-then-write transaction. SQLite's default deferred BEGIN takes the write lock only at the
+ * first write, and a reader that then tries to upgrade while another process (`dffmpeg admin`)
+ * writes gets SQLITE_BUSY at once, without the busy timeout; BEGIN IMMEDIATE takes the lock up
+ * front and waits for it. Server databases lock rows with SELECT ... FOR UPDATE instead.
+ */
+export async function writeTransaction<DB, T>(db: Kysely<DB>, kind: StoreKind, fn: (tx: Kysely<DB>) => Promise<T>): Promise<T> {
+  if (kind !== "sqlite") return db.transaction().execute(fn)
+  return db.connection().execute(async (conn) => {
+    await sql`begin immediate`.execute(conn)
+    try {
+      const result = await fn(conn)
+      await sql`commit`.execute(conn)
+      return result
+    } catch (err) {
+      await sql`rollback`.execute(conn)
+      throw err
+    }
+  })
+}

@@ -1,0 +1,201 @@
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { BIN, requireBinary, waitFor } from "./bin.ts"
+import { Proc } from "./proc.ts"
+
+export interface RunResult {
+  code: number
+  stdout: Uint8Array
+  stderr: Uint8Array
+  /** stdout/stderr as text (lossy; compare bytes for exactness). */
+  out: string
+  err: string
+}
+
+export interface RunOptions {
+  cwd?: string
+  /** Bytes for stdin; `"devnull"` for /dev/null; undefined: a pipe that is closed at once. */
+  stdin?: Uint8Array | "devnull"
+  env?: Record<string, string>
+  timeoutMs?: number
+}
+
+export interface ClusterOptions {
+  workers?: number
+  maxJobs?: number
+  /** Extra keys for every worker's YAML. */
+  workerConfig?: Record<string, unknown>
+  coordinatorConfig?: Record<string, unknown>
+  /** Environment for every process (e.g. PATH with a fake ffmpeg first). */
+  env?: Record<string, string>
+  /** Register workers but do not start them (tests that start them later). */
+  startWorkers?: boolean
+}
+
+const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
+
+/**
+ * A real cluster on 127.0.0.1: the compiled binary as coordinator (port 0), workers and the proxy,
+ * each a separate process. Storage is one directory that the client sees as `client/media` and the
+ * workers see as `worker-N/mnt` (different paths, as on real nodes).
+ */
+export class Cluster {
+  readonly dir: string
+  readonly storage: string
+  readonly clientMedia: string
+  readonly binDir: string
+  readonly clientConfig: string
+  readonly coordinatorConfig: string
+  coordinator!: Proc
+  url!: string
+  port!: number
+  readonly workers: Proc[] = []
+  readonly workerIds: string[] = []
+  private keys = new Map<string, string>()
+
+  private constructor(readonly opts: ClusterOptions) {
+    requireBinary()
+    this.dir = mkdtempSync(join(tmpdir(), "dffmpeg-test-"))
+    this.storage = join(this.dir, "storage")
+    mkdirSync(this.storage)
+    mkdirSync(join(this.dir, "client"))
+    this.clientMedia = join(this.dir, "client", "media")
+    symlinkSync(this.storage, this.clientMedia)
+    this.binDir = join(this.dir, "bin")
+    mkdirSync(this.binDir)
+    for (const t of ["ffmpeg", "ffprobe"]) symlinkSync(BIN, join(this.binDir, t))
+    this.coordinatorConfig = join(this.dir, "coordinator.yaml")
+    this.clientConfig = join(this.dir, "client.yaml")
+  }
+
+  static async start(opts: ClusterOptions = {}): Promise<Cluster> {
+    const c = new Cluster(opts)
+    try {
+      await c.boot()
+    } catch (err) {
+      await c.stop()
+      throw err
+    }
+    return c
+  }
+
+  private env(extra: Record<string, string> = {}): Record<string, string> {
+    return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.dir, ...this.opts.env, ...extra }
+  }
+
+  private async boot() {
+    writeFileSync(this.coordinatorConfig, yaml({ host: "127.0.0.1", port: 0, database: { path: "./coordinator.db" }, ...this.opts.coordinatorConfig }))
+    await this.addUser("client1", "client")
+    await this.startCoordinator()
+    writeFileSync(this.clientConfig, yaml({ client_id: "client1", hmac_key_file: "client1.key", coordinator: { port: this.port }, paths: { Media: this.clientMedia } }))
+    for (let i = 1; i <= (this.opts.workers ?? 1); i++) {
+      const id = `worker${i}`
+      await this.addUser(id, "worker")
+      this.workerIds.push(id)
+      if (this.opts.startWorkers !== false) await this.startWorker(id)
+    }
+  }
+
+  async startCoordinator(): Promise<Proc> {
+    const p = Bun.spawn([BIN, "coordinator", "--config", this.coordinatorConfig], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    this.coordinator = new Proc("coordinator", p)
+    const m = await this.coordinator.waitForLine(/listening on (http:\/\/127\.0\.0\.1:(\d+))/)
+    this.url = m[1]
+    this.port = Number(m[2])
+    return this.coordinator
+  }
+
+  async addUser(name: string, role: "client" | "worker" | "admin"): Promise<string> {
+    const r = await this.admin(["users", "add", name, "--role", role])
+    if (r.code !== 0) throw new Error(`users add ${name} failed: ${r.err}`)
+    const key = r.out.trim()
+    this.keys.set(name, key)
+    writeFileSync(join(this.dir, `${name}.key`), key + "\n", { mode: 0o600 })
+    return key
+  }
+
+  key(name: string): string {
+    return this.keys.get(name)!
+  }
+
+  workerMedia(id: string): string {
+    return join(this.dir, id, "mnt")
+  }
+
+  async startWorker(id: string, extra: Record<string, unknown> = {}): Promise<Proc> {
+    const wdir = join(this.dir, id)
+    mkdirSync(wdir, { recursive: true })
+    rmSync(this.workerMedia(id), { force: true })
+    symlinkSync(this.storage, this.workerMedia(id))
+    const cfg = join(wdir, "worker.yaml")
+    writeFileSync(
+      cfg,
+      yaml({
+        client_id: id,
+        hmac_key_file: `../${id}.key`,
+        coordinator: { port: this.port },
+        paths: { Media: this.workerMedia(id) },
+        max_jobs: this.opts.maxJobs ?? 4,
+        ...this.opts.workerConfig,
+        ...extra,
+      }),
+    )
+    const p = Bun.spawn([BIN, "worker", "--config", cfg], { cwd: wdir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    const proc = new Proc(id, p)
+    const idx = this.workerIds.indexOf(id)
+    this.workers[idx === -1 ? this.workers.length : idx] = proc
+    await proc.waitForLine(/worker registered/)
+    return proc
+  }
+
+  /** Runs `dffmpeg admin --config <coordinator.yaml> ...args`. */
+  admin(args: string[]): Promise<RunResult> {
+    return this.exec([BIN, "admin", "--config", this.coordinatorConfig, ...args], {})
+  }
+
+  /** Runs the proxy: the `ffmpeg`/`ffprobe` symlink to the compiled binary. */
+  run(tool: "ffmpeg" | "ffprobe", args: string[], o: RunOptions = {}): Promise<RunResult> {
+    return this.exec([join(this.binDir, tool), ...args], o, { DFFMPEG_CLIENT_CONFIG: this.clientConfig })
+  }
+
+  /** Runs the real local binary with the same arguments, for comparison. */
+  local(tool: "ffmpeg" | "ffprobe", args: string[], o: RunOptions = {}): Promise<RunResult> {
+    return this.exec([tool, ...args], o)
+  }
+
+  async exec(cmd: string[], o: RunOptions, env: Record<string, string> = {}): Promise<RunResult> {
+    const stdin = o.stdin === "devnull" ? "ignore" : o.stdin ? new Blob([o.stdin]) : "pipe"
+    const p = Bun.spawn(cmd, { cwd: o.cwd ?? this.dir, env: this.env({ ...env, ...o.env }), stdin, stdout: "pipe", stderr: "pipe" })
+    if (stdin === "pipe") (p.stdin as import("bun").FileSink).end()
+    const timer = setTimeout(() => p.kill("SIGKILL"), o.timeoutMs ?? 60_000)
+    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).bytes(), new Response(p.stderr).bytes(), p.exited])
+    clearTimeout(timer)
+    const dec = new TextDecoder()
+    return { code, stdout, stderr, out: dec.decode(stdout), err: dec.decode(stderr) }
+  }
+
+  /** `admin jobs ls --json`, parsed. */
+  async jobs(): Promise<{ id: string; status: string; exitCode: number | null; workerId: string | null; error: string | null }[]> {
+    const r = await this.admin(["jobs", "ls", "--json", "--limit", "1000"])
+    if (r.code !== 0) throw new Error(`jobs ls failed: ${r.err}`)
+    return JSON.parse(r.out)
+  }
+
+  waitFor = waitFor
+
+  /** Every process's log, for a failing test's message. */
+  logs(): string {
+    return [this.coordinator, ...this.workers].filter(Boolean).map((p) => `--- ${p.name}\n${p.log()}`).join("\n")
+  }
+
+  async stop() {
+    await Promise.all(this.workers.filter(Boolean).map((w) => w.stop("SIGTERM")))
+    await this.coordinator?.stop("SIGTERM")
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.stop()
+  }
+}

@@ -1,0 +1,27 @@
+import { existsSync, mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { ROOT } from "./bin.ts"
+
+const CACHE = join(ROOT, "test", ".media")
+
+/**
+ * Test media made with the real local ffmpeg (Debian's), cached between runs. Returns the cached file;
+ * tests copy it into their cluster's storage.
+ */
+export async function sample(name: "av.mkv" | "av10s.mkv"): Promise<string> {
+  mkdirSync(CACHE, { recursive: true })
+  const out = join(CACHE, name)
+  if (existsSync(out)) return out
+  const seconds = name === "av10s.mkv" ? 10 : 2
+  const tmp = `${out}.${process.pid}.tmp.mkv`
+  const p = Bun.spawnSync([
+    "ffmpeg", "-v", "error", "-y",
+    "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=320x240:rate=25`,
+    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
+    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", tmp,
+  ])
+  if (p.exitCode !== 0) throw new Error(`making ${name} failed: ${p.stderr.toString()}`)
+  const { renameSync } = await import("node:fs")
+  renameSync(tmp, out)
+  return out
+}
