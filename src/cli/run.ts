@@ -45,6 +45,15 @@ async function usage(argv: string[], tty: boolean): Promise<string> {
  * The CLI edge: runs a command and maps every error to one message and an exit code (README lists
  * them). The only place besides main.ts that decides the process exit status.
  */
+/** The exit status a (sub)command asked for; see `exitWith`. */
+const commandStatus: { code: number | undefined } = { code: undefined }
+
+/** Ends a command with this exit status (the proxy-like commands: the remote process's code). */
+export function exitWith(code: number): number {
+  commandStatus.code = code
+  return code
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
   if (flags.includes("--help") || flags.includes("-h")) {
@@ -56,8 +65,10 @@ export async function runCli(argv: string[]): Promise<number> {
     return ExitCode.OK
   }
   try {
+    // citty drops a subcommand's return value, so commands that end with a status report it here.
+    commandStatus.code = undefined
     const { result } = await runCommand(root, { rawArgs: argv })
-    return typeof result === "number" ? result : ExitCode.OK
+    return commandStatus.code ?? (typeof result === "number" ? result : ExitCode.OK)
   } catch (err) {
     return report(err, argv)
   }

@@ -6,7 +6,7 @@ import { createUploader } from "../shared/http/uploader.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
 import { Kind, encodeFrame, frameJson, readFrames } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
-import { exitCodeOf } from "./outcome.ts"
+import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink } from "./output.ts"
 
 const FRAMES = "application/vnd.dffmpeg.frames"
@@ -41,11 +41,38 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
   const stdin = o.stdin !== false && hasStdin()
   const res = await api.request("POST", "/api/v1/jobs", {
     query: { attach: 1 },
-    json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin },
+    json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin, attached: true },
   })
   if (!res.ok || !res.body) await readJson(res)
-  return follow(api, res.body!, stdin)
+  return follow(api, res.body!, { stdin, signals: true, signalTimeoutMs: config.signal_timeout_seconds * 1000 })
 }
+
+/** Submits a job without following it; returns it (for `client submit --detach`). */
+export async function submitDetached(o: AttachedOptions & { retries: number }): Promise<Job> {
+  const { config, api } = await openClient(o.configPath, o.warn, o.explainYaml)
+  const mapped = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() }).mapArgs(o.args)
+  return api.json<Job>("POST", "/api/v1/jobs", {
+    json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin: false, attached: false, retries: o.retries },
+  })
+}
+
+/** Follows an existing job from the start of its output (`client attach`): replayed, then live. */
+export async function attach(id: string, configPath?: string, warn?: (line: string) => void): Promise<number> {
+  const { config, api } = await openClient(configPath, warn)
+  const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, { query: { after: 0 } })
+  if (!res.ok || !res.body) await readJson(res)
+  return follow(api, res.body!, { stdin: false, signals: false, signalTimeoutMs: config.signal_timeout_seconds * 1000 }, id)
+}
+
+export interface FollowOptions {
+  /** Forward this process's stdin to the job. */
+  stdin: boolean
+  /** Forward SIGINT/SIGTERM/SIGHUP to the remote process (the proxy); cancel if it does not end in time. */
+  signals: boolean
+  signalTimeoutMs: number
+}
+
+const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const
 
 /**
  * False when stdin is closed or is /dev/null: nothing can ever be read, so the remote process gets
@@ -61,95 +88,143 @@ export function hasStdin(): boolean {
   }
 }
 
-/** Relays a job's frame stream, re-attaching after the last position seen if the connection drops. */
-export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, forwardStdin: boolean, knownJob?: string): Promise<number> {
+/**
+ * Relays a job's frame stream, re-attaching after the last position seen if the connection drops.
+ * Signals are forwarded to the remote process; if it has not ended `signalTimeoutMs` after the first
+ * one, the job is canceled and this process exits 128+signal. A reader that closed our stdout (EPIPE)
+ * cancels the job too.
+ */
+export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, o: FollowOptions, knownJob?: string): Promise<number> {
   const out = createSink(process.stdout)
   const err = createSink(process.stderr)
   let job = knownJob
   let cursor = 0
   let body: ReadableStream<Uint8Array> | undefined = first
-  let stdin: StdinForwarder | undefined
+  let downlink: Downlink | undefined
   let lostAt = 0
   let attempt = 0
   let outcome: Outcome | undefined
-  while (!outcome) {
-    try {
-      if (!body) {
-        const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor } })
-        if (!res.ok || !res.body) await readJson(res)
-        body = res.body!
-      }
-      for await (const f of readFrames(body)) {
-        lostAt = 0
-        attempt = 0
-        switch (f.kind) {
-          case Kind.stdout:
-            await out.write(f.data)
-            cursor = f.seq
-            break
-          case Kind.stderr:
-            await err.write(f.data)
-            cursor = f.seq
-            break
-          case Kind.event: {
-            const ev = frameJson(f) as { type: string; job?: Job }
-            if (ev.type === "job" && ev.job) {
-              job = ev.job.id
-              if (forwardStdin && !stdin) stdin = forwardStdinTo(api, job)
-            }
-            break
-          }
-          case Kind.exit:
-            outcome = frameJson(f) as Outcome
-            break
-          case Kind.error: {
-            const e = frameJson(f) as { message?: string }
-            throw new DffmpegError(e.message ?? "coordinator ended the stream", "E_STREAM", 502, 1)
-          }
-        }
-        if (outcome) break
-      }
-      if (!outcome) throw new UnavailableError("the coordinator closed the stream before the job ended")
-    } catch (e) {
-      body = undefined
-      if (!job) throw e instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${e.message}`) : e
-      if (!retryable(e)) throw e
-      lostAt ||= Date.now()
-      if (Date.now() - lostAt > RECONNECT_MS) throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while job ${job} was running: ${(e as Error).message}`)
-      await Bun.sleep(backoff(attempt++))
-    }
+  const pending: string[] = []
+  let deadline: ReturnType<typeof setTimeout> | undefined
+  let forceExit!: (code: number) => void
+  const forced = new Promise<number>((resolve) => (forceExit = resolve))
+  const cancel = (why: string) => (job ? api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {}) : Promise.resolve()).then(() => why)
+  const onSignal = (sig: (typeof FORWARDED)[number]) => {
+    if (downlink) downlink.signal(sig)
+    else pending.push(sig)
+    deadline ??= setTimeout(async () => {
+      await cancel(sig)
+      process.stderr.write(`dffmpeg: the remote process did not stop within ${o.signalTimeoutMs / 1000} s of ${sig}; canceled job ${job ?? "(not yet submitted)"}\n`)
+      forceExit(128 + (signalNumber(sig) ?? 0))
+    }, o.signalTimeoutMs)
   }
-  stdin?.stop()
-  // Outside the retry loop: a failed job is an answer, not a reason to re-attach.
-  return exitCodeOf(outcome, job ?? "?")
+  if (o.signals) for (const sig of FORWARDED) process.on(sig, onSignal)
+  const startDownlink = () => {
+    if (downlink || !job || (!o.stdin && !o.signals)) return
+    downlink = openDownlink(api, job, o.stdin)
+    for (const sig of pending.splice(0)) downlink.signal(sig)
+  }
+  const relay = async (): Promise<number> => {
+    while (!outcome) {
+      try {
+        if (!body) {
+          const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor } })
+          if (!res.ok || !res.body) await readJson(res)
+          body = res.body!
+        }
+        for await (const f of readFrames(body)) {
+          lostAt = 0
+          attempt = 0
+          switch (f.kind) {
+            case Kind.stdout:
+              await out.write(f.data)
+              cursor = f.seq
+              if (out.broken) {
+                await cancel("EPIPE")
+                throw new DffmpegError(`the reader closed our standard output; canceled job ${job}`, "E_EPIPE", 499, 1)
+              }
+              break
+            case Kind.stderr:
+              await err.write(f.data)
+              cursor = f.seq
+              break
+            case Kind.event: {
+              const ev = frameJson(f) as { type: string; job?: Job }
+              if (ev.type === "job" && ev.job) {
+                job = ev.job.id
+                startDownlink()
+              }
+              break
+            }
+            case Kind.exit:
+              outcome = frameJson(f) as Outcome
+              break
+            case Kind.error: {
+              const e = frameJson(f) as { message?: string }
+              throw new DffmpegError(e.message ?? "coordinator ended the stream", "E_STREAM", 502, 1)
+            }
+          }
+          if (outcome) break
+        }
+        if (!outcome) throw new UnavailableError("the coordinator closed the stream before the job ended")
+      } catch (e) {
+        body = undefined
+        if (!job) throw e instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${e.message}`) : e
+        // A dropped connection mid-stream (coordinator restarting) surfaces as a plain network error.
+        const network = !(e instanceof DffmpegError) && typeof (e as { code?: unknown })?.code === "string"
+        if ((!retryable(e) && !network) || (e instanceof DffmpegError && e.code === "E_EPIPE")) throw e
+        lostAt ||= Date.now()
+        if (Date.now() - lostAt > RECONNECT_MS)
+          throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while job ${job} was running: ${(e as Error).message}`)
+        await Bun.sleep(backoff(attempt++))
+      }
+    }
+    // Outside the retry loop: a failed job is an answer, not a reason to re-attach.
+    return exitCodeOf(outcome, job ?? "?")
+  }
+  try {
+    return await Promise.race([relay(), forced])
+  } finally {
+    downlink?.stop()
+    clearTimeout(deadline)
+    if (o.signals) for (const sig of FORWARDED) process.off(sig, onSignal)
+  }
 }
 
-interface StdinForwarder {
+interface Downlink {
+  signal(sig: string): void
   stop(): void
 }
 
-/** Sends this process's stdin to the job, in order, ending with an end-of-input frame. */
-function forwardStdinTo(api: ApiClient, job: string): StdinForwarder {
+/**
+ * The caller's side of the job's downlink: this process's stdin (in order, ending with an
+ * end-of-input frame) and the signals it receives, in one sequence so their order is kept.
+ */
+function openDownlink(api: ApiClient, job: string, forwardStdin: boolean): Downlink {
   let stopped = false
+  let seq = 0
   const up = createUploader({
     send: async (body) => void (await api.json("POST", `/api/v1/jobs/${job}/stdin`, { body, contentType: FRAMES })),
     retryable,
     delay: (n) => backoff(n),
     maxBacklog: 16 * 1024 * 1024,
   })
-  ;(async () => {
-    let seq = 0
-    try {
-      for await (const chunk of Bun.stdin.stream()) {
-        if (stopped) return
-        if (chunk.length) await up.push(encodeFrame(Kind.stdin, ++seq, chunk))
+  if (forwardStdin)
+    (async () => {
+      try {
+        for await (const chunk of Bun.stdin.stream()) {
+          if (stopped) return
+          if (chunk.length) await up.push(encodeFrame(Kind.stdin, ++seq, chunk))
+        }
+      } catch {
+        // No stdin at all (closed descriptor) reads as an empty input.
       }
-    } catch {
-      // No stdin at all (closed descriptor) reads as an empty input.
-    }
-    if (!stopped) await up.push(encodeFrame(Kind.stdinEnd, ++seq))
-  })().catch(() => {})
+      if (!stopped) await up.push(encodeFrame(Kind.stdinEnd, ++seq))
+    })().catch(() => {})
   return {
+    signal(sig) {
+      up.push(encodeFrame(Kind.signal, ++seq, new TextEncoder().encode(sig))).catch(() => {})
+    },
     stop() {
       stopped = true
       up.close()

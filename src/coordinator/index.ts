@@ -5,6 +5,7 @@ import { createStore, type Store } from "../store/index.ts"
 import { MAX_BODY, createApp } from "./api/app.ts"
 import { Hub } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
+import { createJanitor, timings } from "./janitor.ts"
 
 export interface Service {
   url: string
@@ -27,11 +28,13 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const dbPath = config.database.path === ":memory:" || isAbsolute(config.database.path) ? config.database.path : join(opts.base, config.database.path)
   const store = opts.store ?? (await createStore({ engine: config.database.engine, path: dbPath }))
   const hub = new Hub()
-  // A worker keeps one poll open at all times; missing two in a row means it is gone.
-  const staleMs = (config.poll_wait_seconds * 2 + 10) * 1000
+  const t = timings(config)
+  // Workers poll (and heartbeat) continuously; one silent for the worker threshold gets nothing new.
+  const staleMs = Math.max(t.workerStale, (config.poll_wait_seconds + 5) * 1000)
   const scheduler = createScheduler({ store, hub, log: log.withTag("scheduler"), now, staleMs })
+  const janitor = createJanitor({ store, hub, scheduler, log: log.withTag("janitor"), now, timings: t, startedAt: now() })
   let ready = false
-  const app = createApp({ store, hub, scheduler, config, log: log.withTag("api"), now, staleMs, ready: () => ready })
+  const app = createApp({ store, hub, scheduler, janitor, config, log: log.withTag("api"), now, staleMs, ready: () => ready })
   const server = Bun.serve({
     hostname: config.host,
     port: config.port,
@@ -45,10 +48,17 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   ready = true
   log.info(`listening on ${url}`, { database: config.database.engine === "sqlite" ? dbPath : config.database.engine })
   scheduler.kick()
+  janitor.start()
   let stopped: Promise<void> | undefined
   const stop = () =>
     (stopped ??= (async () => {
       ready = false
+      if (config.shutdown_delay_seconds > 0) {
+        // Load balancers see 503 on /health and move traffic away while we still serve.
+        log.info("shutting down: /health reports 503", { delay_seconds: config.shutdown_delay_seconds })
+        await Bun.sleep(config.shutdown_delay_seconds * 1000)
+      }
+      await janitor.stop()
       await server.stop(true)
       await scheduler.idle()
       await store.close()

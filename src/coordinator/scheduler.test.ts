@@ -56,6 +56,21 @@ describe("pick", () => {
     expect(pick(job, candidates)?.worker.id).toBe(expected)
   })
 
+  test.each(["registering", "draining", "offline"] as const)("never picks a %s worker, even an idle one", (status) => {
+    expect(pick(ffmpeg, [cand("w1", 0, { status })])).toBeUndefined()
+    expect(pick(ffmpeg, [cand("w1", 0, { status }), cand("w2", 1, { maxJobs: 2 })])?.worker.id).toBe("w2")
+  })
+
+  test.each<[string, Candidate[], string[], string | undefined]>([
+    ["passes over an excluded worker for another free one", [cand("w1", 0), cand("w2", 1)], ["w1"], "w2"],
+    ["waits for a busy capable worker rather than taking an excluded one", [cand("w1", 0), cand("w2", 2, { maxJobs: 2 })], ["w1"], undefined],
+    ["takes an excluded worker when it is the only capable one", [cand("w1", 0), cand("w2", 0, { binaries: ["ffprobe"] })], ["w1"], "w1"],
+    ["takes an excluded worker when every capable one is excluded", [cand("w1", 1), cand("w2", 0)], ["w1", "w2"], "w2"],
+    ["ignores an excluded worker that is not online when judging alternatives", [cand("w1", 0), cand("w2", 0, { status: "draining" })], ["w1"], "w1"],
+  ])("%s", (_name, candidates, excluded, expected) => {
+    expect(pick({ ...ffmpeg, excluded }, candidates)?.worker.id).toBe(expected)
+  })
+
   test("gives the same answer for every order of the candidates", () => {
     const all = [cand("w3", 1, { maxJobs: 4 }), cand("w1", 2, { maxJobs: 8 }), cand("w2", 1, { maxJobs: 4 }), cand("w4", 0, { maxJobs: 1, binaries: [] })]
     const orders = [all, [...all].reverse(), [all[2], all[0], all[3], all[1]], [all[1], all[3], all[2], all[0]]]
@@ -84,13 +99,22 @@ describe("createScheduler", () => {
     maxJobs: 2,
     version: "test",
     capabilities: {},
+    draining: false,
     ...over,
   })
+
+  /** Registers a worker and verifies it with the token it was given, so that it is online. */
+  const online = async (id: string, r: WorkerRegistration, at: number) => {
+    const token = `token-${id}`
+    await store.upsertWorker(id, r, token, at)
+    expect(await store.verifyWorker(id, token, at)).toBe(true)
+    expect((await store.getWorker(id))?.status).toBe("online")
+  }
 
   /** Job ids sort by creation, like the ULIDs the coordinator uses. */
   const submit = async (over: { binary?: string; paths?: string[]; id?: string } = {}) => {
     const id = over.id ?? `job-${String(++jobSeq).padStart(4, "0")}`
-    return store.createJob({ id, requester: "alice", binary: over.binary ?? "ffmpeg", args: ["-version"], paths: over.paths ?? [], cwd: null, stdin: false }, clock)
+    return store.createJob({ id, requester: "alice", binary: over.binary ?? "ffmpeg", args: ["-version"], paths: over.paths ?? [], cwd: null, stdin: false, attached: false, retries: 0 }, clock)
   }
 
   const jobsOf = async (workerId: string) => (await store.listJobs({ worker: workerId, limit: 1000 })).map((j) => j.id).sort()
@@ -110,9 +134,9 @@ describe("createScheduler", () => {
   })
 
   test("assigns queued jobs only to workers that have the binary and the paths", async () => {
-    await store.upsertWorker("probe-only", reg({ binaries: ["ffprobe"], maxJobs: 8 }), clock)
-    await store.upsertWorker("no-paths", reg({ paths: [], maxJobs: 8 }), clock)
-    await store.upsertWorker("movies", reg({ paths: ["Movies"], maxJobs: 8 }), clock)
+    await online("probe-only", reg({ binaries: ["ffprobe"], maxJobs: 8 }), clock)
+    await online("no-paths", reg({ paths: [], maxJobs: 8 }), clock)
+    await online("movies", reg({ paths: ["Movies"], maxJobs: 8 }), clock)
     const a = await submit({ paths: ["Movies"] })
     const b = await submit({ paths: ["Movies"] })
     const c = await submit({ binary: "ffmpeg", paths: ["TV"] })
@@ -129,7 +153,7 @@ describe("createScheduler", () => {
   })
 
   test("assigns with status assigned, the worker id, epoch 1 and the clock's time", async () => {
-    await store.upsertWorker("w1", reg(), clock)
+    await online("w1", reg(), clock)
     const job = await submit()
     clock += 5
     scheduler.kick()
@@ -139,9 +163,9 @@ describe("createScheduler", () => {
   })
 
   test("never assigns beyond maxJobs, even with 20 jobs and many concurrent kicks", async () => {
-    await store.upsertWorker("w1", reg({ maxJobs: 3 }), clock)
-    await store.upsertWorker("w2", reg({ maxJobs: 2 }), clock)
-    await store.upsertWorker("w3", reg({ maxJobs: 5, binaries: ["ffprobe"] }), clock)
+    await online("w1", reg({ maxJobs: 3 }), clock)
+    await online("w2", reg({ maxJobs: 2 }), clock)
+    await online("w3", reg({ maxJobs: 5, binaries: ["ffprobe"] }), clock)
     for (let i = 0; i < 20; i++) await submit()
 
     await Promise.all(
@@ -162,7 +186,7 @@ describe("createScheduler", () => {
   })
 
   test("fills a freed slot on the next kick, and only that one", async () => {
-    await store.upsertWorker("w1", reg({ maxJobs: 2 }), clock)
+    await online("w1", reg({ maxJobs: 2 }), clock)
     const jobs = []
     for (let i = 0; i < 5; i++) jobs.push(await submit())
     scheduler.kick()
@@ -181,8 +205,8 @@ describe("createScheduler", () => {
   })
 
   test("spreads jobs by relative load across workers", async () => {
-    await store.upsertWorker("big", reg({ maxJobs: 4 }), clock)
-    await store.upsertWorker("small", reg({ maxJobs: 2 }), clock)
+    await online("big", reg({ maxJobs: 4 }), clock)
+    await online("small", reg({ maxJobs: 2 }), clock)
     for (let i = 0; i < 6; i++) await submit()
     scheduler.kick()
     await scheduler.idle()
@@ -192,7 +216,7 @@ describe("createScheduler", () => {
   })
 
   test("assigns the oldest queued job first", async () => {
-    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
+    await online("w1", reg({ maxJobs: 1 }), clock)
     // Inserted out of order; ids (ULID-like) order by submission time.
     await submit({ id: "01J0000000000000000000000C" })
     await submit({ id: "01J0000000000000000000000A" })
@@ -203,8 +227,8 @@ describe("createScheduler", () => {
   })
 
   test("notifies the topic of each worker that got a job, and no other", async () => {
-    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
-    await store.upsertWorker("w2", reg({ binaries: ["ffprobe"] }), clock)
+    await online("w1", reg({ maxJobs: 1 }), clock)
+    await online("w2", reg({ binaries: ["ffprobe"] }), clock)
     const stop = new AbortController()
     let w1Woke = false
     let w2Woke = false
@@ -225,8 +249,8 @@ describe("createScheduler", () => {
   })
 
   test("gives nothing to a worker whose last poll is older than staleMs", async () => {
-    await store.upsertWorker("stale", reg({ maxJobs: 8 }), T0)
-    await store.upsertWorker("fresh", reg({ maxJobs: 1 }), T0 + 1)
+    await online("stale", reg({ maxJobs: 8 }), T0)
+    await online("fresh", reg({ maxJobs: 1 }), T0 + 1)
     clock = T0 + STALE_MS
     await submit()
     await submit()
@@ -238,7 +262,7 @@ describe("createScheduler", () => {
   })
 
   test("assigns again once a stale worker polls (touches) again", async () => {
-    await store.upsertWorker("w1", reg(), T0)
+    await online("w1", reg(), T0)
     clock = T0 + STALE_MS + 1
     const job = await submit()
     scheduler.kick()
@@ -252,12 +276,63 @@ describe("createScheduler", () => {
   })
 
   test("treats a worker seen just under staleMs ago as alive", async () => {
-    await store.upsertWorker("w1", reg(), T0)
+    await online("w1", reg(), T0)
     clock = T0 + STALE_MS - 1
     const job = await submit()
     scheduler.kick()
     await scheduler.idle()
     expect((await store.getJob(job.id))?.workerId).toBe("w1")
+  })
+
+  test("gives nothing to a registering worker until it verifies its token", async () => {
+    await store.upsertWorker("w1", reg(), "secret", clock)
+    expect((await store.getWorker("w1"))?.status).toBe("registering")
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+
+    expect(await store.verifyWorker("w1", "wrong", clock)).toBe(false)
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+
+    expect(await store.verifyWorker("w1", "secret", clock)).toBe(true)
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await store.getJob(job.id)).toMatchObject({ status: "assigned", workerId: "w1" })
+  })
+
+  test("gives nothing to a draining or offline worker", async () => {
+    await online("drain", reg({ maxJobs: 8 }), clock)
+    await online("gone", reg({ maxJobs: 8 }), clock)
+    // Re-registering with draining set keeps a verified worker verified but draining.
+    expect((await store.upsertWorker("drain", reg({ maxJobs: 8, draining: true }), "t2", clock)).status).toBe("draining")
+    await store.setWorkerStatus("gone", "offline", clock)
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+
+    await online("w1", reg(), clock)
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
+  })
+
+  test("re-assigns a job given up by a worker to another one", async () => {
+    await online("w1", reg(), clock)
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
+    await online("w2", reg({ maxJobs: 1 }), clock)
+    // w1 never started it: it goes back to the queue with w1 excluded. Both are idle and w1 would win the tie
+    // by id, so w2 getting it shows the exclusion.
+    expect(await store.unassign(job.id, 1, "timed out", clock)).toMatchObject({ status: "queued", excluded: ["w1"] })
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await store.getJob(job.id)).toMatchObject({ status: "assigned", workerId: "w2", epoch: 2 })
   })
 
   test("idle() resolves at once when nothing was kicked", async () => {
@@ -270,17 +345,19 @@ describe("createScheduler", () => {
     scheduler.kick()
     await scheduler.idle()
     expect((await store.getJob(job.id))?.status).toBe("queued")
-    await store.upsertWorker("w1", reg(), clock)
+    await online("w1", reg(), clock)
     scheduler.kick()
     await scheduler.idle()
     expect((await store.getJob(job.id))?.status).toBe("assigned")
   })
 
-  // Known bug (see report): a pass reads only the 200 oldest queued jobs and stops when none of them can be
-  // assigned, so 200 jobs that no worker can run starve every job behind them. Remove `.failing` once fixed.
-  test.failing("assigns a job queued behind 200 jobs that no worker can run", async () => {
-    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
-    for (let i = 0; i < 200; i++) await submit({ paths: ["Nowhere"] })
+  // Known bug (see report): a pass reads only one page of the oldest queued jobs and stops when none of them
+  // can be assigned, so a page of jobs that no worker can run starves every job behind them. The page is
+  // meant to be 200 jobs, but store.queuedJobs currently ignores its limit and returns up to 1000 (a second
+  // known bug), so 1000 blockers are needed to show it. Remove `.failing` once fixed.
+  test.failing("assigns a job queued behind a full page (1000) of jobs that no worker can run", async () => {
+    await online("w1", reg({ maxJobs: 1 }), clock)
+    for (let i = 0; i < 1000; i++) await submit({ paths: ["Nowhere"] })
     const last = await submit()
     scheduler.kick()
     await scheduler.idle()
@@ -288,7 +365,7 @@ describe("createScheduler", () => {
   })
 
   test("assigns a job queued behind fewer than 200 jobs that no worker can run", async () => {
-    await store.upsertWorker("w1", reg({ maxJobs: 1 }), clock)
+    await online("w1", reg({ maxJobs: 1 }), clock)
     for (let i = 0; i < 199; i++) await submit({ paths: ["Nowhere"] })
     const last = await submit()
     scheduler.kick()

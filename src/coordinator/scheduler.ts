@@ -9,15 +9,19 @@ export interface Candidate {
 }
 
 /**
- * Pure choice: the eligible worker for `job` with the lowest relative load. Eligible means it has the
- * binary, advertises every path variable the job needs and has a free slot.
+ * Pure choice: the eligible worker for `job` with the lowest relative load. Eligible means it is
+ * online (not registering, draining or offline), has the binary, advertises every path variable the
+ * job needs and has a free slot. A worker that lost or gave up this job before is passed over while
+ * another capable worker exists, even a busy one (the job then waits for it).
  */
-export function pick(job: Pick<Job, "binary" | "paths">, candidates: Candidate[]): Candidate | undefined {
+export function pick(job: Pick<Job, "binary" | "paths"> & { excluded?: string[] }, candidates: Candidate[]): Candidate | undefined {
+  const able = candidates.filter((c) => (c.worker.status ?? "online") === "online" && c.worker.binaries.includes(job.binary) && job.paths.every((p) => c.worker.paths.includes(p)))
+  const excluded = job.excluded ?? []
+  const avoid = excluded.length > 0 && able.some((c) => !excluded.includes(c.worker.id))
   let best: Candidate | undefined
-  for (const c of candidates) {
+  for (const c of able) {
     if (c.load >= c.worker.maxJobs) continue
-    if (!c.worker.binaries.includes(job.binary)) continue
-    if (!job.paths.every((p) => c.worker.paths.includes(p))) continue
+    if (avoid && excluded.includes(c.worker.id)) continue
     if (!best) {
       best = c
       continue
@@ -50,7 +54,7 @@ export function createScheduler(deps: { store: Store; hub: Hub; log: Logger; now
       const queued = await deps.store.queuedJobs(200)
       if (!queued.length) return
       const now = deps.now()
-      const workers = (await deps.store.listWorkers()).filter((w) => now - w.lastSeen < deps.staleMs)
+      const workers = (await deps.store.listWorkers()).filter((w) => w.status === "online" && now - w.lastSeen < deps.staleMs)
       if (!workers.length) return
       const loads = await deps.store.workerLoads()
       const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))

@@ -15,3 +15,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
 export function isName(s: string): boolean {
   return NAME.test(s)
 }
+
+/** A one-time token (32 random bytes, base64url, 43 characters). */
+export function newToken(): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")
+}

@@ -1,4 +1,4 @@
-import type { ExitReport, Job, JobStatus, Role, User, Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
+import type { ExitReport, Job, JobEvent, JobStatus, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../shared/protocol/schemas.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -10,6 +10,8 @@ export interface NewJob {
   paths: string[]
   cwd: string | null
   stdin: boolean
+  attached: boolean
+  retries: number
 }
 
 export interface OutputChunk {
@@ -26,33 +28,43 @@ export interface StreamRow {
   data: Uint8Array
 }
 
+/** One entry of a job's downlink, in the caller's sequence: stdin bytes, end of stdin, or a signal. */
 export interface InputChunk {
   seq: number
-  /** `undefined` data marks the end of stdin. */
-  data?: Uint8Array
+  /** Frame kind: Kind.stdin, Kind.stdinEnd or Kind.signal. */
+  kind: number
+  data: Uint8Array
 }
-
-export interface InputRow {
-  seq: number
-  data: Uint8Array | null
-}
+export type InputRow = InputChunk
 
 export interface JobFilter {
   requester?: string
   status?: JobStatus
   worker?: string
+  /** Only jobs created at or after this time (ms). */
+  since?: number
   limit?: number
 }
+
+/** What a worker's heartbeat says it runs. */
+export interface HeldJob {
+  id: string
+  epoch: number
+}
+
+/** Outcome of losing a job's worker: re-queued (detached, retries left) or failed. */
+export type LostResult = { job: Job; requeued: boolean } | undefined
 
 export type UploadResult =
   | { ok: true; job: Job; finished: boolean }
   | { ok: false; reason: "not-found" | "stale" | "gap"; job?: Job; expected?: number }
 
 /**
- * Domain-level persistence. Every state change is one guarded statement (or one transaction): when
- * the guard does not match, another actor won the race and the method returns `undefined`/`false`
- * rather than throwing. Time is passed in (`now`, ms since the epoch) so that callers and tests own
- * the clock.
+ * Domain-level persistence. Every state change is a compare-and-set on (status, epoch), and every
+ * change that happened is recorded in the job's timeline in the same transaction: when the guard does
+ * not match, another actor (a worker, a janitor, another coordinator) won the race and the method
+ * returns `undefined`/`false` rather than throwing. Time is passed in (`now`, ms) so that callers and
+ * tests own the clock; liveness is always compared against times written by the same clock.
  */
 export interface Store {
   readonly kind: StoreKind
@@ -65,14 +77,24 @@ export interface Store {
   listUsers(): Promise<User[]>
   removeUser(name: string): Promise<boolean>
 
-  upsertWorker(id: string, reg: WorkerRegistration, now: number): Promise<Worker>
+  /** Creates or refreshes a worker. New (or offline) workers start `registering` with `token`. */
+  upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number): Promise<Worker>
+  /** The token a registering worker must echo (undefined once verified). */
+  workerToken(id: string): Promise<string | undefined>
+  /** registering → online when `token` matches (the worker proved its channel works). */
+  verifyWorker(id: string, token: string, now: number): Promise<boolean>
+  /** Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. */
   touchWorker(id: string, now: number): Promise<void>
+  setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>
   getWorker(id: string): Promise<Worker | undefined>
   listWorkers(): Promise<Worker[]>
+  /** online/draining/registering workers not heard from since `before` become offline; returns their ids. */
+  reapWorkers(before: number): Promise<string[]>
 
   createJob(job: NewJob, now: number): Promise<Job>
   getJob(id: string): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
+  events(id: string): Promise<JobEvent[]>
   /** Oldest queued jobs first. */
   queuedJobs(limit: number): Promise<Job[]>
   /** Jobs assigned or running, per worker id. */
@@ -84,15 +106,45 @@ export interface Store {
   /** assigned → running, only for the worker and epoch of the assignment. */
   start(id: string, worker: string, epoch: number, now: number): Promise<Job | undefined>
   /**
+   * A worker's heartbeat for the jobs it holds: refreshes the worker and each job that is still its
+   * own at that epoch, and returns the ones that are not (the worker must stop them).
+   */
+  heartbeat(worker: string, held: HeldJob[], now: number): Promise<HeldJob[]>
+  /**
    * Appends output of one attempt (idempotent for repeated sequence numbers, refusing gaps) and, when
    * `exit` is given, ends the job in the same transaction, so a reader never sees the end before the
    * last byte.
    */
   appendOutput(id: string, worker: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, now: number): Promise<UploadResult>
   readOutput(id: string, after: number, limit: number): Promise<StreamRow[]>
-  /** Appends caller stdin (idempotent by sequence number). Returns false if the job is unknown. */
+  /** Appends to the job's downlink (idempotent by sequence number). False if the job is unknown. */
   appendInput(id: string, chunks: InputChunk[]): Promise<boolean>
   readInput(id: string, after: number, limit: number): Promise<InputRow[]>
-  /** Ends a non-terminal job as failed with a reason (worker refused it, ...). */
-  failJob(id: string, reason: string, now: number): Promise<Job | undefined>
+  /** Ends a non-terminal job as failed with a reason; with `epoch`, only while still at that epoch. */
+  failJob(id: string, reason: string, now: number, epoch?: number): Promise<Job | undefined>
+  /**
+   * Asks for a job to stop. A queued or assigned job is canceled at once; a running one is marked and
+   * its worker stops it (then it ends `canceled`). Undefined if the job had already ended.
+   */
+  requestCancel(id: string, reason: string, now: number): Promise<Job | undefined>
+  /** A running job whose worker has been asked to cancel and is gone: canceled now. */
+  forceCanceled(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
+  /** assigned → queued (assignment timed out or refused), excluding that worker next time. */
+  unassign(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
+  /**
+   * The worker of this attempt is lost: a detached job with retries left goes back to the queue
+   * (its partial output dropped), any other is failed with `reason`.
+   */
+  loseJob(id: string, epoch: number, reason: string, now: number): Promise<LostResult>
+  /** Refreshes the last time an attached caller was seen following the job. */
+  touchClient(id: string, now: number): Promise<void>
+
+  // Janitor selections (all compare against times this store's clock wrote).
+  runningWithoutHeartbeat(before: number): Promise<Job[]>
+  assignedSince(before: number): Promise<Job[]>
+  queuedSince(before: number): Promise<Job[]>
+  /** Attached, non-terminal jobs whose caller was last seen before `before`. */
+  abandoned(before: number): Promise<Job[]>
+  /** Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since then. */
+  prune(before: number): Promise<{ jobs: number; workers: number }>
 }

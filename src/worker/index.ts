@@ -1,4 +1,4 @@
-import { accessSync, constants, statSync } from "node:fs"
+import { accessSync, constants } from "node:fs"
 import { isAbsolute } from "node:path"
 import { coordinatorUrl, resolveKey } from "../shared/config/load.ts"
 import type { WorkerConfig } from "../shared/config/schema.ts"
@@ -11,6 +11,7 @@ import { VERSION } from "../shared/version.ts"
 import { startRun, type Run } from "./runner.ts"
 import { httpTransport } from "./transport/http.ts"
 import type { WorkerTransport } from "./transport/types.ts"
+import { createMountMonitor } from "./mounts.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
@@ -35,46 +36,45 @@ function resolveBinaries(cfg: WorkerConfig, log: Logger): Map<string, string> {
   return out
 }
 
-/** Path variables whose directory exists now; a missing one is not advertised. */
-function healthyPaths(cfg: WorkerConfig, log: Logger): string[] {
-  const out: string[] = []
-  for (const [name, dir] of Object.entries(cfg.paths)) {
-    try {
-      if (!statSync(dir).isDirectory()) throw new Error("not a directory")
-      out.push(name)
-    } catch (err) {
-      log.warn("path variable unavailable; not advertised", { variable: name, path: dir, reason: (err as Error).message })
-    }
-  }
-  return out.sort()
-}
-
 /**
- * Registers with the coordinator, then keeps one long poll open for assignments and runs each in its
- * own process. Coordinator outages are retried with jittered exponential backoff; an authentication
- * failure at start-up is fatal (it will not fix itself).
+ * Registers with the coordinator (then proves its job channel with the token it receives there), keeps
+ * one long poll open for assignments and runs each in its own process. Heartbeats report the jobs it
+ * holds; jobs the coordinator no longer considers ours are killed, and if no heartbeat has been
+ * acknowledged for two intervals the worker stops its jobs itself (self-fencing), before the coordinator
+ * can give them to another worker. Coordinator outages are retried with jittered exponential backoff;
+ * an authentication failure at start-up is fatal (it will not fix itself).
+ *
+ * `stop()` drains: no new work (re-registers as draining, gives back assignments), waits for running
+ * jobs for at least `min_drain_time_seconds`; `stop(true)` (second signal) gives running jobs up: they
+ * are re-queued when they may be, and fail with a clear reason otherwise.
  */
 export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: string; transport?: WorkerTransport }): Promise<WorkerService> {
   const log = opts.log.withTag("worker")
   const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   const binaries = resolveBinaries(cfg, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
+  const mounts = createMountMonitor(cfg, log)
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   const runs = new Map<string, Run>()
   const stopping = new AbortController()
-  let pollWait = 25
+  let draining = false
+  let timing = { pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15 }
+  let paths = await mounts.check()
+  let lastAck = performance.now()
 
   const registration = (): WorkerRegistration => ({
+    draining,
     binaries: [...binaries.keys()].sort(),
-    paths: healthyPaths(cfg, log),
+    paths,
     maxJobs: cfg.max_jobs,
     version: VERSION,
-    capabilities: {},
+    capabilities: { platform: process.platform, arch: process.arch },
   })
 
   const register = async () => {
-    pollWait = (await transport.register(registration())).pollWaitSeconds
+    timing = await transport.register(registration())
+    lastAck = performance.now()
   }
 
   // First registration: fail fast on a wrong key, retry while the coordinator is down.
@@ -88,51 +88,138 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
       await Bun.sleep(backoff(attempt))
     }
   }
-  log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(",") })
+  log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(","), paths: paths.join(",") })
 
+  const runOpts = { transport, log: log.withTag("runner"), mapper, binaries, setpriv, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return
-    const run = startRun(a, { transport, log: log.withTag("runner"), mapper, binaries, setpriv })
+    if (draining) {
+      // Assigned before the coordinator saw us draining: give it back for another worker.
+      transport.reject(a.id, a.epoch).catch((err) => log.debug("could not give back a job", { job: a.id, reason: (err as Error).message }))
+      return
+    }
+    const run = startRun(a, runOpts)
     runs.set(key, run)
-    run.done.finally(() => runs.delete(key))
+    run.done.finally(() => {
+      runs.delete(key)
+      idleWaiters.splice(0).forEach((f) => f())
+    })
   }
+  const idleWaiters: (() => void)[] = []
 
-  const loop = (async () => {
+  let needRegister = false
+  const poller = (async () => {
     let attempt = 0
-    let registered = true
     while (!stopping.signal.aborted) {
       try {
-        if (!registered) {
+        if (needRegister) {
           await register()
-          registered = true
+          needRegister = false
           log.info("worker re-registered", { url: transport.url })
         }
-        const jobs = await transport.poll(pollWait, stopping.signal)
+        const res = await transport.poll(timing.pollWaitSeconds, stopping.signal)
         attempt = 0
-        for (const a of jobs) launch(a)
+        if (res.verify) {
+          await transport.verify(res.verify)
+          log.info("worker online", { url: transport.url })
+        }
+        for (const a of res.jobs) launch(a)
       } catch (err) {
         if (stopping.signal.aborted) break
-        // 409: the coordinator forgot us (new database, restart): register again.
-        if (err instanceof DffmpegError && err.status === 409) registered = false
+        // 409: the coordinator forgot us (new database, reaped as offline): register again.
+        if (err instanceof DffmpegError && err.status === 409) needRegister = true
         else if (attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
-        if (!retryable(err) && !(err instanceof DffmpegError && err.status === 409)) registered = false
+        if (!retryable(err) && !(err instanceof DffmpegError && err.status === 409)) needRegister = true
         await Bun.sleep(backoff(attempt++))
       }
     }
   })()
 
-  let stopped: Promise<void> | undefined
+  // Heartbeats, self-fencing, re-registration and mount checks: timers, never blocking the event loop.
+  const held = () => [...runs.values()].map((r) => ({ id: r.id, epoch: r.epoch }))
+  let fenced = false
+  const beat = async () => {
+    try {
+      const res = await transport.heartbeat(held())
+      lastAck = performance.now()
+      fenced = false
+      for (const s of res.stale) {
+        const r = runs.get(`${s.id}:${s.epoch}`)
+        if (!r) continue
+        log.warn("job is no longer ours; killing it", { job: s.id, epoch: s.epoch })
+        r.fence()
+      }
+      if (res.reregister) needRegister = true
+    } catch (err) {
+      log.debug("heartbeat failed", { reason: (err as Error).message })
+    }
+  }
+  const fenceCheck = () => {
+    const silentMs = performance.now() - lastAck
+    if (fenced || runs.size === 0 || silentMs <= 2 * timing.heartbeatSeconds * 1000) return
+    fenced = true
+    const why = `worker ${cfg.client_id} lost contact with the coordinator for ${(silentMs / 1000).toFixed(1)} s and stopped the job`
+    log.error("no heartbeat acknowledged; stopping all jobs (self-fencing)", { jobs: runs.size, silent_seconds: +(silentMs / 1000).toFixed(1) })
+    for (const r of runs.values()) r.abandon(why)
+  }
+  const every = (ms: () => number, fn: () => unknown) => {
+    let t: ReturnType<typeof setTimeout>
+    const loop = () => {
+      t = setTimeout(async () => {
+        await fn()
+        if (!stopping.signal.aborted || runs.size) loop()
+      }, ms() * (0.9 + Math.random() * 0.2))
+    }
+    loop()
+    return () => clearTimeout(t)
+  }
+  const timers = [
+    every(() => timing.heartbeatSeconds * 1000, beat),
+    every(() => Math.min(500, timing.heartbeatSeconds * 250), fenceCheck),
+    every(() => timing.registrationSeconds * 1000, async () => {
+      if (!stopping.signal.aborted) needRegister = true
+    }),
+    every(() => cfg.mount_check_interval_seconds * 1000, async () => {
+      const now = await mounts.check()
+      if (now.join() === paths.join()) return
+      paths = now
+      // Advertise the change at once, not at the next registration.
+      await register().catch((err) => {
+        needRegister = true
+        log.debug("re-registration failed", { reason: (err as Error).message })
+      })
+    }),
+  ]
+
+  const idle = async (deadline?: number) => {
+    while (runs.size && (deadline === undefined || performance.now() < deadline)) await new Promise<void>((r) => idleWaiters.push(r))
+  }
+
+  let drained: Promise<void> | undefined
+  let forced = false
   const stop = async (force = false) => {
-    stopping.abort()
-    if (force) for (const r of runs.values()) r.kill()
-    stopped ??= (async () => {
-      await loop
-      await Promise.allSettled([...runs.values()].map((r) => r.done))
+    if (force && !forced) {
+      forced = true
+      log.warn("stopping running jobs", { jobs: runs.size })
+      for (const r of runs.values()) r.abandon(`worker ${cfg.client_id} was shut down while running the job`)
+    }
+    drained ??= (async () => {
+      draining = true
+      log.info("draining: no new jobs; waiting for running ones", { jobs: runs.size, min_drain_seconds: cfg.min_drain_time_seconds })
+      await register().catch((err) => log.warn("could not tell the coordinator we are draining", { reason: (err as Error).message }))
+      const minUntil = performance.now() + cfg.min_drain_time_seconds * 1000
+      // Keep polling through the minimum drain time, to give back assignments already in flight.
+      while (performance.now() < minUntil && !forced) await Promise.race([Bun.sleep(Math.min(100, minUntil - performance.now())), new Promise<void>((r) => idleWaiters.push(r))])
+      await idle()
+      stopping.abort()
+      await poller
+      for (const cancel of timers) cancel()
+      await transport.deregister().catch((err) => log.debug("deregister failed", { reason: (err as Error).message }))
       log.info("worker stopped")
     })()
-    return stopped
+    return drained
   }
-  const done = loop.then(() => stopped)
+  const done = poller.then(() => drained)
   return { stop, done: done.then(() => undefined), [Symbol.asyncDispose]: () => stop() }
 }

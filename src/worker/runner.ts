@@ -18,31 +18,70 @@ export interface RunnerDeps {
   binaries: Map<string, string>
   /** `setpriv` path: children get SIGKILL when the worker dies (Linux); undefined elsewhere. */
   setpriv?: string
+  /** Stop schedule: `q` at once, SIGTERM after `termAfterMs`, SIGKILL after `killAfterMs`. */
+  termAfterMs: number
+  killAfterMs: number
 }
 
 export interface Run {
   id: string
   epoch: number
   done: Promise<void>
-  /** Kills the process now (second shutdown signal, or the job was taken away). */
-  kill(signal?: NodeJS.Signals): void
+  /** Stops the process gracefully (q, SIGTERM, SIGKILL); the exit is reported and the job ends canceled. */
+  cancel(): void
+  /**
+   * Stops the process gracefully and reports the job as given up (forced shutdown, lost contact): the
+   * coordinator re-queues it when it may, and fails it with `reason` otherwise.
+   */
+  abandon(reason: string): void
+  /** The job is no longer ours (stale epoch): SIGKILL now, report nothing. */
+  fence(): void
+}
+
+const SIGNALS = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"])
+const dec = new TextDecoder()
+
+/** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
+function readsStdin(args: string[]): boolean {
+  return args.some((a, i) => i > 0 && args[i - 1] === "-i" && (a === "-" || a === "pipe:" || a === "pipe:0" || a === "/dev/stdin"))
 }
 
 /**
  * Runs one assignment: accept (fencing on the epoch), translate paths, spawn the binary with an argv
- * array (never a shell), relay stdout/stderr as raw bytes, feed stdin from the caller, report the exit.
+ * array (never a shell), relay stdout/stderr as raw bytes, follow the job's downlink (caller stdin,
+ * signals, cancel), report the exit.
  */
 export function startRun(a: Assignment, deps: RunnerDeps): Run {
   const log = deps.log
   let proc: ReturnType<typeof Bun.spawn> | undefined
-  let killed = false
-  const kill = (signal: NodeJS.Signals = "SIGKILL") => {
-    killed = true
+  let mode: "run" | "cancel" | "abandon" | "fenced" = "run"
+  let abandonReason = ""
+  let stdinOpen = false
+  const timers: ReturnType<typeof setTimeout>[] = []
+  const exited = () => !proc || proc.exitCode !== null || proc.signalCode !== null
+
+  const signal = (sig: NodeJS.Signals | number) => {
     try {
-      proc?.kill(signal)
+      if (!exited()) proc?.kill(sig)
     } catch (err) {
       log.debug("kill failed", { job: a.id }, err as Error)
     }
+  }
+
+  /** q on stdin (ffmpeg's own "stop and finalize"), then SIGTERM, then SIGKILL. */
+  const gracefulStop = () => {
+    if (!proc) return
+    if (stdinOpen) {
+      try {
+        const sink = proc.stdin as import("bun").FileSink
+        sink.write("q")
+        void Promise.resolve(sink.flush()).catch(() => {})
+      } catch {
+        // stdin already closed: the signals below do it
+      }
+    }
+    timers.push(setTimeout(() => signal("SIGTERM"), deps.termAfterMs))
+    timers.push(setTimeout(() => signal("SIGKILL"), deps.killAfterMs))
   }
 
   let seq = 0
@@ -53,10 +92,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   })
 
   const report = async (exit: ExitReport) => {
+    if (mode === "fenced") return
+    if (mode === "abandon") exit = { ...exit, abandoned: abandonReason }
     await uploader.push(encodeJsonFrame(Kind.exit, 0, exit))
     await uploader.drain()
   }
 
+  const downlink = new AbortController()
   const done = (async () => {
     try {
       await deps.transport.start(a.id, a.epoch)
@@ -67,6 +109,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     }
     let scratch: string | undefined
     try {
+      if (mode !== "run") return await report({ code: null, signal: null, error: "stopped before it started" })
       const bin = deps.binaries.get(a.binary)
       if (!bin) return await report({ code: null, signal: null, error: `worker cannot run ${a.binary}: it is not in its binaries` })
       let mapped: { args: string[]; cwd: string | null }
@@ -77,8 +120,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       }
       const cwd = mapped.cwd ?? (scratch = mkdtempSync(join(tmpdir(), "dffmpeg-job-")))
       const argv = [bin, ...mapped.args]
+      // Without caller stdin the process still gets a pipe (for `q` on cancel) unless it reads its
+      // input from stdin: then it gets /dev/null, exactly as a local call with no stdin would.
+      stdinOpen = a.stdin || !readsStdin(mapped.args)
       try {
-        proc = Bun.spawn(deps.setpriv ? [deps.setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv, { cwd, stdin: a.stdin ? "pipe" : "ignore", stdout: "pipe", stderr: "pipe" })
+        proc = Bun.spawn(deps.setpriv ? [deps.setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv, { cwd, stdin: stdinOpen ? "pipe" : "ignore", stdout: "pipe", stderr: "pipe" })
       } catch (err) {
         return await report({ code: null, signal: null, error: `cannot start ${a.binary} on the worker: ${(err as Error).message}` })
       }
@@ -89,59 +135,105 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
           if (!chunk.length) continue
           await uploader.push(encodeFrame(kind, ++seq, chunk)).catch((err) => {
             // The coordinator took the job away (409) or the upload failed for good: stop the process.
-            if (!killed) log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
-            kill()
+            if (mode === "run") log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
+            if (err instanceof ConflictError || err instanceof NotFoundError) run.fence()
+            else signal("SIGKILL")
           })
         }
       }
-      const stdinDone = a.stdin ? feedStdin(a, child, deps, () => child.exitCode !== null || child.signalCode !== null) : new AbortController()
+      followDownlink(a, child, deps, downlink.signal, {
+        stdinEnded: () => (stdinOpen = false),
+        signal: (sig) => signal(sig),
+        cancel: () => run.cancel(),
+      })
+      if (mode !== "run") gracefulStop()
       await Promise.all([pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout), pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr), child.exited])
-      stdinDone.abort()
-      const signal = child.signalCode === null ? null : String(child.signalCode)
-      const exit: ExitReport = { code: signal ? null : child.exitCode, signal }
-      log.info("job exited", { job: a.id, code: exit.code ?? undefined, signal: exit.signal ?? undefined })
+      downlink.abort()
+      for (const t of timers) clearTimeout(t)
+      const sig = child.signalCode === null ? null : String(child.signalCode)
+      const exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
+      log.info("job exited", { job: a.id, code: exit.code ?? undefined, signal: exit.signal ?? undefined, stopped: mode === "run" ? undefined : mode })
       await report(exit)
     } catch (err) {
       if (err instanceof ConflictError || err instanceof NotFoundError) log.warn("job taken away", { job: a.id, reason: err.message })
       else log.error("job failed on the worker", { job: a.id }, err as Error)
-      kill()
+      signal("SIGKILL")
     } finally {
+      downlink.abort()
+      for (const t of timers) clearTimeout(t)
       uploader.close()
       if (scratch) rmSync(scratch, { recursive: true, force: true })
     }
   })()
 
-  return { id: a.id, epoch: a.epoch, done, kill }
+  const run: Run = {
+    id: a.id,
+    epoch: a.epoch,
+    done,
+    cancel() {
+      if (mode !== "run") return
+      mode = "cancel"
+      log.info("canceling job", { job: a.id })
+      gracefulStop()
+    },
+    abandon(reason) {
+      if (mode === "fenced" || mode === "abandon") return
+      const was = mode
+      mode = "abandon"
+      abandonReason = reason
+      if (was === "run") gracefulStop()
+    },
+    fence() {
+      if (mode === "fenced") return
+      mode = "fenced"
+      uploader.close()
+      signal("SIGKILL")
+    },
+  }
+  return run
 }
 
-/** Streams the caller's stdin into the child, resuming after the last byte written if the stream drops. */
-function feedStdin(a: Assignment, child: { stdin: unknown }, deps: RunnerDeps, exited: () => boolean): AbortController {
-  const ac = new AbortController()
-  const sink = child.stdin as import("bun").FileSink
+/**
+ * Follows the job's downlink until the job ends: writes the caller's stdin into the child (ending it
+ * at end-of-input), delivers signals and cancel. Resumes after the last frame seen if the stream drops.
+ */
+function followDownlink(
+  a: Assignment,
+  child: { stdin: unknown },
+  deps: RunnerDeps,
+  stop: AbortSignal,
+  on: { stdinEnded(): void; signal(sig: NodeJS.Signals): void; cancel(): void },
+) {
+  const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
   ;(async () => {
     let after = 0
     let attempt = 0
-    while (!ac.signal.aborted && !exited()) {
+    while (!stop.aborted) {
       try {
-        for await (const f of deps.transport.input(a.id, a.epoch, after, ac.signal)) {
+        for await (const f of deps.transport.input(a.id, a.epoch, after, stop)) {
           attempt = 0
-          if (f.kind === Kind.stdin) {
+          if (f.kind === Kind.stdin && sink) {
             sink.write(f.data)
             await sink.flush()
-            after = f.seq
-          } else if (f.kind === Kind.stdinEnd) {
+          } else if (f.kind === Kind.stdinEnd && sink) {
+            on.stdinEnded()
             await sink.end()
-            return
-          }
+          } else if (f.kind === Kind.signal) {
+            const sig = dec.decode(f.data)
+            if (SIGNALS.has(sig)) {
+              deps.log.info("forwarding signal", { job: a.id, signal: sig })
+              on.signal(sig as NodeJS.Signals)
+            }
+          } else if (f.kind === Kind.cancel) on.cancel()
+          if (f.kind !== Kind.cancel && f.kind !== Kind.ping) after = Math.max(after, f.seq)
         }
         return
       } catch (err) {
-        if (ac.signal.aborted || exited()) return
+        if (stop.aborted) return
         if (err instanceof DffmpegError && !retryable(err)) return
-        deps.log.debug("stdin stream interrupted", { job: a.id, reason: (err as Error).message })
+        deps.log.debug("job downlink interrupted", { job: a.id, reason: (err as Error).message })
         await Bun.sleep(backoff(attempt++))
       }
     }
-  })().catch((err) => deps.log.debug("stdin feed ended", { job: a.id, reason: (err as Error).message }))
-  return ac
+  })().catch((err) => deps.log.debug("job downlink ended", { job: a.id, reason: (err as Error).message }))
 }

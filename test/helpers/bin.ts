@@ -20,3 +20,9 @@ export async function waitFor<T>(fn: () => T | Promise<T>, opts: { timeoutMs?: n
     await Bun.sleep(opts.intervalMs ?? 20)
   }
 }
+
+/** Pids of processes whose command line contains `marker` (e.g. a unique output file name). */
+export function pidsOf(marker: string): number[] {
+  const r = Bun.spawnSync(["pgrep", "-f", "--", marker])
+  return r.stdout.toString().split("\n").filter(Boolean).map(Number).filter((p) => p !== process.pid)
+}

@@ -97,6 +97,32 @@ export class Cluster {
     }
   }
 
+  /** Kills the coordinator (kill -9 by default) and starts it again on the same port and database. */
+  async restartCoordinator(signal: NodeJS.Signals = "SIGKILL", pauseMs = 0): Promise<Proc> {
+    await this.coordinator.stop(signal)
+    await Bun.sleep(pauseMs)
+    writeFileSync(this.coordinatorConfig, yaml({ host: "127.0.0.1", port: this.port, database: { path: "./coordinator.db" }, ...this.opts.coordinatorConfig }))
+    return this.startCoordinator()
+  }
+
+  /** Starts the proxy as a long-running process (for signal and kill tests); stdin is a pipe. */
+  spawnProxy(tool: "ffmpeg" | "ffprobe", args: string[]) {
+    return Bun.spawn([join(this.binDir, tool), ...args], {
+      cwd: this.dir,
+      env: this.env({ DFFMPEG_CLIENT_CONFIG: this.clientConfig }),
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    })
+  }
+
+  /** `admin jobs show ID --json`: the job with its timeline. */
+  async job(id: string): Promise<{ id: string; status: string; exitCode: number | null; error: string | null; workerId: string | null; attempts: number; events: { status: string; workerId: string | null; epoch: number }[] }> {
+    const r = await this.admin(["jobs", "show", id, "--json"])
+    if (r.code !== 0) throw new Error(`jobs show failed: ${r.err}`)
+    return JSON.parse(r.out)
+  }
+
   async startCoordinator(): Promise<Proc> {
     const p = Bun.spawn([BIN, "coordinator", "--config", this.coordinatorConfig], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
     this.coordinator = new Proc("coordinator", p)
@@ -137,6 +163,8 @@ export class Cluster {
         coordinator: { port: this.port },
         paths: { Media: this.workerMedia(id) },
         max_jobs: this.opts.maxJobs ?? 4,
+        // Tests stop workers often; production keeps the 5 s default.
+        min_drain_time_seconds: 0.2,
         ...this.opts.workerConfig,
         ...extra,
       }),
@@ -176,7 +204,7 @@ export class Cluster {
   }
 
   /** `admin jobs ls --json`, parsed. */
-  async jobs(): Promise<{ id: string; status: string; exitCode: number | null; workerId: string | null; error: string | null }[]> {
+  async jobs(): Promise<{ id: string; status: string; exitCode: number | null; workerId: string | null; error: string | null; startedAt: number | null; finishedAt: number | null; attempts: number }[]> {
     const r = await this.admin(["jobs", "ls", "--json", "--limit", "1000"])
     if (r.code !== 0) throw new Error(`jobs ls failed: ${r.err}`)
     return JSON.parse(r.out)

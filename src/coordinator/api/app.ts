@@ -6,7 +6,8 @@ import { VERSION } from "../../shared/version.ts"
 import type { Store } from "../../store/index.ts"
 import type { Hub } from "../hub.ts"
 import type { Scheduler } from "../scheduler.ts"
-import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
+import type { Janitor } from "../janitor.ts"
+import { hmacAuth, requireRole, type AuthEnv } from "./middleware/hmac.ts"
 import { jobRoutes } from "./routes/jobs.ts"
 import { workerListRoutes, workerRoutes } from "./routes/workers.ts"
 
@@ -14,6 +15,7 @@ export interface Deps {
   store: Store
   hub: Hub
   scheduler: Scheduler
+  janitor: Janitor
   config: CoordinatorConfig
   log: Logger
   now: () => number
@@ -47,7 +49,7 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
   })
 
   app.get("/health", async (c) => {
-    if (!deps.ready()) return c.json({ status: "unavailable", version: VERSION }, 503)
+    if (!deps.ready()) return c.json({ status: "unavailable", version: VERSION, reason: "starting or shutting down" }, 503)
     try {
       await deps.store.getJob("00000000000000000000000000")
     } catch (err) {
@@ -61,6 +63,10 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))
   app.route("/api/v1/workers", workerListRoutes(deps))
+  app.post("/api/v1/admin/janitor", async (c) => {
+    requireRole(c.get("principal"), "admin")
+    return c.json(await deps.janitor.run())
+  })
 
   app.notFound((c) => c.json({ error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } }, 404))
   app.onError((err, c) => {

@@ -52,11 +52,64 @@ describe("loadConfig", () => {
       database: { engine: "sqlite", path: "./dffmpeg.db" },
       allowed_binaries: ["ffmpeg", "ffprobe"],
       poll_wait_seconds: 25,
+      heartbeat_interval: 5,
+      registration_interval: 15,
+      shutdown_delay_seconds: 0,
+      janitor: {
+        interval: 10,
+        jitter: 0.5,
+        worker_threshold_factor: 1.5,
+        job_heartbeat_threshold_factor: 2.5,
+        job_assignment_timeout: 10,
+        job_pending_timeout: 30,
+        retention_hours: 168,
+      },
       log_level: "info",
     })
     expect(loaded.warnings).toEqual([])
     expect(loaded.file).toBe(path)
     expect(loaded.base).toBe(dir)
+  })
+
+  test("gives the worker lifecycle defaults", async () => {
+    const loaded = await loadConfig("worker", file("worker.yaml", "client_id: w1\n"))
+    expect(loaded.config).toMatchObject({
+      cancel_term_after_seconds: 2,
+      cancel_kill_after_seconds: 5,
+      min_drain_time_seconds: 5,
+      mount_check_timeout_seconds: 5,
+      mount_check_interval_seconds: 5,
+      mount_management: { recovery: true, mounts: [] },
+    })
+    expect(loaded.warnings).toEqual([])
+  })
+
+  test("gives the client signal timeout default", async () => {
+    const loaded = await loadConfig("client", file("client.yaml", "client_id: c1\n"))
+    expect(loaded.config.signal_timeout_seconds).toBe(10)
+    expect(loaded.warnings).toEqual([])
+  })
+
+  test("a partial janitor section keeps the defaults of the keys it does not set", async () => {
+    const path = file("c.yaml", "heartbeat_interval: 1\njanitor:\n  interval: 2\n  retention_hours: 0\n")
+    const loaded = await loadConfig("coordinator", path)
+    expect(loaded.config.heartbeat_interval).toBe(1)
+    expect(loaded.config.janitor).toEqual({
+      interval: 2,
+      jitter: 0.5,
+      worker_threshold_factor: 1.5,
+      job_heartbeat_threshold_factor: 2.5,
+      job_assignment_timeout: 10,
+      job_pending_timeout: 30,
+      retention_hours: 0,
+    })
+    expect(loaded.warnings).toEqual([])
+  })
+
+  test("worker mounts accept a bare path or a path with a recovery command", async () => {
+    const path = file("w.yaml", "client_id: w1\nmount_management:\n  recovery: false\n  mounts:\n    - /mnt/a\n    - path: /mnt/b\n      recovery_command: [systemctl, start, mnt-b.mount]\n")
+    const { config } = await loadConfig("worker", path)
+    expect(config.mount_management).toEqual({ recovery: false, mounts: ["/mnt/a", { path: "/mnt/b", recovery_command: ["systemctl", "start", "mnt-b.mount"] }] })
   })
 
   test("reads the values that are set and defaults the rest", async () => {
@@ -78,6 +131,7 @@ describe("loadConfig", () => {
     ["worker", "client_id: w1\ncoordinator:\n  hots: example.org\n", "coordinator.hots"],
     ["client", "client_id: c1\ncoordinator:\n  host: example.org\n  path_bse: /x\n", "coordinator.path_bse"],
     ["worker", "client_id: w1\nmax_job: 2\n", "max_job"],
+    ["coordinator", "janitor:\n  intervl: 5\n", "janitor.intervl"],
   ] as const)("%s: an unknown key produces a warning naming %j", async (role, text, key) => {
     const path = file(`${role}.yaml`, text)
     const loaded = await loadConfig(role, path)
@@ -106,6 +160,10 @@ describe("loadConfig", () => {
     ["coordinator", "database:\n  engine: oracle\n", "database.engine: "],
     ["coordinator", "allowed_binaries: [ffmpeg, 'bad name']\n", "allowed_binaries.1: "],
     ["coordinator", "poll_wait_seconds: 0\n", "poll_wait_seconds: "],
+    ["coordinator", "heartbeat_interval: 0\n", "heartbeat_interval: "],
+    ["coordinator", "janitor:\n  worker_threshold_factor: 0.5\n", "janitor.worker_threshold_factor: "],
+    ["worker", "client_id: w1\nmount_management:\n  mounts: [relative]\n", "mount_management.mounts.0"],
+    ["client", "client_id: c1\nsignal_timeout_seconds: -1\n", "signal_timeout_seconds: "],
     ["worker", "client_id: w1\npaths:\n  Movies: relative/dir\n", "paths.Movies: must be an absolute path"],
     ["worker", "client_id: 'no spaces'\n", "client_id: "],
     ["client", "client_id: c1\ncoordinator:\n  scheme: ftp\n", "coordinator.scheme: "],

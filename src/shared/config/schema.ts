@@ -3,6 +3,7 @@ import { availableParallelism } from "node:os"
 
 /** Config schemas. Key names follow the reference implementation where the concept is the same. */
 
+const Seconds = (min: number, max: number) => v.pipe(v.number(), v.minValue(min), v.maxValue(max))
 const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "info")
 const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
 const VarName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "path variable names are a letter or '_' followed by letters, digits or '_'"))
@@ -33,6 +34,30 @@ export const CoordinatorConfig = v.object({
   allowed_binaries: v.optional(v.array(BinaryName), ["ffmpeg", "ffprobe"]),
   /** Longest a worker's poll is held open before it answers with no work. */
   poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),
+  /** How often workers report the jobs they hold, and attached callers are checked for. */
+  heartbeat_interval: v.optional(Seconds(0.05, 3600), 5),
+  /** How often workers re-register (refreshing their binaries, healthy paths and state). */
+  registration_interval: v.optional(Seconds(0.05, 3600), 15),
+  /** After SIGTERM, /health answers 503 for this long before the coordinator stops (load balancers). */
+  shutdown_delay_seconds: v.optional(Seconds(0, 3600), 0),
+  janitor: v.optional(
+    v.object({
+      /** Period of the janitor's run (± jitter). */
+      interval: v.optional(Seconds(0.05, 3600), 10),
+      jitter: v.optional(Seconds(0, 60), 0.5),
+      /** A worker is offline when not heard from for registration_interval × this. */
+      worker_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 1.5),
+      /** A running job's worker, or an attached caller, is gone after heartbeat_interval × this. */
+      job_heartbeat_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 2.5),
+      /** Longest a job may stay assigned without its worker starting it; then it is re-queued. */
+      job_assignment_timeout: v.optional(Seconds(0.05, 3600), 10),
+      /** A queued job that no online worker could run fails after this long. */
+      job_pending_timeout: v.optional(Seconds(0.05, 86400 * 30), 30),
+      /** Finished jobs (with their output) and long-offline workers are deleted after this long. */
+      retention_hours: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 3650)), 168),
+    }),
+    {},
+  ),
   log_level: LogLevel,
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
@@ -50,6 +75,35 @@ export const WorkerConfig = v.object({
   paths: v.optional(v.record(VarName, AbsPath), {}),
   passthrough_paths: v.optional(v.array(AbsPath), ["/dev/null"]),
   max_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), availableParallelism()),
+  /** Stopping a job (cancel, forced shutdown): `q` on stdin, SIGTERM after this long, then SIGKILL. */
+  cancel_term_after_seconds: v.optional(Seconds(0, 600), 2),
+  cancel_kill_after_seconds: v.optional(Seconds(0, 600), 5),
+  /** After the first SIGTERM, keep refusing new work for at least this long before exiting. */
+  min_drain_time_seconds: v.optional(Seconds(0, 3600), 5),
+  /** Path checks (stat, mount point) that take longer than this count as unhealthy. */
+  mount_check_timeout_seconds: v.optional(Seconds(0.05, 600), 5),
+  /** How often path variables are re-checked; a change is re-advertised at once. */
+  mount_check_interval_seconds: v.optional(Seconds(0.05, 3600), 5),
+  mount_management: v.optional(
+    v.object({
+      /** Run a mount's recovery command when it is unhealthy. */
+      recovery: v.optional(v.boolean(), true),
+      mounts: v.optional(
+        v.array(
+          v.union([
+            AbsPath,
+            v.object({
+              path: AbsPath,
+              /** argv run (no shell) to bring the mount back, e.g. [systemctl, start, mnt-media.mount]. */
+              recovery_command: v.optional(v.array(v.string())),
+            }),
+          ]),
+        ),
+        [],
+      ),
+    }),
+    {},
+  ),
   log_level: LogLevel,
 })
 export type WorkerConfig = v.InferOutput<typeof WorkerConfig>
@@ -58,6 +112,11 @@ export const ClientConfig = v.object({
   ...Identity,
   paths: v.optional(v.record(VarName, AbsPath), {}),
   passthrough_paths: v.optional(v.array(AbsPath), ["/dev/null"]),
+  /**
+   * After forwarding SIGINT/SIGTERM/SIGHUP, how long to wait for the remote process to end before
+   * canceling the job and exiting 128+signal.
+   */
+  signal_timeout_seconds: v.optional(Seconds(0, 600), 10),
   log_level: LogLevel,
 })
 export type ClientConfig = v.InferOutput<typeof ClientConfig>

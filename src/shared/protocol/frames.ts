@@ -22,6 +22,10 @@ export const Kind = {
   ping: 7,
   /** JSON `{code, message}`: the stream cannot go on. */
   error: 8,
+  /** A signal name (`SIGINT`) the caller received, to deliver to the remote process. */
+  signal: 9,
+  /** The job was canceled: stop the process (`q`, then SIGTERM, then SIGKILL). */
+  cancel: 10,
 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 

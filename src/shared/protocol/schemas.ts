@@ -24,10 +24,19 @@ export const SubmitRequest = v.strictObject({
   cwd: v.nullable(v.pipe(v.string(), v.maxLength(4096))),
   /** False when the caller has no stdin (closed or /dev/null): the remote process then reads /dev/null. */
   stdin: v.optional(v.boolean(), true),
+  /**
+   * True when the caller follows the job (proxy, `client submit` without --detach): if it vanishes the
+   * job is canceled, and a lost worker fails the job rather than re-running it under the caller.
+   */
+  attached: v.optional(v.boolean(), false),
+  /** Times a detached job is re-run after its worker is lost (never for attached jobs). */
+  retries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
 })
 export type SubmitRequest = v.InferOutput<typeof SubmitRequest>
 
 export const WorkerRegistration = v.strictObject({
+  /** A draining worker keeps its running jobs and gets no new ones. */
+  draining: v.optional(v.boolean(), false),
   binaries: v.pipe(v.array(Name), v.maxLength(64)),
   paths: v.pipe(v.array(VarName), v.maxLength(256)),
   maxJobs: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
@@ -42,6 +51,11 @@ export const ExitReport = v.strictObject({
   signal: v.nullable(v.pipe(v.string(), v.maxLength(16))),
   /** Set when the worker could not run the job at all (path refused, binary missing...). */
   error: v.optional(v.pipe(v.string(), v.maxLength(4096))),
+  /**
+   * Set when the worker gave the job up (forced shutdown): treated like a lost worker, i.e. the job is
+   * re-queued if it is detached with retries left, and failed with this reason otherwise.
+   */
+  abandoned: v.optional(v.pipe(v.string(), v.maxLength(4096))),
 })
 export type ExitReport = v.InferOutput<typeof ExitReport>
 
@@ -64,6 +78,25 @@ export interface Job {
   assignedAt: number | null
   startedAt: number | null
   finishedAt: number | null
+  attached: boolean
+  retries: number
+  /** Attempts that were lost with their worker (re-queued or failed). */
+  attempts: number
+  /** Workers that lost or gave up this job: not chosen for it again while others can take it. */
+  excluded: string[]
+  heartbeatAt: number | null
+  clientSeenAt: number | null
+  cancelRequestedAt: number | null
+}
+
+/** One state change of a job, as recorded in its timeline. */
+export interface JobEvent {
+  at: number
+  /** The new status, or `canceling` for a cancel request on a running job. */
+  status: string
+  epoch: number
+  workerId: string | null
+  reason: string | null
 }
 
 /** A job offered to a worker by the coordinator. */
@@ -84,12 +117,15 @@ export interface Worker {
   maxJobs: number
   version: string
   capabilities: Record<string, unknown>
-  status: "online" | "offline"
+  /** registering until the worker proves its channel works; offline when it stopped polling. */
+  status: WorkerStatus
   registeredAt: number
   lastSeen: number
   /** Jobs assigned to or running on this worker (filled in by listings). */
   load?: number
 }
+
+export type WorkerStatus = "registering" | "online" | "draining" | "offline"
 
 export interface User {
   name: string

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from "kysely"
+import { sql, type CreateTableBuilder, type Kysely } from "kysely"
 import type { StoreKind } from "../types.ts"
 import { writeTransaction } from "./tx.ts"
 
@@ -11,6 +11,14 @@ type Step = (db: Kysely<any>, kind: StoreKind) => Promise<void>
 const blob = (kind: StoreKind) => (kind === "postgres" ? sql`bytea` : kind === "mysql" ? sql`longblob` : sql`blob`)
 const str = (kind: StoreKind, n = 255) => (kind === "mysql" ? sql.raw(`varchar(${n})`) : sql`text`)
 const big = (kind: StoreKind) => (kind === "sqlite" ? sql`integer` : sql`bigint`)
+
+/** An auto-incrementing 64-bit primary key, in each dialect's own words. */
+const serialKey = (t: CreateTableBuilder<any, any>, col: string, kind: StoreKind) =>
+  kind === "postgres"
+    ? t.addColumn(col, "bigserial", (c) => c.primaryKey())
+    : kind === "mysql"
+      ? t.addColumn(col, "bigint", (c) => c.primaryKey().autoIncrement())
+      : t.addColumn(col, "integer", (c) => c.primaryKey().autoIncrement())
 
 const steps: Step[] = [
   async (db, kind) => {
@@ -57,14 +65,7 @@ const steps: Step[] = [
     await db.schema.createIndex("jobs_status_id").on("jobs").columns(["status", "id"]).execute()
     await db.schema.createIndex("jobs_worker_status").on("jobs").columns(["worker_id", "status"]).execute()
     await db.schema.createIndex("jobs_requester_id").on("jobs").columns(["requester", "id"]).execute()
-    let output = db.schema.createTable("job_output")
-    output =
-      kind === "postgres"
-        ? output.addColumn("pos", "bigserial", (c) => c.primaryKey())
-        : kind === "mysql"
-          ? output.addColumn("pos", "bigint", (c) => c.primaryKey().autoIncrement())
-          : output.addColumn("pos", "integer", (c) => c.primaryKey().autoIncrement())
-    await output
+    await serialKey(db.schema.createTable("job_output"), "pos", kind)
       .addColumn("job_id", str(kind, 26), (c) => c.notNull())
       .addColumn("epoch", "integer", (c) => c.notNull())
       .addColumn("seq", big(kind), (c) => c.notNull())
@@ -80,6 +81,32 @@ const steps: Step[] = [
       .addColumn("data", blob(kind))
       .addPrimaryKeyConstraint("job_input_pk", ["job_id", "seq"])
       .execute()
+  },
+  // Lifecycle: liveness, retries, cancellation, the transition log, worker states.
+  async (db, kind) => {
+    const add = (table: string, col: string, type: any, build: (c: any) => any = (c) => c) => db.schema.alterTable(table).addColumn(col, type, build).execute()
+    await add("jobs", "attached", "integer", (c) => c.notNull().defaultTo(0))
+    await add("jobs", "retries", "integer", (c) => c.notNull().defaultTo(0))
+    await add("jobs", "attempts", "integer", (c) => c.notNull().defaultTo(0))
+    await add("jobs", "excluded", sql`text`)
+    await add("jobs", "heartbeat_at", big(kind))
+    await add("jobs", "client_seen_at", big(kind))
+    await add("jobs", "cancel_requested_at", big(kind))
+    await add("workers", "status", str(kind, 16), (c) => c.notNull().defaultTo("online"))
+    await add("workers", "token", str(kind, 64))
+    // Rows of job_input are the job's downlink: stdin bytes, end of stdin, signals (frame kinds).
+    await add("job_input", "kind", "integer", (c) => c.notNull().defaultTo(3))
+    await db.schema.createIndex("jobs_status_updated").on("jobs").columns(["status", "updated_at"]).execute()
+    await db.schema.createIndex("jobs_finished").on("jobs").columns(["finished_at"]).execute()
+    await serialKey(db.schema.createTable("job_events"), "id", kind)
+      .addColumn("job_id", str(kind, 26), (c) => c.notNull())
+      .addColumn("at", big(kind), (c) => c.notNull())
+      .addColumn("status", str(kind, 16), (c) => c.notNull())
+      .addColumn("epoch", "integer", (c) => c.notNull())
+      .addColumn("worker_id", str(kind, 64))
+      .addColumn("reason", sql`text`)
+      .execute()
+    await db.schema.createIndex("job_events_job").on("job_events").columns(["job_id", "id"]).execute()
   },
 ]
 

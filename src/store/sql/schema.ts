@@ -13,6 +13,8 @@ export interface Database {
     capabilities: string
     registered_at: number
     last_seen: number
+    status: string
+    token: string | null
   }
   jobs: {
     id: string
@@ -34,6 +36,22 @@ export interface Database {
     assigned_at: number | null
     started_at: number | null
     finished_at: number | null
+    attached: number
+    retries: number
+    attempts: number
+    excluded: string | null
+    heartbeat_at: number | null
+    client_seen_at: number | null
+    cancel_requested_at: number | null
+  }
+  job_events: {
+    id: Generated<number>
+    job_id: string
+    at: number
+    status: string
+    epoch: number
+    worker_id: string | null
+    reason: string | null
   }
   job_output: {
     pos: Generated<number>
@@ -47,5 +65,6 @@ export interface Database {
     job_id: string
     seq: number
     data: Uint8Array | null
+    kind: number
   }
 }

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConflictError } from "../../shared/errors.ts"
+import { Kind } from "../../shared/protocol/frames.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../shared/protocol/schemas.ts"
 import { createSqliteStore } from "../sqlite/index.ts"
 import type { NewJob, OutputChunk, Store, UploadResult } from "../types.ts"
@@ -36,6 +37,8 @@ const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
   paths: ["Movies"],
   cwd: "$Movies/sub",
   stdin: true,
+  attached: false,
+  retries: 0,
   ...over,
 })
 
@@ -45,6 +48,7 @@ const reg = (over: Partial<WorkerRegistration> = {}): WorkerRegistration => ({
   maxJobs: 2,
   version: "1.0.0",
   capabilities: { gpu: false },
+  draining: false,
   ...over,
 })
 
@@ -112,7 +116,7 @@ function testStore(name: string, create: () => Store) {
 
     describe("workers", () => {
       test("upsert registers once and later updates everything but registeredAt", async () => {
-        const first = await store.upsertWorker("w1", reg(), T0)
+        const first = await store.upsertWorker("w1", reg(), "tok1", T0)
         expect(first).toEqual({
           id: "w1",
           binaries: ["ffmpeg"],
@@ -120,12 +124,13 @@ function testStore(name: string, create: () => Store) {
           maxJobs: 2,
           version: "1.0.0",
           capabilities: { gpu: false },
-          status: "online",
+          status: "registering",
           registeredAt: T0,
           lastSeen: T0,
         })
-        const again = await store.upsertWorker("w1", reg({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4 }), T0 + 10)
-        expect(again).toMatchObject({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4, registeredAt: T0, lastSeen: T0 + 10 })
+        expect(await store.verifyWorker("w1", "tok1", T0 + 5)).toBe(true)
+        const again = await store.upsertWorker("w1", reg({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4 }), "tok2", T0 + 10)
+        expect(again).toMatchObject({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4, status: "online", registeredAt: T0, lastSeen: T0 + 10 })
         await store.touchWorker("w1", T0 + 20)
         expect((await store.getWorker("w1"))?.lastSeen).toBe(T0 + 20)
         expect((await store.listWorkers()).map((w) => w.id)).toEqual(["w1"])
@@ -155,6 +160,13 @@ function testStore(name: string, create: () => Store) {
           assignedAt: null,
           startedAt: null,
           finishedAt: null,
+          attached: false,
+          retries: 0,
+          attempts: 0,
+          excluded: [],
+          heartbeatAt: null,
+          clientSeenAt: null,
+          cancelRequestedAt: null,
         }
         expect(created).toEqual(expected)
         expect(await store.getJob("j1")).toEqual(expected)
@@ -186,11 +198,25 @@ function testStore(name: string, create: () => Store) {
         expect(await ids({ requester: "carol" })).toEqual([])
       })
 
-      test("queuedJobs lists only queued jobs, oldest id first, up to limit", async () => {
+      test("queuedJobs lists only queued jobs, oldest id first", async () => {
         for (const id of ["j3", "j1", "j4", "j2"]) await store.createJob(newJob(id), T0)
         await store.assign("j1", "w1", T0)
         expect((await store.queuedJobs(10)).map((j) => j.id)).toEqual(["j2", "j3", "j4"])
-        expect((await store.queuedJobs(2)).map((j) => j.id)).toEqual(["j2", "j3"])
+      })
+
+      // Known bug (see report): jobsWhere appends `.limit(1000)` after the caller's `.limit(limit)`, and
+      // Kysely keeps only the last limit, so queuedJobs returns up to 1000 jobs whatever it is asked for.
+      // Remove `.failing` once fixed.
+      test.failing("queuedJobs returns at most `limit` jobs", async () => {
+        for (const id of ["j3", "j1", "j4", "j2"]) await store.createJob(newJob(id), T0)
+        expect((await store.queuedJobs(2)).map((j) => j.id)).toEqual(["j1", "j2"])
+      })
+
+      test("createJob of an attached job records the caller as seen, with its retries", async () => {
+        const job = await store.createJob(newJob("j1", { attached: true, retries: 3 }), T0)
+        expect(job).toMatchObject({ attached: true, retries: 3, attempts: 0, clientSeenAt: T0, cancelRequestedAt: null, heartbeatAt: null })
+        await store.touchClient("j1", T0 + 50)
+        expect((await store.getJob("j1"))?.clientSeenAt).toBe(T0 + 50)
       })
     })
 
@@ -401,39 +427,48 @@ function testStore(name: string, create: () => Store) {
     })
 
     describe("input", () => {
-      test("appendInput is idempotent by seq and readInput returns seq order with the end marker as null", async () => {
+      const end = (seq: number) => ({ seq, kind: Kind.stdinEnd, data: new Uint8Array(0) })
+
+      test("appendInput is idempotent by seq and readInput returns seq order with each entry's kind", async () => {
         await store.createJob(newJob("j1"), T0)
         const a = randomBytes(1000)
         const b = randomBytes(70_000)
-        expect(await store.appendInput("j1", [{ seq: 2, data: b }, { seq: 1, data: a }])).toBe(true)
-        // A retry repeats seq 2 with different bytes: the first write stays.
-        expect(await store.appendInput("j1", [{ seq: 2, data: text("dup") }, { seq: 3 }])).toBe(true)
-        expect(await store.appendInput("j1", [{ seq: 3 }])).toBe(true)
+        expect(await store.appendInput("j1", [{ seq: 2, kind: Kind.stdin, data: b }, { seq: 1, kind: Kind.stdin, data: a }])).toBe(true)
+        // A retry repeats seq 2 with different bytes (and kind): the first write stays.
+        expect(await store.appendInput("j1", [{ seq: 2, kind: Kind.signal, data: text("dup") }, { seq: 3, kind: Kind.signal, data: text("SIGINT") }])).toBe(true)
+        expect(await store.appendInput("j1", [{ seq: 3, kind: Kind.stdin, data: text("x") }, end(4)])).toBe(true)
+        expect(await store.appendInput("j1", [end(4)])).toBe(true)
 
         const rows = await store.readInput("j1", 0, 100)
-        expect(rows.map((r) => r.seq)).toEqual([1, 2, 3])
+        expect(rows.map((r) => [r.seq, r.kind])).toEqual([
+          [1, Kind.stdin],
+          [2, Kind.stdin],
+          [3, Kind.signal],
+          [4, Kind.stdinEnd],
+        ])
         expect(same(rows[0].data, a)).toBe(true)
         expect(same(rows[1].data, b)).toBe(true)
-        expect(rows[2].data).toBeNull()
+        expect(new TextDecoder().decode(rows[2].data)).toBe("SIGINT")
+        expect(rows[3].data).toBeInstanceOf(Uint8Array)
+        expect(rows[3].data).toHaveLength(0)
       })
 
-      test("an empty chunk is stored as empty bytes, not as the end marker", async () => {
+      test("an empty stdin chunk keeps its kind: it is not the end marker", async () => {
         await store.createJob(newJob("j1"), T0)
-        await store.appendInput("j1", [{ seq: 1, data: new Uint8Array(0) }])
+        await store.appendInput("j1", [{ seq: 1, kind: Kind.stdin, data: new Uint8Array(0) }])
         const [row] = await store.readInput("j1", 0, 10)
-        expect(row.data).not.toBeNull()
-        expect(row.data).toHaveLength(0)
+        expect(row).toEqual({ seq: 1, kind: Kind.stdin, data: new Uint8Array(0) })
       })
 
       test("readInput pages with after and limit", async () => {
         await store.createJob(newJob("j1"), T0)
-        await store.appendInput("j1", [1, 2, 3, 4].map((seq) => ({ seq, data: text(`s${seq}`) })))
+        await store.appendInput("j1", [1, 2, 3, 4].map((seq) => ({ seq, kind: Kind.stdin, data: text(`s${seq}`) })))
         expect((await store.readInput("j1", 1, 2)).map((r) => r.seq)).toEqual([2, 3])
         expect((await store.readInput("j1", 4, 2)).map((r) => r.seq)).toEqual([])
       })
 
       test("appendInput refuses an unknown job and accepts an empty batch", async () => {
-        expect(await store.appendInput("nope", [{ seq: 1, data: text("x") }])).toBe(false)
+        expect(await store.appendInput("nope", [{ seq: 1, kind: Kind.stdin, data: text("x") }])).toBe(false)
         await store.createJob(newJob("j1"), T0)
         expect(await store.appendInput("j1", [])).toBe(true)
         expect(await store.readInput("j1", 0, 10)).toEqual([])
@@ -500,6 +535,547 @@ function testStore(name: string, create: () => Store) {
     test("workerLoads is empty when nothing is assigned", async () => {
       await store.createJob(newJob("q1"), T0)
       expect((await store.workerLoads()).size).toBe(0)
+    })
+
+    /** Creates `id` with `over`, assigns it to `worker` at the next epoch and, unless told otherwise, starts it. */
+    const job = async (id: string, over: Partial<NewJob> = {}, worker = "w1", start = true, at = T0): Promise<Job> => {
+      await store.createJob(newJob(id, over), at)
+      return attempt(id, worker, start, at + 1)
+    }
+    /** Assigns a queued job to `worker` and, unless told otherwise, starts it. */
+    const attempt = async (id: string, worker: string, start = true, at = T0 + 1): Promise<Job> => {
+      const assigned = await store.assign(id, worker, at)
+      expect(assigned?.status).toBe("assigned")
+      if (!start) return assigned!
+      const started = await store.start(id, worker, assigned!.epoch, at + 1)
+      expect(started?.status).toBe("running")
+      return started!
+    }
+    const statuses = async (id: string) => (await store.events(id)).map((e) => e.status)
+    const TERMINAL = ["completed", "failed", "canceled"]
+    const terminals = async (id: string) => (await store.events(id)).filter((e) => TERMINAL.includes(e.status))
+    const bodies = async (id: string) => (await store.readOutput(id, 0, 1000)).map((r) => new TextDecoder().decode(r.data))
+
+    describe("timeline", () => {
+      test("records queued, assigned, running and completed, once each, with time, epoch, worker and reason", async () => {
+        await store.createJob(newJob("j1"), T0)
+        await store.assign("j1", "w1", T0 + 1)
+        await store.start("j1", "w1", 1, T0 + 2)
+        await store.appendOutput("j1", "w1", 1, [out(1, "a")], undefined, T0 + 3)
+        await store.appendOutput("j1", "w1", 1, [out(2, "b")], ok0, T0 + 4)
+        // Refused transitions and a retried final upload record nothing.
+        expect(await store.appendOutput("j1", "w1", 1, [out(2, "b")], ok0, T0 + 5)).toMatchObject({ ok: true, finished: true })
+        expect(await store.assign("j1", "w2", T0 + 6)).toBeUndefined()
+        expect(await store.start("j1", "w1", 1, T0 + 6)).toBeUndefined()
+        expect(await store.failJob("j1", "late", T0 + 6)).toBeUndefined()
+        expect(await store.requestCancel("j1", "late", T0 + 6)).toBeUndefined()
+        expect(await store.forceCanceled("j1", 1, "late", T0 + 6)).toBeUndefined()
+        expect(await store.loseJob("j1", 1, "late", T0 + 6)).toBeUndefined()
+        expect(await store.unassign("j1", 1, "late", T0 + 6)).toBeUndefined()
+
+        expect(await store.events("j1")).toEqual([
+          { at: T0, status: "queued", epoch: 0, workerId: null, reason: null },
+          { at: T0 + 1, status: "assigned", epoch: 1, workerId: "w1", reason: null },
+          { at: T0 + 2, status: "running", epoch: 1, workerId: "w1", reason: null },
+          { at: T0 + 4, status: "completed", epoch: 1, workerId: "w1", reason: null },
+        ])
+      })
+
+      test("a failing exit is the one terminal event, with the worker's error as its reason", async () => {
+        await job("j1")
+        await store.appendOutput("j1", "w1", 1, [], { code: null, signal: null, error: "binary ffmpeg not found" }, T0 + 9)
+        expect(await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 10)).toMatchObject({ ok: true, job: { status: "failed" } })
+        expect(await terminals("j1")).toEqual([{ at: T0 + 9, status: "failed", epoch: 1, workerId: "w1", reason: "binary ffmpeg not found" }])
+      })
+
+      test("keeps each job's timeline apart, and an unknown job has none", async () => {
+        await job("j1")
+        await store.createJob(newJob("j2"), T0 + 5)
+        await store.failJob("j2", "nope", T0 + 6)
+        expect(await statuses("j1")).toEqual(["queued", "assigned", "running"])
+        expect(await store.events("j2")).toEqual([
+          { at: T0 + 5, status: "queued", epoch: 0, workerId: null, reason: null },
+          { at: T0 + 6, status: "failed", epoch: 0, workerId: null, reason: "nope" },
+        ])
+        expect(await store.events("nope")).toEqual([])
+      })
+    })
+
+    describe("heartbeat", () => {
+      test("refreshes the jobs that are still the worker's own at that epoch and returns the others as stale", async () => {
+        await store.upsertWorker("w1", reg(), "tok", T0)
+        await store.verifyWorker("w1", "tok", T0)
+        await job("run") // running on w1, epoch 1
+        await job("asg", {}, "w1", false) // assigned to w1, not started
+        await job("old") // running on w1 at epoch 1; the worker holds epoch 0
+        await job("other", {}, "w2") // someone else's
+        await job("done")
+        await store.appendOutput("done", "w1", 1, [], ok0, T0 + 5)
+        await job("failed")
+        await store.failJob("failed", "admin", T0 + 5)
+        await job("lost", { retries: 1 })
+        await store.loseJob("lost", 1, "gone", T0 + 5) // re-queued: no longer w1's
+
+        const held = [
+          { id: "run", epoch: 1 },
+          { id: "asg", epoch: 1 },
+          { id: "old", epoch: 0 },
+          { id: "other", epoch: 1 },
+          { id: "done", epoch: 1 },
+          { id: "failed", epoch: 1 },
+          { id: "lost", epoch: 1 },
+          { id: "ghost", epoch: 1 },
+        ]
+        const stale = await store.heartbeat("w1", held, T0 + 100)
+        expect(stale).toEqual(held.slice(2))
+        expect((await store.getJob("run"))?.heartbeatAt).toBe(T0 + 100)
+        expect((await store.getJob("asg"))?.heartbeatAt).toBe(T0 + 100)
+        expect((await store.getJob("old"))?.heartbeatAt).toBe(T0 + 2)
+        expect((await store.getJob("other"))?.heartbeatAt).toBe(T0 + 2)
+        expect((await store.getJob("done"))?.heartbeatAt).toBe(T0 + 2)
+        expect((await store.getJob("lost"))?.heartbeatAt).toBeNull()
+        expect((await store.getWorker("w1"))?.lastSeen).toBe(T0 + 100)
+        // The stale jobs were left as they were.
+        expect(await store.getJob("old")).toMatchObject({ status: "running", workerId: "w1", epoch: 1 })
+        expect(await store.getJob("done")).toMatchObject({ status: "completed" })
+        expect(await store.getJob("lost")).toMatchObject({ status: "queued", workerId: null })
+      })
+
+      test("with nothing held it only refreshes the worker, and never revives an offline one", async () => {
+        await store.upsertWorker("w1", reg(), "tok", T0)
+        await store.verifyWorker("w1", "tok", T0)
+        expect(await store.heartbeat("w1", [], T0 + 10)).toEqual([])
+        expect(await store.getWorker("w1")).toMatchObject({ status: "online", lastSeen: T0 + 10 })
+        await store.setWorkerStatus("w1", "offline", T0 + 20)
+        expect(await store.heartbeat("w1", [], T0 + 30)).toEqual([])
+        expect(await store.getWorker("w1")).toMatchObject({ status: "offline", lastSeen: T0 + 20 })
+      })
+
+      test("a heartbeat keeps a running job out of runningWithoutHeartbeat", async () => {
+        await job("j1")
+        await job("j2")
+        expect((await store.runningWithoutHeartbeat(T0 + 50)).map((j) => j.id)).toEqual(["j1", "j2"])
+        await store.heartbeat("w1", [{ id: "j1", epoch: 1 }], T0 + 60)
+        expect((await store.runningWithoutHeartbeat(T0 + 50)).map((j) => j.id)).toEqual(["j2"])
+        // Output counts as a sign of life too.
+        await store.appendOutput("j2", "w1", 1, [out(1, "x")], undefined, T0 + 70)
+        expect(await store.runningWithoutHeartbeat(T0 + 50)).toEqual([])
+        // The comparison is strict: a heartbeat at exactly the cutoff is fresh.
+        expect((await store.runningWithoutHeartbeat(T0 + 61)).map((j) => j.id)).toEqual(["j1"])
+      })
+    })
+
+    describe("requestCancel", () => {
+      test.each([
+        ["queued", false],
+        ["assigned", true],
+      ])("cancels a %s job at once", async (status, assign) => {
+        await store.createJob(newJob("j1"), T0)
+        if (assign) await store.assign("j1", "w1", T0 + 1)
+        const done = await store.requestCancel("j1", "canceled by alice", T0 + 5)
+        expect(done).toMatchObject({ status: "canceled", error: "canceled by alice", finishedAt: T0 + 5, updatedAt: T0 + 5 })
+        expect(await store.getJob("j1")).toEqual(done!)
+        expect(await terminals("j1")).toEqual([{ at: T0 + 5, status: "canceled", epoch: assign ? 1 : 0, workerId: assign ? "w1" : null, reason: "canceled by alice" }])
+        expect((await statuses("j1"))[assign ? 1 : 0]).toBe(status)
+        // Already ended: nothing more happens.
+        expect(await store.requestCancel("j1", "again", T0 + 6)).toBeUndefined()
+        expect(await terminals("j1")).toHaveLength(1)
+      })
+
+      test("marks a running job, which keeps running until its worker reports the exit; it then ends canceled", async () => {
+        await job("j1")
+        const marked = await store.requestCancel("j1", "canceled by alice", T0 + 5)
+        expect(marked).toMatchObject({ status: "running", cancelRequestedAt: T0 + 5, error: "canceled by alice", finishedAt: null, workerId: "w1", epoch: 1 })
+        // A second request changes nothing.
+        expect(await store.requestCancel("j1", "again", T0 + 6)).toBeUndefined()
+        expect((await store.getJob("j1"))?.cancelRequestedAt).toBe(T0 + 5)
+        // The worker still owns the job: its heartbeat and output are accepted.
+        expect(await store.heartbeat("w1", [{ id: "j1", epoch: 1 }], T0 + 7)).toEqual([])
+        expect(await store.appendOutput("j1", "w1", 1, [out(1, "partial")], undefined, T0 + 8)).toMatchObject({ ok: true, finished: false })
+
+        const res = await store.appendOutput("j1", "w1", 1, [out(2, "end")], { code: 255, signal: null }, T0 + 9)
+        expect(res).toMatchObject({ ok: true, finished: true, job: { status: "canceled", exitCode: 255, error: "canceled by alice", finishedAt: T0 + 9 } })
+        expect(await bodies("j1")).toEqual(["partial", "end"])
+        expect(await store.events("j1")).toEqual([
+          { at: T0, status: "queued", epoch: 0, workerId: null, reason: null },
+          { at: T0 + 1, status: "assigned", epoch: 1, workerId: "w1", reason: null },
+          { at: T0 + 2, status: "running", epoch: 1, workerId: "w1", reason: null },
+          { at: T0 + 5, status: "canceling", epoch: 1, workerId: "w1", reason: "canceled by alice" },
+          { at: T0 + 9, status: "canceled", epoch: 1, workerId: "w1", reason: "canceled by alice" },
+        ])
+      })
+
+      test("a cancel-requested job that exits 0 still ends canceled", async () => {
+        await job("j1")
+        await store.requestCancel("j1", "stop", T0 + 5)
+        const res = await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 6)
+        expect(res).toMatchObject({ ok: true, job: { status: "canceled", exitCode: 0, error: "stop" } })
+        expect((await terminals("j1")).map((e) => e.status)).toEqual(["canceled"])
+      })
+
+      test.each<[string, ExitReport | "fail"]>([
+        ["completed", ok0],
+        ["failed", { code: 1, signal: null }],
+        ["failed", "fail"],
+      ])("leaves a %s job alone and returns undefined", async (status, how) => {
+        await job("j1")
+        if (how === "fail") await store.failJob("j1", "x", T0 + 5)
+        else await store.appendOutput("j1", "w1", 1, [], how, T0 + 5)
+        const before = await store.getJob("j1")
+        expect(await store.requestCancel("j1", "too late", T0 + 9)).toBeUndefined()
+        expect(await store.getJob("j1")).toEqual(before!)
+        expect(before?.status).toBe(status as Job["status"])
+        expect(await terminals("j1")).toHaveLength(1)
+        expect(await store.requestCancel("nope", "x", T0)).toBeUndefined()
+      })
+
+      test("forceCanceled ends a running job at that epoch only", async () => {
+        await job("j1")
+        await store.requestCancel("j1", "stop", T0 + 5)
+        expect(await store.forceCanceled("j1", 0, "gone", T0 + 6)).toBeUndefined()
+        expect(await store.forceCanceled("j1", 1, "stop; worker gone", T0 + 7)).toMatchObject({ status: "canceled", error: "stop; worker gone", finishedAt: T0 + 7 })
+        expect(await store.forceCanceled("j1", 1, "again", T0 + 8)).toBeUndefined()
+        expect((await terminals("j1")).map((e) => [e.status, e.reason])).toEqual([["canceled", "stop; worker gone"]])
+        // A late exit from the worker is acknowledged but changes nothing.
+        expect(await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 9)).toMatchObject({ ok: true, job: { status: "canceled" } })
+        expect(await terminals("j1")).toHaveLength(1)
+      })
+    })
+
+    describe("unassign", () => {
+      test("puts an assigned job back in the queue at that epoch, excluding its worker", async () => {
+        await job("j1", {}, "w1", false)
+        const back = await store.unassign("j1", 1, "worker w1 did not start the job", T0 + 20)
+        expect(back).toMatchObject({ status: "queued", workerId: null, assignedAt: null, epoch: 1, excluded: ["w1"], attempts: 0, finishedAt: null, updatedAt: T0 + 20 })
+        expect(await store.getJob("j1")).toEqual(back!)
+        expect((await store.events("j1")).at(-1)).toEqual({ at: T0 + 20, status: "queued", epoch: 1, workerId: "w1", reason: "worker w1 did not start the job" })
+        // The worker can no longer start it; nor is it offered to it any more.
+        expect(await store.start("j1", "w1", 1, T0 + 21)).toBeUndefined()
+        expect(await store.assignedTo("w1")).toEqual([])
+        expect((await store.queuedJobs(10)).map((j) => j.id)).toEqual(["j1"])
+      })
+
+      test.each([
+        ["an older epoch", 0],
+        ["a newer epoch", 2],
+      ])("refuses %s", async (_name, epoch) => {
+        await job("j1", {}, "w1", false)
+        expect(await store.unassign("j1", epoch, "x", T0 + 5)).toBeUndefined()
+        expect(await store.getJob("j1")).toMatchObject({ status: "assigned", workerId: "w1", excluded: [] })
+      })
+
+      test("refuses a queued, a running and a finished job, and an unknown one", async () => {
+        await store.createJob(newJob("q"), T0)
+        await job("r")
+        await job("c")
+        await store.appendOutput("c", "w1", 1, [], ok0, T0 + 5)
+        expect(await store.unassign("q", 0, "x", T0 + 9)).toBeUndefined()
+        expect(await store.unassign("r", 1, "x", T0 + 9)).toBeUndefined()
+        expect(await store.unassign("c", 1, "x", T0 + 9)).toBeUndefined()
+        expect(await store.unassign("nope", 1, "x", T0 + 9)).toBeUndefined()
+        expect((await store.getJob("r"))?.status).toBe("running")
+        expect(await statuses("q")).toEqual(["queued"])
+      })
+
+      test("accumulates excluded workers without repeating one", async () => {
+        await job("j1", {}, "w1", false)
+        await store.unassign("j1", 1, "x", T0 + 5)
+        await attempt("j1", "w2", false, T0 + 6)
+        expect(await store.unassign("j1", 2, "x", T0 + 7)).toMatchObject({ excluded: ["w1", "w2"], epoch: 2 })
+        await attempt("j1", "w1", false, T0 + 8)
+        expect(await store.unassign("j1", 3, "x", T0 + 9)).toMatchObject({ excluded: ["w1", "w2"], epoch: 3 })
+        expect(await statuses("j1")).toEqual(["queued", "assigned", "queued", "assigned", "queued", "assigned", "queued"])
+      })
+    })
+
+    describe("loseJob", () => {
+      test("fails an attached job with the reason, whatever its retries", async () => {
+        await job("j1", { attached: true, retries: 3 })
+        await store.appendOutput("j1", "w1", 1, [out(1, "partial")], undefined, T0 + 3)
+        const res = await store.loseJob("j1", 1, "worker w1 stopped responding", T0 + 30)
+        expect(res?.requeued).toBe(false)
+        expect(res?.job).toMatchObject({ status: "failed", error: "worker w1 stopped responding", finishedAt: T0 + 30, workerId: "w1", epoch: 1 })
+        expect(await store.getJob("j1")).toEqual(res!.job)
+        // The caller already streamed the partial output: it stays.
+        expect(await bodies("j1")).toEqual(["partial"])
+        expect(await terminals("j1")).toEqual([{ at: T0 + 30, status: "failed", epoch: 1, workerId: "w1", reason: "worker w1 stopped responding" }])
+        expect(await store.loseJob("j1", 1, "again", T0 + 31)).toBeUndefined()
+        expect(await terminals("j1")).toHaveLength(1)
+      })
+
+      test("fails a detached job without retries", async () => {
+        await job("j1", { retries: 0 })
+        expect(await store.loseJob("j1", 1, "lost", T0 + 30)).toMatchObject({ requeued: false, job: { status: "failed", error: "lost" } })
+      })
+
+      test("re-queues a detached job with retries twice, dropping each lost attempt's output, then fails it", async () => {
+        await job("j1", { retries: 2 })
+        await store.appendOutput("j1", "w1", 1, [out(1, "first try")], undefined, T0 + 3)
+
+        const r1 = await store.loseJob("j1", 1, "worker w1 lost", T0 + 10)
+        expect(r1?.requeued).toBe(true)
+        expect(r1?.job).toMatchObject({ status: "queued", workerId: null, epoch: 1, attempts: 1, excluded: ["w1"], heartbeatAt: null, startedAt: null, assignedAt: null, finishedAt: null, error: null })
+        expect(await store.getJob("j1")).toEqual(r1!.job)
+        expect(await bodies("j1")).toEqual([])
+        // The lost attempt can no longer write.
+        expect(await store.appendOutput("j1", "w1", 1, [out(2, "late")], undefined, T0 + 11)).toMatchObject({ ok: false, reason: "stale" })
+
+        // Second attempt: output starts again at seq 1.
+        await attempt("j1", "w2", true, T0 + 12)
+        expect(await store.appendOutput("j1", "w2", 2, [out(1, "second try")], undefined, T0 + 14)).toMatchObject({ ok: true })
+        expect(await bodies("j1")).toEqual(["second try"])
+        const r2 = await store.loseJob("j1", 2, "worker w2 lost", T0 + 20)
+        expect(r2).toMatchObject({ requeued: true, job: { status: "queued", attempts: 2, epoch: 2, excluded: ["w1", "w2"] } })
+        expect(await bodies("j1")).toEqual([])
+
+        await attempt("j1", "w3", true, T0 + 22)
+        await store.appendOutput("j1", "w3", 3, [out(1, "third try")], undefined, T0 + 24)
+        const r3 = await store.loseJob("j1", 3, "worker w3 lost", T0 + 30)
+        expect(r3).toMatchObject({ requeued: false, job: { status: "failed", error: "worker w3 lost", attempts: 3, epoch: 3, finishedAt: T0 + 30 } })
+        expect(await bodies("j1")).toEqual(["third try"])
+
+        const events = await store.events("j1")
+        expect(events.map((e) => [e.status, e.epoch, e.workerId])).toEqual([
+          ["queued", 0, null],
+          ["assigned", 1, "w1"],
+          ["running", 1, "w1"],
+          ["queued", 1, "w1"],
+          ["assigned", 2, "w2"],
+          ["running", 2, "w2"],
+          ["queued", 2, "w2"],
+          ["assigned", 3, "w3"],
+          ["running", 3, "w3"],
+          ["failed", 3, "w3"],
+        ])
+        expect(events[3].reason).toBe("worker w1 lost; retry 1 of 2")
+        expect(events[6].reason).toBe("worker w2 lost; retry 2 of 2")
+        expect(events.filter((e) => TERMINAL.includes(e.status))).toHaveLength(1)
+      })
+
+      test("applies to an assigned job too", async () => {
+        await job("d", { retries: 1 }, "w1", false)
+        await job("a", { attached: true }, "w1", false)
+        expect(await store.loseJob("d", 1, "lost", T0 + 5)).toMatchObject({ requeued: true, job: { status: "queued", attempts: 1 } })
+        expect(await store.loseJob("a", 1, "lost", T0 + 5)).toMatchObject({ requeued: false, job: { status: "failed" } })
+      })
+
+      test("cancels instead when a cancel was requested, even with retries left", async () => {
+        await job("j1", { retries: 5 })
+        await store.requestCancel("j1", "stop", T0 + 5)
+        const res = await store.loseJob("j1", 1, "worker w1 lost", T0 + 10)
+        expect(res).toMatchObject({ requeued: false, job: { status: "canceled", finishedAt: T0 + 10 } })
+        expect(await statuses("j1")).toEqual(["queued", "assigned", "running", "canceling", "canceled"])
+      })
+
+      test("refuses another epoch, a queued job, a finished job and an unknown one", async () => {
+        await job("j1", { retries: 2 })
+        expect(await store.loseJob("j1", 0, "x", T0 + 5)).toBeUndefined()
+        expect(await store.loseJob("j1", 2, "x", T0 + 5)).toBeUndefined()
+        await store.loseJob("j1", 1, "x", T0 + 5)
+        expect(await store.loseJob("j1", 1, "x", T0 + 6)).toBeUndefined() // now queued
+        await store.createJob(newJob("q"), T0)
+        expect(await store.loseJob("q", 0, "x", T0 + 6)).toBeUndefined()
+        await job("c")
+        await store.appendOutput("c", "w1", 1, [], ok0, T0 + 5)
+        expect(await store.loseJob("c", 1, "x", T0 + 6)).toBeUndefined()
+        expect(await store.loseJob("nope", 1, "x", T0 + 6)).toBeUndefined()
+        expect((await store.getJob("j1"))?.attempts).toBe(1)
+      })
+    })
+
+    describe("appendOutput with an abandoned exit", () => {
+      const abandon = (id: string, worker: string, epoch: number, chunks: OutputChunk[], at: number) =>
+        store.appendOutput(id, worker, epoch, chunks, { code: null, signal: "SIGKILL", abandoned: `worker ${worker} is shutting down` }, at)
+
+      test("re-queues a detached job with retries left, dropping the attempt's output (even this upload's), then fails it", async () => {
+        await job("j1", { retries: 1 })
+        await store.appendOutput("j1", "w1", 1, [out(1, "a")], undefined, T0 + 3)
+        const r1 = await abandon("j1", "w1", 1, [out(2, "b")], T0 + 10)
+        expect(r1).toMatchObject({ ok: true, finished: true, job: { status: "queued", workerId: null, attempts: 1, excluded: ["w1"], finishedAt: null } })
+        expect(await bodies("j1")).toEqual([])
+        expect((await store.events("j1")).at(-1)).toEqual({ at: T0 + 10, status: "queued", epoch: 1, workerId: "w1", reason: "worker w1 is shutting down; retry 1 of 1" })
+
+        await attempt("j1", "w2", true, T0 + 11)
+        expect(await store.appendOutput("j1", "w2", 2, [out(1, "c")], undefined, T0 + 13)).toMatchObject({ ok: true })
+        expect(await bodies("j1")).toEqual(["c"])
+        const r2 = await abandon("j1", "w2", 2, [out(2, "d")], T0 + 20)
+        expect(r2).toMatchObject({ ok: true, finished: true, job: { status: "failed", error: "worker w2 is shutting down", attempts: 2, finishedAt: T0 + 20 } })
+        expect(await bodies("j1")).toEqual(["c", "d"])
+        expect(await statuses("j1")).toEqual(["queued", "assigned", "running", "queued", "assigned", "running", "failed"])
+      })
+
+      test("fails an attached job with the reason", async () => {
+        await job("j1", { attached: true, retries: 2 })
+        const res = await abandon("j1", "w1", 1, [out(1, "a")], T0 + 10)
+        expect(res).toMatchObject({ ok: true, job: { status: "failed", error: "worker w1 is shutting down" } })
+        expect(await bodies("j1")).toEqual(["a"])
+        expect(await terminals("j1")).toHaveLength(1)
+      })
+
+      test("cancels a job whose cancel was requested", async () => {
+        await job("j1", { retries: 2 })
+        await store.requestCancel("j1", "stop", T0 + 5)
+        expect(await abandon("j1", "w1", 1, [], T0 + 10)).toMatchObject({ ok: true, job: { status: "canceled" } })
+        expect((await terminals("j1")).map((e) => e.status)).toEqual(["canceled"])
+      })
+    })
+
+    describe("workers: registration, status and reaping", () => {
+      test("a new worker registers, verifies with its token only, and then re-registers without a token", async () => {
+        await store.upsertWorker("w1", reg(), "tok", T0)
+        expect(await store.workerToken("w1")).toBe("tok")
+        expect(await store.verifyWorker("w1", "wrong", T0 + 1)).toBe(false)
+        expect((await store.getWorker("w1"))?.status).toBe("registering")
+        // Registering again before verifying hands out a new token: the old one is void.
+        await store.upsertWorker("w1", reg(), "tok2", T0 + 2)
+        expect(await store.workerToken("w1")).toBe("tok2")
+        expect(await store.verifyWorker("w1", "tok", T0 + 3)).toBe(false)
+        expect(await store.verifyWorker("w1", "tok2", T0 + 4)).toBe(true)
+        expect(await store.getWorker("w1")).toMatchObject({ status: "online", lastSeen: T0 + 4 })
+        expect(await store.workerToken("w1")).toBeUndefined()
+        // Verified: a re-registration keeps it online (or draining), whatever token it is given.
+        expect((await store.upsertWorker("w1", reg({ draining: true }), "tok3", T0 + 5)).status).toBe("draining")
+        expect((await store.upsertWorker("w1", reg(), "tok4", T0 + 6)).status).toBe("online")
+        expect(await store.workerToken("w1")).toBeUndefined()
+        expect(await store.verifyWorker("nope", "tok", T0)).toBe(false)
+      })
+
+      test("an offline worker must register and verify again; touching does not revive it", async () => {
+        await store.upsertWorker("w1", reg(), "tok", T0)
+        await store.verifyWorker("w1", "tok", T0)
+        expect(await store.setWorkerStatus("w1", "offline", T0 + 10)).toBe(true)
+        await store.touchWorker("w1", T0 + 20)
+        expect(await store.getWorker("w1")).toMatchObject({ status: "offline", lastSeen: T0 + 10 })
+        expect((await store.upsertWorker("w1", reg(), "again", T0 + 30)).status).toBe("registering")
+        expect(await store.verifyWorker("w1", "again", T0 + 31)).toBe(true)
+        expect((await store.getWorker("w1"))?.status).toBe("online")
+        expect(await store.setWorkerStatus("nope", "offline", T0)).toBe(false)
+      })
+
+      // Known bug (see report): reaping or deregistering a registering worker leaves its token in place, and
+      // verifyWorker answers true for any non-registering worker whose token matches, so the offline worker
+      // is told it is verified while it stays offline. Remove `.failing` once fixed.
+      test.failing("a registering worker that went offline cannot verify with its old token", async () => {
+        await store.upsertWorker("w1", reg(), "tok", T0)
+        expect(await store.reapWorkers(T0 + 10)).toEqual(["w1"])
+        expect((await store.getWorker("w1"))?.status).toBe("offline")
+        const verified = await store.verifyWorker("w1", "tok", T0 + 20)
+        expect({ verified, status: (await store.getWorker("w1"))?.status }).toEqual({ verified: false, status: "offline" })
+      })
+
+      test("reapWorkers takes offline the non-offline workers not seen since the cutoff, once", async () => {
+        const add = async (id: string, status: "online" | "draining" | "registering" | "offline", seen: number) => {
+          await store.upsertWorker(id, reg(), `t-${id}`, seen)
+          if (status !== "registering") await store.verifyWorker(id, `t-${id}`, seen)
+          if (status === "draining" || status === "offline") await store.setWorkerStatus(id, status, seen)
+        }
+        await add("a-online", "online", T0)
+        await add("b-draining", "draining", T0)
+        await add("c-registering", "registering", T0)
+        await add("d-offline", "offline", T0)
+        await add("e-at-cutoff", "online", T0 + 50)
+        await add("f-fresh", "online", T0 + 100)
+
+        expect((await store.reapWorkers(T0 + 50)).sort()).toEqual(["a-online", "b-draining", "c-registering"])
+        const byId = Object.fromEntries((await store.listWorkers()).map((w) => [w.id, w]))
+        expect(Object.fromEntries(Object.entries(byId).map(([id, w]) => [id, w.status]))).toEqual({
+          "a-online": "offline",
+          "b-draining": "offline",
+          "c-registering": "offline",
+          "d-offline": "offline",
+          "e-at-cutoff": "online",
+          "f-fresh": "online",
+        })
+        // Reaping keeps the time the worker was last heard from.
+        expect(byId["a-online"].lastSeen).toBe(T0)
+        expect(await store.reapWorkers(T0 + 50)).toEqual([])
+        expect((await store.reapWorkers(T0 + 101)).sort()).toEqual(["e-at-cutoff", "f-fresh"])
+      })
+    })
+
+    describe("janitor selections", () => {
+      test("assignedSince lists jobs assigned before the cutoff and not started", async () => {
+        await job("a1", {}, "w1", false, T0) // assigned at T0+1
+        await job("a2", {}, "w1", false, T0 + 10) // assigned at T0+11
+        await job("r1", {}, "w1", true, T0) // running
+        expect((await store.assignedSince(T0 + 11)).map((j) => j.id)).toEqual(["a1"])
+        expect((await store.assignedSince(T0 + 12)).map((j) => j.id)).toEqual(["a1", "a2"])
+      })
+
+      test("queuedSince lists jobs queued (or re-queued) before the cutoff", async () => {
+        await store.createJob(newJob("q1"), T0)
+        await store.createJob(newJob("q2"), T0 + 10)
+        await job("back", { retries: 1 }, "w1", true, T0)
+        await store.loseJob("back", 1, "lost", T0 + 20) // re-queued at T0+20
+        await job("a", {}, "w1", false, T0)
+        expect((await store.queuedSince(T0 + 10)).map((j) => j.id)).toEqual(["q1"])
+        expect((await store.queuedSince(T0 + 21)).map((j) => j.id)).toEqual(["back", "q1", "q2"])
+      })
+
+      test("abandoned lists attached active jobs whose caller was not seen since the cutoff and no cancel was asked", async () => {
+        await store.createJob(newJob("att-q", { attached: true }), T0)
+        await job("att-r", { attached: true }, "w1", true, T0)
+        await job("att-c", { attached: true }, "w1", true, T0)
+        await store.requestCancel("att-c", "stop", T0 + 5)
+        await job("att-done", { attached: true }, "w1", true, T0)
+        await store.appendOutput("att-done", "w1", 1, [], ok0, T0 + 5)
+        await store.createJob(newJob("det", { attached: false }), T0)
+        await store.createJob(newJob("att-seen", { attached: true }), T0)
+        await store.touchClient("att-seen", T0 + 100)
+        expect((await store.abandoned(T0 + 50)).map((j) => j.id)).toEqual(["att-q", "att-r"])
+        // touchClient does nothing for a finished job.
+        await store.touchClient("att-done", T0 + 200)
+        expect((await store.getJob("att-done"))?.clientSeenAt).toBe(T0)
+      })
+    })
+
+    describe("prune", () => {
+      test("deletes jobs finished before the cutoff with their output, input and timeline, and workers offline since then", async () => {
+        const input = (id: string) => store.appendInput(id, [{ seq: 1, kind: Kind.stdin, data: text("in") }, { seq: 2, kind: Kind.stdinEnd, data: new Uint8Array(0) }])
+        // Old and finished: completed, failed, canceled.
+        await job("old-done", {}, "w1", true, T0)
+        await input("old-done")
+        await store.appendOutput("old-done", "w1", 1, [out(1, "x")], ok0, T0 + 10)
+        await job("old-failed", {}, "w1", true, T0)
+        await store.failJob("old-failed", "x", T0 + 10)
+        await store.createJob(newJob("old-canceled"), T0)
+        await store.requestCancel("old-canceled", "x", T0 + 10)
+        // Kept: finished after the cutoff, or never finished however old.
+        await job("new-done", {}, "w1", true, T0)
+        await input("new-done")
+        await store.appendOutput("new-done", "w1", 1, [out(1, "y")], ok0, T0 + 1000)
+        await store.createJob(newJob("old-queued"), T0)
+        await input("old-queued")
+        await job("old-running", {}, "w1", true, T0)
+        await store.appendOutput("old-running", "w1", 1, [out(1, "z")], undefined, T0 + 3)
+        await job("old-canceling", {}, "w1", true, T0)
+        await store.requestCancel("old-canceling", "x", T0 + 10)
+        // Workers.
+        for (const id of ["w-old-offline", "w-new-offline", "w-old-online", "w-old-registering"]) await store.upsertWorker(id, reg(), "t", T0)
+        await store.verifyWorker("w-old-online", "t", T0)
+        await store.setWorkerStatus("w-old-offline", "offline", T0 + 10)
+        await store.setWorkerStatus("w-new-offline", "offline", T0 + 1000)
+
+        expect(await store.prune(T0 + 500)).toEqual({ jobs: 3, workers: 1 })
+
+        for (const id of ["old-done", "old-failed", "old-canceled"]) {
+          expect(await store.getJob(id)).toBeUndefined()
+          expect(await store.events(id)).toEqual([])
+          expect(await store.readOutput(id, 0, 10)).toEqual([])
+          expect(await store.readInput(id, 0, 10)).toEqual([])
+        }
+        expect((await store.listJobs({})).map((j) => j.id).sort()).toEqual(["new-done", "old-canceling", "old-queued", "old-running"])
+        expect(await bodies("new-done")).toEqual(["y"])
+        expect(await bodies("old-running")).toEqual(["z"])
+        expect(await store.readInput("new-done", 0, 10)).toHaveLength(2)
+        expect(await store.readInput("old-queued", 0, 10)).toHaveLength(2)
+        expect(await statuses("new-done")).toEqual(["queued", "assigned", "running", "completed"])
+        expect(await statuses("old-queued")).toEqual(["queued"])
+        expect((await store.listWorkers()).map((w) => w.id)).toEqual(["w-new-offline", "w-old-online", "w-old-registering"])
+
+        expect(await store.prune(T0 + 500)).toEqual({ jobs: 0, workers: 0 })
+        expect(await store.prune(T0 + 1001)).toEqual({ jobs: 1, workers: 1 })
+      })
     })
   })
 }

@@ -1,15 +1,27 @@
-import { sql, type Kysely, type Selectable } from "kysely"
-import type { ExitReport, Job, JobStatus, Role, User, Worker, WorkerRegistration } from "../../shared/protocol/schemas.ts"
+import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
+import type { ExitReport, Job, JobEvent, JobStatus, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
-import type { InputChunk, InputRow, JobFilter, NewJob, OutputChunk, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
+import type { HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
 
 type JobRow = Selectable<Database["jobs"]>
 type WorkerRow = Selectable<Database["workers"]>
+type JobUpdate = Updateable<Database["jobs"]>
+
+/** A decided transition: the columns to write and the timeline entry to record. */
+interface Change {
+  set: JobUpdate
+  status: string
+  reason?: string | null
+  /** Runs in the same transaction after the update (e.g. drop a lost attempt's output). */
+  after?: (tx: Kysely<Database>, job: Job) => Promise<void>
+}
+
+const ACTIVE: JobStatus[] = ["queued", "assigned", "running"]
 
 function toJob(r: JobRow): Job {
   return {
@@ -31,6 +43,13 @@ function toJob(r: JobRow): Job {
     assignedAt: num(r.assigned_at),
     startedAt: num(r.started_at),
     finishedAt: num(r.finished_at),
+    attached: Number(r.attached) === 1,
+    retries: Number(r.retries),
+    attempts: Number(r.attempts),
+    excluded: r.excluded ? JSON.parse(r.excluded) : [],
+    heartbeatAt: num(r.heartbeat_at),
+    clientSeenAt: num(r.client_seen_at),
+    cancelRequestedAt: num(r.cancel_requested_at),
   }
 }
 
@@ -42,7 +61,7 @@ function toWorker(r: WorkerRow): Worker {
     maxJobs: Number(r.max_jobs),
     version: r.version,
     capabilities: JSON.parse(r.capabilities),
-    status: "online",
+    status: r.status as WorkerStatus,
     registeredAt: Number(r.registered_at),
     lastSeen: Number(r.last_seen),
   }
@@ -62,12 +81,56 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
     return row ? toJob(row) : undefined
   }
+  const jobsWhere = async (build: (q: any) => any) => ((await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(1000).execute()) as JobRow[]).map(toJob)
 
-  /** Runs a guarded UPDATE and returns the row it changed, or undefined when the guard failed. */
-  const guarded = async (id: string, run: (q: Kysely<Database>) => Promise<{ numUpdatedRows: bigint }>): Promise<Job | undefined> => {
-    const res = await run(db)
-    if (res.numUpdatedRows === 0n) return undefined
-    return jobById(id)
+  /**
+   * The one way a job changes state: read it (locked), let `decide` pick the change from what is
+   * there now, write it guarded on the (status, epoch) that was read, and record it in the timeline,
+   * all in one transaction. Undefined when `decide` declines or another writer got there first.
+   */
+  const mutate = (id: string, now: number, decide: (job: Job) => Change | undefined): Promise<Job | undefined> =>
+    tx(async (t) => {
+      let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
+      if (kind !== "sqlite") q = q.forUpdate()
+      const row = await q.executeTakeFirst()
+      if (!row) return undefined
+      const job = toJob(row)
+      const c = decide(job)
+      if (!c) return undefined
+      const res = await t
+        .updateTable("jobs")
+        .set({ ...c.set, updated_at: now })
+        .where("id", "=", id)
+        .where("status", "=", job.status)
+        .where("epoch", "=", job.epoch)
+        .executeTakeFirst()
+      if (res.numUpdatedRows === 0n) return undefined
+      const next = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
+      await recordEvent(t, next, now, c.status, c.reason ?? null, next.workerId ?? job.workerId)
+      await c.after?.(t, next)
+      return next
+    })
+
+  const recordEvent = (t: Kysely<Database>, job: Job, now: number, status: string, reason: string | null, worker: string | null) =>
+    t.insertInto("job_events").values({ job_id: job.id, at: now, status, epoch: job.epoch, worker_id: worker, reason }).execute()
+
+  const isActive = (j: Job) => ACTIVE.includes(j.status)
+  const ended = (status: JobStatus, reason: string | null, now: number): Change => ({ set: { status, error: reason, finished_at: now }, status, reason })
+
+  /** A lost attempt: back to the queue when detached with retries left, failed otherwise. */
+  const lost = (job: Job, reason: string, now: number): Change => {
+    const excluded = job.workerId && !job.excluded.includes(job.workerId) ? [...job.excluded, job.workerId] : job.excluded
+    if (job.cancelRequestedAt !== null) return ended("canceled", reason, now)
+    if (!job.attached && job.attempts < job.retries) {
+      return {
+        set: { status: "queued", worker_id: null, attempts: job.attempts + 1, excluded: JSON.stringify(excluded), heartbeat_at: null, started_at: null, assigned_at: null, out_seq: 0 },
+        status: "queued",
+        reason: `${reason}; retry ${job.attempts + 1} of ${job.retries}`,
+        // The caller replays output from the start: drop what the lost attempt wrote.
+        after: async (t) => void (await t.deleteFrom("job_output").where("job_id", "=", job.id).execute()),
+      }
+    }
+    return { ...ended("failed", reason, now), set: { status: "failed", error: reason, finished_at: now, attempts: job.attempts + 1, excluded: JSON.stringify(excluded) } }
   }
 
   return {
@@ -97,7 +160,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       return res.numDeletedRows > 0n
     },
 
-    async upsertWorker(id: string, reg: WorkerRegistration, now: number) {
+    async upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number) {
       const values = {
         binaries: JSON.stringify(reg.binaries),
         paths: JSON.stringify(reg.paths),
@@ -106,12 +169,33 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         capabilities: JSON.stringify(reg.capabilities ?? {}),
         last_seen: now,
       }
-      const res = await db.updateTable("workers").set(values).where("id", "=", id).executeTakeFirst()
-      if (res.numUpdatedRows === 0n) await db.insertInto("workers").values({ id, registered_at: now, ...values }).execute()
+      await tx(async (t) => {
+        const cur = await t.selectFrom("workers").select("status").where("id", "=", id).executeTakeFirst()
+        // A known, verified worker keeps its state (re-registration); a new or offline one must verify.
+        const verified = cur && cur.status !== "offline" && cur.status !== "registering"
+        const status = !verified ? "registering" : reg.draining ? "draining" : "online"
+        if (cur) await t.updateTable("workers").set({ ...values, status, ...(verified ? {} : { token }) }).where("id", "=", id).execute()
+        else await t.insertInto("workers").values({ id, registered_at: now, ...values, status, token }).execute()
+      })
       return (await this.getWorker(id))!
     },
+    async workerToken(id) {
+      const w = await db.selectFrom("workers").select("token").where("id", "=", id).executeTakeFirst()
+      return w?.token ?? undefined
+    },
+    async verifyWorker(id, token, now) {
+      const w = await db.selectFrom("workers").select(["status", "token"]).where("id", "=", id).executeTakeFirst()
+      if (!w || w.token !== token) return false
+      if (w.status !== "registering") return true
+      const res = await db.updateTable("workers").set({ status: "online", token: null, last_seen: now }).where("id", "=", id).where("token", "=", token).executeTakeFirst()
+      return res.numUpdatedRows > 0n
+    },
     async touchWorker(id, now) {
-      await db.updateTable("workers").set({ last_seen: now }).where("id", "=", id).execute()
+      await db.updateTable("workers").set({ last_seen: now }).where("id", "=", id).where("status", "!=", "offline").execute()
+    },
+    async setWorkerStatus(id, status, now) {
+      const res = await db.updateTable("workers").set({ status, last_seen: now }).where("id", "=", id).executeTakeFirst()
+      return res.numUpdatedRows > 0n
     },
     async getWorker(id) {
       const r = await db.selectFrom("workers").selectAll().where("id", "=", id).executeTakeFirst()
@@ -121,33 +205,53 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const rows = await db.selectFrom("workers").selectAll().orderBy("id").execute()
       return rows.map(toWorker)
     },
+    async reapWorkers(before) {
+      const stale = await db.selectFrom("workers").select("id").where("status", "!=", "offline").where("last_seen", "<", before).execute()
+      const out: string[] = []
+      for (const w of stale) {
+        const res = await db.updateTable("workers").set({ status: "offline" }).where("id", "=", w.id).where("status", "!=", "offline").where("last_seen", "<", before).executeTakeFirst()
+        if (res.numUpdatedRows > 0n) out.push(w.id)
+      }
+      return out
+    },
 
     async createJob(j: NewJob, now: number) {
-      await db
-        .insertInto("jobs")
-        .values({
-          id: j.id,
-          requester: j.requester,
-          binary: j.binary,
-          args: JSON.stringify(j.args),
-          paths: JSON.stringify(j.paths),
-          cwd: j.cwd,
-          stdin: j.stdin ? 1 : 0,
-          status: "queued",
-          epoch: 0,
-          worker_id: null,
-          out_seq: 0,
-          exit_code: null,
-          exit_signal: null,
-          error: null,
-          created_at: now,
-          updated_at: now,
-          assigned_at: null,
-          started_at: null,
-          finished_at: null,
-        })
-        .execute()
-      return (await jobById(j.id))!
+      return tx(async (t) => {
+        await t
+          .insertInto("jobs")
+          .values({
+            id: j.id,
+            requester: j.requester,
+            binary: j.binary,
+            args: JSON.stringify(j.args),
+            paths: JSON.stringify(j.paths),
+            cwd: j.cwd,
+            stdin: j.stdin ? 1 : 0,
+            status: "queued",
+            epoch: 0,
+            worker_id: null,
+            out_seq: 0,
+            exit_code: null,
+            exit_signal: null,
+            error: null,
+            created_at: now,
+            updated_at: now,
+            assigned_at: null,
+            started_at: null,
+            finished_at: null,
+            attached: j.attached ? 1 : 0,
+            retries: j.retries,
+            attempts: 0,
+            excluded: null,
+            heartbeat_at: null,
+            client_seen_at: j.attached ? now : null,
+            cancel_requested_at: null,
+          })
+          .execute()
+        const job = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!)
+        await recordEvent(t, job, now, "queued", null, null)
+        return job
+      })
     },
     getJob: jobById,
     async listJobs(f: JobFilter) {
@@ -155,13 +259,15 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       if (f.requester) q = q.where("requester", "=", f.requester)
       if (f.status) q = q.where("status", "=", f.status)
       if (f.worker) q = q.where("worker_id", "=", f.worker)
+      if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
       const rows = await q.orderBy("id", "desc").limit(f.limit ?? 100).execute()
       return rows.map(toJob)
     },
-    async queuedJobs(limit) {
-      const rows = await db.selectFrom("jobs").selectAll().where("status", "=", "queued").orderBy("id").limit(limit).execute()
-      return rows.map(toJob)
+    async events(id) {
+      const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
+      return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
     },
+    queuedJobs: (limit) => jobsWhere((q) => q.where("status", "=", "queued").limit(limit)),
     async workerLoads() {
       const rows = await db
         .selectFrom("jobs")
@@ -171,32 +277,33 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         .execute()
       return new Map(rows.filter((r) => r.worker_id).map((r) => [r.worker_id!, Number(r.n)]))
     },
-    assign(id, worker, now) {
-      // The guard on status makes a double assignment impossible, whatever races with it.
-      return guarded(id, (q) =>
-        q
-          .updateTable("jobs")
-          .set((eb) => ({ status: "assigned", worker_id: worker, epoch: eb("epoch", "+", 1), out_seq: 0, assigned_at: now, updated_at: now }))
-          .where("id", "=", id)
-          .where("status", "=", "queued")
-          .executeTakeFirst(),
-      )
-    },
-    async assignedTo(worker) {
-      const rows = await db.selectFrom("jobs").selectAll().where("worker_id", "=", worker).where("status", "=", "assigned").orderBy("id").execute()
-      return rows.map(toJob)
-    },
-    start(id, worker, epoch, now) {
-      return guarded(id, (q) =>
-        q
-          .updateTable("jobs")
-          .set({ status: "running", started_at: now, updated_at: now })
-          .where("id", "=", id)
-          .where("status", "=", "assigned")
-          .where("worker_id", "=", worker)
-          .where("epoch", "=", epoch)
-          .executeTakeFirst(),
-      )
+    // The guard on status makes a double assignment impossible, whatever races with it.
+    assign: (id, worker, now) =>
+      mutate(id, now, (j) => (j.status === "queued" ? { set: { status: "assigned", worker_id: worker, epoch: j.epoch + 1, out_seq: 0, assigned_at: now, heartbeat_at: null }, status: "assigned" } : undefined)),
+    assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
+    start: (id, worker, epoch, now) =>
+      mutate(id, now, (j) =>
+        j.status === "assigned" && j.workerId === worker && j.epoch === epoch && j.cancelRequestedAt === null
+          ? { set: { status: "running", started_at: now, heartbeat_at: now }, status: "running" }
+          : undefined,
+      ),
+    async heartbeat(worker, held, now) {
+      const stale: HeldJob[] = []
+      await tx(async (t) => {
+        await t.updateTable("workers").set({ last_seen: now }).where("id", "=", worker).where("status", "!=", "offline").execute()
+        for (const h of held) {
+          const res = await t
+            .updateTable("jobs")
+            .set({ heartbeat_at: now })
+            .where("id", "=", h.id)
+            .where("worker_id", "=", worker)
+            .where("epoch", "=", h.epoch)
+            .where("status", "in", ["assigned", "running"])
+            .executeTakeFirst()
+          if (res.numUpdatedRows === 0n) stale.push(h)
+        }
+      })
+      return stale
     },
     async appendOutput(id, worker, epoch, chunks: OutputChunk[], exit: ExitReport | undefined, now): Promise<UploadResult> {
       return tx(async (tx): Promise<UploadResult> => {
@@ -208,7 +315,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         if (job.workerId !== worker || job.epoch !== epoch) return { ok: false, reason: "stale", job }
         if (job.status !== "running") {
           // A retried final upload after the job already ended is a success, not a conflict.
-          if (job.finishedAt !== null && job.status !== "canceled" && chunks.every((c) => c.seq <= Number(row.out_seq))) return { ok: true, job, finished: true }
+          if (job.finishedAt !== null && chunks.every((c) => c.seq <= Number(row.out_seq))) return { ok: true, job, finished: true }
           return { ok: false, reason: "stale", job }
         }
         let last = Number(row.out_seq)
@@ -226,24 +333,21 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
             .execute()
         }
         if (!exit) {
-          if (fresh.length) await tx.updateTable("jobs").set({ out_seq: last, updated_at: now }).where("id", "=", id).execute()
+          if (fresh.length) await tx.updateTable("jobs").set({ out_seq: last, heartbeat_at: now, updated_at: now }).where("id", "=", id).execute()
           return { ok: true, job, finished: false }
         }
-        const status: JobStatus = exit.code === 0 && !exit.signal && !exit.error ? "completed" : "failed"
-        await tx
-          .updateTable("jobs")
-          .set({
-            out_seq: last,
-            status,
-            exit_code: exit.code,
-            exit_signal: exit.signal,
-            error: exit.error ?? null,
-            finished_at: now,
-            updated_at: now,
-          })
-          .where("id", "=", id)
-          .execute()
-        return { ok: true, job: { ...job, status, exitCode: exit.code, exitSignal: exit.signal, error: exit.error ?? null, finishedAt: now, updatedAt: now }, finished: true }
+        let change: Change
+        if (exit.abandoned) change = lost(job, exit.abandoned, now)
+        else {
+          const status: JobStatus = job.cancelRequestedAt !== null ? "canceled" : exit.code === 0 && !exit.signal && !exit.error ? "completed" : "failed"
+          const reason = status === "canceled" ? (job.error ?? "canceled") : (exit.error ?? null)
+          change = { set: { status, exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now }, status, reason }
+        }
+        await tx.updateTable("jobs").set({ ...change.set, out_seq: change.set.status === "queued" ? 0 : last, updated_at: now }).where("id", "=", id).execute()
+        const next = toJob((await tx.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
+        await recordEvent(tx, next, now, change.status, change.reason ?? null, worker)
+        await change.after?.(tx, next)
+        return { ok: true, job: next, finished: true }
       })
     },
     async readOutput(id, after, limit): Promise<StreamRow[]> {
@@ -261,24 +365,52 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()
       if (!job) return false
       if (!chunks.length) return true
-      let q = db.insertInto("job_input").values(chunks.map((c) => ({ job_id: id, seq: c.seq, data: c.data ?? null })))
+      let q = db.insertInto("job_input").values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
       q = kind === "mysql" ? q.ignore() : q.onConflict((oc) => oc.columns(["job_id", "seq"]).doNothing())
       await q.execute()
       return true
     },
     async readInput(id, after, limit): Promise<InputRow[]> {
-      const rows = await db.selectFrom("job_input").select(["seq", "data"]).where("job_id", "=", id).where("seq", ">", after).orderBy("seq").limit(limit).execute()
-      return rows.map((r) => ({ seq: Number(r.seq), data: r.data === null ? null : bytes(r.data) }))
+      const rows = await db.selectFrom("job_input").select(["seq", "kind", "data"]).where("job_id", "=", id).where("seq", ">", after).orderBy("seq").limit(limit).execute()
+      return rows.map((r) => ({ seq: Number(r.seq), kind: Number(r.kind), data: r.data === null ? new Uint8Array(0) : bytes(r.data) }))
     },
-    failJob(id, reason, now) {
-      return guarded(id, (q) =>
-        q
-          .updateTable("jobs")
-          .set({ status: "failed", error: reason, finished_at: now, updated_at: now })
-          .where("id", "=", id)
-          .where("status", "in", ["queued", "assigned", "running"])
-          .executeTakeFirst(),
-      )
+    failJob: (id, reason, now, epoch) => mutate(id, now, (j) => (isActive(j) && (epoch === undefined || j.epoch === epoch) ? ended("failed", reason, now) : undefined)),
+    requestCancel: (id, reason, now) =>
+      mutate(id, now, (j) => {
+        if (j.status === "queued" || j.status === "assigned") return ended("canceled", reason, now)
+        if (j.status === "running" && j.cancelRequestedAt === null) return { set: { cancel_requested_at: now, error: reason }, status: "canceling", reason }
+        return undefined
+      }),
+    forceCanceled: (id, epoch, reason, now) => mutate(id, now, (j) => (j.status === "running" && j.epoch === epoch ? ended("canceled", reason, now) : undefined)),
+    unassign: (id, epoch, reason, now) =>
+      mutate(id, now, (j) => {
+        if (j.status !== "assigned" || j.epoch !== epoch) return undefined
+        const excluded = j.workerId && !j.excluded.includes(j.workerId) ? [...j.excluded, j.workerId] : j.excluded
+        return { set: { status: "queued", worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) }, status: "queued", reason }
+      }),
+    async loseJob(id, epoch, reason, now): Promise<LostResult> {
+      const job = await mutate(id, now, (j) => ((j.status === "running" || j.status === "assigned") && j.epoch === epoch ? lost(j, reason, now) : undefined))
+      return job ? { job, requeued: job.status === "queued" } : undefined
+    },
+    async touchClient(id, now) {
+      await db.updateTable("jobs").set({ client_seen_at: now }).where("id", "=", id).where("status", "in", ACTIVE).execute()
+    },
+
+    runningWithoutHeartbeat: (before) => jobsWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
+    assignedSince: (before) => jobsWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
+    queuedSince: (before) => jobsWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
+    abandoned: (before) =>
+      jobsWhere((q) => q.where("attached", "=", 1).where("status", "in", ACTIVE).where("cancel_requested_at", "is", null).where("client_seen_at", "<", before)),
+    async prune(before) {
+      return tx(async (t) => {
+        const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)
+        await t.deleteFrom("job_output").where("job_id", "in", old).execute()
+        await t.deleteFrom("job_input").where("job_id", "in", old).execute()
+        await t.deleteFrom("job_events").where("job_id", "in", old).execute()
+        const jobs = await t.deleteFrom("jobs").where("finished_at", "<", before).executeTakeFirst()
+        const workers = await t.deleteFrom("workers").where("status", "=", "offline").where("last_seen", "<", before).executeTakeFirst()
+        return { jobs: Number(jobs.numDeletedRows), workers: Number(workers.numDeletedRows) }
+      })
     },
   }
 }

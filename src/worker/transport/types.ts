@@ -4,6 +4,28 @@ import type { Assignment, WorkerRegistration } from "../../shared/protocol/schem
 export interface RegisterReply {
   /** How long the coordinator holds a poll open before answering with no work. */
   pollWaitSeconds: number
+  /** How often to send heartbeats for held jobs. */
+  heartbeatSeconds: number
+  /** How often to register again (binaries, healthy paths, draining). */
+  registrationSeconds: number
+}
+
+export interface PollReply {
+  jobs: Assignment[]
+  /** Registration token to echo with `verify` (stage two of registration). */
+  verify?: string
+}
+
+export interface HeartbeatReply {
+  /** Held jobs that are no longer this worker's at that epoch: stop them without reporting. */
+  stale: HeldJob[]
+  /** The coordinator considers this worker offline: register again. */
+  reregister: boolean
+}
+
+export interface HeldJob {
+  id: string
+  epoch: number
 }
 
 /**
@@ -18,8 +40,14 @@ export interface WorkerTransport {
   /** Where the coordinator is, for logs. */
   readonly url: string
   register(reg: WorkerRegistration): Promise<RegisterReply>
+  /** Stage two of registration: echo the token received over the job channel. */
+  verify(token: string): Promise<void>
+  deregister(): Promise<void>
   /** Jobs assigned to this worker and not yet started; waits up to `waitSeconds` for one. */
-  poll(waitSeconds: number, signal: AbortSignal): Promise<Assignment[]>
+  poll(waitSeconds: number, signal: AbortSignal): Promise<PollReply>
+  heartbeat(held: HeldJob[]): Promise<HeartbeatReply>
+  /** Gives an assignment back (draining): the coordinator re-queues it for another worker. */
+  reject(job: string, epoch: number): Promise<void>
   /** Claims an assignment (assigned → running) for exactly this epoch. */
   start(job: string, epoch: number): Promise<void>
   /**
@@ -28,6 +56,9 @@ export interface WorkerTransport {
    * unknown outcome never duplicates output.
    */
   upload(job: string, epoch: number, frames: Uint8Array): Promise<void>
-  /** The caller's stdin after sequence `after`: stdin frames, then one stdin-end frame. */
+  /**
+   * The job's downlink after sequence `after`: the caller's stdin frames, one stdin-end frame, signal
+   * frames, and a cancel frame when the job is canceled. Ends when the job ends.
+   */
   input(job: string, epoch: number, after: number, signal: AbortSignal): AsyncIterable<Frame>
 }

@@ -1,8 +1,8 @@
 import { defineCommand } from "citty"
 import * as v from "valibot"
-import { NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { ConflictError, NotFoundError, UsageError } from "../../../shared/errors.ts"
 import { isUlid } from "../../../shared/ids.ts"
-import { JobStatus, type Job } from "../../../shared/protocol/schemas.ts"
+import { JobStatus, isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
 import { rejectUnknownFlags } from "../../run.ts"
 import { duration, table, time } from "../../table.ts"
 import { withStore } from "./_store.ts"
@@ -63,9 +63,13 @@ const show = defineCommand({
   async run({ args, rawArgs }) {
     rejectUnknownFlags(showArgs, rawArgs)
     if (!isUlid(args.id)) throw new UsageError(`${args.id} is not a job id (ULID)`)
-    const job = await withStore(args.config, (s) => s.getJob(args.id))
-    if (!job) throw new NotFoundError(`no job ${args.id}`)
-    if (args.json) return void process.stdout.write(JSON.stringify(job) + "\n")
+    const found = await withStore(args.config, async (s) => {
+      const job = await s.getJob(args.id)
+      return job && { job, events: await s.events(args.id) }
+    })
+    if (!found) throw new NotFoundError(`no job ${args.id}`)
+    const { job, events } = found
+    if (args.json) return void process.stdout.write(JSON.stringify({ ...job, events }) + "\n")
     const rows: [string, string][] = [
       ["id", job.id],
       ["status", job.status],
@@ -85,10 +89,34 @@ const show = defineCommand({
       ["run time", duration(job.finishedAt && job.startedAt ? job.finishedAt - job.startedAt : null)],
     ]
     process.stdout.write(rows.map(([k, val]) => `${k.padEnd(10)} ${val}`).join("\n") + "\n")
+    if (events.length) {
+      process.stdout.write("\ntimeline\n")
+      process.stdout.write(table(["TIME", "STATUS", "ATTEMPT", "WORKER", "REASON"], events.map((e) => [time(e.at), e.status, String(e.epoch), e.workerId, e.reason])))
+    }
+  },
+})
+
+const cancelArgs = { id: { type: "positional", description: "job id", required: true }, config } as const
+const cancel = defineCommand({
+  meta: { name: "cancel", description: "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)" },
+  args: cancelArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(cancelArgs, rawArgs)
+    if (!isUlid(args.id)) throw new UsageError(`${args.id} is not a job id (ULID)`)
+    const { job, changed } = await withStore(args.config, async (s) => {
+      const job = await s.getJob(args.id)
+      if (!job) throw new NotFoundError(`no job ${args.id}`)
+      const changed = await s.requestCancel(args.id, "canceled by an administrator", Date.now())
+      return { job: changed ?? job, changed: !!changed }
+    })
+    // Unchanged and terminal: it had ended before. Unchanged and running: a cancel is already under way.
+    if (!changed && isTerminal(job.status)) throw new ConflictError(`job ${job.id} already ended: ${job.status}`)
+    const res = job
+    process.stdout.write(`${res.id} ${res.status === "canceled" ? "canceled" : "canceling"}\n`)
   },
 })
 
 export default defineCommand({
   meta: { name: "jobs", description: "Inspect jobs" },
-  subCommands: { ls, show },
+  subCommands: { ls, show, cancel },
 })

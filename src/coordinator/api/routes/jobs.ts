@@ -10,8 +10,8 @@ import type { Deps } from "../app.ts"
 import { frameStream, intQuery, jobIdParam, jsonBody } from "../_util.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
-const KEEPALIVE_MS = 15_000
 const PAGE = 256
+const SIGNALS = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"])
 
 /** `$Var` at the start of an argument (after an optional `file:`), not the `$$` escape of a literal `$`. */
 function varOf(arg: string): string | undefined {
@@ -28,6 +28,33 @@ function canRead(p: Principal, job: Job): boolean {
 export function jobRoutes(deps: Deps) {
   const { store, hub, scheduler, log, now, config } = deps
   const app = new Hono<AuthEnv>()
+  // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
+  const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
+
+  /**
+   * Open streams of attached callers, per job. When the last one closes before the job ended and the
+   * caller does not come back within a short grace (a reconnect after a network blip does), the caller
+   * is gone (killed, crashed): the job is canceled at once rather than after the janitor's threshold.
+   */
+  const callers = new Map<string, number>()
+  const CALLER_GRACE_MS = Math.min(2000, config.heartbeat_interval * 1000)
+  const callerLeft = (id: string) => {
+    const n = (callers.get(id) ?? 1) - 1
+    if (n > 0) return void callers.set(id, n)
+    callers.delete(id)
+    setTimeout(async () => {
+      if (callers.has(id)) return
+      try {
+        const done = await store.requestCancel(id, "the caller went away (its connection closed and did not come back)", now())
+        if (!done) return
+        log.warn("job canceled: its caller went away", { job: id, status: done.status })
+        hub.notify(topic.input(id))
+        hub.notify(topic.output(id))
+      } catch (err) {
+        log.error("could not cancel an abandoned job", { job: id }, err as Error)
+      }
+    }, CALLER_GRACE_MS)
+  }
 
   const load = async (c: Context<AuthEnv>): Promise<Job> => {
     const id = jobIdParam(c)
@@ -39,30 +66,52 @@ export function jobRoutes(deps: Deps) {
   /** The job's output from position `after`, then its outcome; ends when the job is terminal. */
   const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array) =>
     frameStream(c, async (write, signal) => {
-      if (first) await write(first)
-      let cursor = after
-      while (!signal.aborted) {
-        const rows = await store.readOutput(job.id, cursor, PAGE)
-        for (const r of rows) {
-          await write(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
-          cursor = r.pos
-        }
-        if (rows.length) continue
-        const cur = await store.getJob(job.id)
-        if (!cur) return
-        if (isTerminal(cur.status)) {
-          // The end and the last bytes are committed together, so one more read drains everything.
-          if ((await store.readOutput(job.id, cursor, 1)).length) continue
-          const outcome: Outcome = { status: cur.status, code: cur.exitCode, signal: cur.exitSignal, error: cur.error }
-          await write(encodeJsonFrame(Kind.exit, cursor, outcome))
-          return
-        }
-        const before = now()
-        await hub.wait(topic.output(job.id), KEEPALIVE_MS, signal)
-        // Woken by the timer rather than by new output: tell the client the stream is alive.
-        if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
+      // Only the requester's own stream of an attached job shows that the caller is still there.
+      const caller = job.attached && c.get("principal").name === job.requester
+      let left = false
+      const leave = () => {
+        if (caller && !left) callerLeft(job.id)
+        left = true
+      }
+      if (caller) {
+        callers.set(job.id, (callers.get(job.id) ?? 0) + 1)
+        signal.addEventListener("abort", leave, { once: true })
+      }
+      try {
+        await relayOutput(job, after, first, write, signal, caller)
+      } finally {
+        leave()
       }
     })
+
+  const relayOutput = async (job: Job, after: number, first: Uint8Array | undefined, write: (b: Uint8Array) => Promise<void>, signal: AbortSignal, caller: boolean) => {
+    if (first) await write(first)
+    let seen = now()
+    if (caller) await store.touchClient(job.id, seen)
+    let cursor = after
+    while (!signal.aborted) {
+      const rows = await store.readOutput(job.id, cursor, PAGE)
+      for (const r of rows) {
+        await write(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
+        cursor = r.pos
+      }
+      if (rows.length) continue
+      const cur = await store.getJob(job.id)
+      if (!cur) return
+      if (isTerminal(cur.status)) {
+        // The end and the last bytes are committed together, so one more read drains everything.
+        if ((await store.readOutput(job.id, cursor, 1)).length) continue
+        const outcome: Outcome = { status: cur.status, code: cur.exitCode, signal: cur.exitSignal, error: cur.error }
+        await write(encodeJsonFrame(Kind.exit, cursor, outcome))
+        return
+      }
+      const before = now()
+      await hub.wait(topic.output(job.id), KEEPALIVE_MS, signal)
+      // Woken by the timer rather than by new output: tell the client the stream is alive.
+      if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
+      if (caller && !signal.aborted && now() - seen >= KEEPALIVE_MS) await store.touchClient(job.id, (seen = now()))
+    }
+  }
 
   app.post("/", async (c) => {
     const p = c.get("principal")
@@ -74,10 +123,15 @@ export function jobRoutes(deps: Deps) {
       if (name !== undefined && !req.paths.includes(name)) throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
     }
     if (req.cwd !== null && varOf(req.cwd) === undefined) throw new InvalidError("cwd must be a path variable ($Var/...) or null")
-    const job = await store.createJob({ id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin }, now())
+    const attach = c.req.query("attach") === "1"
+    if (attach && req.retries > 0) throw new InvalidError("retries are for detached jobs: a job re-run under an attached caller would repeat its output")
+    const job = await store.createJob(
+      { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
+      now(),
+    )
     log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
     scheduler.kick()
-    if (c.req.query("attach") === "1") return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }))
+    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }))
     return c.json(job, 201)
   })
 
@@ -97,6 +151,32 @@ export function jobRoutes(deps: Deps) {
 
   app.get("/:id", async (c) => c.json(await load(c)))
 
+  app.get("/:id/events", async (c) => {
+    const job = await load(c)
+    return c.json(await store.events(job.id))
+  })
+
+  /** Stops a job: at once if it has not started, otherwise its worker stops the process and it ends canceled. */
+  app.post("/:id/cancel", async (c) => {
+    const job = await load(c)
+    const p = c.get("principal")
+    if (job.requester !== p.name && p.role !== "admin") throw new AuthError("only the requester or an admin may cancel a job", 403)
+    if (isTerminal(job.status)) throw new ConflictError(`job ${job.id} already ended: ${job.status}`, { status: job.status })
+    const done = await store.requestCancel(job.id, `canceled by ${p.name}`, now())
+    if (!done) {
+      const cur = (await store.getJob(job.id))!
+      // Already being canceled, or it ended meanwhile.
+      if (!isTerminal(cur.status)) return c.json(cur, 202)
+      throw new ConflictError(`job ${job.id} already ended: ${cur.status}`, { status: cur.status })
+    }
+    log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", { job: job.id, by: p.name })
+    hub.notify(topic.input(job.id))
+    hub.notify(topic.output(job.id))
+    if (done.workerId) hub.notify(topic.worker(done.workerId))
+    scheduler.kick()
+    return c.json(done, done.status === "canceled" ? 200 : 202)
+  })
+
   app.get("/:id/stream", async (c) => {
     const job = await load(c)
     return streamOutput(c, job, intQuery(c, "after", 0))
@@ -108,10 +188,10 @@ export function jobRoutes(deps: Deps) {
     if (job.requester !== p.name && p.role !== "admin") throw new AuthError("only the requester may write a job's stdin", 403)
     const chunks: InputChunk[] = []
     for (const f of framesOf(c)) {
-      if (f.kind === Kind.stdin) chunks.push({ seq: f.seq, data: f.data })
-      else if (f.kind === Kind.stdinEnd) chunks.push({ seq: f.seq })
-      else throw new InvalidError(`unexpected frame kind ${f.kind} in a stdin upload`)
+      if (f.kind === Kind.signal && !SIGNALS.has(new TextDecoder().decode(f.data))) throw new InvalidError(`signal must be one of ${[...SIGNALS].join(", ")}`)
+      if (f.kind !== Kind.stdin && f.kind !== Kind.stdinEnd && f.kind !== Kind.signal) throw new InvalidError(`unexpected frame kind ${f.kind} in a stdin upload`)
       if (f.seq < 1) throw new InvalidError("stdin sequence numbers start at 1")
+      chunks.push({ seq: f.seq, kind: f.kind, data: f.data })
     }
     if (isTerminal(job.status)) return c.json({ ok: true, ignored: true })
     await store.appendInput(job.id, chunks)
@@ -131,6 +211,16 @@ export function jobRoutes(deps: Deps) {
     if (job.workerId !== p.name || job.epoch !== epoch) throw new ConflictError(`job ${id} is no longer assigned to ${p.name} at epoch ${epoch}`, { status: job.status, epoch: job.epoch })
     return { job, epoch, worker: p.name }
   }
+
+  /** A worker gives back an assignment it will not run (draining, cannot run it): re-queued elsewhere. */
+  app.post("/:id/reject", async (c) => {
+    const { job, epoch, worker } = await ownJob(c)
+    const done = await store.unassign(job.id, epoch, `worker ${worker} refused the job`, now())
+    if (!done) throw new ConflictError(`job ${job.id} cannot be given back: it is ${job.status}`, { status: job.status, epoch: job.epoch })
+    log.info("job refused by its worker; re-queued", { job: job.id, worker })
+    scheduler.kick()
+    return c.json({ ok: true })
+  })
 
   app.post("/:id/start", async (c) => {
     const { job, epoch, worker } = await ownJob(c)
@@ -179,16 +269,20 @@ export function jobRoutes(deps: Deps) {
     const after = intQuery(c, "after", 0)
     return frameStream(c, async (write, signal) => {
       let cursor = after
+      let cancelSent = false
       while (!signal.aborted) {
         const rows = await store.readInput(job.id, cursor, PAGE)
         for (const r of rows) {
-          if (r.data === null) return void (await write(encodeFrame(Kind.stdinEnd, r.seq)))
-          await write(encodeFrame(Kind.stdin, r.seq, r.data))
+          await write(encodeFrame(r.kind, r.seq, r.data))
           cursor = r.seq
         }
         if (rows.length) continue
         const cur = await store.getJob(job.id)
         if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
+        if (cur.cancelRequestedAt !== null && !cancelSent) {
+          cancelSent = true
+          await write(encodeJsonFrame(Kind.cancel, cursor, { reason: cur.error }))
+        }
         const before = now()
         await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
         if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))

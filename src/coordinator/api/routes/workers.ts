@@ -1,6 +1,8 @@
 import { Hono } from "hono"
+import * as v from "valibot"
 import { ConflictError, NotFoundError } from "../../../shared/errors.ts"
-import { WorkerRegistration, type Assignment, type Job } from "../../../shared/protocol/schemas.ts"
+import { newToken } from "../../../shared/ids.ts"
+import { WorkerRegistration, type Assignment, type Job, type Worker } from "../../../shared/protocol/schemas.ts"
 import { VERSION } from "../../../shared/version.ts"
 import { topic } from "../../hub.ts"
 import type { Deps } from "../app.ts"
@@ -9,32 +11,88 @@ import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
 
 const toAssignment = (j: Job): Assignment => ({ id: j.id, epoch: j.epoch, binary: j.binary, args: j.args, paths: j.paths, cwd: j.cwd, stdin: j.stdin })
 
-/** Routes a worker uses to join and to receive work (the HTTP transport's worker channel). */
+const Held = v.pipe(
+  v.array(v.strictObject({ id: v.pipe(v.string(), v.maxLength(26)), epoch: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
+  v.maxLength(4096),
+)
+const Heartbeat = v.strictObject({ jobs: Held })
+const Verify = v.strictObject({ token: v.pipe(v.string(), v.maxLength(64)) })
+
+/** Routes a worker uses to join, prove its channel, receive work and report liveness (HTTP transport). */
 export function workerRoutes(deps: Deps) {
   const { store, hub, scheduler, log, now, config } = deps
   const app = new Hono<AuthEnv>()
 
+  const timing = () => ({
+    pollWaitSeconds: config.poll_wait_seconds,
+    heartbeatSeconds: config.heartbeat_interval,
+    registrationSeconds: config.registration_interval,
+  })
+
+  /**
+   * Stage one of registration. A new (or offline) worker is `registering` until it echoes the token
+   * it receives over its job channel (stage two, /verify), so a worker that can send but not receive
+   * is never given work.
+   */
   app.post("/register", async (c) => {
     const p = c.get("principal")
     requireRole(p, "worker")
     const reg = jsonBody(c, WorkerRegistration)
     const binaries = reg.binaries.filter((b) => config.allowed_binaries.includes(b))
-    const worker = await store.upsertWorker(p.name, { ...reg, binaries }, now())
-    log.info("worker registered", { worker: p.name, version: reg.version, binaries: binaries.join(","), paths: reg.paths.join(","), max_jobs: reg.maxJobs })
+    const before = await store.getWorker(p.name)
+    const worker = await store.upsertWorker(p.name, { ...reg, binaries }, newToken(), now())
+    if (before?.status !== worker.status || before.paths.join() !== worker.paths.join() || before.binaries.join() !== worker.binaries.join()) {
+      log.info("worker registered", { worker: p.name, status: worker.status, version: reg.version, binaries: binaries.join(","), paths: reg.paths.join(","), max_jobs: reg.maxJobs })
+    }
+    hub.notify(topic.worker(p.name))
     scheduler.kick()
-    return c.json({ worker, coordinatorVersion: VERSION, pollWaitSeconds: config.poll_wait_seconds })
+    return c.json({ worker, coordinatorVersion: VERSION, ...timing() })
+  })
+
+  app.post("/verify", async (c) => {
+    const p = c.get("principal")
+    requireRole(p, "worker")
+    const { token } = jsonBody(c, Verify)
+    if (!(await store.verifyWorker(p.name, token, now()))) throw new ConflictError("registration token does not match; register again")
+    log.info("worker online", { worker: p.name })
+    scheduler.kick()
+    return c.json({ ok: true })
+  })
+
+  app.post("/deregister", async (c) => {
+    const p = c.get("principal")
+    requireRole(p, "worker")
+    await store.setWorkerStatus(p.name, "offline", now())
+    log.info("worker deregistered", { worker: p.name })
+    return c.json({ ok: true })
+  })
+
+  /** The jobs this worker holds; answers with those that are no longer its own (stop them). */
+  app.post("/heartbeat", async (c) => {
+    const p = c.get("principal")
+    requireRole(p, "worker")
+    const { jobs } = jsonBody(c, Heartbeat)
+    const w = await store.getWorker(p.name)
+    if (!w) throw new ConflictError(`worker ${p.name} is not registered; register first`)
+    const stale = await store.heartbeat(p.name, jobs, now())
+    return c.json({ stale, reregister: w.status === "offline" })
   })
 
   /**
    * Long poll: answers at once with every job assigned to this worker and not yet started (so an
-   * assignment whose answer was lost is offered again), otherwise waits until the scheduler assigns one
-   * or `wait` seconds pass.
+   * assignment whose answer was lost is offered again), or with the registration token to echo,
+   * otherwise waits until the scheduler assigns one or `wait` seconds pass.
    */
   app.get("/poll", async (c) => {
     const p = c.get("principal")
     requireRole(p, "worker")
     const waitMs = Math.min(intQuery(c, "wait", config.poll_wait_seconds), config.poll_wait_seconds) * 1000
-    if (!(await store.getWorker(p.name))) throw new ConflictError(`worker ${p.name} is not registered; register first`)
+    const w = await store.getWorker(p.name)
+    if (!w || w.status === "offline") throw new ConflictError(`worker ${p.name} is not registered; register first`)
+    if (w.status === "registering") {
+      const token = await store.workerToken(p.name)
+      return c.json({ jobs: [], verify: token })
+    }
     c.env?.server?.timeout(c.req.raw, 0)
     const ac = new AbortController()
     c.req.raw.signal.addEventListener("abort", () => ac.abort(), { once: true })
@@ -56,22 +114,19 @@ export function workerRoutes(deps: Deps) {
 
 /** Read-only view of the worker pool, for any identity. */
 export function workerListRoutes(deps: Deps) {
-  const { store, now } = deps
+  const { store } = deps
   const app = new Hono<AuthEnv>()
+  const view = (w: Worker, loads: Map<string, number>) => ({ ...w, load: loads.get(w.id) ?? 0 })
 
   app.get("/", async (c) => {
-    const workers = await store.listWorkers()
     const loads = await store.workerLoads()
-    const stale = deps.staleMs
-    const t = now()
-    return c.json(workers.map((w) => ({ ...w, status: t - w.lastSeen < stale ? "online" : "offline", load: loads.get(w.id) ?? 0 })))
+    return c.json((await store.listWorkers()).map((w) => view(w, loads)))
   })
 
   app.get("/:id", async (c) => {
     const w = await store.getWorker(c.req.param("id"))
     if (!w) throw new NotFoundError(`no worker ${c.req.param("id").slice(0, 64)}`)
-    const loads = await store.workerLoads()
-    return c.json({ ...w, status: now() - w.lastSeen < deps.staleMs ? "online" : "offline", load: loads.get(w.id) ?? 0 })
+    return c.json(view(w, await store.workerLoads()))
   })
 
   return app

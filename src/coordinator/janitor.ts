@@ -1,0 +1,166 @@
+import type { CoordinatorConfig } from "../shared/config/schema.ts"
+import type { Logger } from "../shared/log.ts"
+import type { Job, Worker } from "../shared/protocol/schemas.ts"
+import type { Store } from "../store/index.ts"
+import { topic, type Hub } from "./hub.ts"
+import type { Scheduler } from "./scheduler.ts"
+
+/** Thresholds in milliseconds, derived from the config (see `timings`). */
+export interface Timings {
+  interval: number
+  jitter: number
+  /** A worker not heard from for this long is offline. */
+  workerStale: number
+  /** A running job without a worker heartbeat, or an attached job without its caller, for this long is lost. */
+  jobStale: number
+  assignment: number
+  pending: number
+  retention: number
+}
+
+export function timings(c: CoordinatorConfig): Timings {
+  const s = 1000
+  return {
+    interval: c.janitor.interval * s,
+    jitter: Math.min(c.janitor.jitter, c.janitor.interval / 2) * s,
+    workerStale: c.registration_interval * c.janitor.worker_threshold_factor * s,
+    jobStale: c.heartbeat_interval * c.janitor.job_heartbeat_threshold_factor * s,
+    assignment: c.janitor.job_assignment_timeout * s,
+    pending: c.janitor.job_pending_timeout * s,
+    retention: c.janitor.retention_hours * 3600 * s,
+  }
+}
+
+export interface JanitorReport {
+  /** True while reaping is suppressed after start-up. */
+  suppressed: boolean
+  workersOffline: string[]
+  lost: { job: string; requeued: boolean }[]
+  canceled: string[]
+  unassigned: string[]
+  failedPending: string[]
+  abandoned: string[]
+  pruned: { jobs: number; workers: number }
+}
+
+export interface Janitor {
+  /** One full pass now (also what `dffmpeg admin janitor run` triggers). Passes never overlap. */
+  run(): Promise<JanitorReport>
+  start(): void
+  stop(): Promise<void>
+}
+
+/** Could any of these workers ever run the job (ignoring load)? */
+function capable(job: Job, workers: Worker[]): boolean {
+  return workers.some((w) => (w.status === "online" || w.status === "draining") && w.binaries.includes(job.binary) && job.paths.every((p) => w.paths.includes(p)))
+}
+
+const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
+
+/**
+ * Finds what stopped moving and moves it, so that every accepted job reaches a terminal state.
+ * Every action is a guarded transition in the store, so several janitors (other coordinators, or
+ * `admin janitor run`) can run at once without double transitions. Liveness only compares times
+ * written by this coordinator's clock (`now`), never a worker's or a caller's. For one threshold after
+ * start-up nothing is reaped: workers and callers need that long to find a restarted coordinator.
+ */
+export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Scheduler; log: Logger; now: () => number; timings: Timings; startedAt: number }): Janitor {
+  const { store, hub, log, now } = deps
+  const t = deps.timings
+  const grace = Math.max(t.workerStale, t.jobStale, t.assignment)
+  let running: Promise<JanitorReport> | undefined
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let stopped = false
+
+  const ended = (job: Job) => {
+    hub.notify(topic.output(job.id))
+    hub.notify(topic.input(job.id))
+  }
+
+  const pass = async (): Promise<JanitorReport> => {
+    const at = now()
+    const report: JanitorReport = { suppressed: at - deps.startedAt < grace, workersOffline: [], lost: [], canceled: [], unassigned: [], failedPending: [], abandoned: [], pruned: { jobs: 0, workers: 0 } }
+    if (!report.suppressed) {
+      report.workersOffline = await store.reapWorkers(at - t.workerStale)
+      for (const w of report.workersOffline) log.warn("worker offline", { worker: w, silent_for: `> ${secs(t.workerStale)}` })
+
+      for (const job of await store.runningWithoutHeartbeat(at - t.jobStale)) {
+        const why = `worker ${job.workerId} stopped responding while running the job (no heartbeat for ${secs(at - (job.heartbeatAt ?? at))})`
+        if (job.cancelRequestedAt !== null) {
+          const done = await store.forceCanceled(job.id, job.epoch, `${job.error ?? "canceled"}; ${why}`, now())
+          if (done) {
+            report.canceled.push(job.id)
+            ended(done)
+          }
+          continue
+        }
+        const res = await store.loseJob(job.id, job.epoch, why, now())
+        if (!res) continue
+        report.lost.push({ job: job.id, requeued: res.requeued })
+        log.warn(res.requeued ? "job re-queued: its worker was lost" : "job failed: its worker was lost", { job: job.id, worker: job.workerId, epoch: job.epoch })
+        ended(res.job)
+      }
+
+      for (const job of await store.assignedSince(at - t.assignment)) {
+        const done = await store.unassign(job.id, job.epoch, `worker ${job.workerId} did not start the job within ${secs(t.assignment)}`, now())
+        if (!done) continue
+        report.unassigned.push(job.id)
+        log.warn("assignment timed out; job re-queued", { job: job.id, worker: job.workerId })
+        if (job.workerId) hub.notify(topic.worker(job.workerId))
+      }
+
+      const workers = await store.listWorkers()
+      for (const job of await store.queuedSince(at - t.pending)) {
+        if (capable(job, workers)) continue
+        const need = [job.binary, ...job.paths.map((p) => `$${p}`)].join(", ")
+        const done = await store.failJob(job.id, `no online worker can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`, now())
+        if (!done) continue
+        report.failedPending.push(job.id)
+        log.warn("job failed: no worker can run it", { job: job.id, needs: need })
+        ended(done)
+      }
+
+      for (const job of await store.abandoned(at - t.jobStale)) {
+        const done = await store.requestCancel(job.id, `the caller stopped following the job (not seen for ${secs(at - (job.clientSeenAt ?? at))})`, now())
+        if (!done) continue
+        report.abandoned.push(job.id)
+        log.warn("job canceled: its caller is gone", { job: job.id, status: done.status })
+        ended(done)
+      }
+    }
+    if (t.retention > 0) {
+      report.pruned = await store.prune(at - t.retention)
+      if (report.pruned.jobs || report.pruned.workers) log.info("pruned old records", report.pruned)
+    }
+    if (report.lost.some((l) => l.requeued) || report.unassigned.length) deps.scheduler.kick()
+    return report
+  }
+
+  const run = () =>
+    (running ??= pass().finally(() => {
+      running = undefined
+    }))
+
+  const schedule = () => {
+    if (stopped) return
+    const delay = Math.max(50, t.interval + (Math.random() * 2 - 1) * t.jitter)
+    timer = setTimeout(async () => {
+      try {
+        await run()
+      } catch (err) {
+        log.error("janitor pass failed", err as Error)
+      }
+      schedule()
+    }, delay)
+  }
+
+  return {
+    run,
+    start: schedule,
+    async stop() {
+      stopped = true
+      clearTimeout(timer)
+      await running?.catch(() => {})
+    },
+  }
+}

@@ -1,0 +1,393 @@
+import { afterEach, describe, expect, test } from "bun:test"
+import { chmodSync, existsSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { BIN, pidsOf, waitFor } from "../helpers/bin.ts"
+import { Cluster, type ClusterOptions } from "../helpers/cluster.ts"
+
+/**
+ * The delivery promise under faults: every job reaches exactly one terminal state, at most one attempt
+ * completes, no ffmpeg outlives its lease, and the caller gets the true outcome. Timings are shortened
+ * through config (heartbeat 0.5 s → a job is lost after 1.25 s without heartbeat); recovery times are
+ * printed for the record, never asserted as performance.
+ */
+const FAST: ClusterOptions = {
+  coordinatorConfig: {
+    heartbeat_interval: 0.5,
+    registration_interval: 1,
+    janitor: { interval: 0.25, jitter: 0.05, job_assignment_timeout: 2, job_pending_timeout: 20 },
+  },
+  workerConfig: { cancel_term_after_seconds: 1, cancel_kill_after_seconds: 2 },
+}
+
+let clusters: Cluster[] = []
+async function cluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const c = await Cluster.start({ ...FAST, ...opts, workerConfig: { ...FAST.workerConfig, ...opts.workerConfig } })
+  clusters.push(c)
+  return c
+}
+afterEach(async () => {
+  await Promise.all(clusters.map((c) => c.stop()))
+  clusters = []
+})
+
+const dec = new TextDecoder()
+const text = async (s: ReadableStream<Uint8Array> | number | undefined) => (s && typeof s !== "number" ? dec.decode(await new Response(s).bytes()) : "")
+
+/** A real ffmpeg that runs for `seconds` in real time (-re) and writes `name` under the media root. */
+const slowEncode = (media: string, name: string, seconds = 60) => [
+  "-hide_banner", "-nostats", "-re", "-f", "lavfi", "-i", `testsrc=size=160x120:rate=10:duration=${seconds}`,
+  "-c:v", "libx264", "-preset", "ultrafast", "-y", join(media, name),
+]
+
+const terminal = (events: { status: string }[]) => events.filter((e) => ["completed", "failed", "canceled"].includes(e.status))
+
+async function runningJob(c: Cluster) {
+  return waitFor(async () => (await c.jobs()).find((j) => j.status === "running"), { timeoutMs: 15_000, what: "a running job" })
+}
+
+/** Waits until every pid is gone; returns how long it took. */
+async function gone(pids: number[], timeoutMs: number): Promise<number> {
+  const t0 = performance.now()
+  await waitFor(() => pids.every((p) => !pidsOf(String(p)).length && !isAlive(p)), { timeoutMs, intervalMs: 50, what: `processes ${pids.join(",")} to end` })
+  return performance.now() - t0
+}
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe("lost workers", () => {
+  test("worker SIGKILL mid-job: its ffmpeg dies with it and the attached caller gets a clear failure", async () => {
+    const c = await cluster()
+    const name = `kill-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    await runningJob(c)
+    const ffmpeg = await waitFor(() => pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined, { what: "the remote ffmpeg" })
+    const t0 = performance.now()
+    c.workers[0].proc.kill("SIGKILL")
+    const orphanMs = await gone(ffmpeg, 5000)
+    const code = await shim.exited
+    const failMs = performance.now() - t0
+    const err = await text(shim.stderr)
+    expect(code).toBe(1)
+    expect(err).toMatch(/^dffmpeg: job \w{26} failed: worker worker1 stopped responding while running the job/m)
+    const [job] = await c.jobs()
+    expect(job.status).toBe("failed")
+    expect(terminal((await c.job(job.id)).events)).toHaveLength(1)
+    console.log(`worker SIGKILL: orphan ffmpeg gone after ${orphanMs.toFixed(0)} ms, caller told after ${failMs.toFixed(0)} ms`)
+    expect(failMs).toBeLessThan(25_000)
+  }, 60_000)
+
+  test("a detached job with retries is re-run on another worker after its worker is killed, and completes once", async () => {
+    const c = await cluster({ workers: 2, maxJobs: 1 })
+    const name = `retry-${Date.now()}.mkv`
+    const d = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--retries", "1", "--", ...slowEncode(c.clientMedia, name, 4)], {})
+    expect(d.code).toBe(0)
+    const id = d.out.trim()
+    const first = await runningJob(c)
+    const victim = c.workers[c.workerIds.indexOf(first.workerId!)]
+    const t0 = performance.now()
+    victim.proc.kill("SIGKILL")
+    const done = await waitFor(async () => {
+      const j = await c.job(id)
+      return j.status === "completed" ? j : undefined
+    }, { timeoutMs: 30_000, what: "the job to complete on the other worker" })
+    console.log(`worker SIGKILL with retries: re-run completed after ${(performance.now() - t0).toFixed(0)} ms`)
+    expect(done.workerId).not.toBe(first.workerId)
+    expect(done.attempts).toBe(1)
+    expect(terminal(done.events)).toEqual([expect.objectContaining({ status: "completed" })])
+    expect(done.events.filter((e) => e.status === "queued")).toHaveLength(2)
+    const probe = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(c.storage, name)])
+    expect(Number(probe.out.trim())).toBeCloseTo(4, 0)
+  }, 60_000)
+
+  test("worker SIGSTOP past the threshold then SIGCONT: the job fails once, late writes are refused and its ffmpeg is stopped", async () => {
+    const c = await cluster()
+    const name = `stop-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    const job = await runningJob(c)
+    const ffmpeg = await waitFor(() => pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined, { what: "the remote ffmpeg" })
+    c.workers[0].proc.kill("SIGSTOP")
+    const code = await shim.exited
+    expect(code).toBe(1)
+    expect(await text(shim.stderr)).toMatch(/stopped responding/)
+    const t0 = performance.now()
+    c.workers[0].proc.kill("SIGCONT")
+    const fencedMs = await gone(ffmpeg, 10_000)
+    console.log(`worker SIGSTOP/SIGCONT: ffmpeg stopped ${fencedMs.toFixed(0)} ms after SIGCONT`)
+    const after = await c.job(job.id)
+    expect(after.status).toBe("failed")
+    expect(terminal(after.events)).toHaveLength(1)
+    await waitFor(() => /409|no longer|self-fencing|not ours/.test(c.workers[0].log()), { what: "the worker to learn the job is gone" })
+  }, 60_000)
+})
+
+describe("coordinator restart", () => {
+  test("kill -9 and restart mid-job: the caller's output is gapless and the exit code exact", async () => {
+    const c = await cluster()
+    const args = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-f", "wav", "pipe:1"]
+    const local = await c.local("ffmpeg", args)
+    const shim = c.spawnProxy("ffmpeg", args)
+    shim.stdin.end()
+    const outP = new Response(shim.stdout).bytes()
+    await runningJob(c)
+    await Bun.sleep(800)
+    const t0 = performance.now()
+    await c.restartCoordinator("SIGKILL", 300)
+    const restartMs = performance.now() - t0
+    const [out, code] = await Promise.all([outP, shim.exited])
+    const err = await text(shim.stderr)
+    expect({ code, err }).toEqual({ code: 0, err: "" })
+    const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
+    expect(out.length).toBe(local.stdout.length)
+    expect(md5(out)).toBe(md5(local.stdout))
+    const [job] = await c.jobs()
+    expect(job.status).toBe("completed")
+    console.log(`coordinator kill -9: back after ${restartMs.toFixed(0)} ms, ${out.length} bytes relayed without gap`)
+  }, 60_000)
+})
+
+describe("the caller stops the job", () => {
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    test(`${sig} to the shim: the remote ffmpeg finalizes its output and the exit code equals local ffmpeg's`, async () => {
+      const c = await cluster()
+      const name = `${sig}-${Date.now()}.mp4`
+      const localOut = join(c.storage, `local-${name}`)
+      const lp = Bun.spawn(["ffmpeg", ...slowEncode(c.storage, `local-${name}`)], { stdin: "ignore", stdout: "ignore", stderr: "ignore" })
+      const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+      await runningJob(c)
+      await Bun.sleep(1500)
+      lp.kill(sig)
+      const localCode = await lp.exited
+      const t0 = performance.now()
+      shim.kill(sig)
+      const code = await shim.exited
+      const stopMs = performance.now() - t0
+      expect(code).toBe(localCode)
+      expect(pidsOf(`mnt/${name}`)).toEqual([])
+      // mp4 is only readable when ffmpeg wrote its index on the way out.
+      for (const f of [localOut, join(c.storage, name)]) {
+        const p = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", f])
+        expect({ f, code: p.code }).toEqual({ f, code: 0 })
+        expect(Number(p.out.trim())).toBeGreaterThan(0.5)
+      }
+      console.log(`${sig} to the shim: exit ${code} (local ${localCode}) after ${stopMs.toFixed(0)} ms`)
+      expect(stopMs).toBeLessThan(2000)
+    }, 60_000)
+  }
+
+  test("q on the shim's stdin stops the remote ffmpeg, which finalizes and exits 0", async () => {
+    const c = await cluster()
+    const name = `q-${Date.now()}.mp4`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    await runningJob(c)
+    await Bun.sleep(1500)
+    const t0 = performance.now()
+    shim.stdin.write("q")
+    await shim.stdin.flush()
+    const code = await shim.exited
+    console.log(`q to the shim: exit ${code} after ${(performance.now() - t0).toFixed(0)} ms`)
+    expect(code).toBe(0)
+    const p = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(c.storage, name)])
+    expect(p.code).toBe(0)
+  }, 60_000)
+
+  test("a killed shim cancels its job: the remote ffmpeg stops within 2 s and the job ends canceled", async () => {
+    const c = await cluster()
+    const name = `vanish-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    const job = await runningJob(c)
+    const ffmpeg = await waitFor(() => pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined, { what: "the remote ffmpeg" })
+    shim.kill("SIGKILL")
+    const ms = await gone(ffmpeg, 4000)
+    console.log(`shim SIGKILL: remote ffmpeg stopped after ${ms.toFixed(0)} ms`)
+    expect(ms).toBeLessThan(2500)
+    const after = await waitFor(async () => {
+      const j = await c.job(job.id)
+      return j.status === "canceled" ? j : undefined
+    }, { what: "the job to end canceled" })
+    expect(terminal(after.events)).toHaveLength(1)
+  }, 60_000)
+
+  test("admin jobs cancel stops a running detached job; cancel of a queued job ends it at once", async () => {
+    const c = await cluster({ maxJobs: 1 })
+    const submit = (name: string) => c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--", ...slowEncode(c.clientMedia, name)], {})
+    const a = (await submit(`a-${Date.now()}.mkv`)).out.trim()
+    await runningJob(c)
+    const b = (await submit(`b-${Date.now()}.mkv`)).out.trim()
+    const rb = await c.admin(["jobs", "cancel", b])
+    expect(rb.out.trim()).toBe(`${b} canceled`)
+    const ra = await c.admin(["jobs", "cancel", a])
+    expect(ra.out.trim()).toBe(`${a} canceling`)
+    const done = await waitFor(async () => {
+      const j = await c.job(a)
+      return j.status === "canceled" ? j : undefined
+    }, { timeoutMs: 15_000, what: "job a to end canceled" })
+    expect(terminal(done.events)).toHaveLength(1)
+    expect((await c.job(b)).status).toBe("canceled")
+    const again = await c.admin(["jobs", "cancel", a])
+    expect(again.code).not.toBe(0)
+    expect(again.err).toMatch(/^dffmpeg: .*already ended/m)
+  }, 60_000)
+})
+
+describe("exit codes of the remote process", () => {
+  test("exit 1, exit 255 and death by SIGSEGV reach the caller exactly, and are not retried as a worker death", async () => {
+    const c = await cluster()
+    const fake = join(c.dir, "fake-ffmpeg")
+    // A fake ffmpeg only to inject a crash: it reads its mode from its first argument.
+    writeFileSync(fake, '#!/bin/sh\ncase "$1" in segv) kill -SEGV $$ ;; code) echo "fake ffmpeg exiting $2" >&2; exit "$2" ;; esac\n')
+    chmodSync(fake, 0o755)
+    await c.workers[0].stop("SIGTERM")
+    await c.startWorker("worker1", { binaries: { ffmpeg: fake, ffprobe: "ffprobe" } })
+    const segv = await c.run("ffmpeg", ["segv"])
+    expect(segv.code).toBe(139)
+    const e255 = await c.run("ffmpeg", ["code", "255"])
+    expect(e255.code).toBe(255)
+    expect(e255.err).toBe("fake ffmpeg exiting 255\n")
+    const e1 = await c.run("ffmpeg", ["code", "1"])
+    expect(e1.code).toBe(1)
+    const jobs = await c.jobs()
+    expect(jobs.map((j) => j.status)).toEqual(["failed", "failed", "failed"])
+    for (const j of jobs) {
+      const full = await c.job(j.id)
+      expect(full.attempts).toBe(0)
+      expect(terminal(full.events)).toHaveLength(1)
+    }
+  }, 60_000)
+})
+
+describe("drain", () => {
+  test("SIGTERM to a worker lets its running job finish, takes no new job, then the worker exits 0", async () => {
+    const c = await cluster({ workerConfig: { min_drain_time_seconds: 0.5 } })
+    const name = `drain-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name, 3))
+    await runningJob(c)
+    const worker = c.workers[0]
+    worker.proc.kill("SIGTERM")
+    await worker.waitForLine(/draining/)
+    const late = c.spawnProxy("ffprobe", ["-version"])
+    const [code, wcode] = await Promise.all([shim.exited, worker.exited])
+    expect(code).toBe(0)
+    expect(wcode).toBe(0)
+    const jobs = await c.jobs()
+    const lateJob = jobs.find((j) => j.status !== "completed")
+    expect(lateJob?.status).toBe("queued")
+    expect(existsSync(join(c.storage, name))).toBe(true)
+    // A fresh worker picks the queued job up.
+    await c.startWorker("worker1")
+    expect(await late.exited).toBe(0)
+  }, 60_000)
+})
+
+describe("load", () => {
+  test("200 jobs through 3 workers with max_jobs 2: never more than 2 at once per worker, each completes once", async () => {
+    const c = await cluster({ workers: 3, maxJobs: 2 })
+    const ids: string[] = []
+    const batch = async (n: number) => {
+      const r = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--binary", "ffprobe", "--", "-v", "error", "-f", "lavfi", "-i", `sine=duration=0.${n % 9 + 1}`, "-show_entries", "format=duration"], {})
+      if (r.code !== 0) throw new Error(r.err)
+      ids.push(r.out.trim())
+    }
+    for (let i = 0; i < 200; i += 10) await Promise.all(Array.from({ length: 10 }, (_, k) => batch(i + k)))
+    const jobs = await waitFor(async () => {
+      const js = await c.jobs()
+      return js.length === 200 && js.every((j) => j.status === "completed") ? js : undefined
+    }, { timeoutMs: 120_000, intervalMs: 500, what: "200 completed jobs" })
+    expect(new Set(jobs.map((j) => j.id))).toEqual(new Set(ids))
+    for (const w of c.workerIds) {
+      const spans = jobs.filter((j) => j.workerId === w).flatMap((j) => [[j.startedAt!, 1], [j.finishedAt!, -1]] as const)
+      // Ends sort before starts at the same instant: a slot freed and refilled in one millisecond is not an overlap.
+      spans.sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      let now = 0
+      let max = 0
+      for (const [, d] of spans) max = Math.max(max, (now += d))
+      expect({ worker: w, max }).toEqual({ worker: w, max: Math.min(2, max) })
+    }
+    expect(jobs.every((j) => j.attempts === 0)).toBe(true)
+  }, 180_000)
+})
+
+describe("more ways a job ends", () => {
+  test("a reader that closes the shim's stdout cancels the job and the remote ffmpeg stops", async () => {
+    const c = await cluster()
+    const marker = `sine=frequency=431:duration=120`
+    const shim = c.spawnProxy("ffmpeg", ["-v", "error", "-f", "lavfi", "-i", marker, "-f", "wav", "pipe:1"])
+    const reader = shim.stdout.getReader()
+    await reader.read()
+    await waitFor(() => (pidsOf(marker).length > 1 ? true : undefined), { what: "the remote ffmpeg" })
+    reader.releaseLock()
+    await shim.stdout.cancel()
+    const code = await shim.exited
+    expect(code).toBe(1)
+    expect(await text(shim.stderr)).toMatch(/^dffmpeg: the reader closed our standard output; canceled job/m)
+    await waitFor(() => (pidsOf(marker).length === 0 ? true : undefined), { timeoutMs: 5000, what: "the remote ffmpeg to stop" })
+    const [job] = await c.jobs()
+    await waitFor(async () => ((await c.job(job.id)).status === "canceled" ? true : undefined), { what: "the job to end canceled" })
+  }, 60_000)
+
+  test("a detached job can be attached later: its output is replayed from the start and the exit code is exact", async () => {
+    const c = await cluster()
+    const args = ["-hide_banner", "-f", "lavfi", "-i", "sine=duration=1", "-f", "null", "-", "-nonexistent_option_xyz"]
+    const local = await c.local("ffmpeg", args)
+    const d = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--json", "--", ...args], {})
+    const job = JSON.parse(d.out)
+    expect(job.attached).toBe(false)
+    await waitFor(async () => ((await c.job(job.id)).status === "failed" ? true : undefined), { what: "the job to end" })
+    const a = await c.exec([BIN, "client", "attach", "--config", c.clientConfig, job.id], {})
+    expect({ code: a.code, err: a.err }).toEqual({ code: local.code, err: local.err })
+    // `client submit` without --detach behaves like the proxy, exit code included.
+    const s = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--", ...args], {})
+    expect({ code: s.code, err: s.err }).toEqual({ code: local.code, err: local.err })
+    expect(a.err).toBe(local.err)
+  }, 60_000)
+
+  test("second SIGTERM to a draining worker stops its job like a lost worker's, with a clear reason", async () => {
+    const c = await cluster({ workerConfig: { min_drain_time_seconds: 0.2 } })
+    const name = `force-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    await runningJob(c)
+    const worker = c.workers[0]
+    worker.proc.kill("SIGTERM")
+    await worker.waitForLine(/draining/)
+    worker.proc.kill("SIGTERM")
+    const [code, wcode] = await Promise.all([shim.exited, worker.exited])
+    expect(wcode).toBe(0)
+    expect(code).toBe(1)
+    expect(await text(shim.stderr)).toMatch(/^dffmpeg: job \w{26} failed: worker worker1 was shut down while running the job/m)
+    expect(pidsOf(`mnt/${name}`)).toEqual([])
+  }, 60_000)
+
+  test("a path variable whose directory disappears is no longer advertised, and is again when it comes back", async () => {
+    const c = await cluster({ workerConfig: { mount_check_interval_seconds: 0.2 } })
+    const { renameSync } = await import("node:fs")
+    const mnt = c.workerMedia("worker1")
+    renameSync(mnt, mnt + ".away")
+    await c.workers[0].waitForLine(/path variable unavailable/)
+    const shim = c.spawnProxy("ffprobe", ["-v", "error", "-show_entries", "format=duration", join(c.clientMedia, "nothing-here.mkv")])
+    await waitFor(async () => ((await c.jobs())[0]?.status === "queued" ? true : undefined), { what: "the job to be queued" })
+    await Bun.sleep(500)
+    expect((await c.jobs())[0].status).toBe("queued")
+    renameSync(mnt + ".away", mnt)
+    await c.workers[0].waitForLine(/path variable available again/)
+    // The job now runs (and fails as local ffprobe would: the file does not exist).
+    expect(await shim.exited).toBe(1)
+    expect(await text(shim.stderr)).toMatch(/No such file or directory/)
+  }, 60_000)
+
+  test("coordinator SIGTERM: /health answers 503 during shutdown_delay_seconds, then it stops", async () => {
+    const c = await cluster({ coordinatorConfig: { ...FAST.coordinatorConfig, shutdown_delay_seconds: 1 } })
+    expect((await fetch(`${c.url}/health`)).status).toBe(200)
+    c.coordinator.proc.kill("SIGTERM")
+    const res = await waitFor(async () => {
+      const r = await fetch(`${c.url}/health`).catch(() => undefined)
+      return r?.status === 503 ? r : undefined
+    }, { timeoutMs: 3000, intervalMs: 20, what: "a 503 from /health" })
+    expect(((await res.json()) as { status: string }).status).toBe("unavailable")
+    expect(await c.coordinator.exited).toBe(0)
+  }, 60_000)
+})
