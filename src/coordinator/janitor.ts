@@ -52,7 +52,7 @@ export interface Janitor {
 
 /** Could any of these workers ever run the job (ignoring load)? */
 function capable(job: Job, workers: Worker[]): boolean {
-  return workers.some((w) => (w.status === "online" || w.status === "draining") && w.binaries.includes(job.binary) && job.paths.every((p) => w.paths.includes(p)))
+  return workers.some((w) => w.status === "online" && w.binaries.includes(job.binary) && job.paths.every((p) => w.paths.includes(p)))
 }
 
 const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
@@ -113,7 +113,8 @@ export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Schedul
       for (const job of await store.queuedSince(at - t.pending)) {
         if (capable(job, workers)) continue
         const need = [job.binary, ...job.paths.map((p) => `$${p}`)].join(", ")
-        const done = await store.failJob(job.id, `no online worker can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`, now())
+        // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
+        const done = await store.failJob(job.id, `no online worker can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`, now(), job.epoch)
         if (!done) continue
         report.failedPending.push(job.id)
         log.warn("job failed: no worker can run it", { job: job.id, needs: need })

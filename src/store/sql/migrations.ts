@@ -96,6 +96,13 @@ const steps: Step[] = [
     await add("workers", "token", str(kind, 64))
     // Rows of job_input are the job's downlink: stdin bytes, end of stdin, signals (frame kinds).
     await add("job_input", "kind", "integer", (c) => c.notNull().defaultTo(3))
+    // Version 1 marked the end of stdin with NULL data; jobs in flight had no heartbeat column yet.
+    await db.updateTable("job_input").set({ kind: 4 }).where("data", "is", null).execute()
+    await db
+      .updateTable("jobs")
+      .set((eb: any) => ({ heartbeat_at: eb.fn.coalesce("started_at", "updated_at") }))
+      .where("status", "in", ["assigned", "running"])
+      .execute()
     await db.schema.createIndex("jobs_status_updated").on("jobs").columns(["status", "updated_at"]).execute()
     await db.schema.createIndex("jobs_finished").on("jobs").columns(["finished_at"]).execute()
     await serialKey(db.schema.createTable("job_events"), "id", kind)

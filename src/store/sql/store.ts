@@ -81,7 +81,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
     return row ? toJob(row) : undefined
   }
-  const jobsWhere = async (build: (q: any) => any) => ((await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(1000).execute()) as JobRow[]).map(toJob)
+  const jobsWhere = async (build: (q: any) => any, limit = 1000) => ((await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]).map(toJob)
 
   /**
    * The one way a job changes state: read it (locked), let `decide` pick the change from what is
@@ -185,7 +185,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     },
     async verifyWorker(id, token, now) {
       const w = await db.selectFrom("workers").select(["status", "token"]).where("id", "=", id).executeTakeFirst()
-      if (!w || w.token !== token) return false
+      if (!w || w.status === "offline" || w.token !== token) return false
       if (w.status !== "registering") return true
       const res = await db.updateTable("workers").set({ status: "online", token: null, last_seen: now }).where("id", "=", id).where("token", "=", token).executeTakeFirst()
       return res.numUpdatedRows > 0n
@@ -267,7 +267,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
       return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
     },
-    queuedJobs: (limit) => jobsWhere((q) => q.where("status", "=", "queued").limit(limit)),
+    queuedJobs: (limit) => jobsWhere((q) => q.where("status", "=", "queued"), limit),
     async workerLoads() {
       const rows = await db
         .selectFrom("jobs")

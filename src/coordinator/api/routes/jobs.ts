@@ -45,6 +45,9 @@ export function jobRoutes(deps: Deps) {
     setTimeout(async () => {
       if (callers.has(id)) return
       try {
+        // Most streams end because the job ended: check without taking the write lock.
+        const cur = await store.getJob(id)
+        if (!cur || isTerminal(cur.status)) return
         const done = await store.requestCancel(id, "the caller went away (its connection closed and did not come back)", now())
         if (!done) return
         log.warn("job canceled: its caller went away", { job: id, status: done.status })
