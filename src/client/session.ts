@@ -108,12 +108,14 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
   let deadline: ReturnType<typeof setTimeout> | undefined
   let forceExit!: (code: number) => void
   const forced = new Promise<number>((resolve) => (forceExit = resolve))
-  const cancel = (why: string) => (job ? api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {}) : Promise.resolve()).then(() => why)
+  const cancel = async () => {
+    if (job) await api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {})
+  }
   const onSignal = (sig: (typeof FORWARDED)[number]) => {
     if (downlink) downlink.signal(sig)
     else pending.push(sig)
     deadline ??= setTimeout(async () => {
-      await cancel(sig)
+      await cancel()
       process.stderr.write(`dffmpeg: the remote process did not stop within ${o.signalTimeoutMs / 1000} s of ${sig}; canceled job ${job ?? "(not yet submitted)"}\n`)
       forceExit(128 + (signalNumber(sig) ?? 0))
     }, o.signalTimeoutMs)
@@ -140,7 +142,7 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
               await out.write(f.data)
               cursor = f.seq
               if (out.broken) {
-                await cancel("EPIPE")
+                await cancel()
                 throw new DffmpegError(`the reader closed our standard output; canceled job ${job}`, "E_EPIPE", 499, 1)
               }
               break
@@ -170,9 +172,7 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
       } catch (e) {
         body = undefined
         if (!job) throw e instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${e.message}`) : e
-        // A dropped connection mid-stream (coordinator restarting) surfaces as a plain network error.
-        const network = !(e instanceof DffmpegError) && typeof (e as { code?: unknown })?.code === "string"
-        if ((!retryable(e) && !network) || (e instanceof DffmpegError && e.code === "E_EPIPE")) throw e
+        if (!retryable(e)) throw e
         lostAt ||= Date.now()
         if (Date.now() - lostAt > RECONNECT_MS)
           throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while job ${job} was running: ${(e as Error).message}`)

@@ -49,28 +49,29 @@ export function createScheduler(deps: { store: Store; hub: Hub; log: Logger; now
   let running: Promise<void> | undefined
   let again = false
 
+  const PAGE = 200
   const pass = async () => {
-    for (;;) {
-      const queued = await deps.store.queuedJobs(200)
-      if (!queued.length) return
-      const now = deps.now()
-      const workers = (await deps.store.listWorkers()).filter((w) => w.status === "online" && now - w.lastSeen < deps.staleMs)
-      if (!workers.length) return
-      const loads = await deps.store.workerLoads()
-      const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))
-      let assigned = 0
+    const now = deps.now()
+    const workers = (await deps.store.listWorkers()).filter((w) => w.status === "online" && now - w.lastSeen < deps.staleMs)
+    if (!workers.length) return
+    const loads = await deps.store.workerLoads()
+    const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))
+    // Page through the queue oldest first, so that jobs no worker can run never starve those behind
+    // them; stop as soon as every slot is taken.
+    let after: string | undefined
+    while (candidates.some((c) => c.load < c.worker.maxJobs)) {
+      const queued = await deps.store.queuedJobs(PAGE, after)
       for (const job of queued) {
         const choice = pick(job, candidates)
         if (!choice) continue
         const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
         if (!done) continue
         choice.load++
-        assigned++
         deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch })
         deps.hub.notify(topic.worker(choice.worker.id))
       }
-      // More queued jobs than one page, and this page made progress: look at the next one.
-      if (!assigned || queued.length < 200) return
+      if (queued.length < PAGE) return
+      after = queued[queued.length - 1].id
     }
   }
 

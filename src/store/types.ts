@@ -95,8 +95,8 @@ export interface Store {
   getJob(id: string): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
   events(id: string): Promise<JobEvent[]>
-  /** Oldest queued jobs first. */
-  queuedJobs(limit: number): Promise<Job[]>
+  /** Oldest queued jobs first, after job id `after` when given (paging). */
+  queuedJobs(limit: number, after?: string): Promise<Job[]>
   /** Jobs assigned or running, per worker id. */
   workerLoads(): Promise<Map<string, number>>
   /** queued → assigned to `worker`, bumping the epoch. Undefined if the job was not queued. */

@@ -57,6 +57,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   const runs = new Map<string, Run>()
+  const idleWaiters: (() => void)[] = []
   const stopping = new AbortController()
   let draining = false
   let timing = { pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15 }
@@ -106,8 +107,6 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
       idleWaiters.splice(0).forEach((f) => f())
     })
   }
-  const idleWaiters: (() => void)[] = []
-
   let needRegister = false
   const poller = (async () => {
     let attempt = 0
@@ -127,10 +126,11 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
         for (const a of res.jobs) launch(a)
       } catch (err) {
         if (stopping.signal.aborted) break
-        // 409: the coordinator forgot us (new database, reaped as offline): register again.
-        if (err instanceof DffmpegError && err.status === 409) needRegister = true
-        else if (attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
-        if (!retryable(err) && !(err instanceof DffmpegError && err.status === 409)) needRegister = true
+        // 409: the coordinator forgot us (new database, reaped as offline): register again, as after
+        // any error that waiting will not fix.
+        const forgotten = err instanceof DffmpegError && err.status === 409
+        if (forgotten || !retryable(err)) needRegister = true
+        if (!forgotten && attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
         await Bun.sleep(backoff(attempt++))
       }
     }
@@ -165,14 +165,18 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   }
   const every = (ms: () => number, fn: () => unknown) => {
     let t: ReturnType<typeof setTimeout>
+    let off = false
     const loop = () => {
       t = setTimeout(async () => {
         await fn()
-        if (!stopping.signal.aborted || runs.size) loop()
+        if (!off) loop()
       }, ms() * (0.9 + Math.random() * 0.2))
     }
     loop()
-    return () => clearTimeout(t)
+    return () => {
+      off = true
+      clearTimeout(t)
+    }
   }
   const timers = [
     every(() => timing.heartbeatSeconds * 1000, beat),
@@ -192,8 +196,8 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
     }),
   ]
 
-  const idle = async (deadline?: number) => {
-    while (runs.size && (deadline === undefined || performance.now() < deadline)) await new Promise<void>((r) => idleWaiters.push(r))
+  const idle = async () => {
+    while (runs.size) await new Promise<void>((r) => idleWaiters.push(r))
   }
 
   let drained: Promise<void> | undefined

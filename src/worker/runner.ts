@@ -6,7 +6,7 @@ import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
-import { Kind, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
+import { Kind, RELAYED_SIGNALS, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
 import type { WorkerTransport } from "./transport/types.ts"
 
@@ -38,7 +38,6 @@ export interface Run {
   fence(): void
 }
 
-const SIGNALS = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"])
 const dec = new TextDecoder()
 
 /** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
@@ -220,7 +219,7 @@ function followDownlink(
             await sink.end()
           } else if (f.kind === Kind.signal) {
             const sig = dec.decode(f.data)
-            if (SIGNALS.has(sig)) {
+            if (RELAYED_SIGNALS.has(sig)) {
               deps.log.info("forwarding signal", { job: a.id, signal: sig })
               on.signal(sig as NodeJS.Signals)
             }

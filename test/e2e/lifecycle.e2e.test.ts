@@ -3,6 +3,7 @@ import { chmodSync, existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { BIN, pidsOf, waitFor } from "../helpers/bin.ts"
 import { Cluster, type ClusterOptions } from "../helpers/cluster.ts"
+import { Proc } from "../helpers/proc.ts"
 
 /**
  * The delivery promise under faults: every job reaches exactly one terminal state, at most one attempt
@@ -389,5 +390,62 @@ describe("more ways a job ends", () => {
     }, { timeoutMs: 3000, intervalMs: 20, what: "a 503 from /health" })
     expect(((await res.json()) as { status: string }).status).toBe("unavailable")
     expect(await c.coordinator.exited).toBe(0)
+  }, 60_000)
+})
+
+describe("fencing and racing janitors", () => {
+  test("a worker that cannot reach the coordinator stops its ffmpeg itself, before the job could be given away", async () => {
+    const c = await cluster()
+    const name = `selffence-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    const job = await runningJob(c)
+    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), { what: "the remote ffmpeg" })
+    c.coordinator.proc.kill("SIGSTOP")
+    try {
+      // 2 × heartbeat_interval (0.5 s) without an acknowledged heartbeat, then q/SIGTERM/SIGKILL.
+      const ms = await gone(ffmpeg, 8000)
+      console.log(`self-fencing: ffmpeg stopped ${ms.toFixed(0)} ms after the coordinator froze`)
+      expect(c.workers[0].log()).toMatch(/self-fencing/)
+    } finally {
+      c.coordinator.proc.kill("SIGCONT")
+    }
+    expect(await shim.exited).toBe(1)
+    expect(await text(shim.stderr)).toMatch(/^dffmpeg: job \w{26} failed: worker worker1 (lost contact with the coordinator|stopped responding)/m)
+    const after = await c.job(job.id)
+    expect(after.status).toBe("failed")
+    expect(terminal(after.events)).toHaveLength(1)
+  }, 60_000)
+
+  test("two coordinators' janitors on one database race for a lost job: it fails exactly once", async () => {
+    const c = await cluster()
+    const cfg = join(c.dir, "coordinator2.yaml")
+    writeFileSync(cfg, JSON.stringify({ host: "127.0.0.1", port: 0, database: { path: join(c.dir, "coordinator.db") }, ...FAST.coordinatorConfig }))
+    const second = new Proc("coordinator2", Bun.spawn([BIN, "coordinator", "--config", cfg], { cwd: c.dir, stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
+    try {
+      await second.waitForLine(/listening on/)
+      const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, `race-${Date.now()}.mkv`))
+      const job = await runningJob(c)
+      // Past both coordinators' start-up grace, so both janitors reap.
+      await Bun.sleep(2200)
+      c.workers[0].proc.kill("SIGKILL")
+      expect(await shim.exited).toBe(1)
+      await Bun.sleep(1000) // both janitors have run several passes over the lost job
+      const after = await c.job(job.id)
+      expect(after.status).toBe("failed")
+      expect(terminal(after.events)).toHaveLength(1)
+      expect(second.log()).not.toMatch(/ERROR/)
+      expect(c.coordinator.log()).not.toMatch(/ERROR/)
+    } finally {
+      await second.stop("SIGTERM")
+    }
+  }, 60_000)
+
+  test("a job that no online worker can run fails after job_pending_timeout, saying what it needs", async () => {
+    const c = await cluster({ coordinatorConfig: { ...FAST.coordinatorConfig, janitor: { ...FAST.coordinatorConfig!.janitor as object, job_pending_timeout: 1 } } })
+    await c.workers[0].stop("SIGTERM")
+    await c.startWorker("worker1", { binaries: { ffmpeg: "ffmpeg" } })
+    const r = await c.run("ffprobe", ["-version"])
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^dffmpeg: job \w{26} failed: no online worker can run it \(needs ffprobe\); waited \d/m)
   }, 60_000)
 })

@@ -76,9 +76,15 @@ export async function readJson(res: Response): Promise<unknown> {
   return body
 }
 
-/** True for errors worth retrying (coordinator down or restarting). */
+/**
+ * True for errors worth retrying (coordinator down or restarting): connection failures, 5xx, and a
+ * connection dropped while a response body was being read (a system error such as ECONNRESET, which
+ * reaches the reader of a streamed body as a plain error).
+ */
 export function retryable(err: unknown): boolean {
-  return err instanceof UnavailableError || (err instanceof DffmpegError && err.status >= 500)
+  if (err instanceof DffmpegError) return err instanceof UnavailableError || err.status >= 500
+  const code = (err as { code?: unknown } | undefined)?.code
+  return typeof code === "string" && /^E[A-Z]+$/.test(code)
 }
 
 export { AuthError }

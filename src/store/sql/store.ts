@@ -267,7 +267,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
       return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
     },
-    queuedJobs: (limit) => jobsWhere((q) => q.where("status", "=", "queued"), limit),
+    queuedJobs: (limit, after) => jobsWhere((q) => (after ? q.where("status", "=", "queued").where("id", ">", after) : q.where("status", "=", "queued")), limit),
     async workerLoads() {
       const rows = await db
         .selectFrom("jobs")

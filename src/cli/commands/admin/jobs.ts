@@ -111,8 +111,7 @@ const cancel = defineCommand({
     })
     // Unchanged and terminal: it had ended before. Unchanged and running: a cancel is already under way.
     if (!changed && isTerminal(job.status)) throw new ConflictError(`job ${job.id} already ended: ${job.status}`)
-    const res = job
-    process.stdout.write(`${res.id} ${res.status === "canceled" ? "canceled" : "canceling"}\n`)
+    process.stdout.write(`${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)
   },
 })
 

@@ -1,7 +1,7 @@
 import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError } from "../../../shared/errors.ts"
 import { newId } from "../../../shared/ids.ts"
-import { Kind, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
+import { Kind, RELAYED_SIGNALS, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
 import { ExitReport, JobStatus, SubmitRequest, isTerminal, issueLines, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, OutputChunk } from "../../../store/types.ts"
@@ -11,7 +11,6 @@ import { frameStream, intQuery, jobIdParam, jsonBody } from "../_util.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
-const SIGNALS = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"])
 
 /** `$Var` at the start of an argument (after an optional `file:`), not the `$$` escape of a literal `$`. */
 function varOf(arg: string): string | undefined {
@@ -191,7 +190,7 @@ export function jobRoutes(deps: Deps) {
     if (job.requester !== p.name && p.role !== "admin") throw new AuthError("only the requester may write a job's stdin", 403)
     const chunks: InputChunk[] = []
     for (const f of framesOf(c)) {
-      if (f.kind === Kind.signal && !SIGNALS.has(new TextDecoder().decode(f.data))) throw new InvalidError(`signal must be one of ${[...SIGNALS].join(", ")}`)
+      if (f.kind === Kind.signal && !RELAYED_SIGNALS.has(new TextDecoder().decode(f.data))) throw new InvalidError(`signal must be one of ${[...RELAYED_SIGNALS].join(", ")}`)
       if (f.kind !== Kind.stdin && f.kind !== Kind.stdinEnd && f.kind !== Kind.signal) throw new InvalidError(`unexpected frame kind ${f.kind} in a stdin upload`)
       if (f.seq < 1) throw new InvalidError("stdin sequence numbers start at 1")
       chunks.push({ seq: f.seq, kind: f.kind, data: f.data })
