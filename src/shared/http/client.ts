@@ -16,7 +16,10 @@ export interface RequestOpts {
   json?: unknown
   contentType?: string
   signal?: AbortSignal
-  /** Milliseconds before the request (headers) times out; default 10 s. */
+  /**
+   * Milliseconds to wait for the response headers; default 10 s. A streamed body (`request`) is not
+   * limited by it: a job's output stream lasts as long as the job. `json` also bounds the body read.
+   */
   timeoutMs?: number
 }
 
@@ -33,22 +36,33 @@ export function createApiClient(opts: { url: string; client: string; key: string
   }
   const base = opts.url.replace(/\/+$/, "")
 
-  const request = async (method: string, path: string, o: RequestOpts = {}): Promise<Response> => {
+  /** Sends the request; `timer` aborts it until it is cleared (the caller decides when: headers or body). */
+  const send = async (method: string, path: string, o: RequestOpts, timer: { clear(): void; signal: AbortSignal }): Promise<Response> => {
     const params = new URLSearchParams()
     for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) params.set(k, String(v))
     const body = o.json !== undefined ? JSON.stringify(o.json) : o.body
     const headers: Record<string, string> = signRequest({ key, client: opts.client, method, path, query: params, body })
     if (body !== undefined) headers["content-type"] = o.contentType ?? (o.json !== undefined ? "application/json" : "application/octet-stream")
     const qs = params.size ? `?${params}` : ""
-    const timeout = AbortSignal.timeout(o.timeoutMs ?? 10_000)
-    const signal = o.signal ? AbortSignal.any([o.signal, timeout]) : timeout
+    const signal = o.signal ? AbortSignal.any([o.signal, timer.signal]) : timer.signal
     try {
       return await fetch(`${base}${path}${qs}`, { method, headers, body, signal, redirect: "manual" })
     } catch (err) {
+      timer.clear()
       if (o.signal?.aborted) throw err
       const e = err as Error & { code?: string }
-      const why = timeout.aborted ? "timed out" : (e.code ?? e.message)
+      const why = timer.signal.aborted ? "timed out" : (e.code ?? e.message)
       throw new UnavailableError(`cannot reach the coordinator at ${base}: ${why}`)
+    }
+  }
+
+  const request = async (method: string, path: string, o: RequestOpts = {}): Promise<Response> => {
+    const timer = deadline(o.timeoutMs ?? 10_000)
+    try {
+      return await send(method, path, o, timer)
+    } finally {
+      // Headers are in: the body may stream for as long as the job runs.
+      timer.clear()
     }
   }
 
@@ -56,11 +70,26 @@ export function createApiClient(opts: { url: string; client: string; key: string
     url: base,
     client: opts.client,
     request,
-    async json<T>(method: string, path: string, o?: RequestOpts): Promise<T> {
-      const res = await request(method, path, o)
-      return (await readJson(res)) as T
+    async json<T>(method: string, path: string, o: RequestOpts = {}): Promise<T> {
+      const timer = deadline(o.timeoutMs ?? 10_000)
+      try {
+        const res = await send(method, path, o, timer)
+        return (await readJson(res).catch((err) => {
+          if (timer.signal.aborted) throw new UnavailableError(`cannot reach the coordinator at ${base}: timed out reading the answer`)
+          throw err
+        })) as T
+      } finally {
+        timer.clear()
+      }
     },
   }
+}
+
+/** An abort signal that fires after `ms` unless cleared first. */
+function deadline(ms: number) {
+  const ac = new AbortController()
+  const t = setTimeout(() => ac.abort(new DOMException("timed out", "TimeoutError")), ms)
+  return { signal: ac.signal, clear: () => clearTimeout(t) }
 }
 
 /** The JSON body of a 2xx response, or the typed error of any other. */
