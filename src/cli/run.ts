@@ -15,9 +15,18 @@ async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: C
   let cmd: CommandDef = root
   let parent: CommandDef | undefined
   const path = ["dffmpeg"]
+  let skip = false
   for (const a of argv) {
     if (a === "--") break
-    if (a.startsWith("-")) continue
+    // The value of a string option (`--config FILE`) is not a subcommand name.
+    if (skip) {
+      skip = false
+      continue
+    }
+    if (a.startsWith("-")) {
+      skip = !a.includes("=") && (await takesValue(cmd, a))
+      continue
+    }
     const subs = await resolve(cmd.subCommands ?? {})
     const next = subs[a]
     if (!next) break
@@ -26,6 +35,18 @@ async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: C
     path.push(a)
   }
   return { cmd, parent, path }
+}
+
+/** True when `flag` is a string option of `cmd` (its value is the next argument). */
+async function takesValue(cmd: CommandDef, flag: string): Promise<boolean> {
+  const name = flag.replace(/^--?/, "")
+  for (const [k, d] of Object.entries(await resolve(cmd.args ?? {}))) {
+    const def = d as { type?: string; alias?: string | string[] }
+    if (def.type !== "string") continue
+    const aliases = Array.isArray(def.alias) ? def.alias : def.alias ? [def.alias] : []
+    if (k === name || aliases.includes(name)) return true
+  }
+  return false
 }
 
 const ANSI = /\x1b\[[0-9;]*m/g

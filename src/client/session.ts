@@ -8,6 +8,7 @@ import { Kind, encodeFrame, frameJson, readFrames } from "../shared/protocol/fra
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink } from "./output.ts"
+import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
 
 const FRAMES = "application/vnd.dffmpeg.frames"
 /** How long a caller keeps trying to re-attach after losing the coordinator mid-job. */
@@ -22,6 +23,8 @@ export interface AttachedOptions {
   /** Forward this process's stdin to the remote process. */
   stdin?: boolean
   explainYaml?: YamlExplainer
+  /** Show where the job is (queued, running, progress) on stderr while its output is quiet; TTYs only, never the proxy. */
+  status?: boolean
 }
 
 export async function openClient(configPath?: string, warn?: (line: string) => void, explainYaml?: YamlExplainer) {
@@ -40,11 +43,11 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
   const mapped = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() }).mapArgs(o.args)
   const stdin = o.stdin !== false && hasStdin()
   const res = await api.request("POST", "/api/v1/jobs", {
-    query: { attach: 1 },
+    query: { attach: 1, progress: o.status ? 1 : undefined },
     json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin, attached: true },
   })
   if (!res.ok || !res.body) await readJson(res)
-  return follow(api, res.body!, { stdin, signals: true, signalTimeoutMs: config.signal_timeout_seconds * 1000 })
+  return follow(api, res.body!, { stdin, signals: true, signalTimeoutMs: config.signal_timeout_seconds * 1000, statusLine: statusLineFor(o.status) })
 }
 
 /** Submits a job without following it; returns it (for `client submit --detach`). */
@@ -57,12 +60,14 @@ export async function submitDetached(o: AttachedOptions & { retries: number }): 
 }
 
 /** Follows an existing job from the start of its output (`client attach`): replayed, then live. */
-export async function attach(id: string, configPath?: string, warn?: (line: string) => void): Promise<number> {
+export async function attach(id: string, configPath?: string, warn?: (line: string) => void, status?: boolean): Promise<number> {
   const { config, api } = await openClient(configPath, warn)
-  const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, { query: { after: 0 } })
+  const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, { query: { after: 0, progress: status ? 1 : undefined } })
   if (!res.ok || !res.body) await readJson(res)
-  return follow(api, res.body!, { stdin: false, signals: false, signalTimeoutMs: config.signal_timeout_seconds * 1000 }, id)
+  return follow(api, res.body!, { stdin: false, signals: false, signalTimeoutMs: config.signal_timeout_seconds * 1000, statusLine: statusLineFor(status) }, id)
 }
+
+const statusLineFor = (on?: boolean) => (on ? createStatusLine((s) => void process.stderr.write(s)) : undefined)
 
 export interface FollowOptions {
   /** Forward this process's stdin to the job. */
@@ -70,6 +75,7 @@ export interface FollowOptions {
   /** Forward SIGINT/SIGTERM/SIGHUP to the remote process (the proxy); cancel if it does not end in time. */
   signals: boolean
   signalTimeoutMs: number
+  statusLine?: StatusLine
 }
 
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -130,7 +136,7 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
     while (!outcome) {
       try {
         if (!body) {
-          const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor } })
+          const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor, progress: o.statusLine ? 1 : undefined } })
           if (!res.ok || !res.body) await readJson(res)
           body = res.body!
         }
@@ -139,6 +145,7 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
           attempt = 0
           switch (f.kind) {
             case Kind.stdout:
+              o.statusLine?.clear()
               await out.write(f.data)
               cursor = f.seq
               if (out.broken) {
@@ -147,14 +154,17 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
               }
               break
             case Kind.stderr:
+              o.statusLine?.clear()
               await err.write(f.data)
               cursor = f.seq
               break
             case Kind.event: {
-              const ev = frameJson(f) as { type: string; job?: Job }
+              const ev = frameJson(f) as { type: string; job?: Job } & Partial<JobStatusEvent>
               if (ev.type === "job" && ev.job) {
                 job = ev.job.id
                 startDownlink()
+              } else if (ev.type === "status" && typeof ev.status === "string") {
+                o.statusLine?.update({ status: ev.status, workerId: ev.workerId ?? null, progress: ev.progress ?? null })
               }
               break
             }
@@ -185,6 +195,7 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
   try {
     return await Promise.race([relay(), forced])
   } finally {
+    o.statusLine?.stop()
     downlink?.stop()
     clearTimeout(deadline)
     if (o.signals) for (const sig of FORWARDED) process.off(sig, onSignal)

@@ -43,4 +43,6 @@ export const topic = {
   output: (job: string) => `job:${job}:output`,
   input: (job: string) => `job:${job}:input`,
   worker: (id: string) => `worker:${id}`,
+  /** Any job or worker changed (dashboards re-read). */
+  changes: "changes",
 }

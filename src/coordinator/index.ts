@@ -3,9 +3,11 @@ import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, type Store } from "../store/index.ts"
 import { MAX_BODY, createApp } from "./api/app.ts"
-import { Hub } from "./hub.ts"
+import { Hub, topic } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
+import { createMetrics } from "./metrics.ts"
+import { observeStore } from "./observe.ts"
 
 export interface Service {
   url: string
@@ -26,15 +28,24 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const log = opts.log
   const now = opts.now ?? Date.now
   const dbPath = config.database.path === ":memory:" || isAbsolute(config.database.path) ? config.database.path : join(opts.base, config.database.path)
-  const store = opts.store ?? (await createStore({ engine: config.database.engine, path: dbPath }))
+  const raw = opts.store ?? (await createStore({ engine: config.database.engine, path: dbPath }))
   const hub = new Hub()
+  const metrics = createMetrics()
+  const startedAt = now()
+  // Every change made through this coordinator is counted and wakes live views.
+  const store = observeStore(raw, {
+    changed: () => hub.notify(topic.changes),
+    started: (j) => metrics.started(j),
+    ended: (j) => metrics.ended(j),
+    submitted: (j) => metrics.submitted(j),
+  })
   const t = timings(config)
   // Workers poll (and heartbeat) continuously; one silent for the worker threshold gets nothing new.
   const staleMs = Math.max(t.workerStale, (config.poll_wait_seconds + 5) * 1000)
   const scheduler = createScheduler({ store, hub, log: log.withTag("scheduler"), now, staleMs })
-  const janitor = createJanitor({ store, hub, scheduler, log: log.withTag("janitor"), now, timings: t, startedAt: now() })
+  const janitor = createJanitor({ store, hub, scheduler, log: log.withTag("janitor"), now, timings: t, startedAt })
   let ready = false
-  const app = createApp({ store, hub, scheduler, janitor, config, log: log.withTag("api"), now, staleMs, ready: () => ready })
+  const app = createApp({ store, hub, scheduler, janitor, config, log: log.withTag("api"), now, staleMs, ready: () => ready, metrics, startedAt })
   const server = Bun.serve({
     hostname: config.host,
     port: config.port,

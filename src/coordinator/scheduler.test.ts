@@ -17,6 +17,7 @@ function worker(id: string, over: Partial<Worker> = {}): Worker {
     status: "online",
     registeredAt: 0,
     lastSeen: 0,
+    drainRequested: false,
     ...over,
   }
 }

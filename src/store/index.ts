@@ -1,7 +1,7 @@
 import { ConfigError } from "../shared/errors.ts"
 import type { Store } from "./types.ts"
 
-export type { Store } from "./types.ts"
+export type { Stats, Store } from "./types.ts"
 
 export interface StoreConfig {
   engine: "sqlite"

@@ -1,4 +1,4 @@
-import type { ExitReport, Job, JobEvent, JobStatus, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../shared/protocol/schemas.ts"
+import type { ExitReport, Job, JobEvent, JobStatus, ProgressReport, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../shared/protocol/schemas.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -40,10 +40,25 @@ export type InputRow = InputChunk
 export interface JobFilter {
   requester?: string
   status?: JobStatus
+  /** Only jobs in one of these states. */
+  statuses?: JobStatus[]
   worker?: string
   /** Only jobs created at or after this time (ms). */
   since?: number
+  /** Only jobs older than this job id (paging newest-first listings). */
+  before?: string
   limit?: number
+}
+
+/** Counts for metrics and the dashboard, aggregated by the database. */
+export interface Stats {
+  /** Jobs the store holds, by state (finished ones until retention deletes them). */
+  jobs: Record<JobStatus, number>
+  /** Submission time of the oldest queued job (ms), null when the queue is empty. */
+  oldestQueuedAt: number | null
+  workers: Record<WorkerStatus, number>
+  /** Job slots (max_jobs) of online and draining workers, and how many hold a job. */
+  slots: { used: number; total: number }
 }
 
 /** What a worker's heartbeat says it runs. */
@@ -56,7 +71,8 @@ export interface HeldJob {
 export type LostResult = { job: Job; requeued: boolean } | undefined
 
 export type UploadResult =
-  | { ok: true; job: Job; finished: boolean }
+  /** `ended`: this call ended the job (false for a repeated final upload). */
+  | { ok: true; job: Job; finished: boolean; ended?: boolean }
   | { ok: false; reason: "not-found" | "stale" | "gap"; job?: Job; expected?: number }
 
 /**
@@ -76,6 +92,9 @@ export interface Store {
   getCredential(name: string): Promise<(User & { key: string }) | undefined>
   listUsers(): Promise<User[]>
   removeUser(name: string): Promise<boolean>
+  getUser(name: string): Promise<User | undefined>
+  /** Replaces a user's key (the old one stops working at once). False when there is no such user. */
+  setUserKey(name: string, key: string): Promise<boolean>
 
   /** Creates or refreshes a worker. New (or offline) workers start `registering` with `token`. */
   upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number): Promise<Worker>
@@ -88,6 +107,11 @@ export interface Store {
   setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>
   getWorker(id: string): Promise<Worker | undefined>
   listWorkers(): Promise<Worker[]>
+  /**
+   * An administrator's drain (or undrain): sticky across the worker's re-registrations and restarts.
+   * A draining worker keeps its running jobs and is given no new ones. Undefined for an unknown worker.
+   */
+  requestDrain(id: string, on: boolean, now: number): Promise<Worker | undefined>
   /** online/draining/registering workers not heard from since `before` become offline; returns their ids. */
   reapWorkers(before: number): Promise<string[]>
 
@@ -113,10 +137,13 @@ export interface Store {
   /**
    * Appends output of one attempt (idempotent for repeated sequence numbers, refusing gaps) and, when
    * `exit` is given, ends the job in the same transaction, so a reader never sees the end before the
-   * last byte.
+   * last byte. `progress`, when given, is stored with the job in the same transaction.
    */
-  appendOutput(id: string, worker: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, now: number): Promise<UploadResult>
+  appendOutput(id: string, worker: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, now: number, progress?: ProgressReport): Promise<UploadResult>
   readOutput(id: string, after: number, limit: number): Promise<StreamRow[]>
+  /** The last `limit` chunks of one of a job's streams, oldest first (log tails). */
+  lastOutput(id: string, stream: "stdout" | "stderr", limit: number): Promise<StreamRow[]>
+  stats(): Promise<Stats>
   /** Appends to the job's downlink (idempotent by sequence number). False if the job is unknown. */
   appendInput(id: string, chunks: InputChunk[]): Promise<boolean>
   readInput(id: string, after: number, limit: number): Promise<InputRow[]>

@@ -6,8 +6,9 @@ import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
-import { Kind, RELAYED_SIGNALS, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
+import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
+import { createProgressTracker } from "./progress.ts"
 import type { WorkerTransport } from "./transport/types.ts"
 
 export interface RunnerDeps {
@@ -129,10 +130,19 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       }
       log.info("job started", { job: a.id, epoch: a.epoch, pid: proc.pid })
       const child = proc
+      // Reads copies of the output to report how far the job is; the bytes sent are the bytes read.
+      const progress = createProgressTracker(a.binary, mapped.args)
       const pump = async (stream: ReadableStream<Uint8Array>, kind: number) => {
         for await (const chunk of stream) {
           if (!chunk.length) continue
-          await uploader.push(encodeFrame(kind, ++seq, chunk)).catch((err) => {
+          let frame = encodeFrame(kind, ++seq, chunk)
+          if (progress) {
+            progress.feed(kind === Kind.stdout ? "stdout" : "stderr", chunk)
+            const report = progress.take()
+            // Same request as the bytes that carried it: progress never costs an extra round trip.
+            if (report) frame = concatFrames([frame, encodeJsonFrame(Kind.progress, 0, report)])
+          }
+          await uploader.push(frame).catch((err) => {
             // The coordinator took the job away (409) or the upload failed for good: stop the process.
             if (mode === "run") log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
             if (err instanceof ConflictError || err instanceof NotFoundError) run.fence()

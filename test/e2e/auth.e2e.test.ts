@@ -138,7 +138,7 @@ describe("health endpoint", () => {
     const res = record("GET /health", await rawFetch(c.url, { method: "GET", path: "/health" }))
     expect(res.status).toBe(200)
     expect(res.headers.get("content-type") ?? "").toContain("application/json")
-    expect(await res.json()).toMatchObject({ status: "ok", database: "ok" })
+    expect(await res.json()).toMatchObject({ status: "ok", components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } } })
   })
 })
 

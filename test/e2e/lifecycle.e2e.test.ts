@@ -388,7 +388,7 @@ describe("more ways a job ends", () => {
       const r = await fetch(`${c.url}/health`).catch(() => undefined)
       return r?.status === 503 ? r : undefined
     }, { timeoutMs: 3000, intervalMs: 20, what: "a 503 from /health" })
-    expect(((await res.json()) as { status: string }).status).toBe("unavailable")
+    expect(((await res.json()) as { status: string }).status).toBe("shutting_down")
     expect(await c.coordinator.exited).toBe(0)
   }, 60_000)
 })

@@ -182,6 +182,32 @@ export class Cluster {
     return this.exec([BIN, "admin", "--config", this.coordinatorConfig, ...args], {})
   }
 
+  /** The admin identity config written by `enableAdmin` (remote mode of `dffmpeg admin`). */
+  adminConfig?: string
+
+  /**
+   * Creates an admin identity and writes its config (`<dir>/<name>.yaml`: client_id, hmac_key_file,
+   * coordinator port) for `remote()`. Returns the config's path.
+   */
+  async enableAdmin(name = "admin1"): Promise<string> {
+    await this.addUser(name, "admin")
+    const file = join(this.dir, `${name}.yaml`)
+    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: { port: this.port } }))
+    this.adminConfig = file
+    return file
+  }
+
+  /** Runs `dffmpeg admin --config <admin config> ...args`: the remote mode, signed as the admin identity. */
+  remote(args: string[], o: RunOptions = {}): Promise<RunResult> {
+    if (!this.adminConfig) throw new Error("call enableAdmin() first")
+    return this.exec([BIN, "admin", "--config", this.adminConfig, ...args], o)
+  }
+
+  /** Runs `dffmpeg client VERB --config <client.yaml> ...args` as client1. */
+  client(verb: string, args: string[] = [], o: RunOptions = {}): Promise<RunResult> {
+    return this.exec([BIN, "client", verb, "--config", this.clientConfig, ...args], o)
+  }
+
   /** Runs the proxy: the `ffmpeg`/`ffprobe` symlink to the compiled binary. */
   run(tool: "ffmpeg" | "ffprobe", args: string[], o: RunOptions = {}): Promise<RunResult> {
     return this.exec([join(this.binDir, tool), ...args], o, { DFFMPEG_CLIENT_CONFIG: this.clientConfig })

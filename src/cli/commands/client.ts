@@ -4,8 +4,12 @@ import { describe } from "../../proxy/index.ts"
 import { PROXY_FAILURE } from "../../shared/exit-codes.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { isUlid } from "../../shared/ids.ts"
-import type { Job } from "../../shared/protocol/schemas.ts"
+import type { ApiClient } from "../../shared/http/client.ts"
+import { isTerminal, type Job, type JobStatus } from "../../shared/protocol/schemas.ts"
+import { intervalArg, jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../args.ts"
 import { exitWith, rejectUnknownFlags } from "../run.ts"
+import { ACTIVE, jobDetail, jobsTable, loadTable, type WorkerView } from "../views.ts"
+import { watch, type Frame } from "../watch.ts"
 
 /**
  * `submit` parses its own options and stops at the first token it does not know (or at `--`), so
@@ -68,7 +72,7 @@ const submit = defineCommand({
         process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
         return 0
       }
-      return exitWith(await runAttached({ binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn }))
+      return exitWith(await runAttached({ binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn, status: !!process.stderr.isTTY }))
     } catch (err) {
       process.stderr.write(`dffmpeg: ${describe(err)}\n`)
       return exitWith(PROXY_FAILURE)
@@ -86,7 +90,7 @@ const attach = defineCommand({
     if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
     const { attach } = await import("../../client/session.ts")
     try {
-      return exitWith(await attach(args.id, args.config))
+      return exitWith(await attach(args.id, args.config, undefined, !!process.stderr.isTTY))
     } catch (err) {
       process.stderr.write(`dffmpeg: ${describe(err)}\n`)
       return exitWith(PROXY_FAILURE)
@@ -107,7 +111,99 @@ const cancel = defineCommand({
   },
 })
 
+const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
+const configArg = { config: { type: "string", description: "client YAML config" } } as const
+const jsonArg = { json: { type: "boolean", description: "print JSON" } } as const
+
+/** Jobs in the overview besides the active ones: the most recent that ended. */
+const RECENT = 10
+
+/** Your active jobs (every one, whatever their age) and the most recent finished ones, newest first. */
+async function overview(api: ApiClient, signal: AbortSignal): Promise<Job[]> {
+  const get = (query: Record<string, string | number>) => api.json<Job[]>("GET", "/api/v1/jobs", { query, signal })
+  const [active, recent] = await Promise.all([Promise.all(ACTIVE.map((status) => get({ status, limit: 1000 }))), get({ limit: RECENT * 3 })])
+  const ended = recent.filter((j) => isTerminal(j.status)).slice(0, RECENT)
+  return [...active.flat(), ...ended].sort((a, b) => (a.id < b.id ? 1 : -1))
+}
+
+function overviewFrame(me: string, jobs: Job[]): Frame {
+  const count = (s: JobStatus) => jobs.filter((j) => j.status === s).length
+  const title = `jobs of ${me}: ${count("running")} running, ${count("assigned") + count("queued")} waiting`
+  const text = jobs.length ? jobsTable(jobs, Date.now(), { created: "age" }) : "no active or recent jobs\n"
+  return { title, text, data: { jobs }, key: JSON.stringify(jobs.map(visible)) }
+}
+
+/** What a job view shows; liveness stamps (heartbeats, caller seen) change without anything to show. */
+const visible = (j: Job) => [j.id, j.status, j.workerId, j.exitCode, j.exitSignal, j.error, j.cancelRequestedAt, j.progress && { ...j.progress, at: 0 }]
+
+const statusArgs = {
+  id: { type: "positional", description: "job id (leave out with --watch to see all your active and recent jobs)", required: false },
+  watch: { type: "boolean", alias: "w", description: "keep the view open and refresh it until Ctrl-C" },
+  interval: { type: "string", description: "with --watch: seconds between refreshes (default 1)" },
+  ...jsonArg,
+  ...configArg,
+} as const
+
+const status = defineCommand({
+  meta: { name: "status", description: "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs" },
+  args: statusArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(statusArgs, rawArgs)
+    const id = args.id === undefined ? undefined : jobId(args.id)
+    if (args.interval !== undefined && !args.watch) throw new UsageError("--interval needs --watch")
+    const intervalMs = intervalArg(args.interval)
+    if (!args.watch && id === undefined) throw new UsageError("give a job id, or --watch for a live view of all your jobs")
+    const { openClient } = await import("../../client/session.ts")
+    const { api, config } = await openClient(args.config, warn)
+    const one = async (signal?: AbortSignal) => api.json<Job>("GET", `/api/v1/jobs/${id}`, { signal })
+    if (!args.watch) {
+      const job = await one()
+      return void process.stdout.write(args.json ? JSON.stringify(job) + "\n" : jobDetail(job, Date.now()))
+    }
+    const read = async (signal: AbortSignal): Promise<Frame> => {
+      if (id === undefined) return overviewFrame(config.client_id, await overview(api, signal))
+      const job = await one(signal)
+      return { title: `job ${job.id}: ${job.status}`, text: jobDetail(job, Date.now()), data: { job }, key: JSON.stringify(visible(job)) }
+    }
+    await watch({ intervalMs, tty: !!process.stdout.isTTY, json: !!args.json, read })
+  },
+})
+
+const jobsArgs = {
+  status: { type: "string", description: statusHelp },
+  since: { type: "string", description: sinceHelp },
+  limit: { type: "string", description: "at most this many, newest first (1-1000, default 50)" },
+  ...jsonArg,
+  ...configArg,
+} as const
+
+const jobs = defineCommand({
+  meta: { name: "jobs", description: "List your jobs, newest first, with the progress of running ones" },
+  args: jobsArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(jobsArgs, rawArgs)
+    const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
+    const { openClient } = await import("../../client/session.ts")
+    const { api } = await openClient(args.config, warn)
+    const list = await api.json<Job[]>("GET", "/api/v1/jobs", { query })
+    process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? jobsTable(list, Date.now(), { created: "age" }) : "no jobs\n")
+  },
+})
+
+const workersArgs = { ...jsonArg, ...configArg } as const
+const workers = defineCommand({
+  meta: { name: "workers", description: "Show the cluster's workers and how busy they are" },
+  args: workersArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(workersArgs, rawArgs)
+    const { openClient } = await import("../../client/session.ts")
+    const { api } = await openClient(args.config, warn)
+    const list = await api.json<WorkerView[]>("GET", "/api/v1/workers")
+    process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? loadTable(list) : "no workers\n")
+  },
+})
+
 export default defineCommand({
-  meta: { name: "client", description: "Submit, follow and cancel jobs" },
-  subCommands: { submit, attach, cancel },
+  meta: { name: "client", description: "Submit, follow, inspect and cancel your jobs; see the cluster's workers" },
+  subCommands: { submit, attach, cancel, status, jobs, workers },
 })

@@ -4,6 +4,7 @@ import { stream } from "hono/streaming"
 import { InvalidError, NotFoundError } from "../../shared/errors.ts"
 import { issueLines } from "../../shared/protocol/schemas.ts"
 import { isUlid } from "../../shared/ids.ts"
+import { parseInstant } from "../../shared/time.ts"
 import type { AuthEnv } from "./middleware/hmac.ts"
 
 export const FRAMES_TYPE = "application/vnd.dffmpeg.frames"
@@ -35,6 +36,31 @@ export function intQuery(c: Context<AuthEnv>, name: string, fallback?: number): 
     return fallback
   }
   if (!/^\d{1,15}$/.test(raw)) throw new InvalidError(`query parameter ${name} must be a non-negative integer`)
+  return Number(raw)
+}
+
+/** `?since=`: ms since the epoch or an ISO 8601 date (`shared/time.ts`); undefined when absent, 400 when malformed. */
+export function sinceQuery(c: Context<AuthEnv>): number | undefined {
+  const raw = c.req.query("since")
+  if (raw === undefined || raw === "") return undefined
+  const ms = parseInstant(raw)
+  if (ms === undefined) throw new InvalidError("query parameter since must be milliseconds since the epoch or an ISO 8601 date (2026-11-27 or 2026-11-27T03:00:00Z)")
+  return ms
+}
+
+/** `?before=`: a job id cursor for paging newest-first listings; 400 when it is not a ULID. */
+export function beforeQuery(c: Context<AuthEnv>): string | undefined {
+  const raw = c.req.query("before")
+  if (raw === undefined || raw === "") return undefined
+  if (!isUlid(raw)) throw new InvalidError("query parameter before must be a job id (ULID)")
+  return raw
+}
+
+/** A non-negative number of seconds (decimals allowed) from the query, `fallback` when absent; 400 when malformed. */
+export function secondsQuery(c: Context<AuthEnv>, name: string, fallback: number): number {
+  const raw = c.req.query(name)
+  if (raw === undefined || raw === "") return fallback
+  if (!/^\d{1,9}(\.\d{1,6})?$/.test(raw)) throw new InvalidError(`query parameter ${name} must be a non-negative number of seconds`)
   return Number(raw)
 }
 

@@ -1,5 +1,6 @@
-import { Hono } from "hono"
-import { DffmpegError } from "../../shared/errors.ts"
+import { Hono, type Context } from "hono"
+import { matchedRoutes } from "hono/route"
+import { AuthError, DffmpegError } from "../../shared/errors.ts"
 import type { CoordinatorConfig } from "../../shared/config/schema.ts"
 import type { Logger } from "../../shared/log.ts"
 import { VERSION } from "../../shared/version.ts"
@@ -7,9 +8,13 @@ import type { Store } from "../../store/index.ts"
 import type { Hub } from "../hub.ts"
 import type { Scheduler } from "../scheduler.ts"
 import type { Janitor } from "../janitor.ts"
-import { hmacAuth, requireRole, type AuthEnv } from "./middleware/hmac.ts"
+import type { Metrics } from "../metrics.ts"
+import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
+import { ipAllowList } from "./middleware/ip.ts"
+import { adminRoutes } from "./routes/admin.ts"
 import { jobRoutes } from "./routes/jobs.ts"
 import { workerListRoutes, workerRoutes } from "./routes/workers.ts"
+import { dashboardRoutes } from "../dashboard/index.ts"
 
 export interface Deps {
   store: Store
@@ -23,6 +28,19 @@ export interface Deps {
   staleMs: number
   /** Reports readiness for /health (false while starting or shutting down). */
   ready: () => boolean
+  metrics: Metrics
+  /** When this coordinator started (ms), for /health and metrics. */
+  startedAt: number
+}
+
+/** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */
+function routeOf(c: Context<AuthEnv>): string {
+  try {
+    const routes = matchedRoutes(c).filter((r) => r.method !== "ALL" && !r.path.endsWith("*"))
+    return routes.at(-1)?.path ?? "unmatched"
+  } catch {
+    return "unmatched"
+  }
 }
 
 /** Largest signed request body: output uploads are batched up to 4 MiB of payload. */
@@ -44,32 +62,60 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
   })
 
   app.use("*", async (c, next) => {
-    await next()
+    try {
+      await next()
+    } finally {
+      // After onError ran: the status is the one the client gets.
+      deps.metrics.request(c.req.method, routeOf(c), c.res.status)
+    }
     c.header("Cache-Control", "no-store")
   })
 
+  /**
+   * Liveness and readiness with the state of each part: 200 when the coordinator can serve, 503 while
+   * it starts or shuts down, or when its database does not answer.
+   */
   app.get("/health", async (c) => {
-    if (!deps.ready()) return c.json({ status: "unavailable", version: VERSION, reason: "starting or shutting down" }, 503)
+    const t0 = performance.now()
+    let database: { status: "ok" | "error"; latencyMs?: number; error?: string }
     try {
       await deps.store.getJob("00000000000000000000000000")
+      database = { status: "ok", latencyMs: +(performance.now() - t0).toFixed(2) }
     } catch (err) {
       deps.log.error("health check: database unavailable", err as Error)
-      return c.json({ status: "unavailable", version: VERSION, database: "error" }, 503)
+      database = { status: "error", error: (err as Error).message }
     }
-    return c.json({ status: "ok", version: VERSION, database: "ok" })
+    const components = {
+      database: { engine: deps.store.kind, ...database },
+      transport: { kind: "http", status: "ok" as const, waiting: deps.hub.size },
+    }
+    const ready = deps.ready()
+    const status = !ready ? "shutting_down" : database.status === "ok" ? "ok" : "unavailable"
+    const body = { status, version: VERSION, uptimeSeconds: Math.round((deps.now() - deps.startedAt) / 1000), components }
+    return c.json(body, status === "ok" ? 200 : 503)
   })
 
-  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, maxBody: MAX_BODY, stripBase }))
+  app.get("/metrics", ipAllowList(deps.config.allowed_metrics_ips, deps.config.trusted_proxies, "/metrics", "allowed_metrics_ips"), async (c) => {
+    const [stats, workers, loads, running] = await Promise.all([
+      deps.store.stats(),
+      deps.store.listWorkers(),
+      deps.store.workerLoads(),
+      deps.store.listJobs({ status: "running", limit: 1000 }),
+    ])
+    const text = deps.metrics.render({ stats, workers, loads, running, now: deps.now(), version: VERSION, startedAt: deps.startedAt })
+    return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
+  })
+
+  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, maxBody: MAX_BODY, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))
   app.route("/api/v1/workers", workerListRoutes(deps))
-  app.post("/api/v1/admin/janitor", async (c) => {
-    requireRole(c.get("principal"), "admin")
-    return c.json(await deps.janitor.run())
-  })
+  app.route("/api/v1/admin", adminRoutes(deps))
 
+  app.route("/", dashboardRoutes(deps))
   app.notFound((c) => c.json({ error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } }, 404))
   app.onError((err, c) => {
+    if (err instanceof AuthError && err.status === 403) deps.metrics.authFailure("forbidden")
     if (err instanceof DffmpegError) {
       return c.json({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }, err.status as 400)
     }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { ConfigError } from "../errors.ts"
 import { coordinatorUrl, loadConfig, resolveKey } from "./load.ts"
+import { LOCAL_RANGES } from "../net/cidr.ts"
 
 const root = mkdtempSync(join(tmpdir(), "dffmpeg-config-"))
 let dir = ""
@@ -39,6 +40,11 @@ async function configError(fn: () => unknown): Promise<ConfigError> {
 }
 
 describe("loadConfig", () => {
+  test("refuses a malformed allow-list entry, naming it", async () => {
+    const err = await configError(() => loadConfig("coordinator", file("coordinator.yaml", "allowed_metrics_ips: [10.0.0.0/8, 10.0.0.0/33]\n")))
+    expect(err.issues.join("\n")).toContain('allowed_metrics_ips.1: "10.0.0.0/33" is not an IP address or CIDR range')
+  })
+
   test.each([
     ["an empty file", ""],
     ["a file with only comments", "# nothing here\n"],
@@ -64,6 +70,12 @@ describe("loadConfig", () => {
         job_pending_timeout: 30,
         retention_hours: 168,
       },
+      web_dashboard_enabled: true,
+      allowed_dashboard_ips: LOCAL_RANGES,
+      dashboard_require_login: false,
+      dashboard_session_hours: 12,
+      allowed_metrics_ips: LOCAL_RANGES,
+      trusted_proxies: ["127.0.0.1", "::1"],
       log_level: "info",
     })
     expect(loaded.warnings).toEqual([])

@@ -1,5 +1,6 @@
 import * as v from "valibot"
 import { availableParallelism } from "node:os"
+import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
 
 /** Config schemas. Key names follow the reference implementation where the concept is the same. */
 
@@ -8,6 +9,8 @@ const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "inf
 const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
 const VarName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "path variable names are a letter or '_' followed by letters, digits or '_'"))
 const AbsPath = v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))
+const CidrList = (fallback: string[]) =>
+  v.optional(v.array(v.pipe(v.string(), v.check((t) => parseCidr(t) !== undefined, (i) => `${JSON.stringify(i.input)} is not an IP address or CIDR range`))), fallback)
 const BinaryName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "binary names are 1-64 letters, digits, '_', '-' or '.'"))
 
 export const CoordinatorLink = v.optional(
@@ -58,6 +61,21 @@ export const CoordinatorConfig = v.object({
     }),
     {},
   ),
+  /** Serves the web dashboard at `/` (under path_base). */
+  web_dashboard_enabled: v.optional(v.boolean(), true),
+  /** Peers that may load the dashboard (default: loopback and private ranges). */
+  allowed_dashboard_ips: CidrList(LOCAL_RANGES),
+  /** When true the dashboard also asks for an admin identity (name and key) and keeps a session cookie. */
+  dashboard_require_login: v.optional(v.boolean(), false),
+  /** Hours a dashboard sign-in lasts. */
+  dashboard_session_hours: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(24 * 365)), 12),
+  /** Peers that may scrape /metrics (default: loopback and private ranges). */
+  allowed_metrics_ips: CidrList(LOCAL_RANGES),
+  /**
+   * Reverse proxies whose X-Forwarded-For is believed when checking the allow-lists; from any other
+   * peer the header is ignored. Empty: the socket's address is always used.
+   */
+  trusted_proxies: CidrList(["127.0.0.1", "::1"]),
   log_level: LogLevel,
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
@@ -121,6 +139,13 @@ export const ClientConfig = v.object({
 })
 export type ClientConfig = v.InferOutput<typeof ClientConfig>
 
-export const Schemas = { coordinator: CoordinatorConfig, worker: WorkerConfig, client: ClientConfig } as const
+/** `dffmpeg admin` from any host: an admin identity and where the coordinator is. */
+export const AdminConfig = v.object({
+  ...Identity,
+  log_level: LogLevel,
+})
+export type AdminConfig = v.InferOutput<typeof AdminConfig>
+
+export const Schemas = { coordinator: CoordinatorConfig, worker: WorkerConfig, client: ClientConfig, admin: AdminConfig } as const
 export type ConfigRole = keyof typeof Schemas
 export type ConfigOf<R extends ConfigRole> = v.InferOutput<(typeof Schemas)[R]>

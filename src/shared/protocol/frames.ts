@@ -26,6 +26,8 @@ export const Kind = {
   signal: 9,
   /** The job was canceled: stop the process (`q`, then SIGTERM, then SIGKILL). */
   cancel: 10,
+  /** JSON `ProgressReport` (worker upload, seq 0): how far the process got; never part of the output. */
+  progress: 11,
 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 

@@ -87,7 +87,31 @@ export interface Job {
   heartbeatAt: number | null
   clientSeenAt: number | null
   cancelRequestedAt: number | null
+  /** How far the running (or last) attempt got, parsed from ffmpeg's own statistics; null when unknown. */
+  progress: Progress | null
 }
+
+/**
+ * Progress of a job as the worker parses it from ffmpeg's stats (`time=` in the `\r` status line, or
+ * `out_time_us=` of `-progress pipe:1`). Parsing reads a copy: the caller's bytes are never changed.
+ */
+export const ProgressReport = v.strictObject({
+  /** Position reached in the output timeline, ms. */
+  timeMs: v.pipe(v.number(), v.minValue(0), v.maxValue(1e13)),
+  /** Expected length of the output, ms (input duration, shortened by -ss/-t/-to), when known. */
+  durationMs: v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(1e13))),
+  /** 0-100, when the duration is known. */
+  percent: v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(100))),
+  /** Encoding speed as a multiple of real time (ffmpeg's `speed=1.5x`). */
+  speed: v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(1e6))),
+  fps: v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(1e7))),
+  frame: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  /** Time left, ms, from the remaining duration and the speed. */
+  etaMs: v.nullable(v.pipe(v.number(), v.minValue(0), v.maxValue(1e13))),
+})
+export type ProgressReport = v.InferOutput<typeof ProgressReport>
+/** A progress report as stored: with the coordinator's time of the update. */
+export type Progress = ProgressReport & { at: number }
 
 /** One state change of a job, as recorded in its timeline. */
 export interface JobEvent {
@@ -121,6 +145,8 @@ export interface Worker {
   status: WorkerStatus
   registeredAt: number
   lastSeen: number
+  /** An administrator asked this worker to drain: it keeps its running jobs and gets no new ones. */
+  drainRequested: boolean
   /** Jobs assigned to or running on this worker (filled in by listings). */
   load?: number
 }

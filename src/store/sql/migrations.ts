@@ -115,6 +115,14 @@ const steps: Step[] = [
       .execute()
     await db.schema.createIndex("job_events_job").on("job_events").columns(["job_id", "id"]).execute()
   },
+  // Operator surface: progress of running jobs, drain requested by an administrator.
+  async (db) => {
+    await db.schema.alterTable("jobs").addColumn("progress", sql`text`).execute()
+    await db.schema.alterTable("workers").addColumn("drain_requested", "integer", (c) => c.notNull().defaultTo(0)).execute()
+    // The worker's own wish to drain (shutting down), kept apart from the administrator's.
+    await db.schema.alterTable("workers").addColumn("self_draining", "integer", (c) => c.notNull().defaultTo(0)).execute()
+    await db.schema.createIndex("job_output_job_stream").on("job_output").columns(["job_id", "stream", "pos"]).execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, kind: StoreKind): Promise<void> {

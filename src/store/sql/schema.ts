@@ -15,6 +15,8 @@ export interface Database {
     last_seen: number
     status: string
     token: string | null
+    drain_requested: number
+    self_draining: number
   }
   jobs: {
     id: string
@@ -43,6 +45,7 @@ export interface Database {
     heartbeat_at: number | null
     client_seen_at: number | null
     cancel_requested_at: number | null
+    progress: string | null
   }
   job_events: {
     id: Generated<number>

@@ -114,6 +114,14 @@ function testStore(name: string, create: () => Store) {
       test("an unknown user has no credential", async () => {
         expect(await store.getCredential("nobody")).toBeUndefined()
       })
+      test("a rotated key replaces the old one; getUser never shows the key", async () => {
+        await store.addUser("bob", "client", KEY, T0)
+        expect(await store.setUserKey("bob", "new-key")).toBe(true)
+        expect(await store.getCredential("bob")).toMatchObject({ key: "new-key" })
+        expect(await store.getUser("bob")).toEqual({ name: "bob", role: "client", createdAt: T0 })
+        expect(await store.setUserKey("nobody", "k")).toBe(false)
+        expect(await store.getUser("nobody")).toBeUndefined()
+      })
     })
 
     describe("workers", () => {
@@ -129,6 +137,7 @@ function testStore(name: string, create: () => Store) {
           status: "registering",
           registeredAt: T0,
           lastSeen: T0,
+          drainRequested: false,
         })
         expect(await store.verifyWorker("w1", "tok1", T0 + 5)).toBe(true)
         const again = await store.upsertWorker("w1", reg({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4 }), "tok2", T0 + 10)
@@ -137,6 +146,87 @@ function testStore(name: string, create: () => Store) {
         expect((await store.getWorker("w1"))?.lastSeen).toBe(T0 + 20)
         expect((await store.listWorkers()).map((w) => w.id)).toEqual(["w1"])
         expect(await store.getWorker("w2")).toBeUndefined()
+      })
+    })
+
+    describe("operator views", () => {
+      test("an administrator's drain is sticky across re-registration and verification, and undrain restores", async () => {
+        await store.upsertWorker("w1", reg(), "t1", T0)
+        await store.verifyWorker("w1", "t1", T0 + 1)
+        expect(await store.requestDrain("w1", true, T0 + 2)).toMatchObject({ status: "draining", drainRequested: true })
+        // The worker re-registers without knowing: it stays draining.
+        expect(await store.upsertWorker("w1", reg(), "t2", T0 + 3)).toMatchObject({ status: "draining" })
+        // Offline, then back: it must verify again, and comes back draining.
+        await store.reapWorkers(T0 + 10)
+        expect(await store.upsertWorker("w1", reg(), "t3", T0 + 11)).toMatchObject({ status: "registering", drainRequested: true })
+        expect(await store.verifyWorker("w1", "t3", T0 + 12)).toBe(true)
+        expect(await store.getWorker("w1")).toMatchObject({ status: "draining" })
+        expect(await store.requestDrain("w1", false, T0 + 13)).toMatchObject({ status: "online", drainRequested: false })
+        expect(await store.upsertWorker("w1", reg(), "t4", T0 + 14)).toMatchObject({ status: "online" })
+        // A worker draining on its own (shutting down) is not revived by an administrator's undrain.
+        await store.requestDrain("w1", true, T0 + 15)
+        expect(await store.upsertWorker("w1", reg({ draining: true }), "t5", T0 + 16)).toMatchObject({ status: "draining" })
+        expect(await store.requestDrain("w1", false, T0 + 17)).toMatchObject({ status: "draining", drainRequested: false })
+        expect(await store.requestDrain("nope", true, T0)).toBeUndefined()
+      })
+
+      test("stats count jobs and workers by state, queue age and slots", async () => {
+        const empty = await store.stats()
+        expect(empty).toEqual({
+          jobs: { queued: 0, assigned: 0, running: 0, completed: 0, failed: 0, canceled: 0 },
+          oldestQueuedAt: null,
+          workers: { registering: 0, online: 0, draining: 0, offline: 0 },
+          slots: { used: 0, total: 0 },
+        })
+        await store.upsertWorker("w1", reg({ maxJobs: 3 }), "t", T0)
+        await store.verifyWorker("w1", "t", T0)
+        await store.upsertWorker("w2", reg({ maxJobs: 5 }), "t", T0)
+        await store.createJob(newJob("q1"), T0 + 5)
+        await store.createJob(newJob("q2"), T0 + 7)
+        await running("r1")
+        await store.createJob(newJob("c1"), T0)
+        await store.requestCancel("c1", "x", T0 + 1)
+        const st = await store.stats()
+        expect(st.jobs).toEqual({ queued: 2, assigned: 0, running: 1, completed: 0, failed: 0, canceled: 1 })
+        expect(st.oldestQueuedAt).toBe(T0 + 5)
+        expect(st.workers).toEqual({ registering: 1, online: 1, draining: 0, offline: 0 })
+        expect(st.slots).toEqual({ used: 1, total: 3 })
+      })
+
+      test("lastOutput returns a stream's last chunks oldest first", async () => {
+        await running("j1")
+        await store.appendOutput("j1", "w1", 1, [out(1, "a", "stderr"), out(2, "x"), out(3, "b", "stderr"), out(4, "c", "stderr")], undefined, T0 + 3)
+        const tail = await store.lastOutput("j1", "stderr", 2)
+        expect(tail.map((r) => new TextDecoder().decode(r.data))).toEqual(["b", "c"])
+        expect((await store.lastOutput("j1", "stdout", 10)).length).toBe(1)
+        expect(await store.lastOutput("none", "stderr", 10)).toEqual([])
+      })
+
+      test("progress is stored with output (even without new bytes), kept at the end and cleared on a new attempt", async () => {
+        await store.createJob(newJob("j1", { retries: 1 }), T0)
+        await store.assign("j1", "w1", T0 + 1)
+        await store.start("j1", "w1", 1, T0 + 2)
+        const p = { timeMs: 5000, durationMs: 10000, percent: 50, speed: 2, fps: 50, frame: 250, etaMs: 2500 }
+        await store.appendOutput("j1", "w1", 1, [], undefined, T0 + 3, p)
+        expect((await store.getJob("j1"))?.progress).toEqual({ ...p, at: T0 + 3 })
+        // A stale attempt's progress is refused with its output.
+        expect(await store.appendOutput("j1", "w9", 1, [], undefined, T0 + 4, { ...p, percent: 99 })).toMatchObject({ ok: false })
+        expect((await store.getJob("j1"))?.progress?.percent).toBe(50)
+        // Lost and re-queued: the next attempt starts from nothing.
+        await store.loseJob("j1", 1, "gone", T0 + 5)
+        expect(await store.getJob("j1")).toMatchObject({ status: "queued", progress: null })
+        await store.assign("j1", "w2", T0 + 6)
+        await store.start("j1", "w2", 2, T0 + 7)
+        await store.appendOutput("j1", "w2", 2, [], { code: 0, signal: null }, T0 + 8, { ...p, timeMs: 10000, percent: 100, etaMs: 0 })
+        expect(await store.getJob("j1")).toMatchObject({ status: "completed", progress: { percent: 100, at: T0 + 8 } })
+      })
+
+      test("listJobs filters by several states and pages newest first by id", async () => {
+        for (const id of ["j1", "j2", "j3", "j4"]) await store.createJob(newJob(id), T0)
+        await store.requestCancel("j2", "x", T0)
+        expect((await store.listJobs({ statuses: ["queued"] })).map((j) => j.id)).toEqual(["j4", "j3", "j1"])
+        expect((await store.listJobs({ statuses: ["queued", "canceled"], before: "j3", limit: 1 })).map((j) => j.id)).toEqual(["j2"])
+        expect(await store.listJobs({ statuses: [] })).toEqual([])
       })
     })
 
@@ -169,6 +259,7 @@ function testStore(name: string, create: () => Store) {
           heartbeatAt: null,
           clientSeenAt: null,
           cancelRequestedAt: null,
+          progress: null,
         }
         expect(created).toEqual(expected)
         expect(await store.getJob("j1")).toEqual(expected)

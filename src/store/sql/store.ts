@@ -1,10 +1,10 @@
 import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
-import type { ExitReport, Job, JobEvent, JobStatus, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../../shared/protocol/schemas.ts"
+import { JobStatus as JobStatuses, type ExitReport, type Job, type JobEvent, type JobStatus, type ProgressReport, type Role, type User, type Worker, type WorkerRegistration, type WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
-import type { HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
+import type { HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
 
@@ -50,6 +50,7 @@ function toJob(r: JobRow): Job {
     heartbeatAt: num(r.heartbeat_at),
     clientSeenAt: num(r.client_seen_at),
     cancelRequestedAt: num(r.cancel_requested_at),
+    progress: r.progress ? JSON.parse(r.progress) : null,
   }
 }
 
@@ -64,8 +65,11 @@ function toWorker(r: WorkerRow): Worker {
     status: r.status as WorkerStatus,
     registeredAt: Number(r.registered_at),
     lastSeen: Number(r.last_seen),
+    drainRequested: Number(r.drain_requested) === 1,
   }
 }
+
+const WORKER_STATES: WorkerStatus[] = ["registering", "online", "draining", "offline"]
 
 const num = (x: number | string | null) => (x === null ? null : Number(x))
 const bytes = (x: Uint8Array | Buffer) => (x instanceof Uint8Array ? x : new Uint8Array(x))
@@ -123,7 +127,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     if (job.cancelRequestedAt !== null) return ended("canceled", reason, now)
     if (!job.attached && job.attempts < job.retries) {
       return {
-        set: { status: "queued", worker_id: null, attempts: job.attempts + 1, excluded: JSON.stringify(excluded), heartbeat_at: null, started_at: null, assigned_at: null, out_seq: 0 },
+        set: { status: "queued", worker_id: null, attempts: job.attempts + 1, excluded: JSON.stringify(excluded), heartbeat_at: null, started_at: null, assigned_at: null, out_seq: 0, progress: null },
         status: "queued",
         reason: `${reason}; retry ${job.attempts + 1} of ${job.retries}`,
         // The caller replays output from the start: drop what the lost attempt wrote.
@@ -159,6 +163,14 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const res = await db.deleteFrom("users").where("name", "=", name).executeTakeFirst()
       return res.numDeletedRows > 0n
     },
+    async getUser(name) {
+      const r = await db.selectFrom("users").select(["name", "role", "created_at"]).where("name", "=", name).executeTakeFirst()
+      return r ? { name: r.name, role: r.role as Role, createdAt: Number(r.created_at) } : undefined
+    },
+    async setUserKey(name, key) {
+      const res = await db.updateTable("users").set({ key }).where("name", "=", name).executeTakeFirst()
+      return res.numUpdatedRows > 0n
+    },
 
     async upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number) {
       const values = {
@@ -168,14 +180,16 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         version: reg.version,
         capabilities: JSON.stringify(reg.capabilities ?? {}),
         last_seen: now,
+        self_draining: reg.draining ? 1 : 0,
       }
       await tx(async (t) => {
-        const cur = await t.selectFrom("workers").select("status").where("id", "=", id).executeTakeFirst()
+        const cur = await t.selectFrom("workers").select(["status", "drain_requested"]).where("id", "=", id).executeTakeFirst()
         // A known, verified worker keeps its state (re-registration); a new or offline one must verify.
         const verified = cur && cur.status !== "offline" && cur.status !== "registering"
-        const status = !verified ? "registering" : reg.draining ? "draining" : "online"
+        // An administrator's drain outlives the worker's own view of itself (restarts included).
+        const status = !verified ? "registering" : reg.draining || Number(cur.drain_requested) === 1 ? "draining" : "online"
         if (cur) await t.updateTable("workers").set({ ...values, status, ...(verified ? {} : { token }) }).where("id", "=", id).execute()
-        else await t.insertInto("workers").values({ id, registered_at: now, ...values, status, token }).execute()
+        else await t.insertInto("workers").values({ id, registered_at: now, ...values, status, token, drain_requested: 0 }).execute()
       })
       return (await this.getWorker(id))!
     },
@@ -187,7 +201,12 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const w = await db.selectFrom("workers").select(["status", "token"]).where("id", "=", id).executeTakeFirst()
       if (!w || w.status === "offline" || w.token !== token) return false
       if (w.status !== "registering") return true
-      const res = await db.updateTable("workers").set({ status: "online", token: null, last_seen: now }).where("id", "=", id).where("token", "=", token).executeTakeFirst()
+      const res = await db
+        .updateTable("workers")
+        .set((eb) => ({ status: eb.case().when("drain_requested", "=", 1).then("draining").else("online").end(), token: null, last_seen: now }))
+        .where("id", "=", id)
+        .where("token", "=", token)
+        .executeTakeFirst()
       return res.numUpdatedRows > 0n
     },
     async touchWorker(id, now) {
@@ -204,6 +223,19 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     async listWorkers() {
       const rows = await db.selectFrom("workers").selectAll().orderBy("id").execute()
       return rows.map(toWorker)
+    },
+    async requestDrain(id, on, now) {
+      const done = await tx(async (t) => {
+        const cur = await t.selectFrom("workers").select(["status", "self_draining"]).where("id", "=", id).executeTakeFirst()
+        if (!cur) return false
+        // Only a serving worker changes state now; a registering or offline one picks the flag up when
+        // it is verified. An undrain never revives a worker that is draining because it is stopping.
+        const serving = cur.status === "online" || cur.status === "draining"
+        const status = serving ? (on || Number(cur.self_draining) === 1 ? "draining" : "online") : cur.status
+        await t.updateTable("workers").set({ drain_requested: on ? 1 : 0, status }).where("id", "=", id).execute()
+        return true
+      })
+      return done ? this.getWorker(id) : undefined
     },
     async reapWorkers(before) {
       const stale = await db.selectFrom("workers").select("id").where("status", "!=", "offline").where("last_seen", "<", before).execute()
@@ -246,6 +278,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
             heartbeat_at: null,
             client_seen_at: j.attached ? now : null,
             cancel_requested_at: null,
+            progress: null,
           })
           .execute()
         const job = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!)
@@ -258,8 +291,10 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       let q = db.selectFrom("jobs").selectAll()
       if (f.requester) q = q.where("requester", "=", f.requester)
       if (f.status) q = q.where("status", "=", f.status)
+      if (f.statuses) q = f.statuses.length ? q.where("status", "in", f.statuses) : q.where(sql<boolean>`1 = 0`)
       if (f.worker) q = q.where("worker_id", "=", f.worker)
       if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
+      if (f.before) q = q.where("id", "<", f.before)
       const rows = await q.orderBy("id", "desc").limit(f.limit ?? 100).execute()
       return rows.map(toJob)
     },
@@ -279,7 +314,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
     assign: (id, worker, now) =>
-      mutate(id, now, (j) => (j.status === "queued" ? { set: { status: "assigned", worker_id: worker, epoch: j.epoch + 1, out_seq: 0, assigned_at: now, heartbeat_at: null }, status: "assigned" } : undefined)),
+      mutate(id, now, (j) => (j.status === "queued" ? { set: { status: "assigned", worker_id: worker, epoch: j.epoch + 1, out_seq: 0, assigned_at: now, heartbeat_at: null, progress: null }, status: "assigned" } : undefined)),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
     start: (id, worker, epoch, now) =>
       mutate(id, now, (j) =>
@@ -305,7 +340,8 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       })
       return stale
     },
-    async appendOutput(id, worker, epoch, chunks: OutputChunk[], exit: ExitReport | undefined, now): Promise<UploadResult> {
+    async appendOutput(id, worker, epoch, chunks: OutputChunk[], exit: ExitReport | undefined, now, report?: ProgressReport): Promise<UploadResult> {
+      const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
       return tx(async (tx): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
         if (kind !== "sqlite") q = q.forUpdate()
@@ -333,7 +369,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
             .execute()
         }
         if (!exit) {
-          if (fresh.length) await tx.updateTable("jobs").set({ out_seq: last, heartbeat_at: now, updated_at: now }).where("id", "=", id).execute()
+          if (fresh.length || progress) await tx.updateTable("jobs").set({ out_seq: last, heartbeat_at: now, updated_at: now, ...(progress ? { progress } : {}) }).where("id", "=", id).execute()
           return { ok: true, job, finished: false }
         }
         let change: Change
@@ -343,11 +379,16 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
           const reason = status === "canceled" ? (job.error ?? "canceled") : (exit.error ?? null)
           change = { set: { status, exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now }, status, reason }
         }
-        await tx.updateTable("jobs").set({ ...change.set, out_seq: change.set.status === "queued" ? 0 : last, updated_at: now }).where("id", "=", id).execute()
+        const requeued = change.set.status === "queued"
+        await tx
+          .updateTable("jobs")
+          .set({ ...change.set, out_seq: requeued ? 0 : last, updated_at: now, ...(requeued ? { progress: null } : progress ? { progress } : {}) })
+          .where("id", "=", id)
+          .execute()
         const next = toJob((await tx.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
         await recordEvent(tx, next, now, change.status, change.reason ?? null, worker)
         await change.after?.(tx, next)
-        return { ok: true, job: next, finished: true }
+        return { ok: true, job: next, finished: true, ended: true }
       })
     },
     async readOutput(id, after, limit): Promise<StreamRow[]> {
@@ -360,6 +401,40 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         .limit(limit)
         .execute()
       return rows.map((r) => ({ pos: Number(r.pos), stream: r.stream === STREAM.stdout ? "stdout" : "stderr", data: bytes(r.data) }))
+    },
+    async lastOutput(id, stream, limit): Promise<StreamRow[]> {
+      const rows = await db
+        .selectFrom("job_output")
+        .select(["pos", "data"])
+        .where("job_id", "=", id)
+        .where("stream", "=", STREAM[stream])
+        .orderBy("pos", "desc")
+        .limit(limit)
+        .execute()
+      return rows.reverse().map((r) => ({ pos: Number(r.pos), stream, data: bytes(r.data) }))
+    },
+    async stats(): Promise<Stats> {
+      const jobs = Object.fromEntries(JobStatuses.options.map((s) => [s, 0])) as Record<JobStatus, number>
+      for (const r of await db.selectFrom("jobs").select(["status", sql<number>`count(*)`.as("n")]).groupBy("status").execute()) {
+        if (r.status in jobs) jobs[r.status as JobStatus] = Number(r.n)
+      }
+      const oldest = await db.selectFrom("jobs").select(sql<number | null>`min(created_at)`.as("t")).where("status", "=", "queued").executeTakeFirst()
+      const workers = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerStatus, number>
+      for (const r of await db.selectFrom("workers").select(["status", sql<number>`count(*)`.as("n")]).groupBy("status").execute()) {
+        if (r.status in workers) workers[r.status as WorkerStatus] = Number(r.n)
+      }
+      const total = await db
+        .selectFrom("workers")
+        .select(sql<number | null>`sum(max_jobs)`.as("n"))
+        .where("status", "in", ["online", "draining"])
+        .executeTakeFirst()
+      const used = await db.selectFrom("jobs").select(sql<number>`count(*)`.as("n")).where("status", "in", ["assigned", "running"]).executeTakeFirst()
+      return {
+        jobs,
+        oldestQueuedAt: oldest?.t === null || oldest?.t === undefined ? null : Number(oldest.t),
+        workers,
+        slots: { used: Number(used?.n ?? 0), total: Number(total?.n ?? 0) },
+      }
     },
     async appendInput(id, chunks: InputChunk[]) {
       const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()

@@ -1,18 +1,18 @@
 import { defineCommand } from "citty"
-
-/** `--config` given before the noun (`dffmpeg admin --config c.yaml users ls`) applies to every verb. */
-export const adminContext: { config?: string } = {}
+import { modeArgs, remember } from "./_args.ts"
 
 export default defineCommand({
-  meta: { name: "admin", description: "Administer users, jobs and workers on the coordinator host (uses the coordinator config)" },
-  args: {
-    config: { type: "string", description: "coordinator YAML config (same search as `dffmpeg coordinator`)" },
+  meta: {
+    name: "admin",
+    description:
+      "Administer users, jobs and workers: remotely as an admin identity (an admin config: --config FILE with client_id, DFFMPEG_ADMIN_CONFIG, ./dffmpeg-admin.yaml, ~/.config/dffmpeg/admin.yaml or /etc/dffmpeg/admin.yaml), or on the coordinator host directly on its database (--local, --config with the coordinator's config, or when no admin config is found)",
   },
-  setup({ args }) {
-    if (typeof args.config === "string") adminContext.config = args.config
-  },
+  args: modeArgs,
+  setup: ({ args }) => remember(args),
   subCommands: {
     users: () => import("./users.ts").then((m) => m.default),
     jobs: () => import("./jobs.ts").then((m) => m.default),
+    workers: () => import("./workers.ts").then((m) => m.default),
+    janitor: () => import("./janitor.ts").then((m) => m.default),
   },
 })

@@ -1,121 +1,119 @@
 import { defineCommand } from "citty"
-import * as v from "valibot"
-import { ConflictError, NotFoundError, UsageError } from "../../../shared/errors.ts"
-import { isUlid } from "../../../shared/ids.ts"
-import { JobStatus, isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
+import { createSink } from "../../../client/output.ts"
+import type { StreamRow } from "../../../store/types.ts"
+import { jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../../args.ts"
+import { untilInterrupted } from "../../interrupt.ts"
 import { rejectUnknownFlags } from "../../run.ts"
-import { duration, table, time } from "../../table.ts"
-import { withStore } from "./_store.ts"
+import { jobDetail, jobsTable } from "../../views.ts"
+import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
+import { withBackend, type JobQuery } from "./_backend.ts"
 
-const config = { type: "string", description: "coordinator YAML config" } as const
+/** Lines of stderr `jobs show` ends with. */
+const TAIL = 10
 
-function outcome(j: Job): string {
-  if (j.exitSignal) return j.exitSignal
-  if (j.exitCode !== null) return String(j.exitCode)
-  return j.error ? "error" : "-"
-}
+const idArg = { id: { type: "positional", description: "job id", required: true } } as const
 
 const lsArgs = {
-  status: { type: "string", description: "only jobs in this state (queued, assigned, running, completed, failed, canceled)" },
+  status: { type: "string", description: statusHelp },
   worker: { type: "string", description: "only jobs of this worker" },
-  limit: { type: "string", description: "at most this many (default 50)" },
-  json: { type: "boolean", description: "print a JSON array" },
-  config,
+  requester: { type: "string", description: "only jobs submitted by this user" },
+  since: { type: "string", description: sinceHelp },
+  before: { type: "string", description: "only jobs older than this job id (paging: pass the last id of the previous page)" },
+  limit: { type: "string", description: "at most this many, newest first (1-1000, default 50)" },
+  ...jsonArg,
+  ...modeArgs,
 } as const
 
 const ls = defineCommand({
-  meta: { name: "ls", description: "List jobs, newest first" },
+  meta: { name: "ls", description: "List jobs, newest first, with the progress of running ones" },
   args: lsArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(lsArgs, rawArgs)
-    if (args.status !== undefined && !v.is(JobStatus, args.status)) throw new UsageError(`--status must be one of ${JobStatus.options.join(", ")}`)
-    if (args.limit !== undefined && !/^\d+$/.test(args.limit)) throw new UsageError("--limit must be a number")
-    const jobs = await withStore(args.config, (s) =>
-      s.listJobs({ status: args.status as JobStatus | undefined, worker: args.worker, limit: args.limit ? Number(args.limit) : 50 }),
-    )
-    if (args.json) return void process.stdout.write(JSON.stringify(jobs) + "\n")
-    if (!jobs.length) return void process.stdout.write("no jobs\n")
-    process.stdout.write(
-      table(
-        ["ID", "STATUS", "EXIT", "BINARY", "REQUESTER", "WORKER", "CREATED", "DURATION", "ARGS"],
-        jobs.map((j) => [
-          j.id,
-          j.status,
-          outcome(j),
-          j.binary,
-          j.requester,
-          j.workerId,
-          time(j.createdAt),
-          duration(j.finishedAt && j.startedAt ? j.finishedAt - j.startedAt : null),
-          truncate(j.args.join(" "), 60),
-        ]),
-      ),
-    )
+    const q: JobQuery = {
+      status: statusArg(args.status),
+      worker: args.worker,
+      requester: args.requester,
+      since: sinceArg(args.since),
+      before: args.before === undefined ? undefined : jobId(args.before),
+      limit: limitArg(args.limit, 50),
+    }
+    const jobs = await withBackend(modeOf(args), (b) => b.listJobs(q))
+    print(args.json, jobs, () => (jobs.length ? jobsTable(jobs, Date.now(), { requester: true }) : "no jobs\n"))
   },
 })
 
-const truncate = (s: string, n: number) => (s.length > n ? s.slice(0, n - 1) + "…" : s)
-
-const showArgs = { id: { type: "positional", description: "job id", required: true }, json: { type: "boolean", description: "print JSON" }, config } as const
+const showArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
 const show = defineCommand({
-  meta: { name: "show", description: "Show one job" },
+  meta: { name: "show", description: `Show one job: arguments as submitted, outcome, times, progress, timeline and its last ${TAIL} stderr lines` },
   args: showArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(showArgs, rawArgs)
-    if (!isUlid(args.id)) throw new UsageError(`${args.id} is not a job id (ULID)`)
-    const found = await withStore(args.config, async (s) => {
-      const job = await s.getJob(args.id)
-      return job && { job, events: await s.events(args.id) }
+    const id = jobId(args.id)
+    const { job, events, stderr } = await withBackend(modeOf(args), async (b) => {
+      const job = await b.getJob(id)
+      const [events, stderr] = await Promise.all([b.events(id), b.stderrTail(id, TAIL)])
+      return { job, events, stderr }
     })
-    if (!found) throw new NotFoundError(`no job ${args.id}`)
-    const { job, events } = found
-    if (args.json) return void process.stdout.write(JSON.stringify({ ...job, events }) + "\n")
-    const rows: [string, string][] = [
-      ["id", job.id],
-      ["status", job.status],
-      ["exit", outcome(job)],
-      ["error", job.error ?? "-"],
-      ["binary", job.binary],
-      ["args", JSON.stringify(job.args)],
-      ["paths", job.paths.join(", ") || "-"],
-      ["cwd", job.cwd ?? "-"],
-      ["requester", job.requester],
-      ["worker", job.workerId ?? "-"],
-      ["attempt", String(job.epoch)],
-      ["created", time(job.createdAt)],
-      ["assigned", time(job.assignedAt)],
-      ["started", time(job.startedAt)],
-      ["finished", time(job.finishedAt)],
-      ["run time", duration(job.finishedAt && job.startedAt ? job.finishedAt - job.startedAt : null)],
-    ]
-    process.stdout.write(rows.map(([k, val]) => `${k.padEnd(10)} ${val}`).join("\n") + "\n")
-    if (events.length) {
-      process.stdout.write("\ntimeline\n")
-      process.stdout.write(table(["TIME", "STATUS", "ATTEMPT", "WORKER", "REASON"], events.map((e) => [time(e.at), e.status, String(e.epoch), e.workerId, e.reason])))
-    }
+    print(args.json, { ...job, events, stderrTail: stderr }, () => jobDetail(job, Date.now(), { events, stderr }))
   },
 })
 
-const cancelArgs = { id: { type: "positional", description: "job id", required: true }, config } as const
+const logsArgs = {
+  ...idArg,
+  follow: { type: "boolean", alias: "f", description: "keep writing output as it arrives until the job ends" },
+  stdout: { type: "boolean", description: "also the job's stdout: its stdout to stdout and its stderr to stderr, as the caller got them" },
+  ...modeArgs,
+} as const
+
+const logs = defineCommand({
+  meta: { name: "logs", description: "Write a job's stderr to stdout, byte for byte (--stdout: both streams, each to its own); -f follows it until it ends" },
+  args: logsArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(logsArgs, rawArgs)
+    const id = jobId(args.id)
+    const out = createSink(process.stdout)
+    const err = createSink(process.stderr)
+    await withBackend(modeOf(args), async (b) => {
+      await b.getJob(id)
+      await untilInterrupted(async (interrupted) => {
+        // A reader that went away (`| head`) ends the command like Ctrl-C does: quietly.
+        const ac = new AbortController()
+        const signal = AbortSignal.any([interrupted, ac.signal])
+        const write = async (r: StreamRow) => {
+          if (r.stream === "stderr") await (args.stdout ? err : out).write(r.data)
+          else if (args.stdout) await out.write(r.data)
+          if (out.broken) ac.abort()
+        }
+        if (args.follow) return b.follow(id, 0, write, signal)
+        for (let after = 0; !signal.aborted; ) {
+          const rows = await b.output(id, after)
+          if (!rows.length) return
+          for (const r of rows) {
+            await write(r)
+            after = r.pos
+          }
+        }
+      })
+    })
+  },
+})
+
+const cancelArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
 const cancel = defineCommand({
   meta: { name: "cancel", description: "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)" },
   args: cancelArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(cancelArgs, rawArgs)
-    if (!isUlid(args.id)) throw new UsageError(`${args.id} is not a job id (ULID)`)
-    const { job, changed } = await withStore(args.config, async (s) => {
-      const job = await s.getJob(args.id)
-      if (!job) throw new NotFoundError(`no job ${args.id}`)
-      const changed = await s.requestCancel(args.id, "canceled by an administrator", Date.now())
-      return { job: changed ?? job, changed: !!changed }
-    })
-    // Unchanged and terminal: it had ended before. Unchanged and running: a cancel is already under way.
-    if (!changed && isTerminal(job.status)) throw new ConflictError(`job ${job.id} already ended: ${job.status}`)
-    process.stdout.write(`${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)
+    const id = jobId(args.id)
+    const job = await withBackend(modeOf(args), (b) => b.cancelJob(id))
+    print(args.json, job, () => `${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)
   },
 })
 
 export default defineCommand({
-  meta: { name: "jobs", description: "Inspect jobs" },
-  subCommands: { ls, show, cancel },
+  meta: { name: "jobs", description: "Inspect, follow and cancel jobs" },
+  // Accepted here too, so that `admin jobs --config F <verb>` finds the verb.
+  args: modeArgs,
+  setup: ({ args }) => remember(args),
+  subCommands: { ls, show, logs, cancel },
 })

@@ -1,60 +1,84 @@
 import { defineCommand } from "citty"
 import * as v from "valibot"
-import { generateKey } from "../../../shared/auth/hmac.ts"
-import { NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { UsageError } from "../../../shared/errors.ts"
 import { isName } from "../../../shared/ids.ts"
 import { Role } from "../../../shared/protocol/schemas.ts"
 import { rejectUnknownFlags } from "../../run.ts"
-import { table, time } from "../../table.ts"
-import { withStore } from "./_store.ts"
+import { fields, table, time } from "../../table.ts"
+import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
+import { withBackend } from "./_backend.ts"
 
-const config = { type: "string", description: "coordinator YAML config" } as const
+const nameArg = { name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true } } as const
 
-const addArgs = {
-  name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true },
-  role: { type: "string", description: "client | worker | admin", required: true },
-  config,
-} as const
+/** Checked here for both modes, so a typo fails the same way (exit 2) without a round trip. */
+function userName(name: string): string {
+  if (!isName(name)) throw new UsageError(`invalid user name ${JSON.stringify(name)}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit`)
+  return name
+}
 
+const addArgs = { ...nameArg, role: { type: "string", description: "client | worker | admin", required: true }, ...jsonArg, ...modeArgs } as const
 const add = defineCommand({
-  meta: { name: "add", description: "Create a user and print its new key (only the key, on stdout)" },
+  meta: { name: "add", description: "Create a user and print its new key (only the key, on stdout; with --json {user, key})" },
   args: addArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(addArgs, rawArgs)
-    if (!isName(args.name)) throw new UsageError(`invalid user name ${JSON.stringify(args.name)}: use 1-64 letters, digits, '_' or '-'`)
-    if (!v.is(Role, args.role)) throw new UsageError(`--role must be client, worker or admin`)
-    const key = generateKey()
-    await withStore(args.config, (s) => s.addUser(args.name, args.role as Role, key, Date.now()))
-    process.stdout.write(key + "\n")
+    const name = userName(args.name)
+    if (!v.is(Role, args.role)) throw new UsageError(`--role must be one of ${Role.options.join(", ")}`)
+    const created = await withBackend(modeOf(args), (b) => b.addUser(name, args.role as Role))
+    print(args.json, created, () => created.key + "\n")
   },
 })
 
-const lsArgs = { json: { type: "boolean", description: "print a JSON array" }, config } as const
+const lsArgs = { ...jsonArg, ...modeArgs } as const
 const ls = defineCommand({
   meta: { name: "ls", description: "List users (never their keys)" },
   args: lsArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(lsArgs, rawArgs)
-    const users = await withStore(args.config, (s) => s.listUsers())
-    if (args.json) return void process.stdout.write(JSON.stringify(users) + "\n")
-    if (!users.length) return void process.stdout.write("no users\n")
-    process.stdout.write(table(["NAME", "ROLE", "CREATED"], users.map((u) => [u.name, u.role, time(u.createdAt)])))
+    const users = await withBackend(modeOf(args), (b) => b.listUsers())
+    print(args.json, users, () => (users.length ? table(["NAME", "ROLE", "CREATED"], users.map((u) => [u.name, u.role, time(u.createdAt)])) : "no users\n"))
   },
 })
 
-const rmArgs = { name: { type: "positional", description: "user name", required: true }, config } as const
-const rm = defineCommand({
-  meta: { name: "rm", description: "Delete a user; its key stops working at once" },
-  args: rmArgs,
+const oneArgs = { ...nameArg, ...jsonArg, ...modeArgs } as const
+
+const show = defineCommand({
+  meta: { name: "show", description: "Show one user (never its key)" },
+  args: oneArgs,
   async run({ args, rawArgs }) {
-    rejectUnknownFlags(rmArgs, rawArgs)
-    const removed = await withStore(args.config, (s) => s.removeUser(args.name))
-    if (!removed) throw new NotFoundError(`no user ${args.name}`)
-    process.stderr.write(`removed user ${args.name}\n`)
+    rejectUnknownFlags(oneArgs, rawArgs)
+    const name = userName(args.name)
+    const user = await withBackend(modeOf(args), (b) => b.getUser(name))
+    print(args.json, user, () => fields([["name", user.name], ["role", user.role], ["created", time(user.createdAt)]]))
+  },
+})
+
+const rm = defineCommand({
+  meta: { name: "rm", description: "Delete a user; its key stops working at once (remote mode refuses your own identity)" },
+  args: oneArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(oneArgs, rawArgs)
+    const name = userName(args.name)
+    const user = await withBackend(modeOf(args), (b) => b.removeUser(name))
+    print(args.json, user, () => `removed user ${user.name} (${user.role})\n`)
+  },
+})
+
+const rotate = defineCommand({
+  meta: { name: "rotate-key", description: "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on" },
+  args: oneArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(oneArgs, rawArgs)
+    const name = userName(args.name)
+    const key = await withBackend(modeOf(args), (b) => b.rotateKey(name))
+    print(args.json, { name, key }, () => key + "\n")
   },
 })
 
 export default defineCommand({
   meta: { name: "users", description: "Manage users (identities and their keys)" },
-  subCommands: { add, ls, rm },
+  // Accepted here too, so that `admin users --config F <verb>` finds the verb.
+  args: modeArgs,
+  setup: ({ args }) => remember(args),
+  subCommands: { add, ls, show, rm, "rotate-key": rotate },
 })

@@ -20,7 +20,7 @@ export type AuthEnv = {
  * Refusals are 401 with one reason; nothing is written before this middleware passes. Neither keys nor
  * signatures are ever logged.
  */
-export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; maxBody: number; stripBase: (p: string) => string }) {
+export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; maxBody: number; stripBase: (p: string) => string; onRefuse?: (reason: string) => void }) {
   const nonces = new NonceCache()
   return createMiddleware<AuthEnv>(async (c, next) => {
     const h = (name: string) => c.req.header(name)
@@ -28,32 +28,34 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; m
     const timestamp = h(HEADER.timestamp)
     const nonce = h(HEADER.nonce)
     const signature = h(HEADER.signature)
-    const refuse = (reason: string): never => {
+    /** `kind` is the short label counted in metrics (unsigned, clock, nonce, identity, key, signature, replay). */
+    const refuse = (reason: string, kind: string): never => {
+      deps.onRefuse?.(kind)
       deps.log.warn("request refused", { reason, client: client ?? "-", method: c.req.method, path: c.get("path") })
       throw new AuthError(reason)
     }
     c.set("path", deps.stripBase(new URL(c.req.url).pathname))
-    if (!client || !timestamp || !nonce || !signature) refuse("request is not signed (X-DFFmpeg-Client-Id, -Timestamp, -Nonce and -Signature are required)")
-    if (!/^\d{1,12}$/.test(timestamp!)) refuse("X-DFFmpeg-Timestamp must be unix seconds")
+    if (!client || !timestamp || !nonce || !signature) refuse("request is not signed (X-DFFmpeg-Client-Id, -Timestamp, -Nonce and -Signature are required)", "unsigned")
+    if (!/^\d{1,12}$/.test(timestamp!)) refuse("X-DFFmpeg-Timestamp must be unix seconds", "clock")
     const now = deps.now()
-    if (Math.abs(now / 1000 - Number(timestamp)) > WINDOW_SECONDS) refuse(`request timestamp is more than ${WINDOW_SECONDS} s away from the coordinator's clock`)
-    if (nonce!.length < 16 || nonce!.length > 64) refuse("X-DFFmpeg-Nonce must be 16-64 characters")
+    if (Math.abs(now / 1000 - Number(timestamp)) > WINDOW_SECONDS) refuse(`request timestamp is more than ${WINDOW_SECONDS} s away from the coordinator's clock`, "clock")
+    if (nonce!.length < 16 || nonce!.length > 64) refuse("X-DFFmpeg-Nonce must be 16-64 characters", "nonce")
     const declared = Number(c.req.header("content-length") ?? 0)
     if (declared > deps.maxBody) throw new TooLargeError(`request body over ${deps.maxBody} bytes`)
     const body = new Uint8Array(await c.req.arrayBuffer())
     if (body.length > deps.maxBody) throw new TooLargeError(`request body over ${deps.maxBody} bytes`)
     const cred = await deps.store.getCredential(client!)
-    if (!cred) refuse("unknown identity")
+    if (!cred) refuse("unknown identity", "identity")
     let key: Buffer
     try {
       key = decodeKey(cred!.key)
     } catch {
-      return refuse("identity has an unusable key; rotate it")
+      return refuse("identity has an unusable key; rotate it", "key")
     }
     const url = new URL(c.req.url)
     const expected = sign(key, { method: c.req.method, path: c.get("path"), query: url.searchParams, client: client!, timestamp: timestamp!, nonce: nonce!, bodyHash: sha256Hex(body) })
-    if (!signaturesEqual(expected, signature!)) refuse("invalid signature")
-    if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)")
+    if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
+    if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)", "replay")
     c.set("principal", { name: cred!.name, role: cred!.role })
     c.set("body", body)
     await next()

@@ -1,13 +1,13 @@
 import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError } from "../../../shared/errors.ts"
 import { newId } from "../../../shared/ids.ts"
-import { Kind, RELAYED_SIGNALS, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
+import { Kind, RELAYED_SIGNALS, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
-import { ExitReport, JobStatus, SubmitRequest, isTerminal, issueLines, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
+import { ExitReport, JobStatus, ProgressReport, SubmitRequest, isTerminal, issueLines, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, OutputChunk } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import type { Deps } from "../app.ts"
-import { frameStream, intQuery, jobIdParam, jsonBody } from "../_util.ts"
+import { beforeQuery, FRAMES_TYPE, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery } from "../_util.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
@@ -65,7 +65,11 @@ export function jobRoutes(deps: Deps) {
     return job
   }
 
-  /** The job's output from position `after`, then its outcome; ends when the job is terminal. */
+  /**
+   * The job's output from position `after`, then its outcome; ends when the job is terminal. With
+   * `?progress=1` the stream also carries `status` events (state, worker, progress) whenever they change
+   * while the output is quiet, for a terminal status line; the proxy never asks for them.
+   */
   const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array) =>
     frameStream(c, async (write, signal) => {
       // Only the requester's own stream of an attached job shows that the caller is still there.
@@ -80,14 +84,15 @@ export function jobRoutes(deps: Deps) {
         signal.addEventListener("abort", leave, { once: true })
       }
       try {
-        await relayOutput(job, after, first, write, signal, caller)
+        await relayOutput(job, after, first, write, signal, caller, c.req.query("progress") === "1")
       } finally {
         leave()
       }
     })
 
-  const relayOutput = async (job: Job, after: number, first: Uint8Array | undefined, write: (b: Uint8Array) => Promise<void>, signal: AbortSignal, caller: boolean) => {
+  const relayOutput = async (job: Job, after: number, first: Uint8Array | undefined, write: (b: Uint8Array) => Promise<void>, signal: AbortSignal, caller: boolean, watch: boolean) => {
     if (first) await write(first)
+    let shown = ""
     let seen = now()
     if (caller) await store.touchClient(job.id, seen)
     let cursor = after
@@ -100,6 +105,14 @@ export function jobRoutes(deps: Deps) {
       if (rows.length) continue
       const cur = await store.getJob(job.id)
       if (!cur) return
+      if (watch && !isTerminal(cur.status)) {
+        const key = `${cur.status}|${cur.workerId}|${cur.cancelRequestedAt}|${cur.progress?.at}`
+        if (key !== shown) {
+          shown = key
+          const canceling = cur.cancelRequestedAt !== null
+          await write(encodeJsonFrame(Kind.event, cursor, { type: "status", status: canceling ? "canceling" : cur.status, workerId: cur.workerId, progress: cur.progress }))
+        }
+      }
       if (isTerminal(cur.status)) {
         // The end and the last bytes are committed together, so one more read drains everything.
         if ((await store.readOutput(job.id, cursor, 1)).length) continue
@@ -146,6 +159,8 @@ export function jobRoutes(deps: Deps) {
       requester: p.role === "admin" ? c.req.query("requester") || undefined : p.name,
       worker: p.role === "admin" ? c.req.query("worker") || undefined : undefined,
       status: status as JobStatus | undefined,
+      since: sinceQuery(c),
+      before: beforeQuery(c),
       limit,
     })
     return c.json(jobs)
@@ -240,8 +255,14 @@ export function jobRoutes(deps: Deps) {
     const epoch = intQuery(c, "epoch")
     const chunks: OutputChunk[] = []
     let exit: ExitReport | undefined
+    let progress: ProgressReport | undefined
     for (const f of framesOf(c)) {
-      if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
+      if (f.kind === Kind.progress) {
+        // Only the latest report of a batch matters; it is stored with the output in one transaction.
+        const parsed = v.safeParse(ProgressReport, safeJson(f))
+        if (!parsed.success) throw new InvalidError("invalid progress frame", issueLines(parsed.issues))
+        progress = parsed.output
+      } else if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
         if (exit) throw new InvalidError("output after the exit frame")
         if (f.seq < 1) throw new InvalidError("output sequence numbers start at 1")
         chunks.push({ seq: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data })
@@ -251,13 +272,13 @@ export function jobRoutes(deps: Deps) {
         exit = parsed.output
       } else throw new InvalidError(`unexpected frame kind ${f.kind} in an output upload`)
     }
-    const res = await store.appendOutput(id, p.name, epoch, chunks, exit, now())
+    const res = await store.appendOutput(id, p.name, epoch, chunks, exit, now(), progress)
     if (!res.ok) {
       if (res.reason === "not-found") throw new NotFoundError(`no job ${id}`)
       if (res.reason === "gap") throw new ConflictError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
       throw new ConflictError(`job ${id} is no longer running on ${p.name} at epoch ${epoch}`, { status: res.job?.status, epoch: res.job?.epoch })
     }
-    if (chunks.length || res.finished) hub.notify(topic.output(id))
+    if (chunks.length || res.finished || progress) hub.notify(topic.output(id))
     if (res.finished && exit) {
       log.info("job finished", { job: id, worker: p.name, status: res.job.status, code: exit.code ?? undefined, signal: exit.signal ?? undefined, error: exit.error })
       hub.notify(topic.input(id))
@@ -292,8 +313,32 @@ export function jobRoutes(deps: Deps) {
     })
   })
 
+  /**
+   * One page of a job's output after position `after`, without following it (`admin jobs logs` without
+   * -f): stdout and stderr frames in order, at most `limit` chunks and about 4 MiB. An empty body means
+   * nothing more has been written yet; readers page on from the last position they got.
+   */
+  app.get("/:id/output", async (c) => {
+    const job = await load(c)
+    const after = intQuery(c, "after", 0)
+    const limit = intQuery(c, "limit", PAGE)
+    if (limit < 1 || limit > 1000) throw new InvalidError("query parameter limit must be from 1 to 1000")
+    const frames: Uint8Array[] = []
+    let bytes = 0
+    for (const r of await store.readOutput(job.id, after, limit)) {
+      // Stop at a size a client holds comfortably in memory; at least one chunk, so paging always advances.
+      if (frames.length && bytes + r.data.length > OUTPUT_PAGE_BYTES) break
+      frames.push(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
+      bytes += r.data.length
+    }
+    // concatFrames allocates a fresh ArrayBuffer; its declared type is only the wider ArrayBufferLike.
+    return c.body(concatFrames(frames) as Uint8Array<ArrayBuffer>, 200, { "Content-Type": FRAMES_TYPE })
+  })
+
   return app
 }
+
+const OUTPUT_PAGE_BYTES = 4 * 1024 * 1024
 
 function framesOf(c: Context<AuthEnv>) {
   try {

@@ -6,7 +6,7 @@ import { WorkerRegistration, type Assignment, type Job, type Worker } from "../.
 import { VERSION } from "../../../shared/version.ts"
 import { topic } from "../../hub.ts"
 import type { Deps } from "../app.ts"
-import { intQuery, jsonBody } from "../_util.ts"
+import { jsonBody, secondsQuery } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
 
 const toAssignment = (j: Job): Assignment => ({ id: j.id, epoch: j.epoch, binary: j.binary, args: j.args, paths: j.paths, cwd: j.cwd, stdin: j.stdin })
@@ -86,7 +86,8 @@ export function workerRoutes(deps: Deps) {
   app.get("/poll", async (c) => {
     const p = c.get("principal")
     requireRole(p, "worker")
-    const waitMs = Math.min(intQuery(c, "wait", config.poll_wait_seconds), config.poll_wait_seconds) * 1000
+    // Sub-second waits are valid (poll_wait_seconds may be 0.05): the worker echoes what it was told.
+    const waitMs = Math.min(secondsQuery(c, "wait", config.poll_wait_seconds), config.poll_wait_seconds) * 1000
     const w = await store.getWorker(p.name)
     if (!w || w.status === "offline") throw new ConflictError(`worker ${p.name} is not registered; register first`)
     if (w.status === "registering") {

@@ -1,0 +1,139 @@
+import { coordinatorUrl, loadConfig, resolveKey } from "../../../shared/config/load.ts"
+import { explainYaml } from "../../../shared/config/yaml-explain.ts"
+import { AuthError, DffmpegError, UnavailableError } from "../../../shared/errors.ts"
+import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../../../shared/http/client.ts"
+import { Kind, decodeFrames, frameJson, readFrames, type Frame } from "../../../shared/protocol/frames.ts"
+import type { Job, JobEvent, User } from "../../../shared/protocol/schemas.ts"
+import type { StreamRow } from "../../../store/types.ts"
+import type { JanitorReport } from "../../../coordinator/janitor.ts"
+import { pause } from "../../interrupt.ts"
+import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
+
+/** Longest a follow keeps re-attaching after losing the coordinator (a restart takes seconds). */
+const RECONNECT_MS = 5 * 60_000
+
+/** The remote backend, as the admin identity of `file` (an admin config). */
+export async function openHttpBackend(file: string): Promise<AdminBackend> {
+  const { config, base, warnings } = await loadConfig("admin", file, {}, explainYaml)
+  for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
+  const api = createApiClient({ url: coordinatorUrl(config.coordinator), client: config.client_id, key: resolveKey(config, base) })
+  return httpBackend(api, file)
+}
+
+const enc = encodeURIComponent
+
+/** `AdminBackend` over the signed API. Errors keep their type (and so their exit code) and gain a hint. */
+export function httpBackend(api: ApiClient, file?: string): AdminBackend {
+  const hint = (err: unknown): unknown => {
+    if (err instanceof AuthError && err.status === 403) return new AuthError(`${err.message} (dffmpeg admin needs an admin identity${file ? `; ${file} names ${api.client}` : ""})`, 403)
+    if (err instanceof UnavailableError) return new UnavailableError(`${err.message} (on the coordinator host, --local works on its database directly)`)
+    return err
+  }
+  const call = async <T,>(method: string, path: string, opts?: Parameters<ApiClient["json"]>[2]): Promise<T> => {
+    try {
+      return await api.json<T>(method, path, opts)
+    } catch (err) {
+      throw hint(err)
+    }
+  }
+
+  /**
+   * Job and worker reads use routes that any identity may call, and a client identity would silently
+   * see only its own jobs there. Fetching our own user through an admin-only route first turns a
+   * non-admin identity into a clear 403 instead.
+   */
+  let checked: Promise<unknown> | undefined
+  const asAdmin = () => (checked ??= call("GET", `/api/v1/admin/users/${enc(api.client)}`))
+
+  const readRows = (frames: Frame[]): StreamRow[] =>
+    frames.filter((f) => f.kind === Kind.stdout || f.kind === Kind.stderr).map((f) => ({ pos: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data }))
+
+  /** Opens the job's live frame stream from `after` (the client's timeout bounds only the headers). */
+  const openStream = async (id: string, after: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> => {
+    const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, { query: { after }, signal })
+    if (!res.ok || !res.body) await readJson(res)
+    return res.body!
+  }
+
+  return {
+    mode: "remote",
+    target: api.url,
+
+    listUsers: () => call<User[]>("GET", "/api/v1/admin/users"),
+    getUser: (name) => call<User>("GET", `/api/v1/admin/users/${enc(name)}`),
+    addUser: (name, role) => call<{ user: User; key: string }>("POST", "/api/v1/admin/users", { json: { name, role } }),
+    removeUser: (name) => call<User>("DELETE", `/api/v1/admin/users/${enc(name)}`),
+    rotateKey: async (name) => (await call<{ key: string }>("POST", `/api/v1/admin/users/${enc(name)}/rotate-key`)).key,
+
+    async listJobs(q: JobQuery) {
+      await asAdmin()
+      return call<Job[]>("GET", "/api/v1/jobs", { query: { status: q.status, worker: q.worker, requester: q.requester, since: q.since, before: q.before, limit: q.limit } })
+    },
+    async getJob(id) {
+      await asAdmin()
+      return call<Job>("GET", `/api/v1/jobs/${id}`)
+    },
+    async events(id) {
+      await asAdmin()
+      return call<JobEvent[]>("GET", `/api/v1/jobs/${id}/events`)
+    },
+    stderrTail: async (id, lines) => (await call<{ lines: string[] }>("GET", `/api/v1/admin/jobs/${id}/log`, { query: { tail: lines } })).lines,
+
+    async output(id, after) {
+      try {
+        const res = await api.request("GET", `/api/v1/jobs/${id}/output`, { query: { after, limit: 1000 } })
+        // A refusal carries a JSON error body: readJson throws it with its type.
+        if (!res.ok) await readJson(res)
+        return readRows(decodeFrames(new Uint8Array(await res.arrayBuffer())))
+      } catch (err) {
+        throw hint(err)
+      }
+    },
+
+    async follow(id, after, onRow, signal) {
+      let cursor = after
+      let lostAt = 0
+      let attempt = 0
+      while (!signal.aborted) {
+        try {
+          for await (const f of readFrames(await openStream(id, cursor, signal))) {
+            lostAt = 0
+            attempt = 0
+            if (f.kind === Kind.exit) return
+            if (f.kind === Kind.error) throw new DffmpegError((frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream", "E_STREAM", 502, 1)
+            const [row] = readRows([f])
+            if (!row) continue
+            await onRow(row)
+            cursor = row.pos
+          }
+          throw new UnavailableError("the coordinator closed the stream before the job ended")
+        } catch (err) {
+          if (signal.aborted) return
+          if (!retryable(err)) throw hint(err)
+          lostAt ||= Date.now()
+          if (Date.now() - lostAt > RECONNECT_MS)
+            throw hint(new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while following job ${id}: ${(err as Error).message}`))
+          await pause(backoff(attempt++), signal)
+        }
+      }
+    },
+
+    async cancelJob(id) {
+      await asAdmin()
+      return call<Job>("POST", `/api/v1/jobs/${id}/cancel`)
+    },
+
+    async listWorkers() {
+      await asAdmin()
+      return call<WorkerView[]>("GET", "/api/v1/workers")
+    },
+    async getWorker(id) {
+      await asAdmin()
+      return call<WorkerView>("GET", `/api/v1/workers/${enc(id)}`)
+    },
+    setDrain: (id, on) => call<WorkerView>("POST", `/api/v1/admin/workers/${enc(id)}/${on ? "drain" : "undrain"}`),
+    janitor: () => call<JanitorReport>("POST", "/api/v1/admin/janitor"),
+
+    close: async () => {},
+  }
+}

@@ -1,0 +1,119 @@
+import { generateKey } from "../../../shared/auth/hmac.ts"
+import { ConflictError, NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
+import { tailChunks, tailLines } from "../../../shared/tail.ts"
+import type { Store } from "../../../store/index.ts"
+import type { AdminBackend, WorkerView } from "./_backend.ts"
+import { openStore } from "./_store.ts"
+
+/** How often a local `jobs logs -f` looks for new output: there is no coordinator to wake it. */
+const POLL_MS = 250
+const PAGE = 256
+
+export async function openLocalBackend(file: string): Promise<AdminBackend> {
+  const { store, path } = await openStore(file)
+  return localBackend(store, path)
+}
+
+/**
+ * `AdminBackend` on the coordinator's own database (bootstrap on its host; no key needed). Changes are
+ * the same guarded store transitions the coordinator makes, but it is not told about them: it sees a
+ * cancel or an undrain at its workers' next poll rather than at once.
+ */
+export function localBackend(store: Store, target: string, now: () => number = Date.now): AdminBackend {
+  const job = async (id: string): Promise<Job> => {
+    const j = await store.getJob(id)
+    if (!j) throw new NotFoundError(`no job ${id}`)
+    return j
+  }
+  const withLoad = async (w: Omit<WorkerView, "load">): Promise<WorkerView> => ({ ...w, load: (await store.workerLoads()).get(w.id) ?? 0 })
+
+  return {
+    mode: "local",
+    target,
+
+    listUsers: () => store.listUsers(),
+    async getUser(name) {
+      const user = await store.getUser(name)
+      if (!user) throw new NotFoundError(`no user ${name}`)
+      return user
+    },
+    async addUser(name, role) {
+      const key = generateKey()
+      return { user: await store.addUser(name, role, key, now()), key }
+    },
+    async removeUser(name) {
+      const user = await store.getUser(name)
+      if (!user || !(await store.removeUser(name))) throw new NotFoundError(`no user ${name}`)
+      return user
+    },
+    async rotateKey(name) {
+      const key = generateKey()
+      if (!(await store.setUserKey(name, key))) throw new NotFoundError(`no user ${name}`)
+      return key
+    },
+
+    listJobs: (q) => store.listJobs(q),
+    getJob: job,
+    events: (id) => store.events(id),
+    async stderrTail(id, lines) {
+      await job(id)
+      return tailLines((await store.lastOutput(id, "stderr", tailChunks(lines))).map((r) => r.data), lines)
+    },
+    output: (id, after) => store.readOutput(id, after, PAGE),
+
+    async follow(id, after, onRow, signal) {
+      let cursor = after
+      while (!signal.aborted) {
+        const rows = await store.readOutput(id, cursor, PAGE)
+        for (const r of rows) {
+          if (signal.aborted) return
+          await onRow(r)
+          cursor = r.pos
+        }
+        if (rows.length) continue
+        const cur = await job(id)
+        // The end and the last bytes are committed together: one more read after it drains everything.
+        if (isTerminal(cur.status)) {
+          if ((await store.readOutput(id, cursor, 1)).length) continue
+          return
+        }
+        await Bun.sleep(POLL_MS)
+      }
+    },
+
+    async cancelJob(id) {
+      const before = await job(id)
+      const done = await store.requestCancel(id, "canceled by an administrator", now())
+      if (done) return done
+      // Nothing changed: it had ended, or a cancel is already under way.
+      const cur = (await store.getJob(id)) ?? before
+      if (isTerminal(cur.status)) throw new ConflictError(`job ${id} already ended: ${cur.status}`)
+      return cur
+    },
+
+    async listWorkers() {
+      const loads = await store.workerLoads()
+      return (await store.listWorkers()).map((w) => ({ ...w, load: loads.get(w.id) ?? 0 }))
+    },
+    async getWorker(id) {
+      const w = await store.getWorker(id)
+      if (!w) throw new NotFoundError(`no worker ${id}`)
+      return withLoad(w)
+    },
+    async setDrain(id, on) {
+      const w = await store.requestDrain(id, on, now())
+      if (!w) throw new NotFoundError(`no worker ${id}`)
+      return withLoad(w)
+    },
+    async janitor() {
+      // A pass from here could not wake the coordinator's waiting streams or its scheduler, and with the
+      // coordinator down it would reap workers and jobs that are only waiting for it to come back.
+      throw new UsageError(
+        "janitor run needs the remote mode (an admin identity config): the coordinator runs the janitor itself every janitor.interval, and a pass from outside it could fail jobs that are only waiting for it to restart",
+      )
+    },
+
+    close: () => store.close(),
+  }
+}

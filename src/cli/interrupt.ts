@@ -1,0 +1,37 @@
+/**
+ * Runs `fn` until it finishes or the user interrupts it (Ctrl-C, SIGTERM): the first signal aborts
+ * `signal` so `fn` can stop cleanly and the command exits 0; a second one, should `fn` not stop,
+ * ends the process the default way.
+ */
+export async function untilInterrupted<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController()
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!ac.signal.aborted) return ac.abort()
+    release()
+    process.kill(process.pid, sig)
+  }
+  const release = () => {
+    process.off("SIGINT", onSignal)
+    process.off("SIGTERM", onSignal)
+  }
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
+  try {
+    return await fn(ac.signal)
+  } finally {
+    release()
+  }
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t)
+      signal.removeEventListener("abort", done)
+      resolve()
+    }
+    const t = setTimeout(done, ms)
+    signal.addEventListener("abort", done, { once: true })
+  })
+}

@@ -1,0 +1,53 @@
+import { describe, expect, test } from "bun:test"
+import type { Job, Worker } from "../shared/protocol/schemas.ts"
+import { jobDetail, jobProgress, loadTable, outcome, runTime, workerState, type WorkerView } from "./views.ts"
+
+const T = Date.UTC(2026, 10, 27, 3, 0, 0)
+const job = (over: Partial<Job> = {}): Job => ({
+  id: "01M8DFWF4PCGSZBYEVT8TNJN46", requester: "jellyfin", binary: "ffmpeg", args: ["-i", "$Movies/a.mkv"], paths: ["Movies"], cwd: null, stdin: false,
+  status: "running", epoch: 1, workerId: "w1", exitCode: null, exitSignal: null, error: null, createdAt: T, updatedAt: T, assignedAt: T, startedAt: T + 1000,
+  finishedAt: null, attached: false, retries: 0, attempts: 0, excluded: [], heartbeatAt: T, clientSeenAt: null, cancelRequestedAt: null,
+  progress: { timeMs: 60_000, durationMs: 120_000, percent: 50, speed: 2, fps: 50, frame: 1500, etaMs: 30_000, at: T + 5000 },
+  ...over,
+})
+const worker = (over: Partial<Worker> & { load?: number } = {}): WorkerView => ({
+  id: "w1", binaries: ["ffmpeg"], paths: ["Movies"], maxJobs: 4, version: "0.1.0", capabilities: {}, status: "online", registeredAt: T, lastSeen: T, drainRequested: false, load: 0, ...over,
+})
+
+describe("jobs", () => {
+  test("outcome: signal, exit code, error, or nothing yet", () => {
+    expect([outcome(job({ exitSignal: "SIGKILL", exitCode: null })), outcome(job({ exitCode: 3 })), outcome(job({ error: "refused" })), outcome(job())]).toEqual(["SIGKILL", "3", "error", "-"])
+  })
+
+  test("run time counts while running; progress is shown only while running", () => {
+    expect(runTime(job(), T + 6000)).toBe(5000)
+    expect(runTime(job({ status: "completed", finishedAt: T + 3000 }), T + 9000)).toBe(2000)
+    expect(runTime(job({ startedAt: null }), T)).toBeNull()
+    expect(jobProgress(job())).toBe("50% 2x eta 0:30")
+    expect(jobProgress(job({ status: "completed" }))).toBe("-")
+  })
+
+  test("detail marks a pending cancel and lists the stderr tail", () => {
+    const text = jobDetail(job({ cancelRequestedAt: T }), T + 6000, { stderr: ["a", "b"] })
+    expect(text).toContain("status     running (cancel requested)\nprogress   50% 2x eta 0:30 (reported 1s ago)\n")
+    expect(text.endsWith("\nlast 2 stderr lines\n  a\n  b\n")).toBe(true)
+    expect(jobDetail(job(), T, { stderr: [] }).endsWith("\nno stderr output\n")).toBe(true)
+  })
+})
+
+describe("workers", () => {
+  test("state names an administrator's drain whatever the worker's own state", () => {
+    expect([
+      workerState(worker()),
+      workerState(worker({ status: "draining" })),
+      workerState(worker({ status: "draining", drainRequested: true })),
+      workerState(worker({ status: "offline", drainRequested: true })),
+    ]).toEqual(["online", "draining", "draining (admin)", "offline (admin drain)"])
+  })
+
+  test("the load view counts the slots of serving workers only", () => {
+    const text = loadTable([worker({ load: 2 }), worker({ id: "w2", status: "draining", drainRequested: true, load: 1 }), worker({ id: "w3", status: "offline" })])
+    expect(text).toContain("w1  online            [#####-----] 2/4  ffmpeg    Movies\n")
+    expect(text.endsWith("\n3 workers, 1 online; 3 of 8 slots busy\n")).toBe(true)
+  })
+})

@@ -1,0 +1,86 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test"
+import { admin, alice, bob, RouteHarness, T0 } from "../../../../test/helpers/routes.ts"
+import { decodeFrames, Kind } from "../../../shared/protocol/frames.ts"
+
+let h: RouteHarness
+beforeEach(async () => {
+  h = await RouteHarness.open()
+})
+afterEach(async () => {
+  await h.close()
+})
+
+const J = "/api/v1/jobs"
+// Three ids in creation order (ULIDs sort by time).
+const OLD = "01M8DFWEZE8JWRGH9VMVBQN62M"
+const MID = "01M8DFWF4PCGSZBYEVT8TNJN46"
+const NEW = "01M8DFWFMJ6MS7ZZYSM5GE9EPT"
+const ids = async (res: Response) => ((await res.json()) as { id: string }[]).map((j) => j.id)
+
+describe("GET /jobs since and before", () => {
+  beforeEach(async () => {
+    await h.job(OLD, {}, T0)
+    await h.job(MID, { requester: "bob" }, T0 + 60_000)
+    await h.job(NEW, {}, T0 + 120_000)
+  })
+
+  test("since keeps jobs created at or after it, in ms or as an ISO date", async () => {
+    expect(await ids(await h.request(admin, "GET", `${J}?since=${T0 + 60_000}`))).toEqual([NEW, MID])
+    expect(await ids(await h.request(admin, "GET", `${J}?since=${new Date(T0 + 60_001).toISOString()}`))).toEqual([NEW])
+    expect(await ids(await h.request(admin, "GET", `${J}?since=2100-01-01`))).toEqual([])
+  })
+
+  test("before pages newest first; clients still only see their own jobs", async () => {
+    expect(await ids(await h.request(admin, "GET", `${J}?before=${NEW}&limit=1`))).toEqual([MID])
+    expect(await ids(await h.request(admin, "GET", `${J}?before=${MID}`))).toEqual([OLD])
+    expect(await ids(await h.request(alice, "GET", `${J}?before=${NEW}`))).toEqual([OLD])
+    expect(await ids(await h.request(bob, "GET", `${J}?since=${T0}`))).toEqual([MID])
+  })
+
+  test.each([
+    ["since=yesterday", /since must be milliseconds since the epoch or an ISO 8601 date/],
+    ["since=2026-02-30", /since must be/],
+    ["since=-1", /since must be/],
+    ["before=NOTAULID", /before must be a job id/],
+    ["limit=-1", /limit must be a non-negative integer/],
+  ])("?%s is 400 with a clear message", async (query, message) => {
+    const res = await h.request(admin, "GET", `${J}?${query}`)
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(message)
+  })
+})
+
+describe("GET /jobs/:id/output", () => {
+  beforeEach(async () => {
+    await h.worker("w1")
+    await h.job(MID)
+    await h.run(MID, "w1", [
+      { stream: "stderr", data: "a\r" },
+      { stream: "stdout", data: new Uint8Array([0, 255, 10]) },
+      { stream: "stderr", data: "b\n" },
+    ])
+  })
+
+  test("returns stored frames after a position, in order, byte for byte, without waiting", async () => {
+    const res = await h.request(alice, "GET", `${J}/${MID}/output`)
+    expect(res.headers.get("content-type")).toBe("application/vnd.dffmpeg.frames")
+    const frames = decodeFrames(new Uint8Array(await res.arrayBuffer()))
+    expect(frames.map((f) => [f.kind, [...f.data]])).toEqual([
+      [Kind.stderr, [97, 13]],
+      [Kind.stdout, [0, 255, 10]],
+      [Kind.stderr, [98, 10]],
+    ])
+    const rest = decodeFrames(new Uint8Array(await (await h.request(alice, "GET", `${J}/${MID}/output?after=${frames[0].seq}&limit=1`)).arrayBuffer()))
+    expect(rest.map((f) => f.seq)).toEqual([frames[1].seq])
+    const end = await h.request(alice, "GET", `${J}/${MID}/output?after=${frames[2].seq}`)
+    expect((await end.arrayBuffer()).byteLength).toBe(0)
+  })
+
+  test("is hidden from other clients (404) and validates its parameters (400)", async () => {
+    expect((await h.request(bob, "GET", `${J}/${MID}/output`)).status).toBe(404)
+    expect((await h.request(admin, "GET", `${J}/${MID}/output?limit=0`)).status).toBe(400)
+    expect((await h.request(admin, "GET", `${J}/${MID}/output?limit=1001`)).status).toBe(400)
+    expect((await h.request(admin, "GET", `${J}/${MID}/output?after=x`)).status).toBe(400)
+    expect((await h.request(admin, "GET", `${J}/NOTAULID/output`)).status).toBe(404)
+  })
+})

@@ -1,0 +1,250 @@
+import { Hono, type Context } from "hono"
+import { deleteCookie, getCookie, setCookie } from "hono/cookie"
+import { createMiddleware } from "hono/factory"
+import * as v from "valibot"
+import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../shared/errors.ts"
+import { isName, isUlid } from "../../shared/ids.ts"
+import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
+import { isTerminal, issueLines } from "../../shared/protocol/schemas.ts"
+import type { Deps } from "../api/app.ts"
+import type { AuthEnv } from "../api/middleware/hmac.ts"
+import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
+import { topic } from "../hub.ts"
+import { liveEvents } from "./live.ts"
+import { SESSION_COOKIE, issueSession, signIn, verifySession, type Session } from "./session.ts"
+import { jobView, readJob, readState } from "./views.ts"
+import appCss from "./assets/app.css" with { type: "text" }
+import appJs from "./assets/app.js" with { type: "text" }
+import favicon from "./assets/favicon.svg" with { type: "text" }
+import page from "./assets/index.html" with { type: "text" }
+
+/** Nothing but the page's own files: no inline script or style, no other origin, no framing. */
+export const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+/** Header every dashboard POST must carry: a cross-site form cannot set it, and a cross-site fetch that does needs CORS, which is never granted. */
+export const CSRF_HEADER = "x-dffmpeg-dashboard"
+
+// A string at run time (`type: "text"`); bun-types declares every `*.html` import as an HTML bundle.
+const INDEX_HTML = page as unknown as string
+
+const ASSETS = new Map([
+  ["app.js", { body: appJs, type: "text/javascript; charset=utf-8" }],
+  ["app.css", { body: appCss, type: "text/css; charset=utf-8" }],
+  ["favicon.svg", { body: favicon, type: "image/svg+xml" }],
+])
+
+/** Largest sign-in or action body. */
+const MAX_FORM = 4096
+
+const Login = v.strictObject({
+  name: v.pipe(v.string(), v.maxLength(64)),
+  key: v.pipe(v.string(), v.maxLength(512)),
+})
+const Drain = v.strictObject({ on: v.boolean() })
+
+const securityHeaders = createMiddleware<AuthEnv>(async (c, next) => {
+  c.header("Content-Security-Policy", CSP)
+  c.header("X-Content-Type-Options", "nosniff")
+  c.header("Referrer-Policy", "no-referrer")
+  c.header("X-Frame-Options", "DENY")
+  await next()
+})
+
+async function readBody<S extends v.GenericSchema>(c: Context<AuthEnv>, schema: S): Promise<v.InferOutput<S>> {
+  if (Number(c.req.header("content-length") ?? 0) > MAX_FORM) throw new TooLargeError(`request body over ${MAX_FORM} bytes`)
+  const buf = await c.req.arrayBuffer()
+  if (buf.byteLength > MAX_FORM) throw new TooLargeError(`request body over ${MAX_FORM} bytes`)
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(buf))
+  } catch {
+    throw new InvalidError("request body is not valid JSON")
+  }
+  const res = v.safeParse(schema, value)
+  if (!res.success) throw new InvalidError("invalid request body", issueLines(res.issues))
+  return res.output
+}
+
+function jobIdOf(raw: string | undefined): string {
+  const id = raw ?? ""
+  if (!isUlid(id)) throw new NotFoundError(`no job ${id.slice(0, 40)} (job ids are ULIDs)`)
+  return id
+}
+
+/**
+ * The web dashboard: the page and its files at `/` and `/assets/*`, its JSON, live events, sign-in and
+ * repair actions under `/dashboard/*`. Every route is behind `allowed_dashboard_ips`. Reading is open
+ * to the allowed peers unless `dashboard_require_login`; actions always need an admin sign-in.
+ */
+export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
+  const { store, hub, scheduler, config, log, now } = deps
+  const app = new Hono<AuthEnv>()
+  const trusted = config.trusted_proxies.map((t) => parseCidr(t)).filter((r): r is Cidr => !!r)
+  const cookiePath = config.path_base ? "/" + config.path_base.replace(/^\/+|\/+$/g, "") : "/"
+
+  const enabled = createMiddleware<AuthEnv>(async (_c, next) => {
+    if (!config.web_dashboard_enabled) throw new NotFoundError("the web dashboard is disabled (web_dashboard_enabled: false)")
+    await next()
+  })
+
+  /** True when the socket's peer is a reverse proxy whose X-Forwarded-* headers are believed. */
+  const viaProxy = (c: Context<AuthEnv>) => allowed(c.env?.server?.requestIP(c.req.raw)?.address, trusted)
+  const forwarded = (c: Context<AuthEnv>, name: string) => (viaProxy(c) ? c.req.header(name)?.split(",")[0].trim() : undefined)
+
+  /** The host names this request was addressed to, as a browser on this page would write its Origin. */
+  const ownHosts = (c: Context<AuthEnv>) => [new URL(c.req.url).host, forwarded(c, "x-forwarded-host")].filter(Boolean).map((h) => h!.toLowerCase())
+
+  /** Refuses a POST that did not come from the dashboard page itself (cross-site request forgery). */
+  const sameOrigin = createMiddleware<AuthEnv>(async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") return next()
+    if (c.req.header(CSRF_HEADER) !== "1") throw new AuthError(`dashboard actions need the header X-Dffmpeg-Dashboard: 1`, 403)
+    const site = c.req.header("sec-fetch-site")
+    if (site && site !== "same-origin" && site !== "none") throw new AuthError("cross-site request refused", 403)
+    const origin = c.req.header("origin")
+    if (origin !== undefined) {
+      let host: string | undefined
+      try {
+        host = new URL(origin).host.toLowerCase()
+      } catch {
+        host = undefined
+      }
+      if (!host || !ownHosts(c).includes(host)) throw new AuthError("cross-origin request refused", 403)
+    }
+    await next()
+  })
+
+  const guard = [securityHeaders, enabled, ipAllowList(config.allowed_dashboard_ips, config.trusted_proxies, "the dashboard", "allowed_dashboard_ips"), sameOrigin]
+  // Only the dashboard's own paths: a catch-all here would also run for the API and for unknown paths.
+  for (const path of ["/", "/assets/*", "/dashboard/*"]) app.use(path, ...guard)
+
+  const overHttps = (c: Context<AuthEnv>) => new URL(c.req.url).protocol === "https:" || forwarded(c, "x-forwarded-proto")?.toLowerCase() === "https"
+  const cookieOptions = (c: Context<AuthEnv>, maxAge?: number) => ({
+    path: cookiePath,
+    httpOnly: true,
+    sameSite: "Strict" as const,
+    secure: overHttps(c),
+    ...(maxAge !== undefined ? { maxAge } : {}),
+  })
+
+  const sessionOf = async (c: Context<AuthEnv>): Promise<Session | undefined> => {
+    const token = getCookie(c, SESSION_COOKIE)
+    return token ? verifySession(store, token, now()) : undefined
+  }
+  /** Reading: open unless sign-in is required. */
+  const viewer = async (c: Context<AuthEnv>) => {
+    const s = await sessionOf(c)
+    if (!s && config.dashboard_require_login) throw new AuthError("sign in to the dashboard with an admin identity (dashboard_require_login is on)")
+    return s
+  }
+  /** Repairs: always an admin sign-in. */
+  const admin = async (c: Context<AuthEnv>): Promise<Session> => {
+    const s = await sessionOf(c)
+    if (!s) throw new AuthError("sign in to the dashboard with an admin identity first")
+    return s
+  }
+
+  app.get("/", (c) => {
+    const url = new URL(c.req.url)
+    // `/base` → `/base/`: the page's relative URLs (assets/app.js) must resolve inside the base.
+    if (!url.pathname.endsWith("/")) return c.redirect(`${url.pathname.slice(url.pathname.lastIndexOf("/") + 1)}/${url.search}`, 308)
+    return c.html(INDEX_HTML)
+  })
+
+  app.get("/assets/:name", (c) => {
+    const name = c.req.param("name")
+    const asset = ASSETS.get(name)
+    if (!asset) throw new NotFoundError(`no dashboard file ${name.slice(0, 64)}`)
+    return c.body(asset.body, 200, { "Content-Type": asset.type })
+  })
+
+  app.get("/dashboard/api/session", async (c) => {
+    const s = await sessionOf(c)
+    return c.json({ user: s?.name ?? null, expiresAt: s?.expiresAt ?? null, loginRequired: config.dashboard_require_login })
+  })
+
+  app.post("/dashboard/login", async (c) => {
+    const { name, key } = await readBody(c, Login)
+    const who = { name: isName(name) ? name : "(invalid)", ip: peerAddress(c, trusted) ?? "-" }
+    const res = await signIn(store, name, key)
+    if (!res.ok) {
+      log.warn("dashboard sign-in refused", { ...who, reason: res.reason })
+      if (res.reason === "not-admin") throw new AuthError(`${name} is a ${res.role} identity; the dashboard takes an admin identity`, 403)
+      throw new AuthError("wrong name or key")
+    }
+    const hours = config.dashboard_session_hours
+    // Whole seconds: the cookie carries the expiry in unix seconds.
+    const expiresAt = Math.floor((now() + hours * 3600_000) / 1000) * 1000
+    const token = issueSession(name, res.user.key, expiresAt)
+    if (!token) {
+      log.warn("dashboard sign-in refused", { ...who, reason: "unusable key" })
+      throw new AuthError("wrong name or key")
+    }
+    setCookie(c, SESSION_COOKIE, token, cookieOptions(c, Math.floor(hours * 3600)))
+    log.info("dashboard sign-in", who)
+    return c.json({ user: name, expiresAt })
+  })
+
+  app.post("/dashboard/logout", (c) => {
+    deleteCookie(c, SESSION_COOKIE, cookieOptions(c))
+    return c.json({ user: null })
+  })
+
+  app.get("/dashboard/api/state", async (c) => {
+    await viewer(c)
+    return c.json(await readState(deps))
+  })
+
+  app.get("/dashboard/api/jobs/:id", async (c) => {
+    await viewer(c)
+    const id = jobIdOf(c.req.param("id"))
+    const detail = await readJob(store, id)
+    if (!detail) throw new NotFoundError(`no job ${id}`)
+    return c.json(detail)
+  })
+
+  app.get("/dashboard/api/events", async (c) => {
+    await viewer(c)
+    const raw = c.req.query("job")
+    const job = raw === undefined ? undefined : jobIdOf(raw)
+    if (job && !(await store.getJob(job))) throw new NotFoundError(`no job ${job}`)
+    const authorized = config.dashboard_require_login ? async () => !!(await sessionOf(c)) : undefined
+    return liveEvents(c, deps, { job, authorized })
+  })
+
+  app.post("/dashboard/api/jobs/:id/cancel", async (c) => {
+    const s = await admin(c)
+    const id = jobIdOf(c.req.param("id"))
+    const job = await store.getJob(id)
+    if (!job) throw new NotFoundError(`no job ${id}`)
+    if (isTerminal(job.status)) throw new ConflictError(`job ${id} already ended: ${job.status}`, { status: job.status })
+    const done = await store.requestCancel(id, `canceled by ${s.name} from the dashboard`, now())
+    if (!done) {
+      const cur = await store.getJob(id)
+      // Already being canceled: nothing more to do. Ended meanwhile: too late.
+      if (cur && !isTerminal(cur.status)) return c.json({ job: jobView(cur) }, 202)
+      throw new ConflictError(`job ${id} already ended: ${cur?.status ?? "deleted"}`, { status: cur?.status })
+    }
+    log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", { job: id, by: s.name, from: "dashboard" })
+    // Wake whoever streams the job's input and output, and its worker, so the stop happens at once.
+    hub.notify(topic.input(id))
+    hub.notify(topic.output(id))
+    if (done.workerId) hub.notify(topic.worker(done.workerId))
+    scheduler.kick()
+    return c.json({ job: jobView(done) }, done.status === "canceled" ? 200 : 202)
+  })
+
+  app.post("/dashboard/api/workers/:id/drain", async (c) => {
+    const s = await admin(c)
+    const id = c.req.param("id")
+    if (!isName(id)) throw new NotFoundError(`no worker ${id.slice(0, 64)}`)
+    const { on } = await readBody(c, Drain)
+    const worker = await store.requestDrain(id, on, now())
+    if (!worker) throw new NotFoundError(`no worker ${id}`)
+    log.info(on ? "worker drain requested" : "worker undrain requested", { worker: id, by: s.name, from: "dashboard" })
+    hub.notify(topic.worker(id))
+    scheduler.kick()
+    return c.json({ worker })
+  })
+
+  return app
+}

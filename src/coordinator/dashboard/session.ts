@@ -1,0 +1,66 @@
+import { decodeKey, sha256Hex, signaturesEqual } from "../../shared/auth/hmac.ts"
+import { isName } from "../../shared/ids.ts"
+import type { User } from "../../shared/protocol/schemas.ts"
+import type { Store } from "../../store/index.ts"
+
+/**
+ * Dashboard sign-in sessions without server-side state: the cookie is `name.expiry.mac` where `mac` is
+ * HMAC-SHA256(the user's own key, "name|expiry"). Every coordinator sharing the database can check it,
+ * and it dies with the key (rotation) or the user (removal). The message cannot collide with a signed
+ * API request, whose canonical string starts with the scheme tag and holds newlines.
+ */
+export const SESSION_COOKIE = "dffmpeg_session"
+
+export interface Session {
+  name: string
+  /** When the session ends (ms). */
+  expiresAt: number
+}
+
+const TOKEN = /^([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/
+
+function mac(key: string, name: string, expiry: number): string | undefined {
+  let raw: Buffer
+  try {
+    raw = decodeKey(key)
+  } catch {
+    // A user with an unusable key cannot sign in, exactly as with the signed API.
+    return undefined
+  }
+  return new Bun.CryptoHasher("sha256", raw).update(`${name}|${expiry}`).digest("base64url")
+}
+
+/** The cookie value for `name` until `expiresAt` (ms, rounded down to whole seconds). */
+export function issueSession(name: string, key: string, expiresAt: number): string | undefined {
+  const expiry = Math.floor(expiresAt / 1000)
+  const sig = mac(key, name, expiry)
+  return sig && `${name}.${expiry}.${sig}`
+}
+
+/** The session a cookie proves: an admin whose current key made it, not yet expired. */
+export async function verifySession(store: Store, token: string, now: number): Promise<Session | undefined> {
+  const m = TOKEN.exec(token)
+  if (!m) return undefined
+  const [, name, expiry, sig] = m
+  const expiresAt = Number(expiry) * 1000
+  if (expiresAt <= now) return undefined
+  const cred = await store.getCredential(name)
+  if (!cred || cred.role !== "admin") return undefined
+  const expected = mac(cred.key, name, Number(expiry))
+  if (!expected || !signaturesEqual(expected, sig)) return undefined
+  return { name, expiresAt }
+}
+
+export type SignIn = { ok: true; user: User & { key: string } } | { ok: false; reason: "refused" | "not-admin"; role?: User["role"] }
+
+/**
+ * Checks a name and key typed into the sign-in form. The keys are compared through their SHA-256
+ * digests in constant time, so neither the key's length nor a matching prefix shows in the timing.
+ */
+export async function signIn(store: Store, name: string, key: string): Promise<SignIn> {
+  const cred = isName(name) ? await store.getCredential(name) : undefined
+  const typed = sha256Hex(key.trim())
+  if (!cred || !signaturesEqual(sha256Hex(cred.key.trim()), typed)) return { ok: false, reason: "refused" }
+  if (cred.role !== "admin") return { ok: false, reason: "not-admin", role: cred.role }
+  return { ok: true, user: cred }
+}

@@ -1,0 +1,153 @@
+import { TERMINAL, type Job, type JobEvent, type JobStatus, type Progress, type Worker, type WorkerStatus } from "../../shared/protocol/schemas.ts"
+import { VERSION } from "../../shared/version.ts"
+import type { Stats, Store } from "../../store/index.ts"
+import { tailText, type LogText } from "./log-text.ts"
+
+/** What the dashboard shows, as JSON. The page renders it; nothing here is HTML. */
+
+export const ACTIVE: JobStatus[] = ["queued", "assigned", "running"]
+/** Longest lists sent to a browser (several times a second while jobs run). */
+export const MAX_ACTIVE = 200
+export const MAX_RECENT = 50
+/** Offline workers stay listed this long after they were last heard from. */
+export const OFFLINE_SHOWN_MS = 24 * 3600_000
+/** stderr chunks read for a log tail (ffmpeg writes small ones; the bytes are then cut to TAIL_BYTES). */
+export const TAIL_CHUNKS = 256
+
+const COMMAND_CHARS = 240
+const ERROR_CHARS = 400
+
+/** How a worker is doing, beyond its status: `late` is online or draining but has not polled lately. */
+export type Health = "ok" | "late" | "registering" | "offline"
+
+export interface WorkerView {
+  id: string
+  status: WorkerStatus
+  health: Health
+  drainRequested: boolean
+  /** Jobs assigned to or running on it. */
+  load: number
+  slots: number
+  binaries: string[]
+  paths: string[]
+  version: string
+  capabilities: Record<string, unknown>
+  registeredAt: number
+  lastSeen: number
+}
+
+/** A job in a list: the command is shortened, the rest is as stored. */
+export interface JobSummary {
+  id: string
+  status: JobStatus
+  /** A cancel was requested and the worker is stopping the process. */
+  canceling: boolean
+  binary: string
+  /** The arguments as one line, shortened. */
+  command: string
+  requester: string
+  workerId: string | null
+  createdAt: number
+  startedAt: number | null
+  finishedAt: number | null
+  exitCode: number | null
+  exitSignal: string | null
+  error: string | null
+  attempts: number
+  progress: Progress | null
+}
+
+export interface DashboardState {
+  version: string
+  /** The coordinator's clock (ms): the page shows ages against it, not against the browser's. */
+  now: number
+  workers: WorkerView[]
+  jobs: { active: JobSummary[]; recent: JobSummary[] }
+  stats: Stats
+}
+
+export interface JobDetail {
+  job: Job & { canceling: boolean }
+  events: JobEvent[]
+  log: LogText
+}
+
+export function healthOf(w: Worker, now: number, staleMs: number): Health {
+  if (w.status === "offline" || w.status === "registering") return w.status
+  return now - w.lastSeen < staleMs ? "ok" : "late"
+}
+
+export function workerView(w: Worker, load: number, now: number, staleMs: number): WorkerView {
+  return {
+    id: w.id,
+    status: w.status,
+    health: healthOf(w, now, staleMs),
+    drainRequested: w.drainRequested,
+    load,
+    slots: w.maxJobs,
+    binaries: w.binaries,
+    paths: w.paths,
+    version: w.version,
+    capabilities: w.capabilities,
+    registeredAt: w.registeredAt,
+    lastSeen: w.lastSeen,
+  }
+}
+
+const shorten = (s: string, n: number) => (s.length > n ? s.slice(0, n - 1) + "…" : s)
+
+export function jobSummary(j: Job): JobSummary {
+  return {
+    id: j.id,
+    status: j.status,
+    canceling: j.cancelRequestedAt !== null && !TERMINAL.includes(j.status),
+    binary: j.binary,
+    command: shorten(j.args.join(" "), COMMAND_CHARS),
+    requester: j.requester,
+    workerId: j.workerId,
+    createdAt: j.createdAt,
+    startedAt: j.startedAt,
+    finishedAt: j.finishedAt,
+    exitCode: j.exitCode,
+    exitSignal: j.exitSignal,
+    error: j.error === null ? null : shorten(j.error, ERROR_CHARS),
+    attempts: j.attempts,
+    progress: j.progress,
+  }
+}
+
+/** Workers worth showing: every one that is not offline, and offline ones heard from in the last day. */
+export function shownWorkers(workers: Worker[], now: number): Worker[] {
+  return workers.filter((w) => w.status !== "offline" || now - w.lastSeen < OFFLINE_SHOWN_MS)
+}
+
+export async function readState(deps: { store: Store; now: () => number; staleMs: number }): Promise<DashboardState> {
+  const { store } = deps
+  const [workers, loads, active, recent, stats] = await Promise.all([
+    store.listWorkers(),
+    store.workerLoads(),
+    store.listJobs({ statuses: ACTIVE, limit: MAX_ACTIVE }),
+    store.listJobs({ statuses: [...TERMINAL], limit: MAX_RECENT }),
+    store.stats(),
+  ])
+  const now = deps.now()
+  return {
+    version: VERSION,
+    now,
+    workers: shownWorkers(workers, now).map((w) => workerView(w, loads.get(w.id) ?? 0, now, deps.staleMs)),
+    jobs: { active: active.map(jobSummary), recent: recent.map(jobSummary) },
+    stats,
+  }
+}
+
+export function jobView(j: Job): JobDetail["job"] {
+  return { ...j, canceling: j.cancelRequestedAt !== null && !TERMINAL.includes(j.status) }
+}
+
+/** A job with its timeline and the tail of its stderr; undefined for an unknown job. */
+export async function readJob(store: Store, id: string): Promise<JobDetail | undefined> {
+  const job = await store.getJob(id)
+  if (!job) return undefined
+  const [events, tail] = await Promise.all([store.events(id), store.lastOutput(id, "stderr", TAIL_CHUNKS)])
+  return { job: jobView(job), events, log: tailText(tail.map((r) => r.data)) }
+}

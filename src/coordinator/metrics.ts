@@ -1,0 +1,180 @@
+import type { Job, Worker } from "../shared/protocol/schemas.ts"
+import type { Stats } from "../store/index.ts"
+
+/**
+ * Prometheus metrics in the text exposition format (version 0.0.4), without a client library: three
+ * kinds of series are enough here. Counters and histograms count what this coordinator did since it
+ * started (Prometheus sums across coordinators); gauges are read from the database at scrape time, so
+ * every coordinator of a shared database reports the same cluster-wide state.
+ */
+export interface Metrics {
+  /** One answered HTTP request; `route` is the route pattern (never the raw path: no id explosion). */
+  request(method: string, route: string, status: number): void
+  /** A refused signature check, by reason (unsigned, signature, identity, replay, clock, forbidden). */
+  authFailure(reason: string): void
+  submitted(job: Job): void
+  started(job: Job): void
+  ended(job: Job): void
+  /** The whole exposition, with the gauges from `state`. */
+  render(state: ScrapeState): string
+}
+
+export interface ScrapeState {
+  stats: Stats
+  workers: Worker[]
+  loads: Map<string, number>
+  running: Job[]
+  now: number
+  version: string
+  startedAt: number
+}
+
+/** Seconds from submission to the first byte of work (queued → running). */
+const DISPATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+/** Seconds a job's process ran (running → terminal). */
+const DURATION_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 14400, 43200]
+
+type Labels = Record<string, string>
+
+const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
+const labelText = (l: Labels) => {
+  const keys = Object.keys(l)
+  return keys.length ? `{${keys.map((k) => `${k}="${escape(l[k])}"`).join(",")}}` : ""
+}
+const num = (n: number) => (Number.isFinite(n) ? String(n) : n > 0 ? "+Inf" : n < 0 ? "-Inf" : "NaN")
+
+class Family {
+  readonly series = new Map<string, { labels: Labels; value: number }>()
+  constructor(
+    readonly name: string,
+    readonly type: "counter" | "gauge",
+    readonly help: string,
+  ) {}
+  inc(labels: Labels = {}, by = 1) {
+    const key = labelText(labels)
+    const s = this.series.get(key)
+    if (s) s.value += by
+    else this.series.set(key, { labels, value: by })
+  }
+  set(labels: Labels, value: number) {
+    this.series.set(labelText(labels), { labels, value })
+  }
+  render(out: string[]) {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`)
+    for (const s of this.series.values()) out.push(`${this.name}${labelText(s.labels)} ${num(s.value)}`)
+  }
+}
+
+class Histogram {
+  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>()
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: number[],
+  ) {}
+  observe(labels: Labels, value: number) {
+    const key = labelText(labels)
+    let s = this.series.get(key)
+    if (!s) this.series.set(key, (s = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 }))
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) s.counts[i]++
+    s.sum += value
+    s.count++
+  }
+  render(out: string[]) {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`)
+    for (const s of this.series.values()) {
+      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}`))
+      out.push(`${this.name}_bucket${labelText({ ...s.labels, le: "+Inf" })} ${s.count}`)
+      out.push(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`, `${this.name}_count${labelText(s.labels)} ${s.count}`)
+    }
+  }
+}
+
+export function createMetrics(): Metrics {
+  const requests = new Family("dffmpeg_http_requests_total", "counter", "HTTP requests answered, by method, route pattern and status code.")
+  const authFailures = new Family("dffmpeg_auth_failures_total", "counter", "Requests refused by signature verification or role checks, by reason.")
+  const submitted = new Family("dffmpeg_jobs_submitted_total", "counter", "Jobs submitted to this coordinator, by binary.")
+  const started = new Family("dffmpeg_jobs_started_total", "counter", "Job attempts that started running, by binary.")
+  const finished = new Family("dffmpeg_jobs_finished_total", "counter", "Jobs that reached a final state through this coordinator, by binary and state.")
+  const dispatch = new Histogram("dffmpeg_job_dispatch_seconds", "Time from submission (or re-queue) to running, by binary.", DISPATCH_BUCKETS)
+  const duration = new Histogram("dffmpeg_job_duration_seconds", "Run time of finished jobs (running to final state), by binary and state.", DURATION_BUCKETS)
+  // Label sets must not be unbounded: anything outside the known sets is folded into "other".
+  const methods = new Set(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+
+  return {
+    request(method, route, status) {
+      requests.inc({ method: methods.has(method) ? method : "other", route, status: String(status) })
+    },
+    authFailure(reason) {
+      authFailures.inc({ reason })
+    },
+    submitted(job) {
+      submitted.inc({ binary: job.binary })
+    },
+    started(job) {
+      started.inc({ binary: job.binary })
+      // A retried job waits from its re-queue; the timeline's last queued time is not on the row, so
+      // only first attempts are measured from submission.
+      if (job.startedAt !== null && job.attempts === 0) dispatch.observe({ binary: job.binary }, Math.max(0, job.startedAt - job.createdAt) / 1000)
+    },
+    ended(job) {
+      finished.inc({ binary: job.binary, status: job.status })
+      if (job.startedAt !== null && job.finishedAt !== null) duration.observe({ binary: job.binary, status: job.status }, Math.max(0, job.finishedAt - job.startedAt) / 1000)
+    },
+    render(st) {
+      const out: string[] = []
+      const g = (name: string, help: string) => new Family(name, "gauge", help)
+
+      const info = g("dffmpeg_build_info", "Version of this coordinator (value is always 1).")
+      info.set({ version: st.version }, 1)
+      info.render(out)
+      const up = g("dffmpeg_start_time_seconds", "Unix time this coordinator started.")
+      up.set({}, st.startedAt / 1000)
+      up.render(out)
+
+      const jobs = g("dffmpeg_jobs", "Jobs held by the database, by state (finished ones until retention deletes them).")
+      for (const [state, n] of Object.entries(st.stats.jobs)) jobs.set({ state }, n)
+      jobs.render(out)
+      const depth = g("dffmpeg_queue_depth", "Jobs waiting for a worker.")
+      depth.set({}, st.stats.jobs.queued)
+      depth.render(out)
+      const age = g("dffmpeg_queue_oldest_age_seconds", "How long the oldest queued job has waited (0 when the queue is empty).")
+      age.set({}, st.stats.oldestQueuedAt === null ? 0 : Math.max(0, st.now - st.stats.oldestQueuedAt) / 1000)
+      age.render(out)
+
+      const workers = g("dffmpeg_workers", "Workers by state.")
+      for (const [state, n] of Object.entries(st.stats.workers)) workers.set({ state }, n)
+      workers.render(out)
+      const slotsTotal = g("dffmpeg_slots", "Job slots (max_jobs) of online and draining workers.")
+      slotsTotal.set({}, st.stats.slots.total)
+      slotsTotal.render(out)
+      const slotsUsed = g("dffmpeg_slots_used", "Job slots holding an assigned or running job.")
+      slotsUsed.set({}, st.stats.slots.used)
+      slotsUsed.render(out)
+      const wSlots = g("dffmpeg_worker_slots", "Job slots of each known worker that is not offline.")
+      const wUsed = g("dffmpeg_worker_slots_used", "Assigned or running jobs of each worker that is not offline.")
+      for (const w of st.workers) {
+        if (w.status === "offline") continue
+        wSlots.set({ worker: w.id, state: w.status }, w.maxJobs)
+        wUsed.set({ worker: w.id, state: w.status }, st.loads.get(w.id) ?? 0)
+      }
+      wSlots.render(out)
+      wUsed.render(out)
+
+      const ratio = g("dffmpeg_job_progress_ratio", "Progress of each running job whose length is known (0-1).")
+      const speed = g("dffmpeg_job_speed_ratio", "Encoding speed of each running job as a multiple of real time.")
+      for (const j of st.running) {
+        const labels = { job: j.id, binary: j.binary, worker: j.workerId ?? "" }
+        if (j.progress?.percent !== null && j.progress?.percent !== undefined) ratio.set(labels, j.progress.percent / 100)
+        if (j.progress?.speed !== null && j.progress?.speed !== undefined) speed.set(labels, j.progress.speed)
+      }
+      ratio.render(out)
+      speed.render(out)
+
+      for (const f of [requests, authFailures, submitted, started, finished]) f.render(out)
+      dispatch.render(out)
+      duration.render(out)
+      return out.join("\n") + "\n"
+    },
+  }
+}

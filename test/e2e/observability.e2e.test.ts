@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { copyFileSync } from "node:fs"
+import { join } from "node:path"
+import type { Job } from "../../src/shared/protocol/schemas.ts"
+import { apiFor } from "../helpers/api.ts"
+import { BIN, waitFor } from "../helpers/bin.ts"
+import { Cluster } from "../helpers/cluster.ts"
+import { sample } from "../helpers/media.ts"
+import { parseProm, value } from "../helpers/prom.ts"
+import { rawFetch, signedFetch } from "../helpers/signed.ts"
+
+/**
+ * What an operator's tools see of a live cluster: /metrics after real jobs, /health, and the progress
+ * a worker parses from a real transcode of known length.
+ */
+let c: Cluster
+
+beforeAll(async () => {
+  c = await Cluster.start({ workers: 1, maxJobs: 3, coordinatorConfig: { heartbeat_interval: 0.5, registration_interval: 1 } })
+  copyFileSync(await sample("av10s.mkv"), join(c.storage, "av10s.mkv"))
+  copyFileSync(await sample("av.mkv"), join(c.storage, "av.mkv"))
+}, 60_000)
+afterAll(async () => {
+  await c?.stop()
+})
+
+const scrape = async (headers: Record<string, string> = {}) => {
+  const res = await rawFetch(c.url, { method: "GET", path: "/metrics", headers })
+  return { status: res.status, type: res.headers.get("content-type"), text: await res.text() }
+}
+
+describe("metrics", () => {
+  test("counts jobs by state, requests by route and auth failures after real jobs", async () => {
+    const probe = ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]
+    for (let i = 0; i < 3; i++) expect((await c.run("ffprobe", [...probe, join(c.clientMedia, "av.mkv")])).code).toBe(0)
+    expect((await c.run("ffprobe", [...probe, join(c.clientMedia, "missing.mkv")])).code).toBe(1)
+    // A request with a wrong signature.
+    const bad = await signedFetch(c.url, { client: "client1", key: Buffer.alloc(32, 7).toString("base64"), method: "GET", path: "/api/v1/jobs" })
+    expect(bad.status).toBe(401)
+
+    const m = await scrape()
+    expect(m.status).toBe(200)
+    expect(m.type).toContain("text/plain; version=0.0.4")
+    const { samples } = parseProm(m.text)
+    expect(value(samples, "dffmpeg_jobs", { state: "completed" })).toBe(3)
+    expect(value(samples, "dffmpeg_jobs", { state: "failed" })).toBe(1)
+    expect(value(samples, "dffmpeg_jobs_finished_total", { binary: "ffprobe", status: "completed" })).toBe(3)
+    expect(value(samples, "dffmpeg_jobs_finished_total", { binary: "ffprobe", status: "failed" })).toBe(1)
+    expect(value(samples, "dffmpeg_jobs_submitted_total", { binary: "ffprobe" })).toBe(4)
+    expect(value(samples, "dffmpeg_job_dispatch_seconds_count", { binary: "ffprobe" })).toBe(4)
+    expect(value(samples, "dffmpeg_job_duration_seconds_count", { binary: "ffprobe" })).toBe(4)
+    expect(value(samples, "dffmpeg_queue_depth")).toBe(0)
+    expect(value(samples, "dffmpeg_workers", { state: "online" })).toBe(1)
+    expect(value(samples, "dffmpeg_slots")).toBe(3)
+    expect(value(samples, "dffmpeg_slots_used")).toBe(0)
+    // The proxy's submissions, by route pattern (the job id never becomes a label).
+    expect(value(samples, "dffmpeg_http_requests_total", { method: "POST", route: "/api/v1/jobs", status: "200" })).toBe(4)
+    expect(samples.some((s) => /[0-9A-HJKMNP-TV-Z]{26}/.test(s.labels.route ?? ""))).toBe(false)
+    expect(value(samples, "dffmpeg_auth_failures_total", { reason: "signature" })).toBe(1)
+    expect(value(samples, "dffmpeg_http_requests_total", { route: "/api/v1/jobs", status: "401" })).toBe(1)
+  }, 60_000)
+
+  test("is refused outside allowed_metrics_ips, and a trusted proxy's X-Forwarded-For is what counts", async () => {
+    const d = await Cluster.start({ workers: 0, coordinatorConfig: { allowed_metrics_ips: ["10.0.0.0/8"] } })
+    try {
+      const direct = await rawFetch(d.url, { method: "GET", path: "/metrics" })
+      expect(direct.status).toBe(403)
+      expect(((await direct.json()) as { error: { message: string } }).error.message).toContain("allowed_metrics_ips")
+      // 127.0.0.1 is a trusted proxy by default: the address it forwards for is checked.
+      expect((await rawFetch(d.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3" } })).status).toBe(200)
+      // Entries left of the trusted hops are the client's to invent: only the right-most untrusted one counts.
+      expect((await rawFetch(d.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3, 8.8.8.8" } })).status).toBe(403)
+    } finally {
+      await d.stop()
+    }
+    const e = await Cluster.start({ workers: 0, coordinatorConfig: { allowed_metrics_ips: ["10.0.0.0/8"], trusted_proxies: [] } })
+    try {
+      expect((await rawFetch(e.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3" } })).status).toBe(403)
+    } finally {
+      await e.stop()
+    }
+  }, 60_000)
+})
+
+describe("short timings", () => {
+  test("a sub-second poll_wait_seconds is accepted by the poll route: the worker verifies and runs jobs", async () => {
+    const d = await Cluster.start({ workers: 1, coordinatorConfig: { poll_wait_seconds: 0.5 } })
+    try {
+      copyFileSync(await sample("av.mkv"), join(d.storage, "av.mkv"))
+      const r = await d.run("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(d.clientMedia, "av.mkv")])
+      expect(r.code).toBe(0)
+      expect(d.coordinator.log()).not.toContain("must be a non-negative")
+    } finally {
+      await d.stop()
+    }
+  }, 60_000)
+})
+
+describe("health", () => {
+  test("reports each component", async () => {
+    const res = await rawFetch(c.url, { method: "GET", path: "/health" })
+    expect(res.status).toBe(200)
+    const body = (await res.json()) as { status: string; version: string; uptimeSeconds: number; components: Record<string, { status: string }> }
+    expect(body).toMatchObject({ status: "ok", components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } } })
+    expect(body.uptimeSeconds).toBeGreaterThanOrEqual(0)
+  })
+})
+
+describe("progress", () => {
+  test("a real-time transcode of known length reports percent, speed and ETA while it runs, and 100 % at the end", async () => {
+    const api = apiFor(c, "client1")
+    const out = join(c.clientMedia, "progress.mp4")
+    // -re reads at real time, so the 4 s cut (-t) takes about 4 s and speed is about 1x.
+    const run = c.run("ffmpeg", ["-hide_banner", "-re", "-i", join(c.clientMedia, "av10s.mkv"), "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-y", out])
+    const seen: NonNullable<Job["progress"]>[] = []
+    const mid = await waitFor(
+      async () => {
+        const jobs = await api.json<Job[]>("GET", "/api/v1/jobs", { query: { status: "running" } })
+        const p = jobs[0]?.progress
+        if (p) seen.push(p)
+        return p && p.percent !== null && p.percent > 10 && p.percent < 90 ? { job: jobs[0], p } : undefined
+      },
+      { timeoutMs: 15_000, intervalMs: 100, what: "progress between 10 and 90 %" },
+    )
+    expect(mid.p.durationMs).toBe(4000)
+    expect(mid.p.speed).toBeGreaterThan(0.5)
+    expect(mid.p.speed).toBeLessThan(2)
+    expect(mid.p.etaMs).toBeGreaterThan(0)
+    expect(mid.p.etaMs!).toBeLessThan(4000)
+    // The same progress is a metric while the job runs.
+    const { samples } = parseProm((await scrape()).text)
+    expect(value(samples, "dffmpeg_job_progress_ratio", { job: mid.job.id })).toBeGreaterThan(0)
+
+    const r = await run
+    expect(r.code).toBe(0)
+    // The caller's stderr still has ffmpeg's own \r status lines, untouched.
+    expect(r.err).toMatch(/time=00:00:0\d\.\d\d bitrate=.*\r/)
+    const done = await api.json<Job>("GET", `/api/v1/jobs/${mid.job.id}`)
+    expect(done.status).toBe("completed")
+    expect(done.progress).toMatchObject({ durationMs: 4000, percent: 100 })
+    console.log(`progress samples while running: ${seen.map((p) => `${p.percent}%@${p.speed}x`).join(" ")}`)
+  }, 60_000)
+
+  test("-progress pipe:1 on stdout is parsed from a copy, and stdout reaches the caller intact", async () => {
+    const args = ["-hide_banner", "-nostats", "-i", join(c.clientMedia, "av.mkv"), "-progress", "pipe:1", "-f", "null", "-"]
+    const r = await c.run("ffmpeg", args)
+    expect(r.code).toBe(0)
+    const local = await c.local("ffmpeg", ["-hide_banner", "-nostats", "-i", join(c.storage, "av.mkv"), "-progress", "pipe:1", "-f", "null", "-"])
+    // The same keys in the same order as a local run (values such as speed differ run to run).
+    const keys = (s: string) => s.split("\n").map((l) => l.split("=")[0])
+    expect(keys(r.out)).toEqual(keys(local.out))
+    expect(r.out).toContain("progress=end")
+    const api = apiFor(c, "client1")
+    const [job] = await api.json<Job[]>("GET", "/api/v1/jobs", { query: { limit: 1 } })
+    // The 2 s sample's container says 2.02 s (AAC priming); the end block says 100 %.
+    expect(job.progress?.percent).toBe(100)
+    expect(Math.abs(job.progress!.durationMs! - 2000)).toBeLessThan(100)
+    expect(job.progress!.timeMs).toBeGreaterThan(1900)
+  }, 60_000)
+
+  test("client submit on a terminal shows where the job is while its output is quiet; the proxy on a terminal never does", async () => {
+    // ffmpeg's own status line every 2 s leaves quiet seconds in between, where the status line may draw.
+    const args = `-hide_banner -stats_period 2 -re -i ${join(c.clientMedia, "av10s.mkv")} -t 5 -f null -`
+    const onTty = (cmd: string) => c.exec(["script", "-qfec", cmd, "/dev/null"], { timeoutMs: 30_000 })
+    const cli = await onTty(`${BIN} client submit --config ${c.clientConfig} -- ${args}`)
+    expect(cli.code).toBe(0)
+    expect(cli.out).toMatch(/dffmpeg: running on worker1 · \d+(\.\d)?% · \d+\.\d+× · ETA \d+:\d\d/)
+    // ffmpeg's own lines are still all there.
+    expect(cli.out).toContain("time=00:00:05.00")
+    const proxy = await onTty(`DFFMPEG_CLIENT_CONFIG=${c.clientConfig} ${join(c.binDir, "ffmpeg")} ${args}`)
+    expect(proxy.code).toBe(0)
+    expect(proxy.out).toContain("time=00:00:05.00")
+    expect(proxy.out).not.toContain("dffmpeg:")
+  }, 60_000)
+})

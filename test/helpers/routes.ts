@@ -1,0 +1,100 @@
+import { Hono } from "hono"
+import * as v from "valibot"
+import type { Deps } from "../../src/coordinator/api/app.ts"
+import type { AuthEnv, Principal } from "../../src/coordinator/api/middleware/hmac.ts"
+import { adminRoutes } from "../../src/coordinator/api/routes/admin.ts"
+import { jobRoutes } from "../../src/coordinator/api/routes/jobs.ts"
+import { workerListRoutes } from "../../src/coordinator/api/routes/workers.ts"
+import { Hub } from "../../src/coordinator/hub.ts"
+import type { JanitorReport } from "../../src/coordinator/janitor.ts"
+import { CoordinatorConfig } from "../../src/shared/config/schema.ts"
+import { DffmpegError } from "../../src/shared/errors.ts"
+import { createLogger } from "../../src/shared/log.ts"
+import type { Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import { createSqliteStore } from "../../src/store/sqlite/index.ts"
+import type { NewJob, Store } from "../../src/store/types.ts"
+
+export const T0 = 1_700_000_000_000
+
+const EMPTY_REPORT: JanitorReport = { suppressed: false, workersOffline: [], lost: [], canceled: [], unassigned: [], failedPending: [], abandoned: [], pruned: { jobs: 0, workers: 0 } }
+
+/**
+ * The API's resource routes in process, on a `:memory:` store, without the signing middleware: the
+ * caller says who it is (`as`). Errors map to `{error:{code,message}}` as in `createApp`.
+ */
+export class RouteHarness {
+  readonly hub = new Hub()
+  kicks = 0
+  janitorRuns = 0
+  clock = T0
+  private constructor(readonly store: Store) {}
+
+  static async open(): Promise<RouteHarness> {
+    const store = createSqliteStore({ path: ":memory:" })
+    await store.migrate()
+    return new RouteHarness(store)
+  }
+
+  private app(who: Principal, body: Uint8Array): Hono<AuthEnv> {
+    const deps = {
+      store: this.store,
+      hub: this.hub,
+      scheduler: { kick: () => void this.kicks++, idle: async () => {} },
+      janitor: { run: async () => (this.janitorRuns++, EMPTY_REPORT), start() {}, stop: async () => {} },
+      config: v.parse(CoordinatorConfig, {}),
+      log: createLogger({ level: "error" }),
+      now: () => this.clock,
+      staleMs: 60_000,
+      ready: () => true,
+      startedAt: T0,
+    } as unknown as Deps
+    const app = new Hono<AuthEnv>()
+    app.use("*", async (c, next) => {
+      c.set("principal", who)
+      c.set("body", body)
+      await next()
+    })
+    app.route("/api/v1/jobs", jobRoutes(deps))
+    app.route("/api/v1/workers", workerListRoutes(deps))
+    app.route("/api/v1/admin", adminRoutes(deps))
+    app.onError((err, c) => {
+      if (err instanceof DffmpegError) return c.json({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }, err.status as 400)
+      throw err
+    })
+    return app
+  }
+
+  /** A request as `who`; `json` becomes the verified raw body. */
+  request(who: Principal, method: string, path: string, json?: unknown): Promise<Response> {
+    const body = json === undefined ? new Uint8Array() : new TextEncoder().encode(typeof json === "string" ? json : JSON.stringify(json))
+    return Promise.resolve(this.app(who, body).request(path, { method }))
+  }
+
+  async job(id: string, over: Partial<NewJob> = {}, at = this.clock): Promise<Job> {
+    return this.store.createJob({ id, requester: "alice", binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false, attached: false, retries: 0, ...over }, at)
+  }
+
+  async worker(id: string, over: Partial<WorkerRegistration> = {}): Promise<void> {
+    await this.store.upsertWorker(id, { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "test", capabilities: {}, draining: false, ...over }, `tok-${id}`, this.clock)
+    await this.store.verifyWorker(id, `tok-${id}`, this.clock)
+  }
+
+  /** Runs job `id` on `worker` and uploads `chunks` (in order) as its output. */
+  async run(id: string, worker: string, chunks: { stream: "stdout" | "stderr"; data: string | Uint8Array }[], exit?: { code: number }): Promise<void> {
+    const assigned = await this.store.assign(id, worker, this.clock)
+    if (!assigned) throw new Error(`could not assign ${id}`)
+    await this.store.start(id, worker, assigned.epoch, this.clock)
+    const enc = new TextEncoder()
+    const out = chunks.map((c, i) => ({ seq: i + 1, stream: c.stream, data: typeof c.data === "string" ? enc.encode(c.data) : c.data }))
+    const res = await this.store.appendOutput(id, worker, assigned.epoch, out, exit && { code: exit.code, signal: null }, this.clock)
+    if (!res.ok) throw new Error(`upload refused: ${res.reason}`)
+  }
+
+  close(): Promise<void> {
+    return this.store.close()
+  }
+}
+
+export const admin: Principal = { name: "root", role: "admin" }
+export const alice: Principal = { name: "alice", role: "client" }
+export const bob: Principal = { name: "bob", role: "client" }
