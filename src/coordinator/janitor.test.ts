@@ -67,6 +67,11 @@ describe("timings", () => {
     const t = timings(config({ heartbeat_interval: 2, registration_interval: 4, janitor: { interval: 1, jitter: 5, worker_threshold_factor: 3, job_heartbeat_threshold_factor: 4, job_assignment_timeout: 7, job_pending_timeout: 8, retention_hours: 0.5 } }))
     expect(t).toEqual({ interval: 1000, jitter: 500, workerStale: 12_000, jobStale: 8000, assignment: 7000, pending: 8000, retention: 1_800_000 })
   })
+
+  test("a registration interval shorter than the heartbeat does not make a live worker look dead", () => {
+    // Workers are heard from at every heartbeat; re-registration waits for the poll in flight.
+    expect(timings(config({ heartbeat_interval: 5, registration_interval: 2 })).workerStale).toBe(7500)
+  })
 })
 
 /** One store (on a file, as a coordinator has), a hub, a counting scheduler, and janitors on a clock the test moves. */

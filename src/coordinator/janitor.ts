@@ -23,7 +23,9 @@ export function timings(c: CoordinatorConfig): Timings {
   return {
     interval: c.janitor.interval * s,
     jitter: Math.min(c.janitor.jitter, c.janitor.interval / 2) * s,
-    workerStale: c.registration_interval * c.janitor.worker_threshold_factor * s,
+    // A live worker is heard from at least every heartbeat (its re-registration waits for the poll in
+    // flight), so a registration interval shorter than the heartbeat must not make it look dead.
+    workerStale: Math.max(c.registration_interval, c.heartbeat_interval) * c.janitor.worker_threshold_factor * s,
     jobStale: c.heartbeat_interval * c.janitor.job_heartbeat_threshold_factor * s,
     assignment: c.janitor.job_assignment_timeout * s,
     pending: c.janitor.job_pending_timeout * s,

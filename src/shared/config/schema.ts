@@ -48,7 +48,7 @@ export const CoordinatorConfig = v.object({
       /** Period of the janitor's run (± jitter). */
       interval: v.optional(Seconds(0.05, 3600), 10),
       jitter: v.optional(Seconds(0, 60), 0.5),
-      /** A worker is offline when not heard from for registration_interval × this. */
+      /** A worker is offline when not heard from for max(registration_interval, heartbeat_interval) × this. */
       worker_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 1.5),
       /** A running job's worker, or an attached caller, is gone after heartbeat_interval × this. */
       job_heartbeat_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 2.5),
