@@ -12,14 +12,28 @@ summary() {
   p=${p:-0}; f=${f:-0}; s=$(( ${s:-0} + ${t:-0} ))
   if [ "$1" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # set-up failure, crash, hang or no tests found
   [ "$s" -gt 0 ] && echo "($s skipped)"
+  # The closing line ends both streams: a runner that keeps stdout and stderr apart (bun test's own
+  # summary goes to stderr) finds it last on whichever it reads; on one terminal it shows twice.
   echo "$p passed, $f failed"
+  echo "$p passed, $f failed" >&2
   rm -f "$log"
 }
-trap 'summary 130; exit 130' INT TERM
+tests=""
+# On Ctrl-C or CI cancelling: stop the tests, then still give the verdict.
+trap '[ -n "$tests" ] && kill -TERM "$tests" 2>/dev/null && wait "$tests"; summary 130; exit 130' INT TERM
 finish() { summary "$1"; exit "$1"; }
 
 bash scripts/setup.sh --services || finish 1
 bun scripts/build.ts --single || finish 1
 # A hung test must not eat CI's 90 minutes without a verdict: the suite takes about one minute.
-timeout --kill-after=30 "${DFFMPEG_TEST_TIMEOUT:-1200}" bun test --timeout 60000 "$@" 2>&1 | tee "$log"
-finish "${PIPESTATUS[0]}"
+# The tests write to the log file, shown live by `tail --pid`, not through a pipe: a process a test
+# leaked that still holds the output open can then never keep this script from reaching its verdict.
+timeout --kill-after=30 "${DFFMPEG_TEST_TIMEOUT:-1200}" bun test --timeout 60000 "$@" >"$log" 2>&1 &
+tests=$!
+tail -n +1 -f --pid="$tests" "$log" &
+shown=$!
+wait "$tests"
+rc=$?
+wait "$shown"
+tests=""
+finish "$rc"
