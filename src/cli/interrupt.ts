@@ -22,16 +22,3 @@ export async function untilInterrupted<T>(fn: (signal: AbortSignal) => Promise<T
     release()
   }
 }
-
-/** Waits `ms`, or less when `signal` aborts. */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t)
-      signal.removeEventListener("abort", done)
-      resolve()
-    }
-    const t = setTimeout(done, ms)
-    signal.addEventListener("abort", done, { once: true })
-  })
-}

@@ -1,5 +1,6 @@
 import { UnavailableError } from "../shared/errors.ts"
-import { pause, untilInterrupted } from "./interrupt.ts"
+import { pause } from "../shared/pause.ts"
+import { untilInterrupted } from "./interrupt.ts"
 import { time } from "./table.ts"
 
 /** One state of a live view: `text` for people, `data` for --json. */

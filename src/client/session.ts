@@ -4,15 +4,14 @@ import { DffmpegError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
-import { Kind, encodeFrame, frameJson, readFrames } from "../shared/protocol/frames.ts"
+import { Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink } from "./output.ts"
 import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
+import { jobFrames } from "./stream.ts"
 
 const FRAMES = "application/vnd.dffmpeg.frames"
-/** How long a caller keeps trying to re-attach after losing the coordinator mid-job. */
-const RECONNECT_MS = 5 * 60_000
 
 export interface AttachedOptions {
   binary: string
@@ -104,11 +103,7 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
   const out = createSink(process.stdout)
   const err = createSink(process.stderr)
   let job = knownJob
-  let cursor = 0
-  let body: ReadableStream<Uint8Array> | undefined = first
   let downlink: Downlink | undefined
-  let lostAt = 0
-  let attempt = 0
   let outcome: Outcome | undefined
   const pending: string[] = []
   let deadline: ReturnType<typeof setTimeout> | undefined
@@ -133,63 +128,38 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
     for (const sig of pending.splice(0)) downlink.signal(sig)
   }
   const relay = async (): Promise<number> => {
-    while (!outcome) {
-      try {
-        if (!body) {
-          const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor, progress: o.statusLine ? 1 : undefined } })
-          if (!res.ok || !res.body) await readJson(res)
-          body = res.body!
-        }
-        for await (const f of readFrames(body)) {
-          lostAt = 0
-          attempt = 0
-          switch (f.kind) {
-            case Kind.stdout:
-              o.statusLine?.clear()
-              await out.write(f.data)
-              cursor = f.seq
-              if (out.broken) {
-                await cancel()
-                throw new DffmpegError(`the reader closed our standard output; canceled job ${job}`, "E_EPIPE", 499, 1)
-              }
-              break
-            case Kind.stderr:
-              o.statusLine?.clear()
-              await err.write(f.data)
-              cursor = f.seq
-              break
-            case Kind.event: {
-              const ev = frameJson(f) as { type: string; job?: Job } & Partial<JobStatusEvent>
-              if (ev.type === "job" && ev.job) {
-                job = ev.job.id
-                startDownlink()
-              } else if (ev.type === "status" && typeof ev.status === "string") {
-                o.statusLine?.update({ status: ev.status, workerId: ev.workerId ?? null, progress: ev.progress ?? null })
-              }
-              break
-            }
-            case Kind.exit:
-              outcome = frameJson(f) as Outcome
-              break
-            case Kind.error: {
-              const e = frameJson(f) as { message?: string }
-              throw new DffmpegError(e.message ?? "coordinator ended the stream", "E_STREAM", 502, 1)
-            }
+    const frames = jobFrames(api, { job, first, query: { progress: o.statusLine ? 1 : undefined } })
+    for await (const f of frames) {
+      switch (f.kind) {
+        case Kind.stdout:
+          o.statusLine?.clear()
+          await out.write(f.data)
+          if (out.broken) {
+            await cancel()
+            throw new DffmpegError(`the reader closed our standard output; canceled job ${job}`, "E_EPIPE", 499, 1)
           }
-          if (outcome) break
+          break
+        case Kind.stderr:
+          o.statusLine?.clear()
+          await err.write(f.data)
+          break
+        case Kind.event: {
+          const ev = frameJson(f) as { type: string; job?: Job } & Partial<JobStatusEvent>
+          if (ev.type === "job" && ev.job) {
+            job = ev.job.id
+            startDownlink()
+          } else if (ev.type === "status" && typeof ev.status === "string") {
+            o.statusLine?.update({ status: ev.status, workerId: ev.workerId ?? null, progress: ev.progress ?? null })
+          }
+          break
         }
-        if (!outcome) throw new UnavailableError("the coordinator closed the stream before the job ended")
-      } catch (e) {
-        body = undefined
-        if (!job) throw e instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${e.message}`) : e
-        if (!retryable(e)) throw e
-        lostAt ||= Date.now()
-        if (Date.now() - lostAt > RECONNECT_MS)
-          throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while job ${job} was running: ${(e as Error).message}`)
-        await Bun.sleep(backoff(attempt++))
+        case Kind.exit:
+          outcome = frameJson(f) as Outcome
+          break
       }
     }
-    // Outside the retry loop: a failed job is an answer, not a reason to re-attach.
+    if (!outcome) throw new UnavailableError(`the stream of job ${job ?? "?"} ended without its outcome`)
+    // A failed job is an answer, not a reason to re-attach.
     return exitCodeOf(outcome, job ?? "?")
   }
   try {

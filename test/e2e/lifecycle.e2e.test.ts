@@ -129,7 +129,10 @@ describe("lost workers", () => {
 
 describe("coordinator restart", () => {
   test("kill -9 and restart mid-job: the caller's output is gapless and the exit code exact", async () => {
-    const c = await cluster()
+    // Workers fence themselves after two heartbeats without an answer: with the FAST 0.5 s heartbeat
+    // that is 1 s, less than a restart takes on a loaded 2-core machine (300 ms pause, start-up, the
+    // heartbeat's retry backoff). A 1 s heartbeat leaves the restart a 2 s window, as production's 10 s.
+    const c = await cluster({ coordinatorConfig: { ...FAST.coordinatorConfig, heartbeat_interval: 1 } })
     const args = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-f", "wav", "pipe:1"]
     const local = await c.local("ffmpeg", args)
     const shim = c.spawnProxy("ffmpeg", args)

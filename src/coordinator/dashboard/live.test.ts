@@ -52,3 +52,42 @@ test("a quiet stream gets keep-alive comments, and a change nobody announced sho
   await s.close()
   await waitFor(() => s.hub.size === 0, { what: "the stream to stop waiting" })
 })
+
+test("pages woken by the same change share one read of the state, and each still shows the change", async () => {
+  const store = createSqliteStore({ path: ":memory:" })
+  await store.migrate()
+  stores.push(store)
+  let reads = 0
+  const listWorkers = store.listWorkers.bind(store)
+  store.listWorkers = () => {
+    reads++
+    return listWorkers()
+  }
+  const hub = new Hub()
+  const deps = { store, hub, log: createConsola({ level: 0 }), now: Date.now, staleMs: 30_000 }
+  // A refresh round far away: only the announced change wakes the pages.
+  const app = new Hono<AuthEnv>().get("/events", (c) => liveEvents(c, deps, { timing: { minGapMs: 10, refreshMs: 60_000, keepaliveMs: 60_000 } }))
+  const dec = new TextDecoder()
+  const pages = await Promise.all(
+    [1, 2, 3, 4].map(async () => {
+      const reader = (await app.request("/events")).body!.getReader()
+      let text = ""
+      return {
+        async until(re: RegExp) {
+          while (!re.test(text)) text += dec.decode((await reader.read()).value, { stream: true })
+        },
+        close: () => reader.cancel(),
+      }
+    }),
+  )
+  await Promise.all(pages.map((p) => p.until(/event: state/)))
+  await waitFor(() => hub.size === 1, { what: "every page to wait for a change" })
+  const before = reads
+  const id = newId()
+  await store.createJob({ id, requester: "c", binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+  hub.notify("changes")
+  await Promise.all(pages.map((p) => p.until(new RegExp(id))))
+  expect(reads - before).toBe(1)
+  await Promise.all(pages.map((p) => p.close()))
+  await waitFor(() => hub.size === 0, { what: "the streams to stop waiting" })
+})

@@ -3,9 +3,10 @@ import { streamSSE } from "hono/streaming"
 import type { Logger } from "../../shared/log.ts"
 import type { Store } from "../../store/index.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
+import { pause } from "../../shared/pause.ts"
 import { topic, type Hub } from "../hub.ts"
 import { readTail, type LogReader } from "./log-text.ts"
-import { TAIL_CHUNKS, jobView, readState, type JobDetail } from "./views.ts"
+import { TAIL_CHUNKS, jobView, readState, type DashboardState, type JobDetail } from "./views.ts"
 
 export interface LiveTiming {
   /** Fewest milliseconds between two updates of one page: bursts of changes become one update. */
@@ -33,24 +34,27 @@ export interface LiveDeps {
 /** A `job` event: the job, its timeline, and the log text added since the last one (all of it on `reset`). */
 export type JobUpdate = (JobDetail & { log: JobDetail["log"] & { reset: boolean } }) | { id: string; gone: true }
 
+/**
+ * One state read shared by every open page of a coordinator. Pages woken by the same change ask within
+ * the same few milliseconds; each reuses a read that started after the moment it was woken, so N open
+ * pages cost one read per change instead of N, and none misses the change that woke it.
+ */
+const shared = new WeakMap<Store, { startedAt: number; value: Promise<DashboardState> }>()
+function sharedState(deps: LiveDeps, notBefore: number): Promise<DashboardState> {
+  const last = shared.get(deps.store)
+  if (last && last.startedAt >= notBefore) return last.value
+  const entry = { startedAt: performance.now(), value: readState(deps) }
+  shared.set(deps.store, entry)
+  // A failed read must not be handed to the next page.
+  entry.value.catch(() => shared.get(deps.store) === entry && shared.delete(deps.store))
+  return entry.value
+}
+
 /** Resolves true when something changed, false when `ms` passed first (or when `signal` aborted). */
 async function changed(hub: Hub, ms: number, signal: AbortSignal): Promise<boolean> {
   const t0 = performance.now()
   await hub.wait(topic.changes, ms, signal)
   return performance.now() - t0 < ms
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve()
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener("abort", done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener("abort", done, { once: true })
-  })
 }
 
 /**
@@ -129,12 +133,15 @@ export function liveEvents(c: Context<AuthEnv>, deps: LiveDeps, opts: LiveOption
     let wake = Promise.resolve(true)
     try {
       while (!signal.aborted) {
-        if (await wake) await pause(sentAt + timing.minGapMs - performance.now(), signal)
+        const woken = await wake
+        // Any read that starts from here on has seen what woke this round.
+        const wokeAt = performance.now()
+        if (woken) await pause(sentAt + timing.minGapMs - performance.now(), signal)
         if (signal.aborted) break
         if (opts.authorized && !(await opts.authorized())) break
         // Armed before reading, so that a change made while we read wakes the next round.
         wake = changed(deps.hub, timing.refreshMs, signal)
-        const state = await readState(deps)
+        const state = await sharedState(deps, wokeAt)
         const key = JSON.stringify({ ...state, now: 0 })
         if (key !== shown) {
           shown = key

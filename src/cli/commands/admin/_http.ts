@@ -1,16 +1,14 @@
 import { coordinatorUrl, loadConfig, resolveKey } from "../../../shared/config/load.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
-import { AuthError, DffmpegError, UnavailableError } from "../../../shared/errors.ts"
-import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../../../shared/http/client.ts"
-import { Kind, decodeFrames, frameJson, readFrames, type Frame } from "../../../shared/protocol/frames.ts"
+import { AuthError, UnavailableError } from "../../../shared/errors.ts"
+import { createApiClient, readJson, type ApiClient } from "../../../shared/http/client.ts"
+import { Kind, decodeFrames, type Frame } from "../../../shared/protocol/frames.ts"
+import { jobFrames } from "../../../client/stream.ts"
 import type { Job, JobEvent, User } from "../../../shared/protocol/schemas.ts"
 import type { StreamRow } from "../../../store/types.ts"
 import type { JanitorReport } from "../../../coordinator/janitor.ts"
-import { pause } from "../../interrupt.ts"
 import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
 
-/** Longest a follow keeps re-attaching after losing the coordinator (a restart takes seconds). */
-const RECONNECT_MS = 5 * 60_000
 
 /** The remote backend, as the admin identity of `file` (an admin config). */
 export async function openHttpBackend(file: string): Promise<AdminBackend> {
@@ -48,13 +46,6 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
   const readRows = (frames: Frame[]): StreamRow[] =>
     frames.filter((f) => f.kind === Kind.stdout || f.kind === Kind.stderr).map((f) => ({ pos: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data }))
 
-  /** Opens the job's live frame stream from `after` (the client's timeout bounds only the headers). */
-  const openStream = async (id: string, after: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> => {
-    const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, { query: { after }, signal })
-    if (!res.ok || !res.body) await readJson(res)
-    return res.body!
-  }
-
   return {
     mode: "remote",
     target: api.url,
@@ -91,30 +82,13 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
     },
 
     async follow(id, after, onRow, signal) {
-      let cursor = after
-      let lostAt = 0
-      let attempt = 0
-      while (!signal.aborted) {
-        try {
-          for await (const f of readFrames(await openStream(id, cursor, signal))) {
-            lostAt = 0
-            attempt = 0
-            if (f.kind === Kind.exit) return
-            if (f.kind === Kind.error) throw new DffmpegError((frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream", "E_STREAM", 502, 1)
-            const [row] = readRows([f])
-            if (!row) continue
-            await onRow(row)
-            cursor = row.pos
-          }
-          throw new UnavailableError("the coordinator closed the stream before the job ended")
-        } catch (err) {
-          if (signal.aborted) return
-          if (!retryable(err)) throw hint(err)
-          lostAt ||= Date.now()
-          if (Date.now() - lostAt > RECONNECT_MS)
-            throw hint(new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while following job ${id}: ${(err as Error).message}`))
-          await pause(backoff(attempt++), signal)
+      try {
+        for await (const f of jobFrames(api, { job: id, after, signal })) {
+          const [row] = readRows([f])
+          if (row) await onRow(row)
         }
+      } catch (err) {
+        throw hint(err)
       }
     },
 

@@ -1,0 +1,66 @@
+import { DffmpegError, UnavailableError } from "../shared/errors.ts"
+import { backoff, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
+import { pause } from "../shared/pause.ts"
+import { Kind, frameJson, readFrames, type Frame } from "../shared/protocol/frames.ts"
+import type { Job } from "../shared/protocol/schemas.ts"
+
+/** How long a follower keeps trying to re-attach after losing the coordinator mid-job. */
+export const RECONNECT_MS = 5 * 60_000
+
+export interface JobFramesOptions {
+  /** The job, when known; otherwise it is learned from the `job` event that opens a submit stream. */
+  job?: string
+  /** An already open stream (an attached submit's answer); further streams are opened as needed. */
+  first?: ReadableStream<Uint8Array>
+  /** Stream position to start after (0: from the beginning). */
+  after?: number
+  /** Extra query parameters of every re-opened stream (e.g. `progress: 1`). */
+  query?: Record<string, string | number | undefined>
+  signal?: AbortSignal
+}
+
+/**
+ * A job's frames from its stream, through coordinator restarts and dropped connections: after a
+ * retryable failure the stream is re-opened after the last output position the consumer took, so
+ * nothing is lost or repeated. Ends after the `exit` frame (which it yields); an `error` frame, a
+ * refusal, or a coordinator gone for `RECONNECT_MS` throws. The one follow loop of the proxy, `client
+ * attach` and `admin jobs logs -f`.
+ */
+export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGenerator<Frame> {
+  let job = o.job
+  let cursor = o.after ?? 0
+  let body = o.first
+  let lostAt = 0
+  let attempt = 0
+  for (;;) {
+    try {
+      if (!body) {
+        const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor, ...o.query }, signal: o.signal })
+        if (!res.ok || !res.body) await readJson(res)
+        body = res.body!
+      }
+      for await (const f of readFrames(body)) {
+        lostAt = 0
+        attempt = 0
+        if (f.kind === Kind.error) throw new DffmpegError((frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream", "E_STREAM", 502, 1)
+        if (f.kind === Kind.event) {
+          const ev = frameJson(f) as { type?: string; job?: Job }
+          if (ev.type === "job" && ev.job) job = ev.job.id
+        }
+        yield f
+        // Only once the consumer has taken the bytes: a re-attach resumes after them.
+        if (f.kind === Kind.stdout || f.kind === Kind.stderr) cursor = f.seq
+        if (f.kind === Kind.exit) return
+      }
+      throw new UnavailableError("the coordinator closed the stream before the job ended")
+    } catch (err) {
+      body = undefined
+      if (o.signal?.aborted) return
+      if (!job) throw err instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${err.message}`) : err
+      if (!retryable(err)) throw err
+      lostAt ||= Date.now()
+      if (Date.now() - lostAt > RECONNECT_MS) throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while following job ${job}: ${(err as Error).message}`)
+      await pause(backoff(attempt++), o.signal)
+    }
+  }
+}
