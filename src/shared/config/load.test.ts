@@ -76,6 +76,21 @@ describe("loadConfig", () => {
       dashboard_session_hours: 12,
       allowed_metrics_ips: LOCAL_RANGES,
       trusted_proxies: ["127.0.0.1", "::1"],
+      limits: {
+        max_args_bytes: 262144,
+        max_args_count: 4096,
+        max_queued_per_client: 500,
+        max_active_per_client: 1000,
+        max_stdin_bytes: 1073741824,
+        max_page_size: 200,
+        max_log_tail_bytes: 1048576,
+        max_body_bytes: 8388608,
+        max_dashboard_connections: 64,
+        max_dashboard_connections_per_ip: 8,
+        max_polls_per_worker: 2,
+        max_streams_per_job: 8,
+        max_streams_per_identity: 256,
+      },
       log_level: "info",
     })
     expect(loaded.warnings).toEqual([])

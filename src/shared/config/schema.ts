@@ -19,6 +19,43 @@ export const CoordinatorLink = v.optional(
     host: v.optional(v.pipe(v.string(), v.minLength(1)), "127.0.0.1"),
     port: v.optional(Port, 8000),
     path_base: v.optional(v.string(), ""),
+    /** PEM file of the CA (or self-signed certificate) that signs the coordinator's TLS certificate (scheme https). */
+    ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  }),
+  {},
+)
+
+const Bytes = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max))
+const Count = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max))
+
+/** Quotas and resource limits of the coordinator (issue: bounded memory under any load). */
+export const Limits = v.optional(
+  v.object({
+    /** Total UTF-8 bytes of a job's arguments (plus cwd and path names). */
+    max_args_bytes: v.optional(Bytes(1024, 64 * 1024 * 1024), 256 * 1024),
+    /** Most arguments one job may have. */
+    max_args_count: v.optional(Count(1, 100_000), 4096),
+    /** Jobs one client identity may have queued or assigned at once (not yet running). */
+    max_queued_per_client: v.optional(Count(1, 1_000_000), 500),
+    /** Jobs one client identity may have not yet finished (queued, assigned or running). */
+    max_active_per_client: v.optional(Count(1, 1_000_000), 1000),
+    /** Caller stdin bytes one job may forward to its worker. */
+    max_stdin_bytes: v.optional(Bytes(0, 1024 * 1024 * 1024 * 1024), 1024 * 1024 * 1024),
+    /** Largest page of a listing (jobs, events); larger `limit`s are clamped, and cursors page on. */
+    max_page_size: v.optional(Count(1, 10_000), 200),
+    /** Largest log tail (`admin jobs logs --tail`, the dashboard's log view), in bytes. */
+    max_log_tail_bytes: v.optional(Bytes(1024, 256 * 1024 * 1024), 1024 * 1024),
+    /** Largest signed request body; a larger Content-Length gets 413 before the body is read. */
+    max_body_bytes: v.optional(Bytes(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024),
+    /** Open dashboard live connections (SSE) in all, and per client address. */
+    max_dashboard_connections: v.optional(Count(1, 100_000), 64),
+    max_dashboard_connections_per_ip: v.optional(Count(1, 100_000), 8),
+    /** Open long polls per worker identity (a worker keeps one). */
+    max_polls_per_worker: v.optional(Count(1, 1000), 2),
+    /** Open output streams per job (callers re-attaching, admins following its log). */
+    max_streams_per_job: v.optional(Count(1, 1000), 8),
+    /** Open connections held by one identity in all (polls, streams). */
+    max_streams_per_identity: v.optional(Count(1, 100_000), 256),
   }),
   {},
 )
@@ -76,6 +113,20 @@ export const CoordinatorConfig = v.object({
    * peer the header is ignored. Empty: the socket's address is always used.
    */
   trusted_proxies: CidrList(["127.0.0.1", "::1"]),
+  /** Serve HTTPS instead of HTTP (PEM files). */
+  tls: v.optional(
+    v.object({
+      cert_file: v.pipe(v.string(), v.minLength(1)),
+      key_file: v.pipe(v.string(), v.minLength(1)),
+    }),
+  ),
+  /**
+   * The coordinator secret (32 random bytes, base64) that encrypts every stored key (AES-256-GCM). Created
+   * 0600 on first start; the coordinator refuses to start when it is readable by others. Default: beside
+   * the database, `<database path>.secret`.
+   */
+  secret_key_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  limits: Limits,
   log_level: LogLevel,
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
@@ -122,6 +173,29 @@ export const WorkerConfig = v.object({
     }),
     {},
   ),
+  /**
+   * How jobs are confined: `bwrap` runs every ffmpeg in a bubblewrap sandbox that sees only the job's
+   * mapped roots, its scratch directory, the binary and the system files it needs; a worker that cannot
+   * sandbox refuses to start. `none` runs ffmpeg unconfined (warned at every start, shown to operators).
+   */
+  sandbox: v.optional(v.picklist(["bwrap", "none"]), "bwrap"),
+  /** Unprivileged user (name, or uid[:gid]) ffmpeg runs as when the worker runs as root. */
+  run_as: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** Allow ffmpeg to run as root (worker running as root with no run_as). */
+  allow_root: v.optional(v.boolean(), false),
+  /** Device nodes or folders the sandbox exposes (e.g. /dev/dri for VAAPI/QSV, /dev/nvidia0, /dev/nvidiactl). */
+  devices: v.optional(v.array(AbsPath), []),
+  /** Extra read-only system paths visible in the sandbox (beyond /usr, /etc/fonts, ... ), e.g. an ffmpeg outside /usr. */
+  sandbox_ro_paths: v.optional(v.array(AbsPath), []),
+  /**
+   * Check every argument before spawning (protocols, relative paths, embedded paths, attachments). Only
+   * turn off to test the sandbox alone; logged as a warning at start.
+   */
+  argument_policy: v.optional(v.boolean(), true),
+  /** Let jobs use network protocols (http, https, tcp, udp, rtmp, rtsp, srt, ...); off by default (no network in the sandbox). */
+  allow_network: v.optional(v.boolean(), false),
+  /** With allow_network: only these hosts (name, IP or CIDR, optional :port); empty means any host. */
+  allowed_hosts: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
   log_level: LogLevel,
 })
 export type WorkerConfig = v.InferOutput<typeof WorkerConfig>
