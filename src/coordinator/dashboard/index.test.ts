@@ -320,7 +320,7 @@ describe("sign-in", () => {
     const refused = await attempt("boss", key, "10.0.0.1")
     expect(refused.status).toBe(429)
     expect(refused.headers.get("retry-after")).toBe("1")
-    expect(await errorOf(refused)).toEqual({ error: { code: "E_THROTTLED", message: "too many failed sign-ins from this address or for this name; try again in 1 s", details: { retryAfter: 1 } } })
+    expect(await json<unknown>(refused)).toEqual({ error: { code: "E_THROTTLED", message: "too many failed sign-ins from this address or for this name; try again in 1 s", details: { retryAfter: 1 } } })
     expect(refused.headers.get("set-cookie")).toBeNull()
     // The name is throttled from another address too, and the address for another name.
     expect((await attempt("boss", key, "10.0.0.2")).status).toBe(429)
