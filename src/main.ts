@@ -26,6 +26,8 @@ if (tool) {
   // Every byte reaches our reader before the exit code does; the remote code stands unless stdout was lost.
   process.exit(await settleStdio(code, { failure: PROXY_FAILURE, stderr: false }))
 } else {
-  const { runCli } = await loadCli()
-  process.exit(await settleStdio(await runCli(process.argv.slice(2)), { failure: ExitCode.OUTPUT, stderr: true }))
+  const { runCli, endedWithRemoteCode } = await loadCli()
+  const code = await runCli(process.argv.slice(2))
+  // `client submit`/`attach` end as the proxy does; every other command exits 7 when its output was lost.
+  process.exit(await settleStdio(code, endedWithRemoteCode() ? { failure: PROXY_FAILURE, stderr: false } : { failure: ExitCode.OUTPUT, stderr: true }))
 }
