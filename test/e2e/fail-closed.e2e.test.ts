@@ -16,7 +16,7 @@ afterAll(async () => {
   await c?.stop()
 })
 
-/** One HTTP/1.1 request written byte for byte (fetch would normalise or refuse some of these headers). */
+/** One HTTP/1.1 request written byte for byte (fetch would normalise or refuse some of these headers); `latin1` header bytes. */
 function rawRequest(path: string, headerLines: string[]): Promise<{ status: number; headers: string; body: string }> {
   return new Promise((resolve, reject) => {
     const sock = connect(c.port, "127.0.0.1")
@@ -28,7 +28,7 @@ function rawRequest(path: string, headerLines: string[]): Promise<{ status: numb
       const cut = text.indexOf("\r\n\r\n")
       resolve({ status: Number(text.slice(9, 12)), headers: text.slice(0, cut), body: text.slice(cut + 4) })
     })
-    sock.end(["GET " + path + " HTTP/1.1", "Host: 127.0.0.1", "Connection: close", ...headerLines, "", ""].join("\r\n"))
+    sock.end(Buffer.from(["GET " + path + " HTTP/1.1", "Host: 127.0.0.1", "Connection: close", ...headerLines, "", ""].join("\r\n"), "latin1"))
   })
 }
 
@@ -74,5 +74,16 @@ describe("dashboard sign-in", () => {
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
     expect(await res.json()).toMatchObject({ error: { code: "E_THROTTLED" } })
     await c.coordinator.waitForLine(/dashboard sign-in throttled .*name=boss ip=127\.0\.0\.1 retryAfter=\d+/)
+  })
+})
+
+describe("the coordinator log", () => {
+  test("a client id with C1 control bytes (8-bit CSI, NEL) is logged escaped, never raw", async () => {
+    // Header values may carry bytes 0x80-0xff (obs-text); read as latin1 they are the C1 controls.
+    const res = await rawRequest("/api/v1/jobs", ["X-DFFmpeg-Client-Id: ev\x9b2J\x85il"])
+    expect(res.status).toBe(401)
+    const line = (await c.coordinator.waitForLine(/request refused .*client="ev/)).input
+    expect(line).toContain('client="ev\\u009b2J\\u0085il"')
+    expect(c.coordinator.log()).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/)
   })
 })
