@@ -93,6 +93,30 @@ describe("CLI output", () => {
   }, 120_000)
 })
 
+describe("proxy mode when its reader goes away", () => {
+  /** Runs `script` in bash with the ffmpeg symlink as $1 and the client config in the environment. */
+  const bash = async (script: string, args: string[]) => {
+    const p = Bun.spawn(["bash", "-c", script, "_", join(c.binDir, "ffmpeg"), ...args], { cwd: c.dir, env: { ...process.env, DFFMPEG_CLIENT_CONFIG: c.clientConfig }, stdin: "ignore", stdout: "pipe", stderr: "pipe" })
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited])
+    return { out, err, code }
+  }
+
+  test("a closed stdout (head -c 10): exit 1 with one dffmpeg: line that names the canceled job", async () => {
+    const res = await bash(`"$@" | head -c 10 | wc -c; echo "exit=\${PIPESTATUS[0]}"`, RAW)
+    expect(res.out).toBe("10\nexit=1\n")
+    const ours = res.err.split("\n").filter((l) => l.startsWith("dffmpeg:"))
+    expect(ours).toHaveLength(1)
+    expect(ours[0]).toMatch(/^dffmpeg: the reader closed our standard output; canceled job \w{26}$/)
+  }, 60_000)
+
+  test("a closed stderr alone keeps the remote exit code: a finished job is not turned into a failure", async () => {
+    // showinfo writes a line per frame: about 640 KB of stderr, far more than a pipe holds.
+    const args = ["-hide_banner", "-nostats", "-f", "lavfi", "-i", "testsrc=size=32x32:rate=100", "-frames:v", "2000", "-vf", "showinfo", "-f", "null", "-"]
+    const res = await bash(`"$@" 2> >(head -c 10 >/dev/null); echo "exit=$?"`, args)
+    expect(res.out).toBe("exit=0\n")
+  }, 60_000)
+})
+
 describe("a 100 MB+ listing", () => {
   let d: Cluster
   const JOBS = 450
