@@ -64,6 +64,15 @@ describe("sign-in throttle", () => {
     expect(throttle.wait("10.0.9.9", "other")).toBe(0)
   })
 
+  test("an IPv4 address in any spelling, and a whole IPv6 /64, count as one address", () => {
+    const { throttle } = make()
+    for (const ip of ["10.0.0.1", "::ffff:10.0.0.1", "::ffff:a00:1"]) throttle.failed(ip, `n${ip}`)
+    expect(throttle.wait("10.0.0.1", "x")).toBe(1000)
+    for (const ip of ["2001:db8:0:1::a", "2001:db8:0:1::b", "2001:db8:0:1:ffff::1"]) throttle.failed(ip, `n${ip}`)
+    expect(throttle.wait("2001:db8:0:1::99", "x")).toBe(1000)
+    expect(throttle.wait("2001:db8:0:2::a", "x")).toBe(0)
+  })
+
   test("a success clears that address and that name; a quiet key is forgotten", () => {
     const { clock, throttle } = make()
     for (let i = 0; i < 3; i++) throttle.failed("10.0.0.1", "boss")

@@ -1,5 +1,6 @@
 import { decodeKey, sha256Hex, signaturesEqual } from "../../shared/auth/hmac.ts"
 import { isName } from "../../shared/ids.ts"
+import { addressKey } from "../../shared/net/cidr.ts"
 import type { User } from "../../shared/protocol/schemas.ts"
 import type { Store } from "../../store/index.ts"
 
@@ -95,7 +96,8 @@ interface Strikes {
 }
 
 /**
- * Exponential backoff for dashboard sign-in, per client address and per user name independently, so
+ * Exponential backoff for dashboard sign-in, per client address (an IPv6 client by its /64) and per
+ * user name independently, so
  * neither many names from one address nor one name from many addresses can be guessed quickly. After
  * `freeAttempts` failures a key waits `baseMs`, then twice as long after each further failure (capped
  * at `maxMs`). Memory is bounded by `maxEntries` (a Map in least-recently-failed order).
@@ -107,7 +109,8 @@ export function createSignInThrottle(o: ThrottleOptions): SignInThrottle {
   const forget = o.forgetMs ?? 60 * 60_000
   const cap = o.maxEntries ?? 10_000
   const keys = new Map<string, Strikes>()
-  const keysOf = (ip: string, name: string) => [`ip ${ip}`, `name ${name}`]
+  // Every spelling of one IPv4 address, and a whole IPv6 /64, is one key.
+  const keysOf = (ip: string, name: string) => [`ip ${addressKey(ip) ?? ip}`, `name ${name}`]
   const live = (k: string, now: number) => {
     const s = keys.get(k)
     if (s && now - s.last > forget) keys.delete(k)

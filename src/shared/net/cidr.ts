@@ -65,6 +65,18 @@ export function parseIp(raw: string): Addr | undefined {
   return { v: 6, n: v6 }
 }
 
+/**
+ * One key per client for throttling: IPv4 (mapped IPv6 too) as its dotted quad, IPv6 as its /64 (a
+ * site's or a host's whole prefix: whoever holds one address of it usually holds all 2^64). Undefined
+ * when `addr` is not an address.
+ */
+export function addressKey(addr: string): string | undefined {
+  const a = parseIp(addr)
+  if (!a) return undefined
+  if (a.v === 4) return [24n, 16n, 8n, 0n].map((s) => Number((a.n >> s) & 0xffn)).join(".")
+  return [112n, 96n, 80n, 64n].map((s) => ((a.n >> s) & 0xffffn).toString(16)).join(":") + "::/64"
+}
+
 /** Longest textual IPv6 address (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`). */
 const MAX_ADDRESS = 45
 
