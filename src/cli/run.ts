@@ -75,6 +75,9 @@ export function exitWith(code: number): number {
   return code
 }
 
+/** True when the command ended with `exitWith` (a remote process's code, proxy semantics). */
+export const endedWithRemoteCode = (): boolean => commandStatus.code !== undefined
+
 export async function runCli(argv: string[]): Promise<number> {
   const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
   if (flags.includes("--help") || flags.includes("-h")) {

@@ -1,5 +1,6 @@
 import { UnavailableError } from "../shared/errors.ts"
 import { pause } from "../shared/pause.ts"
+import { stdoutLost } from "../shared/stdio.ts"
 import { untilInterrupted } from "./interrupt.ts"
 import { time } from "./table.ts"
 
@@ -43,7 +44,8 @@ export async function watch(o: WatchOptions): Promise<void> {
   const out = o.out ?? process.stdout
   const inPlace = o.tty && !o.json
   await untilInterrupted(async (interrupted) => {
-    const signal = o.signal ? AbortSignal.any([interrupted, o.signal]) : interrupted
+    // A reader that went away (`| head`) ends the view too; main.ts then exits non-zero.
+    const signal = AbortSignal.any([interrupted, ...(o.signal ? [o.signal] : []), ...(o.out ? [] : [stdoutLost])])
     if (inPlace) out.write(ALT_SCREEN + HIDE_CURSOR)
     try {
       let last: string | undefined

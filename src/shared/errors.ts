@@ -57,6 +57,16 @@ export class TooLargeError extends DffmpegError {
   }
 }
 
+/** Too many attempts (HTTP 429); `retryAfter` is the wait in whole seconds, sent as Retry-After. */
+export class ThrottledError extends DffmpegError {
+  constructor(
+    message: string,
+    readonly retryAfter: number,
+  ) {
+    super(message, "E_THROTTLED", 429, ExitCode.UNAVAILABLE, { retryAfter })
+  }
+}
+
 export class UnavailableError extends DffmpegError {
   constructor(message: string) {
     super(message, "E_UNAVAILABLE", 503, ExitCode.UNAVAILABLE)

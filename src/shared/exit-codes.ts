@@ -11,6 +11,8 @@ export const ExitCode = {
   UNAVAILABLE: 4,
   AUTH: 5,
   JOB_FAILED: 6,
+  /** stdout or stderr could not be written (EPIPE: the reader went away; disk full): output was lost. */
+  OUTPUT: 7,
 } as const
 
 /** Exit code of dffmpeg's own failures in proxy mode (a stderr line starting `dffmpeg:` says why). */

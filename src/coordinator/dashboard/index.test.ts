@@ -312,6 +312,30 @@ describe("sign-in", () => {
     expect(logs).not.toContain(clientKey)
   })
 
+  test("failed sign-ins are throttled per address and per name with a growing Retry-After; a success resets them", async () => {
+    const h = await harness()
+    const key = await h.addUser("boss", "admin")
+    const attempt = (name: string, k: string, ip: string) => h.request("/dashboard/login", { ...post(undefined, { name, key: k }), ip })
+    for (let i = 0; i < 5; i++) expect((await attempt("boss", generateKey(), "10.0.0.1")).status).toBe(401)
+    const refused = await attempt("boss", key, "10.0.0.1")
+    expect(refused.status).toBe(429)
+    expect(refused.headers.get("retry-after")).toBe("1")
+    expect(await json<unknown>(refused)).toEqual({ error: { code: "E_THROTTLED", message: "too many failed sign-ins from this address or for this name; try again in 1 s", details: { retryAfter: 1 } } })
+    expect(refused.headers.get("set-cookie")).toBeNull()
+    // The name is throttled from another address too, and the address for another name.
+    expect((await attempt("boss", key, "10.0.0.2")).status).toBe(429)
+    expect((await attempt("cam", key, "10.0.0.1")).status).toBe(429)
+    expect((await attempt("cam", key, "10.0.0.2")).status).toBe(401)
+    h.advance(1000)
+    expect((await attempt("boss", generateKey(), "10.0.0.1")).status).toBe(401)
+    expect((await attempt("boss", key, "10.0.0.1")).headers.get("retry-after")).toBe("2")
+    h.advance(2000)
+    expect((await attempt("boss", key, "10.0.0.1")).status).toBe(200)
+    expect((await attempt("boss", generateKey(), "10.0.0.1")).status).toBe(401)
+    expect((await attempt("boss", key, "10.0.0.1")).status).toBe(200)
+    expect(h.logs.join("\n")).toContain("dashboard sign-in throttled")
+  })
+
   test("a session ends when the key is rotated, the user removed, or it expires; a forged one never works", async () => {
     const h = await harness({ dashboard_require_login: true, dashboard_session_hours: 1 })
     const state = (cookie: string) => h.request("/dashboard/api/state", { headers: { Cookie: cookie } })

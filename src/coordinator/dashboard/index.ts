@@ -2,7 +2,7 @@ import { Hono, type Context } from "hono"
 import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import { createMiddleware } from "hono/factory"
 import * as v from "valibot"
-import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../shared/errors.ts"
+import { AuthError, ConflictError, InvalidError, NotFoundError, ThrottledError, TooLargeError } from "../../shared/errors.ts"
 import { isName, isUlid } from "../../shared/ids.ts"
 import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
 import { isTerminal, issueLines } from "../../shared/protocol/schemas.ts"
@@ -11,7 +11,7 @@ import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
 import { topic } from "../hub.ts"
 import { liveEvents } from "./live.ts"
-import { SESSION_COOKIE, issueSession, signIn, verifySession, type Session } from "./session.ts"
+import { SESSION_COOKIE, createSignInThrottle, issueSession, signIn, verifySession, type Session } from "./session.ts"
 import { jobView, readJob, readState } from "./views.ts"
 import appCss from "./assets/app.css" with { type: "text" }
 import appJs from "./assets/app.js" with { type: "text" }
@@ -162,10 +162,21 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     return c.json({ user: s?.name ?? null, expiresAt: s?.expiresAt ?? null, loginRequired: config.dashboard_require_login })
   })
 
+  // Per coordinator process: a cluster of coordinators multiplies the attempts by their number.
+  const throttle = createSignInThrottle({ now })
+
   app.post("/dashboard/login", async (c) => {
     const { name, key } = await readBody(c, Login)
     const who = { name: isName(name) ? name : "(invalid)", ip: peerAddress(c, trusted) ?? "-" }
+    const wait = throttle.wait(who.ip, who.name)
+    if (wait > 0) {
+      const secs = Math.ceil(wait / 1000)
+      log.warn("dashboard sign-in throttled", { ...who, retryAfter: secs })
+      c.header("Retry-After", String(secs))
+      throw new ThrottledError(`too many failed sign-ins from this address or for this name; try again in ${secs} s`, secs)
+    }
     const res = await signIn(store, name, key)
+    if (!res.ok) throttle.failed(who.ip, who.name)
     if (!res.ok) {
       log.warn("dashboard sign-in refused", { ...who, reason: res.reason })
       if (res.reason === "not-admin") throw new AuthError(`${name} is a ${res.role} identity; the dashboard takes an admin identity`, 403)
@@ -176,9 +187,11 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     const expiresAt = Math.floor((now() + hours * 3600_000) / 1000) * 1000
     const token = issueSession(name, res.user.key, expiresAt)
     if (!token) {
+      throttle.failed(who.ip, who.name)
       log.warn("dashboard sign-in refused", { ...who, reason: "unusable key" })
       throw new AuthError("wrong name or key")
     }
+    throttle.succeeded(who.ip, who.name)
     setCookie(c, SESSION_COOKIE, token, cookieOptions(c, Math.floor(hours * 3600)))
     log.info("dashboard sign-in", who)
     return c.json({ user: name, expiresAt })

@@ -1,7 +1,7 @@
-import { expect, test } from "bun:test"
+import { describe, expect, test } from "bun:test"
 import { generateKey } from "../../shared/auth/hmac.ts"
 import { createSqliteStore } from "../../store/sqlite/index.ts"
-import { issueSession, signIn, verifySession } from "./session.ts"
+import { createSignInThrottle, issueSession, signIn, verifySession } from "./session.ts"
 
 const T0 = 1_800_000_000_000
 
@@ -31,4 +31,74 @@ test("sign-in takes an admin's exact key (surrounding blanks aside)", async () =
   expect(await signIn(store, "../boss", key)).toEqual({ ok: false, reason: "refused" })
   expect(await signIn(store, "cam", key)).toEqual({ ok: false, reason: "not-admin", role: "worker" })
   await store.close()
+})
+
+describe("sign-in throttle", () => {
+  const make = (over: Partial<Parameters<typeof createSignInThrottle>[0]> = {}) => {
+    const clock = { t: T0 }
+    const throttle = createSignInThrottle({ now: () => clock.t, freeAttempts: 3, baseMs: 1000, maxMs: 8000, forgetMs: 60_000, ...over })
+    return { clock, throttle }
+  }
+
+  test("free attempts, then a wait that doubles with each failure up to the cap", () => {
+    const { clock, throttle } = make()
+    const waits: number[] = []
+    for (let i = 0; i < 7; i++) {
+      expect(throttle.wait("10.0.0.1", "boss")).toBe(0)
+      throttle.failed("10.0.0.1", "boss")
+      waits.push(throttle.wait("10.0.0.1", "boss"))
+      clock.t += waits.at(-1)!
+    }
+    expect(waits).toEqual([0, 0, 1000, 2000, 4000, 8000, 8000])
+  })
+
+  test("the address and the name are throttled independently", () => {
+    const { throttle } = make()
+    // One address trying many names.
+    for (const n of ["a", "b", "c"]) throttle.failed("10.0.0.1", n)
+    expect(throttle.wait("10.0.0.1", "d")).toBe(1000)
+    expect(throttle.wait("10.0.0.2", "d")).toBe(0)
+    // One name tried from many addresses.
+    for (const ip of ["10.0.1.1", "10.0.1.2", "10.0.1.3"]) throttle.failed(ip, "boss")
+    expect(throttle.wait("10.0.9.9", "boss")).toBe(1000)
+    expect(throttle.wait("10.0.9.9", "other")).toBe(0)
+  })
+
+  test("an IPv4 address in any spelling, and a whole IPv6 /64, count as one address", () => {
+    const { throttle } = make()
+    for (const ip of ["10.0.0.1", "::ffff:10.0.0.1", "::ffff:a00:1"]) throttle.failed(ip, `n${ip}`)
+    expect(throttle.wait("10.0.0.1", "x")).toBe(1000)
+    for (const ip of ["2001:db8:0:1::a", "2001:db8:0:1::b", "2001:db8:0:1:ffff::1"]) throttle.failed(ip, `n${ip}`)
+    expect(throttle.wait("2001:db8:0:1::99", "x")).toBe(1000)
+    expect(throttle.wait("2001:db8:0:2::a", "x")).toBe(0)
+  })
+
+  test("a success clears that address and that name; a quiet key is forgotten", () => {
+    const { clock, throttle } = make()
+    for (let i = 0; i < 3; i++) throttle.failed("10.0.0.1", "boss")
+    throttle.succeeded("10.0.0.1", "boss")
+    expect(throttle.wait("10.0.0.1", "boss")).toBe(0)
+    throttle.failed("10.0.0.1", "boss")
+    expect(throttle.wait("10.0.0.1", "boss")).toBe(0)
+    for (let i = 0; i < 3; i++) throttle.failed("10.0.0.2", "cam")
+    expect(throttle.wait("10.0.0.2", "cam")).toBe(1000)
+    clock.t += 60_001
+    expect(throttle.wait("10.0.0.2", "cam")).toBe(0)
+    throttle.failed("10.0.0.2", "cam")
+    expect(throttle.wait("10.0.0.2", "cam")).toBe(0)
+  })
+
+  test("memory is bounded: the least recently failed keys are forgotten first", () => {
+    const { throttle } = make({ maxEntries: 100 })
+    for (let i = 0; i < 3; i++) throttle.failed("10.0.0.1", "boss")
+    for (let i = 0; i < 10_000; i++) {
+      throttle.failed(`10.1.${i >> 8}.${i & 255}`, `n${i}`)
+      if (i % 40 === 0) throttle.failed("10.0.0.1", "boss")
+      expect(throttle.size).toBeLessThanOrEqual(100)
+    }
+    // Kept because it keeps failing; the flood's first keys are gone.
+    expect(throttle.wait("10.0.0.1", "boss")).toBeGreaterThan(0)
+    for (let i = 0; i < 3; i++) throttle.failed("10.1.0.0", "n0")
+    expect(throttle.wait("10.1.0.0", "x")).toBe(1000)
+  })
 })

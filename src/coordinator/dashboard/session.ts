@@ -1,5 +1,6 @@
 import { decodeKey, sha256Hex, signaturesEqual } from "../../shared/auth/hmac.ts"
 import { isName } from "../../shared/ids.ts"
+import { addressKey } from "../../shared/net/cidr.ts"
 import type { User } from "../../shared/protocol/schemas.ts"
 import type { Store } from "../../store/index.ts"
 
@@ -63,4 +64,81 @@ export async function signIn(store: Store, name: string, key: string): Promise<S
   if (!cred || !signaturesEqual(sha256Hex(cred.key.trim()), typed)) return { ok: false, reason: "refused" }
   if (cred.role !== "admin") return { ok: false, reason: "not-admin", role: cred.role }
   return { ok: true, user: cred }
+}
+
+export interface ThrottleOptions {
+  now: () => number
+  /** Failures of one address or name before it must wait. */
+  freeAttempts?: number
+  /** First wait; each further failure doubles it, up to `maxMs`. */
+  baseMs?: number
+  maxMs?: number
+  /** A key whose last failure is older than this starts afresh. */
+  forgetMs?: number
+  /** Most addresses and names remembered; the least recently failed is forgotten first. */
+  maxEntries?: number
+}
+
+export interface SignInThrottle {
+  /** Milliseconds `ip` and `name` must still wait before a sign-in is checked (the longer of the two); 0: go ahead. */
+  wait(ip: string, name: string): number
+  failed(ip: string, name: string): void
+  /** A success clears both the address and the name. */
+  succeeded(ip: string, name: string): void
+  /** Keys remembered (addresses plus names). */
+  readonly size: number
+}
+
+interface Strikes {
+  failures: number
+  last: number
+  until: number
+}
+
+/**
+ * Exponential backoff for dashboard sign-in, per client address (an IPv6 client by its /64) and per
+ * user name independently, so
+ * neither many names from one address nor one name from many addresses can be guessed quickly. After
+ * `freeAttempts` failures a key waits `baseMs`, then twice as long after each further failure (capped
+ * at `maxMs`). Memory is bounded by `maxEntries` (a Map in least-recently-failed order).
+ */
+export function createSignInThrottle(o: ThrottleOptions): SignInThrottle {
+  const free = o.freeAttempts ?? 5
+  const base = o.baseMs ?? 1000
+  const max = o.maxMs ?? 15 * 60_000
+  const forget = o.forgetMs ?? 60 * 60_000
+  const cap = o.maxEntries ?? 10_000
+  const keys = new Map<string, Strikes>()
+  // Every spelling of one IPv4 address, and a whole IPv6 /64, is one key.
+  const keysOf = (ip: string, name: string) => [`ip ${addressKey(ip) ?? ip}`, `name ${name}`]
+  const live = (k: string, now: number) => {
+    const s = keys.get(k)
+    if (s && now - s.last > forget) keys.delete(k)
+    return keys.get(k)
+  }
+  return {
+    wait(ip, name) {
+      const now = o.now()
+      return Math.max(0, ...keysOf(ip, name).map((k) => (live(k, now)?.until ?? 0) - now))
+    },
+    failed(ip, name) {
+      const now = o.now()
+      for (const k of keysOf(ip, name)) {
+        const s = live(k, now) ?? { failures: 0, last: now, until: 0 }
+        s.failures++
+        s.last = now
+        if (s.failures >= free) s.until = now + Math.min(max, base * 2 ** Math.min(s.failures - free, 40))
+        // Re-inserted at the end: the Map's first key is the least recently failed.
+        keys.delete(k)
+        keys.set(k, s)
+        while (keys.size > cap) keys.delete(keys.keys().next().value!)
+      }
+    },
+    succeeded(ip, name) {
+      for (const k of keysOf(ip, name)) keys.delete(k)
+    },
+    get size() {
+      return keys.size
+    },
+  }
 }

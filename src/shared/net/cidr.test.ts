@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { LOCAL_RANGES, allowed, inCidr, parseCidr, parseIp } from "./cidr.ts"
+import { LOCAL_RANGES, addressKey, allowed, inCidr, parseCidr, parseIp } from "./cidr.ts"
 
 describe("parseIp", () => {
   test.each([
@@ -57,5 +57,22 @@ describe("parseCidr / inCidr", () => {
     for (const ip of ["127.0.0.1", "::1", "10.1.1.1", "172.31.0.1", "192.168.0.10", "fd00::5", "::ffff:192.168.1.1"]) expect(allowed(ip, ranges)).toBe(true)
     for (const ip of ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8"]) expect(allowed(ip, ranges)).toBe(false)
     expect(allowed(undefined, ranges)).toBe(false)
+  })
+})
+
+describe("addressKey", () => {
+  test.each([
+    ["10.0.0.5", "10.0.0.5"],
+    ["::ffff:10.0.0.5", "10.0.0.5"],
+    ["::FFFF:a00:5", "10.0.0.5"],
+    ["2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"],
+    ["2001:0DB8:0001:0002::ffff", "2001:db8:1:2::/64"],
+    ["::1", "0:0:0:0::/64"],
+  ])("%s → %s", (addr, key) => {
+    expect(addressKey(addr)).toBe(key)
+  })
+
+  test("not an address: undefined", () => {
+    expect(addressKey("-")).toBeUndefined()
   })
 })

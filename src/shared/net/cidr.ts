@@ -65,6 +65,32 @@ export function parseIp(raw: string): Addr | undefined {
   return { v: 6, n: v6 }
 }
 
+/**
+ * One key per client for throttling: IPv4 (mapped IPv6 too) as its dotted quad, IPv6 as its /64 (a
+ * site's or a host's whole prefix: whoever holds one address of it usually holds all 2^64). Undefined
+ * when `addr` is not an address.
+ */
+export function addressKey(addr: string): string | undefined {
+  const a = parseIp(addr)
+  if (!a) return undefined
+  if (a.v === 4) return [24n, 16n, 8n, 0n].map((s) => Number((a.n >> s) & 0xffn)).join(".")
+  return [112n, 96n, 80n, 64n].map((s) => ((a.n >> s) & 0xffffn).toString(16)).join(":") + "::/64"
+}
+
+/** Longest textual IPv6 address (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`). */
+const MAX_ADDRESS = 45
+
+/**
+ * Parses one X-Forwarded-For hop strictly: a bare address exactly as a proxy writes its peer's, or
+ * undefined. Refused: a port (`1.2.3.4:80`, `[::1]:443`), brackets, an IPv6 zone (`fe80::1%eth0`),
+ * padding or blanks, words (`unknown`), and the non-canonical IPv4 forms other parsers read
+ * differently (`010.1.1.1`, `0x7f.1`, `127.1`, `2130706433`). IPv4-mapped IPv6 becomes IPv4.
+ */
+export function parseBareIp(s: string): Addr | undefined {
+  if (s.length === 0 || s.length > MAX_ADDRESS || !/^[0-9A-Fa-f:.]+$/.test(s)) return undefined
+  return parseIp(s)
+}
+
 /** `10.0.0.0/8`, `::1/128`, or a bare address (a single host). Undefined when malformed. */
 export function parseCidr(text: string): Cidr | undefined {
   const [ip, len, extra] = text.trim().split("/")

@@ -76,7 +76,7 @@ const logs = defineCommand({
     await withBackend(modeOf(args), async (b) => {
       await b.getJob(id)
       await untilInterrupted(async (interrupted) => {
-        // A reader that went away (`| head`) ends the command like Ctrl-C does: quietly.
+        // A reader that went away (`| head`) stops the copy; main.ts then exits with ExitCode.OUTPUT.
         const ac = new AbortController()
         const signal = AbortSignal.any([interrupted, ac.signal])
         const write = async (r: StreamRow) => {
