@@ -1,7 +1,7 @@
 import { generateKey } from "../../../shared/auth/hmac.ts"
 import { ConflictError, NotFoundError, UsageError } from "../../../shared/errors.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
-import { tailChunks, tailLines } from "../../../shared/tail.ts"
+import { DEFAULT_TAIL_BYTES, tailChunks, tailOf } from "../../../shared/tail.ts"
 import type { Store } from "../../../store/index.ts"
 import type { AdminBackend, WorkerView } from "./_backend.ts"
 import { openStore } from "./_store.ts"
@@ -58,7 +58,8 @@ export function localBackend(store: Store, target: string, now: () => number = D
     events: (id) => store.events(id),
     async stderrTail(id, lines) {
       await job(id)
-      return tailLines((await store.lastOutput(id, "stderr", tailChunks(lines))).map((r) => r.data), lines)
+      const read = await store.lastOutputBytes(id, "stderr", tailChunks(lines), DEFAULT_TAIL_BYTES)
+      return tailOf(read.rows.map((r) => r.data), lines, read.truncated)
     },
     output: (id, after) => store.readOutput(id, after, PAGE),
 
