@@ -208,6 +208,8 @@ function openDownlink(api: ApiClient, job: string, forwardStdin: boolean, refuse
         if (err instanceof DffmpegError) throw err
       }
       if (!stopped) await up.push(encodeFrame(Kind.stdinEnd, ++seq))
+      // A refusal of the last batches is only seen once they were sent.
+      if (!stopped) await up.drain()
     })().catch((err) => {
       if (err instanceof TooLargeError && !stopped) refused(err)
     })
