@@ -59,6 +59,8 @@ export interface JobDetailExtras {
   events?: JobEvent[]
   /** The last lines of the job's stderr, as a terminal shows them. */
   stderr?: string[]
+  /** The first stderr line is only its end: the tail is limited in bytes (limits.max_log_tail_bytes). */
+  stderrCut?: boolean
 }
 
 /** One job: every field people ask about, then its timeline and the end of its stderr when given. */
@@ -89,6 +91,7 @@ export function jobDetail(j: Job, now: number, x: JobDetailExtras = {}): string 
   }
   if (x.stderr) {
     out += x.stderr.length ? `\nlast ${x.stderr.length} stderr lines\n` : "\nno stderr output\n"
+    if (x.stderrCut) out += "  (the first line is cut: log tails are limited in bytes, limits.max_log_tail_bytes)\n"
     for (const line of x.stderr) out += `  ${line}\n`
   }
   return out

@@ -1,6 +1,6 @@
 import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
-import { DffmpegError, UnavailableError } from "../shared/errors.ts"
+import { DffmpegError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
@@ -108,7 +108,11 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
   const pending: string[] = []
   let deadline: ReturnType<typeof setTimeout> | undefined
   let forceExit!: (code: number) => void
-  const forced = new Promise<number>((resolve) => (forceExit = resolve))
+  let forceFail!: (err: DffmpegError) => void
+  const forced = new Promise<number>((resolve, reject) => {
+    forceExit = resolve
+    forceFail = reject
+  })
   const cancel = async () => {
     if (job) await api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {})
   }
@@ -124,7 +128,9 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
   if (o.signals) for (const sig of FORWARDED) process.on(sig, onSignal)
   const startDownlink = () => {
     if (downlink || !job || (!o.stdin && !o.signals)) return
-    downlink = openDownlink(api, job, o.stdin)
+    // The coordinator refused more stdin (limits.max_stdin_bytes) and canceled the job itself: say so
+    // once and stop, rather than waiting for the process to end on part of its input.
+    downlink = openDownlink(api, job, o.stdin, forceFail)
     for (const sig of pending.splice(0)) downlink.signal(sig)
   }
   const relay = async (): Promise<number> => {
@@ -181,7 +187,7 @@ interface Downlink {
  * The caller's side of the job's downlink: this process's stdin (in order, ending with an
  * end-of-input frame) and the signals it receives, in one sequence so their order is kept.
  */
-function openDownlink(api: ApiClient, job: string, forwardStdin: boolean): Downlink {
+function openDownlink(api: ApiClient, job: string, forwardStdin: boolean, refused: (err: TooLargeError) => void): Downlink {
   let stopped = false
   let seq = 0
   const up = createUploader({
@@ -197,11 +203,16 @@ function openDownlink(api: ApiClient, job: string, forwardStdin: boolean): Downl
           if (stopped) return
           if (chunk.length) await up.push(encodeFrame(Kind.stdin, ++seq, chunk))
         }
-      } catch {
-        // No stdin at all (closed descriptor) reads as an empty input.
+      } catch (err) {
+        // The upload failed for good (the coordinator's answer); reading a closed stdin is an empty input.
+        if (err instanceof DffmpegError) throw err
       }
       if (!stopped) await up.push(encodeFrame(Kind.stdinEnd, ++seq))
-    })().catch(() => {})
+      // A refusal of the last batches is only seen once they were sent.
+      if (!stopped) await up.drain()
+    })().catch((err) => {
+      if (err instanceof TooLargeError && !stopped) refused(err)
+    })
   return {
     signal(sig) {
       up.push(encodeFrame(Kind.signal, ++seq, new TextEncoder().encode(sig))).catch(() => {})

@@ -67,6 +67,13 @@ export class ThrottledError extends DffmpegError {
   }
 }
 
+/** A per-identity quota is used up (HTTP 429): the request may succeed once earlier work finished. */
+export class QuotaError extends DffmpegError {
+  constructor(message: string, details?: unknown) {
+    super(message, "E_QUOTA", 429, ExitCode.UNAVAILABLE, details)
+  }
+}
+
 export class UnavailableError extends DffmpegError {
   constructor(message: string) {
     super(message, "E_UNAVAILABLE", 503, ExitCode.UNAVAILABLE)
@@ -80,6 +87,8 @@ export function fromErrorBody(status: number, body: unknown): DffmpegError {
   if (status === 401 || status === 403) return new AuthError(message, status)
   if (status === 404) return new NotFoundError(message)
   if (status === 409) return new ConflictError(message)
+  if (status === 413) return new TooLargeError(message)
+  if (status === 429) return new QuotaError(message)
   if (status >= 500) return new UnavailableError(message)
   return new InvalidError(message)
 }

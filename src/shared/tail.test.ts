@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test"
-import { tailLines } from "./tail.ts"
+import { tailLines, tailOf } from "./tail.ts"
 
 const b = (s: string) => new TextEncoder().encode(s)
 
@@ -21,4 +21,11 @@ test("status lines redrawn with \\r show only their last state", () => {
 test("keeps empty lines in the middle and decodes a character split between chunks", () => {
   const e = b("é")
   expect(tailLines([b("x\n\n"), e.subarray(0, 1), e.subarray(1), b("\n")], 3)).toEqual(["x", "", "é"])
+})
+
+test("tailOf marks the tail cut only when the lines asked for reach into the cut bytes", () => {
+  // The data starts mid-line (older bytes were cut): "tail of a" is only the end of a line.
+  expect(tailOf([b("tail of a\nb\nc\n")], 3, true)).toEqual({ lines: ["tail of a", "b", "c"], truncated: true })
+  expect(tailOf([b("tail of a\nb\nc\n")], 2, true)).toEqual({ lines: ["b", "c"], truncated: false })
+  expect(tailOf([b("a\nb\n")], 5, false)).toEqual({ lines: ["a", "b"], truncated: false })
 })

@@ -29,3 +29,23 @@ export function collapseLine(line: string): string {
 export function tailChunks(lines: number): number {
   return Math.min(lines * 4 + 64, 4000)
 }
+
+/** Lines of a tail, and whether the first one is only the end of a line (the bytes before it were cut). */
+export interface Tail {
+  lines: string[]
+  truncated: boolean
+}
+
+/**
+ * The last `n` lines of `chunks` (see tailLines) when older bytes may have been cut off (`cut`): one
+ * more line than asked is looked for, and when it is there the lines asked for are whole anyway.
+ */
+export function tailOf(chunks: Uint8Array[], n: number, cut: boolean): Tail {
+  const lines = tailLines(chunks, n + 1)
+  const truncated = cut && lines.length <= n
+  if (lines.length > n) lines.shift()
+  return { lines, truncated }
+}
+
+/** Default byte cap of a log tail (the coordinator's `limits.max_log_tail_bytes`). */
+export const DEFAULT_TAIL_BYTES = 1024 * 1024

@@ -61,6 +61,13 @@ export interface Stats {
   slots: { used: number; total: number }
 }
 
+/** Non-terminal jobs of one identity, by state. */
+export interface ActiveCounts {
+  queued: number
+  assigned: number
+  running: number
+}
+
 /** What a worker's heartbeat says it runs. */
 export interface HeldJob {
   id: string
@@ -118,6 +125,8 @@ export interface Store {
   createJob(job: NewJob, now: number): Promise<Job>
   getJob(id: string): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
+  /** How many of `requester`'s jobs are queued, assigned and running (submission quotas), counted by the database. */
+  activeJobCounts(requester: string): Promise<ActiveCounts>
   events(id: string): Promise<JobEvent[]>
   /** Oldest queued jobs first, after job id `after` when given (paging). */
   queuedJobs(limit: number, after?: string): Promise<Job[]>
@@ -143,10 +152,17 @@ export interface Store {
   readOutput(id: string, after: number, limit: number): Promise<StreamRow[]>
   /** The last `limit` chunks of one of a job's streams, oldest first (log tails). */
   lastOutput(id: string, stream: "stdout" | "stderr", limit: number): Promise<StreamRow[]>
+  /**
+   * Like `lastOutput`, but never more than `maxBytes` in all: the oldest chunk kept may be cut to its
+   * last bytes (`truncated`). Chunk sizes are read first, so nothing beyond the cap is loaded.
+   */
+  lastOutputBytes(id: string, stream: "stdout" | "stderr", limit: number, maxBytes: number): Promise<{ rows: StreamRow[]; truncated: boolean }>
   stats(): Promise<Stats>
   /** Appends to the job's downlink (idempotent by sequence number). False if the job is unknown. */
   appendInput(id: string, chunks: InputChunk[]): Promise<boolean>
   readInput(id: string, after: number, limit: number): Promise<InputRow[]>
+  /** Stdin bytes stored for a job (without reading them) and the last sequence number of its downlink (0 when none). */
+  inputBytes(id: string): Promise<{ bytes: number; lastSeq: number }>
   /** Ends a non-terminal job as failed with a reason; with `epoch`, only while still at that epoch. */
   failJob(id: string, reason: string, now: number, epoch?: number): Promise<Job | undefined>
   /**

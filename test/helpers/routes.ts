@@ -27,12 +27,16 @@ export class RouteHarness {
   kicks = 0
   janitorRuns = 0
   clock = T0
-  private constructor(readonly store: Store) {}
+  private constructor(
+    readonly store: Store,
+    readonly config: CoordinatorConfig,
+  ) {}
 
-  static async open(): Promise<RouteHarness> {
+  /** `config`: coordinator settings as in its YAML file (e.g. `{ limits: { max_stdin_bytes: 10 } }`). */
+  static async open(config: Record<string, unknown> = {}): Promise<RouteHarness> {
     const store = createSqliteStore({ path: ":memory:" })
     await store.migrate()
-    return new RouteHarness(store)
+    return new RouteHarness(store, v.parse(CoordinatorConfig, config))
   }
 
   private app(who: Principal, body: Uint8Array): Hono<AuthEnv> {
@@ -41,7 +45,7 @@ export class RouteHarness {
       hub: this.hub,
       scheduler: { kick: () => void this.kicks++, idle: async () => {} },
       janitor: { run: async () => (this.janitorRuns++, EMPTY_REPORT), start() {}, stop: async () => {} },
-      config: v.parse(CoordinatorConfig, {}),
+      config: this.config,
       log: createLogger({ level: "error" }),
       now: () => this.clock,
       staleMs: 60_000,
@@ -64,9 +68,9 @@ export class RouteHarness {
     return app
   }
 
-  /** A request as `who`; `json` becomes the verified raw body. */
+  /** A request as `who`; `json` (or raw bytes) becomes the verified raw body. */
   request(who: Principal, method: string, path: string, json?: unknown): Promise<Response> {
-    const body = json === undefined ? new Uint8Array() : new TextEncoder().encode(typeof json === "string" ? json : JSON.stringify(json))
+    const body = json === undefined ? new Uint8Array() : json instanceof Uint8Array ? json : new TextEncoder().encode(typeof json === "string" ? json : JSON.stringify(json))
     return Promise.resolve(this.app(who, body).request(path, { method }))
   }
 

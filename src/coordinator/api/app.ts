@@ -9,6 +9,7 @@ import type { Hub } from "../hub.ts"
 import type { Scheduler } from "../scheduler.ts"
 import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
+import { bodyCaps } from "./body.ts"
 import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
 import { ipAllowList } from "./middleware/ip.ts"
 import { adminRoutes } from "./routes/admin.ts"
@@ -42,9 +43,6 @@ function routeOf(c: Context<AuthEnv>): string {
     return "unmatched"
   }
 }
-
-/** Largest signed request body: output uploads are batched up to 4 MiB of payload. */
-export const MAX_BODY = 8 * 1024 * 1024
 
 export function createApp(deps: Deps): Hono<AuthEnv> {
   const base = deps.config.path_base ? "/" + deps.config.path_base.replace(/^\/+|\/+$/g, "") : ""
@@ -106,7 +104,8 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
   })
 
-  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, maxBody: MAX_BODY, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
+  const caps = bodyCaps(deps.config.limits)
+  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, cap: caps.of, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))
   app.route("/api/v1/workers", workerListRoutes(deps))

@@ -19,7 +19,8 @@ const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 1
 
 export const SubmitRequest = v.strictObject({
   binary: Name,
-  args: v.pipe(v.array(Arg), v.maxLength(4096, "more than 4096 arguments")),
+  // The coordinator's own limits (limits.max_args_count, max_args_bytes) apply on top; this is their ceiling.
+  args: v.pipe(v.array(Arg), v.maxLength(100_000, "more than 100000 arguments")),
   paths: v.pipe(v.array(VarName), v.maxLength(256)),
   cwd: v.nullable(v.pipe(v.string(), v.maxLength(4096))),
   /** False when the caller has no stdin (closed or /dev/null): the remote process then reads /dev/null. */

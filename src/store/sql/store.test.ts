@@ -202,6 +202,50 @@ function testStore(name: string, create: () => Store) {
         expect(await store.lastOutput("none", "stderr", 10)).toEqual([])
       })
 
+      test("lastOutputBytes keeps whole chunks within the byte cap and only the end of the one across it", async () => {
+        await running("j1")
+        await store.appendOutput("j1", "w1", 1, [out(1, "aaaa\n", "stderr"), out(2, "x".repeat(100)), out(3, "bbbbbb\n", "stderr"), out(4, "cc\n", "stderr")], undefined, T0 + 3)
+        const dec = (rows: { data: Uint8Array }[]) => rows.map((r) => new TextDecoder().decode(r.data))
+        const whole = await store.lastOutputBytes("j1", "stderr", 10, 1000)
+        expect({ data: dec(whole.rows), truncated: whole.truncated }).toEqual({ data: ["aaaa\n", "bbbbbb\n", "cc\n"], truncated: false })
+        const cut = await store.lastOutputBytes("j1", "stderr", 10, 6)
+        expect({ data: dec(cut.rows), truncated: cut.truncated }).toEqual({ data: ["bb\n", "cc\n"], truncated: true })
+        expect(cut.rows.map((r) => r.stream)).toEqual(["stderr", "stderr"])
+        // A cap that ends exactly at a chunk boundary drops the older chunks without an empty piece.
+        const edge = await store.lastOutputBytes("j1", "stderr", 10, 10)
+        expect({ data: dec(edge.rows), truncated: edge.truncated }).toEqual({ data: ["bbbbbb\n", "cc\n"], truncated: true })
+        // The chunk limit still applies, and is not a byte truncation.
+        expect(await store.lastOutputBytes("j1", "stderr", 1, 1000)).toMatchObject({ truncated: false, rows: [{ data: text("cc\n") }] })
+        expect(await store.lastOutputBytes("none", "stderr", 10, 1000)).toEqual({ rows: [], truncated: false })
+      })
+
+      test("activeJobCounts counts one requester's queued, assigned and running jobs", async () => {
+        await store.createJob(newJob("q1"), T0)
+        await store.createJob(newJob("q2"), T0)
+        await store.createJob(newJob("b1", { requester: "bob" }), T0)
+        await running("r1")
+        await running("a1", "w2", false)
+        await store.createJob(newJob("c1"), T0)
+        await store.requestCancel("c1", "x", T0 + 1)
+        expect(await store.activeJobCounts("alice")).toEqual({ queued: 2, assigned: 1, running: 1 })
+        expect(await store.activeJobCounts("bob")).toEqual({ queued: 1, assigned: 0, running: 0 })
+        expect(await store.activeJobCounts("nobody")).toEqual({ queued: 0, assigned: 0, running: 0 })
+      })
+
+      test("inputBytes sums stored stdin bytes only and reports the last sequence number", async () => {
+        await store.createJob(newJob("j1"), T0)
+        expect(await store.inputBytes("j1")).toEqual({ bytes: 0, lastSeq: 0 })
+        await store.appendInput("j1", [
+          { seq: 1, kind: Kind.stdin, data: randomBytes(1000) },
+          { seq: 2, kind: Kind.signal, data: text("SIGINT") },
+          { seq: 3, kind: Kind.stdin, data: randomBytes(24) },
+        ])
+        // A repeated sequence number is stored once.
+        await store.appendInput("j1", [{ seq: 3, kind: Kind.stdin, data: randomBytes(24) }, { seq: 4, kind: Kind.stdinEnd, data: new Uint8Array(0) }])
+        expect(await store.inputBytes("j1")).toEqual({ bytes: 1024, lastSeq: 4 })
+        expect(await store.inputBytes("none")).toEqual({ bytes: 0, lastSeq: 0 })
+      })
+
       test("progress is stored with output (even without new bytes), kept at the end and cleared on a new attempt", async () => {
         await store.createJob(newJob("j1", { retries: 1 }), T0)
         await store.assign("j1", "w1", T0 + 1)

@@ -4,7 +4,8 @@ import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
-import type { HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
+import { Kind } from "../../shared/protocol/frames.ts"
+import type { ActiveCounts, HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
 
@@ -298,6 +299,18 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const rows = await q.orderBy("id", "desc").limit(f.limit ?? 100).execute()
       return rows.map(toJob)
     },
+    async activeJobCounts(requester) {
+      const counts: ActiveCounts = { queued: 0, assigned: 0, running: 0 }
+      const rows = await db
+        .selectFrom("jobs")
+        .select(["status", sql<number>`count(*)`.as("n")])
+        .where("requester", "=", requester)
+        .where("status", "in", ["queued", "assigned", "running"])
+        .groupBy("status")
+        .execute()
+      for (const r of rows) if (r.status in counts) counts[r.status as keyof ActiveCounts] = Number(r.n)
+      return counts
+    },
     async events(id) {
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
       return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
@@ -413,6 +426,42 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         .execute()
       return rows.reverse().map((r) => ({ pos: Number(r.pos), stream, data: bytes(r.data) }))
     },
+    async lastOutputBytes(id, stream, limit, maxBytes) {
+      const sizes = await db
+        .selectFrom("job_output")
+        .select(["pos", sql<number>`length(data)`.as("n")])
+        .where("job_id", "=", id)
+        .where("stream", "=", STREAM[stream])
+        .orderBy("pos", "desc")
+        .limit(limit)
+        .execute()
+      // Newest first: whole chunks while they fit, then the last bytes of the one that does not.
+      let total = 0
+      let kept = 0
+      let cut: { pos: number; keep: number } | undefined
+      for (const r of sizes) {
+        const n = Number(r.n)
+        if (total + n > maxBytes) {
+          if (maxBytes > total) cut = { pos: Number(r.pos), keep: maxBytes - total }
+          break
+        }
+        total += n
+        kept++
+      }
+      const truncated = kept < sizes.length
+      const rows: StreamRow[] = []
+      if (cut) {
+        // substr() of a blob counts bytes; a negative start counts from the end.
+        const r = await db.selectFrom("job_output").select(sql<Uint8Array>`substr(data, ${-cut.keep})`.as("tail")).where("job_id", "=", id).where("pos", "=", cut.pos).executeTakeFirst()
+        if (r) rows.push({ pos: cut.pos, stream, data: bytes(r.tail) })
+      }
+      if (kept) {
+        const oldest = Number(sizes[kept - 1].pos)
+        const full = await db.selectFrom("job_output").select(["pos", "data"]).where("job_id", "=", id).where("stream", "=", STREAM[stream]).where("pos", ">=", oldest).where("pos", "<=", Number(sizes[0].pos)).orderBy("pos").execute()
+        for (const r of full) rows.push({ pos: Number(r.pos), stream, data: bytes(r.data) })
+      }
+      return { rows, truncated }
+    },
     async stats(): Promise<Stats> {
       const jobs = Object.fromEntries(JobStatuses.options.map((s) => [s, 0])) as Record<JobStatus, number>
       for (const r of await db.selectFrom("jobs").select(["status", sql<number>`count(*)`.as("n")]).groupBy("status").execute()) {
@@ -448,6 +497,15 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     async readInput(id, after, limit): Promise<InputRow[]> {
       const rows = await db.selectFrom("job_input").select(["seq", "kind", "data"]).where("job_id", "=", id).where("seq", ">", after).orderBy("seq").limit(limit).execute()
       return rows.map((r) => ({ seq: Number(r.seq), kind: Number(r.kind), data: r.data === null ? new Uint8Array(0) : bytes(r.data) }))
+    },
+    async inputBytes(id) {
+      // length() of a blob is read from the record header: the data itself is not loaded.
+      const r = await db
+        .selectFrom("job_input")
+        .select([sql<number | null>`sum(case when kind = ${Kind.stdin} then length(data) else 0 end)`.as("bytes"), sql<number | null>`max(seq)`.as("last")])
+        .where("job_id", "=", id)
+        .executeTakeFirst()
+      return { bytes: Number(r?.bytes ?? 0), lastSeq: Number(r?.last ?? 0) }
     },
     failJob: (id, reason, now, epoch) => mutate(id, now, (j) => (isActive(j) && (epoch === undefined || j.epoch === epoch) ? ended("failed", reason, now) : undefined)),
     requestCancel: (id, reason, now) =>

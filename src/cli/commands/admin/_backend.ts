@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs"
+import type { Tail } from "../../../shared/tail.ts"
 import type { JanitorReport } from "../../../coordinator/janitor.ts"
 import { findConfig, searchPaths } from "../../../shared/config/load.ts"
 import { ConfigError, UsageError } from "../../../shared/errors.ts"
@@ -40,8 +41,8 @@ export interface AdminBackend {
   listJobs(q: JobQuery): Promise<Job[]>
   getJob(id: string): Promise<Job>
   events(id: string): Promise<JobEvent[]>
-  /** The last `lines` lines of the job's stderr as a terminal shows them. */
-  stderrTail(id: string, lines: number): Promise<string[]>
+  /** The last `lines` lines of the job's stderr as a terminal shows them, from at most the tail byte cap. */
+  stderrTail(id: string, lines: number): Promise<Tail>
   /** One page of the output stored after position `after` (empty: nothing more yet); never waits. */
   output(id: string, after: number): Promise<StreamRow[]>
   /** Output after `after` as it is written, until the job has ended and all of it was delivered, or `signal` aborts. */

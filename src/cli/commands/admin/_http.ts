@@ -68,7 +68,10 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
       await asAdmin()
       return call<JobEvent[]>("GET", `/api/v1/jobs/${id}/events`)
     },
-    stderrTail: async (id, lines) => (await call<{ lines: string[] }>("GET", `/api/v1/admin/jobs/${id}/log`, { query: { tail: lines } })).lines,
+    async stderrTail(id, lines) {
+      const res = await call<{ lines: string[]; truncated?: boolean }>("GET", `/api/v1/admin/jobs/${id}/log`, { query: { tail: lines } })
+      return { lines: res.lines, truncated: res.truncated === true }
+    },
 
     async output(id, after) {
       try {

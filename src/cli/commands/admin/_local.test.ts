@@ -40,7 +40,7 @@ describe("jobs", () => {
     await h.job(ID)
     await h.run(ID, "w1", [{ stream: "stderr", data: "one\n" }, { stream: "stdout", data: "x" }, { stream: "stderr", data: "two\rthree\n" }], { code: 0 })
     expect(text(await b.output(ID, 0))).toBe("one\nxtwo\rthree\n")
-    expect(await b.stderrTail(ID, 5)).toEqual(["one", "three"])
+    expect(await b.stderrTail(ID, 5)).toEqual({ lines: ["one", "three"], truncated: false })
     const seen: StreamRow[] = []
     await b.follow(ID, 0, async (r) => void seen.push(r), new AbortController().signal)
     expect(text(seen)).toBe("one\nxtwo\rthree\n")

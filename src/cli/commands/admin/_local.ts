@@ -1,7 +1,7 @@
 import { generateKey } from "../../../shared/auth/hmac.ts"
 import { ConflictError, NotFoundError, UsageError } from "../../../shared/errors.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
-import { tailChunks, tailLines } from "../../../shared/tail.ts"
+import { DEFAULT_TAIL_BYTES, tailChunks, tailOf } from "../../../shared/tail.ts"
 import type { Store } from "../../../store/index.ts"
 import type { AdminBackend, WorkerView } from "./_backend.ts"
 import { openStore } from "./_store.ts"
@@ -11,8 +11,8 @@ const POLL_MS = 250
 const PAGE = 256
 
 export async function openLocalBackend(file: string): Promise<AdminBackend> {
-  const { store, path } = await openStore(file)
-  return localBackend(store, path)
+  const { store, path, config } = await openStore(file)
+  return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes)
 }
 
 /**
@@ -20,7 +20,7 @@ export async function openLocalBackend(file: string): Promise<AdminBackend> {
  * the same guarded store transitions the coordinator makes, but it is not told about them: it sees a
  * cancel or an undrain at its workers' next poll rather than at once.
  */
-export function localBackend(store: Store, target: string, now: () => number = Date.now): AdminBackend {
+export function localBackend(store: Store, target: string, now: () => number = Date.now, tailBytes = DEFAULT_TAIL_BYTES): AdminBackend {
   const job = async (id: string): Promise<Job> => {
     const j = await store.getJob(id)
     if (!j) throw new NotFoundError(`no job ${id}`)
@@ -58,7 +58,8 @@ export function localBackend(store: Store, target: string, now: () => number = D
     events: (id) => store.events(id),
     async stderrTail(id, lines) {
       await job(id)
-      return tailLines((await store.lastOutput(id, "stderr", tailChunks(lines))).map((r) => r.data), lines)
+      const read = await store.lastOutputBytes(id, "stderr", tailChunks(lines), tailBytes)
+      return tailOf(read.rows.map((r) => r.data), lines, read.truncated)
     },
     output: (id, after) => store.readOutput(id, after, PAGE),
 

@@ -54,7 +54,7 @@ const show = defineCommand({
       const [events, stderr] = await Promise.all([b.events(id), b.stderrTail(id, TAIL)])
       return { job, events, stderr }
     })
-    print(args.json, { ...job, events, stderrTail: stderr }, () => jobDetail(job, Date.now(), { events, stderr }))
+    print(args.json, { ...job, events, stderrTail: stderr.lines, stderrTailTruncated: stderr.truncated }, () => jobDetail(job, Date.now(), { events, stderr: stderr.lines, stderrCut: stderr.truncated }))
   },
 })
 

@@ -1,9 +1,10 @@
 import { createMiddleware } from "hono/factory"
-import { HEADER, NonceCache, WINDOW_SECONDS, decodeKey, sha256Hex, sign, signaturesEqual } from "../../../shared/auth/hmac.ts"
-import { AuthError, TooLargeError } from "../../../shared/errors.ts"
+import { HEADER, NonceCache, WINDOW_SECONDS, decodeKey, sign, signaturesEqual } from "../../../shared/auth/hmac.ts"
+import { AuthError } from "../../../shared/errors.ts"
 import type { Role } from "../../../shared/protocol/schemas.ts"
 import type { Logger } from "../../../shared/log.ts"
 import type { Store } from "../../../store/index.ts"
+import { readCapped, type BodyCap } from "../body.ts"
 
 export interface Principal {
   name: string
@@ -11,16 +12,20 @@ export interface Principal {
 }
 
 export type AuthEnv = {
-  Variables: { principal: Principal; body: Uint8Array; path: string }
+  /** `key`: the verified identity's key (to sign responses to it). */
+  Variables: { principal: Principal; body: Uint8Array; path: string; key: Buffer }
   Bindings: { server?: import("bun").Server<unknown> }
 }
 
 /**
- * Verifies the request signature (see shared/auth/hmac.ts) and sets `principal` and the raw `body`.
- * Refusals are 401 with one reason; nothing is written before this middleware passes. Neither keys nor
- * signatures are ever logged.
+ * Verifies the request signature (see shared/auth/hmac.ts) and sets `principal`, `key` and the raw
+ * `body`. Everything that can be checked from the headers is checked first (signature headers,
+ * timestamp window, nonce format, a known identity with a usable key, the declared length against the
+ * route's cap); only then is the body read, as it streams, hashed on the way and never past `cap`.
+ * Refusals are 401 with one reason (413 for a body over the cap); nothing is written before this
+ * middleware passes. Neither keys nor signatures are ever logged.
  */
-export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; maxBody: number; stripBase: (p: string) => string; onRefuse?: (reason: string) => void }) {
+export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; cap: (method: string, path: string) => BodyCap; stripBase: (p: string) => string; onRefuse?: (reason: string) => void }) {
   const nonces = new NonceCache()
   return createMiddleware<AuthEnv>(async (c, next) => {
     const h = (name: string) => c.req.header(name)
@@ -40,10 +45,6 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; m
     const now = deps.now()
     if (Math.abs(now / 1000 - Number(timestamp)) > WINDOW_SECONDS) refuse(`request timestamp is more than ${WINDOW_SECONDS} s away from the coordinator's clock`, "clock")
     if (nonce!.length < 16 || nonce!.length > 64) refuse("X-DFFmpeg-Nonce must be 16-64 characters", "nonce")
-    const declared = Number(c.req.header("content-length") ?? 0)
-    if (declared > deps.maxBody) throw new TooLargeError(`request body over ${deps.maxBody} bytes`)
-    const body = new Uint8Array(await c.req.arrayBuffer())
-    if (body.length > deps.maxBody) throw new TooLargeError(`request body over ${deps.maxBody} bytes`)
     const cred = await deps.store.getCredential(client!)
     if (!cred) refuse("unknown identity", "identity")
     let key: Buffer
@@ -52,11 +53,15 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; m
     } catch {
       return refuse("identity has an unusable key; rotate it", "key")
     }
+    const cap = deps.cap(c.req.method, c.get("path"))
+    const hasher = new Bun.CryptoHasher("sha256")
+    const body = await readCapped(c.req.raw, cap, (chunk) => hasher.update(chunk))
     const url = new URL(c.req.url)
-    const expected = sign(key, { method: c.req.method, path: c.get("path"), query: url.searchParams, client: client!, timestamp: timestamp!, nonce: nonce!, bodyHash: sha256Hex(body) })
+    const expected = sign(key, { method: c.req.method, path: c.get("path"), query: url.searchParams, client: client!, timestamp: timestamp!, nonce: nonce!, bodyHash: hasher.digest("hex") })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
     if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)", "replay")
     c.set("principal", { name: cred!.name, role: cred!.role })
+    c.set("key", key)
     c.set("body", body)
     await next()
   })

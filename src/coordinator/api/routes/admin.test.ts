@@ -124,8 +124,32 @@ describe("job log tail", () => {
       { stream: "stderr", data: "frame=1\rframe=2\r\n" },
       { stream: "stderr", data: "done" },
     ])
-    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=3`)).json()).toEqual({ lines: ["line 2", "frame=2", "done"] })
-    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log`)).json()).toEqual({ lines: ["line 1", "line 2", "frame=2", "done"] })
+    const MB = 1024 * 1024
+    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=3`)).json()).toEqual({ lines: ["line 2", "frame=2", "done"], truncated: false, maxBytes: MB })
+    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log`)).json()).toEqual({ lines: ["line 1", "line 2", "frame=2", "done"], truncated: false, maxBytes: MB })
+  })
+
+  test("reads at most limits.max_log_tail_bytes: a huge line comes back as its end, marked in the body and a header", async () => {
+    await h.close()
+    h = await RouteHarness.open({ limits: { max_log_tail_bytes: 4096 } })
+    await h.worker("w1")
+    await h.job(ID)
+    const huge = "A".repeat(3 * 1024 * 1024) + "B".repeat(5000) + "\n"
+    await h.run(ID, "w1", [
+      { stream: "stderr", data: "first\n" },
+      { stream: "stderr", data: huge.slice(0, 2 * 1024 * 1024) },
+      { stream: "stderr", data: huge.slice(2 * 1024 * 1024) },
+      { stream: "stderr", data: "last\n" },
+    ])
+    const res = await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=10`)
+    expect(res.headers.get("x-dffmpeg-tail-truncated")).toBe("4096 bytes (limits.max_log_tail_bytes)")
+    const body = (await res.json()) as { lines: string[]; truncated: boolean; maxBytes: number }
+    expect({ truncated: body.truncated, maxBytes: body.maxBytes, count: body.lines.length, last: body.lines[1] }).toEqual({ truncated: true, maxBytes: 4096, count: 2, last: "last" })
+    expect(body.lines[0]).toBe("B".repeat(4096 - 6))
+    // Lines that fit whole are not marked, even though older bytes were left unread.
+    const whole = await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=1`)
+    expect(whole.headers.get("x-dffmpeg-tail-truncated")).toBeNull()
+    expect(await whole.json()).toEqual({ lines: ["last"], truncated: false, maxBytes: 4096 })
   })
 
   test.each([

@@ -4,7 +4,7 @@ import { generateKey } from "../../../shared/auth/hmac.ts"
 import { ConflictError, InvalidError, NotFoundError } from "../../../shared/errors.ts"
 import { isName } from "../../../shared/ids.ts"
 import { Role } from "../../../shared/protocol/schemas.ts"
-import { tailChunks, tailLines } from "../../../shared/tail.ts"
+import { tailChunks, tailOf } from "../../../shared/tail.ts"
 import type { Deps } from "../app.ts"
 import { intQuery, jobIdParam, jsonBody } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
@@ -89,14 +89,21 @@ export function adminRoutes(deps: Deps) {
   app.post("/workers/:id/drain", drain(true))
   app.post("/workers/:id/undrain", drain(false))
 
-  /** The last `tail` lines of a job's stderr as a terminal shows them (`admin jobs show`). */
+  /**
+   * The last `tail` lines of a job's stderr as a terminal shows them (`admin jobs show`), read from at
+   * most `limits.max_log_tail_bytes` of stored output: when that cut the tail short (a few huge lines),
+   * `truncated` is true, the first line is only its end, and the `X-DFFmpeg-Tail-Truncated` header says so.
+   */
   app.get("/jobs/:id/log", async (c) => {
     const id = jobIdParam(c)
     const tail = intQuery(c, "tail", 10)
     if (tail < 1 || tail > MAX_TAIL) throw new InvalidError(`query parameter tail must be from 1 to ${MAX_TAIL}`)
     if (!(await store.getJob(id))) throw new NotFoundError(`no job ${id}`)
-    const rows = await store.lastOutput(id, "stderr", tailChunks(tail))
-    return c.json({ lines: tailLines(rows.map((r) => r.data), tail) })
+    const maxBytes = deps.config.limits.max_log_tail_bytes
+    const read = await store.lastOutputBytes(id, "stderr", tailChunks(tail), maxBytes)
+    const { lines, truncated } = tailOf(read.rows.map((r) => r.data), tail, read.truncated)
+    if (truncated) c.header("X-DFFmpeg-Tail-Truncated", `${maxBytes} bytes (limits.max_log_tail_bytes)`)
+    return c.json({ lines, truncated, maxBytes })
   })
 
   /** One janitor pass now; answers with what it did. */

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { admin, alice, bob, RouteHarness, T0 } from "../../../../test/helpers/routes.ts"
-import { decodeFrames, Kind } from "../../../shared/protocol/frames.ts"
+import { concatFrames, decodeFrames, encodeFrame, Kind } from "../../../shared/protocol/frames.ts"
 
 let h: RouteHarness
 beforeEach(async () => {
@@ -82,5 +82,41 @@ describe("GET /jobs/:id/output", () => {
     expect((await h.request(admin, "GET", `${J}/${MID}/output?limit=1001`)).status).toBe(400)
     expect((await h.request(admin, "GET", `${J}/${MID}/output?after=x`)).status).toBe(400)
     expect((await h.request(admin, "GET", `${J}/NOTAULID/output`)).status).toBe(404)
+  })
+})
+
+describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
+  let s: RouteHarness
+  beforeEach(async () => {
+    s = await RouteHarness.open({ limits: { max_stdin_bytes: 10 } })
+    await s.job(MID, { stdin: true })
+  })
+  afterEach(async () => {
+    await s.close()
+  })
+  const upload = (...frames: Uint8Array[]) => s.request(alice, "POST", `${J}/${MID}/stdin`, concatFrames(frames))
+  const stdin = (seq: number, n: number) => encodeFrame(Kind.stdin, seq, new Uint8Array(n).fill(0x41))
+
+  test("up to the limit is stored (a resent chunk is not counted twice); one byte more is 413 and cancels the job", async () => {
+    expect((await upload(stdin(1, 6))).status).toBe(200)
+    expect((await upload(stdin(1, 6), stdin(2, 4), encodeFrame(Kind.signal, 3, new TextEncoder().encode("SIGINT")))).status).toBe(200)
+    expect(await s.store.inputBytes(MID)).toEqual({ bytes: 10, lastSeq: 3 })
+    const res = await upload(stdin(4, 1))
+    expect(res.status).toBe(413)
+    expect(await res.json()).toEqual({ error: { code: "E_TOO_LARGE", message: `the standard input of job ${MID} is over 10 bytes (limits.max_stdin_bytes); the job is canceled` } })
+    const job = (await s.store.getJob(MID))!
+    expect({ status: job.status, error: job.error }).toEqual({ status: "canceled", error: "its standard input passed 10 bytes (limits.max_stdin_bytes)" })
+    // Nothing of the refused batch was stored; later uploads are ignored like for any ended job.
+    expect(await s.store.inputBytes(MID)).toEqual({ bytes: 10, lastSeq: 3 })
+    expect(await (await upload(stdin(4, 1))).json()).toEqual({ ok: true, ignored: true })
+  })
+
+  test("a running job is asked to stop: its worker sees the cancel request", async () => {
+    await s.worker("w1")
+    const assigned = await s.store.assign(MID, "w1", s.clock)
+    await s.store.start(MID, "w1", assigned!.epoch, s.clock)
+    expect((await upload(stdin(1, 11))).status).toBe(413)
+    const job = (await s.store.getJob(MID))!
+    expect({ status: job.status, canceling: job.cancelRequestedAt !== null }).toEqual({ status: "running", canceling: true })
   })
 })

@@ -1,5 +1,5 @@
 import { Hono, type Context } from "hono"
-import { AuthError, ConflictError, InvalidError, NotFoundError } from "../../../shared/errors.ts"
+import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../../shared/errors.ts"
 import { newId } from "../../../shared/ids.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
@@ -7,6 +7,7 @@ import { ExitReport, JobStatus, ProgressReport, SubmitRequest, isTerminal, issue
 import type { InputChunk, OutputChunk } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import type { Deps } from "../app.ts"
+import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, FRAMES_TYPE, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery } from "../_util.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
@@ -56,6 +57,14 @@ export function jobRoutes(deps: Deps) {
         log.error("could not cancel an abandoned job", { job: id }, err as Error)
       }
     }, CALLER_GRACE_MS)
+  }
+
+  /** Wakes everyone a cancel concerns: the job's streams, its worker's poll, the scheduler (a freed slot). */
+  const announceCancel = (done: Job) => {
+    hub.notify(topic.input(done.id))
+    hub.notify(topic.output(done.id))
+    if (done.workerId) hub.notify(topic.worker(done.workerId))
+    scheduler.kick()
   }
 
   const load = async (c: Context<AuthEnv>): Promise<Job> => {
@@ -138,8 +147,10 @@ export function jobRoutes(deps: Deps) {
       if (name !== undefined && !req.paths.includes(name)) throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
     }
     if (req.cwd !== null && varOf(req.cwd) === undefined) throw new InvalidError("cwd must be a path variable ($Var/...) or null")
+    checkArguments(req, config.limits)
     const attach = c.req.query("attach") === "1"
     if (attach && req.retries > 0) throw new InvalidError("retries are for detached jobs: a job re-run under an attached caller would repeat its output")
+    await checkQueueQuota(store, p.name, config.limits)
     const job = await store.createJob(
       { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
       now(),
@@ -187,10 +198,7 @@ export function jobRoutes(deps: Deps) {
       throw new ConflictError(`job ${job.id} already ended: ${cur.status}`, { status: cur.status })
     }
     log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", { job: job.id, by: p.name })
-    hub.notify(topic.input(job.id))
-    hub.notify(topic.output(job.id))
-    if (done.workerId) hub.notify(topic.worker(done.workerId))
-    scheduler.kick()
+    announceCancel(done)
     return c.json(done, done.status === "canceled" ? 200 : 202)
   })
 
@@ -198,6 +206,25 @@ export function jobRoutes(deps: Deps) {
     const job = await load(c)
     return streamOutput(c, job, intQuery(c, "after", 0))
   })
+
+  /**
+   * 413 once a job's stdin would pass `limits.max_stdin_bytes` (counted from what is stored, without
+   * reading it; repeated sequence numbers are not counted twice). The job is canceled: a process that
+   * got only part of its input would produce a wrong result rather than fail.
+   */
+  const checkStdinQuota = async (job: Job, chunks: InputChunk[]) => {
+    const max = config.limits.max_stdin_bytes
+    const stored = await store.inputBytes(job.id)
+    let bytes = stored.bytes
+    for (const ch of chunks) if (ch.kind === Kind.stdin && ch.seq > stored.lastSeq) bytes += ch.data.length
+    if (bytes <= max) return
+    const done = await store.requestCancel(job.id, `its standard input passed ${max} bytes (limits.max_stdin_bytes)`, now())
+    if (done) {
+      log.warn("job canceled: stdin over the limit", { job: job.id, limit: max })
+      announceCancel(done)
+    }
+    throw new TooLargeError(`the standard input of job ${job.id} is over ${max} bytes (limits.max_stdin_bytes); the job is canceled`)
+  }
 
   app.post("/:id/stdin", async (c) => {
     const job = await load(c)
@@ -211,6 +238,7 @@ export function jobRoutes(deps: Deps) {
       chunks.push({ seq: f.seq, kind: f.kind, data: f.data })
     }
     if (isTerminal(job.status)) return c.json({ ok: true, ignored: true })
+    await checkStdinQuota(job, chunks)
     await store.appendInput(job.id, chunks)
     hub.notify(topic.input(job.id))
     return c.json({ ok: true })

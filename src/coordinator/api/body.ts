@@ -1,0 +1,77 @@
+import { InvalidError, TooLargeError } from "../../shared/errors.ts"
+import type { CoordinatorConfig } from "../../shared/config/schema.ts"
+
+type Limits = CoordinatorConfig["limits"]
+
+/** A route's body cap, and what to tell a client that went over it (which setting decides it). */
+export interface BodyCap {
+  bytes: number
+  /** The config key the cap comes from, named in the 413 message. */
+  key: string
+}
+
+/**
+ * Body caps by route. Frame uploads (worker output, caller stdin) get `limits.max_body_bytes`; every
+ * other signed route carries JSON, whose largest legitimate body is a submission: twice its argument
+ * budget (JSON escaping of quotes and backslashes) plus room for the other fields, at least 1 MiB.
+ */
+export function bodyCaps(limits: Limits): { upload: BodyCap; json: BodyCap; of(method: string, path: string): BodyCap } {
+  const upload = { bytes: limits.max_body_bytes, key: "limits.max_body_bytes" }
+  const json = { bytes: Math.max(1024 * 1024, 2 * limits.max_args_bytes + 64 * 1024), key: "limits.max_args_bytes" }
+  return {
+    upload,
+    json,
+    of: (method, path) => (method === "POST" && /^\/api\/v1\/jobs\/[^/]+\/(output|stdin)$/.test(path) ? upload : json),
+  }
+}
+
+function tooLarge(cap: BodyCap, declared?: number): TooLargeError {
+  const what = declared === undefined ? "request body is over" : `request body of ${declared} bytes is over`
+  return new TooLargeError(`${what} this route's limit of ${cap.bytes} bytes (set by ${cap.key})`)
+}
+
+/**
+ * 413 when the declared Content-Length is over the cap, before anything is read; 400 when it is not
+ * a number. A missing header (a chunked body) is counted while it streams, by `readCapped`.
+ */
+export function checkDeclaredLength(req: Request, cap: BodyCap): void {
+  const raw = req.headers.get("content-length")
+  if (raw === null) return
+  if (!/^\d{1,16}$/.test(raw.trim())) throw new InvalidError("Content-Length must be a number of bytes")
+  const declared = Number(raw)
+  if (declared > cap.bytes) throw tooLarge(cap, declared)
+}
+
+/**
+ * Reads a request body as it streams, never holding more than `cap.bytes`: past it the stream is
+ * canceled and the request refused with 413. `onChunk` sees every chunk in order (to hash the body
+ * while it arrives). A body that breaks off (the client went away) is a 400.
+ */
+export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: Uint8Array) => void): Promise<Uint8Array> {
+  checkDeclaredLength(req, cap)
+  if (!req.body) return new Uint8Array(0)
+  const reader = req.body.getReader()
+  const chunks: Uint8Array[] = []
+  let total = 0
+  try {
+    for (;;) {
+      let next: Awaited<ReturnType<typeof reader.read>>
+      try {
+        next = await reader.read()
+      } catch {
+        throw new InvalidError("the request body ended early (connection closed while it was sent)")
+      }
+      if (next.done) break
+      total += next.value.length
+      if (total > cap.bytes) {
+        void reader.cancel().catch(() => {})
+        throw tooLarge(cap)
+      }
+      onChunk?.(next.value)
+      chunks.push(next.value)
+    }
+  } finally {
+    reader.releaseLock()
+  }
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total)
+}

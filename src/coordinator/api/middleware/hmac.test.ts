@@ -1,0 +1,133 @@
+import { describe, expect, test } from "bun:test"
+import { Hono } from "hono"
+import { HEADER, generateKey, signRequest } from "../../../shared/auth/hmac.ts"
+import { DffmpegError } from "../../../shared/errors.ts"
+import { createLogger } from "../../../shared/log.ts"
+import type { Store } from "../../../store/index.ts"
+import { hmacAuth, type AuthEnv } from "./hmac.ts"
+
+const KEY = generateKey()
+const NOW = 1_700_000_000_000
+const CAP = 1024
+const PATH = "/api/v1/echo"
+
+/** The middleware on one echo route, with an in-memory identity `alice`; counts credential lookups. */
+function harness() {
+  const seen = { lookups: 0, refusals: [] as string[] }
+  const store = {
+    async getCredential(name: string) {
+      seen.lookups++
+      return name === "alice" ? { name, role: "client", key: KEY, createdAt: 0 } : undefined
+    },
+  } as unknown as Store
+  const app = new Hono<AuthEnv>()
+  app.use("/api/*", hmacAuth({ store, log: createLogger({ level: "error" }), now: () => NOW, cap: () => ({ bytes: CAP, key: "limits.test" }), stripBase: (p) => p, onRefuse: (r) => seen.refusals.push(r) }))
+  app.post(PATH, (c) => c.json({ who: c.get("principal").name, bytes: c.get("body").length, keyBytes: c.get("key").length }))
+  app.onError((err, c) => {
+    if (err instanceof DffmpegError) return c.json({ error: { code: err.code, message: err.message } }, err.status as 400)
+    return c.json({ error: { code: "E_INTERNAL", message: String(err) } }, 500)
+  })
+  return { app, seen }
+}
+
+/** A body stream that only produces data when read (highWaterMark 0), and says how much was read. */
+function lazyBody(total: number, chunk = 256) {
+  const state = { pulled: 0, canceled: false }
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(ctl) {
+        if (state.pulled >= total) return ctl.close()
+        const n = Math.min(chunk, total - state.pulled)
+        state.pulled += n
+        ctl.enqueue(new Uint8Array(n).fill(0x61))
+      },
+      cancel() {
+        state.canceled = true
+      },
+    },
+    { highWaterMark: 0 },
+  )
+  return { stream, state }
+}
+
+const bytesOf = (n: number) => new Uint8Array(n).fill(0x61)
+
+function signed(body: Uint8Array, over: { client?: string; now?: number } = {}) {
+  return signRequest({ key: Buffer.from(KEY, "base64"), client: over.client ?? "alice", method: "POST", path: PATH, body, now: over.now ?? NOW })
+}
+
+async function send(app: Hono<AuthEnv>, headers: Record<string, string>, body: ReadableStream<Uint8Array> | Uint8Array | null) {
+  const res = await app.request(`http://x${PATH}`, { method: "POST", headers, body, duplex: "half" } as RequestInit)
+  return { status: res.status, body: (await res.json()) as { who?: string; bytes?: number; keyBytes?: number; error?: { code: string; message: string } } }
+}
+
+describe("hmacAuth reads the body only after the headers passed", () => {
+  test("a signed streamed body within the cap is hashed as it arrives and verified; the key is exposed", async () => {
+    const { app } = harness()
+    const { stream, state } = lazyBody(CAP)
+    const res = await send(app, signed(bytesOf(CAP)), stream)
+    expect(res).toEqual({ status: 200, body: { who: "alice", bytes: CAP, keyBytes: 32 } })
+    expect(state.pulled).toBe(CAP)
+  })
+
+  test("a body that differs from the signed one is refused as an invalid signature", async () => {
+    const { app, seen } = harness()
+    const res = await send(app, signed(bytesOf(10)), bytesOf(11))
+    expect(res.status).toBe(401)
+    expect(seen.refusals).toEqual(["signature"])
+  })
+
+  test.each([
+    ["an unknown identity", { client: "mallory" }, "identity", 1],
+    ["a timestamp outside the window", { now: NOW - 120_000 }, "clock", 0],
+  ])("%s is 401 without reading a byte of the body", async (_what, over, kind, lookups) => {
+    const { app, seen } = harness()
+    const { stream, state } = lazyBody(8 * 1024 * 1024, 64 * 1024)
+    const res = await send(app, signed(bytesOf(8), over), stream)
+    expect(res.status).toBe(401)
+    expect(res.body.error?.code).toBe("E_AUTH")
+    expect(seen.refusals).toEqual([kind])
+    expect(seen.lookups).toBe(lookups)
+    expect(state.pulled).toBe(0)
+  })
+
+  test("unsigned requests are 401 before the store is asked", async () => {
+    const { app, seen } = harness()
+    const { stream, state } = lazyBody(4096)
+    expect((await send(app, {}, stream)).status).toBe(401)
+    expect({ lookups: seen.lookups, pulled: state.pulled }).toEqual({ lookups: 0, pulled: 0 })
+  })
+
+  test("a declared Content-Length over the cap is 413 JSON naming the limit, before reading", async () => {
+    const { app, seen } = harness()
+    const { stream, state } = lazyBody(CAP + 1)
+    const res = await send(app, { ...signed(bytesOf(CAP + 1)), "content-length": String(CAP + 1) }, stream)
+    expect(res.status).toBe(413)
+    expect(res.body.error).toEqual({ code: "E_TOO_LARGE", message: `request body of ${CAP + 1} bytes is over this route's limit of ${CAP} bytes (set by limits.test)` })
+    expect({ pulled: state.pulled, refusals: seen.refusals }).toEqual({ pulled: 0, refusals: [] })
+  })
+
+  test("a chunked body is counted while it streams: 413 once past the cap, and the stream is canceled", async () => {
+    const { app } = harness()
+    const { stream, state } = lazyBody(100 * CAP, 100)
+    const res = await send(app, signed(bytesOf(8)), stream)
+    expect(res.status).toBe(413)
+    expect(res.body.error?.message).toBe(`request body is over this route's limit of ${CAP} bytes (set by limits.test)`)
+    expect(state.pulled).toBeLessThanOrEqual(CAP + 100)
+    expect(state.canceled).toBe(true)
+  })
+
+  test("a malformed Content-Length is 400", async () => {
+    const { app } = harness()
+    const res = await send(app, { ...signed(bytesOf(4)), "content-length": "4x" }, null)
+    expect(res.status).toBe(400)
+    expect(res.body.error?.message).toMatch(/Content-Length must be a number/)
+  })
+
+  test("the headers it checks are the signed ones: a missing nonce is 401", async () => {
+    const { app } = harness()
+    const h = signed(bytesOf(4))
+    delete h[HEADER.nonce]
+    expect((await send(app, h, bytesOf(4))).status).toBe(401)
+  })
+})
