@@ -9,11 +9,12 @@ import { createStore, type Store } from "../../../store/index.ts"
  * busy timeout), with the coordinator's secret (`secret_key_file`) so keys are sealed as it seals them.
  * Returns the database path too, for messages, and the secret file's keyring (undefined in memory).
  */
-export async function openStore(file: string): Promise<{ store: Store; path: string; keys: Keyring; secretFile?: string }> {
+export async function openStore(file: string): Promise<{ store: Store; path: string; secret?: { file: string; keys: FileKeyring } }> {
   const { config, base, warnings } = await loadConfig("coordinator", file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
   const paths = storePaths(config, base)
-  const keys: FileKeyring | Keyring = paths.secret ? fileKeyring(paths.secret) : memoryKeyring()
+  const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
+  const keys: Keyring = onDisk ?? memoryKeyring()
   const store = await createStore({
     engine: config.database.engine,
     path: paths.database,
@@ -23,5 +24,5 @@ export async function openStore(file: string): Promise<{ store: Store; path: str
       if (r.sealed) process.stderr.write(`dffmpeg: encrypted ${r.sealed} key(s) that were stored in clear\n`)
     },
   })
-  return { store, path: paths.database, keys, secretFile: paths.secret }
+  return { store, path: paths.database, secret: onDisk && paths.secret ? { file: paths.secret, keys: onDisk } : undefined }
 }

@@ -14,5 +14,6 @@ export default defineCommand({
     jobs: () => import("./jobs.ts").then((m) => m.default),
     workers: () => import("./workers.ts").then((m) => m.default),
     janitor: () => import("./janitor.ts").then((m) => m.default),
+    security: () => import("./security.ts").then((m) => m.default),
   },
 })
