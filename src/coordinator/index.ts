@@ -42,14 +42,14 @@ function keyProblemLog(log: Logger, now: () => number) {
  * The store with its keys sealed under the coordinator secret. Refuses (ConfigError) a secret file
  * others can read; warns about a database others can read.
  */
-async function openStore(config: CoordinatorConfig, paths: { database: string; secret?: string }, log: Logger): Promise<Store> {
+async function openStore(config: CoordinatorConfig, paths: { database: string; secret?: string }, log: Logger, now: () => number): Promise<Store> {
   const keys = paths.secret ? fileKeyring(paths.secret) : memoryKeyring()
   if ("created" in keys && keys.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
   const store = await createStore({
     engine: config.database.engine,
     path: paths.database,
     keys,
-    onKeyProblem: keyProblemLog(log, Date.now),
+    onKeyProblem: keyProblemLog(log, now),
     onKeys: (r) => {
       if (r.recovered) log.warn("completed an interrupted secret rotation", { file: paths.secret, secret: r.recovered })
       if (r.sealed) log.info(`encrypted ${r.sealed} stored key(s) that were in clear`, { secret: keys.current().id })
@@ -68,7 +68,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const now = opts.now ?? Date.now
   const paths = storePaths(config, opts.base)
   const dbPath = paths.database
-  const raw = opts.store ?? (await openStore(config, paths, log))
+  const raw = opts.store ?? (await openStore(config, paths, log, now))
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()

@@ -79,7 +79,7 @@ describe("the secret file", () => {
     const k = fileKeyring(file)
     const old = k.current()
     const next = newSecret()
-    expect(k.find(next.id)).toBeUndefined()
+    expect(k.find(newSecret().id)).toBeUndefined()
     const pending = writeNext(file, next)
     expect(pending).toBe(nextPath(file, next.id))
     expect(mode(pending)).toBe(0o600)
@@ -94,4 +94,9 @@ describe("the secret file", () => {
     // A second keyring on the file, opened before the promotion, follows it.
     expect(fileKeyring(file).current().id).toBe(next.id)
   })
+})
+
+test("a secret file that cannot be created is a config error naming it", () => {
+  const file = join(tmpdir(), `dffmpeg-no-such-dir-${process.pid}`, "x", "db.secret")
+  expect(() => fileKeyring(file)).toThrow(`secret_key_file ${file} cannot be created: ENOENT`)
 })

@@ -113,9 +113,16 @@ export interface FileKeyring extends Keyring {
  * follows a rotation made by `dffmpeg admin security rotate-secret` while it runs.
  */
 export function fileKeyring(file: string): FileKeyring {
-  const created = !existsSync(file) && createFileExclusive(file, encode(newSecret()))
+  let created = false
+  try {
+    created = !existsSync(file) && createFileExclusive(file, encode(newSecret()))
+  } catch (err) {
+    throw new ConfigError(`secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
   let current = readSecret(file)
   const known = new Map<string, Secret>([[current.id, current]])
+  /** Ids looked for in vain, and when: a database under a lost secret must not make every request read the disk. */
+  const missed = new Map<string, number>()
   const reload = () => {
     try {
       current = readSecret(file)
@@ -137,8 +144,14 @@ export function fileKeyring(file: string): FileKeyring {
     created,
     current: () => current,
     find(id) {
-      if (!known.has(id)) reload()
-      return known.get(id)
+      if (known.has(id)) return known.get(id)
+      // A rotation writes its pending file before it commits, so a new id is found at the first look.
+      if ((missed.get(id) ?? -Infinity) > Date.now() - 1000) return undefined
+      reload()
+      if (known.has(id)) return known.get(id)
+      if (missed.size > 100) missed.clear()
+      missed.set(id, Date.now())
+      return undefined
     },
     promote(s) {
       writeFileAtomic(file, encode(s))
