@@ -20,7 +20,9 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
     case "sqlite": {
       const { createSqliteStore } = await import("./sqlite/index.ts")
       const store = createSqliteStore({ path: cfg.path, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem })
-      cfg.onKeys?.(await store.migrate())
+      // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
+      const report = await store.migrate()
+      cfg.onKeys?.(report)
       return store
     }
     default:
