@@ -51,6 +51,11 @@ describe("keys at rest", () => {
       expect(r.key).toMatch(/^v1:/)
       for (const name of ["admin1", "client1"]) expect(r.key).not.toContain(c.key(name))
     }
+    // Nor does any byte of the files (free space, WAL).
+    for (const f of [db, `${db}-wal`]) {
+      const bytes = readFileSync(f)
+      for (const name of ["admin1", "client1"]) expect(bytes.includes(c.key(name))).toBe(false)
+    }
     expect((await jobs("client1")).status).toBe(200)
   })
 

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { Database as Sqlite } from "bun:sqlite"
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { Kysely } from "kysely"
@@ -74,6 +74,14 @@ describe("a database with keys in clear", () => {
     }
     for (const [name, key] of Object.entries(KEYS)) expect((await store.getCredential(name))?.key).toBe(key)
     expect(problems).toEqual([])
+  })
+
+  test("leaves no key in clear anywhere in the database files (free space, WAL)", async () => {
+    const files = () => [path, `${path}-wal`].filter((f) => existsSync(f)).map((f) => readFileSync(f))
+    // The clear database does hold them, as bytes a file reader finds.
+    expect(files().some((b) => b.includes(KEYS.root))).toBe(true)
+    await store.migrate()
+    for (const bytes of files()) for (const k of Object.values(KEYS)) expect(bytes.includes(k)).toBe(false)
   })
 
   test("is encrypted once: starting again changes no row", async () => {

@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely"
+import { sql, type Kysely } from "kysely"
 import { ConflictError, UnavailableError } from "../../shared/errors.ts"
 import { KeyError, isSealed, open, seal, type Keyring, type Secret } from "../../shared/auth/keyring.ts"
 import type { StoreKind } from "../types.ts"
@@ -43,6 +43,24 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
     return s
   }
 
+  /**
+   * Runs `fn` so that what it replaces leaves no trace in the files: SQLite keeps a replaced row's bytes
+   * in the page's free space and the old page in the WAL until a checkpoint. With secure_delete the
+   * freed bytes are zeroed, and a TRUNCATE checkpoint (when `done` says something was replaced) moves
+   * the new pages into the database file and empties the WAL. Other dialects manage their own storage.
+   */
+  const wiping = async <T>(fn: () => Promise<T>, done: (r: T) => boolean): Promise<T> => {
+    if (kind !== "sqlite") return fn()
+    await sql`PRAGMA secure_delete = ON`.execute(db)
+    try {
+      const r = await fn()
+      if (done(r)) await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(db)
+      return r
+    } finally {
+      await sql`PRAGMA secure_delete = OFF`.execute(db)
+    }
+  }
+
   return {
     /** Runs `write` with `key` sealed for `name`, in one write transaction with the choice of the secret. */
     write: <T>(name: string, key: string, write: (t: Kysely<Database>, sealed: string) => Promise<T>) => tx(async (t) => write(t, seal(await sealer(t), name, key))),
@@ -63,7 +81,7 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
      * seals keys still stored in clear (databases from before encryption). Idempotent.
      */
     async sealAll(): Promise<{ sealed: number; recovered?: string }> {
-      return tx(async (t) => {
+      const report = await wiping(() => tx(async (t) => {
         const id = await metaSecret(t)
         let recovered: string | undefined
         if (id !== undefined && id !== keys.current().id) {
@@ -80,12 +98,13 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
         const clear = (await t.selectFrom("users").select(["name", "key"]).execute()).filter((r) => !isSealed(r.key))
         for (const r of clear) await t.updateTable("users").set({ key: seal(target, r.name, r.key.trim()) }).where("name", "=", r.name).execute()
         return { sealed: clear.length, recovered }
-      })
+      }), (r) => r.sealed > 0)
+      return report
     },
 
     /** Re-seals every key under `next` and records it as the database's secret, in one transaction. */
     async reseal(next: Secret): Promise<number> {
-      return tx(async (t) => {
+      return wiping(() => tx(async (t) => {
         const rows = await t.selectFrom("users").select(["name", "key"]).orderBy("name").execute()
         const opened: { name: string; key: string }[] = []
         const bad: string[] = []
@@ -102,7 +121,7 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
         for (const r of opened) await t.updateTable("users").set({ key: seal(next, r.name, r.key) }).where("name", "=", r.name).execute()
         await setMetaSecret(t, next.id, await metaSecret(t))
         return opened.length
-      })
+      }), (n) => n > 0)
     },
   }
 }
