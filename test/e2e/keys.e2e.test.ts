@@ -104,4 +104,14 @@ describe("keys at rest", () => {
     await c.startCoordinator()
     expect((await jobs("client1")).status).toBe(200)
   })
+
+  test("a world-readable database is served with a warning naming the fix", async () => {
+    await c.coordinator.stop("SIGTERM")
+    chmodSync(db, 0o644)
+    await c.startCoordinator()
+    await c.coordinator.waitForLine(new RegExp(`database ${db} is readable by every user \\(mode 0644\\); make it private: chmod 600 ${db}`))
+    // Its sidecars never get the others' bit.
+    for (const f of [`${db}-wal`, `${db}-shm`]) expect([f, mode(f)]).toEqual([f, 0o640])
+    expect((await jobs("client1")).status).toBe(200)
+  })
 })
