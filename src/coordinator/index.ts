@@ -43,8 +43,9 @@ function keyProblemLog(log: Logger, now: () => number) {
  * others can read; warns about a database others can read.
  */
 async function openStore(config: CoordinatorConfig, paths: { database: string; secret?: string }, log: Logger, now: () => number): Promise<Store> {
-  const keys = paths.secret ? fileKeyring(paths.secret) : memoryKeyring()
-  if ("created" in keys && keys.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
+  const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
+  if (onDisk?.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
+  const keys = onDisk ?? memoryKeyring()
   const store = await createStore({
     engine: config.database.engine,
     path: paths.database,
