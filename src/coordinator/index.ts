@@ -1,4 +1,7 @@
-import { isAbsolute, join } from "node:path"
+import { statSync } from "node:fs"
+import { memoryKeyring } from "../shared/auth/keyring.ts"
+import { fileKeyring, octal } from "../shared/auth/secret-file.ts"
+import { storePaths } from "../shared/config/load.ts"
 import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, type Store } from "../store/index.ts"
@@ -23,12 +26,50 @@ export interface CoordinatorOptions {
   store?: Store
 }
 
+/** Problems with stored keys, at most once a minute each: a refused identity retries every few seconds. */
+function keyProblemLog(log: Logger, now: () => number) {
+  const last = new Map<string, number>()
+  return (message: string) => {
+    const t = now()
+    if ((last.get(message) ?? -Infinity) > t - 60_000) return
+    if (last.size > 1000) last.clear()
+    last.set(message, t)
+    log.error(`stored key unusable: ${message}`)
+  }
+}
+
+/**
+ * The store with its keys sealed under the coordinator secret. Refuses (ConfigError) a secret file
+ * others can read; warns about a database others can read.
+ */
+async function openStore(config: CoordinatorConfig, paths: { database: string; secret?: string }, log: Logger, now: () => number): Promise<Store> {
+  const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
+  if (onDisk?.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
+  const keys = onDisk ?? memoryKeyring()
+  const store = await createStore({
+    engine: config.database.engine,
+    path: paths.database,
+    keys,
+    onKeyProblem: keyProblemLog(log, now),
+    onKeys: (r) => {
+      if (r.recovered) log.warn("completed an interrupted secret rotation", { file: paths.secret, secret: r.recovered })
+      if (r.sealed) log.info(`encrypted ${r.sealed} stored key(s) that were in clear`, { secret: keys.current().id })
+    },
+  })
+  if (paths.database !== ":memory:") {
+    const mode = statSync(paths.database).mode & 0o777
+    if (mode & 0o004) log.warn(`database ${paths.database} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${paths.database}`)
+  }
+  return store
+}
+
 /** Opens the store, starts the HTTP API and the scheduler; resolves once it is listening. */
 export async function startCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions): Promise<Service> {
   const log = opts.log
   const now = opts.now ?? Date.now
-  const dbPath = config.database.path === ":memory:" || isAbsolute(config.database.path) ? config.database.path : join(opts.base, config.database.path)
-  const raw = opts.store ?? (await createStore({ engine: config.database.engine, path: dbPath }))
+  const paths = storePaths(config, opts.base)
+  const dbPath = paths.database
+  const raw = opts.store ?? (await openStore(config, paths, log, now))
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()

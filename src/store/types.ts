@@ -1,3 +1,4 @@
+import type { Secret } from "../shared/auth/keyring.ts"
 import type { ExitReport, Job, JobEvent, JobStatus, ProgressReport, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../shared/protocol/schemas.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
@@ -91,7 +92,11 @@ export type UploadResult =
  */
 export interface Store {
   readonly kind: StoreKind
-  migrate(): Promise<void>
+  /**
+   * Brings the schema up to date, then the stored keys: seals those still in clear and completes a
+   * secret rotation that was interrupted after its commit (`recovered`: the secret id now on disk).
+   */
+  migrate(): Promise<{ sealed: number; recovered?: string }>
   close(): Promise<void>
 
   addUser(name: string, role: Role, key: string, now: number): Promise<User>
@@ -102,6 +107,11 @@ export interface Store {
   getUser(name: string): Promise<User | undefined>
   /** Replaces a user's key (the old one stops working at once). False when there is no such user. */
   setUserKey(name: string, key: string): Promise<boolean>
+  /**
+   * Re-encrypts every stored key under `next` and records it as the database's secret, in one
+   * transaction; ConflictError (nothing changed) when a key cannot be opened. Returns how many.
+   */
+  resealKeys(next: Secret): Promise<number>
 
   /** Creates or refreshes a worker. New (or offline) workers start `registering` with `token`. */
   upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number): Promise<Worker>

@@ -138,3 +138,14 @@ export function coordinatorUrl(link: { scheme: string; host: string; port: numbe
   const base = link.path_base ? "/" + link.path_base.replace(/^\/+|\/+$/g, "") : ""
   return `${link.scheme}://${host}:${link.port}${base}`
 }
+
+/**
+ * The coordinator's database file and its secret file (`secret_key_file`, default `<database>.secret`),
+ * resolved against the config's directory. An in-memory database has no secret file (its keys die with it).
+ */
+export function storePaths(cfg: { database: { path: string }; secret_key_file?: string }, base: string): { database: string; secret?: string } {
+  const at = (p: string) => (isAbsolute(p) ? p : join(base, p))
+  const database = cfg.database.path === ":memory:" ? ":memory:" : at(cfg.database.path)
+  if (cfg.secret_key_file) return { database, secret: at(cfg.secret_key_file) }
+  return database === ":memory:" ? { database } : { database, secret: `${database}.secret` }
+}

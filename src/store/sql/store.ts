@@ -5,6 +5,8 @@ import type { Database } from "./schema.ts"
 import { migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
+import { keyVault } from "./keys.ts"
+import { memoryKeyring, type Keyring } from "../../shared/auth/keyring.ts"
 import type { ActiveCounts, HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
@@ -75,12 +77,23 @@ const WORKER_STATES: WorkerStatus[] = ["registering", "online", "draining", "off
 const num = (x: number | string | null) => (x === null ? null : Number(x))
 const bytes = (x: Uint8Array | Buffer) => (x instanceof Uint8Array ? x : new Uint8Array(x))
 
+export interface SqlStoreOptions {
+  /** The secrets stored keys are sealed under (default: a random one in memory, for `:memory:` and tests). */
+  keys?: Keyring
+  /** A stored key that cannot be used (wrong secret, altered row): the identity is refused and this says why. */
+  onKeyProblem?: (message: string) => void
+  onClose?: () => Promise<void>
+}
+
+const stderrProblem = (m: string) => void process.stderr.write(`dffmpeg: error: ${m}\n`)
+
 /**
  * The one Store implementation, over any Kysely dialect. Per-dialect differences are limited to
  * what `kind` switches on (RETURNING support, row locking).
  */
-export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: () => Promise<void> = async () => {}): Store {
+export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlStoreOptions = {}): Store {
   const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
+  const vault = keyVault(db, kind, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
 
   const jobById = async (id: string) => {
     const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
@@ -140,22 +153,28 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
 
   return {
     kind,
-    migrate: () => migrate(db, kind),
+    async migrate() {
+      await migrate(db, kind)
+      return vault.sealAll()
+    },
     async close() {
       await db.destroy()
-      await onClose()
+      await opts.onClose?.()
     },
 
-    async addUser(name: string, role: Role, key: string, now: number): Promise<User> {
-      const exists = await db.selectFrom("users").select("name").where("name", "=", name).executeTakeFirst()
-      if (exists) throw new ConflictError(`user ${name} already exists`)
-      await db.insertInto("users").values({ name, role, key, created_at: now }).execute()
-      return { name, role, createdAt: now }
-    },
+    addUser: (name: string, role: Role, key: string, now: number): Promise<User> =>
+      vault.write(name, key, async (t, sealed) => {
+        const exists = await t.selectFrom("users").select("name").where("name", "=", name).executeTakeFirst()
+        if (exists) throw new ConflictError(`user ${name} already exists`)
+        await t.insertInto("users").values({ name, role, key: sealed, created_at: now }).execute()
+        return { name, role, createdAt: now }
+      }),
     async getCredential(name) {
       const r = await db.selectFrom("users").selectAll().where("name", "=", name).executeTakeFirst()
-      return r ? { name: r.name, role: r.role as Role, key: r.key, createdAt: Number(r.created_at) } : undefined
+      const key = r && vault.read(r.name, r.key)
+      return r && key !== undefined ? { name: r.name, role: r.role as Role, key, createdAt: Number(r.created_at) } : undefined
     },
+    resealKeys: (next) => vault.reseal(next),
     async listUsers() {
       const rows = await db.selectFrom("users").select(["name", "role", "created_at"]).orderBy("name").execute()
       return rows.map((r) => ({ name: r.name, role: r.role as Role, createdAt: Number(r.created_at) }))
@@ -168,10 +187,11 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const r = await db.selectFrom("users").select(["name", "role", "created_at"]).where("name", "=", name).executeTakeFirst()
       return r ? { name: r.name, role: r.role as Role, createdAt: Number(r.created_at) } : undefined
     },
-    async setUserKey(name, key) {
-      const res = await db.updateTable("users").set({ key }).where("name", "=", name).executeTakeFirst()
-      return res.numUpdatedRows > 0n
-    },
+    setUserKey: (name, key) =>
+      vault.write(name, key, async (t, sealed) => {
+        const res = await t.updateTable("users").set({ key: sealed }).where("name", "=", name).executeTakeFirst()
+        return res.numUpdatedRows > 0n
+      }),
 
     async upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number) {
       const values = {

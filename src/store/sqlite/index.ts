@@ -1,8 +1,10 @@
 import { Database as Sqlite } from "bun:sqlite"
-import { mkdirSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, statSync } from "node:fs"
 import { dirname } from "node:path"
 import { Kysely } from "kysely"
 import { BunSqliteDialect } from "kysely-bun-sqlite"
+import { fileKeyring } from "../../shared/auth/secret-file.ts"
+import type { Keyring } from "../../shared/auth/keyring.ts"
 import type { Database } from "../sql/schema.ts"
 import { createSqlStore } from "../sql/store.ts"
 import type { Store } from "../types.ts"
@@ -10,6 +12,45 @@ import type { Store } from "../types.ts"
 export interface SqliteOptions {
   /** File path, or `:memory:`. */
   path: string
+  /** The secrets stored keys are sealed under. Default: the file `secretFile`, else `<path>.secret` (memory for `:memory:`). */
+  keys?: Keyring
+  secretFile?: string
+  onKeyProblem?: (message: string) => void
+}
+
+/** Mode of a database file dffmpeg creates: private to its user, whatever the umask. */
+export const DB_MODE = 0o600
+
+/**
+ * Creates the database file 0600 before SQLite opens it: SQLite would create it 0644 minus the umask,
+ * and it gives `-wal` and `-shm` the main file's mode when it creates them.
+ */
+function createPrivate(path: string): void {
+  if (existsSync(path)) return
+  mkdirSync(dirname(path), { recursive: true })
+  try {
+    const fd = openSync(path, "wx", DB_MODE)
+    fchmodSync(fd, DB_MODE)
+    closeSync(fd)
+  } catch (err) {
+    // Another process created it first: it is theirs to have made private.
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err
+  }
+}
+
+/**
+ * `-wal` and `-shm` never get more than the main file's owner and group bits (an existing database
+ * keeps the mode its operator gave it; a world-readable one is reported by the coordinator).
+ */
+function restrictSidecars(path: string): void {
+  const mode = statSync(path).mode & 0o660
+  for (const f of [`${path}-wal`, `${path}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o777) !== mode) chmodSync(f, mode)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err
+    }
+  }
 }
 
 /**
@@ -17,13 +58,16 @@ export interface SqliteOptions {
  * One connection per process: bun:sqlite is synchronous and fast, and Kysely serialises its use.
  */
 export function createSqliteStore(opts: SqliteOptions): Store {
-  if (opts.path !== ":memory:") mkdirSync(dirname(opts.path), { recursive: true })
+  const memory = opts.path === ":memory:"
+  if (!memory) createPrivate(opts.path)
+  const keys = opts.keys ?? (memory && !opts.secretFile ? undefined : fileKeyring(opts.secretFile ?? `${opts.path}.secret`))
   const raw = new Sqlite(opts.path, { create: true, strict: true })
   raw.exec("PRAGMA journal_mode = WAL")
   raw.exec("PRAGMA busy_timeout = 5000")
   // NORMAL is durable across application crashes in WAL mode; only an OS crash may lose the last commits.
   raw.exec("PRAGMA synchronous = NORMAL")
   raw.exec("PRAGMA foreign_keys = ON")
+  if (!memory) restrictSidecars(opts.path)
   const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: raw }) })
-  return createSqlStore(db, "sqlite")
+  return createSqlStore(db, "sqlite", { keys, onKeyProblem: opts.onKeyProblem })
 }

@@ -1,17 +1,30 @@
-import { isAbsolute, join } from "node:path"
-import { loadConfig } from "../../../shared/config/load.ts"
+import { loadConfig, storePaths } from "../../../shared/config/load.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import type { CoordinatorConfig } from "../../../shared/config/schema.ts"
+import { fileKeyring, type FileKeyring } from "../../../shared/auth/secret-file.ts"
+import { memoryKeyring, type Keyring } from "../../../shared/auth/keyring.ts"
 import { createStore, type Store } from "../../../store/index.ts"
 
 /**
  * Opens the coordinator's own store from its config file (safe while the coordinator runs: WAL and a
- * busy timeout). Returns the database path too, for messages, and the config (its limits apply here too).
+ * busy timeout), with the coordinator's secret (`secret_key_file`) so keys are sealed as it seals them.
+ * Returns the database path too, for messages, the config (its limits apply here too) and the secret
+ * file's keyring (undefined in memory).
  */
-export async function openStore(file: string): Promise<{ store: Store; path: string; config: CoordinatorConfig }> {
+export async function openStore(file: string): Promise<{ store: Store; path: string; config: CoordinatorConfig; secret?: { file: string; keys: FileKeyring } }> {
   const { config, base, warnings } = await loadConfig("coordinator", file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
-  const p = config.database.path
-  const path = p === ":memory:" || isAbsolute(p) ? p : join(base, p)
-  return { store: await createStore({ engine: config.database.engine, path }), path, config }
+  const paths = storePaths(config, base)
+  const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
+  const keys: Keyring = onDisk ?? memoryKeyring()
+  const store = await createStore({
+    engine: config.database.engine,
+    path: paths.database,
+    keys,
+    onKeys: (r) => {
+      if (r.recovered) process.stderr.write(`dffmpeg: completed an interrupted secret rotation: ${paths.secret} now holds secret ${r.recovered}\n`)
+      if (r.sealed) process.stderr.write(`dffmpeg: encrypted ${r.sealed} key(s) that were stored in clear\n`)
+    },
+  })
+  return { store, path: paths.database, config, secret: onDisk && paths.secret ? { file: paths.secret, keys: onDisk } : undefined }
 }
