@@ -12,6 +12,7 @@ import { startRun, type Run } from "./runner.ts"
 import { httpTransport } from "./transport/http.ts"
 import type { WorkerTransport } from "./transport/types.ts"
 import { createMountMonitor } from "./mounts.ts"
+import { workerPolicy } from "./policy-deps.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
@@ -53,6 +54,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   const binaries = resolveBinaries(cfg, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
+  const policy = workerPolicy(cfg, binaries, log)
   const mounts = createMountMonitor(cfg, log)
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
@@ -91,7 +93,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   }
   log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(","), paths: paths.join(",") })
 
-  const runOpts = { transport, log: log.withTag("runner"), mapper, binaries, setpriv, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
+  const runOpts = { transport, log: log.withTag("runner"), mapper, policy, binaries, setpriv, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return

@@ -6,6 +6,7 @@ import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
+import type { ArgumentPolicy } from "./policy.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
 import { createProgressTracker } from "./progress.ts"
@@ -15,6 +16,8 @@ export interface RunnerDeps {
   transport: WorkerTransport
   log: Logger
   mapper: WorkerMapper
+  /** Checks the mapped arguments before spawning; undefined when `argument_policy: false`. */
+  policy?: ArgumentPolicy
   /** Binary name → executable path, only those this worker may run. */
   binaries: Map<string, string>
   /** `setpriv` path: children get SIGKILL when the worker dies (Linux); undefined elsewhere. */
@@ -115,6 +118,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       let mapped: { args: string[]; cwd: string | null }
       try {
         mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
+        if (deps.policy) {
+          const job = { binary: a.binary, original: a.args, args: mapped.args, cwd: mapped.cwd, roots: deps.mapper.roots(a.paths), isPassthrough: deps.mapper.isPassthrough }
+          mapped = { ...mapped, args: (await deps.policy.check(job)).args }
+        }
       } catch (err) {
         return await report({ code: null, signal: null, error: `worker refused the job: ${(err as Error).message}` })
       }

@@ -1,0 +1,59 @@
+import { closeSync, fstatSync, openSync, readSync } from "node:fs"
+import type { WorkerConfig } from "../shared/config/schema.ts"
+import type { Logger } from "../shared/log.ts"
+import { type ArgumentPolicy, createArgumentPolicy, type PolicyDeps } from "./policy.ts"
+
+const PROBE_TIMEOUT_MS = 20_000
+
+/** Reads at most `max` bytes of a regular file (never a FIFO or device, which could block). */
+export function readHead(path: string, max: number): Uint8Array | undefined {
+  let fd: number
+  try {
+    fd = openSync(path, "r")
+  } catch {
+    return undefined
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return undefined
+    const buf = new Uint8Array(max)
+    const n = readSync(fd, buf, 0, max, 0)
+    return buf.subarray(0, n)
+  } catch {
+    return undefined
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** The attachment `filename` tags of a local media file, read with the worker's ffprobe. */
+export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attachmentNames"]> {
+  return async (path) => {
+    const p = Bun.spawn([ffprobe, "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream_tags=filename", "-of", "json", "file:" + path], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "ignore",
+    })
+    const timer = setTimeout(() => p.kill("SIGKILL"), PROBE_TIMEOUT_MS)
+    try {
+      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited])
+      if (code !== 0) throw new Error(`ffprobe could not read the attachment names (exit ${code})`)
+      const json = JSON.parse(out) as { streams?: { tags?: { filename?: unknown } }[] }
+      return (json.streams ?? []).flatMap((s) => (s.tags?.filename === undefined ? [] : [String(s.tags.filename)]))
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** The worker's policy from its config, or undefined (with a warning) when `argument_policy: false`. */
+export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger): ArgumentPolicy | undefined {
+  if (!cfg.argument_policy) {
+    log.warn("argument policy is off (argument_policy: false): job arguments are not checked before spawning")
+    return undefined
+  }
+  const ffprobe = binaries.get("ffprobe")
+  return createArgumentPolicy(
+    { allowNetwork: cfg.allow_network, allowedHosts: cfg.allowed_hosts },
+    { read: readHead, attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined },
+  )
+}
