@@ -51,14 +51,14 @@ function resolveBinaries(cfg: WorkerConfig, log: Logger): Map<string, string> {
  */
 export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: string; transport?: WorkerTransport }): Promise<WorkerService> {
   const log = opts.log.withTag("worker")
-  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   const binaries = resolveBinaries(cfg, log)
-  const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
-  const mounts = createMountMonitor(cfg, log)
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   // Before anything else: a worker that cannot confine its jobs refuses to start.
   const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
+  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
+  const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
+  const mounts = createMountMonitor(cfg, log)
   const runs = new Map<string, Run>()
   const idleWaiters: (() => void)[] = []
   const stopping = new AbortController()

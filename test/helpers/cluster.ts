@@ -156,7 +156,8 @@ export class Cluster {
     return join(this.dir, id, "mnt")
   }
 
-  async startWorker(id: string, extra: Record<string, unknown> = {}): Promise<Proc> {
+  /** Writes `<id>/worker.yaml` (the cluster's defaults, then `workerConfig`, then `extra`); returns its path. */
+  writeWorkerConfig(id: string, extra: Record<string, unknown> = {}): string {
     const wdir = join(this.dir, id)
     mkdirSync(wdir, { recursive: true })
     rmSync(this.workerMedia(id), { force: true })
@@ -179,8 +180,17 @@ export class Cluster {
         ...extra,
       }),
     )
-    const p = Bun.spawn([BIN, "worker", "--config", cfg], { cwd: wdir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
-    const proc = new Proc(id, p)
+    return cfg
+  }
+
+  /** Starts a worker process without waiting for it (tests of refused start-ups). */
+  spawnWorker(id: string, extra: Record<string, unknown> = {}, env: Record<string, string> = {}): Proc {
+    const cfg = this.writeWorkerConfig(id, extra)
+    return new Proc(id, Bun.spawn([BIN, "worker", "--config", cfg], { cwd: join(this.dir, id), env: this.env(env), stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
+  }
+
+  async startWorker(id: string, extra: Record<string, unknown> = {}): Promise<Proc> {
+    const proc = this.spawnWorker(id, extra)
     const idx = this.workerIds.indexOf(id)
     this.workers[idx === -1 ? this.workers.length : idx] = proc
     await proc.waitForLine(/worker registered/)
