@@ -19,6 +19,7 @@ writeFileSync(join(media, "nested.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=
 writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
+writeFileSync(join(media, "big.m3u8"), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(450_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -65,6 +66,7 @@ describe("argument policy: refusals", () => {
     ["HLS segment escaping the root", ["-i", "sub/bad.m3u8", "-f", "null", "-"], /argument 2 "sub\/bad\.m3u8": HLS playlist entry "\.\.\/\.\.\/secret\.txt" is outside/],
     ["HLS key URI", ["-i", "key.m3u8", "-f", "null", "-"], /HLS playlist entry "\/etc\/passwd"/],
     ["HLS variant playlist", ["-i", "nested.m3u8", "-f", "null", "-"], /HLS playlist entry "\.\.\/\.\.\/secret\.txt"/],
+    ["HLS playlist too large to check whole", ["-i", "big.m3u8", "-f", "null", "-"], /HLS playlist is larger than 8 MiB; too large to check/],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
     ["-f concat -safe 0", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"], /argument 4 "0": -safe 0 lets the input name files outside/],
     ["-enable_drefs", ["-enable_drefs", "1", "-i", "in.mkv", "-f", "null", "-"], /-enable_drefs 1/],

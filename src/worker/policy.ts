@@ -124,7 +124,10 @@ const PLUGIN_FILTERS: Record<string, { keys: string[]; pos: number }> = {
 /** Filters that open network sockets. */
 const NETWORK_FILTERS = new Set(["zmq", "azmq"])
 
-const MAX_TEXT = 1 << 20
+/** Text files read whole to be checked (playlists, filter scripts); larger ones are refused. */
+const MAX_TEXT = 8 << 20
+/** Bytes of an input read to recognise a playlist or manifest. */
+const SNIFF = 4096
 const MAX_PLAYLISTS = 64
 const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
 const dec = new TextDecoder()
@@ -236,8 +239,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
         }
       }
-      const readText = (abs: string) => {
-        const bytes = deps.read(abs, MAX_TEXT)
+      /** A whole text file (filter scripts, playlists, key info); refused when too large to check whole. */
+      const readText = (i: number, abs: string, what: string) => {
+        const bytes = deps.read(abs, MAX_TEXT + 1)
+        if (bytes && bytes.length > MAX_TEXT) fail(i, `${what} is larger than ${MAX_TEXT >> 20} MiB; too large to check`)
         return bytes ? dec.decode(bytes) : undefined
       }
       const checkGraph = (i: number, graph: string, depth = 0) => {
@@ -293,10 +298,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       const sniff = (i: number, abs: string, format: string | undefined, depth = 0) => {
         if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
         if (format === "sdp" || format === "rtsp") checkHost(i, format, "")
-        const text = readText(abs)
-        if (text === undefined) return
-        const head = text.replace(/^\uFEFF/, "").trimStart()
-        if (format === "hls" || head.startsWith("#EXTM3U")) return checkPlaylist(i, abs, text, depth)
+        const first = deps.read(abs, SNIFF)
+        if (first === undefined) return
+        const head = dec.decode(first).replace(/^\uFEFF/, "").trimStart()
+        if (format === "hls" || head.startsWith("#EXTM3U")) return checkPlaylist(i, abs, readText(i, abs, "HLS playlist")!, depth)
         if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096))) fail(i, "input is a DASH or IMF manifest that lists other files; not allowed")
         if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork) fail(i, "input is an SDP description (network streams); not allowed on this worker (allow_network is off)")
       }
@@ -342,11 +347,11 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           if (name === "master_pl_name" && value.includes("/")) fail(i, "-master_pl_name must be a file name (it is written next to the playlist)")
           const path = checkUrl(i, value, base, `-${name}`)
           if (path && (name === "filter_script" || name === "filter_complex_script" || name === "graph_file")) {
-            const text = readText(path)
+            const text = readText(i, path, `-${name} file`)
             if (text !== undefined) checkGraph(i, text)
           }
           if (path && name === "hls_key_info_file") {
-            const keyFile = readText(path)?.split(/\r?\n/)[1]?.trim()
+            const keyFile = readText(i, path, "-hls_key_info_file")?.split(/\r?\n/)[1]?.trim()
             if (keyFile) checkPath(i, keyFile, base, "key file in -hls_key_info_file")
           }
           return

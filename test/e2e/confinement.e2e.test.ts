@@ -25,7 +25,7 @@ let writes: string
 let httpHits = 0
 let tcpHits = 0
 let http: ReturnType<typeof Bun.serve>
-let tcp: ReturnType<typeof Bun.listen>
+let tcp: import("bun").TCPSocketListener<undefined>
 
 type Proof = "stdout" | "stderr" | "write" | "exit0" | "hit"
 interface Case {
@@ -91,7 +91,17 @@ beforeAll(async () => {
   local(["-i", av, "-t", "0.2", "-c", "copy", "-attach", font, "-metadata:s:t", "mimetype=application/x-truetype-font", "-metadata:s:t:0", "filename=../writes/evil.ttf", join(c.storage, "evil-att.mkv")])
   for (const f of readdirSync(c.dir)) if (/^(canary\.txt|secret\.)/.test(f)) chmodSync(join(c.dir, f), 0o644)
   http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (httpHits++, new Response(CANARY)) })
-  tcp = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => (tcpHits++, s.end(CANARY)), data: () => {} } })
+  tcp = Bun.listen<undefined>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open: (s) => {
+        tcpHits++
+        s.end(CANARY)
+      },
+      data: () => {},
+    },
+  })
 }, 90_000)
 
 afterAll(async () => {
@@ -103,10 +113,10 @@ afterAll(async () => {
 async function runCase(k: Case) {
   httpHits = tcpHits = 0
   const r = await submitRaw(apiFor(c, "client1"), { binary: "ffmpeg", args: k.args(), paths: ["Media"], cwd: k.cwd === null ? null : "$Media" })
-  if (!("outcome" in r)) throw new Error(`submission refused: ${JSON.stringify(r)}`)
+  if (!("outcome" in r) || !r.outcome) throw new Error(`submission refused: ${JSON.stringify(r)}`)
   const written = readdirSync(writes)
   for (const f of written) rmSync(join(writes, f), { recursive: true, force: true })
-  return { ...r, written, hits: httpHits + tcpHits }
+  return { outcome: r.outcome, stdout: r.stdout, stderr: r.stderr, written, hits: httpHits + tcpHits }
 }
 
 async function restartWorker(extra: Record<string, unknown>) {
