@@ -1,4 +1,5 @@
-import { closeSync, fstatSync, openSync, readSync } from "node:fs"
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
+import { dirname } from "node:path"
 import type { WorkerConfig } from "../shared/config/schema.ts"
 import type { Logger } from "../shared/log.ts"
 import { type ArgumentPolicy, createArgumentPolicy, type PolicyDeps } from "./policy.ts"
@@ -9,7 +10,8 @@ const PROBE_TIMEOUT_MS = 20_000
 export function readHead(path: string, max: number): Uint8Array | undefined {
   let fd: number
   try {
-    fd = openSync(path, "r")
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch {
     return undefined
   }
@@ -25,17 +27,18 @@ export function readHead(path: string, max: number): Uint8Array | undefined {
   }
 }
 
-/** The attachment `filename` tags of a local media file, read with the worker's ffprobe. */
+/**
+ * The attachment `filename` tags of a local media file, read with the worker's ffprobe, started the
+ * way the job would be (in its sandbox) since the media is the client's.
+ */
 export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attachmentNames"]> {
-  return async (path) => {
-    const p = Bun.spawn([ffprobe, "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream_tags=filename", "-of", "json", "file:" + path], {
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "ignore",
-    })
+  return async (path, confine) => {
+    const command = [ffprobe, "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream_tags=filename", "-of", "json", "file:" + path]
+    const run = confine ? confine(command, dirname(path)) : { argv: command, env: undefined, infoFd: false }
+    const p = Bun.spawn(run.argv, { cwd: dirname(path), env: run.env, stdio: ["ignore", "pipe", "ignore", ...(run.infoFd ? (["pipe"] as const) : [])] })
     const timer = setTimeout(() => p.kill("SIGKILL"), PROBE_TIMEOUT_MS)
     try {
-      const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited])
+      const [out, code] = await Promise.all([new Response(p.stdout as ReadableStream<Uint8Array>).text(), p.exited])
       if (code !== 0) throw new Error(`ffprobe could not read the attachment names (exit ${code})`)
       const json = JSON.parse(out) as { streams?: { tags?: { filename?: unknown } }[] }
       return (json.streams ?? []).flatMap((s) => (s.tags?.filename === undefined ? [] : [String(s.tags.filename)]))

@@ -31,13 +31,18 @@ export interface PolicyJob {
   /** The job's directories: its declared path variables on this worker. */
   roots: { root: string; real: string }[]
   isPassthrough(abs: string): boolean
+  /** How this job's processes are started (the sandbox): used to probe its media the same way. */
+  confine?: Confine
 }
+
+/** The argv, environment and extra pipe (bwrap's info fd) that start `command` confined, in `cwd`. */
+export type Confine = (command: string[], cwd: string) => { argv: string[]; env?: Record<string, string>; infoFd: boolean }
 
 export interface PolicyDeps {
   /** Up to `max` bytes of a regular file, undefined when it is missing or not a regular file. */
   read(path: string, max: number): Uint8Array | undefined
   /** The `filename` tags of a local input's attachment streams (for `-dump_attachment` without a name). */
-  attachmentNames?(path: string): Promise<string[]>
+  attachmentNames?(path: string, confine?: Confine): Promise<string[]>
 }
 
 export interface ArgumentPolicy {
@@ -364,7 +369,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       for (const f of parsed.files) checkFile(f)
       for (const p of probes) {
         if (!deps.attachmentNames) fail(p.at, "-dump_attachment without a name is not supported on this worker (no ffprobe to read the names)")
-        const names = await deps.attachmentNames!(p.path)
+        const names = await deps.attachmentNames!(p.path, job.confine)
         for (const n of names) {
           if (!n || n === "." || n === ".." || /[/\\:]/.test(n)) fail(p.at, `-dump_attachment without a name would write ${short(n)} (a name from the media); name the file instead`)
         }

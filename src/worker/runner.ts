@@ -125,7 +125,9 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       try {
         mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
         if (deps.policy) {
-          const job = { binary: a.binary, original: a.args, args: mapped.args, cwd: mapped.cwd, roots: deps.mapper.roots(a.paths), isPassthrough: deps.mapper.isPassthrough }
+          const box = deps.confinement
+          const confine = (command: string[], cwd: string) => ({ argv: box.argv({ roots: rootBinds(deps.paths, a.paths), cwd }, command), env: box.env(), infoFd: box.mode === "bwrap" })
+          const job = { binary: a.binary, original: a.args, args: mapped.args, cwd: mapped.cwd, roots: deps.mapper.roots(a.paths), isPassthrough: deps.mapper.isPassthrough, confine }
           mapped = { ...mapped, args: (await deps.policy.check(job)).args }
         }
       } catch (err) {

@@ -85,7 +85,9 @@ beforeAll(async () => {
   mkdirSync(join(c.storage, "hls"))
   writeFileSync(join(c.storage, "hls", "list.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n")
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
-  const font = join(c.storage, "font.ttf")
+  // Attached from outside the storage, so that a dump in the root is a new file there.
+  mkdirSync(join(c.dir, "fonts"))
+  const font = join(c.dir, "fonts", "att-font.ttf")
   writeFileSync(font, "FONTDATA")
   local(["-i", av, "-t", "0.2", "-c", "copy", "-attach", font, "-metadata:s:t", "mimetype=application/x-truetype-font", join(c.storage, "att.mkv")])
   local(["-i", av, "-t", "0.2", "-c", "copy", "-attach", font, "-metadata:s:t", "mimetype=application/x-truetype-font", "-metadata:s:t:0", "filename=../writes/evil.ttf", join(c.storage, "evil-att.mkv")])
@@ -150,6 +152,30 @@ describe("with the argument policy: every case is refused with one line naming t
     expect(r.code).toBe(1)
     expect(r.out).not.toContain("root:")
     expect(r.err.trim().split("\n")).toEqual([expect.stringMatching(/^dffmpeg: job \w+ failed: worker refused the job: argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/)])
+  })
+})
+
+describe("with the argument policy: what stays inside is allowed", () => {
+  test('-dump_attachment:t "" writes the media\'s own bare names in the cwd (names read by a sandboxed ffprobe)', async () => {
+    const r = await submitRaw(apiFor(c, "client1"), { binary: "ffmpeg", args: ff("-dump_attachment:t", "", "-i", "att.mkv", "-map", "0:v", "-f", "null", "-"), paths: ["Media"], cwd: "$Media" })
+    expect(r.outcome, r.stderr).toMatchObject({ status: "completed", code: 0 })
+    expect(await Bun.file(join(c.storage, "att-font.ttf")).text()).toBe("FONTDATA")
+  })
+
+  test("an HLS playlist, concat: and a filtergraph source inside the root run", async () => {
+    const api = apiFor(c, "client1")
+    mkdirSync(join(c.storage, "hls2"))
+    const local = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", "-i", join(c.storage, "av.mkv"), "-t", "1", "-c", "copy", "-f", "mpegts", join(c.storage, "hls2", "seg.ts")])
+    expect(local.exitCode).toBe(0)
+    writeFileSync(join(c.storage, "hls2", "ok.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n")
+    for (const args of [
+      ff("-i", "hls2/ok.m3u8", "-f", "null", "-"),
+      ff("-f", "mpegts", "-i", "concat:hls2/seg.ts|hls2/seg.ts", "-f", "null", "-"),
+      ff("-f", "lavfi", "-i", "movie=av.mkv", "-frames:v", "1", "-f", "null", "-"),
+    ]) {
+      const r = await submitRaw(api, { binary: "ffmpeg", args, paths: ["Media"], cwd: "$Media" })
+      expect({ args, outcome: r.outcome }, r.stderr).toMatchObject({ outcome: { status: "completed", code: 0 } })
+    }
   })
 })
 
