@@ -19,6 +19,9 @@ writeFileSync(join(media, "nested.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=
 writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
+writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
+writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
+writeFileSync(join(media, "fine-list.txt"), "ffconcat version 1.0\n# a comment\nfile in.mkv\nfile 'sub/../in.mkv'\nduration 1\n")
 writeFileSync(join(media, "big.m3u8"), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(450_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -69,6 +72,8 @@ describe("argument policy: refusals", () => {
     ["HLS playlist too large to check whole", ["-i", "big.m3u8", "-f", "null", "-"], /HLS playlist is larger than 8 MiB; too large to check/],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
     ["-f concat -safe 0", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"], /argument 4 "0": -safe 0 lets the input name files outside/],
+    ["option enable_drefs in a concat list", ["-i", "drefs.txt", "-f", "null", "-"], /argument 2 "drefs\.txt": -enable_drefs 1 lets the input/],
+    ["a concat list entry that is a symlink out of the root", ["-f", "concat", "-i", "linked.txt", "-f", "null", "-"], /concat list entry "link\.txt" is outside/],
     ["-enable_drefs", ["-enable_drefs", "1", "-i", "in.mkv", "-f", "null", "-"], /-enable_drefs 1/],
     ["tee slave absolute path", ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=matroska]/tmp/x.mkv|[f=null]-"], /argument 7 .*tee output "\/tmp\/x\.mkv" is outside/],
     ["tee slave relative escape", ["-i", "in.mkv", "-f", "tee", "[f=matroska]a.mkv|../b.mkv"], /tee output relative path "\.\.\/b\.mkv"/],
@@ -128,6 +133,7 @@ describe("argument policy: allowed jobs", () => {
 
   test("-dump_attachment with a plain name or media names that stay in the cwd", async () => {
     await check(["-dump_attachment:t:0", "font.ttf", "-i", "in.mkv"])
+    await check(["-f", "concat", "-i", "fine-list.txt", "-f", "null", "-"])
     await check(["-dump_attachment:t", "", "-i", "in.mkv"], { names: ["a.ttf", "b.otf"] })
   })
 

@@ -1,7 +1,7 @@
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { type FileArg, fileOption, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
-import { parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
+import { getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
 import { canonical, isInside } from "../shared/paths/mapping.ts"
@@ -299,7 +299,29 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           sniff(i, path, undefined, depth + 1)
         }
       }
-      /** Inputs whose content lists other files: HLS is checked entry by entry, manifests refused. */
+      /**
+       * A concat demuxer list: `safe=1` (enforced) already refuses absolute, `..` and protocol entries;
+       * symlinks out of the root and per-file `option` directives (`enable_drefs 1`) are checked here.
+       */
+      const checkConcatList = (i: number, abs: string, text: string) => {
+        const dir = posix.dirname(abs)
+        for (const raw of text.split(/\r?\n/)) {
+          const line = raw.trim()
+          const directive = /^(\S+)\s*(.*)$/.exec(line)
+          if (!directive || line.startsWith("#")) continue
+          const [, word, rest] = directive
+          if (word === "file") {
+            const entry = getToken(rest, 0, " \t").token
+            if (!entry || parseUrl(entry).protocol !== "file") continue
+            if (!confined(posix.resolve(dir, entry))) fail(i, `concat list entry ${short(entry)} is outside the job's path variables`)
+          } else if (word === "option") {
+            const key = getToken(rest, 0, " \t")
+            const value = getToken(rest, key.end, "").token
+            checkOption(key.token, value, i)
+          }
+        }
+      }
+      /** Inputs whose content lists other files: HLS and concat lists are checked entry by entry, manifests refused. */
       const sniff = (i: number, abs: string, format: string | undefined, depth = 0) => {
         if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
         if (format === "sdp" || format === "rtsp") checkHost(i, format, "")
@@ -307,6 +329,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (first === undefined) return
         const head = dec.decode(first).replace(/^\uFEFF/, "").trimStart()
         if (format === "hls" || head.startsWith("#EXTM3U")) return checkPlaylist(i, abs, readText(i, abs, "HLS playlist")!, depth)
+        if (format === "concat" || head.startsWith("ffconcat version")) return checkConcatList(i, abs, readText(i, abs, "concat list")!)
         if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096))) fail(i, "input is a DASH or IMF manifest that lists other files; not allowed")
         if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork) fail(i, "input is an SDP description (network streams); not allowed on this worker (allow_network is off)")
       }
