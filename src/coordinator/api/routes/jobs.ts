@@ -1,5 +1,6 @@
 import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError } from "../../../shared/errors.ts"
+import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
@@ -133,6 +134,7 @@ export function jobRoutes(deps: Deps) {
     requireRole(p, "client", "admin")
     const req = jsonBody(c, SubmitRequest)
     if (!config.allowed_binaries.includes(req.binary)) throw new InvalidError(`binary ${req.binary} is not allowed (allowed_binaries: ${config.allowed_binaries.join(", ")})`)
+    checkSubmittedArgs(req.binary, req.args)
     for (const a of [...req.args, ...(req.cwd ? [req.cwd] : [])]) {
       const name = varOf(a)
       if (name !== undefined && !req.paths.includes(name)) throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
