@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
-import { createArgumentPolicy, PolicyError, type PolicyConfig, type PolicyDeps } from "./policy.ts"
+import { createArgumentPolicy, createKeyFilter, PolicyError, type PolicyConfig, type PolicyDeps } from "./policy.ts"
 import { readHead } from "./policy-deps.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "dffmpeg-policy-"))
@@ -156,5 +156,15 @@ describe("argument policy: allowed jobs", () => {
   test("ffprobe gets the whitelist first", async () => {
     const { args } = await check(["-show_streams", "-of", "json", "in.mkv"], { binary: "ffprobe" })
     expect(args).toEqual(["-protocol_whitelist", "file,pipe", "-show_streams", "-of", "json", "in.mkv"])
+  })
+})
+
+describe("createKeyFilter", () => {
+  const enc = new TextEncoder()
+  const dec = new TextDecoder()
+  test("drops filter commands (c/C and their line), across chunks, and keeps other keys", () => {
+    const f = createKeyFilter()
+    const out = ["+c drawtext -1 rein", "it textfile=/etc/passwd\n", "?C all -1 x\rq"].map((s) => dec.decode(f(enc.encode(s))))
+    expect(out).toEqual(["+", "", "?q"])
   })
 })

@@ -436,3 +436,32 @@ function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: strin
   })
   return out
 }
+
+const KEY_C = 0x63
+const KEY_SHIFT_C = 0x43
+
+/**
+ * ffmpeg reads keys from its stdin when no input comes from it, and `c`/`C` followed by a line send a
+ * command to filters (`drawtext -1 reinit textfile=/etc/passwd`) that no argument check sees. The
+ * returned filter drops those two keys and the line after them from the caller's stdin; every other
+ * key (`q`, `?`, `+`, `-`...) passes.
+ */
+export function createKeyFilter(): (chunk: Uint8Array) => Uint8Array {
+  let dropping = false
+  return (chunk) => {
+    const out = new Uint8Array(chunk.length)
+    let n = 0
+    for (const b of chunk) {
+      if (dropping) {
+        if (b === 0x0a || b === 0x0d) dropping = false
+        continue
+      }
+      if (b === KEY_C || b === KEY_SHIFT_C) {
+        dropping = true
+        continue
+      }
+      out[n++] = b
+    }
+    return out.subarray(0, n)
+  }
+}

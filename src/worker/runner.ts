@@ -6,7 +6,7 @@ import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
-import type { ArgumentPolicy } from "./policy.ts"
+import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
 import { createProgressTracker } from "./progress.ts"
@@ -238,6 +238,8 @@ function followDownlink(
   on: { stdinEnded(): void; signal(sig: NodeJS.Signals): void; cancel(): void },
 ) {
   const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
+  // ffmpeg takes the caller's stdin as keys when no input reads it: filter commands are dropped.
+  const keys = deps.policy && !readsStdin(a.args) ? createKeyFilter() : undefined
   ;(async () => {
     let after = 0
     let attempt = 0
@@ -246,7 +248,7 @@ function followDownlink(
         for await (const f of deps.transport.input(a.id, a.epoch, after, stop)) {
           attempt = 0
           if (f.kind === Kind.stdin && sink) {
-            sink.write(f.data)
+            sink.write(keys ? keys(f.data) : f.data)
             await sink.flush()
           } else if (f.kind === Kind.stdinEnd && sink) {
             on.stdinEnded()

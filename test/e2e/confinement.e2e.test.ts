@@ -121,6 +121,31 @@ async function runCase(k: Case) {
   return { outcome: r.outcome, stdout: r.stdout, stderr: r.stderr, written, hits: httpHits + tcpHits }
 }
 
+/**
+ * A filter command typed on the job's stdin (ffmpeg's `c` key): runs through the real proxy with a
+ * piped stdin; ffmpeg answers "Command reply" on stderr when it got the command.
+ */
+async function stdinCommand(): Promise<string> {
+  const p = c.spawnProxy("ffmpeg", ["-hide_banner", "-re", "-f", "lavfi", "-i", "sine=d=3", "-af", "volume", "-f", "null", "-"])
+  const sink = p.stdin as import("bun").FileSink
+  let err = ""
+  let sent = false
+  const dec = new TextDecoder()
+  const drained = new Response(p.stdout).arrayBuffer()
+  for await (const chunk of p.stderr as ReadableStream<Uint8Array>) {
+    err += dec.decode(chunk, { stream: true })
+    // Once it is transcoding (its filtergraph is up), as a person at a terminal would type it.
+    if (!sent && err.includes("size=")) {
+      sent = true
+      sink.write("call -1 volume 0.1\n")
+      await sink.flush()
+    }
+  }
+  await drained
+  expect({ code: await p.exited, sent }, err).toEqual({ code: 0, sent: true })
+  return err
+}
+
 async function restartWorker(extra: Record<string, unknown>) {
   await c.workers[0]?.stop("SIGTERM")
   return c.startWorker("worker1", extra)
@@ -179,6 +204,12 @@ describe("with the argument policy: what stays inside is allowed", () => {
   })
 })
 
+describe("with the argument policy: filter commands on stdin", () => {
+  test("are dropped before ffmpeg reads them as keys (c/C and their line)", async () => {
+    expect(await stdinCommand()).not.toContain("Command reply")
+  })
+})
+
 describe("with argument_policy: false, the sandbox alone holds: nothing read, written or connected", () => {
   beforeAll(async () => {
     const w = await restartWorker({ argument_policy: false })
@@ -221,6 +252,10 @@ describe("control: on an unconfined worker (no sandbox, no policy) every case do
       expect({ [k.proof]: shown[k.proof] }, `exit ${r.outcome.code}, error ${r.outcome.error}, stderr: ${r.stderr}`).toEqual({ [k.proof]: true })
     })
   }
+
+  test("a filter command on stdin reaches ffmpeg", async () => {
+    expect(await stdinCommand()).toContain("Command reply")
+  })
 
   test("through the real proxy, concat:/etc/passwd prints the file", async () => {
     const r = await c.run("ffmpeg", ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"], { cwd: c.clientMedia, timeoutMs: 30_000 })
