@@ -16,9 +16,10 @@ export function readHead(path: string, max: number): Uint8Array | undefined {
     return undefined
   }
   try {
-    if (!fstatSync(fd).isFile()) return undefined
-    const buf = new Uint8Array(max)
-    const n = readSync(fd, buf, 0, max, 0)
+    const st = fstatSync(fd)
+    if (!st.isFile()) return undefined
+    const buf = new Uint8Array(Math.min(max, st.size))
+    const n = readSync(fd, buf, 0, buf.length, 0)
     return buf.subarray(0, n)
   } catch {
     return undefined

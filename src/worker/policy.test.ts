@@ -22,6 +22,7 @@ writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
 writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
 writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
 writeFileSync(join(media, "fine-list.txt"), "ffconcat version 1.0\n# a comment\nfile in.mkv\nfile 'sub/../in.mkv'\nduration 1\n")
+writeFileSync(join(media, "cmds.txt"), "0.5 drawtext reinit 'textfile=/etc/passwd';\n")
 writeFileSync(join(media, "big.m3u8"), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(450_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -96,6 +97,10 @@ describe("argument policy: refusals", () => {
     ["hls_key_info_file naming a key outside", ["-i", "in.mkv", "-hls_key_info_file", "keyinfo.txt", "out.m3u8"], /key file in -hls_key_info_file "\/etc\/passwd"/],
     ["master_pl_name with a directory", ["-i", "in.mkv", "-master_pl_name", "x/../../m.m3u8", "out.m3u8"], /-master_pl_name/],
     ["ladspa plugin by path", ["-i", "in.mkv", "-af", "ladspa=file=/tmp/evil.so", "-f", "null", "-"], /filter ladspa may only load plugins by name/],
+    ["sendcmd commands from a file", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"], /filter sendcmd file "\/etc\/passwd" is outside/],
+    ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
+    ["unix socket outside", ["-i", "unix:/run/docker.sock", "-f", "null", "-"], /unix socket "\/run\/docker\.sock" is outside/, { cfg: { allowNetwork: true } }],
+    ["unix socket without network", ["-i", "unix:sock", "-f", "null", "-"], /network protocol unix is not allowed/],
     ["zmq socket", ["-i", "in.mkv", "-vf", "zmq", "-f", "null", "-"], /filter zmq opens a network socket/],
     ["ffprobe -o outside", ["-o", "../../x.json", "in.mkv"], /argument 2 "\.\.\/\.\.\/x\.json"/, { binary: "ffprobe" }],
     ["ffprobe concat input", ["-show_format", "concat:/etc/passwd"], /argument 2 "concat:\/etc\/passwd": concat/, { binary: "ffprobe" }],

@@ -223,6 +223,13 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           used.add(p)
           return undefined
         }
+        if (p === "unix") {
+          // A local socket: a path like any other (never the worker's own sockets), and network.
+          checkPath(i, u.rest.replace(/^\/\/(?=\/)/, ""), from, what || "unix socket")
+          if (!cfg.allowNetwork) fail(i, "network protocol unix is not allowed on this worker (allow_network is off)")
+          used.add("network")
+          return undefined
+        }
         if (NETWORK_PROTOCOLS.has(p)) {
           checkHost(i, p, u.rest)
           return undefined
@@ -270,7 +277,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             const keys = f.name === "movie" || f.name === "amovie" ? ["filename"] : files.keys
             for (const o of named(keys, files.pos)) {
               if (format === "lavfi") checkGraph(i, o.value, depth + 1)
-              else checkUrl(i, o.value, base, what)
+              else {
+                const path = checkUrl(i, o.value, base, what)
+                // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
+                const text = path && (f.name === "sendcmd" || f.name === "asendcmd") ? readText(i, path, `${what} file`) : undefined
+                if (text !== undefined) scan(i, text, `${what} file`)
+              }
             }
           }
           for (const o of f.options) scan(i, o.value, what)

@@ -45,7 +45,7 @@ export function parseUrl(url: string): ParsedUrl {
   if (plus !== -1) return { protocol: scheme.slice(0, plus), rest, inner: [url.slice(plus + 1)] }
   if (scheme === "file") return { protocol: "file", rest, inner: [] }
   if (scheme === "concat") return { protocol: scheme, rest, inner: rest.split("|") }
-  if (scheme === "cache" || scheme === "crypto" || scheme === "async") return { protocol: scheme, rest, inner: [rest] }
+  if (scheme === "cache" || scheme === "crypto" || scheme === "async" || scheme === "subfile") return { protocol: scheme, rest, inner: [rest] }
   return { protocol: scheme, rest, inner: [] }
 }
 
