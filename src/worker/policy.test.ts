@@ -63,6 +63,7 @@ describe("argument policy: refusals", () => {
     ["movie with a network URL", ["-i", "in.mkv", "-vf", "movie='http\\://127.0.0.1\\:9/x'", "-f", "null", "-"], /network protocol http is not allowed/],
     ["movie with format lavfi nests a graph", ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=lavfi", "-f", "null", "-"], /filter amovie/],
     ["subtitles filename", ["-i", "in.mkv", "-vf", "subtitles=filename=../../secret.txt", "-f", "null", "-"], /filter subtitles/],
+    ["drawtext fontfile escaping the font folders", ["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/../../../etc/passwd:text=x", "-f", "null", "-"], /filter drawtext "\/usr\/share\/fonts\/\.\.\/\.\.\/\.\.\/etc\/passwd" is outside/],
     ["drawtext textfile", ["-i", "in.mkv", "-vf", "drawtext=textfile=/etc/passwd", "-f", "null", "-"], /filter drawtext/],
     ["-attach ../x", ["-i", "in.mkv", "-attach", "../x", "out.mkv"], /argument 4 "\.\.\/x": -attach relative path/],
     ["-filter_script ../x", ["-i", "in.mkv", "-filter_script:v", "../x", "-f", "null", "-"], /-filter_script relative path/],
@@ -134,6 +135,9 @@ describe("argument policy: allowed jobs", () => {
     await check(["-i", "in.mkv", "-vf", "scale=iw/2:-1,drawtext=text='a/b':fontsize=20", "-filter_script:a", "fine.txt", "-f", "null", "-"])
     await check(["-f", "lavfi", "-i", "movie=in.mkv,scale=320:-1", "-f", "null", "-"])
     await check(["-f", "lavfi", "-i", "testsrc=d=1", "-vf", "subtitles=sub.srt", "out.mkv"])
+    // System fonts, and expressions whose parentheses precede a division.
+    await check(["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text=x", "-f", "null", "-"])
+    await check(["-i", "in.mkv", "-vf", "scale=trunc(min(max(iw\\,ih*a)\\,1920)/2)*2:trunc(ow/a/2)*2", "-f", "null", "-"])
   })
 
   test("-dump_attachment with a plain name or media names that stay in the cwd", async () => {

@@ -1,7 +1,7 @@
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { type FileArg, fileOption, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
-import { getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
+import { type FilterOption, getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
 import { canonical, isInside } from "../shared/paths/mapping.ts"
@@ -120,6 +120,9 @@ const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
   libplacebo: { keys: ["custom_shader_path"] },
   lensfun: { keys: ["db_path"] },
 }
+/** Font options may also name the system's fonts (read-only in the sandbox too). */
+const FONT_KEYS = new Set(["fontfile", "fontsdir"])
+const FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts"]
 /** Filters that load code (plugins) by file name: only bare names from the system's plugin folders. */
 const PLUGIN_FILTERS: Record<string, { keys: string[]; pos: number }> = {
   frei0r: { keys: ["filter_name"], pos: 0 },
@@ -239,7 +242,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /** Any value: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
       const scan = (i: number, value: string, what = "") => {
-        for (const part of value.split(/[\s'"=,;|()[\]]+/)) {
+        // Not split at parentheses: `(iw*a)/2` in an expression is no path.
+        for (const part of value.split(/[\s'"=,;|[\]]+/)) {
           if (!part) continue
           const m = /^([A-Za-z0-9+.-]+):/.exec(part)
           if (m && KNOWN_PROTOCOLS.has(m[1].toLowerCase().split("+")[0]) && m[1].toLowerCase() !== "file") {
@@ -271,12 +275,16 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             }
           }
           const files = FILTER_FILES[f.name]
+          const checked = new Set<FilterOption>()
           if (files) {
             const format = f.options.find((o) => o.key === "format_name" || (o.key === "f" && (f.name === "movie" || f.name === "amovie")))?.value
             if (format && DEVICES.has(format)) fail(i, `${what} may not open device ${format}`)
             const keys = f.name === "movie" || f.name === "amovie" ? ["filename"] : files.keys
             for (const o of named(keys, files.pos)) {
+              checked.add(o)
+              const key = o.key ?? keys[0]
               if (format === "lavfi") checkGraph(i, o.value, depth + 1)
+              else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))) continue
               else {
                 const path = checkUrl(i, o.value, base, what)
                 // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
@@ -285,7 +293,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
               }
             }
           }
-          for (const o of f.options) scan(i, o.value, what)
+          for (const o of f.options) if (!checked.has(o)) scan(i, o.value, what)
         }
       }
       /** An HLS playlist: every entry (segments, keys, maps, variants) must be confined too. */
