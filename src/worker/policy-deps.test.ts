@@ -2,7 +2,10 @@ import { afterAll, describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { attachmentProber, readHead } from "./policy-deps.ts"
+import { ConfigError } from "../shared/errors.ts"
+import { createLogger } from "../shared/log.ts"
+import type { WorkerConfig } from "../shared/config/schema.ts"
+import { attachmentProber, readHead, workerPolicy } from "./policy-deps.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "dffmpeg-policy-deps-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -33,5 +36,25 @@ describe("attachmentProber", () => {
   test("a file ffprobe cannot read is an error, not an empty list", async () => {
     writeFileSync(join(dir, "junk.mkv"), "junk")
     await expect(attachmentProber(Bun.which("ffprobe")!)(join(dir, "junk.mkv"))).rejects.toThrow(/ffprobe could not read the attachment names/)
+  })
+})
+
+describe("workerPolicy", () => {
+  const cfg = (o: Partial<WorkerConfig>) => ({ argument_policy: true, allow_network: true, allowed_hosts: [], ...o }) as WorkerConfig
+  const log = createLogger({ level: "error" })
+
+  test("an allowed_hosts entry that does not parse stops the worker with every bad entry listed", () => {
+    let err: unknown
+    try {
+      workerPolicy(cfg({ allowed_hosts: ["cdn.example:443", "10.0.0.0/8", "[::1]:80", "host:http", "a b", "10.0.0.0/33"] }), new Map(), log)
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).issues).toEqual(['allowed_hosts: "host:http"', 'allowed_hosts: "a b"', 'allowed_hosts: "10.0.0.0/33"'])
+  })
+
+  test("argument_policy: false gives no policy", () => {
+    expect(workerPolicy(cfg({ argument_policy: false }), new Map(), log)).toBeUndefined()
   })
 })

@@ -1,8 +1,9 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
 import { dirname } from "node:path"
 import type { WorkerConfig } from "../shared/config/schema.ts"
+import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
-import { type ArgumentPolicy, createArgumentPolicy, type PolicyDeps } from "./policy.ts"
+import { type ArgumentPolicy, createArgumentPolicy, parseHostRule, type PolicyDeps } from "./policy.ts"
 
 const PROBE_TIMEOUT_MS = 20_000
 
@@ -54,6 +55,10 @@ export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, l
   if (!cfg.argument_policy) {
     log.warn("argument policy is off (argument_policy: false): job arguments are not checked before spawning")
     return undefined
+  }
+  const bad = cfg.allowed_hosts.filter((h) => !parseHostRule(h))
+  if (bad.length) {
+    throw new ConfigError("allowed_hosts has entries that are not a host name, IP or CIDR with an optional :port", bad.map((h) => `allowed_hosts: ${JSON.stringify(h)}`))
   }
   const ffprobe = binaries.get("ffprobe")
   return createArgumentPolicy(

@@ -146,7 +146,8 @@ interface HostRule {
   port?: number
 }
 
-function parseHostRule(text: string): HostRule {
+/** Parses one `allowed_hosts` entry; undefined when it is not a name, IP or CIDR with an optional port. */
+export function parseHostRule(text: string): HostRule | undefined {
   let host = text.trim()
   let port: number | undefined
   const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(host)
@@ -158,12 +159,14 @@ function parseHostRule(text: string): HostRule {
     host = h
     port = Number(p)
   }
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) return undefined
   const cidr = parseCidr(host)
-  return cidr ? { cidr, port } : { name: host.toLowerCase(), port }
+  if (cidr) return { cidr, port }
+  return /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(host) ? { name: host.toLowerCase(), port } : undefined
 }
 
 export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): ArgumentPolicy {
-  const hosts = cfg.allowedHosts.map(parseHostRule)
+  const hosts = cfg.allowedHosts.map((h) => parseHostRule(h) ?? { name: "\0" })
   const hostAllowed = (host: string, port: number | undefined) =>
     !hosts.length ||
     hosts.some((r) => (r.port === undefined || r.port === port) && (r.cidr ? inCidr(host, r.cidr) : r.name === host))
