@@ -74,12 +74,12 @@ const TEXT_OPTIONS = new Set([
   "protocol_blacklist", "f", "h", "help", "?", "-help",
 ])
 /** fftools and (de)muxer options whose value is a file (or URL) read by ffmpeg. */
-const READ_OPTIONS = new Set(["filter_script", "filter_complex_script", "attach", "fpre", "graph_file", "hls_key_info_file"])
+const READ_OPTIONS = new Set(["filter_script", "filter_complex_script", "attach", "fpre", "graph_file", "hls_key_info_file", "ifo_palette", "sub_name"])
 /** ... and written by ffmpeg. */
 const WRITE_OPTIONS = new Set([
   "passlogfile", "vstats_file", "progress", "sdp_file", "stats", "hls_segment_filename", "hls_fmp4_init_filename",
   "hls_subtitle_path", "segment_list", "master_pl_name", "init_seg_name", "media_seg_name", "single_file_name",
-  "hls_master_name", "dump_attachment",
+  "hls_master_name", "segment_header_filename", "dump_attachment",
 ])
 const PRESETS = new Set(["pre", "vpre", "apre", "spre"])
 const GRAPHS = new Set(["vf", "af", "filter", "filter_complex", "lavfi"])
@@ -119,6 +119,9 @@ const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
   firequalizer: { keys: ["dumpfile"] },
   libplacebo: { keys: ["custom_shader_path"] },
   lensfun: { keys: ["db_path"] },
+  vmafmotion: { keys: ["stats_file"] },
+  program_opencl: { keys: ["source"], pos: 0 },
+  openclsrc: { keys: ["source"], pos: 0 },
 }
 /** Font options may also name the system's fonts (read-only in the sandbox too). */
 const FONT_KEYS = new Set(["fontfile", "fontsdir"])
