@@ -324,7 +324,7 @@ async function probe(c: Confinement, name: string, exe: string): Promise<void> {
   const info = typeof p.stdio[INFO_FD] === "number" ? readChildPid(p.stdio[INFO_FD] as number) : undefined
   const [out, err, code] = await Promise.all([new Response(p.stdout as ReadableStream).text(), new Response(p.stderr as ReadableStream).text(), p.exited, info])
   clearTimeout(timer)
-  if (code === 0 && out.length) return
+  if (code === 0) return
   const why = (err.trim() || out.trim() || `exit ${code ?? p.signalCode}`).split("\n")[0].slice(0, 300)
   throw new ConfigError(`sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${code}): ${why}; ${hint}`)
 }
