@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
-import { jobDetail, jobProgress, loadTable, outcome, runTime, workerState, type WorkerView } from "./views.ts"
+import { jobDetail, jobProgress, loadTable, outcome, runTime, sandboxOf, workerDetail, workersTable, workerState, type WorkerView } from "./views.ts"
 
 const T = Date.UTC(2026, 10, 27, 3, 0, 0)
 const job = (over: Partial<Job> = {}): Job => ({
@@ -36,6 +36,16 @@ describe("jobs", () => {
 })
 
 describe("workers", () => {
+  test("the sandbox column and field say how jobs are confined; an unconfined worker stands out", () => {
+    const boxed = worker({ capabilities: { sandbox: "bwrap", runAs: "nobody (65534:65534)" } })
+    const open = worker({ id: "w2", capabilities: { sandbox: "none", runAs: "root (0:0)" } })
+    const old = worker({ id: "w3", capabilities: { sandbox: "<b>x</b>" } })
+    expect([boxed, open, old].map(sandboxOf)).toEqual(["bwrap", "none (unconfined)", "-"])
+    expect(workersTable([boxed, open], T)).toMatch(/^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nw1 +online +0\/4 +ffmpeg +Movies +bwrap +0\.1\.0 +0s ago\nw2 +online +0\/4 +ffmpeg +Movies +none \(unconfined\) +0\.1\.0 /)
+    expect(workerDetail(boxed, [], T)).toContain("\nsandbox     bwrap, jobs run as nobody (65534:65534)\n")
+    expect(workerDetail(open, [], T)).toContain("\nsandbox     none (unconfined), jobs run as root (0:0)\n")
+  })
+
   test("state names an administrator's drain whatever the worker's own state", () => {
     expect([
       workerState(worker()),

@@ -108,10 +108,27 @@ export function workerState(w: Worker): string {
 
 const list = (xs: string[]) => xs.join(",") || "-"
 
+/**
+ * How a worker confines its jobs, from its registration: `bwrap`, `none (unconfined)`, or `-` for a
+ * worker that does not say (older versions). Worker-supplied: only known values are printed as such.
+ */
+export function sandboxOf(w: Worker): string {
+  const mode = w.capabilities.sandbox
+  if (mode === "bwrap") return "bwrap"
+  if (mode === "none") return "none (unconfined)"
+  return "-"
+}
+
+/** The sandbox with the user jobs run as, for `workers show`. */
+function confinement(w: Worker): string {
+  const user = typeof w.capabilities.runAs === "string" ? w.capabilities.runAs.replace(/[^\x20-\x7e]/g, "?").slice(0, 80) : undefined
+  return user ? `${sandboxOf(w)}, jobs run as ${user}` : sandboxOf(w)
+}
+
 export function workersTable(workers: WorkerView[], now: number): string {
   return table(
-    ["ID", "STATUS", "LOAD", "BINARIES", "PATHS", "VERSION", "LAST SEEN"],
-    workers.map((w) => [w.id, workerState(w), `${w.load}/${w.maxJobs}`, list(w.binaries), list(w.paths), w.version, `${ago(w.lastSeen, now)} ago`]),
+    ["ID", "STATUS", "LOAD", "BINARIES", "PATHS", "SANDBOX", "VERSION", "LAST SEEN"],
+    workers.map((w) => [w.id, workerState(w), `${w.load}/${w.maxJobs}`, list(w.binaries), list(w.paths), sandboxOf(w), w.version, `${ago(w.lastSeen, now)} ago`]),
   )
 }
 
@@ -135,6 +152,7 @@ export function workerDetail(w: WorkerView, jobs: Job[], now: number): string {
     ["load", `${w.load}/${w.maxJobs}`],
     ["binaries", list(w.binaries)],
     ["paths", list(w.paths)],
+    ["sandbox", confinement(w)],
     ["version", w.version],
     ["registered", time(w.registeredAt)],
     ["last seen", `${time(w.lastSeen)} (${ago(w.lastSeen, now)} ago)`],

@@ -12,6 +12,8 @@ import { startRun, type Run } from "./runner.ts"
 import { httpTransport } from "./transport/http.ts"
 import type { WorkerTransport } from "./transport/types.ts"
 import { createMountMonitor } from "./mounts.ts"
+import { workerPolicy } from "./policy-deps.ts"
+import { createConfinement } from "./sandbox.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
@@ -50,12 +52,15 @@ function resolveBinaries(cfg: WorkerConfig, log: Logger): Map<string, string> {
  */
 export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: string; transport?: WorkerTransport }): Promise<WorkerService> {
   const log = opts.log.withTag("worker")
-  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   const binaries = resolveBinaries(cfg, log)
-  const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
-  const mounts = createMountMonitor(cfg, log)
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
+  // Before anything else: a worker that cannot confine its jobs refuses to start.
+  const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
+  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
+  const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
+  const policy = workerPolicy(cfg, binaries, log)
+  const mounts = createMountMonitor(cfg, log)
   const runs = new Map<string, Run>()
   const idleWaiters: (() => void)[] = []
   const stopping = new AbortController()
@@ -70,7 +75,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
     paths,
     maxJobs: cfg.max_jobs,
     version: VERSION,
-    capabilities: { platform: process.platform, arch: process.arch },
+    capabilities: { platform: process.platform, arch: process.arch, ...confinement.capabilities },
   })
 
   const register = async () => {
@@ -91,7 +96,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   }
   log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(","), paths: paths.join(",") })
 
-  const runOpts = { transport, log: log.withTag("runner"), mapper, binaries, setpriv, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
+  const runOpts = { transport, log: log.withTag("runner"), mapper, policy, binaries, confinement, paths: cfg.paths, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return

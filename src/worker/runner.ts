@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs"
+import { chownSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConflictError, DffmpegError, NotFoundError } from "../shared/errors.ts"
@@ -6,19 +6,25 @@ import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
+import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
 import { createProgressTracker } from "./progress.ts"
+import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
 import type { WorkerTransport } from "./transport/types.ts"
 
 export interface RunnerDeps {
   transport: WorkerTransport
   log: Logger
   mapper: WorkerMapper
+  /** Checks the mapped arguments before spawning; undefined when `argument_policy: false`. */
+  policy?: ArgumentPolicy
   /** Binary name → executable path, only those this worker may run. */
   binaries: Map<string, string>
-  /** `setpriv` path: children get SIGKILL when the worker dies (Linux); undefined elsewhere. */
-  setpriv?: string
+  /** How jobs are started: setpriv (parent-death kill, run_as) and the bubblewrap sandbox. */
+  confinement: Confinement
+  /** The worker's own directory for each path variable: the job's declared ones are its sandbox's roots. */
+  paths: Record<string, string>
   /** Stop schedule: `q` at once, SIGTERM after `termAfterMs`, SIGKILL after `killAfterMs`. */
   termAfterMs: number
   killAfterMs: number
@@ -60,9 +66,12 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   const timers: ReturnType<typeof setTimeout>[] = []
   const exited = () => !proc || proc.exitCode !== null || proc.signalCode !== null
 
+  let intoSandbox: ((sig: NodeJS.Signals | number) => Promise<void>) | undefined
   const signal = (sig: NodeJS.Signals | number) => {
     try {
-      if (!exited()) proc?.kill(sig)
+      if (exited()) return
+      if (intoSandbox) void intoSandbox(sig)
+      else proc?.kill(sig)
     } catch (err) {
       log.debug("kill failed", { job: a.id }, err as Error)
     }
@@ -115,16 +124,30 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       let mapped: { args: string[]; cwd: string | null }
       try {
         mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
+        if (deps.policy) {
+          const box = deps.confinement
+          const confine = (command: string[], cwd: string) => ({ argv: box.argv({ roots: rootBinds(deps.paths, a.paths), cwd }, command), env: box.env(), infoFd: box.mode === "bwrap" })
+          const job = { binary: a.binary, original: a.args, args: mapped.args, cwd: mapped.cwd, roots: deps.mapper.roots(a.paths), isPassthrough: deps.mapper.isPassthrough, confine }
+          mapped = { ...mapped, args: (await deps.policy.check(job)).args }
+        }
       } catch (err) {
         return await report({ code: null, signal: null, error: `worker refused the job: ${(err as Error).message}` })
       }
-      const cwd = mapped.cwd ?? (scratch = mkdtempSync(join(tmpdir(), "dffmpeg-job-")))
-      const argv = [bin, ...mapped.args]
+      const box = deps.confinement
+      if (mapped.cwd === null) {
+        // Private to the job (0700), owned by the user it runs as.
+        scratch = mkdtempSync(join(tmpdir(), "dffmpeg-job-"))
+        if (box.owner) chownSync(scratch, box.owner.uid, box.owner.gid)
+      }
+      const cwd = mapped.cwd ?? scratch!
+      const sandboxed = box.mode === "bwrap"
+      const argv = box.argv({ roots: rootBinds(deps.paths, a.paths), scratch, cwd }, [bin, ...mapped.args])
       // Without caller stdin the process still gets a pipe (for `q` on cancel) unless it reads its
       // input from stdin: then it gets /dev/null, exactly as a local call with no stdin would.
       stdinOpen = a.stdin || !readsStdin(mapped.args)
       try {
-        proc = Bun.spawn(deps.setpriv ? [deps.setpriv, "--pdeathsig", "KILL", "--", ...argv] : argv, { cwd, stdin: stdinOpen ? "pipe" : "ignore", stdout: "pipe", stderr: "pipe" })
+        proc = Bun.spawn(argv, { cwd, env: box.env(), stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])] })
+        if (sandboxed) intoSandbox = sandboxSignaller(proc, readChildPid(proc.stdio[INFO_FD] as number), log)
       } catch (err) {
         return await report({ code: null, signal: null, error: `cannot start ${a.binary} on the worker: ${(err as Error).message}` })
       }
@@ -159,7 +182,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       await Promise.all([pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout), pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr), child.exited])
       downlink.abort()
       for (const t of timers) clearTimeout(t)
-      const sig = child.signalCode === null ? null : String(child.signalCode)
+      // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
+      const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
       const exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
       log.info("job exited", { job: a.id, code: exit.code ?? undefined, signal: exit.signal ?? undefined, stopped: mode === "run" ? undefined : mode })
       await report(exit)
@@ -214,6 +238,8 @@ function followDownlink(
   on: { stdinEnded(): void; signal(sig: NodeJS.Signals): void; cancel(): void },
 ) {
   const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
+  // ffmpeg takes the caller's stdin as keys when no input reads it: filter commands are dropped.
+  const keys = deps.policy && !readsStdin(a.args) ? createKeyFilter() : undefined
   ;(async () => {
     let after = 0
     let attempt = 0
@@ -222,7 +248,7 @@ function followDownlink(
         for await (const f of deps.transport.input(a.id, a.epoch, after, stop)) {
           attempt = 0
           if (f.kind === Kind.stdin && sink) {
-            sink.write(f.data)
+            sink.write(keys ? keys(f.data) : f.data)
             await sink.flush()
           } else if (f.kind === Kind.stdinEnd && sink) {
             on.stdinEnded()

@@ -56,13 +56,13 @@ describe("admin workers", () => {
   test("ls and show give state, load/slots, binaries, paths, version and last seen, the same in both modes", async () => {
     const ls = await c.remote(["workers", "ls"])
     expect(ls.code).toBe(0)
-    expect(ls.out).toMatch(/^ID +STATUS +LOAD +BINARIES +PATHS +VERSION +LAST SEEN\nworker1 +online +0\/2 +ffmpeg,ffprobe +Media +\d+\.\d+\.\d+ +\d+s ago\n$/)
+    expect(ls.out).toMatch(/^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nworker1 +online +0\/2 +ffmpeg,ffprobe +Media +bwrap +\d+\.\d+\.\d+ +\d+s ago\n$/)
     const remote = parse<WorkerJson[]>(await c.remote(["workers", "ls", "--json"]))
     expect(remote).toEqual([expect.objectContaining({ id: "worker1", status: "online", drainRequested: false, load: 0, maxJobs: 2 })])
     const viaLocal = parse<WorkerJson[]>(await local(["workers", "ls", "--json"]))
     expect(viaLocal.map(({ lastSeen: _, ...w }) => w)).toEqual(remote.map(({ lastSeen: _, ...w }) => w))
     const show = await c.remote(["workers", "show", "worker1"])
-    expect(show.out).toMatch(/^id +worker1\nstatus +online\nload +0\/2\nbinaries +ffmpeg,ffprobe\npaths +Media\n/)
+    expect(show.out).toMatch(/^id +worker1\nstatus +online\nload +0\/2\nbinaries +ffmpeg,ffprobe\npaths +Media\nsandbox +bwrap, jobs run as nobody \(65534:65534\)\n/)
     expect(show.out).toMatch(/\nno current jobs\n$/)
   })
 

@@ -150,6 +150,21 @@ describe("dashboard", () => {
     expect(problems).toEqual([])
   })
 
+  test("a worker registered with sandbox: none shows an unconfined badge; a sandboxed one does not", async () => {
+    const { page, problems } = await open()
+    await page.goto(c.url + "/")
+    await page.locator("#live.conn-live").waitFor()
+    await c.addUser("loose", "worker")
+    await apiFor(c, "loose").json("POST", "/api/v1/worker/register", {
+      json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: "0.1.0", capabilities: { sandbox: "none", runAs: "root (0:0)" } },
+    })
+    const badge = (id: string) => page.locator(`#workers tr[data-worker="${id}"] td[data-label="Status"] .badge`, { hasText: "unconfined" })
+    await badge("loose").waitFor({ state: "visible" })
+    expect(await badge("worker1").isVisible()).toBe(false)
+    expect(await page.locator('#workers tr[data-worker="worker1"] td[data-label="Version"] .clip').textContent()).toContain("sandbox: bwrap")
+    expect(problems).toEqual([])
+  })
+
   test("on a 375 px phone nothing scrolls sideways", async () => {
     const { page, problems } = await open({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: "dark" })
     await page.goto(c.url + "/")

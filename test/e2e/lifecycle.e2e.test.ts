@@ -247,7 +247,8 @@ describe("exit codes of the remote process", () => {
     writeFileSync(fake, '#!/bin/sh\ncase "$1" in segv) kill -SEGV $$ ;; code) echo "fake ffmpeg exiting $2" >&2; exit "$2" ;; esac\n')
     chmodSync(fake, 0o755)
     await c.workers[0].stop("SIGTERM")
-    await c.startWorker("worker1", { binaries: { ffmpeg: fake, ffprobe: "ffprobe" } })
+    // The fake reads its positional arguments: no -protocol_whitelist from the argument policy.
+    await c.startWorker("worker1", { binaries: { ffmpeg: fake, ffprobe: "ffprobe" }, argument_policy: false })
     const segv = await c.run("ffmpeg", ["segv"])
     expect(segv.code).toBe(139)
     const e255 = await c.run("ffmpeg", ["code", "255"])

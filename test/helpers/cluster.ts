@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { BIN, requireBinary, waitFor } from "./bin.ts"
@@ -35,6 +35,9 @@ export interface ClusterOptions {
 
 const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
 
+/** The user sandboxed jobs run as in tests (the workers run as root here). */
+export const SANDBOX_USER = "nobody"
+
 /**
  * A real cluster on 127.0.0.1: the compiled binary as coordinator (port 0), workers and the proxy,
  * each a separate process. Storage is one directory that the client sees as `client/media` and the
@@ -59,6 +62,10 @@ export class Cluster {
     this.dir = mkdtempSync(join(tmpdir(), "dffmpeg-test-"))
     this.storage = join(this.dir, "storage")
     mkdirSync(this.storage)
+    // Jobs run sandboxed as `nobody` (SANDBOX_USER): it must reach the storage and write into it; the
+    // cluster directory itself (keys, configs) stays unlistable.
+    chmodSync(this.dir, 0o711)
+    chmodSync(this.storage, 0o777)
     mkdirSync(join(this.dir, "client"))
     this.clientMedia = join(this.dir, "client", "media")
     symlinkSync(this.storage, this.clientMedia)
@@ -149,7 +156,8 @@ export class Cluster {
     return join(this.dir, id, "mnt")
   }
 
-  async startWorker(id: string, extra: Record<string, unknown> = {}): Promise<Proc> {
+  /** Writes `<id>/worker.yaml` (the cluster's defaults, then `workerConfig`, then `extra`); returns its path. */
+  writeWorkerConfig(id: string, extra: Record<string, unknown> = {}): string {
     const wdir = join(this.dir, id)
     mkdirSync(wdir, { recursive: true })
     rmSync(this.workerMedia(id), { force: true })
@@ -165,12 +173,24 @@ export class Cluster {
         max_jobs: this.opts.maxJobs ?? 4,
         // Tests stop workers often; production keeps the 5 s default.
         min_drain_time_seconds: 0.2,
+        // Every test runs its jobs confined, as production does by default.
+        sandbox: "bwrap",
+        run_as: SANDBOX_USER,
         ...this.opts.workerConfig,
         ...extra,
       }),
     )
-    const p = Bun.spawn([BIN, "worker", "--config", cfg], { cwd: wdir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
-    const proc = new Proc(id, p)
+    return cfg
+  }
+
+  /** Starts a worker process without waiting for it (tests of refused start-ups). */
+  spawnWorker(id: string, extra: Record<string, unknown> = {}, env: Record<string, string> = {}): Proc {
+    const cfg = this.writeWorkerConfig(id, extra)
+    return new Proc(id, Bun.spawn([BIN, "worker", "--config", cfg], { cwd: join(this.dir, id), env: this.env(env), stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
+  }
+
+  async startWorker(id: string, extra: Record<string, unknown> = {}): Promise<Proc> {
+    const proc = this.spawnWorker(id, extra)
     const idx = this.workerIds.indexOf(id)
     this.workers[idx === -1 ? this.workers.length : idx] = proc
     await proc.waitForLine(/worker registered/)

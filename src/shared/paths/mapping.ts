@@ -10,6 +10,10 @@ export interface ClientMapper {
 /** Maps `$Var/rest` path variables in argv back to this worker's own directories. */
 export interface WorkerMapper {
   mapArgs(args: string[], jobPaths: string[], cwd: string | null): { args: string[]; cwd: string | null }
+  /** The job's declared path variables on this worker (as configured and with symlinks resolved). */
+  roots(jobPaths: string[]): { name: string; root: string; real: string }[]
+  /** Is this absolute path one of the passthrough paths (e.g. /dev/null)? */
+  isPassthrough(abs: string): boolean
 }
 
 const FILE_PREFIX = "file:"
@@ -27,7 +31,7 @@ interface Root {
  * Resolves `.`/`..`, then symlinks of the longest existing prefix; the missing rest is re-appended
  * because outputs usually do not exist yet.
  */
-function canonical(p: string): string {
+export function canonical(p: string): string {
   const normalised = posix.resolve(p)
   const tail: string[] = []
   let cur = normalised
@@ -42,7 +46,7 @@ function canonical(p: string): string {
   }
 }
 
-function isInside(p: string, root: string): boolean {
+export function isInside(p: string, root: string): boolean {
   if (root === "/") return p.startsWith("/")
   return p === root || p.startsWith(root + "/")
 }
@@ -183,7 +187,19 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
     return resolved
   }
 
+  const isPassthrough = (abs: string) => {
+    const normalised = posix.resolve(abs)
+    return passthrough.has(normalised) || passthrough.has(canonical(normalised))
+  }
+
   return {
+    roots(jobPaths) {
+      return jobPaths.flatMap((name) => {
+        const entry = roots.get(name)
+        return entry ? [{ name, ...entry }] : []
+      })
+    },
+    isPassthrough,
     mapArgs(args, jobPaths, cwd) {
       const declared = new Set(jobPaths)
       const out = args.map((arg, i) => {
@@ -192,8 +208,7 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
         if (value.startsWith("$$")) return prefix + value.slice(1)
         if (value.startsWith("$")) return prefix + resolveVar(value, declared, where)
         if (!value.startsWith("/")) return arg
-        const normalised = posix.resolve(value)
-        if (passthrough.has(normalised) || passthrough.has(canonical(normalised))) return arg
+        if (isPassthrough(value)) return arg
         throw new InvalidError(`absolute path ${value} in ${where} is not allowed on this worker (use a path variable)`)
       })
       if (cwd === null) return { args: out, cwd: null }

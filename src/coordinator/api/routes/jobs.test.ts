@@ -120,3 +120,23 @@ describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
     expect({ status: job.status, canceling: job.cancelRequestedAt !== null }).toEqual({ status: "running", canceling: true })
   })
 })
+
+describe("POST /jobs: protocols no worker accepts", () => {
+  const submit = (args: string[]) => h.request(alice, "POST", J, { binary: "ffmpeg", args, paths: [], cwd: null, stdin: false })
+
+  test.each([
+    [["-i", "concatf:list.txt", "-f", "null", "-"], /^argument 2 "concatf:list\.txt": protocol concatf is not allowed on any worker/],
+    [["-i", "in.mkv", "-f", "mpegts", "tee:a.ts|b.ts"], /^argument 5 "tee:a\.ts\|b\.ts": protocol tee/],
+    [["-i", "fd:3", "-f", "null", "-"], /protocol fd/],
+  ])("%j is 400 naming the argument", async (args, message) => {
+    const res = await submit(args)
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(message)
+  })
+
+  test("protocols a worker may allow (or refuse by its own policy) are left to the worker", async () => {
+    for (const args of [["-i", "http://h/x", "-f", "null", "-"], ["-i", "concat:a|b", "-f", "null", "-"], ["-f", "lavfi", "-i", "tee:x", "-f", "null", "-"]]) {
+      expect((await submit(args)).status).toBe(201)
+    }
+  })
+})

@@ -1,5 +1,6 @@
 import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../../shared/errors.ts"
+import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
@@ -142,12 +143,14 @@ export function jobRoutes(deps: Deps) {
     requireRole(p, "client", "admin")
     const req = jsonBody(c, SubmitRequest)
     if (!config.allowed_binaries.includes(req.binary)) throw new InvalidError(`binary ${req.binary} is not allowed (allowed_binaries: ${config.allowed_binaries.join(", ")})`)
+    // Sizes first: everything after reads every argument.
+    checkArguments(req, config.limits)
+    checkSubmittedArgs(req.binary, req.args)
     for (const a of [...req.args, ...(req.cwd ? [req.cwd] : [])]) {
       const name = varOf(a)
       if (name !== undefined && !req.paths.includes(name)) throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
     }
     if (req.cwd !== null && varOf(req.cwd) === undefined) throw new InvalidError("cwd must be a path variable ($Var/...) or null")
-    checkArguments(req, config.limits)
     const attach = c.req.query("attach") === "1"
     if (attach && req.retries > 0) throw new InvalidError("retries are for detached jobs: a job re-run under an attached caller would repeat its output")
     await checkQueueQuota(store, p.name, config.limits)

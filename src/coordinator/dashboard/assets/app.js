@@ -432,7 +432,9 @@ function workerRow(first) {
   const actions = cell("", "actions")
   const state = badge("", "muted")
   const late = h("span", { class: "badge bad", hidden: true }, "not responding")
-  status.append(h("div", { class: "stack" }, state, late))
+  // A worker registered with `sandbox: none` runs jobs that can reach every file its user can.
+  const unconfined = h("span", { class: "badge bad", hidden: true, title: "sandbox: none — jobs on this worker are not confined" }, "unconfined")
+  status.append(h("div", { class: "stack" }, state, late, unconfined))
   const slots = meter()
   const slotsText = h("span", { class: "slots-text" })
   load.append(h("div", { class: "slots" }, slots.el, slotsText))
@@ -457,6 +459,7 @@ function workerRow(first) {
       setText(state, w.drainRequested ? "draining (admin)" : w.status)
       state.className = `badge ${workerTone(w.drainRequested && w.status !== "offline" ? "draining" : w.status)}`
       late.hidden = w.health !== "late"
+      unconfined.hidden = w.capabilities?.sandbox !== "none"
       slots.set(w.slots ? (100 * w.load) / w.slots : 0)
       setText(slotsText, `${w.load}/${w.slots}`)
       setText(binaries, w.binaries.join(", ") || "—")

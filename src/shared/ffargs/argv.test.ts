@@ -1,0 +1,48 @@
+import { describe, expect, test } from "bun:test"
+import { fileOption, parseArgv, takesValue } from "./argv.ts"
+
+const roles = (tool: "ffmpeg" | "ffprobe", args: string[]) => parseArgv(tool, args).tokens.map((t) => `${t.role}:${t.text}`)
+
+describe("parseArgv (ffmpeg)", () => {
+  test("options, values, inputs after -i and positional outputs", () => {
+    expect(roles("ffmpeg", ["-y", "-ss", "1", "-i", "in.mkv", "-c:v", "libx264", "out.mkv"])).toEqual([
+      "option:-y", "option:-ss", "value:1", "option:-i", "input:in.mkv", "option:-c:v", "value:libx264", "output:out.mkv",
+    ])
+  })
+
+  test("stream specifiers are split from the option name", () => {
+    const t = parseArgv("ffmpeg", ["-dump_attachment:t:0", "x.ttf", "-i", "a.mkv"]).tokens[0]
+    expect([t.name, t.spec]).toEqual(["dump_attachment", "t:0"])
+  })
+
+  test("unknown names are AVOptions and take a value; -noX booleans take none", () => {
+    expect(takesValue("ffmpeg", "hls_segment_filename")).toBe(true)
+    expect(takesValue("ffmpeg", "nostdin")).toBe(false)
+    expect(takesValue("ffmpeg", "noautorotate")).toBe(false)
+    // autorotate is a boolean with HAS_ARG in fftools 5.1: it swallows the next argument.
+    expect(takesValue("ffmpeg", "autorotate")).toBe(true)
+    expect(takesValue("ffmpeg", "vstats")).toBe(false)
+    expect(takesValue("ffmpeg", "novstats")).toBe(true)
+  })
+
+  test("-- makes only the next argument an output", () => {
+    const outs = parseArgv("ffmpeg", ["-i", "a", "--", "-weird.mkv", "-y", "b.mkv"]).files.map((f) => `${f.kind}:${f.url}`)
+    expect(outs).toEqual(["input:a", "output:-weird.mkv", "output:b.mkv"])
+  })
+
+  test("per-file options belong to the next file", () => {
+    const { files } = parseArgv("ffmpeg", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "tee", "[f=matroska]a.mkv"])
+    expect(fileOption(files[0], "f")).toBe("concat")
+    expect(fileOption(files[0], "safe")).toBe("0")
+    expect(fileOption(files[1], "f")).toBe("tee")
+    expect(fileOption(files[1], "safe")).toBeUndefined()
+  })
+})
+
+describe("parseArgv (ffprobe)", () => {
+  test("the positional is the input, -o the output, options apply to the input wherever they are", () => {
+    const { files } = parseArgv("ffprobe", ["-show_streams", "in.mkv", "-of", "json", "-o", "out.json", "-f", "hls"])
+    expect(files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:in.mkv", "output:out.json"])
+    expect(fileOption(files[0], "f")).toBe("hls")
+  })
+})

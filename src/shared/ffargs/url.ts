@@ -1,0 +1,58 @@
+/**
+ * How FFmpeg reads a URL argument (libavformat `url_find_protocol`): a leading `scheme:` made of
+ * letters, digits, `+`, `-`, `.` names the protocol, `subfile,,opts,,:inner` too; anything else is a
+ * file path. Wrapper protocols name the URLs they open inside.
+ */
+
+export interface ParsedUrl {
+  /** Protocol name, lowercase (`file` for a plain path); nested schemes (`crypto+file:`) give `crypto`. */
+  protocol: string
+  /** The path for `file` and plain paths; the rest after the scheme otherwise. */
+  rest: string
+  /** URLs a wrapper opens: concat parts, the subfile/cache/crypto/async target. */
+  inner: string[]
+}
+
+/** Network protocols of FFmpeg 5.1 (Debian build), for the allow_network rule. */
+export const NETWORK_PROTOCOLS = new Set([
+  "http", "https", "httpproxy", "tcp", "udp", "udplite", "tls", "unix", "rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe",
+  "rtmpte", "ffrtmphttp", "ffrtmpcrypt", "rtp", "srtp", "rtsp", "rtsps", "srt", "rist", "sctp", "ftp", "sftp",
+  "gopher", "gophers", "mmsh", "mmst", "icecast", "prompeg", "amqp", "zmq", "ipfs", "ipns", "libssh", "smb",
+  "librtmp",
+])
+
+/** Protocols that wrap other URLs (checked through what they open). */
+export const WRAPPER_PROTOCOLS = new Set(["concat", "subfile", "cache", "crypto", "async"])
+
+/** Every protocol name FFmpeg 5.1 knows, so a look-alike (`title:`) is not taken for one. */
+export const KNOWN_PROTOCOLS = new Set([
+  ...NETWORK_PROTOCOLS, ...WRAPPER_PROTOCOLS, "file", "pipe", "fd", "data", "concatf", "hls", "md5", "tee", "bluray",
+  "android_content",
+])
+
+const SCHEME = /^([A-Za-z0-9+.-]+):/
+
+export function parseUrl(url: string): ParsedUrl {
+  if (url.startsWith("subfile,") && url.indexOf(":") !== -1) {
+    return { protocol: "subfile", rest: url.slice(8), inner: [url.slice(url.indexOf(":") + 1)] }
+  }
+  const m = SCHEME.exec(url)
+  if (!m) return { protocol: "file", rest: url, inner: [] }
+  const scheme = m[1].toLowerCase()
+  const rest = url.slice(m[0].length)
+  const plus = scheme.indexOf("+")
+  // `crypto+file:/x`, `hls+http://...`: the nested scheme belongs to the inner URL.
+  if (plus !== -1) return { protocol: scheme.slice(0, plus), rest, inner: [url.slice(plus + 1)] }
+  if (scheme === "file") return { protocol: "file", rest, inner: [] }
+  if (scheme === "concat") return { protocol: scheme, rest, inner: rest.split("|") }
+  if (scheme === "cache" || scheme === "crypto" || scheme === "async" || scheme === "subfile") return { protocol: scheme, rest, inner: [rest] }
+  return { protocol: scheme, rest, inner: [] }
+}
+
+/** `host` and `port` of a network URL (`tcp://h:1`, `rtmp://[::1]:1935/app`, `udp://@:1234`). */
+export function urlHost(rest: string): { host: string; port?: number } | undefined {
+  const m = /^\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::(\d+))?/.exec(rest)
+  if (!m) return undefined
+  const host = m[1].replace(/^\[(.*)\]$/, "$1").toLowerCase()
+  return { host, port: m[2] === undefined ? undefined : Number(m[2]) }
+}

@@ -1,0 +1,68 @@
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
+import { dirname } from "node:path"
+import type { WorkerConfig } from "../shared/config/schema.ts"
+import { ConfigError } from "../shared/errors.ts"
+import type { Logger } from "../shared/log.ts"
+import { type ArgumentPolicy, createArgumentPolicy, parseHostRule, type PolicyDeps } from "./policy.ts"
+
+const PROBE_TIMEOUT_MS = 20_000
+
+/** Reads at most `max` bytes of a regular file (never a FIFO or device, which could block). */
+export function readHead(path: string, max: number): Uint8Array | undefined {
+  let fd: number
+  try {
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+  } catch {
+    return undefined
+  }
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) return undefined
+    const buf = new Uint8Array(Math.min(max, st.size))
+    const n = readSync(fd, buf, 0, buf.length, 0)
+    return buf.subarray(0, n)
+  } catch {
+    return undefined
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * The attachment `filename` tags of a local media file, read with the worker's ffprobe, started the
+ * way the job would be (in its sandbox) since the media is the client's.
+ */
+export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attachmentNames"]> {
+  return async (path, confine) => {
+    const command = [ffprobe, "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream_tags=filename", "-of", "json", "file:" + path]
+    const run = confine ? confine(command, dirname(path)) : { argv: command, env: undefined, infoFd: false }
+    const p = Bun.spawn(run.argv, { cwd: dirname(path), env: run.env, stdio: ["ignore", "pipe", "ignore", ...(run.infoFd ? (["pipe"] as const) : [])] })
+    const timer = setTimeout(() => p.kill("SIGKILL"), PROBE_TIMEOUT_MS)
+    try {
+      const [out, code] = await Promise.all([new Response(p.stdout as ReadableStream<Uint8Array>).text(), p.exited])
+      if (code !== 0) throw new Error(`ffprobe could not read the attachment names (exit ${code})`)
+      const json = JSON.parse(out) as { streams?: { tags?: { filename?: unknown } }[] }
+      return (json.streams ?? []).flatMap((s) => (s.tags?.filename === undefined ? [] : [String(s.tags.filename)]))
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** The worker's policy from its config, or undefined (with a warning) when `argument_policy: false`. */
+export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger): ArgumentPolicy | undefined {
+  if (!cfg.argument_policy) {
+    log.warn("argument policy is off (argument_policy: false): job arguments are not checked before spawning")
+    return undefined
+  }
+  const bad = cfg.allowed_hosts.filter((h) => !parseHostRule(h))
+  if (bad.length) {
+    throw new ConfigError("allowed_hosts has entries that are not a host name, IP or CIDR with an optional :port", bad.map((h) => `allowed_hosts: ${JSON.stringify(h)}`))
+  }
+  const ffprobe = binaries.get("ffprobe")
+  return createArgumentPolicy(
+    { allowNetwork: cfg.allow_network, allowedHosts: cfg.allowed_hosts },
+    { read: readHead, attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined },
+  )
+}

@@ -1,0 +1,179 @@
+import { afterAll, describe, expect, test } from "bun:test"
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { createWorkerMapper } from "../shared/paths/mapping.ts"
+import { createArgumentPolicy, createKeyFilter, PolicyError, type PolicyConfig, type PolicyDeps } from "./policy.ts"
+import { readHead } from "./policy-deps.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "dffmpeg-policy-"))
+const media = join(dir, "media")
+mkdirSync(join(media, "sub", "deep"), { recursive: true })
+writeFileSync(join(dir, "secret.txt"), "CANARY")
+writeFileSync(join(media, "in.mkv"), "not really")
+symlinkSync(join(dir, "secret.txt"), join(media, "link.txt"))
+writeFileSync(join(media, "ok.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nin.mkv\n#EXT-X-ENDLIST\n")
+writeFileSync(join(media, "sub", "bad.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n../../secret.txt\n")
+writeFileSync(join(media, "key.m3u8"), '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="/etc/passwd"\n#EXTINF:1,\nin.mkv\n')
+writeFileSync(join(media, "nested.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nsub/bad.m3u8\n")
+writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
+writeFileSync(join(media, "fine.txt"), "scale=320:-1")
+writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
+writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
+writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
+writeFileSync(join(media, "fine-list.txt"), "ffconcat version 1.0\n# a comment\nfile in.mkv\nfile 'sub/../in.mkv'\nduration 1\n")
+writeFileSync(join(media, "cmds.txt"), "0.5 drawtext reinit 'textfile=/etc/passwd';\n")
+writeFileSync(join(media, "big.m3u8"), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(450_000))
+writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const mapper = createWorkerMapper({ paths: { Media: media } })
+
+function check(args: string[], o: { cwd?: string | null; cfg?: Partial<PolicyConfig>; binary?: string; names?: string[] } = {}) {
+  const deps: PolicyDeps = { read: readHead, attachmentNames: o.names ? async () => o.names! : undefined }
+  const policy = createArgumentPolicy({ allowNetwork: false, allowedHosts: [], ...o.cfg }, deps)
+  const mapped = mapper.mapArgs(args, ["Media"], o.cwd === undefined ? "$Media" : o.cwd)
+  return policy.check({ binary: o.binary ?? "ffmpeg", original: args, args: mapped.args, cwd: mapped.cwd, roots: mapper.roots(["Media"]), isPassthrough: mapper.isPassthrough })
+}
+
+async function refusal(args: string[], o: Parameters<typeof check>[1] = {}): Promise<string> {
+  try {
+    await check(args, o)
+  } catch (err) {
+    expect(err).toBeInstanceOf(PolicyError)
+    return (err as Error).message
+  }
+  throw new Error(`not refused: ${args.join(" ")}`)
+}
+
+describe("argument policy: refusals", () => {
+  const cases: [string, string[], RegExp, Parameters<typeof check>[1]?][] = [
+    ["relative input escaping a $Var cwd", ["-i", "../../../../etc/passwd", "-f", "null", "-"], /^argument 2 "\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd": relative path .* leaves the job's directories$/],
+    ["relative input escaping the scratch cwd", ["-i", "../x", "-f", "null", "-"], /argument 2 "\.\.\/x": relative path/, { cwd: null }],
+    ["file:../x", ["-i", "file:../x", "-f", "null", "-"], /argument 2 "file:\.\.\/x"/],
+    ["output ../x.mkv", ["-i", "in.mkv", "../x.mkv"], /argument 3 "\.\.\/x\.mkv": relative path/],
+    ["image2 pattern output", ["-i", "in.mkv", "-f", "image2", "../x%d.png"], /argument 5 "\.\.\/x%d\.png"/],
+    ["concat:/etc/passwd", ["-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"], /^argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/],
+    ["subfile", ["-i", "subfile,,start,0,end,0,,:/etc/passwd", "-f", "null", "-"], /subfile may only read files under a path variable/],
+    ["cache:", ["-i", "cache:/etc/passwd", "-f", "null", "-"], /cache may only read files/],
+    ["crypto+ nested scheme", ["-i", "crypto+file:/etc/passwd", "-f", "null", "-"], /crypto may only read files/],
+    ["lavfi movie=", ["-f", "lavfi", "-i", "movie=/etc/passwd", "-f", "null", "-"], /argument 4 "movie=\/etc\/passwd": filter movie "\/etc\/passwd" is outside/],
+    ["lavfi amovie= escaped", ["-f", "lavfi", "-i", "amovie=\\/etc\\/passwd", "-f", "null", "-"], /filter amovie/],
+    ["movie inside -vf", ["-i", "in.mkv", "-vf", "[in]movie='../../secret.txt'[m];[in][m]overlay", "-f", "null", "-"], /argument 4 .*filter movie relative path/],
+    ["movie with a network URL", ["-i", "in.mkv", "-vf", "movie='http\\://127.0.0.1\\:9/x'", "-f", "null", "-"], /network protocol http is not allowed/],
+    ["movie with format lavfi nests a graph", ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=lavfi", "-f", "null", "-"], /filter amovie/],
+    ["subtitles filename", ["-i", "in.mkv", "-vf", "subtitles=filename=../../secret.txt", "-f", "null", "-"], /filter subtitles/],
+    ["drawtext fontfile escaping the font folders", ["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/../../../etc/passwd:text=x", "-f", "null", "-"], /filter drawtext "\/usr\/share\/fonts\/\.\.\/\.\.\/\.\.\/etc\/passwd" is outside/],
+    ["drawtext textfile", ["-i", "in.mkv", "-vf", "drawtext=textfile=/etc/passwd", "-f", "null", "-"], /filter drawtext/],
+    ["-attach ../x", ["-i", "in.mkv", "-attach", "../x", "out.mkv"], /argument 4 "\.\.\/x": -attach relative path/],
+    ["-filter_script ../x", ["-i", "in.mkv", "-filter_script:v", "../x", "-f", "null", "-"], /-filter_script relative path/],
+    ["-filter_script content", ["-i", "in.mkv", "-filter_script:v", "graph.txt", "-f", "null", "-"], /argument 4 "graph\.txt": filter movie "\/etc\/passwd"/],
+    ["HLS segment escaping the root", ["-i", "sub/bad.m3u8", "-f", "null", "-"], /argument 2 "sub\/bad\.m3u8": HLS playlist entry "\.\.\/\.\.\/secret\.txt" is outside/],
+    ["HLS key URI", ["-i", "key.m3u8", "-f", "null", "-"], /HLS playlist entry "\/etc\/passwd"/],
+    ["HLS variant playlist", ["-i", "nested.m3u8", "-f", "null", "-"], /HLS playlist entry "\.\.\/\.\.\/secret\.txt"/],
+    ["HLS playlist too large to check whole", ["-i", "big.m3u8", "-f", "null", "-"], /HLS playlist is larger than 8 MiB; too large to check/],
+    ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    ["-f concat -safe 0", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"], /argument 4 "0": -safe 0 lets the input name files outside/],
+    ["option enable_drefs in a concat list", ["-i", "drefs.txt", "-f", "null", "-"], /argument 2 "drefs\.txt": -enable_drefs 1 lets the input/],
+    ["a concat list entry that is a symlink out of the root", ["-f", "concat", "-i", "linked.txt", "-f", "null", "-"], /concat list entry "link\.txt" is outside/],
+    ["-enable_drefs", ["-enable_drefs", "1", "-i", "in.mkv", "-f", "null", "-"], /-enable_drefs 1/],
+    ["tee slave absolute path", ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=matroska]/tmp/x.mkv|[f=null]-"], /argument 7 .*tee output "\/tmp\/x\.mkv" is outside/],
+    ["tee slave relative escape", ["-i", "in.mkv", "-f", "tee", "[f=matroska]a.mkv|../b.mkv"], /tee output relative path "\.\.\/b\.mkv"/],
+    ["-dump_attachment:t:0 ../x", ["-dump_attachment:t:0", "../x", "-i", "in.mkv"], /argument 2 "\.\.\/x": -dump_attachment may not contain/],
+    ["-dump_attachment:t '' with a hostile tag", ["-dump_attachment:t", "", "-i", "in.mkv"], /argument 2 "": -dump_attachment without a name would write "\.\.\/\.\.\/evil"/, { names: ["font.ttf", "../../evil"] }],
+    ["-dump_attachment:t '' without ffprobe", ["-dump_attachment:t", "", "-i", "in.mkv"], /no ffprobe/],
+    ["symlink inside the root pointing out", ["-i", "link.txt", "-f", "null", "-"], /argument 2 "link\.txt"/],
+    ["http input", ["-i", "http://127.0.0.1:8080/x", "-f", "null", "-"], /^argument 2 "http:\/\/127\.0\.0\.1:8080\/x": network protocol http is not allowed on this worker \(allow_network is off\)$/],
+    ["tcp input", ["-i", "tcp://127.0.0.1:9", "-f", "null", "-"], /network protocol tcp/],
+    ["network output", ["-i", "in.mkv", "-f", "mpegts", "udp://10.0.0.1:1234"], /network protocol udp/],
+    ["host not allowed", ["-i", "http://10.1.2.3/x", "-f", "null", "-"], /host 10\.1\.2\.3 is not in this worker's allowed_hosts/, { cfg: { allowNetwork: true, allowedHosts: ["192.168.0.0/16", "cdn.example:443"] } }],
+    ["port not allowed", ["-i", "https://cdn.example:8443/x", "-f", "null", "-"], /host cdn\.example:8443/, { cfg: { allowNetwork: true, allowedHosts: ["cdn.example:443"] } }],
+    ["a protocol outside the list", ["-i", "concatf:list.txt", "-f", "null", "-"], /protocol concatf is not allowed/],
+    ["an unknown protocol", ["-i", "weird:x", "-f", "null", "-"], /unknown protocol "weird:"/],
+    ["pipe to another fd", ["-i", "pipe:5", "-f", "null", "-"], /pipe may only use/],
+    ["capture device", ["-f", "x11grab", "-i", ":0.0", "-f", "null", "-"], /format x11grab is a capture or playback device/],
+    ["preset with a path", ["-i", "in.mkv", "-vpre", "../../../etc/passwd", "out.mkv"], /preset names may not contain a path/],
+    ["-progress outside", ["-progress", "../../p.txt", "-i", "in.mkv", "-f", "null", "-"], /-progress may not contain/],
+    ["an AVOption value naming a file", ["-i", "in.mkv", "-x264-params", "stats=/tmp/x.log", "out.mkv"], /argument 4 "stats=\/tmp\/x\.log": "\/tmp\/x\.log" is outside the job's path variables/],
+    ["hls_key_info_file naming a key outside", ["-i", "in.mkv", "-hls_key_info_file", "keyinfo.txt", "out.m3u8"], /key file in -hls_key_info_file "\/etc\/passwd"/],
+    ["master_pl_name with a directory", ["-i", "in.mkv", "-master_pl_name", "x/../../m.m3u8", "out.m3u8"], /-master_pl_name/],
+    ["ladspa plugin by path", ["-i", "in.mkv", "-af", "ladspa=file=/tmp/evil.so", "-f", "null", "-"], /filter ladspa may only load plugins by name/],
+    ["sendcmd commands from a file", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"], /filter sendcmd file "\/etc\/passwd" is outside/],
+    ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
+    ["unix socket outside", ["-i", "unix:/run/docker.sock", "-f", "null", "-"], /unix socket "\/run\/docker\.sock" is outside/, { cfg: { allowNetwork: true } }],
+    ["unix socket without network", ["-i", "unix:sock", "-f", "null", "-"], /network protocol unix is not allowed/],
+    ["zmq socket", ["-i", "in.mkv", "-vf", "zmq", "-f", "null", "-"], /filter zmq opens a network socket/],
+    ["ffprobe -o outside", ["-o", "../../x.json", "in.mkv"], /argument 2 "\.\.\/\.\.\/x\.json"/, { binary: "ffprobe" }],
+    ["ffprobe concat input", ["-show_format", "concat:/etc/passwd"], /argument 2 "concat:\/etc\/passwd": concat/, { binary: "ffprobe" }],
+  ]
+  for (const [name, args, re, o] of cases) {
+    test(name, async () => {
+      expect(await refusal(args, o)).toMatch(re)
+    })
+  }
+
+  test("long values are truncated in the message", async () => {
+    const msg = await refusal(["-i", `../${"a".repeat(200)}`, "-f", "null", "-"])
+    expect(msg.length).toBeLessThan(250)
+    expect(msg).toContain('..."')
+  })
+})
+
+describe("argument policy: allowed jobs", () => {
+  test("a plain job gets -protocol_whitelist before every input and output", async () => {
+    const { args } = await check(["-y", "-i", "in.mkv", "-c", "copy", "sub/out.mkv", "-f", "null", "-"])
+    expect(args).toEqual(["-y", "-protocol_whitelist", "file,pipe", "-i", "in.mkv", "-c", "copy", "-protocol_whitelist", "file,pipe", "sub/out.mkv", "-f", "null", "-protocol_whitelist", "file,pipe", "-"])
+  })
+
+  test("$Var paths, ../ that stays inside the root, confined wrappers and HLS", async () => {
+    const { args } = await check(["-i", "concat:in.mkv|sub/../in.mkv", "-i", "ok.m3u8", "-i", "$Media/in.mkv", "-f", "null", "/dev/null"], { cwd: "$Media/sub" })
+    expect(args.filter((a, i) => args[i - 1] === "-protocol_whitelist")).toEqual(["file,pipe,concat", "file,pipe,concat", "file,pipe,concat", "file,pipe,concat"])
+    expect(args).toContain(join(media, "in.mkv"))
+  })
+
+  test("filtergraphs with ordinary values and confined files", async () => {
+    await check(["-i", "in.mkv", "-vf", "scale=iw/2:-1,drawtext=text='a/b':fontsize=20", "-filter_script:a", "fine.txt", "-f", "null", "-"])
+    await check(["-f", "lavfi", "-i", "movie=in.mkv,scale=320:-1", "-f", "null", "-"])
+    await check(["-f", "lavfi", "-i", "testsrc=d=1", "-vf", "subtitles=sub.srt", "out.mkv"])
+    // System fonts, and expressions whose parentheses precede a division.
+    await check(["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text=x", "-f", "null", "-"])
+    await check(["-i", "in.mkv", "-vf", "scale=trunc(min(max(iw\\,ih*a)\\,1920)/2)*2:trunc(ow/a/2)*2", "-f", "null", "-"])
+  })
+
+  test("-dump_attachment with a plain name or media names that stay in the cwd", async () => {
+    await check(["-dump_attachment:t:0", "font.ttf", "-i", "in.mkv"])
+    await check(["-f", "concat", "-i", "fine-list.txt", "-f", "null", "-"])
+    await check(["-dump_attachment:t", "", "-i", "in.mkv"], { names: ["a.ttf", "b.otf"] })
+  })
+
+  test("network with allow_network and an allowed host; the whitelist then lists network protocols", async () => {
+    const { args } = await check(["-i", "https://cdn.example/x.m3u8", "-f", "null", "-"], { cfg: { allowNetwork: true, allowedHosts: ["cdn.example"] } })
+    expect(args[1].split(",")).toEqual(expect.arrayContaining(["file", "pipe", "https", "tls", "tcp"]))
+    await check(["-i", "rtmp://192.168.1.5:1935/live", "-f", "null", "-"], { cfg: { allowNetwork: true, allowedHosts: ["192.168.0.0/16"] } })
+  })
+
+  test("a job's own -protocol_whitelist is narrowed, never widened", async () => {
+    const { args } = await check(["-protocol_whitelist", "file,http,tcp", "-i", "in.mkv", "-f", "null", "-"])
+    expect(args.slice(0, 4)).toEqual(["-protocol_whitelist", "file,http,tcp", "-protocol_whitelist", "file"])
+  })
+
+  test("stdin and stdout pipes", async () => {
+    await check(["-i", "pipe:0", "-f", "matroska", "pipe:1"], { cwd: null })
+    await check(["-i", "-", "-f", "matroska", "-"], { cwd: null })
+  })
+
+  test("ffprobe gets the whitelist first", async () => {
+    const { args } = await check(["-show_streams", "-of", "json", "in.mkv"], { binary: "ffprobe" })
+    expect(args).toEqual(["-protocol_whitelist", "file,pipe", "-show_streams", "-of", "json", "in.mkv"])
+  })
+})
+
+describe("createKeyFilter", () => {
+  const enc = new TextEncoder()
+  const dec = new TextDecoder()
+  test("drops filter commands (c/C and their line), across chunks, and keeps other keys", () => {
+    const f = createKeyFilter()
+    const out = ["+c drawtext -1 rein", "it textfile=/etc/passwd\n", "?C all -1 x\rq"].map((s) => dec.decode(f(enc.encode(s))))
+    expect(out).toEqual(["+", "", "?q"])
+  })
+})

@@ -1,0 +1,493 @@
+import { posix } from "node:path"
+import { InvalidError } from "../shared/errors.ts"
+import { type FileArg, fileOption, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
+import { type FilterOption, getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
+import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
+import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
+import { canonical, isInside } from "../shared/paths/mapping.ts"
+
+/**
+ * The worker's argument policy: every argument of an ffmpeg/ffprobe job is classified (options,
+ * inputs, outputs, file-naming option values, filtergraphs, protocol URLs) and refused, with one line
+ * naming the argument and the rule, when it could reach a file outside the job's directories, a
+ * protocol outside the allow-list or a host the worker does not allow. Defence in depth in front of
+ * the sandbox; docs/security.md lists the rules.
+ */
+
+export interface PolicyConfig {
+  allowNetwork: boolean
+  /** Names, IPs or CIDRs with an optional `:port`; empty means any host (with allowNetwork). */
+  allowedHosts: string[]
+}
+
+export interface PolicyJob {
+  binary: string
+  /** Arguments as submitted (quoted in refusals). */
+  original: string[]
+  /** Arguments after path mapping (worker paths), one for one with `original`. */
+  args: string[]
+  /** Mapped working directory; null runs in a fresh scratch directory. */
+  cwd: string | null
+  /** The job's directories: its declared path variables on this worker. */
+  roots: { root: string; real: string }[]
+  isPassthrough(abs: string): boolean
+  /** How this job's processes are started (the sandbox): used to probe its media the same way. */
+  confine?: Confine
+}
+
+/** The argv, environment and extra pipe (bwrap's info fd) that start `command` confined, in `cwd`. */
+export type Confine = (command: string[], cwd: string) => { argv: string[]; env?: Record<string, string>; infoFd: boolean }
+
+export interface PolicyDeps {
+  /** Up to `max` bytes of a regular file, undefined when it is missing or not a regular file. */
+  read(path: string, max: number): Uint8Array | undefined
+  /** The `filename` tags of a local input's attachment streams (for `-dump_attachment` without a name). */
+  attachmentNames?(path: string, confine?: Confine): Promise<string[]>
+}
+
+export interface ArgumentPolicy {
+  /** Resolves to the argv to run (with `-protocol_whitelist` added); rejects with a PolicyError. */
+  check(job: PolicyJob): Promise<{ args: string[] }>
+}
+
+export class PolicyError extends InvalidError {}
+
+/** Where relative paths point for a job without a working directory (its fresh scratch directory). */
+const SCRATCH = "/.dffmpeg-scratch"
+const BASE_PROTOCOLS = ["file", "pipe"]
+const CONFINED_WRAPPERS = new Set(["concat", "subfile", "cache", "crypto"])
+const ALLOWED_TEXT = "file, pipe, data, and concat, subfile, cache, crypto over files under a path variable"
+
+/** Capture and playback devices (libavdevice): never reachable from a job. */
+const DEVICES = new Set([
+  "alsa", "caca", "fbdev", "iec61883", "jack", "kmsgrab", "libcdio", "libdc1394", "openal", "opengl", "oss", "pulse",
+  "sdl", "sdl2", "video4linux2", "v4l2", "x11grab", "xv", "sndio", "decklink", "dshow", "gdigrab", "avfoundation",
+])
+/** Demuxers whose input lists other files by absolute URL; not parsed, so refused. */
+const MANIFESTS = new Set(["dash", "imf", "webm_dash_manifest"])
+
+/** Option values never taken as paths (free text written into the output). */
+const TEXT_OPTIONS = new Set([
+  "metadata", "program", "map", "map_metadata", "map_chapters", "disposition", "timestamp", "timecode", "hls_base_url",
+  "segment_list_entry_prefix", "hls_enc_key_url", "user_agent", "headers", "referer", "print_filename", "show_entries",
+  "init_hw_device", "vaapi_device", "qsv_device", "hwaccel_device", "filter_hw_device", "protocol_whitelist",
+  "protocol_blacklist", "f", "h", "help", "?", "-help",
+])
+/** fftools and (de)muxer options whose value is a file (or URL) read by ffmpeg. */
+const READ_OPTIONS = new Set(["filter_script", "filter_complex_script", "attach", "fpre", "graph_file", "hls_key_info_file", "ifo_palette", "sub_name"])
+/** ... and written by ffmpeg. */
+const WRITE_OPTIONS = new Set([
+  "passlogfile", "vstats_file", "progress", "sdp_file", "stats", "hls_segment_filename", "hls_fmp4_init_filename",
+  "hls_subtitle_path", "segment_list", "master_pl_name", "init_seg_name", "media_seg_name", "single_file_name",
+  "hls_master_name", "segment_header_filename", "dump_attachment",
+])
+const PRESETS = new Set(["pre", "vpre", "apre", "spre"])
+const GRAPHS = new Set(["vf", "af", "filter", "filter_complex", "lavfi"])
+
+/** Filter options naming a file or URL; `pos` is the option's place for positional values. */
+const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
+  movie: { keys: ["filename"], pos: 0 },
+  amovie: { keys: ["filename"], pos: 0 },
+  subtitles: { keys: ["filename", "f", "fontsdir"], pos: 0 },
+  ass: { keys: ["filename", "f", "fontsdir"], pos: 0 },
+  drawtext: { keys: ["fontfile", "textfile"], pos: 0 },
+  lut3d: { keys: ["file"], pos: 0 },
+  lut1d: { keys: ["file"], pos: 0 },
+  curves: { keys: ["psfile"] },
+  sofalizer: { keys: ["sofa"], pos: 0 },
+  arnndn: { keys: ["model", "m"], pos: 0 },
+  removelogo: { keys: ["filename", "f"], pos: 0 },
+  cover_rect: { keys: ["cover"], pos: 0 },
+  find_rect: { keys: ["object"], pos: 0 },
+  signature: { keys: ["filename"] },
+  metadata: { keys: ["file"] },
+  ametadata: { keys: ["file"] },
+  psnr: { keys: ["stats_file", "f"], pos: 0 },
+  ssim: { keys: ["stats_file", "f"], pos: 0 },
+  libvmaf: { keys: ["model_path", "log_path", "model"] },
+  vidstabdetect: { keys: ["result"] },
+  vidstabtransform: { keys: ["input"] },
+  deshake: { keys: ["filename"] },
+  sendcmd: { keys: ["filename", "f"] },
+  asendcmd: { keys: ["filename", "f"] },
+  sr: { keys: ["model"] },
+  derain: { keys: ["model"] },
+  dnn_processing: { keys: ["model"] },
+  dnn_classify: { keys: ["model", "labels"] },
+  dnn_detect: { keys: ["model", "labels"] },
+  ocr: { keys: ["datapath"] },
+  firequalizer: { keys: ["dumpfile"] },
+  libplacebo: { keys: ["custom_shader_path"] },
+  lensfun: { keys: ["db_path"] },
+  vmafmotion: { keys: ["stats_file"] },
+  program_opencl: { keys: ["source"], pos: 0 },
+  openclsrc: { keys: ["source"], pos: 0 },
+}
+/** Font options may also name the system's fonts (read-only in the sandbox too). */
+const FONT_KEYS = new Set(["fontfile", "fontsdir"])
+const FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts"]
+/** Filters that load code (plugins) by file name: only bare names from the system's plugin folders. */
+const PLUGIN_FILTERS: Record<string, { keys: string[]; pos: number }> = {
+  frei0r: { keys: ["filter_name"], pos: 0 },
+  frei0r_src: { keys: ["filter_name"], pos: 0 },
+  ladspa: { keys: ["file", "f"], pos: 0 },
+}
+/** Filters that open network sockets. */
+const NETWORK_FILTERS = new Set(["zmq", "azmq"])
+
+/** Text files read whole to be checked (playlists, filter scripts); larger ones are refused. */
+const MAX_TEXT = 8 << 20
+/** Bytes of an input read to recognise a playlist or manifest. */
+const SNIFF = 4096
+const MAX_PLAYLISTS = 64
+const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
+const dec = new TextDecoder()
+
+interface HostRule {
+  cidr?: Cidr
+  name?: string
+  port?: number
+}
+
+/** Parses one `allowed_hosts` entry; undefined when it is not a name, IP or CIDR with an optional port. */
+export function parseHostRule(text: string): HostRule | undefined {
+  let host = text.trim()
+  let port: number | undefined
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(host)
+  if (bracket) {
+    host = bracket[1]
+    port = bracket[2] ? Number(bracket[2]) : undefined
+  } else if ((host.match(/:/g) ?? []).length === 1) {
+    const [h, p] = host.split(":")
+    host = h
+    port = Number(p)
+  }
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) return undefined
+  const cidr = parseCidr(host)
+  if (cidr) return { cidr, port }
+  return /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(host) ? { name: host.toLowerCase(), port } : undefined
+}
+
+export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): ArgumentPolicy {
+  const hosts = cfg.allowedHosts.map((h) => parseHostRule(h) ?? { name: "\0" })
+  const hostAllowed = (host: string, port: number | undefined) =>
+    !hosts.length ||
+    hosts.some((r) => (r.port === undefined || r.port === port) && (r.cidr ? inCidr(host, r.cidr) : r.name === host))
+
+  return {
+    async check(job) {
+      const tool: Tool = /ffprobe/.test(job.binary) ? "ffprobe" : "ffmpeg"
+      const base = job.cwd ?? SCRATCH
+      const areas = job.cwd === null ? [...job.roots, { root: SCRATCH, real: SCRATCH }] : job.roots
+      const used = new Set<string>()
+      const probes: { at: number; path: string }[] = []
+      let playlists = 0
+
+      const fail = (i: number, rule: string): never => {
+        throw new PolicyError(`argument ${i + 1} ${short(job.original[i] ?? job.args[i])}: ${rule}`, { argument: i + 1 })
+      }
+      const confined = (abs: string) => {
+        const norm = posix.resolve(abs)
+        if (job.isPassthrough(norm)) return true
+        const real = canonical(norm)
+        return areas.some((a) => (isInside(norm, a.root) || isInside(norm, a.real)) && isInside(real, a.real))
+      }
+      /** A file path (pattern characters are literal here): must stay in the job's directories. */
+      const checkPath = (i: number, path: string, from: string, what: string): string => {
+        const abs = posix.resolve(from, path)
+        if (!confined(abs)) {
+          const where = path.startsWith("/") ? "is outside the job's path variables" : "leaves the job's directories"
+          fail(i, `${what}${what ? " " : ""}${path.startsWith("/") ? "" : "relative path "}${short(path)} ${where}`)
+        }
+        return abs
+      }
+      const checkHost = (i: number, protocol: string, rest: string) => {
+        if (!cfg.allowNetwork) fail(i, `network protocol ${protocol} is not allowed on this worker (allow_network is off)`)
+        const h = urlHost(rest)
+        if (!h && hosts.length) fail(i, `${protocol} URL has no host to check against allowed_hosts`)
+        if (h && !hostAllowed(h.host, h.port)) fail(i, `host ${h.host}${h.port ? `:${h.port}` : ""} is not in this worker's allowed_hosts`)
+        used.add("network")
+      }
+      /** A URL or path ffmpeg opens; returns the local path for plain files. */
+      const checkUrl = (i: number, url: string, from: string, what = ""): string | undefined => {
+        if (url === "-") return undefined
+        const u = parseUrl(url)
+        const p = u.protocol
+        if (p === "file") return checkPath(i, u.rest, from, what)
+        if (p === "pipe") {
+          if (!/^[0-2]?$/.test(u.rest)) fail(i, "pipe may only use the job's stdin, stdout or stderr (pipe:0, pipe:1, pipe:2)")
+          return undefined
+        }
+        if (p === "data") {
+          used.add(p)
+          return undefined
+        }
+        if (CONFINED_WRAPPERS.has(p)) {
+          if (!u.inner.length || u.inner.some((x) => !x)) fail(i, `${p} names no file`)
+          for (const inner of u.inner) {
+            const iu = parseUrl(inner)
+            if (iu.protocol !== "file") fail(i, `${p} may only read files under a path variable`)
+            if (!confined(posix.resolve(from, iu.rest))) fail(i, `${p} may only read files under a path variable`)
+          }
+          used.add(p)
+          return undefined
+        }
+        if (p === "unix") {
+          // A local socket: a path like any other (never the worker's own sockets), and network.
+          checkPath(i, u.rest.replace(/^\/\/(?=\/)/, ""), from, what || "unix socket")
+          if (!cfg.allowNetwork) fail(i, "network protocol unix is not allowed on this worker (allow_network is off)")
+          used.add("network")
+          return undefined
+        }
+        if (NETWORK_PROTOCOLS.has(p)) {
+          checkHost(i, p, u.rest)
+          return undefined
+        }
+        if (KNOWN_PROTOCOLS.has(p)) return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`)
+        return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`)
+      }
+      /** Any value: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
+      const scan = (i: number, value: string, what = "") => {
+        // Not split at parentheses: `(iw*a)/2` in an expression is no path.
+        for (const part of value.split(/[\s'"=,;|[\]]+/)) {
+          if (!part) continue
+          const m = /^([A-Za-z0-9+.-]+):/.exec(part)
+          if (m && KNOWN_PROTOCOLS.has(m[1].toLowerCase().split("+")[0]) && m[1].toLowerCase() !== "file") {
+            checkUrl(i, part, base, what)
+            continue
+          }
+          for (const tok of part.replace(/^file:/i, "").split(":")) {
+            if (tok.startsWith("/") || /(^|\/)\.\.(\/|$)/.test(tok)) checkPath(i, tok, base, what)
+          }
+        }
+      }
+      /** A whole text file (filter scripts, playlists, key info); refused when too large to check whole. */
+      const readText = (i: number, abs: string, what: string) => {
+        const bytes = deps.read(abs, MAX_TEXT + 1)
+        if (bytes && bytes.length > MAX_TEXT) fail(i, `${what} is larger than ${MAX_TEXT >> 20} MiB; too large to check`)
+        return bytes ? dec.decode(bytes) : undefined
+      }
+      const checkGraph = (i: number, graph: string, depth = 0) => {
+        if (depth > 3) fail(i, "filtergraph nests movie sources too deeply")
+        for (const f of parseFiltergraph(graph)) {
+          const what = `filter ${f.name || "(unnamed)"}`
+          const named = (keys: string[], pos?: number) =>
+            f.options.filter((o, n) => (o.key === undefined ? pos !== undefined && f.options.slice(0, n).filter((x) => x.key === undefined).length === pos : keys.includes(o.key)))
+          if (NETWORK_FILTERS.has(f.name) && !cfg.allowNetwork) fail(i, `${what} opens a network socket; not allowed on this worker (allow_network is off)`)
+          const plugin = PLUGIN_FILTERS[f.name]
+          if (plugin) {
+            for (const o of named(plugin.keys, plugin.pos)) {
+              if (o.value.includes("/")) fail(i, `${what} may only load plugins by name from the system's plugin folders, not ${short(o.value)}`)
+            }
+          }
+          const files = FILTER_FILES[f.name]
+          const checked = new Set<FilterOption>()
+          if (files) {
+            const format = f.options.find((o) => o.key === "format_name" || (o.key === "f" && (f.name === "movie" || f.name === "amovie")))?.value
+            if (format && DEVICES.has(format)) fail(i, `${what} may not open device ${format}`)
+            const keys = f.name === "movie" || f.name === "amovie" ? ["filename"] : files.keys
+            for (const o of named(keys, files.pos)) {
+              checked.add(o)
+              const key = o.key ?? keys[0]
+              if (format === "lavfi") checkGraph(i, o.value, depth + 1)
+              else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))) continue
+              else {
+                const path = checkUrl(i, o.value, base, what)
+                // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
+                const text = path && (f.name === "sendcmd" || f.name === "asendcmd") ? readText(i, path, `${what} file`) : undefined
+                if (text !== undefined) scan(i, text, `${what} file`)
+              }
+            }
+          }
+          for (const o of f.options) if (!checked.has(o)) scan(i, o.value, what)
+        }
+      }
+      /** An HLS playlist: every entry (segments, keys, maps, variants) must be confined too. */
+      const checkPlaylist = (i: number, abs: string, text: string, depth: number) => {
+        if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists nest too deeply")
+        const dir = posix.dirname(abs)
+        const entries: string[] = []
+        for (const raw of text.split(/\r?\n/)) {
+          const line = raw.trim()
+          if (!line) continue
+          if (line.startsWith("#")) for (const m of line.matchAll(/URI="([^"]*)"/g)) entries.push(m[1])
+          else entries.push(line)
+        }
+        for (const entry of entries) {
+          const u = parseUrl(entry)
+          if (u.protocol !== "file") {
+            if (!NETWORK_PROTOCOLS.has(u.protocol)) fail(i, `HLS playlist entry ${short(entry)}: protocol ${u.protocol} is not allowed`)
+            checkHost(i, u.protocol, u.rest)
+            continue
+          }
+          const path = posix.resolve(dir, u.rest)
+          if (!confined(path)) fail(i, `HLS playlist entry ${short(entry)} is outside the job's path variables`)
+          sniff(i, path, undefined, depth + 1)
+        }
+      }
+      /**
+       * A concat demuxer list: `safe=1` (enforced) already refuses absolute, `..` and protocol entries;
+       * symlinks out of the root and per-file `option` directives (`enable_drefs 1`) are checked here.
+       */
+      const checkConcatList = (i: number, abs: string, text: string) => {
+        const dir = posix.dirname(abs)
+        for (const raw of text.split(/\r?\n/)) {
+          const line = raw.trim()
+          const directive = /^(\S+)\s*(.*)$/.exec(line)
+          if (!directive || line.startsWith("#")) continue
+          const [, word, rest] = directive
+          if (word === "file") {
+            const entry = getToken(rest, 0, " \t").token
+            if (!entry || parseUrl(entry).protocol !== "file") continue
+            if (!confined(posix.resolve(dir, entry))) fail(i, `concat list entry ${short(entry)} is outside the job's path variables`)
+          } else if (word === "option") {
+            const key = getToken(rest, 0, " \t")
+            const value = getToken(rest, key.end, "").token
+            checkOption(key.token, value, i)
+          }
+        }
+      }
+      /** Inputs whose content lists other files: HLS and concat lists are checked entry by entry, manifests refused. */
+      const sniff = (i: number, abs: string, format: string | undefined, depth = 0) => {
+        if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
+        if (format === "sdp" || format === "rtsp") checkHost(i, format, "")
+        const first = deps.read(abs, SNIFF)
+        if (first === undefined) return
+        const head = dec.decode(first).replace(/^\uFEFF/, "").trimStart()
+        if (format === "hls" || head.startsWith("#EXTM3U")) return checkPlaylist(i, abs, readText(i, abs, "HLS playlist")!, depth)
+        if (format === "concat" || head.startsWith("ffconcat version")) return checkConcatList(i, abs, readText(i, abs, "concat list")!)
+        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096))) fail(i, "input is a DASH or IMF manifest that lists other files; not allowed")
+        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork) fail(i, "input is an SDP description (network streams); not allowed on this worker (allow_network is off)")
+      }
+      const checkFile = (file: FileArg) => {
+        const i = file.index
+        const format = fileOption(file, "f")
+        if (format && DEVICES.has(format)) fail(i, `format ${format} is a capture or playback device; devices are not allowed`)
+        if (file.kind === "input" && format === "lavfi") return checkGraph(i, file.url)
+        if (format === "tee" && file.kind === "output") {
+          for (const slave of file.url.split(/(?<!\\)\|/)) {
+            const m = /^\[([^\]]*)\](.*)$/s.exec(slave)
+            const opts = m ? m[1] : ""
+            const target = m ? m[2] : slave
+            const f = /(?:^|:)f=([^:]*)/.exec(opts)?.[1]
+            if (f && DEVICES.has(f)) fail(i, `tee output format ${f} is a device; devices are not allowed`)
+            scan(i, opts, "tee output option")
+            checkUrl(i, target, base, "tee output")
+          }
+          return
+        }
+        const path = checkUrl(i, file.url, base)
+        if (file.kind === "input") {
+          if (path) sniff(i, path, format)
+          else if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
+          for (const o of file.options) {
+            if (o.name === "dump_attachment" && o.value === "") {
+              if (!path) fail(o.index, "-dump_attachment without a name needs a local input file to read the names from")
+              probes.push({ at: o.index, path: path! })
+            }
+          }
+        }
+      }
+      const checkOption = (name: string, value: string, i: number) => {
+        if (TEXT_OPTIONS.has(name)) return
+        if ((name === "safe" && !/^(1|true)$/i.test(value)) || (name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value)) {
+          fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`)
+        }
+        if (PRESETS.has(name) && (value.includes("/") || value.includes(".."))) fail(i, "preset names may not contain a path")
+        if (GRAPHS.has(name)) return checkGraph(i, value)
+        if (READ_OPTIONS.has(name) || WRITE_OPTIONS.has(name)) {
+          if (name === "dump_attachment" && value === "") return
+          if (WRITE_OPTIONS.has(name) && /(^|\/)\.\.(\/|$)/.test(value) && !/^[a-z]+:/i.test(value)) fail(i, `-${name} may not contain ".."`)
+          if (name === "master_pl_name" && value.includes("/")) fail(i, "-master_pl_name must be a file name (it is written next to the playlist)")
+          const path = checkUrl(i, value, base, `-${name}`)
+          if (path && (name === "filter_script" || name === "filter_complex_script" || name === "graph_file")) {
+            const text = readText(i, path, `-${name} file`)
+            if (text !== undefined) checkGraph(i, text)
+          }
+          if (path && name === "hls_key_info_file") {
+            const keyFile = readText(i, path, "-hls_key_info_file")?.split(/\r?\n/)[1]?.trim()
+            if (keyFile) checkPath(i, keyFile, base, "key file in -hls_key_info_file")
+          }
+          return
+        }
+        scan(i, value)
+      }
+
+      const parsed = parseArgv(tool, job.args)
+      for (const t of parsed.tokens) if (t.role === "value") checkOption(t.name!, t.text, t.index)
+      for (const f of parsed.files) checkFile(f)
+      for (const p of probes) {
+        if (!deps.attachmentNames) fail(p.at, "-dump_attachment without a name is not supported on this worker (no ffprobe to read the names)")
+        const names = await deps.attachmentNames!(p.path, job.confine)
+        for (const n of names) {
+          if (!n || n === "." || n === ".." || /[/\\:]/.test(n)) fail(p.at, `-dump_attachment without a name would write ${short(n)} (a name from the media); name the file instead`)
+        }
+      }
+      return { args: withWhitelist(tool, job.args, parsed.files, whitelist(used, cfg.allowNetwork)) }
+    },
+  }
+}
+
+function whitelist(used: Set<string>, network: boolean): string[] {
+  const list = [...BASE_PROTOCOLS, ...[...used].filter((p) => p !== "network")]
+  if (network) list.push(...NETWORK_PROTOCOLS)
+  return [...new Set(list)]
+}
+
+/**
+ * Adds `-protocol_whitelist` for every input and output (a per-file option in ffmpeg): the
+ * protocols the policy checked. A whitelist the job gave for a file is narrowed to that list, never widened.
+ */
+function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: string[]): string[] {
+  const value = (f: FileArg | undefined) => {
+    const own = f && fileOption(f, "protocol_whitelist")
+    if (own === undefined) return list.join(",")
+    const mine = new Set(list)
+    const narrowed = own.split(",").filter((p) => mine.has(p))
+    return narrowed.length ? narrowed.join(",") : "none"
+  }
+  if (tool === "ffprobe") return ["-protocol_whitelist", value(files.find((f) => f.kind === "input")), ...args]
+  const at = new Map<number, FileArg>()
+  for (const f of files) {
+    // Before `-i X`, or before the output (and before a `--` that protects it).
+    let pos = f.kind === "input" ? f.index - 1 : f.index
+    if (f.kind === "output" && pos > 0 && args[pos - 1] === "--") pos--
+    at.set(pos, f)
+  }
+  const out: string[] = []
+  args.forEach((a, i) => {
+    const f = at.get(i)
+    if (f) out.push("-protocol_whitelist", value(f))
+    out.push(a)
+  })
+  return out
+}
+
+const KEY_C = 0x63
+const KEY_SHIFT_C = 0x43
+
+/**
+ * ffmpeg reads keys from its stdin when no input comes from it, and `c`/`C` followed by a line send a
+ * command to filters (`drawtext -1 reinit textfile=/etc/passwd`) that no argument check sees. The
+ * returned filter drops those two keys and the line after them from the caller's stdin; every other
+ * key (`q`, `?`, `+`, `-`...) passes.
+ */
+export function createKeyFilter(): (chunk: Uint8Array) => Uint8Array {
+  let dropping = false
+  return (chunk) => {
+    const out = new Uint8Array(chunk.length)
+    let n = 0
+    for (const b of chunk) {
+      if (dropping) {
+        if (b === 0x0a || b === 0x0d) dropping = false
+        continue
+      }
+      if (b === KEY_C || b === KEY_SHIFT_C) {
+        dropping = true
+        continue
+      }
+      out[n++] = b
+    }
+    return out.subarray(0, n)
+  }
+}

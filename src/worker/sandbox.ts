@@ -1,0 +1,390 @@
+import { accessSync, closeSync, constants as fsc, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs"
+import { constants as osc } from "node:os"
+import { dirname, posix } from "node:path"
+import type { WorkerConfig } from "../shared/config/schema.ts"
+import { ConfigError } from "../shared/errors.ts"
+import type { Logger } from "../shared/log.ts"
+
+/** The user ffmpeg runs as (after `setpriv --reuid/--regid`). `name` set: its groups come from /etc/group. */
+export interface RunAs {
+  uid: number
+  gid: number
+  name?: string
+}
+
+/** Top-level system entries as they are on this host: `/lib → usr/lib` links (merged /usr) or real directories. */
+export interface HostLayout {
+  links: [path: string, target: string][]
+  dirs: string[]
+}
+
+/** Everything one job's sandbox is made of; built per job by the runner, turned into argv by {@link bwrapArgs}. */
+export interface SandboxSpec {
+  bwrap: string
+  layout: HostLayout
+  /** Extra read-only paths: the binaries' directories outside /usr and `sandbox_ro_paths`. */
+  ro: string[]
+  /** Read-write binds of the job's mapped roots: host `src` (realpath) at `dest` (as the worker names it). */
+  roots: { src: string; dest: string }[]
+  /** The worker's `passthrough_paths` (bound only when they exist). */
+  passthrough: string[]
+  /** The job's private scratch directory, read-write. */
+  scratch?: string
+  /** Device nodes or folders (`--dev-bind-try`). */
+  devices: string[]
+  network: boolean
+  cwd: string
+  /** bwrap writes `{"child-pid": N}` there: N leads the sandbox's process group (signals are sent to it). */
+  infoFd?: number
+}
+
+/** System files ffmpeg needs besides /usr: libblas via alternatives, the loader cache, fonts, time zone. */
+export const SYSTEM_RO = ["/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/var/cache/fontconfig", "/etc/OpenCL"]
+/** Name resolution and TLS roots, only with `allow_network`. */
+export const NETWORK_RO = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ssl", "/etc/ca-certificates"]
+/** Nodes `--dev /dev` already provides: a passthrough path among them needs no bind. */
+const DEV_BUILTIN = new Set(["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/fd", "/dev/ptmx", "/dev/shm", "/dev/pts"])
+const TOP_LEVEL = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+
+const inside = (p: string, root: string) => root === "/" || p === root || p.startsWith(root + "/")
+const depth = (p: string) => (p === "/" ? 0 : p.split("/").length - 1)
+
+/**
+ * The bwrap argv (up to and including `--`) for one job. Mounts are emitted parents first (by depth of
+ * the destination, stable), so a root under /tmp lands on the sandbox's own tmpfs and a device under
+ * /dev on its own /dev. Required paths (/usr, the roots, the scratch dir) use plain binds so a missing
+ * one fails the job loudly; optional system files use the `-try` forms.
+ */
+export function bwrapArgs(s: SandboxSpec): string[] {
+  const ops: { dest: string; argv: string[] }[] = []
+  const add = (dest: string, ...argv: string[]) => ops.push({ dest: posix.resolve(dest), argv })
+  add("/usr", "--ro-bind", "/usr", "/usr")
+  for (const [path, target] of s.layout.links) add(path, "--symlink", target, path)
+  for (const d of s.layout.dirs) add(d, "--ro-bind", d, d)
+  for (const p of SYSTEM_RO) add(p, "--ro-bind-try", p, p)
+  if (s.network) for (const p of NETWORK_RO) add(p, "--ro-bind-try", p, p)
+  for (const p of s.ro) if (!inside(p, "/usr")) add(p, "--ro-bind-try", p, p)
+  add("/dev", "--dev", "/dev")
+  add("/proc", "--proc", "/proc")
+  add("/tmp", "--tmpfs", "/tmp")
+  for (const d of s.devices) add(d, "--dev-bind-try", d, d)
+  for (const p of s.passthrough) {
+    if (DEV_BUILTIN.has(p) || p.startsWith("/dev/fd/")) continue
+    add(p, inside(p, "/dev") ? "--dev-bind-try" : "--bind-try", p, p)
+  }
+  for (const r of s.roots) add(r.dest, "--bind", r.src, r.dest)
+  if (s.scratch) add(s.scratch, "--bind", s.scratch, s.scratch)
+  const seen = new Set<string>()
+  const mounts = ops
+    .map((o, i) => ({ ...o, i }))
+    .sort((a, b) => depth(a.dest) - depth(b.dest) || a.i - b.i)
+    .filter((o) => {
+      const key = o.argv.join("\0")
+      if (seen.has(key)) return false
+      seen.add(key)
+      return true
+    })
+    .flatMap((o) => o.argv)
+  return [
+    s.bwrap,
+    "--unshare-all",
+    ...(s.network ? ["--share-net"] : []),
+    "--die-with-parent",
+    "--new-session",
+    ...(s.infoFd === undefined ? [] : ["--info-fd", String(s.infoFd)]),
+    ...mounts,
+    "--chdir",
+    s.cwd,
+    "--",
+  ]
+}
+
+/**
+ * The `setpriv` prefix: SIGKILL when the worker dies (`--pdeathsig`, set after the uid change, which
+ * would clear it), and the drop to `run_as` when the worker is root. A named user keeps its
+ * supplementary groups (`render`/`video` for GPUs); a bare uid gets none.
+ */
+export function setprivArgs(setpriv: string, runAs?: RunAs): string[] {
+  const drop = runAs ? ["--reuid", String(runAs.uid), "--regid", String(runAs.gid), runAs.name ? "--init-groups" : "--clear-groups"] : []
+  return [setpriv, "--pdeathsig", "KILL", ...drop, "--"]
+}
+
+/** Environment variables a job keeps: locale, time zone and GPU driver selection; never the worker's secrets. */
+const KEEP_ENV = /^(PATH|LANG|LANGUAGE|TZ|LC_[A-Z_]+|LIBVA_[A-Z_]+|VDPAU_[A-Z_]+|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|OCL_[A-Z_]+|INTEL_[A-Z_]+|MFX_[A-Z_]+|AV_LOG_FORCE_[A-Z_]+)$/
+
+/** The environment of a sandboxed job: an allow-list of the worker's, with HOME and TMPDIR on the sandbox's /tmp. */
+export function jobEnv(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && KEEP_ENV.test(k)) out[k] = v
+  return { ...out, HOME: "/tmp", TMPDIR: "/tmp" }
+}
+
+/**
+ * `run_as` → uid/gid: a user name (looked up in `passwd`, the text of /etc/passwd), `uid` (its primary
+ * group when listed, else gid = uid) or `uid:gid`. Returns undefined for an unknown name.
+ */
+export function parseRunAs(spec: string, passwd: string): RunAs | undefined {
+  const rows = passwd.split("\n").map((l) => l.split(":")).filter((f) => f.length >= 4)
+  const num = /^(\d+)(?::(\d+))?$/.exec(spec)
+  if (num) {
+    const uid = Number(num[1])
+    const row = rows.find((f) => Number(f[2]) === uid && /^\d+$/.test(f[2]))
+    return { uid, gid: num[2] !== undefined ? Number(num[2]) : row ? Number(row[3]) : uid }
+  }
+  const row = rows.find((f) => f[0] === spec)
+  return row ? { uid: Number(row[2]), gid: Number(row[3]), name: spec } : undefined
+}
+
+/** {@link parseRunAs} over /etc/passwd, then `id` (NSS: LDAP, sssd) for names it does not list. */
+export function resolveRunAs(spec: string): RunAs {
+  let passwd = ""
+  try {
+    passwd = readFileSync("/etc/passwd", "utf8")
+  } catch {
+    // no /etc/passwd: `id` below
+  }
+  const found = parseRunAs(spec, passwd)
+  if (found) return found
+  const id = (flag: string) => {
+    const r = Bun.spawnSync(["id", flag, "--", spec], { stdout: "pipe", stderr: "ignore" })
+    return r.exitCode === 0 ? Number(r.stdout.toString().trim()) : NaN
+  }
+  const uid = id("-u")
+  const gid = id("-g")
+  if (Number.isInteger(uid) && Number.isInteger(gid)) return { uid, gid, name: spec }
+  throw new ConfigError(`run_as: no user "${spec}" on this host; give an existing user name or uid[:gid]`)
+}
+
+/** How /bin, /lib, … look on this host: links to recreate or directories to bind. */
+export function hostLayout(): HostLayout {
+  const out: HostLayout = { links: [], dirs: [] }
+  for (const p of TOP_LEVEL) {
+    try {
+      const st = lstatSync(p)
+      if (st.isSymbolicLink()) out.links.push([p, readlinkSync(p)])
+      else if (st.isDirectory()) out.dirs.push(p)
+    } catch {
+      // absent on this host
+    }
+  }
+  return out
+}
+
+/** Both names of each mapped root the job declares: as configured and with symlinks resolved. */
+export function rootBinds(paths: Record<string, string>, names: string[]): { src: string; dest: string }[] {
+  const out: { src: string; dest: string }[] = []
+  for (const n of names) {
+    const dir = paths[n]
+    if (dir === undefined) continue
+    const dest = posix.resolve(dir)
+    let src = dest
+    try {
+      src = realpathSync(dest)
+    } catch {
+      // missing: the bind fails the job with bwrap's own message
+    }
+    out.push({ src, dest })
+    if (src !== dest) out.push({ src, dest: src })
+  }
+  return out
+}
+
+/** A death by signal N comes out of bwrap's init as exit 128+N (bash's convention): the signal name, or null. */
+export function signalOfExit(code: number | null): string | null {
+  if (code === null || code <= 128 || code > 128 + 64) return null
+  const name = Object.entries(osc.signals).find(([, n]) => n === code - 128)?.[0]
+  return name ?? null
+}
+
+/** How this worker confines its jobs; decided once at start-up. */
+export interface Confinement {
+  mode: "bwrap" | "none"
+  /** The user jobs run as (description for operators), e.g. `nobody (65534:65534)`. */
+  runAs: string
+  /** The argv that starts `command` for one job, and the info fd to give it (bwrap only). */
+  argv(job: { roots: { src: string; dest: string }[]; scratch?: string; cwd: string }, command: string[]): string[]
+  /** The environment of a job. */
+  env(): Record<string, string> | undefined
+  /** Owner of the scratch directory (the run_as user), when it is not the worker's own. */
+  owner?: RunAs
+  /** Registration capabilities: what operators see in `admin workers` and on the dashboard. */
+  capabilities: { sandbox: "bwrap" | "none"; runAs: string }
+}
+
+export const INFO_FD = 3
+
+const describe = (u: { uid: number; gid: number; name?: string }) => `${u.name ?? "uid"} (${u.uid}:${u.gid})`
+
+function whoAmI(): RunAs {
+  const uid = process.getuid?.() ?? 0
+  const gid = process.getgid?.() ?? 0
+  let name: string | undefined
+  try {
+    name = readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[2] === String(uid))?.[0]
+  } catch {
+    // no /etc/passwd: described by uid only
+  }
+  return { uid, gid, name }
+}
+
+/**
+ * Decides how jobs run and checks that it works, or throws a ConfigError naming the fix:
+ * - root with no `run_as` and no `allow_root` is refused;
+ * - `sandbox: bwrap` needs bwrap and a probe that really runs each binary's `-version` confined;
+ * - `sandbox: none` is allowed but warned about at every start.
+ */
+export async function createConfinement(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger, setpriv?: string): Promise<Confinement> {
+  const me = whoAmI()
+  const root = me.uid === 0
+  let runAs: RunAs | undefined
+  if (cfg.run_as) {
+    const want = resolveRunAs(cfg.run_as)
+    if (!root && want.uid !== me.uid) throw new ConfigError(`run_as: ${cfg.run_as} needs the worker to run as root to switch users (it runs as ${describe(me)}); start it as root or as ${cfg.run_as}, or remove run_as`)
+    if (root && want.uid !== 0) runAs = want
+  }
+  if (root && !runAs && !cfg.allow_root) {
+    throw new ConfigError("the worker runs as root and would run ffmpeg as root: set run_as to an unprivileged user (e.g. run_as: nobody), or allow_root: true to accept it")
+  }
+  if (runAs && !setpriv) throw new ConfigError("run_as needs setpriv to drop privileges: install util-linux")
+  const user = runAs ? describe(runAs) : describe(me)
+  const env = { ...process.env }
+  const prefix = (cmd: string[]) => (setpriv ? [...setprivArgs(setpriv, runAs), ...cmd] : cmd)
+
+  if (cfg.sandbox === "none") {
+    log.warn("sandbox: none: jobs run UNCONFINED and can read and write every file the job's user can; set sandbox: bwrap", { user })
+    return {
+      mode: "none",
+      runAs: user,
+      argv: (_job, command) => prefix(command),
+      env: () => undefined,
+      owner: runAs,
+      capabilities: { sandbox: "none", runAs: user },
+    }
+  }
+
+  const bwrap = Bun.which("bwrap")
+  if (!bwrap) throw new ConfigError("sandbox: bwrap, but bwrap is not installed: install the bubblewrap package (apt-get install bubblewrap), or set sandbox: none to run jobs unconfined")
+  const layout = hostLayout()
+  const ro = [...new Set([...cfg.sandbox_ro_paths, ...[...binaries.values()].flatMap(binaryDirs)])]
+  for (const d of cfg.devices) {
+    try {
+      accessSync(d, fsc.F_OK)
+    } catch {
+      log.warn("device not present; jobs will not see it", { device: d })
+    }
+  }
+  const spec = (job: { roots: { src: string; dest: string }[]; scratch?: string; cwd: string }): SandboxSpec => ({
+    bwrap,
+    layout,
+    ro,
+    roots: job.roots,
+    passthrough: cfg.passthrough_paths,
+    scratch: job.scratch,
+    devices: cfg.devices,
+    network: cfg.allow_network,
+    cwd: job.cwd,
+    infoFd: INFO_FD,
+  })
+  const c: Confinement = {
+    mode: "bwrap",
+    runAs: user,
+    argv: (job, command) => prefix([...bwrapArgs(spec(job)), ...command]),
+    env: () => jobEnv(env),
+    owner: runAs,
+    capabilities: { sandbox: "bwrap", runAs: user },
+  }
+  for (const [name, exe] of binaries) await probe(c, name, exe)
+  log.info("jobs run sandboxed", { sandbox: "bwrap", user, network: cfg.allow_network, devices: cfg.devices.join(",") || undefined })
+  return c
+}
+
+/** The directories a binary lives in (as configured and resolved), when outside /usr. */
+function binaryDirs(exe: string): string[] {
+  const dirs = [dirname(exe)]
+  try {
+    dirs.push(dirname(realpathSync(exe)))
+  } catch {
+    // unresolvable: only the configured directory
+  }
+  return dirs.filter((d) => !inside(d, "/usr"))
+}
+
+/** Runs `<binary> -version` in the sandbox exactly as a job would; throws a ConfigError naming the fix. */
+async function probe(c: Confinement, name: string, exe: string): Promise<void> {
+  const argv = c.argv({ roots: [], cwd: "/" }, [exe, "-version"])
+  const hint =
+    "check that unprivileged user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1, and kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu), that the run_as user can execute the binary, and add the directories of a binary's libraries to sandbox_ro_paths; or set sandbox: none"
+  let p: ReturnType<typeof Bun.spawn>
+  try {
+    p = Bun.spawn(argv, { cwd: "/", env: c.env(), stdio: ["ignore", "pipe", "pipe", c.mode === "bwrap" ? "pipe" : "ignore"] })
+  } catch (err) {
+    throw new ConfigError(`sandbox probe failed: cannot start bwrap: ${(err as Error).message}; ${hint}`)
+  }
+  const timer = setTimeout(() => p.kill("SIGKILL"), 15_000)
+  const info = typeof p.stdio[INFO_FD] === "number" ? readChildPid(p.stdio[INFO_FD] as number) : undefined
+  const [out, err, code] = await Promise.all([new Response(p.stdout as ReadableStream).text(), new Response(p.stderr as ReadableStream).text(), p.exited, info])
+  clearTimeout(timer)
+  if (code === 0) return
+  const why = (err.trim() || out.trim() || `exit ${code ?? p.signalCode}`).split("\n")[0].slice(0, 300)
+  throw new ConfigError(`sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${code}): ${why}; ${hint}`)
+}
+
+/** Reads bwrap's `--info-fd` (then closes it): the pid of the sandbox's init, which leads its process group. */
+export async function readChildPid(fd: number): Promise<number | undefined> {
+  try {
+    const pid = (JSON.parse(await Bun.file(fd).text()) as { "child-pid"?: unknown })["child-pid"]
+    return typeof pid === "number" && Number.isInteger(pid) && pid > 1 ? pid : undefined
+  } catch {
+    return undefined // bwrap failed before writing it: its own message is on stderr
+  } finally {
+    try {
+      closeSync(fd)
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Does `ppid` have a child yet? Scans /proc (not every kernel has /proc/PID/task/TID/children). */
+function hasChild(ppid: number): boolean {
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8")
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ")".
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === ppid) return true
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false
+}
+
+/**
+ * Delivers a signal into a bwrap sandbox. bwrap forwards none (containers/bubblewrap#369): a signal
+ * to it kills bwrap, and --die-with-parent then SIGKILLs ffmpeg before it can finalize. So signals go
+ * to the sandbox's process group (`--new-session` makes its init the leader): ffmpeg gets them as if
+ * sent to it, and the init, pid 1 of its namespace, ignores them. Until init has forked the command a
+ * signal would only reach init and be lost, so delivery waits for that (bounded). SIGKILL goes to
+ * bwrap and to the init, which takes the whole pid namespace down with it.
+ */
+export function sandboxSignaller(outer: { kill(sig?: NodeJS.Signals | number): void; exitCode: number | null; signalCode: unknown }, leader: Promise<number | undefined>, log: Logger) {
+  const alive = () => outer.exitCode === null && outer.signalCode === null
+  return async (sig: NodeJS.Signals | number) => {
+    const init = await leader
+    if (!alive()) return
+    try {
+      if (sig === "SIGKILL" || sig === 9 || init === undefined) {
+        outer.kill(sig)
+        if (init !== undefined) process.kill(init, "SIGKILL")
+        return
+      }
+      for (let i = 0; i < 500 && alive(); i++) {
+        if (hasChild(init)) return void process.kill(-init, sig)
+        await Bun.sleep(10)
+      }
+    } catch (err) {
+      log.debug("signal into the sandbox failed", { signal: String(sig), reason: (err as Error).message })
+    }
+  }
+}
