@@ -50,6 +50,24 @@ export interface JobFilter {
   limit?: number
 }
 
+/**
+ * A job as listings and live views carry it, bounded whatever the job's size: `args` (and `paths`,
+ * `excluded`) are the leading elements that fit in a prefix read by the database, `cwd` and `error` are
+ * cut. The job's own read (`getJob`) has everything.
+ */
+export interface JobListing extends Job {
+  /** True when any field was cut for the listing. */
+  truncated: boolean
+  /** Characters of the full arguments as stored (their JSON), to say how much was left out. */
+  argsChars: number
+}
+
+/** How much of a job's variable-size fields a listing reads. */
+export interface ListingSize {
+  /** Characters of the arguments' JSON read from the database (default 2048). */
+  argsChars?: number
+}
+
 /** Counts for metrics and the dashboard, aggregated by the database. */
 export interface Stats {
   /** Jobs the store holds, by state (finished ones until retention deletes them). */
@@ -118,6 +136,13 @@ export interface Store {
   createJob(job: NewJob, now: number): Promise<Job>
   getJob(id: string): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
+  /**
+   * `listJobs` as bounded summaries: the database cuts the large columns before they are read, so a
+   * page costs the same whether its jobs have ten arguments or megabytes of them.
+   */
+  listJobSummaries(filter: JobFilter, size?: ListingSize): Promise<JobListing[]>
+  /** One job as a bounded summary (state, worker, exit, progress): for loops that re-read a job often. */
+  getJobSummary(id: string, size?: ListingSize): Promise<JobListing | undefined>
   events(id: string): Promise<JobEvent[]>
   /** Oldest queued jobs first, after job id `after` when given (paging). */
   queuedJobs(limit: number, after?: string): Promise<Job[]>

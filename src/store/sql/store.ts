@@ -4,7 +4,7 @@ import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
-import type { HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
+import type { HeldJob, InputChunk, InputRow, JobFilter, JobListing, ListingSize, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
 
@@ -54,6 +54,44 @@ function toJob(r: JobRow): Job {
   }
 }
 
+/** Characters of the other variable-size columns a summary reads (they are small unless abused). */
+const SUMMARY_CHARS = { args: 2048, paths: 2048, excluded: 2048, cwd: 1024, error: 2048 } as const
+type SummaryRow = JobRow & { args_len: number; paths_len: number; excluded_len: number | null; cwd_len: number | null; error_len: number | null }
+
+/**
+ * The elements of a JSON array of strings that are whole in `text`, a prefix of that array's JSON
+ * (what `substr` read). Work is bounded by the prefix, never by the full column.
+ */
+export function stringsPrefix(text: string | null): string[] {
+  const out: string[] = []
+  if (!text) return out
+  let i = text.indexOf("[") + 1
+  if (i === 0) return out
+  for (;;) {
+    while (text[i] === "," || text[i] === " ") i++
+    if (text[i] !== '"') return out
+    let j = i + 1
+    while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1
+    if (j >= text.length) return out
+    out.push(JSON.parse(text.slice(i, j + 1)) as string)
+    i = j + 1
+  }
+}
+
+function toListing(r: SummaryRow, argsChars: number): JobListing {
+  const cut = (len: number | null, max: number) => len !== null && Number(len) > max
+  const truncated =
+    cut(r.args_len, argsChars) || cut(r.paths_len, SUMMARY_CHARS.paths) || cut(r.excluded_len, SUMMARY_CHARS.excluded) || cut(r.cwd_len, SUMMARY_CHARS.cwd) || cut(r.error_len, SUMMARY_CHARS.error)
+  return {
+    ...toJob({ ...r, args: "[]", paths: "[]", excluded: null }),
+    args: stringsPrefix(r.args),
+    paths: stringsPrefix(r.paths),
+    excluded: stringsPrefix(r.excluded),
+    truncated,
+    argsChars: Number(r.args_len),
+  }
+}
+
 function toWorker(r: WorkerRow): Worker {
   return {
     id: r.id,
@@ -67,6 +105,18 @@ function toWorker(r: WorkerRow): Worker {
     lastSeen: Number(r.last_seen),
     drainRequested: Number(r.drain_requested) === 1,
   }
+}
+
+/** A listing's filter, newest first. */
+// Kysely's builder types differ per selection; the filter only adds WHERE clauses on jobs' columns.
+function filtered(q: any, f: JobFilter): { execute(): Promise<unknown[]> } {
+  if (f.requester) q = q.where("requester", "=", f.requester)
+  if (f.status) q = q.where("status", "=", f.status)
+  if (f.statuses) q = f.statuses.length ? q.where("status", "in", f.statuses) : q.where(sql<boolean>`1 = 0`)
+  if (f.worker) q = q.where("worker_id", "=", f.worker)
+  if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
+  if (f.before) q = q.where("id", "<", f.before)
+  return q.orderBy("id", "desc").limit(f.limit ?? 100)
 }
 
 const WORKER_STATES: WorkerStatus[] = ["registering", "online", "draining", "offline"]
@@ -85,6 +135,24 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
     return row ? toJob(row) : undefined
   }
+  /** Every column, the variable-size ones cut by the database (`substr`) and their full lengths beside them. */
+  const summaries = (argsChars: number) =>
+    db.selectFrom("jobs").select([
+      "id", "requester", "binary", "stdin", "status", "epoch", "worker_id", "out_seq", "exit_code", "exit_signal", "created_at", "updated_at",
+      "assigned_at", "started_at", "finished_at", "attached", "retries", "attempts", "heartbeat_at", "client_seen_at", "cancel_requested_at", "progress",
+      sql<string>`substr(args, 1, ${argsChars})`.as("args"),
+      sql<number>`length(args)`.as("args_len"),
+      sql<string>`substr(paths, 1, ${SUMMARY_CHARS.paths})`.as("paths"),
+      sql<number>`length(paths)`.as("paths_len"),
+      sql<string | null>`substr(excluded, 1, ${SUMMARY_CHARS.excluded})`.as("excluded"),
+      sql<number | null>`length(excluded)`.as("excluded_len"),
+      sql<string | null>`substr(cwd, 1, ${SUMMARY_CHARS.cwd})`.as("cwd"),
+      sql<number | null>`length(cwd)`.as("cwd_len"),
+      sql<string | null>`substr(error, 1, ${SUMMARY_CHARS.error})`.as("error"),
+      sql<number | null>`length(error)`.as("error_len"),
+    ])
+  const argsCharsOf = (size?: ListingSize) => Math.max(2, Math.floor(size?.argsChars ?? SUMMARY_CHARS.args))
+
   const jobsWhere = async (build: (q: any) => any, limit = 1000) => ((await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]).map(toJob)
 
   /**
@@ -288,15 +356,18 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     },
     getJob: jobById,
     async listJobs(f: JobFilter) {
-      let q = db.selectFrom("jobs").selectAll()
-      if (f.requester) q = q.where("requester", "=", f.requester)
-      if (f.status) q = q.where("status", "=", f.status)
-      if (f.statuses) q = f.statuses.length ? q.where("status", "in", f.statuses) : q.where(sql<boolean>`1 = 0`)
-      if (f.worker) q = q.where("worker_id", "=", f.worker)
-      if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
-      if (f.before) q = q.where("id", "<", f.before)
-      const rows = await q.orderBy("id", "desc").limit(f.limit ?? 100).execute()
-      return rows.map(toJob)
+      const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()
+      return (rows as JobRow[]).map(toJob)
+    },
+    async listJobSummaries(f, size) {
+      const chars = argsCharsOf(size)
+      const rows = await filtered(summaries(chars), f).execute()
+      return (rows as SummaryRow[]).map((r) => toListing(r, chars))
+    },
+    async getJobSummary(id, size) {
+      const chars = argsCharsOf(size)
+      const row = await summaries(chars).where("id", "=", id).executeTakeFirst()
+      return row ? toListing(row as SummaryRow, chars) : undefined
     },
     async events(id) {
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()

@@ -1,0 +1,94 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test"
+import { createSqliteStore } from "../sqlite/index.ts"
+import type { NewJob, Store } from "../types.ts"
+import { stringsPrefix } from "./store.ts"
+
+// Bounded summaries (listJobSummaries, getJobSummary): what listings and live views read.
+
+const T0 = 1_700_000_000_000
+const BIG = "01M8DFWEZE8JWRGH9VMVBQN62M"
+const SMALL = "01M8DFWF4PCGSZBYEVT8TNJN46"
+
+const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
+  id,
+  requester: "alice",
+  binary: "ffmpeg",
+  args: ["-i", "$Movies/a \"b\".mkv", "-f", "null", "-"],
+  paths: ["Movies"],
+  cwd: "$Movies/sub",
+  stdin: false,
+  attached: false,
+  retries: 0,
+  ...over,
+})
+
+let store: Store
+beforeEach(async () => {
+  store = createSqliteStore({ path: ":memory:" })
+  await store.migrate()
+})
+afterEach(() => store.close())
+
+describe("stringsPrefix", () => {
+  test.each([
+    ['["a","b"]', ["a", "b"]],
+    ['["a","b', ["a"]],
+    ['["a\\"","b\\', ['a"']],
+    ['["\\u0000x\\\\",', ["\u0000x\\"]],
+    ["[", []],
+    ["", []],
+    ["[]", []],
+  ])("%p → %p", (text, want) => {
+    expect(stringsPrefix(text)).toEqual(want)
+  })
+
+  test("takes every whole element of any cut of a real array, and nothing else", () => {
+    const args = ["-i", 'x "y" \\ z', "ü€😀", "\n\t", "", "last"]
+    const json = JSON.stringify(args)
+    // Element k is whole once the cut reaches its closing quote: `[e0,…,ek` plus that quote.
+    const ends = args.map((_, k) => JSON.stringify(args.slice(0, k + 1)).length - 1)
+    for (let n = 0; n <= json.length; n++) {
+      expect(stringsPrefix(json.slice(0, n))).toEqual(args.slice(0, ends.filter((e) => e <= n).length))
+    }
+  })
+})
+
+describe("job summaries", () => {
+  const big = Array.from({ length: 20_000 }, (_, i) => `-metadata:${i}=${"x".repeat(300)}`)
+
+  beforeEach(async () => {
+    await store.createJob(newJob(BIG, { args: big, cwd: "$Movies/" + "d".repeat(5000) }), T0)
+    await store.createJob(newJob(SMALL), T0 + 1)
+  })
+
+  test("a small job's summary equals the job, not truncated", async () => {
+    const { truncated, argsChars, ...job } = (await store.getJobSummary(SMALL))!
+    expect(truncated).toBe(false)
+    expect(argsChars).toBe(JSON.stringify(newJob(SMALL).args).length)
+    expect(job).toEqual((await store.getJob(SMALL))!)
+  })
+
+  test("a job with megabytes of arguments is cut to the leading arguments that fit, and says so", async () => {
+    const list = await store.listJobSummaries({ limit: 10 })
+    expect(list.map((j) => j.id)).toEqual([SMALL, BIG])
+    const s = list[1]
+    expect(s.truncated).toBe(true)
+    expect(s.argsChars).toBe(JSON.stringify(big).length)
+    expect(s.args.length).toBeGreaterThan(0)
+    expect(s.args).toEqual(big.slice(0, s.args.length))
+    expect(JSON.stringify(s).length).toBeLessThan(8 * 1024)
+    expect(s.cwd!.length).toBeLessThanOrEqual(1024)
+    // The job itself still has everything.
+    expect((await store.getJob(BIG))!.args).toEqual(big)
+  })
+
+  test("argsChars sets how much is read; filters and paging work as in listJobs", async () => {
+    const s = (await store.getJobSummary(BIG, { argsChars: 100 }))!
+    expect(JSON.stringify(s.args).length).toBeLessThanOrEqual(100)
+    expect((await store.listJobSummaries({ before: SMALL })).map((j) => j.id)).toEqual([BIG])
+    expect((await store.listJobSummaries({ requester: "bob" })).length).toBe(0)
+    expect((await store.listJobSummaries({ statuses: [] })).length).toBe(0)
+    expect((await store.listJobSummaries({ status: "queued", limit: 1 })).map((j) => j.id)).toEqual([SMALL])
+    expect(await store.getJobSummary("01M8DFWFMJ6MS7ZZYSM5GE9EPT")).toBeUndefined()
+  })
+})
