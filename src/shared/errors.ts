@@ -57,6 +57,13 @@ export class TooLargeError extends DffmpegError {
   }
 }
 
+/** Too many open connections (or requests) of one kind: try again once some have closed (HTTP 429). */
+export class TooManyError extends DffmpegError {
+  constructor(message: string, details?: unknown) {
+    super(message, "E_TOO_MANY", 429, ExitCode.UNAVAILABLE, details)
+  }
+}
+
 export class UnavailableError extends DffmpegError {
   constructor(message: string) {
     super(message, "E_UNAVAILABLE", 503, ExitCode.UNAVAILABLE)
@@ -70,6 +77,7 @@ export function fromErrorBody(status: number, body: unknown): DffmpegError {
   if (status === 401 || status === 403) return new AuthError(message, status)
   if (status === 404) return new NotFoundError(message)
   if (status === 409) return new ConflictError(message)
+  if (status === 429) return new TooManyError(message)
   if (status >= 500) return new UnavailableError(message)
   return new InvalidError(message)
 }

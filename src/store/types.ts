@@ -51,12 +51,12 @@ export interface JobFilter {
 }
 
 /**
- * A job as listings and live views carry it, bounded whatever the job's size: `args` (and `paths`,
- * `excluded`) are the leading elements that fit in a prefix read by the database, `cwd` and `error` are
- * cut. The job's own read (`getJob`) has everything.
+ * A job as listings and live views carry it, bounded whatever the job's size: `args` are the leading
+ * arguments that fit in a prefix the database reads, `error` is cut to 2048 characters; every other
+ * field is whole (they are bounded when written). The job's own read (`getJob`) has everything.
  */
 export interface JobListing extends Job {
-  /** True when any field was cut for the listing. */
+  /** True when `args` (or `error`) were cut for the listing. */
   truncated: boolean
   /** Characters of the full arguments as stored (their JSON), to say how much was left out. */
   argsChars: number
@@ -144,8 +144,8 @@ export interface Store {
   /** One job as a bounded summary (state, worker, exit, progress): for loops that re-read a job often. */
   getJobSummary(id: string, size?: ListingSize): Promise<JobListing | undefined>
   events(id: string): Promise<JobEvent[]>
-  /** Oldest queued jobs first, after job id `after` when given (paging). */
-  queuedJobs(limit: number, after?: string): Promise<Job[]>
+  /** Oldest queued jobs first, after job id `after` when given (paging); as summaries without arguments (the scheduler reads them on every pass). */
+  queuedJobs(limit: number, after?: string): Promise<JobListing[]>
   /** Jobs assigned or running, per worker id. */
   workerLoads(): Promise<Map<string, number>>
   /** queued → assigned to `worker`, bumping the epoch. Undefined if the job was not queued. */

@@ -54,9 +54,13 @@ function toJob(r: JobRow): Job {
   }
 }
 
-/** Characters of the other variable-size columns a summary reads (they are small unless abused). */
-const SUMMARY_CHARS = { args: 2048, paths: 2048, excluded: 2048, cwd: 1024, error: 2048 } as const
-type SummaryRow = JobRow & { args_len: number; paths_len: number; excluded_len: number | null; cwd_len: number | null; error_len: number | null }
+/**
+ * Characters of the unbounded columns a summary reads. The others are bounded where they are written
+ * (paths: 256 names, cwd: 4096 characters, excluded: the workers that exist) and are read whole, so a
+ * summary is as good as the job for scheduling and state.
+ */
+const SUMMARY_CHARS = { args: 2048, error: 2048 } as const
+type SummaryRow = JobRow & { args_len: number; error_len: number | null }
 
 /**
  * The elements of a JSON array of strings that are whole in `text`, a prefix of that array's JSON
@@ -80,14 +84,10 @@ export function stringsPrefix(text: string | null): string[] {
 
 function toListing(r: SummaryRow, argsChars: number): JobListing {
   const cut = (len: number | null, max: number) => len !== null && Number(len) > max
-  const truncated =
-    cut(r.args_len, argsChars) || cut(r.paths_len, SUMMARY_CHARS.paths) || cut(r.excluded_len, SUMMARY_CHARS.excluded) || cut(r.cwd_len, SUMMARY_CHARS.cwd) || cut(r.error_len, SUMMARY_CHARS.error)
   return {
-    ...toJob({ ...r, args: "[]", paths: "[]", excluded: null }),
+    ...toJob({ ...r, args: "[]" }),
     args: stringsPrefix(r.args),
-    paths: stringsPrefix(r.paths),
-    excluded: stringsPrefix(r.excluded),
-    truncated,
+    truncated: cut(r.args_len, argsChars) || cut(r.error_len, SUMMARY_CHARS.error),
     argsChars: Number(r.args_len),
   }
 }
@@ -140,14 +140,9 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     db.selectFrom("jobs").select([
       "id", "requester", "binary", "stdin", "status", "epoch", "worker_id", "out_seq", "exit_code", "exit_signal", "created_at", "updated_at",
       "assigned_at", "started_at", "finished_at", "attached", "retries", "attempts", "heartbeat_at", "client_seen_at", "cancel_requested_at", "progress",
+      "paths", "excluded", "cwd",
       sql<string>`substr(args, 1, ${argsChars})`.as("args"),
       sql<number>`length(args)`.as("args_len"),
-      sql<string>`substr(paths, 1, ${SUMMARY_CHARS.paths})`.as("paths"),
-      sql<number>`length(paths)`.as("paths_len"),
-      sql<string | null>`substr(excluded, 1, ${SUMMARY_CHARS.excluded})`.as("excluded"),
-      sql<number | null>`length(excluded)`.as("excluded_len"),
-      sql<string | null>`substr(cwd, 1, ${SUMMARY_CHARS.cwd})`.as("cwd"),
-      sql<number | null>`length(cwd)`.as("cwd_len"),
       sql<string | null>`substr(error, 1, ${SUMMARY_CHARS.error})`.as("error"),
       sql<number | null>`length(error)`.as("error_len"),
     ])
@@ -373,7 +368,12 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
       return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
     },
-    queuedJobs: (limit, after) => jobsWhere((q) => (after ? q.where("status", "=", "queued").where("id", ">", after) : q.where("status", "=", "queued")), limit),
+    async queuedJobs(limit, after) {
+      let q = summaries(argsCharsOf({ argsChars: 2 })).where("status", "=", "queued")
+      if (after) q = q.where("id", ">", after)
+      const rows = await q.orderBy("id").limit(limit).execute()
+      return (rows as SummaryRow[]).map((r) => toListing(r, 2))
+    },
     async workerLoads() {
       const rows = await db
         .selectFrom("jobs")
