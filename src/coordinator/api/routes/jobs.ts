@@ -106,7 +106,8 @@ export function jobRoutes(deps: Deps) {
   }
 
   const relayOutput = async (job: Job, after: number, first: Uint8Array | undefined, write: (b: Uint8Array) => Promise<void>, signal: AbortSignal, caller: boolean, watch: boolean) => {
-    if (first) await write(first)
+    // Bun sends the headers with the first bytes: a ping tells the caller at once that the stream is open.
+    await write(first ?? encodeFrame(Kind.ping, after))
     let shown = ""
     let seen = now()
     if (caller) await store.touchClient(job.id, seen)
