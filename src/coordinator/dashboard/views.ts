@@ -19,7 +19,7 @@ const COMMAND_CHARS = 240
 /** Arguments' JSON a list row reads: enough for the shortened command line. */
 const LIST_ARGS_CHARS = 1024
 /** Arguments' JSON a job page's live updates carry; the page loads the whole command once (`readJob`). */
-export const LIVE_ARGS_CHARS = 16 * 1024
+export const LIVE_ARGS_CHARS = 2048
 const ERROR_CHARS = 400
 
 /** How a worker is doing, beyond its status: `late` is online or draining but has not polled lately. */

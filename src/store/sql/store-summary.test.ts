@@ -92,3 +92,51 @@ describe("job summaries", () => {
     expect(await store.getJobSummary("01M8DFWFMJ6MS7ZZYSM5GE9EPT")).toBeUndefined()
   })
 })
+
+describe("long arguments live outside the job's row", () => {
+  const emoji = Array.from({ length: 1000 }, (_, i) => `😀${i}`)
+
+  test("the row keeps a head; the job reads whole; a cut never splits a character", async () => {
+    await store.createJob(newJob(BIG, { args: emoji }), T0)
+    expect((await store.getJob(BIG))!.args).toEqual(emoji)
+    const s = (await store.getJobSummary(BIG))!
+    expect(s.truncated).toBe(true)
+    expect(s.args).toEqual(emoji.slice(0, s.args.length))
+    expect((await store.listJobs({})).map((j) => j.args)).toEqual([emoji])
+    expect((await store.assignedTo("nobody")).length).toBe(0)
+  })
+
+  test("an older database moves its long arguments out when it is upgraded", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs")
+    const { join } = await import("node:path")
+    const { tmpdir } = await import("node:os")
+    const { Database } = await import("bun:sqlite")
+    const dir = mkdtempSync(join(tmpdir(), "dffmpeg-args-"))
+    try {
+      const path = join(dir, "db.sqlite")
+      const first = createSqliteStore({ path })
+      await first.migrate()
+      await first.createJob(newJob(SMALL), T0)
+      await first.close()
+      // Back to schema version 3, with the whole arguments in the row as version 3 wrote them.
+      const big = Array.from({ length: 500 }, (_, i) => `-x${i}=${"y".repeat(100)}`)
+      const raw = new Database(path)
+      raw.exec("DROP TABLE job_args; ALTER TABLE jobs DROP COLUMN args_chars; UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+      raw.query("INSERT INTO jobs (id, requester, binary, args, paths, cwd, stdin, status, epoch, out_seq, created_at, updated_at) SELECT ?, requester, binary, ?, paths, cwd, stdin, status, epoch, out_seq, created_at, updated_at FROM jobs WHERE id = ?").run(BIG, JSON.stringify(big), SMALL)
+      raw.close()
+      const again = createSqliteStore({ path })
+      await again.migrate()
+      expect((await again.getJob(BIG))!.args).toEqual(big)
+      expect((await again.getJob(SMALL))!.args).toEqual(newJob(SMALL).args)
+      const [small, cut] = await again.listJobSummaries({})
+      expect([small.truncated, cut.truncated, cut.argsChars]).toEqual([false, true, JSON.stringify(big).length])
+      await again.close()
+      const check = new Database(path)
+      expect(check.query("SELECT max(length(args)) AS n FROM jobs").get()).toEqual({ n: 2048 })
+      expect(check.query("SELECT count(*) AS n FROM job_args").get()).toEqual({ n: 1 })
+      check.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -2,7 +2,7 @@ import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
 import { JobStatus as JobStatuses, type ExitReport, type Job, type JobEvent, type JobStatus, type ProgressReport, type Role, type User, type Worker, type WorkerRegistration, type WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
-import { migrate } from "./migrations.ts"
+import { ARGS_HEAD_CHARS, migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
 import type { HeldJob, InputChunk, InputRow, JobFilter, JobListing, ListingSize, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
@@ -28,7 +28,7 @@ function toJob(r: JobRow): Job {
     id: r.id,
     requester: r.requester,
     binary: r.binary,
-    args: JSON.parse(r.args),
+    args: argsOf(r.args),
     paths: JSON.parse(r.paths),
     cwd: r.cwd,
     stdin: Number(r.stdin) === 1,
@@ -55,12 +55,35 @@ function toJob(r: JobRow): Job {
 }
 
 /**
- * Characters of the unbounded columns a summary reads. The others are bounded where they are written
- * (paths: 256 names, cwd: 4096 characters, excluded: the workers that exist) and are read whole, so a
- * summary is as good as the job for scheduling and state.
+ * Characters of the error a summary reads. The other columns are bounded where they are written
+ * (paths: 256 names, cwd: 4096 characters, excluded: the workers that exist; the row's `args` is a
+ * head of ARGS_HEAD_CHARS) and are read whole, so a summary is as good as the job for scheduling and state.
  */
-const SUMMARY_CHARS = { args: 2048, error: 2048 } as const
-type SummaryRow = JobRow & { args_len: number; error_len: number | null }
+const SUMMARY_ERROR_CHARS = 2048
+type SummaryRow = JobRow & { error_len: number | null }
+
+/** The row's arguments: the whole JSON, or the whole leading arguments of a head (see `whole`). */
+function argsOf(text: string): string[] {
+  const all = whole(text)
+  return all ?? stringsPrefix(text)
+}
+
+/** The arguments when `text` is all of their JSON (a proper prefix of a JSON array never parses). */
+function whole(text: string): string[] | undefined {
+  if (!text.endsWith("]")) return undefined
+  try {
+    return JSON.parse(text) as string[]
+  } catch {
+    return undefined
+  }
+}
+
+/** A row's `args` for arguments whose JSON is `json`: all of it, or a head that does not split a surrogate pair. */
+function argsHead(json: string): string {
+  if (json.length <= ARGS_HEAD_CHARS) return json
+  const cut = ARGS_HEAD_CHARS - (/[\uD800-\uDBFF]/.test(json[ARGS_HEAD_CHARS - 1]) ? 1 : 0)
+  return json.slice(0, cut)
+}
 
 /**
  * The elements of a JSON array of strings that are whole in `text`, a prefix of that array's JSON
@@ -83,12 +106,13 @@ export function stringsPrefix(text: string | null): string[] {
 }
 
 function toListing(r: SummaryRow, argsChars: number): JobListing {
-  const cut = (len: number | null, max: number) => len !== null && Number(len) > max
+  const head = r.args.length > argsChars ? r.args.slice(0, argsChars) : r.args
+  const all = whole(head)
   return {
     ...toJob({ ...r, args: "[]" }),
-    args: stringsPrefix(r.args),
-    truncated: cut(r.args_len, argsChars) || cut(r.error_len, SUMMARY_CHARS.error),
-    argsChars: Number(r.args_len),
+    args: all ?? stringsPrefix(head),
+    truncated: !all || (r.error_len !== null && Number(r.error_len) > SUMMARY_ERROR_CHARS),
+    argsChars: Number(r.args_chars),
   }
 }
 
@@ -131,24 +155,32 @@ const bytes = (x: Uint8Array | Buffer) => (x instanceof Uint8Array ? x : new Uin
 export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: () => Promise<void> = async () => {}): Store {
   const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
 
-  const jobById = async (id: string) => {
-    const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
-    return row ? toJob(row) : undefined
+  /** A job with its whole arguments: from its row, or from job_args when the row holds only their head. */
+  const withArgs = async (q: Kysely<Database>, row: JobRow): Promise<Job> => {
+    if (whole(row.args)) return toJob(row)
+    const full = await q.selectFrom("job_args").select("args").where("job_id", "=", row.id).executeTakeFirst()
+    return toJob(full ? { ...row, args: full.args } : row)
   }
-  /** Every column, the variable-size ones cut by the database (`substr`) and their full lengths beside them. */
-  const summaries = (argsChars: number) =>
+  const fullJob = async (q: Kysely<Database>, id: string) => {
+    const row = await q.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
+    return row ? withArgs(q, row) : undefined
+  }
+  const jobById = (id: string) => fullJob(db, id)
+  /** Every column of the row (whose `args` is at most a head), the error cut by the database. */
+  const summaries = () =>
     db.selectFrom("jobs").select([
       "id", "requester", "binary", "stdin", "status", "epoch", "worker_id", "out_seq", "exit_code", "exit_signal", "created_at", "updated_at",
       "assigned_at", "started_at", "finished_at", "attached", "retries", "attempts", "heartbeat_at", "client_seen_at", "cancel_requested_at", "progress",
-      "paths", "excluded", "cwd",
-      sql<string>`substr(args, 1, ${argsChars})`.as("args"),
-      sql<number>`length(args)`.as("args_len"),
-      sql<string | null>`substr(error, 1, ${SUMMARY_CHARS.error})`.as("error"),
+      "paths", "excluded", "cwd", "args", "args_chars",
+      sql<string | null>`substr(error, 1, ${SUMMARY_ERROR_CHARS})`.as("error"),
       sql<number | null>`length(error)`.as("error_len"),
     ])
-  const argsCharsOf = (size?: ListingSize) => Math.max(2, Math.floor(size?.argsChars ?? SUMMARY_CHARS.args))
+  const argsCharsOf = (size?: ListingSize) => Math.min(ARGS_HEAD_CHARS, Math.max(2, Math.floor(size?.argsChars ?? ARGS_HEAD_CHARS)))
 
-  const jobsWhere = async (build: (q: any) => any, limit = 1000) => ((await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]).map(toJob)
+  const jobsWhere = async (build: (q: any) => any, limit = 1000) => {
+    const rows = (await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]
+    return Promise.all(rows.map((r) => withArgs(db, r)))
+  }
 
   /**
    * The one way a job changes state: read it (locked), let `decide` pick the change from what is
@@ -172,7 +204,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         .where("epoch", "=", job.epoch)
         .executeTakeFirst()
       if (res.numUpdatedRows === 0n) return undefined
-      const next = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
+      const next = (await fullJob(t, id))!
       await recordEvent(t, next, now, c.status, c.reason ?? null, next.workerId ?? job.workerId)
       await c.after?.(t, next)
       return next
@@ -311,14 +343,18 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     },
 
     async createJob(j: NewJob, now: number) {
+      const args = JSON.stringify(j.args)
+      const head = argsHead(args)
       return tx(async (t) => {
+        if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
         await t
           .insertInto("jobs")
           .values({
             id: j.id,
             requester: j.requester,
             binary: j.binary,
-            args: JSON.stringify(j.args),
+            args: head,
+            args_chars: args.length,
             paths: JSON.stringify(j.paths),
             cwd: j.cwd,
             stdin: j.stdin ? 1 : 0,
@@ -344,7 +380,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
             progress: null,
           })
           .execute()
-        const job = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!)
+        const job = { ...toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!), args: j.args }
         await recordEvent(t, job, now, "queued", null, null)
         return job
       })
@@ -352,16 +388,16 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
     getJob: jobById,
     async listJobs(f: JobFilter) {
       const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()
-      return (rows as JobRow[]).map(toJob)
+      return Promise.all((rows as JobRow[]).map((r) => withArgs(db, r)))
     },
     async listJobSummaries(f, size) {
       const chars = argsCharsOf(size)
-      const rows = await filtered(summaries(chars), f).execute()
+      const rows = await filtered(summaries(), f).execute()
       return (rows as SummaryRow[]).map((r) => toListing(r, chars))
     },
     async getJobSummary(id, size) {
       const chars = argsCharsOf(size)
-      const row = await summaries(chars).where("id", "=", id).executeTakeFirst()
+      const row = await summaries().where("id", "=", id).executeTakeFirst()
       return row ? toListing(row as SummaryRow, chars) : undefined
     },
     async events(id) {
@@ -369,7 +405,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
     },
     async queuedJobs(limit, after) {
-      let q = summaries(argsCharsOf({ argsChars: 2 })).where("status", "=", "queued")
+      let q = summaries().where("status", "=", "queued")
       if (after) q = q.where("id", ">", after)
       const rows = await q.orderBy("id").limit(limit).execute()
       return (rows as SummaryRow[]).map((r) => toListing(r, 2))
@@ -456,7 +492,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
           .set({ ...change.set, out_seq: requeued ? 0 : last, updated_at: now, ...(requeued ? { progress: null } : progress ? { progress } : {}) })
           .where("id", "=", id)
           .execute()
-        const next = toJob((await tx.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
+        const next = (await fullJob(tx, id))!
         await recordEvent(tx, next, now, change.status, change.reason ?? null, worker)
         await change.after?.(tx, next)
         return { ok: true, job: next, finished: true, ended: true }
@@ -552,6 +588,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
         const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)
         await t.deleteFrom("job_output").where("job_id", "in", old).execute()
         await t.deleteFrom("job_input").where("job_id", "in", old).execute()
+        await t.deleteFrom("job_args").where("job_id", "in", old).execute()
         await t.deleteFrom("job_events").where("job_id", "in", old).execute()
         const jobs = await t.deleteFrom("jobs").where("finished_at", "<", before).executeTakeFirst()
         const workers = await t.deleteFrom("workers").where("status", "=", "offline").where("last_seen", "<", before).executeTakeFirst()
