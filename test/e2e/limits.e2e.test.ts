@@ -3,6 +3,7 @@ import { join } from "node:path"
 import { apiFor } from "../helpers/api.ts"
 import { waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { newId } from "../../src/shared/ids.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 
 /**
@@ -133,5 +134,29 @@ describe("listings of large jobs", () => {
     expect(row.args).toEqual(args.slice(0, row.args.length))
     const whole = await apiFor(c, "client1").json<{ args: string[] }>("GET", `/api/v1/jobs/${id}`)
     expect(whole.args).toEqual(args)
+  })
+
+  test("admin jobs ls and client jobs page past limits.max_page_size to their --limit", async () => {
+    const store = createSqliteStore({ path: join(c.dir, "coordinator.db") })
+    const made: string[] = []
+    for (let i = 0; i < 230; i++) {
+      const id = newId()
+      made.push(id)
+      await store.createJob({ id, requester: "client1", binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+    }
+    const total = (await store.listJobs({ limit: 10_000 })).length
+    await store.close()
+    expect(total).toBeGreaterThan(230)
+    await c.enableAdmin()
+    const remote = await c.remote(["jobs", "ls", "--json", "--limit", "1000"])
+    expect(remote.code).toBe(0)
+    const listed = (JSON.parse(remote.out) as { id: string }[]).map((j) => j.id)
+    expect(listed.length).toBe(total)
+    expect(listed.slice(0, 230)).toEqual([...made].reverse())
+    const few = await c.remote(["jobs", "ls", "--json", "--limit", "210"])
+    expect((JSON.parse(few.out) as unknown[]).length).toBe(210)
+    const mine = await c.client("jobs", ["--json", "--limit", "1000"])
+    expect(mine.code).toBe(0)
+    expect((JSON.parse(mine.out) as { id: string }[]).filter((j) => made.includes(j.id)).length).toBe(230)
   })
 })
