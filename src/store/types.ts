@@ -191,7 +191,8 @@ export interface Store {
   /** Refreshes the last time an attached caller was seen following the job. */
   touchClient(id: string, now: number): Promise<void>
 
-  // Janitor selections (all compare against times this store's clock wrote).
+  // Janitor selections (all compare against times this store's clock wrote), as summaries: their
+  // arguments are cut as in listings (`truncated`), everything the janitor decides on is whole.
   runningWithoutHeartbeat(before: number): Promise<Job[]>
   assignedSince(before: number): Promise<Job[]>
   queuedSince(before: number): Promise<Job[]>

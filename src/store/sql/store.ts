@@ -175,6 +175,9 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       sql<string | null>`substr(error, 1, ${SUMMARY_ERROR_CHARS})`.as("error"),
       sql<number | null>`length(error)`.as("error_len"),
     ])
+  /** Janitor selections: summaries, since a queued job waiting for a slot is selected on every pass. */
+  const summariesWhere = async (build: (q: any) => any, limit = 1000): Promise<JobListing[]> =>
+    ((await build(summaries()).orderBy("id").limit(limit).execute()) as SummaryRow[]).map((r) => toListing(r, ARGS_HEAD_CHARS))
   const argsCharsOf = (size?: ListingSize) => Math.min(ARGS_HEAD_CHARS, Math.max(2, Math.floor(size?.argsChars ?? ARGS_HEAD_CHARS)))
 
   const jobsWhere = async (build: (q: any) => any, limit = 1000) => {
@@ -578,11 +581,11 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, onClose: (
       await db.updateTable("jobs").set({ client_seen_at: now }).where("id", "=", id).where("status", "in", ACTIVE).execute()
     },
 
-    runningWithoutHeartbeat: (before) => jobsWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
-    assignedSince: (before) => jobsWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
-    queuedSince: (before) => jobsWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
+    runningWithoutHeartbeat: (before) => summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
+    assignedSince: (before) => summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
+    queuedSince: (before) => summariesWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
     abandoned: (before) =>
-      jobsWhere((q) => q.where("attached", "=", 1).where("status", "in", ACTIVE).where("cancel_requested_at", "is", null).where("client_seen_at", "<", before)),
+      summariesWhere((q) => q.where("attached", "=", 1).where("status", "in", ACTIVE).where("cancel_requested_at", "is", null).where("client_seen_at", "<", before)),
     async prune(before) {
       return tx(async (t) => {
         const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)

@@ -82,8 +82,8 @@ export function jobRoutes(deps: Deps) {
    * `?progress=1` the stream also carries `status` events (state, worker, progress) whenever they change
    * while the output is quiet, for a terminal status line; the proxy never asks for them.
    */
-  const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array) => {
-    const slot = connections.stream(job.id, c.get("principal").name, c.req.raw.signal)
+  const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array, taken?: () => void) => {
+    const slot = taken ?? connections.stream(job.id, c.get("principal").name, c.req.raw.signal)
     return frameStream(c, async (write, signal) => {
       // Only the requester's own stream of an attached job shows that the caller is still there.
       const caller = job.attached && c.get("principal").name === job.requester
@@ -156,13 +156,20 @@ export function jobRoutes(deps: Deps) {
     if (req.cwd !== null && varOf(req.cwd) === undefined) throw new InvalidError("cwd must be a path variable ($Var/...) or null")
     const attach = c.req.query("attach") === "1"
     if (attach && req.retries > 0) throw new InvalidError("retries are for detached jobs: a job re-run under an attached caller would repeat its output")
-    const job = await store.createJob(
-      { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
-      now(),
-    )
+    // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
+    const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
+    const job = await store
+      .createJob(
+        { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
+        now(),
+      )
+      .catch((err) => {
+        slot?.()
+        throw err
+      })
     log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
     scheduler.kick()
-    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }))
+    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }), slot)
     return c.json(job, 201)
   })
 
