@@ -23,7 +23,8 @@ export interface ScrapeState {
   stats: Stats
   workers: Worker[]
   loads: Map<string, number>
-  running: Job[]
+  /** Running jobs (only id, binary, worker and progress are read). */
+  running: Pick<Job, "id" | "binary" | "workerId" | "progress">[]
   now: number
   version: string
   startedAt: number

@@ -74,6 +74,13 @@ export class QuotaError extends DffmpegError {
   }
 }
 
+/** Too many open connections (or requests) of one kind: try again once some have closed (HTTP 429). */
+export class TooManyError extends DffmpegError {
+  constructor(message: string, details?: unknown) {
+    super(message, "E_TOO_MANY", 429, ExitCode.UNAVAILABLE, details)
+  }
+}
+
 export class UnavailableError extends DffmpegError {
   constructor(message: string) {
     super(message, "E_UNAVAILABLE", 503, ExitCode.UNAVAILABLE)
@@ -88,7 +95,7 @@ export function fromErrorBody(status: number, body: unknown): DffmpegError {
   if (status === 404) return new NotFoundError(message)
   if (status === 409) return new ConflictError(message)
   if (status === 413) return new TooLargeError(message)
-  if (status === 429) return new QuotaError(message)
+  if (status === 429) return err?.code === "E_TOO_MANY" ? new TooManyError(message) : new QuotaError(message)
   if (status >= 500) return new UnavailableError(message)
   return new InvalidError(message)
 }

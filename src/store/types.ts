@@ -51,6 +51,24 @@ export interface JobFilter {
   limit?: number
 }
 
+/**
+ * A job as listings and live views carry it, bounded whatever the job's size: `args` are the leading
+ * arguments that fit in a prefix the database reads, `error` is cut to 2048 characters; every other
+ * field is whole (they are bounded when written). The job's own read (`getJob`) has everything.
+ */
+export interface JobListing extends Job {
+  /** True when `args` (or `error`) were cut for the listing. */
+  truncated: boolean
+  /** Characters of the full arguments as stored (their JSON), to say how much was left out. */
+  argsChars: number
+}
+
+/** How much of a job's variable-size fields a listing reads. */
+export interface ListingSize {
+  /** Characters of the arguments' JSON read from the database (default 2048). */
+  argsChars?: number
+}
+
 /** Counts for metrics and the dashboard, aggregated by the database. */
 export interface Stats {
   /** Jobs the store holds, by state (finished ones until retention deletes them). */
@@ -137,9 +155,16 @@ export interface Store {
   listJobs(filter: JobFilter): Promise<Job[]>
   /** How many of `requester`'s jobs are queued, assigned and running (submission quotas), counted by the database. */
   activeJobCounts(requester: string): Promise<ActiveCounts>
+  /**
+   * `listJobs` as bounded summaries: the database cuts the large columns before they are read, so a
+   * page costs the same whether its jobs have ten arguments or megabytes of them.
+   */
+  listJobSummaries(filter: JobFilter, size?: ListingSize): Promise<JobListing[]>
+  /** One job as a bounded summary (state, worker, exit, progress): for loops that re-read a job often. */
+  getJobSummary(id: string, size?: ListingSize): Promise<JobListing | undefined>
   events(id: string): Promise<JobEvent[]>
-  /** Oldest queued jobs first, after job id `after` when given (paging). */
-  queuedJobs(limit: number, after?: string): Promise<Job[]>
+  /** Oldest queued jobs first, after job id `after` when given (paging); as summaries without arguments (the scheduler reads them on every pass). */
+  queuedJobs(limit: number, after?: string): Promise<JobListing[]>
   /** Jobs assigned or running, per worker id. */
   workerLoads(): Promise<Map<string, number>>
   /** queued → assigned to `worker`, bumping the epoch. Undefined if the job was not queued. */
@@ -192,7 +217,8 @@ export interface Store {
   /** Refreshes the last time an attached caller was seen following the job. */
   touchClient(id: string, now: number): Promise<void>
 
-  // Janitor selections (all compare against times this store's clock wrote).
+  // Janitor selections (all compare against times this store's clock wrote), as summaries: their
+  // arguments are cut as in listings (`truncated`), everything the janitor decides on is whole.
   runningWithoutHeartbeat(before: number): Promise<Job[]>
   assignedSince(before: number): Promise<Job[]>
   queuedSince(before: number): Promise<Job[]>

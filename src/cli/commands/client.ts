@@ -5,6 +5,7 @@ import { PROXY_FAILURE } from "../../shared/exit-codes.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { isUlid } from "../../shared/ids.ts"
 import type { ApiClient } from "../../shared/http/client.ts"
+import { listJobPages } from "../../shared/http/pages.ts"
 import { isTerminal, type Job, type JobStatus } from "../../shared/protocol/schemas.ts"
 import { intervalArg, jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../args.ts"
 import { exitWith, rejectUnknownFlags } from "../run.ts"
@@ -120,8 +121,8 @@ const RECENT = 10
 
 /** Your active jobs (every one, whatever their age) and the most recent finished ones, newest first. */
 async function overview(api: ApiClient, signal: AbortSignal): Promise<Job[]> {
-  const get = (query: Record<string, string | number>) => api.json<Job[]>("GET", "/api/v1/jobs", { query, signal })
-  const [active, recent] = await Promise.all([Promise.all(ACTIVE.map((status) => get({ status, limit: 1000 }))), get({ limit: RECENT * 3 })])
+  const get = (query: Record<string, string | number>, limit: number) => listJobPages(api, query, limit, signal)
+  const [active, recent] = await Promise.all([Promise.all(ACTIVE.map((status) => get({ status }, 1000))), get({}, RECENT * 3)])
   const ended = recent.filter((j) => isTerminal(j.status)).slice(0, RECENT)
   return [...active.flat(), ...ended].sort((a, b) => (a.id < b.id ? 1 : -1))
 }
@@ -185,7 +186,8 @@ const jobs = defineCommand({
     const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
     const { openClient } = await import("../../client/session.ts")
     const { api } = await openClient(args.config, warn)
-    const list = await api.json<Job[]>("GET", "/api/v1/jobs", { query })
+    const { limit, ...rest } = query
+    const list = await listJobPages(api, rest, limit)
     process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? jobsTable(list, Date.now(), { created: "age" }) : "no jobs\n")
   },
 })

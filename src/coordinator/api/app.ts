@@ -10,6 +10,7 @@ import type { Scheduler } from "../scheduler.ts"
 import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
 import { bodyCaps } from "./body.ts"
+import { createConnections, type Connections } from "../connections.ts"
 import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
 import { ipAllowList } from "./middleware/ip.ts"
 import { adminRoutes } from "./routes/admin.ts"
@@ -32,7 +33,12 @@ export interface Deps {
   metrics: Metrics
   /** When this coordinator started (ms), for /health and metrics. */
   startedAt: number
+  /** Open long-lived connections and their limits; `createApp` makes one when none is given. */
+  connections?: Connections
 }
+
+/** The process's connection counters: the ones in `deps`, or new ones (a route set built on its own). */
+export const connectionsOf = (deps: Deps): Connections => (deps.connections ??= createConnections(deps.config.limits))
 
 /** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */
 function routeOf(c: Context<AuthEnv>): string {
@@ -45,6 +51,7 @@ function routeOf(c: Context<AuthEnv>): string {
 }
 
 export function createApp(deps: Deps): Hono<AuthEnv> {
+  deps = { ...deps, connections: connectionsOf(deps) }
   const base = deps.config.path_base ? "/" + deps.config.path_base.replace(/^\/+|\/+$/g, "") : ""
   const stripBase = (p: string) => (base && (p === base || p.startsWith(base + "/")) ? p.slice(base.length) || "/" : p)
   const app = new Hono<AuthEnv>({
@@ -98,7 +105,8 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
       deps.store.stats(),
       deps.store.listWorkers(),
       deps.store.workerLoads(),
-      deps.store.listJobs({ status: "running", limit: 1000 }),
+      // Summaries: a scrape reads the same few kilobytes per job whatever the jobs' arguments.
+      deps.store.listJobSummaries({ status: "running", limit: 1000 }, { argsChars: 2 }),
     ])
     const text = deps.metrics.render({ stats, workers, loads, running, now: deps.now(), version: VERSION, startedAt: deps.startedAt })
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })

@@ -6,7 +6,7 @@ import { AuthError, ConflictError, InvalidError, NotFoundError, ThrottledError }
 import { isName, isUlid } from "../../shared/ids.ts"
 import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
 import { isTerminal, issueLines } from "../../shared/protocol/schemas.ts"
-import type { Deps } from "../api/app.ts"
+import { connectionsOf, type Deps } from "../api/app.ts"
 import { readCapped } from "../api/body.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
@@ -79,6 +79,7 @@ function jobIdOf(raw: string | undefined): string {
 export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
   const { store, hub, scheduler, config, log, now } = deps
   const app = new Hono<AuthEnv>()
+  const connections = connectionsOf(deps)
   const trusted = config.trusted_proxies.map((t) => parseCidr(t)).filter((r): r is Cidr => !!r)
   const cookiePath = config.path_base ? "/" + config.path_base.replace(/^\/+|\/+$/g, "") : "/"
 
@@ -219,9 +220,11 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     await viewer(c)
     const raw = c.req.query("job")
     const job = raw === undefined ? undefined : jobIdOf(raw)
-    if (job && !(await store.getJob(job))) throw new NotFoundError(`no job ${job}`)
+    if (job && !(await store.getJobSummary(job, { argsChars: 2 }))) throw new NotFoundError(`no job ${job}`)
     const authorized = config.dashboard_require_login ? async () => !!(await sessionOf(c)) : undefined
-    return liveEvents(c, deps, { job, authorized })
+    // Counted per address and in all before any state is read; given back when the page goes away.
+    const slot = connections.dashboard(peerAddress(c, trusted) ?? "-", c.req.raw.signal)
+    return liveEvents(c, deps, { job, authorized, onEnd: slot })
   })
 
   app.post("/dashboard/api/jobs/:id/cancel", async (c) => {

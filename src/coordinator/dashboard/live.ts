@@ -6,7 +6,7 @@ import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { pause } from "../../shared/pause.ts"
 import { topic, type Hub } from "../hub.ts"
 import { readTail, type LogReader } from "./log-text.ts"
-import { TAIL_CHUNKS, jobView, readState, type DashboardState, type JobDetail } from "./views.ts"
+import { LIVE_ARGS_CHARS, TAIL_CHUNKS, jobView, readState, type DashboardState, type JobDetail } from "./views.ts"
 
 export interface LiveTiming {
   /** Fewest milliseconds between two updates of one page: bursts of changes become one update. */
@@ -60,7 +60,8 @@ async function changed(hub: Hub, ms: number, signal: AbortSignal): Promise<boole
 /**
  * Follows one job for a page: each call answers what changed since the previous call, or undefined.
  * The log is sent as increments; it starts over (`reset`) on the first call, when a new attempt
- * replaced the output, or when more arrived between two calls than one tail read holds.
+ * replaced the output, or when more arrived between two calls than one tail read holds. The job is
+ * read as a bounded summary: the page has the whole command from its first load (`readJob`).
  */
 export function followJob(store: Store, id: string) {
   let shown = ""
@@ -69,7 +70,7 @@ export function followJob(store: Store, id: string) {
   let reader: LogReader | undefined
   let gone = false
   return async (): Promise<JobUpdate | undefined> => {
-    const job = await store.getJob(id)
+    const job = await store.getJobSummary(id, { argsChars: LIVE_ARGS_CHARS })
     if (!job) {
       if (gone) return undefined
       gone = true
@@ -107,6 +108,8 @@ export interface LiveOptions {
    * longer holds (key rotated, user removed, expired), and the page then asks to sign in again.
    */
   authorized?: () => Promise<boolean>
+  /** Called once when the stream has ended (the connection's slot is given back). */
+  onEnd?: () => void
 }
 
 /**
@@ -166,6 +169,7 @@ export function liveEvents(c: Context<AuthEnv>, deps: LiveDeps, opts: LiveOption
       // Releases the armed waiter at once if the loop ended by an error rather than by the browser.
       ac.abort()
       await wake
+      opts.onEnd?.()
     }
   })
 }

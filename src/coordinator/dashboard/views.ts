@@ -1,6 +1,7 @@
 import { TERMINAL, type Job, type JobEvent, type JobStatus, type Progress, type Worker, type WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Stats, Store } from "../../store/index.ts"
+import type { JobListing } from "../../store/types.ts"
 import { tailText, type LogText } from "./log-text.ts"
 
 /** What the dashboard shows, as JSON. The page renders it; nothing here is HTML. */
@@ -15,6 +16,10 @@ export const OFFLINE_SHOWN_MS = 24 * 3600_000
 export const TAIL_CHUNKS = 256
 
 const COMMAND_CHARS = 240
+/** Arguments' JSON a list row reads: enough for the shortened command line. */
+const LIST_ARGS_CHARS = 1024
+/** Arguments' JSON a job page's live updates carry; the page loads the whole command once (`readJob`). */
+export const LIVE_ARGS_CHARS = 2048
 const ERROR_CHARS = 400
 
 /** How a worker is doing, beyond its status: `late` is online or draining but has not polled lately. */
@@ -67,7 +72,8 @@ export interface DashboardState {
 }
 
 export interface JobDetail {
-  job: Job & { canceling: boolean }
+  /** `truncated` (live updates only): the arguments were cut; the page keeps the whole ones it loaded. */
+  job: Job & { canceling: boolean; truncated?: boolean }
   events: JobEvent[]
   log: LogText
 }
@@ -96,13 +102,14 @@ export function workerView(w: Worker, load: number, now: number, staleMs: number
 
 const shorten = (s: string, n: number) => (s.length > n ? s.slice(0, n - 1) + "…" : s)
 
-export function jobSummary(j: Job): JobSummary {
+export function jobSummary(j: Job | JobListing): JobSummary {
+  const cut = "truncated" in j && j.truncated
   return {
     id: j.id,
     status: j.status,
     canceling: j.cancelRequestedAt !== null && !TERMINAL.includes(j.status),
     binary: j.binary,
-    command: shorten(j.args.join(" "), COMMAND_CHARS),
+    command: shorten(j.args.join(" ") + (cut ? " …" : ""), COMMAND_CHARS),
     requester: j.requester,
     workerId: j.workerId,
     createdAt: j.createdAt,
@@ -126,8 +133,9 @@ export async function readState(deps: { store: Store; now: () => number; staleMs
   const [workers, loads, active, recent, stats] = await Promise.all([
     store.listWorkers(),
     store.workerLoads(),
-    store.listJobs({ statuses: ACTIVE, limit: MAX_ACTIVE }),
-    store.listJobs({ statuses: [...TERMINAL], limit: MAX_RECENT }),
+    // Summaries cut by the database: one read costs the same whatever the size of the jobs' arguments.
+    store.listJobSummaries({ statuses: ACTIVE, limit: MAX_ACTIVE }, { argsChars: LIST_ARGS_CHARS }),
+    store.listJobSummaries({ statuses: [...TERMINAL], limit: MAX_RECENT }, { argsChars: LIST_ARGS_CHARS }),
     store.stats(),
   ])
   const now = deps.now()
@@ -140,7 +148,7 @@ export async function readState(deps: { store: Store; now: () => number; staleMs
   }
 }
 
-export function jobView(j: Job): JobDetail["job"] {
+export function jobView(j: Job | JobListing): JobDetail["job"] {
   return { ...j, canceling: j.cancelRequestedAt !== null && !TERMINAL.includes(j.status) }
 }
 

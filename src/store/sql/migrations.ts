@@ -20,6 +20,14 @@ const serialKey = (t: CreateTableBuilder<any, any>, col: string, kind: StoreKind
       ? t.addColumn(col, "bigint", (c) => c.primaryKey().autoIncrement())
       : t.addColumn(col, "integer", (c) => c.primaryKey().autoIncrement())
 
+/**
+ * Characters of a job's arguments (their JSON) kept in its row. Longer arguments live whole in
+ * `job_args`: SQLite reads a row's columns in order through its overflow pages, so megabytes of
+ * arguments in the row would make every read of the job's state (streams, listings, the scheduler)
+ * read those megabytes too.
+ */
+export const ARGS_HEAD_CHARS = 2048
+
 const steps: Step[] = [
   async (db, kind) => {
     await db.schema
@@ -122,6 +130,18 @@ const steps: Step[] = [
     // The worker's own wish to drain (shutting down), kept apart from the administrator's.
     await db.schema.alterTable("workers").addColumn("self_draining", "integer", (c) => c.notNull().defaultTo(0)).execute()
     await db.schema.createIndex("job_output_job_stream").on("job_output").columns(["job_id", "stream", "pos"]).execute()
+  },
+  // Bounded rows: long arguments move out of the jobs row into job_args (issue 9, bounded memory).
+  async (db, kind) => {
+    await db.schema
+      .createTable("job_args")
+      .addColumn("job_id", str(kind, 26), (c) => c.primaryKey())
+      .addColumn("args", sql`text`, (c) => c.notNull())
+      .execute()
+    await db.schema.alterTable("jobs").addColumn("args_chars", big(kind), (c) => c.notNull().defaultTo(0)).execute()
+    await db.updateTable("jobs").set({ args_chars: sql`length(args)` }).execute()
+    await sql`INSERT INTO job_args (job_id, args) SELECT id, args FROM jobs WHERE length(args) > ${ARGS_HEAD_CHARS}`.execute(db)
+    await db.updateTable("jobs").set({ args: sql`substr(args, 1, ${ARGS_HEAD_CHARS})` }).where(sql`length(args)`, ">", ARGS_HEAD_CHARS).execute()
   },
 ]
 

@@ -46,7 +46,13 @@ export interface Database {
     client_seen_at: number | null
     cancel_requested_at: number | null
     progress: string | null
+    /**
+     * Characters of the arguments' whole JSON. `args` holds at most ARGS_HEAD_CHARS of it; when that
+     * is not all of it, the whole JSON is in `job_args`, out of the row every state read touches.
+     */
+    args_chars: number
   }
+  job_args: { job_id: string; args: string }
   job_events: {
     id: Generated<number>
     job_id: string

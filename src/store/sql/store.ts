@@ -2,12 +2,12 @@ import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
 import { JobStatus as JobStatuses, type ExitReport, type Job, type JobEvent, type JobStatus, type ProgressReport, type Role, type User, type Worker, type WorkerRegistration, type WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
-import { migrate } from "./migrations.ts"
+import { ARGS_HEAD_CHARS, migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { keyVault } from "./keys.ts"
 import { memoryKeyring, type Keyring } from "../../shared/auth/keyring.ts"
-import type { ActiveCounts, HeldJob, InputChunk, InputRow, JobFilter, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
+import type { ActiveCounts, HeldJob, InputChunk, InputRow, JobFilter, JobListing, ListingSize, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
 
@@ -31,7 +31,7 @@ function toJob(r: JobRow): Job {
     id: r.id,
     requester: r.requester,
     binary: r.binary,
-    args: JSON.parse(r.args),
+    args: argsOf(r.args),
     paths: JSON.parse(r.paths),
     cwd: r.cwd,
     stdin: Number(r.stdin) === 1,
@@ -57,6 +57,68 @@ function toJob(r: JobRow): Job {
   }
 }
 
+/**
+ * Characters of the error a summary reads. The other columns are bounded where they are written
+ * (paths: 256 names, cwd: 4096 characters, excluded: the workers that exist; the row's `args` is a
+ * head of ARGS_HEAD_CHARS) and are read whole, so a summary is as good as the job for scheduling and state.
+ */
+const SUMMARY_ERROR_CHARS = 2048
+type SummaryRow = JobRow & { error_len: number | null }
+
+/** The row's arguments: the whole JSON, or the whole leading arguments of a head (see `whole`). */
+function argsOf(text: string): string[] {
+  const all = whole(text)
+  return all ?? stringsPrefix(text)
+}
+
+/** The arguments when `text` is all of their JSON (a proper prefix of a JSON array never parses). */
+function whole(text: string): string[] | undefined {
+  if (!text.endsWith("]")) return undefined
+  try {
+    return JSON.parse(text) as string[]
+  } catch {
+    return undefined
+  }
+}
+
+/** A row's `args` for arguments whose JSON is `json`: all of it, or a head that does not split a surrogate pair. */
+function argsHead(json: string): string {
+  if (json.length <= ARGS_HEAD_CHARS) return json
+  const cut = ARGS_HEAD_CHARS - (/[\uD800-\uDBFF]/.test(json[ARGS_HEAD_CHARS - 1]) ? 1 : 0)
+  return json.slice(0, cut)
+}
+
+/**
+ * The elements of a JSON array of strings that are whole in `text`, a prefix of that array's JSON
+ * (what `substr` read). Work is bounded by the prefix, never by the full column.
+ */
+export function stringsPrefix(text: string | null): string[] {
+  const out: string[] = []
+  if (!text) return out
+  let i = text.indexOf("[") + 1
+  if (i === 0) return out
+  for (;;) {
+    while (text[i] === "," || text[i] === " ") i++
+    if (text[i] !== '"') return out
+    let j = i + 1
+    while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1
+    if (j >= text.length) return out
+    out.push(JSON.parse(text.slice(i, j + 1)) as string)
+    i = j + 1
+  }
+}
+
+function toListing(r: SummaryRow, argsChars: number): JobListing {
+  const head = r.args.length > argsChars ? r.args.slice(0, argsChars) : r.args
+  const all = whole(head)
+  return {
+    ...toJob({ ...r, args: "[]" }),
+    args: all ?? stringsPrefix(head),
+    truncated: !all || (r.error_len !== null && Number(r.error_len) > SUMMARY_ERROR_CHARS),
+    argsChars: Number(r.args_chars),
+  }
+}
+
 function toWorker(r: WorkerRow): Worker {
   return {
     id: r.id,
@@ -70,6 +132,18 @@ function toWorker(r: WorkerRow): Worker {
     lastSeen: Number(r.last_seen),
     drainRequested: Number(r.drain_requested) === 1,
   }
+}
+
+/** A listing's filter, newest first. */
+// Kysely's builder types differ per selection; the filter only adds WHERE clauses on jobs' columns.
+function filtered(q: any, f: JobFilter): { execute(): Promise<unknown[]> } {
+  if (f.requester) q = q.where("requester", "=", f.requester)
+  if (f.status) q = q.where("status", "=", f.status)
+  if (f.statuses) q = f.statuses.length ? q.where("status", "in", f.statuses) : q.where(sql<boolean>`1 = 0`)
+  if (f.worker) q = q.where("worker_id", "=", f.worker)
+  if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
+  if (f.before) q = q.where("id", "<", f.before)
+  return q.orderBy("id", "desc").limit(f.limit ?? 100)
 }
 
 const WORKER_STATES: WorkerStatus[] = ["registering", "online", "draining", "offline"]
@@ -95,11 +169,35 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
   const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
   const vault = keyVault(db, kind, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
 
-  const jobById = async (id: string) => {
-    const row = await db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
-    return row ? toJob(row) : undefined
+  /** A job with its whole arguments: from its row, or from job_args when the row holds only their head. */
+  const withArgs = async (q: Kysely<Database>, row: JobRow): Promise<Job> => {
+    if (whole(row.args)) return toJob(row)
+    const full = await q.selectFrom("job_args").select("args").where("job_id", "=", row.id).executeTakeFirst()
+    return toJob(full ? { ...row, args: full.args } : row)
   }
-  const jobsWhere = async (build: (q: any) => any, limit = 1000) => ((await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]).map(toJob)
+  const fullJob = async (q: Kysely<Database>, id: string) => {
+    const row = await q.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()
+    return row ? withArgs(q, row) : undefined
+  }
+  const jobById = (id: string) => fullJob(db, id)
+  /** Every column of the row (whose `args` is at most a head), the error cut by the database. */
+  const summaries = () =>
+    db.selectFrom("jobs").select([
+      "id", "requester", "binary", "stdin", "status", "epoch", "worker_id", "out_seq", "exit_code", "exit_signal", "created_at", "updated_at",
+      "assigned_at", "started_at", "finished_at", "attached", "retries", "attempts", "heartbeat_at", "client_seen_at", "cancel_requested_at", "progress",
+      "paths", "excluded", "cwd", "args", "args_chars",
+      sql<string | null>`substr(error, 1, ${SUMMARY_ERROR_CHARS})`.as("error"),
+      sql<number | null>`length(error)`.as("error_len"),
+    ])
+  /** Janitor selections: summaries, since a queued job waiting for a slot is selected on every pass. */
+  const summariesWhere = async (build: (q: any) => any, limit = 1000): Promise<JobListing[]> =>
+    ((await build(summaries()).orderBy("id").limit(limit).execute()) as SummaryRow[]).map((r) => toListing(r, ARGS_HEAD_CHARS))
+  const argsCharsOf = (size?: ListingSize) => Math.min(ARGS_HEAD_CHARS, Math.max(2, Math.floor(size?.argsChars ?? ARGS_HEAD_CHARS)))
+
+  const jobsWhere = async (build: (q: any) => any, limit = 1000) => {
+    const rows = (await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]
+    return Promise.all(rows.map((r) => withArgs(db, r)))
+  }
 
   /**
    * The one way a job changes state: read it (locked), let `decide` pick the change from what is
@@ -123,7 +221,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .where("epoch", "=", job.epoch)
         .executeTakeFirst()
       if (res.numUpdatedRows === 0n) return undefined
-      const next = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
+      const next = (await fullJob(t, id))!
       await recordEvent(t, next, now, c.status, c.reason ?? null, next.workerId ?? job.workerId)
       await c.after?.(t, next)
       return next
@@ -269,14 +367,18 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     },
 
     async createJob(j: NewJob, now: number) {
+      const args = JSON.stringify(j.args)
+      const head = argsHead(args)
       return tx(async (t) => {
+        if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
         await t
           .insertInto("jobs")
           .values({
             id: j.id,
             requester: j.requester,
             binary: j.binary,
-            args: JSON.stringify(j.args),
+            args: head,
+            args_chars: args.length,
             paths: JSON.stringify(j.paths),
             cwd: j.cwd,
             stdin: j.stdin ? 1 : 0,
@@ -302,22 +404,25 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
             progress: null,
           })
           .execute()
-        const job = toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!)
+        const job = { ...toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!), args: j.args }
         await recordEvent(t, job, now, "queued", null, null)
         return job
       })
     },
     getJob: jobById,
     async listJobs(f: JobFilter) {
-      let q = db.selectFrom("jobs").selectAll()
-      if (f.requester) q = q.where("requester", "=", f.requester)
-      if (f.status) q = q.where("status", "=", f.status)
-      if (f.statuses) q = f.statuses.length ? q.where("status", "in", f.statuses) : q.where(sql<boolean>`1 = 0`)
-      if (f.worker) q = q.where("worker_id", "=", f.worker)
-      if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
-      if (f.before) q = q.where("id", "<", f.before)
-      const rows = await q.orderBy("id", "desc").limit(f.limit ?? 100).execute()
-      return rows.map(toJob)
+      const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()
+      return Promise.all((rows as JobRow[]).map((r) => withArgs(db, r)))
+    },
+    async listJobSummaries(f, size) {
+      const chars = argsCharsOf(size)
+      const rows = await filtered(summaries(), f).execute()
+      return (rows as SummaryRow[]).map((r) => toListing(r, chars))
+    },
+    async getJobSummary(id, size) {
+      const chars = argsCharsOf(size)
+      const row = await summaries().where("id", "=", id).executeTakeFirst()
+      return row ? toListing(row as SummaryRow, chars) : undefined
     },
     async activeJobCounts(requester) {
       const counts: ActiveCounts = { queued: 0, assigned: 0, running: 0 }
@@ -335,7 +440,12 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
       return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
     },
-    queuedJobs: (limit, after) => jobsWhere((q) => (after ? q.where("status", "=", "queued").where("id", ">", after) : q.where("status", "=", "queued")), limit),
+    async queuedJobs(limit, after) {
+      let q = summaries().where("status", "=", "queued")
+      if (after) q = q.where("id", ">", after)
+      const rows = await q.orderBy("id").limit(limit).execute()
+      return (rows as SummaryRow[]).map((r) => toListing(r, 2))
+    },
     async workerLoads() {
       const rows = await db
         .selectFrom("jobs")
@@ -418,7 +528,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
           .set({ ...change.set, out_seq: requeued ? 0 : last, updated_at: now, ...(requeued ? { progress: null } : progress ? { progress } : {}) })
           .where("id", "=", id)
           .execute()
-        const next = toJob((await tx.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst())!)
+        const next = (await fullJob(tx, id))!
         await recordEvent(tx, next, now, change.status, change.reason ?? null, worker)
         await change.after?.(tx, next)
         return { ok: true, job: next, finished: true, ended: true }
@@ -549,16 +659,17 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       await db.updateTable("jobs").set({ client_seen_at: now }).where("id", "=", id).where("status", "in", ACTIVE).execute()
     },
 
-    runningWithoutHeartbeat: (before) => jobsWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
-    assignedSince: (before) => jobsWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
-    queuedSince: (before) => jobsWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
+    runningWithoutHeartbeat: (before) => summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
+    assignedSince: (before) => summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
+    queuedSince: (before) => summariesWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
     abandoned: (before) =>
-      jobsWhere((q) => q.where("attached", "=", 1).where("status", "in", ACTIVE).where("cancel_requested_at", "is", null).where("client_seen_at", "<", before)),
+      summariesWhere((q) => q.where("attached", "=", 1).where("status", "in", ACTIVE).where("cancel_requested_at", "is", null).where("client_seen_at", "<", before)),
     async prune(before) {
       return tx(async (t) => {
         const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)
         await t.deleteFrom("job_output").where("job_id", "in", old).execute()
         await t.deleteFrom("job_input").where("job_id", "in", old).execute()
+        await t.deleteFrom("job_args").where("job_id", "in", old).execute()
         await t.deleteFrom("job_events").where("job_id", "in", old).execute()
         const jobs = await t.deleteFrom("jobs").where("finished_at", "<", before).executeTakeFirst()
         const workers = await t.deleteFrom("workers").where("status", "=", "offline").where("last_seen", "<", before).executeTakeFirst()

@@ -2,6 +2,7 @@ import { coordinatorUrl, loadConfig, resolveKey } from "../../../shared/config/l
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import { AuthError, UnavailableError } from "../../../shared/errors.ts"
 import { createApiClient, readJson, type ApiClient } from "../../../shared/http/client.ts"
+import { listJobPages } from "../../../shared/http/pages.ts"
 import { Kind, decodeFrames, type Frame } from "../../../shared/protocol/frames.ts"
 import { jobFrames } from "../../../client/stream.ts"
 import type { Job, JobEvent, User } from "../../../shared/protocol/schemas.ts"
@@ -58,7 +59,11 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
 
     async listJobs(q: JobQuery) {
       await asAdmin()
-      return call<Job[]>("GET", "/api/v1/jobs", { query: { status: q.status, worker: q.worker, requester: q.requester, since: q.since, before: q.before, limit: q.limit } })
+      try {
+        return await listJobPages(api, { status: q.status, worker: q.worker, requester: q.requester, since: q.since, before: q.before }, q.limit)
+      } catch (err) {
+        throw hint(err)
+      }
     },
     async getJob(id) {
       await asAdmin()

@@ -53,7 +53,8 @@ export function localBackend(store: Store, target: string, now: () => number = D
       return key
     },
 
-    listJobs: (q) => store.listJobs(q),
+    // Summaries, as over the API: `jobs show` has a job whole.
+    listJobs: (q) => store.listJobSummaries(q),
     getJob: job,
     events: (id) => store.events(id),
     async stderrTail(id, lines) {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { admin, alice, bob, RouteHarness, T0 } from "../../../../test/helpers/routes.ts"
+import { newId } from "../../../shared/ids.ts"
 import { concatFrames, decodeFrames, encodeFrame, Kind } from "../../../shared/protocol/frames.ts"
 
 let h: RouteHarness
@@ -138,5 +139,48 @@ describe("POST /jobs: protocols no worker accepts", () => {
     for (const args of [["-i", "http://h/x", "-f", "null", "-"], ["-i", "concat:a|b", "-f", "null", "-"], ["-f", "lavfi", "-i", "tee:x", "-f", "null", "-"]]) {
       expect((await submit(args)).status).toBe(201)
     }
+  })
+})
+
+describe("GET /jobs stays bounded whatever the jobs' sizes", () => {
+  // 7.5 MB of arguments, as the abuse run submitted (written straight to the store: quotas refuse it over the API).
+  const huge = Array.from({ length: 2500 }, (_, i) => `-metadata:s:${i}=${"x".repeat(3000)}`)
+
+  test("a listing cuts a 7.5 MB job's arguments and flags it; the job's own GET has them whole", async () => {
+    await h.job(OLD, { args: huge })
+    await h.job(MID)
+    const res = await h.request(admin, "GET", `${J}?limit=1000`)
+    const text = await res.text()
+    expect(text.length).toBeLessThan(16 * 1024)
+    const [mid, old] = JSON.parse(text) as { id: string; args: string[]; truncated: boolean; argsChars: number }[]
+    expect([mid.id, mid.truncated, mid.args]).toEqual([MID, false, ["-version"]])
+    expect(old.truncated).toBe(true)
+    expect(old.argsChars).toBe(JSON.stringify(huge).length)
+    expect(old.args).toEqual(huge.slice(0, old.args.length))
+    const whole = (await (await h.request(admin, "GET", `${J}/${OLD}`)).json()) as { args: string[] }
+    expect(whole.args).toEqual(huge)
+  })
+
+  test("a page is at most limits.max_page_size; the next-page header pages on to the end", async () => {
+    const made: string[] = []
+    for (let i = 0; i < 205; i++) made.push((await h.job(newId(), {}, T0 + i)).id)
+    const seen: string[] = []
+    let before = ""
+    for (let pages = 1; ; pages++) {
+      const res = await h.request(admin, "GET", `${J}?limit=1000${before && `&before=${before}`}`)
+      const page = await ids(res)
+      expect(page.length).toBeLessThanOrEqual(200)
+      seen.push(...page)
+      const next = res.headers.get("x-next-before")
+      if (!next) {
+        expect(pages).toBe(2)
+        break
+      }
+      expect(next).toBe(page.at(-1)!)
+      before = next
+    }
+    expect(seen).toEqual([...made].reverse())
+    // A page that holds everything has no header.
+    expect((await h.request(admin, "GET", `${J}?limit=5&before=${made[5]}`)).headers.get("x-next-before")).toBeNull()
   })
 })

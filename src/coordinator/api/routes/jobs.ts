@@ -2,12 +2,13 @@ import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../../shared/errors.ts"
 import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
+import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
 import { ExitReport, JobStatus, ProgressReport, SubmitRequest, isTerminal, issueLines, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
-import type { InputChunk, OutputChunk } from "../../../store/types.ts"
+import type { InputChunk, JobListing, OutputChunk } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
-import type { Deps } from "../app.ts"
+import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, FRAMES_TYPE, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery } from "../_util.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
@@ -22,13 +23,17 @@ function varOf(arg: string): string | undefined {
   return s.slice(1, end === -1 ? undefined : end)
 }
 
-function canRead(p: Principal, job: Job): boolean {
+/** Arguments a job stream re-reads with the job's state: none are needed, the summary is the smallest read. */
+const STATE_ONLY = { argsChars: 2 }
+
+function canRead(p: Principal, job: Pick<Job, "requester" | "workerId">): boolean {
   return p.role === "admin" || job.requester === p.name || (p.role === "worker" && job.workerId === p.name)
 }
 
 export function jobRoutes(deps: Deps) {
   const { store, hub, scheduler, log, now, config } = deps
   const app = new Hono<AuthEnv>()
+  const connections = connectionsOf(deps)
   // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
@@ -74,14 +79,22 @@ export function jobRoutes(deps: Deps) {
     if (!job || !canRead(c.get("principal"), job)) throw new NotFoundError(`no job ${id}`)
     return job
   }
+  /** `load` for streams: a bounded summary, so opening many streams of a large job costs no more than of a small one. */
+  const loadState = async (c: Context<AuthEnv>): Promise<JobListing> => {
+    const id = jobIdParam(c)
+    const job = await store.getJobSummary(id, STATE_ONLY)
+    if (!job || !canRead(c.get("principal"), job)) throw new NotFoundError(`no job ${id}`)
+    return job
+  }
 
   /**
    * The job's output from position `after`, then its outcome; ends when the job is terminal. With
    * `?progress=1` the stream also carries `status` events (state, worker, progress) whenever they change
    * while the output is quiet, for a terminal status line; the proxy never asks for them.
    */
-  const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array) =>
-    frameStream(c, async (write, signal) => {
+  const streamOutput = (c: Context<AuthEnv>, job: Job, after: number, first?: Uint8Array, taken?: () => void) => {
+    const slot = taken ?? connections.stream(job.id, c.get("principal").name, c.req.raw.signal)
+    return frameStream(c, async (write, signal) => {
       // Only the requester's own stream of an attached job shows that the caller is still there.
       const caller = job.attached && c.get("principal").name === job.requester
       let left = false
@@ -97,11 +110,14 @@ export function jobRoutes(deps: Deps) {
         await relayOutput(job, after, first, write, signal, caller, c.req.query("progress") === "1")
       } finally {
         leave()
+        slot()
       }
     })
+  }
 
   const relayOutput = async (job: Job, after: number, first: Uint8Array | undefined, write: (b: Uint8Array) => Promise<void>, signal: AbortSignal, caller: boolean, watch: boolean) => {
-    if (first) await write(first)
+    // Bun sends the headers with the first bytes: a ping tells the caller at once that the stream is open.
+    await write(first ?? encodeFrame(Kind.ping, after))
     let shown = ""
     let seen = now()
     if (caller) await store.touchClient(job.id, seen)
@@ -113,7 +129,7 @@ export function jobRoutes(deps: Deps) {
         cursor = r.pos
       }
       if (rows.length) continue
-      const cur = await store.getJob(job.id)
+      const cur = await store.getJobSummary(job.id, STATE_ONLY)
       if (!cur) return
       if (watch && !isTerminal(cur.status)) {
         const key = `${cur.status}|${cur.workerId}|${cur.cancelRequestedAt}|${cur.progress?.at}`
@@ -154,13 +170,20 @@ export function jobRoutes(deps: Deps) {
     const attach = c.req.query("attach") === "1"
     if (attach && req.retries > 0) throw new InvalidError("retries are for detached jobs: a job re-run under an attached caller would repeat its output")
     await checkQueueQuota(store, p.name, config.limits)
-    const job = await store.createJob(
-      { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
-      now(),
-    )
+    // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
+    const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
+    const job = await store
+      .createJob(
+        { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
+        now(),
+      )
+      .catch((err) => {
+        slot?.()
+        throw err
+      })
     log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
     scheduler.kick()
-    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }))
+    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }), slot)
     return c.json(job, 201)
   })
 
@@ -168,15 +191,18 @@ export function jobRoutes(deps: Deps) {
     const p = c.get("principal")
     const status = c.req.query("status")
     if (status !== undefined && !v.is(JobStatus, status)) throw new InvalidError(`status must be one of ${JobStatus.options.join(", ")}`)
-    const limit = Math.min(intQuery(c, "limit", 100), 1000)
-    const jobs = await store.listJobs({
+    // Larger pages are cut to max_page_size; the header says where the next one starts.
+    const limit = Math.min(intQuery(c, "limit", 100), config.limits.max_page_size)
+    const rows = await store.listJobSummaries({
       requester: p.role === "admin" ? c.req.query("requester") || undefined : p.name,
       worker: p.role === "admin" ? c.req.query("worker") || undefined : undefined,
       status: status as JobStatus | undefined,
       since: sinceQuery(c),
       before: beforeQuery(c),
-      limit,
+      limit: limit + 1,
     })
+    const jobs = rows.slice(0, limit)
+    if (rows.length > limit && jobs.length) c.header(NEXT_PAGE_HEADER, jobs[jobs.length - 1].id)
     return c.json(jobs)
   })
 
@@ -206,7 +232,7 @@ export function jobRoutes(deps: Deps) {
   })
 
   app.get("/:id/stream", async (c) => {
-    const job = await load(c)
+    const job = await loadState(c)
     return streamOutput(c, job, intQuery(c, "after", 0))
   })
 
@@ -253,7 +279,7 @@ export function jobRoutes(deps: Deps) {
     const p = c.get("principal")
     requireRole(p, "worker")
     const id = jobIdParam(c)
-    const job = await store.getJob(id)
+    const job = await store.getJobSummary(id, STATE_ONLY)
     if (!job) throw new NotFoundError(`no job ${id}`)
     const epoch = intQuery(c, "epoch")
     if (job.workerId !== p.name || job.epoch !== epoch) throw new ConflictError(`job ${id} is no longer assigned to ${p.name} at epoch ${epoch}`, { status: job.status, epoch: job.epoch })
@@ -321,25 +347,31 @@ export function jobRoutes(deps: Deps) {
   app.get("/:id/input", async (c) => {
     const { job } = await ownJob(c)
     const after = intQuery(c, "after", 0)
+    // Counted per identity only: a job's callers filling its output streams must not cut off its worker.
+    const slot = connections.stream(undefined, c.get("principal").name, c.req.raw.signal)
     return frameStream(c, async (write, signal) => {
       let cursor = after
       let cancelSent = false
-      while (!signal.aborted) {
-        const rows = await store.readInput(job.id, cursor, PAGE)
-        for (const r of rows) {
-          await write(encodeFrame(r.kind, r.seq, r.data))
-          cursor = r.seq
+      try {
+        while (!signal.aborted) {
+          const rows = await store.readInput(job.id, cursor, PAGE)
+          for (const r of rows) {
+            await write(encodeFrame(r.kind, r.seq, r.data))
+            cursor = r.seq
+          }
+          if (rows.length) continue
+          const cur = await store.getJobSummary(job.id, STATE_ONLY)
+          if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
+          if (cur.cancelRequestedAt !== null && !cancelSent) {
+            cancelSent = true
+            await write(encodeJsonFrame(Kind.cancel, cursor, { reason: cur.error }))
+          }
+          const before = now()
+          await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
+          if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
         }
-        if (rows.length) continue
-        const cur = await store.getJob(job.id)
-        if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
-        if (cur.cancelRequestedAt !== null && !cancelSent) {
-          cancelSent = true
-          await write(encodeJsonFrame(Kind.cancel, cursor, { reason: cur.error }))
-        }
-        const before = now()
-        await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
-        if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
+      } finally {
+        slot()
       }
     })
   })

@@ -5,7 +5,7 @@ import { newToken } from "../../../shared/ids.ts"
 import { WorkerRegistration, type Assignment, type Job, type Worker } from "../../../shared/protocol/schemas.ts"
 import { VERSION } from "../../../shared/version.ts"
 import { topic } from "../../hub.ts"
-import type { Deps } from "../app.ts"
+import { connectionsOf, type Deps } from "../app.ts"
 import { jsonBody, secondsQuery } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
 
@@ -22,6 +22,7 @@ const Verify = v.strictObject({ token: v.pipe(v.string(), v.maxLength(64)) })
 export function workerRoutes(deps: Deps) {
   const { store, hub, scheduler, log, now, config } = deps
   const app = new Hono<AuthEnv>()
+  const connections = connectionsOf(deps)
 
   const timing = () => ({
     pollWaitSeconds: config.poll_wait_seconds,
@@ -94,19 +95,24 @@ export function workerRoutes(deps: Deps) {
       const token = await store.workerToken(p.name)
       return c.json({ jobs: [], verify: token })
     }
-    c.env?.server?.timeout(c.req.raw, 0)
     const ac = new AbortController()
     c.req.raw.signal.addEventListener("abort", () => ac.abort(), { once: true })
-    const until = now() + waitMs
-    await store.touchWorker(p.name, now())
-    scheduler.kick()
-    for (;;) {
-      const jobs = await store.assignedTo(p.name)
-      if (jobs.length || ac.signal.aborted || now() >= until) {
-        await store.touchWorker(p.name, now())
-        return c.json({ jobs: jobs.map(toAssignment) })
+    const slot = connections.poll(p.name, ac.signal)
+    c.env?.server?.timeout(c.req.raw, 0)
+    try {
+      const until = now() + waitMs
+      await store.touchWorker(p.name, now())
+      scheduler.kick()
+      for (;;) {
+        const jobs = await store.assignedTo(p.name)
+        if (jobs.length || ac.signal.aborted || now() >= until) {
+          await store.touchWorker(p.name, now())
+          return c.json({ jobs: jobs.map(toAssignment) })
+        }
+        await hub.wait(topic.worker(p.name), until - now(), ac.signal)
       }
-      await hub.wait(topic.worker(p.name), until - now(), ac.signal)
+    } finally {
+      slot()
     }
   })
 

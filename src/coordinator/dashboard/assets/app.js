@@ -338,6 +338,8 @@ function onJob(update) {
     return
   }
   if (update.job.id !== app.route.id) return
+  // Live updates carry the arguments cut to a bounded size; keep the whole ones the page loaded first.
+  if (update.job.truncated && app.job?.job.id === update.job.id && !app.job.job.truncated) update = { ...update, job: { ...update.job, args: app.job.job.args, truncated: false } }
   const { reset, lines, partial } = update.log
   app.log = trimLog(reset ? lines : app.log + lines)
   app.partial = partial
