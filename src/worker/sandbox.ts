@@ -293,7 +293,7 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
     owner: runAs,
     capabilities: { sandbox: "bwrap", runAs: user },
   }
-  for (const [name, exe] of binaries) await probe(c, name, exe)
+  await Promise.all([...binaries].map(([name, exe]) => probe(c, name, exe)))
   log.info("jobs run sandboxed", { sandbox: "bwrap", user, network: cfg.allow_network, devices: cfg.devices.join(",") || undefined })
   return c
 }
