@@ -201,7 +201,7 @@ export interface Confinement {
   mode: "bwrap" | "none"
   /** The user jobs run as (description for operators), e.g. `nobody (65534:65534)`. */
   runAs: string
-  /** The argv that starts `command` for one job, and the info fd to give it (bwrap only). */
+  /** The argv that starts `command` for one job (bwrap mode: with `--info-fd` {@link INFO_FD}, which the spawn must open). */
   argv(job: { roots: { src: string; dest: string }[]; scratch?: string; cwd: string }, command: string[]): string[]
   /** The environment of a job. */
   env(): Record<string, string> | undefined
