@@ -199,15 +199,13 @@ export function signalOfExit(code: number | null): string | null {
 /** How this worker confines its jobs; decided once at start-up. */
 export interface Confinement {
   mode: "bwrap" | "none"
-  /** The user jobs run as (description for operators), e.g. `nobody (65534:65534)`. */
-  runAs: string
-  /** The argv that starts `command` for one job, and the info fd to give it (bwrap only). */
+  /** The argv that starts `command` for one job (bwrap mode: with `--info-fd` {@link INFO_FD}, which the spawn must open). */
   argv(job: { roots: { src: string; dest: string }[]; scratch?: string; cwd: string }, command: string[]): string[]
   /** The environment of a job. */
   env(): Record<string, string> | undefined
   /** Owner of the scratch directory (the run_as user), when it is not the worker's own. */
   owner?: RunAs
-  /** Registration capabilities: what operators see in `admin workers` and on the dashboard. */
+  /** Registration capabilities: what operators see in `admin workers` and on the dashboard (`runAs`: e.g. `nobody (65534:65534)`). */
   capabilities: { sandbox: "bwrap" | "none"; runAs: string }
 }
 
@@ -254,7 +252,6 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
     log.warn("sandbox: none: jobs run UNCONFINED and can read and write every file the job's user can; set sandbox: bwrap", { user })
     return {
       mode: "none",
-      runAs: user,
       argv: (_job, command) => prefix(command),
       env: () => undefined,
       owner: runAs,
@@ -287,13 +284,12 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
   })
   const c: Confinement = {
     mode: "bwrap",
-    runAs: user,
     argv: (job, command) => prefix([...bwrapArgs(spec(job)), ...command]),
     env: () => jobEnv(env),
     owner: runAs,
     capabilities: { sandbox: "bwrap", runAs: user },
   }
-  for (const [name, exe] of binaries) await probe(c, name, exe)
+  await Promise.all([...binaries].map(([name, exe]) => probe(c, name, exe)))
   log.info("jobs run sandboxed", { sandbox: "bwrap", user, network: cfg.allow_network, devices: cfg.devices.join(",") || undefined })
   return c
 }

@@ -100,6 +100,17 @@ describe("a sandboxed job", () => {
     expect(hits).toEqual([])
   })
 
+  test("allow_network: true gives it the network (the same request now arrives)", async () => {
+    await restartWorker({ allow_network: true })
+    try {
+      hits = []
+      await ffmpeg(["-v", "error", "-i", `http://127.0.0.1:${http.port}/allowed.mkv`, "-f", "null", "-"])
+      expect(hits).toEqual(["/allowed.mkv"])
+    } finally {
+      await restartWorker({})
+    }
+  }, 30_000)
+
   test("SIGHUP to the shim ends the remote ffmpeg as it ends a local one (same exit code)", async () => {
     const args = ["-hide_banner", "-nostats", "-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "60", "-f", "null", "-"]
     const local = Bun.spawn(["ffmpeg", ...args], { stdin: "ignore", stdout: "ignore", stderr: "pipe" })
