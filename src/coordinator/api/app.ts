@@ -11,6 +11,7 @@ import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
 import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
 import { ipAllowList } from "./middleware/ip.ts"
+import { signResponses } from "./middleware/sign-response.ts"
 import { adminRoutes } from "./routes/admin.ts"
 import { jobRoutes } from "./routes/jobs.ts"
 import { workerListRoutes, workerRoutes } from "./routes/workers.ts"
@@ -106,6 +107,8 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
   })
 
+  // Outside hmacAuth: signs the final reply (errors included) with the key hmacAuth verified.
+  app.use("/api/*", signResponses())
   app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, maxBody: MAX_BODY, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))

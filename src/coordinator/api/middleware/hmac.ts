@@ -11,7 +11,8 @@ export interface Principal {
 }
 
 export type AuthEnv = {
-  Variables: { principal: Principal; body: Uint8Array; path: string }
+  /** `key`: the verified identity's key (to sign responses to it). */
+  Variables: { principal: Principal; body: Uint8Array; path: string; key: Buffer }
   Bindings: { server?: import("bun").Server<unknown> }
 }
 
@@ -57,6 +58,7 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; m
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
     if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)", "replay")
     c.set("principal", { name: cred!.name, role: cred!.role })
+    c.set("key", key)
     c.set("body", body)
     await next()
   })
