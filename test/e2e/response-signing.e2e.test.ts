@@ -11,16 +11,16 @@ import { sample } from "../helpers/media.ts"
  * A man in the middle on plain HTTP: a loopback proxy between the coordinator and both the worker and
  * the client that changes replies. Every forged reply must be refused by its receiver.
  */
-type Mode = "none" | "assignment" | "output" | "unsigned"
+type Mode = "none" | "assignment" | "output" | "downlink" | "unsigned"
 let mode: Mode = "none"
 let target = 0
 /** Replies the proxy changed, per mode (a test whose forgery never happened proves nothing). */
-const forged: Record<Mode, number> = { none: 0, assignment: 0, output: 0, unsigned: 0 }
+const forged: Record<Mode, number> = { none: 0, assignment: 0, output: 0, downlink: 0, unsigned: 0 }
 
 const FRAMES = "application/vnd.dffmpeg.frames"
 
-/** Flips one payload byte of the first stdout frame passing through; every other byte is relayed as is. */
-function flipFirstStdout(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+/** Flips one payload byte of the first `kind` frame passing through; every other byte is relayed as is. */
+function flipFirst(body: ReadableStream<Uint8Array>, kind: number, count: "output" | "downlink"): ReadableStream<Uint8Array> {
   const d = new FrameDecoder()
   let done = false
   return body.pipeThrough(
@@ -30,9 +30,9 @@ function flipFirstStdout(body: ReadableStream<Uint8Array>): ReadableStream<Uint8
         ctl.enqueue(
           concatFrames(
             frames.map((f) => {
-              if (!done && f.kind === Kind.stdout && f.data.length) {
+              if (!done && f.kind === kind && f.data.length) {
                 done = true
-                forged.output++
+                forged[count]++
                 f.data[0]! ^= 0x20
               }
               return encodeFrame(f.kind, f.seq, f.data)
@@ -68,7 +68,10 @@ const mitm = Bun.serve({
       return new Response(text, { status: res.status, headers: out })
     }
     if (mode === "output" && client === "client1" && res.headers.get("content-type") === FRAMES && res.body) {
-      return new Response(flipFirstStdout(res.body), { status: res.status, headers: out })
+      return new Response(flipFirst(res.body, Kind.stdout, "output"), { status: res.status, headers: out })
+    }
+    if (mode === "downlink" && client === "worker1" && url.pathname.endsWith("/input") && res.body) {
+      return new Response(flipFirst(res.body, Kind.stdin, "downlink"), { status: res.status, headers: out })
     }
     if (mode === "unsigned" && client === "client1" && url.pathname === "/api/v1/jobs" && req.method === "POST") {
       forged.unsigned++
@@ -90,7 +93,7 @@ beforeAll(async () => {
   const spy = join(c.dir, "spy-ffprobe")
   writeFileSync(spy, `#!/bin/sh\necho "$@" >> ${spawned}\nexec ffprobe "$@"\n`)
   chmodSync(spy, 0o755)
-  await c.startWorker("worker1", { binaries: { ffprobe: spy } })
+  await c.startWorker("worker1", { binaries: { ffprobe: spy, ffmpeg: "ffmpeg" } })
 }, 60_000)
 
 afterAll(async () => {
@@ -138,6 +141,20 @@ describe("a man in the middle on plain HTTP", () => {
     expect(r.code).toBe(1)
     expect(r.out).toBe("")
     expect(r.err.split("\n").filter((l) => l.startsWith("dffmpeg:"))).toEqual([expect.stringContaining("sent a frame whose MAC does not verify")])
+  }, 30_000)
+
+  test("a forged stdin frame on the worker's downlink is refused: the worker stops the job and says why", async () => {
+    mode = "downlink"
+    const pcm = new Uint8Array(16_000).map((_, i) => (i * 7) & 0xff)
+    const r = await c.run("ffmpeg", ["-v", "error", "-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "-", "-f", "wav", "pipe:1"], { stdin: pcm, timeoutMs: 15_000 })
+    expect(forged.downlink).toBe(1)
+    expect(r.code).toBe(1)
+    expect(r.err.trim().split("\n")).toEqual([expect.stringMatching(/^dffmpeg: job \w+ failed: worker stopped the job: the coordinator at .* sent a frame whose MAC does not verify/)])
+    await c.workers[0]!.waitForLine(/job downlink not trusted; stopping the job.*does not verify/)
+    const jobs = await c.jobs()
+    const job = await c.job(jobs[0]!.id)
+    expect(job.status).toBe("failed")
+    expect(job.error).toContain("worker stopped the job: the coordinator at")
   }, 30_000)
 
   test("a reply stripped of its signature is refused", async () => {
