@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what dffmpeg needs on a fresh Debian machine with Node/npm, idempotently:
-# Bun (from npm), Debian's ffmpeg, bubblewrap and Chromium (dashboard tests), the locked JS dependencies. With --services it also starts any of
+# Bun (from npm), Debian's ffmpeg, bubblewrap, openssl and Chromium (dashboard tests), the locked JS dependencies. With --services it also starts any of
 # the local test services (PostgreSQL, MariaDB, Redis, RabbitMQ, Mosquitto, NATS) that is down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,8 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # Workers run every job inside a bubblewrap sandbox (docs/security.md).
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# The TLS tests make their CA and certificates with the openssl CLI (not in a minimal Debian image).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The dashboard's browser tests drive Debian's Chromium through playwright-core.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi

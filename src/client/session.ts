@@ -1,5 +1,5 @@
 import { fstatSync, statSync } from "node:fs"
-import { coordinatorUrl, loadConfig, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
+import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { DffmpegError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
@@ -29,7 +29,7 @@ export interface AttachedOptions {
 export async function openClient(configPath?: string, warn?: (line: string) => void, explainYaml?: YamlExplainer) {
   const { config, base, warnings } = await loadConfig("client", configPath, {}, explainYaml)
   for (const w of warnings) warn?.(w)
-  const api = createApiClient({ url: coordinatorUrl(config.coordinator), client: config.client_id, key: resolveKey(config, base) })
+  const api = createApiClient({ url: coordinatorUrl(config.coordinator), ca: resolveCa(config.coordinator, base), client: config.client_id, key: resolveKey(config, base) })
   return { config, api }
 }
 

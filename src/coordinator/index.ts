@@ -1,8 +1,10 @@
-import { statSync } from "node:fs"
+import { readFileSync, statSync } from "node:fs"
+import { isAbsolute, join } from "node:path"
 import { memoryKeyring } from "../shared/auth/keyring.ts"
 import { fileKeyring, octal } from "../shared/auth/secret-file.ts"
 import { storePaths } from "../shared/config/load.ts"
 import type { CoordinatorConfig } from "../shared/config/schema.ts"
+import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, type Store } from "../store/index.ts"
 import { createApp } from "./api/app.ts"
@@ -67,6 +69,8 @@ async function openStore(config: CoordinatorConfig, paths: { database: string; s
 export async function startCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions): Promise<Service> {
   const log = opts.log
   const now = opts.now ?? Date.now
+  // Before anything is opened: a missing or unreadable certificate is a configuration error.
+  const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
   const dbPath = paths.database
   const raw = opts.store ?? (await openStore(config, paths, log, now))
@@ -87,18 +91,29 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const janitor = createJanitor({ store, hub, scheduler, log: log.withTag("janitor"), now, timings: t, startedAt })
   let ready = false
   const app = createApp({ store, hub, scheduler, janitor, config, log: log.withTag("api"), now, staleMs, ready: () => ready, metrics, startedAt })
-  const server = Bun.serve({
-    hostname: config.host,
-    port: config.port,
-    // Long polls and streams lift this per request; everything else is short.
-    idleTimeout: 30,
-    // Far above every route's cap (api/body.ts): the routes refuse an oversized body with a 413 JSON
-    // before reading it (Bun itself would drop the connection), and count chunked bodies as they stream.
-    maxRequestBodySize: 2 ** 40,
-    fetch: (req, server) => app.fetch(req, { server }),
-  })
+  let server: ReturnType<typeof Bun.serve>
+  try {
+    server = Bun.serve({
+      hostname: config.host,
+      port: config.port,
+      // Long polls and streams lift this per request; everything else is short.
+      idleTimeout: 30,
+      // Far above every route's cap (api/body.ts): the routes refuse an oversized body with a 413 JSON
+      // before reading it (Bun itself would drop the connection), and count chunked bodies as they stream.
+      maxRequestBodySize: 2 ** 40,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      fetch: (req, server) => app.fetch(req, { server }),
+    })
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? ""
+    if (tls && /^ERR_OSSL_|^ERR_SSL_|X509|PEM/.test(code + (err as Error).message)) {
+      await store.close()
+      throw new ConfigError(`tls: cannot use cert_file ${tls.certFile} with key_file ${tls.keyFile}: ${(err as Error).message} (${code || "invalid PEM"})`)
+    }
+    throw err
+  }
   const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname
-  const url = `http://${host}:${server.port}`
+  const url = `${tls ? "https" : "http"}://${host}:${server.port}`
   ready = true
   log.info(`listening on ${url}`, { database: config.database.engine === "sqlite" ? dbPath : config.database.engine })
   scheduler.kick()
@@ -119,4 +134,22 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       log.info("coordinator stopped")
     })())
   return { url, stop, [Symbol.asyncDispose]: stop }
+}
+
+/** The PEM texts of `tls.cert_file` and `tls.key_file` (relative to the config file), with a clear error for each. */
+function readTls(cfg: { cert_file: string; key_file: string }, base: string) {
+  const read = (name: string, file: string, marker: RegExp) => {
+    const p = isAbsolute(file) ? file : join(base, file)
+    let pem: string
+    try {
+      pem = readFileSync(p, "utf8")
+    } catch (err) {
+      throw new ConfigError(`tls.${name} ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    if (!marker.test(pem)) throw new ConfigError(`tls.${name} ${p} is not a PEM ${name === "cert_file" ? "certificate" : "private key"}`)
+    return { p, pem }
+  }
+  const cert = read("cert_file", cfg.cert_file, /-----BEGIN CERTIFICATE-----/)
+  const key = read("key_file", cfg.key_file, /-----BEGIN [A-Z ]*PRIVATE KEY-----/)
+  return { cert: cert.pem, key: key.pem, certFile: cert.p, keyFile: key.p }
 }

@@ -87,6 +87,16 @@ export class UnavailableError extends DffmpegError {
   }
 }
 
+/**
+ * The coordinator could not be authenticated: its TLS certificate failed verification, or a reply was
+ * unsigned or badly signed. Never retried by a client (a man in the middle is not a transient fault).
+ */
+export class TrustError extends DffmpegError {
+  constructor(message: string) {
+    super(message, "E_TRUST", 502, ExitCode.AUTH)
+  }
+}
+
 /** Rebuilds a typed error from a coordinator's `{error:{code,message}}` body. */
 export function fromErrorBody(status: number, body: unknown): DffmpegError {
   const err = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error

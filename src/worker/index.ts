@@ -1,8 +1,8 @@
 import { accessSync, constants } from "node:fs"
 import { isAbsolute } from "node:path"
-import { coordinatorUrl, resolveKey } from "../shared/config/load.ts"
+import { coordinatorUrl, resolveCa, resolveKey } from "../shared/config/load.ts"
 import type { WorkerConfig } from "../shared/config/schema.ts"
-import { AuthError, DffmpegError } from "../shared/errors.ts"
+import { AuthError, DffmpegError, TrustError } from "../shared/errors.ts"
 import { backoff, createApiClient, retryable } from "../shared/http/client.ts"
 import type { Logger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
@@ -57,7 +57,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   // Before anything else: a worker that cannot confine its jobs refuses to start.
   const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
-  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
+  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), ca: resolveCa(cfg.coordinator, opts.base), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
   const policy = workerPolicy(cfg, binaries, log)
   const mounts = createMountMonitor(cfg, log)
@@ -89,9 +89,11 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
       await register()
       break
     } catch (err) {
-      if (err instanceof AuthError || (err instanceof DffmpegError && !retryable(err))) throw err
-      if (attempt === 0) log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
-      await Bun.sleep(backoff(attempt))
+      // The coordinator's certificate or reply signatures do not verify: say so every time, keep trying.
+      if (err instanceof TrustError) log.error("coordinator not trusted; retrying", { url: transport.url, reason: err.message })
+      else if (err instanceof AuthError || (err instanceof DffmpegError && !retryable(err))) throw err
+      else if (attempt === 0) log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
+      await Bun.sleep(backoff(attempt, err instanceof TrustError ? 30_000 : undefined))
     }
   }
   log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(","), paths: paths.join(",") })
@@ -135,8 +137,10 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
         // any error that waiting will not fix.
         const forgotten = err instanceof DffmpegError && err.status === 409
         if (forgotten || !retryable(err)) needRegister = true
-        if (!forgotten && attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
-        await Bun.sleep(backoff(attempt++))
+        // Never a job from a reply that did not verify; logged every time, as it will not fix itself.
+        if (err instanceof TrustError) log.error("coordinator not trusted; no work taken", { url: transport.url, reason: err.message })
+        else if (!forgotten && attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
+        await Bun.sleep(backoff(attempt++, err instanceof TrustError ? 30_000 : undefined))
       }
     }
   })()
@@ -157,7 +161,8 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
       }
       if (res.reregister) needRegister = true
     } catch (err) {
-      log.debug("heartbeat failed", { reason: (err as Error).message })
+      if (err instanceof TrustError) log.error("heartbeat reply not trusted", { reason: err.message })
+      else log.debug("heartbeat failed", { reason: (err as Error).message })
     }
   }
   const fenceCheck = () => {

@@ -1,7 +1,7 @@
 import { chownSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ConflictError, DffmpegError, NotFoundError } from "../shared/errors.ts"
+import { ConflictError, DffmpegError, NotFoundError, TrustError } from "../shared/errors.ts"
 import { backoff, retryable } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
@@ -177,6 +177,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         stdinEnded: () => (stdinOpen = false),
         signal: (sig) => signal(sig),
         cancel: () => run.cancel(),
+        refused: (reason) => run.abandon(reason),
       })
       if (mode !== "run") gracefulStop()
       await Promise.all([pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout), pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr), child.exited])
@@ -235,7 +236,7 @@ function followDownlink(
   child: { stdin: unknown },
   deps: RunnerDeps,
   stop: AbortSignal,
-  on: { stdinEnded(): void; signal(sig: NodeJS.Signals): void; cancel(): void },
+  on: { stdinEnded(): void; signal(sig: NodeJS.Signals): void; cancel(): void; refused(reason: string): void },
 ) {
   const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
   // ffmpeg takes the caller's stdin as keys when no input reads it: filter commands are dropped.
@@ -265,6 +266,11 @@ function followDownlink(
         return
       } catch (err) {
         if (stop.aborted) return
+        if (err instanceof TrustError) {
+          // Forged stdin, signals or cancels must not reach the process: stop the job instead.
+          deps.log.error("job downlink not trusted; stopping the job", { job: a.id, reason: err.message })
+          return on.refused(`worker stopped the job: ${err.message}`)
+        }
         if (err instanceof DffmpegError && !retryable(err)) return
         deps.log.debug("job downlink interrupted", { job: a.id, reason: (err as Error).message })
         await Bun.sleep(backoff(attempt++))

@@ -31,6 +31,11 @@ export interface ClusterOptions {
   env?: Record<string, string>
   /** Register workers but do not start them (tests that start them later). */
   startWorkers?: boolean
+  /**
+   * The `coordinator:` block of every client, worker and remote admin config, given the coordinator's
+   * port (default `{ port }`): e.g. `scheme: https` and `ca_file`, or the port of a proxy in between.
+   */
+  link?: (port: number) => Record<string, unknown>
 }
 
 const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
@@ -87,6 +92,11 @@ export class Cluster {
     return c
   }
 
+  /** The `coordinator:` block of client, worker and admin configs. */
+  link(): Record<string, unknown> {
+    return this.opts.link ? this.opts.link(this.port) : { port: this.port }
+  }
+
   private env(extra: Record<string, string> = {}): Record<string, string> {
     return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.dir, ...this.opts.env, ...extra }
   }
@@ -95,7 +105,7 @@ export class Cluster {
     writeFileSync(this.coordinatorConfig, yaml({ host: "127.0.0.1", port: 0, database: { path: "./coordinator.db" }, ...this.opts.coordinatorConfig }))
     await this.addUser("client1", "client")
     await this.startCoordinator()
-    writeFileSync(this.clientConfig, yaml({ client_id: "client1", hmac_key_file: "client1.key", coordinator: { port: this.port }, paths: { Media: this.clientMedia } }))
+    writeFileSync(this.clientConfig, yaml({ client_id: "client1", hmac_key_file: "client1.key", coordinator: this.link(), paths: { Media: this.clientMedia } }))
     for (let i = 1; i <= (this.opts.workers ?? 1); i++) {
       const id = `worker${i}`
       await this.addUser(id, "worker")
@@ -133,7 +143,7 @@ export class Cluster {
   async startCoordinator(): Promise<Proc> {
     const p = Bun.spawn([BIN, "coordinator", "--config", this.coordinatorConfig], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
     this.coordinator = new Proc("coordinator", p)
-    const m = await this.coordinator.waitForLine(/listening on (http:\/\/127\.0\.0\.1:(\d+))/)
+    const m = await this.coordinator.waitForLine(/listening on (https?:\/\/127\.0\.0\.1:(\d+))/)
     this.url = m[1]
     this.port = Number(m[2])
     return this.coordinator
@@ -168,7 +178,7 @@ export class Cluster {
       yaml({
         client_id: id,
         hmac_key_file: `../${id}.key`,
-        coordinator: { port: this.port },
+        coordinator: this.link(),
         paths: { Media: this.workerMedia(id) },
         max_jobs: this.opts.maxJobs ?? 4,
         // Tests stop workers often; production keeps the 5 s default.
@@ -212,7 +222,7 @@ export class Cluster {
   async enableAdmin(name = "admin1"): Promise<string> {
     await this.addUser(name, "admin")
     const file = join(this.dir, `${name}.yaml`)
-    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: { port: this.port } }))
+    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: this.link() }))
     this.adminConfig = file
     return file
   }

@@ -6,6 +6,7 @@ import { issueLines } from "../../shared/protocol/schemas.ts"
 import { isUlid } from "../../shared/ids.ts"
 import { parseInstant } from "../../shared/time.ts"
 import type { AuthEnv } from "./middleware/hmac.ts"
+import { streamSealer } from "./middleware/sign-response.ts"
 
 export const FRAMES_TYPE = "application/vnd.dffmpeg.frames"
 
@@ -66,18 +67,21 @@ export function secondsQuery(c: Context<AuthEnv>, name: string, fallback: number
 
 /**
  * A long-lived binary frame stream. The idle timeout of Bun.serve is lifted for this request only, and
- * proxies are told not to buffer it.
+ * proxies are told not to buffer it. Each write (whole frames) is sealed with a MAC frame chained from the
+ * request's nonce, and a stream that ends on purpose ends with a sealed `end` frame (docs/protocol.md).
  */
 export function frameStream(c: Context<AuthEnv>, body: (write: (b: Uint8Array) => Promise<void>, signal: AbortSignal) => Promise<void>) {
   c.env?.server?.timeout(c.req.raw, 0)
   c.header("Content-Type", FRAMES_TYPE)
   c.header("Cache-Control", "no-store")
   c.header("X-Accel-Buffering", "no")
+  const sealer = streamSealer(c, FRAMES_TYPE)
   return stream(c, async (s) => {
     const ac = new AbortController()
     s.onAbort(() => ac.abort())
     await body(async (b) => {
-      if (!s.aborted) await s.write(b)
+      if (!s.aborted) await s.write(sealer ? sealer.seal(b) : b)
     }, ac.signal)
+    if (sealer && !s.aborted) await s.write(sealer.end())
   })
 }

@@ -13,6 +13,7 @@ import { bodyCaps } from "./body.ts"
 import { createConnections, type Connections } from "../connections.ts"
 import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
 import { ipAllowList } from "./middleware/ip.ts"
+import { signResponses } from "./middleware/sign-response.ts"
 import { adminRoutes } from "./routes/admin.ts"
 import { jobRoutes } from "./routes/jobs.ts"
 import { workerListRoutes, workerRoutes } from "./routes/workers.ts"
@@ -113,6 +114,8 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
   })
 
   const caps = bodyCaps(deps.config.limits)
+  // Outside hmacAuth: signs the final reply (errors included) with the key hmacAuth verified.
+  app.use("/api/*", signResponses())
   app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, cap: caps.of, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))

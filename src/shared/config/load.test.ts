@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { ConfigError } from "../errors.ts"
-import { coordinatorUrl, loadConfig, resolveKey } from "./load.ts"
+import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "./load.ts"
 import { LOCAL_RANGES } from "../net/cidr.ts"
 
 const root = mkdtempSync(join(tmpdir(), "dffmpeg-config-"))
@@ -307,5 +307,33 @@ describe("coordinatorUrl", () => {
 
   test("keeps the scheme and port", () => {
     expect(coordinatorUrl({ scheme: "https", host: "h", port: 443, path_base: "/dffmpeg" })).toBe("https://h:443/dffmpeg")
+  })
+})
+
+describe("resolveCa", () => {
+  const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+  test("reads ca_file relative to the config file's directory; none set means the system's CAs", () => {
+    file("pki/ca.pem", PEM)
+    expect(resolveCa({ scheme: "https", ca_file: "pki/ca.pem" }, dir)).toBe(PEM)
+    expect(resolveCa({ scheme: "https" }, dir)).toBeUndefined()
+  })
+
+  test("a missing or non-PEM file, or a CA for plain http, is a config error naming the key", async () => {
+    expect((await configError(() => resolveCa({ scheme: "https", ca_file: "nope.pem" }, dir))).message).toBe(`coordinator.ca_file ${join(dir, "nope.pem")} cannot be read: ENOENT`)
+    file("junk.pem", "hello")
+    expect((await configError(() => resolveCa({ scheme: "https", ca_file: "junk.pem" }, dir))).message).toBe(`coordinator.ca_file ${join(dir, "junk.pem")} is not a PEM certificate (no BEGIN CERTIFICATE line)`)
+    expect((await configError(() => resolveCa({ scheme: "http", ca_file: "junk.pem" }, dir))).message).toContain("coordinator.ca_file is set but coordinator.scheme is http")
+  })
+
+  test("DFFMPEG_COORDINATOR_URL replaces where the coordinator is but keeps the file's ca_file", async () => {
+    const cfg = file("client.yaml", "client_id: c\nhmac_key: k\ncoordinator: {scheme: http, host: old, ca_file: ca.pem}\n")
+    process.env.DFFMPEG_COORDINATOR_URL = "https://coord.lan:8443/d"
+    try {
+      const { config } = await loadConfig("client", cfg)
+      expect(config.coordinator).toEqual({ scheme: "https", host: "coord.lan", port: 8443, path_base: "/d", ca_file: "ca.pem" })
+    } finally {
+      delete process.env.DFFMPEG_COORDINATOR_URL
+    }
   })
 })

@@ -108,7 +108,10 @@ function envOverrides(role: ConfigRole, raw: Record<string, unknown>): Record<st
     } catch {
       throw new ConfigError(`DFFMPEG_COORDINATOR_URL is not a URL: ${url}`)
     }
+    // The URL replaces where the coordinator is, not which CA signs its certificate.
+    const ca = (raw.coordinator as { ca_file?: unknown } | undefined)?.ca_file
     out.coordinator = {
+      ...(ca !== undefined ? { ca_file: ca } : {}),
       scheme: u.protocol.replace(":", ""),
       host: u.hostname,
       port: u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80,
@@ -148,4 +151,22 @@ export function storePaths(cfg: { database: { path: string }; secret_key_file?: 
   const database = cfg.database.path === ":memory:" ? ":memory:" : at(cfg.database.path)
   if (cfg.secret_key_file) return { database, secret: at(cfg.secret_key_file) }
   return database === ":memory:" ? { database } : { database, secret: `${database}.secret` }
+}
+
+/**
+ * The PEM text of `coordinator.ca_file` (relative to the config file), for an https coordinator whose
+ * certificate is not signed by a public CA; undefined when not set (the system's CAs are used).
+ */
+export function resolveCa(link: { scheme: string; ca_file?: string }, base: string): string | undefined {
+  if (!link.ca_file) return undefined
+  if (link.scheme !== "https") throw new ConfigError(`coordinator.ca_file is set but coordinator.scheme is ${link.scheme}; set scheme: https (a CA only matters over TLS)`)
+  const p = isAbsolute(link.ca_file) ? link.ca_file : join(base, link.ca_file)
+  let pem: string
+  try {
+    pem = readFileSync(p, "utf8")
+  } catch (err) {
+    throw new ConfigError(`coordinator.ca_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`coordinator.ca_file ${p} is not a PEM certificate (no BEGIN CERTIFICATE line)`)
+  return pem
 }

@@ -1,6 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { AuthError, ConflictError, DffmpegError, UnavailableError } from "../errors.ts"
-import { createApiClient, retryable } from "./client.ts"
+import { HEADER } from "../auth/hmac.ts"
+import { RESPONSE_HEADER, StreamSealer, signResponse } from "../auth/response.ts"
+import { AuthError, ConflictError, DffmpegError, TrustError, UnavailableError } from "../errors.ts"
+import { Kind, encodeFrame, readFrames } from "../protocol/frames.ts"
+import { createApiClient, retryable, tlsReason } from "./client.ts"
+
+const FRAMES = "application/vnd.dffmpeg.frames"
 
 describe("retryable", () => {
   test("retries an unreachable coordinator and its 5xx answers", () => {
@@ -15,6 +20,7 @@ describe("retryable", () => {
 
   test("does not retry answers that waiting will not change, nor programming errors", () => {
     expect(retryable(new AuthError("refused"))).toBe(false)
+    expect(retryable(new TrustError("forged reply"))).toBe(false)
     expect(retryable(new ConflictError("stale epoch"))).toBe(false)
     expect(retryable(new DffmpegError("stdout closed", "E_EPIPE", 499, 1))).toBe(false)
     expect(retryable(new TypeError("x is not a function"))).toBe(false)
@@ -23,8 +29,16 @@ describe("retryable", () => {
   })
 })
 
+const key = Buffer.alloc(32, 3).toString("base64")
+const raw = Buffer.from(key, "base64")
+const enc = new TextEncoder()
+
+/** The signature header of a reply to `req` (as the coordinator makes it). */
+function signed(req: Request, status: number, contentType: string, body: string): Record<string, string> {
+  return { "content-type": contentType, [RESPONSE_HEADER]: signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status, contentType }, body) }
+}
+
 describe("createApiClient timeouts", () => {
-  const key = Buffer.alloc(32, 3).toString("base64")
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -33,18 +47,31 @@ describe("createApiClient timeouts", () => {
       const path = new URL(req.url).pathname
       if (path === "/slow-headers") {
         await Bun.sleep(400)
-        return Response.json({ ok: true })
+        return Response.json({ ok: true }, { headers: signed(req, 200, "application/json", '{"ok":true}') })
       }
-      // Headers at once, then a body that takes far longer than the request timeout.
+      if (path === "/slow-json") {
+        const stream = new ReadableStream<Uint8Array>({
+          async start(c) {
+            c.enqueue(enc.encode('{"a":'))
+            await Bun.sleep(400)
+            c.enqueue(enc.encode("1}"))
+            c.close()
+          },
+        })
+        return new Response(stream, { headers: signed(req, 200, "application/json", '{"a":1}') })
+      }
+      // A signed frame stream: headers at once, then frames that take far longer than the request timeout.
+      const sealer = new StreamSealer(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: FRAMES })
       const stream = new ReadableStream<Uint8Array>({
         async start(c) {
-          c.enqueue(new TextEncoder().encode(path === "/slow-json" ? '{"a":' : "first "))
+          c.enqueue(sealer.seal(encodeFrame(Kind.stdout, 1, enc.encode("first "))))
           await Bun.sleep(400)
-          c.enqueue(new TextEncoder().encode(path === "/slow-json" ? "1}" : "last"))
+          c.enqueue(sealer.seal(encodeFrame(Kind.stdout, 2, enc.encode("last"))))
+          c.enqueue(sealer.end())
           c.close()
         },
       })
-      return new Response(stream, { headers: { "content-type": "application/json" } })
+      return new Response(stream, { headers: { "content-type": FRAMES, [RESPONSE_HEADER]: sealer.header } })
     },
   })
   const api = createApiClient({ url: `http://127.0.0.1:${server.port}`, client: "c", key })
@@ -52,7 +79,9 @@ describe("createApiClient timeouts", () => {
 
   test("a streamed body may outlast the timeout: it only bounds the wait for headers", async () => {
     const res = await api.request("GET", "/stream", { timeoutMs: 100 })
-    expect(await res.text()).toBe("first last")
+    const text: string[] = []
+    for await (const f of readFrames(res.body!)) text.push(new TextDecoder().decode(f.data))
+    expect(text.join("")).toBe("first last")
   })
 
   test("headers that do not come in time are an unavailable coordinator", async () => {
@@ -65,5 +94,63 @@ describe("createApiClient timeouts", () => {
     const err = await api.json("GET", "/slow-json", { timeoutMs: 100 }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(UnavailableError)
     expect(await api.json("GET", "/slow-json", { timeoutMs: 2000 })).toEqual({ a: 1 })
+  })
+})
+
+describe("createApiClient verifies every reply", () => {
+  /** What the test server answers to the next request, given that request. */
+  let reply: (req: Request) => Response = () => new Response()
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => reply(req) })
+  const api = createApiClient({ url: `http://127.0.0.1:${server.port}`, client: "c", key })
+  afterAll(() => server.stop(true))
+  const ASSIGNMENT = '{"jobs":[{"id":"J","args":["-i","a.mkv"]}]}'
+
+  test("a reply signed for this request is returned", async () => {
+    reply = (req) => new Response(ASSIGNMENT, { headers: signed(req, 200, "application/json", ASSIGNMENT) })
+    expect(await api.json("GET", "/poll")).toEqual(JSON.parse(ASSIGNMENT))
+  })
+
+  test("an unsigned, tampered, re-labelled or replayed reply is refused with one clear reason", async () => {
+    let captured: Record<string, string> = {}
+    const cases: [string, (req: Request) => Response][] = [
+      ["unsigned", () => new Response(ASSIGNMENT, { headers: { "content-type": "application/json" } })],
+      ["tampered body", (req) => new Response(ASSIGNMENT.replace("a.mkv", "b.mkv"), { headers: signed(req, 200, "application/json", ASSIGNMENT) })],
+      ["changed status", (req) => new Response(ASSIGNMENT, { status: 201, headers: signed(req, 200, "application/json", ASSIGNMENT) })],
+      ["changed content type", (req) => new Response(ASSIGNMENT, { headers: { ...signed(req, 200, "application/json", ASSIGNMENT), "content-type": "text/plain" } })],
+      ["another request's reply", () => new Response(ASSIGNMENT, { headers: captured })],
+      ["an unsigned error that should have been signed", () => Response.json({ error: { code: "E_CONFLICT", message: "stale" } }, { status: 409 })],
+    ]
+    reply = (req) => new Response(ASSIGNMENT, { headers: (captured = signed(req, 200, "application/json", ASSIGNMENT)) })
+    await api.json("GET", "/poll")
+    for (const [name, r] of cases) {
+      reply = r
+      const err = await api.json("GET", "/poll").catch((e: unknown) => e)
+      expect(err, name).toBeInstanceOf(TrustError)
+      expect(retryable(err), name).toBe(false)
+      expect((err as Error).message, name).toContain(`the coordinator at http://127.0.0.1:${server.port}`)
+    }
+  })
+
+  test("signed errors keep their type; unsigned 401, 413 and 5xx are accepted as the refusals they are", async () => {
+    const body = (code: string) => JSON.stringify({ error: { code, message: "m" } })
+    reply = (req) => new Response(body("E_CONFLICT"), { status: 409, headers: signed(req, 409, "application/json", body("E_CONFLICT")) })
+    expect(await api.json("GET", "/x").catch((e: unknown) => e)).toBeInstanceOf(ConflictError)
+    reply = () => new Response(body("E_AUTH"), { status: 401, headers: { "content-type": "application/json" } })
+    expect(await api.json("GET", "/x").catch((e: unknown) => e)).toBeInstanceOf(AuthError)
+    reply = () => new Response("<html>bad gateway</html>", { status: 502, headers: { "content-type": "text/html" } })
+    const down = await api.json("GET", "/x").catch((e: unknown) => e)
+    expect(down).toBeInstanceOf(UnavailableError)
+    expect(retryable(down)).toBe(true)
+  })
+})
+
+describe("tlsReason", () => {
+  test("names the certificate problem and what to check; other errors are not TLS", () => {
+    expect(tlsReason("UNABLE_TO_VERIFY_LEAF_SIGNATURE")).toContain("coordinator.ca_file")
+    expect(tlsReason("ERR_TLS_CERT_ALTNAME_INVALID")).toContain("subjectAltName")
+    expect(tlsReason("CERT_HAS_EXPIRED")).toContain("expired")
+    expect(tlsReason("ERR_SSL_WRONG_VERSION_NUMBER")).toContain("handshake")
+    expect(tlsReason("ECONNREFUSED")).toBeUndefined()
+    expect(tlsReason(undefined)).toBeUndefined()
   })
 })

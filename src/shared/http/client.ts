@@ -1,10 +1,15 @@
-import { decodeKey, signRequest } from "../auth/hmac.ts"
-import { AuthError, ConfigError, DffmpegError, UnavailableError, fromErrorBody } from "../errors.ts"
+import { HEADER, decodeKey, signRequest, sha256Hex } from "../auth/hmac.ts"
+import { RESPONSE_HEADER, STREAMED, StreamVerifier, bytesEqual, responseMac, verifiedStream } from "../auth/response.ts"
+import { AuthError, ConfigError, DffmpegError, TrustError, UnavailableError, fromErrorBody } from "../errors.ts"
 
 export interface ApiClient {
   readonly url: string
   readonly client: string
-  /** A signed request; network failures become UnavailableError, HTTP errors are returned as is. */
+  /**
+   * A signed request whose reply is verified (docs/protocol.md): a body is checked against its
+   * signature before it is returned, a frame stream's body yields only verified frames. Network failures
+   * become UnavailableError, certificate and signature failures TrustError; HTTP errors are returned as is.
+   */
   request(method: string, path: string, opts?: RequestOpts): Promise<Response>
   /** A signed request whose 2xx JSON body is returned; any other status throws the typed error. */
   json<T>(method: string, path: string, opts?: RequestOpts): Promise<T>
@@ -27,7 +32,7 @@ export interface RequestOpts {
  * Signed HTTP client for the coordinator API, shared by worker, client and proxy. `url` is the
  * coordinator base including any reverse-proxy `path_base`; signatures cover the route path only.
  */
-export function createApiClient(opts: { url: string; client: string; key: string }): ApiClient {
+export function createApiClient(opts: { url: string; client: string; key: string; /** PEM of the CA that signs an https coordinator's certificate. */ ca?: string }): ApiClient {
   let key: Buffer
   try {
     key = decodeKey(opts.key)
@@ -45,15 +50,48 @@ export function createApiClient(opts: { url: string; client: string; key: string
     if (body !== undefined) headers["content-type"] = o.contentType ?? (o.json !== undefined ? "application/json" : "application/octet-stream")
     const qs = params.size ? `?${params}` : ""
     const signal = o.signal ? AbortSignal.any([o.signal, timer.signal]) : timer.signal
+    let res: Response
     try {
-      return await fetch(`${base}${path}${qs}`, { method, headers, body, signal, redirect: "manual" })
+      res = await fetch(`${base}${path}${qs}`, { method, headers, body, signal, redirect: "manual", ...(opts.ca ? { tls: { ca: opts.ca } } : {}) })
     } catch (err) {
       timer.clear()
       if (o.signal?.aborted) throw err
       const e = err as Error & { code?: string }
+      const tls = tlsReason(e.code)
+      if (tls) throw new TrustError(`cannot trust the coordinator at ${base}: ${tls}`)
       const why = timer.signal.aborted ? "timed out" : (e.code ?? e.message)
       throw new UnavailableError(`cannot reach the coordinator at ${base}: ${why}`)
     }
+    try {
+      return await verify(res, headers[HEADER.nonce]!)
+    } catch (err) {
+      if (err instanceof DffmpegError || o.signal?.aborted || !timer.signal.aborted) throw err
+      throw new UnavailableError(`cannot reach the coordinator at ${base}: timed out reading the answer`)
+    }
+  }
+
+  /** The reply, verified against the signature the coordinator made with our key for this nonce. */
+  const verify = async (res: Response, nonce: string): Promise<Response> => {
+    const sig = res.headers.get(RESPONSE_HEADER)
+    const contentType = res.headers.get("content-type") ?? ""
+    if (!sig) {
+      // Refusals made before our identity was proven cannot be signed; they never carry data.
+      if (UNSIGNED_OK(res.status)) return res
+      await res.body?.cancel().catch(() => {})
+      throw new TrustError(`the coordinator at ${base} sent an unsigned reply (HTTP ${res.status}); refusing it (is something between us and the coordinator changing replies?)`)
+    }
+    const got = Buffer.from(sig, "base64")
+    const input = { nonce, status: res.status, contentType }
+    const seed = responseMac(key, { ...input, bodyHash: STREAMED })
+    if (bytesEqual(seed, got) && res.body) {
+      const body = verifiedStream(res.body, new StreamVerifier(key, seed, `the coordinator at ${base}`))
+      return new Response(body, { status: res.status, headers: res.headers })
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    if (!bytesEqual(responseMac(key, { ...input, bodyHash: sha256Hex(bytes) }), got)) {
+      throw new TrustError(`the coordinator at ${base} sent a reply whose signature does not verify (HTTP ${res.status}); refusing it (something between us and the coordinator changed it)`)
+    }
+    return new Response(bytes, { status: res.status, headers: res.headers })
   }
 
   const request = async (method: string, path: string, o: RequestOpts = {}): Promise<Response> => {
@@ -85,6 +123,39 @@ export function createApiClient(opts: { url: string; client: string; key: string
   }
 }
 
+/**
+ * Unsigned replies a client accepts (as errors only): 401 and 413 are sent before the caller's identity is
+ * proven, 5xx may come from a reverse proxy in front of a coordinator that is down. Each is an error that
+ * carries no data; a forged one can only stop a request, which a man in the middle can do anyway.
+ */
+const UNSIGNED_OK = (status: number) => status === 401 || status === 413 || status >= 500
+
+/** What a TLS failure means, from the error code of fetch; undefined for errors that are not about TLS. */
+export function tlsReason(code: string | undefined): string | undefined {
+  if (!code) return undefined
+  switch (code) {
+    case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
+    case "UNABLE_TO_GET_ISSUER_CERT":
+    case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
+    case "SELF_SIGNED_CERT_IN_CHAIN":
+    case "DEPTH_ZERO_SELF_SIGNED_CERT":
+    case "CERT_UNTRUSTED":
+    case "CERT_SIGNATURE_FAILURE":
+      return `its certificate is not signed by a CA we trust (${code}; set coordinator.ca_file to the CA that signed it)`
+    case "ERR_TLS_CERT_ALTNAME_INVALID":
+    case "HOSTNAME_MISMATCH":
+      return `its certificate is not valid for this host name or address (${code}; coordinator.host must be in the certificate's subjectAltName)`
+    case "CERT_HAS_EXPIRED":
+      return `its certificate has expired (${code})`
+    case "CERT_NOT_YET_VALID":
+      return `its certificate is not valid yet (${code}; check the clocks)`
+    case "CERT_REVOKED":
+      return `its certificate was revoked (${code})`
+  }
+  if (/^(ERR_SSL_|ERR_TLS_|CERT_|ERR_OSSL_)/.test(code)) return `the TLS handshake failed (${code})`
+  return undefined
+}
+
 /** An abort signal that fires after `ms` unless cleared first. */
 function deadline(ms: number) {
   const ac = new AbortController()
@@ -111,6 +182,7 @@ export async function readJson(res: Response): Promise<unknown> {
  * reaches the reader of a streamed body as a plain error).
  */
 export function retryable(err: unknown): boolean {
+  if (err instanceof TrustError) return false
   if (err instanceof DffmpegError) return err instanceof UnavailableError || err.status >= 500
   const code = (err as { code?: unknown } | undefined)?.code
   return typeof code === "string" && /^E[A-Z]+$/.test(code)

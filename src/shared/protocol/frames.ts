@@ -28,6 +28,10 @@ export const Kind = {
   cancel: 10,
   /** JSON `ProgressReport` (worker upload, seq 0): how far the process got; never part of the output. */
   progress: 11,
+  /** HMAC of the frames since the previous one (coordinator → worker/client streams; shared/auth/response.ts). */
+  mac: 12,
+  /** The coordinator ended the stream on purpose (sealed by the `mac` after it): nothing was cut off. */
+  end: 13,
 } as const
 export type Kind = (typeof Kind)[keyof typeof Kind]
 

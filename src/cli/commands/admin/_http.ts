@@ -1,4 +1,4 @@
-import { coordinatorUrl, loadConfig, resolveKey } from "../../../shared/config/load.ts"
+import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "../../../shared/config/load.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import { AuthError, UnavailableError } from "../../../shared/errors.ts"
 import { createApiClient, readJson, type ApiClient } from "../../../shared/http/client.ts"
@@ -15,7 +15,7 @@ import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
 export async function openHttpBackend(file: string): Promise<AdminBackend> {
   const { config, base, warnings } = await loadConfig("admin", file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
-  const api = createApiClient({ url: coordinatorUrl(config.coordinator), client: config.client_id, key: resolveKey(config, base) })
+  const api = createApiClient({ url: coordinatorUrl(config.coordinator), ca: resolveCa(config.coordinator, base), client: config.client_id, key: resolveKey(config, base) })
   return httpBackend(api, file)
 }
 

@@ -1,0 +1,127 @@
+import { describe, expect, test } from "bun:test"
+import { TrustError, UnavailableError } from "../errors.ts"
+import { Kind, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame } from "../protocol/frames.ts"
+import { sha256Hex } from "./hmac.ts"
+import { STREAMED, StreamSealer, StreamVerifier, responseCanonical, responseMac, signResponse } from "./response.ts"
+
+const key = Buffer.alloc(32, 7)
+const other = Buffer.alloc(32, 8)
+const NONCE = "bm9uY2Utb2YtdGhlLXJlcXVlc3Q"
+const head = { nonce: NONCE, status: 200, contentType: "application/vnd.dffmpeg.frames" }
+
+describe("response canonical form", () => {
+  test("joins scheme, request nonce, status, content type and body hash, one per line", () => {
+    expect(responseCanonical({ nonce: "n0", status: 409, contentType: "application/json", bodyHash: sha256Hex("{}") })).toBe(
+      "DFFMPEG-RESPONSE-HMAC-SHA256\nn0\n409\napplication/json\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+    )
+  })
+
+  test("every field changes the signature; a reply signed for one nonce does not verify for another", () => {
+    const json = { nonce: NONCE, status: 200, contentType: "application/json" }
+    const base = signResponse(key, json, '{"jobs":[]}')
+    expect(signResponse(key, json, '{"jobs":[]}')).toBe(base)
+    expect(signResponse(key, { ...json, nonce: "another-nonce-0000" }, '{"jobs":[]}')).not.toBe(base)
+    expect(signResponse(key, { ...json, status: 201 }, '{"jobs":[]}')).not.toBe(base)
+    expect(signResponse(key, { ...json, contentType: "text/plain" }, '{"jobs":[]}')).not.toBe(base)
+    expect(signResponse(key, json, '{"jobs":[1]}')).not.toBe(base)
+    expect(signResponse(other, json, '{"jobs":[]}')).not.toBe(base)
+  })
+
+  test("a streamed reply's signature differs from any body's", () => {
+    expect(responseMac(key, { ...head, bodyHash: STREAMED }).toString("base64")).not.toBe(signResponse(key, head, ""))
+    expect(new StreamSealer(key, head).header).toBe(responseMac(key, { ...head, bodyHash: STREAMED }).toString("base64"))
+  })
+})
+
+/** A sealed stream as the coordinator writes it: one sealed chunk per element, then the sealed end. */
+function sealed(chunks: Uint8Array[], k: Uint8Array = key, nonce = NONCE, end = true): Uint8Array[] {
+  const s = new StreamSealer(k, { ...head, nonce })
+  return [...chunks.map((c) => s.seal(c)), ...(end ? [s.end()] : [])]
+}
+
+const verifier = (nonce = NONCE) => new StreamVerifier(key, responseMac(key, { ...head, nonce, bodyHash: STREAMED }), "the coordinator")
+
+/** Feeds `parts` to a verifier (optionally in `piece`-byte slices) and returns the verified frames. */
+function run(parts: Uint8Array[], piece = 0, nonce = NONCE) {
+  const v = verifier(nonce)
+  const body = concatFrames(parts)
+  const out: Uint8Array[] = []
+  const step = piece || body.length || 1
+  for (let i = 0; i < body.length; i += step) out.push(...v.push(body.subarray(i, i + step)))
+  v.finish()
+  return decodeFrames(concatFrames(out))
+}
+
+const chunks = [
+  encodeJsonFrame(Kind.event, 0, { type: "job", job: { id: "J" } }),
+  concatFrames([encodeFrame(Kind.stdout, 1, new TextEncoder().encode("hello ")), encodeFrame(Kind.stderr, 2, new TextEncoder().encode("warn"))]),
+  encodeFrame(Kind.stdout, 3, new Uint8Array(70_000).fill(65)),
+  encodeJsonFrame(Kind.exit, 3, { status: "succeeded", code: 0, signal: null, error: null }),
+]
+
+describe("frame MAC chain", () => {
+  test("an intact stream yields exactly its frames, without mac and end frames, whatever the chunking", () => {
+    const want = decodeFrames(concatFrames(chunks))
+    for (const piece of [0, 1, 7, 13, 45, 4096]) expect(run(sealed(chunks), piece)).toEqual(want)
+  })
+
+  test("a changed byte anywhere is refused", () => {
+    const body = concatFrames(sealed(chunks))
+    // A payload byte, a sequence number, a kind, a length (ends inside) and a MAC byte.
+    for (const at of [20, 60 + 5, 0, 11]) {
+      const bad = body.slice()
+      bad[at]! ^= 1
+      expect(() => run([bad])).toThrow()
+    }
+    const bad = body.slice()
+    bad[bad.length - 1]! ^= 1
+    expect(() => run([bad])).toThrow(TrustError)
+  })
+
+  test("a dropped, reordered or repeated chunk is refused", () => {
+    const s = sealed(chunks)
+    expect(() => run([s[0]!, s[2]!, s[3]!, s[4]!])).toThrow(TrustError)
+    expect(() => run([s[1]!, s[0]!, s[2]!, s[3]!, s[4]!])).toThrow(TrustError)
+    expect(() => run([s[0]!, s[1]!, s[1]!, s[2]!, s[3]!, s[4]!])).toThrow(TrustError)
+  })
+
+  test("frames reordered inside one sealed chunk are refused", () => {
+    const s = new StreamSealer(key, head)
+    const a = encodeFrame(Kind.stdout, 1, new Uint8Array([1]))
+    const b = encodeFrame(Kind.stdout, 2, new Uint8Array([2]))
+    const good = s.seal(concatFrames([a, b]))
+    const swapped = concatFrames([b, a, good.subarray(a.length + b.length)])
+    expect(() => run([swapped, s.end()])).toThrow(TrustError)
+  })
+
+  test("a chunk spliced from another stream (another request's nonce) is refused", () => {
+    const mine = sealed(chunks)
+    const theirs = sealed(chunks, key, "a-different-nonce-123")
+    expect(() => run([mine[0]!, theirs[1]!, mine[2]!])).toThrow(TrustError)
+    // A whole stream replayed for another request does not verify either.
+    expect(() => run(theirs)).toThrow(TrustError)
+    // Nor one sealed with another identity's key.
+    expect(() => run(sealed(chunks, other))).toThrow(TrustError)
+  })
+
+  test("a stream cut off before its sealed end is a dropped connection, and only verified frames came out", () => {
+    const v = verifier()
+    const s = sealed(chunks, key, NONCE, false)
+    const out = s.slice(0, 2).flatMap((c) => v.push(c))
+    expect(decodeFrames(concatFrames(out)).map((f) => f.kind)).toEqual([Kind.event, Kind.stdout, Kind.stderr])
+    // Half of the next chunk: nothing of it is released.
+    expect(v.push(s[2]!.subarray(0, 100))).toEqual([])
+    expect(() => v.finish()).toThrow(UnavailableError)
+  })
+
+  test("unsealed frames and bytes after the end are refused", () => {
+    expect(() => run([...sealed(chunks), encodeFrame(Kind.stdout, 9, new Uint8Array([1]))])).toThrow(TrustError)
+    // No mac at all: frames never come out, and the stream counts as cut off.
+    const v = verifier()
+    expect(v.push(concatFrames(chunks))).toEqual([])
+    expect(() => v.finish()).toThrow(UnavailableError)
+    // An end frame that is not the last frame of its chunk.
+    const s = new StreamSealer(key, head)
+    expect(() => run([s.seal(concatFrames([encodeFrame(Kind.end, 0), encodeFrame(Kind.stdout, 1, new Uint8Array([1]))]))])).toThrow(TrustError)
+  })
+})
