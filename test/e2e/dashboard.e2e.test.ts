@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { Browser } from "playwright-core"
@@ -42,8 +42,13 @@ beforeAll(async () => {
   ;[browser, c] = await Promise.all([launchBrowser(), Cluster.start({ workers: 1 })])
 }, 30_000)
 
+// Each page holds a live (SSE) connection, and the coordinator allows a few per address
+// (limits.max_dashboard_connections_per_ip): a test's pages are closed when it ends, as a person closes tabs.
+afterEach(async () => {
+  await Promise.all(pages.splice(0).map((p) => p.close()))
+})
+
 afterAll(async () => {
-  await Promise.all(pages.map((p) => p.close()))
   await Promise.all([browser?.close(), c?.stop()])
 })
 
