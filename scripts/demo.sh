@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, on a fresh Debian machine: installs Bun and ffmpeg if missing, builds dffmpeg, starts a
+# The main job, on a fresh Debian machine: installs Bun, ffmpeg and bubblewrap if missing, builds dffmpeg, starts a
 # coordinator (embedded SQLite) and a worker in a temporary directory, runs a real ffprobe and a real
 # transcode through the ffmpeg/ffprobe proxy, shows the results and `dffmpeg admin jobs ls`, and stops
 # everything. The worker sees the media at a different path than the client (path-blind mapping).
@@ -22,6 +22,14 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "storage: the client sees $DEMO/nas/movies, the worker sees $DEMO/worker-mnt/movies"
 mkdir -p nas/movies bin
+# The worker runs every job in a bubblewrap sandbox, never as root: run as root (as on a fresh machine),
+# it starts ffmpeg as `nobody`, who must be able to reach the storage and write into it.
+RUN_AS=""
+if [ "$(id -u)" = 0 ]; then
+  RUN_AS="run_as: nobody"
+  chmod 711 "$DEMO"
+  chown nobody nas/movies
+fi
 ln -s "$DEMO/nas" worker-mnt
 ffmpeg -v error -f lavfi -i testsrc2=duration=5:size=640x360:rate=25 -f lavfi -i sine=frequency=440:duration=5 \
   -c:v libx264 -preset ultrafast -c:a aac -shortest nas/movies/sample.mkv
@@ -47,6 +55,7 @@ coordinator: { host: 127.0.0.1, port: $PORT }
 binaries: { ffmpeg: $(command -v ffmpeg), ffprobe: $(command -v ffprobe) }
 paths: { Movies: $DEMO/worker-mnt/movies }
 max_jobs: 2
+$RUN_AS
 YAML
 "$BIN" worker --config worker.yaml 2> worker.log &
 pids+=($!)

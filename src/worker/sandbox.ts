@@ -1,6 +1,6 @@
 import { accessSync, closeSync, constants as fsc, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs"
 import { constants as osc } from "node:os"
-import { dirname, posix } from "node:path"
+import { posix } from "node:path"
 import type { WorkerConfig } from "../shared/config/schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
@@ -22,7 +22,7 @@ export interface HostLayout {
 export interface SandboxSpec {
   bwrap: string
   layout: HostLayout
-  /** Extra read-only paths: the binaries' directories outside /usr and `sandbox_ro_paths`. */
+  /** Extra read-only paths: the binaries outside /usr (the files themselves) and `sandbox_ro_paths`. */
   ro: string[]
   /** Read-write binds of the job's mapped roots: host `src` (realpath) at `dest` (as the worker names it). */
   roots: { src: string; dest: string }[]
@@ -262,7 +262,7 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
   const bwrap = Bun.which("bwrap")
   if (!bwrap) throw new ConfigError("sandbox: bwrap, but bwrap is not installed: install the bubblewrap package (apt-get install bubblewrap), or set sandbox: none to run jobs unconfined")
   const layout = hostLayout()
-  const ro = [...new Set([...cfg.sandbox_ro_paths, ...[...binaries.values()].flatMap(binaryDirs)])]
+  const ro = [...new Set([...cfg.sandbox_ro_paths, ...[...binaries.values()].flatMap(binaryFiles)])]
   for (const d of cfg.devices) {
     try {
       accessSync(d, fsc.F_OK)
@@ -294,15 +294,19 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
   return c
 }
 
-/** The directories a binary lives in (as configured and resolved), when outside /usr. */
-function binaryDirs(exe: string): string[] {
-  const dirs = [dirname(exe)]
+/**
+ * A binary outside /usr (as configured and resolved): the file itself, never its directory, which may
+ * hold anything (a home folder, the worker's own config and key). Its libraries, when it has some
+ * outside /usr, are added with `sandbox_ro_paths`.
+ */
+function binaryFiles(exe: string): string[] {
+  const files = [exe]
   try {
-    dirs.push(dirname(realpathSync(exe)))
+    files.push(realpathSync(exe))
   } catch {
-    // unresolvable: only the configured directory
+    // unresolvable: only the configured path
   }
-  return dirs.filter((d) => !inside(d, "/usr"))
+  return files.filter((f) => !inside(f, "/usr"))
 }
 
 /** Runs `<binary> -version` in the sandbox exactly as a job would; throws a ConfigError naming the fix. */

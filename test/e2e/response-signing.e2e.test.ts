@@ -88,8 +88,9 @@ const PROBE = ["-v", "error", "-print_format", "json", "-show_format", "-show_st
 beforeAll(async () => {
   c = await Cluster.start({ workers: 1, startWorkers: false, link: (port) => ((target = port), { port: mitm.port }) })
   copyFileSync(await sample("av.mkv"), join(c.storage, "av.mkv"))
-  // The worker's ffprobe records every start, then runs the real one.
-  spawned = join(c.dir, "spawned.log")
+  // The worker's ffprobe records every start, then runs the real one. It runs in the job's sandbox,
+  // which can write only into the job's roots: the record goes into the storage (the job's $Media).
+  spawned = join(c.storage, ".spawned.log")
   const spy = join(c.dir, "spy-ffprobe")
   writeFileSync(spy, `#!/bin/sh\necho "$@" >> ${spawned}\nexec ffprobe "$@"\n`)
   chmodSync(spy, 0o755)

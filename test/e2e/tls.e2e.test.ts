@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { BIN } from "../helpers/bin.ts"
-import { Cluster } from "../helpers/cluster.ts"
+import { Cluster, SANDBOX_USER } from "../helpers/cluster.ts"
 import { sample } from "../helpers/media.ts"
 import { Proc } from "../helpers/proc.ts"
 import { makePki, type TestPki } from "../helpers/tls.ts"
@@ -87,7 +87,7 @@ describe("an https coordinator", () => {
     await c.addUser("worker9", "worker")
     const dir = join(c.dir, "worker9")
     const cfg = join(c.dir, "worker9.yaml")
-    writeFileSync(cfg, json({ client_id: "worker9", hmac_key_file: "worker9.key", coordinator: { scheme: "https", port: c.port, ca_file: pki.wrongCa }, paths: { Media: c.storage } }))
+    writeFileSync(cfg, json({ client_id: "worker9", hmac_key_file: "worker9.key", coordinator: { scheme: "https", port: c.port, ca_file: pki.wrongCa }, paths: { Media: c.storage }, run_as: SANDBOX_USER }))
     const w = new Proc("worker9", Bun.spawn([BIN, "worker", "--config", cfg], { cwd: c.dir, env: { PATH: process.env.PATH!, HOME: dir }, stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
     try {
       const reason = `cannot trust the coordinator at https://127.0.0.1:${c.port}: its certificate is not signed by a CA we trust`
