@@ -38,6 +38,9 @@ interface Counts {
   "4xx": number
   "5xx": number
   error: number
+  /** Milliseconds from sending to the end of the answer (streams: until the fuzzer hung up). */
+  totalMs: number
+  maxMs: number
 }
 
 export interface Summary {
@@ -54,6 +57,8 @@ export interface Summary {
   jobs: { accepted: number; acceptedHostile: number }
   spawns: { total: number; startup: number; fromAcceptedJobs: number; hostile: number; unexplained: number }
   canaryHits: number
+  /** CPU seconds the coordinator used (user + system) by the end of the run. */
+  coordinatorCpuSeconds: number
   exits: { worker: number | null; coordinator: number | null }
   violations: Violation[]
   violationCount: number
@@ -133,8 +138,10 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
       if (r.auth === "tamper-query") url.searchParams.append("fz", "1")
       if (r.auth === "tamper-path") url.pathname = url.pathname + "/x"
     }
+    let method = r.method
     if (r.auth === "replay" && replayable.length) {
       const old = replayable[replayable.length - 1]
+      method = old.method
       headers.forEach((_v, k) => headers.delete(k))
       for (const [k, v] of old.headers) headers.append(k, v)
       body = old.body
@@ -142,12 +149,12 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
     }
     const sent: [string, string][] = []
     headers.forEach((v, k) => sent.push([k, v]))
-    const what = describe(r, url.pathname + url.search, body)
+    const what = describe({ ...r, method }, url.pathname + url.search, body)
     const ac = new AbortController()
     const timer = setTimeout(() => ac.abort(new Error(`no answer within ${ANSWER_TIMEOUT_MS} ms`)), ANSWER_TIMEOUT_MS)
     let status = 0
     try {
-      const res = await fetch(url, { method: r.method, headers, body: body as Uint8Array<ArrayBuffer> | string | undefined, redirect: "manual", signal: ac.signal })
+      const res = await fetch(url, { method, headers, body: body as Uint8Array<ArrayBuffer> | string | undefined, redirect: "manual", signal: ac.signal })
       status = res.status
       // A route that can stream may also answer with plain JSON (a mutated `attach`): go by the type.
       const streaming = r.streamMs !== undefined && res.ok && res.body && /frames|event-stream/.test(res.headers.get("content-type") ?? "")
@@ -232,10 +239,12 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
     }
   }
 
-  const tally = (r: Mutated, status: number) => {
-    const counts = (byRoute[r.route] ??= { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, error: 0 })
-    const cls = status === 0 ? "error" : (`${Math.floor(status / 100)}xx` as keyof Counts)
+  const tally = (r: Mutated, status: number, ms: number) => {
+    const counts = (byRoute[r.route] ??= { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, error: 0, totalMs: 0, maxMs: 0 })
+    const cls = status === 0 ? "error" : (`${Math.floor(status / 100)}xx` as "2xx")
     if (cls in counts) counts[cls]++
+    counts.totalMs += ms
+    if (ms > counts.maxMs) counts.maxMs = Math.round(ms)
     byStatus[status || "none"] = (byStatus[status || "none"] ?? 0) + 1
     for (const l of r.labels) {
       const k = l.replace(/-\d+M?$/, "")
@@ -274,9 +283,10 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
       const g = new Gen((Math.imul(o.seed, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b)) >>> 0)
       const r = g.weighted(weights).make(g, state) as Mutated
       if (g.chance(o.mutateRate)) mutate(g, r)
+      const t = performance.now()
       const status = await send(r)
       sent++
-      tally(r, status)
+      tally(r, status, performance.now() - t)
       if (sent % 1000 === 0) log(`${sent} requests, ${((performance.now() - t0) / 1000).toFixed(1)} s, RSS ${(rss.peak / 1048576).toFixed(0)} MB peak`)
     }
   }
@@ -288,6 +298,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
   sample()
   clearInterval(sampler)
   const endRss = cluster.coordinatorRss()
+  const cpu = cluster.coordinatorCpuSeconds()
   if (!cluster.alive(cluster.coordinator)) violate("dead", `the coordinator exited (${cluster.coordinator.proc.exitCode ?? cluster.coordinator.proc.signalCode}); log tail:\n${cluster.coordinator.stderrText.slice(-20).join("\n")}`)
   if (!cluster.alive(cluster.worker)) violate("dead", `the worker exited (${cluster.worker.proc.exitCode ?? cluster.worker.proc.signalCode}); log tail:\n${cluster.worker.stderrText.slice(-20).join("\n")}`)
   try {
@@ -334,6 +345,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
     jobs: { accepted: state.accepted.size, acceptedHostile: [...state.accepted.values()].filter((j) => j.hostile).length },
     spawns: { total: spawns.length + startupSpawns.size, startup: startupSpawns.size, fromAcceptedJobs: fromAccepted, hostile, unexplained: spawns.length - fromAccepted },
     canaryHits,
+    coordinatorCpuSeconds: cpu,
     exits: { worker: workerExit, coordinator: coordinatorExit },
     violations,
     violationCount,
@@ -344,13 +356,17 @@ function print(s: Summary): string {
   const lines: string[] = []
   lines.push(`dffmpeg fuzz: seed ${s.seed}, ${s.sent}/${s.requested} requests in ${s.elapsedSeconds} s (${s.requestsPerSecond} req/s, ${s.concurrency} in flight)`)
   lines.push("")
-  lines.push(`${"route".padEnd(44)} ${["2xx", "3xx", "4xx", "5xx", "error"].map((k) => k.padStart(6)).join(" ")}`)
-  for (const [route, c] of Object.entries(s.byRoute).sort()) lines.push(`${route.padEnd(44)} ${[c["2xx"], c["3xx"], c["4xx"], c["5xx"], c.error].map((n) => String(n).padStart(6)).join(" ")}`)
+  lines.push(`${"route".padEnd(44)} ${["2xx", "3xx", "4xx", "5xx", "error", "avg ms", "max ms"].map((k) => k.padStart(6)).join(" ")}`)
+  for (const [route, c] of Object.entries(s.byRoute).sort()) {
+    const n = c["2xx"] + c["3xx"] + c["4xx"] + c["5xx"] + c.error
+    lines.push(`${route.padEnd(44)} ${[c["2xx"], c["3xx"], c["4xx"], c["5xx"], c.error, Math.round(c.totalMs / n), c.maxMs].map((x) => String(x).padStart(6)).join(" ")}`)
+  }
   lines.push("")
   lines.push(`statuses: ${Object.entries(s.byStatus).map(([k, n]) => `${k}×${n}`).join(" ")}`)
   lines.push(`coordinator RSS: start ${s.rss.startMb} MB, peak ${s.rss.peakMb} MB, end ${s.rss.endMb} MB (bound ${s.rss.boundMb} MB, ${s.rss.samples} samples)`)
   lines.push(`jobs accepted: ${s.jobs.accepted} (${s.jobs.acceptedHostile} with hostile arguments)`)
   lines.push(`spawns: ${s.spawns.total - s.spawns.startup} during the run (${s.spawns.fromAcceptedJobs} of accepted jobs, ${s.spawns.hostile} of them hostile; ${s.spawns.unexplained} unexplained), ${s.spawns.startup} at start-up`)
+  lines.push(`coordinator CPU: ${s.coordinatorCpuSeconds} s`)
   lines.push(`loopback canary (SSRF) hits: ${s.canaryHits}`)
   lines.push(`exit codes after SIGTERM: worker ${s.exits.worker}, coordinator ${s.exits.coordinator}`)
   lines.push("")

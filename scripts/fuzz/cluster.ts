@@ -179,6 +179,18 @@ export class FuzzCluster {
     }
   }
 
+  /** User + system CPU seconds of the coordinator so far. */
+  coordinatorCpuSeconds(): number {
+    try {
+      const f = readFileSync(`/proc/${this.coordinator.pid}/stat`, "utf8")
+      const rest = f.slice(f.lastIndexOf(")") + 2).split(" ")
+      // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+      return Math.round(((Number(rest[11]) + Number(rest[12])) / 100) * 10) / 10
+    } catch {
+      return 0
+    }
+  }
+
   alive(p: Proc): boolean {
     return p.proc.exitCode === null && p.proc.signalCode === null
   }
