@@ -1,7 +1,8 @@
 /**
  * Fuzzes a real coordinator and worker with signed (and unsigned, badly signed) requests to every route.
  *
- *   bun run fuzz [--count 10000] [--seed N] [--concurrency 32] [--max-seconds 300] [--max-rss-mb 400] [--json] [--keep]
+ *   bun run fuzz [--count 10000] [--seed N] [--concurrency 32] [--max-seconds 300] [--max-rss-mb 400]
+ *                [--mutate-rate 0.6] [--fat-jobs] [--json] [--keep] [--quiet]
  *
  * Fails (exit 1) on any 5xx, a request that got no answer, a dead coordinator or worker, /health not
  * answering 200, an ffmpeg/ffprobe spawn that does not belong to a job the coordinator accepted, or the
@@ -24,6 +25,8 @@ export interface FuzzOptions {
   /** Share of requests that are mutated (the rest are plausible requests). */
   mutateRate: number
   keep: boolean
+  /** Also submit jobs with up to 7.8 MB of arguments (F5; refused once limits.max_args_bytes applies). */
+  fatJobs: boolean
   log?: (line: string) => void
 }
 
@@ -73,6 +76,8 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
   const canary = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
+    // `tcp://` jobs connect and wait for bytes that never come: hang up on them soon.
+    idleTimeout: 1,
     fetch() {
       canaryHits++
       return new Response("canary")
@@ -89,6 +94,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
   const state = new State()
   state.canary = `http://127.0.0.1:${canary.port}`
   state.dir = cluster.dir
+  state.fatJobs = o.fatJobs
   const byRoute: Record<string, Counts> = {}
   const byStatus: Record<string, number> = {}
   const labels: Record<string, number> = {}
@@ -311,6 +317,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
 
   // The worker stops first: after that nothing can spawn, and every spawn has its `job started` line.
   const workerExit = await cluster.worker.stop("SIGTERM", 10_000)
+  if (workerExit !== 0) log(`the worker exited ${workerExit} after SIGTERM; its last lines:\n${cluster.worker.stderrText.slice(-15).join("\n")}`)
   const started = cluster.startedJobs()
   const spawns = cluster.spawns().filter((s) => !startupSpawns.has(s.file))
   let fromAccepted = 0
@@ -389,6 +396,7 @@ if (import.meta.main) {
       "mutate-rate": { type: "string", default: "0.6" },
       json: { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
+      "fat-jobs": { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
     },
   })
@@ -409,6 +417,7 @@ if (import.meta.main) {
     maxRssMb: num("max-rss-mb", values["max-rss-mb"], 1),
     mutateRate: Math.min(1, num("mutate-rate", values["mutate-rate"], 0)),
     keep: values.keep!,
+    fatJobs: values["fat-jobs"]!,
     log: values.quiet ? undefined : (l) => console.error(`fuzz: ${l}`),
   }
   console.error(`fuzz: seed ${seed} (reproduce with --seed ${seed}), ${opts.count} requests, ${opts.concurrency} in flight`)

@@ -212,7 +212,7 @@ export function concat(parts: Uint8Array[]): Uint8Array {
  * directory, both nested deep enough) or under `dir`, so even unconfined nothing is written outside the
  * fuzz directory. `canary` is the URL of the fuzzer's own loopback HTTP server.
  */
-export function hostileArgs(g: Gen, n: number, canary: string, dir: string): { label: string; binary: string; args: string[]; paths: string[]; cwd: string | null } {
+export function hostileArgs(g: Gen, n: number, canary: string, dir: string, fat: boolean): { label: string; binary: string; args: string[]; paths: string[]; cwd: string | null } {
   const out = (ext = "mkv") => ["-y", "-t", "0.1", `fz-${n}.${ext}`]
   const nul = ["-t", "0.1", "-f", "null", "-"]
   const up = "../".repeat(g.int(1, 12))
@@ -241,6 +241,10 @@ export function hostileArgs(g: Gen, n: number, canary: string, dir: string): { l
     ["ssrf-in-concat", ["-i", `concat:${canary}/a|${canary}/b`, ...nul], []],
     ["protocol-whitelist", ["-protocol_whitelist", "file,http,tcp,concat", "-i", `${canary}/wl-${n}`, ...nul], []],
     ["long-arg", ["-metadata", `comment=${"x".repeat(g.pick([4096, 65_536, 131_072]))}`, "-f", "lavfi", "-i", "anullsrc", ...nul], []],
+    // Just over the default quota of 256 KiB of arguments per job (limits.max_args_bytes); with `fat`, up
+    // to 7.8 MB per job (F5: accepted before the quotas, and each such job slows every listing).
+    ["args-over-quota", ["-version", ...Array.from({ length: 2 }, () => `-metadata:s:${"y".repeat(131_060)}`)], []],
+    ...(fat ? ([["fat-args", ["-version", ...Array.from({ length: g.pick([8, 30, 60]) }, () => `-metadata:s:${"y".repeat(131_000)}`)], []]] as [string, string[], string[]][]) : []),
     ["too-long-arg", ["-i", "a".repeat(131_073), ...nul], []],
     ["many-args", [...Array.from({ length: g.pick([1000, 4096, 4097]) }, () => "-hide_banner"), "-version"], []],
     ["var-not-listed", ["-i", "$Secret/x", ...nul], []],

@@ -42,6 +42,7 @@ export function mutate(g: Gen, req: Mutated): void {
     [signed ? 3 : 0, "role"],
     [signed ? 5 : 0, "auth"],
     [1, "method"],
+    [req.method === "POST" ? 0.4 : 0, "body-oversized"],
     [!signed && req.route.startsWith("POST /dashboard") ? 3 : 0, "csrf"],
     [!signed ? 1 : 0, "xff"],
   ]
@@ -89,6 +90,11 @@ function apply(g: Gen, req: Mutated, what: string) {
       req.body = body
       return label(`frames:${l}`)
     }
+    case "body-oversized":
+      // Over the 8 MiB request cap: the answer must be a 413, not a dropped connection.
+      req.body = new Uint8Array(g.pick([8 * 1024 * 1024 + 1, 10 * 1024 * 1024, 12 * 1024 * 1024])).fill(0x61)
+      req.submit = undefined
+      return label("body-oversized")
     case "body-unexpected":
       req.body = g.bytes(g.int(1, 4096))
       return label("body-unexpected")

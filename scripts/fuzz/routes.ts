@@ -23,6 +23,8 @@ export class State {
   cookie = ""
   canary = ""
   dir = ""
+  /** Also submit jobs with megabytes of arguments (`--fat-jobs`). */
+  fatJobs = false
   n = 0
 
   remember(id: string) {
@@ -105,7 +107,7 @@ function submitBody(g: Gen, s: State): { body: string; submit: Req["submit"]; la
     const [label, body] = g.pick(broken)
     return { body: json(body), submit: undefined, labels: [`submit:${label}`] }
   }
-  const job = shape === "valid" ? validArgs(g, n) : hostileArgs(g, n, s.canary, s.dir)
+  const job = shape === "valid" ? validArgs(g, n) : hostileArgs(g, n, s.canary, s.dir, s.fatJobs)
   const extra: Record<string, unknown> = {}
   if (g.chance(0.3)) extra.stdin = g.chance(0.5)
   if (g.chance(0.2)) extra.retries = g.int(0, 3)
