@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util"
 import { HEADER, newNonce, sign, sha256Hex, decodeKey, generateKey } from "../src/shared/auth/hmac.ts"
 import { FrameDecoder, Kind, frameJson } from "../src/shared/protocol/frames.ts"
-import { FuzzCluster, type IdentityName } from "./fuzz/cluster.ts"
+import { FuzzCluster, checkSpawns, type IdentityName } from "./fuzz/cluster.ts"
 import { Gen } from "./fuzz/gen.ts"
 import { mutate, type Mutated } from "./fuzz/mutate.ts"
 import { ROUTES, State } from "./fuzz/routes.ts"
@@ -320,18 +320,8 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
   if (workerExit !== 0) log(`the worker exited ${workerExit} after SIGTERM; its last lines:\n${cluster.worker.stderrText.slice(-15).join("\n")}`)
   const started = cluster.startedJobs()
   const spawns = cluster.spawns().filter((s) => !startupSpawns.has(s.file))
-  let fromAccepted = 0
-  let hostile = 0
-  for (const s of spawns) {
-    const job = started.get(s.pid)
-    const sub = job ? state.accepted.get(job) : undefined
-    if (!job) violate("spawn", `${s.tool} pid ${s.pid} was spawned but the worker logged no job for it: ${JSON.stringify(s.argv.slice(0, 12)).slice(0, 400)}`)
-    else if (!sub) violate("spawn", `${s.tool} pid ${s.pid} ran job ${job}, which the coordinator never accepted (no 201/200 seen): ${JSON.stringify(s.argv.slice(0, 12)).slice(0, 400)}`)
-    else {
-      fromAccepted++
-      if (sub.hostile) hostile++
-    }
-  }
+  const check = checkSpawns(spawns, started, state.accepted)
+  for (const line of check.unexplained) violate("spawn", line)
   const coordinatorExit = await cluster.coordinator.stop("SIGTERM", 10_000)
   canary.stop(true)
   if (o.keep) log(`kept ${cluster.dir}`)
@@ -350,7 +340,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
     labels,
     rss: { startMb: mb(rss.start), peakMb: mb(rss.peak), endMb: mb(endRss), boundMb: o.maxRssMb, samples: rss.samples },
     jobs: { accepted: state.accepted.size, acceptedHostile: [...state.accepted.values()].filter((j) => j.hostile).length },
-    spawns: { total: spawns.length + startupSpawns.size, startup: startupSpawns.size, fromAcceptedJobs: fromAccepted, hostile, unexplained: spawns.length - fromAccepted },
+    spawns: { total: spawns.length + startupSpawns.size, startup: startupSpawns.size, fromAcceptedJobs: check.fromAccepted, hostile: check.hostile, unexplained: check.unexplained.length },
     canaryHits,
     coordinatorCpuSeconds: cpu,
     exits: { worker: workerExit, coordinator: coordinatorExit },

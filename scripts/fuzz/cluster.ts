@@ -69,21 +69,7 @@ export class FuzzCluster {
     for (const tool of ["ffmpeg", "ffprobe"]) {
       const real = Bun.which(tool)
       if (!real) throw new Error(`${tool} is not on PATH (apt-get install ffmpeg)`)
-      const file = join(bin, tool)
-      // pid, parent and cwd, then every argument, NUL-separated; one file per spawn. exec keeps the pid,
-      // which is the one the worker logs as `job started ... pid=`.
-      writeFileSync(
-        file,
-        [
-          "#!/bin/sh",
-          `f='${this.spawnDir}'/"$$"`,
-          'while [ -e "$f" ]; do f="$f+"; done',
-          `{ printf 'pid=%s\\0ppid=%s\\0cwd=%s\\0tool=${tool}\\0' "$$" "$PPID" "$PWD"; printf '%s\\0' "$@"; } >"$f"`,
-          `exec '${real}' "$@"`,
-          "",
-        ].join("\n"),
-      )
-      chmodSync(file, 0o755)
+      writeWrapper(join(bin, tool), tool, real, this.spawnDir)
     }
     const coordCfg = join(this.dir, "coordinator.yaml")
     writeFileSync(
@@ -148,14 +134,7 @@ export class FuzzCluster {
 
   /** Every spawn the wrappers recorded so far. */
   spawns(): Spawn[] {
-    const out: Spawn[] = []
-    for (const f of readdirSync(this.spawnDir)) {
-      const parts = readFileSync(join(this.spawnDir, f), "utf8").split("\0")
-      parts.pop()
-      const field = (i: number, k: string) => (parts[i]?.startsWith(k + "=") ? parts[i].slice(k.length + 1) : "")
-      out.push({ pid: Number(field(0, "pid")), ppid: Number(field(1, "ppid")), cwd: field(2, "cwd"), tool: field(3, "tool"), argv: parts.slice(4), file: f })
-    }
-    return out
+    return readSpawns(this.spawnDir)
   }
 
   /** pid → job id, from the worker's `job started job=… pid=…` lines. */
@@ -200,4 +179,64 @@ export class FuzzCluster {
     await this.coordinator?.stop("SIGTERM")
     rmSync(this.dir, { recursive: true, force: true })
   }
+}
+
+/**
+ * A shell script standing in for `tool`: it records its pid, parent, cwd and every argument
+ * (NUL-separated, one file per spawn in `spawnDir`), then execs `real` with the same arguments. exec
+ * keeps the pid, which is the one the worker logs as `job started ... pid=`.
+ */
+export function writeWrapper(file: string, tool: string, real: string, spawnDir: string): void {
+  const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+  writeFileSync(
+    file,
+    [
+      "#!/bin/sh",
+      `f=${q(spawnDir)}/"$$"`,
+      'while [ -e "$f" ]; do f="$f+"; done',
+      `{ printf 'pid=%s\\0ppid=%s\\0cwd=%s\\0tool=%s\\0' "$$" "$PPID" "$PWD" ${q(tool)}; printf '%s\\0' "$@"; } >"$f"`,
+      `exec ${q(real)} "$@"`,
+      "",
+    ].join("\n"),
+  )
+  chmodSync(file, 0o755)
+}
+
+/** The spawns recorded by `writeWrapper` scripts in `spawnDir`. */
+export function readSpawns(spawnDir: string): Spawn[] {
+  const out: Spawn[] = []
+  for (const f of readdirSync(spawnDir)) {
+    const parts = readFileSync(join(spawnDir, f), "utf8").split("\0")
+    parts.pop()
+    const field = (i: number, k: string) => (parts[i]?.startsWith(k + "=") ? parts[i].slice(k.length + 1) : "")
+    out.push({ pid: Number(field(0, "pid")), ppid: Number(field(1, "ppid")), cwd: field(2, "cwd"), tool: field(3, "tool"), argv: parts.slice(4), file: f })
+  }
+  return out
+}
+
+export interface SpawnCheck {
+  fromAccepted: number
+  hostile: number
+  /** One line per spawn that no accepted job explains. */
+  unexplained: string[]
+}
+
+/**
+ * Joins each spawn (by pid) with the job the worker said it started, and that job with the submits the
+ * coordinator accepted: a spawn without a job, or of a job never accepted, ran from a rejected input.
+ */
+export function checkSpawns(spawns: Spawn[], started: Map<number, string>, accepted: Map<string, { hostile: boolean }>): SpawnCheck {
+  const res: SpawnCheck = { fromAccepted: 0, hostile: 0, unexplained: [] }
+  for (const s of spawns) {
+    const job = started.get(s.pid)
+    const sub = job ? accepted.get(job) : undefined
+    const argv = JSON.stringify(s.argv.slice(0, 12)).slice(0, 400)
+    if (!job) res.unexplained.push(`${s.tool} pid ${s.pid} was spawned but the worker logged no job for it: ${argv}`)
+    else if (!sub) res.unexplained.push(`${s.tool} pid ${s.pid} ran job ${job}, which the coordinator never accepted (no 201/200 seen): ${argv}`)
+    else {
+      res.fromAccepted++
+      if (sub.hostile) res.hostile++
+    }
+  }
+  return res
 }
