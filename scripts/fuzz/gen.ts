@@ -1,4 +1,4 @@
-import { Kind, encodeFrame, encodeJsonFrame } from "../../src/shared/protocol/frames.ts"
+import { Kind, concatFrames as concat, encodeFrame, encodeJsonFrame } from "../../src/shared/protocol/frames.ts"
 import { rng } from "../../test/helpers/rng.ts"
 
 /** Seeded random choices for one request. */
@@ -191,18 +191,6 @@ export function frameBody(g: Gen, kinds: number[], seqNext: () => number): { lab
     default:
       return { label: kind, body: concat(Array.from({ length: g.int(100, 3000) }, () => encodeFrame(g.pick(kinds), seqNext(), new Uint8Array()))) }
   }
-}
-
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0
-  for (const p of parts) n += p.length
-  const out = new Uint8Array(n)
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
-  return out
 }
 
 /**
