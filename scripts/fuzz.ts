@@ -12,6 +12,7 @@ import { parseArgs } from "node:util"
 import { HEADER, newNonce, sign, sha256Hex, decodeKey, generateKey } from "../src/shared/auth/hmac.ts"
 import { FrameDecoder, Kind, frameJson } from "../src/shared/protocol/frames.ts"
 import { FuzzCluster, checkSpawns, type IdentityName } from "./fuzz/cluster.ts"
+import { rawHttp } from "../test/helpers/raw-http.ts"
 import { Gen } from "./fuzz/gen.ts"
 import { mutate, type Mutated } from "./fuzz/mutate.ts"
 import { ROUTES, State } from "./fuzz/routes.ts"
@@ -115,8 +116,19 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
     return `${r.method} ${url.length > 300 ? url.slice(0, 300) + "…" : url} as=${r.as ?? "-"} auth=${r.auth ?? "signed"} labels=[${r.labels.join(",")}] body=${size}B ${JSON.stringify(preview)}`
   }
 
+  /**
+   * Malformed HTTP on a socket. Hanging up without an answer is fair for garbage, and so is Bun's own 505
+   * for a request line whose version is not HTTP/1.x; any other 5xx is a violation.
+   */
+  const sendRaw = async (r: Mutated): Promise<number> => {
+    const { status, text } = await rawHttp(cluster.port, r.raw!)
+    if (status >= 500 && status !== 505) violate("5xx", `${status} for raw HTTP [${r.labels.join(",")}] ${JSON.stringify(new TextDecoder().decode(r.raw!.subarray(0, 200)))} → ${JSON.stringify(text.slice(0, 300))}`)
+    return status || -1
+  }
+
   /** Sends one request; returns its status (0: no answer) and what it learned. */
   const send = async (r: Mutated) => {
+    if (r.raw) return sendRaw(r)
     const path = r.path.replace("{id}", r.id ?? "")
     const query = r.query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&")
     // The URL as the server will see it (fetch normalizes `..` and encodes): that is what gets signed.
@@ -247,11 +259,12 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
 
   const tally = (r: Mutated, status: number, ms: number) => {
     const counts = (byRoute[r.route] ??= { "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, error: 0, totalMs: 0, maxMs: 0 })
-    const cls = status === 0 ? "error" : (`${Math.floor(status / 100)}xx` as "2xx")
+    const cls = status <= 0 ? "error" : (`${Math.floor(status / 100)}xx` as "2xx")
     if (cls in counts) counts[cls]++
     counts.totalMs += ms
     if (ms > counts.maxMs) counts.maxMs = Math.round(ms)
-    byStatus[status || "none"] = (byStatus[status || "none"] ?? 0) + 1
+    const key = status === -1 ? "closed" : status || "none"
+    byStatus[key] = (byStatus[key] ?? 0) + 1
     for (const l of r.labels) {
       const k = l.replace(/-\d+M?$/, "")
       labels[k] = (labels[k] ?? 0) + 1

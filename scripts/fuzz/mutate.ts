@@ -30,6 +30,7 @@ const XFF = ["8.8.8.8", "8.8.8.8:4711", "[2001:db8::1]:443", "unknown", "garbage
 
 /** Applies one or two mutations to `req` (in place), recording each as a label. */
 export function mutate(g: Gen, req: Mutated): void {
+  if (req.raw) return
   const signed = req.as !== null
   const options: [number, string][] = [
     [req.id !== undefined ? 4 : 0, "bad-id"],

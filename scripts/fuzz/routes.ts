@@ -65,6 +65,8 @@ export interface Req {
   cookie?: boolean
   /** Labels of the request's shape and mutations, for the report. */
   labels: string[]
+  /** Bytes written as they are to a TCP connection instead of an HTTP request (malformed HTTP). */
+  raw?: Uint8Array
   /** Set for submits: what was submitted (recorded when accepted). */
   submit?: { label: string; binary: string; args: string[]; hostile: boolean }
 }
@@ -310,6 +312,35 @@ export const ROUTES: Route[] = [
       // fw1 is only ever undrained: a drained real worker would run nothing for the rest of the run.
       const on = id === "fw1" ? false : g.chance(0.5)
       return base("POST /dashboard/api/workers/:id/drain", "POST", "/dashboard/api/workers/{id}/drain", null, { id, body: json(g.chance(0.8) ? { on } : { on: "yes" }), bodyKind: "json", cookie: g.chance(0.8), headers: [JSON_TYPE, ["x-dffmpeg-dashboard", "1"]] })
+    },
+  },
+  {
+    name: "raw HTTP",
+    weight: 1,
+    make(g) {
+      const crlf = (lines: string[]) => lines.join("\r\n")
+      const cases: [string, string | Uint8Array][] = [
+        ["garbage", g.bytes(g.int(1, 2048))],
+        ["no-host", crlf(["GET /health HTTP/1.1", "", ""])],
+        ["http10", crlf(["GET /health HTTP/1.0", "", ""])],
+        ["h2-preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"],
+        ["huge-uri", crlf([`GET /api/v1/jobs/${"a".repeat(g.pick([20_000, 200_000]))} HTTP/1.1`, "Host: x", "", ""])],
+        ["header-no-colon", crlf(["GET /health HTTP/1.1", "Host: x", "this is not a header", "", ""])],
+        ["nul-in-header", crlf(["GET /health HTTP/1.1", "Host: x", "X-A: a\u0000b", "", ""])],
+        ["bad-content-length", crlf(["POST /api/v1/jobs HTTP/1.1", "Host: x", `Content-Length: ${g.pick(["abc", "-1", "1e3", "99999999999999999999"])}`, "", "{}"])],
+        ["two-content-lengths", crlf(["POST /api/v1/jobs HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Length: 5", "", "{}"])],
+        ["bad-chunked", crlf(["POST /api/v1/jobs HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", "", "zz", "abc", "0", "", ""])],
+        ["chunked-and-length", crlf(["POST /api/v1/jobs HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", "Content-Length: 3", "", "3", "abc", "0", "", ""])],
+        ["short-body", crlf(["POST /api/v1/admin/users HTTP/1.1", "Host: x", "Content-Length: 1000", "", "{\"name\":"])],
+        ["declared-huge", crlf(["POST /api/v1/jobs/x/output HTTP/1.1", "Host: x", `Content-Length: ${g.pick([9_000_000, 2 ** 31, 2 ** 40])}`, "", "abc"])],
+        ["pipelined", crlf(["GET /health HTTP/1.1", "Host: x", "", "GET /metrics HTTP/1.1", "Host: x", "", "GET /nope HTTP/1.1", "Host: x", "", ""])],
+        ["odd-method", crlf([`${g.pick(["BREW", "get", "G E T", "CONNECT", "TRACE", "M".repeat(5000)])} /health HTTP/1.1`, "Host: x", "", ""])],
+        ["absolute-uri", crlf(["GET http://evil.example/dashboard/api/state HTTP/1.1", "Host: x", "", ""])],
+        ["many-headers", crlf(["GET /health HTTP/1.1", "Host: x", ...Array.from({ length: 2000 }, (_, i) => `X-${i}: ${i}`), "", ""])],
+        ["bare-lf", "GET /health HTTP/1.1\nHost: x\n\n"],
+      ]
+      const [label, bytes] = g.pick(cases)
+      return base("raw HTTP", "RAW", "", null, { raw: typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes, labels: [`raw:${label}`] })
     },
   },
   { name: "other path", weight: 1, make: (g) => base("other path", g.pick(["GET", "POST", "PUT", "DELETE"]), g.pick(["/favicon.ico", "/robots.txt", "/.env", "/dashboard", "/dashboard/api", "/dashboard/api/jobs", "/metrics/x", "/health/", "/%00", "/..%2f..%2fetc%2fpasswd", "/" + "a".repeat(8000)]), null) },

@@ -52,7 +52,14 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     // Long polls and streams lift this per request; everything else is short.
     idleTimeout: 30,
     maxRequestBodySize: MAX_BODY + 1024 * 1024,
-    fetch: (req, server) => app.fetch(req, { server }),
+    // Never Bun's development error page (stack, cwd and source lines) for an error that escapes the app.
+    development: false,
+    // An HTTP/1.0 request without Host has a relative URL, which every `new URL(req.url)` rejects.
+    fetch: (req, server) => (URL.canParse(req.url) ? app.fetch(req, { server }) : apiError(400, "E_INVALID", "the request has no Host header")),
+    error: (err) => {
+      log.error("request failed outside the API", err)
+      return apiError(500, "E_INTERNAL", "internal error (see the coordinator log)")
+    },
   })
   const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname
   const url = `http://${host}:${server.port}`
@@ -77,3 +84,5 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     })())
   return { url, stop, [Symbol.asyncDispose]: stop }
 }
+
+const apiError = (status: number, code: string, message: string) => Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store" } })
