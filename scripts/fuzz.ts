@@ -32,7 +32,7 @@ export interface FuzzOptions {
 }
 
 interface Violation {
-  kind: "5xx" | "no-answer" | "dead" | "health" | "spawn" | "rss" | "time"
+  kind: "5xx" | "no-answer" | "dead" | "health" | "spawn" | "rss" | "time" | "fuzzer"
   detail: string
 }
 
@@ -84,7 +84,24 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
       return new Response("canary")
     },
   })
-  const cluster = await FuzzCluster.start()
+  let cluster: FuzzCluster
+  try {
+    cluster = await FuzzCluster.start()
+  } catch (err) {
+    canary.stop(true)
+    throw err
+  }
+  try {
+    return await fuzz(o, cluster, `http://127.0.0.1:${canary.port}`, () => canaryHits, log)
+  } finally {
+    // Whatever happened, no coordinator, worker or ffmpeg of this run outlives it.
+    canary.stop(true)
+    await cluster.stop(o.keep)
+    if (o.keep) log(`kept ${cluster.dir}`)
+  }
+}
+
+async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, canaryHitCount: () => number, log: (line: string) => void): Promise<Summary> {
   const violations: Violation[] = []
   let violationCount = 0
   const violate = (kind: Violation["kind"], detail: string) => {
@@ -93,7 +110,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
     log(`VIOLATION ${kind}: ${detail}`)
   }
   const state = new State()
-  state.canary = `http://127.0.0.1:${canary.port}`
+  state.canary = canaryUrl
   state.dir = cluster.dir
   state.fatJobs = o.fatJobs
   const byRoute: Record<string, Counts> = {}
@@ -300,8 +317,16 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
       }
       // One stream of choices per request index: request i has the same shape for the same seed.
       const g = new Gen((Math.imul(o.seed, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b)) >>> 0)
-      const r = g.weighted(weights).make(g, state) as Mutated
-      if (g.chance(o.mutateRate)) mutate(g, r)
+      const route = g.weighted(weights)
+      let r: Mutated
+      try {
+        r = route.make(g, state) as Mutated
+        if (g.chance(o.mutateRate)) mutate(g, r)
+      } catch (err) {
+        // The fuzzer's own bug: reported (and failing the run) without stopping it.
+        violate("fuzzer", `request ${i} (${route.name}) could not be made: ${(err as Error).stack ?? err}`)
+        continue
+      }
       const t = performance.now()
       const status = await send(r)
       sent++
@@ -336,9 +361,7 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
   const check = checkSpawns(spawns, started, state.accepted)
   for (const line of check.unexplained) violate("spawn", line)
   const coordinatorExit = await cluster.coordinator.stop("SIGTERM", 10_000)
-  canary.stop(true)
-  if (o.keep) log(`kept ${cluster.dir}`)
-  else await cluster.stop()
+  const canaryHits = canaryHitCount()
 
   const mb = (b: number) => Math.round(b / 104857.6) / 10
   return {

@@ -26,6 +26,12 @@ export interface Spawn {
 
 const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
 
+/** If the fuzzer dies (crash, Ctrl-C, a killed test), its coordinator and worker die with it; exec keeps the pid. */
+const orphanGuard = (): string[] => {
+  const setpriv = Bun.which("setpriv")
+  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--"] : []
+}
+
 /**
  * The system under fuzz: the compiled coordinator (port 0, its own database) and one real worker whose
  * ffmpeg and ffprobe are recording wrappers: each spawn writes its pid, cwd and argv to a file, then
@@ -90,7 +96,7 @@ export class FuzzCluster {
       this.keys[name as IdentityName] = r.stdout.toString().trim()
       writeFileSync(join(this.dir, `${name}.key`), this.keys[name as IdentityName] + "\n", { mode: 0o600 })
     }
-    const cp = Bun.spawn([BIN, "coordinator", "--config", coordCfg], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    const cp = Bun.spawn([...orphanGuard(), BIN, "coordinator", "--config", coordCfg], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
     this.coordinator = new Proc("coordinator", cp)
     const m = await this.coordinator.waitForLine(/listening on (http:\/\/127\.0\.0\.1:(\d+))/, 20_000)
     this.url = m[1]
@@ -113,7 +119,7 @@ export class FuzzCluster {
         ...opts.workerConfig,
       }),
     )
-    const wp = Bun.spawn([BIN, "worker", "--config", wcfg], { cwd: this.dir, env: this.env({ TMPDIR: this.workerTmp }), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    const wp = Bun.spawn([...orphanGuard(), BIN, "worker", "--config", wcfg], { cwd: this.dir, env: this.env({ TMPDIR: this.workerTmp }), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
     this.worker = new Proc("worker", wp)
     await this.worker.waitForLine(/worker (registered|online)/, 20_000)
     // Online (verified): only then does the scheduler give it work.
@@ -174,10 +180,10 @@ export class FuzzCluster {
     return p.proc.exitCode === null && p.proc.signalCode === null
   }
 
-  async stop() {
+  async stop(keepDir = false) {
     await this.worker?.stop("SIGTERM")
     await this.coordinator?.stop("SIGTERM")
-    rmSync(this.dir, { recursive: true, force: true })
+    if (!keepDir) rmSync(this.dir, { recursive: true, force: true })
   }
 }
 
