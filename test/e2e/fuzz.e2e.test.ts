@@ -33,7 +33,9 @@ test(
     expect(s.spawns.fromAcceptedJobs).toBeGreaterThan(0)
     expect(s.spawns.unexplained).toBe(0)
     for (const status of ["200", "201", "400", "401", "403", "404", "413"]) expect({ status, n: s.byStatus[status] ?? 0 }).not.toEqual({ status, n: 0 })
-    expect(Object.values(s.byRoute).reduce((n, c) => n + c["5xx"], 0)).toBe(0)
+    // The only 5xx allowed is Bun's own 505 to a raw request line with a malformed HTTP version.
+    expect(Object.keys(s.byStatus).filter((k) => k.startsWith("5") && k !== "505")).toEqual([])
+    expect(Object.entries(s.byRoute).reduce((n, [route, c]) => n + (route === "raw HTTP" ? 0 : c["5xx"]), 0)).toBe(0)
     expect(s.rss.peakMb).toBeLessThan(s.rss.boundMb)
     console.log(`fuzz seed ${seed}: ${s.sent} requests in ${s.elapsedSeconds} s (${s.requestsPerSecond} req/s), RSS peak ${s.rss.peakMb} MB, ${s.jobs.accepted} jobs accepted, ${s.spawns.fromAcceptedJobs} spawns`)
   },
