@@ -265,6 +265,11 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
       if (b?.verify) state.verifyToken = b.verify
       for (const j of b?.jobs ?? []) if (!state.assigned.some((a) => a.id === j.id && a.epoch === j.epoch)) state.assigned.push({ id: j.id, epoch: j.epoch, seq: 1 })
       if (state.assigned.length > 50) state.assigned.splice(0, state.assigned.length - 50)
+    } else if (r.route === "POST /api/v1/jobs/:id/start" && r.as === "fzw") {
+      for (const a of state.assigned) if (a.id === r.id) a.started = true
+    } else if (r.route === "POST /api/v1/jobs/:id/output" && json()?.finished === true) {
+      const i = state.assigned.findIndex((a) => a.id === r.id)
+      if (i !== -1) state.assigned.splice(i, 1)
     } else if (r.route === "POST /api/v1/admin/users" && res.status === 201) {
       const name = (json()?.user as { name?: string } | undefined)?.name
       if (name && name.startsWith("fzu")) state.users.push(name)

@@ -15,7 +15,7 @@ export class State {
   /** Recent job ids, for routes that take one. */
   readonly recent: string[] = []
   /** Assignments the fuzzer's own worker (fzw) was given, with the next output sequence number. */
-  readonly assigned: { id: string; epoch: number; seq: number }[] = []
+  readonly assigned: { id: string; epoch: number; seq: number; started?: boolean }[] = []
   verifyToken = ""
   /** Throwaway identities the fuzzer created (the only ones it deletes or rotates). */
   readonly users: string[] = []
@@ -35,7 +35,10 @@ export class State {
     if (this.recent.length && g.chance(0.85)) return g.pick(this.recent)
     return g.chance(0.5) ? VALID_ULID : badId(g)
   }
-  assignment(g: Gen): { id: string; epoch: number; seq: number } {
+  /** An assignment of fzw (`running`: preferably one it started, for output uploads). */
+  assignment(g: Gen, running = false): { id: string; epoch: number; seq: number; started?: boolean } {
+    const started = this.assigned.filter((a) => a.started)
+    if (running && started.length && g.chance(0.8)) return g.pick(started)
     if (this.assigned.length && g.chance(0.8)) return g.pick(this.assigned)
     return { id: this.jobId(g), epoch: g.int(0, 5), seq: 1 }
   }
@@ -218,7 +221,7 @@ export const ROUTES: Route[] = [
     name: "POST /api/v1/jobs/:id/output",
     weight: 4,
     make(g, s) {
-      const a = s.assignment(g)
+      const a = s.assignment(g, true)
       const kinds = [Kind.stdout, Kind.stderr, Kind.progress, Kind.exit]
       const { label, body } = frameBody(g, kinds, () => (g.chance(0.8) ? a.seq++ : g.int(0, 1_000_000)))
       return base("POST /api/v1/jobs/:id/output", "POST", "/api/v1/jobs/{id}/output", "fzw", { id: a.id, query: [["epoch", String(g.chance(0.8) ? a.epoch : g.int(0, 10))]], body, bodyKind: "frames", frameKinds: kinds, headers: [FRAMES_TYPE], labels: [`frames:${label}`], workerRoute: true })
@@ -266,8 +269,9 @@ export const ROUTES: Route[] = [
       return base("POST /api/v1/admin/users", "POST", "/api/v1/admin/users", "fzadmin", { body: json(body), bodyKind: "json", headers: [JSON_TYPE] })
     },
   },
-  { name: "GET /api/v1/admin/users/:name", weight: 1, make: (g, s) => base("GET /api/v1/admin/users/:name", "GET", "/api/v1/admin/users/{id}", "fzadmin", { id: g.chance(0.5) ? g.pick(["fzadmin", "fw1", ...s.users]) : badId(g) }) },
+  { name: "GET /api/v1/admin/users/:name", weight: 1, make: (g, s) => base("GET /api/v1/admin/users/:name", "GET", "/api/v1/admin/users/{id}", "fzadmin", { id: g.chance(0.5) ? g.pick(["fzadmin", ...s.users]) : badId(g) }) },
   // Only throwaway identities (or names that do not exist) are removed or rotated: the fuzzer needs its own.
+  // (A method mutation can turn any /admin/users/:name request into a DELETE: none aims at fw1 or fzw.)
   { name: "DELETE /api/v1/admin/users/:name", weight: 1, make: (g, s) => base("DELETE /api/v1/admin/users/:name", "DELETE", "/api/v1/admin/users/{id}", "fzadmin", { id: s.users.length && g.chance(0.6) ? s.users.pop()! : g.pick(["nobody", "fzadmin", "%2e%2e", "a".repeat(65)]) }) },
   { name: "POST /api/v1/admin/users/:name/rotate-key", weight: 1, make: (g, s) => base("POST /api/v1/admin/users/:name/rotate-key", "POST", "/api/v1/admin/users/{id}/rotate-key", "fzadmin", { id: s.users.length && g.chance(0.6) ? g.pick(s.users) : g.pick(["nobody", "x y", ""]) }) },
   { name: "POST /api/v1/admin/workers/:id/drain", weight: 1, make: (g) => base("POST /api/v1/admin/workers/:id/drain", "POST", "/api/v1/admin/workers/{id}/drain", "fzadmin", { id: g.pick(["fzw", "nobody", "a".repeat(300), "%00"]) }) },
@@ -308,9 +312,9 @@ export const ROUTES: Route[] = [
     name: "POST /dashboard/api/workers/:id/drain",
     weight: 1,
     make: (g) => {
-      const id = g.pick(["fzw", "fw1", "nobody", "a b"])
-      // fw1 is only ever undrained: a drained real worker would run nothing for the rest of the run.
-      const on = id === "fw1" ? false : g.chance(0.5)
+      // Never fw1: a mutated body could drain it, and a drained real worker runs nothing for the rest of the run.
+      const id = g.pick(["fzw", "nobody", "a b"])
+      const on = g.chance(0.5)
       return base("POST /dashboard/api/workers/:id/drain", "POST", "/dashboard/api/workers/{id}/drain", null, { id, body: json(g.chance(0.8) ? { on } : { on: "yes" }), bodyKind: "json", cookie: g.chance(0.8), headers: [JSON_TYPE, ["x-dffmpeg-dashboard", "1"]] })
     },
   },
