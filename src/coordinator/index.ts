@@ -102,7 +102,14 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       // before reading it (Bun itself would drop the connection), and count chunked bodies as they stream.
       maxRequestBodySize: 2 ** 40,
       ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-      fetch: (req, server) => app.fetch(req, { server }),
+      // Never Bun's development error page (stack, cwd and source lines) for an error that escapes the app.
+      development: false,
+      // An HTTP/1.0 request without Host has a relative URL, which every `new URL(req.url)` rejects.
+      fetch: (req, server) => (URL.canParse(req.url) ? app.fetch(req, { server }) : apiError(400, "E_INVALID", "the request has no Host header")),
+      error: (err) => {
+        log.error("request failed outside the API", err)
+        return apiError(500, "E_INTERNAL", "internal error (see the coordinator log)")
+      },
     })
   } catch (err) {
     const code = (err as { code?: string }).code ?? ""
@@ -153,3 +160,5 @@ function readTls(cfg: { cert_file: string; key_file: string }, base: string) {
   const key = read("key_file", cfg.key_file, /-----BEGIN [A-Z ]*PRIVATE KEY-----/)
   return { cert: cert.pem, key: key.pem, certFile: cert.p, keyFile: key.p }
 }
+
+const apiError = (status: number, code: string, message: string) => Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store" } })
