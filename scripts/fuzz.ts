@@ -2,11 +2,12 @@
  * Fuzzes a real coordinator and worker with signed (and unsigned, badly signed) requests to every route.
  *
  *   bun run fuzz [--count 10000] [--seed N] [--concurrency 32] [--max-seconds 300] [--max-rss-mb 400]
- *                [--mutate-rate 0.6] [--fat-jobs] [--json] [--keep] [--quiet]
+ *                [--mutate-rate 0.6] [--no-fat-jobs] [--json] [--keep] [--quiet]
  *
  * Fails (exit 1) on any 5xx, a request that got no answer, a dead coordinator or worker, /health not
- * answering 200, an ffmpeg/ffprobe spawn that does not belong to a job the coordinator accepted, or the
- * coordinator's RSS above the bound. Loopback only. See docs/security.md (fuzzing).
+ * answering 200, an ffmpeg/ffprobe spawn that does not belong to a job the coordinator accepted, a job
+ * reaching the loopback canary server (SSRF), or the coordinator's RSS above the bound. Submissions with
+ * megabytes of arguments (F4/F5) are on by default; the quotas must refuse them. Loopback only. See docs/security.md (fuzzing).
  */
 import { parseArgs } from "node:util"
 import { HEADER, newNonce, sign, sha256Hex, decodeKey, generateKey } from "../src/shared/auth/hmac.ts"
@@ -32,7 +33,7 @@ export interface FuzzOptions {
 }
 
 interface Violation {
-  kind: "5xx" | "no-answer" | "dead" | "health" | "spawn" | "rss" | "time" | "fuzzer"
+  kind: "5xx" | "no-answer" | "dead" | "health" | "spawn" | "rss" | "time" | "fuzzer" | "ssrf"
   detail: string
 }
 
@@ -367,6 +368,8 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
   for (const line of check.unexplained) violate("spawn", line)
   const coordinatorExit = await cluster.coordinator.stop("SIGTERM", 10_000)
   const canaryHits = canaryHitCount()
+  // The worker's argument policy refuses every network URL (allow_network is off): not one may arrive.
+  if (canaryHits > 0) violate("ssrf", `the loopback canary server was fetched ${canaryHits} time(s) by jobs`)
 
   const mb = (b: number) => Math.round(b / 104857.6) / 10
   return {
@@ -427,7 +430,7 @@ if (import.meta.main) {
       "mutate-rate": { type: "string", default: "0.6" },
       json: { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
-      "fat-jobs": { type: "boolean", default: false },
+      "fat-jobs": { type: "boolean", default: true },
       quiet: { type: "boolean", default: false },
     },
   })

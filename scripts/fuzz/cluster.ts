@@ -147,7 +147,8 @@ export class FuzzCluster {
   startedJobs(): Map<number, string> {
     const m = new Map<number, string>()
     for (const l of this.worker.stderrText) {
-      const r = /job started .*job=(\S+).*pid=(\d+)/.exec(l)
+      // The job's own process, and the ffprobe its argument policy runs first to read attachment names.
+      const r = /(?:job started|attachment names probe started) .*job=(\S+).*pid=(\d+)/.exec(l)
       if (r) m.set(Number(r[2]), r[1])
     }
     return m

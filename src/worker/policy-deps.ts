@@ -38,6 +38,7 @@ export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attac
     const command = [ffprobe, "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream_tags=filename", "-of", "json", "file:" + path]
     const run = confine ? confine(command, dirname(path)) : { argv: command, env: undefined, infoFd: false }
     const p = Bun.spawn(run.argv, { cwd: dirname(path), env: run.env, stdio: ["ignore", "pipe", "ignore", ...(run.infoFd ? (["pipe"] as const) : [])] })
+    run.started?.(p.pid)
     const timer = setTimeout(() => p.kill("SIGKILL"), PROBE_TIMEOUT_MS)
     try {
       const [out, code] = await Promise.all([new Response(p.stdout as ReadableStream<Uint8Array>).text(), p.exited])

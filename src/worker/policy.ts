@@ -35,8 +35,11 @@ export interface PolicyJob {
   confine?: Confine
 }
 
-/** The argv, environment and extra pipe (bwrap's info fd) that start `command` confined, in `cwd`. */
-export type Confine = (command: string[], cwd: string) => { argv: string[]; env?: Record<string, string>; infoFd: boolean }
+/**
+ * The argv, environment and extra pipe (bwrap's info fd) that start `command` confined, in `cwd`;
+ * `started` is told the pid of what was spawned (the worker logs it with the job, like the job's own).
+ */
+export type Confine = (command: string[], cwd: string) => { argv: string[]; env?: Record<string, string>; infoFd: boolean; started?(pid: number): void }
 
 export interface PolicyDeps {
   /** Up to `max` bytes of a regular file, undefined when it is missing or not a regular file. */

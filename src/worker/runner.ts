@@ -126,7 +126,12 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
         if (deps.policy) {
           const box = deps.confinement
-          const confine = (command: string[], cwd: string) => ({ argv: box.argv({ roots: rootBinds(deps.paths, a.paths), cwd }, command), env: box.env(), infoFd: box.mode === "bwrap" })
+          const confine = (command: string[], cwd: string) => ({
+            argv: box.argv({ roots: rootBinds(deps.paths, a.paths), cwd }, command),
+            env: box.env(),
+            infoFd: box.mode === "bwrap",
+            started: (pid: number) => log.info("attachment names probe started", { job: a.id, epoch: a.epoch, pid }),
+          })
           const job = { binary: a.binary, original: a.args, args: mapped.args, cwd: mapped.cwd, roots: deps.mapper.roots(a.paths), isPassthrough: deps.mapper.isPassthrough, confine }
           mapped = { ...mapped, args: (await deps.policy.check(job)).args }
         }
