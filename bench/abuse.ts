@@ -11,7 +11,8 @@
  *   ~33 % job output streams (10 per job on the largest jobs, one client identity),
  *   ~33 % dashboard live events (SSE) from 25 loopback addresses, half of them following a large job,
  *   40 admin listings `GET /api/v1/jobs?limit=1000` (each repeated while the run holds),
- *   `--posts` (40) unauthenticated 8 MiB POSTs (F6).
+ *   `--posts` (40) unauthenticated 8 MiB POSTs (F6), and as many 8 MiB output uploads that name a real
+ *   worker identity but carry a forged signature (their bodies are read before they can be refused).
  * Throughout, it samples the coordinator's RSS (/proc/PID/status VmRSS) every 50 ms, times `/health`
  * one request at a time (5 s timeout), and sends a signed read every 200 ms to count valid requests the
  * coordinator refused. Everything is loopback; the run ends by itself (the coordinator is killed if its
@@ -256,6 +257,14 @@ for (let i = 0; i < POSTS; i++) {
   const head = `POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n`
   started.push(raw("127.0.0.1", head, big).then((s) => count("unauthenticated 8 MiB POSTs", outcomeOf(s))))
 }
+// 8 MiB output uploads that name a real worker identity with a fresh timestamp but a forged signature:
+// their bodies must be read before the signature can be checked (bounded by max_unverified_body_bytes).
+const forgedKind = "forged 8 MiB uploads (known identity)"
+for (let i = 0; i < POSTS; i++) {
+  const nonce = `forged-nonce-${i}-${Math.random().toString(36).slice(2)}`
+  const head = `POST /api/v1/jobs/${jobIds[i % jobIds.length]}/output?epoch=1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/vnd.dffmpeg.frames\r\nContent-Length: ${big.length}\r\nX-DFFmpeg-Client-Id: bench-w${i % WORKERS}\r\nX-DFFmpeg-Timestamp: ${Math.floor(Date.now() / 1000)}\r\nX-DFFmpeg-Nonce: ${nonce}\r\nX-DFFmpeg-Signature: ${"A".repeat(43)}=\r\n\r\n`
+  started.push(raw("127.0.0.1", head, big).then((s) => count(forgedKind, outcomeOf(s))))
+}
 // Admin listings with a big limit, repeated while the run holds.
 const admin = api("bench-admin")
 let listBytesMax = 0
@@ -276,7 +285,7 @@ const holdUntil = Date.now() + HOLD_S * 1000
 while (Date.now() < holdUntil && killedAt === undefined) await Bun.sleep(100)
 counting = false
 // Connections with no answer at the end of the hold were still open (a long poll answers only when it ends).
-for (const [kind, n] of [["worker long polls", polls], ["job output streams", streams], ["dashboard live (SSE)", sse], ["unauthenticated 8 MiB POSTs", POSTS]] as const) {
+for (const [kind, n] of [["worker long polls", polls], ["job output streams", streams], ["dashboard live (SSE)", sse], ["unauthenticated 8 MiB POSTs", POSTS], [forgedKind, POSTS]] as const) {
   const t = tally.get(kind) ?? { accepted: 0, refused: 0, error: 0, open: 0 }
   t.open = n - (t.accepted + t.refused + t.error)
   tally.set(kind, t)

@@ -9,7 +9,7 @@ import type { Hub } from "../hub.ts"
 import type { Scheduler } from "../scheduler.ts"
 import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
-import { bodyCaps } from "./body.ts"
+import { bodyCaps, createBodyBudget } from "./body.ts"
 import { createConnections, type Connections } from "../connections.ts"
 import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
 import { ipAllowList } from "./middleware/ip.ts"
@@ -114,9 +114,11 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
   })
 
   const caps = bodyCaps(deps.config.limits)
+  const limits = deps.config.limits
+  const budget = createBodyBudget(Math.max(limits.max_unverified_body_bytes, limits.max_body_bytes))
   // Outside hmacAuth: signs the final reply (errors included) with the key hmacAuth verified.
   app.use("/api/*", signResponses())
-  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, cap: caps.of, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
+  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, cap: caps.of, budget, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))
   app.route("/api/v1/workers", workerListRoutes(deps))

@@ -1,4 +1,4 @@
-import { InvalidError, TooLargeError } from "../../shared/errors.ts"
+import { InvalidError, TooLargeError, UnavailableError } from "../../shared/errors.ts"
 import type { CoordinatorConfig } from "../../shared/config/schema.ts"
 
 type Limits = CoordinatorConfig["limits"]
@@ -34,44 +34,95 @@ function tooLarge(cap: BodyCap, declared?: number): TooLargeError {
  * 413 when the declared Content-Length is over the cap, before anything is read; 400 when it is not
  * a number. A missing header (a chunked body) is counted while it streams, by `readCapped`.
  */
-export function checkDeclaredLength(req: Request, cap: BodyCap): void {
+export function checkDeclaredLength(req: Request, cap: BodyCap): number | undefined {
   const raw = req.headers.get("content-length")
-  if (raw === null) return
+  if (raw === null) return undefined
   if (!/^\d{1,16}$/.test(raw.trim())) throw new InvalidError("Content-Length must be a number of bytes")
   const declared = Number(raw)
   if (declared > cap.bytes) throw tooLarge(cap, declared)
+  return declared
+}
+
+const busy = () => new UnavailableError("the coordinator is reading too many request bodies at once (limits.max_unverified_body_bytes); retry shortly")
+
+/**
+ * Bytes that all requests together may hold while their bodies are read, before anyone knows whether
+ * they are signed by the identity they name: per request the route's cap bounds it, this bounds the sum.
+ */
+export interface BodyBudget {
+  /** Takes `n` bytes; false (taking nothing) when that would pass the budget. */
+  take(n: number): boolean
+  give(n: number): void
+  readonly used: number
+}
+
+export function createBodyBudget(bytes: number): BodyBudget {
+  let used = 0
+  return {
+    take(n) {
+      if (used + n > bytes) return false
+      used += n
+      return true
+    },
+    give(n) {
+      used = Math.max(0, used - n)
+    },
+    get used() {
+      return used
+    },
+  }
 }
 
 /**
  * Reads a request body as it streams, never holding more than `cap.bytes`: past it the stream is
  * canceled and the request refused with 413. `onChunk` sees every chunk in order (to hash the body
- * while it arrives). A body that breaks off (the client went away) is a 400.
+ * while it arrives). A body that breaks off (the client went away) is a 400. With a `budget`, every
+ * chunk is taken from it while the body is read and given back once it has been (read or refused):
+ * when the budget is spent the request is refused with 503, which clients retry.
  */
-export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: Uint8Array) => void): Promise<Uint8Array> {
-  checkDeclaredLength(req, cap)
-  if (!req.body) return new Uint8Array(0)
-  const reader = req.body.getReader()
+export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: Uint8Array) => void, budget?: BodyBudget): Promise<Uint8Array> {
+  const declared = checkDeclaredLength(req, cap)
+  // A declared length is taken whole before anything is read: Bun holds a body back until it is read,
+  // so a request refused here costs no memory at all. Bytes past what was taken are taken as they come.
+  let taken = 0
+  if (budget && declared) {
+    if (!budget.take(declared)) throw busy()
+    taken = declared
+  }
   const chunks: Uint8Array[] = []
   let total = 0
   try {
-    for (;;) {
-      let next: Awaited<ReturnType<typeof reader.read>>
-      try {
-        next = await reader.read()
-      } catch {
-        throw new InvalidError("the request body ended early (connection closed while it was sent)")
+    if (!req.body) return new Uint8Array(0)
+    const reader = req.body.getReader()
+    try {
+      for (;;) {
+        let next: Awaited<ReturnType<typeof reader.read>>
+        try {
+          next = await reader.read()
+        } catch {
+          throw new InvalidError("the request body ended early (connection closed while it was sent)")
+        }
+        if (next.done) break
+        total += next.value.length
+        if (total > cap.bytes) {
+          void reader.cancel().catch(() => {})
+          throw tooLarge(cap)
+        }
+        if (budget && total > taken) {
+          if (!budget.take(total - taken)) {
+            void reader.cancel().catch(() => {})
+            throw busy()
+          }
+          taken = total
+        }
+        onChunk?.(next.value)
+        chunks.push(next.value)
       }
-      if (next.done) break
-      total += next.value.length
-      if (total > cap.bytes) {
-        void reader.cancel().catch(() => {})
-        throw tooLarge(cap)
-      }
-      onChunk?.(next.value)
-      chunks.push(next.value)
+    } finally {
+      reader.releaseLock()
     }
   } finally {
-    reader.releaseLock()
+    budget?.give(taken)
   }
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total)
 }

@@ -85,6 +85,7 @@ describe("loadConfig", () => {
         max_page_size: 200,
         max_log_tail_bytes: 1048576,
         max_body_bytes: 8388608,
+        max_unverified_body_bytes: 67108864,
         max_dashboard_connections: 64,
         max_dashboard_connections_per_ip: 8,
         max_polls_per_worker: 2,

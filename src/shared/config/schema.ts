@@ -47,6 +47,12 @@ export const Limits = v.optional(
     max_log_tail_bytes: v.optional(Bytes(1024, 256 * 1024 * 1024), 1024 * 1024),
     /** Largest signed request body; a larger Content-Length gets 413 before the body is read. */
     max_body_bytes: v.optional(Bytes(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024),
+    /**
+     * Request body bytes read at once, in all, before their signatures are verified (a caller who knows
+     * an identity's name but not its key can make the coordinator read up to a route's cap); past it
+     * new bodies get 503 and are retried. Never below max_body_bytes.
+     */
+    max_unverified_body_bytes: v.optional(Bytes(1024 * 1024, 4 * 1024 * 1024 * 1024), 64 * 1024 * 1024),
     /** Open dashboard live connections (SSE) in all, and per client address. */
     max_dashboard_connections: v.optional(Count(1, 100_000), 64),
     max_dashboard_connections_per_ip: v.optional(Count(1, 100_000), 8),

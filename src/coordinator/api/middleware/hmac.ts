@@ -4,7 +4,7 @@ import { AuthError } from "../../../shared/errors.ts"
 import type { Role } from "../../../shared/protocol/schemas.ts"
 import type { Logger } from "../../../shared/log.ts"
 import type { Store } from "../../../store/index.ts"
-import { readCapped, type BodyCap } from "../body.ts"
+import { readCapped, type BodyBudget, type BodyCap } from "../body.ts"
 
 export interface Principal {
   name: string
@@ -25,7 +25,7 @@ export type AuthEnv = {
  * Refusals are 401 with one reason (413 for a body over the cap); nothing is written before this
  * middleware passes. Neither keys nor signatures are ever logged.
  */
-export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; cap: (method: string, path: string) => BodyCap; stripBase: (p: string) => string; onRefuse?: (reason: string) => void }) {
+export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; cap: (method: string, path: string) => BodyCap; budget?: BodyBudget; stripBase: (p: string) => string; onRefuse?: (reason: string) => void }) {
   const nonces = new NonceCache()
   return createMiddleware<AuthEnv>(async (c, next) => {
     const h = (name: string) => c.req.header(name)
@@ -55,7 +55,7 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; c
     }
     const cap = deps.cap(c.req.method, c.get("path"))
     const hasher = new Bun.CryptoHasher("sha256")
-    const body = await readCapped(c.req.raw, cap, (chunk) => hasher.update(chunk))
+    const body = await readCapped(c.req.raw, cap, (chunk) => hasher.update(chunk), deps.budget)
     const url = new URL(c.req.url)
     const expected = sign(key, { method: c.req.method, path: c.get("path"), query: url.searchParams, client: client!, timestamp: timestamp!, nonce: nonce!, bodyHash: hasher.digest("hex") })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
