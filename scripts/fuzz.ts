@@ -198,7 +198,11 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
         await learnStream(r, res.body!, r.streamMs!, ac)
       } else {
         const bytes = new Uint8Array(await res.arrayBuffer())
-        if (status >= 500) violate("5xx", `${status} for ${what} → ${new TextDecoder().decode(bytes.subarray(0, 400))}`)
+        // The one 5xx that is a refusal, not a fault: too many unverified bodies being read at once
+        // (limits.max_unverified_body_bytes, shed with 503 so that real clients retry). Counted apart.
+        const text = new TextDecoder().decode(bytes.subarray(0, 400))
+        if (status === 503 && text.includes("limits.max_unverified_body_bytes")) labels["busy:503"] = (labels["busy:503"] ?? 0) + 1
+        else if (status >= 500) violate("5xx", `${status} for ${what} → ${text}`)
         learn(r, res, bytes)
         if (r.setup) log(`set-up ${r.route}: ${status} ${new TextDecoder().decode(bytes.subarray(0, 300))}`)
       }
