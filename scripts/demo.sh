@@ -37,9 +37,9 @@ ls -l nas/movies
 
 step "coordinator (SQLite at $DEMO/dffmpeg.db, free port)"
 printf 'host: 127.0.0.1\nport: 0\ndatabase: { engine: sqlite, path: ./dffmpeg.db }\n' > coordinator.yaml
-# Keys are secrets: the files holding them are private to this user.
-(umask 077; "$BIN" admin --config coordinator.yaml users add worker1 --role worker > worker1.key)
-(umask 077; "$BIN" admin --config coordinator.yaml users add jellyfin --role client > jellyfin.key)
+# Keys are secrets: --key-file writes them private to this user (0600), whatever the umask.
+"$BIN" admin --config coordinator.yaml users add worker1 --role worker --key-file worker1.key
+"$BIN" admin --config coordinator.yaml users add jellyfin --role client --key-file jellyfin.key
 "$BIN" coordinator --config coordinator.yaml 2> coordinator.log &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q 'listening on' coordinator.log && break; sleep 0.05; done

@@ -1,5 +1,5 @@
-import { accessSync, constants } from "node:fs"
-import { isAbsolute } from "node:path"
+import { accessSync, constants, statSync } from "node:fs"
+import { isAbsolute, join } from "node:path"
 import { coordinatorUrl, resolveCa, resolveKey } from "../shared/config/load.ts"
 import type { WorkerConfig } from "../shared/config/schema.ts"
 import { AuthError, DffmpegError, TrustError } from "../shared/errors.ts"
@@ -20,6 +20,21 @@ export interface WorkerService {
   stop(force?: boolean): Promise<void>
   readonly done: Promise<void>
   [Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * A key file other users can read hands them the worker's identity (and so every job sent to it): warned
+ * at every start. (The proxy does not warn: its stderr is ffmpeg's, byte for byte.)
+ */
+function warnOpenKeyFile(cfg: WorkerConfig, base: string, log: Logger): void {
+  if (!cfg.hmac_key_file) return
+  const p = isAbsolute(cfg.hmac_key_file) ? cfg.hmac_key_file : join(base, cfg.hmac_key_file)
+  try {
+    const mode = statSync(p).mode & 0o777
+    if (mode & 0o077) log.warn(`hmac_key_file ${p} is accessible by group or others (mode 0${mode.toString(8)}); make it private: chmod 600 ${p}`)
+  } catch {
+    // unreadable files were refused when the key was read
+  }
 }
 
 /** Executable paths of the configured binaries that exist; the others are logged and not advertised. */
@@ -58,6 +73,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   // Before anything else: a worker that cannot confine its jobs refuses to start.
   const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
   const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), ca: resolveCa(cfg.coordinator, opts.base), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
+  warnOpenKeyFile(cfg, opts.base, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
   const policy = workerPolicy(cfg, binaries, log)
   const mounts = createMountMonitor(cfg, log)

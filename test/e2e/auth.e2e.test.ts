@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { generateKey } from "../../src/shared/auth/hmac.ts"
 import { Kind, encodeFrame, encodeJsonFrame, readFrames } from "../../src/shared/protocol/frames.ts"
-import { waitFor } from "../helpers/bin.ts"
+import { readFileSync, statSync } from "node:fs"
+import { join } from "node:path"
+import { BIN, waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
 import type { Proc } from "../helpers/proc.ts"
 import { HEADER, rawFetch, signedFetch, signedHeaders, type SignedOptions } from "../helpers/signed.ts"
@@ -373,6 +375,27 @@ describe("admin CLI", () => {
     extraKeys.push(key)
     const res = await sf({ client: "newbie", key, method: "GET", path: `${API}/jobs` })
     expect(res.status).toBe(200)
+  })
+
+  test("users add --key-file writes the key 0600 whatever the umask, prints no key, and rotate-key replaces it", async () => {
+    const file = join(c.dir, "keyfile-user.key")
+    const r = await c.exec(["sh", "-c", `umask 000; exec "$0" "$@"`, BIN, "admin", "--config", c.coordinatorConfig, "users", "add", "keyfile-user", "--role", "client", "--key-file", file], {})
+    expect(r.code).toBe(0)
+    expect(r.out).toBe(`wrote the key of keyfile-user to ${file} (mode 0600)\n`)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const key = readFileSync(file, "utf8").trim()
+    expect(key).toMatch(/^[A-Za-z0-9+/]{43}=$/)
+    extraKeys.push(key)
+    expect((await sf({ client: "keyfile-user", key, method: "GET", path: `${API}/jobs` })).status).toBe(200)
+    const rot = await c.exec(["sh", "-c", `umask 000; exec "$0" "$@"`, BIN, "admin", "--config", c.coordinatorConfig, "users", "rotate-key", "keyfile-user", "--key-file", file, "--json"], {})
+    expect(rot.code).toBe(0)
+    expect(JSON.parse(rot.out)).toEqual({ name: "keyfile-user", keyFile: file })
+    const next = readFileSync(file, "utf8").trim()
+    extraKeys.push(next)
+    expect(next).not.toBe(key)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    expect((await sf({ client: "keyfile-user", key: next, method: "GET", path: `${API}/jobs` })).status).toBe(200)
+    expect((await sf({ client: "keyfile-user", key, method: "GET", path: `${API}/jobs` })).status).toBe(401)
   })
 
   test("users add of an existing name fails with a dffmpeg: line and leaves the old key working", async () => {

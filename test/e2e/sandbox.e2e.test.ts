@@ -164,6 +164,19 @@ describe("start-up refusals", () => {
     expect(r.lines).toEqual([expect.stringMatching(/^dffmpeg: the worker runs as root and would run ffmpeg as root: set run_as .* or allow_root: true/)])
   })
 
+  test("a key file others can read is warned about at start, naming the chmod", async () => {
+    await c.addUser("openkey", "worker")
+    const file = join(c.dir, "openkey.key")
+    chmodSync(file, 0o644)
+    const p = c.spawnWorker("openkey")
+    try {
+      await p.waitForLine(new RegExp(`WARN .*hmac_key_file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is accessible by group or others \\(mode 0644\\); make it private: chmod 600`))
+      await p.waitForLine(/worker registered/)
+    } finally {
+      await p.stop("SIGTERM")
+    }
+  })
+
   test("allow_root: true lets it start, and says so to operators", async () => {
     await c.addUser("rootok", "worker")
     const p = c.spawnWorker("rootok", { run_as: undefined, allow_root: true })

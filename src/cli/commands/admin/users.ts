@@ -7,6 +7,8 @@ import { rejectUnknownFlags } from "../../run.ts"
 import { fields, table, time } from "../../table.ts"
 import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
 import { withBackend } from "./_backend.ts"
+import { writeFileAtomic } from "../../../shared/auth/secret-file.ts"
+import { DffmpegError } from "../../../shared/errors.ts"
 
 const nameArg = { name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true } } as const
 
@@ -16,7 +18,25 @@ function userName(name: string): string {
   return name
 }
 
-const addArgs = { ...nameArg, role: { type: "string", description: "client | worker | admin", required: true }, ...jsonArg, ...modeArgs } as const
+const keyFileArg = {
+  "key-file": { type: "string", description: "write the key to this file (mode 0600, replaced atomically) instead of printing it" },
+} as const
+
+/**
+ * Writes a new key where `--key-file` says, private to this user whatever the umask (a shell's
+ * `> worker1.key` would create it 0644). Returns what to print instead of the key.
+ */
+function keyFile(path: string | undefined, name: string, key: string): string | undefined {
+  if (!path) return undefined
+  try {
+    writeFileAtomic(path, key + "\n", 0o600)
+  } catch (err) {
+    throw new DffmpegError(`the key of ${name} was made but could not be written to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run rotate-key with another --key-file`, "E_IO", 500, 1)
+  }
+  return `wrote the key of ${name} to ${path} (mode 0600)\n`
+}
+
+const addArgs = { ...nameArg, role: { type: "string", description: "client | worker | admin", required: true }, ...keyFileArg, ...jsonArg, ...modeArgs } as const
 const add = defineCommand({
   meta: { name: "add", description: "Create a user and print its new key (only the key, on stdout; with --json {user, key})" },
   args: addArgs,
@@ -25,6 +45,8 @@ const add = defineCommand({
     const name = userName(args.name)
     if (!v.is(Role, args.role)) throw new UsageError(`--role must be one of ${Role.options.join(", ")}`)
     const created = await withBackend(modeOf(args), (b) => b.addUser(name, args.role as Role))
+    const wrote = keyFile(args["key-file"], name, created.key)
+    if (wrote) return print(args.json, { user: created.user, keyFile: args["key-file"] }, () => wrote)
     print(args.json, created, () => created.key + "\n")
   },
 })
@@ -41,6 +63,7 @@ const ls = defineCommand({
 })
 
 const oneArgs = { ...nameArg, ...jsonArg, ...modeArgs } as const
+const rotateArgs = { ...nameArg, ...keyFileArg, ...jsonArg, ...modeArgs } as const
 
 const show = defineCommand({
   meta: { name: "show", description: "Show one user (never its key)" },
@@ -66,11 +89,13 @@ const rm = defineCommand({
 
 const rotate = defineCommand({
   meta: { name: "rotate-key", description: "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on" },
-  args: oneArgs,
+  args: rotateArgs,
   async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
+    rejectUnknownFlags(rotateArgs, rawArgs)
     const name = userName(args.name)
     const key = await withBackend(modeOf(args), (b) => b.rotateKey(name))
+    const wrote = keyFile(args["key-file"], name, key)
+    if (wrote) return print(args.json, { name, keyFile: args["key-file"] }, () => wrote)
     print(args.json, { name, key }, () => key + "\n")
   },
 })
