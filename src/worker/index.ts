@@ -114,7 +114,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   }
   log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(","), paths: paths.join(",") })
 
-  const runOpts = { transport, log: log.withTag("runner"), mapper, policy, binaries, confinement, paths: cfg.paths, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
+  const runOpts = { transport, log: log.withTag("runner"), mapper, policy, binaries, confinement, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return

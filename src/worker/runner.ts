@@ -23,8 +23,6 @@ export interface RunnerDeps {
   binaries: Map<string, string>
   /** How jobs are started: setpriv (parent-death kill, run_as) and the bubblewrap sandbox. */
   confinement: Confinement
-  /** The worker's own directory for each path variable: the job's declared ones are its sandbox's roots. */
-  paths: Record<string, string>
   /** Stop schedule: `q` at once, SIGTERM after `termAfterMs`, SIGKILL after `killAfterMs`. */
   termAfterMs: number
   killAfterMs: number
@@ -122,12 +120,15 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       const bin = deps.binaries.get(a.binary)
       if (!bin) return await report({ code: null, signal: null, error: `worker cannot run ${a.binary}: it is not in its binaries` })
       let mapped: { args: string[]; cwd: string | null }
+      let binds: ReturnType<typeof rootBinds>
       try {
         mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
+        // The sandbox binds the roots as they resolved when the worker started, and only while they still do.
+        binds = rootBinds(deps.mapper.roots(a.paths))
         if (deps.policy) {
           const box = deps.confinement
           const confine = (command: string[], cwd: string) => ({
-            argv: box.argv({ roots: rootBinds(deps.paths, a.paths), cwd }, command),
+            argv: box.argv({ roots: binds, cwd }, command),
             env: box.env(),
             infoFd: box.mode === "bwrap",
             started: (pid: number) => log.info("attachment names probe started", { job: a.id, epoch: a.epoch, pid }),
@@ -146,7 +147,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       }
       const cwd = mapped.cwd ?? scratch!
       const sandboxed = box.mode === "bwrap"
-      const argv = box.argv({ roots: rootBinds(deps.paths, a.paths), scratch, cwd }, [bin, ...mapped.args])
+      const argv = box.argv({ roots: binds, scratch, cwd }, [bin, ...mapped.args])
       // Without caller stdin the process still gets a pipe (for `q` on cancel) unless it reads its
       // input from stdin: then it gets /dev/null, exactly as a local call with no stdin would.
       stdinOpen = a.stdin || !readsStdin(mapped.args)

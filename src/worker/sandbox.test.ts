@@ -1,5 +1,8 @@
 import { describe, expect, test } from "bun:test"
-import { bwrapArgs, jobEnv, parseRunAs, setprivArgs, signalOfExit, type SandboxSpec } from "./sandbox.ts"
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, unlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { bwrapArgs, jobEnv, parseRunAs, rootBinds, setprivArgs, signalOfExit, type SandboxSpec } from "./sandbox.ts"
 
 const MERGED = { links: [["/bin", "usr/bin"], ["/lib", "usr/lib"], ["/lib64", "usr/lib64"]] as [string, string][], dirs: [] }
 
@@ -135,5 +138,31 @@ describe("signalOfExit", () => {
   test("bwrap's 128+N is read back as signal N; ordinary codes (ffmpeg's 255 included) are not", () => {
     expect([130, 143, 137, 139, 129].map(signalOfExit)).toEqual(["SIGINT", "SIGTERM", "SIGKILL", "SIGSEGV", "SIGHUP"])
     expect([null, 0, 1, 128, 255, 69].map(signalOfExit)).toEqual([null, null, null, null, null, null])
+  })
+})
+
+describe("rootBinds", () => {
+  test("binds a root from where it resolved at start, and refuses the job once a symlink on its path points elsewhere", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dffmpeg-binds-"))
+    try {
+      mkdirSync(join(dir, "media"))
+      mkdirSync(join(dir, "other"))
+      symlinkSync(join(dir, "media"), join(dir, "link"))
+      const root = join(dir, "link")
+      const roots = [{ name: "Media", root, real: realpathSync(root) }]
+      expect(rootBinds(roots)).toEqual([
+        { src: join(dir, "media"), dest: root },
+        { src: join(dir, "media"), dest: join(dir, "media") },
+      ])
+      // Someone who can write the storage points the root's symlink at other files.
+      unlinkSync(root)
+      symlinkSync(join(dir, "other"), root)
+      expect(() => rootBinds(roots)).toThrow(/\$Media .* now resolves to .*other, not to .*media as when the worker started/)
+      // A root missing now (unmounted) is left to bwrap, which fails the job with its own message.
+      unlinkSync(root)
+      expect(rootBinds(roots)).toHaveLength(2)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

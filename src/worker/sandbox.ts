@@ -2,7 +2,7 @@ import { accessSync, closeSync, constants as fsc, lstatSync, readdirSync, readFi
 import { constants as osc } from "node:os"
 import { posix } from "node:path"
 import type { WorkerConfig } from "../shared/config/schema.ts"
-import { ConfigError } from "../shared/errors.ts"
+import { ConfigError, InvalidError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 
 /** The user ffmpeg runs as (after `setpriv --reuid/--regid`). `name` set: its groups come from /etc/group. */
@@ -170,21 +170,27 @@ export function hostLayout(): HostLayout {
   return out
 }
 
-/** Both names of each mapped root the job declares: as configured and with symlinks resolved. */
-export function rootBinds(paths: Record<string, string>, names: string[]): { src: string; dest: string }[] {
+/**
+ * The binds of a job's roots: each root at the worker's own path, from the directory it resolved to when
+ * the worker started (`real`), and under that real path too when it differs (a symlinked root). A root
+ * whose path resolves elsewhere now than at start (a symlink on it was changed: by someone who can write
+ * the storage, to point the sandbox at other files) refuses the job; a missing one is left to bwrap,
+ * which fails the job with its own message.
+ */
+export function rootBinds(roots: { name: string; root: string; real: string }[]): { src: string; dest: string }[] {
   const out: { src: string; dest: string }[] = []
-  for (const n of names) {
-    const dir = paths[n]
-    if (dir === undefined) continue
-    const dest = posix.resolve(dir)
-    let src = dest
+  for (const { name, root, real } of roots) {
+    let now: string | undefined
     try {
-      src = realpathSync(dest)
+      now = realpathSync(root)
     } catch {
-      // missing: the bind fails the job with bwrap's own message
+      // missing (unmounted): the bind fails with bwrap's message
     }
-    out.push({ src, dest })
-    if (src !== dest) out.push({ src, dest: src })
+    if (now !== undefined && now !== real) {
+      throw new InvalidError(`the directory of $${name} (${root}) now resolves to ${now}, not to ${real} as when the worker started: a symlink on its path was changed; restart the worker if that is intended`)
+    }
+    out.push({ src: real, dest: root })
+    if (real !== root) out.push({ src: real, dest: real })
   }
   return out
 }
