@@ -45,6 +45,17 @@ export interface Run {
 
 const dec = new TextDecoder()
 
+/**
+ * What a job's uploads and downlink retry. Besides outages: 401 and 413. The coordinator never refuses a
+ * worker's valid key, and a worker's batches (at most 4 MiB) are under every upload cap, so these come
+ * unsigned from something between us and the coordinator (or from a key revoked meanwhile): giving up
+ * would let a forged reply kill a running job or lose its cancel. While they last, heartbeats fail too,
+ * and self-fencing stops the job after two intervals, as in any outage.
+ */
+export function jobRetryable(err: unknown): boolean {
+  return retryable(err) || (err instanceof DffmpegError && (err.status === 401 || err.status === 413))
+}
+
 /** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
 function readsStdin(args: string[]): boolean {
   return args.some((a, i) => i > 0 && args[i - 1] === "-i" && (a === "-" || a === "pipe:" || a === "pipe:0" || a === "/dev/stdin"))
@@ -94,7 +105,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   let seq = 0
   const uploader = createUploader({
     send: (body) => deps.transport.upload(a.id, a.epoch, body),
-    retryable,
+    retryable: jobRetryable,
     delay: (n) => backoff(n),
   })
 
@@ -277,7 +288,10 @@ function followDownlink(
           deps.log.error("job downlink not trusted; stopping the job", { job: a.id, reason: err.message })
           return on.refused(`worker stopped the job: ${err.message}`)
         }
-        if (err instanceof DffmpegError && !retryable(err)) return
+        if (err instanceof DffmpegError && !jobRetryable(err)) {
+          deps.log.warn("job downlink ended: the coordinator refused it", { job: a.id, reason: err.message })
+          return
+        }
         deps.log.debug("job downlink interrupted", { job: a.id, reason: (err as Error).message })
         await Bun.sleep(backoff(attempt++))
       }
