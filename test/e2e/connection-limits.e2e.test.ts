@@ -70,6 +70,20 @@ describe("connection limits", () => {
     for (const h of [next, ...more]) h.close()
   })
 
+  test("HEAD on the API and the dashboard's data routes is 405 and holds no slot; the pages and /health keep HEAD", async () => {
+    // Hono runs GET handlers for HEAD and drops the body: a HEAD on a live route used to keep its slot for good.
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${c.url}/dashboard/api/events`, { method: "HEAD" })
+      expect(res.status).toBe(405)
+    }
+    expect((await fetch(`${c.url}/api/v1/jobs/01M8RQD4C2EWHFVWYCANR2VTE9/stream`, { method: "HEAD" })).status).toBe(405)
+    expect((await fetch(`${c.url}/health`, { method: "HEAD" })).status).toBe(200)
+    expect((await fetch(`${c.url}/`, { method: "HEAD" })).status).toBe(200)
+    // Every live slot is still free.
+    const held = await openMany(8, (signal) => fetch(`${c.url}/dashboard/api/events`, { signal }))
+    for (const h of held) h.close()
+  })
+
   test("a worker identity holds at most 2 long polls", async () => {
     await c.addUser("pollster", "worker")
     const w = apiFor(c, "pollster")

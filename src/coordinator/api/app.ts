@@ -77,6 +77,18 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     c.header("Cache-Control", "no-store")
   })
 
+  // Hono answers HEAD by running the GET handler and dropping its body. For a long poll or a stream that
+  // holds a connection slot until the client goes away, and a dropped body never tells it so: the slot
+  // would stay taken for good (64 HEADs locked every page out of the dashboard's live view). The API and
+  // the dashboard's data routes have nothing to offer HEAD; the pages, /health and /metrics keep it.
+  app.use("*", async (c, next) => {
+    if (c.req.method === "HEAD" && (c.req.path.startsWith("/api/") || c.req.path.startsWith("/dashboard/api/"))) {
+      c.header("Allow", "GET, POST")
+      return c.json({ error: { code: "E_METHOD", message: "HEAD is not supported on the API; use GET" } }, 405)
+    }
+    await next()
+  })
+
   /**
    * Liveness and readiness with the state of each part: 200 when the coordinator can serve, 503 while
    * it starts or shuts down, or when its database does not answer.
