@@ -99,6 +99,7 @@ describe("argument policy: refusals", () => {
     ["glob braces, numeric type", ["-pattern_type", "1", "-i", "a{,/../../x}.png", "-f", "null", "-"], /may not contain braces/],
     ["glob_sequence (the default) %{ braces", ["-f", "image2", "-i", "%{/etc/passwd,%}", "-f", "null", "-"], /-pattern_type glob_sequence patterns may not contain braces/],
     ["glob directory outside", ["-pattern_type", "glob", "-i", "../*", "-f", "null", "-"], /glob pattern directory relative path "\.\." leaves/],
+    ["glob matching a symlink out of the root", ["-pattern_type", "glob", "-i", "lin*.txt", "-f", "null", "-"], /^argument 4 "lin\*\.txt": glob pattern matches a file outside the job's directories/],
     ["glob .. after a wildcard", ["-pattern_type", "glob", "-i", "*/../../x", "-f", "null", "-"], /may not contain "\.\." after a wildcard/],
     // R2.2: values unescaped as av_get_token does.
     ["-x264-params with a backslash", ["-i", "in.mkv", "-x264-params", "stats=\\/tmp/x.log", "out.mkv"], /argument 4 .*"\/tmp\/x\.log" is outside/],
@@ -220,6 +221,7 @@ describe("argument policy: allowed jobs", () => {
 
   test("glob and sequence patterns inside the job's directories", async () => {
     await check(["-f", "image2", "-pattern_type", "glob", "-i", "sub/*.png", "-f", "null", "-"])
+    await check(["-pattern_type", "glob", "-i", "i*.mkv", "-f", "null", "-"])
     await check(["-f", "image2", "-i", "img%03d.png", "-f", "null", "-"])
     await check(["-f", "image2", "-pattern_type", "sequence", "-i", "{a}%d.png", "-f", "null", "-"])
   })

@@ -223,22 +223,18 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const rel = posix.relative(base, abs)
         return short(rel && !rel.startsWith("..") ? rel : abs)
       }
+      /** Runs `fn` (sync, or until its promise settles) with refusals saying `where` instead of quoting. */
       const within = <T>(where: string, fn: () => T): T => {
         const before = inFile
         inFile = where
+        let sync = true
         try {
-          return fn()
+          const out = fn()
+          if (!(out instanceof Promise)) return out
+          sync = false
+          return out.finally(() => (inFile = before)) as T
         } finally {
-          inFile = before
-        }
-      }
-      const withinAsync = async (where: string, fn: () => Promise<void>) => {
-        const before = inFile
-        inFile = where
-        try {
-          await fn()
-        } finally {
-          inFile = before
+          if (sync) inFile = before
         }
       }
       /** One more playlist or list entry: capped per job, and a yield every few so one job never holds the loop. */
@@ -387,7 +383,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const dir = posix.dirname(abs)
         for (const e of playlistEntries(text)) {
           await entry(i)
-          await withinAsync(`line ${e.line} of ${fileName(abs)}`, async () => {
+          await within(`line ${e.line} of ${fileName(abs)}`, async () => {
             const u = parseUrl(e.uri)
             if (u.protocol !== "file") {
               if (!NETWORK_PROTOCOLS.has(u.protocol)) fail(i, `HLS playlist entry ${short(e.uri)}: protocol ${u.protocol} is not allowed`, "protocol")
@@ -413,7 +409,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           const directive = /^(\S+)\s*(.*)$/.exec(line)
           if (!directive || line.startsWith("#")) continue
           const [, word, rest] = directive
-          await withinAsync(`line ${n + 1} of ${fileName(abs)}`, async () => {
+          await within(`line ${n + 1} of ${fileName(abs)}`, async () => {
             if (word === "file") {
               await entry(i)
               const name = getToken(rest, 0, " \t").token
@@ -449,10 +445,11 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /**
        * image2 input patterns: `glob` (and `glob_sequence`, the default, for `%`-escaped wildcards)
-       * expands braces (GLOB_BRACE), so `{/abs/x,}` names any path: braces are refused, and the
-       * directory before the first wildcard must be the job's. Any other value is taken as a glob.
+       * expands braces (GLOB_BRACE), so `{/abs/x,}` names any path: braces are refused, the
+       * directory before the first wildcard must be the job's, and so must every match (a symlink
+       * inside pointing out). Any other `-pattern_type` value is taken as a glob.
        */
-      const checkGlob = (file: FileArg) => {
+      const checkGlob = async (file: FileArg) => {
         const type = fileOption(file, "pattern_type")
         if (type !== undefined && /^(sequence|none|2|3)$/.test(type)) return
         const explicit = type !== undefined && !/^(glob_sequence|0)$/.test(type)
@@ -463,7 +460,18 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const wild = pattern.search(/[*?[]/)
         if (wild === -1) return
         if (/(^|\/)\.\.(\/|$)/.test(pattern.slice(wild))) fail(file.index, 'a glob pattern may not contain ".." after a wildcard')
-        checkPath(file.index, posix.dirname(pattern.slice(0, wild) + "x"), base, "glob pattern directory")
+        const dir = checkPath(file.index, posix.dirname(pattern.slice(0, wild) + "x"), base, "glob pattern directory")
+        const rest = pattern.slice(pattern.lastIndexOf("/", wild) + 1)
+        let matches: string[] = []
+        try {
+          matches = [...new Bun.Glob(rest).scanSync({ cwd: dir, onlyFiles: false, followSymlinks: false, dot: false })]
+        } catch {
+          // No such folder: ffmpeg finds nothing either.
+        }
+        for (const m of matches) {
+          await entry(file.index)
+          if (!confined(posix.join(dir, m))) fail(file.index, "glob pattern matches a file outside the job's directories (a symlink)")
+        }
       }
       /** `[f=matroska:onfail=ignore]out.mkv`: av_dict_parse_string pairs (unescaped). */
       const teeOptions = (opts: string) => {
@@ -493,7 +501,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
           return
         }
-        if (file.kind === "input") checkGlob(file)
+        if (file.kind === "input") await checkGlob(file)
         const path = checkUrl(i, file.url, base)
         if (file.kind === "input") {
           if (path) await sniff(i, path, format)
