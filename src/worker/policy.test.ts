@@ -31,6 +31,7 @@ writeFileSync(join(media, "media.m3u8"), "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP
 writeFileSync(join(media, "rootonly.txt"), "root:SECRETHASH:0:0:root:/root:/bin/bash\n")
 writeFileSync(join(media, "cmds-escaped.txt"), "0.5 drawtext reinit textfile=\\/etc/passwd;\n")
 writeFileSync(join(media, "many.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".repeat(20_001))
+writeFileSync(join(media, "long-graph.txt"), "null,".repeat(6000) + "null")
 writeFileSync(join(media, "long.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".repeat(15_000))
 for (const n of ["a", "b", "c"]) writeFileSync(join(media, `fat-${n}.m3u8`), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(300_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
@@ -227,17 +228,22 @@ describe("argument policy: allowed jobs", () => {
   })
 
   test("long checks yield to the event loop (heartbeats keep flowing)", async () => {
-    let turns = 0
-    let done = false
-    const spin = () => {
-      turns++
-      if (!done) setImmediate(spin)
+    /** How many turns the event loop took while `args` were checked. */
+    const turnsDuring = async (args: string[]) => {
+      let turns = 0
+      let done = false
+      const spin = () => {
+        turns++
+        if (!done) setImmediate(spin)
+      }
+      setImmediate(spin)
+      await check(args)
+      done = true
+      return turns
     }
-    setImmediate(spin)
-    await check(["-i", "long.m3u8", "-f", "null", "-"])
-    done = true
-    // 15000 entries, a yield every 256: the loop ran other work during the check.
-    expect(turns).toBeGreaterThan(20)
+    // 15000 entries, or 6000 filters, a yield every 256: the loop ran other work during the check.
+    expect(await turnsDuring(["-i", "long.m3u8", "-f", "null", "-"])).toBeGreaterThan(20)
+    expect(await turnsDuring(["-i", "in.mkv", "-filter_script:v", "long-graph.txt", "-f", "null", "-"])).toBeGreaterThan(10)
   })
 
   test("stdin and stdout pipes", async () => {

@@ -211,6 +211,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       let playlists = 0
       let entries = 0
       let spent = 0
+      let steps = 0
       /** Set while checking what a file says (`line 3 of "list.m3u8"`): refusals then quote no content. */
       let inFile: string | undefined
 
@@ -237,10 +238,14 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           if (sync) inFile = before
         }
       }
-      /** One more playlist or list entry: capped per job, and a yield every few so one job never holds the loop. */
+      /** A yield to the event loop every few steps (entries, filters, lines) so one job never holds it. */
+      const step = async () => {
+        if (++steps % YIELD_EVERY === 0) await tick()
+      }
+      /** One more playlist or list entry: capped per job. */
       const entry = async (i: number) => {
         if (++entries > MAX_ENTRIES) fail(i, `the job's playlists and lists have more than ${MAX_ENTRIES} entries; too many to check`, "limit")
-        if (entries % YIELD_EVERY === 0) await tick()
+        await step()
       }
       const confined = (abs: string) => {
         const norm = posix.resolve(abs)
@@ -339,9 +344,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (spent > MAX_READ) fail(i, `the job's playlists, lists and scripts add up to more than ${MAX_READ >> 20} MiB; too much to check`, "limit")
         return bytes ? dec.decode(bytes) : undefined
       }
-      const checkGraph = (i: number, graph: string, depth = 0) => {
+      const checkGraph = async (i: number, graph: string, depth = 0): Promise<void> => {
         if (depth > 3) fail(i, "filtergraph nests movie sources too deeply", "limit")
         for (const f of parseFiltergraph(graph)) {
+          await step()
           const what = `filter ${f.name || "(unnamed)"}`
           const named = (keys: string[], pos?: number) =>
             f.options.filter((o, n) => (o.key === undefined ? pos !== undefined && f.options.slice(0, n).filter((x) => x.key === undefined).length === pos : keys.includes(o.key)))
@@ -361,14 +367,18 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             for (const o of named(keys, files.pos)) {
               checked.add(o)
               const key = o.key ?? keys[0]
-              if (format === "lavfi") checkGraph(i, o.value, depth + 1)
+              if (format === "lavfi") await checkGraph(i, o.value, depth + 1)
               else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))) continue
               else {
                 const path = checkUrl(i, o.value, base, what)
                 // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
                 const text = path && (f.name === "sendcmd" || f.name === "asendcmd") ? readText(i, path, `${what} file`) : undefined
                 if (text !== undefined) {
-                  text.split(LINES).forEach((line, n) => within(`line ${n + 1} of ${fileName(path!)}`, () => scan(i, line, `${what} file`)))
+                  const lines = text.split(LINES)
+                  for (let n = 0; n < lines.length; n++) {
+                    await step()
+                    within(`line ${n + 1} of ${fileName(path!)}`, () => scan(i, lines[n], `${what} file`))
+                  }
                   within(fileName(path!), () => scan(i, text, `${what} file`))
                 }
               }
@@ -420,7 +430,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             } else if (word === "option") {
               const key = getToken(rest, 0, " \t")
               const value = getToken(rest, key.end, "").token
-              checkOption(key.token, value, i)
+              await checkOption(key.token, value, i)
             }
           })
         }
@@ -514,7 +524,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
         }
       }
-      const checkOption = (name: string, value: string, i: number) => {
+      const checkOption = async (name: string, value: string, i: number): Promise<void> => {
         if (TEXT_OPTIONS.has(name)) return
         if ((name === "safe" && !/^(1|true)$/i.test(value)) || (name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value)) {
           fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`, "option")
@@ -528,7 +538,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           const path = checkUrl(i, value, base, `-${name}`)
           if (path && (name === "filter_script" || name === "filter_complex_script" || name === "graph_file")) {
             const text = readText(i, path, `-${name} file`)
-            if (text !== undefined) within(`${fileName(path)} (the -${name} file)`, () => checkGraph(i, text))
+            if (text !== undefined) await within(`${fileName(path)} (the -${name} file)`, () => checkGraph(i, text))
           }
           if (path && name === "hls_key_info_file") {
             const keyFile = readText(i, path, "-hls_key_info_file")?.split(LINES)[1]?.trim()
@@ -540,7 +550,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
 
       const parsed = parseArgv(tool, job.args)
-      for (const t of parsed.tokens) if (t.role === "value") checkOption(t.name!, t.text, t.index)
+      for (const t of parsed.tokens) if (t.role === "value") await checkOption(t.name!, t.text, t.index)
       for (const f of parsed.files) {
         await checkFile(f)
         await tick()
