@@ -162,6 +162,11 @@ describe("argument policy: refusals", () => {
     expect(await refusal(["-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"])).toBe('argument 4 "rootonly.txt": line 1 of "rootonly.txt" names a protocol that is not allowed')
   })
 
+  test("a file outside the job's working directory is named by its base name, never by its worker path", async () => {
+    const msg = await refusal(["-i", "../../key.m3u8", "-f", "null", "-"], { cwd: "$Media/sub/deep" })
+    expect(msg).toBe('argument 2 "../../key.m3u8": line 2 of "key.m3u8" names a file outside the job\'s directories')
+  })
+
   test("a file the job's user could not read is not read (treated as missing, so not quoted)", async () => {
     const deps: PolicyDeps = { read: (p, max) => readHead(p, max, { uid: 4242, gid: 4242 }) }
     chmodSync(join(media, "rootonly.txt"), 0o600)

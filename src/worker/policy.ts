@@ -219,10 +219,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const said = inFile !== undefined && kind !== "limit" ? `${inFile} ${IN_FILE[kind]}` : rule
         throw new PolicyError(`argument ${i + 1} ${short(job.original[i] ?? job.args[i])}: ${said}`, { argument: i + 1 })
       }
-      /** A file's name in a refusal: relative to the job's directory when inside it. */
+      /** A file's name in a refusal: relative to the job's directory when inside it, else its base name (no worker paths). */
       const fileName = (abs: string) => {
         const rel = posix.relative(base, abs)
-        return short(rel && !rel.startsWith("..") ? rel : abs)
+        return short(rel && !rel.startsWith("..") ? rel : posix.basename(abs))
       }
       /** Runs `fn` (sync, or until its promise settles) with refusals saying `where` instead of quoting. */
       const within = <T>(where: string, fn: () => T): T => {
