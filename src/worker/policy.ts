@@ -162,8 +162,8 @@ const SNIFF = 4096
 /** Playlists and lists checked per job (nested ones included). */
 const MAX_PLAYLISTS = 64
 /** Per job: entries of playlists and lists checked, and bytes of files read whole to be checked. */
-export const MAX_ENTRIES = 20_000
-export const MAX_READ = 16 << 20
+const MAX_ENTRIES = 20_000
+const MAX_READ = 16 << 20
 /** Entries checked between two yields to the event loop (heartbeats keep flowing). */
 const YIELD_EVERY = 256
 const tick = () => new Promise<void>((r) => setImmediate(r))
