@@ -75,7 +75,7 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), ca: resolveCa(cfg.coordinator, opts.base), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
   warnOpenKeyFile(cfg, opts.base, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
-  const policy = workerPolicy(cfg, binaries, log)
+  const policy = workerPolicy(cfg, binaries, log, confinement.owner)
   const mounts = createMountMonitor(cfg, log)
   const runs = new Map<string, Run>()
   const idleWaiters: (() => void)[] = []

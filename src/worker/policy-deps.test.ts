@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConfigError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
 import type { WorkerConfig } from "../shared/config/schema.ts"
-import { attachmentProber, readHead, workerPolicy } from "./policy-deps.ts"
+import { attachmentProber, mayRead, readHead, workerPolicy } from "./policy-deps.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "dffmpeg-policy-deps-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -21,6 +21,39 @@ describe("readHead", () => {
     expect(Bun.spawnSync(["mkfifo", join(dir, "fifo")]).exitCode).toBe(0)
     expect(readHead(join(dir, "fifo"), 4)).toBeUndefined()
     expect(readHead(dir, 4)).toBeUndefined()
+  })
+
+  test("with a reader (the job's run_as user): only what that user's owner, group or other bits allow", () => {
+    const me = { uid: process.getuid!(), gid: process.getgid!() }
+    const other = { uid: me.uid + 4242, gid: me.gid + 4242 }
+    const open = join(dir, "open")
+    mkdirSync(open, { mode: 0o755 })
+    chmodSync(open, 0o755)
+    chmodSync(dir, 0o755)
+    const f = join(open, "secret")
+    writeFileSync(f, "root:SECRET:0:0\n", { mode: 0o600 })
+    chmodSync(f, 0o600)
+    expect(readHead(f, 64, other)).toBeUndefined()
+    expect(readHead(f, 64, me)).toBeDefined()
+    expect(readHead(f, 64)).toBeDefined()
+    chmodSync(f, 0o644)
+    expect(new TextDecoder().decode(readHead(f, 4, other))).toBe("root")
+    // A folder above the file that the reader may not search hides it too.
+    chmodSync(open, 0o700)
+    expect(readHead(f, 4, other)).toBeUndefined()
+    chmodSync(open, 0o755)
+    chmodSync(dir, 0o700)
+  })
+
+  test("mayRead: owner, then group, then other bits; uid 0 reads everything", () => {
+    const st = { uid: 10, gid: 20, mode: 0o100640 }
+    expect(mayRead(st, { uid: 10, gid: 99 }, 4)).toBe(true)
+    expect(mayRead(st, { uid: 11, gid: 20 }, 4)).toBe(true)
+    expect(mayRead(st, { uid: 11, gid: 21 }, 4)).toBe(false)
+    // The owner's own bits decide for the owner, even when other bits would allow.
+    expect(mayRead({ uid: 10, gid: 20, mode: 0o100044 }, { uid: 10, gid: 20 }, 4)).toBe(false)
+    expect(mayRead({ uid: 10, gid: 20, mode: 0o040711 }, { uid: 11, gid: 21 }, 1)).toBe(true)
+    expect(mayRead({ uid: 10, gid: 20, mode: 0o000 }, { uid: 0, gid: 0 }, 4)).toBe(true)
   })
 })
 

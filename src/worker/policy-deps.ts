@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync, statSync } from "node:fs"
 import { dirname } from "node:path"
 import type { WorkerConfig } from "../shared/config/schema.ts"
 import { ConfigError } from "../shared/errors.ts"
@@ -7,8 +7,30 @@ import { type ArgumentPolicy, createArgumentPolicy, parseHostRule, type PolicyDe
 
 const PROBE_TIMEOUT_MS = 20_000
 
-/** Reads at most `max` bytes of a regular file (never a FIFO or device, which could block). */
-export function readHead(path: string, max: number): Uint8Array | undefined {
+/** The user a job runs as (the worker's run_as, when the worker is root). */
+export interface Reader {
+  uid: number
+  gid: number
+}
+
+/**
+ * Whether `reader` may read a file with this owner and mode, and search every folder above it: the
+ * owner, group or other bits. Conservative: the reader's supplementary groups are not considered
+ * (a file only they could read is treated as unreadable), nor ACLs.
+ */
+export function mayRead(st: { uid: number; gid: number; mode: number }, reader: Reader, bit: 4 | 1): boolean {
+  if (reader.uid === 0) return true
+  const shift = st.uid === reader.uid ? 6 : st.gid === reader.gid ? 3 : 0
+  return ((st.mode >> shift) & bit) !== 0
+}
+
+/**
+ * Reads at most `max` bytes of a regular file (never a FIFO or device, which could block). With a
+ * `reader` (the job's run_as user), a file that user could not read is treated as missing: the
+ * worker (root) never reads, on a job's behalf, what the job itself could not.
+ */
+export function readHead(path: string, max: number, reader?: Reader): Uint8Array | undefined {
+  if (reader && !folderSearchable(path, reader)) return undefined
   let fd: number
   try {
     // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
@@ -19,6 +41,7 @@ export function readHead(path: string, max: number): Uint8Array | undefined {
   try {
     const st = fstatSync(fd)
     if (!st.isFile()) return undefined
+    if (reader && !mayRead(st, reader, 4)) return undefined
     const buf = new Uint8Array(Math.min(max, st.size))
     const n = readSync(fd, buf, 0, buf.length, 0)
     return buf.subarray(0, n)
@@ -26,6 +49,26 @@ export function readHead(path: string, max: number): Uint8Array | undefined {
     return undefined
   } finally {
     closeSync(fd)
+  }
+}
+
+/** Every folder above the file (after symlinks) searchable by `reader`. */
+function folderSearchable(path: string, reader: Reader): boolean {
+  let dir: string
+  try {
+    dir = dirname(realpathSync(path))
+  } catch {
+    return false
+  }
+  for (;;) {
+    try {
+      if (!mayRead(statSync(dir), reader, 1)) return false
+    } catch {
+      return false
+    }
+    const up = dirname(dir)
+    if (up === dir) return true
+    dir = up
   }
 }
 
@@ -51,8 +94,11 @@ export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attac
   }
 }
 
-/** The worker's policy from its config, or undefined (with a warning) when `argument_policy: false`. */
-export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger): ArgumentPolicy | undefined {
+/**
+ * The worker's policy from its config, or undefined (with a warning) when `argument_policy: false`.
+ * `reader` is the user jobs run as (Confinement.owner): the policy reads only what that user could.
+ */
+export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger, reader?: Reader): ArgumentPolicy | undefined {
   if (!cfg.argument_policy) {
     log.warn("argument policy is off (argument_policy: false): job arguments are not checked before spawning")
     return undefined
@@ -64,6 +110,6 @@ export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, l
   const ffprobe = binaries.get("ffprobe")
   return createArgumentPolicy(
     { allowNetwork: cfg.allow_network, allowedHosts: cfg.allowed_hosts },
-    { read: readHead, attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined },
+    { read: (path, max) => readHead(path, max, reader), attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined },
   )
 }

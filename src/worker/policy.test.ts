@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
@@ -24,6 +24,16 @@ writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\
 writeFileSync(join(media, "fine-list.txt"), "ffconcat version 1.0\n# a comment\nfile in.mkv\nfile 'sub/../in.mkv'\nduration 1\n")
 writeFileSync(join(media, "cmds.txt"), "0.5 drawtext reinit 'textfile=/etc/passwd';\n")
 writeFileSync(join(media, "big.m3u8"), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(450_000))
+writeFileSync(join(media, "inner.m3u8"), "#EXTM3U\n#EXTINF:1,\n../secret.txt\n")
+writeFileSync(join(media, "hls-list.txt"), "ffconcat version 1.0\nfile inner.m3u8\n")
+writeFileSync(join(media, "map.m3u8"), "#EXTM3U\n#EXT-X-MAP:URI=../secret.txt\n#EXTINF:1,\nin.mkv\n")
+writeFileSync(join(media, "media.m3u8"), "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=a, URI=sub/bad.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\nok.m3u8\n")
+writeFileSync(join(media, "rootonly.txt"), "root:SECRETHASH:0:0:root:/root:/bin/bash\n")
+writeFileSync(join(media, "cmds-escaped.txt"), "0.5 drawtext reinit textfile=\\/etc/passwd;\n")
+writeFileSync(join(media, "many.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".repeat(20_001))
+writeFileSync(join(media, "long-graph.txt"), "null,".repeat(6000) + "null")
+writeFileSync(join(media, "long.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".repeat(15_000))
+for (const n of ["a", "b", "c"]) writeFileSync(join(media, `fat-${n}.m3u8`), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(300_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -67,15 +77,47 @@ describe("argument policy: refusals", () => {
     ["drawtext textfile", ["-i", "in.mkv", "-vf", "drawtext=textfile=/etc/passwd", "-f", "null", "-"], /filter drawtext/],
     ["-attach ../x", ["-i", "in.mkv", "-attach", "../x", "out.mkv"], /argument 4 "\.\.\/x": -attach relative path/],
     ["-filter_script ../x", ["-i", "in.mkv", "-filter_script:v", "../x", "-f", "null", "-"], /-filter_script relative path/],
-    ["-filter_script content", ["-i", "in.mkv", "-filter_script:v", "graph.txt", "-f", "null", "-"], /argument 4 "graph\.txt": filter movie "\/etc\/passwd"/],
-    ["HLS segment escaping the root", ["-i", "sub/bad.m3u8", "-f", "null", "-"], /argument 2 "sub\/bad\.m3u8": HLS playlist entry "\.\.\/\.\.\/secret\.txt" is outside/],
-    ["HLS key URI", ["-i", "key.m3u8", "-f", "null", "-"], /HLS playlist entry "\/etc\/passwd"/],
-    ["HLS variant playlist", ["-i", "nested.m3u8", "-f", "null", "-"], /HLS playlist entry "\.\.\/\.\.\/secret\.txt"/],
+    ["-filter_script content", ["-i", "in.mkv", "-filter_script:v", "graph.txt", "-f", "null", "-"], /^argument 4 "graph\.txt": "graph\.txt" \(the -filter_script file\) names a file outside the job's directories$/],
+    ["HLS segment escaping the root", ["-i", "sub/bad.m3u8", "-f", "null", "-"], /^argument 2 "sub\/bad\.m3u8": line 4 of "sub\/bad\.m3u8" names a file outside the job's directories$/],
+    ["HLS key URI", ["-i", "key.m3u8", "-f", "null", "-"], /line 2 of "key\.m3u8" names a file outside/],
+    ["HLS variant playlist", ["-i", "nested.m3u8", "-f", "null", "-"], /^argument 2 "nested\.m3u8": line 4 of "sub\/bad\.m3u8" names a file outside/],
+    // R1: format names match case-insensitively in ffmpeg (av_match_name).
+    ["-f LAVFI ladspa by path", ["-f", "LAVFI", "-i", "anullsrc,ladspa=file=./evil.so", "-f", "null", "-"], /filter ladspa may only load plugins by name/],
+    ["-f LAVFI movie=", ["-f", "LAVFI", "-i", "movie=/etc/passwd", "-f", "null", "-"], /^argument 4 "movie=\/etc\/passwd": filter movie "\/etc\/passwd" is outside/],
+    ["movie f=LAVFI nests a graph", ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=LAVFI", "-f", "null", "-"], /filter amovie/],
+    ["movie format_name=V4L2", ["-f", "lavfi", "-i", "movie=/dev/video0:format_name=V4L2", "-f", "null", "-"], /may not open device v4l2/],
+    ["-f TEE slave outside", ["-i", "in.mkv", "-f", "TEE", "-map", "0", "[f=matroska]/tmp/x.mkv"], /tee output "\/tmp\/x\.mkv" is outside/],
+    ["tee slave f=ALSA (escaped)", ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=AL\\SA]default"], /tee output format alsa is a device/],
+    ["-f HLS on a file without the header", ["-f", "HLS", "-i", "rootonly.txt", "-f", "null", "-"], /line 1 of "rootonly\.txt" names a protocol that is not allowed/],
+    ["-f AppleHTTP is hls", ["-f", "AppleHTTP", "-i", "rootonly.txt", "-f", "null", "-"], /line 1 of "rootonly\.txt"/],
+    ["-f DASH", ["-f", "DASH", "-i", "in.mkv", "-f", "null", "-"], /input format dash lists other files/],
+    ["-f SDP", ["-f", "SDP", "-i", "in.mkv", "-f", "null", "-"], /network protocol sdp is not allowed/],
+    ["-f V4L2", ["-f", "V4L2", "-i", "video0", "-f", "null", "-"], /format v4l2 is a capture or playback device/],
+    ["-f Video4Linux2", ["-f", "Video4Linux2", "-i", "in.mkv", "-f", "null", "-"], /format v4l2 is a capture/],
+    ["-graph of the lavfi demuxer", ["-f", "lavfi", "-graph", "movie=/etc/passwd", "-i", "x", "-f", "null", "-"], /filter movie "\/etc\/passwd"/],
+    // R2.1: glob patterns expand braces.
+    ["glob braces", ["-f", "image2", "-pattern_type", "glob", "-i", "{/etc/passwd,}", "-f", "null", "-"], /^argument 6 "\{\/etc\/passwd,\}": -pattern_type glob patterns may not contain braces/],
+    ["glob braces, numeric type", ["-pattern_type", "1", "-i", "a{,/../../x}.png", "-f", "null", "-"], /may not contain braces/],
+    ["glob_sequence (the default) %{ braces", ["-f", "image2", "-i", "%{/etc/passwd,%}", "-f", "null", "-"], /-pattern_type glob_sequence patterns may not contain braces/],
+    ["glob directory outside", ["-pattern_type", "glob", "-i", "../*", "-f", "null", "-"], /glob pattern directory relative path "\.\." leaves/],
+    ["glob matching a symlink out of the root", ["-pattern_type", "glob", "-i", "lin*.txt", "-f", "null", "-"], /^argument 4 "lin\*\.txt": glob pattern matches a file outside the job's directories/],
+    ["glob .. after a wildcard", ["-pattern_type", "glob", "-i", "*/../../x", "-f", "null", "-"], /may not contain "\.\." after a wildcard/],
+    // R2.2: values unescaped as av_get_token does.
+    ["-x264-params with a backslash", ["-i", "in.mkv", "-x264-params", "stats=\\/tmp/x.log", "out.mkv"], /argument 4 .*"\/tmp\/x\.log" is outside/],
+    ["-x264-params quoted", ["-i", "in.mkv", "-x264-params", "stats='/tmp/x.log'", "out.mkv"], /"\/tmp\/x\.log" is outside/],
+    ["sendcmd file with an escaped path", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds-escaped.txt,drawtext=text=x", "-f", "null", "-"], /line 1 of "cmds-escaped\.txt" names a file outside/],
+    // R2.3, R2.4: what a concat entry is, unquoted HLS attributes.
+    ["a concat entry that is an HLS playlist escaping", ["-f", "concat", "-i", "hls-list.txt", "-f", "null", "-"], /^argument 4 "hls-list\.txt": line 3 of "inner\.m3u8" names a file outside/],
+    ["unquoted EXT-X-MAP URI", ["-i", "map.m3u8", "-f", "null", "-"], /line 2 of "map\.m3u8" names a file outside/],
+    ["unquoted EXT-X-MEDIA URI naming a bad playlist", ["-i", "media.m3u8", "-f", "null", "-"], /line 4 of "sub\/bad\.m3u8"/],
+    // R4: per-job caps.
+    ["more than 20000 playlist entries", ["-i", "many.m3u8", "-f", "null", "-"], /^argument 2 "many\.m3u8": the job's playlists and lists have more than 20000 entries; too many to check$/],
+    ["more than 16 MiB of playlists read", ["-i", "fat-a.m3u8", "-i", "fat-b.m3u8", "-i", "fat-c.m3u8", "-f", "null", "-"], /^argument 6 "fat-c\.m3u8": the job's playlists, lists and scripts add up to more than 16 MiB/],
     ["HLS playlist too large to check whole", ["-i", "big.m3u8", "-f", "null", "-"], /HLS playlist is larger than 8 MiB; too large to check/],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
     ["-f concat -safe 0", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"], /argument 4 "0": -safe 0 lets the input name files outside/],
-    ["option enable_drefs in a concat list", ["-i", "drefs.txt", "-f", "null", "-"], /argument 2 "drefs\.txt": -enable_drefs 1 lets the input/],
-    ["a concat list entry that is a symlink out of the root", ["-f", "concat", "-i", "linked.txt", "-f", "null", "-"], /concat list entry "link\.txt" is outside/],
+    ["option enable_drefs in a concat list", ["-i", "drefs.txt", "-f", "null", "-"], /^argument 2 "drefs\.txt": line 3 of "drefs\.txt" sets an option that is not allowed$/],
+    ["a concat list entry that is a symlink out of the root", ["-f", "concat", "-i", "linked.txt", "-f", "null", "-"], /line 2 of "linked\.txt" names a file outside/],
     ["-enable_drefs", ["-enable_drefs", "1", "-i", "in.mkv", "-f", "null", "-"], /-enable_drefs 1/],
     ["tee slave absolute path", ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=matroska]/tmp/x.mkv|[f=null]-"], /argument 7 .*tee output "\/tmp\/x\.mkv" is outside/],
     ["tee slave relative escape", ["-i", "in.mkv", "-f", "tee", "[f=matroska]a.mkv|../b.mkv"], /tee output relative path "\.\.\/b\.mkv"/],
@@ -95,10 +137,10 @@ describe("argument policy: refusals", () => {
     ["preset with a path", ["-i", "in.mkv", "-vpre", "../../../etc/passwd", "out.mkv"], /preset names may not contain a path/],
     ["-progress outside", ["-progress", "../../p.txt", "-i", "in.mkv", "-f", "null", "-"], /-progress may not contain/],
     ["an AVOption value naming a file", ["-i", "in.mkv", "-x264-params", "stats=/tmp/x.log", "out.mkv"], /argument 4 "stats=\/tmp\/x\.log": "\/tmp\/x\.log" is outside the job's path variables/],
-    ["hls_key_info_file naming a key outside", ["-i", "in.mkv", "-hls_key_info_file", "keyinfo.txt", "out.m3u8"], /key file in -hls_key_info_file "\/etc\/passwd"/],
+    ["hls_key_info_file naming a key outside", ["-i", "in.mkv", "-hls_key_info_file", "keyinfo.txt", "out.m3u8"], /line 2 of "keyinfo\.txt" names a file outside/],
     ["master_pl_name with a directory", ["-i", "in.mkv", "-master_pl_name", "x/../../m.m3u8", "out.m3u8"], /-master_pl_name/],
     ["ladspa plugin by path", ["-i", "in.mkv", "-af", "ladspa=file=/tmp/evil.so", "-f", "null", "-"], /filter ladspa may only load plugins by name/],
-    ["sendcmd commands from a file", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"], /filter sendcmd file "\/etc\/passwd" is outside/],
+    ["sendcmd commands from a file", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"], /line 1 of "cmds\.txt" names a file outside/],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
     ["unix socket outside", ["-i", "unix:/run/docker.sock", "-f", "null", "-"], /unix socket "\/run\/docker\.sock" is outside/, { cfg: { allowNetwork: true } }],
     ["unix socket without network", ["-i", "unix:sock", "-f", "null", "-"], /network protocol unix is not allowed/],
@@ -111,6 +153,32 @@ describe("argument policy: refusals", () => {
       expect(await refusal(args, o)).toMatch(re)
     })
   }
+
+  test("a refusal about a file's content never quotes the content (R3)", async () => {
+    for (const f of ["hls", "concat"]) {
+      const msg = await refusal(["-f", f, "-i", "rootonly.txt", "-f", "null", "-"]).catch((e) => String(e))
+      expect(msg).not.toMatch(/SECRETHASH|root:/)
+    }
+    expect(await refusal(["-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"])).toBe('argument 4 "rootonly.txt": line 1 of "rootonly.txt" names a protocol that is not allowed')
+  })
+
+  test("a file outside the job's working directory is named by its base name, never by its worker path", async () => {
+    const msg = await refusal(["-i", "../../key.m3u8", "-f", "null", "-"], { cwd: "$Media/sub/deep" })
+    expect(msg).toBe('argument 2 "../../key.m3u8": line 2 of "key.m3u8" names a file outside the job\'s directories')
+  })
+
+  test("a file the job's user could not read is not read (treated as missing, so not quoted)", async () => {
+    const deps: PolicyDeps = { read: (p, max) => readHead(p, max, { uid: 4242, gid: 4242 }) }
+    chmodSync(join(media, "rootonly.txt"), 0o600)
+    try {
+      const policy = createArgumentPolicy({ allowNetwork: false, allowedHosts: [] }, deps)
+      const args = ["-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"]
+      const mapped = mapper.mapArgs(args, ["Media"], "$Media")
+      await policy.check({ binary: "ffmpeg", original: args, args: mapped.args, cwd: mapped.cwd, roots: mapper.roots(["Media"]), isPassthrough: mapper.isPassthrough })
+    } finally {
+      chmodSync(join(media, "rootonly.txt"), 0o644)
+    }
+  })
 
   test("long values are truncated in the message", async () => {
     const msg = await refusal(["-i", `../${"a".repeat(200)}`, "-f", "null", "-"])
@@ -155,6 +223,32 @@ describe("argument policy: allowed jobs", () => {
   test("a job's own -protocol_whitelist is narrowed, never widened", async () => {
     const { args } = await check(["-protocol_whitelist", "file,http,tcp", "-i", "in.mkv", "-f", "null", "-"])
     expect(args.slice(0, 4)).toEqual(["-protocol_whitelist", "file,http,tcp", "-protocol_whitelist", "file"])
+  })
+
+  test("glob and sequence patterns inside the job's directories", async () => {
+    await check(["-f", "image2", "-pattern_type", "glob", "-i", "sub/*.png", "-f", "null", "-"])
+    await check(["-pattern_type", "glob", "-i", "i*.mkv", "-f", "null", "-"])
+    await check(["-f", "image2", "-i", "img%03d.png", "-f", "null", "-"])
+    await check(["-f", "image2", "-pattern_type", "sequence", "-i", "{a}%d.png", "-f", "null", "-"])
+  })
+
+  test("long checks yield to the event loop (heartbeats keep flowing)", async () => {
+    /** How many turns the event loop took while `args` were checked. */
+    const turnsDuring = async (args: string[]) => {
+      let turns = 0
+      let done = false
+      const spin = () => {
+        turns++
+        if (!done) setImmediate(spin)
+      }
+      setImmediate(spin)
+      await check(args)
+      done = true
+      return turns
+    }
+    // 15000 entries, or 6000 filters, a yield every 256: the loop ran other work during the check.
+    expect(await turnsDuring(["-i", "long.m3u8", "-f", "null", "-"])).toBeGreaterThan(20)
+    expect(await turnsDuring(["-i", "in.mkv", "-filter_script:v", "long-graph.txt", "-f", "null", "-"])).toBeGreaterThan(10)
   })
 
   test("stdin and stdout pipes", async () => {

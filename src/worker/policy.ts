@@ -1,7 +1,8 @@
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
-import { type FileArg, fileOption, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
+import { type FileArg, fileOption, formatName, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
 import { type FilterOption, getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
+import { LINES, playlistEntries } from "../shared/ffargs/hls.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
 import { canonical, isInside } from "../shared/paths/mapping.ts"
@@ -42,7 +43,10 @@ export interface PolicyJob {
 export type Confine = (command: string[], cwd: string) => { argv: string[]; env?: Record<string, string>; infoFd: boolean; started?(pid: number): void }
 
 export interface PolicyDeps {
-  /** Up to `max` bytes of a regular file, undefined when it is missing or not a regular file. */
+  /**
+   * Up to `max` bytes of a regular file, undefined when it is missing, not a regular file or not
+   * readable by the user the job runs as (the policy never reads more than the job itself could).
+   */
   read(path: string, max: number): Uint8Array | undefined
   /** The `filename` tags of a local input's attachment streams (for `-dump_attachment` without a name). */
   attachmentNames?(path: string, confine?: Confine): Promise<string[]>
@@ -54,6 +58,19 @@ export interface ArgumentPolicy {
 }
 
 export class PolicyError extends InvalidError {}
+
+/**
+ * What a refusal found inside a file the job named says instead of the rule (which quotes values):
+ * the file's content is never quoted back, only which file and line.
+ */
+type Kind = "path" | "protocol" | "network" | "option" | "filter" | "limit"
+const IN_FILE: Record<Exclude<Kind, "limit">, string> = {
+  path: "names a file outside the job's directories",
+  protocol: "names a protocol that is not allowed",
+  network: "names a network protocol or host that is not allowed on this worker",
+  option: "sets an option that is not allowed",
+  filter: "uses a filter option that is not allowed",
+}
 
 /** Where relative paths point for a job without a working directory (its fresh scratch directory). */
 const SCRATCH = "/.dffmpeg-scratch"
@@ -85,7 +102,7 @@ const WRITE_OPTIONS = new Set([
   "hls_master_name", "segment_header_filename", "dump_attachment",
 ])
 const PRESETS = new Set(["pre", "vpre", "apre", "spre"])
-const GRAPHS = new Set(["vf", "af", "filter", "filter_complex", "lavfi"])
+const GRAPHS = new Set(["vf", "af", "filter", "filter_complex", "lavfi", "graph"])
 
 /** Filter options naming a file or URL; `pos` is the option's place for positional values. */
 const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
@@ -142,7 +159,14 @@ const NETWORK_FILTERS = new Set(["zmq", "azmq"])
 const MAX_TEXT = 8 << 20
 /** Bytes of an input read to recognise a playlist or manifest. */
 const SNIFF = 4096
+/** Playlists and lists checked per job (nested ones included). */
 const MAX_PLAYLISTS = 64
+/** Per job: entries of playlists and lists checked, and bytes of files read whole to be checked. */
+const MAX_ENTRIES = 20_000
+const MAX_READ = 16 << 20
+/** Entries checked between two yields to the event loop (heartbeats keep flowing). */
+const YIELD_EVERY = 256
+const tick = () => new Promise<void>((r) => setImmediate(r))
 const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
 const dec = new TextDecoder()
 
@@ -185,9 +209,43 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       const used = new Set<string>()
       const probes: { at: number; path: string }[] = []
       let playlists = 0
+      let entries = 0
+      let spent = 0
+      let steps = 0
+      /** Set while checking what a file says (`line 3 of "list.m3u8"`): refusals then quote no content. */
+      let inFile: string | undefined
 
-      const fail = (i: number, rule: string): never => {
-        throw new PolicyError(`argument ${i + 1} ${short(job.original[i] ?? job.args[i])}: ${rule}`, { argument: i + 1 })
+      const fail = (i: number, rule: string, kind: Kind = "path"): never => {
+        const said = inFile !== undefined && kind !== "limit" ? `${inFile} ${IN_FILE[kind]}` : rule
+        throw new PolicyError(`argument ${i + 1} ${short(job.original[i] ?? job.args[i])}: ${said}`, { argument: i + 1 })
+      }
+      /** A file's name in a refusal: relative to the job's directory when inside it, else its base name (no worker paths). */
+      const fileName = (abs: string) => {
+        const rel = posix.relative(base, abs)
+        return short(rel && !rel.startsWith("..") ? rel : posix.basename(abs))
+      }
+      /** Runs `fn` (sync, or until its promise settles) with refusals saying `where` instead of quoting. */
+      const within = <T>(where: string, fn: () => T): T => {
+        const before = inFile
+        inFile = where
+        let sync = true
+        try {
+          const out = fn()
+          if (!(out instanceof Promise)) return out
+          sync = false
+          return out.finally(() => (inFile = before)) as T
+        } finally {
+          if (sync) inFile = before
+        }
+      }
+      /** A yield to the event loop every few steps (entries, filters, lines) so one job never holds it. */
+      const step = async () => {
+        if (++steps % YIELD_EVERY === 0) await tick()
+      }
+      /** One more playlist or list entry: capped per job. */
+      const entry = async (i: number) => {
+        if (++entries > MAX_ENTRIES) fail(i, `the job's playlists and lists have more than ${MAX_ENTRIES} entries; too many to check`, "limit")
+        await step()
       }
       const confined = (abs: string) => {
         const norm = posix.resolve(abs)
@@ -205,10 +263,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         return abs
       }
       const checkHost = (i: number, protocol: string, rest: string) => {
-        if (!cfg.allowNetwork) fail(i, `network protocol ${protocol} is not allowed on this worker (allow_network is off)`)
+        if (!cfg.allowNetwork) fail(i, `network protocol ${protocol} is not allowed on this worker (allow_network is off)`, "network")
         const h = urlHost(rest)
-        if (!h && hosts.length) fail(i, `${protocol} URL has no host to check against allowed_hosts`)
-        if (h && !hostAllowed(h.host, h.port)) fail(i, `host ${h.host}${h.port ? `:${h.port}` : ""} is not in this worker's allowed_hosts`)
+        if (!h && hosts.length) fail(i, `${protocol} URL has no host to check against allowed_hosts`, "network")
+        if (h && !hostAllowed(h.host, h.port)) fail(i, `host ${h.host}${h.port ? `:${h.port}` : ""} is not in this worker's allowed_hosts`, "network")
         used.add("network")
       }
       /** A URL or path ffmpeg opens; returns the local path for plain files. */
@@ -218,7 +276,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const p = u.protocol
         if (p === "file") return checkPath(i, u.rest, from, what)
         if (p === "pipe") {
-          if (!/^[0-2]?$/.test(u.rest)) fail(i, "pipe may only use the job's stdin, stdout or stderr (pipe:0, pipe:1, pipe:2)")
+          if (!/^[0-2]?$/.test(u.rest)) fail(i, "pipe may only use the job's stdin, stdout or stderr (pipe:0, pipe:1, pipe:2)", "protocol")
           return undefined
         }
         if (p === "data") {
@@ -226,10 +284,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           return undefined
         }
         if (CONFINED_WRAPPERS.has(p)) {
-          if (!u.inner.length || u.inner.some((x) => !x)) fail(i, `${p} names no file`)
+          if (!u.inner.length || u.inner.some((x) => !x)) fail(i, `${p} names no file`, "protocol")
           for (const inner of u.inner) {
             const iu = parseUrl(inner)
-            if (iu.protocol !== "file") fail(i, `${p} may only read files under a path variable`)
+            if (iu.protocol !== "file") fail(i, `${p} may only read files under a path variable`, "protocol")
             if (!confined(posix.resolve(from, iu.rest))) fail(i, `${p} may only read files under a path variable`)
           }
           used.add(p)
@@ -238,7 +296,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (p === "unix") {
           // A local socket: a path like any other (never the worker's own sockets), and network.
           checkPath(i, u.rest.replace(/^\/\/(?=\/)/, ""), from, what || "unix socket")
-          if (!cfg.allowNetwork) fail(i, "network protocol unix is not allowed on this worker (allow_network is off)")
+          if (!cfg.allowNetwork) fail(i, "network protocol unix is not allowed on this worker (allow_network is off)", "network")
           used.add("network")
           return undefined
         }
@@ -246,11 +304,11 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           checkHost(i, p, u.rest)
           return undefined
         }
-        if (KNOWN_PROTOCOLS.has(p)) return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`)
-        return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`)
+        if (KNOWN_PROTOCOLS.has(p)) return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`, "protocol")
+        return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`, "protocol")
       }
-      /** Any value: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
-      const scan = (i: number, value: string, what = "") => {
+      /** Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
+      const scanRaw = (i: number, value: string, what: string) => {
         // Not split at parentheses: `(iw*a)/2` in an expression is no path.
         for (const part of value.split(/[\s'"=,;|[\]]+/)) {
           if (!part) continue
@@ -264,107 +322,181 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
         }
       }
+      /**
+       * Any value, raw and unescaped as av_get_token would (dictionaries such as `-x264-params`,
+       * option strings, sendcmd arguments: `stats=\/x` names `/x`), down to a few levels.
+       */
+      const scan = (i: number, value: string, what = "") => {
+        let v = value
+        for (let level = 0; level < 4; level++) {
+          scanRaw(i, v, what)
+          if (!/[\\']/.test(v)) return
+          const next = getToken(v, 0, "").token
+          if (next === v) return
+          v = next
+        }
+      }
       /** A whole text file (filter scripts, playlists, key info); refused when too large to check whole. */
       const readText = (i: number, abs: string, what: string) => {
         const bytes = deps.read(abs, MAX_TEXT + 1)
-        if (bytes && bytes.length > MAX_TEXT) fail(i, `${what} is larger than ${MAX_TEXT >> 20} MiB; too large to check`)
+        if (bytes && bytes.length > MAX_TEXT) fail(i, `${what} is larger than ${MAX_TEXT >> 20} MiB; too large to check`, "limit")
+        spent += bytes?.length ?? 0
+        if (spent > MAX_READ) fail(i, `the job's playlists, lists and scripts add up to more than ${MAX_READ >> 20} MiB; too much to check`, "limit")
         return bytes ? dec.decode(bytes) : undefined
       }
-      const checkGraph = (i: number, graph: string, depth = 0) => {
-        if (depth > 3) fail(i, "filtergraph nests movie sources too deeply")
+      const checkGraph = async (i: number, graph: string, depth = 0): Promise<void> => {
+        if (depth > 3) fail(i, "filtergraph nests movie sources too deeply", "limit")
         for (const f of parseFiltergraph(graph)) {
+          await step()
           const what = `filter ${f.name || "(unnamed)"}`
           const named = (keys: string[], pos?: number) =>
             f.options.filter((o, n) => (o.key === undefined ? pos !== undefined && f.options.slice(0, n).filter((x) => x.key === undefined).length === pos : keys.includes(o.key)))
-          if (NETWORK_FILTERS.has(f.name) && !cfg.allowNetwork) fail(i, `${what} opens a network socket; not allowed on this worker (allow_network is off)`)
+          if (NETWORK_FILTERS.has(f.name) && !cfg.allowNetwork) fail(i, `${what} opens a network socket; not allowed on this worker (allow_network is off)`, "network")
           const plugin = PLUGIN_FILTERS[f.name]
           if (plugin) {
             for (const o of named(plugin.keys, plugin.pos)) {
-              if (o.value.includes("/")) fail(i, `${what} may only load plugins by name from the system's plugin folders, not ${short(o.value)}`)
+              if (o.value.includes("/")) fail(i, `${what} may only load plugins by name from the system's plugin folders, not ${short(o.value)}`, "filter")
             }
           }
           const files = FILTER_FILES[f.name]
           const checked = new Set<FilterOption>()
           if (files) {
-            const format = f.options.find((o) => o.key === "format_name" || (o.key === "f" && (f.name === "movie" || f.name === "amovie")))?.value
-            if (format && DEVICES.has(format)) fail(i, `${what} may not open device ${format}`)
+            const format = formatName(f.options.find((o) => o.key === "format_name" || (o.key === "f" && (f.name === "movie" || f.name === "amovie")))?.value)
+            if (format && DEVICES.has(format)) fail(i, `${what} may not open device ${format}`, "filter")
             const keys = f.name === "movie" || f.name === "amovie" ? ["filename"] : files.keys
             for (const o of named(keys, files.pos)) {
               checked.add(o)
               const key = o.key ?? keys[0]
-              if (format === "lavfi") checkGraph(i, o.value, depth + 1)
+              if (format === "lavfi") await checkGraph(i, o.value, depth + 1)
               else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))) continue
               else {
                 const path = checkUrl(i, o.value, base, what)
                 // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
                 const text = path && (f.name === "sendcmd" || f.name === "asendcmd") ? readText(i, path, `${what} file`) : undefined
-                if (text !== undefined) scan(i, text, `${what} file`)
+                if (text !== undefined) {
+                  const lines = text.split(LINES)
+                  for (let n = 0; n < lines.length; n++) {
+                    await step()
+                    within(`line ${n + 1} of ${fileName(path!)}`, () => scan(i, lines[n], `${what} file`))
+                  }
+                  within(fileName(path!), () => scan(i, text, `${what} file`))
+                }
               }
             }
           }
           for (const o of f.options) if (!checked.has(o)) scan(i, o.value, what)
         }
       }
-      /** An HLS playlist: every entry (segments, keys, maps, variants) must be confined too. */
-      const checkPlaylist = (i: number, abs: string, text: string, depth: number) => {
-        if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists nest too deeply")
+      /** An HLS playlist: every entry (segments, keys, maps, variants, quoted or not) must be confined too. */
+      const checkPlaylist = async (i: number, abs: string, text: string, depth: number) => {
+        if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
         const dir = posix.dirname(abs)
-        const entries: string[] = []
-        for (const raw of text.split(/\r?\n/)) {
-          const line = raw.trim()
-          if (!line) continue
-          if (line.startsWith("#")) for (const m of line.matchAll(/URI="([^"]*)"/g)) entries.push(m[1])
-          else entries.push(line)
-        }
-        for (const entry of entries) {
-          const u = parseUrl(entry)
-          if (u.protocol !== "file") {
-            if (!NETWORK_PROTOCOLS.has(u.protocol)) fail(i, `HLS playlist entry ${short(entry)}: protocol ${u.protocol} is not allowed`)
-            checkHost(i, u.protocol, u.rest)
-            continue
-          }
-          const path = posix.resolve(dir, u.rest)
-          if (!confined(path)) fail(i, `HLS playlist entry ${short(entry)} is outside the job's path variables`)
-          sniff(i, path, undefined, depth + 1)
+        for (const e of playlistEntries(text)) {
+          await entry(i)
+          await within(`line ${e.line} of ${fileName(abs)}`, async () => {
+            const u = parseUrl(e.uri)
+            if (u.protocol !== "file") {
+              if (!NETWORK_PROTOCOLS.has(u.protocol)) fail(i, `HLS playlist entry ${short(e.uri)}: protocol ${u.protocol} is not allowed`, "protocol")
+              return checkHost(i, u.protocol, u.rest)
+            }
+            const path = posix.resolve(dir, u.rest)
+            if (!confined(path)) fail(i, `HLS playlist entry ${short(e.uri)} is outside the job's path variables`)
+            await sniff(i, path, undefined, depth + 1)
+          })
         }
       }
       /**
        * A concat demuxer list: `safe=1` (enforced) already refuses absolute, `..` and protocol entries;
-       * symlinks out of the root and per-file `option` directives (`enable_drefs 1`) are checked here.
+       * symlinks out of the root, what each entry is (an HLS playlist, another list: checked like an
+       * input) and per-file `option` directives (`enable_drefs 1`) are checked here.
        */
-      const checkConcatList = (i: number, abs: string, text: string) => {
+      const checkConcatList = async (i: number, abs: string, text: string, depth: number) => {
+        if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
         const dir = posix.dirname(abs)
-        for (const raw of text.split(/\r?\n/)) {
-          const line = raw.trim()
+        const lines = text.split(LINES)
+        for (let n = 0; n < lines.length; n++) {
+          const line = lines[n].trim()
           const directive = /^(\S+)\s*(.*)$/.exec(line)
           if (!directive || line.startsWith("#")) continue
           const [, word, rest] = directive
-          if (word === "file") {
-            const entry = getToken(rest, 0, " \t").token
-            if (!entry || parseUrl(entry).protocol !== "file") continue
-            if (!confined(posix.resolve(dir, entry))) fail(i, `concat list entry ${short(entry)} is outside the job's path variables`)
-          } else if (word === "option") {
-            const key = getToken(rest, 0, " \t")
-            const value = getToken(rest, key.end, "").token
-            checkOption(key.token, value, i)
-          }
+          await within(`line ${n + 1} of ${fileName(abs)}`, async () => {
+            if (word === "file") {
+              await entry(i)
+              const name = getToken(rest, 0, " \t").token
+              if (!name || parseUrl(name).protocol !== "file") return
+              const path = posix.resolve(dir, name)
+              if (!confined(path)) fail(i, `concat list entry ${short(name)} is outside the job's path variables`)
+              await sniff(i, path, undefined, depth + 1)
+            } else if (word === "option") {
+              const key = getToken(rest, 0, " \t")
+              const value = getToken(rest, key.end, "").token
+              await checkOption(key.token, value, i)
+            }
+          })
         }
       }
       /** Inputs whose content lists other files: HLS and concat lists are checked entry by entry, manifests refused. */
-      const sniff = (i: number, abs: string, format: string | undefined, depth = 0) => {
-        if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
+      const sniff = async (i: number, abs: string, format: string | undefined, depth = 0): Promise<void> => {
+        if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`, "limit")
         if (format === "sdp" || format === "rtsp") checkHost(i, format, "")
         const first = deps.read(abs, SNIFF)
         if (first === undefined) return
         const head = dec.decode(first).replace(/^\uFEFF/, "").trimStart()
-        if (format === "hls" || head.startsWith("#EXTM3U")) return checkPlaylist(i, abs, readText(i, abs, "HLS playlist")!, depth)
-        if (format === "concat" || head.startsWith("ffconcat version")) return checkConcatList(i, abs, readText(i, abs, "concat list")!)
-        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096))) fail(i, "input is a DASH or IMF manifest that lists other files; not allowed")
-        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork) fail(i, "input is an SDP description (network streams); not allowed on this worker (allow_network is off)")
+        if (format === "hls" || head.startsWith("#EXTM3U")) {
+          const text = readText(i, abs, "HLS playlist")
+          return text === undefined ? undefined : checkPlaylist(i, abs, text, depth)
+        }
+        if (format === "concat" || head.startsWith("ffconcat version")) {
+          const text = readText(i, abs, "concat list")
+          return text === undefined ? undefined : checkConcatList(i, abs, text, depth)
+        }
+        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096))) fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
+        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork) fail(i, "input is an SDP description (network streams); not allowed on this worker (allow_network is off)", "network")
       }
-      const checkFile = (file: FileArg) => {
+      /**
+       * image2 input patterns: `glob` (and `glob_sequence`, the default, for `%`-escaped wildcards)
+       * expands braces (GLOB_BRACE), so `{/abs/x,}` names any path: braces are refused, the
+       * directory before the first wildcard must be the job's, and so must every match (a symlink
+       * inside pointing out). Any other `-pattern_type` value is taken as a glob.
+       */
+      const checkGlob = async (file: FileArg) => {
+        const type = fileOption(file, "pattern_type")
+        if (type !== undefined && /^(sequence|none|2|3)$/.test(type)) return
+        const explicit = type !== undefined && !/^(glob_sequence|0)$/.test(type)
+        const url = parseUrl(file.url).rest
+        const pattern = explicit ? url : /%[*?[\]{}]/.test(url) ? url.replace(/%([*?[\]{}%])/g, "$1") : undefined
+        if (pattern === undefined) return
+        if (/[{}]/.test(pattern)) fail(file.index, `-pattern_type ${type ?? "glob_sequence"} patterns may not contain braces (they expand to any path)`)
+        const wild = pattern.search(/[*?[]/)
+        if (wild === -1) return
+        if (/(^|\/)\.\.(\/|$)/.test(pattern.slice(wild))) fail(file.index, 'a glob pattern may not contain ".." after a wildcard')
+        const dir = checkPath(file.index, posix.dirname(pattern.slice(0, wild) + "x"), base, "glob pattern directory")
+        const rest = pattern.slice(pattern.lastIndexOf("/", wild) + 1)
+        let matches: string[] = []
+        try {
+          matches = [...new Bun.Glob(rest).scanSync({ cwd: dir, onlyFiles: false, followSymlinks: false, dot: false })]
+        } catch {
+          // No such folder: ffmpeg finds nothing either.
+        }
+        for (const m of matches) {
+          await entry(file.index)
+          if (!confined(posix.join(dir, m))) fail(file.index, "glob pattern matches a file outside the job's directories (a symlink)")
+        }
+      }
+      /** `[f=matroska:onfail=ignore]out.mkv`: av_dict_parse_string pairs (unescaped). */
+      const teeOptions = (opts: string) => {
+        const out: [string, string][] = []
+        for (let at = 0; at < opts.length; ) {
+          const key = getToken(opts, at, "=:")
+          const value = opts[key.end] === "=" ? getToken(opts, key.end + 1, ":") : { token: "", end: key.end }
+          out.push([key.token, value.token])
+          at = value.end + 1
+        }
+        return out
+      }
+      const checkFile = async (file: FileArg) => {
         const i = file.index
-        const format = fileOption(file, "f")
+        const format = formatName(fileOption(file, "f"))
         if (format && DEVICES.has(format)) fail(i, `format ${format} is a capture or playback device; devices are not allowed`)
         if (file.kind === "input" && format === "lavfi") return checkGraph(i, file.url)
         if (format === "tee" && file.kind === "output") {
@@ -372,16 +504,17 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             const m = /^\[([^\]]*)\](.*)$/s.exec(slave)
             const opts = m ? m[1] : ""
             const target = m ? m[2] : slave
-            const f = /(?:^|:)f=([^:]*)/.exec(opts)?.[1]
+            const f = formatName(teeOptions(opts).find(([k]) => k === "f")?.[1])
             if (f && DEVICES.has(f)) fail(i, `tee output format ${f} is a device; devices are not allowed`)
             scan(i, opts, "tee output option")
             checkUrl(i, target, base, "tee output")
           }
           return
         }
+        if (file.kind === "input") await checkGlob(file)
         const path = checkUrl(i, file.url, base)
         if (file.kind === "input") {
-          if (path) sniff(i, path, format)
+          if (path) await sniff(i, path, format)
           else if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
           for (const o of file.options) {
             if (o.name === "dump_attachment" && o.value === "") {
@@ -391,25 +524,25 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
         }
       }
-      const checkOption = (name: string, value: string, i: number) => {
+      const checkOption = async (name: string, value: string, i: number): Promise<void> => {
         if (TEXT_OPTIONS.has(name)) return
         if ((name === "safe" && !/^(1|true)$/i.test(value)) || (name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value)) {
-          fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`)
+          fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`, "option")
         }
-        if (PRESETS.has(name) && (value.includes("/") || value.includes(".."))) fail(i, "preset names may not contain a path")
+        if (PRESETS.has(name) && (value.includes("/") || value.includes(".."))) fail(i, "preset names may not contain a path", "option")
         if (GRAPHS.has(name)) return checkGraph(i, value)
         if (READ_OPTIONS.has(name) || WRITE_OPTIONS.has(name)) {
           if (name === "dump_attachment" && value === "") return
           if (WRITE_OPTIONS.has(name) && /(^|\/)\.\.(\/|$)/.test(value) && !/^[a-z]+:/i.test(value)) fail(i, `-${name} may not contain ".."`)
-          if (name === "master_pl_name" && value.includes("/")) fail(i, "-master_pl_name must be a file name (it is written next to the playlist)")
+          if (name === "master_pl_name" && value.includes("/")) fail(i, "-master_pl_name must be a file name (it is written next to the playlist)", "option")
           const path = checkUrl(i, value, base, `-${name}`)
           if (path && (name === "filter_script" || name === "filter_complex_script" || name === "graph_file")) {
             const text = readText(i, path, `-${name} file`)
-            if (text !== undefined) checkGraph(i, text)
+            if (text !== undefined) await within(`${fileName(path)} (the -${name} file)`, () => checkGraph(i, text))
           }
           if (path && name === "hls_key_info_file") {
-            const keyFile = readText(i, path, "-hls_key_info_file")?.split(/\r?\n/)[1]?.trim()
-            if (keyFile) checkPath(i, keyFile, base, "key file in -hls_key_info_file")
+            const keyFile = readText(i, path, "-hls_key_info_file")?.split(LINES)[1]?.trim()
+            if (keyFile) within(`line 2 of ${fileName(path)}`, () => checkPath(i, keyFile, base, "key file in -hls_key_info_file"))
           }
           return
         }
@@ -417,8 +550,11 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
 
       const parsed = parseArgv(tool, job.args)
-      for (const t of parsed.tokens) if (t.role === "value") checkOption(t.name!, t.text, t.index)
-      for (const f of parsed.files) checkFile(f)
+      for (const t of parsed.tokens) if (t.role === "value") await checkOption(t.name!, t.text, t.index)
+      for (const f of parsed.files) {
+        await checkFile(f)
+        await tick()
+      }
       for (const p of probes) {
         if (!deps.attachmentNames) fail(p.at, "-dump_attachment without a name is not supported on this worker (no ffprobe to read the names)")
         const names = await deps.attachmentNames!(p.path, job.confine)

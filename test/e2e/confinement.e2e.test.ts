@@ -56,11 +56,17 @@ const cases: Case[] = [
   { name: "movie= inside -vf", args: () => ff("-i", "av.mkv", "-vf", `movie=${secretMkv}[m];[in][m]overlay`, "-frames:v", "1", "-f", "null", "-"), rule: /^filter movie /, proof: "exit0" },
   { name: "-attach ../x", args: () => ff("-i", "av.mkv", "-t", "0.1", "-c", "copy", "-attach", "../canary.txt", "-metadata:s:t", "mimetype=text/plain", "-f", "matroska", "-"), rule: /^-attach relative path/, proof: "stdout" },
   { name: "-filter_script ../x", args: () => ff("-i", "av.mkv", "-filter_script:v", "../canary.txt", "-f", "null", "-"), rule: /^-filter_script relative path/, proof: "stderr" },
-  { name: "HLS playlist in the root whose segment is ../../secret", args: () => ff("-i", "hls/list.m3u8", "-c", "copy", "-f", "mpegts", "-"), rule: /^HLS playlist entry "\.\.\/\.\.\/secret\.ts" is outside/, proof: "exit0" },
+  { name: "HLS playlist in the root whose segment is ../../secret", args: () => ff("-i", "hls/list.m3u8", "-c", "copy", "-f", "mpegts", "-"), rule: /^line 5 of "hls\/list\.m3u8" names a file outside the job's directories$/, proof: "exit0" },
   { name: "-f concat -safe 0 with absolute entries", args: () => ff("-f", "concat", "-safe", "0", "-i", "list.txt", "-c", "copy", "-f", "matroska", "-"), rule: /^-safe 0 lets the input name files outside/, proof: "exit0" },
   { name: "-f tee [f=matroska]/abs", args: () => ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "tee", `[f=matroska]${writes}/tee.mkv`), rule: /^tee output ".*" is outside the job's path variables$/, proof: "write" },
   { name: "-dump_attachment:t:0 ../x", args: () => ff("-dump_attachment:t:0", "../writes/dump.ttf", "-i", "att.mkv"), rule: /^-dump_attachment may not contain "\.\."$/, proof: "write" },
   { name: '-dump_attachment:t "" (name from the media)', args: () => ff("-dump_attachment:t", "", "-i", "evil-att.mkv"), rule: /^-dump_attachment without a name would write "\.\.\/writes\/evil\.ttf"/, proof: "write" },
+  // The red team's bypasses (format names matched case-insensitively, glob braces, what a list entry is, unquoted HLS attributes).
+  { name: "-f LAVFI movie=", args: () => ff("-f", "LAVFI", "-i", `movie=${secretMkv}`, "-frames:v", "1", "-f", "framecrc", "-"), rule: /^filter movie ".*" is outside the job's path variables$/, proof: "exit0" },
+  { name: "-f TEE [f=matroska]/abs", args: () => ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "TEE", `[f=matroska]${writes}/tee2.mkv`), rule: /^tee output ".*" is outside the job's path variables$/, proof: "write" },
+  { name: "-pattern_type glob {/abs,}", args: () => ff("-f", "image2", "-pattern_type", "glob", "-video_size", "1x1", "-pixel_format", "gray", "-c:v", "rawvideo", "-i", `{${canary},}`, "-c", "copy", "-f", "rawvideo", "-"), rule: /^-pattern_type glob patterns may not contain braces/, proof: "stdout" },
+  { name: "ffconcat list whose entry is an HLS playlist naming ../../secret", args: () => ff("-f", "concat", "-i", "hls3/list.txt", "-c", "copy", "-f", "mpegts", "-"), rule: /^line \d+ of "hls3\/inner\.m3u8" names a file outside the job's directories$/, proof: "exit0" },
+  { name: "HLS #EXT-X-MAP:URI=../../secret (unquoted)", args: () => ff("-i", "hls3/map.m3u8", "-c", "copy", "-f", "mpegts", "-"), rule: /^line 4 of "hls3\/map\.m3u8" names a file outside the job's directories$/, proof: "exit0" },
   { name: "SSRF: http://127.0.0.1", args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"), rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/, proof: "hit" },
   { name: "SSRF: tcp://127.0.0.1", args: () => ff("-f", "data", "-i", `tcp://127.0.0.1:${tcp.port}`, "-map", "0", "-c", "copy", "-f", "data", "-"), rule: /^network protocol tcp is not allowed/, proof: "hit" },
 ]
@@ -85,6 +91,16 @@ beforeAll(async () => {
   mkdirSync(join(c.storage, "hls"))
   writeFileSync(join(c.storage, "hls", "list.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n")
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
+  mkdirSync(join(c.storage, "hls3"))
+  local(["-i", av, "-t", "1", "-c", "copy", "-f", "mpegts", join(c.storage, "hls3", "seg.ts")])
+  writeFileSync(join(c.storage, "hls3", "inner.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n")
+  writeFileSync(join(c.storage, "hls3", "list.txt"), "ffconcat version 1.0\nfile inner.m3u8\n")
+  writeFileSync(join(c.storage, "hls3", "map.m3u8"), "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=../../secret.ts\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n")
+  // A secret inside the root: one the job's user may read (the refusal must not quote it), one only root may.
+  writeFileSync(join(c.storage, "leak.txt"), `root:${CANARY}:0:0\n`)
+  chmodSync(join(c.storage, "leak.txt"), 0o644)
+  writeFileSync(join(c.storage, "rootonly.txt"), `root:${CANARY}:0:0\n`)
+  chmodSync(join(c.storage, "rootonly.txt"), 0o600)
   // Attached from outside the storage, so that a dump in the root is a new file there.
   mkdirSync(join(c.dir, "fonts"))
   const font = join(c.dir, "fonts", "att-font.ttf")
@@ -180,6 +196,22 @@ describe("with the argument policy: every case is refused with one line naming t
   })
 })
 
+describe("with the argument policy: what a file says is never quoted back, and only what the job could read is read", () => {
+  test("a refusal about a file's content names the file and line, not the content", async () => {
+    const r = await runCase({ name: "leak", args: () => ff("-f", "HLS", "-i", "leak.txt", "-f", "null", "-"), rule: /./, proof: "stderr" })
+    expect(r.outcome.error).toBe('worker refused the job: argument 8 "leak.txt": line 1 of "leak.txt" names a protocol that is not allowed')
+    expect(r.stdout + r.stderr).not.toContain(CANARY)
+  })
+
+  test("a 0600 root file in the root is not read by the policy (the job's user could not): ffmpeg itself is denied", async () => {
+    const r = await runCase({ name: "rootonly", args: () => ff("-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"), rule: /./, proof: "stderr" })
+    expect(r.outcome.status).toBe("failed")
+    expect(r.outcome.error ?? "").not.toMatch(/refused/)
+    expect(r.stderr).toMatch(/Permission denied/)
+    expect(nothingLeaked(r)).toEqual(CLEAN)
+  })
+})
+
 describe("with the argument policy: what stays inside is allowed", () => {
   test('-dump_attachment:t "" writes the media\'s own bare names in the cwd (names read by a sandboxed ffprobe)', async () => {
     const r = await submitRaw(apiFor(c, "client1"), { binary: "ffmpeg", args: ff("-dump_attachment:t", "", "-i", "att.mkv", "-map", "0:v", "-f", "null", "-"), paths: ["Media"], cwd: "$Media" })
@@ -221,7 +253,7 @@ describe("with argument_policy: false, the sandbox alone holds: nothing read, wr
       const r = await runCase(k)
       // ffmpeg itself ran and failed to open what it was given (no refusal by the policy).
       expect(r.outcome.error ?? "").not.toMatch(/refused/)
-      const failed = r.outcome.code !== 0 || /No such file|Failed to open|Invalid data|Connection refused|unreachable|Error opening/i.test(r.stderr)
+      const failed = r.outcome.code !== 0 || /No such file|Failed to open|Could not open|Invalid data|Connection refused|unreachable|Error opening/i.test(r.stderr)
       expect(failed, `exit ${r.outcome.code}, stderr: ${r.stderr}`).toBe(true)
       expect(nothingLeaked(r)).toEqual(CLEAN)
     })

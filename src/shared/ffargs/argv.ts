@@ -138,3 +138,16 @@ export function fileOption(file: FileArg, name: string): string | undefined {
   for (let i = file.options.length - 1; i >= 0; i--) if (file.options[i].name === name) return file.options[i].value
   return undefined
 }
+
+/** Other names of (de)muxers the policy treats specially (`hls,applehttp`, `video4linux2,v4l2`). */
+const FORMAT_ALIASES: Record<string, string> = { applehttp: "hls", video4linux2: "v4l2" }
+
+/**
+ * A format name as FFmpeg matches it (`av_match_name`: case-insensitive, aliases included), so
+ * `-f LAVFI` is checked like `-f lavfi`.
+ */
+export function formatName(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const lower = value.toLowerCase()
+  return FORMAT_ALIASES[lower] ?? lower
+}
