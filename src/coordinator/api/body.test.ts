@@ -44,18 +44,24 @@ describe("readCapped with a budget for unverified bodies", () => {
     expect(budget.used).toBe(0)
   })
 
-  test("a declared length is taken before anything is read: a body that does not fit is 503 unread", async () => {
-    const budget = createBodyBudget(1000)
-    const a = feeding(800)
+  test("a large declared length is reserved before anything is read: one that does not fit is 503 unread; a small body is never metered", async () => {
+    const budget = createBodyBudget(200_000)
+    const a = feeding(150_000)
     const reading = readCapped(a.req, cap, undefined, budget)
-    expect(budget.used).toBe(800)
-    const b = feeding(300)
+    expect(budget.used).toBe(150_000)
+    const b = feeding(100_000)
     expect(await readCapped(b.req, cap, undefined, budget).catch((e) => e)).toBeInstanceOf(UnavailableError)
     // Never touched: no reader was taken on it.
     expect(b.req.body!.locked).toBe(false)
-    a.push(800)
+    // A small one (a heartbeat, a submission) does not wait on large ones.
+    const small = feeding(60_000)
+    small.push(60_000)
+    small.end()
+    expect((await readCapped(small.req, cap, undefined, budget)).length).toBe(60_000)
+    expect(budget.used).toBe(150_000)
+    a.push(150_000)
     a.end()
-    expect((await reading).length).toBe(800)
+    expect((await reading).length).toBe(150_000)
     expect(budget.used).toBe(0)
   })
 

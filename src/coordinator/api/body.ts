@@ -54,7 +54,15 @@ export interface BodyBudget {
   take(n: number): boolean
   give(n: number): void
   readonly used: number
+  /** Nothing left: a new metered body is refused before any of it is read. */
+  readonly full: boolean
 }
+
+/**
+ * Bodies declared this small are never metered: heartbeats, submissions, small output batches. A
+ * budget filled by large bodies must not stop the small requests that keep workers and jobs alive.
+ */
+export const UNMETERED_BYTES = 64 * 1024
 
 export function createBodyBudget(bytes: number): BodyBudget {
   let used = 0
@@ -70,25 +78,32 @@ export function createBodyBudget(bytes: number): BodyBudget {
     get used() {
       return used
     },
+    get full() {
+      return used >= bytes
+    },
   }
 }
 
 /**
  * Reads a request body as it streams, never holding more than `cap.bytes`: past it the stream is
  * canceled and the request refused with 413. `onChunk` sees every chunk in order (to hash the body
- * while it arrives). A body that breaks off (the client went away) is a 400. With a `budget`, every
- * chunk is taken from it while the body is read and given back once it has been (read or refused):
- * when the budget is spent the request is refused with 503, which clients retry.
+ * while it arrives). A body that breaks off (the client went away) is a 400. With a `budget`, a body
+ * over UNMETERED_BYTES (or of unknown length) is charged what has arrived while it is read, and gives
+ * it back once it has been read or refused: when the budget is spent it is refused with 503, which
+ * clients retry.
  */
 export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: Uint8Array) => void, budget?: BodyBudget): Promise<Uint8Array> {
   const declared = checkDeclaredLength(req, cap)
-  // A declared length is taken whole before anything is read: Bun holds a body back until it is read,
-  // so a request refused here costs no memory at all. Bytes past what was taken are taken as they come.
+  // Metered: bodies that are large or of unknown length (small ones, which keep workers and jobs alive,
+  // never wait on large ones). A declared length is reserved whole before anything is read: Bun holds a
+  // body back until it is read, so a refusal here costs no memory. A slow sender can hold its
+  // reservation until the idle timeout, which delays large uploads (retried) but nothing small.
+  const metered = budget && !(declared !== undefined && declared <= UNMETERED_BYTES) ? budget : undefined
   let taken = 0
-  if (budget && declared) {
-    if (!budget.take(declared)) throw busy()
+  if (metered && declared) {
+    if (!metered.take(declared)) throw busy()
     taken = declared
-  }
+  } else if (metered?.full) throw busy()
   const chunks: Uint8Array[] = []
   let total = 0
   try {
@@ -108,8 +123,8 @@ export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: U
           void reader.cancel().catch(() => {})
           throw tooLarge(cap)
         }
-        if (budget && total > taken) {
-          if (!budget.take(total - taken)) {
+        if (metered && total > taken) {
+          if (!metered.take(total - taken)) {
             void reader.cancel().catch(() => {})
             throw busy()
           }
@@ -122,7 +137,7 @@ export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: U
       reader.releaseLock()
     }
   } finally {
-    budget?.give(taken)
+    metered?.give(taken)
   }
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total)
 }
