@@ -1,6 +1,7 @@
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty"
 import { ConfigError, DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
+import { escapeControls } from "../shared/log.ts"
 import { VERSION } from "../shared/version.ts"
 import { Env } from "../shared/config/env.ts"
 import { root } from "./root.ts"
@@ -102,9 +103,10 @@ async function report(err: unknown, argv: string[]): Promise<number> {
   const json = argv.includes("--json")
   if (err instanceof DffmpegError) {
     if (json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message, details: err.details } }) + "\n")
-    process.stderr.write(`dffmpeg: ${err.message}\n`)
-    if (err instanceof ConfigError) for (const i of err.issues) process.stderr.write(`  ↳ ${i}\n`)
-    else if (Array.isArray(err.details)) for (const d of err.details) process.stderr.write(`  ↳ ${d}\n`)
+    // Escaped: a message may quote what a coordinator, a worker or something on the path sent.
+    process.stderr.write(`dffmpeg: ${escapeControls(err.message)}\n`)
+    if (err instanceof ConfigError) for (const i of err.issues) process.stderr.write(`  ↳ ${escapeControls(i)}\n`)
+    else if (Array.isArray(err.details)) for (const d of err.details) process.stderr.write(`  ↳ ${escapeControls(String(d))}\n`)
     if (err instanceof UsageError) process.stderr.write(`run with --help for usage\n`)
     return err.exitCode
   }

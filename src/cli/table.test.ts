@@ -42,3 +42,24 @@ test("bar, truncate and fields", () => {
   expect([truncate("abcdef", 4), truncate("abc", 4)]).toEqual(["abc…", "abc"])
   expect(fields([["id", "x"], ["status", null], ["worker", "w1"]])).toBe("id      x\nstatus  -\nworker  w1\n")
 })
+
+describe("cells reach the terminal escaped", () => {
+  const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/
+  const evil = "1\x1b[2J\x1b]0;t\x07\r\nFAKE LINE \u202eevil"
+
+  test("table: control and bidi characters are written visibly, and columns stay aligned", () => {
+    const out = table(["ID", "VERSION", "LAST"], [["w1", evil, "x"], ["w2", "0.1.0", "y"]])
+    expect(out).not.toMatch(UNSAFE)
+    expect(out.split("\n")).toHaveLength(4)
+    expect(out).toContain("1\\x1b[2J\\x1b]0;t\\x07\\r\\nFAKE LINE \\u202eevil  x\n")
+    const [h, a, b] = out.split("\n")
+    expect(a!.lastIndexOf("x")).toBe(h!.indexOf("LAST"))
+    expect(b!.lastIndexOf("y")).toBe(h!.indexOf("LAST"))
+  })
+
+  test("fields: values escaped, one line each", () => {
+    const out = fields([["version", evil], ["id", "w1"]])
+    expect(out).not.toMatch(UNSAFE)
+    expect(out).toBe("version  1\\x1b[2J\\x1b]0;t\\x07\\r\\nFAKE LINE \\u202eevil\nid       w1\n")
+  })
+})

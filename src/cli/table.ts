@@ -1,8 +1,16 @@
+import { escapeControls } from "../shared/log.ts"
 import { clock } from "../shared/time.ts"
 
-/** Plain aligned columns for people; `--json` output is produced by the callers. */
+/**
+ * A cell as a terminal may show it: worker- and client-supplied strings (a worker's version, a job's
+ * arguments, a reason) have their control and bidi characters written visibly (`\x1b`, `\n`, `\u202e`), so
+ * none can move the cursor, retitle the window, forge a line or reorder what is shown. `--json` keeps them.
+ */
+export const cell = (c: string | number | null | undefined): string => (c === null || c === undefined ? "-" : escapeControls(String(c)))
+
+/** Plain aligned columns for people (cells escaped, see `cell`); `--json` output is produced by the callers. */
 export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
-  const cells = rows.map((r) => r.map((c) => (c === null || c === undefined ? "-" : String(c))))
+  const cells = rows.map((r) => r.map(cell))
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i].length)))
   const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ")
   return [fmt(headers), ...cells.map(fmt)].join("\n") + "\n"
@@ -62,8 +70,8 @@ export function truncate(s: string, n: number): string {
   return s.length > n ? s.slice(0, n - 1) + "…" : s
 }
 
-/** `key   value` lines, keys padded to one column (single-record views such as `jobs show`). */
+/** `key   value` lines, keys padded to one column (single-record views such as `jobs show`); values escaped like cells. */
 export function fields(rows: [string, string | number | null | undefined][]): string {
   const width = Math.max(...rows.map(([k]) => k.length))
-  return rows.map(([k, val]) => `${k.padEnd(width)}  ${val === null || val === undefined || val === "" ? "-" : val}`).join("\n") + "\n"
+  return rows.map(([k, val]) => `${k.padEnd(width)}  ${val === "" ? "-" : cell(val)}`).join("\n") + "\n"
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
-import { jobDetail, jobProgress, loadTable, outcome, runTime, sandboxOf, workerDetail, workersTable, workerState, type WorkerView } from "./views.ts"
+import { jobDetail, jobProgress, jobsTable, loadTable, outcome, runTime, sandboxOf, workerDetail, workersTable, workerState, type WorkerView } from "./views.ts"
 
 const T = Date.UTC(2026, 10, 27, 3, 0, 0)
 const job = (over: Partial<Job> = {}): Job => ({
@@ -59,5 +59,33 @@ describe("workers", () => {
     const text = loadTable([worker({ load: 2 }), worker({ id: "w2", status: "draining", drainRequested: true, load: 1 }), worker({ id: "w3", status: "offline" })])
     expect(text).toContain("w1  online            [#####-----] 2/4  ffmpeg    Movies\n")
     expect(text.endsWith("\n3 workers, 1 online; 3 of 8 slots busy\n")).toBe(true)
+  })
+})
+
+describe("worker- and client-supplied strings are escaped in human views", () => {
+  const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/
+  const evil = "1\x1b[2J\x1b]0;t\x07\r\nFAKE LINE \u202eevil"
+  const lines = (s: string) => s.split("\n").filter(Boolean)
+
+  test("workers ls and show: a worker's version and paths cannot clear the screen or forge a line", () => {
+    const w = worker({ version: evil, paths: ["Mo\x1b[31mvies"], capabilities: { sandbox: "\x1b[2J", runAs: "\x1b]0;x\x07" } })
+    const ls = workersTable([w], T)
+    expect(ls).not.toMatch(UNSAFE)
+    expect(lines(ls)).toHaveLength(2)
+    expect(ls).toContain("1\\x1b[2J\\x1b]0;t\\x07\\r\\nFAKE LINE \\u202eevil")
+    const show = workerDetail(w, [job({ args: ["-i", "a\u202e.mkv"] })], T)
+    expect(show).not.toMatch(UNSAFE)
+    expect(show).toContain("version     1\\x1b[2J")
+  })
+
+  test("jobs ls and show: arguments, reasons and stderr tails are escaped", () => {
+    const j = job({ args: ["-i", "a\r\nFAKE\x1b[2J\u202e.mkv"], error: "bad\x07", cwd: "/tmp/\x1b]0;t\x07" })
+    const ls = jobsTable([j], T)
+    expect(ls).not.toMatch(UNSAFE)
+    expect(lines(ls)).toHaveLength(2)
+    expect(ls).toContain("-i a\\r\\nFAKE\\x1b[2J\\u202e.mkv")
+    const show = jobDetail(j, T, { events: [{ at: T, status: "failed", epoch: 1, workerId: "w\x1b[1m", reason: "r\r\nx" }], stderr: ["frame=1\x1b[K\r", "ok"] })
+    expect(show).not.toMatch(UNSAFE)
+    expect(show).toContain("  frame=1\\x1b[K\\r\n  ok\n")
   })
 })

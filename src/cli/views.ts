@@ -1,5 +1,5 @@
 import { isTerminal, type Job, type JobEvent, type JobStatus, type Worker } from "../shared/protocol/schemas.ts"
-import { ago, bar, duration, fields, progress, table, time, truncate } from "./table.ts"
+import { ago, bar, cell, duration, fields, progress, table, time, truncate } from "./table.ts"
 
 /** Human views of jobs and workers shared by `dffmpeg admin` and `dffmpeg client`. */
 
@@ -92,7 +92,7 @@ export function jobDetail(j: Job, now: number, x: JobDetailExtras = {}): string 
   if (x.stderr) {
     out += x.stderr.length ? `\nlast ${x.stderr.length} stderr lines\n` : "\nno stderr output\n"
     if (x.stderrCut) out += "  (the first line is cut: log tails are limited in bytes, limits.max_log_tail_bytes)\n"
-    for (const line of x.stderr) out += `  ${line}\n`
+    for (const line of x.stderr) out += `  ${cell(line)}\n`
   }
   return out
 }

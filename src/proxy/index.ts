@@ -2,6 +2,7 @@ import { runAttached } from "../client/session.ts"
 import type { YamlExplainer } from "../shared/config/load.ts"
 import { ConfigError, DffmpegError } from "../shared/errors.ts"
 import { PROXY_FAILURE } from "../shared/exit-codes.ts"
+import { escapeControls } from "../shared/log.ts"
 
 /**
  * ffmpeg/ffprobe symlink mode. Every argument goes to the remote binary untouched; nothing here is
@@ -23,8 +24,15 @@ export async function runProxy(tool: string, args: string[], explainYaml?: YamlE
   }
 }
 
-/** One line that says what went wrong and, where possible, what to fix. */
+/**
+ * One line that says what went wrong and, where possible, what to fix. Control and bidi characters are
+ * written visibly (`\x1b`, `\n`): a message may quote what a coordinator, a worker or a proxy on the path sent.
+ */
 export function describe(err: unknown): string {
+  return escapeControls(explain(err))
+}
+
+function explain(err: unknown): string {
   if (err instanceof ConfigError) return err.issues.length ? `${err.message}: ${err.issues.join("; ")}` : err.message
   if (err instanceof DffmpegError) {
     const details = Array.isArray(err.details) ? `: ${err.details.join("; ")}` : ""

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { BIN, waitFor } from "../helpers/bin.ts"
+import { apiFor } from "../helpers/api.ts"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
 
 /**
@@ -195,5 +196,23 @@ describe("client views", () => {
     expect(await c.client("status", ["-w", "--interval", "0"])).toMatchObject({ code: 2, err: expect.stringMatching(/^dffmpeg: --interval must be a number of seconds/) })
     expect(await c.client("status", ["01M8DFWF4PCGSZBYEVT8TNJN46"])).toMatchObject({ code: 1, err: "dffmpeg: no job 01M8DFWF4PCGSZBYEVT8TNJN46\n" })
     expect(await c.client("jobs", ["--since", "soon"])).toMatchObject({ code: 2, err: expect.stringMatching(/^dffmpeg: --since must be/) })
+  })
+})
+
+describe("worker-supplied strings", () => {
+  test("a registration whose version or capabilities hold control or bidi characters is 400, and the listing keeps the true worker", async () => {
+    const api = apiFor(c, "worker1")
+    const reg = { binaries: ["ffmpeg"], paths: ["Media"], maxJobs: 2 }
+    for (const bad of [{ version: "1\x1b[2J\x1b]0;t\x07\r\nFAKE LINE \u202eevil" }, { version: "0.1.0", capabilities: { runAs: "\x1b[31mroot" } }]) {
+      const res = await api.request("POST", "/api/v1/worker/register", { json: { ...reg, ...bad } })
+      expect(res.status).toBe(400)
+      const body = (await res.json()) as { error: { code: string; message: string; details: string[] } }
+      expect(body.error.code).toBe("E_INVALID")
+      expect(body.error.details.join("; ")).toMatch(/(version|runAs).*printable/)
+    }
+    const ls = await c.remote(["workers", "ls"])
+    expect(ls.code).toBe(0)
+    expect(ls.out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
+    expect(ls.out).not.toContain("FAKE LINE")
   })
 })

@@ -11,11 +11,13 @@ import { sample } from "../helpers/media.ts"
  * A man in the middle on plain HTTP: a loopback proxy between the coordinator and both the worker and
  * the client that changes replies. Every forged reply must be refused by its receiver.
  */
-type Mode = "none" | "assignment" | "output" | "downlink" | "unsigned"
+type Mode = "none" | "assignment" | "output" | "downlink" | "unsigned" | "cursor" | "forged401"
 let mode: Mode = "none"
 let target = 0
 /** Replies the proxy changed, per mode (a test whose forgery never happened proves nothing). */
-const forged: Record<Mode, number> = { none: 0, assignment: 0, output: 0, downlink: 0, unsigned: 0 }
+const forged: Record<Mode, number> = { none: 0, assignment: 0, output: 0, downlink: 0, unsigned: 0, cursor: 0, forged401: 0 }
+/** The unsigned 401 the proxy answers in `forged401` mode: escape sequences and a forged second line. */
+const EVIL = "\x1b[31mred\x1b]0;pwned\x07\r\nfake line \u202eevil"
 
 const FRAMES = "application/vnd.dffmpeg.frames"
 
@@ -76,6 +78,16 @@ const mitm = Bun.serve({
     if (mode === "unsigned" && client === "client1" && url.pathname === "/api/v1/jobs" && req.method === "POST") {
       forged.unsigned++
       out.delete(RESPONSE_HEADER)
+    }
+    if (mode === "cursor" && client === "admin1" && url.pathname === "/api/v1/jobs" && out.has("x-next-before")) {
+      // The next page's cursor moved further back: the listing would silently skip jobs.
+      forged.cursor++
+      out.set("x-next-before", "00000000000000000000000000")
+    }
+    if (mode === "forged401" && client === "client1" && url.pathname === "/api/v1/jobs" && req.method === "POST") {
+      await res.body?.cancel()
+      forged.forged401++
+      return Response.json({ error: { code: "E_AUTH", message: EVIL + "x".repeat(2000), details: [EVIL] } }, { status: 401 })
     }
     return new Response(res.body, { status: res.status, headers: out })
   },
@@ -165,6 +177,33 @@ describe("a man in the middle on plain HTTP", () => {
     expect(r.code).toBe(1)
     expect(r.out).toBe("")
     expect(r.err.trim().split("\n")).toEqual([`dffmpeg: the coordinator at http://127.0.0.1:${mitm.port} sent an unsigned reply (HTTP 200); refusing it (is something between us and the coordinator changing replies?)`])
+  }, 30_000)
+
+  test("a rewritten next-page cursor is refused: admin jobs ls fails rather than list part of the jobs", async () => {
+    mode = "none"
+    await c.enableAdmin()
+    const all = await c.remote(["jobs", "ls", "--json"])
+    expect(all.code).toBe(0)
+    expect((JSON.parse(all.out) as unknown[]).length).toBeGreaterThan(1)
+    mode = "cursor"
+    const r = await c.remote(["jobs", "ls", "--limit", "1"])
+    expect(forged.cursor).toBeGreaterThan(0)
+    expect(r.code).toBe(5)
+    expect(r.out).toBe("")
+    expect(r.err.trim().split("\n")).toEqual([`dffmpeg: the coordinator at http://127.0.0.1:${mitm.port} sent a reply whose signature does not verify (HTTP 200); refusing it (something between us and the coordinator changed it)`])
+  }, 30_000)
+
+  test("a forged unsigned 401 cannot write escape sequences or a fake line to the proxy's stderr", async () => {
+    mode = "forged401"
+    const r = await c.run("ffprobe", [...PROBE, join(c.clientMedia, "av.mkv")])
+    expect(forged.forged401).toBeGreaterThan(0)
+    expect(r.code).toBe(1)
+    expect(r.out).toBe("")
+    expect(r.err).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
+    const lines = r.err.trim().split("\n")
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toStartWith("dffmpeg: the coordinator refused our credentials (\\x1b[31mred\\x1b]0;pwned\\x07\\r\\nfake line \\u202eevilxxx")
+    expect(lines[0]!.length).toBeLessThan(450)
   }, 30_000)
 
   test("control: through the same proxy, honest, the proxy's ffprobe works", async () => {

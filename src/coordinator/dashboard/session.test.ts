@@ -101,4 +101,42 @@ describe("sign-in throttle", () => {
     for (let i = 0; i < 3; i++) throttle.failed("10.1.0.0", "n0")
     expect(throttle.wait("10.1.0.0", "x")).toBe(1000)
   })
+
+  test("a flood of fresh names and addresses cannot evict a key that is still throttling", () => {
+    const { clock, throttle } = make({ maxEntries: 10_000, maxMs: 15 * 60_000 })
+    for (let i = 0; i < 8; i++) throttle.failed("10.0.0.1", "boss")
+    const before = throttle.wait("10.9.9.9", "boss")
+    expect(before).toBe(32_000)
+    // The red team's run: 5,500 failures, each under a new name from a new address (11,000 keys).
+    for (let i = 0; i < 5500; i++) {
+      expect(throttle.wait(`10.1.${i >> 8}.${i & 255}`, `n${i}`)).toBe(0)
+      throttle.failed(`10.1.${i >> 8}.${i & 255}`, `n${i}`)
+      expect(throttle.size).toBeLessThanOrEqual(10_000)
+    }
+    clock.t += 1000
+    expect(throttle.wait("10.9.9.9", "boss")).toBe(before - 1000)
+    expect(throttle.wait("10.0.0.1", "anyone")).toBe(before - 1000)
+  })
+
+  test("a table full of keys still throttling throttles new keys until the first wait ends", () => {
+    const { clock, throttle } = make({ maxEntries: 100 })
+    // 50 addresses × 50 names, 3 failures each: 100 keys, all waiting 1 s; the first ones 1 ms earlier.
+    for (let i = 0; i < 50; i++) {
+      for (let f = 0; f < 3; f++) throttle.failed(`10.2.0.${i}`, `n${i}`)
+      if (i === 0) clock.t += 1
+    }
+    expect(throttle.size).toBe(100)
+    // Neither key is known and none can be forgotten: refused, for as long as the soonest wait lasts.
+    expect(throttle.wait("10.3.0.1", "boss")).toBe(999)
+    // A failure that slipped past `wait` (concurrent sign-ins) is not let in by forgetting an active key.
+    throttle.failed("10.3.0.1", "boss")
+    expect(throttle.size).toBe(100)
+    expect(throttle.wait("10.2.0.7", "n7")).toBe(1000)
+    // Once waits end, their keys make room again.
+    clock.t += 999
+    expect(throttle.wait("10.3.0.1", "boss")).toBe(0)
+    throttle.failed("10.3.0.1", "boss")
+    expect(throttle.size).toBeLessThanOrEqual(100)
+    expect(throttle.wait("10.2.0.7", "n7")).toBe(1)
+  })
 })

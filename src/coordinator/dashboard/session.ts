@@ -75,7 +75,7 @@ export interface ThrottleOptions {
   maxMs?: number
   /** A key whose last failure is older than this starts afresh. */
   forgetMs?: number
-  /** Most addresses and names remembered; the least recently failed is forgotten first. */
+  /** Most addresses and names remembered; only keys that make nobody wait are forgotten to make room. */
   maxEntries?: number
 }
 
@@ -100,7 +100,11 @@ interface Strikes {
  * user name independently, so
  * neither many names from one address nor one name from many addresses can be guessed quickly. After
  * `freeAttempts` failures a key waits `baseMs`, then twice as long after each further failure (capped
- * at `maxMs`). Memory is bounded by `maxEntries` (a Map in least-recently-failed order).
+ * at `maxMs`). Memory is bounded by `maxEntries` (a Map in least-recently-failed order); to make room only
+ * a key that is not making anyone wait is forgotten (least recently failed first), never one still
+ * throttling: otherwise a flood of failures under fresh names and addresses would wipe the throttle of
+ * the name under attack. When every remembered key is still throttling, a new key is throttled too
+ * (it waits until the first wait ends) rather than let in unremembered.
  */
 export function createSignInThrottle(o: ThrottleOptions): SignInThrottle {
   const free = o.freeAttempts ?? 5
@@ -116,22 +120,41 @@ export function createSignInThrottle(o: ThrottleOptions): SignInThrottle {
     if (s && now - s.last > forget) keys.delete(k)
     return keys.get(k)
   }
+  /**
+   * Forgets keys that make nobody wait until `n` more fit; 0 when they do, else how long until the
+   * first remembered wait ends (the table is full of keys that are still throttling).
+   */
+  const makeRoom = (n: number, now: number): number => {
+    if (keys.size + n <= cap) return 0
+    let soonest = Infinity
+    for (const [k, s] of keys) {
+      if (s.until <= now || now - s.last > forget) keys.delete(k)
+      else soonest = Math.min(soonest, s.until)
+      if (keys.size + n <= cap) return 0
+    }
+    return Math.max(1, soonest - now)
+  }
   return {
     wait(ip, name) {
       const now = o.now()
-      return Math.max(0, ...keysOf(ip, name).map((k) => (live(k, now)?.until ?? 0) - now))
+      const ks = keysOf(ip, name)
+      const known = ks.map((k) => live(k, now))
+      const full = makeRoom(known.filter((s) => !s).length, now)
+      return Math.max(full, ...known.map((s) => (s?.until ?? 0) - now))
     },
     failed(ip, name) {
       const now = o.now()
       for (const k of keysOf(ip, name)) {
-        const s = live(k, now) ?? { failures: 0, last: now, until: 0 }
+        let s = live(k, now)
+        // Filled up since `wait` (concurrent sign-ins): a key that cannot be remembered is not added.
+        if (!s && makeRoom(1, now) > 0) continue
+        s ??= { failures: 0, last: now, until: 0 }
         s.failures++
         s.last = now
         if (s.failures >= free) s.until = now + Math.min(max, base * 2 ** Math.min(s.failures - free, 40))
         // Re-inserted at the end: the Map's first key is the least recently failed.
         keys.delete(k)
         keys.set(k, s)
-        while (keys.size > cap) keys.delete(keys.keys().next().value!)
       }
     },
     succeeded(ip, name) {

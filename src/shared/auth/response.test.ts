@@ -10,10 +10,25 @@ const NONCE = "bm9uY2Utb2YtdGhlLXJlcXVlc3Q"
 const head = { nonce: NONCE, status: 200, contentType: "application/vnd.dffmpeg.frames" }
 
 describe("response canonical form", () => {
-  test("joins scheme, request nonce, status, content type and body hash, one per line", () => {
+  test("joins scheme, request nonce, status, content type, signed headers and body hash, one per line", () => {
     expect(responseCanonical({ nonce: "n0", status: 409, contentType: "application/json", bodyHash: sha256Hex("{}") })).toBe(
-      "DFFMPEG-RESPONSE-HMAC-SHA256\nn0\n409\napplication/json\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+      'DFFMPEG-RESPONSE-HMAC-SHA256\nn0\n409\napplication/json\n["",""]\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a',
     )
+    const headers = new Headers({ "X-Next-Before": "01JNEXT", "x-dffmpeg-tail-truncated": "1000 bytes", "x-other": "not signed" })
+    expect(responseCanonical({ nonce: "n0", status: 200, contentType: "", headers, bodyHash: STREAMED }).split("\n")[4]).toBe('["01JNEXT","1000 bytes"]')
+  })
+
+  test("the data-carrying headers are signed: adding, dropping or changing one changes the signature", () => {
+    const json = { nonce: NONCE, status: 200, contentType: "application/json" }
+    const page = signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB" }) }, "[]")
+    expect(signResponse(key, { ...json, headers: new Headers() }, "[]")).not.toBe(page)
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JA" }) }, "[]")).not.toBe(page)
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB", "x-dffmpeg-tail-truncated": "1" }) }, "[]")).not.toBe(page)
+    // A value moved to the other header is not the same reply.
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-dffmpeg-tail-truncated": "01JB" }) }, "[]")).not.toBe(page)
+    // Headers outside the list are not covered; absent equals no headers at all.
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB", "x-request-id": "r" }) }, "[]")).toBe(page)
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-request-id": "r" }) }, "[]")).toBe(signResponse(key, json, "[]"))
   })
 
   test("every field changes the signature; a reply signed for one nonce does not verify for another", () => {

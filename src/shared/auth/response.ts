@@ -11,8 +11,11 @@ import { sha256Hex } from "./hmac.ts"
  *   <the request's X-DFFmpeg-Nonce>
  *   <HTTP status>
  *   <Content-Type header, exactly as sent; empty when absent>
+ *   <JSON array of the values of SIGNED_HEADERS, in that order; "" for one that is absent>
  *   <hex SHA-256 of the body bytes, or STREAM for a signed frame stream>
  *
+ * The headers that carry data (a listing's next cursor, a log tail's truncation) are signed like the
+ * body: a man in the middle who drops or rewrites one would otherwise cut a listing short unnoticed.
  * The nonce binds a reply to the one request it answers (a reply captured for another request does not
  * verify). A frame stream cannot be hashed before it is sent: its header signature (body slot `STREAM`)
  * seeds a chain of MAC frames. After every chunk of frames the sender appends a `mac` frame whose payload
@@ -29,16 +32,22 @@ const MAC_BYTES = 32
 /** Most unsealed bytes a receiver buffers before the next `mac` frame: one largest frame and some. */
 const MAX_UNSEALED = MAX_FRAME + 1024 * 1024
 
+/** Response headers that carry data, covered by the signature (lower-case, in canonical order). */
+export const SIGNED_HEADERS = ["x-next-before", "x-dffmpeg-tail-truncated"] as const
+
 export interface ResponseInput {
   nonce: string
   status: number
   contentType: string
+  /** The reply's headers, for the values of SIGNED_HEADERS; absent means none of them is set (frame streams). */
+  headers?: { get(name: string): string | null }
   /** Hex SHA-256 of the body, or `STREAMED`. */
   bodyHash: string
 }
 
 export function responseCanonical(i: ResponseInput): string {
-  return [RESPONSE_SCHEME, i.nonce, String(i.status), i.contentType, i.bodyHash].join("\n")
+  const signed = JSON.stringify(SIGNED_HEADERS.map((h) => i.headers?.get(h) ?? ""))
+  return [RESPONSE_SCHEME, i.nonce, String(i.status), i.contentType, signed, i.bodyHash].join("\n")
 }
 
 function hmac(key: Uint8Array, ...parts: (string | Uint8Array)[]): Buffer {

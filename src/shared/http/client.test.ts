@@ -119,6 +119,19 @@ describe("createApiClient verifies every reply", () => {
       ["changed content type", (req) => new Response(ASSIGNMENT, { headers: { ...signed(req, 200, "application/json", ASSIGNMENT), "content-type": "text/plain" } })],
       ["another request's reply", () => new Response(ASSIGNMENT, { headers: captured })],
       ["an unsigned error that should have been signed", () => Response.json({ error: { code: "E_CONFLICT", message: "stale" } }, { status: 409 })],
+      ["a next-page cursor added to a signed page", (req) => new Response("[]", { headers: { ...signed(req, 200, "application/json", "[]"), "x-next-before": "01JSKIP" } })],
+      [
+        "a rewritten next-page cursor",
+        (req) => {
+          const headers = new Headers({ "x-next-before": "01JB" })
+          const sig = signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers }, "[]")
+          return new Response("[]", { headers: { "content-type": "application/json", [RESPONSE_HEADER]: sig, "x-next-before": "01JA" } })
+        },
+      ],
+      ["a log tail's truncation notice dropped", (req) => {
+        const headers = new Headers({ "x-dffmpeg-tail-truncated": "1000 bytes" })
+        return new Response("[]", { headers: { "content-type": "application/json", [RESPONSE_HEADER]: signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers }, "[]") } })
+      }],
     ]
     reply = (req) => new Response(ASSIGNMENT, { headers: (captured = signed(req, 200, "application/json", ASSIGNMENT)) })
     await api.json("GET", "/poll")
@@ -141,6 +154,31 @@ describe("createApiClient verifies every reply", () => {
     const down = await api.json("GET", "/x").catch((e: unknown) => e)
     expect(down).toBeInstanceOf(UnavailableError)
     expect(retryable(down)).toBe(true)
+  })
+
+  test("a signed page keeps its signed cursor", async () => {
+    reply = (req) => {
+      const headers = new Headers({ "content-type": "application/json", "x-next-before": "01JB" })
+      headers.set(RESPONSE_HEADER, signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers }, "[]"))
+      return new Response("[]", { headers })
+    }
+    const res = await api.request("GET", "/api/v1/jobs")
+    expect(res.headers.get("x-next-before")).toBe("01JB")
+  })
+
+  test("an unsigned refusal's message reaches no terminal raw: controls and bidi escaped, length capped, details dropped", async () => {
+    const evil = "\x1b[31mred\x07\r\nfake line \u202eevil\u2028" + "x".repeat(5000)
+    for (const status of [401, 413, 503]) {
+      reply = () => Response.json({ error: { code: "E_AUTH", message: evil, details: ["\x1b]0;title\x07"] } }, { status })
+      const err = (await api.json("GET", "/x").catch((e: unknown) => e)) as DffmpegError
+      expect(err, String(status)).toBeInstanceOf(DffmpegError)
+      expect(err.message.startsWith("\\x1b[31mred\\x07\\r\\nfake line \\u202eevil\\u2028xxx")).toBe(true)
+      expect(err.message).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/)
+      expect(err.message.length).toBeLessThanOrEqual(300)
+      expect(err.details).toBeUndefined()
+    }
+    reply = () => new Response("\x1b[2J".repeat(100_000), { status: 502, headers: { "content-type": "text/html" } })
+    expect(((await api.json("GET", "/x").catch((e: unknown) => e)) as Error).message).toBe("HTTP 502")
   })
 })
 

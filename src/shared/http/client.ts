@@ -1,5 +1,6 @@
 import { HEADER, decodeKey, signRequest, sha256Hex } from "../auth/hmac.ts"
 import { RESPONSE_HEADER, STREAMED, StreamVerifier, bytesEqual, responseMac, verifiedStream } from "../auth/response.ts"
+import { escapeControls } from "../log.ts"
 import { AuthError, ConfigError, DffmpegError, TrustError, UnavailableError, fromErrorBody } from "../errors.ts"
 
 export interface ApiClient {
@@ -76,12 +77,12 @@ export function createApiClient(opts: { url: string; client: string; key: string
     const contentType = res.headers.get("content-type") ?? ""
     if (!sig) {
       // Refusals made before our identity was proven cannot be signed; they never carry data.
-      if (UNSIGNED_OK(res.status)) return res
+      if (UNSIGNED_OK(res.status)) return unsignedRefusal(res)
       await res.body?.cancel().catch(() => {})
       throw new TrustError(`the coordinator at ${base} sent an unsigned reply (HTTP ${res.status}); refusing it (is something between us and the coordinator changing replies?)`)
     }
     const got = Buffer.from(sig, "base64")
-    const input = { nonce, status: res.status, contentType }
+    const input = { nonce, status: res.status, contentType, headers: res.headers }
     const seed = responseMac(key, { ...input, bodyHash: STREAMED })
     if (bytesEqual(seed, got) && res.body) {
       const body = verifiedStream(res.body, new StreamVerifier(key, seed, `the coordinator at ${base}`))
@@ -129,6 +130,53 @@ export function createApiClient(opts: { url: string; client: string; key: string
  * carries no data; a forged one can only stop a request, which a man in the middle can do anyway.
  */
 const UNSIGNED_OK = (status: number) => status === 401 || status === 413 || status >= 500
+
+/** Longest message kept from an unsigned refusal; the bytes read of its body are bounded too. */
+export const UNSIGNED_MESSAGE_CHARS = 300
+const UNSIGNED_BODY_BYTES = 16 * 1024
+
+/**
+ * An unsigned refusal rebuilt as a bare `{error:{message}}`: anyone on the path may have written it, so
+ * only its message is kept, with every control and bidi character escaped (no ESC, BEL, CR or LF reaches
+ * a terminal) and cut to UNSIGNED_MESSAGE_CHARS; its code and details are dropped, its status kept.
+ */
+async function unsignedRefusal(res: Response): Promise<Response> {
+  const text = await readCapped(res.body, UNSIGNED_BODY_BYTES)
+  let message: unknown
+  try {
+    message = (JSON.parse(text) as { error?: { message?: unknown } } | null)?.error?.message
+  } catch {}
+  const body = typeof message === "string" ? JSON.stringify({ error: { message: clip(escapeControls(message), UNSIGNED_MESSAGE_CHARS) } }) : ""
+  const headers = new Headers(res.headers)
+  headers.set("content-type", "application/json")
+  headers.delete("content-length")
+  return new Response(body, { status: res.status, headers })
+}
+
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`
+}
+
+/** Up to `max` bytes of a body as text; the rest is not read. */
+async function readCapped(body: ReadableStream<Uint8Array> | null, max: number): Promise<string> {
+  if (!body) return ""
+  const reader = body.getReader()
+  const parts: Uint8Array[] = []
+  let size = 0
+  try {
+    while (size < max) {
+      const { done, value } = await reader.read()
+      if (done) break
+      parts.push(value)
+      size += value.length
+    }
+  } catch {
+    return ""
+  } finally {
+    reader.cancel().catch(() => {})
+  }
+  return new TextDecoder().decode(Buffer.concat(parts).subarray(0, max))
+}
 
 /** What a TLS failure means, from the error code of fetch; undefined for errors that are not about TLS. */
 export function tlsReason(code: string | undefined): string | undefined {

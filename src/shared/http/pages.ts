@@ -1,3 +1,5 @@
+import { TrustError } from "../errors.ts"
+import { escapeControls } from "../log.ts"
 import type { Job } from "../protocol/schemas.ts"
 import { readJson, type ApiClient } from "./client.ts"
 
@@ -17,6 +19,8 @@ export async function listJobPages(api: ApiClient, query: Record<string, string 
     out.push(...page)
     const next = res.headers.get(NEXT_PAGE_HEADER)
     if (!next || !page.length) break
+    // The coordinator's cursor is the last id it sent; anything else would skip or repeat jobs.
+    if (next !== page[page.length - 1]!.id) throw new TrustError(`the coordinator sent a next-page cursor (${escapeControls(next.slice(0, 64))}) that is not the last job of its page; refusing the listing`)
     before = next
   }
   return out

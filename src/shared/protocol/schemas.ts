@@ -35,14 +35,30 @@ export const SubmitRequest = v.strictObject({
 })
 export type SubmitRequest = v.InferOutput<typeof SubmitRequest>
 
+/**
+ * Text an operator reads (a worker's version, its capability values): printable only, no control, line
+ * separator or bidi character (they would drive the terminal of whoever lists workers), at most `max` chars.
+ */
+const printable = (max: number) =>
+  v.pipe(
+    v.string(),
+    v.maxLength(max, `must be at most ${max} characters`),
+    v.regex(/^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$/, "must be printable (no control, line separator or bidi characters)"),
+  )
+/** A registration's capabilities: up to 32 named facts (`sandbox`, `runAs`, `platform`...), each a short printable string, a number, a boolean or null. */
+const Capabilities = v.pipe(
+  v.record(v.pipe(v.string(), v.regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, "capability names must be 1-64 letters, digits, '_', '-' or '.'")), v.union([printable(256), v.number(), v.boolean(), v.null()])),
+  v.check((r) => Object.keys(r).length <= 32, "at most 32 capabilities"),
+)
+
 export const WorkerRegistration = v.strictObject({
   /** A draining worker keeps its running jobs and gets no new ones. */
   draining: v.optional(v.boolean(), false),
   binaries: v.pipe(v.array(Name), v.maxLength(64)),
   paths: v.pipe(v.array(VarName), v.maxLength(256)),
   maxJobs: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
-  version: v.pipe(v.string(), v.maxLength(64)),
-  capabilities: v.optional(v.record(v.string(), v.unknown()), {}),
+  version: v.pipe(printable(64), v.minLength(1, "must not be empty")),
+  capabilities: v.optional(Capabilities, {}),
 })
 export type WorkerRegistration = v.InferOutput<typeof WorkerRegistration>
 

@@ -18,7 +18,7 @@ export function signResponses() {
     if (!key || c.res.headers.has(RESPONSE_HEADER)) return
     const body = new Uint8Array(await c.res.arrayBuffer())
     const headers = new Headers(c.res.headers)
-    const input = { nonce: c.req.header(HEADER.nonce) ?? "", status: c.res.status, contentType: headers.get("content-type") ?? "" }
+    const input = { nonce: c.req.header(HEADER.nonce) ?? "", status: c.res.status, contentType: headers.get("content-type") ?? "", headers }
     headers.set(RESPONSE_HEADER, signResponse(key, input, body))
     const res = new Response(body, { status: c.res.status, headers })
     // Cleared first: assigning over an existing response would merge the old headers back in.
@@ -31,6 +31,7 @@ export function signResponses() {
 export function streamSealer(c: Context<AuthEnv>, contentType: string): StreamSealer | undefined {
   const key = c.get("key")
   if (!key) return undefined
+  // No signed header (SIGNED_HEADERS) is set on a frame stream: the signature covers them as absent.
   const sealer = new StreamSealer(key, { nonce: c.req.header(HEADER.nonce) ?? "", status: 200, contentType })
   c.header(RESPONSE_HEADER, sealer.header)
   return sealer

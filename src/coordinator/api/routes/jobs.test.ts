@@ -112,6 +112,22 @@ describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
     expect(await (await upload(stdin(4, 1))).json()).toEqual({ ok: true, ignored: true })
   })
 
+  test("an out-of-order sequence cannot slip stdin past the limit: a gap is 409 with the expected sequence", async () => {
+    // The red team's run: seq 1000000 first, then seq 5 with more than the limit.
+    const far = await upload(stdin(1_000_000, 1))
+    expect(far.status).toBe(409)
+    expect(await far.json()).toEqual({ error: { code: "E_CONFLICT", message: "stdin gap: expected sequence 1, got 1000000", details: { expected: 1 } } })
+    expect((await upload(stdin(1, 1))).status).toBe(200)
+    expect((await upload(stdin(5, 7))).status).toBe(409)
+    // A batch whose own order is shuffled is put in order; a resent prefix is dropped, not counted.
+    expect((await upload(stdin(3, 3), stdin(1, 1), stdin(2, 3))).status).toBe(200)
+    expect(await s.store.inputBytes(MID)).toEqual({ bytes: 7, lastSeq: 3 })
+    // What is not stored counts, whatever its sequence: 7 + 4 is over 10.
+    expect((await upload(stdin(4, 1), stdin(5, 3))).status).toBe(413)
+    expect(await s.store.inputBytes(MID)).toEqual({ bytes: 7, lastSeq: 3 })
+    expect((await s.store.getJob(MID))!.status).toBe("canceled")
+  })
+
   test("a running job is asked to stop: its worker sees the cancel request", async () => {
     await s.worker("w1")
     const assigned = await s.store.assign(MID, "w1", s.clock)

@@ -237,15 +237,34 @@ export function jobRoutes(deps: Deps) {
   })
 
   /**
-   * 413 once a job's stdin would pass `limits.max_stdin_bytes` (counted from what is stored, without
-   * reading it; repeated sequence numbers are not counted twice). The job is canceled: a process that
-   * got only part of its input would produce a wrong result rather than fail.
+   * The chunks of a stdin upload not stored yet, which must follow what is stored with no gap: the
+   * worker reads a job's input in sequence order after a cursor, so a chunk arriving after a higher one
+   * would never be read. A chunk at or below the last stored sequence is a resend and is dropped; a
+   * gap is 409 with the expected sequence (the client sends in order, one request at a time, so it
+   * never makes one).
    */
-  const checkStdinQuota = async (job: Job, chunks: InputChunk[]) => {
-    const max = config.limits.max_stdin_bytes
+  const freshInput = async (job: Job, chunks: InputChunk[]) => {
     const stored = await store.inputBytes(job.id)
-    let bytes = stored.bytes
-    for (const ch of chunks) if (ch.kind === Kind.stdin && ch.seq > stored.lastSeq) bytes += ch.data.length
+    const fresh: InputChunk[] = []
+    let expected = stored.lastSeq + 1
+    for (const ch of [...chunks].sort((a, b) => a.seq - b.seq)) {
+      if (ch.seq < expected) continue
+      if (ch.seq > expected) throw new ConflictError(`stdin gap: expected sequence ${expected}, got ${ch.seq}`, { expected })
+      fresh.push(ch)
+      expected++
+    }
+    return { stored, fresh }
+  }
+
+  /**
+   * 413 once a job's stdin would pass `limits.max_stdin_bytes` (counted from what is stored, without
+   * reading it, plus the new chunks: resent ones are not counted twice). The job is canceled: a process
+   * that got only part of its input would produce a wrong result rather than fail.
+   */
+  const checkStdinQuota = async (job: Job, storedBytes: number, fresh: InputChunk[]) => {
+    const max = config.limits.max_stdin_bytes
+    let bytes = storedBytes
+    for (const ch of fresh) if (ch.kind === Kind.stdin) bytes += ch.data.length
     if (bytes <= max) return
     const done = await store.requestCancel(job.id, `its standard input passed ${max} bytes (limits.max_stdin_bytes)`, now())
     if (done) {
@@ -267,8 +286,9 @@ export function jobRoutes(deps: Deps) {
       chunks.push({ seq: f.seq, kind: f.kind, data: f.data })
     }
     if (isTerminal(job.status)) return c.json({ ok: true, ignored: true })
-    await checkStdinQuota(job, chunks)
-    await store.appendInput(job.id, chunks)
+    const { stored, fresh } = await freshInput(job, chunks)
+    await checkStdinQuota(job, stored.bytes, fresh)
+    await store.appendInput(job.id, fresh)
     hub.notify(topic.input(job.id))
     return c.json({ ok: true })
   })
