@@ -1,7 +1,7 @@
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty"
 import { ConfigError, DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
-import { escapeControls } from "../shared/log.ts"
+import { escapeControls } from "../shared/text.ts"
 import { VERSION } from "../shared/version.ts"
 import { Env } from "../shared/config/env.ts"
 import { root } from "./root.ts"

@@ -1,4 +1,4 @@
-import { escapeControls } from "../shared/log.ts"
+import { escapeControls } from "../shared/text.ts"
 import { clock } from "../shared/time.ts"
 
 /**

@@ -2,7 +2,7 @@ import { runAttached } from "../client/session.ts"
 import type { YamlExplainer } from "../shared/config/load.ts"
 import { ConfigError, DffmpegError } from "../shared/errors.ts"
 import { PROXY_FAILURE } from "../shared/exit-codes.ts"
-import { escapeControls } from "../shared/log.ts"
+import { escapeControls } from "../shared/text.ts"
 
 /**
  * ffmpeg/ffprobe symlink mode. Every argument goes to the remote binary untouched; nothing here is

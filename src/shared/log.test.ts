@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test"
-import { escapeControls, formatLine } from "./log.ts"
+import { formatLine } from "./log.ts"
+import { escapeControls } from "./text.ts"
 
 const date = new Date("2026-12-01T10:00:00.000Z")
 const at = (args: unknown[], json = false) => formatLine({ args, date, type: "warn", tag: "coordinator:api" }, json)

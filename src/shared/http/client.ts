@@ -1,6 +1,6 @@
 import { HEADER, decodeKey, signRequest, sha256Hex } from "../auth/hmac.ts"
 import { RESPONSE_HEADER, STREAMED, StreamVerifier, bytesEqual, responseMac, verifiedStream } from "../auth/response.ts"
-import { escapeControls } from "../log.ts"
+import { escapeControls } from "../text.ts"
 import { AuthError, ConfigError, DffmpegError, TrustError, UnavailableError, fromErrorBody } from "../errors.ts"
 
 export interface ApiClient {

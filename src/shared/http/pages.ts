@@ -1,5 +1,5 @@
 import { TrustError } from "../errors.ts"
-import { escapeControls } from "../log.ts"
+import { escapeControls } from "../text.ts"
 import type { Job } from "../protocol/schemas.ts"
 import { readJson, type ApiClient } from "./client.ts"
 
