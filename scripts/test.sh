@@ -16,6 +16,8 @@ summary() {
   # summary goes to stderr) finds it last on whichever it reads; on one terminal it shows twice.
   echo "$p passed, $f failed"
   echo "$p passed, $f failed" >&2
+  # For .ci/run: the verdict was given (it gives one itself if this script dies before here).
+  if [ -n "${DFFMPEG_VERDICT_FILE:-}" ]; then echo "$p passed, $f failed" > "$DFFMPEG_VERDICT_FILE"; fi
   rm -f "$log"
 }
 tests=""

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { apiFor } from "../helpers/api.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { relay } from "../helpers/mitm.ts"
 
 /**
  * A man in the middle on plain HTTP cannot sign a reply, but it can answer with an unsigned 401 or 413,
@@ -25,14 +26,8 @@ const mitm = Bun.serve({
       if (req.body) await req.arrayBuffer()
       return Response.json({ error: { code: rule.status === 401 ? "E_AUTH" : "E_TOO_LARGE", message: "forged" } }, { status: rule.status })
     }
-    const headers = new Headers(req.headers)
-    headers.delete("host")
-    const body = req.method === "GET" || req.method === "HEAD" ? undefined : await req.arrayBuffer()
-    const res = await fetch(`http://127.0.0.1:${target}${url.pathname}${url.search}`, { method: req.method, headers, body, redirect: "manual" })
-    const out = new Headers(res.headers)
-    out.delete("content-length")
-    out.delete("transfer-encoding")
-    return new Response(res.body, { status: res.status, headers: out })
+    const { res, headers } = await relay(req, target)
+    return new Response(res.body, { status: res.status, headers })
   },
 })
 

@@ -5,6 +5,7 @@ import { RESPONSE_HEADER } from "../../src/shared/auth/response.ts"
 import { FrameDecoder, Kind, concatFrames, encodeFrame } from "../../src/shared/protocol/frames.ts"
 import { apiFor } from "../helpers/api.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { relay } from "../helpers/mitm.ts"
 import { sample } from "../helpers/media.ts"
 
 /**
@@ -52,13 +53,7 @@ const mitm = Bun.serve({
   idleTimeout: 0,
   async fetch(req) {
     const url = new URL(req.url)
-    const headers = new Headers(req.headers)
-    headers.delete("host")
-    const body = req.method === "GET" || req.method === "HEAD" ? undefined : await req.arrayBuffer()
-    const res = await fetch(`http://127.0.0.1:${target}${url.pathname}${url.search}`, { method: req.method, headers, body, redirect: "manual" })
-    const out = new Headers(res.headers)
-    out.delete("content-length")
-    out.delete("transfer-encoding")
+    const { res, headers: out } = await relay(req, target)
     const client = req.headers.get("x-dffmpeg-client-id")
     if (mode === "assignment" && url.pathname === "/api/v1/worker/poll") {
       const text = await res.text()
