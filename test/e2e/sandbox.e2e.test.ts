@@ -111,6 +111,23 @@ describe("a sandboxed job", () => {
     }
   }, 30_000)
 
+  test("with allow_network, allowed_hosts decides: a host not listed is refused with one line and never reached, a listed one is", async () => {
+    const url = `http://127.0.0.1:${http.port}/hosts.mkv`
+    await restartWorker({ argument_policy: true, allow_network: true, allowed_hosts: ["192.0.2.1"] })
+    try {
+      hits = []
+      const refused = await ffmpeg(["-v", "error", "-i", url, "-f", "null", "-"])
+      if (refused.code !== 1) throw new Error(fail(refused))
+      expect(refused.err.trim().split("\n")).toEqual([expect.stringMatching(new RegExp(`^dffmpeg: .*worker refused the job: argument 4 "http://127\\.0\\.0\\.1:${http.port}/hosts\\.mkv": host 127\\.0\\.0\\.1:${http.port} is not in this worker's allowed_hosts`))])
+      expect(hits).toEqual([])
+      await restartWorker({ argument_policy: true, allow_network: true, allowed_hosts: ["127.0.0.1"] })
+      await ffmpeg(["-v", "error", "-i", url, "-f", "null", "-"])
+      expect(hits).toEqual(["/hosts.mkv"])
+    } finally {
+      await restartWorker({})
+    }
+  }, 40_000)
+
   test("SIGHUP to the shim ends the remote ffmpeg as it ends a local one (same exit code)", async () => {
     const args = ["-hide_banner", "-nostats", "-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "60", "-f", "null", "-"]
     const local = Bun.spawn(["ffmpeg", ...args], { stdin: "ignore", stdout: "ignore", stderr: "pipe" })
