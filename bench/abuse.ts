@@ -46,21 +46,34 @@ const POSTS = opt("posts", 40)
 // (e.g. an export of the commit the binary was built from) instead of this tree's.
 const seedArg = process.argv.indexOf("--seed-with")
 const seedRoot = seedArg === -1 ? ROOT : resolve(process.argv[seedArg + 1])
-const { createSqliteStore } = (await import(join(seedRoot, "src", "store", "sqlite", "index.ts"))) as typeof import("../src/store/sqlite/index.ts")
-if (binArg === -1 && !existsSync(BIN)) Bun.spawnSync(["bun", "scripts/build.ts", "--single"], { stdout: "inherit", stderr: "inherit", cwd: ROOT })
+const { createSqliteStore } = (await import(
+  join(seedRoot, "src", "store", "sqlite", "index.ts")
+)) as typeof import("../src/store/sqlite/index.ts")
+if (binArg === -1 && !existsSync(BIN))
+  Bun.spawnSync(["bun", "scripts/build.ts", "--single"], { stdout: "inherit", stderr: "inherit", cwd: ROOT })
 
 const dir = mkdtempSync(join(tmpdir(), "dffmpeg-abuse-"))
 const cfgPath = join(dir, "coordinator.yaml")
 const dbPath = join(dir, "coordinator.db")
 // JSON is YAML. All of 127.0.0.0/8 may use the dashboard: the SSE connections come from many of its addresses.
-writeFileSync(cfgPath, JSON.stringify({ host: "127.0.0.1", port: 0, database: { path: dbPath }, allowed_dashboard_ips: ["127.0.0.0/8"], poll_wait_seconds: 60 }))
+writeFileSync(
+  cfgPath,
+  JSON.stringify({
+    host: "127.0.0.1",
+    port: 0,
+    database: { path: dbPath },
+    allowed_dashboard_ips: ["127.0.0.0/8"],
+    poll_wait_seconds: 60,
+  }),
+)
 
 const run = (args: string[]) => {
   const p = Bun.spawnSync([BIN, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir } })
   if (p.exitCode !== 0) throw new Error(`dffmpeg ${args.join(" ")}: ${p.stderr.toString()}`)
   return p.stdout.toString().trim()
 }
-const addUser = (name: string, role: string) => run(["admin", "--config", cfgPath, "users", "add", name, "--role", role])
+const addUser = (name: string, role: string) =>
+  run(["admin", "--config", cfgPath, "users", "add", name, "--role", role])
 
 // ---- setup: identities (through the binary under test), then the large jobs (through the store) ----
 const WORKERS = 40
@@ -80,14 +93,33 @@ const jobIds: string[] = []
     const id = newId()
     jobIds.push(id)
     // Paths no worker advertises: the queued ones stay queued (and are read by every scheduling pass).
-    await store.createJob({ id, requester: "bench-client", binary: "ffmpeg", args, paths: ["Nowhere"], cwd: null, stdin: false, attached: false, retries: 0 }, t0 + i)
+    await store.createJob(
+      {
+        id,
+        requester: "bench-client",
+        binary: "ffmpeg",
+        args,
+        paths: ["Nowhere"],
+        cwd: null,
+        stdin: false,
+        attached: false,
+        retries: 0,
+      },
+      t0 + i,
+    )
     if (i % 2 === 1) await store.requestCancel(id, "seeded as finished", t0 + i)
   }
   await store.close()
 }
 
 // ---- start the coordinator ----
-const child = Bun.spawn([BIN, "coordinator", "--config", cfgPath], { cwd: dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir }, stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+const child = Bun.spawn([BIN, "coordinator", "--config", cfgPath], {
+  cwd: dir,
+  env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir },
+  stdin: "ignore",
+  stdout: "ignore",
+  stderr: "pipe",
+})
 const coord = new Proc("coordinator", child)
 process.on("exit", () => child.kill("SIGKILL"))
 const m = await coord.waitForLine(/listening on (http:\/\/127\.0\.0\.1:(\d+))/, 30_000)
@@ -108,7 +140,9 @@ const rssMb = (): number | undefined => {
 // Workers join (register, echo the token) before the storm, as a real pool would have.
 for (let i = 0; i < WORKERS; i++) {
   const w = api(`bench-w${i}`)
-  await w.json("POST", "/api/v1/worker/register", { json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: "bench" } })
+  await w.json("POST", "/api/v1/worker/register", {
+    json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: "bench" },
+  })
   const { verify } = await w.json<{ verify?: string }>("GET", "/api/v1/worker/poll", { query: { wait: 0 } })
   if (verify) await w.json("POST", "/api/v1/worker/verify", { json: { token: verify } })
 }
@@ -180,7 +214,12 @@ const count = (kind: string, o: Outcome) => {
   t[o]++
   tally.set(kind, t)
 }
-const outcomeOf = (status: number): Outcome => (status >= 200 && status < 300 ? "accepted" : status === 429 || status === 503 || status === 413 || status === 401 ? "refused" : "error")
+const outcomeOf = (status: number): Outcome =>
+  status >= 200 && status < 300
+    ? "accepted"
+    : status === 429 || status === 503 || status === 413 || status === 401
+      ? "refused"
+      : "error"
 const closers: (() => void)[] = []
 
 /** A raw HTTP/1.1 request from `local` (a loopback address), held open; resolves with the status. */
@@ -236,20 +275,30 @@ for (let i = 0; i < streams; i++) {
   const ac = new AbortController()
   closers.push(() => ac.abort())
   started.push(
-    client.request("GET", `/api/v1/jobs/${jobIds[Math.floor(i / 10) % jobIds.length]}/stream`, { signal: ac.signal, timeoutMs: 30_000 }).then(
-      (res) => {
-        count("job output streams", outcomeOf(res.status))
-        if (!res.ok) void res.arrayBuffer()
-        else void res.body?.pipeTo(new WritableStream()).catch(() => {})
-      },
-      () => void (!ac.signal.aborted && count("job output streams", "error")),
-    ),
+    client
+      .request("GET", `/api/v1/jobs/${jobIds[Math.floor(i / 10) % jobIds.length]}/stream`, {
+        signal: ac.signal,
+        timeoutMs: 30_000,
+      })
+      .then(
+        (res) => {
+          count("job output streams", outcomeOf(res.status))
+          if (!res.ok) void res.arrayBuffer()
+          else void res.body?.pipeTo(new WritableStream()).catch(() => {})
+        },
+        () => void (!ac.signal.aborted && count("job output streams", "error")),
+      ),
   )
 }
 // Dashboard live events from 25 addresses, half of them on a large job's page.
 for (let i = 0; i < sse; i++) {
   const path = i % 2 ? `/dashboard/api/events?job=${jobIds[i % jobIds.length]}` : "/dashboard/api/events"
-  started.push(raw(`127.0.0.${2 + (i % 25)}`, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`).then((s) => count("dashboard live (SSE)", outcomeOf(s))))
+  started.push(
+    raw(
+      `127.0.0.${2 + (i % 25)}`,
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`,
+    ).then((s) => count("dashboard live (SSE)", outcomeOf(s))),
+  )
 }
 // Unauthenticated 8 MiB posts (F6).
 const big = new Uint8Array(8 * 1024 * 1024).fill(0x61)
@@ -285,7 +334,13 @@ const holdUntil = Date.now() + HOLD_S * 1000
 while (Date.now() < holdUntil && killedAt === undefined) await Bun.sleep(100)
 counting = false
 // Connections with no answer at the end of the hold were still open (a long poll answers only when it ends).
-for (const [kind, n] of [["worker long polls", polls], ["job output streams", streams], ["dashboard live (SSE)", sse], ["unauthenticated 8 MiB POSTs", POSTS], [forgedKind, POSTS]] as const) {
+for (const [kind, n] of [
+  ["worker long polls", polls],
+  ["job output streams", streams],
+  ["dashboard live (SSE)", sse],
+  ["unauthenticated 8 MiB POSTs", POSTS],
+  [forgedKind, POSTS],
+] as const) {
   const t = tally.get(kind) ?? { accepted: 0, refused: 0, error: 0, open: 0 }
   t.open = n - (t.accepted + t.refused + t.error)
   tally.set(kind, t)
@@ -310,24 +365,39 @@ const pct = (xs: number[], p: number) => {
 const f0 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "—" : x.toFixed(0))
 const ms = (x: number) => (Number.isFinite(x) ? `${x.toFixed(x < 10 ? 1 : 0)} ms` : "—")
 const out: string[] = []
-out.push(`Abuse run: ${BIN.replace(ROOT + "/", "")}, ${JOBS} jobs × ${ARGS_MB} MB of arguments, ${CONNECTIONS} connections held ${HOLD_S} s; ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB.`)
+out.push(
+  `Abuse run: ${BIN.replace(ROOT + "/", "")}, ${JOBS} jobs × ${ARGS_MB} MB of arguments, ${CONNECTIONS} connections held ${HOLD_S} s; ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB.`,
+)
 out.push("")
 out.push("| measure | value |")
 out.push("| --- | --- |")
 out.push(`| coordinator RSS idle (after setup) | ${f0(idleRss)} MB |`)
-out.push(`| coordinator RSS peak | ${f0(Math.max(...rss))} MB${killedAt !== undefined ? ` (**killed at ${f0(killedAt)} MB: over --rss-cap-mb ${RSS_CAP_MB}**)` : ""} |`)
-out.push(`| coordinator RSS 2 s after every connection closed | ${killedAt !== undefined ? "—" : `${f0(afterRss)} MB`} |`)
-out.push(`| /health p50 / p99 / max (${health.length} probes) | ${ms(pct(health, 50))} / ${ms(pct(health, 99))} / ${ms(Math.max(...health))} |`)
+out.push(
+  `| coordinator RSS peak | ${f0(Math.max(...rss))} MB${killedAt !== undefined ? ` (**killed at ${f0(killedAt)} MB: over --rss-cap-mb ${RSS_CAP_MB}**)` : ""} |`,
+)
+out.push(
+  `| coordinator RSS 2 s after every connection closed | ${killedAt !== undefined ? "—" : `${f0(afterRss)} MB`} |`,
+)
+out.push(
+  `| /health p50 / p99 / max (${health.length} probes) | ${ms(pct(health, 50))} / ${ms(pct(health, 99))} / ${ms(Math.max(...health))} |`,
+)
 const worst = health.indexOf(Math.max(...health))
-out.push(`| slowest /health probe started | ${worst === -1 || !Number.isFinite(healthAt[worst]) ? "—" : `${healthAt[worst].toFixed(1)} s after the storm began`} |`)
+out.push(
+  `| slowest /health probe started | ${worst === -1 || !Number.isFinite(healthAt[worst]) ? "—" : `${healthAt[worst].toFixed(1)} s after the storm began`} |`,
+)
 const later = health.filter((_, i) => healthAt[i] >= 2)
-out.push(`| /health p99 / max from 2 s after the storm began | ${ms(pct(later, 99))} / ${ms(later.length ? Math.max(...later) : NaN)} |`)
+out.push(
+  `| /health p99 / max from 2 s after the storm began | ${ms(pct(later, 99))} / ${ms(later.length ? Math.max(...later) : NaN)} |`,
+)
 out.push(`| /health failed or over 5 s | ${healthFailed} |`)
 out.push(`| signed reads (every 200 ms) ok / refused or failed | ${signedOk} / ${signedRefused} |`)
 out.push(`| largest listing body | ${(listBytesMax / 1024).toFixed(1)} KiB |`)
 out.push("")
-out.push("| connections | answered 2xx | refused (429/413/401/503) | failed (other status, reset, timeout) | open without an answer at the end |")
+out.push(
+  "| connections | answered 2xx | refused (429/413/401/503) | failed (other status, reset, timeout) | open without an answer at the end |",
+)
 out.push("| --- | --- | --- | --- | --- |")
-for (const [kind, t] of tally) out.push(`| ${kind} | ${t.accepted} | ${t.refused} | ${t.error} | ${kind.startsWith("listings") ? "—" : t.open} |`)
+for (const [kind, t] of tally)
+  out.push(`| ${kind} | ${t.accepted} | ${t.refused} | ${t.error} | ${kind.startsWith("listings") ? "—" : t.open} |`)
 console.log(out.join("\n"))
 process.exit(killedAt !== undefined ? 1 : 0)

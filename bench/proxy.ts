@@ -15,7 +15,12 @@ import { Cluster } from "../test/helpers/cluster.ts"
 import { BIN } from "../test/helpers/bin.ts"
 
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 30
-if (!existsSync(BIN)) Bun.spawnSync(["bun", "scripts/build.ts", "--single"], { stdout: "inherit", stderr: "inherit", cwd: join(import.meta.dir, "..") })
+if (!existsSync(BIN))
+  Bun.spawnSync(["bun", "scripts/build.ts", "--single"], {
+    stdout: "inherit",
+    stderr: "inherit",
+    cwd: join(import.meta.dir, ".."),
+  })
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -34,8 +39,28 @@ async function timed(cmd: string[], env: Record<string, string>): Promise<number
 const c = await Cluster.start({ workers: 1, maxJobs: 10 })
 try {
   const input = join(c.storage, "bench.mkv")
-  const mk = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=duration=30:size=1280x720:rate=25", "-f", "lavfi", "-i", "sine=duration=30",
-    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", input])
+  const mk = Bun.spawnSync([
+    "ffmpeg",
+    "-v",
+    "error",
+    "-y",
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=duration=30:size=1280x720:rate=25",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine=duration=30",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-c:a",
+    "aac",
+    "-shortest",
+    input,
+  ])
   if (mk.exitCode !== 0) throw new Error(mk.stderr.toString())
   const probeArgs = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
   const env = { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
@@ -57,12 +82,14 @@ try {
     const lat: number[] = []
     const t = performance.now()
     let next = 0
-    await Promise.all(Array.from({ length: 10 }, async () => {
-      while (next < 100) {
-        next++
-        lat.push(await timed(cmd, env))
-      }
-    }))
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        while (next < 100) {
+          next++
+          lat.push(await timed(cmd, env))
+        }
+      }),
+    )
     return { rate: 100 / ((performance.now() - t) / 1000), lat }
   }
   const tl = await batch(["ffprobe", "-version"])

@@ -12,7 +12,17 @@ import { Kind, encodeFrame } from "../src/shared/protocol/frames.ts"
 const key = Buffer.alloc(32, 1)
 const head = { nonce: "bench-nonce-0123456789", status: 200, contentType: "application/json" }
 const assignment = JSON.stringify({
-  jobs: [{ id: "01ARZ3NDEKTSV4RRFFQ69G5FAV", epoch: 1, binary: "ffprobe", args: ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "$Media/film.mkv"], paths: ["Media"], cwd: null, stdin: false }],
+  jobs: [
+    {
+      id: "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+      epoch: 1,
+      binary: "ffprobe",
+      args: ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "$Media/film.mkv"],
+      paths: ["Media"],
+      cwd: null,
+      stdin: false,
+    },
+  ],
 })
 
 /**
@@ -37,7 +47,9 @@ const verify = time(20_000, () => {
   responseMac(key, { ...head, bodyHash: STREAMED })
   responseMac(key, { ...head, bodyHash: sha256Hex(assignment) })
 })
-rows.push(`| JSON reply (${assignment.length} B: a poll answer with one assignment) | ${sign.toFixed(1)} | ${verify.toFixed(1)} |`)
+rows.push(
+  `| JSON reply (${assignment.length} B: a poll answer with one assignment) | ${sign.toFixed(1)} | ${verify.toFixed(1)} |`,
+)
 for (const size of [64, 4096, 65536]) {
   const frame = encodeFrame(Kind.stdout, 1, new Uint8Array(size).fill(7))
   const n = size > 10_000 ? 2000 : 20_000
@@ -55,7 +67,9 @@ for (const size of [64, 4096, 65536]) {
   const check = time(n, () => v.push(sealed[i++]!), 1)
   rows.push(`| output chunk of ${size} B (one frame + its MAC frame) | ${seal.toFixed(1)} | ${check.toFixed(1)} |`)
 }
-console.log(`### ${new Date().toISOString().slice(0, 10)} — response signing, ${cpus().length} × ${cpus()[0]?.model}, Bun ${Bun.version}\n`)
+console.log(
+  `### ${new Date().toISOString().slice(0, 10)} — response signing, ${cpus().length} × ${cpus()[0]?.model}, Bun ${Bun.version}\n`,
+)
 console.log("CPU time per reply (median):\n")
 console.log("| reply | sign (coordinator) µs | verify (receiver) µs |\n|---|---|---|")
 console.log(rows.join("\n"))

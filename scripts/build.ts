@@ -45,7 +45,8 @@ async function build(outfile: string, target?: string) {
 async function smoke(bin: string) {
   const v = Bun.spawnSync([bin, "--version"])
   const out = v.stdout.toString().trim()
-  if (v.exitCode !== 0 || out !== `dffmpeg ${pkg.version}`) throw new Error(`smoke test failed: ${bin} --version printed ${JSON.stringify(out)}`)
+  if (v.exitCode !== 0 || out !== `dffmpeg ${pkg.version}`)
+    throw new Error(`smoke test failed: ${bin} --version printed ${JSON.stringify(out)}`)
   // Through a symlink named ffprobe the binary is the proxy: with no config it must say so in one line.
   const dir = join(dist, ".smoke")
   rmSync(dir, { recursive: true, force: true })
@@ -54,7 +55,8 @@ async function smoke(bin: string) {
   const p = Bun.spawnSync([join(dir, "ffprobe"), "-version"], { env: { PATH: "/usr/bin:/bin", HOME: dir }, cwd: dir })
   rmSync(dir, { recursive: true, force: true })
   const err = p.stderr.toString()
-  if (p.exitCode !== 1 || !err.startsWith("dffmpeg: ")) throw new Error(`smoke test failed: proxy mode answered ${p.exitCode}: ${err}`)
+  if (p.exitCode !== 1 || !err.startsWith("dffmpeg: "))
+    throw new Error(`smoke test failed: proxy mode answered ${p.exitCode}: ${err}`)
   console.error(`smoke test ok: ${out}`)
 }
 

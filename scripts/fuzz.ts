@@ -102,7 +102,13 @@ export async function runFuzz(o: FuzzOptions): Promise<Summary> {
   }
 }
 
-async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, canaryHitCount: () => number, log: (line: string) => void): Promise<Summary> {
+async function fuzz(
+  o: FuzzOptions,
+  cluster: FuzzCluster,
+  canaryUrl: string,
+  canaryHitCount: () => number,
+  log: (line: string) => void,
+): Promise<Summary> {
   const violations: Violation[] = []
   let violationCount = 0
   const violate = (kind: Violation["kind"], detail: string) => {
@@ -130,7 +136,10 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
 
   const describe = (r: Mutated, url: string, body: Uint8Array | string | undefined) => {
     const size = body === undefined ? 0 : typeof body === "string" ? Buffer.byteLength(body) : body.length
-    const preview = body === undefined ? "" : (typeof body === "string" ? body : new TextDecoder().decode(body.subarray(0, 200))).slice(0, 200)
+    const preview =
+      body === undefined
+        ? ""
+        : (typeof body === "string" ? body : new TextDecoder().decode(body.subarray(0, 200))).slice(0, 200)
     return `${r.method} ${url.length > 300 ? url.slice(0, 300) + "…" : url} as=${r.as ?? "-"} auth=${r.auth ?? "signed"} labels=[${r.labels.join(",")}] body=${size}B ${JSON.stringify(preview)}`
   }
 
@@ -140,7 +149,11 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
    */
   const sendRaw = async (r: Mutated): Promise<number> => {
     const { status, text } = await rawHttp(cluster.port, r.raw!)
-    if (status >= 500 && status !== 505) violate("5xx", `${status} for raw HTTP [${r.labels.join(",")}] ${JSON.stringify(new TextDecoder().decode(r.raw!.subarray(0, 200)))} → ${JSON.stringify(text.slice(0, 300))}`)
+    if (status >= 500 && status !== 505)
+      violate(
+        "5xx",
+        `${status} for raw HTTP [${r.labels.join(",")}] ${JSON.stringify(new TextDecoder().decode(r.raw!.subarray(0, 200)))} → ${JSON.stringify(text.slice(0, 300))}`,
+      )
     return status || -1
   }
 
@@ -156,21 +169,34 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
     const headers = new Headers()
     for (const [k, v] of r.headers) headers.append(k, v)
     if (r.cookie && state.cookie) headers.append("cookie", state.cookie)
-    if (typeof body === "string") body = body.replace("__KEY__", cluster.keys.fzadmin).replace("__CLIENTKEY__", cluster.keys.fzclient)
+    if (typeof body === "string")
+      body = body.replace("__KEY__", cluster.keys.fzadmin).replace("__CLIENTKEY__", cluster.keys.fzclient)
     if (r.as && r.auth !== "unsigned") {
       const key = r.auth === "bad-key" ? decodeKey(generateKey()) : decodeKey(cluster.keys[r.as as IdentityName])
       const client = r.auth === "unknown-client" ? "fz-nobody" : r.as
       const now = Date.now() + (r.auth === "stale-ts" ? -120_000 : r.auth === "future-ts" ? 120_000 : 0)
       const timestamp = r.auth === "ts-garbage" ? "12ab" : String(Math.floor(now / 1000))
       const nonce = r.auth === "nonce-short" ? "short" : r.auth === "nonce-long" ? "n".repeat(200) : newNonce()
-      const signature = sign(key, { method: r.method, path: url.pathname, query: url.searchParams, client, timestamp, nonce, bodyHash: sha256Hex(body) })
+      const signature = sign(key, {
+        method: r.method,
+        path: url.pathname,
+        query: url.searchParams,
+        client,
+        timestamp,
+        nonce,
+        bodyHash: sha256Hex(body),
+      })
       headers.set(HEADER.client, client)
       headers.set(HEADER.timestamp, timestamp)
       headers.set(HEADER.nonce, nonce)
       headers.set(HEADER.signature, r.auth === "sig-garbage" ? "AAAA" + signature.slice(4) : signature)
       if (r.auth === "dup-signature") headers.append(HEADER.signature, signature)
-      if (r.auth === "drop-header") headers.delete([HEADER.client, HEADER.timestamp, HEADER.nonce, HEADER.signature][(nonce.charCodeAt(0) + nonce.length) % 4])
-      if (r.auth === "tamper-body") body = hasBody ? (typeof body === "string" ? body + " " : new Uint8Array([...(body ?? []), 0])) : body
+      if (r.auth === "drop-header")
+        headers.delete(
+          [HEADER.client, HEADER.timestamp, HEADER.nonce, HEADER.signature][(nonce.charCodeAt(0) + nonce.length) % 4],
+        )
+      if (r.auth === "tamper-body")
+        body = hasBody ? (typeof body === "string" ? body + " " : new Uint8Array([...(body ?? []), 0])) : body
       if (r.auth === "tamper-query") url.searchParams.append("fz", "1")
       if (r.auth === "tamper-path") url.pathname = url.pathname + "/x"
     }
@@ -190,10 +216,20 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
     const timer = setTimeout(() => ac.abort(new Error(`no answer within ${ANSWER_TIMEOUT_MS} ms`)), ANSWER_TIMEOUT_MS)
     let status = 0
     try {
-      const res = await fetch(url, { method, headers, body: body as Uint8Array<ArrayBuffer> | string | undefined, redirect: "manual", signal: ac.signal })
+      const res = await fetch(url, {
+        method,
+        headers,
+        body: body as Uint8Array<ArrayBuffer> | string | undefined,
+        redirect: "manual",
+        signal: ac.signal,
+      })
       status = res.status
       // A route that can stream may also answer with plain JSON (a mutated `attach`): go by the type.
-      const streaming = r.streamMs !== undefined && res.ok && res.body && /frames|event-stream/.test(res.headers.get("content-type") ?? "")
+      const streaming =
+        r.streamMs !== undefined &&
+        res.ok &&
+        res.body &&
+        /frames|event-stream/.test(res.headers.get("content-type") ?? "")
       if (streaming) {
         await learnStream(r, res.body!, r.streamMs!, ac)
       } else {
@@ -201,13 +237,15 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
         // The one 5xx that is a refusal, not a fault: too many unverified bodies being read at once
         // (limits.max_unverified_body_bytes, shed with 503 so that real clients retry). Counted apart.
         const text = new TextDecoder().decode(bytes.subarray(0, 400))
-        if (status === 503 && text.includes("limits.max_unverified_body_bytes")) labels["busy:503"] = (labels["busy:503"] ?? 0) + 1
+        if (status === 503 && text.includes("limits.max_unverified_body_bytes"))
+          labels["busy:503"] = (labels["busy:503"] ?? 0) + 1
         else if (status >= 500) violate("5xx", `${status} for ${what} → ${text}`)
         learn(r, res, bytes)
         if (r.setup) log(`set-up ${r.route}: ${status} ${new TextDecoder().decode(bytes.subarray(0, 300))}`)
       }
       // Only a request that was answered can be replayed: a copy sent first would be the original.
-      if (r.as && !r.auth && replayable.length < 50) replayable.push({ method: r.method, url: url.href, headers: sent, body })
+      if (r.as && !r.auth && replayable.length < 50)
+        replayable.push({ method: r.method, url: url.href, headers: sent, body })
     } catch (err) {
       if (status === 0) violate("no-answer", `${(err as Error).message} for ${what}`)
       // A stream cut by our own hang-up after its headers is the intended end.
@@ -228,7 +266,10 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
         const left = deadline - Date.now()
         // An accepted attached submit is only known from its first frame: wait for it however long it takes.
         if (left <= 0 && !needJob) break
-        const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(left, needJob ? ANSWER_TIMEOUT_MS : 0)).then(() => undefined)])
+        const chunk = await Promise.race([
+          reader.read(),
+          Bun.sleep(Math.max(left, needJob ? ANSWER_TIMEOUT_MS : 0)).then(() => undefined),
+        ])
         if (!chunk || chunk.done) break
         if (needJob) {
           for (const f of dec.push(chunk.value)) {
@@ -264,11 +305,14 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
       return body as Record<string, unknown> | null
     }
     if (r.route === "POST /api/v1/jobs" && typeof json()?.id === "string") accept(json()!.id as string, r)
-    else if (r.route === "GET /api/v1/jobs" && Array.isArray(json())) for (const j of (json() as unknown as { id: string }[]).slice(0, 5)) state.remember(j.id)
+    else if (r.route === "GET /api/v1/jobs" && Array.isArray(json()))
+      for (const j of (json() as unknown as { id: string }[]).slice(0, 5)) state.remember(j.id)
     else if (r.route === "GET /api/v1/worker/poll" && r.as === "fzw") {
       const b = json() as { jobs?: { id: string; epoch: number }[]; verify?: string } | null
       if (b?.verify) state.verifyToken = b.verify
-      for (const j of b?.jobs ?? []) if (!state.assigned.some((a) => a.id === j.id && a.epoch === j.epoch)) state.assigned.push({ id: j.id, epoch: j.epoch, seq: 1 })
+      for (const j of b?.jobs ?? [])
+        if (!state.assigned.some((a) => a.id === j.id && a.epoch === j.epoch))
+          state.assigned.push({ id: j.id, epoch: j.epoch, seq: 1 })
       if (state.assigned.length > 50) state.assigned.splice(0, state.assigned.length - 50)
     } else if (r.route === "POST /api/v1/jobs/:id/start" && r.as === "fzw") {
       for (const a of state.assigned) if (a.id === r.id) a.started = true
@@ -301,11 +345,17 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
   const weights = ROUTES.map((r) => [r.weight, r] as const)
   const startupSpawns = new Set(cluster.spawns().map((s) => s.file))
   // Set up the fuzzer's own worker identity (registered and verified) and a dashboard session first.
-  for (const name of ["POST /api/v1/worker/register", "GET /api/v1/worker/poll", "POST /api/v1/worker/verify", "POST /dashboard/login"]) {
+  for (const name of [
+    "POST /api/v1/worker/register",
+    "GET /api/v1/worker/poll",
+    "POST /api/v1/worker/verify",
+    "POST /dashboard/login",
+  ]) {
     const g = new Gen(o.seed)
     const r = ROUTES.find((x) => x.name === name)!.make(g, state) as Mutated
     if (name === "POST /dashboard/login") r.body = JSON.stringify({ name: "fzadmin", key: "__KEY__" })
-    if (name === "POST /api/v1/worker/register") r.body = JSON.stringify({ binaries: ["ffmpeg", "ffprobe"], paths: ["Media"], maxJobs: 2, version: "fuzz" })
+    if (name === "POST /api/v1/worker/register")
+      r.body = JSON.stringify({ binaries: ["ffmpeg", "ffprobe"], paths: ["Media"], maxJobs: 2, version: "fuzz" })
     if (name === "POST /api/v1/worker/verify") r.body = JSON.stringify({ token: state.verifyToken })
     if (name === "GET /api/v1/worker/poll") r.query = [["wait", "0"]]
     r.setup = true
@@ -341,7 +391,10 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
       const status = await send(r)
       sent++
       tally(r, status, performance.now() - t)
-      if (sent % 1000 === 0) log(`${sent} requests, ${((performance.now() - t0) / 1000).toFixed(1)} s, RSS ${(rss.peak / 1048576).toFixed(0)} MB peak`)
+      if (sent % 1000 === 0)
+        log(
+          `${sent} requests, ${((performance.now() - t0) / 1000).toFixed(1)} s, RSS ${(rss.peak / 1048576).toFixed(0)} MB peak`,
+        )
     }
   }
   await Promise.all(Array.from({ length: o.concurrency }, lane))
@@ -353,19 +406,34 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
   clearInterval(sampler)
   const endRss = cluster.coordinatorRss()
   const cpu = cluster.coordinatorCpuSeconds()
-  if (!cluster.alive(cluster.coordinator)) violate("dead", `the coordinator exited (${cluster.coordinator.proc.exitCode ?? cluster.coordinator.proc.signalCode}); log tail:\n${cluster.coordinator.stderrText.slice(-20).join("\n")}`)
-  if (!cluster.alive(cluster.worker)) violate("dead", `the worker exited (${cluster.worker.proc.exitCode ?? cluster.worker.proc.signalCode}); log tail:\n${cluster.worker.stderrText.slice(-20).join("\n")}`)
+  if (!cluster.alive(cluster.coordinator))
+    violate(
+      "dead",
+      `the coordinator exited (${cluster.coordinator.proc.exitCode ?? cluster.coordinator.proc.signalCode}); log tail:\n${cluster.coordinator.stderrText.slice(-20).join("\n")}`,
+    )
+  if (!cluster.alive(cluster.worker))
+    violate(
+      "dead",
+      `the worker exited (${cluster.worker.proc.exitCode ?? cluster.worker.proc.signalCode}); log tail:\n${cluster.worker.stderrText.slice(-20).join("\n")}`,
+    )
   try {
     const h = await fetch(`${cluster.url}/health`, { signal: AbortSignal.timeout(5000) })
     if (h.status !== 200) violate("health", `/health answered ${h.status}: ${(await h.text()).slice(0, 300)}`)
   } catch (err) {
     violate("health", `/health did not answer: ${(err as Error).message}`)
   }
-  if (rss.peak > o.maxRssMb * 1048576) violate("rss", `coordinator RSS peaked at ${(rss.peak / 1048576).toFixed(0)} MB, over the bound of ${o.maxRssMb} MB`)
+  if (rss.peak > o.maxRssMb * 1048576)
+    violate(
+      "rss",
+      `coordinator RSS peaked at ${(rss.peak / 1048576).toFixed(0)} MB, over the bound of ${o.maxRssMb} MB`,
+    )
 
   // The worker stops first: after that nothing can spawn, and every spawn has its `job started` line.
   const workerExit = await cluster.worker.stop("SIGTERM", 10_000)
-  if (workerExit !== 0) log(`the worker exited ${workerExit} after SIGTERM; its last lines:\n${cluster.worker.stderrText.slice(-15).join("\n")}`)
+  if (workerExit !== 0)
+    log(
+      `the worker exited ${workerExit} after SIGTERM; its last lines:\n${cluster.worker.stderrText.slice(-15).join("\n")}`,
+    )
   const started = cluster.startedJobs()
   const spawns = cluster.spawns().filter((s) => !startupSpawns.has(s.file))
   const check = checkSpawns(spawns, started, state.accepted)
@@ -387,8 +455,17 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
     byStatus,
     labels,
     rss: { startMb: mb(rss.start), peakMb: mb(rss.peak), endMb: mb(endRss), boundMb: o.maxRssMb, samples: rss.samples },
-    jobs: { accepted: state.accepted.size, acceptedHostile: [...state.accepted.values()].filter((j) => j.hostile).length },
-    spawns: { total: spawns.length + startupSpawns.size, startup: startupSpawns.size, fromAcceptedJobs: check.fromAccepted, hostile: check.hostile, unexplained: check.unexplained.length },
+    jobs: {
+      accepted: state.accepted.size,
+      acceptedHostile: [...state.accepted.values()].filter((j) => j.hostile).length,
+    },
+    spawns: {
+      total: spawns.length + startupSpawns.size,
+      startup: startupSpawns.size,
+      fromAcceptedJobs: check.fromAccepted,
+      hostile: check.hostile,
+      unexplained: check.unexplained.length,
+    },
     canaryHits,
     coordinatorCpuSeconds: cpu,
     exits: { worker: workerExit, coordinator: coordinatorExit },
@@ -399,23 +476,40 @@ async function fuzz(o: FuzzOptions, cluster: FuzzCluster, canaryUrl: string, can
 
 function print(s: Summary): string {
   const lines: string[] = []
-  lines.push(`dffmpeg fuzz: seed ${s.seed}, ${s.sent}/${s.requested} requests in ${s.elapsedSeconds} s (${s.requestsPerSecond} req/s, ${s.concurrency} in flight)`)
+  lines.push(
+    `dffmpeg fuzz: seed ${s.seed}, ${s.sent}/${s.requested} requests in ${s.elapsedSeconds} s (${s.requestsPerSecond} req/s, ${s.concurrency} in flight)`,
+  )
   lines.push("")
-  lines.push(`${"route".padEnd(44)} ${["2xx", "3xx", "4xx", "5xx", "error", "avg ms", "max ms"].map((k) => k.padStart(6)).join(" ")}`)
+  lines.push(
+    `${"route".padEnd(44)} ${["2xx", "3xx", "4xx", "5xx", "error", "avg ms", "max ms"].map((k) => k.padStart(6)).join(" ")}`,
+  )
   for (const [route, c] of Object.entries(s.byRoute).sort()) {
     const n = c["2xx"] + c["3xx"] + c["4xx"] + c["5xx"] + c.error
-    lines.push(`${route.padEnd(44)} ${[c["2xx"], c["3xx"], c["4xx"], c["5xx"], c.error, Math.round(c.totalMs / n), c.maxMs].map((x) => String(x).padStart(6)).join(" ")}`)
+    lines.push(
+      `${route.padEnd(44)} ${[c["2xx"], c["3xx"], c["4xx"], c["5xx"], c.error, Math.round(c.totalMs / n), c.maxMs].map((x) => String(x).padStart(6)).join(" ")}`,
+    )
   }
   lines.push("")
-  lines.push(`statuses: ${Object.entries(s.byStatus).map(([k, n]) => `${k}×${n}`).join(" ")}`)
-  lines.push(`coordinator RSS: start ${s.rss.startMb} MB, peak ${s.rss.peakMb} MB, end ${s.rss.endMb} MB (bound ${s.rss.boundMb} MB, ${s.rss.samples} samples)`)
+  lines.push(
+    `statuses: ${Object.entries(s.byStatus)
+      .map(([k, n]) => `${k}×${n}`)
+      .join(" ")}`,
+  )
+  lines.push(
+    `coordinator RSS: start ${s.rss.startMb} MB, peak ${s.rss.peakMb} MB, end ${s.rss.endMb} MB (bound ${s.rss.boundMb} MB, ${s.rss.samples} samples)`,
+  )
   lines.push(`jobs accepted: ${s.jobs.accepted} (${s.jobs.acceptedHostile} with hostile arguments)`)
-  lines.push(`spawns: ${s.spawns.total - s.spawns.startup} during the run (${s.spawns.fromAcceptedJobs} of accepted jobs, ${s.spawns.hostile} of them hostile; ${s.spawns.unexplained} unexplained), ${s.spawns.startup} at start-up`)
+  lines.push(
+    `spawns: ${s.spawns.total - s.spawns.startup} during the run (${s.spawns.fromAcceptedJobs} of accepted jobs, ${s.spawns.hostile} of them hostile; ${s.spawns.unexplained} unexplained), ${s.spawns.startup} at start-up`,
+  )
   lines.push(`coordinator CPU: ${s.coordinatorCpuSeconds} s`)
   lines.push(`loopback canary (SSRF) hits: ${s.canaryHits}`)
   lines.push(`exit codes after SIGTERM: worker ${s.exits.worker}, coordinator ${s.exits.coordinator}`)
   lines.push("")
-  if (!s.violationCount) lines.push("OK: no 5xx, no unanswered request, both processes alive, /health 200, no spawn from a rejected input, RSS within the bound")
+  if (!s.violationCount)
+    lines.push(
+      "OK: no 5xx, no unanswered request, both processes alive, /health 200, no spawn from a rejected input, RSS within the bound",
+    )
   else {
     lines.push(`FAILED: ${s.violationCount} violation(s); reproduce with --seed ${s.seed}`)
     for (const v of s.violations) lines.push(`  [${v.kind}] ${v.detail}`)
@@ -458,7 +552,9 @@ if (import.meta.main) {
     fatJobs: values["fat-jobs"]!,
     log: values.quiet ? undefined : (l) => console.error(`fuzz: ${l}`),
   }
-  console.error(`fuzz: seed ${seed} (reproduce with --seed ${seed}), ${opts.count} requests, ${opts.concurrency} in flight`)
+  console.error(
+    `fuzz: seed ${seed} (reproduce with --seed ${seed}), ${opts.count} requests, ${opts.concurrency} in flight`,
+  )
   const summary = await runFuzz(opts)
   console.log(values.json ? JSON.stringify(summary, null, 2) : print(summary))
   process.exit(summary.violationCount ? 1 : 0)

@@ -26,6 +26,8 @@ trap '[ -n "$tests" ] && kill -TERM "$tests" 2>/dev/null && wait "$tests"; summa
 finish() { summary "$1"; exit "$1"; }
 
 bash scripts/setup.sh --services || finish 1
+# Lint: the formatter's check (biome.json, line width 120) and the type checker; either failing fails the run.
+bun run --silent lint || finish 1
 bun scripts/build.ts --single || finish 1
 # A hung test must not eat CI's 90 minutes without a verdict: the suite takes about one minute.
 # The tests write to the log file, shown live by `tail --pid`, not through a pipe: a process a test

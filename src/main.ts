@@ -29,5 +29,10 @@ if (tool) {
   const { runCli, endedWithRemoteCode } = await loadCli()
   const code = await runCli(process.argv.slice(2))
   // `client submit`/`attach` end as the proxy does; every other command exits 7 when its output was lost.
-  process.exit(await settleStdio(code, endedWithRemoteCode() ? { failure: PROXY_FAILURE, stderr: false } : { failure: ExitCode.OUTPUT, stderr: true }))
+  process.exit(
+    await settleStdio(
+      code,
+      endedWithRemoteCode() ? { failure: PROXY_FAILURE, stderr: false } : { failure: ExitCode.OUTPUT, stderr: true },
+    ),
+  )
 }

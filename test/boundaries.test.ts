@@ -29,7 +29,10 @@ test("modules only import what their layer may import", async () => {
     const file = join(SRC, f)
     const text = readFileSync(file, "utf8")
     // Static imports and literal dynamic imports; type-only imports are erased and allowed.
-    const specs = [...text.matchAll(/^\s*import\s+(?!type\b)[^"']*?from\s+["']([^"']+)["']/gm), ...text.matchAll(/(?<!typeof\s)import\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1])
+    const specs = [
+      ...text.matchAll(/^\s*import\s+(?!type\b)[^"']*?from\s+["']([^"']+)["']/gm),
+      ...text.matchAll(/(?<!typeof\s)import\(\s*["']([^"']+)["']\s*\)/g),
+    ].map((m) => m[1])
     for (const spec of specs) {
       if (!spec.startsWith(".")) continue
       const target = area(resolve(dirname(file), spec))

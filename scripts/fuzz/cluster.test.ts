@@ -17,19 +17,32 @@ test("the recording wrapper keeps every argument exactly and execs the real bina
   Bun.spawnSync(["chmod", "+x", real])
   const wrapper = join(dir, "ffmpeg")
   writeWrapper(wrapper, "ffmpeg", real, spawns)
-  const args = ["-i", "$Media/a b.wav", "", "x\ny", "it's \"quoted\"", "ü😀", "-f", "null", "-", "%d\\0"]
+  const args = ["-i", "$Media/a b.wav", "", "x\ny", 'it\'s "quoted"', "ü😀", "-f", "null", "-", "%d\\0"]
   const cwd = join(dir)
   const p = Bun.spawn([wrapper, ...args], { cwd, stdout: "ignore", stderr: "inherit" })
   expect(await p.exited).toBe(0)
   const [rec] = readSpawns(spawns)
-  expect({ pid: rec.pid, ppid: rec.ppid, cwd: rec.cwd, tool: rec.tool, argv: rec.argv }).toEqual({ pid: p.pid, ppid: process.pid, cwd, tool: "ffmpeg", argv: args })
+  expect({ pid: rec.pid, ppid: rec.ppid, cwd: rec.cwd, tool: rec.tool, argv: rec.argv }).toEqual({
+    pid: p.pid,
+    ppid: process.pid,
+    cwd,
+    tool: "ffmpeg",
+    argv: args,
+  })
   const ran = (await Bun.file(out).text()).split("\n")
   expect(ran[0]).toBe(String(p.pid))
   expect(ran.slice(1, -1).join("\n")).toBe(args.join("\n"))
 })
 
 test("a spawn counts only when the worker started it for a job the coordinator accepted", () => {
-  const spawn = (pid: number): Spawn => ({ pid, ppid: 1, cwd: "/", tool: "ffmpeg", argv: ["-version"], file: String(pid) })
+  const spawn = (pid: number): Spawn => ({
+    pid,
+    ppid: 1,
+    cwd: "/",
+    tool: "ffmpeg",
+    argv: ["-version"],
+    file: String(pid),
+  })
   const started = new Map([
     [10, "JOB_OK"],
     [11, "JOB_HOSTILE"],

@@ -51,7 +51,9 @@ export class FuzzCluster {
   port = 0
   private constructor() {}
 
-  static async start(opts: { coordinatorConfig?: Record<string, unknown>; workerConfig?: Record<string, unknown> } = {}): Promise<FuzzCluster> {
+  static async start(
+    opts: { coordinatorConfig?: Record<string, unknown>; workerConfig?: Record<string, unknown> } = {},
+  ): Promise<FuzzCluster> {
     requireBinary()
     const c = new FuzzCluster()
     try {
@@ -68,7 +70,8 @@ export class FuzzCluster {
   }
 
   private async boot(opts: { coordinatorConfig?: Record<string, unknown>; workerConfig?: Record<string, unknown> }) {
-    for (const d of [this.spawnDir, this.media, join(this.media, "out"), this.workerTmp]) mkdirSync(d, { recursive: true })
+    for (const d of [this.spawnDir, this.media, join(this.media, "out"), this.workerTmp])
+      mkdirSync(d, { recursive: true })
     await this.makeMedia()
     const bin = join(this.dir, "bin")
     mkdirSync(bin)
@@ -91,12 +94,22 @@ export class FuzzCluster {
       }),
     )
     for (const [name, role] of Object.entries(IDENTITIES)) {
-      const r = Bun.spawnSync([BIN, "admin", "--config", coordCfg, "users", "add", name, "--role", role], { cwd: this.dir, env: this.env(), stderr: "pipe" })
+      const r = Bun.spawnSync([BIN, "admin", "--config", coordCfg, "users", "add", name, "--role", role], {
+        cwd: this.dir,
+        env: this.env(),
+        stderr: "pipe",
+      })
       if (r.exitCode !== 0) throw new Error(`users add ${name} failed: ${r.stderr.toString()}`)
       this.keys[name as IdentityName] = r.stdout.toString().trim()
       writeFileSync(join(this.dir, `${name}.key`), this.keys[name as IdentityName] + "\n", { mode: 0o600 })
     }
-    const cp = Bun.spawn([...orphanGuard(), BIN, "coordinator", "--config", coordCfg], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    const cp = Bun.spawn([...orphanGuard(), BIN, "coordinator", "--config", coordCfg], {
+      cwd: this.dir,
+      env: this.env(),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    })
     this.coordinator = new Proc("coordinator", cp)
     const m = await this.coordinator.waitForLine(/listening on (http:\/\/127\.0\.0\.1:(\d+))/, 20_000)
     this.url = m[1]
@@ -119,17 +132,29 @@ export class FuzzCluster {
         ...opts.workerConfig,
       }),
     )
-    const wp = Bun.spawn([...orphanGuard(), BIN, "worker", "--config", wcfg], { cwd: this.dir, env: this.env({ TMPDIR: this.workerTmp }), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    const wp = Bun.spawn([...orphanGuard(), BIN, "worker", "--config", wcfg], {
+      cwd: this.dir,
+      env: this.env({ TMPDIR: this.workerTmp }),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    })
     this.worker = new Proc("worker", wp)
     await this.worker.waitForLine(/worker (registered|online)/, 20_000)
     // Online (verified): only then does the scheduler give it work.
-    await waitFor(() => this.coordinator.stderrText.some((l) => /worker online.*worker=fw1/.test(l)), { timeoutMs: 20_000, what: "worker fw1 online" })
+    await waitFor(() => this.coordinator.stderrText.some((l) => /worker online.*worker=fw1/.test(l)), {
+      timeoutMs: 20_000,
+      what: "worker fw1 online",
+    })
   }
 
   /** A short WAV and a Matroska file with an attachment (for -dump_attachment cases). */
   private async makeMedia() {
     const ff = (args: string[]) => {
-      const r = Bun.spawnSync(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", ...args], { cwd: this.media, stderr: "pipe" })
+      const r = Bun.spawnSync(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", ...args], {
+        cwd: this.media,
+        stderr: "pipe",
+      })
       if (r.exitCode !== 0) throw new Error(`ffmpeg ${args.join(" ")}: ${r.stderr.toString()}`)
     }
     ff(["-f", "lavfi", "-i", "sine=d=0.2", "in.wav"])
@@ -216,7 +241,14 @@ export function readSpawns(spawnDir: string): Spawn[] {
     const parts = readFileSync(join(spawnDir, f), "utf8").split("\0")
     parts.pop()
     const field = (i: number, k: string) => (parts[i]?.startsWith(k + "=") ? parts[i].slice(k.length + 1) : "")
-    out.push({ pid: Number(field(0, "pid")), ppid: Number(field(1, "ppid")), cwd: field(2, "cwd"), tool: field(3, "tool"), argv: parts.slice(4), file: f })
+    out.push({
+      pid: Number(field(0, "pid")),
+      ppid: Number(field(1, "ppid")),
+      cwd: field(2, "cwd"),
+      tool: field(3, "tool"),
+      argv: parts.slice(4),
+      file: f,
+    })
   }
   return out
 }
@@ -232,14 +264,21 @@ export interface SpawnCheck {
  * Joins each spawn (by pid) with the job the worker said it started, and that job with the submits the
  * coordinator accepted: a spawn without a job, or of a job never accepted, ran from a rejected input.
  */
-export function checkSpawns(spawns: Spawn[], started: Map<number, string>, accepted: Map<string, { hostile: boolean }>): SpawnCheck {
+export function checkSpawns(
+  spawns: Spawn[],
+  started: Map<number, string>,
+  accepted: Map<string, { hostile: boolean }>,
+): SpawnCheck {
   const res: SpawnCheck = { fromAccepted: 0, hostile: 0, unexplained: [] }
   for (const s of spawns) {
     const job = started.get(s.pid)
     const sub = job ? accepted.get(job) : undefined
     const argv = JSON.stringify(s.argv.slice(0, 12)).slice(0, 400)
     if (!job) res.unexplained.push(`${s.tool} pid ${s.pid} was spawned but the worker logged no job for it: ${argv}`)
-    else if (!sub) res.unexplained.push(`${s.tool} pid ${s.pid} ran job ${job}, which the coordinator never accepted (no 201/200 seen): ${argv}`)
+    else if (!sub)
+      res.unexplained.push(
+        `${s.tool} pid ${s.pid} ran job ${job}, which the coordinator never accepted (no 201/200 seen): ${argv}`,
+      )
     else {
       res.fromAccepted++
       if (sub.hostile) res.hostile++

@@ -75,7 +75,26 @@ export function badId(g: Gen): string {
 
 /** A query value meant to break a parser: negative, float, huge, NaN, encoded garbage. */
 export function badNumber(g: Gen): string {
-  return g.pick(["-1", "1.5", "1e9", "NaN", "Infinity", "0x10", "", " ", "%00", "9".repeat(20), "9".repeat(400), "18446744073709551616", "1,2", "true", "[]", "%ff", g.word(), "9007199254740993"])
+  return g.pick([
+    "-1",
+    "1.5",
+    "1e9",
+    "NaN",
+    "Infinity",
+    "0x10",
+    "",
+    " ",
+    "%00",
+    "9".repeat(20),
+    "9".repeat(400),
+    "18446744073709551616",
+    "1,2",
+    "true",
+    "[]",
+    "%ff",
+    g.word(),
+    "9007199254740993",
+  ])
 }
 
 /** JSON that is large, deep, of the wrong type or not JSON at all. */
@@ -120,7 +139,12 @@ export function badJson(g: Gen, hugeOk: boolean): { label: string; body: Uint8Ar
       return { label: `${kind}-${n}`, body: '{"a":'.repeat(n) + "1" + "}".repeat(n) }
     }
     case "invalid-utf8":
-      return { label: kind, body: new Uint8Array([0x7b, 0x22, 0x62, 0x69, 0x6e, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0xc0, 0x80, 0xed, 0xa0, 0x80, 0x22, 0x7d]) }
+      return {
+        label: kind,
+        body: new Uint8Array([
+          0x7b, 0x22, 0x62, 0x69, 0x6e, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0xc0, 0x80, 0xed, 0xa0, 0x80, 0x22, 0x7d,
+        ]),
+      }
     case "bom":
       return { label: kind, body: "\ufeff{}" }
     case "binary":
@@ -158,9 +182,29 @@ export function frameBody(g: Gen, kinds: number[], seqNext: () => number): { lab
   const enc = new TextEncoder()
   const valid = () => {
     const k = g.pick(kinds)
-    if (k === Kind.exit) return encodeJsonFrame(k, 0, g.pick([{ code: 0, signal: null }, { code: 1, signal: null }, { code: null, signal: "SIGKILL" }, { code: null, signal: null, error: "fuzz" }]))
-    if (k === Kind.progress) return encodeJsonFrame(k, 0, { timeMs: 1, durationMs: null, percent: null, speed: null, fps: null, frame: null, etaMs: null })
-    if (k === Kind.signal) return encodeFrame(k, seqNext(), enc.encode(g.pick(["SIGINT", "SIGTERM", "SIGKILL", "SIGSTOP", "", "INT"])))
+    if (k === Kind.exit)
+      return encodeJsonFrame(
+        k,
+        0,
+        g.pick([
+          { code: 0, signal: null },
+          { code: 1, signal: null },
+          { code: null, signal: "SIGKILL" },
+          { code: null, signal: null, error: "fuzz" },
+        ]),
+      )
+    if (k === Kind.progress)
+      return encodeJsonFrame(k, 0, {
+        timeMs: 1,
+        durationMs: null,
+        percent: null,
+        speed: null,
+        fps: null,
+        frame: null,
+        etaMs: null,
+      })
+    if (k === Kind.signal)
+      return encodeFrame(k, seqNext(), enc.encode(g.pick(["SIGINT", "SIGTERM", "SIGKILL", "SIGSTOP", "", "INT"])))
     return encodeFrame(k, seqNext(), g.bytes(g.int(0, 2048)))
   }
   switch (kind) {
@@ -178,7 +222,14 @@ export function frameBody(g: Gen, kinds: number[], seqNext: () => number): { lab
       return { label: kind, body: f }
     }
     case "odd-kind":
-      return { label: kind, body: encodeFrame(g.pick([0, 12, 99, 255, Kind.ping, Kind.cancel, Kind.event, Kind.error]), seqNext(), g.bytes(16)) }
+      return {
+        label: kind,
+        body: encodeFrame(
+          g.pick([0, 12, 99, 255, Kind.ping, Kind.cancel, Kind.event, Kind.error]),
+          seqNext(),
+          g.bytes(16),
+        ),
+      }
     case "odd-seq": {
       const f = encodeFrame(g.pick(kinds), 0, g.bytes(16))
       const view = new DataView(f.buffer)
@@ -186,11 +237,30 @@ export function frameBody(g: Gen, kinds: number[], seqNext: () => number): { lab
       return { label: kind, body: f }
     }
     case "bad-json":
-      return { label: kind, body: encodeFrame(g.pick([Kind.exit, Kind.progress]), 0, g.pick([enc.encode("{"), enc.encode('{"code":"x"}'), enc.encode("[".repeat(50_000)), new Uint8Array([0xff, 0xfe]), enc.encode('{"timeMs":-1}'), enc.encode('{"code":1e400,"signal":null}')])) }
+      return {
+        label: kind,
+        body: encodeFrame(
+          g.pick([Kind.exit, Kind.progress]),
+          0,
+          g.pick([
+            enc.encode("{"),
+            enc.encode('{"code":"x"}'),
+            enc.encode("[".repeat(50_000)),
+            new Uint8Array([0xff, 0xfe]),
+            enc.encode('{"timeMs":-1}'),
+            enc.encode('{"code":1e400,"signal":null}'),
+          ]),
+        ),
+      }
     case "empty":
       return { label: kind, body: new Uint8Array() }
     default:
-      return { label: kind, body: concat(Array.from({ length: g.int(100, 3000) }, () => encodeFrame(g.pick(kinds), seqNext(), new Uint8Array()))) }
+      return {
+        label: kind,
+        body: concat(
+          Array.from({ length: g.int(100, 3000) }, () => encodeFrame(g.pick(kinds), seqNext(), new Uint8Array())),
+        ),
+      }
   }
 }
 
@@ -201,7 +271,13 @@ export function frameBody(g: Gen, kinds: number[], seqNext: () => number): { lab
  * directory, both nested deep enough) or under `dir`, so even unconfined nothing is written outside the
  * fuzz directory. `canary` is the URL of the fuzzer's own loopback HTTP server.
  */
-export function hostileArgs(g: Gen, n: number, canary: string, dir: string, fat: boolean): { label: string; binary: string; args: string[]; paths: string[]; cwd: string | null } {
+export function hostileArgs(
+  g: Gen,
+  n: number,
+  canary: string,
+  dir: string,
+  fat: boolean,
+): { label: string; binary: string; args: string[]; paths: string[]; cwd: string | null } {
   const out = (ext = "mkv") => ["-y", "-t", "0.1", `fz-${n}.${ext}`]
   const nul = ["-t", "0.1", "-f", "null", "-"]
   const up = "../".repeat(g.int(1, 12))
@@ -209,7 +285,11 @@ export function hostileArgs(g: Gen, n: number, canary: string, dir: string, fat:
     ["relative-read", ["-i", `${up}etc/passwd`, ...nul], []],
     ["file-relative-read", ["-i", `file:${up}etc/passwd`, ...nul], []],
     ["var-relative-read", ["-i", `$Media/${up}etc/passwd`, ...nul], ["Media"]],
-    ["concat-proto", ["-f", "data", "-i", "concat:/etc/passwd|/etc/hostname", "-map", "0", "-c", "copy", "-f", "data", "-"], []],
+    [
+      "concat-proto",
+      ["-f", "data", "-i", "concat:/etc/passwd|/etc/hostname", "-map", "0", "-c", "copy", "-f", "data", "-"],
+      [],
+    ],
     ["subfile-proto", ["-i", "subfile,,start,0,end,0,,:/etc/passwd", ...nul], []],
     ["cache-proto", ["-i", "cache:/etc/passwd", ...nul], []],
     ["crypto-proto", ["-i", "crypto:/etc/passwd", ...nul], []],
@@ -218,22 +298,50 @@ export function hostileArgs(g: Gen, n: number, canary: string, dir: string, fat:
     ["lavfi-amovie", ["-f", "lavfi", "-i", "amovie=../../in.wav", ...nul], []],
     ["vf-movie", ["-i", "$Media/in.wav", "-vf", "movie=/etc/hostname[m];[in][m]overlay", ...nul], ["Media"]],
     ["filter-script", ["-i", "$Media/in.wav", "-filter_script:a", `${up}etc/passwd`, ...nul], ["Media"]],
-    ["attach", ["-i", "$Media/in.wav", "-attach", `${up}etc/passwd`, "-metadata:s:t", "mimetype=text/plain", ...out()], ["Media"]],
-    ["dump-attachment-name", ["-dump_attachment:t:0", `../fz-dump-${n}.txt`, "-i", "$Media/att.mkv", ...nul], ["Media"]],
+    [
+      "attach",
+      ["-i", "$Media/in.wav", "-attach", `${up}etc/passwd`, "-metadata:s:t", "mimetype=text/plain", ...out()],
+      ["Media"],
+    ],
+    [
+      "dump-attachment-name",
+      ["-dump_attachment:t:0", `../fz-dump-${n}.txt`, "-i", "$Media/att.mkv", ...nul],
+      ["Media"],
+    ],
     ["dump-attachment-empty", ["-dump_attachment:t", "", "-i", "$Media/att.mkv", ...nul], ["Media"]],
     ["relative-write", ["-f", "lavfi", "-i", "anullsrc", "-y", "-t", "0.1", `../fz-out-${n}.mkv`], []],
-    ["image2-write", ["-f", "lavfi", "-i", "color=s=16x16", "-frames:v", "2", "-y", "-f", "image2", `../../fz-img-${n}-%d.png`], []],
-    ["tee-write", ["-f", "lavfi", "-i", "anullsrc", "-t", "0.1", "-f", "tee", "-map", "0", `[f=matroska]${dir}/fz-tee-${n}.mkv`], []],
+    [
+      "image2-write",
+      ["-f", "lavfi", "-i", "color=s=16x16", "-frames:v", "2", "-y", "-f", "image2", `../../fz-img-${n}-%d.png`],
+      [],
+    ],
+    [
+      "tee-write",
+      ["-f", "lavfi", "-i", "anullsrc", "-t", "0.1", "-f", "tee", "-map", "0", `[f=matroska]${dir}/fz-tee-${n}.mkv`],
+      [],
+    ],
     ["concat-demuxer", ["-f", "concat", "-safe", "0", "-i", "$Media/list.txt", ...nul], ["Media"]],
     ["ssrf-http", ["-i", `${canary}/fz-${n}`, ...nul], []],
     ["ssrf-tcp", ["-i", canary.replace("http://", "tcp://"), ...nul], []],
     ["ssrf-in-concat", ["-i", `concat:${canary}/a|${canary}/b`, ...nul], []],
     ["protocol-whitelist", ["-protocol_whitelist", "file,http,tcp,concat", "-i", `${canary}/wl-${n}`, ...nul], []],
-    ["long-arg", ["-metadata", `comment=${"x".repeat(g.pick([4096, 65_536, 131_072]))}`, "-f", "lavfi", "-i", "anullsrc", ...nul], []],
+    [
+      "long-arg",
+      ["-metadata", `comment=${"x".repeat(g.pick([4096, 65_536, 131_072]))}`, "-f", "lavfi", "-i", "anullsrc", ...nul],
+      [],
+    ],
     // Just over the default quota of 256 KiB of arguments per job (limits.max_args_bytes); with `fat`, up
     // to 7.8 MB per job (F5: accepted before the quotas, and each such job slows every listing).
     ["args-over-quota", ["-version", ...Array.from({ length: 2 }, () => `-metadata:s:${"y".repeat(131_060)}`)], []],
-    ...(fat ? ([["fat-args", ["-version", ...Array.from({ length: g.pick([8, 30, 60]) }, () => `-metadata:s:${"y".repeat(131_000)}`)], []]] as [string, string[], string[]][]) : []),
+    ...(fat
+      ? ([
+          [
+            "fat-args",
+            ["-version", ...Array.from({ length: g.pick([8, 30, 60]) }, () => `-metadata:s:${"y".repeat(131_000)}`)],
+            [],
+          ],
+        ] as [string, string[], string[]][])
+      : []),
     ["too-long-arg", ["-i", "a".repeat(131_073), ...nul], []],
     ["many-args", [...Array.from({ length: g.pick([1000, 4096, 4097]) }, () => "-hide_banner"), "-version"], []],
     ["var-not-listed", ["-i", "$Secret/x", ...nul], []],
@@ -252,13 +360,46 @@ export function hostileArgs(g: Gen, n: number, canary: string, dir: string, fat:
 }
 
 /** Jobs that should run and end quickly. */
-export function validArgs(g: Gen, n: number): { label: string; binary: string; args: string[]; paths: string[]; cwd: string | null } {
+export function validArgs(
+  g: Gen,
+  n: number,
+): { label: string; binary: string; args: string[]; paths: string[]; cwd: string | null } {
   return g.pick([
     { label: "probe-version", binary: "ffprobe", args: ["-version"], paths: [], cwd: null },
-    { label: "probe-file", binary: "ffprobe", args: ["-hide_banner", "-i", "$Media/in.wav"], paths: ["Media"], cwd: null },
-    { label: "ffmpeg-null", binary: "ffmpeg", args: ["-hide_banner", "-f", "lavfi", "-i", "sine=d=0.05", "-f", "null", "-"], paths: [], cwd: null },
-    { label: "ffmpeg-transcode", binary: "ffmpeg", args: ["-hide_banner", "-y", "-i", "$Media/in.wav", "-t", "0.05", `$Media/out/fz-${n}.wav`], paths: ["Media"], cwd: null },
-    { label: "ffmpeg-cwd", binary: "ffmpeg", args: ["-hide_banner", "-y", "-i", "in.wav", "-t", "0.05", `out/fz-cwd-${n}.wav`], paths: ["Media"], cwd: "$Media" },
-    { label: "ffmpeg-stdout", binary: "ffmpeg", args: ["-hide_banner", "-i", "file:$Media/in.wav", "-f", "wav", "-"], paths: ["Media"], cwd: null },
+    {
+      label: "probe-file",
+      binary: "ffprobe",
+      args: ["-hide_banner", "-i", "$Media/in.wav"],
+      paths: ["Media"],
+      cwd: null,
+    },
+    {
+      label: "ffmpeg-null",
+      binary: "ffmpeg",
+      args: ["-hide_banner", "-f", "lavfi", "-i", "sine=d=0.05", "-f", "null", "-"],
+      paths: [],
+      cwd: null,
+    },
+    {
+      label: "ffmpeg-transcode",
+      binary: "ffmpeg",
+      args: ["-hide_banner", "-y", "-i", "$Media/in.wav", "-t", "0.05", `$Media/out/fz-${n}.wav`],
+      paths: ["Media"],
+      cwd: null,
+    },
+    {
+      label: "ffmpeg-cwd",
+      binary: "ffmpeg",
+      args: ["-hide_banner", "-y", "-i", "in.wav", "-t", "0.05", `out/fz-cwd-${n}.wav`],
+      paths: ["Media"],
+      cwd: "$Media",
+    },
+    {
+      label: "ffmpeg-stdout",
+      binary: "ffmpeg",
+      args: ["-hide_banner", "-i", "file:$Media/in.wav", "-f", "wav", "-"],
+      paths: ["Media"],
+      cwd: null,
+    },
   ])
 }

@@ -26,7 +26,18 @@ export interface Mutated extends Req {
   setup?: boolean
 }
 
-const XFF = ["8.8.8.8", "8.8.8.8:4711", "[2001:db8::1]:443", "unknown", "garbage", "", "127.0.0.1, 8.8.8.8", "10.0.0.1,,, ", "::ffff:8.8.8.8", "1.2.3.4".repeat(2000)]
+const XFF = [
+  "8.8.8.8",
+  "8.8.8.8:4711",
+  "[2001:db8::1]:443",
+  "unknown",
+  "garbage",
+  "",
+  "127.0.0.1, 8.8.8.8",
+  "10.0.0.1,,, ",
+  "::ffff:8.8.8.8",
+  "1.2.3.4".repeat(2000),
+]
 
 /** Applies one or two mutations to `req` (in place), recording each as a label. */
 export function mutate(g: Gen, req: Mutated): void {
@@ -92,7 +103,9 @@ function apply(g: Gen, req: Mutated, what: string) {
       return label(`field:${how}`)
     }
     case "body-frames": {
-      const { label: l, body } = g.chance(0.5) ? frameBody(g, req.frameKinds ?? [1], () => g.int(0, 100)) : { label: "random-bytes", body: g.bytes(g.int(1, 65_536)) }
+      const { label: l, body } = g.chance(0.5)
+        ? frameBody(g, req.frameKinds ?? [1], () => g.int(0, 100))
+        : { label: "random-bytes", body: g.bytes(g.int(1, 65_536)) }
       req.body = body
       return label(`frames:${l}`)
     }
@@ -106,8 +119,13 @@ function apply(g: Gen, req: Mutated, what: string) {
       return label("body-unexpected")
     case "query": {
       const how = g.pick(["huge", "dup", "number", "garbage", "encoded"])
-      if (how === "huge") req.query.push([g.pick(["limit", "after", "epoch", "wait", "x", "status", "since"]), "9".repeat(g.pick([1000, 8000, 60_000]))])
-      else if (how === "dup") req.query.push(req.query.length ? [g.pick(req.query)[0], badNumber(g)] : ["limit", "1"], ["limit", "2"])
+      if (how === "huge")
+        req.query.push([
+          g.pick(["limit", "after", "epoch", "wait", "x", "status", "since"]),
+          "9".repeat(g.pick([1000, 8000, 60_000])),
+        ])
+      else if (how === "dup")
+        req.query.push(req.query.length ? [g.pick(req.query)[0], badNumber(g)] : ["limit", "1"], ["limit", "2"])
       else if (how === "number") {
         const keys = req.query.map(([k]) => k)
         const k = keys.length ? g.pick(keys) : g.pick(["limit", "after", "epoch", "tail", "wait"])
@@ -118,24 +136,75 @@ function apply(g: Gen, req: Mutated, what: string) {
       return label(`query:${how}`)
     }
     case "headers": {
-      const how = g.pick(["dup-content-type", "odd-content-type", "huge-header", "many-headers", "content-encoding", "expect", "cookie-garbage", "accept"])
+      const how = g.pick([
+        "dup-content-type",
+        "odd-content-type",
+        "huge-header",
+        "many-headers",
+        "content-encoding",
+        "expect",
+        "cookie-garbage",
+        "accept",
+      ])
       if (how === "dup-content-type") req.headers.push(["content-type", "text/plain"])
-      else if (how === "odd-content-type") req.headers = [...req.headers.filter(([k]) => k !== "content-type"), ["content-type", g.pick(["", "application/json; charset=utf-16", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "\u00ff"])]]
+      else if (how === "odd-content-type")
+        req.headers = [
+          ...req.headers.filter(([k]) => k !== "content-type"),
+          [
+            "content-type",
+            g.pick([
+              "",
+              "application/json; charset=utf-16",
+              "multipart/form-data; boundary=x",
+              "application/x-www-form-urlencoded",
+              "\u00ff",
+            ]),
+          ],
+        ]
       else if (how === "huge-header") req.headers.push(["x-fuzz", "h".repeat(g.pick([1000, 8000, 30_000]))])
-      else if (how === "many-headers") for (let i = 0; i < g.pick([50, 200]); i++) req.headers.push([`x-fuzz-${i}`, String(i)])
-      else if (how === "content-encoding") req.headers.push(["content-encoding", g.pick(["gzip", "br", "deflate", "identity, gzip"])])
+      else if (how === "many-headers")
+        for (let i = 0; i < g.pick([50, 200]); i++) req.headers.push([`x-fuzz-${i}`, String(i)])
+      else if (how === "content-encoding")
+        req.headers.push(["content-encoding", g.pick(["gzip", "br", "deflate", "identity, gzip"])])
       else if (how === "expect") req.headers.push(["expect", "100-continue"])
-      else if (how === "cookie-garbage") req.headers.push(["cookie", g.pick(["dffmpeg_session=garbage", "dffmpeg_session=" + "A".repeat(4000), "dffmpeg_session=fzadmin.1.x; dffmpeg_session=y", ";;;="])])
+      else if (how === "cookie-garbage")
+        req.headers.push([
+          "cookie",
+          g.pick([
+            "dffmpeg_session=garbage",
+            "dffmpeg_session=" + "A".repeat(4000),
+            "dffmpeg_session=fzadmin.1.x; dffmpeg_session=y",
+            ";;;=",
+          ]),
+        ])
       else req.headers.push(["accept", "text/event-stream"])
       return label(`headers:${how}`)
     }
     case "role": {
-      const others = (Object.keys(IDENTITIES) as IdentityName[]).filter((n) => n !== req.as && !(req.workerRoute && n === "fw1"))
+      const others = (Object.keys(IDENTITIES) as IdentityName[]).filter(
+        (n) => n !== req.as && !(req.workerRoute && n === "fw1"),
+      )
       req.as = g.pick(others)
       return label(`role:${req.as}`)
     }
     case "auth": {
-      req.auth = g.pick<AuthTamper>(["unsigned", "drop-header", "bad-key", "unknown-client", "stale-ts", "future-ts", "ts-garbage", "nonce-short", "nonce-long", "sig-garbage", "dup-signature", "tamper-body", "tamper-query", "tamper-path", "replay"])
+      req.auth = g.pick<AuthTamper>([
+        "unsigned",
+        "drop-header",
+        "bad-key",
+        "unknown-client",
+        "stale-ts",
+        "future-ts",
+        "ts-garbage",
+        "nonce-short",
+        "nonce-long",
+        "sig-garbage",
+        "dup-signature",
+        "tamper-body",
+        "tamper-query",
+        "tamper-path",
+        "replay",
+      ])
       return label(`auth:${req.auth}`)
     }
     case "method": {

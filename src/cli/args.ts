@@ -14,7 +14,8 @@ export function jobId(id: string): string {
 /** `--limit`: 1-1000 (the API's page limit), `fallback` when absent. */
 export function limitArg(raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback
-  if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) throw new UsageError("--limit must be a number from 1 to 1000")
+  if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000)
+    throw new UsageError("--limit must be a number from 1 to 1000")
   return Number(raw)
 }
 
@@ -35,7 +36,8 @@ export function sinceArg(raw: string | undefined): number | undefined {
 /** `--interval` in seconds (0.1 to 3600) as ms; 1 s by default. */
 export function intervalArg(raw: string | undefined): number {
   if (raw === undefined) return 1000
-  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) < 0.1 || Number(raw) > 3600) throw new UsageError("--interval must be a number of seconds from 0.1 to 3600")
+  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) < 0.1 || Number(raw) > 3600)
+    throw new UsageError("--interval must be a number of seconds from 0.1 to 3600")
   return Number(raw) * 1000
 }
 

@@ -5,7 +5,8 @@ export const root = defineCommand({
   meta: {
     name: "dffmpeg",
     version: VERSION,
-    description: "Distributed FFmpeg: run ffmpeg/ffprobe on a pool of workers as if they ran locally. Symlink this binary as ffmpeg or ffprobe to use it as a drop-in proxy.",
+    description:
+      "Distributed FFmpeg: run ffmpeg/ffprobe on a pool of workers as if they ran locally. Symlink this binary as ffmpeg or ffprobe to use it as a drop-in proxy.",
   },
   subCommands: {
     coordinator: () => import("./commands/coordinator.ts").then((m) => m.default),

@@ -9,7 +9,8 @@ import { root } from "./root.ts"
 // Re-exported for the proxy, which loads this entrypoint only to explain a broken config file.
 export { explainYaml } from "../shared/config/yaml-explain.ts"
 
-const resolve = async <T,>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? await (v as () => T | Promise<T>)() : await v)
+const resolve = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> =>
+  typeof v === "function" ? await (v as () => T | Promise<T>)() : await v
 
 /** Walks subcommands by name (skipping flags) to find the command `--help` is about. */
 async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef; path: string[] }> {
@@ -102,11 +103,15 @@ export async function runCli(argv: string[]): Promise<number> {
 async function report(err: unknown, argv: string[]): Promise<number> {
   const json = argv.includes("--json")
   if (err instanceof DffmpegError) {
-    if (json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message, details: err.details } }) + "\n")
+    if (json)
+      process.stdout.write(
+        JSON.stringify({ error: { code: err.code, message: err.message, details: err.details } }) + "\n",
+      )
     // Escaped: a message may quote what a coordinator, a worker or something on the path sent.
     process.stderr.write(`dffmpeg: ${escapeControls(err.message)}\n`)
     if (err instanceof ConfigError) for (const i of err.issues) process.stderr.write(`  ↳ ${escapeControls(i)}\n`)
-    else if (Array.isArray(err.details)) for (const d of err.details) process.stderr.write(`  ↳ ${escapeControls(String(d))}\n`)
+    else if (Array.isArray(err.details))
+      for (const d of err.details) process.stderr.write(`  ↳ ${escapeControls(String(d))}\n`)
     if (err instanceof UsageError) process.stderr.write(`run with --help for usage\n`)
     return err.exitCode
   }

@@ -2,24 +2,37 @@ import { describe, expect, test } from "bun:test"
 import { ago, bar, clock, duration, fields, progress, table, truncate } from "./table.ts"
 
 test("table aligns columns, leaves the last one unpadded and shows missing cells as -", () => {
-  expect(table(["ID", "STATUS", "ARGS"], [["a", "running", "-i x"], ["bbb", null, ""]])).toBe("ID   STATUS   ARGS\na    running  -i x\nbbb  -        \n")
+  expect(
+    table(
+      ["ID", "STATUS", "ARGS"],
+      [
+        ["a", "running", "-i x"],
+        ["bbb", null, ""],
+      ],
+    ),
+  ).toBe("ID   STATUS   ARGS\na    running  -i x\nbbb  -        \n")
 })
 
 test("duration and clock", () => {
   expect([duration(250), duration(1500), duration(61_000), duration(null)]).toEqual(["250ms", "1.5s", "1m01s", "-"])
-  expect([clock(0), clock(31_400), clock(12 * 60_000 + 5000), clock(3_723_000)]).toEqual(["0:00", "0:31", "12:05", "1:02:03"])
+  expect([clock(0), clock(31_400), clock(12 * 60_000 + 5000), clock(3_723_000)]).toEqual([
+    "0:00",
+    "0:31",
+    "12:05",
+    "1:02:03",
+  ])
 })
 
 test("ago uses one unit", () => {
   const now = 1_000_000_000
-  expect([ago(now - 5000, now), ago(now - 150_000, now), ago(now - 7_200_000, now), ago(now - 3 * 86_400_000, now), ago(now + 5000, now), ago(null, now)]).toEqual([
-    "5s",
-    "2m",
-    "2h",
-    "3d",
-    "0s",
-    "-",
-  ])
+  expect([
+    ago(now - 5000, now),
+    ago(now - 150_000, now),
+    ago(now - 7_200_000, now),
+    ago(now - 3 * 86_400_000, now),
+    ago(now + 5000, now),
+    ago(null, now),
+  ]).toEqual(["5s", "2m", "2h", "3d", "0s", "-"])
 })
 
 describe("progress", () => {
@@ -38,9 +51,21 @@ describe("progress", () => {
 })
 
 test("bar, truncate and fields", () => {
-  expect([bar(0, 4, 4), bar(1, 4, 4), bar(4, 4, 4), bar(9, 4, 4), bar(0, 0, 4)]).toEqual(["[----]", "[#---]", "[####]", "[####]", "[----]"])
+  expect([bar(0, 4, 4), bar(1, 4, 4), bar(4, 4, 4), bar(9, 4, 4), bar(0, 0, 4)]).toEqual([
+    "[----]",
+    "[#---]",
+    "[####]",
+    "[####]",
+    "[----]",
+  ])
   expect([truncate("abcdef", 4), truncate("abc", 4)]).toEqual(["abc…", "abc"])
-  expect(fields([["id", "x"], ["status", null], ["worker", "w1"]])).toBe("id      x\nstatus  -\nworker  w1\n")
+  expect(
+    fields([
+      ["id", "x"],
+      ["status", null],
+      ["worker", "w1"],
+    ]),
+  ).toBe("id      x\nstatus  -\nworker  w1\n")
 })
 
 describe("cells reach the terminal escaped", () => {
@@ -48,7 +73,13 @@ describe("cells reach the terminal escaped", () => {
   const evil = "1\x1b[2J\x1b]0;t\x07\r\nFAKE LINE \u202eevil"
 
   test("table: control and bidi characters are written visibly, and columns stay aligned", () => {
-    const out = table(["ID", "VERSION", "LAST"], [["w1", evil, "x"], ["w2", "0.1.0", "y"]])
+    const out = table(
+      ["ID", "VERSION", "LAST"],
+      [
+        ["w1", evil, "x"],
+        ["w2", "0.1.0", "y"],
+      ],
+    )
     expect(out).not.toMatch(UNSAFE)
     expect(out.split("\n")).toHaveLength(4)
     expect(out).toContain("1\\x1b[2J\\x1b]0;t\\x07\\r\\nFAKE LINE \\u202eevil  x\n")
@@ -58,7 +89,10 @@ describe("cells reach the terminal escaped", () => {
   })
 
   test("fields: values escaped, one line each", () => {
-    const out = fields([["version", evil], ["id", "w1"]])
+    const out = fields([
+      ["version", evil],
+      ["id", "w1"],
+    ])
     expect(out).not.toMatch(UNSAFE)
     expect(out).toBe("version  1\\x1b[2J\\x1b]0;t\\x07\\r\\nFAKE LINE \\u202eevil\nid       w1\n")
   })

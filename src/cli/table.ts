@@ -6,7 +6,8 @@ import { clock } from "../shared/time.ts"
  * arguments, a reason) have their control and bidi characters written visibly (`\x1b`, `\n`, `\u202e`), so
  * none can move the cursor, retitle the window, forge a line or reorder what is shown. `--json` keeps them.
  */
-export const cell = (c: string | number | null | undefined): string => (c === null || c === undefined ? "-" : escapeControls(String(c)))
+export const cell = (c: string | number | null | undefined): string =>
+  c === null || c === undefined ? "-" : escapeControls(String(c))
 
 /** Plain aligned columns for people (cells escaped, see `cell`); `--json` output is produced by the callers. */
 export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
@@ -18,7 +19,10 @@ export function table(headers: string[], rows: (string | number | null | undefin
 
 export function time(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return "-"
-  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z")
+  return new Date(ms)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "Z")
 }
 
 export function duration(ms: number | null | undefined): string {

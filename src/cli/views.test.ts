@@ -1,22 +1,81 @@
 import { describe, expect, test } from "bun:test"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
-import { jobDetail, jobProgress, jobsTable, loadTable, outcome, runTime, sandboxOf, workerDetail, workersTable, workerState, type WorkerView } from "./views.ts"
+import {
+  jobDetail,
+  jobProgress,
+  jobsTable,
+  loadTable,
+  outcome,
+  runTime,
+  sandboxOf,
+  workerDetail,
+  workersTable,
+  workerState,
+  type WorkerView,
+} from "./views.ts"
 
 const T = Date.UTC(2026, 10, 27, 3, 0, 0)
 const job = (over: Partial<Job> = {}): Job => ({
-  id: "01M8DFWF4PCGSZBYEVT8TNJN46", requester: "jellyfin", binary: "ffmpeg", args: ["-i", "$Movies/a.mkv"], paths: ["Movies"], cwd: null, stdin: false,
-  status: "running", epoch: 1, workerId: "w1", exitCode: null, exitSignal: null, error: null, createdAt: T, updatedAt: T, assignedAt: T, startedAt: T + 1000,
-  finishedAt: null, attached: false, retries: 0, attempts: 0, excluded: [], heartbeatAt: T, clientSeenAt: null, cancelRequestedAt: null,
-  progress: { timeMs: 60_000, durationMs: 120_000, percent: 50, speed: 2, fps: 50, frame: 1500, etaMs: 30_000, at: T + 5000 },
+  id: "01M8DFWF4PCGSZBYEVT8TNJN46",
+  requester: "jellyfin",
+  binary: "ffmpeg",
+  args: ["-i", "$Movies/a.mkv"],
+  paths: ["Movies"],
+  cwd: null,
+  stdin: false,
+  status: "running",
+  epoch: 1,
+  workerId: "w1",
+  exitCode: null,
+  exitSignal: null,
+  error: null,
+  createdAt: T,
+  updatedAt: T,
+  assignedAt: T,
+  startedAt: T + 1000,
+  finishedAt: null,
+  attached: false,
+  retries: 0,
+  attempts: 0,
+  excluded: [],
+  heartbeatAt: T,
+  clientSeenAt: null,
+  cancelRequestedAt: null,
+  progress: {
+    timeMs: 60_000,
+    durationMs: 120_000,
+    percent: 50,
+    speed: 2,
+    fps: 50,
+    frame: 1500,
+    etaMs: 30_000,
+    at: T + 5000,
+  },
   ...over,
 })
 const worker = (over: Partial<Worker> & { load?: number } = {}): WorkerView => ({
-  id: "w1", binaries: ["ffmpeg"], paths: ["Movies"], maxJobs: 4, version: "0.1.0", capabilities: {}, status: "online", registeredAt: T, lastSeen: T, drainRequested: false, load: 0, ...over,
+  id: "w1",
+  binaries: ["ffmpeg"],
+  paths: ["Movies"],
+  maxJobs: 4,
+  version: "0.1.0",
+  capabilities: {},
+  status: "online",
+  registeredAt: T,
+  lastSeen: T,
+  drainRequested: false,
+  load: 0,
+  ...over,
 })
 
 describe("jobs", () => {
   test("outcome: signal, exit code, error, or nothing yet", () => {
-    expect([outcome(job({ exitSignal: "SIGKILL", exitCode: null })), outcome(job({ exitCode: 3 })), outcome(job({ error: "refused" })), outcome(job())]).toEqual(["SIGKILL", "3", "error", "-"])
+    expect([
+      outcome(job({ exitSignal: "SIGKILL", exitCode: null })),
+      outcome(job({ exitCode: 3 })),
+      outcome(job({ error: "refused" })),
+      outcome(job()),
+    ]).toEqual(["SIGKILL", "3", "error", "-"])
   })
 
   test("run time counts while running; progress is shown only while running", () => {
@@ -41,7 +100,9 @@ describe("workers", () => {
     const open = worker({ id: "w2", capabilities: { sandbox: "none", runAs: "root (0:0)" } })
     const old = worker({ id: "w3", capabilities: { sandbox: "<b>x</b>" } })
     expect([boxed, open, old].map(sandboxOf)).toEqual(["bwrap", "none (unconfined)", "-"])
-    expect(workersTable([boxed, open], T)).toMatch(/^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nw1 +online +0\/4 +ffmpeg +Movies +bwrap +0\.1\.0 +0s ago\nw2 +online +0\/4 +ffmpeg +Movies +none \(unconfined\) +0\.1\.0 /)
+    expect(workersTable([boxed, open], T)).toMatch(
+      /^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nw1 +online +0\/4 +ffmpeg +Movies +bwrap +0\.1\.0 +0s ago\nw2 +online +0\/4 +ffmpeg +Movies +none \(unconfined\) +0\.1\.0 /,
+    )
     expect(workerDetail(boxed, [], T)).toContain("\nsandbox     bwrap, jobs run as nobody (65534:65534)\n")
     expect(workerDetail(open, [], T)).toContain("\nsandbox     none (unconfined), jobs run as root (0:0)\n")
   })
@@ -56,7 +117,11 @@ describe("workers", () => {
   })
 
   test("the load view counts the slots of serving workers only", () => {
-    const text = loadTable([worker({ load: 2 }), worker({ id: "w2", status: "draining", drainRequested: true, load: 1 }), worker({ id: "w3", status: "offline" })])
+    const text = loadTable([
+      worker({ load: 2 }),
+      worker({ id: "w2", status: "draining", drainRequested: true, load: 1 }),
+      worker({ id: "w3", status: "offline" }),
+    ])
     expect(text).toContain("w1  online            [#####-----] 2/4  ffmpeg    Movies\n")
     expect(text.endsWith("\n3 workers, 1 online; 3 of 8 slots busy\n")).toBe(true)
   })
@@ -68,7 +133,11 @@ describe("worker- and client-supplied strings are escaped in human views", () =>
   const lines = (s: string) => s.split("\n").filter(Boolean)
 
   test("workers ls and show: a worker's version and paths cannot clear the screen or forge a line", () => {
-    const w = worker({ version: evil, paths: ["Mo\x1b[31mvies"], capabilities: { sandbox: "\x1b[2J", runAs: "\x1b]0;x\x07" } })
+    const w = worker({
+      version: evil,
+      paths: ["Mo\x1b[31mvies"],
+      capabilities: { sandbox: "\x1b[2J", runAs: "\x1b]0;x\x07" },
+    })
     const ls = workersTable([w], T)
     expect(ls).not.toMatch(UNSAFE)
     expect(lines(ls)).toHaveLength(2)
@@ -84,7 +153,10 @@ describe("worker- and client-supplied strings are escaped in human views", () =>
     expect(ls).not.toMatch(UNSAFE)
     expect(lines(ls)).toHaveLength(2)
     expect(ls).toContain("-i a\\r\\nFAKE\\x1b[2J\\u202e.mkv")
-    const show = jobDetail(j, T, { events: [{ at: T, status: "failed", epoch: 1, workerId: "w\x1b[1m", reason: "r\r\nx" }], stderr: ["frame=1\x1b[K\r", "ok"] })
+    const show = jobDetail(j, T, {
+      events: [{ at: T, status: "failed", epoch: 1, workerId: "w\x1b[1m", reason: "r\r\nx" }],
+      stderr: ["frame=1\x1b[K\r", "ok"],
+    })
     expect(show).not.toMatch(UNSAFE)
     expect(show).toContain("  frame=1\\x1b[K\\r\n  ok\n")
   })

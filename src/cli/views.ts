@@ -39,7 +39,18 @@ export interface JobsTableOptions {
 
 export function jobsTable(jobs: Job[], now: number, o: JobsTableOptions = {}): string {
   const created = o.created ?? "time"
-  const headers = ["ID", "STATUS", "EXIT", "PROGRESS", "BINARY", ...(o.requester ? ["REQUESTER"] : []), "WORKER", created === "time" ? "CREATED" : "AGE", "DURATION", "ARGS"]
+  const headers = [
+    "ID",
+    "STATUS",
+    "EXIT",
+    "PROGRESS",
+    "BINARY",
+    ...(o.requester ? ["REQUESTER"] : []),
+    "WORKER",
+    created === "time" ? "CREATED" : "AGE",
+    "DURATION",
+    "ARGS",
+  ]
   const rows = jobs.map((j) => [
     j.id,
     j.status,
@@ -87,7 +98,10 @@ export function jobDetail(j: Job, now: number, x: JobDetailExtras = {}): string 
   ])
   if (x.events?.length) {
     out += "\ntimeline\n"
-    out += table(["TIME", "STATUS", "ATTEMPT", "WORKER", "REASON"], x.events.map((e) => [time(e.at), e.status, e.epoch, e.workerId, e.reason]))
+    out += table(
+      ["TIME", "STATUS", "ATTEMPT", "WORKER", "REASON"],
+      x.events.map((e) => [time(e.at), e.status, e.epoch, e.workerId, e.reason]),
+    )
   }
   if (x.stderr) {
     out += x.stderr.length ? `\nlast ${x.stderr.length} stderr lines\n` : "\nno stderr output\n"
@@ -121,14 +135,26 @@ export function sandboxOf(w: Worker): string {
 
 /** The sandbox with the user jobs run as, for `workers show`. */
 function confinement(w: Worker): string {
-  const user = typeof w.capabilities.runAs === "string" ? w.capabilities.runAs.replace(/[^\x20-\x7e]/g, "?").slice(0, 80) : undefined
+  const user =
+    typeof w.capabilities.runAs === "string"
+      ? w.capabilities.runAs.replace(/[^\x20-\x7e]/g, "?").slice(0, 80)
+      : undefined
   return user ? `${sandboxOf(w)}, jobs run as ${user}` : sandboxOf(w)
 }
 
 export function workersTable(workers: WorkerView[], now: number): string {
   return table(
     ["ID", "STATUS", "LOAD", "BINARIES", "PATHS", "SANDBOX", "VERSION", "LAST SEEN"],
-    workers.map((w) => [w.id, workerState(w), `${w.load}/${w.maxJobs}`, list(w.binaries), list(w.paths), sandboxOf(w), w.version, `${ago(w.lastSeen, now)} ago`]),
+    workers.map((w) => [
+      w.id,
+      workerState(w),
+      `${w.load}/${w.maxJobs}`,
+      list(w.binaries),
+      list(w.paths),
+      sandboxOf(w),
+      w.version,
+      `${ago(w.lastSeen, now)} ago`,
+    ]),
   )
 }
 
@@ -137,12 +163,21 @@ const serving = (w: WorkerView) => w.status === "online" || w.status === "draini
 
 /** The cluster's capacity at a glance (`client workers`): a load bar per worker and a total line. */
 export function loadTable(workers: WorkerView[]): string {
-  const rows = workers.map((w) => [w.id, workerState(w), `${bar(w.load, w.maxJobs)} ${w.load}/${w.maxJobs}`, list(w.binaries), list(w.paths)])
+  const rows = workers.map((w) => [
+    w.id,
+    workerState(w),
+    `${bar(w.load, w.maxJobs)} ${w.load}/${w.maxJobs}`,
+    list(w.binaries),
+    list(w.paths),
+  ])
   const up = workers.filter(serving)
   const used = up.reduce((n, w) => n + w.load, 0)
   const total = up.reduce((n, w) => n + w.maxJobs, 0)
   const online = workers.filter((w) => w.status === "online").length
-  return table(["ID", "STATUS", "LOAD", "BINARIES", "PATHS"], rows) + `\n${workers.length} workers, ${online} online; ${used} of ${total} slots busy\n`
+  return (
+    table(["ID", "STATUS", "LOAD", "BINARIES", "PATHS"], rows) +
+    `\n${workers.length} workers, ${online} online; ${used} of ${total} slots busy\n`
+  )
 }
 
 export function workerDetail(w: WorkerView, jobs: Job[], now: number): string {

@@ -16,7 +16,14 @@ function run(frames: (Frame | Error)[], o: { tty?: boolean; json?: boolean } = {
     if (f instanceof Error) throw f
     return f
   }
-  const done = watch({ intervalMs: 1, tty: !!o.tty, json: !!o.json, read, signal: ac.signal, out: { write: (s: string) => (out.push(s), true), columns: 20 } })
+  const done = watch({
+    intervalMs: 1,
+    tty: !!o.tty,
+    json: !!o.json,
+    read,
+    signal: ac.signal,
+    out: { write: (s: string) => (out.push(s), true), columns: 20 },
+  })
   return done.then(() => out)
 }
 const frame = (n: number, text = `table ${n}\n`): Frame => ({ title: `t${n}`, text, data: { n } })
@@ -34,7 +41,10 @@ test("--json prints one object per change", async () => {
 })
 
 test("a key decides what counts as a change", async () => {
-  const out = await run([{ ...frame(1), key: "same" }, { ...frame(2), key: "same" }])
+  const out = await run([
+    { ...frame(1), key: "same" },
+    { ...frame(2), key: "same" },
+  ])
   expect(out).toHaveLength(1)
 })
 

@@ -53,8 +53,19 @@ export async function watch(o: WatchOptions): Promise<void> {
         const frame = await readOrExplain(o.read, signal)
         if (!frame) break
         const key = frame.key ?? JSON.stringify(frame.data)
-        if (inPlace) out.write(redraw(`${frame.title} · ${time(Date.now())} · every ${o.intervalMs / 1000}s, Ctrl-C to quit\n\n${frame.text}`, out.columns))
-        else if (key !== last) out.write(o.json ? JSON.stringify({ at: Date.now(), ...(frame.data as object) }) + "\n" : `--- ${time(Date.now())} ${frame.title}\n${frame.text}\n`)
+        if (inPlace)
+          out.write(
+            redraw(
+              `${frame.title} · ${time(Date.now())} · every ${o.intervalMs / 1000}s, Ctrl-C to quit\n\n${frame.text}`,
+              out.columns,
+            ),
+          )
+        else if (key !== last)
+          out.write(
+            o.json
+              ? JSON.stringify({ at: Date.now(), ...(frame.data as object) }) + "\n"
+              : `--- ${time(Date.now())} ${frame.title}\n${frame.text}\n`,
+          )
         last = key
         await pause(o.intervalMs, signal)
       }
@@ -71,7 +82,11 @@ async function readOrExplain(read: WatchOptions["read"], signal: AbortSignal): P
   } catch (err) {
     if (signal.aborted) return undefined
     if (!(err instanceof UnavailableError)) throw err
-    return { title: "unavailable", text: `dffmpeg: ${err.message} (retrying)\n`, data: { error: { code: err.code, message: err.message } } }
+    return {
+      title: "unavailable",
+      text: `dffmpeg: ${err.message} (retrying)\n`,
+      data: { error: { code: err.code, message: err.message } },
+    }
   }
 }
 

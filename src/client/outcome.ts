@@ -15,6 +15,12 @@ export function exitCodeOf(o: Outcome, job: string): number {
   if (o.status === "completed") return o.code ?? 0
   if (o.signal) return 128 + (signalNumber(o.signal) ?? 0)
   if (o.code !== null) return o.code
-  if (o.status === "canceled") throw new DffmpegError(`job ${job} was canceled${o.error ? `: ${o.error}` : ""}`, "E_CANCELED", 409, 1)
-  throw new DffmpegError(o.error ? `job ${job} failed: ${o.error}` : `job ${job} failed without an exit code`, "E_JOB_FAILED", 422, 1)
+  if (o.status === "canceled")
+    throw new DffmpegError(`job ${job} was canceled${o.error ? `: ${o.error}` : ""}`, "E_CANCELED", 409, 1)
+  throw new DffmpegError(
+    o.error ? `job ${job} failed: ${o.error}` : `job ${job} failed without an exit code`,
+    "E_JOB_FAILED",
+    422,
+    1,
+  )
 }

@@ -29,7 +29,12 @@ export interface AttachedOptions {
 export async function openClient(configPath?: string, warn?: (line: string) => void, explainYaml?: YamlExplainer) {
   const { config, base, warnings } = await loadConfig("client", configPath, {}, explainYaml)
   for (const w of warnings) warn?.(w)
-  const api = createApiClient({ url: coordinatorUrl(config.coordinator), ca: resolveCa(config.coordinator, base), client: config.client_id, key: resolveKey(config, base) })
+  const api = createApiClient({
+    url: coordinatorUrl(config.coordinator),
+    ca: resolveCa(config.coordinator, base),
+    client: config.client_id,
+    key: resolveKey(config, base),
+  })
   return { config, api }
 }
 
@@ -39,31 +44,69 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
  */
 export async function runAttached(o: AttachedOptions): Promise<number> {
   const { config, api } = await openClient(o.configPath, o.warn, o.explainYaml)
-  const mapped = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() }).mapArgs(o.args)
+  const mapped = createClientMapper({
+    paths: config.paths,
+    passthrough: config.passthrough_paths,
+    cwd: process.cwd(),
+  }).mapArgs(o.args)
   const stdin = o.stdin !== false && hasStdin()
   const res = await api.request("POST", "/api/v1/jobs", {
     query: { attach: 1, progress: o.status ? 1 : undefined },
     json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin, attached: true },
   })
   if (!res.ok || !res.body) await readJson(res)
-  return follow(api, res.body!, { stdin, signals: true, signalTimeoutMs: config.signal_timeout_seconds * 1000, statusLine: statusLineFor(o.status) })
+  return follow(api, res.body!, {
+    stdin,
+    signals: true,
+    signalTimeoutMs: config.signal_timeout_seconds * 1000,
+    statusLine: statusLineFor(o.status),
+  })
 }
 
 /** Submits a job without following it; returns it (for `client submit --detach`). */
 export async function submitDetached(o: AttachedOptions & { retries: number }): Promise<Job> {
   const { config, api } = await openClient(o.configPath, o.warn, o.explainYaml)
-  const mapped = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() }).mapArgs(o.args)
+  const mapped = createClientMapper({
+    paths: config.paths,
+    passthrough: config.passthrough_paths,
+    cwd: process.cwd(),
+  }).mapArgs(o.args)
   return api.json<Job>("POST", "/api/v1/jobs", {
-    json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin: false, attached: false, retries: o.retries },
+    json: {
+      binary: o.binary,
+      args: mapped.args,
+      paths: mapped.paths,
+      cwd: mapped.cwd,
+      stdin: false,
+      attached: false,
+      retries: o.retries,
+    },
   })
 }
 
 /** Follows an existing job from the start of its output (`client attach`): replayed, then live. */
-export async function attach(id: string, configPath?: string, warn?: (line: string) => void, status?: boolean): Promise<number> {
+export async function attach(
+  id: string,
+  configPath?: string,
+  warn?: (line: string) => void,
+  status?: boolean,
+): Promise<number> {
   const { config, api } = await openClient(configPath, warn)
-  const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, { query: { after: 0, progress: status ? 1 : undefined } })
+  const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, {
+    query: { after: 0, progress: status ? 1 : undefined },
+  })
   if (!res.ok || !res.body) await readJson(res)
-  return follow(api, res.body!, { stdin: false, signals: false, signalTimeoutMs: config.signal_timeout_seconds * 1000, statusLine: statusLineFor(status) }, id)
+  return follow(
+    api,
+    res.body!,
+    {
+      stdin: false,
+      signals: false,
+      signalTimeoutMs: config.signal_timeout_seconds * 1000,
+      statusLine: statusLineFor(status),
+    },
+    id,
+  )
 }
 
 const statusLineFor = (on?: boolean) => (on ? createStatusLine((s) => void process.stderr.write(s)) : undefined)
@@ -99,7 +142,12 @@ export function hasStdin(): boolean {
  * one, the job is canceled and this process exits 128+signal. A reader that closed our stdout (EPIPE)
  * cancels the job too.
  */
-export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, o: FollowOptions, knownJob?: string): Promise<number> {
+export async function follow(
+  api: ApiClient,
+  first: ReadableStream<Uint8Array>,
+  o: FollowOptions,
+  knownJob?: string,
+): Promise<number> {
   const out = createSink(process.stdout)
   const err = createSink(process.stderr)
   let job = knownJob
@@ -121,7 +169,9 @@ export async function follow(api: ApiClient, first: ReadableStream<Uint8Array>, 
     else pending.push(sig)
     deadline ??= setTimeout(async () => {
       await cancel()
-      process.stderr.write(`dffmpeg: the remote process did not stop within ${o.signalTimeoutMs / 1000} s of ${sig}; canceled job ${job ?? "(not yet submitted)"}\n`)
+      process.stderr.write(
+        `dffmpeg: the remote process did not stop within ${o.signalTimeoutMs / 1000} s of ${sig}; canceled job ${job ?? "(not yet submitted)"}\n`,
+      )
       forceExit(128 + (signalNumber(sig) ?? 0))
     }, o.signalTimeoutMs)
   }
@@ -187,7 +237,12 @@ interface Downlink {
  * The caller's side of the job's downlink: this process's stdin (in order, ending with an
  * end-of-input frame) and the signals it receives, in one sequence so their order is kept.
  */
-function openDownlink(api: ApiClient, job: string, forwardStdin: boolean, refused: (err: TooLargeError) => void): Downlink {
+function openDownlink(
+  api: ApiClient,
+  job: string,
+  forwardStdin: boolean,
+  refused: (err: TooLargeError) => void,
+): Downlink {
   let stopped = false
   let seq = 0
   const up = createUploader({

@@ -2,15 +2,35 @@ import { describe, expect, test } from "bun:test"
 import { clock } from "../shared/time.ts"
 import { createStatusLine, formatStatus } from "./status-line.ts"
 
-const progress = (over = {}) => ({ timeMs: 12_000, durationMs: 40_000, percent: 30, speed: 1.84, fps: 50, frame: 600, etaMs: 15_200, at: 0, ...over })
+const progress = (over = {}) => ({
+  timeMs: 12_000,
+  durationMs: 40_000,
+  percent: 30,
+  speed: 1.84,
+  fps: 50,
+  frame: 600,
+  etaMs: 15_200,
+  at: 0,
+  ...over,
+})
 
 describe("formatStatus", () => {
   test("says where the job is, and how far once it runs", () => {
     expect(formatStatus({ status: "queued", workerId: null, progress: null })).toBe("dffmpeg: queued")
     expect(formatStatus({ status: "assigned", workerId: "w1", progress: null })).toBe("dffmpeg: assigned on w1")
-    expect(formatStatus({ status: "running", workerId: "w1", progress: progress() })).toBe("dffmpeg: running on w1 · 30% · 1.84× · ETA 0:15")
-    expect(formatStatus({ status: "running", workerId: "w1", progress: progress({ percent: null, etaMs: null, speed: null, timeMs: 3_725_000 }) })).toBe("dffmpeg: running on w1 · 1:02:05")
-    expect(formatStatus({ status: "running", workerId: "w1", progress: progress({ percent: 4.25, speed: 12.5 }) })).toBe("dffmpeg: running on w1 · 4.3% · 12.5× · ETA 0:15")
+    expect(formatStatus({ status: "running", workerId: "w1", progress: progress() })).toBe(
+      "dffmpeg: running on w1 · 30% · 1.84× · ETA 0:15",
+    )
+    expect(
+      formatStatus({
+        status: "running",
+        workerId: "w1",
+        progress: progress({ percent: null, etaMs: null, speed: null, timeMs: 3_725_000 }),
+      }),
+    ).toBe("dffmpeg: running on w1 · 1:02:05")
+    expect(
+      formatStatus({ status: "running", workerId: "w1", progress: progress({ percent: 4.25, speed: 12.5 }) }),
+    ).toBe("dffmpeg: running on w1 · 4.3% · 12.5× · ETA 0:15")
   })
 
   test("clock", () => {
@@ -26,7 +46,11 @@ describe("createStatusLine", () => {
   test("draws only after a quiet second, erases before output, and never outgrows the terminal", () => {
     let t = 10_000
     const out: string[] = []
-    const line = createStatusLine((s) => out.push(s), () => t, () => 30)
+    const line = createStatusLine(
+      (s) => out.push(s),
+      () => t,
+      () => 30,
+    )
     line.update({ status: "queued", workerId: null, progress: null })
     expect(out).toEqual(["\r\x1b[Kdffmpeg: queued"])
     line.clear()
@@ -51,7 +75,11 @@ describe("createStatusLine", () => {
 
   test("a terminal that reports no size is taken as 80 columns", () => {
     const out: string[] = []
-    const line = createStatusLine((s) => out.push(s), () => 10_000, () => 0)
+    const line = createStatusLine(
+      (s) => out.push(s),
+      () => 10_000,
+      () => 0,
+    )
     line.update({ status: "running", workerId: "w1", progress: progress() })
     expect(out).toEqual(["\r\x1b[Kdffmpeg: running on w1 · 30% · 1.84× · ETA 0:15"])
     line.stop()

@@ -36,8 +36,11 @@ export function formatStatus(ev: JobStatusEvent): string {
   return `dffmpeg: ${parts.join(" · ")}`
 }
 
-
-export function createStatusLine(write: (s: string) => void, now: () => number = Date.now, columns: () => number = () => process.stderr.columns ?? 80): StatusLine {
+export function createStatusLine(
+  write: (s: string) => void,
+  now: () => number = Date.now,
+  columns: () => number = () => process.stderr.columns ?? 80,
+): StatusLine {
   let text = ""
   let drawn = false
   let lastOutput = 0

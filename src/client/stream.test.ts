@@ -21,18 +21,34 @@ const server = Bun.serve({
     const nonce = req.headers.get(HEADER.nonce)!
     if (!url.pathname.includes(JOB)) {
       const body = JSON.stringify({ error: { code: "E_NOT_FOUND", message: "no job" } })
-      return new Response(body, { status: 404, headers: { "content-type": "application/json", [RESPONSE_HEADER]: signResponse(key, { nonce, status: 404, contentType: "application/json" }, body) } })
+      return new Response(body, {
+        status: 404,
+        headers: {
+          "content-type": "application/json",
+          [RESPONSE_HEADER]: signResponse(key, { nonce, status: 404, contentType: "application/json" }, body),
+        },
+      })
     }
     const after = Number(url.searchParams.get("after"))
     afters.push(`${after}${url.searchParams.get("progress") ? "+progress" : ""}`)
     const sealer = new StreamSealer(key, { nonce, status: 200, contentType: FRAMES })
     const headers = { "content-type": FRAMES, [RESPONSE_HEADER]: sealer.header }
-    const chunks = ["a", "b", "c"].map((d, i) => encodeFrame(Kind.stdout, i + 1, enc.encode(d))).filter((_, i) => i + 1 > after).map((c) => sealer.seal(c))
+    const chunks = ["a", "b", "c"]
+      .map((d, i) => encodeFrame(Kind.stdout, i + 1, enc.encode(d)))
+      .filter((_, i) => i + 1 > after)
+      .map((c) => sealer.seal(c))
     if (afters.length === 1) {
       // Two chunks, then the connection drops without an outcome.
       return new Response(new Blob([chunks[0]!, chunks[1]!]).stream(), { headers })
     }
-    return new Response(new Blob([...chunks, sealer.seal(encodeJsonFrame(Kind.exit, 3, { status: "completed", code: 0, signal: null, error: null })), sealer.end()]), { headers })
+    return new Response(
+      new Blob([
+        ...chunks,
+        sealer.seal(encodeJsonFrame(Kind.exit, 3, { status: "completed", code: 0, signal: null, error: null })),
+        sealer.end(),
+      ]),
+      { headers },
+    )
   },
 })
 afterAll(() => server.stop(true))
@@ -41,7 +57,12 @@ const api = createApiClient({ url: `http://127.0.0.1:${server.port}`, client: "c
 test("a dropped stream is re-opened after the last chunk taken: nothing lost or repeated, and it ends with the exit frame", async () => {
   const got: Frame[] = []
   for await (const f of jobFrames(api, { job: JOB, query: { progress: 1 } })) got.push(f)
-  expect(got.map((f) => (f.kind === Kind.exit ? "exit" : new TextDecoder().decode(f.data)))).toEqual(["a", "b", "c", "exit"])
+  expect(got.map((f) => (f.kind === Kind.exit ? "exit" : new TextDecoder().decode(f.data)))).toEqual([
+    "a",
+    "b",
+    "c",
+    "exit",
+  ])
   expect(afters).toEqual(["0+progress", "2+progress"])
 })
 

@@ -35,14 +35,23 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
   for (;;) {
     try {
       if (!body) {
-        const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, { query: { after: cursor, ...o.query }, signal: o.signal })
+        const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, {
+          query: { after: cursor, ...o.query },
+          signal: o.signal,
+        })
         if (!res.ok || !res.body) await readJson(res)
         body = res.body!
       }
       for await (const f of readFrames(body)) {
         lostAt = 0
         attempt = 0
-        if (f.kind === Kind.error) throw new DffmpegError((frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream", "E_STREAM", 502, 1)
+        if (f.kind === Kind.error)
+          throw new DffmpegError(
+            (frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream",
+            "E_STREAM",
+            502,
+            1,
+          )
         if (f.kind === Kind.event) {
           const ev = frameJson(f) as { type?: string; job?: Job }
           if (ev.type === "job" && ev.job) job = ev.job.id
@@ -56,10 +65,16 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
     } catch (err) {
       body = undefined
       if (o.signal?.aborted) return
-      if (!job) throw err instanceof UnavailableError ? new UnavailableError(`lost the coordinator while submitting: ${err.message}`) : err
+      if (!job)
+        throw err instanceof UnavailableError
+          ? new UnavailableError(`lost the coordinator while submitting: ${err.message}`)
+          : err
       if (!retryable(err)) throw err
       lostAt ||= Date.now()
-      if (Date.now() - lostAt > RECONNECT_MS) throw new UnavailableError(`lost the coordinator for ${RECONNECT_MS / 1000} s while following job ${job}: ${(err as Error).message}`)
+      if (Date.now() - lostAt > RECONNECT_MS)
+        throw new UnavailableError(
+          `lost the coordinator for ${RECONNECT_MS / 1000} s while following job ${job}: ${(err as Error).message}`,
+        )
       await pause(backoff(attempt++), o.signal)
     }
   }

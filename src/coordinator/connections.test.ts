@@ -41,7 +41,9 @@ describe("createConnections", () => {
     const c = createConnections(limits({ max_polls_per_worker: 1 }))
     const ac = new AbortController()
     c.poll("w1", ac.signal)
-    expect(() => c.poll("w1", live())).toThrow(/worker w1 already has 1 long polls open \(limits.max_polls_per_worker\)/)
+    expect(() => c.poll("w1", live())).toThrow(
+      /worker w1 already has 1 long polls open \(limits.max_polls_per_worker\)/,
+    )
     ac.abort()
     expect(c.open("poll", "w1")).toBe(0)
     expect(c.open("identity", "w1")).toBe(0)
@@ -58,10 +60,14 @@ describe("createConnections", () => {
     const c = createConnections(limits({ max_streams_per_job: 2, max_streams_per_identity: 3 }))
     const a = c.stream("J1", "alice", live())
     c.stream("J1", "bob", live())
-    expect(() => c.stream("J1", "carol", live())).toThrow(/job J1 already has 2 output streams open \(limits.max_streams_per_job\)/)
+    expect(() => c.stream("J1", "carol", live())).toThrow(
+      /job J1 already has 2 output streams open \(limits.max_streams_per_job\)/,
+    )
     c.stream("J2", "alice", live())
     c.stream(undefined, "alice", live())
-    expect(() => c.stream("J3", "alice", live())).toThrow(/alice already holds 3 open streams and polls \(limits.max_streams_per_identity\)/)
+    expect(() => c.stream("J3", "alice", live())).toThrow(
+      /alice already holds 3 open streams and polls \(limits.max_streams_per_identity\)/,
+    )
     // The refusal on identity took no job slot.
     expect(c.open("job", "J3")).toBe(0)
     a()

@@ -32,11 +32,29 @@ export interface Connections {
 export function createConnections(limits: Limits): Connections {
   const counts = new Map<string, number>()
   const counters: Record<string, Counter> = {
-    dashboardAll: { max: limits.max_dashboard_connections, refuse: (_k, max) => `too many dashboard live connections: ${max} are open (limits.max_dashboard_connections); close a dashboard tab and retry` },
-    dashboardIp: { max: limits.max_dashboard_connections_per_ip, refuse: (k, max) => `too many dashboard live connections from ${k}: ${max} are open (limits.max_dashboard_connections_per_ip); close a dashboard tab and retry` },
-    poll: { max: limits.max_polls_per_worker, refuse: (k, max) => `worker ${k} already has ${max} long polls open (limits.max_polls_per_worker); a worker keeps one` },
-    job: { max: limits.max_streams_per_job, refuse: (k, max) => `job ${k} already has ${max} output streams open (limits.max_streams_per_job)` },
-    identity: { max: limits.max_streams_per_identity, refuse: (k, max) => `${k} already holds ${max} open streams and polls (limits.max_streams_per_identity)` },
+    dashboardAll: {
+      max: limits.max_dashboard_connections,
+      refuse: (_k, max) =>
+        `too many dashboard live connections: ${max} are open (limits.max_dashboard_connections); close a dashboard tab and retry`,
+    },
+    dashboardIp: {
+      max: limits.max_dashboard_connections_per_ip,
+      refuse: (k, max) =>
+        `too many dashboard live connections from ${k}: ${max} are open (limits.max_dashboard_connections_per_ip); close a dashboard tab and retry`,
+    },
+    poll: {
+      max: limits.max_polls_per_worker,
+      refuse: (k, max) =>
+        `worker ${k} already has ${max} long polls open (limits.max_polls_per_worker); a worker keeps one`,
+    },
+    job: {
+      max: limits.max_streams_per_job,
+      refuse: (k, max) => `job ${k} already has ${max} output streams open (limits.max_streams_per_job)`,
+    },
+    identity: {
+      max: limits.max_streams_per_identity,
+      refuse: (k, max) => `${k} already holds ${max} open streams and polls (limits.max_streams_per_identity)`,
+    },
   }
 
   const release = (key: string) => {
@@ -69,7 +87,8 @@ export function createConnections(limits: Limits): Connections {
   return {
     dashboard: (address, signal) => take(signal, ["dashboardAll", "*"], ["dashboardIp", address]),
     poll: (identity, signal) => take(signal, ["poll", identity], ["identity", identity]),
-    stream: (job, identity, signal) => (job === undefined ? take(signal, ["identity", identity]) : take(signal, ["job", job], ["identity", identity])),
+    stream: (job, identity, signal) =>
+      job === undefined ? take(signal, ["identity", identity]) : take(signal, ["job", job], ["identity", identity]),
     open: (kind, key = "*") => counts.get(`${kind}:${key}`) ?? 0,
   }
 }

@@ -44,7 +44,12 @@ function keyProblemLog(log: Logger, now: () => number) {
  * The store with its keys sealed under the coordinator secret. Refuses (ConfigError) a secret file
  * others can read; warns about a database others can read.
  */
-async function openStore(config: CoordinatorConfig, paths: { database: string; secret?: string }, log: Logger, now: () => number): Promise<Store> {
+async function openStore(
+  config: CoordinatorConfig,
+  paths: { database: string; secret?: string },
+  log: Logger,
+  now: () => number,
+): Promise<Store> {
   const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
   if (onDisk?.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
   const keys = onDisk ?? memoryKeyring()
@@ -60,7 +65,10 @@ async function openStore(config: CoordinatorConfig, paths: { database: string; s
   })
   if (paths.database !== ":memory:") {
     const mode = statSync(paths.database).mode & 0o777
-    if (mode & 0o004) log.warn(`database ${paths.database} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${paths.database}`)
+    if (mode & 0o004)
+      log.warn(
+        `database ${paths.database} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${paths.database}`,
+      )
   }
   return store
 }
@@ -90,7 +98,19 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const scheduler = createScheduler({ store, hub, log: log.withTag("scheduler"), now, staleMs })
   const janitor = createJanitor({ store, hub, scheduler, log: log.withTag("janitor"), now, timings: t, startedAt })
   let ready = false
-  const app = createApp({ store, hub, scheduler, janitor, config, log: log.withTag("api"), now, staleMs, ready: () => ready, metrics, startedAt })
+  const app = createApp({
+    store,
+    hub,
+    scheduler,
+    janitor,
+    config,
+    log: log.withTag("api"),
+    now,
+    staleMs,
+    ready: () => ready,
+    metrics,
+    startedAt,
+  })
   let server: ReturnType<typeof Bun.serve>
   try {
     server = Bun.serve({
@@ -105,7 +125,10 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       // Never Bun's development error page (stack, cwd and source lines) for an error that escapes the app.
       development: false,
       // An HTTP/1.0 request without Host has a relative URL, which every `new URL(req.url)` rejects.
-      fetch: (req, server) => (URL.canParse(req.url) ? app.fetch(req, { server }) : apiError(400, "E_INVALID", "the request has no Host header")),
+      fetch: (req, server) =>
+        URL.canParse(req.url)
+          ? app.fetch(req, { server })
+          : apiError(400, "E_INVALID", "the request has no Host header"),
       error: (err) => {
         log.error("request failed outside the API", err)
         return apiError(500, "E_INTERNAL", "internal error (see the coordinator log)")
@@ -115,7 +138,9 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     const code = (err as { code?: string }).code ?? ""
     if (tls && /^ERR_OSSL_|^ERR_SSL_|X509|PEM/.test(code + (err as Error).message)) {
       await store.close()
-      throw new ConfigError(`tls: cannot use cert_file ${tls.certFile} with key_file ${tls.keyFile}: ${(err as Error).message} (${code || "invalid PEM"})`)
+      throw new ConfigError(
+        `tls: cannot use cert_file ${tls.certFile} with key_file ${tls.keyFile}: ${(err as Error).message} (${code || "invalid PEM"})`,
+      )
     }
     throw err
   }
@@ -151,9 +176,12 @@ function readTls(cfg: { cert_file: string; key_file: string }, base: string) {
     try {
       pem = readFileSync(p, "utf8")
     } catch (err) {
-      throw new ConfigError(`tls.${name} ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      throw new ConfigError(
+        `tls.${name} ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      )
     }
-    if (!marker.test(pem)) throw new ConfigError(`tls.${name} ${p} is not a PEM ${name === "cert_file" ? "certificate" : "private key"}`)
+    if (!marker.test(pem))
+      throw new ConfigError(`tls.${name} ${p} is not a PEM ${name === "cert_file" ? "certificate" : "private key"}`)
     return { p, pem }
   }
   const cert = read("cert_file", cfg.cert_file, /-----BEGIN CERTIFICATE-----/)
@@ -161,4 +189,5 @@ function readTls(cfg: { cert_file: string; key_file: string }, base: string) {
   return { cert: cert.pem, key: key.pem, certFile: cert.p, keyFile: key.p }
 }
 
-const apiError = (status: number, code: string, message: string) => Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store" } })
+const apiError = (status: number, code: string, message: string) =>
+  Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store" } })

@@ -64,8 +64,30 @@ describe("timings", () => {
   })
 
   test("follows the configured intervals and factors, and caps the jitter at half the interval", () => {
-    const t = timings(config({ heartbeat_interval: 2, registration_interval: 4, janitor: { interval: 1, jitter: 5, worker_threshold_factor: 3, job_heartbeat_threshold_factor: 4, job_assignment_timeout: 7, job_pending_timeout: 8, retention_hours: 0.5 } }))
-    expect(t).toEqual({ interval: 1000, jitter: 500, workerStale: 12_000, jobStale: 8000, assignment: 7000, pending: 8000, retention: 1_800_000 })
+    const t = timings(
+      config({
+        heartbeat_interval: 2,
+        registration_interval: 4,
+        janitor: {
+          interval: 1,
+          jitter: 5,
+          worker_threshold_factor: 3,
+          job_heartbeat_threshold_factor: 4,
+          job_assignment_timeout: 7,
+          job_pending_timeout: 8,
+          retention_hours: 0.5,
+        },
+      }),
+    )
+    expect(t).toEqual({
+      interval: 1000,
+      jitter: 500,
+      workerStale: 12_000,
+      jobStale: 8000,
+      assignment: 7000,
+      pending: 8000,
+      retention: 1_800_000,
+    })
   })
 
   test("a registration interval shorter than the heartbeat does not make a live worker look dead", () => {
@@ -82,7 +104,15 @@ class Harness {
   kicks = 0
 
   janitor(t: Timings = T, startedAt = T0, store: Store = this.store): Janitor {
-    return createJanitor({ store, hub: this.hub, scheduler: { kick: () => void this.kicks++, idle: async () => {} }, log: createLogger({ level: "error" }), now: () => this.clock, timings: t, startedAt })
+    return createJanitor({
+      store,
+      hub: this.hub,
+      scheduler: { kick: () => void this.kicks++, idle: async () => {} },
+      log: createLogger({ level: "error" }),
+      now: () => this.clock,
+      timings: t,
+      startedAt,
+    })
   }
 
   run(t: Timings = T): Promise<JanitorReport> {
@@ -143,7 +173,16 @@ describe("createJanitor", () => {
       // Everything is overdue, but the coordinator started at T0: workers and callers may not have found it yet.
       h.clock = T0 + GRACE - 1
       const quiet = await h.run()
-      expect(quiet).toEqual({ suppressed: true, workersOffline: [], lost: [], canceled: [], unassigned: [], failedPending: [], abandoned: [], pruned: { jobs: 0, workers: 0 } })
+      expect(quiet).toEqual({
+        suppressed: true,
+        workersOffline: [],
+        lost: [],
+        canceled: [],
+        unassigned: [],
+        failedPending: [],
+        abandoned: [],
+        pruned: { jobs: 0, workers: 0 },
+      })
       expect(await events()).toEqual(before)
       expect((await h.store.getWorker("gone"))?.status).toBe("online")
       expect(h.kicks).toBe(0)
@@ -202,7 +241,12 @@ describe("createJanitor", () => {
         { job: "det", requeued: true },
         { job: "det0", requeued: false },
       ])
-      expect(await h.store.getJob("det")).toMatchObject({ status: "queued", workerId: null, attempts: 1, excluded: ["w1"] })
+      expect(await h.store.getJob("det")).toMatchObject({
+        status: "queued",
+        workerId: null,
+        attempts: 1,
+        excluded: ["w1"],
+      })
       expect((await h.store.events("det")).at(-1)?.reason).toMatch(/^worker w1 stopped responding .*; retry 1 of 1$/)
       expect(await h.status("det0")).toBe("failed")
       expect(h.kicks).toBe(1)
@@ -221,7 +265,13 @@ describe("createJanitor", () => {
       const job = (await h.store.getJob("c"))!
       expect(job).toMatchObject({ status: "canceled", finishedAt: LATER })
       expect(job.error).toStartWith("canceled by alice; worker w1 stopped responding")
-      expect((await h.store.events("c")).map((e) => e.status)).toEqual(["queued", "assigned", "running", "canceling", "canceled"])
+      expect((await h.store.events("c")).map((e) => e.status)).toEqual([
+        "queued",
+        "assigned",
+        "running",
+        "canceling",
+        "canceled",
+      ])
       expect(h.kicks).toBe(0)
     })
   })
@@ -238,7 +288,12 @@ describe("createJanitor", () => {
       const report = await h.run()
       expect(report.unassigned).toEqual(["old"])
       expect(await woke).toBe(true)
-      expect(await h.store.getJob("old")).toMatchObject({ status: "queued", workerId: null, excluded: ["w1"], epoch: 1 })
+      expect(await h.store.getJob("old")).toMatchObject({
+        status: "queued",
+        workerId: null,
+        excluded: ["w1"],
+        epoch: 1,
+      })
       expect((await h.store.events("old")).at(-1)?.reason).toContain("worker w1 did not start the job")
       expect(await h.store.getJob("new")).toMatchObject({ status: "assigned", workerId: "w1" })
       expect(h.kicks).toBe(1)
@@ -325,7 +380,10 @@ describe("createJanitor", () => {
       h.clock = LATER + 1
       await h.alive(h.clock, { w1: ["r"] })
       expect((await h.run()).abandoned).toEqual([])
-      expect(await h.store.appendOutput("r", "w1", 1, [], { code: 255, signal: null }, LATER + 2)).toMatchObject({ ok: true, job: { status: "canceled" } })
+      expect(await h.store.appendOutput("r", "w1", 1, [], { code: 255, signal: null }, LATER + 2)).toMatchObject({
+        ok: true,
+        job: { status: "canceled" },
+      })
     })
 
     test("a job asked to cancel whose worker then goes silent ends canceled on a later pass", async () => {
@@ -340,7 +398,13 @@ describe("createJanitor", () => {
       const report = await h.run()
       expect(report.canceled).toEqual(["r"])
       expect(await h.status("r")).toBe("canceled")
-      expect((await h.store.events("r")).map((e) => e.status)).toEqual(["queued", "assigned", "running", "canceling", "canceled"])
+      expect((await h.store.events("r")).map((e) => e.status)).toEqual([
+        "queued",
+        "assigned",
+        "running",
+        "canceling",
+        "canceled",
+      ])
     })
   })
 
@@ -357,7 +421,13 @@ describe("createJanitor", () => {
 
       const report = await h.run()
       expect(report.workersOffline.sort()).toEqual(["drain", "on", "reg"])
-      expect(Object.fromEntries((await h.store.listWorkers()).map((w) => [w.id, w.status]))).toEqual({ drain: "offline", fresh: "online", off: "offline", on: "offline", reg: "offline" })
+      expect(Object.fromEntries((await h.store.listWorkers()).map((w) => [w.id, w.status]))).toEqual({
+        drain: "offline",
+        fresh: "online",
+        off: "offline",
+        on: "offline",
+        reg: "offline",
+      })
       expect((await h.run()).workersOffline).toEqual([])
     })
   })
@@ -371,7 +441,14 @@ describe("createJanitor", () => {
       await h.worker("old-off")
       await h.store.setWorkerStatus("old-off", "offline", T0)
       await h.job("old")
-      await h.store.appendOutput("old", "w1", 1, [{ seq: 1, stream: "stdout", data: new Uint8Array([1]) }], { code: 0, signal: null }, T0 + 10)
+      await h.store.appendOutput(
+        "old",
+        "w1",
+        1,
+        [{ seq: 1, stream: "stdout", data: new Uint8Array([1]) }],
+        { code: 0, signal: null },
+        T0 + 10,
+      )
       await h.job("recent")
       await h.store.appendOutput("recent", "w1", 1, [], { code: 0, signal: null }, T0 + 20)
       await h.job("queued", {}, null)
@@ -475,27 +552,55 @@ describe("two janitors over two store instances on one file", () => {
     await h.alive(LATER, { live: ids("aband-r") }, [...ids("lost-att"), ...ids("cancel")])
 
     const expected: Record<string, string> = {}
-    for (const [kind, status] of Object.entries({ "lost-att": "failed", "lost-det": "queued", cancel: "canceled", asg: "queued", pend: "failed", "aband-q": "canceled", "aband-r": "canceling" }))
+    for (const [kind, status] of Object.entries({
+      "lost-att": "failed",
+      "lost-det": "queued",
+      cancel: "canceled",
+      asg: "queued",
+      pend: "failed",
+      "aband-q": "canceled",
+      "aband-r": "canceling",
+    }))
       for (const id of ids(kind)) expected[id] = status
     // A warm-up pass on each side, before anything is overdue: it changes nothing, but gets both threads'
     // code paths going so that the real passes overlap.
     h.clock = T0
-    const warm = await peer.janitorRace({ now: T0, startedAt: T0 - GRACE, timings: T }, () => h.janitor(T, T0 - GRACE).run())
-    for (const r of [warm.peer, warm.local]) expect(r).toEqual({ suppressed: false, workersOffline: [], lost: [], canceled: [], unassigned: [], failedPending: [], abandoned: [], pruned: { jobs: 0, workers: 0 } })
+    const warm = await peer.janitorRace({ now: T0, startedAt: T0 - GRACE, timings: T }, () =>
+      h.janitor(T, T0 - GRACE).run(),
+    )
+    for (const r of [warm.peer, warm.local])
+      expect(r).toEqual({
+        suppressed: false,
+        workersOffline: [],
+        lost: [],
+        canceled: [],
+        unassigned: [],
+        failedPending: [],
+        abandoned: [],
+        pruned: { jobs: 0, workers: 0 },
+      })
 
     const before = new Map<string, JobEvent[]>()
     for (const id of Object.keys(expected)) before.set(id, await store.events(id))
 
     h.clock = LATER
     const mine = h.janitor()
-    const { peer: theirs, local: ours } = await peer.janitorRace({ now: LATER, startedAt: T0, timings: T }, () => mine.run())
+    const { peer: theirs, local: ours } = await peer.janitorRace({ now: LATER, startedAt: T0, timings: T }, () =>
+      mine.run(),
+    )
 
     for (const [id, status] of Object.entries(expected)) {
       const events = await store.events(id)
       const added = events.slice(before.get(id)!.length)
       expect({ id, added: added.map((e) => e.status) }).toEqual({ id, added: [status] })
     }
-    const reported = (r: JanitorReport) => [...r.lost.map((l) => l.job), ...r.canceled, ...r.unassigned, ...r.failedPending, ...r.abandoned]
+    const reported = (r: JanitorReport) => [
+      ...r.lost.map((l) => l.job),
+      ...r.canceled,
+      ...r.unassigned,
+      ...r.failedPending,
+      ...r.abandoned,
+    ]
     expect([...reported(ours), ...reported(theirs)].sort()).toEqual(Object.keys(expected).sort())
     expect([...ours.workersOffline, ...theirs.workersOffline].sort()).toEqual(ids("stale"))
     expect((await store.getWorker("live"))?.status).toBe("online")

@@ -54,7 +54,9 @@ export interface Janitor {
 
 /** Could any of these workers ever run the job (ignoring load)? */
 function capable(job: Job, workers: Worker[]): boolean {
-  return workers.some((w) => w.status === "online" && w.binaries.includes(job.binary) && job.paths.every((p) => w.paths.includes(p)))
+  return workers.some(
+    (w) => w.status === "online" && w.binaries.includes(job.binary) && job.paths.every((p) => w.paths.includes(p)),
+  )
 }
 
 const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
@@ -66,7 +68,15 @@ const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
  * written by this coordinator's clock (`now`), never a worker's or a caller's. For one threshold after
  * start-up nothing is reaped: workers and callers need that long to find a restarted coordinator.
  */
-export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Scheduler; log: Logger; now: () => number; timings: Timings; startedAt: number }): Janitor {
+export function createJanitor(deps: {
+  store: Store
+  hub: Hub
+  scheduler: Scheduler
+  log: Logger
+  now: () => number
+  timings: Timings
+  startedAt: number
+}): Janitor {
   const { store, hub, log, now } = deps
   const t = deps.timings
   const grace = Math.max(t.workerStale, t.jobStale, t.assignment)
@@ -81,10 +91,20 @@ export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Schedul
 
   const pass = async (): Promise<JanitorReport> => {
     const at = now()
-    const report: JanitorReport = { suppressed: at - deps.startedAt < grace, workersOffline: [], lost: [], canceled: [], unassigned: [], failedPending: [], abandoned: [], pruned: { jobs: 0, workers: 0 } }
+    const report: JanitorReport = {
+      suppressed: at - deps.startedAt < grace,
+      workersOffline: [],
+      lost: [],
+      canceled: [],
+      unassigned: [],
+      failedPending: [],
+      abandoned: [],
+      pruned: { jobs: 0, workers: 0 },
+    }
     if (!report.suppressed) {
       report.workersOffline = await store.reapWorkers(at - t.workerStale)
-      for (const w of report.workersOffline) log.warn("worker offline", { worker: w, silent_for: `> ${secs(t.workerStale)}` })
+      for (const w of report.workersOffline)
+        log.warn("worker offline", { worker: w, silent_for: `> ${secs(t.workerStale)}` })
 
       for (const job of await store.runningWithoutHeartbeat(at - t.jobStale)) {
         const why = `worker ${job.workerId} stopped responding while running the job (no heartbeat for ${secs(at - (job.heartbeatAt ?? at))})`
@@ -99,12 +119,21 @@ export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Schedul
         const res = await store.loseJob(job.id, job.epoch, why, now())
         if (!res) continue
         report.lost.push({ job: job.id, requeued: res.requeued })
-        log.warn(res.requeued ? "job re-queued: its worker was lost" : "job failed: its worker was lost", { job: job.id, worker: job.workerId, epoch: job.epoch })
+        log.warn(res.requeued ? "job re-queued: its worker was lost" : "job failed: its worker was lost", {
+          job: job.id,
+          worker: job.workerId,
+          epoch: job.epoch,
+        })
         ended(res.job)
       }
 
       for (const job of await store.assignedSince(at - t.assignment)) {
-        const done = await store.unassign(job.id, job.epoch, `worker ${job.workerId} did not start the job within ${secs(t.assignment)}`, now())
+        const done = await store.unassign(
+          job.id,
+          job.epoch,
+          `worker ${job.workerId} did not start the job within ${secs(t.assignment)}`,
+          now(),
+        )
         if (!done) continue
         report.unassigned.push(job.id)
         log.warn("assignment timed out; job re-queued", { job: job.id, worker: job.workerId })
@@ -116,7 +145,12 @@ export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Schedul
         if (capable(job, workers)) continue
         const need = [job.binary, ...job.paths.map((p) => `$${p}`)].join(", ")
         // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
-        const done = await store.failJob(job.id, `no online worker can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`, now(), job.epoch)
+        const done = await store.failJob(
+          job.id,
+          `no online worker can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`,
+          now(),
+          job.epoch,
+        )
         if (!done) continue
         report.failedPending.push(job.id)
         log.warn("job failed: no worker can run it", { job: job.id, needs: need })
@@ -124,7 +158,11 @@ export function createJanitor(deps: { store: Store; hub: Hub; scheduler: Schedul
       }
 
       for (const job of await store.abandoned(at - t.jobStale)) {
-        const done = await store.requestCancel(job.id, `the caller stopped following the job (not seen for ${secs(at - (job.clientSeenAt ?? at))})`, now())
+        const done = await store.requestCancel(
+          job.id,
+          `the caller stopped following the job (not seen for ${secs(at - (job.clientSeenAt ?? at))})`,
+          now(),
+        )
         if (!done) continue
         report.abandoned.push(job.id)
         log.warn("job canceled: its caller is gone", { job: job.id, status: done.status })

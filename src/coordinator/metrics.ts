@@ -84,21 +84,50 @@ class Histogram {
   render(out: string[]) {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`)
     for (const s of this.series.values()) {
-      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}`))
+      this.buckets.forEach((b, i) =>
+        out.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}`),
+      )
       out.push(`${this.name}_bucket${labelText({ ...s.labels, le: "+Inf" })} ${s.count}`)
-      out.push(`${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`, `${this.name}_count${labelText(s.labels)} ${s.count}`)
+      out.push(
+        `${this.name}_sum${labelText(s.labels)} ${num(s.sum)}`,
+        `${this.name}_count${labelText(s.labels)} ${s.count}`,
+      )
     }
   }
 }
 
 export function createMetrics(): Metrics {
-  const requests = new Family("dffmpeg_http_requests_total", "counter", "HTTP requests answered, by method, route pattern and status code.")
-  const authFailures = new Family("dffmpeg_auth_failures_total", "counter", "Requests refused by signature verification or role checks, by reason.")
-  const submitted = new Family("dffmpeg_jobs_submitted_total", "counter", "Jobs submitted to this coordinator, by binary.")
+  const requests = new Family(
+    "dffmpeg_http_requests_total",
+    "counter",
+    "HTTP requests answered, by method, route pattern and status code.",
+  )
+  const authFailures = new Family(
+    "dffmpeg_auth_failures_total",
+    "counter",
+    "Requests refused by signature verification or role checks, by reason.",
+  )
+  const submitted = new Family(
+    "dffmpeg_jobs_submitted_total",
+    "counter",
+    "Jobs submitted to this coordinator, by binary.",
+  )
   const started = new Family("dffmpeg_jobs_started_total", "counter", "Job attempts that started running, by binary.")
-  const finished = new Family("dffmpeg_jobs_finished_total", "counter", "Jobs that reached a final state through this coordinator, by binary and state.")
-  const dispatch = new Histogram("dffmpeg_job_dispatch_seconds", "Time from submission (or re-queue) to running, by binary.", DISPATCH_BUCKETS)
-  const duration = new Histogram("dffmpeg_job_duration_seconds", "Run time of finished jobs (running to final state), by binary and state.", DURATION_BUCKETS)
+  const finished = new Family(
+    "dffmpeg_jobs_finished_total",
+    "counter",
+    "Jobs that reached a final state through this coordinator, by binary and state.",
+  )
+  const dispatch = new Histogram(
+    "dffmpeg_job_dispatch_seconds",
+    "Time from submission (or re-queue) to running, by binary.",
+    DISPATCH_BUCKETS,
+  )
+  const duration = new Histogram(
+    "dffmpeg_job_duration_seconds",
+    "Run time of finished jobs (running to final state), by binary and state.",
+    DURATION_BUCKETS,
+  )
   // Label sets must not be unbounded: anything outside the known sets is folded into "other".
   const methods = new Set(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 
@@ -116,11 +145,13 @@ export function createMetrics(): Metrics {
       started.inc({ binary: job.binary })
       // A retried job waits from its re-queue; the timeline's last queued time is not on the row, so
       // only first attempts are measured from submission.
-      if (job.startedAt !== null && job.attempts === 0) dispatch.observe({ binary: job.binary }, Math.max(0, job.startedAt - job.createdAt) / 1000)
+      if (job.startedAt !== null && job.attempts === 0)
+        dispatch.observe({ binary: job.binary }, Math.max(0, job.startedAt - job.createdAt) / 1000)
     },
     ended(job) {
       finished.inc({ binary: job.binary, status: job.status })
-      if (job.startedAt !== null && job.finishedAt !== null) duration.observe({ binary: job.binary, status: job.status }, Math.max(0, job.finishedAt - job.startedAt) / 1000)
+      if (job.startedAt !== null && job.finishedAt !== null)
+        duration.observe({ binary: job.binary, status: job.status }, Math.max(0, job.finishedAt - job.startedAt) / 1000)
     },
     render(st) {
       const out: string[] = []
@@ -133,13 +164,19 @@ export function createMetrics(): Metrics {
       up.set({}, st.startedAt / 1000)
       up.render(out)
 
-      const jobs = g("dffmpeg_jobs", "Jobs held by the database, by state (finished ones until retention deletes them).")
+      const jobs = g(
+        "dffmpeg_jobs",
+        "Jobs held by the database, by state (finished ones until retention deletes them).",
+      )
       for (const [state, n] of Object.entries(st.stats.jobs)) jobs.set({ state }, n)
       jobs.render(out)
       const depth = g("dffmpeg_queue_depth", "Jobs waiting for a worker.")
       depth.set({}, st.stats.jobs.queued)
       depth.render(out)
-      const age = g("dffmpeg_queue_oldest_age_seconds", "How long the oldest queued job has waited (0 when the queue is empty).")
+      const age = g(
+        "dffmpeg_queue_oldest_age_seconds",
+        "How long the oldest queued job has waited (0 when the queue is empty).",
+      )
       age.set({}, st.stats.oldestQueuedAt === null ? 0 : Math.max(0, st.now - st.stats.oldestQueuedAt) / 1000)
       age.render(out)
 
@@ -166,7 +203,8 @@ export function createMetrics(): Metrics {
       const speed = g("dffmpeg_job_speed_ratio", "Encoding speed of each running job as a multiple of real time.")
       for (const j of st.running) {
         const labels = { job: j.id, binary: j.binary, worker: j.workerId ?? "" }
-        if (j.progress?.percent !== null && j.progress?.percent !== undefined) ratio.set(labels, j.progress.percent / 100)
+        if (j.progress?.percent !== null && j.progress?.percent !== undefined)
+          ratio.set(labels, j.progress.percent / 100)
         if (j.progress?.speed !== null && j.progress?.speed !== undefined) speed.set(labels, j.progress.speed)
       }
       ratio.render(out)

@@ -6,7 +6,18 @@ import type { NewJob } from "../store/types.ts"
 import { observeStore } from "./observe.ts"
 
 const T0 = 1_700_000_000_000
-const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({ id, requester: "c", binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false, attached: false, retries: 0, ...over })
+const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
+  id,
+  requester: "c",
+  binary: "ffmpeg",
+  args: [],
+  paths: [],
+  cwd: null,
+  stdin: false,
+  attached: false,
+  retries: 0,
+  ...over,
+})
 const reg = { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "t", capabilities: {}, draining: false }
 
 describe("observeStore", () => {
@@ -33,11 +44,28 @@ describe("observeStore", () => {
     await store.createJob(newJob("a"), T0)
     await store.assign("a", "w1", T0 + 1)
     await store.start("a", "w1", 1, T0 + 2)
-    await store.appendOutput("a", "w1", 1, [{ seq: 1, stream: "stderr", data: new Uint8Array([65]) }], undefined, T0 + 3)
+    await store.appendOutput(
+      "a",
+      "w1",
+      1,
+      [{ seq: 1, stream: "stderr", data: new Uint8Array([65]) }],
+      undefined,
+      T0 + 3,
+    )
     await store.appendOutput("a", "w1", 1, [], { code: 0, signal: null }, T0 + 4)
     // A repeated final upload (the answer was lost) is not a second ending.
     await store.appendOutput("a", "w1", 1, [], { code: 0, signal: null }, T0 + 5)
-    expect(log).toEqual(["submitted a", "changed", "changed", "started a", "changed", "changed", "ended a completed", "changed", "changed"])
+    expect(log).toEqual([
+      "submitted a",
+      "changed",
+      "changed",
+      "started a",
+      "changed",
+      "changed",
+      "ended a completed",
+      "changed",
+      "changed",
+    ])
   })
 
   test("guarded calls that change nothing report nothing", async () => {

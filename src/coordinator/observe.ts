@@ -15,9 +15,24 @@ export interface StoreEvents {
 type Method = keyof Store
 
 /** Methods returning the job they changed (undefined when the guard did not match). */
-const JOB_TRANSITIONS: Method[] = ["createJob", "assign", "start", "failJob", "requestCancel", "forceCanceled", "unassign"]
+const JOB_TRANSITIONS: Method[] = [
+  "createJob",
+  "assign",
+  "start",
+  "failJob",
+  "requestCancel",
+  "forceCanceled",
+  "unassign",
+]
 /** Methods that change workers (or many rows) and are worth a re-read when they return. */
-const WORKER_CHANGES: Method[] = ["upsertWorker", "verifyWorker", "setWorkerStatus", "requestDrain", "prune", "removeUser"]
+const WORKER_CHANGES: Method[] = [
+  "upsertWorker",
+  "verifyWorker",
+  "setWorkerStatus",
+  "requestDrain",
+  "prune",
+  "removeUser",
+]
 
 /**
  * The store as the coordinator uses it, reporting what each successful change did. Every state change

@@ -28,9 +28,24 @@ const ffmpeg = { binary: "ffmpeg", paths: [] as string[] }
 describe("pick", () => {
   test.each<[string, { binary: string; paths: string[] }, Candidate[], string | undefined]>([
     ["no candidates at all", ffmpeg, [], undefined],
-    ["only a worker without the binary", { binary: "ffprobe", paths: [] }, [cand("w1", 0, { binaries: ["ffmpeg"] })], undefined],
-    ["the worker that has the binary", { binary: "ffprobe", paths: [] }, [cand("w1", 0, { binaries: ["ffmpeg"] }), cand("w2", 1, { binaries: ["ffprobe"] })], "w2"],
-    ["only a worker missing one required path", { binary: "ffmpeg", paths: ["Movies", "TV"] }, [cand("w1", 0, { paths: ["Movies"] })], undefined],
+    [
+      "only a worker without the binary",
+      { binary: "ffprobe", paths: [] },
+      [cand("w1", 0, { binaries: ["ffmpeg"] })],
+      undefined,
+    ],
+    [
+      "the worker that has the binary",
+      { binary: "ffprobe", paths: [] },
+      [cand("w1", 0, { binaries: ["ffmpeg"] }), cand("w2", 1, { binaries: ["ffprobe"] })],
+      "w2",
+    ],
+    [
+      "only a worker missing one required path",
+      { binary: "ffmpeg", paths: ["Movies", "TV"] },
+      [cand("w1", 0, { paths: ["Movies"] })],
+      undefined,
+    ],
     [
       "the worker advertising every required path",
       { binary: "ffmpeg", paths: ["Movies", "TV"] },
@@ -41,12 +56,37 @@ describe("pick", () => {
     ["only full workers", ffmpeg, [cand("w1", 2, { maxJobs: 2 }), cand("w2", 3, { maxJobs: 1 })], undefined],
     ["the worker with a free slot", ffmpeg, [cand("w1", 2, { maxJobs: 2 }), cand("w2", 3, { maxJobs: 4 })], "w2"],
     ["the lowest relative load", ffmpeg, [cand("w1", 1, { maxJobs: 2 }), cand("w2", 3, { maxJobs: 8 })], "w2"],
-    ["the lowest relative load, listed first", ffmpeg, [cand("w2", 3, { maxJobs: 8 }), cand("w1", 1, { maxJobs: 2 })], "w2"],
-    ["an idle worker over a busier bigger one", ffmpeg, [cand("big", 1, { maxJobs: 16 }), cand("small", 0, { maxJobs: 1 })], "small"],
-    ["the lower absolute load when relative loads tie", ffmpeg, [cand("a", 2, { maxJobs: 4 }), cand("b", 1, { maxJobs: 2 })], "b"],
-    ["the lower absolute load when relative loads tie, listed first", ffmpeg, [cand("b", 1, { maxJobs: 2 }), cand("a", 2, { maxJobs: 4 })], "b"],
+    [
+      "the lowest relative load, listed first",
+      ffmpeg,
+      [cand("w2", 3, { maxJobs: 8 }), cand("w1", 1, { maxJobs: 2 })],
+      "w2",
+    ],
+    [
+      "an idle worker over a busier bigger one",
+      ffmpeg,
+      [cand("big", 1, { maxJobs: 16 }), cand("small", 0, { maxJobs: 1 })],
+      "small",
+    ],
+    [
+      "the lower absolute load when relative loads tie",
+      ffmpeg,
+      [cand("a", 2, { maxJobs: 4 }), cand("b", 1, { maxJobs: 2 })],
+      "b",
+    ],
+    [
+      "the lower absolute load when relative loads tie, listed first",
+      ffmpeg,
+      [cand("b", 1, { maxJobs: 2 }), cand("a", 2, { maxJobs: 4 })],
+      "b",
+    ],
     ["the smaller id when loads tie", ffmpeg, [cand("w2", 1, { maxJobs: 3 }), cand("w1", 1, { maxJobs: 3 })], "w1"],
-    ["the smaller id when loads tie, listed first", ffmpeg, [cand("w1", 1, { maxJobs: 3 }), cand("w2", 1, { maxJobs: 3 })], "w1"],
+    [
+      "the smaller id when loads tie, listed first",
+      ffmpeg,
+      [cand("w1", 1, { maxJobs: 3 }), cand("w2", 1, { maxJobs: 3 })],
+      "w1",
+    ],
     [
       "an eligible worker, ignoring a less loaded ineligible one",
       { binary: "ffmpeg", paths: ["Movies"] },
@@ -64,16 +104,36 @@ describe("pick", () => {
 
   test.each<[string, Candidate[], string[], string | undefined]>([
     ["passes over an excluded worker for another free one", [cand("w1", 0), cand("w2", 1)], ["w1"], "w2"],
-    ["waits for a busy capable worker rather than taking an excluded one", [cand("w1", 0), cand("w2", 2, { maxJobs: 2 })], ["w1"], undefined],
-    ["takes an excluded worker when it is the only capable one", [cand("w1", 0), cand("w2", 0, { binaries: ["ffprobe"] })], ["w1"], "w1"],
+    [
+      "waits for a busy capable worker rather than taking an excluded one",
+      [cand("w1", 0), cand("w2", 2, { maxJobs: 2 })],
+      ["w1"],
+      undefined,
+    ],
+    [
+      "takes an excluded worker when it is the only capable one",
+      [cand("w1", 0), cand("w2", 0, { binaries: ["ffprobe"] })],
+      ["w1"],
+      "w1",
+    ],
     ["takes an excluded worker when every capable one is excluded", [cand("w1", 1), cand("w2", 0)], ["w1", "w2"], "w2"],
-    ["ignores an excluded worker that is not online when judging alternatives", [cand("w1", 0), cand("w2", 0, { status: "draining" })], ["w1"], "w1"],
+    [
+      "ignores an excluded worker that is not online when judging alternatives",
+      [cand("w1", 0), cand("w2", 0, { status: "draining" })],
+      ["w1"],
+      "w1",
+    ],
   ])("%s", (_name, candidates, excluded, expected) => {
     expect(pick({ ...ffmpeg, excluded }, candidates)?.worker.id).toBe(expected)
   })
 
   test("gives the same answer for every order of the candidates", () => {
-    const all = [cand("w3", 1, { maxJobs: 4 }), cand("w1", 2, { maxJobs: 8 }), cand("w2", 1, { maxJobs: 4 }), cand("w4", 0, { maxJobs: 1, binaries: [] })]
+    const all = [
+      cand("w3", 1, { maxJobs: 4 }),
+      cand("w1", 2, { maxJobs: 8 }),
+      cand("w2", 1, { maxJobs: 4 }),
+      cand("w4", 0, { maxJobs: 1, binaries: [] }),
+    ]
     const orders = [all, [...all].reverse(), [all[2], all[0], all[3], all[1]], [all[1], all[3], all[2], all[0]]]
     // w1 has load 2/8 = 0.25 = w2's and w3's 1/4; w2 and w3 have the lower absolute load; w2 the smaller id.
     for (const order of orders) expect(pick(ffmpeg, order)?.worker.id).toBe("w2")
@@ -115,10 +175,24 @@ describe("createScheduler", () => {
   /** Job ids sort by creation, like the ULIDs the coordinator uses. */
   const submit = async (over: { binary?: string; paths?: string[]; id?: string } = {}) => {
     const id = over.id ?? `job-${String(++jobSeq).padStart(4, "0")}`
-    return store.createJob({ id, requester: "alice", binary: over.binary ?? "ffmpeg", args: ["-version"], paths: over.paths ?? [], cwd: null, stdin: false, attached: false, retries: 0 }, clock)
+    return store.createJob(
+      {
+        id,
+        requester: "alice",
+        binary: over.binary ?? "ffmpeg",
+        args: ["-version"],
+        paths: over.paths ?? [],
+        cwd: null,
+        stdin: false,
+        attached: false,
+        retries: 0,
+      },
+      clock,
+    )
   }
 
-  const jobsOf = async (workerId: string) => (await store.listJobs({ worker: workerId, limit: 1000 })).map((j) => j.id).sort()
+  const jobsOf = async (workerId: string) =>
+    (await store.listJobs({ worker: workerId, limit: 1000 })).map((j) => j.id).sort()
 
   beforeEach(async () => {
     store = createSqliteStore({ path: ":memory:" })
@@ -126,7 +200,13 @@ describe("createScheduler", () => {
     hub = new Hub()
     clock = T0
     jobSeq = 0
-    scheduler = createScheduler({ store, hub, log: createLogger({ level: "error" }), now: () => clock, staleMs: STALE_MS })
+    scheduler = createScheduler({
+      store,
+      hub,
+      log: createLogger({ level: "error" }),
+      now: () => clock,
+      staleMs: STALE_MS,
+    })
   })
 
   afterEach(async () => {
@@ -308,7 +388,9 @@ describe("createScheduler", () => {
     await online("drain", reg({ maxJobs: 8 }), clock)
     await online("gone", reg({ maxJobs: 8 }), clock)
     // Re-registering with draining set keeps a verified worker verified but draining.
-    expect((await store.upsertWorker("drain", reg({ maxJobs: 8, draining: true }), "t2", clock)).status).toBe("draining")
+    expect((await store.upsertWorker("drain", reg({ maxJobs: 8, draining: true }), "t2", clock)).status).toBe(
+      "draining",
+    )
     await store.setWorkerStatus("gone", "offline", clock)
     const job = await submit()
     scheduler.kick()

@@ -14,8 +14,16 @@ export interface Candidate {
  * job needs and has a free slot. A worker that lost or gave up this job before is passed over while
  * another capable worker exists, even a busy one (the job then waits for it).
  */
-export function pick(job: Pick<Job, "binary" | "paths"> & { excluded?: string[] }, candidates: Candidate[]): Candidate | undefined {
-  const able = candidates.filter((c) => (c.worker.status ?? "online") === "online" && c.worker.binaries.includes(job.binary) && job.paths.every((p) => c.worker.paths.includes(p)))
+export function pick(
+  job: Pick<Job, "binary" | "paths"> & { excluded?: string[] },
+  candidates: Candidate[],
+): Candidate | undefined {
+  const able = candidates.filter(
+    (c) =>
+      (c.worker.status ?? "online") === "online" &&
+      c.worker.binaries.includes(job.binary) &&
+      job.paths.every((p) => c.worker.paths.includes(p)),
+  )
   const excluded = job.excluded ?? []
   const avoid = excluded.length > 0 && able.some((c) => !excluded.includes(c.worker.id))
   let best: Candidate | undefined
@@ -45,14 +53,22 @@ export interface Scheduler {
  * hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
  * coordinator sharing the database, can never assign a job twice.
  */
-export function createScheduler(deps: { store: Store; hub: Hub; log: Logger; now: () => number; staleMs: number }): Scheduler {
+export function createScheduler(deps: {
+  store: Store
+  hub: Hub
+  log: Logger
+  now: () => number
+  staleMs: number
+}): Scheduler {
   let running: Promise<void> | undefined
   let again = false
 
   const PAGE = 200
   const pass = async () => {
     const now = deps.now()
-    const workers = (await deps.store.listWorkers()).filter((w) => w.status === "online" && now - w.lastSeen < deps.staleMs)
+    const workers = (await deps.store.listWorkers()).filter(
+      (w) => w.status === "online" && now - w.lastSeen < deps.staleMs,
+    )
     if (!workers.length) return
     const loads = await deps.store.workerLoads()
     const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))

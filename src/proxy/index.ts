@@ -36,7 +36,8 @@ function explain(err: unknown): string {
   if (err instanceof ConfigError) return err.issues.length ? `${err.message}: ${err.issues.join("; ")}` : err.message
   if (err instanceof DffmpegError) {
     const details = Array.isArray(err.details) ? `: ${err.details.join("; ")}` : ""
-    if (err.code === "E_AUTH") return `the coordinator refused our credentials (${err.message}); check client_id and hmac_key`
+    if (err.code === "E_AUTH")
+      return `the coordinator refused our credentials (${err.message}); check client_id and hmac_key`
     if (err.code === "E_FORBIDDEN") return `not allowed: ${err.message}`
     return err.message + details
   }

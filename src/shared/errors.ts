@@ -28,7 +28,10 @@ export class InvalidError extends DffmpegError {
 }
 
 export class ConfigError extends DffmpegError {
-  constructor(message: string, readonly issues: string[] = []) {
+  constructor(
+    message: string,
+    readonly issues: string[] = [],
+  ) {
     super(message, "E_CONFIG", 400, ExitCode.CONFIG, issues.length ? issues : undefined)
   }
 }

@@ -6,7 +6,9 @@ const date = new Date("2026-12-01T10:00:00.000Z")
 const at = (args: unknown[], json = false) => formatLine({ args, date, type: "warn", tag: "coordinator:api" }, json)
 
 /** Every character a log line must never carry raw. */
-const UNSAFE = [..."\u0000\u0001\u0007\b\t\n\u000b\f\r\u001b\u001f\u007f\u0080\u0085\u009b\u009f\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]
+const UNSAFE = [
+  ..."\u0000\u0001\u0007\b\t\n\u000b\f\r\u001b\u001f\u007f\u0080\u0085\u009b\u009f\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+]
 const RAW = new RegExp(`[${UNSAFE.join("")}]`)
 const hostile = `w1\u0000\u001b[31mred\r\nFAKE 2026-12-01 INFO  [coordinator:api] job done\u202eexe.mp4\u2028\u0085\u009b2J`
 
@@ -36,7 +38,10 @@ describe("formatLine", () => {
   })
 
   test("text: hostile strings in the message and in the extras stay on one printable line", () => {
-    const out = at([`worker ${hostile} registered`, { worker: hostile, version: "\u001b]0;pwned\u0007", err: new Error(hostile), list: [hostile] }])
+    const out = at([
+      `worker ${hostile} registered`,
+      { worker: hostile, version: "\u001b]0;pwned\u0007", err: new Error(hostile), list: [hostile] },
+    ])
     expect(out).not.toMatch(RAW)
     expect(out.split("\n")).toHaveLength(1)
     expect(out).toContain("worker w1\\x00\\x1b[31mred\\r\\nFAKE")
@@ -60,6 +65,13 @@ describe("formatLine", () => {
   test("json: one line, valid JSON, the values unchanged once parsed", () => {
     const out = at([`bad ${hostile}`, { worker: hostile, nested: { reason: hostile } }], true)
     expect(out).not.toMatch(RAW)
-    expect(JSON.parse(out)).toEqual({ time: date.toISOString(), level: "warn", tag: "coordinator:api", msg: `bad ${hostile}`, worker: hostile, nested: { reason: hostile } })
+    expect(JSON.parse(out)).toEqual({
+      time: date.toISOString(),
+      level: "warn",
+      tag: "coordinator:api",
+      msg: `bad ${hostile}`,
+      worker: hostile,
+      nested: { reason: hostile },
+    })
   })
 })

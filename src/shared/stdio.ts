@@ -32,7 +32,9 @@ export const stdoutLost: AbortSignal = lost.signal
 
 /** Resolves once everything written to `s` reached the OS, however slow its reader; then one turn for a late error event. */
 function drain(s: NodeJS.WriteStream): Promise<void> {
-  return new Promise<void>((resolve) => s.end(() => resolve())).then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+  return new Promise<void>((resolve) => s.end(() => resolve())).then(
+    () => new Promise<void>((resolve) => setImmediate(resolve)),
+  )
 }
 
 const describe = (err: WriteError) => (err.code === "EPIPE" ? "EPIPE: its reader closed it" : (err.code ?? err.message))
@@ -53,7 +55,9 @@ export async function settleStdio(code: number, o: SettleOptions): Promise<numbe
   await drain(process.stdout)
   const out = failures.get("stdout")
   if (out && code === 0) {
-    process.stderr.write(`dffmpeg: could not write all output to standard output (${describe(out)}); the output is incomplete\n`)
+    process.stderr.write(
+      `dffmpeg: could not write all output to standard output (${describe(out)}); the output is incomplete\n`,
+    )
     code = o.failure
   }
   await drain(process.stderr)

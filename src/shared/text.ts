@@ -23,5 +23,5 @@ export function escapeControls(s: string): string {
 }
 
 /** JSON text in which the unsafe characters JSON.stringify leaves raw are written as `\u` escapes (still valid JSON, same value). */
-export const safeJson = (v: unknown): string => (JSON.stringify(v) ?? "undefined").replace(UNSAFE_IN_JSON, (c) => `\\u${hex(c, 4)}`)
-
+export const safeJson = (v: unknown): string =>
+  (JSON.stringify(v) ?? "undefined").replace(UNSAFE_IN_JSON, (c) => `\\u${hex(c, 4)}`)

@@ -19,7 +19,8 @@ export function parseInstant(s: string): number | undefined {
   const m = ISO.exec(s)
   if (!m) return undefined
   const [, y, mo, d, h = "0", mi = "0", sec = "0"] = m
-  if (Number(mo) < 1 || Number(mo) > 12 || Number(d) < 1 || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59) return undefined
+  if (Number(mo) < 1 || Number(mo) > 12 || Number(d) < 1 || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59)
+    return undefined
   // Feb 30 and friends: JavaScript would roll them over into the next month.
   if (Number(d) > new Date(Date.UTC(Number(y), Number(mo), 0)).getUTCDate()) return undefined
   const ms = Date.parse(s.replace(" ", "T"))
@@ -33,7 +34,8 @@ export function parseSince(s: string, now: number): number | undefined {
   return parseInstant(s)
 }
 
-export const SINCE_HELP = "a duration such as 90s, 10m, 2h, 7d or 1w, or an ISO date such as 2026-11-27 or 2026-11-27T03:00:00Z"
+export const SINCE_HELP =
+  "a duration such as 90s, 10m, 2h, 7d or 1w, or an ISO date such as 2026-11-27 or 2026-11-27T03:00:00Z"
 
 /** `0:07`, `12:05`, `1:02:03`: how ffmpeg users read media time and time left. */
 export function clock(ms: number): string {

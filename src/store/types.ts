@@ -1,5 +1,16 @@
 import type { Secret } from "../shared/auth/keyring.ts"
-import type { ExitReport, Job, JobEvent, JobStatus, ProgressReport, Role, User, Worker, WorkerRegistration, WorkerStatus } from "../shared/protocol/schemas.ts"
+import type {
+  ExitReport,
+  Job,
+  JobEvent,
+  JobStatus,
+  ProgressReport,
+  Role,
+  User,
+  Worker,
+  WorkerRegistration,
+  WorkerStatus,
+} from "../shared/protocol/schemas.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -183,7 +194,15 @@ export interface Store {
    * `exit` is given, ends the job in the same transaction, so a reader never sees the end before the
    * last byte. `progress`, when given, is stored with the job in the same transaction.
    */
-  appendOutput(id: string, worker: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, now: number, progress?: ProgressReport): Promise<UploadResult>
+  appendOutput(
+    id: string,
+    worker: string,
+    epoch: number,
+    chunks: OutputChunk[],
+    exit: ExitReport | undefined,
+    now: number,
+    progress?: ProgressReport,
+  ): Promise<UploadResult>
   readOutput(id: string, after: number, limit: number): Promise<StreamRow[]>
   /** The last `limit` chunks of one of a job's streams, oldest first (log tails). */
   lastOutput(id: string, stream: "stdout" | "stderr", limit: number): Promise<StreamRow[]>
@@ -191,7 +210,12 @@ export interface Store {
    * Like `lastOutput`, but never more than `maxBytes` in all: the oldest chunk kept may be cut to its
    * last bytes (`truncated`). Chunk sizes are read first, so nothing beyond the cap is loaded.
    */
-  lastOutputBytes(id: string, stream: "stdout" | "stderr", limit: number, maxBytes: number): Promise<{ rows: StreamRow[]; truncated: boolean }>
+  lastOutputBytes(
+    id: string,
+    stream: "stdout" | "stderr",
+    limit: number,
+    maxBytes: number,
+  ): Promise<{ rows: StreamRow[]; truncated: boolean }>
   stats(): Promise<Stats>
   /** Appends to the job's downlink (idempotent by sequence number). False if the job is unknown. */
   appendInput(id: string, chunks: InputChunk[]): Promise<boolean>

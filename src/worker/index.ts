@@ -31,7 +31,10 @@ function warnOpenKeyFile(cfg: WorkerConfig, base: string, log: Logger): void {
   const p = isAbsolute(cfg.hmac_key_file) ? cfg.hmac_key_file : join(base, cfg.hmac_key_file)
   try {
     const mode = statSync(p).mode & 0o777
-    if (mode & 0o077) log.warn(`hmac_key_file ${p} is accessible by group or others (mode 0${mode.toString(8)}); make it private: chmod 600 ${p}`)
+    if (mode & 0o077)
+      log.warn(
+        `hmac_key_file ${p} is accessible by group or others (mode 0${mode.toString(8)}); make it private: chmod 600 ${p}`,
+      )
   } catch {
     // unreadable files were refused when the key was read
   }
@@ -65,14 +68,27 @@ function resolveBinaries(cfg: WorkerConfig, log: Logger): Map<string, string> {
  * jobs for at least `min_drain_time_seconds`; `stop(true)` (second signal) gives running jobs up: they
  * are re-queued when they may be, and fail with a clear reason otherwise.
  */
-export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: string; transport?: WorkerTransport }): Promise<WorkerService> {
+export async function startWorker(
+  cfg: WorkerConfig,
+  opts: { log: Logger; base: string; transport?: WorkerTransport },
+): Promise<WorkerService> {
   const log = opts.log.withTag("worker")
   const binaries = resolveBinaries(cfg, log)
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
-  if (process.platform === "linux" && !setpriv) log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
+  if (process.platform === "linux" && !setpriv)
+    log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   // Before anything else: a worker that cannot confine its jobs refuses to start.
   const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
-  const transport = opts.transport ?? httpTransport(createApiClient({ url: coordinatorUrl(cfg.coordinator), ca: resolveCa(cfg.coordinator, opts.base), client: cfg.client_id, key: resolveKey(cfg, opts.base) }))
+  const transport =
+    opts.transport ??
+    httpTransport(
+      createApiClient({
+        url: coordinatorUrl(cfg.coordinator),
+        ca: resolveCa(cfg.coordinator, opts.base),
+        client: cfg.client_id,
+        key: resolveKey(cfg, opts.base),
+      }),
+    )
   warnOpenKeyFile(cfg, opts.base, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
   const policy = workerPolicy(cfg, binaries, log, confinement.owner)
@@ -106,21 +122,40 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
       break
     } catch (err) {
       // The coordinator's certificate or reply signatures do not verify: say so every time, keep trying.
-      if (err instanceof TrustError) log.error("coordinator not trusted; retrying", { url: transport.url, reason: err.message })
+      if (err instanceof TrustError)
+        log.error("coordinator not trusted; retrying", { url: transport.url, reason: err.message })
       else if (err instanceof AuthError || (err instanceof DffmpegError && !retryable(err))) throw err
-      else if (attempt === 0) log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
+      else if (attempt === 0)
+        log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
       await Bun.sleep(backoff(attempt, err instanceof TrustError ? 30_000 : undefined))
     }
   }
-  log.info("worker registered", { id: cfg.client_id, url: transport.url, max_jobs: cfg.max_jobs, binaries: [...binaries.keys()].join(","), paths: paths.join(",") })
+  log.info("worker registered", {
+    id: cfg.client_id,
+    url: transport.url,
+    max_jobs: cfg.max_jobs,
+    binaries: [...binaries.keys()].join(","),
+    paths: paths.join(","),
+  })
 
-  const runOpts = { transport, log: log.withTag("runner"), mapper, policy, binaries, confinement, termAfterMs: cfg.cancel_term_after_seconds * 1000, killAfterMs: cfg.cancel_kill_after_seconds * 1000 }
+  const runOpts = {
+    transport,
+    log: log.withTag("runner"),
+    mapper,
+    policy,
+    binaries,
+    confinement,
+    termAfterMs: cfg.cancel_term_after_seconds * 1000,
+    killAfterMs: cfg.cancel_kill_after_seconds * 1000,
+  }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return
     if (draining) {
       // Assigned before the coordinator saw us draining: give it back for another worker.
-      transport.reject(a.id, a.epoch).catch((err) => log.debug("could not give back a job", { job: a.id, reason: (err as Error).message }))
+      transport
+        .reject(a.id, a.epoch)
+        .catch((err) => log.debug("could not give back a job", { job: a.id, reason: (err as Error).message }))
       return
     }
     const run = startRun(a, runOpts)
@@ -154,7 +189,8 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
         const forgotten = err instanceof DffmpegError && err.status === 409
         if (forgotten || !retryable(err)) needRegister = true
         // Never a job from a reply that did not verify; logged every time, as it will not fix itself.
-        if (err instanceof TrustError) log.error("coordinator not trusted; no work taken", { url: transport.url, reason: err.message })
+        if (err instanceof TrustError)
+          log.error("coordinator not trusted; no work taken", { url: transport.url, reason: err.message })
         else if (!forgotten && attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
         await Bun.sleep(backoff(attempt++, err instanceof TrustError ? 30_000 : undefined))
       }
@@ -186,17 +222,23 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
     if (fenced || runs.size === 0 || silentMs <= 2 * timing.heartbeatSeconds * 1000) return
     fenced = true
     const why = `worker ${cfg.client_id} lost contact with the coordinator for ${(silentMs / 1000).toFixed(1)} s and stopped the job`
-    log.error("no heartbeat acknowledged; stopping all jobs (self-fencing)", { jobs: runs.size, silent_seconds: +(silentMs / 1000).toFixed(1) })
+    log.error("no heartbeat acknowledged; stopping all jobs (self-fencing)", {
+      jobs: runs.size,
+      silent_seconds: +(silentMs / 1000).toFixed(1),
+    })
     for (const r of runs.values()) r.abandon(why)
   }
   const every = (ms: () => number, fn: () => unknown) => {
     let t: ReturnType<typeof setTimeout>
     let off = false
     const loop = () => {
-      t = setTimeout(async () => {
-        await fn()
-        if (!off) loop()
-      }, ms() * (0.9 + Math.random() * 0.2))
+      t = setTimeout(
+        async () => {
+          await fn()
+          if (!off) loop()
+        },
+        ms() * (0.9 + Math.random() * 0.2),
+      )
     }
     loop()
     return () => {
@@ -207,19 +249,25 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
   const timers = [
     every(() => timing.heartbeatSeconds * 1000, beat),
     every(() => Math.min(500, timing.heartbeatSeconds * 250), fenceCheck),
-    every(() => timing.registrationSeconds * 1000, async () => {
-      if (!stopping.signal.aborted) needRegister = true
-    }),
-    every(() => cfg.mount_check_interval_seconds * 1000, async () => {
-      const now = await mounts.check()
-      if (now.join() === paths.join()) return
-      paths = now
-      // Advertise the change at once, not at the next registration.
-      await register().catch((err) => {
-        needRegister = true
-        log.debug("re-registration failed", { reason: (err as Error).message })
-      })
-    }),
+    every(
+      () => timing.registrationSeconds * 1000,
+      async () => {
+        if (!stopping.signal.aborted) needRegister = true
+      },
+    ),
+    every(
+      () => cfg.mount_check_interval_seconds * 1000,
+      async () => {
+        const now = await mounts.check()
+        if (now.join() === paths.join()) return
+        paths = now
+        // Advertise the change at once, not at the next registration.
+        await register().catch((err) => {
+          needRegister = true
+          log.debug("re-registration failed", { reason: (err as Error).message })
+        })
+      },
+    ),
   ]
 
   const idle = async () => {
@@ -236,11 +284,20 @@ export async function startWorker(cfg: WorkerConfig, opts: { log: Logger; base: 
     }
     drained ??= (async () => {
       draining = true
-      log.info("draining: no new jobs; waiting for running ones", { jobs: runs.size, min_drain_seconds: cfg.min_drain_time_seconds })
-      await register().catch((err) => log.warn("could not tell the coordinator we are draining", { reason: (err as Error).message }))
+      log.info("draining: no new jobs; waiting for running ones", {
+        jobs: runs.size,
+        min_drain_seconds: cfg.min_drain_time_seconds,
+      })
+      await register().catch((err) =>
+        log.warn("could not tell the coordinator we are draining", { reason: (err as Error).message }),
+      )
       const minUntil = performance.now() + cfg.min_drain_time_seconds * 1000
       // Keep polling through the minimum drain time, to give back assignments already in flight.
-      while (performance.now() < minUntil && !forced) await Promise.race([Bun.sleep(Math.min(100, minUntil - performance.now())), new Promise<void>((r) => idleWaiters.push(r))])
+      while (performance.now() < minUntil && !forced)
+        await Promise.race([
+          Bun.sleep(Math.min(100, minUntil - performance.now())),
+          new Promise<void>((r) => idleWaiters.push(r)),
+        ])
       await idle()
       stopping.abort()
       await poller

@@ -11,14 +11,19 @@ interface Mount {
 /** Resolves within `ms` or rejects: a hung network mount must never hold up the worker. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout>
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)))
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)),
+  )
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer))
 }
 
 /** A directory is a mount point when it is on another device than its parent (or is `/`). */
 async function isMountPoint(path: string, ms: number): Promise<boolean> {
   if (path === "/") return true
-  const [a, b] = await Promise.all([within(stat(path), ms, `stat ${path}`), within(stat(dirname(path)), ms, `stat ${dirname(path)}`)])
+  const [a, b] = await Promise.all([
+    within(stat(path), ms, `stat ${path}`),
+    within(stat(dirname(path)), ms, `stat ${dirname(path)}`),
+  ])
   return a.dev !== b.dev
 }
 
@@ -31,11 +36,14 @@ async function isMountPoint(path: string, ms: number): Promise<boolean> {
  */
 export function createMountMonitor(cfg: WorkerConfig, log: Logger) {
   const ms = cfg.mount_check_timeout_seconds * 1000
-  const mounts: Mount[] = cfg.mount_management.mounts.map((m) => (typeof m === "string" ? { path: m } : { path: m.path, recovery: m.recovery_command }))
+  const mounts: Mount[] = cfg.mount_management.mounts.map((m) =>
+    typeof m === "string" ? { path: m } : { path: m.path, recovery: m.recovery_command },
+  )
   const inFlight = new Set<string>()
   let last = new Map<string, string | undefined>() // variable → reason it is unhealthy (undefined: healthy)
 
-  const covering = (dir: string) => mounts.filter((m) => dir === m.path || dir.startsWith(m.path.endsWith("/") ? m.path : m.path + "/"))
+  const covering = (dir: string) =>
+    mounts.filter((m) => dir === m.path || dir.startsWith(m.path.endsWith("/") ? m.path : m.path + "/"))
 
   const checkMount = async (m: Mount): Promise<string | undefined> => {
     try {
@@ -49,7 +57,12 @@ export function createMountMonitor(cfg: WorkerConfig, log: Logger) {
       try {
         const p = Bun.spawn(m.recovery, { stdin: "ignore", stdout: "ignore", stderr: "pipe" })
         const code = await within(p.exited, ms * 4, "recovery command")
-        if (code !== 0) log.warn("mount recovery failed", { mount: m.path, code, stderr: (await new Response(p.stderr).text()).trim().slice(0, 500) })
+        if (code !== 0)
+          log.warn("mount recovery failed", {
+            mount: m.path,
+            code,
+            stderr: (await new Response(p.stderr).text()).trim().slice(0, 500),
+          })
         else if (await isMountPoint(m.path, ms).catch(() => false)) return undefined
       } catch (err) {
         log.warn("mount recovery failed", { mount: m.path, reason: (err as Error).message })

@@ -61,30 +61,61 @@ describe("attachmentProber", () => {
   test("lists the filename tags of a file's attachments with the real ffprobe", async () => {
     writeFileSync(join(dir, "a.ttf"), "FONT")
     const out = join(dir, "att.mkv")
-    const p = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=d=0.1", "-attach", join(dir, "a.ttf"), "-metadata:s:t", "mimetype=font/ttf", "-attach", join(dir, "a.ttf"), "-metadata:s:t:1", "mimetype=font/ttf", "-metadata:s:t:1", "filename=../x", out])
+    const p = Bun.spawnSync([
+      "ffmpeg",
+      "-v",
+      "error",
+      "-y",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=d=0.1",
+      "-attach",
+      join(dir, "a.ttf"),
+      "-metadata:s:t",
+      "mimetype=font/ttf",
+      "-attach",
+      join(dir, "a.ttf"),
+      "-metadata:s:t:1",
+      "mimetype=font/ttf",
+      "-metadata:s:t:1",
+      "filename=../x",
+      out,
+    ])
     expect(p.exitCode).toBe(0)
     expect(await attachmentProber(Bun.which("ffprobe")!)(out)).toEqual(["a.ttf", "../x"])
   })
 
   test("a file ffprobe cannot read is an error, not an empty list", async () => {
     writeFileSync(join(dir, "junk.mkv"), "junk")
-    await expect(attachmentProber(Bun.which("ffprobe")!)(join(dir, "junk.mkv"))).rejects.toThrow(/ffprobe could not read the attachment names/)
+    await expect(attachmentProber(Bun.which("ffprobe")!)(join(dir, "junk.mkv"))).rejects.toThrow(
+      /ffprobe could not read the attachment names/,
+    )
   })
 })
 
 describe("workerPolicy", () => {
-  const cfg = (o: Partial<WorkerConfig>) => ({ argument_policy: true, allow_network: true, allowed_hosts: [], ...o }) as WorkerConfig
+  const cfg = (o: Partial<WorkerConfig>) =>
+    ({ argument_policy: true, allow_network: true, allowed_hosts: [], ...o }) as WorkerConfig
   const log = createLogger({ level: "error" })
 
   test("an allowed_hosts entry that does not parse stops the worker with every bad entry listed", () => {
     let err: unknown
     try {
-      workerPolicy(cfg({ allowed_hosts: ["cdn.example:443", "10.0.0.0/8", "[::1]:80", "host:http", "a b", "10.0.0.0/33"] }), new Map(), log)
+      workerPolicy(
+        cfg({ allowed_hosts: ["cdn.example:443", "10.0.0.0/8", "[::1]:80", "host:http", "a b", "10.0.0.0/33"] }),
+        new Map(),
+        log,
+      )
     } catch (e) {
       err = e
     }
     expect(err).toBeInstanceOf(ConfigError)
-    expect((err as ConfigError).issues).toEqual(['allowed_hosts: "host:http"', 'allowed_hosts: "a b"', 'allowed_hosts: "10.0.0.0/33"'])
+    expect((err as ConfigError).issues).toEqual([
+      'allowed_hosts: "host:http"',
+      'allowed_hosts: "a b"',
+      'allowed_hosts: "10.0.0.0/33"',
+    ])
   })
 
   test("argument_policy: false gives no policy", () => {

@@ -78,9 +78,24 @@ function folderSearchable(path: string, reader: Reader): boolean {
  */
 export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attachmentNames"]> {
   return async (path, confine) => {
-    const command = [ffprobe, "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream_tags=filename", "-of", "json", "file:" + path]
+    const command = [
+      ffprobe,
+      "-v",
+      "error",
+      "-protocol_whitelist",
+      "file",
+      "-show_entries",
+      "stream_tags=filename",
+      "-of",
+      "json",
+      "file:" + path,
+    ]
     const run = confine ? confine(command, dirname(path)) : { argv: command, env: undefined, infoFd: false }
-    const p = Bun.spawn(run.argv, { cwd: dirname(path), env: run.env, stdio: ["ignore", "pipe", "ignore", ...(run.infoFd ? (["pipe"] as const) : [])] })
+    const p = Bun.spawn(run.argv, {
+      cwd: dirname(path),
+      env: run.env,
+      stdio: ["ignore", "pipe", "ignore", ...(run.infoFd ? (["pipe"] as const) : [])],
+    })
     run.started?.(p.pid)
     const timer = setTimeout(() => p.kill("SIGKILL"), PROBE_TIMEOUT_MS)
     try {
@@ -98,18 +113,29 @@ export function attachmentProber(ffprobe: string): NonNullable<PolicyDeps["attac
  * The worker's policy from its config, or undefined (with a warning) when `argument_policy: false`.
  * `reader` is the user jobs run as (Confinement.owner): the policy reads only what that user could.
  */
-export function workerPolicy(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger, reader?: Reader): ArgumentPolicy | undefined {
+export function workerPolicy(
+  cfg: WorkerConfig,
+  binaries: Map<string, string>,
+  log: Logger,
+  reader?: Reader,
+): ArgumentPolicy | undefined {
   if (!cfg.argument_policy) {
     log.warn("argument policy is off (argument_policy: false): job arguments are not checked before spawning")
     return undefined
   }
   const bad = cfg.allowed_hosts.filter((h) => !parseHostRule(h))
   if (bad.length) {
-    throw new ConfigError("allowed_hosts has entries that are not a host name, IP or CIDR with an optional :port", bad.map((h) => `allowed_hosts: ${JSON.stringify(h)}`))
+    throw new ConfigError(
+      "allowed_hosts has entries that are not a host name, IP or CIDR with an optional :port",
+      bad.map((h) => `allowed_hosts: ${JSON.stringify(h)}`),
+    )
   }
   const ffprobe = binaries.get("ffprobe")
   return createArgumentPolicy(
     { allowNetwork: cfg.allow_network, allowedHosts: cfg.allowed_hosts },
-    { read: (path, max) => readHead(path, max, reader), attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined },
+    {
+      read: (path, max) => readHead(path, max, reader),
+      attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined,
+    },
   )
 }

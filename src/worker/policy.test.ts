@@ -21,29 +21,46 @@ writeFileSync(join(media, "fine.txt"), "scale=320:-1")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
 writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
 writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
-writeFileSync(join(media, "fine-list.txt"), "ffconcat version 1.0\n# a comment\nfile in.mkv\nfile 'sub/../in.mkv'\nduration 1\n")
+writeFileSync(
+  join(media, "fine-list.txt"),
+  "ffconcat version 1.0\n# a comment\nfile in.mkv\nfile 'sub/../in.mkv'\nduration 1\n",
+)
 writeFileSync(join(media, "cmds.txt"), "0.5 drawtext reinit 'textfile=/etc/passwd';\n")
 writeFileSync(join(media, "big.m3u8"), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(450_000))
 writeFileSync(join(media, "inner.m3u8"), "#EXTM3U\n#EXTINF:1,\n../secret.txt\n")
 writeFileSync(join(media, "hls-list.txt"), "ffconcat version 1.0\nfile inner.m3u8\n")
 writeFileSync(join(media, "map.m3u8"), "#EXTM3U\n#EXT-X-MAP:URI=../secret.txt\n#EXTINF:1,\nin.mkv\n")
-writeFileSync(join(media, "media.m3u8"), "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=a, URI=sub/bad.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\nok.m3u8\n")
+writeFileSync(
+  join(media, "media.m3u8"),
+  "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=a, URI=sub/bad.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\nok.m3u8\n",
+)
 writeFileSync(join(media, "rootonly.txt"), "root:SECRETHASH:0:0:root:/root:/bin/bash\n")
 writeFileSync(join(media, "cmds-escaped.txt"), "0.5 drawtext reinit textfile=\\/etc/passwd;\n")
 writeFileSync(join(media, "many.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".repeat(20_001))
 writeFileSync(join(media, "long-graph.txt"), "null,".repeat(6000) + "null")
 writeFileSync(join(media, "long.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".repeat(15_000))
-for (const n of ["a", "b", "c"]) writeFileSync(join(media, `fat-${n}.m3u8`), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(300_000))
+for (const n of ["a", "b", "c"])
+  writeFileSync(join(media, `fat-${n}.m3u8`), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(300_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const mapper = createWorkerMapper({ paths: { Media: media } })
 
-function check(args: string[], o: { cwd?: string | null; cfg?: Partial<PolicyConfig>; binary?: string; names?: string[] } = {}) {
+function check(
+  args: string[],
+  o: { cwd?: string | null; cfg?: Partial<PolicyConfig>; binary?: string; names?: string[] } = {},
+) {
   const deps: PolicyDeps = { read: readHead, attachmentNames: o.names ? async () => o.names! : undefined }
   const policy = createArgumentPolicy({ allowNetwork: false, allowedHosts: [], ...o.cfg }, deps)
   const mapped = mapper.mapArgs(args, ["Media"], o.cwd === undefined ? "$Media" : o.cwd)
-  return policy.check({ binary: o.binary ?? "ffmpeg", original: args, args: mapped.args, cwd: mapped.cwd, roots: mapper.roots(["Media"]), isPassthrough: mapper.isPassthrough })
+  return policy.check({
+    binary: o.binary ?? "ffmpeg",
+    original: args,
+    args: mapped.args,
+    cwd: mapped.cwd,
+    roots: mapper.roots(["Media"]),
+    isPassthrough: mapper.isPassthrough,
+  })
 }
 
 async function refusal(args: string[], o: Parameters<typeof check>[1] = {}): Promise<string> {
@@ -58,95 +75,325 @@ async function refusal(args: string[], o: Parameters<typeof check>[1] = {}): Pro
 
 describe("argument policy: refusals", () => {
   const cases: [string, string[], RegExp, Parameters<typeof check>[1]?][] = [
-    ["relative input escaping a $Var cwd", ["-i", "../../../../etc/passwd", "-f", "null", "-"], /^argument 2 "\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd": relative path .* leaves the job's directories$/],
-    ["relative input escaping the scratch cwd", ["-i", "../x", "-f", "null", "-"], /argument 2 "\.\.\/x": relative path/, { cwd: null }],
+    [
+      "relative input escaping a $Var cwd",
+      ["-i", "../../../../etc/passwd", "-f", "null", "-"],
+      /^argument 2 "\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd": relative path .* leaves the job's directories$/,
+    ],
+    [
+      "relative input escaping the scratch cwd",
+      ["-i", "../x", "-f", "null", "-"],
+      /argument 2 "\.\.\/x": relative path/,
+      { cwd: null },
+    ],
     ["file:../x", ["-i", "file:../x", "-f", "null", "-"], /argument 2 "file:\.\.\/x"/],
     ["output ../x.mkv", ["-i", "in.mkv", "../x.mkv"], /argument 3 "\.\.\/x\.mkv": relative path/],
     ["image2 pattern output", ["-i", "in.mkv", "-f", "image2", "../x%d.png"], /argument 5 "\.\.\/x%d\.png"/],
-    ["concat:/etc/passwd", ["-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"], /^argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/],
-    ["subfile", ["-i", "subfile,,start,0,end,0,,:/etc/passwd", "-f", "null", "-"], /subfile may only read files under a path variable/],
+    [
+      "concat:/etc/passwd",
+      ["-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
+      /^argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/,
+    ],
+    [
+      "subfile",
+      ["-i", "subfile,,start,0,end,0,,:/etc/passwd", "-f", "null", "-"],
+      /subfile may only read files under a path variable/,
+    ],
     ["cache:", ["-i", "cache:/etc/passwd", "-f", "null", "-"], /cache may only read files/],
     ["crypto+ nested scheme", ["-i", "crypto+file:/etc/passwd", "-f", "null", "-"], /crypto may only read files/],
-    ["lavfi movie=", ["-f", "lavfi", "-i", "movie=/etc/passwd", "-f", "null", "-"], /argument 4 "movie=\/etc\/passwd": filter movie "\/etc\/passwd" is outside/],
+    [
+      "lavfi movie=",
+      ["-f", "lavfi", "-i", "movie=/etc/passwd", "-f", "null", "-"],
+      /argument 4 "movie=\/etc\/passwd": filter movie "\/etc\/passwd" is outside/,
+    ],
     ["lavfi amovie= escaped", ["-f", "lavfi", "-i", "amovie=\\/etc\\/passwd", "-f", "null", "-"], /filter amovie/],
-    ["movie inside -vf", ["-i", "in.mkv", "-vf", "[in]movie='../../secret.txt'[m];[in][m]overlay", "-f", "null", "-"], /argument 4 .*filter movie relative path/],
-    ["movie with a network URL", ["-i", "in.mkv", "-vf", "movie='http\\://127.0.0.1\\:9/x'", "-f", "null", "-"], /network protocol http is not allowed/],
-    ["movie with format lavfi nests a graph", ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=lavfi", "-f", "null", "-"], /filter amovie/],
-    ["subtitles filename", ["-i", "in.mkv", "-vf", "subtitles=filename=../../secret.txt", "-f", "null", "-"], /filter subtitles/],
-    ["drawtext fontfile escaping the font folders", ["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/../../../etc/passwd:text=x", "-f", "null", "-"], /filter drawtext "\/usr\/share\/fonts\/\.\.\/\.\.\/\.\.\/etc\/passwd" is outside/],
-    ["drawtext textfile", ["-i", "in.mkv", "-vf", "drawtext=textfile=/etc/passwd", "-f", "null", "-"], /filter drawtext/],
+    [
+      "movie inside -vf",
+      ["-i", "in.mkv", "-vf", "[in]movie='../../secret.txt'[m];[in][m]overlay", "-f", "null", "-"],
+      /argument 4 .*filter movie relative path/,
+    ],
+    [
+      "movie with a network URL",
+      ["-i", "in.mkv", "-vf", "movie='http\\://127.0.0.1\\:9/x'", "-f", "null", "-"],
+      /network protocol http is not allowed/,
+    ],
+    [
+      "movie with format lavfi nests a graph",
+      ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=lavfi", "-f", "null", "-"],
+      /filter amovie/,
+    ],
+    [
+      "subtitles filename",
+      ["-i", "in.mkv", "-vf", "subtitles=filename=../../secret.txt", "-f", "null", "-"],
+      /filter subtitles/,
+    ],
+    [
+      "drawtext fontfile escaping the font folders",
+      ["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/../../../etc/passwd:text=x", "-f", "null", "-"],
+      /filter drawtext "\/usr\/share\/fonts\/\.\.\/\.\.\/\.\.\/etc\/passwd" is outside/,
+    ],
+    [
+      "drawtext textfile",
+      ["-i", "in.mkv", "-vf", "drawtext=textfile=/etc/passwd", "-f", "null", "-"],
+      /filter drawtext/,
+    ],
     ["-attach ../x", ["-i", "in.mkv", "-attach", "../x", "out.mkv"], /argument 4 "\.\.\/x": -attach relative path/],
-    ["-filter_script ../x", ["-i", "in.mkv", "-filter_script:v", "../x", "-f", "null", "-"], /-filter_script relative path/],
-    ["-filter_script content", ["-i", "in.mkv", "-filter_script:v", "graph.txt", "-f", "null", "-"], /^argument 4 "graph\.txt": "graph\.txt" \(the -filter_script file\) names a file outside the job's directories$/],
-    ["HLS segment escaping the root", ["-i", "sub/bad.m3u8", "-f", "null", "-"], /^argument 2 "sub\/bad\.m3u8": line 4 of "sub\/bad\.m3u8" names a file outside the job's directories$/],
+    [
+      "-filter_script ../x",
+      ["-i", "in.mkv", "-filter_script:v", "../x", "-f", "null", "-"],
+      /-filter_script relative path/,
+    ],
+    [
+      "-filter_script content",
+      ["-i", "in.mkv", "-filter_script:v", "graph.txt", "-f", "null", "-"],
+      /^argument 4 "graph\.txt": "graph\.txt" \(the -filter_script file\) names a file outside the job's directories$/,
+    ],
+    [
+      "HLS segment escaping the root",
+      ["-i", "sub/bad.m3u8", "-f", "null", "-"],
+      /^argument 2 "sub\/bad\.m3u8": line 4 of "sub\/bad\.m3u8" names a file outside the job's directories$/,
+    ],
     ["HLS key URI", ["-i", "key.m3u8", "-f", "null", "-"], /line 2 of "key\.m3u8" names a file outside/],
-    ["HLS variant playlist", ["-i", "nested.m3u8", "-f", "null", "-"], /^argument 2 "nested\.m3u8": line 4 of "sub\/bad\.m3u8" names a file outside/],
+    [
+      "HLS variant playlist",
+      ["-i", "nested.m3u8", "-f", "null", "-"],
+      /^argument 2 "nested\.m3u8": line 4 of "sub\/bad\.m3u8" names a file outside/,
+    ],
     // R1: format names match case-insensitively in ffmpeg (av_match_name).
-    ["-f LAVFI ladspa by path", ["-f", "LAVFI", "-i", "anullsrc,ladspa=file=./evil.so", "-f", "null", "-"], /filter ladspa may only load plugins by name/],
-    ["-f LAVFI movie=", ["-f", "LAVFI", "-i", "movie=/etc/passwd", "-f", "null", "-"], /^argument 4 "movie=\/etc\/passwd": filter movie "\/etc\/passwd" is outside/],
-    ["movie f=LAVFI nests a graph", ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=LAVFI", "-f", "null", "-"], /filter amovie/],
-    ["movie format_name=V4L2", ["-f", "lavfi", "-i", "movie=/dev/video0:format_name=V4L2", "-f", "null", "-"], /may not open device v4l2/],
-    ["-f TEE slave outside", ["-i", "in.mkv", "-f", "TEE", "-map", "0", "[f=matroska]/tmp/x.mkv"], /tee output "\/tmp\/x\.mkv" is outside/],
-    ["tee slave f=ALSA (escaped)", ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=AL\\SA]default"], /tee output format alsa is a device/],
-    ["-f HLS on a file without the header", ["-f", "HLS", "-i", "rootonly.txt", "-f", "null", "-"], /line 1 of "rootonly\.txt" names a protocol that is not allowed/],
+    [
+      "-f LAVFI ladspa by path",
+      ["-f", "LAVFI", "-i", "anullsrc,ladspa=file=./evil.so", "-f", "null", "-"],
+      /filter ladspa may only load plugins by name/,
+    ],
+    [
+      "-f LAVFI movie=",
+      ["-f", "LAVFI", "-i", "movie=/etc/passwd", "-f", "null", "-"],
+      /^argument 4 "movie=\/etc\/passwd": filter movie "\/etc\/passwd" is outside/,
+    ],
+    [
+      "movie f=LAVFI nests a graph",
+      ["-f", "lavfi", "-i", "movie=filename='amovie=/etc/passwd':f=LAVFI", "-f", "null", "-"],
+      /filter amovie/,
+    ],
+    [
+      "movie format_name=V4L2",
+      ["-f", "lavfi", "-i", "movie=/dev/video0:format_name=V4L2", "-f", "null", "-"],
+      /may not open device v4l2/,
+    ],
+    [
+      "-f TEE slave outside",
+      ["-i", "in.mkv", "-f", "TEE", "-map", "0", "[f=matroska]/tmp/x.mkv"],
+      /tee output "\/tmp\/x\.mkv" is outside/,
+    ],
+    [
+      "tee slave f=ALSA (escaped)",
+      ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=AL\\SA]default"],
+      /tee output format alsa is a device/,
+    ],
+    [
+      "-f HLS on a file without the header",
+      ["-f", "HLS", "-i", "rootonly.txt", "-f", "null", "-"],
+      /line 1 of "rootonly\.txt" names a protocol that is not allowed/,
+    ],
     ["-f AppleHTTP is hls", ["-f", "AppleHTTP", "-i", "rootonly.txt", "-f", "null", "-"], /line 1 of "rootonly\.txt"/],
     ["-f DASH", ["-f", "DASH", "-i", "in.mkv", "-f", "null", "-"], /input format dash lists other files/],
     ["-f SDP", ["-f", "SDP", "-i", "in.mkv", "-f", "null", "-"], /network protocol sdp is not allowed/],
     ["-f V4L2", ["-f", "V4L2", "-i", "video0", "-f", "null", "-"], /format v4l2 is a capture or playback device/],
     ["-f Video4Linux2", ["-f", "Video4Linux2", "-i", "in.mkv", "-f", "null", "-"], /format v4l2 is a capture/],
-    ["-graph of the lavfi demuxer", ["-f", "lavfi", "-graph", "movie=/etc/passwd", "-i", "x", "-f", "null", "-"], /filter movie "\/etc\/passwd"/],
+    [
+      "-graph of the lavfi demuxer",
+      ["-f", "lavfi", "-graph", "movie=/etc/passwd", "-i", "x", "-f", "null", "-"],
+      /filter movie "\/etc\/passwd"/,
+    ],
     // R2.1: glob patterns expand braces.
-    ["glob braces", ["-f", "image2", "-pattern_type", "glob", "-i", "{/etc/passwd,}", "-f", "null", "-"], /^argument 6 "\{\/etc\/passwd,\}": -pattern_type glob patterns may not contain braces/],
-    ["glob braces, numeric type", ["-pattern_type", "1", "-i", "a{,/../../x}.png", "-f", "null", "-"], /may not contain braces/],
-    ["glob_sequence (the default) %{ braces", ["-f", "image2", "-i", "%{/etc/passwd,%}", "-f", "null", "-"], /-pattern_type glob_sequence patterns may not contain braces/],
-    ["glob directory outside", ["-pattern_type", "glob", "-i", "../*", "-f", "null", "-"], /glob pattern directory relative path "\.\." leaves/],
-    ["glob matching a symlink out of the root", ["-pattern_type", "glob", "-i", "lin*.txt", "-f", "null", "-"], /^argument 4 "lin\*\.txt": glob pattern matches a file outside the job's directories/],
-    ["glob .. after a wildcard", ["-pattern_type", "glob", "-i", "*/../../x", "-f", "null", "-"], /may not contain "\.\." after a wildcard/],
+    [
+      "glob braces",
+      ["-f", "image2", "-pattern_type", "glob", "-i", "{/etc/passwd,}", "-f", "null", "-"],
+      /^argument 6 "\{\/etc\/passwd,\}": -pattern_type glob patterns may not contain braces/,
+    ],
+    [
+      "glob braces, numeric type",
+      ["-pattern_type", "1", "-i", "a{,/../../x}.png", "-f", "null", "-"],
+      /may not contain braces/,
+    ],
+    [
+      "glob_sequence (the default) %{ braces",
+      ["-f", "image2", "-i", "%{/etc/passwd,%}", "-f", "null", "-"],
+      /-pattern_type glob_sequence patterns may not contain braces/,
+    ],
+    [
+      "glob directory outside",
+      ["-pattern_type", "glob", "-i", "../*", "-f", "null", "-"],
+      /glob pattern directory relative path "\.\." leaves/,
+    ],
+    [
+      "glob matching a symlink out of the root",
+      ["-pattern_type", "glob", "-i", "lin*.txt", "-f", "null", "-"],
+      /^argument 4 "lin\*\.txt": glob pattern matches a file outside the job's directories/,
+    ],
+    [
+      "glob .. after a wildcard",
+      ["-pattern_type", "glob", "-i", "*/../../x", "-f", "null", "-"],
+      /may not contain "\.\." after a wildcard/,
+    ],
     // R2.2: values unescaped as av_get_token does.
-    ["-x264-params with a backslash", ["-i", "in.mkv", "-x264-params", "stats=\\/tmp/x.log", "out.mkv"], /argument 4 .*"\/tmp\/x\.log" is outside/],
-    ["-x264-params quoted", ["-i", "in.mkv", "-x264-params", "stats='/tmp/x.log'", "out.mkv"], /"\/tmp\/x\.log" is outside/],
-    ["sendcmd file with an escaped path", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds-escaped.txt,drawtext=text=x", "-f", "null", "-"], /line 1 of "cmds-escaped\.txt" names a file outside/],
+    [
+      "-x264-params with a backslash",
+      ["-i", "in.mkv", "-x264-params", "stats=\\/tmp/x.log", "out.mkv"],
+      /argument 4 .*"\/tmp\/x\.log" is outside/,
+    ],
+    [
+      "-x264-params quoted",
+      ["-i", "in.mkv", "-x264-params", "stats='/tmp/x.log'", "out.mkv"],
+      /"\/tmp\/x\.log" is outside/,
+    ],
+    [
+      "sendcmd file with an escaped path",
+      ["-i", "in.mkv", "-vf", "sendcmd=f=cmds-escaped.txt,drawtext=text=x", "-f", "null", "-"],
+      /line 1 of "cmds-escaped\.txt" names a file outside/,
+    ],
     // R2.3, R2.4: what a concat entry is, unquoted HLS attributes.
-    ["a concat entry that is an HLS playlist escaping", ["-f", "concat", "-i", "hls-list.txt", "-f", "null", "-"], /^argument 4 "hls-list\.txt": line 3 of "inner\.m3u8" names a file outside/],
+    [
+      "a concat entry that is an HLS playlist escaping",
+      ["-f", "concat", "-i", "hls-list.txt", "-f", "null", "-"],
+      /^argument 4 "hls-list\.txt": line 3 of "inner\.m3u8" names a file outside/,
+    ],
     ["unquoted EXT-X-MAP URI", ["-i", "map.m3u8", "-f", "null", "-"], /line 2 of "map\.m3u8" names a file outside/],
-    ["unquoted EXT-X-MEDIA URI naming a bad playlist", ["-i", "media.m3u8", "-f", "null", "-"], /line 4 of "sub\/bad\.m3u8"/],
+    [
+      "unquoted EXT-X-MEDIA URI naming a bad playlist",
+      ["-i", "media.m3u8", "-f", "null", "-"],
+      /line 4 of "sub\/bad\.m3u8"/,
+    ],
     // R4: per-job caps.
-    ["more than 20000 playlist entries", ["-i", "many.m3u8", "-f", "null", "-"], /^argument 2 "many\.m3u8": the job's playlists and lists have more than 20000 entries; too many to check$/],
-    ["more than 16 MiB of playlists read", ["-i", "fat-a.m3u8", "-i", "fat-b.m3u8", "-i", "fat-c.m3u8", "-f", "null", "-"], /^argument 6 "fat-c\.m3u8": the job's playlists, lists and scripts add up to more than 16 MiB/],
-    ["HLS playlist too large to check whole", ["-i", "big.m3u8", "-f", "null", "-"], /HLS playlist is larger than 8 MiB; too large to check/],
+    [
+      "more than 20000 playlist entries",
+      ["-i", "many.m3u8", "-f", "null", "-"],
+      /^argument 2 "many\.m3u8": the job's playlists and lists have more than 20000 entries; too many to check$/,
+    ],
+    [
+      "more than 16 MiB of playlists read",
+      ["-i", "fat-a.m3u8", "-i", "fat-b.m3u8", "-i", "fat-c.m3u8", "-f", "null", "-"],
+      /^argument 6 "fat-c\.m3u8": the job's playlists, lists and scripts add up to more than 16 MiB/,
+    ],
+    [
+      "HLS playlist too large to check whole",
+      ["-i", "big.m3u8", "-f", "null", "-"],
+      /HLS playlist is larger than 8 MiB; too large to check/,
+    ],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
-    ["-f concat -safe 0", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"], /argument 4 "0": -safe 0 lets the input name files outside/],
-    ["option enable_drefs in a concat list", ["-i", "drefs.txt", "-f", "null", "-"], /^argument 2 "drefs\.txt": line 3 of "drefs\.txt" sets an option that is not allowed$/],
-    ["a concat list entry that is a symlink out of the root", ["-f", "concat", "-i", "linked.txt", "-f", "null", "-"], /line 2 of "linked\.txt" names a file outside/],
+    [
+      "-f concat -safe 0",
+      ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"],
+      /argument 4 "0": -safe 0 lets the input name files outside/,
+    ],
+    [
+      "option enable_drefs in a concat list",
+      ["-i", "drefs.txt", "-f", "null", "-"],
+      /^argument 2 "drefs\.txt": line 3 of "drefs\.txt" sets an option that is not allowed$/,
+    ],
+    [
+      "a concat list entry that is a symlink out of the root",
+      ["-f", "concat", "-i", "linked.txt", "-f", "null", "-"],
+      /line 2 of "linked\.txt" names a file outside/,
+    ],
     ["-enable_drefs", ["-enable_drefs", "1", "-i", "in.mkv", "-f", "null", "-"], /-enable_drefs 1/],
-    ["tee slave absolute path", ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=matroska]/tmp/x.mkv|[f=null]-"], /argument 7 .*tee output "\/tmp\/x\.mkv" is outside/],
-    ["tee slave relative escape", ["-i", "in.mkv", "-f", "tee", "[f=matroska]a.mkv|../b.mkv"], /tee output relative path "\.\.\/b\.mkv"/],
-    ["-dump_attachment:t:0 ../x", ["-dump_attachment:t:0", "../x", "-i", "in.mkv"], /argument 2 "\.\.\/x": -dump_attachment may not contain/],
-    ["-dump_attachment:t '' with a hostile tag", ["-dump_attachment:t", "", "-i", "in.mkv"], /argument 2 "": -dump_attachment without a name would write "\.\.\/\.\.\/evil"/, { names: ["font.ttf", "../../evil"] }],
+    [
+      "tee slave absolute path",
+      ["-i", "in.mkv", "-f", "tee", "-map", "0", "[f=matroska]/tmp/x.mkv|[f=null]-"],
+      /argument 7 .*tee output "\/tmp\/x\.mkv" is outside/,
+    ],
+    [
+      "tee slave relative escape",
+      ["-i", "in.mkv", "-f", "tee", "[f=matroska]a.mkv|../b.mkv"],
+      /tee output relative path "\.\.\/b\.mkv"/,
+    ],
+    [
+      "-dump_attachment:t:0 ../x",
+      ["-dump_attachment:t:0", "../x", "-i", "in.mkv"],
+      /argument 2 "\.\.\/x": -dump_attachment may not contain/,
+    ],
+    [
+      "-dump_attachment:t '' with a hostile tag",
+      ["-dump_attachment:t", "", "-i", "in.mkv"],
+      /argument 2 "": -dump_attachment without a name would write "\.\.\/\.\.\/evil"/,
+      { names: ["font.ttf", "../../evil"] },
+    ],
     ["-dump_attachment:t '' without ffprobe", ["-dump_attachment:t", "", "-i", "in.mkv"], /no ffprobe/],
     ["symlink inside the root pointing out", ["-i", "link.txt", "-f", "null", "-"], /argument 2 "link\.txt"/],
-    ["http input", ["-i", "http://127.0.0.1:8080/x", "-f", "null", "-"], /^argument 2 "http:\/\/127\.0\.0\.1:8080\/x": network protocol http is not allowed on this worker \(allow_network is off\)$/],
+    [
+      "http input",
+      ["-i", "http://127.0.0.1:8080/x", "-f", "null", "-"],
+      /^argument 2 "http:\/\/127\.0\.0\.1:8080\/x": network protocol http is not allowed on this worker \(allow_network is off\)$/,
+    ],
     ["tcp input", ["-i", "tcp://127.0.0.1:9", "-f", "null", "-"], /network protocol tcp/],
     ["network output", ["-i", "in.mkv", "-f", "mpegts", "udp://10.0.0.1:1234"], /network protocol udp/],
-    ["host not allowed", ["-i", "http://10.1.2.3/x", "-f", "null", "-"], /host 10\.1\.2\.3 is not in this worker's allowed_hosts/, { cfg: { allowNetwork: true, allowedHosts: ["192.168.0.0/16", "cdn.example:443"] } }],
-    ["port not allowed", ["-i", "https://cdn.example:8443/x", "-f", "null", "-"], /host cdn\.example:8443/, { cfg: { allowNetwork: true, allowedHosts: ["cdn.example:443"] } }],
+    [
+      "host not allowed",
+      ["-i", "http://10.1.2.3/x", "-f", "null", "-"],
+      /host 10\.1\.2\.3 is not in this worker's allowed_hosts/,
+      { cfg: { allowNetwork: true, allowedHosts: ["192.168.0.0/16", "cdn.example:443"] } },
+    ],
+    [
+      "port not allowed",
+      ["-i", "https://cdn.example:8443/x", "-f", "null", "-"],
+      /host cdn\.example:8443/,
+      { cfg: { allowNetwork: true, allowedHosts: ["cdn.example:443"] } },
+    ],
     ["a protocol outside the list", ["-i", "concatf:list.txt", "-f", "null", "-"], /protocol concatf is not allowed/],
     ["an unknown protocol", ["-i", "weird:x", "-f", "null", "-"], /unknown protocol "weird:"/],
     ["pipe to another fd", ["-i", "pipe:5", "-f", "null", "-"], /pipe may only use/],
-    ["capture device", ["-f", "x11grab", "-i", ":0.0", "-f", "null", "-"], /format x11grab is a capture or playback device/],
-    ["preset with a path", ["-i", "in.mkv", "-vpre", "../../../etc/passwd", "out.mkv"], /preset names may not contain a path/],
+    [
+      "capture device",
+      ["-f", "x11grab", "-i", ":0.0", "-f", "null", "-"],
+      /format x11grab is a capture or playback device/,
+    ],
+    [
+      "preset with a path",
+      ["-i", "in.mkv", "-vpre", "../../../etc/passwd", "out.mkv"],
+      /preset names may not contain a path/,
+    ],
     ["-progress outside", ["-progress", "../../p.txt", "-i", "in.mkv", "-f", "null", "-"], /-progress may not contain/],
-    ["an AVOption value naming a file", ["-i", "in.mkv", "-x264-params", "stats=/tmp/x.log", "out.mkv"], /argument 4 "stats=\/tmp\/x\.log": "\/tmp\/x\.log" is outside the job's path variables/],
-    ["hls_key_info_file naming a key outside", ["-i", "in.mkv", "-hls_key_info_file", "keyinfo.txt", "out.m3u8"], /line 2 of "keyinfo\.txt" names a file outside/],
-    ["master_pl_name with a directory", ["-i", "in.mkv", "-master_pl_name", "x/../../m.m3u8", "out.m3u8"], /-master_pl_name/],
-    ["ladspa plugin by path", ["-i", "in.mkv", "-af", "ladspa=file=/tmp/evil.so", "-f", "null", "-"], /filter ladspa may only load plugins by name/],
-    ["sendcmd commands from a file", ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"], /line 1 of "cmds\.txt" names a file outside/],
+    [
+      "an AVOption value naming a file",
+      ["-i", "in.mkv", "-x264-params", "stats=/tmp/x.log", "out.mkv"],
+      /argument 4 "stats=\/tmp\/x\.log": "\/tmp\/x\.log" is outside the job's path variables/,
+    ],
+    [
+      "hls_key_info_file naming a key outside",
+      ["-i", "in.mkv", "-hls_key_info_file", "keyinfo.txt", "out.m3u8"],
+      /line 2 of "keyinfo\.txt" names a file outside/,
+    ],
+    [
+      "master_pl_name with a directory",
+      ["-i", "in.mkv", "-master_pl_name", "x/../../m.m3u8", "out.m3u8"],
+      /-master_pl_name/,
+    ],
+    [
+      "ladspa plugin by path",
+      ["-i", "in.mkv", "-af", "ladspa=file=/tmp/evil.so", "-f", "null", "-"],
+      /filter ladspa may only load plugins by name/,
+    ],
+    [
+      "sendcmd commands from a file",
+      ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"],
+      /line 1 of "cmds\.txt" names a file outside/,
+    ],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
-    ["unix socket outside", ["-i", "unix:/run/docker.sock", "-f", "null", "-"], /unix socket "\/run\/docker\.sock" is outside/, { cfg: { allowNetwork: true } }],
+    [
+      "unix socket outside",
+      ["-i", "unix:/run/docker.sock", "-f", "null", "-"],
+      /unix socket "\/run\/docker\.sock" is outside/,
+      { cfg: { allowNetwork: true } },
+    ],
     ["unix socket without network", ["-i", "unix:sock", "-f", "null", "-"], /network protocol unix is not allowed/],
     ["zmq socket", ["-i", "in.mkv", "-vf", "zmq", "-f", "null", "-"], /filter zmq opens a network socket/],
     ["ffprobe -o outside", ["-o", "../../x.json", "in.mkv"], /argument 2 "\.\.\/\.\.\/x\.json"/, { binary: "ffprobe" }],
-    ["ffprobe concat input", ["-show_format", "concat:/etc/passwd"], /argument 2 "concat:\/etc\/passwd": concat/, { binary: "ffprobe" }],
+    [
+      "ffprobe concat input",
+      ["-show_format", "concat:/etc/passwd"],
+      /argument 2 "concat:\/etc\/passwd": concat/,
+      { binary: "ffprobe" },
+    ],
   ]
   for (const [name, args, re, o] of cases) {
     test(name, async () => {
@@ -159,7 +406,9 @@ describe("argument policy: refusals", () => {
       const msg = await refusal(["-f", f, "-i", "rootonly.txt", "-f", "null", "-"]).catch((e) => String(e))
       expect(msg).not.toMatch(/SECRETHASH|root:/)
     }
-    expect(await refusal(["-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"])).toBe('argument 4 "rootonly.txt": line 1 of "rootonly.txt" names a protocol that is not allowed')
+    expect(await refusal(["-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"])).toBe(
+      'argument 4 "rootonly.txt": line 1 of "rootonly.txt" names a protocol that is not allowed',
+    )
   })
 
   test("a file outside the job's working directory is named by its base name, never by its worker path", async () => {
@@ -174,7 +423,14 @@ describe("argument policy: refusals", () => {
       const policy = createArgumentPolicy({ allowNetwork: false, allowedHosts: [] }, deps)
       const args = ["-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"]
       const mapped = mapper.mapArgs(args, ["Media"], "$Media")
-      await policy.check({ binary: "ffmpeg", original: args, args: mapped.args, cwd: mapped.cwd, roots: mapper.roots(["Media"]), isPassthrough: mapper.isPassthrough })
+      await policy.check({
+        binary: "ffmpeg",
+        original: args,
+        args: mapped.args,
+        cwd: mapped.cwd,
+        roots: mapper.roots(["Media"]),
+        isPassthrough: mapper.isPassthrough,
+      })
     } finally {
       chmodSync(join(media, "rootonly.txt"), 0o644)
     }
@@ -190,22 +446,72 @@ describe("argument policy: refusals", () => {
 describe("argument policy: allowed jobs", () => {
   test("a plain job gets -protocol_whitelist before every input and output", async () => {
     const { args } = await check(["-y", "-i", "in.mkv", "-c", "copy", "sub/out.mkv", "-f", "null", "-"])
-    expect(args).toEqual(["-y", "-protocol_whitelist", "file,pipe", "-i", "in.mkv", "-c", "copy", "-protocol_whitelist", "file,pipe", "sub/out.mkv", "-f", "null", "-protocol_whitelist", "file,pipe", "-"])
+    expect(args).toEqual([
+      "-y",
+      "-protocol_whitelist",
+      "file,pipe",
+      "-i",
+      "in.mkv",
+      "-c",
+      "copy",
+      "-protocol_whitelist",
+      "file,pipe",
+      "sub/out.mkv",
+      "-f",
+      "null",
+      "-protocol_whitelist",
+      "file,pipe",
+      "-",
+    ])
   })
 
   test("$Var paths, ../ that stays inside the root, confined wrappers and HLS", async () => {
-    const { args } = await check(["-i", "concat:in.mkv|sub/../in.mkv", "-i", "ok.m3u8", "-i", "$Media/in.mkv", "-f", "null", "/dev/null"], { cwd: "$Media/sub" })
-    expect(args.filter((a, i) => args[i - 1] === "-protocol_whitelist")).toEqual(["file,pipe,concat", "file,pipe,concat", "file,pipe,concat", "file,pipe,concat"])
+    const { args } = await check(
+      ["-i", "concat:in.mkv|sub/../in.mkv", "-i", "ok.m3u8", "-i", "$Media/in.mkv", "-f", "null", "/dev/null"],
+      { cwd: "$Media/sub" },
+    )
+    expect(args.filter((a, i) => args[i - 1] === "-protocol_whitelist")).toEqual([
+      "file,pipe,concat",
+      "file,pipe,concat",
+      "file,pipe,concat",
+      "file,pipe,concat",
+    ])
     expect(args).toContain(join(media, "in.mkv"))
   })
 
   test("filtergraphs with ordinary values and confined files", async () => {
-    await check(["-i", "in.mkv", "-vf", "scale=iw/2:-1,drawtext=text='a/b':fontsize=20", "-filter_script:a", "fine.txt", "-f", "null", "-"])
+    await check([
+      "-i",
+      "in.mkv",
+      "-vf",
+      "scale=iw/2:-1,drawtext=text='a/b':fontsize=20",
+      "-filter_script:a",
+      "fine.txt",
+      "-f",
+      "null",
+      "-",
+    ])
     await check(["-f", "lavfi", "-i", "movie=in.mkv,scale=320:-1", "-f", "null", "-"])
     await check(["-f", "lavfi", "-i", "testsrc=d=1", "-vf", "subtitles=sub.srt", "out.mkv"])
     // System fonts, and expressions whose parentheses precede a division.
-    await check(["-i", "in.mkv", "-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text=x", "-f", "null", "-"])
-    await check(["-i", "in.mkv", "-vf", "scale=trunc(min(max(iw\\,ih*a)\\,1920)/2)*2:trunc(ow/a/2)*2", "-f", "null", "-"])
+    await check([
+      "-i",
+      "in.mkv",
+      "-vf",
+      "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf:text=x",
+      "-f",
+      "null",
+      "-",
+    ])
+    await check([
+      "-i",
+      "in.mkv",
+      "-vf",
+      "scale=trunc(min(max(iw\\,ih*a)\\,1920)/2)*2:trunc(ow/a/2)*2",
+      "-f",
+      "null",
+      "-",
+    ])
   })
 
   test("-dump_attachment with a plain name or media names that stay in the cwd", async () => {
@@ -215,9 +521,13 @@ describe("argument policy: allowed jobs", () => {
   })
 
   test("network with allow_network and an allowed host; the whitelist then lists network protocols", async () => {
-    const { args } = await check(["-i", "https://cdn.example/x.m3u8", "-f", "null", "-"], { cfg: { allowNetwork: true, allowedHosts: ["cdn.example"] } })
+    const { args } = await check(["-i", "https://cdn.example/x.m3u8", "-f", "null", "-"], {
+      cfg: { allowNetwork: true, allowedHosts: ["cdn.example"] },
+    })
     expect(args[1].split(",")).toEqual(expect.arrayContaining(["file", "pipe", "https", "tls", "tcp"]))
-    await check(["-i", "rtmp://192.168.1.5:1935/live", "-f", "null", "-"], { cfg: { allowNetwork: true, allowedHosts: ["192.168.0.0/16"] } })
+    await check(["-i", "rtmp://192.168.1.5:1935/live", "-f", "null", "-"], {
+      cfg: { allowNetwork: true, allowedHosts: ["192.168.0.0/16"] },
+    })
   })
 
   test("a job's own -protocol_whitelist is narrowed, never widened", async () => {
@@ -248,7 +558,9 @@ describe("argument policy: allowed jobs", () => {
     }
     // 15000 entries, or 6000 filters, a yield every 256: the loop ran other work during the check.
     expect(await turnsDuring(["-i", "long.m3u8", "-f", "null", "-"])).toBeGreaterThan(20)
-    expect(await turnsDuring(["-i", "in.mkv", "-filter_script:v", "long-graph.txt", "-f", "null", "-"])).toBeGreaterThan(10)
+    expect(
+      await turnsDuring(["-i", "in.mkv", "-filter_script:v", "long-graph.txt", "-f", "null", "-"]),
+    ).toBeGreaterThan(10)
   })
 
   test("stdin and stdout pipes", async () => {
@@ -267,7 +579,9 @@ describe("createKeyFilter", () => {
   const dec = new TextDecoder()
   test("drops filter commands (c/C and their line), across chunks, and keeps other keys", () => {
     const f = createKeyFilter()
-    const out = ["+c drawtext -1 rein", "it textfile=/etc/passwd\n", "?C all -1 x\rq"].map((s) => dec.decode(f(enc.encode(s))))
+    const out = ["+c drawtext -1 rein", "it textfile=/etc/passwd\n", "?C all -1 x\rq"].map((s) =>
+      dec.decode(f(enc.encode(s))),
+    )
     expect(out).toEqual(["+", "", "?q"])
   })
 })

@@ -40,7 +40,10 @@ export interface PolicyJob {
  * The argv, environment and extra pipe (bwrap's info fd) that start `command` confined, in `cwd`;
  * `started` is told the pid of what was spawned (the worker logs it with the job, like the job's own).
  */
-export type Confine = (command: string[], cwd: string) => { argv: string[]; env?: Record<string, string>; infoFd: boolean; started?(pid: number): void }
+export type Confine = (
+  command: string[],
+  cwd: string,
+) => { argv: string[]; env?: Record<string, string>; infoFd: boolean; started?(pid: number): void }
 
 export interface PolicyDeps {
   /**
@@ -80,26 +83,93 @@ const ALLOWED_TEXT = "file, pipe, data, and concat, subfile, cache, crypto over 
 
 /** Capture and playback devices (libavdevice): never reachable from a job. */
 const DEVICES = new Set([
-  "alsa", "caca", "fbdev", "iec61883", "jack", "kmsgrab", "libcdio", "libdc1394", "openal", "opengl", "oss", "pulse",
-  "sdl", "sdl2", "video4linux2", "v4l2", "x11grab", "xv", "sndio", "decklink", "dshow", "gdigrab", "avfoundation",
+  "alsa",
+  "caca",
+  "fbdev",
+  "iec61883",
+  "jack",
+  "kmsgrab",
+  "libcdio",
+  "libdc1394",
+  "openal",
+  "opengl",
+  "oss",
+  "pulse",
+  "sdl",
+  "sdl2",
+  "video4linux2",
+  "v4l2",
+  "x11grab",
+  "xv",
+  "sndio",
+  "decklink",
+  "dshow",
+  "gdigrab",
+  "avfoundation",
 ])
 /** Demuxers whose input lists other files by absolute URL; not parsed, so refused. */
 const MANIFESTS = new Set(["dash", "imf", "webm_dash_manifest"])
 
 /** Option values never taken as paths (free text written into the output). */
 const TEXT_OPTIONS = new Set([
-  "metadata", "program", "map", "map_metadata", "map_chapters", "disposition", "timestamp", "timecode", "hls_base_url",
-  "segment_list_entry_prefix", "hls_enc_key_url", "user_agent", "headers", "referer", "print_filename", "show_entries",
-  "init_hw_device", "vaapi_device", "qsv_device", "hwaccel_device", "filter_hw_device", "protocol_whitelist",
-  "protocol_blacklist", "f", "h", "help", "?", "-help",
+  "metadata",
+  "program",
+  "map",
+  "map_metadata",
+  "map_chapters",
+  "disposition",
+  "timestamp",
+  "timecode",
+  "hls_base_url",
+  "segment_list_entry_prefix",
+  "hls_enc_key_url",
+  "user_agent",
+  "headers",
+  "referer",
+  "print_filename",
+  "show_entries",
+  "init_hw_device",
+  "vaapi_device",
+  "qsv_device",
+  "hwaccel_device",
+  "filter_hw_device",
+  "protocol_whitelist",
+  "protocol_blacklist",
+  "f",
+  "h",
+  "help",
+  "?",
+  "-help",
 ])
 /** fftools and (de)muxer options whose value is a file (or URL) read by ffmpeg. */
-const READ_OPTIONS = new Set(["filter_script", "filter_complex_script", "attach", "fpre", "graph_file", "hls_key_info_file", "ifo_palette", "sub_name"])
+const READ_OPTIONS = new Set([
+  "filter_script",
+  "filter_complex_script",
+  "attach",
+  "fpre",
+  "graph_file",
+  "hls_key_info_file",
+  "ifo_palette",
+  "sub_name",
+])
 /** ... and written by ffmpeg. */
 const WRITE_OPTIONS = new Set([
-  "passlogfile", "vstats_file", "progress", "sdp_file", "stats", "hls_segment_filename", "hls_fmp4_init_filename",
-  "hls_subtitle_path", "segment_list", "master_pl_name", "init_seg_name", "media_seg_name", "single_file_name",
-  "hls_master_name", "segment_header_filename", "dump_attachment",
+  "passlogfile",
+  "vstats_file",
+  "progress",
+  "sdp_file",
+  "stats",
+  "hls_segment_filename",
+  "hls_fmp4_init_filename",
+  "hls_subtitle_path",
+  "segment_list",
+  "master_pl_name",
+  "init_seg_name",
+  "media_seg_name",
+  "single_file_name",
+  "hls_master_name",
+  "segment_header_filename",
+  "dump_attachment",
 ])
 const PRESETS = new Set(["pre", "vpre", "apre", "spre"])
 const GRAPHS = new Set(["vf", "af", "filter", "filter_complex", "lavfi", "graph"])
@@ -217,7 +287,9 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
 
       const fail = (i: number, rule: string, kind: Kind = "path"): never => {
         const said = inFile !== undefined && kind !== "limit" ? `${inFile} ${IN_FILE[kind]}` : rule
-        throw new PolicyError(`argument ${i + 1} ${short(job.original[i] ?? job.args[i])}: ${said}`, { argument: i + 1 })
+        throw new PolicyError(`argument ${i + 1} ${short(job.original[i] ?? job.args[i])}: ${said}`, {
+          argument: i + 1,
+        })
       }
       /** A file's name in a refusal: relative to the job's directory when inside it, else its base name (no worker paths). */
       const fileName = (abs: string) => {
@@ -244,7 +316,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /** One more playlist or list entry: capped per job. */
       const entry = async (i: number) => {
-        if (++entries > MAX_ENTRIES) fail(i, `the job's playlists and lists have more than ${MAX_ENTRIES} entries; too many to check`, "limit")
+        if (++entries > MAX_ENTRIES)
+          fail(i, `the job's playlists and lists have more than ${MAX_ENTRIES} entries; too many to check`, "limit")
         await step()
       }
       const confined = (abs: string) => {
@@ -263,10 +336,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         return abs
       }
       const checkHost = (i: number, protocol: string, rest: string) => {
-        if (!cfg.allowNetwork) fail(i, `network protocol ${protocol} is not allowed on this worker (allow_network is off)`, "network")
+        if (!cfg.allowNetwork)
+          fail(i, `network protocol ${protocol} is not allowed on this worker (allow_network is off)`, "network")
         const h = urlHost(rest)
         if (!h && hosts.length) fail(i, `${protocol} URL has no host to check against allowed_hosts`, "network")
-        if (h && !hostAllowed(h.host, h.port)) fail(i, `host ${h.host}${h.port ? `:${h.port}` : ""} is not in this worker's allowed_hosts`, "network")
+        if (h && !hostAllowed(h.host, h.port))
+          fail(i, `host ${h.host}${h.port ? `:${h.port}` : ""} is not in this worker's allowed_hosts`, "network")
         used.add("network")
       }
       /** A URL or path ffmpeg opens; returns the local path for plain files. */
@@ -276,7 +351,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const p = u.protocol
         if (p === "file") return checkPath(i, u.rest, from, what)
         if (p === "pipe") {
-          if (!/^[0-2]?$/.test(u.rest)) fail(i, "pipe may only use the job's stdin, stdout or stderr (pipe:0, pipe:1, pipe:2)", "protocol")
+          if (!/^[0-2]?$/.test(u.rest))
+            fail(i, "pipe may only use the job's stdin, stdout or stderr (pipe:0, pipe:1, pipe:2)", "protocol")
           return undefined
         }
         if (p === "data") {
@@ -296,7 +372,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (p === "unix") {
           // A local socket: a path like any other (never the worker's own sockets), and network.
           checkPath(i, u.rest.replace(/^\/\/(?=\/)/, ""), from, what || "unix socket")
-          if (!cfg.allowNetwork) fail(i, "network protocol unix is not allowed on this worker (allow_network is off)", "network")
+          if (!cfg.allowNetwork)
+            fail(i, "network protocol unix is not allowed on this worker (allow_network is off)", "network")
           used.add("network")
           return undefined
         }
@@ -304,7 +381,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           checkHost(i, p, u.rest)
           return undefined
         }
-        if (KNOWN_PROTOCOLS.has(p)) return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`, "protocol")
+        if (KNOWN_PROTOCOLS.has(p))
+          return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`, "protocol")
         return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`, "protocol")
       }
       /** Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
@@ -339,9 +417,15 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       /** A whole text file (filter scripts, playlists, key info); refused when too large to check whole. */
       const readText = (i: number, abs: string, what: string) => {
         const bytes = deps.read(abs, MAX_TEXT + 1)
-        if (bytes && bytes.length > MAX_TEXT) fail(i, `${what} is larger than ${MAX_TEXT >> 20} MiB; too large to check`, "limit")
+        if (bytes && bytes.length > MAX_TEXT)
+          fail(i, `${what} is larger than ${MAX_TEXT >> 20} MiB; too large to check`, "limit")
         spent += bytes?.length ?? 0
-        if (spent > MAX_READ) fail(i, `the job's playlists, lists and scripts add up to more than ${MAX_READ >> 20} MiB; too much to check`, "limit")
+        if (spent > MAX_READ)
+          fail(
+            i,
+            `the job's playlists, lists and scripts add up to more than ${MAX_READ >> 20} MiB; too much to check`,
+            "limit",
+          )
         return bytes ? dec.decode(bytes) : undefined
       }
       const checkGraph = async (i: number, graph: string, depth = 0): Promise<void> => {
@@ -350,29 +434,50 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           await step()
           const what = `filter ${f.name || "(unnamed)"}`
           const named = (keys: string[], pos?: number) =>
-            f.options.filter((o, n) => (o.key === undefined ? pos !== undefined && f.options.slice(0, n).filter((x) => x.key === undefined).length === pos : keys.includes(o.key)))
-          if (NETWORK_FILTERS.has(f.name) && !cfg.allowNetwork) fail(i, `${what} opens a network socket; not allowed on this worker (allow_network is off)`, "network")
+            f.options.filter((o, n) =>
+              o.key === undefined
+                ? pos !== undefined && f.options.slice(0, n).filter((x) => x.key === undefined).length === pos
+                : keys.includes(o.key),
+            )
+          if (NETWORK_FILTERS.has(f.name) && !cfg.allowNetwork)
+            fail(i, `${what} opens a network socket; not allowed on this worker (allow_network is off)`, "network")
           const plugin = PLUGIN_FILTERS[f.name]
           if (plugin) {
             for (const o of named(plugin.keys, plugin.pos)) {
-              if (o.value.includes("/")) fail(i, `${what} may only load plugins by name from the system's plugin folders, not ${short(o.value)}`, "filter")
+              if (o.value.includes("/"))
+                fail(
+                  i,
+                  `${what} may only load plugins by name from the system's plugin folders, not ${short(o.value)}`,
+                  "filter",
+                )
             }
           }
           const files = FILTER_FILES[f.name]
           const checked = new Set<FilterOption>()
           if (files) {
-            const format = formatName(f.options.find((o) => o.key === "format_name" || (o.key === "f" && (f.name === "movie" || f.name === "amovie")))?.value)
+            const format = formatName(
+              f.options.find(
+                (o) => o.key === "format_name" || (o.key === "f" && (f.name === "movie" || f.name === "amovie")),
+              )?.value,
+            )
             if (format && DEVICES.has(format)) fail(i, `${what} may not open device ${format}`, "filter")
             const keys = f.name === "movie" || f.name === "amovie" ? ["filename"] : files.keys
             for (const o of named(keys, files.pos)) {
               checked.add(o)
               const key = o.key ?? keys[0]
               if (format === "lavfi") await checkGraph(i, o.value, depth + 1)
-              else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))) continue
+              else if (
+                FONT_KEYS.has(key) &&
+                FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))
+              )
+                continue
               else {
                 const path = checkUrl(i, o.value, base, what)
                 // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
-                const text = path && (f.name === "sendcmd" || f.name === "asendcmd") ? readText(i, path, `${what} file`) : undefined
+                const text =
+                  path && (f.name === "sendcmd" || f.name === "asendcmd")
+                    ? readText(i, path, `${what} file`)
+                    : undefined
                 if (text !== undefined) {
                   const lines = text.split(LINES)
                   for (let n = 0; n < lines.length; n++) {
@@ -396,7 +501,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           await within(`line ${e.line} of ${fileName(abs)}`, async () => {
             const u = parseUrl(e.uri)
             if (u.protocol !== "file") {
-              if (!NETWORK_PROTOCOLS.has(u.protocol)) fail(i, `HLS playlist entry ${short(e.uri)}: protocol ${u.protocol} is not allowed`, "protocol")
+              if (!NETWORK_PROTOCOLS.has(u.protocol))
+                fail(i, `HLS playlist entry ${short(e.uri)}: protocol ${u.protocol} is not allowed`, "protocol")
               return checkHost(i, u.protocol, u.rest)
             }
             const path = posix.resolve(dir, u.rest)
@@ -441,7 +547,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (format === "sdp" || format === "rtsp") checkHost(i, format, "")
         const first = deps.read(abs, SNIFF)
         if (first === undefined) return
-        const head = dec.decode(first).replace(/^\uFEFF/, "").trimStart()
+        const head = dec
+          .decode(first)
+          .replace(/^\uFEFF/, "")
+          .trimStart()
         if (format === "hls" || head.startsWith("#EXTM3U")) {
           const text = readText(i, abs, "HLS playlist")
           return text === undefined ? undefined : checkPlaylist(i, abs, text, depth)
@@ -450,8 +559,14 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           const text = readText(i, abs, "concat list")
           return text === undefined ? undefined : checkConcatList(i, abs, text, depth)
         }
-        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096))) fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
-        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork) fail(i, "input is an SDP description (network streams); not allowed on this worker (allow_network is off)", "network")
+        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096)))
+          fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
+        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork)
+          fail(
+            i,
+            "input is an SDP description (network streams); not allowed on this worker (allow_network is off)",
+            "network",
+          )
       }
       /**
        * image2 input patterns: `glob` (and `glob_sequence`, the default, for `%`-escaped wildcards)
@@ -466,10 +581,15 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         const url = parseUrl(file.url).rest
         const pattern = explicit ? url : /%[*?[\]{}]/.test(url) ? url.replace(/%([*?[\]{}%])/g, "$1") : undefined
         if (pattern === undefined) return
-        if (/[{}]/.test(pattern)) fail(file.index, `-pattern_type ${type ?? "glob_sequence"} patterns may not contain braces (they expand to any path)`)
+        if (/[{}]/.test(pattern))
+          fail(
+            file.index,
+            `-pattern_type ${type ?? "glob_sequence"} patterns may not contain braces (they expand to any path)`,
+          )
         const wild = pattern.search(/[*?[]/)
         if (wild === -1) return
-        if (/(^|\/)\.\.(\/|$)/.test(pattern.slice(wild))) fail(file.index, 'a glob pattern may not contain ".." after a wildcard')
+        if (/(^|\/)\.\.(\/|$)/.test(pattern.slice(wild)))
+          fail(file.index, 'a glob pattern may not contain ".." after a wildcard')
         const dir = checkPath(file.index, posix.dirname(pattern.slice(0, wild) + "x"), base, "glob pattern directory")
         const rest = pattern.slice(pattern.lastIndexOf("/", wild) + 1)
         let matches: string[] = []
@@ -480,7 +600,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
         for (const m of matches) {
           await entry(file.index)
-          if (!confined(posix.join(dir, m))) fail(file.index, "glob pattern matches a file outside the job's directories (a symlink)")
+          if (!confined(posix.join(dir, m)))
+            fail(file.index, "glob pattern matches a file outside the job's directories (a symlink)")
         }
       }
       /** `[f=matroska:onfail=ignore]out.mkv`: av_dict_parse_string pairs (unescaped). */
@@ -497,7 +618,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       const checkFile = async (file: FileArg) => {
         const i = file.index
         const format = formatName(fileOption(file, "f"))
-        if (format && DEVICES.has(format)) fail(i, `format ${format} is a capture or playback device; devices are not allowed`)
+        if (format && DEVICES.has(format))
+          fail(i, `format ${format} is a capture or playback device; devices are not allowed`)
         if (file.kind === "input" && format === "lavfi") return checkGraph(i, file.url)
         if (format === "tee" && file.kind === "output") {
           for (const slave of file.url.split(/(?<!\\)\|/)) {
@@ -518,7 +640,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           else if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
           for (const o of file.options) {
             if (o.name === "dump_attachment" && o.value === "") {
-              if (!path) fail(o.index, "-dump_attachment without a name needs a local input file to read the names from")
+              if (!path)
+                fail(o.index, "-dump_attachment without a name needs a local input file to read the names from")
               probes.push({ at: o.index, path: path! })
             }
           }
@@ -526,15 +649,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       const checkOption = async (name: string, value: string, i: number): Promise<void> => {
         if (TEXT_OPTIONS.has(name)) return
-        if ((name === "safe" && !/^(1|true)$/i.test(value)) || (name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value)) {
+        if (
+          (name === "safe" && !/^(1|true)$/i.test(value)) ||
+          ((name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value))
+        ) {
           fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`, "option")
         }
-        if (PRESETS.has(name) && (value.includes("/") || value.includes(".."))) fail(i, "preset names may not contain a path", "option")
+        if (PRESETS.has(name) && (value.includes("/") || value.includes("..")))
+          fail(i, "preset names may not contain a path", "option")
         if (GRAPHS.has(name)) return checkGraph(i, value)
         if (READ_OPTIONS.has(name) || WRITE_OPTIONS.has(name)) {
           if (name === "dump_attachment" && value === "") return
-          if (WRITE_OPTIONS.has(name) && /(^|\/)\.\.(\/|$)/.test(value) && !/^[a-z]+:/i.test(value)) fail(i, `-${name} may not contain ".."`)
-          if (name === "master_pl_name" && value.includes("/")) fail(i, "-master_pl_name must be a file name (it is written next to the playlist)", "option")
+          if (WRITE_OPTIONS.has(name) && /(^|\/)\.\.(\/|$)/.test(value) && !/^[a-z]+:/i.test(value))
+            fail(i, `-${name} may not contain ".."`)
+          if (name === "master_pl_name" && value.includes("/"))
+            fail(i, "-master_pl_name must be a file name (it is written next to the playlist)", "option")
           const path = checkUrl(i, value, base, `-${name}`)
           if (path && (name === "filter_script" || name === "filter_complex_script" || name === "graph_file")) {
             const text = readText(i, path, `-${name} file`)
@@ -542,7 +671,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
           if (path && name === "hls_key_info_file") {
             const keyFile = readText(i, path, "-hls_key_info_file")?.split(LINES)[1]?.trim()
-            if (keyFile) within(`line 2 of ${fileName(path)}`, () => checkPath(i, keyFile, base, "key file in -hls_key_info_file"))
+            if (keyFile)
+              within(`line 2 of ${fileName(path)}`, () => checkPath(i, keyFile, base, "key file in -hls_key_info_file"))
           }
           return
         }
@@ -556,10 +686,15 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         await tick()
       }
       for (const p of probes) {
-        if (!deps.attachmentNames) fail(p.at, "-dump_attachment without a name is not supported on this worker (no ffprobe to read the names)")
+        if (!deps.attachmentNames)
+          fail(p.at, "-dump_attachment without a name is not supported on this worker (no ffprobe to read the names)")
         const names = await deps.attachmentNames!(p.path, job.confine)
         for (const n of names) {
-          if (!n || n === "." || n === ".." || /[/\\:]/.test(n)) fail(p.at, `-dump_attachment without a name would write ${short(n)} (a name from the media); name the file instead`)
+          if (!n || n === "." || n === ".." || /[/\\:]/.test(n))
+            fail(
+              p.at,
+              `-dump_attachment without a name would write ${short(n)} (a name from the media); name the file instead`,
+            )
         }
       }
       return { args: withWhitelist(tool, job.args, parsed.files, whitelist(used, cfg.allowNetwork)) }

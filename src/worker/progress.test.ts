@@ -38,13 +38,25 @@ function header(...durations: string[]): string {
   return `${inputs.join("")}Stream mapping:\n  Stream #0:0 -> #0:0 (h264 (native) -> h264 (libx264))\nOutput #0, matroska, to 'out.mkv':\n  Duration: 01:00:00.00\n`
 }
 
-const status = (time: string, speed = "1.00x") => `frame=  250 fps= 50 q=28.0 size=     256kB time=${time} bitrate= 209.7kbits/s speed=${speed}    \r`
+const status = (time: string, speed = "1.00x") =>
+  `frame=  250 fps= 50 q=28.0 size=     256kB time=${time} bitrate= 209.7kbits/s speed=${speed}    \r`
 const block = (lines: string[]) => lines.map((l) => `${l}\n`).join("")
 
 describe("createProgressTracker", () => {
   test("applies to ffmpeg under any install name and never to ffprobe or other tools", () => {
-    const names = ["ffmpeg", "/usr/lib/jellyfin-ffmpeg/ffmpeg", "ffmpeg.exe", "C:\\tools\\FFmpeg.exe", "ffprobe", "/usr/bin/ffprobe", "ffplay", "sox"]
-    expect(Object.fromEntries(names.map((n) => [n, createProgressTracker(n, ["-i", "a.mkv", "b.mkv"]) !== undefined]))).toEqual({
+    const names = [
+      "ffmpeg",
+      "/usr/lib/jellyfin-ffmpeg/ffmpeg",
+      "ffmpeg.exe",
+      "C:\\tools\\FFmpeg.exe",
+      "ffprobe",
+      "/usr/bin/ffprobe",
+      "ffplay",
+      "sox",
+    ]
+    expect(
+      Object.fromEntries(names.map((n) => [n, createProgressTracker(n, ["-i", "a.mkv", "b.mkv"]) !== undefined])),
+    ).toEqual({
       ffmpeg: true,
       "/usr/lib/jellyfin-ffmpeg/ffmpeg": true,
       "ffmpeg.exe": true,
@@ -63,7 +75,15 @@ describe("status lines on stderr", () => {
       ["stderr", header("00:00:20.00")],
       ["stderr", "frame=  250 fps= 50 q=28.0 size=     256kB time=00:00:10.00 bitrate= 209.7kbits/s speed=2.01x    \r"],
     ])
-    expect(report).toEqual({ timeMs: 10000, durationMs: 20000, percent: 50, speed: 2.01, fps: 50, frame: 250, etaMs: 4975 })
+    expect(report).toEqual({
+      timeMs: 10000,
+      durationMs: 20000,
+      percent: 50,
+      speed: 2.01,
+      fps: 50,
+      frame: 250,
+      etaMs: 4975,
+    })
   })
 
   test("reads an audio-only status line, which has no frame or fps", () => {
@@ -71,7 +91,15 @@ describe("status lines on stderr", () => {
       ["stderr", header("00:01:00.00")],
       ["stderr", "size=     512kB time=00:00:30.00 bitrate= 139.8kbits/s speed= 120x\n"],
     ])
-    expect(report).toEqual({ timeMs: 30000, durationMs: 60000, percent: 50, speed: 120, fps: null, frame: null, etaMs: 250 })
+    expect(report).toEqual({
+      timeMs: 30000,
+      durationMs: 60000,
+      percent: 50,
+      speed: 120,
+      fps: null,
+      frame: null,
+      etaMs: 250,
+    })
   })
 
   test("treats N/A fields as unknown and clamps a negative time to 0", () => {
@@ -92,7 +120,15 @@ describe("status lines on stderr", () => {
 
   test("reads the final Lsize= line, a level prefix and speed in exponent notation", () => {
     const t = tracker(["-i", "in.mkv", "out.mkv"])
-    expect(run(t, [["stderr", header("00:00:08.00") + "[info] frame=   37 fps=0.0 q=-0.0 Lsize=N/A time=00:00:02.00 bitrate=N/A speed=1.52e+03x    \n"]])).toEqual({
+    expect(
+      run(t, [
+        [
+          "stderr",
+          header("00:00:08.00") +
+            "[info] frame=   37 fps=0.0 q=-0.0 Lsize=N/A time=00:00:02.00 bitrate=N/A speed=1.52e+03x    \n",
+        ],
+      ]),
+    ).toEqual({
       timeMs: 2000,
       durationMs: 8000,
       percent: 25,
@@ -104,29 +140,54 @@ describe("status lines on stderr", () => {
   })
 
   test("ignores log lines that merely mention time= or size=", () => {
-    const logs = "[segment @ 0x55] time=00:00:09.00 size=1kB\rPress [q] to stop, [?] for help\nvideo:80kB audio:51kB time=00:00:09.00\n"
+    const logs =
+      "[segment @ 0x55] time=00:00:09.00 size=1kB\rPress [q] to stop, [?] for help\nvideo:80kB audio:51kB time=00:00:09.00\n"
     expect(run(tracker(["-i", "in.mkv", "out.mkv"]), [["stderr", header("00:00:10.00") + logs]])).toBeUndefined()
   })
 
   test("parses a record only once its break arrives", () => {
     const t = tracker(["-i", "in.mkv", "out.mkv"])
-    expect(run(t, [["stderr", header("00:00:10.00") + "frame=  250 fps= 50 q=28.0 size=     256kB time=00:00:05.00 bitrate= 209.7kbits/s speed=1x"]])).toBeUndefined()
+    expect(
+      run(t, [
+        [
+          "stderr",
+          header("00:00:10.00") +
+            "frame=  250 fps= 50 q=28.0 size=     256kB time=00:00:05.00 bitrate= 209.7kbits/s speed=1x",
+        ],
+      ]),
+    ).toBeUndefined()
     expect(run(t, [["stderr", "\r"]])).toMatchObject({ timeMs: 5000, percent: 50 })
   })
 
   test("reads the duration of Input #0 only, never stream metadata, later inputs or outputs", () => {
-    const first = run(tracker(["-i", "a.mkv", "-i", "b.mkv", "out.mkv"]), [["stderr", header("00:00:10.00", "00:01:39.00") + status("00:00:01.00")]])
-    const unknown = run(tracker(["-i", "a.mkv", "-i", "b.mkv", "out.mkv"]), [["stderr", header("N/A", "00:01:39.00") + status("00:00:01.00")]])
+    const first = run(tracker(["-i", "a.mkv", "-i", "b.mkv", "out.mkv"]), [
+      ["stderr", header("00:00:10.00", "00:01:39.00") + status("00:00:01.00")],
+    ])
+    const unknown = run(tracker(["-i", "a.mkv", "-i", "b.mkv", "out.mkv"]), [
+      ["stderr", header("N/A", "00:01:39.00") + status("00:00:01.00")],
+    ])
     expect([first?.durationMs, unknown?.durationMs]).toEqual([10000, null])
   })
 
   test("leaves percent and eta unknown when the duration is N/A", () => {
-    const report = run(tracker(["-f", "lavfi", "-i", "testsrc", "out.mkv"]), [["stderr", header("N/A") + status("00:00:04.00", "2x")]])
-    expect(report).toEqual({ timeMs: 4000, durationMs: null, percent: null, speed: 2, fps: 50, frame: 250, etaMs: null })
+    const report = run(tracker(["-f", "lavfi", "-i", "testsrc", "out.mkv"]), [
+      ["stderr", header("N/A") + status("00:00:04.00", "2x")],
+    ])
+    expect(report).toEqual({
+      timeMs: 4000,
+      durationMs: null,
+      percent: null,
+      speed: 2,
+      fps: 50,
+      frame: 250,
+      etaMs: null,
+    })
   })
 
   test("takes the length from -t when the input's is unknown", () => {
-    const report = run(tracker(["-f", "lavfi", "-i", "testsrc", "-t", "8", "out.mkv"]), [["stderr", header("N/A") + status("00:00:04.00", "2x")]])
+    const report = run(tracker(["-f", "lavfi", "-i", "testsrc", "-t", "8", "out.mkv"]), [
+      ["stderr", header("N/A") + status("00:00:04.00", "2x")],
+    ])
     expect(report).toMatchObject({ durationMs: 8000, percent: 50, etaMs: 2000 })
   })
 })
@@ -172,14 +233,35 @@ describe("expected length from the command's -ss/-sseof/-t/-to", () => {
 })
 
 describe("-progress blocks", () => {
-  const continued = block(["frame=94", "fps=47.00", "stream_0_0_q=17.0", "bitrate=   1.6kbits/s", "total_size=741", "out_time_us=3785000", "out_time_ms=3785000", "out_time=00:00:03.785000", "dup_frames=0", "drop_frames=0", "speed=  36x", "progress=continue"])
+  const continued = block([
+    "frame=94",
+    "fps=47.00",
+    "stream_0_0_q=17.0",
+    "bitrate=   1.6kbits/s",
+    "total_size=741",
+    "out_time_us=3785000",
+    "out_time_ms=3785000",
+    "out_time=00:00:03.785000",
+    "dup_frames=0",
+    "drop_frames=0",
+    "speed=  36x",
+    "progress=continue",
+  ])
 
   test("reads -progress pipe:1 blocks from stdout", () => {
     const report = run(tracker(["-progress", "pipe:1", "-i", "in.mkv", "out.mkv"]), [
       ["stderr", header("00:00:10.00")],
       ["stdout", continued],
     ])
-    expect(report).toEqual({ timeMs: 3785, durationMs: 10000, percent: 37.9, speed: 36, fps: 47, frame: 94, etaMs: 173 })
+    expect(report).toEqual({
+      timeMs: 3785,
+      durationMs: 10000,
+      percent: 37.9,
+      speed: 36,
+      fps: 47,
+      frame: 94,
+      etaMs: 173,
+    })
   })
 
   test("reads out_time_ms as microseconds, as ffmpeg writes it, and out_time as a fallback", () => {
@@ -211,13 +293,21 @@ describe("-progress blocks", () => {
 
   test("with -progress pipe:2 reads the blocks among stderr lines and ignores the status lines", () => {
     const report = run(tracker(["-progress", "pipe:2", "-i", "in.mkv", "out.mkv"]), [
-      ["stderr", header("00:00:10.00") + status("00:00:07.00") + block(["out_time_us=4000000", "speed=2x", "progress=continue"]) + status("00:00:08.00")],
+      [
+        "stderr",
+        header("00:00:10.00") +
+          status("00:00:07.00") +
+          block(["out_time_us=4000000", "speed=2x", "progress=continue"]) +
+          status("00:00:08.00"),
+      ],
     ])
     expect(report).toMatchObject({ timeMs: 4000, durationMs: 10000, percent: 40, speed: 2 })
   })
 
   test("with -progress to a file keeps reading the status lines", () => {
-    const report = run(tracker(["-progress", "/tmp/progress.txt", "-i", "in.mkv", "out.mkv"]), [["stderr", header("00:00:10.00") + status("00:00:07.00")]])
+    const report = run(tracker(["-progress", "/tmp/progress.txt", "-i", "in.mkv", "out.mkv"]), [
+      ["stderr", header("00:00:10.00") + status("00:00:07.00")],
+    ])
     expect(report).toMatchObject({ timeMs: 7000, percent: 70 })
   })
 
@@ -225,7 +315,11 @@ describe("-progress blocks", () => {
     const rand = rng(7)
     const media = new Uint8Array(65536).map(() => (rand() * 256) | 0)
     const lookalike = block(["out_time_us=5000000", "progress=continue"]) + status("00:00:09.00")
-    const feeds: Feed[] = [["stdout", media], ["stdout", lookalike], ["stdout", media]]
+    const feeds: Feed[] = [
+      ["stdout", media],
+      ["stdout", lookalike],
+      ["stdout", media],
+    ]
     expect(run(tracker(["-i", "in.mkv", "-f", "matroska", "-"]), feeds)).toBeUndefined()
     expect(run(tracker(["-progress", "pipe:2", "-i", "in.mkv", "-f", "matroska", "pipe:1"]), feeds)).toBeUndefined()
   })
@@ -235,7 +329,10 @@ describe("speed and changes", () => {
   test("estimates speed from the wall clock when ffmpeg prints speed=N/A", () => {
     let clock = 1000
     const t = tracker(["-i", "in.mkv", "out.mkv"], () => clock)
-    expect(run(t, [["stderr", header("00:01:00.00") + status("00:00:01.00", "N/A")]])).toMatchObject({ speed: null, etaMs: null })
+    expect(run(t, [["stderr", header("00:01:00.00") + status("00:00:01.00", "N/A")]])).toMatchObject({
+      speed: null,
+      etaMs: null,
+    })
     clock = 3000
     expect(run(t, [["stderr", status("00:00:05.00", "N/A")]])).toMatchObject({ timeMs: 5000, speed: 2, etaMs: 27500 })
   })
@@ -268,13 +365,23 @@ describe("robustness", () => {
       "Input #0, x, from 'é\u{1F600}':\n  Duration: 00:00:10.00, start\n",
       "\u{1F600}time=\u00e9=\r\n",
     ]
-    for (const args of [["-i", "in", "-t", "1e9"], ["-progress", "pipe:1", "-i", "in"], ["-progress", "pipe:2", "-ss", "1", "-i", "in"]]) {
+    for (const args of [
+      ["-i", "in", "-t", "1e9"],
+      ["-progress", "pipe:1", "-i", "in"],
+      ["-progress", "pipe:2", "-ss", "1", "-i", "in"],
+    ]) {
       const t = tracker(args, () => rand() * 1e6)
       for (let i = 0; i < 400; i++) {
-        const piece = rand() < 0.5 ? enc.encode(hostile[Math.floor(rand() * hostile.length)]) : new Uint8Array(1 + Math.floor(rand() * 300)).map(() => (rand() * 256) | 0)
+        const piece =
+          rand() < 0.5
+            ? enc.encode(hostile[Math.floor(rand() * hostile.length)])
+            : new Uint8Array(1 + Math.floor(rand() * 300)).map(() => (rand() * 256) | 0)
         const cut = Math.floor(rand() * piece.length)
         const stream = rand() < 0.5 ? "stdout" : "stderr"
-        run(t, [[stream, piece.subarray(0, cut)], [stream, piece.subarray(cut)]])
+        run(t, [
+          [stream, piece.subarray(0, cut)],
+          [stream, piece.subarray(cut)],
+        ])
       }
     }
   })
@@ -282,7 +389,13 @@ describe("robustness", () => {
   test("drops a record longer than 8 KiB whole and resumes at the next break", () => {
     const t = tracker(["-i", "in.mkv", "out.mkv"])
     const long = "x".repeat(9000) + status("00:00:02.00")
-    expect(run(t, [["stderr", header("00:00:10.00")], ["stderr", long.slice(0, 5000)], ["stderr", long.slice(5000)]])).toBeUndefined()
+    expect(
+      run(t, [
+        ["stderr", header("00:00:10.00")],
+        ["stderr", long.slice(0, 5000)],
+        ["stderr", long.slice(5000)],
+      ]),
+    ).toBeUndefined()
     expect(run(t, [["stderr", status("00:00:03.00")]])).toMatchObject({ timeMs: 3000 })
   })
 
@@ -320,7 +433,19 @@ describe("real ffmpeg output", () => {
   beforeAll(() => {
     const src = join(dir, "src.mkv")
     // A generated input has no known length (Duration: N/A); the file it makes has one (6 s).
-    captured.generated = ffmpeg([...base, "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=6", "-f", "lavfi", "-i", "sine=duration=6", ...encode, src])
+    captured.generated = ffmpeg([
+      ...base,
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=size=160x120:rate=25:duration=6",
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=duration=6",
+      ...encode,
+      src,
+    ])
     captured.transcode = ffmpeg([...base, "-i", src, ...encode, join(dir, "a.mkv")])
     captured.progress = ffmpeg([...base, "-nostats", "-progress", "pipe:1", "-i", src, ...encode, join(dir, "b.mkv")])
   })
@@ -380,7 +505,13 @@ describe("real ffmpeg output", () => {
   test("gives the same reports for real stderr however it is chunked", () => {
     for (const c of [captured.transcode, captured.generated]) {
       const expected = whole(c)
-      for (const pieces of chunkings(c.stderr)) expect(run(tracker(c.args), pieces.map((p) => ["stderr", p]))).toEqual(expected!)
+      for (const pieces of chunkings(c.stderr))
+        expect(
+          run(
+            tracker(c.args),
+            pieces.map((p) => ["stderr", p]),
+          ),
+        ).toEqual(expected!)
     }
   })
 
@@ -391,7 +522,10 @@ describe("real ffmpeg output", () => {
     const errs = chunkings(c.stderr)
     const rand = rng(99)
     for (let i = 0; i < Math.max(outs.length, errs.length); i += 7) {
-      const queues: Feed[][] = [outs[i % outs.length].map((p) => ["stdout", p]), errs[i % errs.length].map((p) => ["stderr", p])]
+      const queues: Feed[][] = [
+        outs[i % outs.length].map((p) => ["stdout", p]),
+        errs[i % errs.length].map((p) => ["stderr", p]),
+      ]
       const feeds: Feed[] = []
       while (queues.some((q) => q.length)) {
         const q = queues[0].length && (!queues[1].length || rand() < 0.5) ? queues[0] : queues[1]

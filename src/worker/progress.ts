@@ -64,7 +64,11 @@ interface Plan {
 }
 
 /** `binary` is the remote binary name ("ffmpeg", "ffprobe", ...); `args` the argv as run (after the binary). Returns undefined when progress cannot apply (e.g. ffprobe). */
-export function createProgressTracker(binary: string, args: string[], now: () => number = Date.now): ProgressTracker | undefined {
+export function createProgressTracker(
+  binary: string,
+  args: string[],
+  now: () => number = Date.now,
+): ProgressTracker | undefined {
   if (!isFfmpeg(binary)) return undefined
   const plan = readPlan(args)
   const header = createHeaderReader()

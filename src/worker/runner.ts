@@ -58,7 +58,9 @@ export function jobRetryable(err: unknown): boolean {
 
 /** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
 function readsStdin(args: string[]): boolean {
-  return args.some((a, i) => i > 0 && args[i - 1] === "-i" && (a === "-" || a === "pipe:" || a === "pipe:0" || a === "/dev/stdin"))
+  return args.some(
+    (a, i) => i > 0 && args[i - 1] === "-i" && (a === "-" || a === "pipe:" || a === "pipe:0" || a === "/dev/stdin"),
+  )
 }
 
 /**
@@ -129,7 +131,12 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     try {
       if (mode !== "run") return await report({ code: null, signal: null, error: "stopped before it started" })
       const bin = deps.binaries.get(a.binary)
-      if (!bin) return await report({ code: null, signal: null, error: `worker cannot run ${a.binary}: it is not in its binaries` })
+      if (!bin)
+        return await report({
+          code: null,
+          signal: null,
+          error: `worker cannot run ${a.binary}: it is not in its binaries`,
+        })
       let mapped: { args: string[]; cwd: string | null }
       let binds: ReturnType<typeof rootBinds>
       try {
@@ -144,7 +151,15 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             infoFd: box.mode === "bwrap",
             started: (pid: number) => log.info("attachment names probe started", { job: a.id, epoch: a.epoch, pid }),
           })
-          const job = { binary: a.binary, original: a.args, args: mapped.args, cwd: mapped.cwd, roots: deps.mapper.roots(a.paths), isPassthrough: deps.mapper.isPassthrough, confine }
+          const job = {
+            binary: a.binary,
+            original: a.args,
+            args: mapped.args,
+            cwd: mapped.cwd,
+            roots: deps.mapper.roots(a.paths),
+            isPassthrough: deps.mapper.isPassthrough,
+            confine,
+          }
           mapped = { ...mapped, args: (await deps.policy.check(job)).args }
         }
       } catch (err) {
@@ -163,10 +178,18 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       // input from stdin: then it gets /dev/null, exactly as a local call with no stdin would.
       stdinOpen = a.stdin || !readsStdin(mapped.args)
       try {
-        proc = Bun.spawn(argv, { cwd, env: box.env(), stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])] })
+        proc = Bun.spawn(argv, {
+          cwd,
+          env: box.env(),
+          stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])],
+        })
         if (sandboxed) intoSandbox = sandboxSignaller(proc, readChildPid(proc.stdio[INFO_FD] as number), log)
       } catch (err) {
-        return await report({ code: null, signal: null, error: `cannot start ${a.binary} on the worker: ${(err as Error).message}` })
+        return await report({
+          code: null,
+          signal: null,
+          error: `cannot start ${a.binary} on the worker: ${(err as Error).message}`,
+        })
       }
       log.info("job started", { job: a.id, epoch: a.epoch, pid: proc.pid })
       const child = proc
@@ -184,7 +207,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
           }
           await uploader.push(frame).catch((err) => {
             // The coordinator took the job away (409) or the upload failed for good: stop the process.
-            if (mode === "run") log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
+            if (mode === "run")
+              log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
             if (err instanceof ConflictError || err instanceof NotFoundError) run.fence()
             else signal("SIGKILL")
           })
@@ -197,16 +221,26 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         refused: (reason) => run.abandon(reason),
       })
       if (mode !== "run") gracefulStop()
-      await Promise.all([pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout), pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr), child.exited])
+      await Promise.all([
+        pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout),
+        pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr),
+        child.exited,
+      ])
       downlink.abort()
       for (const t of timers) clearTimeout(t)
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
       const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
       const exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
-      log.info("job exited", { job: a.id, code: exit.code ?? undefined, signal: exit.signal ?? undefined, stopped: mode === "run" ? undefined : mode })
+      log.info("job exited", {
+        job: a.id,
+        code: exit.code ?? undefined,
+        signal: exit.signal ?? undefined,
+        stopped: mode === "run" ? undefined : mode,
+      })
       await report(exit)
     } catch (err) {
-      if (err instanceof ConflictError || err instanceof NotFoundError) log.warn("job taken away", { job: a.id, reason: err.message })
+      if (err instanceof ConflictError || err instanceof NotFoundError)
+        log.warn("job taken away", { job: a.id, reason: err.message })
       else log.error("job failed on the worker", { job: a.id }, err as Error)
       signal("SIGKILL")
     } finally {

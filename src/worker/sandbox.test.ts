@@ -4,7 +4,14 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { bwrapArgs, jobEnv, parseRunAs, rootBinds, setprivArgs, signalOfExit, type SandboxSpec } from "./sandbox.ts"
 
-const MERGED = { links: [["/bin", "usr/bin"], ["/lib", "usr/lib"], ["/lib64", "usr/lib64"]] as [string, string][], dirs: [] }
+const MERGED = {
+  links: [
+    ["/bin", "usr/bin"],
+    ["/lib", "usr/lib"],
+    ["/lib64", "usr/lib64"],
+  ] as [string, string][],
+  dirs: [],
+}
 
 const spec = (over: Partial<SandboxSpec> = {}): SandboxSpec => ({
   bwrap: "/usr/bin/bwrap",
@@ -21,7 +28,19 @@ const spec = (over: Partial<SandboxSpec> = {}): SandboxSpec => ({
 
 /** The argv as [option, ...operands] groups, for readable expectations. */
 function groups(argv: string[]): string[][] {
-  const arity: Record<string, number> = { "--ro-bind": 2, "--ro-bind-try": 2, "--bind": 2, "--bind-try": 2, "--dev-bind-try": 2, "--symlink": 2, "--dev": 1, "--proc": 1, "--tmpfs": 1, "--chdir": 1, "--info-fd": 1 }
+  const arity: Record<string, number> = {
+    "--ro-bind": 2,
+    "--ro-bind-try": 2,
+    "--bind": 2,
+    "--bind-try": 2,
+    "--dev-bind-try": 2,
+    "--symlink": 2,
+    "--dev": 1,
+    "--proc": 1,
+    "--tmpfs": 1,
+    "--chdir": 1,
+    "--info-fd": 1,
+  }
   const out: string[][] = []
   for (let i = 1; i < argv.length; i++) {
     const n = arity[argv[i]] ?? 0
@@ -65,7 +84,16 @@ describe("bwrapArgs", () => {
   })
 
   test("mounts are ordered parents first: a root and the scratch dir under /tmp come after the sandbox's tmpfs", () => {
-    const argv = bwrapArgs(spec({ roots: [{ src: "/tmp/t/storage", dest: "/tmp/t/w1/mnt" }, { src: "/tmp/t/storage", dest: "/tmp/t/storage" }], scratch: "/tmp/dffmpeg-job-x", cwd: "/tmp/dffmpeg-job-x" }))
+    const argv = bwrapArgs(
+      spec({
+        roots: [
+          { src: "/tmp/t/storage", dest: "/tmp/t/w1/mnt" },
+          { src: "/tmp/t/storage", dest: "/tmp/t/storage" },
+        ],
+        scratch: "/tmp/dffmpeg-job-x",
+        cwd: "/tmp/dffmpeg-job-x",
+      }),
+    )
     const at = (...g: string[]) => argv.findIndex((_, i) => g.every((x, j) => argv[i + j] === x))
     expect(at("--tmpfs", "/tmp")).toBeGreaterThan(0)
     expect(at("--bind", "/tmp/dffmpeg-job-x", "/tmp/dffmpeg-job-x")).toBeGreaterThan(at("--tmpfs", "/tmp"))
@@ -74,7 +102,12 @@ describe("bwrapArgs", () => {
   })
 
   test("devices are dev-bound after /dev; passthrough paths /dev already has are not bound again", () => {
-    const argv = bwrapArgs(spec({ devices: ["/dev/dri", "/dev/nvidia0"], passthrough: ["/dev/null", "/dev/stdout", "/srv/luts/film.cube", "/dev/video0"] }))
+    const argv = bwrapArgs(
+      spec({
+        devices: ["/dev/dri", "/dev/nvidia0"],
+        passthrough: ["/dev/null", "/dev/stdout", "/srv/luts/film.cube", "/dev/video0"],
+      }),
+    )
     const g = groups(argv)
     const dev = g.findIndex((x) => x[0] === "--dev")
     expect(g.findIndex((x) => x.join(" ") === "--dev-bind-try /dev/dri /dev/dri")).toBeGreaterThan(dev)
@@ -87,12 +120,15 @@ describe("bwrapArgs", () => {
   test("allow_network shares the network and adds name resolution and TLS roots read-only", () => {
     const g = groups(bwrapArgs(spec({ network: true })))
     expect(g).toContainEqual(["--share-net"])
-    for (const p of ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl"]) expect(g).toContainEqual(["--ro-bind-try", p, p])
+    for (const p of ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl"])
+      expect(g).toContainEqual(["--ro-bind-try", p, p])
   })
 
   test("extra read-only paths outside /usr are bound; ones under /usr are covered already; duplicates once", () => {
     const g = groups(bwrapArgs(spec({ ro: ["/opt/ffmpeg/lib", "/usr/lib/jellyfin-ffmpeg", "/opt/ffmpeg/lib"] })))
-    expect(g.filter((x) => x[1] === "/opt/ffmpeg/lib")).toEqual([["--ro-bind-try", "/opt/ffmpeg/lib", "/opt/ffmpeg/lib"]])
+    expect(g.filter((x) => x[1] === "/opt/ffmpeg/lib")).toEqual([
+      ["--ro-bind-try", "/opt/ffmpeg/lib", "/opt/ffmpeg/lib"],
+    ])
     expect(g.flat()).not.toContain("/usr/lib/jellyfin-ffmpeg")
   })
 
@@ -107,13 +143,34 @@ describe("bwrapArgs", () => {
 describe("setprivArgs", () => {
   test("keeps the parent-death kill and drops to run_as: a named user keeps its groups, a bare uid gets none", () => {
     expect(setprivArgs("/usr/bin/setpriv")).toEqual(["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"])
-    expect(setprivArgs("/usr/bin/setpriv", { uid: 65534, gid: 65534, name: "nobody" })).toEqual(["/usr/bin/setpriv", "--pdeathsig", "KILL", "--reuid", "65534", "--regid", "65534", "--init-groups", "--"])
-    expect(setprivArgs("/usr/bin/setpriv", { uid: 1500, gid: 1600 })).toEqual(["/usr/bin/setpriv", "--pdeathsig", "KILL", "--reuid", "1500", "--regid", "1600", "--clear-groups", "--"])
+    expect(setprivArgs("/usr/bin/setpriv", { uid: 65534, gid: 65534, name: "nobody" })).toEqual([
+      "/usr/bin/setpriv",
+      "--pdeathsig",
+      "KILL",
+      "--reuid",
+      "65534",
+      "--regid",
+      "65534",
+      "--init-groups",
+      "--",
+    ])
+    expect(setprivArgs("/usr/bin/setpriv", { uid: 1500, gid: 1600 })).toEqual([
+      "/usr/bin/setpriv",
+      "--pdeathsig",
+      "KILL",
+      "--reuid",
+      "1500",
+      "--regid",
+      "1600",
+      "--clear-groups",
+      "--",
+    ])
   })
 })
 
 describe("parseRunAs", () => {
-  const passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\ndffmpeg:x:998:44::/var/lib/dffmpeg:/usr/sbin/nologin\n"
+  const passwd =
+    "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\ndffmpeg:x:998:44::/var/lib/dffmpeg:/usr/sbin/nologin\n"
   test.each([
     ["nobody", { uid: 65534, gid: 65534, name: "nobody" }],
     ["dffmpeg", { uid: 998, gid: 44, name: "dffmpeg" }],
@@ -129,8 +186,28 @@ describe("parseRunAs", () => {
 
 describe("jobEnv", () => {
   test("keeps locale, time zone, PATH and GPU selection; drops the worker's own variables; HOME on the sandbox's /tmp", () => {
-    const env = { PATH: "/usr/bin", LANG: "C.UTF-8", LC_ALL: "C", TZ: "UTC", LIBVA_DRIVER_NAME: "iHD", CUDA_VISIBLE_DEVICES: "0", DFFMPEG_HMAC_KEY: "secret", HOME: "/root", AWS_SECRET_ACCESS_KEY: "x", SSH_AUTH_SOCK: "/tmp/agent" }
-    expect(jobEnv(env)).toEqual({ PATH: "/usr/bin", LANG: "C.UTF-8", LC_ALL: "C", TZ: "UTC", LIBVA_DRIVER_NAME: "iHD", CUDA_VISIBLE_DEVICES: "0", HOME: "/tmp", TMPDIR: "/tmp" })
+    const env = {
+      PATH: "/usr/bin",
+      LANG: "C.UTF-8",
+      LC_ALL: "C",
+      TZ: "UTC",
+      LIBVA_DRIVER_NAME: "iHD",
+      CUDA_VISIBLE_DEVICES: "0",
+      DFFMPEG_HMAC_KEY: "secret",
+      HOME: "/root",
+      AWS_SECRET_ACCESS_KEY: "x",
+      SSH_AUTH_SOCK: "/tmp/agent",
+    }
+    expect(jobEnv(env)).toEqual({
+      PATH: "/usr/bin",
+      LANG: "C.UTF-8",
+      LC_ALL: "C",
+      TZ: "UTC",
+      LIBVA_DRIVER_NAME: "iHD",
+      CUDA_VISIBLE_DEVICES: "0",
+      HOME: "/tmp",
+      TMPDIR: "/tmp",
+    })
   })
 })
 
@@ -157,7 +234,9 @@ describe("rootBinds", () => {
       // Someone who can write the storage points the root's symlink at other files.
       unlinkSync(root)
       symlinkSync(join(dir, "other"), root)
-      expect(() => rootBinds(roots)).toThrow(/\$Media .* now resolves to .*other, not to .*media as when the worker started/)
+      expect(() => rootBinds(roots)).toThrow(
+        /\$Media .* now resolves to .*other, not to .*media as when the worker started/,
+      )
       // A root missing now (unmounted) is left to bwrap, which fails the job with its own message.
       unlinkSync(root)
       expect(rootBinds(roots)).toHaveLength(2)

@@ -1,4 +1,13 @@
-import { accessSync, closeSync, constants as fsc, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs"
+import {
+  accessSync,
+  closeSync,
+  constants as fsc,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+} from "node:fs"
 import { constants as osc } from "node:os"
 import { posix } from "node:path"
 import type { WorkerConfig } from "../shared/config/schema.ts"
@@ -39,11 +48,42 @@ export interface SandboxSpec {
 }
 
 /** System files ffmpeg needs besides /usr: libblas via alternatives, the loader cache, fonts, time zone. */
-export const SYSTEM_RO = ["/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/var/cache/fontconfig", "/etc/OpenCL"]
+export const SYSTEM_RO = [
+  "/etc/alternatives",
+  "/etc/ld.so.cache",
+  "/etc/ld.so.conf",
+  "/etc/ld.so.conf.d",
+  "/etc/fonts",
+  "/etc/localtime",
+  "/var/cache/fontconfig",
+  "/etc/OpenCL",
+]
 /** Name resolution and TLS roots, only with `allow_network`. */
-export const NETWORK_RO = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/ssl", "/etc/ca-certificates"]
+export const NETWORK_RO = [
+  "/etc/resolv.conf",
+  "/etc/hosts",
+  "/etc/nsswitch.conf",
+  "/etc/gai.conf",
+  "/etc/host.conf",
+  "/etc/ssl",
+  "/etc/ca-certificates",
+]
 /** Nodes `--dev /dev` already provides: a passthrough path among them needs no bind. */
-const DEV_BUILTIN = new Set(["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/fd", "/dev/ptmx", "/dev/shm", "/dev/pts"])
+const DEV_BUILTIN = new Set([
+  "/dev/null",
+  "/dev/zero",
+  "/dev/full",
+  "/dev/random",
+  "/dev/urandom",
+  "/dev/tty",
+  "/dev/stdin",
+  "/dev/stdout",
+  "/dev/stderr",
+  "/dev/fd",
+  "/dev/ptmx",
+  "/dev/shm",
+  "/dev/pts",
+])
 const TOP_LEVEL = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 
 const inside = (p: string, root: string) => root === "/" || p === root || p.startsWith(root + "/")
@@ -105,12 +145,15 @@ export function bwrapArgs(s: SandboxSpec): string[] {
  * supplementary groups (`render`/`video` for GPUs); a bare uid gets none.
  */
 export function setprivArgs(setpriv: string, runAs?: RunAs): string[] {
-  const drop = runAs ? ["--reuid", String(runAs.uid), "--regid", String(runAs.gid), runAs.name ? "--init-groups" : "--clear-groups"] : []
+  const drop = runAs
+    ? ["--reuid", String(runAs.uid), "--regid", String(runAs.gid), runAs.name ? "--init-groups" : "--clear-groups"]
+    : []
   return [setpriv, "--pdeathsig", "KILL", ...drop, "--"]
 }
 
 /** Environment variables a job keeps: locale, time zone and GPU driver selection; never the worker's secrets. */
-const KEEP_ENV = /^(PATH|LANG|LANGUAGE|TZ|LC_[A-Z_]+|LIBVA_[A-Z_]+|VDPAU_[A-Z_]+|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|OCL_[A-Z_]+|INTEL_[A-Z_]+|MFX_[A-Z_]+|AV_LOG_FORCE_[A-Z_]+)$/
+const KEEP_ENV =
+  /^(PATH|LANG|LANGUAGE|TZ|LC_[A-Z_]+|LIBVA_[A-Z_]+|VDPAU_[A-Z_]+|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|OCL_[A-Z_]+|INTEL_[A-Z_]+|MFX_[A-Z_]+|AV_LOG_FORCE_[A-Z_]+)$/
 
 /** The environment of a sandboxed job: an allow-list of the worker's, with HOME and TMPDIR on the sandbox's /tmp. */
 export function jobEnv(env: Record<string, string | undefined>): Record<string, string> {
@@ -124,7 +167,10 @@ export function jobEnv(env: Record<string, string | undefined>): Record<string, 
  * group when listed, else gid = uid) or `uid:gid`. Returns undefined for an unknown name.
  */
 export function parseRunAs(spec: string, passwd: string): RunAs | undefined {
-  const rows = passwd.split("\n").map((l) => l.split(":")).filter((f) => f.length >= 4)
+  const rows = passwd
+    .split("\n")
+    .map((l) => l.split(":"))
+    .filter((f) => f.length >= 4)
   const num = /^(\d+)(?::(\d+))?$/.exec(spec)
   if (num) {
     const uid = Number(num[1])
@@ -187,7 +233,9 @@ export function rootBinds(roots: { name: string; root: string; real: string }[])
       // missing (unmounted): the bind fails with bwrap's message
     }
     if (now !== undefined && now !== real) {
-      throw new InvalidError(`the directory of $${name} (${root}) now resolves to ${now}, not to ${real} as when the worker started: a symlink on its path was changed; restart the worker if that is intended`)
+      throw new InvalidError(
+        `the directory of $${name} (${root}) now resolves to ${now}, not to ${real} as when the worker started: a symlink on its path was changed; restart the worker if that is intended`,
+      )
     }
     out.push({ src: real, dest: root })
     if (real !== root) out.push({ src: real, dest: real })
@@ -224,7 +272,10 @@ function whoAmI(): RunAs {
   const gid = process.getgid?.() ?? 0
   let name: string | undefined
   try {
-    name = readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[2] === String(uid))?.[0]
+    name = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .map((l) => l.split(":"))
+      .find((f) => f[2] === String(uid))?.[0]
   } catch {
     // no /etc/passwd: described by uid only
   }
@@ -237,17 +288,27 @@ function whoAmI(): RunAs {
  * - `sandbox: bwrap` needs bwrap and a probe that really runs each binary's `-version` confined;
  * - `sandbox: none` is allowed but warned about at every start.
  */
-export async function createConfinement(cfg: WorkerConfig, binaries: Map<string, string>, log: Logger, setpriv?: string): Promise<Confinement> {
+export async function createConfinement(
+  cfg: WorkerConfig,
+  binaries: Map<string, string>,
+  log: Logger,
+  setpriv?: string,
+): Promise<Confinement> {
   const me = whoAmI()
   const root = me.uid === 0
   let runAs: RunAs | undefined
   if (cfg.run_as) {
     const want = resolveRunAs(cfg.run_as)
-    if (!root && want.uid !== me.uid) throw new ConfigError(`run_as: ${cfg.run_as} needs the worker to run as root to switch users (it runs as ${describe(me)}); start it as root or as ${cfg.run_as}, or remove run_as`)
+    if (!root && want.uid !== me.uid)
+      throw new ConfigError(
+        `run_as: ${cfg.run_as} needs the worker to run as root to switch users (it runs as ${describe(me)}); start it as root or as ${cfg.run_as}, or remove run_as`,
+      )
     if (root && want.uid !== 0) runAs = want
   }
   if (root && !runAs && !cfg.allow_root) {
-    throw new ConfigError("the worker runs as root and would run ffmpeg as root: set run_as to an unprivileged user (e.g. run_as: nobody), or allow_root: true to accept it")
+    throw new ConfigError(
+      "the worker runs as root and would run ffmpeg as root: set run_as to an unprivileged user (e.g. run_as: nobody), or allow_root: true to accept it",
+    )
   }
   if (runAs && !setpriv) throw new ConfigError("run_as needs setpriv to drop privileges: install util-linux")
   const user = runAs ? describe(runAs) : describe(me)
@@ -255,7 +316,10 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
   const prefix = (cmd: string[]) => (setpriv ? [...setprivArgs(setpriv, runAs), ...cmd] : cmd)
 
   if (cfg.sandbox === "none") {
-    log.warn("sandbox: none: jobs run UNCONFINED and can read and write every file the job's user can; set sandbox: bwrap", { user })
+    log.warn(
+      "sandbox: none: jobs run UNCONFINED and can read and write every file the job's user can; set sandbox: bwrap",
+      { user },
+    )
     return {
       mode: "none",
       argv: (_job, command) => prefix(command),
@@ -266,7 +330,10 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
   }
 
   const bwrap = Bun.which("bwrap")
-  if (!bwrap) throw new ConfigError("sandbox: bwrap, but bwrap is not installed: install the bubblewrap package (apt-get install bubblewrap), or set sandbox: none to run jobs unconfined")
+  if (!bwrap)
+    throw new ConfigError(
+      "sandbox: bwrap, but bwrap is not installed: install the bubblewrap package (apt-get install bubblewrap), or set sandbox: none to run jobs unconfined",
+    )
   const layout = hostLayout()
   const ro = [...new Set([...cfg.sandbox_ro_paths, ...[...binaries.values()].flatMap(binaryFiles)])]
   for (const d of cfg.devices) {
@@ -296,7 +363,12 @@ export async function createConfinement(cfg: WorkerConfig, binaries: Map<string,
     capabilities: { sandbox: "bwrap", runAs: user },
   }
   await Promise.all([...binaries].map(([name, exe]) => probe(c, name, exe)))
-  log.info("jobs run sandboxed", { sandbox: "bwrap", user, network: cfg.allow_network, devices: cfg.devices.join(",") || undefined })
+  log.info("jobs run sandboxed", {
+    sandbox: "bwrap",
+    user,
+    network: cfg.allow_network,
+    devices: cfg.devices.join(",") || undefined,
+  })
   return c
 }
 
@@ -322,17 +394,28 @@ async function probe(c: Confinement, name: string, exe: string): Promise<void> {
     "check that unprivileged user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1, and kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu), that the run_as user can execute the binary, and add the directories of a binary's libraries to sandbox_ro_paths; or set sandbox: none"
   let p: ReturnType<typeof Bun.spawn>
   try {
-    p = Bun.spawn(argv, { cwd: "/", env: c.env(), stdio: ["ignore", "pipe", "pipe", c.mode === "bwrap" ? "pipe" : "ignore"] })
+    p = Bun.spawn(argv, {
+      cwd: "/",
+      env: c.env(),
+      stdio: ["ignore", "pipe", "pipe", c.mode === "bwrap" ? "pipe" : "ignore"],
+    })
   } catch (err) {
     throw new ConfigError(`sandbox probe failed: cannot start bwrap: ${(err as Error).message}; ${hint}`)
   }
   const timer = setTimeout(() => p.kill("SIGKILL"), 15_000)
   const info = typeof p.stdio[INFO_FD] === "number" ? readChildPid(p.stdio[INFO_FD] as number) : undefined
-  const [out, err, code] = await Promise.all([new Response(p.stdout as ReadableStream).text(), new Response(p.stderr as ReadableStream).text(), p.exited, info])
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout as ReadableStream).text(),
+    new Response(p.stderr as ReadableStream).text(),
+    p.exited,
+    info,
+  ])
   clearTimeout(timer)
   if (code === 0) return
   const why = (err.trim() || out.trim() || `exit ${code ?? p.signalCode}`).split("\n")[0].slice(0, 300)
-  throw new ConfigError(`sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${code}): ${why}; ${hint}`)
+  throw new ConfigError(
+    `sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${code}): ${why}; ${hint}`,
+  )
 }
 
 /** Reads bwrap's `--info-fd` (then closes it): the pid of the sandbox's init, which leads its process group. */
@@ -374,7 +457,11 @@ function hasChild(ppid: number): boolean {
  * signal would only reach init and be lost, so delivery waits for that (bounded). SIGKILL goes to
  * bwrap and to the init, which takes the whole pid namespace down with it.
  */
-export function sandboxSignaller(outer: { kill(sig?: NodeJS.Signals | number): void; exitCode: number | null; signalCode: unknown }, leader: Promise<number | undefined>, log: Logger) {
+export function sandboxSignaller(
+  outer: { kill(sig?: NodeJS.Signals | number): void; exitCode: number | null; signalCode: unknown },
+  leader: Promise<number | undefined>,
+  log: Logger,
+) {
   const alive = () => outer.exitCode === null && outer.signalCode === null
   return async (sig: NodeJS.Signals | number) => {
     const init = await leader

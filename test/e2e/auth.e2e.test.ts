@@ -27,7 +27,14 @@ const API = "/api/v1"
 const VALID_ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 type ErrorBody = { error: { code: string; message: string; details?: unknown } }
-type JobView = { id: string; requester: string; status: string; epoch: number; workerId: string | null; exitCode: number | null }
+type JobView = {
+  id: string
+  requester: string
+  status: string
+  epoch: number
+  workerId: string | null
+  exitCode: number | null
+}
 
 const who = (name: string) => ({ client: name, key: c.key(name) })
 
@@ -38,11 +45,15 @@ function record(what: string, res: Response): Response {
 
 /** A signed request (as the real clients make them) whose signature and status are recorded. */
 async function sf(o: Omit<SignedOptions, "onHeaders">): Promise<Response> {
-  const res = await signedFetch(c.url, { ...o, onHeaders: (h) => h[HEADER.signature] && sentSignatures.add(h[HEADER.signature]) })
+  const res = await signedFetch(c.url, {
+    ...o,
+    onHeaders: (h) => h[HEADER.signature] && sentSignatures.add(h[HEADER.signature]),
+  })
   return record(`${o.method} ${o.tamper?.path ?? o.path}`, res)
 }
 
-const submitBody = (over: Record<string, unknown> = {}) => JSON.stringify({ binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, ...over })
+const submitBody = (over: Record<string, unknown> = {}) =>
+  JSON.stringify({ binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, ...over })
 
 /** POST /api/v1/jobs as client1 with a valid body unless overridden. */
 const submit = (o: Partial<Omit<SignedOptions, "onHeaders">> = {}) =>
@@ -74,11 +85,14 @@ async function expectError(res: Response, status: number, code: string, message?
  * file deterministic; the "no internal error" check below would otherwise catch it about 1 run in 4.
  */
 async function settle() {
-  await waitFor(async () => {
-    const res = await sf({ ...who("client1"), method: "GET", path: `${API}/jobs`, query: "limit=1000" })
-    expect(res.status).toBe(200)
-    return ((await res.json()) as JobView[]).every((j) => ["completed", "failed", "canceled"].includes(j.status))
-  }, { what: "client1's jobs to finish", timeoutMs: 15_000 })
+  await waitFor(
+    async () => {
+      const res = await sf({ ...who("client1"), method: "GET", path: `${API}/jobs`, query: "limit=1000" })
+      expect(res.status).toBe(200)
+      return ((await res.json()) as JobView[]).every((j) => ["completed", "failed", "canceled"].includes(j.status))
+    },
+    { what: "client1's jobs to finish", timeoutMs: 15_000 },
+  )
 }
 
 const jobCount = async () => {
@@ -105,10 +119,13 @@ async function completedJob(): Promise<JobView> {
   const res = await submit()
   expect(res.status).toBe(201)
   const { id } = (await res.json()) as JobView
-  return waitFor(async () => {
-    const j = await getJob(id)
-    return j.status === "completed" ? j : undefined
-  }, { what: `job ${id} to complete`, timeoutMs: 15_000 })
+  return waitFor(
+    async () => {
+      const j = await getJob(id)
+      return j.status === "completed" ? j : undefined
+    },
+    { what: `job ${id} to complete`, timeoutMs: 15_000 },
+  )
 }
 
 /** The stdout bytes of a finished job's stream, as client1 sees them. */
@@ -140,7 +157,10 @@ describe("health endpoint", () => {
     const res = record("GET /health", await rawFetch(c.url, { method: "GET", path: "/health" }))
     expect(res.status).toBe(200)
     expect(res.headers.get("content-type") ?? "").toContain("application/json")
-    expect(await res.json()).toMatchObject({ status: "ok", components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } } })
+    expect(await res.json()).toMatchObject({
+      status: "ok",
+      components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } },
+    })
   })
 })
 
@@ -150,26 +170,75 @@ describe("request authentication", () => {
   const future = () => (Math.ceil(Date.now() / 1000) + 31) * 1000
 
   const cases: [string, () => Promise<Response>, RegExp][] = [
-    ["a submission without any signature headers", () => rawFetch(c.url, { method: "POST", path: `${API}/jobs`, body: submitBody(), headers: JSON_TYPE }).then((r) => record("unsigned", r)), /not signed/],
-    ["a submission without the nonce header", () => submit({ tamper: { headers: { [HEADER.nonce]: null } } }), /not signed/],
-    ["a submission without the signature header", () => submit({ tamper: { headers: { [HEADER.signature]: null } } }), /not signed/],
-    ["a submission without the client id header", () => submit({ tamper: { headers: { [HEADER.client]: null } } }), /not signed/],
-    ["a submission without the timestamp header", () => submit({ tamper: { headers: { [HEADER.timestamp]: null } } }), /not signed/],
-    ["a submission whose body was changed after signing", () => submit({ tamper: { body: submitBody({ args: ["-hide_banner", "-version"] }) } }), /invalid signature/],
-    ["a submission whose query string was changed after signing", () => submit({ query: "attach=0", tamper: { query: "attach=1" } }), /invalid signature/],
-    ["a submission signed for another route path", () => submit({ path: `${API}/worker/register`, tamper: { path: `${API}/jobs` } }), /invalid signature/],
+    [
+      "a submission without any signature headers",
+      () =>
+        rawFetch(c.url, { method: "POST", path: `${API}/jobs`, body: submitBody(), headers: JSON_TYPE }).then((r) =>
+          record("unsigned", r),
+        ),
+      /not signed/,
+    ],
+    [
+      "a submission without the nonce header",
+      () => submit({ tamper: { headers: { [HEADER.nonce]: null } } }),
+      /not signed/,
+    ],
+    [
+      "a submission without the signature header",
+      () => submit({ tamper: { headers: { [HEADER.signature]: null } } }),
+      /not signed/,
+    ],
+    [
+      "a submission without the client id header",
+      () => submit({ tamper: { headers: { [HEADER.client]: null } } }),
+      /not signed/,
+    ],
+    [
+      "a submission without the timestamp header",
+      () => submit({ tamper: { headers: { [HEADER.timestamp]: null } } }),
+      /not signed/,
+    ],
+    [
+      "a submission whose body was changed after signing",
+      () => submit({ tamper: { body: submitBody({ args: ["-hide_banner", "-version"] }) } }),
+      /invalid signature/,
+    ],
+    [
+      "a submission whose query string was changed after signing",
+      () => submit({ query: "attach=0", tamper: { query: "attach=1" } }),
+      /invalid signature/,
+    ],
+    [
+      "a submission signed for another route path",
+      () => submit({ path: `${API}/worker/register`, tamper: { path: `${API}/jobs` } }),
+      /invalid signature/,
+    ],
     ["a submission signed with the wrong key", () => submit({ key: generateKey() }), /invalid signature/],
-    ["a submission from an unknown client id", () => submit({ client: "nobody", key: generateKey() }), /unknown identity/],
+    [
+      "a submission from an unknown client id",
+      () => submit({ client: "nobody", key: generateKey() }),
+      /unknown identity/,
+    ],
     ["a submission timestamped 31 s in the past", () => submit({ now: past() }), /timestamp/],
     ["a submission timestamped 31 s in the future", () => submit({ now: future() }), /timestamp/],
-    ["a submission with a non-numeric timestamp", () => submit({ tamper: { headers: { [HEADER.timestamp]: "yesterday" } } }), /unix seconds/],
+    [
+      "a submission with a non-numeric timestamp",
+      () => submit({ tamper: { headers: { [HEADER.timestamp]: "yesterday" } } }),
+      /unix seconds/,
+    ],
     [
       "a submission whose signature has the wrong length",
       async () => {
-        const headers: Record<string, string> = { ...JSON_TYPE, ...signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: submitBody() }) }
+        const headers: Record<string, string> = {
+          ...JSON_TYPE,
+          ...signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: submitBody() }),
+        }
         sentSignatures.add(headers[HEADER.signature])
         headers[HEADER.signature] = headers[HEADER.signature].slice(0, -2)
-        return record("short signature", await rawFetch(c.url, { method: "POST", path: `${API}/jobs`, body: submitBody(), headers }))
+        return record(
+          "short signature",
+          await rawFetch(c.url, { method: "POST", path: `${API}/jobs`, body: submitBody(), headers }),
+        )
       },
       /invalid signature/,
     ],
@@ -189,7 +258,13 @@ describe("request authentication", () => {
   })
 
   test("a job listing whose limit was changed from 1 to 2 after signing is refused with 401", async () => {
-    const res = await sf({ ...who("client1"), method: "GET", path: `${API}/jobs`, query: "limit=1", tamper: { query: "limit=2" } })
+    const res = await sf({
+      ...who("client1"),
+      method: "GET",
+      path: `${API}/jobs`,
+      query: "limit=1",
+      tamper: { query: "limit=2" },
+    })
     await expectError(res, 401, "E_AUTH", /invalid signature/)
     // Control: the same request untampered is fine.
     const ok = await sf({ ...who("client1"), method: "GET", path: `${API}/jobs`, query: "limit=1" })
@@ -201,10 +276,20 @@ describe("request authentication", () => {
     let captured: Record<string, string> = {}
     const body = submitBody()
     const before = await jobCount()
-    const first = await signedFetch(c.url, { ...who("client1"), method: "POST", path: `${API}/jobs`, body, headers: JSON_TYPE, onHeaders: (h) => (captured = h) })
+    const first = await signedFetch(c.url, {
+      ...who("client1"),
+      method: "POST",
+      path: `${API}/jobs`,
+      body,
+      headers: JSON_TYPE,
+      onHeaders: (h) => (captured = h),
+    })
     sentSignatures.add(captured[HEADER.signature])
     expect(first.status).toBe(201)
-    const replay = record("replay", await rawFetch(c.url, { method: "POST", path: `${API}/jobs`, body, headers: captured }))
+    const replay = record(
+      "replay",
+      await rawFetch(c.url, { method: "POST", path: `${API}/jobs`, body, headers: captured }),
+    )
     await expectError(replay, 401, "E_AUTH", /replayed/)
     expect(await jobCount()).toBe(before + 1)
   })
@@ -223,7 +308,13 @@ describe("roles", () => {
 
   test("a client identity cannot register itself as a worker (403, not listed among workers)", async () => {
     const reg = JSON.stringify({ binaries: ["ffmpeg", "ffprobe"], paths: ["Media"], maxJobs: 4, version: "0.1.0" })
-    const res = await sf({ ...who("client1"), method: "POST", path: `${API}/worker/register`, body: reg, headers: JSON_TYPE })
+    const res = await sf({
+      ...who("client1"),
+      method: "POST",
+      path: `${API}/worker/register`,
+      body: reg,
+      headers: JSON_TYPE,
+    })
     await expectError(res, 403, "E_FORBIDDEN")
     const list = await sf({ ...who("client1"), method: "GET", path: `${API}/workers` })
     expect(list.status).toBe(200)
@@ -239,9 +330,17 @@ describe("roles", () => {
     expect((await getJob(id, "client1")).requester).toBe("client1")
 
     await expectError(await sf({ ...who("client2"), method: "GET", path: `${API}/jobs/${id}` }), 404, "E_NOT_FOUND")
-    await expectError(await sf({ ...who("client2"), method: "GET", path: `${API}/jobs/${id}/stream` }), 404, "E_NOT_FOUND")
+    await expectError(
+      await sf({ ...who("client2"), method: "GET", path: `${API}/jobs/${id}/stream` }),
+      404,
+      "E_NOT_FOUND",
+    )
     const stdin = encodeFrame(Kind.stdin, 1, new TextEncoder().encode("injected"))
-    await expectError(await sf({ ...who("client2"), method: "POST", path: `${API}/jobs/${id}/stdin`, body: stdin }), 404, "E_NOT_FOUND")
+    await expectError(
+      await sf({ ...who("client2"), method: "POST", path: `${API}/jobs/${id}/stdin`, body: stdin }),
+      404,
+      "E_NOT_FOUND",
+    )
     const list = await sf({ ...who("client2"), method: "GET", path: `${API}/jobs` })
     expect(list.status).toBe(200)
     expect(((await list.json()) as JobView[]).map((j) => j.id)).not.toContain(id)
@@ -274,12 +373,18 @@ describe("bad input", () => {
   })
 
   test("a $Var argument whose variable is not listed in paths is refused with 400 and creates no job", async () => {
-    const res = await expectJobsCreated(0, () => submit({ body: submitBody({ args: ["-i", "$Media/in.mkv"], paths: [] }) }))
+    const res = await expectJobsCreated(0, () =>
+      submit({ body: submitBody({ args: ["-i", "$Media/in.mkv"], paths: [] }) }),
+    )
     await expectError(res, 400, "E_INVALID", /\$Media/)
   })
 
   test("an unknown but well-formed job id is 404", async () => {
-    await expectError(await sf({ ...who("client1"), method: "GET", path: `${API}/jobs/${VALID_ULID}` }), 404, "E_NOT_FOUND")
+    await expectError(
+      await sf({ ...who("client1"), method: "GET", path: `${API}/jobs/${VALID_ULID}` }),
+      404,
+      "E_NOT_FOUND",
+    )
   })
 
   test("a job id that is not a ULID is 404", async () => {
@@ -292,7 +397,12 @@ describe("bad input", () => {
     test(`a ${mib} MiB body is refused with 413 JSON, creates no job and leaves the coordinator healthy`, async () => {
       const big = new Uint8Array(mib * 1024 * 1024).fill(0x20)
       const before = await jobCount()
-      await expectError(await submit({ body: big }), 413, "E_TOO_LARGE", /over this route's limit of \d+ bytes \(set by limits\.max_args_bytes\)/)
+      await expectError(
+        await submit({ body: big }),
+        413,
+        "E_TOO_LARGE",
+        /over this route's limit of \d+ bytes \(set by limits\.max_args_bytes\)/,
+      )
       expect(await jobCount()).toBe(before)
       const health = record("GET /health", await rawFetch(c.url, { method: "GET", path: "/health" }))
       expect(health.status).toBe(200)
@@ -314,11 +424,24 @@ describe("bad input", () => {
     test("output posted with a stale epoch is 409 and does not reach the job's output", async () => {
       expect(job.workerId).toBe("worker1")
       const marker = "INJECTED-BY-STALE-EPOCH"
-      const frames = new Uint8Array([...encodeFrame(Kind.stdout, 1, new TextEncoder().encode(marker)), ...encodeJsonFrame(Kind.exit, 2, { code: 7, signal: null })])
-      const res = await sf({ ...who("worker1"), method: "POST", path: `${API}/jobs/${job.id}/output`, query: `epoch=${job.epoch + 1}`, body: frames })
+      const frames = new Uint8Array([
+        ...encodeFrame(Kind.stdout, 1, new TextEncoder().encode(marker)),
+        ...encodeJsonFrame(Kind.exit, 2, { code: 7, signal: null }),
+      ])
+      const res = await sf({
+        ...who("worker1"),
+        method: "POST",
+        path: `${API}/jobs/${job.id}/output`,
+        query: `epoch=${job.epoch + 1}`,
+        body: frames,
+      })
       await expectError(res, 409, "E_CONFLICT")
       const after = await getJob(job.id)
-      expect({ status: after.status, exitCode: after.exitCode, epoch: after.epoch }).toEqual({ status: "completed", exitCode: 0, epoch: job.epoch })
+      expect({ status: after.status, exitCode: after.exitCode, epoch: after.epoch }).toEqual({
+        status: "completed",
+        exitCode: 0,
+        epoch: job.epoch,
+      })
       const out = await streamedStdout(job.id)
       expect(out).toContain("ffprobe version")
       expect(out).not.toContain(marker)
@@ -326,7 +449,13 @@ describe("bad input", () => {
 
     test("a garbage frames body is 400 E_INVALID", async () => {
       const garbage = new Uint8Array([0x01, 0xff, 0x00, 0x42, 0x13, 0x37, 0x99])
-      const res = await sf({ ...who("worker1"), method: "POST", path: `${API}/jobs/${job.id}/output`, query: `epoch=${job.epoch}`, body: garbage })
+      const res = await sf({
+        ...who("worker1"),
+        method: "POST",
+        path: `${API}/jobs/${job.id}/output`,
+        query: `epoch=${job.epoch}`,
+        body: garbage,
+      })
       await expectError(res, 400, "E_INVALID", /malformed frames/)
       expect((await getJob(job.id)).status).toBe("completed")
     })
@@ -347,7 +476,10 @@ describe("bad input", () => {
   test("a chunked upload over the body limit is refused with 413 JSON, without an internal error in the log", async () => {
     const from = c.coordinator.stderrText.length
     const body = new Uint8Array(10 * 1024 * 1024).fill(0x20)
-    const headers: Record<string, string> = { ...JSON_TYPE, ...signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body }) }
+    const headers: Record<string, string> = {
+      ...JSON_TYPE,
+      ...signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body }),
+    }
     sentSignatures.add(headers[HEADER.signature])
     const stream = new ReadableStream<Uint8Array>({
       start(ctl) {
@@ -360,7 +492,9 @@ describe("bad input", () => {
     // A marker request logged after the upload was handled, so the log below is complete.
     const marker = `/api/v1/marker-${Date.now()}`
     record("marker", await rawFetch(c.url, { method: "GET", path: marker }))
-    await waitFor(() => c.coordinator.stderrText.slice(from).some((l) => l.includes(marker)), { what: "the marker log line" })
+    await waitFor(() => c.coordinator.stderrText.slice(from).some((l) => l.includes(marker)), {
+      what: "the marker log line",
+    })
     expect(c.coordinator.stderrText.slice(from).join("\n")).not.toContain("request failed")
   })
 })
@@ -379,7 +513,25 @@ describe("admin CLI", () => {
 
   test("users add --key-file writes the key 0600 whatever the umask, prints no key, and rotate-key replaces it", async () => {
     const file = join(c.dir, "keyfile-user.key")
-    const r = await c.exec(["sh", "-c", `umask 000; exec "$0" "$@"`, BIN, "admin", "--config", c.coordinatorConfig, "users", "add", "keyfile-user", "--role", "client", "--key-file", file], {})
+    const r = await c.exec(
+      [
+        "sh",
+        "-c",
+        `umask 000; exec "$0" "$@"`,
+        BIN,
+        "admin",
+        "--config",
+        c.coordinatorConfig,
+        "users",
+        "add",
+        "keyfile-user",
+        "--role",
+        "client",
+        "--key-file",
+        file,
+      ],
+      {},
+    )
     expect(r.code).toBe(0)
     expect(r.out).toBe(`wrote the key of keyfile-user to ${file} (mode 0600)\n`)
     expect(statSync(file).mode & 0o777).toBe(0o600)
@@ -387,7 +539,24 @@ describe("admin CLI", () => {
     expect(key).toMatch(/^[A-Za-z0-9+/]{43}=$/)
     extraKeys.push(key)
     expect((await sf({ client: "keyfile-user", key, method: "GET", path: `${API}/jobs` })).status).toBe(200)
-    const rot = await c.exec(["sh", "-c", `umask 000; exec "$0" "$@"`, BIN, "admin", "--config", c.coordinatorConfig, "users", "rotate-key", "keyfile-user", "--key-file", file, "--json"], {})
+    const rot = await c.exec(
+      [
+        "sh",
+        "-c",
+        `umask 000; exec "$0" "$@"`,
+        BIN,
+        "admin",
+        "--config",
+        c.coordinatorConfig,
+        "users",
+        "rotate-key",
+        "keyfile-user",
+        "--key-file",
+        file,
+        "--json",
+      ],
+      {},
+    )
     expect(rot.code).toBe(0)
     expect(JSON.parse(rot.out)).toEqual({ name: "keyfile-user", keyFile: file })
     const next = readFileSync(file, "utf8").trim()
@@ -432,7 +601,12 @@ describe("admin CLI", () => {
     expect((await sf({ client: "doomed", key, method: "GET", path: `${API}/jobs` })).status).toBe(200)
     const r = await c.admin(["users", "rm", "doomed"])
     expect(r.code).toBe(0)
-    await expectError(await sf({ client: "doomed", key, method: "GET", path: `${API}/jobs` }), 401, "E_AUTH", /unknown identity/)
+    await expectError(
+      await sf({ client: "doomed", key, method: "GET", path: `${API}/jobs` }),
+      401,
+      "E_AUTH",
+      /unknown identity/,
+    )
   })
 
   test("jobs show with an id that is not a ULID exits 2", async () => {

@@ -38,7 +38,7 @@ interface JobJson {
   progress: { percent: number | null } | null
 }
 
-const parse = <T,>(r: RunResult): T => {
+const parse = <T>(r: RunResult): T => {
   if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.err}`)
   return JSON.parse(r.out) as T
 }
@@ -51,25 +51,46 @@ const submit = async (args: string[]) => {
   return r.out.trim()
 }
 /** A real encode of `seconds` in real time with a known length, so progress has a percentage. */
-const encode = (seconds: number) => ["-hide_banner", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", String(seconds), "-f", "null", "-"]
+const encode = (seconds: number) => [
+  "-hide_banner",
+  "-re",
+  "-f",
+  "lavfi",
+  "-i",
+  "testsrc=size=160x120:rate=10",
+  "-t",
+  String(seconds),
+  "-f",
+  "null",
+  "-",
+]
 
 describe("admin workers", () => {
   test("ls and show give state, load/slots, binaries, paths, version and last seen, the same in both modes", async () => {
     const ls = await c.remote(["workers", "ls"])
     expect(ls.code).toBe(0)
-    expect(ls.out).toMatch(/^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nworker1 +online +0\/2 +ffmpeg,ffprobe +Media +bwrap +\d+\.\d+\.\d+ +\d+s ago\n$/)
+    expect(ls.out).toMatch(
+      /^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nworker1 +online +0\/2 +ffmpeg,ffprobe +Media +bwrap +\d+\.\d+\.\d+ +\d+s ago\n$/,
+    )
     const remote = parse<WorkerJson[]>(await c.remote(["workers", "ls", "--json"]))
-    expect(remote).toEqual([expect.objectContaining({ id: "worker1", status: "online", drainRequested: false, load: 0, maxJobs: 2 })])
+    expect(remote).toEqual([
+      expect.objectContaining({ id: "worker1", status: "online", drainRequested: false, load: 0, maxJobs: 2 }),
+    ])
     const viaLocal = parse<WorkerJson[]>(await local(["workers", "ls", "--json"]))
     expect(viaLocal.map(({ lastSeen: _, ...w }) => w)).toEqual(remote.map(({ lastSeen: _, ...w }) => w))
     const show = await c.remote(["workers", "show", "worker1"])
-    expect(show.out).toMatch(/^id +worker1\nstatus +online\nload +0\/2\nbinaries +ffmpeg,ffprobe\npaths +Media\nsandbox +bwrap, jobs run as nobody \(65534:65534\)\n/)
+    expect(show.out).toMatch(
+      /^id +worker1\nstatus +online\nload +0\/2\nbinaries +ffmpeg,ffprobe\npaths +Media\nsandbox +bwrap, jobs run as nobody \(65534:65534\)\n/,
+    )
     expect(show.out).toMatch(/\nno current jobs\n$/)
   })
 
   test("drain keeps new jobs queued across re-registrations and a restart of the worker; undrain runs them", async () => {
     const drained = await c.remote(["workers", "drain", "worker1"])
-    expect(drained).toMatchObject({ code: 0, out: "worker1 draining (admin): gets no new jobs; it has no current jobs\n" })
+    expect(drained).toMatchObject({
+      code: 0,
+      out: "worker1 draining (admin): gets no new jobs; it has no current jobs\n",
+    })
     expect((await c.remote(["workers", "ls"])).out).toMatch(/^worker1 +draining \(admin\) +0\/2 /m)
     const id = await submit(encode(1))
 
@@ -90,10 +111,13 @@ describe("admin workers", () => {
 
     const undrained = await c.remote(["workers", "undrain", "worker1", "--json"])
     expect(parse<WorkerJson>(undrained)).toMatchObject({ id: "worker1", status: "online", drainRequested: false })
-    const done = await waitFor(async () => {
-      const j = await job(id)
-      return j.status === "completed" && j
-    }, { what: "the job to run after undrain" })
+    const done = await waitFor(
+      async () => {
+        const j = await job(id)
+        return j.status === "completed" && j
+      },
+      { what: "the job to run after undrain" },
+    )
     expect(done).toMatchObject({ workerId: "worker1", exitCode: 0 })
   }, 30_000)
 
@@ -106,7 +130,9 @@ describe("admin workers", () => {
     const text = (await c.remote(["workers", "show", "worker1"])).out
     expect(text).toMatch(/\ncurrent jobs\nID +STATUS +EXIT +PROGRESS +BINARY +REQUESTER +WORKER/)
     // PROGRESS as in "42% 1.8x eta 0:31" (speed and eta once ffmpeg has reported them).
-    expect(text).toMatch(new RegExp(`^${id} +running +- +\\d+%( [\\d.]+x)?( eta \\d+:\\d\\d)? +ffmpeg +client1 +worker1 `, "m"))
+    expect(text).toMatch(
+      new RegExp(`^${id} +running +- +\\d+%( [\\d.]+x)?( eta \\d+:\\d\\d)? +ffmpeg +client1 +worker1 `, "m"),
+    )
     const ls = (await c.remote(["jobs", "ls", "--status", "running"])).out
     expect(ls).toMatch(new RegExp(`^${id} +running +- +\\d+%`, "m"))
     const client = (await c.client("jobs", ["--status", "running"])).out
@@ -137,7 +163,16 @@ describe("admin janitor", () => {
     expect(r.code).toBe(0)
     expect(r.out).toMatch(/^janitor pass done(; reaping is paused [^\n]+)?\n(nothing to do\n|[a-z (),]+ {2,}\S)/)
     const report = parse<Record<string, unknown>>(await c.remote(["janitor", "run", "--json"]))
-    expect(Object.keys(report).sort()).toEqual(["abandoned", "canceled", "failedPending", "lost", "pruned", "suppressed", "unassigned", "workersOffline"])
+    expect(Object.keys(report).sort()).toEqual([
+      "abandoned",
+      "canceled",
+      "failedPending",
+      "lost",
+      "pruned",
+      "suppressed",
+      "unassigned",
+      "workersOffline",
+    ])
     const l = await local(["janitor", "run", "--json"])
     expect(l.code).toBe(2)
     expect(JSON.parse(l.out).error.message).toMatch(/^janitor run needs the remote mode/)
@@ -161,7 +196,11 @@ describe("client views", () => {
 
   test("jobs lists your own jobs newest first with --status and --limit; --json is the list", async () => {
     const r = await c.client("jobs", ["--limit", "1"])
-    expect(r.out).toMatch(new RegExp(`^ID +STATUS +EXIT +PROGRESS +BINARY +WORKER +AGE +DURATION +ARGS\\n${id} +completed +0 +- +ffmpeg +worker1 +\\d+[smhd] +\\S+ +-hide_banner -f lavfi`))
+    expect(r.out).toMatch(
+      new RegExp(
+        `^ID +STATUS +EXIT +PROGRESS +BINARY +WORKER +AGE +DURATION +ARGS\\n${id} +completed +0 +- +ffmpeg +worker1 +\\d+[smhd] +\\S+ +-hide_banner -f lavfi`,
+      ),
+    )
     const list = parse<JobJson[]>(await c.client("jobs", ["--json", "--status", "completed"]))
     expect(list.map((j) => j.id)).toContain(id)
     expect(parse<JobJson[]>(await c.client("jobs", ["--json", "--status", "queued"]))).toEqual([])
@@ -169,12 +208,21 @@ describe("client views", () => {
 
   test("workers shows each worker's load bar and a total line; --json is the list", async () => {
     const r = await c.client("workers")
-    expect(r.out).toMatch(/^ID +STATUS +LOAD +BINARIES +PATHS\nworker1 +online +\[[#-]{10}\] \d\/2 +ffmpeg,ffprobe +Media\n\n1 workers, 1 online; \d of 2 slots busy\n$/)
-    expect(parse<WorkerJson[]>(await c.client("workers", ["--json"]))).toEqual([expect.objectContaining({ id: "worker1", maxJobs: 2 })])
+    expect(r.out).toMatch(
+      /^ID +STATUS +LOAD +BINARIES +PATHS\nworker1 +online +\[[#-]{10}\] \d\/2 +ffmpeg,ffprobe +Media\n\n1 workers, 1 online; \d of 2 slots busy\n$/,
+    )
+    expect(parse<WorkerJson[]>(await c.client("workers", ["--json"]))).toEqual([
+      expect.objectContaining({ id: "worker1", maxJobs: 2 }),
+    ])
   })
 
   test("status -w on a pipe prints a timestamped table and ends with exit 0 on SIGINT", async () => {
-    const p = Bun.spawn([BIN, "client", "status", "-w", "--interval", "0.2", "--config", c.clientConfig], { cwd: c.dir, env: { PATH: process.env.PATH ?? "", HOME: c.dir }, stdout: "pipe", stderr: "pipe" })
+    const p = Bun.spawn([BIN, "client", "status", "-w", "--interval", "0.2", "--config", c.clientConfig], {
+      cwd: c.dir,
+      env: { PATH: process.env.PATH ?? "", HOME: c.dir },
+      stdout: "pipe",
+      stderr: "pipe",
+    })
     let out = ""
     const reader = (async () => {
       for await (const chunk of p.stdout) out += new TextDecoder().decode(chunk)
@@ -185,17 +233,34 @@ describe("client views", () => {
     await reader
     expect(code).toBe(0)
     expect(await new Response(p.stderr).text()).toBe("")
-    expect(out).toMatch(/^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ jobs of client1: \d+ running, \d+ waiting\nID +STATUS +EXIT +PROGRESS/)
+    expect(out).toMatch(
+      /^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ jobs of client1: \d+ running, \d+ waiting\nID +STATUS +EXIT +PROGRESS/,
+    )
     // Nothing changed between refreshes: a pipe gets the table once, not every 0.2 s.
     expect(out.match(/^--- /gm)?.length).toBe(1)
   })
 
   test("bad input: a malformed id or --interval exits 2, an unknown or foreign job exits 1", async () => {
-    expect(await c.client("status", ["NOTAULID"])).toMatchObject({ code: 2, err: expect.stringMatching(/^dffmpeg: NOTAULID is not a job id/) })
-    expect(await c.client("status", [])).toMatchObject({ code: 2, err: expect.stringMatching(/^dffmpeg: give a job id, or --watch/) })
-    expect(await c.client("status", ["-w", "--interval", "0"])).toMatchObject({ code: 2, err: expect.stringMatching(/^dffmpeg: --interval must be a number of seconds/) })
-    expect(await c.client("status", ["01M8DFWF4PCGSZBYEVT8TNJN46"])).toMatchObject({ code: 1, err: "dffmpeg: no job 01M8DFWF4PCGSZBYEVT8TNJN46\n" })
-    expect(await c.client("jobs", ["--since", "soon"])).toMatchObject({ code: 2, err: expect.stringMatching(/^dffmpeg: --since must be/) })
+    expect(await c.client("status", ["NOTAULID"])).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/^dffmpeg: NOTAULID is not a job id/),
+    })
+    expect(await c.client("status", [])).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/^dffmpeg: give a job id, or --watch/),
+    })
+    expect(await c.client("status", ["-w", "--interval", "0"])).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/^dffmpeg: --interval must be a number of seconds/),
+    })
+    expect(await c.client("status", ["01M8DFWF4PCGSZBYEVT8TNJN46"])).toMatchObject({
+      code: 1,
+      err: "dffmpeg: no job 01M8DFWF4PCGSZBYEVT8TNJN46\n",
+    })
+    expect(await c.client("jobs", ["--since", "soon"])).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/^dffmpeg: --since must be/),
+    })
   })
 })
 
@@ -203,7 +268,10 @@ describe("worker-supplied strings", () => {
   test("a registration whose version or capabilities hold control or bidi characters is 400, and the listing keeps the true worker", async () => {
     const api = apiFor(c, "worker1")
     const reg = { binaries: ["ffmpeg"], paths: ["Media"], maxJobs: 2 }
-    for (const bad of [{ version: "1\x1b[2J\x1b]0;t\x07\r\nFAKE LINE \u202eevil" }, { version: "0.1.0", capabilities: { runAs: "\x1b[31mroot" } }]) {
+    for (const bad of [
+      { version: "1\x1b[2J\x1b]0;t\x07\r\nFAKE LINE \u202eevil" },
+      { version: "0.1.0", capabilities: { runAs: "\x1b[31mroot" } },
+    ]) {
       const res = await api.request("POST", "/api/v1/worker/register", { json: { ...reg, ...bad } })
       expect(res.status).toBe(400)
       const body = (await res.json()) as { error: { code: string; message: string; details: string[] } }

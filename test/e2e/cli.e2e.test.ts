@@ -19,8 +19,9 @@ afterAll(async () => {
   await c?.stop()
 })
 
-const canList = async (client: string, key: string) => (await signedFetch(c.url, { client, key, method: "GET", path: "/api/v1/jobs" })).status
-const parse = <T,>(r: RunResult): T => {
+const canList = async (client: string, key: string) =>
+  (await signedFetch(c.url, { client, key, method: "GET", path: "/api/v1/jobs" })).status
+const parse = <T>(r: RunResult): T => {
   if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.err}`)
   return JSON.parse(r.out) as T
 }
@@ -29,7 +30,20 @@ const names = async () => parse<{ name: string }[]>(await c.remote(["users", "ls
 const local = (args: string[]) => c.exec([BIN, "admin", "--local", "--config", c.coordinatorConfig, ...args], {})
 
 /** A short real encode writing ffmpeg's usual stderr (banner, `\r` status lines) through the proxy. */
-const encode = (seconds: number, extra: string[] = []) => ["-hide_banner", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", String(seconds), ...extra, "-f", "null", "-"]
+const encode = (seconds: number, extra: string[] = []) => [
+  "-hide_banner",
+  "-re",
+  "-f",
+  "lavfi",
+  "-i",
+  "testsrc=size=160x120:rate=10",
+  "-t",
+  String(seconds),
+  ...extra,
+  "-f",
+  "null",
+  "-",
+]
 
 describe("admin users", () => {
   test("add prints only the key, which signs requests at once; ls and show list the user in both modes, never the key", async () => {
@@ -43,15 +57,25 @@ describe("admin users", () => {
     expect(ls.out).toMatch(/^NAME +ROLE +CREATED\n/)
     expect(ls.out).toMatch(/^alice +client +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m)
     expect(ls.out).not.toContain(key)
-    const remoteJson = parse<{ name: string; role: string; createdAt: number }[]>(await c.remote(["users", "ls", "--json"]))
+    const remoteJson = parse<{ name: string; role: string; createdAt: number }[]>(
+      await c.remote(["users", "ls", "--json"]),
+    )
     expect(parse(await local(["users", "ls", "--json"]))).toEqual(remoteJson)
-    expect(remoteJson.find((u) => u.name === "alice")).toEqual({ name: "alice", role: "client", createdAt: expect.any(Number) })
+    expect(remoteJson.find((u) => u.name === "alice")).toEqual({
+      name: "alice",
+      role: "client",
+      createdAt: expect.any(Number),
+    })
 
     const show = await c.remote(["users", "show", "alice"])
     expect(show.out).toMatch(/^name +alice\nrole +client\ncreated +\d{4}-/)
-    expect(parse(await c.remote(["users", "show", "alice", "--json"]))).toEqual(parse(await local(["users", "show", "alice", "--json"])))
+    expect(parse(await c.remote(["users", "show", "alice", "--json"]))).toEqual(
+      parse(await local(["users", "show", "alice", "--json"])),
+    )
 
-    const viaJson = parse<{ user: { name: string; role: string }; key: string }>(await local(["users", "add", "bob", "--role", "worker", "--json"]))
+    const viaJson = parse<{ user: { name: string; role: string }; key: string }>(
+      await local(["users", "add", "bob", "--role", "worker", "--json"]),
+    )
     expect(viaJson.user).toMatchObject({ name: "bob", role: "worker" })
     expect(await canList("bob", viaJson.key)).toBe(200)
   })
@@ -78,7 +102,11 @@ describe("admin users", () => {
 
     const before = await names()
     const self = await c.remote(["users", "rm", "admin1"])
-    expect(self).toMatchObject({ code: 1, out: "", err: "dffmpeg: you cannot remove your own identity (admin1); use another admin identity\n" })
+    expect(self).toMatchObject({
+      code: 1,
+      out: "",
+      err: "dffmpeg: you cannot remove your own identity (admin1); use another admin identity\n",
+    })
     const ghost = await c.remote(["users", "rm", "ghost", "--json"])
     expect(ghost.code).toBe(1)
     expect(JSON.parse(ghost.out)).toEqual({ error: { code: "E_NOT_FOUND", message: "no user ghost" } })
@@ -89,7 +117,12 @@ describe("admin users", () => {
 
   test("a bad name or role is a usage error (exit 2) and a duplicate fails (exit 1); nobody is created", async () => {
     const before = await names()
-    for (const args of [["add", "bad/name", "--role", "client"], ["add", "eve", "--role", "root"], ["show", "x.y"], ["rotate-key", "a b"]]) {
+    for (const args of [
+      ["add", "bad/name", "--role", "client"],
+      ["add", "eve", "--role", "root"],
+      ["show", "x.y"],
+      ["rotate-key", "a b"],
+    ]) {
       const r = await c.remote(["users", ...args])
       expect(r.code).toBe(2)
       expect(r.err).toMatch(/^dffmpeg: (invalid user name|--role must be one of client, worker, admin)/)
@@ -104,18 +137,27 @@ describe("mode selection", () => {
   test("an admin config found by the search or named by DFFMPEG_ADMIN_CONFIG means remote mode", async () => {
     const ops = join(c.dir, "ops")
     mkdirSync(ops, { recursive: true })
-    writeFileSync(join(ops, "dffmpeg-admin.yaml"), JSON.stringify({ client_id: "admin1", hmac_key_file: join(c.dir, "admin1.key"), coordinator: { port: c.port } }))
+    writeFileSync(
+      join(ops, "dffmpeg-admin.yaml"),
+      JSON.stringify({ client_id: "admin1", hmac_key_file: join(c.dir, "admin1.key"), coordinator: { port: c.port } }),
+    )
     // Only the remote mode can run a janitor pass: it succeeding shows which mode was chosen.
     const found = await c.exec([BIN, "admin", "janitor", "run"], { cwd: ops })
     expect(found).toMatchObject({ code: 0, out: expect.stringMatching(/^janitor pass done/) })
-    const env = await c.exec([BIN, "admin", "janitor", "run", "--json"], { env: { DFFMPEG_ADMIN_CONFIG: c.adminConfig! } })
+    const env = await c.exec([BIN, "admin", "janitor", "run", "--json"], {
+      env: { DFFMPEG_ADMIN_CONFIG: c.adminConfig! },
+    })
     expect(parse(env)).toMatchObject({ suppressed: expect.any(Boolean), lost: [] })
   })
 
   test("without an admin config, the coordinator config is used locally (no key needed)", async () => {
-    const r = await c.exec([BIN, "admin", "users", "ls", "--json"], { env: { DFFMPEG_COORDINATOR_CONFIG: c.coordinatorConfig } })
+    const r = await c.exec([BIN, "admin", "users", "ls", "--json"], {
+      env: { DFFMPEG_COORDINATOR_CONFIG: c.coordinatorConfig },
+    })
     expect(parse<{ name: string }[]>(r).map((u) => u.name)).toContain("admin1")
-    const jan = await c.exec([BIN, "admin", "janitor", "run"], { env: { DFFMPEG_COORDINATOR_CONFIG: c.coordinatorConfig } })
+    const jan = await c.exec([BIN, "admin", "janitor", "run"], {
+      env: { DFFMPEG_COORDINATOR_CONFIG: c.coordinatorConfig },
+    })
     expect(jan.code).toBe(2)
     expect(jan.err).toMatch(/^dffmpeg: janitor run needs the remote mode/)
   })
@@ -123,12 +165,16 @@ describe("mode selection", () => {
   test("--local with an identity config is a usage error; no config anywhere is a config error (exit 3)", async () => {
     const r = await c.exec([BIN, "admin", "--local", "--config", c.adminConfig!, "users", "ls"], {})
     expect(r.code).toBe(2)
-    expect(r.err).toMatch(/^dffmpeg: --local works on the coordinator's own database, but .*admin1\.yaml is an identity config/)
+    expect(r.err).toMatch(
+      /^dffmpeg: --local works on the coordinator's own database, but .*admin1\.yaml is an identity config/,
+    )
     const empty = join(c.dir, "empty")
     mkdirSync(empty, { recursive: true })
     const none = await c.exec([BIN, "admin", "users", "ls"], { cwd: empty, env: { HOME: empty } })
     expect(none.code).toBe(3)
-    expect(none.err).toMatch(/^dffmpeg: no admin config and no coordinator config found \(looked in .*dffmpeg-admin\.yaml.*dffmpeg-coordinator\.yaml/)
+    expect(none.err).toMatch(
+      /^dffmpeg: no admin config and no coordinator config found \(looked in .*dffmpeg-admin\.yaml.*dffmpeg-coordinator\.yaml/,
+    )
   })
 })
 
@@ -136,13 +182,27 @@ describe("non-admin identities", () => {
   test("get exit 5 on every admin verb with the reason on stderr (and as JSON with --json); nothing changes", async () => {
     const asClient = (args: string[]) => c.exec([BIN, "admin", "--config", c.clientConfig, ...args], {})
     const before = await names()
-    for (const args of [["users", "ls"], ["users", "add", "mallory", "--role", "admin"], ["jobs", "ls"], ["workers", "ls"], ["workers", "drain", "worker1"], ["janitor", "run"]]) {
+    for (const args of [
+      ["users", "ls"],
+      ["users", "add", "mallory", "--role", "admin"],
+      ["jobs", "ls"],
+      ["workers", "ls"],
+      ["workers", "drain", "worker1"],
+      ["janitor", "run"],
+    ]) {
       const r = await asClient(args)
       expect(r.code).toBe(5)
-      expect(r.err).toContain("dffmpeg: this route is for admin identities; client1 is a client (dffmpeg admin needs an admin identity;")
+      expect(r.err).toContain(
+        "dffmpeg: this route is for admin identities; client1 is a client (dffmpeg admin needs an admin identity;",
+      )
     }
     const js = await asClient(["users", "ls", "--json"])
-    expect(JSON.parse(js.out)).toEqual({ error: { code: "E_FORBIDDEN", message: expect.stringMatching(/^this route is for admin identities; client1 is a client/) } })
+    expect(JSON.parse(js.out)).toEqual({
+      error: {
+        code: "E_FORBIDDEN",
+        message: expect.stringMatching(/^this route is for admin identities; client1 is a client/),
+      },
+    })
     expect(await names()).toEqual(before)
     expect(parse<{ status: string }[]>(await c.remote(["workers", "ls", "--json"]))[0].status).toBe("online")
   })
@@ -164,7 +224,16 @@ describe("admin jobs", () => {
       expect(r.code).toBe(0)
       expect(Buffer.from(r.stdout).equals(Buffer.from(proxied.stderr))).toBe(true)
     }
-    const raw = await c.run("ffmpeg", ["-hide_banner", "-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=1", "-f", "rawvideo", "-"])
+    const raw = await c.run("ffmpeg", [
+      "-hide_banner",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=size=32x32:rate=5:duration=1",
+      "-f",
+      "rawvideo",
+      "-",
+    ])
     expect(raw.stdout.length).toBe(32 * 32 * 3 * 5)
     const rawId = parse<{ id: string }[]>(await c.remote(["jobs", "ls", "--json", "--limit", "1"]))[0].id
     const both = await c.remote(["jobs", "logs", rawId, "--stdout"])
@@ -175,12 +244,24 @@ describe("admin jobs", () => {
   test("show gives args as submitted, requester, worker, exit, times, timeline and the last stderr lines; --json the same data", async () => {
     const r = await c.remote(["jobs", "show", id])
     expect(r.code).toBe(0)
-    for (const line of [`id         ${id}`, "status     completed", "exit       0", `args       ${JSON.stringify(encode(1))}`, "requester  client1", "worker     worker1"]) expect(r.out).toContain(line + "\n")
-    expect(r.out).toMatch(/\ntimeline\nTIME +STATUS +ATTEMPT +WORKER +REASON\n.*queued.*\n.*assigned +1 +worker1.*\n.*running.*\n.*completed.*\n/)
+    for (const line of [
+      `id         ${id}`,
+      "status     completed",
+      "exit       0",
+      `args       ${JSON.stringify(encode(1))}`,
+      "requester  client1",
+      "worker     worker1",
+    ])
+      expect(r.out).toContain(line + "\n")
+    expect(r.out).toMatch(
+      /\ntimeline\nTIME +STATUS +ATTEMPT +WORKER +REASON\n.*queued.*\n.*assigned +1 +worker1.*\n.*running.*\n.*completed.*\n/,
+    )
     expect(r.out).toMatch(/\nlast \d+ stderr lines\n(  .*\n)+$/)
     const last = new TextDecoder().decode(proxied.stderr).trimEnd().split("\n").at(-1)!
     expect(r.out.trimEnd().endsWith(last)).toBe(true)
-    const remote = parse<{ id: string; status: string; events: { status: string }[]; stderrTail: string[] }>(await c.remote(["jobs", "show", id, "--json"]))
+    const remote = parse<{ id: string; status: string; events: { status: string }[]; stderrTail: string[] }>(
+      await c.remote(["jobs", "show", id, "--json"]),
+    )
     expect(remote).toMatchObject({ id, status: "completed", requester: "client1", workerId: "worker1", exitCode: 0 })
     expect(remote.events.map((e) => e.status)).toEqual(["queued", "assigned", "running", "completed"])
     expect(remote.stderrTail.at(-1)).toBe(last)
@@ -188,7 +269,8 @@ describe("admin jobs", () => {
   })
 
   test("ls filters by status, worker and --since; --since in the future is empty; bad values are usage errors", async () => {
-    const ids = async (args: string[]) => parse<{ id: string }[]>(await c.remote(["jobs", "ls", "--json", ...args])).map((j) => j.id)
+    const ids = async (args: string[]) =>
+      parse<{ id: string }[]>(await c.remote(["jobs", "ls", "--json", ...args])).map((j) => j.id)
     expect(await ids([])).toContain(id)
     expect(await ids(["--status", "completed"])).toContain(id)
     expect(await ids(["--status", "running"])).not.toContain(id)
@@ -198,7 +280,9 @@ describe("admin jobs", () => {
     expect(await ids(["--since", "2100-01-01"])).toEqual([])
     expect(await ids(["--before", id])).not.toContain(id)
     expect((await c.remote(["jobs", "ls", "--since", "2100-01-01"])).out).toBe("no jobs\n")
-    expect(parse(await local(["jobs", "ls", "--json", "--since", "1h"]))).toEqual(parse(await c.remote(["jobs", "ls", "--json", "--since", "1h"])))
+    expect(parse(await local(["jobs", "ls", "--json", "--since", "1h"]))).toEqual(
+      parse(await c.remote(["jobs", "ls", "--json", "--since", "1h"])),
+    )
 
     const table = await c.remote(["jobs", "ls", "--status", "completed"])
     expect(table.out).toMatch(/^ID +STATUS +EXIT +PROGRESS +BINARY +REQUESTER +WORKER +CREATED +DURATION +ARGS\n/)
@@ -207,7 +291,10 @@ describe("admin jobs", () => {
     for (const [args, message] of [
       [["--since", "yesterday"], /^dffmpeg: --since must be a duration such as 90s, 10m, 2h, 7d or 1w, or an ISO date/],
       [["--since", "2026-02-30"], /^dffmpeg: --since must be/],
-      [["--status", "bogus"], /^dffmpeg: --status must be one of queued, assigned, running, completed, failed, canceled/],
+      [
+        ["--status", "bogus"],
+        /^dffmpeg: --status must be one of queued, assigned, running, completed, failed, canceled/,
+      ],
       [["--limit", "0"], /^dffmpeg: --limit must be a number from 1 to 1000/],
       [["--before", "nope"], /^dffmpeg: nope is not a job id/],
       [["--bogus"], /^dffmpeg: unknown option --bogus/],
@@ -225,7 +312,10 @@ describe("admin jobs", () => {
     const job = sub.out.trim()
     const started = parse<{ status: string }>(await c.client("status", [job, "--json"])).status
     expect(["queued", "assigned", "running"]).toContain(started)
-    const [remote, polled] = await Promise.all([c.remote(["jobs", "logs", "-f", job]), local(["jobs", "logs", "--follow", job])])
+    const [remote, polled] = await Promise.all([
+      c.remote(["jobs", "logs", "-f", job]),
+      local(["jobs", "logs", "--follow", job]),
+    ])
     expect(remote.code).toBe(0)
     expect(polled.code).toBe(0)
     const done = parse<{ status: string }>(await c.remote(["jobs", "show", job, "--json"]))

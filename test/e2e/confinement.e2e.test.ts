@@ -43,32 +43,189 @@ const ff = (...a: string[]) => ["-v", "error", "-nostdin", "-y", ...a]
 const dump = (input: string) => ff("-f", "data", "-i", input, "-map", "0", "-c", "copy", "-f", "data", "-")
 
 const cases: Case[] = [
-  { name: "relative path from a $Var cwd", args: () => dump("../canary.txt"), rule: /leaves the job's directories/, proof: "stdout" },
-  { name: "relative path from the scratch cwd", args: () => dump(`${"../".repeat(12)}${canary.slice(1)}`), rule: /leaves the job's directories/, proof: "stdout", cwd: null },
+  {
+    name: "relative path from a $Var cwd",
+    args: () => dump("../canary.txt"),
+    rule: /leaves the job's directories/,
+    proof: "stdout",
+  },
+  {
+    name: "relative path from the scratch cwd",
+    args: () => dump(`${"../".repeat(12)}${canary.slice(1)}`),
+    rule: /leaves the job's directories/,
+    proof: "stdout",
+    cwd: null,
+  },
   { name: "file:../x", args: () => dump("file:../canary.txt"), rule: /leaves the job's directories/, proof: "stdout" },
-  { name: "output ../x.mkv", args: () => ff("-i", "av.mkv", "-t", "0.2", "-c", "copy", "../writes/x.mkv"), rule: /leaves the job's directories/, proof: "write" },
-  { name: "-f image2 ../x%d.png", args: () => ff("-i", "av.mkv", "-frames:v", "1", "-f", "image2", "../writes/x%d.png"), rule: /leaves the job's directories/, proof: "write" },
-  { name: "concat:/abs", args: () => dump(`concat:${canary}`), rule: /^concat may only read files under a path variable$/, proof: "stdout" },
-  { name: "subfile,,start,0,end,0,,:/abs", args: () => dump(`subfile,,start,0,end,0,,:${canary}`), rule: /^subfile may only read files under a path variable$/, proof: "stdout" },
-  { name: "cache:/abs", args: () => dump(`cache:${canary}`), rule: /^cache may only read files under a path variable$/, proof: "stdout" },
-  { name: "lavfi movie=", args: () => ff("-f", "lavfi", "-i", `movie=${secretMkv}`, "-frames:v", "1", "-f", "framecrc", "-"), rule: /^filter movie ".*" is outside the job's path variables$/, proof: "exit0" },
-  { name: "lavfi amovie=", args: () => ff("-f", "lavfi", "-i", `amovie=${secretMkv}`, "-t", "0.1", "-f", "framecrc", "-"), rule: /^filter amovie /, proof: "exit0" },
-  { name: "movie= inside -vf", args: () => ff("-i", "av.mkv", "-vf", `movie=${secretMkv}[m];[in][m]overlay`, "-frames:v", "1", "-f", "null", "-"), rule: /^filter movie /, proof: "exit0" },
-  { name: "-attach ../x", args: () => ff("-i", "av.mkv", "-t", "0.1", "-c", "copy", "-attach", "../canary.txt", "-metadata:s:t", "mimetype=text/plain", "-f", "matroska", "-"), rule: /^-attach relative path/, proof: "stdout" },
-  { name: "-filter_script ../x", args: () => ff("-i", "av.mkv", "-filter_script:v", "../canary.txt", "-f", "null", "-"), rule: /^-filter_script relative path/, proof: "stderr" },
-  { name: "HLS playlist in the root whose segment is ../../secret", args: () => ff("-i", "hls/list.m3u8", "-c", "copy", "-f", "mpegts", "-"), rule: /^line 5 of "hls\/list\.m3u8" names a file outside the job's directories$/, proof: "exit0" },
-  { name: "-f concat -safe 0 with absolute entries", args: () => ff("-f", "concat", "-safe", "0", "-i", "list.txt", "-c", "copy", "-f", "matroska", "-"), rule: /^-safe 0 lets the input name files outside/, proof: "exit0" },
-  { name: "-f tee [f=matroska]/abs", args: () => ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "tee", `[f=matroska]${writes}/tee.mkv`), rule: /^tee output ".*" is outside the job's path variables$/, proof: "write" },
-  { name: "-dump_attachment:t:0 ../x", args: () => ff("-dump_attachment:t:0", "../writes/dump.ttf", "-i", "att.mkv"), rule: /^-dump_attachment may not contain "\.\."$/, proof: "write" },
-  { name: '-dump_attachment:t "" (name from the media)', args: () => ff("-dump_attachment:t", "", "-i", "evil-att.mkv"), rule: /^-dump_attachment without a name would write "\.\.\/writes\/evil\.ttf"/, proof: "write" },
+  {
+    name: "output ../x.mkv",
+    args: () => ff("-i", "av.mkv", "-t", "0.2", "-c", "copy", "../writes/x.mkv"),
+    rule: /leaves the job's directories/,
+    proof: "write",
+  },
+  {
+    name: "-f image2 ../x%d.png",
+    args: () => ff("-i", "av.mkv", "-frames:v", "1", "-f", "image2", "../writes/x%d.png"),
+    rule: /leaves the job's directories/,
+    proof: "write",
+  },
+  {
+    name: "concat:/abs",
+    args: () => dump(`concat:${canary}`),
+    rule: /^concat may only read files under a path variable$/,
+    proof: "stdout",
+  },
+  {
+    name: "subfile,,start,0,end,0,,:/abs",
+    args: () => dump(`subfile,,start,0,end,0,,:${canary}`),
+    rule: /^subfile may only read files under a path variable$/,
+    proof: "stdout",
+  },
+  {
+    name: "cache:/abs",
+    args: () => dump(`cache:${canary}`),
+    rule: /^cache may only read files under a path variable$/,
+    proof: "stdout",
+  },
+  {
+    name: "lavfi movie=",
+    args: () => ff("-f", "lavfi", "-i", `movie=${secretMkv}`, "-frames:v", "1", "-f", "framecrc", "-"),
+    rule: /^filter movie ".*" is outside the job's path variables$/,
+    proof: "exit0",
+  },
+  {
+    name: "lavfi amovie=",
+    args: () => ff("-f", "lavfi", "-i", `amovie=${secretMkv}`, "-t", "0.1", "-f", "framecrc", "-"),
+    rule: /^filter amovie /,
+    proof: "exit0",
+  },
+  {
+    name: "movie= inside -vf",
+    args: () => ff("-i", "av.mkv", "-vf", `movie=${secretMkv}[m];[in][m]overlay`, "-frames:v", "1", "-f", "null", "-"),
+    rule: /^filter movie /,
+    proof: "exit0",
+  },
+  {
+    name: "-attach ../x",
+    args: () =>
+      ff(
+        "-i",
+        "av.mkv",
+        "-t",
+        "0.1",
+        "-c",
+        "copy",
+        "-attach",
+        "../canary.txt",
+        "-metadata:s:t",
+        "mimetype=text/plain",
+        "-f",
+        "matroska",
+        "-",
+      ),
+    rule: /^-attach relative path/,
+    proof: "stdout",
+  },
+  {
+    name: "-filter_script ../x",
+    args: () => ff("-i", "av.mkv", "-filter_script:v", "../canary.txt", "-f", "null", "-"),
+    rule: /^-filter_script relative path/,
+    proof: "stderr",
+  },
+  {
+    name: "HLS playlist in the root whose segment is ../../secret",
+    args: () => ff("-i", "hls/list.m3u8", "-c", "copy", "-f", "mpegts", "-"),
+    rule: /^line 5 of "hls\/list\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "-f concat -safe 0 with absolute entries",
+    args: () => ff("-f", "concat", "-safe", "0", "-i", "list.txt", "-c", "copy", "-f", "matroska", "-"),
+    rule: /^-safe 0 lets the input name files outside/,
+    proof: "exit0",
+  },
+  {
+    name: "-f tee [f=matroska]/abs",
+    args: () =>
+      ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "tee", `[f=matroska]${writes}/tee.mkv`),
+    rule: /^tee output ".*" is outside the job's path variables$/,
+    proof: "write",
+  },
+  {
+    name: "-dump_attachment:t:0 ../x",
+    args: () => ff("-dump_attachment:t:0", "../writes/dump.ttf", "-i", "att.mkv"),
+    rule: /^-dump_attachment may not contain "\.\."$/,
+    proof: "write",
+  },
+  {
+    name: '-dump_attachment:t "" (name from the media)',
+    args: () => ff("-dump_attachment:t", "", "-i", "evil-att.mkv"),
+    rule: /^-dump_attachment without a name would write "\.\.\/writes\/evil\.ttf"/,
+    proof: "write",
+  },
   // The red team's bypasses (format names matched case-insensitively, glob braces, what a list entry is, unquoted HLS attributes).
-  { name: "-f LAVFI movie=", args: () => ff("-f", "LAVFI", "-i", `movie=${secretMkv}`, "-frames:v", "1", "-f", "framecrc", "-"), rule: /^filter movie ".*" is outside the job's path variables$/, proof: "exit0" },
-  { name: "-f TEE [f=matroska]/abs", args: () => ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "TEE", `[f=matroska]${writes}/tee2.mkv`), rule: /^tee output ".*" is outside the job's path variables$/, proof: "write" },
-  { name: "-pattern_type glob {/abs,}", args: () => ff("-f", "image2", "-pattern_type", "glob", "-video_size", "1x1", "-pixel_format", "gray", "-c:v", "rawvideo", "-i", `{${canary},}`, "-c", "copy", "-f", "rawvideo", "-"), rule: /^-pattern_type glob patterns may not contain braces/, proof: "stdout" },
-  { name: "ffconcat list whose entry is an HLS playlist naming ../../secret", args: () => ff("-f", "concat", "-i", "hls3/list.txt", "-c", "copy", "-f", "mpegts", "-"), rule: /^line \d+ of "hls3\/inner\.m3u8" names a file outside the job's directories$/, proof: "exit0" },
-  { name: "HLS #EXT-X-MAP:URI=../../secret (unquoted)", args: () => ff("-i", "hls3/map.m3u8", "-c", "copy", "-f", "mpegts", "-"), rule: /^line 4 of "hls3\/map\.m3u8" names a file outside the job's directories$/, proof: "exit0" },
-  { name: "SSRF: http://127.0.0.1", args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"), rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/, proof: "hit" },
-  { name: "SSRF: tcp://127.0.0.1", args: () => ff("-f", "data", "-i", `tcp://127.0.0.1:${tcp.port}`, "-map", "0", "-c", "copy", "-f", "data", "-"), rule: /^network protocol tcp is not allowed/, proof: "hit" },
+  {
+    name: "-f LAVFI movie=",
+    args: () => ff("-f", "LAVFI", "-i", `movie=${secretMkv}`, "-frames:v", "1", "-f", "framecrc", "-"),
+    rule: /^filter movie ".*" is outside the job's path variables$/,
+    proof: "exit0",
+  },
+  {
+    name: "-f TEE [f=matroska]/abs",
+    args: () =>
+      ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "TEE", `[f=matroska]${writes}/tee2.mkv`),
+    rule: /^tee output ".*" is outside the job's path variables$/,
+    proof: "write",
+  },
+  {
+    name: "-pattern_type glob {/abs,}",
+    args: () =>
+      ff(
+        "-f",
+        "image2",
+        "-pattern_type",
+        "glob",
+        "-video_size",
+        "1x1",
+        "-pixel_format",
+        "gray",
+        "-c:v",
+        "rawvideo",
+        "-i",
+        `{${canary},}`,
+        "-c",
+        "copy",
+        "-f",
+        "rawvideo",
+        "-",
+      ),
+    rule: /^-pattern_type glob patterns may not contain braces/,
+    proof: "stdout",
+  },
+  {
+    name: "ffconcat list whose entry is an HLS playlist naming ../../secret",
+    args: () => ff("-f", "concat", "-i", "hls3/list.txt", "-c", "copy", "-f", "mpegts", "-"),
+    rule: /^line \d+ of "hls3\/inner\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "HLS #EXT-X-MAP:URI=../../secret (unquoted)",
+    args: () => ff("-i", "hls3/map.m3u8", "-c", "copy", "-f", "mpegts", "-"),
+    rule: /^line 4 of "hls3\/map\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "SSRF: http://127.0.0.1",
+    args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
+    rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/,
+    proof: "hit",
+  },
+  {
+    name: "SSRF: tcp://127.0.0.1",
+    args: () => ff("-f", "data", "-i", `tcp://127.0.0.1:${tcp.port}`, "-map", "0", "-c", "copy", "-f", "data", "-"),
+    rule: /^network protocol tcp is not allowed/,
+    proof: "hit",
+  },
 ]
 
 beforeAll(async () => {
@@ -89,13 +246,22 @@ beforeAll(async () => {
   local(["-i", av, "-c", "copy", "-metadata", `title=${CANARY}`, secretMkv])
   local(["-i", av, "-c", "copy", "-f", "mpegts", join(c.dir, "secret.ts")])
   mkdirSync(join(c.storage, "hls"))
-  writeFileSync(join(c.storage, "hls", "list.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n")
+  writeFileSync(
+    join(c.storage, "hls", "list.m3u8"),
+    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n",
+  )
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
   mkdirSync(join(c.storage, "hls3"))
   local(["-i", av, "-t", "1", "-c", "copy", "-f", "mpegts", join(c.storage, "hls3", "seg.ts")])
-  writeFileSync(join(c.storage, "hls3", "inner.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n")
+  writeFileSync(
+    join(c.storage, "hls3", "inner.m3u8"),
+    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n",
+  )
   writeFileSync(join(c.storage, "hls3", "list.txt"), "ffconcat version 1.0\nfile inner.m3u8\n")
-  writeFileSync(join(c.storage, "hls3", "map.m3u8"), "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=../../secret.ts\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n")
+  writeFileSync(
+    join(c.storage, "hls3", "map.m3u8"),
+    "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=../../secret.ts\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n",
+  )
   // A secret inside the root: one the job's user may read (the refusal must not quote it), one only root may.
   writeFileSync(join(c.storage, "leak.txt"), `root:${CANARY}:0:0\n`)
   chmodSync(join(c.storage, "leak.txt"), 0o644)
@@ -105,8 +271,34 @@ beforeAll(async () => {
   mkdirSync(join(c.dir, "fonts"))
   const font = join(c.dir, "fonts", "att-font.ttf")
   writeFileSync(font, "FONTDATA")
-  local(["-i", av, "-t", "0.2", "-c", "copy", "-attach", font, "-metadata:s:t", "mimetype=application/x-truetype-font", join(c.storage, "att.mkv")])
-  local(["-i", av, "-t", "0.2", "-c", "copy", "-attach", font, "-metadata:s:t", "mimetype=application/x-truetype-font", "-metadata:s:t:0", "filename=../writes/evil.ttf", join(c.storage, "evil-att.mkv")])
+  local([
+    "-i",
+    av,
+    "-t",
+    "0.2",
+    "-c",
+    "copy",
+    "-attach",
+    font,
+    "-metadata:s:t",
+    "mimetype=application/x-truetype-font",
+    join(c.storage, "att.mkv"),
+  ])
+  local([
+    "-i",
+    av,
+    "-t",
+    "0.2",
+    "-c",
+    "copy",
+    "-attach",
+    font,
+    "-metadata:s:t",
+    "mimetype=application/x-truetype-font",
+    "-metadata:s:t:0",
+    "filename=../writes/evil.ttf",
+    join(c.storage, "evil-att.mkv"),
+  ])
   for (const f of readdirSync(c.dir)) if (/^(canary\.txt|secret\.)/.test(f)) chmodSync(join(c.dir, f), 0o644)
   http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (httpHits++, new Response(CANARY)) })
   tcp = Bun.listen<undefined>({
@@ -130,7 +322,12 @@ afterAll(async () => {
 
 async function runCase(k: Case) {
   httpHits = tcpHits = 0
-  const r = await submitRaw(apiFor(c, "client1"), { binary: "ffmpeg", args: k.args(), paths: ["Media"], cwd: k.cwd === null ? null : "$Media" })
+  const r = await submitRaw(apiFor(c, "client1"), {
+    binary: "ffmpeg",
+    args: k.args(),
+    paths: ["Media"],
+    cwd: k.cwd === null ? null : "$Media",
+  })
   if (!("outcome" in r) || !r.outcome) throw new Error(`submission refused: ${JSON.stringify(r)}`)
   const written = readdirSync(writes)
   for (const f of written) rmSync(join(writes, f), { recursive: true, force: true })
@@ -142,7 +339,19 @@ async function runCase(k: Case) {
  * piped stdin; ffmpeg answers "Command reply" on stderr when it got the command.
  */
 async function stdinCommand(): Promise<string> {
-  const p = c.spawnProxy("ffmpeg", ["-hide_banner", "-re", "-f", "lavfi", "-i", "sine=d=3", "-af", "volume", "-f", "null", "-"])
+  const p = c.spawnProxy("ffmpeg", [
+    "-hide_banner",
+    "-re",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine=d=3",
+    "-af",
+    "volume",
+    "-f",
+    "null",
+    "-",
+  ])
   const sink = p.stdin as import("bun").FileSink
   let err = ""
   let sent = false
@@ -188,23 +397,43 @@ describe("with the argument policy: every case is refused with one line naming t
     })
   }
 
-  test('through the real proxy: ffmpeg -f data -i concat:/etc/passwd ... prints one dffmpeg: line, not the file', async () => {
-    const r = await c.run("ffmpeg", ["-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"], { cwd: c.clientMedia, timeoutMs: 30_000 })
+  test("through the real proxy: ffmpeg -f data -i concat:/etc/passwd ... prints one dffmpeg: line, not the file", async () => {
+    const r = await c.run(
+      "ffmpeg",
+      ["-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
+      { cwd: c.clientMedia, timeoutMs: 30_000 },
+    )
     expect(r.code).toBe(1)
     expect(r.out).not.toContain("root:")
-    expect(r.err.trim().split("\n")).toEqual([expect.stringMatching(/^dffmpeg: job \w+ failed: worker refused the job: argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/)])
+    expect(r.err.trim().split("\n")).toEqual([
+      expect.stringMatching(
+        /^dffmpeg: job \w+ failed: worker refused the job: argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/,
+      ),
+    ])
   })
 })
 
 describe("with the argument policy: what a file says is never quoted back, and only what the job could read is read", () => {
   test("a refusal about a file's content names the file and line, not the content", async () => {
-    const r = await runCase({ name: "leak", args: () => ff("-f", "HLS", "-i", "leak.txt", "-f", "null", "-"), rule: /./, proof: "stderr" })
-    expect(r.outcome.error).toBe('worker refused the job: argument 8 "leak.txt": line 1 of "leak.txt" names a protocol that is not allowed')
+    const r = await runCase({
+      name: "leak",
+      args: () => ff("-f", "HLS", "-i", "leak.txt", "-f", "null", "-"),
+      rule: /./,
+      proof: "stderr",
+    })
+    expect(r.outcome.error).toBe(
+      'worker refused the job: argument 8 "leak.txt": line 1 of "leak.txt" names a protocol that is not allowed',
+    )
     expect(r.stdout + r.stderr).not.toContain(CANARY)
   })
 
   test("a 0600 root file in the root is not read by the policy (the job's user could not): ffmpeg itself is denied", async () => {
-    const r = await runCase({ name: "rootonly", args: () => ff("-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"), rule: /./, proof: "stderr" })
+    const r = await runCase({
+      name: "rootonly",
+      args: () => ff("-f", "hls", "-i", "rootonly.txt", "-f", "null", "-"),
+      rule: /./,
+      proof: "stderr",
+    })
     expect(r.outcome.status).toBe("failed")
     expect(r.outcome.error ?? "").not.toMatch(/refused/)
     expect(r.stderr).toMatch(/Permission denied/)
@@ -214,7 +443,12 @@ describe("with the argument policy: what a file says is never quoted back, and o
 
 describe("with the argument policy: what stays inside is allowed", () => {
   test('-dump_attachment:t "" writes the media\'s own bare names in the cwd (names read by a sandboxed ffprobe)', async () => {
-    const r = await submitRaw(apiFor(c, "client1"), { binary: "ffmpeg", args: ff("-dump_attachment:t", "", "-i", "att.mkv", "-map", "0:v", "-f", "null", "-"), paths: ["Media"], cwd: "$Media" })
+    const r = await submitRaw(apiFor(c, "client1"), {
+      binary: "ffmpeg",
+      args: ff("-dump_attachment:t", "", "-i", "att.mkv", "-map", "0:v", "-f", "null", "-"),
+      paths: ["Media"],
+      cwd: "$Media",
+    })
     expect(r.outcome, r.stderr).toMatchObject({ status: "completed", code: 0 })
     expect(await Bun.file(join(c.storage, "att-font.ttf")).text()).toBe("FONTDATA")
   })
@@ -222,9 +456,26 @@ describe("with the argument policy: what stays inside is allowed", () => {
   test("an HLS playlist, concat: and a filtergraph source inside the root run", async () => {
     const api = apiFor(c, "client1")
     mkdirSync(join(c.storage, "hls2"))
-    const local = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", "-i", join(c.storage, "av.mkv"), "-t", "1", "-c", "copy", "-f", "mpegts", join(c.storage, "hls2", "seg.ts")])
+    const local = Bun.spawnSync([
+      "ffmpeg",
+      "-v",
+      "error",
+      "-y",
+      "-i",
+      join(c.storage, "av.mkv"),
+      "-t",
+      "1",
+      "-c",
+      "copy",
+      "-f",
+      "mpegts",
+      join(c.storage, "hls2", "seg.ts"),
+    ])
     expect(local.exitCode).toBe(0)
-    writeFileSync(join(c.storage, "hls2", "ok.m3u8"), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n")
+    writeFileSync(
+      join(c.storage, "hls2", "ok.m3u8"),
+      "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\nseg.ts\n#EXT-X-ENDLIST\n",
+    )
     for (const args of [
       ff("-i", "hls2/ok.m3u8", "-f", "null", "-"),
       ff("-f", "mpegts", "-i", "concat:hls2/seg.ts|hls2/seg.ts", "-f", "null", "-"),
@@ -253,14 +504,22 @@ describe("with argument_policy: false, the sandbox alone holds: nothing read, wr
       const r = await runCase(k)
       // ffmpeg itself ran and failed to open what it was given (no refusal by the policy).
       expect(r.outcome.error ?? "").not.toMatch(/refused/)
-      const failed = r.outcome.code !== 0 || /No such file|Failed to open|Could not open|Invalid data|Connection refused|unreachable|Error opening/i.test(r.stderr)
+      const failed =
+        r.outcome.code !== 0 ||
+        /No such file|Failed to open|Could not open|Invalid data|Connection refused|unreachable|Error opening/i.test(
+          r.stderr,
+        )
       expect(failed, `exit ${r.outcome.code}, stderr: ${r.stderr}`).toBe(true)
       expect(nothingLeaked(r)).toEqual(CLEAN)
     })
   }
 
   test("through the real proxy, concat:/etc/passwd fails inside the sandbox", async () => {
-    const r = await c.run("ffmpeg", ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"], { cwd: c.clientMedia, timeoutMs: 30_000 })
+    const r = await c.run(
+      "ffmpeg",
+      ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
+      { cwd: c.clientMedia, timeoutMs: 30_000 },
+    )
     expect(r.code).not.toBe(0)
     expect(r.out).not.toContain("root:")
   })
@@ -281,7 +540,10 @@ describe("control: on an unconfined worker (no sandbox, no policy) every case do
         exit0: r.outcome.code === 0,
         hit: r.hits > 0,
       }
-      expect({ [k.proof]: shown[k.proof] }, `exit ${r.outcome.code}, error ${r.outcome.error}, stderr: ${r.stderr}`).toEqual({ [k.proof]: true })
+      expect(
+        { [k.proof]: shown[k.proof] },
+        `exit ${r.outcome.code}, error ${r.outcome.error}, stderr: ${r.stderr}`,
+      ).toEqual({ [k.proof]: true })
     })
   }
 
@@ -290,7 +552,11 @@ describe("control: on an unconfined worker (no sandbox, no policy) every case do
   })
 
   test("through the real proxy, concat:/etc/passwd prints the file", async () => {
-    const r = await c.run("ffmpeg", ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"], { cwd: c.clientMedia, timeoutMs: 30_000 })
+    const r = await c.run(
+      "ffmpeg",
+      ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
+      { cwd: c.clientMedia, timeoutMs: 30_000 },
+    )
     expect(r.out).toContain("root:")
   })
 })

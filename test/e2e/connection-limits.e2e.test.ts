@@ -45,21 +45,27 @@ async function refused(res: Response, key: RegExp) {
 
 /** After one closed, a new connection is accepted again (the server notices the close soon after). */
 async function reopens(open: (signal: AbortSignal) => Promise<Response>): Promise<Open> {
-  return waitFor(async () => {
-    const ac = new AbortController()
-    const res = await open(ac.signal)
-    if (res.status === 200) return { res, close: () => ac.abort() }
-    expect(res.status).toBe(429)
-    await res.body?.cancel()
-    return undefined
-  }, { what: "a connection accepted after one closed" })
+  return waitFor(
+    async () => {
+      const ac = new AbortController()
+      const res = await open(ac.signal)
+      if (res.status === 200) return { res, close: () => ac.abort() }
+      expect(res.status).toBe(429)
+      await res.body?.cancel()
+      return undefined
+    },
+    { what: "a connection accepted after one closed" },
+  )
 }
 
 describe("connection limits", () => {
   test("dashboard live events: the 9th from one address is refused; closing one lets the next in", async () => {
     const open = (signal: AbortSignal) => fetch(`${c.url}/dashboard/api/events`, { signal })
     const held = await openMany(8, open)
-    await refused(await open(new AbortController().signal), /dashboard live connections from 127\.0\.0\.1.*limits\.max_dashboard_connections_per_ip/)
+    await refused(
+      await open(new AbortController().signal),
+      /dashboard live connections from 127\.0\.0\.1.*limits\.max_dashboard_connections_per_ip/,
+    )
     held[0].close()
     const again = await reopens(open)
     await refused(await open(new AbortController().signal), /max_dashboard_connections_per_ip/)
@@ -87,32 +93,42 @@ describe("connection limits", () => {
   test("a worker identity holds at most 2 long polls", async () => {
     await c.addUser("pollster", "worker")
     const w = apiFor(c, "pollster")
-    await w.json("POST", "/api/v1/worker/register", { json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: "test" } })
+    await w.json("POST", "/api/v1/worker/register", {
+      json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: "test" },
+    })
     const { verify } = await w.json<{ verify: string }>("GET", "/api/v1/worker/poll")
     await w.json("POST", "/api/v1/worker/verify", { json: { token: verify } })
     // A poll answers only when it ends: hold two long ones, and probe with polls that end at once.
     const long = [0, 1].map(() => {
       const ac = new AbortController()
-      const done = w.request("GET", "/api/v1/worker/poll", { query: { wait: 60 }, signal: ac.signal, timeoutMs: 120_000 }).catch(() => undefined)
+      const done = w
+        .request("GET", "/api/v1/worker/poll", { query: { wait: 60 }, signal: ac.signal, timeoutMs: 120_000 })
+        .catch(() => undefined)
       return { done, close: () => ac.abort() }
     })
     const probe = () => w.request("GET", "/api/v1/worker/poll", { query: { wait: 0 } })
-    const full = await waitFor(async () => {
-      const res = await probe()
-      if (res.status === 429) return res
-      expect(res.status).toBe(200)
-      await res.body?.cancel()
-      return undefined
-    }, { what: "the third poll refused" })
+    const full = await waitFor(
+      async () => {
+        const res = await probe()
+        if (res.status === 429) return res
+        expect(res.status).toBe(200)
+        await res.body?.cancel()
+        return undefined
+      },
+      { what: "the third poll refused" },
+    )
     await refused(full, /worker pollster already has 2 long polls open \(limits\.max_polls_per_worker\)/)
     long[0].close()
     await long[0].done
-    const free = await waitFor(async () => {
-      const res = await probe()
-      if (res.status === 200) return res
-      await res.body?.cancel()
-      return undefined
-    }, { what: "a poll accepted after one closed" })
+    const free = await waitFor(
+      async () => {
+        const res = await probe()
+        if (res.status === 200) return res
+        await res.body?.cancel()
+        return undefined
+      },
+      { what: "a poll accepted after one closed" },
+    )
     expect(((await free.json()) as { jobs: unknown[] }).jobs).toEqual([])
     long[1].close()
     await long[1].done
@@ -120,10 +136,15 @@ describe("connection limits", () => {
 
   test("a job has at most 8 output streams; one closed lets the next in", async () => {
     const api = apiFor(c, "client1")
-    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", { json: { binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false } })
+    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", {
+      json: { binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false },
+    })
     const open = (signal: AbortSignal) => api.request("GET", `/api/v1/jobs/${job.id}/stream`, { signal })
     const held = await openMany(8, open)
-    await refused(await open(new AbortController().signal), new RegExp(`job ${job.id} already has 8 output streams open \\(limits\\.max_streams_per_job\\)`))
+    await refused(
+      await open(new AbortController().signal),
+      new RegExp(`job ${job.id} already has 8 output streams open \\(limits\\.max_streams_per_job\\)`),
+    )
     held[3].close()
     const again = await reopens(open)
     for (const h of [...held, again]) h.close()
@@ -137,12 +158,27 @@ describe("listings of large jobs", () => {
     const store = createSqliteStore({ path: join(c.dir, "coordinator.db") })
     const args = Array.from({ length: 2500 }, (_, i) => `-metadata:s:${i}=${"y".repeat(3000)}`)
     const id = "01M8DFWEZE8JWRGH9VMVBQN62M"
-    await store.createJob({ id, requester: "client1", binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+    await store.createJob(
+      {
+        id,
+        requester: "client1",
+        binary: "ffmpeg",
+        args,
+        paths: [],
+        cwd: null,
+        stdin: false,
+        attached: false,
+        retries: 0,
+      },
+      Date.now(),
+    )
     await store.close()
     const ls = await c.admin(["jobs", "ls", "--json", "--limit", "1000"])
     expect(ls.code).toBe(0)
     expect(ls.out.length).toBeLessThan(64 * 1024)
-    const row = (JSON.parse(ls.out) as { id: string; truncated: boolean; args: string[]; argsChars: number }[]).find((j) => j.id === id)!
+    const row = (JSON.parse(ls.out) as { id: string; truncated: boolean; args: string[]; argsChars: number }[]).find(
+      (j) => j.id === id,
+    )!
     expect(row.truncated).toBe(true)
     expect(row.argsChars).toBe(JSON.stringify(args).length)
     expect(row.args).toEqual(args.slice(0, row.args.length))
@@ -156,7 +192,20 @@ describe("listings of large jobs", () => {
     for (let i = 0; i < 230; i++) {
       const id = newId()
       made.push(id)
-      await store.createJob({ id, requester: "client1", binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+      await store.createJob(
+        {
+          id,
+          requester: "client1",
+          binary: "ffprobe",
+          args: ["-version"],
+          paths: [],
+          cwd: null,
+          stdin: false,
+          attached: false,
+          retries: 0,
+        },
+        Date.now(),
+      )
     }
     const total = (await store.listJobs({ limit: 10_000 })).length
     await store.close()

@@ -18,8 +18,20 @@ import { Cluster } from "../helpers/cluster.ts"
  * `-t` gives the worker the expected length, so its progress reports carry a percentage.
  */
 const encode = (media: string, name: string, seconds: number) => [
-  "-hide_banner", "-re", "-f", "lavfi", "-i", `testsrc=size=160x120:rate=10:duration=${seconds}`,
-  "-t", String(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-y", join(media, name),
+  "-hide_banner",
+  "-re",
+  "-f",
+  "lavfi",
+  "-i",
+  `testsrc=size=160x120:rate=10:duration=${seconds}`,
+  "-t",
+  String(seconds),
+  "-c:v",
+  "libx264",
+  "-preset",
+  "ultrafast",
+  "-y",
+  join(media, name),
 ]
 
 // Worker versions are at most 64 characters, hence `__xss=2` rather than `window.__xss=2` in the handler.
@@ -71,19 +83,28 @@ describe("dashboard", () => {
     const row = light.page.locator("#active-jobs tbody tr").first()
     await row.waitFor({ timeout: 15_000 })
     jobId = (await row.getAttribute("data-job-id"))!
-    await light.page.locator(`${rowOf("active-jobs", jobId)} .badge`, { hasText: "running" }).waitFor({ timeout: 15_000 })
+    await light.page
+      .locator(`${rowOf("active-jobs", jobId)} .badge`, { hasText: "running" })
+      .waitFor({ timeout: 15_000 })
     await dark.page.locator(`${rowOf("active-jobs", jobId)} .badge`, { hasText: "running" }).waitFor()
     // Progress comes from the worker's parsing of ffmpeg's stats: wait for the first report if the
     // worker sends them, so that the picture shows a moving bar (the test does not depend on it).
     // (Polled from here: a predicate evaluated in the page would be eval, which the page's CSP forbids.)
     const bar = dark.page.locator(`${rowOf("active-jobs", jobId)} .bar`)
-    await waitFor(async () => Number(await bar.getAttribute("aria-valuenow")) >= 30, { timeoutMs: 3000, what: "a progress report" }).catch(() => undefined)
+    await waitFor(async () => Number(await bar.getAttribute("aria-valuenow")) >= 30, {
+      timeoutMs: 3000,
+      what: "a progress report",
+    }).catch(() => undefined)
     await screenshot(dark.page, "desktop-dark-running.png", { copyTo: "docs/img/dashboard.png" })
 
-    await light.page.locator(`${rowOf("recent-jobs", jobId)} .badge`, { hasText: "completed" }).waitFor({ timeout: 20_000 })
+    await light.page
+      .locator(`${rowOf("recent-jobs", jobId)} .badge`, { hasText: "completed" })
+      .waitFor({ timeout: 20_000 })
     const done = await run
     expect({ code: done.code }).toEqual({ code: 0 })
-    expect(await light.page.locator(`${rowOf("recent-jobs", jobId)} td[data-label="Outcome"]`).textContent()).toContain("exit 0")
+    expect(await light.page.locator(`${rowOf("recent-jobs", jobId)} td[data-label="Outcome"]`).textContent()).toContain(
+      "exit 0",
+    )
     expect(await light.page.locator(rowOf("active-jobs", jobId)).count()).toBe(0)
     // Still the same document: everything above arrived over the event stream.
     expect(await light.page.evaluate("window.__loadedOnce")).toBe(true)
@@ -97,7 +118,12 @@ describe("dashboard", () => {
     await page.locator(`${rowOf("recent-jobs", jobId)} a`).click()
     expect(new URL(page.url()).hash).toBe(`#/jobs/${jobId}`)
     await page.locator("#timeline .badge", { hasText: "completed" }).waitFor()
-    expect(await page.locator("#timeline .badge").allTextContents()).toEqual(["queued", "assigned", "running", "completed"])
+    expect(await page.locator("#timeline .badge").allTextContents()).toEqual([
+      "queued",
+      "assigned",
+      "running",
+      "completed",
+    ])
     expect(await page.locator("#job-args").textContent()).toContain("ffmpeg -hide_banner -re -f lavfi")
     await page.locator("#log", { hasText: "Output #0" }).waitFor()
     // ffmpeg's \r status updates are collapsed: no line holds two `frame=` reports.
@@ -119,7 +145,10 @@ describe("dashboard", () => {
   test("the theme toggle switches to dark and the choice survives a reload", async () => {
     const { page, problems } = await open()
     await page.goto(c.url + "/")
-    const theme = () => page.evaluate<{ theme: string; bg: string }>("({ theme: document.documentElement.dataset.theme, bg: getComputedStyle(document.body).backgroundColor })")
+    const theme = () =>
+      page.evaluate<{ theme: string; bg: string }>(
+        "({ theme: document.documentElement.dataset.theme, bg: getComputedStyle(document.body).backgroundColor })",
+      )
     const before = await theme()
     expect(before.theme).toBe("light")
     await page.locator("#theme").click()
@@ -142,7 +171,13 @@ describe("dashboard", () => {
     await page.locator("#live.conn-live").waitFor()
     await c.addUser("evil", "worker")
     const res = await apiFor(c, "evil").json("POST", "/api/v1/worker/register", {
-      json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: HOSTILE_VERSION, capabilities: { note: HOSTILE_NOTE } },
+      json: {
+        binaries: ["ffmpeg"],
+        paths: [],
+        maxJobs: 1,
+        version: HOSTILE_VERSION,
+        capabilities: { note: HOSTILE_NOTE },
+      },
     })
     expect(res).toMatchObject({ worker: { id: "evil", version: HOSTILE_VERSION } })
     const row = page.locator('#workers tr[data-worker="evil"]')
@@ -161,17 +196,32 @@ describe("dashboard", () => {
     await page.locator("#live.conn-live").waitFor()
     await c.addUser("loose", "worker")
     await apiFor(c, "loose").json("POST", "/api/v1/worker/register", {
-      json: { binaries: ["ffmpeg"], paths: [], maxJobs: 1, version: "0.1.0", capabilities: { sandbox: "none", runAs: "root (0:0)" } },
+      json: {
+        binaries: ["ffmpeg"],
+        paths: [],
+        maxJobs: 1,
+        version: "0.1.0",
+        capabilities: { sandbox: "none", runAs: "root (0:0)" },
+      },
     })
-    const badge = (id: string) => page.locator(`#workers tr[data-worker="${id}"] td[data-label="Status"] .badge`, { hasText: "unconfined" })
+    const badge = (id: string) =>
+      page.locator(`#workers tr[data-worker="${id}"] td[data-label="Status"] .badge`, { hasText: "unconfined" })
     await badge("loose").waitFor({ state: "visible" })
     expect(await badge("worker1").isVisible()).toBe(false)
-    expect(await page.locator('#workers tr[data-worker="worker1"] td[data-label="Version"] .clip').textContent()).toContain("sandbox: bwrap")
+    expect(
+      await page.locator('#workers tr[data-worker="worker1"] td[data-label="Version"] .clip').textContent(),
+    ).toContain("sandbox: bwrap")
     expect(problems).toEqual([])
   })
 
   test("on a 375 px phone nothing scrolls sideways", async () => {
-    const { page, problems } = await open({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: "dark" })
+    const { page, problems } = await open({
+      viewport: { width: 375, height: 812 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+      colorScheme: "dark",
+    })
     await page.goto(c.url + "/")
     await page.locator(`${rowOf("recent-jobs", jobId)}`).waitFor()
     expect(await horizontalOverflow(page)).toEqual({ content: 375, viewport: 375 })
@@ -198,19 +248,32 @@ describe("dashboard across a coordinator restart", () => {
     await page.locator('#workers tr[data-worker="worker1"]').waitFor()
     expect(await page.evaluate("window.__loadedOnce")).toBe(true)
     // While the coordinator is down the browser reports the failed stream; nothing else may appear.
-    expect(problems.filter((m) => !/ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING/.test(m))).toEqual([])
+    expect(
+      problems.filter((m) => !/ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING/.test(m)),
+    ).toEqual([])
   }, 30_000)
 })
 
 describe("dashboard behind a path prefix with sign-in required", () => {
   test("an admin signs in and cancels a running job from its page", async () => {
     const base = "/dffmpeg"
-    const p = await Cluster.start({ startWorkers: false, coordinatorConfig: { path_base: base, dashboard_require_login: true } })
+    const p = await Cluster.start({
+      startWorkers: false,
+      coordinatorConfig: { path_base: base, dashboard_require_login: true },
+    })
     let shim: ReturnType<Cluster["spawnProxy"]> | undefined
     try {
       // The helper's worker and client configs know the port only; here they also need the prefix.
       await p.startWorker("worker1", { coordinator: { port: p.port, path_base: base } })
-      writeFileSync(p.clientConfig, JSON.stringify({ client_id: "client1", hmac_key_file: "client1.key", coordinator: { port: p.port, path_base: base }, paths: { Media: p.clientMedia } }))
+      writeFileSync(
+        p.clientConfig,
+        JSON.stringify({
+          client_id: "client1",
+          hmac_key_file: "client1.key",
+          coordinator: { port: p.port, path_base: base },
+          paths: { Media: p.clientMedia },
+        }),
+      )
       const key = await p.addUser("boss", "admin")
       expect((await fetch(`${p.url}${base}/dashboard/api/state`)).status).toBe(401)
 
@@ -237,7 +300,10 @@ describe("dashboard behind a path prefix with sign-in required", () => {
       await running.locator("a").click()
       await page.locator("#cancel").click()
       await page.locator("#cancel-yes").click()
-      await waitFor(async () => (await p.jobs()).find((j) => j.id === id && j.status === "canceled"), { timeoutMs: 15_000, what: "the job to be canceled" })
+      await waitFor(async () => (await p.jobs()).find((j) => j.id === id && j.status === "canceled"), {
+        timeoutMs: 15_000,
+        what: "the job to be canceled",
+      })
       await page.locator(".job-head .badge", { hasText: "canceled" }).waitFor()
       await page.locator("#timeline", { hasText: "canceled by boss from the dashboard" }).waitFor()
       await shim.exited

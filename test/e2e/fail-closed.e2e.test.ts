@@ -28,7 +28,12 @@ function rawRequest(path: string, headerLines: string[]): Promise<{ status: numb
       const cut = text.indexOf("\r\n\r\n")
       resolve({ status: Number(text.slice(9, 12)), headers: text.slice(0, cut), body: text.slice(cut + 4) })
     })
-    sock.end(Buffer.from(["GET " + path + " HTTP/1.1", "Host: 127.0.0.1", "Connection: close", ...headerLines, "", ""].join("\r\n"), "latin1"))
+    sock.end(
+      Buffer.from(
+        ["GET " + path + " HTTP/1.1", "Host: 127.0.0.1", "Connection: close", ...headerLines, "", ""].join("\r\n"),
+        "latin1",
+      ),
+    )
   })
 }
 
@@ -43,7 +48,9 @@ describe("X-Forwarded-For from a trusted proxy", () => {
       expect((await rawRequest(path, [])).status).toBe(200)
       const pub = await rawRequest(path, ["X-Forwarded-For: 10.0.0.5, 8.8.8.8"])
       expect(pub.status).toBe(403)
-      expect(JSON.parse(pub.body)).toEqual({ error: { code: "E_FORBIDDEN", message: expect.stringContaining("is not open to 8.8.8.8") } })
+      expect(JSON.parse(pub.body)).toEqual({
+        error: { code: "E_FORBIDDEN", message: expect.stringContaining("is not open to 8.8.8.8") },
+      })
     }
   })
 
@@ -52,12 +59,16 @@ describe("X-Forwarded-For from a trusted proxy", () => {
       const res = await rawRequest(path, [`X-Forwarded-For: ${header}`])
       expect({ path, status: res.status }).toEqual({ path, status: 403 })
       expect(res.headers.toLowerCase()).toContain("content-type: application/json")
-      expect(JSON.parse(res.body)).toEqual({ error: { code: "E_FORBIDDEN", message: expect.stringContaining("is not open to this peer (X-Forwarded-For") } })
+      expect(JSON.parse(res.body)).toEqual({
+        error: { code: "E_FORBIDDEN", message: expect.stringContaining("is not open to this peer (X-Forwarded-For") },
+      })
     }
   })
 
   test("two X-Forwarded-For headers are read as one list: a malformed one is still refused", async () => {
-    expect((await rawRequest("/metrics", ["X-Forwarded-For: 10.0.0.5", "X-Forwarded-For: 8.8.8.8:4711"])).status).toBe(403)
+    expect((await rawRequest("/metrics", ["X-Forwarded-For: 10.0.0.5", "X-Forwarded-For: 8.8.8.8:4711"])).status).toBe(
+      403,
+    )
     expect((await rawRequest("/metrics", ["X-Forwarded-For: 10.0.0.5", "X-Forwarded-For: 10.0.0.6"])).status).toBe(200)
   })
 })
@@ -66,7 +77,11 @@ describe("dashboard sign-in", () => {
   test("after 5 wrong keys the address and the name get 429 with Retry-After, and the refusal is logged", async () => {
     const key = await c.addUser("boss", "admin")
     const login = (name: string, k: string) =>
-      fetch(`${c.url}/dashboard/login`, { method: "POST", headers: { "X-Dffmpeg-Dashboard": "1", "Content-Type": "application/json" }, body: JSON.stringify({ name, key: k }) })
+      fetch(`${c.url}/dashboard/login`, {
+        method: "POST",
+        headers: { "X-Dffmpeg-Dashboard": "1", "Content-Type": "application/json" },
+        body: JSON.stringify({ name, key: k }),
+      })
     const wrong = Buffer.alloc(32, 9).toString("base64")
     for (let i = 0; i < 5; i++) expect((await login("boss", wrong)).status).toBe(401)
     const res = await login("boss", key)

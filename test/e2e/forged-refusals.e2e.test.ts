@@ -24,7 +24,10 @@ const mitm = Bun.serve({
       rule.left--
       rule.hits++
       if (req.body) await req.arrayBuffer()
-      return Response.json({ error: { code: rule.status === 401 ? "E_AUTH" : "E_TOO_LARGE", message: "forged" } }, { status: rule.status })
+      return Response.json(
+        { error: { code: rule.status === 401 ? "E_AUTH" : "E_TOO_LARGE", message: "forged" } },
+        { status: rule.status },
+      )
     }
     const { res, headers } = await relay(req, target)
     return new Response(res.body, { status: res.status, headers })
@@ -59,10 +62,18 @@ describe("unsigned refusals forged between a worker and the coordinator", () => 
     rules.push(rule)
     const api = apiFor(c, "client1")
     const long = ["-v", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=60", "-f", "null", "-"]
-    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", { json: { binary: "ffmpeg", args: long, paths: [], cwd: null, stdin: false, attached: false } })
-    await c.waitFor(async () => (await c.job(job.id)).status === "running" && rule.hits === 1, { timeoutMs: 15_000, what: "the job running with its downlink refused once" })
+    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", {
+      json: { binary: "ffmpeg", args: long, paths: [], cwd: null, stdin: false, attached: false },
+    })
+    await c.waitFor(async () => (await c.job(job.id)).status === "running" && rule.hits === 1, {
+      timeoutMs: 15_000,
+      what: "the job running with its downlink refused once",
+    })
     const admin = await c.admin(["jobs", "cancel", job.id])
     expect(admin.code).toBe(0)
-    await c.waitFor(async () => (await c.job(job.id)).status === "canceled", { timeoutMs: 15_000, what: "the job to end canceled" })
+    await c.waitFor(async () => (await c.job(job.id)).status === "canceled", {
+      timeoutMs: 15_000,
+      what: "the job to end canceled",
+    })
   }, 40_000)
 })

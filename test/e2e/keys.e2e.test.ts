@@ -36,7 +36,8 @@ const users = () => {
     r.close()
   }
 }
-const jobs = (name: string) => signedFetch(c.url, { client: name, key: c.key(name), method: "GET", path: "/api/v1/jobs" })
+const jobs = (name: string) =>
+  signedFetch(c.url, { client: name, key: c.key(name), method: "GET", path: "/api/v1/jobs" })
 
 describe("keys at rest", () => {
   test("database, -wal, -shm and secret are 0600 under umask 000", () => {
@@ -86,7 +87,9 @@ describe("keys at rest", () => {
     w.close()
     const res = await jobs("client2")
     expect(res.status).toBe(401)
-    await c.coordinator.waitForLine(/stored key unusable: identity client2 refused: .*altered or copied from another identity.*rotate-key client2/)
+    await c.coordinator.waitForLine(
+      /stored key unusable: identity client2 refused: .*altered or copied from another identity.*rotate-key client2/,
+    )
     expect((await jobs("client1")).status).toBe(200)
   })
 
@@ -109,7 +112,9 @@ describe("keys at rest", () => {
     await c.coordinator.stop("SIGTERM")
     chmodSync(db, 0o644)
     await c.startCoordinator()
-    await c.coordinator.waitForLine(new RegExp(`database ${db} is readable by every user \\(mode 0644\\); make it private: chmod 600 ${db}`))
+    await c.coordinator.waitForLine(
+      new RegExp(`database ${db} is readable by every user \\(mode 0644\\); make it private: chmod 600 ${db}`),
+    )
     // Its sidecars never get the others' bit.
     for (const f of [`${db}-wal`, `${db}-shm`]) expect([f, mode(f)]).toEqual([f, 0o640])
     expect((await jobs("client1")).status).toBe(200)

@@ -32,24 +32,44 @@ afterEach(async () => {
 })
 
 const dec = new TextDecoder()
-const text = async (s: ReadableStream<Uint8Array> | number | undefined) => (s && typeof s !== "number" ? dec.decode(await new Response(s).bytes()) : "")
+const text = async (s: ReadableStream<Uint8Array> | number | undefined) =>
+  s && typeof s !== "number" ? dec.decode(await new Response(s).bytes()) : ""
 
 /** A real ffmpeg that runs for `seconds` in real time (-re) and writes `name` under the media root. */
 const slowEncode = (media: string, name: string, seconds = 60) => [
-  "-hide_banner", "-nostats", "-re", "-f", "lavfi", "-i", `testsrc=size=160x120:rate=10:duration=${seconds}`,
-  "-c:v", "libx264", "-preset", "ultrafast", "-y", join(media, name),
+  "-hide_banner",
+  "-nostats",
+  "-re",
+  "-f",
+  "lavfi",
+  "-i",
+  `testsrc=size=160x120:rate=10:duration=${seconds}`,
+  "-c:v",
+  "libx264",
+  "-preset",
+  "ultrafast",
+  "-y",
+  join(media, name),
 ]
 
-const terminal = (events: { status: string }[]) => events.filter((e) => ["completed", "failed", "canceled"].includes(e.status))
+const terminal = (events: { status: string }[]) =>
+  events.filter((e) => ["completed", "failed", "canceled"].includes(e.status))
 
 async function runningJob(c: Cluster) {
-  return waitFor(async () => (await c.jobs()).find((j) => j.status === "running"), { timeoutMs: 15_000, what: "a running job" })
+  return waitFor(async () => (await c.jobs()).find((j) => j.status === "running"), {
+    timeoutMs: 15_000,
+    what: "a running job",
+  })
 }
 
 /** Waits until every pid is gone; returns how long it took. */
 async function gone(pids: number[], timeoutMs: number): Promise<number> {
   const t0 = performance.now()
-  await waitFor(() => pids.every((p) => !pidsOf(String(p)).length && !isAlive(p)), { timeoutMs, intervalMs: 50, what: `processes ${pids.join(",")} to end` })
+  await waitFor(() => pids.every((p) => !pidsOf(String(p)).length && !isAlive(p)), {
+    timeoutMs,
+    intervalMs: 50,
+    what: `processes ${pids.join(",")} to end`,
+  })
   return performance.now() - t0
 }
 function isAlive(pid: number): boolean {
@@ -67,7 +87,9 @@ describe("lost workers", () => {
     const name = `kill-${Date.now()}.mkv`
     const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
     await runningJob(c)
-    const ffmpeg = await waitFor(() => pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined, { what: "the remote ffmpeg" })
+    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), {
+      what: "the remote ffmpeg",
+    })
     const t0 = performance.now()
     c.workers[0].proc.kill("SIGKILL")
     const orphanMs = await gone(ffmpeg, 5000)
@@ -79,30 +101,57 @@ describe("lost workers", () => {
     const [job] = await c.jobs()
     expect(job.status).toBe("failed")
     expect(terminal((await c.job(job.id)).events)).toHaveLength(1)
-    console.log(`worker SIGKILL: orphan ffmpeg gone after ${orphanMs.toFixed(0)} ms, caller told after ${failMs.toFixed(0)} ms`)
+    console.log(
+      `worker SIGKILL: orphan ffmpeg gone after ${orphanMs.toFixed(0)} ms, caller told after ${failMs.toFixed(0)} ms`,
+    )
     expect(failMs).toBeLessThan(25_000)
   }, 60_000)
 
   test("a detached job with retries is re-run on another worker after its worker is killed, and completes once", async () => {
     const c = await cluster({ workers: 2, maxJobs: 1 })
     const name = `retry-${Date.now()}.mkv`
-    const d = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--retries", "1", "--", ...slowEncode(c.clientMedia, name, 4)], {})
+    const d = await c.exec(
+      [
+        BIN,
+        "client",
+        "submit",
+        "--config",
+        c.clientConfig,
+        "--detach",
+        "--retries",
+        "1",
+        "--",
+        ...slowEncode(c.clientMedia, name, 4),
+      ],
+      {},
+    )
     expect(d.code).toBe(0)
     const id = d.out.trim()
     const first = await runningJob(c)
     const victim = c.workers[c.workerIds.indexOf(first.workerId!)]
     const t0 = performance.now()
     victim.proc.kill("SIGKILL")
-    const done = await waitFor(async () => {
-      const j = await c.job(id)
-      return j.status === "completed" ? j : undefined
-    }, { timeoutMs: 30_000, what: "the job to complete on the other worker" })
+    const done = await waitFor(
+      async () => {
+        const j = await c.job(id)
+        return j.status === "completed" ? j : undefined
+      },
+      { timeoutMs: 30_000, what: "the job to complete on the other worker" },
+    )
     console.log(`worker SIGKILL with retries: re-run completed after ${(performance.now() - t0).toFixed(0)} ms`)
     expect(done.workerId).not.toBe(first.workerId)
     expect(done.attempts).toBe(1)
     expect(terminal(done.events)).toEqual([expect.objectContaining({ status: "completed" })])
     expect(done.events.filter((e) => e.status === "queued")).toHaveLength(2)
-    const probe = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(c.storage, name)])
+    const probe = await c.local("ffprobe", [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration",
+      "-of",
+      "csv=p=0",
+      join(c.storage, name),
+    ])
     expect(Number(probe.out.trim())).toBeCloseTo(4, 0)
   }, 60_000)
 
@@ -111,7 +160,9 @@ describe("lost workers", () => {
     const name = `stop-${Date.now()}.mkv`
     const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
     const job = await runningJob(c)
-    const ffmpeg = await waitFor(() => pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined, { what: "the remote ffmpeg" })
+    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), {
+      what: "the remote ffmpeg",
+    })
     c.workers[0].proc.kill("SIGSTOP")
     const code = await shim.exited
     expect(code).toBe(1)
@@ -123,7 +174,9 @@ describe("lost workers", () => {
     const after = await c.job(job.id)
     expect(after.status).toBe("failed")
     expect(terminal(after.events)).toHaveLength(1)
-    await waitFor(() => /409|no longer|self-fencing|not ours/.test(c.workers[0].log()), { what: "the worker to learn the job is gone" })
+    await waitFor(() => /409|no longer|self-fencing|not ours/.test(c.workers[0].log()), {
+      what: "the worker to learn the job is gone",
+    })
   }, 60_000)
 })
 
@@ -133,7 +186,19 @@ describe("coordinator restart", () => {
     // that is 1 s, less than a restart takes on a loaded 2-core machine (300 ms pause, start-up, the
     // heartbeat's retry backoff). A 1 s heartbeat leaves the restart a 2 s window, as production's 10 s.
     const c = await cluster({ coordinatorConfig: { ...FAST.coordinatorConfig, heartbeat_interval: 1 } })
-    const args = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-f", "wav", "pipe:1"]
+    const args = [
+      "-hide_banner",
+      "-v",
+      "error",
+      "-re",
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=frequency=440:duration=4",
+      "-f",
+      "wav",
+      "pipe:1",
+    ]
     const local = await c.local("ffmpeg", args)
     const shim = c.spawnProxy("ffmpeg", args)
     shim.stdin.end()
@@ -161,7 +226,11 @@ describe("the caller stops the job", () => {
       const c = await cluster()
       const name = `${sig}-${Date.now()}.mp4`
       const localOut = join(c.storage, `local-${name}`)
-      const lp = Bun.spawn(["ffmpeg", ...slowEncode(c.storage, `local-${name}`)], { stdin: "ignore", stdout: "ignore", stderr: "ignore" })
+      const lp = Bun.spawn(["ffmpeg", ...slowEncode(c.storage, `local-${name}`)], {
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "ignore",
+      })
       const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
       await runningJob(c)
       await Bun.sleep(1500)
@@ -196,7 +265,15 @@ describe("the caller stops the job", () => {
     const code = await shim.exited
     console.log(`q to the shim: exit ${code} after ${(performance.now() - t0).toFixed(0)} ms`)
     expect(code).toBe(0)
-    const p = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(c.storage, name)])
+    const p = await c.local("ffprobe", [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration",
+      "-of",
+      "csv=p=0",
+      join(c.storage, name),
+    ])
     expect(p.code).toBe(0)
   }, 60_000)
 
@@ -205,21 +282,30 @@ describe("the caller stops the job", () => {
     const name = `vanish-${Date.now()}.mkv`
     const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
     const job = await runningJob(c)
-    const ffmpeg = await waitFor(() => pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined, { what: "the remote ffmpeg" })
+    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), {
+      what: "the remote ffmpeg",
+    })
     shim.kill("SIGKILL")
     const ms = await gone(ffmpeg, 4000)
     console.log(`shim SIGKILL: remote ffmpeg stopped after ${ms.toFixed(0)} ms`)
     expect(ms).toBeLessThan(2500)
-    const after = await waitFor(async () => {
-      const j = await c.job(job.id)
-      return j.status === "canceled" ? j : undefined
-    }, { what: "the job to end canceled" })
+    const after = await waitFor(
+      async () => {
+        const j = await c.job(job.id)
+        return j.status === "canceled" ? j : undefined
+      },
+      { what: "the job to end canceled" },
+    )
     expect(terminal(after.events)).toHaveLength(1)
   }, 60_000)
 
   test("admin jobs cancel stops a running detached job; cancel of a queued job ends it at once", async () => {
     const c = await cluster({ maxJobs: 1 })
-    const submit = (name: string) => c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--", ...slowEncode(c.clientMedia, name)], {})
+    const submit = (name: string) =>
+      c.exec(
+        [BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--", ...slowEncode(c.clientMedia, name)],
+        {},
+      )
     const a = (await submit(`a-${Date.now()}.mkv`)).out.trim()
     await runningJob(c)
     const b = (await submit(`b-${Date.now()}.mkv`)).out.trim()
@@ -227,10 +313,13 @@ describe("the caller stops the job", () => {
     expect(rb.out.trim()).toBe(`${b} canceled`)
     const ra = await c.admin(["jobs", "cancel", a])
     expect(ra.out.trim()).toBe(`${a} canceling`)
-    const done = await waitFor(async () => {
-      const j = await c.job(a)
-      return j.status === "canceled" ? j : undefined
-    }, { timeoutMs: 15_000, what: "job a to end canceled" })
+    const done = await waitFor(
+      async () => {
+        const j = await c.job(a)
+        return j.status === "canceled" ? j : undefined
+      },
+      { timeoutMs: 15_000, what: "job a to end canceled" },
+    )
     expect(terminal(done.events)).toHaveLength(1)
     expect((await c.job(b)).status).toBe("canceled")
     const again = await c.admin(["jobs", "cancel", a])
@@ -244,7 +333,10 @@ describe("exit codes of the remote process", () => {
     const c = await cluster()
     const fake = join(c.dir, "fake-ffmpeg")
     // A fake ffmpeg only to inject a crash: it reads its mode from its first argument.
-    writeFileSync(fake, '#!/bin/sh\ncase "$1" in segv) kill -SEGV $$ ;; code) echo "fake ffmpeg exiting $2" >&2; exit "$2" ;; esac\n')
+    writeFileSync(
+      fake,
+      '#!/bin/sh\ncase "$1" in segv) kill -SEGV $$ ;; code) echo "fake ffmpeg exiting $2" >&2; exit "$2" ;; esac\n',
+    )
     chmodSync(fake, 0o755)
     await c.workers[0].stop("SIGTERM")
     // The fake reads its positional arguments: no -protocol_whitelist from the argument policy.
@@ -294,18 +386,50 @@ describe("load", () => {
     const c = await cluster({ workers: 3, maxJobs: 2 })
     const ids: string[] = []
     const batch = async (n: number) => {
-      const r = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--binary", "ffprobe", "--", "-v", "error", "-f", "lavfi", "-i", `sine=duration=0.${n % 9 + 1}`, "-show_entries", "format=duration"], {})
+      const r = await c.exec(
+        [
+          BIN,
+          "client",
+          "submit",
+          "--config",
+          c.clientConfig,
+          "--detach",
+          "--binary",
+          "ffprobe",
+          "--",
+          "-v",
+          "error",
+          "-f",
+          "lavfi",
+          "-i",
+          `sine=duration=0.${(n % 9) + 1}`,
+          "-show_entries",
+          "format=duration",
+        ],
+        {},
+      )
       if (r.code !== 0) throw new Error(r.err)
       ids.push(r.out.trim())
     }
     for (let i = 0; i < 200; i += 10) await Promise.all(Array.from({ length: 10 }, (_, k) => batch(i + k)))
-    const jobs = await waitFor(async () => {
-      const js = await c.jobs()
-      return js.length === 200 && js.every((j) => j.status === "completed") ? js : undefined
-    }, { timeoutMs: 120_000, intervalMs: 500, what: "200 completed jobs" })
+    const jobs = await waitFor(
+      async () => {
+        const js = await c.jobs()
+        return js.length === 200 && js.every((j) => j.status === "completed") ? js : undefined
+      },
+      { timeoutMs: 120_000, intervalMs: 500, what: "200 completed jobs" },
+    )
     expect(new Set(jobs.map((j) => j.id))).toEqual(new Set(ids))
     for (const w of c.workerIds) {
-      const spans = jobs.filter((j) => j.workerId === w).flatMap((j) => [[j.startedAt!, 1], [j.finishedAt!, -1]] as const)
+      const spans = jobs
+        .filter((j) => j.workerId === w)
+        .flatMap(
+          (j) =>
+            [
+              [j.startedAt!, 1],
+              [j.finishedAt!, -1],
+            ] as const,
+        )
       // Ends sort before starts at the same instant: a slot freed and refilled in one millisecond is not an overlap.
       spans.sort((a, b) => a[0] - b[0] || a[1] - b[1])
       let now = 0
@@ -330,19 +454,29 @@ describe("more ways a job ends", () => {
     const code = await shim.exited
     expect(code).toBe(1)
     expect(await text(shim.stderr)).toMatch(/^dffmpeg: the reader closed our standard output; canceled job/m)
-    await waitFor(() => (pidsOf(marker).length === 0 ? true : undefined), { timeoutMs: 5000, what: "the remote ffmpeg to stop" })
+    await waitFor(() => (pidsOf(marker).length === 0 ? true : undefined), {
+      timeoutMs: 5000,
+      what: "the remote ffmpeg to stop",
+    })
     const [job] = await c.jobs()
-    await waitFor(async () => ((await c.job(job.id)).status === "canceled" ? true : undefined), { what: "the job to end canceled" })
+    await waitFor(async () => ((await c.job(job.id)).status === "canceled" ? true : undefined), {
+      what: "the job to end canceled",
+    })
   }, 60_000)
 
   test("a detached job can be attached later: its output is replayed from the start and the exit code is exact", async () => {
     const c = await cluster()
     const args = ["-hide_banner", "-f", "lavfi", "-i", "sine=duration=1", "-f", "null", "-", "-nonexistent_option_xyz"]
     const local = await c.local("ffmpeg", args)
-    const d = await c.exec([BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--json", "--", ...args], {})
+    const d = await c.exec(
+      [BIN, "client", "submit", "--config", c.clientConfig, "--detach", "--json", "--", ...args],
+      {},
+    )
     const job = JSON.parse(d.out)
     expect(job.attached).toBe(false)
-    await waitFor(async () => ((await c.job(job.id)).status === "failed" ? true : undefined), { what: "the job to end" })
+    await waitFor(async () => ((await c.job(job.id)).status === "failed" ? true : undefined), {
+      what: "the job to end",
+    })
     const a = await c.exec([BIN, "client", "attach", "--config", c.clientConfig, job.id], {})
     expect({ code: a.code, err: a.err }).toEqual({ code: local.code, err: local.err })
     // `client submit` without --detach behaves like the proxy, exit code included.
@@ -363,7 +497,9 @@ describe("more ways a job ends", () => {
     const [code, wcode] = await Promise.all([shim.exited, worker.exited])
     expect(wcode).toBe(0)
     expect(code).toBe(1)
-    expect(await text(shim.stderr)).toMatch(/^dffmpeg: job \w{26} failed: worker worker1 was shut down while running the job/m)
+    expect(await text(shim.stderr)).toMatch(
+      /^dffmpeg: job \w{26} failed: worker worker1 was shut down while running the job/m,
+    )
     expect(pidsOf(`mnt/${name}`)).toEqual([])
   }, 60_000)
 
@@ -373,8 +509,16 @@ describe("more ways a job ends", () => {
     const mnt = c.workerMedia("worker1")
     renameSync(mnt, mnt + ".away")
     await c.workers[0].waitForLine(/path variable unavailable/)
-    const shim = c.spawnProxy("ffprobe", ["-v", "error", "-show_entries", "format=duration", join(c.clientMedia, "nothing-here.mkv")])
-    await waitFor(async () => ((await c.jobs())[0]?.status === "queued" ? true : undefined), { what: "the job to be queued" })
+    const shim = c.spawnProxy("ffprobe", [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration",
+      join(c.clientMedia, "nothing-here.mkv"),
+    ])
+    await waitFor(async () => ((await c.jobs())[0]?.status === "queued" ? true : undefined), {
+      what: "the job to be queued",
+    })
     await Bun.sleep(500)
     expect((await c.jobs())[0].status).toBe("queued")
     renameSync(mnt + ".away", mnt)
@@ -388,10 +532,13 @@ describe("more ways a job ends", () => {
     const c = await cluster({ coordinatorConfig: { ...FAST.coordinatorConfig, shutdown_delay_seconds: 1 } })
     expect((await fetch(`${c.url}/health`)).status).toBe(200)
     c.coordinator.proc.kill("SIGTERM")
-    const res = await waitFor(async () => {
-      const r = await fetch(`${c.url}/health`).catch(() => undefined)
-      return r?.status === 503 ? r : undefined
-    }, { timeoutMs: 3000, intervalMs: 20, what: "a 503 from /health" })
+    const res = await waitFor(
+      async () => {
+        const r = await fetch(`${c.url}/health`).catch(() => undefined)
+        return r?.status === 503 ? r : undefined
+      },
+      { timeoutMs: 3000, intervalMs: 20, what: "a 503 from /health" },
+    )
     expect(((await res.json()) as { status: string }).status).toBe("shutting_down")
     expect(await c.coordinator.exited).toBe(0)
   }, 60_000)
@@ -403,7 +550,9 @@ describe("fencing and racing janitors", () => {
     const name = `selffence-${Date.now()}.mkv`
     const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
     const job = await runningJob(c)
-    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), { what: "the remote ffmpeg" })
+    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), {
+      what: "the remote ffmpeg",
+    })
     c.coordinator.proc.kill("SIGSTOP")
     try {
       // 2 × heartbeat_interval (0.5 s) without an acknowledged heartbeat, then q/SIGTERM/SIGKILL.
@@ -414,7 +563,9 @@ describe("fencing and racing janitors", () => {
       c.coordinator.proc.kill("SIGCONT")
     }
     expect(await shim.exited).toBe(1)
-    expect(await text(shim.stderr)).toMatch(/^dffmpeg: job \w{26} failed: worker worker1 (lost contact with the coordinator|stopped responding)/m)
+    expect(await text(shim.stderr)).toMatch(
+      /^dffmpeg: job \w{26} failed: worker worker1 (lost contact with the coordinator|stopped responding)/m,
+    )
     const after = await c.job(job.id)
     expect(after.status).toBe("failed")
     expect(terminal(after.events)).toHaveLength(1)
@@ -423,8 +574,24 @@ describe("fencing and racing janitors", () => {
   test("two coordinators' janitors on one database race for a lost job: it fails exactly once", async () => {
     const c = await cluster()
     const cfg = join(c.dir, "coordinator2.yaml")
-    writeFileSync(cfg, JSON.stringify({ host: "127.0.0.1", port: 0, database: { path: join(c.dir, "coordinator.db") }, ...FAST.coordinatorConfig }))
-    const second = new Proc("coordinator2", Bun.spawn([BIN, "coordinator", "--config", cfg], { cwd: c.dir, stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        host: "127.0.0.1",
+        port: 0,
+        database: { path: join(c.dir, "coordinator.db") },
+        ...FAST.coordinatorConfig,
+      }),
+    )
+    const second = new Proc(
+      "coordinator2",
+      Bun.spawn([BIN, "coordinator", "--config", cfg], {
+        cwd: c.dir,
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "pipe",
+      }),
+    )
     try {
       await second.waitForLine(/listening on/)
       const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, `race-${Date.now()}.mkv`))
@@ -445,7 +612,12 @@ describe("fencing and racing janitors", () => {
   }, 60_000)
 
   test("a job that no online worker can run fails after job_pending_timeout, saying what it needs", async () => {
-    const c = await cluster({ coordinatorConfig: { ...FAST.coordinatorConfig, janitor: { ...FAST.coordinatorConfig!.janitor as object, job_pending_timeout: 1 } } })
+    const c = await cluster({
+      coordinatorConfig: {
+        ...FAST.coordinatorConfig,
+        janitor: { ...(FAST.coordinatorConfig!.janitor as object), job_pending_timeout: 1 },
+      },
+    })
     await c.workers[0].stop("SIGTERM")
     await c.startWorker("worker1", { binaries: { ffmpeg: "ffmpeg" } })
     const r = await c.run("ffprobe", ["-version"])

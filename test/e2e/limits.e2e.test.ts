@@ -28,7 +28,8 @@ afterAll(async () => {
 type ErrorBody = { error: { code: string; message: string } }
 const who = (name: string) => ({ client: name, key: c.key(name) })
 const JSON_TYPE = { "content-type": "application/json" }
-const submitBody = (over: Record<string, unknown> = {}) => JSON.stringify({ binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, ...over })
+const submitBody = (over: Record<string, unknown> = {}) =>
+  JSON.stringify({ binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, ...over })
 
 async function sf(o: Parameters<typeof signedFetch>[1]): Promise<Response> {
   const res = await signedFetch(c.url, o)
@@ -48,13 +49,25 @@ async function errorOf(res: Response, status: number, code: string): Promise<str
  * then waits for the answer without sending more: an answer proves the coordinator did not wait for
  * (or read) the rest of the body.
  */
-function partialPost(path: string, headers: Record<string, string>, contentLength: number, sent: number): Promise<{ status: number; body: ErrorBody }> {
+function partialPost(
+  path: string,
+  headers: Record<string, string>,
+  contentLength: number,
+  sent: number,
+): Promise<{ status: number; body: ErrorBody }> {
   return new Promise((resolve, reject) => {
     const s = connect(c.port, "127.0.0.1")
     let buf: Buffer = Buffer.alloc(0)
     s.on("error", reject)
     s.on("connect", () => {
-      const head = [`POST ${path} HTTP/1.1`, "Host: 127.0.0.1", `Content-Length: ${contentLength}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), "", ""].join("\r\n")
+      const head = [
+        `POST ${path} HTTP/1.1`,
+        "Host: 127.0.0.1",
+        `Content-Length: ${contentLength}`,
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+        "",
+        "",
+      ].join("\r\n")
       s.write(head)
       s.write(Buffer.alloc(sent, 0x20))
     })
@@ -78,13 +91,23 @@ describe("bodies are refused from their headers", () => {
   test("a signed 10 MB submission with Content-Length gets 413 JSON naming the limit, not a dropped connection", async () => {
     const body = new Uint8Array(10_000_000).fill(0x20)
     const res = await sf({ ...who("client1"), method: "POST", path: `${API}/jobs`, body, headers: JSON_TYPE })
-    expect(await errorOf(res, 413, "E_TOO_LARGE")).toMatch(/^request body of 10000000 bytes is over this route's limit of \d+ bytes \(set by limits\.max_args_bytes\)$/)
+    expect(await errorOf(res, 413, "E_TOO_LARGE")).toMatch(
+      /^request body of 10000000 bytes is over this route's limit of \d+ bytes \(set by limits\.max_args_bytes\)$/,
+    )
   })
 
   test("a worker's 10 MB output upload gets 413 JSON naming limits.max_body_bytes", async () => {
     const body = new Uint8Array(10_000_000)
-    const res = await sf({ ...who("worker1"), method: "POST", path: `${API}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/output`, query: "epoch=1", body })
-    expect(await errorOf(res, 413, "E_TOO_LARGE")).toBe(`request body of 10000000 bytes is over this route's limit of ${8 * MIB} bytes (set by limits.max_body_bytes)`)
+    const res = await sf({
+      ...who("worker1"),
+      method: "POST",
+      path: `${API}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/output`,
+      query: "epoch=1",
+      body,
+    })
+    expect(await errorOf(res, 413, "E_TOO_LARGE")).toBe(
+      `request body of 10000000 bytes is over this route's limit of ${8 * MIB} bytes (set by limits.max_body_bytes)`,
+    )
   })
 
   test("a chunked upload (no Content-Length) is counted as it streams and refused with 413 JSON once past the cap", async () => {
@@ -97,10 +120,23 @@ describe("bodies are refused from their headers", () => {
         ctl.enqueue(chunk)
       },
     })
-    const headers = signedHeaders({ ...who("worker1"), method: "POST", path: `${API}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/output`, query: "epoch=1", body: new Uint8Array(0) })
-    const res = await fetch(`${c.url}${API}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/output?epoch=1`, { method: "POST", headers, body, duplex: "half" } as RequestInit)
+    const headers = signedHeaders({
+      ...who("worker1"),
+      method: "POST",
+      path: `${API}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/output`,
+      query: "epoch=1",
+      body: new Uint8Array(0),
+    })
+    const res = await fetch(`${c.url}${API}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/output?epoch=1`, {
+      method: "POST",
+      headers,
+      body,
+      duplex: "half",
+    } as RequestInit)
     statuses.push(res.status)
-    expect(await errorOf(res, 413, "E_TOO_LARGE")).toBe(`request body is over this route's limit of ${8 * MIB} bytes (set by limits.max_body_bytes)`)
+    expect(await errorOf(res, 413, "E_TOO_LARGE")).toBe(
+      `request body is over this route's limit of ${8 * MIB} bytes (set by limits.max_body_bytes)`,
+    )
     // Refused while the upload was far from done: the rest of the 64 MiB was never pulled.
     expect(sent).toBeLessThan(64 * MIB)
   })
@@ -108,12 +144,24 @@ describe("bodies are refused from their headers", () => {
   const eight = 8 * MIB
   test.each([
     ["unsigned", () => ({})],
-    ["from an unknown identity", () => ({ ...signedHeaders({ client: "nobody", key: c.key("client1"), method: "POST", path: `${API}/jobs`, body: "x" }) })],
-    ["with a timestamp 5 minutes old", () => signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: "x", now: Date.now() - 300_000 })],
-  ])("an 8 MiB POST %s is answered 401 after 64 KiB of its body, without waiting for the rest", async (_what, headers) => {
-    const res = await partialPost(`${API}/jobs`, { ...JSON_TYPE, ...headers() }, eight, 64 * 1024)
-    expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 401, code: "E_AUTH" })
-  })
+    [
+      "from an unknown identity",
+      () => ({
+        ...signedHeaders({ client: "nobody", key: c.key("client1"), method: "POST", path: `${API}/jobs`, body: "x" }),
+      }),
+    ],
+    [
+      "with a timestamp 5 minutes old",
+      () =>
+        signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: "x", now: Date.now() - 300_000 }),
+    ],
+  ])(
+    "an 8 MiB POST %s is answered 401 after 64 KiB of its body, without waiting for the rest",
+    async (_what, headers) => {
+      const res = await partialPost(`${API}/jobs`, { ...JSON_TYPE, ...headers() }, eight, 64 * 1024)
+      expect({ status: res.status, code: res.body.error.code }).toEqual({ status: 401, code: "E_AUTH" })
+    },
+  )
 
   test("a valid identity declaring 8 MiB on a JSON route is answered 413 after 64 KiB, without waiting for the rest", async () => {
     const headers = signedHeaders({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: "x" })
@@ -125,10 +173,21 @@ describe("bodies are refused from their headers", () => {
 describe("submission quotas", () => {
   test("arguments over limits.max_args_bytes are 413 JSON, and the proxy prints one dffmpeg: line and exits 1", async () => {
     const long = ["-i", "x".repeat(4096)]
-    const res = await sf({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: submitBody({ args: long }), headers: JSON_TYPE })
-    expect(await errorOf(res, 413, "E_TOO_LARGE")).toBe("the job's arguments, cwd and path names take 4098 bytes; at most 4096 are accepted (limits.max_args_bytes)")
+    const res = await sf({
+      ...who("client1"),
+      method: "POST",
+      path: `${API}/jobs`,
+      body: submitBody({ args: long }),
+      headers: JSON_TYPE,
+    })
+    expect(await errorOf(res, 413, "E_TOO_LARGE")).toBe(
+      "the job's arguments, cwd and path names take 4098 bytes; at most 4096 are accepted (limits.max_args_bytes)",
+    )
     const r = await c.run("ffprobe", long)
-    expect({ code: r.code, err: r.err }).toEqual({ code: 1, err: "dffmpeg: the job's arguments, cwd and path names take 4098 bytes; at most 4096 are accepted (limits.max_args_bytes)\n" })
+    expect({ code: r.code, err: r.err }).toEqual({
+      code: 1,
+      err: "dffmpeg: the job's arguments, cwd and path names take 4098 bytes; at most 4096 are accepted (limits.max_args_bytes)\n",
+    })
   })
 
   test("limits.max_queued_per_client: a 4th waiting job of one identity is 429 JSON; other identities are not affected", async () => {
@@ -136,7 +195,13 @@ describe("submission quotas", () => {
     const waiting = submitBody({ binary: "ffmpeg", args: ["-i", "$Nowhere/x.mkv"], paths: ["Nowhere"] })
     const ids: string[] = []
     for (let i = 0; i < 3; i++) {
-      const res = await sf({ ...who("client2"), method: "POST", path: `${API}/jobs`, body: waiting, headers: JSON_TYPE })
+      const res = await sf({
+        ...who("client2"),
+        method: "POST",
+        path: `${API}/jobs`,
+        body: waiting,
+        headers: JSON_TYPE,
+      })
       expect(res.status).toBe(201)
       ids.push(((await res.json()) as { id: string }).id)
     }
@@ -144,11 +209,19 @@ describe("submission quotas", () => {
     expect(await errorOf(res, 429, "E_QUOTA")).toBe(
       "client2 already has 3 jobs waiting for a worker, the most one identity may queue (limits.max_queued_per_client = 3); submit again once some have started",
     )
-    const ok = await sf({ ...who("client1"), method: "POST", path: `${API}/jobs`, body: submitBody(), headers: JSON_TYPE })
+    const ok = await sf({
+      ...who("client1"),
+      method: "POST",
+      path: `${API}/jobs`,
+      body: submitBody(),
+      headers: JSON_TYPE,
+    })
     expect(ok.status).toBe(201)
     // A canceled job frees its place at once.
     expect((await sf({ ...who("client2"), method: "POST", path: `${API}/jobs/${ids[0]}/cancel` })).status).toBe(200)
-    expect((await sf({ ...who("client2"), method: "POST", path: `${API}/jobs`, body: waiting, headers: JSON_TYPE })).status).toBe(201)
+    expect(
+      (await sf({ ...who("client2"), method: "POST", path: `${API}/jobs`, body: waiting, headers: JSON_TYPE })).status,
+    ).toBe(201)
   })
 })
 
@@ -167,13 +240,18 @@ describe("stdin per job", () => {
     const r = await c.run("ffmpeg", raw, { stdin: new Uint8Array(4 * MIB) })
     const lines = r.err.split("\n").filter((l) => l.startsWith("dffmpeg:"))
     expect({ code: r.code, lines: lines.length }).toEqual({ code: 1, lines: 1 })
-    expect(lines[0]).toMatch(/^dffmpeg: the standard input of job [0-9A-Z]{26} is over 262144 bytes \(limits\.max_stdin_bytes\); the job is canceled$/)
+    expect(lines[0]).toMatch(
+      /^dffmpeg: the standard input of job [0-9A-Z]{26} is over 262144 bytes \(limits\.max_stdin_bytes\); the job is canceled$/,
+    )
     const id = lines[0].match(/job ([0-9A-Z]{26})/)![1]
     expect(before.has(id)).toBe(false)
-    const job = await waitFor(async () => {
-      const j = await c.job(id)
-      return j.status === "canceled" ? j : undefined
-    }, { what: `job ${id} canceled`, timeoutMs: 20_000 })
+    const job = await waitFor(
+      async () => {
+        const j = await c.job(id)
+        return j.status === "canceled" ? j : undefined
+      },
+      { what: `job ${id} canceled`, timeoutMs: 20_000 },
+    )
     expect(job.error).toBe("its standard input passed 262144 bytes (limits.max_stdin_bytes)")
   }, 30_000)
 })
@@ -182,10 +260,22 @@ describe("admin log tail", () => {
   test("admin jobs show reads at most limits.max_log_tail_bytes of stderr and says the first line is cut", async () => {
     // ffmpeg echoes the (missing) input's 1,600-byte name in its one error line.
     const name = Array.from({ length: 8 }, (_, i) => String.fromCharCode(97 + i).repeat(200)).join("/")
-    const submit = await c.client("submit", ["--detach", "--", "-hide_banner", "-i", `${c.clientMedia}/${name}.mkv`, "-f", "null", "-"])
+    const submit = await c.client("submit", [
+      "--detach",
+      "--",
+      "-hide_banner",
+      "-i",
+      `${c.clientMedia}/${name}.mkv`,
+      "-f",
+      "null",
+      "-",
+    ])
     expect({ code: submit.code, err: submit.err }).toEqual({ code: 0, err: "" })
     const id = submit.out.trim()
-    await waitFor(async () => ((await c.job(id)).status === "failed" || (await c.job(id)).exitCode !== null ? true : undefined), { what: `job ${id} ended`, timeoutMs: 20_000 })
+    await waitFor(
+      async () => ((await c.job(id)).status === "failed" || (await c.job(id)).exitCode !== null ? true : undefined),
+      { what: `job ${id} ended`, timeoutMs: 20_000 },
+    )
     const shown = (await c.job(id)) as unknown as { stderrTail: string[]; stderrTailTruncated: boolean }
     expect(shown.stderrTailTruncated).toBe(true)
     expect(Buffer.byteLength(shown.stderrTail.join("\n"))).toBeLessThanOrEqual(1024)

@@ -16,7 +16,11 @@ import { rawFetch, signedFetch } from "../helpers/signed.ts"
 let c: Cluster
 
 beforeAll(async () => {
-  c = await Cluster.start({ workers: 1, maxJobs: 3, coordinatorConfig: { heartbeat_interval: 0.5, registration_interval: 1 } })
+  c = await Cluster.start({
+    workers: 1,
+    maxJobs: 3,
+    coordinatorConfig: { heartbeat_interval: 0.5, registration_interval: 1 },
+  })
   copyFileSync(await sample("av10s.mkv"), join(c.storage, "av10s.mkv"))
   copyFileSync(await sample("av.mkv"), join(c.storage, "av.mkv"))
 }, 60_000)
@@ -35,7 +39,12 @@ describe("metrics", () => {
     for (let i = 0; i < 3; i++) expect((await c.run("ffprobe", [...probe, join(c.clientMedia, "av.mkv")])).code).toBe(0)
     expect((await c.run("ffprobe", [...probe, join(c.clientMedia, "missing.mkv")])).code).toBe(1)
     // A request with a wrong signature.
-    const bad = await signedFetch(c.url, { client: "client1", key: Buffer.alloc(32, 7).toString("base64"), method: "GET", path: "/api/v1/jobs" })
+    const bad = await signedFetch(c.url, {
+      client: "client1",
+      key: Buffer.alloc(32, 7).toString("base64"),
+      method: "GET",
+      path: "/api/v1/jobs",
+    })
     expect(bad.status).toBe(401)
 
     const m = await scrape()
@@ -54,7 +63,9 @@ describe("metrics", () => {
     expect(value(samples, "dffmpeg_slots")).toBe(3)
     expect(value(samples, "dffmpeg_slots_used")).toBe(0)
     // The proxy's submissions, by route pattern (the job id never becomes a label).
-    expect(value(samples, "dffmpeg_http_requests_total", { method: "POST", route: "/api/v1/jobs", status: "200" })).toBe(4)
+    expect(
+      value(samples, "dffmpeg_http_requests_total", { method: "POST", route: "/api/v1/jobs", status: "200" }),
+    ).toBe(4)
     expect(samples.some((s) => /[0-9A-HJKMNP-TV-Z]{26}/.test(s.labels.route ?? ""))).toBe(false)
     expect(value(samples, "dffmpeg_auth_failures_total", { reason: "signature" })).toBe(1)
     expect(value(samples, "dffmpeg_http_requests_total", { route: "/api/v1/jobs", status: "401" })).toBe(1)
@@ -67,15 +78,30 @@ describe("metrics", () => {
       expect(direct.status).toBe(403)
       expect(((await direct.json()) as { error: { message: string } }).error.message).toContain("allowed_metrics_ips")
       // 127.0.0.1 is a trusted proxy by default: the address it forwards for is checked.
-      expect((await rawFetch(d.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3" } })).status).toBe(200)
+      expect(
+        (await rawFetch(d.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3" } })).status,
+      ).toBe(200)
       // Entries left of the trusted hops are the client's to invent: only the right-most untrusted one counts.
-      expect((await rawFetch(d.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3, 8.8.8.8" } })).status).toBe(403)
+      expect(
+        (
+          await rawFetch(d.url, {
+            method: "GET",
+            path: "/metrics",
+            headers: { "x-forwarded-for": "10.1.2.3, 8.8.8.8" },
+          })
+        ).status,
+      ).toBe(403)
     } finally {
       await d.stop()
     }
-    const e = await Cluster.start({ workers: 0, coordinatorConfig: { allowed_metrics_ips: ["10.0.0.0/8"], trusted_proxies: [] } })
+    const e = await Cluster.start({
+      workers: 0,
+      coordinatorConfig: { allowed_metrics_ips: ["10.0.0.0/8"], trusted_proxies: [] },
+    })
     try {
-      expect((await rawFetch(e.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3" } })).status).toBe(403)
+      expect(
+        (await rawFetch(e.url, { method: "GET", path: "/metrics", headers: { "x-forwarded-for": "10.1.2.3" } })).status,
+      ).toBe(403)
     } finally {
       await e.stop()
     }
@@ -87,7 +113,15 @@ describe("short timings", () => {
     const d = await Cluster.start({ workers: 1, coordinatorConfig: { poll_wait_seconds: 0.5 } })
     try {
       copyFileSync(await sample("av.mkv"), join(d.storage, "av.mkv"))
-      const r = await d.run("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(d.clientMedia, "av.mkv")])
+      const r = await d.run("ffprobe", [
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "csv=p=0",
+        join(d.clientMedia, "av.mkv"),
+      ])
       expect(r.code).toBe(0)
       expect(d.coordinator.log()).not.toContain("must be a non-negative")
     } finally {
@@ -100,8 +134,16 @@ describe("health", () => {
   test("reports each component", async () => {
     const res = await rawFetch(c.url, { method: "GET", path: "/health" })
     expect(res.status).toBe(200)
-    const body = (await res.json()) as { status: string; version: string; uptimeSeconds: number; components: Record<string, { status: string }> }
-    expect(body).toMatchObject({ status: "ok", components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } } })
+    const body = (await res.json()) as {
+      status: string
+      version: string
+      uptimeSeconds: number
+      components: Record<string, { status: string }>
+    }
+    expect(body).toMatchObject({
+      status: "ok",
+      components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } },
+    })
     expect(body.uptimeSeconds).toBeGreaterThanOrEqual(0)
   })
 })
@@ -111,7 +153,22 @@ describe("progress", () => {
     const api = apiFor(c, "client1")
     const out = join(c.clientMedia, "progress.mp4")
     // -re reads at real time, so the 4 s cut (-t) takes about 4 s and speed is about 1x.
-    const run = c.run("ffmpeg", ["-hide_banner", "-re", "-i", join(c.clientMedia, "av10s.mkv"), "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-y", out])
+    const run = c.run("ffmpeg", [
+      "-hide_banner",
+      "-re",
+      "-i",
+      join(c.clientMedia, "av10s.mkv"),
+      "-t",
+      "4",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-c:a",
+      "aac",
+      "-y",
+      out,
+    ])
     const seen: NonNullable<Job["progress"]>[] = []
     const mid = await waitFor(
       async () => {
@@ -142,10 +199,30 @@ describe("progress", () => {
   }, 60_000)
 
   test("-progress pipe:1 on stdout is parsed from a copy, and stdout reaches the caller intact", async () => {
-    const args = ["-hide_banner", "-nostats", "-i", join(c.clientMedia, "av.mkv"), "-progress", "pipe:1", "-f", "null", "-"]
+    const args = [
+      "-hide_banner",
+      "-nostats",
+      "-i",
+      join(c.clientMedia, "av.mkv"),
+      "-progress",
+      "pipe:1",
+      "-f",
+      "null",
+      "-",
+    ]
     const r = await c.run("ffmpeg", args)
     expect(r.code).toBe(0)
-    const local = await c.local("ffmpeg", ["-hide_banner", "-nostats", "-i", join(c.storage, "av.mkv"), "-progress", "pipe:1", "-f", "null", "-"])
+    const local = await c.local("ffmpeg", [
+      "-hide_banner",
+      "-nostats",
+      "-i",
+      join(c.storage, "av.mkv"),
+      "-progress",
+      "pipe:1",
+      "-f",
+      "null",
+      "-",
+    ])
     // The same keys in the same order as a local run (values such as speed differ run to run).
     const keys = (s: string) => s.split("\n").map((l) => l.split("=")[0])
     expect(keys(r.out)).toEqual(keys(local.out))

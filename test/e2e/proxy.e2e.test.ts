@@ -43,9 +43,34 @@ describe("the ffprobe/ffmpeg proxy", () => {
 
   test("a transcode writes a file that local ffprobe validates", async () => {
     const out = join(c.clientMedia, "transcoded.mp4")
-    const r = await c.run("ffmpeg", ["-v", "error", "-y", "-i", media, "-t", "1", "-vf", "scale=160:120", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", out])
+    const r = await c.run("ffmpeg", [
+      "-v",
+      "error",
+      "-y",
+      "-i",
+      media,
+      "-t",
+      "1",
+      "-vf",
+      "scale=160:120",
+      "-c:v",
+      "libx264",
+      "-preset",
+      "ultrafast",
+      "-c:a",
+      "aac",
+      out,
+    ])
     expectOk(r)
-    const probe = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration:stream=codec_name,width", "-of", "json", join(c.storage, "transcoded.mp4")])
+    const probe = await c.local("ffprobe", [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration:stream=codec_name,width",
+      "-of",
+      "json",
+      join(c.storage, "transcoded.mp4"),
+    ])
     const info = JSON.parse(probe.out)
     expect(info.streams.map((s: { codec_name: string }) => s.codec_name).sort()).toEqual(["aac", "h264"])
     expect(info.streams.find((s: { width?: number }) => s.width).width).toBe(160)
@@ -74,16 +99,40 @@ describe("the ffprobe/ffmpeg proxy", () => {
   test("stdout without any newline and a 196 KB stderr line arrive intact", async () => {
     const long = "x".repeat(70_000)
     // volume's bad `precision` value is echoed back on stderr as one line of ~196 KB.
-    const args = ["-hide_banner", "-f", "lavfi", "-i", "sine=d=0.2", "-af", `volume=1:precision=${long}`, "-f", "null", "-"]
+    const args = [
+      "-hide_banner",
+      "-f",
+      "lavfi",
+      "-i",
+      "sine=d=0.2",
+      "-af",
+      `volume=1:precision=${long}`,
+      "-f",
+      "null",
+      "-",
+    ]
     const remote = await c.run("ffmpeg", args)
     const local = await c.local("ffmpeg", args)
     expect(remote.code).toBe(local.code)
     expect(Math.max(...remote.err.split("\n").map((l) => l.length))).toBeGreaterThan(65_536)
     // Log prefixes carry heap addresses (`[volume @ 0x55…]`) that differ between any two runs.
-    const masked = (b: Uint8Array) => Buffer.from(b).toString("latin1").replace(/0x[0-9a-f]+/g, "0x")
+    const masked = (b: Uint8Array) =>
+      Buffer.from(b)
+        .toString("latin1")
+        .replace(/0x[0-9a-f]+/g, "0x")
     expect(md5(Buffer.from(masked(remote.stderr), "latin1"))).toBe(md5(Buffer.from(masked(local.stderr), "latin1")))
     expect(remote.stderr.length).toBe(local.stderr.length)
-    const zeros = await c.run("ffmpeg", ["-v", "error", "-f", "lavfi", "-i", "color=c=black:s=320x240:d=0.4", "-f", "rawvideo", "pipe:1"])
+    const zeros = await c.run("ffmpeg", [
+      "-v",
+      "error",
+      "-f",
+      "lavfi",
+      "-i",
+      "color=c=black:s=320x240:d=0.4",
+      "-f",
+      "rawvideo",
+      "pipe:1",
+    ])
     expectOk(zeros)
     expect(zeros.stdout.includes(10)).toBe(false)
     expect(zeros.stdout.length).toBe(320 * 240 * 1.5 * 10)
@@ -109,17 +158,34 @@ describe("the ffprobe/ffmpeg proxy", () => {
   })
 
   test("callers with /dev/null or an empty closed stdin work", async () => {
-    const a = await c.run("ffprobe", ["-v", "error", "-show_entries", "format=nb_streams", "-of", "csv=p=0", media], { stdin: "devnull" })
+    const a = await c.run("ffprobe", ["-v", "error", "-show_entries", "format=nb_streams", "-of", "csv=p=0", media], {
+      stdin: "devnull",
+    })
     const b = await c.run("ffprobe", ["-v", "error", "-show_entries", "format=nb_streams", "-of", "csv=p=0", media])
     expect([a.code, a.out, b.code, b.out]).toEqual([0, "2\n", 0, "2\n"])
   })
 
   test("a \\r progress line arrives while the job is still running", async () => {
-    const p = Bun.spawn([join(c.binDir, "ffmpeg"), "-hide_banner", "-nostdin", "-re", "-f", "lavfi", "-i", "testsrc=d=3:s=160x120:r=10", "-f", "null", "-"], {
-      env: { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig },
-      stdout: "ignore",
-      stderr: "pipe",
-    })
+    const p = Bun.spawn(
+      [
+        join(c.binDir, "ffmpeg"),
+        "-hide_banner",
+        "-nostdin",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=d=3:s=160x120:r=10",
+        "-f",
+        "null",
+        "-",
+      ],
+      {
+        env: { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig },
+        stdout: "ignore",
+        stderr: "pipe",
+      },
+    )
     let firstProgressAt = 0
     let sawCR = false
     const reader = (async () => {
@@ -141,12 +207,27 @@ describe("the ffprobe/ffmpeg proxy", () => {
 
   test("a q on stdin stops the remote ffmpeg gracefully, as it would locally", async () => {
     const out = join(c.clientMedia, "stopped.mkv")
-    const p = Bun.spawn([join(c.binDir, "ffmpeg"), "-hide_banner", "-y", "-re", "-f", "lavfi", "-i", "testsrc=d=30:s=160x120:r=10", "-c:v", "mjpeg", out], {
-      env: { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig },
-      stdin: "pipe",
-      stdout: "ignore",
-      stderr: "pipe",
-    })
+    const p = Bun.spawn(
+      [
+        join(c.binDir, "ffmpeg"),
+        "-hide_banner",
+        "-y",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=d=30:s=160x120:r=10",
+        "-c:v",
+        "mjpeg",
+        out,
+      ],
+      {
+        env: { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig },
+        stdin: "pipe",
+        stdout: "ignore",
+        stderr: "pipe",
+      },
+    )
     const dec = new TextDecoder()
     let err = ""
     let sent = false
@@ -159,7 +240,15 @@ describe("the ffprobe/ffmpeg proxy", () => {
       }
     }
     expect(await p.exited).toBe(0)
-    const probe = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", join(c.storage, "stopped.mkv")])
+    const probe = await c.local("ffprobe", [
+      "-v",
+      "error",
+      "-show_entries",
+      "format=duration",
+      "-of",
+      "csv=p=0",
+      join(c.storage, "stopped.mkv"),
+    ])
     // Finalized (readable) and far shorter than the 30 s it would have run without the q.
     expect(probe.code).toBe(0)
     expect(Number(probe.out)).toBeLessThan(20)
@@ -175,7 +264,10 @@ describe("the ffprobe/ffmpeg proxy", () => {
     ]
     for (const args of cases) {
       const remote = await c.run("ffmpeg", args)
-      const local = await c.local("ffmpeg", args.map((a) => a.replace(c.clientMedia, c.storage)))
+      const local = await c.local(
+        "ffmpeg",
+        args.map((a) => a.replace(c.clientMedia, c.storage)),
+      )
       expect({ args, code: remote.code }).toEqual({ args, code: local.code })
       expect(remote.code).not.toBe(0)
     }
@@ -200,11 +292,23 @@ describe("the ffprobe/ffmpeg proxy", () => {
   })
 
   test("paths relative to a mapped working directory work for inputs and outputs", async () => {
-    const remote = await c.run("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "av.mkv"], { cwd: c.clientMedia })
-    const local = await c.local("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "av.mkv"], { cwd: c.storage })
+    const remote = await c.run(
+      "ffprobe",
+      ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "av.mkv"],
+      { cwd: c.clientMedia },
+    )
+    const local = await c.local(
+      "ffprobe",
+      ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "av.mkv"],
+      { cwd: c.storage },
+    )
     expectOk(remote)
     expect(remote.out).toBe(local.out)
-    const w = await c.run("ffmpeg", ["-v", "error", "-y", "-i", "av.mkv", "-t", "0.5", "-c", "copy", "relative-out.mkv"], { cwd: c.clientMedia })
+    const w = await c.run(
+      "ffmpeg",
+      ["-v", "error", "-y", "-i", "av.mkv", "-t", "0.5", "-c", "copy", "relative-out.mkv"],
+      { cwd: c.clientMedia },
+    )
     expectOk(w)
     expect(existsSync(join(c.storage, "relative-out.mkv"))).toBe(true)
   })
@@ -257,7 +361,15 @@ describe("the ffprobe/ffmpeg proxy", () => {
 
   test("the coordinator unreachable gives one dffmpeg: line and exit 1", async () => {
     const cfg = join(c.dir, "client-down.yaml")
-    writeFileSync(cfg, JSON.stringify({ client_id: "client1", hmac_key_file: "client1.key", coordinator: { port: 1 }, paths: { Media: c.clientMedia } }))
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        client_id: "client1",
+        hmac_key_file: "client1.key",
+        coordinator: { port: 1 },
+        paths: { Media: c.clientMedia },
+      }),
+    )
     const r = await c.run("ffprobe", ["-version"], { env: { DFFMPEG_CLIENT_CONFIG: cfg } })
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/^dffmpeg: cannot reach the coordinator at http:\/\/127\.0\.0\.1:1: /)
@@ -266,7 +378,14 @@ describe("the ffprobe/ffmpeg proxy", () => {
 
   test("a wrong key gives one dffmpeg: line about credentials and exit 1", async () => {
     const cfg = join(c.dir, "client-badkey.yaml")
-    writeFileSync(cfg, JSON.stringify({ client_id: "client1", hmac_key: Buffer.alloc(32, 7).toString("base64"), coordinator: { port: c.port } }))
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        client_id: "client1",
+        hmac_key: Buffer.alloc(32, 7).toString("base64"),
+        coordinator: { port: c.port },
+      }),
+    )
     const r = await c.run("ffprobe", ["-version"], { env: { DFFMPEG_CLIENT_CONFIG: cfg } })
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/^dffmpeg: the coordinator refused our credentials/)

@@ -15,8 +15,19 @@ let port: number
 beforeAll(async () => {
   requireBinary()
   dir = mkdtempSync(join(tmpdir(), "dffmpeg-raw-http-"))
-  writeFileSync(join(dir, "coordinator.yaml"), JSON.stringify({ host: "127.0.0.1", port: 0, database: { path: "./c.db" } }))
-  coordinator = new Proc("coordinator", Bun.spawn([BIN, "coordinator", "--config", join(dir, "coordinator.yaml")], { cwd: dir, stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
+  writeFileSync(
+    join(dir, "coordinator.yaml"),
+    JSON.stringify({ host: "127.0.0.1", port: 0, database: { path: "./c.db" } }),
+  )
+  coordinator = new Proc(
+    "coordinator",
+    Bun.spawn([BIN, "coordinator", "--config", join(dir, "coordinator.yaml")], {
+      cwd: dir,
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    }),
+  )
   port = Number((await coordinator.waitForLine(/listening on http:\/\/127\.0\.0\.1:(\d+)/))[1])
 })
 
@@ -25,13 +36,19 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-test.each(["/health", "/api/v1/jobs", "/", "/dashboard/api/state", "/nope"])("HTTP/1.0 without Host on %s: 400 JSON, never a 500 or Bun's error page", async (path) => {
-  const res = await rawHttp(port, `GET ${path} HTTP/1.0\r\n\r\n`)
-  const body = res.text.slice(res.text.indexOf("\r\n\r\n") + 4)
-  expect({ status: res.status, body: JSON.parse(body) }).toEqual({ status: 400, body: { error: { code: "E_INVALID", message: "the request has no Host header" } } })
-  expect(res.text).toMatch(/\r\ncontent-type: application\/json/i)
-  expect(res.text).not.toContain(dir)
-})
+test.each(["/health", "/api/v1/jobs", "/", "/dashboard/api/state", "/nope"])(
+  "HTTP/1.0 without Host on %s: 400 JSON, never a 500 or Bun's error page",
+  async (path) => {
+    const res = await rawHttp(port, `GET ${path} HTTP/1.0\r\n\r\n`)
+    const body = res.text.slice(res.text.indexOf("\r\n\r\n") + 4)
+    expect({ status: res.status, body: JSON.parse(body) }).toEqual({
+      status: 400,
+      body: { error: { code: "E_INVALID", message: "the request has no Host header" } },
+    })
+    expect(res.text).toMatch(/\r\ncontent-type: application\/json/i)
+    expect(res.text).not.toContain(dir)
+  },
+)
 
 test("HTTP/1.0 with a Host header is served as before", async () => {
   const res = await rawHttp(port, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")

@@ -16,14 +16,26 @@ type Mode = "none" | "assignment" | "output" | "downlink" | "unsigned" | "cursor
 let mode: Mode = "none"
 let target = 0
 /** Replies the proxy changed, per mode (a test whose forgery never happened proves nothing). */
-const forged: Record<Mode, number> = { none: 0, assignment: 0, output: 0, downlink: 0, unsigned: 0, cursor: 0, forged401: 0 }
+const forged: Record<Mode, number> = {
+  none: 0,
+  assignment: 0,
+  output: 0,
+  downlink: 0,
+  unsigned: 0,
+  cursor: 0,
+  forged401: 0,
+}
 /** The unsigned 401 the proxy answers in `forged401` mode: escape sequences and a forged second line. */
 const EVIL = "\x1b[31mred\x1b]0;pwned\x07\r\nfake line \u202eevil"
 
 const FRAMES = "application/vnd.dffmpeg.frames"
 
 /** Flips one payload byte of the first `kind` frame passing through; every other byte is relayed as is. */
-function flipFirst(body: ReadableStream<Uint8Array>, kind: number, count: "output" | "downlink"): ReadableStream<Uint8Array> {
+function flipFirst(
+  body: ReadableStream<Uint8Array>,
+  kind: number,
+  count: "output" | "downlink",
+): ReadableStream<Uint8Array> {
   const d = new FrameDecoder()
   let done = false
   return body.pipeThrough(
@@ -82,7 +94,10 @@ const mitm = Bun.serve({
     if (mode === "forged401" && client === "client1" && url.pathname === "/api/v1/jobs" && req.method === "POST") {
       await res.body?.cancel()
       forged.forged401++
-      return Response.json({ error: { code: "E_AUTH", message: EVIL + "x".repeat(2000), details: [EVIL] } }, { status: 401 })
+      return Response.json(
+        { error: { code: "E_AUTH", message: EVIL + "x".repeat(2000), details: [EVIL] } },
+        { status: 401 },
+      )
     }
     return new Response(res.body, { status: res.status, headers: out })
   },
@@ -114,14 +129,26 @@ describe("a man in the middle on plain HTTP", () => {
     const worker = c.workers[0]!
     mode = "assignment"
     const api = apiFor(c, "client1")
-    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", { json: { binary: "ffprobe", args: [...PROBE, "$Media/av.mkv"], paths: ["Media"], cwd: null, stdin: false, attached: false } })
+    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", {
+      json: {
+        binary: "ffprobe",
+        args: [...PROBE, "$Media/av.mkv"],
+        paths: ["Media"],
+        cwd: null,
+        stdin: false,
+        attached: false,
+      },
+    })
     await worker.waitForLine(/coordinator not trusted; no work taken.*does not verify/)
     expect(forged.assignment).toBeGreaterThan(0)
     expect(existsSync(spawned)).toBe(false)
     expect((await c.job(job.id)).status).toBe("assigned")
     // Control: with the proxy honest again, the same assignment is taken and run, with its true argument.
     mode = "none"
-    await c.waitFor(async () => (await c.job(job.id)).status === "completed", { timeoutMs: 20_000, what: "the job to complete" })
+    await c.waitFor(async () => (await c.job(job.id)).status === "completed", {
+      timeoutMs: 20_000,
+      what: "the job to complete",
+    })
     expect(readFileSync(spawned, "utf8")).toContain("/av.mkv")
     expect(readFileSync(spawned, "utf8")).not.toContain("xx.mkv")
   }, 30_000)
@@ -140,24 +167,46 @@ describe("a man in the middle on plain HTTP", () => {
   test("forged output is refused by client attach too (exit 1, as for any failure of dffmpeg itself while following a job)", async () => {
     mode = "none"
     const api = apiFor(c, "client1")
-    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", { json: { binary: "ffprobe", args: [...PROBE, "$Media/av.mkv"], paths: ["Media"], cwd: null, stdin: false, attached: false } })
-    await c.waitFor(async () => (await c.job(job.id)).status === "completed", { timeoutMs: 20_000, what: "the job to complete" })
+    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", {
+      json: {
+        binary: "ffprobe",
+        args: [...PROBE, "$Media/av.mkv"],
+        paths: ["Media"],
+        cwd: null,
+        stdin: false,
+        attached: false,
+      },
+    })
+    await c.waitFor(async () => (await c.job(job.id)).status === "completed", {
+      timeoutMs: 20_000,
+      what: "the job to complete",
+    })
     mode = "output"
     const before = forged.output
     const r = await c.client("attach", [job.id])
     expect(forged.output).toBe(before + 1)
     expect(r.code).toBe(1)
     expect(r.out).toBe("")
-    expect(r.err.split("\n").filter((l) => l.startsWith("dffmpeg:"))).toEqual([expect.stringContaining("sent a frame whose MAC does not verify")])
+    expect(r.err.split("\n").filter((l) => l.startsWith("dffmpeg:"))).toEqual([
+      expect.stringContaining("sent a frame whose MAC does not verify"),
+    ])
   }, 30_000)
 
   test("a forged stdin frame on the worker's downlink is refused: the worker stops the job and says why", async () => {
     mode = "downlink"
     const pcm = new Uint8Array(16_000).map((_, i) => (i * 7) & 0xff)
-    const r = await c.run("ffmpeg", ["-v", "error", "-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "-", "-f", "wav", "pipe:1"], { stdin: pcm, timeoutMs: 15_000 })
+    const r = await c.run(
+      "ffmpeg",
+      ["-v", "error", "-f", "s16le", "-ar", "8000", "-ac", "1", "-i", "-", "-f", "wav", "pipe:1"],
+      { stdin: pcm, timeoutMs: 15_000 },
+    )
     expect(forged.downlink).toBe(1)
     expect(r.code).toBe(1)
-    expect(r.err.trim().split("\n")).toEqual([expect.stringMatching(/^dffmpeg: job \w+ failed: worker stopped the job: the coordinator at .* sent a frame whose MAC does not verify/)])
+    expect(r.err.trim().split("\n")).toEqual([
+      expect.stringMatching(
+        /^dffmpeg: job \w+ failed: worker stopped the job: the coordinator at .* sent a frame whose MAC does not verify/,
+      ),
+    ])
     await c.workers[0]!.waitForLine(/job downlink not trusted; stopping the job.*does not verify/)
     const jobs = await c.jobs()
     const job = await c.job(jobs[0]!.id)
@@ -171,7 +220,9 @@ describe("a man in the middle on plain HTTP", () => {
     expect(forged.unsigned).toBeGreaterThan(0)
     expect(r.code).toBe(1)
     expect(r.out).toBe("")
-    expect(r.err.trim().split("\n")).toEqual([`dffmpeg: the coordinator at http://127.0.0.1:${mitm.port} sent an unsigned reply (HTTP 200); refusing it (is something between us and the coordinator changing replies?)`])
+    expect(r.err.trim().split("\n")).toEqual([
+      `dffmpeg: the coordinator at http://127.0.0.1:${mitm.port} sent an unsigned reply (HTTP 200); refusing it (is something between us and the coordinator changing replies?)`,
+    ])
   }, 30_000)
 
   test("a rewritten next-page cursor is refused: admin jobs ls fails rather than list part of the jobs", async () => {
@@ -185,7 +236,9 @@ describe("a man in the middle on plain HTTP", () => {
     expect(forged.cursor).toBeGreaterThan(0)
     expect(r.code).toBe(5)
     expect(r.out).toBe("")
-    expect(r.err.trim().split("\n")).toEqual([`dffmpeg: the coordinator at http://127.0.0.1:${mitm.port} sent a reply whose signature does not verify (HTTP 200); refusing it (something between us and the coordinator changed it)`])
+    expect(r.err.trim().split("\n")).toEqual([
+      `dffmpeg: the coordinator at http://127.0.0.1:${mitm.port} sent a reply whose signature does not verify (HTTP 200); refusing it (something between us and the coordinator changed it)`,
+    ])
   }, 30_000)
 
   test("a forged unsigned 401 cannot write escape sequences or a fake line to the proxy's stderr", async () => {
@@ -197,7 +250,9 @@ describe("a man in the middle on plain HTTP", () => {
     expect(r.err).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
     const lines = r.err.trim().split("\n")
     expect(lines).toHaveLength(1)
-    expect(lines[0]).toStartWith("dffmpeg: the coordinator refused our credentials (\\x1b[31mred\\x1b]0;pwned\\x07\\r\\nfake line \\u202eevilxxx")
+    expect(lines[0]).toStartWith(
+      "dffmpeg: the coordinator refused our credentials (\\x1b[31mred\\x1b]0;pwned\\x07\\r\\nfake line \\u202eevilxxx",
+    )
     expect(lines[0]!.length).toBeLessThan(450)
   }, 30_000)
 

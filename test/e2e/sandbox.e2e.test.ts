@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs"
 import { join } from "node:path"
 import { waitFor } from "../helpers/bin.ts"
 import { Cluster, SANDBOX_USER, type RunResult } from "../helpers/cluster.ts"
@@ -28,7 +37,11 @@ beforeAll(async () => {
   chmodSync(canary, 0o644)
   mkdirSync(join(c.dir, "outside"))
   chmodSync(join(c.dir, "outside"), 0o777)
-  http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => (hits.push(new URL(req.url).pathname), new Response(CANARY)) })
+  http = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) => (hits.push(new URL(req.url).pathname), new Response(CANARY)),
+  })
 }, 60_000)
 
 afterAll(async () => {
@@ -76,7 +89,11 @@ describe("a sandboxed job", () => {
     try {
       for (const [name, args] of reads()) {
         const r = await ffmpeg(args)
-        expect({ name, code: r.code === 0 ? 0 : "failed", leaked: r.out.includes(CANARY) }).toEqual({ name, code: "failed", leaked: false })
+        expect({ name, code: r.code === 0 ? 0 : "failed", leaked: r.out.includes(CANARY) }).toEqual({
+          name,
+          code: "failed",
+          leaked: false,
+        })
       }
     } finally {
       await restartWorker({})
@@ -118,7 +135,13 @@ describe("a sandboxed job", () => {
       hits = []
       const refused = await ffmpeg(["-v", "error", "-i", url, "-f", "null", "-"])
       if (refused.code !== 1) throw new Error(fail(refused))
-      expect(refused.err.trim().split("\n")).toEqual([expect.stringMatching(new RegExp(`^dffmpeg: .*worker refused the job: argument 4 "http://127\\.0\\.0\\.1:${http.port}/hosts\\.mkv": host 127\\.0\\.0\\.1:${http.port} is not in this worker's allowed_hosts`))])
+      expect(refused.err.trim().split("\n")).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^dffmpeg: .*worker refused the job: argument 4 "http://127\\.0\\.0\\.1:${http.port}/hosts\\.mkv": host 127\\.0\\.0\\.1:${http.port} is not in this worker's allowed_hosts`,
+          ),
+        ),
+      ])
       expect(hits).toEqual([])
       await restartWorker({ argument_policy: true, allow_network: true, allowed_hosts: ["127.0.0.1"] })
       await ffmpeg(["-v", "error", "-i", url, "-f", "null", "-"])
@@ -129,10 +152,26 @@ describe("a sandboxed job", () => {
   }, 40_000)
 
   test("SIGHUP to the shim ends the remote ffmpeg as it ends a local one (same exit code)", async () => {
-    const args = ["-hide_banner", "-nostats", "-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "60", "-f", "null", "-"]
+    const args = [
+      "-hide_banner",
+      "-nostats",
+      "-re",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=size=64x64:rate=10",
+      "-t",
+      "60",
+      "-f",
+      "null",
+      "-",
+    ]
     const local = Bun.spawn(["ffmpeg", ...args], { stdin: "ignore", stdout: "ignore", stderr: "pipe" })
     const shim = c.spawnProxy("ffmpeg", args)
-    await waitFor(async () => (await c.jobs()).find((j) => j.status === "running"), { timeoutMs: 15_000, what: "a running job" })
+    await waitFor(async () => (await c.jobs()).find((j) => j.status === "running"), {
+      timeoutMs: 15_000,
+      what: "a running job",
+    })
     // Once both have started encoding (ffmpeg's handlers are in place).
     await Bun.sleep(1000)
     local.kill("SIGHUP")
@@ -171,14 +210,21 @@ describe("start-up refusals", () => {
   const refused = async (extra: Record<string, unknown>, env: Record<string, string> = {}) => {
     const p = c.spawnWorker("refused", extra, env)
     const code = await p.exited
-    const lines = p.log().split("\n").filter((l) => l.startsWith("dffmpeg: "))
+    const lines = p
+      .log()
+      .split("\n")
+      .filter((l) => l.startsWith("dffmpeg: "))
     return { code, lines, log: p.log() }
   }
 
   test("a root worker with no run_as and no allow_root refuses to start, with one line naming the fix", async () => {
     const r = await refused({ run_as: undefined })
     expect(r.code).toBe(3)
-    expect(r.lines).toEqual([expect.stringMatching(/^dffmpeg: the worker runs as root and would run ffmpeg as root: set run_as .* or allow_root: true/)])
+    expect(r.lines).toEqual([
+      expect.stringMatching(
+        /^dffmpeg: the worker runs as root and would run ffmpeg as root: set run_as .* or allow_root: true/,
+      ),
+    ])
   })
 
   test("a key file others can read is warned about at start, naming the chmod", async () => {
@@ -187,7 +233,11 @@ describe("start-up refusals", () => {
     chmodSync(file, 0o644)
     const p = c.spawnWorker("openkey")
     try {
-      await p.waitForLine(new RegExp(`WARN .*hmac_key_file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is accessible by group or others \\(mode 0644\\); make it private: chmod 600`))
+      await p.waitForLine(
+        new RegExp(
+          `WARN .*hmac_key_file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is accessible by group or others \\(mode 0644\\); make it private: chmod 600`,
+        ),
+      )
       await p.waitForLine(/worker registered/)
     } finally {
       await p.stop("SIGTERM")
@@ -212,7 +262,11 @@ describe("start-up refusals", () => {
     if (!existsSync(join(bin, "setpriv"))) symlinkSync(Bun.which("setpriv")!, join(bin, "setpriv"))
     const r = await refused({ binaries: { ffmpeg: "/usr/bin/ffmpeg" } }, { PATH: bin })
     expect(r.code).toBe(3)
-    expect(r.lines).toEqual([expect.stringMatching(/^dffmpeg: sandbox: bwrap, but bwrap is not installed: install the bubblewrap package .*sandbox: none/)])
+    expect(r.lines).toEqual([
+      expect.stringMatching(
+        /^dffmpeg: sandbox: bwrap, but bwrap is not installed: install the bubblewrap package .*sandbox: none/,
+      ),
+    ])
   })
 
   test("a binary that cannot run in the sandbox fails the probe; sandbox_ro_paths with what it needs fixes it", async () => {
@@ -227,7 +281,11 @@ describe("start-up refusals", () => {
     writeFileSync(join(tools, "ffmpeg"), `#!${join(hidden, "sh")}\necho "ffmpeg version fake"\n`, { mode: 0o755 })
     const r = await refused({ binaries: { ffmpeg: join(tools, "ffmpeg") } })
     expect(r.code).toBe(3)
-    expect(r.lines).toEqual([expect.stringMatching(/^dffmpeg: sandbox probe failed: ffmpeg \(.*tools\/ffmpeg\) -version did not run in the sandbox .*sandbox_ro_paths/)])
+    expect(r.lines).toEqual([
+      expect.stringMatching(
+        /^dffmpeg: sandbox probe failed: ffmpeg \(.*tools\/ffmpeg\) -version did not run in the sandbox .*sandbox_ro_paths/,
+      ),
+    ])
     await c.addUser("probed", "worker")
     const ok = c.spawnWorker("probed", { binaries: { ffmpeg: join(tools, "ffmpeg") }, sandbox_ro_paths: [hidden] })
     try {

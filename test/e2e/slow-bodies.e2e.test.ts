@@ -35,7 +35,9 @@ describe("slow unverified uploads", () => {
   test("filling the unverified-body budget stops neither heartbeats nor submissions: a running job completes", async () => {
     const api = apiFor(c, "client1")
     const args = ["-v", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-f", "null", "-"]
-    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", { json: { binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, attached: false } })
+    const job = await api.json<{ id: string }>("POST", "/api/v1/jobs", {
+      json: { binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, attached: false },
+    })
     await c.waitFor(async () => (await c.job(job.id)).status === "running", { what: "the job to start" })
     // 8 × 8 MiB declared: the whole default budget (64 MiB), held for the rest of the job.
     const socks = slowUploads(8)
@@ -47,9 +49,14 @@ describe("slow unverified uploads", () => {
       expect(answer).toMatch(/^HTTP\/1\.1 503/)
       expect(answer).toContain("limits.max_unverified_body_bytes")
       // ...while small requests go through, and the job's worker keeps heartbeating to its end.
-      const small = await api.request("POST", "/api/v1/jobs", { json: { binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, attached: false } })
+      const small = await api.request("POST", "/api/v1/jobs", {
+        json: { binary: "ffprobe", args: ["-version"], paths: [], cwd: null, stdin: false, attached: false },
+      })
       expect(small.status).toBe(201)
-      await c.waitFor(async () => (await c.job(job.id)).status === "completed", { timeoutMs: 20_000, what: "the job to complete" })
+      await c.waitFor(async () => (await c.job(job.id)).status === "completed", {
+        timeoutMs: 20_000,
+        what: "the job to complete",
+      })
       expect(c.workers[0]!.stderrText.some((l) => l.includes("self-fencing"))).toBe(false)
     } finally {
       for (const s of socks) s.destroy()

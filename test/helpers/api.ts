@@ -9,7 +9,10 @@ export function apiFor(c: Cluster, name: string): ApiClient {
 }
 
 /** Submits a raw job (already path-mapped) and follows it to the end, collecting its output. */
-export async function submitRaw(api: ApiClient, body: { binary: string; args: string[]; paths: string[]; cwd: string | null; stdin?: boolean }) {
+export async function submitRaw(
+  api: ApiClient,
+  body: { binary: string; args: string[]; paths: string[]; cwd: string | null; stdin?: boolean },
+) {
   const res = await api.request("POST", "/api/v1/jobs", { query: { attach: 1 }, json: { stdin: false, ...body } })
   if (!res.ok) return { status: res.status, error: (await res.json()) as { error: { code: string; message: string } } }
   let job: Job | undefined
@@ -23,7 +26,13 @@ export async function submitRaw(api: ApiClient, body: { binary: string; args: st
     else if (f.kind === Kind.exit) outcome = frameJson(f) as Outcome
   }
   const dec = new TextDecoder()
-  return { status: res.status, job: job!, outcome: outcome!, stdout: dec.decode(Buffer.concat(stdout)), stderr: dec.decode(Buffer.concat(stderr)) }
+  return {
+    status: res.status,
+    job: job!,
+    outcome: outcome!,
+    stdout: dec.decode(Buffer.concat(stdout)),
+    stderr: dec.decode(Buffer.concat(stderr)),
+  }
 }
 
 export { readJson }

@@ -12,7 +12,16 @@ export function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   })
 }
 
@@ -33,7 +42,9 @@ export interface WatchedPage {
 export async function openPage(browser: Browser, opts: BrowserContextOptions = {}): Promise<WatchedPage> {
   const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, colorScheme: "light", ...opts })
   // Injected by the browser itself, so the page's CSP does not apply to this listener.
-  await context.addInitScript(`document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline")))`)
+  await context.addInitScript(
+    `document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline")))`,
+  )
   const page = await context.newPage()
   const problems: string[] = []
   const dialogs: string[] = []
@@ -52,7 +63,11 @@ export async function openPage(browser: Browser, opts: BrowserContextOptions = {
  * Saves a screenshot under test/artifacts; with `copyTo` and `UPDATE_DOCS_IMAGES=1` in the environment
  * also at that path under the repo (the README's images), so ordinary runs leave tracked files alone.
  */
-export async function screenshot(page: Page, name: string, opts: { fullPage?: boolean; copyTo?: string } = {}): Promise<string> {
+export async function screenshot(
+  page: Page,
+  name: string,
+  opts: { fullPage?: boolean; copyTo?: string } = {},
+): Promise<string> {
   mkdirSync(ARTIFACTS, { recursive: true })
   const file = join(ARTIFACTS, name)
   await page.screenshot({ path: file, fullPage: opts.fullPage ?? false })
@@ -67,5 +82,7 @@ export async function screenshot(page: Page, name: string, opts: { fullPage?: bo
 /** Widths of the page's content and of its viewport: a phone layout must not scroll sideways. */
 export function horizontalOverflow(page: Page): Promise<{ content: number; viewport: number }> {
   // Strings rather than functions: the tests are type-checked without the DOM library.
-  return page.evaluate<{ content: number; viewport: number }>("({ content: document.documentElement.scrollWidth, viewport: window.innerWidth })")
+  return page.evaluate<{ content: number; viewport: number }>(
+    "({ content: document.documentElement.scrollWidth, viewport: window.innerWidth })",
+  )
 }

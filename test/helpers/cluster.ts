@@ -102,10 +102,21 @@ export class Cluster {
   }
 
   private async boot() {
-    writeFileSync(this.coordinatorConfig, yaml({ host: "127.0.0.1", port: 0, database: { path: "./coordinator.db" }, ...this.opts.coordinatorConfig }))
+    writeFileSync(
+      this.coordinatorConfig,
+      yaml({ host: "127.0.0.1", port: 0, database: { path: "./coordinator.db" }, ...this.opts.coordinatorConfig }),
+    )
     await this.addUser("client1", "client")
     await this.startCoordinator()
-    writeFileSync(this.clientConfig, yaml({ client_id: "client1", hmac_key_file: "client1.key", coordinator: this.link(), paths: { Media: this.clientMedia } }))
+    writeFileSync(
+      this.clientConfig,
+      yaml({
+        client_id: "client1",
+        hmac_key_file: "client1.key",
+        coordinator: this.link(),
+        paths: { Media: this.clientMedia },
+      }),
+    )
     for (let i = 1; i <= (this.opts.workers ?? 1); i++) {
       const id = `worker${i}`
       await this.addUser(id, "worker")
@@ -118,7 +129,15 @@ export class Cluster {
   async restartCoordinator(signal: NodeJS.Signals = "SIGKILL", pauseMs = 0): Promise<Proc> {
     await this.coordinator.stop(signal)
     await Bun.sleep(pauseMs)
-    writeFileSync(this.coordinatorConfig, yaml({ host: "127.0.0.1", port: this.port, database: { path: "./coordinator.db" }, ...this.opts.coordinatorConfig }))
+    writeFileSync(
+      this.coordinatorConfig,
+      yaml({
+        host: "127.0.0.1",
+        port: this.port,
+        database: { path: "./coordinator.db" },
+        ...this.opts.coordinatorConfig,
+      }),
+    )
     return this.startCoordinator()
   }
 
@@ -134,14 +153,28 @@ export class Cluster {
   }
 
   /** `admin jobs show ID --json`: the job with its timeline. */
-  async job(id: string): Promise<{ id: string; status: string; exitCode: number | null; error: string | null; workerId: string | null; attempts: number; events: { status: string; workerId: string | null; epoch: number }[] }> {
+  async job(id: string): Promise<{
+    id: string
+    status: string
+    exitCode: number | null
+    error: string | null
+    workerId: string | null
+    attempts: number
+    events: { status: string; workerId: string | null; epoch: number }[]
+  }> {
     const r = await this.admin(["jobs", "show", id, "--json"])
     if (r.code !== 0) throw new Error(`jobs show failed: ${r.err}`)
     return JSON.parse(r.out)
   }
 
   async startCoordinator(): Promise<Proc> {
-    const p = Bun.spawn([BIN, "coordinator", "--config", this.coordinatorConfig], { cwd: this.dir, env: this.env(), stdin: "ignore", stdout: "ignore", stderr: "pipe" })
+    const p = Bun.spawn([BIN, "coordinator", "--config", this.coordinatorConfig], {
+      cwd: this.dir,
+      env: this.env(),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    })
     this.coordinator = new Proc("coordinator", p)
     const m = await this.coordinator.waitForLine(/listening on (https?:\/\/127\.0\.0\.1:(\d+))/)
     this.url = m[1]
@@ -196,7 +229,16 @@ export class Cluster {
   /** Starts a worker process without waiting for it (tests of refused start-ups). */
   spawnWorker(id: string, extra: Record<string, unknown> = {}, env: Record<string, string> = {}): Proc {
     const cfg = this.writeWorkerConfig(id, extra)
-    return new Proc(id, Bun.spawn([BIN, "worker", "--config", cfg], { cwd: join(this.dir, id), env: this.env(env), stdin: "ignore", stdout: "ignore", stderr: "pipe" }))
+    return new Proc(
+      id,
+      Bun.spawn([BIN, "worker", "--config", cfg], {
+        cwd: join(this.dir, id),
+        env: this.env(env),
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "pipe",
+      }),
+    )
   }
 
   async startWorker(id: string, extra: Record<string, unknown> = {}): Promise<Proc> {
@@ -250,17 +292,38 @@ export class Cluster {
 
   async exec(cmd: string[], o: RunOptions, env: Record<string, string> = {}): Promise<RunResult> {
     const stdin = o.stdin === "devnull" ? "ignore" : o.stdin ? new Blob([o.stdin]) : "pipe"
-    const p = Bun.spawn(cmd, { cwd: o.cwd ?? this.dir, env: this.env({ ...env, ...o.env }), stdin, stdout: "pipe", stderr: "pipe" })
+    const p = Bun.spawn(cmd, {
+      cwd: o.cwd ?? this.dir,
+      env: this.env({ ...env, ...o.env }),
+      stdin,
+      stdout: "pipe",
+      stderr: "pipe",
+    })
     if (stdin === "pipe") (p.stdin as import("bun").FileSink).end()
     const timer = setTimeout(() => p.kill("SIGKILL"), o.timeoutMs ?? 60_000)
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).bytes(), new Response(p.stderr).bytes(), p.exited])
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).bytes(),
+      new Response(p.stderr).bytes(),
+      p.exited,
+    ])
     clearTimeout(timer)
     const dec = new TextDecoder()
     return { code, stdout, stderr, out: dec.decode(stdout), err: dec.decode(stderr) }
   }
 
   /** `admin jobs ls --json`, parsed. */
-  async jobs(): Promise<{ id: string; status: string; exitCode: number | null; workerId: string | null; error: string | null; startedAt: number | null; finishedAt: number | null; attempts: number }[]> {
+  async jobs(): Promise<
+    {
+      id: string
+      status: string
+      exitCode: number | null
+      workerId: string | null
+      error: string | null
+      startedAt: number | null
+      finishedAt: number | null
+      attempts: number
+    }[]
+  > {
     const r = await this.admin(["jobs", "ls", "--json", "--limit", "1000"])
     if (r.code !== 0) throw new Error(`jobs ls failed: ${r.err}`)
     return JSON.parse(r.out)
@@ -270,7 +333,10 @@ export class Cluster {
 
   /** Every process's log, for a failing test's message. */
   logs(): string {
-    return [this.coordinator, ...this.workers].filter(Boolean).map((p) => `--- ${p.name}\n${p.log()}`).join("\n")
+    return [this.coordinator, ...this.workers]
+      .filter(Boolean)
+      .map((p) => `--- ${p.name}\n${p.log()}`)
+      .join("\n")
   }
 
   async stop() {

@@ -15,10 +15,26 @@ export async function sample(name: "av.mkv" | "av10s.mkv"): Promise<string> {
   const seconds = name === "av10s.mkv" ? 10 : 2
   const tmp = `${out}.${process.pid}.tmp.mkv`
   const p = Bun.spawnSync([
-    "ffmpeg", "-v", "error", "-y",
-    "-f", "lavfi", "-i", `testsrc=duration=${seconds}:size=320x240:rate=25`,
-    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
-    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", tmp,
+    "ffmpeg",
+    "-v",
+    "error",
+    "-y",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc=duration=${seconds}:size=320x240:rate=25`,
+    "-f",
+    "lavfi",
+    "-i",
+    `sine=frequency=440:duration=${seconds}`,
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-c:a",
+    "aac",
+    "-shortest",
+    tmp,
   ])
   if (p.exitCode !== 0) throw new Error(`making ${name} failed: ${p.stderr.toString()}`)
   const { renameSync } = await import("node:fs")

@@ -8,7 +8,12 @@ export async function relay(req: Request, port: number): Promise<{ res: Response
   const headers = new Headers(req.headers)
   headers.delete("host")
   const body = req.method === "GET" || req.method === "HEAD" ? undefined : await req.arrayBuffer()
-  const res = await fetch(`http://127.0.0.1:${port}${url.pathname}${url.search}`, { method: req.method, headers, body, redirect: "manual" })
+  const res = await fetch(`http://127.0.0.1:${port}${url.pathname}${url.search}`, {
+    method: req.method,
+    headers,
+    body,
+    redirect: "manual",
+  })
   const out = new Headers(res.headers)
   out.delete("content-length")
   out.delete("transfer-encoding")

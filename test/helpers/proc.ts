@@ -6,7 +6,10 @@ export class Proc {
   private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = []
   readonly exited: Promise<number>
 
-  constructor(readonly name: string, readonly proc: Subprocess<"ignore" | "pipe", "pipe" | "ignore", "pipe">) {
+  constructor(
+    readonly name: string,
+    readonly proc: Subprocess<"ignore" | "pipe", "pipe" | "ignore", "pipe">,
+  ) {
     this.exited = proc.exited
     void this.drain()
   }
@@ -45,10 +48,13 @@ export class Proc {
         this.waiters.splice(this.waiters.indexOf(w), 1)
         reject(new Error(`${this.name}: no line matching ${re} within ${timeoutMs} ms; log:\n${this.log()}`))
       }, timeoutMs)
-      void this.exited.then(() => setTimeout(() => {
-        clearTimeout(t)
-        if (this.waiters.includes(w)) reject(new Error(`${this.name} exited before printing ${re}; log:\n${this.log()}`))
-      }, 50))
+      void this.exited.then(() =>
+        setTimeout(() => {
+          clearTimeout(t)
+          if (this.waiters.includes(w))
+            reject(new Error(`${this.name} exited before printing ${re}; log:\n${this.log()}`))
+        }, 50),
+      )
       const orig = w.resolve
       w.resolve = (m) => {
         clearTimeout(t)

@@ -3,7 +3,11 @@
  * the headers of the first answer arrived, the server hung up, or `ms` passed. For malformed HTTP that
  * `fetch` cannot send. `status` is 0 when no status line came back.
  */
-export async function rawHttp(port: number, bytes: Uint8Array | string, ms = 2000): Promise<{ status: number; text: string }> {
+export async function rawHttp(
+  port: number,
+  bytes: Uint8Array | string,
+  ms = 2000,
+): Promise<{ status: number; text: string }> {
   let text = ""
   const done = Promise.withResolvers<void>()
   const dec = new TextDecoder()

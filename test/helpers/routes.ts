@@ -16,7 +16,16 @@ import type { NewJob, Store } from "../../src/store/types.ts"
 
 export const T0 = 1_700_000_000_000
 
-const EMPTY_REPORT: JanitorReport = { suppressed: false, workersOffline: [], lost: [], canceled: [], unassigned: [], failedPending: [], abandoned: [], pruned: { jobs: 0, workers: 0 } }
+const EMPTY_REPORT: JanitorReport = {
+  suppressed: false,
+  workersOffline: [],
+  lost: [],
+  canceled: [],
+  unassigned: [],
+  failedPending: [],
+  abandoned: [],
+  pruned: { jobs: 0, workers: 0 },
+}
 
 /**
  * The API's resource routes in process, on a `:memory:` store, without the signing middleware: the
@@ -62,7 +71,17 @@ export class RouteHarness {
     app.route("/api/v1/workers", workerListRoutes(deps))
     app.route("/api/v1/admin", adminRoutes(deps))
     app.onError((err, c) => {
-      if (err instanceof DffmpegError) return c.json({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }, err.status as 400)
+      if (err instanceof DffmpegError)
+        return c.json(
+          {
+            error: {
+              code: err.code,
+              message: err.message,
+              ...(err.details !== undefined ? { details: err.details } : {}),
+            },
+          },
+          err.status as 400,
+        )
       throw err
     })
     return app
@@ -70,27 +89,67 @@ export class RouteHarness {
 
   /** A request as `who`; `json` (or raw bytes) becomes the verified raw body. */
   request(who: Principal, method: string, path: string, json?: unknown): Promise<Response> {
-    const body = json === undefined ? new Uint8Array() : json instanceof Uint8Array ? json : new TextEncoder().encode(typeof json === "string" ? json : JSON.stringify(json))
+    const body =
+      json === undefined
+        ? new Uint8Array()
+        : json instanceof Uint8Array
+          ? json
+          : new TextEncoder().encode(typeof json === "string" ? json : JSON.stringify(json))
     return Promise.resolve(this.app(who, body).request(path, { method }))
   }
 
   async job(id: string, over: Partial<NewJob> = {}, at = this.clock): Promise<Job> {
-    return this.store.createJob({ id, requester: "alice", binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false, attached: false, retries: 0, ...over }, at)
+    return this.store.createJob(
+      {
+        id,
+        requester: "alice",
+        binary: "ffmpeg",
+        args: ["-version"],
+        paths: [],
+        cwd: null,
+        stdin: false,
+        attached: false,
+        retries: 0,
+        ...over,
+      },
+      at,
+    )
   }
 
   async worker(id: string, over: Partial<WorkerRegistration> = {}): Promise<void> {
-    await this.store.upsertWorker(id, { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "test", capabilities: {}, draining: false, ...over }, `tok-${id}`, this.clock)
+    await this.store.upsertWorker(
+      id,
+      { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "test", capabilities: {}, draining: false, ...over },
+      `tok-${id}`,
+      this.clock,
+    )
     await this.store.verifyWorker(id, `tok-${id}`, this.clock)
   }
 
   /** Runs job `id` on `worker` and uploads `chunks` (in order) as its output. */
-  async run(id: string, worker: string, chunks: { stream: "stdout" | "stderr"; data: string | Uint8Array }[], exit?: { code: number }): Promise<void> {
+  async run(
+    id: string,
+    worker: string,
+    chunks: { stream: "stdout" | "stderr"; data: string | Uint8Array }[],
+    exit?: { code: number },
+  ): Promise<void> {
     const assigned = await this.store.assign(id, worker, this.clock)
     if (!assigned) throw new Error(`could not assign ${id}`)
     await this.store.start(id, worker, assigned.epoch, this.clock)
     const enc = new TextEncoder()
-    const out = chunks.map((c, i) => ({ seq: i + 1, stream: c.stream, data: typeof c.data === "string" ? enc.encode(c.data) : c.data }))
-    const res = await this.store.appendOutput(id, worker, assigned.epoch, out, exit && { code: exit.code, signal: null }, this.clock)
+    const out = chunks.map((c, i) => ({
+      seq: i + 1,
+      stream: c.stream,
+      data: typeof c.data === "string" ? enc.encode(c.data) : c.data,
+    }))
+    const res = await this.store.appendOutput(
+      id,
+      worker,
+      assigned.epoch,
+      out,
+      exit && { code: exit.code, signal: null },
+      this.clock,
+    )
     if (!res.ok) throw new Error(`upload refused: ${res.reason}`)
   }
 

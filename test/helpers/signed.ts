@@ -39,22 +39,39 @@ export interface RawOptions {
   headers?: Record<string, string>
 }
 
-const full = (url: string, path: string, query?: string) => `${url.replace(/\/+$/, "")}${path}${query ? `?${query}` : ""}`
+const full = (url: string, path: string, query?: string) =>
+  `${url.replace(/\/+$/, "")}${path}${query ? `?${query}` : ""}`
 
 /** The four signature headers for a request, as the real clients compute them. */
-export function signedHeaders(o: Pick<SignedOptions, "client" | "key" | "method" | "path" | "query" | "body" | "now">): Record<string, string> {
-  return signRequest({ key: decodeKey(o.key), client: o.client, method: o.method, path: o.path, query: o.query ?? "", body: o.body, now: o.now })
+export function signedHeaders(
+  o: Pick<SignedOptions, "client" | "key" | "method" | "path" | "query" | "body" | "now">,
+): Record<string, string> {
+  return signRequest({
+    key: decodeKey(o.key),
+    client: o.client,
+    method: o.method,
+    path: o.path,
+    query: o.query ?? "",
+    body: o.body,
+    now: o.now,
+  })
 }
 
 /** A request with exactly these headers (nothing added): for unsigned, hand-made or replayed requests. */
 export function rawFetch(url: string, o: RawOptions): Promise<Response> {
-  return fetch(full(url, o.path, o.query), { method: o.method, headers: o.headers ?? {}, body: o.body, redirect: "manual" })
+  return fetch(full(url, o.path, o.query), {
+    method: o.method,
+    headers: o.headers ?? {},
+    body: o.body,
+    redirect: "manual",
+  })
 }
 
 /** A signed request to the coordinator at `url`, optionally tampered with after signing. */
 export function signedFetch(url: string, o: SignedOptions): Promise<Response> {
   const headers: Record<string, string> = { ...o.headers, ...signedHeaders(o) }
-  if (o.body !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) headers["content-type"] = "application/octet-stream"
+  if (o.body !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === "content-type"))
+    headers["content-type"] = "application/octet-stream"
   for (const [k, v] of Object.entries(o.tamper?.headers ?? {})) {
     if (v === null) delete headers[k]
     else headers[k] = v

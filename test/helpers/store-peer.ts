@@ -30,7 +30,10 @@ type Request =
   | { id: number; op: "janitor"; opts: JanitorOptions; barrier: SharedArrayBuffer }
   | { id: number; op: "close" }
 type Body = Request extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never
-type Reply = { id: number; ready: true } | { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string }
+type Reply =
+  | { id: number; ready: true }
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: string }
 
 export interface Peer {
   /** One store call in the peer thread. */
@@ -88,7 +91,15 @@ if (isWorker) {
         }
         case "janitor": {
           const { now, startedAt, timings } = req.opts
-          const janitor = createJanitor({ store: store!, hub: new Hub(), scheduler: { kick() {}, idle: async () => {} }, log: createLogger({ level: "error" }), now: () => now, timings, startedAt })
+          const janitor = createJanitor({
+            store: store!,
+            hub: new Hub(),
+            scheduler: { kick() {}, idle: async () => {} },
+            log: createLogger({ level: "error" }),
+            now: () => now,
+            timings,
+            startedAt,
+          })
           port.postMessage({ id: req.id, ready: true })
           waitAtBarrier(req.barrier)
           value = await janitor.run()
@@ -131,7 +142,10 @@ export async function openPeer(path: string): Promise<Peer> {
       worker.postMessage({ ...req, id })
     })
   /** Sends `req`; once the peer is at the barrier, opens it and starts `local()` at the same time. */
-  const together = async <T>(req: Body & { barrier: SharedArrayBuffer }, local: () => Promise<T>): Promise<{ peer: unknown; local: T }> => {
+  const together = async <T>(
+    req: Body & { barrier: SharedArrayBuffer },
+    local: () => Promise<T>,
+  ): Promise<{ peer: unknown; local: T }> => {
     let atBarrier!: () => void
     const ready = new Promise<void>((r) => (atBarrier = r))
     const peer = send<unknown>(req, atBarrier)

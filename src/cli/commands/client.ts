@@ -16,7 +16,14 @@ import { watch, type Frame } from "../watch.ts"
  * `submit` parses its own options and stops at the first token it does not know (or at `--`), so
  * `dffmpeg client submit -b ffprobe -i in.mkv` works and ffmpeg flags are never misread.
  */
-export function parseSubmit(raw: string[]): { config?: string; binary: string; args: string[]; detach: boolean; retries: number; json: boolean } {
+export function parseSubmit(raw: string[]): {
+  config?: string
+  binary: string
+  args: string[]
+  detach: boolean
+  retries: number
+  json: boolean
+} {
   let config: string | undefined
   let binary = "ffmpeg"
   let detach = false
@@ -46,7 +53,8 @@ export function parseSubmit(raw: string[]): { config?: string; binary: string; a
       retries = Number(v)
     } else break
   }
-  if (retries > 0 && !detach) throw new UsageError("--retries needs --detach: a job re-run while you follow it would repeat its output")
+  if (retries > 0 && !detach)
+    throw new UsageError("--retries needs --detach: a job re-run while you follow it would repeat its output")
   return { config, binary, args: raw.slice(i), detach, retries, json }
 }
 
@@ -59,7 +67,11 @@ const submit = defineCommand({
   args: {
     config: { type: "string", description: "client YAML config" },
     binary: { type: "string", alias: "b", description: "remote binary (default ffmpeg)" },
-    detach: { type: "boolean", alias: "d", description: "submit and print the job id instead of following it (no stdin)" },
+    detach: {
+      type: "boolean",
+      alias: "d",
+      description: "submit and print the job id instead of following it (no stdin)",
+    },
     retries: { type: "string", description: "with --detach: re-run the job up to N times if its worker is lost" },
     json: { type: "boolean", description: "with --detach: print the job as JSON" },
   },
@@ -69,11 +81,27 @@ const submit = defineCommand({
     const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
     try {
       if (opts.detach) {
-        const job = await submitDetached({ binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn, retries: opts.retries })
+        const job = await submitDetached({
+          binary: opts.binary,
+          args: opts.args,
+          configPath: opts.config,
+          explainYaml,
+          warn,
+          retries: opts.retries,
+        })
         process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
         return 0
       }
-      return exitWith(await runAttached({ binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn, status: !!process.stderr.isTTY }))
+      return exitWith(
+        await runAttached({
+          binary: opts.binary,
+          args: opts.args,
+          configPath: opts.config,
+          explainYaml,
+          warn,
+          status: !!process.stderr.isTTY,
+        }),
+      )
     } catch (err) {
       process.stderr.write(`dffmpeg: ${describe(err)}\n`)
       return exitWith(PROXY_FAILURE)
@@ -81,10 +109,17 @@ const submit = defineCommand({
   },
 })
 
-const idArgs = { id: { type: "positional", description: "job id", required: true }, config: { type: "string", description: "client YAML config" } } as const
+const idArgs = {
+  id: { type: "positional", description: "job id", required: true },
+  config: { type: "string", description: "client YAML config" },
+} as const
 
 const attach = defineCommand({
-  meta: { name: "attach", description: "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code" },
+  meta: {
+    name: "attach",
+    description:
+      "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code",
+  },
   args: idArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(idArgs, rawArgs)
@@ -100,7 +135,10 @@ const attach = defineCommand({
 })
 
 const cancel = defineCommand({
-  meta: { name: "cancel", description: "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)" },
+  meta: {
+    name: "cancel",
+    description: "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)",
+  },
   args: idArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(idArgs, rawArgs)
@@ -122,7 +160,10 @@ const RECENT = 10
 /** Your active jobs (every one, whatever their age) and the most recent finished ones, newest first. */
 async function overview(api: ApiClient, signal: AbortSignal): Promise<Job[]> {
   const get = (query: Record<string, string | number>, limit: number) => listJobPages(api, query, limit, signal)
-  const [active, recent] = await Promise.all([Promise.all(ACTIVE.map((status) => get({ status }, 1000))), get({}, RECENT * 3)])
+  const [active, recent] = await Promise.all([
+    Promise.all(ACTIVE.map((status) => get({ status }, 1000))),
+    get({}, RECENT * 3),
+  ])
   const ended = recent.filter((j) => isTerminal(j.status)).slice(0, RECENT)
   return [...active.flat(), ...ended].sort((a, b) => (a.id < b.id ? 1 : -1))
 }
@@ -135,10 +176,23 @@ function overviewFrame(me: string, jobs: Job[]): Frame {
 }
 
 /** What a job view shows; liveness stamps (heartbeats, caller seen) change without anything to show. */
-const visible = (j: Job) => [j.id, j.status, j.workerId, j.exitCode, j.exitSignal, j.error, j.cancelRequestedAt, j.progress && { ...j.progress, at: 0 }]
+const visible = (j: Job) => [
+  j.id,
+  j.status,
+  j.workerId,
+  j.exitCode,
+  j.exitSignal,
+  j.error,
+  j.cancelRequestedAt,
+  j.progress && { ...j.progress, at: 0 },
+]
 
 const statusArgs = {
-  id: { type: "positional", description: "job id (leave out with --watch to see all your active and recent jobs)", required: false },
+  id: {
+    type: "positional",
+    description: "job id (leave out with --watch to see all your active and recent jobs)",
+    required: false,
+  },
   watch: { type: "boolean", alias: "w", description: "keep the view open and refresh it until Ctrl-C" },
   interval: { type: "string", description: "with --watch: seconds between refreshes (default 1)" },
   ...jsonArg,
@@ -146,14 +200,19 @@ const statusArgs = {
 } as const
 
 const status = defineCommand({
-  meta: { name: "status", description: "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs" },
+  meta: {
+    name: "status",
+    description:
+      "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs",
+  },
   args: statusArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(statusArgs, rawArgs)
     const id = args.id === undefined ? undefined : jobId(args.id)
     if (args.interval !== undefined && !args.watch) throw new UsageError("--interval needs --watch")
     const intervalMs = intervalArg(args.interval)
-    if (!args.watch && id === undefined) throw new UsageError("give a job id, or --watch for a live view of all your jobs")
+    if (!args.watch && id === undefined)
+      throw new UsageError("give a job id, or --watch for a live view of all your jobs")
     const { openClient } = await import("../../client/session.ts")
     const { api, config } = await openClient(args.config, warn)
     const one = async (signal?: AbortSignal) => api.json<Job>("GET", `/api/v1/jobs/${id}`, { signal })
@@ -164,7 +223,12 @@ const status = defineCommand({
     const read = async (signal: AbortSignal): Promise<Frame> => {
       if (id === undefined) return overviewFrame(config.client_id, await overview(api, signal))
       const job = await one(signal)
-      return { title: `job ${job.id}: ${job.status}`, text: jobDetail(job, Date.now()), data: { job }, key: JSON.stringify(visible(job)) }
+      return {
+        title: `job ${job.id}: ${job.status}`,
+        text: jobDetail(job, Date.now()),
+        data: { job },
+        key: JSON.stringify(visible(job)),
+      }
     }
     await watch({ intervalMs, tty: !!process.stdout.isTTY, json: !!args.json, read })
   },
@@ -188,7 +252,13 @@ const jobs = defineCommand({
     const { api } = await openClient(args.config, warn)
     const { limit, ...rest } = query
     const list = await listJobPages(api, rest, limit)
-    process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? jobsTable(list, Date.now(), { created: "age" }) : "no jobs\n")
+    process.stdout.write(
+      args.json
+        ? JSON.stringify(list) + "\n"
+        : list.length
+          ? jobsTable(list, Date.now(), { created: "age" })
+          : "no jobs\n",
+    )
   },
 })
 

@@ -8,7 +8,11 @@ import { rejectUnknownFlags } from "../run.ts"
 import { UsageError } from "../../shared/errors.ts"
 
 const args = {
-  config: { type: "string", description: "coordinator YAML config (default: search DFFMPEG_COORDINATOR_CONFIG, ./dffmpeg-coordinator.yaml, ~/.config/dffmpeg/coordinator.yaml, /etc/dffmpeg/coordinator.yaml)" },
+  config: {
+    type: "string",
+    description:
+      "coordinator YAML config (default: search DFFMPEG_COORDINATOR_CONFIG, ./dffmpeg-coordinator.yaml, ~/.config/dffmpeg/coordinator.yaml, /etc/dffmpeg/coordinator.yaml)",
+  },
   host: { type: "string", description: "address to listen on (config key host, default 127.0.0.1)" },
   port: { type: "string", description: "port to listen on; 0 picks a free one (config key port, default 8000)" },
   "log-level": { type: "string", description: "debug | info | warn | error" },
@@ -32,6 +36,9 @@ export default defineCommand({
     if (file) log.info("config loaded", { file })
     const { startCoordinator } = await import("../../coordinator/index.ts")
     const svc = await startCoordinator(config, { log: log.withTag("coordinator"), base })
-    await onStopSignals(() => svc.stop(), () => svc.stop())
+    await onStopSignals(
+      () => svc.stop(),
+      () => svc.stop(),
+    )
   },
 })

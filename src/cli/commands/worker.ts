@@ -7,7 +7,11 @@ import { onStopSignals } from "../lifecycle.ts"
 import { rejectUnknownFlags } from "../run.ts"
 
 const args = {
-  config: { type: "string", description: "worker YAML config (default: search DFFMPEG_WORKER_CONFIG, ./dffmpeg-worker.yaml, ~/.config/dffmpeg/worker.yaml, /etc/dffmpeg/worker.yaml)" },
+  config: {
+    type: "string",
+    description:
+      "worker YAML config (default: search DFFMPEG_WORKER_CONFIG, ./dffmpeg-worker.yaml, ~/.config/dffmpeg/worker.yaml, /etc/dffmpeg/worker.yaml)",
+  },
   "log-level": { type: "string", description: "debug | info | warn | error" },
 } as const
 
@@ -17,12 +21,23 @@ export default defineCommand({
   async run({ args: a, rawArgs }) {
     rejectUnknownFlags(args, rawArgs)
     const level = a["log-level"] ?? Env.logLevel()
-    const { config, base, file, warnings } = await loadConfig("worker", a.config, level ? { log_level: level } : {}, explainYaml)
+    const { config, base, file, warnings } = await loadConfig(
+      "worker",
+      a.config,
+      level ? { log_level: level } : {},
+      explainYaml,
+    )
     const log = createLogger({ level: config.log_level as Level })
     for (const w of warnings) log.warn(w)
     if (file) log.info("config loaded", { file })
     const { startWorker } = await import("../../worker/index.ts")
     const svc = await startWorker(config, { log, base })
-    await Promise.race([svc.done, onStopSignals(() => svc.stop(false), () => svc.stop(true))])
+    await Promise.race([
+      svc.done,
+      onStopSignals(
+        () => svc.stop(false),
+        () => svc.stop(true),
+      ),
+    ])
   },
 })

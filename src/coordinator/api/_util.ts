@@ -45,7 +45,10 @@ export function sinceQuery(c: Context<AuthEnv>): number | undefined {
   const raw = c.req.query("since")
   if (raw === undefined || raw === "") return undefined
   const ms = parseInstant(raw)
-  if (ms === undefined) throw new InvalidError("query parameter since must be milliseconds since the epoch or an ISO 8601 date (2026-11-27 or 2026-11-27T03:00:00Z)")
+  if (ms === undefined)
+    throw new InvalidError(
+      "query parameter since must be milliseconds since the epoch or an ISO 8601 date (2026-11-27 or 2026-11-27T03:00:00Z)",
+    )
   return ms
 }
 
@@ -61,7 +64,8 @@ export function beforeQuery(c: Context<AuthEnv>): string | undefined {
 export function secondsQuery(c: Context<AuthEnv>, name: string, fallback: number): number {
   const raw = c.req.query(name)
   if (raw === undefined || raw === "") return fallback
-  if (!/^\d{1,9}(\.\d{1,6})?$/.test(raw)) throw new InvalidError(`query parameter ${name} must be a non-negative number of seconds`)
+  if (!/^\d{1,9}(\.\d{1,6})?$/.test(raw))
+    throw new InvalidError(`query parameter ${name} must be a non-negative number of seconds`)
   return Number(raw)
 }
 
@@ -70,7 +74,10 @@ export function secondsQuery(c: Context<AuthEnv>, name: string, fallback: number
  * proxies are told not to buffer it. Each write (whole frames) is sealed with a MAC frame chained from the
  * request's nonce, and a stream that ends on purpose ends with a sealed `end` frame (docs/protocol.md).
  */
-export function frameStream(c: Context<AuthEnv>, body: (write: (b: Uint8Array) => Promise<void>, signal: AbortSignal) => Promise<void>) {
+export function frameStream(
+  c: Context<AuthEnv>,
+  body: (write: (b: Uint8Array) => Promise<void>, signal: AbortSignal) => Promise<void>,
+) {
   c.env?.server?.timeout(c.req.raw, 0)
   c.header("Content-Type", FRAMES_TYPE)
   c.header("Cache-Control", "no-store")

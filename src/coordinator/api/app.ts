@@ -109,39 +109,78 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     }
     const ready = deps.ready()
     const status = !ready ? "shutting_down" : database.status === "ok" ? "ok" : "unavailable"
-    const body = { status, version: VERSION, uptimeSeconds: Math.round((deps.now() - deps.startedAt) / 1000), components }
+    const body = {
+      status,
+      version: VERSION,
+      uptimeSeconds: Math.round((deps.now() - deps.startedAt) / 1000),
+      components,
+    }
     return c.json(body, status === "ok" ? 200 : 503)
   })
 
-  app.get("/metrics", ipAllowList(deps.config.allowed_metrics_ips, deps.config.trusted_proxies, "/metrics", "allowed_metrics_ips"), async (c) => {
-    const [stats, workers, loads, running] = await Promise.all([
-      deps.store.stats(),
-      deps.store.listWorkers(),
-      deps.store.workerLoads(),
-      // Summaries: a scrape reads the same few kilobytes per job whatever the jobs' arguments.
-      deps.store.listJobSummaries({ status: "running", limit: 1000 }, { argsChars: 2 }),
-    ])
-    const text = deps.metrics.render({ stats, workers, loads, running, now: deps.now(), version: VERSION, startedAt: deps.startedAt })
-    return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
-  })
+  app.get(
+    "/metrics",
+    ipAllowList(deps.config.allowed_metrics_ips, deps.config.trusted_proxies, "/metrics", "allowed_metrics_ips"),
+    async (c) => {
+      const [stats, workers, loads, running] = await Promise.all([
+        deps.store.stats(),
+        deps.store.listWorkers(),
+        deps.store.workerLoads(),
+        // Summaries: a scrape reads the same few kilobytes per job whatever the jobs' arguments.
+        deps.store.listJobSummaries({ status: "running", limit: 1000 }, { argsChars: 2 }),
+      ])
+      const text = deps.metrics.render({
+        stats,
+        workers,
+        loads,
+        running,
+        now: deps.now(),
+        version: VERSION,
+        startedAt: deps.startedAt,
+      })
+      return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
+    },
+  )
 
   const caps = bodyCaps(deps.config.limits)
   const limits = deps.config.limits
   const budget = createBodyBudget(Math.max(limits.max_unverified_body_bytes, limits.max_body_bytes))
   // Outside hmacAuth: signs the final reply (errors included) with the key hmacAuth verified.
   app.use("/api/*", signResponses())
-  app.use("/api/*", hmacAuth({ store: deps.store, log: deps.log, now: deps.now, cap: caps.of, budget, stripBase, onRefuse: (r) => deps.metrics.authFailure(r) }))
+  app.use(
+    "/api/*",
+    hmacAuth({
+      store: deps.store,
+      log: deps.log,
+      now: deps.now,
+      cap: caps.of,
+      budget,
+      stripBase,
+      onRefuse: (r) => deps.metrics.authFailure(r),
+    }),
+  )
   app.route("/api/v1/jobs", jobRoutes(deps))
   app.route("/api/v1/worker", workerRoutes(deps))
   app.route("/api/v1/workers", workerListRoutes(deps))
   app.route("/api/v1/admin", adminRoutes(deps))
 
   app.route("/", dashboardRoutes(deps))
-  app.notFound((c) => c.json({ error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } }, 404))
+  app.notFound((c) =>
+    c.json({ error: { code: "E_NOT_FOUND", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } }, 404),
+  )
   app.onError((err, c) => {
     if (err instanceof AuthError && err.status === 403) deps.metrics.authFailure("forbidden")
     if (err instanceof DffmpegError) {
-      return c.json({ error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }, err.status as 400)
+      return c.json(
+        {
+          error: {
+            code: err.code,
+            message: err.message,
+            ...(err.details !== undefined ? { details: err.details } : {}),
+          },
+        },
+        err.status as 400,
+      )
     }
     deps.log.error("request failed", { method: c.req.method, path: new URL(c.req.url).pathname }, err)
     return c.json({ error: { code: "E_INTERNAL", message: "internal error (see the coordinator log)" } }, 500)

@@ -9,7 +9,12 @@ function feeding(declared?: number) {
   let ctl!: ReadableStreamDefaultController<Uint8Array>
   const body = new ReadableStream<Uint8Array>({ start: (c) => void (ctl = c) })
   const headers = declared === undefined ? undefined : { "content-length": String(declared) }
-  const req = new Request("http://127.0.0.1/api/v1/jobs/x/output", { method: "POST", body, headers, duplex: "half" } as RequestInit)
+  const req = new Request("http://127.0.0.1/api/v1/jobs/x/output", {
+    method: "POST",
+    body,
+    headers,
+    duplex: "half",
+  } as RequestInit)
   return { req, push: (n: number) => ctl.enqueue(new Uint8Array(n)), end: () => ctl.close() }
 }
 

@@ -15,7 +15,11 @@ export interface BodyCap {
  * other signed route carries JSON, whose largest legitimate body is a submission: twice its argument
  * budget (JSON escaping of quotes and backslashes) plus room for the other fields, at least 1 MiB.
  */
-export function bodyCaps(limits: Limits): { upload: BodyCap; json: BodyCap; of(method: string, path: string): BodyCap } {
+export function bodyCaps(limits: Limits): {
+  upload: BodyCap
+  json: BodyCap
+  of(method: string, path: string): BodyCap
+} {
   const upload = { bytes: limits.max_body_bytes, key: "limits.max_body_bytes" }
   const json = { bytes: Math.max(1024 * 1024, 2 * limits.max_args_bytes + 64 * 1024), key: "limits.max_args_bytes" }
   return {
@@ -43,7 +47,10 @@ export function checkDeclaredLength(req: Request, cap: BodyCap): number | undefi
   return declared
 }
 
-const busy = () => new UnavailableError("the coordinator is reading too many request bodies at once (limits.max_unverified_body_bytes); retry shortly")
+const busy = () =>
+  new UnavailableError(
+    "the coordinator is reading too many request bodies at once (limits.max_unverified_body_bytes); retry shortly",
+  )
 
 /**
  * Bytes that all requests together may hold while their bodies are read, before anyone knows whether
@@ -92,7 +99,12 @@ export function createBodyBudget(bytes: number): BodyBudget {
  * it back once it has been read or refused: when the budget is spent it is refused with 503, which
  * clients retry.
  */
-export async function readCapped(req: Request, cap: BodyCap, onChunk?: (chunk: Uint8Array) => void, budget?: BodyBudget): Promise<Uint8Array> {
+export async function readCapped(
+  req: Request,
+  cap: BodyCap,
+  onChunk?: (chunk: Uint8Array) => void,
+  budget?: BodyBudget,
+): Promise<Uint8Array> {
   const declared = checkDeclaredLength(req, cap)
   // Metered: bodies that are large or of unknown length (small ones, which keep workers and jobs alive,
   // never wait on large ones). A declared length is reserved whole before anything is read: Bun holds a

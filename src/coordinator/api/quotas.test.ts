@@ -8,7 +8,8 @@ afterEach(async () => {
 })
 
 const J = "/api/v1/jobs"
-const submit = (who = alice, over: Record<string, unknown> = {}) => h.request(who, "POST", J, { binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false, ...over })
+const submit = (who = alice, over: Record<string, unknown> = {}) =>
+  h.request(who, "POST", J, { binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false, ...over })
 const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error
 
 test("argument bytes are the UTF-8 bytes of args, path names and cwd", () => {
@@ -23,14 +24,20 @@ describe("argument limits", () => {
     expect(at.status).toBe(201)
     const res = await submit(alice, { args: ["-i", "x".repeat(1023)] })
     expect(res.status).toBe(413)
-    expect(await errorOf(res)).toEqual({ code: "E_TOO_LARGE", message: "the job's arguments, cwd and path names take 1025 bytes; at most 1024 are accepted (limits.max_args_bytes)" })
+    expect(await errorOf(res)).toEqual({
+      code: "E_TOO_LARGE",
+      message:
+        "the job's arguments, cwd and path names take 1025 bytes; at most 1024 are accepted (limits.max_args_bytes)",
+    })
   })
 
   test("multi-byte characters count as their UTF-8 bytes, and cwd and path names count too", async () => {
     h = await RouteHarness.open({ limits: { max_args_bytes: 1024 } })
     expect((await submit(alice, { args: ["é".repeat(512)] })).status).toBe(201)
     expect((await submit(alice, { args: ["é".repeat(513)] })).status).toBe(413)
-    expect((await submit(alice, { args: ["x".repeat(1000)], paths: ["Movies"], cwd: "$Movies/" + "d".repeat(20) })).status).toBe(413)
+    expect(
+      (await submit(alice, { args: ["x".repeat(1000)], paths: ["Movies"], cwd: "$Movies/" + "d".repeat(20) })).status,
+    ).toBe(413)
   })
 
   test("more arguments than limits.max_args_count are 413 naming the key", async () => {
@@ -59,7 +66,8 @@ describe("per-identity job quotas", () => {
     expect(res.status).toBe(429)
     expect(await errorOf(res)).toEqual({
       code: "E_QUOTA",
-      message: "alice already has 2 jobs waiting for a worker, the most one identity may queue (limits.max_queued_per_client = 2); submit again once some have started",
+      message:
+        "alice already has 2 jobs waiting for a worker, the most one identity may queue (limits.max_queued_per_client = 2); submit again once some have started",
     })
     // Another identity has its own quota; no job was created by the refusal.
     expect((await submit(bob)).status).toBe(201)
@@ -80,7 +88,9 @@ describe("per-identity job quotas", () => {
     expect((await submit()).status).toBe(201)
     const res = await submit()
     expect(res.status).toBe(429)
-    expect((await errorOf(res)).message).toBe("alice already has 2 unfinished jobs, the most one identity may have (limits.max_active_per_client = 2); submit again once some have ended")
+    expect((await errorOf(res)).message).toBe(
+      "alice already has 2 unfinished jobs, the most one identity may have (limits.max_active_per_client = 2); submit again once some have ended",
+    )
     await h.store.appendOutput(a.id, "w1", assigned!.epoch, [], { code: 0, signal: null }, h.clock)
     expect((await submit()).status).toBe(201)
   })

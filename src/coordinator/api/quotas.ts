@@ -16,11 +16,15 @@ export function argumentBytes(req: Pick<SubmitRequest, "args" | "cwd" | "paths">
 /** 413 when a submission is over the argument count or size limits. */
 export function checkArguments(req: Pick<SubmitRequest, "args" | "cwd" | "paths">, limits: Limits): void {
   if (req.args.length > limits.max_args_count) {
-    throw new TooLargeError(`the job has ${req.args.length} arguments; at most ${limits.max_args_count} are accepted (limits.max_args_count)`)
+    throw new TooLargeError(
+      `the job has ${req.args.length} arguments; at most ${limits.max_args_count} are accepted (limits.max_args_count)`,
+    )
   }
   const bytes = argumentBytes(req)
   if (bytes > limits.max_args_bytes) {
-    throw new TooLargeError(`the job's arguments, cwd and path names take ${bytes} bytes; at most ${limits.max_args_bytes} are accepted (limits.max_args_bytes)`)
+    throw new TooLargeError(
+      `the job's arguments, cwd and path names take ${bytes} bytes; at most ${limits.max_args_bytes} are accepted (limits.max_args_bytes)`,
+    )
   }
 }
 
@@ -33,10 +37,14 @@ export async function checkQueueQuota(store: Store, requester: string, limits: L
   const n = await store.activeJobCounts(requester)
   const waiting = n.queued + n.assigned
   if (waiting >= limits.max_queued_per_client) {
-    throw new QuotaError(`${requester} already has ${waiting} jobs waiting for a worker, the most one identity may queue (limits.max_queued_per_client = ${limits.max_queued_per_client}); submit again once some have started`)
+    throw new QuotaError(
+      `${requester} already has ${waiting} jobs waiting for a worker, the most one identity may queue (limits.max_queued_per_client = ${limits.max_queued_per_client}); submit again once some have started`,
+    )
   }
   const active = waiting + n.running
   if (active >= limits.max_active_per_client) {
-    throw new QuotaError(`${requester} already has ${active} unfinished jobs, the most one identity may have (limits.max_active_per_client = ${limits.max_active_per_client}); submit again once some have ended`)
+    throw new QuotaError(
+      `${requester} already has ${active} unfinished jobs, the most one identity may have (limits.max_active_per_client = ${limits.max_active_per_client}); submit again once some have ended`,
+    )
   }
 }

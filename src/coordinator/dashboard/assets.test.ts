@@ -8,7 +8,19 @@ const read = (name: string) => readFileSync(join(dir, name), "utf8")
 test("the page's script never turns text into markup", () => {
   const js = read("app.js")
   // Data from workers and jobs (versions, capabilities, arguments, logs) must only ever be text.
-  for (const sink of ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment", "DOMParser", "srcdoc", "eval(", "new Function", "setAttribute(\"style\"", "setAttribute(\"on"]) {
+  for (const sink of [
+    "innerHTML",
+    "outerHTML",
+    "insertAdjacentHTML",
+    "document.write",
+    "createContextualFragment",
+    "DOMParser",
+    "srcdoc",
+    "eval(",
+    "new Function",
+    'setAttribute("style"',
+    'setAttribute("on',
+  ]) {
     expect({ sink, found: js.includes(sink) }).toEqual({ sink, found: false })
   }
 })

@@ -53,13 +53,30 @@ async function harness(config: Record<string, unknown> = {}): Promise<Harness> {
   const now = () => Date.now() + offset
   const scheduler = createScheduler({ store, hub, log, now, staleMs: STALE_MS })
   const janitor = createJanitor({ store, hub, scheduler, log, now, timings: timings(cfg), startedAt: now() })
-  const app = createApp({ store, hub, scheduler, janitor, config: cfg, log, now, staleMs: STALE_MS, ready: () => true, metrics: createMetrics(), startedAt: now() })
+  const app = createApp({
+    store,
+    hub,
+    scheduler,
+    janitor,
+    config: cfg,
+    log,
+    now,
+    staleMs: STALE_MS,
+    ready: () => true,
+    metrics: createMetrics(),
+    startedAt: now(),
+  })
   const request = (path: string, init: RequestInit & { ip?: string } = {}) => {
     // A Bun server as Hono sees it: the peer's address and a per-request idle timeout.
     const server = { requestIP: () => ({ address: init.ip ?? "127.0.0.1", family: "IPv4", port: 40000 }), timeout() {} }
     return Promise.resolve(app.fetch(new Request(`http://dash.test${path}`, init), { server } as never))
   }
-  const login = (name: string, key: string) => request("/dashboard/login", { method: "POST", headers: { "X-Dffmpeg-Dashboard": "1", "Content-Type": "application/json" }, body: JSON.stringify({ name, key }) })
+  const login = (name: string, key: string) =>
+    request("/dashboard/login", {
+      method: "POST",
+      headers: { "X-Dffmpeg-Dashboard": "1", "Content-Type": "application/json" },
+      body: JSON.stringify({ name, key }),
+    })
   const h: Harness = {
     store,
     hub,
@@ -91,7 +108,12 @@ function cookieOf(res: Response): string {
 
 const post = (cookie: string | undefined, body?: unknown, extra: Record<string, string> = {}): RequestInit => ({
   method: "POST",
-  headers: { "X-Dffmpeg-Dashboard": "1", "Content-Type": "application/json", ...(cookie ? { Cookie: cookie } : {}), ...extra },
+  headers: {
+    "X-Dffmpeg-Dashboard": "1",
+    "Content-Type": "application/json",
+    ...(cookie ? { Cookie: cookie } : {}),
+    ...extra,
+  },
   body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
 })
 
@@ -109,7 +131,12 @@ const newJob = (over: Partial<NewJob> = {}): NewJob => ({
 })
 
 async function addWorker(store: Store, id: string, at = Date.now()) {
-  await store.upsertWorker(id, { draining: false, binaries: ["ffmpeg"], paths: ["Media"], maxJobs: 2, version: "1.0.0", capabilities: {} }, "token-" + id, at)
+  await store.upsertWorker(
+    id,
+    { draining: false, binaries: ["ffmpeg"], paths: ["Media"], maxJobs: 2, version: "1.0.0", capabilities: {} },
+    "token-" + id,
+    at,
+  )
   await store.verifyWorker(id, "token-" + id, at)
 }
 
@@ -137,7 +164,9 @@ describe("page and files", () => {
       referrer: res.headers.get("referrer-policy"),
       frame: res.headers.get("x-frame-options"),
     }).toEqual({ csp: CSP, nosniff: "nosniff", referrer: "no-referrer", frame: "DENY" })
-    expect(CSP).toBe("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    expect(CSP).toBe(
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
     const html = await res.text()
     expect(html).toContain('src="assets/app.js"')
     expect(html).toContain('href="assets/app.css"')
@@ -146,7 +175,11 @@ describe("page and files", () => {
 
   test("files have their content types, and unknown ones are 404 JSON", async () => {
     const h = await harness()
-    const types = await Promise.all(["app.js", "app.css", "favicon.svg"].map(async (f) => (await h.request(`/assets/${f}`)).headers.get("content-type")))
+    const types = await Promise.all(
+      ["app.js", "app.css", "favicon.svg"].map(async (f) =>
+        (await h.request(`/assets/${f}`)).headers.get("content-type"),
+      ),
+    )
     expect(types).toEqual(["text/javascript; charset=utf-8", "text/css; charset=utf-8", "image/svg+xml"])
     for (const f of ["nope.js", "__proto__", "constructor", "..%2Fapp.ts"]) {
       const res = await h.request(`/assets/${f}`)
@@ -158,7 +191,13 @@ describe("page and files", () => {
 
   test("every dashboard route is refused outside allowed_dashboard_ips, the rest of the app is not touched", async () => {
     const h = await harness()
-    for (const path of ["/", "/assets/app.js", "/dashboard/api/state", "/dashboard/api/session", "/dashboard/api/events"]) {
+    for (const path of [
+      "/",
+      "/assets/app.js",
+      "/dashboard/api/state",
+      "/dashboard/api/session",
+      "/dashboard/api/events",
+    ]) {
       const res = await h.request(path, { ip: "8.8.8.8" })
       expect(res.status).toBe(403)
       expect((await errorOf(res)).error.message).toContain("allowed_dashboard_ips")
@@ -220,9 +259,19 @@ describe("data", () => {
       ["gone-recently", "offline", "offline", 0, 2],
       ["w1", "online", "ok", 1, 2],
     ])
-    expect(s.workers[1]).toMatchObject({ binaries: ["ffmpeg"], paths: ["Media"], version: "1.0.0", drainRequested: false })
+    expect(s.workers[1]).toMatchObject({
+      binaries: ["ffmpeg"],
+      paths: ["Media"],
+      version: "1.0.0",
+      drainRequested: false,
+    })
     expect(s.jobs.active.map((j) => j.status).sort()).toEqual(["queued", "running"])
-    expect(s.jobs.active.find((j) => j.id === job.id)).toMatchObject({ workerId: "w1", command: "-i in.mkv out.mp4", binary: "ffmpeg", progress: null })
+    expect(s.jobs.active.find((j) => j.id === job.id)).toMatchObject({
+      workerId: "w1",
+      command: "-i in.mkv out.mp4",
+      binary: "ffmpeg",
+      progress: null,
+    })
     expect(s.jobs.recent).toEqual([expect.objectContaining({ id: done.id, status: "canceled", error: "test" })])
     expect(s.stats.jobs).toMatchObject({ queued: 1, running: 1, canceled: 1 })
     expect(typeof s.version).toBe("string")
@@ -233,7 +282,11 @@ describe("data", () => {
     const h = await harness()
     const job = await runningJob(h.store)
     const out = [
-      { seq: 1, stream: "stderr" as const, data: enc("Input #0, lavfi\nframe=   1 fps=0.0\rframe=  10 fps=9.9\r\ncaf") },
+      {
+        seq: 1,
+        stream: "stderr" as const,
+        data: enc("Input #0, lavfi\nframe=   1 fps=0.0\rframe=  10 fps=9.9\r\ncaf"),
+      },
       { seq: 2, stream: "stdout" as const, data: enc("binary") },
       // "é" split between two chunks, then a byte that is not UTF-8 at all.
       { seq: 3, stream: "stderr" as const, data: new Uint8Array([0xc3]) },
@@ -244,7 +297,10 @@ describe("data", () => {
     const res = await h.request(`/dashboard/api/jobs/${job.id}`)
     expect(res.status).toBe(200)
     const d = (await res.json()) as JobDetail
-    expect(d.log).toEqual({ lines: "Input #0, lavfi\nframe=  10 fps=9.9\ncafé\n\ufffd\n", partial: "frame=  20 fps=10" })
+    expect(d.log).toEqual({
+      lines: "Input #0, lavfi\nframe=  10 fps=9.9\ncafé\n\ufffd\n",
+      partial: "frame=  20 fps=10",
+    })
     expect(d.job).toMatchObject({ id: job.id, status: "running", args: ["-i", "in.mkv", "out.mp4"], canceling: false })
     expect(d.events.map((e) => e.status)).toEqual(["queued", "assigned", "running"])
   })
@@ -271,7 +327,10 @@ describe("data", () => {
       ["/dashboard/api/nothing", {}, 404],
     ]
     await addWorker(h.store, "w1")
-    cases.push(["/dashboard/api/workers/w1/drain", post(cookie, { on: "yes" }), 400], ["/dashboard/api/workers/w1/drain", post(cookie, "[]"), 400])
+    cases.push(
+      ["/dashboard/api/workers/w1/drain", post(cookie, { on: "yes" }), 400],
+      ["/dashboard/api/workers/w1/drain", post(cookie, "[]"), 400],
+    )
     for (const [path, init, status] of cases) {
       const res = await h.request(path, init)
       expect({ path, status: res.status }).toEqual({ path, status })
@@ -288,7 +347,9 @@ describe("sign-in", () => {
     expect(res.status).toBe(200)
     expect(await res.json()).toEqual({ user: "boss", expiresAt: expect.any(Number) })
     const cookie = res.headers.get("set-cookie")!
-    expect(cookie).toMatch(/^dffmpeg_session=boss\.\d+\.[A-Za-z0-9_-]{43}; Max-Age=7200; Path=\/; HttpOnly; SameSite=Strict$/)
+    expect(cookie).toMatch(
+      /^dffmpeg_session=boss\.\d+\.[A-Za-z0-9_-]{43}; Max-Age=7200; Path=\/; HttpOnly; SameSite=Strict$/,
+    )
     const session = await (await h.request("/dashboard/api/session", { headers: { Cookie: cookieOf(res) } })).json()
     expect(session).toEqual({ user: "boss", expiresAt: expect.any(Number), loginRequired: false })
     expect(h.logs.join("\n")).not.toContain(key)
@@ -315,12 +376,19 @@ describe("sign-in", () => {
   test("failed sign-ins are throttled per address and per name with a growing Retry-After; a success resets them", async () => {
     const h = await harness()
     const key = await h.addUser("boss", "admin")
-    const attempt = (name: string, k: string, ip: string) => h.request("/dashboard/login", { ...post(undefined, { name, key: k }), ip })
+    const attempt = (name: string, k: string, ip: string) =>
+      h.request("/dashboard/login", { ...post(undefined, { name, key: k }), ip })
     for (let i = 0; i < 5; i++) expect((await attempt("boss", generateKey(), "10.0.0.1")).status).toBe(401)
     const refused = await attempt("boss", key, "10.0.0.1")
     expect(refused.status).toBe(429)
     expect(refused.headers.get("retry-after")).toBe("1")
-    expect(await json<unknown>(refused)).toEqual({ error: { code: "E_THROTTLED", message: "too many failed sign-ins from this address or for this name; try again in 1 s", details: { retryAfter: 1 } } })
+    expect(await json<unknown>(refused)).toEqual({
+      error: {
+        code: "E_THROTTLED",
+        message: "too many failed sign-ins from this address or for this name; try again in 1 s",
+        details: { retryAfter: 1 },
+      },
+    })
     expect(refused.headers.get("set-cookie")).toBeNull()
     // The name is throttled from another address too, and the address for another name.
     expect((await attempt("boss", key, "10.0.0.2")).status).toBe(429)
@@ -361,7 +429,8 @@ describe("sign-in", () => {
   test("the cookie is Secure when a trusted proxy says the request came over https", async () => {
     const h = await harness({ allowed_dashboard_ips: ["0.0.0.0/0"] })
     const key = await h.addUser("boss", "admin")
-    const login = (ip: string) => h.request("/dashboard/login", { ...post(undefined, { name: "boss", key }, { "X-Forwarded-Proto": "https" }), ip })
+    const login = (ip: string) =>
+      h.request("/dashboard/login", { ...post(undefined, { name: "boss", key }, { "X-Forwarded-Proto": "https" }), ip })
     expect((await login("127.0.0.1")).headers.get("set-cookie")).toContain("; Secure")
     expect((await login("10.9.9.9")).headers.get("set-cookie")).not.toContain("Secure")
   })
@@ -369,13 +438,22 @@ describe("sign-in", () => {
   test("with dashboard_require_login the data and the stream need a session, the page and files do not", async () => {
     const h = await harness({ dashboard_require_login: true })
     const job = await h.store.createJob(newJob(), Date.now())
-    for (const path of ["/dashboard/api/state", `/dashboard/api/jobs/${job.id}`, "/dashboard/api/events", `/dashboard/api/events?job=${job.id}`]) {
+    for (const path of [
+      "/dashboard/api/state",
+      `/dashboard/api/jobs/${job.id}`,
+      "/dashboard/api/events",
+      `/dashboard/api/events?job=${job.id}`,
+    ]) {
       const res = await h.request(path)
       expect({ path, status: res.status }).toEqual({ path, status: 401 })
       expect((await errorOf(res)).error.code).toBe("E_AUTH")
     }
     for (const path of ["/", "/assets/app.js", "/assets/app.css"]) expect((await h.request(path)).status).toBe(200)
-    expect(await (await h.request("/dashboard/api/session")).json()).toEqual({ user: null, expiresAt: null, loginRequired: true })
+    expect(await (await h.request("/dashboard/api/session")).json()).toEqual({
+      user: null,
+      expiresAt: null,
+      loginRequired: true,
+    })
     const cookie = await h.admin()
     expect((await h.request(`/dashboard/api/jobs/${job.id}`, { headers: { Cookie: cookie } })).status).toBe(200)
     const out = await h.request("/dashboard/logout", post(cookie))
@@ -399,7 +477,10 @@ describe("actions", () => {
     expect((await h.request(path, post(undefined))).status).toBe(401)
     expect((await h.store.getJob(job.id))?.status).toBe("queued")
     // The page's own requests: same origin, header set.
-    const ok = await h.request(path, post(cookie, undefined, { Origin: "http://dash.test", "Sec-Fetch-Site": "same-origin" }))
+    const ok = await h.request(
+      path,
+      post(cookie, undefined, { Origin: "http://dash.test", "Sec-Fetch-Site": "same-origin" }),
+    )
     expect(ok.status).toBe(200)
   })
 
@@ -409,7 +490,10 @@ describe("actions", () => {
     const queued = await h.store.createJob(newJob(), Date.now())
     const res = await h.request(`/dashboard/api/jobs/${queued.id}/cancel`, post(cookie))
     expect(res.status).toBe(200)
-    expect((await json<{ job: Job & { canceling: boolean } }>(res)).job).toMatchObject({ status: "canceled", error: "canceled by boss from the dashboard" })
+    expect((await json<{ job: Job & { canceling: boolean } }>(res)).job).toMatchObject({
+      status: "canceled",
+      error: "canceled by boss from the dashboard",
+    })
     const again = await h.request(`/dashboard/api/jobs/${queued.id}/cancel`, post(cookie))
     expect(again.status).toBe(409)
 
@@ -417,7 +501,10 @@ describe("actions", () => {
     const woken = h.hub.wait(topic.worker("w1"), 10_000).then(() => true)
     const stop = await h.request(`/dashboard/api/jobs/${running.id}/cancel`, post(cookie))
     expect(stop.status).toBe(202)
-    expect((await json<{ job: Job & { canceling: boolean } }>(stop)).job).toMatchObject({ status: "running", canceling: true })
+    expect((await json<{ job: Job & { canceling: boolean } }>(stop)).job).toMatchObject({
+      status: "running",
+      canceling: true,
+    })
     expect(await Promise.race([woken, Bun.sleep(2000).then(() => false)])).toBe(true)
     const events = await h.store.events(running.id)
     expect(events.at(-1)).toMatchObject({ status: "canceling", reason: "canceled by boss from the dashboard" })
@@ -430,7 +517,11 @@ describe("actions", () => {
     await addWorker(h.store, "w1")
     const on = await h.request("/dashboard/api/workers/w1/drain", post(cookie, { on: true }))
     expect(on.status).toBe(200)
-    expect((await json<{ worker: Worker }>(on)).worker).toMatchObject({ id: "w1", status: "draining", drainRequested: true })
+    expect((await json<{ worker: Worker }>(on)).worker).toMatchObject({
+      id: "w1",
+      status: "draining",
+      drainRequested: true,
+    })
     const state = (await (await h.request("/dashboard/api/state")).json()) as DashboardState
     expect(state.workers[0]).toMatchObject({ status: "draining", drainRequested: true })
     const off = await h.request("/dashboard/api/workers/w1/drain", post(cookie, { on: false }))
@@ -465,7 +556,12 @@ function sseReader(res: Response) {
         const block = await nextBlock()
         const lines = block.split("\n")
         if (lines.find((l) => l.startsWith("event: "))?.slice(7) !== name) continue
-        return JSON.parse(lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n")) as T
+        return JSON.parse(
+          lines
+            .filter((l) => l.startsWith("data: "))
+            .map((l) => l.slice(6))
+            .join("\n"),
+        ) as T
       }
     },
     raw: nextBlock,
@@ -512,12 +608,27 @@ describe("live events", () => {
   test("?job= adds job events carrying only the new log text", async () => {
     const h = await harness()
     const job = await runningJob(h.store)
-    await h.store.appendOutput(job.id, "w1", 1, [{ seq: 1, stream: "stderr", data: enc("line one\nframe=1\r") }], undefined, Date.now())
+    await h.store.appendOutput(
+      job.id,
+      "w1",
+      1,
+      [{ seq: 1, stream: "stderr", data: enc("line one\nframe=1\r") }],
+      undefined,
+      Date.now(),
+    )
     const sse = sseReader(await h.request(`/dashboard/api/events?job=${job.id}`))
     const first = await sse.next<JobUpdate & JobDetail>("job")
     expect(first.log).toEqual({ lines: "line one\n", partial: "frame=1", reset: true })
     expect(first.events.map((e) => e.status)).toEqual(["queued", "assigned", "running"])
-    await h.store.appendOutput(job.id, "w1", 1, [{ seq: 2, stream: "stderr", data: enc("frame=2\r\nline two\n") }], undefined, Date.now(), { timeMs: 1000, durationMs: 4000, percent: 25, speed: 1.5, fps: 25, frame: 25, etaMs: 2000 })
+    await h.store.appendOutput(
+      job.id,
+      "w1",
+      1,
+      [{ seq: 2, stream: "stderr", data: enc("frame=2\r\nline two\n") }],
+      undefined,
+      Date.now(),
+      { timeMs: 1000, durationMs: 4000, percent: 25, speed: 1.5, fps: 25, frame: 25, etaMs: 2000 },
+    )
     const second = await sse.next<JobUpdate & JobDetail>("job")
     expect(second.log).toEqual({ lines: "frame=2\nline two\n", partial: "", reset: false })
     expect(second.job.progress).toMatchObject({ percent: 25, speed: 1.5 })

@@ -20,7 +20,8 @@ import favicon from "./assets/favicon.svg" with { type: "text" }
 import page from "./assets/index.html" with { type: "text" }
 
 /** Nothing but the page's own files: no inline script or style, no other origin, no framing. */
-export const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+export const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 /** Header every dashboard POST must carry: a cross-site form cannot set it, and a cross-site fetch that does needs CORS, which is never granted. */
 export const CSRF_HEADER = "x-dffmpeg-dashboard"
@@ -84,21 +85,25 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
   const cookiePath = config.path_base ? "/" + config.path_base.replace(/^\/+|\/+$/g, "") : "/"
 
   const enabled = createMiddleware<AuthEnv>(async (_c, next) => {
-    if (!config.web_dashboard_enabled) throw new NotFoundError("the web dashboard is disabled (web_dashboard_enabled: false)")
+    if (!config.web_dashboard_enabled)
+      throw new NotFoundError("the web dashboard is disabled (web_dashboard_enabled: false)")
     await next()
   })
 
   /** True when the socket's peer is a reverse proxy whose X-Forwarded-* headers are believed. */
   const viaProxy = (c: Context<AuthEnv>) => allowed(c.env?.server?.requestIP(c.req.raw)?.address, trusted)
-  const forwarded = (c: Context<AuthEnv>, name: string) => (viaProxy(c) ? c.req.header(name)?.split(",")[0].trim() : undefined)
+  const forwarded = (c: Context<AuthEnv>, name: string) =>
+    viaProxy(c) ? c.req.header(name)?.split(",")[0].trim() : undefined
 
   /** The host names this request was addressed to, as a browser on this page would write its Origin. */
-  const ownHosts = (c: Context<AuthEnv>) => [new URL(c.req.url).host, forwarded(c, "x-forwarded-host")].filter(Boolean).map((h) => h!.toLowerCase())
+  const ownHosts = (c: Context<AuthEnv>) =>
+    [new URL(c.req.url).host, forwarded(c, "x-forwarded-host")].filter(Boolean).map((h) => h!.toLowerCase())
 
   /** Refuses a POST that did not come from the dashboard page itself (cross-site request forgery). */
   const sameOrigin = createMiddleware<AuthEnv>(async (c, next) => {
     if (c.req.method === "GET" || c.req.method === "HEAD") return next()
-    if (c.req.header(CSRF_HEADER) !== "1") throw new AuthError(`dashboard actions need the header X-Dffmpeg-Dashboard: 1`, 403)
+    if (c.req.header(CSRF_HEADER) !== "1")
+      throw new AuthError(`dashboard actions need the header X-Dffmpeg-Dashboard: 1`, 403)
     const site = c.req.header("sec-fetch-site")
     if (site && site !== "same-origin" && site !== "none") throw new AuthError("cross-site request refused", 403)
     const origin = c.req.header("origin")
@@ -114,11 +119,17 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     await next()
   })
 
-  const guard = [securityHeaders, enabled, ipAllowList(config.allowed_dashboard_ips, config.trusted_proxies, "the dashboard", "allowed_dashboard_ips"), sameOrigin]
+  const guard = [
+    securityHeaders,
+    enabled,
+    ipAllowList(config.allowed_dashboard_ips, config.trusted_proxies, "the dashboard", "allowed_dashboard_ips"),
+    sameOrigin,
+  ]
   // Only the dashboard's own paths: a catch-all here would also run for the API and for unknown paths.
   for (const path of ["/", "/assets/*", "/dashboard/*"]) app.use(path, ...guard)
 
-  const overHttps = (c: Context<AuthEnv>) => new URL(c.req.url).protocol === "https:" || forwarded(c, "x-forwarded-proto")?.toLowerCase() === "https"
+  const overHttps = (c: Context<AuthEnv>) =>
+    new URL(c.req.url).protocol === "https:" || forwarded(c, "x-forwarded-proto")?.toLowerCase() === "https"
   const cookieOptions = (c: Context<AuthEnv>, maxAge?: number) => ({
     path: cookiePath,
     httpOnly: true,
@@ -134,7 +145,8 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
   /** Reading: open unless sign-in is required. */
   const viewer = async (c: Context<AuthEnv>) => {
     const s = await sessionOf(c)
-    if (!s && config.dashboard_require_login) throw new AuthError("sign in to the dashboard with an admin identity (dashboard_require_login is on)")
+    if (!s && config.dashboard_require_login)
+      throw new AuthError("sign in to the dashboard with an admin identity (dashboard_require_login is on)")
     return s
   }
   /** Repairs: always an admin sign-in. */
@@ -147,7 +159,8 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
   app.get("/", (c) => {
     const url = new URL(c.req.url)
     // `/base` → `/base/`: the page's relative URLs (assets/app.js) must resolve inside the base.
-    if (!url.pathname.endsWith("/")) return c.redirect(`${url.pathname.slice(url.pathname.lastIndexOf("/") + 1)}/${url.search}`, 308)
+    if (!url.pathname.endsWith("/"))
+      return c.redirect(`${url.pathname.slice(url.pathname.lastIndexOf("/") + 1)}/${url.search}`, 308)
     return c.html(INDEX_HTML)
   })
 
@@ -160,7 +173,11 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
 
   app.get("/dashboard/api/session", async (c) => {
     const s = await sessionOf(c)
-    return c.json({ user: s?.name ?? null, expiresAt: s?.expiresAt ?? null, loginRequired: config.dashboard_require_login })
+    return c.json({
+      user: s?.name ?? null,
+      expiresAt: s?.expiresAt ?? null,
+      loginRequired: config.dashboard_require_login,
+    })
   })
 
   // Per coordinator process: a cluster of coordinators multiplies the attempts by their number.
@@ -174,13 +191,17 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
       const secs = Math.ceil(wait / 1000)
       log.warn("dashboard sign-in throttled", { ...who, retryAfter: secs })
       c.header("Retry-After", String(secs))
-      throw new ThrottledError(`too many failed sign-ins from this address or for this name; try again in ${secs} s`, secs)
+      throw new ThrottledError(
+        `too many failed sign-ins from this address or for this name; try again in ${secs} s`,
+        secs,
+      )
     }
     const res = await signIn(store, name, key)
     if (!res.ok) throttle.failed(who.ip, who.name)
     if (!res.ok) {
       log.warn("dashboard sign-in refused", { ...who, reason: res.reason })
-      if (res.reason === "not-admin") throw new AuthError(`${name} is a ${res.role} identity; the dashboard takes an admin identity`, 403)
+      if (res.reason === "not-admin")
+        throw new AuthError(`${name} is a ${res.role} identity; the dashboard takes an admin identity`, 403)
       throw new AuthError("wrong name or key")
     }
     const hours = config.dashboard_session_hours
@@ -232,7 +253,8 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     const id = jobIdOf(c.req.param("id"))
     const job = await store.getJob(id)
     if (!job) throw new NotFoundError(`no job ${id}`)
-    if (isTerminal(job.status)) throw new ConflictError(`job ${id} already ended: ${job.status}`, { status: job.status })
+    if (isTerminal(job.status))
+      throw new ConflictError(`job ${id} already ended: ${job.status}`, { status: job.status })
     const done = await store.requestCancel(id, `canceled by ${s.name} from the dashboard`, now())
     if (!done) {
       const cur = await store.getJob(id)
@@ -240,7 +262,11 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
       if (cur && !isTerminal(cur.status)) return c.json({ job: jobView(cur) }, 202)
       throw new ConflictError(`job ${id} already ended: ${cur?.status ?? "deleted"}`, { status: cur?.status })
     }
-    log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", { job: id, by: s.name, from: "dashboard" })
+    log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", {
+      job: id,
+      by: s.name,
+      from: "dashboard",
+    })
     // Wake whoever streams the job's input and output, and its worker, so the stop happens at once.
     hub.notify(topic.input(id))
     hub.notify(topic.output(id))

@@ -21,7 +21,9 @@ async function stream() {
   stores.push(store)
   const hub = new Hub()
   const deps = { store, hub, log: createConsola({ level: 0 }), now: Date.now, staleMs: 30_000 }
-  const app = new Hono<AuthEnv>().get("/events", (c) => liveEvents(c, deps, { timing: { minGapMs: 10, refreshMs: 60, keepaliveMs: 150 } }))
+  const app = new Hono<AuthEnv>().get("/events", (c) =>
+    liveEvents(c, deps, { timing: { minGapMs: 10, refreshMs: 60, keepaliveMs: 150 } }),
+  )
   const res = await app.request("/events")
   const reader = res.body!.getReader()
   const dec = new TextDecoder()
@@ -47,7 +49,10 @@ test("a quiet stream gets keep-alive comments, and a change nobody announced sho
   await s.until(/event: state/)
   await s.until(/^: keep-alive$/m)
   const id = newId()
-  await s.store.createJob({ id, requester: "c", binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+  await s.store.createJob(
+    { id, requester: "c", binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false, attached: false, retries: 0 },
+    Date.now(),
+  )
   await s.until(new RegExp(id))
   await s.close()
   await waitFor(() => s.hub.size === 0, { what: "the stream to stop waiting" })
@@ -66,7 +71,9 @@ test("pages woken by the same change share one read of the state, and each still
   const hub = new Hub()
   const deps = { store, hub, log: createConsola({ level: 0 }), now: Date.now, staleMs: 30_000 }
   // A refresh round far away: only the announced change wakes the pages.
-  const app = new Hono<AuthEnv>().get("/events", (c) => liveEvents(c, deps, { timing: { minGapMs: 10, refreshMs: 60_000, keepaliveMs: 60_000 } }))
+  const app = new Hono<AuthEnv>().get("/events", (c) =>
+    liveEvents(c, deps, { timing: { minGapMs: 10, refreshMs: 60_000, keepaliveMs: 60_000 } }),
+  )
   const dec = new TextDecoder()
   const pages = await Promise.all(
     [1, 2, 3, 4].map(async () => {
@@ -84,7 +91,10 @@ test("pages woken by the same change share one read of the state, and each still
   await waitFor(() => hub.size === 1, { what: "every page to wait for a change" })
   const before = reads
   const id = newId()
-  await store.createJob({ id, requester: "c", binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+  await store.createJob(
+    { id, requester: "c", binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false, attached: false, retries: 0 },
+    Date.now(),
+  )
   hub.notify("changes")
   await Promise.all(pages.map((p) => p.until(new RegExp(id))))
   expect(reads - before).toBe(1)
@@ -100,7 +110,10 @@ test("a job page's live updates carry a large job's arguments cut and flagged; i
   stores.push(store)
   const args = Array.from({ length: 3000 }, (_, i) => `-metadata:${i}=${"z".repeat(2000)}`)
   const id = newId()
-  await store.createJob({ id, requester: "alice", binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, attached: false, retries: 0 }, Date.now())
+  await store.createJob(
+    { id, requester: "alice", binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, attached: false, retries: 0 },
+    Date.now(),
+  )
   const update = await followJob(store, id)()
   if (!update || "gone" in update) throw new Error("expected a job update")
   expect(update.job.truncated).toBe(true)

@@ -89,7 +89,15 @@ export function followJob(store: Store, id: string) {
     } else {
       log = reader!.push(fresh.map((r) => r.data))
     }
-    const key = [job.status, job.updatedAt, job.workerId, job.cancelRequestedAt, job.progress?.at, events.length, log.partial].join("|")
+    const key = [
+      job.status,
+      job.updatedAt,
+      job.workerId,
+      job.cancelRequestedAt,
+      job.progress?.at,
+      events.length,
+      log.partial,
+    ].join("|")
     const quiet = !reset && !log.lines && key === shown
     cursor = last
     epoch = job.epoch

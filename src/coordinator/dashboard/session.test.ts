@@ -36,7 +36,14 @@ test("sign-in takes an admin's exact key (surrounding blanks aside)", async () =
 describe("sign-in throttle", () => {
   const make = (over: Partial<Parameters<typeof createSignInThrottle>[0]> = {}) => {
     const clock = { t: T0 }
-    const throttle = createSignInThrottle({ now: () => clock.t, freeAttempts: 3, baseMs: 1000, maxMs: 8000, forgetMs: 60_000, ...over })
+    const throttle = createSignInThrottle({
+      now: () => clock.t,
+      freeAttempts: 3,
+      baseMs: 1000,
+      maxMs: 8000,
+      forgetMs: 60_000,
+      ...over,
+    })
     return { clock, throttle }
   }
 

@@ -52,7 +52,9 @@ export async function verifySession(store: Store, token: string, now: number): P
   return { name, expiresAt }
 }
 
-export type SignIn = { ok: true; user: User & { key: string } } | { ok: false; reason: "refused" | "not-admin"; role?: User["role"] }
+export type SignIn =
+  | { ok: true; user: User & { key: string } }
+  | { ok: false; reason: "refused" | "not-admin"; role?: User["role"] }
 
 /**
  * Checks a name and key typed into the sign-in form. The keys are compared through their SHA-256

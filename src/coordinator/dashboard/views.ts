@@ -1,4 +1,12 @@
-import { TERMINAL, type Job, type JobEvent, type JobStatus, type Progress, type Worker, type WorkerStatus } from "../../shared/protocol/schemas.ts"
+import {
+  TERMINAL,
+  type Job,
+  type JobEvent,
+  type JobStatus,
+  type Progress,
+  type Worker,
+  type WorkerStatus,
+} from "../../shared/protocol/schemas.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Stats, Store } from "../../store/index.ts"
 import type { JobListing } from "../../store/types.ts"

@@ -67,7 +67,16 @@ describe("canonicalQuery", () => {
 describe("canonical", () => {
   test("joins scheme, upper-cased method, path, canonical query, client, timestamp, nonce and body hash, one per line", () => {
     const text = canonical({ ...base, method: "post", query: "b=2&a=1" })
-    expect(text.split("\n")).toEqual([SCHEME, "POST", "/api/v1/jobs", "a=1&b=2", "alice", "1700000000", "abcdefghijklmnop", base.bodyHash])
+    expect(text.split("\n")).toEqual([
+      SCHEME,
+      "POST",
+      "/api/v1/jobs",
+      "a=1&b=2",
+      "alice",
+      "1700000000",
+      "abcdefghijklmnop",
+      base.bodyHash,
+    ])
   })
 
   test("an empty query still takes its own (empty) line", () => {
@@ -133,7 +142,15 @@ describe("signRequest", () => {
   test("produces headers whose signature verifies against the same request", () => {
     const now = 1_700_000_000_123
     const body = new Uint8Array([1, 2, 3, 0, 255])
-    const headers = signRequest({ key: KEY, client: "alice", method: "put", path: "/api/v1/jobs/j1/input", query: "seq=3&end=1", body, now })
+    const headers = signRequest({
+      key: KEY,
+      client: "alice",
+      method: "put",
+      path: "/api/v1/jobs/j1/input",
+      query: "seq=3&end=1",
+      body,
+      now,
+    })
 
     expect(headers[HEADER.client]).toBe("alice")
     expect(headers[HEADER.timestamp]).toBe("1700000000")
@@ -166,7 +183,12 @@ describe("signRequest", () => {
   })
 
   test("uses a fresh nonce for every request", () => {
-    const nonces = new Set(Array.from({ length: 50 }, () => signRequest({ key: KEY, client: "a", method: "GET", path: "/", now: 0 })[HEADER.nonce]))
+    const nonces = new Set(
+      Array.from(
+        { length: 50 },
+        () => signRequest({ key: KEY, client: "a", method: "GET", path: "/", now: 0 })[HEADER.nonce],
+      ),
+    )
     expect(nonces.size).toBe(50)
   })
 })

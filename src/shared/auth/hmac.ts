@@ -1,4 +1,3 @@
-
 /**
  * Request signing. Every request except `/health` carries four headers:
  *   X-DFFmpeg-Client-Id, X-DFFmpeg-Timestamp (unix seconds), X-DFFmpeg-Nonce, X-DFFmpeg-Signature
@@ -51,7 +50,16 @@ export interface SignInput {
 }
 
 export function canonical(i: SignInput): string {
-  return [SCHEME, i.method.toUpperCase(), i.path, canonicalQuery(i.query), i.client, i.timestamp, i.nonce, i.bodyHash].join("\n")
+  return [
+    SCHEME,
+    i.method.toUpperCase(),
+    i.path,
+    canonicalQuery(i.query),
+    i.client,
+    i.timestamp,
+    i.nonce,
+    i.bodyHash,
+  ].join("\n")
 }
 
 /** Decodes a stored key (standard base64 of ≥ 32 random bytes). Throws on anything else. */

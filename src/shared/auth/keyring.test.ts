@@ -4,7 +4,10 @@ import { KeyError, isSealed, memoryKeyring, newSecret, open, seal, sealedWith, t
 
 const a = newSecret()
 const b = newSecret()
-const find = (...s: typeof a[]) => (id: string) => s.find((x) => x.id === id)
+const find =
+  (...s: (typeof a)[]) =>
+  (id: string) =>
+    s.find((x) => x.id === id)
 const key = generateKey()
 
 function problem(fn: () => unknown): KeyError {
@@ -82,7 +85,12 @@ describe("sealing identity keys", () => {
     expect(isSealed(key)).toBe(false)
     expect(sealedWith(key)).toBeUndefined()
     expect(problem(() => open(find(a), "alice", key)).problem).toBe("clear")
-    for (const bad of ["v1:", "v1:abc:def:ghi", `v1:${a.id}:AAAAAAAAAAAAAAAA:AAAA`, `v2:${a.id}:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAA`]) {
+    for (const bad of [
+      "v1:",
+      "v1:abc:def:ghi",
+      `v1:${a.id}:AAAAAAAAAAAAAAAA:AAAA`,
+      `v2:${a.id}:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAAAA`,
+    ]) {
       expect(["format", "clear"]).toContain(problem(() => open(find(a), "alice", bad)).problem)
     }
   })

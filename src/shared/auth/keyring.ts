@@ -58,12 +58,18 @@ export function seal(secret: Secret, name: string, key: string): string {
 
 /** The key `stored` holds for `name`; KeyError when it is in clear, malformed, under another secret or altered. */
 export function open(find: (id: string) => Secret | undefined, name: string, stored: string): string {
-  if (!isSealed(stored)) throw new KeyError("clear", `the key of ${name} is stored in clear (the coordinator encrypts keys at its start)`)
+  if (!isSealed(stored))
+    throw new KeyError("clear", `the key of ${name} is stored in clear (the coordinator encrypts keys at its start)`)
   const m = SEALED.exec(stored)
   if (!m) throw new KeyError("format", `the stored key of ${name} is not in the v1 format`)
   const [, id, iv, body] = m
   const secret = find(id)
-  if (!secret) throw new KeyError("secret", `the key of ${name} was encrypted under secret ${id}, which is not the coordinator's secret`, id)
+  if (!secret)
+    throw new KeyError(
+      "secret",
+      `the key of ${name} was encrypted under secret ${id}, which is not the coordinator's secret`,
+      id,
+    )
   const raw = Buffer.from(body, "base64")
   if (raw.length < 17) throw new KeyError("format", `the stored key of ${name} is too short`)
   try {
@@ -72,7 +78,10 @@ export function open(find: (id: string) => Secret | undefined, name: string, sto
     d.setAuthTag(raw.subarray(raw.length - 16))
     return Buffer.concat([d.update(raw.subarray(0, raw.length - 16)), d.final()]).toString("utf8")
   } catch {
-    throw new KeyError("tampered", `the stored key of ${name} does not authenticate under secret ${id}: the row was altered or copied from another identity`)
+    throw new KeyError(
+      "tampered",
+      `the stored key of ${name} does not authenticate under secret ${id}: the row was altered or copied from another identity`,
+    )
   }
 }
 

@@ -11,11 +11,19 @@ const head = { nonce: NONCE, status: 200, contentType: "application/vnd.dffmpeg.
 
 describe("response canonical form", () => {
   test("joins scheme, request nonce, status, content type, signed headers and body hash, one per line", () => {
-    expect(responseCanonical({ nonce: "n0", status: 409, contentType: "application/json", bodyHash: sha256Hex("{}") })).toBe(
+    expect(
+      responseCanonical({ nonce: "n0", status: 409, contentType: "application/json", bodyHash: sha256Hex("{}") }),
+    ).toBe(
       'DFFMPEG-RESPONSE-HMAC-SHA256\nn0\n409\napplication/json\n["",""]\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a',
     )
-    const headers = new Headers({ "X-Next-Before": "01JNEXT", "x-dffmpeg-tail-truncated": "1000 bytes", "x-other": "not signed" })
-    expect(responseCanonical({ nonce: "n0", status: 200, contentType: "", headers, bodyHash: STREAMED }).split("\n")[4]).toBe('["01JNEXT","1000 bytes"]')
+    const headers = new Headers({
+      "X-Next-Before": "01JNEXT",
+      "x-dffmpeg-tail-truncated": "1000 bytes",
+      "x-other": "not signed",
+    })
+    expect(
+      responseCanonical({ nonce: "n0", status: 200, contentType: "", headers, bodyHash: STREAMED }).split("\n")[4],
+    ).toBe('["01JNEXT","1000 bytes"]')
   })
 
   test("the data-carrying headers are signed: adding, dropping or changing one changes the signature", () => {
@@ -23,12 +31,24 @@ describe("response canonical form", () => {
     const page = signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB" }) }, "[]")
     expect(signResponse(key, { ...json, headers: new Headers() }, "[]")).not.toBe(page)
     expect(signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JA" }) }, "[]")).not.toBe(page)
-    expect(signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB", "x-dffmpeg-tail-truncated": "1" }) }, "[]")).not.toBe(page)
+    expect(
+      signResponse(
+        key,
+        { ...json, headers: new Headers({ "x-next-before": "01JB", "x-dffmpeg-tail-truncated": "1" }) },
+        "[]",
+      ),
+    ).not.toBe(page)
     // A value moved to the other header is not the same reply.
-    expect(signResponse(key, { ...json, headers: new Headers({ "x-dffmpeg-tail-truncated": "01JB" }) }, "[]")).not.toBe(page)
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-dffmpeg-tail-truncated": "01JB" }) }, "[]")).not.toBe(
+      page,
+    )
     // Headers outside the list are not covered; absent equals no headers at all.
-    expect(signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB", "x-request-id": "r" }) }, "[]")).toBe(page)
-    expect(signResponse(key, { ...json, headers: new Headers({ "x-request-id": "r" }) }, "[]")).toBe(signResponse(key, json, "[]"))
+    expect(
+      signResponse(key, { ...json, headers: new Headers({ "x-next-before": "01JB", "x-request-id": "r" }) }, "[]"),
+    ).toBe(page)
+    expect(signResponse(key, { ...json, headers: new Headers({ "x-request-id": "r" }) }, "[]")).toBe(
+      signResponse(key, json, "[]"),
+    )
   })
 
   test("every field changes the signature; a reply signed for one nonce does not verify for another", () => {
@@ -44,7 +64,9 @@ describe("response canonical form", () => {
 
   test("a streamed reply's signature differs from any body's", () => {
     expect(responseMac(key, { ...head, bodyHash: STREAMED }).toString("base64")).not.toBe(signResponse(key, head, ""))
-    expect(new StreamSealer(key, head).header).toBe(responseMac(key, { ...head, bodyHash: STREAMED }).toString("base64"))
+    expect(new StreamSealer(key, head).header).toBe(
+      responseMac(key, { ...head, bodyHash: STREAMED }).toString("base64"),
+    )
   })
 })
 
@@ -54,7 +76,8 @@ function sealed(chunks: Uint8Array[], k: Uint8Array = key, nonce = NONCE, end = 
   return [...chunks.map((c) => s.seal(c)), ...(end ? [s.end()] : [])]
 }
 
-const verifier = (nonce = NONCE) => new StreamVerifier(key, responseMac(key, { ...head, nonce, bodyHash: STREAMED }), "the coordinator")
+const verifier = (nonce = NONCE) =>
+  new StreamVerifier(key, responseMac(key, { ...head, nonce, bodyHash: STREAMED }), "the coordinator")
 
 /** Feeds `parts` to a verifier (optionally in `piece`-byte slices) and returns the verified frames. */
 function run(parts: Uint8Array[], piece = 0, nonce = NONCE) {
@@ -69,7 +92,10 @@ function run(parts: Uint8Array[], piece = 0, nonce = NONCE) {
 
 const chunks = [
   encodeJsonFrame(Kind.event, 0, { type: "job", job: { id: "J" } }),
-  concatFrames([encodeFrame(Kind.stdout, 1, new TextEncoder().encode("hello ")), encodeFrame(Kind.stderr, 2, new TextEncoder().encode("warn"))]),
+  concatFrames([
+    encodeFrame(Kind.stdout, 1, new TextEncoder().encode("hello ")),
+    encodeFrame(Kind.stderr, 2, new TextEncoder().encode("warn")),
+  ]),
   encodeFrame(Kind.stdout, 3, new Uint8Array(70_000).fill(65)),
   encodeJsonFrame(Kind.exit, 3, { status: "succeeded", code: 0, signal: null, error: null }),
 ]
@@ -137,6 +163,8 @@ describe("frame MAC chain", () => {
     expect(() => v.finish()).toThrow(UnavailableError)
     // An end frame that is not the last frame of its chunk.
     const s = new StreamSealer(key, head)
-    expect(() => run([s.seal(concatFrames([encodeFrame(Kind.end, 0), encodeFrame(Kind.stdout, 1, new Uint8Array([1]))]))])).toThrow(TrustError)
+    expect(() =>
+      run([s.seal(concatFrames([encodeFrame(Kind.end, 0), encodeFrame(Kind.stdout, 1, new Uint8Array([1]))]))]),
+    ).toThrow(TrustError)
   })
 })

@@ -80,7 +80,10 @@ export class StreamSealer {
   readonly header: string
   private prev: Buffer
 
-  constructor(private key: Uint8Array, i: Omit<ResponseInput, "bodyHash">) {
+  constructor(
+    private key: Uint8Array,
+    i: Omit<ResponseInput, "bodyHash">,
+  ) {
     this.prev = responseMac(key, { ...i, bodyHash: STREAMED })
     this.header = this.prev.toString("base64")
   }
@@ -113,7 +116,11 @@ export class StreamVerifier {
   /** Bytes needed before parsing can make progress again. */
   private need = FRAME_HEADER
 
-  constructor(private key: Uint8Array, seed: Uint8Array, private what: string) {
+  constructor(
+    private key: Uint8Array,
+    seed: Uint8Array,
+    private what: string,
+  ) {
     this.prev = seed
   }
 
@@ -144,7 +151,8 @@ export class StreamVerifier {
           if (len !== MAC_BYTES) throw this.fail("a malformed MAC frame")
           const expected = hmac(this.key, this.prev, buf.subarray(0, at))
           const got = buf.subarray(at + FRAME_HEADER, at + FRAME_HEADER + len)
-          if (!bytesEqual(expected, got)) throw this.fail("a frame whose MAC does not verify (changed, dropped, reordered or from another stream)")
+          if (!bytesEqual(expected, got))
+            throw this.fail("a frame whose MAC does not verify (changed, dropped, reordered or from another stream)")
           this.prev = expected
           sealed = at + FRAME_HEADER + len
           break
@@ -195,7 +203,9 @@ export class StreamVerifier {
   }
 
   private fail(what: string): TrustError {
-    return new TrustError(`${this.what} sent ${what}; refusing it (something between us and the coordinator changed the reply)`)
+    return new TrustError(
+      `${this.what} sent ${what}; refusing it (something between us and the coordinator changed the reply)`,
+    )
   }
 }
 

@@ -3,7 +3,15 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { newSecret } from "./keyring.ts"
-import { createFileExclusive, fileKeyring, nextPath, pendingNext, readSecret, writeFileAtomic, writeNext } from "./secret-file.ts"
+import {
+  createFileExclusive,
+  fileKeyring,
+  nextPath,
+  pendingNext,
+  readSecret,
+  writeFileAtomic,
+  writeNext,
+} from "./secret-file.ts"
 
 let dir: string
 let umask: number
@@ -61,7 +69,9 @@ describe("the secret file", () => {
       const file = join(dir, "db.secret")
       fileKeyring(file)
       chmodSync(file, m)
-      expect(() => fileKeyring(file)).toThrow(`secret_key_file ${file} is accessible by group or others (mode 0${m.toString(8)}); it must be private to the coordinator's user: chmod 600 ${file}`)
+      expect(() => fileKeyring(file)).toThrow(
+        `secret_key_file ${file} is accessible by group or others (mode 0${m.toString(8)}); it must be private to the coordinator's user: chmod 600 ${file}`,
+      )
     })
   }
 

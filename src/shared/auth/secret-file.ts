@@ -1,4 +1,17 @@
-import { closeSync, existsSync, fchmodSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
+import {
+  closeSync,
+  existsSync,
+  fchmodSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { ConfigError } from "../errors.ts"
 import { SECRET_BYTES, newSecret, toSecret, type Keyring, type Secret } from "./keyring.ts"
@@ -36,7 +49,8 @@ function writeNew(tmp: string, data: string, perm: number): void {
   }
 }
 
-const tmpPath = (file: string) => join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`)
+const tmpPath = (file: string) =>
+  join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`)
 
 /** Replaces `file` atomically: a 0600 temp file, fsync, rename over `file`, fsync of the directory. */
 export function writeFileAtomic(file: string, data: string, perm = 0o600): void {
@@ -75,12 +89,20 @@ export function readSecret(file: string): Secret {
   try {
     m = mode(file)
   } catch (err) {
-    throw new ConfigError(`secret_key_file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new ConfigError(
+      `secret_key_file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    )
   }
-  if (m & 0o077) throw new ConfigError(`secret_key_file ${file} is accessible by group or others (mode ${octal(m)}); it must be private to the coordinator's user: chmod 600 ${file}`)
+  if (m & 0o077)
+    throw new ConfigError(
+      `secret_key_file ${file} is accessible by group or others (mode ${octal(m)}); it must be private to the coordinator's user: chmod 600 ${file}`,
+    )
   const text = readFileSync(file, "utf8").trim()
   const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(text) ? Buffer.from(text, "base64") : Buffer.alloc(0)
-  if (bytes.length !== SECRET_BYTES) throw new ConfigError(`secret_key_file ${file} does not hold ${SECRET_BYTES} base64-encoded bytes; restore it from the backup taken with the database`)
+  if (bytes.length !== SECRET_BYTES)
+    throw new ConfigError(
+      `secret_key_file ${file} does not hold ${SECRET_BYTES} base64-encoded bytes; restore it from the backup taken with the database`,
+    )
   return toSecret(new Uint8Array(bytes))
 }
 
@@ -117,7 +139,9 @@ export function fileKeyring(file: string): FileKeyring {
   try {
     created = !existsSync(file) && createFileExclusive(file, encode(newSecret()))
   } catch (err) {
-    throw new ConfigError(`secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new ConfigError(
+      `secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    )
   }
   let current = readSecret(file)
   const known = new Map<string, Secret>([[current.id, current]])

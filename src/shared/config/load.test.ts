@@ -41,7 +41,9 @@ async function configError(fn: () => unknown): Promise<ConfigError> {
 
 describe("loadConfig", () => {
   test("refuses a malformed allow-list entry, naming it", async () => {
-    const err = await configError(() => loadConfig("coordinator", file("coordinator.yaml", "allowed_metrics_ips: [10.0.0.0/8, 10.0.0.0/33]\n")))
+    const err = await configError(() =>
+      loadConfig("coordinator", file("coordinator.yaml", "allowed_metrics_ips: [10.0.0.0/8, 10.0.0.0/33]\n")),
+    )
     expect(err.issues.join("\n")).toContain('allowed_metrics_ips.1: "10.0.0.0/33" is not an IP address or CIDR range')
   })
 
@@ -135,15 +137,30 @@ describe("loadConfig", () => {
   })
 
   test("worker mounts accept a bare path or a path with a recovery command", async () => {
-    const path = file("w.yaml", "client_id: w1\nmount_management:\n  recovery: false\n  mounts:\n    - /mnt/a\n    - path: /mnt/b\n      recovery_command: [systemctl, start, mnt-b.mount]\n")
+    const path = file(
+      "w.yaml",
+      "client_id: w1\nmount_management:\n  recovery: false\n  mounts:\n    - /mnt/a\n    - path: /mnt/b\n      recovery_command: [systemctl, start, mnt-b.mount]\n",
+    )
     const { config } = await loadConfig("worker", path)
-    expect(config.mount_management).toEqual({ recovery: false, mounts: ["/mnt/a", { path: "/mnt/b", recovery_command: ["systemctl", "start", "mnt-b.mount"] }] })
+    expect(config.mount_management).toEqual({
+      recovery: false,
+      mounts: ["/mnt/a", { path: "/mnt/b", recovery_command: ["systemctl", "start", "mnt-b.mount"] }],
+    })
   })
 
   test("reads the values that are set and defaults the rest", async () => {
-    const path = file("c.yaml", "host: 0.0.0.0\nport: 9000\ndatabase:\n  path: /var/lib/dffmpeg/db.sqlite\nlog_level: debug\n")
+    const path = file(
+      "c.yaml",
+      "host: 0.0.0.0\nport: 9000\ndatabase:\n  path: /var/lib/dffmpeg/db.sqlite\nlog_level: debug\n",
+    )
     const { config } = await loadConfig("coordinator", path)
-    expect(config).toMatchObject({ host: "0.0.0.0", port: 9000, database: { engine: "sqlite", path: "/var/lib/dffmpeg/db.sqlite" }, log_level: "debug", poll_wait_seconds: 25 })
+    expect(config).toMatchObject({
+      host: "0.0.0.0",
+      port: 9000,
+      database: { engine: "sqlite", path: "/var/lib/dffmpeg/db.sqlite" },
+      log_level: "debug",
+      poll_wait_seconds: 25,
+    })
   })
 
   test("resolves a relative explicit path to an absolute file and base", async () => {
@@ -195,12 +212,15 @@ describe("loadConfig", () => {
     ["worker", "client_id: w1\npaths:\n  Movies: relative/dir\n", "paths.Movies: must be an absolute path"],
     ["worker", "client_id: 'no spaces'\n", "client_id: "],
     ["client", "client_id: c1\ncoordinator:\n  scheme: ftp\n", "coordinator.scheme: "],
-  ] as const)("%s: an invalid value (%j) throws ConfigError with an issue line naming its path", async (role, text, prefix) => {
-    const path = file(`${role}.yaml`, text)
-    const err = await configError(() => loadConfig(role, path))
-    expect(err.message).toContain(path)
-    expect(err.issues.some((line) => line.startsWith(prefix))).toBe(true)
-  })
+  ] as const)(
+    "%s: an invalid value (%j) throws ConfigError with an issue line naming its path",
+    async (role, text, prefix) => {
+      const path = file(`${role}.yaml`, text)
+      const err = await configError(() => loadConfig(role, path))
+      expect(err.message).toContain(path)
+      expect(err.issues.some((line) => line.startsWith(prefix))).toBe(true)
+    },
+  )
 
   test("a missing required key is an issue too", async () => {
     const path = file("w.yaml", "max_jobs: 2\n")
@@ -307,7 +327,9 @@ describe("coordinatorUrl", () => {
   })
 
   test("keeps the scheme and port", () => {
-    expect(coordinatorUrl({ scheme: "https", host: "h", port: 443, path_base: "/dffmpeg" })).toBe("https://h:443/dffmpeg")
+    expect(coordinatorUrl({ scheme: "https", host: "h", port: 443, path_base: "/dffmpeg" })).toBe(
+      "https://h:443/dffmpeg",
+    )
   })
 })
 
@@ -321,18 +343,33 @@ describe("resolveCa", () => {
   })
 
   test("a missing or non-PEM file, or a CA for plain http, is a config error naming the key", async () => {
-    expect((await configError(() => resolveCa({ scheme: "https", ca_file: "nope.pem" }, dir))).message).toBe(`coordinator.ca_file ${join(dir, "nope.pem")} cannot be read: ENOENT`)
+    expect((await configError(() => resolveCa({ scheme: "https", ca_file: "nope.pem" }, dir))).message).toBe(
+      `coordinator.ca_file ${join(dir, "nope.pem")} cannot be read: ENOENT`,
+    )
     file("junk.pem", "hello")
-    expect((await configError(() => resolveCa({ scheme: "https", ca_file: "junk.pem" }, dir))).message).toBe(`coordinator.ca_file ${join(dir, "junk.pem")} is not a PEM certificate (no BEGIN CERTIFICATE line)`)
-    expect((await configError(() => resolveCa({ scheme: "http", ca_file: "junk.pem" }, dir))).message).toContain("coordinator.ca_file is set but coordinator.scheme is http")
+    expect((await configError(() => resolveCa({ scheme: "https", ca_file: "junk.pem" }, dir))).message).toBe(
+      `coordinator.ca_file ${join(dir, "junk.pem")} is not a PEM certificate (no BEGIN CERTIFICATE line)`,
+    )
+    expect((await configError(() => resolveCa({ scheme: "http", ca_file: "junk.pem" }, dir))).message).toContain(
+      "coordinator.ca_file is set but coordinator.scheme is http",
+    )
   })
 
   test("DFFMPEG_COORDINATOR_URL replaces where the coordinator is but keeps the file's ca_file", async () => {
-    const cfg = file("client.yaml", "client_id: c\nhmac_key: k\ncoordinator: {scheme: http, host: old, ca_file: ca.pem}\n")
+    const cfg = file(
+      "client.yaml",
+      "client_id: c\nhmac_key: k\ncoordinator: {scheme: http, host: old, ca_file: ca.pem}\n",
+    )
     process.env.DFFMPEG_COORDINATOR_URL = "https://coord.lan:8443/d"
     try {
       const { config } = await loadConfig("client", cfg)
-      expect(config.coordinator).toEqual({ scheme: "https", host: "coord.lan", port: 8443, path_base: "/d", ca_file: "ca.pem" })
+      expect(config.coordinator).toEqual({
+        scheme: "https",
+        host: "coord.lan",
+        port: 8443,
+        path_base: "/d",
+        ca_file: "ca.pem",
+      })
     } finally {
       delete process.env.DFFMPEG_COORDINATOR_URL
     }

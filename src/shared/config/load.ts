@@ -51,7 +51,11 @@ async function parseYaml(text: string, file: string, explain?: YamlExplainer): P
 
 /** Keys present in `input` that the schema does not know, as dotted paths. */
 function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): string[] {
-  const node = schema as unknown as { type: string; wrapped?: v.GenericSchema; entries?: Record<string, v.GenericSchema> }
+  const node = schema as unknown as {
+    type: string
+    wrapped?: v.GenericSchema
+    entries?: Record<string, v.GenericSchema>
+  }
   const s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as typeof node) : node
   if (s.type !== "object" || !s.entries || !input || typeof input !== "object" || Array.isArray(input)) return []
   const entries = s.entries
@@ -82,9 +86,15 @@ export async function loadConfig<R extends ConfigRole>(
     raw = (await parseYaml(text, file, explain)) ?? {}
     if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file} must contain a YAML mapping`)
   }
-  const input = { ...(raw as Record<string, unknown>), ...envOverrides(role, raw as Record<string, unknown>), ...overrides }
+  const input = {
+    ...(raw as Record<string, unknown>),
+    ...envOverrides(role, raw as Record<string, unknown>),
+    ...overrides,
+  }
   const schema = Schemas[role] as v.GenericSchema
-  const warnings = unknownKeys(schema, input).map((k) => `unknown config key ${k}${file ? ` in ${file}` : ""} (ignored)`)
+  const warnings = unknownKeys(schema, input).map(
+    (k) => `unknown config key ${k}${file ? ` in ${file}` : ""} (ignored)`,
+  )
   const parsed = v.safeParse(schema, input)
   const where = file ?? `the ${role} config (no file found; looked in ${searchPaths(role).join(", ")})`
   if (!parsed.success) throw new ConfigError(`invalid configuration in ${where}`, issueLines(parsed.issues))
@@ -128,7 +138,9 @@ export function resolveKey(cfg: { hmac_key?: string; hmac_key_file?: string }, b
     try {
       return readFileSync(p, "utf8").trim()
     } catch (err) {
-      throw new ConfigError(`hmac_key_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      throw new ConfigError(
+        `hmac_key_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      )
     }
   }
   if (cfg.hmac_key) return cfg.hmac_key.trim()
@@ -146,7 +158,10 @@ export function coordinatorUrl(link: { scheme: string; host: string; port: numbe
  * The coordinator's database file and its secret file (`secret_key_file`, default `<database>.secret`),
  * resolved against the config's directory. An in-memory database has no secret file (its keys die with it).
  */
-export function storePaths(cfg: { database: { path: string }; secret_key_file?: string }, base: string): { database: string; secret?: string } {
+export function storePaths(
+  cfg: { database: { path: string }; secret_key_file?: string },
+  base: string,
+): { database: string; secret?: string } {
   const at = (p: string) => (isAbsolute(p) ? p : join(base, p))
   const database = cfg.database.path === ":memory:" ? ":memory:" : at(cfg.database.path)
   if (cfg.secret_key_file) return { database, secret: at(cfg.secret_key_file) }
@@ -159,14 +174,20 @@ export function storePaths(cfg: { database: { path: string }; secret_key_file?: 
  */
 export function resolveCa(link: { scheme: string; ca_file?: string }, base: string): string | undefined {
   if (!link.ca_file) return undefined
-  if (link.scheme !== "https") throw new ConfigError(`coordinator.ca_file is set but coordinator.scheme is ${link.scheme}; set scheme: https (a CA only matters over TLS)`)
+  if (link.scheme !== "https")
+    throw new ConfigError(
+      `coordinator.ca_file is set but coordinator.scheme is ${link.scheme}; set scheme: https (a CA only matters over TLS)`,
+    )
   const p = isAbsolute(link.ca_file) ? link.ca_file : join(base, link.ca_file)
   let pem: string
   try {
     pem = readFileSync(p, "utf8")
   } catch (err) {
-    throw new ConfigError(`coordinator.ca_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new ConfigError(
+      `coordinator.ca_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    )
   }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`coordinator.ca_file ${p} is not a PEM certificate (no BEGIN CERTIFICATE line)`)
+  if (!pem.includes("-----BEGIN CERTIFICATE-----"))
+    throw new ConfigError(`coordinator.ca_file ${p} is not a PEM certificate (no BEGIN CERTIFICATE line)`)
   return pem
 }

@@ -7,11 +7,31 @@ import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
 const Seconds = (min: number, max: number) => v.pipe(v.number(), v.minValue(min), v.maxValue(max))
 const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "info")
 const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
-const VarName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "path variable names are a letter or '_' followed by letters, digits or '_'"))
+const VarName = v.pipe(
+  v.string(),
+  v.regex(
+    /^[A-Za-z_][A-Za-z0-9_]{0,63}$/,
+    "path variable names are a letter or '_' followed by letters, digits or '_'",
+  ),
+)
 const AbsPath = v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))
 const CidrList = (fallback: string[]) =>
-  v.optional(v.array(v.pipe(v.string(), v.check((t) => parseCidr(t) !== undefined, (i) => `${JSON.stringify(i.input)} is not an IP address or CIDR range`))), fallback)
-const BinaryName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "binary names are 1-64 letters, digits, '_', '-' or '.'"))
+  v.optional(
+    v.array(
+      v.pipe(
+        v.string(),
+        v.check(
+          (t) => parseCidr(t) !== undefined,
+          (i) => `${JSON.stringify(i.input)} is not an IP address or CIDR range`,
+        ),
+      ),
+    ),
+    fallback,
+  )
+const BinaryName = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "binary names are 1-64 letters, digits, '_', '-' or '.'"),
+)
 
 export const CoordinatorLink = v.optional(
   v.object({
@@ -138,7 +158,10 @@ export const CoordinatorConfig = v.object({
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
 
 const Identity = {
-  client_id: v.pipe(v.string("client_id is required"), v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be 1-64 letters, digits, '_' or '-'")),
+  client_id: v.pipe(
+    v.string("client_id is required"),
+    v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be 1-64 letters, digits, '_' or '-'"),
+  ),
   hmac_key: v.optional(v.string()),
   hmac_key_file: v.optional(v.string()),
   coordinator: CoordinatorLink,
@@ -146,7 +169,10 @@ const Identity = {
 
 export const WorkerConfig = v.object({
   ...Identity,
-  binaries: v.optional(v.record(BinaryName, v.pipe(v.string(), v.minLength(1))), { ffmpeg: "ffmpeg", ffprobe: "ffprobe" }),
+  binaries: v.optional(v.record(BinaryName, v.pipe(v.string(), v.minLength(1))), {
+    ffmpeg: "ffmpeg",
+    ffprobe: "ffprobe",
+  }),
   paths: v.optional(v.record(VarName, AbsPath), {}),
   passthrough_paths: v.optional(v.array(AbsPath), ["/dev/null"]),
   max_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), availableParallelism()),
@@ -226,6 +252,11 @@ export const AdminConfig = v.object({
 })
 export type AdminConfig = v.InferOutput<typeof AdminConfig>
 
-export const Schemas = { coordinator: CoordinatorConfig, worker: WorkerConfig, client: ClientConfig, admin: AdminConfig } as const
+export const Schemas = {
+  coordinator: CoordinatorConfig,
+  worker: WorkerConfig,
+  client: ClientConfig,
+  admin: AdminConfig,
+} as const
 export type ConfigRole = keyof typeof Schemas
 export type ConfigOf<R extends ConfigRole> = v.InferOutput<(typeof Schemas)[R]>

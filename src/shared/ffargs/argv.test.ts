@@ -1,12 +1,20 @@
 import { describe, expect, test } from "bun:test"
 import { fileOption, parseArgv, takesValue } from "./argv.ts"
 
-const roles = (tool: "ffmpeg" | "ffprobe", args: string[]) => parseArgv(tool, args).tokens.map((t) => `${t.role}:${t.text}`)
+const roles = (tool: "ffmpeg" | "ffprobe", args: string[]) =>
+  parseArgv(tool, args).tokens.map((t) => `${t.role}:${t.text}`)
 
 describe("parseArgv (ffmpeg)", () => {
   test("options, values, inputs after -i and positional outputs", () => {
     expect(roles("ffmpeg", ["-y", "-ss", "1", "-i", "in.mkv", "-c:v", "libx264", "out.mkv"])).toEqual([
-      "option:-y", "option:-ss", "value:1", "option:-i", "input:in.mkv", "option:-c:v", "value:libx264", "output:out.mkv",
+      "option:-y",
+      "option:-ss",
+      "value:1",
+      "option:-i",
+      "input:in.mkv",
+      "option:-c:v",
+      "value:libx264",
+      "output:out.mkv",
     ])
   })
 
@@ -26,12 +34,24 @@ describe("parseArgv (ffmpeg)", () => {
   })
 
   test("-- makes only the next argument an output", () => {
-    const outs = parseArgv("ffmpeg", ["-i", "a", "--", "-weird.mkv", "-y", "b.mkv"]).files.map((f) => `${f.kind}:${f.url}`)
+    const outs = parseArgv("ffmpeg", ["-i", "a", "--", "-weird.mkv", "-y", "b.mkv"]).files.map(
+      (f) => `${f.kind}:${f.url}`,
+    )
     expect(outs).toEqual(["input:a", "output:-weird.mkv", "output:b.mkv"])
   })
 
   test("per-file options belong to the next file", () => {
-    const { files } = parseArgv("ffmpeg", ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "tee", "[f=matroska]a.mkv"])
+    const { files } = parseArgv("ffmpeg", [
+      "-f",
+      "concat",
+      "-safe",
+      "0",
+      "-i",
+      "list.txt",
+      "-f",
+      "tee",
+      "[f=matroska]a.mkv",
+    ])
     expect(fileOption(files[0], "f")).toBe("concat")
     expect(fileOption(files[0], "safe")).toBe("0")
     expect(fileOption(files[1], "f")).toBe("tee")

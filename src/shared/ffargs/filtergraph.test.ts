@@ -12,7 +12,9 @@ describe("parseFiltergraph", () => {
   })
 
   test("quotes and escapes are removed at both levels, as libavfilter does", () => {
-    expect(parseFiltergraph("movie=filename='/etc/passwd'")[0].options).toEqual([{ key: "filename", value: "/etc/passwd" }])
+    expect(parseFiltergraph("movie=filename='/etc/passwd'")[0].options).toEqual([
+      { key: "filename", value: "/etc/passwd" },
+    ])
     expect(parseFiltergraph("movie=\\/etc\\/passwd")[0].options).toEqual([{ value: "/etc/passwd" }])
     expect(parseFiltergraph("subtitles=f='a\\:b.srt'")[0].options).toEqual([{ key: "f", value: "a:b.srt" }])
     expect(parseFiltergraph("drawtext=text='a, b; c'")[0].options).toEqual([{ key: "text", value: "a, b; c" }])

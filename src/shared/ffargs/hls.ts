@@ -44,7 +44,8 @@ export function playlistEntries(text: string): { line: number; uri: string }[] {
     if (!line.startsWith("#")) return out.push({ line: n + 1, uri: line })
     const colon = line.indexOf(":")
     if (colon === -1) return
-    for (const [key, value] of parseAttributes(line.slice(colon + 1))) if (key.toUpperCase() === "URI") out.push({ line: n + 1, uri: value })
+    for (const [key, value] of parseAttributes(line.slice(colon + 1)))
+      if (key.toUpperCase() === "URI") out.push({ line: n + 1, uri: value })
   })
   return out
 }

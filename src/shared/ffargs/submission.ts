@@ -17,6 +17,9 @@ export function checkSubmittedArgs(binary: string, args: string[]): void {
     const { protocol } = parseUrl(f.url)
     if (!KNOWN_PROTOCOLS.has(protocol) || ALLOWABLE.has(protocol)) continue
     const shown = JSON.stringify(f.url.length > 60 ? f.url.slice(0, 57) + "..." : f.url)
-    throw new InvalidError(`argument ${f.index + 1} ${shown}: protocol ${protocol} is not allowed on any worker (allowed: file, pipe, data, concat, subfile, cache, crypto, and network protocols where a worker allows them)`, { argument: f.index + 1 })
+    throw new InvalidError(
+      `argument ${f.index + 1} ${shown}: protocol ${protocol} is not allowed on any worker (allowed: file, pipe, data, concat, subfile, cache, crypto, and network protocols where a worker allows them)`,
+      { argument: f.index + 1 },
+    )
   }
 }

@@ -15,9 +15,43 @@ export interface ParsedUrl {
 
 /** Network protocols of FFmpeg 5.1 (Debian build), for the allow_network rule. */
 export const NETWORK_PROTOCOLS = new Set([
-  "http", "https", "httpproxy", "tcp", "udp", "udplite", "tls", "unix", "rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe",
-  "rtmpte", "ffrtmphttp", "ffrtmpcrypt", "rtp", "srtp", "rtsp", "rtsps", "srt", "rist", "sctp", "ftp", "sftp",
-  "gopher", "gophers", "mmsh", "mmst", "icecast", "prompeg", "amqp", "zmq", "ipfs", "ipns", "libssh", "smb",
+  "http",
+  "https",
+  "httpproxy",
+  "tcp",
+  "udp",
+  "udplite",
+  "tls",
+  "unix",
+  "rtmp",
+  "rtmps",
+  "rtmpt",
+  "rtmpts",
+  "rtmpe",
+  "rtmpte",
+  "ffrtmphttp",
+  "ffrtmpcrypt",
+  "rtp",
+  "srtp",
+  "rtsp",
+  "rtsps",
+  "srt",
+  "rist",
+  "sctp",
+  "ftp",
+  "sftp",
+  "gopher",
+  "gophers",
+  "mmsh",
+  "mmst",
+  "icecast",
+  "prompeg",
+  "amqp",
+  "zmq",
+  "ipfs",
+  "ipns",
+  "libssh",
+  "smb",
   "librtmp",
 ])
 
@@ -26,7 +60,17 @@ export const WRAPPER_PROTOCOLS = new Set(["concat", "subfile", "cache", "crypto"
 
 /** Every protocol name FFmpeg 5.1 knows, so a look-alike (`title:`) is not taken for one. */
 export const KNOWN_PROTOCOLS = new Set([
-  ...NETWORK_PROTOCOLS, ...WRAPPER_PROTOCOLS, "file", "pipe", "fd", "data", "concatf", "hls", "md5", "tee", "bluray",
+  ...NETWORK_PROTOCOLS,
+  ...WRAPPER_PROTOCOLS,
+  "file",
+  "pipe",
+  "fd",
+  "data",
+  "concatf",
+  "hls",
+  "md5",
+  "tee",
+  "bluray",
   "android_content",
 ])
 
@@ -45,7 +89,8 @@ export function parseUrl(url: string): ParsedUrl {
   if (plus !== -1) return { protocol: scheme.slice(0, plus), rest, inner: [url.slice(plus + 1)] }
   if (scheme === "file") return { protocol: "file", rest, inner: [] }
   if (scheme === "concat") return { protocol: scheme, rest, inner: rest.split("|") }
-  if (scheme === "cache" || scheme === "crypto" || scheme === "async" || scheme === "subfile") return { protocol: scheme, rest, inner: [rest] }
+  if (scheme === "cache" || scheme === "crypto" || scheme === "async" || scheme === "subfile")
+    return { protocol: scheme, rest, inner: [rest] }
   return { protocol: scheme, rest, inner: [] }
 }
 

@@ -35,7 +35,10 @@ const enc = new TextEncoder()
 
 /** The signature header of a reply to `req` (as the coordinator makes it). */
 function signed(req: Request, status: number, contentType: string, body: string): Record<string, string> {
-  return { "content-type": contentType, [RESPONSE_HEADER]: signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status, contentType }, body) }
+  return {
+    "content-type": contentType,
+    [RESPONSE_HEADER]: signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status, contentType }, body),
+  }
 }
 
 describe("createApiClient timeouts", () => {
@@ -114,26 +117,69 @@ describe("createApiClient verifies every reply", () => {
     let captured: Record<string, string> = {}
     const cases: [string, (req: Request) => Response][] = [
       ["unsigned", () => new Response(ASSIGNMENT, { headers: { "content-type": "application/json" } })],
-      ["tampered body", (req) => new Response(ASSIGNMENT.replace("a.mkv", "b.mkv"), { headers: signed(req, 200, "application/json", ASSIGNMENT) })],
-      ["changed status", (req) => new Response(ASSIGNMENT, { status: 201, headers: signed(req, 200, "application/json", ASSIGNMENT) })],
-      ["changed content type", (req) => new Response(ASSIGNMENT, { headers: { ...signed(req, 200, "application/json", ASSIGNMENT), "content-type": "text/plain" } })],
+      [
+        "tampered body",
+        (req) =>
+          new Response(ASSIGNMENT.replace("a.mkv", "b.mkv"), {
+            headers: signed(req, 200, "application/json", ASSIGNMENT),
+          }),
+      ],
+      [
+        "changed status",
+        (req) => new Response(ASSIGNMENT, { status: 201, headers: signed(req, 200, "application/json", ASSIGNMENT) }),
+      ],
+      [
+        "changed content type",
+        (req) =>
+          new Response(ASSIGNMENT, {
+            headers: { ...signed(req, 200, "application/json", ASSIGNMENT), "content-type": "text/plain" },
+          }),
+      ],
       ["another request's reply", () => new Response(ASSIGNMENT, { headers: captured })],
-      ["an unsigned error that should have been signed", () => Response.json({ error: { code: "E_CONFLICT", message: "stale" } }, { status: 409 })],
-      ["a next-page cursor added to a signed page", (req) => new Response("[]", { headers: { ...signed(req, 200, "application/json", "[]"), "x-next-before": "01JSKIP" } })],
+      [
+        "an unsigned error that should have been signed",
+        () => Response.json({ error: { code: "E_CONFLICT", message: "stale" } }, { status: 409 }),
+      ],
+      [
+        "a next-page cursor added to a signed page",
+        (req) =>
+          new Response("[]", {
+            headers: { ...signed(req, 200, "application/json", "[]"), "x-next-before": "01JSKIP" },
+          }),
+      ],
       [
         "a rewritten next-page cursor",
         (req) => {
           const headers = new Headers({ "x-next-before": "01JB" })
-          const sig = signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers }, "[]")
-          return new Response("[]", { headers: { "content-type": "application/json", [RESPONSE_HEADER]: sig, "x-next-before": "01JA" } })
+          const sig = signResponse(
+            raw,
+            { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers },
+            "[]",
+          )
+          return new Response("[]", {
+            headers: { "content-type": "application/json", [RESPONSE_HEADER]: sig, "x-next-before": "01JA" },
+          })
         },
       ],
-      ["a log tail's truncation notice dropped", (req) => {
-        const headers = new Headers({ "x-dffmpeg-tail-truncated": "1000 bytes" })
-        return new Response("[]", { headers: { "content-type": "application/json", [RESPONSE_HEADER]: signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers }, "[]") } })
-      }],
+      [
+        "a log tail's truncation notice dropped",
+        (req) => {
+          const headers = new Headers({ "x-dffmpeg-tail-truncated": "1000 bytes" })
+          return new Response("[]", {
+            headers: {
+              "content-type": "application/json",
+              [RESPONSE_HEADER]: signResponse(
+                raw,
+                { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers },
+                "[]",
+              ),
+            },
+          })
+        },
+      ],
     ]
-    reply = (req) => new Response(ASSIGNMENT, { headers: (captured = signed(req, 200, "application/json", ASSIGNMENT)) })
+    reply = (req) =>
+      new Response(ASSIGNMENT, { headers: (captured = signed(req, 200, "application/json", ASSIGNMENT)) })
     await api.json("GET", "/poll")
     for (const [name, r] of cases) {
       reply = r
@@ -146,7 +192,11 @@ describe("createApiClient verifies every reply", () => {
 
   test("signed errors keep their type; unsigned 401, 413 and 5xx are accepted as the refusals they are", async () => {
     const body = (code: string) => JSON.stringify({ error: { code, message: "m" } })
-    reply = (req) => new Response(body("E_CONFLICT"), { status: 409, headers: signed(req, 409, "application/json", body("E_CONFLICT")) })
+    reply = (req) =>
+      new Response(body("E_CONFLICT"), {
+        status: 409,
+        headers: signed(req, 409, "application/json", body("E_CONFLICT")),
+      })
     expect(await api.json("GET", "/x").catch((e: unknown) => e)).toBeInstanceOf(ConflictError)
     reply = () => new Response(body("E_AUTH"), { status: 401, headers: { "content-type": "application/json" } })
     expect(await api.json("GET", "/x").catch((e: unknown) => e)).toBeInstanceOf(AuthError)
@@ -159,7 +209,14 @@ describe("createApiClient verifies every reply", () => {
   test("a signed page keeps its signed cursor", async () => {
     reply = (req) => {
       const headers = new Headers({ "content-type": "application/json", "x-next-before": "01JB" })
-      headers.set(RESPONSE_HEADER, signResponse(raw, { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers }, "[]"))
+      headers.set(
+        RESPONSE_HEADER,
+        signResponse(
+          raw,
+          { nonce: req.headers.get(HEADER.nonce)!, status: 200, contentType: "application/json", headers },
+          "[]",
+        ),
+      )
       return new Response("[]", { headers })
     }
     const res = await api.request("GET", "/api/v1/jobs")
@@ -169,7 +226,8 @@ describe("createApiClient verifies every reply", () => {
   test("an unsigned refusal's message reaches no terminal raw: controls and bidi escaped, length capped, details dropped", async () => {
     const evil = "\x1b[31mred\x07\r\nfake line \u202eevil\u2028" + "x".repeat(5000)
     for (const status of [401, 413, 503]) {
-      reply = () => Response.json({ error: { code: "E_AUTH", message: evil, details: ["\x1b]0;title\x07"] } }, { status })
+      reply = () =>
+        Response.json({ error: { code: "E_AUTH", message: evil, details: ["\x1b]0;title\x07"] } }, { status })
       const err = (await api.json("GET", "/x").catch((e: unknown) => e)) as DffmpegError
       expect(err, String(status)).toBeInstanceOf(DffmpegError)
       expect(err.message.startsWith("\\x1b[31mred\\x07\\r\\nfake line \\u202eevil\\u2028xxx")).toBe(true)

@@ -33,7 +33,12 @@ export interface RequestOpts {
  * Signed HTTP client for the coordinator API, shared by worker, client and proxy. `url` is the
  * coordinator base including any reverse-proxy `path_base`; signatures cover the route path only.
  */
-export function createApiClient(opts: { url: string; client: string; key: string; /** PEM of the CA that signs an https coordinator's certificate. */ ca?: string }): ApiClient {
+export function createApiClient(opts: {
+  url: string
+  client: string
+  key: string /** PEM of the CA that signs an https coordinator's certificate. */
+  ca?: string
+}): ApiClient {
   let key: Buffer
   try {
     key = decodeKey(opts.key)
@@ -43,17 +48,31 @@ export function createApiClient(opts: { url: string; client: string; key: string
   const base = opts.url.replace(/\/+$/, "")
 
   /** Sends the request; `timer` aborts it until it is cleared (the caller decides when: headers or body). */
-  const send = async (method: string, path: string, o: RequestOpts, timer: { clear(): void; signal: AbortSignal }): Promise<Response> => {
+  const send = async (
+    method: string,
+    path: string,
+    o: RequestOpts,
+    timer: { clear(): void; signal: AbortSignal },
+  ): Promise<Response> => {
     const params = new URLSearchParams()
     for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) params.set(k, String(v))
     const body = o.json !== undefined ? JSON.stringify(o.json) : o.body
     const headers: Record<string, string> = signRequest({ key, client: opts.client, method, path, query: params, body })
-    if (body !== undefined) headers["content-type"] = o.contentType ?? (o.json !== undefined ? "application/json" : "application/octet-stream")
+    if (body !== undefined)
+      headers["content-type"] =
+        o.contentType ?? (o.json !== undefined ? "application/json" : "application/octet-stream")
     const qs = params.size ? `?${params}` : ""
     const signal = o.signal ? AbortSignal.any([o.signal, timer.signal]) : timer.signal
     let res: Response
     try {
-      res = await fetch(`${base}${path}${qs}`, { method, headers, body, signal, redirect: "manual", ...(opts.ca ? { tls: { ca: opts.ca } } : {}) })
+      res = await fetch(`${base}${path}${qs}`, {
+        method,
+        headers,
+        body,
+        signal,
+        redirect: "manual",
+        ...(opts.ca ? { tls: { ca: opts.ca } } : {}),
+      })
     } catch (err) {
       timer.clear()
       if (o.signal?.aborted) throw err
@@ -79,7 +98,9 @@ export function createApiClient(opts: { url: string; client: string; key: string
       // Refusals made before our identity was proven cannot be signed; they never carry data.
       if (UNSIGNED_OK(res.status)) return unsignedRefusal(res)
       await res.body?.cancel().catch(() => {})
-      throw new TrustError(`the coordinator at ${base} sent an unsigned reply (HTTP ${res.status}); refusing it (is something between us and the coordinator changing replies?)`)
+      throw new TrustError(
+        `the coordinator at ${base} sent an unsigned reply (HTTP ${res.status}); refusing it (is something between us and the coordinator changing replies?)`,
+      )
     }
     const got = Buffer.from(sig, "base64")
     const input = { nonce, status: res.status, contentType, headers: res.headers }
@@ -90,7 +111,9 @@ export function createApiClient(opts: { url: string; client: string; key: string
     }
     const bytes = new Uint8Array(await res.arrayBuffer())
     if (!bytesEqual(responseMac(key, { ...input, bodyHash: sha256Hex(bytes) }), got)) {
-      throw new TrustError(`the coordinator at ${base} sent a reply whose signature does not verify (HTTP ${res.status}); refusing it (something between us and the coordinator changed it)`)
+      throw new TrustError(
+        `the coordinator at ${base} sent a reply whose signature does not verify (HTTP ${res.status}); refusing it (something between us and the coordinator changed it)`,
+      )
     }
     return new Response(bytes, { status: res.status, headers: res.headers })
   }
@@ -114,7 +137,8 @@ export function createApiClient(opts: { url: string; client: string; key: string
       try {
         const res = await send(method, path, o, timer)
         return (await readJson(res).catch((err) => {
-          if (timer.signal.aborted) throw new UnavailableError(`cannot reach the coordinator at ${base}: timed out reading the answer`)
+          if (timer.signal.aborted)
+            throw new UnavailableError(`cannot reach the coordinator at ${base}: timed out reading the answer`)
           throw err
         })) as T
       } finally {
@@ -146,7 +170,10 @@ async function unsignedRefusal(res: Response): Promise<Response> {
   try {
     message = (JSON.parse(text) as { error?: { message?: unknown } } | null)?.error?.message
   } catch {}
-  const body = typeof message === "string" ? JSON.stringify({ error: { message: clip(escapeControls(message), UNSIGNED_MESSAGE_CHARS) } }) : ""
+  const body =
+    typeof message === "string"
+      ? JSON.stringify({ error: { message: clip(escapeControls(message), UNSIGNED_MESSAGE_CHARS) } })
+      : ""
   const headers = new Headers(res.headers)
   headers.set("content-type", "application/json")
   headers.delete("content-length")

@@ -23,7 +23,11 @@ function pager(pages: { ids: string[]; next?: string }[]) {
 
 describe("listJobPages", () => {
   test("follows the cursor, which is the last id of each page", async () => {
-    const { api, asked } = pager([{ ids: ["J8", "J7", "J6"], next: "J6" }, { ids: ["J5", "J4", "J3"], next: "J3" }, { ids: ["J2", "J1"] }])
+    const { api, asked } = pager([
+      { ids: ["J8", "J7", "J6"], next: "J6" },
+      { ids: ["J5", "J4", "J3"], next: "J3" },
+      { ids: ["J2", "J1"] },
+    ])
     const jobs = await listJobPages(api, {}, 100)
     expect(jobs.map((j) => j.id)).toEqual(["J8", "J7", "J6", "J5", "J4", "J3", "J2", "J1"])
     expect(asked).toEqual([undefined, "J6", "J3"])

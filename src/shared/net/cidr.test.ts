@@ -8,14 +8,26 @@ describe("parseIp", () => {
     ["[::1]", 6, 1n],
     ["::ffff:10.0.0.1", 4, 0x0a000001n],
     ["::FFFF:a00:1", 4, 0x0a000001n],
-    ["fe80::1%eth0", 6, 0xfe80n << 112n | 1n],
+    ["fe80::1%eth0", 6, (0xfe80n << 112n) | 1n],
     ["2001:db8::", 6, 0x20010db8n << 96n],
     ["1:2:3:4:5:6:7:8", 6, 0x00010002000300040005000600070008n],
   ])("%s", (text, v, n) => {
     expect(parseIp(text)).toEqual({ v: v as 4 | 6, n })
   })
 
-  test.each(["", "1.2.3", "1.2.3.256", "01.2.3.4", "1.2.3.4.5", "::1::2", "1:2:3:4:5:6:7:8:9", "g::1", "abc", "1:2:3:4:5:6:7::8:9", "::ffff:1.2.3.999"])("rejects %p", (text) => {
+  test.each([
+    "",
+    "1.2.3",
+    "1.2.3.256",
+    "01.2.3.4",
+    "1.2.3.4.5",
+    "::1::2",
+    "1:2:3:4:5:6:7:8:9",
+    "g::1",
+    "abc",
+    "1:2:3:4:5:6:7::8:9",
+    "::ffff:1.2.3.999",
+  ])("rejects %p", (text) => {
     expect(parseIp(text)).toBeUndefined()
   })
 })
@@ -54,7 +66,8 @@ describe("parseCidr / inCidr", () => {
 
   test("the local default allows loopback and private peers, not public ones", () => {
     const ranges = LOCAL_RANGES.map((t) => parseCidr(t)!)
-    for (const ip of ["127.0.0.1", "::1", "10.1.1.1", "172.31.0.1", "192.168.0.10", "fd00::5", "::ffff:192.168.1.1"]) expect(allowed(ip, ranges)).toBe(true)
+    for (const ip of ["127.0.0.1", "::1", "10.1.1.1", "172.31.0.1", "192.168.0.10", "fd00::5", "::ffff:192.168.1.1"])
+      expect(allowed(ip, ranges)).toBe(true)
     for (const ip of ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8"]) expect(allowed(ip, ranges)).toBe(false)
     expect(allowed(undefined, ranges)).toBe(false)
   })

@@ -120,7 +120,17 @@ export function inCidr(addr: string, range: Cidr): boolean {
 }
 
 /** True when `addr` is inside any of `ranges`. */
-export const allowed = (addr: string | undefined, ranges: Cidr[]): boolean => !!addr && ranges.some((r) => inCidr(addr, r))
+export const allowed = (addr: string | undefined, ranges: Cidr[]): boolean =>
+  !!addr && ranges.some((r) => inCidr(addr, r))
 
 /** Loopback and private ranges: the default for the dashboard and metrics allow-lists. */
-export const LOCAL_RANGES = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"]
+export const LOCAL_RANGES = [
+  "127.0.0.0/8",
+  "::1/128",
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "169.254.0.0/16",
+  "fc00::/7",
+  "fe80::/10",
+]

@@ -71,7 +71,17 @@ describe("client mapper", () => {
 
   test("leaves non-path arguments untouched", () => {
     const m = client({ Movies: C.movies })
-    const args = ["-c:v", "libx264", "-", "pipe:1", "rel/out.mkv", "http://host/a.mkv", "-vf", "scale=1280:-2,fps=30", ""]
+    const args = [
+      "-c:v",
+      "libx264",
+      "-",
+      "pipe:1",
+      "rel/out.mkv",
+      "http://host/a.mkv",
+      "-vf",
+      "scale=1280:-2,fps=30",
+      "",
+    ]
     expect(m.mapArgs(args)).toEqual({ args, paths: [], cwd: null })
   })
 
@@ -84,7 +94,9 @@ describe("client mapper", () => {
     const m = client({ Movies: C.movies })
     const err = thrown(() => m.mapArgs([join(C.movies4k, "x.mkv")]))
     expect(err.message).toContain("is not under any configured path mapping (client paths: Movies)")
-    expect(thrown(() => client({ Movies: "/mnt/movies" }).mapArgs(["/mnt/movies-4k/x"])).message).toContain("/mnt/movies-4k/x")
+    expect(thrown(() => client({ Movies: "/mnt/movies" }).mapArgs(["/mnt/movies-4k/x"])).message).toContain(
+      "/mnt/movies-4k/x",
+    )
     expect(client({ Movies: "/mnt/movies" }).mapArgs(["/mnt/movies/x"]).args).toEqual(["$Movies/x"])
   })
 
@@ -144,7 +156,9 @@ describe("client mapper", () => {
       cwd: null,
     })
     const err = thrown(() => m.mapArgs(["-i", "in.mkv", "out.mkv"]))
-    expect(err.message).toStartWith(`relative path in.mkv needs the working directory ${C.elsewhere} to be under a path mapping`)
+    expect(err.message).toStartWith(
+      `relative path in.mkv needs the working directory ${C.elsewhere} to be under a path mapping`,
+    )
     expect(thrown(() => m.mapArgs(["-i", "file:in.mkv"])).message).toContain("relative path in.mkv")
   })
 
@@ -173,7 +187,19 @@ describe("worker mapper", () => {
 
   test("unescapes $$ and leaves other arguments alone", () => {
     const m = worker({ Movies: W.movies })
-    const args = ["$$5", "file:$$x", "$$$y", "-c:v", "libx264", "-", "pipe:1", "rel.mkv", "a$b", "/dev/null", "file:/dev/null"]
+    const args = [
+      "$$5",
+      "file:$$x",
+      "$$$y",
+      "-c:v",
+      "libx264",
+      "-",
+      "pipe:1",
+      "rel.mkv",
+      "a$b",
+      "/dev/null",
+      "file:/dev/null",
+    ]
     expect(m.mapArgs(args, [], null).args).toEqual([
       "$5",
       "file:$x",
@@ -198,7 +224,11 @@ describe("worker mapper", () => {
       [["$Movies/sub/../../x"], ["Movies"], "argument 1 escapes $Movies;"],
       [["$Movies/escape/key"], ["Movies"], "argument 1 escapes $Movies through a symlink"],
       [["file:$Movies/escape"], ["Movies"], "argument 1 escapes $Movies through a symlink"],
-      [["/etc/passwd"], [], "absolute path /etc/passwd in argument 1 is not allowed on this worker (use a path variable)"],
+      [
+        ["/etc/passwd"],
+        [],
+        "absolute path /etc/passwd in argument 1 is not allowed on this worker (use a path variable)",
+      ],
       [["file:/etc/passwd"], [], "absolute path /etc/passwd"],
       [["$5"], [], 'argument 1 starts with "$" but is not a path variable'],
       [["$Movies.mkv"], ["Movies"], 'argument 1 starts with "$" but is not a path variable'],
@@ -225,8 +255,12 @@ describe("worker mapper", () => {
     expect(m.mapArgs([], ["Movies"], null).cwd).toBeNull()
     expect(m.mapArgs([], ["Movies"], "$Movies").cwd).toBe(W.movies)
     expect(m.mapArgs([], ["Movies"], "$Movies/sub").cwd).toBe(join(W.movies, "sub"))
-    expect(thrown(() => m.mapArgs([], ["Movies"], "$Movies/..")).message).toContain("the working directory escapes $Movies")
-    expect(thrown(() => m.mapArgs([], ["Movies"], "/tmp")).message).toContain("working directory /tmp is not a path variable")
+    expect(thrown(() => m.mapArgs([], ["Movies"], "$Movies/..")).message).toContain(
+      "the working directory escapes $Movies",
+    )
+    expect(thrown(() => m.mapArgs([], ["Movies"], "/tmp")).message).toContain(
+      "working directory /tmp is not a path variable",
+    )
     expect(thrown(() => m.mapArgs([], ["Movies"], "$$Movies")).message).toContain("is not a path variable")
     expect(thrown(() => m.mapArgs([], [], "$Movies")).message).toContain("not declared by the job")
   })
@@ -236,11 +270,31 @@ describe("round trip", () => {
   test("client root A maps to worker root B", () => {
     const a = createClientMapper({ paths: { V: C.movies }, passthrough: ["/dev/null"], cwd: join(C.movies, "sub") })
     const b = createWorkerMapper({ paths: { V: W.movies }, passthrough: ["/dev/null"] })
-    const sent = a.mapArgs(["-i", join(C.movies, "x/y.mkv"), "-c:v", "libx264", "-metadata", "$5", "-f", "null", "/dev/null"])
+    const sent = a.mapArgs([
+      "-i",
+      join(C.movies, "x/y.mkv"),
+      "-c:v",
+      "libx264",
+      "-metadata",
+      "$5",
+      "-f",
+      "null",
+      "/dev/null",
+    ])
     expect(sent.args).toEqual(["-i", "$V/x/y.mkv", "-c:v", "libx264", "-metadata", "$$5", "-f", "null", "/dev/null"])
     expect(sent.paths).toEqual(["V"])
     const got = b.mapArgs(sent.args, sent.paths, sent.cwd)
-    expect(got.args).toEqual(["-i", join(W.movies, "x/y.mkv"), "-c:v", "libx264", "-metadata", "$5", "-f", "null", "/dev/null"])
+    expect(got.args).toEqual([
+      "-i",
+      join(W.movies, "x/y.mkv"),
+      "-c:v",
+      "libx264",
+      "-metadata",
+      "$5",
+      "-f",
+      "null",
+      "/dev/null",
+    ])
     expect(got.cwd).toBe(join(W.movies, "sub"))
   })
 })

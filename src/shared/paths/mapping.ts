@@ -81,7 +81,11 @@ function passthroughSet(list: string[] | undefined): Set<string> {
 }
 
 /** Builds the client-side mapper from the client's `paths` and `passthrough_paths`. */
-export function createClientMapper(opts: { paths: Record<string, string>; passthrough?: string[]; cwd: string }): ClientMapper {
+export function createClientMapper(opts: {
+  paths: Record<string, string>
+  passthrough?: string[]
+  cwd: string
+}): ClientMapper {
   checkNames(opts.paths, "client")
   const roots: Root[] = Object.entries(opts.paths).map(([name, dir]) => {
     const forms = [...new Set([posix.resolve(dir), canonical(dir)])]
@@ -113,13 +117,17 @@ export function createClientMapper(opts: { paths: Record<string, string>; passth
   return {
     mapArgs(args) {
       if (opts.cwd.includes("\uFFFD")) {
-        throw new InvalidError(`working directory ${opts.cwd} is not valid UTF-8; run from a directory with a UTF-8 name`)
+        throw new InvalidError(
+          `working directory ${opts.cwd} is not valid UTF-8; run from a directory with a UTF-8 name`,
+        )
       }
       const used = new Set<string>()
       const out = args.map((arg, i) => {
         const n = i + 1
         if (arg.includes("\uFFFD")) {
-          throw new InvalidError(`argument ${n} is not valid UTF-8; rename the file or pass the argument as UTF-8`, { argument: n })
+          throw new InvalidError(`argument ${n} is not valid UTF-8; rename the file or pass the argument as UTF-8`, {
+            argument: n,
+          })
         }
         const { prefix, value } = splitPrefix(arg)
         // A literal leading "$" would read as a path variable on the worker.
@@ -165,16 +173,22 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
   const resolveVar = (value: string, jobPaths: Set<string>, where: string): string => {
     const m = VAR_REF.exec(value)
     if (!m) {
-      throw new InvalidError(`${where} starts with "$" but is not a path variable ($Var or $Var/rest); escape a literal "$" as "$$"`)
+      throw new InvalidError(
+        `${where} starts with "$" but is not a path variable ($Var or $Var/rest); escape a literal "$" as "$$"`,
+      )
     }
     const name = m[1]
     const rest = m[2] ?? ""
     if (!jobPaths.has(name)) {
-      throw new InvalidError(`path variable $${name} in ${where} is not declared by the job; list it in the job's paths`)
+      throw new InvalidError(
+        `path variable $${name} in ${where} is not declared by the job; list it in the job's paths`,
+      )
     }
     const entry = roots.get(name)
     if (!entry) {
-      throw new InvalidError(`path variable $${name} in ${where} is not configured on this worker; add ${name} to the worker's paths`)
+      throw new InvalidError(
+        `path variable $${name} in ${where} is not configured on this worker; add ${name} to the worker's paths`,
+      )
     }
     const { root, real } = entry
     const resolved = posix.resolve(root + rest)
@@ -182,7 +196,9 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
       throw new InvalidError(`${where} escapes $${name}; remove the ".." segments that leave the mapped directory`)
     }
     if (!isInside(canonical(resolved), real)) {
-      throw new InvalidError(`${where} escapes $${name} through a symlink; point the symlink inside the mapped directory`)
+      throw new InvalidError(
+        `${where} escapes $${name} through a symlink; point the symlink inside the mapped directory`,
+      )
     }
     return resolved
   }
@@ -213,7 +229,9 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
       })
       if (cwd === null) return { args: out, cwd: null }
       if (!cwd.startsWith("$") || cwd.startsWith("$$")) {
-        throw new InvalidError(`working directory ${cwd} is not a path variable; the client must send $Var or $Var/rest`)
+        throw new InvalidError(
+          `working directory ${cwd} is not a path variable; the client must send $Var or $Var/rest`,
+        )
       }
       return { args: out, cwd: resolveVar(cwd, declared, "the working directory") }
     },

@@ -15,7 +15,6 @@ import {
   type Frame,
 } from "./frames.ts"
 
-
 function randomBytes(n: number, rand: () => number): Uint8Array {
   const out = new Uint8Array(n)
   for (let i = 0; i < n; i++) out[i] = (rand() * 256) | 0
@@ -64,7 +63,8 @@ const kinds = Object.entries(Kind)
 function sampleFrames(rand: () => number): Frame[] {
   const frames: Frame[] = []
   let seq = 1
-  for (const [, kind] of kinds) for (const size of [0, 1, 12, 13, 14, 200]) frames.push({ kind, seq: seq++, data: randomBytes(size, rand) })
+  for (const [, kind] of kinds)
+    for (const size of [0, 1, 12, 13, 14, 200]) frames.push({ kind, seq: seq++, data: randomBytes(size, rand) })
   return frames
 }
 
@@ -95,10 +95,13 @@ describe("encodeFrame / decodeFrames", () => {
     expect(Buffer.from(frame.data).equals(Buffer.from(data))).toBe(true)
   })
 
-  test.each([0, 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 - 1, 2 ** 40])("carries seq %d exactly", (seq) => {
-    const [frame] = decodeFrames(encodeFrame(Kind.stdout, seq, new Uint8Array([1])))
-    expect(frame.seq).toBe(seq)
-  })
+  test.each([0, 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 - 1, 2 ** 40])(
+    "carries seq %d exactly",
+    (seq) => {
+      const [frame] = decodeFrames(encodeFrame(Kind.stdout, seq, new Uint8Array([1])))
+      expect(frame.seq).toBe(seq)
+    },
+  )
 
   test("decodes several concatenated frames in order", () => {
     const frames = sampleFrames(rng(2))
@@ -121,7 +124,10 @@ describe("encodeFrame / decodeFrames", () => {
     ["right after the header", FRAME_HEADER],
     ["one byte short of the payload", FRAME_HEADER + 99],
   ])("throws FrameError for a body truncated %s", (_name, keep) => {
-    const body = concatFrames([encodeFrame(Kind.stdout, 1, new Uint8Array(10)), encodeFrame(Kind.stdout, 2, new Uint8Array(100))])
+    const body = concatFrames([
+      encodeFrame(Kind.stdout, 1, new Uint8Array(10)),
+      encodeFrame(Kind.stdout, 2, new Uint8Array(100)),
+    ])
     expect(() => decodeFrames(body.subarray(0, 23 + keep))).toThrow(FrameError)
   })
 
@@ -203,7 +209,10 @@ describe("readFrames", () => {
   })
 
   test("yields the complete frames, then throws FrameError when the stream ends inside a frame", async () => {
-    const body = concatFrames([encodeFrame(Kind.stdout, 1, new Uint8Array([1])), encodeFrame(Kind.stdout, 2, new Uint8Array([2, 2]))])
+    const body = concatFrames([
+      encodeFrame(Kind.stdout, 1, new Uint8Array([1])),
+      encodeFrame(Kind.stdout, 2, new Uint8Array([2, 2])),
+    ])
     const seen: Frame[] = []
     let error: unknown
     try {

@@ -36,7 +36,14 @@ export const Kind = {
 export type Kind = (typeof Kind)[keyof typeof Kind]
 
 /** Signals a caller may have delivered to the remote process (payload of a `signal` frame). */
-export const RELAYED_SIGNALS: ReadonlySet<string> = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"])
+export const RELAYED_SIGNALS: ReadonlySet<string> = new Set([
+  "SIGINT",
+  "SIGTERM",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+])
 
 export const FRAME_HEADER = 13
 /** Largest payload a decoder accepts; bigger frames mean a corrupt or hostile stream. */

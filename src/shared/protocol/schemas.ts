@@ -10,9 +10,15 @@ export type JobStatus = v.InferOutput<typeof JobStatus>
 export const TERMINAL: readonly JobStatus[] = ["completed", "failed", "canceled"]
 export const isTerminal = (s: JobStatus) => TERMINAL.includes(s)
 
-const Name = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "must be 1-64 letters, digits, '_', '-' or '.'"))
+const Name = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "must be 1-64 letters, digits, '_', '-' or '.'"),
+)
 /** Path variable names as used in `$Var/...`. */
-export const VarName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a letter or '_' followed by letters, digits or '_'"))
+export const VarName = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a letter or '_' followed by letters, digits or '_'"),
+)
 
 // Linux itself refuses arguments over 128 KiB (MAX_ARG_STRLEN), so anything a shell can pass is accepted.
 const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 128 KiB"))
@@ -43,11 +49,20 @@ const printable = (max: number) =>
   v.pipe(
     v.string(),
     v.maxLength(max, `must be at most ${max} characters`),
-    v.regex(/^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$/, "must be printable (no control, line separator or bidi characters)"),
+    v.regex(
+      /^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$/,
+      "must be printable (no control, line separator or bidi characters)",
+    ),
   )
 /** A registration's capabilities: up to 32 named facts (`sandbox`, `runAs`, `platform`...), each a short printable string, a number, a boolean or null. */
 const Capabilities = v.pipe(
-  v.record(v.pipe(v.string(), v.regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, "capability names must be 1-64 letters, digits, '_', '-' or '.'")), v.union([printable(256), v.number(), v.boolean(), v.null()])),
+  v.record(
+    v.pipe(
+      v.string(),
+      v.regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, "capability names must be 1-64 letters, digits, '_', '-' or '.'"),
+    ),
+    v.union([printable(256), v.number(), v.boolean(), v.null()]),
+  ),
   v.check((r) => Object.keys(r).length <= 32, "at most 32 capabilities"),
 )
 

@@ -44,7 +44,11 @@ async function clearDatabase(path: string): Promise<void> {
   raw.exec("PRAGMA journal_mode = WAL")
   const db = new Kysely<any>({ dialect: new BunSqliteDialect({ database: raw }) })
   await migrate(db, "sqlite")
-  for (const [name, key] of Object.entries(KEYS)) await db.insertInto("users").values({ name, role: ROLES[name as keyof typeof KEYS], key, created_at: T0 }).execute()
+  for (const [name, key] of Object.entries(KEYS))
+    await db
+      .insertInto("users")
+      .values({ name, role: ROLES[name as keyof typeof KEYS], key, created_at: T0 })
+      .execute()
   await db.destroy()
 }
 
@@ -126,9 +130,15 @@ describe("unusable stored keys", () => {
     const parts = sealed.split(":")
     const ct = Buffer.from(parts[3], "base64")
     ct[3] ^= 0x40
-    poke(path, "UPDATE users SET key = ? WHERE name = 'jellyfin'", [...parts.slice(0, 3), ct.toString("base64")].join(":"))
+    poke(
+      path,
+      "UPDATE users SET key = ? WHERE name = 'jellyfin'",
+      [...parts.slice(0, 3), ct.toString("base64")].join(":"),
+    )
     expect(await store.getCredential("jellyfin")).toBeUndefined()
-    expect(problems).toEqual([expect.stringContaining("identity jellyfin refused: the stored key of jellyfin does not authenticate")])
+    expect(problems).toEqual([
+      expect.stringContaining("identity jellyfin refused: the stored key of jellyfin does not authenticate"),
+    ])
     expect(problems[0]).toContain("dffmpeg admin users rotate-key jellyfin")
     expect((await store.getCredential("root"))?.key).toBe(KEYS.root)
     // A new key repairs it.
@@ -150,17 +160,25 @@ describe("unusable stored keys", () => {
     const other = join(dirname(path), "other.secret")
     store = createSqliteStore({ path, secretFile: other, onKeyProblem: (m) => problems.push(m) })
     expect(await store.migrate()).toEqual({ sealed: 0 })
-    expect(problems).toEqual([expect.stringMatching(/^the stored keys are encrypted under secret \S{8}, but .*other\.secret holds secret \S{8}: every identity will be refused/)])
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^the stored keys are encrypted under secret \S{8}, but .*other\.secret holds secret \S{8}: every identity will be refused/,
+      ),
+    ])
     for (const name of Object.keys(KEYS)) expect(await store.getCredential(name)).toBeUndefined()
     expect(problems[1]).toContain("secret_key_file does not belong to this database")
     // Nothing is sealed under a secret the database is not under.
-    await expect(store.addUser("new", "client", generateKey(), T0)).rejects.toThrow(/^cannot store a key: the stored keys are encrypted under secret/)
+    await expect(store.addUser("new", "client", generateKey(), T0)).rejects.toThrow(
+      /^cannot store a key: the stored keys are encrypted under secret/,
+    )
   })
 
   test("re-encryption refuses when a key cannot be opened, and changes nothing", async () => {
     poke(path, "UPDATE users SET key = ? WHERE name = 'w1'", rows(path).find((r) => r.name === "root")!.key)
     const before = rows(path)
-    await expect(store.resealKeys(newSecret())).rejects.toThrow(/^cannot re-encrypt 1 key\(s\), nothing was changed: w1 \(/)
+    await expect(store.resealKeys(newSecret())).rejects.toThrow(
+      /^cannot re-encrypt 1 key\(s\), nothing was changed: w1 \(/,
+    )
     expect(rows(path)).toEqual(before)
   })
 })

@@ -11,7 +11,8 @@ const META = "secret_id"
 const HINT: Record<KeyError["problem"], (name: string) => string> = {
   clear: (n) => `restart the coordinator to encrypt it, or give ${n} a new key: dffmpeg admin users rotate-key ${n}`,
   format: (n) => `give ${n} a new key: dffmpeg admin users rotate-key ${n}`,
-  secret: (n) => `secret_key_file does not belong to this database: restore the secret backed up with it, or give ${n} a new key (dffmpeg admin users rotate-key ${n})`,
+  secret: (n) =>
+    `secret_key_file does not belong to this database: restore the secret backed up with it, or give ${n} a new key (dffmpeg admin users rotate-key ${n})`,
   tampered: (n) => `give ${n} a new key: dffmpeg admin users rotate-key ${n}`,
 }
 
@@ -39,7 +40,10 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
       return keys.current()
     }
     const s = keys.find(id)
-    if (!s) throw new UnavailableError(`cannot store a key: the stored keys are encrypted under secret ${id}, and ${keys.where} holds secret ${keys.current().id}; restore the secret backed up with this database`)
+    if (!s)
+      throw new UnavailableError(
+        `cannot store a key: the stored keys are encrypted under secret ${id}, and ${keys.where} holds secret ${keys.current().id}; restore the secret backed up with this database`,
+      )
     return s
   }
 
@@ -63,7 +67,8 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
 
   return {
     /** Runs `write` with `key` sealed for `name`, in one write transaction with the choice of the secret. */
-    write: <T>(name: string, key: string, write: (t: Kysely<Database>, sealed: string) => Promise<T>) => tx(async (t) => write(t, seal(await sealer(t), name, key))),
+    write: <T>(name: string, key: string, write: (t: Kysely<Database>, sealed: string) => Promise<T>) =>
+      tx(async (t) => write(t, seal(await sealer(t), name, key))),
 
     /** The key in clear, or undefined (logged loudly through `onProblem`) when the row cannot be opened. */
     read(name: string, stored: string): string | undefined {
@@ -81,47 +86,74 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
      * seals keys still stored in clear (databases from before encryption). Idempotent.
      */
     async sealAll(): Promise<{ sealed: number; recovered?: string }> {
-      const report = await wiping(() => tx(async (t) => {
-        const id = await metaSecret(t)
-        let recovered: string | undefined
-        if (id !== undefined && id !== keys.current().id) {
-          const s = keys.find(id)
-          if (s && keys.promote) {
-            keys.promote(s)
-            recovered = s.id
-          } else if (!s) {
-            onProblem(`the stored keys are encrypted under secret ${id}, but ${keys.where} holds secret ${keys.current().id}: every identity will be refused; restore the secret file backed up with this database, or give every identity a new key`)
-            return { sealed: 0 }
-          }
-        }
-        const target = await sealer(t)
-        const clear = (await t.selectFrom("users").select(["name", "key"]).execute()).filter((r) => !isSealed(r.key))
-        for (const r of clear) await t.updateTable("users").set({ key: seal(target, r.name, r.key.trim()) }).where("name", "=", r.name).execute()
-        return { sealed: clear.length, recovered }
-      }), (r) => r.sealed > 0)
+      const report = await wiping(
+        () =>
+          tx(async (t) => {
+            const id = await metaSecret(t)
+            let recovered: string | undefined
+            if (id !== undefined && id !== keys.current().id) {
+              const s = keys.find(id)
+              if (s && keys.promote) {
+                keys.promote(s)
+                recovered = s.id
+              } else if (!s) {
+                onProblem(
+                  `the stored keys are encrypted under secret ${id}, but ${keys.where} holds secret ${keys.current().id}: every identity will be refused; restore the secret file backed up with this database, or give every identity a new key`,
+                )
+                return { sealed: 0 }
+              }
+            }
+            const target = await sealer(t)
+            const clear = (await t.selectFrom("users").select(["name", "key"]).execute()).filter(
+              (r) => !isSealed(r.key),
+            )
+            for (const r of clear)
+              await t
+                .updateTable("users")
+                .set({ key: seal(target, r.name, r.key.trim()) })
+                .where("name", "=", r.name)
+                .execute()
+            return { sealed: clear.length, recovered }
+          }),
+        (r) => r.sealed > 0,
+      )
       return report
     },
 
     /** Re-seals every key under `next` and records it as the database's secret, in one transaction. */
     async reseal(next: Secret): Promise<number> {
-      return wiping(() => tx(async (t) => {
-        const rows = await t.selectFrom("users").select(["name", "key"]).orderBy("name").execute()
-        const opened: { name: string; key: string }[] = []
-        const bad: string[] = []
-        for (const r of rows) {
-          try {
-            opened.push({ name: r.name, key: isSealed(r.key) ? open((id) => keys.find(id), r.name, r.key) : r.key.trim() })
-          } catch (err) {
-            if (!(err instanceof KeyError)) throw err
-            bad.push(`${r.name} (${err.message})`)
-          }
-        }
-        if (bad.length)
-          throw new ConflictError(`cannot re-encrypt ${bad.length} key(s), nothing was changed: ${bad.join("; ")}. Give them new keys (dffmpeg admin users rotate-key NAME) or remove them, then rotate again`)
-        for (const r of opened) await t.updateTable("users").set({ key: seal(next, r.name, r.key) }).where("name", "=", r.name).execute()
-        await setMetaSecret(t, next.id, await metaSecret(t))
-        return opened.length
-      }), (n) => n > 0)
+      return wiping(
+        () =>
+          tx(async (t) => {
+            const rows = await t.selectFrom("users").select(["name", "key"]).orderBy("name").execute()
+            const opened: { name: string; key: string }[] = []
+            const bad: string[] = []
+            for (const r of rows) {
+              try {
+                opened.push({
+                  name: r.name,
+                  key: isSealed(r.key) ? open((id) => keys.find(id), r.name, r.key) : r.key.trim(),
+                })
+              } catch (err) {
+                if (!(err instanceof KeyError)) throw err
+                bad.push(`${r.name} (${err.message})`)
+              }
+            }
+            if (bad.length)
+              throw new ConflictError(
+                `cannot re-encrypt ${bad.length} key(s), nothing was changed: ${bad.join("; ")}. Give them new keys (dffmpeg admin users rotate-key NAME) or remove them, then rotate again`,
+              )
+            for (const r of opened)
+              await t
+                .updateTable("users")
+                .set({ key: seal(next, r.name, r.key) })
+                .where("name", "=", r.name)
+                .execute()
+            await setMetaSecret(t, next.id, await metaSecret(t))
+            return opened.length
+          }),
+        (n) => n > 0,
+      )
     },
   }
 }

@@ -92,7 +92,8 @@ const steps: Step[] = [
   },
   // Lifecycle: liveness, retries, cancellation, the transition log, worker states.
   async (db, kind) => {
-    const add = (table: string, col: string, type: any, build: (c: any) => any = (c) => c) => db.schema.alterTable(table).addColumn(col, type, build).execute()
+    const add = (table: string, col: string, type: any, build: (c: any) => any = (c) => c) =>
+      db.schema.alterTable(table).addColumn(col, type, build).execute()
     await add("jobs", "attached", "integer", (c) => c.notNull().defaultTo(0))
     await add("jobs", "retries", "integer", (c) => c.notNull().defaultTo(0))
     await add("jobs", "attempts", "integer", (c) => c.notNull().defaultTo(0))
@@ -126,9 +127,15 @@ const steps: Step[] = [
   // Operator surface: progress of running jobs, drain requested by an administrator.
   async (db) => {
     await db.schema.alterTable("jobs").addColumn("progress", sql`text`).execute()
-    await db.schema.alterTable("workers").addColumn("drain_requested", "integer", (c) => c.notNull().defaultTo(0)).execute()
+    await db.schema
+      .alterTable("workers")
+      .addColumn("drain_requested", "integer", (c) => c.notNull().defaultTo(0))
+      .execute()
     // The worker's own wish to drain (shutting down), kept apart from the administrator's.
-    await db.schema.alterTable("workers").addColumn("self_draining", "integer", (c) => c.notNull().defaultTo(0)).execute()
+    await db.schema
+      .alterTable("workers")
+      .addColumn("self_draining", "integer", (c) => c.notNull().defaultTo(0))
+      .execute()
     await db.schema.createIndex("job_output_job_stream").on("job_output").columns(["job_id", "stream", "pos"]).execute()
   },
   // Bounded rows: long arguments move out of the jobs row into job_args (issue 9, bounded memory).
@@ -138,10 +145,19 @@ const steps: Step[] = [
       .addColumn("job_id", str(kind, 26), (c) => c.primaryKey())
       .addColumn("args", sql`text`, (c) => c.notNull())
       .execute()
-    await db.schema.alterTable("jobs").addColumn("args_chars", big(kind), (c) => c.notNull().defaultTo(0)).execute()
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("args_chars", big(kind), (c) => c.notNull().defaultTo(0))
+      .execute()
     await db.updateTable("jobs").set({ args_chars: sql`length(args)` }).execute()
-    await sql`INSERT INTO job_args (job_id, args) SELECT id, args FROM jobs WHERE length(args) > ${ARGS_HEAD_CHARS}`.execute(db)
-    await db.updateTable("jobs").set({ args: sql`substr(args, 1, ${ARGS_HEAD_CHARS})` }).where(sql`length(args)`, ">", ARGS_HEAD_CHARS).execute()
+    await sql`INSERT INTO job_args (job_id, args) SELECT id, args FROM jobs WHERE length(args) > ${ARGS_HEAD_CHARS}`.execute(
+      db,
+    )
+    await db
+      .updateTable("jobs")
+      .set({ args: sql`substr(args, 1, ${ARGS_HEAD_CHARS})` })
+      .where(sql`length(args)`, ">", ARGS_HEAD_CHARS)
+      .execute()
   },
 ]
 
@@ -154,17 +170,32 @@ export async function migrate(db: Kysely<any>, kind: StoreKind): Promise<void> {
     .execute()
   for (;;) {
     const current = async () =>
-      Number((await db.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst())?.value ?? 0)
+      Number(
+        (await db.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst())?.value ??
+          0,
+      )
     const before = await current()
     if (before === steps.length) return
     const done = await writeTransaction(db, kind, async (tx) => {
       const row = await tx.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst()
       const version = row ? Number(row.value) : 0
-      if (version > steps.length) throw new Error(`database schema version ${version} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`)
+      if (version > steps.length)
+        throw new Error(
+          `database schema version ${version} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`,
+        )
       if (version === steps.length) return true
       await steps[version](tx, kind)
-      if (row) await tx.updateTable("meta").set({ value: String(version + 1) }).where("key", "=", "schema_version").execute()
-      else await tx.insertInto("meta").values({ key: "schema_version", value: String(version + 1) }).execute()
+      if (row)
+        await tx
+          .updateTable("meta")
+          .set({ value: String(version + 1) })
+          .where("key", "=", "schema_version")
+          .execute()
+      else
+        await tx
+          .insertInto("meta")
+          .values({ key: "schema_version", value: String(version + 1) })
+          .execute()
       return false
     }).catch(async (err) => {
       // Another process (a second coordinator, or `dffmpeg admin`) may have applied the same step first.

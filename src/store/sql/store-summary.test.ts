@@ -13,7 +13,7 @@ const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
   id,
   requester: "alice",
   binary: "ffmpeg",
-  args: ["-i", "$Movies/a \"b\".mkv", "-f", "null", "-"],
+  args: ["-i", '$Movies/a "b".mkv', "-f", "null", "-"],
   paths: ["Movies"],
   cwd: "$Movies/sub",
   stdin: false,
@@ -121,8 +121,14 @@ describe("long arguments live outside the job's row", () => {
       // Back to schema version 3, with the whole arguments in the row as version 3 wrote them.
       const big = Array.from({ length: 500 }, (_, i) => `-x${i}=${"y".repeat(100)}`)
       const raw = new Database(path)
-      raw.exec("DROP TABLE job_args; ALTER TABLE jobs DROP COLUMN args_chars; UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-      raw.query("INSERT INTO jobs (id, requester, binary, args, paths, cwd, stdin, status, epoch, out_seq, created_at, updated_at) SELECT ?, requester, binary, ?, paths, cwd, stdin, status, epoch, out_seq, created_at, updated_at FROM jobs WHERE id = ?").run(BIG, JSON.stringify(big), SMALL)
+      raw.exec(
+        "DROP TABLE job_args; ALTER TABLE jobs DROP COLUMN args_chars; UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+      )
+      raw
+        .query(
+          "INSERT INTO jobs (id, requester, binary, args, paths, cwd, stdin, status, epoch, out_seq, created_at, updated_at) SELECT ?, requester, binary, ?, paths, cwd, stdin, status, epoch, out_seq, created_at, updated_at FROM jobs WHERE id = ?",
+        )
+        .run(BIG, JSON.stringify(big), SMALL)
       raw.close()
       const again = createSqliteStore({ path })
       await again.migrate()

@@ -26,7 +26,8 @@ function randomBytes(n: number): Uint8Array {
   return out
 }
 const text = (s: string) => new TextEncoder().encode(s)
-const same = (a: Uint8Array | null, b: Uint8Array | null) => a !== null && b !== null && Buffer.from(a).equals(Buffer.from(b))
+const same = (a: Uint8Array | null, b: Uint8Array | null) =>
+  a !== null && b !== null && Buffer.from(a).equals(Buffer.from(b))
 
 const T0 = 1_700_000_000_000
 const KEY = Buffer.alloc(32, 1).toString("base64")
@@ -140,8 +141,19 @@ function testStore(name: string, create: () => Store) {
           drainRequested: false,
         })
         expect(await store.verifyWorker("w1", "tok1", T0 + 5)).toBe(true)
-        const again = await store.upsertWorker("w1", reg({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4 }), "tok2", T0 + 10)
-        expect(again).toMatchObject({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4, status: "online", registeredAt: T0, lastSeen: T0 + 10 })
+        const again = await store.upsertWorker(
+          "w1",
+          reg({ binaries: ["ffmpeg", "ffprobe"], maxJobs: 4 }),
+          "tok2",
+          T0 + 10,
+        )
+        expect(again).toMatchObject({
+          binaries: ["ffmpeg", "ffprobe"],
+          maxJobs: 4,
+          status: "online",
+          registeredAt: T0,
+          lastSeen: T0 + 10,
+        })
         await store.touchWorker("w1", T0 + 20)
         expect((await store.getWorker("w1"))?.lastSeen).toBe(T0 + 20)
         expect((await store.listWorkers()).map((w) => w.id)).toEqual(["w1"])
@@ -158,15 +170,26 @@ function testStore(name: string, create: () => Store) {
         expect(await store.upsertWorker("w1", reg(), "t2", T0 + 3)).toMatchObject({ status: "draining" })
         // Offline, then back: it must verify again, and comes back draining.
         await store.reapWorkers(T0 + 10)
-        expect(await store.upsertWorker("w1", reg(), "t3", T0 + 11)).toMatchObject({ status: "registering", drainRequested: true })
+        expect(await store.upsertWorker("w1", reg(), "t3", T0 + 11)).toMatchObject({
+          status: "registering",
+          drainRequested: true,
+        })
         expect(await store.verifyWorker("w1", "t3", T0 + 12)).toBe(true)
         expect(await store.getWorker("w1")).toMatchObject({ status: "draining" })
-        expect(await store.requestDrain("w1", false, T0 + 13)).toMatchObject({ status: "online", drainRequested: false })
+        expect(await store.requestDrain("w1", false, T0 + 13)).toMatchObject({
+          status: "online",
+          drainRequested: false,
+        })
         expect(await store.upsertWorker("w1", reg(), "t4", T0 + 14)).toMatchObject({ status: "online" })
         // A worker draining on its own (shutting down) is not revived by an administrator's undrain.
         await store.requestDrain("w1", true, T0 + 15)
-        expect(await store.upsertWorker("w1", reg({ draining: true }), "t5", T0 + 16)).toMatchObject({ status: "draining" })
-        expect(await store.requestDrain("w1", false, T0 + 17)).toMatchObject({ status: "draining", drainRequested: false })
+        expect(await store.upsertWorker("w1", reg({ draining: true }), "t5", T0 + 16)).toMatchObject({
+          status: "draining",
+        })
+        expect(await store.requestDrain("w1", false, T0 + 17)).toMatchObject({
+          status: "draining",
+          drainRequested: false,
+        })
         expect(await store.requestDrain("nope", true, T0)).toBeUndefined()
       })
 
@@ -195,7 +218,14 @@ function testStore(name: string, create: () => Store) {
 
       test("lastOutput returns a stream's last chunks oldest first", async () => {
         await running("j1")
-        await store.appendOutput("j1", "w1", 1, [out(1, "a", "stderr"), out(2, "x"), out(3, "b", "stderr"), out(4, "c", "stderr")], undefined, T0 + 3)
+        await store.appendOutput(
+          "j1",
+          "w1",
+          1,
+          [out(1, "a", "stderr"), out(2, "x"), out(3, "b", "stderr"), out(4, "c", "stderr")],
+          undefined,
+          T0 + 3,
+        )
         const tail = await store.lastOutput("j1", "stderr", 2)
         expect(tail.map((r) => new TextDecoder().decode(r.data))).toEqual(["b", "c"])
         expect((await store.lastOutput("j1", "stdout", 10)).length).toBe(1)
@@ -204,18 +234,34 @@ function testStore(name: string, create: () => Store) {
 
       test("lastOutputBytes keeps whole chunks within the byte cap and only the end of the one across it", async () => {
         await running("j1")
-        await store.appendOutput("j1", "w1", 1, [out(1, "aaaa\n", "stderr"), out(2, "x".repeat(100)), out(3, "bbbbbb\n", "stderr"), out(4, "cc\n", "stderr")], undefined, T0 + 3)
+        await store.appendOutput(
+          "j1",
+          "w1",
+          1,
+          [out(1, "aaaa\n", "stderr"), out(2, "x".repeat(100)), out(3, "bbbbbb\n", "stderr"), out(4, "cc\n", "stderr")],
+          undefined,
+          T0 + 3,
+        )
         const dec = (rows: { data: Uint8Array }[]) => rows.map((r) => new TextDecoder().decode(r.data))
         const whole = await store.lastOutputBytes("j1", "stderr", 10, 1000)
-        expect({ data: dec(whole.rows), truncated: whole.truncated }).toEqual({ data: ["aaaa\n", "bbbbbb\n", "cc\n"], truncated: false })
+        expect({ data: dec(whole.rows), truncated: whole.truncated }).toEqual({
+          data: ["aaaa\n", "bbbbbb\n", "cc\n"],
+          truncated: false,
+        })
         const cut = await store.lastOutputBytes("j1", "stderr", 10, 6)
         expect({ data: dec(cut.rows), truncated: cut.truncated }).toEqual({ data: ["bb\n", "cc\n"], truncated: true })
         expect(cut.rows.map((r) => r.stream)).toEqual(["stderr", "stderr"])
         // A cap that ends exactly at a chunk boundary drops the older chunks without an empty piece.
         const edge = await store.lastOutputBytes("j1", "stderr", 10, 10)
-        expect({ data: dec(edge.rows), truncated: edge.truncated }).toEqual({ data: ["bbbbbb\n", "cc\n"], truncated: true })
+        expect({ data: dec(edge.rows), truncated: edge.truncated }).toEqual({
+          data: ["bbbbbb\n", "cc\n"],
+          truncated: true,
+        })
         // The chunk limit still applies, and is not a byte truncation.
-        expect(await store.lastOutputBytes("j1", "stderr", 1, 1000)).toMatchObject({ truncated: false, rows: [{ data: text("cc\n") }] })
+        expect(await store.lastOutputBytes("j1", "stderr", 1, 1000)).toMatchObject({
+          truncated: false,
+          rows: [{ data: text("cc\n") }],
+        })
         expect(await store.lastOutputBytes("none", "stderr", 10, 1000)).toEqual({ rows: [], truncated: false })
       })
 
@@ -241,7 +287,10 @@ function testStore(name: string, create: () => Store) {
           { seq: 3, kind: Kind.stdin, data: randomBytes(24) },
         ])
         // A repeated sequence number is stored once.
-        await store.appendInput("j1", [{ seq: 3, kind: Kind.stdin, data: randomBytes(24) }, { seq: 4, kind: Kind.stdinEnd, data: new Uint8Array(0) }])
+        await store.appendInput("j1", [
+          { seq: 3, kind: Kind.stdin, data: randomBytes(24) },
+          { seq: 4, kind: Kind.stdinEnd, data: new Uint8Array(0) },
+        ])
         expect(await store.inputBytes("j1")).toEqual({ bytes: 1024, lastSeq: 4 })
         expect(await store.inputBytes("none")).toEqual({ bytes: 0, lastSeq: 0 })
       })
@@ -254,14 +303,21 @@ function testStore(name: string, create: () => Store) {
         await store.appendOutput("j1", "w1", 1, [], undefined, T0 + 3, p)
         expect((await store.getJob("j1"))?.progress).toEqual({ ...p, at: T0 + 3 })
         // A stale attempt's progress is refused with its output.
-        expect(await store.appendOutput("j1", "w9", 1, [], undefined, T0 + 4, { ...p, percent: 99 })).toMatchObject({ ok: false })
+        expect(await store.appendOutput("j1", "w9", 1, [], undefined, T0 + 4, { ...p, percent: 99 })).toMatchObject({
+          ok: false,
+        })
         expect((await store.getJob("j1"))?.progress?.percent).toBe(50)
         // Lost and re-queued: the next attempt starts from nothing.
         await store.loseJob("j1", 1, "gone", T0 + 5)
         expect(await store.getJob("j1")).toMatchObject({ status: "queued", progress: null })
         await store.assign("j1", "w2", T0 + 6)
         await store.start("j1", "w2", 2, T0 + 7)
-        await store.appendOutput("j1", "w2", 2, [], { code: 0, signal: null }, T0 + 8, { ...p, timeMs: 10000, percent: 100, etaMs: 0 })
+        await store.appendOutput("j1", "w2", 2, [], { code: 0, signal: null }, T0 + 8, {
+          ...p,
+          timeMs: 10000,
+          percent: 100,
+          etaMs: 0,
+        })
         expect(await store.getJob("j1")).toMatchObject({ status: "completed", progress: { percent: 100, at: T0 + 8 } })
       })
 
@@ -269,7 +325,9 @@ function testStore(name: string, create: () => Store) {
         for (const id of ["j1", "j2", "j3", "j4"]) await store.createJob(newJob(id), T0)
         await store.requestCancel("j2", "x", T0)
         expect((await store.listJobs({ statuses: ["queued"] })).map((j) => j.id)).toEqual(["j4", "j3", "j1"])
-        expect((await store.listJobs({ statuses: ["queued", "canceled"], before: "j3", limit: 1 })).map((j) => j.id)).toEqual(["j2"])
+        expect(
+          (await store.listJobs({ statuses: ["queued", "canceled"], before: "j3", limit: 1 })).map((j) => j.id),
+        ).toEqual(["j2"])
         expect(await store.listJobs({ statuses: [] })).toEqual([])
       })
     })
@@ -348,7 +406,14 @@ function testStore(name: string, create: () => Store) {
 
       test("createJob of an attached job records the caller as seen, with its retries", async () => {
         const job = await store.createJob(newJob("j1", { attached: true, retries: 3 }), T0)
-        expect(job).toMatchObject({ attached: true, retries: 3, attempts: 0, clientSeenAt: T0, cancelRequestedAt: null, heartbeatAt: null })
+        expect(job).toMatchObject({
+          attached: true,
+          retries: 3,
+          attempts: 0,
+          clientSeenAt: T0,
+          cancelRequestedAt: null,
+          heartbeatAt: null,
+        })
         await store.touchClient("j1", T0 + 50)
         expect((await store.getJob("j1"))?.clientSeenAt).toBe(T0 + 50)
       })
@@ -358,7 +423,13 @@ function testStore(name: string, create: () => Store) {
       test("assign is a guarded transition: the first wins, a second returns undefined", async () => {
         await store.createJob(newJob("j1"), T0)
         const first = await store.assign("j1", "w1", T0 + 5)
-        expect(first).toMatchObject({ status: "assigned", workerId: "w1", epoch: 1, assignedAt: T0 + 5, updatedAt: T0 + 5 })
+        expect(first).toMatchObject({
+          status: "assigned",
+          workerId: "w1",
+          epoch: 1,
+          assignedAt: T0 + 5,
+          updatedAt: T0 + 5,
+        })
         expect(await store.assign("j1", "w2", T0 + 6)).toBeUndefined()
         expect(await store.getJob("j1")).toMatchObject({ workerId: "w1", epoch: 1 })
         expect(await store.assign("missing", "w1", T0)).toBeUndefined()
@@ -394,7 +465,11 @@ function testStore(name: string, create: () => Store) {
 
       test("start moves assigned to running once, for the assigned worker and epoch", async () => {
         await running("j1", "w1", false)
-        expect(await store.start("j1", "w1", 1, T0 + 3)).toMatchObject({ status: "running", startedAt: T0 + 3, updatedAt: T0 + 3 })
+        expect(await store.start("j1", "w1", 1, T0 + 3)).toMatchObject({
+          status: "running",
+          startedAt: T0 + 3,
+          updatedAt: T0 + 3,
+        })
         expect(await store.start("j1", "w1", 1, T0 + 4)).toBeUndefined()
       })
 
@@ -405,9 +480,14 @@ function testStore(name: string, create: () => Store) {
     })
 
     describe("appendOutput", () => {
-      const append = (id: string, chunks: OutputChunk[], exit?: ExitReport, opts: { worker?: string; epoch?: number; now?: number } = {}) =>
-        store.appendOutput(id, opts.worker ?? "w1", opts.epoch ?? 1, chunks, exit, opts.now ?? T0 + 10)
-      const bodies = async (id: string) => (await store.readOutput(id, 0, 1000)).map((r) => new TextDecoder().decode(r.data))
+      const append = (
+        id: string,
+        chunks: OutputChunk[],
+        exit?: ExitReport,
+        opts: { worker?: string; epoch?: number; now?: number } = {},
+      ) => store.appendOutput(id, opts.worker ?? "w1", opts.epoch ?? 1, chunks, exit, opts.now ?? T0 + 10)
+      const bodies = async (id: string) =>
+        (await store.readOutput(id, 0, 1000)).map((r) => new TextDecoder().decode(r.data))
 
       test("accepts chunks in order across uploads", async () => {
         await running("j1")
@@ -466,11 +546,31 @@ function testStore(name: string, create: () => Store) {
       })
 
       test.each<[string, ExitReport, Partial<Job>]>([
-        ["exit code 0 completes the job", { code: 0, signal: null }, { status: "completed", exitCode: 0, exitSignal: null, error: null }],
-        ["exit code 1 fails the job", { code: 1, signal: null }, { status: "failed", exitCode: 1, exitSignal: null, error: null }],
-        ["a signal fails the job", { code: null, signal: "SIGKILL" }, { status: "failed", exitCode: null, exitSignal: "SIGKILL" }],
-        ["a signal fails the job even with code 0", { code: 0, signal: "SIGTERM" }, { status: "failed", exitCode: 0, exitSignal: "SIGTERM" }],
-        ["a worker error fails the job", { code: null, signal: null, error: "binary ffmpeg not found" }, { status: "failed", error: "binary ffmpeg not found" }],
+        [
+          "exit code 0 completes the job",
+          { code: 0, signal: null },
+          { status: "completed", exitCode: 0, exitSignal: null, error: null },
+        ],
+        [
+          "exit code 1 fails the job",
+          { code: 1, signal: null },
+          { status: "failed", exitCode: 1, exitSignal: null, error: null },
+        ],
+        [
+          "a signal fails the job",
+          { code: null, signal: "SIGKILL" },
+          { status: "failed", exitCode: null, exitSignal: "SIGKILL" },
+        ],
+        [
+          "a signal fails the job even with code 0",
+          { code: 0, signal: "SIGTERM" },
+          { status: "failed", exitCode: 0, exitSignal: "SIGTERM" },
+        ],
+        [
+          "a worker error fails the job",
+          { code: null, signal: null, error: "binary ffmpeg not found" },
+          { status: "failed", error: "binary ffmpeg not found" },
+        ],
       ])("%s", async (_name, exit, expected) => {
         await running("j1")
         const res = await append("j1", [out(1, "last")], exit, { now: T0 + 99 })
@@ -482,7 +582,10 @@ function testStore(name: string, create: () => Store) {
 
       test("the job returned with the exit equals the stored job", async () => {
         await running("j1")
-        const res = (await append("j1", [out(1, "x")], { code: 3, signal: null })) as Extract<UploadResult, { ok: true }>
+        const res = (await append("j1", [out(1, "x")], { code: 3, signal: null })) as Extract<
+          UploadResult,
+          { ok: true }
+        >
         expect(res.job).toEqual((await store.getJob("j1"))!)
       })
 
@@ -524,7 +627,8 @@ function testStore(name: string, create: () => Store) {
           chunks.push(out(seq, randomBytes(size), seq % 3 ? "stdout" : "stderr"))
         }
         // Uploaded in several batches, as a worker would.
-        for (let i = 0; i < chunks.length; i += 7) await store.appendOutput("j1", "w1", 1, chunks.slice(i, i + 7), undefined, T0)
+        for (let i = 0; i < chunks.length; i += 7)
+          await store.appendOutput("j1", "w1", 1, chunks.slice(i, i + 7), undefined, T0)
 
         const rows = await store.readOutput("j1", 0, 1000)
         expect(rows).toHaveLength(40)
@@ -539,7 +643,14 @@ function testStore(name: string, create: () => Store) {
 
       test("pages with after and limit", async () => {
         await running("j1")
-        await store.appendOutput("j1", "w1", 1, [1, 2, 3, 4, 5].map((s) => out(s, `c${s}`)), undefined, T0)
+        await store.appendOutput(
+          "j1",
+          "w1",
+          1,
+          [1, 2, 3, 4, 5].map((s) => out(s, `c${s}`)),
+          undefined,
+          T0,
+        )
         const all = await store.readOutput("j1", 0, 100)
         const page1 = await store.readOutput("j1", 0, 2)
         const page2 = await store.readOutput("j1", page1[1].pos, 2)
@@ -567,9 +678,19 @@ function testStore(name: string, create: () => Store) {
         await store.createJob(newJob("j1"), T0)
         const a = randomBytes(1000)
         const b = randomBytes(70_000)
-        expect(await store.appendInput("j1", [{ seq: 2, kind: Kind.stdin, data: b }, { seq: 1, kind: Kind.stdin, data: a }])).toBe(true)
+        expect(
+          await store.appendInput("j1", [
+            { seq: 2, kind: Kind.stdin, data: b },
+            { seq: 1, kind: Kind.stdin, data: a },
+          ]),
+        ).toBe(true)
         // A retry repeats seq 2 with different bytes (and kind): the first write stays.
-        expect(await store.appendInput("j1", [{ seq: 2, kind: Kind.signal, data: text("dup") }, { seq: 3, kind: Kind.signal, data: text("SIGINT") }])).toBe(true)
+        expect(
+          await store.appendInput("j1", [
+            { seq: 2, kind: Kind.signal, data: text("dup") },
+            { seq: 3, kind: Kind.signal, data: text("SIGINT") },
+          ]),
+        ).toBe(true)
         expect(await store.appendInput("j1", [{ seq: 3, kind: Kind.stdin, data: text("x") }, end(4)])).toBe(true)
         expect(await store.appendInput("j1", [end(4)])).toBe(true)
 
@@ -596,7 +717,10 @@ function testStore(name: string, create: () => Store) {
 
       test("readInput pages with after and limit", async () => {
         await store.createJob(newJob("j1"), T0)
-        await store.appendInput("j1", [1, 2, 3, 4].map((seq) => ({ seq, kind: Kind.stdin, data: text(`s${seq}`) })))
+        await store.appendInput(
+          "j1",
+          [1, 2, 3, 4].map((seq) => ({ seq, kind: Kind.stdin, data: text(`s${seq}`) })),
+        )
         expect((await store.readInput("j1", 1, 2)).map((r) => r.seq)).toEqual([2, 3])
         expect((await store.readInput("j1", 4, 2)).map((r) => r.seq)).toEqual([])
       })
@@ -629,7 +753,12 @@ function testStore(name: string, create: () => Store) {
         await store.createJob(newJob("j1"), T0)
         await prepare(store)
         const failed = await store.failJob("j1", "worker refused the job", T0 + 7)
-        expect(failed).toMatchObject({ status: "failed", error: "worker refused the job", finishedAt: T0 + 7, updatedAt: T0 + 7 })
+        expect(failed).toMatchObject({
+          status: "failed",
+          error: "worker refused the job",
+          finishedAt: T0 + 7,
+          updatedAt: T0 + 7,
+        })
         expect(await store.getJob("j1")).toEqual(failed!)
       })
 
@@ -688,7 +817,8 @@ function testStore(name: string, create: () => Store) {
     const statuses = async (id: string) => (await store.events(id)).map((e) => e.status)
     const TERMINAL = ["completed", "failed", "canceled"]
     const terminals = async (id: string) => (await store.events(id)).filter((e) => TERMINAL.includes(e.status))
-    const bodies = async (id: string) => (await store.readOutput(id, 0, 1000)).map((r) => new TextDecoder().decode(r.data))
+    const bodies = async (id: string) =>
+      (await store.readOutput(id, 0, 1000)).map((r) => new TextDecoder().decode(r.data))
 
     describe("timeline", () => {
       test("records queued, assigned, running and completed, once each, with time, epoch, worker and reason", async () => {
@@ -698,7 +828,10 @@ function testStore(name: string, create: () => Store) {
         await store.appendOutput("j1", "w1", 1, [out(1, "a")], undefined, T0 + 3)
         await store.appendOutput("j1", "w1", 1, [out(2, "b")], ok0, T0 + 4)
         // Refused transitions and a retried final upload record nothing.
-        expect(await store.appendOutput("j1", "w1", 1, [out(2, "b")], ok0, T0 + 5)).toMatchObject({ ok: true, finished: true })
+        expect(await store.appendOutput("j1", "w1", 1, [out(2, "b")], ok0, T0 + 5)).toMatchObject({
+          ok: true,
+          finished: true,
+        })
         expect(await store.assign("j1", "w2", T0 + 6)).toBeUndefined()
         expect(await store.start("j1", "w1", 1, T0 + 6)).toBeUndefined()
         expect(await store.failJob("j1", "late", T0 + 6)).toBeUndefined()
@@ -717,9 +850,21 @@ function testStore(name: string, create: () => Store) {
 
       test("a failing exit is the one terminal event, with the worker's error as its reason", async () => {
         await job("j1")
-        await store.appendOutput("j1", "w1", 1, [], { code: null, signal: null, error: "binary ffmpeg not found" }, T0 + 9)
-        expect(await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 10)).toMatchObject({ ok: true, job: { status: "failed" } })
-        expect(await terminals("j1")).toEqual([{ at: T0 + 9, status: "failed", epoch: 1, workerId: "w1", reason: "binary ffmpeg not found" }])
+        await store.appendOutput(
+          "j1",
+          "w1",
+          1,
+          [],
+          { code: null, signal: null, error: "binary ffmpeg not found" },
+          T0 + 9,
+        )
+        expect(await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 10)).toMatchObject({
+          ok: true,
+          job: { status: "failed" },
+        })
+        expect(await terminals("j1")).toEqual([
+          { at: T0 + 9, status: "failed", epoch: 1, workerId: "w1", reason: "binary ffmpeg not found" },
+        ])
       })
 
       test("keeps each job's timeline apart, and an unknown job has none", async () => {
@@ -807,9 +952,22 @@ function testStore(name: string, create: () => Store) {
         await store.createJob(newJob("j1"), T0)
         if (assign) await store.assign("j1", "w1", T0 + 1)
         const done = await store.requestCancel("j1", "canceled by alice", T0 + 5)
-        expect(done).toMatchObject({ status: "canceled", error: "canceled by alice", finishedAt: T0 + 5, updatedAt: T0 + 5 })
+        expect(done).toMatchObject({
+          status: "canceled",
+          error: "canceled by alice",
+          finishedAt: T0 + 5,
+          updatedAt: T0 + 5,
+        })
         expect(await store.getJob("j1")).toEqual(done!)
-        expect(await terminals("j1")).toEqual([{ at: T0 + 5, status: "canceled", epoch: assign ? 1 : 0, workerId: assign ? "w1" : null, reason: "canceled by alice" }])
+        expect(await terminals("j1")).toEqual([
+          {
+            at: T0 + 5,
+            status: "canceled",
+            epoch: assign ? 1 : 0,
+            workerId: assign ? "w1" : null,
+            reason: "canceled by alice",
+          },
+        ])
         expect((await statuses("j1"))[assign ? 1 : 0]).toBe(status)
         // Already ended: nothing more happens.
         expect(await store.requestCancel("j1", "again", T0 + 6)).toBeUndefined()
@@ -819,16 +977,30 @@ function testStore(name: string, create: () => Store) {
       test("marks a running job, which keeps running until its worker reports the exit; it then ends canceled", async () => {
         await job("j1")
         const marked = await store.requestCancel("j1", "canceled by alice", T0 + 5)
-        expect(marked).toMatchObject({ status: "running", cancelRequestedAt: T0 + 5, error: "canceled by alice", finishedAt: null, workerId: "w1", epoch: 1 })
+        expect(marked).toMatchObject({
+          status: "running",
+          cancelRequestedAt: T0 + 5,
+          error: "canceled by alice",
+          finishedAt: null,
+          workerId: "w1",
+          epoch: 1,
+        })
         // A second request changes nothing.
         expect(await store.requestCancel("j1", "again", T0 + 6)).toBeUndefined()
         expect((await store.getJob("j1"))?.cancelRequestedAt).toBe(T0 + 5)
         // The worker still owns the job: its heartbeat and output are accepted.
         expect(await store.heartbeat("w1", [{ id: "j1", epoch: 1 }], T0 + 7)).toEqual([])
-        expect(await store.appendOutput("j1", "w1", 1, [out(1, "partial")], undefined, T0 + 8)).toMatchObject({ ok: true, finished: false })
+        expect(await store.appendOutput("j1", "w1", 1, [out(1, "partial")], undefined, T0 + 8)).toMatchObject({
+          ok: true,
+          finished: false,
+        })
 
         const res = await store.appendOutput("j1", "w1", 1, [out(2, "end")], { code: 255, signal: null }, T0 + 9)
-        expect(res).toMatchObject({ ok: true, finished: true, job: { status: "canceled", exitCode: 255, error: "canceled by alice", finishedAt: T0 + 9 } })
+        expect(res).toMatchObject({
+          ok: true,
+          finished: true,
+          job: { status: "canceled", exitCode: 255, error: "canceled by alice", finishedAt: T0 + 9 },
+        })
         expect(await bodies("j1")).toEqual(["partial", "end"])
         expect(await store.events("j1")).toEqual([
           { at: T0, status: "queued", epoch: 0, workerId: null, reason: null },
@@ -867,11 +1039,18 @@ function testStore(name: string, create: () => Store) {
         await job("j1")
         await store.requestCancel("j1", "stop", T0 + 5)
         expect(await store.forceCanceled("j1", 0, "gone", T0 + 6)).toBeUndefined()
-        expect(await store.forceCanceled("j1", 1, "stop; worker gone", T0 + 7)).toMatchObject({ status: "canceled", error: "stop; worker gone", finishedAt: T0 + 7 })
+        expect(await store.forceCanceled("j1", 1, "stop; worker gone", T0 + 7)).toMatchObject({
+          status: "canceled",
+          error: "stop; worker gone",
+          finishedAt: T0 + 7,
+        })
         expect(await store.forceCanceled("j1", 1, "again", T0 + 8)).toBeUndefined()
         expect((await terminals("j1")).map((e) => [e.status, e.reason])).toEqual([["canceled", "stop; worker gone"]])
         // A late exit from the worker is acknowledged but changes nothing.
-        expect(await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 9)).toMatchObject({ ok: true, job: { status: "canceled" } })
+        expect(await store.appendOutput("j1", "w1", 1, [], ok0, T0 + 9)).toMatchObject({
+          ok: true,
+          job: { status: "canceled" },
+        })
         expect(await terminals("j1")).toHaveLength(1)
       })
     })
@@ -880,9 +1059,24 @@ function testStore(name: string, create: () => Store) {
       test("puts an assigned job back in the queue at that epoch, excluding its worker", async () => {
         await job("j1", {}, "w1", false)
         const back = await store.unassign("j1", 1, "worker w1 did not start the job", T0 + 20)
-        expect(back).toMatchObject({ status: "queued", workerId: null, assignedAt: null, epoch: 1, excluded: ["w1"], attempts: 0, finishedAt: null, updatedAt: T0 + 20 })
+        expect(back).toMatchObject({
+          status: "queued",
+          workerId: null,
+          assignedAt: null,
+          epoch: 1,
+          excluded: ["w1"],
+          attempts: 0,
+          finishedAt: null,
+          updatedAt: T0 + 20,
+        })
         expect(await store.getJob("j1")).toEqual(back!)
-        expect((await store.events("j1")).at(-1)).toEqual({ at: T0 + 20, status: "queued", epoch: 1, workerId: "w1", reason: "worker w1 did not start the job" })
+        expect((await store.events("j1")).at(-1)).toEqual({
+          at: T0 + 20,
+          status: "queued",
+          epoch: 1,
+          workerId: "w1",
+          reason: "worker w1 did not start the job",
+        })
         // The worker can no longer start it; nor is it offered to it any more.
         expect(await store.start("j1", "w1", 1, T0 + 21)).toBeUndefined()
         expect(await store.assignedTo("w1")).toEqual([])
@@ -918,7 +1112,15 @@ function testStore(name: string, create: () => Store) {
         expect(await store.unassign("j1", 2, "x", T0 + 7)).toMatchObject({ excluded: ["w1", "w2"], epoch: 2 })
         await attempt("j1", "w1", false, T0 + 8)
         expect(await store.unassign("j1", 3, "x", T0 + 9)).toMatchObject({ excluded: ["w1", "w2"], epoch: 3 })
-        expect(await statuses("j1")).toEqual(["queued", "assigned", "queued", "assigned", "queued", "assigned", "queued"])
+        expect(await statuses("j1")).toEqual([
+          "queued",
+          "assigned",
+          "queued",
+          "assigned",
+          "queued",
+          "assigned",
+          "queued",
+        ])
       })
     })
 
@@ -928,18 +1130,29 @@ function testStore(name: string, create: () => Store) {
         await store.appendOutput("j1", "w1", 1, [out(1, "partial")], undefined, T0 + 3)
         const res = await store.loseJob("j1", 1, "worker w1 stopped responding", T0 + 30)
         expect(res?.requeued).toBe(false)
-        expect(res?.job).toMatchObject({ status: "failed", error: "worker w1 stopped responding", finishedAt: T0 + 30, workerId: "w1", epoch: 1 })
+        expect(res?.job).toMatchObject({
+          status: "failed",
+          error: "worker w1 stopped responding",
+          finishedAt: T0 + 30,
+          workerId: "w1",
+          epoch: 1,
+        })
         expect(await store.getJob("j1")).toEqual(res!.job)
         // The caller already streamed the partial output: it stays.
         expect(await bodies("j1")).toEqual(["partial"])
-        expect(await terminals("j1")).toEqual([{ at: T0 + 30, status: "failed", epoch: 1, workerId: "w1", reason: "worker w1 stopped responding" }])
+        expect(await terminals("j1")).toEqual([
+          { at: T0 + 30, status: "failed", epoch: 1, workerId: "w1", reason: "worker w1 stopped responding" },
+        ])
         expect(await store.loseJob("j1", 1, "again", T0 + 31)).toBeUndefined()
         expect(await terminals("j1")).toHaveLength(1)
       })
 
       test("fails a detached job without retries", async () => {
         await job("j1", { retries: 0 })
-        expect(await store.loseJob("j1", 1, "lost", T0 + 30)).toMatchObject({ requeued: false, job: { status: "failed", error: "lost" } })
+        expect(await store.loseJob("j1", 1, "lost", T0 + 30)).toMatchObject({
+          requeued: false,
+          job: { status: "failed", error: "lost" },
+        })
       })
 
       test("re-queues a detached job with retries twice, dropping each lost attempt's output, then fails it", async () => {
@@ -948,24 +1161,46 @@ function testStore(name: string, create: () => Store) {
 
         const r1 = await store.loseJob("j1", 1, "worker w1 lost", T0 + 10)
         expect(r1?.requeued).toBe(true)
-        expect(r1?.job).toMatchObject({ status: "queued", workerId: null, epoch: 1, attempts: 1, excluded: ["w1"], heartbeatAt: null, startedAt: null, assignedAt: null, finishedAt: null, error: null })
+        expect(r1?.job).toMatchObject({
+          status: "queued",
+          workerId: null,
+          epoch: 1,
+          attempts: 1,
+          excluded: ["w1"],
+          heartbeatAt: null,
+          startedAt: null,
+          assignedAt: null,
+          finishedAt: null,
+          error: null,
+        })
         expect(await store.getJob("j1")).toEqual(r1!.job)
         expect(await bodies("j1")).toEqual([])
         // The lost attempt can no longer write.
-        expect(await store.appendOutput("j1", "w1", 1, [out(2, "late")], undefined, T0 + 11)).toMatchObject({ ok: false, reason: "stale" })
+        expect(await store.appendOutput("j1", "w1", 1, [out(2, "late")], undefined, T0 + 11)).toMatchObject({
+          ok: false,
+          reason: "stale",
+        })
 
         // Second attempt: output starts again at seq 1.
         await attempt("j1", "w2", true, T0 + 12)
-        expect(await store.appendOutput("j1", "w2", 2, [out(1, "second try")], undefined, T0 + 14)).toMatchObject({ ok: true })
+        expect(await store.appendOutput("j1", "w2", 2, [out(1, "second try")], undefined, T0 + 14)).toMatchObject({
+          ok: true,
+        })
         expect(await bodies("j1")).toEqual(["second try"])
         const r2 = await store.loseJob("j1", 2, "worker w2 lost", T0 + 20)
-        expect(r2).toMatchObject({ requeued: true, job: { status: "queued", attempts: 2, epoch: 2, excluded: ["w1", "w2"] } })
+        expect(r2).toMatchObject({
+          requeued: true,
+          job: { status: "queued", attempts: 2, epoch: 2, excluded: ["w1", "w2"] },
+        })
         expect(await bodies("j1")).toEqual([])
 
         await attempt("j1", "w3", true, T0 + 22)
         await store.appendOutput("j1", "w3", 3, [out(1, "third try")], undefined, T0 + 24)
         const r3 = await store.loseJob("j1", 3, "worker w3 lost", T0 + 30)
-        expect(r3).toMatchObject({ requeued: false, job: { status: "failed", error: "worker w3 lost", attempts: 3, epoch: 3, finishedAt: T0 + 30 } })
+        expect(r3).toMatchObject({
+          requeued: false,
+          job: { status: "failed", error: "worker w3 lost", attempts: 3, epoch: 3, finishedAt: T0 + 30 },
+        })
         expect(await bodies("j1")).toEqual(["third try"])
 
         const events = await store.events("j1")
@@ -989,8 +1224,14 @@ function testStore(name: string, create: () => Store) {
       test("applies to an assigned job too", async () => {
         await job("d", { retries: 1 }, "w1", false)
         await job("a", { attached: true }, "w1", false)
-        expect(await store.loseJob("d", 1, "lost", T0 + 5)).toMatchObject({ requeued: true, job: { status: "queued", attempts: 1 } })
-        expect(await store.loseJob("a", 1, "lost", T0 + 5)).toMatchObject({ requeued: false, job: { status: "failed" } })
+        expect(await store.loseJob("d", 1, "lost", T0 + 5)).toMatchObject({
+          requeued: true,
+          job: { status: "queued", attempts: 1 },
+        })
+        expect(await store.loseJob("a", 1, "lost", T0 + 5)).toMatchObject({
+          requeued: false,
+          job: { status: "failed" },
+        })
       })
 
       test("cancels instead when a cancel was requested, even with retries left", async () => {
@@ -1019,23 +1260,52 @@ function testStore(name: string, create: () => Store) {
 
     describe("appendOutput with an abandoned exit", () => {
       const abandon = (id: string, worker: string, epoch: number, chunks: OutputChunk[], at: number) =>
-        store.appendOutput(id, worker, epoch, chunks, { code: null, signal: "SIGKILL", abandoned: `worker ${worker} is shutting down` }, at)
+        store.appendOutput(
+          id,
+          worker,
+          epoch,
+          chunks,
+          { code: null, signal: "SIGKILL", abandoned: `worker ${worker} is shutting down` },
+          at,
+        )
 
       test("re-queues a detached job with retries left, dropping the attempt's output (even this upload's), then fails it", async () => {
         await job("j1", { retries: 1 })
         await store.appendOutput("j1", "w1", 1, [out(1, "a")], undefined, T0 + 3)
         const r1 = await abandon("j1", "w1", 1, [out(2, "b")], T0 + 10)
-        expect(r1).toMatchObject({ ok: true, finished: true, job: { status: "queued", workerId: null, attempts: 1, excluded: ["w1"], finishedAt: null } })
+        expect(r1).toMatchObject({
+          ok: true,
+          finished: true,
+          job: { status: "queued", workerId: null, attempts: 1, excluded: ["w1"], finishedAt: null },
+        })
         expect(await bodies("j1")).toEqual([])
-        expect((await store.events("j1")).at(-1)).toEqual({ at: T0 + 10, status: "queued", epoch: 1, workerId: "w1", reason: "worker w1 is shutting down; retry 1 of 1" })
+        expect((await store.events("j1")).at(-1)).toEqual({
+          at: T0 + 10,
+          status: "queued",
+          epoch: 1,
+          workerId: "w1",
+          reason: "worker w1 is shutting down; retry 1 of 1",
+        })
 
         await attempt("j1", "w2", true, T0 + 11)
         expect(await store.appendOutput("j1", "w2", 2, [out(1, "c")], undefined, T0 + 13)).toMatchObject({ ok: true })
         expect(await bodies("j1")).toEqual(["c"])
         const r2 = await abandon("j1", "w2", 2, [out(2, "d")], T0 + 20)
-        expect(r2).toMatchObject({ ok: true, finished: true, job: { status: "failed", error: "worker w2 is shutting down", attempts: 2, finishedAt: T0 + 20 } })
+        expect(r2).toMatchObject({
+          ok: true,
+          finished: true,
+          job: { status: "failed", error: "worker w2 is shutting down", attempts: 2, finishedAt: T0 + 20 },
+        })
         expect(await bodies("j1")).toEqual(["c", "d"])
-        expect(await statuses("j1")).toEqual(["queued", "assigned", "running", "queued", "assigned", "running", "failed"])
+        expect(await statuses("j1")).toEqual([
+          "queued",
+          "assigned",
+          "running",
+          "queued",
+          "assigned",
+          "running",
+          "failed",
+        ])
       })
 
       test("fails an attached job with the reason", async () => {
@@ -1091,7 +1361,10 @@ function testStore(name: string, create: () => Store) {
         expect(await store.reapWorkers(T0 + 10)).toEqual(["w1"])
         expect((await store.getWorker("w1"))?.status).toBe("offline")
         const verified = await store.verifyWorker("w1", "tok", T0 + 20)
-        expect({ verified, status: (await store.getWorker("w1"))?.status }).toEqual({ verified: false, status: "offline" })
+        expect({ verified, status: (await store.getWorker("w1"))?.status }).toEqual({
+          verified: false,
+          status: "offline",
+        })
       })
 
       test("reapWorkers takes offline the non-offline workers not seen since the cutoff, once", async () => {
@@ -1162,7 +1435,11 @@ function testStore(name: string, create: () => Store) {
 
     describe("prune", () => {
       test("deletes jobs finished before the cutoff with their output, input and timeline, and workers offline since then", async () => {
-        const input = (id: string) => store.appendInput(id, [{ seq: 1, kind: Kind.stdin, data: text("in") }, { seq: 2, kind: Kind.stdinEnd, data: new Uint8Array(0) }])
+        const input = (id: string) =>
+          store.appendInput(id, [
+            { seq: 1, kind: Kind.stdin, data: text("in") },
+            { seq: 2, kind: Kind.stdinEnd, data: new Uint8Array(0) },
+          ])
         // Old and finished: completed, failed, canceled.
         await job("old-done", {}, "w1", true, T0)
         await input("old-done")
@@ -1182,7 +1459,8 @@ function testStore(name: string, create: () => Store) {
         await job("old-canceling", {}, "w1", true, T0)
         await store.requestCancel("old-canceling", "x", T0 + 10)
         // Workers.
-        for (const id of ["w-old-offline", "w-new-offline", "w-old-online", "w-old-registering"]) await store.upsertWorker(id, reg(), "t", T0)
+        for (const id of ["w-old-offline", "w-new-offline", "w-old-online", "w-old-registering"])
+          await store.upsertWorker(id, reg(), "t", T0)
         await store.verifyWorker("w-old-online", "t", T0)
         await store.setWorkerStatus("w-old-offline", "offline", T0 + 10)
         await store.setWorkerStatus("w-new-offline", "offline", T0 + 1000)
@@ -1195,14 +1473,23 @@ function testStore(name: string, create: () => Store) {
           expect(await store.readOutput(id, 0, 10)).toEqual([])
           expect(await store.readInput(id, 0, 10)).toEqual([])
         }
-        expect((await store.listJobs({})).map((j) => j.id).sort()).toEqual(["new-done", "old-canceling", "old-queued", "old-running"])
+        expect((await store.listJobs({})).map((j) => j.id).sort()).toEqual([
+          "new-done",
+          "old-canceling",
+          "old-queued",
+          "old-running",
+        ])
         expect(await bodies("new-done")).toEqual(["y"])
         expect(await bodies("old-running")).toEqual(["z"])
         expect(await store.readInput("new-done", 0, 10)).toHaveLength(2)
         expect(await store.readInput("old-queued", 0, 10)).toHaveLength(2)
         expect(await statuses("new-done")).toEqual(["queued", "assigned", "running", "completed"])
         expect(await statuses("old-queued")).toEqual(["queued"])
-        expect((await store.listWorkers()).map((w) => w.id)).toEqual(["w-new-offline", "w-old-online", "w-old-registering"])
+        expect((await store.listWorkers()).map((w) => w.id)).toEqual([
+          "w-new-offline",
+          "w-old-online",
+          "w-old-registering",
+        ])
 
         expect(await store.prune(T0 + 500)).toEqual({ jobs: 0, workers: 0 })
         expect(await store.prune(T0 + 1001)).toEqual({ jobs: 1, workers: 1 })
@@ -1275,7 +1562,10 @@ describe("upgrading a schema version 1 database", () => {
     expect(await store.getWorker("w1")).toMatchObject({ status: "online", lastSeen: T0 + 3 })
     expect(await store.events("old")).toEqual([])
     // And the job carries on: the worker's exit ends it, recorded in the (new) timeline.
-    expect(await store.appendOutput("old", "w1", 1, [out(2, "!")], ok0, T0 + 10)).toMatchObject({ ok: true, job: { status: "completed" } })
+    expect(await store.appendOutput("old", "w1", 1, [out(2, "!")], ok0, T0 + 10)).toMatchObject({
+      ok: true,
+      job: { status: "completed" },
+    })
     expect((await store.events("old")).map((e) => e.status)).toEqual(["completed"])
   })
 
@@ -1327,7 +1617,10 @@ describe("two sqlite store instances on one file (coordinator + admin CLI)", () 
 
     // The admin cancels the job; the coordinator's next upload sees it ended.
     expect(await admin.failJob("j1", "canceled by admin", T0 + 1)).toMatchObject({ status: "failed" })
-    expect(await coordinator.appendOutput("j1", "w1", 1, [out(2, "more")], undefined, T0 + 2)).toMatchObject({ ok: false, reason: "stale" })
+    expect(await coordinator.appendOutput("j1", "w1", 1, [out(2, "more")], undefined, T0 + 2)).toMatchObject({
+      ok: false,
+      reason: "stale",
+    })
     expect(await admin.removeUser("alice")).toBe(true)
     expect(await coordinator.getCredential("alice")).toBeUndefined()
   })
@@ -1392,11 +1685,21 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
       ["loseJob", [id, 1, "peer: worker lost again", T0 + 10]],
     ])
     const local = () =>
-      Promise.all([...ids].reverse().flatMap((id) => [store.failJob(id, "main: failed", T0 + 10), store.loseJob(id, 1, "main: worker lost", T0 + 10), store.failJob(id, "main: again", T0 + 10, 1)]))
+      Promise.all(
+        [...ids]
+          .reverse()
+          .flatMap((id) => [
+            store.failJob(id, "main: failed", T0 + 10),
+            store.loseJob(id, 1, "main: worker lost", T0 + 10),
+            store.failJob(id, "main: again", T0 + 10, 1),
+          ]),
+      )
     const res = await peer.race(calls, local)
     const theirs = settledOk(res.peer)
     for (const [i, id] of ids.entries()) {
-      const wins = [...theirs.slice(i * 3, i * 3 + 3), ...res.local.slice((N - 1 - i) * 3, (N - i) * 3)].filter((v) => v !== undefined)
+      const wins = [...theirs.slice(i * 3, i * 3 + 3), ...res.local.slice((N - 1 - i) * 3, (N - i) * 3)].filter(
+        (v) => v !== undefined,
+      )
       expect({ id, wins: wins.length }).toEqual({ id, wins: 1 })
       const terminal = (await events(id)).filter((e) => TERMINAL.includes(e.status))
       expect({ id, terminal: terminal.length }).toEqual({ id, terminal: 1 })
@@ -1413,7 +1716,13 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
       ["loseJob", [id, 1, "peer", T0 + 10]],
       ["loseJob", [id, 1, "peer", T0 + 10]],
     ])
-    const res = await peer.race(calls, () => Promise.all([...ids].reverse().flatMap((id) => [store.loseJob(id, 1, "main", T0 + 10), store.loseJob(id, 1, "main", T0 + 10)])))
+    const res = await peer.race(calls, () =>
+      Promise.all(
+        [...ids]
+          .reverse()
+          .flatMap((id) => [store.loseJob(id, 1, "main", T0 + 10), store.loseJob(id, 1, "main", T0 + 10)]),
+      ),
+    )
     const wins = [...settledOk(res.peer), ...res.local].filter((v) => v !== undefined) as { requeued: boolean }[]
     expect(wins).toHaveLength(N)
     expect(wins.every((w) => w.requeued)).toBe(true)
@@ -1427,7 +1736,9 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
   test("a cancel request racing the worker's exit: exactly one terminal event, consistent with the timeline", async () => {
     await runningJobs({ attached: true })
     const calls: Call[] = ids.map((id): Call => ["requestCancel", [id, "canceled by alice", T0 + 10]])
-    const res = await peer.race(calls, () => Promise.all([...ids].reverse().map((id) => store.appendOutput(id, "w1", 1, [out(1, "bye")], ok0, T0 + 10))))
+    const res = await peer.race(calls, () =>
+      Promise.all([...ids].reverse().map((id) => store.appendOutput(id, "w1", 1, [out(1, "bye")], ok0, T0 + 10))),
+    )
     settledOk(res.peer)
     for (const r of res.local) expect(r).toMatchObject({ ok: true, finished: true })
     for (const id of ids) {
@@ -1435,7 +1746,11 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
       const job = (await store.getJob(id))!
       // Either the exit came first (completed; the request found nothing to cancel), or the request did
       // (canceling, then the exit ends it canceled).
-      expect(statuses).toEqual(job.status === "completed" ? ["queued", "assigned", "running", "completed"] : ["queued", "assigned", "running", "canceling", "canceled"])
+      expect(statuses).toEqual(
+        job.status === "completed"
+          ? ["queued", "assigned", "running", "completed"]
+          : ["queued", "assigned", "running", "canceling", "canceled"],
+      )
       expect(await store.readOutput(id, 0, 10)).toHaveLength(1)
     }
   })
@@ -1443,7 +1758,9 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
   test("assign from both sides: each job goes to exactly one worker at epoch 1", async () => {
     for (const id of ids) await store.createJob(newJob(id), T0)
     const calls: Call[] = ids.map((id): Call => ["assign", [id, "peer-worker", T0 + 1]])
-    const res = await peer.race(calls, () => Promise.all([...ids].reverse().map((id) => store.assign(id, "main-worker", T0 + 1))))
+    const res = await peer.race(calls, () =>
+      Promise.all([...ids].reverse().map((id) => store.assign(id, "main-worker", T0 + 1))),
+    )
     const wins = [...settledOk(res.peer), ...res.local].filter((v) => v !== undefined)
     expect(wins).toHaveLength(N)
     for (const id of ids) {

@@ -1,5 +1,17 @@
 import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
-import { JobStatus as JobStatuses, type ExitReport, type Job, type JobEvent, type JobStatus, type ProgressReport, type Role, type User, type Worker, type WorkerRegistration, type WorkerStatus } from "../../shared/protocol/schemas.ts"
+import {
+  JobStatus as JobStatuses,
+  type ExitReport,
+  type Job,
+  type JobEvent,
+  type JobStatus,
+  type ProgressReport,
+  type Role,
+  type User,
+  type Worker,
+  type WorkerRegistration,
+  type WorkerStatus,
+} from "../../shared/protocol/schemas.ts"
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { ARGS_HEAD_CHARS, migrate } from "./migrations.ts"
@@ -7,7 +19,23 @@ import { writeTransaction } from "./tx.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { keyVault } from "./keys.ts"
 import { memoryKeyring, type Keyring } from "../../shared/auth/keyring.ts"
-import type { ActiveCounts, HeldJob, InputChunk, InputRow, JobFilter, JobListing, ListingSize, LostResult, NewJob, OutputChunk, Stats, Store, StoreKind, StreamRow, UploadResult } from "../types.ts"
+import type {
+  ActiveCounts,
+  HeldJob,
+  InputChunk,
+  InputRow,
+  JobFilter,
+  JobListing,
+  ListingSize,
+  LostResult,
+  NewJob,
+  OutputChunk,
+  Stats,
+  Store,
+  StoreKind,
+  StreamRow,
+  UploadResult,
+} from "../types.ts"
 
 const STREAM = { stdout: 1, stderr: 2 } as const
 
@@ -182,17 +210,46 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
   const jobById = (id: string) => fullJob(db, id)
   /** Every column of the row (whose `args` is at most a head), the error cut by the database. */
   const summaries = () =>
-    db.selectFrom("jobs").select([
-      "id", "requester", "binary", "stdin", "status", "epoch", "worker_id", "out_seq", "exit_code", "exit_signal", "created_at", "updated_at",
-      "assigned_at", "started_at", "finished_at", "attached", "retries", "attempts", "heartbeat_at", "client_seen_at", "cancel_requested_at", "progress",
-      "paths", "excluded", "cwd", "args", "args_chars",
-      sql<string | null>`substr(error, 1, ${SUMMARY_ERROR_CHARS})`.as("error"),
-      sql<number | null>`length(error)`.as("error_len"),
-    ])
+    db
+      .selectFrom("jobs")
+      .select([
+        "id",
+        "requester",
+        "binary",
+        "stdin",
+        "status",
+        "epoch",
+        "worker_id",
+        "out_seq",
+        "exit_code",
+        "exit_signal",
+        "created_at",
+        "updated_at",
+        "assigned_at",
+        "started_at",
+        "finished_at",
+        "attached",
+        "retries",
+        "attempts",
+        "heartbeat_at",
+        "client_seen_at",
+        "cancel_requested_at",
+        "progress",
+        "paths",
+        "excluded",
+        "cwd",
+        "args",
+        "args_chars",
+        sql<string | null>`substr(error, 1, ${SUMMARY_ERROR_CHARS})`.as("error"),
+        sql<number | null>`length(error)`.as("error_len"),
+      ])
   /** Janitor selections: summaries, since a queued job waiting for a slot is selected on every pass. */
   const summariesWhere = async (build: (q: any) => any, limit = 1000): Promise<JobListing[]> =>
-    ((await build(summaries()).orderBy("id").limit(limit).execute()) as SummaryRow[]).map((r) => toListing(r, ARGS_HEAD_CHARS))
-  const argsCharsOf = (size?: ListingSize) => Math.min(ARGS_HEAD_CHARS, Math.max(2, Math.floor(size?.argsChars ?? ARGS_HEAD_CHARS)))
+    ((await build(summaries()).orderBy("id").limit(limit).execute()) as SummaryRow[]).map((r) =>
+      toListing(r, ARGS_HEAD_CHARS),
+    )
+  const argsCharsOf = (size?: ListingSize) =>
+    Math.min(ARGS_HEAD_CHARS, Math.max(2, Math.floor(size?.argsChars ?? ARGS_HEAD_CHARS)))
 
   const jobsWhere = async (build: (q: any) => any, limit = 1000) => {
     const rows = (await build(db.selectFrom("jobs").selectAll()).orderBy("id").limit(limit).execute()) as JobRow[]
@@ -227,26 +284,60 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       return next
     })
 
-  const recordEvent = (t: Kysely<Database>, job: Job, now: number, status: string, reason: string | null, worker: string | null) =>
-    t.insertInto("job_events").values({ job_id: job.id, at: now, status, epoch: job.epoch, worker_id: worker, reason }).execute()
+  const recordEvent = (
+    t: Kysely<Database>,
+    job: Job,
+    now: number,
+    status: string,
+    reason: string | null,
+    worker: string | null,
+  ) =>
+    t
+      .insertInto("job_events")
+      .values({ job_id: job.id, at: now, status, epoch: job.epoch, worker_id: worker, reason })
+      .execute()
 
   const isActive = (j: Job) => ACTIVE.includes(j.status)
-  const ended = (status: JobStatus, reason: string | null, now: number): Change => ({ set: { status, error: reason, finished_at: now }, status, reason })
+  const ended = (status: JobStatus, reason: string | null, now: number): Change => ({
+    set: { status, error: reason, finished_at: now },
+    status,
+    reason,
+  })
 
   /** A lost attempt: back to the queue when detached with retries left, failed otherwise. */
   const lost = (job: Job, reason: string, now: number): Change => {
-    const excluded = job.workerId && !job.excluded.includes(job.workerId) ? [...job.excluded, job.workerId] : job.excluded
+    const excluded =
+      job.workerId && !job.excluded.includes(job.workerId) ? [...job.excluded, job.workerId] : job.excluded
     if (job.cancelRequestedAt !== null) return ended("canceled", reason, now)
     if (!job.attached && job.attempts < job.retries) {
       return {
-        set: { status: "queued", worker_id: null, attempts: job.attempts + 1, excluded: JSON.stringify(excluded), heartbeat_at: null, started_at: null, assigned_at: null, out_seq: 0, progress: null },
+        set: {
+          status: "queued",
+          worker_id: null,
+          attempts: job.attempts + 1,
+          excluded: JSON.stringify(excluded),
+          heartbeat_at: null,
+          started_at: null,
+          assigned_at: null,
+          out_seq: 0,
+          progress: null,
+        },
         status: "queued",
         reason: `${reason}; retry ${job.attempts + 1} of ${job.retries}`,
         // The caller replays output from the start: drop what the lost attempt wrote.
         after: async (t) => void (await t.deleteFrom("job_output").where("job_id", "=", job.id).execute()),
       }
     }
-    return { ...ended("failed", reason, now), set: { status: "failed", error: reason, finished_at: now, attempts: job.attempts + 1, excluded: JSON.stringify(excluded) } }
+    return {
+      ...ended("failed", reason, now),
+      set: {
+        status: "failed",
+        error: reason,
+        finished_at: now,
+        attempts: job.attempts + 1,
+        excluded: JSON.stringify(excluded),
+      },
+    }
   }
 
   return {
@@ -270,7 +361,9 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     async getCredential(name) {
       const r = await db.selectFrom("users").selectAll().where("name", "=", name).executeTakeFirst()
       const key = r && vault.read(r.name, r.key)
-      return r && key !== undefined ? { name: r.name, role: r.role as Role, key, createdAt: Number(r.created_at) } : undefined
+      return r && key !== undefined
+        ? { name: r.name, role: r.role as Role, key, createdAt: Number(r.created_at) }
+        : undefined
     },
     resealKeys: (next) => vault.reseal(next),
     async listUsers() {
@@ -282,7 +375,11 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       return res.numDeletedRows > 0n
     },
     async getUser(name) {
-      const r = await db.selectFrom("users").select(["name", "role", "created_at"]).where("name", "=", name).executeTakeFirst()
+      const r = await db
+        .selectFrom("users")
+        .select(["name", "role", "created_at"])
+        .where("name", "=", name)
+        .executeTakeFirst()
       return r ? { name: r.name, role: r.role as Role, createdAt: Number(r.created_at) } : undefined
     },
     setUserKey: (name, key) =>
@@ -302,13 +399,30 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         self_draining: reg.draining ? 1 : 0,
       }
       await tx(async (t) => {
-        const cur = await t.selectFrom("workers").select(["status", "drain_requested"]).where("id", "=", id).executeTakeFirst()
+        const cur = await t
+          .selectFrom("workers")
+          .select(["status", "drain_requested"])
+          .where("id", "=", id)
+          .executeTakeFirst()
         // A known, verified worker keeps its state (re-registration); a new or offline one must verify.
         const verified = cur && cur.status !== "offline" && cur.status !== "registering"
         // An administrator's drain outlives the worker's own view of itself (restarts included).
-        const status = !verified ? "registering" : reg.draining || Number(cur.drain_requested) === 1 ? "draining" : "online"
-        if (cur) await t.updateTable("workers").set({ ...values, status, ...(verified ? {} : { token }) }).where("id", "=", id).execute()
-        else await t.insertInto("workers").values({ id, registered_at: now, ...values, status, token, drain_requested: 0 }).execute()
+        const status = !verified
+          ? "registering"
+          : reg.draining || Number(cur.drain_requested) === 1
+            ? "draining"
+            : "online"
+        if (cur)
+          await t
+            .updateTable("workers")
+            .set({ ...values, status, ...(verified ? {} : { token }) })
+            .where("id", "=", id)
+            .execute()
+        else
+          await t
+            .insertInto("workers")
+            .values({ id, registered_at: now, ...values, status, token, drain_requested: 0 })
+            .execute()
       })
       return (await this.getWorker(id))!
     },
@@ -322,17 +436,30 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       if (w.status !== "registering") return true
       const res = await db
         .updateTable("workers")
-        .set((eb) => ({ status: eb.case().when("drain_requested", "=", 1).then("draining").else("online").end(), token: null, last_seen: now }))
+        .set((eb) => ({
+          status: eb.case().when("drain_requested", "=", 1).then("draining").else("online").end(),
+          token: null,
+          last_seen: now,
+        }))
         .where("id", "=", id)
         .where("token", "=", token)
         .executeTakeFirst()
       return res.numUpdatedRows > 0n
     },
     async touchWorker(id, now) {
-      await db.updateTable("workers").set({ last_seen: now }).where("id", "=", id).where("status", "!=", "offline").execute()
+      await db
+        .updateTable("workers")
+        .set({ last_seen: now })
+        .where("id", "=", id)
+        .where("status", "!=", "offline")
+        .execute()
     },
     async setWorkerStatus(id, status, now) {
-      const res = await db.updateTable("workers").set({ status, last_seen: now }).where("id", "=", id).executeTakeFirst()
+      const res = await db
+        .updateTable("workers")
+        .set({ status, last_seen: now })
+        .where("id", "=", id)
+        .executeTakeFirst()
       return res.numUpdatedRows > 0n
     },
     async getWorker(id) {
@@ -345,22 +472,41 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     },
     async requestDrain(id, on, now) {
       const done = await tx(async (t) => {
-        const cur = await t.selectFrom("workers").select(["status", "self_draining"]).where("id", "=", id).executeTakeFirst()
+        const cur = await t
+          .selectFrom("workers")
+          .select(["status", "self_draining"])
+          .where("id", "=", id)
+          .executeTakeFirst()
         if (!cur) return false
         // Only a serving worker changes state now; a registering or offline one picks the flag up when
         // it is verified. An undrain never revives a worker that is draining because it is stopping.
         const serving = cur.status === "online" || cur.status === "draining"
         const status = serving ? (on || Number(cur.self_draining) === 1 ? "draining" : "online") : cur.status
-        await t.updateTable("workers").set({ drain_requested: on ? 1 : 0, status }).where("id", "=", id).execute()
+        await t
+          .updateTable("workers")
+          .set({ drain_requested: on ? 1 : 0, status })
+          .where("id", "=", id)
+          .execute()
         return true
       })
       return done ? this.getWorker(id) : undefined
     },
     async reapWorkers(before) {
-      const stale = await db.selectFrom("workers").select("id").where("status", "!=", "offline").where("last_seen", "<", before).execute()
+      const stale = await db
+        .selectFrom("workers")
+        .select("id")
+        .where("status", "!=", "offline")
+        .where("last_seen", "<", before)
+        .execute()
       const out: string[] = []
       for (const w of stale) {
-        const res = await db.updateTable("workers").set({ status: "offline" }).where("id", "=", w.id).where("status", "!=", "offline").where("last_seen", "<", before).executeTakeFirst()
+        const res = await db
+          .updateTable("workers")
+          .set({ status: "offline" })
+          .where("id", "=", w.id)
+          .where("status", "!=", "offline")
+          .where("last_seen", "<", before)
+          .executeTakeFirst()
         if (res.numUpdatedRows > 0n) out.push(w.id)
       }
       return out
@@ -404,7 +550,10 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
             progress: null,
           })
           .execute()
-        const job = { ...toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!), args: j.args }
+        const job = {
+          ...toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!),
+          args: j.args,
+        }
         await recordEvent(t, job, now, "queued", null, null)
         return job
       })
@@ -438,7 +587,15 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     },
     async events(id) {
       const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
-      return rows.map((r): JobEvent => ({ at: Number(r.at), status: r.status, epoch: Number(r.epoch), workerId: r.worker_id, reason: r.reason }))
+      return rows.map(
+        (r): JobEvent => ({
+          at: Number(r.at),
+          status: r.status,
+          epoch: Number(r.epoch),
+          workerId: r.worker_id,
+          reason: r.reason,
+        }),
+      )
     },
     async queuedJobs(limit, after) {
       let q = summaries().where("status", "=", "queued")
@@ -457,7 +614,22 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
     assign: (id, worker, now) =>
-      mutate(id, now, (j) => (j.status === "queued" ? { set: { status: "assigned", worker_id: worker, epoch: j.epoch + 1, out_seq: 0, assigned_at: now, heartbeat_at: null, progress: null }, status: "assigned" } : undefined)),
+      mutate(id, now, (j) =>
+        j.status === "queued"
+          ? {
+              set: {
+                status: "assigned",
+                worker_id: worker,
+                epoch: j.epoch + 1,
+                out_seq: 0,
+                assigned_at: now,
+                heartbeat_at: null,
+                progress: null,
+              },
+              status: "assigned",
+            }
+          : undefined,
+      ),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
     start: (id, worker, epoch, now) =>
       mutate(id, now, (j) =>
@@ -468,7 +640,12 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     async heartbeat(worker, held, now) {
       const stale: HeldJob[] = []
       await tx(async (t) => {
-        await t.updateTable("workers").set({ last_seen: now }).where("id", "=", worker).where("status", "!=", "offline").execute()
+        await t
+          .updateTable("workers")
+          .set({ last_seen: now })
+          .where("id", "=", worker)
+          .where("status", "!=", "offline")
+          .execute()
         for (const h of held) {
           const res = await t
             .updateTable("jobs")
@@ -483,7 +660,15 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       })
       return stale
     },
-    async appendOutput(id, worker, epoch, chunks: OutputChunk[], exit: ExitReport | undefined, now, report?: ProgressReport): Promise<UploadResult> {
+    async appendOutput(
+      id,
+      worker,
+      epoch,
+      chunks: OutputChunk[],
+      exit: ExitReport | undefined,
+      now,
+      report?: ProgressReport,
+    ): Promise<UploadResult> {
       const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
       return tx(async (tx): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
@@ -494,7 +679,8 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         if (job.workerId !== worker || job.epoch !== epoch) return { ok: false, reason: "stale", job }
         if (job.status !== "running") {
           // A retried final upload after the job already ended is a success, not a conflict.
-          if (job.finishedAt !== null && chunks.every((c) => c.seq <= Number(row.out_seq))) return { ok: true, job, finished: true }
+          if (job.finishedAt !== null && chunks.every((c) => c.seq <= Number(row.out_seq)))
+            return { ok: true, job, finished: true }
           return { ok: false, reason: "stale", job }
         }
         let last = Number(row.out_seq)
@@ -512,20 +698,39 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
             .execute()
         }
         if (!exit) {
-          if (fresh.length || progress) await tx.updateTable("jobs").set({ out_seq: last, heartbeat_at: now, updated_at: now, ...(progress ? { progress } : {}) }).where("id", "=", id).execute()
+          if (fresh.length || progress)
+            await tx
+              .updateTable("jobs")
+              .set({ out_seq: last, heartbeat_at: now, updated_at: now, ...(progress ? { progress } : {}) })
+              .where("id", "=", id)
+              .execute()
           return { ok: true, job, finished: false }
         }
         let change: Change
         if (exit.abandoned) change = lost(job, exit.abandoned, now)
         else {
-          const status: JobStatus = job.cancelRequestedAt !== null ? "canceled" : exit.code === 0 && !exit.signal && !exit.error ? "completed" : "failed"
+          const status: JobStatus =
+            job.cancelRequestedAt !== null
+              ? "canceled"
+              : exit.code === 0 && !exit.signal && !exit.error
+                ? "completed"
+                : "failed"
           const reason = status === "canceled" ? (job.error ?? "canceled") : (exit.error ?? null)
-          change = { set: { status, exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now }, status, reason }
+          change = {
+            set: { status, exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now },
+            status,
+            reason,
+          }
         }
         const requeued = change.set.status === "queued"
         await tx
           .updateTable("jobs")
-          .set({ ...change.set, out_seq: requeued ? 0 : last, updated_at: now, ...(requeued ? { progress: null } : progress ? { progress } : {}) })
+          .set({
+            ...change.set,
+            out_seq: requeued ? 0 : last,
+            updated_at: now,
+            ...(requeued ? { progress: null } : progress ? { progress } : {}),
+          })
           .where("id", "=", id)
           .execute()
         const next = (await fullJob(tx, id))!
@@ -543,7 +748,11 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .orderBy("pos")
         .limit(limit)
         .execute()
-      return rows.map((r) => ({ pos: Number(r.pos), stream: r.stream === STREAM.stdout ? "stdout" : "stderr", data: bytes(r.data) }))
+      return rows.map((r) => ({
+        pos: Number(r.pos),
+        stream: r.stream === STREAM.stdout ? "stdout" : "stderr",
+        data: bytes(r.data),
+      }))
     },
     async lastOutput(id, stream, limit): Promise<StreamRow[]> {
       const rows = await db
@@ -582,24 +791,49 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       const rows: StreamRow[] = []
       if (cut) {
         // substr() of a blob counts bytes; a negative start counts from the end.
-        const r = await db.selectFrom("job_output").select(sql<Uint8Array>`substr(data, ${-cut.keep})`.as("tail")).where("job_id", "=", id).where("pos", "=", cut.pos).executeTakeFirst()
+        const r = await db
+          .selectFrom("job_output")
+          .select(sql<Uint8Array>`substr(data, ${-cut.keep})`.as("tail"))
+          .where("job_id", "=", id)
+          .where("pos", "=", cut.pos)
+          .executeTakeFirst()
         if (r) rows.push({ pos: cut.pos, stream, data: bytes(r.tail) })
       }
       if (kept) {
         const oldest = Number(sizes[kept - 1].pos)
-        const full = await db.selectFrom("job_output").select(["pos", "data"]).where("job_id", "=", id).where("stream", "=", STREAM[stream]).where("pos", ">=", oldest).where("pos", "<=", Number(sizes[0].pos)).orderBy("pos").execute()
+        const full = await db
+          .selectFrom("job_output")
+          .select(["pos", "data"])
+          .where("job_id", "=", id)
+          .where("stream", "=", STREAM[stream])
+          .where("pos", ">=", oldest)
+          .where("pos", "<=", Number(sizes[0].pos))
+          .orderBy("pos")
+          .execute()
         for (const r of full) rows.push({ pos: Number(r.pos), stream, data: bytes(r.data) })
       }
       return { rows, truncated }
     },
     async stats(): Promise<Stats> {
       const jobs = Object.fromEntries(JobStatuses.options.map((s) => [s, 0])) as Record<JobStatus, number>
-      for (const r of await db.selectFrom("jobs").select(["status", sql<number>`count(*)`.as("n")]).groupBy("status").execute()) {
+      for (const r of await db
+        .selectFrom("jobs")
+        .select(["status", sql<number>`count(*)`.as("n")])
+        .groupBy("status")
+        .execute()) {
         if (r.status in jobs) jobs[r.status as JobStatus] = Number(r.n)
       }
-      const oldest = await db.selectFrom("jobs").select(sql<number | null>`min(created_at)`.as("t")).where("status", "=", "queued").executeTakeFirst()
+      const oldest = await db
+        .selectFrom("jobs")
+        .select(sql<number | null>`min(created_at)`.as("t"))
+        .where("status", "=", "queued")
+        .executeTakeFirst()
       const workers = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerStatus, number>
-      for (const r of await db.selectFrom("workers").select(["status", sql<number>`count(*)`.as("n")]).groupBy("status").execute()) {
+      for (const r of await db
+        .selectFrom("workers")
+        .select(["status", sql<number>`count(*)`.as("n")])
+        .groupBy("status")
+        .execute()) {
         if (r.status in workers) workers[r.status as WorkerStatus] = Number(r.n)
       }
       const total = await db
@@ -607,7 +841,11 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .select(sql<number | null>`sum(max_jobs)`.as("n"))
         .where("status", "in", ["online", "draining"])
         .executeTakeFirst()
-      const used = await db.selectFrom("jobs").select(sql<number>`count(*)`.as("n")).where("status", "in", ["assigned", "running"]).executeTakeFirst()
+      const used = await db
+        .selectFrom("jobs")
+        .select(sql<number>`count(*)`.as("n"))
+        .where("status", "in", ["assigned", "running"])
+        .executeTakeFirst()
       return {
         jobs,
         oldestQueuedAt: oldest?.t === null || oldest?.t === undefined ? null : Number(oldest.t),
@@ -619,51 +857,93 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()
       if (!job) return false
       if (!chunks.length) return true
-      let q = db.insertInto("job_input").values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
+      let q = db
+        .insertInto("job_input")
+        .values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
       q = kind === "mysql" ? q.ignore() : q.onConflict((oc) => oc.columns(["job_id", "seq"]).doNothing())
       await q.execute()
       return true
     },
     async readInput(id, after, limit): Promise<InputRow[]> {
-      const rows = await db.selectFrom("job_input").select(["seq", "kind", "data"]).where("job_id", "=", id).where("seq", ">", after).orderBy("seq").limit(limit).execute()
-      return rows.map((r) => ({ seq: Number(r.seq), kind: Number(r.kind), data: r.data === null ? new Uint8Array(0) : bytes(r.data) }))
+      const rows = await db
+        .selectFrom("job_input")
+        .select(["seq", "kind", "data"])
+        .where("job_id", "=", id)
+        .where("seq", ">", after)
+        .orderBy("seq")
+        .limit(limit)
+        .execute()
+      return rows.map((r) => ({
+        seq: Number(r.seq),
+        kind: Number(r.kind),
+        data: r.data === null ? new Uint8Array(0) : bytes(r.data),
+      }))
     },
     async inputBytes(id) {
       // length() of a blob is read from the record header: the data itself is not loaded.
       const r = await db
         .selectFrom("job_input")
-        .select([sql<number | null>`sum(case when kind = ${Kind.stdin} then length(data) else 0 end)`.as("bytes"), sql<number | null>`max(seq)`.as("last")])
+        .select([
+          sql<number | null>`sum(case when kind = ${Kind.stdin} then length(data) else 0 end)`.as("bytes"),
+          sql<number | null>`max(seq)`.as("last"),
+        ])
         .where("job_id", "=", id)
         .executeTakeFirst()
       return { bytes: Number(r?.bytes ?? 0), lastSeq: Number(r?.last ?? 0) }
     },
-    failJob: (id, reason, now, epoch) => mutate(id, now, (j) => (isActive(j) && (epoch === undefined || j.epoch === epoch) ? ended("failed", reason, now) : undefined)),
+    failJob: (id, reason, now, epoch) =>
+      mutate(id, now, (j) =>
+        isActive(j) && (epoch === undefined || j.epoch === epoch) ? ended("failed", reason, now) : undefined,
+      ),
     requestCancel: (id, reason, now) =>
       mutate(id, now, (j) => {
         if (j.status === "queued" || j.status === "assigned") return ended("canceled", reason, now)
-        if (j.status === "running" && j.cancelRequestedAt === null) return { set: { cancel_requested_at: now, error: reason }, status: "canceling", reason }
+        if (j.status === "running" && j.cancelRequestedAt === null)
+          return { set: { cancel_requested_at: now, error: reason }, status: "canceling", reason }
         return undefined
       }),
-    forceCanceled: (id, epoch, reason, now) => mutate(id, now, (j) => (j.status === "running" && j.epoch === epoch ? ended("canceled", reason, now) : undefined)),
+    forceCanceled: (id, epoch, reason, now) =>
+      mutate(id, now, (j) =>
+        j.status === "running" && j.epoch === epoch ? ended("canceled", reason, now) : undefined,
+      ),
     unassign: (id, epoch, reason, now) =>
       mutate(id, now, (j) => {
         if (j.status !== "assigned" || j.epoch !== epoch) return undefined
         const excluded = j.workerId && !j.excluded.includes(j.workerId) ? [...j.excluded, j.workerId] : j.excluded
-        return { set: { status: "queued", worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) }, status: "queued", reason }
+        return {
+          set: { status: "queued", worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) },
+          status: "queued",
+          reason,
+        }
       }),
     async loseJob(id, epoch, reason, now): Promise<LostResult> {
-      const job = await mutate(id, now, (j) => ((j.status === "running" || j.status === "assigned") && j.epoch === epoch ? lost(j, reason, now) : undefined))
+      const job = await mutate(id, now, (j) =>
+        (j.status === "running" || j.status === "assigned") && j.epoch === epoch ? lost(j, reason, now) : undefined,
+      )
       return job ? { job, requeued: job.status === "queued" } : undefined
     },
     async touchClient(id, now) {
-      await db.updateTable("jobs").set({ client_seen_at: now }).where("id", "=", id).where("status", "in", ACTIVE).execute()
+      await db
+        .updateTable("jobs")
+        .set({ client_seen_at: now })
+        .where("id", "=", id)
+        .where("status", "in", ACTIVE)
+        .execute()
     },
 
-    runningWithoutHeartbeat: (before) => summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
-    assignedSince: (before) => summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
+    runningWithoutHeartbeat: (before) =>
+      summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
+    assignedSince: (before) =>
+      summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
     queuedSince: (before) => summariesWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
     abandoned: (before) =>
-      summariesWhere((q) => q.where("attached", "=", 1).where("status", "in", ACTIVE).where("cancel_requested_at", "is", null).where("client_seen_at", "<", before)),
+      summariesWhere((q) =>
+        q
+          .where("attached", "=", 1)
+          .where("status", "in", ACTIVE)
+          .where("cancel_requested_at", "is", null)
+          .where("client_seen_at", "<", before),
+      ),
     async prune(before) {
       return tx(async (t) => {
         const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)
@@ -672,10 +952,13 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         await t.deleteFrom("job_args").where("job_id", "in", old).execute()
         await t.deleteFrom("job_events").where("job_id", "in", old).execute()
         const jobs = await t.deleteFrom("jobs").where("finished_at", "<", before).executeTakeFirst()
-        const workers = await t.deleteFrom("workers").where("status", "=", "offline").where("last_seen", "<", before).executeTakeFirst()
+        const workers = await t
+          .deleteFrom("workers")
+          .where("status", "=", "offline")
+          .where("last_seen", "<", before)
+          .executeTakeFirst()
         return { jobs: Number(jobs.numDeletedRows), workers: Number(workers.numDeletedRows) }
       })
     },
   }
 }
-

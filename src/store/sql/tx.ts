@@ -7,7 +7,11 @@ import type { StoreKind } from "../types.ts"
  * writes gets SQLITE_BUSY at once, without the busy timeout; BEGIN IMMEDIATE takes the lock up
  * front and waits for it. Server databases lock rows with SELECT ... FOR UPDATE instead.
  */
-export async function writeTransaction<DB, T>(db: Kysely<DB>, kind: StoreKind, fn: (tx: Kysely<DB>) => Promise<T>): Promise<T> {
+export async function writeTransaction<DB, T>(
+  db: Kysely<DB>,
+  kind: StoreKind,
+  fn: (tx: Kysely<DB>) => Promise<T>,
+): Promise<T> {
   if (kind !== "sqlite") return db.transaction().execute(fn)
   return db.connection().execute(async (conn) => {
     await sql`begin immediate`.execute(conn)

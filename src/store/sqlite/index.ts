@@ -60,7 +60,8 @@ function restrictSidecars(path: string): void {
 export function createSqliteStore(opts: SqliteOptions): Store {
   const memory = opts.path === ":memory:"
   if (!memory) createPrivate(opts.path)
-  const keys = opts.keys ?? (memory && !opts.secretFile ? undefined : fileKeyring(opts.secretFile ?? `${opts.path}.secret`))
+  const keys =
+    opts.keys ?? (memory && !opts.secretFile ? undefined : fileKeyring(opts.secretFile ?? `${opts.path}.secret`))
   const raw = new Sqlite(opts.path, { create: true, strict: true })
   raw.exec("PRAGMA journal_mode = WAL")
   raw.exec("PRAGMA busy_timeout = 5000")

@@ -16,8 +16,14 @@ export function httpTransport(api: ApiClient): WorkerTransport {
     async deregister() {
       await api.json("POST", "/api/v1/worker/deregister", { timeoutMs: 3000 })
     },
-    poll: (waitSeconds, signal) => api.json<PollReply>("GET", "/api/v1/worker/poll", { query: { wait: waitSeconds }, signal, timeoutMs: (waitSeconds + 10) * 1000 }),
-    heartbeat: (held) => api.json<HeartbeatReply>("POST", "/api/v1/worker/heartbeat", { json: { jobs: held }, timeoutMs: 5000 }),
+    poll: (waitSeconds, signal) =>
+      api.json<PollReply>("GET", "/api/v1/worker/poll", {
+        query: { wait: waitSeconds },
+        signal,
+        timeoutMs: (waitSeconds + 10) * 1000,
+      }),
+    heartbeat: (held) =>
+      api.json<HeartbeatReply>("POST", "/api/v1/worker/heartbeat", { json: { jobs: held }, timeoutMs: 5000 }),
     async reject(job, epoch) {
       await api.json("POST", `/api/v1/jobs/${job}/reject`, { query: { epoch } })
     },
@@ -25,7 +31,12 @@ export function httpTransport(api: ApiClient): WorkerTransport {
       await api.json("POST", `/api/v1/jobs/${job}/start`, { query: { epoch } })
     },
     async upload(job, epoch, frames) {
-      await api.json("POST", `/api/v1/jobs/${job}/output`, { query: { epoch }, body: frames, contentType: FRAMES, timeoutMs: 30_000 })
+      await api.json("POST", `/api/v1/jobs/${job}/output`, {
+        query: { epoch },
+        body: frames,
+        contentType: FRAMES,
+        timeoutMs: 30_000,
+      })
     },
     async *input(job, epoch, after, signal) {
       const res = await api.request("GET", `/api/v1/jobs/${job}/input`, { query: { epoch, after }, signal })

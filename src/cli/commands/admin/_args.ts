@@ -5,11 +5,16 @@ export const adminContext: ModeOptions = {}
 
 /** Flags every admin verb accepts (also after the verb, where citty hands them to the leaf). */
 export const modeArgs = {
-  config: { type: "string", description: "an admin identity config (remote mode) or the coordinator's config (local mode)" },
+  config: {
+    type: "string",
+    description: "an admin identity config (remote mode) or the coordinator's config (local mode)",
+  },
   local: { type: "boolean", description: "work directly on the coordinator's database on this host (no key needed)" },
 } as const
 
-export const jsonArg = { json: { type: "boolean", description: "print JSON (errors too: {\"error\":{code,message}})" } } as const
+export const jsonArg = {
+  json: { type: "boolean", description: 'print JSON (errors too: {"error":{code,message}})' },
+} as const
 
 /** Keeps mode flags given on `admin` or a noun for the verb that runs after it. */
 export function remember(args: { config?: unknown; local?: unknown }): void {

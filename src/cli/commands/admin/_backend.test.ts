@@ -20,10 +20,25 @@ const found = () => admin
 describe("chooseMode", () => {
   test.each([
     ["--local alone: the coordinator config search", { local: true }, found, { kind: "local" }],
-    ["--local with a coordinator config", { local: true, config: coordinator }, found, { kind: "local", file: coordinator }],
+    [
+      "--local with a coordinator config",
+      { local: true, config: coordinator },
+      found,
+      { kind: "local", file: coordinator },
+    ],
     ["--config with client_id: remote as that identity", { config: admin }, none, { kind: "remote", file: admin }],
-    ["--config without client_id: the coordinator's own database", { config: coordinator }, found, { kind: "local", file: coordinator }],
-    ["--config that is not valid YAML: local, whose loader explains the error", { config: broken }, none, { kind: "local", file: broken }],
+    [
+      "--config without client_id: the coordinator's own database",
+      { config: coordinator },
+      found,
+      { kind: "local", file: coordinator },
+    ],
+    [
+      "--config that is not valid YAML: local, whose loader explains the error",
+      { config: broken },
+      none,
+      { kind: "local", file: broken },
+    ],
     ["nothing given, an admin config found: remote", {}, found, { kind: "remote", file: admin }],
     ["nothing given, no admin config: local with the coordinator config search", {}, none, { kind: "local" }],
   ] as const)("%s", (_, opts, find, mode) => {
@@ -31,10 +46,14 @@ describe("chooseMode", () => {
   })
 
   test("--local with an identity config is a usage error", () => {
-    expect(() => chooseMode({ local: true, config: admin }, none)).toThrow(/--local works on the coordinator's own database, but .*admin\.yaml is an identity config/)
+    expect(() => chooseMode({ local: true, config: admin }, none)).toThrow(
+      /--local works on the coordinator's own database, but .*admin\.yaml is an identity config/,
+    )
   })
 
   test("a --config that does not exist is a config error", () => {
-    expect(() => chooseMode({ config: join(dir, "missing.yaml") }, none)).toThrow(/config file .*missing\.yaml does not exist/)
+    expect(() => chooseMode({ config: join(dir, "missing.yaml") }, none)).toThrow(
+      /config file .*missing\.yaml does not exist/,
+    )
   })
 })

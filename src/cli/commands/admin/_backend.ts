@@ -90,13 +90,19 @@ export function isIdentityConfig(file: string): boolean {
  *    config search.
  * So `dffmpeg admin --config coordinator.yaml ...` on the coordinator host keeps working without a key.
  */
-export function chooseMode(o: ModeOptions, find: (role: "admin") => string | undefined = (role) => findConfig(role)): Mode {
+export function chooseMode(
+  o: ModeOptions,
+  find: (role: "admin") => string | undefined = (role) => findConfig(role),
+): Mode {
   if (o.local) {
     if (o.config && isIdentityConfig(o.config))
-      throw new UsageError(`--local works on the coordinator's own database, but ${o.config} is an identity config (it has client_id): pass the coordinator's config, or leave out --local`)
+      throw new UsageError(
+        `--local works on the coordinator's own database, but ${o.config} is an identity config (it has client_id): pass the coordinator's config, or leave out --local`,
+      )
     return { kind: "local", file: o.config }
   }
-  if (o.config) return isIdentityConfig(o.config) ? { kind: "remote", file: o.config } : { kind: "local", file: o.config }
+  if (o.config)
+    return isIdentityConfig(o.config) ? { kind: "remote", file: o.config } : { kind: "local", file: o.config }
   const admin = find("admin")
   return admin ? { kind: "remote", file: admin } : { kind: "local" }
 }
@@ -111,7 +117,9 @@ export async function openBackend(o: ModeOptions): Promise<AdminBackend> {
   const file = mode.file ?? findConfig("coordinator")
   if (!file) {
     const looked = [...searchPaths("admin"), ...searchPaths("coordinator")].join(", ")
-    throw new ConfigError(`no admin config and no coordinator config found (looked in ${looked}); pass --config FILE, or set DFFMPEG_ADMIN_CONFIG`)
+    throw new ConfigError(
+      `no admin config and no coordinator config found (looked in ${looked}); pass --config FILE, or set DFFMPEG_ADMIN_CONFIG`,
+    )
   }
   const { openLocalBackend } = await import("./_local.ts")
   return openLocalBackend(file)

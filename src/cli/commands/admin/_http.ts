@@ -10,12 +10,16 @@ import type { StreamRow } from "../../../store/types.ts"
 import type { JanitorReport } from "../../../coordinator/janitor.ts"
 import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
 
-
 /** The remote backend, as the admin identity of `file` (an admin config). */
 export async function openHttpBackend(file: string): Promise<AdminBackend> {
   const { config, base, warnings } = await loadConfig("admin", file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
-  const api = createApiClient({ url: coordinatorUrl(config.coordinator), ca: resolveCa(config.coordinator, base), client: config.client_id, key: resolveKey(config, base) })
+  const api = createApiClient({
+    url: coordinatorUrl(config.coordinator),
+    ca: resolveCa(config.coordinator, base),
+    client: config.client_id,
+    key: resolveKey(config, base),
+  })
   return httpBackend(api, file)
 }
 
@@ -24,11 +28,16 @@ const enc = encodeURIComponent
 /** `AdminBackend` over the signed API. Errors keep their type (and so their exit code) and gain a hint. */
 export function httpBackend(api: ApiClient, file?: string): AdminBackend {
   const hint = (err: unknown): unknown => {
-    if (err instanceof AuthError && err.status === 403) return new AuthError(`${err.message} (dffmpeg admin needs an admin identity${file ? `; ${file} names ${api.client}` : ""})`, 403)
-    if (err instanceof UnavailableError) return new UnavailableError(`${err.message} (on the coordinator host, --local works on its database directly)`)
+    if (err instanceof AuthError && err.status === 403)
+      return new AuthError(
+        `${err.message} (dffmpeg admin needs an admin identity${file ? `; ${file} names ${api.client}` : ""})`,
+        403,
+      )
+    if (err instanceof UnavailableError)
+      return new UnavailableError(`${err.message} (on the coordinator host, --local works on its database directly)`)
     return err
   }
-  const call = async <T,>(method: string, path: string, opts?: Parameters<ApiClient["json"]>[2]): Promise<T> => {
+  const call = async <T>(method: string, path: string, opts?: Parameters<ApiClient["json"]>[2]): Promise<T> => {
     try {
       return await api.json<T>(method, path, opts)
     } catch (err) {
@@ -45,7 +54,9 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
   const asAdmin = () => (checked ??= call("GET", `/api/v1/admin/users/${enc(api.client)}`))
 
   const readRows = (frames: Frame[]): StreamRow[] =>
-    frames.filter((f) => f.kind === Kind.stdout || f.kind === Kind.stderr).map((f) => ({ pos: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data }))
+    frames
+      .filter((f) => f.kind === Kind.stdout || f.kind === Kind.stderr)
+      .map((f) => ({ pos: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data }))
 
   return {
     mode: "remote",
@@ -60,7 +71,11 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
     async listJobs(q: JobQuery) {
       await asAdmin()
       try {
-        return await listJobPages(api, { status: q.status, worker: q.worker, requester: q.requester, since: q.since, before: q.before }, q.limit)
+        return await listJobPages(
+          api,
+          { status: q.status, worker: q.worker, requester: q.requester, since: q.since, before: q.before },
+          q.limit,
+        )
       } catch (err) {
         throw hint(err)
       }
@@ -74,7 +89,9 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
       return call<JobEvent[]>("GET", `/api/v1/jobs/${id}/events`)
     },
     async stderrTail(id, lines) {
-      const res = await call<{ lines: string[]; truncated?: boolean }>("GET", `/api/v1/admin/jobs/${id}/log`, { query: { tail: lines } })
+      const res = await call<{ lines: string[]; truncated?: boolean }>("GET", `/api/v1/admin/jobs/${id}/log`, {
+        query: { tail: lines },
+      })
       return { lines: res.lines, truncated: res.truncated === true }
     },
 

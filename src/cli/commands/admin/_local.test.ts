@@ -30,7 +30,8 @@ describe("users", () => {
   })
 
   test("unknown users are NotFoundError in every verb", async () => {
-    for (const call of [() => b.getUser("x"), () => b.removeUser("x"), () => b.rotateKey("x")]) await expect(call()).rejects.toThrow("no user x")
+    for (const call of [() => b.getUser("x"), () => b.removeUser("x"), () => b.rotateKey("x")])
+      await expect(call()).rejects.toThrow("no user x")
   })
 })
 
@@ -38,7 +39,16 @@ describe("jobs", () => {
   test("output pages, stderr tail and follow return what the worker wrote; follow ends with the job", async () => {
     await h.worker("w1")
     await h.job(ID)
-    await h.run(ID, "w1", [{ stream: "stderr", data: "one\n" }, { stream: "stdout", data: "x" }, { stream: "stderr", data: "two\rthree\n" }], { code: 0 })
+    await h.run(
+      ID,
+      "w1",
+      [
+        { stream: "stderr", data: "one\n" },
+        { stream: "stdout", data: "x" },
+        { stream: "stderr", data: "two\rthree\n" },
+      ],
+      { code: 0 },
+    )
     expect(text(await b.output(ID, 0))).toBe("one\nxtwo\rthree\n")
     expect(await b.stderrTail(ID, 5)).toEqual({ lines: ["one", "three"], truncated: false })
     const seen: StreamRow[] = []

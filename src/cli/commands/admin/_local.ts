@@ -20,13 +20,21 @@ export async function openLocalBackend(file: string): Promise<AdminBackend> {
  * the same guarded store transitions the coordinator makes, but it is not told about them: it sees a
  * cancel or an undrain at its workers' next poll rather than at once.
  */
-export function localBackend(store: Store, target: string, now: () => number = Date.now, tailBytes = DEFAULT_TAIL_BYTES): AdminBackend {
+export function localBackend(
+  store: Store,
+  target: string,
+  now: () => number = Date.now,
+  tailBytes = DEFAULT_TAIL_BYTES,
+): AdminBackend {
   const job = async (id: string): Promise<Job> => {
     const j = await store.getJob(id)
     if (!j) throw new NotFoundError(`no job ${id}`)
     return j
   }
-  const withLoad = async (w: Omit<WorkerView, "load">): Promise<WorkerView> => ({ ...w, load: (await store.workerLoads()).get(w.id) ?? 0 })
+  const withLoad = async (w: Omit<WorkerView, "load">): Promise<WorkerView> => ({
+    ...w,
+    load: (await store.workerLoads()).get(w.id) ?? 0,
+  })
 
   return {
     mode: "local",
@@ -60,7 +68,11 @@ export function localBackend(store: Store, target: string, now: () => number = D
     async stderrTail(id, lines) {
       await job(id)
       const read = await store.lastOutputBytes(id, "stderr", tailChunks(lines), tailBytes)
-      return tailOf(read.rows.map((r) => r.data), lines, read.truncated)
+      return tailOf(
+        read.rows.map((r) => r.data),
+        lines,
+        read.truncated,
+      )
     },
     output: (id, after) => store.readOutput(id, after, PAGE),
 

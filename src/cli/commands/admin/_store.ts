@@ -11,7 +11,9 @@ import { createStore, type Store } from "../../../store/index.ts"
  * Returns the database path too, for messages, the config (its limits apply here too) and the secret
  * file's keyring (undefined in memory).
  */
-export async function openStore(file: string): Promise<{ store: Store; path: string; config: CoordinatorConfig; secret?: { file: string; keys: FileKeyring } }> {
+export async function openStore(
+  file: string,
+): Promise<{ store: Store; path: string; config: CoordinatorConfig; secret?: { file: string; keys: FileKeyring } }> {
   const { config, base, warnings } = await loadConfig("coordinator", file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
   const paths = storePaths(config, base)
@@ -22,9 +24,17 @@ export async function openStore(file: string): Promise<{ store: Store; path: str
     path: paths.database,
     keys,
     onKeys: (r) => {
-      if (r.recovered) process.stderr.write(`dffmpeg: completed an interrupted secret rotation: ${paths.secret} now holds secret ${r.recovered}\n`)
+      if (r.recovered)
+        process.stderr.write(
+          `dffmpeg: completed an interrupted secret rotation: ${paths.secret} now holds secret ${r.recovered}\n`,
+        )
       if (r.sealed) process.stderr.write(`dffmpeg: encrypted ${r.sealed} key(s) that were stored in clear\n`)
     },
   })
-  return { store, path: paths.database, config, secret: onDisk && paths.secret ? { file: paths.secret, keys: onDisk } : undefined }
+  return {
+    store,
+    path: paths.database,
+    config,
+    secret: onDisk && paths.secret ? { file: paths.secret, keys: onDisk } : undefined,
+  }
 }

@@ -17,16 +17,26 @@ export function describeReport(r: JanitorReport): string {
     ["re-queued (not started)", list(r.unassigned)],
     ["failed (no worker can run)", list(r.failedPending)],
     ["canceled (caller gone)", list(r.abandoned)],
-    ["pruned", r.pruned.jobs || r.pruned.workers ? `${r.pruned.jobs} finished job(s), ${r.pruned.workers} offline worker(s)` : null],
+    [
+      "pruned",
+      r.pruned.jobs || r.pruned.workers
+        ? `${r.pruned.jobs} finished job(s), ${r.pruned.workers} offline worker(s)`
+        : null,
+    ],
   ]
   const done = rows.filter((row): row is [string, string] => row[1] !== null)
-  const head = r.suppressed ? "janitor pass done; reaping is paused just after the coordinator started (workers and callers are reconnecting): only retention ran\n" : "janitor pass done\n"
+  const head = r.suppressed
+    ? "janitor pass done; reaping is paused just after the coordinator started (workers and callers are reconnecting): only retention ran\n"
+    : "janitor pass done\n"
   return head + (done.length ? fields(done) : "nothing to do\n")
 }
 
 const runArgs = { ...jsonArg, ...modeArgs } as const
 const run = defineCommand({
-  meta: { name: "run", description: "Run one janitor pass on the coordinator now and print what it did (remote mode only)" },
+  meta: {
+    name: "run",
+    description: "Run one janitor pass on the coordinator now and print what it did (remote mode only)",
+  },
   args: runArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(runArgs, rawArgs)

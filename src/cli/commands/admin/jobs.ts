@@ -18,7 +18,10 @@ const lsArgs = {
   worker: { type: "string", description: "only jobs of this worker" },
   requester: { type: "string", description: "only jobs submitted by this user" },
   since: { type: "string", description: sinceHelp },
-  before: { type: "string", description: "only jobs older than this job id (paging: pass the last id of the previous page)" },
+  before: {
+    type: "string",
+    description: "only jobs older than this job id (paging: pass the last id of the previous page)",
+  },
   limit: { type: "string", description: "at most this many, newest first (1-1000, default 50)" },
   ...jsonArg,
   ...modeArgs,
@@ -44,7 +47,10 @@ const ls = defineCommand({
 
 const showArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
 const show = defineCommand({
-  meta: { name: "show", description: `Show one job: arguments as submitted, outcome, times, progress, timeline and its last ${TAIL} stderr lines` },
+  meta: {
+    name: "show",
+    description: `Show one job: arguments as submitted, outcome, times, progress, timeline and its last ${TAIL} stderr lines`,
+  },
   args: showArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(showArgs, rawArgs)
@@ -54,19 +60,28 @@ const show = defineCommand({
       const [events, stderr] = await Promise.all([b.events(id), b.stderrTail(id, TAIL)])
       return { job, events, stderr }
     })
-    print(args.json, { ...job, events, stderrTail: stderr.lines, stderrTailTruncated: stderr.truncated }, () => jobDetail(job, Date.now(), { events, stderr: stderr.lines, stderrCut: stderr.truncated }))
+    print(args.json, { ...job, events, stderrTail: stderr.lines, stderrTailTruncated: stderr.truncated }, () =>
+      jobDetail(job, Date.now(), { events, stderr: stderr.lines, stderrCut: stderr.truncated }),
+    )
   },
 })
 
 const logsArgs = {
   ...idArg,
   follow: { type: "boolean", alias: "f", description: "keep writing output as it arrives until the job ends" },
-  stdout: { type: "boolean", description: "also the job's stdout: its stdout to stdout and its stderr to stderr, as the caller got them" },
+  stdout: {
+    type: "boolean",
+    description: "also the job's stdout: its stdout to stdout and its stderr to stderr, as the caller got them",
+  },
   ...modeArgs,
 } as const
 
 const logs = defineCommand({
-  meta: { name: "logs", description: "Write a job's stderr to stdout, byte for byte (--stdout: both streams, each to its own); -f follows it until it ends" },
+  meta: {
+    name: "logs",
+    description:
+      "Write a job's stderr to stdout, byte for byte (--stdout: both streams, each to its own); -f follows it until it ends",
+  },
   args: logsArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(logsArgs, rawArgs)
@@ -100,7 +115,11 @@ const logs = defineCommand({
 
 const cancelArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
 const cancel = defineCommand({
-  meta: { name: "cancel", description: "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)" },
+  meta: {
+    name: "cancel",
+    description:
+      "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)",
+  },
   args: cancelArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(cancelArgs, rawArgs)

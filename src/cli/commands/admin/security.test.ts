@@ -42,7 +42,9 @@ const stored = () => {
 }
 
 async function credentials(s: Store) {
-  return Object.fromEntries(await Promise.all(Object.keys(USERS).map(async (n) => [n, (await s.getCredential(n))?.key])))
+  return Object.fromEntries(
+    await Promise.all(Object.keys(USERS).map(async (n) => [n, (await s.getCredential(n))?.key])),
+  )
 }
 
 describe("rotate-secret", () => {
@@ -128,7 +130,9 @@ describe("rotate-secret", () => {
     db.close()
     const tampered = stored()
     const old = readSecret(secretFile).id
-    await expect(rotateSecret(store, fileKeyring(secretFile), secretFile)).rejects.toThrow("cannot re-encrypt 1 key(s), nothing was changed: w1")
+    await expect(rotateSecret(store, fileKeyring(secretFile), secretFile)).rejects.toThrow(
+      "cannot re-encrypt 1 key(s), nothing was changed: w1",
+    )
     expect(stored()).toEqual(tampered)
     expect(readSecret(secretFile).id).toBe(old)
     expect(readdirSync(dir).filter((f) => f.includes("secret"))).toEqual(["coordinator.db.secret"])
@@ -136,7 +140,9 @@ describe("rotate-secret", () => {
 
   test("a second rotation at the same time is refused while the first holds the lock", async () => {
     writeFileSync(`${secretFile}.lock`, "1\n")
-    await expect(rotateSecret(store, fileKeyring(secretFile), secretFile)).rejects.toThrow(`another rotation holds ${secretFile}.lock`)
+    await expect(rotateSecret(store, fileKeyring(secretFile), secretFile)).rejects.toThrow(
+      `another rotation holds ${secretFile}.lock`,
+    )
     expect(await credentials(store)).toEqual(keys)
   })
 })

@@ -36,7 +36,9 @@ export async function rotateSecret(store: Store, keys: FileKeyring, file: string
     fd = openSync(lock, "wx", 0o600)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err
-    throw new ConflictError(`another rotation holds ${lock}; if none is running (it was interrupted), remove that file and run rotate-secret again`)
+    throw new ConflictError(
+      `another rotation holds ${lock}; if none is running (it was interrupted), remove that file and run rotate-secret again`,
+    )
   }
   try {
     writeSync(fd, `${process.pid}\n`)
@@ -65,20 +67,32 @@ const rotateArgs = { ...jsonArg, ...modeArgs } as const
 const rotate = defineCommand({
   meta: {
     name: "rotate-secret",
-    description: "Generate a new coordinator secret and re-encrypt every stored key under it (on the coordinator host, with its config; safe while it runs)",
+    description:
+      "Generate a new coordinator secret and re-encrypt every stored key under it (on the coordinator host, with its config; safe while it runs)",
   },
   args: rotateArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(rotateArgs, rawArgs)
     const mode = chooseMode(modeOf(args))
-    if (mode.kind === "remote") throw new UsageError(`rotate-secret works on the coordinator host, on its database and secret file: pass the coordinator's config (--config FILE) or --local, not the admin identity config ${mode.file}`)
+    if (mode.kind === "remote")
+      throw new UsageError(
+        `rotate-secret works on the coordinator host, on its database and secret file: pass the coordinator's config (--config FILE) or --local, not the admin identity config ${mode.file}`,
+      )
     const cfg = mode.file ?? findConfig("coordinator")
-    if (!cfg) throw new ConfigError(`no coordinator config found (looked in ${searchPaths("coordinator").join(", ")}); pass --config FILE`)
+    if (!cfg)
+      throw new ConfigError(
+        `no coordinator config found (looked in ${searchPaths("coordinator").join(", ")}); pass --config FILE`,
+      )
     const { store, secret } = await openStore(cfg)
     try {
       if (!secret) throw new UsageError("the coordinator's database is in memory: there is no secret file to rotate")
       const r = await rotateSecret(store, secret.keys, secret.file)
-      print(args.json, r, () => `rotated the coordinator secret ${r.previous} → ${r.secret}: ${r.keys} key(s) re-encrypted; back up ${r.file} with the database now\n`)
+      print(
+        args.json,
+        r,
+        () =>
+          `rotated the coordinator secret ${r.previous} → ${r.secret}: ${r.keys} key(s) re-encrypted; back up ${r.file} with the database now\n`,
+      )
     } finally {
       await store.close()
     }

@@ -10,16 +10,24 @@ import { withBackend } from "./_backend.ts"
 import { writeFileAtomic } from "../../../shared/auth/secret-file.ts"
 import { DffmpegError } from "../../../shared/errors.ts"
 
-const nameArg = { name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true } } as const
+const nameArg = {
+  name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true },
+} as const
 
 /** Checked here for both modes, so a typo fails the same way (exit 2) without a round trip. */
 function userName(name: string): string {
-  if (!isName(name)) throw new UsageError(`invalid user name ${JSON.stringify(name)}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit`)
+  if (!isName(name))
+    throw new UsageError(
+      `invalid user name ${JSON.stringify(name)}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit`,
+    )
   return name
 }
 
 const keyFileArg = {
-  "key-file": { type: "string", description: "write the key to this file (mode 0600, replaced atomically) instead of printing it" },
+  "key-file": {
+    type: "string",
+    description: "write the key to this file (mode 0600, replaced atomically) instead of printing it",
+  },
 } as const
 
 /**
@@ -31,14 +39,28 @@ function keyFile(path: string | undefined, name: string, key: string): string | 
   try {
     writeFileAtomic(path, key + "\n", 0o600)
   } catch (err) {
-    throw new DffmpegError(`the key of ${name} was made but could not be written to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run rotate-key with another --key-file`, "E_IO", 500, 1)
+    throw new DffmpegError(
+      `the key of ${name} was made but could not be written to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run rotate-key with another --key-file`,
+      "E_IO",
+      500,
+      1,
+    )
   }
   return `wrote the key of ${name} to ${path} (mode 0600)\n`
 }
 
-const addArgs = { ...nameArg, role: { type: "string", description: "client | worker | admin", required: true }, ...keyFileArg, ...jsonArg, ...modeArgs } as const
+const addArgs = {
+  ...nameArg,
+  role: { type: "string", description: "client | worker | admin", required: true },
+  ...keyFileArg,
+  ...jsonArg,
+  ...modeArgs,
+} as const
 const add = defineCommand({
-  meta: { name: "add", description: "Create a user and print its new key (only the key, on stdout; with --json {user, key})" },
+  meta: {
+    name: "add",
+    description: "Create a user and print its new key (only the key, on stdout; with --json {user, key})",
+  },
   args: addArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(addArgs, rawArgs)
@@ -58,7 +80,14 @@ const ls = defineCommand({
   async run({ args, rawArgs }) {
     rejectUnknownFlags(lsArgs, rawArgs)
     const users = await withBackend(modeOf(args), (b) => b.listUsers())
-    print(args.json, users, () => (users.length ? table(["NAME", "ROLE", "CREATED"], users.map((u) => [u.name, u.role, time(u.createdAt)])) : "no users\n"))
+    print(args.json, users, () =>
+      users.length
+        ? table(
+            ["NAME", "ROLE", "CREATED"],
+            users.map((u) => [u.name, u.role, time(u.createdAt)]),
+          )
+        : "no users\n",
+    )
   },
 })
 
@@ -72,12 +101,21 @@ const show = defineCommand({
     rejectUnknownFlags(oneArgs, rawArgs)
     const name = userName(args.name)
     const user = await withBackend(modeOf(args), (b) => b.getUser(name))
-    print(args.json, user, () => fields([["name", user.name], ["role", user.role], ["created", time(user.createdAt)]]))
+    print(args.json, user, () =>
+      fields([
+        ["name", user.name],
+        ["role", user.role],
+        ["created", time(user.createdAt)],
+      ]),
+    )
   },
 })
 
 const rm = defineCommand({
-  meta: { name: "rm", description: "Delete a user; its key stops working at once (remote mode refuses your own identity)" },
+  meta: {
+    name: "rm",
+    description: "Delete a user; its key stops working at once (remote mode refuses your own identity)",
+  },
   args: oneArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(oneArgs, rawArgs)
@@ -88,7 +126,11 @@ const rm = defineCommand({
 })
 
 const rotate = defineCommand({
-  meta: { name: "rotate-key", description: "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on" },
+  meta: {
+    name: "rotate-key",
+    description:
+      "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on",
+  },
   args: rotateArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(rotateArgs, rawArgs)

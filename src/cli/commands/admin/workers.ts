@@ -15,7 +15,11 @@ function workerId(id: string): string {
 
 const lsArgs = { ...jsonArg, ...modeArgs } as const
 const ls = defineCommand({
-  meta: { name: "ls", description: "List workers: state (an admin drain shows as \"draining (admin)\"), load/slots, binaries, paths, version, last seen" },
+  meta: {
+    name: "ls",
+    description:
+      'List workers: state (an admin drain shows as "draining (admin)"), load/slots, binaries, paths, version, last seen',
+  },
   args: lsArgs,
   async run({ args, rawArgs }) {
     rejectUnknownFlags(lsArgs, rawArgs)
@@ -33,7 +37,10 @@ const show = defineCommand({
     const id = workerId(args.id)
     const { worker, jobs } = await withBackend(modeOf(args), async (b) => {
       const worker = await b.getWorker(id)
-      const [running, assigned] = await Promise.all([b.listJobs({ worker: id, status: "running", limit: 1000 }), b.listJobs({ worker: id, status: "assigned", limit: 1000 })])
+      const [running, assigned] = await Promise.all([
+        b.listJobs({ worker: id, status: "running", limit: 1000 }),
+        b.listJobs({ worker: id, status: "assigned", limit: 1000 }),
+      ])
       return { worker, jobs: [...running, ...assigned].sort((a, b) => (a.id < b.id ? 1 : -1)) }
     })
     print(args.json, { ...worker, jobs }, () => workerDetail(worker, jobs, Date.now()))
@@ -43,8 +50,10 @@ const show = defineCommand({
 /** What a drain or undrain did, in words: it depends on whether the worker is serving right now. */
 function drained(w: WorkerView, on: boolean, local: boolean): string {
   const later = local ? " (local mode: the coordinator acts on it at the worker's next poll)" : ""
-  if (w.status === "offline" || w.status === "registering") return `${w.id} is ${w.status}; it ${on ? "stays drained" : "takes jobs again"} when it comes back${later}\n`
-  if (on) return `${w.id} ${workerState(w)}: gets no new jobs; ${w.load ? `its ${w.load} current job(s) run to the end` : "it has no current jobs"}${later}\n`
+  if (w.status === "offline" || w.status === "registering")
+    return `${w.id} is ${w.status}; it ${on ? "stays drained" : "takes jobs again"} when it comes back${later}\n`
+  if (on)
+    return `${w.id} ${workerState(w)}: gets no new jobs; ${w.load ? `its ${w.load} current job(s) run to the end` : "it has no current jobs"}${later}\n`
   if (w.status === "draining") return `${w.id} is still draining: the worker itself is shutting down\n`
   return `${w.id} ${w.status}: gets new jobs again${later}\n`
 }
@@ -61,7 +70,10 @@ const drainCmd = (on: boolean) =>
     async run({ args, rawArgs }) {
       rejectUnknownFlags(oneArgs, rawArgs)
       const id = workerId(args.id)
-      const { worker, local } = await withBackend(modeOf(args), async (b) => ({ worker: await b.setDrain(id, on), local: b.mode === "local" }))
+      const { worker, local } = await withBackend(modeOf(args), async (b) => ({
+        worker: await b.setDrain(id, on),
+        local: b.mode === "local",
+      }))
       print(args.json, worker, () => drained(worker, on, local))
     },
   })

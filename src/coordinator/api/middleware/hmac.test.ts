@@ -21,10 +21,23 @@ function harness() {
     },
   } as unknown as Store
   const app = new Hono<AuthEnv>()
-  app.use("/api/*", hmacAuth({ store, log: createLogger({ level: "error" }), now: () => NOW, cap: () => ({ bytes: CAP, key: "limits.test" }), stripBase: (p) => p, onRefuse: (r) => seen.refusals.push(r) }))
-  app.post(PATH, (c) => c.json({ who: c.get("principal").name, bytes: c.get("body").length, keyBytes: c.get("key").length }))
+  app.use(
+    "/api/*",
+    hmacAuth({
+      store,
+      log: createLogger({ level: "error" }),
+      now: () => NOW,
+      cap: () => ({ bytes: CAP, key: "limits.test" }),
+      stripBase: (p) => p,
+      onRefuse: (r) => seen.refusals.push(r),
+    }),
+  )
+  app.post(PATH, (c) =>
+    c.json({ who: c.get("principal").name, bytes: c.get("body").length, keyBytes: c.get("key").length }),
+  )
   app.onError((err, c) => {
-    if (err instanceof DffmpegError) return c.json({ error: { code: err.code, message: err.message } }, err.status as 400)
+    if (err instanceof DffmpegError)
+      return c.json({ error: { code: err.code, message: err.message } }, err.status as 400)
     return c.json({ error: { code: "E_INTERNAL", message: String(err) } }, 500)
   })
   return { app, seen }
@@ -53,12 +66,31 @@ function lazyBody(total: number, chunk = 256) {
 const bytesOf = (n: number) => new Uint8Array(n).fill(0x61)
 
 function signed(body: Uint8Array, over: { client?: string; now?: number } = {}) {
-  return signRequest({ key: Buffer.from(KEY, "base64"), client: over.client ?? "alice", method: "POST", path: PATH, body, now: over.now ?? NOW })
+  return signRequest({
+    key: Buffer.from(KEY, "base64"),
+    client: over.client ?? "alice",
+    method: "POST",
+    path: PATH,
+    body,
+    now: over.now ?? NOW,
+  })
 }
 
-async function send(app: Hono<AuthEnv>, headers: Record<string, string>, body: ReadableStream<Uint8Array> | Uint8Array | null) {
+async function send(
+  app: Hono<AuthEnv>,
+  headers: Record<string, string>,
+  body: ReadableStream<Uint8Array> | Uint8Array | null,
+) {
   const res = await app.request(`http://x${PATH}`, { method: "POST", headers, body, duplex: "half" } as RequestInit)
-  return { status: res.status, body: (await res.json()) as { who?: string; bytes?: number; keyBytes?: number; error?: { code: string; message: string } } }
+  return {
+    status: res.status,
+    body: (await res.json()) as {
+      who?: string
+      bytes?: number
+      keyBytes?: number
+      error?: { code: string; message: string }
+    },
+  }
 }
 
 describe("hmacAuth reads the body only after the headers passed", () => {
@@ -103,7 +135,10 @@ describe("hmacAuth reads the body only after the headers passed", () => {
     const { stream, state } = lazyBody(CAP + 1)
     const res = await send(app, { ...signed(bytesOf(CAP + 1)), "content-length": String(CAP + 1) }, stream)
     expect(res.status).toBe(413)
-    expect(res.body.error).toEqual({ code: "E_TOO_LARGE", message: `request body of ${CAP + 1} bytes is over this route's limit of ${CAP} bytes (set by limits.test)` })
+    expect(res.body.error).toEqual({
+      code: "E_TOO_LARGE",
+      message: `request body of ${CAP + 1} bytes is over this route's limit of ${CAP} bytes (set by limits.test)`,
+    })
     expect({ pulled: state.pulled, refusals: seen.refusals }).toEqual({ pulled: 0, refusals: [] })
   })
 

@@ -25,7 +25,15 @@ export type AuthEnv = {
  * Refusals are 401 with one reason (413 for a body over the cap); nothing is written before this
  * middleware passes. Neither keys nor signatures are ever logged.
  */
-export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; cap: (method: string, path: string) => BodyCap; budget?: BodyBudget; stripBase: (p: string) => string; onRefuse?: (reason: string) => void }) {
+export function hmacAuth(deps: {
+  store: Store
+  log: Logger
+  now: () => number
+  cap: (method: string, path: string) => BodyCap
+  budget?: BodyBudget
+  stripBase: (p: string) => string
+  onRefuse?: (reason: string) => void
+}) {
   const nonces = new NonceCache()
   return createMiddleware<AuthEnv>(async (c, next) => {
     const h = (name: string) => c.req.header(name)
@@ -40,10 +48,12 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; c
       throw new AuthError(reason)
     }
     c.set("path", deps.stripBase(new URL(c.req.url).pathname))
-    if (!client || !timestamp || !nonce || !signature) refuse("request is not signed (X-DFFmpeg-Client-Id, -Timestamp, -Nonce and -Signature are required)", "unsigned")
+    if (!client || !timestamp || !nonce || !signature)
+      refuse("request is not signed (X-DFFmpeg-Client-Id, -Timestamp, -Nonce and -Signature are required)", "unsigned")
     if (!/^\d{1,12}$/.test(timestamp!)) refuse("X-DFFmpeg-Timestamp must be unix seconds", "clock")
     const now = deps.now()
-    if (Math.abs(now / 1000 - Number(timestamp)) > WINDOW_SECONDS) refuse(`request timestamp is more than ${WINDOW_SECONDS} s away from the coordinator's clock`, "clock")
+    if (Math.abs(now / 1000 - Number(timestamp)) > WINDOW_SECONDS)
+      refuse(`request timestamp is more than ${WINDOW_SECONDS} s away from the coordinator's clock`, "clock")
     if (nonce!.length < 16 || nonce!.length > 64) refuse("X-DFFmpeg-Nonce must be 16-64 characters", "nonce")
     const cred = await deps.store.getCredential(client!)
     if (!cred) refuse("unknown identity", "identity")
@@ -57,7 +67,15 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; c
     const hasher = new Bun.CryptoHasher("sha256")
     const body = await readCapped(c.req.raw, cap, (chunk) => hasher.update(chunk), deps.budget)
     const url = new URL(c.req.url)
-    const expected = sign(key, { method: c.req.method, path: c.get("path"), query: url.searchParams, client: client!, timestamp: timestamp!, nonce: nonce!, bodyHash: hasher.digest("hex") })
+    const expected = sign(key, {
+      method: c.req.method,
+      path: c.get("path"),
+      query: url.searchParams,
+      client: client!,
+      timestamp: timestamp!,
+      nonce: nonce!,
+      bodyHash: hasher.digest("hex"),
+    })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
     if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)", "replay")
     c.set("principal", { name: cred!.name, role: cred!.role })
@@ -69,5 +87,6 @@ export function hmacAuth(deps: { store: Store; log: Logger; now: () => number; c
 
 /** 403 unless the caller has one of `roles`. */
 export function requireRole(p: Principal, ...roles: Role[]): void {
-  if (!roles.includes(p.role)) throw new AuthError(`this route is for ${roles.join(" or ")} identities; ${p.name} is a ${p.role}`, 403)
+  if (!roles.includes(p.role))
+    throw new AuthError(`this route is for ${roles.join(" or ")} identities; ${p.name} is a ${p.role}`, 403)
 }

@@ -13,8 +13,16 @@ describe("forwardedPeer (X-Forwarded-For from a trusted proxy)", () => {
     ["a single hop", "10.0.0.5", "10.0.0.5"],
     ["a public single hop", "8.8.8.8", "8.8.8.8"],
     ["blanks around the commas", " 8.8.4.4 ,\t10.0.0.5 ", "10.0.0.5"],
-    ["a chain through trusted proxies: the right-most untrusted hop", "8.8.8.8, 10.0.0.5, 192.168.7.20, 127.0.0.1", "10.0.0.5"],
-    ["the right-most untrusted hop wins over a spoofed private one further left", "10.0.0.5, 8.8.8.8, 192.168.7.1", "8.8.8.8"],
+    [
+      "a chain through trusted proxies: the right-most untrusted hop",
+      "8.8.8.8, 10.0.0.5, 192.168.7.20, 127.0.0.1",
+      "10.0.0.5",
+    ],
+    [
+      "the right-most untrusted hop wins over a spoofed private one further left",
+      "10.0.0.5, 8.8.8.8, 192.168.7.1",
+      "8.8.8.8",
+    ],
     ["hops left of the client are never read, even garbage", "garbage, unknown, 8.8.8.8:1, 10.0.0.5", "10.0.0.5"],
     ["only trusted proxies: the left-most", "192.168.7.9, 127.0.0.1", "192.168.7.9"],
     ["IPv6", "2001:db8::1", "2001:db8::1"],
@@ -42,11 +50,22 @@ describe("ipAllowList", () => {
   const app = new Hono<AuthEnv>()
   app.use("/*", ipAllowList(["10.0.0.0/8"], ["127.0.0.1", "::1", "192.168.7.0/24"], "the page", "allowed_page_ips"))
   app.get("/", (c) => c.text("ok"))
-  app.onError((err, c) => (err instanceof DffmpegError ? c.json({ error: { code: err.code, message: err.message } }, err.status as 403) : c.text("boom", 500)))
+  app.onError((err, c) =>
+    err instanceof DffmpegError
+      ? c.json({ error: { code: err.code, message: err.message } }, err.status as 403)
+      : c.text("boom", 500),
+  )
   const get = async (socket: string | undefined, forwarded?: string) => {
     const server = { requestIP: () => (socket ? { address: socket, family: "IPv4", port: 40000 } : null) }
-    const res = await app.fetch(new Request("http://x.test/", { headers: forwarded === undefined ? {} : { "X-Forwarded-For": forwarded } }), { server } as never)
-    return { status: res.status, body: res.status === 200 ? await res.text() : ((await res.json()) as { error: { code: string; message: string } }) }
+    const res = await app.fetch(
+      new Request("http://x.test/", { headers: forwarded === undefined ? {} : { "X-Forwarded-For": forwarded } }),
+      { server } as never,
+    )
+    return {
+      status: res.status,
+      body:
+        res.status === 200 ? await res.text() : ((await res.json()) as { error: { code: string; message: string } }),
+    }
   }
 
   test("the socket's address, without a header or from an untrusted peer", async () => {
@@ -60,7 +79,10 @@ describe("ipAllowList", () => {
   test("from a trusted proxy, the forwarded client", async () => {
     expect((await get("127.0.0.1", "10.0.0.5")).status).toBe(200)
     expect((await get("::ffff:127.0.0.1", "10.0.0.5, 127.0.0.1")).status).toBe(200)
-    expect(await get("127.0.0.1", "8.8.8.8")).toEqual({ status: 403, body: { error: { code: "E_FORBIDDEN", message: "the page is not open to 8.8.8.8 (see allowed_page_ips)" } } })
+    expect(await get("127.0.0.1", "8.8.8.8")).toEqual({
+      status: 403,
+      body: { error: { code: "E_FORBIDDEN", message: "the page is not open to 8.8.8.8 (see allowed_page_ips)" } },
+    })
   })
 
   // Only what an HTTP header can carry (Headers refuses control characters and non-ASCII).
@@ -71,6 +93,8 @@ describe("ipAllowList", () => {
     // A hop the client chose on the left cannot rescue it: the malformed one is read first.
     const res = await get("127.0.0.1", header === "" || header.trim() === "" ? header : `10.0.0.5, ${header}`)
     expect(res.status).toBe(403)
-    expect(res.body).toMatchObject({ error: { code: "E_FORBIDDEN", message: expect.stringContaining("is not open to this peer (X-Forwarded-For") } })
+    expect(res.body).toMatchObject({
+      error: { code: "E_FORBIDDEN", message: expect.stringContaining("is not open to this peer (X-Forwarded-For") },
+    })
   })
 })

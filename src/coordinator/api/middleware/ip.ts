@@ -24,7 +24,8 @@ export function forwardedPeer(forwarded: string, trusted: Cidr[]): Peer {
   if (forwarded.length > MAX_FORWARDED_FOR) return { reason: `X-Forwarded-For over ${MAX_FORWARDED_FOR} characters` }
   const hops = forwarded.split(",").map((h) => h.trim())
   for (let i = hops.length - 1; i >= 0; i--) {
-    if (!parseBareIp(hops[i])) return { reason: `X-Forwarded-For hop ${JSON.stringify(hops[i].slice(0, 64))} is not a bare IP address` }
+    if (!parseBareIp(hops[i]))
+      return { reason: `X-Forwarded-For hop ${JSON.stringify(hops[i].slice(0, 64))} is not a bare IP address` }
     if (!allowed(hops[i], trusted)) return { ip: hops[i] }
   }
   return { ip: hops[0] }

@@ -18,7 +18,12 @@ export function signResponses() {
     if (!key || c.res.headers.has(RESPONSE_HEADER)) return
     const body = new Uint8Array(await c.res.arrayBuffer())
     const headers = new Headers(c.res.headers)
-    const input = { nonce: c.req.header(HEADER.nonce) ?? "", status: c.res.status, contentType: headers.get("content-type") ?? "", headers }
+    const input = {
+      nonce: c.req.header(HEADER.nonce) ?? "",
+      status: c.res.status,
+      contentType: headers.get("content-type") ?? "",
+      headers,
+    }
     headers.set(RESPONSE_HEADER, signResponse(key, input, body))
     const res = new Response(body, { status: c.res.status, headers })
     // Cleared first: assigning over an existing response would merge the old headers back in.

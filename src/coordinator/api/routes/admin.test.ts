@@ -14,10 +14,19 @@ const errorOf = async (res: Response) => ((await res.json()) as { error: { code:
 
 describe("admin routes", () => {
   test("are refused to non-admin identities with 403 naming the role", async () => {
-    for (const [method, path] of [["GET", "/users"], ["POST", "/users"], ["POST", "/workers/w1/drain"], ["POST", "/janitor"], ["GET", "/jobs/01M8DFWF4PCGSZBYEVT8TNJN46/log"]]) {
+    for (const [method, path] of [
+      ["GET", "/users"],
+      ["POST", "/users"],
+      ["POST", "/workers/w1/drain"],
+      ["POST", "/janitor"],
+      ["GET", "/jobs/01M8DFWF4PCGSZBYEVT8TNJN46/log"],
+    ]) {
       const res = await h.request(alice, method, A + path, { name: "x", role: "client" })
       expect(res.status).toBe(403)
-      expect(await errorOf(res)).toEqual({ code: "E_FORBIDDEN", message: "this route is for admin identities; alice is a client" })
+      expect(await errorOf(res)).toEqual({
+        code: "E_FORBIDDEN",
+        message: "this route is for admin identities; alice is a client",
+      })
     }
     expect(await h.store.listUsers()).toEqual([])
     expect(h.janitorRuns).toBe(0)
@@ -29,12 +38,19 @@ describe("users", () => {
     const res = await h.request(admin, "POST", `${A}/users`, { name: "jellyfin", role: "client" })
     expect(res.status).toBe(201)
     const body = (await res.json()) as { user: unknown; key: string }
-    expect(body).toEqual({ user: { name: "jellyfin", role: "client", createdAt: h.clock }, key: expect.stringMatching(/^[A-Za-z0-9+/]{43}=$/) })
+    expect(body).toEqual({
+      user: { name: "jellyfin", role: "client", createdAt: h.clock },
+      key: expect.stringMatching(/^[A-Za-z0-9+/]{43}=$/),
+    })
     expect((await h.store.getCredential("jellyfin"))?.key).toBe(body.key)
     const ls = await (await h.request(admin, "GET", `${A}/users`)).text()
     expect(JSON.parse(ls)).toEqual([{ name: "jellyfin", role: "client", createdAt: h.clock }])
     expect(ls).not.toContain(body.key)
-    expect(await (await h.request(admin, "GET", `${A}/users/jellyfin`)).json()).toEqual({ name: "jellyfin", role: "client", createdAt: h.clock })
+    expect(await (await h.request(admin, "GET", `${A}/users/jellyfin`)).json()).toEqual({
+      name: "jellyfin",
+      role: "client",
+      createdAt: h.clock,
+    })
   })
 
   test.each([
@@ -70,7 +86,10 @@ describe("users", () => {
       const r = await h.request(admin, "POST", `${A}/users/${name}/rotate-key`)
       expect(r.status).toBe(404)
     }
-    expect(await errorOf(await h.request(admin, "GET", `${A}/users/nobody`))).toEqual({ code: "E_NOT_FOUND", message: "no user nobody" })
+    expect(await errorOf(await h.request(admin, "GET", `${A}/users/nobody`))).toEqual({
+      code: "E_NOT_FOUND",
+      message: "no user nobody",
+    })
   })
 
   test("DELETE removes a user, refuses the caller's own identity with 409 and unknown ones with 404", async () => {
@@ -125,8 +144,16 @@ describe("job log tail", () => {
       { stream: "stderr", data: "done" },
     ])
     const MB = 1024 * 1024
-    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=3`)).json()).toEqual({ lines: ["line 2", "frame=2", "done"], truncated: false, maxBytes: MB })
-    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log`)).json()).toEqual({ lines: ["line 1", "line 2", "frame=2", "done"], truncated: false, maxBytes: MB })
+    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=3`)).json()).toEqual({
+      lines: ["line 2", "frame=2", "done"],
+      truncated: false,
+      maxBytes: MB,
+    })
+    expect(await (await h.request(admin, "GET", `${A}/jobs/${ID}/log`)).json()).toEqual({
+      lines: ["line 1", "line 2", "frame=2", "done"],
+      truncated: false,
+      maxBytes: MB,
+    })
   })
 
   test("reads at most limits.max_log_tail_bytes: a huge line comes back as its end, marked in the body and a header", async () => {
@@ -144,7 +171,12 @@ describe("job log tail", () => {
     const res = await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=10`)
     expect(res.headers.get("x-dffmpeg-tail-truncated")).toBe("4096 bytes (limits.max_log_tail_bytes)")
     const body = (await res.json()) as { lines: string[]; truncated: boolean; maxBytes: number }
-    expect({ truncated: body.truncated, maxBytes: body.maxBytes, count: body.lines.length, last: body.lines[1] }).toEqual({ truncated: true, maxBytes: 4096, count: 2, last: "last" })
+    expect({
+      truncated: body.truncated,
+      maxBytes: body.maxBytes,
+      count: body.lines.length,
+      last: body.lines[1],
+    }).toEqual({ truncated: true, maxBytes: 4096, count: 2, last: "last" })
     expect(body.lines[0]).toBe("B".repeat(4096 - 6))
     // Lines that fit whole are not marked, even though older bytes were left unread.
     const whole = await h.request(admin, "GET", `${A}/jobs/${ID}/log?tail=1`)

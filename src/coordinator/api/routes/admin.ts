@@ -10,10 +10,13 @@ import { intQuery, jobIdParam, jsonBody } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
 
 const NAME_RULE = "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit"
-const NewUser = v.strictObject({
-  name: v.pipe(v.string("name is required"), v.check(isName, `name ${NAME_RULE}`)),
-  role: v.picklist(Role.options, `role must be one of ${Role.options.join(", ")}`),
-}, `the body must be {"name": NAME, "role": ${Role.options.map((r) => `"${r}"`).join("|")}} and nothing else`)
+const NewUser = v.strictObject(
+  {
+    name: v.pipe(v.string("name is required"), v.check(isName, `name ${NAME_RULE}`)),
+    role: v.picklist(Role.options, `role must be one of ${Role.options.join(", ")}`),
+  },
+  `the body must be {"name": NAME, "role": ${Role.options.map((r) => `"${r}"`).join("|")}} and nothing else`,
+)
 
 /** Most lines `GET /jobs/:id/log` returns. */
 const MAX_TAIL = 1000
@@ -80,7 +83,11 @@ export function adminRoutes(deps: Deps) {
     const id = c.req.param("id") ?? ""
     const worker = await store.requestDrain(id, on, now())
     if (!worker) throw new NotFoundError(`no worker ${id.slice(0, 64)}`)
-    log.info(on ? "worker drain requested" : "worker undrained", { worker: id, status: worker.status, by: c.get("principal").name })
+    log.info(on ? "worker drain requested" : "worker undrained", {
+      worker: id,
+      status: worker.status,
+      by: c.get("principal").name,
+    })
     // Undraining frees slots for queued jobs; the scheduler has no timer, so it is woken here.
     scheduler.kick()
     const loads = await store.workerLoads()
@@ -101,7 +108,11 @@ export function adminRoutes(deps: Deps) {
     if (!(await store.getJob(id))) throw new NotFoundError(`no job ${id}`)
     const maxBytes = deps.config.limits.max_log_tail_bytes
     const read = await store.lastOutputBytes(id, "stderr", tailChunks(tail), maxBytes)
-    const { lines, truncated } = tailOf(read.rows.map((r) => r.data), tail, read.truncated)
+    const { lines, truncated } = tailOf(
+      read.rows.map((r) => r.data),
+      tail,
+      read.truncated,
+    )
     if (truncated) c.header("X-DFFmpeg-Tail-Truncated", `${maxBytes} bytes (limits.max_log_tail_bytes)`)
     return c.json({ lines, truncated, maxBytes })
   })

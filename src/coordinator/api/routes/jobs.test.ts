@@ -71,7 +71,11 @@ describe("GET /jobs/:id/output", () => {
       [Kind.stdout, [0, 255, 10]],
       [Kind.stderr, [98, 10]],
     ])
-    const rest = decodeFrames(new Uint8Array(await (await h.request(alice, "GET", `${J}/${MID}/output?after=${frames[0].seq}&limit=1`)).arrayBuffer()))
+    const rest = decodeFrames(
+      new Uint8Array(
+        await (await h.request(alice, "GET", `${J}/${MID}/output?after=${frames[0].seq}&limit=1`)).arrayBuffer(),
+      ),
+    )
     expect(rest.map((f) => f.seq)).toEqual([frames[1].seq])
     const end = await h.request(alice, "GET", `${J}/${MID}/output?after=${frames[2].seq}`)
     expect((await end.arrayBuffer()).byteLength).toBe(0)
@@ -100,13 +104,23 @@ describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
 
   test("up to the limit is stored (a resent chunk is not counted twice); one byte more is 413 and cancels the job", async () => {
     expect((await upload(stdin(1, 6))).status).toBe(200)
-    expect((await upload(stdin(1, 6), stdin(2, 4), encodeFrame(Kind.signal, 3, new TextEncoder().encode("SIGINT")))).status).toBe(200)
+    expect(
+      (await upload(stdin(1, 6), stdin(2, 4), encodeFrame(Kind.signal, 3, new TextEncoder().encode("SIGINT")))).status,
+    ).toBe(200)
     expect(await s.store.inputBytes(MID)).toEqual({ bytes: 10, lastSeq: 3 })
     const res = await upload(stdin(4, 1))
     expect(res.status).toBe(413)
-    expect(await res.json()).toEqual({ error: { code: "E_TOO_LARGE", message: `the standard input of job ${MID} is over 10 bytes (limits.max_stdin_bytes); the job is canceled` } })
+    expect(await res.json()).toEqual({
+      error: {
+        code: "E_TOO_LARGE",
+        message: `the standard input of job ${MID} is over 10 bytes (limits.max_stdin_bytes); the job is canceled`,
+      },
+    })
     const job = (await s.store.getJob(MID))!
-    expect({ status: job.status, error: job.error }).toEqual({ status: "canceled", error: "its standard input passed 10 bytes (limits.max_stdin_bytes)" })
+    expect({ status: job.status, error: job.error }).toEqual({
+      status: "canceled",
+      error: "its standard input passed 10 bytes (limits.max_stdin_bytes)",
+    })
     // Nothing of the refused batch was stored; later uploads are ignored like for any ended job.
     expect(await s.store.inputBytes(MID)).toEqual({ bytes: 10, lastSeq: 3 })
     expect(await (await upload(stdin(4, 1))).json()).toEqual({ ok: true, ignored: true })
@@ -116,7 +130,9 @@ describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
     // The red team's run: seq 1000000 first, then seq 5 with more than the limit.
     const far = await upload(stdin(1_000_000, 1))
     expect(far.status).toBe(409)
-    expect(await far.json()).toEqual({ error: { code: "E_CONFLICT", message: "stdin gap: expected sequence 1, got 1000000", details: { expected: 1 } } })
+    expect(await far.json()).toEqual({
+      error: { code: "E_CONFLICT", message: "stdin gap: expected sequence 1, got 1000000", details: { expected: 1 } },
+    })
     expect((await upload(stdin(1, 1))).status).toBe(200)
     expect((await upload(stdin(5, 7))).status).toBe(409)
     // A batch whose own order is shuffled is put in order; a resent prefix is dropped, not counted.
@@ -134,15 +150,22 @@ describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
     await s.store.start(MID, "w1", assigned!.epoch, s.clock)
     expect((await upload(stdin(1, 11))).status).toBe(413)
     const job = (await s.store.getJob(MID))!
-    expect({ status: job.status, canceling: job.cancelRequestedAt !== null }).toEqual({ status: "running", canceling: true })
+    expect({ status: job.status, canceling: job.cancelRequestedAt !== null }).toEqual({
+      status: "running",
+      canceling: true,
+    })
   })
 })
 
 describe("POST /jobs: protocols no worker accepts", () => {
-  const submit = (args: string[]) => h.request(alice, "POST", J, { binary: "ffmpeg", args, paths: [], cwd: null, stdin: false })
+  const submit = (args: string[]) =>
+    h.request(alice, "POST", J, { binary: "ffmpeg", args, paths: [], cwd: null, stdin: false })
 
   test.each([
-    [["-i", "concatf:list.txt", "-f", "null", "-"], /^argument 2 "concatf:list\.txt": protocol concatf is not allowed on any worker/],
+    [
+      ["-i", "concatf:list.txt", "-f", "null", "-"],
+      /^argument 2 "concatf:list\.txt": protocol concatf is not allowed on any worker/,
+    ],
     [["-i", "in.mkv", "-f", "mpegts", "tee:a.ts|b.ts"], /^argument 5 "tee:a\.ts\|b\.ts": protocol tee/],
     [["-i", "fd:3", "-f", "null", "-"], /protocol fd/],
   ])("%j is 400 naming the argument", async (args, message) => {
@@ -152,7 +175,11 @@ describe("POST /jobs: protocols no worker accepts", () => {
   })
 
   test("protocols a worker may allow (or refuse by its own policy) are left to the worker", async () => {
-    for (const args of [["-i", "http://h/x", "-f", "null", "-"], ["-i", "concat:a|b", "-f", "null", "-"], ["-f", "lavfi", "-i", "tee:x", "-f", "null", "-"]]) {
+    for (const args of [
+      ["-i", "http://h/x", "-f", "null", "-"],
+      ["-i", "concat:a|b", "-f", "null", "-"],
+      ["-f", "lavfi", "-i", "tee:x", "-f", "null", "-"],
+    ]) {
       expect((await submit(args)).status).toBe(201)
     }
   })

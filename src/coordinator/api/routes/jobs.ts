@@ -3,9 +3,27 @@ import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } 
 import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
-import { Kind, RELAYED_SIGNALS, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame, frameJson, FrameError } from "../../../shared/protocol/frames.ts"
+import {
+  Kind,
+  RELAYED_SIGNALS,
+  concatFrames,
+  decodeFrames,
+  encodeFrame,
+  encodeJsonFrame,
+  frameJson,
+  FrameError,
+} from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
-import { ExitReport, JobStatus, ProgressReport, SubmitRequest, isTerminal, issueLines, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
+import {
+  ExitReport,
+  JobStatus,
+  ProgressReport,
+  SubmitRequest,
+  isTerminal,
+  issueLines,
+  type Job,
+  type Outcome,
+} from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, JobListing, OutputChunk } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import { connectionsOf, type Deps } from "../app.ts"
@@ -54,7 +72,11 @@ export function jobRoutes(deps: Deps) {
         // Most streams end because the job ended: check without taking the write lock.
         const cur = await store.getJob(id)
         if (!cur || isTerminal(cur.status)) return
-        const done = await store.requestCancel(id, "the caller went away (its connection closed and did not come back)", now())
+        const done = await store.requestCancel(
+          id,
+          "the caller went away (its connection closed and did not come back)",
+          now(),
+        )
         if (!done) return
         log.warn("job canceled: its caller went away", { job: id, status: done.status })
         hub.notify(topic.input(id))
@@ -115,7 +137,15 @@ export function jobRoutes(deps: Deps) {
     })
   }
 
-  const relayOutput = async (job: Job, after: number, first: Uint8Array | undefined, write: (b: Uint8Array) => Promise<void>, signal: AbortSignal, caller: boolean, watch: boolean) => {
+  const relayOutput = async (
+    job: Job,
+    after: number,
+    first: Uint8Array | undefined,
+    write: (b: Uint8Array) => Promise<void>,
+    signal: AbortSignal,
+    caller: boolean,
+    watch: boolean,
+  ) => {
     // Bun sends the headers with the first bytes: a ping tells the caller at once that the stream is open.
     await write(first ?? encodeFrame(Kind.ping, after))
     let shown = ""
@@ -136,7 +166,14 @@ export function jobRoutes(deps: Deps) {
         if (key !== shown) {
           shown = key
           const canceling = cur.cancelRequestedAt !== null
-          await write(encodeJsonFrame(Kind.event, cursor, { type: "status", status: canceling ? "canceling" : cur.status, workerId: cur.workerId, progress: cur.progress }))
+          await write(
+            encodeJsonFrame(Kind.event, cursor, {
+              type: "status",
+              status: canceling ? "canceling" : cur.status,
+              workerId: cur.workerId,
+              progress: cur.progress,
+            }),
+          )
         }
       }
       if (isTerminal(cur.status)) {
@@ -158,23 +195,41 @@ export function jobRoutes(deps: Deps) {
     const p = c.get("principal")
     requireRole(p, "client", "admin")
     const req = jsonBody(c, SubmitRequest)
-    if (!config.allowed_binaries.includes(req.binary)) throw new InvalidError(`binary ${req.binary} is not allowed (allowed_binaries: ${config.allowed_binaries.join(", ")})`)
+    if (!config.allowed_binaries.includes(req.binary))
+      throw new InvalidError(
+        `binary ${req.binary} is not allowed (allowed_binaries: ${config.allowed_binaries.join(", ")})`,
+      )
     // Sizes first: everything after reads every argument.
     checkArguments(req, config.limits)
     checkSubmittedArgs(req.binary, req.args)
     for (const a of [...req.args, ...(req.cwd ? [req.cwd] : [])]) {
       const name = varOf(a)
-      if (name !== undefined && !req.paths.includes(name)) throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
+      if (name !== undefined && !req.paths.includes(name))
+        throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
     }
-    if (req.cwd !== null && varOf(req.cwd) === undefined) throw new InvalidError("cwd must be a path variable ($Var/...) or null")
+    if (req.cwd !== null && varOf(req.cwd) === undefined)
+      throw new InvalidError("cwd must be a path variable ($Var/...) or null")
     const attach = c.req.query("attach") === "1"
-    if (attach && req.retries > 0) throw new InvalidError("retries are for detached jobs: a job re-run under an attached caller would repeat its output")
+    if (attach && req.retries > 0)
+      throw new InvalidError(
+        "retries are for detached jobs: a job re-run under an attached caller would repeat its output",
+      )
     await checkQueueQuota(store, p.name, config.limits)
     // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
     const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
     const job = await store
       .createJob(
-        { id: newId(), requester: p.name, binary: req.binary, args: req.args, paths: [...new Set(req.paths)].sort(), cwd: req.cwd, stdin: req.stdin, attached: attach || req.attached, retries: req.retries },
+        {
+          id: newId(),
+          requester: p.name,
+          binary: req.binary,
+          args: req.args,
+          paths: [...new Set(req.paths)].sort(),
+          cwd: req.cwd,
+          stdin: req.stdin,
+          attached: attach || req.attached,
+          retries: req.retries,
+        },
         now(),
       )
       .catch((err) => {
@@ -190,7 +245,8 @@ export function jobRoutes(deps: Deps) {
   app.get("/", async (c) => {
     const p = c.get("principal")
     const status = c.req.query("status")
-    if (status !== undefined && !v.is(JobStatus, status)) throw new InvalidError(`status must be one of ${JobStatus.options.join(", ")}`)
+    if (status !== undefined && !v.is(JobStatus, status))
+      throw new InvalidError(`status must be one of ${JobStatus.options.join(", ")}`)
     // Larger pages are cut to max_page_size; the header says where the next one starts.
     const limit = Math.min(intQuery(c, "limit", 100), config.limits.max_page_size)
     const rows = await store.listJobSummaries({
@@ -217,8 +273,10 @@ export function jobRoutes(deps: Deps) {
   app.post("/:id/cancel", async (c) => {
     const job = await load(c)
     const p = c.get("principal")
-    if (job.requester !== p.name && p.role !== "admin") throw new AuthError("only the requester or an admin may cancel a job", 403)
-    if (isTerminal(job.status)) throw new ConflictError(`job ${job.id} already ended: ${job.status}`, { status: job.status })
+    if (job.requester !== p.name && p.role !== "admin")
+      throw new AuthError("only the requester or an admin may cancel a job", 403)
+    if (isTerminal(job.status))
+      throw new ConflictError(`job ${job.id} already ended: ${job.status}`, { status: job.status })
     const done = await store.requestCancel(job.id, `canceled by ${p.name}`, now())
     if (!done) {
       const cur = (await store.getJob(job.id))!
@@ -249,7 +307,8 @@ export function jobRoutes(deps: Deps) {
     let expected = stored.lastSeq + 1
     for (const ch of [...chunks].sort((a, b) => a.seq - b.seq)) {
       if (ch.seq < expected) continue
-      if (ch.seq > expected) throw new ConflictError(`stdin gap: expected sequence ${expected}, got ${ch.seq}`, { expected })
+      if (ch.seq > expected)
+        throw new ConflictError(`stdin gap: expected sequence ${expected}, got ${ch.seq}`, { expected })
       fresh.push(ch)
       expected++
     }
@@ -266,22 +325,31 @@ export function jobRoutes(deps: Deps) {
     let bytes = storedBytes
     for (const ch of fresh) if (ch.kind === Kind.stdin) bytes += ch.data.length
     if (bytes <= max) return
-    const done = await store.requestCancel(job.id, `its standard input passed ${max} bytes (limits.max_stdin_bytes)`, now())
+    const done = await store.requestCancel(
+      job.id,
+      `its standard input passed ${max} bytes (limits.max_stdin_bytes)`,
+      now(),
+    )
     if (done) {
       log.warn("job canceled: stdin over the limit", { job: job.id, limit: max })
       announceCancel(done)
     }
-    throw new TooLargeError(`the standard input of job ${job.id} is over ${max} bytes (limits.max_stdin_bytes); the job is canceled`)
+    throw new TooLargeError(
+      `the standard input of job ${job.id} is over ${max} bytes (limits.max_stdin_bytes); the job is canceled`,
+    )
   }
 
   app.post("/:id/stdin", async (c) => {
     const job = await load(c)
     const p = c.get("principal")
-    if (job.requester !== p.name && p.role !== "admin") throw new AuthError("only the requester may write a job's stdin", 403)
+    if (job.requester !== p.name && p.role !== "admin")
+      throw new AuthError("only the requester may write a job's stdin", 403)
     const chunks: InputChunk[] = []
     for (const f of framesOf(c)) {
-      if (f.kind === Kind.signal && !RELAYED_SIGNALS.has(new TextDecoder().decode(f.data))) throw new InvalidError(`signal must be one of ${[...RELAYED_SIGNALS].join(", ")}`)
-      if (f.kind !== Kind.stdin && f.kind !== Kind.stdinEnd && f.kind !== Kind.signal) throw new InvalidError(`unexpected frame kind ${f.kind} in a stdin upload`)
+      if (f.kind === Kind.signal && !RELAYED_SIGNALS.has(new TextDecoder().decode(f.data)))
+        throw new InvalidError(`signal must be one of ${[...RELAYED_SIGNALS].join(", ")}`)
+      if (f.kind !== Kind.stdin && f.kind !== Kind.stdinEnd && f.kind !== Kind.signal)
+        throw new InvalidError(`unexpected frame kind ${f.kind} in a stdin upload`)
       if (f.seq < 1) throw new InvalidError("stdin sequence numbers start at 1")
       chunks.push({ seq: f.seq, kind: f.kind, data: f.data })
     }
@@ -302,7 +370,11 @@ export function jobRoutes(deps: Deps) {
     const job = await store.getJobSummary(id, STATE_ONLY)
     if (!job) throw new NotFoundError(`no job ${id}`)
     const epoch = intQuery(c, "epoch")
-    if (job.workerId !== p.name || job.epoch !== epoch) throw new ConflictError(`job ${id} is no longer assigned to ${p.name} at epoch ${epoch}`, { status: job.status, epoch: job.epoch })
+    if (job.workerId !== p.name || job.epoch !== epoch)
+      throw new ConflictError(`job ${id} is no longer assigned to ${p.name} at epoch ${epoch}`, {
+        status: job.status,
+        epoch: job.epoch,
+      })
     return { job, epoch, worker: p.name }
   }
 
@@ -310,7 +382,11 @@ export function jobRoutes(deps: Deps) {
   app.post("/:id/reject", async (c) => {
     const { job, epoch, worker } = await ownJob(c)
     const done = await store.unassign(job.id, epoch, `worker ${worker} refused the job`, now())
-    if (!done) throw new ConflictError(`job ${job.id} cannot be given back: it is ${job.status}`, { status: job.status, epoch: job.epoch })
+    if (!done)
+      throw new ConflictError(`job ${job.id} cannot be given back: it is ${job.status}`, {
+        status: job.status,
+        epoch: job.epoch,
+      })
     log.info("job refused by its worker; re-queued", { job: job.id, worker })
     scheduler.kick()
     return c.json({ ok: true })
@@ -319,7 +395,11 @@ export function jobRoutes(deps: Deps) {
   app.post("/:id/start", async (c) => {
     const { job, epoch, worker } = await ownJob(c)
     const started = await store.start(job.id, worker, epoch, now())
-    if (!started) throw new ConflictError(`job ${job.id} cannot start: it is ${job.status}`, { status: job.status, epoch: job.epoch })
+    if (!started)
+      throw new ConflictError(`job ${job.id} cannot start: it is ${job.status}`, {
+        status: job.status,
+        epoch: job.epoch,
+      })
     log.info("job running", { job: job.id, worker, epoch })
     hub.notify(topic.output(job.id))
     return c.json({ ok: true })
@@ -352,12 +432,23 @@ export function jobRoutes(deps: Deps) {
     const res = await store.appendOutput(id, p.name, epoch, chunks, exit, now(), progress)
     if (!res.ok) {
       if (res.reason === "not-found") throw new NotFoundError(`no job ${id}`)
-      if (res.reason === "gap") throw new ConflictError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
-      throw new ConflictError(`job ${id} is no longer running on ${p.name} at epoch ${epoch}`, { status: res.job?.status, epoch: res.job?.epoch })
+      if (res.reason === "gap")
+        throw new ConflictError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
+      throw new ConflictError(`job ${id} is no longer running on ${p.name} at epoch ${epoch}`, {
+        status: res.job?.status,
+        epoch: res.job?.epoch,
+      })
     }
     if (chunks.length || res.finished || progress) hub.notify(topic.output(id))
     if (res.finished && exit) {
-      log.info("job finished", { job: id, worker: p.name, status: res.job.status, code: exit.code ?? undefined, signal: exit.signal ?? undefined, error: exit.error })
+      log.info("job finished", {
+        job: id,
+        worker: p.name,
+        status: res.job.status,
+        code: exit.code ?? undefined,
+        signal: exit.signal ?? undefined,
+        error: exit.error,
+      })
       hub.notify(topic.input(id))
       scheduler.kick()
     }

@@ -9,10 +9,20 @@ import { connectionsOf, type Deps } from "../app.ts"
 import { jsonBody, secondsQuery } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
 
-const toAssignment = (j: Job): Assignment => ({ id: j.id, epoch: j.epoch, binary: j.binary, args: j.args, paths: j.paths, cwd: j.cwd, stdin: j.stdin })
+const toAssignment = (j: Job): Assignment => ({
+  id: j.id,
+  epoch: j.epoch,
+  binary: j.binary,
+  args: j.args,
+  paths: j.paths,
+  cwd: j.cwd,
+  stdin: j.stdin,
+})
 
 const Held = v.pipe(
-  v.array(v.strictObject({ id: v.pipe(v.string(), v.maxLength(26)), epoch: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
+  v.array(
+    v.strictObject({ id: v.pipe(v.string(), v.maxLength(26)), epoch: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
+  ),
   v.maxLength(4096),
 )
 const Heartbeat = v.strictObject({ jobs: Held })
@@ -42,8 +52,19 @@ export function workerRoutes(deps: Deps) {
     const binaries = reg.binaries.filter((b) => config.allowed_binaries.includes(b))
     const before = await store.getWorker(p.name)
     const worker = await store.upsertWorker(p.name, { ...reg, binaries }, newToken(), now())
-    if (before?.status !== worker.status || before.paths.join() !== worker.paths.join() || before.binaries.join() !== worker.binaries.join()) {
-      log.info("worker registered", { worker: p.name, status: worker.status, version: reg.version, binaries: binaries.join(","), paths: reg.paths.join(","), max_jobs: reg.maxJobs })
+    if (
+      before?.status !== worker.status ||
+      before.paths.join() !== worker.paths.join() ||
+      before.binaries.join() !== worker.binaries.join()
+    ) {
+      log.info("worker registered", {
+        worker: p.name,
+        status: worker.status,
+        version: reg.version,
+        binaries: binaries.join(","),
+        paths: reg.paths.join(","),
+        max_jobs: reg.maxJobs,
+      })
     }
     hub.notify(topic.worker(p.name))
     scheduler.kick()
@@ -54,7 +75,8 @@ export function workerRoutes(deps: Deps) {
     const p = c.get("principal")
     requireRole(p, "worker")
     const { token } = jsonBody(c, Verify)
-    if (!(await store.verifyWorker(p.name, token, now()))) throw new ConflictError("registration token does not match; register again")
+    if (!(await store.verifyWorker(p.name, token, now())))
+      throw new ConflictError("registration token does not match; register again")
     log.info("worker online", { worker: p.name })
     scheduler.kick()
     return c.json({ ok: true })

@@ -105,7 +105,11 @@ function shellLine(binary, args) {
 
 function statusTone(status, canceling) {
   if (canceling) return "warn"
-  return { queued: "muted", assigned: "info", running: "accent", completed: "ok", failed: "bad", canceled: "warn" }[status] ?? "muted"
+  return (
+    { queued: "muted", assigned: "info", running: "accent", completed: "ok", failed: "bad", canceled: "warn" }[
+      status
+    ] ?? "muted"
+  )
 }
 
 function workerTone(status) {
@@ -128,7 +132,9 @@ function progressText(j) {
   const running = j.status === "running"
   const parts = []
   if (p.percent != null && running) parts.push(`${Math.floor(p.percent)}%`)
-  parts.push(p.durationMs != null ? `${fmtMediaTime(p.timeMs)} / ${fmtMediaTime(p.durationMs)}` : fmtMediaTime(p.timeMs))
+  parts.push(
+    p.durationMs != null ? `${fmtMediaTime(p.timeMs)} / ${fmtMediaTime(p.durationMs)}` : fmtMediaTime(p.timeMs),
+  )
   const speed = fmtSpeed(p.speed)
   if (speed) parts.push(speed)
   if (p.etaMs != null && running) parts.push(`ETA ${fmtDuration(p.etaMs)}`)
@@ -173,7 +179,13 @@ async function api(path, { method = "GET", body } = {}) {
   const headers = {}
   if (method !== "GET") headers["X-Dffmpeg-Dashboard"] = "1"
   if (body !== undefined) headers["Content-Type"] = "application/json"
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", cache: "no-store" })
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    cache: "no-store",
+  })
   const data = await res.json().catch(() => null)
   if (!res.ok) {
     const err = new Error(data?.error?.message ?? `the coordinator answered HTTP ${res.status}`)
@@ -274,7 +286,12 @@ async function signOut() {
 // ---------------------------------------------------------------- live connection
 
 function setConn(state) {
-  const text = { live: "live", connecting: "connecting…", reconnecting: "reconnecting…", "signed-out": "sign-in required" }[state]
+  const text = {
+    live: "live",
+    connecting: "connecting…",
+    reconnecting: "reconnecting…",
+    "signed-out": "sign-in required",
+  }[state]
   $("live").className = `live conn-${state}`
   setText($("live-text"), text)
 }
@@ -289,7 +306,9 @@ function connect() {
     return
   }
   const follow = app.route.name === "job" && !app.jobMissing
-  const es = new EventSource(follow ? `dashboard/api/events?job=${encodeURIComponent(app.route.id)}` : "dashboard/api/events")
+  const es = new EventSource(
+    follow ? `dashboard/api/events?job=${encodeURIComponent(app.route.id)}` : "dashboard/api/events",
+  )
   app.source = es
   setConn("connecting")
   es.addEventListener("state", (e) => {
@@ -339,7 +358,8 @@ function onJob(update) {
   }
   if (update.job.id !== app.route.id) return
   // Live updates carry the arguments cut to a bounded size; keep the whole ones the page loaded first.
-  if (update.job.truncated && app.job?.job.id === update.job.id && !app.job.job.truncated) update = { ...update, job: { ...update.job, args: app.job.job.args, truncated: false } }
+  if (update.job.truncated && app.job?.job.id === update.job.id && !app.job.job.truncated)
+    update = { ...update, job: { ...update.job, args: app.job.job.args, truncated: false } }
   const { reset, lines, partial } = update.log
   app.log = trimLog(reset ? lines : app.log + lines)
   app.partial = partial
@@ -360,14 +380,25 @@ function renderSummary() {
   const s = app.state?.stats
   if (!s) return
   const queued = s.jobs.queued ?? 0
-  const oldest = s.oldestQueuedAt != null ? h("span", { class: "muted", data: { since: String(s.oldestQueuedAt), prefix: "oldest " } }) : null
+  const oldest =
+    s.oldestQueuedAt != null
+      ? h("span", { class: "muted", data: { since: String(s.oldestQueuedAt), prefix: "oldest " } })
+      : null
   const items = [
-    ["Workers", `${s.workers.online ?? 0} online`, s.workers.draining ? h("span", { class: "muted" }, `${s.workers.draining} draining`) : null],
+    [
+      "Workers",
+      `${s.workers.online ?? 0} online`,
+      s.workers.draining ? h("span", { class: "muted" }, `${s.workers.draining} draining`) : null,
+    ],
     ["Slots", `${s.slots.used}/${s.slots.total}`, null],
     ["Queue", `${queued} queued`, oldest],
     ["Running", String(s.jobs.running ?? 0), null],
   ]
-  $("summary").replaceChildren(...items.map(([label, value, extra]) => h("div", { class: "stat" }, h("dt", null, label), h("dd", null, h("span", null, value), extra))))
+  $("summary").replaceChildren(
+    ...items.map(([label, value, extra]) =>
+      h("div", { class: "stat" }, h("dt", null, label), h("dd", null, h("span", null, value), extra)),
+    ),
+  )
   document.title = s.jobs.running ? `dffmpeg · ${s.jobs.running} running` : "dffmpeg"
 }
 
@@ -435,7 +466,11 @@ function workerRow(first) {
   const state = badge("", "muted")
   const late = h("span", { class: "badge bad", hidden: true }, "not responding")
   // A worker registered with `sandbox: none` runs jobs that can reach every file its user can.
-  const unconfined = h("span", { class: "badge bad", hidden: true, title: "sandbox: none — jobs on this worker are not confined" }, "unconfined")
+  const unconfined = h(
+    "span",
+    { class: "badge bad", hidden: true, title: "sandbox: none — jobs on this worker are not confined" },
+    "unconfined",
+  )
   status.append(h("div", { class: "stack" }, state, late, unconfined))
   const slots = meter()
   const slotsText = h("span", { class: "slots-text" })
@@ -546,11 +581,33 @@ function recentJobRow(first) {
 }
 
 function table(id, headings) {
-  return h("div", { class: "table-wrap" }, h("table", { class: "data", id }, h("thead", null, h("tr", null, headings.map((t) => h("th", { scope: "col" }, t)))), h("tbody")))
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: "data", id },
+      h(
+        "thead",
+        null,
+        h(
+          "tr",
+          null,
+          headings.map((t) => h("th", { scope: "col" }, t)),
+        ),
+      ),
+      h("tbody"),
+    ),
+  )
 }
 
 function card(title, countId, ...body) {
-  return h("section", { class: "card" }, h("h2", null, title, " ", h("span", { class: "count muted", id: countId })), ...body)
+  return h(
+    "section",
+    { class: "card" },
+    h("h2", null, title, " ", h("span", { class: "count muted", id: countId })),
+    ...body,
+  )
 }
 
 // ---------------------------------------------------------------- pages
@@ -574,9 +631,24 @@ function renderView() {
   }
   if (app.route.name === "job") return buildJobPage(view)
   view.append(
-    card("Workers", "workers-count", table("workers", ["Worker", "Status", "Load", "Binaries", "Paths", "Version", "Last seen", ""]), h("p", { class: "empty muted", id: "workers-empty", hidden: true }, "No workers. Start one with dffmpeg worker.")),
-    card("Active jobs", "active-count", table("active-jobs", ["Job", "Status", "Progress", "Command", "Requester", "Worker", "Age"]), h("p", { class: "empty muted", id: "active-empty", hidden: true }, "Nothing queued or running.")),
-    card("Recent jobs", "recent-count", table("recent-jobs", ["Job", "Outcome", "Command", "Requester", "Worker", "Duration", "Finished"]), h("p", { class: "empty muted", id: "recent-empty", hidden: true }, "No finished jobs yet.")),
+    card(
+      "Workers",
+      "workers-count",
+      table("workers", ["Worker", "Status", "Load", "Binaries", "Paths", "Version", "Last seen", ""]),
+      h("p", { class: "empty muted", id: "workers-empty", hidden: true }, "No workers. Start one with dffmpeg worker."),
+    ),
+    card(
+      "Active jobs",
+      "active-count",
+      table("active-jobs", ["Job", "Status", "Progress", "Command", "Requester", "Worker", "Age"]),
+      h("p", { class: "empty muted", id: "active-empty", hidden: true }, "Nothing queued or running."),
+    ),
+    card(
+      "Recent jobs",
+      "recent-count",
+      table("recent-jobs", ["Job", "Outcome", "Command", "Requester", "Worker", "Duration", "Finished"]),
+      h("p", { class: "empty muted", id: "recent-empty", hidden: true }, "No finished jobs yet."),
+    ),
   )
   if (app.state) renderOverview()
 }
@@ -590,7 +662,10 @@ function renderOverview() {
   syncRows(tbodyOf("recent-jobs"), s.jobs.recent, recentJobRow)
   const active = ACTIVE.reduce((n, st) => n + (s.stats.jobs[st] ?? 0), 0)
   setText($("workers-count"), s.workers.length || "")
-  setText($("active-count"), active > s.jobs.active.length ? `${s.jobs.active.length} of ${active}` : s.jobs.active.length || "")
+  setText(
+    $("active-count"),
+    active > s.jobs.active.length ? `${s.jobs.active.length} of ${active}` : s.jobs.active.length || "",
+  )
   setText($("recent-count"), s.jobs.recent.length ? `last ${s.jobs.recent.length}` : "")
   $("workers-empty").hidden = s.workers.length > 0
   $("active-empty").hidden = s.jobs.active.length > 0
@@ -608,14 +683,32 @@ function buildJobPage(view) {
   const back = h("a", { href: "#/", class: "back" }, "← All jobs")
   if (app.jobMissing) {
     jobPage = null
-    view.append(back, h("section", { class: "card center" }, h("h2", null, "No such job"), h("p", { class: "muted" }, `There is no job ${id} (it may have been deleted by retention).`)))
+    view.append(
+      back,
+      h(
+        "section",
+        { class: "card center" },
+        h("h2", null, "No such job"),
+        h("p", { class: "muted" }, `There is no job ${id} (it may have been deleted by retention).`),
+      ),
+    )
     return
   }
   const state = badge("loading", "muted")
-  const cancel = h("button", { type: "button", class: "btn danger admin-only", id: "cancel", hidden: true }, "Cancel job")
+  const cancel = h(
+    "button",
+    { type: "button", class: "btn danger admin-only", id: "cancel", hidden: true },
+    "Cancel job",
+  )
   const confirmYes = h("button", { type: "button", class: "btn danger", id: "cancel-yes" }, "Yes, cancel it")
   const confirmNo = h("button", { type: "button", class: "btn", id: "cancel-no" }, "No")
-  const confirm = h("span", { class: "confirm", id: "cancel-confirm", hidden: true }, h("span", null, "Stop this job?"), confirmYes, confirmNo)
+  const confirm = h(
+    "span",
+    { class: "confirm", id: "cancel-confirm", hidden: true },
+    h("span", null, "Stop this job?"),
+    confirmYes,
+    confirmNo,
+  )
   cancel.addEventListener("click", () => {
     cancel.hidden = true
     confirm.hidden = false
@@ -628,7 +721,10 @@ function buildJobPage(view) {
   confirmYes.addEventListener("click", () =>
     act(confirmYes, `dashboard/api/jobs/${encodeURIComponent(id)}/cancel`, undefined, (res) => {
       confirm.hidden = true
-      notice(res.job.status === "canceled" ? "Job canceled." : "Cancel requested: the worker is stopping the job.", "ok")
+      notice(
+        res.job.status === "canceled" ? "Job canceled." : "Cancel requested: the worker is stopping the job.",
+        "ok",
+      )
     }),
   )
   const facts = h("dl", { class: "facts" })
@@ -650,13 +746,47 @@ function buildJobPage(view) {
   })
   view.append(
     back,
-    h("div", { class: "job-head" }, h("h1", null, "Job ", h("span", { class: "mono" }, id)), state, h("span", { class: "grow" }), cancel, confirm),
+    h(
+      "div",
+      { class: "job-head" },
+      h("h1", null, "Job ", h("span", { class: "mono" }, id)),
+      state,
+      h("span", { class: "grow" }),
+      cancel,
+      confirm,
+    ),
     h("section", { class: "card" }, progress, facts),
     h("section", { class: "card" }, h("h2", null, "Command"), command),
     h("section", { class: "card" }, h("h2", null, "Timeline"), timeline),
-    h("section", { class: "card" }, h("div", { class: "log-head" }, h("h2", null, "Log ", h("span", { class: "muted small" }, "stderr, last 64 KiB")), jump), log),
+    h(
+      "section",
+      { class: "card" },
+      h(
+        "div",
+        { class: "log-head" },
+        h("h2", null, "Log ", h("span", { class: "muted small" }, "stderr, last 64 KiB")),
+        jump,
+      ),
+      log,
+    ),
   )
-  jobPage = { id, state, cancel, confirm, facts, progress, bar, progressLabel, command, timeline, log, logLines, logPartial, jump, filled: false }
+  jobPage = {
+    id,
+    state,
+    cancel,
+    confirm,
+    facts,
+    progress,
+    bar,
+    progressLabel,
+    command,
+    timeline,
+    log,
+    logLines,
+    logPartial,
+    jump,
+    filled: false,
+  }
   if (app.job?.job.id === id) renderJob(app.job)
 }
 
@@ -685,7 +815,11 @@ function renderJob(update, change) {
     fact("Started", fmtClock(j.startedAt)),
     fact("Finished", fmtClock(j.finishedAt)),
   ]
-  const runFor = h("dd", { data: end == null && j.startedAt != null ? { since: String(j.startedAt) } : {} }, end != null && j.startedAt != null ? fmtDuration(end - j.startedAt) : "—")
+  const runFor = h(
+    "dd",
+    { data: end == null && j.startedAt != null ? { since: String(j.startedAt) } : {} },
+    end != null && j.startedAt != null ? fmtDuration(end - j.startedAt) : "—",
+  )
   facts.push(h("div", null, h("dt", null, j.startedAt != null && end == null ? "Running for" : "Run time"), runFor))
   if (j.exitCode != null) facts.push(fact("Exit code", String(j.exitCode), "mono"))
   if (j.exitSignal) facts.push(fact("Signal", j.exitSignal, "mono"))
@@ -738,7 +872,8 @@ function renderLog(change) {
 /** Refreshes every relative time once a second, without waiting for the coordinator. */
 function tick() {
   for (const el of document.querySelectorAll("[data-ago]")) setText(el, fmtAgo(Number(el.dataset.ago)))
-  for (const el of document.querySelectorAll("[data-since]")) setText(el, `${el.dataset.prefix ?? ""}${fmtDuration(serverNow() - Number(el.dataset.since))}`)
+  for (const el of document.querySelectorAll("[data-since]"))
+    setText(el, `${el.dataset.prefix ?? ""}${fmtDuration(serverNow() - Number(el.dataset.since))}`)
 }
 
 // ---------------------------------------------------------------- routing and start
