@@ -1,12 +1,25 @@
 /**
- * In-process wake-ups. The store is the source of truth; the hub only tells waiting requests that
+ * Wake-ups for waiting requests. The store is the source of truth; a notifier only tells waiters that
  * something changed so they re-read it (no fixed polling interval in the hot path). A lost wake-up
- * costs at most one keep-alive period, because every waiter also re-reads on its own timer.
+ * costs at most one keep-alive period, because every waiter also re-reads on its own timer. Only the
+ * store's change hook notifies (coordinator/wakeups.ts); an implementation shared by several
+ * coordinators would carry these topics between them.
  */
-export class Hub {
+export interface Notifier {
+  /** Which implementation, as /health reports it ("memory": this process only). */
+  readonly kind: string
+  /** Resolves at the next `notify(topic)`, after `ms`, or when `signal` aborts; whichever is first. */
+  wait(topic: string, ms: number, signal?: AbortSignal): Promise<void>
+  notify(topic: string): void
+  /** Number of topics this process waits on (for /health, metrics and tests). */
+  readonly size: number
+}
+
+/** The in-memory notifier: wakes waiters of this process only. */
+export class Hub implements Notifier {
+  readonly kind = "memory"
   private waiters = new Map<string, Set<() => void>>()
 
-  /** Resolves at the next `notify(topic)`, after `ms`, or when `signal` aborts; whichever is first. */
   wait(topic: string, ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       let set = this.waiters.get(topic)
@@ -33,7 +46,6 @@ export class Hub {
     for (const fn of [...set]) fn()
   }
 
-  /** Number of topics with waiters (for tests and metrics). */
   get size(): number {
     return this.waiters.size
   }

@@ -8,11 +8,11 @@ import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, type Store } from "../store/index.ts"
 import { createApp } from "./api/app.ts"
-import { Hub, topic } from "./hub.ts"
+import { Hub } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
 import { createMetrics } from "./metrics.ts"
-import { observeStore } from "./observe.ts"
+import { wireWakeups } from "./wakeups.ts"
 
 export interface Service {
   url: string
@@ -81,27 +81,21 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
   const dbPath = paths.database
-  const raw = opts.store ?? (await openStore(config, paths, log, now))
+  const store = opts.store ?? (await openStore(config, paths, log, now))
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()
-  // Every change made through this coordinator is counted and wakes live views.
-  const store = observeStore(raw, {
-    changed: () => hub.notify(topic.changes),
-    started: (j) => metrics.started(j),
-    ended: (j) => metrics.ended(j),
-    submitted: (j) => metrics.submitted(j),
-  })
   const t = timings(config)
   // Workers poll (and heartbeat) continuously; one silent for the worker threshold gets nothing new.
   const staleMs = Math.max(t.workerStale, (config.poll_wait_seconds + 5) * 1000)
-  const scheduler = createScheduler({ store, hub, log: log.withTag("scheduler"), now, staleMs })
-  const janitor = createJanitor({ store, hub, scheduler, log: log.withTag("janitor"), now, timings: t, startedAt })
+  const scheduler = createScheduler({ store, log: log.withTag("scheduler"), now, staleMs })
+  // Every change committed through this coordinator wakes its waiters and the scheduler, and is counted.
+  const unwire = wireWakeups(store, { notifier: hub, scheduler, metrics })
+  const janitor = createJanitor({ store, log: log.withTag("janitor"), now, timings: t, startedAt })
   let ready = false
   const app = createApp({
     store,
     hub,
-    scheduler,
     janitor,
     config,
     log: log.withTag("api"),
@@ -148,7 +142,6 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const url = `${tls ? "https" : "http"}://${host}:${server.port}`
   ready = true
   log.info(`listening on ${url}`, { database: config.database.engine === "sqlite" ? dbPath : config.database.engine })
-  scheduler.kick()
   janitor.start()
   let stopped: Promise<void> | undefined
   const stop = () =>
@@ -162,6 +155,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       await janitor.stop()
       await server.stop(true)
       await scheduler.idle()
+      unwire()
       await store.close()
       log.info("coordinator stopped")
     })())

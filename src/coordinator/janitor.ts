@@ -2,8 +2,6 @@ import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
-import { topic, type Hub } from "./hub.ts"
-import type { Scheduler } from "./scheduler.ts"
 
 /** Thresholds in milliseconds, derived from the config (see `timings`). */
 export interface Timings {
@@ -64,30 +62,24 @@ const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
 /**
  * Finds what stopped moving and moves it, so that every accepted job reaches a terminal state.
  * Every action is a guarded transition in the store, so several janitors (other coordinators, or
- * `admin janitor run`) can run at once without double transitions. Liveness only compares times
+ * `admin janitor run`) can run at once without double transitions; whom each one wakes (streams,
+ * polls, the scheduler) follows from the store's change hook (coordinator/wakeups.ts). Liveness only compares times
  * written by this coordinator's clock (`now`), never a worker's or a caller's. For one threshold after
  * start-up nothing is reaped: workers and callers need that long to find a restarted coordinator.
  */
 export function createJanitor(deps: {
   store: Store
-  hub: Hub
-  scheduler: Scheduler
   log: Logger
   now: () => number
   timings: Timings
   startedAt: number
 }): Janitor {
-  const { store, hub, log, now } = deps
+  const { store, log, now } = deps
   const t = deps.timings
   const grace = Math.max(t.workerStale, t.jobStale, t.assignment)
   let running: Promise<JanitorReport> | undefined
   let timer: ReturnType<typeof setTimeout> | undefined
   let stopped = false
-
-  const ended = (job: Job) => {
-    hub.notify(topic.output(job.id))
-    hub.notify(topic.input(job.id))
-  }
 
   const pass = async (): Promise<JanitorReport> => {
     const at = now()
@@ -110,10 +102,7 @@ export function createJanitor(deps: {
         const why = `worker ${job.workerId} stopped responding while running the job (no heartbeat for ${secs(at - (job.heartbeatAt ?? at))})`
         if (job.cancelRequestedAt !== null) {
           const done = await store.forceCanceled(job.id, job.epoch, `${job.error ?? "canceled"}; ${why}`, now())
-          if (done) {
-            report.canceled.push(job.id)
-            ended(done)
-          }
+          if (done) report.canceled.push(job.id)
           continue
         }
         const res = await store.loseJob(job.id, job.epoch, why, now())
@@ -124,7 +113,6 @@ export function createJanitor(deps: {
           worker: job.workerId,
           epoch: job.epoch,
         })
-        ended(res.job)
       }
 
       for (const job of await store.assignedSince(at - t.assignment)) {
@@ -137,7 +125,6 @@ export function createJanitor(deps: {
         if (!done) continue
         report.unassigned.push(job.id)
         log.warn("assignment timed out; job re-queued", { job: job.id, worker: job.workerId })
-        if (job.workerId) hub.notify(topic.worker(job.workerId))
       }
 
       const workers = await store.listWorkers()
@@ -154,7 +141,6 @@ export function createJanitor(deps: {
         if (!done) continue
         report.failedPending.push(job.id)
         log.warn("job failed: no worker can run it", { job: job.id, needs: need })
-        ended(done)
       }
 
       for (const job of await store.abandoned(at - t.jobStale)) {
@@ -166,14 +152,12 @@ export function createJanitor(deps: {
         if (!done) continue
         report.abandoned.push(job.id)
         log.warn("job canceled: its caller is gone", { job: job.id, status: done.status })
-        ended(done)
       }
     }
     if (t.retention > 0) {
       report.pruned = await store.prune(at - t.retention)
       if (report.pruned.jobs || report.pruned.workers) log.info("pruned old records", report.pruned)
     }
-    if (report.lost.some((l) => l.requeued) || report.unassigned.length) deps.scheduler.kick()
     return report
   }
 

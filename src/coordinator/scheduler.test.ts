@@ -5,6 +5,7 @@ import type { Store } from "../store/index.ts"
 import { createSqliteStore } from "../store/sqlite/index.ts"
 import { Hub, topic } from "./hub.ts"
 import { createScheduler, pick, type Candidate, type Scheduler } from "./scheduler.ts"
+import { wireWakeups } from "./wakeups.ts"
 
 function worker(id: string, over: Partial<Worker> = {}): Worker {
   return {
@@ -202,11 +203,12 @@ describe("createScheduler", () => {
     jobSeq = 0
     scheduler = createScheduler({
       store,
-      hub,
       log: createLogger({ level: "error" }),
       now: () => clock,
       staleMs: STALE_MS,
     })
+    // Assignments wake workers through the store's change hook, as in the coordinator.
+    wireWakeups(store, { notifier: hub })
   })
 
   afterEach(async () => {

@@ -1,7 +1,6 @@
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
-import { topic, type Hub } from "./hub.ts"
 
 export interface Candidate {
   worker: Worker
@@ -49,17 +48,12 @@ export interface Scheduler {
 }
 
 /**
- * Event-driven: submission, registration, polls and freed slots call `kick()`; there is no timer in the
- * hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
+ * Event-driven: the store's changes that could make an assignment possible (a job queued, a slot freed,
+ * a worker registered or polling) call `kick()` (coordinator/wakeups.ts), and an assignment wakes its
+ * worker's poll the same way; there is no timer in the hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
  * coordinator sharing the database, can never assign a job twice.
  */
-export function createScheduler(deps: {
-  store: Store
-  hub: Hub
-  log: Logger
-  now: () => number
-  staleMs: number
-}): Scheduler {
+export function createScheduler(deps: { store: Store; log: Logger; now: () => number; staleMs: number }): Scheduler {
   let running: Promise<void> | undefined
   let again = false
 
@@ -84,7 +78,6 @@ export function createScheduler(deps: {
         if (!done) continue
         choice.load++
         deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch })
-        deps.hub.notify(topic.worker(choice.worker.id))
       }
       if (queued.length < PAGE) return
       after = queued[queued.length - 1].id

@@ -1,4 +1,5 @@
 import type { Secret } from "../shared/auth/keyring.ts"
+import type { JobEventType, JobTarget } from "./machine.ts"
 import type {
   ExitReport,
   Job,
@@ -112,6 +113,43 @@ export type UploadResult =
   | { ok: true; job: Job; finished: boolean; ended?: boolean }
   | { ok: false; reason: "not-found" | "stale" | "gap"; job?: Job; expected?: number }
 
+/** A job transition that committed (never one that was refused or rolled back). */
+export interface JobChange {
+  type: "job"
+  /** The job as the transition left it. */
+  job: Job
+  /** Null for a new job. */
+  from: JobStatus | null
+  to: JobTarget
+  epoch: number
+  reason: string | null
+  /** The machine's event that made it (see store/machine.ts). */
+  event: JobEventType
+  /** The worker of the attempt it concerns (still set when the transition took the job away from it). */
+  worker: string | null
+}
+
+/** A committed change to a worker's row. */
+export interface WorkerChange {
+  type: "worker"
+  worker: string
+  /** registered, verified: the two stages of joining; seen: a poll; reaped: offline after silence. */
+  what: "registered" | "verified" | "seen" | "status" | "drain" | "reaped"
+}
+
+/**
+ * What the store reports after each commit, in commit order: job transitions, worker changes, and the
+ * stream events that waiters follow (output or progress stored, input stored), plus identities and
+ * retention, which only change what a dashboard shows.
+ */
+export type StoreChange =
+  | JobChange
+  | WorkerChange
+  | { type: "output"; job: string }
+  | { type: "input"; job: string }
+  | { type: "user"; name: string }
+  | { type: "pruned"; jobs: number; workers: number }
+
 /**
  * Domain-level persistence. Every state change is a compare-and-set on (status, epoch), and every
  * change that happened is recorded in the job's timeline in the same transaction: when the guard does
@@ -127,6 +165,12 @@ export interface Store {
    */
   migrate(): Promise<{ sealed: number; recovered?: string }>
   close(): Promise<void>
+  /**
+   * Calls `listener` with every change this store object commits, after the commit (a refused or
+   * rolled-back one is never reported); changes made by other processes are not seen. Returns the
+   * function that stops the calls.
+   */
+  changes(listener: (change: StoreChange) => void): () => void
 
   addUser(name: string, role: Role, key: string, now: number): Promise<User>
   /** The user with its key, for request verification. */

@@ -6,6 +6,7 @@ import { adminRoutes } from "../../src/coordinator/api/routes/admin.ts"
 import { jobRoutes } from "../../src/coordinator/api/routes/jobs.ts"
 import { workerListRoutes } from "../../src/coordinator/api/routes/workers.ts"
 import { Hub } from "../../src/coordinator/hub.ts"
+import { wireWakeups } from "../../src/coordinator/wakeups.ts"
 import type { JanitorReport } from "../../src/coordinator/janitor.ts"
 import { CoordinatorConfig } from "../../src/shared/config/schema.ts"
 import { DffmpegError } from "../../src/shared/errors.ts"
@@ -45,14 +46,16 @@ export class RouteHarness {
   static async open(config: Record<string, unknown> = {}): Promise<RouteHarness> {
     const store = createSqliteStore({ path: ":memory:" })
     await store.migrate()
-    return new RouteHarness(store, v.parse(CoordinatorConfig, config))
+    const h = new RouteHarness(store, v.parse(CoordinatorConfig, config))
+    // Routes wake nobody themselves: the store's changes do, as in the coordinator.
+    wireWakeups(store, { notifier: h.hub, scheduler: { kick: () => void h.kicks++ } })
+    return h
   }
 
   private app(who: Principal, body: Uint8Array): Hono<AuthEnv> {
     const deps = {
       store: this.store,
       hub: this.hub,
-      scheduler: { kick: () => void this.kicks++, idle: async () => {} },
       janitor: { run: async () => (this.janitorRuns++, EMPTY_REPORT), start() {}, stop: async () => {} },
       config: this.config,
       log: createLogger({ level: "error" }),

@@ -8,7 +8,6 @@
  * This file is both the main-thread client (`openPeer`) and the worker's script.
  */
 import { createLogger } from "../../src/shared/log.ts"
-import { Hub } from "../../src/coordinator/hub.ts"
 import { createJanitor, type JanitorReport, type Timings } from "../../src/coordinator/janitor.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import type { Store } from "../../src/store/types.ts"
@@ -93,8 +92,6 @@ if (isWorker) {
           const { now, startedAt, timings } = req.opts
           const janitor = createJanitor({
             store: store!,
-            hub: new Hub(),
-            scheduler: { kick() {}, idle: async () => {} },
             log: createLogger({ level: "error" }),
             now: () => now,
             timings,

@@ -5,8 +5,7 @@ import type { CoordinatorConfig } from "../../shared/config/schema.ts"
 import type { Logger } from "../../shared/log.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Store } from "../../store/index.ts"
-import type { Hub } from "../hub.ts"
-import type { Scheduler } from "../scheduler.ts"
+import type { Notifier } from "../hub.ts"
 import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
 import { bodyCaps, createBodyBudget } from "./body.ts"
@@ -21,8 +20,8 @@ import { dashboardRoutes } from "../dashboard/index.ts"
 
 export interface Deps {
   store: Store
-  hub: Hub
-  scheduler: Scheduler
+  /** Where requests wait for changes; fed only by the store's change hook (coordinator/wakeups.ts). */
+  hub: Notifier
   janitor: Janitor
   config: CoordinatorConfig
   log: Logger

@@ -13,8 +13,7 @@ import { createApp } from "../api/app.ts"
 import { Hub, topic } from "../hub.ts"
 import { createJanitor, timings } from "../janitor.ts"
 import { createMetrics } from "../metrics.ts"
-import { observeStore } from "../observe.ts"
-import { createScheduler } from "../scheduler.ts"
+import { wireWakeups } from "../wakeups.ts"
 import { CSP } from "./index.ts"
 import type { JobUpdate } from "./live.ts"
 import type { DashboardState, JobDetail } from "./views.ts"
@@ -45,18 +44,19 @@ async function harness(config: Record<string, unknown> = {}): Promise<Harness> {
   await raw.migrate()
   stores.push(raw)
   const hub = new Hub()
-  const store = observeStore(raw, { changed: () => hub.notify(topic.changes) })
+  const store = raw
   const cfg = v.parse(CoordinatorConfig, config)
   const logs: string[] = []
   const log = createConsola({ level: 4, reporters: [{ log: (o) => void logs.push(JSON.stringify(o.args)) }] })
   let offset = 0
   const now = () => Date.now() + offset
-  const scheduler = createScheduler({ store, hub, log, now, staleMs: STALE_MS })
-  const janitor = createJanitor({ store, hub, scheduler, log, now, timings: timings(cfg), startedAt: now() })
+  // The hub hears of every change as in production; the scheduler is left out so that the jobs a test
+  // puts in the store stay where it put them.
+  wireWakeups(store, { notifier: hub })
+  const janitor = createJanitor({ store, log, now, timings: timings(cfg), startedAt: now() })
   const app = createApp({
     store,
     hub,
-    scheduler,
     janitor,
     config: cfg,
     log,

@@ -10,7 +10,6 @@ import { connectionsOf, type Deps } from "../api/app.ts"
 import { readCapped } from "../api/body.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
-import { topic } from "../hub.ts"
 import { liveEvents } from "./live.ts"
 import { SESSION_COOKIE, createSignInThrottle, issueSession, signIn, verifySession, type Session } from "./session.ts"
 import { jobView, readJob, readState } from "./views.ts"
@@ -78,7 +77,7 @@ function jobIdOf(raw: string | undefined): string {
  * to the allowed peers unless `dashboard_require_login`; actions always need an admin sign-in.
  */
 export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
-  const { store, hub, scheduler, config, log, now } = deps
+  const { store, config, log, now } = deps
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
   const trusted = config.trusted_proxies.map((t) => parseCidr(t)).filter((r): r is Cidr => !!r)
@@ -267,11 +266,6 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
       by: s.name,
       from: "dashboard",
     })
-    // Wake whoever streams the job's input and output, and its worker, so the stop happens at once.
-    hub.notify(topic.input(id))
-    hub.notify(topic.output(id))
-    if (done.workerId) hub.notify(topic.worker(done.workerId))
-    scheduler.kick()
     return c.json({ job: jobView(done) }, done.status === "canceled" ? 200 : 202)
   })
 
@@ -283,8 +277,6 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     const worker = await store.requestDrain(id, on, now())
     if (!worker) throw new NotFoundError(`no worker ${id}`)
     log.info(on ? "worker drain requested" : "worker undrain requested", { worker: id, by: s.name, from: "dashboard" })
-    hub.notify(topic.worker(id))
-    scheduler.kick()
     return c.json({ worker })
   })
 

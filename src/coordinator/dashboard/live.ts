@@ -4,7 +4,7 @@ import type { Logger } from "../../shared/log.ts"
 import type { Store } from "../../store/index.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { pause } from "../../shared/pause.ts"
-import { topic, type Hub } from "../hub.ts"
+import { topic, type Notifier } from "../hub.ts"
 import { readTail, type LogReader } from "./log-text.ts"
 import { LIVE_ARGS_CHARS, TAIL_CHUNKS, jobView, readState, type DashboardState, type JobDetail } from "./views.ts"
 
@@ -25,7 +25,7 @@ export const TIMING: LiveTiming = { minGapMs: 250, refreshMs: 5000, keepaliveMs:
 
 export interface LiveDeps {
   store: Store
-  hub: Hub
+  hub: Notifier
   log: Logger
   now: () => number
   staleMs: number
@@ -51,7 +51,7 @@ function sharedState(deps: LiveDeps, notBefore: number): Promise<DashboardState>
 }
 
 /** Resolves true when something changed, false when `ms` passed first (or when `signal` aborted). */
-async function changed(hub: Hub, ms: number, signal: AbortSignal): Promise<boolean> {
+async function changed(hub: Notifier, ms: number, signal: AbortSignal): Promise<boolean> {
   const t0 = performance.now()
   await hub.wait(topic.changes, ms, signal)
   return performance.now() - t0 < ms

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
+import { sql, type Insertable, type Kysely, type Selectable, type Updateable } from "kysely"
 import {
   JobStatus as JobStatuses,
   type ExitReport,
@@ -18,6 +18,7 @@ import { ARGS_HEAD_CHARS, migrate } from "./migrations.ts"
 import { writeTransaction } from "./tx.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { keyVault } from "./keys.ts"
+import { step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
 import { memoryKeyring, type Keyring } from "../../shared/auth/keyring.ts"
 import type {
   ActiveCounts,
@@ -32,6 +33,7 @@ import type {
   OutputChunk,
   Stats,
   Store,
+  StoreChange,
   StoreKind,
   StreamRow,
   UploadResult,
@@ -43,12 +45,13 @@ type JobRow = Selectable<Database["jobs"]>
 type WorkerRow = Selectable<Database["workers"]>
 type JobUpdate = Updateable<Database["jobs"]>
 
-/** A decided transition: the columns to write and the timeline entry to record. */
-interface Change {
-  set: JobUpdate
-  status: string
+/** What a transition the machine allowed writes besides the status: columns, and the timeline's reason. */
+interface Effects {
+  set?: JobUpdate
+  /** The whole row, for the one transition that creates it (submit). */
+  insert?: Insertable<Database["jobs"]>
   reason?: string | null
-  /** Runs in the same transaction after the update (e.g. drop a lost attempt's output). */
+  /** Runs in the same transaction after the write (e.g. drop a lost attempt's output). */
   after?: (tx: Kysely<Database>, job: Job) => Promise<void>
 }
 
@@ -256,63 +259,100 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     return Promise.all(rows.map((r) => withArgs(db, r)))
   }
 
+  const listeners = new Set<(c: StoreChange) => void>()
+  /** Tells the listeners what committed. A failing listener is reported, never undoes nor fails the write. */
+  const emit = (out: StoreChange[]) => {
+    for (const c of out)
+      for (const l of listeners) {
+        try {
+          l(c)
+        } catch (err) {
+          stderrProblem(`a store change listener failed: ${(err as Error).message}`)
+        }
+      }
+  }
+  /** A write transaction whose changes are reported once it has committed (and never if it rolls back). */
+  const txEmit = async <T>(fn: (t: Kysely<Database>, out: StoreChange[]) => Promise<T>): Promise<T> => {
+    const out: StoreChange[] = []
+    const res = await tx((t) => fn(t, out))
+    emit(out)
+    return res
+  }
+
   /**
-   * The one way a job changes state: read it (locked), let `decide` pick the change from what is
-   * there now, write it guarded on the (status, epoch) that was read, and record it in the timeline,
-   * all in one transaction. Undefined when `decide` declines or another writer got there first.
+   * The one writer of job transitions. `s` is what the machine allowed from `job` as read in this
+   * transaction (undefined for a new job): the row is written guarded on that (status, epoch), the
+   * timeline records it, and the change is queued for the listeners. Undefined when another writer
+   * got there first.
    */
-  const mutate = (id: string, now: number, decide: (job: Job) => Change | undefined): Promise<Job | undefined> =>
-    tx(async (t) => {
+  const apply = async (
+    t: Kysely<Database>,
+    out: StoreChange[],
+    job: Job | undefined,
+    s: Step,
+    fx: Effects,
+    now: number,
+  ): Promise<Job | undefined> => {
+    if (!job)
+      await t
+        .insertInto("jobs")
+        .values({ ...fx.insert!, status: storedStatus(s.to) })
+        .execute()
+    else {
+      const res = await t
+        .updateTable("jobs")
+        .set({ ...fx.set, status: storedStatus(s.to), updated_at: now })
+        .where("id", "=", job.id)
+        .where("status", "=", job.status)
+        .where("epoch", "=", job.epoch)
+        .executeTakeFirst()
+      if (res.numUpdatedRows === 0n) return undefined
+    }
+    const id = job?.id ?? fx.insert!.id
+    const next = (await fullJob(t, id))!
+    const reason = fx.reason ?? null
+    const worker = next.workerId ?? job?.workerId ?? null
+    await t
+      .insertInto("job_events")
+      .values({ job_id: id, at: now, status: s.to, epoch: next.epoch, worker_id: worker, reason })
+      .execute()
+    await fx.after?.(t, next)
+    out.push({ type: "job", job: next, from: s.from, to: s.to, epoch: next.epoch, reason, event: s.event.type, worker })
+    return next
+  }
+
+  /**
+   * A job transition on its own: read the job (locked), ask the machine whether `ev` applies to it as it
+   * is now, and write it with `effects` in one transaction. Undefined when the machine refuses the event
+   * or another writer got there first.
+   */
+  const mutate = (
+    id: string,
+    now: number,
+    ev: MachineEvent,
+    effects: (job: Job, s: Step) => Effects,
+  ): Promise<Job | undefined> =>
+    txEmit(async (t, out) => {
       let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
       if (kind !== "sqlite") q = q.forUpdate()
       const row = await q.executeTakeFirst()
       if (!row) return undefined
       const job = toJob(row)
-      const c = decide(job)
-      if (!c) return undefined
-      const res = await t
-        .updateTable("jobs")
-        .set({ ...c.set, updated_at: now })
-        .where("id", "=", id)
-        .where("status", "=", job.status)
-        .where("epoch", "=", job.epoch)
-        .executeTakeFirst()
-      if (res.numUpdatedRows === 0n) return undefined
-      const next = (await fullJob(t, id))!
-      await recordEvent(t, next, now, c.status, c.reason ?? null, next.workerId ?? job.workerId)
-      await c.after?.(t, next)
-      return next
+      const s = step(job, ev)
+      if (!s) return undefined
+      return apply(t, out, job, s, effects(job, s), now)
     })
 
-  const recordEvent = (
-    t: Kysely<Database>,
-    job: Job,
-    now: number,
-    status: string,
-    reason: string | null,
-    worker: string | null,
-  ) =>
-    t
-      .insertInto("job_events")
-      .values({ job_id: job.id, at: now, status, epoch: job.epoch, worker_id: worker, reason })
-      .execute()
+  const ended = (reason: string | null, now: number): Effects => ({ set: { error: reason, finished_at: now }, reason })
 
-  const isActive = (j: Job) => ACTIVE.includes(j.status)
-  const ended = (status: JobStatus, reason: string | null, now: number): Change => ({
-    set: { status, error: reason, finished_at: now },
-    status,
-    reason,
-  })
-
-  /** A lost attempt: back to the queue when detached with retries left, failed otherwise. */
-  const lost = (job: Job, reason: string, now: number): Change => {
+  /** Effects of a lost attempt, for the outcome the machine chose: canceled, back to the queue, or failed. */
+  const lost = (job: Job, s: Step, reason: string, now: number): Effects => {
     const excluded =
       job.workerId && !job.excluded.includes(job.workerId) ? [...job.excluded, job.workerId] : job.excluded
-    if (job.cancelRequestedAt !== null) return ended("canceled", reason, now)
-    if (!job.attached && job.attempts < job.retries) {
+    if (s.to === "canceled") return ended(reason, now)
+    if (s.to === "queued") {
       return {
         set: {
-          status: "queued",
           worker_id: null,
           attempts: job.attempts + 1,
           excluded: JSON.stringify(excluded),
@@ -322,22 +362,21 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
           out_seq: 0,
           progress: null,
         },
-        status: "queued",
         reason: `${reason}; retry ${job.attempts + 1} of ${job.retries}`,
         // The caller replays output from the start: drop what the lost attempt wrote.
         after: async (t) => void (await t.deleteFrom("job_output").where("job_id", "=", job.id).execute()),
       }
     }
     return {
-      ...ended("failed", reason, now),
-      set: {
-        status: "failed",
-        error: reason,
-        finished_at: now,
-        attempts: job.attempts + 1,
-        excluded: JSON.stringify(excluded),
-      },
+      set: { error: reason, finished_at: now, attempts: job.attempts + 1, excluded: JSON.stringify(excluded) },
+      reason,
     }
+  }
+
+  /** Reports a change made outside a job transaction (workers, streams, identities). */
+  const told = <T>(value: T, ...changes: (StoreChange | false | undefined)[]): T => {
+    emit(changes.filter((c): c is StoreChange => !!c))
+    return value
   }
 
   return {
@@ -350,14 +389,21 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       await db.destroy()
       await opts.onClose?.()
     },
+    changes(listener) {
+      listeners.add(listener)
+      return () => void listeners.delete(listener)
+    },
 
-    addUser: (name: string, role: Role, key: string, now: number): Promise<User> =>
-      vault.write(name, key, async (t, sealed) => {
-        const exists = await t.selectFrom("users").select("name").where("name", "=", name).executeTakeFirst()
-        if (exists) throw new ConflictError(`user ${name} already exists`)
-        await t.insertInto("users").values({ name, role, key: sealed, created_at: now }).execute()
-        return { name, role, createdAt: now }
-      }),
+    addUser: async (name: string, role: Role, key: string, now: number): Promise<User> =>
+      told(
+        await vault.write(name, key, async (t, sealed) => {
+          const exists = await t.selectFrom("users").select("name").where("name", "=", name).executeTakeFirst()
+          if (exists) throw new ConflictError(`user ${name} already exists`)
+          await t.insertInto("users").values({ name, role, key: sealed, created_at: now }).execute()
+          return { name, role, createdAt: now }
+        }),
+        { type: "user", name },
+      ),
     async getCredential(name) {
       const r = await db.selectFrom("users").selectAll().where("name", "=", name).executeTakeFirst()
       const key = r && vault.read(r.name, r.key)
@@ -372,7 +418,8 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     },
     async removeUser(name) {
       const res = await db.deleteFrom("users").where("name", "=", name).executeTakeFirst()
-      return res.numDeletedRows > 0n
+      const removed = res.numDeletedRows > 0n
+      return told(removed, removed && { type: "user", name })
     },
     async getUser(name) {
       const r = await db
@@ -424,7 +471,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
             .values({ id, registered_at: now, ...values, status, token, drain_requested: 0 })
             .execute()
       })
-      return (await this.getWorker(id))!
+      return told((await this.getWorker(id))!, { type: "worker", worker: id, what: "registered" })
     },
     async workerToken(id) {
       const w = await db.selectFrom("workers").select("token").where("id", "=", id).executeTakeFirst()
@@ -444,15 +491,17 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .where("id", "=", id)
         .where("token", "=", token)
         .executeTakeFirst()
-      return res.numUpdatedRows > 0n
+      const verified = res.numUpdatedRows > 0n
+      return told(verified, verified && { type: "worker", worker: id, what: "verified" })
     },
     async touchWorker(id, now) {
-      await db
+      const res = await db
         .updateTable("workers")
         .set({ last_seen: now })
         .where("id", "=", id)
         .where("status", "!=", "offline")
-        .execute()
+        .executeTakeFirst()
+      told(undefined, res.numUpdatedRows > 0n && { type: "worker", worker: id, what: "seen" })
     },
     async setWorkerStatus(id, status, now) {
       const res = await db
@@ -460,7 +509,8 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .set({ status, last_seen: now })
         .where("id", "=", id)
         .executeTakeFirst()
-      return res.numUpdatedRows > 0n
+      const set = res.numUpdatedRows > 0n
+      return told(set, set && { type: "worker", worker: id, what: "status" })
     },
     async getWorker(id) {
       const r = await db.selectFrom("workers").selectAll().where("id", "=", id).executeTakeFirst()
@@ -489,7 +539,8 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
           .execute()
         return true
       })
-      return done ? this.getWorker(id) : undefined
+      if (!done) return undefined
+      return told(await this.getWorker(id), { type: "worker", worker: id, what: "drain" })
     },
     async reapWorkers(before) {
       const stale = await db
@@ -509,53 +560,45 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
           .executeTakeFirst()
         if (res.numUpdatedRows > 0n) out.push(w.id)
       }
-      return out
+      return told(out, ...out.map((worker): StoreChange => ({ type: "worker", worker, what: "reaped" })))
     },
 
     async createJob(j: NewJob, now: number) {
       const args = JSON.stringify(j.args)
       const head = argsHead(args)
-      return tx(async (t) => {
+      return txEmit(async (t, out) => {
         if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
-        await t
-          .insertInto("jobs")
-          .values({
-            id: j.id,
-            requester: j.requester,
-            binary: j.binary,
-            args: head,
-            args_chars: args.length,
-            paths: JSON.stringify(j.paths),
-            cwd: j.cwd,
-            stdin: j.stdin ? 1 : 0,
-            status: "queued",
-            epoch: 0,
-            worker_id: null,
-            out_seq: 0,
-            exit_code: null,
-            exit_signal: null,
-            error: null,
-            created_at: now,
-            updated_at: now,
-            assigned_at: null,
-            started_at: null,
-            finished_at: null,
-            attached: j.attached ? 1 : 0,
-            retries: j.retries,
-            attempts: 0,
-            excluded: null,
-            heartbeat_at: null,
-            client_seen_at: j.attached ? now : null,
-            cancel_requested_at: null,
-            progress: null,
-          })
-          .execute()
-        const job = {
-          ...toJob((await t.selectFrom("jobs").selectAll().where("id", "=", j.id).executeTakeFirst())!),
-          args: j.args,
+        const insert: Insertable<Database["jobs"]> = {
+          id: j.id,
+          requester: j.requester,
+          binary: j.binary,
+          args: head,
+          args_chars: args.length,
+          paths: JSON.stringify(j.paths),
+          cwd: j.cwd,
+          stdin: j.stdin ? 1 : 0,
+          status: "queued",
+          epoch: 0,
+          worker_id: null,
+          out_seq: 0,
+          exit_code: null,
+          exit_signal: null,
+          error: null,
+          created_at: now,
+          updated_at: now,
+          assigned_at: null,
+          started_at: null,
+          finished_at: null,
+          attached: j.attached ? 1 : 0,
+          retries: j.retries,
+          attempts: 0,
+          excluded: null,
+          heartbeat_at: null,
+          client_seen_at: j.attached ? now : null,
+          cancel_requested_at: null,
+          progress: null,
         }
-        await recordEvent(t, job, now, "queued", null, null)
-        return job
+        return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
       })
     },
     getJob: jobById,
@@ -614,29 +657,19 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
     assign: (id, worker, now) =>
-      mutate(id, now, (j) =>
-        j.status === "queued"
-          ? {
-              set: {
-                status: "assigned",
-                worker_id: worker,
-                epoch: j.epoch + 1,
-                out_seq: 0,
-                assigned_at: now,
-                heartbeat_at: null,
-                progress: null,
-              },
-              status: "assigned",
-            }
-          : undefined,
-      ),
+      mutate(id, now, { type: "assign", worker }, (j) => ({
+        set: {
+          worker_id: worker,
+          epoch: j.epoch + 1,
+          out_seq: 0,
+          assigned_at: now,
+          heartbeat_at: null,
+          progress: null,
+        },
+      })),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
     start: (id, worker, epoch, now) =>
-      mutate(id, now, (j) =>
-        j.status === "assigned" && j.workerId === worker && j.epoch === epoch && j.cancelRequestedAt === null
-          ? { set: { status: "running", started_at: now, heartbeat_at: now }, status: "running" }
-          : undefined,
-      ),
+      mutate(id, now, { type: "start", worker, epoch }, () => ({ set: { started_at: now, heartbeat_at: now } })),
     async heartbeat(worker, held, now) {
       const stale: HeldJob[] = []
       await tx(async (t) => {
@@ -670,7 +703,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       report?: ProgressReport,
     ): Promise<UploadResult> {
       const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
-      return tx(async (tx): Promise<UploadResult> => {
+      return txEmit(async (tx, out): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
         if (kind !== "sqlite") q = q.forUpdate()
         const row = await q.executeTakeFirst()
@@ -697,6 +730,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
             .values(fresh.map((c) => ({ job_id: id, epoch, seq: c.seq, stream: STREAM[c.stream], data: c.data })))
             .execute()
         }
+        if (fresh.length || progress) out.push({ type: "output", job: id })
         if (!exit) {
           if (fresh.length || progress)
             await tx
@@ -706,36 +740,23 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
               .execute()
           return { ok: true, job, finished: false }
         }
-        let change: Change
-        if (exit.abandoned) change = lost(job, exit.abandoned, now)
+        // The end goes through the machine like every transition, in this transaction: a reader never
+        // sees the job ended before its last bytes.
+        const ev: MachineEvent = exit.abandoned
+          ? { type: "lose", epoch, worker }
+          : { type: "exit", worker, epoch, code: exit.code, signal: exit.signal, error: exit.error }
+        const s = step(job, ev)
+        if (!s) return { ok: false, reason: "stale", job }
+        let fx: Effects
+        if (exit.abandoned) fx = lost(job, s, exit.abandoned, now)
         else {
-          const status: JobStatus =
-            job.cancelRequestedAt !== null
-              ? "canceled"
-              : exit.code === 0 && !exit.signal && !exit.error
-                ? "completed"
-                : "failed"
-          const reason = status === "canceled" ? (job.error ?? "canceled") : (exit.error ?? null)
-          change = {
-            set: { status, exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now },
-            status,
-            reason,
-          }
+          const reason = s.to === "canceled" ? (job.error ?? "canceled") : (exit.error ?? null)
+          fx = { set: { exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now }, reason }
         }
-        const requeued = change.set.status === "queued"
-        await tx
-          .updateTable("jobs")
-          .set({
-            ...change.set,
-            out_seq: requeued ? 0 : last,
-            updated_at: now,
-            ...(requeued ? { progress: null } : progress ? { progress } : {}),
-          })
-          .where("id", "=", id)
-          .execute()
-        const next = (await fullJob(tx, id))!
-        await recordEvent(tx, next, now, change.status, change.reason ?? null, worker)
-        await change.after?.(tx, next)
+        // A re-queued attempt starts its output and progress again (its effects say so); an end keeps them.
+        if (s.to !== "queued") fx.set = { ...fx.set, out_seq: last, ...(progress ? { progress } : {}) }
+        const next = await apply(tx, out, job, s, fx, now)
+        if (!next) return { ok: false, reason: "stale", job }
         return { ok: true, job: next, finished: true, ended: true }
       })
     },
@@ -862,7 +883,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
       q = kind === "mysql" ? q.ignore() : q.onConflict((oc) => oc.columns(["job_id", "seq"]).doNothing())
       await q.execute()
-      return true
+      return told(true, { type: "input", job: id })
     },
     async readInput(id, after, limit): Promise<InputRow[]> {
       const rows = await db
@@ -891,35 +912,20 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
         .executeTakeFirst()
       return { bytes: Number(r?.bytes ?? 0), lastSeq: Number(r?.last ?? 0) }
     },
-    failJob: (id, reason, now, epoch) =>
-      mutate(id, now, (j) =>
-        isActive(j) && (epoch === undefined || j.epoch === epoch) ? ended("failed", reason, now) : undefined,
-      ),
+    failJob: (id, reason, now, epoch) => mutate(id, now, { type: "fail", epoch }, () => ended(reason, now)),
     requestCancel: (id, reason, now) =>
-      mutate(id, now, (j) => {
-        if (j.status === "queued" || j.status === "assigned") return ended("canceled", reason, now)
-        if (j.status === "running" && j.cancelRequestedAt === null)
-          return { set: { cancel_requested_at: now, error: reason }, status: "canceling", reason }
-        return undefined
-      }),
-    forceCanceled: (id, epoch, reason, now) =>
-      mutate(id, now, (j) =>
-        j.status === "running" && j.epoch === epoch ? ended("canceled", reason, now) : undefined,
+      mutate(id, now, { type: "cancel" }, (_, s) =>
+        s.to === "canceling" ? { set: { cancel_requested_at: now, error: reason }, reason } : ended(reason, now),
       ),
+    forceCanceled: (id, epoch, reason, now) =>
+      mutate(id, now, { type: "forceCancel", epoch }, () => ended(reason, now)),
     unassign: (id, epoch, reason, now) =>
-      mutate(id, now, (j) => {
-        if (j.status !== "assigned" || j.epoch !== epoch) return undefined
+      mutate(id, now, { type: "unassign", epoch }, (j) => {
         const excluded = j.workerId && !j.excluded.includes(j.workerId) ? [...j.excluded, j.workerId] : j.excluded
-        return {
-          set: { status: "queued", worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) },
-          status: "queued",
-          reason,
-        }
+        return { set: { worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) }, reason }
       }),
     async loseJob(id, epoch, reason, now): Promise<LostResult> {
-      const job = await mutate(id, now, (j) =>
-        (j.status === "running" || j.status === "assigned") && j.epoch === epoch ? lost(j, reason, now) : undefined,
-      )
+      const job = await mutate(id, now, { type: "lose", epoch }, (j, s) => lost(j, s, reason, now))
       return job ? { job, requeued: job.status === "queued" } : undefined
     },
     async touchClient(id, now) {
@@ -945,7 +951,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
           .where("client_seen_at", "<", before),
       ),
     async prune(before) {
-      return tx(async (t) => {
+      const pruned = await tx(async (t) => {
         const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)
         await t.deleteFrom("job_output").where("job_id", "in", old).execute()
         await t.deleteFrom("job_input").where("job_id", "in", old).execute()
@@ -959,6 +965,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
           .executeTakeFirst()
         return { jobs: Number(jobs.numDeletedRows), workers: Number(workers.numDeletedRows) }
       })
+      return told(pruned, (pruned.jobs > 0 || pruned.workers > 0) && { type: "pruned", ...pruned })
     },
   }
 }

@@ -23,7 +23,7 @@ const MAX_TAIL = 1000
 
 /** Administration over the signed API: every route here is for admin identities only. */
 export function adminRoutes(deps: Deps) {
-  const { store, scheduler, log, now } = deps
+  const { store, log, now } = deps
   const app = new Hono<AuthEnv>()
   app.use("*", async (c, next) => {
     requireRole(c.get("principal"), "admin")
@@ -88,8 +88,6 @@ export function adminRoutes(deps: Deps) {
       status: worker.status,
       by: c.get("principal").name,
     })
-    // Undraining frees slots for queued jobs; the scheduler has no timer, so it is woken here.
-    scheduler.kick()
     const loads = await store.workerLoads()
     return c.json({ ...worker, load: loads.get(id) ?? 0 })
   }

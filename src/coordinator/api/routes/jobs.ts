@@ -49,7 +49,7 @@ function canRead(p: Principal, job: Pick<Job, "requester" | "workerId">): boolea
 }
 
 export function jobRoutes(deps: Deps) {
-  const { store, hub, scheduler, log, now, config } = deps
+  const { store, hub, log, now, config } = deps
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
   // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
@@ -79,20 +79,10 @@ export function jobRoutes(deps: Deps) {
         )
         if (!done) return
         log.warn("job canceled: its caller went away", { job: id, status: done.status })
-        hub.notify(topic.input(id))
-        hub.notify(topic.output(id))
       } catch (err) {
         log.error("could not cancel an abandoned job", { job: id }, err as Error)
       }
     }, CALLER_GRACE_MS)
-  }
-
-  /** Wakes everyone a cancel concerns: the job's streams, its worker's poll, the scheduler (a freed slot). */
-  const announceCancel = (done: Job) => {
-    hub.notify(topic.input(done.id))
-    hub.notify(topic.output(done.id))
-    if (done.workerId) hub.notify(topic.worker(done.workerId))
-    scheduler.kick()
   }
 
   const load = async (c: Context<AuthEnv>): Promise<Job> => {
@@ -237,7 +227,6 @@ export function jobRoutes(deps: Deps) {
         throw err
       })
     log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
-    scheduler.kick()
     if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }), slot)
     return c.json(job, 201)
   })
@@ -285,7 +274,6 @@ export function jobRoutes(deps: Deps) {
       throw new ConflictError(`job ${job.id} already ended: ${cur.status}`, { status: cur.status })
     }
     log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", { job: job.id, by: p.name })
-    announceCancel(done)
     return c.json(done, done.status === "canceled" ? 200 : 202)
   })
 
@@ -330,10 +318,7 @@ export function jobRoutes(deps: Deps) {
       `its standard input passed ${max} bytes (limits.max_stdin_bytes)`,
       now(),
     )
-    if (done) {
-      log.warn("job canceled: stdin over the limit", { job: job.id, limit: max })
-      announceCancel(done)
-    }
+    if (done) log.warn("job canceled: stdin over the limit", { job: job.id, limit: max })
     throw new TooLargeError(
       `the standard input of job ${job.id} is over ${max} bytes (limits.max_stdin_bytes); the job is canceled`,
     )
@@ -357,7 +342,6 @@ export function jobRoutes(deps: Deps) {
     const { stored, fresh } = await freshInput(job, chunks)
     await checkStdinQuota(job, stored.bytes, fresh)
     await store.appendInput(job.id, fresh)
-    hub.notify(topic.input(job.id))
     return c.json({ ok: true })
   })
 
@@ -388,7 +372,6 @@ export function jobRoutes(deps: Deps) {
         epoch: job.epoch,
       })
     log.info("job refused by its worker; re-queued", { job: job.id, worker })
-    scheduler.kick()
     return c.json({ ok: true })
   })
 
@@ -401,7 +384,6 @@ export function jobRoutes(deps: Deps) {
         epoch: job.epoch,
       })
     log.info("job running", { job: job.id, worker, epoch })
-    hub.notify(topic.output(job.id))
     return c.json({ ok: true })
   })
 
@@ -439,7 +421,6 @@ export function jobRoutes(deps: Deps) {
         epoch: res.job?.epoch,
       })
     }
-    if (chunks.length || res.finished || progress) hub.notify(topic.output(id))
     if (res.finished && exit) {
       log.info("job finished", {
         job: id,
@@ -449,8 +430,6 @@ export function jobRoutes(deps: Deps) {
         signal: exit.signal ?? undefined,
         error: exit.error,
       })
-      hub.notify(topic.input(id))
-      scheduler.kick()
     }
     return c.json({ ok: true, finished: res.finished })
   })

@@ -30,7 +30,7 @@ const Verify = v.strictObject({ token: v.pipe(v.string(), v.maxLength(64)) })
 
 /** Routes a worker uses to join, prove its channel, receive work and report liveness (HTTP transport). */
 export function workerRoutes(deps: Deps) {
-  const { store, hub, scheduler, log, now, config } = deps
+  const { store, hub, log, now, config } = deps
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
 
@@ -66,8 +66,6 @@ export function workerRoutes(deps: Deps) {
         max_jobs: reg.maxJobs,
       })
     }
-    hub.notify(topic.worker(p.name))
-    scheduler.kick()
     return c.json({ worker, coordinatorVersion: VERSION, ...timing() })
   })
 
@@ -78,7 +76,6 @@ export function workerRoutes(deps: Deps) {
     if (!(await store.verifyWorker(p.name, token, now())))
       throw new ConflictError("registration token does not match; register again")
     log.info("worker online", { worker: p.name })
-    scheduler.kick()
     return c.json({ ok: true })
   })
 
@@ -123,8 +120,8 @@ export function workerRoutes(deps: Deps) {
     c.env?.server?.timeout(c.req.raw, 0)
     try {
       const until = now() + waitMs
+      // Being heard from makes a worker eligible again: the scheduler hears of it (coordinator/wakeups.ts).
       await store.touchWorker(p.name, now())
-      scheduler.kick()
       for (;;) {
         const jobs = await store.assignedTo(p.name)
         if (jobs.length || ac.signal.aborted || now() >= until) {

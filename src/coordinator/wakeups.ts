@@ -1,0 +1,70 @@
+import { isTerminal } from "../shared/protocol/schemas.ts"
+import type { Store, StoreChange } from "../store/types.ts"
+import { topic, type Notifier } from "./hub.ts"
+import type { Metrics } from "./metrics.ts"
+import type { Scheduler } from "./scheduler.ts"
+
+/** Who is told of the store's changes; each part is optional (tests wire what they look at). */
+export interface WakeupTargets {
+  notifier: Notifier
+  scheduler?: Pick<Scheduler, "kick">
+  metrics?: Pick<Metrics, "submitted" | "started" | "ended">
+}
+
+/**
+ * The one place that decides who hears of a change, derived from what committed rather than placed by
+ * each route, scheduler pass or janitor run, so a new transition cannot skip a waiter or a metric:
+ * - a job's output and input streams hear of every transition of the job, and of its stored output
+ *   or input; the worker of the attempt (its poll) hears of every transition that concerns it
+ *   (assigned, given back, canceled...);
+ * - a worker's poll hears of every change to the worker, except its own polls;
+ * - the scheduler runs a pass when one could assign something: a job became queued, a slot was freed
+ *   by a job's end that its worker reported or an administrator or caller made (not when the janitor
+ *   ends the job of a worker that stopped answering: that slot is nobody's to fill), or a worker
+ *   registered, was verified, polled, or was drained or undrained;
+ * - dashboards (`topic.changes`) hear of everything but polls and stdin;
+ * - metrics count submissions, starts and ends.
+ */
+export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
+  const { notifier: n, scheduler, metrics } = to
+  return (c) => {
+    switch (c.type) {
+      case "job": {
+        n.notify(topic.output(c.job.id))
+        n.notify(topic.input(c.job.id))
+        if (c.worker) n.notify(topic.worker(c.worker))
+        n.notify(topic.changes)
+        if (c.from === null) metrics?.submitted(c.job)
+        if (c.to === "running") metrics?.started(c.job)
+        const ended = c.to !== "canceling" && isTerminal(c.to)
+        if (ended) metrics?.ended(c.job)
+        const freed = ended && (c.from === "assigned" || c.from === "running")
+        if (c.to === "queued" || (freed && c.event !== "lose" && c.event !== "forceCancel")) scheduler?.kick()
+        return
+      }
+      case "worker":
+        if (c.what !== "seen") {
+          n.notify(topic.worker(c.worker))
+          n.notify(topic.changes)
+        }
+        if (c.what !== "reaped" && c.what !== "status") scheduler?.kick()
+        return
+      case "output":
+        n.notify(topic.output(c.job))
+        n.notify(topic.changes)
+        return
+      case "input":
+        n.notify(topic.input(c.job))
+        return
+      case "user":
+      case "pruned":
+        n.notify(topic.changes)
+        return
+    }
+  }
+}
+
+/** Wires `store`'s change hook to the targets; returns the function that unwires it. */
+export function wireWakeups(store: Store, to: WakeupTargets): () => void {
+  return store.changes(wakeups(to))
+}

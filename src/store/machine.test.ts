@@ -1,0 +1,194 @@
+import { describe, expect, test } from "bun:test"
+import type { Job, JobStatus } from "../shared/protocol/schemas.ts"
+import { RULES, step, storedStatus, type JobEvent, type JobTarget } from "./machine.ts"
+
+const job = (status: JobStatus, over: Partial<Job> = {}): Job => ({
+  id: "j",
+  requester: "c",
+  binary: "ffmpeg",
+  args: [],
+  paths: [],
+  cwd: null,
+  stdin: false,
+  status,
+  epoch: 3,
+  workerId: status === "queued" ? null : "w1",
+  exitCode: null,
+  exitSignal: null,
+  error: null,
+  createdAt: 0,
+  updatedAt: 0,
+  assignedAt: null,
+  startedAt: null,
+  finishedAt: null,
+  attached: false,
+  retries: 0,
+  attempts: 0,
+  excluded: [],
+  heartbeatAt: null,
+  clientSeenAt: null,
+  cancelRequestedAt: null,
+  progress: null,
+  ...over,
+})
+
+/** One event of each type, as the attempt at epoch 3 on w1 sends it. */
+const EVENTS: Record<JobEvent["type"], JobEvent> = {
+  submit: { type: "submit" },
+  assign: { type: "assign", worker: "w2" },
+  start: { type: "start", worker: "w1", epoch: 3 },
+  exit: { type: "exit", worker: "w1", epoch: 3, code: 0, signal: null },
+  lose: { type: "lose", epoch: 3 },
+  fail: { type: "fail" },
+  cancel: { type: "cancel" },
+  forceCancel: { type: "forceCancel", epoch: 3 },
+  unassign: { type: "unassign", epoch: 3 },
+}
+
+const STATES: JobStatus[] = ["queued", "assigned", "running", "completed", "failed", "canceled"]
+
+/**
+ * Every (from, event) pair with the guards satisfied: where it goes, or "-" when it is refused. Written
+ * out by hand rather than derived from RULES, so that a rule added, dropped or moved fails here.
+ */
+const TABLE: Record<JobStatus, Record<JobEvent["type"], JobTarget | "-">> = {
+  queued: {
+    submit: "-",
+    assign: "assigned",
+    start: "-",
+    exit: "-",
+    lose: "-",
+    fail: "failed",
+    cancel: "canceled",
+    forceCancel: "-",
+    unassign: "-",
+  },
+  assigned: {
+    submit: "-",
+    assign: "-",
+    start: "running",
+    exit: "-",
+    lose: "failed",
+    fail: "failed",
+    cancel: "canceled",
+    forceCancel: "-",
+    unassign: "queued",
+  },
+  running: {
+    submit: "-",
+    assign: "-",
+    start: "-",
+    exit: "completed",
+    lose: "failed",
+    fail: "failed",
+    cancel: "canceling",
+    forceCancel: "canceled",
+    unassign: "-",
+  },
+  completed: {
+    submit: "-",
+    assign: "-",
+    start: "-",
+    exit: "-",
+    lose: "-",
+    fail: "-",
+    cancel: "-",
+    forceCancel: "-",
+    unassign: "-",
+  },
+  failed: {
+    submit: "-",
+    assign: "-",
+    start: "-",
+    exit: "-",
+    lose: "-",
+    fail: "-",
+    cancel: "-",
+    forceCancel: "-",
+    unassign: "-",
+  },
+  canceled: {
+    submit: "-",
+    assign: "-",
+    start: "-",
+    exit: "-",
+    lose: "-",
+    fail: "-",
+    cancel: "-",
+    forceCancel: "-",
+    unassign: "-",
+  },
+}
+
+const to = (j: Job | undefined, ev: JobEvent) => step(j, ev)?.to ?? "-"
+
+describe("job state machine", () => {
+  for (const from of STATES)
+    for (const [type, ev] of Object.entries(EVENTS) as [JobEvent["type"], JobEvent][])
+      test(`${from} on ${type} → ${TABLE[from][type]}`, () => {
+        expect(to(job(from), ev)).toBe(TABLE[from][type])
+      })
+
+  test("a new job is only ever submitted, to queued", () => {
+    expect(to(undefined, EVENTS.submit)).toBe("queued")
+    for (const ev of Object.values(EVENTS).filter((e) => e.type !== "submit")) expect(to(undefined, ev)).toBe("-")
+  })
+
+  test("every rule's target is reachable from its state and every event has a rule", () => {
+    const events = new Set<string>(RULES.map((r) => r.event))
+    expect([...events].sort()).toEqual(Object.keys(EVENTS).sort())
+    for (const r of RULES) expect(r.guard.length).toBeGreaterThan(0)
+  })
+
+  test("a step says where it came from and which event made it", () => {
+    expect(step(job("queued"), EVENTS.assign)).toEqual({ from: "queued", to: "assigned", event: EVENTS.assign })
+  })
+
+  describe("guards", () => {
+    test("start: only the worker and epoch of the assignment, and not once a cancel was asked", () => {
+      expect(to(job("assigned"), { type: "start", worker: "w2", epoch: 3 })).toBe("-")
+      expect(to(job("assigned"), { type: "start", worker: "w1", epoch: 2 })).toBe("-")
+      expect(to(job("assigned", { cancelRequestedAt: 1 }), EVENTS.start)).toBe("-")
+    })
+
+    test("exit: completed only when clean; any other exit fails; a requested cancel ends canceled", () => {
+      const running = job("running")
+      expect(to(running, { ...EVENTS.exit, code: 1 } as JobEvent)).toBe("failed")
+      expect(to(running, { ...EVENTS.exit, code: null, signal: "SIGKILL" } as JobEvent)).toBe("failed")
+      expect(to(running, { ...EVENTS.exit, error: "no such path" } as JobEvent)).toBe("failed")
+      expect(to(job("running", { cancelRequestedAt: 1 }), EVENTS.exit)).toBe("canceled")
+      expect(to(running, { ...EVENTS.exit, worker: "w2" } as JobEvent)).toBe("-")
+      expect(to(running, { ...EVENTS.exit, epoch: 4 } as JobEvent)).toBe("-")
+    })
+
+    test("lose: back to the queue only when detached with retries left; canceled when a cancel was asked", () => {
+      for (const from of ["assigned", "running"] as const) {
+        expect(to(job(from, { retries: 2, attempts: 1 }), EVENTS.lose)).toBe("queued")
+        expect(to(job(from, { retries: 2, attempts: 2 }), EVENTS.lose)).toBe("failed")
+        expect(to(job(from, { retries: 2, attached: true }), EVENTS.lose)).toBe("failed")
+        expect(to(job(from, { retries: 2 }), { type: "lose", epoch: 2 })).toBe("-")
+        expect(to(job(from, { retries: 2 }), { type: "lose", epoch: 3, worker: "w2" })).toBe("-")
+      }
+      expect(to(job("running", { retries: 2, cancelRequestedAt: 1 }), EVENTS.lose)).toBe("canceled")
+    })
+
+    test("fail: with an epoch, only while the job is still at it", () => {
+      expect(to(job("queued"), { type: "fail", epoch: 3 })).toBe("failed")
+      expect(to(job("queued"), { type: "fail", epoch: 2 })).toBe("-")
+    })
+
+    test("cancel: a running job is asked once", () => {
+      expect(to(job("running", { cancelRequestedAt: 1 }), EVENTS.cancel)).toBe("-")
+    })
+
+    test("forceCancel and unassign: only at the epoch read", () => {
+      expect(to(job("running"), { type: "forceCancel", epoch: 2 })).toBe("-")
+      expect(to(job("assigned"), { type: "unassign", epoch: 2 })).toBe("-")
+    })
+  })
+
+  test("canceling is stored as running; every other target as itself", () => {
+    expect(storedStatus("canceling")).toBe("running")
+    for (const s of STATES) expect(storedStatus(s)).toBe(s)
+  })
+})
