@@ -142,7 +142,11 @@ describe("health", () => {
     }
     expect(body).toMatchObject({
       status: "ok",
-      components: { database: { engine: "sqlite", status: "ok" }, transport: { kind: "http", status: "ok" } },
+      components: {
+        database: { engine: "sqlite", status: "ok" },
+        transport: { kind: "http", status: "ok" },
+        notifier: { kind: "memory", status: "ok" },
+      },
     })
     expect(body.uptimeSeconds).toBeGreaterThanOrEqual(0)
   })

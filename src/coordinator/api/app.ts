@@ -105,6 +105,8 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     const components = {
       database: { engine: deps.store.kind, ...database },
       transport: { kind: "http", status: "ok" as const, waiting: deps.hub.size },
+      // Which notifier wakes this coordinator's waiters ("memory": changes made by this process only).
+      notifier: { kind: deps.hub.kind, status: "ok" as const },
     }
     const ready = deps.ready()
     const status = !ready ? "shutting_down" : database.status === "ok" ? "ok" : "unavailable"
