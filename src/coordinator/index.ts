@@ -91,7 +91,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const scheduler = createScheduler({ store, log: log.withTag("scheduler"), now, staleMs })
   // Every change committed through this coordinator wakes its waiters and the scheduler, and is counted.
   const unwire = wireWakeups(store, { notifier: hub, scheduler, metrics })
-  const janitor = createJanitor({ store, log: log.withTag("janitor"), now, timings: t, startedAt })
+  const janitor = createJanitor({ store, log: log.withTag("janitor"), now, timings: t, startedAt, staleMs })
   let ready = false
   const app = createApp({
     store,

@@ -337,6 +337,25 @@ describe("createJanitor", () => {
       expect(h.kicks).toBe(0)
     })
 
+    test("a worker counts only while the scheduler would give it work: the same rule and liveness", async () => {
+      await h.worker("w1")
+      await h.job("q", {}, null)
+      h.clock = LATER
+      // Heard from 5 ms ago: far inside the reaping threshold, but silent for the scheduler's 1 ms.
+      await h.alive(LATER - 5, { w1: [] })
+      const quick = createJanitor({
+        store: h.store,
+        log: createLogger({ level: "error" }),
+        now: () => h.clock,
+        timings: T,
+        startedAt: T0,
+        staleMs: 1,
+      })
+      expect((await h.run()).failedPending).toEqual([])
+      expect((await quick.run()).failedPending).toEqual(["q"])
+      expect((await h.store.getWorker("w1"))?.status).toBe("online")
+    })
+
     test("a capable worker that stopped polling is reaped first, so the job fails in the same pass", async () => {
       await h.worker("w1") // last heard from at T0
       await h.job("q", {}, null)

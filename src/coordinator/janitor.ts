@@ -2,6 +2,7 @@ import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
+import { eligible, type Liveness } from "./scheduler.ts"
 
 /** Thresholds in milliseconds, derived from the config (see `timings`). */
 export interface Timings {
@@ -50,11 +51,9 @@ export interface Janitor {
   stop(): Promise<void>
 }
 
-/** Could any of these workers ever run the job (ignoring load)? */
-function capable(job: Job, workers: Worker[]): boolean {
-  return workers.some(
-    (w) => w.status === "online" && w.binaries.includes(job.binary) && job.paths.every((p) => w.paths.includes(p)),
-  )
+/** Could any of these workers ever be given the job (ignoring load)? The scheduler's own rule. */
+function capable(job: Job, workers: Worker[], live: Liveness): boolean {
+  return workers.some((w) => eligible(job, w, live))
 }
 
 const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
@@ -73,6 +72,8 @@ export function createJanitor(deps: {
   now: () => number
   timings: Timings
   startedAt: number
+  /** How recently a worker must have been heard from to count as able to run a job (default: `timings.workerStale`); the scheduler's. */
+  staleMs?: number
 }): Janitor {
   const { store, log, now } = deps
   const t = deps.timings
@@ -129,7 +130,7 @@ export function createJanitor(deps: {
 
       const workers = await store.listWorkers()
       for (const job of await store.queuedSince(at - t.pending)) {
-        if (capable(job, workers)) continue
+        if (capable(job, workers, { now: at, staleMs: deps.staleMs ?? t.workerStale })) continue
         const need = [job.binary, ...job.paths.map((p) => `$${p}`)].join(", ")
         // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
         const done = await store.failJob(

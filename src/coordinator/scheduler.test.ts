@@ -4,7 +4,7 @@ import { createLogger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
 import { createSqliteStore } from "../store/sqlite/index.ts"
 import { Hub, topic } from "./hub.ts"
-import { createScheduler, pick, type Candidate, type Scheduler } from "./scheduler.ts"
+import { createScheduler, eligible, pick, type Candidate, type Scheduler } from "./scheduler.ts"
 import { wireWakeups } from "./wakeups.ts"
 
 function worker(id: string, over: Partial<Worker> = {}): Worker {
@@ -25,6 +25,28 @@ function worker(id: string, over: Partial<Worker> = {}): Worker {
 
 const cand = (id: string, load: number, over: Partial<Worker> = {}): Candidate => ({ worker: worker(id, over), load })
 const ffmpeg = { binary: "ffmpeg", paths: [] as string[] }
+
+describe("eligible", () => {
+  const live = { now: 100_000, staleMs: 30_000 }
+  test.each<[string, Partial<Worker>, { binary: string; paths: string[] }, boolean]>([
+    ["online, heard from just now, with the binary", { lastSeen: 100_000 }, ffmpeg, true],
+    ["heard from just under staleMs ago", { lastSeen: 70_001 }, ffmpeg, true],
+    ["silent for staleMs", { lastSeen: 70_000 }, ffmpeg, false],
+    ["draining", { lastSeen: 100_000, status: "draining" }, ffmpeg, false],
+    ["registering", { lastSeen: 100_000, status: "registering" }, ffmpeg, false],
+    ["offline", { lastSeen: 100_000, status: "offline" }, ffmpeg, false],
+    ["without the binary", { lastSeen: 100_000, binaries: ["ffprobe"] }, ffmpeg, false],
+    ["with every path", { lastSeen: 100_000, paths: ["A", "B"] }, { binary: "ffmpeg", paths: ["B", "A"] }, true],
+    ["missing a path", { lastSeen: 100_000, paths: ["A"] }, { binary: "ffmpeg", paths: ["A", "B"] }, false],
+  ])("%s", (_, over, job, want) => {
+    expect(eligible(job, worker("w", over), live)).toBe(want)
+  })
+
+  test("without a liveness, a worker is taken as live whenever it was last heard from", () => {
+    expect(eligible(ffmpeg, worker("w", { lastSeen: 0 }))).toBe(true)
+    expect(eligible(ffmpeg, worker("w", { lastSeen: 0 }), live)).toBe(false)
+  })
+})
 
 describe("pick", () => {
   test.each<[string, { binary: string; paths: string[] }, Candidate[], string | undefined]>([

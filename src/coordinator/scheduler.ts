@@ -7,22 +7,43 @@ export interface Candidate {
   load: number
 }
 
+/** When a worker is judged: `now`, and how recently it must have been heard from to be given work. */
+export interface Liveness {
+  now: number
+  staleMs: number
+}
+
+/** Online (not registering, draining or offline) and, when `live` is given, heard from less than `staleMs` ago. */
+export function serving(worker: Worker, live?: Liveness): boolean {
+  return (worker.status ?? "online") === "online" && (!live || live.now - worker.lastSeen < live.staleMs)
+}
+
 /**
- * Pure choice: the eligible worker for `job` with the lowest relative load. Eligible means it is
- * online (not registering, draining or offline), has the binary, advertises every path variable the
- * job needs and has a free slot. A worker that lost or gave up this job before is passed over while
- * another capable worker exists, even a busy one (the job then waits for it).
+ * The one rule for whether `worker` may be given `job`, its load aside: it is serving (above), has the
+ * binary and advertises every path variable the job needs. The scheduler places jobs by it, and the
+ * janitor fails a queued job as one no worker can run by the same rule and the same liveness, so it
+ * fails exactly the jobs the scheduler would never place. Liveness belongs in the rule: a worker that
+ * stopped polling gets nothing new even before the janitor reaps it (the janitor did not check it; it
+ * agreed in practice only because it reaps silent workers first). Without `live` the workers are
+ * taken as already known to be live (`pick` over a pass's candidates).
+ */
+export function eligible(job: Pick<Job, "binary" | "paths">, worker: Worker, live?: Liveness): boolean {
+  return (
+    serving(worker, live) && worker.binaries.includes(job.binary) && job.paths.every((p) => worker.paths.includes(p))
+  )
+}
+
+/**
+ * Pure choice: the worker `eligible` for `job` with a free slot and the lowest relative load. A worker
+ * that lost or gave up this job before is passed over while another eligible worker exists, even a
+ * busy one (the job then waits for it).
  */
 export function pick(
   job: Pick<Job, "binary" | "paths"> & { excluded?: string[] },
   candidates: Candidate[],
+  live?: Liveness,
 ): Candidate | undefined {
-  const able = candidates.filter(
-    (c) =>
-      (c.worker.status ?? "online") === "online" &&
-      c.worker.binaries.includes(job.binary) &&
-      job.paths.every((p) => c.worker.paths.includes(p)),
-  )
+  const able = candidates.filter((c) => eligible(job, c.worker, live))
   const excluded = job.excluded ?? []
   const avoid = excluded.length > 0 && able.some((c) => !excluded.includes(c.worker.id))
   let best: Candidate | undefined
@@ -59,10 +80,8 @@ export function createScheduler(deps: { store: Store; log: Logger; now: () => nu
 
   const PAGE = 200
   const pass = async () => {
-    const now = deps.now()
-    const workers = (await deps.store.listWorkers()).filter(
-      (w) => w.status === "online" && now - w.lastSeen < deps.staleMs,
-    )
+    const live = { now: deps.now(), staleMs: deps.staleMs }
+    const workers = (await deps.store.listWorkers()).filter((w) => serving(w, live))
     if (!workers.length) return
     const loads = await deps.store.workerLoads()
     const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))
@@ -72,7 +91,7 @@ export function createScheduler(deps: { store: Store; log: Logger; now: () => nu
     while (candidates.some((c) => c.load < c.worker.maxJobs)) {
       const queued = await deps.store.queuedJobs(PAGE, after)
       for (const job of queued) {
-        const choice = pick(job, candidates)
+        const choice = pick(job, candidates, live)
         if (!choice) continue
         const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
         if (!done) continue

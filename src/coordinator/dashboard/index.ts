@@ -2,14 +2,15 @@ import { Hono, type Context } from "hono"
 import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import { createMiddleware } from "hono/factory"
 import * as v from "valibot"
-import { AuthError, ConflictError, InvalidError, NotFoundError, ThrottledError } from "../../shared/errors.ts"
+import { AuthError, InvalidError, NotFoundError, ThrottledError } from "../../shared/errors.ts"
 import { isName, isUlid } from "../../shared/ids.ts"
 import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
-import { isTerminal, issueLines } from "../../shared/protocol/schemas.ts"
+import { issueLines } from "../../shared/protocol/schemas.ts"
 import { connectionsOf, type Deps } from "../api/app.ts"
 import { readCapped } from "../api/body.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
+import { cancelJob } from "../jobs.ts"
 import { liveEvents } from "./live.ts"
 import { SESSION_COOKIE, createSignInThrottle, issueSession, signIn, verifySession, type Session } from "./session.ts"
 import { jobView, readJob, readState } from "./views.ts"
@@ -250,22 +251,7 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
   app.post("/dashboard/api/jobs/:id/cancel", async (c) => {
     const s = await admin(c)
     const id = jobIdOf(c.req.param("id"))
-    const job = await store.getJob(id)
-    if (!job) throw new NotFoundError(`no job ${id}`)
-    if (isTerminal(job.status))
-      throw new ConflictError(`job ${id} already ended: ${job.status}`, { status: job.status })
-    const done = await store.requestCancel(id, `canceled by ${s.name} from the dashboard`, now())
-    if (!done) {
-      const cur = await store.getJob(id)
-      // Already being canceled: nothing more to do. Ended meanwhile: too late.
-      if (cur && !isTerminal(cur.status)) return c.json({ job: jobView(cur) }, 202)
-      throw new ConflictError(`job ${id} already ended: ${cur?.status ?? "deleted"}`, { status: cur?.status })
-    }
-    log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", {
-      job: id,
-      by: s.name,
-      from: "dashboard",
-    })
+    const done = await cancelJob(store, id, { name: s.name, from: "dashboard" }, now(), { log })
     return c.json({ job: jobView(done) }, done.status === "canceled" ? 200 : 202)
   })
 

@@ -1,7 +1,8 @@
 import { generateKey } from "../../../shared/auth/hmac.ts"
-import { ConflictError, NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { NotFoundError, UsageError } from "../../../shared/errors.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
 import { DEFAULT_TAIL_BYTES, tailChunks, tailOf } from "../../../shared/tail.ts"
+import { cancelJob } from "../../../coordinator/jobs.ts"
 import type { Store } from "../../../store/index.ts"
 import type { AdminBackend, WorkerView } from "./_backend.ts"
 import { openStore } from "./_store.ts"
@@ -96,15 +97,8 @@ export function localBackend(
       }
     },
 
-    async cancelJob(id) {
-      const before = await job(id)
-      const done = await store.requestCancel(id, "canceled by an administrator", now())
-      if (done) return done
-      // Nothing changed: it had ended, or a cancel is already under way.
-      const cur = (await store.getJob(id)) ?? before
-      if (isTerminal(cur.status)) throw new ConflictError(`job ${id} already ended: ${cur.status}`)
-      return cur
-    },
+    // The coordinator's own cancel, by an administrator without an identity (no key is needed here).
+    cancelJob: (id) => cancelJob(store, id, { name: null }, now()),
 
     async listWorkers() {
       const loads = await store.workerLoads()

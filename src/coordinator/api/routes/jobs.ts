@@ -26,6 +26,7 @@ import {
 } from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, JobListing, OutputChunk } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
+import { cancelJob } from "../../jobs.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, FRAMES_TYPE, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery } from "../_util.ts"
@@ -260,20 +261,16 @@ export function jobRoutes(deps: Deps) {
 
   /** Stops a job: at once if it has not started, otherwise its worker stops the process and it ends canceled. */
   app.post("/:id/cancel", async (c) => {
-    const job = await load(c)
+    const id = jobIdParam(c)
     const p = c.get("principal")
-    if (job.requester !== p.name && p.role !== "admin")
-      throw new AuthError("only the requester or an admin may cancel a job", 403)
-    if (isTerminal(job.status))
-      throw new ConflictError(`job ${job.id} already ended: ${job.status}`, { status: job.status })
-    const done = await store.requestCancel(job.id, `canceled by ${p.name}`, now())
-    if (!done) {
-      const cur = (await store.getJob(job.id))!
-      // Already being canceled, or it ended meanwhile.
-      if (!isTerminal(cur.status)) return c.json(cur, 202)
-      throw new ConflictError(`job ${job.id} already ended: ${cur.status}`, { status: cur.status })
-    }
-    log.info(done.status === "canceled" ? "job canceled" : "job cancel requested", { job: job.id, by: p.name })
+    const done = await cancelJob(store, id, { name: p.name }, now(), {
+      authorize: (job) => {
+        if (!canRead(p, job)) throw new NotFoundError(`no job ${id}`)
+        if (job.requester !== p.name && p.role !== "admin")
+          throw new AuthError("only the requester or an admin may cancel a job", 403)
+      },
+      log,
+    })
     return c.json(done, done.status === "canceled" ? 200 : 202)
   })
 
