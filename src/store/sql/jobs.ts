@@ -1,0 +1,186 @@
+import { sql, type Insertable } from "kysely"
+import type { JobEvent } from "../../shared/protocol/schemas.ts"
+import { step } from "../machine.ts"
+import type { ActiveCounts, JobFilter, LostResult, NewJob, Store } from "../types.ts"
+import type { Database } from "./schema.ts"
+import { ACTIVE, argsHead, filtered, toListing, type JobRow, type Sql, type SummaryRow } from "./shared.ts"
+import type { Writer } from "./writer.ts"
+
+/** Jobs: submission, reads and listings, the transitions other than the end of a run (streams.ts), the janitor's selections. */
+export function jobMethods(
+  c: Sql,
+  w: Writer,
+): Pick<
+  Store,
+  | "createJob"
+  | "getJob"
+  | "listJobs"
+  | "listJobSummaries"
+  | "getJobSummary"
+  | "activeJobCounts"
+  | "events"
+  | "queuedJobs"
+  | "workerLoads"
+  | "assign"
+  | "assignedTo"
+  | "start"
+  | "failJob"
+  | "requestCancel"
+  | "forceCanceled"
+  | "unassign"
+  | "loseJob"
+  | "touchClient"
+  | "runningWithoutHeartbeat"
+  | "assignedSince"
+  | "queuedSince"
+  | "abandoned"
+> {
+  const { db, jobById, withArgs, summaries, summariesWhere, argsCharsOf, jobsWhere } = c
+  const { txEmit, apply, mutate, ended, lost } = w
+  return {
+    async createJob(j: NewJob, now: number) {
+      const args = JSON.stringify(j.args)
+      const head = argsHead(args)
+      return txEmit(async (t, out) => {
+        if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
+        const insert: Insertable<Database["jobs"]> = {
+          id: j.id,
+          requester: j.requester,
+          binary: j.binary,
+          args: head,
+          args_chars: args.length,
+          paths: JSON.stringify(j.paths),
+          cwd: j.cwd,
+          stdin: j.stdin ? 1 : 0,
+          status: "queued",
+          epoch: 0,
+          worker_id: null,
+          out_seq: 0,
+          exit_code: null,
+          exit_signal: null,
+          error: null,
+          created_at: now,
+          updated_at: now,
+          assigned_at: null,
+          started_at: null,
+          finished_at: null,
+          attached: j.attached ? 1 : 0,
+          retries: j.retries,
+          attempts: 0,
+          excluded: null,
+          heartbeat_at: null,
+          client_seen_at: j.attached ? now : null,
+          cancel_requested_at: null,
+          progress: null,
+        }
+        return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
+      })
+    },
+    getJob: jobById,
+    async listJobs(f: JobFilter) {
+      const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()
+      return Promise.all((rows as JobRow[]).map((r) => withArgs(db, r)))
+    },
+    async listJobSummaries(f, size) {
+      const chars = argsCharsOf(size)
+      const rows = await filtered(summaries(), f).execute()
+      return (rows as SummaryRow[]).map((r) => toListing(r, chars))
+    },
+    async getJobSummary(id, size) {
+      const chars = argsCharsOf(size)
+      const row = await summaries().where("id", "=", id).executeTakeFirst()
+      return row ? toListing(row as SummaryRow, chars) : undefined
+    },
+    async activeJobCounts(requester) {
+      const counts: ActiveCounts = { queued: 0, assigned: 0, running: 0 }
+      const rows = await db
+        .selectFrom("jobs")
+        .select(["status", sql<number>`count(*)`.as("n")])
+        .where("requester", "=", requester)
+        .where("status", "in", ["queued", "assigned", "running"])
+        .groupBy("status")
+        .execute()
+      for (const r of rows) if (r.status in counts) counts[r.status as keyof ActiveCounts] = Number(r.n)
+      return counts
+    },
+    async events(id) {
+      const rows = await db.selectFrom("job_events").selectAll().where("job_id", "=", id).orderBy("id").execute()
+      return rows.map(
+        (r): JobEvent => ({
+          at: Number(r.at),
+          status: r.status,
+          epoch: Number(r.epoch),
+          workerId: r.worker_id,
+          reason: r.reason,
+        }),
+      )
+    },
+    async queuedJobs(limit, after) {
+      let q = summaries().where("status", "=", "queued")
+      if (after) q = q.where("id", ">", after)
+      const rows = await q.orderBy("id").limit(limit).execute()
+      return (rows as SummaryRow[]).map((r) => toListing(r, 2))
+    },
+    async workerLoads() {
+      const rows = await db
+        .selectFrom("jobs")
+        .select(["worker_id", sql<number>`count(*)`.as("n")])
+        .where("status", "in", ["assigned", "running"])
+        .groupBy("worker_id")
+        .execute()
+      return new Map(rows.filter((r) => r.worker_id).map((r) => [r.worker_id!, Number(r.n)]))
+    },
+    // The guard on status makes a double assignment impossible, whatever races with it.
+    assign: (id, worker, now) =>
+      mutate(id, now, { type: "assign", worker }, (j) => ({
+        set: {
+          worker_id: worker,
+          epoch: j.epoch + 1,
+          out_seq: 0,
+          assigned_at: now,
+          heartbeat_at: null,
+          progress: null,
+        },
+      })),
+    assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
+    start: (id, worker, epoch, now) =>
+      mutate(id, now, { type: "start", worker, epoch }, () => ({ set: { started_at: now, heartbeat_at: now } })),
+    failJob: (id, reason, now, epoch) => mutate(id, now, { type: "fail", epoch }, () => ended(reason, now)),
+    requestCancel: (id, reason, now) =>
+      mutate(id, now, { type: "cancel" }, (_, s) =>
+        s.to === "canceling" ? { set: { cancel_requested_at: now, error: reason }, reason } : ended(reason, now),
+      ),
+    forceCanceled: (id, epoch, reason, now) =>
+      mutate(id, now, { type: "forceCancel", epoch }, () => ended(reason, now)),
+    unassign: (id, epoch, reason, now) =>
+      mutate(id, now, { type: "unassign", epoch }, (j) => {
+        const excluded = j.workerId && !j.excluded.includes(j.workerId) ? [...j.excluded, j.workerId] : j.excluded
+        return { set: { worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) }, reason }
+      }),
+    async loseJob(id, epoch, reason, now): Promise<LostResult> {
+      const job = await mutate(id, now, { type: "lose", epoch }, (j, s) => lost(j, s, reason, now))
+      return job ? { job, requeued: job.status === "queued" } : undefined
+    },
+    async touchClient(id, now) {
+      await db
+        .updateTable("jobs")
+        .set({ client_seen_at: now })
+        .where("id", "=", id)
+        .where("status", "in", ACTIVE)
+        .execute()
+    },
+    runningWithoutHeartbeat: (before) =>
+      summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
+    assignedSince: (before) =>
+      summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
+    queuedSince: (before) => summariesWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
+    abandoned: (before) =>
+      summariesWhere((q) =>
+        q
+          .where("attached", "=", 1)
+          .where("status", "in", ACTIVE)
+          .where("cancel_requested_at", "is", null)
+          .where("client_seen_at", "<", before),
+      ),
+  }
+}

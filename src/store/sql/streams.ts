@@ -1,0 +1,204 @@
+import { sql } from "kysely"
+import type { ExitReport, ProgressReport } from "../../shared/protocol/schemas.ts"
+import { Kind } from "../../shared/protocol/frames.ts"
+import { step, type JobEvent as MachineEvent } from "../machine.ts"
+import type { InputChunk, InputRow, OutputChunk, Store, StreamRow, UploadResult } from "../types.ts"
+import { STREAM, bytes, toJob, type Sql } from "./shared.ts"
+import type { Effects, Writer } from "./writer.ts"
+
+/**
+ * A job's output (with the end of its run, in the same transaction as the last bytes) and its
+ * downlink (stdin, end of stdin, signals).
+ */
+export function streamMethods(
+  c: Sql,
+  w: Writer,
+): Pick<
+  Store,
+  "appendOutput" | "readOutput" | "lastOutput" | "lastOutputBytes" | "appendInput" | "readInput" | "inputBytes"
+> {
+  const { db, kind } = c
+  const { txEmit, apply, lost, told } = w
+  return {
+    async appendOutput(
+      id,
+      worker,
+      epoch,
+      chunks: OutputChunk[],
+      exit: ExitReport | undefined,
+      now,
+      report?: ProgressReport,
+    ): Promise<UploadResult> {
+      const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
+      return txEmit(async (tx, out): Promise<UploadResult> => {
+        let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
+        if (kind !== "sqlite") q = q.forUpdate()
+        const row = await q.executeTakeFirst()
+        if (!row) return { ok: false, reason: "not-found" }
+        const job = toJob(row)
+        if (job.workerId !== worker || job.epoch !== epoch) return { ok: false, reason: "stale", job }
+        if (job.status !== "running") {
+          // A retried final upload after the job already ended is a success, not a conflict.
+          if (job.finishedAt !== null && chunks.every((c) => c.seq <= Number(row.out_seq)))
+            return { ok: true, job, finished: true }
+          return { ok: false, reason: "stale", job }
+        }
+        let last = Number(row.out_seq)
+        const fresh: OutputChunk[] = []
+        for (const c of chunks) {
+          if (c.seq <= last) continue
+          if (c.seq !== last + 1) return { ok: false, reason: "gap", job, expected: last + 1 }
+          fresh.push(c)
+          last = c.seq
+        }
+        if (fresh.length) {
+          await tx
+            .insertInto("job_output")
+            .values(fresh.map((c) => ({ job_id: id, epoch, seq: c.seq, stream: STREAM[c.stream], data: c.data })))
+            .execute()
+        }
+        if (fresh.length || progress) out.push({ type: "output", job: id })
+        if (!exit) {
+          if (fresh.length || progress)
+            await tx
+              .updateTable("jobs")
+              .set({ out_seq: last, heartbeat_at: now, updated_at: now, ...(progress ? { progress } : {}) })
+              .where("id", "=", id)
+              .execute()
+          return { ok: true, job, finished: false }
+        }
+        // The end goes through the machine like every transition, in this transaction: a reader never
+        // sees the job ended before its last bytes.
+        const ev: MachineEvent = exit.abandoned
+          ? { type: "lose", epoch, worker }
+          : { type: "exit", worker, epoch, code: exit.code, signal: exit.signal, error: exit.error }
+        const s = step(job, ev)
+        if (!s) return { ok: false, reason: "stale", job }
+        let fx: Effects
+        if (exit.abandoned) fx = lost(job, s, exit.abandoned, now)
+        else {
+          const reason = s.to === "canceled" ? (job.error ?? "canceled") : (exit.error ?? null)
+          fx = { set: { exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now }, reason }
+        }
+        // A re-queued attempt starts its output and progress again (its effects say so); an end keeps them.
+        if (s.to !== "queued") fx.set = { ...fx.set, out_seq: last, ...(progress ? { progress } : {}) }
+        const next = await apply(tx, out, job, s, fx, now)
+        if (!next) return { ok: false, reason: "stale", job }
+        return { ok: true, job: next, finished: true, ended: true }
+      })
+    },
+    async readOutput(id, after, limit): Promise<StreamRow[]> {
+      const rows = await db
+        .selectFrom("job_output")
+        .select(["pos", "stream", "data"])
+        .where("job_id", "=", id)
+        .where("pos", ">", after)
+        .orderBy("pos")
+        .limit(limit)
+        .execute()
+      return rows.map((r) => ({
+        pos: Number(r.pos),
+        stream: r.stream === STREAM.stdout ? "stdout" : "stderr",
+        data: bytes(r.data),
+      }))
+    },
+    async lastOutput(id, stream, limit): Promise<StreamRow[]> {
+      const rows = await db
+        .selectFrom("job_output")
+        .select(["pos", "data"])
+        .where("job_id", "=", id)
+        .where("stream", "=", STREAM[stream])
+        .orderBy("pos", "desc")
+        .limit(limit)
+        .execute()
+      return rows.reverse().map((r) => ({ pos: Number(r.pos), stream, data: bytes(r.data) }))
+    },
+    async lastOutputBytes(id, stream, limit, maxBytes) {
+      const sizes = await db
+        .selectFrom("job_output")
+        .select(["pos", sql<number>`length(data)`.as("n")])
+        .where("job_id", "=", id)
+        .where("stream", "=", STREAM[stream])
+        .orderBy("pos", "desc")
+        .limit(limit)
+        .execute()
+      // Newest first: whole chunks while they fit, then the last bytes of the one that does not.
+      let total = 0
+      let kept = 0
+      let cut: { pos: number; keep: number } | undefined
+      for (const r of sizes) {
+        const n = Number(r.n)
+        if (total + n > maxBytes) {
+          if (maxBytes > total) cut = { pos: Number(r.pos), keep: maxBytes - total }
+          break
+        }
+        total += n
+        kept++
+      }
+      const truncated = kept < sizes.length
+      const rows: StreamRow[] = []
+      if (cut) {
+        // substr() of a blob counts bytes; a negative start counts from the end.
+        const r = await db
+          .selectFrom("job_output")
+          .select(sql<Uint8Array>`substr(data, ${-cut.keep})`.as("tail"))
+          .where("job_id", "=", id)
+          .where("pos", "=", cut.pos)
+          .executeTakeFirst()
+        if (r) rows.push({ pos: cut.pos, stream, data: bytes(r.tail) })
+      }
+      if (kept) {
+        const oldest = Number(sizes[kept - 1].pos)
+        const full = await db
+          .selectFrom("job_output")
+          .select(["pos", "data"])
+          .where("job_id", "=", id)
+          .where("stream", "=", STREAM[stream])
+          .where("pos", ">=", oldest)
+          .where("pos", "<=", Number(sizes[0].pos))
+          .orderBy("pos")
+          .execute()
+        for (const r of full) rows.push({ pos: Number(r.pos), stream, data: bytes(r.data) })
+      }
+      return { rows, truncated }
+    },
+    async appendInput(id, chunks: InputChunk[]) {
+      const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()
+      if (!job) return false
+      if (!chunks.length) return true
+      let q = db
+        .insertInto("job_input")
+        .values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
+      q = kind === "mysql" ? q.ignore() : q.onConflict((oc) => oc.columns(["job_id", "seq"]).doNothing())
+      await q.execute()
+      return told(true, { type: "input", job: id })
+    },
+    async readInput(id, after, limit): Promise<InputRow[]> {
+      const rows = await db
+        .selectFrom("job_input")
+        .select(["seq", "kind", "data"])
+        .where("job_id", "=", id)
+        .where("seq", ">", after)
+        .orderBy("seq")
+        .limit(limit)
+        .execute()
+      return rows.map((r) => ({
+        seq: Number(r.seq),
+        kind: Number(r.kind),
+        data: r.data === null ? new Uint8Array(0) : bytes(r.data),
+      }))
+    },
+    async inputBytes(id) {
+      // length() of a blob is read from the record header: the data itself is not loaded.
+      const r = await db
+        .selectFrom("job_input")
+        .select([
+          sql<number | null>`sum(case when kind = ${Kind.stdin} then length(data) else 0 end)`.as("bytes"),
+          sql<number | null>`max(seq)`.as("last"),
+        ])
+        .where("job_id", "=", id)
+        .executeTakeFirst()
+      return { bytes: Number(r?.bytes ?? 0), lastSeq: Number(r?.last ?? 0) }
+    },
+  }
+}

@@ -1,0 +1,178 @@
+import type { WorkerRegistration } from "../../shared/protocol/schemas.ts"
+import type { HeldJob, Store, StoreChange } from "../types.ts"
+import { toWorker, type Sql } from "./shared.ts"
+import type { Writer } from "./writer.ts"
+
+/** Workers: joining in two stages, liveness, drain, reaping, and the heartbeat for the jobs they hold. */
+export function workerMethods(
+  c: Sql,
+  w: Writer,
+): Pick<
+  Store,
+  | "upsertWorker"
+  | "workerToken"
+  | "verifyWorker"
+  | "touchWorker"
+  | "setWorkerStatus"
+  | "getWorker"
+  | "listWorkers"
+  | "requestDrain"
+  | "reapWorkers"
+  | "heartbeat"
+> {
+  const { db, tx } = c
+  const { told } = w
+  const getWorker = async (id: string) => {
+    const r = await db.selectFrom("workers").selectAll().where("id", "=", id).executeTakeFirst()
+    return r ? toWorker(r) : undefined
+  }
+  return {
+    async upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number) {
+      const values = {
+        binaries: JSON.stringify(reg.binaries),
+        paths: JSON.stringify(reg.paths),
+        max_jobs: reg.maxJobs,
+        version: reg.version,
+        capabilities: JSON.stringify(reg.capabilities ?? {}),
+        last_seen: now,
+        self_draining: reg.draining ? 1 : 0,
+      }
+      await tx(async (t) => {
+        const cur = await t
+          .selectFrom("workers")
+          .select(["status", "drain_requested"])
+          .where("id", "=", id)
+          .executeTakeFirst()
+        // A known, verified worker keeps its state (re-registration); a new or offline one must verify.
+        const verified = cur && cur.status !== "offline" && cur.status !== "registering"
+        // An administrator's drain outlives the worker's own view of itself (restarts included).
+        const status = !verified
+          ? "registering"
+          : reg.draining || Number(cur.drain_requested) === 1
+            ? "draining"
+            : "online"
+        if (cur)
+          await t
+            .updateTable("workers")
+            .set({ ...values, status, ...(verified ? {} : { token }) })
+            .where("id", "=", id)
+            .execute()
+        else
+          await t
+            .insertInto("workers")
+            .values({ id, registered_at: now, ...values, status, token, drain_requested: 0 })
+            .execute()
+      })
+      return told((await getWorker(id))!, { type: "worker", worker: id, what: "registered" })
+    },
+    async workerToken(id) {
+      const w = await db.selectFrom("workers").select("token").where("id", "=", id).executeTakeFirst()
+      return w?.token ?? undefined
+    },
+    async verifyWorker(id, token, now) {
+      const w = await db.selectFrom("workers").select(["status", "token"]).where("id", "=", id).executeTakeFirst()
+      if (!w || w.status === "offline" || w.token !== token) return false
+      if (w.status !== "registering") return true
+      const res = await db
+        .updateTable("workers")
+        .set((eb) => ({
+          status: eb.case().when("drain_requested", "=", 1).then("draining").else("online").end(),
+          token: null,
+          last_seen: now,
+        }))
+        .where("id", "=", id)
+        .where("token", "=", token)
+        .executeTakeFirst()
+      const verified = res.numUpdatedRows > 0n
+      return told(verified, verified && { type: "worker", worker: id, what: "verified" })
+    },
+    async touchWorker(id, now) {
+      const res = await db
+        .updateTable("workers")
+        .set({ last_seen: now })
+        .where("id", "=", id)
+        .where("status", "!=", "offline")
+        .executeTakeFirst()
+      told(undefined, res.numUpdatedRows > 0n && { type: "worker", worker: id, what: "seen" })
+    },
+    async setWorkerStatus(id, status, now) {
+      const res = await db
+        .updateTable("workers")
+        .set({ status, last_seen: now })
+        .where("id", "=", id)
+        .executeTakeFirst()
+      const set = res.numUpdatedRows > 0n
+      return told(set, set && { type: "worker", worker: id, what: "status" })
+    },
+    getWorker,
+    async listWorkers() {
+      const rows = await db.selectFrom("workers").selectAll().orderBy("id").execute()
+      return rows.map(toWorker)
+    },
+    async requestDrain(id, on, now) {
+      const done = await tx(async (t) => {
+        const cur = await t
+          .selectFrom("workers")
+          .select(["status", "self_draining"])
+          .where("id", "=", id)
+          .executeTakeFirst()
+        if (!cur) return false
+        // Only a serving worker changes state now; a registering or offline one picks the flag up when
+        // it is verified. An undrain never revives a worker that is draining because it is stopping.
+        const serving = cur.status === "online" || cur.status === "draining"
+        const status = serving ? (on || Number(cur.self_draining) === 1 ? "draining" : "online") : cur.status
+        await t
+          .updateTable("workers")
+          .set({ drain_requested: on ? 1 : 0, status })
+          .where("id", "=", id)
+          .execute()
+        return true
+      })
+      if (!done) return undefined
+      return told(await getWorker(id), { type: "worker", worker: id, what: "drain" })
+    },
+    async reapWorkers(before) {
+      const stale = await db
+        .selectFrom("workers")
+        .select("id")
+        .where("status", "!=", "offline")
+        .where("last_seen", "<", before)
+        .execute()
+      const out: string[] = []
+      for (const w of stale) {
+        const res = await db
+          .updateTable("workers")
+          .set({ status: "offline" })
+          .where("id", "=", w.id)
+          .where("status", "!=", "offline")
+          .where("last_seen", "<", before)
+          .executeTakeFirst()
+        if (res.numUpdatedRows > 0n) out.push(w.id)
+      }
+      return told(out, ...out.map((worker): StoreChange => ({ type: "worker", worker, what: "reaped" })))
+    },
+    async heartbeat(worker, held, now) {
+      const stale: HeldJob[] = []
+      await tx(async (t) => {
+        await t
+          .updateTable("workers")
+          .set({ last_seen: now })
+          .where("id", "=", worker)
+          .where("status", "!=", "offline")
+          .execute()
+        for (const h of held) {
+          const res = await t
+            .updateTable("jobs")
+            .set({ heartbeat_at: now })
+            .where("id", "=", h.id)
+            .where("worker_id", "=", worker)
+            .where("epoch", "=", h.epoch)
+            .where("status", "in", ["assigned", "running"])
+            .executeTakeFirst()
+          if (res.numUpdatedRows === 0n) stale.push(h)
+        }
+      })
+      return stale
+    },
+  }
+}

@@ -1,0 +1,152 @@
+import type { Insertable, Kysely } from "kysely"
+import type { Job } from "../../shared/protocol/schemas.ts"
+import { step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
+import type { Store, StoreChange } from "../types.ts"
+import type { Database } from "./schema.ts"
+import { stderrProblem, toJob, type JobUpdate, type Sql } from "./shared.ts"
+
+/** What a transition the machine allowed writes besides the status: columns, and the timeline's reason. */
+export interface Effects {
+  set?: JobUpdate
+  /** The whole row, for the one transition that creates it (submit). */
+  insert?: Insertable<Database["jobs"]>
+  reason?: string | null
+  /** Runs in the same transaction after the write (e.g. drop a lost attempt's output). */
+  after?: (tx: Kysely<Database>, job: Job) => Promise<void>
+}
+
+/** The one writer of job transitions, and the reports of what committed (`Store.changes`). */
+export interface Writer {
+  changes: Store["changes"]
+  txEmit: <T>(fn: (t: Kysely<Database>, out: StoreChange[]) => Promise<T>) => Promise<T>
+  /**
+   * The one writer of job transitions. `s` is what the machine allowed from `job` as read in this
+   * transaction (undefined for a new job): the row is written guarded on that (status, epoch), the
+   * timeline records it, and the change is queued for the listeners. Undefined when another writer
+   * got there first.
+   */
+  apply(
+    t: Kysely<Database>,
+    out: StoreChange[],
+    job: Job | undefined,
+    s: Step,
+    fx: Effects,
+    now: number,
+  ): Promise<Job | undefined>
+  /**
+   * A job transition on its own: read the job (locked), ask the machine whether `ev` applies to it as
+   * it is now, and write it with `effects` in one transaction. Undefined when the machine refuses the
+   * event or another writer got there first.
+   */
+  mutate(id: string, now: number, ev: MachineEvent, effects: (job: Job, s: Step) => Effects): Promise<Job | undefined>
+  ended: (reason: string | null, now: number) => Effects
+  lost: (job: Job, s: Step, reason: string, now: number) => Effects
+  told: <T>(value: T, ...changes: (StoreChange | false | undefined)[]) => T
+}
+
+export function createWriter(c: Sql): Writer {
+  const { tx, kind, fullJob } = c
+  const listeners = new Set<(c: StoreChange) => void>()
+  /** Tells the listeners what committed. A failing listener is reported, never undoes nor fails the write. */
+  const emit = (out: StoreChange[]) => {
+    for (const change of out)
+      for (const l of listeners) {
+        try {
+          l(change)
+        } catch (err) {
+          stderrProblem(`a store change listener failed: ${(err as Error).message}`)
+        }
+      }
+  }
+  /** A write transaction whose changes are reported once it has committed (and never if it rolls back). */
+  const txEmit = async <T>(fn: (t: Kysely<Database>, out: StoreChange[]) => Promise<T>): Promise<T> => {
+    const out: StoreChange[] = []
+    const res = await tx((t) => fn(t, out))
+    emit(out)
+    return res
+  }
+
+  // apply and mutate: see Writer.
+  const apply: Writer["apply"] = async (t, out, job, s, fx, now) => {
+    if (!job)
+      await t
+        .insertInto("jobs")
+        .values({ ...fx.insert!, status: storedStatus(s.to) })
+        .execute()
+    else {
+      const res = await t
+        .updateTable("jobs")
+        .set({ ...fx.set, status: storedStatus(s.to), updated_at: now })
+        .where("id", "=", job.id)
+        .where("status", "=", job.status)
+        .where("epoch", "=", job.epoch)
+        .executeTakeFirst()
+      if (res.numUpdatedRows === 0n) return undefined
+    }
+    const id = job?.id ?? fx.insert!.id
+    const next = (await fullJob(t, id))!
+    const reason = fx.reason ?? null
+    const worker = next.workerId ?? job?.workerId ?? null
+    await t
+      .insertInto("job_events")
+      .values({ job_id: id, at: now, status: s.to, epoch: next.epoch, worker_id: worker, reason })
+      .execute()
+    await fx.after?.(t, next)
+    out.push({ type: "job", job: next, from: s.from, to: s.to, epoch: next.epoch, reason, event: s.event.type, worker })
+    return next
+  }
+
+  const mutate: Writer["mutate"] = (id, now, ev, effects) =>
+    txEmit(async (t, out) => {
+      let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
+      if (kind !== "sqlite") q = q.forUpdate()
+      const row = await q.executeTakeFirst()
+      if (!row) return undefined
+      const job = toJob(row)
+      const s = step(job, ev)
+      if (!s) return undefined
+      return apply(t, out, job, s, effects(job, s), now)
+    })
+
+  const ended = (reason: string | null, now: number): Effects => ({ set: { error: reason, finished_at: now }, reason })
+
+  /** Effects of a lost attempt, for the outcome the machine chose: canceled, back to the queue, or failed. */
+  const lost = (job: Job, s: Step, reason: string, now: number): Effects => {
+    const excluded =
+      job.workerId && !job.excluded.includes(job.workerId) ? [...job.excluded, job.workerId] : job.excluded
+    if (s.to === "canceled") return ended(reason, now)
+    if (s.to === "queued") {
+      return {
+        set: {
+          worker_id: null,
+          attempts: job.attempts + 1,
+          excluded: JSON.stringify(excluded),
+          heartbeat_at: null,
+          started_at: null,
+          assigned_at: null,
+          out_seq: 0,
+          progress: null,
+        },
+        reason: `${reason}; retry ${job.attempts + 1} of ${job.retries}`,
+        // The caller replays output from the start: drop what the lost attempt wrote.
+        after: async (t) => void (await t.deleteFrom("job_output").where("job_id", "=", job.id).execute()),
+      }
+    }
+    return {
+      set: { error: reason, finished_at: now, attempts: job.attempts + 1, excluded: JSON.stringify(excluded) },
+      reason,
+    }
+  }
+
+  /** Reports a change made outside a job transaction (workers, streams, identities). */
+  const told = <T>(value: T, ...changes: (StoreChange | false | undefined)[]): T => {
+    emit(changes.filter((c): c is StoreChange => !!c))
+    return value
+  }
+
+  const changes: Store["changes"] = (listener) => {
+    listeners.add(listener)
+    return () => void listeners.delete(listener)
+  }
+  return { changes, txEmit, apply, mutate, ended, lost, told }
+}
