@@ -151,10 +151,11 @@ export type StoreChange =
   | { type: "pruned"; jobs: number; workers: number }
 
 /**
- * Domain-level persistence. Every state change is a compare-and-set on (status, epoch), and every
- * change that happened is recorded in the job's timeline in the same transaction: when the guard does
- * not match, another actor (a worker, a janitor, another coordinator) won the race and the method
- * returns `undefined`/`false` rather than throwing. Time is passed in (`now`, ms) so that callers and
+ * Domain-level persistence. Every job transition is one the state machine allows (store/machine.ts),
+ * written as a compare-and-set on (status, epoch), recorded in the job's timeline in the same
+ * transaction and reported to `changes` listeners once committed: when the guard does not match,
+ * another actor (a worker, a janitor, another coordinator) won the race and the method returns
+ * `undefined`/`false` rather than throwing. Time is passed in (`now`, ms) so that callers and
  * tests own the clock; liveness is always compared against times written by the same clock.
  */
 export interface Store {
