@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test"
 import * as v from "valibot"
-import { FakeTransport } from "../../test/helpers/fake-transport.ts"
+import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
 import { WorkerConfig } from "../shared/config/schema.ts"
 import { AuthError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
@@ -20,7 +20,7 @@ const assignment = (args: string[]): Assignment => ({
   stdin: false,
 })
 /** A job that runs until it is stopped (a real ffmpeg, paced in real time). */
-const LONG = ["-hide_banner", "-nostats", "-re", "-f", "lavfi", "-i", "sine=duration=60", "-f", "null", "-"]
+const LONG = pacedFfmpeg(60)
 
 /** Unconfined, no argument policy, short intervals: the loop's own behaviour against the fake transport. */
 function config(over: Record<string, unknown> = {}): WorkerConfig {
@@ -103,18 +103,7 @@ describe("startWorker against a fake transport", () => {
   test("draining: registers as draining, gives back assignments, waits for running jobs, then deregisters", async () => {
     const t = new FakeTransport()
     const svc = await start(t, { min_drain_time_seconds: 1 })
-    const running = assignment([
-      "-hide_banner",
-      "-nostats",
-      "-re",
-      "-f",
-      "lavfi",
-      "-i",
-      "sine=duration=0.5",
-      "-f",
-      "null",
-      "-",
-    ])
+    const running = assignment(pacedFfmpeg(0.5))
     t.offer(running)
     await t.until(() => t.starts.length === 1)
     const stopped = svc.stop()

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { FakeTransport } from "../../test/helpers/fake-transport.ts"
+import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
 import { createLogger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import { Kind } from "../shared/protocol/frames.ts"
@@ -113,18 +113,7 @@ describe("startRun against a fake transport", () => {
 
   test("a cancel frame stops a real ffmpeg gracefully (q) and its exit is reported", async () => {
     const t = new FakeTransport()
-    const a = assignment([
-      "-hide_banner",
-      "-nostats",
-      "-re",
-      "-f",
-      "lavfi",
-      "-i",
-      "sine=duration=60",
-      "-f",
-      "null",
-      "-",
-    ])
+    const a = assignment(pacedFfmpeg(60))
     const run = startRun(a, deps(t))
     await t.until(() => t.starts.length === 1 && t.calls.includes(`input:${a.id}`))
     const t0 = performance.now()

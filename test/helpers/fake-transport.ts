@@ -4,6 +4,10 @@ import type { HeartbeatReply, HeldJob, RegisterReply, WorkBatch, WorkerTransport
 
 const dec = new TextDecoder()
 
+/** Arguments of a real ffmpeg that runs for `seconds` in real time (-re) and writes nothing. */
+export const pacedFfmpeg = (seconds: number): string[] =>
+  `-hide_banner -nostats -re -f lavfi -i sine=duration=${seconds} -f null -`.split(" ")
+
 /** A one-shot signal: `wait()` resolves at the next `fire()`, or after `ms`. */
 class Bell {
   private waiters: (() => void)[] = []
