@@ -241,7 +241,7 @@ export type PollReply = v.InferOutput<typeof PollReply>
 /** The answer to a heartbeat. */
 export const HeartbeatReply = v.object({
   /** Held jobs that are no longer this worker's at that epoch: stop them without reporting. */
-  stale: v.array(HeldJob),
+  stale: v.array(v.object(HeldJob.entries)),
   /** The coordinator considers this worker offline: register again. */
   reregister: v.boolean(),
 })
