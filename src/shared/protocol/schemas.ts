@@ -1,4 +1,5 @@
 import * as v from "valibot"
+import { isUlid } from "../ids.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
 
@@ -157,7 +158,7 @@ export interface JobEvent {
 
 /** A job offered to a worker by the coordinator (an element of `PollReply.jobs`). */
 export const Assignment = v.object({
-  id: v.pipe(v.string(), v.regex(/^[0-9A-HJKMNP-TV-Z]{26}$/, "must be a job id (ULID)")),
+  id: v.pipe(v.string(), v.check(isUlid, "must be a job id (ULID)")),
   epoch: v.pipe(v.number(), v.integer(), v.minValue(0)),
   binary: Name,
   args: v.array(v.string()),
