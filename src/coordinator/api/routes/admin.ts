@@ -76,7 +76,7 @@ export function adminRoutes(deps: Deps) {
    * worker keeps its running jobs and gets no new ones until it is undrained.
    */
   const drain = (on: boolean) => async (c: Context<AuthEnv>) => {
-    const id = c.req.param("id") ?? ""
+    const id = nameParam(c.req.param("id"), "worker")
     const worker = await store.requestDrain(id, on, now())
     if (!worker) throw new NotFoundError(`no worker ${id.slice(0, 64)}`)
     log.info(on ? "worker drain requested" : "worker undrained", {
