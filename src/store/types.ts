@@ -2,6 +2,7 @@ import type { Secret } from "../shared/auth/keyring.ts"
 import type {
   ExitReport,
   Job,
+  HeldJob,
   JobEvent,
   JobStatus,
   ProgressReport,
@@ -98,11 +99,8 @@ export interface ActiveCounts {
   running: number
 }
 
-/** What a worker's heartbeat says it runs. */
-export interface HeldJob {
-  id: string
-  epoch: number
-}
+/** What a worker's heartbeat says it runs (one definition, in the wire schemas). */
+export type { HeldJob }
 
 /** Outcome of losing a job's worker: re-queued (detached, retries left) or failed. */
 export type LostResult = { job: Job; requeued: boolean } | undefined
