@@ -126,6 +126,8 @@ export interface Store {
    * secret rotation that was interrupted after its commit (`recovered`: the secret id now on disk).
    */
   migrate(): Promise<{ sealed: number; recovered?: string }>
+  /** One real round trip to the database (for /health); throws when it does not answer. */
+  ping(): Promise<void>
   close(): Promise<void>
 
   addUser(name: string, role: Role, key: string, now: number): Promise<User>

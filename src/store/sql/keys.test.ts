@@ -10,6 +10,7 @@ import { memoryKeyring, newSecret, open, sealedWith } from "../../shared/auth/ke
 import { fileKeyring, writeNext } from "../../shared/auth/secret-file.ts"
 import { createSqliteStore } from "../sqlite/index.ts"
 import type { Store } from "../types.ts"
+import { sqliteDialect } from "./dialect.ts"
 import { migrate } from "./migrations.ts"
 
 const tmp = mkdtempSync(join(tmpdir(), "dffmpeg-keys-"))
@@ -43,7 +44,7 @@ async function clearDatabase(path: string): Promise<void> {
   const raw = new Sqlite(path, { create: true, strict: true })
   raw.exec("PRAGMA journal_mode = WAL")
   const db = new Kysely<any>({ dialect: new BunSqliteDialect({ database: raw }) })
-  await migrate(db, "sqlite")
+  await migrate(db, sqliteDialect)
   for (const [name, key] of Object.entries(KEYS))
     await db
       .insertInto("users")

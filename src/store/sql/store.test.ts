@@ -83,6 +83,12 @@ function testStore(name: string, create: () => Store) {
       return (await store.start(id, worker, assigned!.epoch, T0 + 2))!
     }
 
+    test("ping is a round trip: it answers while the store is open and throws once it is closed", async () => {
+      expect(await store.ping()).toBeUndefined()
+      await store.close()
+      await expect(store.ping()).rejects.toThrow()
+    })
+
     test("migrate is idempotent", async () => {
       await store.migrate()
       await store.migrate()

@@ -6,6 +6,7 @@ import { BunSqliteDialect } from "kysely-bun-sqlite"
 import { fileKeyring } from "../../shared/auth/secret-file.ts"
 import type { Keyring } from "../../shared/auth/keyring.ts"
 import type { Database } from "../sql/schema.ts"
+import { sqliteDialect } from "../sql/dialect.ts"
 import { createSqlStore } from "../sql/store.ts"
 import type { Store } from "../types.ts"
 
@@ -70,5 +71,5 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   raw.exec("PRAGMA foreign_keys = ON")
   if (!memory) restrictSidecars(opts.path)
   const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: raw }) })
-  return createSqlStore(db, "sqlite", { keys, onKeyProblem: opts.onKeyProblem })
+  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem })
 }
