@@ -2,11 +2,10 @@ import { readFileSync, statSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { memoryKeyring } from "../shared/auth/keyring.ts"
 import { fileKeyring, octal } from "../shared/auth/secret-file.ts"
-import { storePaths } from "../shared/config/load.ts"
 import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
-import { createStore, type Store } from "../store/index.ts"
+import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
 import { createApp } from "./api/app.ts"
 import { Hub, topic } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
@@ -46,7 +45,8 @@ function keyProblemLog(log: Logger, now: () => number) {
  */
 async function openStore(
   config: CoordinatorConfig,
-  paths: { database: string; secret?: string },
+  base: string,
+  paths: StorePaths,
   log: Logger,
   now: () => number,
 ): Promise<Store> {
@@ -54,8 +54,8 @@ async function openStore(
   if (onDisk?.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
   const keys = onDisk ?? memoryKeyring()
   const store = await createStore({
-    engine: config.database.engine,
-    path: paths.database,
+    database: config.database,
+    base,
     keys,
     onKeyProblem: keyProblemLog(log, now),
     onKeys: (r) => {
@@ -81,7 +81,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
   const dbPath = paths.database
-  const raw = opts.store ?? (await openStore(config, paths, log, now))
+  const raw = opts.store ?? (await openStore(config, opts.base, paths, log, now))
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()

@@ -153,7 +153,7 @@ describe("createJanitor", () => {
 
   beforeEach(async () => {
     h = new Harness()
-    h.store = await createStore({ engine: "sqlite", path: tempPath() })
+    h.store = await createStore({ database: { engine: "sqlite", path: tempPath() } })
   })
   afterEach(async () => {
     await h.store.close()
@@ -609,7 +609,7 @@ describe("two janitors over two store instances on one file", () => {
   // Which side wins each job depends on timing; a few rounds make overlapping passes all but certain.
   test.each([1, 2, 3])("running at once, they make exactly one transition per job (round %i)", async () => {
     const path = tempPath()
-    const store = await createStore({ engine: "sqlite", path })
+    const store = await createStore({ database: { engine: "sqlite", path } })
     const peer = await openPeer(path)
     try {
       await race(store, peer)
