@@ -14,17 +14,11 @@ import type {
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
-export interface NewJob {
-  id: string
-  requester: string
-  binary: string
-  args: string[]
-  paths: string[]
-  cwd: string | null
-  stdin: boolean
-  attached: boolean
-  retries: number
-}
+/** What a submission fixes of a job; the store adds its state (status, epoch, times, worker). */
+export type NewJob = Pick<
+  Job,
+  "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
+>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */
