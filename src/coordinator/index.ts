@@ -1,7 +1,7 @@
-import { readFileSync, statSync } from "node:fs"
+import { readFileSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { memoryKeyring } from "../shared/auth/keyring.ts"
-import { fileKeyring, octal } from "../shared/auth/secret-file.ts"
+import { fileKeyring } from "../shared/auth/secret-file.ts"
 import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
@@ -58,18 +58,12 @@ async function openStore(
     base,
     keys,
     onKeyProblem: keyProblemLog(log, now),
+    onWarning: (message) => log.warn(message),
     onKeys: (r) => {
       if (r.recovered) log.warn("completed an interrupted secret rotation", { file: paths.secret, secret: r.recovered })
       if (r.sealed) log.info(`encrypted ${r.sealed} stored key(s) that were in clear`, { secret: keys.current().id })
     },
   })
-  if (paths.database !== ":memory:") {
-    const mode = statSync(paths.database).mode & 0o777
-    if (mode & 0o004)
-      log.warn(
-        `database ${paths.database} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${paths.database}`,
-      )
-  }
   return store
 }
 

@@ -16,6 +16,8 @@ export interface StoreConfig {
   onKeyProblem?: (message: string) => void
   /** What the start did to the stored keys (sealed from clear, an interrupted rotation completed). */
   onKeys?: (report: { sealed: number; recovered?: string }) => void
+  /** Told, after the start, what the operator should fix but does not stop the store (a database others can read). */
+  onWarning?: (message: string) => void
 }
 
 /** Where the configured store lives (`database`, for messages) and its secret file, as its engine resolves them. */
@@ -43,12 +45,14 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
   const engine = cfg.database.engine
   switch (engine) {
     case "sqlite": {
-      const { createSqliteStore } = await import("./sqlite/index.ts")
+      const { createSqliteStore, exposure } = await import("./sqlite/index.ts")
       const { database: path } = storePaths(cfg, cfg.base ?? process.cwd())
       const store = createSqliteStore({ path, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem })
       // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
       const report = await store.migrate()
       cfg.onKeys?.(report)
+      const exposed = exposure(path)
+      if (exposed) cfg.onWarning?.(exposed)
       return store
     }
     default:

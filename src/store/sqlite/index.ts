@@ -3,7 +3,7 @@ import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, stat
 import { dirname } from "node:path"
 import { Kysely } from "kysely"
 import { BunSqliteDialect } from "kysely-bun-sqlite"
-import { fileKeyring } from "../../shared/auth/secret-file.ts"
+import { fileKeyring, octal } from "../../shared/auth/secret-file.ts"
 import type { Keyring } from "../../shared/auth/keyring.ts"
 import type { Database } from "../sql/schema.ts"
 import { sqliteDialect } from "../sql/dialect.ts"
@@ -52,6 +52,17 @@ function restrictSidecars(path: string): void {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err
     }
   }
+}
+
+/**
+ * Why the database file is not private, if it is not: readable by every user (an existing database
+ * keeps the mode its operator gave it; dffmpeg never widens it).
+ */
+export function exposure(path: string): string | undefined {
+  if (path === ":memory:") return undefined
+  const mode = statSync(path).mode & 0o777
+  if (!(mode & 0o004)) return undefined
+  return `database ${path} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${path}`
 }
 
 /**
