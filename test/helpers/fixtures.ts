@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { ExitReport, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import { createStore, type Store } from "../../src/store/index.ts"
 import type { NewJob, OutputChunk } from "../../src/store/types.ts"
 
@@ -39,6 +39,37 @@ export const mappedJob = (id: string, over: Partial<NewJob> = {}): NewJob =>
     stdin: true,
     ...over,
   })
+
+/** A job as the store returns it: `ffmpeg -version`, running on w1 at epoch 1 since `at` (all its times), no progress. */
+export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
+  id: "01J00000000000000000000000",
+  requester: "alice",
+  binary: "ffmpeg",
+  args: ["-version"],
+  paths: [],
+  cwd: null,
+  stdin: false,
+  status: "running",
+  epoch: 1,
+  workerId: "w1",
+  exitCode: null,
+  exitSignal: null,
+  error: null,
+  createdAt: at,
+  updatedAt: at,
+  assignedAt: at,
+  startedAt: at,
+  finishedAt: null,
+  attached: false,
+  retries: 0,
+  attempts: 0,
+  excluded: [],
+  heartbeatAt: null,
+  clientSeenAt: null,
+  cancelRequestedAt: null,
+  progress: null,
+  ...over,
+})
 
 /** A worker's registration: ffmpeg, no path variables, two slots. */
 export const registration = (over: Partial<WorkerRegistration> = {}): WorkerRegistration => ({
