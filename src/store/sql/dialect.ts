@@ -34,40 +34,36 @@ export interface SqlDialect {
   serialKey<T extends CreateTableBuilder<any, any>>(t: T, col: string): T
 }
 
-// `ON CONFLICT (...) DO NOTHING`: SQLite and PostgreSQL.
-const onConflictNothing: SqlDialect["insertIgnore"] = (q, columns) =>
-  q.onConflict((oc) => oc.columns(columns as never).doNothing())
-
+/** SQLite: one writer at a time (BEGIN IMMEDIATE), no row locks, freed bytes kept in its files. */
 export const sqliteDialect: SqlDialect = {
   name: "sqlite",
   forUpdate: false,
   wipeOnReplace: true,
-  insertIgnore: onConflictNothing,
+  // ON CONFLICT (...) DO NOTHING, which PostgreSQL shares.
+  insertIgnore: (q, columns) => q.onConflict((oc) => oc.columns(columns as never).doNothing()),
   blob: () => sql`blob`,
   str: () => sql`text`,
   big: () => sql`integer`,
   serialKey: (t, col) => t.addColumn(col, "integer", (c) => c.primaryKey().autoIncrement()) as typeof t,
 }
 
-/** The planned server engines, kept beside SQLite so that their differences stay written in one place. */
+/** PostgreSQL (planned): row locks, storage of its own, and three column types of its own. */
 export const postgresDialect: SqlDialect = {
+  ...sqliteDialect,
   name: "postgres",
   forUpdate: true,
   wipeOnReplace: false,
-  insertIgnore: onConflictNothing,
   blob: () => sql`bytea`,
-  str: () => sql`text`,
   big: () => sql`bigint`,
   serialKey: (t, col) => t.addColumn(col, "bigserial", (c) => c.primaryKey()) as typeof t,
 }
 
+/** MySQL and MariaDB (planned): as PostgreSQL, but INSERT IGNORE, longblob and bounded varchar keys. */
 export const mysqlDialect: SqlDialect = {
+  ...postgresDialect,
   name: "mysql",
-  forUpdate: true,
-  wipeOnReplace: false,
   insertIgnore: (q) => q.ignore(),
   blob: () => sql`longblob`,
   str: (n = 255) => sql.raw(`varchar(${n})`),
-  big: () => sql`bigint`,
   serialKey: (t, col) => t.addColumn(col, "bigint", (c) => c.primaryKey().autoIncrement()) as typeof t,
 }
