@@ -42,13 +42,7 @@ export const mappedJob = (id: string, over: Partial<NewJob> = {}): NewJob =>
 
 /** A job as the store returns it: `ffmpeg -version`, running on w1 at epoch 1 since `at` (all its times), no progress. */
 export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
-  id: "01J00000000000000000000000",
-  requester: "alice",
-  binary: "ffmpeg",
-  args: ["-version"],
-  paths: [],
-  cwd: null,
-  stdin: false,
+  ...newJob("01J00000000000000000000000"),
   status: "running",
   epoch: 1,
   workerId: "w1",
@@ -60,8 +54,6 @@ export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   assignedAt: at,
   startedAt: at,
   finishedAt: null,
-  attached: false,
-  retries: 0,
   attempts: 0,
   excluded: [],
   heartbeatAt: null,
