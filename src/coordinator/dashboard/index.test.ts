@@ -642,3 +642,21 @@ describe("live events", () => {
     await waitFor(() => h.hub.size === 0)
   })
 })
+
+describe("/health", () => {
+  test("pings the database: 200 with its engine while it answers, 503 with its error once it does not", async () => {
+    const h = await harness()
+    const up = await h.request("/health")
+    expect(up.status).toBe(200)
+    const body = await json<{ status: string; components: { database: Record<string, unknown> } }>(up)
+    expect(body.status).toBe("ok")
+    expect(body.components.database).toMatchObject({ engine: "sqlite", status: "ok", latencyMs: expect.any(Number) })
+    await h.store.close()
+    const down = await h.request("/health")
+    expect(down.status).toBe(503)
+    const after = await json<{ status: string; components: { database: Record<string, unknown> } }>(down)
+    expect(after.status).toBe("unavailable")
+    expect(after.components.database).toMatchObject({ engine: "sqlite", status: "error", error: expect.any(String) })
+    expect(h.logs.some((l) => l.includes("health check: database unavailable"))).toBe(true)
+  })
+})
