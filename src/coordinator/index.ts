@@ -74,7 +74,6 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   // Before anything is opened: a missing or unreadable certificate is a configuration error.
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
-  const dbPath = paths.database
   const raw = opts.store ?? (await openStore(config, opts.base, paths, log, now))
   const hub = new Hub()
   const metrics = createMetrics()
@@ -141,7 +140,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname
   const url = `${tls ? "https" : "http"}://${host}:${server.port}`
   ready = true
-  log.info(`listening on ${url}`, { database: config.database.engine === "sqlite" ? dbPath : config.database.engine })
+  // Where the store lives, as its engine names it (the SQLite file).
+  log.info(`listening on ${url}`, { database: paths.database })
   scheduler.kick()
   janitor.start()
   let stopped: Promise<void> | undefined
