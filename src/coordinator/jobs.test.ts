@@ -1,28 +1,13 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { AuthError, ConflictError, NotFoundError } from "../shared/errors.ts"
 import type { Store } from "../store/index.ts"
-import { createSqliteStore } from "../store/sqlite/index.ts"
-import type { NewJob } from "../store/types.ts"
+import { T0, memoryStore, newJob } from "../../test/helpers/fixtures.ts"
 import { cancelJob, cancelReason } from "./jobs.ts"
-
-const T0 = 1_700_000_000_000
-const newJob = (id: string): NewJob => ({
-  id,
-  requester: "alice",
-  binary: "ffmpeg",
-  args: [],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  attached: false,
-  retries: 0,
-})
 
 describe("cancelJob", () => {
   let store: Store
   beforeEach(async () => {
-    store = createSqliteStore({ path: ":memory:" })
-    await store.migrate()
+    store = await memoryStore()
   })
   afterEach(async () => {
     await store.close()

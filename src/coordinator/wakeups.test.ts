@@ -1,26 +1,13 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import type { Job } from "../shared/protocol/schemas.ts"
-import { createSqliteStore } from "../store/sqlite/index.ts"
 import type { Store } from "../store/index.ts"
-import type { NewJob, StoreChange } from "../store/types.ts"
+import type { StoreChange } from "../store/types.ts"
+import { T0, memoryStore, newJob, outputChunk, registration } from "../../test/helpers/fixtures.ts"
 import { topic, type Notifier } from "./hub.ts"
 import { wireWakeups } from "./wakeups.ts"
 
-const T0 = 1_700_000_000_000
-const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
-  id,
-  requester: "c",
-  binary: "ffmpeg",
-  args: [],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  attached: false,
-  retries: 0,
-  ...over,
-})
-const reg = { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "t", capabilities: {}, draining: false }
-const out = (seq: number) => [{ seq, stream: "stderr" as const, data: new Uint8Array([65]) }]
+const reg = registration()
+const out = (seq: number) => [outputChunk(seq, "A", "stderr")]
 
 /** A notifier that records what it was told, a counting scheduler and metrics, on one store. */
 function recorder() {
@@ -45,8 +32,7 @@ describe("the store's change hook", () => {
   let changes: StoreChange[]
 
   beforeEach(async () => {
-    store = createSqliteStore({ path: ":memory:" })
-    await store.migrate()
+    store = await memoryStore()
     changes = []
     store.changes((c) => void changes.push(c))
   })
@@ -162,8 +148,7 @@ describe("wakeups derived from the changes", () => {
   let r: ReturnType<typeof recorder>
 
   beforeEach(async () => {
-    store = createSqliteStore({ path: ":memory:" })
-    await store.migrate()
+    store = await memoryStore()
     r = recorder()
     wireWakeups(store, r.targets)
   })

@@ -1,36 +1,10 @@
 import { describe, expect, test } from "bun:test"
 import type { Job, JobStatus } from "../shared/protocol/schemas.ts"
+import { jobRecord } from "../../test/helpers/fixtures.ts"
 import { RULES, step, storedStatus, type JobEvent, type JobTarget } from "./machine.ts"
 
-const job = (status: JobStatus, over: Partial<Job> = {}): Job => ({
-  id: "j",
-  requester: "c",
-  binary: "ffmpeg",
-  args: [],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  status,
-  epoch: 3,
-  workerId: status === "queued" ? null : "w1",
-  exitCode: null,
-  exitSignal: null,
-  error: null,
-  createdAt: 0,
-  updatedAt: 0,
-  assignedAt: null,
-  startedAt: null,
-  finishedAt: null,
-  attached: false,
-  retries: 0,
-  attempts: 0,
-  excluded: [],
-  heartbeatAt: null,
-  clientSeenAt: null,
-  cancelRequestedAt: null,
-  progress: null,
-  ...over,
-})
+const job = (status: JobStatus, over: Partial<Job> = {}): Job =>
+  jobRecord({ status, epoch: 3, workerId: status === "queued" ? null : "w1", ...over })
 
 /** One event of each type, as the attempt at epoch 3 on w1 sends it. */
 const EVENTS: Record<JobEvent["type"], JobEvent> = {
@@ -51,6 +25,9 @@ const STATES: JobStatus[] = ["queued", "assigned", "running", "completed", "fail
  * Every (from, event) pair with the guards satisfied: where it goes, or "-" when it is refused. Written
  * out by hand rather than derived from RULES, so that a rule added, dropped or moved fails here.
  */
+/** Nothing leaves an ended state. */
+const REFUSED = Object.fromEntries(Object.keys(EVENTS).map((e) => [e, "-"])) as Record<JobEvent["type"], "-">
+
 const TABLE: Record<JobStatus, Record<JobEvent["type"], JobTarget | "-">> = {
   queued: {
     submit: "-",
@@ -85,39 +62,9 @@ const TABLE: Record<JobStatus, Record<JobEvent["type"], JobTarget | "-">> = {
     forceCancel: "canceled",
     unassign: "-",
   },
-  completed: {
-    submit: "-",
-    assign: "-",
-    start: "-",
-    exit: "-",
-    lose: "-",
-    fail: "-",
-    cancel: "-",
-    forceCancel: "-",
-    unassign: "-",
-  },
-  failed: {
-    submit: "-",
-    assign: "-",
-    start: "-",
-    exit: "-",
-    lose: "-",
-    fail: "-",
-    cancel: "-",
-    forceCancel: "-",
-    unassign: "-",
-  },
-  canceled: {
-    submit: "-",
-    assign: "-",
-    start: "-",
-    exit: "-",
-    lose: "-",
-    fail: "-",
-    cancel: "-",
-    forceCancel: "-",
-    unassign: "-",
-  },
+  completed: REFUSED,
+  failed: REFUSED,
+  canceled: REFUSED,
 }
 
 const to = (j: Job | undefined, ev: JobEvent) => step(j, ev)?.to ?? "-"

@@ -3,6 +3,7 @@ import type { JobEventType, JobTarget } from "./machine.ts"
 import type {
   ExitReport,
   Job,
+  HeldJob,
   JobEvent,
   JobStatus,
   ProgressReport,
@@ -15,17 +16,11 @@ import type {
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
-export interface NewJob {
-  id: string
-  requester: string
-  binary: string
-  args: string[]
-  paths: string[]
-  cwd: string | null
-  stdin: boolean
-  attached: boolean
-  retries: number
-}
+/** What a submission fixes of a job; the store adds its state (status, epoch, times, worker). */
+export type NewJob = Pick<
+  Job,
+  "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
+>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */
@@ -99,11 +94,8 @@ export interface ActiveCounts {
   running: number
 }
 
-/** What a worker's heartbeat says it runs. */
-export interface HeldJob {
-  id: string
-  epoch: number
-}
+/** What a worker's heartbeat says it runs (one definition, in the wire schemas). */
+export type { HeldJob }
 
 /** Outcome of losing a job's worker: re-queued (detached, retries left) or failed. */
 export type LostResult = { job: Job; requeued: boolean } | undefined
@@ -165,6 +157,8 @@ export interface Store {
    * secret rotation that was interrupted after its commit (`recovered`: the secret id now on disk).
    */
   migrate(): Promise<{ sealed: number; recovered?: string }>
+  /** One real round trip to the database (for /health); throws when it does not answer. */
+  ping(): Promise<void>
   close(): Promise<void>
   /**
    * Calls `listener` with every change this store object commits, after the commit (a refused or

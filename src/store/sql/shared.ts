@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
 import type { Job, JobStatus, Worker, WorkerStatus } from "../../shared/protocol/schemas.ts"
-import type { JobFilter, JobListing, ListingSize, StoreKind } from "../types.ts"
+import type { JobFilter, JobListing, ListingSize } from "../types.ts"
+import type { SqlDialect } from "./dialect.ts"
 import { ARGS_HEAD_CHARS } from "./migrations.ts"
 import type { Database } from "./schema.ts"
 import { writeTransaction } from "./tx.ts"
@@ -145,7 +146,8 @@ export const stderrProblem = (m: string) => void process.stderr.write(`dffmpeg: 
 /** The database and the reads the store's families share (store/sql/{jobs,workers,users,streams}.ts). */
 export interface Sql {
   db: Kysely<Database>
-  kind: StoreKind
+  /** What this engine does differently (dialect.ts). */
+  dialect: SqlDialect
   /** A read-then-write transaction (see tx.ts). */
   tx: <T>(fn: (tx: Kysely<Database>) => Promise<T>) => Promise<T>
   withArgs: (q: Kysely<Database>, row: JobRow) => Promise<Job>
@@ -158,8 +160,8 @@ export interface Sql {
   jobsWhere: (build: (q: any) => any, limit?: number) => Promise<Job[]>
 }
 
-export function sqlContext(db: Kysely<Database>, kind: StoreKind): Sql {
-  const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
+export function sqlContext(db: Kysely<Database>, dialect: SqlDialect): Sql {
+  const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, dialect, fn)
 
   /** A job with its whole arguments: from its row, or from job_args when the row holds only their head. */
   const withArgs = async (q: Kysely<Database>, row: JobRow): Promise<Job> => {
@@ -220,5 +222,5 @@ export function sqlContext(db: Kysely<Database>, kind: StoreKind): Sql {
     return Promise.all(rows.map((r) => withArgs(db, r)))
   }
 
-  return { db, kind, tx, withArgs, fullJob, jobById, summaries, summariesWhere, argsCharsOf, jobsWhere }
+  return { db, dialect, tx, withArgs, fullJob, jobById, summaries, summariesWhere, argsCharsOf, jobsWhere }
 }

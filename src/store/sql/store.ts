@@ -1,7 +1,8 @@
 import { sql, type Kysely } from "kysely"
 import { JobStatus as JobStatuses, type JobStatus, type WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { memoryKeyring, type Keyring } from "../../shared/auth/keyring.ts"
-import type { Stats, Store, StoreKind } from "../types.ts"
+import type { Stats, Store } from "../types.ts"
+import type { SqlDialect } from "./dialect.ts"
 import { jobMethods } from "./jobs.ts"
 import { keyVault } from "./keys.ts"
 import { migrate } from "./migrations.ts"
@@ -23,23 +24,26 @@ export interface SqlStoreOptions {
 }
 
 /**
- * The one Store implementation, over any Kysely dialect. Per-dialect differences are limited to
- * what `kind` switches on (RETURNING support, row locking). One module per family of rows (jobs,
+ * The one Store implementation, over any Kysely dialect. Per-engine differences are limited to
+ * what the dialect object says (row locking, skipping duplicates, column types). One module per family of rows (jobs,
  * workers, users, streams), over the shared reads (shared.ts) and the one writer of job transitions
  * (writer.ts); statistics and retention span them all and live here.
  */
-export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlStoreOptions = {}): Store {
-  const c = sqlContext(db, kind)
+export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: SqlStoreOptions = {}): Store {
+  const c = sqlContext(db, dialect)
   const w = createWriter(c)
   const { tx } = c
   const { told } = w
-  const vault = keyVault(db, kind, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
+  const vault = keyVault(db, dialect, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
 
   return {
-    kind,
+    kind: dialect.name,
     async migrate() {
-      await migrate(db, kind)
+      await migrate(db, dialect)
       return vault.sealAll()
+    },
+    async ping() {
+      await sql`select 1`.execute(db)
     },
     async close() {
       await db.destroy()

@@ -17,7 +17,7 @@ export function streamMethods(
   Store,
   "appendOutput" | "readOutput" | "lastOutput" | "lastOutputBytes" | "appendInput" | "readInput" | "inputBytes"
 > {
-  const { db, kind } = c
+  const { db, dialect } = c
   const { txEmit, apply, lost, told } = w
   return {
     async appendOutput(
@@ -32,7 +32,7 @@ export function streamMethods(
       const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
       return txEmit(async (tx, out): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
-        if (kind !== "sqlite") q = q.forUpdate()
+        if (dialect.forUpdate) q = q.forUpdate()
         const row = await q.executeTakeFirst()
         if (!row) return { ok: false, reason: "not-found" }
         const job = toJob(row)
@@ -166,11 +166,10 @@ export function streamMethods(
       const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()
       if (!job) return false
       if (!chunks.length) return true
-      let q = db
+      const q = db
         .insertInto("job_input")
         .values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
-      q = kind === "mysql" ? q.ignore() : q.onConflict((oc) => oc.columns(["job_id", "seq"]).doNothing())
-      await q.execute()
+      await dialect.insertIgnore(q, ["job_id", "seq"]).execute()
       return told(true, { type: "input", job: id })
     },
     async readInput(id, after, limit): Promise<InputRow[]> {

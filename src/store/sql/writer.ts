@@ -45,7 +45,7 @@ export interface Writer {
 }
 
 export function createWriter(c: Sql): Writer {
-  const { tx, kind, fullJob } = c
+  const { tx, dialect, fullJob } = c
   const listeners = new Set<(c: StoreChange) => void>()
   /** Tells the listeners what committed. A failing listener is reported, never undoes nor fails the write. */
   const emit = (out: StoreChange[]) => {
@@ -99,7 +99,7 @@ export function createWriter(c: Sql): Writer {
   const mutate: Writer["mutate"] = (id, now, ev, effects) =>
     txEmit(async (t, out) => {
       let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
-      if (kind !== "sqlite") q = q.forUpdate()
+      if (dialect.forUpdate) q = q.forUpdate()
       const row = await q.executeTakeFirst()
       if (!row) return undefined
       const job = toJob(row)
