@@ -1,3 +1,4 @@
+import { defineCommand, type ArgsDef, type CommandDef } from "citty"
 import * as v from "valibot"
 import { UsageError } from "../shared/errors.ts"
 import { isUlid } from "../shared/ids.ts"
@@ -43,3 +44,39 @@ export function intervalArg(raw: string | undefined): number {
 
 export const statusHelp = `only jobs in this state (${JobStatus.options.join(", ")})`
 export const sinceHelp = `only jobs created since then: ${SINCE_HELP}`
+
+/**
+ * A leaf command: citty's `defineCommand`, except that its `run` first refuses any flag `args` does not
+ * define (citty silently drops unknown flags, and a typo must not be ignored). Every command that runs
+ * something is defined with it but `client submit`, which parses its own options.
+ */
+export function defineCommandStrict<const T extends ArgsDef = ArgsDef>(
+  def: CommandDef<T> & { args?: T },
+): CommandDef<T> {
+  const { run } = def
+  return defineCommand({
+    ...def,
+    async run(ctx) {
+      rejectUnknownFlags(def.args ?? {}, ctx.rawArgs)
+      return run?.(ctx)
+    },
+  })
+}
+
+/** Throws a UsageError for the first flag of `rawArgs` (before `--`) that `args` does not define. */
+export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
+  const known = new Set<string>(["help", "h"])
+  for (const [k, d] of Object.entries(args)) {
+    known.add(k)
+    known.add(k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()))
+    const alias = (d as { alias?: string | string[] }).alias
+    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) known.add(a)
+  }
+  for (const a of rawArgs) {
+    if (a === "--") break
+    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue
+    const name = a.replace(/^--?/, "").split("=")[0]
+    const bare = name.startsWith("no-") ? name.slice(3) : name
+    if (!known.has(name) && !known.has(bare)) throw new UsageError(`unknown option ${a}`)
+  }
+}

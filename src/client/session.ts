@@ -1,6 +1,6 @@
 import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
-import { DffmpegError, TooLargeError, UnavailableError } from "../shared/errors.ts"
+import { DffmpegError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
@@ -192,7 +192,7 @@ export async function follow(
           await out.write(f.data)
           if (out.broken) {
             await cancel()
-            throw new DffmpegError(`the reader closed our standard output; canceled job ${job}`, "E_EPIPE", 499, 1)
+            throw new OutputLostError(`the reader closed our standard output; canceled job ${job}`)
           }
           break
         case Kind.stderr:

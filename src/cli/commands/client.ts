@@ -1,14 +1,22 @@
 import { defineCommand } from "citty"
 import { UsageError } from "../../shared/errors.ts"
-import { describe } from "../../proxy/index.ts"
-import { PROXY_FAILURE } from "../../shared/exit-codes.ts"
+import { asProxy } from "../../shared/error-exit.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { isUlid } from "../../shared/ids.ts"
 import type { ApiClient } from "../../shared/http/client.ts"
 import { listJobPages } from "../../shared/http/pages.ts"
 import { isTerminal, type Job, type JobStatus } from "../../shared/protocol/schemas.ts"
-import { intervalArg, jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../args.ts"
-import { exitWith, rejectUnknownFlags } from "../run.ts"
+import {
+  defineCommandStrict,
+  intervalArg,
+  jobId,
+  limitArg,
+  sinceArg,
+  sinceHelp,
+  statusArg,
+  statusHelp,
+} from "../args.ts"
+import { exitWith } from "../run.ts"
 import { ACTIVE, jobDetail, jobsTable, loadTable, type WorkerView } from "../views.ts"
 import { watch, type Frame } from "../watch.ts"
 
@@ -78,34 +86,18 @@ const submit = defineCommand({
   async run({ rawArgs }) {
     const opts = parseSubmit(rawArgs)
     const { runAttached, submitDetached } = await import("../../client/session.ts")
-    const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
-    try {
-      if (opts.detach) {
-        const job = await submitDetached({
-          binary: opts.binary,
-          args: opts.args,
-          configPath: opts.config,
-          explainYaml,
-          warn,
-          retries: opts.retries,
-        })
-        process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
+    const common = { binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn }
+    if (opts.detach) {
+      let job: Job | undefined
+      const failed = await asProxy(async () => {
+        job = await submitDetached({ ...common, retries: opts.retries })
         return 0
-      }
-      return exitWith(
-        await runAttached({
-          binary: opts.binary,
-          args: opts.args,
-          configPath: opts.config,
-          explainYaml,
-          warn,
-          status: !!process.stderr.isTTY,
-        }),
-      )
-    } catch (err) {
-      process.stderr.write(`dffmpeg: ${describe(err)}\n`)
-      return exitWith(PROXY_FAILURE)
+      })
+      // A refusal ends as the proxy's do; a printed id is a command's output (exit 7 if it cannot be written).
+      if (!job) return exitWith(failed)
+      return void process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
     }
+    return exitWith(await asProxy(() => runAttached({ ...common, status: !!process.stderr.isTTY })))
   },
 })
 
@@ -114,34 +106,27 @@ const idArgs = {
   config: { type: "string", description: "client YAML config" },
 } as const
 
-const attach = defineCommand({
+const attach = defineCommandStrict({
   meta: {
     name: "attach",
     description:
       "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code",
   },
   args: idArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(idArgs, rawArgs)
+  async run({ args }) {
     if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
     const { attach } = await import("../../client/session.ts")
-    try {
-      return exitWith(await attach(args.id, args.config, undefined, !!process.stderr.isTTY))
-    } catch (err) {
-      process.stderr.write(`dffmpeg: ${describe(err)}\n`)
-      return exitWith(PROXY_FAILURE)
-    }
+    return exitWith(await asProxy(() => attach(args.id, args.config, undefined, !!process.stderr.isTTY)))
   },
 })
 
-const cancel = defineCommand({
+const cancel = defineCommandStrict({
   meta: {
     name: "cancel",
     description: "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)",
   },
   args: idArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(idArgs, rawArgs)
+  async run({ args }) {
     if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
     const { openClient } = await import("../../client/session.ts")
     const { api } = await openClient(args.config, (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`))
@@ -199,15 +184,14 @@ const statusArgs = {
   ...configArg,
 } as const
 
-const status = defineCommand({
+const status = defineCommandStrict({
   meta: {
     name: "status",
     description:
       "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs",
   },
   args: statusArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(statusArgs, rawArgs)
+  async run({ args }) {
     const id = args.id === undefined ? undefined : jobId(args.id)
     if (args.interval !== undefined && !args.watch) throw new UsageError("--interval needs --watch")
     const intervalMs = intervalArg(args.interval)
@@ -242,11 +226,10 @@ const jobsArgs = {
   ...configArg,
 } as const
 
-const jobs = defineCommand({
+const jobs = defineCommandStrict({
   meta: { name: "jobs", description: "List your jobs, newest first, with the progress of running ones" },
   args: jobsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(jobsArgs, rawArgs)
+  async run({ args }) {
     const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
     const { openClient } = await import("../../client/session.ts")
     const { api } = await openClient(args.config, warn)
@@ -263,11 +246,10 @@ const jobs = defineCommand({
 })
 
 const workersArgs = { ...jsonArg, ...configArg } as const
-const workers = defineCommand({
+const workers = defineCommandStrict({
   meta: { name: "workers", description: "Show the cluster's workers and how busy they are" },
   args: workersArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(workersArgs, rawArgs)
+  async run({ args }) {
     const { openClient } = await import("../../client/session.ts")
     const { api } = await openClient(args.config, warn)
     const list = await api.json<WorkerView[]>("GET", "/api/v1/workers")

@@ -1,10 +1,9 @@
-import { defineCommand } from "citty"
+import { defineCommandStrict } from "../args.ts"
 import { loadConfig } from "../../shared/config/load.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
 import { Env } from "../../shared/config/env.ts"
 import { onStopSignals } from "../lifecycle.ts"
-import { rejectUnknownFlags } from "../run.ts"
 import { UsageError } from "../../shared/errors.ts"
 
 const args = {
@@ -18,11 +17,10 @@ const args = {
   "log-level": { type: "string", description: "debug | info | warn | error" },
 } as const
 
-export default defineCommand({
+export default defineCommandStrict({
   meta: { name: "coordinator", description: "Run the coordinator: signed HTTP API, job store, scheduler" },
   args,
-  async run({ args: a, rawArgs }) {
-    rejectUnknownFlags(args, rawArgs)
+  async run({ args: a }) {
     const overrides: Record<string, unknown> = {}
     if (a.host !== undefined) overrides.host = a.host
     if (a.port !== undefined) {

@@ -1,10 +1,9 @@
-import { defineCommand } from "citty"
+import { defineCommandStrict } from "../args.ts"
 import { loadConfig } from "../../shared/config/load.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { Env } from "../../shared/config/env.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
 import { onStopSignals } from "../lifecycle.ts"
-import { rejectUnknownFlags } from "../run.ts"
 
 const args = {
   config: {
@@ -15,11 +14,10 @@ const args = {
   "log-level": { type: "string", description: "debug | info | warn | error" },
 } as const
 
-export default defineCommand({
+export default defineCommandStrict({
   meta: { name: "worker", description: "Run a worker: register with the coordinator and run the jobs it assigns" },
   args,
-  async run({ args: a, rawArgs }) {
-    rejectUnknownFlags(args, rawArgs)
+  async run({ args: a }) {
     const level = a["log-level"] ?? Env.logLevel()
     const { config, base, file, warnings } = await loadConfig(
       "worker",

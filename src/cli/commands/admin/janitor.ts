@@ -1,6 +1,6 @@
 import { defineCommand } from "citty"
+import { defineCommandStrict } from "../../args.ts"
 import type { JanitorReport } from "../../../coordinator/janitor.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { fields } from "../../table.ts"
 import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
 import { withBackend } from "./_backend.ts"
@@ -32,14 +32,13 @@ export function describeReport(r: JanitorReport): string {
 }
 
 const runArgs = { ...jsonArg, ...modeArgs } as const
-const run = defineCommand({
+const run = defineCommandStrict({
   meta: {
     name: "run",
     description: "Run one janitor pass on the coordinator now and print what it did (remote mode only)",
   },
   args: runArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(runArgs, rawArgs)
+  async run({ args }) {
     const report = await withBackend(modeOf(args), (b) => b.janitor())
     print(args.json, report, () => describeReport(report))
   },

@@ -1,9 +1,8 @@
 import { defineCommand } from "citty"
 import { createSink } from "../../../client/output.ts"
 import type { StreamRow } from "../../../store/types.ts"
-import { jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../../args.ts"
+import { defineCommandStrict, jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../../args.ts"
 import { untilInterrupted } from "../../interrupt.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { jobDetail, jobsTable } from "../../views.ts"
 import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
 import { withBackend, type JobQuery } from "./_backend.ts"
@@ -27,11 +26,10 @@ const lsArgs = {
   ...modeArgs,
 } as const
 
-const ls = defineCommand({
+const ls = defineCommandStrict({
   meta: { name: "ls", description: "List jobs, newest first, with the progress of running ones" },
   args: lsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(lsArgs, rawArgs)
+  async run({ args }) {
     const q: JobQuery = {
       status: statusArg(args.status),
       worker: args.worker,
@@ -46,14 +44,13 @@ const ls = defineCommand({
 })
 
 const showArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
-const show = defineCommand({
+const show = defineCommandStrict({
   meta: {
     name: "show",
     description: `Show one job: arguments as submitted, outcome, times, progress, timeline and its last ${TAIL} stderr lines`,
   },
   args: showArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(showArgs, rawArgs)
+  async run({ args }) {
     const id = jobId(args.id)
     const { job, events, stderr } = await withBackend(modeOf(args), async (b) => {
       const job = await b.getJob(id)
@@ -76,15 +73,14 @@ const logsArgs = {
   ...modeArgs,
 } as const
 
-const logs = defineCommand({
+const logs = defineCommandStrict({
   meta: {
     name: "logs",
     description:
       "Write a job's stderr to stdout, byte for byte (--stdout: both streams, each to its own); -f follows it until it ends",
   },
   args: logsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(logsArgs, rawArgs)
+  async run({ args }) {
     const id = jobId(args.id)
     const out = createSink(process.stdout)
     const err = createSink(process.stderr)
@@ -114,15 +110,14 @@ const logs = defineCommand({
 })
 
 const cancelArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
-const cancel = defineCommand({
+const cancel = defineCommandStrict({
   meta: {
     name: "cancel",
     description:
       "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)",
   },
   args: cancelArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(cancelArgs, rawArgs)
+  async run({ args }) {
     const id = jobId(args.id)
     const job = await withBackend(modeOf(args), (b) => b.cancelJob(id))
     print(args.json, job, () => `${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)

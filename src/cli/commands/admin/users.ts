@@ -1,14 +1,13 @@
 import { defineCommand } from "citty"
+import { defineCommandStrict } from "../../args.ts"
 import * as v from "valibot"
-import { UsageError } from "../../../shared/errors.ts"
+import { LocalIoError, UsageError } from "../../../shared/errors.ts"
 import { isName } from "../../../shared/ids.ts"
 import { Role } from "../../../shared/protocol/schemas.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { fields, table, time } from "../../table.ts"
 import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
 import { withBackend } from "./_backend.ts"
 import { writeFileAtomic } from "../../../shared/auth/secret-file.ts"
-import { DffmpegError } from "../../../shared/errors.ts"
 
 const nameArg = {
   name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true },
@@ -39,11 +38,8 @@ function keyFile(path: string | undefined, name: string, key: string): string | 
   try {
     writeFileAtomic(path, key + "\n", 0o600)
   } catch (err) {
-    throw new DffmpegError(
+    throw new LocalIoError(
       `the key of ${name} was made but could not be written to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run rotate-key with another --key-file`,
-      "E_IO",
-      500,
-      1,
     )
   }
   return `wrote the key of ${name} to ${path} (mode 0600)\n`
@@ -56,14 +52,13 @@ const addArgs = {
   ...jsonArg,
   ...modeArgs,
 } as const
-const add = defineCommand({
+const add = defineCommandStrict({
   meta: {
     name: "add",
     description: "Create a user and print its new key (only the key, on stdout; with --json {user, key})",
   },
   args: addArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(addArgs, rawArgs)
+  async run({ args }) {
     const name = userName(args.name)
     if (!v.is(Role, args.role)) throw new UsageError(`--role must be one of ${Role.options.join(", ")}`)
     const created = await withBackend(modeOf(args), (b) => b.addUser(name, args.role as Role))
@@ -74,11 +69,10 @@ const add = defineCommand({
 })
 
 const lsArgs = { ...jsonArg, ...modeArgs } as const
-const ls = defineCommand({
+const ls = defineCommandStrict({
   meta: { name: "ls", description: "List users (never their keys)" },
   args: lsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(lsArgs, rawArgs)
+  async run({ args }) {
     const users = await withBackend(modeOf(args), (b) => b.listUsers())
     print(args.json, users, () =>
       users.length
@@ -94,11 +88,10 @@ const ls = defineCommand({
 const oneArgs = { ...nameArg, ...jsonArg, ...modeArgs } as const
 const rotateArgs = { ...nameArg, ...keyFileArg, ...jsonArg, ...modeArgs } as const
 
-const show = defineCommand({
+const show = defineCommandStrict({
   meta: { name: "show", description: "Show one user (never its key)" },
   args: oneArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
+  async run({ args }) {
     const name = userName(args.name)
     const user = await withBackend(modeOf(args), (b) => b.getUser(name))
     print(args.json, user, () =>
@@ -111,29 +104,27 @@ const show = defineCommand({
   },
 })
 
-const rm = defineCommand({
+const rm = defineCommandStrict({
   meta: {
     name: "rm",
     description: "Delete a user; its key stops working at once (remote mode refuses your own identity)",
   },
   args: oneArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
+  async run({ args }) {
     const name = userName(args.name)
     const user = await withBackend(modeOf(args), (b) => b.removeUser(name))
     print(args.json, user, () => `removed user ${user.name} (${user.role})\n`)
   },
 })
 
-const rotate = defineCommand({
+const rotate = defineCommandStrict({
   meta: {
     name: "rotate-key",
     description:
       "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on",
   },
   args: rotateArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(rotateArgs, rawArgs)
+  async run({ args }) {
     const name = userName(args.name)
     const key = await withBackend(modeOf(args), (b) => b.rotateKey(name))
     const wrote = keyFile(args["key-file"], name, key)

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty"
+import { defineCommandStrict } from "../../args.ts"
 import { UsageError } from "../../../shared/errors.ts"
 import { isName } from "../../../shared/ids.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { workerDetail, workersTable, workerState, type WorkerView } from "../../views.ts"
 import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
 import { withBackend } from "./_backend.ts"
@@ -14,26 +14,24 @@ function workerId(id: string): string {
 }
 
 const lsArgs = { ...jsonArg, ...modeArgs } as const
-const ls = defineCommand({
+const ls = defineCommandStrict({
   meta: {
     name: "ls",
     description:
       'List workers: state (an admin drain shows as "draining (admin)"), load/slots, binaries, paths, version, last seen',
   },
   args: lsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(lsArgs, rawArgs)
+  async run({ args }) {
     const workers = await withBackend(modeOf(args), (b) => b.listWorkers())
     print(args.json, workers, () => (workers.length ? workersTable(workers, Date.now()) : "no workers\n"))
   },
 })
 
 const oneArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
-const show = defineCommand({
+const show = defineCommandStrict({
   meta: { name: "show", description: "Show one worker and the jobs assigned to or running on it" },
   args: oneArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
+  async run({ args }) {
     const id = workerId(args.id)
     const { worker, jobs } = await withBackend(modeOf(args), async (b) => {
       const worker = await b.getWorker(id)
@@ -59,7 +57,7 @@ function drained(w: WorkerView, on: boolean, local: boolean): string {
 }
 
 const drainCmd = (on: boolean) =>
-  defineCommand({
+  defineCommandStrict({
     meta: {
       name: on ? "drain" : "undrain",
       description: on
@@ -67,8 +65,7 @@ const drainCmd = (on: boolean) =>
         : "Undrain a worker: it gets new jobs again",
     },
     args: oneArgs,
-    async run({ args, rawArgs }) {
-      rejectUnknownFlags(oneArgs, rawArgs)
+    async run({ args }) {
       const id = workerId(args.id)
       const { worker, local } = await withBackend(modeOf(args), async (b) => ({
         worker: await b.setDrain(id, on),
