@@ -3,6 +3,7 @@ import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } 
 import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
+import { varOf } from "../../../shared/paths/vars.ts"
 import {
   Kind,
   RELAYED_SIGNALS,
@@ -32,14 +33,6 @@ import { beforeQuery, FRAMES_TYPE, frameStream, intQuery, jobIdParam, jsonBody, 
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
-
-/** `$Var` at the start of an argument (after an optional `file:`), not the `$$` escape of a literal `$`. */
-function varOf(arg: string): string | undefined {
-  const s = arg.startsWith("file:") ? arg.slice(5) : arg
-  if (!s.startsWith("$") || s.startsWith("$$")) return undefined
-  const end = s.indexOf("/")
-  return s.slice(1, end === -1 ? undefined : end)
-}
 
 /** Arguments a job stream re-reads with the job's state: none are needed, the summary is the smallest read. */
 const STATE_ONLY = { argsChars: 2 }
