@@ -116,7 +116,9 @@ const attach = defineCommandStrict({
   async run({ args }) {
     if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
     const { attach } = await import("../../client/session.ts")
-    return exitWith(await asProxy(() => attach(args.id, args.config, undefined, !!process.stderr.isTTY)))
+    return exitWith(
+      await asProxy(() => attach({ id: args.id, configPath: args.config, status: !!process.stderr.isTTY })),
+    )
   },
 })
 
