@@ -1,5 +1,6 @@
 import { defineCommand } from "citty"
 import { createSink } from "../../../client/output.ts"
+import { followOutput } from "../../../shared/follow.ts"
 import type { StreamRow } from "../../../store/types.ts"
 import { defineCommandStrict, jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../../args.ts"
 import { untilInterrupted } from "../../interrupt.ts"
@@ -96,14 +97,7 @@ const logs = defineCommandStrict({
           if (out.broken) ac.abort()
         }
         if (args.follow) return b.follow(id, 0, write, signal)
-        for (let after = 0; !signal.aborted; ) {
-          const rows = await b.output(id, after)
-          if (!rows.length) return
-          for (const r of rows) {
-            await write(r)
-            after = r.pos
-          }
-        }
+        await followOutput({ after: 0, read: (after) => b.output(id, after), onRow: write, signal })
       })
     })
   },
