@@ -1,9 +1,10 @@
-import { defineCommand, type ArgsDef, type CommandDef } from "citty"
+import type { ArgsDef, CommandDef, ParsedArgs } from "citty"
 import * as v from "valibot"
 import { UsageError } from "../shared/errors.ts"
 import { isUlid } from "../shared/ids.ts"
 import { JobStatus } from "../shared/protocol/schemas.ts"
 import { SINCE_HELP, parseSince } from "../shared/time.ts"
+import { verb } from "./command.ts"
 
 /** Option values shared by `dffmpeg admin` and `dffmpeg client`, checked before anything is opened (exit 2). */
 
@@ -45,38 +46,25 @@ export function intervalArg(raw: string | undefined): number {
 export const statusHelp = `only jobs in this state (${JobStatus.options.join(", ")})`
 export const sinceHelp = `only jobs created since then: ${SINCE_HELP}`
 
-/**
- * A leaf command: citty's `defineCommand`, except that its `run` first refuses any flag `args` does not
- * define (citty silently drops unknown flags, and a typo must not be ignored). Every command that runs
- * something is defined with it but `client submit`, which parses its own options.
- */
-export function defineCommandStrict<const T extends ArgsDef = ArgsDef>(
-  def: CommandDef<T> & { args?: T },
-): CommandDef<T> {
-  const { run } = def
-  return defineCommand({
-    ...def,
-    async run(ctx) {
-      rejectUnknownFlags(def.args ?? {}, ctx.rawArgs)
-      return run?.(ctx)
+export const limitHelp = "at most this many, newest first (1-1000, default 50)"
+
+/** `--config` and `--log-level` of a long-running role, with where its config is looked for by default. */
+export function serviceArgs(role: "coordinator" | "worker") {
+  return {
+    config: {
+      type: "string",
+      description: `${role} YAML config (default: search DFFMPEG_${role.toUpperCase()}_CONFIG, ./dffmpeg-${role}.yaml, ~/.config/dffmpeg/${role}.yaml, /etc/dffmpeg/${role}.yaml)`,
     },
-  })
+    "log-level": { type: "string", description: "debug | info | warn | error" },
+  } as const
 }
 
-/** Throws a UsageError for the first flag of `rawArgs` (before `--`) that `args` does not define. */
-export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
-  const known = new Set<string>(["help", "h"])
-  for (const [k, d] of Object.entries(args)) {
-    known.add(k)
-    known.add(k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()))
-    const alias = (d as { alias?: string | string[] }).alias
-    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) known.add(a)
-  }
-  for (const a of rawArgs) {
-    if (a === "--") break
-    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue
-    const name = a.replace(/^--?/, "").split("=")[0]
-    const bare = name.startsWith("no-") ? name.slice(3) : name
-    if (!known.has(name) && !known.has(bare)) throw new UsageError(`unknown option ${a}`)
-  }
+/** A leaf command whose positional `id` is a job id, checked (exit 2) before `run` gets it. */
+export function jobVerb<const T extends ArgsDef & { id: { type: "positional" } }>(
+  name: string,
+  description: string,
+  args: T,
+  run: (id: string, args: ParsedArgs<T>) => unknown,
+): CommandDef<T> {
+  return verb(name, description, args, (parsed) => run(jobId(String(parsed.id)), parsed))
 }

@@ -2,20 +2,21 @@ import { defineCommand } from "citty"
 import { UsageError } from "../../shared/errors.ts"
 import { asProxy } from "../../shared/error-exit.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
-import { isUlid } from "../../shared/ids.ts"
 import type { ApiClient } from "../../shared/http/client.ts"
 import { listJobPages } from "../../shared/http/pages.ts"
 import { isTerminal, type Job, type JobStatus } from "../../shared/protocol/schemas.ts"
 import {
-  defineCommandStrict,
   intervalArg,
   jobId,
+  jobVerb,
   limitArg,
+  limitHelp,
   sinceArg,
   sinceHelp,
   statusArg,
   statusHelp,
 } from "../args.ts"
+import { verb } from "../command.ts"
 import { exitWith } from "../run.ts"
 import { ACTIVE, jobDetail, jobsTable, loadTable, type WorkerView } from "../views.ts"
 import { watch, type Frame } from "../watch.ts"
@@ -66,6 +67,12 @@ export function parseSubmit(raw: string[]): {
   return { config, binary, args: raw.slice(i), detach, retries, json }
 }
 
+const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
+/** The caller's core, loaded only by the commands that use it. */
+const session = () => import("../../client/session.ts")
+/** The client config (`--config` or the search) and its signed API client. */
+const open = async (config?: string) => (await session()).openClient(config, warn)
+
 const submit = defineCommand({
   meta: {
     name: "submit",
@@ -85,7 +92,7 @@ const submit = defineCommand({
   },
   async run({ rawArgs }) {
     const opts = parseSubmit(rawArgs)
-    const { runAttached, submitDetached } = await import("../../client/session.ts")
+    const { runAttached, submitDetached } = await session()
     const common = { binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn }
     if (opts.detach) {
       let job: Job | undefined
@@ -106,38 +113,27 @@ const idArgs = {
   config: { type: "string", description: "client YAML config" },
 } as const
 
-const attach = defineCommandStrict({
-  meta: {
-    name: "attach",
-    description:
-      "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code",
+const attach = jobVerb(
+  "attach",
+  "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code",
+  idArgs,
+  async (id, args) => {
+    const { attach } = await session()
+    return exitWith(await asProxy(() => attach({ id, configPath: args.config, status: !!process.stderr.isTTY })))
   },
-  args: idArgs,
-  async run({ args }) {
-    if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
-    const { attach } = await import("../../client/session.ts")
-    return exitWith(
-      await asProxy(() => attach({ id: args.id, configPath: args.config, status: !!process.stderr.isTTY })),
-    )
-  },
-})
+)
 
-const cancel = defineCommandStrict({
-  meta: {
-    name: "cancel",
-    description: "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)",
-  },
-  args: idArgs,
-  async run({ args }) {
-    if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
-    const { openClient } = await import("../../client/session.ts")
-    const { api } = await openClient(args.config, (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`))
-    const job = await api.json<Job>("POST", `/api/v1/jobs/${args.id}/cancel`)
+const cancel = jobVerb(
+  "cancel",
+  "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)",
+  idArgs,
+  async (id, args) => {
+    const { api } = await open(args.config)
+    const job = await api.json<Job>("POST", `/api/v1/jobs/${id}/cancel`)
     process.stdout.write(`${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)
   },
-})
+)
 
-const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
 const configArg = { config: { type: "string", description: "client YAML config" } } as const
 const jsonArg = { json: { type: "boolean", description: "print JSON" } } as const
 
@@ -186,21 +182,17 @@ const statusArgs = {
   ...configArg,
 } as const
 
-const status = defineCommandStrict({
-  meta: {
-    name: "status",
-    description:
-      "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs",
-  },
-  args: statusArgs,
-  async run({ args }) {
+const status = verb(
+  "status",
+  "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs",
+  statusArgs,
+  async (args) => {
     const id = args.id === undefined ? undefined : jobId(args.id)
     if (args.interval !== undefined && !args.watch) throw new UsageError("--interval needs --watch")
     const intervalMs = intervalArg(args.interval)
     if (!args.watch && id === undefined)
       throw new UsageError("give a job id, or --watch for a live view of all your jobs")
-    const { openClient } = await import("../../client/session.ts")
-    const { api, config } = await openClient(args.config, warn)
+    const { api, config } = await open(args.config)
     const one = async (signal?: AbortSignal) => api.json<Job>("GET", `/api/v1/jobs/${id}`, { signal })
     if (!args.watch) {
       const job = await one()
@@ -218,45 +210,35 @@ const status = defineCommandStrict({
     }
     await watch({ intervalMs, tty: !!process.stdout.isTTY, json: !!args.json, read })
   },
-})
+)
 
 const jobsArgs = {
   status: { type: "string", description: statusHelp },
   since: { type: "string", description: sinceHelp },
-  limit: { type: "string", description: "at most this many, newest first (1-1000, default 50)" },
+  limit: { type: "string", description: limitHelp },
   ...jsonArg,
   ...configArg,
 } as const
 
-const jobs = defineCommandStrict({
-  meta: { name: "jobs", description: "List your jobs, newest first, with the progress of running ones" },
-  args: jobsArgs,
-  async run({ args }) {
-    const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
-    const { openClient } = await import("../../client/session.ts")
-    const { api } = await openClient(args.config, warn)
-    const { limit, ...rest } = query
-    const list = await listJobPages(api, rest, limit)
-    process.stdout.write(
-      args.json
-        ? JSON.stringify(list) + "\n"
-        : list.length
-          ? jobsTable(list, Date.now(), { created: "age" })
-          : "no jobs\n",
-    )
-  },
+const jobs = verb("jobs", "List your jobs, newest first, with the progress of running ones", jobsArgs, async (args) => {
+  const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
+  const { api } = await open(args.config)
+  const { limit, ...rest } = query
+  const list = await listJobPages(api, rest, limit)
+  process.stdout.write(
+    args.json
+      ? JSON.stringify(list) + "\n"
+      : list.length
+        ? jobsTable(list, Date.now(), { created: "age" })
+        : "no jobs\n",
+  )
 })
 
 const workersArgs = { ...jsonArg, ...configArg } as const
-const workers = defineCommandStrict({
-  meta: { name: "workers", description: "Show the cluster's workers and how busy they are" },
-  args: workersArgs,
-  async run({ args }) {
-    const { openClient } = await import("../../client/session.ts")
-    const { api } = await openClient(args.config, warn)
-    const list = await api.json<WorkerView[]>("GET", "/api/v1/workers")
-    process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? loadTable(list) : "no workers\n")
-  },
+const workers = verb("workers", "Show the cluster's workers and how busy they are", workersArgs, async (args) => {
+  const { api } = await open(args.config)
+  const list = await api.json<WorkerView[]>("GET", "/api/v1/workers")
+  process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? loadTable(list) : "no workers\n")
 })
 
 export default defineCommand({

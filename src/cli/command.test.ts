@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test"
 import { runCommand } from "citty"
 import { UsageError } from "../shared/errors.ts"
-import { defineCommandStrict } from "./args.ts"
+import { defineCommandStrict } from "./command.ts"
 
 const probe = () => {
   const ran: unknown[] = []
