@@ -1,7 +1,7 @@
 import { existsSync, realpathSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../errors.ts"
-import { VAR_NAME, isVarRef, parseVarRef, splitPrefix } from "./vars.ts"
+import { VAR_NAME, escapeDollar, isVarRef, parseVarRef, splitPrefix, unescapeDollar } from "./vars.ts"
 
 /** Maps a client's local absolute paths in argv to `$Var/rest` path variables. */
 export interface ClientMapper {
@@ -124,7 +124,7 @@ export function createClientMapper(opts: {
         }
         const { prefix, value } = splitPrefix(arg)
         // A literal leading "$" would read as a path variable on the worker.
-        if (value.startsWith("$")) return `${prefix}$${value}`
+        if (value.startsWith("$")) return prefix + escapeDollar(value)
         if (!value.startsWith("/")) return arg
         if (isPassthrough(value)) return arg
         const hit = toVar(value)
@@ -214,7 +214,7 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
         const where = `argument ${i + 1}`
         const { prefix, value } = splitPrefix(arg)
         if (isVarRef(value)) return prefix + resolveVar(value, declared, where)
-        if (value.startsWith("$$")) return prefix + value.slice(1)
+        if (value.startsWith("$$")) return prefix + unescapeDollar(value)
         if (!value.startsWith("/")) return arg
         if (isPassthrough(value)) return arg
         throw new InvalidError(`absolute path ${value} in ${where} is not allowed on this worker (use a path variable)`)

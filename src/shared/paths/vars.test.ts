@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test"
-import { VAR_NAME, isVarRef, parseVarRef, splitPrefix, varOf } from "./vars.ts"
+import { VAR_NAME, escapeDollar, isVarRef, parseVarRef, splitPrefix, unescapeDollar, varOf } from "./vars.ts"
 
 test("names: a letter or '_', then up to 63 letters, digits or '_'", () => {
   for (const ok of ["Movies", "_x", "a1_b", "M".repeat(64)]) expect(VAR_NAME.test(ok)).toBe(true)
@@ -15,6 +15,9 @@ test("references: $Name or $Name/rest; $$ escapes a literal $", () => {
   expect(isVarRef("$Movies")).toBe(true)
   expect(isVarRef("$$Movies")).toBe(false)
   expect(isVarRef("/media")).toBe(false)
+  expect(escapeDollar("$5 off")).toBe("$$5 off")
+  expect(escapeDollar("plain")).toBe("plain")
+  expect(unescapeDollar(escapeDollar("$5 off"))).toBe("$5 off")
 })
 
 test("an argument's variable, after an optional file: prefix", () => {

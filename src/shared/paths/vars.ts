@@ -23,6 +23,12 @@ export function splitPrefix(arg: string): { prefix: string; value: string } {
 /** True when `value` is meant as a path variable: a leading `$` that is not the `$$` escape of a literal `$`. */
 export const isVarRef = (value: string): boolean => value.startsWith("$") && !value.startsWith("$$")
 
+/** A value with a literal leading `$`, escaped (`$$`) so that nobody reads it as a path variable. */
+export const escapeDollar = (value: string): string => (value.startsWith("$") ? `$${value}` : value)
+
+/** The literal a `$$` escape stands for (`$$5` → `$5`). */
+export const unescapeDollar = (value: string): string => (value.startsWith("$$") ? value.slice(1) : value)
+
 /** The name and rest of a well-formed `$Name[/rest]`; undefined for anything else (a malformed name too). */
 export function parseVarRef(value: string): { name: string; rest: string } | undefined {
   const m = VAR_REF.exec(value)
