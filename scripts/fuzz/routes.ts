@@ -1,4 +1,4 @@
-import { Kind } from "../../src/shared/protocol/frames.ts"
+import { FRAMES_MEDIA_TYPE, Kind } from "../../src/shared/protocol/frames.ts"
 import type { IdentityName } from "./cluster.ts"
 import { Gen, VALID_ULID, badId, frameBody, hostileArgs, validArgs } from "./gen.ts"
 
@@ -82,7 +82,7 @@ export interface Route {
 
 const json = (v: unknown) => JSON.stringify(v)
 const JSON_TYPE: [string, string] = ["content-type", "application/json"]
-const FRAMES_TYPE: [string, string] = ["content-type", "application/vnd.dffmpeg.frames"]
+const FRAMES_TYPE: [string, string] = ["content-type", FRAMES_MEDIA_TYPE]
 const base = (route: string, method: string, path: string, as: IdentityName | null, extra: Partial<Req> = {}): Req => ({
   route,
   method,

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test"
+import { jobRecord } from "../../test/helpers/fixtures.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import {
   jobDetail,
@@ -15,44 +16,29 @@ import {
 } from "./views.ts"
 
 const T = Date.UTC(2026, 10, 27, 3, 0, 0)
-const job = (over: Partial<Job> = {}): Job => ({
-  id: "01M8DFWF4PCGSZBYEVT8TNJN46",
-  requester: "jellyfin",
-  binary: "ffmpeg",
-  args: ["-i", "$Movies/a.mkv"],
-  paths: ["Movies"],
-  cwd: null,
-  stdin: false,
-  status: "running",
-  epoch: 1,
-  workerId: "w1",
-  exitCode: null,
-  exitSignal: null,
-  error: null,
-  createdAt: T,
-  updatedAt: T,
-  assignedAt: T,
-  startedAt: T + 1000,
-  finishedAt: null,
-  attached: false,
-  retries: 0,
-  attempts: 0,
-  excluded: [],
-  heartbeatAt: T,
-  clientSeenAt: null,
-  cancelRequestedAt: null,
-  progress: {
-    timeMs: 60_000,
-    durationMs: 120_000,
-    percent: 50,
-    speed: 2,
-    fps: 50,
-    frame: 1500,
-    etaMs: 30_000,
-    at: T + 5000,
-  },
-  ...over,
-})
+const job = (over: Partial<Job> = {}): Job =>
+  jobRecord(
+    {
+      id: "01M8DFWF4PCGSZBYEVT8TNJN46",
+      requester: "jellyfin",
+      args: ["-i", "$Movies/a.mkv"],
+      paths: ["Movies"],
+      startedAt: T + 1000,
+      heartbeatAt: T,
+      progress: {
+        timeMs: 60_000,
+        durationMs: 120_000,
+        percent: 50,
+        speed: 2,
+        fps: 50,
+        frame: 1500,
+        etaMs: 30_000,
+        at: T + 5000,
+      },
+      ...over,
+    },
+    T,
+  )
 const worker = (over: Partial<Worker> & { load?: number } = {}): WorkerView => ({
   id: "w1",
   binaries: ["ffmpeg"],

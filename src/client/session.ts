@@ -5,14 +5,12 @@ import { DffmpegError, OutputLostError, TooLargeError, UnavailableError } from "
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
-import { Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
+import { FRAMES_MEDIA_TYPE, Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink, type Writable } from "./output.ts"
 import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
 import { jobFrames } from "./stream.ts"
-
-const FRAMES = "application/vnd.dffmpeg.frames"
 
 /** What a session touches besides the API: this process's streams, stdin and signals (tests give fakes). */
 export interface SessionIo {
@@ -279,7 +277,8 @@ function openDownlink(
   let stopped = false
   let seq = 0
   const up = createUploader({
-    send: async (body) => void (await api.json("POST", `/api/v1/jobs/${job}/stdin`, { body, contentType: FRAMES })),
+    send: async (body) =>
+      void (await api.json("POST", `/api/v1/jobs/${job}/stdin`, { body, contentType: FRAMES_MEDIA_TYPE })),
     retryable,
     delay: (n) => backoff(n),
     maxBacklog: 16 * 1024 * 1024,

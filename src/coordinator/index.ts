@@ -1,12 +1,11 @@
-import { readFileSync, statSync } from "node:fs"
+import { readFileSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { memoryKeyring } from "../shared/auth/keyring.ts"
-import { fileKeyring, octal } from "../shared/auth/secret-file.ts"
-import { storePaths } from "../shared/config/load.ts"
+import { fileKeyring } from "../shared/auth/secret-file.ts"
 import type { CoordinatorConfig } from "../shared/config/schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
-import { createStore, type Store } from "../store/index.ts"
+import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
 import { createApp } from "./api/app.ts"
 import { Hub, topic } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
@@ -46,7 +45,8 @@ function keyProblemLog(log: Logger, now: () => number) {
  */
 async function openStore(
   config: CoordinatorConfig,
-  paths: { database: string; secret?: string },
+  base: string,
+  paths: StorePaths,
   log: Logger,
   now: () => number,
 ): Promise<Store> {
@@ -54,22 +54,16 @@ async function openStore(
   if (onDisk?.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
   const keys = onDisk ?? memoryKeyring()
   const store = await createStore({
-    engine: config.database.engine,
-    path: paths.database,
+    database: config.database,
+    base,
     keys,
     onKeyProblem: keyProblemLog(log, now),
+    onWarning: (message) => log.warn(message),
     onKeys: (r) => {
       if (r.recovered) log.warn("completed an interrupted secret rotation", { file: paths.secret, secret: r.recovered })
       if (r.sealed) log.info(`encrypted ${r.sealed} stored key(s) that were in clear`, { secret: keys.current().id })
     },
   })
-  if (paths.database !== ":memory:") {
-    const mode = statSync(paths.database).mode & 0o777
-    if (mode & 0o004)
-      log.warn(
-        `database ${paths.database} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${paths.database}`,
-      )
-  }
   return store
 }
 
@@ -80,8 +74,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   // Before anything is opened: a missing or unreadable certificate is a configuration error.
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
-  const dbPath = paths.database
-  const raw = opts.store ?? (await openStore(config, paths, log, now))
+  const raw = opts.store ?? (await openStore(config, opts.base, paths, log, now))
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()
@@ -147,7 +140,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname
   const url = `${tls ? "https" : "http"}://${host}:${server.port}`
   ready = true
-  log.info(`listening on ${url}`, { database: config.database.engine === "sqlite" ? dbPath : config.database.engine })
+  // Where the store lives, as its engine names it (the SQLite file).
+  log.info(`listening on ${url}`, { database: paths.database })
   scheduler.kick()
   janitor.start()
   let stopped: Promise<void> | undefined

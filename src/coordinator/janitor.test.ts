@@ -1,8 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import * as v from "valibot"
+import { newJob, registration, T0, tempDir } from "../../test/helpers/fixtures.ts"
 import { openPeer, type Peer } from "../../test/helpers/store-peer.ts"
 import { CoordinatorConfig } from "../shared/config/schema.ts"
 import { createLogger } from "../shared/log.ts"
@@ -12,14 +10,10 @@ import type { NewJob } from "../store/types.ts"
 import { Hub, topic } from "./hub.ts"
 import { createJanitor, timings, type Janitor, type JanitorReport, type Timings } from "./janitor.ts"
 
-const tmp = mkdtempSync(join(tmpdir(), "dffmpeg-janitor-"))
-let files = 0
-const tempPath = () => join(tmp, `db-${++files}`, "dffmpeg.db")
-afterAll(() => {
-  rmSync(tmp, { recursive: true, force: true })
-})
+const tmp = tempDir("janitor")
+const tempPath = () => tmp.fresh()
+afterAll(tmp.remove)
 
-const T0 = 1_700_000_000_000
 const config = (over: Record<string, unknown> = {}) => v.parse(CoordinatorConfig, over)
 /** Defaults: workers stale after 22.5 s, jobs and callers after 12.5 s, assignment 10 s, pending 30 s, retention 168 h. */
 const T = timings(config())
@@ -27,28 +21,7 @@ const GRACE = Math.max(T.workerStale, T.jobStale, T.assignment)
 /** Past every threshold but retention, and past the start-up grace. */
 const LATER = T0 + 60_000
 
-const reg = (over: Partial<WorkerRegistration> = {}): WorkerRegistration => ({
-  binaries: ["ffmpeg"],
-  paths: [],
-  maxJobs: 64,
-  version: "test",
-  capabilities: {},
-  draining: false,
-  ...over,
-})
-
-const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
-  id,
-  requester: "alice",
-  binary: "ffmpeg",
-  args: ["-version"],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  attached: false,
-  retries: 0,
-  ...over,
-})
+const reg = (over: Partial<WorkerRegistration> = {}) => registration({ maxJobs: 64, ...over })
 
 describe("timings", () => {
   test("derives the thresholds in ms from the config defaults", () => {
@@ -153,7 +126,7 @@ describe("createJanitor", () => {
 
   beforeEach(async () => {
     h = new Harness()
-    h.store = await createStore({ engine: "sqlite", path: tempPath() })
+    h.store = await createStore({ database: { engine: "sqlite", path: tempPath() } })
   })
   afterEach(async () => {
     await h.store.close()
@@ -609,7 +582,7 @@ describe("two janitors over two store instances on one file", () => {
   // Which side wins each job depends on timing; a few rounds make overlapping passes all but certain.
   test.each([1, 2, 3])("running at once, they make exactly one transition per job (round %i)", async () => {
     const path = tempPath()
-    const store = await createStore({ engine: "sqlite", path })
+    const store = await createStore({ database: { engine: "sqlite", path } })
     const peer = await openPeer(path)
     try {
       await race(store, peer)

@@ -1,39 +1,11 @@
 import { describe, expect, test } from "bun:test"
+import { jobRecord, T0 } from "../../test/helpers/fixtures.ts"
 import { parseProm, value } from "../../test/helpers/prom.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import { createMetrics, type ScrapeState } from "./metrics.ts"
 
-const T0 = 1_700_000_000_000
-
-const job = (over: Partial<Job>): Job => ({
-  id: "01J00000000000000000000000",
-  requester: "c",
-  binary: "ffmpeg",
-  args: [],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  status: "running",
-  epoch: 1,
-  workerId: "w1",
-  exitCode: null,
-  exitSignal: null,
-  error: null,
-  createdAt: T0,
-  updatedAt: T0,
-  assignedAt: T0,
-  startedAt: T0 + 40,
-  finishedAt: null,
-  attached: true,
-  retries: 0,
-  attempts: 0,
-  excluded: [],
-  heartbeatAt: null,
-  clientSeenAt: null,
-  cancelRequestedAt: null,
-  progress: null,
-  ...over,
-})
+const job = (over: Partial<Job>): Job =>
+  jobRecord({ requester: "c", args: [], startedAt: T0 + 40, attached: true, ...over })
 
 const worker = (id: string, status: Worker["status"], maxJobs = 4): Worker => ({
   id,

@@ -1,24 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import type { Job } from "../shared/protocol/schemas.ts"
-import { createSqliteStore } from "../store/sqlite/index.ts"
 import type { Store } from "../store/index.ts"
-import type { NewJob } from "../store/types.ts"
+import { memoryStore, newJob, registration, T0 } from "../../test/helpers/fixtures.ts"
 import { observeStore } from "./observe.ts"
 
-const T0 = 1_700_000_000_000
-const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
-  id,
-  requester: "c",
-  binary: "ffmpeg",
-  args: [],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  attached: false,
-  retries: 0,
-  ...over,
-})
-const reg = { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "t", capabilities: {}, draining: false }
+const reg = registration()
 
 describe("observeStore", () => {
   let raw: Store
@@ -26,8 +12,7 @@ describe("observeStore", () => {
   let log: string[]
 
   beforeEach(async () => {
-    raw = createSqliteStore({ path: ":memory:" })
-    await raw.migrate()
+    raw = await memoryStore()
     log = []
     store = observeStore(raw, {
       changed: () => log.push("changed"),

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
 import { createLogger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
-import { createSqliteStore } from "../store/sqlite/index.ts"
+import { memoryStore, newJob, registration, T0 } from "../../test/helpers/fixtures.ts"
 import { Hub, topic } from "./hub.ts"
 import { createScheduler, pick, type Candidate, type Scheduler } from "./scheduler.ts"
 
@@ -147,22 +147,13 @@ describe("pick", () => {
 
 describe("createScheduler", () => {
   const STALE_MS = 30_000
-  const T0 = 1_700_000_000_000
   let store: Store
   let hub: Hub
   let clock: number
   let scheduler: Scheduler
   let jobSeq = 0
 
-  const reg = (over: Partial<WorkerRegistration> = {}): WorkerRegistration => ({
-    binaries: ["ffmpeg", "ffprobe"],
-    paths: [],
-    maxJobs: 2,
-    version: "test",
-    capabilities: {},
-    draining: false,
-    ...over,
-  })
+  const reg = (over: Partial<WorkerRegistration> = {}) => registration({ binaries: ["ffmpeg", "ffprobe"], ...over })
 
   /** Registers a worker and verifies it with the token it was given, so that it is online. */
   const online = async (id: string, r: WorkerRegistration, at: number) => {
@@ -175,28 +166,14 @@ describe("createScheduler", () => {
   /** Job ids sort by creation, like the ULIDs the coordinator uses. */
   const submit = async (over: { binary?: string; paths?: string[]; id?: string } = {}) => {
     const id = over.id ?? `job-${String(++jobSeq).padStart(4, "0")}`
-    return store.createJob(
-      {
-        id,
-        requester: "alice",
-        binary: over.binary ?? "ffmpeg",
-        args: ["-version"],
-        paths: over.paths ?? [],
-        cwd: null,
-        stdin: false,
-        attached: false,
-        retries: 0,
-      },
-      clock,
-    )
+    return store.createJob(newJob(id, { binary: over.binary ?? "ffmpeg", paths: over.paths ?? [] }), clock)
   }
 
   const jobsOf = async (workerId: string) =>
     (await store.listJobs({ worker: workerId, limit: 1000 })).map((j) => j.id).sort()
 
   beforeEach(async () => {
-    store = createSqliteStore({ path: ":memory:" })
-    await store.migrate()
+    store = await memoryStore()
     hub = new Hub()
     clock = T0
     jobSeq = 0

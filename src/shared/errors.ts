@@ -78,7 +78,10 @@ export class UnavailableError extends kind("E_UNAVAILABLE", 503, ExitCode.UNAVAI
  */
 export class TrustError extends kind("E_TRUST", 502, ExitCode.AUTH) {}
 
-/** The coordinator answered with something that is not the protocol (a 2xx body that is not JSON). */
+/**
+ * A coordinator reply that does not have the shape the protocol says (a 2xx body that is not JSON, a reply
+ * its schema refuses): a version mismatch or a bug, not a fault a worker retries at once.
+ */
 export class ProtocolError extends kind("E_PROTOCOL", 502, ExitCode.FAILURE) {}
 
 /**

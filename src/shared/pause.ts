@@ -11,3 +11,9 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true })
   })
 }
+
+/** Jittered exponential backoff: 100 ms doubling to `max`, ±25 %. */
+export function backoff(attempt: number, max = 5000): number {
+  const d = Math.min(max, 100 * 2 ** Math.min(attempt, 16))
+  return d * (0.75 + Math.random() * 0.5)
+}

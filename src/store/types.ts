@@ -2,6 +2,7 @@ import type { Secret } from "../shared/auth/keyring.ts"
 import type {
   ExitReport,
   Job,
+  HeldJob,
   JobEvent,
   JobStatus,
   ProgressReport,
@@ -14,17 +15,11 @@ import type {
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
-export interface NewJob {
-  id: string
-  requester: string
-  binary: string
-  args: string[]
-  paths: string[]
-  cwd: string | null
-  stdin: boolean
-  attached: boolean
-  retries: number
-}
+/** What a submission fixes of a job; the store adds its state (status, epoch, times, worker). */
+export type NewJob = Pick<
+  Job,
+  "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
+>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */
@@ -98,11 +93,8 @@ export interface ActiveCounts {
   running: number
 }
 
-/** What a worker's heartbeat says it runs. */
-export interface HeldJob {
-  id: string
-  epoch: number
-}
+/** What a worker's heartbeat says it runs (one definition, in the wire schemas). */
+export type { HeldJob }
 
 /** Outcome of losing a job's worker: re-queued (detached, retries left) or failed. */
 export type LostResult = { job: Job; requeued: boolean } | undefined
@@ -126,6 +118,8 @@ export interface Store {
    * secret rotation that was interrupted after its commit (`recovered`: the secret id now on disk).
    */
   migrate(): Promise<{ sealed: number; recovered?: string }>
+  /** One real round trip to the database (for /health); throws when it does not answer. */
+  ping(): Promise<void>
   close(): Promise<void>
 
   addUser(name: string, role: Role, key: string, now: number): Promise<User>

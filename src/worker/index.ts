@@ -2,15 +2,15 @@ import { accessSync, constants, statSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { coordinatorUrl, resolveCa, resolveKey } from "../shared/config/load.ts"
 import type { WorkerConfig } from "../shared/config/schema.ts"
-import { AuthError, DffmpegError, TrustError } from "../shared/errors.ts"
-import { backoff, createApiClient, retryable } from "../shared/http/client.ts"
+import { DffmpegError, TrustError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import type { Assignment, WorkerRegistration } from "../shared/protocol/schemas.ts"
+import { backoff } from "../shared/pause.ts"
 import { VERSION } from "../shared/version.ts"
+import { createWorkerTransport } from "../transports/index.ts"
+import { retryable, UnknownWorkerError, type WorkerTransport } from "../transports/types.ts"
 import { startRun, type Run } from "./runner.ts"
-import { httpTransport } from "./transport/http.ts"
-import type { WorkerTransport } from "./transport/types.ts"
 import { createMountMonitor } from "./mounts.ts"
 import { workerPolicy } from "./policy-deps.ts"
 import { createConfinement } from "./sandbox.ts"
@@ -81,14 +81,12 @@ export async function startWorker(
   const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
   const transport =
     opts.transport ??
-    httpTransport(
-      createApiClient({
-        url: coordinatorUrl(cfg.coordinator),
-        ca: resolveCa(cfg.coordinator, opts.base),
-        client: cfg.client_id,
-        key: resolveKey(cfg, opts.base),
-      }),
-    )
+    createWorkerTransport({
+      url: coordinatorUrl(cfg.coordinator),
+      ca: resolveCa(cfg.coordinator, opts.base),
+      client: cfg.client_id,
+      key: resolveKey(cfg, opts.base),
+    })
   warnOpenKeyFile(cfg, opts.base, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
   const policy = workerPolicy(cfg, binaries, log, confinement.owner)
@@ -111,7 +109,8 @@ export async function startWorker(
   })
 
   const register = async () => {
-    timing = await transport.register(registration())
+    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = await transport.register(registration())
+    timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds }
     lastAck = performance.now()
   }
 
@@ -124,7 +123,8 @@ export async function startWorker(
       // The coordinator's certificate or reply signatures do not verify: say so every time, keep trying.
       if (err instanceof TrustError)
         log.error("coordinator not trusted; retrying", { url: transport.url, reason: err.message })
-      else if (err instanceof AuthError || (err instanceof DffmpegError && !retryable(err))) throw err
+      // Anything but an outage (a wrong key, a refused registration) will not fix itself.
+      else if (err instanceof DffmpegError && !retryable(err)) throw err
       else if (attempt === 0)
         log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
       await Bun.sleep(backoff(attempt, err instanceof TrustError ? 30_000 : undefined))
@@ -166,27 +166,32 @@ export async function startWorker(
     })
   }
   let needRegister = false
+  const reregister = async () => {
+    if (!needRegister) return
+    await register()
+    needRegister = false
+    log.info("worker re-registered", { url: transport.url })
+  }
   const poller = (async () => {
     let attempt = 0
     while (!stopping.signal.aborted) {
       try {
-        if (needRegister) {
-          await register()
-          needRegister = false
-          log.info("worker re-registered", { url: transport.url })
+        await reregister()
+        // The next batch is asked for only after this one is handled: a re-registration goes in between.
+        for await (const batch of transport.assignments(() => timing.pollWaitSeconds, stopping.signal)) {
+          attempt = 0
+          if (batch.verify) {
+            await transport.verify(batch.verify)
+            log.info("worker online", { url: transport.url })
+          }
+          for (const a of batch.jobs) launch(a)
+          await reregister()
         }
-        const res = await transport.poll(timing.pollWaitSeconds, stopping.signal)
-        attempt = 0
-        if (res.verify) {
-          await transport.verify(res.verify)
-          log.info("worker online", { url: transport.url })
-        }
-        for (const a of res.jobs) launch(a)
       } catch (err) {
         if (stopping.signal.aborted) break
-        // 409: the coordinator forgot us (new database, reaped as offline): register again, as after
-        // any error that waiting will not fix.
-        const forgotten = err instanceof DffmpegError && err.status === 409
+        // The coordinator forgot us (new database, reaped as offline): register again, as after any
+        // error that waiting will not fix.
+        const forgotten = err instanceof UnknownWorkerError
         if (forgotten || !retryable(err)) needRegister = true
         // Never a job from a reply that did not verify; logged every time, as it will not fix itself.
         if (err instanceof TrustError)

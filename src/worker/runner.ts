@@ -1,8 +1,7 @@
 import { chownSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ConflictError, DffmpegError, NotFoundError, TrustError } from "../shared/errors.ts"
-import { backoff, retryable } from "../shared/http/client.ts"
+import { DffmpegError, TrustError } from "../shared/errors.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
@@ -11,7 +10,8 @@ import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } fro
 import type { Assignment, ExitReport } from "../shared/protocol/schemas.ts"
 import { createProgressTracker } from "./progress.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
-import type { WorkerTransport } from "./transport/types.ts"
+import { backoff } from "../shared/pause.ts"
+import { JobGoneError, retryable, StaleJobError, type WorkerTransport } from "../transports/types.ts"
 
 export interface RunnerDeps {
   transport: WorkerTransport
@@ -44,17 +44,6 @@ export interface Run {
 }
 
 const dec = new TextDecoder()
-
-/**
- * What a job's uploads and downlink retry. Besides outages: 401 and 413. The coordinator never refuses a
- * worker's valid key, and a worker's batches (at most 4 MiB) are under every upload cap, so these come
- * unsigned from something between us and the coordinator (or from a key revoked meanwhile): giving up
- * would let a forged reply kill a running job or lose its cancel. While they last, heartbeats fail too,
- * and self-fencing stops the job after two intervals, as in any outage.
- */
-export function jobRetryable(err: unknown): boolean {
-  return retryable(err) || (err instanceof DffmpegError && (err.status === 401 || err.status === 413))
-}
 
 /** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
 function readsStdin(args: string[]): boolean {
@@ -107,7 +96,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   let seq = 0
   const uploader = createUploader({
     send: (body) => deps.transport.upload(a.id, a.epoch, body),
-    retryable: jobRetryable,
+    retryable,
     delay: (n) => backoff(n),
   })
 
@@ -206,10 +195,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             if (report) frame = concatFrames([frame, encodeJsonFrame(Kind.progress, 0, report)])
           }
           await uploader.push(frame).catch((err) => {
-            // The coordinator took the job away (409) or the upload failed for good: stop the process.
+            // The coordinator took the job away or the upload failed for good: stop the process.
             if (mode === "run")
               log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
-            if (err instanceof ConflictError || err instanceof NotFoundError) run.fence()
+            if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
             else signal("SIGKILL")
           })
         }
@@ -239,7 +228,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       })
       await report(exit)
     } catch (err) {
-      if (err instanceof ConflictError || err instanceof NotFoundError)
+      if (err instanceof StaleJobError || err instanceof JobGoneError)
         log.warn("job taken away", { job: a.id, reason: err.message })
       else log.error("job failed on the worker", { job: a.id }, err as Error)
       signal("SIGKILL")
@@ -322,7 +311,7 @@ function followDownlink(
           deps.log.error("job downlink not trusted; stopping the job", { job: a.id, reason: err.message })
           return on.refused(`worker stopped the job: ${err.message}`)
         }
-        if (err instanceof DffmpegError && !jobRetryable(err)) {
+        if (err instanceof DffmpegError && !retryable(err)) {
           deps.log.warn("job downlink ended: the coordinator refused it", { job: a.id, reason: err.message })
           return
         }

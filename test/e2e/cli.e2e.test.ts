@@ -178,6 +178,27 @@ describe("mode selection", () => {
   })
 })
 
+describe("database config", () => {
+  test("a planned engine, or an unknown one, is one config issue and exit 3, for the coordinator and admin --local", async () => {
+    for (const [engine, issue] of [
+      ["postgres", "database.engine: postgres is planned but not available yet (available: sqlite)"],
+      ["mariadb", "database.engine: mariadb is planned but not available yet (available: sqlite)"],
+      ["oracle", 'database.engine: unknown engine "oracle"; available: sqlite (planned: postgres, mysql, mariadb)'],
+    ]) {
+      const cfg = join(c.dir, `engine-${engine}.yaml`)
+      writeFileSync(cfg, JSON.stringify({ port: 0, database: { engine, path: "x" } }))
+      for (const args of [
+        ["coordinator", "--config", cfg],
+        ["admin", "--local", "--config", cfg, "users", "ls"],
+      ]) {
+        const r = await c.exec([BIN, ...args], {})
+        expect(r.code).toBe(3)
+        expect(r.err).toBe(`dffmpeg: invalid configuration in ${cfg}\n  ↳ ${issue}\n`)
+      }
+    }
+  })
+})
+
 describe("non-admin identities", () => {
   test("get exit 5 on every admin verb with the reason on stderr (and as JSON with --json); nothing changes", async () => {
     const asClient = (args: string[]) => c.exec([BIN, "admin", "--config", c.clientConfig, ...args], {})

@@ -3,6 +3,7 @@ import { join } from "node:path"
 import { apiFor } from "../helpers/api.ts"
 import { waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { newJob } from "../helpers/fixtures.ts"
 import { newId } from "../../src/shared/ids.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 
@@ -192,20 +193,7 @@ describe("listings of large jobs", () => {
     for (let i = 0; i < 230; i++) {
       const id = newId()
       made.push(id)
-      await store.createJob(
-        {
-          id,
-          requester: "client1",
-          binary: "ffprobe",
-          args: ["-version"],
-          paths: [],
-          cwd: null,
-          stdin: false,
-          attached: false,
-          retries: 0,
-        },
-        Date.now(),
-      )
+      await store.createJob(newJob(id, { requester: "client1", binary: "ffprobe" }), Date.now())
     }
     const total = (await store.listJobs({ limit: 10_000 })).length
     await store.close()

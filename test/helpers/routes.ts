@@ -11,10 +11,10 @@ import { CoordinatorConfig } from "../../src/shared/config/schema.ts"
 import { DffmpegError } from "../../src/shared/errors.ts"
 import { createLogger } from "../../src/shared/log.ts"
 import type { Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
-import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import type { NewJob, Store } from "../../src/store/types.ts"
+import { memoryStore, newJob, registration, T0 } from "./fixtures.ts"
 
-export const T0 = 1_700_000_000_000
+export { T0 }
 
 const EMPTY_REPORT: JanitorReport = {
   suppressed: false,
@@ -43,8 +43,7 @@ export class RouteHarness {
 
   /** `config`: coordinator settings as in its YAML file (e.g. `{ limits: { max_stdin_bytes: 10 } }`). */
   static async open(config: Record<string, unknown> = {}): Promise<RouteHarness> {
-    const store = createSqliteStore({ path: ":memory:" })
-    await store.migrate()
+    const store = await memoryStore()
     return new RouteHarness(store, v.parse(CoordinatorConfig, config))
   }
 
@@ -99,30 +98,11 @@ export class RouteHarness {
   }
 
   async job(id: string, over: Partial<NewJob> = {}, at = this.clock): Promise<Job> {
-    return this.store.createJob(
-      {
-        id,
-        requester: "alice",
-        binary: "ffmpeg",
-        args: ["-version"],
-        paths: [],
-        cwd: null,
-        stdin: false,
-        attached: false,
-        retries: 0,
-        ...over,
-      },
-      at,
-    )
+    return this.store.createJob(newJob(id, over), at)
   }
 
   async worker(id: string, over: Partial<WorkerRegistration> = {}): Promise<void> {
-    await this.store.upsertWorker(
-      id,
-      { binaries: ["ffmpeg"], paths: [], maxJobs: 2, version: "test", capabilities: {}, draining: false, ...over },
-      `tok-${id}`,
-      this.clock,
-    )
+    await this.store.upsertWorker(id, registration(over), `tok-${id}`, this.clock)
     await this.store.verifyWorker(id, `tok-${id}`, this.clock)
   }
 

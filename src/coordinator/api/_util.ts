@@ -2,13 +2,12 @@ import * as v from "valibot"
 import type { Context } from "hono"
 import { stream } from "hono/streaming"
 import { InvalidError, NotFoundError } from "../../shared/errors.ts"
+import { FRAMES_MEDIA_TYPE } from "../../shared/protocol/frames.ts"
 import { issueLines } from "../../shared/protocol/schemas.ts"
-import { isUlid } from "../../shared/ids.ts"
+import { isName, isUlid } from "../../shared/ids.ts"
 import { parseInstant } from "../../shared/time.ts"
-import type { AuthEnv } from "./middleware/hmac.ts"
+import { requireRole, type AuthEnv } from "./middleware/hmac.ts"
 import { streamSealer } from "./middleware/sign-response.ts"
-
-export const FRAMES_TYPE = "application/vnd.dffmpeg.frames"
 
 /** Parses the verified raw body as JSON against `schema`; 400 with every issue otherwise. */
 export function jsonBody<S extends v.GenericSchema>(c: Context<AuthEnv>, schema: S): v.InferOutput<S> {
@@ -23,10 +22,30 @@ export function jsonBody<S extends v.GenericSchema>(c: Context<AuthEnv>, schema:
   return res.output
 }
 
-export function jobIdParam(c: Context<AuthEnv>): string {
-  const id = c.req.param("id") ?? ""
+/** A job id from a path: 404 (not 400) when it is not a ULID, as for a job that does not exist. */
+export function jobId(raw: string | undefined): string {
+  const id = raw ?? ""
   if (!isUlid(id)) throw new NotFoundError(`no job ${id.slice(0, 40)} (job ids are ULIDs)`)
   return id
+}
+
+/** The `:id` path parameter as a job id (see `jobId`). */
+export function jobIdParam(c: Context<AuthEnv>): string {
+  return jobId(c.req.param("id"))
+}
+
+/** A worker or user name from a path: 404 naming `what` when it is not a valid name, as for one that does not exist. */
+export function nameParam(raw: string | undefined, what: "worker" | "user"): string {
+  const name = raw ?? ""
+  if (!isName(name)) throw new NotFoundError(`no ${what} ${name.slice(0, 64)}`)
+  return name
+}
+
+/** The authenticated identity's name, which must be a worker (403 otherwise). */
+export function workerName(c: Context<AuthEnv>): string {
+  const p = c.get("principal")
+  requireRole(p, "worker")
+  return p.name
 }
 
 /** A non-negative integer query parameter, `fallback` when absent; 400 when malformed. */
@@ -79,10 +98,10 @@ export function frameStream(
   body: (write: (b: Uint8Array) => Promise<void>, signal: AbortSignal) => Promise<void>,
 ) {
   c.env?.server?.timeout(c.req.raw, 0)
-  c.header("Content-Type", FRAMES_TYPE)
+  c.header("Content-Type", FRAMES_MEDIA_TYPE)
   c.header("Cache-Control", "no-store")
   c.header("X-Accel-Buffering", "no")
-  const sealer = streamSealer(c, FRAMES_TYPE)
+  const sealer = streamSealer(c, FRAMES_MEDIA_TYPE)
   return stream(c, async (s) => {
     const ac = new AbortController()
     s.onAbort(() => ac.abort())

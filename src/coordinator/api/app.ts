@@ -97,7 +97,7 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     const t0 = performance.now()
     let database: { status: "ok" | "error"; latencyMs?: number; error?: string }
     try {
-      await deps.store.getJob("00000000000000000000000000")
+      await deps.store.ping()
       database = { status: "ok", latencyMs: +(performance.now() - t0).toFixed(2) }
     } catch (err) {
       deps.log.error("health check: database unavailable", err as Error)

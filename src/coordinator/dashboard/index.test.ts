@@ -2,13 +2,13 @@ import { afterEach, describe, expect, test } from "bun:test"
 import { createConsola } from "consola/core"
 import * as v from "valibot"
 import { waitFor } from "../../../test/helpers/bin.ts"
+import { newJob as fixtureJob, memoryStore } from "../../../test/helpers/fixtures.ts"
 import { generateKey } from "../../shared/auth/hmac.ts"
 import { CoordinatorConfig } from "../../shared/config/schema.ts"
 import { newId } from "../../shared/ids.ts"
 import type { Job, Role, Worker } from "../../shared/protocol/schemas.ts"
 import type { Store } from "../../store/index.ts"
 import type { NewJob } from "../../store/types.ts"
-import { createSqliteStore } from "../../store/sqlite/index.ts"
 import { createApp } from "../api/app.ts"
 import { Hub, topic } from "../hub.ts"
 import { createJanitor, timings } from "../janitor.ts"
@@ -41,8 +41,7 @@ afterEach(async () => {
 
 /** The whole coordinator app in-process, over an in-memory store wired to the hub as in production. */
 async function harness(config: Record<string, unknown> = {}): Promise<Harness> {
-  const raw = createSqliteStore({ path: ":memory:" })
-  await raw.migrate()
+  const raw = await memoryStore()
   stores.push(raw)
   const hub = new Hub()
   const store = observeStore(raw, { changed: () => hub.notify(topic.changes) })
@@ -117,18 +116,8 @@ const post = (cookie: string | undefined, body?: unknown, extra: Record<string, 
   body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
 })
 
-const newJob = (over: Partial<NewJob> = {}): NewJob => ({
-  id: newId(),
-  requester: "client1",
-  binary: "ffmpeg",
-  args: ["-i", "in.mkv", "out.mp4"],
-  paths: [],
-  cwd: null,
-  stdin: false,
-  attached: false,
-  retries: 0,
-  ...over,
-})
+const newJob = (over: Partial<NewJob> = {}): NewJob =>
+  fixtureJob(newId(), { requester: "client1", args: ["-i", "in.mkv", "out.mp4"], ...over })
 
 async function addWorker(store: Store, id: string, at = Date.now()) {
   await store.upsertWorker(
@@ -651,5 +640,23 @@ describe("live events", () => {
     await h.store.createJob(newJob(), Date.now())
     await expect(sse.next("state")).rejects.toThrow("event stream ended")
     await waitFor(() => h.hub.size === 0)
+  })
+})
+
+describe("/health", () => {
+  test("pings the database: 200 with its engine while it answers, 503 with its error once it does not", async () => {
+    const h = await harness()
+    const up = await h.request("/health")
+    expect(up.status).toBe(200)
+    const body = await json<{ status: string; components: { database: Record<string, unknown> } }>(up)
+    expect(body.status).toBe("ok")
+    expect(body.components.database).toMatchObject({ engine: "sqlite", status: "ok", latencyMs: expect.any(Number) })
+    await h.store.close()
+    const down = await h.request("/health")
+    expect(down.status).toBe(503)
+    const after = await json<{ status: string; components: { database: Record<string, unknown> } }>(down)
+    expect(after.status).toBe("unavailable")
+    expect(after.components.database).toMatchObject({ engine: "sqlite", status: "error", error: expect.any(String) })
+    expect(h.logs.some((l) => l.includes("health check: database unavailable"))).toBe(true)
   })
 })

@@ -3,11 +3,12 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import { createMiddleware } from "hono/factory"
 import * as v from "valibot"
 import { AuthError, ConflictError, InvalidError, NotFoundError, ThrottledError } from "../../shared/errors.ts"
-import { isName, isUlid } from "../../shared/ids.ts"
+import { isName } from "../../shared/ids.ts"
 import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
 import { isTerminal, issueLines } from "../../shared/protocol/schemas.ts"
 import { connectionsOf, type Deps } from "../api/app.ts"
 import { readCapped } from "../api/body.ts"
+import { jobId, nameParam } from "../api/_util.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
 import { topic } from "../hub.ts"
@@ -64,12 +65,6 @@ async function readBody<S extends v.GenericSchema>(c: Context<AuthEnv>, schema: 
   const res = v.safeParse(schema, value)
   if (!res.success) throw new InvalidError("invalid request body", issueLines(res.issues))
   return res.output
-}
-
-function jobIdOf(raw: string | undefined): string {
-  const id = raw ?? ""
-  if (!isUlid(id)) throw new NotFoundError(`no job ${id.slice(0, 40)} (job ids are ULIDs)`)
-  return id
 }
 
 /**
@@ -231,7 +226,7 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
 
   app.get("/dashboard/api/jobs/:id", async (c) => {
     await viewer(c)
-    const id = jobIdOf(c.req.param("id"))
+    const id = jobId(c.req.param("id"))
     const detail = await readJob(store, id)
     if (!detail) throw new NotFoundError(`no job ${id}`)
     return c.json(detail)
@@ -240,7 +235,7 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
   app.get("/dashboard/api/events", async (c) => {
     await viewer(c)
     const raw = c.req.query("job")
-    const job = raw === undefined ? undefined : jobIdOf(raw)
+    const job = raw === undefined ? undefined : jobId(raw)
     if (job && !(await store.getJobSummary(job, { argsChars: 2 }))) throw new NotFoundError(`no job ${job}`)
     const authorized = config.dashboard_require_login ? async () => !!(await sessionOf(c)) : undefined
     // Counted per address and in all before any state is read; given back when the page goes away.
@@ -250,7 +245,7 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
 
   app.post("/dashboard/api/jobs/:id/cancel", async (c) => {
     const s = await admin(c)
-    const id = jobIdOf(c.req.param("id"))
+    const id = jobId(c.req.param("id"))
     const job = await store.getJob(id)
     if (!job) throw new NotFoundError(`no job ${id}`)
     if (isTerminal(job.status))
@@ -277,8 +272,7 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
 
   app.post("/dashboard/api/workers/:id/drain", async (c) => {
     const s = await admin(c)
-    const id = c.req.param("id")
-    if (!isName(id)) throw new NotFoundError(`no worker ${id.slice(0, 64)}`)
+    const id = nameParam(c.req.param("id"), "worker")
     const { on } = await readBody(c, Drain)
     const worker = await store.requestDrain(id, on, now())
     if (!worker) throw new NotFoundError(`no worker ${id}`)

@@ -4,7 +4,7 @@ import { createConsola } from "consola/core"
 import { waitFor } from "../../../test/helpers/bin.ts"
 import { newId } from "../../shared/ids.ts"
 import type { Store } from "../../store/index.ts"
-import { createSqliteStore } from "../../store/sqlite/index.ts"
+import { memoryStore } from "../../../test/helpers/fixtures.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { Hub } from "../hub.ts"
 import { liveEvents } from "./live.ts"
@@ -16,8 +16,7 @@ afterEach(async () => {
 
 /** The event stream alone, with short timings; the store is not wired to the hub (as for a change made by another coordinator). */
 async function stream() {
-  const store = createSqliteStore({ path: ":memory:" })
-  await store.migrate()
+  const store = await memoryStore()
   stores.push(store)
   const hub = new Hub()
   const deps = { store, hub, log: createConsola({ level: 0 }), now: Date.now, staleMs: 30_000 }
@@ -59,8 +58,7 @@ test("a quiet stream gets keep-alive comments, and a change nobody announced sho
 })
 
 test("pages woken by the same change share one read of the state, and each still shows the change", async () => {
-  const store = createSqliteStore({ path: ":memory:" })
-  await store.migrate()
+  const store = await memoryStore()
   stores.push(store)
   let reads = 0
   const listWorkers = store.listWorkers.bind(store)
@@ -105,8 +103,7 @@ test("pages woken by the same change share one read of the state, and each still
 test("a job page's live updates carry a large job's arguments cut and flagged; its first load has them whole", async () => {
   const { followJob } = await import("./live.ts")
   const { readJob, readState } = await import("./views.ts")
-  const store = createSqliteStore({ path: ":memory:" })
-  await store.migrate()
+  const store = await memoryStore()
   stores.push(store)
   const args = Array.from({ length: 3000 }, (_, i) => `-metadata:${i}=${"z".repeat(2000)}`)
   const id = newId()

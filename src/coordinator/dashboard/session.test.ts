@@ -1,13 +1,12 @@
 import { describe, expect, test } from "bun:test"
 import { generateKey } from "../../shared/auth/hmac.ts"
-import { createSqliteStore } from "../../store/sqlite/index.ts"
+import { memoryStore } from "../../../test/helpers/fixtures.ts"
 import { createSignInThrottle, issueSession, signIn, verifySession } from "./session.ts"
 
 const T0 = 1_800_000_000_000
 
 test("a session is name.expiry.mac, proves the admin until it expires, and only with the key that made it", async () => {
-  const store = createSqliteStore({ path: ":memory:" })
-  await store.migrate()
+  const store = await memoryStore()
   const key = generateKey()
   await store.addUser("boss", "admin", key, T0)
   const token = issueSession("boss", key, T0 + 3600_000)!
@@ -20,8 +19,7 @@ test("a session is name.expiry.mac, proves the admin until it expires, and only 
 })
 
 test("sign-in takes an admin's exact key (surrounding blanks aside)", async () => {
-  const store = createSqliteStore({ path: ":memory:" })
-  await store.migrate()
+  const store = await memoryStore()
   const key = generateKey()
   await store.addUser("boss", "admin", key, T0)
   await store.addUser("cam", "worker", key, T0)

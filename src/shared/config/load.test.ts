@@ -222,6 +222,35 @@ describe("loadConfig", () => {
     },
   )
 
+  test.each(["postgres", "mysql", "mariadb"])(
+    "database.engine %s is planned: one issue naming it as not available yet, and what is",
+    async (engine) => {
+      const err = await configError(() => loadConfig("coordinator", file("c.yaml", `database:\n  engine: ${engine}\n`)))
+      expect(err.issues).toEqual([`database.engine: ${engine} is planned but not available yet (available: sqlite)`])
+    },
+  )
+
+  test("an unknown database engine names the available and the planned ones", async () => {
+    const err = await configError(() => loadConfig("coordinator", file("c.yaml", "database:\n  engine: oracle\n")))
+    expect(err.issues).toEqual([
+      'database.engine: unknown engine "oracle"; available: sqlite (planned: postgres, mysql, mariadb)',
+    ])
+  })
+
+  test("database defaults to sqlite; unknown keys under it are still reported, with or without an engine", async () => {
+    const none = await loadConfig("coordinator", file("a.yaml", "database:\n  path: a.db\n"))
+    expect(none.config.database).toEqual({ engine: "sqlite", path: "a.db" })
+    const named = await loadConfig("coordinator", file("b.yaml", "database:\n  engine: sqlite\n  pth: b.db\n"))
+    expect(named.config.database).toEqual({ engine: "sqlite", path: "./dffmpeg.db" })
+    expect(named.warnings).toHaveLength(1)
+    expect(named.warnings[0]).toContain("unknown config key database.pth ")
+  })
+
+  test("a database that is not a mapping is one issue", async () => {
+    const err = await configError(() => loadConfig("coordinator", file("c.yaml", "database: ./x.db\n")))
+    expect(err.issues).toEqual(["database: must be a mapping (engine, path)"])
+  })
+
   test("a missing required key is an issue too", async () => {
     const path = file("w.yaml", "max_jobs: 2\n")
     const err = await configError(() => loadConfig("worker", path))

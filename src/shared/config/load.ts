@@ -49,14 +49,28 @@ async function parseYaml(text: string, file: string, explain?: YamlExplainer): P
   }
 }
 
+/** What unknownKeys reads of a schema. */
+interface Node {
+  type: string
+  wrapped?: v.GenericSchema
+  entries?: Record<string, v.GenericSchema>
+  key?: string
+  options?: Node[]
+}
+
 /** Keys present in `input` that the schema does not know, as dotted paths. */
 function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): string[] {
-  const node = schema as unknown as {
-    type: string
-    wrapped?: v.GenericSchema
-    entries?: Record<string, v.GenericSchema>
+  const node = schema as unknown as Node
+  let s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as Node) : node
+  // A union on a key (`database.engine`): the keys of the shape that key selects.
+  if (s.type === "variant" && s.key && s.options && input && typeof input === "object") {
+    const key = s.key
+    const picked = s.options.find(
+      (o) => o.entries?.[key] && v.is(o.entries[key], (input as Record<string, unknown>)[key]),
+    )
+    if (!picked) return []
+    s = picked
   }
-  const s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as typeof node) : node
   if (s.type !== "object" || !s.entries || !input || typeof input !== "object" || Array.isArray(input)) return []
   const entries = s.entries
   const out: string[] = []
@@ -152,20 +166,6 @@ export function coordinatorUrl(link: { scheme: string; host: string; port: numbe
   const host = link.host.includes(":") && !link.host.startsWith("[") ? `[${link.host}]` : link.host
   const base = link.path_base ? "/" + link.path_base.replace(/^\/+|\/+$/g, "") : ""
   return `${link.scheme}://${host}:${link.port}${base}`
-}
-
-/**
- * The coordinator's database file and its secret file (`secret_key_file`, default `<database>.secret`),
- * resolved against the config's directory. An in-memory database has no secret file (its keys die with it).
- */
-export function storePaths(
-  cfg: { database: { path: string }; secret_key_file?: string },
-  base: string,
-): { database: string; secret?: string } {
-  const at = (p: string) => (isAbsolute(p) ? p : join(base, p))
-  const database = cfg.database.path === ":memory:" ? ":memory:" : at(cfg.database.path)
-  if (cfg.secret_key_file) return { database, secret: at(cfg.secret_key_file) }
-  return database === ":memory:" ? { database } : { database, secret: `${database}.secret` }
 }
 
 /**

@@ -84,17 +84,34 @@ export const Limits = v.optional(
   {},
 )
 
+/** The store engines: those accepted now, and those planned (named in the error until their adapters land). */
+export const DatabaseEngines = { available: ["sqlite"], planned: ["postgres", "mysql", "mariadb"] } as const
+
+const SqliteDatabase = v.object({
+  engine: v.optional(v.literal("sqlite"), "sqlite"),
+  /** The database file, relative to the config file, or `:memory:`. */
+  path: v.optional(v.pipe(v.string(), v.minLength(1)), "./dffmpeg.db"),
+})
+
+/** Why `database` was refused: a planned engine is not "invalid", it is not there yet. */
+function engineMessage(issue: v.BaseIssue<unknown>): string {
+  if (issue.expected === "Object") return "must be a mapping (engine, path)"
+  const { available, planned } = DatabaseEngines
+  const engine = issue.input
+  if ((planned as readonly unknown[]).includes(engine))
+    return `${engine} is planned but not available yet (available: ${available.join(", ")})`
+  return `unknown engine ${JSON.stringify(engine)}; available: ${available.join(", ")} (planned: ${planned.join(", ")})`
+}
+
+/** `database`, one shape per engine (a discriminated union on `engine`, which defaults to sqlite). */
+export const Database = v.optional(v.variant("engine", [SqliteDatabase], engineMessage), {})
+export type DatabaseConfig = v.InferOutput<typeof Database>
+
 export const CoordinatorConfig = v.object({
   host: v.optional(v.string(), "127.0.0.1"),
   port: v.optional(Port, 8000),
   path_base: v.optional(v.string(), ""),
-  database: v.optional(
-    v.object({
-      engine: v.optional(v.picklist(["sqlite"]), "sqlite"),
-      path: v.optional(v.pipe(v.string(), v.minLength(1)), "./dffmpeg.db"),
-    }),
-    {},
-  ),
+  database: Database,
   allowed_binaries: v.optional(v.array(BinaryName), ["ffmpeg", "ffprobe"]),
   /** Longest a worker's poll is held open before it answers with no work. */
   poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),

@@ -273,8 +273,4 @@ export function retryable(err: unknown): boolean {
 
 export { AuthError }
 
-/** Jittered exponential backoff: 100 ms doubling to `max`, ±25 %. */
-export function backoff(attempt: number, max = 5000): number {
-  const d = Math.min(max, 100 * 2 ** Math.min(attempt, 16))
-  return d * (0.75 + Math.random() * 0.5)
-}
+export { backoff } from "../pause.ts"

@@ -8,6 +8,9 @@
  * `seq` is the sender's sequence number (worker uploads, stdin uploads) or the coordinator's stream
  * position (streams), so a reader can resume after the last frame it saw.
  */
+/** Media type of every framed body and stream (uploads, downlinks, output streams and pages). */
+export const FRAMES_MEDIA_TYPE = "application/vnd.dffmpeg.frames"
+
 export const Kind = {
   stdout: 1,
   stderr: 2,

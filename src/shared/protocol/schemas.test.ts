@@ -1,6 +1,13 @@
 import { describe, expect, test } from "bun:test"
 import * as v from "valibot"
-import { WorkerRegistration } from "./schemas.ts"
+import {
+  Assignment,
+  HeartbeatReply,
+  HeartbeatRequest,
+  PollReply,
+  RegisterReply,
+  WorkerRegistration,
+} from "./schemas.ts"
 
 const reg = (over: Record<string, unknown> = {}) => ({
   binaries: ["ffmpeg"],
@@ -49,5 +56,39 @@ describe("WorkerRegistration", () => {
     const got = issues(reg(over))
     expect(got.length).toBeGreaterThan(0)
     expect(got.join("; ")).toMatch(message)
+  })
+})
+
+describe("worker protocol messages", () => {
+  const job = {
+    id: "01M8DFWF4PCGSZBYEVT8TNJN46",
+    epoch: 2,
+    binary: "ffmpeg",
+    args: ["-i", "$Movies/a.mkv"],
+    paths: ["Movies"],
+    cwd: null,
+    stdin: false,
+  }
+
+  test("an assignment needs a ULID job id, a non-negative integer epoch and every field", () => {
+    expect(v.is(Assignment, job)).toBe(true)
+    expect(v.is(Assignment, { ...job, id: "not-a-job" })).toBe(false)
+    expect(v.is(Assignment, { ...job, epoch: 1.5 })).toBe(false)
+    const { stdin: _, ...noStdin } = job
+    expect(v.is(Assignment, noStdin)).toBe(false)
+    expect(v.is(PollReply, { jobs: [job], verify: "token" })).toBe(true)
+    expect(v.is(PollReply, { jobs: [{ ...job, epoch: -1 }] })).toBe(false)
+  })
+
+  test("replies tolerate fields a newer coordinator adds and drop them; requests are strict", () => {
+    const reply = { pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15, coordinatorVersion: "9" }
+    expect(v.parse(RegisterReply, reply)).toEqual({ pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15 })
+    expect(v.parse(HeartbeatReply, { stale: [{ id: job.id, epoch: 1, why: "x" }], reregister: false })).toEqual({
+      stale: [{ id: job.id, epoch: 1 }],
+      reregister: false,
+    })
+    expect(v.is(HeartbeatRequest, { jobs: [{ id: job.id, epoch: 1 }] })).toBe(true)
+    expect(v.is(HeartbeatRequest, { jobs: [{ id: job.id, epoch: 1, extra: 1 }] })).toBe(false)
+    expect(v.is(HeartbeatRequest, { jobs: Array.from({ length: 4097 }, () => ({ id: job.id, epoch: 1 })) })).toBe(false)
   })
 })

@@ -1,23 +1,22 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { Database as Sqlite } from "bun:sqlite"
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { Kysely } from "kysely"
 import { BunSqliteDialect } from "kysely-bun-sqlite"
 import { generateKey } from "../../shared/auth/hmac.ts"
 import { memoryKeyring, newSecret, open, sealedWith } from "../../shared/auth/keyring.ts"
 import { fileKeyring, writeNext } from "../../shared/auth/secret-file.ts"
+import { T0, tempDir } from "../../../test/helpers/fixtures.ts"
 import { createSqliteStore } from "../sqlite/index.ts"
 import type { Store } from "../types.ts"
+import { sqliteDialect } from "./dialect.ts"
 import { migrate } from "./migrations.ts"
 
-const tmp = mkdtempSync(join(tmpdir(), "dffmpeg-keys-"))
-let n = 0
-const tempPath = () => join(tmp, `db-${++n}`, "dffmpeg.db")
-afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+const tmp = tempDir("keys")
+const tempPath = () => tmp.fresh()
+afterAll(tmp.remove)
 
-const T0 = 1_700_000_000_000
 const KEYS = { root: generateKey(), jellyfin: generateKey(), w1: generateKey() }
 const ROLES = { root: "admin", jellyfin: "client", w1: "worker" } as const
 
@@ -43,7 +42,7 @@ async function clearDatabase(path: string): Promise<void> {
   const raw = new Sqlite(path, { create: true, strict: true })
   raw.exec("PRAGMA journal_mode = WAL")
   const db = new Kysely<any>({ dialect: new BunSqliteDialect({ database: raw }) })
-  await migrate(db, "sqlite")
+  await migrate(db, sqliteDialect)
   for (const [name, key] of Object.entries(KEYS))
     await db
       .insertInto("users")

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely"
 import { ConflictError, UnavailableError } from "../../shared/errors.ts"
 import { KeyError, isSealed, open, seal, type Keyring, type Secret } from "../../shared/auth/keyring.ts"
-import type { StoreKind } from "../types.ts"
+import type { SqlDialect } from "./dialect.ts"
 import type { Database } from "./schema.ts"
 import { writeTransaction } from "./tx.ts"
 
@@ -29,8 +29,13 @@ async function setMetaSecret(t: Kysely<Database>, id: string, had: string | unde
  * Sealing and opening of the users table's keys for one store. The Store interface stays in clear
  * (`addUser` takes the key, `getCredential` returns it); only the rows are encrypted.
  */
-export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, onProblem: (message: string) => void) {
-  const tx = <T>(fn: (t: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
+export function keyVault(
+  db: Kysely<Database>,
+  dialect: SqlDialect,
+  keys: Keyring,
+  onProblem: (message: string) => void,
+) {
+  const tx = <T>(fn: (t: Kysely<Database>) => Promise<T>) => writeTransaction(db, dialect, fn)
 
   /** The secret new rows are sealed under: the database's (a rotation by another process is followed), set on first use. */
   const sealer = async (t: Kysely<Database>): Promise<Secret> => {
@@ -54,7 +59,7 @@ export function keyVault(db: Kysely<Database>, kind: StoreKind, keys: Keyring, o
    * the new pages into the database file and empties the WAL. Other dialects manage their own storage.
    */
   const wiping = async <T>(fn: () => Promise<T>, done: (r: T) => boolean): Promise<T> => {
-    if (kind !== "sqlite") return fn()
+    if (!dialect.wipeOnReplace) return fn()
     await sql`PRAGMA secure_delete = ON`.execute(db)
     try {
       const r = await fn()

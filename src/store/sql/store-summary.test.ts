@@ -1,31 +1,20 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { createSqliteStore } from "../sqlite/index.ts"
+import { mappedJob, memoryStore, T0, tempDir } from "../../../test/helpers/fixtures.ts"
 import type { NewJob, Store } from "../types.ts"
 import { stringsPrefix } from "./store.ts"
 
 // Bounded summaries (listJobSummaries, getJobSummary): what listings and live views read.
 
-const T0 = 1_700_000_000_000
 const BIG = "01M8DFWEZE8JWRGH9VMVBQN62M"
 const SMALL = "01M8DFWF4PCGSZBYEVT8TNJN46"
 
-const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
-  id,
-  requester: "alice",
-  binary: "ffmpeg",
-  args: ["-i", '$Movies/a "b".mkv', "-f", "null", "-"],
-  paths: ["Movies"],
-  cwd: "$Movies/sub",
-  stdin: false,
-  attached: false,
-  retries: 0,
-  ...over,
-})
+const newJob = (id: string, over: Partial<NewJob> = {}): NewJob =>
+  mappedJob(id, { args: ["-i", '$Movies/a "b".mkv', "-f", "null", "-"], stdin: false, ...over })
 
 let store: Store
 beforeEach(async () => {
-  store = createSqliteStore({ path: ":memory:" })
-  await store.migrate()
+  store = await memoryStore()
 })
 afterEach(() => store.close())
 
@@ -107,13 +96,10 @@ describe("long arguments live outside the job's row", () => {
   })
 
   test("an older database moves its long arguments out when it is upgraded", async () => {
-    const { mkdtempSync, rmSync } = await import("node:fs")
-    const { join } = await import("node:path")
-    const { tmpdir } = await import("node:os")
     const { Database } = await import("bun:sqlite")
-    const dir = mkdtempSync(join(tmpdir(), "dffmpeg-args-"))
+    const dir = tempDir("args")
     try {
-      const path = join(dir, "db.sqlite")
+      const path = dir.fresh("db.sqlite")
       const first = createSqliteStore({ path })
       await first.migrate()
       await first.createJob(newJob(SMALL), T0)
@@ -142,7 +128,7 @@ describe("long arguments live outside the job's row", () => {
       expect(check.query("SELECT count(*) AS n FROM job_args").get()).toEqual({ n: 1 })
       check.close()
     } finally {
-      rmSync(dir, { recursive: true, force: true })
+      dir.remove()
     }
   })
 })

@@ -15,6 +15,7 @@ import {
 import { ConflictError } from "../../shared/errors.ts"
 import type { Database } from "./schema.ts"
 import { ARGS_HEAD_CHARS, migrate } from "./migrations.ts"
+import type { SqlDialect } from "./dialect.ts"
 import { writeTransaction } from "./tx.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { keyVault } from "./keys.ts"
@@ -32,7 +33,6 @@ import type {
   OutputChunk,
   Stats,
   Store,
-  StoreKind,
   StreamRow,
   UploadResult,
 } from "../types.ts"
@@ -190,12 +190,12 @@ export interface SqlStoreOptions {
 const stderrProblem = (m: string) => void process.stderr.write(`dffmpeg: error: ${m}\n`)
 
 /**
- * The one Store implementation, over any Kysely dialect. Per-dialect differences are limited to
- * what `kind` switches on (RETURNING support, row locking).
+ * The one Store implementation, over any Kysely dialect. Per-engine differences are limited to
+ * what the dialect object says (row locking, skipping duplicates, column types).
  */
-export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlStoreOptions = {}): Store {
-  const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, kind, fn)
-  const vault = keyVault(db, kind, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
+export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: SqlStoreOptions = {}): Store {
+  const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, dialect, fn)
+  const vault = keyVault(db, dialect, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
 
   /** A job with its whole arguments: from its row, or from job_args when the row holds only their head. */
   const withArgs = async (q: Kysely<Database>, row: JobRow): Promise<Job> => {
@@ -264,7 +264,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
   const mutate = (id: string, now: number, decide: (job: Job) => Change | undefined): Promise<Job | undefined> =>
     tx(async (t) => {
       let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
-      if (kind !== "sqlite") q = q.forUpdate()
+      if (dialect.forUpdate) q = q.forUpdate()
       const row = await q.executeTakeFirst()
       if (!row) return undefined
       const job = toJob(row)
@@ -341,10 +341,13 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
   }
 
   return {
-    kind,
+    kind: dialect.name,
     async migrate() {
-      await migrate(db, kind)
+      await migrate(db, dialect)
       return vault.sealAll()
+    },
+    async ping() {
+      await sql`select 1`.execute(db)
     },
     async close() {
       await db.destroy()
@@ -672,7 +675,7 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
       return tx(async (tx): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
-        if (kind !== "sqlite") q = q.forUpdate()
+        if (dialect.forUpdate) q = q.forUpdate()
         const row = await q.executeTakeFirst()
         if (!row) return { ok: false, reason: "not-found" }
         const job = toJob(row)
@@ -857,11 +860,10 @@ export function createSqlStore(db: Kysely<Database>, kind: StoreKind, opts: SqlS
       const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()
       if (!job) return false
       if (!chunks.length) return true
-      let q = db
+      const q = db
         .insertInto("job_input")
         .values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
-      q = kind === "mysql" ? q.ignore() : q.onConflict((oc) => oc.columns(["job_id", "seq"]).doNothing())
-      await q.execute()
+      await dialect.insertIgnore(q, ["job_id", "seq"]).execute()
       return true
     },
     async readInput(id, after, limit): Promise<InputRow[]> {

@@ -1,18 +1,18 @@
 import { sql, type Kysely } from "kysely"
-import type { StoreKind } from "../types.ts"
+import type { SqlDialect } from "./dialect.ts"
 
 /**
  * A read-then-write transaction. SQLite's default deferred BEGIN takes the write lock only at the
  * first write, and a reader that then tries to upgrade while another process (`dffmpeg admin`)
  * writes gets SQLITE_BUSY at once, without the busy timeout; BEGIN IMMEDIATE takes the lock up
- * front and waits for it. Server databases lock rows with SELECT ... FOR UPDATE instead.
+ * front and waits for it. Dialects with row locks lock what they read with SELECT ... FOR UPDATE instead.
  */
 export async function writeTransaction<DB, T>(
   db: Kysely<DB>,
-  kind: StoreKind,
+  dialect: SqlDialect,
   fn: (tx: Kysely<DB>) => Promise<T>,
 ): Promise<T> {
-  if (kind !== "sqlite") return db.transaction().execute(fn)
+  if (dialect.forUpdate) return db.transaction().execute(fn)
   return db.connection().execute(async (conn) => {
     await sql`begin immediate`.execute(conn)
     try {

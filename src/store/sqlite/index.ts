@@ -3,9 +3,10 @@ import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, stat
 import { dirname } from "node:path"
 import { Kysely } from "kysely"
 import { BunSqliteDialect } from "kysely-bun-sqlite"
-import { fileKeyring } from "../../shared/auth/secret-file.ts"
+import { fileKeyring, octal } from "../../shared/auth/secret-file.ts"
 import type { Keyring } from "../../shared/auth/keyring.ts"
 import type { Database } from "../sql/schema.ts"
+import { sqliteDialect } from "../sql/dialect.ts"
 import { createSqlStore } from "../sql/store.ts"
 import type { Store } from "../types.ts"
 
@@ -54,6 +55,17 @@ function restrictSidecars(path: string): void {
 }
 
 /**
+ * Why the database file is not private, if it is not: readable by every user (an existing database
+ * keeps the mode its operator gave it; dffmpeg never widens it).
+ */
+export function exposure(path: string): string | undefined {
+  if (path === ":memory:") return undefined
+  const mode = statSync(path).mode & 0o777
+  if (!(mode & 0o004)) return undefined
+  return `database ${path} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${path}`
+}
+
+/**
  * SQLite in WAL mode with a busy timeout, so that `dffmpeg admin` can write while a coordinator runs.
  * One connection per process: bun:sqlite is synchronous and fast, and Kysely serialises its use.
  */
@@ -70,5 +82,5 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   raw.exec("PRAGMA foreign_keys = ON")
   if (!memory) restrictSidecars(opts.path)
   const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: raw }) })
-  return createSqlStore(db, "sqlite", { keys, onKeyProblem: opts.onKeyProblem })
+  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem })
 }

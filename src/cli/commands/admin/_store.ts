@@ -1,9 +1,9 @@
-import { loadConfig, storePaths } from "../../../shared/config/load.ts"
+import { loadConfig } from "../../../shared/config/load.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import type { CoordinatorConfig } from "../../../shared/config/schema.ts"
 import { fileKeyring, type FileKeyring } from "../../../shared/auth/secret-file.ts"
 import { memoryKeyring, type Keyring } from "../../../shared/auth/keyring.ts"
-import { createStore, type Store } from "../../../store/index.ts"
+import { createStore, storePaths, type Store } from "../../../store/index.ts"
 
 /**
  * Opens the coordinator's own store from its config file (safe while the coordinator runs: WAL and a
@@ -20,8 +20,8 @@ export async function openStore(
   const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
   const keys: Keyring = onDisk ?? memoryKeyring()
   const store = await createStore({
-    engine: config.database.engine,
-    path: paths.database,
+    database: config.database,
+    base,
     keys,
     onKeys: (r) => {
       if (r.recovered)

@@ -6,7 +6,7 @@ import { isName } from "../../../shared/ids.ts"
 import { Role } from "../../../shared/protocol/schemas.ts"
 import { tailChunks, tailOf } from "../../../shared/tail.ts"
 import type { Deps } from "../app.ts"
-import { intQuery, jobIdParam, jsonBody } from "../_util.ts"
+import { intQuery, jobIdParam, jsonBody, nameParam } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
 
 const NAME_RULE = "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit"
@@ -31,11 +31,7 @@ export function adminRoutes(deps: Deps) {
   })
 
   /** A name from the path; names that could never exist answer 404 like unknown ones. */
-  const userName = (c: Context<AuthEnv>) => {
-    const name = c.req.param("name") ?? ""
-    if (!isName(name)) throw new NotFoundError(`no user ${name.slice(0, 64)}`)
-    return name
-  }
+  const userName = (c: Context<AuthEnv>) => nameParam(c.req.param("name"), "user")
 
   app.get("/users", async (c) => c.json(await store.listUsers()))
 
@@ -80,7 +76,7 @@ export function adminRoutes(deps: Deps) {
    * worker keeps its running jobs and gets no new ones until it is undrained.
    */
   const drain = (on: boolean) => async (c: Context<AuthEnv>) => {
-    const id = c.req.param("id") ?? ""
+    const id = nameParam(c.req.param("id"), "worker")
     const worker = await store.requestDrain(id, on, now())
     if (!worker) throw new NotFoundError(`no worker ${id.slice(0, 64)}`)
     log.info(on ? "worker drain requested" : "worker undrained", {

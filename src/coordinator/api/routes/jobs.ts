@@ -6,31 +6,23 @@ import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
 import { varOf } from "../../../shared/paths/vars.ts"
 import { followOutput } from "../../../shared/follow.ts"
 import {
+  FRAMES_MEDIA_TYPE,
   Kind,
   RELAYED_SIGNALS,
   concatFrames,
   decodeFrames,
   encodeFrame,
   encodeJsonFrame,
-  frameJson,
   FrameError,
 } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
-import {
-  ExitReport,
-  JobStatus,
-  ProgressReport,
-  SubmitRequest,
-  isTerminal,
-  issueLines,
-  type Job,
-  type Outcome,
-} from "../../../shared/protocol/schemas.ts"
-import type { InputChunk, JobListing, OutputChunk } from "../../../store/types.ts"
+import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
+import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
-import { beforeQuery, FRAMES_TYPE, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery } from "../_util.ts"
+import { beforeQuery, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery, workerName } from "../_util.ts"
+import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
@@ -46,6 +38,7 @@ export function jobRoutes(deps: Deps) {
   const { store, hub, scheduler, log, now, config } = deps
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
+  const protocol = createWorkerProtocol(deps)
   // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
@@ -361,126 +354,38 @@ export function jobRoutes(deps: Deps) {
     return c.json({ ok: true })
   })
 
-  // ---- worker side ----
-
-  const ownJob = async (c: Context<AuthEnv>) => {
-    const p = c.get("principal")
-    requireRole(p, "worker")
-    const id = jobIdParam(c)
-    const job = await store.getJobSummary(id, STATE_ONLY)
-    if (!job) throw new NotFoundError(`no job ${id}`)
-    const epoch = intQuery(c, "epoch")
-    if (job.workerId !== p.name || job.epoch !== epoch)
-      throw new ConflictError(`job ${id} is no longer assigned to ${p.name} at epoch ${epoch}`, {
-        status: job.status,
-        epoch: job.epoch,
-      })
-    return { job, epoch, worker: p.name }
-  }
+  // ---- worker side: the HTTP binding of the worker protocol (coordinator/worker-protocol.ts) ----
 
   /** A worker gives back an assignment it will not run (draining, cannot run it): re-queued elsewhere. */
   app.post("/:id/reject", async (c) => {
-    const { job, epoch, worker } = await ownJob(c)
-    const done = await store.unassign(job.id, epoch, `worker ${worker} refused the job`, now())
-    if (!done)
-      throw new ConflictError(`job ${job.id} cannot be given back: it is ${job.status}`, {
-        status: job.status,
-        epoch: job.epoch,
-      })
-    log.info("job refused by its worker; re-queued", { job: job.id, worker })
-    scheduler.kick()
+    const worker = workerName(c)
+    await protocol.reject(worker, jobIdParam(c), intQuery(c, "epoch"))
     return c.json({ ok: true })
   })
 
   app.post("/:id/start", async (c) => {
-    const { job, epoch, worker } = await ownJob(c)
-    const started = await store.start(job.id, worker, epoch, now())
-    if (!started)
-      throw new ConflictError(`job ${job.id} cannot start: it is ${job.status}`, {
-        status: job.status,
-        epoch: job.epoch,
-      })
-    log.info("job running", { job: job.id, worker, epoch })
-    hub.notify(topic.output(job.id))
+    const worker = workerName(c)
+    await protocol.start(worker, jobIdParam(c), intQuery(c, "epoch"))
     return c.json({ ok: true })
   })
 
   app.post("/:id/output", async (c) => {
-    const p = c.get("principal")
-    requireRole(p, "worker")
+    const worker = workerName(c)
     const id = jobIdParam(c)
     const epoch = intQuery(c, "epoch")
-    const chunks: OutputChunk[] = []
-    let exit: ExitReport | undefined
-    let progress: ProgressReport | undefined
-    for (const f of framesOf(c)) {
-      if (f.kind === Kind.progress) {
-        // Only the latest report of a batch matters; it is stored with the output in one transaction.
-        const parsed = v.safeParse(ProgressReport, safeJson(f))
-        if (!parsed.success) throw new InvalidError("invalid progress frame", issueLines(parsed.issues))
-        progress = parsed.output
-      } else if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
-        if (exit) throw new InvalidError("output after the exit frame")
-        if (f.seq < 1) throw new InvalidError("output sequence numbers start at 1")
-        chunks.push({ seq: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data })
-      } else if (f.kind === Kind.exit) {
-        const parsed = v.safeParse(ExitReport, safeJson(f))
-        if (!parsed.success) throw new InvalidError("invalid exit frame", issueLines(parsed.issues))
-        exit = parsed.output
-      } else throw new InvalidError(`unexpected frame kind ${f.kind} in an output upload`)
-    }
-    const res = await store.appendOutput(id, p.name, epoch, chunks, exit, now(), progress)
-    if (!res.ok) {
-      if (res.reason === "not-found") throw new NotFoundError(`no job ${id}`)
-      if (res.reason === "gap")
-        throw new ConflictError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
-      throw new ConflictError(`job ${id} is no longer running on ${p.name} at epoch ${epoch}`, {
-        status: res.job?.status,
-        epoch: res.job?.epoch,
-      })
-    }
-    if (chunks.length || res.finished || progress) hub.notify(topic.output(id))
-    if (res.finished && exit) {
-      log.info("job finished", {
-        job: id,
-        worker: p.name,
-        status: res.job.status,
-        code: exit.code ?? undefined,
-        signal: exit.signal ?? undefined,
-        error: exit.error,
-      })
-      hub.notify(topic.input(id))
-      scheduler.kick()
-    }
-    return c.json({ ok: true, finished: res.finished })
+    const { finished } = await protocol.upload(worker, id, epoch, framesOf(c))
+    return c.json({ ok: true, finished })
   })
 
   app.get("/:id/input", async (c) => {
-    const { job } = await ownJob(c)
+    const worker = workerName(c)
+    const downlink = await protocol.input(worker, jobIdParam(c), intQuery(c, "epoch"))
     const after = intQuery(c, "after", 0)
     // Counted per identity only: a job's callers filling its output streams must not cut off its worker.
-    const slot = connections.stream(undefined, c.get("principal").name, c.req.raw.signal)
+    const slot = connections.stream(undefined, worker, c.req.raw.signal)
     return frameStream(c, async (write, signal) => {
-      let cursor = after
-      let cancelSent = false
       try {
-        while (!signal.aborted) {
-          const rows = await store.readInput(job.id, cursor, PAGE)
-          for (const r of rows) {
-            await write(encodeFrame(r.kind, r.seq, r.data))
-            cursor = r.seq
-          }
-          if (rows.length) continue
-          const cur = await store.getJobSummary(job.id, STATE_ONLY)
-          if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
-          if (cur.cancelRequestedAt !== null && !cancelSent) {
-            cancelSent = true
-            await write(encodeJsonFrame(Kind.cancel, cursor, { reason: cur.error }))
-          }
-          const before = now()
-          await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
-          if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
-        }
+        for await (const f of downlink(after, signal)) await write(encodeFrame(f.kind, f.seq, f.data))
       } finally {
         slot()
       }
@@ -506,7 +411,7 @@ export function jobRoutes(deps: Deps) {
       bytes += r.data.length
     }
     // concatFrames allocates a fresh ArrayBuffer; its declared type is only the wider ArrayBufferLike.
-    return c.body(concatFrames(frames) as Uint8Array<ArrayBuffer>, 200, { "Content-Type": FRAMES_TYPE })
+    return c.body(concatFrames(frames) as Uint8Array<ArrayBuffer>, 200, { "Content-Type": FRAMES_MEDIA_TYPE })
   })
 
   return app
@@ -520,13 +425,5 @@ function framesOf(c: Context<AuthEnv>) {
   } catch (err) {
     if (err instanceof FrameError) throw new InvalidError(`malformed frames: ${err.message}`)
     throw err
-  }
-}
-
-function safeJson(f: { data: Uint8Array; kind: number; seq: number }): unknown {
-  try {
-    return frameJson(f)
-  } catch {
-    throw new InvalidError("frame payload is not valid JSON")
   }
 }

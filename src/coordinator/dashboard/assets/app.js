@@ -517,9 +517,29 @@ function jobLink(id) {
   return h("a", { href: `#/jobs/${encodeURIComponent(id)}`, class: "mono job-link", title: `Job ${id}` }, id)
 }
 
+/** The cells every job row has (its id, command, requester and worker), and how they follow the job. */
+function jobCells(first) {
+  const id = cell("Job")
+  id.append(jobLink(first.id))
+  const command = cell("Command", "command")
+  const requester = cell("Requester")
+  const worker = cell("Worker", "mono")
+  return {
+    id,
+    command,
+    requester,
+    worker,
+    update(j) {
+      setText(command, `${j.binary} ${j.command}`)
+      command.title = `${j.binary} ${j.command}`
+      setText(requester, j.requester)
+      setText(worker, j.workerId ?? "—")
+    },
+  }
+}
+
 function activeJobRow(first) {
-  const idCell = cell("Job")
-  idCell.append(jobLink(first.id))
+  const c = jobCells(first)
   const status = cell("Status")
   const state = badge("", "muted")
   status.append(state)
@@ -527,11 +547,8 @@ function activeJobRow(first) {
   const bar = meter()
   const label = h("div", { class: "small muted" })
   progress.append(bar.el, label)
-  const command = cell("Command", "command")
-  const requester = cell("Requester")
-  const worker = cell("Worker", "mono")
   const age = cell("Age", "nowrap")
-  const el = h("tr", { data: { jobId: first.id } }, idCell, status, progress, command, requester, worker, age)
+  const el = h("tr", { data: { jobId: first.id } }, c.id, status, progress, c.command, c.requester, c.worker, age)
   return {
     el,
     update(j) {
@@ -540,28 +557,21 @@ function activeJobRow(first) {
       if (j.progress?.percent != null) bar.set(j.progress.percent)
       else bar.unknown(j.status === "running")
       setText(label, progressText(j))
-      setText(command, `${j.binary} ${j.command}`)
-      command.title = `${j.binary} ${j.command}`
-      setText(requester, j.requester)
-      setText(worker, j.workerId ?? "—")
+      c.update(j)
       age.dataset.since = String(j.createdAt)
     },
   }
 }
 
 function recentJobRow(first) {
-  const idCell = cell("Job")
-  idCell.append(jobLink(first.id))
+  const c = jobCells(first)
   const outcome = cell("Outcome")
   const state = badge("", "muted")
   const detail = h("div", { class: "small muted clip" })
   outcome.append(h("div", { class: "stack" }, state, detail))
-  const command = cell("Command", "command")
-  const requester = cell("Requester")
-  const worker = cell("Worker", "mono")
   const duration = cell("Duration", "nowrap")
   const finished = cell("Finished", "nowrap")
-  const el = h("tr", { data: { jobId: first.id } }, idCell, outcome, command, requester, worker, duration, finished)
+  const el = h("tr", { data: { jobId: first.id } }, c.id, outcome, c.command, c.requester, c.worker, duration, finished)
   return {
     el,
     update(j) {
@@ -570,10 +580,7 @@ function recentJobRow(first) {
       const text = outcomeText(j)
       setText(detail, text)
       detail.title = text
-      setText(command, `${j.binary} ${j.command}`)
-      command.title = `${j.binary} ${j.command}`
-      setText(requester, j.requester)
-      setText(worker, j.workerId ?? "—")
+      c.update(j)
       setText(duration, j.finishedAt != null ? fmtDuration(j.finishedAt - (j.startedAt ?? j.createdAt)) : "—")
       finished.dataset.ago = String(j.finishedAt ?? j.createdAt)
     },

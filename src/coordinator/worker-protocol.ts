@@ -1,0 +1,246 @@
+import * as v from "valibot"
+import type { CoordinatorConfig } from "../shared/config/schema.ts"
+import { InvalidError } from "../shared/errors.ts"
+import { newToken } from "../shared/ids.ts"
+import type { Logger } from "../shared/log.ts"
+import { EMPTY, Kind, frameJson, type Frame } from "../shared/protocol/frames.ts"
+import {
+  ExitReport,
+  ProgressReport,
+  isTerminal,
+  issueLines,
+  type Assignment,
+  type Job,
+} from "../shared/protocol/schemas.ts"
+import { VERSION } from "../shared/version.ts"
+import type { JobListing, OutputChunk, Store } from "../store/types.ts"
+import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"
+import { topic, type Hub } from "./hub.ts"
+
+export interface WorkerProtocolDeps {
+  store: Store
+  hub: Hub
+  scheduler: { kick(): void }
+  log: Logger
+  now: () => number
+  config: CoordinatorConfig
+}
+
+/** Reads of a job's state that need none of its arguments: the summary is the smallest read. */
+const STATE_ONLY = { argsChars: 2 }
+/** Rows read per page of a job's input. */
+const PAGE = 256
+
+const toAssignment = (j: Job): Assignment => ({
+  id: j.id,
+  epoch: j.epoch,
+  binary: j.binary,
+  args: j.args,
+  paths: j.paths,
+  cwd: j.cwd,
+  stdin: j.stdin,
+})
+
+function frameData(f: Frame): unknown {
+  try {
+    return frameJson(f)
+  } catch {
+    throw new InvalidError("frame payload is not valid JSON")
+  }
+}
+
+/**
+ * The coordinator half of the worker protocol (src/transports/types.ts): registration in two stages,
+ * long poll, heartbeats, claiming and giving back jobs, output uploads and the job downlink, on the store.
+ * Transport bindings call it; it knows no HTTP.
+ */
+export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
+  const { store, hub, scheduler, log, now, config } = deps
+  // Downlinks say they are alive this often (as a job's output streams do).
+  const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
+
+  const timing = () => ({
+    pollWaitSeconds: config.poll_wait_seconds,
+    heartbeatSeconds: config.heartbeat_interval,
+    registrationSeconds: config.registration_interval,
+  })
+
+  /** The job if it is `worker`'s at `epoch`; JobGoneError or StaleJobError otherwise. */
+  const ownJob = async (worker: string, id: string, epoch: number): Promise<JobListing> => {
+    const job = await store.getJobSummary(id, STATE_ONLY)
+    if (!job) throw new JobGoneError(`no job ${id}`)
+    if (job.workerId !== worker || job.epoch !== epoch)
+      throw new StaleJobError(`job ${id} is no longer assigned to ${worker} at epoch ${epoch}`, {
+        status: job.status,
+        epoch: job.epoch,
+      })
+    return job
+  }
+
+  return {
+    async register(name, reg) {
+      const binaries = reg.binaries.filter((b) => config.allowed_binaries.includes(b))
+      const before = await store.getWorker(name)
+      const worker = await store.upsertWorker(name, { ...reg, binaries }, newToken(), now())
+      if (
+        before?.status !== worker.status ||
+        before.paths.join() !== worker.paths.join() ||
+        before.binaries.join() !== worker.binaries.join()
+      ) {
+        log.info("worker registered", {
+          worker: name,
+          status: worker.status,
+          version: reg.version,
+          binaries: binaries.join(","),
+          paths: reg.paths.join(","),
+          max_jobs: reg.maxJobs,
+        })
+      }
+      hub.notify(topic.worker(name))
+      scheduler.kick()
+      return { worker, coordinatorVersion: VERSION, ...timing() }
+    },
+
+    async verify(name, token) {
+      if (!(await store.verifyWorker(name, token, now())))
+        throw new UnknownWorkerError("registration token does not match; register again")
+      log.info("worker online", { worker: name })
+      scheduler.kick()
+    },
+
+    async deregister(name) {
+      await store.setWorkerStatus(name, "offline", now())
+      log.info("worker deregistered", { worker: name })
+    },
+
+    async heartbeat(name, held) {
+      const w = await store.getWorker(name)
+      if (!w) throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
+      const stale = await store.heartbeat(name, held, now())
+      return { stale, reregister: w.status === "offline" }
+    },
+
+    // Answers at once with every job assigned and not yet started (so an assignment whose answer was
+    // lost is offered again), or with the registration token to echo.
+    async poll(name, waitSeconds, signal, hold) {
+      // Sub-second waits are valid (poll_wait_seconds may be 0.05): the worker echoes what it was told.
+      const waitMs = Math.min(waitSeconds, config.poll_wait_seconds) * 1000
+      const w = await store.getWorker(name)
+      if (!w || w.status === "offline") throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
+      if (w.status === "registering") return { jobs: [], verify: await store.workerToken(name) }
+      const release = hold?.()
+      try {
+        const until = now() + waitMs
+        await store.touchWorker(name, now())
+        scheduler.kick()
+        for (;;) {
+          const jobs = await store.assignedTo(name)
+          if (jobs.length || signal.aborted || now() >= until) {
+            await store.touchWorker(name, now())
+            return { jobs: jobs.map(toAssignment) }
+          }
+          await hub.wait(topic.worker(name), until - now(), signal)
+        }
+      } finally {
+        release?.()
+      }
+    },
+
+    async reject(worker, id, epoch) {
+      const job = await ownJob(worker, id, epoch)
+      const done = await store.unassign(job.id, epoch, `worker ${worker} refused the job`, now())
+      if (!done)
+        throw new StaleJobError(`job ${job.id} cannot be given back: it is ${job.status}`, {
+          status: job.status,
+          epoch: job.epoch,
+        })
+      log.info("job refused by its worker; re-queued", { job: job.id, worker })
+      scheduler.kick()
+    },
+
+    async start(worker, id, epoch) {
+      const job = await ownJob(worker, id, epoch)
+      const started = await store.start(job.id, worker, epoch, now())
+      if (!started)
+        throw new StaleJobError(`job ${job.id} cannot start: it is ${job.status}`, {
+          status: job.status,
+          epoch: job.epoch,
+        })
+      log.info("job running", { job: job.id, worker, epoch })
+      hub.notify(topic.output(job.id))
+    },
+
+    async upload(worker, id, epoch, frames) {
+      const chunks: OutputChunk[] = []
+      let exit: ExitReport | undefined
+      let progress: ProgressReport | undefined
+      for (const f of frames) {
+        if (f.kind === Kind.progress) {
+          // Only the latest report of a batch matters; it is stored with the output in one transaction.
+          const parsed = v.safeParse(ProgressReport, frameData(f))
+          if (!parsed.success) throw new InvalidError("invalid progress frame", issueLines(parsed.issues))
+          progress = parsed.output
+        } else if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
+          if (exit) throw new InvalidError("output after the exit frame")
+          if (f.seq < 1) throw new InvalidError("output sequence numbers start at 1")
+          chunks.push({ seq: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data })
+        } else if (f.kind === Kind.exit) {
+          const parsed = v.safeParse(ExitReport, frameData(f))
+          if (!parsed.success) throw new InvalidError("invalid exit frame", issueLines(parsed.issues))
+          exit = parsed.output
+        } else throw new InvalidError(`unexpected frame kind ${f.kind} in an output upload`)
+      }
+      const res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress)
+      if (!res.ok) {
+        if (res.reason === "not-found") throw new JobGoneError(`no job ${id}`)
+        if (res.reason === "gap")
+          throw new StaleJobError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
+        throw new StaleJobError(`job ${id} is no longer running on ${worker} at epoch ${epoch}`, {
+          status: res.job?.status,
+          epoch: res.job?.epoch,
+        })
+      }
+      if (chunks.length || res.finished || progress) hub.notify(topic.output(id))
+      if (res.finished && exit) {
+        log.info("job finished", {
+          job: id,
+          worker,
+          status: res.job.status,
+          code: exit.code ?? undefined,
+          signal: exit.signal ?? undefined,
+          error: exit.error,
+        })
+        hub.notify(topic.input(id))
+        scheduler.kick()
+      }
+      return { finished: res.finished }
+    },
+
+    async input(worker, id, epoch) {
+      const job = await ownJob(worker, id, epoch)
+      return async function* (after, signal) {
+        let cursor = after
+        let cancelSent = false
+        while (!signal.aborted) {
+          const rows = await store.readInput(job.id, cursor, PAGE)
+          for (const r of rows) {
+            yield { kind: r.kind, seq: r.seq, data: r.data }
+            cursor = r.seq
+          }
+          if (rows.length) continue
+          const cur = await store.getJobSummary(job.id, STATE_ONLY)
+          if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
+          if (cur.cancelRequestedAt !== null && !cancelSent) {
+            cancelSent = true
+            yield { kind: Kind.cancel, seq: cursor, data: enc.encode(JSON.stringify({ reason: cur.error })) }
+          }
+          const before = now()
+          await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
+          if (!signal.aborted && now() - before >= KEEPALIVE_MS) yield { kind: Kind.ping, seq: cursor, data: EMPTY }
+        }
+      }
+    },
+  }
+}
+
+const enc = new TextEncoder()

@@ -1,0 +1,91 @@
+import { describe, expect, test } from "bun:test"
+import { AuthError, ConflictError, NotFoundError, TooLargeError, UnavailableError } from "../../shared/errors.ts"
+import type { ApiClient } from "../../shared/http/client.ts"
+import { JobGoneError, ProtocolError, StaleJobError, TransportUnavailableError, UnknownWorkerError } from "../types.ts"
+import { httpWorkerTransport } from "./worker.ts"
+
+const JOB = "01M8DFWF4PCGSZBYEVT8TNJN46"
+
+/** An API client whose every JSON call answers `reply` (or throws it). */
+function answering(reply: unknown | Error): ApiClient {
+  const answer = async () => {
+    if (reply instanceof Error) throw reply
+    return reply
+  }
+  return {
+    url: "http://coordinator.test",
+    client: "w1",
+    json: answer as ApiClient["json"],
+    request: async () => {
+      if (reply instanceof Error) throw reply
+      return new Response(null, { status: 200 })
+    },
+  }
+}
+
+const first = async <T>(it: AsyncIterable<T>): Promise<T | undefined> => {
+  for await (const x of it) return x
+}
+
+describe("http worker transport: replies are validated", () => {
+  test("a register reply without the timing is a ProtocolError naming the field", async () => {
+    const t = httpWorkerTransport(answering({ pollWaitSeconds: 1, heartbeatSeconds: "5" }))
+    const err = await t.register({} as never).catch((e) => e)
+    expect(err).toBeInstanceOf(ProtocolError)
+    expect(err.message).toContain("register")
+    expect(JSON.stringify(err.details)).toContain("heartbeatSeconds")
+  })
+
+  test("a poll reply with a malformed assignment is refused; a good one is returned as parsed", async () => {
+    const bad = { jobs: [{ id: JOB, epoch: -1, binary: "ffmpeg", args: [], paths: [], cwd: null, stdin: false }] }
+    await expect(
+      first(httpWorkerTransport(answering(bad)).assignments(() => 1, new AbortController().signal)),
+    ).rejects.toBeInstanceOf(ProtocolError)
+    const good = { jobs: [{ ...bad.jobs[0], epoch: 2 }], extra: "ignored" }
+    const batch = await first(httpWorkerTransport(answering(good)).assignments(() => 1, new AbortController().signal))
+    expect(batch).toEqual({ jobs: [good.jobs[0]] })
+  })
+
+  test("heartbeat, start and upload replies are checked", async () => {
+    await expect(httpWorkerTransport(answering({ stale: "none" })).heartbeat([])).rejects.toBeInstanceOf(ProtocolError)
+    await expect(httpWorkerTransport(answering({})).start(JOB, 1)).rejects.toBeInstanceOf(ProtocolError)
+    await expect(httpWorkerTransport(answering({ ok: true })).upload(JOB, 1, new Uint8Array())).rejects.toBeInstanceOf(
+      ProtocolError,
+    )
+    await httpWorkerTransport(answering({ ok: true, finished: false })).upload(JOB, 1, new Uint8Array())
+  })
+})
+
+describe("http worker transport: status codes become the protocol's errors", () => {
+  test("409 on a job call is StaleJobError, on a worker call UnknownWorkerError; 404 on a job is JobGoneError", async () => {
+    const conflict = answering(new ConflictError("no longer yours"))
+    await expect(httpWorkerTransport(conflict).start(JOB, 1)).rejects.toBeInstanceOf(StaleJobError)
+    await expect(httpWorkerTransport(conflict).heartbeat([])).rejects.toBeInstanceOf(UnknownWorkerError)
+    await expect(httpWorkerTransport(conflict).verify("t")).rejects.toBeInstanceOf(UnknownWorkerError)
+    await expect(httpWorkerTransport(answering(new NotFoundError("gone"))).reject(JOB, 1)).rejects.toBeInstanceOf(
+      JobGoneError,
+    )
+  })
+
+  test("outages are TransportUnavailableError; 401 and 413 only for a job's uploads and downlink", async () => {
+    const down = answering(new UnavailableError("cannot reach the coordinator"))
+    const err = await httpWorkerTransport(down)
+      .register({} as never)
+      .catch((e) => e)
+    expect(err).toBeInstanceOf(TransportUnavailableError)
+    expect(err.message).toBe("cannot reach the coordinator")
+    const refused = answering(new AuthError("forged"))
+    await expect(httpWorkerTransport(refused).register({} as never)).rejects.toBeInstanceOf(AuthError)
+    await expect(httpWorkerTransport(refused).upload(JOB, 1, new Uint8Array())).rejects.toBeInstanceOf(
+      TransportUnavailableError,
+    )
+    await expect(
+      first(httpWorkerTransport(refused).input(JOB, 1, 0, new AbortController().signal)),
+    ).rejects.toBeInstanceOf(TransportUnavailableError)
+    const big = answering(new TooLargeError("too large"))
+    await expect(httpWorkerTransport(big).upload(JOB, 1, new Uint8Array())).rejects.toBeInstanceOf(
+      TransportUnavailableError,
+    )
+    await expect(httpWorkerTransport(big).start(JOB, 1)).rejects.toBeInstanceOf(TooLargeError)
+  })
+})

@@ -1,0 +1,120 @@
+import { afterEach, describe, expect, test } from "bun:test"
+import * as v from "valibot"
+import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
+import { WorkerConfig } from "../shared/config/schema.ts"
+import { AuthError } from "../shared/errors.ts"
+import { createLogger } from "../shared/log.ts"
+import { Kind } from "../shared/protocol/frames.ts"
+import type { Assignment } from "../shared/protocol/schemas.ts"
+import { TransportUnavailableError, UnknownWorkerError } from "../transports/types.ts"
+import { startWorker, type WorkerService } from "./index.ts"
+
+let n = 0
+const assignment = (args: string[]): Assignment => ({
+  id: `01M8DFWFMJ6MS7ZZYSM5GE${String(++n).padStart(4, "0")}`,
+  epoch: 1,
+  binary: "ffmpeg",
+  args,
+  paths: [],
+  cwd: null,
+  stdin: false,
+})
+/** A job that runs until it is stopped (a real ffmpeg, paced in real time). */
+const LONG = pacedFfmpeg(60)
+
+/** Unconfined, no argument policy, short intervals: the loop's own behaviour against the fake transport. */
+function config(over: Record<string, unknown> = {}): WorkerConfig {
+  return v.parse(WorkerConfig, {
+    client_id: "w1",
+    binaries: { ffmpeg: "ffmpeg" },
+    sandbox: "none",
+    allow_root: true,
+    argument_policy: false,
+    max_jobs: 2,
+    min_drain_time_seconds: 0,
+    mount_check_interval_seconds: 60,
+    ...over,
+  })
+}
+
+let services: WorkerService[] = []
+afterEach(async () => {
+  for (const s of services) await s.stop(true)
+  services = []
+})
+async function start(t: FakeTransport, over: Record<string, unknown> = {}): Promise<WorkerService> {
+  const svc = await startWorker(config(over), { log: createLogger({ level: "error" }), base: "/", transport: t })
+  services.push(svc)
+  return svc
+}
+
+describe("startWorker against a fake transport", () => {
+  test("registers what it can run, then runs each assignment: start, output, exit", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    expect(t.registrations[0]).toMatchObject({ draining: false, binaries: ["ffmpeg"], maxJobs: 2 })
+    expect(t.registrations[0].capabilities).toMatchObject({ sandbox: "none" })
+    const a = assignment(["-hide_banner", "-version"])
+    t.offer(a)
+    await t.until(() => t.exitOf(a.id) !== undefined)
+    expect(t.starts).toEqual([{ id: a.id, epoch: 1 }])
+    expect(t.text(a.id, Kind.stdout)).toContain("ffmpeg version")
+    expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+  })
+
+  test("an outage at the first registration is retried; a refused key is fatal", async () => {
+    const t = new FakeTransport()
+    t.faults.register.once.push(new TransportUnavailableError("cannot reach the coordinator"))
+    await start(t)
+    expect(t.calls.filter((c) => c === "register").length).toBe(2)
+
+    const refused = new FakeTransport()
+    refused.faults.register.always = new AuthError("unknown identity w1")
+    await expect(start(refused)).rejects.toBeInstanceOf(AuthError)
+  })
+
+  test("heartbeats report the jobs it holds", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    const a = assignment(LONG)
+    t.offer(a)
+    await t.until(() => t.heartbeats.some((h) => h.some((j) => j.id === a.id && j.epoch === 1)))
+  })
+
+  test("a job the heartbeat calls stale is killed without reporting", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    const a = assignment(LONG)
+    t.offer(a)
+    await t.until(() => t.heartbeats.some((h) => h.some((j) => j.id === a.id)))
+    t.stale = [{ id: a.id, epoch: 1 }]
+    // Held no more: the process is gone.
+    await t.until(() => t.heartbeats.at(-1)!.length === 0 && t.heartbeats.length > 0)
+    expect(t.exitOf(a.id)).toBeUndefined()
+  })
+
+  test("a coordinator that forgot the worker makes it register again", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    t.faults.poll.once.push(new UnknownWorkerError("worker w1 is not registered; register first"))
+    await t.until(() => t.calls.filter((c) => c === "register").length >= 2)
+  })
+
+  test("draining: registers as draining, gives back assignments, waits for running jobs, then deregisters", async () => {
+    const t = new FakeTransport()
+    const svc = await start(t, { min_drain_time_seconds: 1 })
+    const running = assignment(pacedFfmpeg(0.5))
+    t.offer(running)
+    await t.until(() => t.starts.length === 1)
+    const stopped = svc.stop()
+    await t.until(() => t.registrations.at(-1)!.draining)
+    const late = assignment(["-hide_banner", "-version"])
+    t.offer(late)
+    await t.until(() => t.rejects.length === 1)
+    expect(t.rejects).toEqual([{ id: late.id, epoch: 1 }])
+    await stopped
+    expect(t.starts.map((s) => s.id)).toEqual([running.id])
+    expect(t.exitOf(running.id)).toBeDefined()
+    expect(t.calls.at(-1)).toBe("deregister")
+  })
+})

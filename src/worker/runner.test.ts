@@ -1,0 +1,155 @@
+import { describe, expect, test } from "bun:test"
+import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
+import { createLogger } from "../shared/log.ts"
+import { createWorkerMapper } from "../shared/paths/mapping.ts"
+import { Kind } from "../shared/protocol/frames.ts"
+import type { Assignment } from "../shared/protocol/schemas.ts"
+import { StaleJobError, TransportUnavailableError } from "../transports/types.ts"
+import { startRun, type RunnerDeps } from "./runner.ts"
+import type { Confinement } from "./sandbox.ts"
+
+const enc = new TextEncoder()
+let n = 0
+
+/** An assignment of `binary` with `args`; each test gets its own job id. */
+function assignment(args: string[], over: Partial<Assignment> = {}): Assignment {
+  const id = `01M8DFWF4PCGSZBYEVT8TN${String(++n).padStart(4, "0")}`
+  return { id, epoch: 3, binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, ...over }
+}
+
+/** Unconfined (sandbox: none), no argument policy: the runner's own behaviour, nothing else. */
+const NONE: Confinement = {
+  mode: "none",
+  argv: (_job, command) => command,
+  env: () => undefined,
+  capabilities: { sandbox: "none", runAs: "test" },
+}
+
+/** Runner dependencies with `binary` standing in for ffmpeg (a real ffmpeg, or a tool for fault injection). */
+function deps(t: FakeTransport, binary = Bun.which("ffmpeg")!): RunnerDeps {
+  return {
+    transport: t,
+    log: createLogger({ level: "error" }),
+    mapper: createWorkerMapper({ paths: {} }),
+    binaries: new Map([["ffmpeg", binary]]),
+    confinement: NONE,
+    termAfterMs: 1000,
+    killAfterMs: 2000,
+  }
+}
+
+/** Resolves with `p`, or fails the test after `ms`. */
+async function within<T>(p: Promise<T>, ms = 10_000): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`still running after ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(t)
+  }
+}
+
+/** A stand-in for a long ffmpeg: prints a line every 50 ms until stopped. */
+const FOREVER = ["-c", "while :; do echo tick; sleep 0.05; done"]
+
+describe("startRun against a fake transport", () => {
+  test("claims the job at its epoch before spawning, uploads output in sequence, then the exit frame", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-hide_banner", "-version"])
+    await within(startRun(a, deps(t)).done)
+    expect(t.starts).toEqual([{ id: a.id, epoch: 3 }])
+    expect(t.calls.indexOf(`start:${a.id}`)).toBe(0)
+    expect(t.text(a.id, Kind.stdout)).toContain("ffmpeg version")
+    const frames = t.uploads.get(a.id)!
+    const seqs = frames.filter((f) => f.kind === Kind.stdout || f.kind === Kind.stderr).map((f) => f.seq)
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1))
+    expect(frames.at(-1)!.kind).toBe(Kind.exit)
+    expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+  })
+
+  test("a refused start (no longer ours) never spawns and reports nothing", async () => {
+    const t = new FakeTransport()
+    t.faults.start.once.push(new StaleJobError("job is no longer assigned to w1 at epoch 3"))
+    const a = assignment(["-hide_banner", "-version"])
+    await within(startRun(a, deps(t)).done)
+    expect(t.uploads.size).toBe(0)
+    expect(t.calls).toEqual([`start:${a.id}`])
+  })
+
+  test("a stale upload stops the process without reporting its exit", async () => {
+    const t = new FakeTransport()
+    t.faults.upload.always = new StaleJobError("job is no longer running on w1 at epoch 3")
+    const a = assignment(FOREVER)
+    // Resolves only once the process has exited: it was killed.
+    await within(startRun(a, deps(t, "/bin/sh")).done, 5000)
+    expect(t.exitOf(a.id)).toBeUndefined()
+    expect(t.calls.filter((c) => c === `upload:${a.id}`).length).toBe(1)
+  })
+
+  test("retryable upload failures are retried: every byte arrives once, then the exit", async () => {
+    const t = new FakeTransport()
+    t.faults.upload.once.push(new TransportUnavailableError("down"), new TransportUnavailableError("still down"))
+    const a = assignment(["-c", "printf 'a\\nb\\n'; printf 'c' >&2; exit 3"])
+    await within(startRun(a, deps(t, "/bin/sh")).done)
+    expect(t.text(a.id, Kind.stdout)).toBe("a\nb\n")
+    expect(t.text(a.id, Kind.stderr)).toBe("c")
+    expect(t.exitOf(a.id)).toEqual({ code: 3, signal: null })
+    expect(t.calls.filter((c) => c === `upload:${a.id}`).length).toBeGreaterThanOrEqual(3)
+  })
+
+  test("the downlink's stdin reaches the process and its end closes the pipe", async () => {
+    const t = new FakeTransport()
+    const a = assignment([], { stdin: true })
+    const run = startRun(a, deps(t, "/bin/cat"))
+    t.send(a.id, { kind: Kind.stdin, data: enc.encode("hello ") })
+    t.send(a.id, { kind: Kind.stdin, data: enc.encode("world") })
+    t.send(a.id, { kind: Kind.stdinEnd, data: new Uint8Array() })
+    await within(run.done)
+    expect(t.text(a.id, Kind.stdout)).toBe("hello world")
+    expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+  })
+
+  test("a cancel frame stops a real ffmpeg gracefully (q) and its exit is reported", async () => {
+    const t = new FakeTransport()
+    const a = assignment(pacedFfmpeg(60))
+    const run = startRun(a, deps(t))
+    await t.until(() => t.starts.length === 1 && t.calls.includes(`input:${a.id}`))
+    const t0 = performance.now()
+    t.send(a.id, { kind: Kind.cancel, data: enc.encode(JSON.stringify({ reason: "canceled by alice" })) })
+    await within(run.done, 5000)
+    // `q` ends ffmpeg at once: well before the SIGTERM of the stop schedule.
+    expect(performance.now() - t0).toBeLessThan(1000)
+    expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+  })
+
+  test("a signal frame is delivered to the process", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-c", "trap 'echo got-usr1; exit 7' USR1; while :; do sleep 0.05; done"])
+    const run = startRun(a, deps(t, "/bin/sh"))
+    await t.until(() => t.calls.includes(`input:${a.id}`))
+    await Bun.sleep(100)
+    t.send(a.id, { kind: Kind.signal, data: enc.encode("SIGUSR1") })
+    await within(run.done, 5000)
+    expect(t.text(a.id, Kind.stdout)).toBe("got-usr1\n")
+    expect(t.exitOf(a.id)).toEqual({ code: 7, signal: null })
+  })
+
+  test("fence() kills at once and reports nothing; abandon() reports the job as given up", async () => {
+    const t = new FakeTransport()
+    const fenced = assignment(FOREVER)
+    const run = startRun(fenced, deps(t, "/bin/sh"))
+    await t.until(() => t.text(fenced.id, Kind.stdout).includes("tick"))
+    run.fence()
+    await within(run.done, 3000)
+    expect(t.exitOf(fenced.id)).toBeUndefined()
+
+    const given = assignment(FOREVER)
+    const other = startRun(given, deps(t, "/bin/sh"))
+    await t.until(() => t.text(given.id, Kind.stdout).includes("tick"))
+    other.abandon("worker w1 was shut down while running the job")
+    await within(other.done, 5000)
+    expect(t.exitOf(given.id)?.abandoned).toBe("worker w1 was shut down while running the job")
+  })
+})

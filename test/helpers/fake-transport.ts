@@ -1,0 +1,174 @@
+import { decodeFrames, frameJson, Kind, type Frame } from "../../src/shared/protocol/frames.ts"
+import type { Assignment, ExitReport, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import type { HeartbeatReply, HeldJob, RegisterReply, WorkBatch, WorkerTransport } from "../../src/transports/types.ts"
+
+const dec = new TextDecoder()
+
+/** Arguments of a real ffmpeg that runs for `seconds` in real time (-re) and writes nothing. */
+export const pacedFfmpeg = (seconds: number): string[] =>
+  `-hide_banner -nostats -re -f lavfi -i sine=duration=${seconds} -f null -`.split(" ")
+
+/** A one-shot signal: `wait()` resolves at the next `fire()`, or after `ms`. */
+class Bell {
+  private waiters: (() => void)[] = []
+  fire() {
+    for (const w of this.waiters.splice(0)) w()
+  }
+  wait(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t)
+        signal?.removeEventListener("abort", done)
+        resolve()
+      }
+      const t = setTimeout(done, ms)
+      signal?.addEventListener("abort", done, { once: true })
+      this.waiters.push(done)
+    })
+  }
+}
+
+/** Per call, what to throw instead of answering (once each, in order), or `always`. */
+type Faults = { once: unknown[]; always?: unknown }
+
+/**
+ * An in-memory worker half (src/transports/types.ts) for unit tests of the worker loop and runner: the
+ * test offers assignments, feeds downlinks and injects typed errors; every call is recorded.
+ */
+export class FakeTransport implements WorkerTransport {
+  readonly kind = "fake"
+  readonly url = "fake://coordinator"
+  timing: RegisterReply = { pollWaitSeconds: 0.05, heartbeatSeconds: 0.05, registrationSeconds: 60 }
+  readonly registrations: WorkerRegistration[] = []
+  readonly calls: string[] = []
+  readonly starts: HeldJob[] = []
+  readonly rejects: HeldJob[] = []
+  readonly heartbeats: HeldJob[][] = []
+  /** Decoded uploaded frames per job, in upload order (retried batches count once per accepted call). */
+  readonly uploads = new Map<string, Frame[]>()
+  /** Held jobs the next heartbeats answer as stale. */
+  stale: HeldJob[] = []
+  readonly faults: Record<"register" | "start" | "upload" | "input" | "heartbeat" | "poll", Faults> = {
+    register: { once: [] },
+    start: { once: [] },
+    upload: { once: [] },
+    input: { once: [] },
+    heartbeat: { once: [] },
+    poll: { once: [] },
+  }
+  private offered: Assignment[] = []
+  private readonly work = new Bell()
+  private readonly downlinks = new Map<string, { frames: Frame[]; ended: boolean; bell: Bell }>()
+  private readonly changed = new Bell()
+
+  private fault(call: keyof FakeTransport["faults"]): void {
+    const f = this.faults[call]
+    const err = f.once.length ? f.once.shift() : f.always
+    if (err !== undefined) throw err
+  }
+  private record(what: string) {
+    this.calls.push(what)
+    this.changed.fire()
+  }
+
+  /** Offers `a` in the next batch of the assignment stream. */
+  offer(a: Assignment): void {
+    this.offered.push(a)
+    this.work.fire()
+  }
+  /** Queues a downlink frame for job `id`; `end` ends its downlink (the job ended). */
+  send(id: string, frame: Omit<Frame, "seq"> & { seq?: number }, end = false): void {
+    const d = this.downlink(id)
+    d.frames.push({ seq: d.frames.length + 1, ...frame })
+    d.ended ||= end
+    d.bell.fire()
+  }
+  /** The exit report the job uploaded, if any. */
+  exitOf(id: string): ExitReport | undefined {
+    const f = this.uploads.get(id)?.find((x) => x.kind === Kind.exit)
+    return f && (frameJson(f) as ExitReport)
+  }
+  /** The text of the job's uploaded stdout or stderr, in order. */
+  text(id: string, kind: number): string {
+    return (this.uploads.get(id) ?? [])
+      .filter((f) => f.kind === kind)
+      .map((f) => dec.decode(f.data))
+      .join("")
+  }
+  /** Waits until `check()` holds (re-checked after every call), at most `ms`. */
+  async until(check: () => boolean, ms = 10_000): Promise<void> {
+    const end = performance.now() + ms
+    while (!check()) {
+      if (performance.now() > end) throw new Error(`condition not met within ${ms} ms; calls: ${this.calls.join(" ")}`)
+      await this.changed.wait(50)
+    }
+  }
+  private downlink(id: string) {
+    let d = this.downlinks.get(id)
+    if (!d) this.downlinks.set(id, (d = { frames: [], ended: false, bell: new Bell() }))
+    return d
+  }
+
+  async register(reg: WorkerRegistration): Promise<RegisterReply> {
+    this.record("register")
+    this.fault("register")
+    this.registrations.push(reg)
+    return this.timing
+  }
+  async verify(_token: string): Promise<void> {
+    this.record("verify")
+  }
+  async deregister(): Promise<void> {
+    this.record("deregister")
+  }
+  async *assignments(waitSeconds: () => number, signal: AbortSignal): AsyncIterable<WorkBatch> {
+    while (!signal.aborted) {
+      this.record("poll")
+      this.fault("poll")
+      if (!this.offered.length) await this.work.wait(waitSeconds() * 1000, signal)
+      if (signal.aborted) return
+      yield { jobs: this.offered.splice(0) }
+    }
+  }
+  async heartbeat(held: HeldJob[]): Promise<HeartbeatReply> {
+    this.record("heartbeat")
+    this.fault("heartbeat")
+    this.heartbeats.push(held)
+    const stale = this.stale.filter((s) => held.some((h) => h.id === s.id && h.epoch === s.epoch))
+    return { stale, reregister: false }
+  }
+  async reject(job: string, epoch: number): Promise<void> {
+    this.record(`reject:${job}`)
+    this.rejects.push({ id: job, epoch })
+  }
+  async start(job: string, epoch: number): Promise<void> {
+    this.record(`start:${job}`)
+    this.fault("start")
+    this.starts.push({ id: job, epoch })
+  }
+  async upload(job: string, _epoch: number, frames: Uint8Array): Promise<void> {
+    this.record(`upload:${job}`)
+    this.fault("upload")
+    const list = this.uploads.get(job) ?? []
+    // Repeated sequence numbers are dropped, as the coordinator does.
+    const last = Math.max(0, ...list.filter((f) => f.seq > 0).map((f) => f.seq))
+    for (const f of decodeFrames(frames)) if (f.seq === 0 || f.seq > last) list.push(f)
+    this.uploads.set(job, list)
+    this.changed.fire()
+  }
+  async *input(job: string, _epoch: number, after: number, signal: AbortSignal): AsyncIterable<Frame> {
+    this.record(`input:${job}`)
+    this.fault("input")
+    const d = this.downlink(job)
+    let cursor = after
+    while (!signal.aborted) {
+      const next = d.frames.filter((f) => f.seq > cursor)
+      for (const f of next) {
+        cursor = f.seq
+        yield f
+      }
+      if (d.ended) return
+      if (!next.length) await d.bell.wait(1000, signal)
+    }
+  }
+}
