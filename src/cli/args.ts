@@ -1,8 +1,10 @@
+import type { ArgsDef, CommandDef, ParsedArgs } from "citty"
 import * as v from "valibot"
 import { UsageError } from "../shared/errors.ts"
 import { isUlid } from "../shared/ids.ts"
 import { JobStatus } from "../shared/protocol/schemas.ts"
 import { SINCE_HELP, parseSince } from "../shared/time.ts"
+import { verb } from "./command.ts"
 
 /** Option values shared by `dffmpeg admin` and `dffmpeg client`, checked before anything is opened (exit 2). */
 
@@ -43,3 +45,26 @@ export function intervalArg(raw: string | undefined): number {
 
 export const statusHelp = `only jobs in this state (${JobStatus.options.join(", ")})`
 export const sinceHelp = `only jobs created since then: ${SINCE_HELP}`
+
+export const limitHelp = "at most this many, newest first (1-1000, default 50)"
+
+/** `--config` and `--log-level` of a long-running role, with where its config is looked for by default. */
+export function serviceArgs(role: "coordinator" | "worker") {
+  return {
+    config: {
+      type: "string",
+      description: `${role} YAML config (default: search DFFMPEG_${role.toUpperCase()}_CONFIG, ./dffmpeg-${role}.yaml, ~/.config/dffmpeg/${role}.yaml, /etc/dffmpeg/${role}.yaml)`,
+    },
+    "log-level": { type: "string", description: "debug | info | warn | error" },
+  } as const
+}
+
+/** A leaf command whose positional `id` is a job id, checked (exit 2) before `run` gets it. */
+export function jobVerb<const T extends ArgsDef & { id: { type: "positional" } }>(
+  name: string,
+  description: string,
+  args: T,
+  run: (id: string, args: ParsedArgs<T>) => unknown,
+): CommandDef<T> {
+  return verb(name, description, args, (parsed) => run(jobId(String(parsed.id)), parsed))
+}

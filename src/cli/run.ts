@@ -1,7 +1,7 @@
-import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty"
-import { ConfigError, DffmpegError, UsageError } from "../shared/errors.ts"
+import { renderUsage, runCommand, type CommandDef } from "citty"
+import { errorExit } from "../shared/error-exit.ts"
+import { DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
-import { escapeControls } from "../shared/text.ts"
 import { VERSION } from "../shared/version.ts"
 import { Env } from "../shared/config/env.ts"
 import { root } from "./root.ts"
@@ -64,10 +64,6 @@ async function usage(argv: string[], tty: boolean): Promise<string> {
   return tty && !Env.noColor() ? text : text.replace(ANSI, "")
 }
 
-/**
- * The CLI edge: runs a command and maps every error to one message and an exit code (README lists
- * them). The only place besides main.ts that decides the process exit status.
- */
 /** The exit status a (sub)command asked for; see `exitWith`. */
 const commandStatus: { code: number | undefined } = { code: undefined }
 
@@ -80,6 +76,10 @@ export function exitWith(code: number): number {
 /** True when the command ended with `exitWith` (a remote process's code, proxy semantics). */
 export const endedWithRemoteCode = (): boolean => commandStatus.code !== undefined
 
+/**
+ * The CLI edge: runs a command and maps every error to its lines and exit code through `errorExit` (README
+ * lists them). The only place besides main.ts that decides the process exit status.
+ */
 export async function runCli(argv: string[]): Promise<number> {
   const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
   if (flags.includes("--help") || flags.includes("-h")) {
@@ -101,47 +101,19 @@ export async function runCli(argv: string[]): Promise<number> {
 }
 
 async function report(err: unknown, argv: string[]): Promise<number> {
-  const json = argv.includes("--json")
-  if (err instanceof DffmpegError) {
-    if (json)
-      process.stdout.write(
-        JSON.stringify({ error: { code: err.code, message: err.message, details: err.details } }) + "\n",
-      )
-    // Escaped: a message may quote what a coordinator, a worker or something on the path sent.
-    process.stderr.write(`dffmpeg: ${escapeControls(err.message)}\n`)
-    if (err instanceof ConfigError) for (const i of err.issues) process.stderr.write(`  ↳ ${escapeControls(i)}\n`)
-    else if (Array.isArray(err.details))
-      for (const d of err.details) process.stderr.write(`  ↳ ${escapeControls(String(d))}\n`)
-    if (err instanceof UsageError) process.stderr.write(`run with --help for usage\n`)
-    return err.exitCode
-  }
-  const e = err as Error & { code?: string }
-  if (e?.name === "CLIError") {
+  const e = err as Error | undefined
+  if (!(err instanceof DffmpegError) && e?.name === "CLIError") {
+    // citty's own usage errors: the usage of the command, then the line (no "run with --help": it is above).
     process.stderr.write((await usage(argv, !!process.stderr.isTTY)) + "\n\n")
-    process.stderr.write(`dffmpeg: ${e.message.replace(ANSI, "")}\n`)
-    return ExitCode.USAGE
+    const { code, line } = errorExit(new UsageError(e.message.replace(ANSI, "")), "command")
+    process.stderr.write(`${line}\n`)
+    return code
   }
-  process.stderr.write(`dffmpeg: unexpected error: ${e?.stack ?? String(err)}\n`)
-  return ExitCode.FAILURE
-}
-
-/**
- * citty silently drops unknown flags; a typo must not be ignored. Call from a leaf command's run with
- * its arg definitions.
- */
-export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
-  const known = new Set<string>(["help", "h"])
-  for (const [k, d] of Object.entries(args)) {
-    known.add(k)
-    known.add(k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()))
-    const alias = (d as { alias?: string | string[] }).alias
-    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) known.add(a)
-  }
-  for (const a of rawArgs) {
-    if (a === "--") break
-    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue
-    const name = a.replace(/^--?/, "").split("=")[0]
-    const bare = name.startsWith("no-") ? name.slice(3) : name
-    if (!known.has(name) && !known.has(bare)) throw new UsageError(`unknown option ${a}`)
-  }
+  if (err instanceof DffmpegError && argv.includes("--json"))
+    process.stdout.write(
+      JSON.stringify({ error: { code: err.code, message: err.message, details: err.details } }) + "\n",
+    )
+  const { code, line, more } = errorExit(err, "command")
+  process.stderr.write([line, ...more].map((l) => `${l}\n`).join(""))
+  return code
 }

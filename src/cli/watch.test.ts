@@ -64,3 +64,8 @@ test("an unreachable coordinator is shown and retried; other errors end the view
   expect(out[1]).toContain("table 1")
   await expect(run([new Error("boom")])).rejects.toThrow("boom")
 })
+
+test("what the coordinator said is shown escaped: no control character reaches the terminal", async () => {
+  const out = await run([new UnavailableError("gone\x1b]0;pwned\x07\r\nfake line"), frame(1)])
+  expect(out[0]).toContain("dffmpeg: gone\\x1b]0;pwned\\x07\\r\\nfake line (retrying)\n")
+})

@@ -1,3 +1,4 @@
+import { errorExit } from "../shared/error-exit.ts"
 import { UnavailableError } from "../shared/errors.ts"
 import { pause } from "../shared/pause.ts"
 import { stdoutLost } from "../shared/stdio.ts"
@@ -84,7 +85,8 @@ async function readOrExplain(read: WatchOptions["read"], signal: AbortSignal): P
     if (!(err instanceof UnavailableError)) throw err
     return {
       title: "unavailable",
-      text: `dffmpeg: ${err.message} (retrying)\n`,
+      // The same line the command would end with, escaped the same way.
+      text: `${errorExit(err, "command").line} (retrying)\n`,
       data: { error: { code: err.code, message: err.message } },
     }
   }

@@ -1,5 +1,5 @@
 import { constants } from "node:os"
-import { DffmpegError } from "../shared/errors.ts"
+import { CanceledError, JobFailedError } from "../shared/errors.ts"
 import type { Outcome } from "../shared/protocol/schemas.ts"
 
 /** Signal name → number (SIGSEGV → 11), for the shell's 128+N convention. */
@@ -9,18 +9,12 @@ export function signalNumber(name: string): number | undefined {
 
 /**
  * The exit code the caller must see: exactly the remote one, 128+N for a death by signal N, and a
- * DffmpegError (→ `dffmpeg:` line, exit 1) when dffmpeg itself could not run the job.
+ * CanceledError or JobFailedError (→ `dffmpeg:` line, exit 1) when dffmpeg itself could not run the job.
  */
 export function exitCodeOf(o: Outcome, job: string): number {
   if (o.status === "completed") return o.code ?? 0
   if (o.signal) return 128 + (signalNumber(o.signal) ?? 0)
   if (o.code !== null) return o.code
-  if (o.status === "canceled")
-    throw new DffmpegError(`job ${job} was canceled${o.error ? `: ${o.error}` : ""}`, "E_CANCELED", 409, 1)
-  throw new DffmpegError(
-    o.error ? `job ${job} failed: ${o.error}` : `job ${job} failed without an exit code`,
-    "E_JOB_FAILED",
-    422,
-    1,
-  )
+  if (o.status === "canceled") throw new CanceledError(`job ${job} was canceled${o.error ? `: ${o.error}` : ""}`)
+  throw new JobFailedError(o.error ? `job ${job} failed: ${o.error}` : `job ${job} failed without an exit code`)
 }

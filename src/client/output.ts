@@ -8,7 +8,13 @@ export interface Sink {
   readonly broken: boolean
 }
 
-export function createSink(stream: NodeJS.WriteStream): Sink {
+/** What a sink writes to: process.stdout or process.stderr, or a test's stand-in. */
+export interface Writable {
+  write(b: Uint8Array | string, cb?: (err?: Error | null) => void): unknown
+  on(event: "error", listener: (err: Error) => void): unknown
+}
+
+export function createSink(stream: Writable): Sink {
   let broken = false
   // Without a listener an EPIPE would crash the process with a stack trace.
   stream.on("error", () => {

@@ -1,15 +1,42 @@
 import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
-import { DffmpegError, TooLargeError, UnavailableError } from "../shared/errors.ts"
+import type { ClientConfig } from "../shared/config/schema.ts"
+import { DffmpegError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
 import { FRAMES_MEDIA_TYPE, Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
-import { createSink } from "./output.ts"
+import { createSink, type Writable } from "./output.ts"
 import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
 import { jobFrames } from "./stream.ts"
+
+/** What a session touches besides the API: this process's streams, stdin and signals (tests give fakes). */
+export interface SessionIo {
+  stdout: Writable
+  stderr: Writable
+  /** This process's stdin; undefined when there is none to forward (closed, or /dev/null). */
+  stdin?: () => AsyncIterable<Uint8Array>
+  /** Where forwarded signals come from. */
+  signals: Pick<NodeJS.EventEmitter, "on" | "off">
+}
+
+/** The real process: its stdout, stderr, stdin (when it has one) and signals. */
+export function processIo(): SessionIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: hasStdin() ? () => Bun.stdin.stream() : undefined,
+    signals: process,
+  }
+}
+
+/** An opened client: its config and the signed API client (`openClient`). */
+export interface Client {
+  config: Pick<ClientConfig, "paths" | "passthrough_paths" | "signal_timeout_seconds">
+  api: ApiClient
+}
 
 export interface AttachedOptions {
   binary: string
@@ -22,6 +49,9 @@ export interface AttachedOptions {
   explainYaml?: YamlExplainer
   /** Show where the job is (queued, running, progress) on stderr while its output is quiet; TTYs only, never the proxy. */
   status?: boolean
+  /** An already opened client instead of the one `configPath` names. */
+  client?: Client
+  io?: SessionIo
 }
 
 export async function openClient(configPath?: string, warn?: (line: string) => void, explainYaml?: YamlExplainer) {
@@ -36,21 +66,29 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
   return { config, api }
 }
 
-/**
- * Submits a job and relays it as if it ran here: stdout and stderr byte for byte, stdin forwarded,
- * and the remote exit code returned. dffmpeg's own failures are thrown as DffmpegError.
- */
-export async function runAttached(o: AttachedOptions): Promise<number> {
-  const { config, api } = await openClient(o.configPath, o.warn, o.explainYaml)
+/** The client to use and the job's arguments with this machine's paths turned into path variables. */
+async function prepare(o: AttachedOptions) {
+  const { config, api } = o.client ?? (await openClient(o.configPath, o.warn, o.explainYaml))
   const mapped = createClientMapper({
     paths: config.paths,
     passthrough: config.passthrough_paths,
     cwd: process.cwd(),
   }).mapArgs(o.args)
-  const stdin = o.stdin !== false && hasStdin()
+  const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd }
+  return { config, api, job }
+}
+
+/**
+ * Submits a job and relays it as if it ran here: stdout and stderr byte for byte, stdin forwarded,
+ * and the remote exit code returned. dffmpeg's own failures are thrown as DffmpegError.
+ */
+export async function runAttached(o: AttachedOptions): Promise<number> {
+  const { config, api, job } = await prepare(o)
+  const io = o.io ?? processIo()
+  const stdin = o.stdin !== false && io.stdin !== undefined
   const res = await api.request("POST", "/api/v1/jobs", {
     query: { attach: 1, progress: o.status ? 1 : undefined },
-    json: { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, stdin, attached: true },
+    json: { ...job, stdin, attached: true },
   })
   if (!res.ok || !res.body) await readJson(res)
   return follow(api, res.body!, {
@@ -58,40 +96,31 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
     signals: true,
     signalTimeoutMs: config.signal_timeout_seconds * 1000,
     statusLine: statusLineFor(o.status),
+    io,
   })
 }
 
 /** Submits a job without following it; returns it (for `client submit --detach`). */
 export async function submitDetached(o: AttachedOptions & { retries: number }): Promise<Job> {
-  const { config, api } = await openClient(o.configPath, o.warn, o.explainYaml)
-  const mapped = createClientMapper({
-    paths: config.paths,
-    passthrough: config.passthrough_paths,
-    cwd: process.cwd(),
-  }).mapArgs(o.args)
-  return api.json<Job>("POST", "/api/v1/jobs", {
-    json: {
-      binary: o.binary,
-      args: mapped.args,
-      paths: mapped.paths,
-      cwd: mapped.cwd,
-      stdin: false,
-      attached: false,
-      retries: o.retries,
-    },
-  })
+  const { api, job } = await prepare(o)
+  return api.json<Job>("POST", "/api/v1/jobs", { json: { ...job, stdin: false, attached: false, retries: o.retries } })
+}
+
+export interface AttachOptions {
+  /** The job to follow. */
+  id: string
+  configPath?: string
+  warn?: (line: string) => void
+  status?: boolean
+  client?: Client
+  io?: SessionIo
 }
 
 /** Follows an existing job from the start of its output (`client attach`): replayed, then live. */
-export async function attach(
-  id: string,
-  configPath?: string,
-  warn?: (line: string) => void,
-  status?: boolean,
-): Promise<number> {
-  const { config, api } = await openClient(configPath, warn)
-  const res = await api.request("GET", `/api/v1/jobs/${id}/stream`, {
-    query: { after: 0, progress: status ? 1 : undefined },
+export async function attach(o: AttachOptions): Promise<number> {
+  const { config, api } = o.client ?? (await openClient(o.configPath, o.warn))
+  const res = await api.request("GET", `/api/v1/jobs/${o.id}/stream`, {
+    query: { after: 0, progress: o.status ? 1 : undefined },
   })
   if (!res.ok || !res.body) await readJson(res)
   return follow(
@@ -101,9 +130,10 @@ export async function attach(
       stdin: false,
       signals: false,
       signalTimeoutMs: config.signal_timeout_seconds * 1000,
-      statusLine: statusLineFor(status),
+      statusLine: statusLineFor(o.status),
+      io: o.io,
     },
-    id,
+    o.id,
   )
 }
 
@@ -116,6 +146,8 @@ export interface FollowOptions {
   signals: boolean
   signalTimeoutMs: number
   statusLine?: StatusLine
+  /** Default: this process (`processIo`). */
+  io?: SessionIo
 }
 
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -146,8 +178,9 @@ export async function follow(
   o: FollowOptions,
   knownJob?: string,
 ): Promise<number> {
-  const out = createSink(process.stdout)
-  const err = createSink(process.stderr)
+  const io = o.io ?? processIo()
+  const out = createSink(io.stdout)
+  const err = createSink(io.stderr)
   let job = knownJob
   let downlink: Downlink | undefined
   let outcome: Outcome | undefined
@@ -167,18 +200,18 @@ export async function follow(
     else pending.push(sig)
     deadline ??= setTimeout(async () => {
       await cancel()
-      process.stderr.write(
+      io.stderr.write(
         `dffmpeg: the remote process did not stop within ${o.signalTimeoutMs / 1000} s of ${sig}; canceled job ${job ?? "(not yet submitted)"}\n`,
       )
       forceExit(128 + (signalNumber(sig) ?? 0))
     }, o.signalTimeoutMs)
   }
-  if (o.signals) for (const sig of FORWARDED) process.on(sig, onSignal)
+  if (o.signals) for (const sig of FORWARDED) io.signals.on(sig, onSignal)
   const startDownlink = () => {
     if (downlink || !job || (!o.stdin && !o.signals)) return
     // The coordinator refused more stdin (limits.max_stdin_bytes) and canceled the job itself: say so
     // once and stop, rather than waiting for the process to end on part of its input.
-    downlink = openDownlink(api, job, o.stdin, forceFail)
+    downlink = openDownlink(api, job, o.stdin ? io.stdin : undefined, forceFail)
     for (const sig of pending.splice(0)) downlink.signal(sig)
   }
   const relay = async (): Promise<number> => {
@@ -190,7 +223,7 @@ export async function follow(
           await out.write(f.data)
           if (out.broken) {
             await cancel()
-            throw new DffmpegError(`the reader closed our standard output; canceled job ${job}`, "E_EPIPE", 499, 1)
+            throw new OutputLostError(`the reader closed our standard output; canceled job ${job}`)
           }
           break
         case Kind.stderr:
@@ -222,7 +255,7 @@ export async function follow(
     o.statusLine?.stop()
     downlink?.stop()
     clearTimeout(deadline)
-    if (o.signals) for (const sig of FORWARDED) process.off(sig, onSignal)
+    if (o.signals) for (const sig of FORWARDED) io.signals.off(sig, onSignal)
   }
 }
 
@@ -238,7 +271,7 @@ interface Downlink {
 function openDownlink(
   api: ApiClient,
   job: string,
-  forwardStdin: boolean,
+  stdin: SessionIo["stdin"],
   refused: (err: TooLargeError) => void,
 ): Downlink {
   let stopped = false
@@ -250,10 +283,10 @@ function openDownlink(
     delay: (n) => backoff(n),
     maxBacklog: 16 * 1024 * 1024,
   })
-  if (forwardStdin)
+  if (stdin)
     (async () => {
       try {
-        for await (const chunk of Bun.stdin.stream()) {
+        for await (const chunk of stdin()) {
           if (stopped) return
           if (chunk.length) await up.push(encodeFrame(Kind.stdin, ++seq, chunk))
         }

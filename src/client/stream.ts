@@ -1,4 +1,4 @@
-import { DffmpegError, UnavailableError } from "../shared/errors.ts"
+import { StreamError, UnavailableError } from "../shared/errors.ts"
 import { backoff, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { pause } from "../shared/pause.ts"
 import { Kind, frameJson, readFrames, type Frame } from "../shared/protocol/frames.ts"
@@ -46,12 +46,7 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
         lostAt = 0
         attempt = 0
         if (f.kind === Kind.error)
-          throw new DffmpegError(
-            (frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream",
-            "E_STREAM",
-            502,
-            1,
-          )
+          throw new StreamError((frameJson(f) as { message?: string }).message ?? "the coordinator ended the stream")
         if (f.kind === Kind.event) {
           const ev = frameJson(f) as { type?: string; job?: Job }
           if (ev.type === "job" && ev.job) job = ev.job.id

@@ -1,7 +1,9 @@
 /**
- * Process exit codes of dffmpeg's own commands (listed in README.md).
- * Proxy mode (ffmpeg/ffprobe symlinks, `client submit`) is different: it exits with the remote
- * ffmpeg's exit code, 128+N when the remote died by signal N, and 1 for dffmpeg's own failures.
+ * Process exit codes of dffmpeg's own commands (listed in README.md and docs/cli.md). Proxy mode
+ * (ffmpeg/ffprobe symlinks, `client submit`/`attach`) is different: it exits with the remote ffmpeg's
+ * exit code, 128+N when the remote died by signal N, and PROXY_FAILURE for dffmpeg's own failures, a job
+ * that failed or was canceled without an exit code included (so 6 is not used: no command waits for a
+ * job other than the proxy-like ones).
  */
 export const ExitCode = {
   OK: 0,
@@ -10,7 +12,6 @@ export const ExitCode = {
   CONFIG: 3,
   UNAVAILABLE: 4,
   AUTH: 5,
-  JOB_FAILED: 6,
   /** stdout or stderr could not be written (EPIPE: the reader went away; disk full): output was lost. */
   OUTPUT: 7,
 } as const

@@ -1,5 +1,4 @@
-import { ConflictError, DffmpegError, NotFoundError, UnavailableError } from "../shared/errors.ts"
-import { ExitCode } from "../shared/exit-codes.ts"
+import { ConflictError, NotFoundError, ProtocolError, UnavailableError } from "../shared/errors.ts"
 import type { Frame } from "../shared/protocol/frames.ts"
 import type {
   HeartbeatReply,
@@ -38,12 +37,8 @@ export class TransportUnavailableError extends UnavailableError {
   readonly retryable = true
 }
 
-/** A coordinator reply that does not have the shape the protocol says: a version mismatch or a bug, not a fault to retry at once. */
-export class ProtocolError extends DffmpegError {
-  constructor(message: string, details?: unknown) {
-    super(message, "E_PROTOCOL", 502, ExitCode.FAILURE, details)
-  }
-}
+/** A coordinator reply that does not have the shape the protocol says (shared/errors.ts has the one definition). */
+export { ProtocolError }
 
 /** True when the error says that trying the same call again may succeed. */
 export const retryable = (err: unknown): boolean => err instanceof TransportUnavailableError

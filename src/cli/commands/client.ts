@@ -1,14 +1,23 @@
 import { defineCommand } from "citty"
 import { UsageError } from "../../shared/errors.ts"
-import { describe } from "../../proxy/index.ts"
-import { PROXY_FAILURE } from "../../shared/exit-codes.ts"
+import { asProxy } from "../../shared/error-exit.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
-import { isUlid } from "../../shared/ids.ts"
 import type { ApiClient } from "../../shared/http/client.ts"
 import { listJobPages } from "../../shared/http/pages.ts"
 import { isTerminal, type Job, type JobStatus } from "../../shared/protocol/schemas.ts"
-import { intervalArg, jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../args.ts"
-import { exitWith, rejectUnknownFlags } from "../run.ts"
+import {
+  intervalArg,
+  jobId,
+  jobVerb,
+  limitArg,
+  limitHelp,
+  sinceArg,
+  sinceHelp,
+  statusArg,
+  statusHelp,
+} from "../args.ts"
+import { verb } from "../command.ts"
+import { exitWith } from "../run.ts"
 import { ACTIVE, jobDetail, jobsTable, loadTable, type WorkerView } from "../views.ts"
 import { watch, type Frame } from "../watch.ts"
 
@@ -58,6 +67,12 @@ export function parseSubmit(raw: string[]): {
   return { config, binary, args: raw.slice(i), detach, retries, json }
 }
 
+const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
+/** The caller's core, loaded only by the commands that use it. */
+const session = () => import("../../client/session.ts")
+/** The client config (`--config` or the search) and its signed API client. */
+const open = async (config?: string) => (await session()).openClient(config, warn)
+
 const submit = defineCommand({
   meta: {
     name: "submit",
@@ -77,35 +92,19 @@ const submit = defineCommand({
   },
   async run({ rawArgs }) {
     const opts = parseSubmit(rawArgs)
-    const { runAttached, submitDetached } = await import("../../client/session.ts")
-    const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
-    try {
-      if (opts.detach) {
-        const job = await submitDetached({
-          binary: opts.binary,
-          args: opts.args,
-          configPath: opts.config,
-          explainYaml,
-          warn,
-          retries: opts.retries,
-        })
-        process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
+    const { runAttached, submitDetached } = await session()
+    const common = { binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn }
+    if (opts.detach) {
+      let job: Job | undefined
+      const failed = await asProxy(async () => {
+        job = await submitDetached({ ...common, retries: opts.retries })
         return 0
-      }
-      return exitWith(
-        await runAttached({
-          binary: opts.binary,
-          args: opts.args,
-          configPath: opts.config,
-          explainYaml,
-          warn,
-          status: !!process.stderr.isTTY,
-        }),
-      )
-    } catch (err) {
-      process.stderr.write(`dffmpeg: ${describe(err)}\n`)
-      return exitWith(PROXY_FAILURE)
+      })
+      // A refusal ends as the proxy's do; a printed id is a command's output (exit 7 if it cannot be written).
+      if (!job) return exitWith(failed)
+      return void process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
     }
+    return exitWith(await asProxy(() => runAttached({ ...common, status: !!process.stderr.isTTY })))
   },
 })
 
@@ -114,43 +113,27 @@ const idArgs = {
   config: { type: "string", description: "client YAML config" },
 } as const
 
-const attach = defineCommand({
-  meta: {
-    name: "attach",
-    description:
-      "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code",
+const attach = jobVerb(
+  "attach",
+  "Follow a job from the start of its output, as if it had been submitted here; exits with its exit code",
+  idArgs,
+  async (id, args) => {
+    const { attach } = await session()
+    return exitWith(await asProxy(() => attach({ id, configPath: args.config, status: !!process.stderr.isTTY })))
   },
-  args: idArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(idArgs, rawArgs)
-    if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
-    const { attach } = await import("../../client/session.ts")
-    try {
-      return exitWith(await attach(args.id, args.config, undefined, !!process.stderr.isTTY))
-    } catch (err) {
-      process.stderr.write(`dffmpeg: ${describe(err)}\n`)
-      return exitWith(PROXY_FAILURE)
-    }
-  },
-})
+)
 
-const cancel = defineCommand({
-  meta: {
-    name: "cancel",
-    description: "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)",
-  },
-  args: idArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(idArgs, rawArgs)
-    if (!isUlid(args.id)) throw new UsageError("job ids are ULIDs (26 characters)")
-    const { openClient } = await import("../../client/session.ts")
-    const { api } = await openClient(args.config, (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`))
-    const job = await api.json<Job>("POST", `/api/v1/jobs/${args.id}/cancel`)
+const cancel = jobVerb(
+  "cancel",
+  "Cancel one of your jobs (its remote process gets q, then SIGTERM, then SIGKILL)",
+  idArgs,
+  async (id, args) => {
+    const { api } = await open(args.config)
+    const job = await api.json<Job>("POST", `/api/v1/jobs/${id}/cancel`)
     process.stdout.write(`${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)
   },
-})
+)
 
-const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
 const configArg = { config: { type: "string", description: "client YAML config" } } as const
 const jsonArg = { json: { type: "boolean", description: "print JSON" } } as const
 
@@ -199,22 +182,17 @@ const statusArgs = {
   ...configArg,
 } as const
 
-const status = defineCommand({
-  meta: {
-    name: "status",
-    description:
-      "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs",
-  },
-  args: statusArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(statusArgs, rawArgs)
+const status = verb(
+  "status",
+  "Show one of your jobs (status, worker, progress, exit, error); with -w a live view of your active and recent jobs",
+  statusArgs,
+  async (args) => {
     const id = args.id === undefined ? undefined : jobId(args.id)
     if (args.interval !== undefined && !args.watch) throw new UsageError("--interval needs --watch")
     const intervalMs = intervalArg(args.interval)
     if (!args.watch && id === undefined)
       throw new UsageError("give a job id, or --watch for a live view of all your jobs")
-    const { openClient } = await import("../../client/session.ts")
-    const { api, config } = await openClient(args.config, warn)
+    const { api, config } = await open(args.config)
     const one = async (signal?: AbortSignal) => api.json<Job>("GET", `/api/v1/jobs/${id}`, { signal })
     if (!args.watch) {
       const job = await one()
@@ -232,47 +210,35 @@ const status = defineCommand({
     }
     await watch({ intervalMs, tty: !!process.stdout.isTTY, json: !!args.json, read })
   },
-})
+)
 
 const jobsArgs = {
   status: { type: "string", description: statusHelp },
   since: { type: "string", description: sinceHelp },
-  limit: { type: "string", description: "at most this many, newest first (1-1000, default 50)" },
+  limit: { type: "string", description: limitHelp },
   ...jsonArg,
   ...configArg,
 } as const
 
-const jobs = defineCommand({
-  meta: { name: "jobs", description: "List your jobs, newest first, with the progress of running ones" },
-  args: jobsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(jobsArgs, rawArgs)
-    const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
-    const { openClient } = await import("../../client/session.ts")
-    const { api } = await openClient(args.config, warn)
-    const { limit, ...rest } = query
-    const list = await listJobPages(api, rest, limit)
-    process.stdout.write(
-      args.json
-        ? JSON.stringify(list) + "\n"
-        : list.length
-          ? jobsTable(list, Date.now(), { created: "age" })
-          : "no jobs\n",
-    )
-  },
+const jobs = verb("jobs", "List your jobs, newest first, with the progress of running ones", jobsArgs, async (args) => {
+  const query = { status: statusArg(args.status), since: sinceArg(args.since), limit: limitArg(args.limit, 50) }
+  const { api } = await open(args.config)
+  const { limit, ...rest } = query
+  const list = await listJobPages(api, rest, limit)
+  process.stdout.write(
+    args.json
+      ? JSON.stringify(list) + "\n"
+      : list.length
+        ? jobsTable(list, Date.now(), { created: "age" })
+        : "no jobs\n",
+  )
 })
 
 const workersArgs = { ...jsonArg, ...configArg } as const
-const workers = defineCommand({
-  meta: { name: "workers", description: "Show the cluster's workers and how busy they are" },
-  args: workersArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(workersArgs, rawArgs)
-    const { openClient } = await import("../../client/session.ts")
-    const { api } = await openClient(args.config, warn)
-    const list = await api.json<WorkerView[]>("GET", "/api/v1/workers")
-    process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? loadTable(list) : "no workers\n")
-  },
+const workers = verb("workers", "Show the cluster's workers and how busy they are", workersArgs, async (args) => {
+  const { api } = await open(args.config)
+  const list = await api.json<WorkerView[]>("GET", "/api/v1/workers")
+  process.stdout.write(args.json ? JSON.stringify(list) + "\n" : list.length ? loadTable(list) : "no workers\n")
 })
 
 export default defineCommand({

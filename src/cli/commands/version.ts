@@ -1,9 +1,4 @@
-import { defineCommand } from "citty"
+import { verb } from "../command.ts"
 import { VERSION } from "../../shared/version.ts"
 
-export default defineCommand({
-  meta: { name: "version", description: "Print the version" },
-  run() {
-    process.stdout.write(`dffmpeg ${VERSION}\n`)
-  },
-})
+export default verb("version", "Print the version", {}, () => void process.stdout.write(`dffmpeg ${VERSION}\n`))

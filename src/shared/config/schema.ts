@@ -1,6 +1,7 @@
 import * as v from "valibot"
 import { availableParallelism } from "node:os"
 import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
+import { VAR_NAME } from "../paths/vars.ts"
 
 /** Config schemas. Key names follow the reference implementation where the concept is the same. */
 
@@ -9,10 +10,7 @@ const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "inf
 const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
 const VarName = v.pipe(
   v.string(),
-  v.regex(
-    /^[A-Za-z_][A-Za-z0-9_]{0,63}$/,
-    "path variable names are a letter or '_' followed by letters, digits or '_'",
-  ),
+  v.regex(VAR_NAME, "path variable names are a letter or '_' followed by letters, digits or '_'"),
 )
 const AbsPath = v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))
 const CidrList = (fallback: string[]) =>

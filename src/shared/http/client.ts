@@ -1,7 +1,15 @@
 import { HEADER, decodeKey, signRequest, sha256Hex } from "../auth/hmac.ts"
 import { RESPONSE_HEADER, STREAMED, StreamVerifier, bytesEqual, responseMac, verifiedStream } from "../auth/response.ts"
 import { escapeControls } from "../text.ts"
-import { AuthError, ConfigError, DffmpegError, TrustError, UnavailableError, fromErrorBody } from "../errors.ts"
+import {
+  AuthError,
+  ConfigError,
+  DffmpegError,
+  ProtocolError,
+  TrustError,
+  UnavailableError,
+  fromErrorBody,
+} from "../errors.ts"
 
 export interface ApiClient {
   readonly url: string
@@ -245,7 +253,7 @@ export async function readJson(res: Response): Promise<unknown> {
   try {
     body = text ? JSON.parse(text) : undefined
   } catch {
-    if (res.ok) throw new DffmpegError(`coordinator sent invalid JSON (HTTP ${res.status})`, "E_PROTOCOL", 502, 1)
+    if (res.ok) throw new ProtocolError(`coordinator sent invalid JSON (HTTP ${res.status})`)
   }
   if (!res.ok) throw fromErrorBody(res.status, body)
   return body

@@ -1,6 +1,7 @@
 import { existsSync, realpathSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../errors.ts"
+import { VAR_NAME, escapeDollar, isVarRef, parseVarRef, splitPrefix, unescapeDollar } from "./vars.ts"
 
 /** Maps a client's local absolute paths in argv to `$Var/rest` path variables. */
 export interface ClientMapper {
@@ -16,9 +17,6 @@ export interface WorkerMapper {
   isPassthrough(abs: string): boolean
 }
 
-const FILE_PREFIX = "file:"
-const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const VAR_REF = /^\$([A-Za-z_][A-Za-z0-9_]*)(\/.*)?$/s
 const DEFAULT_PASSTHROUGH = ["/dev/null"]
 
 interface Root {
@@ -54,11 +52,6 @@ export function isInside(p: string, root: string): boolean {
 function restOf(p: string, root: string): string {
   if (root === "/") return p === "/" ? "" : p
   return p.slice(root.length)
-}
-
-function splitPrefix(arg: string): { prefix: string; value: string } {
-  if (arg.startsWith(FILE_PREFIX)) return { prefix: FILE_PREFIX, value: arg.slice(FILE_PREFIX.length) }
-  return { prefix: "", value: arg }
 }
 
 function checkNames(paths: Record<string, string>, role: string): void {
@@ -131,7 +124,7 @@ export function createClientMapper(opts: {
         }
         const { prefix, value } = splitPrefix(arg)
         // A literal leading "$" would read as a path variable on the worker.
-        if (value.startsWith("$")) return `${prefix}$${value}`
+        if (value.startsWith("$")) return prefix + escapeDollar(value)
         if (!value.startsWith("/")) return arg
         if (isPassthrough(value)) return arg
         const hit = toVar(value)
@@ -171,14 +164,13 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
   const passthrough = passthroughSet(opts.passthrough)
 
   const resolveVar = (value: string, jobPaths: Set<string>, where: string): string => {
-    const m = VAR_REF.exec(value)
-    if (!m) {
+    const ref = parseVarRef(value)
+    if (!ref) {
       throw new InvalidError(
         `${where} starts with "$" but is not a path variable ($Var or $Var/rest); escape a literal "$" as "$$"`,
       )
     }
-    const name = m[1]
-    const rest = m[2] ?? ""
+    const { name, rest } = ref
     if (!jobPaths.has(name)) {
       throw new InvalidError(
         `path variable $${name} in ${where} is not declared by the job; list it in the job's paths`,
@@ -221,14 +213,14 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
       const out = args.map((arg, i) => {
         const where = `argument ${i + 1}`
         const { prefix, value } = splitPrefix(arg)
-        if (value.startsWith("$$")) return prefix + value.slice(1)
-        if (value.startsWith("$")) return prefix + resolveVar(value, declared, where)
+        if (isVarRef(value)) return prefix + resolveVar(value, declared, where)
+        if (value.startsWith("$$")) return prefix + unescapeDollar(value)
         if (!value.startsWith("/")) return arg
         if (isPassthrough(value)) return arg
         throw new InvalidError(`absolute path ${value} in ${where} is not allowed on this worker (use a path variable)`)
       })
       if (cwd === null) return { args: out, cwd: null }
-      if (!cwd.startsWith("$") || cwd.startsWith("$$")) {
+      if (!isVarRef(cwd)) {
         throw new InvalidError(
           `working directory ${cwd} is not a path variable; the client must send $Var or $Var/rest`,
         )

@@ -1,5 +1,6 @@
 import * as v from "valibot"
 import { isUlid } from "../ids.ts"
+import { VAR_NAME } from "../paths/vars.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
 
@@ -18,7 +19,7 @@ const Name = v.pipe(
 /** Path variable names as used in `$Var/...`. */
 export const VarName = v.pipe(
   v.string(),
-  v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a letter or '_' followed by letters, digits or '_'"),
+  v.regex(VAR_NAME, "must be a letter or '_' followed by letters, digits or '_'"),
 )
 
 // Linux itself refuses arguments over 128 KiB (MAX_ARG_STRLEN), so anything a shell can pass is accepted.

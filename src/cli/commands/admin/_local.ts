@@ -1,5 +1,7 @@
 import { generateKey } from "../../../shared/auth/hmac.ts"
 import { NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { followOutput } from "../../../shared/follow.ts"
+import { pause } from "../../../shared/pause.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
 import { DEFAULT_TAIL_BYTES, tailChunks, tailOf } from "../../../shared/tail.ts"
 import { cancelJob } from "../../../coordinator/jobs.ts"
@@ -78,23 +80,13 @@ export function localBackend(
     output: (id, after) => store.readOutput(id, after, PAGE),
 
     async follow(id, after, onRow, signal) {
-      let cursor = after
-      while (!signal.aborted) {
-        const rows = await store.readOutput(id, cursor, PAGE)
-        for (const r of rows) {
-          if (signal.aborted) return
-          await onRow(r)
-          cursor = r.pos
-        }
-        if (rows.length) continue
-        const cur = await job(id)
-        // The end and the last bytes are committed together: one more read after it drains everything.
-        if (isTerminal(cur.status)) {
-          if ((await store.readOutput(id, cursor, 1)).length) continue
-          return
-        }
-        await Bun.sleep(POLL_MS)
-      }
+      await followOutput({
+        after,
+        read: (cursor, limit) => store.readOutput(id, cursor, limit ?? PAGE),
+        onRow,
+        live: { state: () => job(id), ended: (j) => isTerminal(j.status), wait: (s) => pause(POLL_MS, s) },
+        signal,
+      })
     },
 
     // The coordinator's own cancel, by an administrator without an identity (no key is needed here).

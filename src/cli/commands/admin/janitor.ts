@@ -1,9 +1,6 @@
-import { defineCommand } from "citty"
 import type { JanitorReport } from "../../../coordinator/janitor.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { fields } from "../../table.ts"
-import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
-import { withBackend } from "./_backend.ts"
+import { adminVerb, jsonArg, modeArgs, noun } from "./_args.ts"
 
 const list = (xs: string[]) => (xs.length ? xs.join(", ") : null)
 
@@ -32,23 +29,11 @@ export function describeReport(r: JanitorReport): string {
 }
 
 const runArgs = { ...jsonArg, ...modeArgs } as const
-const run = defineCommand({
-  meta: {
-    name: "run",
-    description: "Run one janitor pass on the coordinator now and print what it did (remote mode only)",
-  },
-  args: runArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(runArgs, rawArgs)
-    const report = await withBackend(modeOf(args), (b) => b.janitor())
-    print(args.json, report, () => describeReport(report))
-  },
-})
+const run = adminVerb(
+  "run",
+  "Run one janitor pass on the coordinator now and print what it did (remote mode only)",
+  runArgs,
+  { input: () => undefined, call: (b) => b.janitor(), show: describeReport },
+)
 
-export default defineCommand({
-  meta: { name: "janitor", description: "Run the coordinator's janitor (expired leases, lost workers, retention)" },
-  // Accepted here too, so that `admin janitor --config F <verb>` finds the verb.
-  args: modeArgs,
-  setup: ({ args }) => remember(args),
-  subCommands: { run },
-})
+export default noun("janitor", "Run the coordinator's janitor (expired leases, lost workers, retention)", { run })

@@ -1,11 +1,10 @@
-import { defineCommand } from "citty"
 import { createSink } from "../../../client/output.ts"
+import { followOutput } from "../../../shared/follow.ts"
 import type { StreamRow } from "../../../store/types.ts"
-import { jobId, limitArg, sinceArg, sinceHelp, statusArg, statusHelp } from "../../args.ts"
+import { jobId, jobVerb, limitArg, limitHelp, sinceArg, sinceHelp, statusArg, statusHelp } from "../../args.ts"
 import { untilInterrupted } from "../../interrupt.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { jobDetail, jobsTable } from "../../views.ts"
-import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
+import { adminVerb, jsonArg, modeArgs, modeOf, noun } from "./_args.ts"
 import { withBackend, type JobQuery } from "./_backend.ts"
 
 /** Lines of stderr `jobs show` ends with. */
@@ -22,49 +21,42 @@ const lsArgs = {
     type: "string",
     description: "only jobs older than this job id (paging: pass the last id of the previous page)",
   },
-  limit: { type: "string", description: "at most this many, newest first (1-1000, default 50)" },
+  limit: { type: "string", description: limitHelp },
   ...jsonArg,
   ...modeArgs,
 } as const
 
-const ls = defineCommand({
-  meta: { name: "ls", description: "List jobs, newest first, with the progress of running ones" },
-  args: lsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(lsArgs, rawArgs)
-    const q: JobQuery = {
-      status: statusArg(args.status),
-      worker: args.worker,
-      requester: args.requester,
-      since: sinceArg(args.since),
-      before: args.before === undefined ? undefined : jobId(args.before),
-      limit: limitArg(args.limit, 50),
-    }
-    const jobs = await withBackend(modeOf(args), (b) => b.listJobs(q))
-    print(args.json, jobs, () => (jobs.length ? jobsTable(jobs, Date.now(), { requester: true }) : "no jobs\n"))
-  },
+const ls = adminVerb("ls", "List jobs, newest first, with the progress of running ones", lsArgs, {
+  input: (args): JobQuery => ({
+    status: statusArg(args.status),
+    worker: args.worker,
+    requester: args.requester,
+    since: sinceArg(args.since),
+    before: args.before === undefined ? undefined : jobId(args.before),
+    limit: limitArg(args.limit, 50),
+  }),
+  call: (b, q) => b.listJobs(q),
+  show: (jobs) => (jobs.length ? jobsTable(jobs, Date.now(), { requester: true }) : "no jobs\n"),
 })
 
 const showArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
-const show = defineCommand({
-  meta: {
-    name: "show",
-    description: `Show one job: arguments as submitted, outcome, times, progress, timeline and its last ${TAIL} stderr lines`,
-  },
-  args: showArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(showArgs, rawArgs)
-    const id = jobId(args.id)
-    const { job, events, stderr } = await withBackend(modeOf(args), async (b) => {
+const show = adminVerb(
+  "show",
+  `Show one job: arguments as submitted, outcome, times, progress, timeline and its last ${TAIL} stderr lines`,
+  showArgs,
+  {
+    input: (args) => jobId(args.id),
+    call: async (b, id) => {
       const job = await b.getJob(id)
       const [events, stderr] = await Promise.all([b.events(id), b.stderrTail(id, TAIL)])
       return { job, events, stderr }
-    })
-    print(args.json, { ...job, events, stderrTail: stderr.lines, stderrTailTruncated: stderr.truncated }, () =>
-      jobDetail(job, Date.now(), { events, stderr: stderr.lines, stderrCut: stderr.truncated }),
-    )
+    },
+    show: ({ job, events, stderr }) => ({
+      json: { ...job, events, stderrTail: stderr.lines, stderrTailTruncated: stderr.truncated },
+      text: jobDetail(job, Date.now(), { events, stderr: stderr.lines, stderrCut: stderr.truncated }),
+    }),
   },
-})
+)
 
 const logsArgs = {
   ...idArg,
@@ -76,16 +68,11 @@ const logsArgs = {
   ...modeArgs,
 } as const
 
-const logs = defineCommand({
-  meta: {
-    name: "logs",
-    description:
-      "Write a job's stderr to stdout, byte for byte (--stdout: both streams, each to its own); -f follows it until it ends",
-  },
-  args: logsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(logsArgs, rawArgs)
-    const id = jobId(args.id)
+const logs = jobVerb(
+  "logs",
+  "Write a job's stderr to stdout, byte for byte (--stdout: both streams, each to its own); -f follows it until it ends",
+  logsArgs,
+  async (id, args) => {
     const out = createSink(process.stdout)
     const err = createSink(process.stderr)
     await withBackend(modeOf(args), async (b) => {
@@ -100,39 +87,22 @@ const logs = defineCommand({
           if (out.broken) ac.abort()
         }
         if (args.follow) return b.follow(id, 0, write, signal)
-        for (let after = 0; !signal.aborted; ) {
-          const rows = await b.output(id, after)
-          if (!rows.length) return
-          for (const r of rows) {
-            await write(r)
-            after = r.pos
-          }
-        }
+        await followOutput({ after: 0, read: (after) => b.output(id, after), onRow: write, signal })
       })
     })
   },
-})
+)
 
 const cancelArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
-const cancel = defineCommand({
-  meta: {
-    name: "cancel",
-    description:
-      "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)",
+const cancel = adminVerb(
+  "cancel",
+  "Cancel a job: at once if it has not started, otherwise its worker stops the process (q, SIGTERM, SIGKILL)",
+  cancelArgs,
+  {
+    input: (args) => jobId(args.id),
+    call: (b, id) => b.cancelJob(id),
+    show: (job) => `${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`,
   },
-  args: cancelArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(cancelArgs, rawArgs)
-    const id = jobId(args.id)
-    const job = await withBackend(modeOf(args), (b) => b.cancelJob(id))
-    print(args.json, job, () => `${job.id} ${job.status === "canceled" ? "canceled" : "canceling"}\n`)
-  },
-})
+)
 
-export default defineCommand({
-  meta: { name: "jobs", description: "Inspect, follow and cancel jobs" },
-  // Accepted here too, so that `admin jobs --config F <verb>` finds the verb.
-  args: modeArgs,
-  setup: ({ args }) => remember(args),
-  subCommands: { ls, show, logs, cancel },
-})
+export default noun("jobs", "Inspect, follow and cancel jobs", { ls, show, logs, cancel })

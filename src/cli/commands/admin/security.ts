@@ -1,12 +1,11 @@
 import { closeSync, existsSync, openSync, unlinkSync, writeSync } from "node:fs"
-import { defineCommand } from "citty"
+import { verb } from "../../command.ts"
 import { newSecret } from "../../../shared/auth/keyring.ts"
 import { pendingNext, writeNext, type FileKeyring } from "../../../shared/auth/secret-file.ts"
 import { findConfig, searchPaths } from "../../../shared/config/load.ts"
 import { ConfigError, ConflictError, UsageError } from "../../../shared/errors.ts"
 import type { Store } from "../../../store/index.ts"
-import { rejectUnknownFlags } from "../../run.ts"
-import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
+import { jsonArg, modeArgs, modeOf, noun, print } from "./_args.ts"
 import { chooseMode } from "./_backend.ts"
 import { openStore } from "./_store.ts"
 
@@ -64,15 +63,11 @@ export async function rotateSecret(store: Store, keys: FileKeyring, file: string
 }
 
 const rotateArgs = { ...jsonArg, ...modeArgs } as const
-const rotate = defineCommand({
-  meta: {
-    name: "rotate-secret",
-    description:
-      "Generate a new coordinator secret and re-encrypt every stored key under it (on the coordinator host, with its config; safe while it runs)",
-  },
-  args: rotateArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(rotateArgs, rawArgs)
+const rotate = verb(
+  "rotate-secret",
+  "Generate a new coordinator secret and re-encrypt every stored key under it (on the coordinator host, with its config; safe while it runs)",
+  rotateArgs,
+  async (args) => {
     const mode = chooseMode(modeOf(args))
     if (mode.kind === "remote")
       throw new UsageError(
@@ -97,11 +92,8 @@ const rotate = defineCommand({
       await store.close()
     }
   },
-})
+)
 
-export default defineCommand({
-  meta: { name: "security", description: "Coordinator secret and keys at rest (on the coordinator host)" },
-  args: modeArgs,
-  setup: ({ args }) => remember(args),
-  subCommands: { "rotate-secret": rotate },
+export default noun("security", "Coordinator secret and keys at rest (on the coordinator host)", {
+  "rotate-secret": rotate,
 })

@@ -1,14 +1,10 @@
-import { defineCommand } from "citty"
 import * as v from "valibot"
-import { UsageError } from "../../../shared/errors.ts"
+import { LocalIoError, UsageError } from "../../../shared/errors.ts"
 import { isName } from "../../../shared/ids.ts"
 import { Role } from "../../../shared/protocol/schemas.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { fields, table, time } from "../../table.ts"
-import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
-import { withBackend } from "./_backend.ts"
+import { adminVerb, jsonArg, modeArgs, noun } from "./_args.ts"
 import { writeFileAtomic } from "../../../shared/auth/secret-file.ts"
-import { DffmpegError } from "../../../shared/errors.ts"
 
 const nameArg = {
   name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true },
@@ -39,11 +35,8 @@ function keyFile(path: string | undefined, name: string, key: string): string | 
   try {
     writeFileAtomic(path, key + "\n", 0o600)
   } catch (err) {
-    throw new DffmpegError(
+    throw new LocalIoError(
       `the key of ${name} was made but could not be written to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run rotate-key with another --key-file`,
-      "E_IO",
-      500,
-      1,
     )
   }
   return `wrote the key of ${name} to ${path} (mode 0600)\n`
@@ -56,96 +49,75 @@ const addArgs = {
   ...jsonArg,
   ...modeArgs,
 } as const
-const add = defineCommand({
-  meta: {
-    name: "add",
-    description: "Create a user and print its new key (only the key, on stdout; with --json {user, key})",
+const add = adminVerb(
+  "add",
+  "Create a user and print its new key (only the key, on stdout; with --json {user, key})",
+  addArgs,
+  {
+    input: (args) => {
+      const name = userName(args.name)
+      if (!v.is(Role, args.role)) throw new UsageError(`--role must be one of ${Role.options.join(", ")}`)
+      return { name, role: args.role as Role, file: args["key-file"] }
+    },
+    call: (b, i) => b.addUser(i.name, i.role),
+    show: (created, i) => {
+      const wrote = keyFile(i.file, i.name, created.key)
+      return wrote ? { json: { user: created.user, keyFile: i.file }, text: wrote } : created.key + "\n"
+    },
   },
-  args: addArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(addArgs, rawArgs)
-    const name = userName(args.name)
-    if (!v.is(Role, args.role)) throw new UsageError(`--role must be one of ${Role.options.join(", ")}`)
-    const created = await withBackend(modeOf(args), (b) => b.addUser(name, args.role as Role))
-    const wrote = keyFile(args["key-file"], name, created.key)
-    if (wrote) return print(args.json, { user: created.user, keyFile: args["key-file"] }, () => wrote)
-    print(args.json, created, () => created.key + "\n")
-  },
-})
+)
 
 const lsArgs = { ...jsonArg, ...modeArgs } as const
-const ls = defineCommand({
-  meta: { name: "ls", description: "List users (never their keys)" },
-  args: lsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(lsArgs, rawArgs)
-    const users = await withBackend(modeOf(args), (b) => b.listUsers())
-    print(args.json, users, () =>
-      users.length
-        ? table(
-            ["NAME", "ROLE", "CREATED"],
-            users.map((u) => [u.name, u.role, time(u.createdAt)]),
-          )
-        : "no users\n",
-    )
-  },
+const ls = adminVerb("ls", "List users (never their keys)", lsArgs, {
+  input: () => undefined,
+  call: (b) => b.listUsers(),
+  show: (users) =>
+    users.length
+      ? table(
+          ["NAME", "ROLE", "CREATED"],
+          users.map((u) => [u.name, u.role, time(u.createdAt)]),
+        )
+      : "no users\n",
 })
 
 const oneArgs = { ...nameArg, ...jsonArg, ...modeArgs } as const
 const rotateArgs = { ...nameArg, ...keyFileArg, ...jsonArg, ...modeArgs } as const
+const byName = (args: { name: string }) => userName(args.name)
 
-const show = defineCommand({
-  meta: { name: "show", description: "Show one user (never its key)" },
-  args: oneArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
-    const name = userName(args.name)
-    const user = await withBackend(modeOf(args), (b) => b.getUser(name))
-    print(args.json, user, () =>
-      fields([
-        ["name", user.name],
-        ["role", user.role],
-        ["created", time(user.createdAt)],
-      ]),
-    )
-  },
+const show = adminVerb("show", "Show one user (never its key)", oneArgs, {
+  input: byName,
+  call: (b, name) => b.getUser(name),
+  show: (user) =>
+    fields([
+      ["name", user.name],
+      ["role", user.role],
+      ["created", time(user.createdAt)],
+    ]),
 })
 
-const rm = defineCommand({
-  meta: {
-    name: "rm",
-    description: "Delete a user; its key stops working at once (remote mode refuses your own identity)",
+const rm = adminVerb(
+  "rm",
+  "Delete a user; its key stops working at once (remote mode refuses your own identity)",
+  oneArgs,
+  {
+    input: byName,
+    call: (b, name) => b.removeUser(name),
+    show: (user) => `removed user ${user.name} (${user.role})\n`,
   },
-  args: oneArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
-    const name = userName(args.name)
-    const user = await withBackend(modeOf(args), (b) => b.removeUser(name))
-    print(args.json, user, () => `removed user ${user.name} (${user.role})\n`)
-  },
-})
+)
 
-const rotate = defineCommand({
-  meta: {
-    name: "rotate-key",
-    description:
-      "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on",
+const rotate = adminVerb(
+  "rotate-key",
+  "Give a user a new key and print it (only the key; with --json {name, key}); the old key is refused from now on",
+  rotateArgs,
+  {
+    input: (args) => ({ name: userName(args.name), file: args["key-file"] }),
+    call: (b, i) => b.rotateKey(i.name),
+    show: (key, { name, file }) => {
+      const wrote = keyFile(file, name, key)
+      return wrote ? { json: { name, keyFile: file }, text: wrote } : { json: { name, key }, text: key + "\n" }
+    },
   },
-  args: rotateArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(rotateArgs, rawArgs)
-    const name = userName(args.name)
-    const key = await withBackend(modeOf(args), (b) => b.rotateKey(name))
-    const wrote = keyFile(args["key-file"], name, key)
-    if (wrote) return print(args.json, { name, keyFile: args["key-file"] }, () => wrote)
-    print(args.json, { name, key }, () => key + "\n")
-  },
-})
+)
 
-export default defineCommand({
-  meta: { name: "users", description: "Manage users (identities and their keys)" },
-  // Accepted here too, so that `admin users --config F <verb>` finds the verb.
-  args: modeArgs,
-  setup: ({ args }) => remember(args),
-  subCommands: { add, ls, show, rm, "rotate-key": rotate },
-})
+export default noun("users", "Manage users (identities and their keys)", { add, ls, show, rm, "rotate-key": rotate })

@@ -1,10 +1,7 @@
-import { defineCommand } from "citty"
 import { UsageError } from "../../../shared/errors.ts"
 import { isName } from "../../../shared/ids.ts"
-import { rejectUnknownFlags } from "../../run.ts"
 import { workerDetail, workersTable, workerState, type WorkerView } from "../../views.ts"
-import { jsonArg, modeArgs, modeOf, print, remember } from "./_args.ts"
-import { withBackend } from "./_backend.ts"
+import { adminVerb, jsonArg, modeArgs, noun } from "./_args.ts"
 
 const idArg = { id: { type: "positional", description: "worker id (its client_id)", required: true } } as const
 
@@ -14,37 +11,29 @@ function workerId(id: string): string {
 }
 
 const lsArgs = { ...jsonArg, ...modeArgs } as const
-const ls = defineCommand({
-  meta: {
-    name: "ls",
-    description:
-      'List workers: state (an admin drain shows as "draining (admin)"), load/slots, binaries, paths, version, last seen',
+const ls = adminVerb(
+  "ls",
+  'List workers: state (an admin drain shows as "draining (admin)"), load/slots, binaries, paths, version, last seen',
+  lsArgs,
+  {
+    input: () => undefined,
+    call: (b) => b.listWorkers(),
+    show: (workers) => (workers.length ? workersTable(workers, Date.now()) : "no workers\n"),
   },
-  args: lsArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(lsArgs, rawArgs)
-    const workers = await withBackend(modeOf(args), (b) => b.listWorkers())
-    print(args.json, workers, () => (workers.length ? workersTable(workers, Date.now()) : "no workers\n"))
-  },
-})
+)
 
 const oneArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
-const show = defineCommand({
-  meta: { name: "show", description: "Show one worker and the jobs assigned to or running on it" },
-  args: oneArgs,
-  async run({ args, rawArgs }) {
-    rejectUnknownFlags(oneArgs, rawArgs)
-    const id = workerId(args.id)
-    const { worker, jobs } = await withBackend(modeOf(args), async (b) => {
-      const worker = await b.getWorker(id)
-      const [running, assigned] = await Promise.all([
-        b.listJobs({ worker: id, status: "running", limit: 1000 }),
-        b.listJobs({ worker: id, status: "assigned", limit: 1000 }),
-      ])
-      return { worker, jobs: [...running, ...assigned].sort((a, b) => (a.id < b.id ? 1 : -1)) }
-    })
-    print(args.json, { ...worker, jobs }, () => workerDetail(worker, jobs, Date.now()))
+const show = adminVerb("show", "Show one worker and the jobs assigned to or running on it", oneArgs, {
+  input: (args) => workerId(args.id),
+  call: async (b, id) => {
+    const worker = await b.getWorker(id)
+    const [running, assigned] = await Promise.all([
+      b.listJobs({ worker: id, status: "running", limit: 1000 }),
+      b.listJobs({ worker: id, status: "assigned", limit: 1000 }),
+    ])
+    return { worker, jobs: [...running, ...assigned].sort((a, b) => (a.id < b.id ? 1 : -1)) }
   },
+  show: ({ worker, jobs }) => ({ json: { ...worker, jobs }, text: workerDetail(worker, jobs, Date.now()) }),
 })
 
 /** What a drain or undrain did, in words: it depends on whether the worker is serving right now. */
@@ -59,29 +48,22 @@ function drained(w: WorkerView, on: boolean, local: boolean): string {
 }
 
 const drainCmd = (on: boolean) =>
-  defineCommand({
-    meta: {
-      name: on ? "drain" : "undrain",
-      description: on
-        ? "Drain a worker: it keeps its running jobs and gets no new ones, across its re-registrations and restarts, until undrained"
-        : "Undrain a worker: it gets new jobs again",
+  adminVerb(
+    on ? "drain" : "undrain",
+    on
+      ? "Drain a worker: it keeps its running jobs and gets no new ones, across its re-registrations and restarts, until undrained"
+      : "Undrain a worker: it gets new jobs again",
+    oneArgs,
+    {
+      input: (args) => workerId(args.id),
+      call: (b, id) => b.setDrain(id, on),
+      show: (worker, _, local) => drained(worker, on, local),
     },
-    args: oneArgs,
-    async run({ args, rawArgs }) {
-      rejectUnknownFlags(oneArgs, rawArgs)
-      const id = workerId(args.id)
-      const { worker, local } = await withBackend(modeOf(args), async (b) => ({
-        worker: await b.setDrain(id, on),
-        local: b.mode === "local",
-      }))
-      print(args.json, worker, () => drained(worker, on, local))
-    },
-  })
+  )
 
-export default defineCommand({
-  meta: { name: "workers", description: "Inspect and drain workers" },
-  // Accepted here too, so that `admin workers --config F <verb>` finds the verb.
-  args: modeArgs,
-  setup: ({ args }) => remember(args),
-  subCommands: { ls, show, drain: drainCmd(true), undrain: drainCmd(false) },
+export default noun("workers", "Inspect and drain workers", {
+  ls,
+  show,
+  drain: drainCmd(true),
+  undrain: drainCmd(false),
 })

@@ -3,6 +3,8 @@ import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } 
 import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
+import { varOf } from "../../../shared/paths/vars.ts"
+import { followOutput } from "../../../shared/follow.ts"
 import {
   FRAMES_MEDIA_TYPE,
   Kind,
@@ -25,14 +27,6 @@ import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
-
-/** `$Var` at the start of an argument (after an optional `file:`), not the `$$` escape of a literal `$`. */
-function varOf(arg: string): string | undefined {
-  const s = arg.startsWith("file:") ? arg.slice(5) : arg
-  if (!s.startsWith("$") || s.startsWith("$$")) return undefined
-  const end = s.indexOf("/")
-  return s.slice(1, end === -1 ? undefined : end)
-}
 
 /** Arguments a job stream re-reads with the job's state: none are needed, the summary is the smallest read. */
 const STATE_ONLY = { argsChars: 2 }
@@ -136,18 +130,20 @@ export function jobRoutes(deps: Deps) {
     let seen = now()
     if (caller) await store.touchClient(job.id, seen)
     let cursor = after
-    while (!signal.aborted) {
-      const rows = await store.readOutput(job.id, cursor, PAGE)
-      for (const r of rows) {
+    const { ended } = await followOutput({
+      after,
+      read: (from, limit) => store.readOutput(job.id, from, limit ?? PAGE),
+      onRow: async (r) => {
         await write(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
         cursor = r.pos
-      }
-      if (rows.length) continue
-      const cur = await store.getJobSummary(job.id, STATE_ONLY)
-      if (!cur) return
-      if (watch && !isTerminal(cur.status)) {
-        const key = `${cur.status}|${cur.workerId}|${cur.cancelRequestedAt}|${cur.progress?.at}`
-        if (key !== shown) {
+      },
+      live: {
+        state: async () => (await store.getJobSummary(job.id, STATE_ONLY)) ?? undefined,
+        ended: (cur) => isTerminal(cur.status),
+        idle: async (cur) => {
+          if (!watch) return
+          const key = `${cur.status}|${cur.workerId}|${cur.cancelRequestedAt}|${cur.progress?.at}`
+          if (key === shown) return
           shown = key
           const canceling = cur.cancelRequestedAt !== null
           await write(
@@ -158,21 +154,25 @@ export function jobRoutes(deps: Deps) {
               progress: cur.progress,
             }),
           )
-        }
-      }
-      if (isTerminal(cur.status)) {
-        // The end and the last bytes are committed together, so one more read drains everything.
-        if ((await store.readOutput(job.id, cursor, 1)).length) continue
-        const outcome: Outcome = { status: cur.status, code: cur.exitCode, signal: cur.exitSignal, error: cur.error }
-        await write(encodeJsonFrame(Kind.exit, cursor, outcome))
-        return
-      }
-      const before = now()
-      await hub.wait(topic.output(job.id), KEEPALIVE_MS, signal)
-      // Woken by the timer rather than by new output: tell the client the stream is alive.
-      if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
-      if (caller && !signal.aborted && now() - seen >= KEEPALIVE_MS) await store.touchClient(job.id, (seen = now()))
+        },
+        wait: async () => {
+          const before = now()
+          await hub.wait(topic.output(job.id), KEEPALIVE_MS, signal)
+          // Woken by the timer rather than by new output: tell the client the stream is alive.
+          if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
+          if (caller && !signal.aborted && now() - seen >= KEEPALIVE_MS) await store.touchClient(job.id, (seen = now()))
+        },
+      },
+      signal,
+    })
+    if (!ended) return
+    const outcome: Outcome = {
+      status: ended.status,
+      code: ended.exitCode,
+      signal: ended.exitSignal,
+      error: ended.error,
     }
+    await write(encodeJsonFrame(Kind.exit, cursor, outcome))
   }
 
   app.post("/", async (c) => {

@@ -1,0 +1,271 @@
+import { describe, expect, test } from "bun:test"
+import { EventEmitter } from "node:events"
+import { AuthError, JobFailedError, OutputLostError } from "../shared/errors.ts"
+import { readJson, type ApiClient, type RequestOpts } from "../shared/http/client.ts"
+import { Kind, decodeFrames, encodeFrame, encodeJsonFrame, type Frame } from "../shared/protocol/frames.ts"
+import type { Outcome } from "../shared/protocol/schemas.ts"
+import { attach, runAttached, type Client, type SessionIo } from "./session.ts"
+
+const JOB = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+const enc = new TextEncoder()
+const text = (chunks: Uint8Array[]) => new TextDecoder().decode(Buffer.concat(chunks))
+
+/** A job stream the test writes frames into, as the coordinator would. */
+function channel() {
+  let ctrl!: ReadableStreamDefaultController<Uint8Array>
+  const stream = new ReadableStream<Uint8Array>({ start: (c) => void (ctrl = c) })
+  return {
+    stream,
+    push: (...frames: Uint8Array[]) => {
+      for (const f of frames) ctrl.enqueue(f)
+    },
+    close: () => ctrl.close(),
+  }
+}
+
+const jobEvent = () => encodeJsonFrame(Kind.event, 0, { type: "job", job: { id: JOB } })
+const out = (seq: number, s: string) => encodeFrame(Kind.stdout, seq, enc.encode(s))
+const err = (seq: number, s: string) => encodeFrame(Kind.stderr, seq, enc.encode(s))
+const exit = (seq: number, o: Partial<Outcome>) =>
+  encodeJsonFrame(Kind.exit, seq, { status: "completed", code: 0, signal: null, error: null, ...o })
+
+interface Call {
+  method: string
+  path: string
+  opts: RequestOpts
+}
+
+/**
+ * An in-memory coordinator behind the ApiClient interface the session uses: `route` answers each request
+ * (a Response, as the signed client returns it after verification); every request is recorded.
+ */
+function fakeApi(route: (c: Call) => Response | Promise<Response>): ApiClient & { calls: Call[] } {
+  const calls: Call[] = []
+  const request = async (method: string, path: string, opts: RequestOpts = {}) => {
+    const c = { method, path, opts }
+    calls.push(c)
+    return route(c)
+  }
+  return {
+    url: "http://fake",
+    client: "tester",
+    calls,
+    request,
+    json: async <T>(method: string, path: string, opts?: RequestOpts) =>
+      (await readJson(await request(method, path, opts))) as T,
+  }
+}
+
+const stream = (body: ReadableStream<Uint8Array>) => new Response(body)
+const ok = (value: unknown) => Response.json(value)
+const refusal = (status: number, code: string, message: string) =>
+  Response.json({ error: { code, message } }, { status })
+
+/** Stand-ins for this process's stdout, stderr, stdin and signals. */
+function fakeIo(o: { stdin?: string[]; brokenStdout?: boolean } = {}) {
+  const written = { stdout: [] as Uint8Array[], stderr: [] as Uint8Array[] }
+  const sink = (name: "stdout" | "stderr") => ({
+    write(b: Uint8Array | string, cb?: (err?: Error | null) => void) {
+      if (name === "stdout" && o.brokenStdout) return void cb?.(Object.assign(new Error("EPIPE"), { code: "EPIPE" }))
+      written[name].push(typeof b === "string" ? enc.encode(b) : b)
+      cb?.()
+    },
+    on: () => {},
+  })
+  const signals = new EventEmitter()
+  const io: SessionIo = {
+    stdout: sink("stdout"),
+    stderr: sink("stderr"),
+    signals,
+    stdin: o.stdin
+      ? async function* () {
+          for (const s of o.stdin!) yield enc.encode(s)
+        }
+      : undefined,
+  }
+  return { io, written, signals }
+}
+
+const client = (api: ApiClient, signalTimeoutSeconds = 10): Client => ({
+  api,
+  config: { paths: {}, passthrough_paths: ["/dev/null"], signal_timeout_seconds: signalTimeoutSeconds },
+})
+
+/** The frames of every stdin upload, in the order they were sent. */
+const uploaded = (calls: Call[]): Frame[] =>
+  calls.filter((c) => c.path === `/api/v1/jobs/${JOB}/stdin`).flatMap((c) => decodeFrames(c.opts.body as Uint8Array))
+
+describe("runAttached against a fake coordinator", () => {
+  test("submits the job, relays stdout and stderr in order, and returns the remote exit code", async () => {
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        const ch = channel()
+        ch.push(jobEvent(), out(1, "one "), err(2, "progress\r"), out(3, "two"), exit(3, { code: 3 }))
+        ch.close()
+        return stream(ch.stream)
+      }
+      return refusal(404, "E_NOT_FOUND", "no route")
+    })
+    const { io, written } = fakeIo()
+    const code = await runAttached({ binary: "ffprobe", args: ["-version"], client: client(api), io })
+    expect(code).toBe(3)
+    expect(text(written.stdout)).toBe("one two")
+    expect(text(written.stderr)).toBe("progress\r")
+    const submit = api.calls[0]!
+    expect(submit.opts.query).toMatchObject({ attach: 1 })
+    expect(submit.opts.json).toMatchObject({ binary: "ffprobe", args: ["-version"], stdin: false, attached: true })
+    expect(api.calls.length).toBe(1)
+  })
+
+  test("a dropped stream is resumed after the last byte written: nothing lost, nothing repeated", async () => {
+    const api = fakeApi((c) => {
+      const ch = channel()
+      if (c.method === "POST") ch.push(jobEvent(), out(1, "a"), out(2, "b"))
+      else if (c.path === `/api/v1/jobs/${JOB}/stream` && c.opts.query?.after === 2)
+        ch.push(out(3, "c"), exit(3, { code: 0 }))
+      else return refusal(404, "E_NOT_FOUND", "no such stream")
+      // The connection drops without the outcome: the session must come back for the rest.
+      ch.close()
+      return stream(ch.stream)
+    })
+    const { io, written } = fakeIo()
+    expect(await runAttached({ binary: "ffmpeg", args: [], client: client(api), io })).toBe(0)
+    expect(api.calls.map((c) => `${c.method} ${c.path} ${c.opts.query?.after ?? ""}`)).toEqual([
+      "POST /api/v1/jobs ",
+      `GET /api/v1/jobs/${JOB}/stream 2`,
+    ])
+    expect(text(written.stdout)).toBe("abc")
+  })
+
+  test("stdin is forwarded in order and ends with an end-of-input frame", async () => {
+    let ch!: ReturnType<typeof channel>
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        ch = channel()
+        ch.push(jobEvent())
+        return stream(ch.stream)
+      }
+      if (c.path === `/api/v1/jobs/${JOB}/stdin`) {
+        // The remote process exits once it has read all of its input.
+        if (decodeFrames(c.opts.body as Uint8Array).some((f) => f.kind === Kind.stdinEnd)) {
+          ch.push(exit(1, { code: 0 }))
+          ch.close()
+        }
+        return ok({ ok: true })
+      }
+      return refusal(404, "E_NOT_FOUND", "no route")
+    })
+    const { io } = fakeIo({ stdin: ["q", "uit\n", "more"] })
+    expect(await runAttached({ binary: "ffmpeg", args: ["-i", "pipe:0"], client: client(api), io })).toBe(0)
+    expect(api.calls[0]!.opts.json).toMatchObject({ stdin: true })
+    const frames = uploaded(api.calls)
+    expect(frames.map((f) => f.kind)).toEqual([Kind.stdin, Kind.stdin, Kind.stdin, Kind.stdinEnd])
+    expect(frames.map((f) => f.seq)).toEqual([1, 2, 3, 4])
+    expect(text(frames.map((f) => f.data))).toBe("quit\nmore")
+  })
+
+  test("a signal is forwarded to the remote process, which ends with its own code", async () => {
+    let ch!: ReturnType<typeof channel>
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        ch = channel()
+        ch.push(jobEvent(), err(1, "encoding\n"))
+        return stream(ch.stream)
+      }
+      if (c.path === `/api/v1/jobs/${JOB}/stdin`) {
+        const sig = decodeFrames(c.opts.body as Uint8Array).find((f) => f.kind === Kind.signal)
+        if (sig && new TextDecoder().decode(sig.data) === "SIGINT") {
+          ch.push(err(2, "Exiting normally, received signal 2.\n"), exit(2, { code: 255 }))
+          ch.close()
+        }
+        return ok({ ok: true })
+      }
+      return refusal(404, "E_NOT_FOUND", "no route")
+    })
+    const { io, written, signals } = fakeIo()
+    const run = runAttached({ binary: "ffmpeg", args: [], client: client(api), io })
+    // Once the job is known (its downlink open), the person at the terminal presses Ctrl-C.
+    while (!text(written.stderr).includes("encoding")) await Bun.sleep(1)
+    signals.emit("SIGINT", "SIGINT")
+    expect(await run).toBe(255)
+    expect(uploaded(api.calls).map((f) => f.kind)).toEqual([Kind.signal])
+    expect(signals.listenerCount("SIGINT")).toBe(0)
+    expect(api.calls.some((c) => c.path.endsWith("/cancel"))).toBe(false)
+  })
+
+  test("a remote process that ignores the signal is canceled after signal_timeout_seconds: exit 128+N", async () => {
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        const ch = channel()
+        ch.push(jobEvent())
+        return stream(ch.stream)
+      }
+      return ok({ id: JOB, status: "canceled" })
+    })
+    const { io, written, signals } = fakeIo()
+    const run = runAttached({ binary: "ffmpeg", args: [], client: client(api, 0.05), io })
+    await Bun.sleep(10)
+    signals.emit("SIGTERM", "SIGTERM")
+    expect(await run).toBe(128 + 15)
+    expect(api.calls.some((c) => c.method === "POST" && c.path === `/api/v1/jobs/${JOB}/cancel`)).toBe(true)
+    expect(text(written.stderr)).toContain("did not stop within 0.05 s of SIGTERM; canceled job " + JOB)
+  })
+})
+
+describe("errors reach the caller typed, and the proxy edge maps them", () => {
+  test("a job that died by a signal exits 128+N; one that failed without a code throws JobFailedError", async () => {
+    const ended = (o: Partial<Outcome>) =>
+      fakeApi(() => {
+        const ch = channel()
+        ch.push(jobEvent(), exit(0, o))
+        ch.close()
+        return stream(ch.stream)
+      })
+    const run = (o: Partial<Outcome>) =>
+      runAttached({ binary: "ffmpeg", args: [], client: client(ended(o)), io: fakeIo().io })
+    expect(await run({ status: "failed", code: null, signal: "SIGSEGV" })).toBe(139)
+    const failed = await run({ status: "failed", code: null, error: "its worker was lost" }).catch((e) => e)
+    expect(failed).toBeInstanceOf(JobFailedError)
+    expect(failed.message).toBe(`job ${JOB} failed: its worker was lost`)
+  })
+
+  test("a refused submit throws the coordinator's typed error with its code", async () => {
+    const api = fakeApi(() => refusal(401, "E_AUTH", "unknown client tester"))
+    const e = await runAttached({ binary: "ffmpeg", args: [], client: client(api), io: fakeIo().io }).catch((x) => x)
+    expect(e).toBeInstanceOf(AuthError)
+    expect(e.code).toBe("E_AUTH")
+  })
+
+  test("a reader that closed our stdout cancels the job and ends with OutputLostError", async () => {
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        const ch = channel()
+        ch.push(jobEvent(), out(1, "bytes"))
+        return stream(ch.stream)
+      }
+      return ok({ id: JOB, status: "canceled" })
+    })
+    const e = await runAttached({
+      binary: "ffmpeg",
+      args: [],
+      client: client(api),
+      io: fakeIo({ brokenStdout: true }).io,
+    }).catch((x) => x)
+    expect(e).toBeInstanceOf(OutputLostError)
+    expect(api.calls.map((c) => `${c.method} ${c.path}`)).toContain(`POST /api/v1/jobs/${JOB}/cancel`)
+  })
+
+  test("attach follows a job from position 0 and forwards neither stdin nor signals", async () => {
+    const api = fakeApi((c) => {
+      const ch = channel()
+      if (c.path === `/api/v1/jobs/${JOB}/stream`) ch.push(out(1, "replayed"), exit(1, { code: 7 }))
+      ch.close()
+      return stream(ch.stream)
+    })
+    const { io, written, signals } = fakeIo({ stdin: ["never read"] })
+    expect(await attach({ id: JOB, client: client(api), io })).toBe(7)
+    expect(api.calls.map((c) => c.opts.query?.after)).toEqual([0])
+    expect(text(written.stdout)).toBe("replayed")
+    expect(signals.eventNames()).toEqual([])
+  })
+})
