@@ -10,44 +10,79 @@ export interface Notifier {
   readonly kind: string
   /** Resolves at the next `notify(topic)`, after `ms`, or when `signal` aborts; whichever is first. */
   wait(topic: string, ms: number, signal?: AbortSignal): Promise<void>
+  /**
+   * Listens to `topic` from now on, for a loop that reads the store and then waits: a notification that
+   * arrives while it reads is kept, and its next `wait` returns at once. (`wait` alone, called after the
+   * read, would miss a change committed during the read until its timer fires.) Close it when done.
+   */
+  subscribe(topic: string): Subscription
   notify(topic: string): void
   /** Number of topics this process waits on (for /health, metrics and tests). */
   readonly size: number
 }
 
+export interface Subscription {
+  /** Resolves at once if notified since the last wait (or since subscribing), else as `Notifier.wait`. */
+  wait(ms: number, signal?: AbortSignal): Promise<void>
+  close(): void
+}
+
 /** The in-memory notifier: wakes waiters of this process only. */
 export class Hub implements Notifier {
   readonly kind = "memory"
-  private waiters = new Map<string, Set<() => void>>()
+  private listeners = new Map<string, Set<() => void>>()
 
   wait(topic: string, ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      let set = this.waiters.get(topic)
-      if (!set) this.waiters.set(topic, (set = new Set()))
-      const done = () => {
-        clearTimeout(timer)
-        signal?.removeEventListener("abort", done)
-        const s = this.waiters.get(topic)
-        if (s) {
-          s.delete(done)
-          if (!s.size) this.waiters.delete(topic)
+    const sub = this.subscribe(topic)
+    return sub.wait(ms, signal).finally(() => sub.close())
+  }
+
+  subscribe(topic: string): Subscription {
+    let pending = false
+    let wake: (() => void) | undefined
+    const listener = () => {
+      if (wake) wake()
+      else pending = true
+    }
+    let set = this.listeners.get(topic)
+    if (!set) this.listeners.set(topic, (set = new Set()))
+    set.add(listener)
+    return {
+      wait(ms, signal) {
+        if (pending || signal?.aborted) {
+          pending = false
+          return Promise.resolve()
         }
-        resolve()
-      }
-      const timer = setTimeout(done, ms)
-      signal?.addEventListener("abort", done, { once: true })
-      set.add(done)
-    })
+        return new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer)
+            signal?.removeEventListener("abort", done)
+            wake = undefined
+            resolve()
+          }
+          const timer = setTimeout(done, ms)
+          signal?.addEventListener("abort", done, { once: true })
+          wake = done
+        })
+      },
+      close: () => {
+        wake?.()
+        const s = this.listeners.get(topic)
+        if (!s) return
+        s.delete(listener)
+        if (!s.size) this.listeners.delete(topic)
+      },
+    }
   }
 
   notify(topic: string): void {
-    const set = this.waiters.get(topic)
+    const set = this.listeners.get(topic)
     if (!set) return
     for (const fn of [...set]) fn()
   }
 
   get size(): number {
-    return this.waiters.size
+    return this.listeners.size
   }
 }
 

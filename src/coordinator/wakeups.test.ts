@@ -12,7 +12,13 @@ const out = (seq: number) => [outputChunk(seq, "A", "stderr")]
 /** A notifier that records what it was told, a counting scheduler and metrics, on one store. */
 function recorder() {
   const log: string[] = []
-  const notifier: Notifier = { kind: "test", size: 0, wait: async () => {}, notify: (t) => void log.push(t) }
+  const notifier: Notifier = {
+    kind: "test",
+    size: 0,
+    wait: async () => {},
+    subscribe: () => ({ wait: async () => {}, close: () => {} }),
+    notify: (t) => void log.push(t),
+  }
   return {
     log,
     targets: {

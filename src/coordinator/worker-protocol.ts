@@ -127,6 +127,8 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       if (!w || w.status === "offline") throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
       if (w.status === "registering") return { jobs: [], verify: await store.workerToken(name) }
       const release = hold?.()
+      // Listening before the first read: an assignment committed while it reads wakes the next wait.
+      const assigned = hub.subscribe(topic.worker(name))
       try {
         const until = now() + waitMs
         // Being heard from makes the worker eligible again: the scheduler hears of it (wakeups.ts).
@@ -137,9 +139,10 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
             await store.touchWorker(name, now())
             return { jobs: jobs.map(toAssignment) }
           }
-          await hub.wait(topic.worker(name), until - now(), signal)
+          await assigned.wait(until - now(), signal)
         }
       } finally {
+        assigned.close()
         release?.()
       }
     },
@@ -214,22 +217,28 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       return async function* (after, signal) {
         let cursor = after
         let cancelSent = false
-        while (!signal.aborted) {
-          const rows = await store.readInput(job.id, cursor, PAGE)
-          for (const r of rows) {
-            yield { kind: r.kind, seq: r.seq, data: r.data }
-            cursor = r.seq
+        // Listening before the first read: input stored while it reads wakes the next wait.
+        const stored = hub.subscribe(topic.input(job.id))
+        try {
+          while (!signal.aborted) {
+            const rows = await store.readInput(job.id, cursor, PAGE)
+            for (const r of rows) {
+              yield { kind: r.kind, seq: r.seq, data: r.data }
+              cursor = r.seq
+            }
+            if (rows.length) continue
+            const cur = await store.getJobSummary(job.id, STATE_ONLY)
+            if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
+            if (cur.cancelRequestedAt !== null && !cancelSent) {
+              cancelSent = true
+              yield { kind: Kind.cancel, seq: cursor, data: enc.encode(JSON.stringify({ reason: cur.error })) }
+            }
+            const before = now()
+            await stored.wait(KEEPALIVE_MS, signal)
+            if (!signal.aborted && now() - before >= KEEPALIVE_MS) yield { kind: Kind.ping, seq: cursor, data: EMPTY }
           }
-          if (rows.length) continue
-          const cur = await store.getJobSummary(job.id, STATE_ONLY)
-          if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
-          if (cur.cancelRequestedAt !== null && !cancelSent) {
-            cancelSent = true
-            yield { kind: Kind.cancel, seq: cursor, data: enc.encode(JSON.stringify({ reason: cur.error })) }
-          }
-          const before = now()
-          await hub.wait(topic.input(job.id), KEEPALIVE_MS, signal)
-          if (!signal.aborted && now() - before >= KEEPALIVE_MS) yield { kind: Kind.ping, seq: cursor, data: EMPTY }
+        } finally {
+          stored.close()
         }
       }
     },

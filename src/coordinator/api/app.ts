@@ -15,7 +15,7 @@ import { ipAllowList } from "./middleware/ip.ts"
 import { signResponses } from "./middleware/sign-response.ts"
 import { adminRoutes } from "./routes/admin.ts"
 import { jobRoutes } from "./routes/jobs.ts"
-import { workerListRoutes, workerRoutes } from "./routes/workers.ts"
+import { WORKER_TRANSPORT, workerListRoutes, workerRoutes } from "./routes/workers.ts"
 import { dashboardRoutes } from "../dashboard/index.ts"
 
 export interface Deps {
@@ -104,7 +104,8 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     }
     const components = {
       database: { engine: deps.store.kind, ...database },
-      transport: { kind: "http", status: "ok" as const, waiting: deps.hub.size },
+      // The binding workers reach this coordinator through (routes/workers.ts) and the waits it holds open.
+      transport: { kind: WORKER_TRANSPORT, status: "ok" as const, waiting: deps.hub.size },
       // Which notifier wakes this coordinator's waiters ("memory": changes made by this process only).
       notifier: { kind: deps.hub.kind, status: "ok" as const },
     }

@@ -130,6 +130,8 @@ export function jobRoutes(deps: Deps) {
     let seen = now()
     if (caller) await store.touchClient(job.id, seen)
     let cursor = after
+    // Listening before the first read: output stored while a page is read wakes the next wait.
+    const stored = hub.subscribe(topic.output(job.id))
     const { ended } = await followOutput({
       after,
       read: (from, limit) => store.readOutput(job.id, from, limit ?? PAGE),
@@ -157,14 +159,14 @@ export function jobRoutes(deps: Deps) {
         },
         wait: async () => {
           const before = now()
-          await hub.wait(topic.output(job.id), KEEPALIVE_MS, signal)
+          await stored.wait(KEEPALIVE_MS, signal)
           // Woken by the timer rather than by new output: tell the client the stream is alive.
           if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
           if (caller && !signal.aborted && now() - seen >= KEEPALIVE_MS) await store.touchClient(job.id, (seen = now()))
         },
       },
       signal,
-    })
+    }).finally(() => stored.close())
     if (!ended) return
     const outcome: Outcome = {
       status: ended.status,

@@ -6,6 +6,9 @@ import { connectionsOf, type Deps } from "../app.ts"
 import { jsonBody, nameParam, secondsQuery, workerName as worker } from "../_util.ts"
 import type { AuthEnv } from "../middleware/hmac.ts"
 
+/** The transport these routes bind the worker protocol to, as /health reports it. */
+export const WORKER_TRANSPORT = "http"
+
 /**
  * Routes a worker uses to join, prove its channel, receive work and report liveness: the HTTP binding of
  * the worker protocol (coordinator/worker-protocol.ts), which decides everything.

@@ -1,0 +1,53 @@
+import { describe, expect, test } from "bun:test"
+import { Hub } from "./hub.ts"
+
+/** Resolves to "woken" when `p` settles before `ms`, else "timer" (the wait's own timer is far longer). */
+const race = (p: Promise<void>, ms = 200) => Promise.race([p.then(() => "woken"), Bun.sleep(ms).then(() => "timer")])
+
+describe("in-memory notifier", () => {
+  test("wait resolves at the next notify of its topic, not of another", async () => {
+    const hub = new Hub()
+    const w = hub.wait("a", 60_000)
+    hub.notify("b")
+    expect(await race(w, 50)).toBe("timer")
+    hub.notify("a")
+    expect(await race(w)).toBe("woken")
+    expect(hub.size).toBe(0)
+  })
+
+  test("wait resolves on its timer and on abort, and forgets its topic", async () => {
+    const hub = new Hub()
+    expect(await race(hub.wait("a", 10))).toBe("woken")
+    const ac = new AbortController()
+    const w = hub.wait("a", 60_000, ac.signal)
+    expect(hub.size).toBe(1)
+    ac.abort()
+    expect(await race(w)).toBe("woken")
+    expect(hub.size).toBe(0)
+  })
+
+  test("a subscription keeps a notification that came while its owner was reading", async () => {
+    const hub = new Hub()
+    const sub = hub.subscribe("a")
+    // The change commits between the read and the wait: the wait must not sleep through it.
+    hub.notify("a")
+    expect(await race(sub.wait(60_000))).toBe("woken")
+    // Consumed: the next wait sleeps until the next notification.
+    const next = sub.wait(60_000)
+    expect(await race(next, 50)).toBe("timer")
+    hub.notify("a")
+    expect(await race(next)).toBe("woken")
+    sub.close()
+    expect(hub.size).toBe(0)
+  })
+
+  test("closing a subscription ends its wait and stops listening", async () => {
+    const hub = new Hub()
+    const sub = hub.subscribe("a")
+    const w = sub.wait(60_000)
+    sub.close()
+    expect(await race(w)).toBe("woken")
+    hub.notify("a")
+    expect(hub.size).toBe(0)
+  })
+})
