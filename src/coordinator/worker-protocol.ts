@@ -4,14 +4,8 @@ import { InvalidError } from "../shared/errors.ts"
 import { newToken } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"
 import { EMPTY, Kind, frameJson, type Frame } from "../shared/protocol/frames.ts"
-import {
-  ExitReport,
-  ProgressReport,
-  isTerminal,
-  issueLines,
-  type Assignment,
-  type Job,
-} from "../shared/protocol/schemas.ts"
+import { ExitReport, ProgressReport, isTerminal, issueLines, type Job } from "../shared/protocol/schemas.ts"
+import { type Assignment } from "../shared/protocol/worker.ts"
 import { VERSION } from "../shared/version.ts"
 import type { JobListing, OutputChunk, Store } from "../store/types.ts"
 import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"

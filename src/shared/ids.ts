@@ -1,7 +1,11 @@
 import { monotonicFactory } from "ulid"
 
-/** Monotonic ULIDs: strictly increasing within one process, even inside one millisecond. */
-export const newId = monotonicFactory()
+let factory: (() => string) | undefined
+/**
+ * Monotonic ULIDs: strictly increasing within one process, even inside one millisecond. Made on first use,
+ * so that a bundle that only checks ids (the proxy's) leaves the ulid package out.
+ */
+export const newId = (): string => (factory ??= monotonicFactory())()
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/
 

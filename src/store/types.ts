@@ -3,7 +3,6 @@ import type { JobEventType, JobTarget } from "./machine.ts"
 import type {
   ExitReport,
   Job,
-  HeldJob,
   JobEvent,
   JobStatus,
   ProgressReport,
@@ -13,6 +12,7 @@ import type {
   WorkerRegistration,
   WorkerStatus,
 } from "../shared/protocol/schemas.ts"
+import type { HeldJob } from "../shared/protocol/worker.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 

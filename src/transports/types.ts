@@ -1,13 +1,7 @@
 import { ConflictError, NotFoundError, ProtocolError, UnavailableError } from "../shared/errors.ts"
 import type { Frame } from "../shared/protocol/frames.ts"
-import type {
-  HeartbeatReply,
-  HeldJob,
-  PollReply,
-  RegisterReply,
-  Worker,
-  WorkerRegistration,
-} from "../shared/protocol/schemas.ts"
+import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
+import type { HeartbeatReply, HeldJob, PollReply, RegisterReply } from "../shared/protocol/worker.ts"
 
 /**
  * The worker protocol, both halves, independent of how messages travel. HTTP (long poll + framed

@@ -5,7 +5,7 @@ import { WorkerConfig } from "../shared/config/schema.ts"
 import { AuthError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
 import { Kind } from "../shared/protocol/frames.ts"
-import type { Assignment } from "../shared/protocol/schemas.ts"
+import type { Assignment } from "../shared/protocol/worker.ts"
 import { TransportUnavailableError, UnknownWorkerError } from "../transports/types.ts"
 import { startWorker, type WorkerService } from "./index.ts"
 

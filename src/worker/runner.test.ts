@@ -3,7 +3,7 @@ import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts
 import { createLogger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import { Kind } from "../shared/protocol/frames.ts"
-import type { Assignment } from "../shared/protocol/schemas.ts"
+import type { Assignment } from "../shared/protocol/worker.ts"
 import { StaleJobError, TransportUnavailableError } from "../transports/types.ts"
 import { startRun, type RunnerDeps } from "./runner.ts"
 import type { Confinement } from "./sandbox.ts"

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { newId } from "../../src/shared/ids.ts"
 import { Kind, concatFrames, encodeFrame, encodeJsonFrame, type Frame } from "../../src/shared/protocol/frames.ts"
-import type { Assignment, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import type { WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import type { Assignment } from "../../src/shared/protocol/worker.ts"
 import type { Store } from "../../src/store/types.ts"
 import {
   JobGoneError,

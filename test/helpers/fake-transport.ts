@@ -1,5 +1,6 @@
 import { decodeFrames, frameJson, Kind, type Frame } from "../../src/shared/protocol/frames.ts"
-import type { Assignment, ExitReport, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import type { ExitReport, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
+import type { Assignment } from "../../src/shared/protocol/worker.ts"
 import type { HeartbeatReply, HeldJob, RegisterReply, WorkBatch, WorkerTransport } from "../../src/transports/types.ts"
 
 const dec = new TextDecoder()

@@ -1,13 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import * as v from "valibot"
-import {
-  Assignment,
-  HeartbeatReply,
-  HeartbeatRequest,
-  PollReply,
-  RegisterReply,
-  WorkerRegistration,
-} from "./schemas.ts"
+import { WorkerRegistration } from "./schemas.ts"
+import { Assignment, HeartbeatReply, HeartbeatRequest, PollReply, RegisterReply } from "./worker.ts"
 
 const reg = (over: Record<string, unknown> = {}) => ({
   binaries: ["ffmpeg"],

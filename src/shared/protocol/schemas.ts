@@ -1,5 +1,4 @@
 import * as v from "valibot"
-import { isUlid } from "../ids.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
@@ -12,7 +11,8 @@ export type JobStatus = v.InferOutput<typeof JobStatus>
 export const TERMINAL: readonly JobStatus[] = ["completed", "failed", "canceled"]
 export const isTerminal = (s: JobStatus) => TERMINAL.includes(s)
 
-const Name = v.pipe(
+/** Binary and identity names as they travel (`ffmpeg`, a worker's name). */
+export const Name = v.pipe(
   v.string(),
   v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "must be 1-64 letters, digits, '_', '-' or '.'"),
 )
@@ -157,18 +157,6 @@ export interface JobEvent {
   reason: string | null
 }
 
-/** A job offered to a worker by the coordinator (an element of `PollReply.jobs`). */
-export const Assignment = v.object({
-  id: v.pipe(v.string(), v.check(isUlid, "must be a job id (ULID)")),
-  epoch: v.pipe(v.number(), v.integer(), v.minValue(0)),
-  binary: Name,
-  args: v.array(v.string()),
-  paths: v.array(VarName),
-  cwd: v.nullable(v.string()),
-  stdin: v.boolean(),
-})
-export type Assignment = v.InferOutput<typeof Assignment>
-
 export interface Worker {
   id: string
   binaries: string[]
@@ -202,61 +190,6 @@ export interface Outcome {
   error: string | null
 }
 
-// ---- worker protocol messages (docs/protocol.md); requests are strict, replies tolerate added fields ----
-
-/** A job a worker holds (runs or starts) at an epoch, as its heartbeat reports it. */
-export const HeldJob = v.strictObject({
-  id: v.pipe(v.string(), v.maxLength(26)),
-  epoch: v.pipe(v.number(), v.integer(), v.minValue(0)),
-})
-export type HeldJob = v.InferOutput<typeof HeldJob>
-
-/** Heartbeat request: every job the worker holds (at most 4096). */
-export const HeartbeatRequest = v.strictObject({ jobs: v.pipe(v.array(HeldJob), v.maxLength(4096)) })
-export type HeartbeatRequest = v.InferOutput<typeof HeartbeatRequest>
-
-/** Stage two of registration: the token the worker received over its job channel. */
-export const VerifyRequest = v.strictObject({ token: v.pipe(v.string(), v.maxLength(64)) })
-export type VerifyRequest = v.InferOutput<typeof VerifyRequest>
-
-const Seconds = v.pipe(v.number(), v.minValue(0))
-
-/** The coordinator's answer to a registration: the timing the worker follows. */
-export const RegisterReply = v.object({
-  /** How long the coordinator holds a poll open before answering with no work. */
-  pollWaitSeconds: Seconds,
-  /** How often to send heartbeats for held jobs. */
-  heartbeatSeconds: v.pipe(Seconds, v.minValue(0.001)),
-  /** How often to register again (binaries, healthy paths, draining). */
-  registrationSeconds: v.pipe(Seconds, v.minValue(0.001)),
-})
-export type RegisterReply = v.InferOutput<typeof RegisterReply>
-
-/** The answer to a poll: assignments not yet started, or the registration token to echo with verify. */
-export const PollReply = v.object({
-  jobs: v.array(Assignment),
-  /** Registration token to echo with `verify` (stage two of registration). */
-  verify: v.optional(v.string()),
-})
-export type PollReply = v.InferOutput<typeof PollReply>
-
-/** The answer to a heartbeat. */
-export const HeartbeatReply = v.object({
-  /** Held jobs that are no longer this worker's at that epoch: stop them without reporting. */
-  stale: v.array(v.object(HeldJob.entries)),
-  /** The coordinator considers this worker offline: register again. */
-  reregister: v.boolean(),
-})
-export type HeartbeatReply = v.InferOutput<typeof HeartbeatReply>
-
-/** The answer to verify, deregister, start and reject. */
-export const OkReply = v.object({ ok: v.literal(true) })
-
-/** The answer to an output upload: `finished` once the exit frame ended the job. */
-export const UploadReply = v.object({ ok: v.literal(true), finished: v.boolean() })
-export type UploadReply = v.InferOutput<typeof UploadReply>
-
-/** Formats valibot issues as `path: message` lines. */
 export function issueLines(issues: readonly v.BaseIssue<unknown>[]): string[] {
   return issues.map((i) => {
     const path = v.getDotPath(i)

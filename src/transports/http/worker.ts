@@ -2,14 +2,8 @@ import * as v from "valibot"
 import { ConflictError, DffmpegError, NotFoundError, TrustError } from "../../shared/errors.ts"
 import { readJson, retryable as httpRetryable, type ApiClient } from "../../shared/http/client.ts"
 import { FRAMES_MEDIA_TYPE, readFrames } from "../../shared/protocol/frames.ts"
-import {
-  HeartbeatReply,
-  OkReply,
-  PollReply,
-  RegisterReply,
-  UploadReply,
-  issueLines,
-} from "../../shared/protocol/schemas.ts"
+import { issueLines } from "../../shared/protocol/schemas.ts"
+import { HeartbeatReply, OkReply, PollReply, RegisterReply, UploadReply } from "../../shared/protocol/worker.ts"
 import {
   JobGoneError,
   ProtocolError,

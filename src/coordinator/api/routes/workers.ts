@@ -1,6 +1,7 @@
 import { Hono } from "hono"
 import { NotFoundError } from "../../../shared/errors.ts"
-import { HeartbeatRequest, VerifyRequest, WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
+import { WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
+import { HeartbeatRequest, VerifyRequest } from "../../../shared/protocol/worker.ts"
 import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { jsonBody, nameParam, secondsQuery, workerName as worker } from "../_util.ts"

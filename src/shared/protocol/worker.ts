@@ -1,0 +1,74 @@
+import * as v from "valibot"
+import { isUlid } from "../ids.ts"
+import { Name, VarName } from "./schemas.ts"
+
+/**
+ * The worker protocol's messages (docs/protocol.md), apart from the shapes callers use: the proxy never
+ * loads this module. Requests are strict; replies tolerate fields a newer coordinator adds.
+ */
+
+/** A job offered to a worker by the coordinator (an element of `PollReply.jobs`). */
+export const Assignment = v.object({
+  id: v.pipe(v.string(), v.check(isUlid, "must be a job id (ULID)")),
+  epoch: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  binary: Name,
+  args: v.array(v.string()),
+  paths: v.array(VarName),
+  cwd: v.nullable(v.string()),
+  stdin: v.boolean(),
+})
+export type Assignment = v.InferOutput<typeof Assignment>
+
+/** A job a worker holds (runs or starts) at an epoch, as its heartbeat reports it. */
+export const HeldJob = v.strictObject({
+  id: v.pipe(v.string(), v.maxLength(26)),
+  epoch: v.pipe(v.number(), v.integer(), v.minValue(0)),
+})
+export type HeldJob = v.InferOutput<typeof HeldJob>
+
+/** Heartbeat request: every job the worker holds (at most 4096). */
+export const HeartbeatRequest = v.strictObject({ jobs: v.pipe(v.array(HeldJob), v.maxLength(4096)) })
+export type HeartbeatRequest = v.InferOutput<typeof HeartbeatRequest>
+
+/** Stage two of registration: the token the worker received over its job channel. */
+export const VerifyRequest = v.strictObject({ token: v.pipe(v.string(), v.maxLength(64)) })
+export type VerifyRequest = v.InferOutput<typeof VerifyRequest>
+
+const Seconds = v.pipe(v.number(), v.minValue(0))
+
+/** The coordinator's answer to a registration: the timing the worker follows. */
+export const RegisterReply = v.object({
+  /** How long the coordinator holds a poll open before answering with no work. */
+  pollWaitSeconds: Seconds,
+  /** How often to send heartbeats for held jobs. */
+  heartbeatSeconds: v.pipe(Seconds, v.minValue(0.001)),
+  /** How often to register again (binaries, healthy paths, draining). */
+  registrationSeconds: v.pipe(Seconds, v.minValue(0.001)),
+})
+export type RegisterReply = v.InferOutput<typeof RegisterReply>
+
+/** The answer to a poll: assignments not yet started, or the registration token to echo with verify. */
+export const PollReply = v.object({
+  jobs: v.array(Assignment),
+  /** Registration token to echo with `verify` (stage two of registration). */
+  verify: v.optional(v.string()),
+})
+export type PollReply = v.InferOutput<typeof PollReply>
+
+/** The answer to a heartbeat. */
+export const HeartbeatReply = v.object({
+  /** Held jobs that are no longer this worker's at that epoch: stop them without reporting. */
+  stale: v.array(v.object(HeldJob.entries)),
+  /** The coordinator considers this worker offline: register again. */
+  reregister: v.boolean(),
+})
+export type HeartbeatReply = v.InferOutput<typeof HeartbeatReply>
+
+/** The answer to verify, deregister, start and reject. */
+export const OkReply = v.object({ ok: v.literal(true) })
+
+/** The answer to an output upload: `finished` once the exit frame ended the job. */
+export const UploadReply = v.object({ ok: v.literal(true), finished: v.boolean() })
+export type UploadReply = v.InferOutput<typeof UploadReply>
+
+/** Formats valibot issues as `path: message` lines. */
