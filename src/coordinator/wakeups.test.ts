@@ -240,6 +240,27 @@ describe("wakeups derived from the changes", () => {
     ])
   })
 
+  test("a worker that gives its running job up frees its slot: a pass, as for any end it reports", async () => {
+    // Ended (no retries left) and canceled (a cancel was under way): the worker is alive and its slot free.
+    for (const [id, cancel, ended] of [
+      ["g", false, "failed"],
+      ["h", true, "canceled"],
+    ] as const) {
+      await store.createJob(newJob(id), T0)
+      await store.assign(id, "w1", T0)
+      await store.start(id, "w1", 1, T0)
+      if (cancel) await store.requestCancel(id, "by alice", T0)
+      const gaveUp = { code: null, signal: "SIGKILL", abandoned: "worker w1 was shut down while running the job" }
+      expect(await since(() => store.appendOutput(id, "w1", 1, [], gaveUp, T0))).toEqual([
+        ...J(id),
+        topic.worker("w1"),
+        topic.changes,
+        `ended ${id} ${ended}`,
+        "kick",
+      ])
+    }
+  })
+
   test("workers: every change wakes its poll and dashboards; a poll only asks for a pass; reaping asks for none", async () => {
     const W = [topic.worker("w1"), topic.changes]
     expect(await since(() => store.upsertWorker("w1", reg, "t", T0))).toEqual([...W, "kick"])

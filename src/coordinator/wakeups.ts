@@ -19,8 +19,9 @@ export interface WakeupTargets {
  *   (assigned, given back, canceled...);
  * - a worker's poll hears of every change to the worker, except its own polls;
  * - the scheduler runs a pass when one could assign something: a job became queued, a slot was freed
- *   by a job's end that its worker reported or an administrator or caller made (not when the janitor
- *   ends the job of a worker that stopped answering: that slot is nobody's to fill), or a worker
+ *   by a job's end that its worker reported (its exit, or its giving the job up) or an administrator or
+ *   caller made (not when the janitor ends the job of a worker that stopped answering: that slot is
+ *   nobody's to fill), or a worker
  *   registered, was verified, polled, or was drained or undrained;
  * - dashboards (`topic.changes`) hear of everything but polls and stdin;
  * - metrics count submissions, starts and ends.
@@ -39,7 +40,10 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
         const ended = c.to !== "canceling" && isTerminal(c.to)
         if (ended) metrics?.ended(c.job)
         const freed = ended && (c.from === "assigned" || c.from === "running")
-        if (c.to === "queued" || (freed && c.event !== "lose" && c.event !== "forceCancel")) scheduler?.kick()
+        // The janitor's endings of a silent worker's jobs free nothing anyone can use; a worker that
+        // reports giving its job up (shut down, self-fenced, downlink refused) is alive and has a slot.
+        const janitors = (c.event === "lose" && !c.byWorker) || c.event === "forceCancel"
+        if (c.to === "queued" || (freed && !janitors)) scheduler?.kick()
         return
       }
       case "worker":

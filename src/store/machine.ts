@@ -160,5 +160,13 @@ export function step(job: Job | undefined, ev: JobEvent): Step | undefined {
   return undefined
 }
 
+/**
+ * Whether the attempt's own worker reported `ev` (its start, its exit, or its giving the job up), rather
+ * than the scheduler, the janitor, a caller or an administrator deciding it: a `lose` carries the worker
+ * only when that worker reported it.
+ */
+export const reportedByWorker = (ev: JobEvent): boolean =>
+  ev.type === "start" || ev.type === "exit" || (ev.type === "lose" && ev.worker !== undefined)
+
 /** The stored status a target means: `canceling` is a running job with its cancel requested. */
 export const storedStatus = (to: JobTarget): JobStatus => (to === "canceling" ? "running" : to)

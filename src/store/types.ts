@@ -119,6 +119,8 @@ export interface JobChange {
   event: JobEventType
   /** The worker of the attempt it concerns (still set when the transition took the job away from it). */
   worker: string | null
+  /** That worker reported it itself (start, exit, giving the job up): it is alive (store/machine.ts `reportedByWorker`). */
+  byWorker: boolean
 }
 
 /** A committed change to a worker's row. */

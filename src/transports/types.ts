@@ -34,8 +34,13 @@ export class TransportUnavailableError extends UnavailableError {
 /** A coordinator reply that does not have the shape the protocol says (shared/errors.ts has the one definition). */
 export { ProtocolError }
 
-/** True when the error says that trying the same call again may succeed. */
-export const retryable = (err: unknown): boolean => err instanceof TransportUnavailableError
+/**
+ * True when trying the same call again, after a pause, may succeed: an outage, or a reply of the wrong
+ * shape (a coordinator mid-upgrade or misbehaving once). A worker must not exit, nor kill a running job,
+ * over one garbled reply: it backs off and asks again, as it always did for a 2xx body that was not JSON.
+ */
+export const retryable = (err: unknown): boolean =>
+  err instanceof TransportUnavailableError || err instanceof ProtocolError
 
 /** A batch of work the worker half hears from the coordinator: one long poll's answer over HTTP. */
 export type WorkBatch = PollReply

@@ -6,7 +6,7 @@ import { AuthError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
 import { Kind } from "../shared/protocol/frames.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
-import { TransportUnavailableError, UnknownWorkerError } from "../transports/types.ts"
+import { ProtocolError, TransportUnavailableError, UnknownWorkerError } from "../transports/types.ts"
 import { startWorker, type WorkerService } from "./index.ts"
 
 let n = 0
@@ -71,6 +71,13 @@ describe("startWorker against a fake transport", () => {
     const refused = new FakeTransport()
     refused.faults.register.always = new AuthError("unknown identity w1")
     await expect(start(refused)).rejects.toBeInstanceOf(AuthError)
+  })
+
+  test("a garbled reply to the first registration is retried after a pause, not fatal", async () => {
+    const t = new FakeTransport()
+    t.faults.register.once.push(new ProtocolError("coordinator sent invalid JSON (HTTP 200)"))
+    await start(t)
+    expect(t.calls.filter((c) => c === "register").length).toBe(2)
   })
 
   test("heartbeats report the jobs it holds", async () => {

@@ -4,7 +4,7 @@ import { createLogger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import { Kind } from "../shared/protocol/frames.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
-import { StaleJobError, TransportUnavailableError } from "../transports/types.ts"
+import { ProtocolError, StaleJobError, TransportUnavailableError } from "../transports/types.ts"
 import { startRun, type RunnerDeps } from "./runner.ts"
 import type { Confinement } from "./sandbox.ts"
 
@@ -97,6 +97,15 @@ describe("startRun against a fake transport", () => {
     expect(t.text(a.id, Kind.stderr)).toBe("c")
     expect(t.exitOf(a.id)).toEqual({ code: 3, signal: null })
     expect(t.calls.filter((c) => c === `upload:${a.id}`).length).toBeGreaterThanOrEqual(3)
+  })
+
+  test("a garbled reply to an upload is retried after a pause: the job is not killed, every byte arrives once", async () => {
+    const t = new FakeTransport()
+    t.faults.upload.once.push(new ProtocolError("coordinator sent invalid JSON (HTTP 200)"))
+    const a = assignment(["-c", "printf 'a\\n'; sleep 0.3; printf 'b\\n'; exit 3"])
+    await within(startRun(a, deps(t, "/bin/sh")).done)
+    expect(t.text(a.id, Kind.stdout)).toBe("a\nb\n")
+    expect(t.exitOf(a.id)).toEqual({ code: 3, signal: null })
   })
 
   test("the downlink's stdin reaches the process and its end closes the pipe", async () => {

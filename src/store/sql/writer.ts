@@ -1,6 +1,6 @@
 import type { Insertable, Kysely } from "kysely"
 import type { Job } from "../../shared/protocol/schemas.ts"
-import { step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
+import { reportedByWorker, step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
 import type { Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
 import { stderrProblem, toJob, type JobUpdate, type Sql } from "./shared.ts"
@@ -92,7 +92,17 @@ export function createWriter(c: Sql): Writer {
       .values({ job_id: id, at: now, status: s.to, epoch: next.epoch, worker_id: worker, reason })
       .execute()
     await fx.after?.(t, next)
-    out.push({ type: "job", job: next, from: s.from, to: s.to, epoch: next.epoch, reason, event: s.event.type, worker })
+    out.push({
+      type: "job",
+      job: next,
+      from: s.from,
+      to: s.to,
+      epoch: next.epoch,
+      reason,
+      event: s.event.type,
+      worker,
+      byWorker: reportedByWorker(s.event),
+    })
     return next
   }
 
