@@ -91,3 +91,41 @@ test("nothing in src/worker/ imports the HTTP client", async () => {
   }
   expect(offenders).toEqual([])
 })
+
+/** Packages and src/ folders the proxy's start-up path must never bundle: each adds to every ffmpeg call. */
+const PROXY_FORBIDDEN = [
+  ...["hono", "kysely", "kysely-bun-sqlite", "citty", "yaml", "consola", "ulid"].map((p) => `node_modules/${p}/`),
+  ...["store", "coordinator", "worker", "transports", "cli"].map((d) => `src/${d}/`),
+]
+
+/**
+ * Bundles src/main.ts as the proxy runs it (the CLI entry, loaded through a variable, left external) and
+ * checks every module it imports (type-only imports are erased and do not count): any of the above on the
+ * proxy path makes every ffmpeg call slower to start.
+ */
+test("the proxy's bundle holds none of the CLI's or the server roles' modules and packages", async () => {
+  const ROOT = join(SRC, "..")
+  const built = await Bun.build({
+    entrypoints: [join(SRC, "main.ts")],
+    format: "esm",
+    target: "bun",
+    metafile: true,
+    plugins: [
+      {
+        name: "cli-external",
+        setup(b) {
+          b.onResolve({ filter: /cli\/run\.ts$/ }, (a) => ({ path: a.path, external: true }))
+        },
+      },
+    ],
+  })
+  // A module of a side-effect-free package can be shaken out of `inputs` but is still among their imports.
+  const found = Object.entries(built.metafile?.inputs ?? {}).flatMap(([file, input]) => [
+    file,
+    ...input.imports.filter((i) => !i.external).map((i) => i.path),
+  ])
+  const inputs = [...new Set(found)].map((k) => relative(ROOT, resolve(k)))
+  // The check means nothing if the paths were not read as the repository's.
+  expect(inputs).toContain("src/proxy/index.ts")
+  expect(inputs.filter((f) => PROXY_FORBIDDEN.some((p) => f.startsWith(p)))).toEqual([])
+})

@@ -1,6 +1,6 @@
 import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
-import type { ClientConfig } from "../shared/config/schema.ts"
+import { ClientConfig } from "../shared/config/schema.ts"
 import { DffmpegError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
@@ -55,7 +55,7 @@ export interface AttachedOptions {
 }
 
 export async function openClient(configPath?: string, warn?: (line: string) => void, explainYaml?: YamlExplainer) {
-  const { config, base, warnings } = await loadConfig("client", configPath, {}, explainYaml)
+  const { config, base, warnings } = await loadConfig("client", ClientConfig, configPath, {}, explainYaml)
   for (const w of warnings) warn?.(w)
   const api = createApiClient({
     url: coordinatorUrl(config.coordinator),

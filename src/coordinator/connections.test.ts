@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import * as v from "valibot"
-import { CoordinatorConfig } from "../shared/config/schema.ts"
+import { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { TooManyError } from "../shared/errors.ts"
 import { createConnections } from "./connections.ts"
 

@@ -1,4 +1,4 @@
-import type { CoordinatorConfig } from "../shared/config/schema.ts"
+import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { TooManyError } from "../shared/errors.ts"
 
 type Limits = CoordinatorConfig["limits"]

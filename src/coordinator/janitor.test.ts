@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:tes
 import * as v from "valibot"
 import { newJob, registration, T0, tempDir } from "../../test/helpers/fixtures.ts"
 import { openPeer, type Peer } from "../../test/helpers/store-peer.ts"
-import { CoordinatorConfig } from "../shared/config/schema.ts"
+import { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { createLogger } from "../shared/log.ts"
 import type { Job, JobEvent, WorkerRegistration } from "../shared/protocol/schemas.ts"
 import { createStore, type Store } from "../store/index.ts"

@@ -1,4 +1,4 @@
-import type { CoordinatorConfig } from "../shared/config/schema.ts"
+import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"

@@ -1,5 +1,5 @@
 import * as v from "valibot"
-import type { CoordinatorConfig } from "../shared/config/schema.ts"
+import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { InvalidError } from "../shared/errors.ts"
 import { newToken } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"

@@ -1,4 +1,4 @@
-import type { DatabaseConfig } from "../shared/config/schema.ts"
+import type { DatabaseConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Keyring } from "../shared/auth/keyring.ts"
 import { sqlitePaths } from "./sqlite/paths.ts"

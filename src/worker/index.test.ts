@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test"
 import * as v from "valibot"
 import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
-import { WorkerConfig } from "../shared/config/schema.ts"
+import { WorkerConfig } from "../shared/config/server-schema.ts"
 import { AuthError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
 import { Kind } from "../shared/protocol/frames.ts"

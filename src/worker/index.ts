@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { coordinatorUrl, resolveCa, resolveKey } from "../shared/config/load.ts"
-import type { WorkerConfig } from "../shared/config/schema.ts"
+import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import { DffmpegError, TrustError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"

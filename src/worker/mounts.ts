@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises"
 import { dirname } from "node:path"
-import type { WorkerConfig } from "../shared/config/schema.ts"
+import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
 
 interface Mount {

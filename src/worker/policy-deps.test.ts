@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConfigError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
-import type { WorkerConfig } from "../shared/config/schema.ts"
+import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import { attachmentProber, mayRead, readHead, workerPolicy } from "./policy-deps.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "dffmpeg-policy-deps-"))

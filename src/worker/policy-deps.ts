@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readSync, realpathSync, statSync } from "node:fs"
 import { dirname } from "node:path"
-import type { WorkerConfig } from "../shared/config/schema.ts"
+import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { type ArgumentPolicy, createArgumentPolicy, parseHostRule, type PolicyDeps } from "./policy.ts"

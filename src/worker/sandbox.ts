@@ -10,7 +10,7 @@ import {
 } from "node:fs"
 import { constants as osc } from "node:os"
 import { posix } from "node:path"
-import type { WorkerConfig } from "../shared/config/schema.ts"
+import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import { ConfigError, InvalidError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 

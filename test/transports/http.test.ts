@@ -1,7 +1,7 @@
 import * as v from "valibot"
 import { startCoordinator } from "../../src/coordinator/index.ts"
 import { generateKey } from "../../src/shared/auth/hmac.ts"
-import { CoordinatorConfig } from "../../src/shared/config/schema.ts"
+import { CoordinatorConfig } from "../../src/shared/config/server-schema.ts"
 import { createLogger } from "../../src/shared/log.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import { createWorkerTransport } from "../../src/transports/index.ts"

@@ -1,6 +1,7 @@
 import { serviceArgs } from "../args.ts"
 import { verb } from "../command.ts"
 import { loadConfig } from "../../shared/config/load.ts"
+import { CoordinatorConfig } from "../../shared/config/server-schema.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
 import { Env } from "../../shared/config/env.ts"
@@ -23,7 +24,13 @@ export default verb("coordinator", "Run the coordinator: signed HTTP API, job st
     overrides.port = Number(a.port)
   }
   if (a["log-level"] ?? Env.logLevel()) overrides.log_level = a["log-level"] ?? Env.logLevel()
-  const { config, base, file, warnings } = await loadConfig("coordinator", a.config, overrides, explainYaml)
+  const { config, base, file, warnings } = await loadConfig(
+    "coordinator",
+    CoordinatorConfig,
+    a.config,
+    overrides,
+    explainYaml,
+  )
   const log = createLogger({ level: config.log_level as Level })
   for (const w of warnings) log.warn(w)
   if (file) log.info("config loaded", { file })

@@ -1,6 +1,7 @@
 import { serviceArgs } from "../args.ts"
 import { verb } from "../command.ts"
 import { loadConfig } from "../../shared/config/load.ts"
+import { WorkerConfig } from "../../shared/config/server-schema.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { Env } from "../../shared/config/env.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
@@ -11,6 +12,7 @@ export default verb("worker", description, serviceArgs("worker"), async (a) => {
   const level = a["log-level"] ?? Env.logLevel()
   const { config, base, file, warnings } = await loadConfig(
     "worker",
+    WorkerConfig,
     a.config,
     level ? { log_level: level } : {},
     explainYaml,

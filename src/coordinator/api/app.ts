@@ -1,7 +1,7 @@
 import { Hono, type Context } from "hono"
 import { matchedRoutes } from "hono/route"
 import { AuthError, DffmpegError } from "../../shared/errors.ts"
-import type { CoordinatorConfig } from "../../shared/config/schema.ts"
+import type { CoordinatorConfig } from "../../shared/config/server-schema.ts"
 import type { Logger } from "../../shared/log.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Store } from "../../store/index.ts"

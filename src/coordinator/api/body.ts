@@ -1,5 +1,5 @@
 import { InvalidError, TooLargeError, UnavailableError } from "../../shared/errors.ts"
-import type { CoordinatorConfig } from "../../shared/config/schema.ts"
+import type { CoordinatorConfig } from "../../shared/config/server-schema.ts"
 
 type Limits = CoordinatorConfig["limits"]
 

@@ -1,4 +1,4 @@
-import type { CoordinatorConfig } from "../../shared/config/schema.ts"
+import type { CoordinatorConfig } from "../../shared/config/server-schema.ts"
 import { QuotaError, TooLargeError } from "../../shared/errors.ts"
 import type { SubmitRequest } from "../../shared/protocol/schemas.ts"
 import type { Store } from "../../store/index.ts"

@@ -5,6 +5,11 @@ import { join, relative } from "node:path"
 import { ConfigError } from "../errors.ts"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "./load.ts"
 import { LOCAL_RANGES } from "../net/cidr.ts"
+import { ClientConfig } from "./schema.ts"
+import { CoordinatorConfig, WorkerConfig } from "./server-schema.ts"
+
+/** The schema each role's config is loaded with (as the CLI and the proxy pass it). */
+const Schemas = { coordinator: CoordinatorConfig, worker: WorkerConfig, client: ClientConfig } as const
 
 const root = mkdtempSync(join(tmpdir(), "dffmpeg-config-"))
 let dir = ""
@@ -42,7 +47,11 @@ async function configError(fn: () => unknown): Promise<ConfigError> {
 describe("loadConfig", () => {
   test("refuses a malformed allow-list entry, naming it", async () => {
     const err = await configError(() =>
-      loadConfig("coordinator", file("coordinator.yaml", "allowed_metrics_ips: [10.0.0.0/8, 10.0.0.0/33]\n")),
+      loadConfig(
+        "coordinator",
+        CoordinatorConfig,
+        file("coordinator.yaml", "allowed_metrics_ips: [10.0.0.0/8, 10.0.0.0/33]\n"),
+      ),
     )
     expect(err.issues.join("\n")).toContain('allowed_metrics_ips.1: "10.0.0.0/33" is not an IP address or CIDR range')
   })
@@ -52,7 +61,7 @@ describe("loadConfig", () => {
     ["a file with only comments", "# nothing here\n"],
   ])("gives the coordinator defaults for %s", async (_name, text) => {
     const path = file("coordinator.yaml", text)
-    const loaded = await loadConfig("coordinator", path)
+    const loaded = await loadConfig("coordinator", CoordinatorConfig, path)
     expect(loaded.config).toEqual({
       host: "127.0.0.1",
       port: 8000,
@@ -102,7 +111,7 @@ describe("loadConfig", () => {
   })
 
   test("gives the worker lifecycle defaults", async () => {
-    const loaded = await loadConfig("worker", file("worker.yaml", "client_id: w1\n"))
+    const loaded = await loadConfig("worker", WorkerConfig, file("worker.yaml", "client_id: w1\n"))
     expect(loaded.config).toMatchObject({
       cancel_term_after_seconds: 2,
       cancel_kill_after_seconds: 5,
@@ -115,14 +124,14 @@ describe("loadConfig", () => {
   })
 
   test("gives the client signal timeout default", async () => {
-    const loaded = await loadConfig("client", file("client.yaml", "client_id: c1\n"))
+    const loaded = await loadConfig("client", ClientConfig, file("client.yaml", "client_id: c1\n"))
     expect(loaded.config.signal_timeout_seconds).toBe(10)
     expect(loaded.warnings).toEqual([])
   })
 
   test("a partial janitor section keeps the defaults of the keys it does not set", async () => {
     const path = file("c.yaml", "heartbeat_interval: 1\njanitor:\n  interval: 2\n  retention_hours: 0\n")
-    const loaded = await loadConfig("coordinator", path)
+    const loaded = await loadConfig("coordinator", CoordinatorConfig, path)
     expect(loaded.config.heartbeat_interval).toBe(1)
     expect(loaded.config.janitor).toEqual({
       interval: 2,
@@ -141,7 +150,7 @@ describe("loadConfig", () => {
       "w.yaml",
       "client_id: w1\nmount_management:\n  recovery: false\n  mounts:\n    - /mnt/a\n    - path: /mnt/b\n      recovery_command: [systemctl, start, mnt-b.mount]\n",
     )
-    const { config } = await loadConfig("worker", path)
+    const { config } = await loadConfig("worker", WorkerConfig, path)
     expect(config.mount_management).toEqual({
       recovery: false,
       mounts: ["/mnt/a", { path: "/mnt/b", recovery_command: ["systemctl", "start", "mnt-b.mount"] }],
@@ -153,7 +162,7 @@ describe("loadConfig", () => {
       "c.yaml",
       "host: 0.0.0.0\nport: 9000\ndatabase:\n  path: /var/lib/dffmpeg/db.sqlite\nlog_level: debug\n",
     )
-    const { config } = await loadConfig("coordinator", path)
+    const { config } = await loadConfig("coordinator", CoordinatorConfig, path)
     expect(config).toMatchObject({
       host: "0.0.0.0",
       port: 9000,
@@ -165,7 +174,7 @@ describe("loadConfig", () => {
 
   test("resolves a relative explicit path to an absolute file and base", async () => {
     const path = file("rel.yaml", "port: 1234\n")
-    const loaded = await loadConfig("coordinator", relative(process.cwd(), path))
+    const loaded = await loadConfig("coordinator", CoordinatorConfig, relative(process.cwd(), path))
     expect(loaded.file).toBe(path)
     expect(loaded.base).toBe(dir)
   })
@@ -179,7 +188,7 @@ describe("loadConfig", () => {
     ["coordinator", "janitor:\n  intervl: 5\n", "janitor.intervl"],
   ] as const)("%s: an unknown key produces a warning naming %j", async (role, text, key) => {
     const path = file(`${role}.yaml`, text)
-    const loaded = await loadConfig(role, path)
+    const loaded = await loadConfig(role, Schemas[role], path)
     expect(loaded.warnings).toHaveLength(1)
     expect(loaded.warnings[0]).toContain(`unknown config key ${key} `)
     expect(loaded.warnings[0]).toContain(path)
@@ -187,14 +196,14 @@ describe("loadConfig", () => {
 
   test("unknown keys are ignored, known siblings still apply", async () => {
     const path = file("w.yaml", "client_id: w1\ncoordinator:\n  hots: a\n  host: b\n")
-    const { config } = await loadConfig("worker", path)
+    const { config } = await loadConfig("worker", WorkerConfig, path)
     expect(config.coordinator).toEqual({ scheme: "http", host: "b", port: 8000, path_base: "" })
     expect(config.coordinator).not.toHaveProperty("hots")
   })
 
   test("keys under maps of user-chosen names (worker paths) are not reported as unknown", async () => {
     const path = file("w.yaml", "client_id: w1\npaths:\n  Movies: /srv/movies\nbinaries:\n  ffmpeg: /usr/bin/ffmpeg\n")
-    const loaded = await loadConfig("worker", path)
+    const loaded = await loadConfig("worker", WorkerConfig, path)
     expect(loaded.warnings).toEqual([])
     expect(loaded.config.paths).toEqual({ Movies: "/srv/movies" })
   })
@@ -216,7 +225,7 @@ describe("loadConfig", () => {
     "%s: an invalid value (%j) throws ConfigError with an issue line naming its path",
     async (role, text, prefix) => {
       const path = file(`${role}.yaml`, text)
-      const err = await configError(() => loadConfig(role, path))
+      const err = await configError(() => loadConfig(role, Schemas[role], path))
       expect(err.message).toContain(path)
       expect(err.issues.some((line) => line.startsWith(prefix))).toBe(true)
     },
@@ -225,35 +234,45 @@ describe("loadConfig", () => {
   test.each(["postgres", "mysql", "mariadb"])(
     "database.engine %s is planned: one issue naming it as not available yet, and what is",
     async (engine) => {
-      const err = await configError(() => loadConfig("coordinator", file("c.yaml", `database:\n  engine: ${engine}\n`)))
+      const err = await configError(() =>
+        loadConfig("coordinator", CoordinatorConfig, file("c.yaml", `database:\n  engine: ${engine}\n`)),
+      )
       expect(err.issues).toEqual([`database.engine: ${engine} is planned but not available yet (available: sqlite)`])
     },
   )
 
   test("an unknown database engine names the available and the planned ones", async () => {
-    const err = await configError(() => loadConfig("coordinator", file("c.yaml", "database:\n  engine: oracle\n")))
+    const err = await configError(() =>
+      loadConfig("coordinator", CoordinatorConfig, file("c.yaml", "database:\n  engine: oracle\n")),
+    )
     expect(err.issues).toEqual([
       'database.engine: unknown engine "oracle"; available: sqlite (planned: postgres, mysql, mariadb)',
     ])
   })
 
   test("database defaults to sqlite; unknown keys under it are still reported, with or without an engine", async () => {
-    const none = await loadConfig("coordinator", file("a.yaml", "database:\n  path: a.db\n"))
+    const none = await loadConfig("coordinator", CoordinatorConfig, file("a.yaml", "database:\n  path: a.db\n"))
     expect(none.config.database).toEqual({ engine: "sqlite", path: "a.db" })
-    const named = await loadConfig("coordinator", file("b.yaml", "database:\n  engine: sqlite\n  pth: b.db\n"))
+    const named = await loadConfig(
+      "coordinator",
+      CoordinatorConfig,
+      file("b.yaml", "database:\n  engine: sqlite\n  pth: b.db\n"),
+    )
     expect(named.config.database).toEqual({ engine: "sqlite", path: "./dffmpeg.db" })
     expect(named.warnings).toHaveLength(1)
     expect(named.warnings[0]).toContain("unknown config key database.pth ")
   })
 
   test("a database that is not a mapping is one issue", async () => {
-    const err = await configError(() => loadConfig("coordinator", file("c.yaml", "database: ./x.db\n")))
+    const err = await configError(() =>
+      loadConfig("coordinator", CoordinatorConfig, file("c.yaml", "database: ./x.db\n")),
+    )
     expect(err.issues).toEqual(["database: must be a mapping (engine, path)"])
   })
 
   test("a missing required key is an issue too", async () => {
     const path = file("w.yaml", "max_jobs: 2\n")
-    const err = await configError(() => loadConfig("worker", path))
+    const err = await configError(() => loadConfig("worker", WorkerConfig, path))
     expect(err.issues.some((line) => line.includes("client_id"))).toBe(true)
   })
 
@@ -263,7 +282,7 @@ describe("loadConfig", () => {
     ["a tab-indented block", "database:\n\tpath: a\n"],
   ])("invalid YAML (%s) throws ConfigError naming the file", async (_name, text) => {
     const path = file("bad.yaml", text)
-    const err = await configError(() => loadConfig("coordinator", path))
+    const err = await configError(() => loadConfig("coordinator", CoordinatorConfig, path))
     expect(err.message).toContain(path)
     expect(err.message).toContain("is not valid YAML")
   })
@@ -273,14 +292,14 @@ describe("loadConfig", () => {
     ["a scalar", "just text\n"],
   ])("a YAML document that is %s throws ConfigError", async (_name, text) => {
     const path = file("list.yaml", text)
-    const err = await configError(() => loadConfig("coordinator", path))
+    const err = await configError(() => loadConfig("coordinator", CoordinatorConfig, path))
     expect(err.message).toContain(path)
     expect(err.message).toContain("mapping")
   })
 
   test("an explicit path that does not exist throws ConfigError naming it", async () => {
     const missing = join(dir, "nope.yaml")
-    const err = await configError(() => loadConfig("coordinator", missing))
+    const err = await configError(() => loadConfig("coordinator", CoordinatorConfig, missing))
     expect(err.message).toContain(missing)
     expect(err.message).toContain("does not exist")
   })
@@ -290,7 +309,7 @@ describe("resolveKey", () => {
   test("reads hmac_key_file relative to the config file's directory, trimmed", async () => {
     file("conf/keys/worker.key", "  S0VZ\n")
     const path = file("conf/worker.yaml", "client_id: w1\nhmac_key_file: keys/worker.key\n")
-    const loaded = await loadConfig("worker", path)
+    const loaded = await loadConfig("worker", WorkerConfig, path)
     expect(loaded.base).toBe(join(dir, "conf"))
     expect(resolveKey(loaded.config, loaded.base)).toBe("S0VZ")
   })
@@ -391,7 +410,7 @@ describe("resolveCa", () => {
     )
     process.env.DFFMPEG_COORDINATOR_URL = "https://coord.lan:8443/d"
     try {
-      const { config } = await loadConfig("client", cfg)
+      const { config } = await loadConfig("client", ClientConfig, cfg)
       expect(config.coordinator).toEqual({
         scheme: "https",
         host: "coord.lan",

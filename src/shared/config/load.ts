@@ -4,10 +4,12 @@ import { dirname, isAbsolute, join, resolve } from "node:path"
 import { ConfigError } from "../errors.ts"
 import { issueLines } from "../protocol/schemas.ts"
 import { Env } from "./env.ts"
-import { Schemas, type ConfigOf, type ConfigRole } from "./schema.ts"
 
-export interface Loaded<R extends ConfigRole> {
-  config: ConfigOf<R>
+/** The roles that read a config file, by the name the file carries (`dffmpeg-<role>.yaml`). */
+export type ConfigRole = "coordinator" | "worker" | "client" | "admin"
+
+export interface Loaded<C> {
+  config: C
   /** The file the config came from, if any. */
   file?: string
   /** Directory relative paths in the config are resolved against. */
@@ -82,12 +84,17 @@ function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): stri
   return out
 }
 
-export async function loadConfig<R extends ConfigRole>(
-  role: R,
+/**
+ * Finds, reads and validates `role`'s config against `schema` (the caller's: the proxy's bundle then holds
+ * only the client schema, see server-schema.ts). Throws ConfigError naming the file and each invalid key.
+ */
+export async function loadConfig<S extends v.GenericSchema>(
+  role: ConfigRole,
+  schema: S,
   explicit?: string,
   overrides: Record<string, unknown> = {},
   explain?: YamlExplainer,
-): Promise<Loaded<R>> {
+): Promise<Loaded<v.InferOutput<S>>> {
   const file = findConfig(role, explicit)
   let raw: unknown = {}
   if (file) {
@@ -105,7 +112,6 @@ export async function loadConfig<R extends ConfigRole>(
     ...envOverrides(role, raw as Record<string, unknown>),
     ...overrides,
   }
-  const schema = Schemas[role] as v.GenericSchema
   const warnings = unknownKeys(schema, input).map(
     (k) => `unknown config key ${k}${file ? ` in ${file}` : ""} (ignored)`,
   )
@@ -113,7 +119,7 @@ export async function loadConfig<R extends ConfigRole>(
   const where = file ?? `the ${role} config (no file found; looked in ${searchPaths(role).join(", ")})`
   if (!parsed.success) throw new ConfigError(`invalid configuration in ${where}`, issueLines(parsed.issues))
   const base = file ? dirname(file) : process.cwd()
-  return { config: parsed.output as ConfigOf<R>, file, base, warnings }
+  return { config: parsed.output, file, base, warnings }
 }
 
 /** Client-side environment overrides, as in the reference (handy for media servers' service files). */

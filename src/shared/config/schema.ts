@@ -1,36 +1,27 @@
 import * as v from "valibot"
-import { availableParallelism } from "node:os"
-import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 
-/** Config schemas. Key names follow the reference implementation where the concept is the same. */
+/**
+ * Config schemas: the pieces every role shares, and the client's (the proxy's) config. The other roles'
+ * schemas are in server-schema.ts, so the proxy's bundle carries neither them nor the valibot they use.
+ * Key names follow the reference implementation where the concept is the same.
+ */
 
-const Seconds = (min: number, max: number) => v.pipe(v.number(), v.minValue(min), v.maxValue(max))
-const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "info")
-const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
-const VarName = v.pipe(
+/** A duration in seconds, within [min, max]. */
+export const Seconds = (min: number, max: number) => v.pipe(v.number(), v.minValue(min), v.maxValue(max))
+/** `log_level`, info by default. */
+export const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "info")
+/** A TCP port number. */
+export const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
+/** The name of a path variable (the keys of `paths`). */
+export const VarName = v.pipe(
   v.string(),
   v.regex(VAR_NAME, "path variable names are a letter or '_' followed by letters, digits or '_'"),
 )
-const AbsPath = v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))
-const CidrList = (fallback: string[]) =>
-  v.optional(
-    v.array(
-      v.pipe(
-        v.string(),
-        v.check(
-          (t) => parseCidr(t) !== undefined,
-          (i) => `${JSON.stringify(i.input)} is not an IP address or CIDR range`,
-        ),
-      ),
-    ),
-    fallback,
-  )
-const BinaryName = v.pipe(
-  v.string(),
-  v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "binary names are 1-64 letters, digits, '_', '-' or '.'"),
-)
+/** A path that starts with `/`. */
+export const AbsPath = v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))
 
+/** Where the coordinator is, as a worker, client or admin reaches it. */
 export const CoordinatorLink = v.optional(
   v.object({
     scheme: v.optional(v.picklist(["http", "https"]), "http"),
@@ -43,136 +34,8 @@ export const CoordinatorLink = v.optional(
   {},
 )
 
-const Bytes = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max))
-const Count = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max))
-
-/** Quotas and resource limits of the coordinator (issue: bounded memory under any load). */
-export const Limits = v.optional(
-  v.object({
-    /** Total UTF-8 bytes of a job's arguments (plus cwd and path names). */
-    max_args_bytes: v.optional(Bytes(1024, 64 * 1024 * 1024), 256 * 1024),
-    /** Most arguments one job may have. */
-    max_args_count: v.optional(Count(1, 100_000), 4096),
-    /** Jobs one client identity may have queued or assigned at once (not yet running). */
-    max_queued_per_client: v.optional(Count(1, 1_000_000), 500),
-    /** Jobs one client identity may have not yet finished (queued, assigned or running). */
-    max_active_per_client: v.optional(Count(1, 1_000_000), 1000),
-    /** Caller stdin bytes one job may forward to its worker. */
-    max_stdin_bytes: v.optional(Bytes(0, 1024 * 1024 * 1024 * 1024), 1024 * 1024 * 1024),
-    /** Largest page of a listing (jobs, events); larger `limit`s are clamped, and cursors page on. */
-    max_page_size: v.optional(Count(1, 10_000), 200),
-    /** Largest log tail (`admin jobs logs --tail`, the dashboard's log view), in bytes. */
-    max_log_tail_bytes: v.optional(Bytes(1024, 256 * 1024 * 1024), 1024 * 1024),
-    /** Largest signed request body; a larger Content-Length gets 413 before the body is read. */
-    max_body_bytes: v.optional(Bytes(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024),
-    /**
-     * Request body bytes read at once, in all, before their signatures are verified (a caller who knows
-     * an identity's name but not its key can make the coordinator read up to a route's cap); past it
-     * new bodies get 503 and are retried. Never below max_body_bytes.
-     */
-    max_unverified_body_bytes: v.optional(Bytes(1024 * 1024, 4 * 1024 * 1024 * 1024), 64 * 1024 * 1024),
-    /** Open dashboard live connections (SSE) in all, and per client address. */
-    max_dashboard_connections: v.optional(Count(1, 100_000), 64),
-    max_dashboard_connections_per_ip: v.optional(Count(1, 100_000), 8),
-    /** Open long polls per worker identity (a worker keeps one). */
-    max_polls_per_worker: v.optional(Count(1, 1000), 2),
-    /** Open output streams per job (callers re-attaching, admins following its log). */
-    max_streams_per_job: v.optional(Count(1, 1000), 8),
-    /** Open connections held by one identity in all (polls, streams). */
-    max_streams_per_identity: v.optional(Count(1, 100_000), 256),
-  }),
-  {},
-)
-
-/** The store engines: those accepted now, and those planned (named in the error until their adapters land). */
-export const DatabaseEngines = { available: ["sqlite"], planned: ["postgres", "mysql", "mariadb"] } as const
-
-const SqliteDatabase = v.object({
-  engine: v.optional(v.literal("sqlite"), "sqlite"),
-  /** The database file, relative to the config file, or `:memory:`. */
-  path: v.optional(v.pipe(v.string(), v.minLength(1)), "./dffmpeg.db"),
-})
-
-/** Why `database` was refused: a planned engine is not "invalid", it is not there yet. */
-function engineMessage(issue: v.BaseIssue<unknown>): string {
-  if (issue.expected === "Object") return "must be a mapping (engine, path)"
-  const { available, planned } = DatabaseEngines
-  const engine = issue.input
-  if ((planned as readonly unknown[]).includes(engine))
-    return `${engine} is planned but not available yet (available: ${available.join(", ")})`
-  return `unknown engine ${JSON.stringify(engine)}; available: ${available.join(", ")} (planned: ${planned.join(", ")})`
-}
-
-/** `database`, one shape per engine (a discriminated union on `engine`, which defaults to sqlite). */
-export const Database = v.optional(v.variant("engine", [SqliteDatabase], engineMessage), {})
-export type DatabaseConfig = v.InferOutput<typeof Database>
-
-export const CoordinatorConfig = v.object({
-  host: v.optional(v.string(), "127.0.0.1"),
-  port: v.optional(Port, 8000),
-  path_base: v.optional(v.string(), ""),
-  database: Database,
-  allowed_binaries: v.optional(v.array(BinaryName), ["ffmpeg", "ffprobe"]),
-  /** Longest a worker's poll is held open before it answers with no work. */
-  poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),
-  /** How often workers report the jobs they hold, and attached callers are checked for. */
-  heartbeat_interval: v.optional(Seconds(0.05, 3600), 5),
-  /** How often workers re-register (refreshing their binaries, healthy paths and state). */
-  registration_interval: v.optional(Seconds(0.05, 3600), 15),
-  /** After SIGTERM, /health answers 503 for this long before the coordinator stops (load balancers). */
-  shutdown_delay_seconds: v.optional(Seconds(0, 3600), 0),
-  janitor: v.optional(
-    v.object({
-      /** Period of the janitor's run (± jitter). */
-      interval: v.optional(Seconds(0.05, 3600), 10),
-      jitter: v.optional(Seconds(0, 60), 0.5),
-      /** A worker is offline when not heard from for max(registration_interval, heartbeat_interval) × this. */
-      worker_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 1.5),
-      /** A running job's worker, or an attached caller, is gone after heartbeat_interval × this. */
-      job_heartbeat_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 2.5),
-      /** Longest a job may stay assigned without its worker starting it; then it is re-queued. */
-      job_assignment_timeout: v.optional(Seconds(0.05, 3600), 10),
-      /** A queued job that no online worker could run fails after this long. */
-      job_pending_timeout: v.optional(Seconds(0.05, 86400 * 30), 30),
-      /** Finished jobs (with their output) and long-offline workers are deleted after this long. */
-      retention_hours: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 3650)), 168),
-    }),
-    {},
-  ),
-  /** Serves the web dashboard at `/` (under path_base). */
-  web_dashboard_enabled: v.optional(v.boolean(), true),
-  /** Peers that may load the dashboard (default: loopback and private ranges). */
-  allowed_dashboard_ips: CidrList(LOCAL_RANGES),
-  /** When true the dashboard also asks for an admin identity (name and key) and keeps a session cookie. */
-  dashboard_require_login: v.optional(v.boolean(), false),
-  /** Hours a dashboard sign-in lasts. */
-  dashboard_session_hours: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(24 * 365)), 12),
-  /** Peers that may scrape /metrics (default: loopback and private ranges). */
-  allowed_metrics_ips: CidrList(LOCAL_RANGES),
-  /**
-   * Reverse proxies whose X-Forwarded-For is believed when checking the allow-lists; from any other
-   * peer the header is ignored. Empty: the socket's address is always used.
-   */
-  trusted_proxies: CidrList(["127.0.0.1", "::1"]),
-  /** Serve HTTPS instead of HTTP (PEM files). */
-  tls: v.optional(
-    v.object({
-      cert_file: v.pipe(v.string(), v.minLength(1)),
-      key_file: v.pipe(v.string(), v.minLength(1)),
-    }),
-  ),
-  /**
-   * The coordinator secret (32 random bytes, base64) that encrypts every stored key (AES-256-GCM). Created
-   * 0600 on first start; the coordinator refuses to start when it is readable by others. Default: beside
-   * the database, `<database path>.secret`.
-   */
-  secret_key_file: v.optional(v.pipe(v.string(), v.minLength(1))),
-  limits: Limits,
-  log_level: LogLevel,
-})
-export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
-
-const Identity = {
+/** Who a worker, client or admin is (its key comes from hmac_key or hmac_key_file), and where its coordinator is. */
+export const Identity = {
   client_id: v.pipe(
     v.string("client_id is required"),
     v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be 1-64 letters, digits, '_' or '-'"),
@@ -181,71 +44,6 @@ const Identity = {
   hmac_key_file: v.optional(v.string()),
   coordinator: CoordinatorLink,
 }
-
-export const WorkerConfig = v.object({
-  ...Identity,
-  binaries: v.optional(v.record(BinaryName, v.pipe(v.string(), v.minLength(1))), {
-    ffmpeg: "ffmpeg",
-    ffprobe: "ffprobe",
-  }),
-  paths: v.optional(v.record(VarName, AbsPath), {}),
-  passthrough_paths: v.optional(v.array(AbsPath), ["/dev/null"]),
-  max_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), availableParallelism()),
-  /** Stopping a job (cancel, forced shutdown): `q` on stdin, SIGTERM after this long, then SIGKILL. */
-  cancel_term_after_seconds: v.optional(Seconds(0, 600), 2),
-  cancel_kill_after_seconds: v.optional(Seconds(0, 600), 5),
-  /** After the first SIGTERM, keep refusing new work for at least this long before exiting. */
-  min_drain_time_seconds: v.optional(Seconds(0, 3600), 5),
-  /** Path checks (stat, mount point) that take longer than this count as unhealthy. */
-  mount_check_timeout_seconds: v.optional(Seconds(0.05, 600), 5),
-  /** How often path variables are re-checked; a change is re-advertised at once. */
-  mount_check_interval_seconds: v.optional(Seconds(0.05, 3600), 5),
-  mount_management: v.optional(
-    v.object({
-      /** Run a mount's recovery command when it is unhealthy. */
-      recovery: v.optional(v.boolean(), true),
-      mounts: v.optional(
-        v.array(
-          v.union([
-            AbsPath,
-            v.object({
-              path: AbsPath,
-              /** argv run (no shell) to bring the mount back, e.g. [systemctl, start, mnt-media.mount]. */
-              recovery_command: v.optional(v.array(v.string())),
-            }),
-          ]),
-        ),
-        [],
-      ),
-    }),
-    {},
-  ),
-  /**
-   * How jobs are confined: `bwrap` runs every ffmpeg in a bubblewrap sandbox that sees only the job's
-   * mapped roots, its scratch directory, the binary and the system files it needs; a worker that cannot
-   * sandbox refuses to start. `none` runs ffmpeg unconfined (warned at every start, shown to operators).
-   */
-  sandbox: v.optional(v.picklist(["bwrap", "none"]), "bwrap"),
-  /** Unprivileged user (name, or uid[:gid]) ffmpeg runs as when the worker runs as root. */
-  run_as: v.optional(v.pipe(v.string(), v.minLength(1))),
-  /** Allow ffmpeg to run as root (worker running as root with no run_as). */
-  allow_root: v.optional(v.boolean(), false),
-  /** Device nodes or folders the sandbox exposes (e.g. /dev/dri for VAAPI/QSV, /dev/nvidia0, /dev/nvidiactl). */
-  devices: v.optional(v.array(AbsPath), []),
-  /** Extra read-only system paths visible in the sandbox (beyond /usr, /etc/fonts, ... ), e.g. an ffmpeg outside /usr. */
-  sandbox_ro_paths: v.optional(v.array(AbsPath), []),
-  /**
-   * Check every argument before spawning (protocols, relative paths, embedded paths, attachments). Only
-   * turn off to test the sandbox alone; logged as a warning at start.
-   */
-  argument_policy: v.optional(v.boolean(), true),
-  /** Let jobs use network protocols (http, https, tcp, udp, rtmp, rtsp, srt, ...); off by default (no network in the sandbox). */
-  allow_network: v.optional(v.boolean(), false),
-  /** With allow_network: only these hosts (name, IP or CIDR, optional :port); empty means any host. */
-  allowed_hosts: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
-  log_level: LogLevel,
-})
-export type WorkerConfig = v.InferOutput<typeof WorkerConfig>
 
 export const ClientConfig = v.object({
   ...Identity,
@@ -259,19 +57,3 @@ export const ClientConfig = v.object({
   log_level: LogLevel,
 })
 export type ClientConfig = v.InferOutput<typeof ClientConfig>
-
-/** `dffmpeg admin` from any host: an admin identity and where the coordinator is. */
-export const AdminConfig = v.object({
-  ...Identity,
-  log_level: LogLevel,
-})
-export type AdminConfig = v.InferOutput<typeof AdminConfig>
-
-export const Schemas = {
-  coordinator: CoordinatorConfig,
-  worker: WorkerConfig,
-  client: ClientConfig,
-  admin: AdminConfig,
-} as const
-export type ConfigRole = keyof typeof Schemas
-export type ConfigOf<R extends ConfigRole> = v.InferOutput<(typeof Schemas)[R]>

@@ -36,6 +36,18 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
   const { told } = w
   const vault = keyVault(db, dialect, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
 
+  /** Rows of `table` counted by the database per status; every state listed, 0 when it has none. */
+  const byStatus = async <S extends JobStatus | WorkerStatus>(table: "jobs" | "workers", states: readonly S[]) => {
+    const out = Object.fromEntries(states.map((s) => [s, 0])) as Record<S, number>
+    const rows = await db
+      .selectFrom(table)
+      .select(["status", sql<number>`count(*)`.as("n")])
+      .groupBy("status")
+      .execute()
+    for (const r of rows) if (r.status in out) out[r.status as S] = Number(r.n)
+    return out
+  }
+
   return {
     kind: dialect.name,
     async migrate() {
@@ -55,27 +67,13 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
     ...jobMethods(c, w),
     ...streamMethods(c, w),
     async stats(): Promise<Stats> {
-      const jobs = Object.fromEntries(JobStatuses.options.map((s) => [s, 0])) as Record<JobStatus, number>
-      for (const r of await db
-        .selectFrom("jobs")
-        .select(["status", sql<number>`count(*)`.as("n")])
-        .groupBy("status")
-        .execute()) {
-        if (r.status in jobs) jobs[r.status as JobStatus] = Number(r.n)
-      }
+      const jobs = await byStatus("jobs", JobStatuses.options)
       const oldest = await db
         .selectFrom("jobs")
         .select(sql<number | null>`min(created_at)`.as("t"))
         .where("status", "=", "queued")
         .executeTakeFirst()
-      const workers = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerStatus, number>
-      for (const r of await db
-        .selectFrom("workers")
-        .select(["status", sql<number>`count(*)`.as("n")])
-        .groupBy("status")
-        .execute()) {
-        if (r.status in workers) workers[r.status as WorkerStatus] = Number(r.n)
-      }
+      const workers = await byStatus("workers", WORKER_STATES)
       const total = await db
         .selectFrom("workers")
         .select(sql<number | null>`sum(max_jobs)`.as("n"))

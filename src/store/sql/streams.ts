@@ -1,8 +1,9 @@
-import { sql } from "kysely"
+import { sql, type Selectable } from "kysely"
 import type { ExitReport, ProgressReport } from "../../shared/protocol/schemas.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { step, type JobEvent as MachineEvent } from "../machine.ts"
 import type { InputChunk, InputRow, OutputChunk, Store, StreamRow, UploadResult } from "../types.ts"
+import type { Database } from "./schema.ts"
 import { STREAM, bytes, toJob, type Sql } from "./shared.ts"
 import type { Effects, Writer } from "./writer.ts"
 
@@ -19,6 +20,22 @@ export function streamMethods(
 > {
   const { db, dialect } = c
   const { txEmit, apply, lost, told } = w
+  /** One page of a job's stream after `after`, in order of `cursor` (output by position, input by sequence). */
+  const pageAfter = <T extends "job_output" | "job_input">(
+    table: T,
+    cursor: T extends "job_output" ? "pos" : "seq",
+    id: string,
+    after: number,
+    limit: number,
+  ) =>
+    // One query for both tables; Kysely cannot narrow a column name through a union of tables.
+    (db.selectFrom(table as "job_output") as any)
+      .selectAll()
+      .where("job_id", "=", id)
+      .where(cursor, ">", after)
+      .orderBy(cursor)
+      .limit(limit)
+      .execute() as Promise<Selectable<Database[T]>[]>
   return {
     async appendOutput(
       id,
@@ -88,14 +105,7 @@ export function streamMethods(
       })
     },
     async readOutput(id, after, limit): Promise<StreamRow[]> {
-      const rows = await db
-        .selectFrom("job_output")
-        .select(["pos", "stream", "data"])
-        .where("job_id", "=", id)
-        .where("pos", ">", after)
-        .orderBy("pos")
-        .limit(limit)
-        .execute()
+      const rows = await pageAfter("job_output", "pos", id, after, limit)
       return rows.map((r) => ({
         pos: Number(r.pos),
         stream: r.stream === STREAM.stdout ? "stdout" : "stderr",
@@ -173,14 +183,7 @@ export function streamMethods(
       return told(true, { type: "input", job: id })
     },
     async readInput(id, after, limit): Promise<InputRow[]> {
-      const rows = await db
-        .selectFrom("job_input")
-        .select(["seq", "kind", "data"])
-        .where("job_id", "=", id)
-        .where("seq", ">", after)
-        .orderBy("seq")
-        .limit(limit)
-        .execute()
+      const rows = await pageAfter("job_input", "seq", id, after, limit)
       return rows.map((r) => ({
         seq: Number(r.seq),
         kind: Number(r.kind),

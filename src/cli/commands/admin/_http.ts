@@ -1,4 +1,5 @@
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "../../../shared/config/load.ts"
+import { AdminConfig } from "../../../shared/config/server-schema.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import { AuthError, UnavailableError } from "../../../shared/errors.ts"
 import { createApiClient, readJson, type ApiClient } from "../../../shared/http/client.ts"
@@ -12,7 +13,7 @@ import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
 
 /** The remote backend, as the admin identity of `file` (an admin config). */
 export async function openHttpBackend(file: string): Promise<AdminBackend> {
-  const { config, base, warnings } = await loadConfig("admin", file, {}, explainYaml)
+  const { config, base, warnings } = await loadConfig("admin", AdminConfig, file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
   const api = createApiClient({
     url: coordinatorUrl(config.coordinator),

@@ -1,6 +1,6 @@
 import { loadConfig } from "../../../shared/config/load.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
-import type { CoordinatorConfig } from "../../../shared/config/schema.ts"
+import { CoordinatorConfig } from "../../../shared/config/server-schema.ts"
 import { fileKeyring, type FileKeyring } from "../../../shared/auth/secret-file.ts"
 import { memoryKeyring, type Keyring } from "../../../shared/auth/keyring.ts"
 import { createStore, storePaths, type Store } from "../../../store/index.ts"
@@ -14,7 +14,7 @@ import { createStore, storePaths, type Store } from "../../../store/index.ts"
 export async function openStore(
   file: string,
 ): Promise<{ store: Store; path: string; config: CoordinatorConfig; secret?: { file: string; keys: FileKeyring } }> {
-  const { config, base, warnings } = await loadConfig("coordinator", file, {}, explainYaml)
+  const { config, base, warnings } = await loadConfig("coordinator", CoordinatorConfig, file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
   const paths = storePaths(config, base)
   const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
