@@ -57,7 +57,10 @@ test("anything else is an unexpected error: a stack for commands, one line for t
   const err = new Error("boom")
   const cmd = errorExit(err, "command")
   expect(cmd.code).toBe(ExitCode.FAILURE)
-  expect(cmd.line).toStartWith("dffmpeg: unexpected error: Error: boom\\n    at ")
+  // The stack one frame a line, as `dffmpeg` printed it before the error edge was shared.
+  expect(cmd.line).toBe("dffmpeg: unexpected error: Error: boom")
+  expect(cmd.more.length).toBeGreaterThan(0)
+  for (const frame of cmd.more) expect(frame).toStartWith("    at ")
   expect(errorExit(err, "proxy")).toEqual({ code: PROXY_FAILURE, line: "dffmpeg: unexpected error: boom", more: [] })
   expect(errorExit("a string", "proxy").line).toBe("dffmpeg: unexpected error: a string")
 })
@@ -69,4 +72,8 @@ test("every piece of text is escaped: nothing a coordinator sent reaches the ter
     for (const l of [line, ...more]) expect(l).not.toMatch(/[\x00-\x1f\u202e]/)
   }
   expect(errorExit(hostile, "command").more).toEqual(["  ↳ issue\\u202e\\x07"])
+  const bug = new TypeError("bad\x1b[31m\r\nfake line")
+  const { line, more } = errorExit(bug, "command")
+  expect(line).toBe("dffmpeg: unexpected error: TypeError: bad\\x1b[31m\\r\\nfake line")
+  for (const l of more) expect(l).not.toMatch(/[\x00-\x1f\u202e]/)
 })

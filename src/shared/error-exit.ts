@@ -11,7 +11,7 @@ export interface ErrorExit {
   code: number
   /** The `dffmpeg: …` line, without its newline. */
   line: string
-  /** Lines printed after it (command mode only): one `  ↳ …` per issue, then a hint. */
+  /** Lines printed after it (command mode only): one `  ↳ …` per issue, then a hint; or an unexpected error's stack. */
   more: string[]
 }
 
@@ -29,12 +29,20 @@ export type Edge = "proxy" | "command"
 export function errorExit(err: unknown, edge: Edge): ErrorExit {
   if (!(err instanceof DffmpegError)) {
     const e = err as Error | undefined
-    // A command's bug report wants the stack; a media server's log wants one line.
-    const what = edge === "proxy" ? (e?.message ?? String(err)) : (e?.stack ?? String(err))
+    // A media server's log wants one line.
+    if (edge === "proxy")
+      return {
+        code: PROXY_FAILURE,
+        line: `dffmpeg: unexpected error: ${escapeControls(e?.message ?? String(err))}`,
+        more: [],
+      }
+    // A command's bug report wants the stack, one frame a line as it always was. The message stays one
+    // escaped line (it may quote what someone sent); only the breaks before the frames are kept.
+    const [message = "", ...frames] = (e?.stack ?? String(err)).split(/\n(?= {4}at )/)
     return {
-      code: edge === "proxy" ? PROXY_FAILURE : ExitCode.FAILURE,
-      line: `dffmpeg: unexpected error: ${escapeControls(what)}`,
-      more: [],
+      code: ExitCode.FAILURE,
+      line: `dffmpeg: unexpected error: ${escapeControls(message)}`,
+      more: frames.map((f) => escapeControls(f)),
     }
   }
   const issues = issuesOf(err).map((i) => escapeControls(i))
