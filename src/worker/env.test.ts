@@ -84,14 +84,14 @@ test("spawnEnv puts the caller's variables over the confinement's environment, o
 
 test("the process a job runs sees the allowed caller variables and none of the others", async () => {
   const t = new FakeTransport()
+  const script = 'printf "%s|%s|%s" "${TZ-unset}" "${DFFMPEG_SECRET_TEST-unset}" "${FFREPORT-unset}"'
+  const env = { TZ: "Asia/Tokyo", DFFMPEG_SECRET_TEST: "x", FFREPORT: "file=$M/r.log" }
   const a = {
+    ...job(env),
     id: "01M8DFWF4PCGSZBYEVT8TN9999",
     epoch: 1,
     binary: "ffmpeg",
-    args: ["-c", 'printf "%s|%s|%s" "${TZ-unset}" "${DFFMPEG_SECRET_TEST-unset}" "${FFREPORT-unset}"'],
-    paths: ["M"],
-    cwd: "$M/logs",
-    env: { TZ: "Asia/Tokyo", DFFMPEG_SECRET_TEST: "x", FFREPORT: "file=$M/r.log" },
+    args: ["-c", script],
     stdin: false,
   }
   const run = startRun(a, {
