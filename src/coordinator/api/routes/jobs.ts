@@ -19,7 +19,7 @@ import * as v from "valibot"
 import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
-import { cancelJob } from "../../jobs.ts"
+import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery, workerName } from "../_util.ts"
@@ -45,11 +45,12 @@ export function jobRoutes(deps: Deps) {
 
   /**
    * Open streams of attached callers, per job. When the last one closes before the job ended and the
-   * caller does not come back within a short grace (a reconnect after a network blip does), the caller
-   * is gone (killed, crashed): the job is canceled at once rather than after the janitor's threshold.
+   * caller does not come back within a short grace (a live caller re-opens a dropped stream at once),
+   * the caller is gone (killed, crashed): the job is canceled as `CALLER_GONE`, which its worker kills
+   * rather than finalises, so a dead caller is a dead ffmpeg within about half a second.
    */
   const callers = new Map<string, number>()
-  const CALLER_GRACE_MS = Math.min(2000, config.heartbeat_interval * 1000)
+  const CALLER_GRACE_MS = Math.min(300, config.heartbeat_interval * 1000)
   const callerLeft = (id: string) => {
     const n = (callers.get(id) ?? 1) - 1
     if (n > 0) return void callers.set(id, n)
@@ -62,7 +63,7 @@ export function jobRoutes(deps: Deps) {
         if (!cur || isTerminal(cur.status)) return
         const done = await store.requestCancel(
           id,
-          "the caller went away (its connection closed and did not come back)",
+          `${CALLER_GONE} (its connection closed and did not come back)`,
           now(),
         )
         if (!done) return
@@ -316,6 +317,20 @@ export function jobRoutes(deps: Deps) {
     )
   }
 
+  /**
+   * A signal to a caller whose job has not started ends the job at once with the exit code a local
+   * ffmpeg would have given it, rather than waiting for a worker to deliver it. Once the job runs the
+   * store refuses this and the worker delivers the stored signal as usual.
+   */
+  const signaledBeforeStart = async (job: Job, fresh: InputChunk[]) => {
+    const frame = fresh.find((ch) => ch.kind === Kind.signal)
+    if (!frame || (job.status !== "queued" && job.status !== "assigned")) return
+    const sig = new TextDecoder().decode(frame.data)
+    const reason = `the caller received ${sig} before the job started`
+    const done = await store.withdrawJob(job.id, reason, signaledExit(job.binary, sig), now())
+    if (done) log.info("job canceled: its caller was signaled before it started", { job: job.id, signal: sig })
+  }
+
   app.post("/:id/stdin", async (c) => {
     const job = await load(c)
     const p = c.get("principal")
@@ -334,6 +349,7 @@ export function jobRoutes(deps: Deps) {
     const { stored, fresh } = await freshInput(job, chunks)
     await checkStdinQuota(job, stored.bytes, fresh)
     await store.appendInput(job.id, fresh)
+    await signaledBeforeStart(job, fresh)
     return c.json({ ok: true })
   })
 
