@@ -62,6 +62,16 @@ async function runningJob(c: Cluster) {
   })
 }
 
+/** Waits until job `id` ends canceled; returns it with its timeline. */
+const endsCanceled = (c: Cluster, id: string) =>
+  waitFor(
+    async () => {
+      const j = await c.job(id)
+      return j.status === "canceled" ? j : undefined
+    },
+    { timeoutMs: 15_000, what: `job ${id} to end canceled` },
+  )
+
 /** Waits until every pid is gone; returns how long it took. */
 async function gone(pids: number[], timeoutMs: number): Promise<number> {
   const t0 = performance.now()
@@ -296,13 +306,7 @@ describe("the caller stops the job", () => {
     // test when the process outlives that by far, the time itself is printed, not asserted.
     const ms = await gone(ffmpeg, 4000)
     console.log(`shim SIGKILL: remote ffmpeg stopped after ${ms.toFixed(0)} ms`)
-    const after = await waitFor(
-      async () => {
-        const j = await c.job(job.id)
-        return j.status === "canceled" ? j : undefined
-      },
-      { what: "the job to end canceled" },
-    )
+    const after = await endsCanceled(c, job.id)
     expect(terminal(after.events)).toHaveLength(1)
   }, 60_000)
 
@@ -362,17 +366,8 @@ describe("a caller like a local ffmpeg's parent", () => {
     mkdirSync(join(c.storage, dir), { mode: 0o777 })
     chmodSync(join(c.storage, dir), 0o777)
     const hls = (root: string) => [
-      "-hide_banner",
-      "-nostats",
-      "-re",
-      "-f",
-      "lavfi",
-      "-i",
-      "testsrc=size=160x120:rate=10:duration=60",
-      "-c:v",
-      "libx264",
-      "-preset",
-      "ultrafast",
+      // slowEncode's input and codec, without its `-y OUTPUT`.
+      ...slowEncode(root, "").slice(0, -2),
       "-g",
       "5",
       "-f",
@@ -405,13 +400,7 @@ describe("a caller like a local ffmpeg's parent", () => {
     await Bun.sleep(2000)
     expect(files()).toEqual(atDeath)
     expect(readFileSync(join(c.storage, dir, "index.m3u8"), "utf8")).not.toContain("#EXT-X-ENDLIST")
-    const after = await waitFor(
-      async () => {
-        const j = await c.job(job.id)
-        return j.status === "canceled" ? j : undefined
-      },
-      { what: "the job to end canceled" },
-    )
+    const after = await endsCanceled(c, job.id)
     expect(terminal(after.events)).toHaveLength(1)
     console.log(`caller SIGKILL mid-HLS: remote ffmpeg gone after ${ms.toFixed(0)} ms, ${atDeath.length} files`)
   }, 60_000)
@@ -450,13 +439,7 @@ describe("a caller like a local ffmpeg's parent", () => {
       const code = await shim.exited
       const ms = performance.now() - t0
       const err = await text(shim.stderr)
-      const ended = await waitFor(
-        async () => {
-          const j = await c.job(job.id)
-          return j.status === "canceled" ? j : undefined
-        },
-        { what: `the job of ${name} to end canceled` },
-      )
+      const ended = await endsCanceled(c, job.id)
       expect(ended.events.map((e) => e.status)).not.toContain("running")
       withdrawn.push(job.id)
       if (sig !== "SIGKILL") {
