@@ -457,6 +457,30 @@ describe("a caller like a local ffmpeg's parent", () => {
     for (const id of withdrawn) expect((await c.job(id)).events.map((e) => e.status)).not.toContain("running")
     expect(readdirSync(c.storage).filter((f) => f.startsWith("queued-"))).toEqual([])
   }, 120_000)
+
+  test("a queued job whose caller was just killed never starts, even when a slot frees within the grace", async () => {
+    const c = await cluster({ maxJobs: 1 })
+    const ahead = (
+      await c.client("submit", ["--detach", "--", ...slowEncode(c.clientMedia, `ahead-${Date.now()}.mkv`)])
+    ).out.trim()
+    await runningJob(c)
+    const name = `raced-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    const job = await waitFor(async () => (await c.jobs()).find((j) => j.status === "queued"), {
+      timeoutMs: 15_000,
+      what: "the caller's job queued",
+    })
+    // The job ahead stops at once (no stdin: SIGTERM), so the slot frees while the caller's grace runs.
+    const cancel = c.client("cancel", [ahead])
+    shim.kill("SIGKILL")
+    expect((await cancel).code).toBe(0)
+    const ended = await endsCanceled(c, job.id)
+    expect(ended.events.map((e) => e.status)).not.toContain("running")
+    expect(existsSync(join(c.storage, name))).toBe(false)
+    console.log(
+      `killed caller, slot freed at once: job ${job.id} ended ${ended.events.map((e) => e.status).join(" → ")}`,
+    )
+  }, 60_000)
 })
 
 describe("exit codes of the remote process", () => {

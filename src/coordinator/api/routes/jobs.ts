@@ -5,6 +5,7 @@ import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
 import { varOf } from "../../../shared/paths/vars.ts"
 import { followOutput } from "../../../shared/follow.ts"
+import { pause } from "../../../shared/pause.ts"
 import {
   FRAMES_MEDIA_TYPE,
   Kind,
@@ -50,28 +51,32 @@ export function jobRoutes(deps: Deps) {
    * rather than finalises, so a dead caller is a dead ffmpeg within about half a second.
    */
   const callers = new Map<string, number>()
+  /** Jobs whose caller's last stream closed, until its grace is over: a start claim waits for the verdict. */
+  const leaving = new Map<string, Promise<void>>()
   const CALLER_GRACE_MS = Math.min(300, config.heartbeat_interval * 1000)
   const callerLeft = (id: string) => {
     const n = (callers.get(id) ?? 1) - 1
     if (n > 0) return void callers.set(id, n)
     callers.delete(id)
-    setTimeout(async () => {
-      if (callers.has(id)) return
-      try {
-        // Most streams end because the job ended: check without taking the write lock.
-        const cur = await store.getJob(id)
-        if (!cur || isTerminal(cur.status)) return
-        const done = await store.requestCancel(
-          id,
-          `${CALLER_GONE} (its connection closed and did not come back)`,
-          now(),
-        )
-        if (!done) return
-        log.warn("job canceled: its caller went away", { job: id, status: done.status })
-      } catch (err) {
-        log.error("could not cancel an abandoned job", { job: id }, err as Error)
-      }
-    }, CALLER_GRACE_MS)
+    const verdict = pause(CALLER_GRACE_MS).then(() => callerGoneUnlessBack(id))
+    leaving.set(id, verdict)
+    void verdict.finally(() => {
+      if (leaving.get(id) === verdict) leaving.delete(id)
+    })
+  }
+  /** The grace is over: cancel the job as `CALLER_GONE` unless its caller came back. Never rejects. */
+  const callerGoneUnlessBack = async (id: string) => {
+    if (callers.has(id)) return
+    try {
+      // Most streams end because the job ended: check without taking the write lock.
+      const cur = await store.getJob(id)
+      if (!cur || isTerminal(cur.status)) return
+      const done = await store.requestCancel(id, `${CALLER_GONE} (its connection closed and did not come back)`, now())
+      if (!done) return
+      log.warn("job canceled: its caller went away", { job: id, status: done.status })
+    } catch (err) {
+      log.error("could not cancel an abandoned job", { job: id }, err as Error)
+    }
   }
 
   const load = async (c: Context<AuthEnv>): Promise<Job> => {
@@ -364,7 +369,11 @@ export function jobRoutes(deps: Deps) {
 
   app.post("/:id/start", async (c) => {
     const worker = workerName(c)
-    await protocol.start(worker, jobIdParam(c), intQuery(c, "epoch"))
+    const id = jobIdParam(c)
+    // A job whose caller just vanished must never start: wait for the grace's verdict (a cancel the
+    // machine then refuses the start for) rather than start it and kill it moments later.
+    await leaving.get(id)
+    await protocol.start(worker, id, intQuery(c, "epoch"))
     return c.json({ ok: true })
   })
 
