@@ -70,7 +70,8 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
         throw new UnavailableError(
           `lost the coordinator for ${RECONNECT_MS / 1000} s while following job ${job}: ${(err as Error).message}`,
         )
-      await pause(backoff(attempt++), o.signal)
+      // The first re-open is immediate: the coordinator takes a caller that stays away for a moment as gone.
+      await pause(attempt++ ? backoff(attempt - 2) : 0, o.signal)
     }
   }
 }

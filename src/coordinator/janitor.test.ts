@@ -369,11 +369,11 @@ describe("createJanitor", () => {
       expect(await wokeInput).toBe(true)
       const q = (await h.store.getJob("q"))!
       expect(q).toMatchObject({ status: "canceled", finishedAt: LATER })
-      expect(q.error).toContain("the caller stopped following the job")
+      expect(q.error).toContain("the caller went away: it stopped following the job")
       expect(await h.status("asg")).toBe("canceled")
       const r = (await h.store.getJob("r"))!
       expect(r).toMatchObject({ status: "running", cancelRequestedAt: LATER, finishedAt: null })
-      expect(r.error).toContain("the caller stopped following the job")
+      expect(r.error).toContain("the caller went away: it stopped following the job")
       expect((await h.store.events("r")).at(-1)?.status).toBe("canceling")
       expect(await h.status("here")).toBe("running")
       expect(await h.status("det")).toBe("running")

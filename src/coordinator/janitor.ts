@@ -2,6 +2,7 @@ import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
+import { CALLER_GONE } from "./jobs.ts"
 import { eligible, type Liveness } from "./scheduler.ts"
 
 /** Thresholds in milliseconds, derived from the config (see `timings`). */
@@ -147,7 +148,7 @@ export function createJanitor(deps: {
       for (const job of await store.abandoned(at - t.jobStale)) {
         const done = await store.requestCancel(
           job.id,
-          `the caller stopped following the job (not seen for ${secs(at - (job.clientSeenAt ?? at))})`,
+          `${CALLER_GONE}: it stopped following the job (not seen for ${secs(at - (job.clientSeenAt ?? at))})`,
           now(),
         )
         if (!done) continue

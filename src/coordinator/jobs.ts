@@ -1,3 +1,4 @@
+import { constants } from "node:os"
 import { ConflictError, NotFoundError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { isTerminal, type Job } from "../shared/protocol/schemas.ts"
@@ -15,6 +16,26 @@ export interface CancelOptions {
   /** Throws when the canceler may not cancel this job (the API's requester-or-admin rule). */
   authorize?: (job: Job) => void
   log?: Logger
+}
+
+/**
+ * How the reason of a cancel begins when the job's attached caller vanished (killed, crashed) rather
+ * than asked: its worker then kills the process at once, as a local ffmpeg dies with its parent,
+ * instead of letting it finalise (the cancel frame's `kill`, `callerGone`).
+ */
+export const CALLER_GONE = "the caller went away"
+
+/** Whether a cancel with this reason is for a vanished caller (see `CALLER_GONE`). */
+export const callerGone = (reason: string | null): boolean => reason?.startsWith(CALLER_GONE) === true
+
+/**
+ * The exit code a local `binary` gives when `sig` reaches it while it runs (measured on ffmpeg 5.1):
+ * ffmpeg stops on SIGINT and SIGTERM and exits 255; ffprobe, and ffmpeg on any other signal (SIGHUP,
+ * SIGQUIT, SIGUSR1...), dies by it: 128+N.
+ */
+export function signaledExit(binary: string, sig: string): number {
+  if (binary === "ffmpeg" && (sig === "SIGINT" || sig === "SIGTERM")) return 255
+  return 128 + ((constants.signals as Record<string, number>)[sig] ?? 0)
 }
 
 /** The reason a cancel records. */

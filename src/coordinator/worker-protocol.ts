@@ -10,6 +10,7 @@ import { VERSION } from "../shared/version.ts"
 import type { JobListing, OutputChunk, Store } from "../store/types.ts"
 import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"
 import { topic, type Notifier } from "./hub.ts"
+import { callerGone } from "./jobs.ts"
 
 export interface WorkerProtocolDeps {
   store: Store
@@ -226,7 +227,9 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
             if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
             if (cur.cancelRequestedAt !== null && !cancelSent) {
               cancelSent = true
-              yield { kind: Kind.cancel, seq: cursor, data: enc.encode(JSON.stringify({ reason: cur.error })) }
+              // A vanished caller's job is killed, not finalised: nobody is left to read what it would write.
+              const cancel = { reason: cur.error, kill: callerGone(cur.error) }
+              yield { kind: Kind.cancel, seq: cursor, data: enc.encode(JSON.stringify(cancel)) }
             }
             const before = now()
             await stored.wait(KEEPALIVE_MS, signal)

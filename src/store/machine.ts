@@ -26,6 +26,11 @@ export type JobEvent =
   | { type: "fail"; epoch?: number }
   /** Someone asked it to stop: at once if it has not started, through its worker if it runs. */
   | { type: "cancel" }
+  /**
+   * Its caller was signaled before it started: canceled now, never started (a running job takes the
+   * signal itself, so this is refused once it runs).
+   */
+  | { type: "withdraw" }
   /** A running job asked to cancel whose worker is gone: canceled now. */
   | { type: "forceCancel"; epoch: number }
   /** The assignment timed out or the worker refused it: back to the queue. */
@@ -132,6 +137,8 @@ export const RULES: readonly Rule[] = [
     guard: "no cancel requested yet",
     when: (j) => !cancelAsked(j),
   }),
+  rule({ from: "queued", event: "withdraw", to: "canceled", guard: "none", when: () => true }),
+  rule({ from: "assigned", event: "withdraw", to: "canceled", guard: "none", when: () => true }),
   rule({
     from: "running",
     event: "forceCancel",

@@ -271,6 +271,11 @@ export interface Store {
    * its worker stops it (then it ends `canceled`). Undefined if the job had already ended.
    */
   requestCancel(id: string, reason: string, now: number): Promise<Job | undefined>
+  /**
+   * A queued or assigned job whose caller was signaled before it started: canceled now with `code`, the
+   * exit code a local process would have given that signal. Undefined once it runs or ended.
+   */
+  withdrawJob(id: string, reason: string, code: number, now: number): Promise<Job | undefined>
   /** A running job whose worker has been asked to cancel and is gone: canceled now. */
   forceCanceled(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
   /** assigned → queued (assignment timed out or refused), excluding that worker next time. */

@@ -122,7 +122,8 @@ describe("startRun against a fake transport", () => {
 
   test("a cancel frame stops a real ffmpeg gracefully (q) and its exit is reported", async () => {
     const t = new FakeTransport()
-    const a = assignment(pacedFfmpeg(60))
+    // Only a process with the caller's stdin has a pipe to type `q` into.
+    const a = assignment(pacedFfmpeg(60), { stdin: true })
     const run = startRun(a, deps(t))
     await t.until(() => t.starts.length === 1 && t.calls.includes(`input:${a.id}`))
     const t0 = performance.now()
@@ -131,6 +132,36 @@ describe("startRun against a fake transport", () => {
     // `q` ends ffmpeg at once: well before the SIGTERM of the stop schedule.
     expect(performance.now() - t0).toBeLessThan(1000)
     expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+  })
+
+  test("without the caller's stdin the process reads EOF at once, and a cancel stops it with SIGTERM", async () => {
+    const t = new FakeTransport()
+    const eof = assignment(["-c", "cat; echo eof"])
+    await within(startRun(eof, deps(t, "/bin/sh")).done, 5000)
+    expect(t.text(eof.id, Kind.stdout)).toBe("eof\n")
+    // ffmpeg's other graceful stop, at once: it finalises and exits 255.
+    const a = assignment(pacedFfmpeg(60))
+    const run = startRun(a, deps(t))
+    // Once it transcodes: before that, ffmpeg has no handler yet and SIGTERM kills it (as it would locally).
+    await t.until(() => t.calls.includes(`input:${a.id}`) && (t.text(a.id, Kind.stderr) ?? "").includes("Output #0"))
+    t.send(a.id, { kind: Kind.cancel, data: enc.encode(JSON.stringify({ reason: "canceled by alice" })) })
+    await within(run.done, 5000)
+    expect(t.exitOf(a.id)).toEqual({ code: 255, signal: null })
+  })
+
+  test("a cancel frame with kill (the caller vanished) SIGKILLs the process at once", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-c", "trap '' TERM INT; while :; do sleep 0.05; done"], { stdin: true })
+    const run = startRun(a, deps(t, "/bin/sh"))
+    await t.until(() => t.calls.includes(`input:${a.id}`))
+    await Bun.sleep(100)
+    t.send(a.id, {
+      kind: Kind.cancel,
+      data: enc.encode(JSON.stringify({ reason: "the caller went away", kill: true })),
+    })
+    // Before the stop schedule's SIGKILL (2 s): the kill is not the graceful schedule's last step.
+    await within(run.done, 1500)
+    expect(t.exitOf(a.id)).toEqual({ code: null, signal: "SIGKILL" })
   })
 
   test("a signal frame is delivered to the process", async () => {

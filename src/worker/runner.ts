@@ -26,7 +26,10 @@ export interface RunnerDeps {
   binaries: Map<string, string>
   /** How jobs are started: setpriv (parent-death kill, run_as) and the bubblewrap sandbox. */
   confinement: Confinement
-  /** Stop schedule: `q` at once, SIGTERM after `termAfterMs`, SIGKILL after `killAfterMs`. */
+  /**
+   * Stop schedule: `q` at once (SIGTERM at once when the process has no stdin pipe), SIGTERM after
+   * `termAfterMs`, SIGKILL after `killAfterMs`.
+   */
   termAfterMs: number
   killAfterMs: number
   /** The caller's environment variables a job may set (`allowed_env`); default: ffmpeg's own (DEFAULT_ENV). */
@@ -37,8 +40,12 @@ export interface Run {
   id: string
   epoch: number
   done: Promise<void>
-  /** Stops the process gracefully (q, SIGTERM, SIGKILL); the exit is reported and the job ends canceled. */
-  cancel(): void
+  /**
+   * Stops the process, the exit is reported and the job ends canceled: gracefully (q, SIGTERM, SIGKILL),
+   * or with `kill` by SIGKILL at once (its caller vanished: like a local ffmpeg whose parent died, it
+   * must not finalise anything).
+   */
+  cancel(opts?: { kill?: boolean }): void
   /**
    * Stops the process gracefully and reports the job as given up (forced shutdown, lost contact): the
    * coordinator re-queues it when it may, and fails it with `reason` otherwise.
@@ -49,6 +56,15 @@ export interface Run {
 }
 
 const dec = new TextDecoder()
+
+/** Whether a cancel frame (`{reason, kill?}`) asks for SIGKILL at once rather than a graceful stop. */
+function cancelKills(data: Uint8Array): boolean {
+  try {
+    return (JSON.parse(dec.decode(data)) as { kill?: unknown }).kill === true
+  } catch {
+    return false
+  }
+}
 
 /** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
 function readsStdin(args: string[]): boolean {
@@ -67,6 +83,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   let proc: ReturnType<typeof Bun.spawn> | undefined
   let mode: "run" | "cancel" | "abandon" | "fenced" = "run"
   let abandonReason = ""
+  let killNow = false
   let stdinOpen = false
   const timers: ReturnType<typeof setTimeout>[] = []
   const exited = () => !proc || proc.exitCode !== null || proc.signalCode !== null
@@ -82,19 +99,25 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     }
   }
 
-  /** q on stdin (ffmpeg's own "stop and finalize"), then SIGTERM, then SIGKILL. */
+  /**
+   * q on stdin (ffmpeg's own "stop and finalize"), then SIGTERM, then SIGKILL. Without a stdin pipe
+   * SIGTERM, ffmpeg's other graceful stop, goes at once.
+   */
   const gracefulStop = () => {
     if (!proc) return
+    let asked = false
     if (stdinOpen) {
       try {
         const sink = proc.stdin as import("bun").FileSink
         sink.write("q")
         void Promise.resolve(sink.flush()).catch(() => {})
+        asked = true
       } catch {
         // stdin already closed: the signals below do it
       }
     }
-    timers.push(setTimeout(() => signal("SIGTERM"), deps.termAfterMs))
+    if (!asked) signal("SIGTERM")
+    else timers.push(setTimeout(() => signal("SIGTERM"), deps.termAfterMs))
     timers.push(setTimeout(() => signal("SIGKILL"), deps.killAfterMs))
   }
 
@@ -173,9 +196,9 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       const cwd = mapped.cwd ?? scratch!
       const sandboxed = box.mode === "bwrap"
       const argv = box.argv({ roots: binds, scratch, cwd }, [bin, ...mapped.args])
-      // Without caller stdin the process still gets a pipe (for `q` on cancel) unless it reads its
-      // input from stdin: then it gets /dev/null, exactly as a local call with no stdin would.
-      stdinOpen = a.stdin || !readsStdin(mapped.args)
+      // Without caller stdin the process gets /dev/null, exactly as a local call with none: EOF at once
+      // (an overwrite prompt answers itself "not overwriting"); a cancel then stops it with SIGTERM.
+      stdinOpen = a.stdin
       try {
         proc = Bun.spawn(argv, {
           cwd,
@@ -216,10 +239,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       followDownlink(a, child, deps, downlink.signal, {
         stdinEnded: () => (stdinOpen = false),
         signal: (sig) => signal(sig),
-        cancel: () => run.cancel(),
+        cancel: (kill) => run.cancel({ kill }),
         refused: (reason) => run.abandon(reason),
       })
-      if (mode !== "run") gracefulStop()
+      if (mode !== "run" && killNow) signal("SIGKILL")
+      else if (mode !== "run") gracefulStop()
       await Promise.all([
         pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout),
         pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr),
@@ -254,11 +278,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     id: a.id,
     epoch: a.epoch,
     done,
-    cancel() {
+    cancel(opts) {
       if (mode !== "run") return
       mode = "cancel"
-      log.info("canceling job", { job: a.id })
-      gracefulStop()
+      log.info("canceling job", { job: a.id, kill: opts?.kill || undefined })
+      killNow = opts?.kill === true
+      if (killNow) signal("SIGKILL")
+      else gracefulStop()
     },
     abandon(reason) {
       if (mode === "fenced" || mode === "abandon") return
@@ -286,7 +312,12 @@ function followDownlink(
   child: { stdin: unknown },
   deps: RunnerDeps,
   stop: AbortSignal,
-  on: { stdinEnded(): void; signal(sig: NodeJS.Signals): void; cancel(): void; refused(reason: string): void },
+  on: {
+    stdinEnded(): void
+    signal(sig: NodeJS.Signals): void
+    cancel(kill: boolean): void
+    refused(reason: string): void
+  },
 ) {
   const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
   // ffmpeg takes the caller's stdin as keys when no input reads it: filter commands are dropped.
@@ -310,7 +341,7 @@ function followDownlink(
               deps.log.info("forwarding signal", { job: a.id, signal: sig })
               on.signal(sig as NodeJS.Signals)
             }
-          } else if (f.kind === Kind.cancel) on.cancel()
+          } else if (f.kind === Kind.cancel) on.cancel(cancelKills(f.data))
           if (f.kind !== Kind.cancel && f.kind !== Kind.ping) after = Math.max(after, f.seq)
         }
         return

@@ -1022,6 +1022,28 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(await store.requestCancel("nope", "x", T0)).toBeUndefined()
       })
 
+      test("withdrawJob ends a queued or assigned job with its exit code, and leaves a running one alone", async () => {
+        await store.createJob(newJob("j1"), T0)
+        expect(await store.withdrawJob("j1", "SIGTERM before start", 255, T0 + 1)).toMatchObject({
+          status: "canceled",
+          exitCode: 255,
+          error: "SIGTERM before start",
+          finishedAt: T0 + 1,
+        })
+        await job("j2", {}, "w1", false)
+        expect(await store.withdrawJob("j2", "SIGHUP before start", 129, T0 + 5)).toMatchObject({
+          status: "canceled",
+          exitCode: 129,
+        })
+        // Never started: the worker's start claim is refused.
+        expect(await store.start("j2", "w1", 1, T0 + 6)).toBeUndefined()
+        expect(await statuses("j2")).toEqual(["queued", "assigned", "canceled"])
+        await job("j3")
+        expect(await store.withdrawJob("j3", "too late", 255, T0 + 5)).toBeUndefined()
+        expect(await store.getJob("j3")).toMatchObject({ status: "running", exitCode: null, cancelRequestedAt: null })
+        expect(await store.withdrawJob("j1", "again", 1, T0 + 9)).toBeUndefined()
+      })
+
       test("forceCanceled ends a running job at that epoch only", async () => {
         await job("j1")
         await store.requestCancel("j1", "stop", T0 + 5)

@@ -1,3 +1,4 @@
+import { CALLER_GONE } from "../../src/coordinator/jobs.ts"
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { newId } from "../../src/shared/ids.ts"
 import { Kind, concatFrames, encodeFrame, encodeJsonFrame, type Frame } from "../../src/shared/protocol/frames.ts"
@@ -281,7 +282,19 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       await Bun.sleep(50)
       await pair.store.requestCancel(a.id, "canceled by alice", Date.now())
       const cancel = (await frames).find((f) => f.kind === Kind.cancel)!
-      expect(JSON.parse(dec.decode(cancel.data))).toEqual({ reason: "canceled by alice" })
+      expect(JSON.parse(dec.decode(cancel.data))).toEqual({ reason: "canceled by alice", kill: false })
+    })
+
+    test("the cancel frame of a job whose caller went away asks for a kill", async () => {
+      const a = await running()
+      const frames = downlink(w, a, (s) => s.some((f) => f.kind === Kind.cancel))
+      await Bun.sleep(50)
+      await pair.store.requestCancel(a.id, `${CALLER_GONE} (its connection closed)`, Date.now())
+      const cancel = (await frames).find((f) => f.kind === Kind.cancel)!
+      expect(JSON.parse(dec.decode(cancel.data))).toEqual({
+        reason: `${CALLER_GONE} (its connection closed)`,
+        kill: true,
+      })
     })
 
     test("the assignment stream stops when its signal aborts", async () => {

@@ -26,6 +26,7 @@ export function jobMethods(
   | "start"
   | "failJob"
   | "requestCancel"
+  | "withdrawJob"
   | "forceCanceled"
   | "unassign"
   | "loseJob"
@@ -151,6 +152,11 @@ export function jobMethods(
       mutate(id, now, { type: "cancel" }, (_, s) =>
         s.to === "canceling" ? { set: { cancel_requested_at: now, error: reason }, reason } : ended(reason, now),
       ),
+    withdrawJob: (id, reason, code, now) =>
+      mutate(id, now, { type: "withdraw" }, () => {
+        const e = ended(reason, now)
+        return { ...e, set: { ...e.set, exit_code: code } }
+      }),
     forceCanceled: (id, epoch, reason, now) =>
       mutate(id, now, { type: "forceCancel", epoch }, () => ended(reason, now)),
     unassign: (id, epoch, reason, now) =>

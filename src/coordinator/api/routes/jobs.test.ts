@@ -90,6 +90,40 @@ describe("GET /jobs/:id/output", () => {
   })
 })
 
+describe("POST /jobs/:id/stdin with a signal before the job started", () => {
+  let s: RouteHarness
+  beforeEach(async () => {
+    s = await RouteHarness.open()
+    await s.worker("w1")
+  })
+  afterEach(async () => {
+    await s.close()
+  })
+  const signal = (id: string, sig: string) =>
+    s.request(alice, "POST", `${J}/${id}/stdin`, encodeFrame(Kind.signal, 1, new TextEncoder().encode(sig)))
+
+  test("ends a queued or assigned job at once with local ffmpeg's exit code; a running one gets the signal", async () => {
+    await s.job(MID)
+    expect((await signal(MID, "SIGTERM")).status).toBe(200)
+    expect(await s.store.getJob(MID)).toMatchObject({ status: "canceled", exitCode: 255 })
+    const hup = "01M8DFWF4PCGSZBYEVT8TNJN47"
+    await s.job(hup)
+    await s.store.assign(hup, "w1", s.clock)
+    expect((await signal(hup, "SIGHUP")).status).toBe(200)
+    expect(await s.store.getJob(hup)).toMatchObject({ status: "canceled", exitCode: 129 })
+    const probe = "01M8DFWF4PCGSZBYEVT8TNJN48"
+    await s.job(probe, { binary: "ffprobe" })
+    await signal(probe, "SIGINT")
+    expect(await s.store.getJob(probe)).toMatchObject({ status: "canceled", exitCode: 130 })
+    const running = "01M8DFWF4PCGSZBYEVT8TNJN49"
+    await s.job(running)
+    await s.run(running, "w1", [])
+    await signal(running, "SIGINT")
+    expect(await s.store.getJob(running)).toMatchObject({ status: "running", exitCode: null, cancelRequestedAt: null })
+    expect(await s.store.readInput(running, 0, 10)).toMatchObject([{ kind: Kind.signal, seq: 1 }])
+  })
+})
+
 describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
   let s: RouteHarness
   beforeEach(async () => {
@@ -104,9 +138,7 @@ describe("POST /jobs/:id/stdin over limits.max_stdin_bytes", () => {
 
   test("up to the limit is stored (a resent chunk is not counted twice); one byte more is 413 and cancels the job", async () => {
     expect((await upload(stdin(1, 6))).status).toBe(200)
-    expect(
-      (await upload(stdin(1, 6), stdin(2, 4), encodeFrame(Kind.signal, 3, new TextEncoder().encode("SIGINT")))).status,
-    ).toBe(200)
+    expect((await upload(stdin(1, 6), stdin(2, 4), encodeFrame(Kind.stdinEnd, 3))).status).toBe(200)
     expect(await s.store.inputBytes(MID)).toEqual({ bytes: 10, lastSeq: 3 })
     const res = await upload(stdin(4, 1))
     expect(res.status).toBe(413)

@@ -6,6 +6,7 @@ import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
 import { varOf } from "../../../shared/paths/vars.ts"
 import { followOutput } from "../../../shared/follow.ts"
+import { pause } from "../../../shared/pause.ts"
 import {
   FRAMES_MEDIA_TYPE,
   Kind,
@@ -20,7 +21,7 @@ import * as v from "valibot"
 import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
-import { cancelJob } from "../../jobs.ts"
+import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery, workerName } from "../_util.ts"
@@ -46,32 +47,37 @@ export function jobRoutes(deps: Deps) {
 
   /**
    * Open streams of attached callers, per job. When the last one closes before the job ended and the
-   * caller does not come back within a short grace (a reconnect after a network blip does), the caller
-   * is gone (killed, crashed): the job is canceled at once rather than after the janitor's threshold.
+   * caller does not come back within a short grace (a live caller re-opens a dropped stream at once),
+   * the caller is gone (killed, crashed): the job is canceled as `CALLER_GONE`, which its worker kills
+   * rather than finalises, so a dead caller is a dead ffmpeg within about half a second.
    */
   const callers = new Map<string, number>()
-  const CALLER_GRACE_MS = Math.min(2000, config.heartbeat_interval * 1000)
+  /** Jobs whose caller's last stream closed, until its grace is over: a start claim waits for the verdict. */
+  const leaving = new Map<string, Promise<void>>()
+  const CALLER_GRACE_MS = Math.min(300, config.heartbeat_interval * 1000)
   const callerLeft = (id: string) => {
     const n = (callers.get(id) ?? 1) - 1
     if (n > 0) return void callers.set(id, n)
     callers.delete(id)
-    setTimeout(async () => {
-      if (callers.has(id)) return
-      try {
-        // Most streams end because the job ended: check without taking the write lock.
-        const cur = await store.getJob(id)
-        if (!cur || isTerminal(cur.status)) return
-        const done = await store.requestCancel(
-          id,
-          "the caller went away (its connection closed and did not come back)",
-          now(),
-        )
-        if (!done) return
-        log.warn("job canceled: its caller went away", { job: id, status: done.status })
-      } catch (err) {
-        log.error("could not cancel an abandoned job", { job: id }, err as Error)
-      }
-    }, CALLER_GRACE_MS)
+    const verdict = pause(CALLER_GRACE_MS).then(() => callerGoneUnlessBack(id))
+    leaving.set(id, verdict)
+    void verdict.finally(() => {
+      if (leaving.get(id) === verdict) leaving.delete(id)
+    })
+  }
+  /** The grace is over: cancel the job as `CALLER_GONE` unless its caller came back. Never rejects. */
+  const callerGoneUnlessBack = async (id: string) => {
+    if (callers.has(id)) return
+    try {
+      // Most streams end because the job ended: check without taking the write lock.
+      const cur = await store.getJob(id)
+      if (!cur || isTerminal(cur.status)) return
+      const done = await store.requestCancel(id, `${CALLER_GONE} (its connection closed and did not come back)`, now())
+      if (!done) return
+      log.warn("job canceled: its caller went away", { job: id, status: done.status })
+    } catch (err) {
+      log.error("could not cancel an abandoned job", { job: id }, err as Error)
+    }
   }
 
   const load = async (c: Context<AuthEnv>): Promise<Job> => {
@@ -319,6 +325,20 @@ export function jobRoutes(deps: Deps) {
     )
   }
 
+  /**
+   * A signal to a caller whose job has not started ends the job at once with the exit code a local
+   * ffmpeg would have given it, rather than waiting for a worker to deliver it. Once the job runs the
+   * store refuses this and the worker delivers the stored signal as usual.
+   */
+  const signaledBeforeStart = async (job: Job, fresh: InputChunk[]) => {
+    const frame = fresh.find((ch) => ch.kind === Kind.signal)
+    if (!frame || (job.status !== "queued" && job.status !== "assigned")) return
+    const sig = new TextDecoder().decode(frame.data)
+    const reason = `the caller received ${sig} before the job started`
+    const done = await store.withdrawJob(job.id, reason, signaledExit(job.binary, sig), now())
+    if (done) log.info("job canceled: its caller was signaled before it started", { job: job.id, signal: sig })
+  }
+
   app.post("/:id/stdin", async (c) => {
     const job = await load(c)
     const p = c.get("principal")
@@ -337,6 +357,7 @@ export function jobRoutes(deps: Deps) {
     const { stored, fresh } = await freshInput(job, chunks)
     await checkStdinQuota(job, stored.bytes, fresh)
     await store.appendInput(job.id, fresh)
+    await signaledBeforeStart(job, fresh)
     return c.json({ ok: true })
   })
 
@@ -351,7 +372,11 @@ export function jobRoutes(deps: Deps) {
 
   app.post("/:id/start", async (c) => {
     const worker = workerName(c)
-    await protocol.start(worker, jobIdParam(c), intQuery(c, "epoch"))
+    const id = jobIdParam(c)
+    // A job whose caller just vanished must never start: wait for the grace's verdict (a cancel the
+    // machine then refuses the start for) rather than start it and kill it moments later.
+    await leaving.get(id)
+    await protocol.start(worker, id, intQuery(c, "epoch"))
     return c.json({ ok: true })
   })
 
