@@ -39,7 +39,9 @@ type Faults = { once: unknown[]; always?: unknown }
 export class FakeTransport implements WorkerTransport {
   readonly kind = "fake"
   readonly url = "fake://coordinator"
-  timing: RegisterReply = { pollWaitSeconds: 0.05, heartbeatSeconds: 0.05, registrationSeconds: 60 }
+  // Heartbeats every 0.25 s: the worker fences itself after two silent intervals, and a loaded 2-core
+  // machine can stall the event loop for over 0.1 s (a 0.05 s interval fenced a `-version` job there).
+  timing: RegisterReply = { pollWaitSeconds: 0.05, heartbeatSeconds: 0.25, registrationSeconds: 60 }
   readonly registrations: WorkerRegistration[] = []
   readonly calls: string[] = []
   readonly starts: HeldJob[] = []
