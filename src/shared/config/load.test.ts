@@ -70,6 +70,7 @@ describe("loadConfig", () => {
       allowed_binaries: ["ffmpeg", "ffprobe"],
       poll_wait_seconds: 25,
       heartbeat_interval: 5,
+      caller_grace_seconds: 0.3,
       registration_interval: 15,
       shutdown_delay_seconds: 0,
       janitor: {

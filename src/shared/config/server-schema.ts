@@ -100,6 +100,12 @@ export const CoordinatorConfig = v.object({
   poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),
   /** How often workers report the jobs they hold, and attached callers are checked for. */
   heartbeat_interval: v.optional(Seconds(0.05, 3600), 5),
+  /**
+   * How long an attached job's caller may take to re-open its last closed stream before it counts as gone
+   * (killed, crashed) and its ffmpeg is killed. A live caller re-opens at once; raise it for callers on
+   * links that take longer to reconnect.
+   */
+  caller_grace_seconds: v.optional(Seconds(0.05, 60), 0.3),
   /** How often workers re-register (refreshing their binaries, healthy paths and state). */
   registration_interval: v.optional(Seconds(0.05, 3600), 15),
   /** After SIGTERM, /health answers 503 for this long before the coordinator stops (load balancers). */

@@ -54,7 +54,7 @@ export function jobRoutes(deps: Deps) {
   const callers = new Map<string, number>()
   /** Jobs whose caller's last stream closed, until its grace is over: a start claim waits for the verdict. */
   const leaving = new Map<string, Promise<void>>()
-  const CALLER_GRACE_MS = Math.min(300, config.heartbeat_interval * 1000)
+  const CALLER_GRACE_MS = Math.min(config.caller_grace_seconds, config.heartbeat_interval) * 1000
   const callerLeft = (id: string) => {
     const n = (callers.get(id) ?? 1) - 1
     if (n > 0) return void callers.set(id, n)
