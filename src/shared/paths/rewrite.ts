@@ -144,6 +144,21 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return all
 }
 
+/**
+ * A Rewriter around `scan`, which writes what it can of `buf` into `out` and returns where the bytes it
+ * cannot decide yet begin (`buf.length` when none): those are held and scanned again with the next chunk.
+ */
+function streaming(scan: (buf: Uint8Array, final: boolean, out: Out) => number): Rewriter {
+  let held = new Uint8Array(0)
+  const run = (chunk: Uint8Array, final: boolean) => {
+    const buf = concat(held, chunk)
+    const out = new Out()
+    held = buf.slice(scan(buf, final, out))
+    return out.take()
+  }
+  return { push: (chunk) => run(chunk, false), end: () => run(new Uint8Array(0), true) }
+}
+
 /** Does `form` occur at `at`: "yes", "no", or "maybe" when the bytes end before it can be told. */
 function matchAt(buf: Uint8Array, at: number, form: Uint8Array, final: boolean): "yes" | "no" | "maybe" {
   const n = Math.min(form.length, buf.length - at)
@@ -169,13 +184,8 @@ export function createRootEncoder(roots: { name: string; forms: string[] }[], es
     .map((f) => ({ form: f.form, token: enc.encode(`$${f.name}`) }))
   const starts = new Set(forms.map((f) => f.form[0]!))
   const dollars = new Uint8Array([DOLLAR, DOLLAR])
-  let held = new Uint8Array(0)
   let prev = -1
-
-  const run = (chunk: Uint8Array, final: boolean) => {
-    const buf = concat(held, chunk)
-    held = new Uint8Array(0)
-    const out = new Out()
+  return streaming((buf, final, out) => {
     let from = 0
     for (let i = 0; i < buf.length; i++) {
       const b = buf[i]!
@@ -197,8 +207,7 @@ export function createRootEncoder(roots: { name: string; forms: string[] }[], es
         }
         if (wait) {
           out.add(buf.subarray(from, i))
-          held = buf.slice(i)
-          return out.take()
+          return i
         }
         if (hit) {
           out.add(buf.subarray(from, i))
@@ -210,9 +219,8 @@ export function createRootEncoder(roots: { name: string; forms: string[] }[], es
       prev = buf[i]!
     }
     out.add(buf.subarray(from))
-    return out.take()
-  }
-  return { push: (chunk) => run(chunk, false), end: () => run(new Uint8Array(0), true) }
+    return buf.length
+  })
 }
 
 const isNameByte = (b: number) =>
@@ -224,12 +232,7 @@ const isNameByte = (b: number) =>
  */
 export function createRootDecoder(roots: Record<string, string>, escape: Escape): Rewriter {
   const tokens = new Map(Object.entries(roots).map(([name, root]) => [name, enc.encode(escape(root))]))
-  let held = new Uint8Array(0)
-
-  const run = (chunk: Uint8Array, final: boolean) => {
-    const buf = concat(held, chunk)
-    held = new Uint8Array(0)
-    const out = new Out()
+  return streaming((buf, final, out) => {
     let from = 0
     for (let i = 0; i < buf.length; i++) {
       if (buf[i] !== DOLLAR) continue
@@ -243,10 +246,7 @@ export function createRootDecoder(roots: Record<string, string>, escape: Escape)
       }
       while (end < buf.length && isNameByte(buf[end]!)) end++
       // A name has at most 64 characters: a longer run is no token.
-      if (end === buf.length && !final && end - i <= 65) {
-        held = buf.slice(i)
-        return out.take()
-      }
+      if (end === buf.length && !final && end - i <= 65) return i
       const name = new TextDecoder().decode(buf.subarray(i + 1, end))
       const root = tokens.get(name)
       out.add(root ?? buf.subarray(i, end))
@@ -254,7 +254,6 @@ export function createRootDecoder(roots: Record<string, string>, escape: Escape)
       from = end
     }
     out.add(buf.subarray(from))
-    return out.take()
-  }
-  return { push: (chunk) => run(chunk, false), end: () => run(new Uint8Array(0), true) }
+    return buf.length
+  })
 }
