@@ -1,7 +1,8 @@
 import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { ClientConfig } from "../shared/config/schema.ts"
-import { DffmpegError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
+import { DffmpegError, InvalidError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
+import { DEFAULT_ENV, mapReport, pickEnv, reportFiles } from "../shared/ffargs/env.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import { callerRoots, createClientMapper } from "../shared/paths/mapping.ts"
@@ -35,7 +36,8 @@ export function processIo(): SessionIo {
 
 /** An opened client: its config and the signed API client (`openClient`). */
 export interface Client {
-  config: Pick<ClientConfig, "paths" | "passthrough_paths" | "signal_timeout_seconds">
+  config: Pick<ClientConfig, "paths" | "passthrough_paths" | "signal_timeout_seconds"> &
+    Partial<Pick<ClientConfig, "forward_env">>
   api: ApiClient
 }
 
@@ -70,13 +72,44 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
 /** The client to use and the job's arguments with this machine's paths turned into path variables. */
 async function prepare(o: AttachedOptions) {
   const { config, api } = o.client ?? (await openClient(o.configPath, o.warn, o.explainYaml))
-  const mapped = createClientMapper({
-    paths: config.paths,
-    passthrough: config.passthrough_paths,
-    cwd: process.cwd(),
-  }).mapArgs(o.args)
-  const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd }
+  const mapper = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() })
+  const mapped = mapper.mapArgs(o.args)
+  const env = callerEnv(process.env, config.forward_env ?? DEFAULT_ENV, mapper, mapped, process.cwd())
+  const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, env }
   return { config, api, job, roots: callerRoots(config.paths, o.args) }
+}
+
+/**
+ * The variables of `env` that `names` forwards, FFREPORT's report files turned into path variables like
+ * arguments (their variables added to `mapped.paths`). A report ffmpeg would write into an unmapped
+ * working directory (a relative `file=`, or none: `%p-%t.log`) is refused, as it would be lost.
+ */
+export function callerEnv(
+  env: Record<string, string | undefined>,
+  names: readonly string[],
+  mapper: ReturnType<typeof createClientMapper>,
+  mapped: { paths: string[]; cwd: string | null },
+  cwd: string,
+): Record<string, string> {
+  const out = pickEnv(env, names)
+  if (out.FFREPORT === undefined) return out
+  const report = out.FFREPORT
+  for (const file of reportFiles(report))
+    if (!file.startsWith("/") && mapped.cwd === null)
+      throw new InvalidError(
+        `FFREPORT writes its report ${file} into the working directory ${cwd}, which is under no path mapping; run from a mapped directory or give FFREPORT an absolute file=`,
+      )
+  out.FFREPORT = mapReport(report, (file) => {
+    try {
+      const one = mapper.mapArgs([file])
+      mapped.paths = [...new Set([...mapped.paths, ...one.paths])].sort()
+      return one.args[0]!
+    } catch (err) {
+      if (err instanceof InvalidError) throw new InvalidError(`FFREPORT file=${file}: ${err.message}`)
+      throw err
+    }
+  })
+  return out
 }
 
 /**

@@ -32,6 +32,7 @@ const toAssignment = (j: Job): Assignment => ({
   args: j.args,
   paths: j.paths,
   cwd: j.cwd,
+  env: j.env,
   stdin: j.stdin,
 })
 

@@ -20,7 +20,8 @@ export type StoreKind = "sqlite" | "postgres" | "mysql"
 export type NewJob = Pick<
   Job,
   "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
->
+> &
+  Partial<Pick<Job, "env">>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */

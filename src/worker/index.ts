@@ -148,6 +148,7 @@ export async function startWorker(
     confinement,
     termAfterMs: cfg.cancel_term_after_seconds * 1000,
     killAfterMs: cfg.cancel_kill_after_seconds * 1000,
+    allowedEnv: cfg.allowed_env,
   }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`

@@ -7,6 +7,8 @@ import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
 import { createRootEncoder, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
+import { acceptEnv, spawnEnv } from "./env.ts"
+import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
@@ -28,6 +30,8 @@ export interface RunnerDeps {
   /** Stop schedule: `q` at once, SIGTERM after `termAfterMs`, SIGKILL after `killAfterMs`. */
   termAfterMs: number
   killAfterMs: number
+  /** The caller's environment variables a job may set (`allowed_env`); default: ffmpeg's own (DEFAULT_ENV). */
+  allowedEnv?: readonly string[]
 }
 
 export interface Run {
@@ -130,8 +134,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         })
       let mapped: { args: string[]; cwd: string | null }
       let binds: ReturnType<typeof rootBinds>
+      let callerEnv: Record<string, string>
       try {
         mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
+        const accepted = acceptEnv(a, deps.allowedEnv ?? DEFAULT_ENV, deps.mapper)
+        if (accepted.dropped.length)
+          log.warn("caller environment dropped: not in allowed_env", { job: a.id, names: accepted.dropped.join(",") })
+        callerEnv = accepted.env
         // The sandbox binds the roots as they resolved when the worker started, and only while they still do.
         binds = rootBinds(deps.mapper.roots(a.paths))
         if (deps.policy) {
@@ -171,7 +180,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       try {
         proc = Bun.spawn(argv, {
           cwd,
-          env: box.env(),
+          env: spawnEnv(box.env(), callerEnv),
           stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])],
         })
         if (sandboxed) intoSandbox = sandboxSignaller(proc, readChildPid(proc.stdio[INFO_FD] as number), log)

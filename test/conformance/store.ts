@@ -316,6 +316,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           args: ["-i", "$Movies/a b.mkv", "-f", "null", "-"],
           paths: ["Movies"],
           cwd: null,
+          env: {},
           stdin: false,
           status: "queued",
           epoch: 0,
@@ -340,6 +341,18 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(created).toEqual(expected)
         expect(await store.getJob("j1")).toEqual(expected)
         expect(await store.getJob("nope")).toBeUndefined()
+      })
+
+      test("a job's environment is stored as given and read back by getJob, listings, summaries and assignments", async () => {
+        const env = { FFREPORT: "file=$Movies/r.log:level=32", LC_ALL: "C.UTF-8", TZ: "" }
+        await store.createJob(newJob("j1", { env }), T0)
+        await store.createJob(newJob("j2"), T0)
+        expect((await store.getJob("j1"))?.env).toEqual(env)
+        expect((await store.getJob("j2"))?.env).toEqual({})
+        expect((await store.listJobs({})).map((j) => j.env)).toEqual([{}, env])
+        expect((await store.getJobSummary("j1"))?.env).toEqual(env)
+        await store.assign("j1", "w1", T0)
+        expect((await store.assignedTo("w1")).map((j) => j.env)).toEqual([env])
       })
 
       test("createJob with an existing id throws", async () => {

@@ -108,7 +108,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       await w.verify(first.verify!)
       return timing
     }
-    const submit = async (over: { stdin?: boolean } = {}) => {
+    const submit = async (over: { stdin?: boolean; env?: Record<string, string> } = {}) => {
       const job = await pair.store.createJob(
         {
           id: newId(),
@@ -117,6 +117,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
           args: ["-i", "in.mkv", "out.mkv"],
           paths: [],
           cwd: null,
+          env: over.env,
           stdin: over.stdin ?? false,
           attached: false,
           retries: 0,
@@ -169,7 +170,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
 
     test("a submitted job reaches the worker as an assignment with everything needed to run it", async () => {
       await join()
-      const id = await submit()
+      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" } })
       const a = await assignmentOf(w, id)
       expect(a).toEqual({
         id,
@@ -178,6 +179,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
         args: ["-i", "in.mkv", "out.mkv"],
         paths: [],
         cwd: null,
+        env: { TZ: "UTC", FFREPORT: "level=32" },
         stdin: false,
       })
       expect(a.epoch).toBeGreaterThan(0)

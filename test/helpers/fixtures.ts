@@ -43,6 +43,7 @@ export const mappedJob = (id: string, over: Partial<NewJob> = {}): NewJob =>
 /** A job as the store returns it: `ffmpeg -version`, running on w1 at epoch 1 since `at` (all its times), no progress. */
 export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   ...newJob("01J00000000000000000000000"),
+  env: {},
   status: "running",
   epoch: 1,
   workerId: "w1",

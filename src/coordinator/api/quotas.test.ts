@@ -56,6 +56,39 @@ describe("argument limits", () => {
   })
 })
 
+describe("the caller's environment", () => {
+  test("its variables count as arguments, NAME=value as their bytes, against the same limits", async () => {
+    h = await RouteHarness.open({ limits: { max_args_bytes: 1024, max_args_count: 3 } })
+    expect(argumentBytes({ args: ["-i"], paths: [], cwd: null, env: { TZ: "UTC" } })).toBe(2 + 6)
+    expect((await submit(alice, { args: ["-version"], env: { TZ: "UTC", LANG: "C" } })).status).toBe(201)
+    const many = await submit(alice, { args: ["-version"], env: { TZ: "UTC", LANG: "C", LC_ALL: "C" } })
+    expect(many.status).toBe(413)
+    expect((await errorOf(many)).message).toBe(
+      "the job has 4 arguments and environment variables; at most 3 are accepted (limits.max_args_count)",
+    )
+    const big = await submit(alice, { args: ["-version"], env: { FFREPORT: "x".repeat(1010) } })
+    expect(big.status).toBe(413)
+    expect((await errorOf(big)).message).toBe(
+      "the job's arguments, environment, cwd and path names take 1027 bytes; at most 1024 are accepted (limits.max_args_bytes)",
+    )
+  })
+
+  test("names outside the strict pattern, too many variables and an undeclared FFREPORT path variable are 400", async () => {
+    h = await RouteHarness.open()
+    for (const env of [{ "A-B": "1" }, { "": "1" }, { "1A": "1" }, { "A=B": "1" }])
+      expect((await submit(alice, { env })).status).toBe(400)
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`V${i}`, "1"]))
+    expect((await submit(alice, { env: many })).status).toBe(400)
+    expect((await submit(alice, { env: { TZ: "x".repeat(8193) } })).status).toBe(400)
+    const undeclared = await submit(alice, { env: { FFREPORT: "file=$Logs/r.log:level=32" } })
+    expect(undeclared.status).toBe(400)
+    expect((await errorOf(undeclared)).message).toContain("uses $Logs, which is not listed in paths")
+    const declared = await submit(alice, { paths: ["Logs"], env: { FFREPORT: "file=$Logs/r.log:level=32" } })
+    expect(declared.status).toBe(201)
+    expect(((await declared.json()) as { env: unknown }).env).toEqual({ FFREPORT: "file=$Logs/r.log:level=32" })
+  })
+})
+
 describe("per-identity job quotas", () => {
   test("limits.max_queued_per_client: the next submission is 429 until one of the waiting jobs started", async () => {
     h = await RouteHarness.open({ limits: { max_queued_per_client: 2 } })

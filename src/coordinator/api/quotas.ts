@@ -5,25 +5,33 @@ import type { Store } from "../../store/index.ts"
 
 type Limits = CoordinatorConfig["limits"]
 
-/** UTF-8 bytes of what a job carries for good: its arguments, cwd and path variable names. */
-export function argumentBytes(req: Pick<SubmitRequest, "args" | "cwd" | "paths">): number {
+type Sized = Pick<SubmitRequest, "args" | "cwd" | "paths"> & Partial<Pick<SubmitRequest, "env">>
+
+/** The job's environment as `NAME=value` strings: each counts as one more argument. */
+const envStrings = (req: Sized) => Object.entries(req.env ?? {}).map(([k, v]) => `${k}=${v}`)
+
+/** UTF-8 bytes of what a job carries for good: its arguments, environment, cwd and path variable names. */
+export function argumentBytes(req: Sized): number {
   let n = 0
-  for (const a of req.args) n += Buffer.byteLength(a, "utf8")
+  for (const a of [...req.args, ...envStrings(req)]) n += Buffer.byteLength(a, "utf8")
   for (const p of req.paths) n += Buffer.byteLength(p, "utf8")
   return n + (req.cwd === null ? 0 : Buffer.byteLength(req.cwd, "utf8"))
 }
 
-/** 413 when a submission is over the argument count or size limits. */
-export function checkArguments(req: Pick<SubmitRequest, "args" | "cwd" | "paths">, limits: Limits): void {
-  if (req.args.length > limits.max_args_count) {
+/** 413 when a submission is over the argument count or size limits (environment variables count as arguments). */
+export function checkArguments(req: Sized, limits: Limits): void {
+  const vars = Object.keys(req.env ?? {}).length
+  const count = req.args.length + vars
+  const withEnv = vars ? " and environment variables" : ""
+  if (count > limits.max_args_count) {
     throw new TooLargeError(
-      `the job has ${req.args.length} arguments; at most ${limits.max_args_count} are accepted (limits.max_args_count)`,
+      `the job has ${count} arguments${withEnv}; at most ${limits.max_args_count} are accepted (limits.max_args_count)`,
     )
   }
   const bytes = argumentBytes(req)
   if (bytes > limits.max_args_bytes) {
     throw new TooLargeError(
-      `the job's arguments, cwd and path names take ${bytes} bytes; at most ${limits.max_args_bytes} are accepted (limits.max_args_bytes)`,
+      `the job's arguments${vars ? ", environment" : ""}, cwd and path names take ${bytes} bytes; at most ${limits.max_args_bytes} are accepted (limits.max_args_bytes)`,
     )
   }
 }

@@ -1,4 +1,5 @@
 import * as v from "valibot"
+import { DEFAULT_ENV, ENV_PATTERN } from "../ffargs/env.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 
 /**
@@ -20,6 +21,17 @@ export const VarName = v.pipe(
 )
 /** A path that starts with `/`. */
 export const AbsPath = v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))
+
+/** Environment variable names, or name prefixes ending in `*` (`LC_*`); the default is ffmpeg's own. */
+export const EnvNames = v.optional(
+  v.array(
+    v.pipe(
+      v.string(),
+      v.regex(ENV_PATTERN, "must be a variable name (letters, digits, '_') or a name prefix followed by '*'"),
+    ),
+  ),
+  [...DEFAULT_ENV],
+)
 
 /** Where the coordinator is, as a worker, client or admin reaches it. */
 export const CoordinatorLink = v.optional(
@@ -54,6 +66,11 @@ export const ClientConfig = v.object({
    * canceling the job and exiting 128+signal.
    */
   signal_timeout_seconds: v.optional(Seconds(0, 600), 10),
+  /**
+   * The variables of the caller's environment sent with each job (nothing else is): FFREPORT (its
+   * `file=` translated like a path argument), AV_LOG_FORCE_*, TZ, LANG, LC_* by default.
+   */
+  forward_env: EnvNames,
   log_level: LogLevel,
 })
 export type ClientConfig = v.InferOutput<typeof ClientConfig>

@@ -1,7 +1,7 @@
 import * as v from "valibot"
 import { availableParallelism } from "node:os"
 import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
-import { AbsPath, Identity, LogLevel, Port, Seconds, VarName } from "./schema.ts"
+import { AbsPath, EnvNames, Identity, LogLevel, Port, Seconds, VarName } from "./schema.ts"
 
 /**
  * Config schemas of the roles the CLI runs: coordinator, worker and admin. Kept apart from schema.ts so
@@ -216,6 +216,11 @@ export const WorkerConfig = v.object({
   allow_network: v.optional(v.boolean(), false),
   /** With allow_network: only these hosts (name, IP or CIDR, optional :port); empty means any host. */
   allowed_hosts: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
+  /**
+   * The caller's environment variables a job may set (names, or prefixes ending in `*`); others are
+   * dropped and logged. PATH, HOME, TMPDIR and LD_* are never taken from a caller.
+   */
+  allowed_env: EnvNames,
   log_level: LogLevel,
 })
 export type WorkerConfig = v.InferOutput<typeof WorkerConfig>

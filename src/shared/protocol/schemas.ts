@@ -1,4 +1,5 @@
 import * as v from "valibot"
+import { ENV_COUNT_MAX, ENV_NAME, ENV_VALUE_MAX } from "../ffargs/env.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
@@ -25,12 +26,26 @@ export const VarName = v.pipe(
 // Linux itself refuses arguments over 128 KiB (MAX_ARG_STRLEN), so anything a shell can pass is accepted.
 const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 128 KiB"))
 
+/**
+ * The caller's environment that ffmpeg reads (FFREPORT, AV_LOG_FORCE_*, TZ, LANG, LC_*...): names of a
+ * strict pattern, few and short; the coordinator also counts them in the job's argument budget.
+ */
+export const JobEnv = v.pipe(
+  v.record(
+    v.pipe(v.string(), v.regex(ENV_NAME, "environment names are a letter or '_' followed by letters, digits or '_'")),
+    v.pipe(v.string(), v.maxLength(ENV_VALUE_MAX, `an environment value is longer than ${ENV_VALUE_MAX} characters`)),
+  ),
+  v.check((r) => Object.keys(r).length <= ENV_COUNT_MAX, `more than ${ENV_COUNT_MAX} environment variables`),
+)
+
 export const SubmitRequest = v.strictObject({
   binary: Name,
   // The coordinator's own limits (limits.max_args_count, max_args_bytes) apply on top; this is their ceiling.
   args: v.pipe(v.array(Arg), v.maxLength(100_000, "more than 100000 arguments")),
   paths: v.pipe(v.array(VarName), v.maxLength(256)),
   cwd: v.nullable(v.pipe(v.string(), v.maxLength(4096))),
+  /** The caller's environment for the process (the client's `forward_env`; FFREPORT's file in `$Var` form). */
+  env: v.optional(JobEnv, {}),
   /** False when the caller has no stdin (closed or /dev/null): the remote process then reads /dev/null. */
   stdin: v.optional(v.boolean(), true),
   /**
@@ -100,6 +115,8 @@ export interface Job {
   args: string[]
   paths: string[]
   cwd: string | null
+  /** The caller's environment variables the process gets (a worker keeps those its `allowed_env` lists). */
+  env: Record<string, string>
   stdin: boolean
   status: JobStatus
   epoch: number

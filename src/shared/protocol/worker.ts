@@ -15,6 +15,8 @@ export const Assignment = v.object({
   args: v.array(v.string()),
   paths: v.array(VarName),
   cwd: v.nullable(v.string()),
+  /** The caller's environment (absent from older coordinators: none). */
+  env: v.optional(v.record(v.string(), v.string())),
   stdin: v.boolean(),
 })
 export type Assignment = v.InferOutput<typeof Assignment>

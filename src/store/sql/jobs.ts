@@ -51,6 +51,7 @@ export function jobMethods(
           args_chars: args.length,
           paths: JSON.stringify(j.paths),
           cwd: j.cwd,
+          env: JSON.stringify(j.env ?? {}),
           stdin: j.stdin ? 1 : 0,
           status: "queued",
           epoch: 0,

@@ -149,6 +149,13 @@ const steps: Step[] = [
       .where(sql`length(args)`, ">", ARGS_HEAD_CHARS)
       .execute()
   },
+  // The caller's environment ffmpeg reads (issue 11): FFREPORT, AV_LOG_FORCE_*, TZ, LANG, LC_*.
+  async (db) => {
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("env", sql`text`, (c) => c.notNull().defaultTo("{}"))
+      .execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

@@ -25,6 +25,8 @@ export interface Database {
     args: string
     paths: string
     cwd: string | null
+    /** The caller's environment for the process, JSON (`{}` for none). */
+    env: string
     stdin: number
     status: string
     epoch: number

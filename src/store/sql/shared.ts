@@ -24,6 +24,7 @@ export function toJob(r: JobRow): Job {
     args: argsOf(r.args),
     paths: JSON.parse(r.paths),
     cwd: r.cwd,
+    env: r.env ? JSON.parse(r.env) : {},
     stdin: Number(r.stdin) === 1,
     status: r.status as JobStatus,
     epoch: Number(r.epoch),
@@ -49,7 +50,7 @@ export function toJob(r: JobRow): Job {
 
 /**
  * Characters of the error a summary reads. The other columns are bounded where they are written
- * (paths: 256 names, cwd: 4096 characters, excluded: the workers that exist; the row's `args` is a
+ * (paths: 256 names, cwd: 4096 characters, env: within the argument budget, excluded: the workers that exist; the row's `args` is a
  * head of ARGS_HEAD_CHARS) and are read whole, so a summary is as good as the job for scheduling and state.
  */
 const SUMMARY_ERROR_CHARS = 2048
@@ -204,6 +205,7 @@ export function sqlContext(db: Kysely<Database>, dialect: SqlDialect): Sql {
         "paths",
         "excluded",
         "cwd",
+        "env",
         "args",
         "args_chars",
         sql<string | null>`substr(error, 1, ${SUMMARY_ERROR_CHARS})`.as("error"),

@@ -1,5 +1,6 @@
 import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../../shared/errors.ts"
+import { reportFiles } from "../../../shared/ffargs/env.ts"
 import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
 import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
@@ -188,7 +189,8 @@ export function jobRoutes(deps: Deps) {
     // Sizes first: everything after reads every argument.
     checkArguments(req, config.limits)
     checkSubmittedArgs(req.binary, req.args)
-    for (const a of [...req.args, ...(req.cwd ? [req.cwd] : [])]) {
+    const reports = req.env.FFREPORT === undefined ? [] : reportFiles(req.env.FFREPORT)
+    for (const a of [...req.args, ...(req.cwd ? [req.cwd] : []), ...reports]) {
       const name = varOf(a)
       if (name !== undefined && !req.paths.includes(name))
         throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
@@ -212,6 +214,7 @@ export function jobRoutes(deps: Deps) {
           args: req.args,
           paths: [...new Set(req.paths)].sort(),
           cwd: req.cwd,
+          env: req.env,
           stdin: req.stdin,
           attached: attach || req.attached,
           retries: req.retries,
