@@ -116,32 +116,15 @@ export interface Rewriter {
   end(): Uint8Array
 }
 
+/** What a scan writes, as parts: a chunk with nothing to rewrite passes as one part, without a copy. */
 class Out {
   private parts: Uint8Array[] = []
-  private size = 0
   add(b: Uint8Array) {
-    if (!b.length) return
-    this.parts.push(b)
-    this.size += b.length
+    if (b.length) this.parts.push(b)
   }
   take(): Uint8Array {
-    if (this.parts.length === 1) return this.parts[0]!
-    const all = new Uint8Array(this.size)
-    let at = 0
-    for (const p of this.parts) {
-      all.set(p, at)
-      at += p.length
-    }
-    return all
+    return this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts)
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (!a.length) return b
-  const all = new Uint8Array(a.length + b.length)
-  all.set(a)
-  all.set(b, a.length)
-  return all
 }
 
 /**
@@ -151,7 +134,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 function streaming(scan: (buf: Uint8Array, final: boolean, out: Out) => number): Rewriter {
   let held = new Uint8Array(0)
   const run = (chunk: Uint8Array, final: boolean) => {
-    const buf = concat(held, chunk)
+    const buf = held.length ? Buffer.concat([held, chunk]) : chunk
     const out = new Out()
     held = buf.slice(scan(buf, final, out))
     return out.take()
