@@ -165,42 +165,46 @@ export function createRootEncoder(roots: { name: string; forms: string[] }[], es
     )
     .sort((a, b) => b.form.length - a.form.length)
     .map((f) => ({ form: f.form, token: enc.encode(`$${f.name}`) }))
-  const starts = new Set(forms.map((f) => f.form[0]!))
+  // What a byte may begin: 1 a `$` to escape, 2 a root (looked up per byte, so a table).
+  const marks = new Uint8Array(256)
+  for (const f of forms) marks[f.form[0]!] = 2
+  marks[DOLLAR] = 1
   const dollars = new Uint8Array([DOLLAR, DOLLAR])
-  let prev = -1
+  let last = -1 // the byte before this buffer (-1: the start of the stream)
   return streaming((buf, final, out) => {
+    const before = (i: number) => (i > 0 ? buf[i - 1]! : last)
     let from = 0
     for (let i = 0; i < buf.length; i++) {
-      const b = buf[i]!
-      if (b === DOLLAR) {
+      const mark = marks[buf[i]!]
+      if (!mark) continue
+      if (mark === 1) {
         out.add(buf.subarray(from, i))
         out.add(dollars)
         from = i + 1
-      } else if (starts.has(b) && isBefore(prev)) {
-        let hit: (typeof forms)[number] | undefined
-        let wait = false
-        for (const f of forms) {
-          const m = matchAt(buf, i, f.form, final)
-          if (m === "maybe") wait = true
-          if (m === "yes" && !wait) {
-            hit = f
-            break
-          }
-          if (m === "yes") break
-        }
-        if (wait) {
-          out.add(buf.subarray(from, i))
-          return i
-        }
-        if (hit) {
-          out.add(buf.subarray(from, i))
-          out.add(hit.token)
-          i += hit.form.length - 1
-          from = i + 1
-        }
+        continue
       }
-      prev = buf[i]!
+      if (!isBefore(before(i))) continue
+      let hit: (typeof forms)[number] | undefined
+      let wait = false
+      for (const f of forms) {
+        const m = matchAt(buf, i, f.form, final)
+        if (m === "maybe") wait = true
+        if (m === "yes" && !wait) hit = f
+        if (m === "yes") break
+      }
+      if (wait) {
+        out.add(buf.subarray(from, i))
+        last = before(i)
+        return i
+      }
+      if (hit) {
+        out.add(buf.subarray(from, i))
+        out.add(hit.token)
+        i += hit.form.length - 1
+        from = i + 1
+      }
     }
+    if (buf.length) last = buf[buf.length - 1]!
     out.add(buf.subarray(from))
     return buf.length
   })
@@ -217,23 +221,19 @@ export function createRootDecoder(roots: Record<string, string>, escape: Escape)
   const tokens = new Map(Object.entries(roots).map(([name, root]) => [name, enc.encode(escape(root))]))
   return streaming((buf, final, out) => {
     let from = 0
-    for (let i = 0; i < buf.length; i++) {
-      if (buf[i] !== DOLLAR) continue
+    for (let i = buf.indexOf(DOLLAR); i !== -1; i = buf.indexOf(DOLLAR, from)) {
       out.add(buf.subarray(from, i))
-      let end = i + 1
-      if (end < buf.length && buf[end] === DOLLAR) {
+      if (buf[i + 1] === DOLLAR) {
         out.add(buf.subarray(i, i + 1))
-        i = end
-        from = end + 1
+        from = i + 2
         continue
       }
+      let end = i + 1
       while (end < buf.length && isNameByte(buf[end]!)) end++
       // A name has at most 64 characters: a longer run is no token.
       if (end === buf.length && !final && end - i <= 65) return i
       const name = new TextDecoder().decode(buf.subarray(i + 1, end))
-      const root = tokens.get(name)
-      out.add(root ?? buf.subarray(i, end))
-      i = end - 1
+      out.add(tokens.get(name) ?? buf.subarray(i, end))
       from = end
     }
     out.add(buf.subarray(from))
