@@ -22,7 +22,8 @@ export function createSink(stream: Writable): Sink {
   })
   return {
     write(b) {
-      if (broken) return Promise.resolve()
+      // Nothing to write (a rewriter held the bytes back) is done at once.
+      if (broken || !b.length) return Promise.resolve()
       return new Promise((resolve) => {
         stream.write(b, (err) => {
           if (err) broken = true

@@ -257,6 +257,8 @@ describe("errors reach the caller typed, and the proxy edge maps them", () => {
 
   test("attach follows a job from position 0 and forwards neither stdin nor signals", async () => {
     const api = fakeApi((c) => {
+      // The job first: its binary and arguments say how its output carries paths.
+      if (c.path === `/api/v1/jobs/${JOB}`) return ok({ id: JOB, binary: "ffprobe", args: ["-of", "json"] })
       const ch = channel()
       if (c.path === `/api/v1/jobs/${JOB}/stream`) ch.push(out(1, "replayed"), exit(1, { code: 7 }))
       ch.close()
@@ -264,8 +266,53 @@ describe("errors reach the caller typed, and the proxy edge maps them", () => {
     })
     const { io, written, signals } = fakeIo({ stdin: ["never read"] })
     expect(await attach({ id: JOB, client: client(api), io })).toBe(7)
-    expect(api.calls.map((c) => c.opts.query?.after)).toEqual([0])
+    expect(api.calls.map((c) => c.opts.query?.after)).toEqual([undefined, 0])
     expect(text(written.stdout)).toBe("replayed")
     expect(signals.eventNames()).toEqual([])
+  })
+})
+
+describe("the caller's paths in the output", () => {
+  const withPaths = (api: ApiClient): Client => ({
+    ...client(api),
+    config: { ...client(api).config, paths: { Media: "/home/me/media" } },
+  })
+  const job = (...frames: Uint8Array[]) =>
+    fakeApi((c) => {
+      if (c.path === `/api/v1/jobs/${JOB}`) return ok({ id: JOB, binary: "ffprobe", args: ["-of", "json"] })
+      const ch = channel()
+      ch.push(jobEvent(), ...frames)
+      ch.close()
+      return stream(ch.stream)
+    })
+
+  test("ffprobe: the worker's $Var tokens become this caller's roots, split across frames or not", async () => {
+    const api = job(
+      out(1, '"file:$Me'),
+      out(2, 'dia/a \\"b.mkv" $$5 $'),
+      err(3, "'$Media/x': No such file"),
+      exit(3, {}),
+    )
+    const { io, written } = fakeIo()
+    expect(
+      await runAttached({ binary: "ffprobe", args: ["-of", "json", "$Media/a"], client: withPaths(api), io }),
+    ).toBe(0)
+    expect(text(written.stdout)).toBe('"file:/home/me/media/a \\"b.mkv" $5 $')
+    expect(text(written.stderr)).toBe("'/home/me/media/x': No such file")
+  })
+
+  test("ffmpeg: stdout is media and passes as sent; stderr is mapped", async () => {
+    const api = job(out(1, "$Media/a $$"), err(2, "from '$Media/a'"), exit(2, {}))
+    const { io, written } = fakeIo()
+    await runAttached({ binary: "ffmpeg", args: ["-i", "$Media/a"], client: withPaths(api), io })
+    expect(text(written.stdout)).toBe("$Media/a $$")
+    expect(text(written.stderr)).toBe("from '/home/me/media/a'")
+  })
+
+  test("attach maps the stored output with this caller's roots", async () => {
+    const api = job(out(1, '{"filename": "$Media/a.mkv"}'), exit(1, {}))
+    const { io, written } = fakeIo()
+    expect(await attach({ id: JOB, client: withPaths(api), io })).toBe(0)
+    expect(text(written.stdout)).toBe('{"filename": "/home/me/media/a.mkv"}')
   })
 })

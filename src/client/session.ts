@@ -5,7 +5,8 @@ import { DffmpegError, InvalidError, OutputLostError, TooLargeError, Unavailable
 import { DEFAULT_ENV, mapReport, pickEnv, reportFiles } from "../shared/ffargs/env.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
-import { createClientMapper } from "../shared/paths/mapping.ts"
+import { callerRoots, createClientMapper } from "../shared/paths/mapping.ts"
+import { createRootDecoder, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { FRAMES_MEDIA_TYPE, Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
@@ -75,7 +76,7 @@ async function prepare(o: AttachedOptions) {
   const mapped = mapper.mapArgs(o.args)
   const env = callerEnv(process.env, config.forward_env ?? DEFAULT_ENV, mapper, mapped, process.cwd())
   const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, env }
-  return { config, api, job }
+  return { config, api, job, roots: callerRoots(config.paths, o.args) }
 }
 
 /**
@@ -116,7 +117,7 @@ export function callerEnv(
  * and the remote exit code returned. dffmpeg's own failures are thrown as DffmpegError.
  */
 export async function runAttached(o: AttachedOptions): Promise<number> {
-  const { config, api, job } = await prepare(o)
+  const { config, api, job, roots } = await prepare(o)
   const io = o.io ?? processIo()
   const stdin = o.stdin !== false && io.stdin !== undefined
   const res = await api.request("POST", "/api/v1/jobs", {
@@ -130,6 +131,7 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
     signalTimeoutMs: config.signal_timeout_seconds * 1000,
     statusLine: statusLineFor(o.status),
     io,
+    paths: { roots, binary: job.binary, args: job.args },
   })
 }
 
@@ -152,6 +154,8 @@ export interface AttachOptions {
 /** Follows an existing job from the start of its output (`client attach`): replayed, then live. */
 export async function attach(o: AttachOptions): Promise<number> {
   const { config, api } = o.client ?? (await openClient(o.configPath, o.warn))
+  // Its binary and arguments tell which streams carry `$Var` tokens and how its writer escapes them.
+  const job = await api.json<Job>("GET", `/api/v1/jobs/${o.id}`)
   const res = await api.request("GET", `/api/v1/jobs/${o.id}/stream`, {
     query: { after: 0, progress: o.status ? 1 : undefined },
   })
@@ -165,6 +169,7 @@ export async function attach(o: AttachOptions): Promise<number> {
       signalTimeoutMs: config.signal_timeout_seconds * 1000,
       statusLine: statusLineFor(o.status),
       io: o.io,
+      paths: { roots: callerRoots(config.paths), binary: job.binary, args: job.args },
     },
     o.id,
   )
@@ -181,6 +186,11 @@ export interface FollowOptions {
   statusLine?: StatusLine
   /** Default: this process (`processIo`). */
   io?: SessionIo
+  /**
+   * The job's binary and (mapped) arguments and this caller's root of each path variable: the worker's
+   * `$Var` tokens in stderr (and ffprobe's stdout) are written as these roots. Without it bytes pass as sent.
+   */
+  paths?: { roots: Record<string, string>; binary: string; args: string[] }
 }
 
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -247,13 +257,17 @@ export async function follow(
     downlink = openDownlink(api, job, o.stdin ? io.stdin : undefined, forceFail)
     for (const sig of pending.splice(0)) downlink.signal(sig)
   }
+  const streams = o.paths && rewrittenStreams(o.paths.binary, o.paths.args)
+  const decoder = (escape: Parameters<typeof createRootDecoder>[1] | undefined): Rewriter | undefined =>
+    o.paths && escape && createRootDecoder(o.paths.roots, escape)
+  const decoders = { out: decoder(streams?.stdout), err: decoder(streams?.stderr) }
   const relay = async (): Promise<number> => {
     const frames = jobFrames(api, { job, first, query: { progress: o.statusLine ? 1 : undefined } })
     for await (const f of frames) {
       switch (f.kind) {
         case Kind.stdout:
           o.statusLine?.clear()
-          await out.write(f.data)
+          await out.write(decoders.out ? decoders.out.push(f.data) : f.data)
           if (out.broken) {
             await cancel()
             throw new OutputLostError(`the reader closed our standard output; canceled job ${job}`)
@@ -261,7 +275,7 @@ export async function follow(
           break
         case Kind.stderr:
           o.statusLine?.clear()
-          await err.write(f.data)
+          await err.write(decoders.err ? decoders.err.push(f.data) : f.data)
           break
         case Kind.event: {
           const ev = frameJson(f) as { type: string; job?: Job } & Partial<JobStatusEvent>
@@ -274,6 +288,9 @@ export async function follow(
           break
         }
         case Kind.exit:
+          // What was held back in case it began a token, before the exit code.
+          if (decoders.out) await out.write(decoders.out.end())
+          if (decoders.err) await err.write(decoders.err.end())
           outcome = frameJson(f) as Outcome
           break
       }

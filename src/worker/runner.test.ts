@@ -1,4 +1,6 @@
 import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
 import { createLogger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
@@ -191,5 +193,26 @@ describe("startRun against a fake transport", () => {
     other.abandon("worker w1 was shut down while running the job")
     await within(other.done, 5000)
     expect(t.exitOf(given.id)?.abandoned).toBe("worker w1 was shut down while running the job")
+  })
+})
+
+describe("the worker's roots leave as path variables", () => {
+  test("stderr names $Var paths with a literal $ escaped; ffmpeg's stdout is sent as written", async () => {
+    const root = mkdtempSync(`${tmpdir()}/dffmpeg-runner-`)
+    try {
+      const data = `${root}/x $Media $$`.repeat(100)
+      writeFileSync(`${root}/data.bin`, data)
+      const t = new FakeTransport()
+      const d = { ...deps(t), mapper: createWorkerMapper({ paths: { Media: root } }) }
+      const missing = assignment(["-hide_banner", "-i", "$Media/no $1.mkv"], { paths: ["Media"] })
+      await within(startRun(missing, d).done)
+      expect(t.text(missing.id, Kind.stderr)).toBe("$Media/no $$1.mkv: No such file or directory\n")
+      const copy = ["-v", "error", "-f", "data", "-i", "$Media/data.bin", "-map", "0", "-c", "copy", "-f", "data", "-"]
+      const piped = assignment(copy, { paths: ["Media"] })
+      await within(startRun(piped, d).done)
+      expect(t.text(piped.id, Kind.stdout)).toBe(data)
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
   })
 })

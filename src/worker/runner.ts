@@ -5,6 +5,7 @@ import { DffmpegError, TrustError } from "../shared/errors.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
+import { createRootEncoder, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
 import { acceptEnv, spawnEnv } from "./env.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
@@ -217,16 +218,29 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       const child = proc
       // Reads copies of the output to report how far the job is; the bytes sent are the bytes read.
       const progress = createProgressTracker(a.binary, mapped.args)
+      // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
+      const streams = rewrittenStreams(a.binary, a.args)
+      const roots = deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] }))
+      const encoder = (escape: typeof streams.stderr | undefined) => escape && createRootEncoder(roots, escape)
+      const rewriters: Record<number, Rewriter | undefined> = {
+        [Kind.stdout]: encoder(streams.stdout),
+        [Kind.stderr]: encoder(streams.stderr),
+      }
       const pump = async (stream: ReadableStream<Uint8Array>, kind: number) => {
-        for await (const chunk of stream) {
-          if (!chunk.length) continue
-          let frame = encodeFrame(kind, ++seq, chunk)
-          if (progress) {
-            progress.feed(kind === Kind.stdout ? "stdout" : "stderr", chunk)
+        const rewriter = rewriters[kind]
+        const send = async (raw: Uint8Array, bytes: Uint8Array) => {
+          if (!bytes.length && !raw.length) return
+          let frame = bytes.length ? encodeFrame(kind, ++seq, bytes) : undefined
+          if (progress && raw.length) {
+            progress.feed(kind === Kind.stdout ? "stdout" : "stderr", raw)
             const report = progress.take()
             // Same request as the bytes that carried it: progress never costs an extra round trip.
-            if (report) frame = concatFrames([frame, encodeJsonFrame(Kind.progress, 0, report)])
+            if (report) {
+              const carried = encodeJsonFrame(Kind.progress, 0, report)
+              frame = frame ? concatFrames([frame, carried]) : carried
+            }
           }
+          if (!frame) return
           await uploader.push(frame).catch((err) => {
             // The coordinator took the job away or the upload failed for good: stop the process.
             if (mode === "run")
@@ -235,6 +249,12 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             else signal("SIGKILL")
           })
         }
+        for await (const chunk of stream) {
+          if (!chunk.length) continue
+          await send(chunk, rewriter ? rewriter.push(chunk) : chunk)
+        }
+        // The bytes held back in case they began a root.
+        if (rewriter) await send(new Uint8Array(0), rewriter.end())
       }
       followDownlink(a, child, deps, downlink.signal, {
         stdinEnded: () => (stdinOpen = false),

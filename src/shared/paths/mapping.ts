@@ -229,3 +229,19 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
     },
   }
 }
+
+/**
+ * The caller's root of each path variable as its output should show it: as written in `paths`, or with
+ * symlinks resolved when that is how the arguments spelled it (local ffmpeg prints a path as it was given).
+ */
+export function callerRoots(paths: Record<string, string>, args: string[] = []): Record<string, string> {
+  const values = args.map((arg) => splitPrefix(arg).value).filter((v) => v.startsWith("/"))
+  return Object.fromEntries(
+    Object.entries(paths).map(([name, dir]) => {
+      const written = posix.resolve(dir)
+      const real = canonical(dir)
+      const typed = (form: string) => values.some((v) => isInside(posix.resolve(v), form))
+      return [name, typed(written) || !typed(real) ? written : real]
+    }),
+  )
+}
