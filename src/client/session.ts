@@ -2,6 +2,7 @@ import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { ClientConfig } from "../shared/config/schema.ts"
 import { DffmpegError, InvalidError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
+import { toolOf } from "../shared/ffargs/argv.ts"
 import { DEFAULT_ENV, mapReport, pickEnv, reportFiles } from "../shared/ffargs/env.ts"
 import { backoff, createApiClient, readJson, retryable, type ApiClient } from "../shared/http/client.ts"
 import { createUploader } from "../shared/http/uploader.ts"
@@ -73,7 +74,7 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
 async function prepare(o: AttachedOptions) {
   const { config, api } = o.client ?? (await openClient(o.configPath, o.warn, o.explainYaml))
   const mapper = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() })
-  const mapped = mapper.mapArgs(o.args)
+  const mapped = mapper.mapArgs(o.args, toolOf(o.binary))
   const env = callerEnv(process.env, config.forward_env ?? DEFAULT_ENV, mapper, mapped, process.cwd())
   const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, env }
   return { config, api, job, roots: callerRoots(config.paths, o.args) }

@@ -1,7 +1,8 @@
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
-import { type FileArg, fileOption, formatName, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
+import { type FileArg, fileOption, formatName, parseArgv, type Tool, toolOf } from "../shared/ffargs/argv.ts"
 import { type FilterOption, getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
+import { FILTER_FILES, FONT_DIRS, GRAPH_OPTIONS, namedOptions } from "../shared/ffargs/graph-paths.ts"
 import { LINES, playlistEntries } from "../shared/ffargs/hls.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
@@ -172,50 +173,8 @@ const WRITE_OPTIONS = new Set([
   "dump_attachment",
 ])
 const PRESETS = new Set(["pre", "vpre", "apre", "spre"])
-const GRAPHS = new Set(["vf", "af", "filter", "filter_complex", "lavfi", "graph"])
-
-/** Filter options naming a file or URL; `pos` is the option's place for positional values. */
-const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
-  movie: { keys: ["filename"], pos: 0 },
-  amovie: { keys: ["filename"], pos: 0 },
-  subtitles: { keys: ["filename", "f", "fontsdir"], pos: 0 },
-  ass: { keys: ["filename", "f", "fontsdir"], pos: 0 },
-  drawtext: { keys: ["fontfile", "textfile"], pos: 0 },
-  lut3d: { keys: ["file"], pos: 0 },
-  lut1d: { keys: ["file"], pos: 0 },
-  curves: { keys: ["psfile"] },
-  sofalizer: { keys: ["sofa"], pos: 0 },
-  arnndn: { keys: ["model", "m"], pos: 0 },
-  removelogo: { keys: ["filename", "f"], pos: 0 },
-  cover_rect: { keys: ["cover"], pos: 0 },
-  find_rect: { keys: ["object"], pos: 0 },
-  signature: { keys: ["filename"] },
-  metadata: { keys: ["file"] },
-  ametadata: { keys: ["file"] },
-  psnr: { keys: ["stats_file", "f"], pos: 0 },
-  ssim: { keys: ["stats_file", "f"], pos: 0 },
-  libvmaf: { keys: ["model_path", "log_path", "model"] },
-  vidstabdetect: { keys: ["result"] },
-  vidstabtransform: { keys: ["input"] },
-  deshake: { keys: ["filename"] },
-  sendcmd: { keys: ["filename", "f"] },
-  asendcmd: { keys: ["filename", "f"] },
-  sr: { keys: ["model"] },
-  derain: { keys: ["model"] },
-  dnn_processing: { keys: ["model"] },
-  dnn_classify: { keys: ["model", "labels"] },
-  dnn_detect: { keys: ["model", "labels"] },
-  ocr: { keys: ["datapath"] },
-  firequalizer: { keys: ["dumpfile"] },
-  libplacebo: { keys: ["custom_shader_path"] },
-  lensfun: { keys: ["db_path"] },
-  vmafmotion: { keys: ["stats_file"] },
-  program_opencl: { keys: ["source"], pos: 0 },
-  openclsrc: { keys: ["source"], pos: 0 },
-}
-/** Font options may also name the system's fonts (read-only in the sandbox too). */
+/** Font options may also name the system's fonts (FONT_DIRS). */
 const FONT_KEYS = new Set(["fontfile", "fontsdir"])
-const FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts"]
 /** Filters that load code (plugins) by file name: only bare names from the system's plugin folders. */
 const PLUGIN_FILTERS: Record<string, { keys: string[]; pos: number }> = {
   frei0r: { keys: ["filter_name"], pos: 0 },
@@ -273,7 +232,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
 
   return {
     async check(job) {
-      const tool: Tool = /ffprobe/.test(job.binary) ? "ffprobe" : "ffmpeg"
+      const tool = toolOf(job.binary)
       const base = job.cwd ?? SCRATCH
       const areas = job.cwd === null ? [...job.roots, { root: SCRATCH, real: SCRATCH }] : job.roots
       const used = new Set<string>()
@@ -433,12 +392,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         for (const f of parseFiltergraph(graph)) {
           await step()
           const what = `filter ${f.name || "(unnamed)"}`
-          const named = (keys: string[], pos?: number) =>
-            f.options.filter((o, n) =>
-              o.key === undefined
-                ? pos !== undefined && f.options.slice(0, n).filter((x) => x.key === undefined).length === pos
-                : keys.includes(o.key),
-            )
+          const named = (keys: string[], pos?: number) => namedOptions(f, keys, pos)
           if (NETWORK_FILTERS.has(f.name) && !cfg.allowNetwork)
             fail(i, `${what} opens a network socket; not allowed on this worker (allow_network is off)`, "network")
           const plugin = PLUGIN_FILTERS[f.name]
@@ -657,7 +611,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
         if (PRESETS.has(name) && (value.includes("/") || value.includes("..")))
           fail(i, "preset names may not contain a path", "option")
-        if (GRAPHS.has(name)) return checkGraph(i, value)
+        if (GRAPH_OPTIONS.has(name)) return checkGraph(i, value)
         if (READ_OPTIONS.has(name) || WRITE_OPTIONS.has(name)) {
           if (name === "dump_attachment" && value === "") return
           if (WRITE_OPTIONS.has(name) && /(^|\/)\.\.(\/|$)/.test(value) && !/^[a-z]+:/i.test(value))

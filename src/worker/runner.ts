@@ -9,6 +9,7 @@ import { createRootEncoder, rewrittenStreams, type Rewriter } from "../shared/pa
 import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
 import { acceptEnv, spawnEnv } from "./env.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
+import { toolOf } from "../shared/ffargs/argv.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
@@ -159,7 +160,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       let binds: ReturnType<typeof rootBinds>
       let callerEnv: Record<string, string>
       try {
-        mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd)
+        mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd, toolOf(a.binary))
         const accepted = acceptEnv(a, deps.allowedEnv ?? DEFAULT_ENV, deps.mapper)
         if (accepted.dropped.length)
           log.warn("caller environment dropped: not in allowed_env", { job: a.id, names: accepted.dropped.join(",") })

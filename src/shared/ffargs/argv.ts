@@ -13,6 +13,9 @@
 
 export type Tool = "ffmpeg" | "ffprobe"
 
+/** Which tool's argv a job's binary (a name from the worker's `binaries`) takes. */
+export const toolOf = (binary: string): Tool => (/ffprobe/.test(binary) ? "ffprobe" : "ffmpeg")
+
 export interface Token {
   /** 0-based position in argv. */
   index: number

@@ -16,6 +16,11 @@ export interface FilterSpec {
   options: FilterOption[]
 }
 
+/** A filter and where its raw argument string (after `=`) sits in the graph, to replace it in place. */
+export interface PlacedFilter extends FilterSpec {
+  args?: { start: number; end: number }
+}
+
 const WS = " \n\t\r"
 
 /** av_get_token: reads up to an unquoted, unescaped char of `term`; returns the token and the end. */
@@ -71,7 +76,12 @@ export function parseFilterArgs(args: string): FilterOption[] {
 
 /** Parses a whole graph; tolerant (a malformed graph still yields the filters ffmpeg would try). */
 export function parseFiltergraph(graph: string): FilterSpec[] {
-  const filters: FilterSpec[] = []
+  return placeFilters(graph).map(({ name, options }) => ({ name, options }))
+}
+
+/** parseFiltergraph with each filter's argument span. */
+export function placeFilters(graph: string): PlacedFilter[] {
+  const filters: PlacedFilter[] = []
   let i = 0
   while (i < graph.length) {
     // Link labels and separators between filters.
@@ -86,13 +96,15 @@ export function parseFiltergraph(graph: string): FilterSpec[] {
     const name = nameEnd.replace(/@.*$/, "")
     i += nameEnd.length
     let options: FilterOption[] = []
+    let args: PlacedFilter["args"]
     if (graph[i] === "=") {
       const { token, end } = getToken(graph, i + 1, "[],;")
       options = parseFilterArgs(token)
+      args = { start: i + 1, end }
       i = end
     }
     // A nameless filter is an error for ffmpeg, but its options are still returned to be checked.
-    if (name || options.length) filters.push({ name, options })
+    if (name || options.length) filters.push(args ? { name, options, args } : { name, options })
     if (!nameEnd && !options.length && graph[i] !== "[") i++
   }
   return filters

@@ -298,3 +298,65 @@ describe("round trip", () => {
     expect(got.cwd).toBe(join(W.movies, "sub"))
   })
 })
+
+describe("paths inside filtergraphs", () => {
+  test("client maps file options to path variables, worker back to its root, re-escaped", () => {
+    const a = createClientMapper({ paths: { V: C.movies, TV: C.tv }, cwd: "/" })
+    const b = createWorkerMapper({ paths: { V: join(W.movies, "sub"), TV: W.movies } })
+    const sent = a.mapArgs([
+      "-i",
+      join(C.movies, "a.mkv"),
+      "-vf",
+      `subtitles=f='${join(C.movies, "a.mkv")}':si=0,drawtext=text='$5, ok':fontfile=/usr/share/fonts/x.ttf`,
+      "-filter_complex:v",
+      `movie=${join(C.tv, "logo.png")}[wm];[0:v][wm]overlay`,
+      "-f",
+      "null",
+      "/dev/null",
+    ])
+    expect(sent.args[3]).toBe("subtitles=f=$V/a.mkv:si=0,drawtext=text='$5, ok':fontfile=/usr/share/fonts/x.ttf")
+    expect(sent.args[5]).toBe("movie=$TV/logo.png[wm];[0:v][wm]overlay")
+    expect(sent.paths).toEqual(["TV", "V"])
+    const got = b.mapArgs(sent.args, sent.paths, sent.cwd)
+    expect(got.args[3]).toBe(
+      `subtitles=f=${join(W.movies, "sub/a.mkv")}:si=0,drawtext=text='$5, ok':fontfile=/usr/share/fonts/x.ttf`,
+    )
+    expect(got.args[5]).toBe(`movie=${join(W.movies, "logo.png")}[wm];[0:v][wm]overlay`)
+  })
+
+  test("a literal leading $ in a file option is escaped and unescaped", () => {
+    const a = createClientMapper({ paths: {}, cwd: "/" })
+    const sent = a.mapArgs(["-vf", "ass=$x.ass", "-f", "null", "-"])
+    expect(sent.args[1]).toBe("ass=$$x.ass")
+    const got = createWorkerMapper({ paths: {} }).mapArgs(sent.args, [], null)
+    expect(got.args[1]).toBe("ass=$x.ass")
+  })
+
+  test("client refuses an unmapped absolute path in a file option, naming the argument", () => {
+    const err = thrown(() =>
+      createClientMapper({ paths: { V: C.movies }, cwd: "/" }).mapArgs(["-i", "x", "-vf", "subtitles=/nowhere/a.srt"]),
+    )
+    expect(err.message).toBe(
+      "path /nowhere/a.srt in filter subtitles of argument 4 is not under any configured path mapping (client paths: V); add a mapping or use a relative path",
+    )
+    expect(err.details).toEqual({ argument: 4 })
+  })
+
+  test("worker refuses an undeclared or escaping variable in a graph", () => {
+    const m = createWorkerMapper({ paths: { V: W.movies } })
+    expect(thrown(() => m.mapArgs(["-vf", "ass=$V/a.ass"], [], null)).message).toContain(
+      "path variable $V in filter ass in argument 2 is not declared by the job",
+    )
+    expect(thrown(() => m.mapArgs(["-vf", "ass=$V/escape/key"], ["V"], null)).message).toContain(
+      "filter ass in argument 2 escapes $V through a symlink",
+    )
+  })
+
+  test("ffprobe: a lavfi movie input is a graph", () => {
+    const sent = createClientMapper({ paths: { V: C.movies }, cwd: "/" }).mapArgs(
+      ["-show_streams", "-f", "lavfi", `movie=${join(C.movies, "a.mkv")}`],
+      "ffprobe",
+    )
+    expect(sent.args[3]).toBe("movie=$V/a.mkv")
+  })
+})

@@ -1,16 +1,19 @@
 import { existsSync, realpathSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../errors.ts"
+import type { Tool } from "../ffargs/argv.ts"
+import { FONT_DIRS, graphArgs, rewriteGraphPaths } from "../ffargs/graph-paths.ts"
 import { VAR_NAME, escapeDollar, isVarRef, parseVarRef, splitPrefix, unescapeDollar } from "./vars.ts"
 
 /** Maps a client's local absolute paths in argv to `$Var/rest` path variables. */
 export interface ClientMapper {
-  mapArgs(args: string[]): { args: string[]; paths: string[]; cwd: string | null }
+  /** `tool` tells which arguments are filtergraphs, whose file options are mapped too. */
+  mapArgs(args: string[], tool?: Tool): { args: string[]; paths: string[]; cwd: string | null }
 }
 
 /** Maps `$Var/rest` path variables in argv back to this worker's own directories. */
 export interface WorkerMapper {
-  mapArgs(args: string[], jobPaths: string[], cwd: string | null): { args: string[]; cwd: string | null }
+  mapArgs(args: string[], jobPaths: string[], cwd: string | null, tool?: Tool): { args: string[]; cwd: string | null }
   /** The job's declared path variables on this worker (as configured and with symlinks resolved). */
   roots(jobPaths: string[]): { name: string; root: string; real: string }[]
   /** Is this absolute path one of the passthrough paths (e.g. /dev/null)? */
@@ -108,13 +111,14 @@ export function createClientMapper(opts: {
   }
 
   return {
-    mapArgs(args) {
+    mapArgs(args, tool = "ffmpeg") {
       if (opts.cwd.includes("\uFFFD")) {
         throw new InvalidError(
           `working directory ${opts.cwd} is not valid UTF-8; run from a directory with a UTF-8 name`,
         )
       }
       const used = new Set<string>()
+      const graphs = graphArgs(tool, args)
       const out = args.map((arg, i) => {
         const n = i + 1
         if (arg.includes("\uFFFD")) {
@@ -122,6 +126,23 @@ export function createClientMapper(opts: {
             argument: n,
           })
         }
+        if (graphs.has(i))
+          return rewriteGraphPaths(arg, (file, filter) => {
+            const { prefix, value } = splitPrefix(file)
+            if (value.startsWith("$")) return prefix + escapeDollar(value)
+            if (!value.startsWith("/") || isPassthrough(value)) return file
+            // The system's fonts are read where they are (the worker's policy allows them to font options).
+            if (FONT_DIRS.some((d) => isInside(canonical(value), d))) return file
+            const hit = toVar(value)
+            if (!hit) {
+              throw new InvalidError(
+                `path ${posix.resolve(value)} in filter ${filter} of argument ${n} is not under any configured path mapping (client paths: ${names.join(", ") || "none"}); add a mapping or use a relative path`,
+                { argument: n },
+              )
+            }
+            used.add(hit.name)
+            return prefix + hit.mapped
+          })
         const { prefix, value } = splitPrefix(arg)
         // A literal leading "$" would read as a path variable on the worker.
         if (value.startsWith("$")) return prefix + escapeDollar(value)
@@ -208,10 +229,18 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
       })
     },
     isPassthrough,
-    mapArgs(args, jobPaths, cwd) {
+    mapArgs(args, jobPaths, cwd, tool = "ffmpeg") {
       const declared = new Set(jobPaths)
+      const graphs = graphArgs(tool, args)
       const out = args.map((arg, i) => {
         const where = `argument ${i + 1}`
+        // Other absolute paths in a graph are left to the policy (system fonts, passthrough paths).
+        if (graphs.has(i))
+          return rewriteGraphPaths(arg, (file, filter) => {
+            const { prefix, value } = splitPrefix(file)
+            if (isVarRef(value)) return prefix + resolveVar(value, declared, `filter ${filter} in ${where}`)
+            return value.startsWith("$$") ? prefix + unescapeDollar(value) : file
+          })
         const { prefix, value } = splitPrefix(arg)
         if (isVarRef(value)) return prefix + resolveVar(value, declared, where)
         if (value.startsWith("$$")) return prefix + unescapeDollar(value)
