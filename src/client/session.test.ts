@@ -227,6 +227,12 @@ describe("errors reach the caller typed, and the proxy edge maps them", () => {
     const failed = await run({ status: "failed", code: null, error: "its worker was lost" }).catch((e) => e)
     expect(failed).toBeInstanceOf(JobFailedError)
     expect(failed.message).toBe(`job ${JOB} failed: its worker was lost`)
+    // It ran but its worker failed it (files lost): the reason, with ffmpeg's own code when it failed too.
+    const lost = await run({ status: "failed", code: 1, error: 'ffmpeg wrote "out.mkv"' }).catch((e) => e)
+    expect(lost).toBeInstanceOf(JobFailedError)
+    expect(lost.message).toBe(`job ${JOB} failed: ffmpeg wrote "out.mkv"`)
+    expect(lost.remoteCode).toBe(1)
+    expect((await run({ status: "failed", code: 8, error: "lost" }).catch((e) => e)).remoteCode).toBe(8)
   })
 
   test("a refused submit throws the coordinator's typed error with its code", async () => {

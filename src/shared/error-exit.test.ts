@@ -50,6 +50,12 @@ test("proxy mode: always one line and PROXY_FAILURE, issues on that line, auth f
   )
   expect(errorExit(new AuthError("clients only", 403), "proxy").line).toBe("dffmpeg: not allowed: clients only")
   expect(errorExit(new JobFailedError("job 01J failed: worker lost"), "proxy").code).toBe(PROXY_FAILURE)
+  // A job that ran keeps ffmpeg's own failure code after its one line.
+  expect(errorExit(new JobFailedError("job 01J failed: files lost", 8), "proxy")).toEqual({
+    code: 8,
+    line: "dffmpeg: job 01J failed: files lost",
+    more: [],
+  })
   expect(errorExit(new OutputLostError("the reader closed our standard output"), "proxy").code).toBe(PROXY_FAILURE)
 })
 

@@ -1,4 +1,4 @@
-import { AuthError, ConfigError, DffmpegError, UsageError } from "./errors.ts"
+import { AuthError, ConfigError, DffmpegError, JobFailedError, UsageError } from "./errors.ts"
 import { ExitCode, PROXY_FAILURE } from "./exit-codes.ts"
 import { escapeControls } from "./text.ts"
 
@@ -48,7 +48,9 @@ export function errorExit(err: unknown, edge: Edge): ErrorExit {
   const issues = issuesOf(err).map((i) => escapeControls(i))
   if (edge === "proxy") {
     const text = escapeControls(proxyMessage(err)) + (issues.length ? `: ${issues.join("; ")}` : "")
-    return { code: PROXY_FAILURE, line: `dffmpeg: ${text}`, more: [] }
+    // A job that ran keeps ffmpeg's own failure code.
+    const code = err instanceof JobFailedError && err.remoteCode ? err.remoteCode : PROXY_FAILURE
+    return { code, line: `dffmpeg: ${text}`, more: [] }
   }
   const more = issues.map((i) => `  ↳ ${i}`)
   if (err instanceof UsageError) more.push("run with --help for usage")

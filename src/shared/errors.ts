@@ -96,8 +96,18 @@ export class OutputLostError extends kind("E_EPIPE", 499, ExitCode.OUTPUT) {}
 /** A job ended `canceled` without an exit code of its own (by its owner, an administrator, or a lost caller). */
 export class CanceledError extends kind("E_CANCELED", 409, ExitCode.FAILURE) {}
 
-/** A job ended `failed` without an exit code: dffmpeg could not run it (no worker able, worker lost, refused). */
-export class JobFailedError extends kind("E_JOB_FAILED", 422, ExitCode.FAILURE) {}
+/**
+ * A job ended `failed` without an exit code: dffmpeg could not run it (no worker able, worker lost, refused);
+ * or it ran and its worker failed it anyway (files lost), when `remoteCode` is the exit code the proxy keeps.
+ */
+export class JobFailedError extends kind("E_JOB_FAILED", 422, ExitCode.FAILURE) {
+  constructor(
+    message: string,
+    readonly remoteCode?: number,
+  ) {
+    super(message)
+  }
+}
 
 /** A local file could not be written (a new key, say); the message says what was done and how to recover. */
 export class LocalIoError extends kind("E_IO", 500, ExitCode.FAILURE) {}

@@ -196,6 +196,50 @@ describe("startRun against a fake transport", () => {
   })
 })
 
+describe("files written into a scratch working directory are never lost in silence", () => {
+  test("a job that writes into it and exits 0 fails with exit 1 and an error naming the files", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-c", "echo x > out.mkv; mkdir fonts; echo y > fonts/a.ttf; pwd"])
+    await within(startRun(a, deps(t, "/bin/sh")).done)
+    const scratch = t.text(a.id, Kind.stdout)!.trim()
+    expect(scratch).toContain("dffmpeg-job-")
+    expect(t.exitOf(a.id)).toEqual({
+      code: 1,
+      signal: null,
+      error:
+        'ffmpeg wrote "fonts/a.ttf", "out.mkv" into its working directory, which is under no path mapping, so the ' +
+        "caller cannot see them: run from a mapped directory or give absolute paths",
+    })
+    // Deleted all the same: the worker keeps nothing of a job.
+    expect(await Bun.file(`${scratch}/out.mkv`).exists()).toBe(false)
+  })
+
+  test("ffmpeg's own failure code is kept; a job that writes nothing there exits as it did", async () => {
+    const t = new FakeTransport()
+    const failed = assignment(["-c", "echo x > out.mkv; exit 8"])
+    await within(startRun(failed, deps(t, "/bin/sh")).done)
+    expect(t.exitOf(failed.id)).toMatchObject({ code: 8, signal: null })
+    expect(t.exitOf(failed.id)?.error).toContain('"out.mkv"')
+    const clean = assignment(["-hide_banner", "-version"])
+    await within(startRun(clean, deps(t)).done)
+    expect(t.exitOf(clean.id)).toEqual({ code: 0, signal: null })
+  })
+
+  test("a mapped working directory is the caller's own: what is written there is not reported", async () => {
+    const root = mkdtempSync(`${tmpdir()}/dffmpeg-runner-cwd-`)
+    try {
+      const t = new FakeTransport()
+      const d = { ...deps(t, "/bin/sh"), mapper: createWorkerMapper({ paths: { Media: root } }) }
+      const a = assignment(["-c", "echo x > out.mkv"], { paths: ["Media"], cwd: "$Media" })
+      await within(startRun(a, d).done)
+      expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+      expect(await Bun.file(`${root}/out.mkv`).text()).toBe("x\n")
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+})
+
 describe("the worker's roots leave as path variables", () => {
   test("stderr names $Var paths with a literal $ escaped; ffmpeg's stdout is sent as written", async () => {
     const root = mkdtempSync(`${tmpdir()}/dffmpeg-runner-`)

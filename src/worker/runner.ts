@@ -14,6 +14,7 @@ import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } fro
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
+import { leftInScratch, lostFilesError } from "./scratch.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
 import { backoff } from "../shared/pause.ts"
 import { JobGoneError, retryable, StaleJobError, type WorkerTransport } from "../transports/types.ts"
@@ -135,6 +136,15 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     if (mode === "abandon") exit = { ...exit, abandoned: abandonReason }
     await uploader.push(encodeJsonFrame(Kind.exit, 0, exit))
     await uploader.drain()
+  }
+
+  const scratchLeft = (dir: string) => {
+    try {
+      return leftInScratch(dir)
+    } catch (err) {
+      log.warn("cannot list the job's scratch directory", { job: a.id, reason: (err as Error).message })
+      return []
+    }
   }
 
   const downlink = new AbortController()
@@ -274,7 +284,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       for (const t of timers) clearTimeout(t)
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
       const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
-      const exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
+      let exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
+      const lost = scratch ? scratchLeft(scratch) : []
+      // Written where the caller cannot see it and deleted below: a failure, never an exit 0 with the file gone.
+      if (lost.length) {
+        log.warn("job wrote into its scratch working directory", { job: a.id, files: lost.length })
+        exit = { ...exit, code: sig ? null : exit.code || 1, error: lostFilesError(a.binary, lost) }
+      }
       log.info("job exited", {
         job: a.id,
         code: exit.code ?? undefined,
