@@ -310,6 +310,25 @@ describe("the caller stops the job", () => {
     expect(terminal(after.events)).toHaveLength(1)
   }, 60_000)
 
+  test("caller_grace_seconds is how long a vanished caller's stream may stay away before its ffmpeg is killed", async () => {
+    // The grace is capped by heartbeat_interval (the janitor's own abandoned-caller check follows it).
+    const c = await cluster({
+      coordinatorConfig: { ...FAST.coordinatorConfig, heartbeat_interval: 3, caller_grace_seconds: 2 },
+    })
+    const name = `grace-${Date.now()}.mkv`
+    const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
+    await runningJob(c)
+    const ffmpeg = await waitFor(() => (pidsOf(`mnt/${name}`).length ? pidsOf(`mnt/${name}`) : undefined), {
+      what: "the remote ffmpeg",
+    })
+    shim.kill("SIGKILL")
+    // A lower bound, which load can only lengthen: the job must outlive the configured grace (the default
+    // of 0.3 s would have killed it long before).
+    const ms = await gone(ffmpeg, 8000)
+    console.log(`caller_grace_seconds 2: remote ffmpeg stopped ${ms.toFixed(0)} ms after the kill`)
+    expect(ms).toBeGreaterThanOrEqual(2000)
+  }, 60_000)
+
   test("admin jobs cancel stops a running detached job; cancel of a queued job ends it at once", async () => {
     const c = await cluster({ maxJobs: 1 })
     const submit = (name: string) =>
