@@ -283,9 +283,10 @@ describe("the caller's paths in the output", () => {
     ...client(api),
     config: { ...client(api).config, paths: { Media: "/home/me/media" } },
   })
-  const job = (...frames: Uint8Array[]) =>
+  const job = (...frames: Uint8Array[]) => jobOf(true, ...frames)
+  const jobOf = (pathTokens: boolean, ...frames: Uint8Array[]) =>
     fakeApi((c) => {
-      if (c.path === `/api/v1/jobs/${JOB}`) return ok({ id: JOB, binary: "ffprobe", args: ["-of", "json"] })
+      if (c.path === `/api/v1/jobs/${JOB}`) return ok({ id: JOB, binary: "ffprobe", args: ["-of", "json"], pathTokens })
       const ch = channel()
       ch.push(jobEvent(), ...frames)
       ch.close()
@@ -320,5 +321,15 @@ describe("the caller's paths in the output", () => {
     const { io, written } = fakeIo()
     expect(await attach({ id: JOB, client: withPaths(api), io })).toBe(0)
     expect(text(written.stdout)).toBe('{"filename": "/home/me/media/a.mkv"}')
+  })
+
+  test("a submitted job asks for path tokens; attach to an older client's job passes its bytes as stored", async () => {
+    const api = job(exit(0, {}))
+    await runAttached({ binary: "ffprobe", args: ["-version"], client: withPaths(api), io: fakeIo().io })
+    expect(api.calls.find((c) => c.method === "POST")?.opts.json).toMatchObject({ pathTokens: true })
+    const old = jobOf(false, out(1, '{"filename": "$Media/a.mkv $$"}'), exit(1, {}))
+    const { io, written } = fakeIo()
+    expect(await attach({ id: JOB, client: withPaths(old), io })).toBe(0)
+    expect(text(written.stdout)).toBe('{"filename": "$Media/a.mkv $$"}')
   })
 })

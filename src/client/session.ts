@@ -76,7 +76,8 @@ async function prepare(o: AttachedOptions) {
   const mapper = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() })
   const mapped = mapper.mapArgs(o.args, toolOf(o.binary))
   const env = callerEnv(process.env, config.forward_env ?? DEFAULT_ENV, mapper, mapped, process.cwd())
-  const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, env }
+  // This client writes the worker's path tokens back as its own paths (`follow`'s `paths`): the job says so.
+  const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, env, pathTokens: true }
   return { config, api, job, roots: callerRoots(config.paths, o.args) }
 }
 
@@ -155,7 +156,8 @@ export interface AttachOptions {
 /** Follows an existing job from the start of its output (`client attach`): replayed, then live. */
 export async function attach(o: AttachOptions): Promise<number> {
   const { config, api } = o.client ?? (await openClient(o.configPath, o.warn))
-  // Its binary and arguments tell which streams carry `$Var` tokens and how its writer escapes them.
+  // Its binary and arguments tell which streams carry `$Var` tokens and how its writer escapes them; a job
+  // submitted by an older client has none (its worker wrote its own paths).
   const job = await api.json<Job>("GET", `/api/v1/jobs/${o.id}`)
   const res = await api.request("GET", `/api/v1/jobs/${o.id}/stream`, {
     query: { after: 0, progress: o.status ? 1 : undefined },
@@ -170,7 +172,7 @@ export async function attach(o: AttachOptions): Promise<number> {
       signalTimeoutMs: config.signal_timeout_seconds * 1000,
       statusLine: statusLineFor(o.status),
       io: o.io,
-      paths: { roots: callerRoots(config.paths), binary: job.binary, args: job.args },
+      paths: job.pathTokens ? { roots: callerRoots(config.paths), binary: job.binary, args: job.args } : undefined,
     },
     o.id,
   )

@@ -294,12 +294,14 @@ describe("createJanitor", () => {
       await h.job("capable-busy", { paths: ["Movies"] }, null) // ff could run it once free
       await h.job("no-binary", { binary: "ffprobe" }, null)
       await h.job("no-path", { paths: ["Movies", "TV"] }, null)
+      // ff writes no path tokens (an older worker): a caller that decodes them must not get it.
+      await h.job("no-tokens", { paths: ["Movies"], pathTokens: true }, null)
       await h.job("young", { binary: "ffprobe" }, null, false, LATER - T.pending) // queued exactly at the cutoff
       h.clock = LATER
       await h.alive(h.clock, { ff: ["busy"], "new-probe": [] })
 
       const report = await h.run()
-      expect(report.failedPending.sort()).toEqual(["no-binary", "no-path"])
+      expect(report.failedPending.sort()).toEqual(["no-binary", "no-path", "no-tokens"])
       expect(await h.status("capable-busy")).toBe("queued")
       expect(await h.status("young")).toBe("queued")
       const noPath = (await h.store.getJob("no-path"))!
@@ -307,6 +309,7 @@ describe("createJanitor", () => {
       expect(noPath.error).toContain("no online worker can run it")
       expect(noPath.error).toContain("ffmpeg, $Movies, $TV")
       expect((await h.store.getJob("no-binary"))?.error).toContain("needs ffprobe")
+      expect((await h.store.getJob("no-tokens"))?.error).toContain("needs ffmpeg, $Movies, path tokens")
       expect(h.kicks).toBe(0)
     })
 

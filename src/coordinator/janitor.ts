@@ -132,7 +132,11 @@ export function createJanitor(deps: {
       const workers = await store.listWorkers()
       for (const job of await store.queuedSince(at - t.pending)) {
         if (capable(job, workers, { now: at, staleMs: deps.staleMs ?? t.workerStale })) continue
-        const need = [job.binary, ...job.paths.map((p) => `$${p}`)].join(", ")
+        const need = [
+          job.binary,
+          ...job.paths.map((p) => `$${p}`),
+          ...(job.pathTokens ? ["path tokens (a worker as new as its caller)"] : []),
+        ].join(", ")
         // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
         const done = await store.failJob(
           job.id,

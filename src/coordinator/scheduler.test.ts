@@ -28,7 +28,8 @@ const ffmpeg = { binary: "ffmpeg", paths: [] as string[] }
 
 describe("eligible", () => {
   const live = { now: 100_000, staleMs: 30_000 }
-  test.each<[string, Partial<Worker>, { binary: string; paths: string[] }, boolean]>([
+  const tokens = { ...ffmpeg, pathTokens: true }
+  test.each<[string, Partial<Worker>, { binary: string; paths: string[]; pathTokens?: boolean }, boolean]>([
     ["online, heard from just now, with the binary", { lastSeen: 100_000 }, ffmpeg, true],
     ["heard from just under staleMs ago", { lastSeen: 70_001 }, ffmpeg, true],
     ["silent for staleMs", { lastSeen: 70_000 }, ffmpeg, false],
@@ -38,6 +39,20 @@ describe("eligible", () => {
     ["without the binary", { lastSeen: 100_000, binaries: ["ffprobe"] }, ffmpeg, false],
     ["with every path", { lastSeen: 100_000, paths: ["A", "B"] }, { binary: "ffmpeg", paths: ["B", "A"] }, true],
     ["missing a path", { lastSeen: 100_000, paths: ["A"] }, { binary: "ffmpeg", paths: ["A", "B"] }, false],
+    [
+      "writing path tokens, for a caller that decodes them",
+      { lastSeen: 100_000, capabilities: { pathTokens: true } },
+      tokens,
+      true,
+    ],
+    ["not writing path tokens (older), for a caller that decodes them", { lastSeen: 100_000 }, tokens, false],
+    ["not writing path tokens, for an older caller", { lastSeen: 100_000 }, { ...ffmpeg, pathTokens: false }, true],
+    [
+      "writing path tokens, for an older caller (it then writes none)",
+      { lastSeen: 100_000, capabilities: { pathTokens: true } },
+      ffmpeg,
+      true,
+    ],
   ])("%s", (_, over, job, want) => {
     expect(eligible(job, worker("w", over), live)).toBe(want)
   })

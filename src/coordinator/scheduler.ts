@@ -27,11 +27,25 @@ export function serving(worker: Worker, live?: Liveness): boolean {
  * agreed in practice only because it reaps silent workers first). Without `live` the workers are
  * taken as already known to be live (`pick` over a pass's candidates).
  */
-export function eligible(job: Pick<Job, "binary" | "paths">, worker: Worker, live?: Liveness): boolean {
+export function eligible(
+  job: Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens">>,
+  worker: Worker,
+  live?: Liveness,
+): boolean {
   return (
-    serving(worker, live) && worker.binaries.includes(job.binary) && job.paths.every((p) => worker.paths.includes(p))
+    serving(worker, live) &&
+    worker.binaries.includes(job.binary) &&
+    job.paths.every((p) => worker.paths.includes(p)) &&
+    (!job.pathTokens || writesPathTokens(worker))
   )
 }
+
+/**
+ * Does the worker write its roots as path tokens for a job that asks (docs/protocol.md)? Workers from
+ * before issue 11 do not say so, and their output would be read wrongly by a caller that decodes tokens.
+ */
+export const writesPathTokens = (worker: Pick<Worker, "capabilities">): boolean =>
+  worker.capabilities.pathTokens === true
 
 /**
  * Pure choice: the worker `eligible` for `job` with a free slot and the lowest relative load. A worker
@@ -39,7 +53,7 @@ export function eligible(job: Pick<Job, "binary" | "paths">, worker: Worker, liv
  * busy one (the job then waits for it).
  */
 export function pick(
-  job: Pick<Job, "binary" | "paths"> & { excluded?: string[] },
+  job: Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens">> & { excluded?: string[] },
   candidates: Candidate[],
   live?: Liveness,
 ): Candidate | undefined {

@@ -35,6 +35,7 @@ const toAssignment = (j: Job): Assignment => ({
   cwd: j.cwd,
   env: j.env,
   stdin: j.stdin,
+  pathTokens: j.pathTokens,
 })
 
 function frameData(f: Frame): unknown {

@@ -106,7 +106,7 @@ export async function startWorker(
     paths,
     maxJobs: cfg.max_jobs,
     version: VERSION,
-    capabilities: { platform: process.platform, arch: process.arch, ...confinement.capabilities },
+    capabilities: { platform: process.platform, arch: process.arch, pathTokens: true, ...confinement.capabilities },
   })
 
   const register = async () => {

@@ -248,13 +248,26 @@ describe("the worker's roots leave as path variables", () => {
       writeFileSync(`${root}/data.bin`, data)
       const t = new FakeTransport()
       const d = { ...deps(t), mapper: createWorkerMapper({ paths: { Media: root } }) }
-      const missing = assignment(["-hide_banner", "-i", "$Media/no $1.mkv"], { paths: ["Media"] })
+      const missing = assignment(["-hide_banner", "-i", "$Media/no $1.mkv"], { paths: ["Media"], pathTokens: true })
       await within(startRun(missing, d).done)
       expect(t.text(missing.id, Kind.stderr)).toBe("$Media/no $$1.mkv: No such file or directory\n")
       const copy = ["-v", "error", "-f", "data", "-i", "$Media/data.bin", "-map", "0", "-c", "copy", "-f", "data", "-"]
-      const piped = assignment(copy, { paths: ["Media"] })
+      const piped = assignment(copy, { paths: ["Media"], pathTokens: true })
       await within(startRun(piped, d).done)
       expect(t.text(piped.id, Kind.stdout)).toBe(data)
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+
+  test("only for a job whose caller decodes them: an older caller's job reads the worker's own paths", async () => {
+    const root = mkdtempSync(`${tmpdir()}/dffmpeg-runner-`)
+    try {
+      const t = new FakeTransport()
+      const d = { ...deps(t), mapper: createWorkerMapper({ paths: { Media: root } }) }
+      const old = assignment(["-hide_banner", "-i", "$Media/no $1.mkv"], { paths: ["Media"] })
+      await within(startRun(old, d).done)
+      expect(t.text(old.id, Kind.stderr)).toBe(`${root}/no $1.mkv: No such file or directory\n`)
     } finally {
       rmSync(root, { recursive: true, force: true })
     }

@@ -5,7 +5,7 @@ import { DffmpegError, TrustError } from "../shared/errors.ts"
 import { createUploader } from "../shared/http/uploader.ts"
 import type { Logger } from "../shared/log.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
-import { createRootEncoder, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
+import { createRootEncoder, type Escape, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
 import { acceptEnv, spawnEnv } from "./env.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
@@ -230,12 +230,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       // Reads copies of the output to report how far the job is; the bytes sent are the bytes read.
       const progress = createProgressTracker(a.binary, mapped.args)
       // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
-      const streams = rewrittenStreams(a.binary, a.args)
+      // Only for a caller that decodes them (an older one would show `$Var`): the job says so.
+      const streams = a.pathTokens ? rewrittenStreams(a.binary, a.args) : undefined
       const roots = deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] }))
-      const encoder = (escape: typeof streams.stderr | undefined) => escape && createRootEncoder(roots, escape)
+      const encoder = (escape: Escape | undefined) => escape && createRootEncoder(roots, escape)
       const rewriters: Record<number, Rewriter | undefined> = {
-        [Kind.stdout]: encoder(streams.stdout),
-        [Kind.stderr]: encoder(streams.stderr),
+        [Kind.stdout]: encoder(streams?.stdout),
+        [Kind.stderr]: encoder(streams?.stderr),
       }
       const pump = async (stream: ReadableStream<Uint8Array>, kind: number) => {
         const rewriter = rewriters[kind]

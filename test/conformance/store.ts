@@ -330,6 +330,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           startedAt: null,
           finishedAt: null,
           attached: false,
+          pathTokens: false,
           retries: 0,
           attempts: 0,
           excluded: [],
@@ -341,6 +342,15 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(created).toEqual(expected)
         expect(await store.getJob("j1")).toEqual(expected)
         expect(await store.getJob("nope")).toBeUndefined()
+      })
+
+      test("a job's pathTokens is stored and read back, in summaries too (the scheduler's eligibility reads it)", async () => {
+        await store.createJob(newJob("j1", { pathTokens: true }), T0)
+        await store.createJob(newJob("j2"), T0)
+        expect((await store.getJob("j1"))?.pathTokens).toBe(true)
+        expect((await store.getJob("j2"))?.pathTokens).toBe(false)
+        const queued = await store.queuedSince(T0 + 1)
+        expect(Object.fromEntries(queued.map((j) => [j.id, j.pathTokens]))).toEqual({ j1: true, j2: false })
       })
 
       test("a job's environment is stored as given and read back by getJob, listings, summaries and assignments", async () => {

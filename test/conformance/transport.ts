@@ -37,7 +37,7 @@ const REG: WorkerRegistration = {
   paths: [],
   maxJobs: 4,
   version: "conformance",
-  capabilities: {},
+  capabilities: { pathTokens: true },
 }
 const TIMING: PairTiming = { pollWaitSeconds: 0.4, heartbeatSeconds: 0.1 }
 const enc = new TextEncoder()
@@ -109,7 +109,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       await w.verify(first.verify!)
       return timing
     }
-    const submit = async (over: { stdin?: boolean; env?: Record<string, string> } = {}) => {
+    const submit = async (over: { stdin?: boolean; env?: Record<string, string>; pathTokens?: boolean } = {}) => {
       const job = await pair.store.createJob(
         {
           id: newId(),
@@ -119,6 +119,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
           paths: [],
           cwd: null,
           env: over.env,
+          pathTokens: over.pathTokens,
           stdin: over.stdin ?? false,
           attached: false,
           retries: 0,
@@ -171,7 +172,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
 
     test("a submitted job reaches the worker as an assignment with everything needed to run it", async () => {
       await join()
-      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" } })
+      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" }, pathTokens: true })
       const a = await assignmentOf(w, id)
       expect(a).toEqual({
         id,
@@ -182,6 +183,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
         cwd: null,
         env: { TZ: "UTC", FFREPORT: "level=32" },
         stdin: false,
+        pathTokens: true,
       })
       expect(a.epoch).toBeGreaterThan(0)
       // Offered again until started: an answer lost on the way is not a lost job.

@@ -27,6 +27,7 @@ export const newJob = (id: string, over: Partial<NewJob> = {}): NewJob => ({
   stdin: false,
   attached: false,
   retries: 0,
+  pathTokens: false,
   ...over,
 })
 
@@ -44,6 +45,7 @@ export const mappedJob = (id: string, over: Partial<NewJob> = {}): NewJob =>
 export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   ...newJob("01J00000000000000000000000"),
   env: {},
+  pathTokens: false,
   status: "running",
   epoch: 1,
   workerId: "w1",

@@ -55,6 +55,13 @@ export const SubmitRequest = v.strictObject({
   attached: v.optional(v.boolean(), false),
   /** Times a detached job is re-run after its worker is lost (never for attached jobs). */
   retries: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 0),
+  /**
+   * True when the caller turns path tokens in the job's output back into its own paths (docs/protocol.md,
+   * "Paths in the output"): only a worker that writes them (capability `pathTokens`) is then given the job,
+   * and a worker writes them only for such a job, so a caller and a worker of different versions never
+   * disagree about what the output bytes mean.
+   */
+  pathTokens: v.optional(v.boolean(), false),
 })
 export type SubmitRequest = v.InferOutput<typeof SubmitRequest>
 
@@ -130,6 +137,8 @@ export interface Job {
   startedAt: number | null
   finishedAt: number | null
   attached: boolean
+  /** The caller decodes path tokens in the output; the worker encodes its roots as them (SubmitRequest.pathTokens). */
+  pathTokens: boolean
   retries: number
   /** Attempts that were lost with their worker (re-queued or failed). */
   attempts: number

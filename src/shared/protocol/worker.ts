@@ -18,6 +18,8 @@ export const Assignment = v.object({
   /** The caller's environment (absent from older coordinators: none). */
   env: v.optional(v.record(v.string(), v.string())),
   stdin: v.boolean(),
+  /** The caller decodes path tokens: write the worker's roots as them (absent from older coordinators: no). */
+  pathTokens: v.optional(v.boolean()),
 })
 export type Assignment = v.InferOutput<typeof Assignment>
 

@@ -67,6 +67,7 @@ export function jobMethods(
           started_at: null,
           finished_at: null,
           attached: j.attached ? 1 : 0,
+          path_tokens: j.pathTokens ? 1 : 0,
           retries: j.retries,
           attempts: 0,
           excluded: null,

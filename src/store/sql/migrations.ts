@@ -156,6 +156,13 @@ const steps: Step[] = [
       .addColumn("env", sql`text`, (c) => c.notNull().defaultTo("{}"))
       .execute()
   },
+  // Whether the caller decodes path tokens in the output (issue 11); jobs from before never did.
+  async (db) => {
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("path_tokens", "integer", (c) => c.notNull().defaultTo(0))
+      .execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

@@ -27,6 +27,8 @@ export interface Database {
     cwd: string | null
     /** The caller's environment for the process, JSON (`{}` for none). */
     env: string
+    /** 1 when the caller decodes path tokens in the output (SubmitRequest.pathTokens). */
+    path_tokens: number
     stdin: number
     status: string
     epoch: number

@@ -223,6 +223,7 @@ export function jobRoutes(deps: Deps) {
           env: req.env,
           stdin: req.stdin,
           attached: attach || req.attached,
+          pathTokens: req.pathTokens,
           retries: req.retries,
         },
         now(),
