@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, writeFileSync } from "node:fs"
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
 import { sample } from "../helpers/media.ts"
@@ -15,8 +15,26 @@ let srt: string
 let subbed: string
 let logo: string
 let odd: string
+let ass: string
+let fonts: string
 
 const SRT = "1\n00:00:00,000 --> 00:00:05,000\nBurned in through dffmpeg\n\n"
+/** An .ass script whose style names the font that only the `fontsdir` folder holds under that file name. */
+const ASS = [
+  "[Script Info]",
+  "ScriptType: v4.00+",
+  "PlayResX: 320",
+  "PlayResY: 240",
+  "",
+  "[V4+ Styles]",
+  "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding",
+  "Style: Default,DejaVu Sans Mono,24,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1",
+  "",
+  "[Events]",
+  "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
+  "Dialogue: 0,0:00:00.00,0:00:05.00,Default,,0,0,0,,Burned in with its own font",
+  "",
+].join("\n")
 
 function make(args: string[]) {
   const r = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", ...args])
@@ -37,11 +55,16 @@ beforeAll(async () => {
     ]),
   )
   make(["-f", "lavfi", "-i", "color=c=red:s=48x32", "-frames:v", "1", join(c.storage, "logo.png")])
+  writeFileSync(join(c.storage, "a.ass"), ASS)
+  mkdirSync(join(c.storage, "fonts"))
+  copyFileSync("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", join(c.storage, "fonts", "Mine.ttf"))
   media = join(c.clientMedia, "av.mkv")
   srt = join(c.clientMedia, "a.srt")
   subbed = join(c.clientMedia, "subbed.mkv")
   logo = join(c.clientMedia, "logo.png")
   odd = join(c.clientMedia, "we:i'r,d; [x] =.srt")
+  ass = join(c.clientMedia, "a.ass")
+  fonts = join(c.clientMedia, "fonts")
 }, 60_000)
 
 afterAll(async () => {
@@ -83,6 +106,43 @@ describe("paths inside filtergraphs", () => {
     const escaped = odd.replace(/[\\':]/g, "\\$&").replace(/[\\'[\],;]/g, "\\$&")
     const r = await frames(`scale=iw:ih,subtitles=filename=${escaped}`)
     expect(md5(r.stdout)).not.toBe(plain)
+  })
+
+  test("ass= burn-in of an .ass script", async () => {
+    const r = await frames(`ass=${ass}`)
+    expect(md5(r.stdout)).not.toBe(plain)
+  })
+
+  test("fontsdir= loads the font from the caller's folder: the same log line and the same frames as local", async () => {
+    for (const graph of [`ass=${ass}:fontsdir=${fonts}`, `subtitles=f=${ass}:fontsdir=${fonts}`]) {
+      const args = [
+        "-hide_banner",
+        "-v",
+        "verbose",
+        "-i",
+        media,
+        "-vf",
+        graph,
+        "-frames:v",
+        "5",
+        "-an",
+        "-f",
+        "framemd5",
+        "-",
+      ]
+      const remote = await c.run("ffmpeg", args)
+      const local = await c.local("ffmpeg", args)
+      expect([remote.code, local.code]).toEqual([0, 0])
+      expect(md5(remote.stdout)).toBe(md5(local.stdout))
+      const loaded = (err: string) => err.split("\n").filter((l) => l.includes("Loading font file"))
+      // The worker loaded it from its own copy of the folder; the caller reads its own path, as local prints it.
+      expect(loaded(local.err).map((l) => l.replace(/^\[\S+ @ 0x[0-9a-f]+\] /, ""))).toEqual([
+        `Loading font file '${fonts}/Mine.ttf'`,
+      ])
+      expect(loaded(remote.err).map((l) => l.replace(/ @ 0x[0-9a-f]+/, ""))).toEqual(
+        loaded(local.err).map((l) => l.replace(/ @ 0x[0-9a-f]+/, "")),
+      )
+    }
   })
 
   test("movie= overlay of a png in -filter_complex", async () => {
