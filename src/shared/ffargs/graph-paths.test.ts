@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { parseFiltergraph } from "./filtergraph.ts"
-import { escapeGraphArgs, graphArgs, rewriteGraphPaths, serialiseFilterArgs } from "./graph-paths.ts"
+import { escapeGraphArgs, rewriteGraphPaths, serialiseFilterArgs } from "./graph-paths.ts"
 
 /** Maps /media/... to $Media/... the way the client does, and records what it saw. */
 function toVar(graph: string) {
@@ -148,33 +148,4 @@ describe("round trip", () => {
       }
     })
   }
-})
-
-describe("graphArgs", () => {
-  test("finds graph option values (per-stream too) and lavfi inputs, nothing else", () => {
-    const args = [
-      "-f",
-      "lavfi",
-      "-i",
-      "movie=/media/a.png",
-      "-i",
-      "/media/b.mkv",
-      "-filter:v:0",
-      "subtitles=/media/a.srt",
-      "-af",
-      "volume=2",
-      "-filter_complex",
-      "[0][1]overlay",
-      "-lavfi",
-      "null",
-      "-metadata",
-      "title=-vf",
-      "/media/out.mkv",
-    ]
-    expect([...graphArgs("ffmpeg", args)].sort((a, b) => a - b)).toEqual([3, 7, 9, 11, 13])
-  })
-
-  test("ffprobe: a lavfi input", () => {
-    expect([...graphArgs("ffprobe", ["-show_streams", "-f", "lavfi", "movie=/media/a.mkv"])]).toEqual([3])
-  })
 })

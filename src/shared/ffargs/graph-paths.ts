@@ -5,7 +5,6 @@
  * paths. Pure; the client and worker path mappers and the worker's policy share it.
  */
 
-import { fileOption, formatName, parseArgv, type Tool } from "./argv.ts"
 import { type FilterOption, type FilterSpec, placeFilters } from "./filtergraph.ts"
 
 /** Options whose value is a filtergraph (`-filter:v`, `-filter_complex`...; stream specifiers aside). */
@@ -118,15 +117,4 @@ export function rewriteGraphPaths(graph: string, map: (value: string, filter: st
     at = f.args.end
   }
   return out + graph.slice(at)
-}
-
-/** The argv positions holding a filtergraph: graph option values and `-f lavfi` inputs. */
-export function graphArgs(tool: Tool, args: string[]): Set<number> {
-  const parsed = parseArgv(tool, args)
-  const at = new Set<number>()
-  for (const t of parsed.tokens) if (t.role === "value" && GRAPH_OPTIONS.has(t.name!)) at.add(t.index)
-  for (const f of parsed.files) {
-    if (f.kind === "input" && formatName(fileOption(f, "f")) === "lavfi") at.add(f.index)
-  }
-  return at
 }
