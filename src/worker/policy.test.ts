@@ -574,6 +574,19 @@ describe("argument policy: allowed jobs", () => {
   })
 })
 
+describe("argument policy: tee slaves are read as the tee muxer reads them", () => {
+  test("quotes and escapes are removed before the target is checked; options that do not parse are refused", async () => {
+    const tee = (url: string) => ["-i", "in.mkv", "-map", "0", "-f", "tee", url]
+    // tee.c unquotes each slave (av_get_token): this is the file /etc/x, not a relative name.
+    expect(await refusal(tee("[f=null]ok.mkv|'[f=matroska]/etc/x'"))).toMatch(
+      /^argument 7 .*: tee output "\/etc\/x" is outside the job's path variables$/,
+    )
+    expect(await refusal(tee("[f=matroska]\\/etc/x"))).toMatch(/tee output "\/etc\/x" is outside/)
+    expect(await refusal(tee("[f=matroska]a.mkv|[bad]b.mkv"))).toMatch(/a tee output's \[options\] do not parse$/)
+    await check(tee("[f=matroska:onfail=ignore]'a b.mkv'|[f=null]-"))
+  })
+})
+
 describe("argument policy: hardware devices", () => {
   const dri = join(dir, "dev", "dri")
   mkdirSync(join(dri, "by-path"), { recursive: true })
