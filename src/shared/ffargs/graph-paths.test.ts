@@ -78,6 +78,18 @@ describe("rewriteGraphPaths", () => {
     ],
     ["sendcmd file", "sendcmd=f=/media/c.txt,null", "sendcmd=f=$Media/c.txt,null", ["sendcmd:/media/c.txt"]],
     [
+      "file options found in ffmpeg -h full: nnedi's positional weights, showcqt's font and axis files",
+      "nnedi=/media/w.bin:field=af,showcqt=fontfile=/media/f.ttf:axisfile=/media/a.png:fps=25",
+      "nnedi=$Media/w.bin:field=af,showcqt=fontfile=$Media/f.ttf:axisfile=$Media/a.png:fps=25",
+      ["nnedi:/media/w.bin", "showcqt:/media/f.ttf", "showcqt:/media/a.png"],
+    ],
+    [
+      "life and cellauto read a pattern file, fieldhint a hint file, curves writes a plot",
+      "life=f=/media/p.txt;cellauto=/media/c.txt;fieldhint=/media/h.txt,curves=plot=/media/plot.gp",
+      "life=f=$Media/p.txt;cellauto=$Media/c.txt;fieldhint=$Media/h.txt,curves=plot=$Media/plot.gp",
+      ["life:/media/p.txt", "cellauto:/media/c.txt", "fieldhint:/media/h.txt", "curves:/media/plot.gp"],
+    ],
+    [
       "filters that name no file are left byte for byte",
       "[0:v] scale = 1280:-1 , drawtext=text='a, b'",
       "[0:v] scale = 1280:-1 , drawtext=text='a, b'",

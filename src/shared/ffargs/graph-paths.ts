@@ -19,7 +19,8 @@ export const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
   drawtext: { keys: ["fontfile", "textfile"], pos: 0 },
   lut3d: { keys: ["file"], pos: 0 },
   lut1d: { keys: ["file"], pos: 0 },
-  curves: { keys: ["psfile"] },
+  curves: { keys: ["psfile", "plot"] },
+  selectivecolor: { keys: ["psfile"] },
   sofalizer: { keys: ["sofa"], pos: 0 },
   arnndn: { keys: ["model", "m"], pos: 0 },
   removelogo: { keys: ["filename", "f"], pos: 0 },
@@ -48,6 +49,15 @@ export const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
   vmafmotion: { keys: ["stats_file"] },
   program_opencl: { keys: ["source"], pos: 0 },
   openclsrc: { keys: ["source"], pos: 0 },
+  xfade_opencl: { keys: ["source"] },
+  showcqt: { keys: ["fontfile", "axisfile"] },
+  paletteuse: { keys: ["debug_kdtree"] },
+  cellauto: { keys: ["filename", "f"], pos: 0 },
+  life: { keys: ["filename", "f"], pos: 0 },
+  fieldhint: { keys: ["hint"], pos: 0 },
+  flite: { keys: ["textfile"] },
+  nnedi: { keys: ["weights"], pos: 0 },
+  asr: { keys: ["hmm", "dict", "lm", "lmctl", "logfn"] },
 }
 
 /** System font folders: font options may name them directly (read-only in the sandbox too). */
