@@ -158,6 +158,29 @@ describe("tee slaves", () => {
   })
 })
 
+describe("tee slaves: rewriting keeps what tee reads", () => {
+  test("for 2000 random URLs of tee's special characters, every target reads back as mapped and nothing else changes", () => {
+    let seed = 11
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const alphabet = ["[", "]", "=", ":", "|", "'", "\\", " ", "/m/", "a", "f", "null"]
+    const map = (t: string) => (t.includes("/m/") ? t.replaceAll("/m/", "/w w/") : t)
+    for (let n = 0; n < 2000; n++) {
+      const url = Array.from({ length: 1 + rand(14) }, () => alphabet[rand(alphabet.length)]).join("")
+      const before = teeSlaves(url)
+      const out = rewriteTee(url, map)
+      const after = teeSlaves(out)
+      expect(
+        after.map((s) => [s.options, s.target]),
+        url,
+      ).toEqual(before.map((s) => [s.options, s.target && map(s.target)]))
+      if (before.every((s) => s.target === undefined || map(s.target) === s.target)) expect(out).toBe(url)
+    }
+  })
+})
+
 describe("rewriteUrl", () => {
   const map = (p: string) => p.replace(/^(file:)?\/m\//, "$1$M/")
   test.each([
