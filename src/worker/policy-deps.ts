@@ -132,7 +132,7 @@ export function workerPolicy(
   }
   const ffprobe = binaries.get("ffprobe")
   return createArgumentPolicy(
-    { allowNetwork: cfg.allow_network, allowedHosts: cfg.allowed_hosts },
+    { allowNetwork: cfg.allow_network, allowedHosts: cfg.allowed_hosts, devices: cfg.devices },
     {
       read: (path, max) => readHead(path, max, reader),
       attachmentNames: ffprobe ? attachmentProber(ffprobe) : undefined,

@@ -574,6 +574,74 @@ describe("argument policy: allowed jobs", () => {
   })
 })
 
+describe("argument policy: tee slaves are read as the tee muxer reads them", () => {
+  test("quotes and escapes are removed before the target is checked; options that do not parse are refused", async () => {
+    const tee = (url: string) => ["-i", "in.mkv", "-map", "0", "-f", "tee", url]
+    // tee.c unquotes each slave (av_get_token): this is the file /etc/x, not a relative name.
+    expect(await refusal(tee("[f=null]ok.mkv|'[f=matroska]/etc/x'"))).toMatch(
+      /^argument 7 .*: tee output "\/etc\/x" is outside the job's path variables$/,
+    )
+    expect(await refusal(tee("[f=matroska]\\/etc/x"))).toMatch(/tee output "\/etc\/x" is outside/)
+    expect(await refusal(tee("[f=matroska]a.mkv|[bad]b.mkv"))).toMatch(/a tee output's \[options\] do not parse$/)
+    await check(tee("[f=matroska:onfail=ignore]'a b.mkv'|[f=null]-"))
+  })
+})
+
+describe("argument policy: hardware devices", () => {
+  const dri = join(dir, "dev", "dri")
+  mkdirSync(join(dri, "by-path"), { recursive: true })
+  writeFileSync(join(dri, "renderD128"), "")
+  symlinkSync("../renderD128", join(dri, "by-path", "pci-render"))
+  symlinkSync(join(dir, "secret.txt"), join(dri, "out"))
+  const devices = { cfg: { devices: [dri] } }
+
+  test("a device node inside the worker's devices is allowed, for every device option", async () => {
+    const node = join(dri, "renderD128")
+    const jobs = [
+      ["-init_hw_device", `vaapi=va:${node}`, "-filter_hw_device", "va"],
+      ["-init_hw_device", `vaapi=va:${node},driver=iHD`, "-init_hw_device", "qsv=qs@va"],
+      ["-init_hw_device", `qsv=hw:hw_any,child_device=${node}`],
+      ["-vaapi_device", node],
+      ["-qsv_device", join(dri, "by-path", "pci-render")],
+      ["-hwaccel", "vaapi", "-hwaccel_device", node],
+    ]
+    for (const job of jobs) await check([...job, "-i", "in.mkv", "-f", "null", "-"], devices)
+  })
+
+  test("index and name forms name no device node and need no devices entry", async () => {
+    const jobs = [
+      ["-init_hw_device", "cuda=cu:0", "-filter_hw_device", "cu", "-hwaccel", "cuda", "-hwaccel_device", "0"],
+      ["-init_hw_device", "qsv=hw"],
+      ["-init_hw_device", "vaapi=va:,kernel_driver=i915,driver=iHD"],
+      ["-init_hw_device", "opencl=ocl:0.0"],
+      ["-vaapi_device", ":0"],
+    ]
+    for (const job of jobs) await check([...job, "-i", "in.mkv", "-f", "null", "-"])
+  })
+
+  test("a device path outside the worker's devices is refused, naming the argument and the key", async () => {
+    const cases: [string[], RegExp, Parameters<typeof check>[1]?][] = [
+      [
+        ["-vaapi_device", "/etc/passwd"],
+        /^argument 2 "\/etc\/passwd": -vaapi_device names device "\/etc\/passwd", which is not in this worker's devices; add it \(or its folder\) to devices in the worker's config$/,
+      ],
+      [["-vaapi_device", "/dev/dri/renderD128"], /argument 2 .*not in this worker's devices/],
+      [
+        ["-init_hw_device", "vaapi=va:/dev/dri/renderD128"],
+        /argument 2 .*-init_hw_device names device "\/dev\/dri\/renderD128"/,
+      ],
+      [["-init_hw_device", `qsv=hw:,child_device=${join(media, "in.mkv")}`], /-init_hw_device names device/, devices],
+      [["-qsv_device", join(dri, "out")], /-qsv_device names device/, devices],
+      [["-vaapi_device", join(dri, "..", "x")], /-vaapi_device names device/, devices],
+      [["-hwaccel_device", "sub/renderD128"], /-hwaccel_device names device "sub\/renderD128"/, devices],
+      [["-vaapi_device", "/dev/null"], /-vaapi_device names device "\/dev\/null"/],
+      [["-vaapi_device", "evil.example:0"], /network protocol x11 is not allowed on this worker/],
+    ]
+    for (const [job, message, o] of cases)
+      expect(await refusal([...job, "-i", "in.mkv", "-f", "null", "-"], o)).toMatch(message)
+  })
+})
+
 describe("createKeyFilter", () => {
   const enc = new TextEncoder()
   const dec = new TextDecoder()

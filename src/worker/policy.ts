@@ -1,9 +1,11 @@
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { type FileArg, fileOption, formatName, parseArgv, type Tool, toolOf } from "../shared/ffargs/argv.ts"
+import { deviceParts, optionKind, WRITE_OPTIONS } from "../shared/ffargs/classify.ts"
 import { type FilterOption, getToken, parseFiltergraph } from "../shared/ffargs/filtergraph.ts"
-import { FILTER_FILES, FONT_DIRS, GRAPH_OPTIONS, namedOptions } from "../shared/ffargs/graph-paths.ts"
+import { FILTER_FILES, FONT_DIRS, namedOptions } from "../shared/ffargs/graph-paths.ts"
 import { LINES, playlistEntries } from "../shared/ffargs/hls.ts"
+import { teeSlaves } from "../shared/ffargs/tee.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
 import { canonical, isInside } from "../shared/paths/mapping.ts"
@@ -20,6 +22,8 @@ export interface PolicyConfig {
   allowNetwork: boolean
   /** Names, IPs or CIDRs with an optional `:port`; empty means any host (with allowNetwork). */
   allowedHosts: string[]
+  /** The worker's `devices` (the sandbox exposes them): the only device nodes a device option may name. */
+  devices?: string[]
 }
 
 export interface PolicyJob {
@@ -111,67 +115,6 @@ const DEVICES = new Set([
 /** Demuxers whose input lists other files by absolute URL; not parsed, so refused. */
 const MANIFESTS = new Set(["dash", "imf", "webm_dash_manifest"])
 
-/** Option values never taken as paths (free text written into the output). */
-const TEXT_OPTIONS = new Set([
-  "metadata",
-  "program",
-  "map",
-  "map_metadata",
-  "map_chapters",
-  "disposition",
-  "timestamp",
-  "timecode",
-  "hls_base_url",
-  "segment_list_entry_prefix",
-  "hls_enc_key_url",
-  "user_agent",
-  "headers",
-  "referer",
-  "print_filename",
-  "show_entries",
-  "init_hw_device",
-  "vaapi_device",
-  "qsv_device",
-  "hwaccel_device",
-  "filter_hw_device",
-  "protocol_whitelist",
-  "protocol_blacklist",
-  "f",
-  "h",
-  "help",
-  "?",
-  "-help",
-])
-/** fftools and (de)muxer options whose value is a file (or URL) read by ffmpeg. */
-const READ_OPTIONS = new Set([
-  "filter_script",
-  "filter_complex_script",
-  "attach",
-  "fpre",
-  "graph_file",
-  "hls_key_info_file",
-  "ifo_palette",
-  "sub_name",
-])
-/** ... and written by ffmpeg. */
-const WRITE_OPTIONS = new Set([
-  "passlogfile",
-  "vstats_file",
-  "progress",
-  "sdp_file",
-  "stats",
-  "hls_segment_filename",
-  "hls_fmp4_init_filename",
-  "hls_subtitle_path",
-  "segment_list",
-  "master_pl_name",
-  "init_seg_name",
-  "media_seg_name",
-  "single_file_name",
-  "hls_master_name",
-  "segment_header_filename",
-  "dump_attachment",
-])
 const PRESETS = new Set(["pre", "vpre", "apre", "spre"])
 /** Font options may also name the system's fonts (FONT_DIRS). */
 const FONT_KEYS = new Set(["fontfile", "fontsdir"])
@@ -302,6 +245,35 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (h && !hostAllowed(h.host, h.port))
           fail(i, `host ${h.host}${h.port ? `:${h.port}` : ""} is not in this worker's allowed_hosts`, "network")
         used.add("network")
+      }
+      /** Inside one of the worker's `devices`, as written or after symlinks, and still after symlinks. */
+      const isDevice = (abs: string) => {
+        const real = canonical(abs)
+        return (cfg.devices ?? []).some((d) => {
+          const root = posix.resolve(d)
+          const rootReal = canonical(d)
+          return (isInside(abs, root) || isInside(abs, rootReal)) && isInside(real, rootReal)
+        })
+      }
+      /**
+       * A hardware device value: a device node (anything with a `/`, relative ones from the working
+       * directory) must be in the worker's `devices`, which the sandbox exposes; an index or a name (`0`,
+       * `va`, `:0`) names none; an X11 display on a host (`host:0`) is a network connection to it.
+       */
+      const checkDevice = (i: number, name: string, value: string) => {
+        for (const part of deviceParts(name, value)) {
+          if (part.includes("/")) {
+            if (!isDevice(posix.resolve(base, part)))
+              fail(
+                i,
+                `-${name} names device ${short(part)}, which is not in this worker's devices; add it (or its folder) to devices in the worker's config`,
+                "option",
+              )
+            continue
+          }
+          const display = /^([^:]+):(\d+)(?:\.\d+)?$/.exec(part)
+          if (display) checkHost(i, "x11", `//${display[1]}:${6000 + Number(display[2])}`)
+        }
       }
       /** A URL or path ffmpeg opens; returns the local path for plain files. */
       const checkUrl = (i: number, url: string, from: string, what = ""): string | undefined => {
@@ -576,14 +548,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           fail(i, `format ${format} is a capture or playback device; devices are not allowed`)
         if (file.kind === "input" && format === "lavfi") return checkGraph(i, file.url)
         if (format === "tee" && file.kind === "output") {
-          for (const slave of file.url.split(/(?<!\\)\|/)) {
-            const m = /^\[([^\]]*)\](.*)$/s.exec(slave)
-            const opts = m ? m[1] : ""
-            const target = m ? m[2] : slave
-            const f = formatName(teeOptions(opts).find(([k]) => k === "f")?.[1])
+          for (const slave of teeSlaves(file.url)) {
+            if (slave.target === undefined) fail(i, "a tee output's [options] do not parse", "option")
+            const f = formatName(teeOptions(slave.options).find(([k]) => k === "f")?.[1])
             if (f && DEVICES.has(f)) fail(i, `tee output format ${f} is a device; devices are not allowed`)
-            scan(i, opts, "tee output option")
-            checkUrl(i, target, base, "tee output")
+            scan(i, slave.options, "tee output option")
+            checkUrl(i, slave.target!, base, "tee output")
           }
           return
         }
@@ -602,7 +572,9 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
       }
       const checkOption = async (name: string, value: string, i: number): Promise<void> => {
-        if (TEXT_OPTIONS.has(name)) return
+        const kind = optionKind(name)
+        if (kind === "text") return
+        if (kind === "device") return checkDevice(i, name, value)
         if (
           (name === "safe" && !/^(1|true)$/i.test(value)) ||
           ((name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value))
@@ -611,8 +583,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
         if (PRESETS.has(name) && (value.includes("/") || value.includes("..")))
           fail(i, "preset names may not contain a path", "option")
-        if (GRAPH_OPTIONS.has(name)) return checkGraph(i, value)
-        if (READ_OPTIONS.has(name) || WRITE_OPTIONS.has(name)) {
+        if (kind === "graph") return checkGraph(i, value)
+        if (kind === "path") {
           if (name === "dump_attachment" && value === "") return
           if (WRITE_OPTIONS.has(name) && /(^|\/)\.\.(\/|$)/.test(value) && !/^[a-z]+:/i.test(value))
             fail(i, `-${name} may not contain ".."`)

@@ -320,6 +320,16 @@ afterAll(async () => {
   await c?.stop()
 })
 
+/**
+ * Options for the real proxy with a client that sends /etc/passwd as it is (a passthrough path): the
+ * stock client refuses `concat:/etc/passwd` itself, before submission.
+ */
+const passwdClient = () => ({
+  cwd: c.clientMedia,
+  timeoutMs: 30_000,
+  env: c.clientWith("passwd-client", { passthrough_paths: ["/dev/null", "/etc/passwd"] }),
+})
+
 async function runCase(k: Case) {
   httpHits = tcpHits = 0
   const r = await submitRaw(apiFor(c, "client1"), {
@@ -401,7 +411,7 @@ describe("with the argument policy: every case is refused with one line naming t
     const r = await c.run(
       "ffmpeg",
       ["-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
-      { cwd: c.clientMedia, timeoutMs: 30_000 },
+      passwdClient(),
     )
     expect(r.code).toBe(1)
     expect(r.out).not.toContain("root:")
@@ -518,7 +528,7 @@ describe("with argument_policy: false, the sandbox alone holds: nothing read, wr
     const r = await c.run(
       "ffmpeg",
       ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
-      { cwd: c.clientMedia, timeoutMs: 30_000 },
+      passwdClient(),
     )
     expect(r.code).not.toBe(0)
     expect(r.out).not.toContain("root:")
@@ -555,7 +565,7 @@ describe("control: on an unconfined worker (no sandbox, no policy) every case do
     const r = await c.run(
       "ffmpeg",
       ["-v", "error", "-f", "data", "-i", "concat:/etc/passwd", "-map", "0", "-c", "copy", "-f", "data", "-"],
-      { cwd: c.clientMedia, timeoutMs: 30_000 },
+      passwdClient(),
     )
     expect(r.out).toContain("root:")
   })

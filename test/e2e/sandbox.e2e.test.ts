@@ -50,11 +50,19 @@ afterAll(async () => {
 })
 
 const fail = (r: RunResult) => `exit ${r.code}; stderr:\n${r.err}\n${c.logs()}`
-/** Runs the proxy from inside the client's mapped directory, so relative paths start at the root. */
-const ffmpeg = (args: string[]) => c.run("ffmpeg", args, { cwd: c.clientMedia, timeoutMs: 30_000 })
+/**
+ * Runs the proxy from inside the client's mapped directory, so relative paths start at the root, with a
+ * client that sends the canary's path as it is (a passthrough path; the stock client refuses it itself).
+ */
+const ffmpeg = (args: string[]) =>
+  c.run("ffmpeg", args, {
+    cwd: c.clientMedia,
+    timeoutMs: 30_000,
+    env: c.clientWith("canary-client", { passthrough_paths: ["/dev/null", canary] }),
+  })
 /** ffmpeg's data muxer copies an input's bytes to stdout: the canary's, if it could be opened. */
 const dump = (input: string) => ["-v", "error", "-f", "data", "-i", input, "-map", "0", "-c", "copy", "-f", "data", "-"]
-/** Reads of the canary in the ways the sandbox must stop (`concat:` carries an absolute path past the mapper). */
+/** Reads of the canary in the ways the sandbox must stop. */
 const reads = (): [string, string[]][] => [
   ["../canary from the root", dump("../canary")],
   ["file:../canary", dump("file:../canary")],

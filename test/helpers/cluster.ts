@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { BIN, requireBinary, waitFor } from "./bin.ts"
@@ -283,6 +283,16 @@ export class Cluster {
   /** Runs the proxy: the `ffmpeg`/`ffprobe` symlink to the compiled binary. */
   run(tool: "ffmpeg" | "ffprobe", args: string[], o: RunOptions = {}): Promise<RunResult> {
     return this.exec([join(this.binDir, tool), ...args], o, { DFFMPEG_CLIENT_CONFIG: this.clientConfig })
+  }
+
+  /**
+   * A client config like client1's with other keys over it (`passthrough_paths`...), and the env that
+   * makes the proxy use it: `c.run(tool, args, { env: c.clientWith("name", {...}) })`.
+   */
+  clientWith(name: string, keys: Record<string, unknown>): Record<string, string> {
+    const file = join(this.dir, `${name}.yaml`)
+    writeFileSync(file, yaml({ ...JSON.parse(readFileSync(this.clientConfig, "utf8")), ...keys }))
+    return { DFFMPEG_CLIENT_CONFIG: file }
   }
 
   /** Runs the real local binary with the same arguments, for comparison. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { parseFiltergraph } from "./filtergraph.ts"
-import { escapeGraphArgs, graphArgs, rewriteGraphPaths, serialiseFilterArgs } from "./graph-paths.ts"
+import { escapeGraphArgs, rewriteGraphPaths, serialiseFilterArgs } from "./graph-paths.ts"
 
 /** Maps /media/... to $Media/... the way the client does, and records what it saw. */
 function toVar(graph: string) {
@@ -78,6 +78,18 @@ describe("rewriteGraphPaths", () => {
     ],
     ["sendcmd file", "sendcmd=f=/media/c.txt,null", "sendcmd=f=$Media/c.txt,null", ["sendcmd:/media/c.txt"]],
     [
+      "file options found in ffmpeg -h full: nnedi's positional weights, showcqt's font and axis files",
+      "nnedi=/media/w.bin:field=af,showcqt=fontfile=/media/f.ttf:axisfile=/media/a.png:fps=25",
+      "nnedi=$Media/w.bin:field=af,showcqt=fontfile=$Media/f.ttf:axisfile=$Media/a.png:fps=25",
+      ["nnedi:/media/w.bin", "showcqt:/media/f.ttf", "showcqt:/media/a.png"],
+    ],
+    [
+      "life and cellauto read a pattern file, fieldhint a hint file, curves writes a plot",
+      "life=f=/media/p.txt;cellauto=/media/c.txt;fieldhint=/media/h.txt,curves=plot=/media/plot.gp",
+      "life=f=$Media/p.txt;cellauto=$Media/c.txt;fieldhint=$Media/h.txt,curves=plot=$Media/plot.gp",
+      ["life:/media/p.txt", "cellauto:/media/c.txt", "fieldhint:/media/h.txt", "curves:/media/plot.gp"],
+    ],
+    [
       "filters that name no file are left byte for byte",
       "[0:v] scale = 1280:-1 , drawtext=text='a, b'",
       "[0:v] scale = 1280:-1 , drawtext=text='a, b'",
@@ -148,33 +160,4 @@ describe("round trip", () => {
       }
     })
   }
-})
-
-describe("graphArgs", () => {
-  test("finds graph option values (per-stream too) and lavfi inputs, nothing else", () => {
-    const args = [
-      "-f",
-      "lavfi",
-      "-i",
-      "movie=/media/a.png",
-      "-i",
-      "/media/b.mkv",
-      "-filter:v:0",
-      "subtitles=/media/a.srt",
-      "-af",
-      "volume=2",
-      "-filter_complex",
-      "[0][1]overlay",
-      "-lavfi",
-      "null",
-      "-metadata",
-      "title=-vf",
-      "/media/out.mkv",
-    ]
-    expect([...graphArgs("ffmpeg", args)].sort((a, b) => a - b)).toEqual([3, 7, 9, 11, 13])
-  })
-
-  test("ffprobe: a lavfi input", () => {
-    expect([...graphArgs("ffprobe", ["-show_streams", "-f", "lavfi", "movie=/media/a.mkv"])]).toEqual([3])
-  })
 })

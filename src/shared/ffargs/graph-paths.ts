@@ -5,7 +5,6 @@
  * paths. Pure; the client and worker path mappers and the worker's policy share it.
  */
 
-import { fileOption, formatName, parseArgv, type Tool } from "./argv.ts"
 import { type FilterOption, type FilterSpec, placeFilters } from "./filtergraph.ts"
 
 /** Options whose value is a filtergraph (`-filter:v`, `-filter_complex`...; stream specifiers aside). */
@@ -20,7 +19,8 @@ export const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
   drawtext: { keys: ["fontfile", "textfile"], pos: 0 },
   lut3d: { keys: ["file"], pos: 0 },
   lut1d: { keys: ["file"], pos: 0 },
-  curves: { keys: ["psfile"] },
+  curves: { keys: ["psfile", "plot"] },
+  selectivecolor: { keys: ["psfile"] },
   sofalizer: { keys: ["sofa"], pos: 0 },
   arnndn: { keys: ["model", "m"], pos: 0 },
   removelogo: { keys: ["filename", "f"], pos: 0 },
@@ -49,6 +49,15 @@ export const FILTER_FILES: Record<string, { keys: string[]; pos?: number }> = {
   vmafmotion: { keys: ["stats_file"] },
   program_opencl: { keys: ["source"], pos: 0 },
   openclsrc: { keys: ["source"], pos: 0 },
+  xfade_opencl: { keys: ["source"] },
+  showcqt: { keys: ["fontfile", "axisfile"] },
+  paletteuse: { keys: ["debug_kdtree"] },
+  cellauto: { keys: ["filename", "f"], pos: 0 },
+  life: { keys: ["filename", "f"], pos: 0 },
+  fieldhint: { keys: ["hint"], pos: 0 },
+  flite: { keys: ["textfile"] },
+  nnedi: { keys: ["weights"], pos: 0 },
+  asr: { keys: ["hmm", "dict", "lm", "lmctl", "logfn"] },
 }
 
 /** System font folders: font options may name them directly (read-only in the sandbox too). */
@@ -118,15 +127,4 @@ export function rewriteGraphPaths(graph: string, map: (value: string, filter: st
     at = f.args.end
   }
   return out + graph.slice(at)
-}
-
-/** The argv positions holding a filtergraph: graph option values and `-f lavfi` inputs. */
-export function graphArgs(tool: Tool, args: string[]): Set<number> {
-  const parsed = parseArgv(tool, args)
-  const at = new Set<number>()
-  for (const t of parsed.tokens) if (t.role === "value" && GRAPH_OPTIONS.has(t.name!)) at.add(t.index)
-  for (const f of parsed.files) {
-    if (f.kind === "input" && formatName(fileOption(f, "f")) === "lavfi") at.add(f.index)
-  }
-  return at
 }

@@ -94,6 +94,21 @@ export function parseUrl(url: string): ParsedUrl {
   return { protocol: scheme, rest, inner: [] }
 }
 
+/**
+ * The URL with each file it wraps passed through `map` (the parts of `concat:a|b`, the file of
+ * `subfile,,start,0,,:f`, `cache:f`, `crypto:f`, `crypto+file:f`, `async:f`): only plain paths and `file:`
+ * paths are given to `map`; the scheme, the options and every other byte stay as written. Other URLs
+ * are returned unchanged. concat's `|` takes no escape in FFmpeg (concat_open splits on every `|`).
+ */
+export function rewriteUrl(url: string, map: (path: string) => string): string {
+  const u = parseUrl(url)
+  if (!WRAPPER_PROTOCOLS.has(u.protocol) || !u.inner.length) return url
+  const joined = u.protocol === "concat" ? u.inner.join("|") : u.inner[0]
+  const head = url.slice(0, url.length - joined.length)
+  const parts = u.protocol === "concat" ? u.inner : [joined]
+  return head + parts.map((p) => (parseUrl(p).protocol === "file" ? map(p) : p)).join("|")
+}
+
 /** `host` and `port` of a network URL (`tcp://h:1`, `rtmp://[::1]:1935/app`, `udp://@:1234`). */
 export function urlHost(rest: string): { host: string; port?: number } | undefined {
   const m = /^\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)(?::(\d+))?/.exec(rest)

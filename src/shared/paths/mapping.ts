@@ -2,7 +2,10 @@ import { existsSync, realpathSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../errors.ts"
 import type { Tool } from "../ffargs/argv.ts"
-import { FONT_DIRS, graphArgs, rewriteGraphPaths } from "../ffargs/graph-paths.ts"
+import { classifyArgs } from "../ffargs/classify.ts"
+import { FONT_DIRS, rewriteGraphPaths } from "../ffargs/graph-paths.ts"
+import { rewriteTee } from "../ffargs/tee.ts"
+import { parseUrl, rewriteUrl } from "../ffargs/url.ts"
 import { VAR_NAME, escapeDollar, isVarRef, parseVarRef, splitPrefix, unescapeDollar } from "./vars.ts"
 
 /** Maps a client's local absolute paths in argv to `$Var/rest` path variables. */
@@ -110,6 +113,14 @@ export function createClientMapper(opts: {
     return passthrough.has(normalised) || passthrough.has(canonical(normalised))
   }
 
+  const refuse = (value: string, n: number, where?: string): never => {
+    const at = where ? ` in ${where} of argument ${n}` : ""
+    throw new InvalidError(
+      `path ${posix.resolve(value)}${at} is not under any configured path mapping (client paths: ${names.join(", ") || "none"}); add a mapping or use a relative path`,
+      { argument: n },
+    )
+  }
+
   return {
     mapArgs(args, tool = "ffmpeg") {
       if (opts.cwd.includes("\uFFFD")) {
@@ -118,7 +129,24 @@ export function createClientMapper(opts: {
         )
       }
       const used = new Set<string>()
-      const graphs = graphArgs(tool, args)
+      /**
+       * One path (plain or `file:`): `$Var/rest` under the longest root; relative and passthrough paths as
+       * they are; `strict` refuses one under no root, otherwise it is left for the worker's policy.
+       */
+      const mapPath = (arg: string, n: number, strict: boolean, where?: string): string => {
+        const { prefix, value } = splitPrefix(arg)
+        // A literal leading "$" would read as a path variable on the worker.
+        if (value.startsWith("$")) return prefix + escapeDollar(value)
+        if (!value.startsWith("/") || isPassthrough(value)) return arg
+        const hit = toVar(value)
+        if (!hit) return strict ? refuse(value, n, where) : arg
+        used.add(hit.name)
+        return prefix + hit.mapped
+      }
+      /** The files a URL wraps (`concat:a|b`, `subfile,,…,:f`...), each as a path. */
+      const mapUrl = (url: string, n: number) =>
+        rewriteUrl(url, (part) => mapPath(part, n, true, `the ${parseUrl(url).protocol} URL`))
+      const kinds = classifyArgs(tool, args)
       const out = args.map((arg, i) => {
         const n = i + 1
         if (arg.includes("\uFFFD")) {
@@ -126,37 +154,24 @@ export function createClientMapper(opts: {
             argument: n,
           })
         }
-        if (graphs.has(i))
-          return rewriteGraphPaths(arg, (file, filter) => {
-            const { prefix, value } = splitPrefix(file)
-            if (value.startsWith("$")) return prefix + escapeDollar(value)
-            if (!value.startsWith("/") || isPassthrough(value)) return file
-            // The system's fonts are read where they are (the worker's policy allows them to font options).
-            if (FONT_DIRS.some((d) => isInside(canonical(value), d))) return file
-            const hit = toVar(value)
-            if (!hit) {
-              throw new InvalidError(
-                `path ${posix.resolve(value)} in filter ${filter} of argument ${n} is not under any configured path mapping (client paths: ${names.join(", ") || "none"}); add a mapping or use a relative path`,
-                { argument: n },
-              )
-            }
-            used.add(hit.name)
-            return prefix + hit.mapped
-          })
-        const { prefix, value } = splitPrefix(arg)
-        // A literal leading "$" would read as a path variable on the worker.
-        if (value.startsWith("$")) return prefix + escapeDollar(value)
-        if (!value.startsWith("/")) return arg
-        if (isPassthrough(value)) return arg
-        const hit = toVar(value)
-        if (!hit) {
-          throw new InvalidError(
-            `path ${posix.resolve(value)} is not under any configured path mapping (client paths: ${names.join(", ") || "none"}); add a mapping or use a relative path`,
-            { argument: n },
+        const { kind, name } = kinds[i]
+        if (kind === "path") return mapPath(arg, n, true, name && `-${name}`)
+        if (kind === "url") return mapUrl(arg, n)
+        if (kind === "tee")
+          return rewriteTee(arg, (target) =>
+            parseUrl(target).protocol === "file" ? mapPath(target, n, true, "a tee output") : mapUrl(target, n),
           )
-        }
-        used.add(hit.name)
-        return prefix + hit.mapped
+        if (kind === "unknown") return mapPath(arg, n, false)
+        if (kind === "graph")
+          return rewriteGraphPaths(arg, (file, filter) => {
+            const { value } = splitPrefix(file)
+            // The system's fonts are read where they are (the worker's policy allows them to font options).
+            if (value.startsWith("/") && FONT_DIRS.some((d) => isInside(canonical(value), d))) return file
+            return mapPath(file, n, true, `filter ${filter}`)
+          })
+        // Text and device values, option names: as written (a leading "$" escaped, as in every argument).
+        const { prefix, value } = splitPrefix(arg)
+        return prefix + escapeDollar(value)
       })
 
       const cwdHit = toVar(opts.cwd)
@@ -231,22 +246,40 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
     isPassthrough,
     mapArgs(args, jobPaths, cwd, tool = "ffmpeg") {
       const declared = new Set(jobPaths)
-      const graphs = graphArgs(tool, args)
-      const out = args.map((arg, i) => {
-        const where = `argument ${i + 1}`
-        // Other absolute paths in a graph are left to the policy (system fonts, passthrough paths).
-        if (graphs.has(i))
-          return rewriteGraphPaths(arg, (file, filter) => {
-            const { prefix, value } = splitPrefix(file)
-            if (isVarRef(value)) return prefix + resolveVar(value, declared, `filter ${filter} in ${where}`)
-            return value.startsWith("$$") ? prefix + unescapeDollar(value) : file
-          })
+      /** `$Var/rest` resolved, `$$` unescaped; other values as they are (the policy checks them). */
+      const resolve = (arg: string, where: string): string => {
         const { prefix, value } = splitPrefix(arg)
         if (isVarRef(value)) return prefix + resolveVar(value, declared, where)
-        if (value.startsWith("$$")) return prefix + unescapeDollar(value)
-        if (!value.startsWith("/")) return arg
-        if (isPassthrough(value)) return arg
-        throw new InvalidError(`absolute path ${value} in ${where} is not allowed on this worker (use a path variable)`)
+        return prefix + unescapeDollar(value)
+      }
+      const resolveUrl = (url: string, where: string) =>
+        rewriteUrl(url, (part) => resolve(part, `the ${parseUrl(url).protocol} URL in ${where}`))
+      const kinds = classifyArgs(tool, args)
+      const out = args.map((arg, i) => {
+        const where = `argument ${i + 1}`
+        const { kind } = kinds[i]
+        if (kind === "path") {
+          const { value } = splitPrefix(arg)
+          if (value.startsWith("/") && !isPassthrough(value))
+            throw new InvalidError(
+              `absolute path ${value} in ${where} is not allowed on this worker (use a path variable)`,
+            )
+          return resolve(arg, where)
+        }
+        if (kind === "url") return resolveUrl(arg, where)
+        if (kind === "tee")
+          return rewriteTee(arg, (target) =>
+            parseUrl(target).protocol === "file"
+              ? resolve(target, `a tee output in ${where}`)
+              : resolveUrl(target, `a tee output in ${where}`),
+          )
+        if (kind === "unknown") return resolve(arg, where)
+        // Other absolute paths in a graph are left to the policy (system fonts, passthrough paths).
+        if (kind === "graph")
+          return rewriteGraphPaths(arg, (file, filter) => resolve(file, `filter ${filter} in ${where}`))
+        // Text and device values, option names: as written, a literal "$" unescaped.
+        const { prefix, value } = splitPrefix(arg)
+        return prefix + unescapeDollar(value)
       })
       if (cwd === null) return { args: out, cwd: null }
       if (!isVarRef(cwd)) {
