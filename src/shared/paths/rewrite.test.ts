@@ -50,6 +50,12 @@ describe("the worker's roots become the caller's", () => {
     ],
     ["[out#0] Opening '/srv/media/tv/s01/e1.ts' for writing\n", "", "[out#0] Opening '/tv/s01/e1.ts' for writing\n"],
     ["/mnt/disk1/media/x.mkv: No such file or directory\n", "$Media/x.mkv: No such file or directory\n", ""],
+    // A tee slave's target follows its options.
+    [
+      "Slave '[f=mpegts]/srv/media/a.ts': error\n",
+      "Slave '[f=mpegts]$Media/a.ts': error\n",
+      "Slave '[f=mpegts]/home/me/Media/a.ts': error\n",
+    ],
     ['"filename": "file:/srv/media/a b.mkv",', '"filename": "file:$Media/a b.mkv",', ""],
     ["the root itself: /srv/media", "the root itself: $Media", "the root itself: /home/me/Media"],
     ["/srv/media", "$Media", "/home/me/Media"],

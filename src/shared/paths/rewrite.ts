@@ -105,7 +105,8 @@ export function rewrittenStreams(binary: string, args: string[]): { stdout?: Esc
 }
 
 /** Bytes before which a root may start: the start of a value (quote, separator, space, `file:`...). */
-const BEFORE = new Set([...`"'\`:=,;|([{<>`].map((c) => c.charCodeAt(0)))
+// `]` ends a tee slave's options: `Slave '[f=mpegts]/srv/media/a.ts'`.
+const BEFORE = new Set([...`"'\`:=,;|([{<>]`].map((c) => c.charCodeAt(0)))
 const isBefore = (b: number) => b < 0 || b <= 0x20 || BEFORE.has(b)
 /** Bytes that may follow a whole root: `/` (a path inside it), the end of a value, or an escape. */
 const isAfter = (b: number) => isBefore(b) || b === 0x2f || b === 0x5c || b === 0x26 || b === 0x7f
