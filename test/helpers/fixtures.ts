@@ -44,6 +44,7 @@ export const mappedJob = (id: string, over: Partial<NewJob> = {}): NewJob =>
 export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   ...newJob("01J00000000000000000000000"),
   env: {},
+  files: [],
   status: "running",
   epoch: 1,
   workerId: "w1",

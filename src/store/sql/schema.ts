@@ -27,6 +27,8 @@ export interface Database {
     cwd: string | null
     /** The caller's environment for the process, JSON (`{}` for none). */
     env: string
+    /** How many files the job carries (their content is in `job_files`). */
+    files: number
     stdin: number
     status: string
     epoch: number
@@ -55,6 +57,8 @@ export interface Database {
     args_chars: number
   }
   job_args: { job_id: string; args: string }
+  /** A job's concat lists and filter scripts (JobFiles as JSON), for jobs whose `files` is not 0. */
+  job_files: { job_id: string; files: string }
   job_events: {
     id: Generated<number>
     job_id: string

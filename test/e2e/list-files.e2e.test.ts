@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { Cluster } from "../helpers/cluster.ts"
+import { sample } from "../helpers/media.ts"
+
+const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
+const hashFile = async (p: string) => md5(new Uint8Array(await Bun.file(p).arrayBuffer()))
+
+// Files whose content names the caller's paths: concat lists and filter scripts. The sandboxed worker sees
+// the storage at another path and none of the caller's, so the client sends them rewritten to `$Var` form and
+// the worker writes its own copy. Local ffmpeg on the caller's paths is the reference.
+let c: Cluster
+let m: string
+
+function make(args: string[]) {
+  const r = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", ...args])
+  if (r.exitCode !== 0) throw new Error(r.stderr.toString())
+}
+
+beforeAll(async () => {
+  c = await Cluster.start({ workers: 1, maxJobs: 2 })
+  m = c.clientMedia
+  copyFileSync(await sample("av.mkv"), join(c.storage, "av.mkv"))
+  mkdirSync(join(c.storage, "parts"))
+  for (const [name, color] of [
+    ["a.ts", "red"],
+    ["b b.ts", "blue"],
+  ])
+    make([
+      "-f",
+      "lavfi",
+      "-i",
+      `color=c=${color}:s=64x48:r=5:d=1`,
+      "-c:v",
+      "mpeg2video",
+      join(c.storage, "parts", name),
+    ])
+  writeFileSync(join(c.storage, "a.srt"), "1\n00:00:00,000 --> 00:00:05,000\nBurned in from a script\n\n")
+  make(["-f", "lavfi", "-i", "color=c=green:s=16x16", "-frames:v", "1", join(c.storage, "logo.png")])
+}, 60_000)
+
+afterAll(async () => {
+  await c?.stop()
+})
+
+/** Runs `args` through dffmpeg and locally, each writing its own output file; both must succeed with equal bytes. */
+async function sameOutput(args: (out: string) => string[], name: string) {
+  const remote = await c.run("ffmpeg", ["-v", "error", ...args(join(m, `remote-${name}`))])
+  const local = await c.local("ffmpeg", ["-v", "error", ...args(join(m, `local-${name}`))])
+  if (remote.code !== 0 || local.code !== 0)
+    throw new Error(`exit ${remote.code} vs ${local.code}: ${remote.err}\n${local.err}\n${c.logs()}`)
+  expect(remote.err).toBe(local.err)
+  expect(await hashFile(join(c.storage, `remote-${name}`))).toBe(await hashFile(join(c.storage, `local-${name}`)))
+}
+
+describe("-f concat lists", () => {
+  test("absolute entries (quoted, with a space) under -safe 0, plus duration and comment lines", async () => {
+    writeFileSync(
+      join(c.storage, "abs.txt"),
+      `ffconcat version 1.0\n# the caller's own paths\nfile '${m}/parts/a.ts'\nduration 1\r\nfile '${m}/parts/b b.ts'\n`,
+    )
+    await sameOutput(
+      (out) => ["-f", "concat", "-safe", "0", "-i", join(m, "abs.txt"), "-c", "copy", "-y", out],
+      "abs.ts",
+    )
+  })
+
+  test("relative entries resolve against the list's folder, not the working directory", async () => {
+    writeFileSync(join(c.storage, "parts", "rel.txt"), "file a.ts\nfile 'b b.ts'\n")
+    await sameOutput(
+      (out) => ["-f", "concat", "-safe", "0", "-i", join(m, "parts", "rel.txt"), "-c", "copy", "-y", out],
+      "rel.ts",
+    )
+  })
+
+  test("relative safe entries without -safe 0, the list found by its ffconcat head", async () => {
+    writeFileSync(join(c.storage, "parts", "safe.ffconcat"), "ffconcat version 1.0\nfile a.ts\nfile a.ts\n")
+    await sameOutput((out) => ["-i", join(m, "parts", "safe.ffconcat"), "-c", "copy", "-y", out], "safe.ts")
+  })
+
+  test("an entry under no mapping is refused before submission with one line, and nothing is written", async () => {
+    writeFileSync(join(c.storage, "out.txt"), `file '${m}/parts/a.ts'\nfile '/etc/hostname'\n`)
+    const before = (await c.jobs()).length
+    const out = join(m, "never.ts")
+    const r = await c.run("ffmpeg", ["-f", "concat", "-safe", "0", "-i", join(m, "out.txt"), "-c", "copy", out])
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(/^dffmpeg: argument 6 \(-i ".*out\.txt"\), line 2: path \/etc\/hostname is not under any/)
+    expect(r.err.trim().split("\n").length).toBe(1)
+    expect((await c.jobs()).length).toBe(before)
+    expect(existsSync(join(c.storage, "never.ts"))).toBe(false)
+  })
+})
+
+describe("filter scripts", () => {
+  test("-filter_complex_script with a subtitle burn-in and a movie= overlay: the same frames as local", async () => {
+    writeFileSync(
+      join(c.storage, "graph.txt"),
+      `movie=${m}/logo.png[wm];\n[0:v]subtitles=${m}/a.srt[s];\n[s][wm]overlay=10:10\n`,
+    )
+    const args = ["-v", "error", "-i", join(m, "av.mkv"), "-filter_complex_script", join(m, "graph.txt")]
+    const all = [...args, "-frames:v", "5", "-an", "-f", "framemd5", "-"]
+    const remote = await c.run("ffmpeg", all)
+    const local = await c.local("ffmpeg", all)
+    if (remote.code !== 0 || local.code !== 0)
+      throw new Error(`exit ${remote.code} vs ${local.code}: ${remote.err}\n${local.err}\n${c.logs()}`)
+    expect(md5(remote.stdout)).toBe(md5(local.stdout))
+    expect(remote.err).toBe(local.err)
+    const plain = await c.local("ffmpeg", [
+      "-v",
+      "error",
+      "-i",
+      join(m, "av.mkv"),
+      "-frames:v",
+      "5",
+      "-an",
+      "-f",
+      "framemd5",
+      "-",
+    ])
+    expect(md5(remote.stdout)).not.toBe(md5(plain.stdout))
+  })
+
+  test("-filter_script:v with a stream specifier", async () => {
+    writeFileSync(join(c.storage, "vf.txt"), `subtitles=filename=${m}/a.srt`)
+    const all = ["-v", "error", "-i", join(m, "av.mkv"), "-filter_script:v", join(m, "vf.txt")]
+    const args = [...all, "-frames:v", "3", "-an", "-f", "framemd5", "-"]
+    const remote = await c.run("ffmpeg", args)
+    const local = await c.local("ffmpeg", args)
+    expect([remote.code, local.code]).toEqual([0, 0])
+    expect(md5(remote.stdout)).toBe(md5(local.stdout))
+  })
+})
