@@ -109,7 +109,9 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       await w.verify(first.verify!)
       return timing
     }
-    const submit = async (over: { stdin?: boolean; env?: Record<string, string> } = {}) => {
+    const submit = async (
+      over: { stdin?: boolean; env?: Record<string, string>; files?: { arg: number; content: string }[] } = {},
+    ) => {
       const job = await pair.store.createJob(
         {
           id: newId(),
@@ -119,6 +121,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
           paths: [],
           cwd: null,
           env: over.env,
+          files: over.files,
           stdin: over.stdin ?? false,
           attached: false,
           retries: 0,
@@ -171,7 +174,8 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
 
     test("a submitted job reaches the worker as an assignment with everything needed to run it", async () => {
       await join()
-      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" } })
+      const files = [{ arg: 1, content: "file '$Media/a.ts'\n" }]
+      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" }, files })
       const a = await assignmentOf(w, id)
       expect(a).toEqual({
         id,
@@ -181,6 +185,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
         paths: [],
         cwd: null,
         env: { TZ: "UTC", FFREPORT: "level=32" },
+        files,
         stdin: false,
       })
       expect(a.epoch).toBeGreaterThan(0)
