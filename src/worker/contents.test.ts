@@ -68,7 +68,8 @@ describe("materialising a job's files", () => {
     const { copies, args } = await run(concat("list.txt"), [{ arg: 5, content }])
     expect(copies.dir && copies.dir.startsWith(tmpdir())).toBe(true)
     const copy = copies.args[5]!
-    expect(copy.endsWith("/list.txt")).toBe(true)
+    expect(copy).toBe(join(copies.dir!, "0", "list.txt"))
+    expect(copies.roots).toEqual([{ name: "Media", forms: [join(copies.dir!, "0")] }])
     expect(readFileSync(copy, "utf8")).toBe(
       `ffconcat version 1.0\r\n# note\nfile '${media}/a.ts'\nduration 2\nfile '${media}/a.ts'\n`,
     )
@@ -88,6 +89,7 @@ describe("materialising a job's files", () => {
       args,
       at: new Set(),
       lists: [],
+      roots: [],
     })
   })
 

@@ -6,7 +6,7 @@ import { toolOf } from "../shared/ffargs/argv.ts"
 import { rewriteGraphPaths } from "../shared/ffargs/graph-paths.ts"
 import { checkJobFiles, entryTarget, mapConcatList } from "../shared/paths/contents.ts"
 import type { WorkerMapper } from "../shared/paths/mapping.ts"
-import { isVarRef, splitPrefix, unescapeDollar } from "../shared/paths/vars.ts"
+import { isVarRef, parseVarRef, splitPrefix, unescapeDollar } from "../shared/paths/vars.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 
 /** The job's files written out with this worker's paths, and its argv naming the copies. */
@@ -18,6 +18,11 @@ export interface Copies {
   at: Set<number>
   /** The copies that are concat lists: every entry is an absolute path, so they run with `-safe 0`. */
   lists: string[]
+  /**
+   * Folders standing for a path variable: a copy of `$Media/sub/l.txt` is `<dir>/<n>/sub/l.txt`, so ffmpeg's
+   * messages naming it leave as `$Media/sub/l.txt` (the output's root encoder takes these as roots).
+   */
+  roots: { name: string; forms: string[] }[]
 }
 
 const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
@@ -35,13 +40,14 @@ export function materialise(
   owner?: { uid: number; gid: number },
 ): Copies {
   const files = a.files ?? []
-  if (!files.length) return { args, at: new Set(), lists: [] }
+  if (!files.length) return { args, at: new Set(), lists: [], roots: [] }
   const kinds = checkJobFiles(toolOf(a.binary), a.args, a.paths, files)
   const dir = mkdtempSync(join(tmpdir(), "dffmpeg-files-"))
   try {
     if (owner) chownSync(dir, owner.uid, owner.gid)
     const out = [...args]
     const lists: string[] = []
+    const roots: Copies["roots"] = []
     files.forEach((f, k) => {
       const n = f.arg + 1
       const named = `argument ${n} ${short(a.args[f.arg]!)}`
@@ -61,19 +67,19 @@ export function materialise(
               if (isVarRef(value)) return prefix + mapper.resolve(value, a.paths, `filter ${filter} in ${named}`)
               return value.startsWith("$$") ? prefix + unescapeDollar(value) : file
             })
-      const name = posix.basename(splitPrefix(a.args[f.arg]!).value)
+      // Named as the job names it, under a folder of its own (folders 0755, the file 0644: readable by the job).
+      const value = splitPrefix(a.args[f.arg]!).value
+      const ref = isVarRef(value) ? parseVarRef(value) : undefined
       const sub = join(dir, String(k))
-      mkdirSync(sub)
-      const copy = join(sub, name && name !== "." && name !== ".." ? name : "file")
+      const rest = posix.resolve("/", ref ? ref.rest : posix.basename(value))
+      const copy = join(sub, rest === "/" ? "file" : rest)
+      mkdirSync(posix.dirname(copy), { recursive: true, mode: 0o755 })
       writeFileSync(copy, text, { mode: 0o644 })
-      if (owner) {
-        chownSync(sub, owner.uid, owner.gid)
-        chownSync(copy, owner.uid, owner.gid)
-      }
+      if (ref && rest !== "/") roots.push({ name: ref.name, forms: [sub] })
       out[f.arg] = copy
       if (kind === "concat") lists.push(copy)
     })
-    return { args: out, dir, at: new Set(files.map((f) => f.arg)), lists }
+    return { args: out, dir, at: new Set(files.map((f) => f.arg)), lists, roots }
   } catch (err) {
     rmSync(dir, { recursive: true, force: true })
     throw err

@@ -159,6 +159,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     }
     let scratch: string | undefined
     let files: string | undefined
+    let copyRoots: { name: string; forms: string[] }[] = []
     try {
       if (mode !== "run") return await report({ code: null, signal: null, error: "stopped before it started" })
       const bin = deps.binaries.get(a.binary)
@@ -180,6 +181,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         // Concat lists and filter scripts the job carries, written with our paths (before the policy reads them).
         const copies = materialise(a, mapped.args, deps.mapper, deps.confinement.owner)
         files = copies.dir
+        copyRoots = copies.roots
         mapped = { ...mapped, args: copies.args }
         // The sandbox binds the roots as they resolved when the worker started, and only while they still do.
         binds = rootBinds(deps.mapper.roots(a.paths))
@@ -239,7 +241,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       const progress = createProgressTracker(a.binary, mapped.args)
       // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
       const streams = rewrittenStreams(a.binary, a.args)
-      const roots = deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] }))
+      const roots = [
+        ...deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] })),
+        ...copyRoots,
+      ]
       const encoder = (escape: typeof streams.stderr | undefined) => escape && createRootEncoder(roots, escape)
       const rewriters: Record<number, Rewriter | undefined> = {
         [Kind.stdout]: encoder(streams.stdout),

@@ -79,6 +79,18 @@ describe("-f concat lists", () => {
     await sameOutput((out) => ["-i", join(m, "parts", "safe.ffconcat"), "-c", "copy", "-y", out], "safe.ts")
   })
 
+  test("a missing entry fails as locally: same exit code, and stderr names the caller's list and entry", async () => {
+    writeFileSync(join(c.storage, "gap.txt"), `file '${m}/parts/nope.ts'\nfile '${m}/parts/a.ts'\n`)
+    const args = ["-v", "error", "-f", "concat", "-safe", "0", "-i", join(m, "gap.txt"), "-f", "null", "-"]
+    const remote = await c.run("ffmpeg", args)
+    const local = await c.local("ffmpeg", args)
+    expect(local.code).not.toBe(0)
+    expect(remote.code).toBe(local.code)
+    const plain = (s: string) => s.replace(/ @ 0x[0-9a-f]+\]/g, " @ 0x…]")
+    expect(plain(remote.err)).toBe(plain(local.err))
+    expect(local.err).toContain(join(m, "gap.txt"))
+  })
+
   test("an entry under no mapping is refused before submission with one line, and nothing is written", async () => {
     writeFileSync(join(c.storage, "out.txt"), `file '${m}/parts/a.ts'\nfile '/etc/hostname'\n`)
     const before = (await c.jobs()).length
