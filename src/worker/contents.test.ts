@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { statSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
@@ -70,6 +70,8 @@ describe("materialising a job's files", () => {
     const copy = copies.args[5]!
     expect(copy).toBe(join(copies.dir!, "0", "list.txt"))
     expect(copies.roots).toEqual([{ name: "Media", forms: [join(copies.dir!, "0")] }])
+    expect(statSync(copy).mode & 0o777).toBe(0o644)
+    expect(statSync(join(copies.dir!, "0")).mode & 0o777).toBe(0o755)
     expect(readFileSync(copy, "utf8")).toBe(
       `ffconcat version 1.0\r\n# note\nfile '${media}/a.ts'\nduration 2\nfile '${media}/a.ts'\n`,
     )
@@ -81,6 +83,25 @@ describe("materialising a job's files", () => {
     const args = ["-i", "$Media/a.ts", "-filter_script:v", "$Media/g.txt", "-f", "null", "-"]
     const { copies } = await run(args, [{ arg: 3, content: "scale=2:2,subtitles=$Media/a.srt" }])
     expect(readFileSync(copies.args[3]!, "utf8")).toBe(`scale=2:2,subtitles=${media.replace(/[\\':]/g, "\\$&")}/a.srt`)
+  })
+
+  test("a copy in nested folders stays readable by the job's user under the worker's umask 077", () => {
+    const old = process.umask(0o077)
+    try {
+      const args = ["-i", "$Media/a.ts", "-filter_script", "$Media/x/y/g.txt", "-f", "null", "-"]
+      const copies = materialise(
+        { binary: "ffmpeg", args, paths: ["Media"], files: [{ arg: 3, content: "null" }] },
+        args,
+        mapper,
+      )
+      made.push(copies.dir!)
+      const copy = copies.args[3]!
+      expect(copy).toBe(join(copies.dir!, "0", "x", "y", "g.txt"))
+      expect(statSync(copy).mode & 0o777).toBe(0o644)
+      for (const d of ["0", "0/x", "0/x/y"]) expect(statSync(join(copies.dir!, d)).mode & 0o777).toBe(0o755)
+    } finally {
+      process.umask(old)
+    }
   })
 
   test("without files nothing is written and argv is unchanged", () => {

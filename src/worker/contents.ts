@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
@@ -73,8 +73,11 @@ export function materialise(
       const sub = join(dir, String(k))
       const rest = posix.resolve("/", ref ? ref.rest : posix.basename(value))
       const copy = join(sub, rest === "/" ? "file" : rest)
-      mkdirSync(posix.dirname(copy), { recursive: true, mode: 0o755 })
-      writeFileSync(copy, text, { mode: 0o644 })
+      mkdirSync(posix.dirname(copy), { recursive: true })
+      writeFileSync(copy, text)
+      // Modes set, not asked for: a worker's umask (077) must not hide the copy from the job's user.
+      for (let d = posix.dirname(copy); d.startsWith(sub); d = posix.dirname(d)) chmodSync(d, 0o755)
+      chmodSync(copy, 0o644)
       if (ref && rest !== "/") roots.push({ name: ref.name, forms: [sub] })
       out[f.arg] = copy
       if (kind === "concat") lists.push(copy)
