@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { apiFor, submitRaw } from "../helpers/api.ts"
 import { Cluster } from "../helpers/cluster.ts"
 import { sample } from "../helpers/media.ts"
 
@@ -141,5 +142,61 @@ describe("filter scripts", () => {
     const local = await c.local("ffmpeg", args)
     expect([remote.code, local.code]).toEqual([0, 0])
     expect(md5(remote.stdout)).toBe(md5(local.stdout))
+  })
+})
+
+describe("a client that sends its own files: the worker's checks", () => {
+  const args = ["-v", "error", "-f", "concat", "-safe", "0", "-i", "$Media/l.txt", "-c", "copy", "-f", "mpegts", "-"]
+  const raw = (content: string, a = args) =>
+    submitRaw(apiFor(c, "client1"), {
+      binary: "ffmpeg",
+      args: a,
+      paths: ["Media"],
+      cwd: null,
+      files: [{ arg: 7, content }],
+    })
+
+  test.each([
+    [
+      "a .. escape",
+      "file '$Media/../../../../etc/passwd'\n",
+      /^worker refused the job: line 1 of argument 8 "\$Media\/l\.txt" escapes \$Media;/,
+    ],
+    ["a symlink out of the root", "file '$Media/passwd-link'\n", /escapes \$Media through a symlink/],
+    [
+      "an absolute path",
+      "file '/etc/passwd'\n",
+      /line 1 of argument 8 "\$Media\/l\.txt": the entry is not a path variable/,
+    ],
+    [
+      "a network entry (allow_network is off)",
+      "file 'http://127.0.0.1:1/a.ts'\n",
+      /line 1 of "l\.txt" names a network protocol or host/,
+    ],
+  ])("%s is refused, and nothing of the file reaches the output", async (_, content, want) => {
+    if (!existsSync(join(c.storage, "passwd-link"))) symlinkSync("/etc/passwd", join(c.storage, "passwd-link"))
+    const r = await raw(content)
+    expect(r.status).toBe(200)
+    expect(r.outcome?.status).toBe("failed")
+    expect(r.outcome?.error).toMatch(want)
+    expect(r.outcome?.error).not.toContain(c.dir)
+    expect(r.stdout).toBe("")
+  })
+
+  test("-safe 0 on a list read from the storage (not sent with the job) is still refused", async () => {
+    writeFileSync(join(c.storage, "stored.txt"), "file '/etc/passwd'\n")
+    const r = await submitRaw(apiFor(c, "client1"), {
+      binary: "ffmpeg",
+      args: ["-f", "concat", "-safe", "0", "-i", "$Media/stored.txt", "-f", "null", "-"],
+      paths: ["Media"],
+      cwd: null,
+    })
+    expect(r.outcome?.error).toMatch(/-safe 0 lets the input name files outside the job's directories; not allowed/)
+  })
+
+  test("an undeclared variable inside a file is a 400 at submission", async () => {
+    const r = await raw("file '$Other/a.ts'\n")
+    expect(r.status).toBe(400)
+    expect(r.error?.error.message).toBe("files[0] uses $Other, which is not listed in paths")
   })
 })
