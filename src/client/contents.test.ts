@@ -1,8 +1,11 @@
 import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { FILE_BYTES_MAX } from "../shared/paths/contents.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
-import { jobFiles } from "./contents.ts"
+import { jobFiles, readFile } from "./contents.ts"
 
 // Roots that do not exist here: the mapper then maps them as written.
 const ROOT = "/nonexistent-dffmpeg/media"
@@ -131,5 +134,21 @@ describe("filter scripts", () => {
     expect(refusal(["-i", "a.mkv", "-filter_script", g, "o.mkv"], { [g]: "subtitles=/elsewhere/a.srt" })).toBe(
       `argument 4 (-filter_script "${g}"): path /elsewhere/a.srt in filter subtitles is not under any configured path mapping (client paths: Fonts, Media); add a mapping or use a relative path`,
     )
+  })
+})
+
+describe("reading the caller's files", () => {
+  test("a regular file up to the limit; a FIFO (an input ffmpeg reads) or a folder is not read and never blocks", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dffmpeg-client-read-"))
+    try {
+      writeFileSync(join(dir, "l.txt"), "file a.ts\n")
+      expect(new TextDecoder().decode(readFile(join(dir, "l.txt"), 4))).toBe("file")
+      expect(Bun.spawnSync(["mkfifo", join(dir, "fifo")]).exitCode).toBe(0)
+      expect(readFile(join(dir, "fifo"), 64)).toBeUndefined()
+      expect(readFile(dir, 64)).toBeUndefined()
+      expect(readFile(join(dir, "none"), 64)).toBeUndefined()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

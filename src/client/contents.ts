@@ -1,8 +1,7 @@
-import { closeSync, fstatSync, openSync, readSync } from "node:fs"
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
-import type { Tool } from "../shared/ffargs/argv.ts"
-import { fileOption, parseArgv } from "../shared/ffargs/argv.ts"
+import { fileOption, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
 import { parseUrl } from "../shared/ffargs/url.ts"
 import {
   contentArgs,
@@ -28,11 +27,14 @@ const HEAD = 64
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
 
-/** Up to `max` bytes of a regular file; undefined when it is missing, unreadable or not a regular file. */
-function readFile(path: string, max: number): Uint8Array | undefined {
+/**
+ * Up to `max` bytes of a regular file; undefined when it is missing, unreadable or not a regular file
+ * (opened non-blocking: a FIFO input, which ffmpeg itself will read, must not hang the client here).
+ */
+export function readFile(path: string, max: number): Uint8Array | undefined {
   let fd: number
   try {
-    fd = openSync(path, "r")
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch {
     return undefined
   }
