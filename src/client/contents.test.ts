@@ -75,6 +75,13 @@ describe("concat lists", () => {
     expect(r.files).toEqual([{ arg: 1, content: "ffconcat version 1.0\nfile '$Media/a.ts'\n" }])
   })
 
+  test("a byte order mark and CRLF line ends reach the worker as they are (ffmpeg refuses the BOM's line)", () => {
+    const list = `${ROOT}/l.txt`
+    expect(files(concat(list), { [list]: "\uFEFFfile a.ts\r\nfile b.ts\r\n" }).files[0]!.content).toBe(
+      "\uFEFFfile '$Media/a.ts'\r\nfile '$Media/b.ts'\r\n",
+    )
+  })
+
   test("a missing list, stdin and URLs are left to ffmpeg", () => {
     expect(files(concat(`${ROOT}/none.txt`), {}).files).toEqual([])
     expect(files(concat("-"), {}).files).toEqual([])

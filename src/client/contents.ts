@@ -24,7 +24,8 @@ export interface JobFile {
 
 /** Bytes of an input read to tell an ffconcat list without `-f concat`. */
 const HEAD = 64
-const utf8 = new TextDecoder("utf-8", { fatal: true })
+// A byte order mark is kept: ffmpeg reads it as part of the first line, and so must the worker's copy.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
 
 /**

@@ -131,6 +131,11 @@ describe("materialising a job's files", () => {
       /line 1 of argument 6 "\$Media\/list\.txt": the entry is not a path variable/,
     ],
     ["an absolute worker path", "file '/etc/passwd'\n", /line 1 of argument 6 .*: the entry is not a path variable/],
+    [
+      "an absolute path behind a byte order mark",
+      "\uFEFFfile '/etc/passwd'\n",
+      /line 1 of argument 6 .*: the entry is not a path variable/,
+    ],
   ])("refused: %s", async (_, content, want) => {
     const msg = await refusal(concat("list.txt"), [{ arg: 5, content }])
     expect(msg).toMatch(want)

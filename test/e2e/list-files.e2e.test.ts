@@ -92,6 +92,17 @@ describe("-f concat lists", () => {
     expect(local.err).toContain(join(m, "gap.txt"))
   })
 
+  test("a list starting with a byte order mark fails as it does locally (ffmpeg reads it as part of the keyword)", async () => {
+    writeFileSync(join(c.storage, "bom.txt"), `\uFEFFfile '${m}/parts/a.ts'\nfile '${m}/parts/a.ts'\n`)
+    const args = ["-v", "error", "-f", "concat", "-safe", "0", "-i", join(m, "bom.txt"), "-f", "null", "-"]
+    const remote = await c.run("ffmpeg", args)
+    const local = await c.local("ffmpeg", args)
+    expect(local.code).not.toBe(0)
+    expect(remote.code).toBe(local.code)
+    const plain = (s: string) => s.replace(/ @ 0x[0-9a-f]+\]/g, " @ 0x…]")
+    expect(plain(remote.err)).toBe(plain(local.err))
+  })
+
   test("an entry under no mapping is refused before submission with one line, and nothing is written", async () => {
     writeFileSync(join(c.storage, "out.txt"), `file '${m}/parts/a.ts'\nfile '/etc/hostname'\n`)
     const before = (await c.jobs()).length

@@ -39,8 +39,10 @@ describe("mapConcatList", () => {
     expect(quoteToken("a'b")).toBe("'a'\\''b'")
   })
 
-  test("a byte order mark makes the first keyword unknown to ffmpeg: that line is kept as it is", () => {
-    expect(upper("\uFEFFfile a.ts\nfile b.ts\n")).toBe("\uFEFFfile a.ts\nfile 'B.TS'\n")
+  test("a byte order mark stays where it is; the first line's entry is mapped like the others", () => {
+    expect(upper("\uFEFFfile a.ts\nfile b.ts\n")).toBe("\uFEFFfile 'A.TS'\nfile 'B.TS'\n")
+    // Only at the very start of the list.
+    expect(upper("file a.ts\n\uFEFFfile b.ts\n")).toBe("file 'A.TS'\n\uFEFFfile b.ts\n")
   })
 
   test("a `file` with no value, a keyword that only starts with file, and an unchanged value are kept", () => {

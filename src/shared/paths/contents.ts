@@ -68,6 +68,8 @@ const SPACE = " \t\r\n"
  * Each `file` directive of a concat list with its value (unquoted as av_get_token reads it) passed
  * through `map` (with the 1-based line); a value `map` changes is written back single-quoted, and every
  * other byte (comments, `duration`, `inpoint`, `option`, `stream`, line ends, a byte order mark) stays.
+ * A first line `<BOM>file x` counts as a `file` line: ffmpeg refuses its keyword, but the worker's policy
+ * (which reads past the mark) checks it, so it must hold the worker's path as every other entry does.
  */
 export function mapConcatList(text: string, map: (value: string, line: number) => string): string {
   let out = ""
@@ -76,7 +78,7 @@ export function mapConcatList(text: string, map: (value: string, line: number) =
     if (m[0] === "" && m.index === text.length) break
     line++
     const raw = m[0]
-    const value = fileValue(raw)
+    const value = fileValue(raw, line === 1)
     if (!value) {
       out += raw
       continue
@@ -88,8 +90,8 @@ export function mapConcatList(text: string, map: (value: string, line: number) =
 }
 
 /** The `file` directive's value of one line and its span, as concatdec's get_keyword and av_get_token read it. */
-function fileValue(line: string): { token: string; start: number; end: number } | undefined {
-  let i = 0
+function fileValue(line: string, first: boolean): { token: string; start: number; end: number } | undefined {
+  let i = first && line.startsWith("\uFEFF") ? 1 : 0
   while (i < line.length && SPACE.includes(line[i]!)) i++
   const word = i
   while (i < line.length && !SPACE.includes(line[i]!)) i++
