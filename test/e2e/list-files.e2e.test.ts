@@ -80,6 +80,17 @@ describe("-f concat lists", () => {
     await sameOutput((out) => ["-i", join(m, "parts", "safe.ffconcat"), "-c", "copy", "-y", out], "safe.ts")
   })
 
+  test("ffprobe of a list (its input positional): the same answer as local ffprobe", async () => {
+    writeFileSync(join(c.storage, "probe.txt"), `file '${m}/parts/a.ts'\nfile '${m}/parts/b b.ts'\n`)
+    const args = ["-v", "error", "-show_entries", "format=format_name,filename", "-of", "json", "-f", "concat"]
+    const all = [...args, "-safe", "0", join(m, "probe.txt")]
+    const remote = await c.run("ffprobe", all)
+    const local = await c.local("ffprobe", all)
+    expect([remote.code, local.code]).toEqual([0, 0])
+    expect(remote.out).toBe(local.out)
+    expect(local.out).toContain(join(m, "probe.txt"))
+  })
+
   test("a missing entry fails as locally: same exit code, and stderr names the caller's list and entry", async () => {
     writeFileSync(join(c.storage, "gap.txt"), `file '${m}/parts/nope.ts'\nfile '${m}/parts/a.ts'\n`)
     const args = ["-v", "error", "-f", "concat", "-safe", "0", "-i", join(m, "gap.txt"), "-f", "null", "-"]
