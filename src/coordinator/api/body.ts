@@ -23,8 +23,9 @@ export function bodyCaps(limits: Limits): {
 } {
   const upload = { bytes: limits.max_body_bytes, key: "limits.max_body_bytes" }
   const json = { bytes: Math.max(1024 * 1024, 2 * limits.max_args_bytes + 64 * 1024), key: "limits.max_args_bytes" }
-  // A submission also carries its concat lists and filter scripts (at most FILES_BYTES_MAX, JSON-escaped).
-  const submit = { bytes: json.bytes + 2 * FILES_BYTES_MAX, key: "limits.max_args_bytes and the job's files" }
+  // A submission also carries its concat lists and filter scripts: at most FILES_BYTES_MAX, and a quarter
+  // more for their JSON escaping (text lists grow by their line ends' `\n`, a few per cent).
+  const submit = { bytes: json.bytes + FILES_BYTES_MAX + FILES_BYTES_MAX / 4, key: json.key }
   return {
     upload,
     json,
