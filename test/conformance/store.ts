@@ -1515,6 +1515,15 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(await store.prune(T0 + 500)).toEqual({ jobs: 0, workers: 0 })
         expect(await store.prune(T0 + 1001)).toEqual({ jobs: 1, workers: 1 })
       })
+
+      test("a pruned job's files go with it (its id could take new ones)", async () => {
+        await store.createJob(newJob("old-files", { files: [{ arg: 1, content: "file '$Movies/a.ts'" }] }), T0)
+        await store.requestCancel("old-files", "x", T0 + 10)
+        expect(await store.prune(T0 + 500)).toEqual({ jobs: 1, workers: 0 })
+        const files = [{ arg: 1, content: "file '$Movies/b.ts'" }]
+        await store.createJob(newJob("old-files", { files }), T0 + 600)
+        expect((await store.getJob("old-files"))?.files).toEqual(files)
+      })
     })
   })
 }
