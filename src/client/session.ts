@@ -10,6 +10,7 @@ import { callerRoots, createClientMapper } from "../shared/paths/mapping.ts"
 import { createRootDecoder, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { FRAMES_MEDIA_TYPE, Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
+import { jobFiles } from "./contents.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink, type Writable } from "./output.ts"
 import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
@@ -74,10 +75,21 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
 async function prepare(o: AttachedOptions) {
   const { config, api } = o.client ?? (await openClient(o.configPath, o.warn, o.explainYaml))
   const mapper = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() })
-  const mapped = mapper.mapArgs(o.args, toolOf(o.binary))
+  const tool = toolOf(o.binary)
+  const mapped = mapper.mapArgs(o.args, tool)
   const env = callerEnv(process.env, config.forward_env ?? DEFAULT_ENV, mapper, mapped, process.cwd())
+  // Concat lists and filter scripts travel rewritten (only this machine knows the paths inside them).
+  const files = jobFiles(tool, o.args, mapper, mapped, process.cwd())
   // This client writes the worker's path tokens back as its own paths (`follow`'s `paths`): the job says so.
-  const job = { binary: o.binary, args: mapped.args, paths: mapped.paths, cwd: mapped.cwd, env, pathTokens: true }
+  const job = {
+    binary: o.binary,
+    args: mapped.args,
+    paths: mapped.paths,
+    cwd: mapped.cwd,
+    env,
+    pathTokens: true,
+    ...(files.length ? { files } : {}),
+  }
   return { config, api, job, roots: callerRoots(config.paths, o.args) }
 }
 

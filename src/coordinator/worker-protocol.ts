@@ -34,6 +34,7 @@ const toAssignment = (j: Job): Assignment => ({
   paths: j.paths,
   cwd: j.cwd,
   env: j.env,
+  files: j.files,
   stdin: j.stdin,
   pathTokens: j.pathTokens,
 })

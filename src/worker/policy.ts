@@ -39,6 +39,12 @@ export interface PolicyJob {
   isPassthrough(abs: string): boolean
   /** How this job's processes are started (the sandbox): used to probe its media the same way. */
   confine?: Confine
+  /**
+   * argv positions naming a copy the worker wrote from the job's files (worker/contents.ts): a concat
+   * list, whose entries are all absolute (so its `-safe 0` is allowed and each entry is checked as such),
+   * or a filter script. The copy itself lies outside the job's directories; what it says is checked.
+   */
+  copies?: ReadonlySet<number>
 }
 
 /**
@@ -186,6 +192,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       let steps = 0
       /** Set while checking what a file says (`line 3 of "list.m3u8"`): refusals then quote no content. */
       let inFile: string | undefined
+      /** Is argument `i` (not a line inside a file) one of the worker's own copies? */
+      const copied = (i: number) => inFile === undefined && job.copies?.has(i) === true
+      /** Positions of the `-safe` values that belong to a concat list copy's input. */
+      let safeOff = new Set<number>()
 
       const fail = (i: number, rule: string, kind: Kind = "path"): never => {
         const said = inFile !== undefined && kind !== "limit" ? `${inFile} ${IN_FILE[kind]}` : rule
@@ -440,14 +450,16 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       /**
        * A concat demuxer list: `safe=1` (enforced) already refuses absolute, `..` and protocol entries;
        * symlinks out of the root, what each entry is (an HLS playlist, another list: checked like an
-       * input) and per-file `option` directives (`enable_drefs 1`) are checked here.
+       * input) and per-file `option` directives (`enable_drefs 1`) are checked here. A worker's copy
+       * (`absolute`, run with `-safe 0`) has absolute entries: each is checked like an input URL.
        */
-      const checkConcatList = async (i: number, abs: string, text: string, depth: number) => {
+      const checkConcatList = async (i: number, abs: string, text: string, depth: number, absolute = false) => {
         if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
         const dir = posix.dirname(abs)
         const lines = text.split(LINES)
         for (let n = 0; n < lines.length; n++) {
-          const line = lines[n].trim()
+          // concatdec's white space: a byte order mark is part of the first keyword (ffmpeg refuses it).
+          const line = lines[n].replace(/^[ \t]+|[ \t]+$/g, "")
           const directive = /^(\S+)\s*(.*)$/.exec(line)
           if (!directive || line.startsWith("#")) continue
           const [, word, rest] = directive
@@ -455,6 +467,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             if (word === "file") {
               await entry(i)
               const name = getToken(rest, 0, " \t").token
+              if (name && absolute) {
+                const path = checkUrl(i, name, dir, "concat list entry")
+                return path === undefined ? undefined : sniff(i, path, undefined, depth + 1)
+              }
               if (!name || parseUrl(name).protocol !== "file") return
               const path = posix.resolve(dir, name)
               if (!confined(path)) fail(i, `concat list entry ${short(name)} is outside the job's path variables`)
@@ -468,7 +484,13 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
       }
       /** Inputs whose content lists other files: HLS and concat lists are checked entry by entry, manifests refused. */
-      const sniff = async (i: number, abs: string, format: string | undefined, depth = 0): Promise<void> => {
+      const sniff = async (
+        i: number,
+        abs: string,
+        format: string | undefined,
+        depth = 0,
+        copy = false,
+      ): Promise<void> => {
         if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`, "limit")
         if (format === "sdp" || format === "rtsp") checkHost(i, format, "")
         const first = deps.read(abs, SNIFF)
@@ -483,7 +505,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
         if (format === "concat" || head.startsWith("ffconcat version")) {
           const text = readText(i, abs, "concat list")
-          return text === undefined ? undefined : checkConcatList(i, abs, text, depth)
+          return text === undefined ? undefined : checkConcatList(i, abs, text, depth, copy)
         }
         if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096)))
           fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
@@ -557,10 +579,11 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
           return
         }
-        if (file.kind === "input") await checkGlob(file)
-        const path = checkUrl(i, file.url, base)
+        const copy = copied(i)
+        if (file.kind === "input" && !copy) await checkGlob(file)
+        const path = copy ? file.url : checkUrl(i, file.url, base)
         if (file.kind === "input") {
-          if (path) await sniff(i, path, format)
+          if (path) await sniff(i, path, format, 0, copy)
           else if (format && MANIFESTS.has(format)) fail(i, `input format ${format} lists other files; not allowed`)
           for (const o of file.options) {
             if (o.name === "dump_attachment" && o.value === "") {
@@ -576,7 +599,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (kind === "text") return
         if (kind === "device") return checkDevice(i, name, value)
         if (
-          (name === "safe" && !/^(1|true)$/i.test(value)) ||
+          (name === "safe" && !/^(1|true)$/i.test(value) && !(inFile === undefined && safeOff.has(i))) ||
           ((name === "enable_drefs" || name === "use_absolute_path") && !/^(0|false)$/i.test(value))
         ) {
           fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`, "option")
@@ -590,7 +613,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             fail(i, `-${name} may not contain ".."`)
           if (name === "master_pl_name" && value.includes("/"))
             fail(i, "-master_pl_name must be a file name (it is written next to the playlist)", "option")
-          const path = checkUrl(i, value, base, `-${name}`)
+          const path = copied(i) ? value : checkUrl(i, value, base, `-${name}`)
           if (path && (name === "filter_script" || name === "filter_complex_script" || name === "graph_file")) {
             const text = readText(i, path, `-${name} file`)
             if (text !== undefined) await within(`${fileName(path)} (the -${name} file)`, () => checkGraph(i, text))
@@ -606,6 +629,11 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
 
       const parsed = parseArgv(tool, job.args)
+      safeOff = new Set(
+        parsed.files
+          .filter((f) => f.kind === "input" && job.copies?.has(f.index))
+          .flatMap((f) => f.options.filter((o) => o.name === "safe").map((o) => o.index)),
+      )
       for (const t of parsed.tokens) if (t.role === "value") await checkOption(t.name!, t.text, t.index)
       for (const f of parsed.files) {
         await checkFile(f)

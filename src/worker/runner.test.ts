@@ -273,3 +273,41 @@ describe("the worker's roots leave as path variables", () => {
     }
   })
 })
+
+describe("the job's files (concat lists, filter scripts)", () => {
+  test("are written outside the scratch directory with our paths, run with -safe 0, and removed after the job", async () => {
+    const root = mkdtempSync(`${tmpdir()}/dffmpeg-runner-files-`)
+    try {
+      const t = new FakeTransport()
+      const d = { ...deps(t, "/bin/sh"), mapper: createWorkerMapper({ paths: { Media: root } }) }
+      // sh -c SCRIPT $0 $1 ...: the list's copy is the argument after -i.
+      const script = 'for a; do last=$a; done; echo "$0 $1 $2 $3 $4"; cat "$last"; pwd; echo "$last"'
+      const args = ["-c", script, "-f", "concat", "-i", "$Media/l.txt"]
+      const files = [{ arg: 5, content: "ffconcat version 1.0\nfile '$Media/a b.ts'\n" }]
+      const a = assignment(args, { paths: ["Media"], files })
+      await within(startRun(a, d).done)
+      // Nothing was left in the scratch directory: the copy is elsewhere.
+      expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+      const [flags, head, entry, cwd, copy] = t.text(a.id, Kind.stdout)!.trim().split("\n")
+      expect(flags).toBe("-f concat -safe 0 -i")
+      expect([head, entry]).toEqual(["ffconcat version 1.0", `file '${root}/a b.ts'`])
+      expect(copy!.startsWith(cwd!)).toBe(false)
+      expect(copy!.endsWith("/l.txt")).toBe(true)
+      expect(await Bun.file(copy!).exists()).toBe(false)
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+
+  test("an entry escaping its root refuses the job before anything runs", async () => {
+    const t = new FakeTransport()
+    const d = { ...deps(t, "/bin/sh"), mapper: createWorkerMapper({ paths: { Media: tmpdir() } }) }
+    const files = [{ arg: 5, content: "file '$Media/../etc/passwd'\n" }]
+    const a = assignment(["-c", "echo ran", "-f", "concat", "-i", "$Media/l.txt"], { paths: ["Media"], files })
+    await within(startRun(a, d).done)
+    expect(t.text(a.id, Kind.stdout) ?? "").toBe("")
+    expect(t.exitOf(a.id)?.error).toBe(
+      'worker refused the job: line 1 of argument 6 "$Media/l.txt" escapes $Media; remove the ".." segments that leave the mapped directory',
+    )
+  })
+})

@@ -8,6 +8,7 @@ import type { WorkerMapper } from "../shared/paths/mapping.ts"
 import { createRootEncoder, type Escape, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
 import { acceptEnv, spawnEnv } from "./env.ts"
+import { materialise, withSafeOff } from "./contents.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
@@ -157,6 +158,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       return
     }
     let scratch: string | undefined
+    let files: string | undefined
+    let copyRoots: { name: string; forms: string[] }[] = []
     try {
       if (mode !== "run") return await report({ code: null, signal: null, error: "stopped before it started" })
       const bin = deps.binaries.get(a.binary)
@@ -175,6 +178,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         if (accepted.dropped.length)
           log.warn("caller environment dropped: not in allowed_env", { job: a.id, names: accepted.dropped.join(",") })
         callerEnv = accepted.env
+        // Concat lists and filter scripts the job carries, written with our paths (before the policy reads them).
+        const copies = materialise(a, mapped.args, deps.mapper, deps.confinement.owner)
+        files = copies.dir
+        copyRoots = copies.roots
+        mapped = { ...mapped, args: copies.args }
         // The sandbox binds the roots as they resolved when the worker started, and only while they still do.
         binds = rootBinds(deps.mapper.roots(a.paths))
         if (deps.policy) {
@@ -193,9 +201,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             roots: deps.mapper.roots(a.paths),
             isPassthrough: deps.mapper.isPassthrough,
             confine,
+            copies: copies.at,
           }
           mapped = { ...mapped, args: (await deps.policy.check(job)).args }
         }
+        mapped = { ...mapped, args: withSafeOff(mapped.args, copies.lists) }
       } catch (err) {
         return await report({ code: null, signal: null, error: `worker refused the job: ${(err as Error).message}` })
       }
@@ -207,7 +217,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       }
       const cwd = mapped.cwd ?? scratch!
       const sandboxed = box.mode === "bwrap"
-      const argv = box.argv({ roots: binds, scratch, cwd }, [bin, ...mapped.args])
+      const argv = box.argv({ roots: binds, scratch, files, cwd }, [bin, ...mapped.args])
       // Without caller stdin the process gets /dev/null, exactly as a local call with none: EOF at once
       // (an overwrite prompt answers itself "not overwriting"); a cancel then stops it with SIGTERM.
       stdinOpen = a.stdin
@@ -232,7 +242,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
       // Only for a caller that decodes them (an older one would show `$Var`): the job says so.
       const streams = a.pathTokens ? rewrittenStreams(a.binary, a.args) : undefined
-      const roots = deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] }))
+      const roots = [
+        ...deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] })),
+        ...copyRoots,
+      ]
       const encoder = (escape: Escape | undefined) => escape && createRootEncoder(roots, escape)
       const rewriters: Record<number, Rewriter | undefined> = {
         [Kind.stdout]: encoder(streams?.stdout),
@@ -309,6 +322,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       for (const t of timers) clearTimeout(t)
       uploader.close()
       if (scratch) rmSync(scratch, { recursive: true, force: true })
+      if (files) rmSync(files, { recursive: true, force: true })
     }
   })()
 

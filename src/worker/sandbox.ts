@@ -39,6 +39,8 @@ export interface SandboxSpec {
   passthrough: string[]
   /** The job's private scratch directory, read-write. */
   scratch?: string
+  /** The worker's copies of the job's concat lists and filter scripts (worker/contents.ts), read-only. */
+  files?: string
   /** Device nodes or folders (`--dev-bind-try`). */
   devices: string[]
   network: boolean
@@ -114,6 +116,7 @@ export function bwrapArgs(s: SandboxSpec): string[] {
   }
   for (const r of s.roots) add(r.dest, "--bind", r.src, r.dest)
   if (s.scratch) add(s.scratch, "--bind", s.scratch, s.scratch)
+  if (s.files) add(s.files, "--ro-bind", s.files, s.files)
   const seen = new Set<string>()
   const mounts = ops
     .map((o, i) => ({ ...o, i }))
@@ -254,7 +257,10 @@ export function signalOfExit(code: number | null): string | null {
 export interface Confinement {
   mode: "bwrap" | "none"
   /** The argv that starts `command` for one job (bwrap mode: with `--info-fd` {@link INFO_FD}, which the spawn must open). */
-  argv(job: { roots: { src: string; dest: string }[]; scratch?: string; cwd: string }, command: string[]): string[]
+  argv(
+    job: { roots: { src: string; dest: string }[]; scratch?: string; files?: string; cwd: string },
+    command: string[],
+  ): string[]
   /** The environment of a job. */
   env(): Record<string, string> | undefined
   /** Owner of the scratch directory (the run_as user), when it is not the worker's own. */
@@ -343,13 +349,19 @@ export async function createConfinement(
       log.warn("device not present; jobs will not see it", { device: d })
     }
   }
-  const spec = (job: { roots: { src: string; dest: string }[]; scratch?: string; cwd: string }): SandboxSpec => ({
+  const spec = (job: {
+    roots: { src: string; dest: string }[]
+    scratch?: string
+    files?: string
+    cwd: string
+  }): SandboxSpec => ({
     bwrap,
     layout,
     ro,
     roots: job.roots,
     passthrough: cfg.passthrough_paths,
     scratch: job.scratch,
+    files: job.files,
     devices: cfg.devices,
     network: cfg.allow_network,
     cwd: job.cwd,

@@ -317,6 +317,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           paths: ["Movies"],
           cwd: null,
           env: {},
+          files: [],
           stdin: false,
           status: "queued",
           epoch: 0,
@@ -363,6 +364,17 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect((await store.getJobSummary("j1"))?.env).toEqual(env)
         await store.assign("j1", "w1", T0)
         expect((await store.assignedTo("w1")).map((j) => j.env)).toEqual([env])
+      })
+
+      test("a job's files are stored apart and read back with the whole job and its assignment, not in summaries", async () => {
+        const files = [{ arg: 3, content: "file '$Movies/a.ts'\nduration 2\n" }]
+        await store.createJob(newJob("j1", { files }), T0)
+        await store.createJob(newJob("j2"), T0)
+        expect((await store.getJob("j1"))?.files).toEqual(files)
+        expect((await store.getJob("j2"))?.files).toEqual([])
+        expect((await store.getJobSummary("j1"))?.files).toEqual([])
+        await store.assign("j1", "w1", T0)
+        expect((await store.assignedTo("w1")).map((j) => j.files)).toEqual([files])
       })
 
       test("createJob with an existing id throws", async () => {
@@ -1512,6 +1524,15 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
         expect(await store.prune(T0 + 500)).toEqual({ jobs: 0, workers: 0 })
         expect(await store.prune(T0 + 1001)).toEqual({ jobs: 1, workers: 1 })
+      })
+
+      test("a pruned job's files go with it (its id could take new ones)", async () => {
+        await store.createJob(newJob("old-files", { files: [{ arg: 1, content: "file '$Movies/a.ts'" }] }), T0)
+        await store.requestCancel("old-files", "x", T0 + 10)
+        expect(await store.prune(T0 + 500)).toEqual({ jobs: 1, workers: 0 })
+        const files = [{ arg: 1, content: "file '$Movies/b.ts'" }]
+        await store.createJob(newJob("old-files", { files }), T0 + 600)
+        expect((await store.getJob("old-files"))?.files).toEqual(files)
       })
     })
   })

@@ -109,7 +109,14 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       await w.verify(first.verify!)
       return timing
     }
-    const submit = async (over: { stdin?: boolean; env?: Record<string, string>; pathTokens?: boolean } = {}) => {
+    const submit = async (
+      over: {
+        stdin?: boolean
+        env?: Record<string, string>
+        pathTokens?: boolean
+        files?: { arg: number; content: string }[]
+      } = {},
+    ) => {
       const job = await pair.store.createJob(
         {
           id: newId(),
@@ -120,6 +127,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
           cwd: null,
           env: over.env,
           pathTokens: over.pathTokens,
+          files: over.files,
           stdin: over.stdin ?? false,
           attached: false,
           retries: 0,
@@ -172,7 +180,8 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
 
     test("a submitted job reaches the worker as an assignment with everything needed to run it", async () => {
       await join()
-      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" }, pathTokens: true })
+      const files = [{ arg: 1, content: "file '$Media/a.ts'\n" }]
+      const id = await submit({ env: { TZ: "UTC", FFREPORT: "level=32" }, pathTokens: true, files })
       const a = await assignmentOf(w, id)
       expect(a).toEqual({
         id,
@@ -182,6 +191,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
         paths: [],
         cwd: null,
         env: { TZ: "UTC", FFREPORT: "level=32" },
+        files,
         stdin: false,
         pathTokens: true,
       })

@@ -391,7 +391,7 @@ describe("bad input", () => {
     await expectError(await sf({ ...who("client1"), method: "GET", path: `${API}/jobs/abc` }), 404, "E_NOT_FOUND")
   })
 
-  // Both are over the submit route's cap (1 MiB by default) and are answered 413 JSON from the declared
+  // Both are over the submit route's cap (6 MiB by default: 1 MiB of arguments and 5 MiB of concat lists and filter scripts) and are answered 413 JSON from the declared
   // length, before the body is read: Bun's own limit is far above every route's cap.
   for (const mib of [9, 16]) {
     test(`a ${mib} MiB body is refused with 413 JSON, creates no job and leaves the coordinator healthy`, async () => {

@@ -11,7 +11,14 @@ export function apiFor(c: Cluster, name: string): ApiClient {
 /** Submits a raw job (already path-mapped) and follows it to the end, collecting its output. */
 export async function submitRaw(
   api: ApiClient,
-  body: { binary: string; args: string[]; paths: string[]; cwd: string | null; stdin?: boolean },
+  body: {
+    binary: string
+    args: string[]
+    paths: string[]
+    cwd: string | null
+    stdin?: boolean
+    files?: { arg: number; content: string }[]
+  },
 ) {
   const res = await api.request("POST", "/api/v1/jobs", { query: { attach: 1 }, json: { stdin: false, ...body } })
   if (!res.ok) return { status: res.status, error: (await res.json()) as { error: { code: string; message: string } } }

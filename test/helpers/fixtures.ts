@@ -46,6 +46,7 @@ export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   ...newJob("01J00000000000000000000000"),
   env: {},
   pathTokens: false,
+  files: [],
   status: "running",
   epoch: 1,
   workerId: "w1",

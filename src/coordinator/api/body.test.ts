@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { UnavailableError } from "../../shared/errors.ts"
-import { createBodyBudget, readCapped } from "./body.ts"
+import { bodyCaps, createBodyBudget, readCapped } from "./body.ts"
 
 const cap = { bytes: 1024 * 1024, key: "limits.max_body_bytes" }
 
@@ -78,5 +78,16 @@ describe("readCapped with a budget for unverified bodies", () => {
     a.end()
     expect((await readCapped(a.req, cap, undefined, budget).catch((e) => e)).status).toBe(413)
     expect(budget.used).toBe(0)
+  })
+})
+
+describe("bodyCaps", () => {
+  test("a submission may carry 5 MiB more than other JSON (its concat lists and filter scripts)", () => {
+    const caps = bodyCaps({ max_args_bytes: 256 * 1024, max_body_bytes: 8 << 20 } as Parameters<typeof bodyCaps>[0])
+    expect(caps.of("GET", "/api/v1/jobs").bytes).toBe(1 << 20)
+    expect(caps.of("POST", "/api/v1/jobs").bytes).toBe(6 << 20)
+    expect(caps.of("POST", "/api/v1/jobs/x/cancel").bytes).toBe(1 << 20)
+    expect(caps.of("POST", "/api/v1/jobs/x/output")).toEqual({ bytes: 8 << 20, key: "limits.max_body_bytes" })
+    expect(caps.of("POST", "/api/v1/jobs").key).toBe("limits.max_args_bytes")
   })
 })

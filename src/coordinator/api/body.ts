@@ -1,5 +1,6 @@
 import { InvalidError, TooLargeError, UnavailableError } from "../../shared/errors.ts"
 import type { CoordinatorConfig } from "../../shared/config/server-schema.ts"
+import { FILES_BYTES_MAX } from "../../shared/paths/contents.ts"
 
 type Limits = CoordinatorConfig["limits"]
 
@@ -22,10 +23,18 @@ export function bodyCaps(limits: Limits): {
 } {
   const upload = { bytes: limits.max_body_bytes, key: "limits.max_body_bytes" }
   const json = { bytes: Math.max(1024 * 1024, 2 * limits.max_args_bytes + 64 * 1024), key: "limits.max_args_bytes" }
+  // A submission also carries its concat lists and filter scripts: at most FILES_BYTES_MAX, and a quarter
+  // more for their JSON escaping (text lists grow by their line ends' `\n`, a few per cent).
+  const submit = { bytes: json.bytes + FILES_BYTES_MAX + FILES_BYTES_MAX / 4, key: json.key }
   return {
     upload,
     json,
-    of: (method, path) => (method === "POST" && /^\/api\/v1\/jobs\/[^/]+\/(output|stdin)$/.test(path) ? upload : json),
+    of: (method, path) =>
+      method === "POST" && /^\/api\/v1\/jobs\/[^/]+\/(output|stdin)$/.test(path)
+        ? upload
+        : method === "POST" && path === "/api/v1/jobs"
+          ? submit
+          : json,
   }
 }
 

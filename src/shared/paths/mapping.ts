@@ -21,6 +21,8 @@ export interface WorkerMapper {
   roots(jobPaths: string[]): { name: string; root: string; real: string }[]
   /** Is this absolute path one of the passthrough paths (e.g. /dev/null)? */
   isPassthrough(abs: string): boolean
+  /** One `$Var[/rest]` to this worker's path, confined to its root; `where` names it in refusals. */
+  resolve(value: string, jobPaths: string[], where: string): string
 }
 
 const DEFAULT_PASSTHROUGH = ["/dev/null"]
@@ -244,6 +246,7 @@ export function createWorkerMapper(opts: { paths: Record<string, string>; passth
       })
     },
     isPassthrough,
+    resolve: (value, jobPaths, where) => resolveVar(value, new Set(jobPaths), where),
     mapArgs(args, jobPaths, cwd, tool = "ffmpeg") {
       const declared = new Set(jobPaths)
       /** `$Var/rest` resolved, `$$` unescaped; other values as they are (the policy checks them). */

@@ -1,5 +1,6 @@
 import * as v from "valibot"
 import { ENV_COUNT_MAX, ENV_NAME, ENV_VALUE_MAX } from "../ffargs/env.ts"
+import { FILE_BYTES_MAX, FILES_MAX } from "../paths/contents.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
@@ -38,6 +39,22 @@ export const JobEnv = v.pipe(
   v.check((r) => Object.keys(r).length <= ENV_COUNT_MAX, `more than ${ENV_COUNT_MAX} environment variables`),
 )
 
+/**
+ * Files the job names whose content holds paths (concat lists, filter scripts), rewritten by the client to
+ * `$Var` form: `arg` is the argv position naming the file. The coordinator checks bytes, positions and
+ * variables (shared/paths/contents.ts `checkJobFiles`); the worker writes its own copy.
+ */
+export const JobFiles = v.pipe(
+  v.array(
+    v.strictObject({
+      arg: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(99_999)),
+      content: v.pipe(v.string(), v.maxLength(FILE_BYTES_MAX, "a file's content is longer than 1 MiB")),
+    }),
+  ),
+  v.maxLength(FILES_MAX, `more than ${FILES_MAX} files`),
+)
+export type JobFile = v.InferOutput<typeof JobFiles>[number]
+
 export const SubmitRequest = v.strictObject({
   binary: Name,
   // The coordinator's own limits (limits.max_args_count, max_args_bytes) apply on top; this is their ceiling.
@@ -46,6 +63,8 @@ export const SubmitRequest = v.strictObject({
   cwd: v.nullable(v.pipe(v.string(), v.maxLength(4096))),
   /** The caller's environment for the process (the client's `forward_env`; FFREPORT's file in `$Var` form). */
   env: v.optional(JobEnv, {}),
+  /** Concat lists and filter scripts with their paths in `$Var` form (JobFiles). */
+  files: v.optional(JobFiles, []),
   /** False when the caller has no stdin (closed or /dev/null): the remote process then reads /dev/null. */
   stdin: v.optional(v.boolean(), true),
   /**
@@ -124,6 +143,8 @@ export interface Job {
   cwd: string | null
   /** The caller's environment variables the process gets (a worker keeps those its `allowed_env` lists). */
   env: Record<string, string>
+  /** Concat lists and filter scripts the job carries (JobFiles); empty in listings and summaries. */
+  files: JobFile[]
   stdin: boolean
   status: JobStatus
   epoch: number

@@ -17,6 +17,8 @@ export const Assignment = v.object({
   cwd: v.nullable(v.string()),
   /** The caller's environment (absent from older coordinators: none). */
   env: v.optional(v.record(v.string(), v.string())),
+  /** Concat lists and filter scripts in `$Var` form (absent from older coordinators: none). */
+  files: v.optional(v.array(v.object({ arg: v.number(), content: v.string() }))),
   stdin: v.boolean(),
   /** The caller decodes path tokens: write the worker's roots as them (absent from older coordinators: no). */
   pathTokens: v.optional(v.boolean()),

@@ -44,6 +44,12 @@ export function jobMethods(
       const head = argsHead(args)
       return txEmit(async (t, out) => {
         if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
+        const files = j.files ?? []
+        if (files.length)
+          await t
+            .insertInto("job_files")
+            .values({ job_id: j.id, files: JSON.stringify(files) })
+            .execute()
         const insert: Insertable<Database["jobs"]> = {
           id: j.id,
           requester: j.requester,
@@ -53,6 +59,7 @@ export function jobMethods(
           paths: JSON.stringify(j.paths),
           cwd: j.cwd,
           env: JSON.stringify(j.env ?? {}),
+          files: files.length,
           stdin: j.stdin ? 1 : 0,
           status: "queued",
           epoch: 0,

@@ -163,6 +163,19 @@ const steps: Step[] = [
       .addColumn("path_tokens", "integer", (c) => c.notNull().defaultTo(0))
       .execute()
   },
+  // Concat lists and filter scripts in $Var form (issue 11): up to 4 MiB a job, so out of the jobs row
+  // (like job_args) and read only with the whole job; `files` counts them.
+  async (db, d) => {
+    await db.schema
+      .createTable("job_files")
+      .addColumn("job_id", d.str(26), (c) => c.primaryKey())
+      .addColumn("files", sql`text`, (c) => c.notNull())
+      .execute()
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("files", "integer", (c) => c.notNull().defaultTo(0))
+      .execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

@@ -29,6 +29,8 @@ export interface Database {
     env: string
     /** 1 when the caller decodes path tokens in the output (SubmitRequest.pathTokens). */
     path_tokens: number
+    /** How many files the job carries (their content is in `job_files`). */
+    files: number
     stdin: number
     status: string
     epoch: number
@@ -57,6 +59,8 @@ export interface Database {
     args_chars: number
   }
   job_args: { job_id: string; args: string }
+  /** A job's concat lists and filter scripts (JobFiles as JSON), for jobs whose `files` is not 0. */
+  job_files: { job_id: string; files: string }
   job_events: {
     id: Generated<number>
     job_id: string

@@ -25,6 +25,7 @@ export function toJob(r: JobRow): Job {
     paths: JSON.parse(r.paths),
     cwd: r.cwd,
     env: r.env ? JSON.parse(r.env) : {},
+    files: [],
     stdin: Number(r.stdin) === 1,
     status: r.status as JobStatus,
     epoch: Number(r.epoch),
@@ -162,14 +163,21 @@ export interface Sql {
   jobsWhere: (build: (q: any) => any, limit?: number) => Promise<Job[]>
 }
 
+/** A job's concat lists and filter scripts (job_files). */
+async function filesOf(q: Kysely<Database>, id: string): Promise<Job["files"]> {
+  const row = await q.selectFrom("job_files").select("files").where("job_id", "=", id).executeTakeFirst()
+  return row ? JSON.parse(row.files) : []
+}
+
 export function sqlContext(db: Kysely<Database>, dialect: SqlDialect): Sql {
   const tx = <T>(fn: (tx: Kysely<Database>) => Promise<T>) => writeTransaction(db, dialect, fn)
 
   /** A job with its whole arguments: from its row, or from job_args when the row holds only their head. */
   const withArgs = async (q: Kysely<Database>, row: JobRow): Promise<Job> => {
-    if (whole(row.args)) return toJob(row)
+    const files = Number(row.files) > 0 ? await filesOf(q, row.id) : []
+    if (whole(row.args)) return { ...toJob(row), files }
     const full = await q.selectFrom("job_args").select("args").where("job_id", "=", row.id).executeTakeFirst()
-    return toJob(full ? { ...row, args: full.args } : row)
+    return { ...toJob(full ? { ...row, args: full.args } : row), files }
   }
   const fullJob = async (q: Kysely<Database>, id: string) => {
     const row = await q.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst()

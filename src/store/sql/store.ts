@@ -97,6 +97,7 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
         await t.deleteFrom("job_output").where("job_id", "in", old).execute()
         await t.deleteFrom("job_input").where("job_id", "in", old).execute()
         await t.deleteFrom("job_args").where("job_id", "in", old).execute()
+        await t.deleteFrom("job_files").where("job_id", "in", old).execute()
         await t.deleteFrom("job_events").where("job_id", "in", old).execute()
         const jobs = await t.deleteFrom("jobs").where("finished_at", "<", before).executeTakeFirst()
         const workers = await t

@@ -217,6 +217,50 @@ describe("POST /jobs: protocols no worker accepts", () => {
   })
 })
 
+describe("POST /jobs: the job's files (concat lists, filter scripts)", () => {
+  const args = ["-f", "concat", "-safe", "0", "-i", "$Media/l.txt", "-c", "copy", "$Media/o.ts"]
+  const submit = (files: unknown, over: Record<string, unknown> = {}) =>
+    h.request(alice, "POST", J, { binary: "ffmpeg", args, paths: ["Media"], cwd: null, stdin: false, files, ...over })
+  const errorOf = async (res: Response) => {
+    const { error } = (await res.json()) as { error: { code: string; message: string; details?: unknown } }
+    return { code: error.code, message: [error.message, ...((error.details as string[] | undefined) ?? [])].join("; ") }
+  }
+
+  test("accepted at a list's position with declared variables, kept whole for the job and its worker", async () => {
+    const files = [{ arg: 5, content: "file '$Media/a.ts'\nduration 1\n" }]
+    const res = await submit(files)
+    expect(res.status).toBe(201)
+    const { id } = (await res.json()) as { id: string }
+    expect((await h.store.getJob(id))?.files).toEqual(files)
+  })
+
+  test("a list of 1 MiB is within the submission's body limit", async () => {
+    const content = "#".repeat((1 << 20) - 20) + "\nfile '$Media/a.ts'\n"
+    expect((await submit([{ arg: 5, content }])).status).toBe(201)
+  })
+
+  test.each([
+    ["a position naming no list", [{ arg: 8, content: "" }], /^files\[0\]\.arg 8 is not a -f concat input/],
+    ["a position past argv", [{ arg: 9, content: "" }], /^files\[0\]\.arg 9 is not an argument's position/],
+    ["a fractional position", [{ arg: 5.5, content: "" }], /arg/],
+    [
+      "an undeclared variable",
+      [{ arg: 5, content: "file '$Other/../../etc/passwd'" }],
+      /uses \$Other, which is not listed in paths/,
+    ],
+    ["content over 1 MiB", [{ arg: 5, content: "#".repeat((1 << 20) + 1) }], /longer than 1 MiB|bytes; at most/],
+    ["more than 16 files", Array.from({ length: 17 }, () => ({ arg: 5, content: "" })), /more than 16 files/],
+    ["an unknown field", [{ arg: 5, content: "", path: "/x" }], /./],
+    ["not an array", { arg: 5 }, /./],
+  ])("%s is 400 with a JSON error", async (_, files, message) => {
+    const res = await submit(files)
+    expect(res.status).toBe(400)
+    const err = await errorOf(res)
+    expect(err.code).toBe("E_INVALID")
+    expect(err.message).toMatch(message)
+  })
+})
+
 describe("GET /jobs stays bounded whatever the jobs' sizes", () => {
   // 7.5 MB of arguments, as the abuse run submitted (written straight to the store: quotas refuse it over the API).
   const huge = Array.from({ length: 2500 }, (_, i) => `-metadata:s:${i}=${"x".repeat(3000)}`)

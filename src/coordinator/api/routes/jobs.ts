@@ -1,7 +1,9 @@
 import { Hono, type Context } from "hono"
 import { AuthError, ConflictError, InvalidError, NotFoundError, TooLargeError } from "../../../shared/errors.ts"
 import { reportFiles } from "../../../shared/ffargs/env.ts"
+import { toolOf } from "../../../shared/ffargs/argv.ts"
 import { checkSubmittedArgs } from "../../../shared/ffargs/submission.ts"
+import { checkJobFiles } from "../../../shared/paths/contents.ts"
 import { newId } from "../../../shared/ids.ts"
 import { NEXT_PAGE_HEADER } from "../../../shared/http/pages.ts"
 import { varOf } from "../../../shared/paths/vars.ts"
@@ -201,6 +203,7 @@ export function jobRoutes(deps: Deps) {
       if (name !== undefined && !req.paths.includes(name))
         throw new InvalidError(`argument ${a.slice(0, 80)} uses $${name}, which is not listed in paths`)
     }
+    checkJobFiles(toolOf(req.binary), req.args, req.paths, req.files)
     if (req.cwd !== null && varOf(req.cwd) === undefined)
       throw new InvalidError("cwd must be a path variable ($Var/...) or null")
     const attach = c.req.query("attach") === "1"
@@ -221,6 +224,7 @@ export function jobRoutes(deps: Deps) {
           paths: [...new Set(req.paths)].sort(),
           cwd: req.cwd,
           env: req.env,
+          files: req.files,
           stdin: req.stdin,
           attached: attach || req.attached,
           pathTokens: req.pathTokens,
