@@ -230,8 +230,12 @@ describe("POST /jobs: the job's files (concat lists, filter scripts)", () => {
     const files = [{ arg: 5, content: "file '$Media/a.ts'\nduration 1\n" }]
     const res = await submit(files)
     expect(res.status).toBe(201)
-    const { id } = (await res.json()) as { id: string }
-    expect((await h.store.getJob(id))?.files).toEqual(files)
+    const answer = (await res.json()) as { id: string; files: unknown[] }
+    expect((await h.store.getJob(answer.id))?.files).toEqual(files)
+    // Not echoed to the caller that just sent them; the job's own view shows them.
+    expect(answer.files).toEqual([])
+    const shown = (await (await h.request(alice, "GET", `${J}/${answer.id}`)).json()) as { files: unknown[] }
+    expect(shown.files).toEqual(files)
   })
 
   test("a list of 1 MiB is within the submission's body limit", async () => {

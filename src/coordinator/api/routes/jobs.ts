@@ -237,8 +237,10 @@ export function jobRoutes(deps: Deps) {
         throw err
       })
     log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
-    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job }), slot)
-    return c.json(job, 201)
+    // The caller has just sent the files (up to 4 MiB): the answer does not echo them (GET /jobs/:id shows them).
+    const answer = { ...job, files: [] }
+    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job: answer }), slot)
+    return c.json(answer, 201)
   })
 
   app.get("/", async (c) => {
