@@ -104,6 +104,7 @@ describe("loadConfig", () => {
         max_streams_per_job: 8,
         max_streams_per_identity: 256,
       },
+      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
       log_level: "info",
     })
     expect(loaded.warnings).toEqual([])

@@ -25,7 +25,7 @@ import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery, workerName } from "../_util.ts"
-import { createWorkerProtocol } from "../../worker-protocol.ts"
+import { createWorkerProtocol, outputBounds } from "../../worker-protocol.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
@@ -42,6 +42,7 @@ export function jobRoutes(deps: Deps) {
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
   const protocol = createWorkerProtocol(deps)
+  const bounds = outputBounds(config)
   // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
@@ -281,6 +282,19 @@ export function jobRoutes(deps: Deps) {
   app.get("/:id/stream", async (c) => {
     const job = await loadState(c)
     return streamOutput(c, job, intQuery(c, "after", 0))
+  })
+
+  /**
+   * The attached caller took the job's output up to `pos`: what it no longer needs for resuming is
+   * deleted, and a worker waiting for room in the window goes on. Only the requester acknowledges: an
+   * admin following the log must not delete what the caller has yet to read.
+   */
+  app.post("/:id/ack", async (c) => {
+    const p = c.get("principal")
+    const job = await loadState(c)
+    if (job.requester !== p.name) throw new AuthError("only the requester may acknowledge a job's output", 403)
+    const acked = await store.ackOutput(job.id, intQuery(c, "pos"), bounds.stderrTailBytes)
+    return c.json({ ok: true, acked: acked ?? 0 })
   })
 
   /**
