@@ -192,11 +192,12 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const room = hub.subscribe(topic.acked(id))
       let res: Awaited<ReturnType<Store["appendOutput"]>>
       try {
-        const until = now() + config.relay.window_wait_seconds * 1000
+        // Elapsed real time, not the store's clock: this bounds a wait, it is never stored or compared.
+        const until = performance.now() + config.relay.window_wait_seconds * 1000
         for (;;) {
           res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress, bounds)
-          if (res.ok || res.reason !== "window-full" || now() >= until) break
-          await room.wait(until - now())
+          if (res.ok || res.reason !== "window-full" || performance.now() >= until) break
+          await room.wait(until - performance.now())
         }
       } finally {
         room.close()

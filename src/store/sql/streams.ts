@@ -275,10 +275,7 @@ const size = (chunks: OutputChunk[]) => chunks.reduce((n, c) => n + c.data.lengt
 
 /** Bytes of a job's stored output (after position `after`); length() of a blob reads only its record header. */
 async function sumBytes(tx: Kysely<Database>, id: string, o: { after?: number } = {}): Promise<number> {
-  let q = tx
-    .selectFrom("job_output")
-    .select(sql<number | null>`sum(length(data))`.as("n"))
-    .where("job_id", "=", id)
+  let q = tx.selectFrom("job_output").select(sql<number | null>`sum(length(data))`.as("n")).where("job_id", "=", id)
   if (o.after !== undefined) q = q.where("pos", ">", o.after)
   return Number((await q.executeTakeFirst())?.n ?? 0)
 }
