@@ -313,7 +313,8 @@ export const truncationMarker = (capBytes: number, dropped?: number) =>
   )
 
 /**
- * A detached job's fresh chunks under its cap: whole while the stored output fits, then a marker row
+ * A detached job's fresh chunks under its cap: whole while the stored output fits (stdout to the cap's
+ * exact byte), then a marker row
  * (stderr, sequence 0) where truncation began, stdout dropped and counted, stderr kept as its tail.
  * Returns the job columns to set (`trunc_pos`, `out_dropped`) when anything was dropped or marked.
  */
@@ -331,9 +332,24 @@ async function appendCapped(
   let stored = mark === null ? await sumBytes(tx, id) : 0
   let i = 0
   if (mark === null) {
-    while (i < fresh.length && stored + fresh[i].data.length <= bounds.detachedBytes) stored += fresh[i++].data.length
-    await insert(fresh.slice(0, i))
-    if (i === fresh.length) return {}
+    const kept: OutputChunk[] = []
+    while (i < fresh.length && stored + fresh[i].data.length <= bounds.detachedBytes) {
+      stored += fresh[i].data.length
+      kept.push(fresh[i++])
+    }
+    if (i === fresh.length) {
+      await insert(kept)
+      return {}
+    }
+    // Stdout is kept to the exact byte of the cap: a reader gets the output's true beginning.
+    const cross = fresh[i]
+    const room = bounds.detachedBytes - stored
+    if (cross.stream === "stdout" && room > 0) {
+      kept.push({ ...cross, data: cross.data.subarray(0, room) })
+      dropped += cross.data.length - room
+      i++
+    }
+    await insert(kept)
     await insert([{ seq: 0, stream: "stderr", data: truncationMarker(bounds.detachedBytes) }])
     const m = await tx
       .selectFrom("job_output")
