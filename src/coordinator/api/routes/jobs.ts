@@ -16,6 +16,7 @@ import {
   encodeFrame,
   encodeJsonFrame,
   FrameError,
+  type Frame,
 } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
 import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
@@ -127,7 +128,7 @@ export function jobRoutes(deps: Deps) {
     job: Job,
     after: number,
     first: Uint8Array | undefined,
-    write: (b: Uint8Array) => Promise<void>,
+    write: (b: Uint8Array | Frame) => Promise<void>,
     signal: AbortSignal,
     caller: boolean,
     watch: boolean,
@@ -144,7 +145,7 @@ export function jobRoutes(deps: Deps) {
       after,
       read: (from, limit) => store.readOutput(job.id, from, limit ?? PAGE),
       onRow: async (r) => {
-        await write(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
+        await write({ kind: r.stream === "stdout" ? Kind.stdout : Kind.stderr, seq: r.pos, data: r.data })
         cursor = r.pos
       },
       live: {
