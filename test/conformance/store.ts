@@ -683,6 +683,17 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect((await store.getJob("j1"))?.status).toBe("completed")
       })
 
+      test("a job being stopped is never held behind its full window: its stdout is dropped, its end stored", async () => {
+        await started("j1", true)
+        await put("j1", [out(1, "aaaaaa")])
+        expect(await put("j1", [out(2, "bbbbb")])).toMatchObject({ ok: false, reason: "window-full" })
+        await store.requestCancel("j1", "the caller went away", T0 + 20)
+        const killed = { code: null, signal: "SIGKILL" }
+        expect(await put("j1", [out(2, "bbbbb"), out(3, "bye", "stderr")], killed)).toMatchObject({ ok: true })
+        expect(await stored("j1")).toEqual(["o:aaaaaa", "e:bye"])
+        expect((await store.getJob("j1"))?.status).toBe("canceled")
+      })
+
       test("an empty window takes an upload larger than the window (the body cap bounds it)", async () => {
         await started("j1", true)
         expect(await put("j1", [out(1, "x".repeat(25))])).toMatchObject({ ok: true })

@@ -141,6 +141,21 @@ describe("attached output through the relay", () => {
     expect(md5(out)).toBe(md5(local.stdout))
   }, 60_000)
 
+  test("a caller killed while its window is full: the job still ends (canceled) and its worker is free", async () => {
+    const p = c.spawnProxy("ffmpeg", rawvideo(72))
+    p.stdin.end()
+    const job = await runningJobId()
+    await waitFor(() => total(held(job)) >= (WINDOW_MB - 4) * MiB, { what: "a full window", timeoutMs: 20_000 })
+    p.kill("SIGKILL")
+    await p.exited
+    // The worker's uploads no longer wait for acknowledgements nobody will send: its exit is stored.
+    await waitFor(async () => (await c.job(job)).status === "canceled", { what: "the job's end", timeoutMs: 20_000 })
+    expect(total(held(job))).toBeLessThanOrEqual(HELD_MAX)
+    const after = await c.run("ffmpeg", rawvideo(2))
+    expect(after.code).toBe(0)
+    expect(after.stdout.length).toBe(2 * 691_200)
+  }, 60_000)
+
   test("a coordinator killed mid-stream: the caller resumes after what it took, md5 still equal", async () => {
     const args = rawvideo(72)
     const local = await c.local("ffmpeg", args)

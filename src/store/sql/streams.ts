@@ -84,8 +84,12 @@ export function streamMethods(
           // The window counts what the caller has not acknowledged; an empty one takes any upload, so a
           // batch larger than the window still moves (the body cap bounds it).
           const held = await sumBytes(tx, id, { after: Number(row.acked_pos) })
-          if (held > 0 && held + size(fresh) > bounds.windowBytes) return { ok: false, reason: "window-full", job }
-          await insert(fresh)
+          if (held === 0 || held + size(fresh) <= bounds.windowBytes) await insert(fresh)
+          // Nobody reads what a job being stopped still writes (its caller is gone, or asked to stop): its
+          // stdout is dropped rather than waited for, so its end, and its worker's slot, never wait
+          // behind a window that no acknowledgement will open again.
+          else if (job.cancelRequestedAt !== null) await insert(fresh.filter((c) => c.stream === "stderr"))
+          else return { ok: false, reason: "window-full", job }
         } else truncation = await appendCapped(tx, id, epoch, row, fresh, bounds)
         if (fresh.length || progress) out.push({ type: "output", job: id })
         if (!exit) {
