@@ -1,8 +1,7 @@
-import { sql, type Selectable } from "kysely"
+import { sql, type Kysely, type Selectable } from "kysely"
 import type { ExitReport, ProgressReport } from "../../shared/protocol/schemas.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { step, type JobEvent as MachineEvent } from "../machine.ts"
-import type { Kysely } from "kysely"
 import type { InputChunk, InputRow, OutputBounds, OutputChunk, Store, StreamRow, UploadResult } from "../types.ts"
 import type { Database } from "./schema.ts"
 import { STREAM, bytes, toJob, type Sql } from "./shared.ts"
@@ -113,6 +112,7 @@ export function streamMethods(
           await tx
             .updateTable("job_output")
             .set({ data: truncationMarker(bounds.detachedBytes, truncation.out_dropped ?? Number(row.out_dropped)) })
+            .where("job_id", "=", id)
             .where("pos", "=", mark)
             .execute()
         // The end goes through the machine like every transition, in this transaction: a reader never
@@ -318,9 +318,9 @@ export const truncationMarker = (capBytes: number, dropped?: number) =>
 
 /**
  * A detached job's fresh chunks under its cap: whole while the stored output fits (stdout to the cap's
- * exact byte), then a marker row
- * (stderr, sequence 0) where truncation began, stdout dropped and counted, stderr kept as its tail.
- * Returns the job columns to set (`trunc_pos`, `out_dropped`) when anything was dropped or marked.
+ * exact byte), then a marker row (stderr, sequence 0) where truncation began, stdout dropped and
+ * counted, stderr kept as its tail. Returns the job columns to set (`trunc_pos`, `out_dropped`) once
+ * anything was dropped or marked.
  */
 async function appendCapped(
   tx: Kysely<Database>,
