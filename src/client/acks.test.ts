@@ -72,16 +72,32 @@ describe("acknowledgement cadence", () => {
     h.acker.taken(5, 200)
     await h.answer(false)
     expect(h.sent).toEqual([5])
-    const done = h.acker.flush()
+    const done = h.acker.flush(1000)
     for (let i = 0; i < 5; i++) await Promise.resolve()
     expect(h.sent).toEqual([5, 5])
     await h.answer()
     await done
+    // Its deadline timer was cleared once it was answered.
+    expect(h.live()).toEqual([])
+  })
+
+  test("flush gives up at its deadline when the coordinator does not answer", async () => {
+    const h = harness()
+    h.acker.taken(5, 10)
+    let finished = false
+    const done = h.acker.flush(1000).then(() => void (finished = true))
+    for (let i = 0; i < 5; i++) await Promise.resolve()
+    expect(h.sent).toEqual([5])
+    expect(finished).toBe(false)
+    expect(h.live().map((t) => t.ms)).toEqual([1000])
+    h.fireTimer()
+    await done
+    expect(finished).toBe(true)
   })
 
   test("flush with nothing owed sends nothing; stop clears the timer and ignores later positions", async () => {
     const h = harness()
-    await h.acker.flush()
+    await h.acker.flush(1000)
     expect(h.sent).toEqual([])
     h.acker.taken(1, 1)
     h.acker.stop()

@@ -20,8 +20,11 @@ export interface AckerOptions {
 export interface Acker {
   /** The consumer took the output up to stream position `pos` (`bytes` of it since the last call). */
   taken(pos: number, bytes: number): void
-  /** Acknowledges what was taken and not acknowledged yet, and waits for it (errors are swallowed). */
-  flush(): Promise<void>
+  /**
+   * Acknowledges what was taken and not acknowledged yet, and waits for it, at most `ms` (errors are
+   * swallowed): a coordinator that stopped answering must not hold up the caller's exit.
+   */
+  flush(ms: number): Promise<void>
   /** No more acknowledgements (pending timers cleared). */
   stop(): void
 }
@@ -66,9 +69,18 @@ export function createAcker(o: AckerOptions): Acker {
       if (unsent >= o.everyBytes) void fire()
       else if (timer === undefined && !inFlight) timer = setTimer(fire, o.everyMs)
     },
-    async flush() {
-      await inFlight
-      await fire()
+    async flush(ms) {
+      let timer: unknown
+      const late = new Promise<void>((resolve) => (timer = setTimer(resolve, ms)))
+      const done = (async () => {
+        await inFlight
+        await fire()
+      })()
+      try {
+        await Promise.race([done, late])
+      } finally {
+        clearTimer(timer)
+      }
     },
     stop() {
       stopped = true
