@@ -3,6 +3,7 @@ import { Database } from "bun:sqlite"
 import { join } from "node:path"
 import { waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { relay } from "../helpers/mitm.ts"
 
 /**
  * The streaming relay (issue 11 item 6): attached output flows worker → caller through a bounded window
@@ -171,6 +172,63 @@ describe("attached output through the relay", () => {
     expect(await new Response(p.stderr).text()).toBe("")
     expect(out.length).toBe(local.stdout.length)
     expect(md5(out)).toBe(md5(local.stdout))
+  }, 60_000)
+})
+
+describe("a dropped caller connection", () => {
+  test("the caller's stream cut mid-output: it re-opens after what it wrote, md5 equal", async () => {
+    // A relay between the parts that cuts the caller's first stream after 20 MB.
+    let target = 0
+    let cuts = 0
+    const opened: string[] = []
+    const relayServer = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      idleTimeout: 0,
+      async fetch(req) {
+        const { res, headers } = await relay(req, target)
+        const url = new URL(req.url)
+        const stream = url.search.includes("attach=1") || url.pathname.endsWith("/stream")
+        if (!stream || !res.body) return new Response(res.body, { status: res.status, headers })
+        opened.push(`${req.method} ${url.pathname}${url.search}`)
+        if (cuts++ > 0) return new Response(res.body, { status: res.status, headers })
+        const reader = res.body.getReader()
+        let sent = 0
+        const cut = new ReadableStream<Uint8Array>({
+          async pull(ctl) {
+            const r = await reader.read()
+            if (r.done) return ctl.close()
+            sent += r.value.length
+            if (sent > 20e6) {
+              void reader.cancel()
+              return ctl.error(new Error("cut"))
+            }
+            ctl.enqueue(r.value)
+          },
+        })
+        return new Response(cut, { status: res.status, headers })
+      },
+    })
+    const cc = await Cluster.start({
+      workers: 1,
+      link: (port) => {
+        target = port
+        return { port: relayServer.port }
+      },
+    })
+    try {
+      const args = rawvideo(72)
+      const local = await cc.local("ffmpeg", args)
+      const r = await cc.run("ffmpeg", args)
+      expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: "" })
+      expect(r.stdout.length).toBe(local.stdout.length)
+      expect(md5(r.stdout)).toBe(md5(local.stdout))
+      expect(opened.length).toBeGreaterThanOrEqual(2)
+      expect(opened[1]).toMatch(/\/stream\?after=[1-9]/)
+    } finally {
+      await cc.stop()
+      relayServer.stop(true)
+    }
   }, 60_000)
 })
 
