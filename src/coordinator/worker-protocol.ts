@@ -203,10 +203,12 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         room.close()
       }
       if (!res.ok) {
-        if (res.reason === "window-full")
+        if (res.reason === "window-full") {
+          log.debug("output window full; the worker retries", { job: id, worker, window_mb: config.relay.window_mb })
           throw new UnavailableError(
             `the output window of job ${id} is full (relay.window_mb = ${config.relay.window_mb}): its caller has not acknowledged it yet; retry`,
           )
+        }
         if (res.reason === "not-found") throw new JobGoneError(`no job ${id}`)
         if (res.reason === "gap")
           throw new StaleJobError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
