@@ -5,7 +5,8 @@
  *  1. stdout: `ffmpeg … testsrc … -f rawvideo pipe:1 | md5sum`, locally and through the proxy: MB/s and
  *     md5 equality (172.8 MB by default, the issue's case);
  *  2. stderr: `ffmpeg … -vf showinfo -f null -` (a line per frame, 40,000 lines): lines/s and equality;
- * with the proxy's peak RSS (`/usr/bin/time`), the coordinator's and worker's peak and current RSS
+ * with the CPU seconds each of coordinator, worker and proxy spent on the stdout run, the proxy's peak
+ * RSS (`/usr/bin/time`), the coordinator's and worker's peak and current RSS
  * (/proc/PID/status VmHWM, VmRSS) after each round, and the job_output bytes the coordinator's database
  * holds at the end (nothing for an attached caller that acknowledged everything). Prints a Markdown report
  * (paste into docs/performance.md). Run: `bun run bench:relay` (builds first if dist/dffmpeg is missing).
@@ -32,6 +33,11 @@ const RAW = `-v error -f lavfi -i testsrc=duration=${seconds}:size=640x360:rate=
 const RAW_BYTES = seconds * 25 * 640 * 360 * 3
 const LINES = "-hide_banner -nostats -f lavfi -i testsrc=size=32x32:rate=1000:duration=20 -vf showinfo -f null -"
 
+/** CPU seconds (user + system) a process has used so far. */
+const cpuOf = (pid: number) => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(f[11]) + Number(f[12])) / 100
+}
 const kib = (pid: number, field: "VmHWM" | "VmRSS") =>
   Number(readFileSync(`/proc/${pid}/status`, "utf8").match(new RegExp(`${field}:\\s+(\\d+)`))?.[1] ?? 0)
 const mib = (k: number) => (k / 1024).toFixed(0)
@@ -50,18 +56,27 @@ try {
     if (r.exitCode !== 0) throw new Error(`${cmd} failed: ${r.stderr.toString()}`)
     return { ms, out: r.stdout.toString().trim(), err: r.stderr.toString() }
   }
-  const timed = `/usr/bin/time -f 'maxrss %M' -o ${join(c.dir, "rss")}`
+  const timed = `/usr/bin/time -f 'maxrss %M cpu %U %S' -o ${join(c.dir, "rss")}`
   const proxyRss = () => Number(readFileSync(join(c.dir, "rss"), "utf8").match(/maxrss (\d+)/)?.[1] ?? 0)
+  const proxyCpu = () => {
+    const m = readFileSync(join(c.dir, "rss"), "utf8").match(/cpu ([\d.]+) ([\d.]+)/)
+    return m ? Number(m[1]) + Number(m[2]) : 0
+  }
 
   const rows: { local: number; remote: number; same: boolean; lLines: number; rLines: number; linesSame: boolean }[] =
     []
+  const cpu: { coordinator: number; worker: number; proxy: number }[] = []
   const rss: { proxyOut: number; proxyErr: number; coordHwm: number; coordRss: number; workerHwm: number }[] = []
   // Warm-up: page cache, connections.
   sh(`ffmpeg ${RAW} | md5sum`)
   sh(`${proxy} ${RAW} | md5sum`)
   for (let i = 0; i < runs; i++) {
     const l = sh(`ffmpeg ${RAW} | md5sum`)
+    const cp = c.coordinator.proc.pid
+    const wp = c.workers[0]!.proc.pid
+    const before = { coordinator: cpuOf(cp), worker: cpuOf(wp) }
     const r = sh(`${timed} ${proxy} ${RAW} | md5sum`)
+    cpu.push({ coordinator: cpuOf(cp) - before.coordinator, worker: cpuOf(wp) - before.worker, proxy: proxyCpu() })
     const proxyOut = proxyRss()
     // Filter instances print their address (`@ 0x…`) and the last line the speed, which differ from run to run.
     const norm = "sed -E 's/@ 0x[0-9a-f]+/@ PTR/; /^frame=/d' | md5sum"
@@ -92,12 +107,12 @@ try {
   const dbFile = Bun.file(join(c.dir, "coordinator.db")).size
   const walFile = Bun.file(join(c.dir, "coordinator.db-wal")).size
 
-  const cpu = cpus()[0]?.model ?? "unknown CPU"
+  const cpuModel = cpus()[0]?.model ?? "unknown CPU"
   const ff = Bun.spawnSync(["ffmpeg", "-version"]).stdout.toString().split("\n")[0]
   const lm = median(rows.map((r) => r.local))
   const rm = median(rows.map((r) => r.remote))
   const lines = [
-    `### ${new Date().toISOString().slice(0, 10)} — ${cpus().length} × ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Bun ${Bun.version}, ${ff}`,
+    `### ${new Date().toISOString().slice(0, 10)} — ${cpus().length} × ${cpuModel}, ${Math.round(totalmem() / 2 ** 30)} GiB, Bun ${Bun.version}, ${ff}`,
     "",
     `stdout: \`ffmpeg ${RAW} | md5sum\` (${f1(RAW_BYTES / 1e6)} MB); stderr: \`ffmpeg ${LINES}\` (showinfo, a line per frame); ${runs} interleaved runs, whole pipeline wall time:`,
     "",
@@ -108,6 +123,8 @@ try {
         `| ${i + 1} | ${f1(r.local)} | ${f1(r.remote)} | ${((r.remote / r.local) * 100).toFixed(0)} % | ${r.same ? "yes" : "**NO**"} | ${r.lLines.toFixed(0)} | ${r.rLines.toFixed(0)} | ${r.linesSame ? "yes" : "**NO**"} |`,
     ),
     `| median | ${f1(lm)} | **${f1(rm)}** | ${((rm / lm) * 100).toFixed(0)} % | | | | |`,
+    "",
+    `CPU seconds for the ${f1(RAW_BYTES / 1e6)} MB through the proxy (user + system; robust to other load, unlike wall time), median of the runs: coordinator ${median(cpu.map((x) => x.coordinator)).toFixed(2)}, worker ${median(cpu.map((x) => x.worker)).toFixed(2)} (without its ffmpeg), proxy ${median(cpu.map((x) => x.proxy)).toFixed(2)}.`,
     "",
     "Peak RSS (MiB) after each round: proxy (stdout run, stderr run), coordinator (peak, current), worker (peak):",
     "",
