@@ -114,7 +114,10 @@ describe("runAttached against a fake coordinator", () => {
     const submit = api.calls[0]!
     expect(submit.opts.query).toMatchObject({ attach: 1 })
     expect(submit.opts.json).toMatchObject({ binary: "ffprobe", args: ["-version"], stdin: false, attached: true })
-    expect(api.calls.length).toBe(1)
+    // After the outcome, one acknowledgement of everything taken (the coordinator may delete it).
+    expect(api.calls.slice(1).map((c) => `${c.method} ${c.path} ${c.opts.query?.pos}`)).toEqual([
+      `POST /api/v1/jobs/${JOB}/ack 3`,
+    ])
   })
 
   test("a dropped stream is resumed after the last byte written: nothing lost, nothing repeated", async () => {
@@ -130,9 +133,10 @@ describe("runAttached against a fake coordinator", () => {
     })
     const { io, written } = fakeIo()
     expect(await runAttached({ binary: "ffmpeg", args: [], client: client(api), io })).toBe(0)
-    expect(api.calls.map((c) => `${c.method} ${c.path} ${c.opts.query?.after ?? ""}`)).toEqual([
+    expect(api.calls.map((c) => `${c.method} ${c.path} ${c.opts.query?.after ?? c.opts.query?.pos ?? ""}`)).toEqual([
       "POST /api/v1/jobs ",
       `GET /api/v1/jobs/${JOB}/stream 2`,
+      `POST /api/v1/jobs/${JOB}/ack 3`,
     ])
     expect(text(written.stdout)).toBe("abc")
   })

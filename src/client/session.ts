@@ -14,7 +14,7 @@ import { jobFiles } from "./contents.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink, type Writable } from "./output.ts"
 import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
-import { jobFrames } from "./stream.ts"
+import { ACK_CADENCE, jobFrames } from "./stream.ts"
 
 /** What a session touches besides the API: this process's streams, stdin and signals (tests give fakes). */
 export interface SessionIo {
@@ -146,6 +146,7 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
     statusLine: statusLineFor(o.status),
     io,
     paths: { roots, binary: job.binary, args: job.args },
+    ack: true,
   })
 }
 
@@ -206,6 +207,8 @@ export interface FollowOptions {
    * `$Var` tokens in stderr (and ffprobe's stdout) are written as these roots. Without it bytes pass as sent.
    */
   paths?: { roots: Record<string, string>; binary: string; args: string[] }
+  /** Acknowledge consumed output: this is the job's attached caller (its submitter), not a later viewer. */
+  ack?: boolean
 }
 
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -277,7 +280,12 @@ export async function follow(
     o.paths && escape && createRootDecoder(o.paths.roots, escape)
   const decoders = { out: decoder(streams?.stdout), err: decoder(streams?.stderr) }
   const relay = async (): Promise<number> => {
-    const frames = jobFrames(api, { job, first, query: { progress: o.statusLine ? 1 : undefined } })
+    const frames = jobFrames(api, {
+      job,
+      first,
+      query: { progress: o.statusLine ? 1 : undefined },
+      ack: o.ack ? ACK_CADENCE : undefined,
+    })
     for await (const f of frames) {
       switch (f.kind) {
         case Kind.stdout:

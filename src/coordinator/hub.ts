@@ -89,6 +89,8 @@ export class Hub implements Notifier {
 export const topic = {
   output: (job: string) => `job:${job}:output`,
   input: (job: string) => `job:${job}:input`,
+  /** The caller acknowledged output of the job (room in its window). */
+  acked: (job: string) => `job:${job}:acked`,
   worker: (id: string) => `worker:${id}`,
   /** Any job or worker changed (dashboards re-read). */
   changes: "changes",

@@ -167,7 +167,7 @@ describe("wakeups derived from the changes", () => {
     await fn()
     return [...r.log]
   }
-  const J = (id: string) => [topic.output(id), topic.input(id)]
+  const J = (id: string) => [topic.output(id), topic.input(id), topic.acked(id)]
 
   test("submit: the job's streams, dashboards, the metric and a scheduling pass", async () => {
     expect(await since(() => store.createJob(newJob("a"), T0))).toEqual([
@@ -277,5 +277,16 @@ describe("wakeups derived from the changes", () => {
     ])
     expect(await since(() => store.addUser("bob", "client", "k", T0))).toEqual([topic.changes])
     expect(await since(() => store.removeUser("bob"))).toEqual([topic.changes])
+  })
+
+  test("the caller's acknowledgement wakes only an upload waiting for room in the job's window", async () => {
+    await store.upsertWorker("w1", reg, "t", T0)
+    await store.verifyWorker("w1", "t", T0)
+    await store.createJob(newJob("k", { attached: true }), T0)
+    await store.assign("k", "w1", T0)
+    await store.start("k", "w1", 1, T0)
+    await store.appendOutput("k", "w1", 1, [outputChunk(1, "x")], undefined, T0)
+    const [row] = await store.readOutput("k", 0, 1)
+    expect(await since(() => store.ackOutput("k", row!.pos, 1024))).toEqual([topic.acked("k")])
   })
 })

@@ -17,6 +17,8 @@ export interface WakeupTargets {
  * - a job's output and input streams hear of every transition of the job, and of its stored output
  *   or input; the worker of the attempt (its poll) hears of every transition that concerns it
  *   (assigned, given back, canceled...);
+ * - an upload waiting for room in a job's output window hears of the caller's acknowledgements and of
+ *   every transition of the job (a cancel lets it through);
  * - a worker's poll hears of every change to the worker, except its own polls;
  * - the scheduler runs a pass when one could assign something: a job became queued, a slot was freed
  *   by a job's end that its worker reported (its exit, or its giving the job up) or an administrator or
@@ -33,6 +35,8 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
       case "job": {
         n.notify(topic.output(c.job.id))
         n.notify(topic.input(c.job.id))
+        // An upload waiting for room re-tries: a job being stopped no longer waits for its window.
+        n.notify(topic.acked(c.job.id))
         if (c.worker) n.notify(topic.worker(c.worker))
         n.notify(topic.changes)
         if (c.from === null) metrics?.submitted(c.job)
@@ -59,6 +63,9 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
         return
       case "input":
         n.notify(topic.input(c.job))
+        return
+      case "acked":
+        n.notify(topic.acked(c.job))
         return
       case "user":
       case "pruned":

@@ -1,13 +1,13 @@
 import * as v from "valibot"
 import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
-import { InvalidError } from "../shared/errors.ts"
+import { InvalidError, UnavailableError } from "../shared/errors.ts"
 import { newToken } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"
 import { EMPTY, Kind, frameJson, type Frame } from "../shared/protocol/frames.ts"
 import { ExitReport, ProgressReport, isTerminal, issueLines, type Job } from "../shared/protocol/schemas.ts"
 import { type Assignment } from "../shared/protocol/worker.ts"
 import { VERSION } from "../shared/version.ts"
-import type { JobListing, OutputChunk, Store } from "../store/types.ts"
+import type { JobListing, OutputBounds, OutputChunk, Store } from "../store/types.ts"
 import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"
 import { topic, type Notifier } from "./hub.ts"
 import { callerGone } from "./jobs.ts"
@@ -57,6 +57,8 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
   const { store, hub, log, now, config } = deps
   // Downlinks say they are alive this often (as a job's output streams do).
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
+
+  const bounds = outputBounds(config)
 
   const timing = () => ({
     pollWaitSeconds: config.poll_wait_seconds,
@@ -187,8 +189,28 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           exit = parsed.output
         } else throw new InvalidError(`unexpected frame kind ${f.kind} in an output upload`)
       }
-      const res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress)
+      // A full window waits for the caller's acknowledgement (listening before the first try, so one
+      // committed meanwhile is not slept through), at most window_wait_seconds; then the worker retries.
+      const room = hub.subscribe(topic.acked(id))
+      let res: Awaited<ReturnType<Store["appendOutput"]>>
+      try {
+        // Elapsed real time, not the store's clock: this bounds a wait, it is never stored or compared.
+        const until = performance.now() + config.relay.window_wait_seconds * 1000
+        for (;;) {
+          res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress, bounds)
+          if (res.ok || res.reason !== "window-full" || performance.now() >= until) break
+          await room.wait(until - performance.now())
+        }
+      } finally {
+        room.close()
+      }
       if (!res.ok) {
+        if (res.reason === "window-full") {
+          log.debug("output window full; the worker retries", { job: id, worker, window_mb: config.relay.window_mb })
+          throw new UnavailableError(
+            `the output window of job ${id} is full (relay.window_mb = ${config.relay.window_mb}): its caller has not acknowledged it yet; retry`,
+          )
+        }
         if (res.reason === "not-found") throw new JobGoneError(`no job ${id}`)
         if (res.reason === "gap")
           throw new StaleJobError(`output gap: expected sequence ${res.expected}`, { expected: res.expected })
@@ -246,3 +268,13 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
 }
 
 const enc = new TextEncoder()
+
+/** The store's output bounds from the coordinator's `relay:` settings. */
+export function outputBounds(config: CoordinatorConfig): OutputBounds {
+  const MiB = 1024 * 1024
+  return {
+    windowBytes: config.relay.window_mb * MiB,
+    stderrTailBytes: config.relay.stderr_tail_kb * 1024,
+    detachedBytes: config.relay.detached_output_mb * MiB,
+  }
+}

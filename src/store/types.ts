@@ -101,10 +101,27 @@ export type { HeldJob }
 /** Outcome of losing a job's worker: re-queued (detached, retries left) or failed. */
 export type LostResult = { job: Job; requeued: boolean } | undefined
 
+/**
+ * How much of a job's output the store keeps (coordinator config `relay:`). Without them everything is
+ * kept until the job is pruned.
+ */
+export interface OutputBounds {
+  /**
+   * Bytes of an attached job's unacknowledged output (both streams): an upload that would pass it is
+   * refused as `window-full` and changes nothing, unless nothing is unacknowledged (so one upload,
+   * however large, always fits).
+   */
+  windowBytes: number
+  /** Bytes of stderr kept as a job's tail once acknowledged (attached) or once truncated (detached). */
+  stderrTailBytes: number
+  /** Bytes of output a detached job keeps; later stdout is dropped behind a marker row. */
+  detachedBytes: number
+}
+
 export type UploadResult =
   /** `ended`: this call ended the job (false for a repeated final upload). */
   | { ok: true; job: Job; finished: boolean; ended?: boolean }
-  | { ok: false; reason: "not-found" | "stale" | "gap"; job?: Job; expected?: number }
+  | { ok: false; reason: "not-found" | "stale" | "gap" | "window-full"; job?: Job; expected?: number }
 
 /** A job transition that committed (never one that was refused or rolled back). */
 export interface JobChange {
@@ -142,6 +159,8 @@ export type StoreChange =
   | WorkerChange
   | { type: "output"; job: string }
   | { type: "input"; job: string }
+  /** The caller acknowledged output: room in the job's window. */
+  | { type: "acked"; job: string }
   | { type: "user"; name: string }
   | { type: "pruned"; jobs: number; workers: number }
 
@@ -234,7 +253,10 @@ export interface Store {
   /**
    * Appends output of one attempt (idempotent for repeated sequence numbers, refusing gaps) and, when
    * `exit` is given, ends the job in the same transaction, so a reader never sees the end before the
-   * last byte. `progress`, when given, is stored with the job in the same transaction.
+   * last byte. `progress`, when given, is stored with the job in the same transaction. With `bounds`,
+   * an attached job's upload that would overfill its window is refused (`window-full`, nothing
+   * stored), and a detached job's output past its cap is dropped: stdout counted in the marker row
+   * (stderr, sequence 0 of the attempt) written where truncation began, stderr after it kept as its tail.
    */
   appendOutput(
     id: string,
@@ -244,7 +266,15 @@ export interface Store {
     exit: ExitReport | undefined,
     now: number,
     progress?: ProgressReport,
+    bounds?: OutputBounds,
   ): Promise<UploadResult>
+  /**
+   * The attached caller took the job's output up to `pos` (clamped to what is stored): its stdout up to
+   * there is deleted, its stderr up to there kept only as the last `stderrTailBytes`. A detached job's
+   * output is kept for later readers: nothing changes. Undefined for an unknown job; otherwise the
+   * position acknowledged so far.
+   */
+  ackOutput(id: string, pos: number, stderrTailBytes: number): Promise<number | undefined>
   readOutput(id: string, after: number, limit: number): Promise<StreamRow[]>
   /** The last `limit` chunks of one of a job's streams, oldest first (log tails). */
   lastOutput(id: string, stream: "stdout" | "stderr", limit: number): Promise<StreamRow[]>

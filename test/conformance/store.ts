@@ -680,6 +680,116 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       })
     })
 
+    describe("bounded output: window, acknowledgements, stderr tail, detached cap", () => {
+      const B = { windowBytes: 10, stderrTailBytes: 4, detachedBytes: 10 }
+      const started = async (id: string, attached: boolean) => {
+        await store.createJob(newJob(id, { attached }), T0)
+        const a = await store.assign(id, "w1", T0 + 1)
+        await store.start(id, "w1", a!.epoch, T0 + 2)
+      }
+      const put = (id: string, chunks: OutputChunk[], exit?: ExitReport) =>
+        store.appendOutput(id, "w1", 1, chunks, exit, T0 + 10, undefined, B)
+      const stored = async (id: string) =>
+        (await store.readOutput(id, 0, 1000)).map((r) => `${r.stream[3]}:${new TextDecoder().decode(r.data)}`)
+
+      test("an attached job's upload that would overfill its window is refused and stores nothing; an ack makes room", async () => {
+        await started("j1", true)
+        expect(await put("j1", [out(1, "aaaaaa")])).toMatchObject({ ok: true })
+        expect(await put("j1", [out(2, "bbbbb")])).toMatchObject({ ok: false, reason: "window-full" })
+        expect(await stored("j1")).toEqual(["o:aaaaaa"])
+        const [row] = await store.readOutput("j1", 0, 10)
+        expect(await store.ackOutput("j1", row.pos, B.stderrTailBytes)).toBe(row.pos)
+        // The same batch again: its sequence number was never taken, so nothing is lost or doubled.
+        expect(await put("j1", [out(2, "bbbbb")], ok0)).toMatchObject({ ok: true, finished: true })
+        expect(await stored("j1")).toEqual(["o:bbbbb"])
+        expect((await store.getJob("j1"))?.status).toBe("completed")
+      })
+
+      test("a job being stopped is never held behind its full window: its stdout is dropped, its end stored", async () => {
+        await started("j1", true)
+        await put("j1", [out(1, "aaaaaa")])
+        expect(await put("j1", [out(2, "bbbbb")])).toMatchObject({ ok: false, reason: "window-full" })
+        await store.requestCancel("j1", "the caller went away", T0 + 20)
+        const killed = { code: null, signal: "SIGKILL" }
+        expect(await put("j1", [out(2, "bbbbb"), out(3, "bye", "stderr")], killed)).toMatchObject({ ok: true })
+        expect(await stored("j1")).toEqual(["o:aaaaaa", "e:bye"])
+        expect((await store.getJob("j1"))?.status).toBe("canceled")
+      })
+
+      test("an empty window takes an upload larger than the window (the body cap bounds it)", async () => {
+        await started("j1", true)
+        expect(await put("j1", [out(1, "x".repeat(25))])).toMatchObject({ ok: true })
+        expect(await put("j1", [out(2, "y")])).toMatchObject({ ok: false, reason: "window-full" })
+      })
+
+      test("an ack deletes stdout up to it and keeps the newest stderr as a tail; unacknowledged rows stay", async () => {
+        await started("j1", true)
+        await put("j1", [out(1, "o1"), out(2, "e1", "stderr"), out(3, "e2", "stderr")])
+        await put("j1", [out(4, "e3", "stderr"), out(5, "o2")])
+        const rows = await store.readOutput("j1", 0, 10)
+        const seen: string[] = []
+        const stop = store.changes((c) => seen.push(c.type))
+        expect(await store.ackOutput("j1", rows[3].pos, B.stderrTailBytes)).toBe(rows[3].pos)
+        stop()
+        expect(seen).toEqual(["acked"])
+        // e1 is older than the 4-byte tail (e2, e3); o2 is not acknowledged yet.
+        expect(await stored("j1")).toEqual(["e:e2", "e:e3", "o:o2"])
+        // Resuming after the last acknowledged position is gapless.
+        expect((await store.readOutput("j1", rows[3].pos, 10)).map((r) => r.pos)).toEqual([rows[4].pos])
+      })
+
+      test("an ack never reaches past what is stored, never goes back, and is refused for nothing unknown", async () => {
+        await started("j1", true)
+        await put("j1", [out(1, "a")])
+        const [row] = await store.readOutput("j1", 0, 10)
+        expect(await store.ackOutput("j1", row.pos + 1_000_000, 4)).toBe(row.pos)
+        await put("j1", [out(2, "b")])
+        // Written after the ack: a later position, not acknowledged.
+        expect(await stored("j1")).toEqual(["o:b"])
+        expect(await store.ackOutput("j1", 0, 4)).toBe(row.pos)
+        expect(await store.ackOutput("nope", 5, 4)).toBeUndefined()
+      })
+
+      test("a detached job is never refused: past its cap stdout is dropped behind a marker, stderr kept as its tail", async () => {
+        await started("j1", false)
+        expect(await put("j1", [out(1, "12345678"), out(2, "e", "stderr")])).toMatchObject({ ok: true })
+        expect(await put("j1", [out(3, "abc"), out(4, "e2", "stderr"), out(5, "defg")])).toMatchObject({ ok: true })
+        expect(await put("j1", [out(6, "x", "stderr"), out(7, "y", "stderr"), out(8, "z", "stderr")])).toMatchObject({
+          ok: true,
+        })
+        const marker = (n?: number) =>
+          n === undefined
+            ? "dffmpeg: output truncated: the job's stored output reached relay.detached_output_mb (10 bytes); later stdout is dropped\n"
+            : `dffmpeg: output truncated: ${n} bytes of stdout dropped past relay.detached_output_mb (10 bytes)\n`
+        // Stderr after the marker keeps its newest rows within the 4-byte tail (the marker itself stays).
+        // Stdout is kept to the cap's exact byte ("a" of "abc").
+        expect(await stored("j1")).toEqual(["o:12345678", "e:e", "o:a", `e:${marker()}`, "e:x", "e:y", "e:z"])
+        expect(await ackIgnored("j1")).toBe(true)
+        expect(await put("j1", [], ok0)).toMatchObject({ ok: true, finished: true })
+        expect(await stored("j1")).toEqual(["o:12345678", "e:e", "o:a", `e:${marker(6)}`, "e:x", "e:y", "e:z"])
+        expect((await store.getJob("j1"))?.status).toBe("completed")
+      })
+      /** A detached job's acknowledgement changes nothing: later readers get what it kept. */
+      const ackIgnored = async (id: string) => {
+        const before = await stored(id)
+        await store.ackOutput(id, Number.MAX_SAFE_INTEGER, 0)
+        return JSON.stringify(await stored(id)) === JSON.stringify(before)
+      }
+
+      test("a re-queued attempt of a truncated detached job starts whole again", async () => {
+        await store.createJob(newJob("j1", { retries: 1 }), T0)
+        await store.assign("j1", "w1", T0 + 1)
+        await store.start("j1", "w1", 1, T0 + 2)
+        await put("j1", [out(1, "x".repeat(11))])
+        expect((await stored("j1")).map((r) => r.slice(0, 22))).toEqual(["o:xxxxxxxxxx", "e:dffmpeg: output trun"])
+        expect((await store.loseJob("j1", 1, "gone", T0 + 20))?.requeued).toBe(true)
+        await store.assign("j1", "w2", T0 + 21)
+        await store.start("j1", "w2", 2, T0 + 22)
+        await store.appendOutput("j1", "w2", 2, [out(1, "0123456789")], ok0, T0 + 30, undefined, B)
+        expect(await stored("j1")).toEqual(["o:0123456789"])
+      })
+    })
+
     describe("input", () => {
       const end = (seq: number) => ({ seq, kind: Kind.stdinEnd, data: new Uint8Array(0) })
 

@@ -53,7 +53,8 @@ async function slowRead(stream: ReadableStream<Uint8Array>): Promise<{ bytes: nu
 }
 
 beforeAll(async () => {
-  c = await Cluster.start({ workers: 1 })
+  // A detached job keeps relay.detached_output_mb of output (64 MiB by default): room for all of this one.
+  c = await Cluster.start({ workers: 1, coordinatorConfig: { relay: { detached_output_mb: 256 } } })
   await c.enableAdmin()
   const local = Bun.spawn(["ffmpeg", ...RAW], { stdin: "ignore", stdout: "pipe", stderr: "ignore" })
   const sub = await c.client("submit", ["--detach", "--", ...RAW])

@@ -238,7 +238,7 @@ describe("admin jobs", () => {
     id = parse<{ id: string }[]>(await c.remote(["jobs", "ls", "--json", "--limit", "1"]))[0].id
   }, 20_000)
 
-  test("logs writes exactly the stderr bytes the proxy relayed, in both modes; --stdout gives each stream on its own", async () => {
+  test("logs writes exactly the stderr bytes the proxy relayed, in both modes; --stdout gives each stream on its own, stdout once acknowledged gone", async () => {
     expect(proxied.stderr.length).toBeGreaterThan(200)
     expect(new TextDecoder().decode(proxied.stderr)).toContain("\r")
     for (const r of [await c.remote(["jobs", "logs", id]), await local(["jobs", "logs", id])]) {
@@ -258,8 +258,24 @@ describe("admin jobs", () => {
     expect(raw.stdout.length).toBe(32 * 32 * 3 * 5)
     const rawId = parse<{ id: string }[]>(await c.remote(["jobs", "ls", "--json", "--limit", "1"]))[0].id
     const both = await c.remote(["jobs", "logs", rawId, "--stdout"])
-    expect(Buffer.from(both.stdout).equals(Buffer.from(raw.stdout))).toBe(true)
+    // The proxy acknowledged the stdout it took: the coordinator deleted it, and keeps stderr as its tail.
+    expect(both.stdout.length).toBe(0)
     expect(Buffer.from(both.stderr).equals(Buffer.from(raw.stderr))).toBe(true)
+    const detached = await c.client("submit", [
+      "--detach",
+      "--",
+      "-hide_banner",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=size=32x32:rate=5:duration=1",
+      "-f",
+      "rawvideo",
+      "-",
+    ])
+    await c.waitFor(async () => (await c.job(detached.out.trim())).status === "completed", { what: "the detached job" })
+    const kept = await c.remote(["jobs", "logs", detached.out.trim(), "--stdout"])
+    expect(Buffer.from(kept.stdout).equals(Buffer.from(raw.stdout))).toBe(true)
   })
 
   test("show gives args as submitted, requester, worker, exit, times, timeline and the last stderr lines; --json the same data", async () => {

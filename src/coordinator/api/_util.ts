@@ -2,7 +2,7 @@ import * as v from "valibot"
 import type { Context } from "hono"
 import { stream } from "hono/streaming"
 import { InvalidError, NotFoundError } from "../../shared/errors.ts"
-import { FRAMES_MEDIA_TYPE } from "../../shared/protocol/frames.ts"
+import { FRAMES_MEDIA_TYPE, encodeFrame, type Frame } from "../../shared/protocol/frames.ts"
 import { issueLines } from "../../shared/protocol/schemas.ts"
 import { isName, isUlid } from "../../shared/ids.ts"
 import { parseInstant } from "../../shared/time.ts"
@@ -92,10 +92,11 @@ export function secondsQuery(c: Context<AuthEnv>, name: string, fallback: number
  * A long-lived binary frame stream. The idle timeout of Bun.serve is lifted for this request only, and
  * proxies are told not to buffer it. Each write (whole frames) is sealed with a MAC frame chained from the
  * request's nonce, and a stream that ends on purpose ends with a sealed `end` frame (docs/protocol.md).
+ * A write is encoded frames, or one frame to encode (sealed as it is encoded: its payload copied once).
  */
 export function frameStream(
   c: Context<AuthEnv>,
-  body: (write: (b: Uint8Array) => Promise<void>, signal: AbortSignal) => Promise<void>,
+  body: (write: (b: Uint8Array | Frame) => Promise<void>, signal: AbortSignal) => Promise<void>,
 ) {
   c.env?.server?.timeout(c.req.raw, 0)
   c.header("Content-Type", FRAMES_MEDIA_TYPE)
@@ -106,7 +107,9 @@ export function frameStream(
     const ac = new AbortController()
     s.onAbort(() => ac.abort())
     await body(async (b) => {
-      if (!s.aborted) await s.write(sealer ? sealer.seal(b) : b)
+      if (s.aborted) return
+      if (b instanceof Uint8Array) await s.write(sealer ? sealer.seal(b) : b)
+      else await s.write(sealer ? sealer.sealFrame(b.kind, b.seq, b.data) : encodeFrame(b.kind, b.seq, b.data))
     }, ac.signal)
     if (sealer && !s.aborted) await s.write(sealer.end())
   })

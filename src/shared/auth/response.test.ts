@@ -168,3 +168,20 @@ describe("frame MAC chain", () => {
     ).toThrow(TrustError)
   })
 })
+
+describe("sealFrame", () => {
+  test("is exactly seal(encodeFrame(…)): the same bytes and the same chain", () => {
+    const a = new StreamSealer(key, head)
+    const b = new StreamSealer(key, head)
+    const data = new Uint8Array(70_000).map((_, i) => i * 7)
+    for (const [kind, seq] of [
+      [Kind.stdout, 3],
+      [Kind.stderr, 2 ** 40],
+      [Kind.stdout, 9],
+    ] as const)
+      expect(Buffer.from(a.sealFrame(kind, seq, data)).equals(Buffer.from(b.seal(encodeFrame(kind, seq, data))))).toBe(
+        true,
+      )
+    expect(Buffer.from(a.end()).equals(Buffer.from(b.end()))).toBe(true)
+  })
+})

@@ -97,6 +97,20 @@ export class StreamSealer {
     return out
   }
 
+  /** One frame followed by its `mac` frame, encoded straight into one buffer (the payload is copied once). */
+  sealFrame(kind: number, seq: number, data: Uint8Array): Uint8Array {
+    const n = FRAME_HEADER + data.length
+    const out = new Uint8Array(n + FRAME_HEADER + MAC_BYTES)
+    const view = new DataView(out.buffer)
+    view.setUint8(0, kind)
+    view.setBigUint64(1, BigInt(seq))
+    view.setUint32(9, data.length)
+    out.set(data, FRAME_HEADER)
+    this.prev = hmac(this.key, this.prev, out.subarray(0, n))
+    out.set(encodeFrame(Kind.mac, 0, this.prev), n)
+    return out
+  }
+
   /** The sealed `end` frame: the stream ended on purpose, nothing was cut off. */
   end(): Uint8Array {
     return this.seal(encodeFrame(Kind.end, 0))

@@ -104,11 +104,35 @@ describe("loadConfig", () => {
         max_streams_per_job: 8,
         max_streams_per_identity: 256,
       },
+      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
       log_level: "info",
     })
     expect(loaded.warnings).toEqual([])
     expect(loaded.file).toBe(path)
     expect(loaded.base).toBe(dir)
+  })
+
+  test("refuses relay limits out of range, naming each key; a partial relay section keeps the other defaults", async () => {
+    const err = await configError(() =>
+      loadConfig(
+        "coordinator",
+        CoordinatorConfig,
+        file(
+          "coordinator.yaml",
+          "relay: {window_mb: 0, window_wait_seconds: 60, stderr_tail_kb: 1.5, detached_output_mb: -1}\n",
+        ),
+      ),
+    )
+    const issues = err.issues.join("\n")
+    for (const key of ["window_mb", "window_wait_seconds", "stderr_tail_kb", "detached_output_mb"])
+      expect(issues).toContain(`relay.${key}`)
+    const ok = await loadConfig("coordinator", CoordinatorConfig, file("coordinator.yaml", "relay: {window_mb: 8}\n"))
+    expect(ok.config.relay).toEqual({
+      window_mb: 8,
+      window_wait_seconds: 5,
+      stderr_tail_kb: 1024,
+      detached_output_mb: 64,
+    })
   })
 
   test("gives the worker lifecycle defaults", async () => {

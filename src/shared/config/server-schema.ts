@@ -67,6 +67,30 @@ export const Limits = v.optional(
   {},
 )
 
+/**
+ * How much of a job's output the coordinator keeps (issue 11 item 6): output flows worker → caller
+ * through the database, which holds only what resuming needs, never a whole binary pipe.
+ */
+export const Relay = v.optional(
+  v.object({
+    /**
+     * MiB of an attached job's output its caller has not acknowledged yet; an upload that would pass it
+     * waits for an acknowledgement, which back-pressures the worker and, through its backlog, ffmpeg.
+     */
+    window_mb: v.optional(Count(1, 4096), 64),
+    /** Longest an upload into a full window waits for an acknowledgement before it is answered "retry". */
+    window_wait_seconds: v.optional(Seconds(0.05, 20), 5),
+    /** KiB of a job's stderr kept after it was acknowledged (logs, the dashboard, `lastOutputBytes`). */
+    stderr_tail_kb: v.optional(Count(1, 256 * 1024), 1024),
+    /**
+     * MiB of output a detached job (no caller to acknowledge it) keeps; past it stdout is dropped and
+     * stderr kept as its last stderr_tail_kb, behind a `dffmpeg: output truncated` marker.
+     */
+    detached_output_mb: v.optional(Count(1, 1024 * 1024), 64),
+  }),
+  {},
+)
+
 /** The store engines: those accepted now, and those planned (named in the error until their adapters land). */
 export const DatabaseEngines = { available: ["sqlite"], planned: ["postgres", "mysql", "mariadb"] } as const
 
@@ -157,6 +181,7 @@ export const CoordinatorConfig = v.object({
    */
   secret_key_file: v.optional(v.pipe(v.string(), v.minLength(1))),
   limits: Limits,
+  relay: Relay,
   log_level: LogLevel,
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>

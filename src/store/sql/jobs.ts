@@ -82,6 +82,9 @@ export function jobMethods(
           client_seen_at: j.attached ? now : null,
           cancel_requested_at: null,
           progress: null,
+          acked_pos: 0,
+          out_dropped: 0,
+          trunc_pos: null,
         }
         return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
       })

@@ -176,6 +176,14 @@ const steps: Step[] = [
       .addColumn("files", "integer", (c) => c.notNull().defaultTo(0))
       .execute()
   },
+  // Bounded output (issue 11 item 6): what the caller acknowledged, and a detached job's truncation.
+  async (db, d) => {
+    const add = (col: string, build: (c: any) => any) =>
+      db.schema.alterTable("jobs").addColumn(col, d.big(), build).execute()
+    await add("acked_pos", (c) => c.notNull().defaultTo(0))
+    await add("out_dropped", (c) => c.notNull().defaultTo(0))
+    await add("trunc_pos", (c) => c)
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

@@ -57,6 +57,12 @@ export interface Database {
      * is not all of it, the whole JSON is in `job_args`, out of the row every state read touches.
      */
     args_chars: number
+    /** Highest output position the attached caller acknowledged: stdout up to it is deleted. */
+    acked_pos: number
+    /** Output bytes a detached job dropped past relay.detached_output_mb. */
+    out_dropped: number
+    /** Position of the truncation marker of a detached job's output, null while it is whole. */
+    trunc_pos: number | null
   }
   job_args: { job_id: string; args: string }
   /** A job's concat lists and filter scripts (JobFiles as JSON), for jobs whose `files` is not 0. */

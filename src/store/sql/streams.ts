@@ -1,8 +1,8 @@
-import { sql, type Selectable } from "kysely"
+import { sql, type Kysely, type Selectable } from "kysely"
 import type { ExitReport, ProgressReport } from "../../shared/protocol/schemas.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { step, type JobEvent as MachineEvent } from "../machine.ts"
-import type { InputChunk, InputRow, OutputChunk, Store, StreamRow, UploadResult } from "../types.ts"
+import type { InputChunk, InputRow, OutputBounds, OutputChunk, Store, StreamRow, UploadResult } from "../types.ts"
 import type { Database } from "./schema.ts"
 import { STREAM, bytes, toJob, type Sql } from "./shared.ts"
 import type { Effects, Writer } from "./writer.ts"
@@ -16,7 +16,14 @@ export function streamMethods(
   w: Writer,
 ): Pick<
   Store,
-  "appendOutput" | "readOutput" | "lastOutput" | "lastOutputBytes" | "appendInput" | "readInput" | "inputBytes"
+  | "appendOutput"
+  | "ackOutput"
+  | "readOutput"
+  | "lastOutput"
+  | "lastOutputBytes"
+  | "appendInput"
+  | "readInput"
+  | "inputBytes"
 > {
   const { db, dialect } = c
   const { txEmit, apply, lost, told } = w
@@ -45,6 +52,7 @@ export function streamMethods(
       exit: ExitReport | undefined,
       now,
       report?: ProgressReport,
+      bounds?: OutputBounds,
     ): Promise<UploadResult> {
       const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
       return txEmit(async (tx, out): Promise<UploadResult> => {
@@ -68,22 +76,45 @@ export function streamMethods(
           fresh.push(c)
           last = c.seq
         }
-        if (fresh.length) {
-          await tx
-            .insertInto("job_output")
-            .values(fresh.map((c) => ({ job_id: id, epoch, seq: c.seq, stream: STREAM[c.stream], data: c.data })))
-            .execute()
-        }
+        const insert = (rows: OutputChunk[]) => insertChunks(tx, id, epoch, rows)
+        let truncation: Record<string, number> = {}
+        if (!bounds || !fresh.length) await insert(fresh)
+        else if (job.attached) {
+          // The window counts what the caller has not acknowledged; an empty one takes any upload, so a
+          // batch larger than the window still moves (the body cap bounds it).
+          const held = await sumBytes(tx, id, { after: Number(row.acked_pos) })
+          if (held === 0 || held + size(fresh) <= bounds.windowBytes) await insert(fresh)
+          // Nobody reads what a job being stopped still writes (its caller is gone, or asked to stop): its
+          // stdout is dropped rather than waited for, so its end, and its worker's slot, never wait
+          // behind a window that no acknowledgement will open again.
+          else if (job.cancelRequestedAt !== null) await insert(fresh.filter((c) => c.stream === "stderr"))
+          else return { ok: false, reason: "window-full", job }
+        } else truncation = await appendCapped(tx, id, epoch, row, fresh, bounds)
         if (fresh.length || progress) out.push({ type: "output", job: id })
         if (!exit) {
           if (fresh.length || progress)
             await tx
               .updateTable("jobs")
-              .set({ out_seq: last, heartbeat_at: now, updated_at: now, ...(progress ? { progress } : {}) })
+              .set({
+                out_seq: last,
+                heartbeat_at: now,
+                updated_at: now,
+                ...truncation,
+                ...(progress ? { progress } : {}),
+              })
               .where("id", "=", id)
               .execute()
           return { ok: true, job, finished: false }
         }
+        // A truncated job's marker says, once it ended, how much was dropped.
+        const mark = truncation.trunc_pos ?? (row.trunc_pos === null ? null : Number(row.trunc_pos))
+        if (bounds && mark !== null)
+          await tx
+            .updateTable("job_output")
+            .set({ data: truncationMarker(bounds.detachedBytes, truncation.out_dropped ?? Number(row.out_dropped)) })
+            .where("job_id", "=", id)
+            .where("pos", "=", mark)
+            .execute()
         // The end goes through the machine like every transition, in this transaction: a reader never
         // sees the job ended before its last bytes.
         const ev: MachineEvent = exit.abandoned
@@ -98,10 +129,41 @@ export function streamMethods(
           fx = { set: { exit_code: exit.code, exit_signal: exit.signal, error: reason, finished_at: now }, reason }
         }
         // A re-queued attempt starts its output and progress again (its effects say so); an end keeps them.
-        if (s.to !== "queued") fx.set = { ...fx.set, out_seq: last, ...(progress ? { progress } : {}) }
+        if (s.to !== "queued") fx.set = { ...fx.set, out_seq: last, ...truncation, ...(progress ? { progress } : {}) }
         const next = await apply(tx, out, job, s, fx, now)
         if (!next) return { ok: false, reason: "stale", job }
         return { ok: true, job: next, finished: true, ended: true }
+      })
+    },
+    ackOutput(id, pos, tailBytes) {
+      return txEmit(async (tx, out) => {
+        const row = await tx
+          .selectFrom("jobs")
+          .select(["attached", "acked_pos"])
+          .where("id", "=", id)
+          .executeTakeFirst()
+        if (!row) return undefined
+        const acked = Number(row.acked_pos)
+        if (!row.attached) return acked
+        // Never past what is stored: rows written later get higher positions and are not acknowledged yet.
+        const top = await tx
+          .selectFrom("job_output")
+          .select(sql<number | null>`max(pos)`.as("top"))
+          .where("job_id", "=", id)
+          .where("pos", "<=", pos)
+          .executeTakeFirst()
+        const to = Math.min(pos, Number(top?.top ?? 0))
+        if (to <= acked) return acked
+        await tx.updateTable("jobs").set({ acked_pos: to }).where("id", "=", id).execute()
+        await tx
+          .deleteFrom("job_output")
+          .where("job_id", "=", id)
+          .where("stream", "=", STREAM.stdout)
+          .where("pos", "<=", to)
+          .execute()
+        await trimStderr(tx, id, 0, to, tailBytes)
+        out.push({ type: "acked", job: id })
+        return to
       })
     },
     async readOutput(id, after, limit): Promise<StreamRow[]> {
@@ -203,4 +265,108 @@ export function streamMethods(
       return { bytes: Number(r?.bytes ?? 0), lastSeq: Number(r?.last ?? 0) }
     },
   }
+}
+
+async function insertChunks(tx: Kysely<Database>, id: string, epoch: number, rows: OutputChunk[]) {
+  if (rows.length)
+    await tx
+      .insertInto("job_output")
+      .values(rows.map((c) => ({ job_id: id, epoch, seq: c.seq, stream: STREAM[c.stream], data: c.data })))
+      .execute()
+}
+
+const size = (chunks: OutputChunk[]) => chunks.reduce((n, c) => n + c.data.length, 0)
+
+/** Bytes of a job's stored output (after position `after`); length() of a blob reads only its record header. */
+async function sumBytes(tx: Kysely<Database>, id: string, o: { after?: number } = {}): Promise<number> {
+  let q = tx.selectFrom("job_output").select(sql<number | null>`sum(length(data))`.as("n")).where("job_id", "=", id)
+  if (o.after !== undefined) q = q.where("pos", ">", o.after)
+  return Number((await q.executeTakeFirst())?.n ?? 0)
+}
+
+/**
+ * Deletes the job's stderr rows in positions (from, to] that are not among its newest `tailBytes` of
+ * stderr (whole rows: the tail holds at most that much).
+ */
+async function trimStderr(tx: Kysely<Database>, id: string, from: number, to: number, tailBytes: number) {
+  // The newest row that does not fit in the tail, counting from the newest one back.
+  const cut = await sql<{ pos: number }>`
+    select pos from (
+      select pos, sum(length(data)) over (order by pos desc) as acc
+      from job_output where job_id = ${id} and stream = ${STREAM.stderr}
+    ) sized where acc > ${tailBytes} order by pos desc limit 1`.execute(tx)
+  const edge = cut.rows[0]
+  if (!edge) return
+  await tx
+    .deleteFrom("job_output")
+    .where("job_id", "=", id)
+    .where("stream", "=", STREAM.stderr)
+    .where("pos", ">", from)
+    .where("pos", "<=", Math.min(to, Number(edge.pos)))
+    .execute()
+}
+
+const enc = new TextEncoder()
+
+/** The marker row's text while the job runs, and once its end says how much was dropped. */
+export const truncationMarker = (capBytes: number, dropped?: number) =>
+  enc.encode(
+    dropped === undefined
+      ? `dffmpeg: output truncated: the job's stored output reached relay.detached_output_mb (${capBytes} bytes); later stdout is dropped\n`
+      : `dffmpeg: output truncated: ${dropped} bytes of stdout dropped past relay.detached_output_mb (${capBytes} bytes)\n`,
+  )
+
+/**
+ * A detached job's fresh chunks under its cap: whole while the stored output fits (stdout to the cap's
+ * exact byte), then a marker row (stderr, sequence 0) where truncation began, stdout dropped and
+ * counted, stderr kept as its tail. Returns the job columns to set (`trunc_pos`, `out_dropped`) once
+ * anything was dropped or marked.
+ */
+async function appendCapped(
+  tx: Kysely<Database>,
+  id: string,
+  epoch: number,
+  row: { trunc_pos: number | null; out_dropped: number },
+  fresh: OutputChunk[],
+  bounds: OutputBounds,
+): Promise<Record<string, number>> {
+  const insert = (rows: OutputChunk[]) => insertChunks(tx, id, epoch, rows)
+  let mark = row.trunc_pos === null ? null : Number(row.trunc_pos)
+  let dropped = Number(row.out_dropped)
+  let stored = mark === null ? await sumBytes(tx, id) : 0
+  let i = 0
+  if (mark === null) {
+    const kept: OutputChunk[] = []
+    while (i < fresh.length && stored + fresh[i].data.length <= bounds.detachedBytes) {
+      stored += fresh[i].data.length
+      kept.push(fresh[i++])
+    }
+    if (i === fresh.length) {
+      await insert(kept)
+      return {}
+    }
+    // Stdout is kept to the exact byte of the cap: a reader gets the output's true beginning.
+    const cross = fresh[i]
+    const room = bounds.detachedBytes - stored
+    if (cross.stream === "stdout" && room > 0) {
+      kept.push({ ...cross, data: cross.data.subarray(0, room) })
+      dropped += cross.data.length - room
+      i++
+    }
+    await insert(kept)
+    await insert([{ seq: 0, stream: "stderr", data: truncationMarker(bounds.detachedBytes) }])
+    const m = await tx
+      .selectFrom("job_output")
+      .select("pos")
+      .where("job_id", "=", id)
+      .where("epoch", "=", epoch)
+      .where("seq", "=", 0)
+      .executeTakeFirstOrThrow()
+    mark = Number(m.pos)
+  }
+  const rest = fresh.slice(i)
+  for (const c of rest) if (c.stream === "stdout") dropped += c.data.length
+  await insert(rest.filter((c) => c.stream === "stderr"))
+  await trimStderr(tx, id, mark, Number.MAX_SAFE_INTEGER, bounds.stderrTailBytes)
+  return { trunc_pos: mark, out_dropped: dropped }
 }

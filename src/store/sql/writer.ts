@@ -136,6 +136,8 @@ export function createWriter(c: Sql): Writer {
           assigned_at: null,
           out_seq: 0,
           progress: null,
+          out_dropped: 0,
+          trunc_pos: null,
         },
         reason: `${reason}; retry ${job.attempts + 1} of ${job.retries}`,
         // The caller replays output from the start: drop what the lost attempt wrote.

@@ -307,3 +307,46 @@ describe("GET /jobs stays bounded whatever the jobs' sizes", () => {
     expect((await h.request(admin, "GET", `${J}?limit=5&before=${made[5]}`)).headers.get("x-next-before")).toBeNull()
   })
 })
+
+describe("POST /jobs/:id/ack and the output window", () => {
+  const w1 = { name: "w1", role: "worker" as const }
+  const upload = (seq: number, bytes: number) => encodeFrame(Kind.stdout, seq, new Uint8Array(bytes))
+  beforeEach(async () => {
+    await h.close()
+    // A 1 MiB window, and a short wait for room before "retry".
+    h = await RouteHarness.open({ relay: { window_mb: 1, window_wait_seconds: 0.05 } })
+    await h.worker("w1")
+    await h.job(MID, { attached: true })
+    await h.run(MID, "w1", [{ stream: "stdout", data: new Uint8Array(900 * 1024) }])
+  })
+
+  test('an upload into a full window is 503 "retry" and stores nothing; the caller\'s ack makes room', async () => {
+    const full = await h.request(w1, "POST", `${J}/${MID}/output?epoch=1`, upload(2, 200 * 1024))
+    expect(full.status).toBe(503)
+    expect(((await full.json()) as { error: { message: string } }).error.message).toContain(
+      "output window of job " + MID + " is full (relay.window_mb = 1)",
+    )
+    const [row] = await h.store.readOutput(MID, 0, 10)
+    const ack = await h.request(alice, "POST", `${J}/${MID}/ack?pos=${row.pos}`)
+    expect(await ack.json()).toEqual({ ok: true, acked: row.pos })
+    expect(await h.store.readOutput(MID, 0, 10)).toEqual([])
+    const again = await h.request(w1, "POST", `${J}/${MID}/output?epoch=1`, upload(2, 200 * 1024))
+    expect(again.status).toBe(200)
+  })
+
+  test("an upload waiting for room goes on when the ack commits, without a retry", async () => {
+    h.config.relay.window_wait_seconds = 5
+    const [row] = await h.store.readOutput(MID, 0, 10)
+    const waiting = h.request(w1, "POST", `${J}/${MID}/output?epoch=1`, upload(2, 200 * 1024))
+    await h.request(alice, "POST", `${J}/${MID}/ack?pos=${row.pos}`)
+    expect((await waiting).status).toBe(200)
+  })
+
+  test("only the requester acknowledges; a bad position is 400", async () => {
+    expect((await h.request(bob, "POST", `${J}/${MID}/ack?pos=1`)).status).toBe(404)
+    expect((await h.request(admin, "POST", `${J}/${MID}/ack?pos=1`)).status).toBe(403)
+    expect((await h.request(alice, "POST", `${J}/${MID}/ack?pos=-1`)).status).toBe(400)
+    expect((await h.request(alice, "POST", `${J}/${MID}/ack`)).status).toBe(400)
+    expect((await h.store.readOutput(MID, 0, 10)).length).toBe(1)
+  })
+})

@@ -18,6 +18,7 @@ import {
   encodeFrame,
   encodeJsonFrame,
   FrameError,
+  type Frame,
 } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
 import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
@@ -27,7 +28,7 @@ import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery, workerName } from "../_util.ts"
-import { createWorkerProtocol } from "../../worker-protocol.ts"
+import { createWorkerProtocol, outputBounds } from "../../worker-protocol.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
@@ -44,6 +45,7 @@ export function jobRoutes(deps: Deps) {
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
   const protocol = createWorkerProtocol(deps)
+  const bounds = outputBounds(config)
   // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
@@ -128,7 +130,7 @@ export function jobRoutes(deps: Deps) {
     job: Job,
     after: number,
     first: Uint8Array | undefined,
-    write: (b: Uint8Array) => Promise<void>,
+    write: (b: Uint8Array | Frame) => Promise<void>,
     signal: AbortSignal,
     caller: boolean,
     watch: boolean,
@@ -145,7 +147,7 @@ export function jobRoutes(deps: Deps) {
       after,
       read: (from, limit) => store.readOutput(job.id, from, limit ?? PAGE),
       onRow: async (r) => {
-        await write(encodeFrame(r.stream === "stdout" ? Kind.stdout : Kind.stderr, r.pos, r.data))
+        await write({ kind: r.stream === "stdout" ? Kind.stdout : Kind.stderr, seq: r.pos, data: r.data })
         cursor = r.pos
       },
       live: {
@@ -288,6 +290,19 @@ export function jobRoutes(deps: Deps) {
   app.get("/:id/stream", async (c) => {
     const job = await loadState(c)
     return streamOutput(c, job, intQuery(c, "after", 0))
+  })
+
+  /**
+   * The attached caller took the job's output up to `pos`: what it no longer needs for resuming is
+   * deleted, and a worker waiting for room in the window goes on. Only the requester acknowledges: an
+   * admin following the log must not delete what the caller has yet to read.
+   */
+  app.post("/:id/ack", async (c) => {
+    const p = c.get("principal")
+    const job = await loadState(c)
+    if (job.requester !== p.name) throw new AuthError("only the requester may acknowledge a job's output", 403)
+    const acked = await store.ackOutput(job.id, intQuery(c, "pos"), bounds.stderrTailBytes)
+    return c.json({ ok: true, acked: acked ?? 0 })
   })
 
   /**
