@@ -292,7 +292,7 @@ describe("createJanitor", () => {
       await h.store.setWorkerStatus("off-all", "offline", T0 + 1) // offline: does not count
 
       await h.job("capable-busy", { paths: ["Movies"] }, null) // ff could run it once free
-      await h.job("no-binary", { binary: "ffprobe" }, null)
+      await h.job("no-binary", { binary: "ffprobe", pathTokens: true }, null)
       await h.job("no-path", { paths: ["Movies", "TV"] }, null)
       // ff writes no path tokens (an older worker): a caller that decodes them must not get it.
       await h.job("no-tokens", { paths: ["Movies"], pathTokens: true }, null)
@@ -308,7 +308,8 @@ describe("createJanitor", () => {
       expect(noPath).toMatchObject({ status: "failed", finishedAt: LATER })
       expect(noPath.error).toContain("no online worker can run it")
       expect(noPath.error).toContain("ffmpeg, $Movies, $TV")
-      expect((await h.store.getJob("no-binary"))?.error).toContain("needs ffprobe")
+      // Path tokens are named only when they are what is missing.
+      expect((await h.store.getJob("no-binary"))?.error).toMatch(/needs ffprobe\); waited/)
       expect((await h.store.getJob("no-tokens"))?.error).toContain("needs ffmpeg, $Movies, path tokens")
       expect(h.kicks).toBe(0)
     })

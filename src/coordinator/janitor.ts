@@ -131,11 +131,14 @@ export function createJanitor(deps: {
 
       const workers = await store.listWorkers()
       for (const job of await store.queuedSince(at - t.pending)) {
-        if (capable(job, workers, { now: at, staleMs: deps.staleMs ?? t.workerStale })) continue
+        const live = { now: at, staleMs: deps.staleMs ?? t.workerStale }
+        if (capable(job, workers, live)) continue
+        // Path tokens are named only when they are what is missing: a worker has the rest but is older.
+        const older = job.pathTokens && capable({ ...job, pathTokens: false }, workers, live)
         const need = [
           job.binary,
           ...job.paths.map((p) => `$${p}`),
-          ...(job.pathTokens ? ["path tokens (a worker as new as its caller)"] : []),
+          ...(older ? ["path tokens (a worker as new as its caller)"] : []),
         ].join(", ")
         // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
         const done = await store.failJob(
