@@ -379,6 +379,12 @@ describe("argument policy: refusals", () => {
       /line 1 of "cmds\.txt" names a file outside/,
     ],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
+    // The character after `subfile,` is the option separator: with `:` and no options, ffmpeg opens "/etc/passwd".
+    [
+      "subfile with ':' as its option separator",
+      ["-i", "subfile,:::/etc/passwd", "-f", "null", "-"],
+      /subfile may only read files/,
+    ],
     [
       "unix socket outside",
       ["-i", "unix:/run/docker.sock", "-f", "null", "-"],
