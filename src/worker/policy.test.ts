@@ -386,6 +386,11 @@ describe("argument policy: refusals", () => {
       /subfile may only read files/,
     ],
     [
+      "-hls_enc_key_url writes the key there",
+      ["-i", "in.mkv", "-f", "hls", "-hls_enc", "1", "-hls_enc_key_url", "../../../etc/cron.d/x", "out.m3u8"],
+      /argument 8 "\.\.\/\.\.\/\.\.\/etc\/cron\.d\/x": -hls_enc_key_url may not contain/,
+    ],
+    [
       "unix socket outside",
       ["-i", "unix:/run/docker.sock", "-f", "null", "-"],
       /unix socket "\/run\/docker\.sock" is outside/,

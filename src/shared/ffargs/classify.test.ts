@@ -92,6 +92,8 @@ describe("classifyArgs", () => {
     expect(
       ["filter_complex_script", "dump_attachment", "hls_fmp4_init_filename", "ca_file", "header"].map(optionKind),
     ).toEqual(["path", "path", "path", "path", "path"])
+    // hlsenc writes the key to -hls_enc_key_url (with -hls_enc 1): a file, not only the playlist's URI.
+    expect(optionKind("hls_enc_key_url")).toBe("path")
     expect(
       ["vaapi_device", "qsv_device", "init_hw_device", "hwaccel_device", "filter_hw_device"].map(optionKind),
     ).toEqual(["device", "device", "device", "device", "device"])

@@ -53,6 +53,8 @@ export const READ_OPTIONS = new Set([
  * ... and whose value is a file ffmpeg writes: fftools' own, and the muxers' file names (hls, dash,
  * segment, webm_chunk's header). `-hls_fmp4_init_filename` and `-master_pl_name` are relative to the
  * playlist's folder when relative (FFmpeg joins them to it), so only an absolute one is translated.
+ * `-hls_enc_key_url` is the key's URI in the playlist but also where hlsenc writes the key (with
+ * `-hls_enc 1`), so it is a written file.
  */
 export const WRITE_OPTIONS = new Set([
   "passlogfile",
@@ -72,6 +74,7 @@ export const WRITE_OPTIONS = new Set([
   "segment_header_filename",
   "header",
   "dump_attachment",
+  "hls_enc_key_url",
 ])
 
 /** Option values never taken as paths: free text written into the output, URLs it prints, names, selectors. */
@@ -86,7 +89,6 @@ export const TEXT_OPTIONS = new Set([
   "timecode",
   "hls_base_url",
   "segment_list_entry_prefix",
-  "hls_enc_key_url",
   "user_agent",
   "headers",
   "referer",
