@@ -596,6 +596,41 @@ describe("argument policy: tee slaves are read as the tee muxer reads them", () 
     expect(await refusal(tee("[f=matroska]a.mkv|[bad]b.mkv"))).toMatch(/a tee output's \[options\] do not parse$/)
     await check(tee("[f=matroska:onfail=ignore]'a b.mkv'|[f=null]-"))
   })
+
+  test("a tee inside a muxer is refused: its '|' slaves would be outputs no check splits", async () => {
+    // Each of these ran ffmpeg's tee on "x.mkv|/etc/evil.mkv" (a relative name to the check) and wrote /etc/evil.mkv.
+    const tee = (url: string) => ["-i", "in.mkv", "-map", "0", "-f", "tee", url]
+    const nested = /names the tee muxer inside another muxer/
+    expect(await refusal(tee("[f=tee]x.mkv\\|/etc/evil.mkv"))).toMatch(nested)
+    expect(await refusal(tee("[f=fifo:fifo_format=TEE]x.mkv\\|/etc/evil.mkv"))).toMatch(nested)
+    expect(await refusal(tee("[use_fifo=1:fifo_options=fifo_format\\\\=tee]x.mkv\\|/etc/evil.mkv"))).toMatch(nested)
+    expect(await refusal(["-i", "in.mkv", "-f", "fifo", "-fifo_format", "tee", "x.mkv|/etc/evil.mkv"])).toMatch(nested)
+    expect(
+      await refusal([
+        "-i",
+        "in.mkv",
+        "-f",
+        "fifo",
+        "-fifo_format",
+        "fifo",
+        "-format_opts",
+        "fifo_format=t\\ee",
+        "x.mkv|/etc/evil.mkv",
+      ]),
+    ).toMatch(nested)
+    await check(tee("[f=fifo:fifo_format=matroska]x.mkv|[f=null]-"))
+  })
+
+  test("a value escaped deeper than the scan reads is refused", async () => {
+    // Five fifos nested through format_opts unescape five times; four levels are read, a fifth is refused.
+    const deep = (n: number) => "hls_segment_filename=" + "\\".repeat(2 ** n - 1) + "/etc/x%d.ts"
+    expect(await refusal(["-i", "in.mkv", "-f", "fifo", "-format_opts", deep(4), "o.m3u8"])).toMatch(
+      /"\/etc\/x%d\.ts" is outside the job's path variables$/,
+    )
+    expect(await refusal(["-i", "in.mkv", "-f", "fifo", "-format_opts", deep(5), "o.m3u8"])).toMatch(
+      /nests escapes more than 4 levels deep; too deep to check$/,
+    )
+  })
 })
 
 describe("argument policy: hardware devices", () => {

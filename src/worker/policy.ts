@@ -142,6 +142,8 @@ const MAX_PLAYLISTS = 64
 /** Per job: entries of playlists and lists checked, and bytes of files read whole to be checked. */
 const MAX_ENTRIES = 20_000
 const MAX_READ = 16 << 20
+/** Levels of `\` and quote escaping a scanned value is read through (after the raw value). */
+const MAX_ESCAPES = 4
 /** Entries checked between two yields to the event loop (heartbeats keep flowing). */
 const YIELD_EVERY = 256
 const tick = () => new Promise<void>((r) => setImmediate(r))
@@ -326,11 +328,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`, "protocol")
         return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`, "protocol")
       }
-      /** Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
+      /**
+       * Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. The
+       * word `tee` is refused: a tee set up inside a muxer (a tee slave's `f=tee`, `-fifo_format tee`,
+       * fifo's `format_opts`) splits its file name into outputs at `|`, which only a `-f tee` output's check does.
+       */
       const scanRaw = (i: number, value: string, what: string) => {
         // Not split at parentheses: `(iw*a)/2` in an expression is no path.
         for (const part of value.split(/[\s'"=,;|[\]]+/)) {
           if (!part) continue
+          if (part.toLowerCase() === "tee")
+            fail(
+              i,
+              `${what || "option value"} names the tee muxer inside another muxer; only a -f tee output may`,
+              "option",
+            )
           const m = /^([A-Za-z0-9+.-]+):/.exec(part)
           if (m && KNOWN_PROTOCOLS.has(m[1].toLowerCase().split("+")[0]) && m[1].toLowerCase() !== "file") {
             checkUrl(i, part, base, what)
@@ -343,15 +355,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /**
        * Any value, raw and unescaped as av_get_token would (dictionaries such as `-x264-params`,
-       * option strings, sendcmd arguments: `stats=\/x` names `/x`), down to a few levels.
+       * option strings, sendcmd arguments: `stats=\/x` names `/x`), down to a few levels; a value
+       * escaped deeper is refused (muxers nested in fifo's `format_opts` unescape once more each).
        */
       const scan = (i: number, value: string, what = "") => {
-        let v = value
-        for (let level = 0; level < 4; level++) {
+        for (let v = value, level = 0; ; level++) {
           scanRaw(i, v, what)
           if (!/[\\']/.test(v)) return
           const next = getToken(v, 0, "").token
           if (next === v) return
+          if (level === MAX_ESCAPES)
+            fail(
+              i,
+              `${what || "option value"} nests escapes more than ${MAX_ESCAPES} levels deep; too deep to check`,
+              "limit",
+            )
           v = next
         }
       }
