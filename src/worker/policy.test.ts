@@ -18,6 +18,7 @@ writeFileSync(join(media, "key.m3u8"), '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="
 writeFileSync(join(media, "nested.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nsub/bad.m3u8\n")
 writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
+writeFileSync(join(media, "nul-graph.txt"), "amovie=link.txt\0x")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
 writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
 writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
@@ -377,6 +378,12 @@ describe("argument policy: refusals", () => {
       "sendcmd commands from a file",
       ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"],
       /line 1 of "cmds\.txt" names a file outside/,
+    ],
+    // ffmpeg reads the script up to the NUL and opens link.txt, a symlink out of the root.
+    [
+      "a filter script naming a file up to a NUL byte",
+      ["-filter_complex_script", "nul-graph.txt", "-f", "null", "-"],
+      /names a file outside the job's directories/,
     ],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
     // The character after `subfile,` is the option separator: with `:` and no options, ffmpeg opens "/etc/passwd".

@@ -234,7 +234,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           fail(i, `the job's playlists and lists have more than ${MAX_ENTRIES} entries; too many to check`, "limit")
         await step()
       }
+      /**
+       * Inside the job's directories, after symlinks. A NUL byte never is: ffmpeg reads a script or a line
+       * as a C string, up to it (`amovie=l\0x` opens `l`), and no symlink after it can be resolved.
+       */
       const confined = (abs: string) => {
+        if (abs.includes("\0")) return false
         const norm = posix.resolve(abs)
         if (job.isPassthrough(norm)) return true
         const real = canonical(norm)
