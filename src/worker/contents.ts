@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
@@ -37,14 +37,15 @@ export function materialise(
   a: Pick<Assignment, "binary" | "args" | "paths" | "files">,
   args: string[],
   mapper: WorkerMapper,
-  owner?: { uid: number; gid: number },
 ): Copies {
   const files = a.files ?? []
   if (!files.length) return { args, at: new Set(), lists: [], roots: [] }
   const kinds = checkJobFiles(toolOf(a.binary), a.args, a.paths, files)
   const dir = mkdtempSync(join(tmpdir(), "dffmpeg-files-"))
   try {
-    if (owner) chownSync(dir, owner.uid, owner.gid)
+    // The worker's, 0755: the job's user reads the copies but may not rename or replace one (it would
+    // then run a list of its own with -safe 0, after the policy checked the worker's).
+    chmodSync(dir, 0o755)
     const out = [...args]
     const lists: string[] = []
     const roots: Copies["roots"] = []
