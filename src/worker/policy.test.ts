@@ -689,6 +689,17 @@ describe("argument policy: hardware devices", () => {
       [["-hwaccel_device", "sub/renderD128"], /-hwaccel_device names device "sub\/renderD128"/, devices],
       [["-vaapi_device", "/dev/null"], /-vaapi_device names device "\/dev\/null"/],
       [["-vaapi_device", "evil.example:0"], /network protocol x11 is not allowed on this worker/],
+      // ffmpeg makes these "qsv=...,child_device=<value>" and "vaapi:<value>": a ',' adds options, the last one wins.
+      [
+        ["-qsv_device", `${join(dri, "renderD128")},child_device=${join(dir, "secret.txt")}`],
+        /-qsv_device names device "\/.*secret\.txt"/,
+        devices,
+      ],
+      [
+        ["-vaapi_device", `${join(dri, "renderD128")},kernel_driver=${join(dir, "secret.txt")}`],
+        /-vaapi_device names device "\/.*secret\.txt"/,
+        devices,
+      ],
     ]
     for (const [job, message, o] of cases)
       expect(await refusal([...job, "-i", "in.mkv", "-f", "null", "-"], o)).toMatch(message)

@@ -121,6 +121,9 @@ describe("deviceParts", () => {
     ["init_hw_device", "cuda=cu:0", ["0"]],
     ["init_hw_device", "vaapi", []],
     ["vaapi_device", "/dev/dri/renderD128", ["/dev/dri/renderD128"]],
+    ["vaapi_device", "/dev/dri/renderD128,kernel_driver=i915", ["/dev/dri/renderD128", "i915"]],
+    ["qsv_device", "/dev/dri/renderD128", ["hw_any", "/dev/dri/renderD128"]],
+    ["qsv_device", "/dev/dri/renderD128,child_device=/etc/x", ["hw_any", "/dev/dri/renderD128", "/etc/x"]],
     ["hwaccel_device", "0", ["0"]],
     ["filter_hw_device", "va", []],
   ])("%s %s", (name, value, want) => {

@@ -149,13 +149,17 @@ export function classifyArgs(tool: Tool, args: string[]): Position[] {
 }
 
 /**
- * What a device value names that could be a file or a host: the whole value, except for
- * `-init_hw_device type[=name][:device[,key=value...]]`, whose device and option values count (a
- * `type=name@source` derivation names none) and `-filter_hw_device`, which names a device set up by
- * `-init_hw_device`.
+ * What a device value names that could be a file or a host: for
+ * `-init_hw_device type[=name][:device[,key=value...]]` its device and option values (a
+ * `type=name@source` derivation names none); `-vaapi_device X` and `-qsv_device X` are read the same
+ * way, as the `vaapi:X` and `qsv=__qsv_device:hw_any,child_device=X` ffmpeg makes of them (so a `,`
+ * in X adds options, `child_device=` among them); `-filter_hw_device` names a device set up by
+ * `-init_hw_device`; `-hwaccel_device` is one device string, whole.
  */
 export function deviceParts(name: string, value: string): string[] {
   if (name === "filter_hw_device") return []
+  if (name === "vaapi_device") return deviceParts("init_hw_device", `vaapi:${value}`)
+  if (name === "qsv_device") return deviceParts("init_hw_device", `qsv=__qsv_device:hw_any,child_device=${value}`)
   if (name !== "init_hw_device") return [value]
   const head = /^[^:=@,]*(=[^:@,]*)?/.exec(value)![0]
   const rest = value.slice(head.length)
