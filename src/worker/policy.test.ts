@@ -590,6 +590,11 @@ describe("argument policy: allowed jobs", () => {
     const { args } = await check(["-show_streams", "-of", "json", "in.mkv"], { binary: "ffprobe" })
     expect(args).toEqual(["-protocol_whitelist", "file,pipe", "-show_streams", "-of", "json", "in.mkv"])
   })
+
+  test("ffprobe's own -protocol_whitelist is narrowed where it stands (ffprobe's last one wins)", async () => {
+    const { args } = await check(["-protocol_whitelist", "file,fd,concatf", "in.mkv"], { binary: "ffprobe" })
+    expect(args).toEqual(["-protocol_whitelist", "file", "-protocol_whitelist", "file", "in.mkv"])
+  })
 })
 
 describe("argument policy: tee slaves are read as the tee muxer reads them", () => {

@@ -687,7 +687,9 @@ function whitelist(used: Set<string>, network: boolean): string[] {
 
 /**
  * Adds `-protocol_whitelist` for every input and output (a per-file option in ffmpeg): the
- * protocols the policy checked. A whitelist the job gave for a file is narrowed to that list, never widened.
+ * protocols the policy checked. A whitelist the job gave for a file is narrowed to that list, never widened:
+ * ffmpeg's own comes before ours (ours wins); ffprobe's may follow ours (its last one wins), so it is
+ * rewritten in place.
  */
 function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: string[]): string[] {
   const value = (f: FileArg | undefined) => {
@@ -697,7 +699,13 @@ function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: strin
     const narrowed = own.split(",").filter((p) => mine.has(p))
     return narrowed.length ? narrowed.join(",") : "none"
   }
-  if (tool === "ffprobe") return ["-protocol_whitelist", value(files.find((f) => f.kind === "input")), ...args]
+  if (tool === "ffprobe") {
+    const input = files.find((f) => f.kind === "input")
+    const list = value(input)
+    const out = [...args]
+    for (const o of input?.options ?? []) if (o.name === "protocol_whitelist") out[o.index] = list
+    return ["-protocol_whitelist", list, ...out]
+  }
   const at = new Map<number, FileArg>()
   for (const f of files) {
     // Before `-i X`, or before the output (and before a `--` that protects it).
