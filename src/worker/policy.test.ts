@@ -19,6 +19,7 @@ writeFileSync(join(media, "nested.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=
 writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
 writeFileSync(join(media, "nul-graph.txt"), "amovie=link.txt\0x")
+writeFileSync(join(media, "m3u-list.txt"), "#EXTM3U\nfile link.txt\n")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
 writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
 writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
@@ -384,6 +385,12 @@ describe("argument policy: refusals", () => {
       "a filter script naming a file up to a NUL byte",
       ["-filter_complex_script", "nul-graph.txt", "-f", "null", "-"],
       /names a file outside the job's directories/,
+    ],
+    // -f concat reads it as a list ("#EXTM3U" a comment) and opens link.txt, a symlink out of the root.
+    [
+      "a -f concat list that starts like an HLS playlist",
+      ["-f", "concat", "-i", "m3u-list.txt", "-f", "null", "-"],
+      /line 2 of "m3u-list\.txt" names a file outside the job's directories/,
     ],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
     // The character after `subfile,` is the option separator: with `:` and no options, ffmpeg opens "/etc/passwd".

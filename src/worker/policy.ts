@@ -522,13 +522,14 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           .decode(first)
           .replace(/^\uFEFF/, "")
           .trimStart()
+        // A `-f` decides over the head: `-f concat` reads "#EXTM3U" as a comment and the list's entries.
+        if (format === "concat" || (format !== "hls" && head.startsWith("ffconcat version"))) {
+          const text = readText(i, abs, "concat list")
+          return text === undefined ? undefined : checkConcatList(i, abs, text, depth, copy)
+        }
         if (format === "hls" || head.startsWith("#EXTM3U")) {
           const text = readText(i, abs, "HLS playlist")
           return text === undefined ? undefined : checkPlaylist(i, abs, text, depth)
-        }
-        if (format === "concat" || head.startsWith("ffconcat version")) {
-          const text = readText(i, abs, "concat list")
-          return text === undefined ? undefined : checkConcatList(i, abs, text, depth, copy)
         }
         if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096)))
           fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
