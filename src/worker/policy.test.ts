@@ -640,6 +640,16 @@ describe("argument policy: tee slaves are read as the tee muxer reads them", () 
     await check(tee("[f=fifo:fifo_format=matroska]x.mkv|[f=null]-"))
   })
 
+  test("a slave's file options are checked as the same options of an output are", async () => {
+    const tee = (url: string) => ["-i", "in.mkv", "-map", "0", "-f", "tee", url]
+    // hlsenc reads line 2 of the key info file as the key: /etc/passwd here.
+    expect(await refusal(tee("[f=hls:hls_key_info_file=keyinfo.txt]o.m3u8"))).toMatch(
+      /line 2 of "keyinfo\.txt" names a file outside the job's directories$/,
+    )
+    expect(await refusal(tee("[f=hls:master_pl_name=sub/m.m3u8]o.m3u8"))).toMatch(/-master_pl_name must be a file name/)
+    await check(tee("[f=hls:hls_segment_filename=seg%d.ts:master_pl_name=m.m3u8]o.m3u8"))
+  })
+
   test("a value escaped deeper than the scan reads is refused", async () => {
     // Five fifos nested through format_opts unescape five times; four levels are read, a fifth is refused.
     const deep = (n: number) => "hls_segment_filename=" + "\\".repeat(2 ** n - 1) + "/etc/x%d.ts"

@@ -596,9 +596,13 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (format === "tee" && file.kind === "output") {
           for (const slave of teeSlaves(file.url)) {
             if (slave.target === undefined) fail(i, "a tee output's [options] do not parse", "option")
-            const f = formatName(teeOptions(slave.options).find(([k]) => k === "f")?.[1])
+            const options = teeOptions(slave.options)
+            const f = formatName(options.find(([k]) => k === "f")?.[1])
             if (f && DEVICES.has(f)) fail(i, `tee output format ${f} is a device; devices are not allowed`)
-            scan(i, slave.options, "tee output option")
+            if (f === "tee")
+              fail(i, "tee output format tee names the tee muxer inside another muxer; not allowed", "option")
+            // The slave's muxer options, as the same options of an output (`hls_key_info_file=k.txt` is read).
+            for (const [key, value] of options) await checkOption(key, value, i)
             checkUrl(i, slave.target!, base, "tee output")
           }
           return
