@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { apiFor, submitRaw } from "../helpers/api.ts"
 import { Cluster } from "../helpers/cluster.ts"
@@ -214,6 +214,78 @@ const cases: Case[] = [
     rule: /^line 4 of "hls3\/map\.m3u8" names a file outside the job's directories$/,
     proof: "exit0",
   },
+  // Review of the argument model (issue 11): positions read differently by the policy than by ffmpeg.
+  {
+    name: "subfile with ':' as its option separator (subfile,:::/abs)",
+    args: () => dump(`subfile,:::${canary}`),
+    rule: /^subfile may only read files under a path variable$/,
+    proof: "stdout",
+  },
+  {
+    name: "a tee inside a tee slave ([f=tee]a\\|b)",
+    args: () =>
+      ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "tee", "[f=tee]nest.mkv\\|../writes/nest.mkv"),
+    rule: /^tee output format tee names the tee muxer inside another muxer; not allowed$/,
+    proof: "write",
+  },
+  {
+    name: "-f fifo -fifo_format tee",
+    args: () =>
+      ff(
+        "-i",
+        "av.mkv",
+        "-t",
+        "0.2",
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "fifo",
+        "-fifo_format",
+        "tee",
+        "f.mkv|../writes/f.mkv",
+      ),
+    rule: /names the tee muxer inside another muxer; only a -f tee output may$/,
+    proof: "write",
+  },
+  {
+    name: "-hls_enc_key_url ../x (hlsenc writes the key there)",
+    args: () =>
+      ff(
+        "-i",
+        "av.mkv",
+        "-t",
+        "0.5",
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_enc",
+        "1",
+        "-hls_enc_key",
+        "00112233445566778899aabbccddeeff",
+        "-hls_enc_key_url",
+        "../writes/k.key",
+        "hk.m3u8",
+      ),
+    rule: /^-hls_enc_key_url may not contain "\.\."$/,
+    proof: "write",
+  },
+  {
+    name: "-f concat list starting #EXTM3U whose entry is a symlink out",
+    args: () => ff("-f", "concat", "-i", "m3u-list.txt", "-c", "copy", "-f", "matroska", "-"),
+    rule: /^line 2 of "m3u-list\.txt" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "filter script naming a symlink out up to a NUL byte",
+    args: () => ff("-filter_complex_script", "nul-script.txt", "-frames:v", "1", "-f", "framecrc", "-"),
+    rule: /^"nul-script\.txt" \(the -filter_complex_script file\) names a file outside the job's directories$/,
+    proof: "exit0",
+  },
   {
     name: "SSRF: http://127.0.0.1",
     args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
@@ -251,6 +323,9 @@ beforeAll(async () => {
     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n",
   )
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
+  symlinkSync(secretMkv, join(c.storage, "out-link.mkv"))
+  writeFileSync(join(c.storage, "m3u-list.txt"), "#EXTM3U\nfile out-link.mkv\n")
+  writeFileSync(join(c.storage, "nul-script.txt"), "movie=out-link.mkv\0x")
   mkdirSync(join(c.storage, "hls3"))
   local(["-i", av, "-t", "1", "-c", "copy", "-f", "mpegts", join(c.storage, "hls3", "seg.ts")])
   writeFileSync(
