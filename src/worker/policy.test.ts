@@ -711,6 +711,12 @@ describe("argument policy: hardware devices", () => {
       [["-hwaccel_device", "sub/renderD128"], /-hwaccel_device names device "sub\/renderD128"/, devices],
       [["-vaapi_device", "/dev/null"], /-vaapi_device names device "\/dev\/null"/],
       [["-vaapi_device", "evil.example:0"], /network protocol x11 is not allowed on this worker/],
+      // Xlib takes everything before the last ':' as the host: an IPv6 address connects too.
+      [
+        ["-vaapi_device", "::ffff:10.0.0.5:7"],
+        /host ::ffff:10\.0\.0\.5:6007 is not in this worker's allowed_hosts/,
+        { cfg: { allowNetwork: true, allowedHosts: ["127.0.0.1"] } },
+      ],
       // ffmpeg makes these "qsv=...,child_device=<value>" and "vaapi:<value>": a ',' adds options, the last one wins.
       [
         ["-qsv_device", `${join(dri, "renderD128")},child_device=${join(dir, "secret.txt")}`],

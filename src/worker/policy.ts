@@ -275,7 +275,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       /**
        * A hardware device value: a device node (anything with a `/`, relative ones from the working
        * directory) must be in the worker's `devices`, which the sandbox exposes; an index or a name (`0`,
-       * `va`, `:0`) names none; an X11 display on a host (`host:0`) is a network connection to it.
+       * `va`, `:0`) names none; an X11 display on a host (`host:0`, `::1:0`) is a network connection to it.
        */
       const checkDevice = (i: number, name: string, value: string) => {
         for (const part of deviceParts(name, value)) {
@@ -288,8 +288,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
               )
             continue
           }
-          const display = /^([^:]+):(\d+)(?:\.\d+)?$/.exec(part)
-          if (display) checkHost(i, "x11", `//${display[1]}:${6000 + Number(display[2])}`)
+          // Xlib's host is everything before the last ':' (`::ffff:10.0.0.5:0` too); none, or `unix`, is local.
+          const display = /^(.*):(\d+)(?:\.\d+)?$/.exec(part)
+          if (display && display[1] !== "" && display[1] !== "unix")
+            checkHost(i, "x11", `//[${display[1]}]:${6000 + Number(display[2])}`)
         }
       }
       /** A URL or path ffmpeg opens; returns the local path for plain files. */
