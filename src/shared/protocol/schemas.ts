@@ -25,7 +25,12 @@ export const VarName = v.pipe(
 )
 
 // Linux itself refuses arguments over 128 KiB (MAX_ARG_STRLEN), so anything a shell can pass is accepted.
-const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 128 KiB"))
+/** No NUL: no process can be given one, and ffmpeg would read only up to it what the checks read whole. */
+const Arg = v.pipe(
+  v.string(),
+  v.maxLength(131072, "an argument is longer than 128 KiB"),
+  v.check((s) => !s.includes("\0"), "an argument holds a NUL byte"),
+)
 
 /**
  * The caller's environment that ffmpeg reads (FFREPORT, AV_LOG_FORCE_*, TZ, LANG, LC_*...): names of a

@@ -206,6 +206,13 @@ describe("POST /jobs: protocols no worker accepts", () => {
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(message)
   })
 
+  test("an argument holding a NUL byte is 400 (the worker could not start it, and ffmpeg would read a C string)", async () => {
+    const res = await submit(["-i", "in.mkv\0/../x", "-f", "null", "-"])
+    expect(res.status).toBe(400)
+    const { error } = (await res.json()) as { error: { message: string; details?: string[] } }
+    expect([error.message, ...(error.details ?? [])].join("; ")).toMatch(/an argument holds a NUL byte/)
+  })
+
   test("protocols a worker may allow (or refuse by its own policy) are left to the worker", async () => {
     for (const args of [
       ["-i", "http://h/x", "-f", "null", "-"],
@@ -254,6 +261,7 @@ describe("POST /jobs: the job's files (concat lists, filter scripts)", () => {
     ],
     ["content over 1 MiB", [{ arg: 5, content: "#".repeat((1 << 20) + 1) }], /longer than 1 MiB|bytes; at most/],
     ["more than 16 files", Array.from({ length: 17 }, () => ({ arg: 5, content: "" })), /more than 16 files/],
+    ["a NUL byte", [{ arg: 5, content: "file '$Media/a.ts\0'" }], /files\[0\] holds a NUL byte/],
     ["an unknown field", [{ arg: 5, content: "", path: "/x" }], /./],
     ["not an array", { arg: 5 }, /./],
   ])("%s is 400 with a JSON error", async (_, files, message) => {
