@@ -39,7 +39,11 @@ const Arg = v.pipe(
 export const JobEnv = v.pipe(
   v.record(
     v.pipe(v.string(), v.regex(ENV_NAME, "environment names are a letter or '_' followed by letters, digits or '_'")),
-    v.pipe(v.string(), v.maxLength(ENV_VALUE_MAX, `an environment value is longer than ${ENV_VALUE_MAX} characters`)),
+    v.pipe(
+      v.string(),
+      v.maxLength(ENV_VALUE_MAX, `an environment value is longer than ${ENV_VALUE_MAX} characters`),
+      v.check((s) => !s.includes("\0"), "an environment value holds a NUL byte"),
+    ),
   ),
   v.check((r) => Object.keys(r).length <= ENV_COUNT_MAX, `more than ${ENV_COUNT_MAX} environment variables`),
 )

@@ -206,11 +206,22 @@ describe("POST /jobs: protocols no worker accepts", () => {
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(message)
   })
 
-  test("an argument holding a NUL byte is 400 (the worker could not start it, and ffmpeg would read a C string)", async () => {
+  test("an argument or environment value holding a NUL byte is 400 (the worker could not start it)", async () => {
     const res = await submit(["-i", "in.mkv\0/../x", "-f", "null", "-"])
     expect(res.status).toBe(400)
     const { error } = (await res.json()) as { error: { message: string; details?: string[] } }
     expect([error.message, ...(error.details ?? [])].join("; ")).toMatch(/an argument holds a NUL byte/)
+    const withEnv = await h.request(alice, "POST", J, {
+      binary: "ffmpeg",
+      args: ["-i", "in.mkv", "-f", "null", "-"],
+      paths: [],
+      cwd: null,
+      stdin: false,
+      env: { FFREPORT: "file=r.log\0x" },
+    })
+    expect(withEnv.status).toBe(400)
+    const e2 = ((await withEnv.json()) as { error: { message: string; details?: string[] } }).error
+    expect([e2.message, ...(e2.details ?? [])].join("; ")).toMatch(/an environment value holds a NUL byte/)
   })
 
   test("protocols a worker may allow (or refuse by its own policy) are left to the worker", async () => {
