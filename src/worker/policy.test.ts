@@ -413,6 +413,19 @@ describe("argument policy: refusals", () => {
     ["unix socket without network", ["-i", "unix:sock", "-f", "null", "-"], /network protocol unix is not allowed/],
     ["zmq socket", ["-i", "in.mkv", "-vf", "zmq", "-f", "null", "-"], /filter zmq opens a network socket/],
     ["ffprobe -o outside", ["-o", "../../x.json", "in.mkv"], /argument 2 "\.\.\/\.\.\/x\.json"/, { binary: "ffprobe" }],
+    // ffprobe reads -noX as -X for its own options: a lavfi graph, and an input whose playlist is checked.
+    [
+      "ffprobe -nof lavfi",
+      ["-nof", "lavfi", "amovie=/etc/passwd"],
+      /filter amovie "\/etc\/passwd" is outside the job's path variables/,
+      { binary: "ffprobe" },
+    ],
+    [
+      "ffprobe -noi playlist",
+      ["-noi", "sub/bad.m3u8"],
+      /line 4 of "sub\/bad\.m3u8" names a file outside/,
+      { binary: "ffprobe" },
+    ],
     [
       "ffprobe concat input",
       ["-show_format", "concat:/etc/passwd"],

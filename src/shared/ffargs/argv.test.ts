@@ -65,4 +65,22 @@ describe("parseArgv (ffprobe)", () => {
     expect(files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:in.mkv", "output:out.json"])
     expect(fileOption(files[0], "f")).toBe("hls")
   })
+
+  test("-noX is option X for any ffprobe option (parse_option), with X's argument: -nof is -f, -noi is -i", () => {
+    const { files, tokens } = parseArgv("ffprobe", ["-nof", "lavfi", "-noshow_entries", "format", "amovie=/x"])
+    expect(files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:amovie=/x"])
+    expect(fileOption(files[0], "f")).toBe("lavfi")
+    expect(tokens[2].name).toBe("show_entries")
+    expect(parseArgv("ffprobe", ["-noi", "a.m3u8"]).files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:a.m3u8"])
+    expect(parseArgv("ffprobe", ["-noo", "o.json", "a"]).files.map((f) => `${f.kind}:${f.url}`)).toEqual([
+      "output:o.json",
+      "input:a",
+    ])
+    // An AVOption keeps its name (ffprobe finds no option "fflags" to negate), and ffmpeg negates booleans only.
+    expect(parseArgv("ffprobe", ["-nofflags", "x", "a"]).tokens[0].name).toBe("nofflags")
+    expect(parseArgv("ffmpeg", ["-nof", "lavfi", "-i", "a", "o"]).files.map((f) => fileOption(f, "f"))).toEqual([
+      undefined,
+      undefined,
+    ])
+  })
 })
