@@ -113,6 +113,19 @@ describe("materialising a job's files", () => {
     }
   })
 
+  test("a copy the worker cannot write refuses the job without naming the worker's folders", () => {
+    const long = "a".repeat(300)
+    const args = ["-i", "$Media/a.ts", "-filter_script", `$Media/${long}/g.txt`, "-f", "null", "-"]
+    let message = ""
+    try {
+      materialise({ binary: "ffmpeg", args, paths: ["Media"], files: [{ arg: 3, content: "null" }] }, args, mapper)
+    } catch (err) {
+      message = (err as Error).message
+    }
+    expect(message).toMatch(/^argument 4 ".*": the worker cannot write its copy \(ENAMETOOLONG\)$/)
+    expect(message).not.toContain(tmpdir())
+  })
+
   test("without files nothing is written and argv is unchanged", () => {
     const args = ["-i", "/x/a.ts"]
     expect(materialise({ binary: "ffmpeg", args, paths: [], files: [] }, args, mapper)).toEqual({

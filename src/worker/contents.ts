@@ -74,11 +74,17 @@ export function materialise(
       const sub = join(dir, String(k))
       const rest = posix.resolve("/", ref ? ref.rest : posix.basename(value))
       const copy = join(sub, rest === "/" ? "file" : rest)
-      mkdirSync(posix.dirname(copy), { recursive: true })
-      writeFileSync(copy, text)
-      // Modes set, not asked for: a worker's umask (077) must not hide the copy from the job's user.
-      for (let d = posix.dirname(copy); d.startsWith(sub); d = posix.dirname(d)) chmodSync(d, 0o755)
-      chmodSync(copy, 0o644)
+      try {
+        mkdirSync(posix.dirname(copy), { recursive: true })
+        writeFileSync(copy, text)
+        // Modes set, not asked for: a worker's umask (077) must not hide the copy from the job's user.
+        for (let d = posix.dirname(copy); d.startsWith(sub); d = posix.dirname(d)) chmodSync(d, 0o755)
+        chmodSync(copy, 0o644)
+      } catch (err) {
+        // A name too long for the worker's file system, say: the reason, never the worker's folder.
+        const code = (err as NodeJS.ErrnoException).code ?? "error"
+        throw new InvalidError(`${named}: the worker cannot write its copy (${code})`, { argument: n })
+      }
       if (ref && rest !== "/") roots.push({ name: ref.name, forms: [sub] })
       out[f.arg] = copy
       if (kind === "concat") lists.push(copy)
