@@ -44,6 +44,12 @@ writeFileSync(join(media, "long.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".rep
 for (const n of ["a", "b", "c"])
   writeFileSync(join(media, `fat-${n}.m3u8`), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(300_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
+// ffmpeg's probes look through the first MiB, up to a NUL, case-insensitively for DASH, any line for SDP.
+const MPD = '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011">'
+writeFileSync(join(media, "lower.mpd"), `<?xml version="1.0"?>\n${MPD.replace("<MPD", "<mpd")}`)
+writeFileSync(join(media, "padded.xml"), `<?xml version="1.0"?>\n<!--${" ".repeat(6000)}-->\n${MPD}`)
+writeFileSync(join(media, "nul.xml"), `<?xml version="1.0"?>\n<!--\0${" ".repeat(6000)}-->\n${MPD}`)
+writeFileSync(join(media, "late.sdp"), "o=- 0 0 IN IP4 10.0.0.5\nm=video 5004 RTP/AVP 96\nc=IN IP4 10.0.0.5\n")
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const mapper = createWorkerMapper({ paths: { Media: media } })
@@ -283,6 +289,16 @@ describe("argument policy: refusals", () => {
       /HLS playlist is larger than 8 MiB; too large to check/,
     ],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    ["DASH manifest in lower case", ["-i", "lower.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    ["DASH manifest after 6000 bytes", ["-i", "padded.xml", "-f", "null", "-"], /DASH or IMF manifest/],
+    ["SDP whose c= line is not first", ["-i", "late.sdp", "-f", "null", "-"], /input is an SDP description/],
+    [
+      "SDP on a worker with allowed_hosts",
+      ["-i", "late.sdp", "-f", "null", "-"],
+      /sdp URL has no host to check against allowed_hosts/,
+      { cfg: { allowNetwork: true, allowedHosts: ["127.0.0.1"] } },
+    ],
+    ["-formatprobesize over 1 MiB", ["-formatprobesize", "2M", "-i", "in.mkv", "-f", "null", "-"], /-formatprobesize/],
     [
       "-f concat -safe 0",
       ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"],
@@ -599,6 +615,11 @@ describe("argument policy: allowed jobs", () => {
     expect(
       await turnsDuring(["-i", "in.mkv", "-filter_script:v", "long-graph.txt", "-f", "null", "-"]),
     ).toBeGreaterThan(10)
+  })
+
+  test("what ffmpeg's probe cannot see is not refused: a manifest after a NUL byte", async () => {
+    await check(["-i", "nul.xml", "-f", "null", "-"])
+    await check(["-formatprobesize", "1048576", "-i", "in.mkv", "-f", "null", "-"])
   })
 
   test("stdin and stdout pipes", async () => {

@@ -137,6 +137,11 @@ const NETWORK_FILTERS = new Set(["zmq", "azmq"])
 const MAX_TEXT = 8 << 20
 /** Bytes of an input read to recognise a playlist or manifest. */
 const SNIFF = 4096
+/**
+ * Bytes ffmpeg's format probe reads at most (`-formatprobesize`, 1 MiB by default; larger values are
+ * refused): a file without a NUL in its first SNIFF bytes is read this far to look for what the probes see.
+ */
+const FORMAT_PROBE = 1 << 20
 /** Playlists and lists checked per job (nested ones included). */
 const MAX_PLAYLISTS = 64
 /** Per job: entries of playlists and lists checked, and bytes of files read whole to be checked. */
@@ -524,6 +529,16 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           .decode(first)
           .replace(/^\uFEFF/, "")
           .trimStart()
+        // What ffmpeg's format probe reads: up to FORMAT_PROBE bytes, as a C string (to the first NUL).
+        let probed = first
+        if (first.length === SNIFF && !first.includes(0)) {
+          probed = deps.read(abs, FORMAT_PROBE) ?? first
+          spent += probed.length
+          if (spent > MAX_READ)
+            fail(i, `the job's inputs to probe add up to more than ${MAX_READ >> 20} MiB; too much to check`, "limit")
+        }
+        const nul = probed.indexOf(0)
+        const probe = dec.decode(nul === -1 ? probed : probed.subarray(0, nul))
         // A `-f` decides over the head: `-f concat` reads "#EXTM3U" as a comment and the list's entries.
         if (format === "concat" || (format !== "hls" && head.startsWith("ffconcat version"))) {
           const text = readText(i, abs, "concat list")
@@ -533,14 +548,19 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           const text = readText(i, abs, "HLS playlist")
           return text === undefined ? undefined : checkPlaylist(i, abs, text, depth)
         }
-        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096)))
+        // dash_probe finds "<MPD" anywhere, in any case; imf_probe "<CompositionPlaylist".
+        if (/<mpd|<compositionplaylist/i.test(probe))
           fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
-        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork)
-          fail(
-            i,
-            "input is an SDP description (network streams); not allowed on this worker (allow_network is off)",
-            "network",
-          )
+        // sdp_probe: any line starting "c=IN IP"; its hosts are not checked, so allowed_hosts refuses it too.
+        if (/^v=0\r?\n/.test(head) || /(^|\n\r?)c=IN IP/.test(probe)) {
+          if (!cfg.allowNetwork)
+            fail(
+              i,
+              "input is an SDP description (network streams); not allowed on this worker (allow_network is off)",
+              "network",
+            )
+          checkHost(i, "sdp", "")
+        }
       }
       /**
        * image2 input patterns: `glob` (and `glob_sequence`, the default, for `%`-escaped wildcards)
@@ -634,6 +654,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         ) {
           fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`, "option")
         }
+        if (name === "formatprobesize" && !(/^\d+$/.test(value) && Number(value) <= FORMAT_PROBE))
+          fail(
+            i,
+            `-formatprobesize must be a number of bytes up to ${FORMAT_PROBE} (the policy reads that far)`,
+            "option",
+          )
         if (PRESETS.has(name) && (value.includes("/") || value.includes("..")))
           fail(i, "preset names may not contain a path", "option")
         if (kind === "graph") return checkGraph(i, value)
