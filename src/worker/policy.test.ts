@@ -289,6 +289,18 @@ describe("argument policy: refusals", () => {
       /HLS playlist is larger than 8 MiB; too large to check/,
     ],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    // movie opens its file as an input does: a playlist's entries, a list's, a manifest are read by it.
+    [
+      "movie= of an HLS playlist naming ../../secret",
+      ["-f", "lavfi", "-i", "movie=sub/bad.m3u8", "-f", "null", "-"],
+      /line 4 of "sub\/bad\.m3u8" names a file outside/,
+    ],
+    [
+      "amovie= of a concat list whose entry is a symlink out",
+      ["-i", "in.mkv", "-af", "amovie=linked.txt:f=concat", "-f", "null", "-"],
+      /line 2 of "linked\.txt" names a file outside/,
+    ],
+    ["movie= of a DASH manifest", ["-vf", "movie=manifest.mpd", "-i", "in.mkv", "-f", "null", "-"], /DASH or IMF/],
     ["DASH manifest in lower case", ["-i", "lower.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
     ["DASH manifest after 6000 bytes", ["-i", "padded.xml", "-f", "null", "-"], /DASH or IMF manifest/],
     ["SDP whose c= line is not first", ["-i", "late.sdp", "-f", "null", "-"], /input is an SDP description/],

@@ -439,6 +439,8 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
                 continue
               else {
                 const path = checkUrl(i, o.value, base, what)
+                // movie opens its file as an input is opened: a playlist's, a list's entries are read too.
+                if (path && (f.name === "movie" || f.name === "amovie")) await sniff(i, path, format)
                 // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
                 const text =
                   path && (f.name === "sendcmd" || f.name === "asendcmd")
