@@ -287,6 +287,18 @@ const cases: Case[] = [
     proof: "exit0",
   },
   {
+    name: "movie= of an HLS playlist whose segment is ../../secret",
+    args: () => ff("-f", "lavfi", "-i", "movie=hls/list.m3u8", "-frames:v", "1", "-f", "framecrc", "-"),
+    rule: /^line 5 of "hls\/list\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "DASH manifest found by ffmpeg's probe after 6000 bytes, segments outside",
+    args: () => ff("-i", "padded-mpd.xml", "-c", "copy", "-f", "matroska", "-"),
+    rule: /^input is a DASH or IMF manifest that lists other files; not allowed$/,
+    proof: "exit0",
+  },
+  {
     name: "SSRF: http://127.0.0.1",
     args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
     rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/,
@@ -324,6 +336,14 @@ beforeAll(async () => {
   )
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
   symlinkSync(secretMkv, join(c.storage, "out-link.mkv"))
+  // A DASH stream outside the root, and a manifest in it naming its segments, padded past the 4 KiB first read.
+  mkdirSync(join(c.dir, "dash"))
+  local(["-i", av, "-map", "0:v", "-c", "copy", "-f", "dash", join(c.dir, "dash", "out.mpd")])
+  const mpd = (await Bun.file(join(c.dir, "dash", "out.mpd")).text())
+    .replace('initialization="', `initialization="${c.dir}/dash/`)
+    .replace('media="', `media="${c.dir}/dash/`)
+  const cut = mpd.indexOf("\n") + 1
+  writeFileSync(join(c.storage, "padded-mpd.xml"), `${mpd.slice(0, cut)}<!--${" ".repeat(6000)}-->\n${mpd.slice(cut)}`)
   writeFileSync(join(c.storage, "m3u-list.txt"), "#EXTM3U\nfile out-link.mkv\n")
   writeFileSync(join(c.storage, "nul-script.txt"), "movie=out-link.mkv\0x")
   mkdirSync(join(c.storage, "hls3"))
