@@ -639,6 +639,15 @@ describe("argument policy: allowed jobs", () => {
     await check(["-i", "-", "-f", "matroska", "-"], { cwd: null })
   })
 
+  test("'-- --' protects the next output like one '--', and the whitelist goes before both", async () => {
+    // ffmpeg wrote ../../evil.mkv here while the check took it for -metadata's text.
+    expect(await refusal(["-i", "in.mkv", "-f", "matroska", "--", "--", "-metadata", "../../evil.mkv"])).toMatch(
+      /^argument 8 "\.\.\/\.\.\/evil\.mkv": relative path "\.\.\/\.\.\/evil\.mkv" leaves the job's directories$/,
+    )
+    const { args } = await check(["-i", "in.mkv", "-f", "matroska", "--", "--", "-odd.mkv"])
+    expect(args.slice(-5)).toEqual(["-protocol_whitelist", "file,pipe", "--", "--", "-odd.mkv"])
+  })
+
   test("ffprobe gets the whitelist first", async () => {
     const { args } = await check(["-show_streams", "-of", "json", "in.mkv"], { binary: "ffprobe" })
     expect(args).toEqual(["-protocol_whitelist", "file,pipe", "-show_streams", "-of", "json", "in.mkv"])

@@ -743,9 +743,9 @@ function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: strin
   }
   const at = new Map<number, FileArg>()
   for (const f of files) {
-    // Before `-i X`, or before the output (and before a `--` that protects it).
+    // Before `-i X`, or before the output (and before the `--`s that protect it).
     let pos = f.kind === "input" ? f.index - 1 : f.index
-    if (f.kind === "output" && pos > 0 && args[pos - 1] === "--") pos--
+    while (f.kind === "output" && pos > 0 && args[pos - 1] === "--") pos--
     at.set(pos, f)
   }
   const out: string[] = []

@@ -40,6 +40,14 @@ describe("parseArgv (ffmpeg)", () => {
     expect(outs).toEqual(["input:a", "output:-weird.mkv", "output:b.mkv"])
   })
 
+  test("every -- is a separator for ffmpeg, so '-- --' still protects the argument after them", () => {
+    // split_commandline checks for "--" before the protection: "-metadata" and "/x" are both outputs.
+    const outs = parseArgv("ffmpeg", ["-i", "a", "--", "--", "-metadata", "/x"]).files.map((f) => `${f.kind}:${f.url}`)
+    expect(outs).toEqual(["input:a", "output:-metadata", "output:/x"])
+    // ffprobe: after the first --, everything is positional (a second -- is the input).
+    expect(parseArgv("ffprobe", ["--", "--"]).files.map((f) => f.url)).toEqual(["--"])
+  })
+
   test("per-file options belong to the next file", () => {
     const { files } = parseArgv("ffmpeg", [
       "-f",

@@ -8,7 +8,7 @@
  * (codec, format, protocol, scaler...) and always takes a value; `-noX` for a boolean X takes none
  * (ffprobe reads `-noX` as any of its own options X, value included);
  * help options (`-h`, `-formats`...) consume the next argument and exit. For ffmpeg a non-option is an
- * output, `-i X` an input, and `--` makes the next argument an output even if it starts with `-`. For
+ * output, `-i X` an input, and `--` (each of them: `-- --` too) makes the next argument an output even if it starts with `-`. For
  * ffprobe a non-option (or `-i X`) is the input and `-o X` the output.
  */
 
@@ -205,7 +205,8 @@ export function parseArgv(tool: Tool, args: string[]): ParsedArgv {
   let dashdash = false
   for (let i = 0; i < args.length; i++) {
     const text = args[i]
-    if (!dashdash && text === "--") {
+    // ffmpeg takes every `--` for a separator, even right after one; ffprobe only the first.
+    if (text === "--" && (tool === "ffmpeg" || !dashdash)) {
       tokens.push({ index: i, text, role: "separator" })
       dashdash = true
       continue
