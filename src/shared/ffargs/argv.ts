@@ -8,8 +8,8 @@
  * (codec, format, protocol, scaler...) and always takes a value; `-noX` for a boolean X takes none
  * (ffprobe reads `-noX` as any of its own options X, value included);
  * help options (`-h`, `-formats`...) consume the next argument and exit. For ffmpeg a non-option is an
- * output, `-i X` an input, and `--` (each of them: `-- --` too) makes the next argument an output even if it starts with `-`. For
- * ffprobe a non-option (or `-i X`) is the input and `-o X` the output.
+ * output, `-i X` an input, and `--` (every one: `-- --` too) makes the next argument an output even if it
+ * starts with `-`. For ffprobe a non-option (or `-i X`) is the input and `-o X` the output.
  */
 
 export type Tool = "ffmpeg" | "ffprobe"
