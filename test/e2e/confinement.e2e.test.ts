@@ -299,6 +299,13 @@ const cases: Case[] = [
     proof: "exit0",
   },
   {
+    name: "-- -- before an option name: both are outputs for ffmpeg",
+    args: () =>
+      ff("-i", "av.mkv", "-t", "0.2", "-c", "copy", "-f", "matroska", "--", "--", "-metadata", "../writes/dd.mkv"),
+    rule: /^relative path "\.\.\/writes\/dd\.mkv" leaves the job's directories$/,
+    proof: "write",
+  },
+  {
     name: "SSRF: http://127.0.0.1",
     args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
     rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/,
