@@ -693,6 +693,8 @@ describe("argument policy: tee slaves are read as the tee muxer reads them", () 
       ]),
     ).toMatch(nested)
     await check(tee("[f=fifo:fifo_format=matroska]x.mkv|[f=null]-"))
+    // A filter's text is no muxer's name.
+    await check(["-i", "in.mkv", "-vf", "drawtext=text=tee", "-f", "null", "-"])
   })
 
   test("a slave's file options are checked as the same options of an output are", async () => {

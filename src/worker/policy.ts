@@ -341,15 +341,16 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`, "protocol")
       }
       /**
-       * Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. The
-       * word `tee` is refused: a tee set up inside a muxer (a tee slave's `f=tee`, `-fifo_format tee`,
-       * fifo's `format_opts`) splits its file name into outputs at `|`, which only a `-f tee` output's check does.
+       * Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. In an
+       * option's value (`options`: not a filter's) the word `tee` is refused: a tee set up inside a muxer
+       * (a tee slave's `f=tee`, `-fifo_format tee`, fifo's `format_opts`) splits its file name into
+       * outputs at `|`, which only a `-f tee` output's check does.
        */
-      const scanRaw = (i: number, value: string, what: string) => {
+      const scanRaw = (i: number, value: string, what: string, options: boolean) => {
         // Not split at parentheses: `(iw*a)/2` in an expression is no path.
         for (const part of value.split(/[\s'"=,;|[\]]+/)) {
           if (!part) continue
-          if (part.toLowerCase() === "tee")
+          if (options && part.toLowerCase() === "tee")
             fail(
               i,
               `${what || "option value"} names the tee muxer inside another muxer; only a -f tee output may`,
@@ -370,9 +371,9 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
        * option strings, sendcmd arguments: `stats=\/x` names `/x`), down to a few levels; a value
        * escaped deeper is refused (muxers nested in fifo's `format_opts` unescape once more each).
        */
-      const scan = (i: number, value: string, what = "") => {
+      const scan = (i: number, value: string, what = "", options = false) => {
         for (let v = value, level = 0; ; level++) {
-          scanRaw(i, v, what)
+          scanRaw(i, v, what, options)
           if (!/[\\']/.test(v)) return
           const next = getToken(v, 0, "").token
           if (next === v) return
@@ -683,7 +684,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
           return
         }
-        scan(i, value)
+        scan(i, value, "", true)
       }
 
       const parsed = parseArgv(tool, job.args)
