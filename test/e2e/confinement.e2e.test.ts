@@ -525,6 +525,21 @@ describe("with the argument policy: every case is refused with one line naming t
   })
 })
 
+describe("with the argument policy: ffprobe's -noX is its option X", () => {
+  test("ffprobe -nof lavfi amovie=/abs is refused as the graph it is (ffprobe reads -nof as -f)", async () => {
+    const r = await submitRaw(apiFor(c, "client1"), {
+      binary: "ffprobe",
+      args: ["-v", "error", "-show_streams", "-nof", "lavfi", `amovie=${secretMkv}`],
+      paths: ["Media"],
+      cwd: "$Media",
+    })
+    expect(r.outcome?.error).toMatch(
+      /^worker refused the job: argument 6 "amovie=.*": filter amovie ".*" is outside the job's path variables$/,
+    )
+    expect(r.stdout + r.stderr).not.toContain(CANARY)
+  })
+})
+
 describe("with the argument policy: what a file says is never quoted back, and only what the job could read is read", () => {
   test("a refusal about a file's content names the file and line, not the content", async () => {
     const r = await runCase({
