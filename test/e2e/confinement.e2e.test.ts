@@ -533,10 +533,11 @@ describe("with the argument policy: ffprobe's -noX is its option X", () => {
       paths: ["Media"],
       cwd: "$Media",
     })
+    if (!("outcome" in r)) throw new Error(`submission refused: ${JSON.stringify(r)}`)
     expect(r.outcome?.error).toMatch(
       /^worker refused the job: argument 6 "amovie=.*": filter amovie ".*" is outside the job's path variables$/,
     )
-    expect(r.stdout + r.stderr).not.toContain(CANARY)
+    expect([r.stdout, r.stderr].join("")).not.toContain(CANARY)
   })
 })
 
