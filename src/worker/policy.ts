@@ -601,17 +601,6 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             fail(file.index, "glob pattern matches a file outside the job's directories (a symlink)")
         }
       }
-      /** `[f=matroska:onfail=ignore]out.mkv`: av_dict_parse_string pairs (unescaped). */
-      const teeOptions = (opts: string) => {
-        const out: [string, string][] = []
-        for (let at = 0; at < opts.length; ) {
-          const key = getToken(opts, at, "=:")
-          const value = opts[key.end] === "=" ? getToken(opts, key.end + 1, ":") : { token: "", end: key.end }
-          out.push([key.token, value.token])
-          at = value.end + 1
-        }
-        return out
-      }
       const checkFile = async (file: FileArg) => {
         const i = file.index
         const format = formatName(fileOption(file, "f"))
@@ -621,13 +610,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (format === "tee" && file.kind === "output") {
           for (const slave of teeSlaves(file.url)) {
             if (slave.target === undefined) fail(i, "a tee output's [options] do not parse", "option")
-            const options = teeOptions(slave.options)
-            const f = formatName(options.find(([k]) => k === "f")?.[1])
+            const f = formatName(slave.pairs.find(([k]) => k === "f")?.[1])
             if (f && DEVICES.has(f)) fail(i, `tee output format ${f} is a device; devices are not allowed`)
             if (f === "tee")
               fail(i, "tee output format tee names the tee muxer inside another muxer; not allowed", "option")
             // The slave's muxer options, as the same options of an output (`hls_key_info_file=k.txt` is read).
-            for (const [key, value] of options) await checkOption(key, value, i)
+            for (const [key, value] of slave.pairs) await checkOption(key, value, i)
             checkUrl(i, slave.target!, base, "tee output")
           }
           return

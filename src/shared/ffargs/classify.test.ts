@@ -142,6 +142,14 @@ describe("tee slaves", () => {
       ["", undefined],
     ])
     expect(teeSlaves("[select=\\'v:0\\']/m/a.ts")[0].target).toBe("/m/a.ts")
+    // The pairs the policy checks key by key: values unescaped as av_opt_get_key_value reads them.
+    expect(teeSlaves("[select=\\'v:0\\']/m/a.ts")[0].pairs).toEqual([["select", "v:0"]])
+    expect(teeSlaves("[ f = hls :hls_time=2:x=a\\\\:b]o.m3u8")[0].pairs).toEqual([
+      ["f", "hls"],
+      ["hls_time", "2"],
+      ["x", "a:b"],
+    ])
+    expect(teeSlaves("[bad]x")[0].pairs).toEqual([])
     expect(teeSlaves("")).toEqual([])
   })
 
