@@ -20,6 +20,8 @@ writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
 writeFileSync(join(media, "nul-graph.txt"), "amovie=link.txt\0x")
 writeFileSync(join(media, "m3u-list.txt"), "#EXTM3U\nfile link.txt\n")
+// hls.c keeps a "file:" entry as it is (an absolute URL): ffmpeg opens it from its working directory.
+writeFileSync(join(media, "sub", "deep", "fileurl.m3u8"), "#EXTM3U\n#EXTINF:1,\nfile:../secret.txt\n")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
 writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
 writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
@@ -289,6 +291,11 @@ describe("argument policy: refusals", () => {
       /HLS playlist is larger than 8 MiB; too large to check/,
     ],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    [
+      "HLS entry file:../x, which ffmpeg opens from its working directory",
+      ["-i", "sub/deep/fileurl.m3u8", "-f", "null", "-"],
+      /line 3 of "sub\/deep\/fileurl\.m3u8" names a file outside the job's directories/,
+    ],
     // movie opens its file as an input does: a playlist's entries, a list's, a manifest are read by it.
     [
       "movie= of an HLS playlist naming ../../secret",

@@ -474,7 +474,9 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
                 fail(i, `HLS playlist entry ${short(e.uri)}: protocol ${u.protocol} is not allowed`, "protocol")
               return checkHost(i, u.protocol, u.rest)
             }
-            const path = posix.resolve(dir, u.rest)
+            // A `file:` URL is absolute to hls.c (ff_make_absolute_url keeps it): ffmpeg opens it from its
+            // working directory, not from the playlist's folder.
+            const path = posix.resolve(/^file:/i.test(e.uri) ? base : dir, u.rest)
             if (!confined(path)) fail(i, `HLS playlist entry ${short(e.uri)} is outside the job's path variables`)
             await sniff(i, path, undefined, depth + 1)
           })

@@ -306,6 +306,12 @@ const cases: Case[] = [
     proof: "write",
   },
   {
+    name: "HLS entry file:../x, which ffmpeg opens from its working directory, not the playlist's",
+    args: () => ff("-i", "hls4/a/list.m3u8", "-c", "copy", "-f", "mpegts", "-"),
+    rule: /^line 5 of "hls4\/a\/list\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
     name: "SSRF: http://127.0.0.1",
     args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
     rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/,
@@ -343,6 +349,11 @@ beforeAll(async () => {
   )
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
   symlinkSync(secretMkv, join(c.storage, "out-link.mkv"))
+  mkdirSync(join(c.storage, "hls4", "a"), { recursive: true })
+  writeFileSync(
+    join(c.storage, "hls4", "a", "list.m3u8"),
+    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\nfile:../secret.ts\n#EXT-X-ENDLIST\n",
+  )
   // A DASH stream outside the root, and a manifest in it naming its segments, padded past the 4 KiB first read.
   mkdirSync(join(c.dir, "dash"))
   local(["-i", av, "-map", "0:v", "-c", "copy", "-f", "dash", join(c.dir, "dash", "out.mpd")])
