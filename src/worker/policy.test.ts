@@ -12,6 +12,8 @@ mkdirSync(join(media, "sub", "deep"), { recursive: true })
 writeFileSync(join(dir, "secret.txt"), "CANARY")
 writeFileSync(join(media, "in.mkv"), "not really")
 symlinkSync(join(dir, "secret.txt"), join(media, "link.txt"))
+// A link to the root itself, deeper in: "sub/deep/up/../secret.txt" is the root's parent's file for the kernel.
+symlinkSync(media, join(media, "sub", "deep", "up"))
 writeFileSync(join(media, "ok.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nin.mkv\n#EXT-X-ENDLIST\n")
 writeFileSync(join(media, "sub", "bad.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n../../secret.txt\n")
 writeFileSync(join(media, "key.m3u8"), '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="/etc/passwd"\n#EXTINF:1,\nin.mkv\n')
@@ -426,6 +428,17 @@ describe("argument policy: refusals", () => {
       "a -f concat list that starts like an HLS playlist",
       ["-f", "concat", "-i", "m3u-list.txt", "-f", "null", "-"],
       /line 2 of "m3u-list\.txt" names a file outside the job's directories/,
+    ],
+    // The kernel follows the link before "..": ffmpeg opened the secret above the root.
+    [
+      "a relative path whose '..' follows a link to the root",
+      ["-i", "sub/deep/up/../secret.txt", "-f", "null", "-"],
+      /relative path "sub\/deep\/up\/\.\.\/secret\.txt" leaves the job's directories/,
+    ],
+    [
+      "a concat: part whose '..' follows a link to the root",
+      ["-i", "concat:sub/deep/up/../secret.txt", "-f", "null", "-"],
+      /concat may only read files under a path variable/,
     ],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
     // The character after `subfile,` is the option separator: with `:` and no options, ffmpeg opens "/etc/passwd".

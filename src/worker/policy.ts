@@ -8,7 +8,7 @@ import { LINES, playlistEntries } from "../shared/ffargs/hls.ts"
 import { teeSlaves } from "../shared/ffargs/tee.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
-import { canonical, isInside } from "../shared/paths/mapping.ts"
+import { canonical, isInside, joinPath } from "../shared/paths/mapping.ts"
 
 /**
  * The worker's argument policy: every argument of an ffmpeg/ffprobe job is classified (options,
@@ -245,14 +245,15 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
        */
       const confined = (abs: string) => {
         if (abs.includes("\0")) return false
+        // As written (normalised) for the root it names; as the kernel opens it (links before `..`) for where it is.
         const norm = posix.resolve(abs)
-        if (job.isPassthrough(norm)) return true
-        const real = canonical(norm)
+        const real = canonical(abs)
+        if (job.isPassthrough(norm) && job.isPassthrough(real)) return true
         return areas.some((a) => (isInside(norm, a.root) || isInside(norm, a.real)) && isInside(real, a.real))
       }
       /** A file path (pattern characters are literal here): must stay in the job's directories. */
       const checkPath = (i: number, path: string, from: string, what: string): string => {
-        const abs = posix.resolve(from, path)
+        const abs = joinPath(from, path)
         if (!confined(abs)) {
           const where = path.startsWith("/") ? "is outside the job's path variables" : "leaves the job's directories"
           fail(i, `${what}${what ? " " : ""}${path.startsWith("/") ? "" : "relative path "}${short(path)} ${where}`)
@@ -270,11 +271,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /** Inside one of the worker's `devices`, as written or after symlinks, and still after symlinks. */
       const isDevice = (abs: string) => {
+        const norm = posix.resolve(abs)
         const real = canonical(abs)
         return (cfg.devices ?? []).some((d) => {
           const root = posix.resolve(d)
           const rootReal = canonical(d)
-          return (isInside(abs, root) || isInside(abs, rootReal)) && isInside(real, rootReal)
+          return (isInside(norm, root) || isInside(norm, rootReal)) && isInside(real, rootReal)
         })
       }
       /**
@@ -285,7 +287,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       const checkDevice = (i: number, name: string, value: string) => {
         for (const part of deviceParts(name, value)) {
           if (part.includes("/")) {
-            if (!isDevice(posix.resolve(base, part)))
+            if (!isDevice(joinPath(base, part)))
               fail(
                 i,
                 `-${name} names device ${short(part)}, which is not in this worker's devices; add it (or its folder) to devices in the worker's config`,
@@ -319,7 +321,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           for (const inner of u.inner) {
             const iu = parseUrl(inner)
             if (iu.protocol !== "file") fail(i, `${p} may only read files under a path variable`, "protocol")
-            if (!confined(posix.resolve(from, iu.rest))) fail(i, `${p} may only read files under a path variable`)
+            if (!confined(joinPath(from, iu.rest))) fail(i, `${p} may only read files under a path variable`)
           }
           used.add(p)
           return undefined
@@ -433,10 +435,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
               checked.add(o)
               const key = o.key ?? keys[0]
               if (format === "lavfi") await checkGraph(i, o.value, depth + 1)
-              else if (
-                FONT_KEYS.has(key) &&
-                FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))
-              )
+              else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(joinPath(base, o.value)), d)))
                 continue
               else {
                 const path = checkUrl(i, o.value, base, what)
@@ -476,7 +475,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             }
             // A `file:` URL is absolute to hls.c (ff_make_absolute_url keeps it): ffmpeg opens it from its
             // working directory, not from the playlist's folder.
-            const path = posix.resolve(/^file:/i.test(e.uri) ? base : dir, u.rest)
+            const path = joinPath(/^file:/i.test(e.uri) ? base : dir, u.rest)
             if (!confined(path)) fail(i, `HLS playlist entry ${short(e.uri)} is outside the job's path variables`)
             await sniff(i, path, undefined, depth + 1)
           })
@@ -507,7 +506,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
                 return path === undefined ? undefined : sniff(i, path, undefined, depth + 1)
               }
               if (!name || parseUrl(name).protocol !== "file") return
-              const path = posix.resolve(dir, name)
+              const path = joinPath(dir, name)
               if (!confined(path)) fail(i, `concat list entry ${short(name)} is outside the job's path variables`)
               await sniff(i, path, undefined, depth + 1)
             } else if (word === "option") {

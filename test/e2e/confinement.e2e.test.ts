@@ -312,6 +312,12 @@ const cases: Case[] = [
     proof: "exit0",
   },
   {
+    name: "relative path whose '..' follows a link to the root (the kernel follows the link first)",
+    args: () => dump("deep/up/../canary.txt"),
+    rule: /^relative path "deep\/up\/\.\.\/canary\.txt" leaves the job's directories$/,
+    proof: "stdout",
+  },
+  {
     name: "SSRF: http://127.0.0.1",
     args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
     rule: /^network protocol http is not allowed on this worker \(allow_network is off\)$/,
@@ -349,6 +355,8 @@ beforeAll(async () => {
   )
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
   symlinkSync(secretMkv, join(c.storage, "out-link.mkv"))
+  mkdirSync(join(c.storage, "deep"))
+  symlinkSync("..", join(c.storage, "deep", "up"))
   mkdirSync(join(c.storage, "hls4", "a"), { recursive: true })
   writeFileSync(
     join(c.storage, "hls4", "a", "list.m3u8"),
