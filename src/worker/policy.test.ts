@@ -22,6 +22,10 @@ writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
 writeFileSync(join(media, "nul-graph.txt"), "amovie=link.txt\0x")
 writeFileSync(join(media, "m3u-list.txt"), "#EXTM3U\nfile link.txt\n")
+// ff_make_absolute_url cuts a base at '?' or '#': entries of "q?x/list.m3u8" are read from the root, not q?x.
+mkdirSync(join(media, "q?x"))
+writeFileSync(join(media, "q?x", "list.m3u8"), "#EXTM3U\n#EXTINF:1,\nin.mkv\n")
+writeFileSync(join(media, "q?x", "list.txt"), "ffconcat version 1.0\nfile in.mkv\n")
 // hls.c keeps a "file:" entry as it is (an absolute URL): ffmpeg opens it from its working directory.
 writeFileSync(join(media, "sub", "deep", "fileurl.m3u8"), "#EXTM3U\n#EXTINF:1,\nfile:../secret.txt\n")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
@@ -293,6 +297,16 @@ describe("argument policy: refusals", () => {
       /HLS playlist is larger than 8 MiB; too large to check/,
     ],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    [
+      "an HLS playlist whose path holds '?'",
+      ["-i", "q?x/list.m3u8", "-f", "null", "-"],
+      /HLS playlist .* holds '\?' or '#'/,
+    ],
+    [
+      "a concat list whose path holds '?'",
+      ["-f", "concat", "-i", "q?x/list.txt", "-f", "null", "-"],
+      /holds '\?' or '#'/,
+    ],
     [
       "HLS entry file:../x, which ffmpeg opens from its working directory",
       ["-i", "sub/deep/fileurl.m3u8", "-f", "null", "-"],

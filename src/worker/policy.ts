@@ -461,8 +461,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
       }
       /** An HLS playlist: every entry (segments, keys, maps, variants, quoted or not) must be confined too. */
+      /**
+       * ffmpeg reads a playlist's or list's relative entries from its URL cut at a `?` or `#` (the query
+       * or fragment for ff_make_absolute_url), not from the folder holding it: such a name is refused.
+       */
+      const plainName = (i: number, abs: string, what: string) => {
+        if (/[?#]/.test(abs))
+          fail(
+            i,
+            `${what} ${fileName(abs)} holds '?' or '#' in its path, where ffmpeg would cut it; rename it`,
+            "limit",
+          )
+      }
       const checkPlaylist = async (i: number, abs: string, text: string, depth: number) => {
         if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
+        plainName(i, abs, "HLS playlist")
         const dir = posix.dirname(abs)
         for (const e of playlistEntries(text)) {
           await entry(i)
@@ -489,6 +502,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
        */
       const checkConcatList = async (i: number, abs: string, text: string, depth: number, absolute = false) => {
         if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
+        if (!absolute) plainName(i, abs, "concat list")
         const dir = posix.dirname(abs)
         const lines = text.split(LINES)
         for (let n = 0; n < lines.length; n++) {
