@@ -26,6 +26,9 @@ writeFileSync(join(media, "m3u-list.txt"), "#EXTM3U\nfile link.txt\n")
 mkdirSync(join(media, "q?x"))
 writeFileSync(join(media, "q?x", "list.m3u8"), "#EXTM3U\n#EXTINF:1,\nin.mkv\n")
 writeFileSync(join(media, "q?x", "list.txt"), "ffconcat version 1.0\nfile in.mkv\n")
+// An entry "?x.ts" is the playlist's own name with that query for ff_make_absolute_url: "qentry.m3u8?x.ts".
+writeFileSync(join(media, "qentry.m3u8"), "#EXTM3U\n#EXTINF:1,\n?x.ts\n")
+symlinkSync(join(dir, "secret.txt"), join(media, "qentry.m3u8?x.ts"))
 // hls.c keeps a "file:" entry as it is (an absolute URL): ffmpeg opens it from its working directory.
 writeFileSync(join(media, "sub", "deep", "fileurl.m3u8"), "#EXTM3U\n#EXTINF:1,\nfile:../secret.txt\n")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
@@ -301,6 +304,11 @@ describe("argument policy: refusals", () => {
       "an HLS playlist whose path holds '?'",
       ["-i", "q?x/list.m3u8", "-f", "null", "-"],
       /HLS playlist .* holds '\?' or '#'/,
+    ],
+    [
+      "an HLS entry that is only a query (the playlist's own name with it)",
+      ["-i", "qentry.m3u8", "-f", "null", "-"],
+      /line 3 of "qentry\.m3u8" names a file outside the job's directories/,
     ],
     [
       "a concat list whose path holds '?'",

@@ -487,8 +487,9 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
               return checkHost(i, u.protocol, u.rest)
             }
             // A `file:` URL is absolute to hls.c (ff_make_absolute_url keeps it): ffmpeg opens it from its
-            // working directory, not from the playlist's folder.
-            const path = joinPath(/^file:/i.test(e.uri) ? base : dir, u.rest)
+            // working directory, not from the playlist's folder; a bare `?query` or `#fragment` goes on the
+            // playlist's own name.
+            const path = /^[?#]/.test(e.uri) ? abs + e.uri : joinPath(/^file:/i.test(e.uri) ? base : dir, u.rest)
             if (!confined(path)) fail(i, `HLS playlist entry ${short(e.uri)} is outside the job's path variables`)
             await sniff(i, path, undefined, depth + 1)
           })
