@@ -63,6 +63,15 @@ const concat = (list: string, safe = true) => [
 ]
 
 describe("materialising a job's files", () => {
+  test("the copies' folder is the worker's and 0755: the job's user may read the copies, never replace one", () => {
+    const args = concat("list.txt")
+    const files = [{ arg: 5, content: "file '$Media/a.ts'\n" }]
+    const copies = materialise({ binary: "ffmpeg", args, paths: ["Media"], files }, args, mapper)
+    made.push(copies.dir!)
+    expect(statSync(copies.dir!).uid).toBe(process.getuid!())
+    expect(statSync(copies.dir!).mode & 0o777).toBe(0o755)
+  })
+
   test("a concat list: entries resolved to this worker's paths, the rest byte for byte, run with -safe 0", async () => {
     const content = "ffconcat version 1.0\r\n# note\nfile '$Media/a.ts'\nduration 2\nfile '$Media/sub/../a.ts'\n"
     const { copies, args } = await run(concat("list.txt"), [{ arg: 5, content }])
@@ -102,6 +111,19 @@ describe("materialising a job's files", () => {
     } finally {
       process.umask(old)
     }
+  })
+
+  test("a copy the worker cannot write refuses the job without naming the worker's folders", () => {
+    const long = "a".repeat(300)
+    const args = ["-i", "$Media/a.ts", "-filter_script", `$Media/${long}/g.txt`, "-f", "null", "-"]
+    let message = ""
+    try {
+      materialise({ binary: "ffmpeg", args, paths: ["Media"], files: [{ arg: 3, content: "null" }] }, args, mapper)
+    } catch (err) {
+      message = (err as Error).message
+    }
+    expect(message).toMatch(/^argument 4 ".*": the worker cannot write its copy \(ENAMETOOLONG\)$/)
+    expect(message).not.toContain(tmpdir())
   })
 
   test("without files nothing is written and argv is unchanged", () => {

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
@@ -37,14 +37,15 @@ export function materialise(
   a: Pick<Assignment, "binary" | "args" | "paths" | "files">,
   args: string[],
   mapper: WorkerMapper,
-  owner?: { uid: number; gid: number },
 ): Copies {
   const files = a.files ?? []
   if (!files.length) return { args, at: new Set(), lists: [], roots: [] }
   const kinds = checkJobFiles(toolOf(a.binary), a.args, a.paths, files)
   const dir = mkdtempSync(join(tmpdir(), "dffmpeg-files-"))
   try {
-    if (owner) chownSync(dir, owner.uid, owner.gid)
+    // The worker's, 0755: the job's user reads the copies but may not rename or replace one (it would
+    // then run a list of its own with -safe 0, after the policy checked the worker's).
+    chmodSync(dir, 0o755)
     const out = [...args]
     const lists: string[] = []
     const roots: Copies["roots"] = []
@@ -73,11 +74,17 @@ export function materialise(
       const sub = join(dir, String(k))
       const rest = posix.resolve("/", ref ? ref.rest : posix.basename(value))
       const copy = join(sub, rest === "/" ? "file" : rest)
-      mkdirSync(posix.dirname(copy), { recursive: true })
-      writeFileSync(copy, text)
-      // Modes set, not asked for: a worker's umask (077) must not hide the copy from the job's user.
-      for (let d = posix.dirname(copy); d.startsWith(sub); d = posix.dirname(d)) chmodSync(d, 0o755)
-      chmodSync(copy, 0o644)
+      try {
+        mkdirSync(posix.dirname(copy), { recursive: true })
+        writeFileSync(copy, text)
+        // Modes set, not asked for: a worker's umask (077) must not hide the copy from the job's user.
+        for (let d = posix.dirname(copy); d.startsWith(sub); d = posix.dirname(d)) chmodSync(d, 0o755)
+        chmodSync(copy, 0o644)
+      } catch (err) {
+        // A name too long for the worker's file system, say: the reason, never the worker's folder.
+        const code = (err as NodeJS.ErrnoException).code ?? "error"
+        throw new InvalidError(`${named}: the worker cannot write its copy (${code})`, { argument: n })
+      }
       if (ref && rest !== "/") roots.push({ name: ref.name, forms: [sub] })
       out[f.arg] = copy
       if (kind === "concat") lists.push(copy)

@@ -14,6 +14,8 @@ const root = mkdtempSync(join(tmpdir(), "dffmpeg-env-"))
 const media = join(root, "media")
 mkdirSync(join(media, "logs"), { recursive: true })
 symlinkSync("/etc", join(media, "out"))
+// A link to the root itself: "logs/up/../x" is the root's parent's x for the kernel, logs/x when read lexically.
+symlinkSync(media, join(media, "logs", "up"))
 afterAll(() => rmSync(root, { recursive: true, force: true }))
 const mapper = createWorkerMapper({ paths: { M: media } })
 const job = (env: Record<string, string>, cwd: string | null = "$M/logs") => ({ env, paths: ["M"], cwd })
@@ -56,6 +58,7 @@ describe("acceptEnv", () => {
     ["file=$M/../r.log", /escapes \$M/],
     ["file=$M/out/r.log", /escapes \$M through a symlink/],
     ["file=../../r.log", /leaves the job's directories/],
+    ["file=up/../r.log", /leaves the job's directories/],
     ["file=$M/logs/.%x./r.log", /only use %p, %t and %%/],
   ])("FFREPORT=%p is refused like the equivalent path argument", (value, message) => {
     expect(() => acceptEnv(job({ FFREPORT: value }), DEFAULT_ENV, mapper)).toThrow(message)

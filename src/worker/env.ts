@@ -1,7 +1,7 @@
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { envMatcher, mapReport, parseReport, templateProblem } from "../shared/ffargs/env.ts"
-import { canonical, isInside, type WorkerMapper } from "../shared/paths/mapping.ts"
+import { canonical, isInside, joinPath, type WorkerMapper } from "../shared/paths/mapping.ts"
 
 /** Never taken from a caller, whatever `allowed_env` says: they choose what runs and where it writes. */
 const NEVER = /^(PATH|HOME|TMPDIR|LD_[A-Z0-9_]*|BWRAP_[A-Z0-9_]*)$/
@@ -43,8 +43,8 @@ export function acceptEnv(
       throw new InvalidError(
         `FFREPORT writes its report ${file} into the job's working directory, which is under no path variable`,
       )
-    const abs = posix.resolve(cwd, mapped)
-    if (!roots.some((r) => isInside(abs, r.root) && isInside(canonical(abs), r.real)))
+    const abs = joinPath(cwd, mapped)
+    if (!roots.some((r) => isInside(posix.resolve(abs), r.root) && isInside(canonical(abs), r.real)))
       throw new InvalidError(`FFREPORT file=${file} leaves the job's directories`)
   }
   const map = (file: string) => {

@@ -12,12 +12,25 @@ mkdirSync(join(media, "sub", "deep"), { recursive: true })
 writeFileSync(join(dir, "secret.txt"), "CANARY")
 writeFileSync(join(media, "in.mkv"), "not really")
 symlinkSync(join(dir, "secret.txt"), join(media, "link.txt"))
+// A link to the root itself, deeper in: "sub/deep/up/../secret.txt" is the root's parent's file for the kernel.
+symlinkSync(media, join(media, "sub", "deep", "up"))
 writeFileSync(join(media, "ok.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nin.mkv\n#EXT-X-ENDLIST\n")
 writeFileSync(join(media, "sub", "bad.m3u8"), "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n../../secret.txt\n")
 writeFileSync(join(media, "key.m3u8"), '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="/etc/passwd"\n#EXTINF:1,\nin.mkv\n')
 writeFileSync(join(media, "nested.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nsub/bad.m3u8\n")
 writeFileSync(join(media, "graph.txt"), "movie=/etc/passwd[out]")
 writeFileSync(join(media, "fine.txt"), "scale=320:-1")
+writeFileSync(join(media, "nul-graph.txt"), "amovie=link.txt\0x")
+writeFileSync(join(media, "m3u-list.txt"), "#EXTM3U\nfile link.txt\n")
+// ff_make_absolute_url cuts a base at '?' or '#': entries of "q?x/list.m3u8" are read from the root, not q?x.
+mkdirSync(join(media, "q?x"))
+writeFileSync(join(media, "q?x", "list.m3u8"), "#EXTM3U\n#EXTINF:1,\nin.mkv\n")
+writeFileSync(join(media, "q?x", "list.txt"), "ffconcat version 1.0\nfile in.mkv\n")
+// An entry "?x.ts" is the playlist's own name with that query for ff_make_absolute_url: "qentry.m3u8?x.ts".
+writeFileSync(join(media, "qentry.m3u8"), "#EXTM3U\n#EXTINF:1,\n?x.ts\n")
+symlinkSync(join(dir, "secret.txt"), join(media, "qentry.m3u8?x.ts"))
+// hls.c keeps a "file:" entry as it is (an absolute URL): ffmpeg opens it from its working directory.
+writeFileSync(join(media, "sub", "deep", "fileurl.m3u8"), "#EXTM3U\n#EXTINF:1,\nfile:../secret.txt\n")
 writeFileSync(join(media, "keyinfo.txt"), "https://example/key\n/etc/passwd\n")
 writeFileSync(join(media, "drefs.txt"), "ffconcat version 1.0\nfile in.mkv\noption enable_drefs 1\n")
 writeFileSync(join(media, "linked.txt"), "ffconcat version 1.0\nfile 'link.txt'\n")
@@ -42,6 +55,12 @@ writeFileSync(join(media, "long.m3u8"), "#EXTM3U\n" + "#EXTINF:1,\nin.mkv\n".rep
 for (const n of ["a", "b", "c"])
   writeFileSync(join(media, `fat-${n}.m3u8`), "#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n".repeat(300_000))
 writeFileSync(join(media, "manifest.mpd"), '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">')
+// ffmpeg's probes look through the first MiB, up to a NUL, case-insensitively for DASH, any line for SDP.
+const MPD = '<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011">'
+writeFileSync(join(media, "lower.mpd"), `<?xml version="1.0"?>\n${MPD.replace("<MPD", "<mpd")}`)
+writeFileSync(join(media, "padded.xml"), `<?xml version="1.0"?>\n<!--${" ".repeat(6000)}-->\n${MPD}`)
+writeFileSync(join(media, "nul.xml"), `<?xml version="1.0"?>\n<!--\0${" ".repeat(6000)}-->\n${MPD}`)
+writeFileSync(join(media, "late.sdp"), "o=- 0 0 IN IP4 10.0.0.5\nm=video 5004 RTP/AVP 96\nc=IN IP4 10.0.0.5\n")
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const mapper = createWorkerMapper({ paths: { Media: media } })
@@ -282,6 +301,48 @@ describe("argument policy: refusals", () => {
     ],
     ["DASH manifest", ["-i", "manifest.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
     [
+      "an HLS playlist whose path holds '?'",
+      ["-i", "q?x/list.m3u8", "-f", "null", "-"],
+      /HLS playlist .* holds '\?' or '#'/,
+    ],
+    [
+      "an HLS entry that is only a query (the playlist's own name with it)",
+      ["-i", "qentry.m3u8", "-f", "null", "-"],
+      /line 3 of "qentry\.m3u8" names a file outside the job's directories/,
+    ],
+    [
+      "a concat list whose path holds '?'",
+      ["-f", "concat", "-i", "q?x/list.txt", "-f", "null", "-"],
+      /holds '\?' or '#'/,
+    ],
+    [
+      "HLS entry file:../x, which ffmpeg opens from its working directory",
+      ["-i", "sub/deep/fileurl.m3u8", "-f", "null", "-"],
+      /line 3 of "sub\/deep\/fileurl\.m3u8" names a file outside the job's directories/,
+    ],
+    // movie opens its file as an input does: a playlist's entries, a list's, a manifest are read by it.
+    [
+      "movie= of an HLS playlist naming ../../secret",
+      ["-f", "lavfi", "-i", "movie=sub/bad.m3u8", "-f", "null", "-"],
+      /line 4 of "sub\/bad\.m3u8" names a file outside/,
+    ],
+    [
+      "amovie= of a concat list whose entry is a symlink out",
+      ["-i", "in.mkv", "-af", "amovie=linked.txt:f=concat", "-f", "null", "-"],
+      /line 2 of "linked\.txt" names a file outside/,
+    ],
+    ["movie= of a DASH manifest", ["-vf", "movie=manifest.mpd", "-i", "in.mkv", "-f", "null", "-"], /DASH or IMF/],
+    ["DASH manifest in lower case", ["-i", "lower.mpd", "-f", "null", "-"], /DASH or IMF manifest/],
+    ["DASH manifest after 6000 bytes", ["-i", "padded.xml", "-f", "null", "-"], /DASH or IMF manifest/],
+    ["SDP whose c= line is not first", ["-i", "late.sdp", "-f", "null", "-"], /input is an SDP description/],
+    [
+      "SDP on a worker with allowed_hosts",
+      ["-i", "late.sdp", "-f", "null", "-"],
+      /sdp URL has no host to check against allowed_hosts/,
+      { cfg: { allowNetwork: true, allowedHosts: ["127.0.0.1"] } },
+    ],
+    ["-formatprobesize over 1 MiB", ["-formatprobesize", "2M", "-i", "in.mkv", "-f", "null", "-"], /-formatprobesize/],
+    [
       "-f concat -safe 0",
       ["-f", "concat", "-safe", "0", "-i", "list.txt", "-f", "null", "-"],
       /argument 4 "0": -safe 0 lets the input name files outside/,
@@ -378,7 +439,41 @@ describe("argument policy: refusals", () => {
       ["-i", "in.mkv", "-vf", "sendcmd=f=cmds.txt,drawtext=text=x", "-f", "null", "-"],
       /line 1 of "cmds\.txt" names a file outside/,
     ],
+    // ffmpeg reads the script up to the NUL and opens link.txt, a symlink out of the root.
+    [
+      "a filter script naming a file up to a NUL byte",
+      ["-filter_complex_script", "nul-graph.txt", "-f", "null", "-"],
+      /names a file outside the job's directories/,
+    ],
+    // -f concat reads it as a list ("#EXTM3U" a comment) and opens link.txt, a symlink out of the root.
+    [
+      "a -f concat list that starts like an HLS playlist",
+      ["-f", "concat", "-i", "m3u-list.txt", "-f", "null", "-"],
+      /line 2 of "m3u-list\.txt" names a file outside the job's directories/,
+    ],
+    // The kernel follows the link before "..": ffmpeg opened the secret above the root.
+    [
+      "a relative path whose '..' follows a link to the root",
+      ["-i", "sub/deep/up/../secret.txt", "-f", "null", "-"],
+      /relative path "sub\/deep\/up\/\.\.\/secret\.txt" leaves the job's directories/,
+    ],
+    [
+      "a concat: part whose '..' follows a link to the root",
+      ["-i", "concat:sub/deep/up/../secret.txt", "-f", "null", "-"],
+      /concat may only read files under a path variable/,
+    ],
     ["subfile without options", ["-i", "subfile:/etc/passwd", "-f", "null", "-"], /subfile may only read files/],
+    // The character after `subfile,` is the option separator: with `:` and no options, ffmpeg opens "/etc/passwd".
+    [
+      "subfile with ':' as its option separator",
+      ["-i", "subfile,:::/etc/passwd", "-f", "null", "-"],
+      /subfile may only read files/,
+    ],
+    [
+      "-hls_enc_key_url writes the key there",
+      ["-i", "in.mkv", "-f", "hls", "-hls_enc", "1", "-hls_enc_key_url", "../../../etc/cron.d/x", "out.m3u8"],
+      /argument 8 "\.\.\/\.\.\/\.\.\/etc\/cron\.d\/x": -hls_enc_key_url may not contain/,
+    ],
     [
       "unix socket outside",
       ["-i", "unix:/run/docker.sock", "-f", "null", "-"],
@@ -388,6 +483,19 @@ describe("argument policy: refusals", () => {
     ["unix socket without network", ["-i", "unix:sock", "-f", "null", "-"], /network protocol unix is not allowed/],
     ["zmq socket", ["-i", "in.mkv", "-vf", "zmq", "-f", "null", "-"], /filter zmq opens a network socket/],
     ["ffprobe -o outside", ["-o", "../../x.json", "in.mkv"], /argument 2 "\.\.\/\.\.\/x\.json"/, { binary: "ffprobe" }],
+    // ffprobe reads -noX as -X for its own options: a lavfi graph, and an input whose playlist is checked.
+    [
+      "ffprobe -nof lavfi",
+      ["-nof", "lavfi", "amovie=/etc/passwd"],
+      /filter amovie "\/etc\/passwd" is outside the job's path variables/,
+      { binary: "ffprobe" },
+    ],
+    [
+      "ffprobe -noi playlist",
+      ["-noi", "sub/bad.m3u8"],
+      /line 4 of "sub\/bad\.m3u8" names a file outside/,
+      { binary: "ffprobe" },
+    ],
     [
       "ffprobe concat input",
       ["-show_format", "concat:/etc/passwd"],
@@ -563,14 +671,33 @@ describe("argument policy: allowed jobs", () => {
     ).toBeGreaterThan(10)
   })
 
+  test("what ffmpeg's probe cannot see is not refused: a manifest after a NUL byte", async () => {
+    await check(["-i", "nul.xml", "-f", "null", "-"])
+    await check(["-formatprobesize", "1048576", "-i", "in.mkv", "-f", "null", "-"])
+  })
+
   test("stdin and stdout pipes", async () => {
     await check(["-i", "pipe:0", "-f", "matroska", "pipe:1"], { cwd: null })
     await check(["-i", "-", "-f", "matroska", "-"], { cwd: null })
   })
 
+  test("'-- --' protects the next output like one '--', and the whitelist goes before both", async () => {
+    // ffmpeg wrote ../../evil.mkv here while the check took it for -metadata's text.
+    expect(await refusal(["-i", "in.mkv", "-f", "matroska", "--", "--", "-metadata", "../../evil.mkv"])).toMatch(
+      /^argument 8 "\.\.\/\.\.\/evil\.mkv": relative path "\.\.\/\.\.\/evil\.mkv" leaves the job's directories$/,
+    )
+    const { args } = await check(["-i", "in.mkv", "-f", "matroska", "--", "--", "-odd.mkv"])
+    expect(args.slice(-5)).toEqual(["-protocol_whitelist", "file,pipe", "--", "--", "-odd.mkv"])
+  })
+
   test("ffprobe gets the whitelist first", async () => {
     const { args } = await check(["-show_streams", "-of", "json", "in.mkv"], { binary: "ffprobe" })
     expect(args).toEqual(["-protocol_whitelist", "file,pipe", "-show_streams", "-of", "json", "in.mkv"])
+  })
+
+  test("ffprobe's own -protocol_whitelist is narrowed where it stands (ffprobe's last one wins)", async () => {
+    const { args } = await check(["-protocol_whitelist", "file,fd,concatf", "in.mkv"], { binary: "ffprobe" })
+    expect(args).toEqual(["-protocol_whitelist", "file", "-protocol_whitelist", "file", "in.mkv"])
   })
 })
 
@@ -584,6 +711,53 @@ describe("argument policy: tee slaves are read as the tee muxer reads them", () 
     expect(await refusal(tee("[f=matroska]\\/etc/x"))).toMatch(/tee output "\/etc\/x" is outside/)
     expect(await refusal(tee("[f=matroska]a.mkv|[bad]b.mkv"))).toMatch(/a tee output's \[options\] do not parse$/)
     await check(tee("[f=matroska:onfail=ignore]'a b.mkv'|[f=null]-"))
+  })
+
+  test("a tee inside a muxer is refused: its '|' slaves would be outputs no check splits", async () => {
+    // Each of these ran ffmpeg's tee on "x.mkv|/etc/evil.mkv" (a relative name to the check) and wrote /etc/evil.mkv.
+    const tee = (url: string) => ["-i", "in.mkv", "-map", "0", "-f", "tee", url]
+    const nested = /names the tee muxer inside another muxer/
+    expect(await refusal(tee("[f=tee]x.mkv\\|/etc/evil.mkv"))).toMatch(nested)
+    expect(await refusal(tee("[f=fifo:fifo_format=TEE]x.mkv\\|/etc/evil.mkv"))).toMatch(nested)
+    expect(await refusal(tee("[use_fifo=1:fifo_options=fifo_format\\\\=tee]x.mkv\\|/etc/evil.mkv"))).toMatch(nested)
+    expect(await refusal(["-i", "in.mkv", "-f", "fifo", "-fifo_format", "tee", "x.mkv|/etc/evil.mkv"])).toMatch(nested)
+    expect(
+      await refusal([
+        "-i",
+        "in.mkv",
+        "-f",
+        "fifo",
+        "-fifo_format",
+        "fifo",
+        "-format_opts",
+        "fifo_format=t\\ee",
+        "x.mkv|/etc/evil.mkv",
+      ]),
+    ).toMatch(nested)
+    await check(tee("[f=fifo:fifo_format=matroska]x.mkv|[f=null]-"))
+    // A filter's text is no muxer's name.
+    await check(["-i", "in.mkv", "-vf", "drawtext=text=tee", "-f", "null", "-"])
+  })
+
+  test("a slave's file options are checked as the same options of an output are", async () => {
+    const tee = (url: string) => ["-i", "in.mkv", "-map", "0", "-f", "tee", url]
+    // hlsenc reads line 2 of the key info file as the key: /etc/passwd here.
+    expect(await refusal(tee("[f=hls:hls_key_info_file=keyinfo.txt]o.m3u8"))).toMatch(
+      /line 2 of "keyinfo\.txt" names a file outside the job's directories$/,
+    )
+    expect(await refusal(tee("[f=hls:master_pl_name=sub/m.m3u8]o.m3u8"))).toMatch(/-master_pl_name must be a file name/)
+    await check(tee("[f=hls:hls_segment_filename=seg%d.ts:master_pl_name=m.m3u8]o.m3u8"))
+  })
+
+  test("a value escaped deeper than the scan reads is refused", async () => {
+    // Five fifos nested through format_opts unescape five times; four levels are read, a fifth is refused.
+    const deep = (n: number) => "hls_segment_filename=" + "\\".repeat(2 ** n - 1) + "/etc/x%d.ts"
+    expect(await refusal(["-i", "in.mkv", "-f", "fifo", "-format_opts", deep(4), "o.m3u8"])).toMatch(
+      /"\/etc\/x%d\.ts" is outside the job's path variables$/,
+    )
+    expect(await refusal(["-i", "in.mkv", "-f", "fifo", "-format_opts", deep(5), "o.m3u8"])).toMatch(
+      /nests escapes more than 4 levels deep; too deep to check$/,
+    )
   })
 })
 
@@ -636,6 +810,23 @@ describe("argument policy: hardware devices", () => {
       [["-hwaccel_device", "sub/renderD128"], /-hwaccel_device names device "sub\/renderD128"/, devices],
       [["-vaapi_device", "/dev/null"], /-vaapi_device names device "\/dev\/null"/],
       [["-vaapi_device", "evil.example:0"], /network protocol x11 is not allowed on this worker/],
+      // Xlib takes everything before the last ':' as the host: an IPv6 address connects too.
+      [
+        ["-vaapi_device", "::ffff:10.0.0.5:7"],
+        /host ::ffff:10\.0\.0\.5:6007 is not in this worker's allowed_hosts/,
+        { cfg: { allowNetwork: true, allowedHosts: ["127.0.0.1"] } },
+      ],
+      // ffmpeg makes these "qsv=...,child_device=<value>" and "vaapi:<value>": a ',' adds options, the last one wins.
+      [
+        ["-qsv_device", `${join(dri, "renderD128")},child_device=${join(dir, "secret.txt")}`],
+        /-qsv_device names device "\/.*secret\.txt"/,
+        devices,
+      ],
+      [
+        ["-vaapi_device", `${join(dri, "renderD128")},kernel_driver=${join(dir, "secret.txt")}`],
+        /-vaapi_device names device "\/.*secret\.txt"/,
+        devices,
+      ],
     ]
     for (const [job, message, o] of cases)
       expect(await refusal([...job, "-i", "in.mkv", "-f", "null", "-"], o)).toMatch(message)

@@ -8,7 +8,7 @@ import { LINES, playlistEntries } from "../shared/ffargs/hls.ts"
 import { teeSlaves } from "../shared/ffargs/tee.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl, urlHost } from "../shared/ffargs/url.ts"
 import { inCidr, parseCidr, type Cidr } from "../shared/net/cidr.ts"
-import { canonical, isInside } from "../shared/paths/mapping.ts"
+import { canonical, isInside, joinPath } from "../shared/paths/mapping.ts"
 
 /**
  * The worker's argument policy: every argument of an ffmpeg/ffprobe job is classified (options,
@@ -137,11 +137,18 @@ const NETWORK_FILTERS = new Set(["zmq", "azmq"])
 const MAX_TEXT = 8 << 20
 /** Bytes of an input read to recognise a playlist or manifest. */
 const SNIFF = 4096
+/**
+ * Bytes ffmpeg's format probe reads at most (`-formatprobesize`, 1 MiB by default; larger values are
+ * refused): a file without a NUL in its first SNIFF bytes is read this far to look for what the probes see.
+ */
+const FORMAT_PROBE = 1 << 20
 /** Playlists and lists checked per job (nested ones included). */
 const MAX_PLAYLISTS = 64
 /** Per job: entries of playlists and lists checked, and bytes of files read whole to be checked. */
 const MAX_ENTRIES = 20_000
 const MAX_READ = 16 << 20
+/** Levels of `\` and quote escaping a scanned value is read through (after the raw value). */
+const MAX_ESCAPES = 4
 /** Entries checked between two yields to the event loop (heartbeats keep flowing). */
 const YIELD_EVERY = 256
 const tick = () => new Promise<void>((r) => setImmediate(r))
@@ -232,15 +239,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           fail(i, `the job's playlists and lists have more than ${MAX_ENTRIES} entries; too many to check`, "limit")
         await step()
       }
+      /**
+       * Inside the job's directories, after symlinks. A NUL byte never is: ffmpeg reads a script or a line
+       * as a C string, up to it (`amovie=l\0x` opens `l`), and no symlink after it can be resolved.
+       */
       const confined = (abs: string) => {
+        if (abs.includes("\0")) return false
+        // As written (normalised) for the root it names; as the kernel opens it (links before `..`) for where it is.
         const norm = posix.resolve(abs)
-        if (job.isPassthrough(norm)) return true
-        const real = canonical(norm)
+        const real = canonical(abs)
+        if (job.isPassthrough(norm) && job.isPassthrough(real)) return true
         return areas.some((a) => (isInside(norm, a.root) || isInside(norm, a.real)) && isInside(real, a.real))
       }
       /** A file path (pattern characters are literal here): must stay in the job's directories. */
       const checkPath = (i: number, path: string, from: string, what: string): string => {
-        const abs = posix.resolve(from, path)
+        const abs = joinPath(from, path)
         if (!confined(abs)) {
           const where = path.startsWith("/") ? "is outside the job's path variables" : "leaves the job's directories"
           fail(i, `${what}${what ? " " : ""}${path.startsWith("/") ? "" : "relative path "}${short(path)} ${where}`)
@@ -258,22 +271,23 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /** Inside one of the worker's `devices`, as written or after symlinks, and still after symlinks. */
       const isDevice = (abs: string) => {
+        const norm = posix.resolve(abs)
         const real = canonical(abs)
         return (cfg.devices ?? []).some((d) => {
           const root = posix.resolve(d)
           const rootReal = canonical(d)
-          return (isInside(abs, root) || isInside(abs, rootReal)) && isInside(real, rootReal)
+          return (isInside(norm, root) || isInside(norm, rootReal)) && isInside(real, rootReal)
         })
       }
       /**
        * A hardware device value: a device node (anything with a `/`, relative ones from the working
        * directory) must be in the worker's `devices`, which the sandbox exposes; an index or a name (`0`,
-       * `va`, `:0`) names none; an X11 display on a host (`host:0`) is a network connection to it.
+       * `va`, `:0`) names none; an X11 display on a host (`host:0`, `::1:0`) is a network connection to it.
        */
       const checkDevice = (i: number, name: string, value: string) => {
         for (const part of deviceParts(name, value)) {
           if (part.includes("/")) {
-            if (!isDevice(posix.resolve(base, part)))
+            if (!isDevice(joinPath(base, part)))
               fail(
                 i,
                 `-${name} names device ${short(part)}, which is not in this worker's devices; add it (or its folder) to devices in the worker's config`,
@@ -281,8 +295,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
               )
             continue
           }
-          const display = /^([^:]+):(\d+)(?:\.\d+)?$/.exec(part)
-          if (display) checkHost(i, "x11", `//${display[1]}:${6000 + Number(display[2])}`)
+          // Xlib's host is everything before the last ':' (`::ffff:10.0.0.5:0` too); none, or `unix`, is local.
+          const display = /^(.*):(\d+)(?:\.\d+)?$/.exec(part)
+          if (display && display[1] !== "" && display[1] !== "unix")
+            checkHost(i, "x11", `//[${display[1]}]:${6000 + Number(display[2])}`)
         }
       }
       /** A URL or path ffmpeg opens; returns the local path for plain files. */
@@ -305,7 +321,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           for (const inner of u.inner) {
             const iu = parseUrl(inner)
             if (iu.protocol !== "file") fail(i, `${p} may only read files under a path variable`, "protocol")
-            if (!confined(posix.resolve(from, iu.rest))) fail(i, `${p} may only read files under a path variable`)
+            if (!confined(joinPath(from, iu.rest))) fail(i, `${p} may only read files under a path variable`)
           }
           used.add(p)
           return undefined
@@ -326,11 +342,22 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           return fail(i, `protocol ${p} is not allowed (allowed: ${ALLOWED_TEXT})`, "protocol")
         return fail(i, `unknown protocol "${p}:" (allowed: ${ALLOWED_TEXT})`, "protocol")
       }
-      /** Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. */
-      const scanRaw = (i: number, value: string, what: string) => {
+      /**
+       * Any value, raw: path-like tokens (absolute, `..`) and protocol URLs inside it are checked. In an
+       * option's value (`options`: not a filter's) the word `tee` is refused: a tee set up inside a muxer
+       * (a tee slave's `f=tee`, `-fifo_format tee`, fifo's `format_opts`) splits its file name into
+       * outputs at `|`, which only a `-f tee` output's check does.
+       */
+      const scanRaw = (i: number, value: string, what: string, options: boolean) => {
         // Not split at parentheses: `(iw*a)/2` in an expression is no path.
         for (const part of value.split(/[\s'"=,;|[\]]+/)) {
           if (!part) continue
+          if (options && part.toLowerCase() === "tee")
+            fail(
+              i,
+              `${what || "option value"} names the tee muxer inside another muxer; only a -f tee output may`,
+              "option",
+            )
           const m = /^([A-Za-z0-9+.-]+):/.exec(part)
           if (m && KNOWN_PROTOCOLS.has(m[1].toLowerCase().split("+")[0]) && m[1].toLowerCase() !== "file") {
             checkUrl(i, part, base, what)
@@ -343,15 +370,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
       }
       /**
        * Any value, raw and unescaped as av_get_token would (dictionaries such as `-x264-params`,
-       * option strings, sendcmd arguments: `stats=\/x` names `/x`), down to a few levels.
+       * option strings, sendcmd arguments: `stats=\/x` names `/x`), down to a few levels; a value
+       * escaped deeper is refused (muxers nested in fifo's `format_opts` unescape once more each).
        */
-      const scan = (i: number, value: string, what = "") => {
-        let v = value
-        for (let level = 0; level < 4; level++) {
-          scanRaw(i, v, what)
+      const scan = (i: number, value: string, what = "", options = false) => {
+        for (let v = value, level = 0; ; level++) {
+          scanRaw(i, v, what, options)
           if (!/[\\']/.test(v)) return
           const next = getToken(v, 0, "").token
           if (next === v) return
+          if (level === MAX_ESCAPES)
+            fail(
+              i,
+              `${what || "option value"} nests escapes more than ${MAX_ESCAPES} levels deep; too deep to check`,
+              "limit",
+            )
           v = next
         }
       }
@@ -402,13 +435,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
               checked.add(o)
               const key = o.key ?? keys[0]
               if (format === "lavfi") await checkGraph(i, o.value, depth + 1)
-              else if (
-                FONT_KEYS.has(key) &&
-                FONT_DIRS.some((d) => isInside(canonical(posix.resolve(base, o.value)), d))
-              )
+              else if (FONT_KEYS.has(key) && FONT_DIRS.some((d) => isInside(canonical(joinPath(base, o.value)), d)))
                 continue
               else {
                 const path = checkUrl(i, o.value, base, what)
+                // movie opens its file as an input is opened: a playlist's, a list's entries are read too.
+                if (path && (f.name === "movie" || f.name === "amovie")) await sniff(i, path, format)
                 // Commands read from a file reinit other filters (`drawtext reinit textfile=...`).
                 const text =
                   path && (f.name === "sendcmd" || f.name === "asendcmd")
@@ -429,8 +461,21 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         }
       }
       /** An HLS playlist: every entry (segments, keys, maps, variants, quoted or not) must be confined too. */
+      /**
+       * ffmpeg reads a playlist's or list's relative entries from its URL cut at a `?` or `#` (the query
+       * or fragment for ff_make_absolute_url), not from the folder holding it: such a name is refused.
+       */
+      const plainName = (i: number, abs: string, what: string) => {
+        if (/[?#]/.test(abs))
+          fail(
+            i,
+            `${what} ${fileName(abs)} holds '?' or '#' in its path, where ffmpeg would cut it; rename it`,
+            "limit",
+          )
+      }
       const checkPlaylist = async (i: number, abs: string, text: string, depth: number) => {
         if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
+        plainName(i, abs, "HLS playlist")
         const dir = posix.dirname(abs)
         for (const e of playlistEntries(text)) {
           await entry(i)
@@ -441,7 +486,10 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
                 fail(i, `HLS playlist entry ${short(e.uri)}: protocol ${u.protocol} is not allowed`, "protocol")
               return checkHost(i, u.protocol, u.rest)
             }
-            const path = posix.resolve(dir, u.rest)
+            // A `file:` URL is absolute to hls.c (ff_make_absolute_url keeps it): ffmpeg opens it from its
+            // working directory, not from the playlist's folder; a bare `?query` or `#fragment` goes on the
+            // playlist's own name.
+            const path = /^[?#]/.test(e.uri) ? abs + e.uri : joinPath(/^file:/i.test(e.uri) ? base : dir, u.rest)
             if (!confined(path)) fail(i, `HLS playlist entry ${short(e.uri)} is outside the job's path variables`)
             await sniff(i, path, undefined, depth + 1)
           })
@@ -455,6 +503,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
        */
       const checkConcatList = async (i: number, abs: string, text: string, depth: number, absolute = false) => {
         if (++playlists > MAX_PLAYLISTS || depth > 4) fail(i, "HLS playlists and concat lists nest too deeply", "limit")
+        if (!absolute) plainName(i, abs, "concat list")
         const dir = posix.dirname(abs)
         const lines = text.split(LINES)
         for (let n = 0; n < lines.length; n++) {
@@ -472,7 +521,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
                 return path === undefined ? undefined : sniff(i, path, undefined, depth + 1)
               }
               if (!name || parseUrl(name).protocol !== "file") return
-              const path = posix.resolve(dir, name)
+              const path = joinPath(dir, name)
               if (!confined(path)) fail(i, `concat list entry ${short(name)} is outside the job's path variables`)
               await sniff(i, path, undefined, depth + 1)
             } else if (word === "option") {
@@ -499,22 +548,38 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           .decode(first)
           .replace(/^\uFEFF/, "")
           .trimStart()
+        // What ffmpeg's format probe reads: up to FORMAT_PROBE bytes, as a C string (to the first NUL).
+        let probed = first
+        if (first.length === SNIFF && !first.includes(0)) {
+          probed = deps.read(abs, FORMAT_PROBE) ?? first
+          spent += probed.length
+          if (spent > MAX_READ)
+            fail(i, `the job's inputs to probe add up to more than ${MAX_READ >> 20} MiB; too much to check`, "limit")
+        }
+        const nul = probed.indexOf(0)
+        const probe = dec.decode(nul === -1 ? probed : probed.subarray(0, nul))
+        // A `-f` decides over the head: `-f concat` reads "#EXTM3U" as a comment and the list's entries.
+        if (format === "concat" || (format !== "hls" && head.startsWith("ffconcat version"))) {
+          const text = readText(i, abs, "concat list")
+          return text === undefined ? undefined : checkConcatList(i, abs, text, depth, copy)
+        }
         if (format === "hls" || head.startsWith("#EXTM3U")) {
           const text = readText(i, abs, "HLS playlist")
           return text === undefined ? undefined : checkPlaylist(i, abs, text, depth)
         }
-        if (format === "concat" || head.startsWith("ffconcat version")) {
-          const text = readText(i, abs, "concat list")
-          return text === undefined ? undefined : checkConcatList(i, abs, text, depth, copy)
-        }
-        if (/<MPD[\s>]|<CompositionPlaylist[\s>]/.test(head.slice(0, 4096)))
+        // dash_probe finds "<MPD" anywhere, in any case; imf_probe "<CompositionPlaylist".
+        if (/<mpd|<compositionplaylist/i.test(probe))
           fail(i, "input is a DASH or IMF manifest that lists other files; not allowed", "limit")
-        if (/^v=0\r?\n/.test(head) && !cfg.allowNetwork)
-          fail(
-            i,
-            "input is an SDP description (network streams); not allowed on this worker (allow_network is off)",
-            "network",
-          )
+        // sdp_probe: any line starting "c=IN IP"; its hosts are not checked, so allowed_hosts refuses it too.
+        if (/^v=0\r?\n/.test(head) || /(^|\n\r?)c=IN IP/.test(probe)) {
+          if (!cfg.allowNetwork)
+            fail(
+              i,
+              "input is an SDP description (network streams); not allowed on this worker (allow_network is off)",
+              "network",
+            )
+          checkHost(i, "sdp", "")
+        }
       }
       /**
        * image2 input patterns: `glob` (and `glob_sequence`, the default, for `%`-escaped wildcards)
@@ -552,17 +617,6 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
             fail(file.index, "glob pattern matches a file outside the job's directories (a symlink)")
         }
       }
-      /** `[f=matroska:onfail=ignore]out.mkv`: av_dict_parse_string pairs (unescaped). */
-      const teeOptions = (opts: string) => {
-        const out: [string, string][] = []
-        for (let at = 0; at < opts.length; ) {
-          const key = getToken(opts, at, "=:")
-          const value = opts[key.end] === "=" ? getToken(opts, key.end + 1, ":") : { token: "", end: key.end }
-          out.push([key.token, value.token])
-          at = value.end + 1
-        }
-        return out
-      }
       const checkFile = async (file: FileArg) => {
         const i = file.index
         const format = formatName(fileOption(file, "f"))
@@ -572,9 +626,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         if (format === "tee" && file.kind === "output") {
           for (const slave of teeSlaves(file.url)) {
             if (slave.target === undefined) fail(i, "a tee output's [options] do not parse", "option")
-            const f = formatName(teeOptions(slave.options).find(([k]) => k === "f")?.[1])
+            const f = formatName(slave.pairs.find(([k]) => k === "f")?.[1])
             if (f && DEVICES.has(f)) fail(i, `tee output format ${f} is a device; devices are not allowed`)
-            scan(i, slave.options, "tee output option")
+            if (f === "tee")
+              fail(i, "tee output format tee names the tee muxer inside another muxer; not allowed", "option")
+            // The slave's muxer options, as the same options of an output (`hls_key_info_file=k.txt` is read).
+            for (const [key, value] of slave.pairs) await checkOption(key, value, i)
             checkUrl(i, slave.target!, base, "tee output")
           }
           return
@@ -604,6 +661,12 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
         ) {
           fail(i, `-${name} ${value} lets the input name files outside the job's directories; not allowed`, "option")
         }
+        if (name === "formatprobesize" && !(/^\d+$/.test(value) && Number(value) <= FORMAT_PROBE))
+          fail(
+            i,
+            `-formatprobesize must be a number of bytes up to ${FORMAT_PROBE} (the policy reads that far)`,
+            "option",
+          )
         if (PRESETS.has(name) && (value.includes("/") || value.includes("..")))
           fail(i, "preset names may not contain a path", "option")
         if (kind === "graph") return checkGraph(i, value)
@@ -625,7 +688,7 @@ export function createArgumentPolicy(cfg: PolicyConfig, deps: PolicyDeps): Argum
           }
           return
         }
-        scan(i, value)
+        scan(i, value, "", true)
       }
 
       const parsed = parseArgv(tool, job.args)
@@ -664,7 +727,9 @@ function whitelist(used: Set<string>, network: boolean): string[] {
 
 /**
  * Adds `-protocol_whitelist` for every input and output (a per-file option in ffmpeg): the
- * protocols the policy checked. A whitelist the job gave for a file is narrowed to that list, never widened.
+ * protocols the policy checked. A whitelist the job gave for a file is narrowed to that list, never widened:
+ * ffmpeg's own comes before ours (ours wins); ffprobe's may follow ours (its last one wins), so it is
+ * rewritten in place.
  */
 function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: string[]): string[] {
   const value = (f: FileArg | undefined) => {
@@ -674,12 +739,18 @@ function withWhitelist(tool: Tool, args: string[], files: FileArg[], list: strin
     const narrowed = own.split(",").filter((p) => mine.has(p))
     return narrowed.length ? narrowed.join(",") : "none"
   }
-  if (tool === "ffprobe") return ["-protocol_whitelist", value(files.find((f) => f.kind === "input")), ...args]
+  if (tool === "ffprobe") {
+    const input = files.find((f) => f.kind === "input")
+    const list = value(input)
+    const out = [...args]
+    for (const o of input?.options ?? []) if (o.name === "protocol_whitelist") out[o.index] = list
+    return ["-protocol_whitelist", list, ...out]
+  }
   const at = new Map<number, FileArg>()
   for (const f of files) {
-    // Before `-i X`, or before the output (and before a `--` that protects it).
+    // Before `-i X`, or before the output (and before the `--`s that protect it).
     let pos = f.kind === "input" ? f.index - 1 : f.index
-    if (f.kind === "output" && pos > 0 && args[pos - 1] === "--") pos--
+    while (f.kind === "output" && pos > 0 && args[pos - 1] === "--") pos--
     at.set(pos, f)
   }
   const out: string[] = []

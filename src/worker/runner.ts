@@ -179,7 +179,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
           log.warn("caller environment dropped: not in allowed_env", { job: a.id, names: accepted.dropped.join(",") })
         callerEnv = accepted.env
         // Concat lists and filter scripts the job carries, written with our paths (before the policy reads them).
-        const copies = materialise(a, mapped.args, deps.mapper, deps.confinement.owner)
+        const copies = materialise(a, mapped.args, deps.mapper)
         files = copies.dir
         copyRoots = copies.roots
         mapped = { ...mapped, args: copies.args }

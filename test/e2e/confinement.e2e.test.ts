@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { apiFor, submitRaw } from "../helpers/api.ts"
 import { Cluster } from "../helpers/cluster.ts"
@@ -214,6 +214,109 @@ const cases: Case[] = [
     rule: /^line 4 of "hls3\/map\.m3u8" names a file outside the job's directories$/,
     proof: "exit0",
   },
+  // Review of the argument model (issue 11): positions read differently by the policy than by ffmpeg.
+  {
+    name: "subfile with ':' as its option separator (subfile,:::/abs)",
+    args: () => dump(`subfile,:::${canary}`),
+    rule: /^subfile may only read files under a path variable$/,
+    proof: "stdout",
+  },
+  {
+    name: "a tee inside a tee slave ([f=tee]a\\|b)",
+    args: () =>
+      ff("-i", "av.mkv", "-t", "0.2", "-map", "0", "-c", "copy", "-f", "tee", "[f=tee]nest.mkv\\|../writes/nest.mkv"),
+    rule: /^tee output format tee names the tee muxer inside another muxer; not allowed$/,
+    proof: "write",
+  },
+  {
+    name: "-f fifo -fifo_format tee",
+    args: () =>
+      ff(
+        "-i",
+        "av.mkv",
+        "-t",
+        "0.2",
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "fifo",
+        "-fifo_format",
+        "tee",
+        "f.mkv|../writes/f.mkv",
+      ),
+    rule: /names the tee muxer inside another muxer; only a -f tee output may$/,
+    proof: "write",
+  },
+  {
+    name: "-hls_enc_key_url ../x (hlsenc writes the key there)",
+    args: () =>
+      ff(
+        "-i",
+        "av.mkv",
+        "-t",
+        "0.5",
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_enc",
+        "1",
+        "-hls_enc_key",
+        "00112233445566778899aabbccddeeff",
+        "-hls_enc_key_url",
+        "../writes/k.key",
+        "hk.m3u8",
+      ),
+    rule: /^-hls_enc_key_url may not contain "\.\."$/,
+    proof: "write",
+  },
+  {
+    name: "-f concat list starting #EXTM3U whose entry is a symlink out",
+    args: () => ff("-f", "concat", "-i", "m3u-list.txt", "-c", "copy", "-f", "matroska", "-"),
+    rule: /^line 2 of "m3u-list\.txt" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "filter script naming a symlink out up to a NUL byte",
+    args: () => ff("-filter_complex_script", "nul-script.txt", "-frames:v", "1", "-f", "framecrc", "-"),
+    rule: /^"nul-script\.txt" \(the -filter_complex_script file\) names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "movie= of an HLS playlist whose segment is ../../secret",
+    args: () => ff("-f", "lavfi", "-i", "movie=hls/list.m3u8", "-frames:v", "1", "-f", "framecrc", "-"),
+    rule: /^line 5 of "hls\/list\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "DASH manifest found by ffmpeg's probe after 6000 bytes, segments outside",
+    args: () => ff("-i", "padded-mpd.xml", "-c", "copy", "-f", "matroska", "-"),
+    rule: /^input is a DASH or IMF manifest that lists other files; not allowed$/,
+    proof: "exit0",
+  },
+  {
+    name: "-- -- before an option name: both are outputs for ffmpeg",
+    args: () =>
+      ff("-i", "av.mkv", "-t", "0.2", "-c", "copy", "-f", "matroska", "--", "--", "-metadata", "../writes/dd.mkv"),
+    rule: /^relative path "\.\.\/writes\/dd\.mkv" leaves the job's directories$/,
+    proof: "write",
+  },
+  {
+    name: "HLS entry file:../x, which ffmpeg opens from its working directory, not the playlist's",
+    args: () => ff("-i", "hls4/a/list.m3u8", "-c", "copy", "-f", "mpegts", "-"),
+    rule: /^line 5 of "hls4\/a\/list\.m3u8" names a file outside the job's directories$/,
+    proof: "exit0",
+  },
+  {
+    name: "relative path whose '..' follows a link to the root (the kernel follows the link first)",
+    args: () => dump("deep/up/../canary.txt"),
+    rule: /^relative path "deep\/up\/\.\.\/canary\.txt" leaves the job's directories$/,
+    proof: "stdout",
+  },
   {
     name: "SSRF: http://127.0.0.1",
     args: () => ff("-i", `http://127.0.0.1:${http.port}/x`, "-f", "null", "-"),
@@ -251,6 +354,24 @@ beforeAll(async () => {
     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n../../secret.ts\n#EXT-X-ENDLIST\n",
   )
   writeFileSync(join(c.storage, "list.txt"), `file '${secretMkv}'\n`)
+  symlinkSync(secretMkv, join(c.storage, "out-link.mkv"))
+  mkdirSync(join(c.storage, "deep"))
+  symlinkSync("..", join(c.storage, "deep", "up"))
+  mkdirSync(join(c.storage, "hls4", "a"), { recursive: true })
+  writeFileSync(
+    join(c.storage, "hls4", "a", "list.m3u8"),
+    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\nfile:../secret.ts\n#EXT-X-ENDLIST\n",
+  )
+  // A DASH stream outside the root, and a manifest in it naming its segments, padded past the 4 KiB first read.
+  mkdirSync(join(c.dir, "dash"))
+  local(["-i", av, "-map", "0:v", "-c", "copy", "-f", "dash", join(c.dir, "dash", "out.mpd")])
+  const mpd = (await Bun.file(join(c.dir, "dash", "out.mpd")).text())
+    .replace('initialization="', `initialization="${c.dir}/dash/`)
+    .replace('media="', `media="${c.dir}/dash/`)
+  const cut = mpd.indexOf("\n") + 1
+  writeFileSync(join(c.storage, "padded-mpd.xml"), `${mpd.slice(0, cut)}<!--${" ".repeat(6000)}-->\n${mpd.slice(cut)}`)
+  writeFileSync(join(c.storage, "m3u-list.txt"), "#EXTM3U\nfile out-link.mkv\n")
+  writeFileSync(join(c.storage, "nul-script.txt"), "movie=out-link.mkv\0x")
   mkdirSync(join(c.storage, "hls3"))
   local(["-i", av, "-t", "1", "-c", "copy", "-f", "mpegts", join(c.storage, "hls3", "seg.ts")])
   writeFileSync(
@@ -420,6 +541,22 @@ describe("with the argument policy: every case is refused with one line naming t
         /^dffmpeg: job \w+ failed: worker refused the job: argument 4 "concat:\/etc\/passwd": concat may only read files under a path variable$/,
       ),
     ])
+  })
+})
+
+describe("with the argument policy: ffprobe's -noX is its option X", () => {
+  test("ffprobe -nof lavfi amovie=/abs is refused as the graph it is (ffprobe reads -nof as -f)", async () => {
+    const r = await submitRaw(apiFor(c, "client1"), {
+      binary: "ffprobe",
+      args: ["-v", "error", "-show_streams", "-nof", "lavfi", `amovie=${secretMkv}`],
+      paths: ["Media"],
+      cwd: "$Media",
+    })
+    if (!("outcome" in r)) throw new Error(`submission refused: ${JSON.stringify(r)}`)
+    expect(r.outcome?.error).toMatch(
+      /^worker refused the job: argument 6 "amovie=.*": filter amovie ".*" is outside the job's path variables$/,
+    )
+    expect([r.stdout, r.stderr].join("")).not.toContain(CANARY)
   })
 })
 

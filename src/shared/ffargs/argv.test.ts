@@ -40,6 +40,14 @@ describe("parseArgv (ffmpeg)", () => {
     expect(outs).toEqual(["input:a", "output:-weird.mkv", "output:b.mkv"])
   })
 
+  test("every -- is a separator for ffmpeg, so '-- --' still protects the argument after them", () => {
+    // split_commandline checks for "--" before the protection: "-metadata" and "/x" are both outputs.
+    const outs = parseArgv("ffmpeg", ["-i", "a", "--", "--", "-metadata", "/x"]).files.map((f) => `${f.kind}:${f.url}`)
+    expect(outs).toEqual(["input:a", "output:-metadata", "output:/x"])
+    // ffprobe: after the first --, everything is positional (a second -- is the input).
+    expect(parseArgv("ffprobe", ["--", "--"]).files.map((f) => f.url)).toEqual(["--"])
+  })
+
   test("per-file options belong to the next file", () => {
     const { files } = parseArgv("ffmpeg", [
       "-f",
@@ -64,5 +72,23 @@ describe("parseArgv (ffprobe)", () => {
     const { files } = parseArgv("ffprobe", ["-show_streams", "in.mkv", "-of", "json", "-o", "out.json", "-f", "hls"])
     expect(files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:in.mkv", "output:out.json"])
     expect(fileOption(files[0], "f")).toBe("hls")
+  })
+
+  test("-noX is option X for any ffprobe option (parse_option), with X's argument: -nof is -f, -noi is -i", () => {
+    const { files, tokens } = parseArgv("ffprobe", ["-nof", "lavfi", "-noshow_entries", "format", "amovie=/x"])
+    expect(files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:amovie=/x"])
+    expect(fileOption(files[0], "f")).toBe("lavfi")
+    expect(tokens[2].name).toBe("show_entries")
+    expect(parseArgv("ffprobe", ["-noi", "a.m3u8"]).files.map((f) => `${f.kind}:${f.url}`)).toEqual(["input:a.m3u8"])
+    expect(parseArgv("ffprobe", ["-noo", "o.json", "a"]).files.map((f) => `${f.kind}:${f.url}`)).toEqual([
+      "output:o.json",
+      "input:a",
+    ])
+    // An AVOption keeps its name (ffprobe finds no option "fflags" to negate), and ffmpeg negates booleans only.
+    expect(parseArgv("ffprobe", ["-nofflags", "x", "a"]).tokens[0].name).toBe("nofflags")
+    expect(parseArgv("ffmpeg", ["-nof", "lavfi", "-i", "a", "o"]).files.map((f) => fileOption(f, "f"))).toEqual([
+      undefined,
+      undefined,
+    ])
   })
 })

@@ -5,10 +5,11 @@
  *
  * The rules follow fftools' own parser: an option is `-name[:stream_spec]`; the fftools options in
  * the tables below take a value unless listed as taking none; every other name is an AVOption
- * (codec, format, protocol, scaler...) and always takes a value; `-noX` for a boolean X takes none;
+ * (codec, format, protocol, scaler...) and always takes a value; `-noX` for a boolean X takes none
+ * (ffprobe reads `-noX` as any of its own options X, value included);
  * help options (`-h`, `-formats`...) consume the next argument and exit. For ffmpeg a non-option is an
- * output, `-i X` an input, and `--` makes the next argument an output even if it starts with `-`. For
- * ffprobe a non-option (or `-i X`) is the input and `-o X` the output.
+ * output, `-i X` an input, and `--` (every one: `-- --` too) makes the next argument an output even if it
+ * starts with `-`. For ffprobe a non-option (or `-i X`) is the input and `-o X` the output.
  */
 
 export type Tool = "ffmpeg" | "ffprobe"
@@ -144,6 +145,38 @@ const FFPROBE_FLAGS = new Set([
 ])
 const FFPROBE_BOOLS = new Set([...FFPROBE_FLAGS].filter((n) => n !== "report"))
 
+/**
+ * Every fftools option of ffprobe 5.1 (`ffprobe -h long`): ffprobe's parse_option reads `-noX` as option
+ * X whatever its kind when X is one of them (`-nof lavfi` sets the format, `-noi x` names the input).
+ */
+const FFPROBE_OPTIONS = new Set([
+  ...FFPROBE_FLAGS,
+  ...[...EXIT].filter((n) => n !== "hwaccels"),
+  "cpucount",
+  "cpuflags",
+  "f",
+  "i",
+  "loglevel",
+  "max_alloc",
+  "o",
+  "of",
+  "print_filename",
+  "print_format",
+  "read_intervals",
+  "select_streams",
+  "show_data_hash",
+  "show_entries",
+  "show_log",
+  "show_optional_fields",
+  "v",
+])
+
+/** The option a name stands for: ffprobe's `-noX` for its own option X is X (ffmpeg negates only booleans). */
+function canonicalName(tool: Tool, name: string): string {
+  if (tool !== "ffprobe" || !name.startsWith("no") || FFPROBE_OPTIONS.has(name)) return name
+  return FFPROBE_OPTIONS.has(name.slice(2)) ? name.slice(2) : name
+}
+
 /** Splits `-name:spec` into its name and specifier. */
 export function optionName(arg: string): { name: string; spec?: string } {
   const body = arg.slice(1)
@@ -172,7 +205,8 @@ export function parseArgv(tool: Tool, args: string[]): ParsedArgv {
   let dashdash = false
   for (let i = 0; i < args.length; i++) {
     const text = args[i]
-    if (!dashdash && text === "--") {
+    // ffmpeg takes every `--` for a separator, even right after one; ffprobe only the first.
+    if (text === "--" && (tool === "ffmpeg" || !dashdash)) {
       tokens.push({ index: i, text, role: "separator" })
       dashdash = true
       continue
@@ -186,7 +220,8 @@ export function parseArgv(tool: Tool, args: string[]): ParsedArgv {
       pending = []
       continue
     }
-    const { name, spec } = optionName(text)
+    const { name: written, spec } = optionName(text)
+    const name = canonicalName(tool, written)
     tokens.push({ index: i, text, role: "option", name, spec })
     if (!takesValue(tool, name) || i + 1 >= args.length) continue
     const value = args[++i]

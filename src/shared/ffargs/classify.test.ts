@@ -92,6 +92,8 @@ describe("classifyArgs", () => {
     expect(
       ["filter_complex_script", "dump_attachment", "hls_fmp4_init_filename", "ca_file", "header"].map(optionKind),
     ).toEqual(["path", "path", "path", "path", "path"])
+    // hlsenc writes the key to -hls_enc_key_url (with -hls_enc 1): a file, not only the playlist's URI.
+    expect(optionKind("hls_enc_key_url")).toBe("path")
     expect(
       ["vaapi_device", "qsv_device", "init_hw_device", "hwaccel_device", "filter_hw_device"].map(optionKind),
     ).toEqual(["device", "device", "device", "device", "device"])
@@ -119,6 +121,9 @@ describe("deviceParts", () => {
     ["init_hw_device", "cuda=cu:0", ["0"]],
     ["init_hw_device", "vaapi", []],
     ["vaapi_device", "/dev/dri/renderD128", ["/dev/dri/renderD128"]],
+    ["vaapi_device", "/dev/dri/renderD128,kernel_driver=i915", ["/dev/dri/renderD128", "i915"]],
+    ["qsv_device", "/dev/dri/renderD128", ["hw_any", "/dev/dri/renderD128"]],
+    ["qsv_device", "/dev/dri/renderD128,child_device=/etc/x", ["hw_any", "/dev/dri/renderD128", "/etc/x"]],
     ["hwaccel_device", "0", ["0"]],
     ["filter_hw_device", "va", []],
   ])("%s %s", (name, value, want) => {
@@ -137,6 +142,14 @@ describe("tee slaves", () => {
       ["", undefined],
     ])
     expect(teeSlaves("[select=\\'v:0\\']/m/a.ts")[0].target).toBe("/m/a.ts")
+    // The pairs the policy checks key by key: values unescaped as av_opt_get_key_value reads them.
+    expect(teeSlaves("[select=\\'v:0\\']/m/a.ts")[0].pairs).toEqual([["select", "v:0"]])
+    expect(teeSlaves("[ f = hls :hls_time=2:x=a\\\\:b]o.m3u8")[0].pairs).toEqual([
+      ["f", "hls"],
+      ["hls_time", "2"],
+      ["x", "a:b"],
+    ])
+    expect(teeSlaves("[bad]x")[0].pairs).toEqual([])
     expect(teeSlaves("")).toEqual([])
   })
 

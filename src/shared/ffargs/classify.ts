@@ -53,6 +53,8 @@ export const READ_OPTIONS = new Set([
  * ... and whose value is a file ffmpeg writes: fftools' own, and the muxers' file names (hls, dash,
  * segment, webm_chunk's header). `-hls_fmp4_init_filename` and `-master_pl_name` are relative to the
  * playlist's folder when relative (FFmpeg joins them to it), so only an absolute one is translated.
+ * `-hls_enc_key_url` is the key's URI in the playlist but also where hlsenc writes the key (with
+ * `-hls_enc 1`), so it is a written file.
  */
 export const WRITE_OPTIONS = new Set([
   "passlogfile",
@@ -72,6 +74,7 @@ export const WRITE_OPTIONS = new Set([
   "segment_header_filename",
   "header",
   "dump_attachment",
+  "hls_enc_key_url",
 ])
 
 /** Option values never taken as paths: free text written into the output, URLs it prints, names, selectors. */
@@ -86,7 +89,6 @@ export const TEXT_OPTIONS = new Set([
   "timecode",
   "hls_base_url",
   "segment_list_entry_prefix",
-  "hls_enc_key_url",
   "user_agent",
   "headers",
   "referer",
@@ -147,13 +149,17 @@ export function classifyArgs(tool: Tool, args: string[]): Position[] {
 }
 
 /**
- * What a device value names that could be a file or a host: the whole value, except for
- * `-init_hw_device type[=name][:device[,key=value...]]`, whose device and option values count (a
- * `type=name@source` derivation names none) and `-filter_hw_device`, which names a device set up by
- * `-init_hw_device`.
+ * What a device value names that could be a file or a host: for
+ * `-init_hw_device type[=name][:device[,key=value...]]` its device and option values (a
+ * `type=name@source` derivation names none); `-vaapi_device X` and `-qsv_device X` are read the same
+ * way, as the `vaapi:X` and `qsv=__qsv_device:hw_any,child_device=X` ffmpeg makes of them (so a `,`
+ * in X adds options, `child_device=` among them); `-filter_hw_device` names a device set up by
+ * `-init_hw_device`; `-hwaccel_device` is one device string, whole.
  */
 export function deviceParts(name: string, value: string): string[] {
   if (name === "filter_hw_device") return []
+  if (name === "vaapi_device") return deviceParts("init_hw_device", `vaapi:${value}`)
+  if (name === "qsv_device") return deviceParts("init_hw_device", `qsv=__qsv_device:hw_any,child_device=${value}`)
   if (name !== "init_hw_device") return [value]
   const head = /^[^:=@,]*(=[^:@,]*)?/.exec(value)![0]
   const rest = value.slice(head.length)

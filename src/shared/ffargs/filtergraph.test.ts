@@ -36,6 +36,14 @@ describe("parseUrl", () => {
     expect(parseUrl("file:../x")).toEqual({ protocol: "file", rest: "../x", inner: [] })
     expect(parseUrl("concat:a|/b").inner).toEqual(["a", "/b"])
     expect(parseUrl("subfile,,start,0,end,0,,:/abs").inner).toEqual(["/abs"])
+    // url_alloc_for_protocol: the character after `subfile,` separates the options, an empty key ends them.
+    expect(parseUrl("subfile,:::/abs").inner).toEqual(["/abs"])
+    expect(parseUrl("subfile,:start:0:::/abs").inner).toEqual(["/abs"])
+    expect(parseUrl("subfile,|start|0||:/abs").inner).toEqual(["/abs"])
+    expect(parseUrl("subfile,|start|0|||:/abs").inner).toEqual([])
+    // Options that do not end in an empty key, or no `:` after it: ffmpeg opens no file the target names.
+    expect(parseUrl("subfile,,start,0,:/abs").inner).toEqual([])
+    expect(parseUrl("subfile,,,x:y").inner).toEqual([])
     expect(parseUrl("crypto+file:/k").inner).toEqual(["file:/k"])
     expect(parseUrl("HTTP://h/x").protocol).toBe("http")
   })

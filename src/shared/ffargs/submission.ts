@@ -1,5 +1,5 @@
 import { InvalidError } from "../errors.ts"
-import { formatName, parseArgv } from "./argv.ts"
+import { formatName, parseArgv, toolOf } from "./argv.ts"
 import { KNOWN_PROTOCOLS, NETWORK_PROTOCOLS, parseUrl } from "./url.ts"
 
 /** Protocols a worker's argument policy may allow (network ones only with allow_network). */
@@ -11,8 +11,7 @@ const ALLOWABLE = new Set([...NETWORK_PROTOCOLS, "file", "pipe", "data", "concat
  * argument. Everything that depends on a worker (paths, network, hosts) is left to its policy.
  */
 export function checkSubmittedArgs(binary: string, args: string[]): void {
-  const tool = /ffprobe/.test(binary) ? "ffprobe" : "ffmpeg"
-  for (const f of parseArgv(tool, args).files) {
+  for (const f of parseArgv(toolOf(binary), args).files) {
     if (f.options.some((o) => o.name === "f" && formatName(o.value) === "lavfi")) continue
     const { protocol } = parseUrl(f.url)
     if (!KNOWN_PROTOCOLS.has(protocol) || ALLOWABLE.has(protocol)) continue

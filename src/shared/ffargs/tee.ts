@@ -15,6 +15,8 @@ export interface TeeSlave {
   text: string
   /** The options between `[` and `]` as tee reads them ("" without). */
   options: string
+  /** The options as `key=value` pairs, values unescaped (av_opt_get_key_value); empty when they do not parse. */
+  pairs: [string, string][]
   /** The slave's output URL; undefined when its options do not parse (FFmpeg then fails the output). */
   target?: string
   /** Where the target starts in `text`. */
@@ -25,19 +27,27 @@ const WS = " \n\t\r"
 /** av_opt_get_key_value's key characters (is_key_char). */
 const KEY_CHAR = /[0-9A-Za-z_\-/.]/
 
-/** Where the options of an unescaped slave end (after its `]`), or undefined when they do not parse. */
-function optionsEnd(slave: string): number | undefined {
-  if (!slave.startsWith("[")) return 0
+/**
+ * Where the options of an unescaped slave end (after its `]`) and their pairs, or undefined when they do
+ * not parse.
+ */
+function readOptions(slave: string): { end: number; pairs: [string, string][] } | undefined {
+  const pairs: [string, string][] = []
+  if (!slave.startsWith("[")) return { end: 0, pairs }
   let p = 1
-  if (slave[p] === "]") return p + 1
+  if (slave[p] === "]") return { end: p + 1, pairs }
   for (;;) {
     while (p < slave.length && WS.includes(slave[p])) p++
+    const key = p
     while (p < slave.length && KEY_CHAR.test(slave[p])) p++
+    const keyEnd = p
     while (p < slave.length && WS.includes(slave[p])) p++
     if (slave[p] !== "=") return undefined
-    p = getToken(slave, p + 1, ":]").end
+    const value = getToken(slave, p + 1, ":]")
+    pairs.push([slave.slice(key, keyEnd), value.token])
+    p = value.end
     if (p >= slave.length) return undefined
-    if (slave[p] === "]") return p + 1
+    if (slave[p] === "]") return { end: p + 1, pairs }
     p++
   }
 }
@@ -48,12 +58,14 @@ export function teeSlaves(url: string): TeeSlave[] {
   let at = 0
   while (at < url.length) {
     const { token, end } = getToken(url, at, "|")
-    const cut = optionsEnd(token)
+    const read = readOptions(token)
+    const cut = read?.end
     slaves.push({
       start: at,
       end,
       text: token,
       options: cut ? token.slice(1, cut - 1) : "",
+      pairs: read?.pairs ?? [],
       target: cut === undefined ? undefined : token.slice(cut),
       targetAt: cut ?? token.length,
     })

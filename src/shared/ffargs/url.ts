@@ -76,9 +76,29 @@ export const KNOWN_PROTOCOLS = new Set([
 
 const SCHEME = /^([A-Za-z0-9+.-]+):/
 
+/**
+ * The file `subfile,<sep>key<sep>value<sep>...<sep><sep>:target` opens, as url_alloc_for_protocol and
+ * subfile_open read it: the character after `subfile,` separates the options (`,` usually, `:` too), an
+ * empty key ends them and a `:` must follow. Otherwise ffmpeg opens no file the URL names (it fails, or
+ * opens a relative name starting with `subfile`): none is returned.
+ */
+function subfileTarget(url: string): string | undefined {
+  const sep = url[8]
+  let p = 9
+  for (;;) {
+    const key = url.indexOf(sep, p)
+    if (key <= p) break
+    const value = url.indexOf(sep, key + 1)
+    if (value === -1) return undefined
+    p = value + 1
+  }
+  return sep !== undefined && url[p] === sep && url[p + 1] === ":" ? url.slice(p + 2) : undefined
+}
+
 export function parseUrl(url: string): ParsedUrl {
-  if (url.startsWith("subfile,") && url.indexOf(":") !== -1) {
-    return { protocol: "subfile", rest: url.slice(8), inner: [url.slice(url.indexOf(":") + 1)] }
+  if (url.startsWith("subfile,") && url.indexOf(":", 8) !== -1) {
+    const target = subfileTarget(url)
+    return { protocol: "subfile", rest: url.slice(8), inner: target === undefined ? [] : [target] }
   }
   const m = SCHEME.exec(url)
   if (!m) return { protocol: "file", rest: url, inner: [] }

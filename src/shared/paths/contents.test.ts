@@ -123,6 +123,8 @@ describe("checkJobFiles (the coordinator's and the worker's check)", () => {
     ],
     ["an undeclared variable in a list", [{ arg: 5, content: "file '$Other/../../etc/passwd'" }], /uses \$Other/],
     ["an undeclared variable in a script", [{ arg: 7, content: "movie=$Other/x.png" }], /files\[0\] uses \$Other/],
+    // ffmpeg reads a script as a C string: "movie=$Media/l" only, where l may be a symlink out of the root.
+    ["a NUL byte", [{ arg: 7, content: "movie=$Media/l\0x" }], /files\[0\] holds a NUL byte/],
     [
       "one file over 1 MiB",
       [{ arg: 5, content: "é".repeat(FILE_BYTES_MAX / 2 + 1) }],

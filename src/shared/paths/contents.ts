@@ -166,7 +166,7 @@ export function contentRefs(kind: ContentKind, content: string): string[] {
 
 /**
  * Checks a submission's `files` against its argv (the coordinator, and the worker again): at most
- * FILES_MAX, each at most FILE_BYTES_MAX and all FILES_BYTES_MAX bytes of UTF-8, each at a distinct argv
+ * FILES_MAX, each at most FILE_BYTES_MAX and all FILES_BYTES_MAX bytes of UTF-8 without a NUL, each at a distinct argv
  * position that names such a file, every `$Var` inside declared in `paths`. Returns each file's kind.
  */
 export function checkJobFiles(
@@ -182,6 +182,9 @@ export function checkJobFiles(
     if (!Number.isInteger(f.arg) || f.arg < 0 || f.arg >= args.length)
       throw new InvalidError(`files[${k}].arg ${f.arg} is not an argument's position (0 to ${args.length - 1})`)
     if (byArg.has(f.arg)) throw new InvalidError(`files[${k}].arg ${f.arg} is given twice`)
+    // ffmpeg reads a script (and a list's line) only up to a NUL, not what the checks read after it.
+    if (f.content.includes("\0"))
+      throw new InvalidError(`files[${k}] holds a NUL byte; ffmpeg would stop reading there`)
     const bytes = Buffer.byteLength(f.content, "utf8")
     if (bytes > FILE_BYTES_MAX)
       throw new InvalidError(`files[${k}] has ${bytes} bytes; at most ${FILE_BYTES_MAX} are accepted`)

@@ -230,6 +230,8 @@ describe("worker mapper", () => {
         "absolute path /etc/passwd in argument 1 is not allowed on this worker (use a path variable)",
       ],
       [["file:/etc/passwd"], [], "absolute path /etc/passwd"],
+      // hlsenc writes the key file there.
+      [["-hls_enc_key_url", "/etc/cron.d/x", "o.m3u8"], [], "absolute path /etc/cron.d/x in argument 2"],
       [["$5"], [], 'argument 1 starts with "$" but is not a path variable'],
       [["$Movies.mkv"], ["Movies"], 'argument 1 starts with "$" but is not a path variable'],
     ]

@@ -1,4 +1,4 @@
-import { existsSync, realpathSync } from "node:fs"
+import { existsSync, lstatSync, readlinkSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../errors.ts"
 import type { Tool } from "../ffargs/argv.ts"
@@ -33,24 +33,45 @@ interface Root {
   forms: string[]
 }
 
+/** Symlinks followed in one path before giving up, as the kernel's ELOOP limit. */
+const MAX_LINKS = 40
+
 /**
- * Resolves `.`/`..`, then symlinks of the longest existing prefix; the missing rest is re-appended
- * because outputs usually do not exist yet.
+ * The path the kernel opens for `p`, read component by component as it does: a symlink is followed
+ * before a `..` after it (`a/link/../x` is the link target's parent's `x`, not `a/x`). From the first
+ * missing component on, the rest is appended as written and normalised (outputs and the folders a muxer
+ * creates usually do not exist yet, and new folders are no links). A relative `p` is from the process's
+ * working directory.
  */
 export function canonical(p: string): string {
-  const normalised = posix.resolve(p)
-  const tail: string[] = []
-  let cur = normalised
-  for (;;) {
-    try {
-      return tail.length ? posix.join(realpathSync(cur), ...tail) : realpathSync(cur)
-    } catch {
-      if (cur === "/") return normalised
-      tail.unshift(posix.basename(cur))
+  const todo = (p.startsWith("/") ? p : `${process.cwd()}/${p}`).split("/").filter((c) => c !== "" && c !== ".")
+  let cur = "/"
+  let links = 0
+  while (todo.length) {
+    const c = todo.shift()!
+    if (c === "..") {
       cur = posix.dirname(cur)
+      continue
+    }
+    const next = posix.join(cur, c)
+    let link: string | undefined
+    try {
+      link = lstatSync(next).isSymbolicLink() ? readlinkSync(next) : undefined
+    } catch {
+      return posix.resolve(next, ...todo)
+    }
+    if (link === undefined) cur = next
+    else {
+      if (++links > MAX_LINKS) return posix.resolve(next, ...todo)
+      if (link.startsWith("/")) cur = "/"
+      todo.unshift(...link.split("/").filter((x) => x !== "" && x !== "."))
     }
   }
+  return cur
 }
+
+/** `p` from `from` as the kernel will read it: joined, not normalised (canonical() resolves it). */
+export const joinPath = (from: string, p: string): string => (p.startsWith("/") ? p : `${from}/${p}`)
 
 export function isInside(p: string, root: string): boolean {
   if (root === "/") return p.startsWith("/")

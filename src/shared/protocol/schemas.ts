@@ -25,7 +25,12 @@ export const VarName = v.pipe(
 )
 
 // Linux itself refuses arguments over 128 KiB (MAX_ARG_STRLEN), so anything a shell can pass is accepted.
-const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 128 KiB"))
+/** No NUL: no process can be given one, and ffmpeg would read only up to it what the checks read whole. */
+const Arg = v.pipe(
+  v.string(),
+  v.maxLength(131072, "an argument is longer than 128 KiB"),
+  v.check((s) => !s.includes("\0"), "an argument holds a NUL byte"),
+)
 
 /**
  * The caller's environment that ffmpeg reads (FFREPORT, AV_LOG_FORCE_*, TZ, LANG, LC_*...): names of a
@@ -34,7 +39,11 @@ const Arg = v.pipe(v.string(), v.maxLength(131072, "an argument is longer than 1
 export const JobEnv = v.pipe(
   v.record(
     v.pipe(v.string(), v.regex(ENV_NAME, "environment names are a letter or '_' followed by letters, digits or '_'")),
-    v.pipe(v.string(), v.maxLength(ENV_VALUE_MAX, `an environment value is longer than ${ENV_VALUE_MAX} characters`)),
+    v.pipe(
+      v.string(),
+      v.maxLength(ENV_VALUE_MAX, `an environment value is longer than ${ENV_VALUE_MAX} characters`),
+      v.check((s) => !s.includes("\0"), "an environment value holds a NUL byte"),
+    ),
   ),
   v.check((r) => Object.keys(r).length <= ENV_COUNT_MAX, `more than ${ENV_COUNT_MAX} environment variables`),
 )

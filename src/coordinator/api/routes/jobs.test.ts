@@ -206,6 +206,24 @@ describe("POST /jobs: protocols no worker accepts", () => {
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(message)
   })
 
+  test("an argument or environment value holding a NUL byte is 400 (the worker could not start it)", async () => {
+    const res = await submit(["-i", "in.mkv\0/../x", "-f", "null", "-"])
+    expect(res.status).toBe(400)
+    const { error } = (await res.json()) as { error: { message: string; details?: string[] } }
+    expect([error.message, ...(error.details ?? [])].join("; ")).toMatch(/an argument holds a NUL byte/)
+    const withEnv = await h.request(alice, "POST", J, {
+      binary: "ffmpeg",
+      args: ["-i", "in.mkv", "-f", "null", "-"],
+      paths: [],
+      cwd: null,
+      stdin: false,
+      env: { FFREPORT: "file=r.log\0x" },
+    })
+    expect(withEnv.status).toBe(400)
+    const e2 = ((await withEnv.json()) as { error: { message: string; details?: string[] } }).error
+    expect([e2.message, ...(e2.details ?? [])].join("; ")).toMatch(/an environment value holds a NUL byte/)
+  })
+
   test("protocols a worker may allow (or refuse by its own policy) are left to the worker", async () => {
     for (const args of [
       ["-i", "http://h/x", "-f", "null", "-"],
@@ -254,6 +272,7 @@ describe("POST /jobs: the job's files (concat lists, filter scripts)", () => {
     ],
     ["content over 1 MiB", [{ arg: 5, content: "#".repeat((1 << 20) + 1) }], /longer than 1 MiB|bytes; at most/],
     ["more than 16 files", Array.from({ length: 17 }, () => ({ arg: 5, content: "" })), /more than 16 files/],
+    ["a NUL byte", [{ arg: 5, content: "file '$Media/a.ts\0'" }], /files\[0\] holds a NUL byte/],
     ["an unknown field", [{ arg: 5, content: "", path: "/x" }], /./],
     ["not an array", { arg: 5 }, /./],
   ])("%s is 400 with a JSON error", async (_, files, message) => {
