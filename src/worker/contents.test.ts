@@ -171,6 +171,21 @@ describe("materialising a job's files", () => {
   })
 })
 
+test("withSafeOff puts -safe 0 before the copy's -i, before ffprobe's positional input, and before a -- in front of it", () => {
+  const copy = "/tmp/dffmpeg-files-x/0/l.txt"
+  expect(withSafeOff(["-f", "concat", "-i", copy, "out.mkv"], [copy])).toEqual([
+    "-f",
+    "concat",
+    "-safe",
+    "0",
+    "-i",
+    copy,
+    "out.mkv",
+  ])
+  expect(withSafeOff(["-f", "concat", copy], [copy])).toEqual(["-f", "concat", "-safe", "0", copy])
+  expect(withSafeOff(["-f", "concat", "--", copy], [copy])).toEqual(["-f", "concat", "-safe", "0", "--", copy])
+})
+
 describe("the policy on a worker's concat copy (-safe 0)", () => {
   test("a symlink entry out of the root is refused, naming the caller's argument and line only", async () => {
     const msg = await refusal(concat("list.txt"), [{ arg: 5, content: "file '$Media/a.ts'\nfile '$Media/link.ts'\n" }])

@@ -96,11 +96,15 @@ export function materialise(
   }
 }
 
-/** `args` with `-safe 0` right before each concat list copy's `-i` (or before it: ffprobe's positional input). */
+/**
+ * `args` with `-safe 0` right before each concat list copy's `-i`, or before ffprobe's positional input
+ * (and before a `--` in front of it: after `--` ffprobe takes every argument for an input name).
+ */
 export function withSafeOff(args: string[], lists: readonly string[]): string[] {
   const out: string[] = []
   for (const arg of args) {
-    if (lists.includes(arg)) out.splice(out.at(-1) === "-i" ? out.length - 1 : out.length, 0, "-safe", "0")
+    if (lists.includes(arg))
+      out.splice(out.at(-1) === "-i" || out.at(-1) === "--" ? out.length - 1 : out.length, 0, "-safe", "0")
     out.push(arg)
   }
   return out

@@ -83,12 +83,17 @@ describe("-f concat lists", () => {
   test("ffprobe of a list (its input positional): the same answer as local ffprobe", async () => {
     writeFileSync(join(c.storage, "probe.txt"), `file '${m}/parts/a.ts'\nfile '${m}/parts/b b.ts'\n`)
     const args = ["-v", "error", "-show_entries", "format=format_name,filename", "-of", "json", "-f", "concat"]
-    const all = [...args, "-safe", "0", join(m, "probe.txt")]
-    const remote = await c.run("ffprobe", all)
-    const local = await c.local("ffprobe", all)
-    expect([remote.code, local.code]).toEqual([0, 0])
-    expect(remote.out).toBe(local.out)
-    expect(local.out).toContain(join(m, "probe.txt"))
+    // Also behind `--`, after which ffprobe takes every argument for an input name.
+    for (const all of [
+      [...args, "-safe", "0", join(m, "probe.txt")],
+      [...args, "-safe", "0", "--", join(m, "probe.txt")],
+    ]) {
+      const remote = await c.run("ffprobe", all)
+      const local = await c.local("ffprobe", all)
+      expect([remote.code, local.code]).toEqual([0, 0])
+      expect(remote.out).toBe(local.out)
+      expect(local.out).toContain(join(m, "probe.txt"))
+    }
   })
 
   test("a missing entry fails as locally: same exit code, and stderr names the caller's list and entry", async () => {
