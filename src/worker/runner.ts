@@ -11,10 +11,11 @@ import { acceptEnv, spawnEnv } from "./env.ts"
 import { materialise, withSafeOff } from "./contents.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
-import { Kind, RELAYED_SIGNALS, concatFrames, encodeFrame, encodeJsonFrame } from "../shared/protocol/frames.ts"
+import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
+import { createBatchEncoder, pieceSize, type OutputPiece } from "./output-batch.ts"
 import { leftInScratch, lostFilesError } from "./scratch.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
 import { backoff } from "../shared/pause.ts"
@@ -125,17 +126,19 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     timers.push(setTimeout(() => signal("SIGKILL"), deps.killAfterMs))
   }
 
-  let seq = 0
-  const uploader = createUploader({
+  const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
+  const uploader = createUploader<OutputPiece>({
     send: (body) => deps.transport.upload(a.id, a.epoch, body),
     retryable,
     delay: (n) => backoff(n),
+    size: pieceSize,
+    encode: createBatchEncoder(),
   })
 
   const report = async (exit: ExitReport) => {
     if (mode === "fenced") return
     if (mode === "abandon") exit = { ...exit, abandoned: abandonReason }
-    await uploader.push(encodeJsonFrame(Kind.exit, 0, exit))
+    await uploader.push({ kind: Kind.exit, data: json(exit) })
     await uploader.drain()
   }
 
@@ -251,22 +254,19 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         [Kind.stdout]: encoder(streams?.stdout),
         [Kind.stderr]: encoder(streams?.stderr),
       }
-      const pump = async (stream: ReadableStream<Uint8Array>, kind: number) => {
+      const pump = async (stream: ReadableStream<Uint8Array>, kind: typeof Kind.stdout | typeof Kind.stderr) => {
         const rewriter = rewriters[kind]
         const send = async (raw: Uint8Array, bytes: Uint8Array) => {
           if (!bytes.length && !raw.length) return
-          let frame = bytes.length ? encodeFrame(kind, ++seq, bytes) : undefined
+          const piece: OutputPiece = { kind, data: bytes }
           if (progress && raw.length) {
             progress.feed(kind === Kind.stdout ? "stdout" : "stderr", raw)
             const report = progress.take()
             // Same request as the bytes that carried it: progress never costs an extra round trip.
-            if (report) {
-              const carried = encodeJsonFrame(Kind.progress, 0, report)
-              frame = frame ? concatFrames([frame, carried]) : carried
-            }
+            if (report) piece.progress = json(report)
           }
-          if (!frame) return
-          await uploader.push(frame).catch((err) => {
+          if (!piece.data.length && !piece.progress) return
+          await uploader.push(piece).catch((err) => {
             // The coordinator took the job away or the upload failed for good: stop the process.
             if (mode === "run")
               log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })

@@ -92,7 +92,8 @@ export function secondsQuery(c: Context<AuthEnv>, name: string, fallback: number
  * A long-lived binary frame stream. The idle timeout of Bun.serve is lifted for this request only, and
  * proxies are told not to buffer it. Each write (whole frames) is sealed with a MAC frame chained from the
  * request's nonce, and a stream that ends on purpose ends with a sealed `end` frame (docs/protocol.md).
- * A write is encoded frames, or one frame to encode (sealed as it is encoded: its payload copied once).
+ * A write is encoded frames, or one frame to encode (sealed as it is encoded: a large payload is written
+ * as it is, not copied).
  */
 export function frameStream(
   c: Context<AuthEnv>,
@@ -109,7 +110,8 @@ export function frameStream(
     await body(async (b) => {
       if (s.aborted) return
       if (b instanceof Uint8Array) await s.write(sealer ? sealer.seal(b) : b)
-      else await s.write(sealer ? sealer.sealFrame(b.kind, b.seq, b.data) : encodeFrame(b.kind, b.seq, b.data))
+      else if (!sealer) await s.write(encodeFrame(b.kind, b.seq, b.data))
+      else for (const piece of sealer.sealFrame(b.kind, b.seq, b.data)) await s.write(piece)
     }, ac.signal)
     if (sealer && !s.aborted) await s.write(sealer.end())
   })

@@ -1,8 +1,8 @@
 import { concatFrames } from "../protocol/frames.ts"
 
-export interface Uploader {
-  /** Queues an encoded frame; resolves once the unacknowledged backlog is under the limit (backpressure). */
-  push(frame: Uint8Array): Promise<void>
+export interface Uploader<T = Uint8Array> {
+  /** Queues an item (an encoded frame by default); resolves once the unacknowledged backlog is under the limit (backpressure). */
+  push(item: T): Promise<void>
   /** Resolves when every queued frame was acknowledged; rejects if sending failed for good. */
   drain(): Promise<void>
   /** Stops sending; pending frames are dropped. */
@@ -12,20 +12,29 @@ export interface Uploader {
 /**
  * Sends frames in order with at most one request in flight: a frame pushed while the line is idle goes
  * out at once (low latency for `\r` progress lines), frames pushed meanwhile are batched into the next
- * request (throughput for binary pipes). A failed send keeps the batch and retries it; receivers treat
- * repeated sequence numbers as duplicates, so a retry never duplicates output.
+ * request (throughput for binary pipes). A batch is encoded into its body once, and a failed send retries
+ * that same body; receivers treat repeated sequence numbers as duplicates, so a retry never duplicates
+ * output. Items are encoded frames unless `encode` says otherwise (the worker queues raw output and
+ * frames a batch in one copy, `worker/output-batch.ts`).
  */
-export function createUploader(opts: {
+export function createUploader<T = Uint8Array>(opts: {
   send(body: Uint8Array): Promise<void>
   /** Decides whether an error is worth retrying; non-retryable errors fail the uploader. */
   retryable(err: unknown): boolean
   delay(attempt: number): number
   maxBatch?: number
   maxBacklog?: number
-}): Uploader {
+  /** Bytes an item counts for in a batch and the backlog (default: its length). */
+  size?: (item: T) => number
+  /** One request's body from a batch of items (default: the frames joined). */
+  encode?: (items: T[]) => Uint8Array
+}): Uploader<T> {
   const maxBatch = opts.maxBatch ?? 4 * 1024 * 1024
   const maxBacklog = opts.maxBacklog ?? 64 * 1024 * 1024
-  const queue: Uint8Array[] = []
+  const size = opts.size ?? ((f: T) => (f as Uint8Array).length)
+  const encode =
+    opts.encode ?? ((fs: T[]) => (fs.length === 1 ? (fs[0] as Uint8Array) : concatFrames(fs as Uint8Array[])))
+  const queue: T[] = []
   let queued = 0
   let sending = false
   let failed: unknown
@@ -49,15 +58,19 @@ export function createUploader(opts: {
     if (sending) return
     sending = true
     let attempt = 0
+    let body: { bytes: Uint8Array; n: number; size: number } | undefined
     while (queue.length && !closed && !failed) {
-      let n = 0
-      let size = 0
-      while (n < queue.length && (n === 0 || size + queue[n].length <= maxBatch)) size += queue[n++].length
-      const batch = queue.slice(0, n)
+      if (!body) {
+        let n = 0
+        let bytes = 0
+        while (n < queue.length && (n === 0 || bytes + size(queue[n]!) <= maxBatch)) bytes += size(queue[n++]!)
+        body = { bytes: encode(queue.slice(0, n)), n, size: bytes }
+      }
       try {
-        await opts.send(n === 1 ? batch[0] : concatFrames(batch))
-        queue.splice(0, n)
-        queued -= size
+        await opts.send(body.bytes)
+        queue.splice(0, body.n)
+        queued -= body.size
+        body = undefined
         attempt = 0
         wakeRoom()
       } catch (err) {
@@ -74,11 +87,11 @@ export function createUploader(opts: {
   }
 
   return {
-    async push(frame) {
+    async push(item) {
       if (failed) throw failed
       if (closed) return
-      queue.push(frame)
-      queued += frame.length
+      queue.push(item)
+      queued += size(item)
       void pump()
       if (queued >= maxBacklog) await new Promise<void>((r) => roomWaiters.push(r))
       if (failed) throw failed

@@ -142,11 +142,21 @@ describe("encodeFrame / decodeFrames", () => {
     expect(d.pending).toBe(FRAME_HEADER)
   })
 
-  test("decoded payloads are copies, unaffected by later changes to the input", () => {
+  test("decoded payloads are views of the input, not copies (a copy was a full pass over every relayed byte)", () => {
     const body = encodeFrame(Kind.stdout, 1, new Uint8Array([1, 2, 3]))
     const [frame] = decodeFrames(body)
-    body.fill(0)
+    expect(frame.data.buffer).toBe(body.buffer)
     expect([...frame.data]).toEqual([1, 2, 3])
+  })
+
+  test("a frame split across pushes is joined into a new buffer: what the caller pushed is never written to", () => {
+    const body = encodeFrame(Kind.stdout, 1, new Uint8Array([1, 2, 3]))
+    const copy = body.slice()
+    const d = new FrameDecoder()
+    d.push(body.subarray(0, 5))
+    const [frame] = d.push(body.subarray(5))
+    expect(Buffer.from(body).equals(Buffer.from(copy))).toBe(true)
+    expect([...frame!.data]).toEqual([1, 2, 3])
   })
 })
 
