@@ -81,6 +81,24 @@ describe("acknowledgement cadence", () => {
     expect(h.live()).toEqual([])
   })
 
+  test("a failed acknowledgement is sent again everyMs later even when nothing more is taken", async () => {
+    // A coordinator restarted with its window full of what the caller took sends nothing more until the
+    // acknowledgement lost with it arrives: waiting for the next bytes would wait forever.
+    const h = harness()
+    h.acker.taken(5, 200)
+    expect(h.sent).toEqual([5])
+    await h.answer(false)
+    expect(h.live().map((t) => t.ms)).toEqual([50])
+    h.fireTimer()
+    expect(h.sent).toEqual([5, 5])
+    await h.answer(false)
+    h.fireTimer()
+    expect(h.sent).toEqual([5, 5, 5])
+    await h.answer()
+    // Acknowledged: nothing owed, no timer.
+    expect(h.live()).toEqual([])
+  })
+
   test("flush gives up at its deadline when the coordinator does not answer", async () => {
     const h = harness()
     h.acker.taken(5, 10)

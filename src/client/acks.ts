@@ -3,8 +3,9 @@
  * /jobs/:id/ack?pos=`), so the coordinator can delete it and give its window back to the worker. One
  * acknowledgement per `everyBytes` consumed, or `everyMs` after the first byte not yet acknowledged
  * (a slow trickle is acknowledged too), never more than one in flight: a cheap signed request per few
- * MiB instead of one per frame. A failed one is not retried on its own; the next one covers it (the
- * positions only grow).
+ * MiB instead of one per frame. A failed one (the coordinator restarting) is sent again `everyMs` later,
+ * with the latest position (they only grow): it cannot wait for the next bytes, because the coordinator
+ * sends none while its window is full of what the caller took but could not acknowledge.
  */
 export interface AckerOptions {
   send(pos: number): Promise<unknown>
@@ -54,9 +55,9 @@ export function createAcker(o: AckerOptions): Acker {
       )
       .finally(() => {
         inFlight = undefined
-        // What was taken while this one was in flight.
+        // What was taken while this one was in flight, or all of it again if it failed.
         if (unsent >= o.everyBytes) void fire()
-        else if (taken > pos && timer === undefined && !stopped) timer = setTimer(fire, o.everyMs)
+        else if (taken > sent && timer === undefined && !stopped) timer = setTimer(fire, o.everyMs)
       })
     return inFlight
   }
