@@ -5,7 +5,8 @@ import { join } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { FILE_BYTES_MAX } from "../shared/paths/contents.ts"
 import { createClientMapper } from "../shared/paths/mapping.ts"
-import { jobFiles, readFile } from "./contents.ts"
+import { readRegularFile as readFile } from "../shared/read-file.ts"
+import { jobFiles } from "./contents.ts"
 
 // Roots that do not exist here: the mapper then maps them as written.
 const ROOT = "/nonexistent-dffmpeg/media"

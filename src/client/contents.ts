@@ -1,4 +1,3 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
 import { posix } from "node:path"
 import { InvalidError } from "../shared/errors.ts"
 import { fileOption, parseArgv, type Tool } from "../shared/ffargs/argv.ts"
@@ -15,6 +14,7 @@ import {
 } from "../shared/paths/contents.ts"
 import type { ClientMapper } from "../shared/paths/mapping.ts"
 import { splitPrefix } from "../shared/paths/vars.ts"
+import { readRegularFile } from "../shared/read-file.ts"
 
 /** A file the job names, its content rewritten to `$Var` form (the submission's `files`). */
 export interface JobFile {
@@ -27,29 +27,6 @@ const HEAD = 64
 // A byte order mark is kept: ffmpeg reads it as part of the first line, and so must the worker's copy.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 const short = (s: string) => JSON.stringify(s.length > 60 ? s.slice(0, 57) + "..." : s)
-
-/**
- * Up to `max` bytes of a regular file; undefined when it is missing, unreadable or not a regular file
- * (opened non-blocking: a FIFO input, which ffmpeg itself will read, must not hang the client here).
- */
-export function readFile(path: string, max: number): Uint8Array | undefined {
-  let fd: number
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
-  } catch {
-    return undefined
-  }
-  try {
-    const st = fstatSync(fd)
-    if (!st.isFile()) return undefined
-    const buf = new Uint8Array(Math.min(max, st.size))
-    return buf.subarray(0, readSync(fd, buf, 0, buf.length, 0))
-  } catch {
-    return undefined
-  } finally {
-    closeSync(fd)
-  }
-}
 
 /** The local file an argument names (caller's cwd for relative ones), or undefined for stdin and URLs. */
 function localPath(arg: string, cwd: string): string | undefined {
@@ -70,7 +47,7 @@ export function jobFiles(
   mapper: ClientMapper,
   mapped: { paths: string[] },
   cwd: string,
-  read: (path: string, max: number) => Uint8Array | undefined = readFile,
+  read: (path: string, max: number) => Uint8Array | undefined = readRegularFile,
 ): JobFile[] {
   const head = (i: number) => {
     const path = localPath(args[i]!, cwd)

@@ -1,8 +1,9 @@
-import { closeSync, constants, fstatSync, openSync, readSync, realpathSync, statSync } from "node:fs"
+import { realpathSync, statSync } from "node:fs"
 import { dirname } from "node:path"
 import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
+import { readRegularFile } from "../shared/read-file.ts"
 import { type ArgumentPolicy, createArgumentPolicy, parseHostRule, type PolicyDeps } from "./policy.ts"
 
 const PROBE_TIMEOUT_MS = 20_000
@@ -31,25 +32,7 @@ export function mayRead(st: { uid: number; gid: number; mode: number }, reader: 
  */
 export function readHead(path: string, max: number, reader?: Reader): Uint8Array | undefined {
   if (reader && !folderSearchable(path, reader)) return undefined
-  let fd: number
-  try {
-    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
-  } catch {
-    return undefined
-  }
-  try {
-    const st = fstatSync(fd)
-    if (!st.isFile()) return undefined
-    if (reader && !mayRead(st, reader, 4)) return undefined
-    const buf = new Uint8Array(Math.min(max, st.size))
-    const n = readSync(fd, buf, 0, buf.length, 0)
-    return buf.subarray(0, n)
-  } catch {
-    return undefined
-  } finally {
-    closeSync(fd)
-  }
+  return readRegularFile(path, max, reader && ((st) => mayRead(st, reader, 4)))
 }
 
 /** Every folder above the file (after symlinks) searchable by `reader`. */
