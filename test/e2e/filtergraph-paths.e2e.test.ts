@@ -2,9 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
-
-const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
+import { sample, makeMedia as make, md5 } from "../helpers/media.ts"
 
 // Files named inside filtergraphs (subtitle burn-in, movie overlays): the sandboxed worker sees the storage
 // at another path than the caller and cannot see the caller's paths, so an untranslated path fails there.
@@ -35,11 +33,6 @@ const ASS = [
   "Dialogue: 0,0:00:00.00,0:00:05.00,Default,,0,0,0,,Burned in with its own font",
   "",
 ].join("\n")
-
-function make(args: string[]) {
-  const r = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", ...args])
-  if (r.exitCode !== 0) throw new Error(r.stderr.toString())
-}
 
 beforeAll(async () => {
   c = await Cluster.start({ workers: 1, maxJobs: 2 })

@@ -3,9 +3,8 @@ import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 
 import { join } from "node:path"
 import { apiFor, submitRaw } from "../helpers/api.ts"
 import { Cluster } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
+import { sample, makeMedia as make, md5 } from "../helpers/media.ts"
 
-const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
 const hashFile = async (p: string) => md5(new Uint8Array(await Bun.file(p).arrayBuffer()))
 
 // Files whose content names the caller's paths: concat lists and filter scripts. The sandboxed worker sees
@@ -13,11 +12,6 @@ const hashFile = async (p: string) => md5(new Uint8Array(await Bun.file(p).array
 // the worker writes its own copy. Local ffmpeg on the caller's paths is the reference.
 let c: Cluster
 let m: string
-
-function make(args: string[]) {
-  const r = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", ...args])
-  if (r.exitCode !== 0) throw new Error(r.stderr.toString())
-}
 
 beforeAll(async () => {
   c = await Cluster.start({ workers: 1, maxJobs: 2 })

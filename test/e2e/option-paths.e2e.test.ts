@@ -2,9 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
-
-const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
+import { sample, makeMedia as make, md5 } from "../helpers/media.ts"
 
 // Paths by the option they belong to: values that are not paths (`-hls_base_url /videos/abc/`) pass as
 // written, paths inside concat:, subfile and tee slaves are translated (the sandboxed worker sees the
@@ -15,11 +13,6 @@ let media: string
 let tsA: string
 let tsB: string
 let tsAB: string
-
-function make(args: string[]) {
-  const r = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", ...args])
-  if (r.exitCode !== 0) throw new Error(r.stderr.toString())
-}
 
 beforeAll(async () => {
   c = await Cluster.start({ workers: 1, maxJobs: 2 })

@@ -3,9 +3,7 @@ import { copyFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { BIN, waitFor } from "../helpers/bin.ts"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
-
-const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
+import { sample, md5 } from "../helpers/media.ts"
 
 // The caller's paths in what the caller reads: the worker sees the storage as `worker1/mnt`, the caller as
 // `client/media`; local ffmpeg/ffprobe run on the caller's paths are the reference, byte for byte.

@@ -2,10 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
+import { sample, md5 } from "../helpers/media.ts"
 import { apiFor, submitRaw } from "../helpers/api.ts"
-
-const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
 
 let c: Cluster
 let media: string // the input as the client sees it

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { Database } from "bun:sqlite"
 import { join } from "node:path"
 import { waitFor } from "../helpers/bin.ts"
+import { md5 } from "../helpers/media.ts"
 import { Cluster } from "../helpers/cluster.ts"
 import { relay } from "../helpers/mitm.ts"
 
@@ -33,7 +34,6 @@ const rawvideo = (frames: number) => [
   "rgb24",
   "pipe:1",
 ]
-const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex")
 
 let c: Cluster
 let db: Database

@@ -41,3 +41,12 @@ export async function sample(name: "av.mkv" | "av10s.mkv"): Promise<string> {
   renameSync(tmp, out)
   return out
 }
+
+/** Runs local ffmpeg (`-v error -y` first) to make a test's own media; throws with its stderr on failure. */
+export function makeMedia(args: string[]): void {
+  const r = Bun.spawnSync(["ffmpeg", "-v", "error", "-y", ...args])
+  if (r.exitCode !== 0) throw new Error(r.stderr.toString())
+}
+
+/** The md5 of some bytes, as tests compare outputs with local ffmpeg's. */
+export const md5 = (b: Uint8Array): string => new Bun.CryptoHasher("md5").update(b).digest("hex")
