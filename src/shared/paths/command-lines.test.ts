@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
-import { InvalidError } from "../errors.ts"
 import type { Tool } from "../ffargs/argv.ts"
+import { thrown as refusal } from "../../../test/helpers/errors.ts"
 import { createClientMapper, createWorkerMapper } from "./mapping.ts"
 
 /**
@@ -252,16 +252,6 @@ describe("real command lines through the client and the worker mapper", () => {
     })
   }
 })
-
-function refusal(fn: () => unknown): InvalidError {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidError)
-    return err as InvalidError
-  }
-  throw new Error("expected an InvalidError")
-}
 
 describe("refusals name the argument and where the path is", () => {
   const paths = "(client paths: Data, Emby, Media, Transcodes); add a mapping or use a relative path"

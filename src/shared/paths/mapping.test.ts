@@ -2,7 +2,7 @@ import { test, expect, describe, beforeAll, afterAll } from "bun:test"
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { InvalidError } from "../errors.ts"
+import { thrown } from "../../../test/helpers/errors.ts"
 import { createClientMapper, createWorkerMapper } from "./mapping.ts"
 
 let tmp = ""
@@ -37,16 +37,6 @@ beforeAll(() => {
 afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true })
 })
-
-function thrown(fn: () => unknown): InvalidError {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidError)
-    return err as InvalidError
-  }
-  throw new Error("expected an InvalidError")
-}
 
 describe("client mapper", () => {
   const client = (paths: Record<string, string>, cwd = "/", passthrough?: string[]) =>
