@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test"
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { apiFor } from "../helpers/api.ts"
 import { BIN, pidsOf, waitFor } from "../helpers/bin.ts"
 import { Cluster, type ClusterOptions } from "../helpers/cluster.ts"
 import { Proc } from "../helpers/proc.ts"
@@ -797,5 +798,40 @@ describe("fencing and racing janitors", () => {
     const r = await c.run("ffprobe", ["-version"])
     expect(r.code).toBe(1)
     expect(r.err).toMatch(/^dffmpeg: job \w{26} failed: no online worker can run it \(needs ffprobe\); waited \d/m)
+  }, 60_000)
+
+  test("the proxy's job is never given to a worker that writes no path tokens (an older one), and says so", async () => {
+    const c = await cluster({
+      coordinatorConfig: {
+        ...FAST.coordinatorConfig,
+        janitor: { ...(FAST.coordinatorConfig!.janitor as object), job_pending_timeout: 1 },
+      },
+    })
+    await c.workers[0].stop("SIGTERM")
+    // An older worker: online with the binary, but no `pathTokens` capability in its registration.
+    await c.addUser("old", "worker")
+    const w = apiFor(c, "old")
+    await w.json("POST", "/api/v1/worker/register", {
+      json: { binaries: ["ffprobe"], paths: [], maxJobs: 1, version: "0.1.0", capabilities: {} },
+    })
+    const { verify } = await w.json<{ verify: string }>("GET", "/api/v1/worker/poll", { query: { wait: 0 } })
+    await w.json("POST", "/api/v1/worker/verify", { json: { token: verify } })
+    const offered: string[] = []
+    let running = true
+    // Its polls keep it online while the proxied job waits; none may offer it the job.
+    const polling = (async () => {
+      while (running) {
+        const r = await w.json<{ jobs: { id: string }[] }>("GET", "/api/v1/worker/poll", { query: { wait: 0.2 } })
+        offered.push(...r.jobs.map((j) => j.id))
+      }
+    })()
+    const r = await c.run("ffprobe", ["-version"])
+    running = false
+    await polling
+    expect(r.code).toBe(1)
+    expect(r.err).toMatch(
+      /^dffmpeg: job \w{26} failed: no online worker can run it \(needs ffprobe, path tokens \(a worker as new as its caller\)\); waited \d/m,
+    )
+    expect(offered).toEqual([])
   }, 60_000)
 })
