@@ -76,7 +76,7 @@ const endsCanceled = (c: Cluster, id: string) =>
 /** Waits until every pid is gone; returns how long it took. */
 async function gone(pids: number[], timeoutMs: number): Promise<number> {
   const t0 = performance.now()
-  await waitFor(() => pids.every((p) => !pidsOf(String(p)).length && !isAlive(p)), {
+  await waitFor(() => pids.every((p) => !isAlive(p)), {
     timeoutMs,
     intervalMs: 50,
     what: `processes ${pids.join(",")} to end`,
