@@ -4,7 +4,8 @@ import { createLogger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
 import { memoryStore, newJob, registration, T0 } from "../../test/helpers/fixtures.ts"
 import { Hub, topic } from "./hub.ts"
-import { createScheduler, eligible, pick, type Candidate, type Scheduler } from "./scheduler.ts"
+import { NO_NEEDS, type ToolCapabilities } from "../shared/protocol/capabilities.ts"
+import { createScheduler, eligible, missing, pick, type Candidate, type Scheduler } from "./scheduler.ts"
 import { wireWakeups } from "./wakeups.ts"
 
 function worker(id: string, over: Partial<Worker> = {}): Worker {
@@ -15,6 +16,10 @@ function worker(id: string, over: Partial<Worker> = {}): Worker {
     maxJobs: 2,
     version: "test",
     capabilities: {},
+    tools: {},
+    labels: {},
+    weight: 1,
+    maxProbeJobs: 4,
     status: "online",
     registeredAt: 0,
     lastSeen: 0,
@@ -60,6 +65,53 @@ describe("eligible", () => {
   test("without a liveness, a worker is taken as live whenever it was last heard from", () => {
     expect(eligible(ffmpeg, worker("w", { lastSeen: 0 }))).toBe(true)
     expect(eligible(ffmpeg, worker("w", { lastSeen: 0 }), live)).toBe(false)
+  })
+})
+
+describe("eligible over needs, labels and pins", () => {
+  const tool = (over: Partial<ToolCapabilities> = {}): ToolCapabilities => ({
+    version: "5.1.9",
+    encoders: ["libx264", "aac"],
+    decoders: ["h264", "aac"],
+    hwaccels: [],
+    hwDevices: [],
+    filters: ["scale", "subtitles"],
+    muxers: ["mp4", "hls"],
+    demuxers: ["matroska,webm"],
+    ...over,
+  })
+  const cpu = worker("cpu", { tools: { ffmpeg: tool() } })
+  const gpu = worker("gpu", {
+    tools: { ffmpeg: tool({ encoders: ["libx264", "aac", "h264_nvenc"], hwaccels: ["cuda"], hwDevices: ["cuda"] }) },
+    labels: { gpu: "nvidia" },
+  })
+  const job = (needs: Partial<typeof NO_NEEDS>, pin: string | null = null) => ({
+    ...ffmpeg,
+    needs: { ...NO_NEEDS, ...needs },
+    pin,
+  })
+  const cases: [string, ReturnType<typeof job>, string[], string[]][] = [
+    ["no needs", job({}), ["cpu", "gpu"], []],
+    ["an encoder only one has", job({ encoders: ["h264_nvenc"] }), ["gpu"], ["encoder h264_nvenc"]],
+    [
+      "a hwaccel and its device",
+      job({ hwaccels: ["cuda"], hwDevices: ["cuda"] }),
+      ["gpu"],
+      ["hwaccel cuda", "hw device cuda"],
+    ],
+    ["a filter both have", job({ filters: ["subtitles"] }), ["cpu", "gpu"], []],
+    ["a label", job({ labels: { gpu: "nvidia" } }), ["gpu"], ["label gpu=nvidia"]],
+    ["a pin", job({}, "cpu"), ["cpu"], []],
+  ]
+  for (const [name, j, able, cpuLacks] of cases)
+    test(name, () => {
+      expect([cpu, gpu].filter((w) => eligible(j, w)).map((w) => w.id)).toEqual(able)
+      expect(missing(j, cpu)).toEqual(cpuLacks)
+    })
+  test("a worker that registered no tools for the binary (older) is not judged on them; labels still are", () => {
+    const old = worker("old")
+    expect(eligible(job({ encoders: ["h264_nvenc"] }), old)).toBe(true)
+    expect(eligible(job({ labels: { gpu: "nvidia" } }), old)).toBe(false)
   })
 })
 

@@ -27,17 +27,47 @@ export function serving(worker: Worker, live?: Liveness): boolean {
  * agreed in practice only because it reaps silent workers first). Without `live` the workers are
  * taken as already known to be live (`pick` over a pass's candidates).
  */
-export function eligible(
-  job: Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens">>,
-  worker: Worker,
-  live?: Liveness,
-): boolean {
+export function eligible(job: Eligible, worker: Worker, live?: Liveness): boolean {
   return (
     serving(worker, live) &&
+    (!job.pin || job.pin === worker.id) &&
     worker.binaries.includes(job.binary) &&
     job.paths.every((p) => worker.paths.includes(p)) &&
-    (!job.pathTokens || writesPathTokens(worker))
+    (!job.pathTokens || writesPathTokens(worker)) &&
+    missing(job, worker).length === 0
   )
+}
+
+/** What `eligible` reads of a job. */
+export type Eligible = Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens" | "needs" | "pin">>
+
+/**
+ * The job's needs this worker's tools or labels lack, each as `kind name` (`encoder h264_nvenc`,
+ * `label gpu=nvidia`): empty when it has them all. A worker that registered no tools for the job's
+ * binary (one from before issue 12) is taken to have whatever the job needs, as before; labels are
+ * always checked.
+ */
+export function missing(job: Pick<Eligible, "binary" | "needs">, worker: Pick<Worker, "tools" | "labels">): string[] {
+  const needs = job.needs
+  if (!needs) return []
+  const out: string[] = []
+  const tool = worker.tools?.[job.binary]
+  if (tool) {
+    const lists = [
+      ["encoder", needs.encoders, tool.encoders],
+      ["decoder", needs.decoders, tool.decoders],
+      ["hwaccel", needs.hwaccels, tool.hwaccels],
+      ["hw device", needs.hwDevices, tool.hwDevices],
+      ["filter", needs.filters, tool.filters],
+      ["muxer", needs.muxers, tool.muxers],
+      ["demuxer", needs.demuxers, tool.demuxers],
+    ] as const
+    for (const [kind, want, has] of lists)
+      for (const name of want ?? []) if (!has.includes(name)) out.push(`${kind} ${name}`)
+  }
+  for (const [k, val] of Object.entries(needs.labels ?? {}))
+    if (worker.labels?.[k] !== val) out.push(`label ${k}=${val}`)
+  return out
 }
 
 /**
@@ -53,7 +83,7 @@ export const writesPathTokens = (worker: Pick<Worker, "capabilities">): boolean 
  * busy one (the job then waits for it).
  */
 export function pick(
-  job: Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens">> & { excluded?: string[] },
+  job: Eligible & { excluded?: string[] },
   candidates: Candidate[],
   live?: Liveness,
 ): Candidate | undefined {

@@ -21,7 +21,7 @@ export type NewJob = Pick<
   Job,
   "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
 > &
-  Partial<Pick<Job, "env" | "pathTokens" | "files">>
+  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin">>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */

@@ -114,7 +114,7 @@ describe("startWorker against a fake transport", () => {
     t.offer(running)
     await t.until(() => t.starts.length === 1)
     const stopped = svc.stop()
-    await t.until(() => t.registrations.at(-1)!.draining)
+    await t.until(() => t.registrations.at(-1)!.draining === true)
     const late = assignment(["-hide_banner", "-version"])
     t.offer(late)
     await t.until(() => t.rejects.length === 1)

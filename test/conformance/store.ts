@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { ConflictError } from "../../src/shared/errors.ts"
 import { Kind } from "../../src/shared/protocol/frames.ts"
+import { NO_NEEDS } from "../../src/shared/protocol/capabilities.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import type { NewJob, OutputChunk, Store, UploadResult } from "../../src/store/types.ts"
 import {
@@ -109,6 +110,10 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           maxJobs: 2,
           version: "1.0.0",
           capabilities: { gpu: false },
+          tools: {},
+          labels: {},
+          weight: 1,
+          maxProbeJobs: 4,
           status: "registering",
           registeredAt: T0,
           lastSeen: T0,
@@ -339,6 +344,10 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           clientSeenAt: null,
           cancelRequestedAt: null,
           progress: null,
+          lane: "transcode",
+          priority: "normal",
+          needs: NO_NEEDS,
+          pin: null,
         }
         expect(created).toEqual(expected)
         expect(await store.getJob("j1")).toEqual(expected)

@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { NO_NEEDS } from "../../src/shared/protocol/capabilities.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import { createStore, type Store } from "../../src/store/index.ts"
 import type { NewJob, OutputChunk } from "../../src/store/types.ts"
@@ -64,6 +65,10 @@ export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   clientSeenAt: null,
   cancelRequestedAt: null,
   progress: null,
+  lane: "transcode",
+  priority: "normal",
+  needs: NO_NEEDS,
+  pin: null,
   ...over,
 })
 
@@ -74,6 +79,10 @@ export const registration = (over: Partial<WorkerRegistration> = {}): WorkerRegi
   maxJobs: 2,
   version: "test",
   capabilities: {},
+  tools: {},
+  labels: {},
+  weight: 1,
+  maxProbeJobs: 4,
   draining: false,
   ...over,
 })

@@ -2,6 +2,8 @@ import * as v from "valibot"
 import { ENV_COUNT_MAX, ENV_NAME, ENV_VALUE_MAX } from "../ffargs/env.ts"
 import { FILE_BYTES_MAX, FILES_MAX } from "../paths/contents.ts"
 import { VAR_NAME } from "../paths/vars.ts"
+import { Labels, Tools, type JobNeeds, type Lane, type Priority } from "./capabilities.ts"
+import { printable } from "./printable.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
 
@@ -93,19 +95,6 @@ export const SubmitRequest = v.strictObject({
 })
 export type SubmitRequest = v.InferOutput<typeof SubmitRequest>
 
-/**
- * Text an operator reads (a worker's version, its capability values): printable only, no control, line
- * separator or bidi character (they would drive the terminal of whoever lists workers), at most `max` chars.
- */
-const printable = (max: number) =>
-  v.pipe(
-    v.string(),
-    v.maxLength(max, `must be at most ${max} characters`),
-    v.regex(
-      /^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$/,
-      "must be printable (no control, line separator or bidi characters)",
-    ),
-  )
 /** A registration's capabilities: up to 32 named facts (`sandbox`, `runAs`, `platform`...), each a short printable string, a number, a boolean or null. */
 const Capabilities = v.pipe(
   v.record(
@@ -126,8 +115,17 @@ export const WorkerRegistration = v.strictObject({
   maxJobs: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
   version: v.pipe(printable(64), v.minLength(1, "must not be empty")),
   capabilities: v.optional(Capabilities, {}),
+  /** Per binary: what its ffmpeg/ffprobe can do, detected and verified by the worker (capabilities.ts). */
+  tools: v.optional(Tools, {}),
+  /** Operator-set labels (`gpu: nvidia`) that client rules can ask for. */
+  labels: v.optional(Labels, {}),
+  /** Tie-break between equally loaded workers: a higher weight gets the job (rffmpeg's host weight). */
+  weight: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(1000)), 1),
+  /** Slots of the probe lane (ffprobe, info commands), apart from `maxJobs` so probes never wait behind transcodes. */
+  maxProbeJobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(256)), 4),
 })
-export type WorkerRegistration = v.InferOutput<typeof WorkerRegistration>
+/** As a worker builds it: the fields with defaults may be left out (the coordinator parses it with them filled in). */
+export type WorkerRegistration = v.InferInput<typeof WorkerRegistration>
 
 /** What a worker reports when its process ends (payload of an `exit` frame it uploads). */
 export const ExitReport = v.strictObject({
@@ -179,6 +177,14 @@ export interface Job {
   cancelRequestedAt: number | null
   /** How far the running (or last) attempt got, parsed from ffmpeg's own statistics; null when unknown. */
   progress: Progress | null
+  /** Probe (own slots, dispatched first) or transcode; derived from the command at submission. */
+  lane: Lane
+  /** A transcode's priority (identity and client rules); probes ignore it. */
+  priority: Priority
+  /** What a worker must have to run it (capabilities.ts), computed at submission. */
+  needs: JobNeeds
+  /** Only this worker may run it (an info command answered by the reference worker), or null. */
+  pin: string | null
 }
 
 /**
@@ -220,6 +226,11 @@ export interface Worker {
   maxJobs: number
   version: string
   capabilities: Record<string, unknown>
+  /** Per binary: version, encoders, decoders, verified hwaccels and devices, filters, formats. */
+  tools: Tools
+  labels: Labels
+  weight: number
+  maxProbeJobs: number
   /** registering until the worker proves its channel works; offline when it stopped polling. */
   status: WorkerStatus
   registeredAt: number

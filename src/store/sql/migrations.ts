@@ -184,6 +184,22 @@ const steps: Step[] = [
     await add("out_dropped", (c) => c.notNull().defaultTo(0))
     await add("trunc_pos", (c) => c)
   },
+  // Scheduling that fits a media farm (issue 12): a worker's tools, labels, weight and probe slots; a
+  // job's lane, priority, needs (JSON, computed at submission) and the one worker it may be pinned to.
+  async (db, d) => {
+    const workers = (col: string, type: any, build: (c: any) => any) =>
+      db.schema.alterTable("workers").addColumn(col, type, build).execute()
+    await workers("tools", sql`text`, (c) => c.notNull().defaultTo("{}"))
+    await workers("labels", sql`text`, (c) => c.notNull().defaultTo("{}"))
+    await workers("weight", "real", (c) => c.notNull().defaultTo(1))
+    await workers("max_probe_jobs", "integer", (c) => c.notNull().defaultTo(4))
+    const jobs = (col: string, type: any, build: (c: any) => any) =>
+      db.schema.alterTable("jobs").addColumn(col, type, build).execute()
+    await jobs("lane", d.str(16), (c) => c.notNull().defaultTo("transcode"))
+    await jobs("priority", d.str(16), (c) => c.notNull().defaultTo("normal"))
+    await jobs("needs", sql`text`, (c) => c)
+    await jobs("pin", d.str(64), (c) => c)
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

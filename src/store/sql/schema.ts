@@ -17,6 +17,12 @@ export interface Database {
     token: string | null
     drain_requested: number
     self_draining: number
+    /** Tools (capabilities.ts), JSON. */
+    tools: string
+    /** Labels, JSON. */
+    labels: string
+    weight: number
+    max_probe_jobs: number
   }
   jobs: {
     id: string
@@ -63,6 +69,14 @@ export interface Database {
     out_dropped: number
     /** Position of the truncation marker of a detached job's output, null while it is whole. */
     trunc_pos: number | null
+    /** probe | transcode */
+    lane: string
+    /** interactive | normal | batch */
+    priority: string
+    /** JobNeeds as JSON; null for none. */
+    needs: string | null
+    /** The only worker that may run the job, or null. */
+    pin: string | null
   }
   job_args: { job_id: string; args: string }
   /** A job's concat lists and filter scripts (JobFiles as JSON), for jobs whose `files` is not 0. */

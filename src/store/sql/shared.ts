@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
+import { NO_NEEDS, type Lane, type Priority } from "../../shared/protocol/capabilities.ts"
 import type { Job, JobStatus, Worker, WorkerStatus } from "../../shared/protocol/schemas.ts"
 import type { JobFilter, JobListing, ListingSize } from "../types.ts"
 import type { SqlDialect } from "./dialect.ts"
@@ -47,6 +48,10 @@ export function toJob(r: JobRow): Job {
     clientSeenAt: num(r.client_seen_at),
     cancelRequestedAt: num(r.cancel_requested_at),
     progress: r.progress ? JSON.parse(r.progress) : null,
+    lane: r.lane as Lane,
+    priority: r.priority as Priority,
+    needs: r.needs ? { ...NO_NEEDS, ...JSON.parse(r.needs) } : NO_NEEDS,
+    pin: r.pin,
   }
 }
 
@@ -120,6 +125,10 @@ export function toWorker(r: WorkerRow): Worker {
     maxJobs: Number(r.max_jobs),
     version: r.version,
     capabilities: JSON.parse(r.capabilities),
+    tools: JSON.parse(r.tools),
+    labels: JSON.parse(r.labels),
+    weight: Number(r.weight),
+    maxProbeJobs: Number(r.max_probe_jobs),
     status: r.status as WorkerStatus,
     registeredAt: Number(r.registered_at),
     lastSeen: Number(r.last_seen),
@@ -212,6 +221,10 @@ export function sqlContext(db: Kysely<Database>, dialect: SqlDialect): Sql {
         "client_seen_at",
         "cancel_requested_at",
         "progress",
+        "lane",
+        "priority",
+        "needs",
+        "pin",
         "paths",
         "excluded",
         "cwd",

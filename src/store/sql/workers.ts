@@ -34,6 +34,10 @@ export function workerMethods(
         max_jobs: reg.maxJobs,
         version: reg.version,
         capabilities: JSON.stringify(reg.capabilities ?? {}),
+        tools: JSON.stringify(reg.tools ?? {}),
+        labels: JSON.stringify(reg.labels ?? {}),
+        weight: reg.weight ?? 1,
+        max_probe_jobs: reg.maxProbeJobs ?? 4,
         last_seen: now,
         self_draining: reg.draining ? 1 : 0,
       }
