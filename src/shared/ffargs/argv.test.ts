@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { fileOption, parseArgv, takesValue } from "./argv.ts"
+import { fileOption, infoCommand, parseArgv, takesValue, type Tool } from "./argv.ts"
 
 const roles = (tool: "ffmpeg" | "ffprobe", args: string[]) =>
   parseArgv(tool, args).tokens.map((t) => `${t.role}:${t.text}`)
@@ -91,4 +91,23 @@ describe("parseArgv (ffprobe)", () => {
       undefined,
     ])
   })
+})
+
+describe("infoCommand", () => {
+  const cases: [Tool, string[], ReturnType<typeof infoCommand>][] = [
+    ["ffmpeg", ["-version"], { name: "version" }],
+    ["ffmpeg", ["-hide_banner", "-encoders"], { name: "encoders" }],
+    ["ffmpeg", ["-hide_banner", "-loglevel", "quiet", "-hwaccels"], { name: "hwaccels" }],
+    ["ffmpeg", ["-h", "encoder=h264_nvenc"], { name: "h", topic: "encoder=h264_nvenc" }],
+    ["ffmpeg", ["-hide_banner", "-h", "filter=scale_cuda"], { name: "h", topic: "filter=scale_cuda" }],
+    ["ffmpeg", ["-help"], { name: "h" }],
+    ["ffprobe", ["-version"], { name: "version" }],
+    ["ffprobe", ["-hide_banner", "-buildconf"], { name: "buildconf" }],
+    ["ffmpeg", ["-i", "/m/a.mkv", "-f", "null", "-"], undefined],
+    ["ffmpeg", ["-i", "/m/a.mkv", "-version"], undefined],
+    ["ffprobe", ["-v", "error", "-show_format", "/m/a.mkv"], undefined],
+    ["ffmpeg", ["-hide_banner"], undefined],
+  ]
+  for (const [tool, args, want] of cases)
+    test(`${tool} ${args.join(" ")}`, () => expect(infoCommand(tool, args)).toEqual(want))
 })

@@ -262,3 +262,21 @@ export function formatName(value: string | undefined): string | undefined {
   const lower = value.toLowerCase()
   return FORMAT_ALIASES[lower] ?? lower
 }
+
+/**
+ * The info command a command line is (`version`, `encoders`, `h`...), or undefined: no input or output,
+ * and an option that prints a listing or help and exits (ffmpeg and ffprobe run their global options,
+ * in order, before opening anything). With its topic for `-h`/`-help` (`h encoder=libx264`). Such a
+ * command reads nothing and describes only the binary it runs, so its answer depends on the worker.
+ */
+export function infoCommand(tool: Tool, args: string[]): { name: string; topic?: string } | undefined {
+  const parsed = parseArgv(tool, args)
+  if (parsed.files.length) return undefined
+  const at = parsed.tokens.find((t) => t.role === "option" && t.name !== undefined && EXIT.has(t.name))
+  if (!at?.name) return undefined
+  const next = parsed.tokens.find((t) => t.index === at.index + 1 && t.role === "value")
+  // Only help reads a topic; the listings ignore what follows (ffmpeg still consumes it).
+  return ["h", "?", "help", "-help"].includes(at.name) && next
+    ? { name: "h", topic: next.text }
+    : { name: at.name === "?" || at.name === "help" || at.name === "-help" ? "h" : at.name }
+}
