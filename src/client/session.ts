@@ -152,8 +152,10 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
   // With a fallback configured, what the job's downlink reads of stdin is kept so that a local run gets it too.
   const tap = fb && stdin ? tapStdin(io.stdin!, STDIN_REPLAY_BYTES) : undefined
   const log = fb && logPath(fb, base)
+  let report: Promise<number> | undefined
   const runHere = async (reason: FallbackReason, detail: string) =>
     runFallback(o, {
+      before: report,
       fb: fb!,
       reason,
       detail,
@@ -175,7 +177,7 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
     return runHere(reason, (err as Error).message)
   }
   // The coordinator answers again: what earlier fallbacks logged goes with this call, alongside the job.
-  const report = log ? reportPending(api, log, REPORT_TIMEOUT_MS) : undefined
+  report = log ? reportPending(api, log, REPORT_TIMEOUT_MS) : undefined
   try {
     return await follow(api, res.body!, {
       stdin,
@@ -233,6 +235,8 @@ async function runFallback(
     tap?: StdinTap
     log: string
     api?: ApiClient
+    /** A report under way (it holds the ledger's lock): this run's record goes after it. */
+    before?: Promise<unknown>
   },
 ): Promise<number> {
   const cmd = localCommand(f.fb, o.binary, o.args)
@@ -261,7 +265,10 @@ async function runFallback(
     }
     try {
       appendLog(f.log, entry)
-      if (f.api) await reportPending(f.api, f.log, REPORT_TIMEOUT_MS)
+      if (f.api) {
+        await f.before
+        await reportPending(f.api, f.log, REPORT_TIMEOUT_MS)
+      }
     } catch (err) {
       f.io.stderr.write(`dffmpeg: warning: could not log a fallback to ${f.log}: ${(err as Error).message}\n`)
     }

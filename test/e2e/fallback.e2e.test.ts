@@ -267,3 +267,66 @@ describe("the cluster cannot place the job", () => {
     }
   }, 60_000)
 })
+
+describe("queue_timeout with the only worker busy", () => {
+  let c: Cluster
+  beforeAll(async () => {
+    c = await Cluster.start({ ...FAST, workers: 1, maxJobs: 1 })
+  }, 60_000)
+  afterAll(async () => {
+    await c?.stop()
+  })
+
+  test("the waiting job is withdrawn before its worker frees up, runs here, and its worker never gets it", async () => {
+    // A transcode without fallback (client.yaml) holds the worker's one slot.
+    const busy = c.spawnProxy("ffmpeg", [
+      "-re",
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc=size=64x64:rate=25",
+      "-t",
+      "60",
+      "-f",
+      "null",
+      "-",
+    ])
+    try {
+      await c.waitFor(async () => (await c.jobs()).some((j) => j.status === "running"), { what: "the slot taken" })
+      const log = join(c.dir, "busy.jsonl")
+      const env = c.clientWith("busy", {
+        fallback: { when: ["queue_timeout"], queue_timeout_seconds: 0.3, log_file: log },
+      })
+      const r = await c.run(
+        "ffprobe",
+        [
+          "-v",
+          "error",
+          "-show_entries",
+          "format=format_name",
+          "-of",
+          "default=nw=1:nk=1",
+          "-f",
+          "lavfi",
+          "-i",
+          "testsrc=duration=1",
+        ],
+        { env },
+      )
+      expect(r.code).toBe(0)
+      expect(r.out).toBe("lavfi\n")
+      const withdrawn = (await c.jobs()).find((j) => j.status === "canceled")!
+      expect(withdrawn.error).toBe(WITHDRAWN_FOR_FALLBACK)
+      const events = (await c.job(withdrawn.id)).events
+      expect(events.map((e) => e.status)).toEqual(["queued", "canceled"])
+      expect(entries(log).map((e) => [e.reason, e.binary, e.exit_code])).toEqual([
+        ["queue_timeout", "/usr/bin/ffprobe", 0],
+      ])
+    } finally {
+      busy.kill("SIGKILL")
+      await busy.exited
+    }
+    // The slot frees (its caller is gone): the worker runs nothing else, the withdrawn job stays withdrawn.
+    await c.waitFor(async () => (await c.jobs()).every((j) => j.status === "canceled"), { what: "both jobs ended" })
+  }, 60_000)
+})
