@@ -391,7 +391,9 @@ export async function follow(
   const cancel = async () => {
     if (job) await api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {})
   }
+  let signaled = false
   const onSignal = (sig: (typeof FORWARDED)[number]) => {
+    signaled = true
     if (downlink) downlink.signal(sig)
     else pending.push(sig)
     deadline ??= setTimeout(async () => {
@@ -410,10 +412,13 @@ export async function follow(
     const ms = o.divert?.queueTimeoutMs
     if (ms === undefined || queueTimer || withdrawal || !job) return
     const id = job
-    queueTimer = setTimeout(() => (withdrawal = o.divert!.withdraw(id)), ms)
+    queueTimer = setTimeout(() => {
+      if (!signaled) withdrawal = o.divert!.withdraw(id)
+    }, ms)
   }
   const diverted = async (oc: Outcome): Promise<Diverted | undefined> => {
-    if (!o.divert) return undefined
+    // A caller that asked its command to stop does not get it started again here.
+    if (!o.divert || signaled) return undefined
     if (withdrawal && (await withdrawal) && oc.status === "canceled" && oc.error === WITHDRAWN_FOR_FALLBACK)
       return new Diverted("queue_timeout", `job ${job} waited ${o.divert.queueTimeoutMs! / 1000} s without starting`)
     const reason = o.divert.outcome(oc)
