@@ -1,8 +1,18 @@
-import { appendFileSync, closeSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs"
-import { readFileSync } from "node:fs"
+import {
+  appendFileSync,
+  closeSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs"
 import { isAbsolute, join } from "node:path"
 import type { FallbackConfig } from "../shared/config/schema.ts"
 import { DffmpegError } from "../shared/errors.ts"
+import { PROXY_FAILURE } from "../shared/exit-codes.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import { retryable, type ApiClient } from "../shared/http/client.ts"
 import {
@@ -97,7 +107,7 @@ export async function runLocal(
 /** A local fallback that could not be made (the binary is missing, or is the proxy itself): exit 1. */
 export class FallbackError extends DffmpegError {
   constructor(message: string) {
-    super(message, "E_FALLBACK", 500, 1)
+    super(message, "E_FALLBACK", 500, PROXY_FAILURE)
   }
 }
 

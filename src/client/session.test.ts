@@ -462,6 +462,19 @@ describe("local fallback", () => {
     expect(reported(api)).toEqual(["queue_timeout"])
   })
 
+  test("queue timeout whose answer was lost: the job's state says it was withdrawn, so it runs here", async () => {
+    const withdrawn = { status: "canceled", code: null, error: WITHDRAWN_FOR_FALLBACK } as const
+    const api = answering([jobEvent()], (c, ch) => {
+      if (c.path === `/api/v1/jobs/${JOB}/withdraw`) {
+        ch.push(exit(0, withdrawn))
+        return refusal(503, "E_UNAVAILABLE", "the answer was lost")
+      }
+      return c.method === "GET" && c.path === `/api/v1/jobs/${JOB}` ? ok({ id: JOB, ...withdrawn }) : ok({})
+    })
+    expect(await runWith(api, QUEUE)).toBe(7)
+    expect(logged().map((e) => e.reason)).toEqual(["queue_timeout"])
+  })
+
   test("queue timeout refused (the job started meanwhile): the remote run is followed to its end", async () => {
     const api = onWithdraw((ch) => {
       ch.push(out(1, "remote"), exit(1, { code: 0 }))

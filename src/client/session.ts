@@ -195,7 +195,14 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
           try {
             await api.json("POST", `/api/v1/jobs/${id}/withdraw`, { timeoutMs: REPORT_TIMEOUT_MS })
             return true
-          } catch {
+          } catch (err) {
+            // Refused (it started), or the answer was lost: the job's state says which.
+            const now = retryable(err)
+              ? await api
+                  .json<Job>("GET", `/api/v1/jobs/${id}`, { timeoutMs: REPORT_TIMEOUT_MS })
+                  .catch(() => undefined)
+              : undefined
+            if (now?.status === "canceled" && now.error === WITHDRAWN_FOR_FALLBACK) return true
             tap?.release()
             return false
           }
