@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { copyFileSync, existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { WITHDRAWN_FOR_FALLBACK } from "../../src/shared/protocol/fallback.ts"
+import { launchBrowser, openPage } from "../helpers/browser.ts"
 import { Cluster, type ClusterOptions } from "../helpers/cluster.ts"
 import { md5, sample } from "../helpers/media.ts"
 import { parseProm } from "../helpers/prom.ts"
@@ -141,6 +142,23 @@ describe("coordinator unreachable", () => {
     expect((await c.run("ffprobe", ["-version"], { env })).code).toBe(0)
     expect(await fallbackSamples(c)).toEqual([{ client: "client1", reason: "coordinator_unreachable", value: 2 }])
   }, 90_000)
+
+  test("the dashboard's header shows the reported fallbacks per client", async () => {
+    const browser = await launchBrowser()
+    try {
+      const p = await openPage(browser)
+      await p.page.goto(c.url + "/")
+      const shown = p.page.locator("#summary #fallbacks")
+      await shown.waitFor()
+      expect(await shown.textContent()).toBe("client1 2")
+      expect(await shown.getAttribute("title")).toBe("client1: 2 coordinator_unreachable")
+      expect(await p.page.locator("#summary").textContent()).toContain("Fallbacks2 local")
+      expect(p.problems).toEqual([])
+      await p.close()
+    } finally {
+      await browser.close()
+    }
+  }, 60_000)
 
   test("a signal reaches the local ffmpeg, and its exit code is the proxy's", async () => {
     await c.coordinator.stop("SIGTERM")
