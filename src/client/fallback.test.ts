@@ -7,6 +7,7 @@ import { ClientConfig, type FallbackConfig } from "../shared/config/schema.ts"
 import { AuthError, InvalidError, TrustError, UnavailableError } from "../shared/errors.ts"
 import type { ApiClient } from "../shared/http/client.ts"
 import { FallbackReport, NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
+import { issueLines } from "../shared/protocol/schemas.ts"
 import {
   appendLog,
   localCommand,
@@ -59,6 +60,14 @@ describe("fallback config", () => {
   ])("refuses %s", (_what, fallback) => {
     expect(parse(fallback).success).toBe(false)
   })
+})
+
+test("a wrong rewrite is named with what it should be", () => {
+  const r = parse({ when: ["queue_timeout"], rewrite: [{ rename: { a: "b" } }, { drop_option: ["hwaccel"] }] })
+  expect(r.success ? [] : issueLines(r.issues)).toEqual([
+    "fallback.rewrite.0: must be exactly one of {replace: {FROM: TO}}, {drop: [ARGS]} or {drop_option: [OPTIONS]}",
+    "fallback.rewrite.1.drop_option.0: must be an option name starting with '-' (e.g. -hwaccel)",
+  ])
 })
 
 describe("when to fall back", () => {

@@ -68,22 +68,25 @@ const OptionArg = v.pipe(v.string(), v.regex(/^-[^-\s]/, "must be an option name
  * `drop` removes every run of exactly these consecutive arguments that starts at an option (`-hwaccel cuda`);
  * `drop_option` removes each named option with its value, whatever the value (`-hwaccel`, `-hwaccel_output_format`).
  */
-export const Rewrite = v.union([
-  v.strictObject({
-    replace: v.pipe(
-      v.record(Arg, v.string()),
-      v.check((r) => Object.keys(r).length > 0, "is empty"),
-    ),
-  }),
-  v.strictObject({
-    drop: v.pipe(
-      v.array(Arg),
-      v.minLength(1, "is empty"),
-      v.check((a) => /^-./.test(a[0]!), "must start with an option (e.g. [-hwaccel, cuda])"),
-    ),
-  }),
-  v.strictObject({ drop_option: v.pipe(v.array(OptionArg), v.minLength(1, "is empty")) }),
-])
+export const Rewrite = v.union(
+  [
+    v.strictObject({
+      replace: v.pipe(
+        v.record(Arg, v.string()),
+        v.check((r) => Object.keys(r).length > 0, "is empty"),
+      ),
+    }),
+    v.strictObject({
+      drop: v.pipe(
+        v.array(Arg),
+        v.minLength(1, "is empty"),
+        v.check((a) => /^-./.test(a[0]!), "must start with an option (e.g. [-hwaccel, cuda])"),
+      ),
+    }),
+    v.strictObject({ drop_option: v.pipe(v.array(OptionArg), v.minLength(1, "is empty")) }),
+  ],
+  "must be exactly one of {replace: {FROM: TO}}, {drop: [ARGS]} or {drop_option: [OPTIONS]}",
+)
 export type Rewrite = v.InferOutput<typeof Rewrite>
 
 /**
