@@ -1,6 +1,13 @@
-import { describe, expect, test } from "bun:test"
+import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { EventEmitter } from "node:events"
-import { AuthError, JobFailedError, OutputLostError } from "../shared/errors.ts"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as v from "valibot"
+import { waitFor } from "../../test/helpers/bin.ts"
+import { FallbackConfig } from "../shared/config/schema.ts"
+import { AuthError, JobFailedError, OutputLostError, UnavailableError } from "../shared/errors.ts"
+import { NO_CAPABLE_WORKER, WITHDRAWN_FOR_FALLBACK } from "../shared/protocol/fallback.ts"
 import { readJson, type ApiClient, type RequestOpts } from "../shared/http/client.ts"
 import { Kind, decodeFrames, encodeFrame, encodeJsonFrame, type Frame } from "../shared/protocol/frames.ts"
 import type { Outcome } from "../shared/protocol/schemas.ts"
@@ -335,5 +342,155 @@ describe("the caller's paths in the output", () => {
     const { io, written } = fakeIo()
     expect(await attach({ id: JOB, client: withPaths(old), io })).toBe(0)
     expect(text(written.stdout)).toBe('{"filename": "$Media/a.mkv $$"}')
+  })
+})
+
+describe("local fallback", () => {
+  let dir: string
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "dffmpeg-session-fallback-"))
+  })
+  afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+  // `sh -c "exit 7"` stands in for the local ffmpeg: `-c` takes a value in ffmpeg's model, so the caller's
+  // arguments pass mapping and rewrites as they are, and the local exit code is one no other path gives.
+  const ARGS = ["-c", "exit 7"]
+  const withFallback = (api: ApiClient, fallback: Record<string, unknown>): Client => ({
+    ...client(api),
+    base: dir,
+    config: {
+      ...client(api).config,
+      fallback: v.parse(FallbackConfig, { ffmpeg: "/bin/sh", log_file: "fb.jsonl", ...fallback }),
+    },
+  })
+  const runWith = (api: ApiClient, fallback: Record<string, unknown>, io = fakeIo().io) =>
+    runAttached({ binary: "ffmpeg", args: ARGS, client: withFallback(api, fallback), io })
+  const QUEUE = { when: ["queue_timeout"], queue_timeout_seconds: 0.1 }
+  const logged = () =>
+    existsSync(join(dir, "fb.jsonl"))
+      ? readFileSync(join(dir, "fb.jsonl"), "utf8")
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { reason: string; exit_code: number; argv: string[] })
+      : []
+  const reported = (api: { calls: Call[] }) =>
+    api.calls
+      .filter((c) => c.path === "/api/v1/clients/fallbacks")
+      .flatMap((c) => (c.opts.json as { records: { reason: string }[] }).records.map((r) => r.reason))
+  const NOCAP = `${NO_CAPABLE_WORKER} can run it (needs ffmpeg); waited 30 s`
+  /** A coordinator whose job waits until withdrawn; `answer` is its answer to the withdrawal. */
+  const onWithdraw = (answer: (ch: ReturnType<typeof channel>) => Response) =>
+    answering([jobEvent()], (c, ch) => (c.path === `/api/v1/jobs/${JOB}/withdraw` ? answer(ch) : ok({})))
+  /** A coordinator whose submit stream carries `frames` (kept open unless it ends with an exit). */
+  const answering = (
+    frames: Uint8Array[],
+    other: (c: Call, ch: ReturnType<typeof channel>) => Response = () => ok({}),
+  ) => {
+    let ch!: ReturnType<typeof channel>
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        ch = channel()
+        ch.push(...frames)
+        return stream(ch.stream)
+      }
+      if (c.path === "/api/v1/clients/fallbacks") {
+        const n = (c.opts.json as { records: unknown[] }).records.length
+        return ok({ accepted: n, duplicates: 0 })
+      }
+      return other(c, ch)
+    })
+    return api
+  }
+
+  test("coordinator unreachable: runs here, exits with the local code, logs it; reported only later", async () => {
+    const api = fakeApi(() => {
+      throw new UnavailableError("cannot reach the coordinator at http://fake: ConnectionRefused")
+    })
+    const run = (fallback: Record<string, unknown>) => runWith(api, fallback)
+    expect(await run({ when: ["coordinator_unreachable"] })).toBe(7)
+    expect(logged().map((e) => [e.reason, e.exit_code, e.argv])).toEqual([["coordinator_unreachable", 7, ARGS]])
+    expect(api.calls.map((c) => c.path)).toEqual(["/api/v1/jobs"])
+    // Not for this situation, or no fallback at all: the failure as it always was.
+    expect(await run({ when: ["queue_timeout"] }).catch((e) => e)).toBeInstanceOf(UnavailableError)
+    const off = await runAttached({ binary: "ffmpeg", args: ARGS, client: client(api), io: fakeIo().io }).catch(
+      (e) => e,
+    )
+    expect(off).toBeInstanceOf(UnavailableError)
+    expect(logged().length).toBe(1)
+  })
+
+  test("no capable worker: the failed job runs here and is reported at once, pending records first", async () => {
+    writeFileSync(
+      join(dir, "fb.jsonl"),
+      JSON.stringify({
+        id: crypto.randomUUID(),
+        at: 1,
+        reason: "coordinator_unreachable",
+        tool: "ffmpeg",
+        exit_code: 0,
+      }) + "\n",
+    )
+    const api = answering([jobEvent(), exit(0, { status: "failed", code: null, error: NOCAP })])
+    const code = await runWith(api, { when: ["no_capable_worker"] })
+    expect(code).toBe(7)
+    expect(logged().map((e) => e.reason)).toEqual(["coordinator_unreachable", "no_capable_worker"])
+    expect(reported(api)).toEqual(["coordinator_unreachable", "no_capable_worker"])
+  })
+
+  test("a caller that was signaled is never started here: the job's own outcome stands", async () => {
+    const { io, signals } = fakeIo()
+    const api = answering([jobEvent()], (_c, ch) => {
+      // The signal is forwarded: the coordinator ends the job (here: as no worker could run it).
+      ch.push(exit(0, { status: "failed", code: null, error: NOCAP }))
+      return ok({ ok: true })
+    })
+    const run = runWith(api, { when: ["no_capable_worker"] }, io).catch((e) => e)
+    await waitFor(() => api.calls.length >= 1)
+    signals.emit("SIGTERM", "SIGTERM")
+    expect(await run).toBeInstanceOf(JobFailedError)
+    expect(logged()).toEqual([])
+  })
+
+  test("queue timeout: the job is withdrawn, and runs here once the coordinator says it was", async () => {
+    const api = onWithdraw((ch) => {
+      ch.push(exit(0, { status: "canceled", code: null, error: WITHDRAWN_FOR_FALLBACK }))
+      return ok({ id: JOB, status: "canceled" })
+    })
+    const code = await runWith(api, QUEUE)
+    expect(code).toBe(7)
+    expect(logged().map((e) => e.reason)).toEqual(["queue_timeout"])
+    expect(reported(api)).toEqual(["queue_timeout"])
+  })
+
+  test("queue timeout whose answer was lost: the job's state says it was withdrawn, so it runs here", async () => {
+    const withdrawn = { status: "canceled", code: null, error: WITHDRAWN_FOR_FALLBACK } as const
+    const api = answering([jobEvent()], (c, ch) => {
+      if (c.path === `/api/v1/jobs/${JOB}/withdraw`) {
+        ch.push(exit(0, withdrawn))
+        return refusal(503, "E_UNAVAILABLE", "the answer was lost")
+      }
+      return c.method === "GET" && c.path === `/api/v1/jobs/${JOB}` ? ok({ id: JOB, ...withdrawn }) : ok({})
+    })
+    expect(await runWith(api, QUEUE)).toBe(7)
+    expect(logged().map((e) => e.reason)).toEqual(["queue_timeout"])
+  })
+
+  test("queue timeout refused (the job started meanwhile): the remote run is followed to its end", async () => {
+    const api = onWithdraw((ch) => {
+      ch.push(out(1, "remote"), exit(1, { code: 0 }))
+      return refusal(409, "E_CONFLICT", `job ${JOB} is running: only a job that has not started can be withdrawn`)
+    })
+    const { io, written } = fakeIo()
+    const code = await runWith(api, QUEUE, io)
+    expect(code).toBe(0)
+    expect(text(written.stdout)).toBe("remote")
+    expect(logged()).toEqual([])
+  })
+
+  test("a job with output is running: no withdrawal, whatever the wait", async () => {
+    const api = answering([jobEvent(), out(1, "x"), exit(1, { code: 3 })])
+    const code = await runWith(api, QUEUE)
+    expect(code).toBe(3)
+    expect(api.calls.map((c) => c.path)).not.toContain(`/api/v1/jobs/${JOB}/withdraw`)
   })
 })

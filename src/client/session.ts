@@ -1,6 +1,6 @@
 import { fstatSync, statSync } from "node:fs"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
-import { ClientConfig } from "../shared/config/schema.ts"
+import { ClientConfig, type FallbackConfig } from "../shared/config/schema.ts"
 import { DffmpegError, InvalidError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import { DEFAULT_ENV, mapReport, pickEnv, reportFiles } from "../shared/ffargs/env.ts"
@@ -10,10 +10,22 @@ import { callerRoots, createClientMapper } from "../shared/paths/mapping.ts"
 import { createRootDecoder, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
 import { FRAMES_MEDIA_TYPE, Kind, encodeFrame, frameJson } from "../shared/protocol/frames.ts"
 import type { Job, Outcome } from "../shared/protocol/schemas.ts"
+import { WITHDRAWN_FOR_FALLBACK, type FallbackReason } from "../shared/protocol/fallback.ts"
 import { jobFiles } from "./contents.ts"
+import {
+  Diverted,
+  appendLog,
+  localCommand,
+  logPath,
+  outcomeFallback,
+  reportPending,
+  runLocal,
+  submitFallback,
+} from "./fallback.ts"
 import { exitCodeOf, signalNumber } from "./outcome.ts"
 import { createSink, type Writable } from "./output.ts"
 import { createStatusLine, type JobStatusEvent, type StatusLine } from "./status-line.ts"
+import { tapStdin, type StdinTap } from "./stdin-tap.ts"
 import { ACK_CADENCE, jobFrames } from "./stream.ts"
 
 /** What a session touches besides the API: this process's streams, stdin and signals (tests give fakes). */
@@ -39,8 +51,10 @@ export function processIo(): SessionIo {
 /** An opened client: its config and the signed API client (`openClient`). */
 export interface Client {
   config: Pick<ClientConfig, "paths" | "passthrough_paths" | "signal_timeout_seconds"> &
-    Partial<Pick<ClientConfig, "forward_env">>
+    Partial<Pick<ClientConfig, "forward_env" | "fallback">>
   api: ApiClient
+  /** Directory the config's relative paths are relative to (`fallback.log_file`); default: the working directory. */
+  base?: string
 }
 
 export interface AttachedOptions {
@@ -68,12 +82,12 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
     client: config.client_id,
     key: resolveKey(config, base),
   })
-  return { config, api }
+  return { config, api, base }
 }
 
 /** The client to use and the job's arguments with this machine's paths turned into path variables. */
 async function prepare(o: AttachedOptions) {
-  const { config, api } = o.client ?? (await openClient(o.configPath, o.warn, o.explainYaml))
+  const { config, api, base } = o.client ?? (await openClient(o.configPath, o.warn, o.explainYaml))
   const mapper = createClientMapper({ paths: config.paths, passthrough: config.passthrough_paths, cwd: process.cwd() })
   const tool = toolOf(o.binary)
   const mapped = mapper.mapArgs(o.args, tool)
@@ -90,7 +104,7 @@ async function prepare(o: AttachedOptions) {
     pathTokens: true,
     ...(files.length ? { files } : {}),
   }
-  return { config, api, job, roots: callerRoots(config.paths, o.args) }
+  return { config, api, base: base ?? process.cwd(), job, roots: callerRoots(config.paths, o.args) }
 }
 
 /**
@@ -131,23 +145,141 @@ export function callerEnv(
  * and the remote exit code returned. dffmpeg's own failures are thrown as DffmpegError.
  */
 export async function runAttached(o: AttachedOptions): Promise<number> {
-  const { config, api, job, roots } = await prepare(o)
+  const { config, api, base, job, roots } = await prepare(o)
   const io = o.io ?? processIo()
   const stdin = o.stdin !== false && io.stdin !== undefined
-  const res = await api.request("POST", "/api/v1/jobs", {
-    query: { attach: 1, progress: o.status ? 1 : undefined },
-    json: { ...job, stdin, attached: true },
-  })
-  if (!res.ok || !res.body) await readJson(res)
-  return follow(api, res.body!, {
-    stdin,
-    signals: true,
-    signalTimeoutMs: config.signal_timeout_seconds * 1000,
-    statusLine: statusLineFor(o.status),
-    io,
-    paths: { roots, binary: job.binary, args: job.args },
-    ack: true,
-  })
+  const fb = config.fallback
+  // With a fallback configured, what the job's downlink reads of stdin is kept so that a local run gets it too.
+  const tap = fb && stdin ? tapStdin(io.stdin!, STDIN_REPLAY_BYTES) : undefined
+  const log = fb && logPath(fb, base)
+  let report: Promise<number> | undefined
+  const runHere = async (reason: FallbackReason, detail: string) =>
+    runFallback(o, {
+      before: report,
+      fb: fb!,
+      reason,
+      detail,
+      io,
+      tap,
+      log: log!,
+      api: reason === "coordinator_unreachable" ? undefined : api,
+    })
+  let res: Response
+  try {
+    res = await api.request("POST", "/api/v1/jobs", {
+      query: { attach: 1, progress: o.status ? 1 : undefined },
+      json: { ...job, stdin, attached: true },
+    })
+    if (!res.ok || !res.body) await readJson(res)
+  } catch (err) {
+    const reason = submitFallback(fb, err)
+    if (!reason) throw err
+    return runHere(reason, (err as Error).message)
+  }
+  // The coordinator answers again: what earlier fallbacks logged goes with this call, alongside the job.
+  report = log ? reportPending(api, log, REPORT_TIMEOUT_MS) : undefined
+  try {
+    return await follow(api, res.body!, {
+      stdin,
+      signals: true,
+      signalTimeoutMs: config.signal_timeout_seconds * 1000,
+      statusLine: statusLineFor(o.status),
+      io: tap ? { ...io, stdin: tap.remote } : io,
+      paths: { roots, binary: job.binary, args: job.args },
+      ack: true,
+      divert: fb && {
+        queueTimeoutMs: fb.when.includes("queue_timeout") ? fb.queue_timeout_seconds * 1000 : undefined,
+        withdraw: async (id) => {
+          // Input already gone to the coordinator beyond what can be replayed: the job stays remote.
+          if (tap && !tap.hold()) return false
+          try {
+            await api.json("POST", `/api/v1/jobs/${id}/withdraw`, { timeoutMs: REPORT_TIMEOUT_MS })
+            return true
+          } catch (err) {
+            // Refused (it started), or the answer was lost: the job's state says which.
+            const now = retryable(err)
+              ? await api
+                  .json<Job>("GET", `/api/v1/jobs/${id}`, { timeoutMs: REPORT_TIMEOUT_MS })
+                  .catch(() => undefined)
+              : undefined
+            if (now?.status === "canceled" && now.error === WITHDRAWN_FOR_FALLBACK) return true
+            tap?.release()
+            return false
+          }
+        },
+        outcome: (oc) => {
+          const reason = outcomeFallback(fb, oc)
+          return reason && (!tap || tap.hold()) ? reason : undefined
+        },
+      },
+    })
+  } catch (err) {
+    if (!(err instanceof Diverted)) throw err
+    return await runHere(err.reason, err.detail)
+  } finally {
+    // Sent while the job ran; a slow coordinator delays the exit by at most REPORT_TIMEOUT_MS.
+    await report
+  }
+}
+
+/** Bytes of stdin kept for a local run while a job waits remotely (above it, the job is never run here). */
+export const STDIN_REPLAY_BYTES = 1024 * 1024
+/** Longest a fallback report (or a withdrawal) may take: the proxy's normal path never waits longer. */
+export const REPORT_TIMEOUT_MS = 2000
+
+/**
+ * A local fallback run: the caller's command, rewritten, on this machine's binary; logged whatever happens
+ * (a log that cannot be written is said on stderr, the run goes on), and reported at once when the
+ * coordinator is known to answer (`api`).
+ */
+async function runFallback(
+  o: AttachedOptions,
+  f: {
+    fb: FallbackConfig
+    reason: FallbackReason
+    detail: string
+    io: SessionIo
+    tap?: StdinTap
+    log: string
+    api?: ApiClient
+    /** A report under way (it holds the ledger's lock): this run's record goes after it. */
+    before?: Promise<unknown>
+  },
+): Promise<number> {
+  const cmd = localCommand(f.fb, o.binary, o.args)
+  const at = Date.now()
+  let code: number | null = null
+  let error: string | undefined
+  try {
+    code = await runLocal(cmd, { stdin: f.tap?.started ? f.tap.handOff() : undefined, signals: f.io.signals })
+    return code
+  } catch (err) {
+    error = (err as Error).message
+    throw err
+  } finally {
+    const entry = {
+      id: crypto.randomUUID(),
+      time: new Date(at).toISOString(),
+      at,
+      reason: f.reason,
+      detail: f.detail,
+      tool: cmd.tool,
+      binary: cmd.path,
+      args: o.args,
+      argv: cmd.args,
+      exit_code: code,
+      ...(error !== undefined ? { error } : {}),
+    }
+    try {
+      appendLog(f.log, entry)
+      if (f.api) {
+        await f.before
+        await reportPending(f.api, f.log, REPORT_TIMEOUT_MS)
+      }
+    } catch (err) {
+      f.io.stderr.write(`dffmpeg: warning: could not log a fallback to ${f.log}: ${(err as Error).message}\n`)
+    }
+  }
 }
 
 /** Submits a job without following it; returns it (for `client submit --detach`). */
@@ -209,6 +341,16 @@ export interface FollowOptions {
   paths?: { roots: Record<string, string>; binary: string; args: string[] }
   /** Acknowledge consumed output: this is the job's attached caller (its submitter), not a later viewer. */
   ack?: boolean
+  /**
+   * Local fallback (runAttached): the follow throws `Diverted` instead of returning when the job is to run
+   * here: its outcome says so (`outcome`), or it was withdrawn after waiting `queueTimeoutMs` without
+   * output (`withdraw`: true when the coordinator withdrew it, so it never runs there).
+   */
+  divert?: {
+    queueTimeoutMs?: number
+    withdraw: (job: string) => Promise<boolean>
+    outcome: (o: Outcome) => FallbackReason | undefined
+  }
 }
 
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -256,7 +398,9 @@ export async function follow(
   const cancel = async () => {
     if (job) await api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {})
   }
+  let signaled = false
   const onSignal = (sig: (typeof FORWARDED)[number]) => {
+    signaled = true
     if (downlink) downlink.signal(sig)
     else pending.push(sig)
     deadline ??= setTimeout(async () => {
@@ -268,6 +412,25 @@ export async function follow(
     }, o.signalTimeoutMs)
   }
   if (o.signals) for (const sig of FORWARDED) io.signals.on(sig, onSignal)
+  // queue_timeout: a job with no output yet after the timeout is withdrawn (refused once it started).
+  let queueTimer: ReturnType<typeof setTimeout> | undefined
+  let withdrawal: Promise<boolean> | undefined
+  const startQueueTimer = () => {
+    const ms = o.divert?.queueTimeoutMs
+    if (ms === undefined || queueTimer || withdrawal || !job) return
+    const id = job
+    queueTimer = setTimeout(() => {
+      if (!signaled) withdrawal = o.divert!.withdraw(id)
+    }, ms)
+  }
+  const diverted = async (oc: Outcome): Promise<Diverted | undefined> => {
+    // A caller that asked its command to stop does not get it started again here.
+    if (!o.divert || signaled) return undefined
+    if (withdrawal && (await withdrawal) && oc.status === "canceled" && oc.error === WITHDRAWN_FOR_FALLBACK)
+      return new Diverted("queue_timeout", `job ${job} waited ${o.divert.queueTimeoutMs! / 1000} s without starting`)
+    const reason = o.divert.outcome(oc)
+    return reason && new Diverted(reason, `job ${job}: ${oc.error}`)
+  }
   const startDownlink = () => {
     if (downlink || !job || (!o.stdin && !o.signals)) return
     // The coordinator refused more stdin (limits.max_stdin_bytes) and canceled the job itself: say so
@@ -287,6 +450,8 @@ export async function follow(
       ack: o.ack ? ACK_CADENCE : undefined,
     })
     for await (const f of frames) {
+      // Output: the job runs, it is not waiting any more.
+      if (f.kind === Kind.stdout || f.kind === Kind.stderr) clearTimeout(queueTimer)
       switch (f.kind) {
         case Kind.stdout:
           o.statusLine?.clear()
@@ -305,6 +470,7 @@ export async function follow(
           if (ev.type === "job" && ev.job) {
             job = ev.job.id
             startDownlink()
+            startQueueTimer()
           } else if (ev.type === "status" && typeof ev.status === "string") {
             o.statusLine?.update({ status: ev.status, workerId: ev.workerId ?? null, progress: ev.progress ?? null })
           }
@@ -319,6 +485,9 @@ export async function follow(
       }
     }
     if (!outcome) throw new UnavailableError(`the stream of job ${job ?? "?"} ended without its outcome`)
+    clearTimeout(queueTimer)
+    const divert = await diverted(outcome)
+    if (divert) throw divert
     // A failed job is an answer, not a reason to re-attach.
     return exitCodeOf(outcome, job ?? "?")
   }
@@ -328,6 +497,7 @@ export async function follow(
     o.statusLine?.stop()
     downlink?.stop()
     clearTimeout(deadline)
+    clearTimeout(queueTimer)
     if (o.signals) for (const sig of FORWARDED) io.signals.off(sig, onSignal)
   }
 }

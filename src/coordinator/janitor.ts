@@ -1,5 +1,6 @@
 import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
+import { NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
 import { CALLER_GONE } from "./jobs.ts"
@@ -143,7 +144,8 @@ export function createJanitor(deps: {
         // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
         const done = await store.failJob(
           job.id,
-          `no online worker can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`,
+          // The marker a client's `fallback.when: [no_capable_worker]` keys on (shared/protocol/fallback.ts).
+          `${NO_CAPABLE_WORKER} can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`,
           now(),
           job.epoch,
         )

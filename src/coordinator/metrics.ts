@@ -1,3 +1,4 @@
+import type { FallbackCount } from "../shared/protocol/fallback.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Stats } from "../store/index.ts"
 
@@ -28,6 +29,8 @@ export interface ScrapeState {
   now: number
   version: string
   startedAt: number
+  /** Local fallbacks clients reported to this coordinator since it started (coordinator/fallbacks.ts). */
+  fallbacks?: FallbackCount[]
 }
 
 /** Seconds from submission to the first byte of work (queued → running). */
@@ -211,6 +214,14 @@ export function createMetrics(): Metrics {
       speed.render(out)
 
       for (const f of [requests, authFailures, submitted, started, finished]) f.render(out)
+      // Kept by the fallback ledger (deduplicated by record id), rendered as the counter it is.
+      const fallbacks = new Family(
+        "dffmpeg_client_fallbacks_total",
+        "counter",
+        "Commands clients ran on their own machine instead of the cluster (local fallback), as they reported them to this coordinator, by client and reason.",
+      )
+      for (const f of st.fallbacks ?? []) fallbacks.set({ client: f.client, reason: f.reason }, f.count)
+      fallbacks.render(out)
       dispatch.render(out)
       duration.render(out)
       return out.join("\n") + "\n"

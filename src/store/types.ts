@@ -303,9 +303,10 @@ export interface Store {
   requestCancel(id: string, reason: string, now: number): Promise<Job | undefined>
   /**
    * A queued or assigned job whose caller was signaled before it started: canceled now with `code`, the
-   * exit code a local process would have given that signal. Undefined once it runs or ended.
+   * exit code a local process would have given that signal (null: its caller runs it itself, a local
+   * fallback). Undefined once it runs or ended.
    */
-  withdrawJob(id: string, reason: string, code: number, now: number): Promise<Job | undefined>
+  withdrawJob(id: string, reason: string, code: number | null, now: number): Promise<Job | undefined>
   /** A running job whose worker has been asked to cancel and is gone: canceled now. */
   forceCanceled(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
   /** assigned → queued (assignment timed out or refused), excluding that worker next time. */

@@ -1,3 +1,5 @@
+import { createFallbackLedger } from "../../src/coordinator/fallbacks.ts"
+import { clientRoutes } from "../../src/coordinator/api/routes/clients.ts"
 import { Hono } from "hono"
 import * as v from "valibot"
 import type { Deps } from "../../src/coordinator/api/app.ts"
@@ -34,6 +36,8 @@ const EMPTY_REPORT: JanitorReport = {
  */
 export class RouteHarness {
   readonly hub = new Hub()
+  /** The fallback counts, kept across requests as a coordinator keeps them. */
+  readonly fallbacks = createFallbackLedger()
   kicks = 0
   janitorRuns = 0
   clock = T0
@@ -62,6 +66,7 @@ export class RouteHarness {
       staleMs: 60_000,
       ready: () => true,
       startedAt: T0,
+      fallbacks: this.fallbacks,
     } as unknown as Deps
     const app = new Hono<AuthEnv>()
     app.use("*", async (c, next) => {
@@ -72,6 +77,7 @@ export class RouteHarness {
     app.route("/api/v1/jobs", jobRoutes(deps))
     app.route("/api/v1/workers", workerListRoutes(deps))
     app.route("/api/v1/admin", adminRoutes(deps))
+    app.route("/api/v1/clients", clientRoutes(deps))
     app.onError((err, c) => {
       if (err instanceof DffmpegError)
         return c.json(

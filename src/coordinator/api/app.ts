@@ -6,6 +6,7 @@ import type { Logger } from "../../shared/log.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Store } from "../../store/index.ts"
 import type { Notifier } from "../hub.ts"
+import { createFallbackLedger, type FallbackLedger } from "../fallbacks.ts"
 import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
 import { bodyCaps, createBodyBudget } from "./body.ts"
@@ -14,6 +15,7 @@ import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
 import { ipAllowList } from "./middleware/ip.ts"
 import { signResponses } from "./middleware/sign-response.ts"
 import { adminRoutes } from "./routes/admin.ts"
+import { clientRoutes } from "./routes/clients.ts"
 import { jobRoutes } from "./routes/jobs.ts"
 import { WORKER_TRANSPORT, workerListRoutes, workerRoutes } from "./routes/workers.ts"
 import { dashboardRoutes } from "../dashboard/index.ts"
@@ -35,10 +37,14 @@ export interface Deps {
   startedAt: number
   /** Open long-lived connections and their limits; `createApp` makes one when none is given. */
   connections?: Connections
+  /** The local fallbacks clients reported; `createApp` makes one when none is given. */
+  fallbacks?: FallbackLedger
 }
 
 /** The process's connection counters: the ones in `deps`, or new ones (a route set built on its own). */
 export const connectionsOf = (deps: Deps): Connections => (deps.connections ??= createConnections(deps.config.limits))
+/** The process's fallback counts: the ones in `deps`, or new ones. */
+export const fallbacksOf = (deps: Deps): FallbackLedger => (deps.fallbacks ??= createFallbackLedger())
 
 /** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */
 function routeOf(c: Context<AuthEnv>): string {
@@ -51,7 +57,7 @@ function routeOf(c: Context<AuthEnv>): string {
 }
 
 export function createApp(deps: Deps): Hono<AuthEnv> {
-  deps = { ...deps, connections: connectionsOf(deps) }
+  deps = { ...deps, connections: connectionsOf(deps), fallbacks: fallbacksOf(deps) }
   const base = deps.config.path_base ? "/" + deps.config.path_base.replace(/^\/+|\/+$/g, "") : ""
   const stripBase = (p: string) => (base && (p === base || p.startsWith(base + "/")) ? p.slice(base.length) || "/" : p)
   const app = new Hono<AuthEnv>({
@@ -139,6 +145,7 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
         now: deps.now(),
         version: VERSION,
         startedAt: deps.startedAt,
+        fallbacks: fallbacksOf(deps).counts(),
       })
       return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
     },
@@ -165,6 +172,7 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
   app.route("/api/v1/worker", workerRoutes(deps))
   app.route("/api/v1/workers", workerListRoutes(deps))
   app.route("/api/v1/admin", adminRoutes(deps))
+  app.route("/api/v1/clients", clientRoutes(deps))
 
   app.route("/", dashboardRoutes(deps))
   app.notFound((c) =>

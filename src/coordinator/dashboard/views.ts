@@ -7,6 +7,7 @@ import {
   type Worker,
   type WorkerStatus,
 } from "../../shared/protocol/schemas.ts"
+import type { FallbackCount } from "../../shared/protocol/fallback.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Stats, Store } from "../../store/index.ts"
 import type { JobListing } from "../../store/types.ts"
@@ -77,6 +78,8 @@ export interface DashboardState {
   workers: WorkerView[]
   jobs: { active: JobSummary[]; recent: JobSummary[] }
   stats: Stats
+  /** Commands clients ran locally instead (local fallback), per client and reason, as reported to this coordinator since it started. */
+  fallbacks: FallbackCount[]
 }
 
 export interface JobDetail {
@@ -136,7 +139,12 @@ export function shownWorkers(workers: Worker[], now: number): Worker[] {
   return workers.filter((w) => w.status !== "offline" || now - w.lastSeen < OFFLINE_SHOWN_MS)
 }
 
-export async function readState(deps: { store: Store; now: () => number; staleMs: number }): Promise<DashboardState> {
+export async function readState(deps: {
+  store: Store
+  now: () => number
+  staleMs: number
+  fallbacks?: { counts(): FallbackCount[] }
+}): Promise<DashboardState> {
   const { store } = deps
   const [workers, loads, active, recent, stats] = await Promise.all([
     store.listWorkers(),
@@ -153,6 +161,7 @@ export async function readState(deps: { store: Store; now: () => number; staleMs
     workers: shownWorkers(workers, now).map((w) => workerView(w, loads.get(w.id) ?? 0, now, deps.staleMs)),
     jobs: { active: active.map(jobSummary), recent: recent.map(jobSummary) },
     stats,
+    fallbacks: deps.fallbacks?.counts() ?? [],
   }
 }
 

@@ -1,6 +1,7 @@
 import * as v from "valibot"
 import { DEFAULT_ENV, ENV_PATTERN } from "../ffargs/env.ts"
 import { VAR_NAME } from "../paths/vars.ts"
+import { FallbackReason } from "../protocol/fallback.ts"
 
 /**
  * Config schemas: the pieces every role shares, and the client's (the proxy's) config. The other roles'
@@ -57,6 +58,58 @@ export const Identity = {
   coordinator: CoordinatorLink,
 }
 
+const Arg = v.pipe(v.string(), v.minLength(1, "must not be empty"))
+/** An option as written on a command line: `-hwaccel`, `-c:v` (with a stream specifier it matches only that one). */
+const OptionArg = v.pipe(v.string(), v.regex(/^-[^-\s]/, "must be an option name starting with '-' (e.g. -hwaccel)"))
+
+/**
+ * One argument rewrite of a local fallback run (docs/fallback.md), applied in order:
+ * `replace` swaps whole option values (`h264_nvenc` → `libx264`), never file names or option names;
+ * `drop` removes every run of exactly these consecutive arguments that starts at an option (`-hwaccel cuda`);
+ * `drop_option` removes each named option with its value, whatever the value (`-hwaccel`, `-hwaccel_output_format`).
+ */
+export const Rewrite = v.union(
+  [
+    v.strictObject({
+      replace: v.pipe(
+        v.record(Arg, v.string()),
+        v.check((r) => Object.keys(r).length > 0, "is empty"),
+      ),
+    }),
+    v.strictObject({
+      drop: v.pipe(
+        v.array(Arg),
+        v.minLength(1, "is empty"),
+        v.check((a) => /^-./.test(a[0]!), "must start with an option (e.g. [-hwaccel, cuda])"),
+      ),
+    }),
+    v.strictObject({ drop_option: v.pipe(v.array(OptionArg), v.minLength(1, "is empty")) }),
+  ],
+  "must be exactly one of {replace: {FROM: TO}}, {drop: [ARGS]} or {drop_option: [OPTIONS]}",
+)
+export type Rewrite = v.InferOutput<typeof Rewrite>
+
+/**
+ * Running a command on this machine when the cluster cannot (docs/fallback.md). Off unless present.
+ * Relative paths are relative to the config file.
+ */
+export const FallbackConfig = v.object({
+  /** The situations that fall back; no other does. */
+  when: v.pipe(
+    v.array(FallbackReason),
+    v.minLength(1, "names no situation (coordinator_unreachable, no_capable_worker, queue_timeout)"),
+  ),
+  /** The local binaries, absolute (a bare `ffmpeg` on PATH may well be this proxy). */
+  ffmpeg: v.optional(AbsPath, "/usr/bin/ffmpeg"),
+  ffprobe: v.optional(AbsPath, "/usr/bin/ffprobe"),
+  /** `queue_timeout`: a job still waiting for a worker after this long is withdrawn and run here. */
+  queue_timeout_seconds: v.optional(Seconds(0.1, 86400), 30),
+  /** One JSON line per local run; its pending lines are reported to the coordinator once it answers again. */
+  log_file: v.optional(v.pipe(v.string(), v.minLength(1)), "fallback.jsonl"),
+  rewrite: v.optional(v.array(Rewrite), []),
+})
+export type FallbackConfig = v.InferOutput<typeof FallbackConfig>
+
 export const ClientConfig = v.object({
   ...Identity,
   paths: v.optional(v.record(VarName, AbsPath), {}),
@@ -72,5 +125,7 @@ export const ClientConfig = v.object({
    */
   forward_env: EnvNames,
   log_level: LogLevel,
+  /** Local fallback; absent (the default): never, a command the cluster cannot run fails as it always did. */
+  fallback: v.optional(FallbackConfig),
 })
 export type ClientConfig = v.InferOutput<typeof ClientConfig>

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { admin, alice, bob, RouteHarness, T0 } from "../../../../test/helpers/routes.ts"
 import { newId } from "../../../shared/ids.ts"
+import { WITHDRAWN_FOR_FALLBACK } from "../../../shared/protocol/fallback.ts"
 import { concatFrames, decodeFrames, encodeFrame, Kind } from "../../../shared/protocol/frames.ts"
 
 let h: RouteHarness
@@ -121,6 +122,49 @@ describe("POST /jobs/:id/stdin with a signal before the job started", () => {
     await signal(running, "SIGINT")
     expect(await s.store.getJob(running)).toMatchObject({ status: "running", exitCode: null, cancelRequestedAt: null })
     expect(await s.store.readInput(running, 0, 10)).toMatchObject([{ kind: Kind.signal, seq: 1 }])
+  })
+})
+
+describe("POST /jobs/:id/withdraw (a caller's local fallback)", () => {
+  beforeEach(async () => {
+    await h.worker("w1")
+  })
+  const withdraw = (id: string, who = alice) => h.request(who, "POST", `${J}/${id}/withdraw`)
+
+  test("a queued or an assigned job is canceled at once, without an exit code, and can no longer start", async () => {
+    await h.job(MID)
+    const res = await withdraw(MID)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({
+      id: MID,
+      status: "canceled",
+      exitCode: null,
+      error: WITHDRAWN_FOR_FALLBACK,
+    })
+    await h.job(NEW)
+    const assigned = await h.store.assign(NEW, "w1", h.clock)
+    expect((await withdraw(NEW)).status).toBe(200)
+    expect(await h.store.start(NEW, "w1", assigned!.epoch, h.clock)).toBeUndefined()
+    expect((await h.store.getJob(NEW))!.status).toBe("canceled")
+  })
+
+  test("a running or ended job is 409 and left as it is: a job never runs in two places", async () => {
+    await h.job(MID)
+    await h.run(MID, "w1", [])
+    const res = await withdraw(MID)
+    expect(res.status).toBe(409)
+    expect(await res.json()).toMatchObject({ error: { code: "E_CONFLICT", details: { status: "running" } } })
+    expect((await h.store.getJob(MID))!.status).toBe("running")
+    await h.job(NEW)
+    await withdraw(NEW)
+    expect((await withdraw(NEW)).status).toBe(409)
+  })
+
+  test("only its requester may withdraw it (an admin cancels instead); others do not see it", async () => {
+    await h.job(MID)
+    expect((await withdraw(MID, admin)).status).toBe(403)
+    expect((await withdraw(MID, bob)).status).toBe(404)
+    expect((await h.store.getJob(MID))!.status).toBe("queued")
   })
 })
 

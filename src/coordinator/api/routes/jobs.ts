@@ -21,6 +21,7 @@ import {
   type Frame,
 } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
+import { WITHDRAWN_FOR_FALLBACK } from "../../../shared/protocol/fallback.ts"
 import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
 import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
@@ -360,6 +361,25 @@ export function jobRoutes(deps: Deps) {
     const done = await store.withdrawJob(job.id, reason, signaledExit(job.binary, sig), now())
     if (done) log.info("job canceled: its caller was signaled before it started", { job: job.id, signal: sig })
   }
+
+  /**
+   * Its caller runs the job on its own machine instead (a local fallback, docs/fallback.md): withdrawn
+   * while it has not started, so it never runs twice; 409 once it runs or ended (the caller then follows it).
+   */
+  app.post("/:id/withdraw", async (c) => {
+    const job = await load(c)
+    const p = c.get("principal")
+    if (job.requester !== p.name) throw new AuthError("only the requester may withdraw a job", 403)
+    const done = await store.withdrawJob(job.id, WITHDRAWN_FOR_FALLBACK, null, now())
+    if (!done) {
+      const status = (await store.getJob(job.id))?.status ?? "deleted"
+      throw new ConflictError(`job ${job.id} is ${status}: only a job that has not started can be withdrawn`, {
+        status,
+      })
+    }
+    log.info("job withdrawn: its caller runs it locally", { job: job.id, by: p.name })
+    return c.json(done)
+  })
 
   app.post("/:id/stdin", async (c) => {
     const job = await load(c)

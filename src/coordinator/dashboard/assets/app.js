@@ -394,6 +394,23 @@ function renderSummary() {
     ["Queue", `${queued} queued`, oldest],
     ["Running", String(s.jobs.running ?? 0), null],
   ]
+  // Commands clients ran on their own machine instead (local fallback): shown once there are any.
+  const fallbacks = app.state.fallbacks ?? []
+  if (fallbacks.length) {
+    const perClient = new Map()
+    for (const f of fallbacks) perClient.set(f.client, (perClient.get(f.client) ?? 0) + f.count)
+    const total = [...perClient.values()].reduce((a, b) => a + b, 0)
+    const title = fallbacks.map((f) => `${f.client}: ${f.count} ${f.reason}`).join("\n")
+    items.push([
+      "Fallbacks",
+      `${total} local`,
+      h(
+        "span",
+        { class: "muted", id: "fallbacks", title },
+        [...perClient].map(([client, n]) => `${client} ${n}`).join(" · "),
+      ),
+    ])
+  }
   $("summary").replaceChildren(
     ...items.map(([label, value, extra]) =>
       h("div", { class: "stat" }, h("dt", null, label), h("dd", null, h("span", null, value), extra)),
