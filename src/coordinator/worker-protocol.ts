@@ -11,6 +11,7 @@ import type { JobListing, OutputBounds, OutputChunk, Store } from "../store/type
 import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"
 import { topic, type Notifier } from "./hub.ts"
 import { callerGone } from "./jobs.ts"
+import type { InfoCache } from "./info.ts"
 
 export interface WorkerProtocolDeps {
   store: Store
@@ -19,6 +20,8 @@ export interface WorkerProtocolDeps {
   log: Logger
   now: () => number
   config: CoordinatorConfig
+  /** Follows uploads of info jobs for their answer (coordinator/info.ts). */
+  info?: InfoCache
 }
 
 /** Reads of a job's state that need none of its arguments: the summary is the smallest read. */
@@ -158,15 +161,15 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       log.info("job refused by its worker; re-queued", { job: job.id, worker })
     },
 
-    async start(worker, id, epoch) {
+    async start(worker, id, epoch, note) {
       const job = await ownJob(worker, id, epoch)
-      const started = await store.start(job.id, worker, epoch, now())
+      const started = await store.start(job.id, worker, epoch, now(), note)
       if (!started)
         throw new StaleJobError(`job ${job.id} cannot start: it is ${job.status}`, {
           status: job.status,
           epoch: job.epoch,
         })
-      log.info("job running", { job: job.id, worker, epoch })
+      log.info("job running", { job: job.id, worker, epoch, note })
     },
 
     async upload(worker, id, epoch, frames) {
@@ -219,6 +222,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           epoch: res.job?.epoch,
         })
       }
+      deps.info?.uploaded(id, epoch, chunks, res.finished ? exit : undefined, res.job)
       if (res.finished && exit) {
         log.info("job finished", {
           job: id,

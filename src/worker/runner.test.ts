@@ -311,3 +311,40 @@ describe("the job's files (concat lists, filter scripts)", () => {
     )
   })
 })
+
+describe("argument profiles", () => {
+  const qsv = [{ replace: { h264_nvenc: "h264_qsv" } }]
+  test("rewrite before spawning and tell the start claim what changed", async () => {
+    const t = new FakeTransport()
+    // The argv as spawned, one argument a line.
+    const a = assignment(["-c", 'printf "%s\\n" "$@"', "sh", "-c:v", "h264_nvenc"])
+    await within(startRun(a, { ...deps(t, "/bin/sh"), profiles: qsv }).done)
+    expect(t.starts).toEqual([{ id: a.id, epoch: 3, note: "profile: h264_nvenc -> h264_qsv" }])
+    expect(t.text(a.id, Kind.stdout)).toBe("-c:v\nh264_qsv\n")
+  })
+  test("no rewrite, no note", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-hide_banner", "-version"])
+    await within(startRun(a, { ...deps(t), profiles: qsv }).done)
+    expect(t.starts[0]!.note).toBeUndefined()
+  })
+  test("the argument policy checks the rewritten argv", async () => {
+    const t = new FakeTransport()
+    const checked: string[][] = []
+    const policy = {
+      check: async (job: { args: string[] }) => {
+        checked.push(job.args)
+        if (job.args.includes("h264_qsv")) throw new Error("h264_qsv is not allowed here")
+        return { args: job.args }
+      },
+    }
+    const a = assignment(["-f", "lavfi", "-i", "nullsrc", "-c:v", "h264_nvenc", "-f", "null", "-"])
+    await within(startRun(a, { ...deps(t), profiles: qsv, policy: policy as never }).done)
+    expect(checked).toEqual([["-f", "lavfi", "-i", "nullsrc", "-c:v", "h264_qsv", "-f", "null", "-"]])
+    expect(t.exitOf(a.id)).toEqual({
+      code: null,
+      signal: null,
+      error: "worker refused the job: h264_qsv is not allowed here",
+    })
+  })
+})

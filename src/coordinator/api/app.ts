@@ -1,4 +1,5 @@
 import { Hono, type Context } from "hono"
+import { createInfoCache, type InfoCache } from "../info.ts"
 import { matchedRoutes } from "hono/route"
 import { AuthError, DffmpegError } from "../../shared/errors.ts"
 import type { CoordinatorConfig } from "../../shared/config/server-schema.ts"
@@ -35,10 +36,21 @@ export interface Deps {
   startedAt: number
   /** Open long-lived connections and their limits; `createApp` makes one when none is given. */
   connections?: Connections
+  /** Info-command answers (coordinator/info.ts), one per process; `createApp` makes it when none is given. */
+  info?: InfoCache
 }
 
 /** The process's connection counters: the ones in `deps`, or new ones (a route set built on its own). */
 export const connectionsOf = (deps: Deps): Connections => (deps.connections ??= createConnections(deps.config.limits))
+
+/** The process's info-command cache: the one in `deps`, or a new one. */
+export const infoOf = (deps: Deps): InfoCache =>
+  (deps.info ??= createInfoCache({
+    store: deps.store,
+    log: deps.log.withTag("info"),
+    maxEntries: deps.config.info_cache_entries,
+    preferred: deps.config.reference_worker,
+  }))
 
 /** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */
 function routeOf(c: Context<AuthEnv>): string {
@@ -51,7 +63,7 @@ function routeOf(c: Context<AuthEnv>): string {
 }
 
 export function createApp(deps: Deps): Hono<AuthEnv> {
-  deps = { ...deps, connections: connectionsOf(deps) }
+  deps = { ...deps, connections: connectionsOf(deps), info: infoOf(deps) }
   const base = deps.config.path_base ? "/" + deps.config.path_base.replace(/^\/+|\/+$/g, "") : ""
   const stripBase = (p: string) => (base && (p === base || p.startsWith(base + "/")) ? p.slice(base.length) || "/" : p)
   const app = new Hono<AuthEnv>({

@@ -1,0 +1,218 @@
+import { describe, expect, test } from "bun:test"
+import { bytes, memoryStore, newJob, outputChunk, registration, T0 } from "../../test/helpers/fixtures.ts"
+import { createLogger } from "../shared/log.ts"
+import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
+import type { Job, Worker } from "../shared/protocol/schemas.ts"
+import type { Store } from "../store/types.ts"
+import { createInfoCache, infoKey, referenceWorker, toolsHash, type InfoRequest } from "./info.ts"
+
+const log = createLogger({ level: "error" })
+const tool = (over: Partial<ToolCapabilities> = {}): ToolCapabilities => ({
+  version: "5.1.9-0+deb12u1",
+  encoders: ["libx264", "aac"],
+  decoders: ["h264", "aac"],
+  hwaccels: [],
+  hwDevices: [],
+  filters: ["scale"],
+  muxers: ["mp4"],
+  demuxers: ["mov,mp4,m4a,3gp,3g2,mj2"],
+  ...over,
+})
+const worker = (id: string, over: Partial<Worker> = {}): Worker => ({
+  id,
+  binaries: ["ffmpeg"],
+  paths: [],
+  maxJobs: 2,
+  version: "t",
+  capabilities: {},
+  tools: { ffmpeg: tool() },
+  labels: {},
+  weight: 1,
+  maxProbeJobs: 4,
+  status: "online",
+  registeredAt: T0,
+  lastSeen: T0,
+  drainRequested: false,
+  ...over,
+})
+
+describe("referenceWorker", () => {
+  const wide = tool({ encoders: ["libx264", "aac", "h264_nvenc"] })
+  test.each<[string, Worker[], string | undefined, string | undefined]>([
+    ["the widest tools", [worker("a"), worker("b", { tools: { ffmpeg: wide } })], undefined, "b"],
+    ["ties by id", [worker("b"), worker("a")], undefined, "a"],
+    ["reference_worker while online and able", [worker("a"), worker("b", { tools: { ffmpeg: wide } })], "a", "a"],
+    ["reference_worker offline: the widest", [worker("a", { status: "offline" }), worker("b")], "a", "b"],
+    ["never one without tools for the binary", [worker("a", { tools: {} }), worker("b")], "a", "b"],
+    ["never a draining one", [worker("a", { status: "draining" })], undefined, undefined],
+    ["none at all", [], undefined, undefined],
+  ])("%s", (_name, workers, preferred, want) => {
+    expect(referenceWorker(workers, "ffmpeg", preferred)?.id).toBe(want)
+  })
+})
+
+describe("infoKey", () => {
+  const req: InfoRequest = { binary: "ffmpeg", args: ["-version"], paths: [], env: {}, pathTokens: true }
+  const h = toolsHash(tool())
+  test("every part of the request, the worker and its tools change the key", () => {
+    const base = infoKey("a", h, req)
+    expect(infoKey("a", h, { ...req })).toBe(base)
+    for (const other of [
+      infoKey("b", h, req),
+      infoKey("a", toolsHash(tool({ version: "6.0.1-Jellyfin" })), req),
+      infoKey("a", h, { ...req, args: ["-hide_banner", "-version"] }),
+      infoKey("a", h, { ...req, binary: "ffprobe" }),
+      infoKey("a", h, { ...req, pathTokens: false }),
+      infoKey("a", h, { ...req, env: { AV_LOG_FORCE_COLOR: "1" } }),
+      infoKey("a", h, { ...req, paths: ["Media"] }),
+    ])
+      expect(other).not.toBe(base)
+  })
+  test("the order of paths and environment entries does not", () => {
+    const a = infoKey("a", h, { ...req, paths: ["A", "B"], env: { X: "1", Y: "2" } })
+    expect(infoKey("a", h, { ...req, paths: ["B", "A"], env: { Y: "2", X: "1" } })).toBe(a)
+  })
+})
+
+/** A store with online workers `ids`, each with `tools`. */
+async function cluster(workers: Record<string, ToolCapabilities>): Promise<Store> {
+  const store = await memoryStore()
+  for (const [id, t] of Object.entries(workers)) {
+    await store.upsertWorker(id, registration({ tools: { ffmpeg: t } }), `tok-${id}`, T0)
+    await store.verifyWorker(id, `tok-${id}`, T0)
+  }
+  return store
+}
+
+describe("the cache", () => {
+  const req: InfoRequest = { binary: "ffmpeg", args: ["-version"], paths: [], env: {}, pathTokens: true }
+  const ended = (id: string, workerId: string, status: Job["status"] = "completed") => ({ id, workerId, status }) as Job
+
+  /** Asks once: the plan, the job that followed it, and its run's upload as the store took it. */
+  async function answerOnce(info: ReturnType<typeof createInfoCache>, id: string, out: string, code = 0) {
+    const plan = await info.plan(req)
+    expect(plan?.kind).toBe("ask")
+    if (plan?.kind !== "ask") throw new Error("no ask")
+    info.asking({ id }, plan)
+    info.uploaded(
+      id,
+      1,
+      [outputChunk(1, out), outputChunk(2, "err", "stderr")],
+      undefined,
+      ended(id, plan.pin, "running"),
+    )
+    // A repeated upload (its answer was lost) is not counted twice.
+    info.uploaded(
+      id,
+      1,
+      [outputChunk(2, "err", "stderr")],
+      { code, signal: null },
+      ended(id, plan.pin, code ? "failed" : "completed"),
+    )
+    return plan
+  }
+
+  test("not an info command, or no worker with tools: no plan", async () => {
+    const info = createInfoCache({ store: await cluster({}), log, maxEntries: 8 })
+    expect(await info.plan(req)).toBeUndefined()
+    const info2 = createInfoCache({ store: await cluster({ a: tool() }), log, maxEntries: 8 })
+    expect(await info2.plan({ ...req, args: ["-i", "/m/a.mkv", "-f", "null", "-"] })).toBeUndefined()
+  })
+
+  test("asked once, then answered with the same bytes and exit code, pinned to the same worker", async () => {
+    const info = createInfoCache({
+      store: await cluster({ a: tool(), b: tool({ filters: ["scale", "yadif"] }) }),
+      log,
+      maxEntries: 8,
+    })
+    const asked = await answerOnce(info, "01J00000000000000000000001", "ffmpeg version 5.1.9\n")
+    expect(asked.pin).toBe("b")
+    const hit = await info.plan(req)
+    expect(hit).toEqual({
+      kind: "answer",
+      pin: "b",
+      answer: {
+        rows: [
+          { stream: "stdout", data: bytes("ffmpeg version 5.1.9\n") },
+          { stream: "stderr", data: bytes("err") },
+        ],
+        code: 0,
+      },
+      reason: "answered from the info cache: ffmpeg 5.1.9-0+deb12u1 of worker b",
+    })
+    expect(info.size()).toEqual({ entries: 1, bytes: 24, pending: 0 })
+  })
+
+  test("a non-zero exit is an answer too (`-h encoder=nope`); a signal, an error or a lost run is not", async () => {
+    const info = createInfoCache({ store: await cluster({ a: tool() }), log, maxEntries: 8 })
+    await answerOnce(info, "01J00000000000000000000002", "", 1)
+    expect((await info.plan(req))?.kind).toBe("answer")
+    const other = { ...req, args: ["-encoders"] }
+    for (const exit of [
+      { code: null, signal: "SIGKILL" },
+      { code: 0, signal: null, error: "worker refused the job" },
+      { code: null, signal: null, abandoned: "worker stopped" },
+    ]) {
+      const plan = await info.plan(other)
+      if (plan?.kind !== "ask") throw new Error("expected an ask")
+      info.asking({ id: "01J00000000000000000000003" }, plan)
+      info.uploaded(
+        "01J00000000000000000000003",
+        1,
+        [outputChunk(1, "x")],
+        exit,
+        ended("01J00000000000000000000003", "a", "failed"),
+      )
+      expect((await info.plan(other))?.kind).toBe("ask")
+    }
+  })
+
+  test("a worker's new tools drop its old answers", async () => {
+    const store = await cluster({ a: tool() })
+    const info = createInfoCache({ store, log, maxEntries: 8 })
+    await answerOnce(info, "01J00000000000000000000004", "old")
+    await store.upsertWorker(
+      "a",
+      registration({ tools: { ffmpeg: tool({ version: "6.0.1-Jellyfin" }) } }),
+      "tok-a",
+      T0 + 1,
+    )
+    expect((await info.plan(req))?.kind).toBe("ask")
+    expect(info.size().entries).toBe(0)
+  })
+
+  test("bounded: the least recently used answer goes first", async () => {
+    const info = createInfoCache({ store: await cluster({ a: tool() }), log, maxEntries: 2 })
+    const ask = async (args: string[], id: string) => {
+      const plan = await info.plan({ ...req, args })
+      if (plan?.kind !== "ask") return plan?.kind
+      info.asking({ id }, plan)
+      info.uploaded(id, 1, [outputChunk(1, args.join(" "))], { code: 0, signal: null }, ended(id, "a"))
+      return "ask"
+    }
+    expect(await ask(["-version"], "01J00000000000000000000005")).toBe("ask")
+    expect(await ask(["-encoders"], "01J00000000000000000000006")).toBe("ask")
+    expect(await ask(["-version"], "01J00000000000000000000007")).toBe("answer") // -version is now the newest
+    expect(await ask(["-filters"], "01J00000000000000000000008")).toBe("ask") // pushes -encoders out
+    expect(await ask(["-version"], "01J00000000000000000000009")).toBe("answer")
+    expect(await ask(["-encoders"], "01J0000000000000000000000A")).toBe("ask")
+  })
+
+  test("info_cache_entries: 0 keeps nothing", async () => {
+    const info = createInfoCache({ store: await cluster({ a: tool() }), log, maxEntries: 0 })
+    await answerOnce(info, "01J0000000000000000000000B", "v")
+    expect((await info.plan(req))?.kind).toBe("ask")
+  })
+
+  test("a followed job canceled before it ran is forgotten", async () => {
+    const store = await cluster({ a: tool() })
+    const info = createInfoCache({ store, log, maxEntries: 8 })
+    const plan = await info.plan(req)
+    if (plan?.kind !== "ask") throw new Error("expected an ask")
+    const job = await store.createJob(newJob("01J0000000000000000000000C", { pin: plan.pin, lane: "probe" }), T0)
+    info.asking(job, plan)
+    expect(info.size().pending).toBe(1)
+    await store.requestCancel(job.id, "canceled by test", T0 + 1)
+    expect(info.size().pending).toBe(0)
+  })
+})

@@ -1,0 +1,187 @@
+import { infoCommand, toolOf } from "../shared/ffargs/argv.ts"
+import type { Logger } from "../shared/log.ts"
+import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
+import type { ExitReport, Job, Worker } from "../shared/protocol/schemas.ts"
+import type { Answer, OutputChunk, Store } from "../store/types.ts"
+
+/**
+ * Consistent answers to info commands (issue 12 item 4). `-version`, `-encoders`, `-h encoder=...` and the
+ * like describe the binary that runs them, so a cluster of different builds would answer at random. Every
+ * info command is run by one reference worker per binary: `reference_worker` while it is online and has
+ * the binary's tools, else the online worker with the widest tools (most encoders + decoders + hwaccels +
+ * filters, ties by id). The job is pinned to it; the byte-exact answer (stdout and stderr as it uploaded
+ * them, and the exit code) is kept under (worker, hash of its tools for the binary, binary, arguments,
+ * path variables, environment, path tokens), and a later identical command is answered from it: the job
+ * is created already ended with those bytes, with no worker round trip and no slot. An entry goes when
+ * that worker's tools hash changes (a new build, a capability removed); entries live in memory, bounded
+ * by `info_cache_entries` and {@link INFO_CACHE_BYTES}, least recently used first.
+ */
+
+/** All cached answers together hold at most this many bytes. */
+export const INFO_CACHE_BYTES = 64 * 1024 * 1024
+/** One answer larger than this (a `-h full` is about 1 MiB) is passed on but not kept. */
+export const INFO_ENTRY_BYTES = 4 * 1024 * 1024
+/** Info jobs followed for their answer at once; past it the oldest is forgotten (its answer is not kept). */
+const PENDING_MAX = 1024
+
+/** What of a submission decides its answer. */
+export interface InfoRequest {
+  binary: string
+  args: string[]
+  paths: string[]
+  env: Record<string, string>
+  pathTokens: boolean
+}
+
+/** What a submitted info command becomes: a job answered from the cache, or one pinned to the reference worker. */
+export type InfoPlan =
+  | { kind: "answer"; answer: Answer; reason: string; pin: string }
+  | { kind: "ask"; pin: string; key: string; hash: string; from: string }
+
+export interface InfoCache {
+  /** Undefined when the command is not an info command, or no online worker has tools for its binary. */
+  plan(req: InfoRequest): Promise<InfoPlan | undefined>
+  /** The job created for an `ask` plan: its answer is kept when it ends cleanly on the plan's worker. */
+  asking(job: Pick<Job, "id">, plan: Extract<InfoPlan, { kind: "ask" }>): void
+  /** A worker's upload as the store accepted it (worker-protocol.ts): the answer of a followed job. */
+  uploaded(id: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, after: Job): void
+  /** Entries and bytes held, for tests and metrics. */
+  size(): { entries: number; bytes: number; pending: number }
+}
+
+/** The widest tools of a binary: how many names it lists. */
+const width = (t: ToolCapabilities) => t.encoders.length + t.decoders.length + t.hwaccels.length + t.filters.length
+
+/**
+ * The reference worker for `binary` among `workers`: `preferred` when online with tools for it, else the
+ * online one with the widest tools, ties by id. Workers that registered no tools (older ones) are never it.
+ */
+export function referenceWorker(workers: Worker[], binary: string, preferred?: string): Worker | undefined {
+  const able = workers.filter((w) => w.status === "online" && w.binaries.includes(binary) && w.tools[binary])
+  const chosen = able.find((w) => w.id === preferred)
+  if (chosen) return chosen
+  return able.sort((a, b) => width(b.tools[binary]!) - width(a.tools[binary]!) || (a.id < b.id ? -1 : 1))[0]
+}
+
+const hex = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex")
+
+/** A stable hash of one binary's tools on a worker. */
+export const toolsHash = (tool: ToolCapabilities) => hex(JSON.stringify(tool)).slice(0, 32)
+
+/** The cache key of a request answered by `worker` whose tools hash `hash`. */
+export function infoKey(worker: string, hash: string, req: InfoRequest): string {
+  const env = Object.entries(req.env).sort(([a], [b]) => (a < b ? -1 : 1))
+  return hex(JSON.stringify([worker, hash, req.binary, req.args, [...req.paths].sort(), env, req.pathTokens ? 1 : 0]))
+}
+
+interface Entry {
+  worker: string
+  hash: string
+  answer: Answer
+  bytes: number
+  /** What the timeline says of it. */
+  from: string
+}
+
+interface Pending {
+  key: string
+  worker: string
+  hash: string
+  from: string
+  epoch: number
+  seq: number
+  rows: Answer["rows"]
+  bytes: number
+  tooBig: boolean
+}
+
+export function createInfoCache(deps: {
+  store: Pick<Store, "listWorkers" | "changes">
+  log: Logger
+  maxEntries: number
+  preferred?: string
+  maxBytes?: number
+}): InfoCache {
+  const maxBytes = deps.maxBytes ?? INFO_CACHE_BYTES
+  // A Map keeps insertion order: re-inserting on use makes its first key the least recently used.
+  const entries = new Map<string, Entry>()
+  const pending = new Map<string, Pending>()
+  let bytes = 0
+  const drop = (key: string) => {
+    const e = entries.get(key)
+    if (!e) return
+    entries.delete(key)
+    bytes -= e.bytes
+  }
+  const keep = (key: string, e: Entry) => {
+    drop(key)
+    if (deps.maxEntries === 0 || e.bytes > INFO_ENTRY_BYTES) return
+    entries.set(key, e)
+    bytes += e.bytes
+    while (entries.size > deps.maxEntries || bytes > maxBytes) drop(entries.keys().next().value!)
+  }
+  // A followed job that ends without an exit upload (canceled, failed by the janitor) is forgotten.
+  deps.store.changes((c) => {
+    if (c.type === "job" && c.event !== "exit" && ["completed", "failed", "canceled"].includes(c.to))
+      pending.delete(c.job.id)
+  })
+
+  return {
+    async plan(req) {
+      if (!infoCommand(toolOf(req.binary), req.args)) return undefined
+      const ref = referenceWorker(await deps.store.listWorkers(), req.binary, deps.preferred)
+      if (!ref) return undefined
+      const tool = ref.tools[req.binary]!
+      const hash = toolsHash(tool)
+      // The worker's tools changed (a new build, a capability removed): its old answers are stale.
+      for (const [k, e] of entries) if (e.worker === ref.id && e.hash !== hash) drop(k)
+      const key = infoKey(ref.id, hash, req)
+      const from = `${req.binary} ${tool.version} of worker ${ref.id}`
+      const hit = entries.get(key)
+      if (hit) {
+        // Most recently used now.
+        entries.delete(key)
+        entries.set(key, hit)
+        return { kind: "answer", answer: hit.answer, reason: `answered from the info cache: ${hit.from}`, pin: ref.id }
+      }
+      return { kind: "ask", pin: ref.id, key, hash, from }
+    },
+
+    asking(job, plan) {
+      if (deps.maxEntries === 0) return
+      const { key, pin: worker, hash, from } = plan
+      pending.set(job.id, { key, worker, hash, from, epoch: -1, seq: 0, rows: [], bytes: 0, tooBig: false })
+      while (pending.size > PENDING_MAX) pending.delete(pending.keys().next().value!)
+    },
+
+    uploaded(id, epoch, chunks, exit, after) {
+      const p = pending.get(id)
+      if (!p) return
+      // A new attempt (the first was lost) starts its output again.
+      if (p.epoch !== epoch) Object.assign(p, { epoch, seq: 0, rows: [], bytes: 0, tooBig: false })
+      for (const c of chunks) {
+        if (c.seq <= p.seq) continue
+        p.seq = c.seq
+        p.bytes += c.data.length
+        if (p.bytes > INFO_ENTRY_BYTES) p.tooBig = true
+        if (!p.tooBig) p.rows.push({ stream: c.stream, data: c.data })
+      }
+      if (!exit) return
+      pending.delete(id)
+      const clean = exit.code !== null && !exit.signal && !exit.error && !exit.abandoned
+      // Only the reference worker's own answer: a pinned job runs nowhere else, this says so again.
+      const ended = after.status === "completed" || after.status === "failed"
+      if (!clean || p.tooBig || !ended || after.workerId !== p.worker) return
+      keep(p.key, {
+        worker: p.worker,
+        hash: p.hash,
+        answer: { rows: p.rows, code: exit.code! },
+        bytes: p.bytes,
+        from: p.from,
+      })
+      deps.log.debug("info answer cached", { job: id, worker: p.worker, bytes: p.bytes })
+    },
+
+    size: () => ({ entries: entries.size, bytes, pending: pending.size }),
+  }
+}
