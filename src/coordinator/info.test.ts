@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { bytes, memoryStore, newJob, outputChunk, registration, T0 } from "../../test/helpers/fixtures.ts"
+import { bytes, memoryStore, newJob, outputChunk, registration, T0, toolCaps } from "../../test/helpers/fixtures.ts"
 import { createLogger } from "../shared/log.ts"
 import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
@@ -7,17 +7,7 @@ import type { Store } from "../store/types.ts"
 import { createInfoCache, infoKey, referenceWorker, toolsHash, type InfoRequest } from "./info.ts"
 
 const log = createLogger({ level: "error" })
-const tool = (over: Partial<ToolCapabilities> = {}): ToolCapabilities => ({
-  version: "5.1.9-0+deb12u1",
-  encoders: ["libx264", "aac"],
-  decoders: ["h264", "aac"],
-  hwaccels: [],
-  hwDevices: [],
-  filters: ["scale"],
-  muxers: ["mp4"],
-  demuxers: ["mov,mp4,m4a,3gp,3g2,mj2"],
-  ...over,
-})
+const tool = toolCaps
 const worker = (id: string, over: Partial<Worker> = {}): Worker => ({
   id,
   binaries: ["ffmpeg"],

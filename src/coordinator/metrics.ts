@@ -198,6 +198,21 @@ export function createMetrics(): Metrics {
       }
       wSlots.render(out)
       wUsed.render(out)
+      // One series per worker and binary: its version and verified hwaccels, never one per encoder or filter.
+      const tools = g(
+        "dffmpeg_worker_tool_info",
+        "Each binary of each worker that is not offline: its version and verified hwaccels (value is always 1).",
+      )
+      const encoders = g("dffmpeg_worker_tool_encoders", "Encoders each binary of each worker that is not offline has.")
+      for (const w of st.workers) {
+        if (w.status === "offline") continue
+        for (const [binary, t] of Object.entries(w.tools ?? {})) {
+          tools.set({ worker: w.id, binary, version: t.version, hwaccels: [...t.hwaccels].sort().join(",") }, 1)
+          encoders.set({ worker: w.id, binary }, t.encoders.length)
+        }
+      }
+      tools.render(out)
+      encoders.render(out)
 
       const ratio = g("dffmpeg_job_progress_ratio", "Progress of each running job whose length is known (0-1).")
       const speed = g("dffmpeg_job_speed_ratio", "Encoding speed of each running job as a multiple of real time.")

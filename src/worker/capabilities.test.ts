@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createLogger } from "../shared/log.ts"
 import { writeFfmpegWrapper } from "../../test/helpers/fake-ffmpeg.ts"
+import { toolCaps } from "../../test/helpers/fixtures.ts"
 import {
   createCapabilityDetector,
   detectTool,
@@ -180,16 +181,11 @@ describe("detection with verification (a fake ffmpeg that claims cuda and vaapi)
 describe("the detector: removal, cache, failures", () => {
   const none = { encoders: [], decoders: [], hwaccels: [], hw_devices: [], filters: [], muxers: [], demuxers: [] }
   test("remove_capabilities takes names out; a removed hwaccel takes its device with it", () => {
-    const tool = {
-      version: "1",
+    const tool = toolCaps({
       encoders: ["libx264", "h264_nvenc"],
-      decoders: ["h264"],
       hwaccels: ["cuda", "vaapi"],
       hwDevices: ["cuda", "vaapi"],
-      filters: ["scale"],
-      muxers: ["mp4"],
-      demuxers: ["mov"],
-    }
+    })
     expect(removeCapabilities(tool, { ...none, encoders: ["h264_nvenc"], hwaccels: ["cuda"] })).toEqual({
       ...tool,
       encoders: ["libx264"],

@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { waitFor } from "../helpers/bin.ts"
+import { Cluster } from "../helpers/cluster.ts"
+import { writeFfmpegWrapper } from "../helpers/fake-ffmpeg.ts"
+
+/**
+ * Issue 12 with real processes: two workers with different ffmpeg builds (the real Debian ffmpeg, and the
+ * same ffmpeg behind a wrapper that hides libx264 and says it is 6.0.1-Jellyfin). Info commands through
+ * the proxy always give the reference worker's byte-exact answer; capabilities are registered and shown.
+ */
+
+interface WorkerView {
+  id: string
+  status: string
+  tools: Record<string, { version: string; encoders: string[]; hwaccels: string[]; hwDevices: string[] }>
+  labels: Record<string, string>
+  weight: number
+}
+
+const workers = async (c: Cluster): Promise<WorkerView[]> => {
+  const r = await c.admin(["workers", "ls", "--json"])
+  if (r.code !== 0) throw new Error(r.err)
+  return JSON.parse(r.out)
+}
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
+
+describe("two builds, one answer", () => {
+  let c: Cluster
+  beforeAll(async () => {
+    c = await Cluster.start({ workers: 2, startWorkers: false })
+    await c.startWorker("worker1", { labels: { gpu: "none" }, weight: 2 })
+    const bin = join(c.dir, "fakebin")
+    mkdirSync(bin, { recursive: true })
+    const wrapper = writeFfmpegWrapper(bin, { version: "6.0.1-Jellyfin", hideEncoders: ["libx264"] })
+    await c.startWorker("worker2", { binaries: { ffmpeg: wrapper, ffprobe: "ffprobe" } })
+    await waitFor(async () => (await workers(c)).filter((w) => w.status === "online").length === 2 || undefined, {
+      timeoutMs: 20_000,
+    })
+  })
+  afterAll(() => c?.stop())
+
+  test("each worker registered what its own ffmpeg says, with its labels and weight", async () => {
+    const ws = Object.fromEntries((await workers(c)).map((w) => [w.id, w]))
+    const local = await c.local("ffmpeg", ["-version"])
+    const realVersion = /^ffmpeg version (\S+)/.exec(local.out)![1]
+    expect(ws.worker1!.tools.ffmpeg!.version).toBe(realVersion)
+    expect(ws.worker1!.tools.ffmpeg!.encoders).toContain("libx264")
+    expect(ws.worker1!.labels).toEqual({ gpu: "none" })
+    expect(ws.worker1!.weight).toBe(2)
+    expect(ws.worker2!.tools.ffmpeg!.version).toBe("6.0.1-Jellyfin")
+    expect(ws.worker2!.tools.ffmpeg!.encoders).not.toContain("libx264")
+    expect(ws.worker2!.tools.ffmpeg!.encoders).toContain("libx264rgb")
+    expect(ws.worker2!.tools.ffprobe!.version).toBe(realVersion)
+    // Every advertised hwaccel initialised in the worker's sandbox: a device it could not open is absent.
+    for (const w of Object.values(ws))
+      for (const h of w.tools.ffmpeg!.hwaccels) expect(w.tools.ffmpeg!.hwDevices).toContain(h)
+  })
+
+  test("ffmpeg -version answers byte-identically 20 times out of 20: the reference worker's real output", async () => {
+    const local = await c.local("ffmpeg", ["-version"])
+    // Ten at once while nothing is cached (each is asked of the reference worker), then ten from the cache.
+    const first = await Promise.all(Array.from({ length: 10 }, () => c.run("ffmpeg", ["-version"])))
+    const later = await Promise.all(Array.from({ length: 10 }, () => c.run("ffmpeg", ["-version"])))
+    const all = [...first, ...later]
+    for (const r of all) {
+      expect(r.code).toBe(0)
+      expect(same(r.stdout, local.stdout)).toBe(true)
+      expect(same(r.stderr, local.stderr)).toBe(true)
+    }
+    const jobs = (await c.jobs()).filter((j) => j.args?.join(" ") === "-version")
+    expect(jobs.length).toBe(20)
+    // Every one ran on, or was answered from, worker1 (the widest tools: worker2 lacks libx264).
+    for (const j of jobs) expect([null, "worker1"]).toContain(j.workerId)
+    const answered: Awaited<ReturnType<Cluster["job"]>>[] = []
+    for (const j of jobs) {
+      const shown = await c.job(j.id)
+      const reasons = shown.events.map((e) => e.reason ?? "")
+      if (reasons.some((r) => r.startsWith("answered from the info cache"))) answered.push(shown)
+    }
+    // The last ten found the answer cached: no worker ran them.
+    expect(answered.length).toBeGreaterThanOrEqual(10)
+    for (const j of answered) expect(j.workerId).toBeNull()
+  })
+
+  test("-encoders lists what the reference worker has, every time", async () => {
+    const local = await c.local("ffmpeg", ["-hide_banner", "-encoders"])
+    for (let i = 0; i < 3; i++) {
+      const r = await c.run("ffmpeg", ["-hide_banner", "-encoders"])
+      expect(r.code).toBe(0)
+      expect(same(r.stdout, local.stdout)).toBe(true)
+    }
+  })
+
+  test("a failing info command is answered the same way, exit code included", async () => {
+    const local = await c.local("ffmpeg", ["-hide_banner", "-h", "encoder=no_such_encoder"])
+    const runs = [
+      await c.run("ffmpeg", ["-hide_banner", "-h", "encoder=no_such_encoder"]),
+      await c.run("ffmpeg", ["-hide_banner", "-h", "encoder=no_such_encoder"]),
+    ]
+    for (const r of runs) {
+      expect(r.code).toBe(local.code)
+      expect(same(r.stdout, local.stdout)).toBe(true)
+      expect(same(r.stderr, local.stderr)).toBe(true)
+    }
+  })
+
+  test("admin workers show: version, counts, hwaccels and labels; full lists with --json", async () => {
+    const r = await c.admin(["workers", "show", "worker2"])
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/ffmpeg\s+6\.0\.1-Jellyfin/)
+    expect(r.out).toMatch(/encoders \d+/)
+    const one = await c.admin(["workers", "show", "worker1"])
+    expect(one.out).toContain("gpu=none")
+  })
+})
+
+describe("argument profiles", () => {
+  let c: Cluster
+  beforeAll(async () => {
+    c = await Cluster.start({
+      workerConfig: { profiles: [{ replace: { mpeg4: "mpeg2video" }, options: ["c", "codec", "vcodec"] }] },
+    })
+  })
+  afterAll(() => c?.stop())
+
+  test("a rewrite takes effect on the worker and shows in the job's timeline", async () => {
+    const args = "-hide_banner -f lavfi -i testsrc=size=64x48:rate=5:duration=0.4 -c:v mpeg4 -f null -".split(" ")
+    const r = await c.run("ffmpeg", args)
+    expect(r.code).toBe(0)
+    // ffmpeg itself says which encoder it used: the profile's.
+    expect(r.err).toContain("-> mpeg2video (native)")
+    expect(r.err).not.toContain("-> mpeg4 (native)")
+    const job = (await c.jobs()).find((j) => j.args?.includes("mpeg4"))!
+    const shown = await c.job(job.id)
+    const running = shown.events.find((e) => e.status === "running")
+    expect(running?.reason).toBe("profile: mpeg4 -> mpeg2video")
+  })
+})
