@@ -180,7 +180,7 @@ describe("detection with verification (a fake ffmpeg that claims cuda and vaapi)
 
 describe("the detector: removal, cache, failures", () => {
   const none = { encoders: [], decoders: [], hwaccels: [], hw_devices: [], filters: [], muxers: [], demuxers: [] }
-  test("remove_capabilities takes names out; a removed hwaccel takes its device with it", () => {
+  test("remove_capabilities takes names out; a hwaccel and its device type go together", () => {
     const tool = toolCaps({
       encoders: ["libx264", "h264_nvenc"],
       hwaccels: ["cuda", "vaapi"],
@@ -191,6 +191,10 @@ describe("the detector: removal, cache, failures", () => {
       encoders: ["libx264"],
       hwaccels: ["vaapi"],
       hwDevices: ["vaapi"],
+    })
+    expect(removeCapabilities(tool, { ...none, hw_devices: ["vaapi"] })).toMatchObject({
+      hwaccels: ["cuda"],
+      hwDevices: ["cuda"],
     })
   })
   test("detects once per binary file; a changed file is detected again", async () => {

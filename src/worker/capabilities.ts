@@ -172,7 +172,8 @@ export function removeCapabilities(tool: ToolCapabilities, rm: RemoveCapabilitie
     ...tool,
     encoders: without(tool.encoders, rm.encoders),
     decoders: without(tool.decoders, rm.decoders),
-    hwaccels: without(tool.hwaccels, rm.hwaccels),
+    // A hwaccel and its device type go together: a hwaccel is only advertised with its device.
+    hwaccels: without(tool.hwaccels, [...rm.hwaccels, ...rm.hw_devices]),
     hwDevices: without(tool.hwDevices, [...rm.hw_devices, ...rm.hwaccels]),
     filters: without(tool.filters, rm.filters),
     muxers: without(tool.muxers, rm.muxers),

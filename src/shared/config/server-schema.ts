@@ -204,6 +204,7 @@ export const RemoveCapabilities = v.optional(
     decoders: Removal,
     /** Also takes out the hardware device type of the same name (`cuda`, `vaapi`). */
     hwaccels: Removal,
+    /** Also takes out the hwaccel of the same name. */
     hw_devices: Removal,
     filters: Removal,
     muxers: Removal,
