@@ -1,4 +1,5 @@
 import { Hono } from "hono"
+import { createInfoCache, type InfoCache } from "../../src/coordinator/info.ts"
 import * as v from "valibot"
 import type { Deps } from "../../src/coordinator/api/app.ts"
 import type { AuthEnv, Principal } from "../../src/coordinator/api/middleware/hmac.ts"
@@ -51,13 +52,19 @@ export class RouteHarness {
     return h
   }
 
+  /** One info cache for every request, as one coordinator process has (routes are built per request here). */
+  private info?: InfoCache
+
   private app(who: Principal, body: Uint8Array): Hono<AuthEnv> {
+    const log = createLogger({ level: "error" })
+    this.info ??= createInfoCache({ store: this.store, log, maxEntries: this.config.info_cache_entries })
     const deps = {
+      info: this.info,
       store: this.store,
       hub: this.hub,
       janitor: { run: async () => (this.janitorRuns++, EMPTY_REPORT), start() {}, stop: async () => {} },
       config: this.config,
-      log: createLogger({ level: "error" }),
+      log,
       now: () => this.clock,
       staleMs: 60_000,
       ready: () => true,
