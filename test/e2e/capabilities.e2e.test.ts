@@ -4,6 +4,28 @@ import { join } from "node:path"
 import { waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
 import { writeFfmpegWrapper } from "../helpers/fake-ffmpeg.ts"
+import { alice, RouteHarness } from "../helpers/routes.ts"
+
+/**
+ * Whether this build computes a job's needs at submission (issue 12 item 3): the routing test below
+ * depends on it alone, and runs once it does.
+ */
+const needsComputed = await (async () => {
+  const h = await RouteHarness.open()
+  try {
+    const args = ["-f", "lavfi", "-i", "testsrc", "-c:v", "libx264", "-f", "null", "-"]
+    const res = await h.request(alice, "POST", "/api/v1/jobs", {
+      binary: "ffmpeg",
+      args,
+      paths: [],
+      cwd: null,
+      stdin: false,
+    })
+    return ((await res.json()) as { needs?: { encoders?: string[] } }).needs?.encoders?.includes("libx264") === true
+  } finally {
+    await h.close()
+  }
+})()
 
 /**
  * Issue 12 with real processes: two workers with different ffmpeg builds (the real Debian ffmpeg, and the
@@ -39,7 +61,7 @@ describe("two builds, one answer", () => {
     await waitFor(async () => (await workers(c)).filter((w) => w.status === "online").length === 2 || undefined, {
       timeoutMs: 20_000,
     })
-  })
+  }, 60_000)
   afterAll(() => c?.stop())
 
   test("each worker registered what its own ffmpeg says, with its labels and weight", async () => {
@@ -107,6 +129,16 @@ describe("two builds, one answer", () => {
     }
   })
 
+  // Needs the requirements read from the command line (job.needs), nothing else of the scheduler.
+  test.skipIf(!needsComputed)("a job needing the encoder one build lacks only ever runs on the other", async () => {
+    const args = "-hide_banner -f lavfi -i testsrc=size=64x48:rate=5:duration=0.2 -c:v libx264 -f null -".split(" ")
+    const runs = await Promise.all(Array.from({ length: 6 }, () => c.run("ffmpeg", args)))
+    for (const r of runs) expect(r.code).toBe(0)
+    const jobs = (await c.jobs()).filter((j) => j.args?.includes("libx264"))
+    expect(jobs.length).toBe(6)
+    for (const j of jobs) expect(j.workerId).toBe("worker1")
+  })
+
   test("admin workers show: version, counts, hwaccels and labels; full lists with --json", async () => {
     const r = await c.admin(["workers", "show", "worker2"])
     expect(r.code).toBe(0)
@@ -123,7 +155,7 @@ describe("argument profiles", () => {
     c = await Cluster.start({
       workerConfig: { profiles: [{ replace: { mpeg4: "mpeg2video" }, options: ["c", "codec", "vcodec"] }] },
     })
-  })
+  }, 60_000)
   afterAll(() => c?.stop())
 
   test("a rewrite takes effect on the worker and shows in the job's timeline", async () => {

@@ -11,7 +11,7 @@ export interface WrapperOptions {
   real?: string
   /** Replaces the version in the first line of `-version` (`6.0.1-Jellyfin`). */
   version?: string
-  /** Encoder names left out of `-encoders`. */
+  /** Encoder names left out of `-encoders`, and refused as ffmpeg refuses one it lacks (`Unknown encoder 'X'`, exit 1). */
   hideEncoders?: string[]
   /** `-hwaccels` and `-init_hw_device list` print these instead. */
   hwaccels?: string[]
@@ -58,6 +58,11 @@ export function writeFfmpegWrapper(dir: string, opts: WrapperOptions = {}, name 
         "; exit 0; }; done",
     )
   if (opts.hideEncoders?.length) {
+    lines.push(
+      'for a in "$@"; do',
+      ...opts.hideEncoders.map((e) => `  [ "$a" = ${q(e)} ] && { echo "Unknown encoder '${e}'" >&2; exit 1; }`),
+      "done",
+    )
     const pattern = opts.hideEncoders.map((e) => e.replace(/[^A-Za-z0-9_]/g, ".")).join("\\|")
     lines.push(
       'for a in "$@"; do [ "$a" = -encoders ] && { "$REAL" "$@" | grep -v ' +
