@@ -125,13 +125,17 @@ export async function detectTool(
     if (required) throw new Error(`${args.join(" ")}: ${why(r)}`)
     return ""
   }
-  const [version, encoders, decoders, filters, muxers, demuxers] = await Promise.all([
+  // Only ffmpeg decodes with hwaccels and takes -init_hw_device; ffprobe lists neither.
+  const hw = toolOf(name) === "ffmpeg"
+  const [version, encoders, decoders, filters, muxers, demuxers, hwaccelList, typeList] = await Promise.all([
     listing(["-version"], true),
     listing(["-hide_banner", "-encoders"], true),
     listing(["-hide_banner", "-decoders"], true),
     listing(["-hide_banner", "-filters"], true),
     listing(["-hide_banner", "-muxers"], true),
     listing(["-hide_banner", "-demuxers"], true),
+    hw ? listing(["-hide_banner", "-hwaccels"], false) : "",
+    hw ? listing(["-hide_banner", "-init_hw_device", "list"], false) : "",
   ])
   const parsedVersion = parseVersion(version)
   if (!parsedVersion) throw new Error("-version: no `<name> version <v>` first line")
@@ -146,22 +150,18 @@ export async function detectTool(
     demuxers: parseFormats(demuxers, "demuxers"),
   }
   const failedDevices: string[] = []
-  // Only ffmpeg decodes with hwaccels and takes -init_hw_device; ffprobe lists neither.
-  if (toolOf(name) === "ffmpeg") {
-    const hwaccels = parseHwaccels(await listing(["-hide_banner", "-hwaccels"], false))
-    const types = parseDeviceTypes(await listing(["-hide_banner", "-init_hw_device", "list"], false))
-    // One after the other: two drivers initialising at once on a 2-core host gain nothing.
-    for (const type of unique([...types, ...hwaccels])) {
-      const r = await run(exe, initDeviceArgs(type))
-      if (r.code === 0) tool.hwDevices.push(type)
-      else {
-        failedDevices.push(type)
-        log.debug("hardware device did not initialise; not advertised", { binary: name, type, reason: why(r) })
-      }
-    }
-    // A hwaccel is advertised only when its device type initialised (every listed method names its type).
-    tool.hwaccels = hwaccels.filter((h) => tool.hwDevices.includes(h))
-  }
+  const hwaccels = parseHwaccels(hwaccelList)
+  // Every type at once: each is its own process, and a failing one ends in about 0.05 s.
+  const types = unique([...parseDeviceTypes(typeList), ...hwaccels])
+  const inits = await Promise.all(types.map((type) => run(exe, initDeviceArgs(type))))
+  types.forEach((type, i) => {
+    const r = inits[i]!
+    if (r.code === 0) return void tool.hwDevices.push(type)
+    failedDevices.push(type)
+    log.debug("hardware device did not initialise; not advertised", { binary: name, type, reason: why(r) })
+  })
+  // A hwaccel is advertised only when its device type initialised (every listed method names its type).
+  tool.hwaccels = hwaccels.filter((h) => tool.hwDevices.includes(h))
   return { tool, failedDevices }
 }
 
@@ -246,10 +246,10 @@ export function createCapabilityDetector(opts: {
   return {
     async tools() {
       const out: Tools = {}
-      for (const [name, exe] of opts.binaries) {
-        const tool = await one(name, exe)
-        if (tool) out[name] = tool
-      }
+      const found = await Promise.all([...opts.binaries].map(([name, exe]) => one(name, exe)))
+      ;[...opts.binaries.keys()].forEach((name, i) => {
+        if (found[i]) out[name] = found[i]
+      })
       return out
     },
   }
