@@ -4,7 +4,14 @@ import { InvalidError, UnavailableError } from "../shared/errors.ts"
 import { newToken } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"
 import { EMPTY, Kind, frameJson, type Frame } from "../shared/protocol/frames.ts"
-import { ExitReport, ProgressReport, isTerminal, issueLines, type Job } from "../shared/protocol/schemas.ts"
+import {
+  ExitReport,
+  ProgressReport,
+  isTerminal,
+  issueLines,
+  type Job,
+  type Worker,
+} from "../shared/protocol/schemas.ts"
 import { type Assignment } from "../shared/protocol/worker.ts"
 import { VERSION } from "../shared/version.ts"
 import type { JobListing, OutputBounds, OutputChunk, Store } from "../store/types.ts"
@@ -100,6 +107,10 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           max_jobs: reg.maxJobs,
         })
       }
+      // What its binaries can do, when it changed (a new build, a capability removed, a device gone).
+      const tools = capabilityLine(worker.tools)
+      if (capabilityLine(before?.tools ?? {}) !== tools)
+        log.info("worker capabilities", { worker: name, tools: tools || "none registered" })
       return { worker, coordinatorVersion: VERSION, ...timing() }
     },
 
@@ -272,6 +283,13 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
 }
 
 const enc = new TextEncoder()
+
+/** `ffmpeg 5.1.9 (encoders 217, hwaccels vulkan); ffprobe 5.1.9 (...)`: a worker's tools for the log. */
+function capabilityLine(tools: Worker["tools"]): string {
+  return Object.entries(tools)
+    .map(([b, t]) => `${b} ${t.version} (encoders ${t.encoders.length}, hwaccels ${t.hwaccels.join(",") || "none"})`)
+    .join("; ")
+}
 
 /** The store's output bounds from the coordinator's `relay:` settings. */
 export function outputBounds(config: CoordinatorConfig): OutputBounds {
