@@ -8,6 +8,9 @@ import { Kind } from "../shared/protocol/frames.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { ProtocolError, StaleJobError, TransportUnavailableError } from "../transports/types.ts"
 import { startRun, type RunnerDeps } from "./runner.ts"
+import * as v from "valibot"
+import { WorkerConfig } from "../shared/config/server-schema.ts"
+import { workerPolicy } from "./policy-deps.ts"
 import type { Confinement } from "./sandbox.ts"
 
 const enc = new TextEncoder()
@@ -346,5 +349,22 @@ describe("argument profiles", () => {
       signal: null,
       error: "worker refused the job: h264_qsv is not allowed here",
     })
+  })
+})
+
+describe("argument profiles against the real argument policy", () => {
+  test("a rewrite into a path outside the job's roots is refused like the caller's own would be", async () => {
+    const cfg = v.parse(WorkerConfig, { client_id: "w1", sandbox: "none", allow_root: true })
+    const binaries = new Map([["ffmpeg", Bun.which("ffmpeg")!]])
+    const policy = workerPolicy(cfg, binaries, createLogger({ level: "error" }))!
+    const profiles = [{ replace: { "subtitles=sub.srt": "subtitles=/etc/passwd" }, options: ["vf"] }]
+    const t = new FakeTransport()
+    const a = assignment(["-f", "lavfi", "-i", "nullsrc", "-vf", "subtitles=sub.srt", "-f", "null", "-"])
+    await within(startRun(a, { ...deps(t), policy, profiles }).done)
+    expect(t.starts[0]!.note).toBe("profile: subtitles=sub.srt -> subtitles=/etc/passwd")
+    const exit = t.exitOf(a.id) as { code: null; error?: string }
+    expect(exit.code).toBeNull()
+    expect(exit.error).toStartWith("worker refused the job: ")
+    expect(exit.error).toContain("/etc/passwd")
   })
 })
