@@ -164,7 +164,8 @@ export function createInfoCache(deps: {
         p.seq = c.seq
         p.bytes += c.data.length
         if (p.bytes > INFO_ENTRY_BYTES) p.tooBig = true
-        if (!p.tooBig) p.rows.push({ stream: c.stream, data: c.data })
+        // A copy: the frame's bytes are a view of the whole request body, which must not stay alive with it.
+        if (!p.tooBig) p.rows.push({ stream: c.stream, data: c.data.slice() })
       }
       if (!exit) return
       pending.delete(id)
