@@ -56,7 +56,13 @@ describe("two builds, one answer", () => {
     await c.startWorker("worker1", { labels: { gpu: "none" }, weight: 2 })
     const bin = join(c.dir, "fakebin")
     mkdirSync(bin, { recursive: true })
-    const wrapper = writeFfmpegWrapper(bin, { version: "6.0.1-Jellyfin", hideEncoders: ["libx264"] })
+    // It also claims cuda and vaapi; only cuda "initialises" (the wrapper exits 0 for it).
+    const wrapper = writeFfmpegWrapper(bin, {
+      version: "6.0.1-Jellyfin",
+      hideEncoders: ["libx264"],
+      hwaccels: ["cuda", "vaapi"],
+      initialises: ["cuda"],
+    })
     await c.startWorker("worker2", { binaries: { ffmpeg: wrapper, ffprobe: "ffprobe" } })
     await waitFor(async () => (await workers(c)).filter((w) => w.status === "online").length === 2 || undefined, {
       timeoutMs: 20_000,
@@ -76,6 +82,9 @@ describe("two builds, one answer", () => {
     expect(ws.worker2!.tools.ffmpeg!.encoders).not.toContain("libx264")
     expect(ws.worker2!.tools.ffmpeg!.encoders).toContain("libx264rgb")
     expect(ws.worker2!.tools.ffprobe!.version).toBe(realVersion)
+    // Verified in the worker's sandbox: the device that did not initialise is not advertised.
+    expect(ws.worker2!.tools.ffmpeg!.hwaccels).toEqual(["cuda"])
+    expect(ws.worker2!.tools.ffmpeg!.hwDevices).toEqual(["cuda"])
     // Every advertised hwaccel initialised in the worker's sandbox: a device it could not open is absent.
     for (const w of Object.values(ws))
       for (const h of w.tools.ffmpeg!.hwaccels) expect(w.tools.ffmpeg!.hwDevices).toContain(h)
