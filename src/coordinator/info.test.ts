@@ -35,9 +35,10 @@ describe("referenceWorker", () => {
     ["reference_worker offline: the widest", [worker("a", { status: "offline" }), worker("b")], "a", "b"],
     ["never one without tools for the binary", [worker("a", { tools: {} }), worker("b")], "a", "b"],
     ["never a draining one", [worker("a", { status: "draining" })], undefined, undefined],
+    ["never one that stopped polling", [worker("a", { lastSeen: T0 - 60_000 }), worker("b")], "a", "b"],
     ["none at all", [], undefined, undefined],
   ])("%s", (_name, workers, preferred, want) => {
-    expect(referenceWorker(workers, "ffmpeg", preferred)?.id).toBe(want)
+    expect(referenceWorker(workers, "ffmpeg", preferred, { now: T0, staleMs: 30_000 })?.id).toBe(want)
   })
 })
 

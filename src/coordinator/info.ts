@@ -3,6 +3,7 @@ import type { Logger } from "../shared/log.ts"
 import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import type { ExitReport, Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Answer, OutputChunk, Store } from "../store/types.ts"
+import { serving, type Liveness } from "./scheduler.ts"
 
 /**
  * Consistent answers to info commands (issue 12 item 4). `-version`, `-encoders`, `-h encoder=...` and the
@@ -53,11 +54,18 @@ export interface InfoCache {
 const width = (t: ToolCapabilities) => t.encoders.length + t.decoders.length + t.hwaccels.length + t.filters.length
 
 /**
- * The reference worker for `binary` among `workers`: `preferred` when online with tools for it, else the
- * online one with the widest tools, ties by id. Workers that registered no tools (older ones) are never it.
+ * The reference worker for `binary` among `workers`: `preferred` when serving with tools for it, else the
+ * serving one with the widest tools, ties by id. Serving as the scheduler means it (`serving`: online and,
+ * with `live`, heard from recently), so an info command is never pinned to a worker that stopped polling.
+ * Workers that registered no tools (older ones) are never it.
  */
-export function referenceWorker(workers: Worker[], binary: string, preferred?: string): Worker | undefined {
-  const able = workers.filter((w) => w.status === "online" && w.binaries.includes(binary) && w.tools[binary])
+export function referenceWorker(
+  workers: Worker[],
+  binary: string,
+  preferred?: string,
+  live?: Liveness,
+): Worker | undefined {
+  const able = workers.filter((w) => serving(w, live) && w.binaries.includes(binary) && w.tools[binary])
   const chosen = able.find((w) => w.id === preferred)
   if (chosen) return chosen
   return able.sort((a, b) => width(b.tools[binary]!) - width(a.tools[binary]!) || (a.id < b.id ? -1 : 1))[0]
@@ -101,6 +109,8 @@ export function createInfoCache(deps: {
   maxEntries: number
   preferred?: string
   maxBytes?: number
+  /** How the scheduler judges a worker live; without it, only the stored status counts. */
+  live?: () => Liveness
 }): InfoCache {
   const maxBytes = deps.maxBytes ?? INFO_CACHE_BYTES
   // A Map keeps insertion order: re-inserting on use makes its first key the least recently used.
@@ -129,7 +139,7 @@ export function createInfoCache(deps: {
   return {
     async plan(req) {
       if (!infoCommand(toolOf(req.binary), req.args)) return undefined
-      const ref = referenceWorker(await deps.store.listWorkers(), req.binary, deps.preferred)
+      const ref = referenceWorker(await deps.store.listWorkers(), req.binary, deps.preferred, deps.live?.())
       if (!ref) return undefined
       const tool = ref.tools[req.binary]!
       const hash = toolsHash(tool)

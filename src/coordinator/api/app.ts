@@ -50,6 +50,7 @@ export const infoOf = (deps: Deps): InfoCache =>
     log: deps.log.withTag("info"),
     maxEntries: deps.config.info_cache_entries,
     preferred: deps.config.reference_worker,
+    live: () => ({ now: deps.now(), staleMs: deps.staleMs }),
   }))
 
 /** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */
