@@ -13,6 +13,8 @@ export interface Metrics {
   /** A refused signature check, by reason (unsigned, signature, identity, replay, clock, forbidden). */
   authFailure(reason: string): void
   submitted(job: Job): void
+  /** An info command, answered from the info cache or asked of the reference worker (coordinator/info.ts). */
+  info(binary: string, answer: "cache" | "reference"): void
   started(job: Job): void
   ended(job: Job): void
   /** The whole exposition, with the gauges from `state`. */
@@ -113,6 +115,11 @@ export function createMetrics(): Metrics {
     "Jobs submitted to this coordinator, by binary.",
   )
   const started = new Family("dffmpeg_jobs_started_total", "counter", "Job attempts that started running, by binary.")
+  const infos = new Family(
+    "dffmpeg_info_commands_total",
+    "counter",
+    "Info commands (-version, -encoders, -h ...) submitted, by binary and how they were answered: cache or reference (asked of the reference worker).",
+  )
   const finished = new Family(
     "dffmpeg_jobs_finished_total",
     "counter",
@@ -140,6 +147,9 @@ export function createMetrics(): Metrics {
     },
     submitted(job) {
       submitted.inc({ binary: job.binary })
+    },
+    info(binary, answer) {
+      infos.inc({ binary, answer })
     },
     started(job) {
       started.inc({ binary: job.binary })
@@ -225,7 +235,7 @@ export function createMetrics(): Metrics {
       ratio.render(out)
       speed.render(out)
 
-      for (const f of [requests, authFailures, submitted, started, finished]) f.render(out)
+      for (const f of [requests, authFailures, submitted, infos, started, finished]) f.render(out)
       dispatch.render(out)
       duration.render(out)
       return out.join("\n") + "\n"

@@ -1,4 +1,5 @@
 import { Hono } from "hono"
+import { createMetrics } from "../../src/coordinator/metrics.ts"
 import { createInfoCache, type InfoCache } from "../../src/coordinator/info.ts"
 import * as v from "valibot"
 import type { Deps } from "../../src/coordinator/api/app.ts"
@@ -52,6 +53,8 @@ export class RouteHarness {
     return h
   }
 
+  /** The coordinator's counters, one set for every request. */
+  readonly metrics = createMetrics()
   /** One info cache for every request, as one coordinator process has (routes are built per request here). */
   private info?: InfoCache
 
@@ -69,6 +72,7 @@ export class RouteHarness {
       staleMs: 60_000,
       ready: () => true,
       startedAt: T0,
+      metrics: this.metrics,
     } as unknown as Deps
     const app = new Hono<AuthEnv>()
     app.use("*", async (c, next) => {

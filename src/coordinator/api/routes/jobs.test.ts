@@ -434,6 +434,17 @@ describe("POST /jobs: info commands", () => {
     )
     const stdout = rows.filter((f) => f.kind === Kind.stdout).map((f) => new TextDecoder().decode(f.data))
     expect(stdout).toEqual(["ffmpeg version 5.1.9\n"])
+    const counted = h.metrics.render({
+      stats: await h.store.stats(),
+      workers: [],
+      loads: new Map(),
+      running: [],
+      now: h.clock,
+      version: "t",
+      startedAt: T0,
+    })
+    expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="reference"} 1\n')
+    expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="cache"} 1\n')
   })
   test("with no worker that registered tools it is an ordinary job", async () => {
     await h.worker("w0")
