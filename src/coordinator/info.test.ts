@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test"
+import { waitFor } from "../../test/helpers/bin.ts"
 import { bytes, memoryStore, newJob, outputChunk, registration, T0, toolCaps } from "../../test/helpers/fixtures.ts"
 import { createLogger } from "../shared/log.ts"
 import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
@@ -131,7 +132,7 @@ describe("the cache", () => {
       },
       reason: "answered from the info cache: ffmpeg 5.1.9-0+deb12u1 of worker b",
     })
-    expect(info.size()).toEqual({ entries: 1, bytes: 24, pending: 0 })
+    expect(info.size()).toEqual({ entries: 1, bytes: 24, pending: 0, waiting: 0 })
   })
 
   test("a non-zero exit is an answer too (`-h encoder=nope`); a signal, an error or a lost run is not", async () => {
@@ -205,5 +206,66 @@ describe("the cache", () => {
     expect(info.size().pending).toBe(1)
     await store.requestCancel(job.id, "canceled by test", T0 + 1)
     expect(info.size().pending).toBe(0)
+  })
+})
+
+describe("identical commands at once", () => {
+  const req: InfoRequest = { binary: "ffmpeg", args: ["-version"], paths: [], env: {}, pathTokens: true }
+  const J1 = "01J0000000000000000000001A"
+  const J2 = "01J0000000000000000000002A"
+  const J3 = "01J0000000000000000000003A"
+  /** The first asks; the next two wait (queued, pinned), one of them is assigned to the worker meanwhile. */
+  async function setup() {
+    const store = await cluster({ a: tool() })
+    const info = createInfoCache({ store, log, maxEntries: 8, now: () => T0 + 5 })
+    const first = await info.plan(req)
+    if (first?.kind !== "ask") throw new Error("expected an ask")
+    info.asking({ id: J1 }, first)
+    await store.createJob(newJob(J1, { pin: "a", lane: "probe" }), T0)
+    for (const id of [J2, J3]) {
+      const plan = await info.plan(req)
+      expect(plan).toEqual({ kind: "wait", pin: "a", key: first.key })
+      if (plan?.kind !== "wait") throw new Error("expected a wait")
+      await store.createJob(newJob(id, { pin: "a", lane: "probe" }), T0 + 1)
+      info.waiting({ id }, plan)
+    }
+    await store.assign(J3, "a", T0 + 2)
+    return { store, info }
+  }
+
+  test("the waiting ones get the asked one's answer, unless a worker took them meanwhile", async () => {
+    const { store, info } = await setup()
+    expect(info.size().waiting).toBe(2)
+    const done = { id: J1, workerId: "a", status: "completed" } as Job
+    info.uploaded(J1, 1, [outputChunk(1, "ffmpeg version 5.1.9\n")], { code: 0, signal: null }, done)
+    const answered = await waitFor(async () => {
+      const j = await store.getJob(J2)
+      return j?.status === "completed" ? j : undefined
+    })
+    expect(answered.exitCode).toBe(0)
+    expect((await store.events(J2)).at(-1)?.reason).toBe(
+      `answered with the answer of job ${J1}: ffmpeg 5.1.9-0+deb12u1 of worker a`,
+    )
+    expect(new TextDecoder().decode((await store.readOutput(J2, 0, 10))[0]!.data)).toBe("ffmpeg version 5.1.9\n")
+    // Assigned before the answer came: it runs on its worker as any job.
+    expect((await store.getJob(J3))!.status).toBe("assigned")
+    expect(info.size().waiting).toBe(0)
+  })
+
+  test("no clean answer (the asked one was killed): the waiting ones stay queued and run", async () => {
+    const { store, info } = await setup()
+    const killed = { id: J1, workerId: "a", status: "failed" } as Job
+    info.uploaded(J1, 1, [], { code: null, signal: "SIGKILL" }, killed)
+    expect(info.size()).toMatchObject({ waiting: 0, entries: 0 })
+    expect((await store.getJob(J2))!.status).toBe("queued")
+    // The next identical command asks again.
+    expect((await info.plan(req))?.kind).toBe("ask")
+  })
+
+  test("the asked one canceled before it ran: the waiting ones are let go", async () => {
+    const { store, info } = await setup()
+    await store.requestCancel(J1, "canceled by test", T0 + 3)
+    expect(info.size()).toMatchObject({ waiting: 0, pending: 0 })
+    expect((await store.getJob(J2))!.status).toBe("queued")
   })
 })

@@ -22,7 +22,7 @@ import { serving, type Liveness } from "./scheduler.ts"
 export const INFO_CACHE_BYTES = 64 * 1024 * 1024
 /** One answer larger than this (a `-h full` is about 1 MiB) is passed on but not kept. */
 export const INFO_ENTRY_BYTES = 4 * 1024 * 1024
-/** Info jobs followed for their answer at once; past it the oldest is forgotten (its answer is not kept). */
+/** Info jobs followed for their answer at once, and jobs waiting for one; past it the oldest are forgotten. */
 const PENDING_MAX = 1024
 
 /** What of a submission decides its answer. */
@@ -38,16 +38,20 @@ export interface InfoRequest {
 export type InfoPlan =
   | { kind: "answer"; answer: Answer; reason: string; pin: string }
   | { kind: "ask"; pin: string; key: string; hash: string; from: string }
+  /** An identical command is being asked already: this one waits for its answer (and runs if none comes). */
+  | { kind: "wait"; pin: string; key: string }
 
 export interface InfoCache {
   /** Undefined when the command is not an info command, or no online worker has tools for its binary. */
   plan(req: InfoRequest): Promise<InfoPlan | undefined>
   /** The job created for an `ask` plan: its answer is kept when it ends cleanly on the plan's worker. */
   asking(job: Pick<Job, "id">, plan: Extract<InfoPlan, { kind: "ask" }>): void
+  /** The job created for a `wait` plan (queued, pinned): answered with the asked one's answer when it comes. */
+  waiting(job: Pick<Job, "id">, plan: Extract<InfoPlan, { kind: "wait" }>): void
   /** A worker's upload as the store accepted it (worker-protocol.ts): the answer of a followed job. */
   uploaded(id: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, after: Job): void
-  /** Entries and bytes held, for tests and metrics. */
-  size(): { entries: number; bytes: number; pending: number }
+  /** Entries and bytes held, jobs followed and jobs waiting, for tests. */
+  size(): { entries: number; bytes: number; pending: number; waiting: number }
 }
 
 /** The widest tools of a binary: how many names it lists. */
@@ -104,18 +108,36 @@ interface Pending {
 }
 
 export function createInfoCache(deps: {
-  store: Pick<Store, "listWorkers" | "changes">
+  store: Pick<Store, "listWorkers" | "changes" | "answerJob">
   log: Logger
   maxEntries: number
   preferred?: string
   maxBytes?: number
   /** How the scheduler judges a worker live; without it, only the stored status counts. */
   live?: () => Liveness
+  now?: () => number
 }): InfoCache {
+  const now = deps.now ?? Date.now
   const maxBytes = deps.maxBytes ?? INFO_CACHE_BYTES
   // A Map keeps insertion order: re-inserting on use makes its first key the least recently used.
   const entries = new Map<string, Entry>()
   const pending = new Map<string, Pending>()
+  /** Per key being asked: the jobs (queued, pinned to the same worker) waiting for its answer. */
+  const waiters = new Map<string, string[]>()
+  let waiting = 0
+  /** The asked job `id` ended: its waiters get its answer, or (none came) are left to run as any job. */
+  const settle = (key: string, answer?: { answer: Answer; reason: string }) => {
+    const ids = waiters.get(key) ?? []
+    waiters.delete(key)
+    waiting -= ids.length
+    if (!answer) return
+    for (const id of ids)
+      deps.store
+        .answerJob(id, answer.answer, answer.reason, now())
+        .catch((err) =>
+          deps.log.warn("could not answer a waiting info command", { job: id, reason: (err as Error).message }),
+        )
+  }
   let bytes = 0
   const drop = (key: string) => {
     const e = entries.get(key)
@@ -132,8 +154,11 @@ export function createInfoCache(deps: {
   }
   // A followed job that ends without an exit upload (canceled, failed by the janitor) is forgotten.
   deps.store.changes((c) => {
-    if (c.type === "job" && c.event !== "exit" && ["completed", "failed", "canceled"].includes(c.to))
-      pending.delete(c.job.id)
+    if (c.type !== "job" || c.event === "exit" || !["completed", "failed", "canceled"].includes(c.to)) return
+    const p = pending.get(c.job.id)
+    if (!p) return
+    pending.delete(c.job.id)
+    settle(p.key)
   })
 
   return {
@@ -154,6 +179,9 @@ export function createInfoCache(deps: {
         entries.set(key, hit)
         return { kind: "answer", answer: hit.answer, reason: `answered from the info cache: ${hit.from}`, pin: ref.id }
       }
+      // Ten identical commands at once (a media server starting) ask the worker once.
+      if (deps.maxEntries > 0 && [...pending.values()].some((p) => p.key === key))
+        return { kind: "wait", pin: ref.id, key }
       return { kind: "ask", pin: ref.id, key, hash, from }
     },
 
@@ -161,7 +189,18 @@ export function createInfoCache(deps: {
       if (deps.maxEntries === 0) return
       const { key, pin: worker, hash, from } = plan
       pending.set(job.id, { key, worker, hash, from, epoch: -1, seq: 0, rows: [], bytes: 0, tooBig: false })
-      while (pending.size > PENDING_MAX) pending.delete(pending.keys().next().value!)
+      while (pending.size > PENDING_MAX) {
+        const [id, old] = pending.entries().next().value!
+        pending.delete(id)
+        settle(old.key)
+      }
+    },
+
+    waiting(job, plan) {
+      // Past the bound it is simply not answered early: it runs on the reference worker like the first.
+      if (waiting >= PENDING_MAX) return
+      waiters.set(plan.key, [...(waiters.get(plan.key) ?? []), job.id])
+      waiting++
     },
 
     uploaded(id, epoch, chunks, exit, after) {
@@ -182,17 +221,13 @@ export function createInfoCache(deps: {
       const clean = exit.code !== null && !exit.signal && !exit.error && !exit.abandoned
       // Only the reference worker's own answer: a pinned job runs nowhere else, this says so again.
       const ended = after.status === "completed" || after.status === "failed"
-      if (!clean || p.tooBig || !ended || after.workerId !== p.worker) return
-      keep(p.key, {
-        worker: p.worker,
-        hash: p.hash,
-        answer: { rows: p.rows, code: exit.code! },
-        bytes: p.bytes,
-        from: p.from,
-      })
+      if (!clean || p.tooBig || !ended || after.workerId !== p.worker) return settle(p.key)
+      const answer = { rows: p.rows, code: exit.code! }
+      keep(p.key, { worker: p.worker, hash: p.hash, answer, bytes: p.bytes, from: p.from })
+      settle(p.key, { answer, reason: `answered with the answer of job ${id}: ${p.from}` })
       deps.log.debug("info answer cached", { job: id, worker: p.worker, bytes: p.bytes })
     },
 
-    size: () => ({ entries: entries.size, bytes, pending: pending.size }),
+    size: () => ({ entries: entries.size, bytes, pending: pending.size, waiting }),
   }
 }

@@ -14,7 +14,7 @@ export interface Metrics {
   authFailure(reason: string): void
   submitted(job: Job): void
   /** An info command, answered from the info cache or asked of the reference worker (coordinator/info.ts). */
-  info(binary: string, answer: "cache" | "reference"): void
+  info(binary: string, answer: "answer" | "ask" | "wait"): void
   started(job: Job): void
   ended(job: Job): void
   /** The whole exposition, with the gauges from `state`. */
@@ -118,7 +118,7 @@ export function createMetrics(): Metrics {
   const infos = new Family(
     "dffmpeg_info_commands_total",
     "counter",
-    "Info commands (-version, -encoders, -h ...) submitted, by binary and how they were answered: cache or reference (asked of the reference worker).",
+    "Info commands (-version, -encoders, -h ...) submitted, by binary and how they were answered: cache, reference (asked of the reference worker) or shared (waited for an identical one's answer).",
   )
   const finished = new Family(
     "dffmpeg_jobs_finished_total",
@@ -148,8 +148,8 @@ export function createMetrics(): Metrics {
     submitted(job) {
       submitted.inc({ binary: job.binary })
     },
-    info(binary, answer) {
-      infos.inc({ binary, answer })
+    info(binary, plan) {
+      infos.inc({ binary, answer: plan === "answer" ? "cache" : plan === "ask" ? "reference" : "shared" })
     },
     started(job) {
       started.inc({ binary: job.binary })

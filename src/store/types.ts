@@ -235,6 +235,12 @@ export interface Store {
    * transaction, never queued for a worker; `reason` goes in its timeline.
    */
   createAnswered(job: NewJob, answer: Answer, reason: string, now: number): Promise<Job>
+  /**
+   * Ends a queued job that was never assigned with a known answer, as `createAnswered` does (an info
+   * command that waited for an identical one's answer). Undefined when it was assigned meanwhile (it then
+   * runs as any job), or ended, or is unknown.
+   */
+  answerJob(id: string, answer: Answer, reason: string, now: number): Promise<Job | undefined>
   getJob(id: string): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
   /** How many of `requester`'s jobs are queued, assigned and running (submission quotas), counted by the database. */

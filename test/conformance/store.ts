@@ -551,6 +551,25 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(await store.readOutput("j1", 0, 10)).toEqual([])
       })
 
+      test("answerJob ends a queued job never assigned with the answer; one assigned meanwhile is left to run", async () => {
+        await store.createJob(newJob("j1"), T0)
+        await store.createJob(newJob("j2"), T0)
+        await store.assign("j2", "w1", T0 + 1)
+        const answer = { rows: [{ stream: "stdout" as const, data: text("v\n") }], code: 0 }
+        expect(await store.answerJob("j1", answer, "answered with job j0's answer", T0 + 2)).toMatchObject({
+          status: "completed",
+          exitCode: 0,
+          finishedAt: T0 + 2,
+        })
+        expect(same((await store.readOutput("j1", 0, 10))[0]!.data, text("v\n"))).toBe(true)
+        expect((await store.events("j1")).at(-1)?.reason).toBe("answered with job j0's answer")
+        expect(await store.answerJob("j2", answer, "late", T0 + 2)).toBeUndefined()
+        expect((await store.getJob("j2"))!.status).toBe("assigned")
+        expect(await store.readOutput("j2", 0, 10)).toEqual([])
+        expect(await store.answerJob("j1", answer, "twice", T0 + 3)).toBeUndefined()
+        expect(await store.answerJob("nope", answer, "unknown", T0 + 3)).toBeUndefined()
+      })
+
       test("reports the submission, the output and the end to listeners", async () => {
         const seen: string[] = []
         store.changes((c) => seen.push(c.type === "job" ? `job:${c.to}` : c.type))

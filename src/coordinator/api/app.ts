@@ -51,6 +51,7 @@ export const infoOf = (deps: Deps): InfoCache =>
     maxEntries: deps.config.info_cache_entries,
     preferred: deps.config.reference_worker,
     live: () => ({ now: deps.now(), staleMs: deps.staleMs }),
+    now: deps.now,
   }))
 
 /** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */

@@ -3,7 +3,17 @@ import type { Job, JobEvent } from "../../shared/protocol/schemas.ts"
 import { step } from "../machine.ts"
 import type { ActiveCounts, Answer, JobFilter, LostResult, NewJob, Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
-import { ACTIVE, argsHead, filtered, STREAM, toListing, type JobRow, type Sql, type SummaryRow } from "./shared.ts"
+import {
+  ACTIVE,
+  argsHead,
+  filtered,
+  STREAM,
+  toJob,
+  toListing,
+  type JobRow,
+  type Sql,
+  type SummaryRow,
+} from "./shared.ts"
 import type { Writer } from "./writer.ts"
 
 /** Jobs: submission, reads and listings, the transitions other than the end of a run (streams.ts), the janitor's selections. */
@@ -14,6 +24,7 @@ export function jobMethods(
   Store,
   | "createJob"
   | "createAnswered"
+  | "answerJob"
   | "getJob"
   | "listJobs"
   | "listJobSummaries"
@@ -92,25 +103,44 @@ export function jobMethods(
     }
     return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
   }
+  /** Ends `job` (queued, never assigned) with `answer` in transaction `t`: undefined when the machine refuses it. */
+  const answerIn = async (
+    t: Kysely<Database>,
+    out: StoreChange[],
+    job: Job,
+    answer: Answer,
+    reason: string,
+    now: number,
+  ): Promise<Job | undefined> => {
+    const s = step(job, { type: "answer", code: answer.code })
+    if (!s) return undefined
+    const rows = answer.rows.filter((r) => r.data.length)
+    const set = { exit_code: answer.code, exit_signal: null, error: null, finished_at: now, out_seq: rows.length }
+    const done = await apply(t, out, job, s, { set, reason }, now)
+    if (!done) return undefined
+    if (rows.length) {
+      await t
+        .insertInto("job_output")
+        .values(rows.map((r, i) => ({ job_id: job.id, epoch: 0, seq: i + 1, stream: STREAM[r.stream], data: r.data })))
+        .execute()
+      out.push({ type: "output", job: job.id })
+    }
+    return done
+  }
   return {
     createJob: (j, now) => txEmit((t, out) => insertJob(t, out, j, now)),
     createAnswered: (j: NewJob, answer: Answer, reason: string, now: number) =>
       txEmit(async (t, out) => {
-        const queued = await insertJob(t, out, j, now)
-        const rows = answer.rows.filter((r) => r.data.length)
-        if (rows.length)
-          await t
-            .insertInto("job_output")
-            .values(
-              rows.map((r, i) => ({ job_id: j.id, epoch: 0, seq: i + 1, stream: STREAM[r.stream], data: r.data })),
-            )
-            .execute()
-        const s = step(queued, { type: "answer", code: answer.code })
-        if (!s) throw new Error(`job ${j.id} cannot be answered: it is ${queued.status}`)
-        const set = { exit_code: answer.code, exit_signal: null, error: null, finished_at: now, out_seq: rows.length }
-        const done = await apply(t, out, queued, s, { set, reason }, now)
-        if (rows.length) out.push({ type: "output", job: j.id })
-        return done!
+        const done = await answerIn(t, out, await insertJob(t, out, j, now), answer, reason, now)
+        if (!done) throw new Error(`job ${j.id} cannot be answered`)
+        return done
+      }),
+    answerJob: (id: string, answer: Answer, reason: string, now: number) =>
+      txEmit(async (t, out) => {
+        let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
+        if (c.dialect.forUpdate) q = q.forUpdate()
+        const row = await q.executeTakeFirst()
+        return row ? answerIn(t, out, toJob(row), answer, reason, now) : undefined
       }),
     getJob: jobById,
     async listJobs(f: JobFilter) {

@@ -243,7 +243,8 @@ export function jobRoutes(deps: Deps) {
     }
     // Followed before it exists: its worker's first upload cannot come before.
     if (plan?.kind === "ask") info.asking(fresh, plan)
-    if (plan) deps.metrics.info(req.binary, plan.kind === "answer" ? "cache" : "reference")
+    if (plan?.kind === "wait") info.waiting(fresh, plan)
+    if (plan) deps.metrics.info(req.binary, plan.kind)
     const job = await (plan?.kind === "answer"
       ? store.createAnswered(fresh, plan.answer, plan.reason, now())
       : store.createJob(fresh, now())
