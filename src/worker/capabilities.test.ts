@@ -100,7 +100,7 @@ describe("parsers on fixed samples of other builds", () => {
     )
     expect(parseVersion("Usage: ffmpeg [options]")).toBeUndefined()
   })
-  test("ffmpeg 7 formats: three flag columns (d: device), the separator as wide", () => {
+  test("later formats listings: three flag columns (d: device), the separator as wide", () => {
     const text = [
       "Formats:",
       " D.. = Demuxing supported",
@@ -135,6 +135,16 @@ describe("parsers on fixed samples of other builds", () => {
       " ... buffer            |->V       Buffer video frames, and make them accessible to the filterchain.",
     ].join("\n")
     expect(parseFilters(filters)).toEqual(["scale_cuda", "tonemap_opencl", "buffer"])
+    // 8.x: two flags (no command column).
+    const two = [
+      "Filters:",
+      "  T.. = Timeline support",
+      "  .S. = Slice threading",
+      "  A = Audio input/output",
+      " TS aap               AA->A      Apply Affine Projection algorithm to first audio stream.",
+      " .. abench            A->A       Benchmark part of a filtergraph.",
+    ].join("\n")
+    expect(parseFilters(two)).toEqual(["aap", "abench"])
   })
   test("a name ffmpeg could never print is dropped, not advertised", () => {
     expect(parseCodecs(" ------\n V..... ok_name  fine\n V..... bad\u001bname  escape\n")).toEqual(["ok_name"])

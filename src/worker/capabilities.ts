@@ -57,11 +57,14 @@ export function parseDeviceTypes(text: string): string[] {
   return unique(lines.slice(at + 1).map((l) => l.trim()))
 }
 
-/** `-filters`: ` T.C scale  V->V  description` rows (three flags, then the name, then `in->out`). */
+/**
+ * `-filters`: ` T.C scale  V->V  description` rows (three flags up to 7.x, two since the command flag
+ * went, then the name, then `in->out`).
+ */
 export function parseFilters(text: string): string[] {
   const out: string[] = []
   for (const l of text.split("\n")) {
-    const m = /^ [T.][S.][C.] (\S+)\s+\S*->\S*/.exec(l)
+    const m = /^ [T.][S.][C.]? (\S+)\s+\S*->\S*/.exec(l)
     if (m) out.push(m[1])
   }
   return unique(out)
