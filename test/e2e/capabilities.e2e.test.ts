@@ -36,6 +36,7 @@ const needsComputed = await (async () => {
 interface WorkerView {
   id: string
   status: string
+  binaries: string[]
   tools: Record<string, { version: string; encoders: string[]; hwaccels: string[]; hwDevices: string[] }>
   labels: Record<string, string>
   weight: number
@@ -162,14 +163,32 @@ describe("two builds, one answer", () => {
   })
 })
 
-describe("argument profiles", () => {
+describe("argument profiles; a binary whose detection fails", () => {
   let c: Cluster
   beforeAll(async () => {
     c = await Cluster.start({
+      workers: 2,
+      startWorkers: false,
       workerConfig: { profiles: [{ replace: { mpeg4: "mpeg2video" }, options: ["c", "codec", "vcodec"] }] },
     })
+    await c.startWorker("worker1")
+    // worker2's ffmpeg cannot list its encoders: detection fails, ffmpeg jobs still run there.
+    const bin = join(c.dir, "fakebin")
+    mkdirSync(bin, { recursive: true })
+    const failing = writeFfmpegWrapper(bin, { failing: ["-encoders"] })
+    await c.startWorker("worker2", { binaries: { ffmpeg: failing, ffprobe: "ffprobe" } })
   }, 60_000)
   afterAll(() => c?.stop())
+
+  test("is registered without its tools, with a warning; the other binaries keep theirs", async () => {
+    const w2 = (await workers(c)).find((w) => w.id === "worker2")!
+    expect(w2.binaries).toEqual(["ffmpeg", "ffprobe"])
+    expect(w2.tools.ffmpeg).toBeUndefined()
+    expect(w2.tools.ffprobe?.encoders.length).toBeGreaterThan(100)
+    const line = await c.workers[1]!.waitForLine(/capability detection failed/)
+    expect(line.input).toContain("ffmpeg")
+    expect(line.input).toContain("-encoders")
+  })
 
   test("a rewrite takes effect on the worker and shows in the job's timeline", async () => {
     const args = "-hide_banner -f lavfi -i testsrc=size=64x48:rate=5:duration=0.4 -c:v mpeg4 -f null -".split(" ")
