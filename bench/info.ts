@@ -22,15 +22,43 @@ export interface InfoLatency {
   uncached: number[]
   cached: number[]
   versionCached: number[]
+  /** Ten identical uncached commands at once (`-h filter=X`, a new X each round): each call's time. */
+  burst: number[]
+  /** The same ten at once run locally. */
+  localBurst: number[]
+}
+
+const clientEnv = (c: Cluster) => ({
+  PATH: process.env.PATH ?? "/usr/bin:/bin",
+  HOME: c.dir,
+  DFFMPEG_CLIENT_CONFIG: c.clientConfig,
+})
+
+/** A media server starting: the same question ten times at once, never asked before (five rounds). */
+export async function burstLatency(c: Cluster, cmd: (args: string[]) => string[]): Promise<number[]> {
+  const out: number[] = []
+  for (const name of ["scale", "overlay", "yadif", "crop", "pad"]) {
+    const args = cmd(["-hide_banner", "-h", `filter=${name}`])
+    out.push(...(await Promise.all(Array.from({ length: 10 }, () => timed(args, clientEnv(c))))))
+  }
+  return out
 }
 
 /** Runs the measurement on a started cluster; each encoder name must not have been asked before. */
 export async function infoLatency(c: Cluster, runs: number): Promise<InfoLatency> {
   const listed = Bun.spawnSync(["ffmpeg", "-hide_banner", "-encoders"], { stdout: "pipe" }).stdout.toString()
   const encoders = parseCodecs(listed).slice(0, runs)
-  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
+  const env = clientEnv(c)
   const proxy = join(c.binDir, "ffmpeg")
-  const out: InfoLatency = { runs: encoders.length, local: [], uncached: [], cached: [], versionCached: [] }
+  const out: InfoLatency = {
+    runs: encoders.length,
+    local: [],
+    uncached: [],
+    cached: [],
+    versionCached: [],
+    burst: [],
+    localBurst: [],
+  }
   // Warm up: the binary's pages, the worker's first job, the coordinator's first submission.
   await timed([proxy, "-version"], env)
   for (const e of encoders) {
@@ -40,10 +68,12 @@ export async function infoLatency(c: Cluster, runs: number): Promise<InfoLatency
     out.cached.push(await timed([proxy, ...args], env))
     out.versionCached.push(await timed([proxy, "-version"], env))
   }
+  out.localBurst = await burstLatency(c, (args) => ["ffmpeg", ...args])
+  out.burst = await burstLatency(c, (args) => [proxy, ...args])
   return out
 }
 
-export function infoReport(r: InfoLatency): string {
+export function infoReport(r: InfoLatency, noCacheBurst?: number[]): string {
   const row = (name: string, xs: number[]) =>
     `| ${name} | ${f(pct(xs, 0))} | ${f(pct(xs, 50))} | ${f(pct(xs, 90))} | ${f(pct(xs, 100))} |`
   return [
@@ -55,6 +85,9 @@ export function infoReport(r: InfoLatency): string {
     row("proxy, first time (reference worker)", r.uncached),
     row("proxy, again (info cache)", r.cached),
     row("proxy `-version` (info cache)", r.versionCached),
+    row("local, 10 identical at once (each call)", r.localBurst),
+    row("proxy, 10 identical at once, uncached (each call)", r.burst),
+    ...(noCacheBurst ? [row("same, `info_cache_entries: 0` (each call)", noCacheBurst)] : []),
     "",
     `cache saves ${f(pct(r.uncached, 50) - pct(r.cached, 50))} ms at p50; cached overhead over local ${f(pct(r.cached, 50) - pct(r.local, 50))} ms at p50`,
   ].join("\n")
@@ -64,14 +97,23 @@ if (import.meta.main) {
   const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 20
   ensureBinary(BIN, join(import.meta.dir, ".."))
   const c = await Cluster.start({ workers: 1, maxJobs: 4 })
+  let r: InfoLatency
   try {
-    const r = await infoLatency(c, runs)
-    const cpu = cpus()[0]?.model ?? "?"
-    console.log(
-      `### ${new Date().toISOString().slice(0, 10)} — ${cpus().length} vCPU ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Bun ${Bun.version}\n`,
-    )
-    console.log(infoReport(r))
+    r = await infoLatency(c, runs)
   } finally {
     await c.stop()
   }
+  // The same burst without the cache (and so without sharing one answer): every call runs on the worker.
+  const off = await Cluster.start({ workers: 1, maxJobs: 4, coordinatorConfig: { info_cache_entries: 0 } })
+  let noCache: number[]
+  try {
+    noCache = await burstLatency(off, (args) => [join(off.binDir, "ffmpeg"), ...args])
+  } finally {
+    await off.stop()
+  }
+  const cpu = cpus()[0]?.model ?? "?"
+  console.log(
+    `### ${new Date().toISOString().slice(0, 10)} — ${cpus().length} vCPU ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Bun ${Bun.version}\n`,
+  )
+  console.log(infoReport(r, noCache))
 }
