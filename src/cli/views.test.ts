@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { jobRecord } from "../../test/helpers/fixtures.ts"
+import { jobRecord, toolCaps } from "../../test/helpers/fixtures.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import {
   jobDetail,
@@ -149,5 +149,29 @@ describe("worker- and client-supplied strings are escaped in human views", () =>
     })
     expect(show).not.toMatch(UNSAFE)
     expect(show).toContain("  frame=1\\x1b[K\\r\n  ok\n")
+  })
+})
+
+describe("a worker's capabilities", () => {
+  const tool = toolCaps({
+    version: "6.0.1-Jellyfin",
+    encoders: ["libx264", "h264_nvenc"],
+    decoders: ["h264"],
+    hwaccels: ["cuda"],
+    hwDevices: ["cuda"],
+    filters: ["scale", "scale_cuda", "yadif"],
+    demuxers: [],
+  })
+  test("show: version, counts and hwaccels per binary, labels and weight", () => {
+    const text = workerDetail(worker({ tools: { ffmpeg: tool }, labels: { gpu: "nvidia" }, weight: 2 }), [], T)
+    expect(text).toContain("\nlabels      gpu=nvidia\n")
+    expect(text).toContain("\nweight      2\n")
+    expect(text).toContain(
+      "\ncapabilities (full lists: --json)\nffmpeg  6.0.1-Jellyfin  encoders 2, decoders 1, filters 3, muxers 1, demuxers 0; hwaccels cuda\n",
+    )
+  })
+  test("a worker without any says why it may be", () => {
+    expect(workerDetail(worker(), [], T)).toContain("\nno capabilities registered (an older worker")
+    expect(workerDetail(worker(), [], T)).toContain("\nlabels      -\n")
   })
 })

@@ -1,5 +1,6 @@
 import { isTerminal, type Job, type JobEvent, type JobStatus, type Worker } from "../shared/protocol/schemas.ts"
 import { ago, bar, cell, duration, fields, progress, table, time, truncate } from "./table.ts"
+import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
 
 /** Human views of jobs and workers shared by `dffmpeg admin` and `dffmpeg client`. */
 
@@ -122,6 +123,23 @@ export function workerState(w: Worker): string {
 
 const list = (xs: string[]) => xs.join(",") || "-"
 
+/** `gpu=nvidia,site=attic`, or `-`. */
+export const labelsOf = (w: Pick<Worker, "labels">) =>
+  list(Object.entries(w.labels ?? {}).map(([k, val]) => `${k}=${val}`))
+
+/** One binary's capabilities in a line: version, how many of each, and the hwaccels by name. */
+export function toolSummary(t: ToolCapabilities): string {
+  const n = (name: string, xs: string[]) => `${name} ${xs.length}`
+  const counts = [
+    n("encoders", t.encoders),
+    n("decoders", t.decoders),
+    n("filters", t.filters),
+    n("muxers", t.muxers),
+    n("demuxers", t.demuxers),
+  ]
+  return `${t.version}  ${counts.join(", ")}; hwaccels ${list(t.hwaccels)}`
+}
+
 /**
  * How a worker confines its jobs, from its registration: `bwrap`, `none (unconfined)`, or `-` for a
  * worker that does not say (older versions). Worker-supplied: only known values are printed as such.
@@ -189,9 +207,15 @@ export function workerDetail(w: WorkerView, jobs: Job[], now: number): string {
     ["paths", list(w.paths)],
     ["sandbox", confinement(w)],
     ["version", w.version],
+    ["labels", labelsOf(w)],
+    ["weight", w.weight ?? 1],
     ["registered", time(w.registeredAt)],
     ["last seen", `${time(w.lastSeen)} (${ago(w.lastSeen, now)} ago)`],
   ])
+  const tools = Object.entries(w.tools ?? {})
+  out += tools.length
+    ? `\ncapabilities (full lists: --json)\n${fields(tools.map(([binary, t]) => [binary, toolSummary(t)]))}`
+    : "\nno capabilities registered (an older worker, or its detection failed: see its log)\n"
   out += jobs.length ? `\ncurrent jobs\n${jobsTable(jobs, now, { requester: true })}` : "\nno current jobs\n"
   return out
 }

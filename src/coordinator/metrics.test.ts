@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { jobRecord, T0 } from "../../test/helpers/fixtures.ts"
+import { jobRecord, T0, toolCaps } from "../../test/helpers/fixtures.ts"
 import { parseProm, value } from "../../test/helpers/prom.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import { createMetrics, type ScrapeState } from "./metrics.ts"
@@ -113,5 +113,26 @@ describe("metrics", () => {
     expect(value(samples, "dffmpeg_job_progress_ratio", { worker: 'we"ird\\' })).toBe(0.425)
     expect(value(samples, "dffmpeg_job_speed_ratio")).toBe(1.75)
     expect(text).toContain('worker="we\\"ird\\\\"')
+  })
+})
+
+describe("worker capabilities", () => {
+  test("one info series per worker and binary (version, hwaccels) and an encoder count; none for offline workers", () => {
+    const tool = toolCaps({
+      version: "6.0.1-Jellyfin",
+      encoders: ["libx264", "h264_nvenc", "aac"],
+      hwaccels: ["vaapi", "cuda"],
+      hwDevices: ["cuda", "vaapi"],
+    })
+    const gpu = { ...worker("gpu", "online"), tools: { ffmpeg: tool } }
+    const gone = { ...worker("gone", "offline"), tools: { ffmpeg: tool } }
+    const { samples } = parseProm(createMetrics().render(state({ workers: [gpu, gone] })))
+    const info = samples.filter((s) => s.name === "dffmpeg_worker_tool_info")
+    expect(info.map((s) => s.labels)).toEqual([
+      { worker: "gpu", binary: "ffmpeg", version: "6.0.1-Jellyfin", hwaccels: "cuda,vaapi" },
+    ])
+    expect(value(samples, "dffmpeg_worker_tool_encoders", { worker: "gpu", binary: "ffmpeg" })).toBe(3)
+    // Low cardinality: no series names an encoder.
+    expect(samples.some((s) => Object.values(s.labels).includes("h264_nvenc"))).toBe(false)
   })
 })

@@ -14,6 +14,8 @@ export interface Metrics {
   /** A refused signature check, by reason (unsigned, signature, identity, replay, clock, forbidden). */
   authFailure(reason: string): void
   submitted(job: Job): void
+  /** An info command, answered from the info cache or asked of the reference worker (coordinator/info.ts). */
+  info(binary: string, answer: "answer" | "ask" | "wait"): void
   started(job: Job): void
   ended(job: Job): void
   /** The whole exposition, with the gauges from `state`. */
@@ -116,6 +118,11 @@ export function createMetrics(): Metrics {
     "Jobs submitted to this coordinator, by binary.",
   )
   const started = new Family("dffmpeg_jobs_started_total", "counter", "Job attempts that started running, by binary.")
+  const infos = new Family(
+    "dffmpeg_info_commands_total",
+    "counter",
+    "Info commands (-version, -encoders, -h ...) submitted, by binary and how they were answered: cache, reference (asked of the reference worker) or shared (waited for an identical one's answer).",
+  )
   const finished = new Family(
     "dffmpeg_jobs_finished_total",
     "counter",
@@ -143,6 +150,9 @@ export function createMetrics(): Metrics {
     },
     submitted(job) {
       submitted.inc({ binary: job.binary })
+    },
+    info(binary, plan) {
+      infos.inc({ binary, answer: plan === "answer" ? "cache" : plan === "ask" ? "reference" : "shared" })
     },
     started(job) {
       started.inc({ binary: job.binary })
@@ -201,6 +211,21 @@ export function createMetrics(): Metrics {
       }
       wSlots.render(out)
       wUsed.render(out)
+      // One series per worker and binary: its version and verified hwaccels, never one per encoder or filter.
+      const tools = g(
+        "dffmpeg_worker_tool_info",
+        "Each binary of each worker that is not offline: its version and verified hwaccels (value is always 1).",
+      )
+      const encoders = g("dffmpeg_worker_tool_encoders", "Encoders each binary of each worker that is not offline has.")
+      for (const w of st.workers) {
+        if (w.status === "offline") continue
+        for (const [binary, t] of Object.entries(w.tools ?? {})) {
+          tools.set({ worker: w.id, binary, version: t.version, hwaccels: [...t.hwaccels].sort().join(",") }, 1)
+          encoders.set({ worker: w.id, binary }, t.encoders.length)
+        }
+      }
+      tools.render(out)
+      encoders.render(out)
 
       const ratio = g("dffmpeg_job_progress_ratio", "Progress of each running job whose length is known (0-1).")
       const speed = g("dffmpeg_job_speed_ratio", "Encoding speed of each running job as a multiple of real time.")
@@ -213,7 +238,7 @@ export function createMetrics(): Metrics {
       ratio.render(out)
       speed.render(out)
 
-      for (const f of [requests, authFailures, submitted, started, finished]) f.render(out)
+      for (const f of [requests, authFailures, submitted, infos, started, finished]) f.render(out)
       // Kept by the fallback ledger (deduplicated by record id), rendered as the counter it is.
       const fallbacks = new Family(
         "dffmpeg_client_fallbacks_total",

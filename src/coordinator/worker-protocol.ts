@@ -4,13 +4,21 @@ import { InvalidError, UnavailableError } from "../shared/errors.ts"
 import { newToken } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"
 import { EMPTY, Kind, frameJson, type Frame } from "../shared/protocol/frames.ts"
-import { ExitReport, ProgressReport, isTerminal, issueLines, type Job } from "../shared/protocol/schemas.ts"
+import {
+  ExitReport,
+  ProgressReport,
+  isTerminal,
+  issueLines,
+  type Job,
+  type Worker,
+} from "../shared/protocol/schemas.ts"
 import { type Assignment } from "../shared/protocol/worker.ts"
 import { VERSION } from "../shared/version.ts"
 import type { JobListing, OutputBounds, OutputChunk, Store } from "../store/types.ts"
 import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"
 import { topic, type Notifier } from "./hub.ts"
 import { callerGone } from "./jobs.ts"
+import type { InfoCache } from "./info.ts"
 
 export interface WorkerProtocolDeps {
   store: Store
@@ -19,6 +27,8 @@ export interface WorkerProtocolDeps {
   log: Logger
   now: () => number
   config: CoordinatorConfig
+  /** Follows uploads of info jobs for their answer (coordinator/info.ts). */
+  info?: InfoCache
 }
 
 /** Reads of a job's state that need none of its arguments: the summary is the smallest read. */
@@ -97,6 +107,10 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           max_jobs: reg.maxJobs,
         })
       }
+      // What its binaries can do, when it changed (a new build, a capability removed, a device gone).
+      const tools = capabilityLine(worker.tools)
+      if (capabilityLine(before?.tools ?? {}) !== tools)
+        log.info("worker capabilities", { worker: name, tools: tools || "none registered" })
       return { worker, coordinatorVersion: VERSION, ...timing() }
     },
 
@@ -158,15 +172,15 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       log.info("job refused by its worker; re-queued", { job: job.id, worker })
     },
 
-    async start(worker, id, epoch) {
+    async start(worker, id, epoch, note) {
       const job = await ownJob(worker, id, epoch)
-      const started = await store.start(job.id, worker, epoch, now())
+      const started = await store.start(job.id, worker, epoch, now(), note)
       if (!started)
         throw new StaleJobError(`job ${job.id} cannot start: it is ${job.status}`, {
           status: job.status,
           epoch: job.epoch,
         })
-      log.info("job running", { job: job.id, worker, epoch })
+      log.info("job running", { job: job.id, worker, epoch, note })
     },
 
     async upload(worker, id, epoch, frames) {
@@ -219,6 +233,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           epoch: res.job?.epoch,
         })
       }
+      deps.info?.uploaded(id, epoch, chunks, res.finished ? exit : undefined, res.job)
       if (res.finished && exit) {
         log.info("job finished", {
           job: id,
@@ -268,6 +283,13 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
 }
 
 const enc = new TextEncoder()
+
+/** `ffmpeg 5.1.9 (encoders 217, hwaccels vulkan); ffprobe 5.1.9 (...)`: a worker's tools for the log. */
+function capabilityLine(tools: Worker["tools"]): string {
+  return Object.entries(tools)
+    .map(([b, t]) => `${b} ${t.version} (encoders ${t.encoders.length}, hwaccels ${t.hwaccels.join(",") || "none"})`)
+    .join("; ")
+}
 
 /** The store's output bounds from the coordinator's `relay:` settings. */
 export function outputBounds(config: CoordinatorConfig): OutputBounds {

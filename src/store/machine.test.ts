@@ -18,6 +18,7 @@ const EVENTS: Record<JobEvent["type"], JobEvent> = {
   withdraw: { type: "withdraw" },
   forceCancel: { type: "forceCancel", epoch: 3 },
   unassign: { type: "unassign", epoch: 3 },
+  answer: { type: "answer", code: 0 },
 }
 
 const STATES: JobStatus[] = ["queued", "assigned", "running", "completed", "failed", "canceled"]
@@ -41,6 +42,7 @@ const TABLE: Record<JobStatus, Record<JobEvent["type"], JobTarget | "-">> = {
     withdraw: "canceled",
     forceCancel: "-",
     unassign: "-",
+    answer: "-",
   },
   assigned: {
     submit: "-",
@@ -53,6 +55,7 @@ const TABLE: Record<JobStatus, Record<JobEvent["type"], JobTarget | "-">> = {
     withdraw: "canceled",
     forceCancel: "-",
     unassign: "queued",
+    answer: "-",
   },
   running: {
     submit: "-",
@@ -65,6 +68,7 @@ const TABLE: Record<JobStatus, Record<JobEvent["type"], JobTarget | "-">> = {
     withdraw: "-",
     forceCancel: "canceled",
     unassign: "-",
+    answer: "-",
   },
   completed: REFUSED,
   failed: REFUSED,
@@ -96,6 +100,14 @@ describe("job state machine", () => {
   })
 
   describe("guards", () => {
+    test("answer: only a job never assigned (epoch 0), to completed or failed by its exit code", () => {
+      const fresh = job("queued", { epoch: 0, workerId: null })
+      expect(to(fresh, { type: "answer", code: 0 })).toBe("completed")
+      expect(to(fresh, { type: "answer", code: 1 })).toBe("failed")
+      // epoch 3: it was assigned once and re-queued; its answer is a worker's now
+      expect(to(job("queued"), { type: "answer", code: 0 })).toBe("-")
+    })
+
     test("start: only the worker and epoch of the assignment, and not once a cancel was asked", () => {
       expect(to(job("assigned"), { type: "start", worker: "w2", epoch: 3 })).toBe("-")
       expect(to(job("assigned"), { type: "start", worker: "w1", epoch: 2 })).toBe("-")

@@ -35,6 +35,11 @@ export type JobEvent =
   | { type: "forceCancel"; epoch: number }
   /** The assignment timed out or the worker refused it: back to the queue. */
   | { type: "unassign"; epoch: number }
+  /**
+   * An info command answered from the coordinator's cache of a worker's byte-exact output (issue 12):
+   * ended at once with that exit code, never assigned. Only a job just submitted (epoch 0).
+   */
+  | { type: "answer"; code: number }
 
 export type JobEventType = JobEvent["type"]
 
@@ -147,6 +152,20 @@ export const RULES: readonly Rule[] = [
     when: (j, e) => j.epoch === e.epoch,
   }),
   rule({ from: "assigned", event: "unassign", to: "queued", guard: "same epoch", when: (j, e) => j.epoch === e.epoch }),
+  rule({
+    from: "queued",
+    event: "answer",
+    to: "completed",
+    guard: "never assigned, exit code 0",
+    when: (j, e) => j.epoch === 0 && e.code === 0,
+  }),
+  rule({
+    from: "queued",
+    event: "answer",
+    to: "failed",
+    guard: "never assigned, any other exit code",
+    when: (j, e) => j.epoch === 0 && e.code !== 0,
+  }),
 ]
 
 /** A transition the machine allowed. */

@@ -30,6 +30,12 @@ export interface OutputChunk {
   data: Uint8Array
 }
 
+/** A finished run's output and exit code, as `createAnswered` stores it. */
+export interface Answer {
+  rows: { stream: "stdout" | "stderr"; data: Uint8Array }[]
+  code: number
+}
+
 export interface StreamRow {
   /** Coordinator-wide position: strictly increasing within a job; the client's resume cursor. */
   pos: number
@@ -223,6 +229,18 @@ export interface Store {
   reapWorkers(before: number): Promise<string[]>
 
   createJob(job: NewJob, now: number): Promise<Job>
+  /**
+   * Creates a job already ended with a known answer (an info command answered from the coordinator's
+   * cache): its output rows and exit code are stored and it is `completed` (code 0) or `failed` in one
+   * transaction, never queued for a worker; `reason` goes in its timeline.
+   */
+  createAnswered(job: NewJob, answer: Answer, reason: string, now: number): Promise<Job>
+  /**
+   * Ends a queued job that was never assigned with a known answer, as `createAnswered` does (an info
+   * command that waited for an identical one's answer). Undefined when it was assigned meanwhile (it then
+   * runs as any job), or ended, or is unknown.
+   */
+  answerJob(id: string, answer: Answer, reason: string, now: number): Promise<Job | undefined>
   getJob(id: string): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
   /** How many of `requester`'s jobs are queued, assigned and running (submission quotas), counted by the database. */
@@ -243,8 +261,11 @@ export interface Store {
   assign(id: string, worker: string, now: number): Promise<Job | undefined>
   /** Jobs assigned to `worker` and not yet started (re-offered on every poll until started). */
   assignedTo(worker: string): Promise<Job[]>
-  /** assigned → running, only for the worker and epoch of the assignment. */
-  start(id: string, worker: string, epoch: number, now: number): Promise<Job | undefined>
+  /**
+   * assigned → running, only for the worker and epoch of the assignment. `reason`, when given, is what
+   * the worker says of its start (its argument profile's rewrites) and goes in the timeline.
+   */
+  start(id: string, worker: string, epoch: number, now: number, reason?: string): Promise<Job | undefined>
   /**
    * A worker's heartbeat for the jobs it holds: refreshes the worker and each job that is still its
    * own at that epoch, and returns the ones that are not (the worker must stop them).

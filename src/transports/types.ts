@@ -65,8 +65,8 @@ export interface WorkerTransport {
   heartbeat(held: HeldJob[]): Promise<HeartbeatReply>
   /** Gives an assignment back (draining): the coordinator re-queues it for another worker. */
   reject(job: string, epoch: number): Promise<void>
-  /** Claims an assignment (assigned → running) for exactly this epoch. */
-  start(job: string, epoch: number): Promise<void>
+  /** Claims an assignment (assigned → running) for exactly this epoch; `note` goes in the job's timeline. */
+  start(job: string, epoch: number, note?: string): Promise<void>
   /**
    * Delivers encoded output frames (stdout/stderr with per-attempt sequence numbers, optionally ending
    * with the exit frame). Repeated sequence numbers are ignored by the coordinator, so a retry after an
@@ -102,7 +102,7 @@ export interface WorkerProtocol {
    * its release (the binding's connection slot).
    */
   poll(worker: string, waitSeconds: number, signal: AbortSignal, hold?: () => () => void): Promise<PollReply>
-  start(worker: string, job: string, epoch: number): Promise<void>
+  start(worker: string, job: string, epoch: number, note?: string): Promise<void>
   reject(worker: string, job: string, epoch: number): Promise<void>
   /** Stores decoded output frames of one attempt (stdout/stderr, progress, exit). */
   upload(worker: string, job: string, epoch: number, frames: Frame[]): Promise<{ finished: boolean }>

@@ -62,6 +62,19 @@ describe("startWorker against a fake transport", () => {
     expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
   })
 
+  test("registers its detected tools (minus what config removes), labels and weight, and again on re-registration", async () => {
+    const t = new FakeTransport()
+    t.timing = { ...t.timing, registrationSeconds: 0.1 }
+    await start(t, { labels: { gpu: "none" }, weight: 3, remove_capabilities: { encoders: ["libx264"] } })
+    const first = t.registrations[0]!
+    expect(first).toMatchObject({ labels: { gpu: "none" }, weight: 3 })
+    expect(first.tools?.ffmpeg?.version).toMatch(/^\d+\.\d+/)
+    expect(first.tools?.ffmpeg?.encoders).toContain("aac")
+    expect(first.tools?.ffmpeg?.encoders).not.toContain("libx264")
+    await t.until(() => t.registrations.length >= 2)
+    expect(t.registrations[1]!.tools).toEqual(first.tools)
+  })
+
   test("an outage at the first registration is retried; a refused key is fatal", async () => {
     const t = new FakeTransport()
     t.faults.register.once.push(new TransportUnavailableError("cannot reach the coordinator"))

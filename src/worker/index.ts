@@ -14,7 +14,8 @@ import { retryable, UnknownWorkerError, type WorkerTransport } from "../transpor
 import { startRun, type Run } from "./runner.ts"
 import { createMountMonitor } from "./mounts.ts"
 import { workerPolicy } from "./policy-deps.ts"
-import { createConfinement } from "./sandbox.ts"
+import { createConfinement, runConfined } from "./sandbox.ts"
+import { createCapabilityDetector } from "./capabilities.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
@@ -100,17 +101,28 @@ export async function startWorker(
   let paths = await mounts.check()
   let lastAck = performance.now()
 
-  const registration = (): WorkerRegistration => ({
+  // Capabilities are read through the confinement jobs run in (its devices, its user), each command bounded.
+  const detector = createCapabilityDetector({
+    binaries,
+    run: (exe, args) => runConfined(confinement, [exe, ...args], cfg.capability_timeout_seconds * 1000),
+    remove: cfg.remove_capabilities,
+    log: log.withTag("capabilities"),
+  })
+
+  const registration = async (): Promise<WorkerRegistration> => ({
     draining,
     binaries: [...binaries.keys()].sort(),
     paths,
     maxJobs: cfg.max_jobs,
     version: VERSION,
     capabilities: { platform: process.platform, arch: process.arch, pathTokens: true, ...confinement.capabilities },
+    tools: await detector.tools(),
+    labels: cfg.labels,
+    weight: cfg.weight,
   })
 
   const register = async () => {
-    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = await transport.register(registration())
+    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = await transport.register(await registration())
     timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds }
     lastAck = performance.now()
   }
@@ -149,6 +161,7 @@ export async function startWorker(
     termAfterMs: cfg.cancel_term_after_seconds * 1000,
     killAfterMs: cfg.cancel_kill_after_seconds * 1000,
     allowedEnv: cfg.allowed_env,
+    profiles: cfg.profiles,
   }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`

@@ -8,6 +8,9 @@ import { Kind } from "../shared/protocol/frames.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { ProtocolError, StaleJobError, TransportUnavailableError } from "../transports/types.ts"
 import { startRun, type RunnerDeps } from "./runner.ts"
+import * as v from "valibot"
+import { WorkerConfig } from "../shared/config/server-schema.ts"
+import { workerPolicy } from "./policy-deps.ts"
 import type { Confinement } from "./sandbox.ts"
 
 const enc = new TextEncoder()
@@ -309,5 +312,59 @@ describe("the job's files (concat lists, filter scripts)", () => {
     expect(t.exitOf(a.id)?.error).toBe(
       'worker refused the job: line 1 of argument 6 "$Media/l.txt" escapes $Media; remove the ".." segments that leave the mapped directory',
     )
+  })
+})
+
+describe("argument profiles", () => {
+  const qsv = [{ replace: { h264_nvenc: "h264_qsv" } }]
+  test("rewrite before spawning and tell the start claim what changed", async () => {
+    const t = new FakeTransport()
+    // The argv as spawned, one argument a line.
+    const a = assignment(["-c", 'printf "%s\\n" "$@"', "sh", "-c:v", "h264_nvenc"])
+    await within(startRun(a, { ...deps(t, "/bin/sh"), profiles: qsv }).done)
+    expect(t.starts).toEqual([{ id: a.id, epoch: 3, note: "profile: h264_nvenc -> h264_qsv" }])
+    expect(t.text(a.id, Kind.stdout)).toBe("-c:v\nh264_qsv\n")
+  })
+  test("no rewrite, no note", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-hide_banner", "-version"])
+    await within(startRun(a, { ...deps(t), profiles: qsv }).done)
+    expect(t.starts[0]!.note).toBeUndefined()
+  })
+  test("the argument policy checks the rewritten argv", async () => {
+    const t = new FakeTransport()
+    const checked: string[][] = []
+    const policy = {
+      check: async (job: { args: string[] }) => {
+        checked.push(job.args)
+        if (job.args.includes("h264_qsv")) throw new Error("h264_qsv is not allowed here")
+        return { args: job.args }
+      },
+    }
+    const a = assignment(["-f", "lavfi", "-i", "nullsrc", "-c:v", "h264_nvenc", "-f", "null", "-"])
+    await within(startRun(a, { ...deps(t), profiles: qsv, policy: policy as never }).done)
+    expect(checked).toEqual([["-f", "lavfi", "-i", "nullsrc", "-c:v", "h264_qsv", "-f", "null", "-"]])
+    expect(t.exitOf(a.id)).toEqual({
+      code: null,
+      signal: null,
+      error: "worker refused the job: h264_qsv is not allowed here",
+    })
+  })
+})
+
+describe("argument profiles against the real argument policy", () => {
+  test("a rewrite into a path outside the job's roots is refused like the caller's own would be", async () => {
+    const cfg = v.parse(WorkerConfig, { client_id: "w1", sandbox: "none", allow_root: true })
+    const binaries = new Map([["ffmpeg", Bun.which("ffmpeg")!]])
+    const policy = workerPolicy(cfg, binaries, createLogger({ level: "error" }))!
+    const profiles = [{ replace: { "subtitles=sub.srt": "subtitles=/etc/passwd" }, options: ["vf"] }]
+    const t = new FakeTransport()
+    const a = assignment(["-f", "lavfi", "-i", "nullsrc", "-vf", "subtitles=sub.srt", "-f", "null", "-"])
+    await within(startRun(a, { ...deps(t), policy, profiles }).done)
+    expect(t.starts[0]!.note).toBe("profile: subtitles=sub.srt -> subtitles=/etc/passwd")
+    const exit = t.exitOf(a.id) as { code: null; error?: string }
+    expect(exit.code).toBeNull()
+    expect(exit.error).toStartWith("worker refused the job: ")
+    expect(exit.error).toContain("/etc/passwd")
   })
 })

@@ -15,6 +15,8 @@ import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
+import type { Profile } from "../shared/config/server-schema.ts"
+import { applyProfiles, describeRewrites } from "./profiles.ts"
 import { createBatchEncoder, pieceSize, type OutputPiece } from "./output-batch.ts"
 import { leftInScratch, lostFilesError } from "./scratch.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
@@ -39,6 +41,8 @@ export interface RunnerDeps {
   killAfterMs: number
   /** The caller's environment variables a job may set (`allowed_env`); default: ffmpeg's own (DEFAULT_ENV). */
   allowedEnv?: readonly string[]
+  /** Argument profiles (`profiles`), applied after path mapping and before the policy. */
+  profiles?: readonly Profile[]
 }
 
 export interface Run {
@@ -151,10 +155,28 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     }
   }
 
+  /**
+   * Path mapping, then the argument profiles: before the start claim, so the claim can tell the timeline
+   * what the profiles changed. A refusal is reported once the job is ours (below).
+   */
+  const prepare = (): { mapped: { args: string[]; cwd: string | null }; note?: string } | { refused: Error } => {
+    try {
+      const mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd, toolOf(a.binary))
+      if (!deps.profiles?.length) return { mapped }
+      const profiled = applyProfiles(a.binary, mapped.args, deps.profiles)
+      const note = describeRewrites(profiled.rewrites)
+      if (note) log.info("argument profile applied", { job: a.id, epoch: a.epoch, rewrites: note.slice(9) })
+      return { mapped: { ...mapped, args: profiled.args }, note }
+    } catch (err) {
+      return { refused: err as Error }
+    }
+  }
+
   const downlink = new AbortController()
   const done = (async () => {
+    const prepared = prepare()
     try {
-      await deps.transport.start(a.id, a.epoch)
+      await deps.transport.start(a.id, a.epoch, "note" in prepared ? prepared.note : undefined)
     } catch (err) {
       // Not ours any more (reassigned, canceled): never run it.
       log.warn("job not started", { job: a.id, epoch: a.epoch, reason: (err as Error).message })
@@ -176,7 +198,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       let binds: ReturnType<typeof rootBinds>
       let callerEnv: Record<string, string>
       try {
-        mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd, toolOf(a.binary))
+        if ("refused" in prepared) throw prepared.refused
+        mapped = prepared.mapped
         const accepted = acceptEnv(a, deps.allowedEnv ?? DEFAULT_ENV, deps.mapper)
         if (accepted.dropped.length)
           log.warn("caller environment dropped: not in allowed_env", { job: a.id, names: accepted.dropped.join(",") })

@@ -399,34 +399,58 @@ function binaryFiles(exe: string): string[] {
   return files.filter((f) => !inside(f, "/usr"))
 }
 
+/** What a short confined command printed (`runConfined`). */
+export interface Ran {
+  /** Exit code, null when it died by a signal (or was killed at the timeout). */
+  code: number | null
+  stdout: string
+  stderr: string
+  timedOut: boolean
+}
+
+/**
+ * Runs a short command (`<binary> -version`, a capability listing) confined exactly as a job would be,
+ * with no roots and `/` as its directory; SIGKILLed after `timeoutMs`. Throws only when it cannot start.
+ */
+export async function runConfined(c: Confinement, command: string[], timeoutMs: number): Promise<Ran> {
+  const p = Bun.spawn(c.argv({ roots: [], cwd: "/" }, command), {
+    cwd: "/",
+    env: c.env(),
+    stdio: ["ignore", "pipe", "pipe", c.mode === "bwrap" ? "pipe" : "ignore"],
+  })
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    p.kill("SIGKILL")
+  }, timeoutMs)
+  const info = typeof p.stdio[INFO_FD] === "number" ? readChildPid(p.stdio[INFO_FD] as number) : undefined
+  try {
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout as ReadableStream).text(),
+      new Response(p.stderr as ReadableStream).text(),
+      p.exited,
+      info,
+    ])
+    return { code: p.signalCode ? null : code, stdout, stderr, timedOut }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Runs `<binary> -version` in the sandbox exactly as a job would; throws a ConfigError naming the fix. */
 async function probe(c: Confinement, name: string, exe: string): Promise<void> {
-  const argv = c.argv({ roots: [], cwd: "/" }, [exe, "-version"])
   const hint =
     "check that unprivileged user namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1, and kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu), that the run_as user can execute the binary, and add the directories of a binary's libraries to sandbox_ro_paths; or set sandbox: none"
-  let p: ReturnType<typeof Bun.spawn>
+  let r: Ran
   try {
-    p = Bun.spawn(argv, {
-      cwd: "/",
-      env: c.env(),
-      stdio: ["ignore", "pipe", "pipe", c.mode === "bwrap" ? "pipe" : "ignore"],
-    })
+    r = await runConfined(c, [exe, "-version"], 15_000)
   } catch (err) {
     throw new ConfigError(`sandbox probe failed: cannot start bwrap: ${(err as Error).message}; ${hint}`)
   }
-  const timer = setTimeout(() => p.kill("SIGKILL"), 15_000)
-  const info = typeof p.stdio[INFO_FD] === "number" ? readChildPid(p.stdio[INFO_FD] as number) : undefined
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout as ReadableStream).text(),
-    new Response(p.stderr as ReadableStream).text(),
-    p.exited,
-    info,
-  ])
-  clearTimeout(timer)
-  if (code === 0) return
-  const why = (err.trim() || out.trim() || `exit ${code ?? p.signalCode}`).split("\n")[0].slice(0, 300)
+  if (r.code === 0) return
+  const why = (r.stderr.trim() || r.stdout.trim() || `exit ${r.code ?? "by a signal"}`).split("\n")[0].slice(0, 300)
   throw new ConfigError(
-    `sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${code}): ${why}; ${hint}`,
+    `sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${r.code}): ${why}; ${hint}`,
   )
 }
 

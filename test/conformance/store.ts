@@ -495,6 +495,92 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         await store.createJob(newJob("j1"), T0)
         expect(await store.start("j1", "w1", 0, T0)).toBeUndefined()
       })
+
+      test("start records the worker's note (its profile's rewrites) in the timeline", async () => {
+        await running("j1", "w1", false)
+        await store.start("j1", "w1", 1, T0 + 3, "profile: h264_nvenc -> h264_qsv")
+        expect((await store.events("j1")).at(-1)).toMatchObject({
+          status: "running",
+          workerId: "w1",
+          reason: "profile: h264_nvenc -> h264_qsv",
+        })
+      })
+    })
+
+    describe("createAnswered", () => {
+      test("a job ended at once with its answer's output and exit code, never assigned", async () => {
+        const job = await store.createAnswered(
+          newJob("j1", { lane: "probe", pin: "w1" }),
+          {
+            rows: [
+              { stream: "stdout", data: text("ffmpeg version 5.1\n") },
+              { stream: "stderr", data: text("e") },
+            ],
+            code: 0,
+          },
+          "answered from the info cache: ffmpeg 5.1 of worker w1",
+          T0,
+        )
+        expect(job).toMatchObject({
+          status: "completed",
+          exitCode: 0,
+          epoch: 0,
+          workerId: null,
+          finishedAt: T0,
+          error: null,
+        })
+        expect(job.pin).toBe("w1")
+        const rows = await store.readOutput("j1", 0, 10)
+        expect(rows.map((r) => r.stream)).toEqual(["stdout", "stderr"])
+        expect(same(rows[0]!.data, text("ffmpeg version 5.1\n"))).toBe(true)
+        expect((await store.events("j1")).map((e) => [e.status, e.reason])).toEqual([
+          ["queued", null],
+          ["completed", "answered from the info cache: ffmpeg 5.1 of worker w1"],
+        ])
+        expect(await store.queuedJobs(10)).toEqual([])
+      })
+
+      test("a non-zero exit code ends it failed; an empty answer stores no rows", async () => {
+        const job = await store.createAnswered(
+          newJob("j1"),
+          { rows: [{ stream: "stdout", data: new Uint8Array() }], code: 1 },
+          "cached",
+          T0,
+        )
+        expect(job).toMatchObject({ status: "failed", exitCode: 1 })
+        expect(await store.readOutput("j1", 0, 10)).toEqual([])
+      })
+
+      test("answerJob ends a queued job never assigned with the answer; one assigned meanwhile is left to run", async () => {
+        await store.createJob(newJob("j1"), T0)
+        await store.createJob(newJob("j2"), T0)
+        await store.assign("j2", "w1", T0 + 1)
+        const answer = { rows: [{ stream: "stdout" as const, data: text("v\n") }], code: 0 }
+        expect(await store.answerJob("j1", answer, "answered with job j0's answer", T0 + 2)).toMatchObject({
+          status: "completed",
+          exitCode: 0,
+          finishedAt: T0 + 2,
+        })
+        expect(same((await store.readOutput("j1", 0, 10))[0]!.data, text("v\n"))).toBe(true)
+        expect((await store.events("j1")).at(-1)?.reason).toBe("answered with job j0's answer")
+        expect(await store.answerJob("j2", answer, "late", T0 + 2)).toBeUndefined()
+        expect((await store.getJob("j2"))!.status).toBe("assigned")
+        expect(await store.readOutput("j2", 0, 10)).toEqual([])
+        expect(await store.answerJob("j1", answer, "twice", T0 + 3)).toBeUndefined()
+        expect(await store.answerJob("nope", answer, "unknown", T0 + 3)).toBeUndefined()
+      })
+
+      test("reports the submission, the output and the end to listeners", async () => {
+        const seen: string[] = []
+        store.changes((c) => seen.push(c.type === "job" ? `job:${c.to}` : c.type))
+        await store.createAnswered(
+          newJob("j1"),
+          { rows: [{ stream: "stdout", data: text("x") }], code: 0 },
+          "cached",
+          T0,
+        )
+        expect(seen).toEqual(["job:queued", "job:completed", "output"])
+      })
     })
 
     describe("appendOutput", () => {

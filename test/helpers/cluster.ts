@@ -160,7 +160,7 @@ export class Cluster {
     error: string | null
     workerId: string | null
     attempts: number
-    events: { status: string; workerId: string | null; epoch: number }[]
+    events: { status: string; workerId: string | null; epoch: number; reason: string | null }[]
   }> {
     const r = await this.admin(["jobs", "show", id, "--json"])
     if (r.code !== 0) throw new Error(`jobs show failed: ${r.err}`)
@@ -326,6 +326,7 @@ export class Cluster {
     {
       id: string
       status: string
+      args: string[]
       exitCode: number | null
       workerId: string | null
       error: string | null

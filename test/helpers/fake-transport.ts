@@ -44,7 +44,7 @@ export class FakeTransport implements WorkerTransport {
   timing: RegisterReply = { pollWaitSeconds: 0.05, heartbeatSeconds: 0.25, registrationSeconds: 60 }
   readonly registrations: WorkerRegistration[] = []
   readonly calls: string[] = []
-  readonly starts: HeldJob[] = []
+  readonly starts: (HeldJob & { note?: string })[] = []
   readonly rejects: HeldJob[] = []
   readonly heartbeats: HeldJob[][] = []
   /** Decoded uploaded frames per job, in upload order (retried batches count once per accepted call). */
@@ -144,10 +144,10 @@ export class FakeTransport implements WorkerTransport {
     this.record(`reject:${job}`)
     this.rejects.push({ id: job, epoch })
   }
-  async start(job: string, epoch: number): Promise<void> {
+  async start(job: string, epoch: number, note?: string): Promise<void> {
     this.record(`start:${job}`)
     this.fault("start")
-    this.starts.push({ id: job, epoch })
+    this.starts.push({ id: job, epoch, note })
   }
   async upload(job: string, _epoch: number, frames: Uint8Array): Promise<void> {
     this.record(`upload:${job}`)

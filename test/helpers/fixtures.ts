@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { NO_NEEDS } from "../../src/shared/protocol/capabilities.ts"
+import { NO_NEEDS, type ToolCapabilities } from "../../src/shared/protocol/capabilities.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import { createStore, type Store } from "../../src/store/index.ts"
 import type { NewJob, OutputChunk } from "../../src/store/types.ts"
@@ -126,3 +126,16 @@ export function tempDir(prefix: string) {
     remove: () => rmSync(dir, { recursive: true, force: true }),
   }
 }
+
+/** One binary's capabilities as a worker registers them (a Debian ffmpeg 5.1 in miniature). */
+export const toolCaps = (over: Partial<ToolCapabilities> = {}): ToolCapabilities => ({
+  version: "5.1.9-0+deb12u1",
+  encoders: ["libx264", "aac"],
+  decoders: ["h264", "aac"],
+  hwaccels: [],
+  hwDevices: [],
+  filters: ["scale"],
+  muxers: ["mp4"],
+  demuxers: ["mov,mp4,m4a,3gp,3g2,mj2"],
+  ...over,
+})

@@ -1,6 +1,8 @@
 import { createFallbackLedger } from "../../src/coordinator/fallbacks.ts"
 import { clientRoutes } from "../../src/coordinator/api/routes/clients.ts"
 import { Hono } from "hono"
+import { createMetrics } from "../../src/coordinator/metrics.ts"
+import { createInfoCache, type InfoCache } from "../../src/coordinator/info.ts"
 import * as v from "valibot"
 import type { Deps } from "../../src/coordinator/api/app.ts"
 import type { AuthEnv, Principal } from "../../src/coordinator/api/middleware/hmac.ts"
@@ -55,18 +57,27 @@ export class RouteHarness {
     return h
   }
 
+  /** The coordinator's counters, one set for every request. */
+  readonly metrics = createMetrics()
+  /** One info cache for every request, as one coordinator process has (routes are built per request here). */
+  private info?: InfoCache
+
   private app(who: Principal, body: Uint8Array): Hono<AuthEnv> {
+    const log = createLogger({ level: "error" })
+    this.info ??= createInfoCache({ store: this.store, log, maxEntries: this.config.info_cache_entries })
     const deps = {
+      info: this.info,
       store: this.store,
       hub: this.hub,
       janitor: { run: async () => (this.janitorRuns++, EMPTY_REPORT), start() {}, stop: async () => {} },
       config: this.config,
-      log: createLogger({ level: "error" }),
+      log,
       now: () => this.clock,
       staleMs: 60_000,
       ready: () => true,
       startedAt: T0,
       fallbacks: this.fallbacks,
+      metrics: this.metrics,
     } as unknown as Deps
     const app = new Hono<AuthEnv>()
     app.use("*", async (c, next) => {

@@ -1,4 +1,5 @@
 import { Hono, type Context } from "hono"
+import { createInfoCache, type InfoCache } from "../info.ts"
 import { matchedRoutes } from "hono/route"
 import { AuthError, DffmpegError } from "../../shared/errors.ts"
 import type { CoordinatorConfig } from "../../shared/config/server-schema.ts"
@@ -39,12 +40,25 @@ export interface Deps {
   connections?: Connections
   /** The local fallbacks clients reported; `createApp` makes one when none is given. */
   fallbacks?: FallbackLedger
+  /** Info-command answers (coordinator/info.ts), one per process; `createApp` makes it when none is given. */
+  info?: InfoCache
 }
 
 /** The process's connection counters: the ones in `deps`, or new ones (a route set built on its own). */
 export const connectionsOf = (deps: Deps): Connections => (deps.connections ??= createConnections(deps.config.limits))
 /** The process's fallback counts: the ones in `deps`, or new ones. */
 export const fallbacksOf = (deps: Deps): FallbackLedger => (deps.fallbacks ??= createFallbackLedger())
+
+/** The process's info-command cache: the one in `deps`, or a new one. */
+export const infoOf = (deps: Deps): InfoCache =>
+  (deps.info ??= createInfoCache({
+    store: deps.store,
+    log: deps.log.withTag("info"),
+    maxEntries: deps.config.info_cache_entries,
+    preferred: deps.config.reference_worker,
+    live: () => ({ now: deps.now(), staleMs: deps.staleMs }),
+    now: deps.now,
+  }))
 
 /** The route pattern that answered (`/api/v1/jobs/:id`), for metrics; never the raw path. */
 function routeOf(c: Context<AuthEnv>): string {
@@ -57,7 +71,7 @@ function routeOf(c: Context<AuthEnv>): string {
 }
 
 export function createApp(deps: Deps): Hono<AuthEnv> {
-  deps = { ...deps, connections: connectionsOf(deps), fallbacks: fallbacksOf(deps) }
+  deps = { ...deps, connections: connectionsOf(deps), fallbacks: fallbacksOf(deps), info: infoOf(deps) }
   const base = deps.config.path_base ? "/" + deps.config.path_base.replace(/^\/+|\/+$/g, "") : ""
   const stripBase = (p: string) => (base && (p === base || p.startsWith(base + "/")) ? p.slice(base.length) || "/" : p)
   const app = new Hono<AuthEnv>({

@@ -46,8 +46,21 @@ export interface WorkerView {
   paths: string[]
   version: string
   capabilities: Record<string, unknown>
+  /** Per binary: its version, how many encoders/decoders/filters it has and its verified hwaccels (not the lists). */
+  tools: Record<string, ToolSummary>
+  labels: Record<string, string>
+  weight: number
   registeredAt: number
   lastSeen: number
+}
+
+/** What the worker table shows of one binary's capabilities: a few counts, never thousands of names. */
+export interface ToolSummary {
+  version: string
+  encoders: number
+  decoders: number
+  filters: number
+  hwaccels: string[]
 }
 
 /** A job in a list: the command is shortened, the rest is as stored. */
@@ -106,6 +119,20 @@ export function workerView(w: Worker, load: number, now: number, staleMs: number
     paths: w.paths,
     version: w.version,
     capabilities: w.capabilities,
+    tools: Object.fromEntries(
+      Object.entries(w.tools ?? {}).map(([b, t]) => [
+        b,
+        {
+          version: t.version,
+          encoders: t.encoders.length,
+          decoders: t.decoders.length,
+          filters: t.filters.length,
+          hwaccels: t.hwaccels,
+        },
+      ]),
+    ),
+    labels: w.labels ?? {},
+    weight: w.weight ?? 1,
     registeredAt: w.registeredAt,
     lastSeen: w.lastSeen,
   }

@@ -82,6 +82,7 @@ describe("loadConfig", () => {
         job_pending_timeout: 30,
         retention_hours: 168,
       },
+      info_cache_entries: 256,
       web_dashboard_enabled: true,
       allowed_dashboard_ips: LOCAL_RANGES,
       dashboard_require_login: false,

@@ -2,6 +2,7 @@ import * as v from "valibot"
 import { availableParallelism } from "node:os"
 import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
 import { AbsPath, EnvNames, Identity, LogLevel, Port, Seconds, VarName } from "./schema.ts"
+import { CapName, Labels } from "../protocol/capabilities.ts"
 
 /**
  * Config schemas of the roles the CLI runs: coordinator, worker and admin. Kept apart from schema.ts so
@@ -152,6 +153,15 @@ export const CoordinatorConfig = v.object({
     }),
     {},
   ),
+  /**
+   * The worker whose ffmpeg answers info commands (`-version`, `-encoders`, `-h ...`) while it is online
+   * and has the binary; otherwise the online worker with the widest tools (docs/capabilities.md).
+   */
+  reference_worker: v.optional(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be 1-64 letters, digits, '_' or '-'")),
+  ),
+  /** Info-command answers kept in memory (per reference worker, its tools and the arguments; at most 64 MiB in all); least recently used go first. 0: no cache. */
+  info_cache_entries: v.optional(Count(0, 100_000), 256),
   /** Serves the web dashboard at `/` (under path_base). */
   web_dashboard_enabled: v.optional(v.boolean(), true),
   /** Peers that may load the dashboard (default: loopback and private ranges). */
@@ -185,6 +195,58 @@ export const CoordinatorConfig = v.object({
   log_level: LogLevel,
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
+
+/** Names a worker's config takes out of what it detected (one list per kind, for every binary). */
+const Removal = v.optional(v.array(CapName), [])
+export const RemoveCapabilities = v.optional(
+  v.strictObject({
+    encoders: Removal,
+    decoders: Removal,
+    /** Also takes out the hardware device type of the same name (`cuda`, `vaapi`). */
+    hwaccels: Removal,
+    /** Also takes out the hwaccel of the same name. */
+    hw_devices: Removal,
+    filters: Removal,
+    muxers: Removal,
+    demuxers: Removal,
+  }),
+  {},
+)
+export type RemoveCapabilities = v.InferOutput<typeof RemoveCapabilities>
+
+/** Argument values, whole, as a profile matches and writes them (not empty, one line). */
+const ProfileValue = v.pipe(
+  v.string(),
+  v.minLength(1, "must not be empty"),
+  v.maxLength(4096, "at most 4096 characters"),
+  v.regex(/^[^\u0000-\u001f\u007f]*$/, "must hold no control characters"),
+)
+const ProfileTable = v.pipe(
+  v.record(ProfileValue, ProfileValue),
+  v.check((r) => Object.keys(r).length >= 1 && Object.keys(r).length <= 256, "1-256 entries"),
+)
+/**
+ * One argument profile rule (worker/profiles.ts): option values equal to a key of `replace` become its
+ * value; option values starting with a key of `replace_prefix` get that start replaced. Only values of
+ * options (`-c:v h264_nvenc`, `-vaapi_device /dev/dri/renderD128`), never option names, inputs or outputs;
+ * `options` narrows it to values of those options (names without `-` or stream specifier), `binary` to one
+ * binary.
+ */
+export const Profile = v.pipe(
+  v.strictObject({
+    binary: v.optional(BinaryName),
+    options: v.optional(
+      v.pipe(
+        v.array(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_]{1,64}$/, "option names without '-' or stream specifier"))),
+        v.minLength(1, "list at least one option, or leave options out"),
+      ),
+    ),
+    replace: v.optional(ProfileTable),
+    replace_prefix: v.optional(ProfileTable),
+  }),
+  v.check((p) => !!p.replace || !!p.replace_prefix, "a profile needs replace or replace_prefix"),
+)
+export type Profile = v.InferOutput<typeof Profile>
 
 export const WorkerConfig = v.object({
   ...Identity,
@@ -252,6 +314,16 @@ export const WorkerConfig = v.object({
    * dropped and logged. PATH, HOME, TMPDIR and LD_* are never taken from a caller.
    */
   allowed_env: EnvNames,
+  /** Operator labels (`gpu: nvidia`) client rules can ask for; shown with the worker. */
+  labels: v.optional(Labels, {}),
+  /** Tie-break between equally loaded workers: a higher weight gets the job first. */
+  weight: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(1000)), 1),
+  /** Detected capabilities this worker must not advertise (a flaky encoder, a GPU kept for something else). */
+  remove_capabilities: RemoveCapabilities,
+  /** Longest one capability command (a listing, a hwaccel's initialisation) may take; it then counts as failed. */
+  capability_timeout_seconds: v.optional(Seconds(0.5, 600), 10),
+  /** Argument rewrites applied before spawning, after path mapping and before the argument policy (in order). */
+  profiles: v.optional(v.pipe(v.array(Profile), v.maxLength(64, "at most 64 profiles")), []),
   log_level: LogLevel,
 })
 export type WorkerConfig = v.InferOutput<typeof WorkerConfig>

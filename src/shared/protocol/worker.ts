@@ -1,5 +1,6 @@
 import * as v from "valibot"
 import { isUlid } from "../ids.ts"
+import { printable } from "./printable.ts"
 import { Name, VarName } from "./schemas.ts"
 
 /**
@@ -38,6 +39,12 @@ export type HeartbeatRequest = v.InferOutput<typeof HeartbeatRequest>
 
 /** Stage two of registration: the token the worker received over its job channel. */
 export const VerifyRequest = v.strictObject({ token: v.pipe(v.string(), v.maxLength(64)) })
+/**
+ * The optional body of a start claim: what the worker changed before spawning (its argument profile's
+ * rewrites, `profile: h264_nvenc -> h264_qsv`), for the job's timeline. Workers without profiles send none.
+ */
+export const StartRequest = v.strictObject({ note: v.optional(printable(1024)) })
+export type StartRequest = v.InferOutput<typeof StartRequest>
 export type VerifyRequest = v.InferOutput<typeof VerifyRequest>
 
 const Seconds = v.pipe(v.number(), v.minValue(0))

@@ -1,9 +1,19 @@
-import { sql, type Insertable } from "kysely"
-import type { JobEvent } from "../../shared/protocol/schemas.ts"
+import { sql, type Insertable, type Kysely } from "kysely"
+import type { Job, JobEvent } from "../../shared/protocol/schemas.ts"
 import { step } from "../machine.ts"
-import type { ActiveCounts, JobFilter, LostResult, NewJob, Store } from "../types.ts"
+import type { ActiveCounts, Answer, JobFilter, LostResult, NewJob, Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
-import { ACTIVE, argsHead, filtered, toListing, type JobRow, type Sql, type SummaryRow } from "./shared.ts"
+import {
+  ACTIVE,
+  argsHead,
+  filtered,
+  STREAM,
+  toJob,
+  toListing,
+  type JobRow,
+  type Sql,
+  type SummaryRow,
+} from "./shared.ts"
 import type { Writer } from "./writer.ts"
 
 /** Jobs: submission, reads and listings, the transitions other than the end of a run (streams.ts), the janitor's selections. */
@@ -13,6 +23,8 @@ export function jobMethods(
 ): Pick<
   Store,
   | "createJob"
+  | "createAnswered"
+  | "answerJob"
   | "getJob"
   | "listJobs"
   | "listJobSummaries"
@@ -38,61 +50,98 @@ export function jobMethods(
 > {
   const { db, jobById, withArgs, summaries, summariesWhere, argsCharsOf, jobsWhere } = c
   const { txEmit, apply, mutate, ended, lost } = w
+  /** Inserts a new job (queued) in transaction `t`, with its long arguments and files. */
+  const insertJob = async (t: Kysely<Database>, out: StoreChange[], j: NewJob, now: number): Promise<Job> => {
+    const args = JSON.stringify(j.args)
+    const head = argsHead(args)
+    if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
+    const files = j.files ?? []
+    if (files.length)
+      await t
+        .insertInto("job_files")
+        .values({ job_id: j.id, files: JSON.stringify(files) })
+        .execute()
+    const insert: Insertable<Database["jobs"]> = {
+      id: j.id,
+      requester: j.requester,
+      binary: j.binary,
+      args: head,
+      args_chars: args.length,
+      paths: JSON.stringify(j.paths),
+      cwd: j.cwd,
+      env: JSON.stringify(j.env ?? {}),
+      files: files.length,
+      stdin: j.stdin ? 1 : 0,
+      status: "queued",
+      epoch: 0,
+      worker_id: null,
+      out_seq: 0,
+      exit_code: null,
+      exit_signal: null,
+      error: null,
+      created_at: now,
+      updated_at: now,
+      assigned_at: null,
+      started_at: null,
+      finished_at: null,
+      attached: j.attached ? 1 : 0,
+      path_tokens: j.pathTokens ? 1 : 0,
+      retries: j.retries,
+      attempts: 0,
+      excluded: null,
+      heartbeat_at: null,
+      client_seen_at: j.attached ? now : null,
+      cancel_requested_at: null,
+      progress: null,
+      lane: j.lane ?? "transcode",
+      priority: j.priority ?? "normal",
+      needs: j.needs ? JSON.stringify(j.needs) : null,
+      pin: j.pin ?? null,
+      acked_pos: 0,
+      out_dropped: 0,
+      trunc_pos: null,
+    }
+    return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
+  }
+  /** Ends `job` (queued, never assigned) with `answer` in transaction `t`: undefined when the machine refuses it. */
+  const answerIn = async (
+    t: Kysely<Database>,
+    out: StoreChange[],
+    job: Job,
+    answer: Answer,
+    reason: string,
+    now: number,
+  ): Promise<Job | undefined> => {
+    const s = step(job, { type: "answer", code: answer.code })
+    if (!s) return undefined
+    const rows = answer.rows.filter((r) => r.data.length)
+    const set = { exit_code: answer.code, exit_signal: null, error: null, finished_at: now, out_seq: rows.length }
+    const done = await apply(t, out, job, s, { set, reason }, now)
+    if (!done) return undefined
+    if (rows.length) {
+      await t
+        .insertInto("job_output")
+        .values(rows.map((r, i) => ({ job_id: job.id, epoch: 0, seq: i + 1, stream: STREAM[r.stream], data: r.data })))
+        .execute()
+      out.push({ type: "output", job: job.id })
+    }
+    return done
+  }
   return {
-    async createJob(j: NewJob, now: number) {
-      const args = JSON.stringify(j.args)
-      const head = argsHead(args)
-      return txEmit(async (t, out) => {
-        if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
-        const files = j.files ?? []
-        if (files.length)
-          await t
-            .insertInto("job_files")
-            .values({ job_id: j.id, files: JSON.stringify(files) })
-            .execute()
-        const insert: Insertable<Database["jobs"]> = {
-          id: j.id,
-          requester: j.requester,
-          binary: j.binary,
-          args: head,
-          args_chars: args.length,
-          paths: JSON.stringify(j.paths),
-          cwd: j.cwd,
-          env: JSON.stringify(j.env ?? {}),
-          files: files.length,
-          stdin: j.stdin ? 1 : 0,
-          status: "queued",
-          epoch: 0,
-          worker_id: null,
-          out_seq: 0,
-          exit_code: null,
-          exit_signal: null,
-          error: null,
-          created_at: now,
-          updated_at: now,
-          assigned_at: null,
-          started_at: null,
-          finished_at: null,
-          attached: j.attached ? 1 : 0,
-          path_tokens: j.pathTokens ? 1 : 0,
-          retries: j.retries,
-          attempts: 0,
-          excluded: null,
-          heartbeat_at: null,
-          client_seen_at: j.attached ? now : null,
-          cancel_requested_at: null,
-          progress: null,
-          lane: j.lane ?? "transcode",
-          priority: j.priority ?? "normal",
-          needs: j.needs ? JSON.stringify(j.needs) : null,
-          pin: j.pin ?? null,
-          acked_pos: 0,
-          out_dropped: 0,
-          trunc_pos: null,
-        }
-        return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
-      })
-    },
+    createJob: (j, now) => txEmit((t, out) => insertJob(t, out, j, now)),
+    createAnswered: (j: NewJob, answer: Answer, reason: string, now: number) =>
+      txEmit(async (t, out) => {
+        const done = await answerIn(t, out, await insertJob(t, out, j, now), answer, reason, now)
+        if (!done) throw new Error(`job ${j.id} cannot be answered`)
+        return done
+      }),
+    answerJob: (id: string, answer: Answer, reason: string, now: number) =>
+      txEmit(async (t, out) => {
+        let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
+        if (c.dialect.forUpdate) q = q.forUpdate()
+        const row = await q.executeTakeFirst()
+        return row ? answerIn(t, out, toJob(row), answer, reason, now) : undefined
+      }),
     getJob: jobById,
     async listJobs(f: JobFilter) {
       const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()
@@ -160,8 +209,11 @@ export function jobMethods(
         },
       })),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
-    start: (id, worker, epoch, now) =>
-      mutate(id, now, { type: "start", worker, epoch }, () => ({ set: { started_at: now, heartbeat_at: now } })),
+    start: (id, worker, epoch, now, reason) =>
+      mutate(id, now, { type: "start", worker, epoch }, () => ({
+        set: { started_at: now, heartbeat_at: now },
+        reason: reason ?? null,
+      })),
     failJob: (id, reason, now, epoch) => mutate(id, now, { type: "fail", epoch }, () => ended(reason, now)),
     requestCancel: (id, reason, now) =>
       mutate(id, now, { type: "cancel" }, (_, s) =>

@@ -90,8 +90,9 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
     async reject(job, epoch) {
       reply(OkReply, "reject", await api.json("POST", `/api/v1/jobs/${job}/reject`, { query: { epoch } }).catch(onJob))
     },
-    async start(job, epoch) {
-      reply(OkReply, "start", await api.json("POST", `/api/v1/jobs/${job}/start`, { query: { epoch } }).catch(onJob))
+    async start(job, epoch, note) {
+      const opts = note ? { query: { epoch }, json: { note } } : { query: { epoch } }
+      reply(OkReply, "start", await api.json("POST", `/api/v1/jobs/${job}/start`, opts).catch(onJob))
     },
     async upload(job, epoch, frames) {
       const body = await api

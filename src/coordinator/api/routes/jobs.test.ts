@@ -413,3 +413,86 @@ describe("POST /jobs/:id/ack and the output window", () => {
     expect((await h.store.readOutput(MID, 0, 10)).length).toBe(1)
   })
 })
+
+describe("worker start claims with a note", () => {
+  const w1 = { name: "w1", role: "worker" as const }
+  beforeEach(async () => {
+    await h.worker("w1")
+    await h.job(MID)
+    await h.store.assign(MID, "w1", h.clock)
+  })
+  test("the note (the profile's rewrites) is the reason of the running event", async () => {
+    const res = await h.request(w1, "POST", `${J}/${MID}/start?epoch=1`, { note: "profile: h264_nvenc -> h264_qsv" })
+    expect(res.status).toBe(200)
+    expect((await h.store.events(MID)).at(-1)).toMatchObject({
+      status: "running",
+      reason: "profile: h264_nvenc -> h264_qsv",
+    })
+  })
+  test.each([
+    ["a control character", { note: "profile: a -> b\u001b[2J" }],
+    ["an unknown field", { note: "x", extra: 1 }],
+    ["a note too long", { note: "x".repeat(1025) }],
+    ["not JSON", "{"],
+  ])("%s is 400 and the job does not start", async (_name, body) => {
+    const res = await h.request(w1, "POST", `${J}/${MID}/start?epoch=1`, body)
+    expect(res.status).toBe(400)
+    expect((await h.store.getJob(MID))!.status).toBe("assigned")
+  })
+})
+
+describe("POST /jobs: info commands", () => {
+  const w1 = { name: "w1", role: "worker" as const }
+  const tools = {
+    ffmpeg: {
+      version: "5.1.9",
+      encoders: ["libx264"],
+      decoders: ["h264"],
+      hwaccels: [],
+      hwDevices: [],
+      filters: ["scale"],
+      muxers: ["mp4"],
+      demuxers: ["mov"],
+    },
+  }
+  const submit = () =>
+    h.request(alice, "POST", J, { binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false })
+  test("the first is pinned to the reference worker in the probe lane; a repeat is created ended with its bytes", async () => {
+    await h.worker("w1", { tools })
+    await h.worker("w0") // registered no tools: never the reference worker
+    const first = (await (await submit()).json()) as { id: string; pin: string; lane: string; status: string }
+    expect(first).toMatchObject({ pin: "w1", lane: "probe", status: "queued" })
+    const assigned = await h.store.assign(first.id, "w1", h.clock)
+    expect((await h.request(w1, "POST", `${J}/${first.id}/start?epoch=${assigned!.epoch}`)).status).toBe(200)
+    const out = concatFrames([
+      encodeFrame(Kind.stdout, 1, new TextEncoder().encode("ffmpeg version 5.1.9\n")),
+      encodeFrame(Kind.exit, 0, new TextEncoder().encode(JSON.stringify({ code: 0, signal: null }))),
+    ])
+    expect((await h.request(w1, "POST", `${J}/${first.id}/output?epoch=${assigned!.epoch}`, out)).status).toBe(200)
+    const res = await submit()
+    expect(res.status).toBe(201)
+    const again = (await res.json()) as { id: string; status: string; exitCode: number; workerId: string | null }
+    expect(again).toMatchObject({ status: "completed", exitCode: 0, workerId: null })
+    const rows = decodeFrames(
+      new Uint8Array(await (await h.request(alice, "GET", `${J}/${again.id}/output`)).arrayBuffer()),
+    )
+    const stdout = rows.filter((f) => f.kind === Kind.stdout).map((f) => new TextDecoder().decode(f.data))
+    expect(stdout).toEqual(["ffmpeg version 5.1.9\n"])
+    const counted = h.metrics.render({
+      stats: await h.store.stats(),
+      workers: [],
+      loads: new Map(),
+      running: [],
+      now: h.clock,
+      version: "t",
+      startedAt: T0,
+    })
+    expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="reference"} 1\n')
+    expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="cache"} 1\n')
+  })
+  test("with no worker that registered tools it is an ordinary job", async () => {
+    await h.worker("w0")
+    const job = (await (await submit()).json()) as { pin: string | null; lane: string }
+    expect(job).toMatchObject({ pin: null, lane: "transcode" })
+  })
+})

@@ -26,10 +26,11 @@ import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "..
 import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
-import { connectionsOf, type Deps } from "../app.ts"
+import { connectionsOf, infoOf, type Deps } from "../app.ts"
 import { checkArguments, checkQueueQuota } from "../quotas.ts"
 import { beforeQuery, frameStream, intQuery, jobIdParam, jsonBody, sinceQuery, workerName } from "../_util.ts"
 import { createWorkerProtocol, outputBounds } from "../../worker-protocol.ts"
+import { StartRequest } from "../../../shared/protocol/worker.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
@@ -45,7 +46,8 @@ export function jobRoutes(deps: Deps) {
   const { store, hub, log, now, config } = deps
   const app = new Hono<AuthEnv>()
   const connections = connectionsOf(deps)
-  const protocol = createWorkerProtocol(deps)
+  const info = infoOf(deps)
+  const protocol = createWorkerProtocol({ ...deps, info })
   const bounds = outputBounds(config)
   // Streams say they are alive this often; for an attached job each one also counts as the caller's heartbeat.
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
@@ -217,29 +219,46 @@ export function jobRoutes(deps: Deps) {
     await checkQueueQuota(store, p.name, config.limits)
     // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
     const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
-    const job = await store
-      .createJob(
-        {
-          id: newId(),
-          requester: p.name,
-          binary: req.binary,
-          args: req.args,
-          paths: [...new Set(req.paths)].sort(),
-          cwd: req.cwd,
-          env: req.env,
-          files: req.files,
-          stdin: req.stdin,
-          attached: attach || req.attached,
-          pathTokens: req.pathTokens,
-          retries: req.retries,
-        },
-        now(),
-      )
+    const paths = [...new Set(req.paths)].sort()
+    // An info command is answered by the reference worker, from the cache when it was asked before.
+    const plan = await info
+      .plan({ binary: req.binary, args: req.args, paths, env: req.env, pathTokens: req.pathTokens })
       .catch((err) => {
         slot?.()
         throw err
       })
-    log.info("job submitted", { job: job.id, requester: p.name, binary: job.binary })
+    const fresh = {
+      id: newId(),
+      requester: p.name,
+      binary: req.binary,
+      args: req.args,
+      paths,
+      cwd: req.cwd,
+      env: req.env,
+      files: req.files,
+      stdin: req.stdin,
+      attached: attach || req.attached,
+      pathTokens: req.pathTokens,
+      retries: req.retries,
+      ...(plan ? { lane: "probe" as const, pin: plan.pin } : {}),
+    }
+    // Followed before it exists: its worker's first upload cannot come before.
+    if (plan?.kind === "ask") info.asking(fresh, plan)
+    if (plan?.kind === "wait") info.waiting(fresh, plan)
+    if (plan) deps.metrics.info(req.binary, plan.kind)
+    const job = await (plan?.kind === "answer"
+      ? store.createAnswered(fresh, plan.answer, plan.reason, now())
+      : store.createJob(fresh, now())
+    ).catch((err) => {
+      slot?.()
+      throw err
+    })
+    log.info(plan?.kind === "answer" ? "job answered from the info cache" : "job submitted", {
+      job: job.id,
+      requester: p.name,
+      binary: job.binary,
+      pin: plan?.pin,
+    })
     // The caller has just sent the files (up to 4 MiB): the answer does not echo them (GET /jobs/:id shows them).
     const answer = { ...job, files: [] }
     if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job: answer }), slot)
@@ -418,7 +437,9 @@ export function jobRoutes(deps: Deps) {
     // A job whose caller just vanished must never start: wait for the grace's verdict (a cancel the
     // machine then refuses the start for) rather than start it and kill it moments later.
     await leaving.get(id)
-    await protocol.start(worker, id, intQuery(c, "epoch"))
+    // Workers without argument profiles (and those from before them) send no body.
+    const note = c.get("body")?.length ? jsonBody(c, StartRequest).note : undefined
+    await protocol.start(worker, id, intQuery(c, "epoch"), note)
     return c.json({ ok: true })
   })
 

@@ -470,12 +470,27 @@ function capabilitiesText(caps) {
   return text.length > 160 ? `${text.slice(0, 159)}…` : text
 }
 
+/** `ffmpeg 5.1.9 · 180 enc · 480 dec · hwaccels cuda` per binary, then the labels and a weight other than 1. */
+function toolsText(w) {
+  const tools = Object.entries(w.tools ?? {}).map(
+    ([b, t]) =>
+      `${b} ${t.version} · ${t.encoders} enc · ${t.decoders} dec · ${t.filters} filters · hwaccels ${t.hwaccels.join(", ") || "none"}`,
+  )
+  const labels = Object.entries(w.labels ?? {}).map(([k, v]) => `${k}=${v}`)
+  if (labels.length) tools.push(`labels ${labels.join(", ")}`)
+  if (w.weight !== undefined && w.weight !== 1) tools.push(`weight ${w.weight}`)
+  return tools.join("\n")
+}
+
 function workerRow(first) {
   let w = first
   const idCell = cell("Worker", "mono strong")
   const status = cell("Status")
   const load = cell("Load")
   const binaries = cell("Binaries")
+  const binaryNames = h("span")
+  const tools = h("div", { class: "muted small tools" })
+  binaries.append(h("div", { class: "stack" }, binaryNames, tools))
   const paths = cell("Paths", "mono")
   const version = cell("Version")
   const seen = cell("Last seen", "nowrap")
@@ -516,7 +531,8 @@ function workerRow(first) {
       unconfined.hidden = w.capabilities?.sandbox !== "none"
       slots.set(w.slots ? (100 * w.load) / w.slots : 0)
       setText(slotsText, `${w.load}/${w.slots}`)
-      setText(binaries, w.binaries.join(", ") || "—")
+      setText(binaryNames, w.binaries.join(", ") || "—")
+      setText(tools, toolsText(w))
       setText(paths, w.paths.map((p) => `$${p}`).join(" ") || "—")
       setText(versionText, w.version)
       const capsText = capabilitiesText(w.capabilities)
