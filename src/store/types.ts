@@ -13,6 +13,7 @@ import type {
   WorkerStatus,
 } from "../shared/protocol/schemas.ts"
 import type { HeldJob } from "../shared/protocol/worker.ts"
+import type { Lane } from "../shared/protocol/capabilities.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -21,7 +22,16 @@ export type NewJob = Pick<
   Job,
   "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
 > &
-  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin">>
+  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin" | "queueKey">>
+
+/** Where a page of the queue ended: the last job's queue key and id (the queue's order). */
+export interface QueueCursor {
+  key: number
+  id: string
+}
+
+/** A worker's assigned and running jobs, per lane. */
+export type LaneLoad = Record<Lane, number>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */
@@ -209,8 +219,11 @@ export interface Store {
   workerToken(id: string): Promise<string | undefined>
   /** registering → online when `token` matches (the worker proved its channel works). */
   verifyWorker(id: string, token: string, now: number): Promise<boolean>
-  /** Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. */
-  touchWorker(id: string, now: number): Promise<void>
+  /**
+   * Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. With
+   * `poll`, also that its poll connection opened (clears `pollClosedAt`) or closed (sets it to `now`).
+   */
+  touchWorker(id: string, now: number, poll?: "open" | "closed"): Promise<void>
   setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>
   getWorker(id: string): Promise<Worker | undefined>
   listWorkers(): Promise<Worker[]>
@@ -235,10 +248,16 @@ export interface Store {
   /** One job as a bounded summary (state, worker, exit, progress): for loops that re-read a job often. */
   getJobSummary(id: string, size?: ListingSize): Promise<JobListing | undefined>
   events(id: string): Promise<JobEvent[]>
-  /** Oldest queued jobs first, after job id `after` when given (paging); as summaries without arguments (the scheduler reads them on every pass). */
-  queuedJobs(limit: number, after?: string): Promise<JobListing[]>
+  /**
+   * Queued jobs in queue order (lowest `queueKey`, then id), of one lane when given, after `after` when
+   * given (paging); as summaries without arguments (the scheduler reads them on every pass). An index on
+   * (status, lane, queue_key, id) makes each page cost its size, whatever the queue's length.
+   */
+  queuedJobs(limit: number, after?: QueueCursor, lane?: Lane): Promise<JobListing[]>
   /** Jobs assigned or running, per worker id. */
   workerLoads(): Promise<Map<string, number>>
+  /** Jobs assigned or running, per worker id and lane (probe slots are apart from transcode slots). */
+  laneLoads(): Promise<Map<string, LaneLoad>>
   /** queued → assigned to `worker`, bumping the epoch. Undefined if the job was not queued. */
   assign(id: string, worker: string, now: number): Promise<Job | undefined>
   /** Jobs assigned to `worker` and not yet started (re-offered on every poll until started). */
@@ -308,8 +327,11 @@ export interface Store {
   withdrawJob(id: string, reason: string, code: number, now: number): Promise<Job | undefined>
   /** A running job whose worker has been asked to cancel and is gone: canceled now. */
   forceCanceled(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
-  /** assigned → queued (assignment timed out or refused), excluding that worker next time. */
-  unassign(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
+  /**
+   * assigned → queued (assignment timed out or refused), excluding that worker next time (a preference);
+   * with `bar`, also barring it: it is never given this job again (an assignment that timed out).
+   */
+  unassign(id: string, epoch: number, reason: string, now: number, bar?: boolean): Promise<Job | undefined>
   /**
    * The worker of this attempt is lost: a detached job with retries left goes back to the queue
    * (its partial output dropped), any other is failed with `reason`.

@@ -1,9 +1,18 @@
-import { sql, type Insertable } from "kysely"
+import { sql, type ExpressionBuilder, type Insertable } from "kysely"
 import type { JobEvent } from "../../shared/protocol/schemas.ts"
 import { step } from "../machine.ts"
-import type { ActiveCounts, JobFilter, LostResult, NewJob, Store } from "../types.ts"
+import type { ActiveCounts, JobFilter, LaneLoad, LostResult, NewJob, Store } from "../types.ts"
 import type { Database } from "./schema.ts"
-import { ACTIVE, argsHead, filtered, toListing, type JobRow, type Sql, type SummaryRow } from "./shared.ts"
+import {
+  ACTIVE,
+  argsHead,
+  filtered,
+  toListing,
+  type JobRow,
+  type JobUpdate,
+  type Sql,
+  type SummaryRow,
+} from "./shared.ts"
 import type { Writer } from "./writer.ts"
 
 /** Jobs: submission, reads and listings, the transitions other than the end of a run (streams.ts), the janitor's selections. */
@@ -21,6 +30,7 @@ export function jobMethods(
   | "events"
   | "queuedJobs"
   | "workerLoads"
+  | "laneLoads"
   | "assign"
   | "assignedTo"
   | "start"
@@ -38,6 +48,22 @@ export function jobMethods(
 > {
   const { db, jobById, withArgs, summaries, summariesWhere, argsCharsOf, jobsWhere } = c
   const { txEmit, apply, mutate, ended, lost } = w
+  const laneLoads = async () => {
+    const rows = await db
+      .selectFrom("jobs")
+      .select(["worker_id", "lane", sql<number>`count(*)`.as("n")])
+      .where("status", "in", ["assigned", "running"])
+      .groupBy(["worker_id", "lane"])
+      .execute()
+    const loads = new Map<string, LaneLoad>()
+    for (const r of rows) {
+      if (!r.worker_id) continue
+      const l = loads.get(r.worker_id) ?? { probe: 0, transcode: 0 }
+      l[r.lane === "probe" ? "probe" : "transcode"] += Number(r.n)
+      loads.set(r.worker_id, l)
+    }
+    return loads
+  }
   return {
     async createJob(j: NewJob, now: number) {
       const args = JSON.stringify(j.args)
@@ -86,6 +112,8 @@ export function jobMethods(
           priority: j.priority ?? "normal",
           needs: j.needs ? JSON.stringify(j.needs) : null,
           pin: j.pin ?? null,
+          queue_key: j.queueKey ?? now,
+          barred: null,
           acked_pos: 0,
           out_dropped: 0,
           trunc_pos: null,
@@ -132,20 +160,20 @@ export function jobMethods(
         }),
       )
     },
-    async queuedJobs(limit, after) {
+    async queuedJobs(limit, after, lane) {
       let q = summaries().where("status", "=", "queued")
-      if (after) q = q.where("id", ">", after)
-      const rows = await q.orderBy("id").limit(limit).execute()
+      if (lane) q = q.where("lane", "=", lane)
+      if (after)
+        q = q.where((eb: ExpressionBuilder<Database, "jobs">) =>
+          eb.or([eb("queue_key", ">", after.key), eb.and([eb("queue_key", "=", after.key), eb("id", ">", after.id)])]),
+        )
+      const rows = await q.orderBy("queue_key").orderBy("id").limit(limit).execute()
       return (rows as SummaryRow[]).map((r) => toListing(r, 2))
     },
+    laneLoads,
     async workerLoads() {
-      const rows = await db
-        .selectFrom("jobs")
-        .select(["worker_id", sql<number>`count(*)`.as("n")])
-        .where("status", "in", ["assigned", "running"])
-        .groupBy("worker_id")
-        .execute()
-      return new Map(rows.filter((r) => r.worker_id).map((r) => [r.worker_id!, Number(r.n)]))
+      const lanes = await laneLoads()
+      return new Map([...lanes].map(([w, l]) => [w, l.probe + l.transcode]))
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
     assign: (id, worker, now) =>
@@ -174,10 +202,12 @@ export function jobMethods(
       }),
     forceCanceled: (id, epoch, reason, now) =>
       mutate(id, now, { type: "forceCancel", epoch }, () => ended(reason, now)),
-    unassign: (id, epoch, reason, now) =>
+    unassign: (id, epoch, reason, now, bar) =>
       mutate(id, now, { type: "unassign", epoch }, (j) => {
-        const excluded = j.workerId && !j.excluded.includes(j.workerId) ? [...j.excluded, j.workerId] : j.excluded
-        return { set: { worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) }, reason }
+        const add = (list: string[]) => (j.workerId && !list.includes(j.workerId) ? [...list, j.workerId] : list)
+        const set: JobUpdate = { worker_id: null, assigned_at: null, excluded: JSON.stringify(add(j.excluded)) }
+        if (bar) set.barred = JSON.stringify(add(j.barred))
+        return { set, reason }
       }),
     async loseJob(id, epoch, reason, now): Promise<LostResult> {
       const job = await mutate(id, now, { type: "lose", epoch }, (j, s) => lost(j, s, reason, now))
