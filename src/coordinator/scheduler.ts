@@ -103,6 +103,43 @@ export function missing(job: Pick<Eligible, "binary" | "needs">, worker: Pick<Wo
 }
 
 /**
+ * Why none of `workers` could ever run `job` (load aside, by `eligible`), or undefined when one could:
+ * what the janitor and the submission fail a job with. When workers have the binary and paths but lack
+ * capabilities, the needs none of them has are named (`no online worker has encoder h264_nvenc`); a job
+ * barred from (or pinned to) workers is told so; otherwise what it needs of the basics (binary, `$Var`
+ * paths, path tokens) is listed, as before issue 12.
+ */
+export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): string | undefined {
+  const up = workers.filter((w) => serving(w, live))
+  if (up.some((w) => eligible(job, w, live))) return undefined
+  const basic = up.filter(
+    (w) =>
+      w.binaries.includes(job.binary) &&
+      job.paths.every((p) => w.paths.includes(p)) &&
+      (!job.pathTokens || writesPathTokens(w)),
+  )
+  const open = basic.filter((w) => (!job.pin || job.pin === w.id) && !job.barred?.includes(w.id))
+  if (open.length) {
+    const lacks = open.map((w) => missing(job, w))
+    const common = lacks[0].filter((x) => lacks.every((l) => l.includes(x)))
+    if (common.length) return `no online worker has ${common.join(", ")}`
+    const each = open.slice(0, 5).map((w, i) => `${w.id} lacks ${lacks[i].join(", ")}`)
+    return `no online worker has all it needs (${each.join("; ")}${open.length > 5 ? "; ..." : ""})`
+  }
+  if (basic.length && job.pin) return `the worker it is pinned to (${job.pin}) is not online or cannot run it`
+  if (basic.length)
+    return `every online worker that could run it failed to start it in time (${job.barred!.join(", ")})`
+  // Path tokens are named only when they are what is missing: a worker has the rest but is older.
+  const older = job.pathTokens && up.some((w) => eligible({ ...job, pathTokens: false }, w, live))
+  const need = [
+    job.binary,
+    ...job.paths.map((p) => `$${p}`),
+    ...(older ? ["path tokens (a worker as new as its caller)"] : []),
+  ].join(", ")
+  return `no online worker can run it (needs ${need})`
+}
+
+/**
  * The names a worker's (de)muxer list answers to: ffmpeg lists a demuxer under all its names at once
  * (`matroska,webm`, `mov,mp4,m4a,3gp,3g2,mj2`), and matches format names case-insensitively.
  */

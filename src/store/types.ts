@@ -344,7 +344,8 @@ export interface Store {
   // arguments are cut as in listings (`truncated`), everything the janitor decides on is whole.
   runningWithoutHeartbeat(before: number): Promise<Job[]>
   assignedSince(before: number): Promise<Job[]>
-  queuedSince(before: number): Promise<Job[]>
+  /** Queued jobs last changed before `before`, of one lane when given. */
+  queuedSince(before: number, lane?: Lane): Promise<Job[]>
   /** Attached, non-terminal jobs whose caller was last seen before `before`. */
   abandoned(before: number): Promise<Job[]>
   /** Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since then. */

@@ -225,7 +225,11 @@ export function jobMethods(
       summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
     assignedSince: (before) =>
       summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
-    queuedSince: (before) => summariesWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
+    queuedSince: (before, lane) =>
+      summariesWhere((q) => {
+        const queued = q.where("status", "=", "queued").where("updated_at", "<", before)
+        return lane ? queued.where("lane", "=", lane) : queued
+      }),
     abandoned: (before) =>
       summariesWhere((q) =>
         q
