@@ -251,6 +251,11 @@ describe("pick over lanes, weights, bars and poll connections", () => {
     ["equal relative load: the higher weight", [cand("a", 1, { weight: 1 }), cand("b", 1, { weight: 3 })], "b"],
     ["a lower relative load beats a higher weight", [cand("a", 0, { weight: 1 }), cand("b", 1, { weight: 5 })], "a"],
     ["equal load and weight: the lower id", [cand("b", 0), cand("a", 0)], "a"],
+    [
+      "a worker whose poll is open before one whose poll just closed, whatever the load",
+      [cand("a", 0, { pollClosedAt: 5 }), cand("b", 1, { pollClosedAt: null })],
+      "b",
+    ],
   ])("%s", (_, candidates, want) => {
     expect(pick(ffmpeg, candidates)?.worker.id).toBe(want)
   })

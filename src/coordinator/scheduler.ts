@@ -164,9 +164,9 @@ export function slots(c: Candidate, lane: Lane | undefined): { used: number; tot
 }
 
 /**
- * Pure choice: the worker `eligible` for `job` with a free slot in the job's lane and the lowest
- * relative load in it; between equally loaded workers the higher `weight`, then the fewer jobs, then
- * the lower id. A worker that lost or gave up this job before is passed over while another eligible
+ * Pure choice: the worker `eligible` for `job` with a free slot in the job's lane, preferring one whose
+ * poll is open (one whose poll just closed may be dead), then the lowest relative load in the lane;
+ * between equally loaded workers the higher `weight`, then the fewer jobs, then the lower id. A worker that lost or gave up this job before is passed over while another eligible
  * worker exists, even a busy one (the job then waits for it); one it is barred from never gets it.
  */
 export function pick(
@@ -192,6 +192,9 @@ export function pick(
 }
 
 function better(c: Candidate, s: { used: number; total: number }, b: Candidate, bs: { used: number; total: number }) {
+  // A worker with its poll open first: one whose poll just closed may be dead (kill -9) or between polls.
+  const open = (w: Worker) => w.pollClosedAt === null || w.pollClosedAt === undefined
+  if (open(c.worker) !== open(b.worker)) return open(c.worker)
   const x = s.used / s.total
   const y = bs.used / bs.total
   if (x !== y) return x < y

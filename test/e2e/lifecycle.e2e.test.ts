@@ -4,6 +4,7 @@ import { join } from "node:path"
 import { apiFor } from "../helpers/api.ts"
 import { BIN, pidsOf, waitFor } from "../helpers/bin.ts"
 import { Cluster, type ClusterOptions } from "../helpers/cluster.ts"
+import { slowEncode } from "../helpers/media.ts"
 import { Proc } from "../helpers/proc.ts"
 
 /**
@@ -35,23 +36,6 @@ afterEach(async () => {
 const dec = new TextDecoder()
 const text = async (s: ReadableStream<Uint8Array> | number | undefined) =>
   s && typeof s !== "number" ? dec.decode(await new Response(s).bytes()) : ""
-
-/** A real ffmpeg that runs for `seconds` in real time (-re) and writes `name` under the media root. */
-const slowEncode = (media: string, name: string, seconds = 60) => [
-  "-hide_banner",
-  "-nostats",
-  "-re",
-  "-f",
-  "lavfi",
-  "-i",
-  `testsrc=size=160x120:rate=10:duration=${seconds}`,
-  "-c:v",
-  "libx264",
-  "-preset",
-  "ultrafast",
-  "-y",
-  join(media, name),
-]
 
 const terminal = (events: { status: string }[]) =>
   events.filter((e) => ["completed", "failed", "canceled"].includes(e.status))
