@@ -344,18 +344,30 @@ describe("createJanitor", () => {
       expect((await h.store.getJob("nv"))?.error).toBe("no online worker has label gpu=nvidia")
     })
 
-    test("a queued probe fails after probe_pending_timeout, saying why it was not placed", async () => {
+    test("a queued probe fails after probe_pending_timeout when its able workers went quiet, not while they are only busy", async () => {
       await h.worker("w1", { binaries: ["ffmpeg", "ffprobe"] })
-      const janitor = h.janitor()
+      const janitor = createJanitor({
+        store: h.store,
+        log: createLogger({ level: "error" }),
+        now: () => h.clock,
+        timings: T,
+        startedAt: T0,
+        pollGoneMs: 2000,
+      })
       h.clock = LATER
       await h.alive(h.clock, { w1: [] })
       await janitor.run()
       await h.job("p-old", { binary: "ffprobe", lane: "probe" }, null, false, LATER - T.probePending - 1)
       await h.job("p-new", { binary: "ffprobe", lane: "probe" }, null, false, LATER - T.probePending + 1)
       await h.job("t-old", { binary: "ffprobe" }, null, false, LATER - T.probePending - 1)
+      // w1 polls (it is only busy): the old probe waits for a slot.
+      expect((await janitor.run()).failedPending).toEqual([])
+      // w1's poll closed 2 s ago and it has not polled since (killed): the old probe fails, the new one waits.
+      await h.store.touchWorker("w1", LATER - 2000, "closed")
+      await h.alive(h.clock, { w1: [] })
       expect((await janitor.run()).failedPending).toEqual(["p-old"])
-      expect((await h.store.getJob("p-old"))?.error).toMatch(
-        /^no worker took the probe within 5 s \(janitor.probe_pending_timeout\): its 1 capable worker\(s\) have every probe slot busy or stopped polling; waited 5/,
+      expect((await h.store.getJob("p-old"))?.error).toBe(
+        "no worker took the probe within 5 s (janitor.probe_pending_timeout): every worker that could run it stopped polling (w1)",
       )
       expect(await h.status("p-new")).toBe("queued")
       expect(await h.status("t-old")).toBe("queued")

@@ -71,14 +71,26 @@ function servingShape(workers: Worker[], live: Liveness): string {
   )
 }
 
-/** Why a probe was not placed within probe_pending_timeout: no worker, none able, or every able one's probe slots busy. */
-function unplacedProbe(job: Job, workers: Worker[], live: Liveness, at: number, limitMs: number): string {
+/**
+ * Why a probe could not be placed within probe_pending_timeout: no worker online, none able to run it,
+ * or every able one gone quiet (its poll connection closed: killed, cut off). Undefined when an able
+ * worker is there and only its probe slots are busy: the probe waits for one, as a library scan's burst
+ * of probes must.
+ */
+function unplacedProbe(
+  job: Job,
+  workers: Worker[],
+  live: Liveness,
+  limitMs: number,
+  pollGoneMs = Infinity,
+): string | undefined {
   const head = `no worker took the probe within ${secs(limitMs)} (janitor.probe_pending_timeout)`
   if (!workers.some((w) => serving(w, live))) return `${head}: no worker is online`
   const why = unrunnable(job, workers, live)
   if (why) return `${head}: ${why}`
   const able = workers.filter((w) => eligible(job, w, live))
-  return `${head}: its ${able.length} capable worker(s) have every probe slot busy or stopped polling; waited ${secs(at - job.updatedAt)}`
+  if (able.some((w) => serving(w, { ...live, pollGoneMs }))) return undefined
+  return `${head}: every worker that could run it stopped polling (${able.map((w) => w.id).join(", ")})`
 }
 
 /**
@@ -97,6 +109,8 @@ export function createJanitor(deps: {
   startedAt: number
   /** How recently a worker must have been heard from to count as able to run a job (default: `timings.workerStale`); the scheduler's. */
   staleMs?: number
+  /** The scheduler's `poll_gone_seconds` (ms): a probe whose every able worker has gone quiet this long fails at its deadline. */
+  pollGoneMs?: number
 }): Janitor {
   const { store, log, now } = deps
   const t = deps.timings
@@ -185,7 +199,8 @@ export function createJanitor(deps: {
       }
       for (const job of await store.queuedSince(at - t.probePending, "probe")) {
         if (judged.has(job.id) || report.failedPending.includes(job.id)) continue
-        await failQueued(job, unplacedProbe(job, workers, live, at, t.probePending), "probe failed: not placed in time")
+        const why = unplacedProbe(job, workers, live, t.probePending, deps.pollGoneMs)
+        if (why) await failQueued(job, why, "probe failed: not placed in time")
       }
 
       for (const job of await store.abandoned(at - t.jobStale)) {
@@ -231,7 +246,9 @@ export function createJanitor(deps: {
     const at = now()
     if (at - job.updatedAt < t.probePending) return
     const live = { now: at, staleMs: deps.staleMs ?? t.workerStale }
-    const reason = unplacedProbe(job, await store.listWorkers(), live, at, t.probePending)
+    const reason = unplacedProbe(job, await store.listWorkers(), live, t.probePending, deps.pollGoneMs)
+    // An able worker is there, its probe slots busy: the probe waits; the passes look again.
+    if (!reason) return
     const done = await store.failJob(job.id, reason, now(), job.epoch)
     if (done) log.warn("probe failed: not placed in time", { job: job.id, reason })
   }

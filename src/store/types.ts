@@ -94,7 +94,7 @@ export interface Stats {
   /** Submission time of the oldest queued job (ms), null when the queue is empty. */
   oldestQueuedAt: number | null
   workers: Record<WorkerStatus, number>
-  /** Job slots (max_jobs) of online and draining workers, and how many hold a job. */
+  /** Transcode slots (max_jobs) of online and draining workers, and how many hold a transcode (probes aside). */
   slots: { used: number; total: number }
 }
 
@@ -254,7 +254,10 @@ export interface Store {
    * (status, lane, queue_key, id) makes each page cost its size, whatever the queue's length.
    */
   queuedJobs(limit: number, after?: QueueCursor, lane?: Lane): Promise<JobListing[]>
-  /** Jobs assigned or running, per worker id. */
+  /**
+   * Transcodes assigned or running, per worker id: the load against its `maxJobs` that views show
+   * (probes have their own slots, `laneLoads`).
+   */
   workerLoads(): Promise<Map<string, number>>
   /** Jobs assigned or running, per worker id and lane (probe slots are apart from transcode slots). */
   laneLoads(): Promise<Map<string, LaneLoad>>

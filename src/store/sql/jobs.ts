@@ -173,7 +173,7 @@ export function jobMethods(
     laneLoads,
     async workerLoads() {
       const lanes = await laneLoads()
-      return new Map([...lanes].map(([w, l]) => [w, l.probe + l.transcode]))
+      return new Map([...lanes].filter(([, l]) => l.transcode > 0).map(([w, l]) => [w, l.transcode]))
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
     assign: (id, worker, now) =>
