@@ -82,13 +82,19 @@ class Harness {
   clock = T0
   kicks = 0
 
-  janitor(t: Timings = T, startedAt = T0, store: Store = this.store): Janitor {
+  janitor(
+    t: Timings = T,
+    startedAt = T0,
+    store: Store = this.store,
+    more: { staleMs?: number; pollGoneMs?: number } = {},
+  ): Janitor {
     const janitor = createJanitor({
       store,
       log: createLogger({ level: "error" }),
       now: () => this.clock,
       timings: t,
       startedAt,
+      ...more,
     })
     // A pass's changes wake this hub and count as kicks through the store's change hook, as in the
     // coordinator; only while the pass runs, so that the set-up's own changes are not counted.
@@ -346,14 +352,7 @@ describe("createJanitor", () => {
 
     test("a queued probe fails after probe_pending_timeout when its able workers went quiet, not while they are only busy", async () => {
       await h.worker("w1", { binaries: ["ffmpeg", "ffprobe"] })
-      const janitor = createJanitor({
-        store: h.store,
-        log: createLogger({ level: "error" }),
-        now: () => h.clock,
-        timings: T,
-        startedAt: T0,
-        pollGoneMs: 2000,
-      })
+      const janitor = h.janitor(T, T0, h.store, { pollGoneMs: 2000 })
       h.clock = LATER
       await h.alive(h.clock, { w1: [] })
       await janitor.run()
