@@ -82,6 +82,29 @@ describe("lanes", () => {
   }, 60_000)
 })
 
+describe("a job waiting for a busy worker", () => {
+  test("says so on a terminal (script(1) gives the proxy one), and only there", async () => {
+    const c = await cluster({ maxJobs: 1 })
+    const blocker = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, `tty-${Date.now()}.mkv`))
+    const [first] = await running(c, 1)
+    const cmd = [join(c.binDir, "ffmpeg"), ...quick].map((a) => `'${a}'`).join(" ")
+    const tty = c.exec(["script", "-qec", cmd, "/dev/null"], { env: { DFFMPEG_CLIENT_CONFIG: c.clientConfig } })
+    await waitFor(async () => (await c.jobs()).some((j) => j.status === "queued"), { what: "the job to be queued" })
+    const pipe = c.run("ffmpeg", quick)
+    await waitFor(async () => (await c.jobs()).filter((j) => j.status === "queued").length === 2, {
+      what: "both jobs to be queued",
+    })
+    expect((await c.admin(["jobs", "cancel", first.id])).code).toBe(0)
+    const shown = await tty
+    expect(shown.code).toBe(0)
+    expect(shown.out).toContain("dffmpeg: waiting for a free slot: the worker that can run it is busy\r\n")
+    const piped = await pipe
+    expect(piped.code).toBe(0)
+    expect(piped.err).toBe("")
+    await blocker.exited
+  }, 60_000)
+})
+
 describe("priorities", () => {
   test("with one slot, queued batch jobs run after a later interactive one; the waiting proxy prints nothing of its own", async () => {
     const c = await cluster({
