@@ -350,6 +350,17 @@ describe("createJanitor", () => {
       expect((await h.store.getJob("nv"))?.error).toBe("no online worker has label gpu=nvidia")
     })
 
+    test("after a change among the serving workers, the whole queue is judged, page by page", async () => {
+      await h.worker("ff", { binaries: ["ffmpeg"] })
+      for (let i = 0; i < 450; i++)
+        await h.job(`p${String(i).padStart(3, "0")}`, { binary: i % 2 ? "ffprobe" : "ffmpeg" }, null, false, LATER)
+      h.clock = LATER + 1
+      await h.alive(h.clock, { ff: [] })
+      const report = await h.run()
+      expect(report.failedPending).toHaveLength(225)
+      expect((await h.store.queuedJobs(1000)).every((j) => j.binary === "ffmpeg")).toBe(true)
+    })
+
     test("a queued probe fails after probe_pending_timeout when its able workers went quiet, not while they are only busy", async () => {
       await h.worker("w1", { binaries: ["ffmpeg", "ffprobe"] })
       const janitor = h.janitor(T, T0, h.store, { pollGoneMs: 2000 })

@@ -2,6 +2,7 @@ import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
+import type { QueueCursor } from "../store/types.ts"
 import { CALLER_GONE } from "./jobs.ts"
 import { eligible, serving, unrunnable, type Liveness } from "./scheduler.ts"
 
@@ -61,6 +62,8 @@ export interface Janitor {
 }
 
 const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
+/** Queued jobs judged per read after the serving workers change. */
+const JUDGE_PAGE = 200
 
 /** What the serving workers can run, as one string: a change means queued jobs must be judged again. */
 function servingShape(workers: Worker[], live: Liveness): string {
@@ -185,10 +188,17 @@ export function createJanitor(deps: {
       const shape = servingShape(workers, live)
       const judged = new Set<string>()
       if (shape !== lastShape && workers.some((w) => serving(w, live))) {
-        for (const job of await store.queuedSince(at + 1)) {
-          judged.add(job.id)
-          const why = unrunnable(job, workers, live)
-          if (why) await failQueued(job, why, "job failed: no worker can run it")
+        // In pages of the queue's own order, read without their arguments: bounded whatever its length.
+        let after: QueueCursor | undefined
+        for (;;) {
+          const page = await store.queuedJobs(JUDGE_PAGE, after)
+          for (const job of page) {
+            judged.add(job.id)
+            const why = unrunnable(job, workers, live)
+            if (why) await failQueued(job, why, "job failed: no worker can run it")
+          }
+          if (page.length < JUDGE_PAGE) break
+          after = { key: page[page.length - 1].queueKey, id: page[page.length - 1].id }
         }
       }
       lastShape = shape
