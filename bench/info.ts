@@ -13,7 +13,7 @@ import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
 import { Cluster } from "../test/helpers/cluster.ts"
 import { BIN } from "../test/helpers/bin.ts"
-import { ensureBinary, f, pct, timed } from "./timing.ts"
+import { ensureBuilt, f, pct, timed } from "./_common.ts"
 import { parseCodecs } from "../src/worker/capabilities.ts"
 
 export interface InfoLatency {
@@ -95,7 +95,7 @@ export function infoReport(r: InfoLatency, noCacheBurst?: number[]): string {
 
 if (import.meta.main) {
   const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 20
-  ensureBinary(BIN, join(import.meta.dir, ".."))
+  ensureBuilt()
   const c = await Cluster.start({ workers: 1, maxJobs: 4 })
   let r: InfoLatency
   try {

@@ -9,41 +9,17 @@
  * if dist/dffmpeg is missing). Options: --runs N (default 30).
  */
 import { cpus, totalmem } from "node:os"
-import { copyFileSync } from "node:fs"
 import { join } from "node:path"
 import { Cluster } from "../test/helpers/cluster.ts"
-import { BIN } from "../test/helpers/bin.ts"
-import { ensureBinary, f, pct, timed } from "./timing.ts"
+import { benchInput, ensureBuilt, f, pct, timed } from "./_common.ts"
 
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 30
-ensureBinary(BIN, join(import.meta.dir, ".."))
+ensureBuilt()
 
 const c = await Cluster.start({ workers: 1, maxJobs: 10 })
 try {
   const input = join(c.storage, "bench.mkv")
-  const mk = Bun.spawnSync([
-    "ffmpeg",
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc2=duration=30:size=1280x720:rate=25",
-    "-f",
-    "lavfi",
-    "-i",
-    "sine=duration=30",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-c:a",
-    "aac",
-    "-shortest",
-    input,
-  ])
-  if (mk.exitCode !== 0) throw new Error(mk.stderr.toString())
+  benchInput(input)
   const probeArgs = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
   const env = { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
   const proxy = join(c.binDir, "ffprobe")

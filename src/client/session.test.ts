@@ -103,6 +103,40 @@ const uploaded = (calls: Call[]): Frame[] =>
   calls.filter((c) => c.path === `/api/v1/jobs/${JOB}/stdin`).flatMap((c) => decodeFrames(c.opts.body as Uint8Array))
 
 describe("runAttached against a fake coordinator", () => {
+  test("the coordinator's wait notice goes to `notice` (a terminal) only; stderr keeps ffmpeg's bytes alone", async () => {
+    const api = fakeApi((c) => {
+      if (c.method === "POST" && c.path === "/api/v1/jobs") {
+        const ch = channel()
+        const first = encodeJsonFrame(Kind.event, 0, {
+          type: "job",
+          job: { id: JOB },
+          wait: "waiting for a free slot\x1b[2J",
+        })
+        ch.push(first, err(1, "ffmpeg says\n"), exit(1, { code: 0 }))
+        ch.close()
+        return stream(ch.stream)
+      }
+      return ok({ ok: true, acked: 1 })
+    })
+    const shown: string[] = []
+    const tty = fakeIo()
+    expect(
+      await runAttached({
+        binary: "ffmpeg",
+        args: [],
+        client: client(api),
+        io: tty.io,
+        notice: (l) => void shown.push(l),
+      }),
+    ).toBe(0)
+    // Control characters from the coordinator never reach the terminal.
+    expect(shown).toEqual(["dffmpeg: waiting for a free slot?[2J\n"])
+    expect(text(tty.written.stderr)).toBe("ffmpeg says\n")
+    const pipe = fakeIo()
+    expect(await runAttached({ binary: "ffmpeg", args: [], client: client(api), io: pipe.io })).toBe(0)
+    expect(text(pipe.written.stderr)).toBe("ffmpeg says\n")
+  })
+
   test("submits the job, relays stdout and stderr in order, and returns the remote exit code", async () => {
     const api = fakeApi((c) => {
       if (c.method === "POST" && c.path === "/api/v1/jobs") {

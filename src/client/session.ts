@@ -68,6 +68,11 @@ export interface AttachedOptions {
   explainYaml?: YamlExplainer
   /** Show where the job is (queued, running, progress) on stderr while its output is quiet; TTYs only, never the proxy. */
   status?: boolean
+  /**
+   * Prints the coordinator's one-line notices about the job (it waits for a busy worker) to stderr; only
+   * when stderr is a terminal, so a caller parsing ffmpeg's output never sees them.
+   */
+  notice?: (line: string) => void
   /** An already opened client instead of the one `configPath` names. */
   client?: Client
   io?: SessionIo
@@ -184,6 +189,7 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
       signals: true,
       signalTimeoutMs: config.signal_timeout_seconds * 1000,
       statusLine: statusLineFor(o.status),
+      notice: o.notice,
       io: tap ? { ...io, stdin: tap.remote } : io,
       paths: { roots, binary: job.binary, args: job.args },
       ack: true,
@@ -323,6 +329,9 @@ export async function attach(o: AttachOptions): Promise<number> {
   )
 }
 
+/** A coordinator's text as one line of printable characters (a terminal must not be driven by it). */
+const printableLine = (s: string) => s.replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?").slice(0, 300)
+
 const statusLineFor = (on?: boolean) => (on ? createStatusLine((s) => void process.stderr.write(s)) : undefined)
 
 export interface FollowOptions {
@@ -332,6 +341,8 @@ export interface FollowOptions {
   signals: boolean
   signalTimeoutMs: number
   statusLine?: StatusLine
+  /** Where the submission's notice goes (`dffmpeg: waiting for a free slot: ...`); nowhere without it. */
+  notice?: (line: string) => void
   /** Default: this process (`processIo`). */
   io?: SessionIo
   /**
@@ -466,9 +477,10 @@ export async function follow(
           await err.write(decoders.err ? decoders.err.push(f.data) : f.data)
           break
         case Kind.event: {
-          const ev = frameJson(f) as { type: string; job?: Job } & Partial<JobStatusEvent>
+          const ev = frameJson(f) as { type: string; job?: Job; wait?: unknown } & Partial<JobStatusEvent>
           if (ev.type === "job" && ev.job) {
             job = ev.job.id
+            if (typeof ev.wait === "string") o.notice?.(`dffmpeg: ${printableLine(ev.wait)}\n`)
             startDownlink()
             startQueueTimer()
           } else if (ev.type === "status" && typeof ev.status === "string") {

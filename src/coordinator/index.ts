@@ -81,10 +81,11 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const t = timings(config)
   // Workers poll (and heartbeat) continuously; one silent for the worker threshold gets nothing new.
   const staleMs = Math.max(t.workerStale, (config.poll_wait_seconds + 5) * 1000)
-  const scheduler = createScheduler({ store, log: log.withTag("scheduler"), now, staleMs })
+  const pollGoneMs = config.scheduling.poll_gone_seconds * 1000
+  const scheduler = createScheduler({ store, log: log.withTag("scheduler"), now, staleMs, pollGoneMs })
   // Every change committed through this coordinator wakes its waiters and the scheduler, and is counted.
   const unwire = wireWakeups(store, { notifier: hub, scheduler, metrics })
-  const janitor = createJanitor({ store, log: log.withTag("janitor"), now, timings: t, startedAt, staleMs })
+  const janitor = createJanitor({ store, log: log.withTag("janitor"), now, timings: t, startedAt, staleMs, pollGoneMs })
   let ready = false
   const app = createApp({
     store,

@@ -1,6 +1,8 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test"
 import * as v from "valibot"
 import { newJob, registration, T0, tempDir } from "../../test/helpers/fixtures.ts"
+import { waitFor } from "../../test/helpers/bin.ts"
+import { NO_NEEDS } from "../shared/protocol/capabilities.ts"
 import { openPeer, type Peer } from "../../test/helpers/store-peer.ts"
 import { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { createLogger } from "../shared/log.ts"
@@ -33,6 +35,7 @@ describe("timings", () => {
       jobStale: 12_500,
       assignment: 10_000,
       pending: 30_000,
+      probePending: 5000,
       retention: 168 * 3600 * 1000,
     })
   })
@@ -49,6 +52,7 @@ describe("timings", () => {
           job_heartbeat_threshold_factor: 4,
           job_assignment_timeout: 7,
           job_pending_timeout: 8,
+          probe_pending_timeout: 0.5,
           retention_hours: 0.5,
         },
       }),
@@ -60,6 +64,7 @@ describe("timings", () => {
       jobStale: 8000,
       assignment: 7000,
       pending: 8000,
+      probePending: 500,
       retention: 1_800_000,
     })
   })
@@ -77,13 +82,19 @@ class Harness {
   clock = T0
   kicks = 0
 
-  janitor(t: Timings = T, startedAt = T0, store: Store = this.store): Janitor {
+  janitor(
+    t: Timings = T,
+    startedAt = T0,
+    store: Store = this.store,
+    more: { staleMs?: number; pollGoneMs?: number } = {},
+  ): Janitor {
     const janitor = createJanitor({
       store,
       log: createLogger({ level: "error" }),
       now: () => this.clock,
       timings: t,
       startedAt,
+      ...more,
     })
     // A pass's changes wake this hub and count as kicks through the store's change hook, as in the
     // coordinator; only while the pass runs, so that the set-up's own changes are not counted.
@@ -260,12 +271,13 @@ describe("createJanitor", () => {
   })
 
   describe("assignments", () => {
-    test("a job assigned for longer than the timeout is re-queued with its worker excluded", async () => {
+    test("a job assigned for longer than the timeout is re-queued with its worker excluded and barred", async () => {
       await h.worker("w1")
+      await h.worker("w2")
       await h.job("old", {}, "w1", false, T0) // assigned at T0+1
       await h.job("new", {}, "w1", false, LATER - T.assignment - 1) // assigned exactly at the cutoff
       h.clock = LATER
-      await h.alive(h.clock, { w1: ["old", "new"] })
+      await h.alive(h.clock, { w1: ["old", "new"], w2: [] })
       const woke = h.hub.wait(topic.worker("w1"), 60_000).then(() => true)
 
       const report = await h.run()
@@ -275,6 +287,7 @@ describe("createJanitor", () => {
         status: "queued",
         workerId: null,
         excluded: ["w1"],
+        barred: ["w1"],
         epoch: 1,
       })
       expect((await h.store.events("old")).at(-1)?.reason).toContain("worker w1 did not start the job")
@@ -301,17 +314,91 @@ describe("createJanitor", () => {
       await h.alive(h.clock, { ff: ["busy"], "new-probe": [] })
 
       const report = await h.run()
-      expect(report.failedPending.sort()).toEqual(["no-binary", "no-path", "no-tokens"])
+      // A janitor's first pass judges every queued job, young ones too (see the next tests).
+      expect(report.failedPending.sort()).toEqual(["no-binary", "no-path", "no-tokens", "young"])
       expect(await h.status("capable-busy")).toBe("queued")
-      expect(await h.status("young")).toBe("queued")
       const noPath = (await h.store.getJob("no-path"))!
       expect(noPath).toMatchObject({ status: "failed", finishedAt: LATER })
       expect(noPath.error).toContain("no online worker can run it")
       expect(noPath.error).toContain("ffmpeg, $Movies, $TV")
       // Path tokens are named only when they are what is missing.
-      expect((await h.store.getJob("no-binary"))?.error).toMatch(/needs ffprobe\); waited/)
+      expect((await h.store.getJob("no-binary"))?.error).toMatch(/needs ffprobe\)$/)
       expect((await h.store.getJob("no-tokens"))?.error).toContain("needs ffmpeg, $Movies, path tokens")
       expect(h.kicks).toBe(0)
+    })
+
+    test("a young job no worker can run waits for its timeout while the workers stay the same, and fails at the pass after the last capable one leaves", async () => {
+      await h.worker("ff", { binaries: ["ffmpeg"] })
+      await h.worker("probe", { binaries: ["ffprobe"] })
+      const janitor = h.janitor()
+      h.clock = LATER
+      await h.alive(h.clock, { ff: [], probe: [] })
+      expect((await janitor.run()).failedPending).toEqual([])
+      // Queued after that pass (as if the submission let it through), needing what no worker has.
+      await h.job("nv", { needs: { ...NO_NEEDS, labels: { gpu: "nvidia" } } }, null, false, LATER)
+      await h.job("fp", { binary: "ffprobe" }, null, false, LATER)
+      h.clock = LATER + 1
+      await h.alive(h.clock, { ff: [], probe: [] })
+      expect((await janitor.run()).failedPending).toEqual([])
+      expect(await h.status("nv")).toBe("queued")
+      // The only ffprobe worker leaves: the next pass fails the ffprobe job at once, naming what it needs.
+      await h.store.setWorkerStatus("probe", "offline", LATER + 2)
+      h.clock = LATER + 3
+      await h.alive(h.clock, { ff: [] })
+      expect((await janitor.run()).failedPending.sort()).toEqual(["fp", "nv"])
+      expect((await h.store.getJob("fp"))?.error).toBe("no online worker can run it (needs ffprobe)")
+      expect((await h.store.getJob("nv"))?.error).toBe("no online worker has label gpu=nvidia")
+    })
+
+    test("after a change among the serving workers, the whole queue is judged, page by page", async () => {
+      await h.worker("ff", { binaries: ["ffmpeg"] })
+      for (let i = 0; i < 450; i++)
+        await h.job(`p${String(i).padStart(3, "0")}`, { binary: i % 2 ? "ffprobe" : "ffmpeg" }, null, false, LATER)
+      h.clock = LATER + 1
+      await h.alive(h.clock, { ff: [] })
+      const report = await h.run()
+      expect(report.failedPending).toHaveLength(225)
+      expect((await h.store.queuedJobs(1000)).every((j) => j.binary === "ffmpeg")).toBe(true)
+    })
+
+    test("a queued probe fails after probe_pending_timeout when its able workers went quiet, not while they are only busy", async () => {
+      await h.worker("w1", { binaries: ["ffmpeg", "ffprobe"] })
+      const janitor = h.janitor(T, T0, h.store, { pollGoneMs: 2000 })
+      h.clock = LATER
+      await h.alive(h.clock, { w1: [] })
+      await janitor.run()
+      await h.job("p-old", { binary: "ffprobe", lane: "probe" }, null, false, LATER - T.probePending - 1)
+      await h.job("p-new", { binary: "ffprobe", lane: "probe" }, null, false, LATER - T.probePending + 1)
+      await h.job("t-old", { binary: "ffprobe" }, null, false, LATER - T.probePending - 1)
+      // w1 polls (it is only busy): the old probe waits for a slot.
+      expect((await janitor.run()).failedPending).toEqual([])
+      // w1's poll closed 2 s ago and it has not polled since (killed): the old probe fails, the new one waits.
+      await h.store.touchWorker("w1", LATER - 2000, "closed")
+      await h.alive(h.clock, { w1: [] })
+      expect((await janitor.run()).failedPending).toEqual(["p-old"])
+      expect((await h.store.getJob("p-old"))?.error).toBe(
+        "no worker took the probe within 5 s (janitor.probe_pending_timeout): every worker that could run it stopped polling (w1)",
+      )
+      expect(await h.status("p-new")).toBe("queued")
+      expect(await h.status("t-old")).toBe("queued")
+    })
+
+    test("watchProbe fails the one probe at its deadline, between passes", async () => {
+      const fast = { ...T, probePending: 20 }
+      const real = createJanitor({
+        store: h.store,
+        log: createLogger({ level: "error" }),
+        now: () => Date.now(),
+        timings: fast,
+        startedAt: T0,
+      })
+      await h.store.createJob(newJob("p", { binary: "ffprobe", lane: "probe" }), Date.now())
+      real.watchProbe("p")
+      await waitFor(async () => (await h.status("p")) === "failed", { what: "the probe to fail at its deadline" })
+      expect((await h.store.getJob("p"))?.error).toMatch(
+        /within 0.02 s \(janitor.probe_pending_timeout\): no worker is online/,
+      )
+      await real.stop()
     })
 
     test("a worker counts only while the scheduler would give it work: the same rule and liveness", async () => {
@@ -542,6 +629,8 @@ describe("two janitors over two store instances on one file", () => {
     const N = 12
     const ids = (kind: string) => Array.from({ length: N }, (_, i) => `${kind}-${String(i).padStart(2, "0")}`)
     await h.worker("live")
+    // Another live worker: a timed-out assignment is barred from "live" but can still run elsewhere.
+    await h.worker("live2")
     for (const id of ids("stale")) await h.worker(id)
     // Each job qualifies for exactly one action.
     for (const id of ids("lost-att")) await h.job(id, { attached: true }, "live")
@@ -551,11 +640,10 @@ describe("two janitors over two store instances on one file", () => {
       await store.requestCancel(id, "canceled by alice", T0 + 3)
     }
     for (const id of ids("asg")) await h.job(id, {}, "live", false)
-    for (const id of ids("pend")) await h.job(id, { binary: "ffprobe" }, null)
     for (const id of ids("aband-q")) await h.job(id, { attached: true }, null)
     for (const id of ids("aband-r")) await h.job(id, { attached: true }, "live")
     // live is alive, holds only the abandoned running jobs; callers of the lost and canceling jobs are present.
-    await h.alive(LATER, { live: ids("aband-r") }, [...ids("lost-att"), ...ids("cancel")])
+    await h.alive(LATER, { live: ids("aband-r"), live2: [] }, [...ids("lost-att"), ...ids("cancel")])
 
     const expected: Record<string, string> = {}
     for (const [kind, status] of Object.entries({
@@ -585,6 +673,9 @@ describe("two janitors over two store instances on one file", () => {
         abandoned: [],
         pruned: { jobs: 0, workers: 0 },
       })
+    // Queued after the warm-up judged every queued job against the workers: these fail only once the
+    // workers change (the stale ones are reaped) or their pending timeout passes.
+    for (const id of ids("pend")) await h.job(id, { binary: "ffprobe" }, null)
 
     const before = new Map<string, JobEvent[]>()
     for (const id of Object.keys(expected)) before.set(id, await store.events(id))

@@ -1,10 +1,10 @@
 import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
-import { NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
+import type { QueueCursor } from "../store/types.ts"
 import { CALLER_GONE } from "./jobs.ts"
-import { eligible, type Liveness } from "./scheduler.ts"
+import { eligible, serving, unrunnable, type Liveness } from "./scheduler.ts"
 
 /** Thresholds in milliseconds, derived from the config (see `timings`). */
 export interface Timings {
@@ -16,6 +16,8 @@ export interface Timings {
   jobStale: number
   assignment: number
   pending: number
+  /** A queued probe that no worker took for this long fails (probe_pending_timeout). */
+  probePending: number
   retention: number
 }
 
@@ -30,6 +32,7 @@ export function timings(c: CoordinatorConfig): Timings {
     jobStale: c.heartbeat_interval * c.janitor.job_heartbeat_threshold_factor * s,
     assignment: c.janitor.job_assignment_timeout * s,
     pending: c.janitor.job_pending_timeout * s,
+    probePending: c.janitor.probe_pending_timeout * s,
     retention: c.janitor.retention_hours * 3600 * s,
   }
 }
@@ -49,16 +52,49 @@ export interface JanitorReport {
 export interface Janitor {
   /** One full pass now (also what `dffmpeg admin janitor run` triggers). Passes never overlap. */
   run(): Promise<JanitorReport>
+  /**
+   * A probe was just queued: if it is still queued `probe_pending_timeout` from now, it fails then, rather
+   * than at the pass after (passes are `interval` apart). The passes still catch it if this process stops.
+   */
+  watchProbe(id: string): void
   start(): void
   stop(): Promise<void>
 }
 
-/** Could any of these workers ever be given the job (ignoring load)? The scheduler's own rule. */
-function capable(job: Job, workers: Worker[], live: Liveness): boolean {
-  return workers.some((w) => eligible(job, w, live))
+const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
+/** Queued jobs judged per read after the serving workers change. */
+const JUDGE_PAGE = 200
+
+/** What the serving workers can run, as one string: a change means queued jobs must be judged again. */
+function servingShape(workers: Worker[], live: Liveness): string {
+  return JSON.stringify(
+    workers
+      .filter((w) => serving(w, live))
+      .map((w) => [w.id, w.binaries, w.paths, w.capabilities.pathTokens === true, w.tools, w.labels]),
+  )
 }
 
-const secs = (ms: number) => `${+(ms / 1000).toFixed(2)} s`
+/**
+ * Why a probe could not be placed within probe_pending_timeout: no worker online, none able to run it,
+ * or every able one gone quiet (its poll connection closed: killed, cut off). Undefined when an able
+ * worker is there and only its probe slots are busy: the probe waits for one, as a library scan's burst
+ * of probes must.
+ */
+function unplacedProbe(
+  job: Job,
+  workers: Worker[],
+  live: Liveness,
+  limitMs: number,
+  pollGoneMs = Infinity,
+): string | undefined {
+  const head = `no worker took the probe within ${secs(limitMs)} (janitor.probe_pending_timeout)`
+  if (!workers.some((w) => serving(w, live))) return `${head}: no worker is online`
+  const why = unrunnable(job, workers, live)
+  if (why) return `${head}: ${why}`
+  const able = workers.filter((w) => eligible(job, w, live))
+  if (able.some((w) => serving(w, { ...live, pollGoneMs }))) return undefined
+  return `${head}: every worker that could run it stopped polling (${able.map((w) => w.id).join(", ")})`
+}
 
 /**
  * Finds what stopped moving and moves it, so that every accepted job reaches a terminal state.
@@ -76,6 +112,8 @@ export function createJanitor(deps: {
   startedAt: number
   /** How recently a worker must have been heard from to count as able to run a job (default: `timings.workerStale`); the scheduler's. */
   staleMs?: number
+  /** The scheduler's `poll_gone_seconds` (ms): a probe whose every able worker has gone quiet this long fails at its deadline. */
+  pollGoneMs?: number
 }): Janitor {
   const { store, log, now } = deps
   const t = deps.timings
@@ -83,6 +121,8 @@ export function createJanitor(deps: {
   let running: Promise<JanitorReport> | undefined
   let timer: ReturnType<typeof setTimeout> | undefined
   let stopped = false
+  let lastShape: string | undefined
+  const probeTimers = new Set<ReturnType<typeof setTimeout>>()
 
   const pass = async (): Promise<JanitorReport> => {
     const at = now()
@@ -119,11 +159,14 @@ export function createJanitor(deps: {
       }
 
       for (const job of await store.assignedSince(at - t.assignment)) {
+        // Barred, not only excluded: a worker that did not start it in time (killed, cut off) must
+        // never be given it again, even when it is the only one left (the job then fails as unrunnable).
         const done = await store.unassign(
           job.id,
           job.epoch,
           `worker ${job.workerId} did not start the job within ${secs(t.assignment)}`,
           now(),
+          true,
         )
         if (!done) continue
         report.unassigned.push(job.id)
@@ -131,27 +174,43 @@ export function createJanitor(deps: {
       }
 
       const workers = await store.listWorkers()
-      for (const job of await store.queuedSince(at - t.pending)) {
-        const live = { now: at, staleMs: deps.staleMs ?? t.workerStale }
-        if (capable(job, workers, live)) continue
-        // Path tokens are named only when they are what is missing: a worker has the rest but is older.
-        const older = job.pathTokens && capable({ ...job, pathTokens: false }, workers, live)
-        const need = [
-          job.binary,
-          ...job.paths.map((p) => `$${p}`),
-          ...(older ? ["path tokens (a worker as new as its caller)"] : []),
-        ].join(", ")
+      const live = { now: at, staleMs: deps.staleMs ?? t.workerStale }
+      const failQueued = async (job: Job, reason: string, what: string) => {
         // Guarded on the epoch read: a job assigned meanwhile (by another coordinator) is left alone.
-        const done = await store.failJob(
-          job.id,
-          // The marker a client's `fallback.when: [no_capable_worker]` keys on (shared/protocol/fallback.ts).
-          `${NO_CAPABLE_WORKER} can run it (needs ${need}); waited ${secs(at - job.updatedAt)}`,
-          now(),
-          job.epoch,
-        )
-        if (!done) continue
+        const done = await store.failJob(job.id, reason, now(), job.epoch)
+        if (!done) return
         report.failedPending.push(job.id)
-        log.warn("job failed: no worker can run it", { job: job.id, needs: need })
+        log.warn(what, { job: job.id, reason })
+      }
+      // After a change to the serving workers (one left, one came with other tools), every queued job is
+      // judged again: one that none of them could ever run fails now, not after job_pending_timeout. With
+      // no worker serving at all, jobs wait for one (a restart) until their timeout.
+      const shape = servingShape(workers, live)
+      const judged = new Set<string>()
+      if (shape !== lastShape && workers.some((w) => serving(w, live))) {
+        // In pages of the queue's own order, read without their arguments: bounded whatever its length.
+        let after: QueueCursor | undefined
+        for (;;) {
+          const page = await store.queuedJobs(JUDGE_PAGE, after)
+          for (const job of page) {
+            judged.add(job.id)
+            const why = unrunnable(job, workers, live)
+            if (why) await failQueued(job, why, "job failed: no worker can run it")
+          }
+          if (page.length < JUDGE_PAGE) break
+          after = { key: page[page.length - 1].queueKey, id: page[page.length - 1].id }
+        }
+      }
+      lastShape = shape
+      for (const job of await store.queuedSince(at - t.pending)) {
+        if (judged.has(job.id)) continue
+        const why = unrunnable(job, workers, live)
+        if (why) await failQueued(job, `${why}; waited ${secs(at - job.updatedAt)}`, "job failed: no worker can run it")
+      }
+      for (const job of await store.queuedSince(at - t.probePending, "probe")) {
+        if (judged.has(job.id) || report.failedPending.includes(job.id)) continue
+        const why = unplacedProbe(job, workers, live, t.probePending, deps.pollGoneMs)
+        if (why) await failQueued(job, why, "probe failed: not placed in time")
       }
 
       for (const job of await store.abandoned(at - t.jobStale)) {
@@ -190,12 +249,36 @@ export function createJanitor(deps: {
     }, delay)
   }
 
+  /** The one probe's deadline: failed if still queued (at the epoch it was queued with). */
+  const probeDue = async (id: string) => {
+    const job = await store.getJobSummary(id, { argsChars: 2 })
+    if (!job || job.status !== "queued") return
+    const at = now()
+    if (at - job.updatedAt < t.probePending) return
+    const live = { now: at, staleMs: deps.staleMs ?? t.workerStale }
+    const reason = unplacedProbe(job, await store.listWorkers(), live, t.probePending, deps.pollGoneMs)
+    // An able worker is there, its probe slots busy: the probe waits; the passes look again.
+    if (!reason) return
+    const done = await store.failJob(job.id, reason, now(), job.epoch)
+    if (done) log.warn("probe failed: not placed in time", { job: job.id, reason })
+  }
+
   return {
     run,
+    watchProbe(id) {
+      if (stopped) return
+      const timer = setTimeout(() => {
+        probeTimers.delete(timer)
+        probeDue(id).catch((err) => log.error("probe deadline check failed", { job: id }, err as Error))
+      }, t.probePending + 10)
+      probeTimers.add(timer)
+    },
     start: schedule,
     async stop() {
       stopped = true
       clearTimeout(timer)
+      for (const p of probeTimers) clearTimeout(p)
+      probeTimers.clear()
       await running?.catch(() => {})
     },
   }

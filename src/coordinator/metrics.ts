@@ -199,11 +199,14 @@ export function createMetrics(): Metrics {
       const slotsTotal = g("dffmpeg_slots", "Job slots (max_jobs) of online and draining workers.")
       slotsTotal.set({}, st.stats.slots.total)
       slotsTotal.render(out)
-      const slotsUsed = g("dffmpeg_slots_used", "Job slots holding an assigned or running job.")
+      const slotsUsed = g(
+        "dffmpeg_slots_used",
+        "Job slots holding an assigned or running transcode (probes have their own slots).",
+      )
       slotsUsed.set({}, st.stats.slots.used)
       slotsUsed.render(out)
       const wSlots = g("dffmpeg_worker_slots", "Job slots of each known worker that is not offline.")
-      const wUsed = g("dffmpeg_worker_slots_used", "Assigned or running jobs of each worker that is not offline.")
+      const wUsed = g("dffmpeg_worker_slots_used", "Assigned or running transcodes of each worker that is not offline.")
       for (const w of st.workers) {
         if (w.status === "offline") continue
         wSlots.set({ worker: w.id, state: w.status }, w.maxJobs)

@@ -6,6 +6,9 @@ import { memoryStore, newJob, registration, T0 } from "../../test/helpers/fixtur
 import { Hub, topic } from "./hub.ts"
 import { NO_NEEDS, type ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import { createScheduler, eligible, missing, pick, type Candidate, type Scheduler } from "./scheduler.ts"
+import { queueKey } from "./priorities.ts"
+import type { Priority } from "../shared/protocol/capabilities.ts"
+import type { NewJob } from "../store/types.ts"
 import { wireWakeups } from "./wakeups.ts"
 
 function worker(id: string, over: Partial<Worker> = {}): Worker {
@@ -235,6 +238,76 @@ describe("pick", () => {
   })
 })
 
+describe("pick over lanes, weights, bars and poll connections", () => {
+  test("a probe is judged on the probe slots, a transcode on maxJobs", () => {
+    const full = cand("full", 2, { maxJobs: 2 })
+    expect(pick({ ...ffmpeg, lane: "probe" }, [full])?.worker.id).toBe("full")
+    expect(pick({ ...ffmpeg, lane: "transcode" }, [full])).toBeUndefined()
+    const probesFull = { ...cand("p", 0), probes: 4 }
+    expect(pick({ ...ffmpeg, lane: "probe" }, [probesFull])).toBeUndefined()
+  })
+
+  test.each<[string, Candidate[], string]>([
+    ["equal relative load: the higher weight", [cand("a", 1, { weight: 1 }), cand("b", 1, { weight: 3 })], "b"],
+    ["a lower relative load beats a higher weight", [cand("a", 0, { weight: 1 }), cand("b", 1, { weight: 5 })], "a"],
+    ["equal load and weight: the lower id", [cand("b", 0), cand("a", 0)], "a"],
+    [
+      "a worker whose poll is open before one whose poll just closed, whatever the load",
+      [cand("a", 0, { pollClosedAt: 5 }), cand("b", 1, { pollClosedAt: null })],
+      "b",
+    ],
+  ])("%s", (_, candidates, want) => {
+    expect(pick(ffmpeg, candidates)?.worker.id).toBe(want)
+  })
+
+  test("a barred worker is never picked; an excluded one only when no other is eligible", () => {
+    expect(pick({ ...ffmpeg, barred: ["w1"] }, [cand("w1", 0)])).toBeUndefined()
+    expect(pick({ ...ffmpeg, excluded: ["w1"] }, [cand("w1", 0)])?.worker.id).toBe("w1")
+  })
+
+  test("poll_gone: a worker whose poll closed that long ago is not serving for new work; the capability check ignores it", () => {
+    const w = worker("w", { lastSeen: 100_000, pollClosedAt: 98_000 })
+    expect(eligible(ffmpeg, w, { now: 100_000, staleMs: 30_000, pollGoneMs: 2_000 })).toBe(false)
+    expect(eligible(ffmpeg, w, { now: 99_999, staleMs: 30_000, pollGoneMs: 2_000 })).toBe(true)
+    expect(eligible(ffmpeg, w, { now: 100_000, staleMs: 30_000 })).toBe(true)
+    expect(
+      eligible(ffmpeg, worker("w", { lastSeen: 100_000, pollClosedAt: null }), {
+        now: 100_000,
+        staleMs: 30_000,
+        pollGoneMs: 1,
+      }),
+    ).toBe(true)
+  })
+})
+
+describe("missing: formats by any of their names", () => {
+  const w = worker("w", {
+    tools: {
+      ffmpeg: {
+        version: "5.1",
+        encoders: [],
+        decoders: [],
+        hwaccels: [],
+        hwDevices: [],
+        filters: [],
+        muxers: ["matroska", "mp4", "hls"],
+        demuxers: ["matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2"],
+      },
+    },
+  })
+  test.each<[Partial<typeof NO_NEEDS>, string[]]>([
+    [{ demuxers: ["matroska"] }, []],
+    [{ demuxers: ["webm"] }, []],
+    [{ demuxers: ["m4a"] }, []],
+    [{ demuxers: ["mkv"] }, ["demuxer mkv"]],
+    [{ muxers: ["hls", "mp4"] }, []],
+    [{ muxers: ["webm"] }, ["muxer webm"]],
+    [{ muxers: ["HLS"] }, []],
+  ])("%j", (needs, lacks) => {
+    expect(missing({ binary: "ffmpeg", needs: { ...NO_NEEDS, ...needs } }, w)).toEqual(lacks)
+  })
+})
+
 describe("createScheduler", () => {
   const STALE_MS = 30_000
   let store: Store
@@ -259,6 +332,9 @@ describe("createScheduler", () => {
     return store.createJob(newJob(id, { binary: over.binary ?? "ffmpeg", paths: over.paths ?? [] }), clock)
   }
 
+  const makeScheduler = (pollGoneMs?: number) =>
+    createScheduler({ store, log: createLogger({ level: "error" }), now: () => clock, staleMs: STALE_MS, pollGoneMs })
+
   const jobsOf = async (workerId: string) =>
     (await store.listJobs({ worker: workerId, limit: 1000 })).map((j) => j.id).sort()
 
@@ -267,12 +343,7 @@ describe("createScheduler", () => {
     hub = new Hub()
     clock = T0
     jobSeq = 0
-    scheduler = createScheduler({
-      store,
-      log: createLogger({ level: "error" }),
-      now: () => clock,
-      staleMs: STALE_MS,
-    })
+    scheduler = makeScheduler()
     // Assignments wake workers through the store's change hook, as in the coordinator.
     wireWakeups(store, { notifier: hub })
   })
@@ -519,5 +590,118 @@ describe("createScheduler", () => {
     scheduler.kick()
     await scheduler.idle()
     expect((await store.getJob(last.id))?.workerId).toBe("w1")
+  })
+
+  const submitAs = (id: string, over: Partial<NewJob>, at = clock) => store.createJob(newJob(id, over), at)
+
+  test("a probe is placed in its own slots while every transcode slot is taken, and before transcodes", async () => {
+    await online("w1", reg({ maxJobs: 1, maxProbeJobs: 2 }), clock)
+    await submitAs("t1", {})
+    await submitAs("t2", {})
+    await submitAs("p1", { lane: "probe" }, clock + 1)
+    await submitAs("p2", { lane: "probe" }, clock + 2)
+    await submitAs("p3", { lane: "probe" }, clock + 3)
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await jobsOf("w1")).toEqual(["p1", "p2", "t1"])
+    expect(Object.fromEntries(await store.laneLoads())).toEqual({ w1: { probe: 2, transcode: 1 } })
+  })
+
+  test("a worker with no probe slots gets no probes", async () => {
+    await online("w1", reg({ maxProbeJobs: 0 }), clock)
+    await submitAs("p1", { lane: "probe" })
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob("p1"))?.status).toBe("queued")
+  })
+
+  // Queue order with aging (aging = 60 s): key = submission time − level × aging; one slot takes them in turn.
+  const AGING = 60_000
+  test.each<[string, [string, Priority, number][], string[]]>([
+    [
+      "a later interactive job goes before earlier batch and normal ones",
+      [
+        ["b1", "batch", 0],
+        ["b2", "batch", 1_000],
+        ["n1", "normal", 2_000],
+        ["i1", "interactive", 3_000],
+      ],
+      ["i1", "n1", "b1", "b2"],
+    ],
+    [
+      "a batch job that waited more than 2 × aging goes before a new interactive one",
+      [
+        ["b1", "batch", 0],
+        ["i1", "interactive", 2 * AGING + 1],
+      ],
+      ["b1", "i1"],
+    ],
+    [
+      "a normal job that waited more than aging goes before a new interactive one",
+      [
+        ["n1", "normal", 0],
+        ["i1", "interactive", AGING + 1],
+        ["i2", "interactive", AGING - 1 + AGING],
+      ],
+      ["n1", "i1", "i2"],
+    ],
+    [
+      "equal priorities are first come, first served",
+      [
+        ["n2", "normal", 5],
+        ["n1", "normal", 1],
+      ],
+      ["n1", "n2"],
+    ],
+  ])("%s", async (_, jobs, order) => {
+    await online("w1", reg({ maxJobs: 1 }), clock)
+    // The worker is busy while everything is queued; then each completion frees the one slot.
+    await submitAs("first", {})
+    scheduler.kick()
+    await scheduler.idle()
+    for (const [id, priority, at] of jobs)
+      await submitAs(id, { priority, queueKey: queueKey("transcode", priority, T0 + at, AGING) }, T0 + at)
+    const ran: string[] = []
+    let current = "first"
+    for (let i = 0; i < jobs.length; i++) {
+      await store.start(current, "w1", 1, clock)
+      await store.appendOutput(current, "w1", 1, [], { code: 0, signal: null }, clock)
+      scheduler.kick()
+      await scheduler.idle()
+      const [next] = await store.listJobs({ worker: "w1", status: "assigned" })
+      ran.push(next.id)
+      current = next.id
+    }
+    expect(ran).toEqual(order)
+  })
+
+  test("a worker barred from a job never gets it, even as the only one; others still do", async () => {
+    await online("w1", reg(), clock)
+    const job = await submitAs("j1", {})
+    scheduler.kick()
+    await scheduler.idle()
+    expect(await store.unassign(job.id, 1, "timed out", clock, true)).toMatchObject({ barred: ["w1"] })
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+    await online("w2", reg(), clock)
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(job.id))?.workerId).toBe("w2")
+  })
+
+  test("a worker whose poll connection closed gets no new work once poll_gone has passed, until it polls again", async () => {
+    const gone = makeScheduler(2_000)
+    await online("w1", reg(), clock)
+    await store.touchWorker("w1", clock, "closed")
+    clock += 2_000
+    await submitAs("j1", {})
+    gone.kick()
+    await gone.idle()
+    expect((await store.getJob("j1"))?.status).toBe("queued")
+    await store.touchWorker("w1", clock, "open")
+    gone.kick()
+    await gone.idle()
+    expect((await store.getJob("j1"))?.workerId).toBe("w1")
   })
 })

@@ -1,26 +1,55 @@
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
+import type { QueueCursor } from "../store/types.ts"
+import type { Lane } from "../shared/protocol/capabilities.ts"
+import { NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
+
+/** Lanes in dispatch order: probes first. */
+const LANES: Lane[] = ["probe", "transcode"]
+
+const free = (c: Candidate, lane: Lane) => {
+  const s = slots(c, lane)
+  return s.used < s.total
+}
 
 export interface Candidate {
   worker: Worker
+  /** Transcodes assigned to or running on it (its `maxJobs` slots). */
   load: number
+  /** Probes assigned to or running on it (its `maxProbeJobs` slots); 0 when absent. */
+  probes?: number
 }
 
 /** When a worker is judged: `now`, and how recently it must have been heard from to be given work. */
 export interface Liveness {
   now: number
   staleMs: number
+  /**
+   * For new assignments only (the scheduler's): a worker whose last poll connection closed this long ago
+   * and that has not polled since is taken as gone (killed, cut off) and gets no new work until it polls
+   * again. The janitor's and the submission's "could any worker ever run it" leave it out.
+   */
+  pollGoneMs?: number
 }
 
 /** Online (not registering, draining or offline) and, when `live` is given, heard from less than `staleMs` ago. */
 export function serving(worker: Worker, live?: Liveness): boolean {
-  return (worker.status ?? "online") === "online" && (!live || live.now - worker.lastSeen < live.staleMs)
+  return (
+    (worker.status ?? "online") === "online" &&
+    (!live || live.now - worker.lastSeen < live.staleMs) &&
+    (live?.pollGoneMs === undefined ||
+      worker.pollClosedAt === null ||
+      worker.pollClosedAt === undefined ||
+      live.now - worker.pollClosedAt < live.pollGoneMs)
+  )
 }
 
 /**
- * The one rule for whether `worker` may be given `job`, its load aside: it is serving (above), has the
- * binary and advertises every path variable the job needs. The scheduler places jobs by it, and the
+ * The one rule for whether `worker` may be given `job`, its load aside: it is serving (above), is the
+ * worker the job is pinned to (if any), is not barred from the job (an assignment to it timed out), has
+ * the binary, advertises every path variable the job needs and has every capability and label it needs
+ * (`missing`). The scheduler places jobs by it, and the
  * janitor fails a queued job as one no worker can run by the same rule and the same liveness, so it
  * fails exactly the jobs the scheduler would never place. Liveness belongs in the rule: a worker that
  * stopped polling gets nothing new even before the janitor reaps it (the janitor did not check it; it
@@ -31,6 +60,7 @@ export function eligible(job: Eligible, worker: Worker, live?: Liveness): boolea
   return (
     serving(worker, live) &&
     (!job.pin || job.pin === worker.id) &&
+    !job.barred?.includes(worker.id) &&
     worker.binaries.includes(job.binary) &&
     job.paths.every((p) => worker.paths.includes(p)) &&
     (!job.pathTokens || writesPathTokens(worker)) &&
@@ -39,7 +69,7 @@ export function eligible(job: Eligible, worker: Worker, live?: Liveness): boolea
 }
 
 /** What `eligible` reads of a job. */
-export type Eligible = Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens" | "needs" | "pin">>
+export type Eligible = Pick<Job, "binary" | "paths"> & Partial<Pick<Job, "pathTokens" | "needs" | "pin" | "barred">>
 
 /**
  * The job's needs this worker's tools or labels lack, each as `kind name` (`encoder h264_nvenc`,
@@ -62,11 +92,61 @@ export function missing(job: Pick<Eligible, "binary" | "needs">, worker: Pick<Wo
       ["muxer", needs.muxers, tool.muxers],
       ["demuxer", needs.demuxers, tool.demuxers],
     ] as const
-    for (const [kind, want, has] of lists)
-      for (const name of want ?? []) if (!has.includes(name)) out.push(`${kind} ${name}`)
+    for (const [kind, want, has] of lists) {
+      const names = kind === "muxer" || kind === "demuxer" ? formatNames(has) : new Set(has)
+      for (const name of want ?? [])
+        if (!names.has(kind.endsWith("muxer") ? name.toLowerCase() : name)) out.push(`${kind} ${name}`)
+    }
   }
   for (const [k, val] of Object.entries(needs.labels ?? {}))
     if (worker.labels?.[k] !== val) out.push(`label ${k}=${val}`)
+  return out
+}
+
+/**
+ * Why none of `workers` could ever run `job` (load aside, by `eligible`), or undefined when one could:
+ * what the janitor and the submission fail a job with. When workers have the binary and paths but lack
+ * capabilities, the needs none of them has are named (`no online worker has encoder h264_nvenc`); a job
+ * barred from (or pinned to) workers is told so; otherwise what it needs of the basics (binary, `$Var`
+ * paths, path tokens) is listed, as before issue 12.
+ */
+export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): string | undefined {
+  const up = workers.filter((w) => serving(w, live))
+  if (up.some((w) => eligible(job, w, live))) return undefined
+  const basic = up.filter(
+    (w) =>
+      w.binaries.includes(job.binary) &&
+      job.paths.every((p) => w.paths.includes(p)) &&
+      (!job.pathTokens || writesPathTokens(w)),
+  )
+  const open = basic.filter((w) => (!job.pin || job.pin === w.id) && !job.barred?.includes(w.id))
+  if (open.length) {
+    const lacks = open.map((w) => missing(job, w))
+    const common = lacks[0].filter((x) => lacks.every((l) => l.includes(x)))
+    if (common.length) return `${NO_CAPABLE_WORKER} has ${common.join(", ")}`
+    const each = open.slice(0, 5).map((w, i) => `${w.id} lacks ${lacks[i].join(", ")}`)
+    return `${NO_CAPABLE_WORKER} has all it needs (${each.join("; ")}${open.length > 5 ? "; ..." : ""})`
+  }
+  if (basic.length && job.pin) return `the worker it is pinned to (${job.pin}) is not online or cannot run it`
+  if (basic.length)
+    return `every online worker that could run it failed to start it in time (${job.barred!.join(", ")})`
+  // Path tokens are named only when they are what is missing: a worker has the rest but is older.
+  const older = job.pathTokens && up.some((w) => eligible({ ...job, pathTokens: false }, w, live))
+  const need = [
+    job.binary,
+    ...job.paths.map((p) => `$${p}`),
+    ...(older ? ["path tokens (a worker as new as its caller)"] : []),
+  ].join(", ")
+  return `${NO_CAPABLE_WORKER} can run it (needs ${need})`
+}
+
+/**
+ * The names a worker's (de)muxer list answers to: ffmpeg lists a demuxer under all its names at once
+ * (`matroska,webm`, `mov,mp4,m4a,3gp,3g2,mj2`), and matches format names case-insensitively.
+ */
+function formatNames(list: string[]): Set<string> {
+  const out = new Set<string>()
+  for (const entry of list) for (const n of entry.split(",")) if (n) out.add(n.toLowerCase())
   return out
 }
 
@@ -77,13 +157,21 @@ export function missing(job: Pick<Eligible, "binary" | "needs">, worker: Pick<Wo
 export const writesPathTokens = (worker: Pick<Worker, "capabilities">): boolean =>
   worker.capabilities.pathTokens === true
 
+/** A candidate's slots and their use in a lane: probes have their own (`maxProbeJobs`). */
+export function slots(c: Candidate, lane: Lane | undefined): { used: number; total: number } {
+  return lane === "probe"
+    ? { used: c.probes ?? 0, total: c.worker.maxProbeJobs }
+    : { used: c.load, total: c.worker.maxJobs }
+}
+
 /**
- * Pure choice: the worker `eligible` for `job` with a free slot and the lowest relative load. A worker
- * that lost or gave up this job before is passed over while another eligible worker exists, even a
- * busy one (the job then waits for it).
+ * Pure choice: the worker `eligible` for `job` with a free slot in the job's lane, preferring one whose
+ * poll is open (one whose poll just closed may be dead), then the lowest relative load in the lane;
+ * between equally loaded workers the higher `weight`, then the fewer jobs, then the lower id. A worker that lost or gave up this job before is passed over while another eligible
+ * worker exists, even a busy one (the job then waits for it); one it is barred from never gets it.
  */
 export function pick(
-  job: Eligible & { excluded?: string[] },
+  job: Eligible & { excluded?: string[]; lane?: Lane },
   candidates: Candidate[],
   live?: Liveness,
 ): Candidate | undefined {
@@ -91,18 +179,29 @@ export function pick(
   const excluded = job.excluded ?? []
   const avoid = excluded.length > 0 && able.some((c) => !excluded.includes(c.worker.id))
   let best: Candidate | undefined
+  let bestSlots = { used: 0, total: 1 }
   for (const c of able) {
-    if (c.load >= c.worker.maxJobs) continue
+    const s = slots(c, job.lane)
+    if (s.used >= s.total) continue
     if (avoid && excluded.includes(c.worker.id)) continue
-    if (!best) {
+    if (!best || better(c, s, best, bestSlots)) {
       best = c
-      continue
+      bestSlots = s
     }
-    const a = c.load / c.worker.maxJobs
-    const b = best.load / best.worker.maxJobs
-    if (a < b || (a === b && (c.load < best.load || (c.load === best.load && c.worker.id < best.worker.id)))) best = c
   }
   return best
+}
+
+function better(c: Candidate, s: { used: number; total: number }, b: Candidate, bs: { used: number; total: number }) {
+  // A worker with its poll open first: one whose poll just closed may be dead (kill -9) or between polls.
+  const open = (w: Worker) => w.pollClosedAt === null || w.pollClosedAt === undefined
+  if (open(c.worker) !== open(b.worker)) return open(c.worker)
+  const x = s.used / s.total
+  const y = bs.used / bs.total
+  if (x !== y) return x < y
+  if (c.worker.weight !== b.worker.weight) return c.worker.weight > b.worker.weight
+  if (s.used !== bs.used) return s.used < bs.used
+  return c.worker.id < b.worker.id
 }
 
 export interface Scheduler {
@@ -118,32 +217,48 @@ export interface Scheduler {
  * worker's poll the same way; there is no timer in the hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
  * coordinator sharing the database, can never assign a job twice.
  */
-export function createScheduler(deps: { store: Store; log: Logger; now: () => number; staleMs: number }): Scheduler {
+export function createScheduler(deps: {
+  store: Store
+  log: Logger
+  now: () => number
+  staleMs: number
+  /** A worker whose poll connection closed this long ago without a new poll gets nothing new (Liveness). */
+  pollGoneMs?: number
+}): Scheduler {
   let running: Promise<void> | undefined
   let again = false
 
   const PAGE = 200
   const pass = async () => {
-    const live = { now: deps.now(), staleMs: deps.staleMs }
+    const live = { now: deps.now(), staleMs: deps.staleMs, pollGoneMs: deps.pollGoneMs }
     const workers = (await deps.store.listWorkers()).filter((w) => serving(w, live))
     if (!workers.length) return
-    const loads = await deps.store.workerLoads()
-    const candidates = workers.map((worker) => ({ worker, load: loads.get(worker.id) ?? 0 }))
-    // Page through the queue oldest first, so that jobs no worker can run never starve those behind
-    // them; stop as soon as every slot is taken.
-    let after: string | undefined
-    while (candidates.some((c) => c.load < c.worker.maxJobs)) {
-      const queued = await deps.store.queuedJobs(PAGE, after)
-      for (const job of queued) {
-        const choice = pick(job, candidates, live)
-        if (!choice) continue
-        const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
-        if (!done) continue
-        choice.load++
-        deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch })
+    const loads = await deps.store.laneLoads()
+    const candidates: Candidate[] = workers.map((worker) => ({
+      worker,
+      load: loads.get(worker.id)?.transcode ?? 0,
+      probes: loads.get(worker.id)?.probe ?? 0,
+    }))
+    // Probes first, in their own slots; then transcodes. Each lane is paged through in queue order
+    // (priority with aging: see docs/scheduling.md), so that jobs no worker can run never starve those
+    // behind them; a lane's paging stops as soon as every slot of that lane is taken.
+    for (const lane of LANES) {
+      let after: QueueCursor | undefined
+      while (candidates.some((c) => free(c, lane))) {
+        const queued = await deps.store.queuedJobs(PAGE, after, lane)
+        for (const job of queued) {
+          const choice = pick(job, candidates, live)
+          if (!choice) continue
+          const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
+          if (!done) continue
+          if (lane === "probe") choice.probes = (choice.probes ?? 0) + 1
+          else choice.load++
+          deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch, lane })
+        }
+        if (queued.length < PAGE) break
+        const last = queued[queued.length - 1]
+        after = { key: last.queueKey, id: last.id }
       }
-      if (queued.length < PAGE) return
-      after = queued[queued.length - 1].id
     }
   }
 

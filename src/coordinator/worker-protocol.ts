@@ -145,19 +145,22 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const assigned = hub.subscribe(topic.worker(name))
       try {
         const until = now() + waitMs
-        // Being heard from makes the worker eligible again: the scheduler hears of it (wakeups.ts).
-        await store.touchWorker(name, now())
+        // Being heard from makes the worker eligible again: the scheduler hears of it (wakeups.ts). An
+        // open poll also clears the time its last one closed (Liveness.pollGoneMs).
+        await store.touchWorker(name, now(), "open")
         for (;;) {
           const jobs = await store.assignedTo(name)
-          if (jobs.length || signal.aborted || now() >= until) {
-            await store.touchWorker(name, now())
-            return { jobs: jobs.map(toAssignment) }
-          }
+          if (jobs.length || signal.aborted || now() >= until) return { jobs: jobs.map(toAssignment) }
           await assigned.wait(until - now(), signal)
         }
       } finally {
         assigned.close()
         release?.()
+        // Answered or dropped (the worker was killed, its link cut): from now, a worker that does not
+        // poll again within poll_gone_seconds gets no new work.
+        await store
+          .touchWorker(name, now(), "closed")
+          .catch((err) => log.debug("could not record a closed poll", { worker: name, reason: (err as Error).message }))
       }
     },
 

@@ -15,6 +15,8 @@ export function runProxy(tool: string, args: string[], explainYaml?: YamlExplain
       args,
       explainYaml,
       warn: process.stderr.isTTY ? (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`) : undefined,
+      // Only to a terminal: the non-TTY stderr is ffmpeg's, byte for byte.
+      notice: process.stderr.isTTY ? (line) => process.stderr.write(line) : undefined,
     }),
   )
 }

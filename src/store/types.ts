@@ -13,6 +13,7 @@ import type {
   WorkerStatus,
 } from "../shared/protocol/schemas.ts"
 import type { HeldJob } from "../shared/protocol/worker.ts"
+import type { Lane } from "../shared/protocol/capabilities.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -21,7 +22,16 @@ export type NewJob = Pick<
   Job,
   "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
 > &
-  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin">>
+  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin" | "queueKey">>
+
+/** Where a page of the queue ended: the last job's queue key and id (the queue's order). */
+export interface QueueCursor {
+  key: number
+  id: string
+}
+
+/** A worker's assigned and running jobs, per lane. */
+export type LaneLoad = Record<Lane, number>
 
 export interface OutputChunk {
   /** Worker-side sequence number within one epoch (1, 2, 3...). */
@@ -90,7 +100,7 @@ export interface Stats {
   /** Submission time of the oldest queued job (ms), null when the queue is empty. */
   oldestQueuedAt: number | null
   workers: Record<WorkerStatus, number>
-  /** Job slots (max_jobs) of online and draining workers, and how many hold a job. */
+  /** Transcode slots (max_jobs) of online and draining workers, and how many hold a transcode (probes aside). */
   slots: { used: number; total: number }
 }
 
@@ -215,8 +225,11 @@ export interface Store {
   workerToken(id: string): Promise<string | undefined>
   /** registering → online when `token` matches (the worker proved its channel works). */
   verifyWorker(id: string, token: string, now: number): Promise<boolean>
-  /** Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. */
-  touchWorker(id: string, now: number): Promise<void>
+  /**
+   * Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. With
+   * `poll`, also that its poll connection opened (clears `pollClosedAt`) or closed (sets it to `now`).
+   */
+  touchWorker(id: string, now: number, poll?: "open" | "closed"): Promise<void>
   setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>
   getWorker(id: string): Promise<Worker | undefined>
   listWorkers(): Promise<Worker[]>
@@ -253,10 +266,19 @@ export interface Store {
   /** One job as a bounded summary (state, worker, exit, progress): for loops that re-read a job often. */
   getJobSummary(id: string, size?: ListingSize): Promise<JobListing | undefined>
   events(id: string): Promise<JobEvent[]>
-  /** Oldest queued jobs first, after job id `after` when given (paging); as summaries without arguments (the scheduler reads them on every pass). */
-  queuedJobs(limit: number, after?: string): Promise<JobListing[]>
-  /** Jobs assigned or running, per worker id. */
+  /**
+   * Queued jobs in queue order (lowest `queueKey`, then id), of one lane when given, after `after` when
+   * given (paging); as summaries without arguments (the scheduler reads them on every pass). An index on
+   * (status, lane, queue_key, id) makes each page cost its size, whatever the queue's length.
+   */
+  queuedJobs(limit: number, after?: QueueCursor, lane?: Lane): Promise<JobListing[]>
+  /**
+   * Transcodes assigned or running, per worker id: the load against its `maxJobs` that views show
+   * (probes have their own slots, `laneLoads`).
+   */
   workerLoads(): Promise<Map<string, number>>
+  /** Jobs assigned or running, per worker id and lane (probe slots are apart from transcode slots). */
+  laneLoads(): Promise<Map<string, LaneLoad>>
   /** queued → assigned to `worker`, bumping the epoch. Undefined if the job was not queued. */
   assign(id: string, worker: string, now: number): Promise<Job | undefined>
   /** Jobs assigned to `worker` and not yet started (re-offered on every poll until started). */
@@ -330,8 +352,11 @@ export interface Store {
   withdrawJob(id: string, reason: string, code: number | null, now: number): Promise<Job | undefined>
   /** A running job whose worker has been asked to cancel and is gone: canceled now. */
   forceCanceled(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
-  /** assigned → queued (assignment timed out or refused), excluding that worker next time. */
-  unassign(id: string, epoch: number, reason: string, now: number): Promise<Job | undefined>
+  /**
+   * assigned → queued (assignment timed out or refused), excluding that worker next time (a preference);
+   * with `bar`, also barring it: it is never given this job again (an assignment that timed out).
+   */
+  unassign(id: string, epoch: number, reason: string, now: number, bar?: boolean): Promise<Job | undefined>
   /**
    * The worker of this attempt is lost: a detached job with retries left goes back to the queue
    * (its partial output dropped), any other is failed with `reason`.
@@ -344,7 +369,8 @@ export interface Store {
   // arguments are cut as in listings (`truncated`), everything the janitor decides on is whole.
   runningWithoutHeartbeat(before: number): Promise<Job[]>
   assignedSince(before: number): Promise<Job[]>
-  queuedSince(before: number): Promise<Job[]>
+  /** Queued jobs last changed before `before`, of one lane when given. */
+  queuedSince(before: number, lane?: Lane): Promise<Job[]>
   /** Attached, non-terminal jobs whose caller was last seen before `before`. */
   abandoned(before: number): Promise<Job[]>
   /** Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since then. */

@@ -114,6 +114,7 @@ export async function startWorker(
     binaries: [...binaries.keys()].sort(),
     paths,
     maxJobs: cfg.max_jobs,
+    maxProbeJobs: cfg.max_probe_jobs,
     version: VERSION,
     capabilities: { platform: process.platform, arch: process.arch, pathTokens: true, ...confinement.capabilities },
     tools: await detector.tools(),

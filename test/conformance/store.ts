@@ -114,6 +114,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           labels: {},
           weight: 1,
           maxProbeJobs: 4,
+          pollClosedAt: null,
           status: "registering",
           registeredAt: T0,
           lastSeen: T0,
@@ -137,6 +138,17 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect((await store.getWorker("w1"))?.lastSeen).toBe(T0 + 20)
         expect((await store.listWorkers()).map((w) => w.id)).toEqual(["w1"])
         expect(await store.getWorker("w2")).toBeUndefined()
+      })
+
+      test("touchWorker records when the poll connection closed, and a new poll clears it", async () => {
+        await store.upsertWorker("w1", reg(), "tok1", T0)
+        await store.touchWorker("w1", T0 + 1, "closed")
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 1, pollClosedAt: T0 + 1 })
+        // A heartbeat alone says nothing about the poll connection.
+        await store.touchWorker("w1", T0 + 2)
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 2, pollClosedAt: T0 + 1 })
+        await store.touchWorker("w1", T0 + 3, "open")
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 3, pollClosedAt: null })
       })
     })
 
@@ -348,6 +360,8 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           priority: "normal",
           needs: NO_NEEDS,
           pin: null,
+          queueKey: T0,
+          barred: [],
         }
         expect(created).toEqual(expected)
         expect(await store.getJob("j1")).toEqual(expected)
@@ -420,6 +434,22 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       test("queuedJobs returns at most `limit` jobs", async () => {
         for (const id of ["j3", "j1", "j4", "j2"]) await store.createJob(newJob(id), T0)
         expect((await store.queuedJobs(2)).map((j) => j.id)).toEqual(["j1", "j2"])
+      })
+
+      test("queuedJobs orders by queue key then id, per lane, and pages after a cursor", async () => {
+        // A job's queue key defaults to its submission time; a priority's head start lowers it.
+        await store.createJob(newJob("a", { queueKey: T0 + 50 }), T0)
+        await store.createJob(newJob("b"), T0 + 10)
+        await store.createJob(newJob("c", { queueKey: T0 + 10 }), T0 + 20)
+        await store.createJob(newJob("p", { lane: "probe" }), T0 + 30)
+        const ids = (jobs: { id: string }[]) => jobs.map((j) => j.id)
+        expect(ids(await store.queuedJobs(10))).toEqual(["b", "c", "p", "a"])
+        expect(ids(await store.queuedJobs(10, undefined, "transcode"))).toEqual(["b", "c", "a"])
+        expect(ids(await store.queuedJobs(10, undefined, "probe"))).toEqual(["p"])
+        const [first] = await store.queuedJobs(1, undefined, "transcode")
+        expect(first.queueKey).toBe(T0 + 10)
+        expect(ids(await store.queuedJobs(10, { key: first.queueKey, id: first.id }, "transcode"))).toEqual(["c", "a"])
+        expect(ids(await store.queuedJobs(10, { key: T0 + 10, id: "c" }, "transcode"))).toEqual(["a"])
       })
 
       test("createJob of an attached job records the caller as seen, with its retries", async () => {
@@ -995,7 +1025,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       })
     })
 
-    test("workerLoads counts assigned and running jobs per worker", async () => {
+    test("workerLoads counts assigned and running transcodes per worker", async () => {
       await running("a1", "w1", false) // assigned
       await running("a2", "w1") // running
       await running("a3", "w1") // running, then completed
@@ -1007,6 +1037,20 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
       const loads = await store.workerLoads()
       expect(Object.fromEntries(loads)).toEqual({ w1: 2, w2: 1 })
+    })
+
+    test("laneLoads counts assigned and running jobs per worker and lane", async () => {
+      await running("a1", "w1", false)
+      await store.createJob(newJob("p1", { lane: "probe" }), T0)
+      await store.assign("p1", "w1", T0)
+      await store.createJob(newJob("p2", { lane: "probe" }), T0)
+      await store.assign("p2", "w2", T0)
+      expect(Object.fromEntries(await store.laneLoads())).toEqual({
+        w1: { probe: 1, transcode: 1 },
+        w2: { probe: 1, transcode: 0 },
+      })
+      // The load views show against max_jobs counts transcodes only.
+      expect(Object.fromEntries(await store.workerLoads())).toEqual({ w1: 1 })
     })
 
     test("workerLoads is empty when nothing is assigned", async () => {
@@ -1339,6 +1383,19 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(await store.unassign("nope", 1, "x", T0 + 9)).toBeUndefined()
         expect((await store.getJob("r"))?.status).toBe("running")
         expect(await statuses("q")).toEqual(["queued"])
+      })
+
+      test("with bar, the worker is also barred from the job for good (excluded only prefers others)", async () => {
+        await job("j1", {}, "w1", false)
+        expect(await store.unassign("j1", 1, "timed out", T0 + 5, true)).toMatchObject({
+          excluded: ["w1"],
+          barred: ["w1"],
+        })
+        await attempt("j1", "w2", false, T0 + 6)
+        expect(await store.unassign("j1", 2, "refused", T0 + 7)).toMatchObject({
+          excluded: ["w1", "w2"],
+          barred: ["w1"],
+        })
       })
 
       test("accumulates excluded workers without repeating one", async () => {

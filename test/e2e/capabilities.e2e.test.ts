@@ -4,28 +4,6 @@ import { join } from "node:path"
 import { waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
 import { writeFfmpegWrapper } from "../helpers/fake-ffmpeg.ts"
-import { alice, RouteHarness } from "../helpers/routes.ts"
-
-/**
- * Whether this build computes a job's needs at submission (issue 12 item 3): the routing test below
- * depends on it alone, and runs once it does.
- */
-const needsComputed = await (async () => {
-  const h = await RouteHarness.open()
-  try {
-    const args = ["-f", "lavfi", "-i", "testsrc", "-c:v", "libx264", "-f", "null", "-"]
-    const res = await h.request(alice, "POST", "/api/v1/jobs", {
-      binary: "ffmpeg",
-      args,
-      paths: [],
-      cwd: null,
-      stdin: false,
-    })
-    return ((await res.json()) as { needs?: { encoders?: string[] } }).needs?.encoders?.includes("libx264") === true
-  } finally {
-    await h.close()
-  }
-})()
 
 /**
  * Issue 12 with real processes: two workers with different ffmpeg builds (the real Debian ffmpeg, and the
@@ -144,13 +122,28 @@ describe("two builds, one answer", () => {
   })
 
   // Needs the requirements read from the command line (job.needs), nothing else of the scheduler.
-  test.skipIf(!needsComputed)("a job needing the encoder one build lacks only ever runs on the other", async () => {
+  test("a job needing the encoder one build lacks only ever runs on the other", async () => {
     const args = "-hide_banner -f lavfi -i testsrc=size=64x48:rate=5:duration=0.2 -c:v libx264 -f null -".split(" ")
     const runs = await Promise.all(Array.from({ length: 6 }, () => c.run("ffmpeg", args)))
     for (const r of runs) expect(r.code).toBe(0)
     const jobs = (await c.jobs()).filter((j) => j.args?.includes("libx264"))
     expect(jobs.length).toBe(6)
     for (const j of jobs) expect(j.workerId).toBe("worker1")
+  })
+
+  test("a job that neither build can run fails at once, naming the encoder, as one dffmpeg: line", async () => {
+    const args = "-hide_banner -f lavfi -i testsrc=duration=0.2 -c:v h264_nvenc -f null -".split(" ")
+    const t0 = performance.now()
+    const r = await c.run("ffmpeg", args)
+    const ms = performance.now() - t0
+    expect(r.code).toBe(1)
+    const lines = new TextDecoder().decode(r.stderr).trimEnd().split("\n")
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/^dffmpeg: .*no online worker has encoder h264_nvenc/)
+    // A job that needs the missing encoder and the hwaccel only worker2 has names the encoder alone.
+    const both = await c.run("ffmpeg", ["-hwaccel", "cuda", ...args.slice(1)])
+    expect(new TextDecoder().decode(both.stderr)).toMatch(/encoder h264_nvenc/)
+    console.log(`unrunnable job (h264_nvenc on two real builds): failed after ${ms.toFixed(0)} ms`)
   })
 
   test("admin workers show: version, counts, hwaccels and labels; full lists with --json", async () => {

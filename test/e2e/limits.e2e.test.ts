@@ -191,7 +191,9 @@ describe("submission quotas", () => {
   })
 
   test("limits.max_queued_per_client: a 4th waiting job of one identity is 429 JSON; other identities are not affected", async () => {
-    // client2's jobs name a path variable no worker has: they stay queued.
+    // With the only worker drained no worker serves, so client2's jobs stay queued (a job that no serving
+    // worker could run would fail at once instead: docs/scheduling.md).
+    expect((await c.admin(["workers", "drain", "worker1"])).code).toBe(0)
     const waiting = submitBody({ binary: "ffmpeg", args: ["-i", "$Nowhere/x.mkv"], paths: ["Nowhere"] })
     const ids: string[] = []
     for (let i = 0; i < 3; i++) {
@@ -222,6 +224,7 @@ describe("submission quotas", () => {
     expect(
       (await sf({ ...who("client2"), method: "POST", path: `${API}/jobs`, body: waiting, headers: JSON_TYPE })).status,
     ).toBe(201)
+    expect((await c.admin(["workers", "undrain", "worker1"])).code).toBe(0)
   })
 })
 

@@ -69,6 +69,8 @@ export const jobRecord = (over: Partial<Job> = {}, at = T0): Job => ({
   priority: "normal",
   needs: NO_NEEDS,
   pin: null,
+  queueKey: at,
+  barred: [],
   ...over,
 })
 

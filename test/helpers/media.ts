@@ -50,3 +50,23 @@ export function makeMedia(args: string[]): void {
 
 /** The md5 of some bytes, as tests compare outputs with local ffmpeg's. */
 export const md5 = (b: Uint8Array): string => new Bun.CryptoHasher("md5").update(b).digest("hex")
+
+/**
+ * Arguments of a real ffmpeg that runs in real time (`-re`) for `seconds`, writing `name` under `media`
+ * (a tiny x264 encode, light on CPU): a job that holds a slot for as long as a test needs.
+ */
+export const slowEncode = (media: string, name: string, seconds = 60, size = "160x120") => [
+  "-hide_banner",
+  "-nostats",
+  "-re",
+  "-f",
+  "lavfi",
+  "-i",
+  `testsrc=size=${size}:rate=10:duration=${seconds}`,
+  "-c:v",
+  "libx264",
+  "-preset",
+  "ultrafast",
+  "-y",
+  join(media, name),
+]

@@ -42,6 +42,8 @@ export class RouteHarness {
   readonly fallbacks = createFallbackLedger()
   kicks = 0
   janitorRuns = 0
+  /** Probes the routes asked the janitor to watch (probe_pending_timeout). */
+  watchedProbes: string[] = []
   clock = T0
   private constructor(
     readonly store: Store,
@@ -69,7 +71,12 @@ export class RouteHarness {
       info: this.info,
       store: this.store,
       hub: this.hub,
-      janitor: { run: async () => (this.janitorRuns++, EMPTY_REPORT), start() {}, stop: async () => {} },
+      janitor: {
+        run: async () => (this.janitorRuns++, EMPTY_REPORT),
+        watchProbe: (id: string) => void this.watchedProbes.push(id),
+        start() {},
+        stop: async () => {},
+      },
       config: this.config,
       log,
       now: () => this.clock,

@@ -104,7 +104,9 @@ const submit = defineCommand({
       if (!job) return exitWith(failed)
       return void process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
     }
-    return exitWith(await asProxy(() => runAttached({ ...common, status: !!process.stderr.isTTY })))
+    const tty = !!process.stderr.isTTY
+    const notice = tty ? (line: string) => void process.stderr.write(line) : undefined
+    return exitWith(await asProxy(() => runAttached({ ...common, status: tty, notice })))
   },
 })
 

@@ -4,7 +4,7 @@ import { createConsola } from "consola/core"
 import { waitFor } from "../../../test/helpers/bin.ts"
 import { newId } from "../../shared/ids.ts"
 import type { Store } from "../../store/index.ts"
-import { memoryStore } from "../../../test/helpers/fixtures.ts"
+import { memoryStore, registration } from "../../../test/helpers/fixtures.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { Hub } from "../hub.ts"
 import { liveEvents } from "./live.ts"
@@ -120,4 +120,31 @@ test("a job page's live updates carry a large job's arguments cut and flagged; i
   const state = await readState({ store, now: Date.now, staleMs: 30_000 })
   expect(state.jobs.active[0].command.length).toBeLessThanOrEqual(240)
   expect(JSON.stringify(state).length).toBeLessThan(8 * 1024)
+})
+
+test("a queued job shows why no worker takes it, by the scheduler's rule", async () => {
+  const { readState } = await import("./views.ts")
+  const { NO_NEEDS } = await import("../../shared/protocol/capabilities.ts")
+  const store = await memoryStore()
+  stores.push(store)
+  const now = Date.now()
+  await store.upsertWorker("w1", registration({ labels: { site: "attic" } }), "t", now)
+  await store.verifyWorker("w1", "t", now)
+  const base = {
+    requester: "alice",
+    binary: "ffmpeg",
+    args: [],
+    paths: [],
+    cwd: null,
+    stdin: false,
+    attached: false,
+    retries: 0,
+  }
+  await store.createJob({ ...base, id: newId(), needs: { ...NO_NEEDS, labels: { gpu: "nvidia" } } }, now)
+  await store.createJob({ ...base, id: newId(), priority: "batch" }, now)
+  const state = await readState({ store, now: () => now, staleMs: 30_000 })
+  expect(state.jobs.active.map((j) => [j.priority, j.waiting])).toEqual([
+    ["batch", null],
+    ["normal", "no online worker has label gpu=nvidia"],
+  ])
 })

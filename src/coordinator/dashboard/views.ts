@@ -1,3 +1,5 @@
+import { unrunnable } from "../scheduler.ts"
+import type { Lane, Priority } from "../../shared/protocol/capabilities.ts"
 import {
   TERMINAL,
   type Job,
@@ -82,6 +84,10 @@ export interface JobSummary {
   error: string | null
   attempts: number
   progress: Progress | null
+  lane: Lane
+  priority: Priority
+  /** For a queued job: why no worker takes it, by the scheduler's rule (`no online worker has encoder h264_nvenc`); null otherwise. */
+  waiting?: string | null
 }
 
 export interface DashboardState {
@@ -158,6 +164,8 @@ export function jobSummary(j: Job | JobListing): JobSummary {
     error: j.error === null ? null : shorten(j.error, ERROR_CHARS),
     attempts: j.attempts,
     progress: j.progress,
+    lane: j.lane,
+    priority: j.priority,
   }
 }
 
@@ -186,7 +194,13 @@ export async function readState(deps: {
     version: VERSION,
     now,
     workers: shownWorkers(workers, now).map((w) => workerView(w, loads.get(w.id) ?? 0, now, deps.staleMs)),
-    jobs: { active: active.map(jobSummary), recent: recent.map(jobSummary) },
+    jobs: {
+      active: active.map((j) => ({
+        ...jobSummary(j),
+        waiting: j.status === "queued" ? (unrunnable(j, workers, { now, staleMs: deps.staleMs }) ?? null) : null,
+      })),
+      recent: recent.map(jobSummary),
+    },
     stats,
     fallbacks: deps.fallbacks?.counts() ?? [],
   }

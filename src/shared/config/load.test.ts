@@ -80,6 +80,7 @@ describe("loadConfig", () => {
         job_heartbeat_threshold_factor: 2.5,
         job_assignment_timeout: 10,
         job_pending_timeout: 30,
+        probe_pending_timeout: 5,
         retention_hours: 168,
       },
       info_cache_entries: 256,
@@ -106,6 +107,7 @@ describe("loadConfig", () => {
         max_streams_per_identity: 256,
       },
       relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
+      scheduling: { priorities: {}, rules: [], aging_seconds: 60, poll_gone_seconds: 2 },
       log_level: "info",
     })
     expect(loaded.warnings).toEqual([])
@@ -166,6 +168,7 @@ describe("loadConfig", () => {
       job_heartbeat_threshold_factor: 2.5,
       job_assignment_timeout: 10,
       job_pending_timeout: 30,
+      probe_pending_timeout: 5,
       retention_hours: 0,
     })
     expect(loaded.warnings).toEqual([])

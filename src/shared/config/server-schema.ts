@@ -92,6 +92,58 @@ export const Relay = v.optional(
   {},
 )
 
+const PriorityName = v.picklist(["interactive", "normal", "batch"], "must be interactive, normal or batch")
+const ClientName = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "client identities are 1-64 letters, digits, '_' or '-'"),
+)
+
+/**
+ * A client rule: when a job matches every condition of `match`, it gets `priority` (the first matching
+ * rule that sets one wins, over the identity's own) and needs `labels` (those of every matching rule).
+ */
+const SchedulingRule = v.pipe(
+  v.strictObject({
+    match: v.pipe(
+      v.strictObject({
+        /** The submitting identity, or one of several. */
+        identity: v.optional(v.union([ClientName, v.pipe(v.array(ClientName), v.minLength(1))])),
+        binary: v.optional(BinaryName),
+        /** Arguments that appear in this order, next to each other (`[-f, hls]`). */
+        args_contain: v.optional(
+          v.pipe(v.array(v.pipe(v.string(), v.maxLength(4096))), v.minLength(1), v.maxLength(64)),
+        ),
+      }),
+      v.check((m) => Object.keys(m).length > 0, "a rule's match needs identity, binary or args_contain"),
+    ),
+    priority: v.optional(PriorityName),
+    labels: v.optional(Labels),
+  }),
+  v.check((r) => r.priority !== undefined || r.labels !== undefined, "a rule must set priority or labels"),
+)
+export type SchedulingRule = v.InferOutput<typeof SchedulingRule>
+
+/**
+ * How queued jobs are ordered and placed (issue 12, docs/scheduling.md): probes go first in their own
+ * slots; transcodes by priority with aging.
+ */
+export const Scheduling = v.optional(
+  v.object({
+    /** Default priority per client identity (`jellyfin: interactive`); others are `normal`. */
+    priorities: v.optional(v.record(ClientName, PriorityName), {}),
+    /** Client rules matching argument patterns, in order (`{match: {args_contain: [-f, hls]}, priority: interactive}`). */
+    rules: v.optional(v.pipe(v.array(SchedulingRule), v.maxLength(256, "at most 256 rules")), []),
+    /**
+     * What one priority level is worth in waiting: a `normal` job queued this long before an
+     * `interactive` one goes first; a `batch` one twice this long. 0: first come, first served.
+     */
+    aging_seconds: v.optional(Seconds(0, 7 * 86400), 60),
+    /** A worker whose poll connection closed and that did not poll again within this long gets no new work until it does. */
+    poll_gone_seconds: v.optional(Seconds(0.05, 3600), 2),
+  }),
+  {},
+)
+
 /** The store engines: those accepted now, and those planned (named in the error until their adapters land). */
 export const DatabaseEngines = { available: ["sqlite"], planned: ["postgres", "mysql", "mariadb"] } as const
 
@@ -148,6 +200,11 @@ export const CoordinatorConfig = v.object({
       job_assignment_timeout: v.optional(Seconds(0.05, 3600), 10),
       /** A queued job that no online worker could run fails after this long. */
       job_pending_timeout: v.optional(Seconds(0.05, 86400 * 30), 30),
+      /**
+       * A probe (ffprobe, info commands: the probe lane) that no worker took within this long fails, so a
+       * media server's playback start or library scan is told at once rather than after job_pending_timeout.
+       */
+      probe_pending_timeout: v.optional(Seconds(0.05, 3600), 5),
       /** Finished jobs (with their output) and long-offline workers are deleted after this long. */
       retention_hours: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 3650)), 168),
     }),
@@ -192,6 +249,7 @@ export const CoordinatorConfig = v.object({
   secret_key_file: v.optional(v.pipe(v.string(), v.minLength(1))),
   limits: Limits,
   relay: Relay,
+  scheduling: Scheduling,
   log_level: LogLevel,
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
@@ -257,6 +315,8 @@ export const WorkerConfig = v.object({
   paths: v.optional(v.record(VarName, AbsPath), {}),
   passthrough_paths: v.optional(v.array(AbsPath), ["/dev/null"]),
   max_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), availableParallelism()),
+  /** Slots for probes (ffprobe, info commands), apart from max_jobs, so probes never wait behind transcodes. */
+  max_probe_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(256)), 4),
   /** Stopping a job (cancel, forced shutdown): `q` on stdin, SIGTERM after this long, then SIGKILL. */
   cancel_term_after_seconds: v.optional(Seconds(0, 600), 2),
   cancel_kill_after_seconds: v.optional(Seconds(0, 600), 5),

@@ -185,6 +185,13 @@ export interface Job {
   needs: JobNeeds
   /** Only this worker may run it (an info command answered by the reference worker), or null. */
   pin: string | null
+  /**
+   * Its place in its lane's queue, lowest first (ms): the submission time minus its priority's head start
+   * (docs/scheduling.md), so a waiting job's effective priority rises with its wait.
+   */
+  queueKey: number
+  /** Workers that must never be given this job again (an assignment to them timed out): a hard rule. */
+  barred: string[]
 }
 
 /**
@@ -231,6 +238,8 @@ export interface Worker {
   labels: Labels
   weight: number
   maxProbeJobs: number
+  /** When its last poll connection closed; null (or absent) while one is open. Gets no new work once closed for `poll_gone_seconds`. */
+  pollClosedAt?: number | null
   /** registering until the worker proves its channel works; offline when it stopped polling. */
   status: WorkerStatus
   registeredAt: number

@@ -1,7 +1,7 @@
-import { sql, type Insertable, type Kysely } from "kysely"
+import { sql, type ExpressionBuilder, type Insertable, type Kysely } from "kysely"
 import type { Job, JobEvent } from "../../shared/protocol/schemas.ts"
 import { step } from "../machine.ts"
-import type { ActiveCounts, Answer, JobFilter, LostResult, NewJob, Store, StoreChange } from "../types.ts"
+import type { ActiveCounts, Answer, JobFilter, LaneLoad, LostResult, NewJob, Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
 import {
   ACTIVE,
@@ -11,6 +11,7 @@ import {
   toJob,
   toListing,
   type JobRow,
+  type JobUpdate,
   type Sql,
   type SummaryRow,
 } from "./shared.ts"
@@ -33,6 +34,7 @@ export function jobMethods(
   | "events"
   | "queuedJobs"
   | "workerLoads"
+  | "laneLoads"
   | "assign"
   | "assignedTo"
   | "start"
@@ -97,6 +99,8 @@ export function jobMethods(
       priority: j.priority ?? "normal",
       needs: j.needs ? JSON.stringify(j.needs) : null,
       pin: j.pin ?? null,
+      queue_key: j.queueKey ?? now,
+      barred: null,
       acked_pos: 0,
       out_dropped: 0,
       trunc_pos: null,
@@ -126,6 +130,22 @@ export function jobMethods(
       out.push({ type: "output", job: job.id })
     }
     return done
+  }
+  const laneLoads = async () => {
+    const rows = await db
+      .selectFrom("jobs")
+      .select(["worker_id", "lane", sql<number>`count(*)`.as("n")])
+      .where("status", "in", ["assigned", "running"])
+      .groupBy(["worker_id", "lane"])
+      .execute()
+    const loads = new Map<string, LaneLoad>()
+    for (const r of rows) {
+      if (!r.worker_id) continue
+      const l = loads.get(r.worker_id) ?? { probe: 0, transcode: 0 }
+      l[r.lane === "probe" ? "probe" : "transcode"] += Number(r.n)
+      loads.set(r.worker_id, l)
+    }
+    return loads
   }
   return {
     createJob: (j, now) => txEmit((t, out) => insertJob(t, out, j, now)),
@@ -181,20 +201,20 @@ export function jobMethods(
         }),
       )
     },
-    async queuedJobs(limit, after) {
+    async queuedJobs(limit, after, lane) {
       let q = summaries().where("status", "=", "queued")
-      if (after) q = q.where("id", ">", after)
-      const rows = await q.orderBy("id").limit(limit).execute()
+      if (lane) q = q.where("lane", "=", lane)
+      if (after)
+        q = q.where((eb: ExpressionBuilder<Database, "jobs">) =>
+          eb.or([eb("queue_key", ">", after.key), eb.and([eb("queue_key", "=", after.key), eb("id", ">", after.id)])]),
+        )
+      const rows = await q.orderBy("queue_key").orderBy("id").limit(limit).execute()
       return (rows as SummaryRow[]).map((r) => toListing(r, 2))
     },
+    laneLoads,
     async workerLoads() {
-      const rows = await db
-        .selectFrom("jobs")
-        .select(["worker_id", sql<number>`count(*)`.as("n")])
-        .where("status", "in", ["assigned", "running"])
-        .groupBy("worker_id")
-        .execute()
-      return new Map(rows.filter((r) => r.worker_id).map((r) => [r.worker_id!, Number(r.n)]))
+      const lanes = await laneLoads()
+      return new Map([...lanes].filter(([, l]) => l.transcode > 0).map(([w, l]) => [w, l.transcode]))
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
     assign: (id, worker, now) =>
@@ -226,10 +246,12 @@ export function jobMethods(
       }),
     forceCanceled: (id, epoch, reason, now) =>
       mutate(id, now, { type: "forceCancel", epoch }, () => ended(reason, now)),
-    unassign: (id, epoch, reason, now) =>
+    unassign: (id, epoch, reason, now, bar) =>
       mutate(id, now, { type: "unassign", epoch }, (j) => {
-        const excluded = j.workerId && !j.excluded.includes(j.workerId) ? [...j.excluded, j.workerId] : j.excluded
-        return { set: { worker_id: null, assigned_at: null, excluded: JSON.stringify(excluded) }, reason }
+        const add = (list: string[]) => (j.workerId && !list.includes(j.workerId) ? [...list, j.workerId] : list)
+        const set: JobUpdate = { worker_id: null, assigned_at: null, excluded: JSON.stringify(add(j.excluded)) }
+        if (bar) set.barred = JSON.stringify(add(j.barred))
+        return { set, reason }
       }),
     async loseJob(id, epoch, reason, now): Promise<LostResult> {
       const job = await mutate(id, now, { type: "lose", epoch }, (j, s) => lost(j, s, reason, now))
@@ -247,7 +269,11 @@ export function jobMethods(
       summariesWhere((q) => q.where("status", "=", "running").where("heartbeat_at", "<", before)),
     assignedSince: (before) =>
       summariesWhere((q) => q.where("status", "=", "assigned").where("assigned_at", "<", before)),
-    queuedSince: (before) => summariesWhere((q) => q.where("status", "=", "queued").where("updated_at", "<", before)),
+    queuedSince: (before, lane) =>
+      summariesWhere((q) => {
+        const queued = q.where("status", "=", "queued").where("updated_at", "<", before)
+        return lane ? queued.where("lane", "=", lane) : queued
+      }),
     abandoned: (before) =>
       summariesWhere((q) =>
         q

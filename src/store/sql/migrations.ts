@@ -200,6 +200,25 @@ const steps: Step[] = [
     await jobs("needs", sql`text`, (c) => c)
     await jobs("pin", d.str(64), (c) => c)
   },
+  // Issue 12's queue order and fast failure: a job's place in its lane's queue (submission time minus
+  // its priority's head start, so aging is an ORDER BY on an index), the workers it must never be given
+  // again (an assignment that timed out), and when a worker's last poll connection closed.
+  async (db, d) => {
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("queue_key", d.big(), (c) => c.notNull().defaultTo(0))
+      .execute()
+    await db.updateTable("jobs").set({ queue_key: sql`created_at` }).execute()
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("barred", sql`text`, (c) => c)
+      .execute()
+    await db.schema
+      .alterTable("workers")
+      .addColumn("poll_closed_at", d.big(), (c) => c)
+      .execute()
+    await db.schema.createIndex("jobs_queue").on("jobs").columns(["status", "lane", "queue_key", "id"]).execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

@@ -23,6 +23,8 @@ export interface Database {
     labels: string
     weight: number
     max_probe_jobs: number
+    /** When the worker's last poll connection closed; null while one is open. */
+    poll_closed_at: number | null
   }
   jobs: {
     id: string
@@ -77,6 +79,10 @@ export interface Database {
     needs: string | null
     /** The only worker that may run the job, or null. */
     pin: string | null
+    /** Place in its lane's queue: created_at minus the priority's head start (ms). */
+    queue_key: number
+    /** Workers never to be given the job again (JSON list), or null. */
+    barred: string | null
   }
   job_args: { job_id: string; args: string }
   /** A job's concat lists and filter scripts (JobFiles as JSON), for jobs whose `files` is not 0. */

@@ -52,6 +52,8 @@ export function toJob(r: JobRow): Job {
     priority: r.priority as Priority,
     needs: r.needs ? { ...NO_NEEDS, ...JSON.parse(r.needs) } : NO_NEEDS,
     pin: r.pin,
+    queueKey: Number(r.queue_key),
+    barred: r.barred ? JSON.parse(r.barred) : [],
   }
 }
 
@@ -129,6 +131,7 @@ export function toWorker(r: WorkerRow): Worker {
     labels: JSON.parse(r.labels),
     weight: Number(r.weight),
     maxProbeJobs: Number(r.max_probe_jobs),
+    pollClosedAt: num(r.poll_closed_at),
     status: r.status as WorkerStatus,
     registeredAt: Number(r.registered_at),
     lastSeen: Number(r.last_seen),
@@ -225,6 +228,8 @@ export function sqlContext(db: Kysely<Database>, dialect: SqlDialect): Sql {
         "priority",
         "needs",
         "pin",
+        "queue_key",
+        "barred",
         "paths",
         "excluded",
         "cwd",

@@ -83,6 +83,7 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
         .selectFrom("jobs")
         .select(sql<number>`count(*)`.as("n"))
         .where("status", "in", ["assigned", "running"])
+        .where("lane", "=", "transcode")
         .executeTakeFirst()
       return {
         jobs,

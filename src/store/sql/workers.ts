@@ -90,10 +90,10 @@ export function workerMethods(
       const verified = res.numUpdatedRows > 0n
       return told(verified, verified && { type: "worker", worker: id, what: "verified" })
     },
-    async touchWorker(id, now) {
+    async touchWorker(id, now, poll) {
       const res = await db
         .updateTable("workers")
-        .set({ last_seen: now })
+        .set(poll ? { last_seen: now, poll_closed_at: poll === "open" ? null : now } : { last_seen: now })
         .where("id", "=", id)
         .where("status", "!=", "offline")
         .executeTakeFirst()

@@ -490,9 +490,9 @@ describe("POST /jobs: info commands", () => {
     expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="reference"} 1\n')
     expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="cache"} 1\n')
   })
-  test("with no worker that registered tools it is an ordinary job", async () => {
+  test("with no worker that registered tools it is not pinned: an ordinary probe any worker may answer", async () => {
     await h.worker("w0")
     const job = (await (await submit()).json()) as { pin: string | null; lane: string }
-    expect(job).toMatchObject({ pin: null, lane: "transcode" })
+    expect(job).toMatchObject({ pin: null, lane: "probe" })
   })
 })

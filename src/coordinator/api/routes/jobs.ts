@@ -22,7 +22,18 @@ import {
 } from "../../../shared/protocol/frames.ts"
 import * as v from "valibot"
 import { WITHDRAWN_FOR_FALLBACK } from "../../../shared/protocol/fallback.ts"
-import { JobStatus, SubmitRequest, isTerminal, type Job, type Outcome } from "../../../shared/protocol/schemas.ts"
+import {
+  JobStatus,
+  SubmitRequest,
+  isTerminal,
+  issueLines,
+  type Job,
+  type Outcome,
+} from "../../../shared/protocol/schemas.ts"
+import { CapName, JobNeeds } from "../../../shared/protocol/capabilities.ts"
+import { jobLane, jobNeeds } from "../../../shared/ffargs/needs.ts"
+import { classify, queueKey } from "../../priorities.ts"
+import { eligible, serving, slots, unrunnable } from "../../scheduler.ts"
 import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
@@ -34,6 +45,7 @@ import { StartRequest } from "../../../shared/protocol/worker.ts"
 import { requireRole, type AuthEnv, type Principal } from "../middleware/hmac.ts"
 
 const PAGE = 256
+const NEED_LISTS = ["encoders", "decoders", "hwaccels", "hwDevices", "filters", "muxers", "demuxers"] as const
 
 /** Arguments a job stream re-reads with the job's state: none are needed, the summary is the smallest read. */
 const STATE_ONLY = { argsChars: 2 }
@@ -191,6 +203,57 @@ export function jobRoutes(deps: Deps) {
     await write(encodeJsonFrame(Kind.exit, cursor, outcome))
   }
 
+  /**
+   * A submission's lane, priority, needs and place in the queue (docs/scheduling.md): read once from its
+   * command line and the `scheduling` config, and stored with the job. Needs a command names beyond the
+   * schema's bounds (hundreds of encoders) are refused as the caller's mistake.
+   */
+  const placement = (requester: string, binary: string, args: string[], at: number) => {
+    const lane = jobLane(binary, args)
+    const { priority, labels } = classify(config.scheduling, { requester, binary, args })
+    // A name no ffmpeg could list (`tee:x` as a filter) is left for the worker's ffmpeg to refuse.
+    const named = jobNeeds(binary, args)
+    for (const k of NEED_LISTS) named[k] = named[k].filter((n) => v.is(CapName, n))
+    const parsed = v.safeParse(JobNeeds, { ...named, labels })
+    if (!parsed.success)
+      throw new InvalidError(
+        "the command names codecs, filters or formats no worker could have",
+        issueLines(parsed.issues),
+      )
+    const key = queueKey(lane, priority, at, config.scheduling.aging_seconds * 1000)
+    return { lane, priority, needs: parsed.output, queueKey: key }
+  }
+
+  /**
+   * Right after submission: a job that no online worker could ever run fails now, with what is missing
+   * (the janitor's reason, which the caller prints as one `dffmpeg:` line); with no worker online at all
+   * it waits for one (a restart) until its timeout. One that only waits for a busy capable worker is
+   * told so (`wait`, shown on a terminal).
+   */
+  const judge = async (job: Job): Promise<{ failed?: Job; wait?: string }> => {
+    const workers = await store.listWorkers()
+    const live = { now: now(), staleMs: deps.staleMs }
+    if (!workers.some((w) => serving(w, live))) return {}
+    const why = unrunnable(job, workers, live)
+    if (why) {
+      const failed = await store.failJob(job.id, why, now(), job.epoch)
+      if (failed) log.warn("job failed at submission: no worker can run it", { job: job.id, reason: why })
+      return { failed }
+    }
+    const able = workers.filter((w) => eligible(job, w, live))
+    const loads = await store.laneLoads()
+    const free = able.some((w) => {
+      const l = loads.get(w.id) ?? { probe: 0, transcode: 0 }
+      const s = slots({ worker: w, load: l.transcode, probes: l.probe }, job.lane)
+      return s.used < s.total
+    })
+    if (free) return {}
+    const n = able.length
+    return {
+      wait: `waiting for a free slot: the ${n === 1 ? "worker" : `${n} workers`} that can run it ${n === 1 ? "is" : "are"} busy`,
+    }
+  }
+
   app.post("/", async (c) => {
     const p = c.get("principal")
     requireRole(p, "client", "admin")
@@ -217,16 +280,18 @@ export function jobRoutes(deps: Deps) {
         "retries are for detached jobs: a job re-run under an attached caller would repeat its output",
       )
     await checkQueueQuota(store, p.name, config.limits)
+    const placing = placement(p.name, req.binary, req.args, now())
     // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
     const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
     const paths = [...new Set(req.paths)].sort()
     // An info command is answered by the reference worker, from the cache when it was asked before.
-    const plan = await info
-      .plan({ binary: req.binary, args: req.args, paths, env: req.env, pathTokens: req.pathTokens })
-      .catch((err) => {
-        slot?.()
-        throw err
-      })
+    const plan = await info.plan({
+      binary: req.binary,
+      args: req.args,
+      paths,
+      env: req.env,
+      pathTokens: req.pathTokens,
+    })
     const fresh = {
       id: newId(),
       requester: p.name,
@@ -240,13 +305,14 @@ export function jobRoutes(deps: Deps) {
       attached: attach || req.attached,
       pathTokens: req.pathTokens,
       retries: req.retries,
+      ...placing,
       ...(plan ? { lane: "probe" as const, pin: plan.pin } : {}),
     }
     // Followed before it exists: its worker's first upload cannot come before.
     if (plan?.kind === "ask") info.asking(fresh, plan)
     if (plan?.kind === "wait") info.waiting(fresh, plan)
     if (plan) deps.metrics.info(req.binary, plan.kind)
-    const job = await (plan?.kind === "answer"
+    let job = await (plan?.kind === "answer"
       ? store.createAnswered(fresh, plan.answer, plan.reason, now())
       : store.createJob(fresh, now())
     ).catch((err) => {
@@ -257,11 +323,24 @@ export function jobRoutes(deps: Deps) {
       job: job.id,
       requester: p.name,
       binary: job.binary,
+      lane: job.lane,
+      priority: job.priority,
       pin: plan?.pin,
     })
+    // An answered job has ended; any other is judged now: one no online worker could run fails at once.
+    const verdict: { failed?: Job; wait?: string } = plan?.kind === "answer" ? {} : await judge(job)
+    if (verdict.failed) job = verdict.failed
+    else if (job.lane === "probe" && plan?.kind !== "answer") deps.janitor.watchProbe(job.id)
     // The caller has just sent the files (up to 4 MiB): the answer does not echo them (GET /jobs/:id shows them).
     const answer = { ...job, files: [] }
-    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job: answer }), slot)
+    if (attach)
+      return streamOutput(
+        c,
+        job,
+        0,
+        encodeJsonFrame(Kind.event, 0, { type: "job", job: answer, ...(verdict.wait ? { wait: verdict.wait } : {}) }),
+        slot,
+      )
     return c.json(answer, 201)
   })
 

@@ -126,7 +126,8 @@ function outcomeText(j) {
 
 function progressText(j) {
   const p = j.progress
-  if (j.status === "queued") return "waiting for a worker"
+  if (j.status === "queued")
+    return j.waiting ? `waiting: ${j.waiting}` : `waiting for a worker (${j.lane === "probe" ? "probe" : j.priority})`
   if (j.status === "assigned") return "starting"
   if (!p) return j.status === "running" ? "running" : ""
   const running = j.status === "running"
