@@ -85,7 +85,16 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const scheduler = createScheduler({ store, log: log.withTag("scheduler"), now, staleMs, pollGoneMs })
   // Every change committed through this coordinator wakes its waiters and the scheduler, and is counted.
   const unwire = wireWakeups(store, { notifier: hub, scheduler, metrics })
-  const janitor = createJanitor({ store, log: log.withTag("janitor"), now, timings: t, startedAt, staleMs, pollGoneMs })
+  const janitor = createJanitor({
+    store,
+    log: log.withTag("janitor"),
+    now,
+    timings: t,
+    startedAt,
+    staleMs,
+    pollGoneMs,
+    kick: () => scheduler.kick(),
+  })
   let ready = false
   const app = createApp({
     store,

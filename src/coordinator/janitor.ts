@@ -4,7 +4,7 @@ import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
 import type { QueueCursor } from "../store/types.ts"
 import { CALLER_GONE } from "./jobs.ts"
-import { eligible, serving, unrunnable, type Liveness } from "./scheduler.ts"
+import { eligible, serving, unrunnable, type Liveness, lapsedPin } from "./scheduler.ts"
 
 /** Thresholds in milliseconds, derived from the config (see `timings`). */
 export interface Timings {
@@ -91,7 +91,12 @@ function unplacedProbe(
   if (!workers.some((w) => serving(w, live))) return `${head}: no worker is online`
   const why = unrunnable(job, workers, live)
   if (why) return `${head}: ${why}`
-  const able = workers.filter((w) => eligible(job, w, live))
+  // Pinned to a worker whose poll is gone: the pin has lapsed, any able worker may take it (pinNow).
+  const free = lapsedPin(
+    job,
+    workers.filter((w) => serving(w, { ...live, pollGoneMs })),
+  )
+  const able = workers.filter((w) => eligible(free, w, live))
   if (able.some((w) => serving(w, { ...live, pollGoneMs }))) return undefined
   return `${head}: every worker that could run it stopped polling (${able.map((w) => w.id).join(", ")})`
 }
@@ -114,6 +119,11 @@ export function createJanitor(deps: {
   staleMs?: number
   /** The scheduler's `poll_gone_seconds` (ms): a probe whose every able worker has gone quiet this long fails at its deadline. */
   pollGoneMs?: number
+  /**
+   * Asks the scheduler for a pass: after the serving workers changed without a store change (a worker's
+   * poll gone past poll_gone_seconds), a job pinned to it can now go elsewhere (scheduler.ts `pinNow`).
+   */
+  kick?: () => void
 }): Janitor {
   const { store, log, now } = deps
   const t = deps.timings
@@ -122,6 +132,7 @@ export function createJanitor(deps: {
   let timer: ReturnType<typeof setTimeout> | undefined
   let stopped = false
   let lastShape: string | undefined
+  let lastPlacing = ""
   const probeTimers = new Set<ReturnType<typeof setTimeout>>()
 
   const pass = async (): Promise<JanitorReport> => {
@@ -201,7 +212,14 @@ export function createJanitor(deps: {
           after = { key: page[page.length - 1].queueKey, id: page[page.length - 1].id }
         }
       }
+      // Who may be given work now, poll connections included: a change frees jobs pinned to a gone worker.
+      const placing = workers
+        .filter((w) => serving(w, { ...live, pollGoneMs: deps.pollGoneMs }))
+        .map((w) => w.id)
+        .join(",")
+      if (shape !== lastShape || placing !== lastPlacing) deps.kick?.()
       lastShape = shape
+      lastPlacing = placing
       for (const job of await store.queuedSince(at - t.pending)) {
         if (judged.has(job.id)) continue
         const why = unrunnable(job, workers, live)
@@ -257,8 +275,8 @@ export function createJanitor(deps: {
     if (at - job.updatedAt < t.probePending) return
     const live = { now: at, staleMs: deps.staleMs ?? t.workerStale }
     const reason = unplacedProbe(job, await store.listWorkers(), live, t.probePending, deps.pollGoneMs)
-    // An able worker is there, its probe slots busy: the probe waits; the passes look again.
-    if (!reason) return
+    // An able worker is there, its probe slots busy (or its pin just lapsed): the probe waits for a pass.
+    if (!reason) return deps.kick?.()
     const done = await store.failJob(job.id, reason, now(), job.epoch)
     if (done) log.warn("probe failed: not placed in time", { job: job.id, reason })
   }

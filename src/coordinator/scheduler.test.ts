@@ -5,7 +5,17 @@ import type { Store } from "../store/index.ts"
 import { memoryStore, newJob, registration, T0 } from "../../test/helpers/fixtures.ts"
 import { Hub, topic } from "./hub.ts"
 import { NO_NEEDS, type ToolCapabilities } from "../shared/protocol/capabilities.ts"
-import { createScheduler, eligible, missing, pick, type Candidate, type Scheduler } from "./scheduler.ts"
+import {
+  createScheduler,
+  eligible,
+  missing,
+  pick,
+  type Candidate,
+  type Scheduler,
+  pinNow,
+  unrunnable,
+  WAIT,
+} from "./scheduler.ts"
 import { queueKey } from "./priorities.ts"
 import type { Priority } from "../shared/protocol/capabilities.ts"
 import type { NewJob } from "../store/types.ts"
@@ -115,6 +125,25 @@ describe("eligible over needs, labels and pins", () => {
     const old = worker("old")
     expect(eligible(job({ encoders: ["h264_nvenc"] }), old)).toBe(true)
     expect(eligible(job({ labels: { gpu: "nvidia" } }), old)).toBe(false)
+  })
+})
+
+describe("a pin holds while its worker serves", () => {
+  const job = { ...ffmpeg, pin: "ref" }
+  test("a pinned worker with its poll open is the pin; with its poll closed the job waits for it", () => {
+    expect(pinNow(job, [cand("ref", 0), cand("other", 0)])).toBe("ref")
+    expect(pinNow(job, [cand("ref", 0, { pollClosedAt: 5 }), cand("other", 0)])).toBe(WAIT)
+  })
+  test("a pinned worker that no longer serves (not a candidate) lets the pin lapse: any able worker may run it", () => {
+    expect(pinNow(job, [cand("other", 0)])).toBeNull()
+    expect(pinNow({ ...ffmpeg, pin: null }, [cand("ref", 0)])).toBeNull()
+  })
+  test("a lapsed pin never makes a job unrunnable", () => {
+    const live = { now: 10_000, staleMs: 5_000 }
+    const other = worker("other", { lastSeen: 9_000 })
+    const gone = worker("ref", { lastSeen: 0 })
+    expect(unrunnable(job, [gone, other], live)).toBeUndefined()
+    expect(unrunnable(job, [gone], live)).toBeDefined()
   })
 })
 

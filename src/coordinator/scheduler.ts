@@ -112,6 +112,7 @@ export function missing(job: Pick<Eligible, "binary" | "needs">, worker: Pick<Wo
  */
 export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): string | undefined {
   const up = workers.filter((w) => serving(w, live))
+  job = lapsedPin(job, up)
   if (up.some((w) => eligible(job, w, live))) return undefined
   const basic = up.filter(
     (w) =>
@@ -204,6 +205,27 @@ function better(c: Candidate, s: { used: number; total: number }, b: Candidate, 
   return c.worker.id < b.worker.id
 }
 
+export const WAIT = Symbol("wait")
+
+/**
+ * The pin a pass places `job` by. A pin (an info command's reference worker, coordinator/info.ts) holds
+ * while its worker serves; while that worker's poll is closed (it is between two polls, or was just
+ * killed) the job waits for its next poll rather than go elsewhere; once the worker no longer serves
+ * (its poll gone past `poll_gone_seconds`, or offline) the pin lapses and any able worker may answer, so
+ * a dead reference worker never strands or fails the command.
+ */
+export function pinNow(job: Eligible, candidates: Candidate[]): string | null | typeof WAIT {
+  if (!job.pin) return null
+  const w = candidates.find((c) => c.worker.id === job.pin)?.worker
+  if (!w) return null
+  return w.pollClosedAt === null || w.pollClosedAt === undefined ? job.pin : WAIT
+}
+
+/** `job` without its pin when the pinned worker is not among `up` (the workers that serve): see `pinNow`. */
+export function lapsedPin<J extends Eligible>(job: J, up: Worker[]): J {
+  return job.pin && !up.some((w) => w.id === job.pin) ? { ...job, pin: null } : job
+}
+
 export interface Scheduler {
   /** Asks for a scheduling pass soon; passes never overlap and requests made during one cause another. */
   kick(): void
@@ -229,6 +251,23 @@ export function createScheduler(deps: {
   let again = false
 
   const PAGE = 200
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let timerAt = Infinity
+  /** One pass at `at` (coordinator time), or earlier; for pins waiting for their worker (pinNow). */
+  const lookAgainAt = (at: number) => {
+    if (deps.pollGoneMs === undefined || at >= timerAt) return
+    clearTimeout(timer)
+    timerAt = at
+    timer = setTimeout(
+      () => {
+        timer = undefined
+        timerAt = Infinity
+        kick()
+      },
+      Math.max(0, at - deps.now()),
+    )
+    timer.unref?.()
+  }
   const pass = async () => {
     const live = { now: deps.now(), staleMs: deps.staleMs, pollGoneMs: deps.pollGoneMs }
     const workers = (await deps.store.listWorkers()).filter((w) => serving(w, live))
@@ -247,7 +286,15 @@ export function createScheduler(deps: {
       while (candidates.some((c) => free(c, lane))) {
         const queued = await deps.store.queuedJobs(PAGE, after, lane)
         for (const job of queued) {
-          const choice = pick(job, candidates, live)
+          const pin = pinNow(job, candidates)
+          // Its worker's poll is closed (between two polls, or killed): wait for it to poll again, or
+          // for the pin to lapse once poll_gone_seconds have passed; a pass then looks again.
+          if (pin === WAIT) {
+            const closed = candidates.find((c) => c.worker.id === job.pin)!.worker.pollClosedAt!
+            lookAgainAt(closed + (deps.pollGoneMs ?? 0) + 10)
+            continue
+          }
+          const choice = pick({ ...job, pin }, candidates, live)
           if (!choice) continue
           const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
           if (!done) continue
@@ -274,14 +321,15 @@ export function createScheduler(deps: {
     running = undefined
   }
 
+  const kick = () => {
+    if (running) {
+      again = true
+      return
+    }
+    running = run()
+  }
   return {
-    kick() {
-      if (running) {
-        again = true
-        return
-      }
-      running = run()
-    },
+    kick,
     async idle() {
       while (running) await running
     },

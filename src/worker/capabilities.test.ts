@@ -8,6 +8,7 @@ import { toolCaps } from "../../test/helpers/fixtures.ts"
 import {
   createCapabilityDetector,
   detectTool,
+  deviceOf,
   parseCodecs,
   parseDeviceTypes,
   parseFilters,
@@ -162,12 +163,32 @@ describe("detection with verification (a fake ffmpeg that claims cuda and vaapi)
     expect(tool.hwDevices).toEqual(["cuda"])
     expect(failedDevices).toEqual(["vaapi"])
     expect(tool.encoders).toContain("libx264")
+    // The installed ffmpeg lists nvenc and vaapi encoders: only those whose device initialised stay.
+    expect(tool.encoders).toContain("h264_nvenc")
+    expect(tool.encoders).not.toContain("h264_vaapi")
+    expect(tool.filters).not.toContain("scale_vaapi")
+  })
+  test("encoders, decoders and filters that need a device type are named by it", () => {
+    expect(
+      [
+        "h264_nvenc",
+        "hevc_cuvid",
+        "scale_cuda",
+        "scale_npp",
+        "h264_vaapi",
+        "hevc_qsv",
+        "scale_vulkan",
+        "libx264",
+        "scale",
+      ].map(deviceOf),
+    ).toEqual(["cuda", "cuda", "cuda", "cuda", "vaapi", "qsv", "vulkan", undefined, undefined])
   })
   test("none initialises: none advertised", async () => {
     const exe = writeFfmpegWrapper(mkdtempSync(join(dir, "b-")), { hwaccels: ["cuda"], initialises: [] })
     const { tool } = await detectTool("ffmpeg", exe, runner(), log)
     expect(tool.hwaccels).toEqual([])
     expect(tool.hwDevices).toEqual([])
+    expect(tool.encoders.filter((n) => n.endsWith("_nvenc"))).toEqual([])
   })
   test("an initialisation that hangs counts as failed after the timeout", async () => {
     const exe = writeFfmpegWrapper(mkdtempSync(join(dir, "c-")), {

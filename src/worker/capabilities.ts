@@ -165,7 +165,27 @@ export async function detectTool(
   })
   // A hwaccel is advertised only when its device type initialised (every listed method names its type).
   tool.hwaccels = hwaccels.filter((h) => tool.hwDevices.includes(h))
+  // So are the encoders, decoders and filters that need a device: Debian's ffmpeg lists h264_nvenc and
+  // scale_cuda on any machine, and a job sent for them to one without the GPU would fail.
+  const usable = (n: string) => {
+    const need = deviceOf(n)
+    return need === undefined || tool.hwDevices.includes(need)
+  }
+  tool.encoders = tool.encoders.filter(usable)
+  tool.decoders = tool.decoders.filter(usable)
+  tool.filters = tool.filters.filter(usable)
   return { tool, failedDevices }
+}
+
+/**
+ * The hardware device type an encoder, decoder or filter needs (`h264_nvenc`, `hevc_cuvid`, `scale_cuda`
+ * and `scale_npp` need cuda; `*_vaapi` vaapi; `*_qsv` qsv; `*_vulkan` vulkan; `*_opencl` opencl), by
+ * FFmpeg's naming; undefined for software ones.
+ */
+export function deviceOf(name: string): string | undefined {
+  const m = /_(nvenc|cuvid|cuda|npp|vaapi|qsv|vulkan|opencl)$/.exec(name)
+  if (!m) return undefined
+  return { nvenc: "cuda", cuvid: "cuda", cuda: "cuda", npp: "cuda" }[m[1]!] ?? m[1]
 }
 
 /** `remove_capabilities` applied to one binary's tools. */

@@ -315,30 +315,17 @@ describe("queue_timeout with the only worker busy", () => {
       const env = c.clientWith("busy", {
         fallback: { when: ["queue_timeout"], queue_timeout_seconds: 0.3, log_file: log },
       })
-      const r = await c.run(
-        "ffprobe",
-        [
-          "-v",
-          "error",
-          "-show_entries",
-          "format=format_name",
-          "-of",
-          "default=nw=1:nk=1",
-          "-f",
-          "lavfi",
-          "-i",
-          "testsrc=duration=1",
-        ],
-        { env },
-      )
+      // A transcode: it waits for the busy slot (a probe would not, in its own lane: scheduling.md).
+      const args = ["-v", "error", "-f", "lavfi", "-i", "testsrc=duration=0.2", "-f", "framecrc", "-"]
+      const r = await c.run("ffmpeg", args, { env })
       expect(r.code).toBe(0)
-      expect(r.out).toBe("lavfi\n")
+      expect(r.out).toBe((await c.local("ffmpeg", args)).out)
       const withdrawn = (await c.jobs()).find((j) => j.status === "canceled")!
       expect(withdrawn.error).toBe(WITHDRAWN_FOR_FALLBACK)
       const events = (await c.job(withdrawn.id)).events
       expect(events.map((e) => e.status)).toEqual(["queued", "canceled"])
       expect(entries(log).map((e) => [e.reason, e.binary, e.exit_code])).toEqual([
-        ["queue_timeout", "/usr/bin/ffprobe", 0],
+        ["queue_timeout", "/usr/bin/ffmpeg", 0],
       ])
     } finally {
       busy.kill("SIGKILL")
