@@ -169,7 +169,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       log.info("job running", { job: job.id, worker, epoch })
     },
 
-    async upload(worker, id, epoch, frames) {
+    async upload(worker, id, epoch, frames, opts) {
       const chunks: OutputChunk[] = []
       let exit: ExitReport | undefined
       let progress: ProgressReport | undefined
@@ -197,7 +197,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         // Elapsed real time, not the store's clock: this bounds a wait, it is never stored or compared.
         const until = performance.now() + config.relay.window_wait_seconds * 1000
         for (;;) {
-          res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress, bounds)
+          res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress, bounds, opts)
           if (res.ok || res.reason !== "window-full" || performance.now() >= until) break
           await room.wait(until - performance.now())
         }
@@ -205,6 +205,11 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         room.close()
       }
       if (!res.ok) {
+        // Held output this process lost (it restarted): the worker sends it again from there.
+        if (res.reason === "resend") {
+          log.info("held output lost in a restart; the worker sends it again", { job: id, worker, from: res.expected })
+          return { finished: false, resend: res.expected }
+        }
         if (res.reason === "window-full") {
           log.debug("output window full; the worker retries", { job: id, worker, window_mb: config.relay.window_mb })
           throw new UnavailableError(
@@ -229,7 +234,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           error: exit.error,
         })
       }
-      return { finished: res.finished }
+      return { finished: res.finished, ...(opts?.retain ? { durable: res.durable } : {}) }
     },
 
     async input(worker, id, epoch) {

@@ -120,8 +120,22 @@ export interface OutputBounds {
 
 export type UploadResult =
   /** `ended`: this call ended the job (false for a repeated final upload). */
-  | { ok: true; job: Job; finished: boolean; ended?: boolean }
-  | { ok: false; reason: "not-found" | "stale" | "gap" | "window-full"; job?: Job; expected?: number }
+  | {
+      ok: true
+      job: Job
+      finished: boolean
+      ended?: boolean
+      /**
+       * For a worker that keeps what it sent (`retain`): the highest sequence up to which the attempt's
+       * output is durable (stored, acknowledged, or ended with the job); it may forget its bodies up to there.
+       */
+      durable?: number
+    }
+  /**
+   * `resend`: held output of the attempt from sequence `expected` on is lost (the coordinator restarted);
+   * nothing of this upload was taken beyond what it brought back: send again from `expected`.
+   */
+  | { ok: false; reason: "not-found" | "stale" | "gap" | "window-full" | "resend"; job?: Job; expected?: number }
 
 /** A job transition that committed (never one that was refused or rolled back). */
 export interface JobChange {
@@ -267,6 +281,11 @@ export interface Store {
     now: number,
     progress?: ProgressReport,
     bounds?: OutputBounds,
+    /**
+     * `retain`: the worker keeps what it sends until it is durable and re-sends it when asked, so an
+     * attached job's stdout may be held in memory (store/held.ts) rather than stored.
+     */
+    opts?: { retain?: boolean },
   ): Promise<UploadResult>
   /**
    * The attached caller took the job's output up to `pos` (clamped to what is stored): its stdout up to

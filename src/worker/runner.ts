@@ -15,7 +15,7 @@ import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
-import { createBatchEncoder, pieceSize, type OutputPiece } from "./output-batch.ts"
+import { createBatchEncoder, createRetainingSender, pieceSize, type OutputPiece } from "./output-batch.ts"
 import { leftInScratch, lostFilesError } from "./scratch.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
 import { backoff } from "../shared/pause.ts"
@@ -127,8 +127,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   }
 
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
+  // Kept until durable: an attached job's stdout may live only in the coordinator's memory until its caller took it.
+  const sender = createRetainingSender((body) => deps.transport.upload(a.id, a.epoch, body, { retain: true }))
   const uploader = createUploader<OutputPiece>({
-    send: (body) => deps.transport.upload(a.id, a.epoch, body),
+    send: (body) => sender.send(body),
     retryable,
     delay: (n) => backoff(n),
     size: pieceSize,

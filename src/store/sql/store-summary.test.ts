@@ -108,7 +108,7 @@ describe("long arguments live outside the job's row", () => {
       const big = Array.from({ length: 500 }, (_, i) => `-x${i}=${"y".repeat(100)}`)
       const raw = new Database(path)
       raw.exec(
-        "DROP TABLE job_args; ALTER TABLE jobs DROP COLUMN args_chars; ALTER TABLE jobs DROP COLUMN env; ALTER TABLE jobs DROP COLUMN path_tokens; ALTER TABLE jobs DROP COLUMN files; DROP TABLE job_files; ALTER TABLE jobs DROP COLUMN acked_pos; ALTER TABLE jobs DROP COLUMN out_dropped; ALTER TABLE jobs DROP COLUMN trunc_pos; UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+        "DROP TABLE job_args; ALTER TABLE jobs DROP COLUMN args_chars; ALTER TABLE jobs DROP COLUMN env; ALTER TABLE jobs DROP COLUMN path_tokens; ALTER TABLE jobs DROP COLUMN files; DROP TABLE job_files; ALTER TABLE jobs DROP COLUMN acked_pos; ALTER TABLE jobs DROP COLUMN out_dropped; ALTER TABLE jobs DROP COLUMN trunc_pos; ALTER TABLE job_output DROP COLUMN held; UPDATE meta SET value = '3' WHERE key = 'schema_version'",
       )
       raw
         .query(

@@ -1,4 +1,5 @@
 import { Database as Sqlite } from "bun:sqlite"
+import type { HeldOutput } from "../held.ts"
 import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, statSync } from "node:fs"
 import { dirname } from "node:path"
 import { Kysely } from "kysely"
@@ -17,6 +18,7 @@ export interface SqliteOptions {
   keys?: Keyring
   secretFile?: string
   onKeyProblem?: (message: string) => void
+  held?: HeldOutput
 }
 
 /** Mode of a database file dffmpeg creates: private to its user, whatever the umask. */
@@ -89,5 +91,5 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   raw.exec("PRAGMA foreign_keys = ON")
   if (!memory) restrictSidecars(opts.path)
   const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: raw }) })
-  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem })
+  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem, held: opts.held })
 }

@@ -93,16 +93,17 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
     async start(job, epoch) {
       reply(OkReply, "start", await api.json("POST", `/api/v1/jobs/${job}/start`, { query: { epoch } }).catch(onJob))
     },
-    async upload(job, epoch, frames) {
+    async upload(job, epoch, frames, opts) {
       const body = await api
         .json("POST", `/api/v1/jobs/${job}/output`, {
-          query: { epoch },
+          query: { epoch, ...(opts?.retain ? { retain: 1 } : {}) },
           body: frames,
           contentType: FRAMES_MEDIA_TYPE,
           timeoutMs: 30_000,
         })
         .catch(onJobStream)
-      reply(UploadReply, "output", body)
+      const r = reply(UploadReply, "output", body)
+      return { durable: r.durable, resend: r.resend }
     },
     async *input(job, epoch, after, signal) {
       try {

@@ -406,8 +406,10 @@ export function jobRoutes(deps: Deps) {
     const worker = workerName(c)
     const id = jobIdParam(c)
     const epoch = intQuery(c, "epoch")
-    const { finished } = await protocol.upload(worker, id, epoch, framesOf(c))
-    return c.json({ ok: true, finished })
+    // `retain=1`: the worker keeps what it sends until the answer's `durable` covers it (docs/protocol.md, "Held output").
+    const retain = c.req.query("retain") === "1"
+    const { finished, durable, resend } = await protocol.upload(worker, id, epoch, framesOf(c), { retain })
+    return c.json({ ok: true, finished, ...(durable !== undefined ? { durable } : {}), ...(resend ? { resend } : {}) })
   })
 
   app.get("/:id/input", async (c) => {
