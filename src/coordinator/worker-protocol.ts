@@ -182,7 +182,12 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         } else if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
           if (exit) throw new InvalidError("output after the exit frame")
           if (f.seq < 1) throw new InvalidError("output sequence numbers start at 1")
-          chunks.push({ seq: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data })
+          chunks.push({
+            seq: f.seq,
+            stream: f.kind === Kind.stdout ? "stdout" : "stderr",
+            data: f.data,
+            digest: f.digest,
+          })
         } else if (f.kind === Kind.exit) {
           const parsed = v.safeParse(ExitReport, frameData(f))
           if (!parsed.success) throw new InvalidError("invalid exit frame", issueLines(parsed.issues))

@@ -7,11 +7,17 @@
  * (the worker keeps what it sent until the coordinator says it is durable, and re-sends it when asked).
  * Bounded by one coordinator-wide budget (`relay.memory_mb`); over it, payloads are stored as before.
  */
+/** A held payload, with its SHA-256 when the upload that brought it had it (a stream seals it by that). */
+export interface HeldPayload {
+  data: Uint8Array
+  digest?: Uint8Array
+}
+
 export interface HeldOutput {
   /** The payload of a held row, if this process holds it. */
-  get(job: string, epoch: number, seq: number): Uint8Array | undefined
+  get(job: string, epoch: number, seq: number): HeldPayload | undefined
   /** Holds a payload if the budget has room; false (nothing held) otherwise. */
-  hold(job: string, epoch: number, seq: number, data: Uint8Array): boolean
+  hold(job: string, epoch: number, seq: number, data: Uint8Array, digest?: Uint8Array): boolean
   /** Drops one payload (its row was acknowledged and deleted, or its payload stored). */
   drop(job: string, epoch: number, seq: number): void
   /** Drops everything held for the job (it ended, or its attempt was dropped). */
@@ -32,7 +38,7 @@ export interface HeldOutput {
 
 interface Attempt {
   epoch: number
-  payloads: Map<number, Uint8Array>
+  payloads: Map<number, HeldPayload>
   complete: boolean
 }
 
@@ -52,31 +58,31 @@ export function createHeldOutput(budgetBytes: number): HeldOutput {
   const forget = (job: string) => {
     const a = jobs.get(job)
     if (!a) return
-    for (const d of a.payloads.values()) bytes -= d.length
+    for (const p of a.payloads.values()) bytes -= p.data.length
     jobs.delete(job)
   }
   return {
     get: (job, epoch, seq) => attempt(job, epoch, false)?.payloads.get(seq),
-    hold(job, epoch, seq, data) {
+    hold(job, epoch, seq, data, digest) {
       const a = attempt(job, epoch, true)!
       const had = a.payloads.get(seq)
       if (had) return true
       if (bytes + data.length > budgetBytes) return false
-      a.payloads.set(seq, data)
+      a.payloads.set(seq, { data, digest })
       bytes += data.length
       return true
     },
     drop(job, epoch, seq) {
       const a = attempt(job, epoch, false)
-      const d = a?.payloads.get(seq)
-      if (!a || !d) return
+      const p = a?.payloads.get(seq)
+      if (!a || !p) return
       a.payloads.delete(seq)
-      bytes -= d.length
+      bytes -= p.data.length
     },
     forget,
     entries(job, epoch) {
       const a = attempt(job, epoch, false)
-      return a ? [...a.payloads].sort((x, y) => x[0] - y[0]) : []
+      return a ? [...a.payloads].map(([seq, p]): [number, Uint8Array] => [seq, p.data]).sort((x, y) => x[0] - y[0]) : []
     },
     lowest(job, epoch) {
       const a = attempt(job, epoch, false)

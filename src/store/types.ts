@@ -28,6 +28,8 @@ export interface OutputChunk {
   seq: number
   stream: "stdout" | "stderr"
   data: Uint8Array
+  /** SHA-256 of `data`, when the upload was signed by its frames' digests (kept with a held payload). */
+  digest?: Uint8Array
 }
 
 export interface StreamRow {
@@ -35,6 +37,8 @@ export interface StreamRow {
   pos: number
   stream: "stdout" | "stderr"
   data: Uint8Array
+  /** SHA-256 of `data`, when known (a held payload whose upload had it): a stream seals the row by it. */
+  digest?: Uint8Array
 }
 
 /** One entry of a job's downlink, in the caller's sequence: stdin bytes, end of stdin, or a signal. */

@@ -50,6 +50,8 @@ export type WorkBatch = PollReply
 export interface UploadAnswer {
   durable?: number
   resend?: number
+  /** The coordinator takes bodies signed by their frames' digests (`upload`'s `digests`). */
+  digests?: boolean
 }
 
 export interface WorkerTransport {
@@ -77,9 +79,15 @@ export interface WorkerTransport {
    * Delivers encoded output frames (stdout/stderr with per-attempt sequence numbers, optionally ending
    * with the exit frame). Repeated sequence numbers are ignored by the coordinator, so a retry after an
    * unknown outcome never duplicates output. With `retain` the worker keeps what it sent until the
-   * answer's `durable` covers it and re-sends from `resend` when asked (worker/output-batch.ts).
+   * answer's `durable` covers it and re-sends from `resend` when asked (worker/output-batch.ts). With
+   * `digests` (once an answer said the coordinator takes them) the body is signed by its frames' digests.
    */
-  upload(job: string, epoch: number, frames: Uint8Array, opts?: { retain?: boolean }): Promise<UploadAnswer>
+  upload(
+    job: string,
+    epoch: number,
+    frames: Uint8Array,
+    opts?: { retain?: boolean; digests?: boolean },
+  ): Promise<UploadAnswer>
   /**
    * The job's downlink after sequence `after`: the caller's stdin frames, one stdin-end frame, signal
    * frames, and a cancel frame when the job is canceled. Ends when the job ends.

@@ -128,7 +128,14 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
 
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
   // Kept until durable: an attached job's stdout may live only in the coordinator's memory until its caller took it.
-  const sender = createRetainingSender((body) => deps.transport.upload(a.id, a.epoch, body, { retain: true }))
+  // Signed by frame digests once the coordinator said it takes them: it then seals the caller's stream
+  // with the digests it computed checking the upload, instead of hashing every byte again.
+  let digests = false
+  const sender = createRetainingSender(async (body) => {
+    const answer = await deps.transport.upload(a.id, a.epoch, body, { retain: true, digests })
+    digests ||= answer.digests === true
+    return answer
+  })
   const uploader = createUploader<OutputPiece>({
     send: (body) => sender.send(body),
     retryable,

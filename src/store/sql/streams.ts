@@ -231,7 +231,7 @@ export function streamMethods(
         const rows = await pageAfter("job_output", "pos", id, from, limit)
         const out: StreamRow[] = []
         for (const r of rows) {
-          let data = bytes(r.data)
+          const stream = r.stream === STREAM.stdout ? "stdout" : "stderr"
           if (Number(r.held) > 0) {
             const got = held?.get(id, Number(r.epoch), Number(r.seq))
             if (!got) {
@@ -239,9 +239,8 @@ export function streamMethods(
               if (!ended) return out
               continue
             }
-            data = got
-          }
-          out.push({ pos: Number(r.pos), stream: r.stream === STREAM.stdout ? "stdout" : "stderr", data })
+            out.push({ pos: Number(r.pos), stream, ...got })
+          } else out.push({ pos: Number(r.pos), stream, data: bytes(r.data) })
         }
         // A page of nothing but lost rows says nothing about what follows them.
         if (out.length || rows.length < limit) return out
@@ -356,7 +355,7 @@ async function insertChunks(
 ) {
   if (!rows.length) return
   const values = rows.map((c) => {
-    if (holding && c.stream === "stdout" && c.data.length && holding.holder.hold(id, epoch, c.seq, c.data)) {
+    if (holding && c.stream === "stdout" && c.data.length && holding.holder.hold(id, epoch, c.seq, c.data, c.digest)) {
       holding.taken.push(c.seq)
       return { job_id: id, epoch, seq: c.seq, stream: STREAM.stdout, data: NOTHING, held: c.data.length }
     }
@@ -393,7 +392,7 @@ async function restoreHeld(
     const c = again.get(seq)
     if (!c || c.stream !== "stdout" || c.data.length !== Number(r.held)) return { restored, first: seq }
     restored = true
-    if (!holder.hold(id, epoch, seq, c.data))
+    if (!holder.hold(id, epoch, seq, c.data, c.digest))
       await tx
         .updateTable("job_output")
         .set({ data: c.data, held: 0 })
