@@ -115,6 +115,13 @@ describe("createRetainingSender", () => {
     expect(sent).toEqual([5, 2, 4, 5])
   })
 
+  test("keeps nothing for a coordinator that does not say what is durable (it holds nothing)", async () => {
+    const { bodies } = attempt()
+    const s = createRetainingSender(async () => ({}))
+    for (const body of bodies) await s.send(body)
+    expect(s.keptBytes).toBe(0)
+  })
+
   test("fails when asked for output it no longer keeps, or again for what it just sent", async () => {
     const { bodies } = attempt()
     const gone = createRetainingSender(async (body) => (outputSeqs(body)!.first === 2 ? { resend: 1 } : { durable: 1 }))

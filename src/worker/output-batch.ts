@@ -96,8 +96,9 @@ export function createRetainingSender(upload: (body: Uint8Array) => Promise<{ du
   readonly keptBytes: number
 } {
   let kept: { first: number; last: number; body: Uint8Array }[] = []
+  // An answer without `durable` comes from a coordinator that holds nothing (an older one): all is durable.
   const settle = (durable: number | undefined) => {
-    if (durable !== undefined) kept = kept.filter((k) => k.last > durable)
+    kept = durable === undefined ? [] : kept.filter((k) => k.last > durable)
   }
   return {
     async send(body) {
@@ -115,7 +116,8 @@ export function createRetainingSender(upload: (body: Uint8Array) => Promise<{ du
         if (from <= asked || at < 0 || kept[at]!.first > from)
           throw new LostOutputError(`the coordinator lost the job's output from sequence ${from}, which was not kept`)
         asked = from
-        for (const k of kept.slice(at)) settle((await upload(k.body)).durable)
+        // Answers to these say nothing new (a `resend` for a later one is answered by the next body).
+        for (const k of kept.slice(at)) await upload(k.body)
       }
     },
     get keptBytes() {
