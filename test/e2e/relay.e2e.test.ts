@@ -188,7 +188,11 @@ describe("held output and a coordinator restart", () => {
     const undelivered = 16 * MiB
     const windowMb = Math.ceil((buffers + undelivered) / MiB) + 8
     const frames = Math.ceil(((windowMb + 32) * MiB) / 691_200)
-    const cc = await Cluster.start({ workers: 1, coordinatorConfig: { relay: { window_mb: windowMb } } })
+    // The memory budget is sized with the window, whatever these buffers are on this machine.
+    const cc = await Cluster.start({
+      workers: 1,
+      coordinatorConfig: { relay: { window_mb: windowMb, memory_mb: windowMb + 16 } },
+    })
     const cdb = new Database(join(cc.dir, "coordinator.db"), { readonly: true })
     /** Bytes of the job's rows whose payload only the coordinator's memory has. */
     const inMemory = (job: string) =>
