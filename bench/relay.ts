@@ -101,7 +101,7 @@ try {
     })
   }
   const db = new Database(join(c.dir, "coordinator.db"), { readonly: true })
-  const held = (db.query("SELECT coalesce(sum(length(data)), 0) AS n FROM job_output").get() as { n: number }).n
+  const held = (db.query("SELECT coalesce(sum(length(data) + held), 0) AS n FROM job_output").get() as { n: number }).n
   const jobs = (db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n
   db.close()
   const dbFile = Bun.file(join(c.dir, "coordinator.db")).size

@@ -172,7 +172,8 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
   let res: Response
   try {
     res = await api.request("POST", "/api/v1/jobs", {
-      query: { attach: 1, progress: o.status ? 1 : undefined },
+      // `digests`: the stream sealed by frame digests, which the coordinator has for what it relays (STREAMED_DIGESTS).
+      query: { attach: 1, digests: 1, progress: o.status ? 1 : undefined },
       json: { ...job, stdin, attached: true },
     })
     if (!res.ok || !res.body) await readJson(res)

@@ -61,7 +61,8 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
       try {
         if (!body) {
           const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, {
-            query: { after: cursor, ...o.query },
+            // Sealed by frame digests (the coordinator need not hash relayed bytes again); an older one ignores it.
+            query: { after: cursor, digests: 1, ...o.query },
             signal: o.signal,
           })
           if (!res.ok || !res.body) await readJson(res)

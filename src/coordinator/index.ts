@@ -6,6 +6,7 @@ import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
+import { createHeldOutput } from "../store/held.ts"
 import { createApp } from "./api/app.ts"
 import { Hub } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
@@ -57,6 +58,8 @@ async function openStore(
     database: config.database,
     base,
     keys,
+    // An attached caller's stdout stays in memory within this budget instead of passing through the database.
+    held: createHeldOutput(config.relay.memory_mb * 1024 * 1024),
     onKeyProblem: keyProblemLog(log, now),
     onWarning: (message) => log.warn(message),
     onKeys: (r) => {

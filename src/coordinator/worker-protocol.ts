@@ -186,7 +186,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       log.info("job running", { job: job.id, worker, epoch, note })
     },
 
-    async upload(worker, id, epoch, frames) {
+    async upload(worker, id, epoch, frames, opts) {
       const chunks: OutputChunk[] = []
       let exit: ExitReport | undefined
       let progress: ProgressReport | undefined
@@ -199,7 +199,12 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         } else if (f.kind === Kind.stdout || f.kind === Kind.stderr) {
           if (exit) throw new InvalidError("output after the exit frame")
           if (f.seq < 1) throw new InvalidError("output sequence numbers start at 1")
-          chunks.push({ seq: f.seq, stream: f.kind === Kind.stdout ? "stdout" : "stderr", data: f.data })
+          chunks.push({
+            seq: f.seq,
+            stream: f.kind === Kind.stdout ? "stdout" : "stderr",
+            data: f.data,
+            digest: f.digest,
+          })
         } else if (f.kind === Kind.exit) {
           const parsed = v.safeParse(ExitReport, frameData(f))
           if (!parsed.success) throw new InvalidError("invalid exit frame", issueLines(parsed.issues))
@@ -214,7 +219,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         // Elapsed real time, not the store's clock: this bounds a wait, it is never stored or compared.
         const until = performance.now() + config.relay.window_wait_seconds * 1000
         for (;;) {
-          res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress, bounds)
+          res = await store.appendOutput(id, worker, epoch, chunks, exit, now(), progress, bounds, opts)
           if (res.ok || res.reason !== "window-full" || performance.now() >= until) break
           await room.wait(until - performance.now())
         }
@@ -222,6 +227,11 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         room.close()
       }
       if (!res.ok) {
+        // Held output this process lost (it restarted): the worker sends it again from there.
+        if (res.reason === "resend") {
+          log.info("held output lost in a restart; the worker sends it again", { job: id, worker, from: res.expected })
+          return { finished: false, resend: res.expected }
+        }
         if (res.reason === "window-full") {
           log.debug("output window full; the worker retries", { job: id, worker, window_mb: config.relay.window_mb })
           throw new UnavailableError(
@@ -247,7 +257,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           error: exit.error,
         })
       }
-      return { finished: res.finished }
+      return { finished: res.finished, ...(opts?.retain ? { durable: res.durable } : {}) }
     },
 
     async input(worker, id, epoch) {

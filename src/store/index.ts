@@ -3,6 +3,7 @@ import { ConfigError } from "../shared/errors.ts"
 import type { Keyring } from "../shared/auth/keyring.ts"
 import { sqlitePaths } from "./sqlite/paths.ts"
 import type { Store } from "./types.ts"
+import type { HeldOutput } from "./held.ts"
 
 export type { Stats, Store } from "./types.ts"
 
@@ -18,6 +19,8 @@ export interface StoreConfig {
   onKeys?: (report: { sealed: number; recovered?: string }) => void
   /** Told, after the start, what the operator should fix but does not stop the store (a database others can read). */
   onWarning?: (message: string) => void
+  /** The coordinator's in-memory stdout (store/held.ts); only the coordinator that serves the jobs' streams has one. */
+  held?: HeldOutput
 }
 
 /** Where the configured store lives (`database`, for messages) and its secret file, as its engine resolves them. */
@@ -47,7 +50,7 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
     case "sqlite": {
       const { createSqliteStore, exposure } = await import("./sqlite/index.ts")
       const { database: path } = storePaths(cfg, cfg.base ?? process.cwd())
-      const store = createSqliteStore({ path, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem })
+      const store = createSqliteStore({ path, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem, held: cfg.held })
       // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
       const report = await store.migrate()
       cfg.onKeys?.(report)

@@ -38,6 +38,8 @@ export interface OutputChunk {
   seq: number
   stream: "stdout" | "stderr"
   data: Uint8Array
+  /** SHA-256 of `data`, when the upload was signed by its frames' digests (kept with a held payload). */
+  digest?: Uint8Array
 }
 
 /** A finished run's output and exit code, as `createAnswered` stores it. */
@@ -51,6 +53,8 @@ export interface StreamRow {
   pos: number
   stream: "stdout" | "stderr"
   data: Uint8Array
+  /** SHA-256 of `data`, when known (a held payload whose upload had it): a stream seals the row by it. */
+  digest?: Uint8Array
 }
 
 /** One entry of a job's downlink, in the caller's sequence: stdin bytes, end of stdin, or a signal. */
@@ -136,8 +140,22 @@ export interface OutputBounds {
 
 export type UploadResult =
   /** `ended`: this call ended the job (false for a repeated final upload). */
-  | { ok: true; job: Job; finished: boolean; ended?: boolean }
-  | { ok: false; reason: "not-found" | "stale" | "gap" | "window-full"; job?: Job; expected?: number }
+  | {
+      ok: true
+      job: Job
+      finished: boolean
+      ended?: boolean
+      /**
+       * For a worker that keeps what it sent (`retain`): the highest sequence up to which the attempt's
+       * output is durable (stored, acknowledged, or ended with the job); it may forget its bodies up to there.
+       */
+      durable?: number
+    }
+  /**
+   * `resend`: held output of the attempt from sequence `expected` on is lost (the coordinator restarted);
+   * nothing of this upload was taken beyond what it brought back: send again from `expected`.
+   */
+  | { ok: false; reason: "not-found" | "stale" | "gap" | "window-full" | "resend"; job?: Job; expected?: number }
 
 /** A job transition that committed (never one that was refused or rolled back). */
 export interface JobChange {
@@ -310,6 +328,11 @@ export interface Store {
     now: number,
     progress?: ProgressReport,
     bounds?: OutputBounds,
+    /**
+     * `retain`: the worker keeps what it sends until it is durable and re-sends it when asked, so an
+     * attached job's stdout may be held in memory (store/held.ts) rather than stored.
+     */
+    opts?: { retain?: boolean },
   ): Promise<UploadResult>
   /**
    * The attached caller took the job's output up to `pos` (clamped to what is stored): its stdout up to

@@ -46,6 +46,14 @@ export const retryable = (err: unknown): boolean =>
 export type WorkBatch = PollReply
 
 /** What a worker says to and hears from the coordinator (the worker half). */
+/** What an upload's answer tells a worker that keeps what it sent (see UploadReply). */
+export interface UploadAnswer {
+  durable?: number
+  resend?: number
+  /** The coordinator takes bodies signed by their frames' digests (`upload`'s `digests`). */
+  digests?: boolean
+}
+
 export interface WorkerTransport {
   /** Which transport this is ("http"), for logs and /health. */
   readonly kind: string
@@ -70,9 +78,16 @@ export interface WorkerTransport {
   /**
    * Delivers encoded output frames (stdout/stderr with per-attempt sequence numbers, optionally ending
    * with the exit frame). Repeated sequence numbers are ignored by the coordinator, so a retry after an
-   * unknown outcome never duplicates output.
+   * unknown outcome never duplicates output. With `retain` the worker keeps what it sent until the
+   * answer's `durable` covers it and re-sends from `resend` when asked (worker/output-batch.ts). With
+   * `digests` (once an answer said the coordinator takes them) the body is signed by its frames' digests.
    */
-  upload(job: string, epoch: number, frames: Uint8Array): Promise<void>
+  upload(
+    job: string,
+    epoch: number,
+    frames: Uint8Array,
+    opts?: { retain?: boolean; digests?: boolean },
+  ): Promise<UploadAnswer>
   /**
    * The job's downlink after sequence `after`: the caller's stdin frames, one stdin-end frame, signal
    * frames, and a cancel frame when the job is canceled. Ends when the job ends.
@@ -105,7 +120,13 @@ export interface WorkerProtocol {
   start(worker: string, job: string, epoch: number, note?: string): Promise<void>
   reject(worker: string, job: string, epoch: number): Promise<void>
   /** Stores decoded output frames of one attempt (stdout/stderr, progress, exit). */
-  upload(worker: string, job: string, epoch: number, frames: Frame[]): Promise<{ finished: boolean }>
+  upload(
+    worker: string,
+    job: string,
+    epoch: number,
+    frames: Frame[],
+    opts?: { retain?: boolean },
+  ): Promise<{ finished: boolean } & UploadAnswer>
   /**
    * Checks that the job is the worker's at `epoch`, then returns its downlink: frames after `after`
    * (stdin, stdin-end, signal, one cancel, a ping when quiet), ending when the job ends or moves on.

@@ -65,3 +65,63 @@ export function createBatchEncoder(): (pieces: OutputPiece[]) => Uint8Array {
     return out
   }
 }
+
+/** The sequence numbers of the output frames (stdout, stderr) in a body: the first and the last, or none. */
+export function outputSeqs(body: Uint8Array): { first: number; last: number } | undefined {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  let first = 0
+  let last = 0
+  for (let at = 0; at + FRAME_HEADER <= body.length; at += FRAME_HEADER + view.getUint32(at + 9)) {
+    const kind = view.getUint8(at)
+    if (kind !== Kind.stdout && kind !== Kind.stderr) continue
+    const seq = Number(view.getBigUint64(at + 1))
+    first ||= seq
+    last = seq
+  }
+  return first ? { first, last } : undefined
+}
+
+/** The coordinator asked for output this worker no longer has (docs/protocol.md, "Held output"). */
+export class LostOutputError extends Error {}
+
+/**
+ * The sending side of held output (docs/protocol.md, "Held output"): every body sent is kept until an
+ * answer's `durable` covers its last frame, so a coordinator that held it in memory and restarted can ask
+ * for it again (`resend`: from that sequence): the kept bodies from there go again, in order, then the
+ * body at hand. What is kept is bounded by the coordinator's window (it holds only what its caller has
+ * not acknowledged) plus one upload.
+ */
+export function createRetainingSender(upload: (body: Uint8Array) => Promise<{ durable?: number; resend?: number }>): {
+  send(body: Uint8Array): Promise<void>
+  readonly keptBytes: number
+} {
+  let kept: { first: number; last: number; body: Uint8Array }[] = []
+  // An answer without `durable` comes from a coordinator that holds nothing (an older one): all is durable.
+  const settle = (durable: number | undefined) => {
+    kept = durable === undefined ? [] : kept.filter((k) => k.last > durable)
+  }
+  return {
+    async send(body) {
+      // A resend that does not move past what it asked for means the coordinator cannot take it back.
+      let asked = 0
+      for (;;) {
+        const answer = await upload(body)
+        if (answer.resend === undefined) {
+          const seqs = outputSeqs(body)
+          if (seqs && !kept.some((k) => k.last >= seqs.last)) kept.push({ ...seqs, body })
+          return settle(answer.durable)
+        }
+        const from = answer.resend
+        const at = kept.findIndex((k) => k.last >= from)
+        if (from <= asked || at < 0 || kept[at]!.first > from)
+          throw new LostOutputError(`the coordinator lost the job's output from sequence ${from}, which was not kept`)
+        asked = from
+        // Answers to these say nothing new (a `resend` for a later one is answered by the next body).
+        for (const k of kept.slice(at)) await upload(k.body)
+      }
+    },
+    get keptBytes() {
+      return kept.reduce((n, k) => n + k.body.length, 0)
+    },
+  }
+}

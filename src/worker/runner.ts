@@ -17,7 +17,7 @@ import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
 import type { Profile } from "../shared/config/server-schema.ts"
 import { applyProfiles, describeRewrites } from "./profiles.ts"
-import { createBatchEncoder, pieceSize, type OutputPiece } from "./output-batch.ts"
+import { createBatchEncoder, createRetainingSender, pieceSize, type OutputPiece } from "./output-batch.ts"
 import { leftInScratch, lostFilesError } from "./scratch.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
 import { backoff } from "../shared/pause.ts"
@@ -131,8 +131,17 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   }
 
   const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
+  // Kept until durable: an attached job's stdout may live only in the coordinator's memory until its caller took it.
+  // Signed by frame digests once the coordinator said it takes them: it then seals the caller's stream
+  // with the digests it computed checking the upload, instead of hashing every byte again.
+  let digests = false
+  const sender = createRetainingSender(async (body) => {
+    const answer = await deps.transport.upload(a.id, a.epoch, body, { retain: true, digests })
+    digests ||= answer.digests === true
+    return answer
+  })
   const uploader = createUploader<OutputPiece>({
-    send: (body) => deps.transport.upload(a.id, a.epoch, body),
+    send: (body) => sender.send(body),
     retryable,
     delay: (n) => backoff(n),
     size: pieceSize,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { Database } from "bun:sqlite"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { waitFor } from "../helpers/bin.ts"
 import { md5 } from "../helpers/media.ts"
@@ -49,10 +50,13 @@ afterAll(async () => {
   await c?.stop()
 })
 
-/** Bytes the coordinator holds for the job, by stream (1 stdout, 2 stderr). */
+/**
+ * Bytes the coordinator holds for the job, by stream (1 stdout, 2 stderr): stored in its rows, or held in
+ * its memory (a held row's `held` is its payload's size).
+ */
 function held(job: string): { stdout: number; stderr: number } {
   const rows = db
-    .query("SELECT stream, coalesce(sum(length(data)), 0) AS n FROM job_output WHERE job_id = ? GROUP BY stream")
+    .query("SELECT stream, coalesce(sum(length(data) + held), 0) AS n FROM job_output WHERE job_id = ? GROUP BY stream")
     .all(job) as { stream: number; n: number }[]
   return {
     stdout: rows.find((r) => r.stream === 1)?.n ?? 0,
@@ -173,6 +177,57 @@ describe("attached output through the relay", () => {
     expect(out.length).toBe(local.stdout.length)
     expect(md5(out)).toBe(md5(local.stdout))
   }, 60_000)
+})
+
+describe("held output and a coordinator restart", () => {
+  test("a coordinator killed while it holds output its caller has certainly not received: the worker sends it again, md5 equal", async () => {
+    // What can sit in the two loopback socket buffers between the coordinator and a caller that is not
+    // reading; rows held beyond that were certainly never delivered, so only the worker can bring them back.
+    const maxOf = (f: string) => Number(readFileSync(`/proc/sys/net/ipv4/${f}`, "utf8").trim().split(/\s+/)[2])
+    const buffers = maxOf("tcp_rmem") + maxOf("tcp_wmem")
+    const undelivered = 16 * MiB
+    const windowMb = Math.ceil((buffers + undelivered) / MiB) + 8
+    const frames = Math.ceil(((windowMb + 32) * MiB) / 691_200)
+    // The memory budget is sized with the window, whatever these buffers are on this machine.
+    const cc = await Cluster.start({
+      workers: 1,
+      coordinatorConfig: { relay: { window_mb: windowMb, memory_mb: windowMb + 16 } },
+    })
+    const cdb = new Database(join(cc.dir, "coordinator.db"), { readonly: true })
+    /** Bytes of the job's rows whose payload only the coordinator's memory has. */
+    const inMemory = (job: string) =>
+      (cdb.query("SELECT coalesce(sum(held), 0) AS n FROM job_output WHERE job_id = ?").get(job) as { n: number }).n
+    try {
+      const args = rawvideo(frames)
+      const local = await cc.local("ffmpeg", args)
+      const p = cc.spawnProxy("ffmpeg", args)
+      p.stdin.end()
+      const out = collect(p.stdout)
+      const job = await waitFor(
+        () => (cdb.query("SELECT id FROM jobs WHERE status = 'running'").get() as { id: string } | null)?.id,
+        { what: "a running job" },
+      )
+      // The caller stops: no more reads, no more acknowledgements; the window fills with held rows.
+      p.kill("SIGSTOP")
+      await waitFor(() => inMemory(job) >= buffers + undelivered, {
+        what: "held rows past the buffers",
+        timeoutMs: 30_000,
+      })
+      await cc.restartCoordinator("SIGKILL")
+      p.kill("SIGCONT")
+      expect(await p.exited).toBe(0)
+      expect(await new Response(p.stderr).text()).toBe("")
+      const got = await out
+      expect(got.length).toBe(local.stdout.length)
+      expect(md5(got)).toBe(md5(local.stdout))
+      // The bytes after what the caller had came from the worker's kept bodies, not from anywhere else.
+      expect(cc.coordinator.log()).toContain("held output lost in a restart; the worker sends it again")
+      expect((await cc.job(job)).status).toBe("completed")
+    } finally {
+      cdb.close()
+      await cc.stop()
+    }
+  }, 90_000)
 })
 
 describe("a dropped caller connection", () => {

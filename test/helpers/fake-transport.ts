@@ -1,7 +1,14 @@
 import { decodeFrames, frameJson, Kind, type Frame } from "../../src/shared/protocol/frames.ts"
 import type { ExitReport, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import type { Assignment } from "../../src/shared/protocol/worker.ts"
-import type { HeartbeatReply, HeldJob, RegisterReply, WorkBatch, WorkerTransport } from "../../src/transports/types.ts"
+import type {
+  HeartbeatReply,
+  HeldJob,
+  RegisterReply,
+  UploadAnswer,
+  WorkBatch,
+  WorkerTransport,
+} from "../../src/transports/types.ts"
 
 const dec = new TextDecoder()
 
@@ -149,7 +156,7 @@ export class FakeTransport implements WorkerTransport {
     this.fault("start")
     this.starts.push({ id: job, epoch, note })
   }
-  async upload(job: string, _epoch: number, frames: Uint8Array): Promise<void> {
+  async upload(job: string, _epoch: number, frames: Uint8Array): Promise<UploadAnswer> {
     this.record(`upload:${job}`)
     this.fault("upload")
     const list = this.uploads.get(job) ?? []
@@ -158,6 +165,8 @@ export class FakeTransport implements WorkerTransport {
     for (const f of decodeFrames(frames)) if (f.seq === 0 || f.seq > last) list.push(f)
     this.uploads.set(job, list)
     this.changed.fire()
+    // Nothing is held here: what was sent is durable at once.
+    return { durable: last }
   }
   async *input(job: string, _epoch: number, after: number, signal: AbortSignal): AsyncIterable<Frame> {
     this.record(`input:${job}`)

@@ -111,7 +111,7 @@ export function frameStream(
       if (s.aborted) return
       if (b instanceof Uint8Array) await s.write(sealer ? sealer.seal(b) : b)
       else if (!sealer) await s.write(encodeFrame(b.kind, b.seq, b.data))
-      else for (const piece of sealer.sealFrame(b.kind, b.seq, b.data)) await s.write(piece)
+      else for (const piece of sealer.sealFrame(b.kind, b.seq, b.data, b.digest)) await s.write(piece)
     }, ac.signal)
     if (sealer && !s.aborted) await s.write(sealer.end())
   })

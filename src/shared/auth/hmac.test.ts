@@ -6,6 +6,7 @@ import {
   SCHEME,
   canonical,
   canonicalQuery,
+  framesBodyHash,
   decodeKey,
   generateKey,
   sha256Hex,
@@ -296,5 +297,44 @@ describe("NonceCache", () => {
     expect(cache.remember("alice", "n1", 0)).toBe(true)
     expect(cache.remember("alice", "n1", 59_999)).toBe(false)
     expect(cache.remember("alice", "n1", 60_000)).toBe(true)
+  })
+})
+
+describe("framesBodyHash", () => {
+  const frame = (kind: number, seq: number, payload: number[]) => {
+    const f = new Uint8Array(13 + payload.length)
+    const v = new DataView(f.buffer)
+    v.setUint8(0, kind)
+    v.setBigUint64(1, BigInt(seq))
+    v.setUint32(9, payload.length)
+    f.set(payload, 13)
+    return f
+  }
+  const a = frame(1, 1, [1, 2, 3])
+  const b = frame(2, 2, [])
+  const body = Buffer.concat([a, b])
+
+  test("hashes the scheme, then each frame's header and its payload's SHA-256; returns the payloads' digests", () => {
+    const d1 = createHash("sha256")
+      .update(Buffer.from([1, 2, 3]))
+      .digest()
+    const d2 = createHash("sha256").update(Buffer.alloc(0)).digest()
+    const want = createHash("sha256")
+      .update("DFFMPEG-FRAMES-SHA256\n")
+      .update(a.subarray(0, 13))
+      .update(d1)
+      .update(b.subarray(0, 13))
+      .update(d2)
+      .digest("hex")
+    const got = framesBodyHash(body)!
+    expect(got.hash).toBe(want)
+    expect(got.digests.map((d) => Buffer.from(d).toString("hex"))).toEqual([d1.toString("hex"), d2.toString("hex")])
+    expect(got.hash).not.toBe(sha256Hex(body))
+  })
+
+  test("a body that is not whole frames has none", () => {
+    expect(framesBodyHash(body.subarray(0, body.length - 1))).toBeUndefined()
+    expect(framesBodyHash(body.subarray(0, 5))).toBeUndefined()
+    expect(framesBodyHash(new Uint8Array(0))?.digests).toEqual([])
   })
 })

@@ -26,6 +26,47 @@ export function sha256Hex(body: Uint8Array | string | undefined): string {
   return new Bun.CryptoHasher("sha256").update(body).digest("hex")
 }
 
+/**
+ * A framed body signed by its frames' digests (docs/protocol.md, "Frame digests"): the request says so in
+ * this header, and its signature's body hash is `framesBodyHash` instead of the body's SHA-256, so the
+ * receiver gets each frame's SHA-256 from the one pass that checks the request and can reuse it (the
+ * coordinator seals a relayed stdout frame with it instead of hashing it again). The header is not
+ * signed: a receiver that took a body the other way would compute a different hash and refuse it.
+ */
+export const BODY_DIGEST_HEADER = "x-dffmpeg-body-digest"
+export const FRAMES_DIGEST = "frames"
+const FRAMES_SCHEME = "DFFMPEG-FRAMES-SHA256\n"
+
+/** Frame header bytes, as in shared/protocol/frames.ts (which imports nothing from here). */
+const HEAD = 13
+
+/**
+ * Hex SHA-256 of `DFFMPEG-FRAMES-SHA256\n` and, for each frame of the body in order, its 13-byte header
+ * and the SHA-256 of its payload; with the payloads' digests. Undefined for a body that is not whole
+ * frames (it cannot verify).
+ */
+export function framesBodyHash(body: Uint8Array): { hash: string; digests: Uint8Array[] } | undefined {
+  const outer = new Bun.CryptoHasher("sha256").update(FRAMES_SCHEME)
+  const digests: Uint8Array[] = []
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  let at = 0
+  while (at < body.length) {
+    if (body.length - at < HEAD) return undefined
+    const len = view.getUint32(at + 9)
+    if (body.length - at - HEAD < len) return undefined
+    const digest = payloadDigest(body.subarray(at + HEAD, at + HEAD + len))
+    outer.update(body.subarray(at, at + HEAD)).update(digest)
+    digests.push(digest)
+    at += HEAD + len
+  }
+  return { hash: outer.digest("hex"), digests }
+}
+
+/** SHA-256 of a frame's payload (raw, 32 bytes). */
+export function payloadDigest(payload: Uint8Array): Uint8Array {
+  return new Bun.CryptoHasher("sha256").update(payload).digest() as Uint8Array
+}
+
 /** Sorted `k=v` pairs, RFC 3986 encoded, so that parameter order and encoding style never matter. */
 export function canonicalQuery(search: string | URLSearchParams): string {
   const params = typeof search === "string" ? new URLSearchParams(search) : search
@@ -101,6 +142,8 @@ export function signRequest(opts: {
   path: string
   query?: string | URLSearchParams
   body?: Uint8Array | string
+  /** The body's hash when it is not its SHA-256 (`framesBodyHash`). */
+  bodyHash?: string
   now?: number
 }): Record<string, string> {
   const timestamp = String(Math.floor((opts.now ?? Date.now()) / 1000))
@@ -112,7 +155,7 @@ export function signRequest(opts: {
     client: opts.client,
     timestamp,
     nonce,
-    bodyHash: sha256Hex(opts.body),
+    bodyHash: opts.bodyHash ?? sha256Hex(opts.body),
   })
   return {
     [HEADER.client]: opts.client,

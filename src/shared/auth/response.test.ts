@@ -1,8 +1,16 @@
 import { describe, expect, test } from "bun:test"
 import { TrustError, UnavailableError } from "../errors.ts"
 import { Kind, concatFrames, decodeFrames, encodeFrame, encodeJsonFrame } from "../protocol/frames.ts"
-import { sha256Hex } from "./hmac.ts"
-import { STREAMED, StreamSealer, StreamVerifier, responseCanonical, responseMac, signResponse } from "./response.ts"
+import { payloadDigest, sha256Hex } from "./hmac.ts"
+import {
+  STREAMED,
+  STREAMED_DIGESTS,
+  StreamSealer,
+  StreamVerifier,
+  responseCanonical,
+  responseMac,
+  signResponse,
+} from "./response.ts"
 
 const key = Buffer.alloc(32, 7)
 const other = Buffer.alloc(32, 8)
@@ -189,5 +197,50 @@ describe("sealFrame", () => {
     expect(a.sealFrame(Kind.stdout, 10, large)[1]).toBe(large)
     b.seal(encodeFrame(Kind.stdout, 10, large))
     expect(Buffer.from(a.end()).equals(Buffer.from(b.end()))).toBe(true)
+  })
+})
+
+describe("frame MAC chain sealed by frame digests (STREAMED_DIGESTS)", () => {
+  const digestSealer = (nonce = NONCE) => new StreamSealer(key, { ...head, nonce }, true)
+  const digestVerifier = () =>
+    new StreamVerifier(key, responseMac(key, { ...head, bodyHash: STREAMED_DIGESTS }), "the coordinator", true)
+  const feed = (v: StreamVerifier, body: Uint8Array, step: number) => {
+    const out: Uint8Array[] = []
+    for (let i = 0; i < body.length; i += step) out.push(...v.push(body.subarray(i, i + step)))
+    v.finish()
+    return decodeFrames(concatFrames(out))
+  }
+  const stream = () => {
+    const s = digestSealer()
+    return concatFrames([...chunks.map((c) => s.seal(c)), s.end()])
+  }
+
+  test("an intact stream yields its frames whatever the chunking; its seed is not the plain one", () => {
+    const want = decodeFrames(concatFrames(chunks))
+    for (const piece of [1, 13, 4096, 1 << 20]) expect(feed(digestVerifier(), stream(), piece)).toEqual(want)
+    expect(digestSealer().header).not.toBe(new StreamSealer(key, head).header)
+  })
+
+  test("a changed payload byte is refused, and neither form's verifier takes the other's stream", () => {
+    const bad = stream()
+    bad[bad.length - 200]! ^= 1
+    expect(() => feed(digestVerifier(), bad, 4096)).toThrow(TrustError)
+    expect(() => feed(verifier(), stream(), 4096)).toThrow(TrustError)
+    const plain = new StreamSealer(key, head)
+    expect(() =>
+      feed(digestVerifier(), concatFrames([...chunks.map((c) => plain.seal(c)), plain.end()]), 4096),
+    ).toThrow(TrustError)
+  })
+
+  test("sealFrame with the payload's digest seals what seal(encodeFrame(…)) does; a wrong digest never verifies", () => {
+    const a = digestSealer()
+    const b = digestSealer()
+    const large = new Uint8Array(70_000).map((_, i) => i * 3)
+    const pieces = a.sealFrame(Kind.stdout, 4, large, payloadDigest(large))
+    expect(Buffer.from(concatFrames(pieces)).equals(Buffer.from(b.seal(encodeFrame(Kind.stdout, 4, large))))).toBe(true)
+    // The receiver hashes the bytes it got: a digest that is not theirs cannot seal them.
+    const c = digestSealer()
+    const forged = concatFrames([...c.sealFrame(Kind.stdout, 4, large, payloadDigest(large.subarray(1))), c.end()])
+    expect(() => feed(digestVerifier(), forged, 4096)).toThrow(TrustError)
   })
 })

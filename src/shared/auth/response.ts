@@ -1,6 +1,6 @@
 import { TrustError, UnavailableError } from "../errors.ts"
 import { FRAME_HEADER, Kind, MAX_FRAME, encodeFrame } from "../protocol/frames.ts"
-import { sha256Hex } from "./hmac.ts"
+import { payloadDigest, sha256Hex } from "./hmac.ts"
 
 /**
  * Response signing (docs/protocol.md, "Response signatures"). Every reply to an authenticated request
@@ -28,6 +28,13 @@ export const RESPONSE_SCHEME = "DFFMPEG-RESPONSE-HMAC-SHA256"
 export const RESPONSE_HEADER = "x-dffmpeg-response-signature"
 /** Body slot of a streamed reply's canonical form (a hex SHA-256 never equals it). */
 export const STREAMED = "STREAM"
+/**
+ * Body slot of a stream sealed by frame digests (asked for with `?digests=1`): each `mac` frame's payload
+ * is HMAC-SHA256(key, previous MAC ‖ for each frame of the chunk: its 13-byte header ‖ SHA-256 of its
+ * payload), so a sender that already has a payload's digest (the coordinator, from the upload that
+ * brought it) need not hash it again. Its own seed keeps the two forms' chains apart.
+ */
+export const STREAMED_DIGESTS = "STREAM-DIGESTS"
 const MAC_BYTES = 32
 /** Most unsealed bytes a receiver buffers before the next `mac` frame: one largest frame and some. */
 const MAX_UNSEALED = MAX_FRAME + 1024 * 1024
@@ -76,23 +83,40 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0
 }
 
+/**
+ * What a `mac` frame covers of whole frames in the digest form: each frame's header and its payload's
+ * SHA-256 (the frames were parsed before: a chunk a sender seals, or one a receiver checked the lengths of).
+ */
+function digestParts(frames: Uint8Array): Uint8Array[] {
+  const parts: Uint8Array[] = []
+  const view = new DataView(frames.buffer, frames.byteOffset, frames.byteLength)
+  for (let at = 0; at + FRAME_HEADER <= frames.length; ) {
+    const end = at + FRAME_HEADER + view.getUint32(at + 9)
+    parts.push(frames.subarray(at, at + FRAME_HEADER), payloadDigest(frames.subarray(at + FRAME_HEADER, end)))
+    at = end
+  }
+  return parts
+}
+
 /** The sender's side of a signed frame stream. */
 export class StreamSealer {
   /** The `X-DFFmpeg-Response-Signature` header of the stream. */
   readonly header: string
   private prev: Buffer
 
+  /** `digests`: seal by frame digests (STREAMED_DIGESTS) rather than by the frames' bytes. */
   constructor(
     private key: Uint8Array,
     i: Omit<ResponseInput, "bodyHash">,
+    private digests = false,
   ) {
-    this.prev = responseMac(key, { ...i, bodyHash: STREAMED })
+    this.prev = responseMac(key, { ...i, bodyHash: digests ? STREAMED_DIGESTS : STREAMED })
     this.header = this.prev.toString("base64")
   }
 
   /** `chunk` (whole frames) followed by its `mac` frame, as one buffer. */
   seal(chunk: Uint8Array): Uint8Array {
-    this.prev = hmac(this.key, this.prev, chunk)
+    this.prev = this.digests ? hmac(this.key, this.prev, ...digestParts(chunk)) : hmac(this.key, this.prev, chunk)
     const out = new Uint8Array(chunk.length + FRAME_HEADER + MAC_BYTES)
     out.set(chunk)
     out.set(encodeFrame(Kind.mac, 0, this.prev), chunk.length)
@@ -103,21 +127,23 @@ export class StreamSealer {
    * One frame followed by its `mac` frame, as the pieces to write in order. A small payload is encoded
    * straight into one buffer with them (one write); a large one is not copied at all: its header, the
    * payload itself and the `mac` frame go as three pieces (copying a 1 MiB row cost as much as hashing it).
+   * In the digest form, `digest` is the payload's SHA-256 when the caller has it (it is not hashed again).
    */
-  sealFrame(kind: number, seq: number, data: Uint8Array): Uint8Array[] {
+  sealFrame(kind: number, seq: number, data: Uint8Array, digest?: Uint8Array): Uint8Array[] {
     const inline = data.length < SEPARATE_PAYLOAD
     const head = new Uint8Array(FRAME_HEADER + (inline ? data.length : 0))
     const view = new DataView(head.buffer)
     view.setUint8(0, kind)
     view.setBigUint64(1, BigInt(seq))
     view.setUint32(9, data.length)
-    if (inline) {
-      head.set(data, FRAME_HEADER)
-      this.prev = hmac(this.key, this.prev, head)
-      return [head, encodeFrame(Kind.mac, 0, this.prev)]
-    }
-    this.prev = hmac(this.key, this.prev, head, data)
-    return [head, data, encodeFrame(Kind.mac, 0, this.prev)]
+    if (inline) head.set(data, FRAME_HEADER)
+    this.prev = this.digests
+      ? hmac(this.key, this.prev, head.subarray(0, FRAME_HEADER), digest ?? payloadDigest(data))
+      : inline
+        ? hmac(this.key, this.prev, head)
+        : hmac(this.key, this.prev, head, data)
+    const mac = encodeFrame(Kind.mac, 0, this.prev)
+    return inline ? [head, mac] : [head, data, mac]
   }
 
   /** The sealed `end` frame: the stream ended on purpose, nothing was cut off. */
@@ -139,10 +165,12 @@ export class StreamVerifier {
   /** Bytes needed before parsing can make progress again. */
   private need = FRAME_HEADER
 
+  /** `digests`: the stream is sealed by frame digests (its seed is the STREAMED_DIGESTS signature). */
   constructor(
     private key: Uint8Array,
     seed: Uint8Array,
     private what: string,
+    private digests = false,
   ) {
     this.prev = seed
   }
@@ -172,7 +200,10 @@ export class StreamVerifier {
         }
         if (kind === Kind.mac) {
           if (len !== MAC_BYTES) throw this.fail("a malformed MAC frame")
-          const expected = hmac(this.key, this.prev, buf.subarray(0, at))
+          const sealedFrames = buf.subarray(0, at)
+          const expected = this.digests
+            ? hmac(this.key, this.prev, ...digestParts(sealedFrames))
+            : hmac(this.key, this.prev, sealedFrames)
           const got = buf.subarray(at + FRAME_HEADER, at + FRAME_HEADER + len)
           if (!bytesEqual(expected, got))
             throw this.fail("a frame whose MAC does not verify (changed, dropped, reordered or from another stream)")

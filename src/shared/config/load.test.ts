@@ -106,7 +106,7 @@ describe("loadConfig", () => {
         max_streams_per_job: 8,
         max_streams_per_identity: 256,
       },
-      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
+      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64, memory_mb: 256 },
       scheduling: { priorities: {}, rules: [], aging_seconds: 60, poll_gone_seconds: 2 },
       log_level: "info",
     })
@@ -122,12 +122,12 @@ describe("loadConfig", () => {
         CoordinatorConfig,
         file(
           "coordinator.yaml",
-          "relay: {window_mb: 0, window_wait_seconds: 60, stderr_tail_kb: 1.5, detached_output_mb: -1}\n",
+          "relay: {window_mb: 0, window_wait_seconds: 60, stderr_tail_kb: 1.5, detached_output_mb: -1, memory_mb: -1}\n",
         ),
       ),
     )
     const issues = err.issues.join("\n")
-    for (const key of ["window_mb", "window_wait_seconds", "stderr_tail_kb", "detached_output_mb"])
+    for (const key of ["window_mb", "window_wait_seconds", "stderr_tail_kb", "detached_output_mb", "memory_mb"])
       expect(issues).toContain(`relay.${key}`)
     const ok = await loadConfig("coordinator", CoordinatorConfig, file("coordinator.yaml", "relay: {window_mb: 8}\n"))
     expect(ok.config.relay).toEqual({
@@ -135,6 +135,7 @@ describe("loadConfig", () => {
       window_wait_seconds: 5,
       stderr_tail_kb: 1024,
       detached_output_mb: 64,
+      memory_mb: 256,
     })
   })
 

@@ -88,6 +88,12 @@ export const Relay = v.optional(
      * stderr kept as its last stderr_tail_kb, behind a `dffmpeg: output truncated` marker.
      */
     detached_output_mb: v.optional(Count(1, 1024 * 1024), 64),
+    /**
+     * MiB of attached stdout the coordinator holds in memory, all jobs together, instead of writing it to
+     * its database and reading it back (workers keep it until it is durable); past it, output is stored.
+     * 0 stores everything.
+     */
+    memory_mb: v.optional(Count(0, 64 * 1024), 256),
   }),
   {},
 )

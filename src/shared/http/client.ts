@@ -1,5 +1,13 @@
-import { HEADER, decodeKey, signRequest, sha256Hex } from "../auth/hmac.ts"
-import { RESPONSE_HEADER, STREAMED, StreamVerifier, bytesEqual, responseMac, verifiedStream } from "../auth/response.ts"
+import { BODY_DIGEST_HEADER, FRAMES_DIGEST, HEADER, decodeKey, signRequest, sha256Hex } from "../auth/hmac.ts"
+import {
+  RESPONSE_HEADER,
+  STREAMED,
+  STREAMED_DIGESTS,
+  StreamVerifier,
+  bytesEqual,
+  responseMac,
+  verifiedStream,
+} from "../auth/response.ts"
 import { escapeControls } from "../text.ts"
 import {
   AuthError,
@@ -29,6 +37,8 @@ export interface RequestOpts {
   body?: Uint8Array | string
   json?: unknown
   contentType?: string
+  /** A framed body signed by its frames' digests (`framesBodyHash`): the hash to sign instead of its SHA-256. */
+  framesHash?: string
   signal?: AbortSignal
   /**
    * Milliseconds to wait for the response headers; default 10 s. A streamed body (`request`) is not
@@ -65,7 +75,16 @@ export function createApiClient(opts: {
     const params = new URLSearchParams()
     for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) params.set(k, String(v))
     const body = o.json !== undefined ? JSON.stringify(o.json) : o.body
-    const headers: Record<string, string> = signRequest({ key, client: opts.client, method, path, query: params, body })
+    const headers: Record<string, string> = signRequest({
+      key,
+      client: opts.client,
+      method,
+      path,
+      query: params,
+      body,
+      bodyHash: o.framesHash,
+    })
+    if (o.framesHash) headers[BODY_DIGEST_HEADER] = FRAMES_DIGEST
     if (body !== undefined)
       headers["content-type"] =
         o.contentType ?? (o.json !== undefined ? "application/json" : "application/octet-stream")
@@ -112,9 +131,12 @@ export function createApiClient(opts: {
     }
     const got = Buffer.from(sig, "base64")
     const input = { nonce, status: res.status, contentType, headers: res.headers }
-    const seed = responseMac(key, { ...input, bodyHash: STREAMED })
-    if (bytesEqual(seed, got) && res.body) {
-      const body = verifiedStream(res.body, new StreamVerifier(key, seed, `the coordinator at ${base}`))
+    // A frame stream is sealed by its bytes or, when asked for (`digests=1`), by its frames' digests:
+    // the signature says which (each form has its own seed).
+    for (const digests of [false, true]) {
+      const seed = responseMac(key, { ...input, bodyHash: digests ? STREAMED_DIGESTS : STREAMED })
+      if (!bytesEqual(seed, got) || !res.body) continue
+      const body = verifiedStream(res.body, new StreamVerifier(key, seed, `the coordinator at ${base}`, digests))
       return new Response(body, { status: res.status, headers: res.headers })
     }
     const bytes = new Uint8Array(await res.arrayBuffer())

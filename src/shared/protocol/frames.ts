@@ -56,6 +56,11 @@ export interface Frame {
   kind: number
   seq: number
   data: Uint8Array
+  /**
+   * SHA-256 of `data` where the receiver already has it: from a body signed by its frames' digests
+   * (shared/auth/hmac.ts, `framesBodyHash`), reused to seal the stream that relays it.
+   */
+  digest?: Uint8Array
 }
 
 const enc = new TextEncoder()

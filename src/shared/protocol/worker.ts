@@ -80,8 +80,22 @@ export type HeartbeatReply = v.InferOutput<typeof HeartbeatReply>
 /** The answer to verify, deregister, start and reject. */
 export const OkReply = v.object({ ok: v.literal(true) })
 
-/** The answer to an output upload: `finished` once the exit frame ended the job. */
-export const UploadReply = v.object({ ok: v.literal(true), finished: v.boolean() })
+/**
+ * The answer to an output upload: `finished` once the exit frame ended the job. To a worker that keeps
+ * what it sent (`?retain=1`, docs/protocol.md "Held output"): `durable`, the sequence up to which the
+ * attempt's output no longer needs it (stored, acknowledged or ended with the job), or `resend`: the
+ * coordinator lost the output it held from that sequence on (it restarted) and took nothing beyond what
+ * this upload brought back; send again from there. `digests`: later uploads may be signed by their
+ * frames' digests.
+ */
+export const UploadReply = v.object({
+  ok: v.literal(true),
+  finished: v.boolean(),
+  durable: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  resend: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  /** The coordinator takes bodies signed by their frames' digests (docs/protocol.md, "Frame digests"). */
+  digests: v.optional(v.boolean()),
+})
 export type UploadReply = v.InferOutput<typeof UploadReply>
 
 /** Formats valibot issues as `path: message` lines. */

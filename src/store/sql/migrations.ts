@@ -219,6 +219,14 @@ const steps: Step[] = [
       .execute()
     await db.schema.createIndex("jobs_queue").on("jobs").columns(["status", "lane", "queue_key", "id"]).execute()
   },
+  // Held output (the in-memory relay): an attached job's stdout row whose payload the coordinator keeps
+  // in memory stores its size here and an empty blob.
+  async (db, d) => {
+    await db.schema
+      .alterTable("job_output")
+      .addColumn("held", d.big(), (c) => c.notNull().defaultTo(0))
+      .execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

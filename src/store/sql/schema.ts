@@ -103,6 +103,8 @@ export interface Database {
     seq: number
     stream: number
     data: Uint8Array
+    /** Size of a payload held in the coordinator's memory instead of `data` (store/held.ts); 0 when stored. */
+    held: Generated<number>
   }
   job_input: {
     job_id: string

@@ -12,6 +12,7 @@ import { streamMethods } from "./streams.ts"
 import { userMethods } from "./users.ts"
 import { workerMethods } from "./workers.ts"
 import { createWriter } from "./writer.ts"
+import type { HeldOutput } from "../held.ts"
 
 export { stringsPrefix } from "./shared.ts"
 
@@ -21,6 +22,8 @@ export interface SqlStoreOptions {
   /** A stored key that cannot be used (wrong secret, altered row): the identity is refused and this says why. */
   onKeyProblem?: (message: string) => void
   onClose?: () => Promise<void>
+  /** The coordinator's in-memory stdout (store/held.ts); without it nothing is held, and held rows are read as not there yet. */
+  held?: HeldOutput
 }
 
 /**
@@ -31,7 +34,7 @@ export interface SqlStoreOptions {
  */
 export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: SqlStoreOptions = {}): Store {
   const c = sqlContext(db, dialect)
-  const w = createWriter(c)
+  const w = createWriter(c, opts.held)
   const { tx } = c
   const { told } = w
   const vault = keyVault(db, dialect, opts.keys ?? memoryKeyring(), opts.onKeyProblem ?? stderrProblem)
@@ -65,7 +68,7 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
     ...userMethods(c, w, vault),
     ...workerMethods(c, w),
     ...jobMethods(c, w),
-    ...streamMethods(c, w),
+    ...streamMethods(c, w, opts.held),
     async stats(): Promise<Stats> {
       const jobs = await byStatus("jobs", JobStatuses.options)
       const oldest = await db

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Selectable } from "kysely"
-import type { ExitReport, ProgressReport } from "../../shared/protocol/schemas.ts"
+import { isTerminal, type ExitReport, type JobStatus, type ProgressReport } from "../../shared/protocol/schemas.ts"
+import type { HeldOutput } from "../held.ts"
 import { Kind } from "../../shared/protocol/frames.ts"
 import { step, type JobEvent as MachineEvent } from "../machine.ts"
 import type { InputChunk, InputRow, OutputBounds, OutputChunk, Store, StreamRow, UploadResult } from "../types.ts"
@@ -9,11 +10,14 @@ import type { Effects, Writer } from "./writer.ts"
 
 /**
  * A job's output (with the end of its run, in the same transaction as the last bytes) and its
- * downlink (stdin, end of stdin, signals).
+ * downlink (stdin, end of stdin, signals). With `held` (the coordinator's in-memory stdout,
+ * store/held.ts), an attached job's stdout from a worker that keeps what it sent is held in memory
+ * rather than stored: its row keeps its position and size, not its bytes.
  */
 export function streamMethods(
   c: Sql,
   w: Writer,
+  held?: HeldOutput,
 ): Pick<
   Store,
   | "appendOutput"
@@ -27,6 +31,10 @@ export function streamMethods(
 > {
   const { db, dialect } = c
   const { txEmit, apply, lost, told } = w
+  const jobEnded = async (id: string) => {
+    const r = await db.selectFrom("jobs").select("status").where("id", "=", id).executeTakeFirst()
+    return !r || isTerminal(r.status as JobStatus)
+  }
   /** One page of a job's stream after `after`, in order of `cursor` (output by position, input by sequence). */
   const pageAfter = <T extends "job_output" | "job_input">(
     table: T,
@@ -53,8 +61,15 @@ export function streamMethods(
       now,
       report?: ProgressReport,
       bounds?: OutputBounds,
+      opts?: { retain?: boolean },
     ): Promise<UploadResult> {
       const progress = report ? JSON.stringify({ ...report, at: now }) : undefined
+      const holder = opts?.retain ? held : undefined
+      /** Payloads this call held: released again unless it committed them. */
+      const taken: number[] = []
+      const release = () => {
+        for (const seq of taken) holder?.drop(id, epoch, seq)
+      }
       return txEmit(async (tx, out): Promise<UploadResult> => {
         let q = tx.selectFrom("jobs").selectAll().where("id", "=", id)
         if (dialect.forUpdate) q = q.forUpdate()
@@ -65,23 +80,38 @@ export function streamMethods(
         if (job.status !== "running") {
           // A retried final upload after the job already ended is a success, not a conflict.
           if (job.finishedAt !== null && chunks.every((c) => c.seq <= Number(row.out_seq)))
-            return { ok: true, job, finished: true }
+            return { ok: true, job, finished: true, durable: Number(row.out_seq) }
           return { ok: false, reason: "stale", job }
         }
         let last = Number(row.out_seq)
         const fresh: OutputChunk[] = []
+        const again = new Map<number, OutputChunk>()
         for (const c of chunks) {
-          if (c.seq <= last) continue
+          if (c.seq <= last) {
+            again.set(c.seq, c)
+            continue
+          }
           if (c.seq !== last + 1) return { ok: false, reason: "gap", job, expected: last + 1 }
           fresh.push(c)
           last = c.seq
         }
-        const insert = (rows: OutputChunk[]) => insertChunks(tx, id, epoch, rows)
+        if (holder && job.attached && !holder.complete(id, epoch)) {
+          // Once per attempt and process: rows held by a coordinator that restarted have no payload any
+          // more. Those this upload carries again are taken back; the first one still missing is asked for.
+          const lost = await restoreHeld(tx, holder, id, epoch, again)
+          if (lost.restored) out.push({ type: "output", job: id })
+          if (lost.first !== undefined) return { ok: false, reason: "resend", job, expected: lost.first }
+          holder.markComplete(id, epoch)
+        }
+        // Held in memory: an attached job's stdout, unless its caller is leaving (dropped below) or this
+        // upload ends the run (its end stores everything anyway).
+        const holding = holder && job.attached && job.cancelRequestedAt === null && !exit ? holder : undefined
+        const insert = (rows: OutputChunk[]) => insertChunks(tx, id, epoch, rows, holding && { holder: holding, taken })
         let truncation: Record<string, number> = {}
         if (!bounds || !fresh.length) await insert(fresh)
         else if (job.attached) {
-          // The window counts what the caller has not acknowledged; an empty one takes any upload, so a
-          // batch larger than the window still moves (the body cap bounds it).
+          // The window counts what the caller has not acknowledged (held or stored); an empty one takes
+          // any upload, so a batch larger than the window still moves (the body cap bounds it).
           const held = await sumBytes(tx, id, { after: Number(row.acked_pos) })
           if (held === 0 || held + size(fresh) <= bounds.windowBytes) await insert(fresh)
           // Nobody reads what a job being stopped still writes (its caller is gone, or asked to stop): its
@@ -104,7 +134,8 @@ export function streamMethods(
               })
               .where("id", "=", id)
               .execute()
-          return { ok: true, job, finished: false }
+          const low = holder?.lowest(id, epoch)
+          return { ok: true, job, finished: false, durable: low === undefined ? last : low - 1 }
         }
         // A truncated job's marker says, once it ended, how much was dropped.
         const mark = truncation.trunc_pos ?? (row.trunc_pos === null ? null : Number(row.trunc_pos))
@@ -132,10 +163,21 @@ export function streamMethods(
         if (s.to !== "queued") fx.set = { ...fx.set, out_seq: last, ...truncation, ...(progress ? { progress } : {}) }
         const next = await apply(tx, out, job, s, fx, now)
         if (!next) return { ok: false, reason: "stale", job }
-        return { ok: true, job: next, finished: true, ended: true }
-      })
+        return { ok: true, job: next, finished: true, ended: true, durable: last }
+      }).then(
+        (res) => {
+          // Refused uploads change nothing (the exit's refusal after its inserts is never a held row's).
+          if (!res.ok) release()
+          return res
+        },
+        (err) => {
+          release()
+          throw err
+        },
+      )
     },
     ackOutput(id, pos, tailBytes) {
+      let freed: { epoch: number; seq: number }[] = []
       return txEmit(async (tx, out) => {
         const row = await tx
           .selectFrom("jobs")
@@ -155,6 +197,16 @@ export function streamMethods(
         const to = Math.min(pos, Number(top?.top ?? 0))
         if (to <= acked) return acked
         await tx.updateTable("jobs").set({ acked_pos: to }).where("id", "=", id).execute()
+        // The payloads of held rows deleted here are released once this committed.
+        if (held)
+          freed = await tx
+            .selectFrom("job_output")
+            .select(["epoch", "seq"])
+            .where("job_id", "=", id)
+            .where("pos", ">", acked)
+            .where("pos", "<=", to)
+            .where("held", ">", 0)
+            .execute()
         await tx
           .deleteFrom("job_output")
           .where("job_id", "=", id)
@@ -164,15 +216,36 @@ export function streamMethods(
         await trimStderr(tx, id, 0, to, tailBytes)
         out.push({ type: "acked", job: id })
         return to
+      }).then((to) => {
+        for (const r of freed) held?.drop(id, Number(r.epoch), Number(r.seq))
+        return to
       })
     },
     async readOutput(id, after, limit): Promise<StreamRow[]> {
-      const rows = await pageAfter("job_output", "pos", id, after, limit)
-      return rows.map((r) => ({
-        pos: Number(r.pos),
-        stream: r.stream === STREAM.stdout ? "stdout" : "stderr",
-        data: bytes(r.data),
-      }))
+      // A held row is served from memory. One whose payload is not here (a restarted coordinator, or a
+      // reader without the coordinator's memory: `admin --local`) is not there yet while the job runs: the
+      // page ends before it and the reader waits for the worker to send it again. Once the job ended
+      // (its worker lost with it) it never comes: it is skipped.
+      let ended: boolean | undefined
+      for (let from = after; ; ) {
+        const rows = await pageAfter("job_output", "pos", id, from, limit)
+        const out: StreamRow[] = []
+        for (const r of rows) {
+          const stream = r.stream === STREAM.stdout ? "stdout" : "stderr"
+          if (Number(r.held) > 0) {
+            const got = held?.get(id, Number(r.epoch), Number(r.seq))
+            if (!got) {
+              ended ??= await jobEnded(id)
+              if (!ended) return out
+              continue
+            }
+            out.push({ pos: Number(r.pos), stream, ...got })
+          } else out.push({ pos: Number(r.pos), stream, data: bytes(r.data) })
+        }
+        // A page of nothing but lost rows says nothing about what follows them.
+        if (out.length || rows.length < limit) return out
+        from = Number(rows.at(-1)!.pos)
+      }
     },
     async lastOutput(id, stream, limit): Promise<StreamRow[]> {
       const rows = await db
@@ -267,19 +340,81 @@ export function streamMethods(
   }
 }
 
-async function insertChunks(tx: Kysely<Database>, id: string, epoch: number, rows: OutputChunk[]) {
-  if (rows.length)
-    await tx
-      .insertInto("job_output")
-      .values(rows.map((c) => ({ job_id: id, epoch, seq: c.seq, stream: STREAM[c.stream], data: c.data })))
-      .execute()
+const NOTHING = new Uint8Array(0)
+
+/**
+ * Inserts the chunks as rows; with `holding`, each stdout chunk the holder has room for is held in
+ * memory (its row stores its size and no bytes) and its sequence added to `taken`.
+ */
+async function insertChunks(
+  tx: Kysely<Database>,
+  id: string,
+  epoch: number,
+  rows: OutputChunk[],
+  holding?: { holder: HeldOutput; taken: number[] },
+) {
+  if (!rows.length) return
+  const values = rows.map((c) => {
+    if (holding && c.stream === "stdout" && c.data.length && holding.holder.hold(id, epoch, c.seq, c.data, c.digest)) {
+      holding.taken.push(c.seq)
+      return { job_id: id, epoch, seq: c.seq, stream: STREAM.stdout, data: NOTHING, held: c.data.length }
+    }
+    // Every row names every column: a multi-row insert fills a column some rows leave out with null.
+    return { job_id: id, epoch, seq: c.seq, stream: STREAM[c.stream], data: c.data, held: 0 }
+  })
+  await tx.insertInto("job_output").values(values).execute()
+}
+
+/**
+ * Takes back the payloads of the attempt's held rows that this process does not hold (it restarted)
+ * from chunks the worker sent again (same sequence, same size), held again or, over the budget, stored.
+ * Returns whether any came back and the first sequence still missing.
+ */
+async function restoreHeld(
+  tx: Kysely<Database>,
+  holder: HeldOutput,
+  id: string,
+  epoch: number,
+  again: Map<number, OutputChunk>,
+): Promise<{ restored: boolean; first?: number }> {
+  const rows = await tx
+    .selectFrom("job_output")
+    .select(["seq", "held"])
+    .where("job_id", "=", id)
+    .where("epoch", "=", epoch)
+    .where("held", ">", 0)
+    .orderBy("seq")
+    .execute()
+  let restored = false
+  for (const r of rows) {
+    const seq = Number(r.seq)
+    if (holder.get(id, epoch, seq)) continue
+    const c = again.get(seq)
+    if (!c || c.stream !== "stdout" || c.data.length !== Number(r.held)) return { restored, first: seq }
+    restored = true
+    if (!holder.hold(id, epoch, seq, c.data, c.digest))
+      await tx
+        .updateTable("job_output")
+        .set({ data: c.data, held: 0 })
+        .where("job_id", "=", id)
+        .where("epoch", "=", epoch)
+        .where("seq", "=", seq)
+        .execute()
+  }
+  return { restored }
 }
 
 const size = (chunks: OutputChunk[]) => chunks.reduce((n, c) => n + c.data.length, 0)
 
-/** Bytes of a job's stored output (after position `after`); length() of a blob reads only its record header. */
+/**
+ * Bytes of a job's output, stored or held (after position `after`); length() of a blob reads only its
+ * record header.
+ */
 async function sumBytes(tx: Kysely<Database>, id: string, o: { after?: number } = {}): Promise<number> {
-  let q = tx.selectFrom("job_output").select(sql<number | null>`sum(length(data))`.as("n")).where("job_id", "=", id)
+  let q = tx
+    .selectFrom("job_output")
+    .select(sql<number | null>`sum(length(data) + held)`.as("n"))
+    .where("job_id", "=", id)
   if (o.after !== undefined) q = q.where("pos", ">", o.after)
   return Number((await q.executeTakeFirst())?.n ?? 0)
 }

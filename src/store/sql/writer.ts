@@ -1,5 +1,6 @@
 import type { Insertable, Kysely } from "kysely"
-import type { Job } from "../../shared/protocol/schemas.ts"
+import { isTerminal, type Job } from "../../shared/protocol/schemas.ts"
+import type { HeldOutput } from "../held.ts"
 import { reportedByWorker, step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
 import type { Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
@@ -44,7 +45,12 @@ export interface Writer {
   told: <T>(value: T, ...changes: (StoreChange | false | undefined)[]) => T
 }
 
-export function createWriter(c: Sql): Writer {
+/**
+ * `held`: the coordinator's in-memory stdout (store/held.ts). Every transition to an end writes what is
+ * held for the job into its rows, in the transition's transaction, so a finished job's output that its
+ * caller has not acknowledged is as durable as its end; the memory is released once that committed.
+ */
+export function createWriter(c: Sql, held?: HeldOutput): Writer {
   const { tx, dialect, fullJob } = c
   const listeners = new Set<(c: StoreChange) => void>()
   /** Tells the listeners what committed. A failing listener is reported, never undoes nor fails the write. */
@@ -84,6 +90,7 @@ export function createWriter(c: Sql): Writer {
       if (res.numUpdatedRows === 0n) return undefined
     }
     const id = job?.id ?? fx.insert!.id
+    if (held && job && s.to !== "canceling" && isTerminal(s.to)) await storeHeld(t, held, job)
     const next = (await fullJob(t, id))!
     const reason = fx.reason ?? null
     const worker = next.workerId ?? job?.workerId ?? null
@@ -156,9 +163,28 @@ export function createWriter(c: Sql): Writer {
     return value
   }
 
+  // Once an end (or a dropped attempt) committed, nothing held for the job is needed any more.
+  if (held)
+    listeners.add((ch) => {
+      if (ch.type === "job" && ch.to !== "canceling" && (isTerminal(ch.to) || ch.to === "queued"))
+        held.forget(ch.job.id)
+    })
+
   const changes: Store["changes"] = (listener) => {
     listeners.add(listener)
     return () => void listeners.delete(listener)
   }
   return { changes, txEmit, apply, mutate, ended, lost, told }
+}
+
+/** Writes the payloads held for the job's attempt into their rows (they stay in memory until the end committed). */
+async function storeHeld(t: Kysely<Database>, held: HeldOutput, job: Job) {
+  for (const [seq, data] of held.entries(job.id, job.epoch))
+    await t
+      .updateTable("job_output")
+      .set({ data, held: 0 })
+      .where("job_id", "=", job.id)
+      .where("epoch", "=", job.epoch)
+      .where("seq", "=", seq)
+      .execute()
 }

@@ -1,4 +1,5 @@
 import { Database as Sqlite } from "bun:sqlite"
+import type { HeldOutput } from "../held.ts"
 import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, statSync } from "node:fs"
 import { dirname } from "node:path"
 import { Kysely } from "kysely"
@@ -17,6 +18,7 @@ export interface SqliteOptions {
   keys?: Keyring
   secretFile?: string
   onKeyProblem?: (message: string) => void
+  held?: HeldOutput
 }
 
 /** Mode of a database file dffmpeg creates: private to its user, whatever the umask. */
@@ -88,6 +90,37 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   raw.exec("PRAGMA synchronous = NORMAL")
   raw.exec("PRAGMA foreign_keys = ON")
   if (!memory) restrictSidecars(opts.path)
-  const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: raw }) })
-  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem })
+  const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: cachingStatements(raw) }) })
+  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem, held: opts.held })
+}
+
+/** Statements kept compiled; the store's queries are a few dozen shapes (multi-row inserts vary by row count). */
+const STATEMENT_CACHE = 256
+
+/**
+ * The database as the Kysely dialect sees it, with `prepare` reusing compiled statements: the dialect
+ * prepares every query anew. Least recently used statements are dropped past STATEMENT_CACHE (and
+ * finalized by the garbage collector, as every statement was before). The dialect runs one query at a
+ * time on its single connection, so a statement is never used twice at once.
+ */
+export function cachingStatements(raw: Sqlite): Sqlite {
+  const cache = new Map<string, ReturnType<Sqlite["prepare"]>>()
+  const prepare = (sql: string) => {
+    let stmt = cache.get(sql)
+    if (stmt) cache.delete(sql)
+    else {
+      stmt = raw.prepare(sql)
+      if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value!)
+    }
+    cache.set(sql, stmt)
+    return stmt
+  }
+  return new Proxy(raw, {
+    get(target, key) {
+      if (key === "prepare") return prepare
+      const v = Reflect.get(target, key, target)
+      // Methods run on the database itself (its private fields are not the proxy's).
+      return typeof v === "function" ? v.bind(target) : v
+    },
+  })
 }

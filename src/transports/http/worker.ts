@@ -2,6 +2,7 @@ import * as v from "valibot"
 import { ConflictError, DffmpegError, NotFoundError, TrustError } from "../../shared/errors.ts"
 import { readJson, retryable as httpRetryable, type ApiClient } from "../../shared/http/client.ts"
 import { FRAMES_MEDIA_TYPE, readFrames } from "../../shared/protocol/frames.ts"
+import { framesBodyHash } from "../../shared/auth/hmac.ts"
 import { issueLines } from "../../shared/protocol/schemas.ts"
 import { HeartbeatReply, OkReply, PollReply, RegisterReply, UploadReply } from "../../shared/protocol/worker.ts"
 import {
@@ -94,16 +95,19 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
       const opts = note ? { query: { epoch }, json: { note } } : { query: { epoch } }
       reply(OkReply, "start", await api.json("POST", `/api/v1/jobs/${job}/start`, opts).catch(onJob))
     },
-    async upload(job, epoch, frames) {
+    async upload(job, epoch, frames, opts) {
       const body = await api
         .json("POST", `/api/v1/jobs/${job}/output`, {
-          query: { epoch },
+          query: { epoch, ...(opts?.retain ? { retain: 1 } : {}) },
           body: frames,
           contentType: FRAMES_MEDIA_TYPE,
+          // The encoder's bodies are whole frames, so the hash always exists.
+          ...(opts?.digests ? { framesHash: framesBodyHash(frames)?.hash } : {}),
           timeoutMs: 30_000,
         })
         .catch(onJobStream)
-      reply(UploadReply, "output", body)
+      const r = reply(UploadReply, "output", body)
+      return { durable: r.durable, resend: r.resend, digests: r.digests }
     },
     async *input(job, epoch, after, signal) {
       try {

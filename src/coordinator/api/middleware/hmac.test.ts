@@ -1,6 +1,14 @@
 import { describe, expect, test } from "bun:test"
 import { Hono } from "hono"
-import { HEADER, generateKey, signRequest } from "../../../shared/auth/hmac.ts"
+import {
+  BODY_DIGEST_HEADER,
+  FRAMES_DIGEST,
+  HEADER,
+  framesBodyHash,
+  generateKey,
+  signRequest,
+} from "../../../shared/auth/hmac.ts"
+import { concatFrames, encodeFrame } from "../../../shared/protocol/frames.ts"
 import { DffmpegError } from "../../../shared/errors.ts"
 import { createLogger } from "../../../shared/log.ts"
 import type { Store } from "../../../store/index.ts"
@@ -33,7 +41,12 @@ function harness() {
     }),
   )
   app.post(PATH, (c) =>
-    c.json({ who: c.get("principal").name, bytes: c.get("body").length, keyBytes: c.get("key").length }),
+    c.json({
+      who: c.get("principal").name,
+      bytes: c.get("body").length,
+      keyBytes: c.get("key").length,
+      ...(c.get("digests") ? { digests: c.get("digests")!.map((d) => Buffer.from(d).toString("hex")) } : {}),
+    }),
   )
   app.onError((err, c) => {
     if (err instanceof DffmpegError)
@@ -65,13 +78,14 @@ function lazyBody(total: number, chunk = 256) {
 
 const bytesOf = (n: number) => new Uint8Array(n).fill(0x61)
 
-function signed(body: Uint8Array, over: { client?: string; now?: number } = {}) {
+function signed(body: Uint8Array, over: { client?: string; now?: number; bodyHash?: string } = {}) {
   return signRequest({
     key: Buffer.from(KEY, "base64"),
     client: over.client ?? "alice",
     method: "POST",
     path: PATH,
     body,
+    bodyHash: over.bodyHash,
     now: over.now ?? NOW,
   })
 }
@@ -88,6 +102,7 @@ async function send(
       who?: string
       bytes?: number
       keyBytes?: number
+      digests?: string[]
       error?: { code: string; message: string }
     },
   }
@@ -164,5 +179,27 @@ describe("hmacAuth reads the body only after the headers passed", () => {
     const h = signed(bytesOf(4))
     delete h[HEADER.nonce]
     expect((await send(app, h, bytesOf(4))).status).toBe(401)
+  })
+})
+
+describe("hmacAuth, a body signed by its frames' digests", () => {
+  const frames = concatFrames([encodeFrame(1, 1, bytesOf(100)), encodeFrame(2, 2, bytesOf(3))])
+  const framed = framesBodyHash(frames)!
+  const byFrames = { [BODY_DIGEST_HEADER]: FRAMES_DIGEST }
+
+  test("verifies and exposes each frame's digest, in order", async () => {
+    const { app } = harness()
+    const res = await send(app, { ...signed(frames, { bodyHash: framed.hash }), ...byFrames }, frames)
+    expect(res.status).toBe(200)
+    expect(res.body.digests).toEqual(framed.digests.map((d) => Buffer.from(d).toString("hex")))
+  })
+
+  test("the header added to, or dropped from, a request is an invalid signature; so is a body that is not whole frames", async () => {
+    const { app, seen } = harness()
+    expect((await send(app, { ...signed(frames), ...byFrames }, frames)).status).toBe(401)
+    expect((await send(app, signed(frames, { bodyHash: framed.hash }), frames)).status).toBe(401)
+    const cut = frames.subarray(0, frames.length - 1)
+    expect((await send(app, { ...signed(cut, { bodyHash: framed.hash }), ...byFrames }, cut)).status).toBe(401)
+    expect(seen.refusals).toEqual(["signature", "signature", "signature"])
   })
 })

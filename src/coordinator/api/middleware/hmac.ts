@@ -1,5 +1,15 @@
 import { createMiddleware } from "hono/factory"
-import { HEADER, NonceCache, WINDOW_SECONDS, decodeKey, sign, signaturesEqual } from "../../../shared/auth/hmac.ts"
+import {
+  BODY_DIGEST_HEADER,
+  FRAMES_DIGEST,
+  HEADER,
+  NonceCache,
+  WINDOW_SECONDS,
+  decodeKey,
+  framesBodyHash,
+  sign,
+  signaturesEqual,
+} from "../../../shared/auth/hmac.ts"
 import { AuthError } from "../../../shared/errors.ts"
 import type { Role } from "../../../shared/protocol/schemas.ts"
 import type { Logger } from "../../../shared/log.ts"
@@ -13,7 +23,11 @@ export interface Principal {
 
 export type AuthEnv = {
   /** `key`: the verified identity's key (to sign responses to it). */
-  Variables: { principal: Principal; body: Uint8Array; path: string; key: Buffer }
+  /**
+   * `digests`: for a body signed by its frames' digests (BODY_DIGEST_HEADER), each frame's payload
+   * SHA-256, in order, from the pass that checked the signature.
+   */
+  Variables: { principal: Principal; body: Uint8Array; path: string; key: Buffer; digests?: Uint8Array[] }
   Bindings: { server?: import("bun").Server<unknown> }
 }
 
@@ -64,8 +78,12 @@ export function hmacAuth(deps: {
       return refuse("identity has an unusable key; rotate it", "key")
     }
     const cap = deps.cap(c.req.method, c.get("path"))
+    // Signed by its frames' digests, the body is hashed frame by frame once it is in; otherwise as it streams.
+    const byFrames = h(BODY_DIGEST_HEADER) === FRAMES_DIGEST
     const hasher = new Bun.CryptoHasher("sha256")
-    const body = await readCapped(c.req.raw, cap, (chunk) => hasher.update(chunk), deps.budget)
+    const body = await readCapped(c.req.raw, cap, byFrames ? undefined : (chunk) => hasher.update(chunk), deps.budget)
+    const framed = byFrames ? framesBodyHash(body) : undefined
+    if (byFrames && !framed) refuse("invalid signature (the body is not whole frames)", "signature")
     const url = new URL(c.req.url)
     const expected = sign(key, {
       method: c.req.method,
@@ -74,13 +92,14 @@ export function hmacAuth(deps: {
       client: client!,
       timestamp: timestamp!,
       nonce: nonce!,
-      bodyHash: hasher.digest("hex"),
+      bodyHash: framed ? framed.hash : hasher.digest("hex"),
     })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
     if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)", "replay")
     c.set("principal", { name: cred!.name, role: cred!.role })
     c.set("key", key)
     c.set("body", body)
+    if (framed) c.set("digests", framed.digests)
     await next()
   })
 }

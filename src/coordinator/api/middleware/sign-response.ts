@@ -32,12 +32,20 @@ export function signResponses() {
   })
 }
 
-/** The sealer of a frame stream answering this request (its header is set here), or undefined when unauthenticated. */
+/**
+ * The sealer of a frame stream answering this request (its header is set here), or undefined when
+ * unauthenticated. A request with `digests=1` (signed, like its whole query) gets the stream sealed by its
+ * frames' digests (shared/auth/response.ts, STREAMED_DIGESTS).
+ */
 export function streamSealer(c: Context<AuthEnv>, contentType: string): StreamSealer | undefined {
   const key = c.get("key")
   if (!key) return undefined
   // No signed header (SIGNED_HEADERS) is set on a frame stream: the signature covers them as absent.
-  const sealer = new StreamSealer(key, { nonce: c.req.header(HEADER.nonce) ?? "", status: 200, contentType })
+  const sealer = new StreamSealer(
+    key,
+    { nonce: c.req.header(HEADER.nonce) ?? "", status: 200, contentType },
+    c.req.query("digests") === "1",
+  )
   c.header(RESPONSE_HEADER, sealer.header)
   return sealer
 }

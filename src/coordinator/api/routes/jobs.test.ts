@@ -405,6 +405,13 @@ describe("POST /jobs/:id/ack and the output window", () => {
     expect((await waiting).status).toBe(200)
   })
 
+  test("a worker that keeps what it sends (retain=1) is told what is durable and that frame digests are taken", async () => {
+    const kept = await h.request(w1, "POST", `${J}/${MID}/output?epoch=1&retain=1`, upload(1, 10))
+    expect(await kept.json()).toEqual({ ok: true, finished: false, durable: 1, digests: true })
+    const plain = await h.request(w1, "POST", `${J}/${MID}/output?epoch=1`, upload(1, 10))
+    expect(await plain.json()).toEqual({ ok: true, finished: false })
+  })
+
   test("only the requester acknowledges; a bad position is 400", async () => {
     expect((await h.request(bob, "POST", `${J}/${MID}/ack?pos=1`)).status).toBe(404)
     expect((await h.request(admin, "POST", `${J}/${MID}/ack?pos=1`)).status).toBe(403)

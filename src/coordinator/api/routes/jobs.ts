@@ -162,7 +162,12 @@ export function jobRoutes(deps: Deps) {
       after,
       read: (from, limit) => store.readOutput(job.id, from, limit ?? PAGE),
       onRow: async (r) => {
-        await write({ kind: r.stream === "stdout" ? Kind.stdout : Kind.stderr, seq: r.pos, data: r.data })
+        await write({
+          kind: r.stream === "stdout" ? Kind.stdout : Kind.stderr,
+          seq: r.pos,
+          data: r.data,
+          digest: r.digest,
+        })
         cursor = r.pos
       },
       live: {
@@ -526,8 +531,21 @@ export function jobRoutes(deps: Deps) {
     const worker = workerName(c)
     const id = jobIdParam(c)
     const epoch = intQuery(c, "epoch")
-    const { finished } = await protocol.upload(worker, id, epoch, framesOf(c))
-    return c.json({ ok: true, finished })
+    // `retain=1`: the worker keeps what it sends until the answer's `durable` covers it (docs/protocol.md, "Held output").
+    const retain = c.req.query("retain") === "1"
+    const frames = framesOf(c)
+    // A body signed by its frames' digests brings them: a held payload keeps its own, to seal the stream with.
+    const digests = c.get("digests")
+    if (digests) frames.forEach((f, i) => (f.digest = digests[i]))
+    const { finished, durable, resend } = await protocol.upload(worker, id, epoch, frames, { retain })
+    // `digests`: this coordinator takes bodies signed by their frames' digests (docs/protocol.md, "Frame digests").
+    return c.json({
+      ok: true,
+      finished,
+      ...(durable !== undefined ? { durable } : {}),
+      ...(resend ? { resend } : {}),
+      ...(retain ? { digests: true } : {}),
+    })
   })
 
   app.get("/:id/input", async (c) => {
