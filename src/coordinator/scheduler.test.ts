@@ -12,6 +12,7 @@ import {
   pick,
   type Candidate,
   type Scheduler,
+  knownNeeds,
   pinNow,
   unrunnable,
   WAIT,
@@ -125,6 +126,54 @@ describe("eligible over needs, labels and pins", () => {
     const old = worker("old")
     expect(eligible(job({ encoders: ["h264_nvenc"] }), old)).toBe(true)
     expect(eligible(job({ labels: { gpu: "nvidia" } }), old)).toBe(false)
+  })
+})
+
+describe("knownNeeds: a name no worker's ffmpeg knows is left to ffmpeg's own error", () => {
+  const tools = (encoders: string[]) => ({
+    ffmpeg: {
+      version: "5.1",
+      encoders,
+      decoders: [],
+      hwaccels: [],
+      hwDevices: [],
+      filters: ["scale"],
+      muxers: ["mp4"],
+      demuxers: ["matroska,webm"],
+    },
+  })
+  const a = worker("a", { tools: tools(["libx264", "aac"]) })
+  const b = worker("b", { tools: tools(["aac"]) })
+  const needs = (over: Partial<typeof NO_NEEDS>) => ({ ...NO_NEEDS, ...over })
+  test("unknown software names go; names some worker knows, hardware names and labels stay", () => {
+    expect(
+      knownNeeds(
+        "ffmpeg",
+        needs({
+          encoders: ["libx264", "nonexistent_codec", "h264_nvenc"],
+          filters: ["scale", "no_such_filter", "scale_cuda"],
+          muxers: ["mp4", "nonesuch"],
+          demuxers: ["webm"],
+          hwaccels: ["cuda"],
+          labels: { gpu: "nvidia" },
+        }),
+        [a, b],
+      ),
+    ).toEqual(
+      needs({
+        encoders: ["libx264", "h264_nvenc"],
+        filters: ["scale", "scale_cuda"],
+        muxers: ["mp4"],
+        demuxers: ["webm"],
+        hwaccels: ["cuda"],
+        labels: { gpu: "nvidia" },
+      }),
+    )
+  })
+  test("with no worker that registered tools for the binary, nothing is judged", () => {
+    const n = needs({ encoders: ["nonexistent_codec"] })
+    expect(knownNeeds("ffmpeg", n, [worker("old")])).toEqual(n)
+    expect(knownNeeds("ffprobe", n, [a])).toEqual(n)
   })
 })
 

@@ -2,7 +2,7 @@ import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
 import type { QueueCursor } from "../store/types.ts"
-import type { Lane } from "../shared/protocol/capabilities.ts"
+import { deviceOf, NO_NEEDS, type JobNeeds, type Lane } from "../shared/protocol/capabilities.ts"
 import { NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
 
 /** Lanes in dispatch order: probes first. */
@@ -149,6 +149,32 @@ function formatNames(list: string[]): Set<string> {
   const out = new Set<string>()
   for (const entry of list) for (const n of entry.split(",")) if (n) out.add(n.toLowerCase())
   return out
+}
+
+/**
+ * `needs` without the software names (codecs, filters, formats) that no registered worker's ffmpeg knows
+ * (`-c:v nonexistent_codec`, a typo, `libfdk_aac` in no build of the cluster): such a command is left to a
+ * worker's ffmpeg, whose own error (`Unknown encoder '...'`, exit 1) is what a local ffmpeg of that build
+ * prints, byte for byte. Names that need a hardware device (`h264_nvenc`, `scale_vaapi`: `deviceOf`),
+ * hwaccels, device types and labels are kept: a build lists those whether or not the host can use them,
+ * so missing them everywhere means no worker can run the job (it fails at once, or falls back).
+ */
+export function knownNeeds(binary: string, needs: JobNeeds, workers: Worker[]): JobNeeds {
+  const judged = workers.filter((w) => w.tools?.[binary])
+  if (!judged.length) return needs
+  const known = (kind: "encoders" | "decoders" | "filters" | "muxers" | "demuxers", name: string) =>
+    deviceOf(name) !== undefined ||
+    judged.some((w) => missing({ binary, needs: { ...NO_NEEDS, [kind]: [name] } }, w).length === 0)
+  const keep = (kind: "encoders" | "decoders" | "filters" | "muxers" | "demuxers") =>
+    needs[kind].filter((n) => known(kind, n))
+  return {
+    ...needs,
+    encoders: keep("encoders"),
+    decoders: keep("decoders"),
+    filters: keep("filters"),
+    muxers: keep("muxers"),
+    demuxers: keep("demuxers"),
+  }
 }
 
 /**

@@ -8,7 +8,6 @@ import { toolCaps } from "../../test/helpers/fixtures.ts"
 import {
   createCapabilityDetector,
   detectTool,
-  deviceOf,
   parseCodecs,
   parseDeviceTypes,
   parseFilters,
@@ -19,6 +18,7 @@ import {
   type RunTool,
 } from "./capabilities.ts"
 import { runConfined, type Confinement } from "./sandbox.ts"
+import { deviceOf } from "../shared/protocol/capabilities.ts"
 
 const log = createLogger({ level: "error" })
 const dir = mkdtempSync(join(tmpdir(), "dffmpeg-caps-"))

@@ -2,7 +2,7 @@ import { realpathSync, statSync } from "node:fs"
 import * as v from "valibot"
 import type { RemoveCapabilities } from "../shared/config/server-schema.ts"
 import type { Logger } from "../shared/log.ts"
-import { CapName, ToolCapabilities, type Tools } from "../shared/protocol/capabilities.ts"
+import { CapName, deviceOf, ToolCapabilities, type Tools } from "../shared/protocol/capabilities.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import type { Ran } from "./sandbox.ts"
 
@@ -175,17 +175,6 @@ export async function detectTool(
   tool.decoders = tool.decoders.filter(usable)
   tool.filters = tool.filters.filter(usable)
   return { tool, failedDevices }
-}
-
-/**
- * The hardware device type an encoder, decoder or filter needs (`h264_nvenc`, `hevc_cuvid`, `scale_cuda`
- * and `scale_npp` need cuda; `*_vaapi` vaapi; `*_qsv` qsv; `*_vulkan` vulkan; `*_opencl` opencl), by
- * FFmpeg's naming; undefined for software ones.
- */
-export function deviceOf(name: string): string | undefined {
-  const m = /_(nvenc|cuvid|cuda|npp|vaapi|qsv|vulkan|opencl)$/.exec(name)
-  if (!m) return undefined
-  return { nvenc: "cuda", cuvid: "cuda", cuda: "cuda", npp: "cuda" }[m[1]!] ?? m[1]
 }
 
 /** `remove_capabilities` applied to one binary's tools. */

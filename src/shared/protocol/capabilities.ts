@@ -89,3 +89,14 @@ export const NO_NEEDS: JobNeeds = {
   demuxers: [],
   labels: {},
 }
+
+/**
+ * The hardware device type an encoder, decoder or filter needs (`h264_nvenc`, `hevc_cuvid`, `scale_cuda`
+ * and `scale_npp` need cuda; `*_vaapi` vaapi; `*_qsv` qsv; `*_vulkan` vulkan; `*_opencl` opencl), by
+ * FFmpeg's naming; undefined for software ones.
+ */
+export function deviceOf(name: string): string | undefined {
+  const m = /_(nvenc|cuvid|cuda|npp|vaapi|qsv|vulkan|opencl)$/.exec(name)
+  if (!m) return undefined
+  return { nvenc: "cuda", cuvid: "cuda", cuda: "cuda", npp: "cuda" }[m[1]!] ?? m[1]
+}

@@ -33,7 +33,7 @@ import {
 import { CapName, JobNeeds } from "../../../shared/protocol/capabilities.ts"
 import { jobLane, jobNeeds } from "../../../shared/ffargs/needs.ts"
 import { classify, queueKey } from "../../priorities.ts"
-import { eligible, serving, slots, unrunnable } from "../../scheduler.ts"
+import { eligible, knownNeeds, serving, slots, unrunnable } from "../../scheduler.ts"
 import type { InputChunk, JobListing } from "../../../store/types.ts"
 import { topic } from "../../hub.ts"
 import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
@@ -286,6 +286,7 @@ export function jobRoutes(deps: Deps) {
       )
     await checkQueueQuota(store, p.name, config.limits)
     const placing = placement(p.name, req.binary, req.args, now())
+    placing.needs = knownNeeds(req.binary, placing.needs, await store.listWorkers())
     // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
     const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
     const paths = [...new Set(req.paths)].sort()
