@@ -38,6 +38,18 @@ test("the ids remembered are bounded", () => {
   expect(l.add("c1", [rec(0, "queue_timeout")]).accepted).toBe(1)
 })
 
+test("the ids remembered are per client: another client's flood of new ids does not make a resent report count again", () => {
+  const l = createFallbackLedger()
+  l.add("c1", [rec(1, "queue_timeout")])
+  for (let i = 0; i <= 10_000; i += 100)
+    l.add(
+      "c2",
+      Array.from({ length: 100 }, (_, k) => rec(10 + i + k, "queue_timeout")),
+    )
+  expect(l.add("c1", [rec(1, "queue_timeout")])).toEqual({ accepted: 0, duplicates: 1 })
+  expect(l.counts().find((c) => c.client === "c1")?.count).toBe(1)
+})
+
 test("dffmpeg_client_fallbacks_total carries the ledger's counts, by client and reason", () => {
   const l = createFallbackLedger()
   l.add("c1", [rec(1, "coordinator_unreachable"), rec(2, "queue_timeout"), rec(3, "queue_timeout")])

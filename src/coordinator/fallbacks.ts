@@ -1,10 +1,18 @@
-import type { FallbackCount, FallbackReceipt, FallbackRecord } from "../shared/protocol/fallback.ts"
+import {
+  FALLBACK_REPORT_MAX,
+  type FallbackCount,
+  type FallbackReceipt,
+  type FallbackRecord,
+} from "../shared/protocol/fallback.ts"
 
 /**
  * The local fallbacks clients reported to this coordinator since it started (POST /api/v1/clients/fallbacks):
  * counts per client and reason for `dffmpeg_client_fallbacks_total` and the dashboard. A client resends a
- * report whose answer it did not get; the ids of the last REMEMBERED records are kept so that it is not
- * counted twice. Like every counter of metrics.ts it is per coordinator process (Prometheus sums them).
+ * report whose answer it did not get; the ids of each client's last REMEMBERED records are kept so that it
+ * is not counted twice. Per client: one client's flood of new ids must not push out another's, whose resent
+ * report would then count again. A client resends only its last unanswered report (FALLBACK_REPORT_MAX
+ * records), so ten reports' worth is plenty; the memory is REMEMBERED ids per client identity. Like every
+ * counter of metrics.ts it is per coordinator process (Prometheus sums them).
  */
 export interface FallbackLedger {
   /** Counts what `client` reported; the records it had already reported are duplicates. */
@@ -13,18 +21,19 @@ export interface FallbackLedger {
   counts(): FallbackCount[]
 }
 
-export const REMEMBERED = 10_000
+export const REMEMBERED = 10 * FALLBACK_REPORT_MAX
 
 export function createFallbackLedger(): FallbackLedger {
-  const seen = new Set<string>()
+  const seenBy = new Map<string, Set<string>>()
   const counts = new Map<string, FallbackCount>()
   return {
     add(client, records) {
       let accepted = 0
+      let seen = seenBy.get(client)
+      if (!seen) seenBy.set(client, (seen = new Set()))
       for (const r of records) {
-        const key = `${client}\0${r.id}`
-        if (seen.has(key)) continue
-        seen.add(key)
+        if (seen.has(r.id)) continue
+        seen.add(r.id)
         // A Set iterates in insertion order: the oldest id goes first.
         if (seen.size > REMEMBERED) seen.delete(seen.values().next().value!)
         accepted++

@@ -21,7 +21,9 @@ export function classify(
     priority ??= r.priority
     Object.assign(labels, r.labels)
   }
-  return { priority: priority ?? s.priorities[job.requester] ?? "normal", labels }
+  // Own keys only: an identity named `constructor` or `toString` must not read Object.prototype.
+  const own = Object.hasOwn(s.priorities, job.requester) ? s.priorities[job.requester] : undefined
+  return { priority: priority ?? own ?? "normal", labels }
 }
 
 /** Does `args` hold `run` as consecutive arguments? */

@@ -386,6 +386,37 @@ describe("missing: formats by any of their names", () => {
   })
 })
 
+describe("missing: a worker's lists are read once per tools object, not once per job", () => {
+  /** A list that counts how often it is iterated (new Set(list), for...of). */
+  const counted = (names: string[], reads: { n: number }) => {
+    const list = [...names]
+    const iterate = list[Symbol.iterator].bind(list)
+    list[Symbol.iterator] = () => {
+      reads.n++
+      return iterate()
+    }
+    return list
+  }
+  test("a pass's worth of jobs against two workers reads each list at most once per worker", () => {
+    const reads = { n: 0 }
+    const tool = (): ToolCapabilities => ({
+      version: "7",
+      encoders: counted(["libx264", "aac"], reads),
+      decoders: counted(["h264"], reads),
+      hwaccels: counted([], reads),
+      hwDevices: counted([], reads),
+      filters: counted(["scale"], reads),
+      muxers: counted(["mp4"], reads),
+      demuxers: counted(["matroska,webm"], reads),
+    })
+    const cands = [cand("a", 0, { tools: { ffmpeg: tool() } }), cand("b", 0, { tools: { ffmpeg: tool() } })]
+    const needs = { ...NO_NEEDS, encoders: ["h264_nvenc"], filters: ["scale"], muxers: ["mp4"], demuxers: ["matroska"] }
+    for (let i = 0; i < 100; i++) expect(pick({ ...ffmpeg, needs }, cands)).toBeUndefined()
+    expect(missing({ ...ffmpeg, needs }, cands[0]!.worker)).toEqual(["encoder h264_nvenc"])
+    expect(reads.n).toBeLessThanOrEqual(2 * 7)
+  })
+})
+
 describe("createScheduler", () => {
   const STALE_MS = 30_000
   let store: Store

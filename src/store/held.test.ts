@@ -24,6 +24,18 @@ describe("createHeldOutput", () => {
     expect(h.get("k", 1, 1)).toBeUndefined()
   })
 
+  test("a small view of a large upload body is copied, so the body is not kept alive uncounted; a large one is kept", () => {
+    const h = createHeldOutput(1024 * 1024)
+    const body = new Uint8Array(1024 * 1024).fill(7)
+    h.hold("j", 1, 1, body.subarray(10, 11))
+    const small = h.get("j", 1, 1)!.data
+    expect(small.buffer.byteLength).toBeLessThan(1024)
+    expect([...small]).toEqual([7])
+    h.hold("j", 1, 2, body.subarray(0, 600 * 1024))
+    expect(h.get("j", 1, 2)!.data.buffer).toBe(body.buffer)
+    expect(h.bytes).toBe(600 * 1024 + 1)
+  })
+
   test("entries and the lowest sequence are per attempt; a new attempt replaces the old one's", () => {
     const h = createHeldOutput(100)
     h.hold("j", 1, 3, b("c"))

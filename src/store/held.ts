@@ -6,6 +6,7 @@
  * acknowledges the row (it is deleted), written into the row when the job ends, and lost with the process
  * (the worker keeps what it sent until the coordinator says it is durable, and re-sends it when asked).
  * Bounded by one coordinator-wide budget (`relay.memory_mb`); over it, payloads are stored as before.
+ * What is kept alive for a payload is at most twice its size (`own`).
  */
 /** A held payload, with its SHA-256 when the upload that brought it had it (a stream seals it by that). */
 export interface HeldPayload {
@@ -42,6 +43,16 @@ interface Attempt {
   complete: boolean
 }
 
+/**
+ * A payload to hold: a frame's bytes are a view of its whole upload body, which would stay alive with it
+ * and not be counted (a 1-byte stdout frame beside 8 MiB of stderr kept 8 MiB). A view of at least half
+ * its buffer is kept as it is (copying a 1 MiB row cost as much as hashing it), a smaller one is copied:
+ * what is held then never keeps more than twice the bytes the budget counts.
+ */
+function own(data: Uint8Array): Uint8Array {
+  return data.byteLength * 2 >= data.buffer.byteLength ? data : data.slice()
+}
+
 export function createHeldOutput(budgetBytes: number): HeldOutput {
   const jobs = new Map<string, Attempt>()
   let bytes = 0
@@ -68,7 +79,7 @@ export function createHeldOutput(budgetBytes: number): HeldOutput {
       const had = a.payloads.get(seq)
       if (had) return true
       if (bytes + data.length > budgetBytes) return false
-      a.payloads.set(seq, { data, digest })
+      a.payloads.set(seq, { data: own(data), digest })
       bytes += data.length
       return true
     },

@@ -1,3 +1,4 @@
+import { REGISTRATION_BYTES } from "../coordinator/api/body.ts"
 import { afterAll, describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync, utimesSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -206,6 +207,19 @@ describe("detection with verification (a fake ffmpeg that claims cuda and vaapi)
     expect(tool.decoders).toContain("h264")
     expect(tool.hwaccels).toEqual([])
     expect(seen.some((a) => a.includes("-init_hw_device"))).toBe(false)
+  })
+})
+
+describe("a registration with the installed binaries' tools", () => {
+  test("is well within the coordinator's registration cap (a quarter of it at most)", async () => {
+    const tools = {
+      ffmpeg: (await detectTool("ffmpeg", "ffmpeg", runner(), log)).tool,
+      ffprobe: (await detectTool("ffprobe", "ffprobe", runner(), log)).tool,
+    }
+    const registration = { binaries: ["ffmpeg", "ffprobe"], paths: [], maxJobs: 4, version: "t", tools }
+    const bytes = Buffer.byteLength(JSON.stringify(registration))
+    expect(tools.ffmpeg.encoders.length).toBeGreaterThan(50)
+    expect(bytes).toBeLessThan(REGISTRATION_BYTES / 4)
   })
 })
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import { UnavailableError } from "../../shared/errors.ts"
-import { bodyCaps, createBodyBudget, readCapped } from "./body.ts"
+import { REGISTRATION_BYTES, bodyCaps, createBodyBudget, readCapped } from "./body.ts"
 
 const cap = { bytes: 1024 * 1024, key: "limits.max_body_bytes" }
 
@@ -89,5 +89,11 @@ describe("bodyCaps", () => {
     expect(caps.of("POST", "/api/v1/jobs/x/cancel").bytes).toBe(1 << 20)
     expect(caps.of("POST", "/api/v1/jobs/x/output")).toEqual({ bytes: 8 << 20, key: "limits.max_body_bytes" })
     expect(caps.of("POST", "/api/v1/jobs").key).toBe("limits.max_args_bytes")
+  })
+
+  test("a worker registration (its tools: every name of its binaries) has its own, smaller cap", () => {
+    const caps = bodyCaps({ max_args_bytes: 256 * 1024, max_body_bytes: 8 << 20 } as Parameters<typeof bodyCaps>[0])
+    expect(caps.of("POST", "/api/v1/worker/register").bytes).toBe(REGISTRATION_BYTES)
+    expect(REGISTRATION_BYTES).toBeLessThan(caps.of("POST", "/api/v1/worker/heartbeat").bytes)
   })
 })

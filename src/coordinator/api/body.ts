@@ -12,6 +12,15 @@ export interface BodyCap {
 }
 
 /**
+ * Most bytes of a worker registration. It now carries its binaries' tools (every encoder, decoder,
+ * filter and format name: ~35 KB for Debian's ffmpeg and ffprobe together, re-sent every registration
+ * interval), which every scheduling pass, submission and janitor pass reads back from the store. Under
+ * the 1 MiB JSON cap a worker could register ~1 MB of names and make each of those reads parse it (6 ms
+ * apiece); this cap keeps seven times the room of a full build pair and a quarter of that cost.
+ */
+export const REGISTRATION_BYTES = 256 * 1024
+
+/**
  * Body caps by route. Frame uploads (worker output, caller stdin) get `limits.max_body_bytes`; every
  * other signed route carries JSON, whose largest legitimate body is a submission: twice its argument
  * budget (JSON escaping of quotes and backslashes) plus room for the other fields, at least 1 MiB.
@@ -26,6 +35,7 @@ export function bodyCaps(limits: Limits): {
   // A submission also carries its concat lists and filter scripts: at most FILES_BYTES_MAX, and a quarter
   // more for their JSON escaping (text lists grow by their line ends' `\n`, a few per cent).
   const submit = { bytes: json.bytes + FILES_BYTES_MAX + FILES_BYTES_MAX / 4, key: json.key }
+  const registration = { bytes: REGISTRATION_BYTES, key: "the fixed registration limit (REGISTRATION_BYTES)" }
   return {
     upload,
     json,
@@ -34,7 +44,9 @@ export function bodyCaps(limits: Limits): {
         ? upload
         : method === "POST" && path === "/api/v1/jobs"
           ? submit
-          : json,
+          : method === "POST" && path === "/api/v1/worker/register"
+            ? registration
+            : json,
   }
 }
 

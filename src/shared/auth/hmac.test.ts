@@ -6,6 +6,7 @@ import {
   SCHEME,
   canonical,
   canonicalQuery,
+  FRAMES_DIGEST_MAX,
   framesBodyHash,
   decodeKey,
   generateKey,
@@ -336,5 +337,11 @@ describe("framesBodyHash", () => {
     expect(framesBodyHash(body.subarray(0, body.length - 1))).toBeUndefined()
     expect(framesBodyHash(body.subarray(0, 5))).toBeUndefined()
     expect(framesBodyHash(new Uint8Array(0))?.digests).toEqual([])
+  })
+
+  test("a body of more than FRAMES_DIGEST_MAX frames has none (a hash per frame is not paid for without a bound)", () => {
+    const most = Buffer.concat(Array.from({ length: FRAMES_DIGEST_MAX }, () => b))
+    expect(framesBodyHash(most)?.digests.length).toBe(FRAMES_DIGEST_MAX)
+    expect(framesBodyHash(Buffer.concat([most, b]))).toBeUndefined()
   })
 })

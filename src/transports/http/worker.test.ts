@@ -3,6 +3,8 @@ import { AuthError, ConflictError, NotFoundError, TooLargeError, UnavailableErro
 import type { ApiClient } from "../../shared/http/client.ts"
 import { JobGoneError, ProtocolError, StaleJobError, TransportUnavailableError, UnknownWorkerError } from "../types.ts"
 import { httpWorkerTransport } from "./worker.ts"
+import { FRAMES_DIGEST_MAX, framesBodyHash } from "../../shared/auth/hmac.ts"
+import { EMPTY, Kind, concatFrames, encodeFrame } from "../../shared/protocol/frames.ts"
 
 const JOB = "01M8DFWF4PCGSZBYEVT8TNJN46"
 
@@ -87,5 +89,30 @@ describe("http worker transport: status codes become the protocol's errors", () 
       TransportUnavailableError,
     )
     await expect(httpWorkerTransport(big).start(JOB, 1)).rejects.toBeInstanceOf(TooLargeError)
+  })
+})
+
+describe("http worker transport: uploads signed by frame digests", () => {
+  /** An API client that records each JSON call's options and answers an upload. */
+  function recording() {
+    const calls: { framesHash?: string }[] = []
+    const api = {
+      ...answering({ ok: true, finished: false, digests: true }),
+      json: (async (_m: string, _p: string, o: { framesHash?: string }) => {
+        calls.push(o)
+        return { ok: true, finished: false, digests: true }
+      }) as ApiClient["json"],
+    }
+    return { api, calls }
+  }
+  const body = (n: number) => concatFrames(Array.from({ length: n }, (_, i) => encodeFrame(Kind.stderr, i + 1, EMPTY)))
+
+  test("a body of up to FRAMES_DIGEST_MAX frames is signed by their digests, a larger one by its SHA-256", async () => {
+    const { api, calls } = recording()
+    const t = httpWorkerTransport(api)
+    await t.upload(JOB, 1, body(FRAMES_DIGEST_MAX), { retain: true, digests: true })
+    await t.upload(JOB, 1, body(FRAMES_DIGEST_MAX + 1), { retain: true, digests: true })
+    expect(calls[0]!.framesHash).toBe(framesBodyHash(body(FRAMES_DIGEST_MAX))!.hash)
+    expect(calls[1]!.framesHash).toBeUndefined()
   })
 })

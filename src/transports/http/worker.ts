@@ -101,7 +101,7 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
           query: { epoch, ...(opts?.retain ? { retain: 1 } : {}) },
           body: frames,
           contentType: FRAMES_MEDIA_TYPE,
-          // The encoder's bodies are whole frames, so the hash always exists.
+          // The encoder's bodies are whole frames; one of more than FRAMES_DIGEST_MAX is signed by its SHA-256.
           ...(opts?.digests ? { framesHash: framesBodyHash(frames)?.hash } : {}),
           timeoutMs: 30_000,
         })

@@ -1,8 +1,10 @@
 import { describe, expect, test } from "bun:test"
+import { createHash } from "node:crypto"
 import { Hono } from "hono"
 import {
   BODY_DIGEST_HEADER,
   FRAMES_DIGEST,
+  FRAMES_DIGEST_MAX,
   HEADER,
   framesBodyHash,
   generateKey,
@@ -20,7 +22,7 @@ const CAP = 1024
 const PATH = "/api/v1/echo"
 
 /** The middleware on one echo route, with an in-memory identity `alice`; counts credential lookups. */
-function harness() {
+function harness(cap = CAP) {
   const seen = { lookups: 0, refusals: [] as string[] }
   const store = {
     async getCredential(name: string) {
@@ -35,7 +37,7 @@ function harness() {
       store,
       log: createLogger({ level: "error" }),
       now: () => NOW,
-      cap: () => ({ bytes: CAP, key: "limits.test" }),
+      cap: () => ({ bytes: cap, key: "limits.test" }),
       stripBase: (p) => p,
       onRefuse: (r) => seen.refusals.push(r),
     }),
@@ -201,5 +203,37 @@ describe("hmacAuth, a body signed by its frames' digests", () => {
     const cut = frames.subarray(0, frames.length - 1)
     expect((await send(app, { ...signed(cut, { bodyHash: framed.hash }), ...byFrames }, cut)).status).toBe(401)
     expect(seen.refusals).toEqual(["signature", "signature", "signature"])
+  })
+})
+
+describe("hmacAuth, a body of many frames signed by their digests", () => {
+  /** The frames scheme's hash, computed here from its definition (docs/protocol.md, "Frame digests"). */
+  const schemeHash = (frames: Uint8Array[]) => {
+    const outer = createHash("sha256").update("DFFMPEG-FRAMES-SHA256\n")
+    for (const f of frames) outer.update(f.subarray(0, 13)).update(createHash("sha256").update(f.subarray(13)).digest())
+    return outer.digest("hex")
+  }
+  const empties = (n: number) => Array.from({ length: n }, (_, i) => encodeFrame(2, i + 1))
+  const byFrames = { [BODY_DIGEST_HEADER]: FRAMES_DIGEST }
+
+  test("more than FRAMES_DIGEST_MAX frames are refused (at most that many hashed); the same body signed by its SHA-256 passes", async () => {
+    const { app, seen } = harness(1024 * 1024)
+    const many = empties(FRAMES_DIGEST_MAX + 1)
+    const body = concatFrames(many)
+    const res = await send(app, { ...signed(body, { bodyHash: schemeHash(many) }), ...byFrames }, body)
+    expect(res.status).toBe(401)
+    expect(res.body.error?.message).toContain(`more than ${FRAMES_DIGEST_MAX}`)
+    expect(seen.refusals).toEqual(["signature"])
+    expect(framesBodyHash(body)).toBeUndefined()
+    expect((await send(app, signed(body), body)).body).toMatchObject({ who: "alice", bytes: body.length })
+  })
+
+  test("FRAMES_DIGEST_MAX frames are taken", async () => {
+    const { app } = harness(1024 * 1024)
+    const most = empties(FRAMES_DIGEST_MAX)
+    const body = concatFrames(most)
+    const res = await send(app, { ...signed(body, { bodyHash: schemeHash(most) }), ...byFrames }, body)
+    expect(res.status).toBe(200)
+    expect(res.body.digests?.length).toBe(FRAMES_DIGEST_MAX)
   })
 })

@@ -2,6 +2,7 @@ import { createMiddleware } from "hono/factory"
 import {
   BODY_DIGEST_HEADER,
   FRAMES_DIGEST,
+  FRAMES_DIGEST_MAX,
   HEADER,
   NonceCache,
   WINDOW_SECONDS,
@@ -83,7 +84,8 @@ export function hmacAuth(deps: {
     const hasher = new Bun.CryptoHasher("sha256")
     const body = await readCapped(c.req.raw, cap, byFrames ? undefined : (chunk) => hasher.update(chunk), deps.budget)
     const framed = byFrames ? framesBodyHash(body) : undefined
-    if (byFrames && !framed) refuse("invalid signature (the body is not whole frames)", "signature")
+    if (byFrames && !framed)
+      refuse(`invalid signature (the body is not whole frames, or more than ${FRAMES_DIGEST_MAX} of them)`, "signature")
     const url = new URL(c.req.url)
     const expected = sign(key, {
       method: c.req.method,

@@ -69,6 +69,18 @@ describe("what a submission stores", () => {
     expect(h.watchedProbes).toEqual([probe.id, version.id])
   })
 
+  test.each(["constructor", "toString", "hasOwnProperty"])(
+    "an identity named %s (an Object.prototype key) gets the default priority, not a 500",
+    async (name) => {
+      h = await RouteHarness.open(SCHEDULING)
+      const res = await submit({ name, role: "client" }, ["-i", "a.mkv", "o.mkv"])
+      expect(res.status).toBe(201)
+      const job = (await res.json()) as Job
+      expect(job).toMatchObject({ priority: "normal", queueKey: T0 - 60_000 })
+      expect(await h.store.getJob(job.id)).toMatchObject({ priority: "normal", queueKey: T0 - 60_000 })
+    },
+  )
+
   test("a command naming more codecs than a worker could list is the caller's mistake: 400", async () => {
     h = await RouteHarness.open()
     const args = ["-i", "a.mkv", ...Array.from({ length: 300 }, (_, i) => [`-c:${i}`, `enc${i}`]).flat(), "o.mkv"]
