@@ -39,7 +39,23 @@ describe("referenceWorker", () => {
     ["never one that stopped polling", [worker("a", { lastSeen: T0 - 60_000 }), worker("b")], "a", "b"],
     ["none at all", [], undefined, undefined],
   ])("%s", (_name, workers, preferred, want) => {
-    expect(referenceWorker(workers, "ffmpeg", preferred, { now: T0, staleMs: 30_000 })?.id).toBe(want)
+    const job = { binary: "ffmpeg", paths: [] }
+    expect(referenceWorker(workers, job, preferred, { now: T0, staleMs: 30_000 })?.id).toBe(want)
+  })
+  test("only a worker that could run the command: its path variables, path tokens if it asks", () => {
+    const workers = [
+      worker("a", { tools: { ffmpeg: wide }, capabilities: { pathTokens: true } }),
+      worker("b", { paths: ["Media"] }),
+      worker("c", { paths: ["Media"], capabilities: { pathTokens: true } }),
+    ]
+    const pick = (paths: string[], pathTokens: boolean, preferred?: string) =>
+      referenceWorker(workers, { binary: "ffmpeg", paths, pathTokens }, preferred)?.id
+    expect(pick([], false)).toBe("a")
+    expect(pick(["Media"], false)).toBe("b")
+    expect(pick(["Media"], true)).toBe("c")
+    // reference_worker is passed over for a command it could not run.
+    expect(pick(["Media"], false, "a")).toBe("b")
+    expect(pick(["Other"], false)).toBeUndefined()
   })
 })
 
@@ -66,11 +82,12 @@ describe("infoKey", () => {
   })
 })
 
-/** A store with online workers `ids`, each with `tools`. */
+/** A store with online workers `ids`, each with `tools` (and path tokens, as every current worker). */
 async function cluster(workers: Record<string, ToolCapabilities>): Promise<Store> {
   const store = await memoryStore()
   for (const [id, t] of Object.entries(workers)) {
-    await store.upsertWorker(id, registration({ tools: { ffmpeg: t } }), `tok-${id}`, T0)
+    const reg = registration({ tools: { ffmpeg: t }, capabilities: { pathTokens: true } })
+    await store.upsertWorker(id, reg, `tok-${id}`, T0)
     await store.verifyWorker(id, `tok-${id}`, T0)
   }
   return store
@@ -165,7 +182,7 @@ describe("the cache", () => {
     await answerOnce(info, "01J00000000000000000000004", "old")
     await store.upsertWorker(
       "a",
-      registration({ tools: { ffmpeg: tool({ version: "6.0.1-Jellyfin" }) } }),
+      registration({ tools: { ffmpeg: tool({ version: "6.0.1-Jellyfin" }) }, capabilities: { pathTokens: true } }),
       "tok-a",
       T0 + 1,
     )

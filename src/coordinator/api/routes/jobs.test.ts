@@ -497,6 +497,23 @@ describe("POST /jobs: info commands", () => {
     expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="reference"} 1\n')
     expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="cache"} 1\n')
   })
+  test("the reference worker is one that can run it: a command from a mapped directory is not pinned to a worker without that path", async () => {
+    // w1 has the widest tools but not $Media; w2 has $Media. Pinned to w1, the command could run nowhere.
+    const wide = { ffmpeg: { ...tools.ffmpeg, encoders: ["libx264", "libx265", "aac"] } }
+    await h.worker("w1", { tools: wide })
+    await h.worker("w2", { tools, paths: ["Media"] })
+    const res = await h.request(alice, "POST", J, {
+      binary: "ffmpeg",
+      args: ["-version"],
+      paths: ["Media"],
+      cwd: "$Media/shows",
+      stdin: false,
+    })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ status: "queued", pin: "w2", lane: "probe" })
+    // Without a path it is pinned to the widest, as before.
+    expect(await (await submit()).json()).toMatchObject({ status: "queued", pin: "w1" })
+  })
   test("with no worker that registered tools it is not pinned: an ordinary probe any worker may answer", async () => {
     await h.worker("w0")
     const job = (await (await submit()).json()) as { pin: string | null; lane: string }
