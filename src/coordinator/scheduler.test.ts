@@ -20,6 +20,7 @@ import { queueKey } from "./priorities.ts"
 import type { Priority } from "../shared/protocol/capabilities.ts"
 import type { NewJob } from "../store/types.ts"
 import { wireWakeups } from "./wakeups.ts"
+import { noCapableWorker } from "../shared/protocol/fallback.ts"
 
 function worker(id: string, over: Partial<Worker> = {}): Worker {
   return {
@@ -158,6 +159,28 @@ describe("a pin holds while its worker serves", () => {
     // Its reference worker re-registered without the path the command names.
     expect(pinNow(media, [cand("ref", 0), cand("other", 0, { paths: ["Media"] })])).toBeNull()
     expect(unrunnable(media, [ref, other], live)).toBeUndefined()
+  })
+})
+
+describe("unrunnable's reasons", () => {
+  const live = { now: 10_000, staleMs: 5_000 }
+  // A client with `fallback.when: [no_capable_worker]` keys on the marker and on nothing else.
+  test.each<[string, Parameters<typeof unrunnable>[0], Worker[]]>([
+    [
+      "no worker has the binary",
+      { binary: "ffprobe", paths: [] },
+      [worker("w", { lastSeen: 9_000, binaries: ["ffmpeg"] })],
+    ],
+    [
+      "no worker has the encoder",
+      { ...ffmpeg, needs: { ...NO_NEEDS, encoders: ["h264_nvenc"] } },
+      [worker("w", { lastSeen: 9_000, tools: { ffmpeg: toolCaps() } })],
+    ],
+    ["every able worker is barred from it", { ...ffmpeg, barred: ["w"] }, [worker("w", { lastSeen: 9_000 })]],
+    ["pinned, its worker barred, no other", { ...ffmpeg, pin: "w", barred: ["w"] }, [worker("w", { lastSeen: 9_000 })]],
+  ])("%s: the reason starts with the no-capable-worker marker", (_name, job, workers) => {
+    const why = unrunnable(job, workers, live)
+    expect(noCapableWorker(why)).toBe(true)
   })
 })
 

@@ -130,7 +130,7 @@ export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): st
     return `${NO_CAPABLE_WORKER} has all it needs (${each.join("; ")}${open.length > 5 ? "; ..." : ""})`
   }
   if (basic.length)
-    return `every online worker that could run it failed to start it in time (${job.barred!.join(", ")})`
+    return `${NO_CAPABLE_WORKER} may run it: every one that could failed to start it in time (${job.barred!.join(", ")})`
   // Path tokens are named only when they are what is missing: a worker has the rest but is older.
   const older = job.pathTokens && up.some((w) => eligible({ ...job, pathTokens: false }, w, live))
   const need = [

@@ -76,7 +76,7 @@ describe("lanes", () => {
     expect(r.code).toBe(1)
     expect(r.out).toBe("")
     expect(r.err).toMatch(
-      /^dffmpeg: job \w{26} failed: no worker took the probe within 1 s \(janitor\.probe_pending_timeout\): no worker is online\n$/,
+      /^dffmpeg: job \w{26} failed: no online worker took the probe within 1 s \(janitor\.probe_pending_timeout\): no worker is online\n$/,
     )
     console.log(`probe with no worker: failed after ${ms.toFixed(0)} ms (probe_pending_timeout 1 s)`)
   }, 60_000)
