@@ -5,6 +5,9 @@ import { createLogger } from "../shared/log.ts"
 import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/types.ts"
+import * as v from "valibot"
+import { CoordinatorConfig } from "../shared/config/server-schema.ts"
+import { infoOf, type Deps } from "./api/app.ts"
 import { createInfoCache, infoKey, referenceWorker, toolsHash, type InfoRequest } from "./info.ts"
 
 const log = createLogger({ level: "error" })
@@ -284,5 +287,22 @@ describe("identical commands at once", () => {
     await store.requestCancel(J1, "canceled by test", T0 + 3)
     expect(info.size()).toMatchObject({ waiting: 0, pending: 0 })
     expect((await store.getJob(J2))!.status).toBe("queued")
+  })
+})
+
+describe("the coordinator's info cache (infoOf)", () => {
+  test("judges workers live as the scheduler does: a reference worker whose poll has been gone poll_gone_seconds is passed over", async () => {
+    const store = await cluster({ wide: tool({ encoders: ["libx264", "aac", "libx265"] }), narrow: tool() })
+    const config = v.parse(CoordinatorConfig, { scheduling: { poll_gone_seconds: 2 } })
+    const clock = { at: T0 + 5_000 }
+    const deps = { store, log, config, now: () => clock.at, staleMs: 60_000 } as unknown as Deps
+    const info = infoOf(deps)
+    const req: InfoRequest = { binary: "ffmpeg", args: ["-version"], paths: [], env: {}, pathTokens: true }
+    for (const w of ["wide", "narrow"]) await store.touchWorker(w, T0 + 4_000, "open")
+    expect(await info.plan(req)).toMatchObject({ kind: "ask", pin: "wide" })
+    // Killed: its poll closed 3 s ago and it has not polled since; it is not stale yet (heard from 5 s ago).
+    await store.touchWorker("wide", T0 + 2_000, "closed")
+    expect(await info.plan(req)).toMatchObject({ kind: "ask", pin: "narrow" })
+    await store.close()
   })
 })
