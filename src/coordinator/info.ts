@@ -1,6 +1,6 @@
 import { infoCommand, toolOf } from "../shared/ffargs/argv.ts"
 import type { Logger } from "../shared/log.ts"
-import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
+import type { JobNeeds, ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import type { ExitReport, Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Answer, OutputChunk, Store } from "../store/types.ts"
 import { eligible, type Eligible, type Liveness } from "./scheduler.ts"
@@ -32,6 +32,11 @@ export interface InfoRequest {
   paths: string[]
   env: Record<string, string>
   pathTokens: boolean
+  /**
+   * What the submission computed the job needs (labels from client rules among them): the reference
+   * worker is one that has it. Not part of the key: the worker it names is.
+   */
+  needs?: JobNeeds
 }
 
 /** What a submitted info command becomes: a job answered from the cache, or one pinned to the reference worker. */
@@ -58,17 +63,17 @@ export interface InfoCache {
 const width = (t: ToolCapabilities) => t.encoders.length + t.decoders.length + t.hwaccels.length + t.filters.length
 
 /**
- * The reference worker for `job` (its binary, path variables and path tokens) among `workers`:
+ * The reference worker for `job` (its binary, path variables, path tokens and needs) among `workers`:
  * `preferred` when it could run the job and has tools for its binary, else such a worker with the widest
  * tools, ties by id. "Could run" is the scheduler's own rule (`eligible`: serving, with the binary, every
- * path variable the job names and path tokens if it asks), so an info command is never pinned to a worker
- * that stopped polling, nor to one that lacks the `$Var` of the caller's working directory (pinned there,
- * the command could run nowhere and would fail at submission). Workers that registered no tools (older
- * ones) are never it.
+ * path variable the job names, path tokens if it asks, and the labels a client rule gives it), so an info
+ * command is never pinned to a worker that stopped polling, nor to one that lacks the `$Var` of the
+ * caller's working directory or a label its caller's jobs must have (pinned there, the command could
+ * not run there). Workers that registered no tools (older ones) are never it.
  */
 export function referenceWorker(
   workers: Worker[],
-  job: Pick<Eligible, "binary" | "paths" | "pathTokens">,
+  job: Pick<Eligible, "binary" | "paths" | "pathTokens" | "needs">,
   preferred?: string,
   live?: Liveness,
 ): Worker | undefined {
