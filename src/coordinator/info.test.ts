@@ -5,6 +5,9 @@ import { createLogger } from "../shared/log.ts"
 import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/types.ts"
+import * as v from "valibot"
+import { CoordinatorConfig } from "../shared/config/server-schema.ts"
+import { infoOf, type Deps } from "./api/app.ts"
 import { createInfoCache, infoKey, referenceWorker, toolsHash, type InfoRequest } from "./info.ts"
 
 const log = createLogger({ level: "error" })
@@ -39,7 +42,23 @@ describe("referenceWorker", () => {
     ["never one that stopped polling", [worker("a", { lastSeen: T0 - 60_000 }), worker("b")], "a", "b"],
     ["none at all", [], undefined, undefined],
   ])("%s", (_name, workers, preferred, want) => {
-    expect(referenceWorker(workers, "ffmpeg", preferred, { now: T0, staleMs: 30_000 })?.id).toBe(want)
+    const job = { binary: "ffmpeg", paths: [] }
+    expect(referenceWorker(workers, job, preferred, { now: T0, staleMs: 30_000 })?.id).toBe(want)
+  })
+  test("only a worker that could run the command: its path variables, path tokens if it asks", () => {
+    const workers = [
+      worker("a", { tools: { ffmpeg: wide }, capabilities: { pathTokens: true } }),
+      worker("b", { paths: ["Media"] }),
+      worker("c", { paths: ["Media"], capabilities: { pathTokens: true } }),
+    ]
+    const pick = (paths: string[], pathTokens: boolean, preferred?: string) =>
+      referenceWorker(workers, { binary: "ffmpeg", paths, pathTokens }, preferred)?.id
+    expect(pick([], false)).toBe("a")
+    expect(pick(["Media"], false)).toBe("b")
+    expect(pick(["Media"], true)).toBe("c")
+    // reference_worker is passed over for a command it could not run.
+    expect(pick(["Media"], false, "a")).toBe("b")
+    expect(pick(["Other"], false)).toBeUndefined()
   })
 })
 
@@ -66,11 +85,12 @@ describe("infoKey", () => {
   })
 })
 
-/** A store with online workers `ids`, each with `tools`. */
+/** A store with online workers `ids`, each with `tools` (and path tokens, as every current worker). */
 async function cluster(workers: Record<string, ToolCapabilities>): Promise<Store> {
   const store = await memoryStore()
   for (const [id, t] of Object.entries(workers)) {
-    await store.upsertWorker(id, registration({ tools: { ffmpeg: t } }), `tok-${id}`, T0)
+    const reg = registration({ tools: { ffmpeg: t }, capabilities: { pathTokens: true } })
+    await store.upsertWorker(id, reg, `tok-${id}`, T0)
     await store.verifyWorker(id, `tok-${id}`, T0)
   }
   return store
@@ -165,7 +185,7 @@ describe("the cache", () => {
     await answerOnce(info, "01J00000000000000000000004", "old")
     await store.upsertWorker(
       "a",
-      registration({ tools: { ffmpeg: tool({ version: "6.0.1-Jellyfin" }) } }),
+      registration({ tools: { ffmpeg: tool({ version: "6.0.1-Jellyfin" }) }, capabilities: { pathTokens: true } }),
       "tok-a",
       T0 + 1,
     )
@@ -267,5 +287,22 @@ describe("identical commands at once", () => {
     await store.requestCancel(J1, "canceled by test", T0 + 3)
     expect(info.size()).toMatchObject({ waiting: 0, pending: 0 })
     expect((await store.getJob(J2))!.status).toBe("queued")
+  })
+})
+
+describe("the coordinator's info cache (infoOf)", () => {
+  test("judges workers live as the scheduler does: a reference worker whose poll has been gone poll_gone_seconds is passed over", async () => {
+    const store = await cluster({ wide: tool({ encoders: ["libx264", "aac", "libx265"] }), narrow: tool() })
+    const config = v.parse(CoordinatorConfig, { scheduling: { poll_gone_seconds: 2 } })
+    const clock = { at: T0 + 5_000 }
+    const deps = { store, log, config, now: () => clock.at, staleMs: 60_000 } as unknown as Deps
+    const info = infoOf(deps)
+    const req: InfoRequest = { binary: "ffmpeg", args: ["-version"], paths: [], env: {}, pathTokens: true }
+    for (const w of ["wide", "narrow"]) await store.touchWorker(w, T0 + 4_000, "open")
+    expect(await info.plan(req)).toMatchObject({ kind: "ask", pin: "wide" })
+    // Killed: its poll closed 3 s ago and it has not polled since; it is not stale yet (heard from 5 s ago).
+    await store.touchWorker("wide", T0 + 2_000, "closed")
+    expect(await info.plan(req)).toMatchObject({ kind: "ask", pin: "narrow" })
+    await store.close()
   })
 })

@@ -1,9 +1,9 @@
 import { infoCommand, toolOf } from "../shared/ffargs/argv.ts"
 import type { Logger } from "../shared/log.ts"
-import type { ToolCapabilities } from "../shared/protocol/capabilities.ts"
+import type { JobNeeds, ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import type { ExitReport, Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Answer, OutputChunk, Store } from "../store/types.ts"
-import { serving, type Liveness } from "./scheduler.ts"
+import { eligible, type Eligible, type Liveness } from "./scheduler.ts"
 
 /**
  * Consistent answers to info commands (issue 12 item 4). `-version`, `-encoders`, `-h encoder=...` and the
@@ -32,6 +32,11 @@ export interface InfoRequest {
   paths: string[]
   env: Record<string, string>
   pathTokens: boolean
+  /**
+   * What the submission computed the job needs (labels from client rules among them): the reference
+   * worker is one that has it. Not part of the key: the worker it names is.
+   */
+  needs?: JobNeeds
 }
 
 /** What a submitted info command becomes: a job answered from the cache, or one pinned to the reference worker. */
@@ -58,18 +63,22 @@ export interface InfoCache {
 const width = (t: ToolCapabilities) => t.encoders.length + t.decoders.length + t.hwaccels.length + t.filters.length
 
 /**
- * The reference worker for `binary` among `workers`: `preferred` when serving with tools for it, else the
- * serving one with the widest tools, ties by id. Serving as the scheduler means it (`serving`: online and,
- * with `live`, heard from recently), so an info command is never pinned to a worker that stopped polling.
- * Workers that registered no tools (older ones) are never it.
+ * The reference worker for `job` (its binary, path variables, path tokens and needs) among `workers`:
+ * `preferred` when it could run the job and has tools for its binary, else such a worker with the widest
+ * tools, ties by id. "Could run" is the scheduler's own rule (`eligible`: serving, with the binary, every
+ * path variable the job names, path tokens if it asks, and the labels a client rule gives it), so an info
+ * command is never pinned to a worker that stopped polling, nor to one that lacks the `$Var` of the
+ * caller's working directory or a label its caller's jobs must have (pinned there, the command could
+ * not run there). Workers that registered no tools (older ones) are never it.
  */
 export function referenceWorker(
   workers: Worker[],
-  binary: string,
+  job: Pick<Eligible, "binary" | "paths" | "pathTokens" | "needs">,
   preferred?: string,
   live?: Liveness,
 ): Worker | undefined {
-  const able = workers.filter((w) => serving(w, live) && w.binaries.includes(binary) && w.tools[binary])
+  const { binary } = job
+  const able = workers.filter((w) => w.tools[binary] && eligible(job, w, live))
   const chosen = able.find((w) => w.id === preferred)
   if (chosen) return chosen
   return able.sort((a, b) => width(b.tools[binary]!) - width(a.tools[binary]!) || (a.id < b.id ? -1 : 1))[0]
@@ -164,7 +173,7 @@ export function createInfoCache(deps: {
   return {
     async plan(req) {
       if (!infoCommand(toolOf(req.binary), req.args)) return undefined
-      const ref = referenceWorker(await deps.store.listWorkers(), req.binary, deps.preferred, deps.live?.())
+      const ref = referenceWorker(await deps.store.listWorkers(), req, deps.preferred, deps.live?.())
       if (!ref) return undefined
       const tool = ref.tools[req.binary]!
       const hash = toolsHash(tool)

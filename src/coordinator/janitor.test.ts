@@ -3,6 +3,7 @@ import * as v from "valibot"
 import { newJob, registration, T0, tempDir } from "../../test/helpers/fixtures.ts"
 import { waitFor } from "../../test/helpers/bin.ts"
 import { NO_NEEDS } from "../shared/protocol/capabilities.ts"
+import { noCapableWorker } from "../shared/protocol/fallback.ts"
 import { openPeer, type Peer } from "../../test/helpers/store-peer.ts"
 import { CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { createLogger } from "../shared/log.ts"
@@ -377,8 +378,10 @@ describe("createJanitor", () => {
       await h.alive(h.clock, { w1: [] })
       expect((await janitor.run()).failedPending).toEqual(["p-old"])
       expect((await h.store.getJob("p-old"))?.error).toBe(
-        "no worker took the probe within 5 s (janitor.probe_pending_timeout): every worker that could run it stopped polling (w1)",
+        "no online worker took the probe within 5 s (janitor.probe_pending_timeout): every worker that could run it stopped polling (w1)",
       )
+      // The fallback's no_capable_worker marker: a client may run it locally.
+      expect(noCapableWorker((await h.store.getJob("p-old"))?.error)).toBe(true)
       expect(await h.status("p-new")).toBe("queued")
       expect(await h.status("t-old")).toBe("queued")
     })
@@ -396,7 +399,7 @@ describe("createJanitor", () => {
       real.watchProbe("p")
       await waitFor(async () => (await h.status("p")) === "failed", { what: "the probe to fail at its deadline" })
       expect((await h.store.getJob("p"))?.error).toMatch(
-        /within 0.02 s \(janitor.probe_pending_timeout\): no worker is online/,
+        /^no online worker took the probe within 0.02 s \(janitor.probe_pending_timeout\): no worker is online$/,
       )
       await real.stop()
     })

@@ -4,6 +4,7 @@ import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/index.ts"
 import type { QueueCursor } from "../store/types.ts"
 import { CALLER_GONE } from "./jobs.ts"
+import { NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
 import { eligible, serving, unrunnable, type Liveness, lapsedPin } from "./scheduler.ts"
 
 /** Thresholds in milliseconds, derived from the config (see `timings`). */
@@ -87,7 +88,9 @@ function unplacedProbe(
   limitMs: number,
   pollGoneMs = Infinity,
 ): string | undefined {
-  const head = `no worker took the probe within ${secs(limitMs)} (janitor.probe_pending_timeout)`
+  // The fallback's marker first (a client may run the probe locally): each reason below is that no online
+  // worker could take it.
+  const head = `${NO_CAPABLE_WORKER} took the probe within ${secs(limitMs)} (janitor.probe_pending_timeout)`
   if (!workers.some((w) => serving(w, live))) return `${head}: no worker is online`
   const why = unrunnable(job, workers, live)
   if (why) return `${head}: ${why}`

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
 import { createLogger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
-import { memoryStore, newJob, registration, T0 } from "../../test/helpers/fixtures.ts"
+import { memoryStore, newJob, registration, T0, toolCaps } from "../../test/helpers/fixtures.ts"
 import { Hub, topic } from "./hub.ts"
 import { NO_NEEDS, type ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import {
@@ -21,6 +21,7 @@ import { queueKey } from "./priorities.ts"
 import type { Priority } from "../shared/protocol/capabilities.ts"
 import type { NewJob } from "../store/types.ts"
 import { wireWakeups } from "./wakeups.ts"
+import { noCapableWorker } from "../shared/protocol/fallback.ts"
 
 function worker(id: string, over: Partial<Worker> = {}): Worker {
   return {
@@ -193,6 +194,42 @@ describe("a pin holds while its worker serves", () => {
     const gone = worker("ref", { lastSeen: 0 })
     expect(unrunnable(job, [gone, other], live)).toBeUndefined()
     expect(unrunnable(job, [gone], live)).toBeDefined()
+  })
+  test("a pinned worker that serves but cannot run the job (barred from it, without its path) lets the pin lapse too", () => {
+    const live = { now: 10_000, staleMs: 5_000 }
+    const barred = { ...job, barred: ["ref"] }
+    const media = { ...job, paths: ["Media"] }
+    const ref = worker("ref", { lastSeen: 9_000 })
+    const other = worker("other", { lastSeen: 9_000, paths: ["Media"] })
+    // Its reference worker did not start it in time: another worker answers rather than the job failing.
+    expect(pinNow(barred, [cand("ref", 0), cand("other", 0)])).toBeNull()
+    expect(unrunnable(barred, [ref, other], live)).toBeUndefined()
+    expect(pick({ ...barred, pin: null }, [cand("ref", 0), cand("other", 0)])?.worker.id).toBe("other")
+    // Its reference worker re-registered without the path the command names.
+    expect(pinNow(media, [cand("ref", 0), cand("other", 0, { paths: ["Media"] })])).toBeNull()
+    expect(unrunnable(media, [ref, other], live)).toBeUndefined()
+  })
+})
+
+describe("unrunnable's reasons", () => {
+  const live = { now: 10_000, staleMs: 5_000 }
+  // A client with `fallback.when: [no_capable_worker]` keys on the marker and on nothing else.
+  test.each<[string, Parameters<typeof unrunnable>[0], Worker[]]>([
+    [
+      "no worker has the binary",
+      { binary: "ffprobe", paths: [] },
+      [worker("w", { lastSeen: 9_000, binaries: ["ffmpeg"] })],
+    ],
+    [
+      "no worker has the encoder",
+      { ...ffmpeg, needs: { ...NO_NEEDS, encoders: ["h264_nvenc"] } },
+      [worker("w", { lastSeen: 9_000, tools: { ffmpeg: toolCaps() } })],
+    ],
+    ["every able worker is barred from it", { ...ffmpeg, barred: ["w"] }, [worker("w", { lastSeen: 9_000 })]],
+    ["pinned, its worker barred, no other", { ...ffmpeg, pin: "w", barred: ["w"] }, [worker("w", { lastSeen: 9_000 })]],
+  ])("%s: the reason starts with the no-capable-worker marker", (_name, job, workers) => {
+    const why = unrunnable(job, workers, live)
+    expect(noCapableWorker(why)).toBe(true)
   })
 })
 

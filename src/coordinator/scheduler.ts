@@ -108,7 +108,7 @@ export function missing(job: Pick<Eligible, "binary" | "needs">, worker: Pick<Wo
  * Why none of `workers` could ever run `job` (load aside, by `eligible`), or undefined when one could:
  * what the janitor and the submission fail a job with. When workers have the binary and paths but lack
  * capabilities, the needs none of them has are named (`no online worker has encoder h264_nvenc`); a job
- * barred from (or pinned to) workers is told so; otherwise what it needs of the basics (binary, `$Var`
+ * barred from workers is told so (a pin never makes a job unrunnable: it lapses, `lapsedPin`); otherwise what it needs of the basics (binary, `$Var`
  * paths, path tokens) is listed, as before issue 12.
  */
 export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): string | undefined {
@@ -121,7 +121,8 @@ export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): st
       job.paths.every((p) => w.paths.includes(p)) &&
       (!job.pathTokens || writesPathTokens(w)),
   )
-  const open = basic.filter((w) => (!job.pin || job.pin === w.id) && !job.barred?.includes(w.id))
+  // A pin still here is a worker that could run it (`lapsedPin`): eligible above. Only bars remain.
+  const open = basic.filter((w) => !job.barred?.includes(w.id))
   if (open.length) {
     const lacks = open.map((w) => missing(job, w))
     const common = lacks[0].filter((x) => lacks.every((l) => l.includes(x)))
@@ -129,9 +130,8 @@ export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): st
     const each = open.slice(0, 5).map((w, i) => `${w.id} lacks ${lacks[i].join(", ")}`)
     return `${NO_CAPABLE_WORKER} has all it needs (${each.join("; ")}${open.length > 5 ? "; ..." : ""})`
   }
-  if (basic.length && job.pin) return `the worker it is pinned to (${job.pin}) is not online or cannot run it`
   if (basic.length)
-    return `every online worker that could run it failed to start it in time (${job.barred!.join(", ")})`
+    return `${NO_CAPABLE_WORKER} may run it: every one that could failed to start it in time (${job.barred!.join(", ")})`
   // Path tokens are named only when they are what is missing: a worker has the rest but is older.
   const older = job.pathTokens && up.some((w) => eligible({ ...job, pathTokens: false }, w, live))
   const need = [
@@ -261,22 +261,26 @@ export const WAIT = Symbol("wait")
 
 /**
  * The pin a pass places `job` by. A pin (an info command's reference worker, coordinator/info.ts) holds
- * while its worker serves; while that worker's poll is closed (it is between two polls, or was just
- * killed) the job waits for its next poll rather than go elsewhere; once the worker no longer serves
- * (its poll gone past `poll_gone_seconds`, or offline) the pin lapses and any able worker may answer, so
- * a dead reference worker never strands or fails the command.
+ * while its worker serves and could run the job; while that worker's poll is closed (it is between two
+ * polls, or was just killed) the job waits for its next poll rather than go elsewhere; once the worker no
+ * longer serves (its poll gone past `poll_gone_seconds`, or offline), or can no longer run the job (barred
+ * from it after an assignment timed out, re-registered without a path variable the job names), the pin
+ * lapses and any able worker may answer, so a reference worker never strands or fails the command.
  */
 export function pinNow(job: Eligible, candidates: Candidate[]): string | null | typeof WAIT {
   if (!job.pin) return null
   const w = candidates.find((c) => c.worker.id === job.pin)?.worker
-  if (!w) return null
+  if (!w || !pinnedCanRun(job, w)) return null
   return w.pollClosedAt === null || w.pollClosedAt === undefined ? job.pin : WAIT
 }
 
-/** `job` without its pin when the pinned worker is not among `up` (the workers that serve): see `pinNow`. */
+/** `job` without its pin when the pinned worker is not among `up` (the workers that serve) or cannot run it: see `pinNow`. */
 export function lapsedPin<J extends Eligible>(job: J, up: Worker[]): J {
-  return job.pin && !up.some((w) => w.id === job.pin) ? { ...job, pin: null } : job
+  return job.pin && !up.some((w) => w.id === job.pin && pinnedCanRun(job, w)) ? { ...job, pin: null } : job
 }
+
+/** Whether its pinned worker (known to serve) could run `job`, the pin aside. */
+const pinnedCanRun = (job: Eligible, w: Worker) => eligible({ ...job, pin: null }, w)
 
 export interface Scheduler {
   /** Asks for a scheduling pass soon; passes never overlap and requests made during one cause another. */

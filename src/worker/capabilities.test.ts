@@ -242,6 +242,24 @@ describe("the detector: removal, cache, failures", () => {
       hwDevices: ["cuda"],
     })
   })
+  test("a removed device type takes the encoders, decoders and filters that need it along, as detection does", () => {
+    const tool = toolCaps({
+      encoders: ["libx264", "h264_nvenc", "h264_vaapi"],
+      decoders: ["h264", "h264_cuvid"],
+      filters: ["scale", "scale_cuda", "scale_npp", "scale_vaapi"],
+      hwaccels: ["cuda", "vaapi"],
+      hwDevices: ["cuda", "vaapi"],
+    })
+    for (const rm of [{ hwaccels: ["cuda"] }, { hw_devices: ["cuda"] }])
+      expect(removeCapabilities(tool, { ...none, ...rm })).toEqual({
+        ...tool,
+        encoders: ["libx264", "h264_vaapi"],
+        decoders: ["h264"],
+        filters: ["scale", "scale_vaapi"],
+        hwaccels: ["vaapi"],
+        hwDevices: ["vaapi"],
+      })
+  })
   test("detects once per binary file; a changed file is detected again", async () => {
     const exe = writeFfmpegWrapper(mkdtempSync(join(dir, "d-")), { version: "9.9-test" })
     const seen: string[][] = []

@@ -180,14 +180,18 @@ export async function detectTool(
 /** `remove_capabilities` applied to one binary's tools. */
 export function removeCapabilities(tool: ToolCapabilities, rm: RemoveCapabilities): ToolCapabilities {
   const without = (list: string[], drop: string[]) => (drop.length ? list.filter((n) => !drop.includes(n)) : list)
+  // A hwaccel and its device type go together: a hwaccel is only advertised with its device. And so do
+  // the encoders, decoders and filters that need the device (`deviceOf`), as when it did not initialise.
+  const devices = [...rm.hw_devices, ...rm.hwaccels]
+  const withoutDevices = (list: string[], drop: string[]) =>
+    without(list, drop).filter((n) => !devices.includes(deviceOf(n) ?? ""))
   return {
     ...tool,
-    encoders: without(tool.encoders, rm.encoders),
-    decoders: without(tool.decoders, rm.decoders),
-    // A hwaccel and its device type go together: a hwaccel is only advertised with its device.
-    hwaccels: without(tool.hwaccels, [...rm.hwaccels, ...rm.hw_devices]),
-    hwDevices: without(tool.hwDevices, [...rm.hw_devices, ...rm.hwaccels]),
-    filters: without(tool.filters, rm.filters),
+    encoders: withoutDevices(tool.encoders, rm.encoders),
+    decoders: withoutDevices(tool.decoders, rm.decoders),
+    hwaccels: without(tool.hwaccels, devices),
+    hwDevices: without(tool.hwDevices, devices),
+    filters: withoutDevices(tool.filters, rm.filters),
     muxers: without(tool.muxers, rm.muxers),
     demuxers: without(tool.demuxers, rm.demuxers),
   }

@@ -286,6 +286,35 @@ describe("the cluster cannot place the job", () => {
   }, 60_000)
 })
 
+describe("no_capable_worker for a probe, at the probe lane's own timeout", () => {
+  let c: Cluster
+  afterAll(async () => {
+    await c?.stop()
+  })
+  test("a probe no worker took within probe_pending_timeout (shorter than job_pending_timeout, as by default) runs here", async () => {
+    c = await Cluster.start({
+      coordinatorConfig: {
+        ...FAST.coordinatorConfig,
+        janitor: { interval: 0.25, jitter: 0.05, job_pending_timeout: 30, probe_pending_timeout: 0.5 },
+      },
+      workers: 0,
+    })
+    const log = join(c.dir, "probe.jsonl")
+    const env = c.clientWith("probe", {
+      fallback: { when: ["no_capable_worker"], ffprobe: "/usr/bin/ffprobe", log_file: log },
+    })
+    const r = await c.run("ffprobe", ["-version"], { env })
+    expect(r.code).toBe(0)
+    expect(r.out).toBe((await c.local("ffprobe", ["-version"])).out)
+    const [job] = await c.jobs()
+    expect(job.error).toBe(
+      "no online worker took the probe within 0.5 s (janitor.probe_pending_timeout): no worker is online",
+    )
+    const [e] = entries(log)
+    expect([e.reason, e.exit_code]).toEqual(["no_capable_worker", 0])
+  }, 60_000)
+})
+
 describe("queue_timeout with the only worker busy", () => {
   let c: Cluster
   beforeAll(async () => {

@@ -17,6 +17,8 @@ import { DffmpegError } from "../../src/shared/errors.ts"
 import { createLogger } from "../../src/shared/log.ts"
 import type { Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import type { NewJob, Store } from "../../src/store/types.ts"
+import { createStore } from "../../src/store/index.ts"
+import type { HeldOutput } from "../../src/store/held.ts"
 import { memoryStore, newJob, registration, T0 } from "./fixtures.ts"
 
 export { T0 }
@@ -50,9 +52,14 @@ export class RouteHarness {
     readonly config: CoordinatorConfig,
   ) {}
 
-  /** `config`: coordinator settings as in its YAML file (e.g. `{ limits: { max_stdin_bytes: 10 } }`). */
-  static async open(config: Record<string, unknown> = {}): Promise<RouteHarness> {
-    const store = await memoryStore()
+  /**
+   * `config`: coordinator settings as in its YAML file (e.g. `{ limits: { max_stdin_bytes: 10 } }`);
+   * `held`: the coordinator's in-memory stdout (store/held.ts), as a coordinator process has.
+   */
+  static async open(config: Record<string, unknown> = {}, held?: HeldOutput): Promise<RouteHarness> {
+    const store = held
+      ? await createStore({ database: { engine: "sqlite", path: ":memory:" }, held })
+      : await memoryStore()
     const h = new RouteHarness(store, v.parse(CoordinatorConfig, config))
     // Routes wake nobody themselves: the store's changes do, as in the coordinator.
     wireWakeups(store, { notifier: h.hub, scheduler: { kick: () => void h.kicks++ } })

@@ -56,7 +56,14 @@ export const infoOf = (deps: Deps): InfoCache =>
     log: deps.log.withTag("info"),
     maxEntries: deps.config.info_cache_entries,
     preferred: deps.config.reference_worker,
-    live: () => ({ now: deps.now(), staleMs: deps.staleMs }),
+    // The scheduler's liveness, poll connections included: a reference worker killed a moment ago (its
+    // poll gone past poll_gone_seconds, not stale yet) would be pinned, its pin lapse at once, and every
+    // info command of that window run elsewhere uncached.
+    live: () => ({
+      now: deps.now(),
+      staleMs: deps.staleMs,
+      pollGoneMs: deps.config.scheduling.poll_gone_seconds * 1000,
+    }),
     now: deps.now,
   }))
 

@@ -173,3 +173,17 @@ describe("scheduling config", () => {
     await expect(RouteHarness.open({ scheduling })).rejects.toThrow(message)
   })
 })
+
+describe("an info command with needs from client rules", () => {
+  test("is pinned to a reference worker that has the labels a rule gives it, not to a wider one without", async () => {
+    h = await RouteHarness.open({
+      scheduling: { rules: [{ match: { identity: "jellyfin" }, labels: { gpu: "nvidia" } }] },
+    })
+    await h.worker("wide", { tools: { ffmpeg: tool({ encoders: ["libx264", "aac", "libx265", "libvpx"] }) } })
+    await h.worker("gpu", { tools: { ffmpeg: tool() }, labels: { gpu: "nvidia" } })
+    const job = (await (await submit(jellyfin, ["-encoders"])).json()) as Job
+    expect(job).toMatchObject({ status: "queued", lane: "probe", pin: "gpu", needs: { labels: { gpu: "nvidia" } } })
+    // Another identity's is answered by the widest, as before.
+    expect(await (await submit(alice, ["-encoders"])).json()).toMatchObject({ status: "queued", pin: "wide" })
+  })
+})

@@ -3,6 +3,7 @@ import { admin, alice, bob, RouteHarness, T0 } from "../../../../test/helpers/ro
 import { newId } from "../../../shared/ids.ts"
 import { WITHDRAWN_FOR_FALLBACK } from "../../../shared/protocol/fallback.ts"
 import { concatFrames, decodeFrames, encodeFrame, Kind } from "../../../shared/protocol/frames.ts"
+import { createHeldOutput } from "../../../store/held.ts"
 
 let h: RouteHarness
 beforeEach(async () => {
@@ -496,6 +497,51 @@ describe("POST /jobs: info commands", () => {
     })
     expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="reference"} 1\n')
     expect(counted).toContain('dffmpeg_info_commands_total{binary="ffmpeg",answer="cache"} 1\n')
+  })
+  test("the reference worker is one that can run it: a command from a mapped directory is not pinned to a worker without that path", async () => {
+    // w1 has the widest tools but not $Media; w2 has $Media. Pinned to w1, the command could run nowhere.
+    const wide = { ffmpeg: { ...tools.ffmpeg, encoders: ["libx264", "libx265", "aac"] } }
+    await h.worker("w1", { tools: wide })
+    await h.worker("w2", { tools, paths: ["Media"] })
+    const res = await h.request(alice, "POST", J, {
+      binary: "ffmpeg",
+      args: ["-version"],
+      paths: ["Media"],
+      cwd: "$Media/shows",
+      stdin: false,
+    })
+    expect(res.status).toBe(201)
+    expect(await res.json()).toMatchObject({ status: "queued", pin: "w2", lane: "probe" })
+    // Without a path it is pinned to the widest, as before.
+    expect(await (await submit()).json()).toMatchObject({ status: "queued", pin: "w1" })
+  })
+  test("an attached one whose stdout the coordinator held in memory is cached with those bytes", async () => {
+    await h.close()
+    const held = createHeldOutput(1024 * 1024)
+    h = await RouteHarness.open({}, held)
+    await h.worker("w1", { tools })
+    const body = { binary: "ffmpeg", args: ["-version"], paths: [], cwd: null, stdin: false, attached: true }
+    const first = (await (await h.request(alice, "POST", J, body)).json()) as { id: string; pin: string }
+    expect(first.pin).toBe("w1")
+    const { epoch } = (await h.store.assign(first.id, "w1", h.clock))!
+    expect((await h.request(w1, "POST", `${J}/${first.id}/start?epoch=${epoch}`)).status).toBe(200)
+    const enc = new TextEncoder()
+    const out = concatFrames([encodeFrame(Kind.stdout, 1, enc.encode("ffmpeg version 5.1.9\n"))])
+    expect((await h.request(w1, "POST", `${J}/${first.id}/output?epoch=${epoch}&retain=1`, out)).status).toBe(200)
+    // Held: its row stores no bytes, the coordinator's memory does.
+    expect(held.bytes).toBe(21)
+    const exit = concatFrames([encodeFrame(Kind.exit, 0, enc.encode(JSON.stringify({ code: 0, signal: null })))])
+    expect((await h.request(w1, "POST", `${J}/${first.id}/output?epoch=${epoch}&retain=1`, exit)).status).toBe(200)
+    const again = (await (await h.request(alice, "POST", J, body)).json()) as { id: string; status: string }
+    expect(again.status).toBe("completed")
+    for (const id of [first.id, again.id]) {
+      const frames = decodeFrames(
+        new Uint8Array(await (await h.request(alice, "GET", `${J}/${id}/output`)).arrayBuffer()),
+      )
+      expect(frames.filter((f) => f.kind === Kind.stdout).map((f) => new TextDecoder().decode(f.data))).toEqual([
+        "ffmpeg version 5.1.9\n",
+      ])
+    }
   })
   test("with no worker that registered tools it is not pinned: an ordinary probe any worker may answer", async () => {
     await h.worker("w0")

@@ -297,6 +297,7 @@ export function jobRoutes(deps: Deps) {
       paths,
       env: req.env,
       pathTokens: req.pathTokens,
+      needs: placing.needs,
     })
     const fresh = {
       id: newId(),
