@@ -216,6 +216,21 @@ describe("the cache", () => {
     expect((await info.plan(req))?.kind).toBe("ask")
   })
 
+  test("a plan whose job was never created is forgotten: the next identical command asks again", async () => {
+    const store = await cluster({ a: tool() })
+    const info = createInfoCache({ store, log, maxEntries: 8 })
+    const plan = await info.plan(req)
+    if (plan?.kind !== "ask") throw new Error("expected an ask")
+    info.asking({ id: "01J0000000000000000000000D" }, plan)
+    const waits = await info.plan(req)
+    if (waits?.kind !== "wait") throw new Error("expected a wait")
+    info.waiting({ id: "01J0000000000000000000000E" }, waits)
+    info.abandoned("01J0000000000000000000000E")
+    info.abandoned("01J0000000000000000000000D")
+    expect(info.size()).toEqual({ entries: 0, bytes: 0, pending: 0, waiting: 0 })
+    expect((await info.plan(req))?.kind).toBe("ask")
+  })
+
   test("a followed job canceled before it ran is forgotten", async () => {
     const store = await cluster({ a: tool() })
     const info = createInfoCache({ store, log, maxEntries: 8 })

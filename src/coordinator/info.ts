@@ -55,6 +55,8 @@ export interface InfoCache {
   waiting(job: Pick<Job, "id">, plan: Extract<InfoPlan, { kind: "wait" }>): void
   /** A worker's upload as the store accepted it (worker-protocol.ts): the answer of a followed job. */
   uploaded(id: string, epoch: number, chunks: OutputChunk[], exit: ExitReport | undefined, after: Job): void
+  /** The job of a plan was never created (the store refused it): forget it, so the next identical command asks. */
+  abandoned(id: string): void
   /** Entries and bytes held, jobs followed and jobs waiting, for tests. */
   size(): { entries: number; bytes: number; pending: number; waiting: number }
 }
@@ -235,6 +237,21 @@ export function createInfoCache(deps: {
       keep(p.key, { worker: p.worker, hash: p.hash, answer, bytes: p.bytes, from: p.from })
       settle(p.key, { answer, reason: `answered with the answer of job ${id}: ${p.from}` })
       deps.log.debug("info answer cached", { job: id, worker: p.worker, bytes: p.bytes })
+    },
+
+    abandoned(id) {
+      const p = pending.get(id)
+      if (p) {
+        pending.delete(id)
+        settle(p.key)
+      }
+      for (const [key, ids] of waiters) {
+        const i = ids.indexOf(id)
+        if (i === -1) continue
+        ids.splice(i, 1)
+        waiting--
+        if (!ids.length) waiters.delete(key)
+      }
     },
 
     size: () => ({ entries: entries.size, bytes, pending: pending.size, waiting }),

@@ -324,6 +324,7 @@ export function jobRoutes(deps: Deps) {
       : store.createJob(fresh, now())
     ).catch((err) => {
       slot?.()
+      info.abandoned(fresh.id)
       throw err
     })
     log.info(plan?.kind === "answer" ? "job answered from the info cache" : "job submitted", {
