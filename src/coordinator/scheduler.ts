@@ -13,6 +13,13 @@ const free = (c: Candidate, lane: Lane) => {
   return s.used < s.total
 }
 
+/** Slots of `lane` free across the candidates. */
+const freeSlots = (candidates: Candidate[], lane: Lane) =>
+  candidates.reduce((n, c) => {
+    const s = slots(c, lane)
+    return n + Math.max(0, s.total - s.used)
+  }, 0)
+
 export interface Candidate {
   worker: Worker
   /** Transcodes assigned to or running on it (its `maxJobs` slots). */
@@ -306,6 +313,7 @@ export function createScheduler(deps: {
   let running: Promise<void> | undefined
   let again = false
 
+  /** The largest page of queued jobs a pass reads at once. */
   const PAGE = 200
   let timer: ReturnType<typeof setTimeout> | undefined
   let timerAt = Infinity
@@ -336,11 +344,16 @@ export function createScheduler(deps: {
     }))
     // Probes first, in their own slots; then transcodes. Each lane is paged through in queue order
     // (priority with aging: see docs/scheduling.md), so that jobs no worker can run never starve those
-    // behind them; a lane's paging stops as soon as every slot of that lane is taken.
+    // behind them; a lane's paging stops as soon as every slot of that lane is taken. The first page is
+    // as many jobs as there are free slots (one free slot reads one job, not a page of 200); each next
+    // page, needed only when jobs were skipped (no worker fits, a pin waits), is twice the last, up to PAGE.
     for (const lane of LANES) {
       let after: QueueCursor | undefined
+      let size = Math.min(PAGE, freeSlots(candidates, lane))
       while (candidates.some((c) => free(c, lane))) {
-        const queued = await deps.store.queuedJobs(PAGE, after, lane)
+        const page = size
+        size = Math.min(PAGE, size * 2)
+        const queued = await deps.store.queuedJobs(page, after, lane)
         for (const job of queued) {
           const pin = pinNow(job, candidates)
           // Its worker's poll is closed (between two polls, or killed): wait for it to poll again, or
@@ -358,7 +371,7 @@ export function createScheduler(deps: {
           else choice.load++
           deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch, lane })
         }
-        if (queued.length < PAGE) break
+        if (queued.length < page) break
         const last = queued[queued.length - 1]
         after = { key: last.queueKey, id: last.id }
       }
