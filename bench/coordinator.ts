@@ -9,7 +9,7 @@
  * it runs (SqliteOptions.onStatement), and reports its counters and its own CPU time when asked on stdin.
  * A write transaction is a BEGIN IMMEDIATE, or a write statement outside one (SQLite's autocommit).
  * Figures per job include what the worker's polls and heartbeats cost while the jobs run.
- * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40).
+ * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40); --detail lists each statement's runs per job on stderr.
  */
 import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
@@ -20,6 +20,8 @@ import { signedFetch } from "../test/helpers/signed.ts"
 import { ensureBuilt, f, pct, timed } from "./_common.ts"
 
 interface Counters {
+  /** Each statement's SQL and how many times it ran (`--detail`). */
+  shapes?: [string, number][]
   statements: number
   selects: number
   writes: number
@@ -41,12 +43,14 @@ async function serve(configPath: string): Promise<void> {
   const paths = storePaths(config, base)
   const n: Omit<Counters, "cpuMs"> = { statements: 0, selects: 0, writes: 0, transactions: 0 }
   let inTx = false
+  const shapes = new Map<string, number>()
   const store = createSqliteStore({
     path: paths.database,
     keys: fileKeyring(paths.secret!),
     held: createHeldOutput(config.relay.memory_mb * 1024 * 1024),
     onStatement: (sql) => {
       n.statements++
+      shapes.set(sql, (shapes.get(sql) ?? 0) + 1)
       const verb = sql.trimStart().slice(0, 7).toLowerCase()
       if (verb.startsWith("begin")) {
         inTx = true
@@ -63,7 +67,7 @@ async function serve(configPath: string): Promise<void> {
   await startCoordinator(config, { log, base, store })
   for await (const _ of console) {
     const u = process.cpuUsage()
-    process.stdout.write(JSON.stringify({ ...n, cpuMs: (u.user + u.system) / 1000 }) + "\n")
+    process.stdout.write(JSON.stringify({ ...n, cpuMs: (u.user + u.system) / 1000, shapes: [...shapes] }) + "\n")
   }
 }
 
@@ -129,8 +133,13 @@ async function main() {
   const i0 = await stats()
   await Bun.sleep(span)
   const i1 = await stats()
-  const per = (k: keyof Counters) => (b[k] - a[k]) / jobs
-  const idle = (k: keyof Counters) => (i1[k] - i0[k]) / jobs
+  if (process.argv.includes("--detail")) {
+    const was = new Map(a.shapes)
+    const top = b.shapes!.map(([q, n]) => [q, (n - (was.get(q) ?? 0)) / jobs] as const).filter(([, n]) => n > 0)
+    for (const [q, n] of top.sort((x, y) => y[1] - x[1])) console.error(n.toFixed(2).padStart(6), q.slice(0, 220))
+  }
+  const per = (k: Exclude<keyof Counters, "shapes">) => (b[k] - a[k]) / jobs
+  const idle = (k: Exclude<keyof Counters, "shapes">) => (i1[k] - i0[k]) / jobs
 
   const key = c.key("client1")
   const rates: { conns: number; perSec: number }[] = []
@@ -156,7 +165,7 @@ async function main() {
     rates.push({ conns, perSec: total / ((performance.now() - t) / 1000) })
   }
 
-  const row = (name: string, k: keyof Counters, digits = 1) =>
+  const row = (name: string, k: Exclude<keyof Counters, "shapes">, digits = 1) =>
     `| ${name} | ${per(k).toFixed(digits)} | ${idle(k).toFixed(digits)} | ${(per(k) - idle(k)).toFixed(digits)} |`
   console.log(
     [
