@@ -729,6 +729,23 @@ describe("createScheduler", () => {
     expect((await store.getJob(last.id))?.workerId).toBe("w1")
   })
 
+  test("a pass over an empty queue reads one job per lane and neither the workers nor their loads", async () => {
+    await online("w1", reg(), clock)
+    let reads = 0
+    const list = store.listWorkers.bind(store)
+    const loads = store.laneLoads.bind(store)
+    store.listWorkers = () => (reads++, list())
+    store.laneLoads = () => (reads++, loads())
+    scheduler.kick()
+    await scheduler.idle()
+    expect(reads).toBe(0)
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect(reads).toBe(2)
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
+  })
+
   test("a pass reads as many queued jobs as there are free slots, and more only past jobs it skipped", async () => {
     await online("w1", reg({ maxJobs: 2, maxProbeJobs: 0 }), clock)
     for (let i = 0; i < 300; i++) await submit()
@@ -745,7 +762,8 @@ describe("createScheduler", () => {
     let asked = recordPages()
     scheduler.kick()
     await scheduler.idle()
-    expect(asked).toEqual([2])
+    // One job to see that the lane has any, then a page of the two free slots.
+    expect(asked).toEqual([1, 2])
     expect(await store.workerLoads()).toEqual(new Map([["w1", 2]]))
     // Five jobs no worker can run ahead of the runnable ones: pages of 2, 4, 8 find the next runnable job.
     await store.close()
@@ -758,7 +776,7 @@ describe("createScheduler", () => {
     asked = recordPages()
     scheduler.kick()
     await scheduler.idle()
-    expect(asked).toEqual([1, 2, 4])
+    expect(asked).toEqual([1, 1, 2, 4])
     expect((await store.getJob(runnable.id))?.workerId).toBe("w1")
   })
 
