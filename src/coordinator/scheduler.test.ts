@@ -729,6 +729,57 @@ describe("createScheduler", () => {
     expect((await store.getJob(last.id))?.workerId).toBe("w1")
   })
 
+  test("a pass over an empty queue reads one job per lane and neither the workers nor their loads", async () => {
+    await online("w1", reg(), clock)
+    let reads = 0
+    const list = store.listWorkers.bind(store)
+    const loads = store.laneLoads.bind(store)
+    store.listWorkers = () => (reads++, list())
+    store.laneLoads = () => (reads++, loads())
+    scheduler.kick()
+    await scheduler.idle()
+    expect(reads).toBe(0)
+    const job = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect(reads).toBe(2)
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
+  })
+
+  test("a pass reads as many queued jobs as there are free slots, and more only past jobs it skipped", async () => {
+    await online("w1", reg({ maxJobs: 2, maxProbeJobs: 0 }), clock)
+    for (let i = 0; i < 300; i++) await submit()
+    /** The page sizes the pass asks the transcode lane for. */
+    const recordPages = () => {
+      const asked: number[] = []
+      const read = store.queuedJobs.bind(store)
+      store.queuedJobs = (limit, after, lane) => {
+        if (lane !== "probe") asked.push(limit)
+        return read(limit, after, lane)
+      }
+      return asked
+    }
+    let asked = recordPages()
+    scheduler.kick()
+    await scheduler.idle()
+    // One job to see that the lane has any, then a page of the two free slots.
+    expect(asked).toEqual([1, 2])
+    expect(await store.workerLoads()).toEqual(new Map([["w1", 2]]))
+    // Five jobs no worker can run ahead of the runnable ones: pages of 2, 4, 8 find the next runnable job.
+    await store.close()
+    store = await memoryStore()
+    scheduler = makeScheduler()
+    await online("w1", reg({ maxJobs: 1, maxProbeJobs: 0 }), clock)
+    for (let i = 0; i < 5; i++) await submit({ paths: ["Nowhere"] })
+    const runnable = await submit()
+    for (let i = 0; i < 300; i++) await submit()
+    asked = recordPages()
+    scheduler.kick()
+    await scheduler.idle()
+    expect(asked).toEqual([1, 1, 2, 4])
+    expect((await store.getJob(runnable.id))?.workerId).toBe("w1")
+  })
+
   test("assigns a job queued behind fewer than 200 jobs that no worker can run", async () => {
     await online("w1", reg({ maxJobs: 1 }), clock)
     for (let i = 0; i < 199; i++) await submit({ paths: ["Nowhere"] })

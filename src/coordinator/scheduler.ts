@@ -13,6 +13,13 @@ const free = (c: Candidate, lane: Lane) => {
   return s.used < s.total
 }
 
+/** Slots of `lane` free across the candidates. */
+const freeSlots = (candidates: Candidate[], lane: Lane) =>
+  candidates.reduce((n, c) => {
+    const s = slots(c, lane)
+    return n + Math.max(0, s.total - s.used)
+  }, 0)
+
 export interface Candidate {
   worker: Worker
   /** Transcodes assigned to or running on it (its `maxJobs` slots). */
@@ -306,7 +313,10 @@ export function createScheduler(deps: {
   let running: Promise<void> | undefined
   let again = false
 
+  /** The largest page of queued jobs a pass reads at once. */
   const PAGE = 200
+  /** Lanes the last pass over them left with queued jobs (see `pass`). */
+  const busy = new Set<Lane>()
   let timer: ReturnType<typeof setTimeout> | undefined
   let timerAt = Infinity
   /** One pass at `at` (coordinator time), or earlier; for pins waiting for their worker (pinNow). */
@@ -325,6 +335,13 @@ export function createScheduler(deps: {
     timer.unref?.()
   }
   const pass = async () => {
+    // Most kicks (a job started or ended, a poll) find the queue empty: one indexed read per lane says
+    // so, before the workers and their loads are read. A lane the last pass left with jobs in it is not
+    // asked (a busy queue costs what it did): `busy` is only a hint, an empty lane is read.
+    const waiting: Lane[] = []
+    for (const lane of LANES)
+      if (busy.has(lane) || (await deps.store.queuedJobs(1, undefined, lane)).length) waiting.push(lane)
+    if (!waiting.length) return
     const live = { now: deps.now(), staleMs: deps.staleMs, pollGoneMs: deps.pollGoneMs }
     const workers = (await deps.store.listWorkers()).filter((w) => serving(w, live))
     if (!workers.length) return
@@ -336,11 +353,18 @@ export function createScheduler(deps: {
     }))
     // Probes first, in their own slots; then transcodes. Each lane is paged through in queue order
     // (priority with aging: see docs/scheduling.md), so that jobs no worker can run never starve those
-    // behind them; a lane's paging stops as soon as every slot of that lane is taken.
-    for (const lane of LANES) {
+    // behind them; a lane's paging stops as soon as every slot of that lane is taken. The first page is
+    // as many jobs as there are free slots (one free slot reads one job, not a page of 200); each next
+    // page, needed only when jobs were skipped (no worker fits, a pin waits), is twice the last, up to PAGE.
+    for (const lane of waiting) {
       let after: QueueCursor | undefined
+      let size = Math.min(PAGE, freeSlots(candidates, lane))
+      busy.add(lane)
       while (candidates.some((c) => free(c, lane))) {
-        const queued = await deps.store.queuedJobs(PAGE, after, lane)
+        const page = size
+        size = Math.min(PAGE, size * 2)
+        const queued = await deps.store.queuedJobs(page, after, lane)
+        let left = queued.length
         for (const job of queued) {
           const pin = pinNow(job, candidates)
           // Its worker's poll is closed (between two polls, or killed): wait for it to poll again, or
@@ -354,11 +378,16 @@ export function createScheduler(deps: {
           if (!choice) continue
           const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
           if (!done) continue
+          left--
           if (lane === "probe") choice.probes = (choice.probes ?? 0) + 1
           else choice.load++
           deps.log.info("job assigned", { job: job.id, worker: choice.worker.id, epoch: done.epoch, lane })
         }
-        if (queued.length < PAGE) break
+        if (queued.length < page) {
+          // The lane's last page, every job of it assigned: nothing is left queued in it.
+          if (!left && !after) busy.delete(lane)
+          break
+        }
         const last = queued[queued.length - 1]
         after = { key: last.queueKey, id: last.id }
       }

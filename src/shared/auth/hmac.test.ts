@@ -257,47 +257,68 @@ describe("NonceCache", () => {
 
   test("accepts a nonce once and refuses it again within the window", () => {
     const cache = new NonceCache(W)
-    expect(cache.remember("alice", "n1", 10_000)).toBe(true)
-    expect(cache.remember("alice", "n1", 10_000)).toBe(false)
-    expect(cache.remember("alice", "n1", 10_000 + W)).toBe(false)
+    expect(cache.remember("alice", "n1", 10_000)).toBe("new")
+    expect(cache.remember("alice", "n1", 10_000)).toBe("replay")
+    expect(cache.remember("alice", "n1", 10_000 + W)).toBe("replay")
   })
 
-  test("keeps a nonce for two windows, then accepts it again", () => {
+  test("keeps a nonce for at least two windows and forgets it within four", () => {
+    for (const offset of [0, 1, W, 2 * W - 1]) {
+      const cache = new NonceCache(W)
+      // The generation turns at 50_000; the nonce comes `offset` ms into it.
+      expect(cache.remember("x", "first", 50_000)).toBe("new")
+      const t0 = 50_000 + offset
+      expect(cache.remember("alice", "n1", t0)).toBe("new")
+      expect(cache.remember("alice", "n1", t0 + 2 * W - 1)).toBe("replay")
+      expect(cache.remember("alice", "n1", 50_000 + 4 * W)).toBe("new")
+      // Accepting it again starts a new period.
+      expect(cache.remember("alice", "n1", 50_000 + 4 * W + 1)).toBe("replay")
+    }
+  })
+
+  test("after a long idle spell both generations are empty", () => {
     const cache = new NonceCache(W)
-    const t0 = 50_000
-    expect(cache.remember("alice", "n1", t0)).toBe(true)
-    expect(cache.remember("alice", "n1", t0 + 2 * W - 1)).toBe(false)
-    expect(cache.remember("alice", "n1", t0 + 2 * W)).toBe(true)
-    // Accepting it again starts a new two-window period.
-    expect(cache.remember("alice", "n1", t0 + 2 * W + 1)).toBe(false)
+    expect(cache.remember("alice", "n1", 0)).toBe("new")
+    expect(cache.remember("alice", "n1", 10 * W)).toBe("new")
   })
 
   test("treats the same nonce from different clients independently", () => {
     const cache = new NonceCache(W)
-    expect(cache.remember("alice", "n1", 0)).toBe(true)
-    expect(cache.remember("bob", "n1", 0)).toBe(true)
-    expect(cache.remember("alice", "n1", 1)).toBe(false)
-    expect(cache.remember("bob", "n1", 1)).toBe(false)
+    expect(cache.remember("alice", "n1", 0)).toBe("new")
+    expect(cache.remember("bob", "n1", 0)).toBe("new")
+    expect(cache.remember("alice", "n1", 1)).toBe("replay")
+    expect(cache.remember("bob", "n1", 1)).toBe("replay")
   })
 
   test("does not confuse client/nonce pairs that concatenate to the same text", () => {
     const cache = new NonceCache(W)
-    expect(cache.remember("ab", "c", 0)).toBe(true)
-    expect(cache.remember("a", "bc", 0)).toBe(true)
+    expect(cache.remember("ab", "c", 0)).toBe("new")
+    expect(cache.remember("a", "bc", 0)).toBe("new")
   })
 
-  test("still refuses a replay after many other nonces were swept", () => {
+  test("still refuses a replay after many other nonces (the table grows and keeps them all)", () => {
     const cache = new NonceCache(W)
-    expect(cache.remember("alice", "keep", 0)).toBe(true)
-    for (let t = 0; t < 2 * W; t += 100) cache.remember("bob", `n${t}`, t)
-    expect(cache.remember("alice", "keep", 2 * W - 1)).toBe(false)
+    expect(cache.remember("alice", "keep", 0)).toBe("new")
+    for (let i = 0; i < 50_000; i++) expect(cache.remember("bob", `n${i}`, 1)).toBe("new")
+    expect(cache.remember("alice", "keep", 2 * W - 1)).toBe("replay")
+    for (let i = 0; i < 50_000; i += 997) expect(cache.remember("bob", `n${i}`, 2)).toBe("replay")
   })
 
-  test("uses a 30 s signing window by default", () => {
+  test("is bounded: past its size a new nonce is refused as full, a seen one still as a replay", () => {
+    const cache = new NonceCache(W, 3)
+    for (const n of ["a", "b", "c"]) expect(cache.remember("alice", n, 0)).toBe("new")
+    expect(cache.remember("alice", "d", 1)).toBe("full")
+    expect(cache.remember("alice", "b", 1)).toBe("replay")
+    // The next generation takes new nonces again and still refuses the old ones.
+    expect(cache.remember("alice", "d", 2 * W)).toBe("new")
+    expect(cache.remember("alice", "a", 2 * W)).toBe("replay")
+  })
+
+  test("uses a 30 s signing window by default: a nonce is kept at least 60 s", () => {
     const cache = new NonceCache()
-    expect(cache.remember("alice", "n1", 0)).toBe(true)
-    expect(cache.remember("alice", "n1", 59_999)).toBe(false)
-    expect(cache.remember("alice", "n1", 60_000)).toBe(true)
+    expect(cache.remember("alice", "n1", 0)).toBe("new")
+    expect(cache.remember("alice", "n1", 59_999)).toBe("replay")
+    expect(cache.remember("alice", "n1", 120_000)).toBe("new")
   })
 })
 

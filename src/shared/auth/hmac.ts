@@ -173,29 +173,87 @@ export function signRequest(opts: {
   }
 }
 
+/** Nonces one NonceCache generation holds at most (see NonceCache): 2^20, a table of 16 MiB at most. */
+export const NONCE_GENERATION_MAX = 1 << 20
+
 /**
- * Remembers nonces for the signing window so that a captured request cannot be replayed.
- * Entries expire with the window; the map is bounded by the request rate times the window.
+ * One generation of nonces: an open-addressing table of 64-bit hashes of (client, nonce), two uint32
+ * lanes per slot (0 marks an empty slot), doubled when half full: 16 to 32 bytes a nonce instead of a
+ * string key and a number in a Map.
  */
-export class NonceCache {
-  private seen = new Map<string, number>()
-  private sweepAt = 0
+class NonceTable {
+  private slots = new Uint32Array(2 * 4096)
+  size = 0
 
-  constructor(private windowMs = WINDOW_SECONDS * 1000) {}
-
-  /** Returns false when this (client, nonce) pair was already used within the window. */
-  remember(client: string, nonce: string, now: number): boolean {
-    if (now >= this.sweepAt) this.sweep(now)
-    const id = `${client}\n${nonce}`
-    const until = this.seen.get(id)
-    if (until !== undefined && until > now) return false
-    // A timestamp may be up to one window old or early, so keep the nonce for two windows.
-    this.seen.set(id, now + 2 * this.windowMs)
-    return true
+  /** True when the hash was there; otherwise adds it (the caller checked `size < max`). */
+  seenOrAdd(hi: number, lo: number): boolean {
+    const mask = this.slots.length / 2 - 1
+    let i = (lo ^ hi) & mask
+    for (;;) {
+      const h = this.slots[2 * i]!
+      if (h === 0) break
+      if (h === hi && this.slots[2 * i + 1] === lo) return true
+      i = (i + 1) & mask
+    }
+    this.slots[2 * i] = hi
+    this.slots[2 * i + 1] = lo
+    if (++this.size * 4 >= this.slots.length) this.grow()
+    return false
   }
 
-  private sweep(now: number) {
-    for (const [id, until] of this.seen) if (until <= now) this.seen.delete(id)
-    this.sweepAt = now + this.windowMs / 2
+  has(hi: number, lo: number): boolean {
+    const mask = this.slots.length / 2 - 1
+    for (let i = (lo ^ hi) & mask; ; i = (i + 1) & mask) {
+      const h = this.slots[2 * i]!
+      if (h === 0) return false
+      if (h === hi && this.slots[2 * i + 1] === lo) return true
+    }
+  }
+
+  private grow() {
+    const old = this.slots
+    this.slots = new Uint32Array(old.length * 2)
+    this.size = 0
+    for (let i = 0; i < old.length; i += 2) if (old[i] !== 0) this.seenOrAdd(old[i]!, old[i + 1]!)
+  }
+}
+
+/**
+ * Remembers nonces for the signing window so that a captured request cannot be replayed. A timestamp
+ * may be up to one window old or early, so a nonce must be kept for two windows: nonces go into the
+ * current generation, which becomes the previous one after two windows and is dropped after two more
+ * (each nonce is kept 2 to 4 windows). They are kept as 64-bit hashes under seeds of this process (a
+ * false "replayed" takes a 64-bit collision, about 1 in 10^7 at a full table). Bounded: a generation
+ * holds at most `max` nonces (NONCE_GENERATION_MAX, over 17,000 signed requests/s for a whole minute);
+ * past it `remember` answers "full" and the request is refused (fail closed: forgetting a nonce would
+ * let its request be replayed) until the generation turns.
+ */
+export class NonceCache {
+  private cur = new NonceTable()
+  private prev = new NonceTable()
+  private turnAt = -Infinity
+  private readonly seeds = crypto.getRandomValues(new Uint32Array(2))
+
+  constructor(
+    private windowMs = WINDOW_SECONDS * 1000,
+    private max = NONCE_GENERATION_MAX,
+  ) {}
+
+  /** "new" the first time this (client, nonce) pair is seen within the window, "replay" after; "full" past the bound. */
+  remember(client: string, nonce: string, now: number): "new" | "replay" | "full" {
+    if (now >= this.turnAt) {
+      const generation = 2 * this.windowMs
+      const idle = now >= this.turnAt + generation
+      this.prev = idle ? new NonceTable() : this.cur
+      this.cur = new NonceTable()
+      this.turnAt = idle ? now + generation : this.turnAt + generation
+    }
+    const id = `${client}\n${nonce}`
+    // Never 0 (an empty slot).
+    const hi = (Bun.hash.murmur32v3(id, this.seeds[0]) | 1) >>> 0
+    const lo = Bun.hash.murmur32v3(id, this.seeds[1]) >>> 0
+    if (this.prev.has(hi, lo)) return "replay"
+    if (this.cur.size >= this.max) return this.cur.has(hi, lo) ? "replay" : "full"
+    return this.cur.seenOrAdd(hi, lo) ? "replay" : "new"
   }
 }

@@ -19,6 +19,14 @@ export interface SqlDialect {
    * pages and old pages in the WAL (keys.ts); server databases manage their own storage.
    */
   readonly wipeOnReplace: boolean
+  /**
+   * A statement answering one number that changes whenever another connection (another process on the
+   * database: `dffmpeg admin --local`, a second coordinator) has committed since this connection last
+   * asked; undefined when the engine has none. The credential cache (users.ts) lives on it.
+   */
+  /** Whether INSERT and UPDATE can answer the rows they wrote (`RETURNING`), saving a read after each transition. */
+  readonly returning: boolean
+  readonly othersCommitted?: RawBuilder<{ data_version: number }>
   /** `insert` that skips rows whose `columns` (a unique key) already exist. */
   insertIgnore<DB, TB extends keyof DB, O>(
     q: InsertQueryBuilder<DB, TB, O>,
@@ -39,6 +47,10 @@ export const sqliteDialect: SqlDialect = {
   name: "sqlite",
   forUpdate: false,
   wipeOnReplace: true,
+  // Since SQLite 3.35 (2021).
+  returning: true,
+  // Per connection: unchanged by this connection's own commits, changed by anyone else's.
+  othersCommitted: sql<{ data_version: number }>`PRAGMA data_version`,
   // ON CONFLICT (...) DO NOTHING, which PostgreSQL shares.
   insertIgnore: (q, columns) => q.onConflict((oc) => oc.columns(columns as never).doNothing()),
   blob: () => sql`blob`,
@@ -53,6 +65,7 @@ export const postgresDialect: SqlDialect = {
   name: "postgres",
   forUpdate: true,
   wipeOnReplace: false,
+  othersCommitted: undefined,
   blob: () => sql`bytea`,
   big: () => sql`bigint`,
   serialKey: (t, col) => t.addColumn(col, "bigserial", (c) => c.primaryKey()) as typeof t,
@@ -62,6 +75,7 @@ export const postgresDialect: SqlDialect = {
 export const mysqlDialect: SqlDialect = {
   ...postgresDialect,
   name: "mysql",
+  returning: false,
   insertIgnore: (q) => q.ignore(),
   blob: () => sql`longblob`,
   str: (n = 255) => sql.raw(`varchar(${n})`),

@@ -4,7 +4,7 @@ import type { HeldOutput } from "../held.ts"
 import { reportedByWorker, step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
 import type { Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
-import { stderrProblem, toJob, type JobUpdate, type Sql } from "./shared.ts"
+import { stderrProblem, toJob, type JobRow, type JobUpdate, type Sql } from "./shared.ts"
 
 /** What a transition the machine allowed writes besides the status: columns, and the timeline's reason. */
 export interface Effects {
@@ -51,7 +51,7 @@ export interface Writer {
  * caller has not acknowledged is as durable as its end; the memory is released once that committed.
  */
 export function createWriter(c: Sql, held?: HeldOutput): Writer {
-  const { tx, dialect, fullJob } = c
+  const { tx, dialect, fullJob, withArgs } = c
   const listeners = new Set<(c: StoreChange) => void>()
   /** Tells the listeners what committed. A failing listener is reported, never undoes nor fails the write. */
   const emit = (out: StoreChange[]) => {
@@ -74,24 +74,28 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
 
   // apply and mutate: see Writer.
   const apply: Writer["apply"] = async (t, out, job, s, fx, now) => {
-    if (!job)
-      await t
-        .insertInto("jobs")
-        .values({ ...fx.insert!, status: storedStatus(s.to) })
-        .execute()
-    else {
-      const res = await t
+    // With RETURNING the write answers the row it wrote; otherwise the row is read after it.
+    let written: JobRow | undefined
+    if (!job) {
+      const q = t.insertInto("jobs").values({ ...fx.insert!, status: storedStatus(s.to) })
+      if (dialect.returning) written = await q.returningAll().executeTakeFirstOrThrow()
+      else await q.execute()
+    } else {
+      const q = t
         .updateTable("jobs")
         .set({ ...fx.set, status: storedStatus(s.to), updated_at: now })
         .where("id", "=", job.id)
         .where("status", "=", job.status)
         .where("epoch", "=", job.epoch)
-        .executeTakeFirst()
-      if (res.numUpdatedRows === 0n) return undefined
+      if (dialect.returning) {
+        written = await q.returningAll().executeTakeFirst()
+        if (!written) return undefined
+      } else if ((await q.executeTakeFirst()).numUpdatedRows === 0n) return undefined
     }
     const id = job?.id ?? fx.insert!.id
+    // Writing what is held touches job_output only: the jobs row is as the write answered it.
     if (held && job && s.to !== "canceling" && isTerminal(s.to)) await storeHeld(t, held, job)
-    const next = (await fullJob(t, id))!
+    const next = (written ? await withArgs(t, written) : await fullJob(t, id))!
     const reason = fx.reason ?? null
     const worker = next.workerId ?? job?.workerId ?? null
     await t

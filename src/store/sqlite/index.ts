@@ -19,6 +19,8 @@ export interface SqliteOptions {
   secretFile?: string
   onKeyProblem?: (message: string) => void
   held?: HeldOutput
+  /** Told the SQL of every statement the store runs, as it runs (bench:coordinator counts them). */
+  onStatement?: (sql: string) => void
 }
 
 /** Mode of a database file dffmpeg creates: private to its user, whatever the umask. */
@@ -90,7 +92,9 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   raw.exec("PRAGMA synchronous = NORMAL")
   raw.exec("PRAGMA foreign_keys = ON")
   if (!memory) restrictSidecars(opts.path)
-  const db = new Kysely<Database>({ dialect: new BunSqliteDialect({ database: cachingStatements(raw) }) })
+  const db = new Kysely<Database>({
+    dialect: new BunSqliteDialect({ database: cachingStatements(raw, opts.onStatement) }),
+  })
   return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem, held: opts.held })
 }
 
@@ -103,9 +107,11 @@ const STATEMENT_CACHE = 256
  * finalized by the garbage collector, as every statement was before). The dialect runs one query at a
  * time on its single connection, so a statement is never used twice at once.
  */
-export function cachingStatements(raw: Sqlite): Sqlite {
+export function cachingStatements(raw: Sqlite, onStatement?: (sql: string) => void): Sqlite {
   const cache = new Map<string, ReturnType<Sqlite["prepare"]>>()
   const prepare = (sql: string) => {
+    // The dialect prepares once per query it runs.
+    onStatement?.(sql)
     let stmt = cache.get(sql)
     if (stmt) cache.delete(sql)
     else {

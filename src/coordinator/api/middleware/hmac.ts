@@ -4,6 +4,7 @@ import {
   FRAMES_DIGEST,
   FRAMES_DIGEST_MAX,
   HEADER,
+  NONCE_GENERATION_MAX,
   NonceCache,
   WINDOW_SECONDS,
   decodeKey,
@@ -11,7 +12,7 @@ import {
   sign,
   signaturesEqual,
 } from "../../../shared/auth/hmac.ts"
-import { AuthError } from "../../../shared/errors.ts"
+import { AuthError, TooManyError } from "../../../shared/errors.ts"
 import type { Role } from "../../../shared/protocol/schemas.ts"
 import type { Logger } from "../../../shared/log.ts"
 import type { Store } from "../../../store/index.ts"
@@ -97,7 +98,14 @@ export function hmacAuth(deps: {
       bodyHash: framed ? framed.hash : hasher.digest("hex"),
     })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
-    if (!nonces.remember(client!, nonce!, now)) refuse("replayed request (nonce already used)", "replay")
+    const seen = nonces.remember(client!, nonce!, now)
+    if (seen === "replay") refuse("replayed request (nonce already used)", "replay")
+    if (seen === "full") {
+      deps.onRefuse?.("nonces")
+      throw new TooManyError(
+        `more signed requests than the replay cache holds (${NONCE_GENERATION_MAX} a minute); try again shortly`,
+      )
+    }
     c.set("principal", { name: cred!.name, role: cred!.role })
     c.set("key", key)
     c.set("body", body)

@@ -154,7 +154,11 @@ export function jobRoutes(deps: Deps) {
     await write(first ?? encodeFrame(Kind.ping, after))
     let shown = ""
     let seen = now()
-    if (caller) await store.touchClient(job.id, seen)
+    // The same rule as while the stream waits: a caller seen within KEEPALIVE_MS (a job just submitted
+    // is stored seen) is not written again.
+    if (caller && job.clientSeenAt !== null && seen - job.clientSeenAt < KEEPALIVE_MS)
+      seen = Math.min(seen, job.clientSeenAt)
+    else if (caller) await store.touchClient(job.id, seen)
     let cursor = after
     // Listening before the first read: output stored while a page is read wakes the next wait.
     const stored = hub.subscribe(topic.output(job.id))
