@@ -7,6 +7,7 @@
 import { mkdirSync, rmSync, symlinkSync } from "node:fs"
 import { join } from "node:path"
 import pkg from "../package.json"
+import { bundleOptions } from "./bundle.ts"
 
 const root = join(import.meta.dir, "..")
 const dist = join(root, "dist")
@@ -20,13 +21,9 @@ const targets = [
 
 async function build(outfile: string, target?: string) {
   const res = await Bun.build({
-    // Two entrypoints in one executable: main.ts (dispatch + proxy) and the CLI, loaded only when needed.
-    entrypoints: [join(root, "src/main.ts"), join(root, "src/cli/run.ts")],
-    minify: true,
+    ...bundleOptions(root),
     // Bytecode cuts start-up from ~50 ms to ~15 ms, which the proxy pays on every call; it needs ESM output.
     bytecode: true,
-    format: "esm",
-    define: { DFFMPEG_VERSION: JSON.stringify(pkg.version) },
     compile: {
       ...(target ? { target: target as Bun.Build.CompileTarget } : {}),
       outfile,

@@ -13,10 +13,12 @@ const name = basename(process.argv0).replace(/\.exe$/i, "")
 const tool = name === "ffmpeg" || name === "ffprobe" ? name : Env.proxy()
 
 // The CLI (coordinator, worker, admin...) is a second entrypoint embedded in the same executable
-// (scripts/build.ts). Importing it through a variable keeps it out of this bundle, so a proxy call
-// never loads or evaluates it: that halves the proxy's start-up.
+// (scripts/build.ts). Importing it through a specifier built at run time keeps it out of this bundle,
+// so a proxy call never loads or evaluates it. A plain constant is not enough: the minifier folds
+// `const cli = "./cli/run.ts"; import(cli)` into a static import and bundles the whole CLI (with
+// bun:sqlite, Kysely, Hono...) into the proxy's chunk. test/boundaries.test.ts checks the real build.
 const loadCli = () => {
-  const cli = "./cli/run.ts"
+  const cli = [".", "cli", "run.ts"].join("/")
   return import(cli) as Promise<typeof import("./cli/run.ts")>
 }
 
