@@ -291,8 +291,6 @@ export function jobRoutes(deps: Deps) {
     await checkQueueQuota(store, p.name, config.limits)
     const placing = placement(p.name, req.binary, req.args, now())
     placing.needs = knownNeeds(req.binary, placing.needs, await store.listWorkers())
-    // An attached caller's stream is counted before the job exists: a refusal then creates nothing.
-    const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
     const paths = [...new Set(req.paths)].sort()
     // An info command is answered by the reference worker, from the cache when it was asked before.
     const plan = await info.plan({
@@ -303,6 +301,9 @@ export function jobRoutes(deps: Deps) {
       pathTokens: req.pathTokens,
       needs: placing.needs,
     })
+    // An attached caller's stream is counted before the job exists: a refusal then creates nothing (and
+    // comes after the info plan, which only reads, so a failed read cannot keep a stream slot).
+    const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
     const fresh = {
       id: newId(),
       requester: p.name,
