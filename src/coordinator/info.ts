@@ -48,7 +48,8 @@ export type InfoPlan =
 
 export interface InfoCache {
   /** Undefined when the command is not an info command, or no online worker has tools for its binary. */
-  plan(req: InfoRequest): Promise<InfoPlan | undefined>
+  /** `workers`: the registered workers when the caller has just read them (a submission), else read here. */
+  plan(req: InfoRequest, workers?: Worker[]): Promise<InfoPlan | undefined>
   /** The job created for an `ask` plan: its answer is kept when it ends cleanly on the plan's worker. */
   asking(job: Pick<Job, "id">, plan: Extract<InfoPlan, { kind: "ask" }>): void
   /** The job created for a `wait` plan (queued, pinned): answered with the asked one's answer when it comes. */
@@ -173,9 +174,9 @@ export function createInfoCache(deps: {
   })
 
   return {
-    async plan(req) {
+    async plan(req, workers) {
       if (!infoCommand(toolOf(req.binary), req.args)) return undefined
-      const ref = referenceWorker(await deps.store.listWorkers(), req, deps.preferred, deps.live?.())
+      const ref = referenceWorker(workers ?? (await deps.store.listWorkers()), req, deps.preferred, deps.live?.())
       if (!ref) return undefined
       const tool = ref.tools[req.binary]!
       const hash = toolsHash(tool)

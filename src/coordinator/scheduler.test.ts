@@ -3,6 +3,7 @@ import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
 import { createLogger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
 import { memoryStore, newJob, registration, T0, toolCaps } from "../../test/helpers/fixtures.ts"
+import { waitFor } from "../../test/helpers/bin.ts"
 import { Hub, topic } from "./hub.ts"
 import { NO_NEEDS, type ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import {
@@ -900,5 +901,23 @@ describe("createScheduler", () => {
     gone.kick()
     await gone.idle()
     expect((await store.getJob("j1"))?.workerId).toBe("w1")
+  })
+
+  test("a job pinned to a worker whose poll closed waits for it, then goes elsewhere once the pin lapses, without another kick", async () => {
+    const gone = makeScheduler(20)
+    await online("ref", reg(), clock)
+    await online("other", reg(), clock)
+    await store.touchWorker("ref", clock, "closed")
+    const job = await store.createJob(newJob("pinned", { pin: "ref", lane: "probe" }), clock)
+    gone.kick()
+    await gone.idle()
+    expect((await store.getJob(job.id))?.status).toBe("queued")
+    // Past poll_gone: the pass the scheduler set itself up for finds the pin lapsed.
+    clock += 50
+    await waitFor(async () => ((await store.getJob(job.id))?.workerId === "other" ? true : undefined), {
+      timeoutMs: 5_000,
+      what: "the pinned job placed on the other worker",
+    })
+    await gone.idle()
   })
 })

@@ -29,6 +29,7 @@ import {
   issueLines,
   type Job,
   type Outcome,
+  type Worker,
 } from "../../../shared/protocol/schemas.ts"
 import { CapName, JobNeeds } from "../../../shared/protocol/capabilities.ts"
 import { jobLane, jobNeeds } from "../../../shared/ffargs/needs.ts"
@@ -237,10 +238,9 @@ export function jobRoutes(deps: Deps) {
    * Right after submission: a job that no online worker could ever run fails now, with what is missing
    * (the janitor's reason, which the caller prints as one `dffmpeg:` line); with no worker online at all
    * it waits for one (a restart) until its timeout. One that only waits for a busy capable worker is
-   * told so (`wait`, shown on a terminal).
+   * told so (`wait`, shown on a terminal). `workers`: as the submission read them.
    */
-  const judge = async (job: Job): Promise<{ failed?: Job; wait?: string }> => {
-    const workers = await store.listWorkers()
+  const judge = async (job: Job, workers: Worker[]): Promise<{ failed?: Job; wait?: string }> => {
     const live = { now: now(), staleMs: deps.staleMs }
     if (!workers.some((w) => serving(w, live))) return {}
     const why = unrunnable(job, workers, live)
@@ -290,17 +290,22 @@ export function jobRoutes(deps: Deps) {
       )
     await checkQueueQuota(store, p.name, config.limits)
     const placing = placement(p.name, req.binary, req.args, now())
-    placing.needs = knownNeeds(req.binary, placing.needs, await store.listWorkers())
+    // Read once for the submission: its needs, its info plan and its verdict all judge by these workers.
+    const workers = await store.listWorkers()
+    placing.needs = knownNeeds(req.binary, placing.needs, workers)
     const paths = [...new Set(req.paths)].sort()
     // An info command is answered by the reference worker, from the cache when it was asked before.
-    const plan = await info.plan({
-      binary: req.binary,
-      args: req.args,
-      paths,
-      env: req.env,
-      pathTokens: req.pathTokens,
-      needs: placing.needs,
-    })
+    const plan = await info.plan(
+      {
+        binary: req.binary,
+        args: req.args,
+        paths,
+        env: req.env,
+        pathTokens: req.pathTokens,
+        needs: placing.needs,
+      },
+      workers,
+    )
     // An attached caller's stream is counted before the job exists: a refusal then creates nothing (and
     // comes after the info plan, which only reads, so a failed read cannot keep a stream slot).
     const slot = attach ? connections.stream(undefined, p.name, c.req.raw.signal) : undefined
@@ -341,7 +346,7 @@ export function jobRoutes(deps: Deps) {
       pin: plan?.pin,
     })
     // An answered job has ended; any other is judged now: one no online worker could run fails at once.
-    const verdict: { failed?: Job; wait?: string } = plan?.kind === "answer" ? {} : await judge(job)
+    const verdict: { failed?: Job; wait?: string } = plan?.kind === "answer" ? {} : await judge(job, workers)
     if (verdict.failed) job = verdict.failed
     else if (job.lane === "probe" && plan?.kind !== "answer") deps.janitor.watchProbe(job.id)
     // The caller has just sent the files (up to 4 MiB): the answer does not echo them (GET /jobs/:id shows them).
