@@ -136,7 +136,8 @@ async function main() {
   if (process.argv.includes("--detail")) {
     const was = new Map(a.shapes)
     const top = b.shapes!.map(([q, n]) => [q, (n - (was.get(q) ?? 0)) / jobs] as const).filter(([, n]) => n > 0)
-    for (const [q, n] of top.sort((x, y) => y[1] - x[1])) console.error(n.toFixed(2).padStart(6), q.slice(0, 220))
+    for (const [q, n] of top.sort((x, y) => y[1] - x[1]))
+      console.error(n.toFixed(2).padStart(6), q.slice(0, 220) + (q.length > 220 ? " ..." + q.slice(-160) : ""))
   }
   const per = (k: Exclude<keyof Counters, "shapes">) => (b[k] - a[k]) / jobs
   const idle = (k: Exclude<keyof Counters, "shapes">) => (i1[k] - i0[k]) / jobs

@@ -763,10 +763,11 @@ describe("createScheduler", () => {
     let asked = recordPages()
     scheduler.kick()
     await scheduler.idle()
-    // One job to see that the lane has any, then a page of the two free slots.
-    expect(asked).toEqual([1, 2])
+    // The lane is known to hold jobs (the scheduler saw them queued): one page of the two free slots and
+    // one more, which would tell that the lane is empty had the two been its only jobs.
+    expect(asked).toEqual([3])
     expect(await store.workerLoads()).toEqual(new Map([["w1", 2]]))
-    // Five jobs no worker can run ahead of the runnable ones: pages of 2, 4, 8 find the next runnable job.
+    // Five jobs no worker can run ahead of the runnable ones: pages of 2, then 4, find the next runnable job.
     await store.close()
     store = await memoryStore()
     scheduler = makeScheduler()
@@ -777,8 +778,68 @@ describe("createScheduler", () => {
     asked = recordPages()
     scheduler.kick()
     await scheduler.idle()
-    expect(asked).toEqual([1, 1, 2, 4])
+    expect(asked).toEqual([2, 4])
     expect((await store.getJob(runnable.id))?.workerId).toBe("w1")
+  })
+
+  /** Counts the store reads a scheduling pass makes (queue pages, workers, loads). */
+  const countReads = (s: Store) => {
+    const n = { reads: 0 }
+    for (const name of ["queuedJobs", "listWorkers", "laneLoads"] as const) {
+      const read = (s[name] as (...a: unknown[]) => unknown).bind(s)
+      ;(s as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
+        n.reads++
+        return read(...a)
+      }
+    }
+    return n
+  }
+
+  test("a kick when every lane was left empty reads nothing; a job queued after it is placed by its kick", async () => {
+    await online("w1", reg({ maxJobs: 1, maxProbeJobs: 1 }), clock)
+    const a = await submit()
+    scheduler.kick()
+    await scheduler.idle()
+    expect((await store.getJob(a.id))?.workerId).toBe("w1")
+    const n = countReads(store)
+    // A slot freed, a poll: nothing is queued in any lane and the scheduler knows it.
+    scheduler.kick()
+    scheduler.kick()
+    await scheduler.idle()
+    expect(n.reads).toBe(0)
+    // A job queued (its change reaches the scheduler through the store's hook) is read and placed.
+    const b = await submit()
+    await store.createJob(newJob("probe-1", { binary: "ffprobe", paths: [], lane: "probe" }), clock)
+    scheduler.kick()
+    await scheduler.idle()
+    expect(n.reads).toBeGreaterThan(0)
+    expect(await store.getJob(b.id)).toMatchObject({ status: "queued" })
+    expect((await store.getJob("probe-1"))?.workerId).toBe("w1")
+  })
+
+  test("a job queued where the scheduler does not hear of it (another coordinator) is placed once the lane's emptiness is no longer trusted", async () => {
+    await online("w1", reg({ maxJobs: 2, maxProbeJobs: 0 }), clock)
+    // A scheduler whose store reports no changes: every job is queued as by another coordinator.
+    const deaf = Object.create(store) as Store
+    deaf.changes = () => () => {}
+    const s = createScheduler({
+      store: deaf,
+      log: createLogger({ level: "error" }),
+      now: () => clock,
+      staleMs: STALE_MS,
+      emptyTrustMs: 1_000,
+    })
+    s.kick()
+    await s.idle()
+    const job = await submit()
+    s.kick()
+    await s.idle()
+    expect(await store.getJob(job.id)).toMatchObject({ status: "queued" })
+    clock += 1_000
+    await store.touchWorker("w1", clock, "open")
+    s.kick()
+    await s.idle()
+    expect((await store.getJob(job.id))?.workerId).toBe("w1")
   })
 
   test("assigns a job queued behind fewer than 200 jobs that no worker can run", async () => {

@@ -290,17 +290,30 @@ export function lapsedPin<J extends Eligible>(job: J, up: Worker[]): J {
 const pinnedCanRun = (job: Eligible, w: Worker) => eligible({ ...job, pin: null }, w)
 
 export interface Scheduler {
-  /** Asks for a scheduling pass soon; passes never overlap and requests made during one cause another. */
+  /**
+   * Asks for a scheduling pass soon; passes never overlap and requests made during one cause one more
+   * (kicks coalesce). A pass over lanes known to hold nothing queued reads nothing.
+   */
   kick(): void
   /** Resolves when no pass is running or pending (tests, shutdown). */
   idle(): Promise<void>
 }
+
+/** What a pass knows of a lane's queue: jobs in it, nothing in it, or nothing known. */
+type LaneState = "queued" | "empty" | "unknown"
 
 /**
  * Event-driven: the store's changes that could make an assignment possible (a job queued, a slot freed,
  * a worker registered or polling) call `kick()` (coordinator/wakeups.ts), and an assignment wakes its
  * worker's poll the same way; there is no timer in the hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
  * coordinator sharing the database, can never assign a job twice.
+ *
+ * The scheduler follows the store's changes itself for one thing: which lanes may hold queued jobs. A
+ * job becoming queued (submitted, given back, retried) marks its lane; a pass that leaves a lane with
+ * nothing queued marks it empty, and while it is empty a kick (a slot freed, a poll) costs no statement.
+ * The store reports only this process's commits, so a lane's emptiness is trusted for `emptyTrustMs`
+ * (default 2 s) and then read again (one indexed read) at the next kick: a job queued by another
+ * coordinator on the same database is seen within that, or at once once the notifier carries it.
  */
 export function createScheduler(deps: {
   store: Store
@@ -309,14 +322,27 @@ export function createScheduler(deps: {
   staleMs: number
   /** A worker whose poll connection closed this long ago without a new poll gets nothing new (Liveness). */
   pollGoneMs?: number
+  /** How long a lane found empty is taken as empty without reading it again (ms). */
+  emptyTrustMs?: number
 }): Scheduler {
   let running: Promise<void> | undefined
   let again = false
 
   /** The largest page of queued jobs a pass reads at once. */
   const PAGE = 200
-  /** Lanes the last pass over them left with queued jobs (see `pass`). */
-  const busy = new Set<Lane>()
+  const trustMs = deps.emptyTrustMs ?? 2_000
+  const state = new Map<Lane, LaneState>(LANES.map((l) => [l, "unknown"]))
+  /** When each lane was last found empty (coordinator time). */
+  const emptyAt = new Map<Lane, number>()
+  /** Bumped at every job queued in the lane: a pass that read the lane before it must not call it empty. */
+  const queuedSeq = new Map<Lane, number>(LANES.map((l) => [l, 0]))
+  deps.store.changes((c) => {
+    if (c.type === "job" && c.to === "queued") {
+      const lane = c.job.lane
+      state.set(lane, "queued")
+      queuedSeq.set(lane, (queuedSeq.get(lane) ?? 0) + 1)
+    }
+  })
   let timer: ReturnType<typeof setTimeout> | undefined
   let timerAt = Infinity
   /** One pass at `at` (coordinator time), or earlier; for pins waiting for their worker (pinNow). */
@@ -335,12 +361,21 @@ export function createScheduler(deps: {
     timer.unref?.()
   }
   const pass = async () => {
-    // Most kicks (a job started or ended, a poll) find the queue empty: one indexed read per lane says
-    // so, before the workers and their loads are read. A lane the last pass left with jobs in it is not
-    // asked (a busy queue costs what it did): `busy` is only a hint, an empty lane is read.
+    // Most kicks (a job started or ended, a poll) come when nothing is queued: a lane known empty is
+    // not read at all; a lane of unknown state is asked with one indexed read before the workers and
+    // their loads are read; a lane known to hold jobs is paged at once.
+    const seqAtStart = new Map(queuedSeq)
     const waiting: Lane[] = []
-    for (const lane of LANES)
-      if (busy.has(lane) || (await deps.store.queuedJobs(1, undefined, lane)).length) waiting.push(lane)
+    for (const lane of LANES) {
+      let st = state.get(lane)!
+      if (st === "empty" && deps.now() - (emptyAt.get(lane) ?? 0) >= trustMs) st = "unknown"
+      if (st === "unknown") {
+        st = (await deps.store.queuedJobs(1, undefined, lane)).length ? "queued" : "empty"
+        if (st === "empty") markEmpty(lane, seqAtStart)
+        else state.set(lane, st)
+      }
+      if (st === "queued") waiting.push(lane)
+    }
     if (!waiting.length) return
     const live = { now: deps.now(), staleMs: deps.staleMs, pollGoneMs: deps.pollGoneMs }
     const workers = (await deps.store.listWorkers()).filter((w) => serving(w, live))
@@ -358,8 +393,8 @@ export function createScheduler(deps: {
     // page, needed only when jobs were skipped (no worker fits, a pin waits), is twice the last, up to PAGE.
     for (const lane of waiting) {
       let after: QueueCursor | undefined
-      let size = Math.min(PAGE, freeSlots(candidates, lane))
-      busy.add(lane)
+      // One more than the free slots: a lane whose every job fits is then known to be empty after it.
+      let size = Math.min(PAGE, freeSlots(candidates, lane) + 1)
       while (candidates.some((c) => free(c, lane))) {
         const page = size
         size = Math.min(PAGE, size * 2)
@@ -385,7 +420,7 @@ export function createScheduler(deps: {
         }
         if (queued.length < page) {
           // The lane's last page, every job of it assigned: nothing is left queued in it.
-          if (!left && !after) busy.delete(lane)
+          if (!left && !after) markEmpty(lane, seqAtStart)
           break
         }
         const last = queued[queued.length - 1]
@@ -394,12 +429,21 @@ export function createScheduler(deps: {
     }
   }
 
+  /** `lane` found empty by a pass that started at `seq`, unless a job was queued in it since. */
+  function markEmpty(lane: Lane, seq: Map<Lane, number>) {
+    if (queuedSeq.get(lane) !== seq.get(lane)) return
+    state.set(lane, "empty")
+    emptyAt.set(lane, deps.now())
+  }
+
   const run = async () => {
     do {
       again = false
       try {
         await pass()
       } catch (err) {
+        // What the pass knew may be wrong now: every lane is read again at the next pass.
+        for (const lane of LANES) if (state.get(lane) === "empty") state.set(lane, "unknown")
         deps.log.error("scheduling pass failed", err as Error)
       }
     } while (again)
@@ -411,7 +455,9 @@ export function createScheduler(deps: {
       again = true
       return
     }
-    running = run()
+    // Started after the current task, so every change listener of the commit that kicked (the lane
+    // marking above among them) has run before the pass reads what it knows.
+    running = Promise.resolve().then(run)
   }
   return {
     kick,
