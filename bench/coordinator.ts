@@ -11,139 +11,110 @@
  * Figures per job include what the worker's polls and heartbeats cost while the jobs run.
  * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40); --linger MS (the worker's output_linger_ms, 0: none); --detail lists each statement's runs per job on stderr.
  */
-import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
-import { Cluster } from "../test/helpers/cluster.ts";
-import { Proc } from "../test/helpers/proc.ts";
-import { makeMedia } from "../test/helpers/media.ts";
-import { signedFetch } from "../test/helpers/signed.ts";
-import { ensureBuilt, f, pct, timed } from "./_common.ts";
+import { cpus, totalmem } from "node:os"
+import { join } from "node:path"
+import { Cluster } from "../test/helpers/cluster.ts"
+import { Proc } from "../test/helpers/proc.ts"
+import { makeMedia } from "../test/helpers/media.ts"
+import { signedFetch } from "../test/helpers/signed.ts"
+import { ensureBuilt, f, pct, timed } from "./_common.ts"
 
 interface Counters {
   /** Each statement's SQL and how many times it ran (`--detail`). */
-  shapes?: [string, number][];
-  statements: number;
-  selects: number;
-  writes: number;
-  transactions: number;
-  cpuMs: number;
+  shapes?: [string, number][]
+  statements: number
+  selects: number
+  writes: number
+  transactions: number
+  cpuMs: number
 }
 
 async function serve(configPath: string): Promise<void> {
-  const { loadConfig } = await import("../src/shared/config/load.ts");
-  const { CoordinatorConfig } =
-    await import("../src/shared/config/server-schema.ts");
-  const { createLogger } = await import("../src/shared/log.ts");
-  const { startCoordinator } = await import("../src/coordinator/index.ts");
-  const { storePaths } = await import("../src/store/index.ts");
-  const { createSqliteStore } = await import("../src/store/sqlite/index.ts");
-  const { fileKeyring } = await import("../src/shared/auth/secret-file.ts");
-  const { createHeldOutput } = await import("../src/store/held.ts");
-  const { config, base } = await loadConfig(
-    "coordinator",
-    CoordinatorConfig,
-    configPath,
-    {},
-  );
-  const log = createLogger({ level: "info" });
-  const paths = storePaths(config, base);
-  const n: Omit<Counters, "cpuMs"> = {
-    statements: 0,
-    selects: 0,
-    writes: 0,
-    transactions: 0,
-  };
-  let inTx = false;
-  const shapes = new Map<string, number>();
+  const { loadConfig } = await import("../src/shared/config/load.ts")
+  const { CoordinatorConfig } = await import("../src/shared/config/server-schema.ts")
+  const { createLogger } = await import("../src/shared/log.ts")
+  const { startCoordinator } = await import("../src/coordinator/index.ts")
+  const { storePaths } = await import("../src/store/index.ts")
+  const { createSqliteStore } = await import("../src/store/sqlite/index.ts")
+  const { fileKeyring } = await import("../src/shared/auth/secret-file.ts")
+  const { createHeldOutput } = await import("../src/store/held.ts")
+  const { config, base } = await loadConfig("coordinator", CoordinatorConfig, configPath, {})
+  const log = createLogger({ level: "info" })
+  const paths = storePaths(config, base)
+  const n: Omit<Counters, "cpuMs"> = { statements: 0, selects: 0, writes: 0, transactions: 0 }
+  let inTx = false
+  const shapes = new Map<string, number>()
   const store = createSqliteStore({
     path: paths.database,
     keys: fileKeyring(paths.secret!),
     held: createHeldOutput(config.relay.memory_mb * 1024 * 1024),
     onStatement: (sql) => {
-      n.statements++;
-      shapes.set(sql, (shapes.get(sql) ?? 0) + 1);
-      const verb = sql.trimStart().slice(0, 7).toLowerCase();
+      n.statements++
+      shapes.set(sql, (shapes.get(sql) ?? 0) + 1)
+      const verb = sql.trimStart().slice(0, 7).toLowerCase()
       if (verb.startsWith("begin")) {
-        inTx = true;
-        n.transactions++;
-      } else if (verb.startsWith("commit") || verb.startsWith("rollbac"))
-        inTx = false;
-      else if (verb.startsWith("select")) n.selects++;
+        inTx = true
+        n.transactions++
+      } else if (verb.startsWith("commit") || verb.startsWith("rollbac")) inTx = false
+      else if (verb.startsWith("select")) n.selects++
       else if (/^(insert|update|delete|replace)/.test(verb)) {
-        n.writes++;
-        if (!inTx) n.transactions++;
+        n.writes++
+        if (!inTx) n.transactions++
       }
     },
-  });
-  await store.migrate();
-  await startCoordinator(config, { log, base, store });
+  })
+  await store.migrate()
+  await startCoordinator(config, { log, base, store })
   for await (const _ of console) {
-    const u = process.cpuUsage();
-    process.stdout.write(
-      JSON.stringify({
-        ...n,
-        cpuMs: (u.user + u.system) / 1000,
-        shapes: [...shapes],
-      }) + "\n",
-    );
+    const u = process.cpuUsage()
+    process.stdout.write(JSON.stringify({ ...n, cpuMs: (u.user + u.system) / 1000, shapes: [...shapes] }) + "\n")
   }
 }
 
 if (process.argv[2] === "--serve") {
-  await serve(process.argv[3]!);
+  await serve(process.argv[3]!)
 } else {
-  await main();
+  await main()
 }
 
 async function main() {
-  const jobs = Number(process.argv[process.argv.indexOf("--jobs") + 1]) || 40;
-  ensureBuilt();
-  let stats!: () => Promise<Counters>;
+  const jobs = Number(process.argv[process.argv.indexOf("--jobs") + 1]) || 40
+  ensureBuilt()
+  let stats!: () => Promise<Counters>
   // The coordinator from the sources, with counters (see the header).
   Cluster.prototype.startCoordinator = async function (this: Cluster) {
-    const p = Bun.spawn(
-      [
-        "bun",
-        join(import.meta.dir, "coordinator.ts"),
-        "--serve",
-        this.coordinatorConfig,
-      ],
-      {
-        cwd: this.dir,
-        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.dir },
-        stdin: "pipe",
-        stdout: "pipe",
-        stderr: "pipe",
-      },
-    );
-    this.coordinator = new Proc("coordinator", p);
-    const m = await this.coordinator.waitForLine(
-      /listening on (https?:\/\/127\.0\.0\.1:(\d+))/,
-    );
-    this.url = m[1]!;
-    this.port = Number(m[2]);
-    const lines = p.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
+    const p = Bun.spawn(["bun", join(import.meta.dir, "coordinator.ts"), "--serve", this.coordinatorConfig], {
+      cwd: this.dir,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.dir },
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    })
+    this.coordinator = new Proc("coordinator", p)
+    const m = await this.coordinator.waitForLine(/listening on (https?:\/\/127\.0\.0\.1:(\d+))/)
+    this.url = m[1]!
+    this.port = Number(m[2])
+    const lines = p.stdout.pipeThrough(new TextDecoderStream()).getReader()
+    let buf = ""
     stats = async () => {
-      p.stdin.write("stats\n");
-      p.stdin.flush();
+      p.stdin.write("stats\n")
+      p.stdin.flush()
       while (!buf.includes("\n")) {
-        const r = await lines.read();
-        if (r.done) throw new Error("coordinator exited");
-        buf += r.value;
+        const r = await lines.read()
+        if (r.done) throw new Error("coordinator exited")
+        buf += r.value
       }
-      const i = buf.indexOf("\n");
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      return JSON.parse(line);
-    };
-    return this.coordinator;
-  };
+      const i = buf.indexOf("\n")
+      const line = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      return JSON.parse(line)
+    }
+    return this.coordinator
+  }
   // The worker's `output_linger_ms` (`--linger MS`; default: its own).
-  const li = process.argv.indexOf("--linger");
-  const workerConfig =
-    li > 0 ? { output_linger_ms: Number(process.argv[li + 1]) } : undefined;
-  await using c = await Cluster.start({ workers: 1, workerConfig });
+  const li = process.argv.indexOf("--linger")
+  const workerConfig = li > 0 ? { output_linger_ms: Number(process.argv[li + 1]) } : undefined
+  await using c = await Cluster.start({ workers: 1, workerConfig })
   makeMedia([
     "-f",
     "lavfi",
@@ -152,46 +123,33 @@ async function main() {
     "-frames:v",
     "1",
     join(c.storage, "tiny.mkv"),
-  ]);
-  const env = {
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: c.dir,
-    DFFMPEG_CLIENT_CONFIG: c.clientConfig,
-  };
-  const probe = [
-    join(c.binDir, "ffprobe"),
-    "-v",
-    "error",
-    "-show_format",
-    join(c.clientMedia, "tiny.mkv"),
-  ];
-  for (let i = 0; i < 5; i++) await timed(probe, env);
+  ])
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
+  const probe = [join(c.binDir, "ffprobe"), "-v", "error", "-show_format", join(c.clientMedia, "tiny.mkv")]
+  for (let i = 0; i < 5; i++) await timed(probe, env)
   // The same span idle, so that the worker's background traffic can be told apart.
-  const walls: number[] = [];
-  const a = await stats();
-  for (let i = 0; i < jobs; i++) walls.push(await timed(probe, env));
-  const b = await stats();
-  const span = walls.reduce((x, y) => x + y, 0);
-  const i0 = await stats();
-  await Bun.sleep(span);
-  const i1 = await stats();
+  const walls: number[] = []
+  const a = await stats()
+  for (let i = 0; i < jobs; i++) walls.push(await timed(probe, env))
+  const b = await stats()
+  const span = walls.reduce((x, y) => x + y, 0)
+  const i0 = await stats()
+  await Bun.sleep(span)
+  const i1 = await stats()
   if (process.argv.includes("--detail")) {
-    const was = new Map(a.shapes);
-    const top = b
-      .shapes!.map(([q, n]) => [q, (n - (was.get(q) ?? 0)) / jobs] as const)
-      .filter(([, n]) => n > 0);
-    for (const [q, n] of top.sort((x, y) => y[1] - x[1]))
-      console.error(n.toFixed(2).padStart(6), q.slice(0, 220));
+    const was = new Map(a.shapes)
+    const top = b.shapes!.map(([q, n]) => [q, (n - (was.get(q) ?? 0)) / jobs] as const).filter(([, n]) => n > 0)
+    for (const [q, n] of top.sort((x, y) => y[1] - x[1])) console.error(n.toFixed(2).padStart(6), q.slice(0, 220))
   }
-  const per = (k: Exclude<keyof Counters, "shapes">) => (b[k] - a[k]) / jobs;
-  const idle = (k: Exclude<keyof Counters, "shapes">) => (i1[k] - i0[k]) / jobs;
+  const per = (k: Exclude<keyof Counters, "shapes">) => (b[k] - a[k]) / jobs
+  const idle = (k: Exclude<keyof Counters, "shapes">) => (i1[k] - i0[k]) / jobs
 
-  const key = c.key("client1");
-  const rates: { conns: number; perSec: number }[] = [];
+  const key = c.key("client1")
+  const rates: { conns: number; perSec: number }[] = []
   for (const conns of [1, 10, 50]) {
-    const total = conns === 1 ? 1000 : 4000;
-    let next = 0;
-    const t = performance.now();
+    const total = conns === 1 ? 1000 : 4000
+    let next = 0
+    const t = performance.now()
     await Promise.all(
       Array.from({ length: conns }, async () => {
         while (next++ < total) {
@@ -201,22 +159,17 @@ async function main() {
             method: "GET",
             path: "/api/v1/jobs",
             query: "limit=1",
-          });
-          if (r.status !== 200)
-            throw new Error(`GET /api/v1/jobs: ${r.status} ${await r.text()}`);
-          await r.arrayBuffer();
+          })
+          if (r.status !== 200) throw new Error(`GET /api/v1/jobs: ${r.status} ${await r.text()}`)
+          await r.arrayBuffer()
         }
       }),
-    );
-    rates.push({ conns, perSec: total / ((performance.now() - t) / 1000) });
+    )
+    rates.push({ conns, perSec: total / ((performance.now() - t) / 1000) })
   }
 
-  const row = (
-    name: string,
-    k: Exclude<keyof Counters, "shapes">,
-    digits = 1,
-  ) =>
-    `| ${name} | ${per(k).toFixed(digits)} | ${idle(k).toFixed(digits)} | ${(per(k) - idle(k)).toFixed(digits)} |`;
+  const row = (name: string, k: Exclude<keyof Counters, "shapes">, digits = 1) =>
+    `| ${name} | ${per(k).toFixed(digits)} | ${idle(k).toFixed(digits)} | ${(per(k) - idle(k)).toFixed(digits)} |`
   console.log(
     [
       `### bench:coordinator, ${new Date().toISOString().slice(0, 10)}`,
@@ -235,9 +188,7 @@ async function main() {
       "",
       "| signed GET /api/v1/jobs?limit=1 | requests/s |",
       "|---|---:|",
-      ...rates.map(
-        (r) => `| ${r.conns} connection(s) | ${r.perSec.toFixed(0)} |`,
-      ),
+      ...rates.map((r) => `| ${r.conns} connection(s) | ${r.perSec.toFixed(0)} |`),
     ].join("\n"),
-  );
+  )
 }

@@ -1,35 +1,27 @@
-import { accessSync, constants, statSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
-import {
-  coordinatorUrl,
-  resolveCa,
-  resolveKey,
-} from "../shared/config/load.ts";
-import type { WorkerConfig } from "../shared/config/server-schema.ts";
-import { DffmpegError, TrustError } from "../shared/errors.ts";
-import type { Logger } from "../shared/log.ts";
-import { createWorkerMapper } from "../shared/paths/mapping.ts";
-import type { WorkerRegistration } from "../shared/protocol/schemas.ts";
-import type { Assignment } from "../shared/protocol/worker.ts";
-import { backoff } from "../shared/pause.ts";
-import { VERSION } from "../shared/version.ts";
-import { createWorkerTransport } from "../transports/index.ts";
-import {
-  retryable,
-  UnknownWorkerError,
-  type WorkerTransport,
-} from "../transports/types.ts";
-import { startRun, type Run } from "./runner.ts";
-import { createMountMonitor } from "./mounts.ts";
-import { workerPolicy } from "./policy-deps.ts";
-import { createConfinement, runConfined } from "./sandbox.ts";
-import { createCapabilityDetector } from "./capabilities.ts";
+import { accessSync, constants, statSync } from "node:fs"
+import { isAbsolute, join } from "node:path"
+import { coordinatorUrl, resolveCa, resolveKey } from "../shared/config/load.ts"
+import type { WorkerConfig } from "../shared/config/server-schema.ts"
+import { DffmpegError, TrustError } from "../shared/errors.ts"
+import type { Logger } from "../shared/log.ts"
+import { createWorkerMapper } from "../shared/paths/mapping.ts"
+import type { WorkerRegistration } from "../shared/protocol/schemas.ts"
+import type { Assignment } from "../shared/protocol/worker.ts"
+import { backoff } from "../shared/pause.ts"
+import { VERSION } from "../shared/version.ts"
+import { createWorkerTransport } from "../transports/index.ts"
+import { retryable, UnknownWorkerError, type WorkerTransport } from "../transports/types.ts"
+import { startRun, type Run } from "./runner.ts"
+import { createMountMonitor } from "./mounts.ts"
+import { workerPolicy } from "./policy-deps.ts"
+import { createConfinement, runConfined } from "./sandbox.ts"
+import { createCapabilityDetector } from "./capabilities.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
-  stop(force?: boolean): Promise<void>;
-  readonly done: Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
+  stop(force?: boolean): Promise<void>
+  readonly done: Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
 }
 
 /**
@@ -37,16 +29,14 @@ export interface WorkerService {
  * at every start. (The proxy does not warn: its stderr is ffmpeg's, byte for byte.)
  */
 function warnOpenKeyFile(cfg: WorkerConfig, base: string, log: Logger): void {
-  if (!cfg.hmac_key_file) return;
-  const p = isAbsolute(cfg.hmac_key_file)
-    ? cfg.hmac_key_file
-    : join(base, cfg.hmac_key_file);
+  if (!cfg.hmac_key_file) return
+  const p = isAbsolute(cfg.hmac_key_file) ? cfg.hmac_key_file : join(base, cfg.hmac_key_file)
   try {
-    const mode = statSync(p).mode & 0o777;
+    const mode = statSync(p).mode & 0o777
     if (mode & 0o077)
       log.warn(
         `hmac_key_file ${p} is accessible by group or others (mode 0${mode.toString(8)}); make it private: chmod 600 ${p}`,
-      );
+      )
   } catch {
     // unreadable files were refused when the key was read
   }
@@ -54,22 +44,18 @@ function warnOpenKeyFile(cfg: WorkerConfig, base: string, log: Logger): void {
 
 /** Executable paths of the configured binaries that exist; the others are logged and not advertised. */
 function resolveBinaries(cfg: WorkerConfig, log: Logger): Map<string, string> {
-  const out = new Map<string, string>();
+  const out = new Map<string, string>()
   for (const [name, path] of Object.entries(cfg.binaries)) {
-    const exe = isAbsolute(path) ? path : Bun.which(path);
+    const exe = isAbsolute(path) ? path : Bun.which(path)
     try {
-      if (!exe) throw new Error("not found on PATH");
-      accessSync(exe, constants.X_OK);
-      out.set(name, exe);
+      if (!exe) throw new Error("not found on PATH")
+      accessSync(exe, constants.X_OK)
+      out.set(name, exe)
     } catch (err) {
-      log.warn("binary not available; not advertised", {
-        binary: name,
-        path,
-        reason: (err as Error).message,
-      });
+      log.warn("binary not available; not advertised", { binary: name, path, reason: (err as Error).message })
     }
   }
-  return out;
+  return out
 }
 
 /**
@@ -88,23 +74,13 @@ export async function startWorker(
   cfg: WorkerConfig,
   opts: { log: Logger; base: string; transport?: WorkerTransport },
 ): Promise<WorkerService> {
-  const log = opts.log.withTag("worker");
-  const binaries = resolveBinaries(cfg, log);
-  const setpriv =
-    process.platform === "linux"
-      ? (Bun.which("setpriv") ?? undefined)
-      : undefined;
+  const log = opts.log.withTag("worker")
+  const binaries = resolveBinaries(cfg, log)
+  const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv)
-    log.warn(
-      "setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)",
-    );
+    log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   // Before anything else: a worker that cannot confine its jobs refuses to start.
-  const confinement = await createConfinement(
-    cfg,
-    binaries,
-    log.withTag("sandbox"),
-    setpriv,
-  );
+  const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
   const transport =
     opts.transport ??
     createWorkerTransport({
@@ -112,38 +88,26 @@ export async function startWorker(
       ca: resolveCa(cfg.coordinator, opts.base),
       client: cfg.client_id,
       key: resolveKey(cfg, opts.base),
-    });
-  warnOpenKeyFile(cfg, opts.base, log);
-  const mapper = createWorkerMapper({
-    paths: cfg.paths,
-    passthrough: cfg.passthrough_paths,
-  });
-  const policy = workerPolicy(cfg, binaries, log, confinement.owner);
-  const mounts = createMountMonitor(cfg, log);
-  const runs = new Map<string, Run>();
-  const idleWaiters: (() => void)[] = [];
-  const stopping = new AbortController();
-  let draining = false;
-  let timing = {
-    pollWaitSeconds: 25,
-    heartbeatSeconds: 5,
-    registrationSeconds: 15,
-  };
-  let paths = await mounts.check();
-  let lastAck = performance.now();
+    })
+  warnOpenKeyFile(cfg, opts.base, log)
+  const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
+  const policy = workerPolicy(cfg, binaries, log, confinement.owner)
+  const mounts = createMountMonitor(cfg, log)
+  const runs = new Map<string, Run>()
+  const idleWaiters: (() => void)[] = []
+  const stopping = new AbortController()
+  let draining = false
+  let timing = { pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15 }
+  let paths = await mounts.check()
+  let lastAck = performance.now()
 
   // Capabilities are read through the confinement jobs run in (its devices, its user), each command bounded.
   const detector = createCapabilityDetector({
     binaries,
-    run: (exe, args) =>
-      runConfined(
-        confinement,
-        [exe, ...args],
-        cfg.capability_timeout_seconds * 1000,
-      ),
+    run: (exe, args) => runConfined(confinement, [exe, ...args], cfg.capability_timeout_seconds * 1000),
     remove: cfg.remove_capabilities,
     log: log.withTag("capabilities"),
-  });
+  })
 
   const registration = async (): Promise<WorkerRegistration> => ({
     draining,
@@ -152,46 +116,32 @@ export async function startWorker(
     maxJobs: cfg.max_jobs,
     maxProbeJobs: cfg.max_probe_jobs,
     version: VERSION,
-    capabilities: {
-      platform: process.platform,
-      arch: process.arch,
-      pathTokens: true,
-      ...confinement.capabilities,
-    },
+    capabilities: { platform: process.platform, arch: process.arch, pathTokens: true, ...confinement.capabilities },
     tools: await detector.tools(),
     labels: cfg.labels,
     weight: cfg.weight,
-  });
+  })
 
   const register = async () => {
-    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } =
-      await transport.register(await registration());
-    timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds };
-    lastAck = performance.now();
-  };
+    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = await transport.register(await registration())
+    timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds }
+    lastAck = performance.now()
+  }
 
   // First registration: fail fast on a wrong key, retry while the coordinator is down.
   for (let attempt = 0; ; attempt++) {
     try {
-      await register();
-      break;
+      await register()
+      break
     } catch (err) {
       // The coordinator's certificate or reply signatures do not verify: say so every time, keep trying.
       if (err instanceof TrustError)
-        log.error("coordinator not trusted; retrying", {
-          url: transport.url,
-          reason: err.message,
-        });
+        log.error("coordinator not trusted; retrying", { url: transport.url, reason: err.message })
       // Anything but an outage (a wrong key, a refused registration) will not fix itself.
-      else if (err instanceof DffmpegError && !retryable(err)) throw err;
+      else if (err instanceof DffmpegError && !retryable(err)) throw err
       else if (attempt === 0)
-        log.warn("coordinator unavailable; retrying", {
-          url: transport.url,
-          reason: (err as Error).message,
-        });
-      await Bun.sleep(
-        backoff(attempt, err instanceof TrustError ? 30_000 : undefined),
-      );
+        log.warn("coordinator unavailable; retrying", { url: transport.url, reason: (err as Error).message })
+      await Bun.sleep(backoff(attempt, err instanceof TrustError ? 30_000 : undefined))
     }
   }
   log.info("worker registered", {
@@ -200,7 +150,7 @@ export async function startWorker(
     max_jobs: cfg.max_jobs,
     binaries: [...binaries.keys()].join(","),
     paths: paths.join(","),
-  });
+  })
 
   const runOpts = {
     transport,
@@ -214,210 +164,171 @@ export async function startWorker(
     outputLingerMs: cfg.output_linger_ms,
     allowedEnv: cfg.allowed_env,
     profiles: cfg.profiles,
-  };
+  }
   const launch = (a: Assignment) => {
-    const key = `${a.id}:${a.epoch}`;
-    if (runs.has(key)) return;
+    const key = `${a.id}:${a.epoch}`
+    if (runs.has(key)) return
     if (draining) {
       // Assigned before the coordinator saw us draining: give it back for another worker.
       transport
         .reject(a.id, a.epoch)
-        .catch((err) =>
-          log.debug("could not give back a job", {
-            job: a.id,
-            reason: (err as Error).message,
-          }),
-        );
-      return;
+        .catch((err) => log.debug("could not give back a job", { job: a.id, reason: (err as Error).message }))
+      return
     }
-    const run = startRun(a, runOpts);
-    runs.set(key, run);
+    const run = startRun(a, runOpts)
+    runs.set(key, run)
     run.done.finally(() => {
-      runs.delete(key);
-      idleWaiters.splice(0).forEach((f) => f());
-    });
-  };
-  let needRegister = false;
+      runs.delete(key)
+      idleWaiters.splice(0).forEach((f) => f())
+    })
+  }
+  let needRegister = false
   const reregister = async () => {
-    if (!needRegister) return;
-    await register();
-    needRegister = false;
-    log.info("worker re-registered", { url: transport.url });
-  };
+    if (!needRegister) return
+    await register()
+    needRegister = false
+    log.info("worker re-registered", { url: transport.url })
+  }
   const poller = (async () => {
-    let attempt = 0;
+    let attempt = 0
     while (!stopping.signal.aborted) {
       try {
-        await reregister();
+        await reregister()
         // The next batch is asked for only after this one is handled: a re-registration goes in between.
-        for await (const batch of transport.assignments(
-          () => timing.pollWaitSeconds,
-          stopping.signal,
-        )) {
-          attempt = 0;
+        for await (const batch of transport.assignments(() => timing.pollWaitSeconds, stopping.signal)) {
+          attempt = 0
           if (batch.verify) {
-            await transport.verify(batch.verify);
-            log.info("worker online", { url: transport.url });
+            await transport.verify(batch.verify)
+            log.info("worker online", { url: transport.url })
           }
-          for (const a of batch.jobs) launch(a);
-          await reregister();
+          for (const a of batch.jobs) launch(a)
+          await reregister()
         }
       } catch (err) {
-        if (stopping.signal.aborted) break;
+        if (stopping.signal.aborted) break
         // The coordinator forgot us (new database, reaped as offline): register again, as after any
         // error that waiting will not fix.
-        const forgotten = err instanceof UnknownWorkerError;
-        if (forgotten || !retryable(err)) needRegister = true;
+        const forgotten = err instanceof UnknownWorkerError
+        if (forgotten || !retryable(err)) needRegister = true
         // Never a job from a reply that did not verify; logged every time, as it will not fix itself.
         if (err instanceof TrustError)
-          log.error("coordinator not trusted; no work taken", {
-            url: transport.url,
-            reason: err.message,
-          });
-        else if (!forgotten && attempt === 0)
-          log.warn("poll failed; retrying", { reason: (err as Error).message });
-        await Bun.sleep(
-          backoff(attempt++, err instanceof TrustError ? 30_000 : undefined),
-        );
+          log.error("coordinator not trusted; no work taken", { url: transport.url, reason: err.message })
+        else if (!forgotten && attempt === 0) log.warn("poll failed; retrying", { reason: (err as Error).message })
+        await Bun.sleep(backoff(attempt++, err instanceof TrustError ? 30_000 : undefined))
       }
     }
-  })();
+  })()
 
   // Heartbeats, self-fencing, re-registration and mount checks: timers, never blocking the event loop.
-  const held = () =>
-    [...runs.values()].map((r) => ({ id: r.id, epoch: r.epoch }));
-  let fenced = false;
+  const held = () => [...runs.values()].map((r) => ({ id: r.id, epoch: r.epoch }))
+  let fenced = false
   const beat = async () => {
     try {
-      const res = await transport.heartbeat(held());
-      lastAck = performance.now();
-      fenced = false;
+      const res = await transport.heartbeat(held())
+      lastAck = performance.now()
+      fenced = false
       for (const s of res.stale) {
-        const r = runs.get(`${s.id}:${s.epoch}`);
-        if (!r) continue;
-        log.warn("job is no longer ours; killing it", {
-          job: s.id,
-          epoch: s.epoch,
-        });
-        r.fence();
+        const r = runs.get(`${s.id}:${s.epoch}`)
+        if (!r) continue
+        log.warn("job is no longer ours; killing it", { job: s.id, epoch: s.epoch })
+        r.fence()
       }
-      if (res.reregister) needRegister = true;
+      if (res.reregister) needRegister = true
     } catch (err) {
-      if (err instanceof TrustError)
-        log.error("heartbeat reply not trusted", { reason: err.message });
-      else log.debug("heartbeat failed", { reason: (err as Error).message });
+      if (err instanceof TrustError) log.error("heartbeat reply not trusted", { reason: err.message })
+      else log.debug("heartbeat failed", { reason: (err as Error).message })
     }
-  };
+  }
   const fenceCheck = () => {
-    const silentMs = performance.now() - lastAck;
-    if (
-      fenced ||
-      runs.size === 0 ||
-      silentMs <= 2 * timing.heartbeatSeconds * 1000
-    )
-      return;
-    fenced = true;
-    const why = `worker ${cfg.client_id} lost contact with the coordinator for ${(silentMs / 1000).toFixed(1)} s and stopped the job`;
+    const silentMs = performance.now() - lastAck
+    if (fenced || runs.size === 0 || silentMs <= 2 * timing.heartbeatSeconds * 1000) return
+    fenced = true
+    const why = `worker ${cfg.client_id} lost contact with the coordinator for ${(silentMs / 1000).toFixed(1)} s and stopped the job`
     log.error("no heartbeat acknowledged; stopping all jobs (self-fencing)", {
       jobs: runs.size,
       silent_seconds: +(silentMs / 1000).toFixed(1),
-    });
-    for (const r of runs.values()) r.abandon(why);
-  };
+    })
+    for (const r of runs.values()) r.abandon(why)
+  }
   const every = (ms: () => number, fn: () => unknown) => {
-    let t: ReturnType<typeof setTimeout>;
-    let off = false;
+    let t: ReturnType<typeof setTimeout>
+    let off = false
     const loop = () => {
       t = setTimeout(
         async () => {
-          await fn();
-          if (!off) loop();
+          await fn()
+          if (!off) loop()
         },
         ms() * (0.9 + Math.random() * 0.2),
-      );
-    };
-    loop();
+      )
+    }
+    loop()
     return () => {
-      off = true;
-      clearTimeout(t);
-    };
-  };
+      off = true
+      clearTimeout(t)
+    }
+  }
   const timers = [
     every(() => timing.heartbeatSeconds * 1000, beat),
     every(() => Math.min(500, timing.heartbeatSeconds * 250), fenceCheck),
     every(
       () => timing.registrationSeconds * 1000,
       async () => {
-        if (!stopping.signal.aborted) needRegister = true;
+        if (!stopping.signal.aborted) needRegister = true
       },
     ),
     every(
       () => cfg.mount_check_interval_seconds * 1000,
       async () => {
-        const now = await mounts.check();
-        if (now.join() === paths.join()) return;
-        paths = now;
+        const now = await mounts.check()
+        if (now.join() === paths.join()) return
+        paths = now
         // Advertise the change at once, not at the next registration.
         await register().catch((err) => {
-          needRegister = true;
-          log.debug("re-registration failed", {
-            reason: (err as Error).message,
-          });
-        });
+          needRegister = true
+          log.debug("re-registration failed", { reason: (err as Error).message })
+        })
       },
     ),
-  ];
+  ]
 
   const idle = async () => {
-    while (runs.size) await new Promise<void>((r) => idleWaiters.push(r));
-  };
+    while (runs.size) await new Promise<void>((r) => idleWaiters.push(r))
+  }
 
-  let drained: Promise<void> | undefined;
-  let forced = false;
+  let drained: Promise<void> | undefined
+  let forced = false
   const stop = async (force = false) => {
     if (force && !forced) {
-      forced = true;
-      log.warn("stopping running jobs", { jobs: runs.size });
-      for (const r of runs.values())
-        r.abandon(
-          `worker ${cfg.client_id} was shut down while running the job`,
-        );
+      forced = true
+      log.warn("stopping running jobs", { jobs: runs.size })
+      for (const r of runs.values()) r.abandon(`worker ${cfg.client_id} was shut down while running the job`)
     }
     drained ??= (async () => {
-      draining = true;
+      draining = true
       log.info("draining: no new jobs; waiting for running ones", {
         jobs: runs.size,
         min_drain_seconds: cfg.min_drain_time_seconds,
-      });
+      })
       await register().catch((err) =>
-        log.warn("could not tell the coordinator we are draining", {
-          reason: (err as Error).message,
-        }),
-      );
-      const minUntil = performance.now() + cfg.min_drain_time_seconds * 1000;
+        log.warn("could not tell the coordinator we are draining", { reason: (err as Error).message }),
+      )
+      const minUntil = performance.now() + cfg.min_drain_time_seconds * 1000
       // Keep polling through the minimum drain time, to give back assignments already in flight.
       while (performance.now() < minUntil && !forced)
         await Promise.race([
           Bun.sleep(Math.min(100, minUntil - performance.now())),
           new Promise<void>((r) => idleWaiters.push(r)),
-        ]);
-      await idle();
-      stopping.abort();
-      await poller;
-      for (const cancel of timers) cancel();
-      await transport
-        .deregister()
-        .catch((err) =>
-          log.debug("deregister failed", { reason: (err as Error).message }),
-        );
-      log.info("worker stopped");
-    })();
-    return drained;
-  };
-  const done = poller.then(() => drained);
-  return {
-    stop,
-    done: done.then(() => undefined),
-    [Symbol.asyncDispose]: () => stop(),
-  };
+        ])
+      await idle()
+      stopping.abort()
+      await poller
+      for (const cancel of timers) cancel()
+      await transport.deregister().catch((err) => log.debug("deregister failed", { reason: (err as Error).message }))
+      log.info("worker stopped")
+    })()
+    return drained
+  }
+  const done = poller.then(() => drained)
+  return { stop, done: done.then(() => undefined), [Symbol.asyncDispose]: () => stop() }
 }

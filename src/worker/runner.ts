@@ -1,115 +1,90 @@
-import { chownSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { DffmpegError, TrustError } from "../shared/errors.ts";
-import { createUploader } from "../shared/http/uploader.ts";
-import type { Logger } from "../shared/log.ts";
-import type { WorkerMapper } from "../shared/paths/mapping.ts";
-import {
-  createRootEncoder,
-  type Escape,
-  rewrittenStreams,
-  type Rewriter,
-} from "../shared/paths/rewrite.ts";
-import { createKeyFilter, type ArgumentPolicy } from "./policy.ts";
-import { acceptEnv, spawnEnv } from "./env.ts";
-import { materialise, withSafeOff } from "./contents.ts";
-import { DEFAULT_ENV } from "../shared/ffargs/env.ts";
-import { toolOf } from "../shared/ffargs/argv.ts";
-import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts";
-import type { ExitReport } from "../shared/protocol/schemas.ts";
-import type { Assignment } from "../shared/protocol/worker.ts";
-import { createProgressTracker } from "./progress.ts";
-import type { Profile } from "../shared/config/server-schema.ts";
-import { applyProfiles, describeRewrites } from "./profiles.ts";
-import {
-  createBatchEncoder,
-  createRetainingSender,
-  pieceSize,
-  type OutputPiece,
-} from "./output-batch.ts";
-import { leftInScratch, lostFilesError } from "./scratch.ts";
-import {
-  INFO_FD,
-  readChildPid,
-  rootBinds,
-  sandboxSignaller,
-  signalOfExit,
-  type Confinement,
-} from "./sandbox.ts";
-import { backoff } from "../shared/pause.ts";
-import {
-  JobGoneError,
-  retryable,
-  StaleJobError,
-  type WorkerTransport,
-} from "../transports/types.ts";
+import { chownSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { DffmpegError, TrustError } from "../shared/errors.ts"
+import { createUploader } from "../shared/http/uploader.ts"
+import type { Logger } from "../shared/log.ts"
+import type { WorkerMapper } from "../shared/paths/mapping.ts"
+import { createRootEncoder, type Escape, rewrittenStreams, type Rewriter } from "../shared/paths/rewrite.ts"
+import { createKeyFilter, type ArgumentPolicy } from "./policy.ts"
+import { acceptEnv, spawnEnv } from "./env.ts"
+import { materialise, withSafeOff } from "./contents.ts"
+import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
+import { toolOf } from "../shared/ffargs/argv.ts"
+import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
+import type { ExitReport } from "../shared/protocol/schemas.ts"
+import type { Assignment } from "../shared/protocol/worker.ts"
+import { createProgressTracker } from "./progress.ts"
+import type { Profile } from "../shared/config/server-schema.ts"
+import { applyProfiles, describeRewrites } from "./profiles.ts"
+import { createBatchEncoder, createRetainingSender, pieceSize, type OutputPiece } from "./output-batch.ts"
+import { leftInScratch, lostFilesError } from "./scratch.ts"
+import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
+import { backoff } from "../shared/pause.ts"
+import { JobGoneError, retryable, StaleJobError, type WorkerTransport } from "../transports/types.ts"
 
 export interface RunnerDeps {
-  transport: WorkerTransport;
-  log: Logger;
-  mapper: WorkerMapper;
+  transport: WorkerTransport
+  log: Logger
+  mapper: WorkerMapper
   /** Checks the mapped arguments before spawning; undefined when `argument_policy: false`. */
-  policy?: ArgumentPolicy;
+  policy?: ArgumentPolicy
   /** Binary name → executable path, only those this worker may run. */
-  binaries: Map<string, string>;
+  binaries: Map<string, string>
   /** How jobs are started: setpriv (parent-death kill, run_as) and the bubblewrap sandbox. */
-  confinement: Confinement;
+  confinement: Confinement
   /**
    * Stop schedule: `q` at once (SIGTERM at once when the process has no stdin pipe), SIGTERM after
    * `termAfterMs`, SIGKILL after `killAfterMs`.
    */
-  termAfterMs: number;
-  killAfterMs: number;
+  termAfterMs: number
+  killAfterMs: number
   /** The caller's environment variables a job may set (`allowed_env`); default: ffmpeg's own (DEFAULT_ENV). */
-  allowedEnv?: readonly string[];
+  allowedEnv?: readonly string[]
   /** Argument profiles (`profiles`), applied after path mapping and before the policy. */
-  profiles?: readonly Profile[];
+  profiles?: readonly Profile[]
   /**
    * Ms a small batch of output waits on an idle line before it is uploaded (`output_linger_ms`), so a
    * process's last output and its exit go in one request (default 0: at once).
    */
-  outputLingerMs?: number;
+  outputLingerMs?: number
 }
 
 export interface Run {
-  id: string;
-  epoch: number;
-  done: Promise<void>;
+  id: string
+  epoch: number
+  done: Promise<void>
   /**
    * Stops the process, the exit is reported and the job ends canceled: gracefully (q, SIGTERM, SIGKILL),
    * or with `kill` by SIGKILL at once (its caller vanished: like a local ffmpeg whose parent died, it
    * must not finalise anything).
    */
-  cancel(opts?: { kill?: boolean }): void;
+  cancel(opts?: { kill?: boolean }): void
   /**
    * Stops the process gracefully and reports the job as given up (forced shutdown, lost contact): the
    * coordinator re-queues it when it may, and fails it with `reason` otherwise.
    */
-  abandon(reason: string): void;
+  abandon(reason: string): void
   /** The job is no longer ours (stale epoch): SIGKILL now, report nothing. */
-  fence(): void;
+  fence(): void
 }
 
-const dec = new TextDecoder();
+const dec = new TextDecoder()
 
 /** Whether a cancel frame (`{reason, kill?}`) asks for SIGKILL at once rather than a graceful stop. */
 function cancelKills(data: Uint8Array): boolean {
   try {
-    return (JSON.parse(dec.decode(data)) as { kill?: unknown }).kill === true;
+    return (JSON.parse(dec.decode(data)) as { kill?: unknown }).kill === true
   } catch {
-    return false;
+    return false
   }
 }
 
 /** Does the command read its input from stdin (`-i -`, `-i pipe:`, `-i pipe:0`, `-i /dev/stdin`)? */
 function readsStdin(args: string[]): boolean {
   return args.some(
-    (a, i) =>
-      i > 0 &&
-      args[i - 1] === "-i" &&
-      (a === "-" || a === "pipe:" || a === "pipe:0" || a === "/dev/stdin"),
-  );
+    (a, i) => i > 0 && args[i - 1] === "-i" && (a === "-" || a === "pipe:" || a === "pipe:0" || a === "/dev/stdin"),
+  )
 }
 
 /**
@@ -118,63 +93,58 @@ function readsStdin(args: string[]): boolean {
  * signals, cancel), report the exit.
  */
 export function startRun(a: Assignment, deps: RunnerDeps): Run {
-  const log = deps.log;
-  let proc: ReturnType<typeof Bun.spawn> | undefined;
-  let mode: "run" | "cancel" | "abandon" | "fenced" = "run";
-  let abandonReason = "";
-  let killNow = false;
-  let stdinOpen = false;
-  const timers: ReturnType<typeof setTimeout>[] = [];
-  const exited = () =>
-    !proc || proc.exitCode !== null || proc.signalCode !== null;
+  const log = deps.log
+  let proc: ReturnType<typeof Bun.spawn> | undefined
+  let mode: "run" | "cancel" | "abandon" | "fenced" = "run"
+  let abandonReason = ""
+  let killNow = false
+  let stdinOpen = false
+  const timers: ReturnType<typeof setTimeout>[] = []
+  const exited = () => !proc || proc.exitCode !== null || proc.signalCode !== null
 
-  let intoSandbox:
-    ((sig: NodeJS.Signals | number) => Promise<void>) | undefined;
+  let intoSandbox: ((sig: NodeJS.Signals | number) => Promise<void>) | undefined
   const signal = (sig: NodeJS.Signals | number) => {
     try {
-      if (exited()) return;
-      if (intoSandbox) void intoSandbox(sig);
-      else proc?.kill(sig);
+      if (exited()) return
+      if (intoSandbox) void intoSandbox(sig)
+      else proc?.kill(sig)
     } catch (err) {
-      log.debug("kill failed", { job: a.id }, err as Error);
+      log.debug("kill failed", { job: a.id }, err as Error)
     }
-  };
+  }
 
   /**
    * q on stdin (ffmpeg's own "stop and finalize"), then SIGTERM, then SIGKILL. Without a stdin pipe
    * SIGTERM, ffmpeg's other graceful stop, goes at once.
    */
   const gracefulStop = () => {
-    if (!proc) return;
-    let asked = false;
+    if (!proc) return
+    let asked = false
     if (stdinOpen) {
       try {
-        const sink = proc.stdin as import("bun").FileSink;
-        sink.write("q");
-        void Promise.resolve(sink.flush()).catch(() => {});
-        asked = true;
+        const sink = proc.stdin as import("bun").FileSink
+        sink.write("q")
+        void Promise.resolve(sink.flush()).catch(() => {})
+        asked = true
       } catch {
         // stdin already closed: the signals below do it
       }
     }
-    if (!asked) signal("SIGTERM");
-    else timers.push(setTimeout(() => signal("SIGTERM"), deps.termAfterMs));
-    timers.push(setTimeout(() => signal("SIGKILL"), deps.killAfterMs));
-  };
+    if (!asked) signal("SIGTERM")
+    else timers.push(setTimeout(() => signal("SIGTERM"), deps.termAfterMs))
+    timers.push(setTimeout(() => signal("SIGKILL"), deps.killAfterMs))
+  }
 
-  const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+  const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v))
   // Kept until durable: an attached job's stdout may live only in the coordinator's memory until its caller took it.
   // Signed by frame digests once the coordinator said it takes them: it then seals the caller's stream
   // with the digests it computed checking the upload, instead of hashing every byte again.
-  let digests = false;
+  let digests = false
   const sender = createRetainingSender(async (body) => {
-    const answer = await deps.transport.upload(a.id, a.epoch, body, {
-      retain: true,
-      digests,
-    });
-    digests ||= answer.digests === true;
-    return answer;
-  });
+    const answer = await deps.transport.upload(a.id, a.epoch, body, { retain: true, digests })
+    digests ||= answer.digests === true
+    return answer
+  })
   const uploader = createUploader<OutputPiece>({
     send: (body) => sender.send(body),
     retryable,
@@ -182,128 +152,88 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     size: pieceSize,
     encode: createBatchEncoder(),
     linger: deps.outputLingerMs,
-  });
+  })
 
   const report = async (exit: ExitReport) => {
-    if (mode === "fenced") return;
-    if (mode === "abandon") exit = { ...exit, abandoned: abandonReason };
-    await uploader.push({ kind: Kind.exit, data: json(exit) });
-    await uploader.drain();
-  };
+    if (mode === "fenced") return
+    if (mode === "abandon") exit = { ...exit, abandoned: abandonReason }
+    await uploader.push({ kind: Kind.exit, data: json(exit) })
+    await uploader.drain()
+  }
 
   const scratchLeft = (dir: string) => {
     try {
-      return leftInScratch(dir);
+      return leftInScratch(dir)
     } catch (err) {
-      log.warn("cannot list the job's scratch directory", {
-        job: a.id,
-        reason: (err as Error).message,
-      });
-      return [];
+      log.warn("cannot list the job's scratch directory", { job: a.id, reason: (err as Error).message })
+      return []
     }
-  };
+  }
 
   /**
    * Path mapping, then the argument profiles: before the start claim, so the claim can tell the timeline
    * what the profiles changed. A refusal is reported once the job is ours (below).
    */
-  const prepare = ():
-    | { mapped: { args: string[]; cwd: string | null }; note?: string }
-    | { refused: Error } => {
+  const prepare = (): { mapped: { args: string[]; cwd: string | null }; note?: string } | { refused: Error } => {
     try {
-      const mapped = deps.mapper.mapArgs(
-        a.args,
-        a.paths,
-        a.cwd,
-        toolOf(a.binary),
-      );
-      if (!deps.profiles?.length) return { mapped };
-      const profiled = applyProfiles(a.binary, mapped.args, deps.profiles);
-      const note = describeRewrites(profiled.rewrites);
-      if (note)
-        log.info("argument profile applied", {
-          job: a.id,
-          epoch: a.epoch,
-          rewrites: note.slice(9),
-        });
-      return { mapped: { ...mapped, args: profiled.args }, note };
+      const mapped = deps.mapper.mapArgs(a.args, a.paths, a.cwd, toolOf(a.binary))
+      if (!deps.profiles?.length) return { mapped }
+      const profiled = applyProfiles(a.binary, mapped.args, deps.profiles)
+      const note = describeRewrites(profiled.rewrites)
+      if (note) log.info("argument profile applied", { job: a.id, epoch: a.epoch, rewrites: note.slice(9) })
+      return { mapped: { ...mapped, args: profiled.args }, note }
     } catch (err) {
-      return { refused: err as Error };
+      return { refused: err as Error }
     }
-  };
+  }
 
-  const downlink = new AbortController();
+  const downlink = new AbortController()
   const done = (async () => {
-    const prepared = prepare();
+    const prepared = prepare()
     try {
-      await deps.transport.start(
-        a.id,
-        a.epoch,
-        "note" in prepared ? prepared.note : undefined,
-      );
+      await deps.transport.start(a.id, a.epoch, "note" in prepared ? prepared.note : undefined)
     } catch (err) {
       // Not ours any more (reassigned, canceled): never run it.
-      log.warn("job not started", {
-        job: a.id,
-        epoch: a.epoch,
-        reason: (err as Error).message,
-      });
-      return;
+      log.warn("job not started", { job: a.id, epoch: a.epoch, reason: (err as Error).message })
+      return
     }
-    let scratch: string | undefined;
-    let files: string | undefined;
-    let copyRoots: { name: string; forms: string[] }[] = [];
+    let scratch: string | undefined
+    let files: string | undefined
+    let copyRoots: { name: string; forms: string[] }[] = []
     try {
-      if (mode !== "run")
-        return await report({
-          code: null,
-          signal: null,
-          error: "stopped before it started",
-        });
-      const bin = deps.binaries.get(a.binary);
+      if (mode !== "run") return await report({ code: null, signal: null, error: "stopped before it started" })
+      const bin = deps.binaries.get(a.binary)
       if (!bin)
         return await report({
           code: null,
           signal: null,
           error: `worker cannot run ${a.binary}: it is not in its binaries`,
-        });
-      let mapped: { args: string[]; cwd: string | null };
-      let binds: ReturnType<typeof rootBinds>;
-      let callerEnv: Record<string, string>;
+        })
+      let mapped: { args: string[]; cwd: string | null }
+      let binds: ReturnType<typeof rootBinds>
+      let callerEnv: Record<string, string>
       try {
-        if ("refused" in prepared) throw prepared.refused;
-        mapped = prepared.mapped;
-        const accepted = acceptEnv(
-          a,
-          deps.allowedEnv ?? DEFAULT_ENV,
-          deps.mapper,
-        );
+        if ("refused" in prepared) throw prepared.refused
+        mapped = prepared.mapped
+        const accepted = acceptEnv(a, deps.allowedEnv ?? DEFAULT_ENV, deps.mapper)
         if (accepted.dropped.length)
-          log.warn("caller environment dropped: not in allowed_env", {
-            job: a.id,
-            names: accepted.dropped.join(","),
-          });
-        callerEnv = accepted.env;
+          log.warn("caller environment dropped: not in allowed_env", { job: a.id, names: accepted.dropped.join(",") })
+        callerEnv = accepted.env
         // Concat lists and filter scripts the job carries, written with our paths (before the policy reads them).
-        const copies = materialise(a, mapped.args, deps.mapper);
-        files = copies.dir;
-        copyRoots = copies.roots;
-        mapped = { ...mapped, args: copies.args };
+        const copies = materialise(a, mapped.args, deps.mapper)
+        files = copies.dir
+        copyRoots = copies.roots
+        mapped = { ...mapped, args: copies.args }
         // The sandbox binds the roots as they resolved when the worker started, and only while they still do.
-        binds = rootBinds(deps.mapper.roots(a.paths));
+        binds = rootBinds(deps.mapper.roots(a.paths))
         if (deps.policy) {
-          const box = deps.confinement;
+          const box = deps.confinement
           const confine = (command: string[], cwd: string) => ({
             argv: box.argv({ roots: binds, cwd }, command),
             env: box.env(),
             infoFd: box.mode === "bwrap",
-            started: (pid: number) =>
-              log.info("attachment names probe started", {
-                job: a.id,
-                epoch: a.epoch,
-                pid,
-              }),
-          });
+            started: (pid: number) => log.info("attachment names probe started", { job: a.id, epoch: a.epoch, pid }),
+          })
           const job = {
             binary: a.binary,
             original: a.args,
@@ -313,195 +243,154 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             isPassthrough: deps.mapper.isPassthrough,
             confine,
             copies: copies.at,
-          };
-          mapped = { ...mapped, args: (await deps.policy.check(job)).args };
+          }
+          mapped = { ...mapped, args: (await deps.policy.check(job)).args }
         }
-        mapped = { ...mapped, args: withSafeOff(mapped.args, copies.lists) };
+        mapped = { ...mapped, args: withSafeOff(mapped.args, copies.lists) }
       } catch (err) {
-        return await report({
-          code: null,
-          signal: null,
-          error: `worker refused the job: ${(err as Error).message}`,
-        });
+        return await report({ code: null, signal: null, error: `worker refused the job: ${(err as Error).message}` })
       }
-      const box = deps.confinement;
+      const box = deps.confinement
       if (mapped.cwd === null) {
         // Private to the job (0700), owned by the user it runs as.
-        scratch = mkdtempSync(join(tmpdir(), "dffmpeg-job-"));
-        if (box.owner) chownSync(scratch, box.owner.uid, box.owner.gid);
+        scratch = mkdtempSync(join(tmpdir(), "dffmpeg-job-"))
+        if (box.owner) chownSync(scratch, box.owner.uid, box.owner.gid)
       }
-      const cwd = mapped.cwd ?? scratch!;
-      const sandboxed = box.mode === "bwrap";
-      const argv = box.argv({ roots: binds, scratch, files, cwd }, [
-        bin,
-        ...mapped.args,
-      ]);
+      const cwd = mapped.cwd ?? scratch!
+      const sandboxed = box.mode === "bwrap"
+      const argv = box.argv({ roots: binds, scratch, files, cwd }, [bin, ...mapped.args])
       // Without caller stdin the process gets /dev/null, exactly as a local call with none: EOF at once
       // (an overwrite prompt answers itself "not overwriting"); a cancel then stops it with SIGTERM.
-      stdinOpen = a.stdin;
+      stdinOpen = a.stdin
       try {
         proc = Bun.spawn(argv, {
           cwd,
           env: spawnEnv(box.env(), callerEnv),
-          stdio: [
-            stdinOpen ? "pipe" : "ignore",
-            "pipe",
-            "pipe",
-            ...(sandboxed ? (["pipe"] as const) : []),
-          ],
-        });
-        if (sandboxed)
-          intoSandbox = sandboxSignaller(
-            proc,
-            readChildPid(proc.stdio[INFO_FD] as number),
-            log,
-          );
+          stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])],
+        })
+        if (sandboxed) intoSandbox = sandboxSignaller(proc, readChildPid(proc.stdio[INFO_FD] as number), log)
       } catch (err) {
         return await report({
           code: null,
           signal: null,
           error: `cannot start ${a.binary} on the worker: ${(err as Error).message}`,
-        });
+        })
       }
-      log.info("job started", { job: a.id, epoch: a.epoch, pid: proc.pid });
-      const child = proc;
+      log.info("job started", { job: a.id, epoch: a.epoch, pid: proc.pid })
+      const child = proc
       // Reads copies of the output to report how far the job is; the bytes sent are the bytes read.
-      const progress = createProgressTracker(a.binary, mapped.args);
+      const progress = createProgressTracker(a.binary, mapped.args)
       // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
       // Only for a caller that decodes them (an older one would show `$Var`): the job says so.
-      const streams = a.pathTokens
-        ? rewrittenStreams(a.binary, a.args)
-        : undefined;
+      const streams = a.pathTokens ? rewrittenStreams(a.binary, a.args) : undefined
       const roots = [
-        ...deps.mapper
-          .roots(a.paths)
-          .map((r) => ({ name: r.name, forms: [r.root, r.real] })),
+        ...deps.mapper.roots(a.paths).map((r) => ({ name: r.name, forms: [r.root, r.real] })),
         ...copyRoots,
-      ];
-      const encoder = (escape: Escape | undefined) =>
-        escape && createRootEncoder(roots, escape);
+      ]
+      const encoder = (escape: Escape | undefined) => escape && createRootEncoder(roots, escape)
       const rewriters: Record<number, Rewriter | undefined> = {
         [Kind.stdout]: encoder(streams?.stdout),
         [Kind.stderr]: encoder(streams?.stderr),
-      };
-      const pump = async (
-        stream: ReadableStream<Uint8Array>,
-        kind: typeof Kind.stdout | typeof Kind.stderr,
-      ) => {
-        const rewriter = rewriters[kind];
+      }
+      const pump = async (stream: ReadableStream<Uint8Array>, kind: typeof Kind.stdout | typeof Kind.stderr) => {
+        const rewriter = rewriters[kind]
         const send = async (raw: Uint8Array, bytes: Uint8Array) => {
-          if (!bytes.length && !raw.length) return;
-          const piece: OutputPiece = { kind, data: bytes };
+          if (!bytes.length && !raw.length) return
+          const piece: OutputPiece = { kind, data: bytes }
           if (progress && raw.length) {
-            progress.feed(kind === Kind.stdout ? "stdout" : "stderr", raw);
-            const report = progress.take();
+            progress.feed(kind === Kind.stdout ? "stdout" : "stderr", raw)
+            const report = progress.take()
             // Same request as the bytes that carried it: progress never costs an extra round trip.
-            if (report) piece.progress = json(report);
+            if (report) piece.progress = json(report)
           }
-          if (!piece.data.length && !piece.progress) return;
+          if (!piece.data.length && !piece.progress) return
           await uploader.push(piece).catch((err) => {
             // The coordinator took the job away or the upload failed for good: stop the process.
             if (mode === "run")
-              log.warn("output upload failed; stopping the job", {
-                job: a.id,
-                reason: (err as Error).message,
-              });
-            if (err instanceof StaleJobError || err instanceof JobGoneError)
-              run.fence();
-            else signal("SIGKILL");
-          });
-        };
+              log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
+            if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
+            else signal("SIGKILL")
+          })
+        }
         for await (const chunk of stream) {
-          if (!chunk.length) continue;
-          await send(chunk, rewriter ? rewriter.push(chunk) : chunk);
+          if (!chunk.length) continue
+          await send(chunk, rewriter ? rewriter.push(chunk) : chunk)
         }
         // The bytes held back in case they began a root.
-        if (rewriter) await send(new Uint8Array(0), rewriter.end());
-      };
+        if (rewriter) await send(new Uint8Array(0), rewriter.end())
+      }
       followDownlink(a, child, deps, downlink.signal, {
         stdinEnded: () => (stdinOpen = false),
         signal: (sig) => signal(sig),
         cancel: (kill) => run.cancel({ kill }),
         refused: (reason) => run.abandon(reason),
-      });
-      if (mode !== "run" && killNow) signal("SIGKILL");
-      else if (mode !== "run") gracefulStop();
+      })
+      if (mode !== "run" && killNow) signal("SIGKILL")
+      else if (mode !== "run") gracefulStop()
       await Promise.all([
         pump(child.stdout as ReadableStream<Uint8Array>, Kind.stdout),
         pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr),
         child.exited,
-      ]);
-      downlink.abort();
-      for (const t of timers) clearTimeout(t);
+      ])
+      downlink.abort()
+      for (const t of timers) clearTimeout(t)
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
-      const sig =
-        child.signalCode !== null
-          ? String(child.signalCode)
-          : sandboxed
-            ? signalOfExit(child.exitCode)
-            : null;
-      let exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig };
-      const lost = scratch ? scratchLeft(scratch) : [];
+      const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
+      let exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
+      const lost = scratch ? scratchLeft(scratch) : []
       // Written where the caller cannot see it and deleted below: a failure, never an exit 0 with the file gone.
       if (lost.length) {
-        log.warn("job wrote into its scratch working directory", {
-          job: a.id,
-          files: lost.length,
-        });
-        exit = {
-          ...exit,
-          code: sig ? null : exit.code || 1,
-          error: lostFilesError(a.binary, lost),
-        };
+        log.warn("job wrote into its scratch working directory", { job: a.id, files: lost.length })
+        exit = { ...exit, code: sig ? null : exit.code || 1, error: lostFilesError(a.binary, lost) }
       }
       log.info("job exited", {
         job: a.id,
         code: exit.code ?? undefined,
         signal: exit.signal ?? undefined,
         stopped: mode === "run" ? undefined : mode,
-      });
-      await report(exit);
+      })
+      await report(exit)
     } catch (err) {
       if (err instanceof StaleJobError || err instanceof JobGoneError)
-        log.warn("job taken away", { job: a.id, reason: err.message });
-      else log.error("job failed on the worker", { job: a.id }, err as Error);
-      signal("SIGKILL");
+        log.warn("job taken away", { job: a.id, reason: err.message })
+      else log.error("job failed on the worker", { job: a.id }, err as Error)
+      signal("SIGKILL")
     } finally {
-      downlink.abort();
-      for (const t of timers) clearTimeout(t);
-      uploader.close();
-      if (scratch) rmSync(scratch, { recursive: true, force: true });
-      if (files) rmSync(files, { recursive: true, force: true });
+      downlink.abort()
+      for (const t of timers) clearTimeout(t)
+      uploader.close()
+      if (scratch) rmSync(scratch, { recursive: true, force: true })
+      if (files) rmSync(files, { recursive: true, force: true })
     }
-  })();
+  })()
 
   const run: Run = {
     id: a.id,
     epoch: a.epoch,
     done,
     cancel(opts) {
-      if (mode !== "run") return;
-      mode = "cancel";
-      log.info("canceling job", { job: a.id, kill: opts?.kill || undefined });
-      killNow = opts?.kill === true;
-      if (killNow) signal("SIGKILL");
-      else gracefulStop();
+      if (mode !== "run") return
+      mode = "cancel"
+      log.info("canceling job", { job: a.id, kill: opts?.kill || undefined })
+      killNow = opts?.kill === true
+      if (killNow) signal("SIGKILL")
+      else gracefulStop()
     },
     abandon(reason) {
-      if (mode === "fenced" || mode === "abandon") return;
-      const was = mode;
-      mode = "abandon";
-      abandonReason = reason;
-      if (was === "run") gracefulStop();
+      if (mode === "fenced" || mode === "abandon") return
+      const was = mode
+      mode = "abandon"
+      abandonReason = reason
+      if (was === "run") gracefulStop()
     },
     fence() {
-      if (mode === "fenced") return;
-      mode = "fenced";
-      uploader.close();
-      signal("SIGKILL");
+      if (mode === "fenced") return
+      mode = "fenced"
+      uploader.close()
+      signal("SIGKILL")
     },
-  };
-  return run;
+  }
+  return run
 }
 
 /**
@@ -514,73 +403,52 @@ function followDownlink(
   deps: RunnerDeps,
   stop: AbortSignal,
   on: {
-    stdinEnded(): void;
-    signal(sig: NodeJS.Signals): void;
-    cancel(kill: boolean): void;
-    refused(reason: string): void;
+    stdinEnded(): void
+    signal(sig: NodeJS.Signals): void
+    cancel(kill: boolean): void
+    refused(reason: string): void
   },
 ) {
-  const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined;
+  const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
   // ffmpeg takes the caller's stdin as keys when no input reads it: filter commands are dropped.
-  const keys =
-    deps.policy && !readsStdin(a.args) ? createKeyFilter() : undefined;
-  (async () => {
-    let after = 0;
-    let attempt = 0;
+  const keys = deps.policy && !readsStdin(a.args) ? createKeyFilter() : undefined
+  ;(async () => {
+    let after = 0
+    let attempt = 0
     while (!stop.aborted) {
       try {
-        for await (const f of deps.transport.input(
-          a.id,
-          a.epoch,
-          after,
-          stop,
-        )) {
-          attempt = 0;
+        for await (const f of deps.transport.input(a.id, a.epoch, after, stop)) {
+          attempt = 0
           if (f.kind === Kind.stdin && sink) {
-            sink.write(keys ? keys(f.data) : f.data);
-            await sink.flush();
+            sink.write(keys ? keys(f.data) : f.data)
+            await sink.flush()
           } else if (f.kind === Kind.stdinEnd && sink) {
-            on.stdinEnded();
-            await sink.end();
+            on.stdinEnded()
+            await sink.end()
           } else if (f.kind === Kind.signal) {
-            const sig = dec.decode(f.data);
+            const sig = dec.decode(f.data)
             if (RELAYED_SIGNALS.has(sig)) {
-              deps.log.info("forwarding signal", { job: a.id, signal: sig });
-              on.signal(sig as NodeJS.Signals);
+              deps.log.info("forwarding signal", { job: a.id, signal: sig })
+              on.signal(sig as NodeJS.Signals)
             }
-          } else if (f.kind === Kind.cancel) on.cancel(cancelKills(f.data));
-          if (f.kind !== Kind.cancel && f.kind !== Kind.ping)
-            after = Math.max(after, f.seq);
+          } else if (f.kind === Kind.cancel) on.cancel(cancelKills(f.data))
+          if (f.kind !== Kind.cancel && f.kind !== Kind.ping) after = Math.max(after, f.seq)
         }
-        return;
+        return
       } catch (err) {
-        if (stop.aborted) return;
+        if (stop.aborted) return
         if (err instanceof TrustError) {
           // Forged stdin, signals or cancels must not reach the process: stop the job instead.
-          deps.log.error("job downlink not trusted; stopping the job", {
-            job: a.id,
-            reason: err.message,
-          });
-          return on.refused(`worker stopped the job: ${err.message}`);
+          deps.log.error("job downlink not trusted; stopping the job", { job: a.id, reason: err.message })
+          return on.refused(`worker stopped the job: ${err.message}`)
         }
         if (err instanceof DffmpegError && !retryable(err)) {
-          deps.log.warn("job downlink ended: the coordinator refused it", {
-            job: a.id,
-            reason: err.message,
-          });
-          return;
+          deps.log.warn("job downlink ended: the coordinator refused it", { job: a.id, reason: err.message })
+          return
         }
-        deps.log.debug("job downlink interrupted", {
-          job: a.id,
-          reason: (err as Error).message,
-        });
-        await Bun.sleep(backoff(attempt++));
+        deps.log.debug("job downlink interrupted", { job: a.id, reason: (err as Error).message })
+        await Bun.sleep(backoff(attempt++))
       }
     }
-  })().catch((err) =>
-    deps.log.debug("job downlink ended", {
-      job: a.id,
-      reason: (err as Error).message,
-    }),
-  );
+  })().catch((err) => deps.log.debug("job downlink ended", { job: a.id, reason: (err as Error).message }))
 }

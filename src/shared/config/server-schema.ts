@@ -1,16 +1,8 @@
-import * as v from "valibot";
-import { availableParallelism } from "node:os";
-import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts";
-import {
-  AbsPath,
-  EnvNames,
-  Identity,
-  LogLevel,
-  Port,
-  Seconds,
-  VarName,
-} from "./schema.ts";
-import { CapName, Labels } from "../protocol/capabilities.ts";
+import * as v from "valibot"
+import { availableParallelism } from "node:os"
+import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
+import { AbsPath, EnvNames, Identity, LogLevel, Port, Seconds, VarName } from "./schema.ts"
+import { CapName, Labels } from "../protocol/capabilities.ts"
 
 /**
  * Config schemas of the roles the CLI runs: coordinator, worker and admin. Kept apart from schema.ts so
@@ -24,25 +16,19 @@ const CidrList = (fallback: string[]) =>
         v.string(),
         v.check(
           (t) => parseCidr(t) !== undefined,
-          (i) =>
-            `${JSON.stringify(i.input)} is not an IP address or CIDR range`,
+          (i) => `${JSON.stringify(i.input)} is not an IP address or CIDR range`,
         ),
       ),
     ),
     fallback,
-  );
+  )
 const BinaryName = v.pipe(
   v.string(),
-  v.regex(
-    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/,
-    "binary names are 1-64 letters, digits, '_', '-' or '.'",
-  ),
-);
+  v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "binary names are 1-64 letters, digits, '_', '-' or '.'"),
+)
 
-const Bytes = (min: number, max: number) =>
-  v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
-const Count = (min: number, max: number) =>
-  v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+const Bytes = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max))
+const Count = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max))
 
 /** Quotas and resource limits of the coordinator (issue: bounded memory under any load). */
 export const Limits = v.optional(
@@ -56,28 +42,19 @@ export const Limits = v.optional(
     /** Jobs one client identity may have not yet finished (queued, assigned or running). */
     max_active_per_client: v.optional(Count(1, 1_000_000), 1000),
     /** Caller stdin bytes one job may forward to its worker. */
-    max_stdin_bytes: v.optional(
-      Bytes(0, 1024 * 1024 * 1024 * 1024),
-      1024 * 1024 * 1024,
-    ),
+    max_stdin_bytes: v.optional(Bytes(0, 1024 * 1024 * 1024 * 1024), 1024 * 1024 * 1024),
     /** Largest page of a listing (jobs, events); larger `limit`s are clamped, and cursors page on. */
     max_page_size: v.optional(Count(1, 10_000), 200),
     /** Largest log tail (`admin jobs logs --tail`, the dashboard's log view), in bytes. */
     max_log_tail_bytes: v.optional(Bytes(1024, 256 * 1024 * 1024), 1024 * 1024),
     /** Largest signed request body; a larger Content-Length gets 413 before the body is read. */
-    max_body_bytes: v.optional(
-      Bytes(64 * 1024, 256 * 1024 * 1024),
-      8 * 1024 * 1024,
-    ),
+    max_body_bytes: v.optional(Bytes(64 * 1024, 256 * 1024 * 1024), 8 * 1024 * 1024),
     /**
      * Request body bytes read at once, in all, before their signatures are verified (a caller who knows
      * an identity's name but not its key can make the coordinator read up to a route's cap); past it
      * new bodies get 503 and are retried. Never below max_body_bytes.
      */
-    max_unverified_body_bytes: v.optional(
-      Bytes(1024 * 1024, 4 * 1024 * 1024 * 1024),
-      64 * 1024 * 1024,
-    ),
+    max_unverified_body_bytes: v.optional(Bytes(1024 * 1024, 4 * 1024 * 1024 * 1024), 64 * 1024 * 1024),
     /** Open dashboard live connections (SSE) in all, and per client address. */
     max_dashboard_connections: v.optional(Count(1, 100_000), 64),
     max_dashboard_connections_per_ip: v.optional(Count(1, 100_000), 8),
@@ -89,7 +66,7 @@ export const Limits = v.optional(
     max_streams_per_identity: v.optional(Count(1, 100_000), 256),
   }),
   {},
-);
+)
 
 /**
  * How much of a job's output the coordinator keeps (issue 11 item 6): output flows worker → caller
@@ -119,19 +96,13 @@ export const Relay = v.optional(
     memory_mb: v.optional(Count(0, 64 * 1024), 256),
   }),
   {},
-);
+)
 
-const PriorityName = v.picklist(
-  ["interactive", "normal", "batch"],
-  "must be interactive, normal or batch",
-);
+const PriorityName = v.picklist(["interactive", "normal", "batch"], "must be interactive, normal or batch")
 const ClientName = v.pipe(
   v.string(),
-  v.regex(
-    /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/,
-    "client identities are 1-64 letters, digits, '_' or '-'",
-  ),
-);
+  v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "client identities are 1-64 letters, digits, '_' or '-'"),
+)
 
 /**
  * A client rule: when a job matches every condition of `match`, it gets `priority` (the first matching
@@ -142,33 +113,21 @@ const SchedulingRule = v.pipe(
     match: v.pipe(
       v.strictObject({
         /** The submitting identity, or one of several. */
-        identity: v.optional(
-          v.union([ClientName, v.pipe(v.array(ClientName), v.minLength(1))]),
-        ),
+        identity: v.optional(v.union([ClientName, v.pipe(v.array(ClientName), v.minLength(1))])),
         binary: v.optional(BinaryName),
         /** Arguments that appear in this order, next to each other (`[-f, hls]`). */
         args_contain: v.optional(
-          v.pipe(
-            v.array(v.pipe(v.string(), v.maxLength(4096))),
-            v.minLength(1),
-            v.maxLength(64),
-          ),
+          v.pipe(v.array(v.pipe(v.string(), v.maxLength(4096))), v.minLength(1), v.maxLength(64)),
         ),
       }),
-      v.check(
-        (m) => Object.keys(m).length > 0,
-        "a rule's match needs identity, binary or args_contain",
-      ),
+      v.check((m) => Object.keys(m).length > 0, "a rule's match needs identity, binary or args_contain"),
     ),
     priority: v.optional(PriorityName),
     labels: v.optional(Labels),
   }),
-  v.check(
-    (r) => r.priority !== undefined || r.labels !== undefined,
-    "a rule must set priority or labels",
-  ),
-);
-export type SchedulingRule = v.InferOutput<typeof SchedulingRule>;
+  v.check((r) => r.priority !== undefined || r.labels !== undefined, "a rule must set priority or labels"),
+)
+export type SchedulingRule = v.InferOutput<typeof SchedulingRule>
 
 /**
  * How queued jobs are ordered and placed (issue 12, docs/scheduling.md): probes go first in their own
@@ -179,10 +138,7 @@ export const Scheduling = v.optional(
     /** Default priority per client identity (`jellyfin: interactive`); others are `normal`. */
     priorities: v.optional(v.record(ClientName, PriorityName), {}),
     /** Client rules matching argument patterns, in order (`{match: {args_contain: [-f, hls]}, priority: interactive}`). */
-    rules: v.optional(
-      v.pipe(v.array(SchedulingRule), v.maxLength(256, "at most 256 rules")),
-      [],
-    ),
+    rules: v.optional(v.pipe(v.array(SchedulingRule), v.maxLength(256, "at most 256 rules")), []),
     /**
      * What one priority level is worth in waiting: a `normal` job queued this long before an
      * `interactive` one goes first; a `batch` one twice this long. 0: first come, first served.
@@ -192,36 +148,30 @@ export const Scheduling = v.optional(
     poll_gone_seconds: v.optional(Seconds(0.05, 3600), 2),
   }),
   {},
-);
+)
 
 /** The store engines: those accepted now, and those planned (named in the error until their adapters land). */
-export const DatabaseEngines = {
-  available: ["sqlite"],
-  planned: ["postgres", "mysql", "mariadb"],
-} as const;
+export const DatabaseEngines = { available: ["sqlite"], planned: ["postgres", "mysql", "mariadb"] } as const
 
 const SqliteDatabase = v.object({
   engine: v.optional(v.literal("sqlite"), "sqlite"),
   /** The database file, relative to the config file, or `:memory:`. */
   path: v.optional(v.pipe(v.string(), v.minLength(1)), "./dffmpeg.db"),
-});
+})
 
 /** Why `database` was refused: a planned engine is not "invalid", it is not there yet. */
 function engineMessage(issue: v.BaseIssue<unknown>): string {
-  if (issue.expected === "Object") return "must be a mapping (engine, path)";
-  const { available, planned } = DatabaseEngines;
-  const engine = issue.input;
+  if (issue.expected === "Object") return "must be a mapping (engine, path)"
+  const { available, planned } = DatabaseEngines
+  const engine = issue.input
   if ((planned as readonly unknown[]).includes(engine))
-    return `${engine} is planned but not available yet (available: ${available.join(", ")})`;
-  return `unknown engine ${JSON.stringify(engine)}; available: ${available.join(", ")} (planned: ${planned.join(", ")})`;
+    return `${engine} is planned but not available yet (available: ${available.join(", ")})`
+  return `unknown engine ${JSON.stringify(engine)}; available: ${available.join(", ")} (planned: ${planned.join(", ")})`
 }
 
 /** `database`, one shape per engine (a discriminated union on `engine`, which defaults to sqlite). */
-export const Database = v.optional(
-  v.variant("engine", [SqliteDatabase], engineMessage),
-  {},
-);
-export type DatabaseConfig = v.InferOutput<typeof Database>;
+export const Database = v.optional(v.variant("engine", [SqliteDatabase], engineMessage), {})
+export type DatabaseConfig = v.InferOutput<typeof Database>
 
 export const CoordinatorConfig = v.object({
   host: v.optional(v.string(), "127.0.0.1"),
@@ -230,10 +180,7 @@ export const CoordinatorConfig = v.object({
   database: Database,
   allowed_binaries: v.optional(v.array(BinaryName), ["ffmpeg", "ffprobe"]),
   /** Longest a worker's poll is held open before it answers with no work. */
-  poll_wait_seconds: v.optional(
-    v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)),
-    25,
-  ),
+  poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),
   /** How often workers report the jobs they hold, and attached callers are checked for. */
   heartbeat_interval: v.optional(Seconds(0.05, 3600), 5),
   /**
@@ -252,15 +199,9 @@ export const CoordinatorConfig = v.object({
       interval: v.optional(Seconds(0.05, 3600), 10),
       jitter: v.optional(Seconds(0, 60), 0.5),
       /** A worker is offline when not heard from for max(registration_interval, heartbeat_interval) × this. */
-      worker_threshold_factor: v.optional(
-        v.pipe(v.number(), v.minValue(1), v.maxValue(100)),
-        1.5,
-      ),
+      worker_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 1.5),
       /** A running job's worker, or an attached caller, is gone after heartbeat_interval × this. */
-      job_heartbeat_threshold_factor: v.optional(
-        v.pipe(v.number(), v.minValue(1), v.maxValue(100)),
-        2.5,
-      ),
+      job_heartbeat_threshold_factor: v.optional(v.pipe(v.number(), v.minValue(1), v.maxValue(100)), 2.5),
       /** Longest a job may stay assigned without its worker starting it; then it is re-queued. */
       job_assignment_timeout: v.optional(Seconds(0.05, 3600), 10),
       /** A queued job that no online worker could run fails after this long. */
@@ -271,10 +212,7 @@ export const CoordinatorConfig = v.object({
        */
       probe_pending_timeout: v.optional(Seconds(0.05, 3600), 5),
       /** Finished jobs (with their output) and long-offline workers are deleted after this long. */
-      retention_hours: v.optional(
-        v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 3650)),
-        168,
-      ),
+      retention_hours: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(24 * 3650)), 168),
     }),
     {},
   ),
@@ -283,13 +221,7 @@ export const CoordinatorConfig = v.object({
    * and has the binary; otherwise the online worker with the widest tools (docs/capabilities.md).
    */
   reference_worker: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(
-        /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/,
-        "must be 1-64 letters, digits, '_' or '-'",
-      ),
-    ),
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be 1-64 letters, digits, '_' or '-'")),
   ),
   /** Info-command answers kept in memory (per reference worker, its tools and the arguments; at most 64 MiB in all); least recently used go first. 0: no cache. */
   info_cache_entries: v.optional(Count(0, 100_000), 256),
@@ -300,10 +232,7 @@ export const CoordinatorConfig = v.object({
   /** When true the dashboard also asks for an admin identity (name and key) and keeps a session cookie. */
   dashboard_require_login: v.optional(v.boolean(), false),
   /** Hours a dashboard sign-in lasts. */
-  dashboard_session_hours: v.optional(
-    v.pipe(v.number(), v.minValue(0.01), v.maxValue(24 * 365)),
-    12,
-  ),
+  dashboard_session_hours: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(24 * 365)), 12),
   /** Peers that may scrape /metrics (default: loopback and private ranges). */
   allowed_metrics_ips: CidrList(LOCAL_RANGES),
   /**
@@ -328,11 +257,11 @@ export const CoordinatorConfig = v.object({
   relay: Relay,
   scheduling: Scheduling,
   log_level: LogLevel,
-});
-export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>;
+})
+export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
 
 /** Names a worker's config takes out of what it detected (one list per kind, for every binary). */
-const Removal = v.optional(v.array(CapName), []);
+const Removal = v.optional(v.array(CapName), [])
 export const RemoveCapabilities = v.optional(
   v.strictObject({
     encoders: Removal,
@@ -346,8 +275,8 @@ export const RemoveCapabilities = v.optional(
     demuxers: Removal,
   }),
   {},
-);
-export type RemoveCapabilities = v.InferOutput<typeof RemoveCapabilities>;
+)
+export type RemoveCapabilities = v.InferOutput<typeof RemoveCapabilities>
 
 /** Argument values, whole, as a profile matches and writes them (not empty, one line). */
 const ProfileValue = v.pipe(
@@ -355,14 +284,11 @@ const ProfileValue = v.pipe(
   v.minLength(1, "must not be empty"),
   v.maxLength(4096, "at most 4096 characters"),
   v.regex(/^[^\u0000-\u001f\u007f]*$/, "must hold no control characters"),
-);
+)
 const ProfileTable = v.pipe(
   v.record(ProfileValue, ProfileValue),
-  v.check(
-    (r) => Object.keys(r).length >= 1 && Object.keys(r).length <= 256,
-    "1-256 entries",
-  ),
-);
+  v.check((r) => Object.keys(r).length >= 1 && Object.keys(r).length <= 256, "1-256 entries"),
+)
 /**
  * One argument profile rule (worker/profiles.ts): option values equal to a key of `replace` become its
  * value; option values starting with a key of `replace_prefix` get that start replaced. Only values of
@@ -375,56 +301,33 @@ export const Profile = v.pipe(
     binary: v.optional(BinaryName),
     options: v.optional(
       v.pipe(
-        v.array(
-          v.pipe(
-            v.string(),
-            v.regex(
-              /^[A-Za-z0-9_]{1,64}$/,
-              "option names without '-' or stream specifier",
-            ),
-          ),
-        ),
+        v.array(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_]{1,64}$/, "option names without '-' or stream specifier"))),
         v.minLength(1, "list at least one option, or leave options out"),
       ),
     ),
     replace: v.optional(ProfileTable),
     replace_prefix: v.optional(ProfileTable),
   }),
-  v.check(
-    (p) => !!p.replace || !!p.replace_prefix,
-    "a profile needs replace or replace_prefix",
-  ),
-);
-export type Profile = v.InferOutput<typeof Profile>;
+  v.check((p) => !!p.replace || !!p.replace_prefix, "a profile needs replace or replace_prefix"),
+)
+export type Profile = v.InferOutput<typeof Profile>
 
 export const WorkerConfig = v.object({
   ...Identity,
-  binaries: v.optional(
-    v.record(BinaryName, v.pipe(v.string(), v.minLength(1))),
-    {
-      ffmpeg: "ffmpeg",
-      ffprobe: "ffprobe",
-    },
-  ),
+  binaries: v.optional(v.record(BinaryName, v.pipe(v.string(), v.minLength(1))), {
+    ffmpeg: "ffmpeg",
+    ffprobe: "ffprobe",
+  }),
   paths: v.optional(v.record(VarName, AbsPath), {}),
   passthrough_paths: v.optional(v.array(AbsPath), ["/dev/null"]),
-  max_jobs: v.optional(
-    v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
-    availableParallelism(),
-  ),
+  max_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), availableParallelism()),
   /** Slots for probes (ffprobe, info commands), apart from max_jobs, so probes never wait behind transcodes. */
-  max_probe_jobs: v.optional(
-    v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(256)),
-    4,
-  ),
+  max_probe_jobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(256)), 4),
   /** Stopping a job (cancel, forced shutdown): `q` on stdin, SIGTERM after this long, then SIGKILL. */
   cancel_term_after_seconds: v.optional(Seconds(0, 600), 2),
   cancel_kill_after_seconds: v.optional(Seconds(0, 600), 5),
   /** A small batch of output waits this long on an idle line, so a job's last output and exit share one upload. */
-  output_linger_ms: v.optional(
-    v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)),
-    10,
-  ),
+  output_linger_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 10),
   /** After the first SIGTERM, keep refusing new work for at least this long before exiting. */
   min_drain_time_seconds: v.optional(Seconds(0, 3600), 5),
   /** Path checks (stat, mount point) that take longer than this count as unhealthy. */
@@ -488,17 +391,14 @@ export const WorkerConfig = v.object({
   /** Longest one capability command (a listing, a hwaccel's initialisation) may take; it then counts as failed. */
   capability_timeout_seconds: v.optional(Seconds(0.5, 600), 10),
   /** Argument rewrites applied before spawning, after path mapping and before the argument policy (in order). */
-  profiles: v.optional(
-    v.pipe(v.array(Profile), v.maxLength(64, "at most 64 profiles")),
-    [],
-  ),
+  profiles: v.optional(v.pipe(v.array(Profile), v.maxLength(64, "at most 64 profiles")), []),
   log_level: LogLevel,
-});
-export type WorkerConfig = v.InferOutput<typeof WorkerConfig>;
+})
+export type WorkerConfig = v.InferOutput<typeof WorkerConfig>
 
 /** `dffmpeg admin` from any host: an admin identity and where the coordinator is. */
 export const AdminConfig = v.object({
   ...Identity,
   log_level: LogLevel,
-});
-export type AdminConfig = v.InferOutput<typeof AdminConfig>;
+})
+export type AdminConfig = v.InferOutput<typeof AdminConfig>
