@@ -9,7 +9,7 @@
  * it runs (SqliteOptions.onStatement), and reports its counters and its own CPU time when asked on stdin.
  * A write transaction is a BEGIN IMMEDIATE, or a write statement outside one (SQLite's autocommit).
  * Figures per job include what the worker's polls and heartbeats cost while the jobs run.
- * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40); --detail lists each statement's runs per job on stderr.
+ * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40); --linger MS (the worker's output_linger_ms, 0: none); --detail lists each statement's runs per job on stderr.
  */
 import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
@@ -111,7 +111,10 @@ async function main() {
     }
     return this.coordinator
   }
-  await using c = await Cluster.start({ workers: 1 })
+  // The worker's `output_linger_ms` (`--linger MS`; default: its own).
+  const li = process.argv.indexOf("--linger")
+  const workerConfig = li > 0 ? { output_linger_ms: Number(process.argv[li + 1]) } : undefined
+  await using c = await Cluster.start({ workers: 1, workerConfig })
   makeMedia([
     "-f",
     "lavfi",

@@ -10,7 +10,7 @@
  * (/proc/PID/status VmHWM, VmRSS) after each round, and the job_output bytes the coordinator's database
  * holds at the end (nothing for an attached caller that acknowledged everything). Prints a Markdown report
  * (paste into docs/performance.md). Run: `bun run bench:relay` (builds first if dist/dffmpeg is missing).
- * Options: --runs N (default 3), --seconds S of video (default 10).
+ * Options: --runs N (default 3), --seconds S of video (default 10), --linger MS (the worker's output_linger_ms).
  */
 import { Database } from "bun:sqlite"
 import { cpus, totalmem } from "node:os"
@@ -22,6 +22,10 @@ import { BIN } from "../test/helpers/bin.ts"
 const opt = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1]) || fallback
 const runs = opt("--runs", 3)
 const seconds = opt("--seconds", 10)
+/** The worker's `output_linger_ms` (default: its own default); `--linger 0` for no linger. */
+const linger = process.argv.includes("--linger")
+  ? Number(process.argv[process.argv.indexOf("--linger") + 1])
+  : undefined
 if (!existsSync(BIN))
   Bun.spawnSync(["bun", "scripts/build.ts", "--single"], {
     stdout: "inherit",
@@ -44,7 +48,11 @@ const mib = (k: number) => (k / 1024).toFixed(0)
 const f1 = (x: number) => x.toFixed(1)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-const c = await Cluster.start({ workers: 1, maxJobs: 2 })
+const c = await Cluster.start({
+  workers: 1,
+  maxJobs: 2,
+  ...(linger === undefined ? {} : { workerConfig: { output_linger_ms: linger } }),
+})
 try {
   const env = { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
   const proxy = join(c.binDir, "ffmpeg")

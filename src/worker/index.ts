@@ -161,6 +161,7 @@ export async function startWorker(
     confinement,
     termAfterMs: cfg.cancel_term_after_seconds * 1000,
     killAfterMs: cfg.cancel_kill_after_seconds * 1000,
+    outputLingerMs: cfg.output_linger_ms,
     allowedEnv: cfg.allowed_env,
     profiles: cfg.profiles,
   }

@@ -74,6 +74,17 @@ describe("startRun against a fake transport", () => {
     expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
   })
 
+  test("with a linger, a trivial job's output and its exit go in one upload request", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-hide_banner", "-version"])
+    // A linger longer than the test: the exit's drain is what sends the output.
+    await within(startRun(a, { ...deps(t), outputLingerMs: 60_000 }).done)
+    expect(t.calls.filter((c) => c === `upload:${a.id}`)).toHaveLength(1)
+    expect(t.text(a.id, Kind.stdout)).toContain("ffmpeg version")
+    expect(t.uploads.get(a.id)!.at(-1)!.kind).toBe(Kind.exit)
+    expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+  })
+
   test("a refused start (no longer ours) never spawns and reports nothing", async () => {
     const t = new FakeTransport()
     t.faults.start.once.push(new StaleJobError("job is no longer assigned to w1 at epoch 3"))

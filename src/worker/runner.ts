@@ -43,6 +43,11 @@ export interface RunnerDeps {
   allowedEnv?: readonly string[]
   /** Argument profiles (`profiles`), applied after path mapping and before the policy. */
   profiles?: readonly Profile[]
+  /**
+   * Ms a small batch of output waits on an idle line before it is uploaded (`output_linger_ms`), so a
+   * process's last output and its exit go in one request (default 0: at once).
+   */
+  outputLingerMs?: number
 }
 
 export interface Run {
@@ -146,6 +151,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     delay: (n) => backoff(n),
     size: pieceSize,
     encode: createBatchEncoder(),
+    linger: deps.outputLingerMs,
   })
 
   const report = async (exit: ExitReport) => {

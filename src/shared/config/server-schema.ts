@@ -326,6 +326,8 @@ export const WorkerConfig = v.object({
   /** Stopping a job (cancel, forced shutdown): `q` on stdin, SIGTERM after this long, then SIGKILL. */
   cancel_term_after_seconds: v.optional(Seconds(0, 600), 2),
   cancel_kill_after_seconds: v.optional(Seconds(0, 600), 5),
+  /** A small batch of output waits this long on an idle line, so a job's last output and exit share one upload. */
+  output_linger_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100)), 10),
   /** After the first SIGTERM, keep refusing new work for at least this long before exiting. */
   min_drain_time_seconds: v.optional(Seconds(0, 3600), 5),
   /** Path checks (stat, mount point) that take longer than this count as unhealthy. */

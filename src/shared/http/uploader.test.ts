@@ -80,7 +80,7 @@ const flush = () => new Promise<void>((r) => setImmediate(r))
 const frame = (seq: number, size = 3) => encodeFrame(Kind.stdout, seq, new Uint8Array(size).fill(seq & 0xff))
 const seqs = (body: Uint8Array) => decodeFrames(body).map((f) => f.seq)
 
-function setup(over: { maxBatch?: number; maxBacklog?: number } = {}) {
+function setup(over: { maxBatch?: number; maxBacklog?: number; linger?: number; lingerBytes?: number } = {}) {
   const t = fakeSend()
   const up = createUploader({
     send: (b) => t.send(b),
@@ -194,6 +194,47 @@ describe("createUploader", () => {
     await expect(up.push(frame(3))).rejects.toBe(fatal)
     // Nothing more is sent after the failure.
     expect(t.bodies).toHaveLength(1)
+  })
+
+  test("linger: small frames on an idle line wait; drain() sends them at once, all in one request", async () => {
+    // A linger no test outlives: only drain() can have sent them.
+    const { t, up } = setup({ linger: 60_000 })
+    await up.push(frame(1))
+    await up.push(frame(2))
+    await flush()
+    expect(t.bodies).toHaveLength(0)
+    const done = up.drain()
+    expect(t.bodies).toHaveLength(1)
+    expect(seqs(t.bodies[0])).toEqual([1, 2])
+    await t.ack()
+    await done
+    up.close()
+  })
+
+  test("linger: a batch reaching lingerBytes goes at once, and a busy line never lingers", async () => {
+    const size = frame(1).length
+    const { t, up } = setup({ linger: 60_000, lingerBytes: size * 2 })
+    await up.push(frame(1))
+    expect(t.bodies).toHaveLength(0)
+    await up.push(frame(2))
+    expect(t.bodies).toHaveLength(1)
+    expect(seqs(t.bodies[0])).toEqual([1, 2])
+    // Pushed while that request is out: sent as soon as it is answered, without drain().
+    await up.push(frame(3))
+    await t.ack()
+    expect(t.bodies).toHaveLength(2)
+    expect(seqs(t.bodies[1])).toEqual([3])
+    await t.ack()
+    up.close()
+  })
+
+  test("linger: a small frame goes by itself once the linger is over", async () => {
+    const { t, up } = setup({ linger: 1 })
+    await up.push(frame(1))
+    while (!t.bodies.length) await Bun.sleep(1)
+    expect(seqs(t.bodies[0])).toEqual([1])
+    await t.ack()
+    await up.drain()
   })
 
   test("drain() resolves at once when nothing was pushed, and after the last ack otherwise", async () => {

@@ -3,7 +3,7 @@ import { concatFrames } from "../protocol/frames.ts"
 export interface Uploader<T = Uint8Array> {
   /** Queues an item (an encoded frame by default); resolves once the unacknowledged backlog is under the limit (backpressure). */
   push(item: T): Promise<void>
-  /** Resolves when every queued frame was acknowledged; rejects if sending failed for good. */
+  /** Sends what is queued at once (ending a linger), resolves when every queued frame was acknowledged; rejects if sending failed for good. */
   drain(): Promise<void>
   /** Stops sending; pending frames are dropped. */
   close(): void
@@ -16,6 +16,11 @@ export interface Uploader<T = Uint8Array> {
  * that same body; receivers treat repeated sequence numbers as duplicates, so a retry never duplicates
  * output. Items are encoded frames unless `encode` says otherwise (the worker queues raw output and
  * frames a batch in one copy, `worker/output-batch.ts`).
+ *
+ * With `linger`, a small batch (under `lingerBytes`) pushed while the line is idle waits up to that many
+ * ms for more before it goes, so what follows within it (the worker: a process's last output, then its
+ * exit) shares one request; `drain()` or a batch reaching `lingerBytes` sends at once. A busy line never
+ * lingers: what queued during a request goes as soon as it is answered.
  */
 export function createUploader<T = Uint8Array>(opts: {
   send(body: Uint8Array): Promise<void>
@@ -28,7 +33,13 @@ export function createUploader<T = Uint8Array>(opts: {
   size?: (item: T) => number
   /** One request's body from a batch of items (default: the frames joined). */
   encode?: (items: T[]) => Uint8Array
+  /** Ms a small batch waits on an idle line for more (default 0: it goes at once). */
+  linger?: number
+  /** A batch this large never lingers (default 64 KiB). */
+  lingerBytes?: number
 }): Uploader<T> {
+  const linger = opts.linger ?? 0
+  const lingerBytes = opts.lingerBytes ?? 64 * 1024
   const maxBatch = opts.maxBatch ?? 4 * 1024 * 1024
   const maxBacklog = opts.maxBacklog ?? 64 * 1024 * 1024
   const size = opts.size ?? ((f: T) => (f as Uint8Array).length)
@@ -41,6 +52,7 @@ export function createUploader<T = Uint8Array>(opts: {
   let closed = false
   let waiters: (() => void)[] = []
   let roomWaiters: (() => void)[] = []
+  let lingering: ReturnType<typeof setTimeout> | undefined
 
   const wake = () => {
     const w = waiters
@@ -54,8 +66,28 @@ export function createUploader<T = Uint8Array>(opts: {
     for (const f of w) f()
   }
 
+  const stopLinger = () => {
+    if (lingering === undefined) return
+    clearTimeout(lingering)
+    lingering = undefined
+  }
+  /** Sends now, or, for a small batch on an idle line, once the linger is over. */
+  const kick = (now: boolean) => {
+    if (sending) return
+    if (!now && linger > 0 && queued < lingerBytes) {
+      lingering ??= setTimeout(() => {
+        lingering = undefined
+        void pump()
+      }, linger)
+      return
+    }
+    stopLinger()
+    void pump()
+  }
+
   const pump = async () => {
     if (sending) return
+    stopLinger()
     sending = true
     let attempt = 0
     let body: { bytes: Uint8Array; n: number; size: number } | undefined
@@ -92,16 +124,18 @@ export function createUploader<T = Uint8Array>(opts: {
       if (closed) return
       queue.push(item)
       queued += size(item)
-      void pump()
+      kick(false)
       if (queued >= maxBacklog) await new Promise<void>((r) => roomWaiters.push(r))
       if (failed) throw failed
     },
     async drain() {
+      if (queue.length && !failed && !closed) kick(true)
       while (queue.length && !failed && !closed) await new Promise<void>((r) => waiters.push(r))
       if (failed) throw failed
     },
     close() {
       closed = true
+      stopLinger()
       wake()
       wakeRoom()
     },
