@@ -132,32 +132,3 @@ describe("acknowledgement cadence", () => {
     expect(h.sent).toEqual([])
   })
 })
-
-describe("finish", () => {
-  test("sends what is owed at once, even with one in flight, never waits, and nothing follows it", () => {
-    const h = harness(100, 50)
-    h.acker.taken(150, 150) // at once: one in flight, never answered
-    h.acker.taken(180, 30)
-    h.acker.finish() // returns without any answer
-    expect(h.sent).toEqual([150, 180])
-    h.acker.taken(400, 220)
-    h.acker.finish()
-    expect(h.sent).toEqual([150, 180])
-    expect(h.live()).toEqual([])
-  })
-
-  test("finish replaces a pending trickle timer with its own send; a second finish sends nothing", async () => {
-    const h = harness(100, 50)
-    h.acker.taken(10, 10)
-    h.fireTimer() // the trickle's acknowledgement, answered
-    await h.answer()
-    h.acker.taken(20, 10) // a new timer for it...
-    expect(h.live()).toHaveLength(1)
-    h.sent.length = 0
-    h.acker.finish() // ...replaced by finish's own send
-    expect(h.sent).toEqual([20])
-    expect(h.live()).toEqual([])
-    h.acker.finish()
-    expect(h.sent).toEqual([20])
-  })
-})

@@ -26,13 +26,6 @@ export interface Acker {
    * swallowed): a coordinator that stopped answering must not hold up the caller's exit.
    */
   flush(ms: number): Promise<void>
-  /**
-   * The job ended: what was taken and not acknowledged yet is sent now, fire-and-forget (even with one in
-   * flight: positions only grow and the coordinator clamps them), and nothing after it. Returns at once,
-   * so the proxy's exit never waits for it (issue 13 item 3): a finished job's output is deleted by the
-   * coordinator's retention anyway, the ack only lets it go sooner, and a caller that exits first loses it.
-   */
-  finish(): void
   /** No more acknowledgements (pending timers cleared). */
   stop(): void
 }
@@ -89,12 +82,6 @@ export function createAcker(o: AckerOptions): Acker {
       } finally {
         clearTimer(timer)
       }
-    },
-    finish() {
-      if (timer !== undefined) clearTimer(timer)
-      timer = undefined
-      if (!stopped && taken > sent) void o.send(taken).catch(() => {})
-      stopped = true
     },
     stop() {
       stopped = true

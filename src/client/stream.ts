@@ -27,6 +27,8 @@ export interface JobFramesOptions {
 
 /** The cadence of an attached caller's acknowledgements: well inside the coordinator's window (64 MiB by default, at least 1). */
 export const ACK_CADENCE = { everyBytes: 4 * 1024 * 1024, everyMs: 200 }
+/** Longest the last acknowledgement (after the outcome) may delay the caller's exit. */
+const ACK_FLUSH_MS = 1000
 
 /**
  * A job's frames from its stream, through coordinator restarts and dropped connections: after a
@@ -34,7 +36,7 @@ export const ACK_CADENCE = { everyBytes: 4 * 1024 * 1024, everyMs: 200 }
  * nothing is lost or repeated. Ends after the `exit` frame (which it yields); an `error` frame, a
  * refusal, or a coordinator gone for `RECONNECT_MS` throws. The one follow loop of the proxy, `client
  * attach` and `admin jobs logs -f`. With `ack` (the job's attached caller) the positions taken are
- * acknowledged as they go and once more after the outcome (not waited for), so the coordinator deletes what was taken.
+ * acknowledged as they go and once more after the outcome, so the coordinator deletes what was taken.
  */
 export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGenerator<Frame> {
   let job = o.job
@@ -82,9 +84,8 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
             acker?.taken(cursor, f.data.length)
           }
           if (f.kind === Kind.exit) {
-            // Nothing is left to resume: what the caller took need not outlive the job on the coordinator;
-            // sent without waiting, so the caller exits as soon as its last byte is written.
-            acker?.finish()
+            // Nothing is left to resume: what the caller took need not outlive the job on the coordinator.
+            await acker?.flush(ACK_FLUSH_MS)
             return
           }
         }
