@@ -1,6 +1,4 @@
 import { describe, expect, test } from "bun:test"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 const MODULE = join(import.meta.dir, "fd-out.ts")
@@ -14,35 +12,6 @@ function child(body: string) {
 const MiB = 1 << 20
 
 describe("fdOut", () => {
-  test("regular files keep the descriptor's mode: appended (>>) and read-write (1<>) exactly as write(2) would", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "fd-out-"))
-    try {
-      const big = 300_000
-      const body = `stdoutFd().write("line\\n"); stdoutFd().write(new Uint8Array(${big}).fill(65)); stdoutFd().write("end\\n")
-        process.exit(await settleFds(0, 141))`
-      const script = `import { stdoutFd, stderrFd, settleFds } from ${JSON.stringify(MODULE)}\n${body}`
-      const run = (redirect: string) =>
-        Bun.spawn(["sh", "-c", `"${process.execPath}" -e "$0" ${redirect}`, script], { cwd: dir }).exited
-      writeFileSync(join(dir, "a"), "pre\n")
-      expect(await run(">> a")).toBe(0)
-      const a = readFileSync(join(dir, "a"))
-      expect(a.length).toBe(4 + 5 + big + 4)
-      expect(a.subarray(0, 9).toString()).toBe("pre\nline\n")
-      expect(a.subarray(9, 9 + big).every((b) => b === 65)).toBe(true)
-      expect(a.subarray(9 + big).toString()).toBe("end\n")
-      // Read-write without truncation: what lies past the written bytes stays, as with a local ffmpeg.
-      writeFileSync(join(dir, "b"), Buffer.alloc(big + 100, 0x7a))
-      expect(await run("1<> b")).toBe(0)
-      const b = readFileSync(join(dir, "b"))
-      expect(b.length).toBe(big + 100)
-      expect(b.subarray(0, 5).toString()).toBe("line\n")
-      expect(b.subarray(5 + big, 9 + big).toString()).toBe("end\n")
-      expect(b.subarray(9 + big).every((x) => x === 0x7a)).toBe(true)
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
-
   test("a write's callback runs only once its bytes reached the OS: a slow reader holds the writer back", async () => {
     const p = child(`
       const b = new Uint8Array(${4 * MiB}).fill(66)

@@ -7,15 +7,7 @@
  * bounded memory under a slow reader, and nothing is left queued in the process when the last write
  * resolved: exiting then loses no byte. A failed write (EPIPE: the reader went away; ENOSPC...) is
  * recorded, reported once to the "error" listeners, and every later write is dropped at once.
- *
- * A regular file (`> out.ts`, `2>> ffmpeg.log`, `1<> file`) is written with plain write(2) calls at the
- * descriptor's own offset, as ffmpeg writes it: Bun.write sizes a file before a large write, which on a
- * descriptor opened for appending left a run of NUL bytes in front of the data (300 KB appended became
- * 600 KB), and on one opened read-write would cut what follows. Pipes, terminals and sockets, where a
- * write can block, go through Bun.write.
  */
-import { fstatSync, writeSync } from "node:fs"
-
 export type WriteError = Error & { code?: string }
 
 export interface FdOut {
@@ -33,29 +25,13 @@ export function fdOut(target: Bun.BunFile | number): FdOut {
   let tail: Promise<void> = Promise.resolve()
   let failure: WriteError | undefined
   const listeners: ((err: Error) => void)[] = []
-  const fd = typeof target === "number" ? target : target === Bun.stdout ? 1 : target === Bun.stderr ? 2 : undefined
-  let plainFile: boolean | undefined
-  const isPlainFile = () => {
-    if (plainFile !== undefined) return plainFile
-    try {
-      plainFile = fd !== undefined && fstatSync(fd).isFile()
-    } catch {
-      plainFile = false
-    }
-    return plainFile
-  }
-  const put = async (b: Uint8Array | string) => {
-    if (!isPlainFile()) return void (await Bun.write(typeof target === "number" ? Bun.file(target) : target, b))
-    const bytes = typeof b === "string" ? Buffer.from(b) : b
-    for (let at = 0; at < bytes.length; ) at += writeSync(fd!, bytes, at, bytes.length - at)
-  }
   return {
     write(b, cb) {
       tail = tail.then(async () => {
         if (failure) return cb?.(failure)
         if (!b.length) return cb?.()
         try {
-          await put(b)
+          await Bun.write(typeof target === "number" ? Bun.file(target) : target, b)
         } catch (err) {
           failure = err as WriteError
           for (const l of listeners) l(failure)
