@@ -2,8 +2,10 @@
 import { basename } from "node:path"
 import { Env } from "./shared/config/env.ts"
 import { ExitCode, PROXY_FAILURE } from "./shared/exit-codes.ts"
-import { settleFds } from "./shared/fd-out.ts"
 import { settleStdio, watchStdio } from "./shared/stdio.ts"
+
+// Before anything is written: a reader that goes away must not crash us, and is reported at exit.
+watchStdio()
 
 // Dispatch on the name we were called by, before any parsing: through a symlink named ffmpeg or
 // ffprobe this binary is a drop-in proxy and must not interpret a single argument.
@@ -24,12 +26,8 @@ if (tool) {
   const { runProxy } = await import("./proxy/index.ts")
   const code = await runProxy(tool, process.argv.slice(2), async (text) => (await loadCli()).explainYaml(text))
   // Every byte reaches our reader before the exit code does; the remote code stands unless stdout was lost.
-  // All of the proxy's output went through Bun's writers (shared/fd-out.ts): Node's process.stdout and
-  // process.stderr are never built on this path, and there is nothing of theirs to drain.
-  process.exit(await settleFds(code, PROXY_FAILURE))
+  process.exit(await settleStdio(code, { failure: PROXY_FAILURE, stderr: false }))
 } else {
-  // Before anything is written: a reader that goes away must not crash us, and is reported at exit.
-  watchStdio()
   const { runCli, endedWithRemoteCode } = await loadCli()
   const code = await runCli(process.argv.slice(2))
   // `client submit`/`attach` end as the proxy does; every other command exits 7 when its output was lost.

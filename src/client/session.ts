@@ -1,5 +1,4 @@
 import { fstatSync, statSync } from "node:fs"
-import { stderrFd, stdoutFd } from "../shared/fd-out.ts"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { ClientConfig, type FallbackConfig } from "../shared/config/schema.ts"
 import { DffmpegError, InvalidError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
@@ -42,9 +41,8 @@ export interface SessionIo {
 /** The real process: its stdout, stderr, stdin (when it has one) and signals. */
 export function processIo(): SessionIo {
   return {
-    // Bun's writers, not Node's process.stdout/stderr: those cost the proxy ~3 ms of start-up.
-    stdout: stdoutFd(),
-    stderr: stderrFd(),
+    stdout: process.stdout,
+    stderr: process.stderr,
     stdin: hasStdin() ? () => Bun.stdin.stream() : undefined,
     signals: process,
   }
@@ -335,7 +333,7 @@ export async function attach(o: AttachOptions): Promise<number> {
 /** A coordinator's text as one line of printable characters (a terminal must not be driven by it). */
 const printableLine = (s: string) => s.replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?").slice(0, 300)
 
-const statusLineFor = (on?: boolean) => (on ? createStatusLine((s) => stderrFd().write(s)) : undefined)
+const statusLineFor = (on?: boolean) => (on ? createStatusLine((s) => void process.stderr.write(s)) : undefined)
 
 export interface FollowOptions {
   /** Forward this process's stdin to the job. */

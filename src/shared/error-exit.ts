@@ -1,7 +1,6 @@
 import { AuthError, ConfigError, DffmpegError, JobFailedError, UsageError } from "./errors.ts"
 import { ExitCode, PROXY_FAILURE } from "./exit-codes.ts"
 import { escapeControls } from "./text.ts"
-import { stderrFd } from "./fd-out.ts"
 
 /**
  * The caller-side error edge: what the proxy, `dffmpeg client` and `dffmpeg admin` print and exit with
@@ -82,7 +81,7 @@ export async function asProxy(fn: () => Promise<number>): Promise<number> {
     return await fn()
   } catch (err) {
     const { code, line } = errorExit(err, "proxy")
-    stderrFd().write(`${line}\n`)
+    process.stderr.write(`${line}\n`)
     return code
   }
 }

@@ -4,8 +4,6 @@
  * main.ts waits here for both streams to drain before exiting, and turns a write failure into a
  * non-zero exit instead of losing output silently.
  */
-import { settleFds } from "./fd-out.ts"
-
 type Name = "stdout" | "stderr"
 type WriteError = Error & { code?: string }
 
@@ -54,8 +52,6 @@ export interface SettleOptions {
  * works). A command that already failed keeps its code and its own message.
  */
 export async function settleStdio(code: number, o: SettleOptions): Promise<number> {
-  // What went through Bun's writers (the session's output, asProxy's line) first: it was written first.
-  code = await settleFds(code, o.failure)
   await drain(process.stdout)
   const out = failures.get("stdout")
   if (out && code === 0) {
