@@ -4,6 +4,7 @@ import {
   EXIT_OK as ok0,
   mappedJob as newJob,
   outputChunk as out,
+  registration,
   T0,
   TEST_KEY as KEY,
   tempDir,
@@ -294,6 +295,39 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
         ["assigned", 1],
       ])
       expect((await store.getJob(id))?.workerId).toBe(evs[1].workerId!)
+    }
+  })
+})
+
+describe("workers' tools", () => {
+  const tool = (encoders: string[]) => ({
+    version: "5.1.9",
+    encoders,
+    decoders: ["h264"],
+    hwaccels: [],
+    hwDevices: [],
+    filters: ["scale"],
+    muxers: ["mp4"],
+    demuxers: ["matroska"],
+  })
+  test("parsed once per registration: the same frozen object while the stored text is unchanged, new ones after", async () => {
+    const store = createSqliteStore({ path: ":memory:" })
+    await store.migrate()
+    try {
+      const reg = registration({ paths: ["Movies"], version: "1", tools: { ffmpeg: tool(["libx264"]) } })
+      await store.upsertWorker("w1", reg, "tok", 1)
+      const a = (await store.listWorkers())[0].tools
+      const b = (await store.getWorker("w1"))!.tools
+      expect(b).toBe(a)
+      expect(Object.isFrozen(a.ffmpeg.encoders)).toBe(true)
+      expect(() => (a.ffmpeg.encoders as string[]).push("x")).toThrow(TypeError)
+      await store.upsertWorker("w1", { ...reg, tools: { ffmpeg: tool(["libx264", "libx265"]) } }, "tok", 2)
+      const c = (await store.listWorkers())[0].tools
+      expect(c).not.toBe(a)
+      expect(c.ffmpeg.encoders).toEqual(["libx264", "libx265"])
+      expect(a.ffmpeg.encoders).toEqual(["libx264"])
+    } finally {
+      await store.close()
     }
   })
 })
