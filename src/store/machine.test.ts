@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import type { Job, JobStatus } from "../shared/protocol/schemas.ts"
 import { jobRecord } from "../../test/helpers/fixtures.ts"
-import { RULES, step, storedStatus, type JobEvent, type JobTarget } from "./machine.ts"
+import { RULES, columnStep, step, storedStatus, type ColumnGuard, type JobEvent, type JobTarget } from "./machine.ts"
 
 const job = (status: JobStatus, over: Partial<Job> = {}): Job =>
   jobRecord({ status, epoch: 3, workerId: status === "queued" ? null : "w1", ...over })
@@ -153,5 +153,40 @@ describe("job state machine", () => {
   test("canceling is stored as running; every other target as itself", () => {
     expect(storedStatus("canceling")).toBe("running")
     for (const s of STATES) expect(storedStatus(s)).toBe(s)
+  })
+
+  test("a transition decided from the event alone matches step on every job its guard could meet", () => {
+    const matches = (j: Job, g: ColumnGuard) =>
+      j.status === g.status &&
+      (g.epoch === undefined || j.epoch === g.epoch) &&
+      (g.workerId === undefined || j.workerId === g.workerId) &&
+      (g.cancelRequested === undefined || (j.cancelRequestedAt !== null) === g.cancelRequested)
+    const events: JobEvent[] = [
+      ...Object.values(EVENTS),
+      { type: "start", worker: "w2", epoch: 3 },
+      { type: "start", worker: "w1", epoch: 2 },
+    ]
+    let decided = 0
+    for (const ev of events) {
+      const c = columnStep(ev)
+      if (!c) continue
+      decided++
+      for (const status of STATES)
+        for (const epoch of [2, 3])
+          for (const workerId of [null, "w1", "w2"])
+            for (const cancelRequestedAt of [null, 5])
+              for (const attached of [false, true])
+                for (const [attempts, retries] of [
+                  [0, 0],
+                  [1, 2],
+                ]) {
+                  const j = job(status, { epoch, workerId, cancelRequestedAt, attached, attempts, retries })
+                  const s = step(j, ev)
+                  // The guarded write takes exactly the jobs step takes, and to the same place.
+                  expect({ ev: ev.type, status, ok: matches(j, c.guard) }).toEqual({ ev: ev.type, status, ok: !!s })
+                  if (s) expect(s).toEqual({ ...c.step, from: j.status })
+                }
+    }
+    expect(decided).toBe(4)
   })
 })

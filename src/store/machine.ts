@@ -196,3 +196,30 @@ export const reportedByWorker = (ev: JobEvent): boolean =>
 
 /** The stored status a target means: `canceling` is a running job with its cancel requested. */
 export const storedStatus = (to: JobTarget): JobStatus => (to === "canceling" ? "running" : to)
+
+/** The stored columns a guarded write compares, for a transition decided from the event alone. */
+export interface ColumnGuard {
+  status: JobStatus
+  epoch?: number
+  workerId?: string
+  /** Whether `cancelRequestedAt` is set. */
+  cancelRequested?: boolean
+}
+
+/**
+ * The transition `ev` makes, decided from the event alone, with the columns the write must be guarded
+ * on: for events that only one rule can take and whose guard reads stored columns only (the scheduler's
+ * assignment, the worker's start claim), so the store writes it without reading the row first. A job
+ * that does not match the guard is one the machine refuses for that event, exactly as `step` would
+ * (machine.test.ts compares the two over every combination). Undefined for every other event: those
+ * read the job and ask `step`.
+ */
+export function columnStep(ev: JobEvent): { step: Step; guard: ColumnGuard } | undefined {
+  if (ev.type === "assign") return { step: { from: "queued", to: "assigned", event: ev }, guard: { status: "queued" } }
+  if (ev.type === "start")
+    return {
+      step: { from: "assigned", to: "running", event: ev },
+      guard: { status: "assigned", epoch: ev.epoch, workerId: ev.worker, cancelRequested: false },
+    }
+  return undefined
+}

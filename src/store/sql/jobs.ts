@@ -51,7 +51,7 @@ export function jobMethods(
   | "abandoned"
 > {
   const { db, jobById, withArgs, summaries, summariesWhere, argsCharsOf, jobsWhere } = c
-  const { txEmit, apply, mutate, ended, lost } = w
+  const { txEmit, apply, mutate, claim, ended, lost } = w
   /** Inserts a new job (queued) in transaction `t`, with its long arguments and files. */
   const insertJob = async (t: Kysely<Database>, out: StoreChange[], j: NewJob, now: number): Promise<Job> => {
     const args = JSON.stringify(j.args)
@@ -217,23 +217,31 @@ export function jobMethods(
       return new Map([...lanes].filter(([, l]) => l.transcode > 0).map(([w, l]) => [w, l.transcode]))
     },
     // The guard on status makes a double assignment impossible, whatever races with it.
+    // Decided by the machine from the event alone: one guarded write each, the row is not read first.
     assign: (id, worker, now) =>
-      mutate(id, now, { type: "assign", worker }, (j) => ({
-        set: {
-          worker_id: worker,
-          epoch: j.epoch + 1,
-          out_seq: 0,
-          assigned_at: now,
-          heartbeat_at: null,
-          progress: null,
+      claim(
+        id,
+        now,
+        { type: "assign", worker },
+        {
+          nextEpoch: true,
+          set: {
+            worker_id: worker,
+            out_seq: 0,
+            assigned_at: now,
+            heartbeat_at: null,
+            progress: null,
+          },
         },
-      })),
+      ),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
     start: (id, worker, epoch, now, reason) =>
-      mutate(id, now, { type: "start", worker, epoch }, () => ({
-        set: { started_at: now, heartbeat_at: now },
-        reason: reason ?? null,
-      })),
+      claim(
+        id,
+        now,
+        { type: "start", worker, epoch },
+        { set: { started_at: now, heartbeat_at: now }, reason: reason ?? null },
+      ),
     failJob: (id, reason, now, epoch) => mutate(id, now, { type: "fail", epoch }, () => ended(reason, now)),
     requestCancel: (id, reason, now) =>
       mutate(id, now, { type: "cancel" }, (_, s) =>

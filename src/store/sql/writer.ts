@@ -1,7 +1,15 @@
 import type { Insertable, Kysely } from "kysely"
 import { isTerminal, type Job } from "../../shared/protocol/schemas.ts"
 import type { HeldOutput } from "../held.ts"
-import { reportedByWorker, step, storedStatus, type JobEvent as MachineEvent, type Step } from "../machine.ts"
+import {
+  columnStep,
+  reportedByWorker,
+  step,
+  storedStatus,
+  type ColumnGuard,
+  type JobEvent as MachineEvent,
+  type Step,
+} from "../machine.ts"
 import type { Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
 import { stderrProblem, toJob, type JobRow, type JobUpdate, type Sql } from "./shared.ts"
@@ -12,6 +20,8 @@ export interface Effects {
   /** The whole row, for the one transition that creates it (submit). */
   insert?: Insertable<Database["jobs"]>
   reason?: string | null
+  /** The attempt's epoch goes one up (written as `epoch + 1`, so the row need not be read first). */
+  nextEpoch?: boolean
   /** Runs in the same transaction after the write (e.g. drop a lost attempt's output). */
   after?: (tx: Kysely<Database>, job: Job) => Promise<void>
 }
@@ -40,6 +50,13 @@ export interface Writer {
    * event or another writer got there first.
    */
   mutate(id: string, now: number, ev: MachineEvent, effects: (job: Job, s: Step) => Effects): Promise<Job | undefined>
+  /**
+   * A transition the machine decides from the event alone (`columnStep`: assign, start): one guarded
+   * write in one transaction, without reading the row first; `effects` read nothing of the job
+   * (`nextEpoch` is the one column they derive, in SQL). Undefined when the row does not match the
+   * guard, i.e. when the machine would refuse the event (or for an event it cannot decide so).
+   */
+  claim(id: string, now: number, ev: MachineEvent, effects: Effects): Promise<Job | undefined>
   ended: (reason: string | null, now: number) => Effects
   lost: (job: Job, s: Step, reason: string, now: number) => Effects
   told: <T>(value: T, ...changes: (StoreChange | false | undefined)[]) => T
@@ -73,26 +90,49 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
   }
 
   // apply and mutate: see Writer.
-  const apply: Writer["apply"] = async (t, out, job, s, fx, now) => {
+  const apply: Writer["apply"] = (t, out, job, s, fx, now) =>
+    write(t, out, job ? { id: job.id, guard: { status: job.status, epoch: job.epoch }, job } : undefined, s, fx, now)
+
+  /**
+   * Writes the transition `s` to the row `at.id` guarded on `at.guard` (inserts when `at` is undefined),
+   * records it in the timeline and queues the change. `at.job` is the row as read before, when it was.
+   */
+  const write = async (
+    t: Kysely<Database>,
+    out: StoreChange[],
+    at: { id: string; guard: ColumnGuard; job?: Job } | undefined,
+    s: Step,
+    fx: Effects,
+    now: number,
+  ): Promise<Job | undefined> => {
+    const job = at?.job
     // With RETURNING the write answers the row it wrote; otherwise the row is read after it.
     let written: JobRow | undefined
-    if (!job) {
+    if (!at) {
       const q = t.insertInto("jobs").values({ ...fx.insert!, status: storedStatus(s.to) })
       if (dialect.returning) written = await q.returningAll().executeTakeFirstOrThrow()
       else await q.execute()
     } else {
-      const q = t
+      const g = at.guard
+      let q = t
         .updateTable("jobs")
-        .set({ ...fx.set, status: storedStatus(s.to), updated_at: now })
-        .where("id", "=", job.id)
-        .where("status", "=", job.status)
-        .where("epoch", "=", job.epoch)
+        .set((eb) => ({
+          ...fx.set,
+          ...(fx.nextEpoch ? { epoch: eb("epoch", "+", 1) } : {}),
+          status: storedStatus(s.to),
+          updated_at: now,
+        }))
+        .where("id", "=", at.id)
+        .where("status", "=", g.status)
+      if (g.epoch !== undefined) q = q.where("epoch", "=", g.epoch)
+      if (g.workerId !== undefined) q = q.where("worker_id", "=", g.workerId)
+      if (g.cancelRequested !== undefined) q = q.where("cancel_requested_at", g.cancelRequested ? "is not" : "is", null)
       if (dialect.returning) {
         written = await q.returningAll().executeTakeFirst()
         if (!written) return undefined
       } else if ((await q.executeTakeFirst()).numUpdatedRows === 0n) return undefined
     }
-    const id = job?.id ?? fx.insert!.id
+    const id = at?.id ?? fx.insert!.id
     // Writing what is held touches job_output only: the jobs row is as the write answered it.
     if (held && job && s.to !== "canceling" && isTerminal(s.to)) await storeHeld(t, held, job)
     const next = (written ? await withArgs(t, written) : await fullJob(t, id))!
@@ -128,6 +168,12 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
       if (!s) return undefined
       return apply(t, out, job, s, effects(job, s), now)
     })
+
+  const claim: Writer["claim"] = async (id, now, ev, effects) => {
+    const direct = columnStep(ev)
+    if (!direct) return undefined
+    return txEmit((t, out) => write(t, out, { id, guard: direct.guard }, direct.step, effects, now))
+  }
 
   const ended = (reason: string | null, now: number): Effects => ({ set: { error: reason, finished_at: now }, reason })
 
@@ -178,7 +224,7 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
     listeners.add(listener)
     return () => void listeners.delete(listener)
   }
-  return { changes, txEmit, apply, mutate, ended, lost, told }
+  return { changes, txEmit, apply, mutate, claim, ended, lost, told }
 }
 
 /** Writes the payloads held for the job's attempt into their rows (they stay in memory until the end committed). */
