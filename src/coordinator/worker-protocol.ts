@@ -35,6 +35,19 @@ export interface WorkerProtocolDeps {
 const STATE_ONLY = { argsChars: 2 }
 /** Rows read per page of a job's input. */
 const PAGE = 256
+/** How long a closed poll waits for the worker's next one before the close is written (see `polls`). */
+const POLL_CLOSE_MS = 250
+/** A reopened poll writes the worker's row again only if it was last touched this long ago. */
+const POLL_TOUCH_MS = 1000
+
+interface PollEntry {
+  /** Polls of the worker open now. */
+  open: number
+  /** When this process last wrote the worker's row for a poll. */
+  touchedAt: number
+  /** The close waiting to be written. */
+  closing?: ReturnType<typeof setTimeout>
+}
 
 const toAssignment = (j: Job): Assignment => ({
   id: j.id,
@@ -75,6 +88,38 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
     heartbeatSeconds: config.heartbeat_interval,
     registrationSeconds: config.registration_interval,
   })
+
+  /**
+   * The polls open per worker in this process, and the close not yet recorded. A worker polls again
+   * right after each answer, so recording every close and every reopening would cost two writes per
+   * assignment: a close is written only once the worker has had no poll open for POLL_CLOSE_MS (under
+   * poll_gone_seconds, so nothing that judges a closed poll waits longer for it than it did).
+   */
+  const polls = new Map<string, PollEntry>()
+  const closeGraceMs = Math.min(POLL_CLOSE_MS, (config.scheduling.poll_gone_seconds * 1000) / 4)
+  const pollOpened = (name: string): PollEntry & { reopened: boolean } => {
+    let e = polls.get(name)
+    const reopened = !!e?.closing
+    if (e?.closing) clearTimeout(e.closing)
+    if (!e) polls.set(name, (e = { open: 0, touchedAt: 0 }))
+    e.closing = undefined
+    e.open++
+    return Object.assign(e, { reopened })
+  }
+  const pollClosed = (name: string, e: PollEntry) => {
+    if (--e.open > 0) return
+    // Answered or dropped (the worker was killed, its link cut): from then, a worker that does not poll
+    // again within poll_gone_seconds gets no new work.
+    const closedAt = now()
+    e.closing = setTimeout(() => {
+      if (polls.get(name) === e && e.open === 0) polls.delete(name)
+      store
+        .touchWorker(name, closedAt, "closed")
+        .catch((err) => log.debug("could not record a closed poll", { worker: name, reason: (err as Error).message }))
+    }, closeGraceMs)
+    // A coordinator stopping does not wait to record it: the worker's next poll finds another process.
+    e.closing.unref?.()
+  }
 
   /** The job if it is `worker`'s at `epoch`; JobGoneError or StaleJobError otherwise. */
   const ownJob = async (worker: string, id: string, epoch: number): Promise<JobListing> => {
@@ -143,11 +188,17 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const release = hold?.()
       // Listening before the first read: an assignment committed while it reads wakes the next wait.
       const assigned = hub.subscribe(topic.worker(name))
+      const entry = pollOpened(name)
       try {
         const until = now() + waitMs
         // Being heard from makes the worker eligible again: the scheduler hears of it (wakeups.ts). An
-        // open poll also clears the time its last one closed (Liveness.pollGoneMs).
-        await store.touchWorker(name, now(), "open")
+        // open poll also clears the time its last one closed (Liveness.pollGoneMs). A poll that reopens
+        // before its last close was recorded, and whose row was touched within POLL_TOUCH_MS, leaves the
+        // row as it is: it still says open, and seen just now.
+        if (!entry.reopened || now() - entry.touchedAt >= POLL_TOUCH_MS) {
+          entry.touchedAt = now()
+          await store.touchWorker(name, entry.touchedAt, "open")
+        }
         for (;;) {
           const jobs = await store.assignedTo(name)
           if (jobs.length || signal.aborted || now() >= until) return { jobs: jobs.map(toAssignment) }
@@ -156,11 +207,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       } finally {
         assigned.close()
         release?.()
-        // Answered or dropped (the worker was killed, its link cut): from now, a worker that does not
-        // poll again within poll_gone_seconds gets no new work.
-        await store
-          .touchWorker(name, now(), "closed")
-          .catch((err) => log.debug("could not record a closed poll", { worker: name, reason: (err as Error).message }))
+        pollClosed(name, entry)
       }
     },
 
@@ -176,14 +223,16 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
     },
 
     async start(worker, id, epoch, note) {
-      const job = await ownJob(worker, id, epoch)
-      const started = await store.start(job.id, worker, epoch, now(), note)
-      if (!started)
+      // The claim is guarded on this worker and epoch: the job is read only to say why it was refused.
+      const started = await store.start(id, worker, epoch, now(), note)
+      if (!started) {
+        const job = await ownJob(worker, id, epoch)
         throw new StaleJobError(`job ${job.id} cannot start: it is ${job.status}`, {
           status: job.status,
           epoch: job.epoch,
         })
-      log.info("job running", { job: job.id, worker, epoch, note })
+      }
+      log.info("job running", { job: id, worker, epoch, note })
     },
 
     async upload(worker, id, epoch, frames, opts) {
