@@ -50,6 +50,20 @@ describe("createHeldOutput", () => {
     expect(h.complete("j", 2)).toBe(false)
     expect(h.bytes).toBe(1)
   })
+
+  test("holds: whether any payload of the job is here, whatever its attempts left behind", () => {
+    const h = createHeldOutput(100)
+    expect(h.holds("j")).toBe(false)
+    h.hold("j", 1, 1, b("a"))
+    expect(h.holds("j")).toBe(true)
+    h.markComplete("j", 1)
+    h.drop("j", 1, 1)
+    // The attempt is still known (complete), but nothing of it is held.
+    expect(h.holds("j")).toBe(false)
+    h.hold("j", 1, 2, b("b"))
+    h.forget("j")
+    expect(h.holds("j")).toBe(false)
+  })
 })
 
 describe("a SQLite store with held output", () => {

@@ -25,6 +25,8 @@ export interface HeldOutput {
   forget(job: string): void
   /** The attempt's held payloads, in sequence order. */
   entries(job: string, epoch: number): [seq: number, data: Uint8Array][]
+  /** Whether any payload of the job is held here (none: its rows need no look to release memory). */
+  holds(job: string): boolean
   /** The lowest sequence held for the attempt, if any. */
   lowest(job: string, epoch: number): number | undefined
   /**
@@ -95,6 +97,7 @@ export function createHeldOutput(budgetBytes: number): HeldOutput {
       const a = attempt(job, epoch, false)
       return a ? [...a.payloads].map(([seq, p]): [number, Uint8Array] => [seq, p.data]).sort((x, y) => x[0] - y[0]) : []
     },
+    holds: (job) => (jobs.get(job)?.payloads.size ?? 0) > 0,
     lowest(job, epoch) {
       const a = attempt(job, epoch, false)
       let low: number | undefined

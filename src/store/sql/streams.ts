@@ -95,6 +95,10 @@ export function streamMethods(
           fresh.push(c)
           last = c.seq
         }
+        // Nothing of the attempt is stored before its first upload (an attached job is never re-queued
+        // after it started; a re-queued detached one starts with no output): no row to look at.
+        const first = Number(row.out_seq) === 0
+        if (holder && job.attached && first) holder.markComplete(id, epoch)
         if (holder && job.attached && !holder.complete(id, epoch)) {
           // Once per attempt and process: rows held by a coordinator that restarted have no payload any
           // more. Those this upload carries again are taken back; the first one still missing is asked for.
@@ -112,7 +116,7 @@ export function streamMethods(
         else if (job.attached) {
           // The window counts what the caller has not acknowledged (held or stored); an empty one takes
           // any upload, so a batch larger than the window still moves (the body cap bounds it).
-          const held = await sumBytes(tx, id, { after: Number(row.acked_pos) })
+          const held = first ? 0 : await sumBytes(tx, id, { after: Number(row.acked_pos) })
           if (held === 0 || held + size(fresh) <= bounds.windowBytes) await insert(fresh)
           // Nobody reads what a job being stopped still writes (its caller is gone, or asked to stop): its
           // stdout is dropped rather than waited for, so its end, and its worker's slot, never wait
@@ -179,26 +183,31 @@ export function streamMethods(
     ackOutput(id, pos, tailBytes) {
       let freed: { epoch: number; seq: number }[] = []
       return txEmit(async (tx, out) => {
+        // Never past what is stored: rows written later get higher positions and are not acknowledged
+        // yet (the highest stored position at most `pos`, read with the job in one statement).
         const row = await tx
           .selectFrom("jobs")
-          .select(["attached", "acked_pos"])
+          .select((eb) => [
+            "attached",
+            "acked_pos",
+            eb
+              .selectFrom("job_output")
+              .select(sql<number | null>`max(pos)`.as("top"))
+              .where("job_id", "=", id)
+              .where("pos", "<=", pos)
+              .as("top"),
+          ])
           .where("id", "=", id)
           .executeTakeFirst()
         if (!row) return undefined
         const acked = Number(row.acked_pos)
         if (!row.attached) return acked
-        // Never past what is stored: rows written later get higher positions and are not acknowledged yet.
-        const top = await tx
-          .selectFrom("job_output")
-          .select(sql<number | null>`max(pos)`.as("top"))
-          .where("job_id", "=", id)
-          .where("pos", "<=", pos)
-          .executeTakeFirst()
-        const to = Math.min(pos, Number(top?.top ?? 0))
+        const to = Math.min(pos, Number(row.top ?? 0))
         if (to <= acked) return acked
         await tx.updateTable("jobs").set({ acked_pos: to }).where("id", "=", id).execute()
-        // The payloads of held rows deleted here are released once this committed.
-        if (held)
+        // The payloads of held rows deleted here are released once this committed (nothing to look
+        // for when this process holds none of the job's: a finished job's were stored at its end).
+        if (held?.holds(id))
           freed = await tx
             .selectFrom("job_output")
             .select(["epoch", "seq"])
@@ -424,21 +433,15 @@ async function sumBytes(tx: Kysely<Database>, id: string, o: { after?: number } 
  * stderr (whole rows: the tail holds at most that much).
  */
 async function trimStderr(tx: Kysely<Database>, id: string, from: number, to: number, tailBytes: number) {
-  // The newest row that does not fit in the tail, counting from the newest one back.
-  const cut = await sql<{ pos: number }>`
-    select pos from (
+  // One statement: up to the newest row that does not fit in the tail, counting from the newest one
+  // back (none: the whole stderr fits, the bound is null and nothing is deleted). The subquery is a
+  // derived table, which MySQL also accepts beside a delete from the same table.
+  await sql`
+    delete from job_output where job_id = ${id} and stream = ${STREAM.stderr} and pos > ${from} and pos <= ${to}
+    and pos <= (select pos from (
       select pos, sum(length(data)) over (order by pos desc) as acc
       from job_output where job_id = ${id} and stream = ${STREAM.stderr}
-    ) sized where acc > ${tailBytes} order by pos desc limit 1`.execute(tx)
-  const edge = cut.rows[0]
-  if (!edge) return
-  await tx
-    .deleteFrom("job_output")
-    .where("job_id", "=", id)
-    .where("stream", "=", STREAM.stderr)
-    .where("pos", ">", from)
-    .where("pos", "<=", Math.min(to, Number(edge.pos)))
-    .execute()
+    ) sized where acc > ${tailBytes} order by pos desc limit 1)`.execute(tx)
 }
 
 const enc = new TextEncoder()
