@@ -2,7 +2,7 @@
  * What the benchmarks share: the compiled binary built when missing, whole-process timing, percentiles,
  * and the 30 s 720p input they probe. Each benchmark prints a Markdown report for docs/performance.md.
  */
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { BIN } from "../test/helpers/bin.ts"
 import { makeMedia } from "../test/helpers/media.ts"
@@ -53,4 +53,14 @@ export function benchInput(path: string): void {
     "-shortest",
     path,
   ])
+}
+
+/** The process's CPU time (ms) and peak RSS (MiB), from /proc. */
+export function usage(pid: number): { cpuMs: number; peakMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  // utime and stime are fields 14 and 15 of the line, in clock ticks (100 per second on Linux).
+  const cpuMs = (Number(fields[11]) + Number(fields[12])) * 10
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
+  return { cpuMs, peakMiB: hwm ? Number(hwm[1]) / 1024 : NaN }
 }

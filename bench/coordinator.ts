@@ -9,7 +9,7 @@
  * it runs (SqliteOptions.onStatement), and reports its counters and its own CPU time when asked on stdin.
  * A write transaction is a BEGIN IMMEDIATE, or a write statement outside one (SQLite's autocommit).
  * Figures per job include what the worker's polls and heartbeats cost while the jobs run.
- * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40); --linger MS (the worker's output_linger_ms, 0: none); --detail lists each statement's runs per job on stderr.
+ * Run: `bun run bench:coordinator` (builds first if dist/dffmpeg is missing). Options: --jobs N (default 40); --linger MS (the worker's output_linger_ms, 0: none); --detail lists each statement's runs per job on stderr; --profile DIR writes the coordinator's CPU profile (markdown) into DIR.
  */
 import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
@@ -17,7 +17,7 @@ import { Cluster } from "../test/helpers/cluster.ts"
 import { Proc } from "../test/helpers/proc.ts"
 import { makeMedia } from "../test/helpers/media.ts"
 import { signedFetch } from "../test/helpers/signed.ts"
-import { ensureBuilt, f, pct, timed } from "./_common.ts"
+import { ensureBuilt, f, pct, timed, usage } from "./_common.ts"
 
 interface Counters {
   /** Each statement's SQL and how many times it ran (`--detail`). */
@@ -69,6 +69,8 @@ async function serve(configPath: string): Promise<void> {
     const u = process.cpuUsage()
     process.stdout.write(JSON.stringify({ ...n, cpuMs: (u.user + u.system) / 1000, shapes: [...shapes] }) + "\n")
   }
+  // The bench closed our stdin: exit on our own, so that `--cpu-prof` writes its profile.
+  process.exit(0)
 }
 
 if (process.argv[2] === "--serve") {
@@ -81,9 +83,14 @@ async function main() {
   const jobs = Number(process.argv[process.argv.indexOf("--jobs") + 1]) || 40
   ensureBuilt()
   let stats!: () => Promise<Counters>
+  let stopProfiled!: () => Promise<void>
+  const compiledStart = Cluster.prototype.startCoordinator
   // The coordinator from the sources, with counters (see the header).
   Cluster.prototype.startCoordinator = async function (this: Cluster) {
-    const p = Bun.spawn(["bun", join(import.meta.dir, "coordinator.ts"), "--serve", this.coordinatorConfig], {
+    // `--profile DIR`: the coordinator writes a CPU profile (markdown) there when it exits.
+    const pi = process.argv.indexOf("--profile")
+    const prof = pi > 0 ? ["--cpu-prof-md", `--cpu-prof-dir=${process.argv[pi + 1]}`] : []
+    const p = Bun.spawn(["bun", ...prof, join(import.meta.dir, "coordinator.ts"), "--serve", this.coordinatorConfig], {
       cwd: this.dir,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.dir },
       stdin: "pipe",
@@ -96,6 +103,10 @@ async function main() {
     this.port = Number(m[2])
     const lines = p.stdout.pipeThrough(new TextDecoderStream()).getReader()
     let buf = ""
+    stopProfiled = async () => {
+      p.stdin.end()
+      await p.exited
+    }
     stats = async () => {
       p.stdin.write("stats\n")
       p.stdin.flush()
@@ -115,17 +126,7 @@ async function main() {
   const li = process.argv.indexOf("--linger")
   const workerConfig = li > 0 ? { output_linger_ms: Number(process.argv[li + 1]) } : undefined
   await using c = await Cluster.start({ workers: 1, workerConfig })
-  makeMedia([
-    "-f",
-    "lavfi",
-    "-i",
-    "testsrc2=size=64x64:rate=1:duration=1",
-    "-frames:v",
-    "1",
-    join(c.storage, "tiny.mkv"),
-  ])
-  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
-  const probe = [join(c.binDir, "ffprobe"), "-v", "error", "-show_format", join(c.clientMedia, "tiny.mkv")]
+  const { probe, env } = tinyProbe(c)
   for (let i = 0; i < 5; i++) await timed(probe, env)
   // The same span idle, so that the worker's background traffic can be told apart.
   const walls: number[] = []
@@ -136,6 +137,9 @@ async function main() {
   const i0 = await stats()
   await Bun.sleep(span)
   const i1 = await stats()
+  // Profiled: the jobs (and the idle span) only; the request rates below are not measured.
+  const profiled = process.argv.includes("--profile")
+  if (profiled) await stopProfiled()
   if (process.argv.includes("--detail")) {
     const was = new Map(a.shapes)
     const top = b.shapes!.map(([q, n]) => [q, (n - (was.get(q) ?? 0)) / jobs] as const).filter(([, n]) => n > 0)
@@ -147,7 +151,7 @@ async function main() {
 
   const key = c.key("client1")
   const rates: { conns: number; perSec: number }[] = []
-  for (const conns of [1, 10, 50]) {
+  for (const conns of profiled ? [] : [1, 10, 50]) {
     const total = conns === 1 ? 1000 : 4000
     let next = 0
     const t = performance.now()
@@ -169,6 +173,10 @@ async function main() {
     rates.push({ conns, perSec: total / ((performance.now() - t) / 1000) })
   }
 
+  // The same jobs against the compiled coordinator (minified, bytecode: what users run), CPU from /proc.
+  Cluster.prototype.startCoordinator = compiledStart
+  const compiled = await compiledCpu(jobs, workerConfig)
+
   const row = (name: string, k: Exclude<keyof Counters, "shapes">, digits = 1) =>
     `| ${name} | ${per(k).toFixed(digits)} | ${idle(k).toFixed(digits)} | ${(per(k) - idle(k)).toFixed(digits)} |`
   console.log(
@@ -185,11 +193,42 @@ async function main() {
       row("SELECTs", "selects"),
       row("INSERT/UPDATE/DELETE", "writes"),
       row("write transactions", "transactions"),
-      row("coordinator CPU (ms)", "cpuMs", 2),
+      row("coordinator CPU (ms), from the sources", "cpuMs", 2),
+      `| coordinator CPU (ms), compiled binary | ${compiled.busy.toFixed(2)} | ${compiled.idle.toFixed(2)} | ${(compiled.busy - compiled.idle).toFixed(2)} |`,
       "",
       "| signed GET /api/v1/jobs?limit=1 | requests/s |",
       "|---|---:|",
       ...rates.map((r) => `| ${r.conns} connection(s) | ${r.perSec.toFixed(0)} |`),
     ].join("\n"),
   )
+}
+
+/** Coordinator CPU per job (ms) of the compiled binary: `jobs` probes, then the same span idle. */
+async function compiledCpu(jobs: number, workerConfig?: Record<string, unknown>) {
+  await using c = await Cluster.start({ workers: 1, workerConfig })
+  const { probe, env } = tinyProbe(c)
+  for (let i = 0; i < 5; i++) await timed(probe, env)
+  const pid = c.coordinator!.pid
+  const a = usage(pid).cpuMs
+  let span = 0
+  for (let i = 0; i < jobs; i++) span += await timed(probe, env)
+  const b = usage(pid).cpuMs
+  await Bun.sleep(span)
+  const i1 = usage(pid).cpuMs
+  return { busy: (b - a) / jobs, idle: (i1 - b) / jobs }
+}
+
+/** The trivial job: a proxied `ffprobe -v error -show_format` of a one-frame file made in the cluster's storage. */
+function tinyProbe(c: Cluster) {
+  makeMedia([
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=64x64:rate=1:duration=1",
+    "-frames:v",
+    "1",
+    join(c.storage, "tiny.mkv"),
+  ])
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
+  return { env, probe: [join(c.binDir, "ffprobe"), "-v", "error", "-show_format", join(c.clientMedia, "tiny.mkv")] }
 }

@@ -13,12 +13,11 @@
  * 10000), --workers N (default 50), --concurrency N (default 50).
  */
 import { Database } from "bun:sqlite"
-import { readFileSync } from "node:fs"
 import { cpus, loadavg, totalmem } from "node:os"
 import { join } from "node:path"
 import { Cluster } from "../test/helpers/cluster.ts"
 import { makeMedia } from "../test/helpers/media.ts"
-import { ensureBuilt, f, pct } from "./_common.ts"
+import { ensureBuilt, f, pct, usage } from "./_common.ts"
 
 const arg = (name: string, d: number) => {
   const i = process.argv.indexOf(name)
@@ -36,16 +35,6 @@ async function pool(n: number, width: number, task: (i: number) => Promise<void>
       while (next < n) await task(next++)
     }),
   )
-}
-
-/** The process's CPU time (ms) and peak RSS (MiB), from /proc. */
-function usage(pid: number): { cpuMs: number; peakMiB: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  // utime and stime are fields 14 and 15 of the line, in clock ticks (100 per second on Linux).
-  const cpuMs = (Number(fields[11]) + Number(fields[12])) * 10
-  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
-  return { cpuMs, peakMiB: hwm ? Number(hwm[1]) / 1024 : NaN }
 }
 
 ensureBuilt()
