@@ -227,6 +227,13 @@ const steps: Step[] = [
       .addColumn("held", d.big(), (c) => c.notNull().defaultTo(0))
       .execute()
   },
+  // Workers' tools read only when they changed (issue 13): a revision beside the ~35 KB of JSON.
+  async (db) => {
+    await db.schema
+      .alterTable("workers")
+      .addColumn("tools_rev", "integer", (c) => c.notNull().defaultTo(0))
+      .execute()
+  },
 ]
 
 export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {

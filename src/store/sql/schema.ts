@@ -25,6 +25,8 @@ export interface Database {
     max_probe_jobs: number
     /** When the worker's last poll connection closed; null while one is open. */
     poll_closed_at: number | null
+    /** Goes one up whenever `tools` changes: readers keep parsed tools per (worker, revision). */
+    tools_rev: number
   }
   jobs: {
     id: string

@@ -119,33 +119,17 @@ export function toListing(r: SummaryRow, argsChars: number): JobListing {
   }
 }
 
-/**
- * A worker's parsed tools (its ffmpeg's codecs, filters, formats: ~35 KB of JSON), kept per worker while
- * its stored text is unchanged: a scheduling pass and a submission read every worker, and parsing all
- * of them again each time was most of the coordinator's CPU with 50 workers (bench:drain). Frozen, so
- * no reader can change what the next one gets. At most TOOLS_MEMO workers (a registration is at most
- * 256 KiB): the oldest entry goes first.
- */
-const toolsMemo = new Map<string, { raw: string; tools: Worker["tools"] }>()
-const TOOLS_MEMO = 1024
-const deepFreeze = <T>(o: T): T => {
+/** Deep-freezes `o`: parsed tools are shared by every reader (workers.ts), none may change them. */
+export const deepFreeze = <T>(o: T): T => {
   if (o && typeof o === "object" && !Object.isFrozen(o)) {
     Object.freeze(o)
     for (const v of Object.values(o)) deepFreeze(v)
   }
   return o
 }
-function parsedTools(id: string, raw: string): Worker["tools"] {
-  const hit = toolsMemo.get(id)
-  if (hit && hit.raw === raw) return hit.tools
-  const tools = deepFreeze(JSON.parse(raw) as Worker["tools"])
-  toolsMemo.delete(id)
-  toolsMemo.set(id, { raw, tools })
-  if (toolsMemo.size > TOOLS_MEMO) toolsMemo.delete(toolsMemo.keys().next().value!)
-  return tools
-}
 
-export function toWorker(r: WorkerRow): Worker {
+/** A worker row without its tools (read apart, see workers.ts), and the tools to give it. */
+export function toWorker(r: Omit<WorkerRow, "tools">, tools: Worker["tools"]): Worker {
   return {
     id: r.id,
     binaries: JSON.parse(r.binaries),
@@ -153,7 +137,7 @@ export function toWorker(r: WorkerRow): Worker {
     maxJobs: Number(r.max_jobs),
     version: r.version,
     capabilities: JSON.parse(r.capabilities),
-    tools: parsedTools(r.id, r.tools),
+    tools,
     labels: JSON.parse(r.labels),
     weight: Number(r.weight),
     maxProbeJobs: Number(r.max_probe_jobs),

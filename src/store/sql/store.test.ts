@@ -326,6 +326,33 @@ describe("workers' tools", () => {
       expect(c).not.toBe(a)
       expect(c.ffmpeg.encoders).toEqual(["libx264", "libx265"])
       expect(a.ffmpeg.encoders).toEqual(["libx264"])
+      // A re-registration with the same tools keeps them, and a read then does not fetch the tools text.
+      await store.upsertWorker("w1", { ...reg, tools: { ffmpeg: tool(["libx264", "libx265"]) } }, "tok", 3)
+      expect((await store.listWorkers())[0].tools).toBe(c)
+    } finally {
+      await store.close()
+    }
+  })
+
+  test("a worker read fetches its tools only when this store has not seen their revision", async () => {
+    const sqls: string[] = []
+    const store = createSqliteStore({ path: ":memory:", onStatement: (q) => void sqls.push(q) })
+    await store.migrate()
+    try {
+      const reg = registration({ paths: ["Movies"], version: "1", tools: { ffmpeg: tool(["libx264"]) } })
+      await store.upsertWorker("w1", reg, "tok", 1)
+      await store.upsertWorker("w2", reg, "tok", 1)
+      await store.listWorkers()
+      sqls.length = 0
+      for (let i = 0; i < 3; i++) await store.listWorkers()
+      await store.getWorker("w2")
+      expect(sqls.filter((q) => /"tools"/.test(q))).toEqual([])
+      // A new tool set on w2: its tools are read once more (by the registration's answer), w1's are not.
+      await store.upsertWorker("w2", { ...reg, tools: { ffmpeg: tool(["libx265"]) } }, "tok", 2)
+      const ws = await store.listWorkers()
+      expect(ws.map((w) => w.tools.ffmpeg.encoders)).toEqual([["libx264"], ["libx265"]])
+      const reads = sqls.filter((q) => /^select "id", "tools"/.test(q))
+      expect(reads.length).toBe(1)
     } finally {
       await store.close()
     }

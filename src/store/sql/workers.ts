@@ -1,6 +1,8 @@
 import type { WorkerRegistration } from "../../shared/protocol/schemas.ts"
 import type { HeldJob, Store, StoreChange } from "../types.ts"
-import { toWorker, type Sql } from "./shared.ts"
+import type { Worker } from "../../shared/protocol/schemas.ts"
+import type { Database } from "./schema.ts"
+import { deepFreeze, toWorker, type Sql } from "./shared.ts"
 import type { Writer } from "./writer.ts"
 
 /** Workers: joining in two stages, liveness, drain, reaping, and the heartbeat for the jobs they hold. */
@@ -22,9 +24,36 @@ export function workerMethods(
 > {
   const { db, tx } = c
   const { told } = w
+  /**
+   * Each worker's parsed tools (its ffmpeg's codecs, filters, formats: ~35 KB of JSON) at its stored
+   * revision: a scheduling pass and a submission read every worker, and reading and parsing all their
+   * tools each time was most of the coordinator's CPU with 50 workers (bench:drain). A row is read
+   * without its tools; they are read, parsed and frozen (no reader can change what the next one gets)
+   * only for a worker whose revision this store has not seen, which a registration bumps when its tools
+   * differ. At most TOOLS_MEMO workers: the oldest entry goes first.
+   */
+  const memo = new Map<string, { rev: number; tools: Worker["tools"] }>()
+  const withTools = async (rows: Row[]): Promise<Worker[]> => {
+    const missing = rows.filter((r) => memo.get(r.id)?.rev !== Number(r.tools_rev)).map((r) => r.id)
+    for (let i = 0; i < missing.length; i += 500) {
+      const got = await db
+        .selectFrom("workers")
+        .select(["id", "tools", "tools_rev"])
+        .where("id", "in", missing.slice(i, i + 500))
+        .execute()
+      for (const g of got) {
+        memo.delete(g.id)
+        memo.set(g.id, { rev: Number(g.tools_rev), tools: deepFreeze(JSON.parse(g.tools) as Worker["tools"]) })
+        if (memo.size > TOOLS_MEMO) memo.delete(memo.keys().next().value!)
+      }
+    }
+    // A row whose tools changed between the two reads takes the newer ones: a registration's own.
+    return rows.map((r) => toWorker(r, memo.get(r.id)?.tools ?? {}))
+  }
+  const rowsOf = () => db.selectFrom("workers").select(WITHOUT_TOOLS)
   const getWorker = async (id: string) => {
-    const r = await db.selectFrom("workers").selectAll().where("id", "=", id).executeTakeFirst()
-    return r ? toWorker(r) : undefined
+    const r = await rowsOf().where("id", "=", id).executeTakeFirst()
+    return r ? (await withTools([r]))[0] : undefined
   }
   return {
     async upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number) {
@@ -58,13 +87,24 @@ export function workerMethods(
         if (cur)
           await t
             .updateTable("workers")
-            .set({ ...values, status, ...(verified ? {} : { token }) })
+            // The revision first: MySQL evaluates SET left to right (the others compare the old value).
+            .set((eb) => ({
+              tools_rev: eb
+                .case()
+                .when("tools", "=", values.tools)
+                .then(eb.ref("tools_rev"))
+                .else(eb("tools_rev", "+", 1))
+                .end(),
+              ...values,
+              status,
+              ...(verified ? {} : { token }),
+            }))
             .where("id", "=", id)
             .execute()
         else
           await t
             .insertInto("workers")
-            .values({ id, registered_at: now, ...values, status, token, drain_requested: 0 })
+            .values({ id, registered_at: now, ...values, status, token, drain_requested: 0, tools_rev: 0 })
             .execute()
       })
       return told((await getWorker(id))!, { type: "worker", worker: id, what: "registered" })
@@ -110,8 +150,7 @@ export function workerMethods(
     },
     getWorker,
     async listWorkers() {
-      const rows = await db.selectFrom("workers").selectAll().orderBy("id").execute()
-      return rows.map(toWorker)
+      return withTools(await rowsOf().orderBy("id").execute())
     },
     async requestDrain(id, on, now) {
       const done = await tx(async (t) => {
@@ -180,3 +219,26 @@ export function workerMethods(
     },
   }
 }
+
+const TOOLS_MEMO = 1024
+type Row = Omit<Database["workers"], "tools">
+/** Every column of a worker but its tools. */
+const WITHOUT_TOOLS = [
+  "id",
+  "binaries",
+  "paths",
+  "max_jobs",
+  "version",
+  "capabilities",
+  "registered_at",
+  "last_seen",
+  "status",
+  "token",
+  "drain_requested",
+  "self_draining",
+  "labels",
+  "weight",
+  "max_probe_jobs",
+  "poll_closed_at",
+  "tools_rev",
+] as const satisfies readonly (keyof Row)[]
