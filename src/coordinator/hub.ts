@@ -33,19 +33,21 @@ export interface Notifier {
  * What a notification says changed, in full: given with a change committed before the notify, so a
  * waiter woken by it finds at least this in the store.
  * - `job`: a transition of the job committed, leaving it as this (the whole job as the store wrote it);
- * - `output`: output (or progress) of the job was stored.
- * A hint with neither says nothing and counts as none.
+ * - `output`: output (or progress) of the job was stored;
+ * - `input`: input of the job (its caller's stdin) was stored.
+ * A hint with none of them says nothing and counts as none.
  */
 export interface Hint {
   job?: Job
   output?: boolean
+  input?: boolean
 }
 
 export interface Subscription {
   /**
    * Resolves at once if notified since the last wait (or since subscribing), else as `Notifier.wait`.
    * Resolves to what it was told since the last wait: the latest `job` of the hints and whether any
-   * said `output` (bounded, whatever the number of notifications); `undefined` when nothing was told
+   * said `output` or `input` (bounded, whatever the number of notifications); `undefined` when nothing was told
    * (it woke by its timer, an abort or a close) or when any notification since the last wait came
    * without a hint (its change is unknown: read everything).
    */
@@ -65,14 +67,15 @@ export class Hub implements Notifier {
 
   subscribe(topic: string): Subscription {
     // What was told since the last wait; `blind`: some notification carried no hint.
-    let told: { job?: Job; output: boolean; blind: boolean } | undefined
+    let told: { job?: Job; output: boolean; input: boolean; blind: boolean } | undefined
     let wake: (() => void) | undefined
     const listener = (hint?: Hint) => {
-      const t = (told ??= { output: false, blind: false })
-      if (!hint || (!hint.job && !hint.output)) t.blind = true
+      const t = (told ??= { output: false, input: false, blind: false })
+      if (!hint || (!hint.job && !hint.output && !hint.input)) t.blind = true
       else {
         if (hint.job) t.job = hint.job
         if (hint.output) t.output = true
+        if (hint.input) t.input = true
       }
       wake?.()
     }
@@ -82,7 +85,11 @@ export class Hub implements Notifier {
       const t = told
       told = undefined
       if (!t || t.blind) return undefined
-      return { ...(t.job ? { job: t.job } : {}), ...(t.output ? { output: true } : {}) }
+      return {
+        ...(t.job ? { job: t.job } : {}),
+        ...(t.output ? { output: true } : {}),
+        ...(t.input ? { input: true } : {}),
+      }
     }
     let set = this.listeners.get(topic)
     if (!set) this.listeners.set(topic, (set = new Set()))

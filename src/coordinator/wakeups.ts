@@ -15,7 +15,7 @@ export interface WakeupTargets {
  * The one place that decides who hears of a change, derived from what committed rather than placed by
  * each route, scheduler pass or janitor run, so a new transition cannot skip a waiter or a metric:
  * - a job's output and input streams hear of every transition of the job (with the job as it
- *   committed), and of its stored output (hinted as such) or input; the worker of the attempt (its poll) hears of every transition that concerns it
+ *   committed), and of its stored output or input (hinted as such); the worker of the attempt (its poll) hears of every transition that concerns it
  *   (assigned, given back, canceled...);
  * - an upload waiting for room in a job's output window hears of the caller's acknowledgements and of
  *   every transition of the job (a cancel lets it through);
@@ -64,7 +64,7 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
         n.notify(topic.changes)
         return
       case "input":
-        n.notify(topic.input(c.job))
+        n.notify(topic.input(c.job), { input: true })
         return
       case "acked":
         n.notify(topic.acked(c.job))

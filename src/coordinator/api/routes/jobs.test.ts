@@ -626,3 +626,70 @@ describe("GET /jobs/:id/stream and the hints of its wake-ups", () => {
     expect(frames.at(-1)!.data).toEqual(blind.frames.at(-1)!.data)
   })
 })
+
+describe("GET /jobs/:id/input (the worker's downlink) and the hints of its wake-ups", () => {
+  const reads = { input: 0, state: 0 }
+  const count = (sql: string) => {
+    if (sql.startsWith('select * from "job_input" where "job_id" = ? and "seq" > ?')) reads.input++
+    else if (sql.includes("substr(error") && sql.endsWith('where "id" = ?')) reads.state++
+  }
+  const until = async (ok: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 5000 && !(await ok()); i++) await Bun.sleep(1)
+    expect(await ok()).toBe(true)
+  }
+  const w1 = { name: "w1", role: "worker" as const }
+
+  const downlink = async (opts: { hintless?: boolean }) => {
+    reads.input = reads.state = 0
+    const s = await RouteHarness.open({}, undefined, { onStatement: count, ...opts })
+    try {
+      await s.worker("w1")
+      await s.job(MID, { stdin: true })
+      const { epoch } = (await s.store.assign(MID, "w1", s.clock))!
+      await s.store.start(MID, "w1", epoch, s.clock)
+      reads.input = reads.state = 0
+      const res = await s.request(w1, "GET", `${J}/${MID}/input?epoch=${epoch}`)
+      const reader = res.body!.getReader()
+      let bytes = new Uint8Array()
+      const frames = () => {
+        try {
+          return decodeFrames(bytes)
+        } catch {
+          return []
+        }
+      }
+      const more = async () => {
+        const { value, done } = await reader.read()
+        if (value) bytes = new Uint8Array([...bytes, ...value])
+        return done
+      }
+      // The downlink's own check of the job and its first state: it waits for input now.
+      await until(() => reads.state === 2)
+      await s.store.appendInput(MID, [{ seq: 1, kind: Kind.stdin, data: new TextEncoder().encode("abc") }])
+      await until(async () => frames().some((f) => f.kind === Kind.stdin) || (await more()))
+      await s.store.requestCancel(MID, "by alice", s.clock)
+      await until(async () => frames().some((f) => f.kind === Kind.cancel) || (await more()))
+      await s.store.appendOutput(MID, "w1", epoch, [], { code: 255, signal: null }, s.clock)
+      while (!(await more()));
+      const got = frames().map((f) => [f.kind, f.seq, new TextDecoder().decode(f.data)])
+      return { got, reads: { ...reads } }
+    } finally {
+      await s.close()
+    }
+  }
+
+  test("told of its job's transitions it reads neither its input nor the job again; without hints it reads as before", async () => {
+    const told = await downlink({})
+    expect(told.got).toEqual([
+      [Kind.stdin, 1, "abc"],
+      [Kind.cancel, 1, JSON.stringify({ reason: "by alice", kill: false })],
+    ])
+    // The first page and state, the stored input's page (short: caught up) and the state after it; the
+    // cancel and the end are told with the job.
+    expect(told.reads).toEqual({ input: 2, state: 3 })
+    const blind = await downlink({ hintless: true })
+    expect(blind.got).toEqual(told.got)
+    expect(blind.reads.input).toBeGreaterThan(told.reads.input)
+    expect(blind.reads.state).toBeGreaterThan(told.reads.state)
+  })
+})
