@@ -12,15 +12,21 @@ const out = (seq: number) => [outputChunk(seq, "A", "stderr")]
 /** A notifier that records what it was told, a counting scheduler and metrics, on one store. */
 function recorder() {
   const log: string[] = []
+  /** The hints the job's output stream was told, in order: `job <status>`, `output`, or `none`. */
+  const hints: string[] = []
   const notifier: Notifier = {
     kind: "test",
     size: 0,
     wait: async () => {},
     subscribe: () => ({ wait: async () => {}, close: () => {} }),
-    notify: (t) => void log.push(t),
+    notify: (t, hint) => {
+      log.push(t)
+      if (t.endsWith(":output")) hints.push(hint?.job ? `job ${hint.job.status}` : hint?.output ? "output" : "none")
+    },
   }
   return {
     log,
+    hints,
     targets: {
       notifier,
       scheduler: { kick: () => void log.push("kick") },
@@ -168,6 +174,15 @@ describe("wakeups derived from the changes", () => {
     return [...r.log]
   }
   const J = (id: string) => [topic.output(id), topic.input(id), topic.acked(id)]
+
+  test("a job's output stream is told the job as each transition committed it, and that output was stored", async () => {
+    await store.createJob(newJob("a"), T0)
+    await store.assign("a", "w1", T0)
+    await store.start("a", "w1", 1, T0)
+    await store.appendOutput("a", "w1", 1, out(1), undefined, T0)
+    await store.appendOutput("a", "w1", 1, out(2), { code: 0, signal: null }, T0)
+    expect(r.hints).toEqual(["job queued", "job assigned", "job running", "output", "output", "job completed"])
+  })
 
   test("submit: the job's streams, dashboards, the metric and a scheduling pass", async () => {
     expect(await since(() => store.createJob(newJob("a"), T0))).toEqual([

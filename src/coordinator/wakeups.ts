@@ -14,8 +14,8 @@ export interface WakeupTargets {
 /**
  * The one place that decides who hears of a change, derived from what committed rather than placed by
  * each route, scheduler pass or janitor run, so a new transition cannot skip a waiter or a metric:
- * - a job's output and input streams hear of every transition of the job, and of its stored output
- *   or input; the worker of the attempt (its poll) hears of every transition that concerns it
+ * - a job's output and input streams hear of every transition of the job (with the job as it
+ *   committed), and of its stored output or input (hinted as such); the worker of the attempt (its poll) hears of every transition that concerns it
  *   (assigned, given back, canceled...);
  * - an upload waiting for room in a job's output window hears of the caller's acknowledgements and of
  *   every transition of the job (a cancel lets it through);
@@ -33,8 +33,10 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
   return (c) => {
     switch (c.type) {
       case "job": {
-        n.notify(topic.output(c.job.id))
-        n.notify(topic.input(c.job.id))
+        // The job as committed rides along: a stream it only changed the state of needs to read nothing.
+        const hint = { job: c.job }
+        n.notify(topic.output(c.job.id), hint)
+        n.notify(topic.input(c.job.id), hint)
         // An upload waiting for room re-tries: a job being stopped no longer waits for its window.
         n.notify(topic.acked(c.job.id))
         if (c.worker) n.notify(topic.worker(c.worker))
@@ -58,11 +60,11 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
         if (c.what !== "reaped" && c.what !== "status") scheduler?.kick()
         return
       case "output":
-        n.notify(topic.output(c.job))
+        n.notify(topic.output(c.job), { output: true })
         n.notify(topic.changes)
         return
       case "input":
-        n.notify(topic.input(c.job))
+        n.notify(topic.input(c.job), { input: true })
         return
       case "acked":
         n.notify(topic.acked(c.job))

@@ -16,7 +16,8 @@ import { type Assignment } from "../shared/protocol/worker.ts"
 import { VERSION } from "../shared/version.ts"
 import type { JobListing, OutputBounds, OutputChunk, Store } from "../store/types.ts"
 import { JobGoneError, StaleJobError, UnknownWorkerError, type WorkerProtocol } from "../transports/types.ts"
-import { topic, type Notifier } from "./hub.ts"
+import { topic, type Hint, type Notifier } from "./hub.ts"
+import { asSummary } from "../store/summary.ts"
 import { callerGone } from "./jobs.ts"
 import type { InfoCache } from "./info.ts"
 
@@ -316,15 +317,22 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         let cancelSent = false
         // Listening before the first read: input stored while it reads wakes the next wait.
         const stored = hub.subscribe(topic.input(job.id))
+        // What the last wake-up was told (coordinator/hub.ts): nothing on the first pass, read everything.
+        let told: Hint | undefined
         try {
           while (!signal.aborted) {
-            const rows = await store.readInput(job.id, cursor, PAGE)
-            for (const r of rows) {
-              yield { kind: r.kind, seq: r.seq, data: r.data }
-              cursor = r.seq
+            // Told only of a transition: no input was stored since the last read.
+            if (!told?.job || told.input) {
+              const rows = await store.readInput(job.id, cursor, PAGE)
+              for (const r of rows) {
+                yield { kind: r.kind, seq: r.seq, data: r.data }
+                cursor = r.seq
+              }
+              // A short page is all that was stored.
+              if (rows.length === PAGE) continue
             }
-            if (rows.length) continue
-            const cur = await store.getJobSummary(job.id, STATE_ONLY)
+            // A job told (committed before the read above) is read as its summary reads it.
+            const cur = told?.job ? asSummary(told.job) : await store.getJobSummary(job.id, STATE_ONLY)
             if (!cur || cur.epoch !== job.epoch || isTerminal(cur.status)) return
             if (cur.cancelRequestedAt !== null && !cancelSent) {
               cancelSent = true
@@ -333,7 +341,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
               yield { kind: Kind.cancel, seq: cursor, data: enc.encode(JSON.stringify(cancel)) }
             }
             const before = now()
-            await stored.wait(KEEPALIVE_MS, signal)
+            told = await stored.wait(KEEPALIVE_MS, signal)
             if (!signal.aborted && now() - before >= KEEPALIVE_MS) yield { kind: Kind.ping, seq: cursor, data: EMPTY }
           }
         } finally {

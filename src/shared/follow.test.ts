@@ -1,5 +1,5 @@
-import { expect, test } from "bun:test"
-import { followOutput } from "./follow.ts"
+import { describe, expect, test } from "bun:test"
+import { followOutput, type Wake } from "./follow.ts"
 
 interface Row {
   pos: number
@@ -109,4 +109,62 @@ test("rows committed with the end between the last read and the state read are s
     signal: new AbortController().signal,
   })
   expect(got).toEqual([1, 2, 3])
+})
+
+describe("told what woke it", () => {
+  type State = { status: string }
+  /**
+   * A job the test moves by hand: each `wait` gives the next of `steps`, which first stores its rows and
+   * sets the state (a commit), then is the wake-up a notifier would hand (nothing: a wake-up without a hint).
+   */
+  function told(steps: { rows?: Row[]; status?: string; wake?: Wake<State> }[]) {
+    const rows: Row[] = []
+    const counts = { reads: 0, states: 0 }
+    let status = "queued"
+    const got: number[] = []
+    const run = () =>
+      followOutput({
+        after: 0,
+        page: 2,
+        read: async (cursor: number, limit = 2) => (counts.reads++, rows.filter((r) => r.pos > cursor).slice(0, limit)),
+        onRow: async (r) => void got.push(r.pos),
+        live: {
+          state: async () => (counts.states++, { status }),
+          ended: (s: State) => s.status === "completed",
+          wait: async () => {
+            const step = steps.shift()!
+            rows.push(...(step.rows ?? []))
+            status = step.status ?? status
+            return step.wake
+          },
+        },
+        signal: new AbortController().signal,
+      })
+    return { run, counts, got }
+  }
+  const state = (status: string, output = false) => ({ status, wake: { state: { status }, output } })
+
+  test("a state without output reads nothing; a short page is caught up; an end told before the read needs no drain", async () => {
+    const j = told([
+      state("assigned"),
+      state("running"),
+      { rows: [{ pos: 1 }, { pos: 2 }, { pos: 3 }], ...state("completed", true) },
+    ])
+    expect(await j.run()).toEqual({ cursor: 3, ended: { status: "completed" } })
+    expect(j.got).toEqual([1, 2, 3])
+    // The first page, then a full page and a short one after the end; the state only at first.
+    expect(j.counts).toEqual({ reads: 3, states: 1 })
+  })
+
+  test("an end told without output is read past once; output told without a state, or nothing told, reads as before", async () => {
+    const ended = told([{ rows: [{ pos: 1 }], ...state("completed") }])
+    expect(await ended.run()).toEqual({ cursor: 1, ended: { status: "completed" } })
+    expect([ended.got, ended.counts]).toEqual([[1], { reads: 2, states: 1 }])
+    for (const wake of [{ output: true }, undefined]) {
+      const j = told([{ rows: [{ pos: 1 }], status: "completed", wake }])
+      expect(await j.run()).toEqual({ cursor: 1, ended: { status: "completed" } })
+      // The state is read after the page, so the end may have come in between: one more read drains.
+      expect([j.got, j.counts]).toEqual([[1], { reads: 3, states: 2 }])
+    }
+  })
 })

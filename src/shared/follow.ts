@@ -9,19 +9,37 @@ export interface FollowOutputOptions<R extends { pos: number }, S> {
   after: number
   /** The next page after `cursor`, at most `limit` rows if given (empty: nothing more stored yet). */
   read(cursor: number, limit?: number): Promise<R[]>
+  /**
+   * Rows a `read` without `limit` returns at most, when it says so: a page shorter than this is all
+   * that was stored as of that read, and the loop goes on without reading again to see an empty page.
+   * Without it the loop reads until a page is empty.
+   */
+  page?: number
   onRow(row: R): Promise<void>
   /**
    * How to go on once caught up; without it the loop ends there (a one-shot read of what is stored).
    * `state` reads the job (undefined: it is gone, the loop ends), `ended` says whether it is terminal,
-   * `idle` runs for a live job before `wait`, which returns on new output or after a while.
+   * `idle` runs for a live job before `wait`, which returns on new output or after a while, with what
+   * woke it when it knows (`Wake`; nothing: read everything).
    */
   live?: {
     state(): Promise<S | undefined>
     ended(state: S): boolean
     idle?(state: S, cursor: number): Promise<void>
-    wait(signal: AbortSignal): Promise<void>
+    wait(signal: AbortSignal): Promise<Wake<S> | undefined | void>
   }
   signal: AbortSignal
+}
+
+/**
+ * What woke a live follower, as its notifier told it (coordinator/hub.ts `Hint`), about changes that
+ * committed before the wake-up.
+ */
+export interface Wake<S> {
+  /** The job's state as its latest transition committed it: not read again. */
+  state?: S
+  /** Output may have been stored since the last wake-up. False: only the state changed, no read. */
+  output: boolean
 }
 
 /**
@@ -33,24 +51,39 @@ export async function followOutput<R extends { pos: number }, S>(
   o: FollowOutputOptions<R, S>,
 ): Promise<{ cursor: number; ended?: S }> {
   let cursor = o.after
+  // Nothing known on the first pass (and after a wake-up without a hint): read the output and the state.
+  let wake: Wake<S> | undefined
   while (!o.signal.aborted) {
-    const rows = await o.read(cursor)
-    for (const r of rows) {
-      if (o.signal.aborted) return { cursor }
-      await o.onRow(r)
-      cursor = r.pos
+    const told = wake?.state
+    // Told only of a transition: nothing was stored since the last read, unless the job ended. An end is
+    // read past once: rows whose payload was lost with a coordinator become skippable only then (store
+    // readOutput), and what follows them must be delivered before the stream ends.
+    if (!wake || wake.output || (told !== undefined && o.live?.ended(told))) {
+      for (;;) {
+        const rows = await o.read(cursor)
+        for (const r of rows) {
+          if (o.signal.aborted) return { cursor }
+          await o.onRow(r)
+          cursor = r.pos
+        }
+        if (!rows.length || (o.page !== undefined && rows.length < o.page)) break
+      }
     }
-    if (rows.length) continue
     if (!o.live) return { cursor }
-    const cur = await o.live.state()
+    const cur = told ?? (await o.live.state())
     if (cur === undefined) return { cursor }
     if (o.live.ended(cur)) {
-      // The end and the last bytes are committed together, so one more read drains everything.
-      if ((await o.read(cursor, 1)).length) continue
+      // A state told before the read above was final when it read: nothing is stored after an end (the
+      // end and its last bytes commit in one transaction), so that read got everything. A state read
+      // after the output may have ended (with more bytes) in between: one more read drains everything.
+      if (told === undefined && (await o.read(cursor, 1)).length) {
+        wake = undefined
+        continue
+      }
       return { cursor, ended: cur }
     }
     await o.live.idle?.(cur, cursor)
-    await o.live.wait(o.signal)
+    wake = (await o.live.wait(o.signal)) ?? undefined
   }
   return { cursor }
 }

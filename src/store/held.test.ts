@@ -193,9 +193,11 @@ describe("a SQLite store with held output", () => {
     const path = tmp.fresh()
     const before = await storeOn(path, createHeldOutput(1 << 20))
     await started(before, "a")
-    await put(before, "a", [out(1, "lost"), out(2, "e", "stderr")])
+    await put(before, "a", [out(1, "lost"), out(2, "e", "stderr"), out(3, "f", "stderr")])
     const store = await storeOn(path, createHeldOutput(1 << 20))
     await store.failJob("a", "its worker was lost", T0 + 20)
-    expect(await read(store, "a")).toEqual(["e:e"])
+    expect(await read(store, "a")).toEqual(["e:e", "e:f"])
+    // A page is filled past the skipped row: one shorter than asked means nothing more (a follower stops there).
+    expect((await store.readOutput("a", 0, 2)).map((r) => text(r.data))).toEqual(["e", "f"])
   })
 })

@@ -341,6 +341,10 @@ export interface Store {
    * position acknowledged so far.
    */
   ackOutput(id: string, pos: number, stderrTailBytes: number): Promise<number | undefined>
+  /**
+   * A job's output after position `after`, at most `limit` rows, in order. Fewer than `limit`: nothing
+   * more is readable as of this read (a follower that got a short page is caught up).
+   */
   readOutput(id: string, after: number, limit: number): Promise<StreamRow[]>
   /** The last `limit` chunks of one of a job's streams, oldest first (log tails). */
   lastOutput(id: string, stream: "stdout" | "stderr", limit: number): Promise<StreamRow[]>

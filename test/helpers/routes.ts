@@ -9,7 +9,7 @@ import type { AuthEnv, Principal } from "../../src/coordinator/api/middleware/hm
 import { adminRoutes } from "../../src/coordinator/api/routes/admin.ts"
 import { jobRoutes } from "../../src/coordinator/api/routes/jobs.ts"
 import { workerListRoutes } from "../../src/coordinator/api/routes/workers.ts"
-import { Hub } from "../../src/coordinator/hub.ts"
+import { Hub, type Notifier } from "../../src/coordinator/hub.ts"
 import { wireWakeups } from "../../src/coordinator/wakeups.ts"
 import type { JanitorReport } from "../../src/coordinator/janitor.ts"
 import { CoordinatorConfig } from "../../src/shared/config/server-schema.ts"
@@ -18,6 +18,7 @@ import { createLogger } from "../../src/shared/log.ts"
 import type { Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import type { NewJob, Store } from "../../src/store/types.ts"
 import { createStore } from "../../src/store/index.ts"
+import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import type { HeldOutput } from "../../src/store/held.ts"
 import { memoryStore, newJob, registration, T0 } from "./fixtures.ts"
 
@@ -54,15 +55,36 @@ export class RouteHarness {
 
   /**
    * `config`: coordinator settings as in its YAML file (e.g. `{ limits: { max_stdin_bytes: 10 } }`);
-   * `held`: the coordinator's in-memory stdout (store/held.ts), as a coordinator process has.
+   * `held`: the coordinator's in-memory stdout (store/held.ts), as a coordinator process has;
+   * `onStatement`: told the SQL of every statement the store runs; `hintless`: the store's changes wake
+   * waiters without saying what changed, as a notifier between coordinators might.
    */
-  static async open(config: Record<string, unknown> = {}, held?: HeldOutput): Promise<RouteHarness> {
-    const store = held
-      ? await createStore({ database: { engine: "sqlite", path: ":memory:" }, held })
-      : await memoryStore()
+  static async open(
+    config: Record<string, unknown> = {},
+    held?: HeldOutput,
+    opts: { onStatement?: (sql: string) => void; hintless?: boolean } = {},
+  ): Promise<RouteHarness> {
+    let store: Store
+    if (opts.onStatement) {
+      store = createSqliteStore({ path: ":memory:", held, onStatement: opts.onStatement })
+      await store.migrate()
+    } else if (held) store = await createStore({ database: { engine: "sqlite", path: ":memory:" }, held })
+    else store = await memoryStore()
     const h = new RouteHarness(store, v.parse(CoordinatorConfig, config))
+    const hub = h.hub
+    const notifier: Notifier = opts.hintless
+      ? {
+          kind: hub.kind,
+          get size() {
+            return hub.size
+          },
+          wait: (t, ms, signal) => hub.wait(t, ms, signal),
+          subscribe: (t) => hub.subscribe(t),
+          notify: (t) => hub.notify(t),
+        }
+      : hub
     // Routes wake nobody themselves: the store's changes do, as in the coordinator.
-    wireWakeups(store, { notifier: h.hub, scheduler: { kick: () => void h.kicks++ } })
+    wireWakeups(store, { notifier, scheduler: { kick: () => void h.kicks++ } })
     return h
   }
 

@@ -6,6 +6,7 @@ import type { SqlDialect } from "./dialect.ts"
 import { ARGS_HEAD_CHARS } from "./migrations.ts"
 import type { Database } from "./schema.ts"
 import { writeTransaction } from "./tx.ts"
+import { SUMMARY_ERROR_CHARS } from "../summary.ts"
 
 // Rows and their mapping to domain objects, and the reads every family of the SQL store shares.
 
@@ -57,12 +58,11 @@ export function toJob(r: JobRow): Job {
   }
 }
 
-/**
- * Characters of the error a summary reads. The other columns are bounded where they are written
- * (paths: 256 names, cwd: 4096 characters, env: within the argument budget, excluded: the workers that exist; the row's `args` is a
+/*
+ * A summary reads SUMMARY_ERROR_CHARS of the error (store/summary.ts). The other columns are bounded where
+ * they are written (paths: 256 names, cwd: 4096 characters, env: within the argument budget, excluded: the workers that exist; the row's `args` is a
  * head of ARGS_HEAD_CHARS) and are read whole, so a summary is as good as the job for scheduling and state.
  */
-const SUMMARY_ERROR_CHARS = 2048
 export type SummaryRow = JobRow & { error_len: number | null }
 
 /** The row's arguments: the whole JSON, or the whole leading arguments of a head (see `whole`). */

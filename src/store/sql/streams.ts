@@ -235,10 +235,13 @@ export function streamMethods(
       // reader without the coordinator's memory: `admin --local`) is not there yet while the job runs: the
       // page ends before it and the reader waits for the worker to send it again. Once the job ended
       // (its worker lost with it) it never comes: it is skipped.
+      // Pages past skipped rows fill the answer: one shorter than `limit` says nothing more is readable
+      // now (Store.readOutput), which a follower trusts to stop reading.
       let ended: boolean | undefined
+      const out: StreamRow[] = []
       for (let from = after; ; ) {
-        const rows = await pageAfter("job_output", "pos", id, from, limit)
-        const out: StreamRow[] = []
+        const want = limit - out.length
+        const rows = await pageAfter("job_output", "pos", id, from, want)
         for (const r of rows) {
           const stream = r.stream === STREAM.stdout ? "stdout" : "stderr"
           if (Number(r.held) > 0) {
@@ -251,8 +254,8 @@ export function streamMethods(
             out.push({ pos: Number(r.pos), stream, ...got })
           } else out.push({ pos: Number(r.pos), stream, data: bytes(r.data) })
         }
-        // A page of nothing but lost rows says nothing about what follows them.
-        if (out.length || rows.length < limit) return out
+        // Lost rows left the answer short: what follows them is read too.
+        if (out.length === limit || rows.length < want) return out
         from = Number(rows.at(-1)!.pos)
       }
     },

@@ -549,3 +549,147 @@ describe("POST /jobs: info commands", () => {
     expect(job).toMatchObject({ pin: null, lane: "probe" })
   })
 })
+
+describe("GET /jobs/:id/stream and the hints of its wake-ups", () => {
+  /** The stream's reads: pages of output, and the job's summary (the route's load and the stream's state). */
+  const reads = { output: 0, state: 0 }
+  const count = (sql: string) => {
+    if (sql.startsWith('select * from "job_output" where "job_id" = ? and "pos" > ?')) reads.output++
+    else if (sql.includes("substr(error") && sql.endsWith('where "id" = ?')) reads.state++
+  }
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 5000 && !ok(); i++) await Bun.sleep(1)
+    expect(ok()).toBe(true)
+  }
+  const enc = new TextEncoder()
+
+  /** A stream of a job that is assigned, starts, then uploads its output and its exit at once. */
+  const lifeOfAJob = async (opts: { hintless?: boolean }, exit: { code: number; error?: string }) => {
+    reads.output = reads.state = 0
+    const s = await RouteHarness.open({}, undefined, { onStatement: count, ...opts })
+    try {
+      await s.worker("w1")
+      await s.job(MID)
+      const body = s.request(alice, "GET", `${J}/${MID}/stream`).then((r) => r.arrayBuffer())
+      // The route's load and the stream's first state: it waits for the job now.
+      await until(() => reads.state === 2)
+      const { epoch } = (await s.store.assign(MID, "w1", s.clock))!
+      await s.store.start(MID, "w1", epoch, s.clock)
+      const chunks = [
+        { seq: 1, stream: "stderr" as const, data: enc.encode("frame=1\n") },
+        { seq: 2, stream: "stdout" as const, data: new Uint8Array([0, 255, 10]) },
+      ]
+      const up = await s.store.appendOutput(MID, "w1", epoch, chunks, { signal: null, ...exit }, s.clock)
+      expect(up.ok).toBe(true)
+      const frames = decodeFrames(new Uint8Array(await body))
+      return { frames, reads: { ...reads }, summary: (await s.store.getJobSummary(MID))! }
+    } finally {
+      await s.close()
+    }
+  }
+  const shown = (frames: ReturnType<typeof decodeFrames>) =>
+    frames.map((f) => [
+      f.kind,
+      f.seq,
+      f.kind === Kind.exit ? JSON.parse(new TextDecoder().decode(f.data)) : [...f.data],
+    ])
+
+  test("told each transition with the job, it reads the output once more and the job never again", async () => {
+    const { frames, reads, summary } = await lifeOfAJob({}, { code: 0 })
+    expect(shown(frames)).toEqual([
+      [Kind.ping, 0, []],
+      [Kind.stderr, 1, [...enc.encode("frame=1\n")]],
+      [Kind.stdout, 2, [0, 255, 10]],
+      [Kind.exit, 2, { status: "completed", code: 0, signal: null, error: null }],
+    ])
+    expect(summary.status).toBe("completed")
+    // The first page and state, then one page after the end: the assignment and the start read nothing,
+    // the end's page is short (caught up) and its state came before it (no drain).
+    expect(reads).toEqual({ output: 2, state: 2 })
+  })
+
+  test("a notifier without hints still delivers every byte and the same outcome, reading as before", async () => {
+    const told = await lifeOfAJob({}, { code: 0 })
+    const blind = await lifeOfAJob({ hintless: true }, { code: 0 })
+    expect(shown(blind.frames)).toEqual(shown(told.frames))
+    expect(blind.reads.output).toBeGreaterThan(told.reads.output)
+    expect(blind.reads.state).toBeGreaterThan(told.reads.state)
+  })
+
+  test("the outcome told by a hint is the one its summary reads: a long error cut as the database cuts it", async () => {
+    const error = `é${"😀".repeat(3000)}`
+    const { frames, summary } = await lifeOfAJob({}, { code: 1, error })
+    const outcome = JSON.parse(new TextDecoder().decode(frames.at(-1)!.data))
+    expect(summary.error).not.toBe(error)
+    expect(outcome).toEqual({ status: summary.status, code: 1, signal: null, error: summary.error })
+    const blind = await lifeOfAJob({ hintless: true }, { code: 1, error })
+    expect(frames.at(-1)!.data).toEqual(blind.frames.at(-1)!.data)
+  })
+})
+
+describe("GET /jobs/:id/input (the worker's downlink) and the hints of its wake-ups", () => {
+  const reads = { input: 0, state: 0 }
+  const count = (sql: string) => {
+    if (sql.startsWith('select * from "job_input" where "job_id" = ? and "seq" > ?')) reads.input++
+    else if (sql.includes("substr(error") && sql.endsWith('where "id" = ?')) reads.state++
+  }
+  const until = async (ok: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 5000 && !(await ok()); i++) await Bun.sleep(1)
+    expect(await ok()).toBe(true)
+  }
+  const w1 = { name: "w1", role: "worker" as const }
+
+  const downlink = async (opts: { hintless?: boolean }) => {
+    reads.input = reads.state = 0
+    const s = await RouteHarness.open({}, undefined, { onStatement: count, ...opts })
+    try {
+      await s.worker("w1")
+      await s.job(MID, { stdin: true })
+      const { epoch } = (await s.store.assign(MID, "w1", s.clock))!
+      await s.store.start(MID, "w1", epoch, s.clock)
+      reads.input = reads.state = 0
+      const res = await s.request(w1, "GET", `${J}/${MID}/input?epoch=${epoch}`)
+      const reader = res.body!.getReader()
+      let bytes = new Uint8Array()
+      const frames = () => {
+        try {
+          return decodeFrames(bytes)
+        } catch {
+          return []
+        }
+      }
+      const more = async () => {
+        const { value, done } = await reader.read()
+        if (value) bytes = new Uint8Array([...bytes, ...value])
+        return done
+      }
+      // The downlink's own check of the job and its first state: it waits for input now.
+      await until(() => reads.state === 2)
+      await s.store.appendInput(MID, [{ seq: 1, kind: Kind.stdin, data: new TextEncoder().encode("abc") }])
+      await until(async () => frames().some((f) => f.kind === Kind.stdin) || (await more()))
+      await s.store.requestCancel(MID, "by alice", s.clock)
+      await until(async () => frames().some((f) => f.kind === Kind.cancel) || (await more()))
+      await s.store.appendOutput(MID, "w1", epoch, [], { code: 255, signal: null }, s.clock)
+      while (!(await more()));
+      const got = frames().map((f) => [f.kind, f.seq, new TextDecoder().decode(f.data)])
+      return { got, reads: { ...reads } }
+    } finally {
+      await s.close()
+    }
+  }
+
+  test("told of its job's transitions it reads neither its input nor the job again; without hints it reads as before", async () => {
+    const told = await downlink({})
+    expect(told.got).toEqual([
+      [Kind.stdin, 1, "abc"],
+      [Kind.cancel, 1, JSON.stringify({ reason: "by alice", kill: false })],
+    ])
+    // The first page and state, the stored input's page (short: caught up) and the state after it; the
+    // cancel and the end are told with the job.
+    expect(told.reads).toEqual({ input: 2, state: 3 })
+    const blind = await downlink({ hintless: true })
+    expect(blind.got).toEqual(told.got)
+    expect(blind.reads.input).toBeGreaterThan(told.reads.input)
+    expect(blind.reads.state).toBeGreaterThan(told.reads.state)
+  })
+})

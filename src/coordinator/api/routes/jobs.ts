@@ -35,7 +35,8 @@ import { CapName, JobNeeds } from "../../../shared/protocol/capabilities.ts"
 import { jobLane, jobNeeds } from "../../../shared/ffargs/needs.ts"
 import { classify, queueKey } from "../../priorities.ts"
 import { eligible, knownNeeds, serving, slots, unrunnable } from "../../scheduler.ts"
-import type { InputChunk, JobListing } from "../../../store/types.ts"
+import type { InputChunk, JobListing, StreamRow } from "../../../store/types.ts"
+import { asSummary } from "../../../store/summary.ts"
 import { topic } from "../../hub.ts"
 import { CALLER_GONE, cancelJob, signaledExit } from "../../jobs.ts"
 import { connectionsOf, infoOf, type Deps } from "../app.ts"
@@ -163,9 +164,10 @@ export function jobRoutes(deps: Deps) {
     let cursor = after
     // Listening before the first read: output stored while a page is read wakes the next wait.
     const stored = hub.subscribe(topic.output(job.id))
-    const { ended } = await followOutput({
+    const { ended } = await followOutput<StreamRow, Job>({
       after,
       read: (from, limit) => store.readOutput(job.id, from, limit ?? PAGE),
+      page: PAGE,
       onRow: async (r) => {
         await write({
           kind: r.stream === "stdout" ? Kind.stdout : Kind.stderr,
@@ -195,10 +197,15 @@ export function jobRoutes(deps: Deps) {
         },
         wait: async () => {
           const before = now()
-          await stored.wait(KEEPALIVE_MS, signal)
+          const hint = await stored.wait(KEEPALIVE_MS, signal)
           // Woken by the timer rather than by new output: tell the client the stream is alive.
           if (!signal.aborted && now() - before >= KEEPALIVE_MS) await write(encodeFrame(Kind.ping, cursor))
           if (caller && !signal.aborted && now() - seen >= KEEPALIVE_MS) await store.touchClient(job.id, (seen = now()))
+          if (!hint) return undefined
+          // Status events show progress, which changes without a transition (its hint says output):
+          // a watched stream reads the state on every wake-up.
+          if (watch || !hint.job) return { output: !!hint.output }
+          return { state: asSummary(hint.job), output: !!hint.output }
         },
       },
       signal,
