@@ -1,8 +1,12 @@
+import { describe, expect, test } from "bun:test"
 import * as v from "valibot"
 import { startCoordinator } from "../../src/coordinator/index.ts"
 import { generateKey } from "../../src/shared/auth/hmac.ts"
 import { CoordinatorConfig } from "../../src/shared/config/server-schema.ts"
+import { createApiClient } from "../../src/shared/http/client.ts"
+import { newId } from "../../src/shared/ids.ts"
 import { createLogger } from "../../src/shared/log.ts"
+import { MAX_FOLLOWING } from "../../src/shared/protocol/worker.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import { createWorkerTransport } from "../../src/transports/index.ts"
 import { testTransport } from "../conformance/transport.ts"
@@ -27,4 +31,38 @@ testTransport("http", async (timing) => {
     store,
     close: () => service.stop(),
   }
+})
+
+describe("http binding: the poll's following list", () => {
+  test("ids that are not job ids, or more of them than any worker has slots, are refused with a 400 in JSON", async () => {
+    const store = createSqliteStore({ path: ":memory:" })
+    await store.migrate()
+    const key = generateKey()
+    await store.addUser("w1", "worker", key, Date.now())
+    const config = v.parse(CoordinatorConfig, { host: "127.0.0.1", port: 0, poll_wait_seconds: 0.05 })
+    const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
+    try {
+      const api = createApiClient({ url: service.url, client: "w1", key })
+      await api.json("POST", "/api/v1/worker/register", {
+        json: { binaries: [], paths: [], maxJobs: 1, version: "test", capabilities: {} },
+      })
+      const poll = (following: string) => api.request("GET", "/api/v1/worker/poll", { query: { wait: 0, following } })
+      for (const following of ["not-a-ulid", `${newId()},,${newId()}`, `${newId()};DROP`]) {
+        const res = await poll(following)
+        expect(res.status).toBe(400)
+        expect(((await res.json()) as { error: { message: string } }).error.message).toContain("job ids (ULIDs)")
+      }
+      const many = await poll(Array.from({ length: MAX_FOLLOWING + 1 }, () => newId()).join(","))
+      expect(many.status).toBe(400)
+      expect(((await many.json()) as { error: { message: string } }).error.message).toContain(
+        `at most ${MAX_FOLLOWING}`,
+      )
+      // Within the bound of every worker but over this one's slots (1 + 4 probe slots).
+      const over = await poll(Array.from({ length: 6 }, () => newId()).join(","))
+      expect(over.status).toBe(400)
+      expect(await poll(newId())).toHaveProperty("status", 200)
+    } finally {
+      await service.stop()
+    }
+  })
 })

@@ -37,6 +37,7 @@ export function jobMethods(
   | "laneLoads"
   | "assign"
   | "assignedTo"
+  | "pollFor"
   | "start"
   | "failJob"
   | "requestCancel"
@@ -229,6 +230,36 @@ export function jobMethods(
         },
       })),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
+    async pollFor(worker, following) {
+      // One statement for both halves of a poll's answer; EXISTS and NOT IN are plain SQL on every dialect.
+      const rows = (await db
+        .selectFrom("jobs")
+        .selectAll()
+        .where("worker_id", "=", worker)
+        .where((eb) =>
+          eb.or([
+            eb("status", "=", "assigned"),
+            ...(following === undefined
+              ? []
+              : [
+                  eb.and([
+                    eb("status", "=", "running"),
+                    ...(following.length ? [eb("id", "not in", [...following])] : []),
+                    eb.or([
+                      eb("cancel_requested_at", "is not", null),
+                      eb.exists(eb.selectFrom("job_input").select("seq").whereRef("job_input.job_id", "=", "jobs.id")),
+                    ]),
+                  ]),
+                ]),
+          ]),
+        )
+        .orderBy("id")
+        .limit(1000)
+        .execute()) as JobRow[]
+      const assigned = await Promise.all(rows.filter((r) => r.status === "assigned").map((r) => withArgs(db, r)))
+      const downlink = rows.filter((r) => r.status === "running").map((r) => ({ id: r.id, epoch: Number(r.epoch) }))
+      return { assigned, downlink }
+    },
     start: (id, worker, epoch, now, reason) =>
       mutate(id, now, { type: "start", worker, epoch }, () => ({
         set: { started_at: now, heartbeat_at: now },
