@@ -153,10 +153,13 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
         // open poll also clears the time its last one closed (Liveness.pollGoneMs).
         await store.touchWorker(name, now(), "open")
         for (;;) {
-          const { assigned, downlink } = await store.pollFor(name, following)
+          const { assigned, downlink, quiet } = await store.pollFor(name, following)
           if (assigned.length || downlink.length || signal.aborted || now() >= until)
             return { jobs: assigned.map(toAssignment), downlink }
-          await told.wait(until - now(), signal)
+          // While a running job's downlink is left closed, its poll re-reads as often as that downlink
+          // would have: a cancel or a signal written by another process (admin --local on the same
+          // database) wakes nobody here.
+          await told.wait(quiet ? Math.min(KEEPALIVE_MS, until - now()) : until - now(), signal)
         }
       } finally {
         told.close()

@@ -315,12 +315,13 @@ export interface Store {
    * What a worker's poll answers, in one read: `assigned` as `assignedTo`, and `downlink`, the worker's
    * running jobs whose downlink has something for it (input stored or a cancel requested) and that are
    * not in `following` (those whose downlink it already follows); none without `following` (a worker
-   * that follows every downlink itself).
+   * that follows every downlink itself). `quiet`: how many of its running jobs are not followed and have
+   * nothing on their downlink yet.
    */
   pollFor(
     worker: string,
     following: readonly string[] | undefined,
-  ): Promise<{ assigned: Job[]; downlink: DownlinkDue[] }>
+  ): Promise<{ assigned: Job[]; downlink: DownlinkDue[]; quiet: number }>
   /**
    * assigned → running, only for the worker and epoch of the assignment. `reason`, when given, is what
    * the worker says of its start (its argument profile's rewrites) and goes in the timeline.

@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as v from "valibot"
 import { startCoordinator } from "../../src/coordinator/index.ts"
 import { generateKey } from "../../src/shared/auth/hmac.ts"
@@ -65,4 +68,69 @@ describe("http binding: the poll's following list", () => {
       await service.stop()
     }
   })
+})
+
+describe("http binding: a cancel written by another process", () => {
+  test("reaches a worker whose poll waits, by its re-reads (nothing notifies this process)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dffmpeg-lazydown-"))
+    const path = join(dir, "coordinator.db")
+    const store = createSqliteStore({ path })
+    await store.migrate()
+    const key = generateKey()
+    await store.addUser("w1", "worker", key, Date.now())
+    // A poll held far longer than the test may take: only its re-reads can answer it in time.
+    const config = v.parse(CoordinatorConfig, {
+      host: "127.0.0.1",
+      port: 0,
+      poll_wait_seconds: 60,
+      heartbeat_interval: 0.2,
+    })
+    const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
+    const other = createSqliteStore({ path })
+    try {
+      const w = createWorkerTransport({ url: service.url, client: "w1", key })
+      await w.register({
+        draining: false,
+        binaries: ["ffmpeg"],
+        paths: [],
+        maxJobs: 1,
+        version: "t",
+        capabilities: { pathTokens: true },
+      })
+      const next = async (following: string[]) => {
+        for await (const b of w.assignments(
+          () => 60,
+          new AbortController().signal,
+          () => following,
+        ))
+          return b
+        throw new Error("no batch")
+      }
+      await w.verify((await next([])).verify!)
+      const id = newId()
+      const job = {
+        id,
+        requester: "a",
+        binary: "ffmpeg",
+        args: [],
+        paths: [],
+        cwd: null,
+        stdin: false,
+        attached: false,
+        retries: 0,
+      }
+      await store.createJob(job, Date.now())
+      await store.assign(id, "w1", Date.now())
+      const [a] = (await next([])).jobs
+      await w.start(a!.id, a!.epoch)
+      const told = next([])
+      await Bun.sleep(100)
+      await other.requestCancel(id, "canceled by an administrator", Date.now())
+      expect(await told).toEqual({ jobs: [], downlink: [{ id, epoch: a!.epoch }] })
+    } finally {
+      await service.stop()
+      await other.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 10_000)
 })

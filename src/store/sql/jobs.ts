@@ -231,10 +231,16 @@ export function jobMethods(
       })),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
     async pollFor(worker, following) {
-      // One statement for both halves of a poll's answer; EXISTS and NOT IN are plain SQL on every dialect.
+      // One statement for both halves of a poll's answer, with the running jobs not followed whose downlink
+      // is still quiet; EXISTS and NOT IN are plain SQL on every dialect.
       const rows = (await db
         .selectFrom("jobs")
         .selectAll()
+        .select((eb) =>
+          eb
+            .exists(eb.selectFrom("job_input").select("seq").whereRef("job_input.job_id", "=", "jobs.id"))
+            .as("has_input"),
+        )
         .where("worker_id", "=", worker)
         .where((eb) =>
           eb.or([
@@ -245,20 +251,21 @@ export function jobMethods(
                   eb.and([
                     eb("status", "=", "running"),
                     ...(following.length ? [eb("id", "not in", [...following])] : []),
-                    eb.or([
-                      eb("cancel_requested_at", "is not", null),
-                      eb.exists(eb.selectFrom("job_input").select("seq").whereRef("job_input.job_id", "=", "jobs.id")),
-                    ]),
                   ]),
                 ]),
           ]),
         )
         .orderBy("id")
         .limit(1000)
-        .execute()) as JobRow[]
+        .execute()) as (JobRow & { has_input: unknown })[]
       const assigned = await Promise.all(rows.filter((r) => r.status === "assigned").map((r) => withArgs(db, r)))
-      const downlink = rows.filter((r) => r.status === "running").map((r) => ({ id: r.id, epoch: Number(r.epoch) }))
-      return { assigned, downlink }
+      const unfollowed = rows.filter((r) => r.status === "running")
+      const due = unfollowed.filter((r) => r.cancel_requested_at !== null || Boolean(Number(r.has_input)))
+      return {
+        assigned,
+        downlink: due.map((r) => ({ id: r.id, epoch: Number(r.epoch) })),
+        quiet: unfollowed.length - due.length,
+      }
     },
     start: (id, worker, epoch, now, reason) =>
       mutate(id, now, { type: "start", worker, epoch }, () => ({
