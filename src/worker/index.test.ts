@@ -80,6 +80,18 @@ describe("startWorker against a fake transport", () => {
     expect(t.calls.filter((c) => c.startsWith("input:"))).toEqual([`input:${a.id}`])
   })
 
+  test("a downlink named for a job the worker does not run is named back as followed, not asked for again and again", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    const lost = assignment([])
+    t.running(lost.id, lost.epoch)
+    t.send(lost.id, { kind: Kind.signal, data: new TextEncoder().encode("SIGINT") })
+    const named = t.followed.length
+    await t.until(() => t.followed.length >= named + 3)
+    expect(t.followed.slice(named + 1).every((f) => f.includes(lost.id))).toBe(true)
+    expect(t.calls).not.toContain(`input:${lost.id}`)
+  })
+
   test("behind a coordinator that names no downlinks (an older one) every job follows its downlink at once", async () => {
     const t = new FakeTransport()
     t.legacy = true

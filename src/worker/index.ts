@@ -185,12 +185,16 @@ export async function startWorker(
   // Whether downlinks are opened when the coordinator's poll names them: not by a worker with more slots
   // than a poll may name (it follows every one at once), nor after an older coordinator's reply.
   let lazyDownlinks = cfg.max_jobs + cfg.max_probe_jobs <= MAX_FOLLOWING
-  // Jobs the last poll named that we do not run (ended meanwhile, or lost in a restart): named back as
-  // followed, so the next poll waits rather than answering at once with them again.
-  const unheld = new Set<string>()
+  // Jobs a poll named that we do not run (ended meanwhile, or lost in a restart), with when: named back
+  // as followed for a minute, so polls wait rather than answer at once with them again until the
+  // coordinator ends them (its janitor loses a job whose worker stopped reporting it).
+  const unheld = new Map<string, number>()
+  const UNHELD_MS = 60_000
   const followed = () => {
     const ids = [...runs.values()].filter((r) => r.following).map((r) => r.id)
-    for (const id of unheld) if (!ids.includes(id)) ids.push(id)
+    for (const [id, at] of unheld)
+      if (performance.now() - at > UNHELD_MS) unheld.delete(id)
+      else if (!ids.includes(id)) ids.push(id)
     return ids.slice(0, cfg.max_jobs + cfg.max_probe_jobs)
   }
   let needRegister = false
@@ -220,11 +224,10 @@ export async function startWorker(
           // A coordinator that names no downlinks (an older one) expects every job's to be followed.
           if (!batch.downlink) lazyDownlinks = false
           if (!lazyDownlinks) for (const r of runs.values()) r.openDownlink()
-          unheld.clear()
           for (const d of batch.downlink ?? []) {
             const r = runs.get(`${d.id}:${d.epoch}`)
             if (r) r.openDownlink()
-            else unheld.add(d.id)
+            else unheld.set(d.id, performance.now())
           }
           await reregister()
         }

@@ -92,6 +92,10 @@ export class FakeTransport implements WorkerTransport {
     this.epochs.set(a.id, a.epoch)
     this.work.fire()
   }
+  /** Job `id` runs on this worker at `epoch` as the coordinator sees it, though it was never offered here. */
+  running(id: string, epoch: number): void {
+    this.epochs.set(id, epoch)
+  }
   /**
    * Queues a downlink frame for job `id`; `end` ends its downlink (the job ended). As the coordinator
    * does, the next poll names the job (`downlink`) unless the worker says it follows it already.
