@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import type { Job } from "../shared/protocol/schemas.ts"
+import { Kind } from "../shared/protocol/frames.ts"
 import type { Store } from "../store/index.ts"
 import type { StoreChange } from "../store/types.ts"
 import { T0, memoryStore, newJob, outputChunk, registration } from "../../test/helpers/fixtures.ts"
@@ -139,7 +140,7 @@ describe("the store's change hook", () => {
     changes = []
     expect(await store.appendInput("i", [])).toBe(true)
     expect(await store.appendInput("i", [{ seq: 1, kind: 1, data: new Uint8Array([1]) }])).toBe(true)
-    expect(changes).toEqual([{ type: "input", job: "i" }])
+    expect(changes).toEqual([{ type: "input", job: "i", worker: null, stdin: true }])
   })
 
   test("a listener removed hears nothing more; a failing one does not fail the write", async () => {
@@ -292,6 +293,22 @@ describe("wakeups derived from the changes", () => {
     ])
     expect(await since(() => store.addUser("bob", "client", "k", T0))).toEqual([topic.changes])
     expect(await since(() => store.removeUser("bob"))).toEqual([topic.changes])
+  })
+
+  test("a signal for a running job without stdin wakes its worker's poll; stdin of a job relaying it does not", async () => {
+    await store.upsertWorker("w1", reg, "t", T0)
+    await store.verifyWorker("w1", "t", T0)
+    for (const [id, stdin] of [
+      ["s", false],
+      ["p", true],
+    ] as const) {
+      await store.createJob(newJob(id, { stdin }), T0)
+      await store.assign(id, "w1", T0)
+      await store.start(id, "w1", 1, T0)
+    }
+    const signal = [{ seq: 1, kind: Kind.signal, data: new TextEncoder().encode("SIGINT") }]
+    expect(await since(() => store.appendInput("s", signal))).toEqual([topic.input("s"), topic.worker("w1")])
+    expect(await since(() => store.appendInput("p", signal))).toEqual([topic.input("p")])
   })
 
   test("the caller's acknowledgement wakes only an upload waiting for room in the job's window", async () => {

@@ -19,7 +19,9 @@ export interface WakeupTargets {
  *   (assigned, given back, canceled...);
  * - an upload waiting for room in a job's output window hears of the caller's acknowledgements and of
  *   every transition of the job (a cancel lets it through);
- * - a worker's poll hears of every change to the worker, except its own polls;
+ * - a worker's poll hears of every change to the worker, except its own polls, and of input stored for
+ *   a job of its own that does not relay stdin: that job's downlink is opened only when the poll says
+ *   there is something on it (a signal), while a job relaying stdin has followed its downlink from the start;
  * - the scheduler runs a pass when one could assign something: a job became queued, a slot was freed
  *   by a job's end that its worker reported (its exit, or its giving the job up) or an administrator or
  *   caller made (not when the janitor ends the job of a worker that stopped answering: that slot is
@@ -65,6 +67,7 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
         return
       case "input":
         n.notify(topic.input(c.job), { input: true })
+        if (c.worker && !c.stdin) n.notify(topic.worker(c.worker))
         return
       case "acked":
         n.notify(topic.acked(c.job))

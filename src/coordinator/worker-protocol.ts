@@ -179,16 +179,20 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
     },
 
     // Answers at once with every job assigned and not yet started (so an assignment whose answer was
-    // lost is offered again), or with the registration token to echo.
-    async poll(name, waitSeconds, signal, hold) {
+    // lost is offered again), with every running job whose downlink has something the worker does not
+    // follow yet (a signal, a cancel), or with the registration token to echo.
+    async poll(name, waitSeconds, signal, hold, following) {
       // Sub-second waits are valid (poll_wait_seconds may be 0.05): the worker echoes what it was told.
       const waitMs = Math.min(waitSeconds, config.poll_wait_seconds) * 1000
       const w = await store.getWorker(name)
       if (!w || w.status === "offline") throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
-      if (w.status === "registering") return { jobs: [], verify: await store.workerToken(name) }
+      const slots = w.maxJobs + w.maxProbeJobs
+      if (following && following.length > slots)
+        throw new InvalidError(`a poll follows at most ${slots} downlinks (this worker's job slots)`)
+      if (w.status === "registering") return { jobs: [], downlink: [], verify: await store.workerToken(name) }
       const release = hold?.()
-      // Listening before the first read: an assignment committed while it reads wakes the next wait.
-      const assigned = hub.subscribe(topic.worker(name))
+      // Listening before the first read: an assignment or a signal committed while it reads wakes the next wait.
+      const told = hub.subscribe(topic.worker(name))
       const entry = pollOpened(name)
       try {
         const until = now() + waitMs
@@ -201,12 +205,16 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           await store.touchWorker(name, entry.touchedAt, "open")
         }
         for (;;) {
-          const jobs = await store.assignedTo(name)
-          if (jobs.length || signal.aborted || now() >= until) return { jobs: jobs.map(toAssignment) }
-          await assigned.wait(until - now(), signal)
+          const { assigned, downlink, quiet } = await store.pollFor(name, following)
+          if (assigned.length || downlink.length || signal.aborted || now() >= until)
+            return { jobs: assigned.map(toAssignment), downlink }
+          // While a running job's downlink is left closed, its poll re-reads as often as that downlink
+          // would have: a cancel or a signal written by another process (admin --local on the same
+          // database) wakes nobody here.
+          await told.wait(quiet ? Math.min(KEEPALIVE_MS, until - now()) : until - now(), signal)
         }
       } finally {
-        assigned.close()
+        told.close()
         release?.()
         pollClosed(name, entry)
       }

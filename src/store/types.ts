@@ -183,6 +183,12 @@ export interface WorkerChange {
   what: "registered" | "verified" | "seen" | "status" | "drain" | "reaped"
 }
 
+/** A running job whose worker should open its downlink (`Store.pollFor`). */
+export interface DownlinkDue {
+  id: string
+  epoch: number
+}
+
 /**
  * What the store reports after each commit, in commit order: job transitions, worker changes, and the
  * stream events that waiters follow (output or progress stored, input stored), plus identities and
@@ -192,7 +198,11 @@ export type StoreChange =
   | JobChange
   | WorkerChange
   | { type: "output"; job: string }
-  | { type: "input"; job: string }
+  /**
+   * Input stored for a job: `worker` is the worker of its attempt (null before one), `stdin` whether the
+   * job relays its caller's stdin (its worker follows the downlink from the start; docs/protocol.md).
+   */
+  | { type: "input"; job: string; worker: string | null; stdin: boolean }
   /** The caller acknowledged output: room in the job's window. */
   | { type: "acked"; job: string }
   | { type: "user"; name: string }
@@ -301,6 +311,17 @@ export interface Store {
   assign(id: string, worker: string, now: number): Promise<Job | undefined>
   /** Jobs assigned to `worker` and not yet started (re-offered on every poll until started). */
   assignedTo(worker: string): Promise<Job[]>
+  /**
+   * What a worker's poll answers, in one read: `assigned` as `assignedTo`, and `downlink`, the worker's
+   * running jobs whose downlink has something for it (input stored or a cancel requested) and that are
+   * not in `following` (those whose downlink it already follows); none without `following` (a worker
+   * that follows every downlink itself). `quiet`: how many of its running jobs are not followed and have
+   * nothing on their downlink yet.
+   */
+  pollFor(
+    worker: string,
+    following: readonly string[] | undefined,
+  ): Promise<{ assigned: Job[]; downlink: DownlinkDue[]; quiet: number }>
   /**
    * assigned → running, only for the worker and epoch of the assignment. `reason`, when given, is what
    * the worker says of its start (its argument profile's rewrites) and goes in the timeline.

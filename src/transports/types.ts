@@ -66,10 +66,13 @@ export interface WorkerTransport {
   /**
    * The stream of work: each batch holds the jobs assigned to this worker and not yet started (or the
    * token to verify), an empty batch after `waitSeconds()` without work. The next batch is only asked for
-   * when the consumer pulls it, so the consumer may register again in between. Ends when `signal` aborts;
+   * when the consumer pulls it, so the consumer may register again in between. With `following` (the jobs
+   * whose downlink the worker already follows, asked at each poll, at most MAX_FOLLOWING) a batch's
+   * `downlink` lists running jobs to open the downlink of (`input`): those with something on it that are
+   * not followed. Without it the worker follows every job's downlink itself. Ends when `signal` aborts;
    * a failure ends it with the typed error (`UnknownWorkerError`: register again).
    */
-  assignments(waitSeconds: () => number, signal: AbortSignal): AsyncIterable<WorkBatch>
+  assignments(waitSeconds: () => number, signal: AbortSignal, following?: () => string[]): AsyncIterable<WorkBatch>
   heartbeat(held: HeldJob[]): Promise<HeartbeatReply>
   /** Gives an assignment back (draining): the coordinator re-queues it for another worker. */
   reject(job: string, epoch: number): Promise<void>
@@ -114,9 +117,17 @@ export interface WorkerProtocol {
   /**
    * Assignments not yet started, at once; otherwise waits up to `waitSeconds` (capped by the
    * coordinator's poll_wait_seconds) for one. `UnknownWorkerError` when the worker is not registered. `hold` is called when the poll starts waiting and returns
-   * its release (the binding's connection slot).
+   * its release (the binding's connection slot). Running jobs whose downlink has something (input
+   * stored, a cancel requested) and that are not in `following` (at most the worker's job slots,
+   * InvalidError otherwise) are answered at once too, as `downlink`.
    */
-  poll(worker: string, waitSeconds: number, signal: AbortSignal, hold?: () => () => void): Promise<PollReply>
+  poll(
+    worker: string,
+    waitSeconds: number,
+    signal: AbortSignal,
+    hold?: () => () => void,
+    following?: readonly string[],
+  ): Promise<PollReply>
   start(worker: string, job: string, epoch: number, note?: string): Promise<void>
   reject(worker: string, job: string, epoch: number): Promise<void>
   /** Stores decoded output frames of one attempt (stdout/stderr, progress, exit). */

@@ -62,6 +62,49 @@ describe("startWorker against a fake transport", () => {
     expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
   })
 
+  test("a job without stdin follows its downlink only once a poll names it, then says at each poll it follows it", async () => {
+    const t = new FakeTransport()
+    await start(t, { binaries: { ffmpeg: "/bin/sh" } })
+    const a = assignment(["-c", "trap 'echo got' USR1; echo ready; while :; do sleep 0.05; done"])
+    t.offer(a)
+    await t.until(() => t.text(a.id, Kind.stdout).includes("ready"))
+    const polls = () => t.calls.filter((c) => c === "poll").length
+    const before = polls()
+    await t.until(() => polls() >= before + 2)
+    expect(t.calls).not.toContain(`input:${a.id}`)
+    t.send(a.id, { kind: Kind.signal, data: new TextEncoder().encode("SIGUSR1") })
+    await t.until(() => t.text(a.id, Kind.stdout).includes("got"))
+    const after = polls()
+    await t.until(() => polls() >= after + 2)
+    expect(t.followed.at(-1)).toEqual([a.id])
+    expect(t.calls.filter((c) => c.startsWith("input:"))).toEqual([`input:${a.id}`])
+  })
+
+  test("a downlink named for a job the worker does not run is named back as followed, not asked for again and again", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    const lost = assignment([])
+    t.running(lost.id, lost.epoch)
+    t.send(lost.id, { kind: Kind.signal, data: new TextEncoder().encode("SIGINT") })
+    const named = t.followed.length
+    await t.until(() => t.followed.length >= named + 3)
+    expect(t.followed.slice(named + 1).every((f) => f.includes(lost.id))).toBe(true)
+    expect(t.calls).not.toContain(`input:${lost.id}`)
+  })
+
+  test("behind a coordinator that names no downlinks (an older one) every job follows its downlink at once", async () => {
+    const t = new FakeTransport()
+    t.legacy = true
+    await start(t, { binaries: { ffmpeg: "/bin/sh" } })
+    const a = assignment(["-c", "trap 'echo got; exit 7' USR1; echo ready; while :; do sleep 0.05; done"])
+    t.offer(a)
+    // Trapped before the signal comes: USR1 would kill the shell otherwise.
+    await t.until(() => t.calls.includes(`input:${a.id}`) && t.text(a.id, Kind.stdout).includes("ready"))
+    t.send(a.id, { kind: Kind.signal, data: new TextEncoder().encode("SIGUSR1") })
+    await t.until(() => t.exitOf(a.id) !== undefined)
+    expect(t.exitOf(a.id)).toEqual({ code: 7, signal: null })
+  })
+
   test("registers its detected tools (minus what config removes), labels and weight, and again on re-registration", async () => {
     const t = new FakeTransport()
     t.timing = { ...t.timing, registrationSeconds: 0.1 }

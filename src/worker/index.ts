@@ -6,7 +6,7 @@ import { DffmpegError, TrustError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import type { WorkerRegistration } from "../shared/protocol/schemas.ts"
-import type { Assignment } from "../shared/protocol/worker.ts"
+import { MAX_FOLLOWING, type Assignment } from "../shared/protocol/worker.ts"
 import { backoff } from "../shared/pause.ts"
 import { VERSION } from "../shared/version.ts"
 import { createWorkerTransport } from "../transports/index.ts"
@@ -182,6 +182,21 @@ export async function startWorker(
       idleWaiters.splice(0).forEach((f) => f())
     })
   }
+  // Whether downlinks are opened when the coordinator's poll names them: not by a worker with more slots
+  // than a poll may name (it follows every one at once), nor after an older coordinator's reply.
+  let lazyDownlinks = cfg.max_jobs + cfg.max_probe_jobs <= MAX_FOLLOWING
+  // Jobs a poll named that we do not run (ended meanwhile, or lost in a restart), with when: named back
+  // as followed for a minute, so polls wait rather than answer at once with them again until the
+  // coordinator ends them (its janitor loses a job whose worker stopped reporting it).
+  const unheld = new Map<string, number>()
+  const UNHELD_MS = 60_000
+  const followed = () => {
+    const ids = [...runs.values()].filter((r) => r.following).map((r) => r.id)
+    for (const [id, at] of unheld)
+      if (performance.now() - at > UNHELD_MS) unheld.delete(id)
+      else if (!ids.includes(id)) ids.push(id)
+    return ids.slice(0, cfg.max_jobs + cfg.max_probe_jobs)
+  }
   let needRegister = false
   const reregister = async () => {
     if (!needRegister) return
@@ -195,13 +210,25 @@ export async function startWorker(
       try {
         await reregister()
         // The next batch is asked for only after this one is handled: a re-registration goes in between.
-        for await (const batch of transport.assignments(() => timing.pollWaitSeconds, stopping.signal)) {
+        for await (const batch of transport.assignments(
+          () => timing.pollWaitSeconds,
+          stopping.signal,
+          lazyDownlinks ? followed : undefined,
+        )) {
           attempt = 0
           if (batch.verify) {
             await transport.verify(batch.verify)
             log.info("worker online", { url: transport.url })
           }
           for (const a of batch.jobs) launch(a)
+          // A coordinator that names no downlinks (an older one) expects every job's to be followed.
+          if (!batch.downlink) lazyDownlinks = false
+          if (!lazyDownlinks) for (const r of runs.values()) r.openDownlink()
+          for (const d of batch.downlink ?? []) {
+            const r = runs.get(`${d.id}:${d.epoch}`)
+            if (r) r.openDownlink()
+            else unheld.set(d.id, performance.now())
+          }
           await reregister()
         }
       } catch (err) {

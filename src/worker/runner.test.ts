@@ -159,7 +159,10 @@ describe("startRun against a fake transport", () => {
     const a = assignment(pacedFfmpeg(60))
     const run = startRun(a, deps(t))
     // Once it transcodes: before that, ffmpeg has no handler yet and SIGTERM kills it (as it would locally).
-    await t.until(() => t.calls.includes(`input:${a.id}`) && (t.text(a.id, Kind.stderr) ?? "").includes("Output #0"))
+    await t.until(() => (t.text(a.id, Kind.stderr) ?? "").includes("Output #0"))
+    // The coordinator's poll names the job once its cancel is requested: only then is the downlink followed.
+    run.openDownlink()
+    await t.until(() => t.calls.includes(`input:${a.id}`))
     t.send(a.id, { kind: Kind.cancel, data: enc.encode(JSON.stringify({ reason: "canceled by alice" })) })
     await within(run.done, 5000)
     expect(t.exitOf(a.id)).toEqual({ code: 255, signal: null })
@@ -180,16 +183,23 @@ describe("startRun against a fake transport", () => {
     expect(t.exitOf(a.id)).toEqual({ code: null, signal: "SIGKILL" })
   })
 
-  test("a signal frame is delivered to the process", async () => {
+  test("a job without stdin follows no downlink until openDownlink(); then a signal frame reaches the process", async () => {
     const t = new FakeTransport()
-    const a = assignment(["-c", "trap 'echo got-usr1; exit 7' USR1; while :; do sleep 0.05; done"])
+    const a = assignment(["-c", "trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done"])
     const run = startRun(a, deps(t, "/bin/sh"))
+    await t.until(() => t.text(a.id, Kind.stdout).includes("ready"))
+    expect(run.following).toBe(false)
+    expect(t.calls.filter((c) => c.startsWith("input:"))).toEqual([])
+    run.openDownlink()
+    run.openDownlink()
+    expect(run.following).toBe(true)
     await t.until(() => t.calls.includes(`input:${a.id}`))
-    await Bun.sleep(100)
     t.send(a.id, { kind: Kind.signal, data: enc.encode("SIGUSR1") })
     await within(run.done, 5000)
-    expect(t.text(a.id, Kind.stdout)).toBe("got-usr1\n")
+    expect(t.text(a.id, Kind.stdout)).toBe("ready\ngot-usr1\n")
     expect(t.exitOf(a.id)).toEqual({ code: 7, signal: null })
+    // The second call opened nothing more.
+    expect(t.calls.filter((c) => c.startsWith("input:"))).toEqual([`input:${a.id}`])
   })
 
   test("fence() kills at once and reports nothing; abandon() reports the job as given up", async () => {

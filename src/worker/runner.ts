@@ -67,6 +67,14 @@ export interface Run {
   abandon(reason: string): void
   /** The job is no longer ours (stale epoch): SIGKILL now, report nothing. */
   fence(): void
+  /**
+   * Follows the job's downlink (signals, cancel; stdin too when the job relays it): at once for a job
+   * relaying stdin, otherwise when the coordinator's poll says there is something on it. Once its process
+   * is spawned if it is not yet; a second call does nothing.
+   */
+  openDownlink(): void
+  /** Whether `openDownlink` was called (or the job relays stdin): the poll need not name it again. */
+  readonly following: boolean
 }
 
 const dec = new TextDecoder()
@@ -188,6 +196,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   }
 
   const downlink = new AbortController()
+  // A job relaying stdin needs its downlink from the start; any other only once there is something on it.
+  let following = a.stdin
+  // Set once the process is spawned: what `openDownlink` starts.
+  let follow: (() => void) | undefined
   const done = (async () => {
     const prepared = prepare()
     try {
@@ -319,12 +331,14 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         // The bytes held back in case they began a root.
         if (rewriter) await send(new Uint8Array(0), rewriter.end())
       }
-      followDownlink(a, child, deps, downlink.signal, {
-        stdinEnded: () => (stdinOpen = false),
-        signal: (sig) => signal(sig),
-        cancel: (kill) => run.cancel({ kill }),
-        refused: (reason) => run.abandon(reason),
-      })
+      follow = () =>
+        followDownlink(a, child, deps, downlink.signal, {
+          stdinEnded: () => (stdinOpen = false),
+          signal: (sig) => signal(sig),
+          cancel: (kill) => run.cancel({ kill }),
+          refused: (reason) => run.abandon(reason),
+        })
+      if (following) follow()
       if (mode !== "run" && killNow) signal("SIGKILL")
       else if (mode !== "run") gracefulStop()
       await Promise.all([
@@ -388,6 +402,14 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       mode = "fenced"
       uploader.close()
       signal("SIGKILL")
+    },
+    openDownlink() {
+      if (following) return
+      following = true
+      follow?.()
+    },
+    get following() {
+      return following
     },
   }
   return run

@@ -1,5 +1,6 @@
 import { CALLER_GONE } from "../../src/coordinator/jobs.ts"
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
+import { InvalidError } from "../../src/shared/errors.ts"
 import { newId } from "../../src/shared/ids.ts"
 import { Kind, concatFrames, encodeFrame, encodeJsonFrame, type Frame } from "../../src/shared/protocol/frames.ts"
 import type { WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
@@ -43,9 +44,18 @@ const TIMING: PairTiming = { pollWaitSeconds: 0.4, heartbeatSeconds: 0.1 }
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
-/** The next batch of the worker's assignment stream (one long poll). */
-async function nextBatch(t: WorkerTransport, signal = new AbortController().signal): Promise<WorkBatch> {
-  for await (const batch of t.assignments(() => TIMING.pollWaitSeconds, signal)) return batch
+/** The next batch of the worker's assignment stream (one long poll), saying it follows `following`. */
+async function nextBatch(
+  t: WorkerTransport,
+  signal = new AbortController().signal,
+  following: string[] = [],
+): Promise<WorkBatch> {
+  for await (const batch of t.assignments(
+    () => TIMING.pollWaitSeconds,
+    signal,
+    () => following,
+  ))
+    return batch
   throw new Error("the assignment stream ended without a batch")
 }
 
@@ -173,7 +183,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       const t0 = performance.now()
       const batch = await nextBatch(w)
       const waited = performance.now() - t0
-      expect(batch).toEqual({ jobs: [] })
+      expect(batch).toEqual({ jobs: [], downlink: [] })
       expect(waited).toBeGreaterThanOrEqual(TIMING.pollWaitSeconds * 1000 - 50)
       expect(waited).toBeLessThan(TIMING.pollWaitSeconds * 1000 + 3000)
     })
@@ -307,6 +317,54 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
         reason: `${CALLER_GONE} (its connection closed)`,
         kill: true,
       })
+    })
+
+    test("a running job without stdin is named in a poll's downlink once a signal or a cancel is stored, until the worker follows it", async () => {
+      await join()
+      const start = async () => {
+        const a = await assignmentOf(w, await submit())
+        await w.start(a.id, a.epoch)
+        return a
+      }
+      const signaled = await start()
+      const canceled = await start()
+      const none = new AbortController().signal
+      // Nothing on either downlink yet: the poll names neither.
+      expect(await nextBatch(w)).toEqual({ jobs: [], downlink: [] })
+      // A signal stored while the poll waits is its answer.
+      const told = nextBatch(w)
+      await Bun.sleep(50)
+      await pair.store.appendInput(signaled.id, [{ seq: 1, kind: Kind.signal, data: enc.encode("SIGINT") }])
+      expect(await told).toEqual({ jobs: [], downlink: [{ id: signaled.id, epoch: signaled.epoch }] })
+      // Followed: not named again, while a cancel names the other job.
+      await pair.store.requestCancel(canceled.id, "canceled by alice", Date.now())
+      expect(await nextBatch(w, none, [signaled.id])).toEqual({
+        jobs: [],
+        downlink: [{ id: canceled.id, epoch: canceled.epoch }],
+      })
+      expect(await nextBatch(w, none, [signaled.id, canceled.id])).toEqual({ jobs: [], downlink: [] })
+      // Its downlink then carries what was stored before it was opened.
+      const frames = await downlink(w, signaled, (f) => f.length === 1)
+      expect(frames.map((f) => [f.kind, dec.decode(f.data)])).toEqual([[Kind.signal, "SIGINT"]])
+    })
+
+    test("a poll that names no followed downlinks (a worker that follows them all) is never answered with one", async () => {
+      await join()
+      const a = await assignmentOf(w, await submit())
+      await w.start(a.id, a.epoch)
+      await pair.store.appendInput(a.id, [{ seq: 1, kind: Kind.signal, data: enc.encode("SIGINT") }])
+      for await (const batch of w.assignments(() => TIMING.pollWaitSeconds, new AbortController().signal)) {
+        expect(batch).toEqual({ jobs: [], downlink: [] })
+        break
+      }
+    })
+
+    test("a poll naming more followed downlinks than the worker has job slots is refused", async () => {
+      await join()
+      const ids = Array.from({ length: REG.maxJobs + 4 + 1 }, () => newId())
+      const err = await nextBatch(w, new AbortController().signal, ids).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(InvalidError)
+      expect((err as Error).message).toContain("at most 8")
     })
 
     test("the assignment stream stops when its signal aborts", async () => {

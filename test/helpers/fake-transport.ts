@@ -58,6 +58,10 @@ export class FakeTransport implements WorkerTransport {
   readonly uploads = new Map<string, Frame[]>()
   /** Held jobs the next heartbeats answer as stale. */
   stale: HeldJob[] = []
+  /** Answer polls as a coordinator before lazy downlinks did: no `downlink` field. */
+  legacy = false
+  /** The `following` list each poll sent, in order. */
+  readonly followed: string[][] = []
   readonly faults: Record<"register" | "start" | "upload" | "input" | "heartbeat" | "poll", Faults> = {
     register: { once: [] },
     start: { once: [] },
@@ -67,6 +71,7 @@ export class FakeTransport implements WorkerTransport {
     poll: { once: [] },
   }
   private offered: Assignment[] = []
+  private readonly epochs = new Map<string, number>()
   private readonly work = new Bell()
   private readonly downlinks = new Map<string, { frames: Frame[]; ended: boolean; bell: Bell }>()
   private readonly changed = new Bell()
@@ -84,14 +89,23 @@ export class FakeTransport implements WorkerTransport {
   /** Offers `a` in the next batch of the assignment stream. */
   offer(a: Assignment): void {
     this.offered.push(a)
+    this.epochs.set(a.id, a.epoch)
     this.work.fire()
   }
-  /** Queues a downlink frame for job `id`; `end` ends its downlink (the job ended). */
+  /** Job `id` runs on this worker at `epoch` as the coordinator sees it, though it was never offered here. */
+  running(id: string, epoch: number): void {
+    this.epochs.set(id, epoch)
+  }
+  /**
+   * Queues a downlink frame for job `id`; `end` ends its downlink (the job ended). As the coordinator
+   * does, the next poll names the job (`downlink`) unless the worker says it follows it already.
+   */
   send(id: string, frame: Omit<Frame, "seq"> & { seq?: number }, end = false): void {
     const d = this.downlink(id)
     d.frames.push({ seq: d.frames.length + 1, ...frame })
     d.ended ||= end
     d.bell.fire()
+    this.work.fire()
   }
   /** The exit report the job uploaded, if any. */
   exitOf(id: string): ExitReport | undefined {
@@ -131,13 +145,26 @@ export class FakeTransport implements WorkerTransport {
   async deregister(): Promise<void> {
     this.record("deregister")
   }
-  async *assignments(waitSeconds: () => number, signal: AbortSignal): AsyncIterable<WorkBatch> {
+  async *assignments(
+    waitSeconds: () => number,
+    signal: AbortSignal,
+    following?: () => string[],
+  ): AsyncIterable<WorkBatch> {
     while (!signal.aborted) {
       this.record("poll")
       this.fault("poll")
-      if (!this.offered.length) await this.work.wait(waitSeconds() * 1000, signal)
+      const follows = following?.()
+      if (follows) this.followed.push(follows)
+      const due = () =>
+        this.legacy || !follows
+          ? []
+          : [...this.downlinks]
+              .filter(([id, d]) => d.frames.length && !follows.includes(id) && this.epochs.has(id))
+              .map(([id]) => ({ id, epoch: this.epochs.get(id)! }))
+      if (!this.offered.length && !due().length) await this.work.wait(waitSeconds() * 1000, signal)
       if (signal.aborted) return
-      yield { jobs: this.offered.splice(0) }
+      const jobs = this.offered.splice(0)
+      yield this.legacy ? { jobs } : { jobs, downlink: due() }
     }
   }
   async heartbeat(held: HeldJob[]): Promise<HeartbeatReply> {

@@ -1,8 +1,15 @@
+import { describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as v from "valibot"
 import { startCoordinator } from "../../src/coordinator/index.ts"
 import { generateKey } from "../../src/shared/auth/hmac.ts"
 import { CoordinatorConfig } from "../../src/shared/config/server-schema.ts"
+import { createApiClient } from "../../src/shared/http/client.ts"
+import { newId } from "../../src/shared/ids.ts"
 import { createLogger } from "../../src/shared/log.ts"
+import { MAX_FOLLOWING } from "../../src/shared/protocol/worker.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import { createWorkerTransport } from "../../src/transports/index.ts"
 import { testTransport } from "../conformance/transport.ts"
@@ -27,4 +34,103 @@ testTransport("http", async (timing) => {
     store,
     close: () => service.stop(),
   }
+})
+
+describe("http binding: the poll's following list", () => {
+  test("ids that are not job ids, or more of them than any worker has slots, are refused with a 400 in JSON", async () => {
+    const store = createSqliteStore({ path: ":memory:" })
+    await store.migrate()
+    const key = generateKey()
+    await store.addUser("w1", "worker", key, Date.now())
+    const config = v.parse(CoordinatorConfig, { host: "127.0.0.1", port: 0, poll_wait_seconds: 0.05 })
+    const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
+    try {
+      const api = createApiClient({ url: service.url, client: "w1", key })
+      await api.json("POST", "/api/v1/worker/register", {
+        json: { binaries: [], paths: [], maxJobs: 1, version: "test", capabilities: {} },
+      })
+      const poll = (following: string) => api.request("GET", "/api/v1/worker/poll", { query: { wait: 0, following } })
+      for (const following of ["not-a-ulid", `${newId()},,${newId()}`, `${newId()};DROP`]) {
+        const res = await poll(following)
+        expect(res.status).toBe(400)
+        expect(((await res.json()) as { error: { message: string } }).error.message).toContain("job ids (ULIDs)")
+      }
+      const many = await poll(Array.from({ length: MAX_FOLLOWING + 1 }, () => newId()).join(","))
+      expect(many.status).toBe(400)
+      expect(((await many.json()) as { error: { message: string } }).error.message).toContain(
+        `at most ${MAX_FOLLOWING}`,
+      )
+      // Within the bound of every worker but over this one's slots (1 + 4 probe slots).
+      const over = await poll(Array.from({ length: 6 }, () => newId()).join(","))
+      expect(over.status).toBe(400)
+      expect(await poll(newId())).toHaveProperty("status", 200)
+    } finally {
+      await service.stop()
+    }
+  })
+})
+
+describe("http binding: a cancel written by another process", () => {
+  test("reaches a worker whose poll waits, by its re-reads (nothing notifies this process)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dffmpeg-lazydown-"))
+    const path = join(dir, "coordinator.db")
+    const store = createSqliteStore({ path })
+    await store.migrate()
+    const key = generateKey()
+    await store.addUser("w1", "worker", key, Date.now())
+    // A poll held far longer than the test may take: only its re-reads can answer it in time.
+    const config = v.parse(CoordinatorConfig, {
+      host: "127.0.0.1",
+      port: 0,
+      poll_wait_seconds: 60,
+      heartbeat_interval: 0.2,
+    })
+    const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
+    const other = createSqliteStore({ path })
+    try {
+      const w = createWorkerTransport({ url: service.url, client: "w1", key })
+      await w.register({
+        draining: false,
+        binaries: ["ffmpeg"],
+        paths: [],
+        maxJobs: 1,
+        version: "t",
+        capabilities: { pathTokens: true },
+      })
+      const next = async (following: string[]) => {
+        for await (const b of w.assignments(
+          () => 60,
+          new AbortController().signal,
+          () => following,
+        ))
+          return b
+        throw new Error("no batch")
+      }
+      await w.verify((await next([])).verify!)
+      const id = newId()
+      const job = {
+        id,
+        requester: "a",
+        binary: "ffmpeg",
+        args: [],
+        paths: [],
+        cwd: null,
+        stdin: false,
+        attached: false,
+        retries: 0,
+      }
+      await store.createJob(job, Date.now())
+      await store.assign(id, "w1", Date.now())
+      const [a] = (await next([])).jobs
+      await w.start(a!.id, a!.epoch)
+      const told = next([])
+      await Bun.sleep(100)
+      await other.requestCancel(id, "canceled by an administrator", Date.now())
+      expect(await told).toEqual({ jobs: [], downlink: [{ id, epoch: a!.epoch }] })
+    } finally {
+      await service.stop()
+      await other.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 10_000)
 })

@@ -1,4 +1,5 @@
 import * as v from "valibot"
+import { InvalidError } from "../errors.ts"
 import { isUlid } from "../ids.ts"
 import { printable } from "./printable.ts"
 import { Name, VarName } from "./schemas.ts"
@@ -60,9 +61,46 @@ export const RegisterReply = v.object({
 })
 export type RegisterReply = v.InferOutput<typeof RegisterReply>
 
-/** The answer to a poll: assignments not yet started, or the registration token to echo with verify. */
+const JobId = v.pipe(v.string(), v.check(isUlid, "must be a job id (ULID)"))
+
+/** A running job whose downlink the worker should open now (an element of `PollReply.downlink`). */
+export const DownlinkDue = v.object({ id: JobId, epoch: v.pipe(v.number(), v.integer(), v.minValue(0)) })
+export type DownlinkDue = v.InferOutput<typeof DownlinkDue>
+
+/**
+ * The most downlinks a poll may name as followed: 256 ids keep its query under 7 KB, well within the
+ * header limits of servers and proxies. A worker with more job slots follows every downlink at once and
+ * names none (as workers did before the poll named downlinks).
+ */
+export const MAX_FOLLOWING = 256
+
+/**
+ * A poll's `following` query: the running jobs whose downlink the worker already follows, comma-separated
+ * job ids. Empty: none. Absent (undefined): the worker follows every job's downlink itself, and the poll
+ * names none. InvalidError (400) for anything else.
+ */
+export function parseFollowing(raw: string | undefined): string[] | undefined {
+  if (raw === undefined) return undefined
+  if (raw === "") return []
+  // Checked before splitting: a hostile query costs no more than its own length.
+  const tooMany = `query parameter following lists at most ${MAX_FOLLOWING} job ids`
+  if (raw.length > MAX_FOLLOWING * 27) throw new InvalidError(tooMany)
+  const ids = raw.split(",")
+  if (ids.length > MAX_FOLLOWING) throw new InvalidError(tooMany)
+  if (!ids.every((id) => isUlid(id)))
+    throw new InvalidError("query parameter following must be comma-separated job ids (ULIDs)")
+  return ids
+}
+
+/**
+ * The answer to a poll: assignments not yet started, or the registration token to echo with verify, and
+ * the running jobs whose downlink has something for the worker (a signal, input, a cancel) that it does
+ * not follow yet. A reply without `downlink` comes from an older coordinator, which expects every
+ * running job's downlink to be followed.
+ */
 export const PollReply = v.object({
   jobs: v.array(Assignment),
+  downlink: v.optional(v.array(DownlinkDue)),
   /** Registration token to echo with `verify` (stage two of registration). */
   verify: v.optional(v.string()),
 })

@@ -37,6 +37,7 @@ export function jobMethods(
   | "laneLoads"
   | "assign"
   | "assignedTo"
+  | "pollFor"
   | "start"
   | "failJob"
   | "requestCancel"
@@ -235,6 +236,43 @@ export function jobMethods(
         },
       ),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
+    async pollFor(worker, following) {
+      // One statement for both halves of a poll's answer, with the running jobs not followed whose downlink
+      // is still quiet; EXISTS and NOT IN are plain SQL on every dialect.
+      const rows = (await db
+        .selectFrom("jobs")
+        .selectAll()
+        .select((eb) =>
+          eb
+            .exists(eb.selectFrom("job_input").select("seq").whereRef("job_input.job_id", "=", "jobs.id"))
+            .as("has_input"),
+        )
+        .where("worker_id", "=", worker)
+        .where((eb) =>
+          eb.or([
+            eb("status", "=", "assigned"),
+            ...(following === undefined
+              ? []
+              : [
+                  eb.and([
+                    eb("status", "=", "running"),
+                    ...(following.length ? [eb("id", "not in", [...following])] : []),
+                  ]),
+                ]),
+          ]),
+        )
+        .orderBy("id")
+        .limit(1000)
+        .execute()) as (JobRow & { has_input: unknown })[]
+      const assigned = await Promise.all(rows.filter((r) => r.status === "assigned").map((r) => withArgs(db, r)))
+      const unfollowed = rows.filter((r) => r.status === "running")
+      const due = unfollowed.filter((r) => r.cancel_requested_at !== null || Boolean(Number(r.has_input)))
+      return {
+        assigned,
+        downlink: due.map((r) => ({ id: r.id, epoch: Number(r.epoch) })),
+        quiet: unfollowed.length - due.length,
+      }
+    },
     start: (id, worker, epoch, now, reason) =>
       claim(
         id,

@@ -320,14 +320,19 @@ export function streamMethods(
       return { rows, truncated }
     },
     async appendInput(id, chunks: InputChunk[]) {
-      const job = await db.selectFrom("jobs").select("id").where("id", "=", id).executeTakeFirst()
+      // The worker and stdin come with the existence check: who is woken needs no read per signal.
+      const job = await db
+        .selectFrom("jobs")
+        .select(["id", "worker_id", "stdin"])
+        .where("id", "=", id)
+        .executeTakeFirst()
       if (!job) return false
       if (!chunks.length) return true
       const q = db
         .insertInto("job_input")
         .values(chunks.map((c) => ({ job_id: id, seq: c.seq, kind: c.kind, data: c.data })))
       await dialect.insertIgnore(q, ["job_id", "seq"]).execute()
-      return told(true, { type: "input", job: id })
+      return told(true, { type: "input", job: id, worker: job.worker_id, stdin: Boolean(job.stdin) })
     },
     async readInput(id, after, limit): Promise<InputRow[]> {
       const rows = await pageAfter("job_input", "seq", id, after, limit)

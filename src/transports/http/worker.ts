@@ -67,13 +67,14 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
       )
     },
     // One long poll per batch, asked for only when the consumer pulls the next one.
-    async *assignments(waitSeconds, signal) {
+    async *assignments(waitSeconds, signal, following) {
       while (!signal.aborted) {
         const wait = waitSeconds()
         let body: unknown
         try {
           body = await api.json("GET", "/api/v1/worker/poll", {
-            query: { wait },
+            // Sent even when empty: it says this worker opens downlinks when the poll names them.
+            query: { wait, following: following?.().join(",") },
             signal,
             timeoutMs: (wait + 10) * 1000,
           })

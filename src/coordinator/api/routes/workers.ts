@@ -1,7 +1,7 @@
 import { Hono } from "hono"
 import { NotFoundError } from "../../../shared/errors.ts"
 import { WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
-import { HeartbeatRequest, VerifyRequest } from "../../../shared/protocol/worker.ts"
+import { HeartbeatRequest, VerifyRequest, parseFollowing } from "../../../shared/protocol/worker.ts"
 import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { jsonBody, nameParam, secondsQuery, workerName as worker } from "../_util.ts"
@@ -47,17 +47,26 @@ export function workerRoutes(deps: Deps) {
     return c.json(await protocol.heartbeat(name, jsonBody(c, HeartbeatRequest).jobs))
   })
 
-  /** Long poll (see WorkerProtocol.poll); the connection counts against the worker's poll slots while it waits. */
+  /**
+   * Long poll (see WorkerProtocol.poll); `?following=id,id` names the jobs whose downlink the worker
+   * already follows (absent: it follows them all itself). The connection counts against the worker's poll slots while it waits. */
   app.get("/poll", async (c) => {
     const name = worker(c)
     const wait = secondsQuery(c, "wait", config.poll_wait_seconds)
+    const following = parseFollowing(c.req.query("following"))
     const ac = new AbortController()
     c.req.raw.signal.addEventListener("abort", () => ac.abort(), { once: true })
-    const reply = await protocol.poll(name, wait, ac.signal, () => {
-      const slot = connections.poll(name, ac.signal)
-      c.env?.server?.timeout(c.req.raw, 0)
-      return slot
-    })
+    const reply = await protocol.poll(
+      name,
+      wait,
+      ac.signal,
+      () => {
+        const slot = connections.poll(name, ac.signal)
+        c.env?.server?.timeout(c.req.raw, 0)
+        return slot
+      },
+      following,
+    )
     return c.json(reply)
   })
 
