@@ -75,6 +75,8 @@ export interface Run {
   openDownlink(): void
   /** Whether `openDownlink` was called (or the job relays stdin): the poll need not name it again. */
   readonly following: boolean
+  /** Whether its start claim succeeded: until then the poll need not offer the assignment again. */
+  readonly started: boolean
 }
 
 const dec = new TextDecoder()
@@ -203,10 +205,12 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   // Set once the process is spawned: what `openDownlink` starts, and the downlink's loop once started.
   let follow: (() => void) | undefined
   let followed: Promise<void> | undefined
+  let started = false
   const done = (async () => {
     const prepared = prepare()
     try {
       await deps.transport.start(a.id, a.epoch, "note" in prepared ? prepared.note : undefined)
+      started = true
     } catch (err) {
       // Not ours any more (reassigned, canceled): never run it.
       log.warn("job not started", { job: a.id, epoch: a.epoch, reason: (err as Error).message })
@@ -416,6 +420,9 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     },
     get following() {
       return following
+    },
+    get started() {
+      return started
     },
   }
   return run
