@@ -213,7 +213,9 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           // While a running job's downlink is left closed, its poll re-reads as often as that downlink
           // would have: a cancel or a signal written by another process (admin --local on the same
           // database) wakes nobody here.
-          await told.wait(quiet ? Math.min(KEEPALIVE_MS, until - now()) : until - now(), signal)
+          // Held assignments are about to run (their start wakes nobody: the worker reported it).
+          const soon = quiet || (holding?.length ?? 0) > 0
+          await told.wait(soon ? Math.min(KEEPALIVE_MS, until - now()) : until - now(), signal)
         }
       } finally {
         told.close()
