@@ -15,8 +15,9 @@ export interface WakeupTargets {
  * The one place that decides who hears of a change, derived from what committed rather than placed by
  * each route, scheduler pass or janitor run, so a new transition cannot skip a waiter or a metric:
  * - a job's output and input streams hear of every transition of the job (with the job as it
- *   committed), and of its stored output or input (hinted as such); the worker of the attempt (its poll) hears of every transition that concerns it
- *   (assigned, given back, canceled...);
+ *   committed), and of its stored output or input (hinted as such); the worker of the attempt (its
+ *   poll) hears of every transition that concerns it (assigned, given back, canceled...) except those it
+ *   reported itself (its start, its exit, its giving the job up);
  * - an upload waiting for room in a job's output window hears of the caller's acknowledgements and of
  *   every transition of the job (a cancel lets it through);
  * - a worker's poll hears of every change to the worker, except its own polls, and of input stored for
@@ -41,7 +42,9 @@ export function wakeups(to: WakeupTargets): (change: StoreChange) => void {
         n.notify(topic.input(c.job.id), hint)
         // An upload waiting for room re-tries: a job being stopped no longer waits for its window.
         n.notify(topic.acked(c.job.id))
-        if (c.worker) n.notify(topic.worker(c.worker))
+        // Its poll hears of what others decide for the attempt (assigned, given back, canceled...), not
+        // of what the worker itself reported (its start, its exit, its giving up): it knows those.
+        if (c.worker && !c.byWorker) n.notify(topic.worker(c.worker))
         n.notify(topic.changes)
         if (c.from === null) metrics?.submitted(c.job)
         if (c.to === "running") metrics?.started(c.job)

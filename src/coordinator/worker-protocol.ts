@@ -181,7 +181,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
     // Answers at once with every job assigned and not yet started (so an assignment whose answer was
     // lost is offered again), with every running job whose downlink has something the worker does not
     // follow yet (a signal, a cancel), or with the registration token to echo.
-    async poll(name, waitSeconds, signal, hold, following) {
+    async poll(name, waitSeconds, signal, hold, following, holding) {
       // Sub-second waits are valid (poll_wait_seconds may be 0.05): the worker echoes what it was told.
       const waitMs = Math.min(waitSeconds, config.poll_wait_seconds) * 1000
       const w = await store.getWorker(name)
@@ -189,6 +189,8 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const slots = w.maxJobs + w.maxProbeJobs
       if (following && following.length > slots)
         throw new InvalidError(`a poll follows at most ${slots} downlinks (this worker's job slots)`)
+      if (holding && holding.length > slots)
+        throw new InvalidError(`a poll holds at most ${slots} assignments (this worker's job slots)`)
       if (w.status === "registering") return { jobs: [], downlink: [], verify: await store.workerToken(name) }
       const release = hold?.()
       // Listening before the first read: an assignment or a signal committed while it reads wakes the next wait.
@@ -205,13 +207,15 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
           await store.touchWorker(name, entry.touchedAt, "open")
         }
         for (;;) {
-          const { assigned, downlink, quiet } = await store.pollFor(name, following)
+          const { assigned, downlink, quiet } = await store.pollFor(name, following, holding)
           if (assigned.length || downlink.length || signal.aborted || now() >= until)
             return { jobs: assigned.map(toAssignment), downlink }
           // While a running job's downlink is left closed, its poll re-reads as often as that downlink
           // would have: a cancel or a signal written by another process (admin --local on the same
           // database) wakes nobody here.
-          await told.wait(quiet ? Math.min(KEEPALIVE_MS, until - now()) : until - now(), signal)
+          // Held assignments are about to run (their start wakes nobody: the worker reported it).
+          const soon = quiet || (holding?.length ?? 0) > 0
+          await told.wait(soon ? Math.min(KEEPALIVE_MS, until - now()) : until - now(), signal)
         }
       } finally {
         told.close()

@@ -316,11 +316,12 @@ export interface Store {
    * running jobs whose downlink has something for it (input stored or a cancel requested) and that are
    * not in `following` (those whose downlink it already follows); none without `following` (a worker
    * that follows every downlink itself). `quiet`: how many of its running jobs are not followed and have
-   * nothing on their downlink yet.
+   * nothing on their downlink yet. Assignments in `holding` are left out (the worker has them).
    */
   pollFor(
     worker: string,
     following: readonly string[] | undefined,
+    holding?: readonly string[],
   ): Promise<{ assigned: Job[]; downlink: DownlinkDue[]; quiet: number }>
   /**
    * assigned → running, only for the worker and epoch of the assignment. `reason`, when given, is what

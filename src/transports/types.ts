@@ -69,10 +69,16 @@ export interface WorkerTransport {
    * when the consumer pulls it, so the consumer may register again in between. With `following` (the jobs
    * whose downlink the worker already follows, asked at each poll, at most MAX_FOLLOWING) a batch's
    * `downlink` lists running jobs to open the downlink of (`input`): those with something on it that are
-   * not followed. Without it the worker follows every job's downlink itself. Ends when `signal` aborts;
+   * not followed. Without it the worker follows every job's downlink itself. `holding`: the assignments
+   * it already has and has not started, not offered again. Ends when `signal` aborts;
    * a failure ends it with the typed error (`UnknownWorkerError`: register again).
    */
-  assignments(waitSeconds: () => number, signal: AbortSignal, following?: () => string[]): AsyncIterable<WorkBatch>
+  assignments(
+    waitSeconds: () => number,
+    signal: AbortSignal,
+    following?: () => string[],
+    holding?: () => string[],
+  ): AsyncIterable<WorkBatch>
   heartbeat(held: HeldJob[]): Promise<HeartbeatReply>
   /** Gives an assignment back (draining): the coordinator re-queues it for another worker. */
   reject(job: string, epoch: number): Promise<void>
@@ -119,7 +125,8 @@ export interface WorkerProtocol {
    * coordinator's poll_wait_seconds) for one. `UnknownWorkerError` when the worker is not registered. `hold` is called when the poll starts waiting and returns
    * its release (the binding's connection slot). Running jobs whose downlink has something (input
    * stored, a cancel requested) and that are not in `following` (at most the worker's job slots,
-   * InvalidError otherwise) are answered at once too, as `downlink`.
+   * InvalidError otherwise) are answered at once too, as `downlink`. Assignments in `holding` (the
+   * worker has them and its start claim is on its way; as many at most) are not answered again.
    */
   poll(
     worker: string,
@@ -127,6 +134,7 @@ export interface WorkerProtocol {
     signal: AbortSignal,
     hold?: () => () => void,
     following?: readonly string[],
+    holding?: readonly string[],
   ): Promise<PollReply>
   start(worker: string, job: string, epoch: number, note?: string): Promise<void>
   reject(worker: string, job: string, epoch: number): Promise<void>

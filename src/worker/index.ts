@@ -197,6 +197,12 @@ export async function startWorker(
       else if (!ids.includes(id)) ids.push(id)
     return ids.slice(0, cfg.max_jobs + cfg.max_probe_jobs)
   }
+  // Assignments received and not started yet: the poll need not offer them again while their claim is on its way.
+  const holding = () =>
+    [...runs.values()]
+      .filter((r) => !r.started)
+      .map((r) => r.id)
+      .slice(0, cfg.max_jobs + cfg.max_probe_jobs)
   let needRegister = false
   const reregister = async () => {
     if (!needRegister) return
@@ -214,6 +220,7 @@ export async function startWorker(
           () => timing.pollWaitSeconds,
           stopping.signal,
           lazyDownlinks ? followed : undefined,
+          holding,
         )) {
           attempt = 0
           if (batch.verify) {

@@ -183,6 +183,17 @@ describe("startRun against a fake transport", () => {
     expect(t.exitOf(a.id)).toEqual({ code: null, signal: "SIGKILL" })
   })
 
+  test("a finished job's downlink is ended by the coordinator, not cut by the worker (its connection stays pooled)", async () => {
+    const t = new FakeTransport()
+    const a = assignment(["-c", "head -c 3; echo done"], { stdin: true })
+    const run = startRun(a, deps(t, "/bin/sh"))
+    await t.until(() => t.calls.includes(`input:${a.id}`))
+    t.send(a.id, { kind: Kind.stdin, data: enc.encode("abc") })
+    await within(run.done, 5000)
+    expect(t.text(a.id, Kind.stdout)).toBe("abcdone\n")
+    expect(t.calls.filter((c) => c.startsWith("input-"))).toEqual([`input-ended:${a.id}`])
+  })
+
   test("a job without stdin follows no downlink until openDownlink(); then a signal frame reaches the process", async () => {
     const t = new FakeTransport()
     const a = assignment(["-c", "trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done"])

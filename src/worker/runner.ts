@@ -75,9 +75,13 @@ export interface Run {
   openDownlink(): void
   /** Whether `openDownlink` was called (or the job relays stdin): the poll need not name it again. */
   readonly following: boolean
+  /** Whether its start claim succeeded: until then the poll need not offer the assignment again. */
+  readonly started: boolean
 }
 
 const dec = new TextDecoder()
+/** Longest a finished job waits for the coordinator to end its downlink before cutting it. */
+const DOWNLINK_END_MS = 1000
 
 /** Whether a cancel frame (`{reason, kill?}`) asks for SIGKILL at once rather than a graceful stop. */
 function cancelKills(data: Uint8Array): boolean {
@@ -198,12 +202,15 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   const downlink = new AbortController()
   // A job relaying stdin needs its downlink from the start; any other only once there is something on it.
   let following = a.stdin
-  // Set once the process is spawned: what `openDownlink` starts.
+  // Set once the process is spawned: what `openDownlink` starts, and the downlink's loop once started.
   let follow: (() => void) | undefined
+  let followed: Promise<void> | undefined
+  let started = false
   const done = (async () => {
     const prepared = prepare()
     try {
       await deps.transport.start(a.id, a.epoch, "note" in prepared ? prepared.note : undefined)
+      started = true
     } catch (err) {
       // Not ours any more (reassigned, canceled): never run it.
       log.warn("job not started", { job: a.id, epoch: a.epoch, reason: (err as Error).message })
@@ -332,12 +339,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         if (rewriter) await send(new Uint8Array(0), rewriter.end())
       }
       follow = () =>
-        followDownlink(a, child, deps, downlink.signal, {
+        void (followed = followDownlink(a, child, deps, downlink.signal, {
           stdinEnded: () => (stdinOpen = false),
           signal: (sig) => signal(sig),
           cancel: (kill) => run.cancel({ kill }),
           refused: (reason) => run.abandon(reason),
-        })
+          exited,
+        }))
       if (following) follow()
       if (mode !== "run" && killNow) signal("SIGKILL")
       else if (mode !== "run") gracefulStop()
@@ -346,7 +354,6 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         pump(child.stderr as ReadableStream<Uint8Array>, Kind.stderr),
         child.exited,
       ])
-      downlink.abort()
       for (const t of timers) clearTimeout(t)
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
       const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
@@ -364,6 +371,9 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         stopped: mode === "run" ? undefined : mode,
       })
       await report(exit)
+      // The coordinator ends the downlink once the end committed: waiting for that (briefly) rather
+      // than aborting it keeps its connection in the pool for the next job's requests.
+      if (followed) await Promise.race([followed, Bun.sleep(DOWNLINK_END_MS)])
     } catch (err) {
       if (err instanceof StaleJobError || err instanceof JobGoneError)
         log.warn("job taken away", { job: a.id, reason: err.message })
@@ -411,6 +421,9 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     get following() {
       return following
     },
+    get started() {
+      return started
+    },
   }
   return run
 }
@@ -418,6 +431,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
 /**
  * Follows the job's downlink until the job ends: writes the caller's stdin into the child (ending it
  * at end-of-input), delivers signals and cancel. Resumes after the last frame seen if the stream drops.
+ * Once `on.exited()`, frames reach nothing (the process is gone: its pid may be another's) and a
+ * dropped stream is not resumed; the loop ends when the coordinator ends the stream.
  */
 function followDownlink(
   a: Assignment,
@@ -429,18 +444,20 @@ function followDownlink(
     signal(sig: NodeJS.Signals): void
     cancel(kill: boolean): void
     refused(reason: string): void
+    exited(): boolean
   },
-) {
+): Promise<void> {
   const sink = a.stdin ? (child.stdin as import("bun").FileSink) : undefined
   // ffmpeg takes the caller's stdin as keys when no input reads it: filter commands are dropped.
   const keys = deps.policy && !readsStdin(a.args) ? createKeyFilter() : undefined
-  ;(async () => {
+  return (async () => {
     let after = 0
     let attempt = 0
     while (!stop.aborted) {
       try {
         for await (const f of deps.transport.input(a.id, a.epoch, after, stop)) {
           attempt = 0
+          if (on.exited()) continue
           if (f.kind === Kind.stdin && sink) {
             sink.write(keys ? keys(f.data) : f.data)
             await sink.flush()
@@ -458,7 +475,7 @@ function followDownlink(
         }
         return
       } catch (err) {
-        if (stop.aborted) return
+        if (stop.aborted || on.exited()) return
         if (err instanceof TrustError) {
           // Forged stdin, signals or cancels must not reach the process: stop the job instead.
           deps.log.error("job downlink not trusted; stopping the job", { job: a.id, reason: err.message })

@@ -49,11 +49,13 @@ async function nextBatch(
   t: WorkerTransport,
   signal = new AbortController().signal,
   following: string[] = [],
+  holding: string[] = [],
 ): Promise<WorkBatch> {
   for await (const batch of t.assignments(
     () => TIMING.pollWaitSeconds,
     signal,
     () => following,
+    () => holding,
   ))
     return batch
   throw new Error("the assignment stream ended without a batch")
@@ -208,6 +210,20 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       expect(a.epoch).toBeGreaterThan(0)
       // Offered again until started: an answer lost on the way is not a lost job.
       expect((await nextBatch(w)).jobs.map((j) => j.id)).toEqual([id])
+    })
+
+    test("an assignment the worker says it holds (its start claim on the way) is not offered again", async () => {
+      await join()
+      const id = await submit()
+      const a = await assignmentOf(w, id)
+      // Held: the poll answers nothing (after its wait), though the job is still assigned.
+      expect((await nextBatch(w, undefined, [], [id])).jobs).toEqual([])
+      expect((await pair.store.getJob(id))?.status).toBe("assigned")
+      // Not held any more (the worker lost it): offered again.
+      expect((await nextBatch(w)).jobs.map((j) => j.id)).toEqual([a.id])
+      const ids = Array.from({ length: REG.maxJobs + 4 + 1 }, () => newId())
+      const err = await nextBatch(w, undefined, [], ids).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(InvalidError)
     })
 
     test("start claims the assignment once; after that it is no longer offered", async () => {

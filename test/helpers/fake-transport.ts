@@ -191,6 +191,12 @@ export class FakeTransport implements WorkerTransport {
     const last = Math.max(0, ...list.filter((f) => f.seq > 0).map((f) => f.seq))
     for (const f of decodeFrames(frames)) if (f.seq === 0 || f.seq > last) list.push(f)
     this.uploads.set(job, list)
+    // The job's end ends its downlink, as the coordinator's does once the end committed.
+    if (list.some((f) => f.kind === Kind.exit)) {
+      const d = this.downlink(job)
+      d.ended = true
+      d.bell.fire()
+    }
     this.changed.fire()
     // Nothing is held here: what was sent is durable at once.
     return { durable: last }
@@ -206,8 +212,10 @@ export class FakeTransport implements WorkerTransport {
         cursor = f.seq
         yield f
       }
-      if (d.ended) return
+      if (d.ended) return this.record(`input-ended:${job}`)
       if (!next.length) await d.bell.wait(1000, signal)
     }
+    // The worker cut it (an aborted request: over HTTP, its connection is closed, not pooled).
+    this.record(`input-cut:${job}`)
   }
 }

@@ -64,6 +64,18 @@ describe("http binding: the poll's following list", () => {
       const over = await poll(Array.from({ length: 6 }, () => newId()).join(","))
       expect(over.status).toBe(400)
       expect(await poll(newId())).toHaveProperty("status", 200)
+      // The held assignments are checked the same way, under their own name.
+      const hold = (holding: string) => api.request("GET", "/api/v1/worker/poll", { query: { wait: 0, holding } })
+      for (const holding of [
+        "not-a-ulid",
+        `${newId()},,${newId()}`,
+        Array.from({ length: 6 }, () => newId()).join(","),
+      ]) {
+        const res = await hold(holding)
+        expect(res.status).toBe(400)
+        expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/holding|holds/)
+      }
+      expect(await hold(newId())).toHaveProperty("status", 200)
     } finally {
       await service.stop()
     }

@@ -79,18 +79,25 @@ export const MAX_FOLLOWING = 256
  * job ids. Empty: none. Absent (undefined): the worker follows every job's downlink itself, and the poll
  * names none. InvalidError (400) for anything else.
  */
-export function parseFollowing(raw: string | undefined): string[] | undefined {
+export function parseFollowing(raw: string | undefined, param = "following"): string[] | undefined {
   if (raw === undefined) return undefined
   if (raw === "") return []
   // Checked before splitting: a hostile query costs no more than its own length.
-  const tooMany = `query parameter following lists at most ${MAX_FOLLOWING} job ids`
+  const tooMany = `query parameter ${param} lists at most ${MAX_FOLLOWING} job ids`
   if (raw.length > MAX_FOLLOWING * 27) throw new InvalidError(tooMany)
   const ids = raw.split(",")
   if (ids.length > MAX_FOLLOWING) throw new InvalidError(tooMany)
   if (!ids.every((id) => isUlid(id)))
-    throw new InvalidError("query parameter following must be comma-separated job ids (ULIDs)")
+    throw new InvalidError(`query parameter ${param} must be comma-separated job ids (ULIDs)`)
   return ids
 }
+
+/**
+ * A poll's `holding` query: the assigned jobs the worker already received and has not started yet (its
+ * start claim is on its way), which the poll need not answer again. Absent or empty: none. As
+ * `following` otherwise.
+ */
+export const parseHolding = (raw: string | undefined): string[] => parseFollowing(raw, "holding") ?? []
 
 /**
  * The answer to a poll: assignments not yet started, or the registration token to echo with verify, and

@@ -236,7 +236,7 @@ export function jobMethods(
         },
       ),
     assignedTo: (worker) => jobsWhere((q) => q.where("worker_id", "=", worker).where("status", "=", "assigned")),
-    async pollFor(worker, following) {
+    async pollFor(worker, following, holding = []) {
       // One statement for both halves of a poll's answer, with the running jobs not followed whose downlink
       // is still quiet; EXISTS and NOT IN are plain SQL on every dialect.
       const rows = (await db
@@ -250,7 +250,7 @@ export function jobMethods(
         .where("worker_id", "=", worker)
         .where((eb) =>
           eb.or([
-            eb("status", "=", "assigned"),
+            eb.and([eb("status", "=", "assigned"), ...(holding.length ? [eb("id", "not in", [...holding])] : [])]),
             ...(following === undefined
               ? []
               : [

@@ -67,14 +67,14 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
       )
     },
     // One long poll per batch, asked for only when the consumer pulls the next one.
-    async *assignments(waitSeconds, signal, following) {
+    async *assignments(waitSeconds, signal, following, holding) {
       while (!signal.aborted) {
         const wait = waitSeconds()
         let body: unknown
         try {
           body = await api.json("GET", "/api/v1/worker/poll", {
             // Sent even when empty: it says this worker opens downlinks when the poll names them.
-            query: { wait, following: following?.().join(",") },
+            query: { wait, following: following?.().join(","), holding: holding?.().join(",") || undefined },
             signal,
             timeoutMs: (wait + 10) * 1000,
           })

@@ -1,7 +1,7 @@
 import { Hono } from "hono"
 import { NotFoundError } from "../../../shared/errors.ts"
 import { WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
-import { HeartbeatRequest, VerifyRequest, parseFollowing } from "../../../shared/protocol/worker.ts"
+import { HeartbeatRequest, VerifyRequest, parseFollowing, parseHolding } from "../../../shared/protocol/worker.ts"
 import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { connectionsOf, type Deps } from "../app.ts"
 import { jsonBody, nameParam, secondsQuery, workerName as worker } from "../_util.ts"
@@ -49,11 +49,13 @@ export function workerRoutes(deps: Deps) {
 
   /**
    * Long poll (see WorkerProtocol.poll); `?following=id,id` names the jobs whose downlink the worker
-   * already follows (absent: it follows them all itself). The connection counts against the worker's poll slots while it waits. */
+   * already follows (absent: it follows them all itself), `?holding=id,id` the assignments it received
+   * and has not started yet (not answered again). The connection counts against the worker's poll slots while it waits. */
   app.get("/poll", async (c) => {
     const name = worker(c)
     const wait = secondsQuery(c, "wait", config.poll_wait_seconds)
     const following = parseFollowing(c.req.query("following"))
+    const holding = parseHolding(c.req.query("holding"))
     const ac = new AbortController()
     c.req.raw.signal.addEventListener("abort", () => ac.abort(), { once: true })
     const reply = await protocol.poll(
@@ -66,6 +68,7 @@ export function workerRoutes(deps: Deps) {
         return slot
       },
       following,
+      holding,
     )
     return c.json(reply)
   })
