@@ -202,7 +202,8 @@ export async function startWorker(
     [...runs.values()]
       .filter((r) => !r.started)
       .map((r) => r.id)
-      .slice(0, cfg.max_jobs + cfg.max_probe_jobs)
+      // What a poll may list (the rest are offered again, and launching a known one does nothing).
+      .slice(0, Math.min(cfg.max_jobs + cfg.max_probe_jobs, MAX_FOLLOWING))
   let needRegister = false
   const reregister = async () => {
     if (!needRegister) return
