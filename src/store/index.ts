@@ -49,7 +49,10 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
   switch (engine) {
     case "sqlite": {
       const { createSqliteStore, exposure } = await import("./sqlite/index.ts")
+      const { refuseNetworkFilesystem } = await import("./sqlite/network.ts")
       const { database: path } = storePaths(cfg, cfg.base ?? process.cwd())
+      // Before anything is created there.
+      refuseNetworkFilesystem(path, cfg.database.allow_network_filesystem === true)
       const store = createSqliteStore({ path, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem, held: cfg.held })
       // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
       const report = await store.migrate()

@@ -157,6 +157,8 @@ const SqliteDatabase = v.object({
   engine: v.optional(v.literal("sqlite"), "sqlite"),
   /** The database file, relative to the config file, or `:memory:`. */
   path: v.optional(v.pipe(v.string(), v.minLength(1)), "./dffmpeg.db"),
+  /** Opens a file on NFS, SMB/CIFS, FUSE... anyway (refused otherwise: SQLite corrupts there). */
+  allow_network_filesystem: v.optional(v.boolean()),
 })
 
 /** Why `database` was refused: a planned engine is not "invalid", it is not there yet. */
