@@ -222,8 +222,13 @@ describe("coordinator restart", () => {
 })
 
 describe("the caller stops the job", () => {
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    test(`${sig} to the shim: the remote ffmpeg finalizes its output and the exit code equals local ffmpeg's`, async () => {
+  // With stdin on /dev/null the job has no stdin: its downlink is opened only when the poll names it (the signal).
+  for (const [sig, stdin] of [
+    ["SIGINT", "pipe"],
+    ["SIGTERM", "pipe"],
+    ["SIGINT", "ignore"],
+  ] as const) {
+    test(`${sig} to the shim (stdin ${stdin === "pipe" ? "a pipe" : "/dev/null"}): the remote ffmpeg finalizes its output and the exit code equals local ffmpeg's`, async () => {
       const c = await cluster()
       const name = `${sig}-${Date.now()}.mp4`
       const localOut = join(c.storage, `local-${name}`)
@@ -232,8 +237,9 @@ describe("the caller stops the job", () => {
         stdout: "ignore",
         stderr: "ignore",
       })
-      const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name))
-      await runningJob(c)
+      const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name), { stdin })
+      const job = (await runningJob(c)) as { stdin?: boolean }
+      expect(job.stdin).toBe(stdin === "pipe")
       await Bun.sleep(1500)
       lp.kill(sig)
       const localCode = await lp.exited

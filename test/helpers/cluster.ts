@@ -141,12 +141,15 @@ export class Cluster {
     return this.startCoordinator()
   }
 
-  /** Starts the proxy as a long-running process (for signal and kill tests); stdin is a pipe. */
-  spawnProxy(tool: "ffmpeg" | "ffprobe", args: string[]) {
+  /**
+   * Starts the proxy as a long-running process (for signal and kill tests); stdin is a pipe, or
+   * /dev/null with `stdin: "ignore"` (a job without stdin: its downlink opens only when it has something).
+   */
+  spawnProxy<S extends "pipe" | "ignore" = "pipe">(tool: "ffmpeg" | "ffprobe", args: string[], o: { stdin?: S } = {}) {
     return Bun.spawn([join(this.binDir, tool), ...args], {
       cwd: this.dir,
       env: this.env({ DFFMPEG_CLIENT_CONFIG: this.clientConfig }),
-      stdin: "pipe",
+      stdin: (o.stdin ?? "pipe") as S,
       stdout: "pipe",
       stderr: "pipe",
     })

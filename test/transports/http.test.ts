@@ -11,23 +11,31 @@ import { newId } from "../../src/shared/ids.ts"
 import { createLogger } from "../../src/shared/log.ts"
 import { MAX_FOLLOWING } from "../../src/shared/protocol/worker.ts"
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
+import type { Store } from "../../src/store/types.ts"
 import { createWorkerTransport } from "../../src/transports/index.ts"
+import { newJob } from "../helpers/fixtures.ts"
 import { testTransport } from "../conformance/transport.ts"
 
-// A coordinator in process on 127.0.0.1 (signed requests, signed replies, the real routes), on an
-// in-memory store, and the worker's HTTP transport that reaches it.
-testTransport("http", async (timing) => {
-  const store = createSqliteStore({ path: ":memory:" })
+/**
+ * A coordinator in process on 127.0.0.1 (signed requests, signed replies, the real routes) on `store`
+ * (migrated here), with `config` over its defaults, and the key of its worker identity `w1`.
+ */
+async function coordinatorOn(store: Store, config: Record<string, unknown>) {
   await store.migrate()
   const key = generateKey()
   await store.addUser("w1", "worker", key, Date.now())
-  const config = v.parse(CoordinatorConfig, {
-    host: "127.0.0.1",
-    port: 0,
+  const parsed = v.parse(CoordinatorConfig, { host: "127.0.0.1", port: 0, ...config })
+  const service = await startCoordinator(parsed, { log: createLogger({ level: "error" }), base: "/", store })
+  return { service, key }
+}
+
+// The coordinator on an in-memory store, and the worker's HTTP transport that reaches it.
+testTransport("http", async (timing) => {
+  const store = createSqliteStore({ path: ":memory:" })
+  const { service, key } = await coordinatorOn(store, {
     poll_wait_seconds: timing.pollWaitSeconds,
     heartbeat_interval: timing.heartbeatSeconds,
   })
-  const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
   return {
     worker: createWorkerTransport({ url: service.url, client: "w1", key }),
     workerName: "w1",
@@ -38,12 +46,7 @@ testTransport("http", async (timing) => {
 
 describe("http binding: the poll's following list", () => {
   test("ids that are not job ids, or more of them than any worker has slots, are refused with a 400 in JSON", async () => {
-    const store = createSqliteStore({ path: ":memory:" })
-    await store.migrate()
-    const key = generateKey()
-    await store.addUser("w1", "worker", key, Date.now())
-    const config = v.parse(CoordinatorConfig, { host: "127.0.0.1", port: 0, poll_wait_seconds: 0.05 })
-    const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
+    const { service, key } = await coordinatorOn(createSqliteStore({ path: ":memory:" }), { poll_wait_seconds: 0.05 })
     try {
       const api = createApiClient({ url: service.url, client: "w1", key })
       await api.json("POST", "/api/v1/worker/register", {
@@ -86,18 +89,11 @@ describe("http binding: a cancel written by another process", () => {
   test("reaches a worker whose poll waits, by its re-reads (nothing notifies this process)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dffmpeg-lazydown-"))
     const path = join(dir, "coordinator.db")
-    const store = createSqliteStore({ path })
-    await store.migrate()
-    const key = generateKey()
-    await store.addUser("w1", "worker", key, Date.now())
+    // The coordinator's reads of a poll's answer, counted: the cancel is written once the poll has read.
+    let pollReads = 0
+    const store = createSqliteStore({ path, onStatement: (q) => void (q.includes('"has_input"') && pollReads++) })
     // A poll held far longer than the test may take: only its re-reads can answer it in time.
-    const config = v.parse(CoordinatorConfig, {
-      host: "127.0.0.1",
-      port: 0,
-      poll_wait_seconds: 60,
-      heartbeat_interval: 0.2,
-    })
-    const service = await startCoordinator(config, { log: createLogger({ level: "error" }), base: "/", store })
+    const { service, key } = await coordinatorOn(store, { poll_wait_seconds: 60, heartbeat_interval: 0.2 })
     const other = createSqliteStore({ path })
     try {
       const w = createWorkerTransport({ url: service.url, client: "w1", key })
@@ -120,23 +116,18 @@ describe("http binding: a cancel written by another process", () => {
       }
       await w.verify((await next([])).verify!)
       const id = newId()
-      const job = {
-        id,
-        requester: "a",
-        binary: "ffmpeg",
-        args: [],
-        paths: [],
-        cwd: null,
-        stdin: false,
-        attached: false,
-        retries: 0,
-      }
-      await store.createJob(job, Date.now())
+      await store.createJob(newJob(id), Date.now())
       await store.assign(id, "w1", Date.now())
       const [a] = (await next([])).jobs
       await w.start(a!.id, a!.epoch)
+      const read = pollReads
       const told = next([])
-      await Bun.sleep(100)
+      // Its first read found nothing: from then on only a re-read can see what another process writes.
+      const until = performance.now() + 5000
+      while (pollReads === read) {
+        if (performance.now() > until) throw new Error("the poll never read")
+        await Bun.sleep(5)
+      }
       await other.requestCancel(id, "canceled by an administrator", Date.now())
       expect(await told).toEqual({ jobs: [], downlink: [{ id, epoch: a!.epoch }] })
     } finally {
