@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dffmpeg needs on a fresh Debian machine with Node/npm, idempotently:
-# Bun (from npm), Debian's ffmpeg, bubblewrap, openssl and Chromium (dashboard tests), the locked JS dependencies. With --services it also starts any of
-# the local test services (PostgreSQL, MariaDB, Redis, RabbitMQ, Mosquitto, NATS) that is down.
+# Bun (from npm), Debian's ffmpeg, bubblewrap, openssl and Chromium (dashboard tests), the locked JS dependencies. With --services it also
+# installs PostgreSQL and MariaDB when missing (the store tests run on both), starts any of the local test services (PostgreSQL, MariaDB,
+# Redis, RabbitMQ, Mosquitto, NATS) that is down, and creates the test role `dffmpeg_test` that may create and drop its own databases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUN_VERSION=1.4.5
@@ -33,6 +34,12 @@ bun install --frozen-lockfile --silent
 
 [ "${1:-}" = "--services" ] || exit 0
 
+# The store's conformance and cluster tests need both server databases: they never skip.
+need=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server)
+if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
+
 # Test services on loopback: start any that is down (commands from the machine's own set-up).
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_up() { for _ in $(seq 1 120); do up "$1" && return 0; sleep 0.5; done; say "$2 did not come up on port $1"; return 1; }
@@ -49,5 +56,18 @@ start 6379 redis redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 
 start 5672 rabbitmq rabbitmq-server -detached
 start 1883 mosquitto mosquitto -d -c /etc/mosquitto/mosquitto.conf
 start 4222 nats start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
-start 3306 mariadb start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+[ -d /run/mysqld ] || install -d -o mysql -g mysql /run/mysqld
+start 3306 mariadb start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+
+# The test role, over each server's local socket as its superuser (whatever 127.0.0.1's auth method):
+# tests log in over TCP as dffmpeg_test and create a database per test (dfft_*), dropping it after.
+as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sudo -n -u postgres sh -c "$1"; fi; }
+as_postgres "psql -qAtc \"DO \\\$\\\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dffmpeg_test') THEN CREATE ROLE dffmpeg_test LOGIN CREATEDB PASSWORD 'dffmpeg_test'; END IF;
+END \\\$\\\$\"" >/dev/null || say "could not create the PostgreSQL test role"
+if [ "$(id -u)" = 0 ]; then MARIADB=(mariadb); else MARIADB=(sudo -n mariadb); fi
+"${MARIADB[@]}" -e "CREATE USER IF NOT EXISTS 'dffmpeg_test'@'127.0.0.1' IDENTIFIED BY 'dffmpeg_test';
+  CREATE USER IF NOT EXISTS 'dffmpeg_test'@'localhost' IDENTIFIED BY 'dffmpeg_test';
+  GRANT ALL PRIVILEGES ON \`dfft\\_%\`.* TO 'dffmpeg_test'@'127.0.0.1';
+  GRANT ALL PRIVILEGES ON \`dfft\\_%\`.* TO 'dffmpeg_test'@'localhost';" || say "could not create the MariaDB test user"
 exit 0

@@ -2,6 +2,8 @@ import type { DatabaseConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Keyring } from "../shared/auth/keyring.ts"
 import { sqlitePaths } from "./sqlite/paths.ts"
+import { serverConnection } from "./server/connection.ts"
+import { isAbsolute, join } from "node:path"
 import type { Store } from "./types.ts"
 import type { HeldOutput } from "./held.ts"
 
@@ -25,9 +27,13 @@ export interface StoreConfig {
 
 /** Where the configured store lives (`database`, for messages) and its secret file, as its engine resolves them. */
 export interface StorePaths {
+  /** The SQLite file, or a server database as a URL with its password masked. */
   database: string
   secret?: string
 }
+
+/** A server database's secret file when `secret_key_file` is not set: beside the config file. */
+export const SERVER_SECRET_FILE = "dffmpeg.secret"
 
 /**
  * The store's location and secret file for a coordinator config, resolved against `base` by the
@@ -38,6 +44,14 @@ export function storePaths(cfg: { database: DatabaseConfig; secret_key_file?: st
   switch (engine) {
     case "sqlite":
       return sqlitePaths(cfg.database.path, cfg.secret_key_file, base)
+    case "postgres":
+    case "mysql": {
+      const file = cfg.secret_key_file ?? SERVER_SECRET_FILE
+      return {
+        database: serverConnection(cfg.database, base).display,
+        secret: isAbsolute(file) ? file : join(base, file),
+      }
+    }
     default:
       throw new ConfigError(`unknown database engine ${engine satisfies never}`)
   }
@@ -61,7 +75,38 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
       if (exposed) cfg.onWarning?.(exposed)
       return store
     }
+    case "postgres":
+    case "mysql": {
+      const connection = serverConnection(cfg.database, cfg.base ?? process.cwd())
+      const opts = { connection, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem, held: cfg.held }
+      const store =
+        engine === "postgres"
+          ? (await import("./postgres/index.ts")).createPostgresStore(opts)
+          : (await import("./mysql/index.ts")).createMysqlStore(opts)
+      try {
+        cfg.onKeys?.(await store.migrate())
+      } catch (err) {
+        await store.close().catch(() => {})
+        throw unreachable(err, connection.display)
+      }
+      return store
+    }
     default:
       throw new ConfigError(`unknown database engine ${engine satisfies never}`)
   }
+}
+
+/**
+ * A server database that cannot be reached or logged into at start is the operator's to fix: one line
+ * naming it (password masked) and exit 3, not a stack trace.
+ */
+function unreachable(err: unknown, display: string): unknown {
+  const e = err as { code?: string; message?: string }
+  const code = e.code ?? ""
+  const known =
+    /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ER_ACCESS_DENIED_ERROR|ER_BAD_DB_ERROR|ER_DBACCESS_DENIED_ERROR|28P01|28000|3D000|42501)$/.test(
+      code,
+    ) || /timeout|terminated|connect/i.test(e.message ?? "")
+  if (!known) return err
+  return new ConfigError(`cannot use database ${display}: ${e.message || code}`)
 }

@@ -150,8 +150,8 @@ export const Scheduling = v.optional(
   {},
 )
 
-/** The store engines: those accepted now, and those planned (named in the error until their adapters land). */
-export const DatabaseEngines = { available: ["sqlite"], planned: ["postgres", "mysql", "mariadb"] } as const
+/** The store engines (`mariadb` is another name for `mysql`). */
+export const DatabaseEngines = { available: ["sqlite", "postgres", "mysql", "mariadb"] } as const
 
 const SqliteDatabase = v.object({
   engine: v.optional(v.literal("sqlite"), "sqlite"),
@@ -161,18 +161,69 @@ const SqliteDatabase = v.object({
   allow_network_filesystem: v.optional(v.boolean()),
 })
 
-/** Why `database` was refused: a planned engine is not "invalid", it is not there yet. */
+/** `ssl`: off, on with the system's CAs, or with a CA file and/or without verifying the server. */
+const DatabaseSsl = v.union(
+  [
+    v.boolean(),
+    v.object({
+      /** PEM file of the CA that signs the server's certificate, relative to the config file. */
+      ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+      /** Whether the server's certificate must verify (default true; false only for tests). */
+      reject_unauthorized: v.optional(v.boolean(), true),
+    }),
+  ],
+  "must be true, false or a mapping (ca_file, reject_unauthorized)",
+)
+
+/** What a server database shares between PostgreSQL and MySQL/MariaDB: where it is and how to log in. */
+const serverDatabase = <E extends v.GenericSchema<unknown, "postgres" | "mysql">>(engine: E) =>
+  v.object({
+    engine,
+    /** `postgres://user:pass@host:5432/db` or `mysql://user:pass@host:3306/db`; the keys below override its parts. */
+    url: v.optional(
+      v.pipe(
+        v.string(),
+        v.check((u) => URL.canParse(u), "is not a URL"),
+      ),
+    ),
+    host: v.optional(v.pipe(v.string(), v.minLength(1))),
+    port: v.optional(Port),
+    user: v.optional(v.pipe(v.string(), v.minLength(1))),
+    password: v.optional(v.string()),
+    /** A file holding the password (its first line), relative to the config file; wins over `password`. */
+    password_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+    database: v.optional(v.pipe(v.string(), v.minLength(1))),
+    ssl: v.optional(DatabaseSsl),
+    /** Connections this coordinator keeps open to the database at most. */
+    pool_size: v.optional(Count(1, 200), 10),
+    /** Longest a connection attempt waits before the request is answered 503. */
+    connect_timeout_seconds: v.optional(Seconds(0.1, 120), 5),
+    /**
+     * How often a coordinator looks for changes others committed where the engine cannot push them
+     * (MySQL/MariaDB: no LISTEN/NOTIFY): the longest a wake-up from another coordinator waits.
+     */
+    notify_interval_ms: v.optional(Count(5, 60_000), 50),
+  })
+
+const PostgresDatabase = serverDatabase(v.literal("postgres"))
+const MysqlDatabase = serverDatabase(
+  v.pipe(
+    v.picklist(["mysql", "mariadb"]),
+    v.transform((): "mysql" => "mysql"),
+  ),
+)
+
+/** Why `database` was refused. */
 function engineMessage(issue: v.BaseIssue<unknown>): string {
-  if (issue.expected === "Object") return "must be a mapping (engine, path)"
-  const { available, planned } = DatabaseEngines
-  const engine = issue.input
-  if ((planned as readonly unknown[]).includes(engine))
-    return `${engine} is planned but not available yet (available: ${available.join(", ")})`
-  return `unknown engine ${JSON.stringify(engine)}; available: ${available.join(", ")} (planned: ${planned.join(", ")})`
+  if (issue.expected === "Object") return "must be a mapping (engine, path or url)"
+  return `unknown engine ${JSON.stringify(issue.input)}; available: ${DatabaseEngines.available.join(", ")}`
 }
 
 /** `database`, one shape per engine (a discriminated union on `engine`, which defaults to sqlite). */
-export const Database = v.optional(v.variant("engine", [SqliteDatabase], engineMessage), {})
+export const Database = v.optional(
+  v.variant("engine", [SqliteDatabase, PostgresDatabase, MysqlDatabase], engineMessage),
+  {},
+)
 export type DatabaseConfig = v.InferOutput<typeof Database>
 
 export const CoordinatorConfig = v.object({

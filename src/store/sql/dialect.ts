@@ -38,6 +38,17 @@ export interface SqlDialect {
   str(n?: number): RawBuilder<unknown>
   /** A 64-bit integer column. */
   big(): RawBuilder<unknown>
+  /** The last `n` bytes of a blob column (the whole value when shorter). */
+  tailBytes(column: string, n: number): RawBuilder<Uint8Array>
+  /**
+   * The lock migrations take across processes on a server database, on one connection: `acquire`
+   * answers `locked` = 1 once held. SQLite has none: each step holds its write lock.
+   */
+  readonly migrationLock?: { acquire: RawBuilder<{ locked: number }>; release: RawBuilder<unknown> }
+  /** Whether schema changes roll back with their transaction (not on MySQL: DDL commits by itself). */
+  readonly transactionalDdl: boolean
+  /** What a CREATE TABLE needs after its columns (MySQL: the engine and a byte-exact collation). */
+  tableOptions?: RawBuilder<unknown>
   /** An auto-incrementing 64-bit primary key, in the engine's own words. */
   serialKey<T extends CreateTableBuilder<any, any>>(t: T, col: string): T
 }
@@ -46,6 +57,7 @@ export interface SqlDialect {
 export const sqliteDialect: SqlDialect = {
   name: "sqlite",
   forUpdate: false,
+  transactionalDdl: true,
   wipeOnReplace: true,
   // Since SQLite 3.35 (2021).
   returning: true,
@@ -56,25 +68,47 @@ export const sqliteDialect: SqlDialect = {
   blob: () => sql`blob`,
   str: () => sql`text`,
   big: () => sql`integer`,
+  // substr() of a blob counts bytes; a negative start counts from the end (MySQL too).
+  tailBytes: (column, n) => sql<Uint8Array>`substr(${sql.ref(column)}, ${-n})`,
   serialKey: (t, col) => t.addColumn(col, "integer", (c) => c.primaryKey().autoIncrement()) as typeof t,
 }
 
-/** PostgreSQL (planned): row locks, storage of its own, and three column types of its own. */
+/** PostgreSQL: row locks, storage of its own, and three column types of its own. */
 export const postgresDialect: SqlDialect = {
   ...sqliteDialect,
   name: "postgres",
   forUpdate: true,
+  // Held by the session, per database; a crashed holder's connection ends and frees it.
+  migrationLock: {
+    acquire: sql<{ locked: number }>`select 1 as locked, pg_advisory_lock(hashtext('dffmpeg.migrate'))`,
+    release: sql`select pg_advisory_unlock(hashtext('dffmpeg.migrate'))`,
+  },
   wipeOnReplace: false,
   othersCommitted: undefined,
   blob: () => sql`bytea`,
   big: () => sql`bigint`,
+  // substr()'s negative start does not count from the end here.
+  tailBytes: (column, n) =>
+    sql<Uint8Array>`substring(${sql.ref(column)} from greatest(length(${sql.ref(column)}) - ${n - 1}, 1))`,
   serialKey: (t, col) => t.addColumn(col, "bigserial", (c) => c.primaryKey()) as typeof t,
 }
 
-/** MySQL and MariaDB (planned): as PostgreSQL, but INSERT IGNORE, longblob and bounded varchar keys. */
+/**
+ * MySQL and MariaDB: as PostgreSQL, but INSERT IGNORE, longblob, bounded varchar keys, no RETURNING
+ * on UPDATE, and InnoDB tables whose text compares byte for byte (the default collations ignore case
+ * and trailing spaces: `alice` would be `Alice `).
+ */
 export const mysqlDialect: SqlDialect = {
   ...postgresDialect,
   name: "mysql",
+  transactionalDdl: false,
+  // Server-wide names, so the database's is in it; 60 s for another migrating coordinator.
+  migrationLock: {
+    acquire: sql<{ locked: number }>`select get_lock(concat('dffmpeg.migrate.', database()), 60) as locked`,
+    release: sql`select release_lock(concat('dffmpeg.migrate.', database()))`,
+  },
+  tailBytes: sqliteDialect.tailBytes,
+  tableOptions: sql`ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
   returning: false,
   insertIgnore: (q) => q.ignore(),
   blob: () => sql`longblob`,

@@ -8,6 +8,12 @@ import { writeTransaction } from "./tx.ts"
  */
 type Step = (db: Kysely<any>, d: SqlDialect) => Promise<void>
 
+/** CREATE TABLE with what the engine needs after the columns (MySQL: InnoDB, a byte-exact collation). */
+const table = (db: Kysely<any>, d: SqlDialect, name: string) => {
+  const t = db.schema.createTable(name)
+  return d.tableOptions ? t.modifyEnd(d.tableOptions) : t
+}
+
 /**
  * Characters of a job's arguments (their JSON) kept in its row. Longer arguments live whole in
  * `job_args`: SQLite reads a row's columns in order through its overflow pages, so megabytes of
@@ -18,15 +24,13 @@ export const ARGS_HEAD_CHARS = 2048
 
 const steps: Step[] = [
   async (db, d) => {
-    await db.schema
-      .createTable("users")
+    await table(db, d, "users")
       .addColumn("name", d.str(64), (c) => c.primaryKey())
       .addColumn("role", d.str(16), (c) => c.notNull())
       .addColumn("key", d.str(128), (c) => c.notNull())
       .addColumn("created_at", d.big(), (c) => c.notNull())
       .execute()
-    await db.schema
-      .createTable("workers")
+    await table(db, d, "workers")
       .addColumn("id", d.str(64), (c) => c.primaryKey())
       .addColumn("binaries", sql`text`, (c) => c.notNull())
       .addColumn("paths", sql`text`, (c) => c.notNull())
@@ -36,8 +40,7 @@ const steps: Step[] = [
       .addColumn("registered_at", d.big(), (c) => c.notNull())
       .addColumn("last_seen", d.big(), (c) => c.notNull())
       .execute()
-    await db.schema
-      .createTable("jobs")
+    await table(db, d, "jobs")
       .addColumn("id", d.str(26), (c) => c.primaryKey())
       .addColumn("requester", d.str(64), (c) => c.notNull())
       .addColumn("binary", d.str(64), (c) => c.notNull())
@@ -62,7 +65,7 @@ const steps: Step[] = [
     await db.schema.createIndex("jobs_worker_status").on("jobs").columns(["worker_id", "status"]).execute()
     await db.schema.createIndex("jobs_requester_id").on("jobs").columns(["requester", "id"]).execute()
     await d
-      .serialKey(db.schema.createTable("job_output"), "pos")
+      .serialKey(table(db, d, "job_output"), "pos")
       .addColumn("job_id", d.str(26), (c) => c.notNull())
       .addColumn("epoch", "integer", (c) => c.notNull())
       .addColumn("seq", d.big(), (c) => c.notNull())
@@ -71,8 +74,7 @@ const steps: Step[] = [
       .addUniqueConstraint("job_output_attempt_seq", ["job_id", "epoch", "seq"])
       .execute()
     await db.schema.createIndex("job_output_job_pos").on("job_output").columns(["job_id", "pos"]).execute()
-    await db.schema
-      .createTable("job_input")
+    await table(db, d, "job_input")
       .addColumn("job_id", d.str(26), (c) => c.notNull())
       .addColumn("seq", d.big(), (c) => c.notNull())
       .addColumn("data", d.blob())
@@ -104,7 +106,7 @@ const steps: Step[] = [
     await db.schema.createIndex("jobs_status_updated").on("jobs").columns(["status", "updated_at"]).execute()
     await db.schema.createIndex("jobs_finished").on("jobs").columns(["finished_at"]).execute()
     await d
-      .serialKey(db.schema.createTable("job_events"), "id")
+      .serialKey(table(db, d, "job_events"), "id")
       .addColumn("job_id", d.str(26), (c) => c.notNull())
       .addColumn("at", d.big(), (c) => c.notNull())
       .addColumn("status", d.str(16), (c) => c.notNull())
@@ -130,8 +132,7 @@ const steps: Step[] = [
   },
   // Bounded rows: long arguments move out of the jobs row into job_args (issue 9, bounded memory).
   async (db, d) => {
-    await db.schema
-      .createTable("job_args")
+    await table(db, d, "job_args")
       .addColumn("job_id", d.str(26), (c) => c.primaryKey())
       .addColumn("args", sql`text`, (c) => c.notNull())
       .execute()
@@ -166,8 +167,7 @@ const steps: Step[] = [
   // Concat lists and filter scripts in $Var form (issue 11): up to 4 MiB a job, so out of the jobs row
   // (like job_args) and read only with the whole job; `files` counts them.
   async (db, d) => {
-    await db.schema
-      .createTable("job_files")
+    await table(db, d, "job_files")
       .addColumn("job_id", d.str(26), (c) => c.primaryKey())
       .addColumn("files", sql`text`, (c) => c.notNull())
       .execute()
@@ -234,50 +234,130 @@ const steps: Step[] = [
       .addColumn("tools_rev", "integer", (c) => c.notNull().defaultTo(0))
       .execute()
   },
+  // Several coordinators on one database (issue 14): nonces every coordinator checks, the coordinators
+  // seen, and the change sequence of engines without LISTEN/NOTIFY.
+  async (db, d) => {
+    await table(db, d, "nonces")
+      .addColumn("client_id", d.str(64), (c) => c.notNull())
+      .addColumn("nonce", d.str(64), (c) => c.notNull())
+      .addColumn("at", d.big(), (c) => c.notNull())
+      .addPrimaryKeyConstraint("nonces_pk", ["client_id", "nonce"])
+      .execute()
+    await db.schema.createIndex("nonces_at").on("nonces").columns(["at"]).execute()
+    await table(db, d, "coordinators")
+      .addColumn("id", d.str(64), (c) => c.primaryKey())
+      .addColumn("host", d.str(255), (c) => c.notNull())
+      .addColumn("pid", "integer", (c) => c.notNull())
+      .addColumn("version", d.str(64), (c) => c.notNull())
+      .addColumn("url", d.str(255))
+      .addColumn("started_at", d.big(), (c) => c.notNull())
+      .addColumn("seen_at", d.big(), (c) => c.notNull())
+      .execute()
+    await d
+      .serialKey(table(db, d, "changes"), "id")
+      .addColumn("topic", d.str(128), (c) => c.notNull())
+      .addColumn("at", d.big(), (c) => c.notNull())
+      .execute()
+    await db.schema.createIndex("changes_at").on("changes").columns(["at"]).execute()
+  },
 ]
 
-export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {
-  await db.schema
-    .createTable("meta")
+/** meta's key for a step begun where DDL cannot be rolled back (MySQL): set while it runs. */
+const MIGRATING = "migrating_to"
+
+const version = async (db: Kysely<any>, key = "schema_version") => {
+  const row = await db.selectFrom("meta").select("value").where("key", "=", key).executeTakeFirst()
+  return row ? Number(row.value) : undefined
+}
+
+const setMeta = async (db: Kysely<any>, key: string, value: string) => {
+  const n = await db.updateTable("meta").set({ value }).where("key", "=", key).executeTakeFirst()
+  if (Number(n.numUpdatedRows) === 0) await db.insertInto("meta").values({ key, value }).execute()
+}
+
+const createMeta = (db: Kysely<any>, d: SqlDialect) =>
+  table(db, d, "meta")
     .ifNotExists()
     .addColumn("key", d.str(64), (c) => c.primaryKey())
     .addColumn("value", sql`text`, (c) => c.notNull())
     .execute()
+
+const tooNew = (v: number) =>
+  new Error(`database schema version ${v} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`)
+
+/**
+ * Brings the schema to this build's version. Several coordinators (and `dffmpeg admin`) may start at
+ * once: on server databases one of them migrates under the engine's lock (PostgreSQL's advisory lock,
+ * MySQL's GET_LOCK) while the others wait for it and then find nothing to do. SQLite serialises each
+ * step by its write lock. Each step runs in a transaction where DDL is transactional; on MySQL, whose
+ * DDL commits by itself, a step that died half-way is recorded and refused at the next start instead of
+ * being run again over what it already changed.
+ */
+export async function migrate(db: Kysely<any>, d: SqlDialect): Promise<void> {
+  if (!d.migrationLock) return migrateUnlocked(db, d)
+  const lock = d.migrationLock
+  await db.connection().execute(async (conn) => {
+    const got = (await lock.acquire.execute(conn)).rows[0] as { locked: unknown } | undefined
+    if (got && Number(got.locked) !== 1)
+      throw new Error("another dffmpeg has been migrating this database for over 60 s; try again once it is done")
+    try {
+      await createMeta(conn, d)
+      for (;;) {
+        const at = (await version(conn)) ?? 0
+        if (at > steps.length) throw tooNew(at)
+        if (at === steps.length) return
+        const half = await version(conn, MIGRATING)
+        if (half !== undefined)
+          throw new Error(
+            `the migration of this database to schema version ${half} was interrupted (the ${d.name} engine cannot roll back schema changes); restore the backup taken before the upgrade, or finish it by hand and delete meta key ${MIGRATING}`,
+          )
+        if (d.transactionalDdl)
+          await conn.transaction().execute(async (tx) => {
+            await steps[at](tx, d)
+            await setMeta(tx, "schema_version", String(at + 1))
+          })
+        else {
+          await setMeta(conn, MIGRATING, String(at + 1))
+          await steps[at](conn, d)
+          await conn.transaction().execute(async (tx) => {
+            await setMeta(tx, "schema_version", String(at + 1))
+            await tx.deleteFrom("meta").where("key", "=", MIGRATING).execute()
+          })
+        }
+      }
+    } finally {
+      await lock.release.execute(conn)
+    }
+  })
+}
+
+async function migrateUnlocked(db: Kysely<any>, d: SqlDialect): Promise<void> {
+  await createMeta(db, d)
   for (;;) {
-    const current = async () =>
-      Number(
-        (await db.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst())?.value ??
-          0,
-      )
-    const before = await current()
+    const before = (await version(db)) ?? 0
     if (before === steps.length) return
     const done = await writeTransaction(db, d, async (tx) => {
-      const row = await tx.selectFrom("meta").select("value").where("key", "=", "schema_version").executeTakeFirst()
-      const version = row ? Number(row.value) : 0
-      if (version > steps.length)
-        throw new Error(
-          `database schema version ${version} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`,
-        )
-      if (version === steps.length) return true
-      await steps[version](tx, d)
-      if (row)
-        await tx
-          .updateTable("meta")
-          .set({ value: String(version + 1) })
-          .where("key", "=", "schema_version")
-          .execute()
-      else
-        await tx
-          .insertInto("meta")
-          .values({ key: "schema_version", value: String(version + 1) })
-          .execute()
+      const at = (await version(tx)) ?? 0
+      if (at > steps.length) throw tooNew(at)
+      if (at === steps.length) return true
+      await steps[at](tx, d)
+      await setMeta(tx, "schema_version", String(at + 1))
       return false
     }).catch(async (err) => {
       // Another process (a second coordinator, or `dffmpeg admin`) may have applied the same step first.
-      if ((await current()) > before) return false
+      if (((await version(db)) ?? 0) > before) return false
       throw err
     })
     if (done) return
+  }
+}
+
+/** The schema version the database is at (0 before any migration), for `dffmpeg admin db status`. */
+export async function schemaVersion(db: Kysely<any>): Promise<number> {
+  try {
+    return (await version(db)) ?? 0
+  } catch {
+    return 0
   }
 }
 

@@ -114,4 +114,21 @@ export interface Database {
     data: Uint8Array | null
     kind: number
   }
+  /** Request nonces seen per signing identity (issue 14): a replay to any coordinator is refused. */
+  nonces: { client_id: string; nonce: string; at: number }
+  /** Coordinators on this database, for `dffmpeg admin db status`: each refreshes its row while it runs. */
+  coordinators: {
+    id: string
+    host: string
+    pid: number
+    version: string
+    url: string | null
+    started_at: number
+    seen_at: number
+  }
+  /**
+   * Wake-ups for coordinators on an engine that cannot push them (MySQL/MariaDB, notify.ts): one row per
+   * notified topic, read by every coordinator after its last id and pruned after a minute.
+   */
+  changes: { id: Generated<number>; topic: string; at: number }
 }

@@ -295,10 +295,9 @@ export function streamMethods(
       const truncated = kept < sizes.length
       const rows: StreamRow[] = []
       if (cut) {
-        // substr() of a blob counts bytes; a negative start counts from the end.
         const r = await db
           .selectFrom("job_output")
-          .select(sql<Uint8Array>`substr(data, ${-cut.keep})`.as("tail"))
+          .select(dialect.tailBytes("data", cut.keep).as("tail"))
           .where("job_id", "=", id)
           .where("pos", "=", cut.pos)
           .executeTakeFirst()
