@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import type { Job } from "../shared/protocol/schemas.ts"
 import { Hub } from "./hub.ts"
+import { testNotifier } from "../../test/conformance/notifier.ts"
 
 /** Resolves to "woken" when `p` settles before `ms`, else "timer" (the wait's own timer is far longer). */
 const race = (p: Promise<unknown>, ms = 200) => Promise.race([p.then(() => "woken"), Bun.sleep(ms).then(() => "timer")])
@@ -85,4 +86,13 @@ describe("in-memory notifier", () => {
       sub.close()
     })
   })
+})
+
+// The notifier contract, on the in-memory hub: its "other coordinator" is itself.
+testNotifier("memory", {
+  remote: false,
+  async pair() {
+    const hub = new Hub()
+    return { a: hub, b: hub }
+  },
 })

@@ -4,8 +4,8 @@ import type { Job } from "../shared/protocol/schemas.ts"
  * Wake-ups for waiting requests. The store is the source of truth; a notifier only tells waiters that
  * something changed so they re-read it (no fixed polling interval in the hot path). A lost wake-up
  * costs at most one keep-alive period, because every waiter also re-reads on its own timer. Only the
- * store's change hook notifies (coordinator/wakeups.ts); an implementation shared by several
- * coordinators would carry these topics between them.
+ * store's change hook notifies (coordinator/wakeups.ts), after the change committed; the notifiers of
+ * coordinator/notify/ carry the topics to the other coordinators on the same database.
  *
  * A notification may carry a `Hint` of what changed, so that a waiter can skip reads it would only
  * make to learn what it was just told. Hints are an optimisation, never a duty: a notifier that carries
@@ -27,6 +27,14 @@ export interface Notifier {
   notify(topic: string, hint?: Hint): void
   /** Number of topics this process waits on (for /health, metrics and tests). */
   readonly size: number
+  /**
+   * Whether other coordinators' changes reach this one now (/health): false while a notifier across
+   * coordinators has lost its connection (its waiters then wake by their own timers, and all of them
+   * once it is back). Absent: nothing to lose (the in-memory notifier).
+   */
+  readonly connected?: boolean
+  /** Stops listening to other coordinators after sending what it has not sent yet; absent: nothing to close. */
+  close?(): Promise<void>
 }
 
 /**
@@ -127,6 +135,11 @@ export class Hub implements Notifier {
 
   get size(): number {
     return this.listeners.size
+  }
+
+  /** The topics someone waits on: a notifier that may have missed changes wakes all of them (a resync). */
+  topics(): string[] {
+    return [...this.listeners.keys()]
   }
 }
 

@@ -8,7 +8,7 @@ import type { Logger } from "../shared/log.ts"
 import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
 import { createHeldOutput } from "../store/held.ts"
 import { createApp } from "./api/app.ts"
-import { Hub } from "./hub.ts"
+import { createNotifier } from "./notify/index.ts"
 import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
 import { createMetrics } from "./metrics.ts"
@@ -78,7 +78,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
   const store = opts.store ?? (await openStore(config, opts.base, paths, log, now))
-  const hub = new Hub()
+  // Wakes this coordinator's waiters, and carries the topics to the other coordinators of the database.
+  const hub = await createNotifier(store.kind, config.database, opts.base, log.withTag("notifier"))
   const metrics = createMetrics()
   const startedAt = now()
   const t = timings(config)
@@ -136,6 +137,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     })
   } catch (err) {
     const code = (err as { code?: string }).code ?? ""
+    await hub.close?.()
     if (tls && /^ERR_OSSL_|^ERR_SSL_|X509|PEM/.test(code + (err as Error).message)) {
       await store.close()
       throw new ConfigError(
@@ -163,6 +165,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       await server.stop(true)
       await scheduler.idle()
       unwire()
+      // After the last change of this coordinator was notified: the notifier sends it before it closes.
+      await hub.close?.()
       await store.close()
       log.info("coordinator stopped")
     })())

@@ -84,7 +84,9 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
           ? (await import("./postgres/index.ts")).createPostgresStore(opts)
           : (await import("./mysql/index.ts")).createMysqlStore(opts)
       try {
-        cfg.onKeys?.(await store.migrate())
+        // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
+        const report = await store.migrate()
+        cfg.onKeys?.(report)
       } catch (err) {
         await store.close().catch(() => {})
         throw unreachable(err, connection.display)

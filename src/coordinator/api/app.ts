@@ -133,8 +133,14 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
       database: { engine: deps.store.kind, ...database },
       // The binding workers reach this coordinator through (routes/workers.ts) and the waits it holds open.
       transport: { kind: WORKER_TRANSPORT, status: "ok" as const, waiting: deps.hub.size },
-      // Which notifier wakes this coordinator's waiters ("memory": changes made by this process only).
-      notifier: { kind: deps.hub.kind, status: "ok" as const },
+      // Which notifier wakes this coordinator's waiters ("memory": changes made by this process only) and,
+      // for one across coordinators, whether it is connected: while it reconnects the coordinator still
+      // serves, its waiters hearing of other coordinators' changes by their own timers.
+      notifier: {
+        kind: deps.hub.kind,
+        status: deps.hub.connected === false ? ("reconnecting" as const) : ("ok" as const),
+        ...(deps.hub.connected !== undefined ? { connected: deps.hub.connected } : {}),
+      },
     }
     const ready = deps.ready()
     const status = !ready ? "shutting_down" : database.status === "ok" ? "ok" : "unavailable"

@@ -253,9 +253,12 @@ const steps: Step[] = [
       .addColumn("started_at", d.big(), (c) => c.notNull())
       .addColumn("seen_at", d.big(), (c) => c.notNull())
       .execute()
+    // One row per topic a coordinator notified (coordinator/notify/mysql.ts); `origin` is the notifier's
+    // tag, so that it skips its own rows; `at` is the database's clock (ms), for pruning.
     await d
       .serialKey(table(db, d, "changes"), "id")
       .addColumn("topic", d.str(128), (c) => c.notNull())
+      .addColumn("origin", d.str(32), (c) => c.notNull())
       .addColumn("at", d.big(), (c) => c.notNull())
       .execute()
     await db.schema.createIndex("changes_at").on("changes").columns(["at"]).execute()

@@ -127,8 +127,9 @@ export interface Database {
     seen_at: number
   }
   /**
-   * Wake-ups for coordinators on an engine that cannot push them (MySQL/MariaDB, notify.ts): one row per
-   * notified topic, read by every coordinator after its last id and pruned after a minute.
+   * Wake-ups for coordinators on an engine that cannot push them (MySQL/MariaDB,
+   * coordinator/notify/mysql.ts): one row per notified topic, read by every coordinator after its last
+   * id and pruned after a minute.
    */
-  changes: { id: Generated<number>; topic: string; at: number }
+  changes: { id: Generated<number>; topic: string; origin: string; at: number }
 }
