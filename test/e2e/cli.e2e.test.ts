@@ -179,11 +179,9 @@ describe("mode selection", () => {
 })
 
 describe("database config", () => {
-  test("a planned engine, or an unknown one, is one config issue and exit 3, for the coordinator and admin --local", async () => {
+  test("an unknown engine is one config issue and exit 3, for the coordinator and admin --local", async () => {
     for (const [engine, issue] of [
-      ["postgres", "database.engine: postgres is planned but not available yet (available: sqlite)"],
-      ["mariadb", "database.engine: mariadb is planned but not available yet (available: sqlite)"],
-      ["oracle", 'database.engine: unknown engine "oracle"; available: sqlite (planned: postgres, mysql, mariadb)'],
+      ["oracle", 'database.engine: unknown engine "oracle"; available: sqlite, postgres, mysql, mariadb'],
     ]) {
       const cfg = join(c.dir, `engine-${engine}.yaml`)
       writeFileSync(cfg, JSON.stringify({ port: 0, database: { engine, path: "x" } }))

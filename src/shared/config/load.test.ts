@@ -261,23 +261,36 @@ describe("loadConfig", () => {
     },
   )
 
-  test.each(["postgres", "mysql", "mariadb"])(
-    "database.engine %s is planned: one issue naming it as not available yet, and what is",
-    async (engine) => {
-      const err = await configError(() =>
-        loadConfig("coordinator", CoordinatorConfig, file("c.yaml", `database:\n  engine: ${engine}\n`)),
-      )
-      expect(err.issues).toEqual([`database.engine: ${engine} is planned but not available yet (available: sqlite)`])
-    },
-  )
+  test.each([
+    ["postgres", "postgres"],
+    ["mysql", "mysql"],
+    ["mariadb", "mysql"],
+  ])("database.engine %s is a server engine (%s) with its defaults", async (engine, as) => {
+    const { config } = await loadConfig(
+      "coordinator",
+      CoordinatorConfig,
+      file("c.yaml", `database:\n  engine: ${engine}\n  url: ${as}://u:p@db.example:1234/media\n  pool_size: 4\n`),
+    )
+    expect(config.database).toEqual({
+      engine: as,
+      url: `${as}://u:p@db.example:1234/media`,
+      pool_size: 4,
+      connect_timeout_seconds: 5,
+      notify_interval_ms: 50,
+    } as never)
+  })
 
-  test("an unknown database engine names the available and the planned ones", async () => {
+  test("an unknown database engine names the available ones; a server engine's url must be a URL", async () => {
     const err = await configError(() =>
       loadConfig("coordinator", CoordinatorConfig, file("c.yaml", "database:\n  engine: oracle\n")),
     )
     expect(err.issues).toEqual([
-      'database.engine: unknown engine "oracle"; available: sqlite (planned: postgres, mysql, mariadb)',
+      'database.engine: unknown engine "oracle"; available: sqlite, postgres, mysql, mariadb',
     ])
+    const url = await configError(() =>
+      loadConfig("coordinator", CoordinatorConfig, file("d.yaml", "database:\n  engine: postgres\n  url: nowhere\n")),
+    )
+    expect(url.issues).toEqual(["database.url: is not a URL"])
   })
 
   test("database defaults to sqlite; unknown keys under it are still reported, with or without an engine", async () => {
@@ -297,7 +310,7 @@ describe("loadConfig", () => {
     const err = await configError(() =>
       loadConfig("coordinator", CoordinatorConfig, file("c.yaml", "database: ./x.db\n")),
     )
-    expect(err.issues).toEqual(["database: must be a mapping (engine, path)"])
+    expect(err.issues).toEqual(["database: must be a mapping (engine, path or url)"])
   })
 
   test("a missing required key is an issue too", async () => {
