@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { memoryKeyring } from "../shared/auth/keyring.ts"
 import { fileKeyring } from "../shared/auth/secret-file.ts"
-import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
+import { heldBudgetMb, type CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
@@ -59,7 +59,7 @@ async function openStore(
     base,
     keys,
     // An attached caller's stdout stays in memory within this budget instead of passing through the database.
-    held: createHeldOutput(config.relay.memory_mb * 1024 * 1024),
+    held: createHeldOutput(heldBudgetMb(config) * 1024 * 1024),
     onKeyProblem: keyProblemLog(log, now),
     onWarning: (message) => log.warn(message),
     onKeys: (r) => {

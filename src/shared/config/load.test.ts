@@ -6,7 +6,7 @@ import { ConfigError } from "../errors.ts"
 import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "./load.ts"
 import { LOCAL_RANGES } from "../net/cidr.ts"
 import { ClientConfig } from "./schema.ts"
-import { CoordinatorConfig, WorkerConfig } from "./server-schema.ts"
+import { CoordinatorConfig, WorkerConfig, heldBudgetMb } from "./server-schema.ts"
 
 /** The schema each role's config is loaded with (as the CLI and the proxy pass it). */
 const Schemas = { coordinator: CoordinatorConfig, worker: WorkerConfig, client: ClientConfig } as const
@@ -106,7 +106,7 @@ describe("loadConfig", () => {
         max_streams_per_job: 8,
         max_streams_per_identity: 256,
       },
-      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64, memory_mb: 256 },
+      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
       scheduling: { priorities: {}, rules: [], aging_seconds: 60, poll_gone_seconds: 2 },
       log_level: "info",
     })
@@ -135,8 +135,12 @@ describe("loadConfig", () => {
       window_wait_seconds: 5,
       stderr_tail_kb: 1024,
       detached_output_mb: 64,
-      memory_mb: 256,
     })
+    // What the relay holds in memory depends on the engine: one coordinator on SQLite; none on a server
+    // database, which several coordinators may share, unless the operator says so.
+    expect(heldBudgetMb(ok.config)).toBe(256)
+    expect(heldBudgetMb({ ...ok.config, database: { engine: "postgres" } as never })).toBe(0)
+    expect(heldBudgetMb({ database: { engine: "mysql" } as never, relay: { memory_mb: 64 } })).toBe(64)
   })
 
   test("gives the worker lifecycle defaults", async () => {
