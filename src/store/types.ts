@@ -255,7 +255,8 @@ export interface Store {
   verifyWorker(id: string, token: string, now: number): Promise<boolean>
   /**
    * Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. With
-   * `poll`, also that its poll connection opened (clears `pollClosedAt`) or closed (sets it to `now`).
+   * `poll`, also that its poll connection opened (clears `pollClosedAt`) or closed (sets it to `now`);
+   * a close is not recorded over anything heard later (a poll opened since on another coordinator).
    */
   touchWorker(id: string, now: number, poll?: "open" | "closed"): Promise<void>
   setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>

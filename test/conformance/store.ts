@@ -150,6 +150,16 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         await store.touchWorker("w1", T0 + 3, "open")
         expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 3, pollClosedAt: null })
       })
+
+      test("a poll close written late does not undo a poll opened since (on another coordinator)", async () => {
+        await store.upsertWorker("w1", reg(), "tok1", T0)
+        await store.touchWorker("w1", T0 + 5, "open")
+        // The close of a poll that ended at T0 + 4, recorded after the worker's next poll opened.
+        await store.touchWorker("w1", T0 + 4, "closed")
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 5, pollClosedAt: null })
+        await store.touchWorker("w1", T0 + 6, "closed")
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 6, pollClosedAt: T0 + 6 })
+      })
     })
 
     describe("operator views", () => {
