@@ -79,7 +79,8 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       })
 
       test("pruneNonces deletes at most `limit` of those before the cutoff, oldest first", async () => {
-        for (let i = 0; i < 7; i++) expect(await store.rememberNonce("c", `nonce-${i}`.padEnd(16, "x"), T0 + i)).toBe(true)
+        for (let i = 0; i < 7; i++)
+          expect(await store.rememberNonce("c", `nonce-${i}`.padEnd(16, "x"), T0 + i)).toBe(true)
         expect(await store.pruneNonces(T0 + 5, 3)).toBe(3)
         // The oldest went: they are new again; the ones after the cutoff are still replays.
         expect(await store.rememberNonce("c", "nonce-0".padEnd(16, "x"), T0 + 100)).toBe(true)

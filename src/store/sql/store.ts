@@ -139,7 +139,13 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
         // coordinator meanwhile is simply not there).
         const n = await tx(async (t) => {
           const ids = (
-            await t.selectFrom("jobs").select("id").where("finished_at", "<", before).orderBy("id").limit(batch).execute()
+            await t
+              .selectFrom("jobs")
+              .select("id")
+              .where("finished_at", "<", before)
+              .orderBy("id")
+              .limit(batch)
+              .execute()
           ).map((r) => r.id)
           if (ids.length === 0) return 0
           await t.deleteFrom("job_output").where("job_id", "in", ids).execute()

@@ -270,4 +270,3 @@ describe("replays across coordinators on one database", () => {
     expect((await send(b.app, signed(bytesOf(8)), bytesOf(8))).status).toBe(200)
   })
 })
-
