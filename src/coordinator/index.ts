@@ -7,7 +7,10 @@ import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
 import { createHeldOutput } from "../store/held.ts"
-import { createApp } from "./api/app.ts"
+import { DATABASE_RETRY_AFTER_SECONDS, createApp } from "./api/app.ts"
+import { databaseUnreachable } from "../store/unreachable.ts"
+import { createClock } from "./clock.ts"
+import { startNoncePruner } from "./nonces.ts"
 import { Hub } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
@@ -73,11 +76,15 @@ async function openStore(
 /** Opens the store, starts the HTTP API and the scheduler; resolves once it is listening. */
 export async function startCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions): Promise<Service> {
   const log = opts.log
-  const now = opts.now ?? Date.now
   // Before anything is opened: a missing or unreadable certificate is a configuration error.
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
-  const store = opts.store ?? (await openStore(config, opts.base, paths, log, now))
+  const store = opts.store ?? (await openStore(config, opts.base, paths, log, Date.now))
+  // The database's clock, unless the caller owns the clock (tests): liveness times written by every
+  // coordinator on the database compare alike (clock.ts).
+  const clock = opts.now ? undefined : createClock({ read: () => store.clock(), log: log.withTag("clock") })
+  await clock?.sync().catch((err) => log.warn("could not read the database's clock; using this host's", err))
+  const now = opts.now ?? clock!.now
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()
@@ -130,6 +137,10 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
           ? app.fetch(req, { server })
           : apiError(400, "E_INVALID", "the request has no Host header"),
       error: (err) => {
+        if (databaseUnreachable(err))
+          return apiError(503, "E_UNAVAILABLE", "the coordinator's database is unreachable; try again shortly", {
+            "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS),
+          })
         log.error("request failed outside the API", err)
         return apiError(500, "E_INTERNAL", "internal error (see the coordinator log)")
       },
@@ -150,6 +161,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   // Where the store lives, as its engine names it (the SQLite file).
   log.info(`listening on ${url}`, { database: paths.database })
   janitor.start()
+  clock?.start()
+  const stopPruner = startNoncePruner({ store, log: log.withTag("nonces"), now })
   let stopped: Promise<void> | undefined
   const stop = () =>
     (stopped ??= (async () => {
@@ -160,6 +173,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
         await Bun.sleep(config.shutdown_delay_seconds * 1000)
       }
       await janitor.stop()
+      clock?.stop()
+      await stopPruner()
       await server.stop(true)
       await scheduler.idle()
       unwire()
@@ -190,5 +205,5 @@ function readTls(cfg: { cert_file: string; key_file: string }, base: string) {
   return { cert: cert.pem, key: key.pem, certFile: cert.p, keyFile: key.p }
 }
 
-const apiError = (status: number, code: string, message: string) =>
-  Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store" } })
+const apiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
+  Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store", ...headers } })

@@ -225,6 +225,19 @@ export interface Store {
   migrate(): Promise<{ sealed: number; recovered?: string }>
   /** One real round trip to the database (for /health); throws when it does not answer. */
   ping(): Promise<void>
+  /**
+   * The database's clock (ms since the epoch), as the statement runs: PostgreSQL's clock_timestamp(),
+   * MySQL's now(3); SQLite has none and answers the host's. Coordinators on one database measure their
+   * offset to it (coordinator/clock.ts) so that liveness times written by each compare alike.
+   */
+  clock(): Promise<number>
+  /**
+   * Records that `client` signed a request with `nonce` at `at` (ms), in one statement that skips a pair
+   * already there: true when it was new, false for a replay (seen by any coordinator on this database).
+   */
+  rememberNonce(client: string, nonce: string, at: number): Promise<boolean>
+  /** Deletes at most `limit` nonces recorded before `before`, oldest first; returns how many. */
+  pruneNonces(before: number, limit: number): Promise<number>
   close(): Promise<void>
   /**
    * Calls `listener` with every change this store object commits, after the commit (a refused or
@@ -423,6 +436,10 @@ export interface Store {
   queuedSince(before: number, lane?: Lane): Promise<Job[]>
   /** Attached, non-terminal jobs whose caller was last seen before `before`. */
   abandoned(before: number): Promise<Job[]>
-  /** Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since then. */
-  prune(before: number): Promise<{ jobs: number; workers: number }>
+  /**
+   * Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since
+   * then. Jobs go in batches of `batch` (default PRUNE_BATCH), one transaction each, until none is left:
+   * a server database with a year of old jobs never holds one transaction over all of them.
+   */
+  prune(before: number, batch?: number): Promise<{ jobs: number; workers: number }>
 }
