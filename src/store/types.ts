@@ -219,6 +219,12 @@ export type StoreChange =
 export interface Store {
   readonly kind: StoreKind
   /**
+   * Whether several coordinators may serve this database at once (PostgreSQL, MySQL): what one
+   * coordinator alone could keep in memory (the nonces it accepted) goes through the database. An
+   * SQLite file has one coordinator (several on one file is not a cluster: docs/operations.md).
+   */
+  readonly shared: boolean
+  /**
    * Brings the schema up to date, then the stored keys: seals those still in clear and completes a
    * secret rotation that was interrupted after its commit (`recovered`: the secret id now on disk).
    */

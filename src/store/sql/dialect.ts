@@ -9,6 +9,8 @@ import type { StoreKind } from "../types.ts"
 export interface SqlDialect {
   /** The engine, also the store's public `kind`. */
   readonly name: StoreKind
+  /** Whether several coordinators may share the database (the store's `shared`). */
+  readonly shared: boolean
   /**
    * Whether read-then-write transactions lock the rows they read (`SELECT ... FOR UPDATE`). Without
    * row locks (SQLite) a write transaction takes the database's write lock up front (tx.ts).
@@ -61,6 +63,7 @@ export interface SqlDialect {
 /** SQLite: one writer at a time (BEGIN IMMEDIATE), no row locks, freed bytes kept in its files. */
 export const sqliteDialect: SqlDialect = {
   name: "sqlite",
+  shared: false,
   forUpdate: false,
   transactionalDdl: true,
   wipeOnReplace: true,
@@ -82,6 +85,7 @@ export const sqliteDialect: SqlDialect = {
 export const postgresDialect: SqlDialect = {
   ...sqliteDialect,
   name: "postgres",
+  shared: true,
   forUpdate: true,
   // Held by the session, per database; a crashed holder's connection ends and frees it.
   migrationLock: {

@@ -56,6 +56,7 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
 
   return {
     kind: dialect.name,
+    shared: dialect.shared,
     async migrate() {
       await migrate(db, dialect)
       return vault.sealAll()

@@ -25,9 +25,10 @@ const PATH = "/api/v1/echo"
  * The middleware on one echo route, with an in-memory identity `alice`; counts credential lookups and
  * nonce writes. `nonces` is the database's nonce table: two harnesses given one are two coordinators on it.
  */
-function harness(cap = CAP, nonces = new Set<string>()) {
+function harness(cap = CAP, nonces = new Set<string>(), shared = true) {
   const seen = { lookups: 0, refusals: [] as string[], nonceWrites: 0 }
   const store = {
+    shared,
     async getCredential(name: string) {
       seen.lookups++
       return name === "alice" ? { name, role: "client", key: KEY, createdAt: 0 } : undefined
@@ -268,5 +269,14 @@ describe("replays across coordinators on one database", () => {
     expect(a.seen.refusals).toEqual(["replay"])
     // A fresh request goes through either.
     expect((await send(b.app, signed(bytesOf(8)), bytesOf(8))).status).toBe(200)
+  })
+
+  test("a database only one coordinator serves (SQLite) is not written: the memory is the whole check", async () => {
+    const one = harness(CAP, new Set<string>(), false)
+    const headers = signed(bytesOf(8))
+    expect((await send(one.app, headers, bytesOf(8))).status).toBe(200)
+    expect((await send(one.app, headers, bytesOf(8))).status).toBe(401)
+    expect(one.seen.nonceWrites).toBe(0)
+    expect(one.seen.refusals).toEqual(["replay"])
   })
 })

@@ -99,11 +99,11 @@ export function hmacAuth(deps: {
       bodyHash: framed ? framed.hash : hasher.digest("hex"),
     })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
-    // The memory first (a replay to this coordinator costs no round trip), then the database: a nonce
-    // another coordinator on it took is a replay here too.
+    // The memory first (a replay to this coordinator costs no round trip), then, on a database several
+    // coordinators share, the database: a nonce another coordinator on it took is a replay here too.
     const seen = nonces.remember(client!, nonce!, now)
     if (seen === "replay") refuse("replayed request (nonce already used)", "replay")
-    if (seen === "new" && !(await deps.store.rememberNonce(client!, nonce!, now)))
+    if (seen === "new" && deps.store.shared && !(await deps.store.rememberNonce(client!, nonce!, now)))
       refuse("replayed request (nonce already used, at another coordinator)", "replay")
     if (seen === "full") {
       deps.onRefuse?.("nonces")
