@@ -10,5 +10,6 @@ export default noun(
     workers: lazy(() => import("./workers.ts")),
     janitor: lazy(() => import("./janitor.ts")),
     security: lazy(() => import("./security.ts")),
+    db: lazy(() => import("./db.ts")),
   },
 )
