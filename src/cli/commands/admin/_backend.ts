@@ -111,13 +111,13 @@ export function chooseMode(
  * The coordinator config of a verb that works only on the coordinator's host, on its database and
  * secret file (`security rotate-secret`, `db status`, `db migrate`): `--local`, or `--config` naming
  * the coordinator's config, or the coordinator config search. An admin identity config is refused
- * with `why` (exit 2).
+ * saying where the verb `works` (exit 2).
  */
-export function localConfig(o: ModeOptions, verb: string, why: string): string {
+export function localConfig(o: ModeOptions, works: string): string {
   const mode = chooseMode(o)
   if (mode.kind === "remote")
     throw new UsageError(
-      `${verb} works on the coordinator host, ${why}: pass the coordinator's config (--config FILE) or --local, not the admin identity config ${mode.file}`,
+      `${works}: pass the coordinator's config (--config FILE) or --local, not the admin identity config ${mode.file}`,
     )
   const file = mode.file ?? findConfig("coordinator")
   if (!file)

@@ -83,7 +83,9 @@ export function describeStatus(s: DbStatus, now: number): string {
   return `${head}\n${s.coordinators.length} coordinator(s) seen ${within}:\n${table(["ID", "HOST", "PID", "VERSION", "URL", "STARTED", "LAST SEEN"], rows)}`
 }
 
-const LOCAL_ONLY = "on its database"
+/** Why the db verbs refuse an admin identity: they read the database itself, not the coordinator's API. */
+const LOCAL_ONLY =
+  "works with the coordinator's config, on its database (from any host that reaches it), not through the coordinator's API"
 
 const statusArgs = { ...jsonArg, ...modeArgs } as const
 const status = verb(
@@ -91,7 +93,7 @@ const status = verb(
   "Show the database (engine, where, password masked), its schema version against this dffmpeg's, the migrations pending and the coordinators seen on it recently. Local mode only (on a host that reaches the database, with the coordinator's config); read only: nothing is created or migrated",
   statusArgs,
   async (args) => {
-    const file = localConfig(modeOf(args), "db status", LOCAL_ONLY)
+    const file = localConfig(modeOf(args), `db status ${LOCAL_ONLY}`)
     const now = Date.now()
     const { config, paths } = await coordinatorStore(file)
     let s: DbStatus
@@ -155,7 +157,7 @@ const migrate = verb(
   "Apply the migrations this dffmpeg has and the database has not (under the same lock as a coordinator's start, so safe while coordinators run) and say what was done. Local mode only (with the coordinator's config and its secret file); a database newer than this dffmpeg is refused (exit 3)",
   migrateArgs,
   async (args) => {
-    const file = localConfig(modeOf(args), "db migrate", `${LOCAL_ONLY} and secret file`)
+    const file = localConfig(modeOf(args), `db migrate ${LOCAL_ONLY}`)
     const { store, path } = await openStore(file, { migrate: false })
     try {
       const m = await migrateStore(store, path)

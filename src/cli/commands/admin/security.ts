@@ -67,7 +67,10 @@ const rotate = verb(
   "Generate a new coordinator secret and re-encrypt every stored key under it (on the coordinator host, with its config; safe while it runs)",
   rotateArgs,
   async (args) => {
-    const cfg = localConfig(modeOf(args), "rotate-secret", "on its database and secret file")
+    const cfg = localConfig(
+      modeOf(args),
+      "rotate-secret works on the coordinator host, on its database and secret file",
+    )
     const { store, secret } = await openStore(cfg)
     try {
       if (!secret) throw new UsageError("the coordinator's database is in memory: there is no secret file to rotate")
