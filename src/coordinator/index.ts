@@ -16,6 +16,7 @@ import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
 import { createMetrics } from "./metrics.ts"
 import { wireWakeups } from "./wakeups.ts"
+import { startPresence } from "./presence.ts"
 
 export interface Service {
   url: string
@@ -157,9 +158,19 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   }
   const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname
   const url = `${tls ? "https" : "http"}://${host}:${server.port}`
+  // Listed by `dffmpeg admin db status` from now on, with the URL it listens on.
+  let presence: Awaited<ReturnType<typeof startPresence>>
+  try {
+    presence = await startPresence(store, { url, log, now, startedAt })
+  } catch (err) {
+    await server.stop(true)
+    unwire()
+    await store.close()
+    throw err
+  }
   ready = true
-  // Where the store lives, as its engine names it (the SQLite file).
-  log.info(`listening on ${url}`, { database: paths.database })
+  // Which engine and where the store lives (a server database's URL with its password masked).
+  log.info(`listening on ${url}`, { engine: store.kind, database: paths.database, coordinator: presence.id })
   janitor.start()
   clock?.start()
   const stopPruner = startNoncePruner({ store, log: log.withTag("nonces"), now })
@@ -178,6 +189,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       await server.stop(true)
       await scheduler.idle()
       unwire()
+      await presence.stop()
       await store.close()
       log.info("coordinator stopped")
     })())

@@ -17,6 +17,19 @@ import type { Lane } from "../shared/protocol/capabilities.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
+/** A running coordinator as it describes itself in `coordinators` (for `dffmpeg admin db status`). */
+export interface CoordinatorRow {
+  /** A ULID made by the process at its start: a restart is a new row. */
+  id: string
+  host: string
+  pid: number
+  version: string
+  /** Where it listens, as it sees itself (behind a load balancer: its own address, not the balancer's). */
+  url: string | null
+  startedAt: number
+  seenAt: number
+}
+
 /** What a submission fixes of a job; the store adds its state (status, epoch, times, worker). */
 export type NewJob = Pick<
   Job,
@@ -245,6 +258,17 @@ export interface Store {
   /** Deletes at most `limit` nonces recorded before `before`, oldest first; returns how many. */
   pruneNonces(before: number, limit: number): Promise<number>
   close(): Promise<void>
+  /** The schema version the database is at (0 before the first migration); never migrates. */
+  schemaVersion(): Promise<number>
+
+  /** Writes (or rewrites) a coordinator's row; rows not seen since `before` go at the same time. */
+  registerCoordinator(row: CoordinatorRow, before: number): Promise<void>
+  /** Refreshes a coordinator's `seen_at` (one statement); false when its row is gone (pruned, deleted). */
+  touchCoordinator(id: string, now: number): Promise<boolean>
+  /** Removes a coordinator's row (its clean stop); false when there was none. */
+  removeCoordinator(id: string): Promise<boolean>
+  /** Coordinators seen at or after `since`, most recently started first. */
+  listCoordinators(since: number): Promise<CoordinatorRow[]>
   /**
    * Calls `listener` with every change this store object commits, after the commit (a refused or
    * rolled-back one is never reported); changes made by other processes are not seen. Returns the

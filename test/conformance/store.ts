@@ -3,8 +3,9 @@ import { ConflictError } from "../../src/shared/errors.ts"
 import { Kind } from "../../src/shared/protocol/frames.ts"
 import { NO_NEEDS } from "../../src/shared/protocol/capabilities.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
-import type { NewJob, OutputChunk, Store, UploadResult } from "../../src/store/types.ts"
+import type { CoordinatorRow, NewJob, OutputChunk, Store, UploadResult } from "../../src/store/types.ts"
 import { PRUNE_BATCH } from "../../src/store/sql/store.ts"
+import { SCHEMA_VERSION } from "../../src/store/sql/migrations.ts"
 import {
   EXIT_OK as ok0,
   mappedJob as newJob,
@@ -1870,6 +1871,65 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         const files = [{ arg: 1, content: "file '$Movies/b.ts'" }]
         await store.createJob(newJob("old-files", { files }), T0 + 600)
         expect((await store.getJob("old-files"))?.files).toEqual(files)
+      })
+    })
+
+    describe("coordinators", () => {
+      const coordinator = (id: string, over: Partial<CoordinatorRow> = {}): CoordinatorRow => ({
+        id,
+        host: "host-a",
+        pid: 4242,
+        version: "1.2.3",
+        url: "http://127.0.0.1:8000",
+        startedAt: T0,
+        seenAt: T0,
+        ...over,
+      })
+
+      test("the schema version is this build's once migrated", async () => {
+        expect(await store.schemaVersion()).toBe(SCHEMA_VERSION)
+      })
+
+      test("are registered, refreshed by one touch, listed by when they were last seen, and removed", async () => {
+        await store.registerCoordinator(coordinator("c1"), 0)
+        await store.registerCoordinator(coordinator("c2", { startedAt: T0 + 5, seenAt: T0 + 5, url: null }), 0)
+        expect(await store.listCoordinators(T0)).toEqual([
+          coordinator("c2", { startedAt: T0 + 5, seenAt: T0 + 5, url: null }),
+          coordinator("c1"),
+        ])
+        expect(await store.touchCoordinator("c1", T0 + 100)).toBe(true)
+        // The same time again still finds the row (MySQL counts changed rows unless told to count matched ones).
+        expect(await store.touchCoordinator("c1", T0 + 100)).toBe(true)
+        expect(await store.touchCoordinator("nobody", T0 + 100)).toBe(false)
+        expect(await store.listCoordinators(T0 + 50)).toEqual([coordinator("c1", { seenAt: T0 + 100 })])
+        expect(await store.removeCoordinator("c1")).toBe(true)
+        expect(await store.removeCoordinator("c1")).toBe(false)
+        expect(await store.touchCoordinator("c1", T0 + 200)).toBe(false)
+        expect((await store.listCoordinators(0)).map((c) => c.id)).toEqual(["c2"])
+      })
+
+      test("registering again rewrites the row, and removes the rows not seen since the cutoff", async () => {
+        await store.registerCoordinator(coordinator("dead", { seenAt: T0 }), 0)
+        await store.registerCoordinator(coordinator("alive", { seenAt: T0 + 1000 }), 0)
+        await store.registerCoordinator(coordinator("me", { seenAt: T0 + 2000, pid: 1 }), 0)
+        await store.registerCoordinator(coordinator("me", { seenAt: T0 + 3000, pid: 2 }), T0 + 500)
+        expect(await store.listCoordinators(0)).toEqual([
+          coordinator("me", { seenAt: T0 + 3000, pid: 2 }),
+          coordinator("alive", { seenAt: T0 + 1000 }),
+        ])
+      })
+
+      test("a host, version or URL longer than its column is cut, not refused", async () => {
+        const long = coordinator("c1", {
+          host: "h".repeat(300),
+          version: "v".repeat(100),
+          url: `http://${"u".repeat(300)}`,
+        })
+        await store.registerCoordinator(long, 0)
+        const [row] = await store.listCoordinators(0)
+        expect(row.host).toBe("h".repeat(255))
+        expect(row.version).toBe("v".repeat(64))
+        expect(row.url).toBe(long.url!.slice(0, 255))
       })
     })
   })

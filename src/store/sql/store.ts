@@ -5,7 +5,8 @@ import type { Stats, Store } from "../types.ts"
 import type { SqlDialect } from "./dialect.ts"
 import { jobMethods } from "./jobs.ts"
 import { keyVault } from "./keys.ts"
-import { migrate } from "./migrations.ts"
+import { coordinatorMethods } from "./coordinators.ts"
+import { migrate, schemaVersion } from "./migrations.ts"
 import type { Database } from "./schema.ts"
 import { WORKER_STATES, sqlContext, stderrProblem } from "./shared.ts"
 import { streamMethods } from "./streams.ts"
@@ -102,7 +103,9 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
       await db.destroy()
       await opts.onClose?.()
     },
+    schemaVersion: () => schemaVersion(db),
     changes: w.changes,
+    ...coordinatorMethods(c),
     ...userMethods(c, w, vault),
     ...workerMethods(c, w),
     ...jobMethods(c, w),
