@@ -55,7 +55,7 @@ export function testNotifier(name: string, setup: NotifierSetup) {
     }
     afterEach(async () => {
       await Promise.all(opened.splice(0).map((n) => n.close?.()))
-      for (const p of proxies.splice(0)) p.close()
+      for (const p of proxies.splice(0)) p.stop()
     })
 
     test("a notify wakes a waiter of the other instance (without the hint when it crosses processes)", async () => {

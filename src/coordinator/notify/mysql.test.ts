@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test"
 import { testCoordinatorWakeups, testNotifier } from "../../../test/conformance/notifier.ts"
 import { waitFor } from "../../../test/helpers/bin.ts"
 import { databaseSql, freshDatabase, type TestDatabase } from "../../../test/helpers/databases.ts"
-import { tcpProxy } from "../../../test/helpers/tcp-proxy.ts"
+import { TcpProxy } from "../../../test/helpers/tcp-proxy.ts"
 import { createMysqlStore } from "../../store/mysql/index.ts"
 import type { Notifier } from "../hub.ts"
 import { ChangeCursor, GAP_MS, INSERT_ROWS, MysqlNotifier, PRUNE_ROWS } from "./mysql.ts"
@@ -23,7 +23,7 @@ testNotifier("mysql", {
   remote: true,
   async pair(proxied) {
     const d = await database()
-    const proxy = proxied ? tcpProxy(d.connection) : undefined
+    const proxy = proxied ? TcpProxy.start(d.connection) : undefined
     const a = new MysqlNotifier({ connection: d.connection })
     const b = new MysqlNotifier({
       connection: proxy ? { ...d.connection, host: "127.0.0.1", port: proxy.port } : d.connection,

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import { testCoordinatorWakeups, testNotifier } from "../../../test/conformance/notifier.ts"
 import { freshDatabase, type TestDatabase } from "../../../test/helpers/databases.ts"
-import { tcpProxy } from "../../../test/helpers/tcp-proxy.ts"
+import { TcpProxy } from "../../../test/helpers/tcp-proxy.ts"
 import type { Notifier } from "../hub.ts"
 import { PAYLOAD_MAX_BYTES, PostgresNotifier, payloads, topicsOf } from "./postgres.ts"
 import { EVERY_TOPIC } from "./remote.ts"
@@ -13,7 +13,7 @@ testNotifier("postgres", {
   remote: true,
   async pair(proxied) {
     const d = await (db ??= freshDatabase("postgres"))
-    const proxy = proxied ? tcpProxy(d.connection) : undefined
+    const proxy = proxied ? TcpProxy.start(d.connection) : undefined
     const a = new PostgresNotifier({ connection: d.connection })
     const b = new PostgresNotifier({
       connection: proxy ? { ...d.connection, host: "127.0.0.1", port: proxy.port } : d.connection,
