@@ -50,7 +50,11 @@ export interface SqlDialect {
   /** What a CREATE TABLE needs after its columns (MySQL: the engine and a byte-exact collation). */
   tableOptions?: RawBuilder<unknown>
   /** An auto-incrementing 64-bit primary key, in the engine's own words. */
-  serialKey<T extends CreateTableBuilder<any, any>>(t: T, col: string): T
+  serialKey<T extends CreateTableBuilder<any, any>>(t: T, col: string): T /**
+   * The type unbounded text columns need where the schema's `text` is bounded: MySQL's TEXT holds
+   * 64 KiB (longer values fail, or are cut without strict mode). Undefined where `text` has no limit.
+   */
+  readonly longText?: RawBuilder<unknown>
 }
 
 /** SQLite: one writer at a time (BEGIN IMMEDIATE), no row locks, freed bytes kept in its files. */
@@ -112,6 +116,7 @@ export const mysqlDialect: SqlDialect = {
   returning: false,
   insertIgnore: (q) => q.ignore(),
   blob: () => sql`longblob`,
+  longText: sql`longtext`,
   str: (n = 255) => sql.raw(`varchar(${n})`),
   serialKey: (t, col) => t.addColumn(col, "bigint", (c) => c.primaryKey().autoIncrement()) as typeof t,
 }
