@@ -84,7 +84,9 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
           ? (await import("./postgres/index.ts")).createPostgresStore(opts)
           : (await import("./mysql/index.ts")).createMysqlStore(opts)
       try {
-        cfg.onKeys?.(await store.migrate())
+        // As for SQLite: not `cfg.onKeys?.(await store.migrate())`, which skips the migration without a callback.
+        const report = await store.migrate()
+        cfg.onKeys?.(report)
       } catch (err) {
         await store.close().catch(() => {})
         throw unreachable(err, connection.display)

@@ -1,0 +1,272 @@
+#!/usr/bin/env bun
+/**
+ * Several coordinators on one database (issue 14), per engine (SQLite, PostgreSQL, MariaDB) and for 1
+ * and 2 coordinators of the compiled binary on 127.0.0.1 sharing it:
+ *  1. proxied `ffprobe` overhead: --runs N (default 30) interleaved runs of local ffprobe and ffprobe
+ *     through the proxy on a 30 s 720p mkv, whole process wall time, overhead (proxy − local) at p50 and
+ *     p99. With 2 coordinators the client submits to the first and the worker polls the second, so every
+ *     job crosses coordinators;
+ *  2. submit → exec: for each of those proxied jobs, from its `queued` event (the submitting coordinator
+ *     stored it) to its `running` event (the worker's coordinator stored the worker's start, sent once
+ *     ffprobe was spawned), from the job's timeline. A worker whose coordinator is not told of a job
+ *     submitted elsewhere learns of it when its poll ends (`poll_wait_seconds`, --poll-wait S, default 2 s
+ *     here, 25 s by default in production) or when the poll re-reads: the figure is what the notifier
+ *     in the build does, whatever it is (/health's notifier kind is printed);
+ *  3. claims/s at store level: --claims N (default 400) queued jobs, then K = 1, 2 and 4 stores (each its
+ *     own connection pool, as coordinators are) on the one database race to assign every job (each store
+ *     walks the ids in its own random order); every job must be assigned exactly once.
+ * Local baselines are measured in the same run. Prints a Markdown report (for docs/performance.md) and,
+ * with --json FILE, writes the figures as JSON. --quick: --runs 8 --claims 100 --poll-wait 1.
+ * --engines sqlite,postgres,mysql picks engines. Run: `bun run bench:cluster` (builds when dist/dffmpeg is
+ * missing). The server databases are fresh ones on the test services (test/helpers/databases.ts).
+ */
+import { cpus, loadavg, totalmem } from "node:os"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { BIN } from "../test/helpers/bin.ts"
+import { Cluster } from "../test/helpers/cluster.ts"
+import { freshDatabase, type ServerEngine } from "../test/helpers/databases.ts"
+import { Proc } from "../test/helpers/proc.ts"
+import { mappedJob } from "../test/helpers/fixtures.ts"
+import { benchInput, ensureBuilt, f, pct, timed } from "./_common.ts"
+import type { DatabaseConfig } from "../src/shared/config/server-schema.ts"
+
+type Engine = "sqlite" | ServerEngine
+
+const argv = process.argv
+if (argv.includes("--help") || argv.includes("-h")) {
+  console.log(
+    "usage: bun bench/cluster.ts [--quick] [--runs N] [--claims N] [--poll-wait S] [--engines sqlite,postgres,mysql] [--json FILE]",
+  )
+  process.exit(0)
+}
+const quick = argv.includes("--quick")
+const arg = (name: string, dflt: number) => {
+  const i = argv.indexOf(name)
+  return i > 0 ? Number(argv[i + 1]) || dflt : dflt
+}
+const runs = arg("--runs", quick ? 8 : 30)
+const claims = arg("--claims", quick ? 100 : 400)
+const pollWait = arg("--poll-wait", quick ? 1 : 2)
+const ei = argv.indexOf("--engines")
+const engines = (ei > 0 ? argv[ei + 1]!.split(",") : ["sqlite", "postgres", "mysql"]) as Engine[]
+const ji = argv.indexOf("--json")
+const jsonFile = ji > 0 ? argv[ji + 1] : undefined
+const STORES = [1, 2, 4]
+
+interface ProxyFigures {
+  coordinators: number
+  notifier: string
+  localP50: number
+  localP99: number
+  proxyP50: number
+  proxyP99: number
+  overheadP50: number
+  overheadP99: number
+  submitToExecP50: number
+  submitToExecP99: number
+  submitToExecMax: number
+}
+
+/** The database a run uses: SQLite's file in the cluster's directory, or a fresh server database. */
+async function databaseFor(engine: Engine): Promise<{ config: DatabaseConfig; drop: () => Promise<void> }> {
+  if (engine === "sqlite")
+    return { config: { engine: "sqlite", path: "./coordinator.db" } as DatabaseConfig, drop: async () => {} }
+  const db = await freshDatabase(engine)
+  return { config: db.config, drop: () => db.drop() }
+}
+
+/** A second coordinator process on the cluster's config (same database and secret file), on its own port. */
+async function secondCoordinator(c: Cluster): Promise<{ proc: Proc; port: number }> {
+  const p = Bun.spawn([BIN, "coordinator", "--config", c.coordinatorConfig], {
+    cwd: c.dir,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+  })
+  const proc = new Proc("coordinator2", p)
+  const m = await proc.waitForLine(/listening on https?:\/\/127\.0\.0\.1:(\d+)/)
+  return { proc, port: Number(m[1]) }
+}
+
+async function proxyRun(engine: Engine, coordinators: 1 | 2): Promise<ProxyFigures> {
+  const db = await databaseFor(engine)
+  // port 0 in the config: the second coordinator gets a port of its own.
+  const c = await Cluster.start({
+    workers: 1,
+    startWorkers: false,
+    coordinatorConfig: { database: db.config, poll_wait_seconds: pollWait },
+  })
+  let second: { proc: Proc; port: number } | undefined
+  try {
+    if (coordinators === 2) second = await secondCoordinator(c)
+    await c.startWorker("worker1", second ? { coordinator: { port: second.port } } : {})
+    const health = (await (await fetch(`${c.url}/health`)).json().catch(() => ({}))) as { notifier?: unknown }
+    const notifier = (health.notifier as { kind?: string } | undefined)?.kind ?? "unreported"
+    const input = join(c.storage, "bench.mkv")
+    benchInput(input)
+    const args = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
+    const env = { PATH: process.env.PATH!, HOME: c.dir, DFFMPEG_CLIENT_CONFIG: c.clientConfig }
+    const proxy = [join(c.binDir, "ffprobe"), ...args, join(c.clientMedia, "bench.mkv")]
+    const local = ["ffprobe", ...args, input]
+    for (let i = 0; i < 2; i++) {
+      await timed(local, env)
+      await timed(proxy, env)
+    }
+    const before = new Set((await c.jobs()).map((j) => j.id))
+    const l: number[] = []
+    const r: number[] = []
+    for (let i = 0; i < runs; i++) {
+      l.push(await timed(local, env))
+      r.push(await timed(proxy, env))
+    }
+    const measured = (await c.jobs()).filter((j) => !before.has(j.id))
+    if (measured.length !== runs) throw new Error(`expected ${runs} jobs, found ${measured.length}`)
+    const toExec: number[] = []
+    for (const j of measured) {
+      const ev = (await c.job(j.id)).events as unknown as { status: string; at: number }[]
+      const queued = ev.find((e) => e.status === "queued")
+      const running = ev.find((e) => e.status === "running")
+      if (!queued || !running) throw new Error(`job ${j.id} has no queued/running events: ${JSON.stringify(ev)}`)
+      toExec.push(running.at - queued.at)
+    }
+    return {
+      coordinators,
+      notifier,
+      localP50: pct(l, 50),
+      localP99: pct(l, 99),
+      proxyP50: pct(r, 50),
+      proxyP99: pct(r, 99),
+      overheadP50: pct(r, 50) - pct(l, 50),
+      overheadP99: pct(r, 99) - pct(l, 99),
+      submitToExecP50: pct(toExec, 50),
+      submitToExecP99: pct(toExec, 99),
+      submitToExecMax: Math.max(...toExec),
+    }
+  } finally {
+    await second?.proc.stop("SIGTERM")
+    await c.stop()
+    await db.drop()
+  }
+}
+
+interface ClaimFigures {
+  stores: number
+  jobs: number
+  seconds: number
+  perSec: number
+  /** Assign calls that found the job taken by another store. */
+  lost: number
+}
+
+/** Store-level claims: `claims` queued jobs assigned by `k` stores racing on one database. */
+async function claimRun(engine: Engine, k: number): Promise<ClaimFigures> {
+  const { createStore } = await import("../src/store/index.ts")
+  const { fileKeyring } = await import("../src/shared/auth/secret-file.ts")
+  const dir = mkdtempSync(join(tmpdir(), "dffmpeg-bench-claims-"))
+  const db = await databaseFor(engine)
+  const keys = fileKeyring(join(dir, "secret"))
+  const { Database } = await import("../src/shared/config/server-schema.ts")
+  const { parse } = await import("valibot")
+  // With the config's defaults (pool size, timeouts), as a coordinator's config loader gives them.
+  const database = parse(Database, db.config)
+  const open = () => createStore({ database, base: dir, keys })
+  const stores = [await open()]
+  try {
+    for (let i = 1; i < k; i++) stores.push(await open())
+    const ids = Array.from({ length: claims }, (_, i) => `job${String(i).padStart(6, "0")}`)
+    const t0 = Date.now()
+    for (const id of ids) await stores[0]!.createJob(mappedJob(id), t0)
+    // Shuffled per store (seeded by its index): stores collide on some jobs, not on every one in lockstep.
+    const order = (seed: number) => {
+      const a = [...ids]
+      let s = seed * 2654435761 + 1
+      for (let i = a.length - 1; i > 0; i--) {
+        s = (s * 1103515245 + 12345) >>> 0
+        const j = s % (i + 1)
+        ;[a[i], a[j]] = [a[j]!, a[i]!]
+      }
+      return a
+    }
+    let lost = 0
+    const won = new Map<string, number>()
+    const t = performance.now()
+    await Promise.all(
+      stores.map(async (store, si) => {
+        for (const id of order(si + 1)) {
+          if (won.has(id)) continue
+          const job = await store.assign(id, `w${si}`, Date.now())
+          if (job) won.set(id, (won.get(id) ?? 0) + 1)
+          else lost++
+        }
+      }),
+    )
+    const seconds = (performance.now() - t) / 1000
+    const twice = [...won].filter(([, n]) => n !== 1)
+    if (won.size !== claims || twice.length)
+      throw new Error(`claims: ${won.size}/${claims} assigned, ${twice.length} twice`)
+    const assigned = await stores[0]!.listJobs({ status: "assigned", limit: claims + 1 })
+    if (assigned.length !== claims)
+      throw new Error(`claims: the store lists ${assigned.length} assigned jobs of ${claims}`)
+    return { stores: k, jobs: claims, seconds, perSec: claims / seconds, lost }
+  } finally {
+    await Promise.all(stores.map((s) => s.close()))
+    await db.drop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+ensureBuilt()
+const load0 = loadavg()
+const results: Record<string, { proxy: ProxyFigures[]; claims: ClaimFigures[] }> = {}
+for (const engine of engines) {
+  const proxy: ProxyFigures[] = []
+  for (const n of [1, 2] as const) {
+    console.error(`${engine}: ${n} coordinator(s)...`)
+    proxy.push(await proxyRun(engine, n))
+  }
+  const cl: ClaimFigures[] = []
+  for (const k of STORES) {
+    console.error(`${engine}: claims by ${k} store(s)...`)
+    cl.push(await claimRun(engine, k))
+  }
+  results[engine] = { proxy, claims: cl }
+}
+const load1 = loadavg()
+
+const name = { sqlite: "SQLite", postgres: "PostgreSQL", mysql: "MariaDB" } as Record<Engine, string>
+const lines = [
+  `### bench:cluster, ${new Date().toISOString().slice(0, 10)}`,
+  "",
+  `Machine: ${cpus()[0]?.model ?? "?"} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Bun ${Bun.version}; ` +
+    `load average ${load0.map((x) => x.toFixed(2)).join(" ")} at start, ${load1.map((x) => x.toFixed(2)).join(" ")} at end. ` +
+    `${runs} interleaved runs of local and proxied \`ffprobe -show_format -show_streams\` (30 s 720p mkv) per row; ` +
+    `1 worker; poll_wait_seconds ${pollWait}. With 2 coordinators the client submits to one and the worker polls the other.`,
+  "",
+  "| engine | coordinators | notifier | local p50 / p99 (ms) | proxy p50 / p99 (ms) | overhead p50 / p99 (ms) | submit → exec p50 / p99 / max (ms) |",
+  "|---|---:|---|---:|---:|---:|---:|",
+  ...engines.flatMap((e) =>
+    results[e]!.proxy.map(
+      (p) =>
+        `| ${name[e]} | ${p.coordinators} | ${p.notifier} | ${f(p.localP50)} / ${f(p.localP99)} | ${f(p.proxyP50)} / ${f(p.proxyP99)} | ` +
+        `${f(p.overheadP50)} / ${f(p.overheadP99)} | ${f(p.submitToExecP50)} / ${f(p.submitToExecP99)} / ${f(p.submitToExecMax)} |`,
+    ),
+  ),
+  "",
+  `Claims at store level: ${claims} queued jobs, each store (own pool) assigns them in its own random order; every job assigned exactly once (checked).`,
+  "",
+  `| engine | ${STORES.map((k) => `${k} store${k > 1 ? "s" : ""}: claims/s (lost races)`).join(" | ")} |`,
+  `|---|${STORES.map(() => "---:").join("|")}|`,
+  ...engines.map(
+    (e) => `| ${name[e]} | ${results[e]!.claims.map((c) => `${c.perSec.toFixed(0)} (${c.lost})`).join(" | ")} |`,
+  ),
+]
+console.log(lines.join("\n"))
+if (jsonFile)
+  writeFileSync(
+    jsonFile,
+    JSON.stringify({ date: new Date().toISOString(), runs, claims, pollWait, load: [load0, load1], results }, null, 2),
+  )
+process.exit(0)
