@@ -4,6 +4,7 @@ import { join } from "node:path"
 import { Cluster, type ClusterOptions, type RunResult } from "../../helpers/cluster.ts"
 import { sample, md5 } from "../../helpers/media.ts"
 import { apiFor, submitRaw } from "../../helpers/api.ts"
+import { signedFetch } from "../../helpers/signed.ts"
 
 /**
  * The walking skeleton's end-to-end checks (byte-exact proxy, exit codes, stdin, signals, written files,
@@ -390,6 +391,19 @@ export function proxyChecks(engine: string, options: () => Promise<ClusterOption
       expect(r.code).toBe(1)
       expect(r.err).toMatch(/^dffmpeg: cannot reach the coordinator at http:\/\/127\.0\.0\.1:1: /)
       expect(r.err.trim().split("\n").length).toBe(1)
+    })
+
+    test("a user added by admin --local while the coordinator runs signs at once (one secret file, one credential view)", async () => {
+      const key = await c.addUser("late-client", "client")
+      const r = await signedFetch(c.url, { client: "late-client", key, method: "GET", path: "/api/v1/jobs" })
+      expect(r.status).toBe(200)
+      const wrong = await signedFetch(c.url, {
+        client: "late-client",
+        key: c.key("client1"),
+        method: "GET",
+        path: "/api/v1/jobs",
+      })
+      expect(wrong.status).toBe(401)
     })
 
     test("a wrong key gives one dffmpeg: line about credentials and exit 1", async () => {
