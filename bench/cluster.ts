@@ -13,9 +13,10 @@
  *     here, 25 s by default in production) or when the poll re-reads: the figure is what the notifier
  *     in the build does, whatever it is (/health's notifier kind is printed); and to its `completed`
  *     event (the worker's exit stored): the rest of the proxy's wall is the outcome reaching the caller;
- *  3. claims/s at store level: --claims N (default 400) queued jobs, then K = 1, 2 and 4 stores (each its
- *     own connection pool, as coordinators are) on the one database race to assign every job (each store
- *     walks the ids in its own random order); every job must be assigned exactly once.
+ *  3. claims/s at store level: --claims N (default 400) queued jobs, then K = 1, 2 and 4 stores, each in a
+ *     process of its own with its own pool (as coordinators are), race on the one database to assign
+ *     every job (each walks the ids in its own random order); every job must be assigned exactly once.
+ *     The time is from the go given to all to the last one's end (their start-up not counted).
  * Local baselines are measured in the same run. Prints a Markdown report (for docs/performance.md) and,
  * with --json FILE, writes the figures as JSON. --quick: --runs 8 --claims 100 --poll-wait 1.
  * --engines sqlite,postgres,mysql picks engines. Run: `bun run bench:cluster` (builds when dist/dffmpeg is
@@ -169,61 +170,113 @@ interface ClaimFigures {
   lost: number
 }
 
-/** Store-level claims: `claims` queued jobs assigned by `k` stores racing on one database. */
-async function claimRun(engine: Engine, k: number): Promise<ClaimFigures> {
+/** The order store `seed` walks the ids in: stores collide on some jobs, not on every one in lockstep. */
+function order(ids: string[], seed: number): string[] {
+  const a = [...ids]
+  let s = (seed * 2654435761 + 1) >>> 0
+  for (let i = a.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) >>> 0
+    const j = s % (i + 1)
+    ;[a[i], a[j]] = [a[j]!, a[i]!]
+  }
+  return a
+}
+
+/** Opens the store a claimer (or the set-up) uses: the config's defaults, as a coordinator's loader gives them. */
+async function openStore(database: DatabaseConfig, dir: string) {
   const { createStore } = await import("../src/store/index.ts")
   const { fileKeyring } = await import("../src/shared/auth/secret-file.ts")
-  const dir = mkdtempSync(join(tmpdir(), "dffmpeg-bench-claims-"))
-  const db = await databaseFor(engine)
-  const keys = fileKeyring(join(dir, "secret"))
   const { Database } = await import("../src/shared/config/server-schema.ts")
   const { parse } = await import("valibot")
-  // With the config's defaults (pool size, timeouts), as a coordinator's config loader gives them.
-  const database = parse(Database, db.config)
-  const open = () => createStore({ database, base: dir, keys })
-  const stores = [await open()]
+  return createStore({ database: parse(Database, database), base: dir, keys: fileKeyring(join(dir, "secret")) })
+}
+
+/**
+ * One claimer: a process of its own with its own store, as a coordinator is (SQLite's locks wait in
+ * the process that asks, so stores of one process would wait on each other). Says `ready`, waits for a
+ * line on stdin, assigns every job it can in its order, then prints what it won and its wall time.
+ */
+async function claimer(database: DatabaseConfig, dir: string, index: number, n: number) {
+  const store = await openStore(database, dir)
+  const ids = Array.from({ length: n }, (_, i) => `job${String(i).padStart(6, "0")}`)
+  const mine = order(ids, index + 1)
+  process.stdout.write("ready\n")
+  for await (const _ of console) break
+  const won: string[] = []
+  let lost = 0
+  const t = performance.now()
+  for (const id of mine) {
+    if (await store.assign(id, `w${index}`, Date.now())) won.push(id)
+    else lost++
+  }
+  const ms = performance.now() - t
+  await store.close()
+  process.stdout.write(JSON.stringify({ won, lost, ms }) + "\n")
+  process.exit(0)
+}
+
+/** Store-level claims: `claims` queued jobs assigned by `k` claimer processes racing on one database. */
+async function claimRun(engine: Engine, k: number): Promise<ClaimFigures> {
+  const dir = mkdtempSync(join(tmpdir(), "dffmpeg-bench-claims-"))
+  const db = await databaseFor(engine)
+  const database =
+    engine === "sqlite" ? ({ engine: "sqlite", path: join(dir, "claims.db") } as DatabaseConfig) : db.config
   try {
-    for (let i = 1; i < k; i++) stores.push(await open())
-    const ids = Array.from({ length: claims }, (_, i) => `job${String(i).padStart(6, "0")}`)
+    const setup = await openStore(database, dir)
     const t0 = Date.now()
-    for (const id of ids) await stores[0]!.createJob(mappedJob(id), t0)
-    // Shuffled per store (seeded by its index): stores collide on some jobs, not on every one in lockstep.
-    const order = (seed: number) => {
-      const a = [...ids]
-      let s = seed * 2654435761 + 1
-      for (let i = a.length - 1; i > 0; i--) {
-        s = (s * 1103515245 + 12345) >>> 0
-        const j = s % (i + 1)
-        ;[a[i], a[j]] = [a[j]!, a[i]!]
-      }
-      return a
-    }
-    let lost = 0
-    const won = new Map<string, number>()
-    const t = performance.now()
-    await Promise.all(
-      stores.map(async (store, si) => {
-        for (const id of order(si + 1)) {
-          if (won.has(id)) continue
-          const job = await store.assign(id, `w${si}`, Date.now())
-          if (job) won.set(id, (won.get(id) ?? 0) + 1)
-          else lost++
-        }
+    for (let i = 0; i < claims; i++) await setup.createJob(mappedJob(`job${String(i).padStart(6, "0")}`), t0)
+    await setup.close()
+    const procs = Array.from({ length: k }, (_, i) =>
+      Bun.spawn(["bun", import.meta.path, "--claimer", JSON.stringify(database), dir, String(i), String(claims)], {
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "inherit",
       }),
     )
+    const readers = procs.map((p) => p.stdout.pipeThrough(new TextDecoderStream()).getReader())
+    let bufs = procs.map(() => "")
+    const line = async (i: number) => {
+      while (!bufs[i]!.includes("\n")) {
+        const r = await readers[i]!.read()
+        if (r.done) throw new Error(`claimer ${i} exited`)
+        bufs[i] += r.value
+      }
+      const at = bufs[i]!.indexOf("\n")
+      const l = bufs[i]!.slice(0, at)
+      bufs = bufs.map((b, j) => (j === i ? b.slice(at + 1) : b))
+      return l
+    }
+    await Promise.all(procs.map((_, i) => line(i)))
+    const t = performance.now()
+    for (const p of procs) {
+      p.stdin.write("go\n")
+      p.stdin.flush()
+    }
+    const outs = (await Promise.all(procs.map((_, i) => line(i)))).map(
+      (l) => JSON.parse(l) as { won: string[]; lost: number; ms: number },
+    )
     const seconds = (performance.now() - t) / 1000
+    await Promise.all(procs.map((p) => p.exited))
+    const won = new Map<string, number>()
+    for (const o of outs) for (const id of o.won) won.set(id, (won.get(id) ?? 0) + 1)
     const twice = [...won].filter(([, n]) => n !== 1)
     if (won.size !== claims || twice.length)
       throw new Error(`claims: ${won.size}/${claims} assigned, ${twice.length} twice`)
-    const assigned = await stores[0]!.listJobs({ status: "assigned", limit: claims + 1 })
+    const check = await openStore(database, dir)
+    const assigned = await check.listJobs({ status: "assigned", limit: claims + 1 })
+    await check.close()
     if (assigned.length !== claims)
       throw new Error(`claims: the store lists ${assigned.length} assigned jobs of ${claims}`)
+    const lost = outs.reduce((a, o) => a + o.lost, 0)
     return { stores: k, jobs: claims, seconds, perSec: claims / seconds, lost }
   } finally {
-    await Promise.all(stores.map((s) => s.close()))
     await db.drop()
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+if (argv[2] === "--claimer") {
+  await claimer(JSON.parse(argv[3]!), argv[4]!, Number(argv[5]), Number(argv[6]))
 }
 
 ensureBuilt()
@@ -263,7 +316,7 @@ const lines = [
     ),
   ),
   "",
-  `Claims at store level: ${claims} queued jobs, each store (own pool) assigns them in its own random order; every job assigned exactly once (checked).`,
+  `Claims at store level: ${claims} queued jobs, each store (a process of its own, own pool) tries every job in its own random order (lost: tries that found the job taken); every job assigned exactly once (checked).`,
   "",
   `| engine | ${STORES.map((k) => `${k} store${k > 1 ? "s" : ""}: claims/s (lost races)`).join(" | ")} |`,
   `|---|${STORES.map(() => "---:").join("|")}|`,
