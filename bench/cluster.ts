@@ -107,8 +107,8 @@ async function proxyRun(engine: Engine, coordinators: 1 | 2): Promise<ProxyFigur
   try {
     if (coordinators === 2) second = await secondCoordinator(c)
     await c.startWorker("worker1", second ? { coordinator: { port: second.port } } : {})
-    const health = (await (await fetch(`${c.url}/health`)).json().catch(() => ({}))) as { notifier?: unknown }
-    const notifier = (health.notifier as { kind?: string } | undefined)?.kind ?? "unreported"
+    const health = (await (await fetch(`${c.url}/health`)).json()) as { components?: { notifier?: { kind?: string } } }
+    const notifier = health.components?.notifier?.kind ?? "unreported"
     const input = join(c.storage, "bench.mkv")
     benchInput(input)
     const args = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
