@@ -445,6 +445,35 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect((await store.assignedTo("w1")).map((j) => j.files)).toEqual([files])
       })
 
+      test("values as large as the coordinator's limits admit are stored whole (MySQL's TEXT holds 64 KiB)", async () => {
+        // limits.max_args_bytes defaults to 256 KiB (up to 64 MiB); concat lists take up to 4 MiB a job;
+        // a worker's tools may name 4096 encoders, decoders, filters... each.
+        const long = (n: number, seed: string) => Array.from({ length: n }, (_, i) => `${seed}${i}`).join(",")
+        const args = ["-i", "$Movies/a.mkv", "-af", `volume=1:precision=${long(40_000, "x")}`, "-f", "null", "-"]
+        const env = { FFREPORT: `file=$Movies/${long(15_000, "r")}.log` }
+        const files = [{ arg: 1, content: long(120_000, "file '$Movies/a.ts'\n") }]
+        expect(JSON.stringify(args).length).toBeGreaterThan(200_000)
+        expect(files[0].content.length).toBeGreaterThan(2_000_000)
+        await store.createJob(newJob("j1", { args, env, files }), T0)
+        const job = await store.getJob("j1")
+        expect(job?.args).toEqual(args)
+        expect(job?.env).toEqual(env)
+        expect(job?.files).toEqual(files)
+        const names = (prefix: string) => Array.from({ length: 4096 }, (_, i) => `${prefix}_${i}`)
+        const ffmpeg = {
+          version: "7.1",
+          encoders: names("enc"),
+          decoders: names("dec"),
+          hwaccels: [],
+          hwDevices: [],
+          filters: names("filter"),
+          muxers: names("mux"),
+          demuxers: names("demux"),
+        }
+        await store.upsertWorker("w1", reg({ tools: { ffmpeg, ffprobe: ffmpeg } }), "tok1", T0)
+        expect((await store.getWorker("w1"))?.tools).toEqual({ ffmpeg, ffprobe: ffmpeg })
+      })
+
       test("createJob with an existing id throws", async () => {
         await store.createJob(newJob("j1"), T0)
         await expect(store.createJob(newJob("j1"), T0)).rejects.toThrow()

@@ -33,9 +33,12 @@ export interface TestDatabase {
 const created: TestDatabase[] = []
 // Registered when a test file imports this module, so at its top level: the file's databases are
 // dropped after its last test (a hook registered from inside a test would run after that test).
-afterAll(async () => {
-  await Promise.all(created.splice(0).map((d) => d.drop().catch(() => {})))
-})
+// Outside the test runner (a benchmark: bench/cluster.ts) there is no afterAll: callers drop their own.
+try {
+  afterAll(async () => {
+    await Promise.all(created.splice(0).map((d) => d.drop().catch(() => {})))
+  })
+} catch {}
 
 /** Runs SQL as the test role on the engine's admin database. */
 export async function adminSql(engine: ServerEngine, text: string): Promise<void> {

@@ -58,6 +58,11 @@ export interface SqlDialect {
    * the transaction's start); undefined when the database has no clock of its own (SQLite: the host's).
    */
   readonly clock?: RawBuilder<{ t: number }>
+  /**
+   * The type unbounded text columns need where the schema's `text` is bounded: MySQL's TEXT holds
+   * 64 KiB (longer values fail, or are cut without strict mode). Undefined where `text` has no limit.
+   */
+  readonly longText?: RawBuilder<unknown>
 }
 
 /** SQLite: one writer at a time (BEGIN IMMEDIATE), no row locks, freed bytes kept in its files. */
@@ -123,6 +128,7 @@ export const mysqlDialect: SqlDialect = {
   returning: false,
   insertIgnore: (q) => q.ignore(),
   blob: () => sql`longblob`,
+  longText: sql`longtext`,
   str: (n = 255) => sql.raw(`varchar(${n})`),
   serialKey: (t, col) => t.addColumn(col, "bigint", (c) => c.primaryKey().autoIncrement()) as typeof t,
   // now(3): the statement's time to the millisecond; unix_timestamp() of it is independent of the session's zone.

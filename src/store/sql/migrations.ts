@@ -264,7 +264,52 @@ const steps: Step[] = [
       .execute()
     await db.schema.createIndex("changes_at").on("changes").columns(["at"]).execute()
   },
+  // Unbounded text on MySQL/MariaDB: the steps above made these columns `text`, which holds 64 KiB
+  // there, while a job's arguments may take limits.max_args_bytes (up to 64 MiB), its concat lists
+  // 4 MiB and a worker's tools some hundreds of KiB. The other engines' text has no limit.
+  async (db, d) => {
+    const type = d.longText
+    if (!type) return
+    for (const [name, columns] of Object.entries(TEXT_COLUMNS)) {
+      const [first, ...rest] = Object.entries(columns)
+      const modify = (t: any, [col, spec]: [string, TextColumn]) =>
+        t.modifyColumn(col, type, (c: any) => {
+          const required = spec === "nullable" ? c : c.notNull()
+          return typeof spec === "object" ? required.defaultTo(spec.default) : required
+        })
+      await rest.reduce(modify, modify(db.schema.alterTable(name), first!)).execute()
+    }
+  },
 ]
+
+/** An unbounded text column as the steps created it: NOT NULL (with a default) or nullable. */
+type TextColumn = "required" | "nullable" | { default: string }
+
+/** Every column the steps created as `text`, table by table. */
+const TEXT_COLUMNS: Record<string, Record<string, TextColumn>> = {
+  meta: { value: "required" },
+  workers: {
+    binaries: "required",
+    paths: "required",
+    capabilities: "required",
+    tools: { default: "{}" },
+    labels: { default: "{}" },
+  },
+  jobs: {
+    args: "required",
+    paths: "required",
+    cwd: "nullable",
+    error: "nullable",
+    excluded: "nullable",
+    progress: "nullable",
+    env: { default: "{}" },
+    needs: "nullable",
+    barred: "nullable",
+  },
+  job_events: { reason: "nullable" },
+  job_args: { args: "required" },
+  job_files: { files: "required" },
+}
 
 /** meta's key for a step begun where DDL cannot be rolled back (MySQL): set while it runs. */
 const MIGRATING = "migrating_to"
