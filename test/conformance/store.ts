@@ -1212,6 +1212,27 @@ export function testStore(name: string, open: () => Store | Promise<Store>, peer
       })
     })
 
+    describe("cancelIfCallerGone", () => {
+      test("keeps an attached job whose caller was seen at or after the close, cancels it once not", async () => {
+        await store.createJob(newJob("j1", { attached: true }), T0)
+        await running("j2")
+        await store.touchClient("j1", T0 + 10)
+        // Seen at T0 + 10: a stream closed at T0 + 5 or at T0 + 10 was re-opened (maybe elsewhere).
+        expect(await store.cancelIfCallerGone("j1", T0 + 5, "gone", T0 + 11)).toBeUndefined()
+        expect(await store.cancelIfCallerGone("j1", T0 + 10, "gone", T0 + 11)).toBeUndefined()
+        expect((await store.getJob("j1"))?.status).toBe("queued")
+        expect(await store.cancelIfCallerGone("j1", T0 + 11, "gone", T0 + 12)).toMatchObject({
+          status: "canceled",
+          error: "gone",
+        })
+        // A running job is asked to stop, as by requestCancel; an ended one is left alone.
+        const j2 = await store.cancelIfCallerGone("j2", T0 + 11, "gone", T0 + 12)
+        expect(j2).toMatchObject({ status: "running", cancelRequestedAt: T0 + 12 })
+        expect(await store.cancelIfCallerGone("j1", T0 + 20, "again", T0 + 21)).toBeUndefined()
+        expect(await store.cancelIfCallerGone("nope", T0 + 20, "gone", T0 + 21)).toBeUndefined()
+      })
+    })
+
     describe("requestCancel", () => {
       test.each([
         ["queued", false],
