@@ -563,6 +563,7 @@ describe("createJanitor", () => {
     })
 
     test("a retention of zero keeps everything", async () => {
+      await h.worker("w1")
       await h.job("old")
       await h.store.failJob("old", "x", T0 + 1)
       // Long past the default retention.

@@ -1,13 +1,14 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { AuthError, ConflictError, NotFoundError } from "../shared/errors.ts"
 import type { Store } from "../store/index.ts"
-import { T0, memoryStore, newJob } from "../../test/helpers/fixtures.ts"
+import { T0, memoryStore, newJob, registration } from "../../test/helpers/fixtures.ts"
 import { cancelJob, cancelReason } from "./jobs.ts"
 
 describe("cancelJob", () => {
   let store: Store
   beforeEach(async () => {
     store = await memoryStore()
+    await store.upsertWorker("w1", registration(), "t", T0)
   })
   afterEach(async () => {
     await store.close()

@@ -306,7 +306,9 @@ type LaneState = "queued" | "empty" | "unknown"
  * Event-driven: the store's changes that could make an assignment possible (a job queued, a slot freed,
  * a worker registered or polling) call `kick()` (coordinator/wakeups.ts), and an assignment wakes its
  * worker's poll the same way; there is no timer in the hot path. Every assignment is a guarded UPDATE (queued → assigned), so a racing pass, or another
- * coordinator sharing the database, can never assign a job twice.
+ * coordinator sharing the database, can never assign a job twice; and the database counts the worker's
+ * load in the lane in the same transaction (writer.ts `claim`), so two coordinators' passes never give
+ * a worker more than its slots: the loads a pass reads are its plan, the database's count decides.
  *
  * The scheduler follows the store's changes itself for one thing: which lanes may hold queued jobs. A
  * job becoming queued (submitted, given back, retried) marks its lane; a pass that leaves a lane with
@@ -412,7 +414,16 @@ export function createScheduler(deps: {
           const choice = pick({ ...job, pin }, candidates, live)
           if (!choice) continue
           const done = await deps.store.assign(job.id, choice.worker.id, deps.now())
-          if (!done) continue
+          if (!done) {
+            // Taken by another coordinator's pass, or the worker's slots are: the database counts them
+            // in the assignment (another coordinator assigns too), so what this pass counted is read again.
+            const now = await deps.store.laneLoads()
+            for (const c of candidates) {
+              c.load = now.get(c.worker.id)?.transcode ?? 0
+              c.probes = now.get(c.worker.id)?.probe ?? 0
+            }
+            continue
+          }
           left--
           if (lane === "probe") choice.probes = (choice.probes ?? 0) + 1
           else choice.load++

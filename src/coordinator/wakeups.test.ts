@@ -46,6 +46,9 @@ describe("the store's change hook", () => {
 
   beforeEach(async () => {
     store = await memoryStore()
+    // The worker the jobs are assigned to (an assignment takes one of a known worker's slots), seen
+    // long after the reaping below.
+    await store.upsertWorker("w1", registration({ maxJobs: 64 }), "t", T0 + 3_600_000)
     changes = []
     store.changes((c) => void changes.push(c))
   })
@@ -162,6 +165,7 @@ describe("wakeups derived from the changes", () => {
 
   beforeEach(async () => {
     store = await memoryStore()
+    await store.upsertWorker("w1", registration({ maxJobs: 64 }), "t", T0)
     r = recorder()
     wireWakeups(store, r.targets)
   })

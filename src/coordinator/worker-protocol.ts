@@ -60,6 +60,7 @@ const toAssignment = (j: Job): Assignment => ({
   env: j.env,
   files: j.files,
   stdin: j.stdin,
+  lane: j.lane,
   pathTokens: j.pathTokens,
 })
 

@@ -1,6 +1,13 @@
 import { afterAll, afterEach, describe, expect, test } from "bun:test"
 import { Database } from "bun:sqlite"
-import { EXIT_OK, mappedJob as newJob, outputChunk as out, T0, tempDir } from "../../test/helpers/fixtures.ts"
+import {
+  EXIT_OK,
+  mappedJob as newJob,
+  outputChunk as out,
+  registration,
+  T0,
+  tempDir,
+} from "../../test/helpers/fixtures.ts"
 import { createHeldOutput, type HeldOutput } from "./held.ts"
 import { createSqliteStore } from "./sqlite/index.ts"
 import type { OutputChunk, Store } from "./types.ts"
@@ -79,6 +86,7 @@ describe("a SQLite store with held output", () => {
     const s = createSqliteStore({ path, held })
     open.push(s)
     await s.migrate()
+    await s.upsertWorker("w1", registration({ maxJobs: 64 }), "tok", T0)
     return s
   }
   const started = async (store: Store, id: string, attached = true) => {

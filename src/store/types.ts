@@ -457,6 +457,13 @@ export interface Store {
   loseJob(id: string, epoch: number, reason: string, now: number): Promise<LostResult>
   /** Refreshes the last time an attached caller was seen following the job. */
   touchClient(id: string, now: number): Promise<void>
+  /**
+   * Cancels an attached job whose caller's last stream on this coordinator closed at `closedAt`, as
+   * `requestCancel` does, unless its caller was seen since (`clientSeenAt` >= `closedAt`: it re-opened a
+   * stream, maybe through another coordinator). Read locked and decided in one transaction, so a
+   * re-open that commits first keeps the job. Undefined when kept or when the machine refuses a cancel.
+   */
+  cancelIfCallerGone(id: string, closedAt: number, reason: string, now: number): Promise<Job | undefined>
 
   // Janitor selections (all compare against times this store's clock wrote), as summaries: their
   // arguments are cut as in listings (`truncated`), everything the janitor decides on is whole.

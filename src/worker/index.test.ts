@@ -163,6 +163,28 @@ describe("startWorker against a fake transport", () => {
     await t.until(() => t.calls.filter((c) => c === "register").length >= 2)
   })
 
+  test("an assignment beyond max_jobs (or max_probe_jobs in its lane) is given back, never started", async () => {
+    const t = new FakeTransport()
+    await start(t, { max_jobs: 1, max_probe_jobs: 1 })
+    const first = { ...assignment(LONG), lane: "transcode" as const }
+    t.offer(first)
+    await t.until(() => t.starts.length === 1)
+    // A second transcode while the first runs: over max_jobs 1. A probe has a slot of its own.
+    const over = { ...assignment(LONG), lane: "transcode" as const }
+    const probe = { ...assignment(LONG), lane: "probe" as const }
+    const overProbe = { ...assignment(LONG), lane: "probe" as const }
+    t.offer(over)
+    t.offer(probe)
+    await t.until(() => t.starts.length === 2)
+    t.offer(overProbe)
+    await t.until(() => t.rejects.length === 2)
+    expect(t.rejects).toEqual([
+      { id: over.id, epoch: 1 },
+      { id: overProbe.id, epoch: 1 },
+    ])
+    expect(t.starts.map((s) => s.id)).toEqual([first.id, probe.id])
+  }, 30_000)
+
   test("draining: registers as draining, gives back assignments, waits for running jobs, then deregisters", async () => {
     const t = new FakeTransport()
     const svc = await start(t, { min_drain_time_seconds: 1 })

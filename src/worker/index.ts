@@ -165,6 +165,18 @@ export async function startWorker(
     allowedEnv: cfg.allowed_env,
     profiles: cfg.profiles,
   }
+  /** Each run's lane, as its assignment said (undefined from an older coordinator). */
+  const lanes = new Map<string, Assignment["lane"]>()
+  /**
+   * Whether `a` fits in a free slot: `max_jobs` transcodes and `max_probe_jobs` probes at once (a job of
+   * no known lane, from an older coordinator, against both together).
+   */
+  const room = (a: Assignment) => {
+    const held = [...lanes.values()]
+    if (!a.lane) return held.length < cfg.max_jobs + cfg.max_probe_jobs
+    const slots = a.lane === "probe" ? cfg.max_probe_jobs : cfg.max_jobs
+    return held.filter((l) => l === a.lane).length < slots
+  }
   const launch = (a: Assignment) => {
     const key = `${a.id}:${a.epoch}`
     if (runs.has(key)) return
@@ -175,10 +187,21 @@ export async function startWorker(
         .catch((err) => log.debug("could not give back a job", { job: a.id, reason: (err as Error).message }))
       return
     }
+    if (!room(a)) {
+      // More than its slots: whatever a coordinator believed (several on one database count in it, but
+      // this is the last word), the worker gives it back for another worker, as while draining.
+      log.warn("assignment beyond the worker's slots; giving it back", { job: a.id, lane: a.lane ?? "any" })
+      transport
+        .reject(a.id, a.epoch)
+        .catch((err) => log.debug("could not give back a job", { job: a.id, reason: (err as Error).message }))
+      return
+    }
     const run = startRun(a, runOpts)
     runs.set(key, run)
+    lanes.set(key, a.lane)
     run.done.finally(() => {
       runs.delete(key)
+      lanes.delete(key)
       idleWaiters.splice(0).forEach((f) => f())
     })
   }

@@ -20,8 +20,9 @@ import { rng } from "../helpers/rng.ts"
 
 /**
  * The Store contract (src/store/types.ts) as tests: every engine's adapter runs this same suite,
- * `testStore("<engine>", open)`, where `open` gives a fresh, empty store (the suite migrates and
- * closes it).
+ * `testStore("<engine>", open, peer)`, where `open` gives a fresh, empty store (the suite migrates and
+ * closes it) and `peer`, when the engine has a second connection to give, another store on the database
+ * `open` gave last (as a second coordinator has): the concurrency tests race several of them.
  */
 
 const rand = rng(42)
@@ -34,7 +35,7 @@ function randomBytes(n: number): Uint8Array {
 const reg = (over: Partial<WorkerRegistration> = {}): WorkerRegistration =>
   registration({ paths: ["Movies"], version: "1.0.0", capabilities: { gpu: false }, ...over })
 
-export function testStore(name: string, open: () => Store | Promise<Store>) {
+export function testStore(name: string, open: () => Store | Promise<Store>, peer?: () => Store | Promise<Store>) {
   describe(`${name} store`, () => {
     let store: Store
 
@@ -46,10 +47,19 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       await store.close()
     })
 
+    /**
+     * `store.assign` to a worker registered first when it is not (an assignment takes one of a known
+     * worker's slots: these have plenty, the capacity tests register their own).
+     */
+    const assign = async (id: string, worker: string, at: number, s: Store = store): Promise<Job | undefined> => {
+      if (!(await s.getWorker(worker))) await s.upsertWorker(worker, reg({ maxJobs: 64, maxProbeJobs: 64 }), "tok", T0)
+      return s.assign(id, worker, at)
+    }
+
     /** A job assigned to `worker` (epoch 1) and, unless told otherwise, started. */
     const running = async (id: string, worker = "w1", start = true): Promise<Job> => {
       await store.createJob(newJob(id), T0)
-      const assigned = await store.assign(id, worker, T0 + 1)
+      const assigned = await assign(id, worker, T0 + 1)
       if (!start) return assigned!
       return (await store.start(id, worker, assigned!.epoch, T0 + 2))!
     }
@@ -333,7 +343,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
       test("progress is stored with output (even without new bytes), kept at the end and cleared on a new attempt", async () => {
         await store.createJob(newJob("j1", { retries: 1 }), T0)
-        await store.assign("j1", "w1", T0 + 1)
+        await assign("j1", "w1", T0 + 1)
         await store.start("j1", "w1", 1, T0 + 2)
         const p = { timeMs: 5000, durationMs: 10000, percent: 50, speed: 2, fps: 50, frame: 250, etaMs: 2500 }
         await store.appendOutput("j1", "w1", 1, [], undefined, T0 + 3, p)
@@ -346,7 +356,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         // Lost and re-queued: the next attempt starts from nothing.
         await store.loseJob("j1", 1, "gone", T0 + 5)
         expect(await store.getJob("j1")).toMatchObject({ status: "queued", progress: null })
-        await store.assign("j1", "w2", T0 + 6)
+        await assign("j1", "w2", T0 + 6)
         await store.start("j1", "w2", 2, T0 + 7)
         await store.appendOutput("j1", "w2", 2, [], { code: 0, signal: null }, T0 + 8, {
           ...p,
@@ -430,7 +440,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect((await store.getJob("j2"))?.env).toEqual({})
         expect((await store.listJobs({})).map((j) => j.env)).toEqual([{}, env])
         expect((await store.getJobSummary("j1"))?.env).toEqual(env)
-        await store.assign("j1", "w1", T0)
+        await assign("j1", "w1", T0)
         expect((await store.assignedTo("w1")).map((j) => j.env)).toEqual([env])
       })
 
@@ -441,7 +451,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect((await store.getJob("j1"))?.files).toEqual(files)
         expect((await store.getJob("j2"))?.files).toEqual([])
         expect((await store.getJobSummary("j1"))?.files).toEqual([])
-        await store.assign("j1", "w1", T0)
+        await assign("j1", "w1", T0)
         expect((await store.assignedTo("w1")).map((j) => j.files)).toEqual([files])
       })
 
@@ -484,8 +494,8 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         await store.createJob(newJob("j2", { requester: "bob" }), T0)
         await store.createJob(newJob("j3", { requester: "alice" }), T0)
         await store.createJob(newJob("j4", { requester: "alice" }), T0)
-        await store.assign("j3", "w1", T0)
-        await store.assign("j2", "w2", T0)
+        await assign("j3", "w1", T0)
+        await assign("j2", "w2", T0)
 
         const ids = async (f: Parameters<Store["listJobs"]>[0]) => (await store.listJobs(f)).map((j) => j.id)
         expect(await ids({})).toEqual(["j4", "j3", "j2", "j1"])
@@ -501,7 +511,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
       test("queuedJobs lists only queued jobs, oldest id first", async () => {
         for (const id of ["j3", "j1", "j4", "j2"]) await store.createJob(newJob(id), T0)
-        await store.assign("j1", "w1", T0)
+        await assign("j1", "w1", T0)
         expect((await store.queuedJobs(10)).map((j) => j.id)).toEqual(["j2", "j3", "j4"])
       })
 
@@ -544,7 +554,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
     describe("assign and start", () => {
       test("assign is a guarded transition: the first wins, a second returns undefined", async () => {
         await store.createJob(newJob("j1"), T0)
-        const first = await store.assign("j1", "w1", T0 + 5)
+        const first = await assign("j1", "w1", T0 + 5)
         expect(first).toMatchObject({
           status: "assigned",
           workerId: "w1",
@@ -552,14 +562,14 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           assignedAt: T0 + 5,
           updatedAt: T0 + 5,
         })
-        expect(await store.assign("j1", "w2", T0 + 6)).toBeUndefined()
+        expect(await assign("j1", "w2", T0 + 6)).toBeUndefined()
         expect(await store.getJob("j1")).toMatchObject({ workerId: "w1", epoch: 1 })
-        expect(await store.assign("missing", "w1", T0)).toBeUndefined()
+        expect(await assign("missing", "w1", T0)).toBeUndefined()
       })
 
       test("concurrent assigns of one job give it to exactly one worker", async () => {
         await store.createJob(newJob("j1"), T0)
-        const results = await Promise.all(["w1", "w2", "w3", "w4"].map((w) => store.assign("j1", w, T0)))
+        const results = await Promise.all(["w1", "w2", "w3", "w4"].map((w) => assign("j1", w, T0)))
         const winners = results.filter((r) => r !== undefined)
         expect(winners).toHaveLength(1)
         expect((await store.getJob("j1"))?.epoch).toBe(1)
@@ -567,9 +577,9 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
       test("assignedTo lists the worker's assigned, not yet started jobs", async () => {
         for (const id of ["j1", "j2", "j3"]) await store.createJob(newJob(id), T0)
-        await store.assign("j2", "w1", T0)
-        await store.assign("j1", "w1", T0)
-        await store.assign("j3", "w2", T0)
+        await assign("j2", "w1", T0)
+        await assign("j1", "w1", T0)
+        await assign("j3", "w2", T0)
         expect((await store.assignedTo("w1")).map((j) => j.id)).toEqual(["j1", "j2"])
         await store.start("j1", "w1", 1, T0)
         expect((await store.assignedTo("w1")).map((j) => j.id)).toEqual(["j2"])
@@ -658,7 +668,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       test("answerJob ends a queued job never assigned with the answer; one assigned meanwhile is left to run", async () => {
         await store.createJob(newJob("j1"), T0)
         await store.createJob(newJob("j2"), T0)
-        await store.assign("j2", "w1", T0 + 1)
+        await assign("j2", "w1", T0 + 1)
         const answer = { rows: [{ stream: "stdout" as const, data: text("v\n") }], code: 0 }
         expect(await store.answerJob("j1", answer, "answered with job j0's answer", T0 + 2)).toMatchObject({
           status: "completed",
@@ -883,7 +893,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       const B = { windowBytes: 10, stderrTailBytes: 4, detachedBytes: 10 }
       const started = async (id: string, attached: boolean) => {
         await store.createJob(newJob(id, { attached }), T0)
-        const a = await store.assign(id, "w1", T0 + 1)
+        const a = await assign(id, "w1", T0 + 1)
         await store.start(id, "w1", a!.epoch, T0 + 2)
       }
       const put = (id: string, chunks: OutputChunk[], exit?: ExitReport) =>
@@ -977,12 +987,12 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
       test("a re-queued attempt of a truncated detached job starts whole again", async () => {
         await store.createJob(newJob("j1", { retries: 1 }), T0)
-        await store.assign("j1", "w1", T0 + 1)
+        await assign("j1", "w1", T0 + 1)
         await store.start("j1", "w1", 1, T0 + 2)
         await put("j1", [out(1, "x".repeat(11))])
         expect((await stored("j1")).map((r) => r.slice(0, 22))).toEqual(["o:xxxxxxxxxx", "e:dffmpeg: output trun"])
         expect((await store.loseJob("j1", 1, "gone", T0 + 20))?.requeued).toBe(true)
-        await store.assign("j1", "w2", T0 + 21)
+        await assign("j1", "w2", T0 + 21)
         await store.start("j1", "w2", 2, T0 + 22)
         await store.appendOutput("j1", "w2", 2, [out(1, "0123456789")], ok0, T0 + 30, undefined, B)
         expect(await stored("j1")).toEqual(["o:0123456789"])
@@ -1057,13 +1067,13 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         [
           "assigned",
           async (s: Store) => {
-            await s.assign("j1", "w1", T0)
+            await assign("j1", "w1", T0, s)
           },
         ],
         [
           "running",
           async (s: Store) => {
-            await s.assign("j1", "w1", T0)
+            await assign("j1", "w1", T0, s)
             await s.start("j1", "w1", 1, T0)
           },
         ],
@@ -1116,9 +1126,9 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
     test("laneLoads counts assigned and running jobs per worker and lane", async () => {
       await running("a1", "w1", false)
       await store.createJob(newJob("p1", { lane: "probe" }), T0)
-      await store.assign("p1", "w1", T0)
+      await assign("p1", "w1", T0)
       await store.createJob(newJob("p2", { lane: "probe" }), T0)
-      await store.assign("p2", "w2", T0)
+      await assign("p2", "w2", T0)
       expect(Object.fromEntries(await store.laneLoads())).toEqual({
         w1: { probe: 1, transcode: 1 },
         w2: { probe: 1, transcode: 0 },
@@ -1139,7 +1149,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
     }
     /** Assigns a queued job to `worker` and, unless told otherwise, starts it. */
     const attempt = async (id: string, worker: string, start = true, at = T0 + 1): Promise<Job> => {
-      const assigned = await store.assign(id, worker, at)
+      const assigned = await assign(id, worker, at)
       expect(assigned?.status).toBe("assigned")
       if (!start) return assigned!
       const started = await store.start(id, worker, assigned!.epoch, at + 1)
@@ -1155,7 +1165,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
     describe("timeline", () => {
       test("records queued, assigned, running and completed, once each, with time, epoch, worker and reason", async () => {
         await store.createJob(newJob("j1"), T0)
-        await store.assign("j1", "w1", T0 + 1)
+        await assign("j1", "w1", T0 + 1)
         await store.start("j1", "w1", 1, T0 + 2)
         await store.appendOutput("j1", "w1", 1, [out(1, "a")], undefined, T0 + 3)
         await store.appendOutput("j1", "w1", 1, [out(2, "b")], ok0, T0 + 4)
@@ -1164,7 +1174,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           ok: true,
           finished: true,
         })
-        expect(await store.assign("j1", "w2", T0 + 6)).toBeUndefined()
+        expect(await assign("j1", "w2", T0 + 6)).toBeUndefined()
         expect(await store.start("j1", "w1", 1, T0 + 6)).toBeUndefined()
         expect(await store.failJob("j1", "late", T0 + 6)).toBeUndefined()
         expect(await store.requestCancel("j1", "late", T0 + 6)).toBeUndefined()
@@ -1214,7 +1224,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
 
     describe("heartbeat", () => {
       test("refreshes the jobs that are still the worker's own at that epoch and returns the others as stale", async () => {
-        await store.upsertWorker("w1", reg(), "tok", T0)
+        await store.upsertWorker("w1", reg({ maxJobs: 64 }), "tok", T0)
         await store.verifyWorker("w1", "tok", T0)
         await job("run") // running on w1, epoch 1
         await job("asg", {}, "w1", false) // assigned to w1, not started
@@ -1276,13 +1286,34 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       })
     })
 
+    describe("cancelIfCallerGone", () => {
+      test("keeps an attached job whose caller was seen at or after the close, cancels it once not", async () => {
+        await store.createJob(newJob("j1", { attached: true }), T0)
+        await running("j2")
+        await store.touchClient("j1", T0 + 10)
+        // Seen at T0 + 10: a stream closed at T0 + 5 or at T0 + 10 was re-opened (maybe elsewhere).
+        expect(await store.cancelIfCallerGone("j1", T0 + 5, "gone", T0 + 11)).toBeUndefined()
+        expect(await store.cancelIfCallerGone("j1", T0 + 10, "gone", T0 + 11)).toBeUndefined()
+        expect((await store.getJob("j1"))?.status).toBe("queued")
+        expect(await store.cancelIfCallerGone("j1", T0 + 11, "gone", T0 + 12)).toMatchObject({
+          status: "canceled",
+          error: "gone",
+        })
+        // A running job is asked to stop, as by requestCancel; an ended one is left alone.
+        const j2 = await store.cancelIfCallerGone("j2", T0 + 11, "gone", T0 + 12)
+        expect(j2).toMatchObject({ status: "running", cancelRequestedAt: T0 + 12 })
+        expect(await store.cancelIfCallerGone("j1", T0 + 20, "again", T0 + 21)).toBeUndefined()
+        expect(await store.cancelIfCallerGone("nope", T0 + 20, "gone", T0 + 21)).toBeUndefined()
+      })
+    })
+
     describe("requestCancel", () => {
       test.each([
         ["queued", false],
         ["assigned", true],
-      ])("cancels a %s job at once", async (status, assign) => {
+      ])("cancels a %s job at once", async (status, assigned) => {
         await store.createJob(newJob("j1"), T0)
-        if (assign) await store.assign("j1", "w1", T0 + 1)
+        if (assigned) await assign("j1", "w1", T0 + 1)
         const done = await store.requestCancel("j1", "canceled by alice", T0 + 5)
         expect(done).toMatchObject({
           status: "canceled",
@@ -1295,12 +1326,12 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           {
             at: T0 + 5,
             status: "canceled",
-            epoch: assign ? 1 : 0,
-            workerId: assign ? "w1" : null,
+            epoch: assigned ? 1 : 0,
+            workerId: assigned ? "w1" : null,
             reason: "canceled by alice",
           },
         ])
-        expect((await statuses("j1"))[assign ? 1 : 0]).toBe(status)
+        expect((await statuses("j1"))[assigned ? 1 : 0]).toBe(status)
         // Already ended: nothing more happens.
         expect(await store.requestCancel("j1", "again", T0 + 6)).toBeUndefined()
         expect(await terminals("j1")).toHaveLength(1)
@@ -1856,6 +1887,7 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
           "w-new-offline",
           "w-old-online",
           "w-old-registering",
+          "w1", // registered (never verified) for the jobs above: kept as w-old-registering is
         ])
 
         expect(await store.prune(T0 + 500)).toEqual({ jobs: 0, workers: 0 })
@@ -1960,6 +1992,126 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(row.version).toBe("v".repeat(64))
         expect(row.url).toBe(long.url!.slice(0, 255))
       })
+    })
+
+    /**
+     * Several store instances on one database, as several coordinators have: `peer` opens each (a
+     * connection pool of its own). Without one (SQLite `:memory:`, one connection) the tests are skipped,
+     * and their names say so.
+     */
+    describe(`several stores on one database${peer ? "" : " (skipped: no second connection to this database)"}`, () => {
+      const peers: Store[] = []
+      const stores = async (n: number): Promise<Store[]> => {
+        while (peers.length < n - 1) peers.push(await peer!())
+        return [store, ...peers.slice(0, n - 1)]
+      }
+      afterEach(async () => {
+        await Promise.all(peers.splice(0).map((p) => p.close()))
+      })
+      /** `n` queued jobs, created by the stores at once (one transaction each, `ids` spread over them). */
+      const queue = async (all: Store[], ids: string[], over: Partial<NewJob> = {}) => {
+        await Promise.all(
+          all.map(async (s, k) => {
+            for (let i = k; i < ids.length; i += all.length) await s.createJob(newJob(ids[i], over), T0)
+          }),
+        )
+      }
+      const online = async (id: string, over: Partial<WorkerRegistration>) => {
+        await store.upsertWorker(id, reg(over), "tok", T0)
+        expect(await store.verifyWorker(id, "tok", T0)).toBe(true)
+      }
+      /** The worker's jobs assigned or running, per lane, as the database has them. */
+      const held = async (worker: string) => (await store.laneLoads()).get(worker) ?? { probe: 0, transcode: 0 }
+
+      test.skipIf(!peer)(
+        "8 claimers x 1000 jobs: each job is claimed exactly once, none is lost",
+        async () => {
+          const all = await stores(8)
+          const ids = Array.from({ length: 1000 }, (_, i) => `c${String(i).padStart(4, "0")}`)
+          for (let k = 0; k < 8; k++) await online(`claimer${k}`, { maxJobs: 1000 })
+          await queue(all, ids)
+          // Each claimer reads the head of the queue as every other one does and claims it in an order of
+          // its own, until nothing is queued: most of its attempts race another claimer's for the same job.
+          const won = await Promise.all(
+            all.map(async (s, k) => {
+              const mine: string[] = []
+              const r = rng(k + 1)
+              for (;;) {
+                const page = (await s.queuedJobs(64)).map((j) => j.id)
+                if (!page.length) return mine
+                page.sort(() => r() - 0.5)
+                let lost = 0
+                for (const id of page) {
+                  if (await s.assign(id, `claimer${k}`, T0 + 1)) mine.push(id)
+                  else if (++lost === 4) break // the page is stale: read it again
+                }
+              }
+            }),
+          )
+          const claims = won.flat()
+          expect(claims).toHaveLength(1000)
+          expect(new Set(claims).size).toBe(1000)
+          const loads = await store.laneLoads()
+          const rows = await store.listJobs({ limit: 1000 })
+          expect(rows.filter((j) => j.status === "assigned" && j.epoch === 1)).toHaveLength(1000)
+          for (let k = 0; k < 8; k++) {
+            expect(loads.get(`claimer${k}`)?.transcode ?? 0).toBe(won[k].length)
+            // The row names the claimer that was told it won, and no other.
+            for (const id of won[k].slice(0, 5)) expect((await store.getJob(id))?.workerId).toBe(`claimer${k}`)
+          }
+        },
+        60_000,
+      )
+
+      test.skipIf(!peer)(
+        "concurrent assigners never give a worker more than max_jobs assigned and running",
+        async () => {
+          const all = await stores(8)
+          await online("w-two", { maxJobs: 2, maxProbeJobs: 8 })
+          const ids = Array.from({ length: 12 }, (_, i) => `t${String(i).padStart(2, "0")}`)
+          await queue(all, ids)
+          /** Every store tries every job still queued on the worker at once; answers how many it got. */
+          const rush = async () => {
+            const queued = (await store.queuedJobs(100, undefined, "transcode")).map((j) => j.id)
+            const got = await Promise.all(all.flatMap((s) => queued.map((id) => s.assign(id, "w-two", T0 + 1))))
+            return got.filter(Boolean) as Job[]
+          }
+          const first = await rush()
+          expect(first).toHaveLength(2)
+          expect(await held("w-two")).toEqual({ probe: 0, transcode: 2 })
+          // Running counts as assigned does: starting one frees nothing.
+          await store.start(first[0].id, "w-two", first[0].epoch, T0 + 2)
+          expect(await rush()).toHaveLength(0)
+          // Its end frees one slot: exactly one more is taken, whoever races for it.
+          await store.appendOutput(first[0].id, "w-two", first[0].epoch, [], ok0, T0 + 3)
+          expect(await rush()).toHaveLength(1)
+          expect(await held("w-two")).toEqual({ probe: 0, transcode: 2 })
+          expect((await store.listJobs({ limit: 100 })).filter((j) => j.status === "queued")).toHaveLength(9)
+        },
+        30_000,
+      )
+
+      test.skipIf(!peer)(
+        "the probe lane: never more than max_probe_jobs probes, apart from the transcodes",
+        async () => {
+          const all = await stores(8)
+          await online("w-p", { maxJobs: 1, maxProbeJobs: 2, binaries: ["ffmpeg", "ffprobe"] })
+          const probes = Array.from({ length: 8 }, (_, i) => `p${String(i).padStart(2, "0")}`)
+          const transcodes = Array.from({ length: 4 }, (_, i) => `x${i}`)
+          await queue(all, probes, { lane: "probe" })
+          await queue(all, transcodes)
+          const got = await Promise.all(
+            all.flatMap((s) => [...probes, ...transcodes].map((id) => s.assign(id, "w-p", T0 + 1))),
+          )
+          const won = got.filter(Boolean) as Job[]
+          expect(won.filter((j) => j.lane === "probe")).toHaveLength(2)
+          expect(won.filter((j) => j.lane === "transcode")).toHaveLength(1)
+          expect(await held("w-p")).toEqual({ probe: 2, transcode: 1 })
+          // An unknown worker has no slots at all.
+          expect(await store.assign(probes[7], "nobody", T0 + 1)).toBeUndefined()
+        },
+        30_000,
+      )
     })
   })
 }

@@ -185,6 +185,27 @@ export class Cluster {
     return this.coordinator
   }
 
+  /**
+   * Another coordinator process on this cluster's database (a server database in `coordinatorConfig`:
+   * SQLite is one host's), on a port of its own; stopped with the cluster. Its config is the first's.
+   */
+  async startSecondCoordinator(): Promise<{ proc: Proc; url: string; port: number }> {
+    const config = join(this.dir, `coordinator-${this.extra.length + 2}.yaml`)
+    writeFileSync(config, yaml({ host: "127.0.0.1", port: 0, ...this.opts.coordinatorConfig }))
+    const p = Bun.spawn([BIN, "coordinator", "--config", config], {
+      cwd: this.dir,
+      env: this.env(),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    })
+    const proc = new Proc(`coordinator-${this.extra.length + 2}`, p)
+    this.extra.push(proc)
+    const m = await proc.waitForLine(/listening on (https?:\/\/127\.0\.0\.1:(\d+))/)
+    return { proc, url: m[1], port: Number(m[2]) }
+  }
+  private readonly extra: Proc[] = []
+
   async addUser(name: string, role: "client" | "worker" | "admin"): Promise<string> {
     const r = await this.admin(["users", "add", name, "--role", role])
     if (r.code !== 0) throw new Error(`users add ${name} failed: ${r.err}`)
@@ -347,7 +368,7 @@ export class Cluster {
 
   /** Every process's log, for a failing test's message. */
   logs(): string {
-    return [this.coordinator, ...this.workers]
+    return [this.coordinator, ...this.extra, ...this.workers]
       .filter(Boolean)
       .map((p) => `--- ${p.name}\n${p.log()}`)
       .join("\n")
@@ -356,6 +377,7 @@ export class Cluster {
   async stop() {
     await Promise.all(this.workers.filter(Boolean).map((w) => w.stop("SIGTERM")))
     await this.coordinator?.stop("SIGTERM")
+    await Promise.all(this.extra.map((p) => p.stop("SIGTERM")))
     rmSync(this.dir, { recursive: true, force: true })
   }
 

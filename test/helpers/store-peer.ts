@@ -174,3 +174,19 @@ export async function openPeer(path: string): Promise<Peer> {
     },
   }
 }
+
+/**
+ * A store on `path` in its own thread (`openPeer`), as a `Store`: each method is one call into that
+ * thread, so several of them race through SQLite's locks as several coordinators' processes do.
+ */
+export async function peerStore(path: string): Promise<Store> {
+  const peer = await openPeer(path)
+  return new Proxy({ kind: "sqlite" } as Store, {
+    get: (target, method: string) => {
+      if (method === "kind") return target.kind
+      if (method === "close") return () => peer.close()
+      if (method === "then") return undefined
+      return (...args: unknown[]) => peer.call(method as Method, ...(args as never))
+    },
+  })
+}

@@ -2,6 +2,7 @@ import * as v from "valibot"
 import { InvalidError } from "../errors.ts"
 import { isUlid } from "../ids.ts"
 import { printable } from "./printable.ts"
+import { Lane } from "./capabilities.ts"
 import { Name, VarName } from "./schemas.ts"
 
 /**
@@ -24,6 +25,11 @@ export const Assignment = v.object({
   stdin: v.boolean(),
   /** The caller decodes path tokens: write the worker's roots as them (absent from older coordinators: no). */
   pathTokens: v.optional(v.boolean()),
+  /**
+   * The slots it takes: `max_probe_jobs` for a probe, `max_jobs` for a transcode. Absent from older
+   * coordinators: the worker then holds it against all its slots together.
+   */
+  lane: v.optional(Lane),
 })
 export type Assignment = v.InferOutput<typeof Assignment>
 

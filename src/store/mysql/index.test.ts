@@ -1,11 +1,17 @@
 import { testStore } from "../../../test/conformance/store.ts"
 import { expect, test } from "bun:test"
-import { databaseSql, emptiedDatabase } from "../../../test/helpers/databases.ts"
+import { databaseSql, emptiedDatabase, type TestDatabase } from "../../../test/helpers/databases.ts"
 import { createMysqlStore } from "./index.ts"
 
 // The Store contract on MySQL/MariaDB (127.0.0.1:3306), every test on an empty database.
 const database = emptiedDatabase("mysql")
-testStore("mysql", async () => createMysqlStore({ connection: (await database()).connection }))
+let last: TestDatabase
+testStore(
+  "mysql",
+  async () => createMysqlStore({ connection: (last = await database()).connection }),
+  // Another pool on the same database, as a second coordinator has.
+  () => createMysqlStore({ connection: last.connection }),
+)
 
 test("no column is left as TEXT (64 KiB on MySQL): every unbounded text column is LONGTEXT once migrated", async () => {
   const db = await database()

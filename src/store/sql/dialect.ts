@@ -28,6 +28,12 @@ export interface SqlDialect {
    */
   /** Whether INSERT and UPDATE can answer the rows they wrote (`RETURNING`), saving a read after each transition. */
   readonly returning: boolean
+  /**
+   * Whether an UPDATE's WHERE may read the table it updates (MySQL refuses it: ER_UPDATE_TABLE_USED).
+   * An assignment then counts the worker's load inside its guarded UPDATE; otherwise in a read of its own
+   * just before it, in the same transaction (writer.ts `claim`).
+   */
+  readonly countsInUpdate: boolean
   readonly othersCommitted?: RawBuilder<{ data_version: number }>
   /** `insert` that skips rows whose `columns` (a unique key) already exist. */
   insertIgnore<DB, TB extends keyof DB, O>(
@@ -74,6 +80,7 @@ export const sqliteDialect: SqlDialect = {
   wipeOnReplace: true,
   // Since SQLite 3.35 (2021).
   returning: true,
+  countsInUpdate: true,
   // Per connection: unchanged by this connection's own commits, changed by anyone else's.
   othersCommitted: sql<{ data_version: number }>`PRAGMA data_version`,
   // ON CONFLICT (...) DO NOTHING, which PostgreSQL shares.
@@ -126,6 +133,7 @@ export const mysqlDialect: SqlDialect = {
   tailBytes: sqliteDialect.tailBytes,
   tableOptions: sql`ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
   returning: false,
+  countsInUpdate: false,
   insertIgnore: (q) => q.ignore(),
   blob: () => sql`longblob`,
   longText: sql`longtext`,

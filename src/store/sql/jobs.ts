@@ -1,6 +1,6 @@
 import { sql, type ExpressionBuilder, type Insertable, type Kysely } from "kysely"
 import type { Job, JobEvent } from "../../shared/protocol/schemas.ts"
-import { step } from "../machine.ts"
+import { step, type Step } from "../machine.ts"
 import type { ActiveCounts, Answer, JobFilter, LaneLoad, LostResult, NewJob, Store, StoreChange } from "../types.ts"
 import type { Database } from "./schema.ts"
 import {
@@ -15,7 +15,7 @@ import {
   type Sql,
   type SummaryRow,
 } from "./shared.ts"
-import type { Writer } from "./writer.ts"
+import type { Effects, Writer } from "./writer.ts"
 
 /** Jobs: submission, reads and listings, the transitions other than the end of a run (streams.ts), the janitor's selections. */
 export function jobMethods(
@@ -46,6 +46,7 @@ export function jobMethods(
   | "unassign"
   | "loseJob"
   | "touchClient"
+  | "cancelIfCallerGone"
   | "runningWithoutHeartbeat"
   | "assignedSince"
   | "queuedSince"
@@ -148,6 +149,9 @@ export function jobMethods(
     }
     return loads
   }
+  /** A cancel's effects: marked while it runs (its worker stops it), ended at once before. */
+  const cancelEffects = (s: Step, reason: string, now: number): Effects =>
+    s.to === "canceling" ? { set: { cancel_requested_at: now, error: reason }, reason } : ended(reason, now)
   return {
     createJob: (j, now) => txEmit((t, out) => insertJob(t, out, j, now)),
     createAnswered: (j: NewJob, answer: Answer, reason: string, now: number) =>
@@ -281,10 +285,19 @@ export function jobMethods(
         { set: { started_at: now, heartbeat_at: now }, reason: reason ?? null },
       ),
     failJob: (id, reason, now, epoch) => mutate(id, now, { type: "fail", epoch }, () => ended(reason, now)),
-    requestCancel: (id, reason, now) =>
-      mutate(id, now, { type: "cancel" }, (_, s) =>
-        s.to === "canceling" ? { set: { cancel_requested_at: now, error: reason }, reason } : ended(reason, now),
-      ),
+    requestCancel: (id, reason, now) => mutate(id, now, { type: "cancel" }, (_, s) => cancelEffects(s, reason, now)),
+    cancelIfCallerGone: (id, closedAt, reason, now) =>
+      txEmit(async (t, out) => {
+        let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
+        if (c.dialect.forUpdate) q = q.forUpdate()
+        const row = await q.executeTakeFirst()
+        if (!row) return undefined
+        const job = toJob(row)
+        // Seen since that stream closed: a stream of its caller is open (here or on another coordinator).
+        if (job.clientSeenAt !== null && job.clientSeenAt >= closedAt) return undefined
+        const s = step(job, { type: "cancel" })
+        return s ? apply(t, out, job, s, cancelEffects(s, reason, now), now) : undefined
+      }),
     withdrawJob: (id, reason, code, now) =>
       mutate(id, now, { type: "withdraw" }, () => {
         const e = ended(reason, now)

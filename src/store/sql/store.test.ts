@@ -10,7 +10,7 @@ import {
   tempDir,
   bytes as text,
 } from "../../../test/helpers/fixtures.ts"
-import { openPeer, type Call, type Peer, type Settled } from "../../../test/helpers/store-peer.ts"
+import { openPeer, peerStore, type Call, type Peer, type Settled } from "../../../test/helpers/store-peer.ts"
 import { Database } from "bun:sqlite"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
@@ -24,7 +24,13 @@ afterAll(tmp.remove)
 
 // The Store contract, on SQLite in memory and in a file; below, what only SQLite files do.
 testStore("sqlite :memory:", () => createSqliteStore({ path: ":memory:" }))
-testStore("sqlite file", () => createSqliteStore({ path: tempPath() }))
+let lastPath = ""
+testStore(
+  "sqlite file",
+  () => createSqliteStore({ path: (lastPath = tempPath()) }),
+  // In a thread of its own: two instances in one thread cannot race (store-peer.ts).
+  () => peerStore(lastPath),
+)
 
 /** A database as dffmpeg 0.1 (schema version 1) left it, with one running job whose stdin was fully uploaded. */
 function v1Database(path: string): void {
@@ -132,6 +138,7 @@ describe("two sqlite store instances on one file (coordinator + admin CLI)", () 
   test("both can write, and each sees the other's writes", async () => {
     await admin.addUser("alice", "client", KEY, T0)
     await coordinator.createJob(newJob("j1"), T0)
+    await coordinator.upsertWorker("w1", registration(), "tok", T0)
     await coordinator.assign("j1", "w1", T0)
     await coordinator.start("j1", "w1", 1, T0)
     await coordinator.appendOutput("j1", "w1", 1, [out(1, "hello")], undefined, T0)
@@ -190,6 +197,7 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
   })
 
   const runningJobs = async (over: Partial<NewJob> = {}) => {
+    await store.upsertWorker("w1", registration({ maxJobs: N }), "tok", T0)
     for (const id of ids) {
       await store.createJob(newJob(id, over), T0)
       await store.assign(id, "w1", T0 + 1)
@@ -282,6 +290,7 @@ describe("two sqlite store instances on one file, in two threads, racing", () =>
 
   test("assign from both sides: each job goes to exactly one worker at epoch 1", async () => {
     for (const id of ids) await store.createJob(newJob(id), T0)
+    for (const w of ["peer-worker", "main-worker"]) await store.upsertWorker(w, registration({ maxJobs: N }), "tok", T0)
     const calls: Call[] = ids.map((id): Call => ["assign", [id, "peer-worker", T0 + 1]])
     const res = await peer.race(calls, () =>
       Promise.all([...ids].reverse().map((id) => store.assign(id, "main-worker", T0 + 1))),

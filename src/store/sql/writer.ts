@@ -1,4 +1,4 @@
-import type { Insertable, Kysely } from "kysely"
+import { sql, type ExpressionBuilder, type Insertable, type Kysely } from "kysely"
 import { isTerminal, type Job } from "../../shared/protocol/schemas.ts"
 import type { HeldOutput } from "../held.ts"
 import {
@@ -55,6 +55,10 @@ export interface Writer {
    * write in one transaction, without reading the row first; `effects` read nothing of the job
    * (`nextEpoch` is the one column they derive, in SQL). Undefined when the row does not match the
    * guard, i.e. when the machine would refuse the event (or for an event it cannot decide so).
+   *
+   * An assignment also takes a free slot of its worker in the job's lane, checked by the database in the
+   * same transaction: undefined when the worker has `max_jobs` transcodes (`max_probe_jobs` probes)
+   * assigned or running already, or is unknown, whatever another coordinator's scheduler believed.
    */
   claim(id: string, now: number, ev: MachineEvent, effects: Effects): Promise<Job | undefined>
   ended: (reason: string | null, now: number) => Effects
@@ -100,7 +104,7 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
   const write = async (
     t: Kysely<Database>,
     out: StoreChange[],
-    at: { id: string; guard: ColumnGuard; job?: Job } | undefined,
+    at: { id: string; guard: ColumnGuard; job?: Job; room?: string } | undefined,
     s: Step,
     fx: Effects,
     now: number,
@@ -127,6 +131,10 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
       if (g.epoch !== undefined) q = q.where("epoch", "=", g.epoch)
       if (g.workerId !== undefined) q = q.where("worker_id", "=", g.workerId)
       if (g.cancelRequested !== undefined) q = q.where("cancel_requested_at", g.cancelRequested ? "is not" : "is", null)
+      if (at.room !== undefined && dialect.countsInUpdate) {
+        const worker = at.room
+        q = q.where((eb) => eb(loadOf(eb, worker), "<", slotsOf(eb, worker)))
+      }
       if (dialect.returning) {
         written = await q.returningAll().executeTakeFirst()
         if (!written) return undefined
@@ -172,7 +180,41 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
   const claim: Writer["claim"] = async (id, now, ev, effects) => {
     const direct = columnStep(ev)
     if (!direct) return undefined
-    return txEmit((t, out) => write(t, out, { id, guard: direct.guard }, direct.step, effects, now))
+    const room = ev.type === "assign" ? ev.worker : undefined
+    return txEmit(async (t, out) => {
+      if (room !== undefined && !(await roomFor(t, id, room))) return undefined
+      return write(t, out, { id, guard: direct.guard, room }, direct.step, effects, now)
+    })
+  }
+
+  /**
+   * The first half of an assignment's slot check (the second is in its guarded UPDATE, or here where the
+   * engine cannot count in it): with row locks, the worker's row is locked first, so two coordinators'
+   * assignments to one worker take turns, and the count the next one reads (a statement started after
+   * the lock was granted: PostgreSQL's READ COMMITTED snapshot, InnoDB's first consistent read of the
+   * transaction) includes what the one before committed. SQLite's write lock (BEGIN IMMEDIATE) already
+   * serialises every writer, so it costs no statement there. Every path that writes both a worker row
+   * and job rows (an assignment, a heartbeat) locks the worker's row first: one order, no deadlock.
+   * False when the worker is unknown or has no free slot (the latter only checked here on engines
+   * whose UPDATE cannot count: MySQL/MariaDB).
+   */
+  const roomFor = async (t: Kysely<Database>, id: string, worker: string): Promise<boolean> => {
+    if (!dialect.forUpdate) return true
+    const w = await t
+      .selectFrom("workers")
+      .select(["max_jobs", "max_probe_jobs"])
+      .where("id", "=", worker)
+      .forUpdate()
+      .executeTakeFirst()
+    if (!w) return false
+    if (dialect.countsInUpdate) return true
+    const job = await t
+      .selectFrom("jobs")
+      .select((eb) => ["lane", loadOf(eb, worker).as("n")])
+      .where("id", "=", id)
+      .executeTakeFirst()
+    if (!job) return false
+    return Number(job.n) < Number(job.lane === "probe" ? w.max_probe_jobs : w.max_jobs)
   }
 
   const ended = (reason: string | null, now: number): Effects => ({ set: { error: reason, finished_at: now }, reason })
@@ -226,6 +268,30 @@ export function createWriter(c: Sql, held?: HeldOutput): Writer {
   }
   return { changes, txEmit, apply, mutate, claim, ended, lost, told }
 }
+
+/** Jobs assigned to or running on `worker` in the lane of the `jobs` row at hand (the slots it takes). */
+const loadOf = (eb: ExpressionBuilder<Database, "jobs">, worker: string) =>
+  eb
+    .selectFrom("jobs as k")
+    .select(sql<number>`count(*)`.as("n"))
+    .where("k.worker_id", "=", worker)
+    .where("k.status", "in", ["assigned", "running"])
+    .whereRef("k.lane", "=", "jobs.lane")
+
+/** `worker`'s slots in the lane of the `jobs` row at hand: `max_probe_jobs` for a probe, else `max_jobs` (NULL when unknown). */
+const slotsOf = (eb: ExpressionBuilder<Database, "jobs">, worker: string) =>
+  eb
+    .selectFrom("workers")
+    .select((w) =>
+      w
+        .case()
+        .when("jobs.lane", "=", "probe")
+        .then(w.ref("workers.max_probe_jobs"))
+        .else(w.ref("workers.max_jobs"))
+        .end()
+        .as("slots"),
+    )
+    .where("workers.id", "=", worker)
 
 /** Writes the payloads held for the job's attempt into their rows (they stay in memory until the end committed). */
 async function storeHeld(t: Kysely<Database>, held: HeldOutput, job: Job) {

@@ -67,10 +67,13 @@ export function jobRoutes(deps: Deps) {
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
   /**
-   * Open streams of attached callers, per job. When the last one closes before the job ended and the
-   * caller does not come back within a short grace (a live caller re-opens a dropped stream at once),
-   * the caller is gone (killed, crashed): the job is canceled as `CALLER_GONE`, which its worker kills
-   * rather than finalises, so a dead caller is a dead ffmpeg within about half a second.
+   * Open streams of attached callers on this coordinator, per job. When the last one closes before the
+   * job ended and the caller does not come back within a short grace (a live caller re-opens a dropped
+   * stream at once), the caller is gone (killed, crashed): the job is canceled as `CALLER_GONE`, which
+   * its worker kills rather than finalises, so a dead caller is a dead ffmpeg within about half a
+   * second. Whether it came back is judged from the database, not from this map: every caller stream
+   * writes `client_seen_at` as it opens, so one re-opened through another coordinator sharing the
+   * database keeps the job (`cancelIfCallerGone` cancels only if nobody wrote it since the close).
    */
   const callers = new Map<string, number>()
   /** Jobs whose caller's last stream closed, until its grace is over: a start claim waits for the verdict. */
@@ -80,20 +83,29 @@ export function jobRoutes(deps: Deps) {
     const n = (callers.get(id) ?? 1) - 1
     if (n > 0) return void callers.set(id, n)
     callers.delete(id)
-    const verdict = pause(CALLER_GRACE_MS).then(() => callerGoneUnlessBack(id))
+    const closedAt = now()
+    const verdict = pause(CALLER_GRACE_MS).then(() => callerGoneUnlessBack(id, closedAt))
     leaving.set(id, verdict)
     void verdict.finally(() => {
       if (leaving.get(id) === verdict) leaving.delete(id)
     })
   }
-  /** The grace is over: cancel the job as `CALLER_GONE` unless its caller came back. Never rejects. */
-  const callerGoneUnlessBack = async (id: string) => {
+  /**
+   * The grace is over: cancel the job as `CALLER_GONE` unless its caller came back, here or through
+   * another coordinator (seen in the database since `closedAt`). Never rejects.
+   */
+  const callerGoneUnlessBack = async (id: string, closedAt: number) => {
     if (callers.has(id)) return
     try {
       // Most streams end because the job ended: check without taking the write lock.
       const cur = await store.getJob(id)
-      if (!cur || isTerminal(cur.status)) return
-      const done = await store.requestCancel(id, `${CALLER_GONE} (its connection closed and did not come back)`, now())
+      if (!cur || isTerminal(cur.status) || (cur.clientSeenAt ?? -Infinity) >= closedAt) return
+      const done = await store.cancelIfCallerGone(
+        id,
+        closedAt,
+        `${CALLER_GONE} (its connection closed and did not come back)`,
+        now(),
+      )
       if (!done) return
       log.warn("job canceled: its caller went away", { job: id, status: done.status })
     } catch (err) {
@@ -156,10 +168,10 @@ export function jobRoutes(deps: Deps) {
     await write(first ?? encodeFrame(Kind.ping, after))
     let shown = ""
     let seen = now()
-    // The same rule as while the stream waits: a caller seen within KEEPALIVE_MS (a job just submitted
-    // is stored seen) is not written again.
-    if (caller && job.clientSeenAt !== null && seen - job.clientSeenAt < KEEPALIVE_MS)
-      seen = Math.min(seen, job.clientSeenAt)
+    // A caller's stream says it is there as it opens: a re-open (here, or after a stream closed on
+    // another coordinator whose grace is running) must be in the database before that grace ends. Only
+    // the submission's own stream (`first`) skips it: the job was just stored seen.
+    if (caller && first !== undefined && job.clientSeenAt !== null) seen = Math.min(seen, job.clientSeenAt)
     else if (caller) await store.touchClient(job.id, seen)
     let cursor = after
     // Listening before the first read: output stored while a page is read wakes the next wait.
