@@ -36,6 +36,17 @@ export interface ClusterOptions {
    * port (default `{ port }`): e.g. `scheme: https` and `ca_file`, or the port of a proxy in between.
    */
   link?: (port: number) => Record<string, unknown>
+  /**
+   * Coordinator processes on the one database (`coordinatorConfig.database`, a server database), each
+   * with its own config file beside the first, so all read the same secret file (SERVER_SECRET_FILE).
+   * Default 1.
+   */
+  coordinators?: number
+  /**
+   * With several coordinators: the `coordinator:` value of `who`'s config ("client", "admin" or a
+   * worker id), given every coordinator's port in start order. Default: all of them in that order.
+   */
+  links?: (ports: number[], who: string) => unknown
 }
 
 const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
@@ -60,6 +71,8 @@ export class Cluster {
   port!: number
   readonly workers: Proc[] = []
   readonly workerIds: string[] = []
+  /** Every coordinator process in start order (`coordinator` is the first), with its port. */
+  readonly coordinators: { proc: Proc; port: number }[] = []
   private keys = new Map<string, string>()
 
   private constructor(readonly opts: ClusterOptions) {
@@ -92,8 +105,12 @@ export class Cluster {
     return c
   }
 
-  /** The `coordinator:` block of client, worker and admin configs. */
-  link(): Record<string, unknown> {
+  /** The `coordinator:` value of client (`who`), worker and admin configs. */
+  link(who = "client"): unknown {
+    if (this.coordinators.length > 1) {
+      const ports = this.coordinators.map((c) => c.port)
+      return this.opts.links ? this.opts.links(ports, who) : ports.map((port) => ({ port }))
+    }
     return this.opts.link ? this.opts.link(this.port) : { port: this.port }
   }
 
@@ -108,6 +125,23 @@ export class Cluster {
     )
     await this.addUser("client1", "client")
     await this.startCoordinator()
+    this.coordinators.push({ proc: this.coordinator, port: this.port })
+    for (let i = 2; i <= (this.opts.coordinators ?? 1); i++) {
+      const cfg = join(this.dir, `coordinator${i}.yaml`)
+      writeFileSync(cfg, yaml({ host: "127.0.0.1", port: 0, ...this.opts.coordinatorConfig }))
+      const proc = new Proc(
+        `coordinator${i}`,
+        Bun.spawn([BIN, "coordinator", "--config", cfg], {
+          cwd: this.dir,
+          env: this.env(),
+          stdin: "ignore",
+          stdout: "ignore",
+          stderr: "pipe",
+        }),
+      )
+      const m = await proc.waitForLine(/listening on https?:\/\/127\.0\.0\.1:(\d+)/)
+      this.coordinators.push({ proc, port: Number(m[1]) })
+    }
     writeFileSync(
       this.clientConfig,
       yaml({
@@ -214,7 +248,7 @@ export class Cluster {
       yaml({
         client_id: id,
         hmac_key_file: `../${id}.key`,
-        coordinator: this.link(),
+        coordinator: this.link(id),
         paths: { Media: this.workerMedia(id) },
         max_jobs: this.opts.maxJobs ?? 4,
         // Tests stop workers often; production keeps the 5 s default.
@@ -267,7 +301,7 @@ export class Cluster {
   async enableAdmin(name = "admin1"): Promise<string> {
     await this.addUser(name, "admin")
     const file = join(this.dir, `${name}.yaml`)
-    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: this.link() }))
+    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: this.link("admin") }))
     this.adminConfig = file
     return file
   }
@@ -347,7 +381,10 @@ export class Cluster {
 
   /** Every process's log, for a failing test's message. */
   logs(): string {
-    return [this.coordinator, ...this.workers]
+    return [
+      ...(this.coordinators.length > 1 ? this.coordinators.map((c) => c.proc) : [this.coordinator]),
+      ...this.workers,
+    ]
       .filter(Boolean)
       .map((p) => `--- ${p.name}\n${p.log()}`)
       .join("\n")
@@ -355,7 +392,11 @@ export class Cluster {
 
   async stop() {
     await Promise.all(this.workers.filter(Boolean).map((w) => w.stop("SIGTERM")))
-    await this.coordinator?.stop("SIGTERM")
+    await Promise.all(
+      (this.coordinators.length > 1 ? this.coordinators.map((c) => c.proc) : [this.coordinator])
+        .filter(Boolean)
+        .map((p) => p.stop("SIGTERM")),
+    )
     rmSync(this.dir, { recursive: true, force: true })
   }
 
