@@ -31,7 +31,7 @@ interface Counters {
 
 async function serve(configPath: string): Promise<void> {
   const { loadConfig } = await import("../src/shared/config/load.ts")
-  const { CoordinatorConfig } = await import("../src/shared/config/server-schema.ts")
+  const { CoordinatorConfig, heldBudgetMb } = await import("../src/shared/config/server-schema.ts")
   const { createLogger } = await import("../src/shared/log.ts")
   const { startCoordinator } = await import("../src/coordinator/index.ts")
   const { storePaths } = await import("../src/store/index.ts")
@@ -47,7 +47,7 @@ async function serve(configPath: string): Promise<void> {
   const store = createSqliteStore({
     path: paths.database,
     keys: fileKeyring(paths.secret!),
-    held: createHeldOutput(config.relay.memory_mb * 1024 * 1024),
+    held: createHeldOutput(heldBudgetMb(config) * 1024 * 1024),
     onStatement: (sql) => {
       n.statements++
       shapes.set(sql, (shapes.get(sql) ?? 0) + 1)

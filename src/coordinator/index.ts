@@ -2,17 +2,21 @@ import { readFileSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { memoryKeyring } from "../shared/auth/keyring.ts"
 import { fileKeyring } from "../shared/auth/secret-file.ts"
-import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
+import { heldBudgetMb, type CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { createStore, storePaths, type Store, type StorePaths } from "../store/index.ts"
 import { createHeldOutput } from "../store/held.ts"
-import { createApp } from "./api/app.ts"
+import { DATABASE_RETRY_AFTER_SECONDS, createApp } from "./api/app.ts"
+import { databaseUnreachable } from "../store/unreachable.ts"
+import { createClock } from "./clock.ts"
+import { startNoncePruner } from "./nonces.ts"
 import { Hub } from "./hub.ts"
 import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
 import { createMetrics } from "./metrics.ts"
 import { wireWakeups } from "./wakeups.ts"
+import { startPresence } from "./presence.ts"
 
 export interface Service {
   url: string
@@ -59,7 +63,7 @@ async function openStore(
     base,
     keys,
     // An attached caller's stdout stays in memory within this budget instead of passing through the database.
-    held: createHeldOutput(config.relay.memory_mb * 1024 * 1024),
+    held: createHeldOutput(heldBudgetMb(config) * 1024 * 1024),
     onKeyProblem: keyProblemLog(log, now),
     onWarning: (message) => log.warn(message),
     onKeys: (r) => {
@@ -73,11 +77,15 @@ async function openStore(
 /** Opens the store, starts the HTTP API and the scheduler; resolves once it is listening. */
 export async function startCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions): Promise<Service> {
   const log = opts.log
-  const now = opts.now ?? Date.now
   // Before anything is opened: a missing or unreadable certificate is a configuration error.
   const tls = config.tls && readTls(config.tls, opts.base)
   const paths = storePaths(config, opts.base)
-  const store = opts.store ?? (await openStore(config, opts.base, paths, log, now))
+  const store = opts.store ?? (await openStore(config, opts.base, paths, log, Date.now))
+  // The database's clock, unless the caller owns the clock (tests): liveness times written by every
+  // coordinator on the database compare alike (clock.ts).
+  const clock = opts.now ? undefined : createClock({ read: () => store.clock(), log: log.withTag("clock") })
+  await clock?.sync().catch((err) => log.warn("could not read the database's clock; using this host's", err))
+  const now = opts.now ?? clock!.now
   const hub = new Hub()
   const metrics = createMetrics()
   const startedAt = now()
@@ -130,6 +138,10 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
           ? app.fetch(req, { server })
           : apiError(400, "E_INVALID", "the request has no Host header"),
       error: (err) => {
+        if (databaseUnreachable(err))
+          return apiError(503, "E_UNAVAILABLE", "the coordinator's database is unreachable; try again shortly", {
+            "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS),
+          })
         log.error("request failed outside the API", err)
         return apiError(500, "E_INTERNAL", "internal error (see the coordinator log)")
       },
@@ -146,10 +158,22 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   }
   const host = server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname
   const url = `${tls ? "https" : "http"}://${host}:${server.port}`
+  // Listed by `dffmpeg admin db status` from now on, with the URL it listens on.
+  let presence: Awaited<ReturnType<typeof startPresence>>
+  try {
+    presence = await startPresence(store, { url, log, now, startedAt })
+  } catch (err) {
+    await server.stop(true)
+    unwire()
+    await store.close()
+    throw err
+  }
   ready = true
-  // Where the store lives, as its engine names it (the SQLite file).
-  log.info(`listening on ${url}`, { database: paths.database })
+  // Which engine and where the store lives (a server database's URL with its password masked).
+  log.info(`listening on ${url}`, { engine: store.kind, database: paths.database, coordinator: presence.id })
   janitor.start()
+  clock?.start()
+  const stopPruner = startNoncePruner({ store, log: log.withTag("nonces"), now })
   let stopped: Promise<void> | undefined
   const stop = () =>
     (stopped ??= (async () => {
@@ -160,9 +184,12 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
         await Bun.sleep(config.shutdown_delay_seconds * 1000)
       }
       await janitor.stop()
+      clock?.stop()
+      await stopPruner()
       await server.stop(true)
       await scheduler.idle()
       unwire()
+      await presence.stop()
       await store.close()
       log.info("coordinator stopped")
     })())
@@ -190,5 +217,5 @@ function readTls(cfg: { cert_file: string; key_file: string }, base: string) {
   return { cert: cert.pem, key: key.pem, certFile: cert.p, keyFile: key.p }
 }
 
-const apiError = (status: number, code: string, message: string) =>
-  Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store" } })
+const apiError = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
+  Response.json({ error: { code, message } }, { status, headers: { "Cache-Control": "no-store", ...headers } })

@@ -313,9 +313,9 @@ describe("the coordinator's info cache (infoOf)", () => {
     const deps = { store, log, config, now: () => clock.at, staleMs: 60_000 } as unknown as Deps
     const info = infoOf(deps)
     const req: InfoRequest = { binary: "ffmpeg", args: ["-version"], paths: [], env: {}, pathTokens: true }
-    for (const w of ["wide", "narrow"]) await store.touchWorker(w, T0 + 4_000, "open")
+    for (const w of ["wide", "narrow"]) await store.touchWorker(w, T0 + 1_000, "open")
     expect(await info.plan(req)).toMatchObject({ kind: "ask", pin: "wide" })
-    // Killed: its poll closed 3 s ago and it has not polled since; it is not stale yet (heard from 5 s ago).
+    // Killed: its poll closed 3 s ago and it has not polled since; it is not stale yet (last heard from then).
     await store.touchWorker("wide", T0 + 2_000, "closed")
     expect(await info.plan(req)).toMatchObject({ kind: "ask", pin: "narrow" })
     await store.close()

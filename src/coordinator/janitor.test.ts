@@ -366,7 +366,8 @@ describe("createJanitor", () => {
       await h.worker("w1", { binaries: ["ffmpeg", "ffprobe"] })
       const janitor = h.janitor(T, T0, h.store, { pollGoneMs: 2000 })
       h.clock = LATER
-      await h.alive(h.clock, { w1: [] })
+      // Heard from before its poll closed (a close is never recorded over anything heard later).
+      await h.alive(LATER - 3000, { w1: [] })
       await janitor.run()
       await h.job("p-old", { binary: "ffprobe", lane: "probe" }, null, false, LATER - T.probePending - 1)
       await h.job("p-new", { binary: "ffprobe", lane: "probe" }, null, false, LATER - T.probePending + 1)

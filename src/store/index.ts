@@ -23,6 +23,12 @@ export interface StoreConfig {
   onWarning?: (message: string) => void
   /** The coordinator's in-memory stdout (store/held.ts); only the coordinator that serves the jobs' streams has one. */
   held?: HeldOutput
+  /**
+   * False opens the store as it is, without bringing its schema or keys up to date (`dffmpeg admin db
+   * status` and `migrate` read the version first); a server database is still reached once, so that one
+   * that cannot be is reported here as at any start. Default true.
+   */
+  migrate?: boolean
 }
 
 /** Where the configured store lives (`database`, for messages) and its secret file, as its engine resolves them. */
@@ -68,9 +74,11 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
       // Before anything is created there.
       refuseNetworkFilesystem(path, cfg.database.allow_network_filesystem === true)
       const store = createSqliteStore({ path, keys: cfg.keys, onKeyProblem: cfg.onKeyProblem, held: cfg.held })
-      // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
-      const report = await store.migrate()
-      cfg.onKeys?.(report)
+      if (cfg.migrate !== false) {
+        // Not `cfg.onKeys?.(await store.migrate())`: an absent callback would skip the migration.
+        const report = await store.migrate()
+        cfg.onKeys?.(report)
+      }
       const exposed = exposure(path)
       if (exposed) cfg.onWarning?.(exposed)
       return store
@@ -84,7 +92,11 @@ export async function createStore(cfg: StoreConfig): Promise<Store> {
           ? (await import("./postgres/index.ts")).createPostgresStore(opts)
           : (await import("./mysql/index.ts")).createMysqlStore(opts)
       try {
-        cfg.onKeys?.(await store.migrate())
+        if (cfg.migrate === false) await store.ping()
+        else {
+          const report = await store.migrate()
+          cfg.onKeys?.(report)
+        }
       } catch (err) {
         await store.close().catch(() => {})
         throw unreachable(err, connection.display)

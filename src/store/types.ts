@@ -17,6 +17,19 @@ import type { Lane } from "../shared/protocol/capabilities.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
+/** A running coordinator as it describes itself in `coordinators` (for `dffmpeg admin db status`). */
+export interface CoordinatorRow {
+  /** A ULID made by the process at its start: a restart is a new row. */
+  id: string
+  host: string
+  pid: number
+  version: string
+  /** Where it listens, as it sees itself (behind a load balancer: its own address, not the balancer's). */
+  url: string | null
+  startedAt: number
+  seenAt: number
+}
+
 /** What a submission fixes of a job; the store adds its state (status, epoch, times, worker). */
 export type NewJob = Pick<
   Job,
@@ -225,13 +238,43 @@ export type StoreChange =
 export interface Store {
   readonly kind: StoreKind
   /**
+   * Whether several coordinators may serve this database at once (PostgreSQL, MySQL): what one
+   * coordinator alone could keep in memory (the nonces it accepted) goes through the database. An
+   * SQLite file has one coordinator (several on one file is not a cluster: docs/operations.md).
+   */
+  readonly shared: boolean
+  /**
    * Brings the schema up to date, then the stored keys: seals those still in clear and completes a
    * secret rotation that was interrupted after its commit (`recovered`: the secret id now on disk).
    */
   migrate(): Promise<{ sealed: number; recovered?: string }>
   /** One real round trip to the database (for /health); throws when it does not answer. */
   ping(): Promise<void>
+  /**
+   * The database's clock (ms since the epoch), as the statement runs: PostgreSQL's clock_timestamp(),
+   * MySQL's now(3); SQLite has none and answers the host's. Coordinators on one database measure their
+   * offset to it (coordinator/clock.ts) so that liveness times written by each compare alike.
+   */
+  clock(): Promise<number>
+  /**
+   * Records that `client` signed a request with `nonce` at `at` (ms), in one statement that skips a pair
+   * already there: true when it was new, false for a replay (seen by any coordinator on this database).
+   */
+  rememberNonce(client: string, nonce: string, at: number): Promise<boolean>
+  /** Deletes at most `limit` nonces recorded before `before`, oldest first; returns how many. */
+  pruneNonces(before: number, limit: number): Promise<number>
   close(): Promise<void>
+  /** The schema version the database is at (0 before the first migration); never migrates. */
+  schemaVersion(): Promise<number>
+
+  /** Writes (or rewrites) a coordinator's row; rows not seen since `before` go at the same time. */
+  registerCoordinator(row: CoordinatorRow, before: number): Promise<void>
+  /** Refreshes a coordinator's `seen_at` (one statement); false when its row is gone (pruned, deleted). */
+  touchCoordinator(id: string, now: number): Promise<boolean>
+  /** Removes a coordinator's row (its clean stop); false when there was none. */
+  removeCoordinator(id: string): Promise<boolean>
+  /** Coordinators seen at or after `since`, most recently started first. */
+  listCoordinators(since: number): Promise<CoordinatorRow[]>
   /**
    * Calls `listener` with every change this store object commits, after the commit (a refused or
    * rolled-back one is never reported); changes made by other processes are not seen. Returns the
@@ -261,7 +304,8 @@ export interface Store {
   verifyWorker(id: string, token: string, now: number): Promise<boolean>
   /**
    * Records that the worker was heard from (poll, heartbeat); an offline worker is not revived. With
-   * `poll`, also that its poll connection opened (clears `pollClosedAt`) or closed (sets it to `now`).
+   * `poll`, also that its poll connection opened (clears `pollClosedAt`) or closed (sets it to `now`);
+   * a close is not recorded over anything heard later (a poll opened since on another coordinator).
    */
   touchWorker(id: string, now: number, poll?: "open" | "closed"): Promise<void>
   setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>
@@ -430,6 +474,10 @@ export interface Store {
   queuedSince(before: number, lane?: Lane): Promise<Job[]>
   /** Attached, non-terminal jobs whose caller was last seen before `before`. */
   abandoned(before: number): Promise<Job[]>
-  /** Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since then. */
-  prune(before: number): Promise<{ jobs: number; workers: number }>
+  /**
+   * Deletes jobs (with output, input and timeline) finished before `before`, and workers offline since
+   * then. Jobs go in batches of `batch` (default PRUNE_BATCH), one transaction each, until none is left:
+   * a server database with a year of old jobs never holds one transaction over all of them.
+   */
+  prune(before: number, batch?: number): Promise<{ jobs: number; workers: number }>
 }

@@ -3,7 +3,9 @@ import { ConflictError } from "../../src/shared/errors.ts"
 import { Kind } from "../../src/shared/protocol/frames.ts"
 import { NO_NEEDS } from "../../src/shared/protocol/capabilities.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
-import type { NewJob, OutputChunk, Store, UploadResult } from "../../src/store/types.ts"
+import type { CoordinatorRow, NewJob, OutputChunk, Store, UploadResult } from "../../src/store/types.ts"
+import { PRUNE_BATCH } from "../../src/store/sql/store.ts"
+import { SCHEMA_VERSION } from "../../src/store/sql/migrations.ts"
 import {
   EXIT_OK as ok0,
   mappedJob as newJob,
@@ -56,6 +58,39 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
       expect(await store.ping()).toBeUndefined()
       await store.close()
       await expect(store.ping()).rejects.toThrow()
+    })
+
+    test("clock: the database's time, within a second of this host's (the same machine)", async () => {
+      const before = Date.now()
+      const t = await store.clock()
+      const after = Date.now()
+      expect(typeof t).toBe("number")
+      expect(t).toBeGreaterThan(before - 1000)
+      expect(t).toBeLessThan(after + 1000)
+    })
+
+    describe("nonces", () => {
+      test("a (client, nonce) pair is new once, a replay after; another client's same nonce is its own", async () => {
+        expect(await store.rememberNonce("alice", "n".repeat(16), T0)).toBe(true)
+        expect(await store.rememberNonce("alice", "n".repeat(16), T0 + 5)).toBe(false)
+        expect(await store.rememberNonce("bob", "n".repeat(16), T0)).toBe(true)
+        expect(await store.rememberNonce("alice", "m".repeat(64), T0)).toBe(true)
+        // Byte for byte: a nonce differing only in case is another one (MySQL's default collation would not say so).
+        expect(await store.rememberNonce("alice", "N".repeat(16), T0)).toBe(true)
+      })
+
+      test("pruneNonces deletes at most `limit` of those before the cutoff, oldest first", async () => {
+        for (let i = 0; i < 7; i++)
+          expect(await store.rememberNonce("c", `nonce-${i}`.padEnd(16, "x"), T0 + i)).toBe(true)
+        expect(await store.pruneNonces(T0 + 5, 3)).toBe(3)
+        // The oldest went: they are new again; the ones after the cutoff are still replays.
+        expect(await store.rememberNonce("c", "nonce-0".padEnd(16, "x"), T0 + 100)).toBe(true)
+        expect(await store.rememberNonce("c", "nonce-6".padEnd(16, "x"), T0 + 100)).toBe(false)
+        expect(await store.pruneNonces(T0 + 5, 100)).toBe(2)
+        expect(await store.rememberNonce("c", "nonce-4".padEnd(16, "x"), T0 + 100)).toBe(true)
+        expect(await store.rememberNonce("c", "nonce-5".padEnd(16, "x"), T0 + 100)).toBe(false)
+        expect(await store.pruneNonces(T0 + 5, 100)).toBe(0)
+      })
     })
 
     test("migrate is idempotent", async () => {
@@ -149,6 +184,16 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 2, pollClosedAt: T0 + 1 })
         await store.touchWorker("w1", T0 + 3, "open")
         expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 3, pollClosedAt: null })
+      })
+
+      test("a poll close written late does not undo a poll opened since (on another coordinator)", async () => {
+        await store.upsertWorker("w1", reg(), "tok1", T0)
+        await store.touchWorker("w1", T0 + 5, "open")
+        // The close of a poll that ended at T0 + 4, recorded after the worker's next poll opened.
+        await store.touchWorker("w1", T0 + 4, "closed")
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 5, pollClosedAt: null })
+        await store.touchWorker("w1", T0 + 6, "closed")
+        expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 6, pollClosedAt: T0 + 6 })
       })
     })
 
@@ -1788,6 +1833,37 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         expect(await store.prune(T0 + 1001)).toEqual({ jobs: 1, workers: 1 })
       })
 
+      test("more old jobs than one batch: every batch goes, with its rows, and the kept jobs stay", async () => {
+        // 10 old jobs in batches of 4 (4, 4, 2), and the default batch passed by 7.
+        for (let i = 0; i < 10; i++) {
+          const id = `old-${String(i).padStart(2, "0")}`
+          await job(id, {}, "w1", true, T0)
+          await store.appendOutput(id, "w1", 1, [out(1, id)], ok0, T0 + 10)
+        }
+        await job("kept", {}, "w1", true, T0)
+        await store.appendOutput("kept", "w1", 1, [out(1, "k")], ok0, T0 + 1000)
+        expect(await store.prune(T0 + 500, 4)).toEqual({ jobs: 10, workers: 0 })
+        expect((await store.listJobs({})).map((j) => j.id)).toEqual(["kept"])
+        expect(await store.readOutput("old-03", 0, 10)).toEqual([])
+        expect(await store.events("old-09")).toEqual([])
+        expect(await bodies("kept")).toEqual(["k"])
+
+        const many = PRUNE_BATCH + 7
+        // Twenty at a time: a server database's pool runs them side by side.
+        for (let i = 0; i < many; i += 20)
+          await Promise.all(
+            Array.from({ length: Math.min(20, many - i) }, async (_, k) => {
+              const id = `bulk-${String(i + k).padStart(4, "0")}`
+              await store.createJob(newJob(id), T0)
+              await store.requestCancel(id, "x", T0 + 10)
+            }),
+          )
+        expect(await store.prune(T0 + 500)).toEqual({ jobs: many, workers: 0 })
+        expect((await store.listJobs({ limit: 1000 })).map((j) => j.id)).toEqual(["kept"])
+        expect(await store.prune(T0 + 500)).toEqual({ jobs: 0, workers: 0 })
+        // Over a thousand round trips to create them on a server database.
+      }, 60_000)
+
       test("a pruned job's files go with it (its id could take new ones)", async () => {
         await store.createJob(newJob("old-files", { files: [{ arg: 1, content: "file '$Movies/a.ts'" }] }), T0)
         await store.requestCancel("old-files", "x", T0 + 10)
@@ -1795,6 +1871,65 @@ export function testStore(name: string, open: () => Store | Promise<Store>) {
         const files = [{ arg: 1, content: "file '$Movies/b.ts'" }]
         await store.createJob(newJob("old-files", { files }), T0 + 600)
         expect((await store.getJob("old-files"))?.files).toEqual(files)
+      })
+    })
+
+    describe("coordinators", () => {
+      const coordinator = (id: string, over: Partial<CoordinatorRow> = {}): CoordinatorRow => ({
+        id,
+        host: "host-a",
+        pid: 4242,
+        version: "1.2.3",
+        url: "http://127.0.0.1:8000",
+        startedAt: T0,
+        seenAt: T0,
+        ...over,
+      })
+
+      test("the schema version is this build's once migrated", async () => {
+        expect(await store.schemaVersion()).toBe(SCHEMA_VERSION)
+      })
+
+      test("are registered, refreshed by one touch, listed by when they were last seen, and removed", async () => {
+        await store.registerCoordinator(coordinator("c1"), 0)
+        await store.registerCoordinator(coordinator("c2", { startedAt: T0 + 5, seenAt: T0 + 5, url: null }), 0)
+        expect(await store.listCoordinators(T0)).toEqual([
+          coordinator("c2", { startedAt: T0 + 5, seenAt: T0 + 5, url: null }),
+          coordinator("c1"),
+        ])
+        expect(await store.touchCoordinator("c1", T0 + 100)).toBe(true)
+        // The same time again still finds the row (MySQL counts changed rows unless told to count matched ones).
+        expect(await store.touchCoordinator("c1", T0 + 100)).toBe(true)
+        expect(await store.touchCoordinator("nobody", T0 + 100)).toBe(false)
+        expect(await store.listCoordinators(T0 + 50)).toEqual([coordinator("c1", { seenAt: T0 + 100 })])
+        expect(await store.removeCoordinator("c1")).toBe(true)
+        expect(await store.removeCoordinator("c1")).toBe(false)
+        expect(await store.touchCoordinator("c1", T0 + 200)).toBe(false)
+        expect((await store.listCoordinators(0)).map((c) => c.id)).toEqual(["c2"])
+      })
+
+      test("registering again rewrites the row, and removes the rows not seen since the cutoff", async () => {
+        await store.registerCoordinator(coordinator("dead", { seenAt: T0 }), 0)
+        await store.registerCoordinator(coordinator("alive", { seenAt: T0 + 1000 }), 0)
+        await store.registerCoordinator(coordinator("me", { seenAt: T0 + 2000, pid: 1 }), 0)
+        await store.registerCoordinator(coordinator("me", { seenAt: T0 + 3000, pid: 2 }), T0 + 500)
+        expect(await store.listCoordinators(0)).toEqual([
+          coordinator("me", { seenAt: T0 + 3000, pid: 2 }),
+          coordinator("alive", { seenAt: T0 + 1000 }),
+        ])
+      })
+
+      test("a host, version or URL longer than its column is cut, not refused", async () => {
+        const long = coordinator("c1", {
+          host: "h".repeat(300),
+          version: "v".repeat(100),
+          url: `http://${"u".repeat(300)}`,
+        })
+        await store.registerCoordinator(long, 0)
+        const [row] = await store.listCoordinators(0)
+        expect(row.host).toBe("h".repeat(255))
+        expect(row.version).toBe("v".repeat(64))
+        expect(row.url).toBe(long.url!.slice(0, 255))
       })
     })
   })

@@ -12,7 +12,7 @@ import { createJanitor, type JanitorReport, type Timings } from "../../src/coord
 import { createSqliteStore } from "../../src/store/sqlite/index.ts"
 import type { Store } from "../../src/store/types.ts"
 
-type Method = Exclude<keyof Store, "kind">
+type Method = Exclude<keyof Store, "kind" | "shared">
 export type Call = { [M in Method]: [M, Parameters<Store[M]>] }[Method]
 export type Settled = { ok: true; value: unknown } | { ok: false; error: string }
 

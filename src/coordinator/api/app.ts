@@ -20,6 +20,10 @@ import { clientRoutes } from "./routes/clients.ts"
 import { jobRoutes } from "./routes/jobs.ts"
 import { WORKER_TRANSPORT, workerListRoutes, workerRoutes } from "./routes/workers.ts"
 import { dashboardRoutes } from "../dashboard/index.ts"
+import { databaseUnreachable } from "../../store/unreachable.ts"
+
+/** Seconds a request that met an unreachable database is told to wait (Retry-After) before trying again. */
+export const DATABASE_RETRY_AFTER_SECONDS = 2
 
 export interface Deps {
   store: Store
@@ -121,13 +125,14 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
    */
   app.get("/health", async (c) => {
     const t0 = performance.now()
-    let database: { status: "ok" | "error"; latencyMs?: number; error?: string }
+    let database: { status: "ok" | "unreachable" | "error"; latencyMs?: number; error?: string }
     try {
       await deps.store.ping()
       database = { status: "ok", latencyMs: +(performance.now() - t0).toFixed(2) }
     } catch (err) {
       deps.log.error("health check: database unavailable", err as Error)
-      database = { status: "error", error: (err as Error).message }
+      // Unreachable (connection refused, dropped, timed out): the pool reconnects once it is back.
+      database = { status: databaseUnreachable(err) ? "unreachable" : "error", error: (err as Error).message }
     }
     const components = {
       database: { engine: deps.store.kind, ...database },
@@ -211,6 +216,19 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
           },
         },
         err.status as 400,
+      )
+    }
+    if (databaseUnreachable(err)) {
+      // Not the request's fault nor a bug: the database is gone for now (restarted, cut off). Retryable.
+      deps.log.warn("request failed: the database is unreachable", {
+        method: c.req.method,
+        path: new URL(c.req.url).pathname,
+        error: (err as Error).message,
+      })
+      return c.json(
+        { error: { code: "E_UNAVAILABLE", message: "the coordinator's database is unreachable; try again shortly" } },
+        503,
+        { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
       )
     }
     deps.log.error("request failed", { method: c.req.method, path: new URL(c.req.url).pathname }, err)

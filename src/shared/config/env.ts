@@ -7,6 +7,8 @@ export const Env = {
   clientId: () => env.DFFMPEG_CLIENT_ID || undefined,
   hmacKey: () => env.DFFMPEG_HMAC_KEY || undefined,
   coordinatorUrl: () => env.DFFMPEG_COORDINATOR_URL || undefined,
+  /** Where the coordinator's database is (and `dffmpeg admin --local`'s): replaces `database:`'s location. */
+  databaseUrl: () => env.DFFMPEG_DATABASE_URL || undefined,
   logLevel: () => env.DFFMPEG_LOG_LEVEL || undefined,
   /** Development override: run as the proxy for this binary name when not invoked through a symlink. */
   proxy: () => env.DFFMPEG_PROXY || undefined,

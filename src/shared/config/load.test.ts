@@ -6,7 +6,7 @@ import { ConfigError } from "../errors.ts"
 import { coordinatorTargets, coordinatorUrl, loadConfig, resolveCa, resolveKey } from "./load.ts"
 import { LOCAL_RANGES } from "../net/cidr.ts"
 import { ClientConfig } from "./schema.ts"
-import { CoordinatorConfig, WorkerConfig } from "./server-schema.ts"
+import { CoordinatorConfig, WorkerConfig, heldBudgetMb } from "./server-schema.ts"
 
 /** The schema each role's config is loaded with (as the CLI and the proxy pass it). */
 const Schemas = { coordinator: CoordinatorConfig, worker: WorkerConfig, client: ClientConfig } as const
@@ -106,7 +106,7 @@ describe("loadConfig", () => {
         max_streams_per_job: 8,
         max_streams_per_identity: 256,
       },
-      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64, memory_mb: 256 },
+      relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
       scheduling: { priorities: {}, rules: [], aging_seconds: 60, poll_gone_seconds: 2 },
       log_level: "info",
     })
@@ -135,8 +135,12 @@ describe("loadConfig", () => {
       window_wait_seconds: 5,
       stderr_tail_kb: 1024,
       detached_output_mb: 64,
-      memory_mb: 256,
     })
+    // What the relay holds in memory depends on the engine: one coordinator on SQLite; none on a server
+    // database, which several coordinators may share, unless the operator says so.
+    expect(heldBudgetMb(ok.config)).toBe(256)
+    expect(heldBudgetMb({ ...ok.config, database: { engine: "postgres" } as never })).toBe(0)
+    expect(heldBudgetMb({ database: { engine: "mysql" } as never, relay: { memory_mb: 64 } })).toBe(64)
   })
 
   test("gives the worker lifecycle defaults", async () => {
@@ -261,23 +265,36 @@ describe("loadConfig", () => {
     },
   )
 
-  test.each(["postgres", "mysql", "mariadb"])(
-    "database.engine %s is planned: one issue naming it as not available yet, and what is",
-    async (engine) => {
-      const err = await configError(() =>
-        loadConfig("coordinator", CoordinatorConfig, file("c.yaml", `database:\n  engine: ${engine}\n`)),
-      )
-      expect(err.issues).toEqual([`database.engine: ${engine} is planned but not available yet (available: sqlite)`])
-    },
-  )
+  test.each([
+    ["postgres", "postgres"],
+    ["mysql", "mysql"],
+    ["mariadb", "mysql"],
+  ])("database.engine %s is a server engine (%s) with its defaults", async (engine, as) => {
+    const { config } = await loadConfig(
+      "coordinator",
+      CoordinatorConfig,
+      file("c.yaml", `database:\n  engine: ${engine}\n  url: ${as}://u:p@db.example:1234/media\n  pool_size: 4\n`),
+    )
+    expect(config.database).toEqual({
+      engine: as,
+      url: `${as}://u:p@db.example:1234/media`,
+      pool_size: 4,
+      connect_timeout_seconds: 5,
+      notify_interval_ms: 50,
+    } as never)
+  })
 
-  test("an unknown database engine names the available and the planned ones", async () => {
+  test("an unknown database engine names the available ones; a server engine's url must be a URL", async () => {
     const err = await configError(() =>
       loadConfig("coordinator", CoordinatorConfig, file("c.yaml", "database:\n  engine: oracle\n")),
     )
     expect(err.issues).toEqual([
-      'database.engine: unknown engine "oracle"; available: sqlite (planned: postgres, mysql, mariadb)',
+      'database.engine: unknown engine "oracle"; available: sqlite, postgres, mysql, mariadb',
     ])
+    const url = await configError(() =>
+      loadConfig("coordinator", CoordinatorConfig, file("d.yaml", "database:\n  engine: postgres\n  url: nowhere\n")),
+    )
+    expect(url.issues).toEqual(["database.url: is not a URL"])
   })
 
   test("database defaults to sqlite; unknown keys under it are still reported, with or without an engine", async () => {
@@ -297,7 +314,7 @@ describe("loadConfig", () => {
     const err = await configError(() =>
       loadConfig("coordinator", CoordinatorConfig, file("c.yaml", "database: ./x.db\n")),
     )
-    expect(err.issues).toEqual(["database: must be a mapping (engine, path)"])
+    expect(err.issues).toEqual(["database: must be a mapping (engine, path or url)"])
   })
 
   test("a missing required key is an issue too", async () => {
@@ -451,6 +468,121 @@ describe("resolveCa", () => {
     } finally {
       delete process.env.DFFMPEG_COORDINATOR_URL
     }
+  })
+
+  describe("DFFMPEG_DATABASE_URL", () => {
+    const withUrl = async (url: string, yaml: string) => {
+      process.env.DFFMPEG_DATABASE_URL = url
+      try {
+        return await loadConfig("coordinator", CoordinatorConfig, file("c.yaml", yaml))
+      } finally {
+        delete process.env.DFFMPEG_DATABASE_URL
+      }
+    }
+    const server =
+      "database:\n  engine: mysql\n  host: db1\n  port: 3307\n  user: u\n  password: p\n  password_file: pw\n  database: d\n  url: mysql://x@y/z\n  pool_size: 3\n  ssl: true\n  notify_interval_ms: 20\n  connect_timeout_seconds: 2\n"
+
+    test.each([
+      ["postgres://a:b@h:1/d", "postgres"],
+      ["postgresql://a:b@h/d", "postgres"],
+      ["mysql://a:b@h/d", "mysql"],
+      ["mariadb://a:b@h/d", "mysql"],
+      ["MariaDB://a:b@h/d", "mysql"],
+    ])(
+      "%s picks the engine by its scheme; the location keys are its, the tuning keys the file's",
+      async (url, engine) => {
+        const { config, warnings } = await withUrl(url, server)
+        expect(config.database).toEqual({
+          engine: engine as "postgres",
+          url,
+          pool_size: 3,
+          ssl: true,
+          notify_interval_ms: 20,
+          connect_timeout_seconds: 2,
+        })
+        expect(warnings).toEqual([])
+      },
+    )
+
+    test.each([
+      ["sqlite:./x.db", "./x.db"],
+      ["sqlite:x.db", "x.db"],
+      ["sqlite:///var/lib/dffmpeg/x.db", "/var/lib/dffmpeg/x.db"],
+      ["sqlite:/abs/x%20y.db", "/abs/x y.db"],
+      ["sqlite::memory:", ":memory:"],
+    ])("%s is an SQLite file at %s; a server block's keys do not follow it", async (url, path) => {
+      const { config, warnings } = await withUrl(url, server)
+      expect(config.database).toEqual({ engine: "sqlite", path })
+      expect(warnings).toEqual([])
+    })
+
+    test("a server URL over an SQLite block keeps allow_network_filesystem out, and the SQLite block's keys go", async () => {
+      const { config } = await withUrl(
+        "postgres://h/d",
+        "database:\n  path: ./a.db\n  allow_network_filesystem: true\n",
+      )
+      expect(config.database).toEqual({
+        engine: "postgres",
+        url: "postgres://h/d",
+        pool_size: 10,
+        connect_timeout_seconds: 5,
+        notify_interval_ms: 50,
+      })
+      const back = await withUrl("sqlite:b.db", "database:\n  path: ./a.db\n  allow_network_filesystem: true\n")
+      expect(back.config.database).toEqual({ engine: "sqlite", path: "b.db", allow_network_filesystem: true })
+    })
+
+    test.each([
+      ["redis://u:secret@h/0", 'has the unknown scheme "redis:"'],
+      ["/var/lib/x.db", 'has the unknown scheme "/var/lib/x.db"'],
+      ["sqlite://host/x.db", "names a host"],
+      ["sqlite:", "names no SQLite file"],
+      ["postgres://u:secret@h:99999/d", "is not a URL: postgres://u:***@h:99999/d"],
+    ])("%s is a ConfigError that names the problem and never the password", async (url, why) => {
+      const err = await configError(() => withUrl(url, "port: 1\n"))
+      expect(err.message).toStartWith("DFFMPEG_DATABASE_URL ")
+      expect(err.message).toContain(why)
+      expect(err.message).not.toContain("secret")
+      expect(err.exitCode).toBe(3)
+    })
+
+    test("the location and tuning keys it knows are every key of the database blocks", async () => {
+      const { LOCATION_KEYS, TUNING_KEYS } = await import("./database-url.ts")
+      const keysOf = (engine: string) => {
+        const variant = (
+          CoordinatorConfig.entries.database as unknown as {
+            wrapped: { options: { entries: Record<string, unknown> }[] }
+          }
+        ).wrapped
+        const o = variant.options.find((x) => {
+          const e = x.entries.engine as {
+            literal?: string
+            options?: string[]
+            pipe?: { options?: string[] }[]
+            wrapped?: { literal?: string }
+          }
+          return e.literal === engine || e.wrapped?.literal === engine || e.pipe?.[0]?.options?.includes(engine)
+        })!
+        return Object.keys(o.entries)
+          .filter((k) => k !== "engine")
+          .sort()
+      }
+      const known = (extra: readonly string[], engine: string) =>
+        [...LOCATION_KEYS, ...extra].filter((k) => keysOf(engine).includes(k)).sort()
+      expect(keysOf("sqlite")).toEqual(known(TUNING_KEYS.sqlite, "sqlite"))
+      expect(keysOf("postgres")).toEqual(known(TUNING_KEYS.server, "postgres"))
+      expect(keysOf("mysql")).toEqual(known(TUNING_KEYS.server, "mysql"))
+    })
+
+    test("other roles do not read it", async () => {
+      process.env.DFFMPEG_DATABASE_URL = "redis://nothing"
+      try {
+        const { config } = await loadConfig("worker", WorkerConfig, file("w.yaml", "client_id: w\nhmac_key: k\n"))
+        expect(config.client_id).toBe("w")
+      } finally {
+        delete process.env.DFFMPEG_DATABASE_URL
+      }
+    })
   })
 })
 

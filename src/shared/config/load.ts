@@ -5,6 +5,7 @@ import { ConfigError } from "../errors.ts"
 import { issueLines } from "../protocol/schemas.ts"
 import { Env } from "./env.ts"
 import { MAX_COORDINATORS, coordinatorBlockOf, type CoordinatorBlock } from "./schema.ts"
+import { databaseFromUrl } from "./database-url.ts"
 
 /** The roles that read a config file, by the name the file carries (`dffmpeg-<role>.yaml`). */
 export type ConfigRole = "coordinator" | "worker" | "client" | "admin"
@@ -131,8 +132,16 @@ export async function loadConfig<S extends v.GenericSchema>(
   return { config: parsed.output, file, base, warnings }
 }
 
-/** Client-side environment overrides, as in the reference (handy for media servers' service files). */
+/**
+ * Environment overrides: the coordinator's database (DFFMPEG_DATABASE_URL, which `dffmpeg admin --local`
+ * reads too, as it loads the coordinator's config), and the client's, as in the reference (handy for
+ * media servers' service files).
+ */
 function envOverrides(role: ConfigRole, raw: Record<string, unknown>): Record<string, unknown> {
+  if (role === "coordinator") {
+    const url = Env.databaseUrl()
+    return url ? { database: databaseFromUrl(url, raw.database) } : {}
+  }
   if (role !== "client") return {}
   const out: Record<string, unknown> = {}
   const id = Env.clientId()

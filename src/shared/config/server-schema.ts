@@ -91,9 +91,9 @@ export const Relay = v.optional(
     /**
      * MiB of attached stdout the coordinator holds in memory, all jobs together, instead of writing it to
      * its database and reading it back (workers keep it until it is durable); past it, output is stored.
-     * 0 stores everything.
+     * 0 stores everything. Default: 256 on SQLite, 0 on a server database (`heldBudgetMb`).
      */
-    memory_mb: v.optional(Count(0, 64 * 1024), 256),
+    memory_mb: v.optional(Count(0, 64 * 1024)),
   }),
   {},
 )
@@ -225,6 +225,17 @@ export const Database = v.optional(
   {},
 )
 export type DatabaseConfig = v.InferOutput<typeof Database>
+
+/**
+ * `relay.memory_mb` as it applies: what the config says, else 256 MiB on SQLite (one coordinator) and
+ * nothing on a server database. Payloads held in one coordinator's memory cannot be served by another:
+ * a caller streaming from coordinator B while the worker uploads to A would wait for rows only A can
+ * fill, and a job ended through B would lose them (docs/protocol.md, "Held output"). Set it on a server
+ * database only where a single coordinator serves it.
+ */
+export function heldBudgetMb(cfg: { database: DatabaseConfig; relay: { memory_mb?: number } }): number {
+  return cfg.relay.memory_mb ?? (cfg.database.engine === "sqlite" ? 256 : 0)
+}
 
 export const CoordinatorConfig = v.object({
   host: v.optional(v.string(), "127.0.0.1"),

@@ -113,6 +113,26 @@ describe("createApiClient verifies every reply", () => {
     expect(await api.json("GET", "/poll")).toEqual(JSON.parse(ASSIGNMENT))
   })
 
+  test("a coordinator whose database is unreachable: its 503 (signed or not) is an error worth retrying", async () => {
+    const DOWN =
+      '{"error":{"code":"E_UNAVAILABLE","message":"the coordinator\'s database is unreachable; try again shortly"}}'
+    for (const sign of [true, false]) {
+      reply = (req) =>
+        new Response(DOWN, {
+          status: 503,
+          headers: {
+            "retry-after": "2",
+            ...(sign ? signed(req, 503, "application/json", DOWN) : { "content-type": "application/json" }),
+          },
+        })
+      const err = await api.json("GET", "/poll").catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(DffmpegError)
+      expect((err as DffmpegError).status).toBe(503)
+      expect((err as Error).message).toContain("database is unreachable")
+      expect(retryable(err)).toBe(true)
+    }
+  })
+
   test("an unsigned, tampered, re-labelled or replayed reply is refused with one clear reason", async () => {
     let captured: Record<string, string> = {}
     const cases: [string, (req: Request) => Response][] = [

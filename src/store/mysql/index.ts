@@ -3,6 +3,7 @@ import { createPool, type PoolOptions } from "mysql2"
 import { mysqlDialect } from "../sql/dialect.ts"
 import { createSqlStore } from "../sql/store.ts"
 import type { ServerConnection } from "../server/connection.ts"
+import { deadlockRetryingPool } from "../server/deadlock.ts"
 import { serverKysely, type ServerStoreOptions } from "../server/kysely.ts"
 import type { Store } from "../types.ts"
 
@@ -35,6 +36,7 @@ export function createMysqlStore(opts: MysqlOptions): Store {
   const pool = createPool({ ...mysqlOptions(opts.connection), connectionLimit: opts.connection.poolSize })
   // A connection the server closed is dropped by the pool; the next query opens a fresh one.
   pool.on("connection", (conn) => conn.on("error", () => {}))
-  const db = serverKysely(new MysqlDialect({ pool }), opts.onStatement)
+  // InnoDB picks deadlock victims among single-row UPDATEs too: they run again (deadlock.ts).
+  const db = serverKysely(new MysqlDialect({ pool: deadlockRetryingPool(pool) }), opts.onStatement)
   return createSqlStore(db, mysqlDialect, { keys: opts.keys, onKeyProblem: opts.onKeyProblem, held: opts.held })
 }

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import type { DatabaseConfig } from "../../shared/config/server-schema.ts"
 import { ConfigError } from "../../shared/errors.ts"
+import { SERVER_SCHEMES, engineOfUrl } from "../../shared/config/database-url.ts"
 
 export type ServerDatabaseConfig = Extract<DatabaseConfig, { engine: "postgres" | "mysql" }>
 
@@ -22,19 +23,11 @@ export interface ServerConnection {
   display: string
 }
 
-const SCHEMES: Record<ServerConnection["engine"], readonly string[]> = {
-  postgres: ["postgres:", "postgresql:"],
-  mysql: ["mysql:", "mariadb:"],
-}
+const SCHEMES: Record<ServerConnection["engine"], readonly string[]> = SERVER_SCHEMES
 const DEFAULT_PORT = { postgres: 5432, mysql: 3306 } as const
 
 /** The engine a `DFFMPEG_DATABASE_URL` names by its scheme, or undefined for one dffmpeg does not know. */
-export function engineOfUrl(url: string): "postgres" | "mysql" | "sqlite" | undefined {
-  const scheme = url.slice(0, url.indexOf(":") + 1).toLowerCase()
-  if (scheme === "sqlite:") return "sqlite"
-  for (const [engine, schemes] of Object.entries(SCHEMES)) if (schemes.includes(scheme)) return engine as "postgres"
-  return undefined
-}
+export { engineOfUrl }
 
 /**
  * The connection `cfg` describes: its `url` first, then each key given beside it (host, port, user,

@@ -9,6 +9,8 @@ import type { StoreKind } from "../types.ts"
 export interface SqlDialect {
   /** The engine, also the store's public `kind`. */
   readonly name: StoreKind
+  /** Whether several coordinators may share the database (the store's `shared`). */
+  readonly shared: boolean
   /**
    * Whether read-then-write transactions lock the rows they read (`SELECT ... FOR UPDATE`). Without
    * row locks (SQLite) a write transaction takes the database's write lock up front (tx.ts).
@@ -51,11 +53,17 @@ export interface SqlDialect {
   tableOptions?: RawBuilder<unknown>
   /** An auto-incrementing 64-bit primary key, in the engine's own words. */
   serialKey<T extends CreateTableBuilder<any, any>>(t: T, col: string): T
+  /**
+   * The database server's clock in milliseconds since the epoch (`t`), read as the statement runs (not
+   * the transaction's start); undefined when the database has no clock of its own (SQLite: the host's).
+   */
+  readonly clock?: RawBuilder<{ t: number }>
 }
 
 /** SQLite: one writer at a time (BEGIN IMMEDIATE), no row locks, freed bytes kept in its files. */
 export const sqliteDialect: SqlDialect = {
   name: "sqlite",
+  shared: false,
   forUpdate: false,
   transactionalDdl: true,
   wipeOnReplace: true,
@@ -77,6 +85,7 @@ export const sqliteDialect: SqlDialect = {
 export const postgresDialect: SqlDialect = {
   ...sqliteDialect,
   name: "postgres",
+  shared: true,
   forUpdate: true,
   // Held by the session, per database; a crashed holder's connection ends and frees it.
   migrationLock: {
@@ -91,6 +100,8 @@ export const postgresDialect: SqlDialect = {
   tailBytes: (column, n) =>
     sql<Uint8Array>`substring(${sql.ref(column)} from greatest(length(${sql.ref(column)}) - ${n - 1}, 1))`,
   serialKey: (t, col) => t.addColumn(col, "bigserial", (c) => c.primaryKey()) as typeof t,
+  // clock_timestamp(), not now(): now() is the transaction's start.
+  clock: sql<{ t: number }>`select (extract(epoch from clock_timestamp()) * 1000)::float8 as t`,
 }
 
 /**
@@ -114,4 +125,6 @@ export const mysqlDialect: SqlDialect = {
   blob: () => sql`longblob`,
   str: (n = 255) => sql.raw(`varchar(${n})`),
   serialKey: (t, col) => t.addColumn(col, "bigint", (c) => c.primaryKey().autoIncrement()) as typeof t,
+  // now(3): the statement's time to the millisecond; unix_timestamp() of it is independent of the session's zone.
+  clock: sql<{ t: number }>`select unix_timestamp(now(3)) * 1000 as t`,
 }

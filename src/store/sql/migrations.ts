@@ -1,5 +1,6 @@
 import { sql, type Kysely } from "kysely"
 import type { SqlDialect } from "./dialect.ts"
+import { ConfigError } from "../../shared/errors.ts"
 import { writeTransaction } from "./tx.ts"
 
 /**
@@ -289,8 +290,9 @@ const createMeta = (db: Kysely<any>, d: SqlDialect) =>
     .addColumn("value", sql`text`, (c) => c.notNull())
     .execute()
 
+/** A database a newer dffmpeg migrated: this build does not know its tables (exit 3, nothing changed). */
 const tooNew = (v: number) =>
-  new Error(`database schema version ${v} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`)
+  new ConfigError(`database schema version ${v} is newer than this dffmpeg (${steps.length}); upgrade dffmpeg`)
 
 /**
  * Brings the schema to this build's version. Several coordinators (and `dffmpeg admin`) may start at
@@ -359,11 +361,17 @@ async function migrateUnlocked(db: Kysely<any>, d: SqlDialect): Promise<void> {
   }
 }
 
-/** The schema version the database is at (0 before any migration), for `dffmpeg admin db status`. */
+/**
+ * The schema version the database is at (0 before any migration: no `meta` table yet), for `dffmpeg
+ * admin db status`. A database that does not answer throws: it is not taken for an empty one.
+ */
 export async function schemaVersion(db: Kysely<any>): Promise<number> {
+  await sql`select 1`.execute(db)
   try {
     return (await version(db)) ?? 0
-  } catch {
+  } catch (err) {
+    const tables = await db.introspection.getTables()
+    if (tables.some((t) => t.name === "meta")) throw err
     return 0
   }
 }

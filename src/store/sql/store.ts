@@ -5,7 +5,8 @@ import type { Stats, Store } from "../types.ts"
 import type { SqlDialect } from "./dialect.ts"
 import { jobMethods } from "./jobs.ts"
 import { keyVault } from "./keys.ts"
-import { migrate } from "./migrations.ts"
+import { coordinatorMethods } from "./coordinators.ts"
+import { migrate, schemaVersion } from "./migrations.ts"
 import type { Database } from "./schema.ts"
 import { WORKER_STATES, sqlContext, stderrProblem } from "./shared.ts"
 import { streamMethods } from "./streams.ts"
@@ -15,6 +16,9 @@ import { createWriter } from "./writer.ts"
 import type { HeldOutput } from "../held.ts"
 
 export { stringsPrefix } from "./shared.ts"
+
+/** Jobs `prune` deletes per transaction (with their output, input, arguments, files and timeline). */
+export const PRUNE_BATCH = 500
 
 export interface SqlStoreOptions {
   /** The secrets stored keys are sealed under (default: a random one in memory, for `:memory:` and tests). */
@@ -53,6 +57,7 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
 
   return {
     kind: dialect.name,
+    shared: dialect.shared,
     async migrate() {
       await migrate(db, dialect)
       return vault.sealAll()
@@ -60,11 +65,47 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
     async ping() {
       await sql`select 1`.execute(db)
     },
+    async clock() {
+      if (!dialect.clock) return Date.now()
+      const row = (await dialect.clock.execute(db)).rows[0]
+      return Number(row?.t)
+    },
+    async rememberNonce(client, nonce, at) {
+      // One statement: the insert skips a pair already there, and the rows it wrote say which it was.
+      const r = await dialect
+        .insertIgnore(db.insertInto("nonces").values({ client_id: client, nonce, at }), ["client_id", "nonce"])
+        .executeTakeFirst()
+      return Number(r.numInsertedOrUpdatedRows ?? 0n) > 0
+    },
+    async pruneNonces(before, limit) {
+      // By key, oldest first: neither PostgreSQL nor SQLite (as built) has DELETE ... LIMIT.
+      const rows = await db
+        .selectFrom("nonces")
+        .select(["client_id", "nonce"])
+        .where("at", "<", before)
+        .orderBy("at")
+        .limit(limit)
+        .execute()
+      if (rows.length === 0) return 0
+      const r = await db
+        .deleteFrom("nonces")
+        .where(({ eb, refTuple, tuple }) =>
+          eb(
+            refTuple("client_id", "nonce"),
+            "in",
+            rows.map((n) => tuple(n.client_id, n.nonce)),
+          ),
+        )
+        .executeTakeFirst()
+      return Number(r.numDeletedRows)
+    },
     async close() {
       await db.destroy()
       await opts.onClose?.()
     },
+    schemaVersion: () => schemaVersion(db),
     changes: w.changes,
+    ...coordinatorMethods(c),
     ...userMethods(c, w, vault),
     ...workerMethods(c, w),
     ...jobMethods(c, w),
@@ -95,22 +136,39 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
         slots: { used: Number(used?.n ?? 0), total: Number(total?.n ?? 0) },
       }
     },
-    async prune(before) {
-      const pruned = await tx(async (t) => {
-        const old = t.selectFrom("jobs").select("id").where("finished_at", "<", before)
-        await t.deleteFrom("job_output").where("job_id", "in", old).execute()
-        await t.deleteFrom("job_input").where("job_id", "in", old).execute()
-        await t.deleteFrom("job_args").where("job_id", "in", old).execute()
-        await t.deleteFrom("job_files").where("job_id", "in", old).execute()
-        await t.deleteFrom("job_events").where("job_id", "in", old).execute()
-        const jobs = await t.deleteFrom("jobs").where("finished_at", "<", before).executeTakeFirst()
-        const workers = await t
-          .deleteFrom("workers")
-          .where("status", "=", "offline")
-          .where("last_seen", "<", before)
-          .executeTakeFirst()
-        return { jobs: Number(jobs.numDeletedRows), workers: Number(workers.numDeletedRows) }
-      })
+    async prune(before, batch = PRUNE_BATCH) {
+      let jobs = 0
+      for (;;) {
+        // One batch of ids per transaction; the next batch reads again (a job pruned by another
+        // coordinator meanwhile is simply not there).
+        const n = await tx(async (t) => {
+          const ids = (
+            await t
+              .selectFrom("jobs")
+              .select("id")
+              .where("finished_at", "<", before)
+              .orderBy("id")
+              .limit(batch)
+              .execute()
+          ).map((r) => r.id)
+          if (ids.length === 0) return 0
+          await t.deleteFrom("job_output").where("job_id", "in", ids).execute()
+          await t.deleteFrom("job_input").where("job_id", "in", ids).execute()
+          await t.deleteFrom("job_args").where("job_id", "in", ids).execute()
+          await t.deleteFrom("job_files").where("job_id", "in", ids).execute()
+          await t.deleteFrom("job_events").where("job_id", "in", ids).execute()
+          const r = await t.deleteFrom("jobs").where("id", "in", ids).executeTakeFirst()
+          return Number(r.numDeletedRows)
+        })
+        jobs += n
+        if (n < batch) break
+      }
+      const w = await db
+        .deleteFrom("workers")
+        .where("status", "=", "offline")
+        .where("last_seen", "<", before)
+        .executeTakeFirst()
+      const pruned = { jobs, workers: Number(w.numDeletedRows) }
       return told(pruned, (pruned.jobs > 0 || pruned.workers > 0) && { type: "pruned", ...pruned })
     },
   }

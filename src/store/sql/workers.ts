@@ -131,12 +131,15 @@ export function workerMethods(
       return told(verified, verified && { type: "worker", worker: id, what: "verified" })
     },
     async touchWorker(id, now, poll) {
-      const res = await db
+      let q = db
         .updateTable("workers")
         .set(poll ? { last_seen: now, poll_closed_at: poll === "open" ? null : now } : { last_seen: now })
         .where("id", "=", id)
         .where("status", "!=", "offline")
-        .executeTakeFirst()
+      // A close recorded late (the coordinator waits before writing it) must not undo a poll the worker
+      // opened since, on another coordinator sharing the database: that one wrote a later last_seen.
+      if (poll === "closed") q = q.where("last_seen", "<=", now)
+      const res = await q.executeTakeFirst()
       told(undefined, res.numUpdatedRows > 0n && { type: "worker", worker: id, what: "seen" })
     },
     async setWorkerStatus(id, status, now) {

@@ -107,6 +107,26 @@ export function chooseMode(
   return admin ? { kind: "remote", file: admin } : { kind: "local" }
 }
 
+/**
+ * The coordinator config of a verb that works only on the coordinator's host, on its database and
+ * secret file (`security rotate-secret`, `db status`, `db migrate`): `--local`, or `--config` naming
+ * the coordinator's config, or the coordinator config search. An admin identity config is refused
+ * saying where the verb `works` (exit 2).
+ */
+export function localConfig(o: ModeOptions, works: string): string {
+  const mode = chooseMode(o)
+  if (mode.kind === "remote")
+    throw new UsageError(
+      `${works}: pass the coordinator's config (--config FILE) or --local, not the admin identity config ${mode.file}`,
+    )
+  const file = mode.file ?? findConfig("coordinator")
+  if (!file)
+    throw new ConfigError(
+      `no coordinator config found (looked in ${searchPaths("coordinator").join(", ")}); pass --config FILE`,
+    )
+  return file
+}
+
 /** Opens the backend for `o`; its modules load lazily so the other mode's dependencies stay cold. */
 export async function openBackend(o: ModeOptions): Promise<AdminBackend> {
   const mode = chooseMode(o)

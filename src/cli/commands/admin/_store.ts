@@ -5,6 +5,20 @@ import { fileKeyring, type FileKeyring } from "../../../shared/auth/secret-file.
 import { memoryKeyring, type Keyring } from "../../../shared/auth/keyring.ts"
 import { createStore, storePaths, type Store } from "../../../store/index.ts"
 
+export interface OpenOptions {
+  /** False opens the database as it is, without migrating it or sealing its keys (`admin db`). */
+  migrate?: boolean
+  /** False leaves the secret file alone (not read, not created): for what reads no key (`admin db status`). */
+  secret?: boolean
+}
+
+/** The coordinator's config (with DFFMPEG_DATABASE_URL applied) and where its store lives. */
+export async function coordinatorStore(file: string) {
+  const { config, base, warnings } = await loadConfig("coordinator", CoordinatorConfig, file, {}, explainYaml)
+  for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
+  return { config, base, paths: storePaths(config, base) }
+}
+
 /**
  * Opens the coordinator's own store from its config file (safe while the coordinator runs: WAL and a
  * busy timeout), with the coordinator's secret (`secret_key_file`) so keys are sealed as it seals them.
@@ -13,16 +27,16 @@ import { createStore, storePaths, type Store } from "../../../store/index.ts"
  */
 export async function openStore(
   file: string,
+  o: OpenOptions = {},
 ): Promise<{ store: Store; path: string; config: CoordinatorConfig; secret?: { file: string; keys: FileKeyring } }> {
-  const { config, base, warnings } = await loadConfig("coordinator", CoordinatorConfig, file, {}, explainYaml)
-  for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
-  const paths = storePaths(config, base)
-  const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
+  const { config, paths, base } = await coordinatorStore(file)
+  const onDisk = paths.secret && o.secret !== false ? fileKeyring(paths.secret) : undefined
   const keys: Keyring = onDisk ?? memoryKeyring()
   const store = await createStore({
     database: config.database,
     base,
     keys,
+    migrate: o.migrate,
     onKeys: (r) => {
       if (r.recovered)
         process.stderr.write(

@@ -2,11 +2,10 @@ import { closeSync, existsSync, openSync, unlinkSync, writeSync } from "node:fs"
 import { verb } from "../../command.ts"
 import { newSecret } from "../../../shared/auth/keyring.ts"
 import { pendingNext, writeNext, type FileKeyring } from "../../../shared/auth/secret-file.ts"
-import { findConfig, searchPaths } from "../../../shared/config/load.ts"
-import { ConfigError, ConflictError, UsageError } from "../../../shared/errors.ts"
+import { ConflictError, UsageError } from "../../../shared/errors.ts"
 import type { Store } from "../../../store/index.ts"
 import { jsonArg, modeArgs, modeOf, noun, print } from "./_args.ts"
-import { chooseMode } from "./_backend.ts"
+import { localConfig } from "./_backend.ts"
 import { openStore } from "./_store.ts"
 
 export interface Rotation {
@@ -68,16 +67,10 @@ const rotate = verb(
   "Generate a new coordinator secret and re-encrypt every stored key under it (on the coordinator host, with its config; safe while it runs)",
   rotateArgs,
   async (args) => {
-    const mode = chooseMode(modeOf(args))
-    if (mode.kind === "remote")
-      throw new UsageError(
-        `rotate-secret works on the coordinator host, on its database and secret file: pass the coordinator's config (--config FILE) or --local, not the admin identity config ${mode.file}`,
-      )
-    const cfg = mode.file ?? findConfig("coordinator")
-    if (!cfg)
-      throw new ConfigError(
-        `no coordinator config found (looked in ${searchPaths("coordinator").join(", ")}); pass --config FILE`,
-      )
+    const cfg = localConfig(
+      modeOf(args),
+      "rotate-secret works on the coordinator host, on its database and secret file",
+    )
     const { store, secret } = await openStore(cfg)
     try {
       if (!secret) throw new UsageError("the coordinator's database is in memory: there is no secret file to rotate")

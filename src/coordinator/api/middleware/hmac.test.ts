@@ -21,13 +21,24 @@ const NOW = 1_700_000_000_000
 const CAP = 1024
 const PATH = "/api/v1/echo"
 
-/** The middleware on one echo route, with an in-memory identity `alice`; counts credential lookups. */
-function harness(cap = CAP) {
-  const seen = { lookups: 0, refusals: [] as string[] }
+/**
+ * The middleware on one echo route, with an in-memory identity `alice`; counts credential lookups and
+ * nonce writes. `nonces` is the database's nonce table: two harnesses given one are two coordinators on it.
+ */
+function harness(cap = CAP, nonces = new Set<string>(), shared = true) {
+  const seen = { lookups: 0, refusals: [] as string[], nonceWrites: 0 }
   const store = {
+    shared,
     async getCredential(name: string) {
       seen.lookups++
       return name === "alice" ? { name, role: "client", key: KEY, createdAt: 0 } : undefined
+    },
+    async rememberNonce(client: string, nonce: string) {
+      seen.nonceWrites++
+      const k = `${client}\n${nonce}`
+      if (nonces.has(k)) return false
+      nonces.add(k)
+      return true
     },
   } as unknown as Store
   const app = new Hono<AuthEnv>()
@@ -235,5 +246,37 @@ describe("hmacAuth, a body of many frames signed by their digests", () => {
     const res = await send(app, { ...signed(body, { bodyHash: schemeHash(most) }), ...byFrames }, body)
     expect(res.status).toBe(200)
     expect(res.body.digests?.length).toBe(FRAMES_DIGEST_MAX)
+  })
+})
+
+describe("replays across coordinators on one database", () => {
+  test("a request replayed to a second coordinator is refused by the shared nonces; one replayed to the first costs no write", async () => {
+    const table = new Set<string>()
+    const a = harness(CAP, table)
+    const b = harness(CAP, table)
+    const headers = signed(bytesOf(8))
+    const first = await send(a.app, headers, bytesOf(8))
+    expect(first.status).toBe(200)
+    expect(a.seen.nonceWrites).toBe(1)
+    const other = await send(b.app, headers, bytesOf(8))
+    expect(other.status).toBe(401)
+    expect(other.body.error?.message).toContain("another coordinator")
+    expect(b.seen.refusals).toEqual(["replay"])
+    // Refused from memory, before the database.
+    const again = await send(a.app, headers, bytesOf(8))
+    expect(again.status).toBe(401)
+    expect(a.seen.nonceWrites).toBe(1)
+    expect(a.seen.refusals).toEqual(["replay"])
+    // A fresh request goes through either.
+    expect((await send(b.app, signed(bytesOf(8)), bytesOf(8))).status).toBe(200)
+  })
+
+  test("a database only one coordinator serves (SQLite) is not written: the memory is the whole check", async () => {
+    const one = harness(CAP, new Set<string>(), false)
+    const headers = signed(bytesOf(8))
+    expect((await send(one.app, headers, bytesOf(8))).status).toBe(200)
+    expect((await send(one.app, headers, bytesOf(8))).status).toBe(401)
+    expect(one.seen.nonceWrites).toBe(0)
+    expect(one.seen.refusals).toEqual(["replay"])
   })
 })

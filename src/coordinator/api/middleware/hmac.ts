@@ -39,7 +39,8 @@ export type AuthEnv = {
  * timestamp window, nonce format, a known identity with a usable key, the declared length against the
  * route's cap); only then is the body read, as it streams, hashed on the way and never past `cap`.
  * Refusals are 401 with one reason (413 for a body over the cap); nothing is written before this
- * middleware passes. Neither keys nor signatures are ever logged.
+ * middleware passes, but its nonce (one insert that skips duplicates): the store remembers it for every
+ * coordinator on the database, behind a per-process cache that refuses a replay to this one at once. Neither keys nor signatures are ever logged.
  */
 export function hmacAuth(deps: {
   store: Store
@@ -98,8 +99,12 @@ export function hmacAuth(deps: {
       bodyHash: framed ? framed.hash : hasher.digest("hex"),
     })
     if (!signaturesEqual(expected, signature!)) refuse("invalid signature", "signature")
+    // The memory first (a replay to this coordinator costs no round trip), then, on a database several
+    // coordinators share, the database: a nonce another coordinator on it took is a replay here too.
     const seen = nonces.remember(client!, nonce!, now)
     if (seen === "replay") refuse("replayed request (nonce already used)", "replay")
+    if (seen === "new" && deps.store.shared && !(await deps.store.rememberNonce(client!, nonce!, now)))
+      refuse("replayed request (nonce already used, at another coordinator)", "replay")
     if (seen === "full") {
       deps.onRefuse?.("nonces")
       throw new TooManyError(
