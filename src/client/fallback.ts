@@ -276,7 +276,11 @@ export async function reportPending(api: ApiClient, log: string, timeoutMs: numb
       const batch = lines.slice(i, i + FALLBACK_REPORT_MAX)
       const records = batch.map(recordOf).filter((r): r is FallbackRecord => r !== undefined)
       if (records.length) {
-        const r = await api.json<FallbackReceipt>("POST", "/api/v1/clients/fallbacks", { json: { records }, timeoutMs })
+        const r = await api.json<FallbackReceipt>("POST", "/api/v1/clients/fallbacks", {
+          json: { records },
+          timeoutMs,
+          idempotent: true,
+        })
         sent += r.accepted
       }
       offset += batch.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0)

@@ -1,5 +1,5 @@
 import { fstatSync, statSync } from "node:fs"
-import { coordinatorUrl, loadConfig, resolveCa, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
+import { coordinatorTargets, loadConfig, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { ClientConfig, type FallbackConfig } from "../shared/config/schema.ts"
 import { DffmpegError, InvalidError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
@@ -82,8 +82,7 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
   const { config, base, warnings } = await loadConfig("client", ClientConfig, configPath, {}, explainYaml)
   for (const w of warnings) warn?.(w)
   const api = createApiClient({
-    url: coordinatorUrl(config.coordinator),
-    ca: resolveCa(config.coordinator, base),
+    coordinators: coordinatorTargets(config.coordinator, base),
     client: config.client_id,
     key: resolveKey(config, base),
   })
@@ -169,14 +168,21 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
       log: log!,
       api: reason === "coordinator_unreachable" ? undefined : api,
     })
-  let res: Response
-  try {
-    res = await api.request("POST", "/api/v1/jobs", {
+  // One key for every attempt of this submission, on whichever coordinator: one job however often it is sent.
+  const submission = crypto.randomUUID()
+  const submit = async () => {
+    const res = await api.request("POST", "/api/v1/jobs", {
       // `digests`: the stream sealed by frame digests, which the coordinator has for what it relays (STREAMED_DIGESTS).
       query: { attach: 1, digests: 1, progress: o.status ? 1 : undefined },
-      json: { ...job, stdin, attached: true },
+      json: { ...job, stdin, attached: true, submission },
+      idempotent: true,
     })
     if (!res.ok || !res.body) await readJson(res)
+    return res
+  }
+  let res: Response
+  try {
+    res = await submit()
   } catch (err) {
     const reason = submitFallback(fb, err)
     if (!reason) throw err
@@ -186,6 +192,7 @@ export async function runAttached(o: AttachedOptions): Promise<number> {
   report = log ? reportPending(api, log, REPORT_TIMEOUT_MS) : undefined
   try {
     return await follow(api, res.body!, {
+      resubmit: async () => (await submit()).body!,
       stdin,
       signals: true,
       signalTimeoutMs: config.signal_timeout_seconds * 1000,
@@ -292,7 +299,10 @@ async function runFallback(
 /** Submits a job without following it; returns it (for `client submit --detach`). */
 export async function submitDetached(o: AttachedOptions & { retries: number }): Promise<Job> {
   const { api, job } = await prepare(o)
-  return api.json<Job>("POST", "/api/v1/jobs", { json: { ...job, stdin: false, attached: false, retries: o.retries } })
+  return api.json<Job>("POST", "/api/v1/jobs", {
+    json: { ...job, stdin: false, attached: false, retries: o.retries, submission: crypto.randomUUID() },
+    idempotent: true,
+  })
 }
 
 export interface AttachOptions {
@@ -336,6 +346,11 @@ const printableLine = (s: string) => s.replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?"
 const statusLineFor = (on?: boolean) => (on ? createStatusLine((s) => void process.stderr.write(s)) : undefined)
 
 export interface FollowOptions {
+  /**
+   * Sends the submission again (same key: the same job) when the first stream is lost before it named
+   * its job; without it such a loss is final.
+   */
+  resubmit?: () => Promise<ReadableStream<Uint8Array>>
   /** Forward this process's stdin to the job. */
   stdin: boolean
   /** Forward SIGINT/SIGTERM/SIGHUP to the remote process (the proxy); cancel if it does not end in time. */
@@ -408,7 +423,7 @@ export async function follow(
     forceFail = reject
   })
   const cancel = async () => {
-    if (job) await api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000 }).catch(() => {})
+    if (job) await api.json("POST", `/api/v1/jobs/${job}/cancel`, { timeoutMs: 3000, idempotent: true }).catch(() => {})
   }
   let signaled = false
   const onSignal = (sig: (typeof FORWARDED)[number]) => {
@@ -458,6 +473,7 @@ export async function follow(
     const frames = jobFrames(api, {
       job,
       first,
+      resubmit: o.resubmit,
       query: { progress: o.statusLine ? 1 : undefined },
       ack: o.ack ? ACK_CADENCE : undefined,
     })
@@ -534,7 +550,12 @@ function openDownlink(
   let seq = 0
   const up = createUploader({
     send: async (body) =>
-      void (await api.json("POST", `/api/v1/jobs/${job}/stdin`, { body, contentType: FRAMES_MEDIA_TYPE })),
+      // Idempotent by sequence number: a batch stored before its answer was lost is not stored twice.
+      void (await api.json("POST", `/api/v1/jobs/${job}/stdin`, {
+        body,
+        contentType: FRAMES_MEDIA_TYPE,
+        idempotent: true,
+      })),
     retryable,
     delay: (n) => backoff(n),
     maxBacklog: 16 * 1024 * 1024,

@@ -13,6 +13,8 @@ export interface JobFramesOptions {
   job?: string
   /** An already open stream (an attached submit's answer); further streams are opened as needed. */
   first?: ReadableStream<Uint8Array>
+  /** Sends the submission again (its key makes it the same job) when `first` is lost before naming its job. */
+  resubmit?: () => Promise<ReadableStream<Uint8Array>>
   /** Stream position to start after (0: from the beginning). */
   after?: number
   /** Extra query parameters of every re-opened stream (e.g. `progress: 1`). */
@@ -48,7 +50,7 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
     o.ack &&
     createAcker({
       ...o.ack,
-      send: (pos) => api.json("POST", `/api/v1/jobs/${job}/ack`, { query: { pos }, timeoutMs: 5000 }),
+      send: (pos) => api.json("POST", `/api/v1/jobs/${job}/ack`, { query: { pos }, timeoutMs: 5000, idempotent: true }),
     })
   try {
     yield* follow()
@@ -59,6 +61,7 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
   async function* follow(): AsyncGenerator<Frame> {
     for (;;) {
       try {
+        if (!body && !job && o.resubmit) body = await o.resubmit()
         if (!body) {
           const res = await api.request("GET", `/api/v1/jobs/${job}/stream`, {
             // Sealed by frame digests (the coordinator need not hash relayed bytes again); an older one ignores it.
@@ -93,7 +96,7 @@ export async function* jobFrames(api: ApiClient, o: JobFramesOptions): AsyncGene
       } catch (err) {
         body = undefined
         if (o.signal?.aborted) return
-        if (!job)
+        if (!job && !(o.resubmit && retryable(err)))
           throw err instanceof UnavailableError
             ? new UnavailableError(`lost the coordinator while submitting: ${err.message}`)
             : err

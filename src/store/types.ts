@@ -35,7 +35,13 @@ export type NewJob = Pick<
   Job,
   "id" | "requester" | "binary" | "args" | "paths" | "cwd" | "stdin" | "attached" | "retries"
 > &
-  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin" | "queueKey">>
+  Partial<Pick<Job, "env" | "pathTokens" | "files" | "lane" | "priority" | "needs" | "pin" | "queueKey">> & {
+    /**
+     * The submitter's key of this submission (SubmitRequest.submission): one job per requester and key,
+     * so a submission repeated on another coordinator after a lost answer finds the job the first made.
+     */
+    submission?: string
+  }
 
 /** Where a page of the queue ended: the last job's queue key and id (the queue's order). */
 export interface QueueCursor {
@@ -314,6 +320,8 @@ export interface Store {
   reapWorkers(before: number): Promise<string[]>
 
   createJob(job: NewJob, now: number): Promise<Job>
+  /** The job `requester` submitted under `key` (NewJob.submission), if any. */
+  jobBySubmission(requester: string, key: string): Promise<Job | undefined>
   /**
    * Creates a job already ended with a known answer (an info command answered from the coordinator's
    * cache): its output rows and exit code are stored and it is `completed` (code 0) or `failed` in one

@@ -1,13 +1,15 @@
+import type { CoordinatorTarget } from "../shared/config/load.ts"
 import { createApiClient } from "../shared/http/client.ts"
 import { httpWorkerTransport } from "./http/worker.ts"
 import type { WorkerTransport } from "./types.ts"
 
 /** Where and as whom a worker reaches its coordinator. */
 export interface WorkerTransportOptions {
-  /** Coordinator base URL, including any reverse-proxy path_base. */
-  url: string
-  /** PEM of the CA that signs an https coordinator's certificate. */
-  ca?: string
+  /**
+   * The coordinators, in failover order: each base URL (including any reverse-proxy path_base) and the
+   * PEM of the CA that signs its certificate (https).
+   */
+  coordinators: readonly CoordinatorTarget[]
   /** The worker's identity and its HMAC key. */
   client: string
   key: string

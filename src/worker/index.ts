@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
-import { coordinatorUrl, resolveCa, resolveKey } from "../shared/config/load.ts"
+import { coordinatorTargets, resolveKey } from "../shared/config/load.ts"
 import type { WorkerConfig } from "../shared/config/server-schema.ts"
 import { DffmpegError, TrustError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
@@ -84,8 +84,7 @@ export async function startWorker(
   const transport =
     opts.transport ??
     createWorkerTransport({
-      url: coordinatorUrl(cfg.coordinator),
-      ca: resolveCa(cfg.coordinator, opts.base),
+      coordinators: coordinatorTargets(cfg.coordinator, opts.base),
       client: cfg.client_id,
       key: resolveKey(cfg, opts.base),
     })

@@ -242,7 +242,7 @@ export function testCoordinatorWakeups(engine: ServerEngine) {
           const health = (await (await fetch(`${c.url}/health`)).json()) as { components: { notifier: unknown } }
           expect(health.components.notifier).toEqual({ kind: engine, status: "ok", connected: true })
         }
-        const w = createWorkerTransport({ url: b.url, client: "w1", key })
+        const w = createWorkerTransport({ coordinators: [{ url: b.url }], client: "w1", key })
         await w.register({
           draining: false,
           binaries: ["ffmpeg"],

@@ -36,6 +36,17 @@ export interface ClusterOptions {
    * port (default `{ port }`): e.g. `scheme: https` and `ca_file`, or the port of a proxy in between.
    */
   link?: (port: number) => Record<string, unknown>
+  /**
+   * Coordinator processes on the one database (`coordinatorConfig.database`, a server database), each
+   * with its own config file beside the first, so all read the same secret file (SERVER_SECRET_FILE).
+   * Default 1.
+   */
+  coordinators?: number
+  /**
+   * With several coordinators: the `coordinator:` value of `who`'s config ("client", "admin" or a
+   * worker id), given every coordinator's port in start order. Default: all of them in that order.
+   */
+  links?: (ports: number[], who: string) => unknown
 }
 
 const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
@@ -60,6 +71,8 @@ export class Cluster {
   port!: number
   readonly workers: Proc[] = []
   readonly workerIds: string[] = []
+  /** Every coordinator process in start order (`coordinator` is the first), with its port. */
+  readonly coordinators: { proc: Proc; port: number }[] = []
   private keys = new Map<string, string>()
 
   private constructor(readonly opts: ClusterOptions) {
@@ -92,8 +105,12 @@ export class Cluster {
     return c
   }
 
-  /** The `coordinator:` block of client, worker and admin configs. */
-  link(): Record<string, unknown> {
+  /** The `coordinator:` value of client (`who`), worker and admin configs. */
+  link(who = "client"): unknown {
+    if (this.coordinators.length > 1) {
+      const ports = this.coordinators.map((c) => c.port)
+      return this.opts.links ? this.opts.links(ports, who) : ports.map((port) => ({ port }))
+    }
     return this.opts.link ? this.opts.link(this.port) : { port: this.port }
   }
 
@@ -108,6 +125,8 @@ export class Cluster {
     )
     await this.addUser("client1", "client")
     await this.startCoordinator()
+    this.coordinators.push({ proc: this.coordinator, port: this.port })
+    for (let i = 2; i <= (this.opts.coordinators ?? 1); i++) await this.startSecondCoordinator()
     writeFileSync(
       this.clientConfig,
       yaml({
@@ -187,24 +206,27 @@ export class Cluster {
 
   /**
    * Another coordinator process on this cluster's database (a server database in `coordinatorConfig`:
-   * SQLite is one host's), on a port of its own; stopped with the cluster. Its config is the first's.
+   * SQLite is one host's), on a port of its own, added to `coordinators`; stopped with the cluster.
+   * Its config is the first's but for the port, so it shares the database and the secret file.
    */
   async startSecondCoordinator(): Promise<{ proc: Proc; url: string; port: number }> {
-    const config = join(this.dir, `coordinator-${this.extra.length + 2}.yaml`)
+    const n = this.coordinators.length + 1
+    const config = join(this.dir, `coordinator${n}.yaml`)
     writeFileSync(config, yaml({ host: "127.0.0.1", port: 0, ...this.opts.coordinatorConfig }))
-    const p = Bun.spawn([BIN, "coordinator", "--config", config], {
-      cwd: this.dir,
-      env: this.env(),
-      stdin: "ignore",
-      stdout: "ignore",
-      stderr: "pipe",
-    })
-    const proc = new Proc(`coordinator-${this.extra.length + 2}`, p)
-    this.extra.push(proc)
+    const proc = new Proc(
+      `coordinator${n}`,
+      Bun.spawn([BIN, "coordinator", "--config", config], {
+        cwd: this.dir,
+        env: this.env(),
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "pipe",
+      }),
+    )
     const m = await proc.waitForLine(/listening on (https?:\/\/127\.0\.0\.1:(\d+))/)
+    this.coordinators.push({ proc, port: Number(m[2]) })
     return { proc, url: m[1], port: Number(m[2]) }
   }
-  private readonly extra: Proc[] = []
 
   async addUser(name: string, role: "client" | "worker" | "admin"): Promise<string> {
     const r = await this.admin(["users", "add", name, "--role", role])
@@ -235,7 +257,7 @@ export class Cluster {
       yaml({
         client_id: id,
         hmac_key_file: `../${id}.key`,
-        coordinator: this.link(),
+        coordinator: this.link(id),
         paths: { Media: this.workerMedia(id) },
         max_jobs: this.opts.maxJobs ?? 4,
         // Tests stop workers often; production keeps the 5 s default.
@@ -288,7 +310,7 @@ export class Cluster {
   async enableAdmin(name = "admin1"): Promise<string> {
     await this.addUser(name, "admin")
     const file = join(this.dir, `${name}.yaml`)
-    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: this.link() }))
+    writeFileSync(file, yaml({ client_id: name, hmac_key_file: `${name}.key`, coordinator: this.link("admin") }))
     this.adminConfig = file
     return file
   }
@@ -368,7 +390,10 @@ export class Cluster {
 
   /** Every process's log, for a failing test's message. */
   logs(): string {
-    return [this.coordinator, ...this.extra, ...this.workers]
+    return [
+      ...(this.coordinators.length > 1 ? this.coordinators.map((c) => c.proc) : [this.coordinator]),
+      ...this.workers,
+    ]
       .filter(Boolean)
       .map((p) => `--- ${p.name}\n${p.log()}`)
       .join("\n")
@@ -376,8 +401,11 @@ export class Cluster {
 
   async stop() {
     await Promise.all(this.workers.filter(Boolean).map((w) => w.stop("SIGTERM")))
-    await this.coordinator?.stop("SIGTERM")
-    await Promise.all(this.extra.map((p) => p.stop("SIGTERM")))
+    await Promise.all(
+      (this.coordinators.length > 1 ? this.coordinators.map((c) => c.proc) : [this.coordinator])
+        .filter(Boolean)
+        .map((p) => p.stop("SIGTERM")),
+    )
     rmSync(this.dir, { recursive: true, force: true })
   }
 

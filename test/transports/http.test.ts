@@ -37,7 +37,7 @@ testTransport("http", async (timing) => {
     heartbeat_interval: timing.heartbeatSeconds,
   })
   return {
-    worker: createWorkerTransport({ url: service.url, client: "w1", key }),
+    worker: createWorkerTransport({ coordinators: [{ url: service.url }], client: "w1", key }),
     workerName: "w1",
     store,
     close: () => service.stop(),
@@ -96,7 +96,7 @@ describe("http binding: a cancel written by another process", () => {
     const { service, key } = await coordinatorOn(store, { poll_wait_seconds: 60, heartbeat_interval: 0.2 })
     const other = createSqliteStore({ path })
     try {
-      const w = createWorkerTransport({ url: service.url, client: "w1", key })
+      const w = createWorkerTransport({ coordinators: [{ url: service.url }], client: "w1", key })
       await w.register({
         draining: false,
         binaries: ["ffmpeg"],

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { ConfigError } from "../errors.ts"
-import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "./load.ts"
+import { coordinatorTargets, coordinatorUrl, loadConfig, resolveCa, resolveKey } from "./load.ts"
 import { LOCAL_RANGES } from "../net/cidr.ts"
 import { ClientConfig } from "./schema.ts"
 import { CoordinatorConfig, WorkerConfig, heldBudgetMb } from "./server-schema.ts"
@@ -583,5 +583,98 @@ describe("resolveCa", () => {
         delete process.env.DFFMPEG_DATABASE_URL
       }
     })
+  })
+})
+
+describe("several coordinators", () => {
+  const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+  const load = async (text: string) => (await loadConfig("client", ClientConfig, file("c.yaml", text))).config
+
+  test("the single block form is unchanged: one block out, one target", async () => {
+    const { coordinator } = await load("client_id: c\ncoordinator: {host: a, port: 9000}\n")
+    expect(coordinator).toEqual({ scheme: "http", host: "a", port: 9000, path_base: "" })
+    expect(coordinatorTargets(coordinator, dir)).toEqual([{ url: "http://a:9000" }])
+  })
+
+  test("a list of blocks: each with its defaults, in order", async () => {
+    const { coordinator } = await load(
+      "client_id: c\ncoordinator:\n  - {host: a}\n  - {scheme: https, host: b, port: 8443, path_base: /d/, ca_file: ca.pem}\n",
+    )
+    writeFileSync(join(dir, "ca.pem"), PEM)
+    expect(coordinatorTargets(coordinator, dir)).toEqual([
+      { url: "http://a:8000" },
+      { url: "https://b:8443/d", ca: PEM },
+    ])
+  })
+
+  test("urls: with the shared ca_file beside them, applied to the https ones", async () => {
+    writeFileSync(join(dir, "ca.pem"), PEM)
+    const { coordinator } = await load(
+      "client_id: c\ncoordinator:\n  urls: [ 'https://a:8000', 'http://b:8000/base/', 'https://[::1]' ]\n  ca_file: ca.pem\n",
+    )
+    expect(coordinatorTargets(coordinator, dir)).toEqual([
+      { url: "https://a:8000", ca: PEM },
+      { url: "http://b:8000/base" },
+      { url: "https://[::1]:443", ca: PEM },
+    ])
+  })
+
+  test.each([
+    ["coordinator: []\n", "coordinator: lists no coordinator"],
+    ["coordinator:\n  - {host: a}\n  - {port: 70000}\n", "coordinator.1.port: "],
+    ["coordinator:\n  - {host: a}\n  - {scheme: ftp}\n", "coordinator.1.scheme: "],
+    ["coordinator:\n  urls: []\n", "coordinator.urls: lists no coordinator"],
+    ["coordinator:\n  urls: ['http://a:1', 'nope']\n", "coordinator.urls.1: is not a URL: nope"],
+    ["coordinator:\n  urls: ['ftp://a']\n", "coordinator.urls.0: must be an http:// or https:// URL"],
+    ["coordinator:\n  urls: ['http://u:p@a']\n", "coordinator.urls.0: must not carry a user name or password"],
+    ["coordinator:\n  urls: ['http://a/?x=1']\n", "coordinator.urls.0: must not have a query or fragment"],
+    ["coordinator:\n  urls: ['http://a']\n  host: b\n", "coordinator.host: "],
+    ["coordinator:\n  urls: ['http://a']\n  ca_file: ca.pem\n", "coordinator: ca_file is set but no URL is https"],
+    [
+      `coordinator:\n  urls: [${Array.from({ length: 17 }, (_, i) => `'http://h${i}'`).join(", ")}]\n`,
+      "coordinator.urls: lists more than 16",
+    ],
+  ] as const)("%j is refused with an issue line naming the entry", async (text, prefix) => {
+    const err = await configError(() => load(`client_id: c\n${text}`))
+    expect(err.issues.some((line) => line.startsWith(prefix))).toBe(true)
+  })
+
+  test("an unknown key in a listed block is a warning naming its index", async () => {
+    const loaded = await loadConfig(
+      "worker",
+      WorkerConfig,
+      file("w.yaml", "client_id: w\ncoordinator:\n  - {host: a}\n  - {hots: b}\n"),
+    )
+    expect(loaded.warnings).toHaveLength(1)
+    expect(loaded.warnings[0]).toContain("unknown config key coordinator.1.hots ")
+  })
+
+  test("a CA file that cannot be read names the coordinator's index", () => {
+    expect(() =>
+      coordinatorTargets(
+        [
+          { scheme: "http", host: "a", port: 1, path_base: "" },
+          { scheme: "https", host: "b", port: 1, path_base: "", ca_file: "missing.pem" },
+        ],
+        dir,
+      ),
+    ).toThrow("coordinator 1 (from 0): coordinator.ca_file")
+  })
+
+  test("DFFMPEG_COORDINATOR_URL: a comma-separated list replaces the file's coordinators, keeping its ca_file", async () => {
+    writeFileSync(join(dir, "ca.pem"), PEM)
+    process.env.DFFMPEG_COORDINATOR_URL = "https://a:8443, http://b:8000/x"
+    try {
+      const { coordinator } = await load("client_id: c\ncoordinator: {scheme: https, host: old, ca_file: ca.pem}\n")
+      expect(coordinatorTargets(coordinator, dir)).toEqual([
+        { url: "https://a:8443", ca: PEM },
+        { url: "http://b:8000/x" },
+      ])
+      process.env.DFFMPEG_COORDINATOR_URL = "http://a:1,nope"
+      const err = await configError(() => load("client_id: c\n"))
+      expect(err.message).toBe("DFFMPEG_COORDINATOR_URL entry 1 (from 0) is not a URL: nope")
+    } finally {
+      delete process.env.DFFMPEG_COORDINATOR_URL
+    }
   })
 })

@@ -4,6 +4,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path"
 import { ConfigError } from "../errors.ts"
 import { issueLines } from "../protocol/schemas.ts"
 import { Env } from "./env.ts"
+import { MAX_COORDINATORS, coordinatorBlockOf, type CoordinatorBlock } from "./schema.ts"
 import { databaseFromUrl } from "./database-url.ts"
 
 /** The roles that read a config file, by the name the file carries (`dffmpeg-<role>.yaml`). */
@@ -59,12 +60,20 @@ interface Node {
   entries?: Record<string, v.GenericSchema>
   key?: string
   options?: Node[]
+  /** `lazy`: the schema that applies to this input. */
+  getter?: (input: unknown) => v.GenericSchema
+  /** `array`: the schema of each item. */
+  item?: v.GenericSchema
 }
 
 /** Keys present in `input` that the schema does not know, as dotted paths. */
 function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): string[] {
   const node = schema as unknown as Node
   let s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as Node) : node
+  // A shape picked by the input (`coordinator:` is a block, a list of blocks or `urls:`).
+  if (s.type === "lazy" && s.getter) s = s.getter(input) as unknown as Node
+  if (s.type === "array" && s.item && Array.isArray(input))
+    return input.flatMap((item, i) => unknownKeys(s.item!, item, `${prefix}${i}.`))
   // A union on a key (`database.engine`): the keys of the shape that key selects.
   if (s.type === "variant" && s.key && s.options && input && typeof input === "object") {
     const key = s.key
@@ -140,24 +149,30 @@ function envOverrides(role: ConfigRole, raw: Record<string, unknown>): Record<st
   const key = Env.hmacKey()
   if (key && !raw.hmac_key_file) out.hmac_key = key
   const url = Env.coordinatorUrl()
-  if (url) {
-    let u: URL
-    try {
-      u = new URL(url)
-    } catch {
-      throw new ConfigError(`DFFMPEG_COORDINATOR_URL is not a URL: ${url}`)
-    }
-    // The URL replaces where the coordinator is, not which CA signs its certificate.
-    const ca = (raw.coordinator as { ca_file?: unknown } | undefined)?.ca_file
-    out.coordinator = {
-      ...(ca !== undefined ? { ca_file: ca } : {}),
-      scheme: u.protocol.replace(":", ""),
-      host: u.hostname,
-      port: u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80,
-      path_base: u.pathname.replace(/\/$/, ""),
-    }
-  }
+  if (url) out.coordinator = coordinatorFromEnv(url, raw.coordinator)
   return out
+}
+
+/**
+ * DFFMPEG_COORDINATOR_URL as a `coordinator:` value: one URL is one block, a comma-separated list the
+ * `urls:` form (each entry checked here, so the line names the variable). It replaces where the
+ * coordinators are, not which CA signs their certificates: the file's `ca_file` (of its block, or of
+ * its `urls:` form) stays.
+ */
+function coordinatorFromEnv(url: string, file: unknown): unknown {
+  const ca =
+    file && typeof file === "object" && !Array.isArray(file) ? (file as { ca_file?: unknown }).ca_file : undefined
+  const entries = url.split(",").map((u) => u.trim())
+  const blocks = entries.map((u, i) => {
+    const b = coordinatorBlockOf(u)
+    if (typeof b === "string")
+      throw new ConfigError(`DFFMPEG_COORDINATOR_URL${entries.length > 1 ? ` entry ${i} (from 0)` : ""} ${b}`)
+    return b
+  })
+  if (blocks.length > MAX_COORDINATORS)
+    throw new ConfigError(`DFFMPEG_COORDINATOR_URL lists more than ${MAX_COORDINATORS} coordinators`)
+  if (blocks.length === 1) return { ...(ca !== undefined ? { ca_file: ca } : {}), ...blocks[0] }
+  return { urls: entries, ...(ca !== undefined ? { ca_file: ca } : {}) }
 }
 
 /** Resolves `hmac_key_file` (relative to the config file) or `hmac_key`. */
@@ -181,6 +196,34 @@ export function coordinatorUrl(link: { scheme: string; host: string; port: numbe
   const host = link.host.includes(":") && !link.host.startsWith("[") ? `[${link.host}]` : link.host
   const base = link.path_base ? "/" + link.path_base.replace(/^\/+|\/+$/g, "") : ""
   return `${link.scheme}://${host}:${link.port}${base}`
+}
+
+/** One coordinator a role reaches: its base URL and the PEM of the CA of its certificate (if set). */
+export interface CoordinatorTarget {
+  url: string
+  ca?: string
+}
+
+/**
+ * Every coordinator of a `coordinator:` value, in the order failover tries them (one for the single
+ * block form). Each CA file is read once, however many coordinators it serves.
+ */
+export function coordinatorTargets(link: CoordinatorBlock | CoordinatorBlock[], base: string): CoordinatorTarget[] {
+  const blocks = Array.isArray(link) ? link : [link]
+  const cas = new Map<string, string | undefined>()
+  return blocks.map((b, i) => {
+    const at = blocks.length > 1 ? `coordinator ${i} (from 0): ` : ""
+    const key = `${b.scheme} ${b.ca_file ?? ""}`
+    if (!cas.has(key))
+      try {
+        cas.set(key, resolveCa(b, base))
+      } catch (err) {
+        if (err instanceof ConfigError && at) throw new ConfigError(at + err.message)
+        throw err
+      }
+    const ca = cas.get(key)
+    return ca ? { url: coordinatorUrl(b), ca } : { url: coordinatorUrl(b) }
+  })
 }
 
 /**

@@ -34,18 +34,89 @@ export const EnvNames = v.optional(
   [...DEFAULT_ENV],
 )
 
-/** Where the coordinator is, as a worker, client or admin reaches it. */
+/** Where one coordinator is, as a worker, client or admin reaches it. */
+export const CoordinatorBlock = v.object({
+  scheme: v.optional(v.picklist(["http", "https"]), "http"),
+  host: v.optional(v.pipe(v.string(), v.minLength(1)), "127.0.0.1"),
+  port: v.optional(Port, 8000),
+  path_base: v.optional(v.string(), ""),
+  /** PEM file of the CA (or self-signed certificate) that signs the coordinator's TLS certificate (scheme https). */
+  ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+})
+export type CoordinatorBlock = v.InferOutput<typeof CoordinatorBlock>
+
+/** Most coordinators one config may list: a cluster is 2-3 (docs/operations.md); more is a mistake. */
+export const MAX_COORDINATORS = 16
+
+/** One `coordinator.urls` entry: an http(s) URL with a host, no credentials, query or fragment. */
+const CoordinatorUrl = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const block = coordinatorBlockOf(dataset.value)
+    if (typeof block === "string") {
+      addIssue({ message: block })
+      return NEVER
+    }
+    return block
+  }),
+)
+
+/**
+ * `coordinator:` in its three forms, told apart by shape (so each reports its own issues): one block
+ * (the output is that block, as always), a list of blocks, or `urls:` with the keys they share beside
+ * it (`ca_file`, applied to the https ones). A list's output is the blocks in order: the order of failover.
+ */
 export const CoordinatorLink = v.optional(
-  v.object({
-    scheme: v.optional(v.picklist(["http", "https"]), "http"),
-    host: v.optional(v.pipe(v.string(), v.minLength(1)), "127.0.0.1"),
-    port: v.optional(Port, 8000),
-    path_base: v.optional(v.string(), ""),
-    /** PEM file of the CA (or self-signed certificate) that signs the coordinator's TLS certificate (scheme https). */
-    ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  v.lazy((input): v.GenericSchema<unknown, CoordinatorBlock | CoordinatorBlock[]> => {
+    if (Array.isArray(input)) return CoordinatorList
+    if (input && typeof input === "object" && "urls" in input) return CoordinatorUrls
+    return CoordinatorBlock
   }),
   {},
 )
+
+const CoordinatorList = v.pipe(
+  v.array(CoordinatorBlock),
+  v.minLength(1, "lists no coordinator"),
+  v.maxLength(MAX_COORDINATORS, `lists more than ${MAX_COORDINATORS} coordinators`),
+)
+
+const CoordinatorUrls = v.pipe(
+  v.strictObject({
+    urls: v.pipe(
+      v.array(CoordinatorUrl),
+      v.minLength(1, "lists no coordinator"),
+      v.maxLength(MAX_COORDINATORS, `lists more than ${MAX_COORDINATORS} coordinators`),
+    ),
+    ca_file: v.optional(v.pipe(v.string(), v.minLength(1))),
+  }),
+  v.check(
+    (c) => c.ca_file === undefined || c.urls.some((u) => u.scheme === "https"),
+    "ca_file is set but no URL is https (a CA only matters over TLS)",
+  ),
+  v.transform((c) => c.urls.map((u) => (c.ca_file && u.scheme === "https" ? { ...u, ca_file: c.ca_file } : u))),
+)
+
+/** A coordinator URL as a block, or what is wrong with it. */
+export function coordinatorBlockOf(url: string): CoordinatorBlock | string {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    return `is not a URL: ${url.slice(0, 200)}`
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    return `must be an http:// or https:// URL: ${url.slice(0, 200)}`
+  if (!u.hostname) return `has no host: ${url.slice(0, 200)}`
+  if (u.username || u.password) return "must not carry a user name or password (the key is hmac_key)"
+  if (u.search || u.hash) return `must not have a query or fragment: ${url.slice(0, 200)}`
+  return {
+    scheme: u.protocol === "https:" ? "https" : "http",
+    host: u.hostname.replace(/^\[|\]$/g, ""),
+    port: u.port ? Number(u.port) : u.protocol === "https:" ? 443 : 80,
+    path_base: u.pathname.replace(/\/+$/, ""),
+  }
+}
 
 /** Who a worker, client or admin is (its key comes from hmac_key or hmac_key_file), and where its coordinator is. */
 export const Identity = {

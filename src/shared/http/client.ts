@@ -9,6 +9,8 @@ import {
   verifiedStream,
 } from "../auth/response.ts"
 import { escapeControls } from "../text.ts"
+import type { CoordinatorTarget } from "../config/load.ts"
+import { createFailover, failoverStatus, notSent, onePass } from "./failover.ts"
 import {
   AuthError,
   ConfigError,
@@ -20,6 +22,7 @@ import {
 } from "../errors.ts"
 
 export interface ApiClient {
+  /** The coordinator requests go to now (the one that last answered), as its base URL. */
   readonly url: string
   readonly client: string
   /**
@@ -45,6 +48,12 @@ export interface RequestOpts {
    * limited by it: a job's output stream lasts as long as the job. `json` also bounds the body read.
    */
   timeoutMs?: number
+  /**
+   * Repeating this request is harmless (the coordinator dedupes it: a submission's key, an upload's
+   * sequence numbers, a cancel), so a connection lost after it was sent may go on to the next
+   * coordinator. GET always may; any other request fails over only when it surely was not sent.
+   */
+  idempotent?: boolean
 }
 
 /**
@@ -52,9 +61,13 @@ export interface RequestOpts {
  * coordinator base including any reverse-proxy `path_base`; signatures cover the route path only.
  */
 export function createApiClient(opts: {
-  url: string
+  /** The coordinators, in failover order (docs/protocol.md, "Several coordinators"). */
+  coordinators?: readonly CoordinatorTarget[]
+  /** One coordinator's base URL (instead of `coordinators`). */
+  url?: string
   client: string
-  key: string /** PEM of the CA that signs an https coordinator's certificate. */
+  key: string
+  /** PEM of the CA that signs an https coordinator's certificate (with `url`). */
   ca?: string
 }): ApiClient {
   let key: Buffer
@@ -63,15 +76,21 @@ export function createApiClient(opts: {
   } catch (err) {
     throw new ConfigError(`hmac_key: ${(err as Error).message}`)
   }
-  const base = opts.url.replace(/\/+$/, "")
+  const targets = (opts.coordinators ?? [{ url: opts.url ?? "", ca: opts.ca }]).map((t) => ({
+    base: t.url.replace(/\/+$/, ""),
+    ca: t.ca,
+  }))
+  const failover = createFailover(targets.length)
 
   /** Sends the request; `timer` aborts it until it is cleared (the caller decides when: headers or body). */
   const send = async (
+    target: { base: string; ca?: string },
     method: string,
     path: string,
     o: RequestOpts,
     timer: { clear(): void; signal: AbortSignal },
   ): Promise<Response> => {
+    const { base, ca } = target
     const params = new URLSearchParams()
     for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) params.set(k, String(v))
     const body = o.json !== undefined ? JSON.stringify(o.json) : o.body
@@ -98,19 +117,21 @@ export function createApiClient(opts: {
         body,
         signal,
         redirect: "manual",
-        ...(opts.ca ? { tls: { ca: opts.ca } } : {}),
+        ...(ca ? { tls: { ca } } : {}),
       })
     } catch (err) {
       timer.clear()
       if (o.signal?.aborted) throw err
       const e = err as Error & { code?: string }
       const tls = tlsReason(e.code)
-      if (tls) throw new TrustError(`cannot trust the coordinator at ${base}: ${tls}`)
+      if (tls) throw Object.assign(new TrustError(`cannot trust the coordinator at ${base}: ${tls}`), { unsent: true })
       const why = timer.signal.aborted ? "timed out" : (e.code ?? e.message)
-      throw new UnavailableError(`cannot reach the coordinator at ${base}: ${why}`)
+      throw Object.assign(new UnavailableError(`cannot reach the coordinator at ${base}: ${why}`), {
+        unsent: notSent(e.code),
+      })
     }
     try {
-      return await verify(res, headers[HEADER.nonce]!)
+      return await verify(base, res, headers[HEADER.nonce]!)
     } catch (err) {
       if (err instanceof DffmpegError || o.signal?.aborted || !timer.signal.aborted) throw err
       throw new UnavailableError(`cannot reach the coordinator at ${base}: timed out reading the answer`)
@@ -118,7 +139,7 @@ export function createApiClient(opts: {
   }
 
   /** The reply, verified against the signature the coordinator made with our key for this nonce. */
-  const verify = async (res: Response, nonce: string): Promise<Response> => {
+  const verify = async (base: string, res: Response, nonce: string): Promise<Response> => {
     const sig = res.headers.get(RESPONSE_HEADER)
     const contentType = res.headers.get("content-type") ?? ""
     if (!sig) {
@@ -148,24 +169,52 @@ export function createApiClient(opts: {
     return new Response(bytes, { status: res.status, headers: res.headers })
   }
 
+  /**
+   * One pass over the coordinators (failover.ts), each attempt signed afresh (its own nonce and time)
+   * with its own deadline. The answer comes back with its attempt's timer still running (`json` bounds
+   * the body read by it); the caller clears it.
+   */
+  const attempt = (method: string, path: string, o: RequestOpts) => {
+    const repeatable = o.idempotent ?? (method === "GET" || method === "HEAD")
+    return onePass<{ res: Response; timer: Timer }>(failover, async (i) => {
+      const timer = deadline(o.timeoutMs ?? 10_000)
+      try {
+        const res = await send(targets[i]!, method, path, o, timer)
+        if (!failoverStatus(res.status) || targets.length === 1) return { verdict: "done", value: { res, timer } }
+        // Not this coordinator now; the last one's answer is the caller's if every one says so.
+        const kept = new Response(await res.arrayBuffer(), { status: res.status, headers: res.headers })
+        // Its body is read: nothing is left for the timer to bound.
+        timer.clear()
+        // A balancer's 502/504 may hide a coordinator that acted on the request; a 503 never acted.
+        const verdict = res.status === 503 || repeatable ? "next" : "stop"
+        return { verdict, error: undefined, value: { res: kept, timer } }
+      } catch (err) {
+        timer.clear()
+        if (o.signal?.aborted) return { verdict: "stop", error: err }
+        const unsent = (err as { unsent?: boolean }).unsent === true
+        const lost = err instanceof UnavailableError || (!(err instanceof DffmpegError) && retryable(err))
+        return { verdict: unsent || (lost && repeatable) ? "next" : "stop", error: err }
+      }
+    })
+  }
+
   const request = async (method: string, path: string, o: RequestOpts = {}): Promise<Response> => {
-    const timer = deadline(o.timeoutMs ?? 10_000)
-    try {
-      return await send(method, path, o, timer)
-    } finally {
-      // Headers are in: the body may stream for as long as the job runs.
-      timer.clear()
-    }
+    const { res, timer } = await attempt(method, path, o)
+    // Headers are in: the body may stream for as long as the job runs.
+    timer.clear()
+    return res
   }
 
   return {
-    url: base,
+    get url() {
+      return targets[failover.current]!.base
+    },
     client: opts.client,
     request,
     async json<T>(method: string, path: string, o: RequestOpts = {}): Promise<T> {
-      const timer = deadline(o.timeoutMs ?? 10_000)
+      const { res, timer } = await attempt(method, path, o)
+      const base = targets[failover.current]!.base
       try {
-        const res = await send(method, path, o, timer)
         return (await readJson(res).catch((err) => {
           if (timer.signal.aborted)
             throw new UnavailableError(`cannot reach the coordinator at ${base}: timed out reading the answer`)
@@ -177,6 +226,8 @@ export function createApiClient(opts: {
     },
   }
 }
+
+type Timer = ReturnType<typeof deadline>
 
 /**
  * Unsigned replies a client accepts (as errors only): 401 and 413 are sent before the caller's identity is

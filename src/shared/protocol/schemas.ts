@@ -92,6 +92,13 @@ export const SubmitRequest = v.strictObject({
    * disagree about what the output bytes mean.
    */
   pathTokens: v.optional(v.boolean(), false),
+  /**
+   * The caller's key of this submission (docs/protocol.md, "Several coordinators"): a submission repeated
+   * with the same key, on any coordinator, answers the job the first one created instead of a second.
+   */
+  submission: v.optional(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,64}$/, "must be 16-64 letters, digits, '_' or '-'")),
+  ),
 })
 export type SubmitRequest = v.InferOutput<typeof SubmitRequest>
 

@@ -25,6 +25,7 @@ export function jobMethods(
   Store,
   | "createJob"
   | "createAnswered"
+  | "jobBySubmission"
   | "answerJob"
   | "getJob"
   | "listJobs"
@@ -103,6 +104,7 @@ export function jobMethods(
       pin: j.pin ?? null,
       queue_key: j.queueKey ?? now,
       barred: null,
+      submission: j.submission ?? null,
       acked_pos: 0,
       out_dropped: 0,
       trunc_pos: null,
@@ -167,6 +169,15 @@ export function jobMethods(
         const row = await q.executeTakeFirst()
         return row ? answerIn(t, out, toJob(row), answer, reason, now) : undefined
       }),
+    async jobBySubmission(requester, key) {
+      const row = await db
+        .selectFrom("jobs")
+        .select("id")
+        .where("requester", "=", requester)
+        .where("submission", "=", key)
+        .executeTakeFirst()
+      return row ? jobById(row.id) : undefined
+    },
     getJob: jobById,
     async listJobs(f: JobFilter) {
       const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()

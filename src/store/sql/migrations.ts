@@ -236,8 +236,15 @@ const steps: Step[] = [
       .execute()
   },
   // Several coordinators on one database (issue 14): nonces every coordinator checks, the coordinators
-  // seen, and the change sequence of engines without LISTEN/NOTIFY.
+  // seen, the change sequence of engines without LISTEN/NOTIFY, and the submitter's key of a submission
+  // (one job per requester and key, whichever coordinator a repeated submission reaches; NULLs are
+  // distinct in a unique index on every engine, so keyless jobs never collide).
   async (db, d) => {
+    await db.schema
+      .alterTable("jobs")
+      .addColumn("submission", d.str(64), (c) => c)
+      .execute()
+    await db.schema.createIndex("jobs_submission").unique().on("jobs").columns(["requester", "submission"]).execute()
     await table(db, d, "nonces")
       .addColumn("client_id", d.str(64), (c) => c.notNull())
       .addColumn("nonce", d.str(64), (c) => c.notNull())

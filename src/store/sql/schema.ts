@@ -85,6 +85,8 @@ export interface Database {
     queue_key: number
     /** Workers never to be given the job again (JSON list), or null. */
     barred: string | null
+    /** The submitter's key of its submission (unique per requester), or null. */
+    submission: string | null
   }
   job_args: { job_id: string; args: string }
   /** A job's concat lists and filter scripts (JobFiles as JSON), for jobs whose `files` is not 0. */

@@ -54,16 +54,22 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
     url: api.url,
     register: (reg) =>
       api
-        .json("POST", "/api/v1/worker/register", { json: reg })
+        // Repeatable (docs/protocol.md, "Several coordinators"): register, verify, heartbeat, deregister and
+        // uploads (by sequence number); start and reject are not (a second start at the epoch is refused).
+        .json("POST", "/api/v1/worker/register", { json: reg, idempotent: true })
         .then((r) => reply(RegisterReply, "register", r), onWorker),
     async verify(token) {
-      reply(OkReply, "verify", await api.json("POST", "/api/v1/worker/verify", { json: { token } }).catch(onWorker))
+      reply(
+        OkReply,
+        "verify",
+        await api.json("POST", "/api/v1/worker/verify", { json: { token }, idempotent: true }).catch(onWorker),
+      )
     },
     async deregister() {
       reply(
         OkReply,
         "deregister",
-        await api.json("POST", "/api/v1/worker/deregister", { timeoutMs: 3000 }).catch(onWorker),
+        await api.json("POST", "/api/v1/worker/deregister", { timeoutMs: 3000, idempotent: true }).catch(onWorker),
       )
     },
     // One long poll per batch, asked for only when the consumer pulls the next one.
@@ -87,7 +93,7 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
     },
     heartbeat: (held) =>
       api
-        .json("POST", "/api/v1/worker/heartbeat", { json: { jobs: held }, timeoutMs: 5000 })
+        .json("POST", "/api/v1/worker/heartbeat", { json: { jobs: held }, timeoutMs: 5000, idempotent: true })
         .then((r) => reply(HeartbeatReply, "heartbeat", r), onWorker),
     async reject(job, epoch) {
       reply(OkReply, "reject", await api.json("POST", `/api/v1/jobs/${job}/reject`, { query: { epoch } }).catch(onJob))
@@ -105,6 +111,7 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
           // The encoder's bodies are whole frames; one of more than FRAMES_DIGEST_MAX is signed by its SHA-256.
           ...(opts?.digests ? { framesHash: framesBodyHash(frames)?.hash } : {}),
           timeoutMs: 30_000,
+          idempotent: true,
         })
         .catch(onJobStream)
       const r = reply(UploadReply, "output", body)

@@ -1,4 +1,4 @@
-import { coordinatorUrl, loadConfig, resolveCa, resolveKey } from "../../../shared/config/load.ts"
+import { coordinatorTargets, loadConfig, resolveKey } from "../../../shared/config/load.ts"
 import { AdminConfig } from "../../../shared/config/server-schema.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import { AuthError, UnavailableError } from "../../../shared/errors.ts"
@@ -16,8 +16,7 @@ export async function openHttpBackend(file: string): Promise<AdminBackend> {
   const { config, base, warnings } = await loadConfig("admin", AdminConfig, file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
   const api = createApiClient({
-    url: coordinatorUrl(config.coordinator),
-    ca: resolveCa(config.coordinator, base),
+    coordinators: coordinatorTargets(config.coordinator, base),
     client: config.client_id,
     key: resolveKey(config, base),
   })

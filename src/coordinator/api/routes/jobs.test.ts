@@ -693,3 +693,32 @@ describe("GET /jobs/:id/input (the worker's downlink) and the hints of its wake-
     expect(blind.reads.state).toBeGreaterThan(told.reads.state)
   })
 })
+
+describe("POST /jobs with a submission key", () => {
+  const args = ["-i", "in.mkv", "-f", "null", "-"]
+  const submit = (who: typeof alice, submission: string, over: Record<string, unknown> = {}) =>
+    h.request(who, "POST", J, { binary: "ffmpeg", args, paths: [], cwd: null, stdin: false, submission, ...over })
+  const KEY = "3b241101-e2bb-4255-8caf-4136c566a962"
+
+  test("repeated (an answer lost, sent again through any coordinator): the same job, created once", async () => {
+    const first = await submit(alice, KEY)
+    expect(first.status).toBe(201)
+    const again = await submit(alice, KEY)
+    expect(again.status).toBe(200)
+    const [a, b] = [(await first.json()) as { id: string }, (await again.json()) as { id: string }]
+    expect(b.id).toBe(a.id)
+    expect(await ids(await h.request(admin, "GET", J))).toEqual([a.id])
+  })
+
+  test("a key is per requester; reused for another command it is 409; a malformed key is 400", async () => {
+    const mine = (await (await submit(alice, KEY)).json()) as { id: string }
+    const theirs = await submit(bob, KEY)
+    expect(theirs.status).toBe(201)
+    expect(((await theirs.json()) as { id: string }).id).not.toBe(mine.id)
+    const other = await submit(alice, KEY, { args: ["-i", "other.mkv", "-f", "null", "-"] })
+    expect(other.status).toBe(409)
+    expect(((await other.json()) as { error: { message: string } }).error.message).toContain(mine.id)
+    for (const bad of ["short", "x".repeat(65), "has spaces in it here"])
+      expect((await submit(alice, bad)).status).toBe(400)
+  })
+})

@@ -282,6 +282,26 @@ export function jobRoutes(deps: Deps) {
     }
   }
 
+  /**
+   * The answer to a repeated submission (same requester and `submission` key): the job the first one
+   * created, as its first answer was (an attached caller's stream from the start, which it never
+   * received). A key reused for another command is refused: the key names one submission, not a slot.
+   */
+  const resubmitted = (c: Context<AuthEnv>, job: Job, req: SubmitRequest, attach: boolean) => {
+    if (
+      job.binary !== req.binary ||
+      JSON.stringify(job.args) !== JSON.stringify(req.args) ||
+      job.attached !== (attach || req.attached)
+    )
+      throw new ConflictError(`submission ${req.submission} was already used for job ${job.id}, another command`, {
+        job: job.id,
+      })
+    log.info("repeated submission answered with its job", { job: job.id, requester: job.requester })
+    const answer = { ...job, files: [] }
+    if (attach) return streamOutput(c, job, 0, encodeJsonFrame(Kind.event, 0, { type: "job", job: answer }))
+    return c.json(answer, 200)
+  }
+
   app.post("/", async (c) => {
     const p = c.get("principal")
     requireRole(p, "client", "admin")
@@ -307,6 +327,9 @@ export function jobRoutes(deps: Deps) {
       throw new InvalidError(
         "retries are for detached jobs: a job re-run under an attached caller would repeat its output",
       )
+    // A submission repeated after a lost answer (here or on another coordinator): its job, not a second.
+    const prior = req.submission === undefined ? undefined : await store.jobBySubmission(p.name, req.submission)
+    if (prior) return resubmitted(c, prior, req, attach)
     await checkQueueQuota(store, p.name, config.limits)
     const placing = placement(p.name, req.binary, req.args, now())
     // Read once for the submission: its needs, its info plan and its verdict all judge by these workers.
@@ -343,6 +366,7 @@ export function jobRoutes(deps: Deps) {
       retries: req.retries,
       ...placing,
       ...(plan ? { lane: "probe" as const, pin: plan.pin } : {}),
+      ...(req.submission !== undefined ? { submission: req.submission } : {}),
     }
     // Followed before it exists: its worker's first upload cannot come before.
     if (plan?.kind === "ask") info.asking(fresh, plan)
@@ -351,11 +375,15 @@ export function jobRoutes(deps: Deps) {
     let job = await (plan?.kind === "answer"
       ? store.createAnswered(fresh, plan.answer, plan.reason, now())
       : store.createJob(fresh, now())
-    ).catch((err) => {
+    ).catch(async (err) => {
       slot?.()
       info.abandoned(fresh.id)
+      // The same submission committed meanwhile through another coordinator (the unique key refused ours).
+      const raced = req.submission === undefined ? undefined : await store.jobBySubmission(p.name, req.submission)
+      if (raced) return raced
       throw err
     })
+    if (job.id !== fresh.id) return resubmitted(c, job, req, attach)
     log.info(plan?.kind === "answer" ? "job answered from the info cache" : "job submitted", {
       job: job.id,
       requester: p.name,
