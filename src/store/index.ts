@@ -8,6 +8,8 @@ import type { Store } from "./types.ts"
 import type { HeldOutput } from "./held.ts"
 
 export type { Stats, Store } from "./types.ts"
+/** The schema version this build migrates to (`dffmpeg admin db status` compares the database's with it). */
+export { SCHEMA_VERSION } from "./sql/migrations.ts"
 
 export interface StoreConfig {
   /** The config's `database` section; its engine picks the adapter. */

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs"
 import { PRESENCE_RECENT_MS } from "../../../coordinator/presence.ts"
 import { VERSION } from "../../../shared/version.ts"
-import { SCHEMA_VERSION } from "../../../store/sql/migrations.ts"
+import { SCHEMA_VERSION } from "../../../store/index.ts"
 import type { CoordinatorRow, Store, StoreKind } from "../../../store/types.ts"
 import { verb } from "../../command.ts"
 import { ago, fields, table, time } from "../../table.ts"
