@@ -205,6 +205,7 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
         env: { TZ: "UTC", FFREPORT: "level=32" },
         files,
         stdin: false,
+        lane: "transcode",
         pathTokens: true,
       })
       expect(a.epoch).toBeGreaterThan(0)

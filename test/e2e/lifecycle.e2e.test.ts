@@ -525,7 +525,15 @@ describe("exit codes of the remote process", () => {
 
 describe("drain", () => {
   test("SIGTERM to a worker lets its running job finish, takes no new job, then the worker exits 0", async () => {
-    const c = await cluster({ workerConfig: { min_drain_time_seconds: 0.5 } })
+    const c = await cluster({
+      workerConfig: { min_drain_time_seconds: 0.5 },
+      // The late probe waits for the encode, the drain and a new worker's start (its tool detection):
+      // longer than the 5 s a probe may wait with no worker online, which is not what this test is about.
+      coordinatorConfig: {
+        ...FAST.coordinatorConfig,
+        janitor: { ...FAST.coordinatorConfig!.janitor!, probe_pending_timeout: 60 },
+      },
+    })
     const name = `drain-${Date.now()}.mkv`
     const shim = c.spawnProxy("ffmpeg", slowEncode(c.clientMedia, name, 3))
     await runningJob(c)

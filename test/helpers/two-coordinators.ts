@@ -140,6 +140,7 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
       }
     })()
 
+    const t0 = performance.now()
     let done = 0
     let killed = false
     const results: { code: number; same: boolean; err: string }[] = new Array(run.jobs)
@@ -175,8 +176,13 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
       void pid
     }
     expect(Math.max(...peak.values())).toBeGreaterThan(0)
+    const times = (await databaseSql(
+      db,
+      "SELECT assigned_at - created_at AS q, started_at - assigned_at AS s, finished_at - started_at AS r FROM jobs",
+    )) as { q: number; s: number; r: number }[]
+    const p50 = (k: "q" | "s" | "r") => times.map((t) => Number(t[k])).sort((x, y) => x - y)[times.length >> 1]
     console.log(
-      `${engine}: ${run.jobs} jobs through 2 coordinators, A killed after ${run.killAfter}; peak ffmpeg per worker ${[...peak.values()].join(",")}`,
+      `${engine}: ${run.jobs} jobs through 2 coordinators in ${((performance.now() - t0) / 1000).toFixed(1)} s, A killed after ${run.killAfter}; peak ffmpeg per worker ${[...peak.values()].join(",")}; p50 queued ${p50("q")} ms, assigned->running ${p50("s")} ms, running ${p50("r")} ms`,
     )
   }
 }
