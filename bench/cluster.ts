@@ -30,7 +30,7 @@ import { BIN } from "../test/helpers/bin.ts"
 import { Cluster } from "../test/helpers/cluster.ts"
 import { freshDatabase, type ServerEngine } from "../test/helpers/databases.ts"
 import { Proc } from "../test/helpers/proc.ts"
-import { mappedJob } from "../test/helpers/fixtures.ts"
+import { mappedJob, registration } from "../test/helpers/fixtures.ts"
 import { benchInput, ensureBuilt, f, pct, timed } from "./_common.ts"
 import type { DatabaseConfig } from "../src/shared/config/server-schema.ts"
 
@@ -225,6 +225,9 @@ async function claimRun(engine: Engine, k: number): Promise<ClaimFigures> {
     const setup = await openStore(database, dir)
     const t0 = Date.now()
     for (let i = 0; i < claims; i++) await setup.createJob(mappedJob(`job${String(i).padStart(6, "0")}`), t0)
+    // Each claimer assigns to a worker of its own, registered with room for every job: an assignment
+    // counts its worker's slots (issue 14), and the race measured is the jobs', not the slots'.
+    for (let i = 0; i < k; i++) await setup.upsertWorker(`w${i}`, registration({ maxJobs: claims }), `t${i}`, t0)
     await setup.close()
     const procs = Array.from({ length: k }, (_, i) =>
       Bun.spawn(["bun", import.meta.path, "--claimer", JSON.stringify(database), dir, String(i), String(claims)], {
