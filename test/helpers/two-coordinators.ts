@@ -69,7 +69,7 @@ function processes(): Map<number, { ppid: number; comm: string }> {
 function ffmpegsUnder(roots: number[]): Map<number, number> {
   const procs = processes()
   const counts = new Map(roots.map((r) => [r, 0]))
-  for (const [pid, p] of procs) {
+  for (const p of procs.values()) {
     if (p.comm !== "ffmpeg") continue
     let up = p.ppid
     for (let hops = 0; up > 1 && hops < 64; hops++) {
@@ -79,7 +79,6 @@ function ffmpegsUnder(roots: number[]): Map<number, number> {
       }
       up = procs.get(up)?.ppid ?? 0
     }
-    void pid
   }
   return counts
 }
@@ -90,99 +89,91 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
     workers: 4,
     maxJobs: MAX_JOBS,
     startWorkers: false,
-    coordinatorConfig: {
-      database: db.config,
-      // Both coordinators read one secret file (beside the config): keys sealed by one open on the other.
-      poll_wait_seconds: 5,
-    },
+    // Both coordinators read one secret file (beside the config): keys sealed by one open on the other.
+    coordinatorConfig: { database: db.config, poll_wait_seconds: 5 },
   })
   const a = { port: c.port }
   // Coordinator B: the same database and secret file, a port of its own.
   const b = await c.startSecondCoordinator()
-  {
-    const workerPids: number[] = []
-    for (const [i, id] of c.workerIds.entries()) {
-      const p = await c.startWorker(id, { coordinator: i % 2 === 0 ? [a, b] : [b, a] })
-      workerPids.push(p.proc.pid)
-    }
-    const orders = [c.clientWith("ab", { coordinator: [a, b] }), c.clientWith("ba", { coordinator: [b, a] })]
-
-    // A signed request answered by A is refused when replayed to B: the nonce is in the database.
-    let captured: Record<string, string> = {}
-    const first = await signedFetch(c.url, {
-      client: "client1",
-      key: c.key("client1"),
-      method: "GET",
-      path: "/api/v1/jobs",
-      query: "limit=1",
-      onHeaders: (h) => (captured = h),
-    })
-    expect(first.status).toBe(200)
-    const replay = await rawFetch(b.url, { method: "GET", path: "/api/v1/jobs", query: "limit=1", headers: captured })
-    expect(replay.status).toBe(401)
-    expect(await replay.text()).toMatch(/replay/)
-
-    const expected = await Promise.all(
-      Array.from({ length: VARIANTS }, async (_, v) => {
-        const r = await c.local("ffmpeg", job(v))
-        expect(r.code).toBe(0)
-        return r.stdout
-      }),
-    )
-
-    // Sample the ffmpeg processes under each worker while the jobs run.
-    let sampling = true
-    const peak = new Map(workerPids.map((p) => [p, 0]))
-    const sampler = (async () => {
-      while (sampling) {
-        for (const [pid, n] of ffmpegsUnder(workerPids)) peak.set(pid, Math.max(peak.get(pid)!, n))
-        await Bun.sleep(20)
-      }
-    })()
-
-    const t0 = performance.now()
-    let done = 0
-    let killed = false
-    const results: { code: number; same: boolean; err: string }[] = new Array(run.jobs)
-    let next = 0
-    const lane = async () => {
-      while (next < run.jobs) {
-        const i = next++
-        const r = await c.run("ffmpeg", job(i % VARIANTS), { env: orders[i % 2], timeoutMs: 120_000 })
-        results[i] = { code: r.code, same: Buffer.compare(r.stdout, expected[i % VARIANTS]) === 0, err: r.err }
-        if (++done >= run.killAfter && !killed) {
-          killed = true
-          await c.coordinator.stop("SIGKILL")
-        }
-      }
-    }
-    await Promise.all(Array.from({ length: 12 }, lane))
-    sampling = false
-    await sampler
-    expect(killed).toBe(true)
-
-    const bad = results.flatMap((r, i) => (r.code === 0 && r.same && r.err === "" ? [] : [{ i, ...r }]))
-    expect(bad).toEqual([])
-    // Exactly once: every job completed, each with one completed transition.
-    const rows = (await databaseSql(
-      db,
-      "SELECT j.status AS status, (SELECT count(*) FROM job_events e WHERE e.job_id = j.id AND e.status = 'completed') AS n FROM jobs j",
-    )) as { status: string; n: number | string }[]
-    expect(rows.length).toBe(run.jobs)
-    expect(rows.filter((r) => r.status !== "completed" || Number(r.n) !== 1)).toEqual([])
-    // max_jobs, counted on the real processes.
-    for (const [pid, n] of peak) {
-      expect(n).toBeLessThanOrEqual(MAX_JOBS)
-      void pid
-    }
-    expect(Math.max(...peak.values())).toBeGreaterThan(0)
-    const times = (await databaseSql(
-      db,
-      "SELECT assigned_at - created_at AS q, started_at - assigned_at AS s, finished_at - started_at AS r FROM jobs",
-    )) as { q: number; s: number; r: number }[]
-    const p50 = (k: "q" | "s" | "r") => times.map((t) => Number(t[k])).sort((x, y) => x - y)[times.length >> 1]
-    console.log(
-      `${engine}: ${run.jobs} jobs through 2 coordinators in ${((performance.now() - t0) / 1000).toFixed(1)} s, A killed after ${run.killAfter}; peak ffmpeg per worker ${[...peak.values()].join(",")}; p50 queued ${p50("q")} ms, assigned->running ${p50("s")} ms, running ${p50("r")} ms`,
-    )
+  const workerPids: number[] = []
+  for (const [i, id] of c.workerIds.entries()) {
+    const p = await c.startWorker(id, { coordinator: i % 2 === 0 ? [a, b] : [b, a] })
+    workerPids.push(p.proc.pid)
   }
+  const orders = [c.clientWith("ab", { coordinator: [a, b] }), c.clientWith("ba", { coordinator: [b, a] })]
+
+  // A signed request answered by A is refused when replayed to B: the nonce is in the database.
+  let captured: Record<string, string> = {}
+  const first = await signedFetch(c.url, {
+    client: "client1",
+    key: c.key("client1"),
+    method: "GET",
+    path: "/api/v1/jobs",
+    query: "limit=1",
+    onHeaders: (h) => (captured = h),
+  })
+  expect(first.status).toBe(200)
+  const replay = await rawFetch(b.url, { method: "GET", path: "/api/v1/jobs", query: "limit=1", headers: captured })
+  expect(replay.status).toBe(401)
+  expect(await replay.text()).toMatch(/replay/)
+
+  const expected = await Promise.all(
+    Array.from({ length: VARIANTS }, async (_, v) => {
+      const r = await c.local("ffmpeg", job(v))
+      expect(r.code).toBe(0)
+      return r.stdout
+    }),
+  )
+
+  // Sample the ffmpeg processes under each worker while the jobs run.
+  let sampling = true
+  const peak = new Map(workerPids.map((p) => [p, 0]))
+  const sampler = (async () => {
+    while (sampling) {
+      for (const [pid, n] of ffmpegsUnder(workerPids)) peak.set(pid, Math.max(peak.get(pid)!, n))
+      await Bun.sleep(20)
+    }
+  })()
+
+  const t0 = performance.now()
+  let done = 0
+  let killed = false
+  const results: { code: number; same: boolean; err: string }[] = new Array(run.jobs)
+  let next = 0
+  const lane = async () => {
+    while (next < run.jobs) {
+      const i = next++
+      const r = await c.run("ffmpeg", job(i % VARIANTS), { env: orders[i % 2], timeoutMs: 120_000 })
+      results[i] = { code: r.code, same: Buffer.compare(r.stdout, expected[i % VARIANTS]) === 0, err: r.err }
+      if (++done >= run.killAfter && !killed) {
+        killed = true
+        await c.coordinator.stop("SIGKILL")
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: 12 }, lane))
+  sampling = false
+  await sampler
+  expect(killed).toBe(true)
+
+  const bad = results.flatMap((r, i) => (r.code === 0 && r.same && r.err === "" ? [] : [{ i, ...r }]))
+  expect(bad).toEqual([])
+  // Exactly once: every job completed, each with one completed transition.
+  const rows = (await databaseSql(
+    db,
+    "SELECT j.status AS status, (SELECT count(*) FROM job_events e WHERE e.job_id = j.id AND e.status = 'completed') AS n FROM jobs j",
+  )) as { status: string; n: number | string }[]
+  expect(rows.length).toBe(run.jobs)
+  expect(rows.filter((r) => r.status !== "completed" || Number(r.n) !== 1)).toEqual([])
+  // max_jobs, counted on the real processes.
+  for (const n of peak.values()) expect(n).toBeLessThanOrEqual(MAX_JOBS)
+  expect(Math.max(...peak.values())).toBeGreaterThan(0)
+  const times = (await databaseSql(
+    db,
+    "SELECT assigned_at - created_at AS q, started_at - assigned_at AS s, finished_at - started_at AS r FROM jobs",
+  )) as { q: number; s: number; r: number }[]
+  const p50 = (k: "q" | "s" | "r") => times.map((t) => Number(t[k])).sort((x, y) => x - y)[times.length >> 1]
+  console.log(
+    `${engine}: ${run.jobs} jobs through 2 coordinators in ${((performance.now() - t0) / 1000).toFixed(1)} s, A killed after ${run.killAfter}; peak ffmpeg per worker ${[...peak.values()].join(",")}; p50 queued ${p50("q")} ms, assigned->running ${p50("s")} ms, running ${p50("r")} ms`,
+  )
 }
