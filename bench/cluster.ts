@@ -26,10 +26,8 @@ import { cpus, loadavg, totalmem } from "node:os"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { BIN } from "../test/helpers/bin.ts"
 import { Cluster } from "../test/helpers/cluster.ts"
 import { freshDatabase, type ServerEngine } from "../test/helpers/databases.ts"
-import { Proc } from "../test/helpers/proc.ts"
 import { mappedJob, registration } from "../test/helpers/fixtures.ts"
 import { benchInput, ensureBuilt, f, pct, timed } from "./_common.ts"
 import type { DatabaseConfig } from "../src/shared/config/server-schema.ts"
@@ -81,20 +79,6 @@ async function databaseFor(engine: Engine): Promise<{ config: DatabaseConfig; dr
   return { config: db.config, drop: () => db.drop() }
 }
 
-/** A second coordinator process on the cluster's config (same database and secret file), on its own port. */
-async function secondCoordinator(c: Cluster): Promise<{ proc: Proc; port: number }> {
-  const p = Bun.spawn([BIN, "coordinator", "--config", c.coordinatorConfig], {
-    cwd: c.dir,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir },
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-  })
-  const proc = new Proc("coordinator2", p)
-  const m = await proc.waitForLine(/listening on https?:\/\/127\.0\.0\.1:(\d+)/)
-  return { proc, port: Number(m[1]) }
-}
-
 async function proxyRun(engine: Engine, coordinators: 1 | 2): Promise<ProxyFigures> {
   const db = await databaseFor(engine)
   // port 0 in the config: the second coordinator gets a port of its own.
@@ -103,9 +87,10 @@ async function proxyRun(engine: Engine, coordinators: 1 | 2): Promise<ProxyFigur
     startWorkers: false,
     coordinatorConfig: { database: db.config, poll_wait_seconds: pollWait },
   })
-  let second: { proc: Proc; port: number } | undefined
+  // Stopped with the cluster.
+  let second: { port: number } | undefined
   try {
-    if (coordinators === 2) second = await secondCoordinator(c)
+    if (coordinators === 2) second = await c.startSecondCoordinator()
     await c.startWorker("worker1", second ? { coordinator: { port: second.port } } : {})
     const health = (await (await fetch(`${c.url}/health`)).json()) as { components?: { notifier?: { kind?: string } } }
     const notifier = health.components?.notifier?.kind ?? "unreported"
@@ -155,7 +140,6 @@ async function proxyRun(engine: Engine, coordinators: 1 | 2): Promise<ProxyFigur
       submitToEndP50: pct(toEnd, 50),
     }
   } finally {
-    await second?.proc.stop("SIGTERM")
     await c.stop()
     await db.drop()
   }

@@ -1,8 +1,6 @@
 import { describe, expect, test } from "bun:test"
-import { BIN } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
 import { SERVER_ENGINES, freshDatabase } from "../helpers/databases.ts"
-import { Proc } from "../helpers/proc.ts"
 import { rawFetch, signedHeaders } from "../helpers/signed.ts"
 
 // Two coordinator processes on one database: a signed request captured on its way to one and replayed
@@ -12,29 +10,17 @@ describe.each(SERVER_ENGINES.map((e) => [e]))("%s: two coordinators on one datab
   test("a request replayed to the second coordinator is refused with 401 replay", async () => {
     const database = (await freshDatabase(engine)).config
     await using c = await Cluster.start({ workers: 0, coordinatorConfig: { database } })
-    const p = Bun.spawn([BIN, "coordinator", "--config", c.coordinatorConfig], {
-      cwd: c.dir,
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: c.dir },
-      stdin: "ignore",
-      stdout: "ignore",
-      stderr: "pipe",
-    })
-    const second = new Proc("coordinator2", p)
-    try {
-      const other = (await second.waitForLine(/listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
-      const req = { client: "client1", key: c.key("client1"), method: "GET", path: "/api/v1/jobs", query: "limit=1" }
-      const headers = signedHeaders(req)
-      const first = await rawFetch(c.url, { ...req, headers })
-      expect(first.status).toBe(200)
-      const replayed = await rawFetch(other, { ...req, headers })
-      expect(replayed.status).toBe(401)
-      expect(((await replayed.json()) as { error: { message: string } }).error.message).toContain("nonce already used")
-      // And back at the first, from its own memory.
-      expect((await rawFetch(c.url, { ...req, headers })).status).toBe(401)
-      // A fresh request is served by the second.
-      expect((await rawFetch(other, { ...req, headers: signedHeaders(req) })).status).toBe(200)
-    } finally {
-      await second.stop()
-    }
+    const other = (await c.startSecondCoordinator()).url
+    const req = { client: "client1", key: c.key("client1"), method: "GET", path: "/api/v1/jobs", query: "limit=1" }
+    const headers = signedHeaders(req)
+    const first = await rawFetch(c.url, { ...req, headers })
+    expect(first.status).toBe(200)
+    const replayed = await rawFetch(other, { ...req, headers })
+    expect(replayed.status).toBe(401)
+    expect(((await replayed.json()) as { error: { message: string } }).error.message).toContain("nonce already used")
+    // And back at the first, from its own memory.
+    expect((await rawFetch(c.url, { ...req, headers })).status).toBe(401)
+    // A fresh request is served by the second.
+    expect((await rawFetch(other, { ...req, headers: signedHeaders(req) })).status).toBe(200)
   }, 60_000)
 })
