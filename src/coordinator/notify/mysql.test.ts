@@ -83,7 +83,7 @@ describe("mysql change sequence", () => {
     await databaseSql(
       d,
       `INSERT INTO changes (topic, origin, at) SELECT 'job:old:output', 'x', UNIX_TIMESTAMP() * 1000 - 120000 FROM
-       (SELECT 1 FROM information_schema.columns LIMIT ${old}) t`,
+       (SELECT 1 FROM information_schema.columns a CROSS JOIN information_schema.columns b LIMIT ${old}) t`,
     )
     const count = async (where: string) =>
       Number(((await databaseSql(d, `SELECT count(*) AS n FROM changes WHERE ${where}`)) as { n: number }[])[0].n)
