@@ -557,7 +557,20 @@ describe("drain", () => {
 describe("load", () => {
   test("200 probes through 3 workers with 2 probe slots each: never more than 2 at once per worker, each completes once", async () => {
     // ffprobe jobs are probes: they run in the probe slots (max_probe_jobs), apart from max_jobs.
-    const c = await cluster({ workers: 3, maxJobs: 2, workerConfig: { max_probe_jobs: 2 } })
+    // This test is about slots and exactly-once, not about noticing faults fast: FAST's thresholds
+    // (a job's worker lost after 1.25 s without a heartbeat, an assignment re-queued after 2 s) fail or
+    // re-run jobs of a live worker that a loaded machine (CI, other test files alongside) merely starved
+    // for a moment. So it keeps the production heartbeats and puts the placement deadlines far above any
+    // stall: a job re-run or failed here is a real bug, not the machine's load.
+    const c = await cluster({
+      workers: 3,
+      maxJobs: 2,
+      workerConfig: { max_probe_jobs: 2 },
+      coordinatorConfig: {
+        scheduling: { poll_gone_seconds: 30 },
+        janitor: { job_assignment_timeout: 60, probe_pending_timeout: 120 },
+      },
+    })
     const ids: string[] = []
     const batch = async (n: number) => {
       const r = await c.exec(
@@ -586,13 +599,18 @@ describe("load", () => {
       ids.push(r.out.trim())
     }
     for (let i = 0; i < 200; i += 10) await Promise.all(Array.from({ length: 10 }, (_, k) => batch(i + k)))
+    // Every job ends (completed, failed or canceled): a failed one is reported at once, not after the deadline.
+    let last: Awaited<ReturnType<Cluster["jobs"]>> = []
     const jobs = await waitFor(
       async () => {
-        const js = await c.jobs()
-        return js.length === 200 && js.every((j) => j.status === "completed") ? js : undefined
+        last = await c.jobs()
+        return last.length === 200 && last.every((j) => TERMINAL.has(j.status)) ? last : undefined
       },
-      { timeoutMs: 120_000, intervalMs: 500, what: "200 completed jobs" },
-    )
+      { timeoutMs: 240_000, intervalMs: 500, what: "200 ended jobs" },
+    ).catch((err) => {
+      throw new Error(`${err.message}; ${last.length} jobs listed; not completed:\n${notCompleted(last, ids)}`)
+    })
+    expect({ notCompleted: notCompleted(jobs, ids) }).toEqual({ notCompleted: "" })
     expect(new Set(jobs.map((j) => j.id))).toEqual(new Set(ids))
     for (const w of c.workerIds) {
       const spans = jobs
@@ -611,9 +629,24 @@ describe("load", () => {
       for (const [, d] of spans) max = Math.max(max, (now += d))
       expect({ worker: w, max }).toEqual({ worker: w, max: Math.min(2, max) })
     }
-    expect(jobs.every((j) => j.attempts === 0)).toBe(true)
-  }, 180_000)
+    expect(jobs.filter((j) => j.attempts !== 0).map((j) => `${j.id} attempts=${j.attempts}`)).toEqual([])
+  }, 300_000)
 })
+
+const TERMINAL = new Set(["completed", "failed", "canceled"])
+
+/** One line per submitted job that is not completed (missing from the list, or in another state), for a failure's message. */
+function notCompleted(jobs: Awaited<ReturnType<Cluster["jobs"]>>, ids: string[]): string {
+  const byId = new Map(jobs.map((j) => [j.id, j]))
+  return ids
+    .flatMap((id) => {
+      const j = byId.get(id)
+      if (!j) return [`${id} not listed`]
+      if (j.status === "completed") return []
+      return [`${id} ${j.status} worker=${j.workerId ?? "-"} attempts=${j.attempts} error=${j.error ?? "-"}`]
+    })
+    .join("\n")
+}
 
 describe("more ways a job ends", () => {
   test("a reader that closes the shim's stdout cancels the job and the remote ffmpeg stops", async () => {
