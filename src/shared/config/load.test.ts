@@ -67,6 +67,7 @@ describe("loadConfig", () => {
       port: 8000,
       path_base: "",
       database: { engine: "sqlite", path: "./dffmpeg.db" },
+      transports: { enabled_transports: [], defaults: {}, transport_settings: {} },
       allowed_binaries: ["ffmpeg", "ffprobe"],
       poll_wait_seconds: 25,
       heartbeat_interval: 5,

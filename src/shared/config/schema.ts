@@ -2,6 +2,7 @@ import * as v from "valibot"
 import { DEFAULT_ENV, ENV_PATTERN } from "../ffargs/env.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 import { FallbackReason } from "../protocol/fallback.ts"
+import { Transports } from "./transports.ts"
 
 /**
  * Config schemas: the pieces every role shares, and the client's (the proxy's) config. The other roles'
@@ -127,6 +128,8 @@ export const Identity = {
   hmac_key: v.optional(v.string()),
   hmac_key_file: v.optional(v.string()),
   coordinator: CoordinatorLink,
+  /** How this role reaches its coordinator besides HTTP (MQTT, RabbitMQ), in order of preference. */
+  transports: Transports,
 }
 
 const Arg = v.pipe(v.string(), v.minLength(1, "must not be empty"))

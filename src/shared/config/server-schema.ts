@@ -2,6 +2,7 @@ import * as v from "valibot"
 import { availableParallelism } from "node:os"
 import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
 import { AbsPath, EnvNames, Identity, LogLevel, Port, Seconds, VarName } from "./schema.ts"
+import { Transports } from "./transports.ts"
 import { CapName, Labels } from "../protocol/capabilities.ts"
 
 /**
@@ -242,6 +243,8 @@ export const CoordinatorConfig = v.object({
   port: v.optional(Port, 8000),
   path_base: v.optional(v.string(), ""),
   database: Database,
+  /** The brokers this coordinator serves the API on besides HTTP (docs/configuration.md, "Transports"). */
+  transports: Transports,
   allowed_binaries: v.optional(v.array(BinaryName), ["ffmpeg", "ffprobe"]),
   /** Longest a worker's poll is held open before it answers with no work. */
   poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),

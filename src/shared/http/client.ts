@@ -69,7 +69,13 @@ export function createApiClient(opts: {
   key: string
   /** PEM of the CA that signs an https coordinator's certificate (with `url`). */
   ca?: string
+  /**
+   * Sends a request instead of the global fetch: the broker transports' tunnel (src/transports/broker/),
+   * which carries the same signed request and signed reply over MQTT or RabbitMQ.
+   */
+  fetch?: (url: string, init: RequestInit & { tls?: { ca: string } }) => Promise<Response>
 }): ApiClient {
+  const send1 = opts.fetch ?? fetch
   let key: Buffer
   try {
     key = decodeKey(opts.key)
@@ -111,7 +117,7 @@ export function createApiClient(opts: {
     const signal = o.signal ? AbortSignal.any([o.signal, timer.signal]) : timer.signal
     let res: Response
     try {
-      res = await fetch(`${base}${path}${qs}`, {
+      res = await send1(`${base}${path}${qs}`, {
         method,
         headers,
         body,
