@@ -3,6 +3,7 @@ import { basename } from "node:path"
 import { Env } from "./shared/config/env.ts"
 import { ExitCode, PROXY_FAILURE } from "./shared/exit-codes.ts"
 import { settleStdio, watchStdio } from "./shared/stdio.ts"
+import { loadCli } from "./cli-loader.ts"
 
 // Before anything is written: a reader that goes away must not crash us, and is reported at exit.
 watchStdio()
@@ -11,16 +12,6 @@ watchStdio()
 // ffprobe this binary is a drop-in proxy and must not interpret a single argument.
 const name = basename(process.argv0).replace(/\.exe$/i, "")
 const tool = name === "ffmpeg" || name === "ffprobe" ? name : Env.proxy()
-
-// The CLI (coordinator, worker, admin...) is a second entrypoint embedded in the same executable
-// (scripts/build.ts). Importing it through a specifier built at run time keeps it out of this bundle,
-// so a proxy call never loads or evaluates it. A plain constant is not enough: the minifier folds
-// `const cli = "./cli/run.ts"; import(cli)` into a static import and bundles the whole CLI (with
-// bun:sqlite, Kysely, Hono...) into the proxy's chunk. test/boundaries.test.ts checks the real build.
-const loadCli = () => {
-  const cli = [".", "cli", "run.ts"].join("/")
-  return import(cli) as Promise<typeof import("./cli/run.ts")>
-}
 
 if (tool) {
   const { runProxy } = await import("./proxy/index.ts")

@@ -95,7 +95,9 @@ test("nothing in src/worker/ imports the HTTP client", async () => {
 
 /** Packages and src/ folders the proxy's start-up path must never bundle: each adds to every ffmpeg call. */
 const PROXY_FORBIDDEN = [
-  ...["hono", "kysely", "kysely-bun-sqlite", "citty", "yaml", "consola", "ulid"].map((p) => `node_modules/${p}/`),
+  ...["hono", "kysely", "kysely-bun-sqlite", "citty", "yaml", "consola", "ulid", "mqtt", "rabbitmq-client"].map(
+    (p) => `node_modules/${p}/`,
+  ),
   ...["store", "coordinator", "worker", "transports", "cli"].map((d) => `src/${d}/`),
 ]
 

@@ -17,6 +17,8 @@ import { createJanitor, timings } from "./janitor.ts"
 import { createMetrics } from "./metrics.ts"
 import { wireWakeups } from "./wakeups.ts"
 import { startPresence } from "./presence.ts"
+import { resolveTransports } from "../shared/config/transports.ts"
+import { startTransports, type CoordinatorTransports } from "./transports.ts"
 
 export interface Service {
   url: string
@@ -79,6 +81,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const log = opts.log
   // Before anything is opened: a missing or unreadable certificate is a configuration error.
   const tls = config.tls && readTls(config.tls, opts.base)
+  // Broker passwords and CA files too: a missing one is a configuration error before anything opens.
+  const brokers = resolveTransports(config.transports, opts.base)
   const paths = storePaths(config, opts.base)
   const store = opts.store ?? (await openStore(config, opts.base, paths, log, Date.now))
   // The database's clock, unless the caller owns the clock (tests): liveness times written by every
@@ -108,6 +112,7 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     kick: () => scheduler.kick(),
   })
   let ready = false
+  let transports: CoordinatorTransports | undefined
   const app = createApp({
     store,
     hub,
@@ -119,6 +124,9 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     ready: () => ready,
     metrics,
     startedAt,
+    // HTTP until the brokers are connected (they connect once HTTP listens).
+    serves: (t) => (transports ? transports.serves(t) : t === "http_polling"),
+    brokers: () => transports?.list() ?? [],
   })
   let server: ReturnType<typeof Bun.serve>
   try {
@@ -170,6 +178,24 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
     await store.close()
     throw err
   }
+  if (brokers.enabled.some((t) => t !== "http_polling"))
+    try {
+      transports = await startTransports({
+        transports: brokers,
+        store,
+        // The app as HTTP serves it, told which broker the request came by (the worker protocol checks it).
+        fetch: async (req, kind) => app.fetch(req, { transport: kind }),
+        onReject: (kind, reason) => metrics.transportRejected(kind, reason),
+        log: log.withTag("transports"),
+      })
+    } catch (err) {
+      await presence.stop()
+      await server.stop(true)
+      unwire()
+      await hub.close?.()
+      await store.close()
+      throw err
+    }
   ready = true
   // Which engine and where the store lives (a server database's URL with its password masked).
   log.info(`listening on ${url}`, { engine: store.kind, database: paths.database, coordinator: presence.id })
@@ -188,6 +214,8 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       await janitor.stop()
       clock?.stop()
       await stopPruner()
+      // Requesters over a broker see their answers end and go to another coordinator.
+      await transports?.close()
       await server.stop(true)
       await scheduler.idle()
       unwire()

@@ -18,6 +18,8 @@ export interface Metrics {
   info(binary: string, answer: "answer" | "ask" | "wait"): void
   started(job: Job): void
   ended(job: Job): void
+  /** A broker message dropped by the tunnel (unsigned, signature, stale, replayed, misaddressed, malformed, oversized). */
+  transportRejected(transport: string, reason: string): void
   /** The whole exposition, with the gauges from `state`. */
   render(state: ScrapeState): string
 }
@@ -33,6 +35,8 @@ export interface ScrapeState {
   startedAt: number
   /** Local fallbacks clients reported to this coordinator since it started (coordinator/fallbacks.ts). */
   fallbacks?: FallbackCount[]
+  /** The brokers this coordinator serves on, and whether each is connected now. */
+  transports?: { kind: string; connected: boolean }[]
 }
 
 /** Seconds from submission to the first byte of work (queued → running). */
@@ -138,6 +142,11 @@ export function createMetrics(): Metrics {
     "Run time of finished jobs (running to final state), by binary and state.",
     DURATION_BUCKETS,
   )
+  const rejected = new Family(
+    "dffmpeg_transport_rejected_total",
+    "counter",
+    "Broker messages dropped before use, by transport and reason (unsigned, signature, stale, replayed, misaddressed, malformed, oversized).",
+  )
   // Label sets must not be unbounded: anything outside the known sets is folded into "other".
   const methods = new Set(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 
@@ -160,6 +169,9 @@ export function createMetrics(): Metrics {
       // only first attempts are measured from submission.
       if (job.startedAt !== null && job.attempts === 0)
         dispatch.observe({ binary: job.binary }, Math.max(0, job.startedAt - job.createdAt) / 1000)
+    },
+    transportRejected(transport, reason) {
+      rejected.inc({ transport, reason })
     },
     ended(job) {
       finished.inc({ binary: job.binary, status: job.status })
@@ -241,7 +253,13 @@ export function createMetrics(): Metrics {
       ratio.render(out)
       speed.render(out)
 
-      for (const f of [requests, authFailures, submitted, infos, started, finished]) f.render(out)
+      for (const f of [requests, authFailures, submitted, infos, started, finished, rejected]) f.render(out)
+      const connected = g(
+        "dffmpeg_transport_connected",
+        "Whether each broker this coordinator serves on is connected (1) or not (0).",
+      )
+      for (const t of st.transports ?? []) connected.set({ transport: t.kind }, t.connected ? 1 : 0)
+      connected.render(out)
       // Kept by the fallback ledger (deduplicated by record id), rendered as the counter it is.
       const fallbacks = new Family(
         "dffmpeg_client_fallbacks_total",

@@ -20,6 +20,7 @@ import { topic, type Hint, type Notifier } from "./hub.ts"
 import { asSummary } from "../store/summary.ts"
 import { callerGone } from "./jobs.ts"
 import type { InfoCache } from "./info.ts"
+import type { TransportName } from "../shared/protocol/transports.ts"
 
 export interface WorkerProtocolDeps {
   store: Store
@@ -30,6 +31,25 @@ export interface WorkerProtocolDeps {
   config: CoordinatorConfig
   /** Follows uploads of info jobs for their answer (coordinator/info.ts). */
   info?: InfoCache
+  /** Whether a transport can carry a peer's traffic now (enabled, and its broker connected); HTTP when absent. */
+  serves?: (t: TransportName) => boolean
+}
+
+/**
+ * The transport a peer gets: the first of its list (in its order of preference) that `serves` accepts,
+ * or InvalidError naming both sides' lists.
+ */
+export function pickTransport(
+  offered: readonly TransportName[] | undefined,
+  serves: (t: TransportName) => boolean,
+  served: readonly TransportName[],
+): TransportName {
+  const list = offered ?? ["http_polling"]
+  const pick = list.find(serves)
+  if (pick) return pick
+  throw new InvalidError(
+    `no common transport: the peer offers ${list.join(", ")}; this coordinator serves ${served.filter(serves).join(", ") || "none right now"}`,
+  )
 }
 
 /** Reads of a job's state that need none of its arguments: the summary is the smallest read. */
@@ -80,6 +100,10 @@ function frameData(f: Frame): unknown {
  */
 export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
   const { store, hub, log, now, config } = deps
+  const served: readonly TransportName[] = config.transports.enabled_transports.length
+    ? config.transports.enabled_transports
+    : ["http_polling"]
+  const serves = (t: TransportName) => served.includes(t) && (deps.serves?.(t) ?? t === "http_polling")
   // Downlinks say they are alive this often (as a job's output streams do).
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
@@ -138,8 +162,15 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
   return {
     async register(name, reg) {
       const binaries = reg.binaries.filter((b) => config.allowed_binaries.includes(b))
+      const transport = pickTransport(reg.transports, serves, served)
       const before = await store.getWorker(name)
-      const worker = await store.upsertWorker(name, { ...reg, binaries }, newToken(), now())
+      const worker = await store.upsertWorker(name, { ...reg, binaries }, newToken(), now(), transport)
+      if (before && before.transport !== worker.transport)
+        log.info("worker changed transport", {
+          worker: name,
+          from: before.transport ?? "http_polling",
+          to: transport,
+        })
       if (
         before?.status !== worker.status ||
         before.paths.join() !== worker.paths.join() ||
@@ -158,7 +189,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const tools = capabilityLine(worker.tools)
       if (capabilityLine(before?.tools ?? {}) !== tools)
         log.info("worker capabilities", { worker: name, tools: tools || "none registered" })
-      return { worker, coordinatorVersion: VERSION, ...timing() }
+      return { worker, coordinatorVersion: VERSION, ...timing(), transport }
     },
 
     async verify(name, token) {
@@ -182,11 +213,18 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
     // Answers at once with every job assigned and not yet started (so an assignment whose answer was
     // lost is offered again), with every running job whose downlink has something the worker does not
     // follow yet (a signal, a cancel), or with the registration token to echo.
-    async poll(name, waitSeconds, signal, hold, following, holding) {
+    async poll(name, waitSeconds, signal, hold, following, holding, via = "http_polling") {
       // Sub-second waits are valid (poll_wait_seconds may be 0.05): the worker echoes what it was told.
       const waitMs = Math.min(waitSeconds, config.poll_wait_seconds) * 1000
       const w = await store.getWorker(name)
       if (!w || w.status === "offline") throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
+      // Liveness is proven over the negotiated channel: a poll that comes another way (its broker link
+      // broke, it fell back to HTTP) registers again, and the coordinator picks what works now.
+      const negotiated = w.transport ?? "http_polling"
+      if (negotiated !== via)
+        throw new UnknownWorkerError(
+          `worker ${name} registered for ${negotiated} but polled over ${via}; register again`,
+        )
       const slots = w.maxJobs + w.maxProbeJobs
       if (following && following.length > slots)
         throw new InvalidError(`a poll follows at most ${slots} downlinks (this worker's job slots)`)

@@ -14,6 +14,7 @@ import type {
 } from "../shared/protocol/schemas.ts"
 import type { HeldJob } from "../shared/protocol/worker.ts"
 import type { Lane } from "../shared/protocol/capabilities.ts"
+import type { TransportName } from "../shared/protocol/transports.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -296,8 +297,17 @@ export interface Store {
    */
   resealKeys(next: Secret): Promise<number>
 
-  /** Creates or refreshes a worker. New (or offline) workers start `registering` with `token`. */
-  upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number): Promise<Worker>
+  /**
+   * Registers a worker: new, offline, or on another `transport` than before (default http_polling), it is
+   * `registering` with `token` until it verifies; otherwise it keeps its state.
+   */
+  upsertWorker(
+    id: string,
+    reg: WorkerRegistration,
+    token: string,
+    now: number,
+    transport?: TransportName,
+  ): Promise<Worker>
   /** The token a registering worker must echo (undefined once verified). */
   workerToken(id: string): Promise<string | undefined>
   /** registering → online when `token` matches (the worker proved its channel works). */

@@ -3,6 +3,11 @@ import { createApiClient } from "../shared/http/client.ts"
 import { httpWorkerTransport } from "./http/worker.ts"
 import type { WorkerTransport } from "./types.ts"
 
+export { openLink } from "./broker/index.ts"
+export { createTunnelServer } from "./broker/server.ts"
+export { COORDINATORS, type BrokerLink } from "./broker/types.ts"
+export { openClientTransports, openPeerTransports, type PeerTransports } from "./peer.ts"
+
 /** Where and as whom a worker reaches its coordinator. */
 export interface WorkerTransportOptions {
   /**
@@ -13,11 +18,14 @@ export interface WorkerTransportOptions {
   /** The worker's identity and its HMAC key. */
   client: string
   key: string
+  /** Sends each request over the broker in use (`openPeerTransports`); HTTP when absent. */
+  fetch?: Parameters<typeof createApiClient>[0]["fetch"]
 }
 
 /**
- * The worker half of the transport the configuration names. Only HTTP exists today; roles get a
- * transport from here and never import an adapter (test/boundaries.test.ts).
+ * The worker half of the protocol. Every transport carries the same signed API: HTTP directly, a broker
+ * through the tunnel (src/transports/broker/), so one binding serves them all; roles get a transport from
+ * here and never import an adapter (test/boundaries.test.ts).
  */
 export function createWorkerTransport(opts: WorkerTransportOptions): WorkerTransport {
   return httpWorkerTransport(createApiClient(opts))

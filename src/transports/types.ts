@@ -1,6 +1,7 @@
 import { ConflictError, NotFoundError, ProtocolError, UnavailableError } from "../shared/errors.ts"
 import type { Frame } from "../shared/protocol/frames.ts"
 import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
+import type { TransportName } from "../shared/protocol/transports.ts"
 import type { HeartbeatReply, HeldJob, PollReply, RegisterReply } from "../shared/protocol/worker.ts"
 
 /**
@@ -113,8 +114,13 @@ export type Registered = RegisterReply & { worker: Worker; coordinatorVersion: s
  * the typed error; it decides nothing itself.
  */
 export interface WorkerProtocol {
-  /** Stage one of registration: a new (or offline) worker is `registering` until it verifies. */
-  register(worker: string, reg: WorkerRegistration): Promise<Registered>
+  /**
+   * Stage one of registration: a new (or offline) worker is `registering` until it verifies. `via` is the
+   * transport the call came by (http_polling when absent). The coordinator picks the first of
+   * `reg.transports` it serves and whose broker it is connected to (InvalidError when none): the answer
+   * names it, and a worker whose transport changed verifies again over the new one.
+   */
+  register(worker: string, reg: WorkerRegistration, via?: TransportName): Promise<Registered>
   /** Stage two: `UnknownWorkerError` when the token does not match. */
   verify(worker: string, token: string): Promise<void>
   deregister(worker: string): Promise<void>
@@ -135,6 +141,8 @@ export interface WorkerProtocol {
     hold?: () => () => void,
     following?: readonly string[],
     holding?: readonly string[],
+    /** The transport the poll came by: one other than the negotiated one is UnknownWorkerError. */
+    via?: TransportName,
   ): Promise<PollReply>
   start(worker: string, job: string, epoch: number, note?: string): Promise<void>
   reject(worker: string, job: string, epoch: number): Promise<void>

@@ -9,7 +9,8 @@ import type { WorkerRegistration } from "../shared/protocol/schemas.ts"
 import { MAX_FOLLOWING, type Assignment } from "../shared/protocol/worker.ts"
 import { backoff } from "../shared/pause.ts"
 import { VERSION } from "../shared/version.ts"
-import { createWorkerTransport } from "../transports/index.ts"
+import { createWorkerTransport, openPeerTransports } from "../transports/index.ts"
+import { resolveTransports } from "../shared/config/transports.ts"
 import { retryable, UnknownWorkerError, type WorkerTransport } from "../transports/types.ts"
 import { startRun, type Run } from "./runner.ts"
 import { createMountMonitor } from "./mounts.ts"
@@ -81,12 +82,25 @@ export async function startWorker(
     log.warn("setpriv not found: ffmpeg processes may outlive a killed worker (install util-linux)")
   // Before anything else: a worker that cannot confine its jobs refuses to start.
   const confinement = await createConfinement(cfg, binaries, log.withTag("sandbox"), setpriv)
+  // The brokers of `transports:` (each connected before the first registration; one that cannot be
+  // reached is one error line), and HTTP: each request goes by the transport the coordinator picked.
+  const wanted = resolveTransports(cfg.transports, opts.base)
+  const peers =
+    !opts.transport && wanted.enabled.some((t) => t !== "http_polling")
+      ? await openPeerTransports({
+          transports: wanted,
+          identity: cfg.client_id,
+          key: resolveKey(cfg, opts.base),
+          log: log.withTag("transports"),
+        })
+      : undefined
   const transport =
     opts.transport ??
     createWorkerTransport({
       coordinators: coordinatorTargets(cfg.coordinator, opts.base),
       client: cfg.client_id,
       key: resolveKey(cfg, opts.base),
+      fetch: peers?.fetch,
     })
   warnOpenKeyFile(cfg, opts.base, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
@@ -119,12 +133,20 @@ export async function startWorker(
     tools: await detector.tools(),
     labels: cfg.labels,
     weight: cfg.weight,
+    // Only with brokers configured: a coordinator from before them refuses the field.
+    ...(peers ? { transports: peers.usable() } : {}),
   })
 
   const register = async () => {
-    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = await transport.register(await registration())
+    const reply = await transport.register(await registration())
+    const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = reply
     timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds }
     lastAck = performance.now()
+    if (peers) {
+      const via = reply.transport ?? "http_polling"
+      if (via !== peers.current) log.info("using transport", { transport: via })
+      peers.pin(via)
+    }
   }
 
   // First registration: fail fast on a wrong key, retry while the coordinator is down.
@@ -146,6 +168,7 @@ export async function startWorker(
   log.info("worker registered", {
     id: cfg.client_id,
     url: transport.url,
+    transport: peers?.current ?? "http_polling",
     max_jobs: cfg.max_jobs,
     binaries: [...binaries.keys()].join(","),
     paths: paths.join(","),
@@ -227,6 +250,11 @@ export async function startWorker(
       // What a poll may list (the rest are offered again, and launching a known one does nothing).
       .slice(0, Math.min(cfg.max_jobs + cfg.max_probe_jobs, MAX_FOLLOWING))
   let needRegister = false
+  // A broker link lost or back: register again, so the coordinator picks what works now (its token then
+  // comes over that channel, proving it).
+  peers?.onChange(() => {
+    if (!stopping.signal.aborted) needRegister = true
+  })
   const reregister = async () => {
     if (!needRegister) return
     await register()
@@ -382,6 +410,7 @@ export async function startWorker(
       await poller
       for (const cancel of timers) cancel()
       await transport.deregister().catch((err) => log.debug("deregister failed", { reason: (err as Error).message }))
+      await peers?.close()
       log.info("worker stopped")
     })()
     return drained

@@ -27,6 +27,8 @@ export interface ClusterOptions {
   /** Extra keys for every worker's YAML. */
   workerConfig?: Record<string, unknown>
   coordinatorConfig?: Record<string, unknown>
+  /** Extra keys for the client's YAML (the proxy's and `client submit`'s). */
+  clientConfig?: Record<string, unknown>
   /** Environment for every process (e.g. PATH with a fake ffmpeg first). */
   env?: Record<string, string>
   /** Register workers but do not start them (tests that start them later). */
@@ -134,6 +136,7 @@ export class Cluster {
         hmac_key_file: "client1.key",
         coordinator: this.link(),
         paths: { Media: this.clientMedia },
+        ...this.opts.clientConfig,
       }),
     )
     for (let i = 1; i <= (this.opts.workers ?? 1); i++) {

@@ -14,6 +14,11 @@ export interface TwoCoordinatorRun {
   jobs: number
   /** Completed jobs after which coordinator A is killed. */
   killAfter: number
+  /**
+   * A `transports:` block for every coordinator, worker and caller (issue 15): then every request goes
+   * through the broker, each to one of the two coordinators.
+   */
+  transports?: Record<string, unknown>
 }
 
 const MAX_JOBS = 2
@@ -90,7 +95,14 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
     maxJobs: MAX_JOBS,
     startWorkers: false,
     // Both coordinators read one secret file (beside the config): keys sealed by one open on the other.
-    coordinatorConfig: { database: db.config, poll_wait_seconds: 5 },
+    coordinatorConfig: {
+      database: db.config,
+      poll_wait_seconds: 5,
+      ...(run.transports ? { transports: run.transports } : {}),
+    },
+    ...(run.transports
+      ? { workerConfig: { transports: run.transports }, clientConfig: { transports: run.transports } }
+      : {}),
   })
   const a = { port: c.port }
   // Coordinator B: the same database and secret file, a port of its own.
@@ -101,6 +113,15 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
     workerPids.push(p.proc.pid)
   }
   const orders = [c.clientWith("ab", { coordinator: [a, b] }), c.clientWith("ba", { coordinator: [b, a] })]
+  // Over a broker both coordinators must have served: the broker hands each request to one of them.
+  const servedBy = () =>
+    c.coordinators.map(
+      (k) =>
+        k.proc
+          .log()
+          .split("\n")
+          .filter((l) => l.includes("job submitted")).length,
+    )
 
   // A signed request answered by A is refused when replayed to B: the nonce is in the database.
   let captured: Record<string, string> = {}
@@ -155,6 +176,7 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
   sampling = false
   await sampler
   expect(killed).toBe(true)
+  if (run.transports) expect(servedBy().every((n) => n > 0)).toBe(true)
 
   const bad = results.flatMap((r, i) => (r.code === 0 && r.same && r.err === "" ? [] : [{ i, ...r }]))
   expect(bad).toEqual([])

@@ -21,6 +21,8 @@ import { jobRoutes } from "./routes/jobs.ts"
 import { WORKER_TRANSPORT, workerListRoutes, workerRoutes } from "./routes/workers.ts"
 import { dashboardRoutes } from "../dashboard/index.ts"
 import { databaseUnreachable } from "../../store/unreachable.ts"
+import type { TransportName } from "../../shared/protocol/transports.ts"
+import type { BrokerState } from "../transports.ts"
 
 /** Seconds a request that met an unreachable database is told to wait (Retry-After) before trying again. */
 export const DATABASE_RETRY_AFTER_SECONDS = 2
@@ -46,6 +48,10 @@ export interface Deps {
   fallbacks?: FallbackLedger
   /** Info-command answers (coordinator/info.ts), one per process; `createApp` makes it when none is given. */
   info?: InfoCache
+  /** Whether a transport can carry a peer's traffic now (coordinator/transports.ts); HTTP only when absent. */
+  serves?: (t: TransportName) => boolean
+  /** The brokers this coordinator serves on, for /health and the metrics. */
+  brokers?: () => BrokerState[]
 }
 
 /** The process's connection counters: the ones in `deps`, or new ones (a route set built on its own). */
@@ -146,6 +152,25 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
         status: deps.hub.connected === false ? ("reconnecting" as const) : ("ok" as const),
         ...(deps.hub.connected !== undefined ? { connected: deps.hub.connected } : {}),
       },
+      // The brokers the API is also served on (transports.enabled_transports): while one reconnects the
+      // coordinator still serves HTTP, and peers that list http_polling fall back to it.
+      ...(deps.brokers?.().length
+        ? {
+            transports: Object.fromEntries(
+              deps.brokers().map((b) => [
+                b.kind,
+                {
+                  status: b.connected ? ("ok" as const) : ("reconnecting" as const),
+                  broker: b.where,
+                  connected: b.connected,
+                  requests: b.open,
+                  sinceSeconds: Math.round((Date.now() - b.since) / 1000),
+                  ...(b.connected ? {} : { detail: b.detail }),
+                },
+              ]),
+            ),
+          }
+        : {}),
     }
     const ready = deps.ready()
     const status = !ready ? "shutting_down" : database.status === "ok" ? "ok" : "unavailable"
@@ -178,6 +203,7 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
         version: VERSION,
         startedAt: deps.startedAt,
         fallbacks: fallbacksOf(deps).counts(),
+        transports: deps.brokers?.().map((b) => ({ kind: b.kind, connected: b.connected })),
       })
       return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" })
     },

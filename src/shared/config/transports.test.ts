@@ -102,8 +102,8 @@ describe("transports config", () => {
   test("password_file: read relative to the config file, one trailing newline dropped, empty refused", () => {
     writeFileSync(join(dir, "pw"), "s3cret\n")
     expect(
-      resolve({ enabled_transports: ["rabbitmq"], transport_settings: { rabbitmq: { password_file: "pw" } } })
-        .rabbitmq?.password,
+      resolve({ enabled_transports: ["rabbitmq"], transport_settings: { rabbitmq: { password_file: "pw" } } }).rabbitmq
+        ?.password,
     ).toBe("s3cret")
     writeFileSync(join(dir, "empty"), "\n")
     expect(() =>

@@ -105,8 +105,7 @@ export function resolveTransports(t: Transports, base: string): ResolvedTranspor
     const fromUrl = merged.url ? parseBrokerUrl(kind, merged.url, key) : {}
     if (merged.url)
       for (const k of ["host", "port", "username", "password", "use_tls", "vhost"] as const)
-        if (own[k as keyof typeof own] !== undefined)
-          throw new ConfigError(`${key}: give either url or ${k}, not both`)
+        if (own[k as keyof typeof own] !== undefined) throw new ConfigError(`${key}: give either url or ${k}, not both`)
     const s = { ...merged, ...fromUrl }
     if (s.password !== undefined && s.password_file !== undefined)
       throw new ConfigError(`${key}: give either password or password_file, not both`)
@@ -175,28 +174,28 @@ function parseBrokerUrl(
 
 const at = (file: string, base: string) => (isAbsolute(file) ? file : join(base, file))
 
-function readSecret(key: string, file: string, base: string): string {
+/** A file a key names (relative to the config file), or a ConfigError naming the key and the path. */
+function readNamed(key: string, file: string, base: string): { p: string; text: string } {
   const p = at(file, base)
-  let text: string
   try {
-    text = readFileSync(p, "utf8")
+    return { p, text: readFileSync(p, "utf8") }
   } catch (err) {
-    throw new ConfigError(`${key} ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    throw new ConfigError(
+      `${key} ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    )
   }
+}
+
+function readSecret(key: string, file: string, base: string): string {
+  const { p, text } = readNamed(key, file, base)
   const secret = text.replace(/\r?\n$/, "")
   if (!secret) throw new ConfigError(`${key} ${p} is empty`)
   return secret
 }
 
 function readCaFile(key: string, file: string, base: string): string {
-  const p = at(file, base)
-  let pem: string
-  try {
-    pem = readFileSync(p, "utf8")
-  } catch (err) {
-    throw new ConfigError(`${key} ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----"))
+  const { p, text } = readNamed(key, file, base)
+  if (!text.includes("-----BEGIN CERTIFICATE-----"))
     throw new ConfigError(`${key} ${p} is not a PEM certificate (no BEGIN CERTIFICATE line)`)
-  return pem
+  return text
 }

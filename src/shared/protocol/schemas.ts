@@ -1,4 +1,5 @@
 import * as v from "valibot"
+import { TRANSPORT_NAMES, type BrokerKind } from "./transports.ts"
 import { ENV_COUNT_MAX, ENV_NAME, ENV_VALUE_MAX } from "../ffargs/env.ts"
 import { FILE_BYTES_MAX, FILES_MAX } from "../paths/contents.ts"
 import { VAR_NAME } from "../paths/vars.ts"
@@ -114,6 +115,13 @@ const Capabilities = v.pipe(
   v.check((r) => Object.keys(r).length <= 32, "at most 32 capabilities"),
 )
 
+/** A peer's transports in its order of preference: each name once. */
+export const TransportList = v.pipe(
+  v.array(v.picklist(TRANSPORT_NAMES)),
+  v.minLength(1, "lists no transport"),
+  v.check((l) => new Set(l).size === l.length, "names a transport twice"),
+)
+
 export const WorkerRegistration = v.strictObject({
   /** A draining worker keeps its running jobs and gets no new ones. */
   draining: v.optional(v.boolean(), false),
@@ -130,6 +138,11 @@ export const WorkerRegistration = v.strictObject({
   weight: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(1000)), 1),
   /** Slots of the probe lane (ffprobe, info commands), apart from `maxJobs` so probes never wait behind transcodes. */
   maxProbeJobs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(256)), 4),
+  /**
+   * The transports the worker can use now, in its order of preference (`transports.enabled_transports`
+   * whose broker link is up); absent: http_polling. The coordinator picks the first it serves.
+   */
+  transports: v.optional(TransportList),
 })
 /** As a worker builds it: the fields with defaults may be left out (the coordinator parses it with them filled in). */
 export type WorkerRegistration = v.InferInput<typeof WorkerRegistration>
@@ -255,6 +268,8 @@ export interface Worker {
   drainRequested: boolean
   /** Jobs assigned to or running on this worker (filled in by listings). */
   load?: number
+  /** The broker it negotiated at its last registration; absent for HTTP (http_polling). */
+  transport?: BrokerKind
 }
 
 export type WorkerStatus = "registering" | "online" | "draining" | "offline"

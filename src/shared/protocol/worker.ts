@@ -1,4 +1,5 @@
 import * as v from "valibot"
+import { TRANSPORT_NAMES } from "./transports.ts"
 import { InvalidError } from "../errors.ts"
 import { isUlid } from "../ids.ts"
 import { printable } from "./printable.ts"
@@ -64,6 +65,11 @@ export const RegisterReply = v.object({
   heartbeatSeconds: v.pipe(Seconds, v.minValue(0.001)),
   /** How often to register again (binaries, healthy paths, draining). */
   registrationSeconds: v.pipe(Seconds, v.minValue(0.001)),
+  /**
+   * The transport the coordinator picked from the registration's `transports` (absent from coordinators
+   * before broker transports: http_polling). The worker's polls must come that way from now on.
+   */
+  transport: v.optional(v.picklist(TRANSPORT_NAMES)),
 })
 export type RegisterReply = v.InferOutput<typeof RegisterReply>
 

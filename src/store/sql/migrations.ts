@@ -287,6 +287,14 @@ const steps: Step[] = [
       await rest.reduce(modify, modify(db.schema.alterTable(name), first!)).execute()
     }
   },
+  // Broker transports (issue 15): the transport each worker negotiated at its last registration; its
+  // polls must come that way (a worker whose broker link broke registers again instead of looking online).
+  async (db, d) => {
+    await db.schema
+      .alterTable("workers")
+      .addColumn("transport", d.str(16), (c) => c.notNull().defaultTo("http_polling"))
+      .execute()
+  },
 ]
 
 /** An unbounded text column as the steps created it: NOT NULL (with a default) or nullable. */

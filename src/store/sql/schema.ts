@@ -27,6 +27,8 @@ export interface Database {
     poll_closed_at: number | null
     /** Goes one up whenever `tools` changes: readers keep parsed tools per (worker, revision). */
     tools_rev: number
+    /** The transport negotiated at its last registration (http_polling, mqtt, rabbitmq). */
+    transport: string
   }
   jobs: {
     id: string

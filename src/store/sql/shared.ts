@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable, type Updateable } from "kysely"
 import { NO_NEEDS, type Lane, type Priority } from "../../shared/protocol/capabilities.ts"
 import type { Job, JobStatus, Worker, WorkerStatus } from "../../shared/protocol/schemas.ts"
+import type { BrokerKind } from "../../shared/protocol/transports.ts"
 import type { JobFilter, JobListing, ListingSize } from "../types.ts"
 import type { SqlDialect } from "./dialect.ts"
 import { ARGS_HEAD_CHARS } from "./migrations.ts"
@@ -146,6 +147,7 @@ export function toWorker(r: Omit<WorkerRow, "tools">, tools: Worker["tools"]): W
     registeredAt: Number(r.registered_at),
     lastSeen: Number(r.last_seen),
     drainRequested: Number(r.drain_requested) === 1,
+    ...(r.transport && r.transport !== "http_polling" ? { transport: r.transport as BrokerKind } : {}),
   }
 }
 

@@ -56,7 +56,7 @@ export function workerMethods(
     return r ? (await withTools([r]))[0] : undefined
   }
   return {
-    async upsertWorker(id: string, reg: WorkerRegistration, token: string, now: number) {
+    async upsertWorker(id, reg, token, now, transport = "http_polling") {
       const values = {
         binaries: JSON.stringify(reg.binaries),
         paths: JSON.stringify(reg.paths),
@@ -69,15 +69,17 @@ export function workerMethods(
         max_probe_jobs: reg.maxProbeJobs ?? 4,
         last_seen: now,
         self_draining: reg.draining ? 1 : 0,
+        transport,
       }
       await tx(async (t) => {
         const cur = await t
           .selectFrom("workers")
-          .select(["status", "drain_requested"])
+          .select(["status", "drain_requested", "transport"])
           .where("id", "=", id)
           .executeTakeFirst()
-        // A known, verified worker keeps its state (re-registration); a new or offline one must verify.
-        const verified = cur && cur.status !== "offline" && cur.status !== "registering"
+        // A known, verified worker keeps its state (re-registration); a new or offline one must verify,
+        // and so must one that changed transport: the token proves the new channel works.
+        const verified = cur && cur.status !== "offline" && cur.status !== "registering" && cur.transport === transport
         // An administrator's drain outlives the worker's own view of itself (restarts included).
         const status = !verified
           ? "registering"
@@ -244,4 +246,5 @@ const WITHOUT_TOOLS = [
   "max_probe_jobs",
   "poll_closed_at",
   "tools_rev",
+  "transport",
 ] as const satisfies readonly (keyof Row)[]

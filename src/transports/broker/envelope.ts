@@ -62,14 +62,7 @@ export interface Header {
 }
 
 /** Why a message was dropped (the `reason` label of dffmpeg_transport_rejected_total). */
-export type RejectReason =
-  | "malformed"
-  | "oversized"
-  | "unsigned"
-  | "signature"
-  | "stale"
-  | "replayed"
-  | "misaddressed"
+export type RejectReason = "malformed" | "oversized" | "unsigned" | "signature" | "stale" | "replayed" | "misaddressed"
 
 export class Rejected extends Error {
   constructor(

@@ -88,7 +88,8 @@ export function createRequester(
         { code: "E2BIG" },
       )
     const headers = [...new Headers(init.headers as ConstructorParameters<typeof Headers>[0]).entries()]
-    if (!link.connected) throw connectionError("ECONNREFUSED", `the ${link.kind} broker at ${link.where} is not connected`)
+    if (!link.connected)
+      throw connectionError("ECONNREFUSED", `the ${link.kind} broker at ${link.where} is not connected`)
     const signal = init.signal ?? undefined
     signal?.throwIfAborted()
     const id = newId()
@@ -109,9 +110,13 @@ export function createRequester(
           if (Date.now() - s.heard > timing.stallMs)
             return finish(
               s,
-              connectionError(
-                "ETIMEDOUT",
-                `no answer over the ${link.kind} broker for ${timing.stallMs / 1000} s (is a coordinator serving it?)`,
+              Object.assign(
+                connectionError(
+                  "ETIMEDOUT",
+                  `no answer over the ${link.kind} broker for ${timing.stallMs / 1000} s (is a coordinator serving it?)`,
+                ),
+                // No coordinator ever spoke: the request can go another way (peer.ts).
+                { unanswered: !s.server },
               ),
             )
           // The lease: "still listening", and what was read.
@@ -129,12 +134,19 @@ export function createRequester(
     }
     signal?.addEventListener("abort", onAbort, { once: true })
     s.onEnd = () => signal?.removeEventListener("abort", onAbort)
-    const req = seal(key, { t: "req", who: self.identity, from: self, id, seq: 0, m: method, p: u.pathname + u.search, h: headers }, body)
+    const req = seal(
+      key,
+      { t: "req", who: self.identity, from: self, id, seq: 0, m: method, p: u.pathname + u.search, h: headers },
+      body,
+    )
     try {
       await link.publish("requests", req)
     } catch (err) {
       finish(s)
-      throw connectionError("ECONNREFUSED", `cannot send over the ${link.kind} broker at ${link.where}: ${(err as Error).message}`)
+      throw connectionError(
+        "ECONNREFUSED",
+        `cannot send over the ${link.kind} broker at ${link.where}: ${(err as Error).message}`,
+      )
     }
     return answered
   }
@@ -206,7 +218,10 @@ export function createRequester(
       case "data":
         if (s.head) return "malformed"
         if (s.chunks.length >= WINDOW) {
-          finish(s, connectionError("ECONNRESET", `the coordinator overran the stream's window over the ${link.kind} broker`))
+          finish(
+            s,
+            connectionError("ECONNRESET", `the coordinator overran the stream's window over the ${link.kind} broker`),
+          )
           return "malformed"
         }
         s.chunks.push(msg.body)
@@ -216,7 +231,10 @@ export function createRequester(
         finish(s)
         return undefined
       case "fail":
-        finish(s, connectionError("ECONNRESET", `the coordinator ended the answer: ${String(h.why ?? "").slice(0, 300)}`))
+        finish(
+          s,
+          connectionError("ECONNRESET", `the coordinator ended the answer: ${String(h.why ?? "").slice(0, 300)}`),
+        )
         return undefined
       default:
         return "malformed"

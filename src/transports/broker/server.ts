@@ -129,14 +129,19 @@ export function createTunnelServer(o: TunnelServerOptions) {
     const msg = await verify(bytes)
     if (!msg) return
     const h = msg.header
-    if (h.t !== "req" || h.to !== undefined || h.seq !== 0) return reject("misaddressed", `a ${h.t} on the request channel`)
+    if (h.t !== "req" || h.to !== undefined || h.seq !== 0)
+      return reject("misaddressed", `a ${h.t} on the request channel`)
     if (h.from.identity !== h.who) return reject("misaddressed", "sent for another identity")
     if (typeof h.m !== "string" || !/^[A-Z]{3,7}$/.test(h.m) || typeof h.p !== "string" || !h.p.startsWith("/"))
       return reject("malformed", "no method or path")
-    if (!Array.isArray(h.h) || !h.h.every((e) => Array.isArray(e) && e.length === 2 && e.every((x) => typeof x === "string")))
+    if (
+      !Array.isArray(h.h) ||
+      !h.h.every((e) => Array.isArray(e) && e.length === 2 && e.every((x) => typeof x === "string"))
+    )
       return reject("malformed", "bad headers")
     const client = h.h.find(([k]) => k.toLowerCase() === "x-dffmpeg-client-id")?.[1]
-    if (client !== undefined && client !== h.who) return reject("misaddressed", "the request inside is another identity's")
+    if (client !== undefined && client !== h.who)
+      return reject("misaddressed", "the request inside is another identity's")
     if (msg.body.length > MAX_REQUEST_BODY) return reject("oversized", `${msg.body.length} bytes`)
     if (answers.has(h.id)) return reject("replayed", "stream id in use")
     const a: Answer = {

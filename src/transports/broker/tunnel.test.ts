@@ -83,6 +83,21 @@ function rig(handler: (req: Request) => Promise<Response> | Response, servers = 
   return { broker, requester, peerLink, serverLinks, rejected, peerRejected, requests, close }
 }
 
+/** An answer that sends 10 bytes and never ends; `aborted()` says whether the app saw its request end. */
+function endlessAnswer() {
+  let aborted = false
+  const handler = (req: Request) =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new Uint8Array(10))
+          req.signal.addEventListener("abort", () => (aborted = true))
+        },
+      }),
+    )
+  return { handler, aborted: () => aborted }
+}
+
 const dataSent = (b: MemoryBroker) => b.sent.filter((m) => m.to !== "requests" && peek(m.bytes).header.t === "data")
 
 describe("broker tunnel", () => {
@@ -91,7 +106,9 @@ describe("broker tunnel", () => {
       const body = new Uint8Array(await req.arrayBuffer())
       return new Response(body.toReversed(), {
         status: 201,
-        headers: { "x-seen": `${req.method} ${new URL(req.url).pathname}${new URL(req.url).search} ${req.headers.get("x-dffmpeg-client-id")}` },
+        headers: {
+          "x-seen": `${req.method} ${new URL(req.url).pathname}${new URL(req.url).search} ${req.headers.get("x-dffmpeg-client-id")}`,
+        },
       })
     })
     const sent = crypto.getRandomValues(new Uint8Array(3 * CHUNK + 17))
@@ -141,23 +158,13 @@ describe("broker tunnel", () => {
   })
 
   test("the requester's cancel reaches the app's request signal", async () => {
-    let aborted = false
-    const r = rig(
-      (req) =>
-        new Response(
-          new ReadableStream({
-            start(c) {
-              c.enqueue(new Uint8Array(10))
-              req.signal.addEventListener("abort", () => (aborted = true))
-            },
-          }),
-        ),
-    )
+    const { handler, aborted } = endlessAnswer()
+    const r = rig(handler)
     const res = await r.requester.fetch("http://c/api/v1/stream", {})
     const reader = res.body!.getReader()
     await reader.read()
     await reader.cancel()
-    await until(() => aborted, 3000, "the abort")
+    await until(aborted, 3000, "the abort")
   })
 
   test("aborting before the answer (a long poll) aborts the request on the coordinator", async () => {
@@ -200,22 +207,12 @@ describe("broker tunnel", () => {
   })
 
   test("a requester that goes away: its answer ends after the lease", async () => {
-    let aborted = false
-    const r = rig(
-      (req) =>
-        new Response(
-          new ReadableStream({
-            start(c) {
-              c.enqueue(new Uint8Array(10))
-              req.signal.addEventListener("abort", () => (aborted = true))
-            },
-          }),
-        ),
-    )
+    const { handler, aborted } = endlessAnswer()
+    const r = rig(handler)
     const res = await r.requester.fetch("http://c/api/v1/stream", {})
     void res.body!.getReader().read()
     r.peerLink.setConnected(false)
-    await until(() => aborted, 3000, "the lease to end the answer")
+    await until(aborted, 3000, "the lease to end the answer")
   })
 
   test("a lost chunk breaks the stream (never silently missing bytes)", async () => {
@@ -238,10 +235,26 @@ describe("broker tunnel", () => {
   })
 
   describe("hostile messages are dropped and counted", () => {
-    const request = (who: string, key: Uint8Array, from: PeerAddress, extra: Record<string, unknown> = {}, now?: number) =>
+    const request = (
+      who: string,
+      key: Uint8Array,
+      from: PeerAddress,
+      extra: Record<string, unknown> = {},
+      now?: number,
+    ) =>
       seal(
         key,
-        { t: "req", who, from, id: newId(), seq: 0, m: "GET", p: "/api/v1/x", h: [["x-dffmpeg-client-id", who]], ...extra },
+        {
+          t: "req",
+          who,
+          from,
+          id: newId(),
+          seq: 0,
+          m: "GET",
+          p: "/api/v1/x",
+          h: [["x-dffmpeg-client-id", who]],
+          ...extra,
+        },
         new Uint8Array(),
         now,
       )
@@ -249,7 +262,7 @@ describe("broker tunnel", () => {
     const self = { identity: "alice", instance: newId() }
 
     test.each([
-      ["a changed byte", (b: Uint8Array) => (b[b.length - 40]! ^= 1, b), "signature"],
+      ["a changed byte", (b: Uint8Array) => ((b[b.length - 40]! ^= 1), b), "signature"],
       ["garbage", () => new Uint8Array([1, 2, 3]), "malformed"],
     ] as const)("%s", async (_n, mangle, reason) => {
       const r = rig(() => new Response("x"))
@@ -308,7 +321,18 @@ describe("broker tunnel", () => {
       const id = peek(r.broker.sent[0]!.bytes).header.id
       const from = { identity: COORDINATORS, instance: newId() }
       r.broker.deliver(to, seal(keys.get("bob")!, { t: "head", who: "bob", from, to, id, seq: 0, s: 200 }))
-      r.broker.deliver(to, seal(keys.get("alice")!, { t: "head", who: "alice", from, to: { ...to, instance: newId() }, id, seq: 0, s: 200 }))
+      r.broker.deliver(
+        to,
+        seal(keys.get("alice")!, {
+          t: "head",
+          who: "alice",
+          from,
+          to: { ...to, instance: newId() },
+          id,
+          seq: 0,
+          s: 200,
+        }),
+      )
       await until(() => r.peerRejected.length === 2)
       expect(r.peerRejected).toEqual(["unsigned", "misaddressed"])
     })

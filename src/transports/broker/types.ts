@@ -12,19 +12,16 @@
  * message, and the database stays the truth: a lost message is retried by whoever waits for its answer.
  */
 
-/** The transport names of `transports.enabled_transports`, as in the reference. */
-export const TRANSPORT_NAMES = ["http_polling", "mqtt", "rabbitmq"] as const
-export type TransportName = (typeof TRANSPORT_NAMES)[number]
-export type BrokerKind = Exclude<TransportName, "http_polling">
-
-/**
- * A name part that goes into a topic or queue name: 1-64 letters, digits, '_' or '-' (what `client_id`
- * allows). No MQTT wildcard (`+`, `#`), no separator (`/`, `.`), nothing empty.
- */
-export const NAME_PART = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
-
-/** A prefix of topic or queue names: name parts joined by '/' (MQTT) or '.' (RabbitMQ), 1-200 characters. */
-export const PREFIX = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}([./][A-Za-z0-9][A-Za-z0-9_-]{0,63}){0,3}$/
+export {
+  NAME_PART,
+  PREFIX,
+  TRANSPORT_NAMES,
+  type BrokerKind,
+  type MqttSettings,
+  type RabbitSettings,
+  type TransportName,
+} from "../../shared/protocol/transports.ts"
+import { NAME_PART, type BrokerKind } from "../../shared/protocol/transports.ts"
 
 /** One process's channel: the identity it authenticates as and its instance id (a ULID, per process). */
 export interface PeerAddress {
@@ -37,36 +34,6 @@ export const COORDINATORS = "_coordinators"
 
 /** Largest message a link publishes or accepts (header and body): bigger ones are refused, never sent. */
 export const MAX_MESSAGE_BYTES = 17 * 1024 * 1024
-
-/** Settings of an MQTT broker (config `transports.transport_settings.mqtt`, resolved: passwords read). */
-export interface MqttSettings {
-  host: string
-  port: number
-  username?: string
-  password?: string
-  use_tls: boolean
-  /** PEM text of the CA that signs the broker's certificate (read from ca_file). */
-  ca?: string
-  /** Every topic starts with it (default `dffmpeg`). */
-  topic_prefix: string
-}
-
-/** Settings of a RabbitMQ broker (config `transports.transport_settings.rabbitmq`, resolved). */
-export interface RabbitSettings {
-  host: string
-  port: number
-  username: string
-  password: string
-  vhost: string
-  use_tls: boolean
-  ca?: string
-  /** Exchange of the request channel (default `dffmpeg.workers`). */
-  workers_exchange: string
-  /** Exchange of the peer channels (default `dffmpeg.jobs`). */
-  jobs_exchange: string
-  /** Every queue name starts with it (default `dffmpeg`), so two installations can share a vhost. */
-  queue_prefix: string
-}
 
 export interface LinkOptions {
   /** The process's own channel; the link consumes it, and nothing else of the peer channels. */
@@ -93,10 +60,12 @@ export interface BrokerLink {
   readonly connected: boolean
   /**
    * Resolves once connected and subscribed; rejects with an Error whose message says why (refused,
-   * authentication failed, TLS, timed out) when the first connection does not succeed within `timeoutMs`.
-   * After that the link reconnects by itself, with backoff, for as long as it is open.
+   * authentication failed, TLS, timed out) when the first connection does not succeed within `timeoutMs`
+   * (at once when the broker refused it). Then the link is closed, unless `keepTrying`: it goes on
+   * connecting in the background (`onState` says when it is up). Once up, the link reconnects by
+   * itself, with backoff, for as long as it is open.
    */
-  ready(timeoutMs: number): Promise<void>
+  ready(timeoutMs: number, keepTrying?: boolean): Promise<void>
   /**
    * Publishes one message to the request channel or to a peer's channel, and resolves once the broker took
    * it (MQTT PUBACK at QoS 1, RabbitMQ publisher confirm). Rejects at once when not connected (a caller

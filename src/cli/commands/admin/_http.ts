@@ -1,6 +1,8 @@
 import { coordinatorTargets, loadConfig, resolveKey } from "../../../shared/config/load.ts"
 import { AdminConfig } from "../../../shared/config/server-schema.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
+import { resolveTransports } from "../../../shared/config/transports.ts"
+import { openClientTransports } from "../../../transports/index.ts"
 import { AuthError, UnavailableError } from "../../../shared/errors.ts"
 import { createApiClient, readJson, type ApiClient } from "../../../shared/http/client.ts"
 import { listJobPages } from "../../../shared/http/pages.ts"
@@ -15,10 +17,17 @@ import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
 export async function openHttpBackend(file: string): Promise<AdminBackend> {
   const { config, base, warnings } = await loadConfig("admin", AdminConfig, file, {}, explainYaml)
   for (const w of warnings) process.stderr.write(`dffmpeg: warning: ${w}\n`)
+  const key = resolveKey(config, base)
+  // A broker in `transports:`: requests go over the first transport that works, in the order listed.
+  const wanted = resolveTransports(config.transports, base)
+  const peers = wanted.enabled.some((t) => t !== "http_polling")
+    ? await openClientTransports({ transports: wanted, identity: config.client_id, key })
+    : undefined
   const api = createApiClient({
     coordinators: coordinatorTargets(config.coordinator, base),
     client: config.client_id,
-    key: resolveKey(config, base),
+    key,
+    fetch: peers?.fetch,
   })
   return httpBackend(api, file)
 }

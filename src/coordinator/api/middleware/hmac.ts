@@ -30,7 +30,11 @@ export type AuthEnv = {
    * SHA-256, in order, from the pass that checked the signature.
    */
   Variables: { principal: Principal; body: Uint8Array; path: string; key: Buffer; digests?: Uint8Array[] }
-  Bindings: { server?: import("bun").Server<unknown> }
+  /** `transport`: the broker a request came through (the tunnel); absent over HTTP. */
+  Bindings: {
+    server?: import("bun").Server<unknown>
+    transport?: import("../../../shared/protocol/transports.ts").BrokerKind
+  }
 }
 
 /**

@@ -27,7 +27,7 @@ export function workerRoutes(deps: Deps) {
    */
   app.post("/register", async (c) => {
     const name = worker(c)
-    return c.json(await protocol.register(name, jsonBody(c, WorkerRegistration)))
+    return c.json(await protocol.register(name, jsonBody(c, WorkerRegistration), c.env?.transport))
   })
 
   app.post("/verify", async (c) => {
@@ -69,6 +69,7 @@ export function workerRoutes(deps: Deps) {
       },
       following,
       holding,
+      c.env?.transport,
     )
     return c.json(reply)
   })
