@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what dffmpeg needs on a fresh Debian machine with Node/npm, idempotently:
 # Bun (from npm), Debian's ffmpeg, bubblewrap, openssl and Chromium (dashboard tests), the locked JS dependencies. With --services it also
-# installs PostgreSQL and MariaDB when missing (the store tests run on both), starts any of the local test services (PostgreSQL, MariaDB,
-# Redis, RabbitMQ, Mosquitto, NATS) that is down, and creates the test role `dffmpeg_test` that may create and drop its own databases.
+# installs PostgreSQL, MariaDB, Mosquitto and RabbitMQ when missing (the store and broker tests run on them), starts any of the local
+# test services (PostgreSQL, MariaDB, Redis, RabbitMQ, Mosquitto, NATS) that is down, and creates the test role `dffmpeg_test` that may
+# create and drop its own databases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUN_VERSION=1.4.5
@@ -34,10 +35,13 @@ bun install --frozen-lockfile --silent
 
 [ "${1:-}" = "--services" ] || exit 0
 
-# The store's conformance and cluster tests need both server databases: they never skip.
+# The store's conformance and cluster tests need both server databases, and the broker link tests both brokers
+# (src/transports/broker/link.test.ts also runs its own mosquitto and calls rabbitmqctl): they never skip.
 need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server)
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v rabbitmq-server >/dev/null 2>&1 || need+=(rabbitmq-server)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 # Test services on loopback: start any that is down (commands from the machine's own set-up).

@@ -72,7 +72,7 @@ export async function startTransports(o: {
     }
     const log = o.log.withTag(kind)
     let tunnel!: ReturnType<typeof createTunnelServer>
-    const link = openLink(
+    const link = await openLink(
       kind,
       settings,
       {

@@ -70,7 +70,7 @@ export async function openPeerTransports(o: {
     const log = o.log.withTag(kind)
     let b!: Broker
     let up = false
-    const link = openLink(
+    const link = await openLink(
       kind,
       settings,
       {
@@ -112,14 +112,19 @@ export async function openPeerTransports(o: {
     }
   }
 
-  const usableNow = (t: TransportName, now = Date.now()) => {
-    if (t === "http_polling") return true
-    const b = brokers.get(t)
-    return !!b && b.link.connected && b.skipUntil <= now
+  /** Connected now (HTTP always is, as far as this process can tell before it tries). */
+  const isUp = (t: TransportName) => t === "http_polling" || !!brokers.get(t)?.link.connected
+  /** Skipped for a while: no coordinator answered on it. */
+  const skipped = (t: TransportName, now = Date.now()) => t !== "http_polling" && (brokers.get(t)?.skipUntil ?? 0) > now
+  // The connected transports in the order of preference, the skipped ones last: a broker that is the only
+  // way left is still used (and offered), never dropped.
+  const usable = () => {
+    const live = enabled.filter(isUp)
+    return [...live.filter((t) => !skipped(t)), ...live.filter((t) => skipped(t))]
   }
-  const usable = () => enabled.filter((t) => usableNow(t))
   let pinned: TransportName | undefined
-  const current = (): TransportName => (pinned && usableNow(pinned) ? pinned : (usable()[0] ?? enabled[0]!))
+  const current = (): TransportName =>
+    pinned && isUp(pinned) && !skipped(pinned) ? pinned : (usable()[0] ?? enabled[0]!)
 
   const fetch: Fetch = async (url, init) => {
     const first = current()
@@ -138,7 +143,7 @@ export async function openPeerTransports(o: {
           (code !== "ECONNREFUSED" && !(code === "ETIMEDOUT" && (err as { unanswered?: boolean }).unanswered))
         )
           throw err
-        if (code === "ETIMEDOUT") {
+        if (code === "ETIMEDOUT" && usable().some((u) => u !== t)) {
           b.skipUntil = Date.now() + UNANSWERED_MS
           o.log.warn(`no coordinator answered over ${t}; using the next transport for ${UNANSWERED_MS / 1000} s`)
           changed()

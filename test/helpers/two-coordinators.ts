@@ -179,6 +179,7 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
   if (run.transports) expect(servedBy().every((n) => n > 0)).toBe(true)
 
   const bad = results.flatMap((r, i) => (r.code === 0 && r.same && r.err === "" ? [] : [{ i, ...r }]))
+  if (bad.length) console.error(c.logs())
   expect(bad).toEqual([])
   // Exactly once: every job completed, each with one completed transition.
   const rows = (await databaseSql(

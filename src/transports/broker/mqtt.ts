@@ -1,164 +1,214 @@
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt"
 import type { Logger } from "../../shared/log.ts"
-import { PREFIX, type MqttSettings } from "../../shared/protocol/transports.ts"
-import { PUBLISH_TIMEOUT_MS, untilUp, within } from "./_link.ts"
-import { checkPeer, MAX_MESSAGE_BYTES, type BrokerLink, type LinkOptions, type PeerAddress } from "./types.ts"
+import { brokerWhere } from "../../shared/config/transports.ts"
+import {
+  LinkState,
+  Pending,
+  RECONNECT_MAX_MS,
+  RECONNECT_MIN_MS,
+  checkPrefix,
+  checkSize,
+  definite,
+  describe,
+} from "./_link.ts"
+import {
+  type BrokerLink,
+  type LinkOptions,
+  MAX_MESSAGE_BYTES,
+  type MqttSettings,
+  type PeerAddress,
+  checkPeer,
+} from "./types.ts"
 
-/** First reconnect delay; it doubles up to RECONNECT_MAX_MS while the broker stays away. */
-const RECONNECT_MIN_MS = 250
-const RECONNECT_MAX_MS = 5000
-/** How long a dead process's persistent session (its peer channel) outlives it on the broker. */
-const SESSION_EXPIRY_SECONDS = 60
+/** A dead process's persistent session (and the peer messages queued in it) expires after this long. */
+const SESSION_EXPIRY_S = 60
+/** Room for the MQTT header and properties above the payload limit, in the packet size we accept. */
+const HEADER_SLACK = 64 * 1024
+/** A TCP connect plus CONNACK that takes longer than this is a failed attempt. */
+const CONNECT_TIMEOUT_MS = 10_000
+const KEEPALIVE_S = 30
 
-/** Why a connection attempt failed, in words (mqtt.js errors carry a code, CONNACK refusals a reason). */
-function reasonOf(err: Error & { code?: string | number }): string {
-  const code = err.code
-  if (code === "ECONNREFUSED") return "connection refused"
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "host not found"
-  if (code === "ETIMEDOUT") return "timed out"
-  if (code === 4 || code === 134 || code === 5 || code === 135 || /not authori[sz]ed|bad user name/i.test(err.message))
-    return "the broker refused the user name or password"
-  return err.message || String(code)
+/** MQTT topic names of one installation (all under `topic_prefix`). */
+export function mqttTopics(prefix: string) {
+  checkPrefix("topic_prefix", prefix)
+  return {
+    requests: `${prefix}/requests`,
+    /** Shared subscription: Mosquitto hands each request to one subscriber of the group. */
+    sharedRequests: `$share/${prefix.replaceAll("/", "_")}/${prefix}/requests`,
+    peer: (p: PeerAddress) => `${prefix}/peer/${checkPeer(p).identity}/${p.instance}`,
+  }
 }
 
 /**
- * The MQTT link (mqtt.js, QoS 1): the process's own channel `<topic_prefix>/peer/<identity>/<instance>` on a
- * persistent session (MQTT 5, expiring SESSION_EXPIRY_SECONDS after the process is gone, so a reconnect
- * loses nothing sent meanwhile), and for a coordinator the request channel `<topic_prefix>/requests`
- * through a shared subscription on a separate clean session: Mosquitto keeps handing shared-subscription
- * messages to a persistent session whose process died, so requests would wait for a coordinator that is
- * gone. Subscriptions are made again on every connection; reconnects back off from 250 ms to 5 s.
+ * A client id from the process's address: only name-part characters, at most 64 (the instance first, since
+ * it is what makes the id unique per process; `role` keeps the two connections of a coordinator apart).
+ */
+export function mqttClientId(role: "p" | "r", self: PeerAddress): string {
+  return `${role}-${self.instance}-${self.identity}`.slice(0, 64)
+}
+
+/**
+ * The MQTT link. The peer channel is on a persistent session (clean: false, 60 s expiry), so replies sent
+ * while this process reconnects wait for it on the broker. A coordinator consumes the request channel on
+ * a second, clean-session connection: Mosquitto keeps handing shared-subscription messages to a
+ * disconnected persistent session, where they would sit until it expires instead of going to a live
+ * coordinator.
  */
 export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger): BrokerLink {
-  checkPeer(opts.self)
-  if (!PREFIX.test(settings.topic_prefix)) throw new Error(`not a valid topic_prefix: ${settings.topic_prefix}`)
-  const prefix = settings.topic_prefix
-  const requests = `${prefix}/requests`
-  const group = prefix.replace(/[/.]/g, "_")
-  const peerTopic = (p: PeerAddress) => `${prefix}/peer/${checkPeer(p).identity}/${p.instance}`
-  const own = peerTopic(opts.self)
-  const host = settings.host.includes(":") ? `[${settings.host}]` : settings.host
-  const where = `${settings.use_tls ? "mqtts" : "mqtt"}://${host}:${settings.port}`
-
-  // Not a URL string: a compiled binary would print url.parse()'s deprecation warning on stderr.
-  const base: IClientOptions = {
-    host: settings.host,
-    port: settings.port,
-    protocol: settings.use_tls ? "mqtts" : "mqtt",
-    ...(settings.ca ? { ca: settings.ca } : {}),
-    ...(settings.username !== undefined ? { username: settings.username } : {}),
-    ...(settings.password !== undefined ? { password: settings.password } : {}),
-    protocolVersion: 5,
-    reconnectPeriod: RECONNECT_MIN_MS,
-    connectTimeout: 5000,
-    keepalive: 15,
-    resubscribe: false,
-  }
-  const id = `dff-${opts.self.identity}-${opts.self.instance}`
+  const topics = mqttTopics(settings.topic_prefix)
+  const self = checkPeer(opts.self)
+  const protocol = settings.use_tls ? "mqtts" : "mqtt"
+  const where = brokerWhere("mqtt", settings)
+  const state = new LinkState("MQTT", where, opts.onState)
+  const pending = new Pending()
+  let closed = false
+  let closing: Promise<void> | undefined
 
   interface Conn {
+    name: "peer" | "requests"
     client: MqttClient
-    topic: string
-    channel: "requests" | "peer"
     subscribed: boolean
   }
-  const conns: Conn[] = []
-  let closed = false
-  let lastError = "no answer yet"
-  let wasConnected = false
-  /** A connection closed before the link was ever up: at start, that is a broker we cannot reach. */
-  let failedEarly = false
-  const isConnected = () => !closed && conns.every((c) => c.client.connected && c.subscribed)
-  const report = (detail: string) => {
-    const now = isConnected()
-    if (now === wasConnected) return
-    wasConnected = now
-    opts.onState?.(now, detail)
+
+  const update = (detail: string) =>
+    state.set(
+      conns.every((c) => c.client.connected && c.subscribed),
+      detail,
+    )
+
+  const deliver = (channel: "requests" | "peer", payload: Buffer) => {
+    if (closed) return
+    if (payload.byteLength > MAX_MESSAGE_BYTES) {
+      log?.warn("oversized broker message dropped", { where, channel, bytes: payload.byteLength })
+      opts.onDropped?.("oversized")
+      return
+    }
+    opts
+      .onMessage(channel, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength))
+      .catch((e) => log?.error("broker message handler failed", { where, channel, error: e }))
   }
 
-  const open = (clientId: string, topic: string, channel: "requests" | "peer", persistent: boolean) => {
-    const client = mqtt.connect({
-      ...base,
-      clientId,
+  const open = (name: Conn["name"], topic: string, persistent: boolean): Conn => {
+    const options: IClientOptions = {
+      host: settings.host,
+      port: settings.port,
+      protocol,
+      clientId: mqttClientId(name === "peer" ? "p" : "r", self),
       clean: !persistent,
+      protocolVersion: 5,
       properties: {
-        ...(persistent ? { sessionExpiryInterval: SESSION_EXPIRY_SECONDS } : {}),
-        maximumPacketSize: MAX_MESSAGE_BYTES + 64 * 1024,
+        ...(persistent ? { sessionExpiryInterval: SESSION_EXPIRY_S } : {}),
+        maximumPacketSize: MAX_MESSAGE_BYTES + HEADER_SLACK,
       },
-    })
-    const c: Conn = { client, topic, channel, subscribed: false }
-    conns.push(c)
-    client.on("connect", () => {
+      keepalive: KEEPALIVE_S,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      reconnectPeriod: RECONNECT_MIN_MS,
+      // A broker that refuses us (e.g. a password changed) is retried too, with the same backoff.
+      reconnectOnConnackError: true,
+      // We subscribe ourselves on every connection without a session, to know when it is done.
+      resubscribe: false,
+      ...(settings.use_tls && settings.ca ? { ca: settings.ca } : {}),
+      ...(settings.username !== undefined ? { username: settings.username } : {}),
+      ...(settings.password !== undefined ? { password: settings.password } : {}),
+    }
+    const client = mqtt.connect(options)
+    const conn: Conn = { name, client, subscribed: false }
+    let wasUp = false
+    client.on("connect", (ack) => {
+      // mqtt.js reads reconnectPeriod each time it schedules an attempt: back to the shortest delay.
       client.options.reconnectPeriod = RECONNECT_MIN_MS
-      client
-        .subscribeAsync(topic, { qos: 1 })
-        .then(() => {
-          c.subscribed = true
-          report("connected")
-        })
-        .catch((err: Error) => {
-          lastError = `subscribing to ${topic} failed: ${err.message}`
-          log?.warn("MQTT subscribe failed", { topic, reason: err.message })
-        })
+      if (wasUp) log?.info("broker reconnected", { where, conn: name, session: ack.sessionPresent })
+      wasUp = true
+      if (persistent && ack.sessionPresent && conn.subscribed) return update("connected")
+      conn.subscribed = false
+      client.subscribe(topic, { qos: 1 }, (err, granted) => {
+        if (closed || !client.connected) return
+        const code = granted?.[0]?.qos
+        if (err || code === undefined || code > 2) {
+          const detail = `subscribe to ${topic} failed: ${err ? describe(err) : `reason code ${code}`}`
+          log?.warn("broker subscribe failed", { where, conn: name, detail })
+          state.error(detail)
+          // Retry on a new connection (the same backoff), rather than stay connected without a subscription.
+          client.stream.destroy()
+          return
+        }
+        conn.subscribed = true
+        update("connected")
+      })
     })
-    client.on("close", () => {
-      c.subscribed = false
-      if (!wasConnected) failedEarly = true
-      // Backing off while the broker stays away.
-      client.options.reconnectPeriod = Math.min(
-        RECONNECT_MAX_MS,
-        (client.options.reconnectPeriod ?? 0) * 2 || RECONNECT_MIN_MS,
-      )
-      report(lastError === "no answer yet" ? "the connection closed" : lastError)
+    client.on("reconnect", () => {
+      client.options.reconnectPeriod = Math.min((client.options.reconnectPeriod ?? 0) * 2, RECONNECT_MAX_MS)
     })
     client.on("error", (err) => {
-      lastError = reasonOf(err as Error & { code?: string })
+      const detail = describe(err)
+      // Before the first connection, a refusal is not worth waiting out: ready fails at once.
+      if (!wasUp) state.error(detail, definite(detail))
+      // Before the first connection `ready` says it, once; after, a refused login is worth a warning.
+      log?.[wasUp && detail === "authentication failed" ? "warn" : "debug"]("broker connection error", {
+        where,
+        conn: name,
+        detail,
+      })
     })
-    client.on("message", (_topic, payload) => {
-      const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)
-      if (bytes.length > MAX_MESSAGE_BYTES) return opts.onDropped?.("oversized")
-      opts
-        .onMessage(channel, bytes)
-        .catch((err: Error) => log?.warn("a broker message failed", { reason: err.message }))
+    client.on("close", () => {
+      if (closed) return
+      if (conn.name === "peer") pending.rejectAll(`disconnected from the MQTT broker at ${where}`)
+      if (wasUp && state.connected) log?.warn("broker disconnected", { where, conn: name })
+      update("disconnected")
     })
+    client.on("message", (_topic, payload) => deliver(name, payload))
+    return conn
   }
-  open(id, own, "peer", true)
-  if (opts.serveRequests) open(`${id}-r`, `$share/${group}/${requests}`, "requests", false)
 
-  const close = async () => {
-    if (closed) return
-    closed = true
-    await Promise.all(conns.map((c) => c.client.endAsync(true).catch(() => {})))
+  const conns: Conn[] = [open("peer", topics.peer(self), true)]
+  if (opts.serveRequests) conns.push(open("requests", topics.sharedRequests, false))
+  const peerClient = conns[0]!.client
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      closed = true
+      state.abort()
+      pending.rejectAll(`the MQTT link to ${where} was closed`)
+      await Promise.all(
+        conns.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              // Connected and nothing in flight: a clean DISCONNECT that also ends the persistent session,
+              // so the broker stops queueing for a process that is gone. Otherwise drop the socket.
+              const force = !c.client.connected || Object.keys(c.client.outgoing).length > 0
+              c.client.end(force, { reasonCode: 0, properties: { sessionExpiryInterval: 0 } }, () => resolve())
+            }),
+        ),
+      )
+      state.set(false, "closed")
+    })()
+    return closing
   }
 
   return {
     kind: "mqtt",
     where,
     get connected() {
-      return isConnected()
+      return state.connected
     },
     ready: (timeoutMs, keepTrying = false) =>
-      untilUp({
-        broker: "MQTT",
-        where,
-        timeoutMs,
-        keepTrying,
-        up: isConnected,
-        refused: () => failedEarly,
-        closed: () => closed,
-        lastError: () => lastError,
-        close,
-        onUp: () => (wasConnected = true),
-      }),
-    async publish(to, bytes) {
-      if (!isConnected()) throw new Error(`not connected to the MQTT broker at ${where}`)
-      if (bytes.length > MAX_MESSAGE_BYTES) throw new Error(`a message of ${bytes.length} bytes is over the limit`)
-      const topic = to === "requests" ? requests : peerTopic(to)
-      await within(
-        conns[0]!.client.publishAsync(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos: 1 }),
-        PUBLISH_TIMEOUT_MS,
-        `no PUBACK from ${where} within ${PUBLISH_TIMEOUT_MS} ms`,
-      )
+      closed
+        ? Promise.reject(new Error(`the MQTT link to ${where} was closed`))
+        : state.wait(timeoutMs, keepTrying ? async () => {} : close),
+    publish(to, bytes) {
+      try {
+        checkSize(bytes)
+        const topic = to === "requests" ? topics.requests : topics.peer(to)
+        if (closed) throw new Error(`the MQTT link to ${where} was closed`)
+        if (!state.connected) throw new Error(`not connected to the MQTT broker at ${where}`)
+        return pending.track<void>((resolve, reject) =>
+          peerClient.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos: 1 }, (err) =>
+            err ? reject(err) : resolve(),
+          ),
+        )
+      } catch (e) {
+        return Promise.reject(e)
+      }
     },
     close,
   }

@@ -1,198 +1,239 @@
-import { Connection, type Consumer, type Publisher } from "rabbitmq-client"
+import { type AsyncMessage, Connection, type Consumer, type Publisher } from "rabbitmq-client"
 import type { Logger } from "../../shared/log.ts"
-import { PREFIX, type RabbitSettings } from "../../shared/protocol/transports.ts"
-import { PUBLISH_TIMEOUT_MS, untilUp, within } from "./_link.ts"
-import { checkPeer, MAX_MESSAGE_BYTES, type BrokerLink, type LinkOptions, type PeerAddress } from "./types.ts"
+import { brokerWhere } from "../../shared/config/transports.ts"
+import {
+  LinkState,
+  Pending,
+  RECONNECT_MAX_MS,
+  RECONNECT_MIN_MS,
+  checkPrefix,
+  checkSize,
+  definite,
+  describe,
+} from "./_link.ts"
+import { MESSAGE_WINDOW_MS } from "./envelope.ts"
+import {
+  type BrokerLink,
+  type LinkOptions,
+  MAX_MESSAGE_BYTES,
+  type PeerAddress,
+  type RabbitSettings,
+  checkPeer,
+} from "./types.ts"
 
-/** How long a dead process's queue (its peer channel) outlives it, and a request waits for a coordinator. */
-const QUEUE_EXPIRES_MS = 60_000
-const REQUEST_TTL_MS = 30_000
-/** Requests a coordinator takes at once before acknowledging: long polls are acknowledged at once. */
-const PREFETCH = 64
+/** A dead process's peer queue (and what was queued in it) is deleted after this long without a consumer. */
+const PEER_QUEUE_EXPIRES_MS = 60_000
+/** Requests a coordinator holds unacknowledged at once (the rest wait in the queue for any coordinator). */
+const REQUEST_PREFETCH = 64
+/** Unacknowledged peer messages (replies, stream chunks) held at once. */
+const PEER_PREFETCH = 256
+const CONNECT_TIMEOUT_MS = 10_000
+/** Opening a channel (publisher or consumer set-up) that takes longer fails, so a publish never hangs. */
+const ACQUIRE_TIMEOUT_MS = 2_000
+const HEARTBEAT_S = 30
+/** The server's default frame_max: big messages go in fewer frames than the client default (8 KiB). */
+const FRAME_MAX = 131_072
 
-/** Why a connection failed, in words. */
-function reasonOf(err: Error & { code?: string }): string {
-  if (err.code === "ECONNREFUSED") return "connection refused"
-  if (err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") return "host not found"
-  if (/ACCESS_REFUSED|PLAIN login refused|auth/i.test(`${err.code} ${err.message}`))
-    return "the broker refused the user name or password"
-  if (/NOT_ALLOWED|vhost/i.test(`${err.code} ${err.message}`))
-    return `the vhost is not open to this user (${err.message})`
-  return err.message || String(err.code)
+/** RabbitMQ names of one installation: queues under `queue_prefix`, the two exchanges from the settings. */
+export function rabbitNames(s: RabbitSettings) {
+  const prefix = checkPrefix("queue_prefix", s.queue_prefix)
+  return {
+    workers: checkPrefix("workers_exchange", s.workers_exchange),
+    jobs: checkPrefix("jobs_exchange", s.jobs_exchange),
+    requestQueue: `${prefix}.requests`,
+    requestKey: "requests",
+    peerQueue: (p: PeerAddress) => `${prefix}.peer.${checkPeer(p).identity}.${p.instance}`,
+    peerKey: (p: PeerAddress) => `peer.${checkPeer(p).identity}.${p.instance}`,
+  }
 }
 
 /**
- * The RabbitMQ link (rabbitmq-client): durable topic exchanges `workers_exchange` (requests) and
- * `jobs_exchange` (peer channels), declared with their queues and bindings again on every reconnect. A
- * coordinator consumes the durable queue `<queue_prefix>.requests` (competing consumers; requests expire
- * after REQUEST_TTL_MS, when they would be refused as stale anyway); every process its own queue
- * `<queue_prefix>.peer.<identity>.<instance>`, not exclusive (a reconnect loses nothing) but expiring
- * QUEUE_EXPIRES_MS after its process is gone. Publishes wait for the publisher confirm; a message is
- * acknowledged only once its handler settled.
+ * The RabbitMQ link: one connection, a confirming publisher, and a consumer per channel. rabbitmq-client
+ * redeclares each consumer's exchanges, queue and bindings on every reconnect. The peer queue is not
+ * exclusive (an exclusive queue dies with the connection, losing what is published during a reconnect);
+ * `x-expires` removes it once its process is gone.
  */
 export function rabbitLink(settings: RabbitSettings, opts: LinkOptions, log?: Logger): BrokerLink {
-  checkPeer(opts.self)
-  if (!PREFIX.test(settings.queue_prefix)) throw new Error(`not a valid queue_prefix: ${settings.queue_prefix}`)
-  const qp = settings.queue_prefix
-  const host = settings.host.includes(":") ? `[${settings.host}]` : settings.host
-  const where = `${settings.use_tls ? "amqps" : "amqp"}://${host}:${settings.port}/${settings.vhost === "/" ? "" : encodeURIComponent(settings.vhost)}`
-  const key = (p: PeerAddress) => `peer.${checkPeer(p).identity}.${p.instance}`
-  const ownQueue = `${qp}.${key(opts.self)}`
-  const requestQueue = `${qp}.requests`
-  const exchanges = [
-    { exchange: settings.workers_exchange, type: "topic", durable: true },
-    { exchange: settings.jobs_exchange, type: "topic", durable: true },
-  ]
+  const names = rabbitNames(settings)
+  const self = checkPeer(opts.self)
+  const where = brokerWhere("rabbitmq", settings)
+  const state = new LinkState("RabbitMQ", where, opts.onState)
+  const pending = new Pending()
+  let closed = false
+  let closing: Promise<void> | undefined
+  let wasUp = false
 
-  let lastError = "no answer yet"
-  const rabbit = new Connection({
+  const conn = new Connection({
     hostname: settings.host,
     port: settings.port,
     username: settings.username,
     password: settings.password,
     vhost: settings.vhost,
-    tls: settings.use_tls ? (settings.ca ? { ca: settings.ca, servername: settings.host } : true) : false,
-    connectionName: `dffmpeg ${opts.self.identity} ${opts.self.instance}`,
-    connectionTimeout: 5000,
-    acquireTimeout: 5000,
-    retryLow: 250,
-    retryHigh: 5000,
-    heartbeat: 15,
-    frameMax: 131072,
-  })
-  rabbit.on("error", (err: Error & { code?: string }) => {
-    lastError = reasonOf(err)
-    log?.debug("RabbitMQ connection error", { reason: lastError })
+    tls: settings.use_tls ? (settings.ca ? { ca: settings.ca } : true) : undefined,
+    connectionName: `dffmpeg ${self.identity} ${self.instance}`,
+    connectionTimeout: CONNECT_TIMEOUT_MS,
+    acquireTimeout: ACQUIRE_TIMEOUT_MS,
+    heartbeat: HEARTBEAT_S,
+    frameMax: FRAME_MAX,
+    retryLow: RECONNECT_MIN_MS,
+    retryHigh: RECONNECT_MAX_MS,
+    noDelay: true,
   })
 
-  const handler = (channel: "requests" | "peer") => async (msg: { body: unknown }) => {
+  const exchanges = [
+    { exchange: names.workers, type: "topic", durable: true },
+    { exchange: names.jobs, type: "topic", durable: true },
+  ]
+  const requestQueue = { queue: names.requestQueue, durable: true }
+  const requestBinding = { exchange: names.workers, queue: names.requestQueue, routingKey: names.requestKey }
+
+  const ready = new Map<Consumer, boolean>()
+  const update = (detail: string) => state.set(conn.ready && [...ready.values()].every(Boolean), detail)
+
+  const consume = (channel: "requests" | "peer", consumer: Consumer) => {
+    ready.set(consumer, false)
+    consumer.on("ready", () => {
+      ready.set(consumer, true)
+      update("connected")
+    })
+    consumer.on("error", (err) => {
+      if (closed) return
+      // Set-up failed, the server cancelled the consumer, or the connection dropped: it sets up again.
+      ready.set(consumer, false)
+      log?.[wasUp ? "warn" : "debug"]("broker consumer error", { where, channel, detail: describe(err) })
+      update(describe(err))
+    })
+  }
+
+  const handler = (channel: "requests" | "peer") => async (msg: AsyncMessage) => {
+    if (closed) return
     const body = msg.body
     const bytes =
-      body instanceof Uint8Array
-        ? body
-        : typeof body === "string"
-          ? new TextEncoder().encode(body)
-          : new TextEncoder().encode(JSON.stringify(body))
-    if (bytes.length > MAX_MESSAGE_BYTES) return opts.onDropped?.("oversized")
-    // Acknowledged when this resolves: after the request's change was committed (the tunnel says when).
-    await opts
-      .onMessage(channel, bytes)
-      .catch((err: Error) => log?.warn("a broker message failed", { reason: err.message }))
-  }
-  interface Sub {
-    consumer: Consumer
-    ready: boolean
-  }
-  const subs: Sub[] = []
-  const consume = (
-    queue: string,
-    queueOptions: Record<string, unknown>,
-    binding: { exchange: string; routingKey: string },
-    channel: "requests" | "peer",
-  ) => {
-    const consumer = rabbit.createConsumer(
-      {
-        queue,
-        queueOptions,
-        qos: { prefetchCount: PREFETCH },
-        concurrency: PREFETCH,
-        requeue: false,
-        exchanges,
-        queueBindings: [{ queue, ...binding }],
-      },
-      handler(channel),
-    )
-    const s: Sub = { consumer, ready: false }
-    consumer.on("ready", () => {
-      s.ready = true
-      check("connected")
-    })
-    consumer.on("error", (err: Error & { code?: string }) => {
-      lastError = reasonOf(err)
-      log?.warn("RabbitMQ consumer error", { queue, reason: lastError })
-    })
-    subs.push(s)
-  }
-  consume(
-    ownQueue,
-    { durable: false, exclusive: false, autoDelete: false, arguments: { "x-expires": QUEUE_EXPIRES_MS } },
-    { exchange: settings.jobs_exchange, routingKey: key(opts.self) },
-    "peer",
-  )
-  if (opts.serveRequests)
-    consume(
-      requestQueue,
-      { durable: true, arguments: { "x-message-ttl": REQUEST_TTL_MS } },
-      { exchange: settings.workers_exchange, routingKey: "requests" },
-      "requests",
-    )
-  const publisher: Publisher = rabbit.createPublisher({ confirm: true, maxAttempts: 1, exchanges })
-
-  let closed = false
-  let was = false
-  const isConnected = () => !closed && rabbit.ready && subs.every((s) => s.ready)
-  const check = (detail: string) => {
-    if (!rabbit.ready) for (const s of subs) s.ready = false
-    const now = isConnected()
-    if (now === was) return
-    was = now
-    opts.onState?.(now, now ? detail : lastError)
-  }
-  // The client says when it reconnected and resubscribed ("ready"), not always when it lost the connection.
-  const watch = setInterval(() => check("connected"), 100)
-  rabbit.on("connection", () => check("connected"))
-
-  const close = async () => {
-    if (closed) return
-    closed = true
-    clearInterval(watch)
-    // Connected: consumers and publisher first, so in-flight handlers finish and are acknowledged. Not
-    // connected: the connection first, or their close waits out acquireTimeout for a channel.
-    const parts = () => Promise.all([...subs.map((s) => s.consumer.close()), publisher.close()]).catch(() => {})
-    if (rabbit.ready) {
-      await parts()
-      await rabbit.close().catch(() => {})
-    } else {
-      await rabbit.close().catch(() => {})
-      await parts()
+      body instanceof Uint8Array ? body : typeof body === "string" ? new TextEncoder().encode(body) : undefined
+    if (!bytes) return log?.warn("broker message without a byte body dropped", { where, channel })
+    if (bytes.byteLength > MAX_MESSAGE_BYTES) {
+      log?.warn("oversized broker message dropped", { where, channel, bytes: bytes.byteLength })
+      opts.onDropped?.("oversized")
+      return
     }
+    // Returning (not throwing) acks the message, and only once the handler has settled.
+    try {
+      await opts.onMessage(channel, bytes)
+    } catch (e) {
+      log?.error("broker message handler failed", { where, channel, error: e })
+    }
+  }
+
+  const peerQueue = names.peerQueue(self)
+  const consumers: Consumer[] = [
+    conn.createConsumer(
+      {
+        queue: peerQueue,
+        queueOptions: {
+          durable: false,
+          exclusive: false,
+          autoDelete: false,
+          arguments: { "x-expires": PEER_QUEUE_EXPIRES_MS },
+        },
+        qos: { prefetchCount: PEER_PREFETCH },
+        concurrency: PEER_PREFETCH,
+        exchanges,
+        queueBindings: [{ exchange: names.jobs, queue: peerQueue, routingKey: names.peerKey(self) }],
+      },
+      handler("peer"),
+    ),
+  ]
+  if (opts.serveRequests)
+    consumers.push(
+      conn.createConsumer(
+        {
+          queue: names.requestQueue,
+          queueOptions: requestQueue,
+          qos: { prefetchCount: REQUEST_PREFETCH },
+          concurrency: REQUEST_PREFETCH,
+          exchanges,
+          queueBindings: [requestBinding],
+        },
+        handler("requests"),
+      ),
+    )
+  consume("peer", consumers[0]!)
+  if (consumers[1]) consume("requests", consumers[1])
+
+  // The request queue is declared by publishers too: requests sent while no coordinator runs wait in it.
+  const publisher: Publisher = conn.createPublisher({
+    confirm: true,
+    maxAttempts: 1,
+    exchanges,
+    queues: [requestQueue],
+    queueBindings: [requestBinding],
+  })
+
+  conn.on("connection", () => {
+    if (wasUp) log?.info("broker reconnected", { where })
+    wasUp = true
+    update("connecting channels")
+  })
+  conn.on("error", (err) => {
+    if (closed) return
+    const detail = describe(err)
+    for (const c of consumers) ready.set(c, false)
+    pending.rejectAll(`disconnected from the RabbitMQ broker at ${where}: ${detail}`)
+    // Before the first connection, a refusal is not worth waiting out: ready fails at once.
+    if (!wasUp) state.error(detail, definite(detail))
+    else if (state.connected) log?.warn("broker disconnected", { where, detail })
+    update(detail)
+  })
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      closed = true
+      state.abort()
+      pending.rejectAll(`the RabbitMQ link to ${where} was closed`)
+      const channels = () => Promise.allSettled([...consumers.map((c) => c.close()), publisher.close()])
+      if (conn.ready) {
+        // Consumers first: their close waits for handlers in flight; then the socket.
+        await channels()
+        await conn.close()
+      } else {
+        // Never connected (or reconnecting): closing the connection first fails the channel set-ups that
+        // wait for it, which would otherwise hold each close for ACQUIRE_TIMEOUT_MS. (Only once: a second
+        // close of a connection closed while connecting waits for a socket event that already happened.)
+        await conn.close()
+        await channels()
+      }
+      state.set(false, "closed")
+    })()
+    return closing
   }
 
   return {
     kind: "rabbitmq",
     where,
     get connected() {
-      return isConnected()
+      return state.connected
     },
     ready: (timeoutMs, keepTrying = false) =>
-      untilUp({
-        broker: "RabbitMQ",
-        where,
-        timeoutMs,
-        keepTrying,
-        up: isConnected,
-        // A refused connection or login is not worth waiting out.
-        refused: () => lastError !== "no answer yet" && !rabbit.ready,
-        closed: () => closed,
-        lastError: () => lastError,
-        close,
-        onUp: () => (was = true),
-      }),
-    async publish(to, bytes) {
-      if (!isConnected()) throw new Error(`not connected to the RabbitMQ broker at ${where}`)
-      if (bytes.length > MAX_MESSAGE_BYTES) throw new Error(`a message of ${bytes.length} bytes is over the limit`)
-      const envelope =
-        to === "requests"
-          ? { exchange: settings.workers_exchange, routingKey: "requests", expiration: String(REQUEST_TTL_MS) }
-          : { exchange: settings.jobs_exchange, routingKey: key(to) }
-      await within(
-        publisher.send(
-          { ...envelope, contentType: "application/octet-stream" },
-          Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-        ),
-        PUBLISH_TIMEOUT_MS,
-        `no confirm from ${where} within ${PUBLISH_TIMEOUT_MS} ms`,
-      )
+      closed
+        ? Promise.reject(new Error(`the RabbitMQ link to ${where} was closed`))
+        : state.wait(timeoutMs, keepTrying ? async () => {} : close),
+    publish(to, bytes) {
+      try {
+        checkSize(bytes)
+        const envelope =
+          to === "requests"
+            ? // A request nobody took within the tunnel's 30 s window would be refused as stale: not kept longer.
+              { exchange: names.workers, routingKey: names.requestKey, expiration: String(MESSAGE_WINDOW_MS) }
+            : { exchange: names.jobs, routingKey: names.peerKey(to) }
+        if (closed) throw new Error(`the RabbitMQ link to ${where} was closed`)
+        if (!state.connected) throw new Error(`not connected to the RabbitMQ broker at ${where}`)
+        const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+        return pending.track<void>((resolve, reject) => {
+          publisher.send({ ...envelope, durable: to === "requests" }, body).then(resolve, reject)
+        })
+      } catch (e) {
+        return Promise.reject(e)
+      }
     },
     close,
   }

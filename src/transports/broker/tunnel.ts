@@ -15,9 +15,9 @@ export const WINDOW = 4
 /** How often each side speaks when it has nothing to say. */
 export const KEEP_MS = 1000
 /** Silence after which a requester gives the answer up (the coordinator or the broker link is gone). */
-export const STALL_MS = 5000
+export const STALL_MS = 3000
 /** Silence after which a coordinator ends an answer (the requester is gone). */
-export const LEASE_MS = 6000
+export const LEASE_MS = 4000
 /**
  * Largest request body carried (one `req` message): above every worker batch (4 MiB) and caller stdin
  * post; `limits.max_body_bytes` above it only matters over HTTP.
