@@ -78,7 +78,7 @@ export async function startTransports(o: {
       {
         self,
         serveRequests: true,
-        onMessage: (channel, bytes) => tunnel.receive(channel, bytes),
+        onMessage: (channel, bytes, redelivered) => tunnel.receive(channel, bytes, redelivered),
         onDropped: (reason) => o.onReject(kind, reason),
         onState: (connected, detail) => {
           if (connected === state.connected) return

@@ -279,6 +279,9 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const started = await store.start(id, worker, epoch, now(), note)
       if (!started) {
         const job = await ownJob(worker, id, epoch)
+        // This worker's claim at this epoch again: its answer was lost on the way, the claim stands.
+        // (Polls offer only assigned jobs, so nothing else of this worker claims a running one.)
+        if (job.status === "running") return
         throw new StaleJobError(`job ${job.id} cannot start: it is ${job.status}`, {
           status: job.status,
           epoch: job.epoch,

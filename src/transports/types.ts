@@ -83,7 +83,11 @@ export interface WorkerTransport {
   heartbeat(held: HeldJob[]): Promise<HeartbeatReply>
   /** Gives an assignment back (draining): the coordinator re-queues it for another worker. */
   reject(job: string, epoch: number): Promise<void>
-  /** Claims an assignment (assigned → running) for exactly this epoch; `note` goes in the job's timeline. */
+  /**
+   * Claims an assignment (assigned → running) for exactly this epoch; `note` goes in the job's timeline.
+   * A repeat of the same claim (its answer was lost) succeeds again; any other claim of a job that is not
+   * assigned to this worker at this epoch is StaleJobError.
+   */
   start(job: string, epoch: number, note?: string): Promise<void>
   /**
    * Delivers encoded output frames (stdout/stderr with per-attempt sequence numbers, optionally ending

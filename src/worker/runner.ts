@@ -21,6 +21,9 @@ import { createBatchEncoder, createRetainingSender, pieceSize, type OutputPiece 
 import { leftInScratch, lostFilesError } from "./scratch.ts"
 import { INFO_FD, readChildPid, rootBinds, sandboxSignaller, signalOfExit, type Confinement } from "./sandbox.ts"
 import { backoff } from "../shared/pause.ts"
+
+/** Tries of a start claim whose outcome is unknown (the coordinator or the link went away meanwhile). */
+const START_TRIES = 4
 import { JobGoneError, retryable, StaleJobError, type WorkerTransport } from "../transports/types.ts"
 
 export interface RunnerDeps {
@@ -209,7 +212,18 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   const done = (async () => {
     const prepared = prepare()
     try {
-      await deps.transport.start(a.id, a.epoch, "note" in prepared ? prepared.note : undefined)
+      // A claim whose answer was lost (a coordinator killed after it committed) is claimed again: the
+      // coordinator takes a repeat of this worker's claim at this epoch as the same claim. A few tries
+      // within a heartbeat's reach, then the assignment is left to the janitor like any unanswered one.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await deps.transport.start(a.id, a.epoch, "note" in prepared ? prepared.note : undefined)
+          break
+        } catch (err) {
+          if (!retryable(err) || attempt >= START_TRIES - 1) throw err
+          await Bun.sleep(backoff(attempt, 2000))
+        }
+      }
       started = true
     } catch (err) {
       // Not ours any more (reassigned, canceled): never run it.

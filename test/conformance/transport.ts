@@ -227,10 +227,16 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       expect(err).toBeInstanceOf(InvalidError)
     })
 
-    test("start claims the assignment once; after that it is no longer offered", async () => {
+    test("start claims the assignment once; after that it is no longer offered; a repeat of the claim stands", async () => {
       const a = await running()
       expect((await pair.store.getJob(a.id))?.status).toBe("running")
       expect((await nextBatch(w)).jobs).toEqual([])
+      // Its answer lost on the way, the worker claims again: the same claim, nothing changes.
+      await w.start(a.id, a.epoch)
+      expect((await pair.store.events(a.id)).filter((e) => e.status === "running").length).toBe(1)
+      await expect(w.start(a.id, a.epoch + 1)).rejects.toBeInstanceOf(StaleJobError)
+      // Ended, it cannot be claimed again.
+      await w.upload(a.id, a.epoch, encodeJsonFrame(Kind.exit, 0, { code: 0, signal: null }))
       await expect(w.start(a.id, a.epoch)).rejects.toBeInstanceOf(StaleJobError)
     })
 

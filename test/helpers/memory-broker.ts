@@ -22,7 +22,8 @@ export class MemoryBroker {
   remove(l: MemoryLink) {
     this.links.delete(l)
   }
-  deliver(to: "requests" | PeerAddress, bytes: Uint8Array) {
+  /** `redelivered`: as RabbitMQ marks a request it hands out again after a consumer was lost. */
+  deliver(to: "requests" | PeerAddress, bytes: Uint8Array, redelivered = false) {
     this.sent.push({ to, bytes })
     if (!this.filter(to, bytes)) return
     const up = [...this.links].filter((l) => l.connected)
@@ -30,7 +31,7 @@ export class MemoryBroker {
       const servers = up.filter((l) => l.opts.serveRequests)
       if (!servers.length) return
       const l = servers[this.turn++ % servers.length]!
-      queueMicrotask(() => void l.opts.onMessage("requests", bytes))
+      queueMicrotask(() => void l.opts.onMessage("requests", bytes, redelivered))
       return
     }
     for (const l of up)

@@ -118,7 +118,7 @@ export function rabbitLink(settings: RabbitSettings, opts: LinkOptions, log?: Lo
     }
     // Returning (not throwing) acks the message, and only once the handler has settled.
     try {
-      await opts.onMessage(channel, bytes)
+      await opts.onMessage(channel, bytes, msg.redelivered)
     } catch (e) {
       log?.error("broker message handler failed", { where, channel, error: e })
     }

@@ -91,13 +91,24 @@ export function createTunnelServer(o: TunnelServerOptions) {
     }
   }
 
-  const serve = async (a: Answer, req: Request, headSent: () => void) => {
+  const serve = async (a: Answer, req: Request, headSent: () => void, redelivered: boolean) => {
     let res: Response
     try {
       res = await o.fetch(req)
     } catch (err) {
       headSent()
       await send(a, "fail", { why: (err as Error).message }).catch(() => {})
+      return
+    }
+    // Handed out before to a coordinator that was lost before it acknowledged: if that one took the
+    // request's nonce, the request is refused here as a replay, though it was never answered. Its outcome
+    // is unknown, as after a connection reset over HTTP: the requester retries (re-signed) what it may.
+    if (redelivered && res.status === 401) {
+      headSent()
+      await res.body?.cancel().catch(() => {})
+      await send(a, "fail", { why: "delivered again after a coordinator was lost; its outcome is unknown" }).catch(
+        () => {},
+      )
       return
     }
     await send(a, "head", { s: res.status, h: [...res.headers.entries()] })
@@ -125,7 +136,7 @@ export function createTunnelServer(o: TunnelServerOptions) {
     }
   }
 
-  const request = async (bytes: Uint8Array) => {
+  const request = async (bytes: Uint8Array, redelivered: boolean) => {
     const msg = await verify(bytes)
     if (!msg) return
     const h = msg.header
@@ -180,7 +191,7 @@ export function createTunnelServer(o: TunnelServerOptions) {
     perIdentity.set(h.who, mine + 1)
     let headSent!: () => void
     const head = new Promise<void>((r) => (headSent = r))
-    const served = serve(a, req, headSent)
+    const served = serve(a, req, headSent, redelivered)
       .catch((err) => o.log?.warn("a broker answer failed", { transport: o.link.kind, err: (err as Error).message }))
       .finally(() => {
         answers.delete(a.id)
@@ -213,8 +224,8 @@ export function createTunnelServer(o: TunnelServerOptions) {
 
   return {
     /** Hands a message from the link (`LinkOptions.onMessage`). */
-    receive: (channel: "requests" | "peer", bytes: Uint8Array) =>
-      (channel === "requests" ? request(bytes) : control(bytes)).catch((err) =>
+    receive: (channel: "requests" | "peer", bytes: Uint8Array, redelivered = false) =>
+      (channel === "requests" ? request(bytes, redelivered) : control(bytes)).catch((err) =>
         o.log?.warn("a broker message could not be handled", { transport: o.link.kind, err: (err as Error).message }),
       ),
     get open() {

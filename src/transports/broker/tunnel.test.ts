@@ -49,7 +49,7 @@ function rig(handler: (req: Request) => Promise<Response> | Response, servers = 
   const serverLinks = Array.from({ length: servers }, () => {
     const self = { identity: COORDINATORS, instance: newId() }
     let t!: ReturnType<typeof createTunnelServer>
-    const link = broker.link({ self, serveRequests: true, onMessage: (ch, b) => t.receive(ch, b) })
+    const link = broker.link({ self, serveRequests: true, onMessage: (ch, b, again) => t.receive(ch, b, again) })
     t = createTunnelServer({
       link,
       self,
@@ -222,6 +222,24 @@ describe("broker tunnel", () => {
     const res = await r.requester.fetch("http://c/x", {})
     const err = (await res.arrayBuffer().catch((e: unknown) => e)) as Error & { code?: string }
     expect(err.code).toBe("ECONNRESET")
+  })
+
+  test("a redelivered request refused as a replay (another coordinator took it, then died) fails as a reset, never as a refusal", async () => {
+    const r = rig((req) =>
+      req.headers.get("x-replay") ? new Response("replayed request", { status: 401 }) : new Response("ok"),
+    )
+    // The first delivery went to a coordinator that was lost: the broker hands the same bytes out again.
+    r.broker.filter = (to) => to !== "requests"
+    const pending = r.requester.fetch("http://c/x", { method: "POST", headers: { "x-replay": "1" }, body: "b" })
+    await until(() => r.broker.sent.length === 1)
+    r.broker.filter = () => true
+    r.broker.deliver("requests", r.broker.sent[0]!.bytes, true)
+    const err = (await pending.catch((e: unknown) => e)) as Error & { code?: string }
+    expect(err.code).toBe("ECONNRESET")
+    expect(err.message).toContain("outcome is unknown")
+    // Not redelivered, a 401 is the app's answer, as over HTTP.
+    const res = await r.requester.fetch("http://c/x", { method: "POST", headers: { "x-replay": "1" }, body: "b" })
+    expect(res.status).toBe(401)
   })
 
   test("with two coordinators each request is served once and its acks reach the one serving it", async () => {

@@ -45,7 +45,7 @@ export interface LinkOptions {
    * to the broker only after the promise settles (RabbitMQ; MQTT acks QoS 1 on receipt), and never lets a
    * rejection escape. Messages over MAX_MESSAGE_BYTES are dropped before this is called (and `onDropped`).
    */
-  onMessage(channel: "requests" | "peer", bytes: Uint8Array): Promise<void>
+  onMessage(channel: "requests" | "peer", bytes: Uint8Array, redelivered?: boolean): Promise<void>
   /** A message dropped by the link itself (oversized), for the rejected-messages metric. */
   onDropped?(reason: "oversized"): void
   /** Connected (and subscribed) or not: every change, after the first connection too. */

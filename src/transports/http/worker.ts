@@ -54,8 +54,8 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
     url: api.url,
     register: (reg) =>
       api
-        // Repeatable (docs/protocol.md, "Several coordinators"): register, verify, heartbeat, deregister and
-        // uploads (by sequence number); start and reject are not (a second start at the epoch is refused).
+        // Repeatable (docs/protocol.md, "Several coordinators"): register, verify, heartbeat, deregister,
+        // start (a repeat of the claim stands) and uploads (by sequence number); reject is not.
         .json("POST", "/api/v1/worker/register", { json: reg, idempotent: true })
         .then((r) => reply(RegisterReply, "register", r), onWorker),
     async verify(token) {
@@ -99,7 +99,9 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
       reply(OkReply, "reject", await api.json("POST", `/api/v1/jobs/${job}/reject`, { query: { epoch } }).catch(onJob))
     },
     async start(job, epoch, note) {
-      const opts = note ? { query: { epoch }, json: { note } } : { query: { epoch } }
+      const opts = note
+        ? { query: { epoch }, json: { note }, idempotent: true }
+        : { query: { epoch }, idempotent: true }
       reply(OkReply, "start", await api.json("POST", `/api/v1/jobs/${job}/start`, opts).catch(onJob))
     },
     async upload(job, epoch, frames, opts) {
