@@ -4,7 +4,8 @@
  * notifier of the same database (two instances in this process, each with its own connection, as two
  * coordinators have). PostgreSQL (LISTEN/NOTIFY) and MariaDB (the change sequence, read every
  * `notify_interval_ms`, default 50), against the in-memory hub. Each sample waits a random 0-100 ms
- * first, so the MariaDB samples fall at every phase of its read interval.
+ * first, so the MariaDB samples fall at every phase of its read interval. And the broker notifier
+ * (config `notifier: mqtt|rabbitmq`, issue 15) over the local Mosquitto and RabbitMQ.
  * Run: `bun run bench:notify`. Options: --samples N (default 500), --interval MS (MariaDB, default 50).
  */
 import { Hub, type Notifier } from "../src/coordinator/hub.ts"
@@ -15,6 +16,10 @@ import pg from "pg"
 import { createConnection } from "mysql2/promise"
 import { serverConnection } from "../src/store/server/connection.ts"
 import { f, pct } from "./_common.ts"
+import { BrokerNotifier } from "../src/coordinator/notify/broker.ts"
+import { memoryKeyring } from "../src/shared/auth/keyring.ts"
+import { newId } from "../src/shared/ids.ts"
+import { COORDINATORS, openLink } from "../src/transports/index.ts"
 
 const arg = (name: string, d: number) => {
   const i = process.argv.indexOf(name)
@@ -91,6 +96,47 @@ await mb.start()
 report(`MariaDB change sequence (notify_interval_ms ${interval})`, await measure(ma, mb))
 await ma.close()
 await mb.close()
+
+for (const kind of ["mqtt", "rabbitmq"] as const) {
+  const keys = memoryKeyring()
+  const tag = `bench${process.pid}${kind}`
+  const settings =
+    kind === "mqtt"
+      ? { host: "127.0.0.1", port: 1883, use_tls: false, topic_prefix: `dfft/${tag}` }
+      : {
+          host: "127.0.0.1",
+          port: 5672,
+          username: "guest",
+          password: "guest",
+          vhost: "/",
+          use_tls: false,
+          queue_prefix: `dfft.${tag}`,
+          workers_exchange: `dfft.${tag}.w`,
+          jobs_exchange: `dfft.${tag}.j`,
+        }
+  const open = async () => {
+    const self = { identity: COORDINATORS, instance: newId() }
+    const n = new BrokerNotifier({ kind, keys })
+    const link = await openLink(kind, settings, {
+      self,
+      serveRequests: true,
+      onMessage: async (channel, bytes) => {
+        if (channel === "notify") n.receive(bytes)
+      },
+    })
+    await link.ready(10_000)
+    n.attach(link, self)
+    await n.start()
+    return { n, link }
+  }
+  const x = await open()
+  const y = await open()
+  report(`${kind === "mqtt" ? "MQTT (Mosquitto)" : "RabbitMQ"} broker notifier`, await measure(x.n, y.n))
+  for (const o of [x, y]) {
+    await o.n.close()
+    await o.link.close()
+  }
+}
 
 console.log("| notifier | samples | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|")
 console.log(rows.join("\n"))

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
-import { memoryKeyring } from "../shared/auth/keyring.ts"
+import { memoryKeyring, type Keyring } from "../shared/auth/keyring.ts"
 import { fileKeyring } from "../shared/auth/secret-file.ts"
 import { heldBudgetMb, type CoordinatorConfig } from "../shared/config/server-schema.ts"
 import { ConfigError } from "../shared/errors.ts"
@@ -12,6 +12,7 @@ import { databaseUnreachable } from "../store/unreachable.ts"
 import { createClock } from "./clock.ts"
 import { startNoncePruner } from "./nonces.ts"
 import { createNotifier } from "./notify/index.ts"
+import { BrokerNotifier } from "./notify/broker.ts"
 import { createScheduler } from "./scheduler.ts"
 import { createJanitor, timings } from "./janitor.ts"
 import { createMetrics } from "./metrics.ts"
@@ -32,6 +33,8 @@ export interface CoordinatorOptions {
   base: string
   now?: () => number
   store?: Store
+  /** The coordinator secret that `store` was opened with (the broker notifier signs with it); tests. */
+  keys?: Keyring
 }
 
 /** Problems with stored keys, at most once a minute each: a refused identity retries every few seconds. */
@@ -56,7 +59,7 @@ async function openStore(
   paths: StorePaths,
   log: Logger,
   now: () => number,
-): Promise<Store> {
+): Promise<{ store: Store; keys: Keyring }> {
   const onDisk = paths.secret ? fileKeyring(paths.secret) : undefined
   if (onDisk?.created) log.info("created the coordinator secret; back it up with the database", { file: paths.secret })
   const keys = onDisk ?? memoryKeyring()
@@ -73,7 +76,7 @@ async function openStore(
       if (r.sealed) log.info(`encrypted ${r.sealed} stored key(s) that were in clear`, { secret: keys.current().id })
     },
   })
-  return store
+  return { store, keys }
 }
 
 /** Opens the store, starts the HTTP API and the scheduler; resolves once it is listening. */
@@ -83,16 +86,31 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
   const tls = config.tls && readTls(config.tls, opts.base)
   // Broker passwords and CA files too: a missing one is a configuration error before anything opens.
   const brokers = resolveTransports(config.transports, opts.base)
+  if (config.notifier !== "database" && !brokers.enabled.includes(config.notifier))
+    throw new ConfigError(
+      `notifier: ${config.notifier} is not in transports.enabled_transports (a broker notifier uses the broker the coordinator serves on)`,
+    )
   const paths = storePaths(config, opts.base)
-  const store = opts.store ?? (await openStore(config, opts.base, paths, log, Date.now))
+  const opened = opts.store
+    ? { store: opts.store, keys: opts.keys ?? memoryKeyring() }
+    : await openStore(config, opts.base, paths, log, Date.now)
+  const store = opened.store
   // The database's clock, unless the caller owns the clock (tests): liveness times written by every
   // coordinator on the database compare alike (clock.ts).
   const clock = opts.now ? undefined : createClock({ read: () => store.clock(), log: log.withTag("clock") })
   await clock?.sync().catch((err) => log.warn("could not read the database's clock; using this host's", err))
   const now = opts.now ?? clock!.now
-  // Wakes this coordinator's waiters, and carries the topics to the other coordinators of the database.
-  const hub = await createNotifier(store.kind, config.database, opts.base, log.withTag("notifier"))
   const metrics = createMetrics()
+  // Wakes this coordinator's waiters, and carries the topics to the other coordinators of the database.
+  const brokerNotifier =
+    config.notifier === "database"
+      ? undefined
+      : {
+          kind: config.notifier,
+          keys: opened.keys,
+          onReject: (reason: string) => metrics.transportRejected(config.notifier, reason),
+        }
+  const hub = await createNotifier(store.kind, config.database, opts.base, log.withTag("notifier"), brokerNotifier)
   const startedAt = now()
   const t = timings(config)
   // Workers poll (and heartbeat) continuously; one silent for the worker threshold gets nothing new.
@@ -187,7 +205,9 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
         fetch: async (req, kind) => app.fetch(req, { transport: kind }),
         onReject: (kind, reason) => metrics.transportRejected(kind, reason),
         log: log.withTag("transports"),
+        notifier: hub instanceof BrokerNotifier ? hub : undefined,
       })
+      if (hub instanceof BrokerNotifier) await hub.start()
     } catch (err) {
       await presence.stop()
       await server.stop(true)

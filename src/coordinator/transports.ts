@@ -5,6 +5,7 @@ import { newId } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"
 import type { BrokerKind, TransportName } from "../shared/protocol/transports.ts"
 import type { Store } from "../store/types.ts"
+import type { BrokerNotifier } from "./notify/broker.ts"
 import { COORDINATORS, createTunnelServer, openLink, type BrokerLink } from "../transports/index.ts"
 
 /** How long a coordinator waits for each broker at start before it gives up with one error line. */
@@ -42,6 +43,8 @@ export async function startTransports(o: {
   fetch: (req: Request, kind: BrokerKind) => Promise<Response>
   onReject: (kind: BrokerKind, reason: string) => void
   log: Logger
+  /** Wake-ups across coordinators over one of the brokers (config `notifier`). */
+  notifier?: BrokerNotifier
 }): Promise<CoordinatorTransports> {
   const enabled = o.transports.enabled
   const brokers: { link: BrokerLink; state: BrokerState; tunnel: ReturnType<typeof createTunnelServer> }[] = []
@@ -71,6 +74,7 @@ export async function startTransports(o: {
       detail: "connecting",
     }
     const log = o.log.withTag(kind)
+    const notifier = o.notifier?.kind === kind ? o.notifier : undefined
     let tunnel!: ReturnType<typeof createTunnelServer>
     const link = await openLink(
       kind,
@@ -78,9 +82,13 @@ export async function startTransports(o: {
       {
         self,
         serveRequests: true,
-        onMessage: (channel, bytes, redelivered) => tunnel.receive(channel, bytes, redelivered),
+        onMessage: async (channel, bytes, redelivered) => {
+          if (channel !== "notify") return tunnel.receive(channel, bytes, redelivered)
+          if (notifier) notifier.receive(bytes)
+        },
         onDropped: (reason) => o.onReject(kind, reason),
         onState: (connected, detail) => {
+          notifier?.linkState(connected, detail)
           if (connected === state.connected) return
           Object.assign(state, { connected, detail, since: Date.now() })
           if (connected) log.info(`connected to the broker at ${state.where}`)
@@ -105,6 +113,7 @@ export async function startTransports(o: {
       throw new UnavailableError(`transports: ${(err as Error).message}`)
     }
     Object.assign(state, { connected: true, detail: "connected", since: Date.now() })
+    notifier?.attach(link, self)
     log.info(`serving the API over ${kind} at ${state.where}`)
   }
   return {

@@ -5,7 +5,8 @@ import type { WorkerTransport } from "./types.ts"
 
 export { openLink } from "./broker/index.ts"
 export { createTunnelServer } from "./broker/server.ts"
-export { COORDINATORS, type BrokerLink } from "./broker/types.ts"
+export { COORDINATORS, type BrokerLink, type PeerAddress } from "./broker/types.ts"
+export { open, peek, Rejected, seal, SeenNonces, type RejectReason } from "./broker/envelope.ts"
 export { openClientTransports, openPeerTransports, type PeerTransports } from "./peer.ts"
 
 /** Where and as whom a worker reaches its coordinator. */

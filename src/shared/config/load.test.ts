@@ -68,6 +68,7 @@ describe("loadConfig", () => {
       path_base: "",
       database: { engine: "sqlite", path: "./dffmpeg.db" },
       transports: { enabled_transports: [], defaults: {}, transport_settings: {} },
+      notifier: "database",
       allowed_binaries: ["ffmpeg", "ffprobe"],
       poll_wait_seconds: 25,
       heartbeat_interval: 5,

@@ -245,6 +245,11 @@ export const CoordinatorConfig = v.object({
   database: Database,
   /** The brokers this coordinator serves the API on besides HTTP (docs/configuration.md, "Transports"). */
   transports: Transports,
+  /**
+   * What carries wake-ups to the other coordinators of the database: its own (`database`: LISTEN/NOTIFY
+   * on PostgreSQL, the change sequence on MySQL/MariaDB) or a broker of `transports.enabled_transports`.
+   */
+  notifier: v.optional(v.picklist(["database", "mqtt", "rabbitmq"]), "database"),
   allowed_binaries: v.optional(v.array(BinaryName), ["ffmpeg", "ffprobe"]),
   /** Longest a worker's poll is held open before it answers with no work. */
   poll_wait_seconds: v.optional(v.pipe(v.number(), v.minValue(0.05), v.maxValue(120)), 25),

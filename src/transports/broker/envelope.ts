@@ -26,10 +26,11 @@ export const MESSAGE_WINDOW_MS = 30_000
  * What a message is: `req` a request (peer → the request channel); `head` the status and headers of its
  * answer, `data` a chunk of the answer's body, `end` its end, `fail` a failure, `keep` "still on it"
  * (coordinator → peer); `ack` the chunks consumed and "still listening", `cancel` "no longer wanted"
- * (peer → the serving coordinator's channel).
+ * (peer → the serving coordinator's channel); `notify` the topics of a wake-up (coordinator → every
+ * coordinator, coordinator/notify/broker.ts).
  */
-export type MessageType = "req" | "head" | "data" | "end" | "fail" | "keep" | "ack" | "cancel"
-const TYPES = new Set<MessageType>(["req", "head", "data", "end", "fail", "keep", "ack", "cancel"])
+export type MessageType = "req" | "head" | "data" | "end" | "fail" | "keep" | "ack" | "cancel" | "notify"
+const TYPES = new Set<MessageType>(["req", "head", "data", "end", "fail", "keep", "ack", "cancel", "notify"])
 
 export interface Header {
   v: 1

@@ -14,6 +14,7 @@ import { rabbitNames } from "./rabbitmq.ts"
 import {
   type BrokerKind,
   type BrokerLink,
+  type Channel,
   COORDINATORS,
   MAX_MESSAGE_BYTES,
   type MqttSettings,
@@ -102,10 +103,10 @@ const rabbitFixture: Fixture<"rabbitmq"> = {
 interface Probe {
   link: BrokerLink
   self: PeerAddress
-  got: { channel: "requests" | "peer"; text: string }[]
+  got: { channel: Channel; text: string }[]
   dropped: number
   states: boolean[]
-  texts(channel: "requests" | "peer"): string[]
+  texts(channel: Channel): string[]
 }
 
 const open: BrokerLink[] = []

@@ -13,6 +13,7 @@ import {
 } from "./_link.ts"
 import {
   type BrokerLink,
+  type Channel,
   type LinkOptions,
   MAX_MESSAGE_BYTES,
   type MqttSettings,
@@ -36,6 +37,8 @@ export function mqttTopics(prefix: string) {
     /** Shared subscription: Mosquitto hands each request to one subscriber of the group. */
     sharedRequests: `$share/${prefix.replaceAll("/", "_")}/${prefix}/requests`,
     peer: (p: PeerAddress) => `${prefix}/peer/${checkPeer(p).identity}/${p.instance}`,
+    /** Every coordinator subscribes (not shared): the broker notifier's wake-ups. */
+    notify: `${prefix}/notify`,
   }
 }
 
@@ -76,7 +79,7 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
       detail,
     )
 
-  const deliver = (channel: "requests" | "peer", payload: Buffer) => {
+  const deliver = (channel: Channel, payload: Buffer) => {
     if (closed) return
     if (payload.byteLength > MAX_MESSAGE_BYTES) {
       log?.warn("oversized broker message dropped", { where, channel, bytes: payload.byteLength })
@@ -88,7 +91,7 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
       .catch((e) => log?.error("broker message handler failed", { where, channel, error: e }))
   }
 
-  const open = (name: Conn["name"], topic: string, persistent: boolean): Conn => {
+  const open = (name: Conn["name"], subscriptions: string[], persistent: boolean): Conn => {
     const options: IClientOptions = {
       host: settings.host,
       port: settings.port,
@@ -121,11 +124,12 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
       wasUp = true
       if (persistent && ack.sessionPresent && conn.subscribed) return update("connected")
       conn.subscribed = false
-      client.subscribe(topic, { qos: 1 }, (err, granted) => {
+      client.subscribe(subscriptions, { qos: 1 }, (err, granted) => {
         if (closed || !client.connected) return
-        const code = granted?.[0]?.qos
-        if (err || code === undefined || code > 2) {
-          const detail = `subscribe to ${topic} failed: ${err ? describe(err) : `reason code ${code}`}`
+        const refused = subscriptions.find((_, i) => (granted?.[i]?.qos ?? 128) > 2)
+        if (err || refused !== undefined) {
+          const code = granted?.find((g) => g.qos > 2)?.qos
+          const detail = `subscribe to ${refused ?? subscriptions.join(", ")} failed: ${err ? describe(err) : `reason code ${code}`}`
           log?.warn("broker subscribe failed", { where, conn: name, detail })
           state.error(detail)
           // Retry on a new connection (the same backoff), rather than stay connected without a subscription.
@@ -156,12 +160,12 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
       if (wasUp && state.connected) log?.warn("broker disconnected", { where, conn: name })
       update("disconnected")
     })
-    client.on("message", (_topic, payload) => deliver(name, payload))
+    client.on("message", (topic, payload) => deliver(topic === topics.notify ? "notify" : name, payload))
     return conn
   }
 
-  const conns: Conn[] = [open("peer", topics.peer(self), true)]
-  if (opts.serveRequests) conns.push(open("requests", topics.sharedRequests, false))
+  const conns: Conn[] = [open("peer", [topics.peer(self)], true)]
+  if (opts.serveRequests) conns.push(open("requests", [topics.sharedRequests, topics.notify], false))
   const peerClient = conns[0]!.client
 
   const close = (): Promise<void> => {
@@ -198,7 +202,7 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
     publish(to, bytes) {
       try {
         checkSize(bytes)
-        const topic = to === "requests" ? topics.requests : topics.peer(to)
+        const topic = to === "requests" ? topics.requests : to === "notify" ? topics.notify : topics.peer(to)
         if (closed) throw new Error(`the MQTT link to ${where} was closed`)
         if (!state.connected) throw new Error(`not connected to the MQTT broker at ${where}`)
         return pending.track<void>((resolve, reject) =>

@@ -14,6 +14,7 @@ import {
 import { MESSAGE_WINDOW_MS } from "./envelope.ts"
 import {
   type BrokerLink,
+  type Channel,
   type LinkOptions,
   MAX_MESSAGE_BYTES,
   type PeerAddress,
@@ -44,6 +45,8 @@ export function rabbitNames(s: RabbitSettings) {
     requestKey: "requests",
     peerQueue: (p: PeerAddress) => `${prefix}.peer.${checkPeer(p).identity}.${p.instance}`,
     peerKey: (p: PeerAddress) => `peer.${checkPeer(p).identity}.${p.instance}`,
+    /** Bound to every coordinator's own queue: the broker notifier's wake-ups reach them all. */
+    notifyKey: "notify",
   }
 }
 
@@ -105,7 +108,9 @@ export function rabbitLink(settings: RabbitSettings, opts: LinkOptions, log?: Lo
     })
   }
 
-  const handler = (channel: "requests" | "peer") => async (msg: AsyncMessage) => {
+  const handler = (queue: "requests" | "peer") => async (msg: AsyncMessage) => {
+    // A coordinator's own queue also hears the notify channel (its own binding).
+    const channel: Channel = queue === "peer" && msg.routingKey === names.notifyKey ? "notify" : queue
     if (closed) return
     const body = msg.body
     const bytes =
@@ -138,7 +143,10 @@ export function rabbitLink(settings: RabbitSettings, opts: LinkOptions, log?: Lo
         qos: { prefetchCount: PEER_PREFETCH },
         concurrency: PEER_PREFETCH,
         exchanges,
-        queueBindings: [{ exchange: names.jobs, queue: peerQueue, routingKey: names.peerKey(self) }],
+        queueBindings: [
+          { exchange: names.jobs, queue: peerQueue, routingKey: names.peerKey(self) },
+          ...(opts.serveRequests ? [{ exchange: names.jobs, queue: peerQueue, routingKey: names.notifyKey }] : []),
+        ],
       },
       handler("peer"),
     ),
@@ -224,7 +232,9 @@ export function rabbitLink(settings: RabbitSettings, opts: LinkOptions, log?: Lo
           to === "requests"
             ? // A request nobody took within the tunnel's 30 s window would be refused as stale: not kept longer.
               { exchange: names.workers, routingKey: names.requestKey, expiration: String(MESSAGE_WINDOW_MS) }
-            : { exchange: names.jobs, routingKey: names.peerKey(to) }
+            : to === "notify"
+              ? { exchange: names.jobs, routingKey: names.notifyKey }
+              : { exchange: names.jobs, routingKey: names.peerKey(to) }
         if (closed) throw new Error(`the RabbitMQ link to ${where} was closed`)
         if (!state.connected) throw new Error(`not connected to the RabbitMQ broker at ${where}`)
         const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)

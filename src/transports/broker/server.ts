@@ -5,6 +5,7 @@ import {
   MAX_REQUEST_BODY,
   MAX_STREAMS,
   MAX_STREAMS_PER_IDENTITY,
+  MAX_BODY_BYTES_IN_FLIGHT,
   TIMING,
   TUNNEL_ORIGIN,
   type TunnelTiming,
@@ -52,6 +53,8 @@ interface Answer {
 export function createTunnelServer(o: TunnelServerOptions) {
   const answers = new Map<string, Answer>()
   const perIdentity = new Map<string, number>()
+  /** Bytes of the bodies of the requests being served (MAX_BODY_BYTES_IN_FLIGHT). */
+  let bodies = 0
   const nonces = new SeenNonces()
   const reject = (reason: RejectReason, detail: string) => {
     o.onReject?.(reason)
@@ -168,8 +171,12 @@ export function createTunnelServer(o: TunnelServerOptions) {
       spoke: 0,
     }
     const mine = perIdentity.get(h.who) ?? 0
-    if (answers.size >= MAX_STREAMS || mine >= MAX_STREAMS_PER_IDENTITY) {
-      const why = `too many requests at once over the ${o.link.kind} broker (at most ${MAX_STREAMS_PER_IDENTITY} per identity, ${MAX_STREAMS} in all)`
+    if (
+      answers.size >= MAX_STREAMS ||
+      mine >= MAX_STREAMS_PER_IDENTITY ||
+      bodies + msg.body.length > MAX_BODY_BYTES_IN_FLIGHT
+    ) {
+      const why = `too many requests at once over the ${o.link.kind} broker (at most ${MAX_STREAMS_PER_IDENTITY} per identity, ${MAX_STREAMS} and ${MAX_BODY_BYTES_IN_FLIGHT} bytes of bodies in all); try again`
       await send(a, "fail", { why }).catch(() => {})
       return
     }
@@ -189,12 +196,14 @@ export function createTunnelServer(o: TunnelServerOptions) {
     })
     answers.set(a.id, a)
     perIdentity.set(h.who, mine + 1)
+    bodies += msg.body.length
     let headSent!: () => void
     const head = new Promise<void>((r) => (headSent = r))
     const served = serve(a, req, headSent, redelivered)
       .catch((err) => o.log?.warn("a broker answer failed", { transport: o.link.kind, err: (err as Error).message }))
       .finally(() => {
         answers.delete(a.id)
+        bodies -= msg.body.length
         const n = (perIdentity.get(a.who) ?? 1) - 1
         if (n) perIdentity.set(a.who, n)
         else perIdentity.delete(a.who)

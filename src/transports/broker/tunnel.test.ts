@@ -5,7 +5,7 @@ import { newId } from "../../shared/ids.ts"
 import { peek, seal, type RejectReason } from "./envelope.ts"
 import { createRequester, type Requester } from "./requester.ts"
 import { createTunnelServer } from "./server.ts"
-import { CHUNK, type TunnelTiming, WINDOW } from "./tunnel.ts"
+import { CHUNK, MAX_BODY_BYTES_IN_FLIGHT, MAX_REQUEST_BODY, type TunnelTiming, WINDOW } from "./tunnel.ts"
 import { COORDINATORS, type PeerAddress } from "./types.ts"
 
 const timing: TunnelTiming = { keepMs: 50, stallMs: 400, leaseMs: 400 }
@@ -49,7 +49,13 @@ function rig(handler: (req: Request) => Promise<Response> | Response, servers = 
   const serverLinks = Array.from({ length: servers }, () => {
     const self = { identity: COORDINATORS, instance: newId() }
     let t!: ReturnType<typeof createTunnelServer>
-    const link = broker.link({ self, serveRequests: true, onMessage: (ch, b, again) => t.receive(ch, b, again) })
+    const link = broker.link({
+      self,
+      serveRequests: true,
+      onMessage: async (ch, b, again) => {
+        if (ch !== "notify") await t.receive(ch, b, again)
+      },
+    })
     t = createTunnelServer({
       link,
       self,
@@ -240,6 +246,30 @@ describe("broker tunnel", () => {
     // Not redelivered, a 401 is the app's answer, as over HTTP.
     const res = await r.requester.fetch("http://c/x", { method: "POST", headers: { "x-replay": "1" }, body: "b" })
     expect(res.status).toBe(401)
+  })
+
+  test("request bodies held at once are bounded: past MAX_BODY_BYTES_IN_FLIGHT a request fails as a reset, and is served once room is back", async () => {
+    const release: (() => void)[] = []
+    const r = rig(async (req) => {
+      await req.arrayBuffer()
+      await new Promise<void>((ok) => release.push(ok))
+      return new Response("done")
+    })
+    const body = new Uint8Array(MAX_REQUEST_BODY)
+    const held = Math.floor(MAX_BODY_BYTES_IN_FLIGHT / MAX_REQUEST_BODY)
+    const pending = Array.from({ length: held }, () => r.requester.fetch("http://c/x", { method: "POST", body }))
+    await until(() => release.length === held, 5000, "the held requests")
+    const err = (await r.requester.fetch("http://c/x", { method: "POST", body }).catch((e: unknown) => e)) as Error & {
+      code?: string
+    }
+    expect(err.code).toBe("ECONNRESET")
+    expect(err.message).toContain("try again")
+    for (const ok of release.splice(0)) ok()
+    for (const p of pending) expect(await (await p).text()).toBe("done")
+    const again = r.requester.fetch("http://c/x", { method: "POST", body })
+    await until(() => release.length === 1, 5000, "the request served again")
+    release[0]!()
+    expect(await (await again).text()).toBe("done")
   })
 
   test("with two coordinators each request is served once and its acks reach the one serving it", async () => {

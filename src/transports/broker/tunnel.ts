@@ -26,6 +26,12 @@ export const MAX_REQUEST_BODY = 16 * 1024 * 1024
 /** Most answers a coordinator streams at once over a broker, in all and to one identity. */
 export const MAX_STREAMS = 4096
 export const MAX_STREAMS_PER_IDENTITY = 256
+/**
+ * Most request-body bytes a coordinator holds at once for requests it is serving over a broker (a body
+ * arrives whole with its message): a request past it is answered with `fail`, which its requester takes
+ * as a reset connection and retries.
+ */
+export const MAX_BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 /** Origin of the URLs the coordinator's app sees for tunneled requests (their path is the real one). */
 export const TUNNEL_ORIGIN = "http://broker.invalid"
 

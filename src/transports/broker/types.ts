@@ -35,17 +35,24 @@ export const COORDINATORS = "_coordinators"
 /** Largest message a link publishes or accepts (header and body): bigger ones are refused, never sent. */
 export const MAX_MESSAGE_BYTES = 17 * 1024 * 1024
 
+/**
+ * Where a message came: the shared request channel, this process's own channel, or (coordinators only)
+ * the notify channel, which every coordinator of the broker hears (the broker notifier,
+ * coordinator/notify/broker.ts).
+ */
+export type Channel = "requests" | "peer" | "notify"
+
 export interface LinkOptions {
   /** The process's own channel; the link consumes it, and nothing else of the peer channels. */
   self: PeerAddress
-  /** A coordinator: also consume the shared request channel. */
+  /** A coordinator: also consume the shared request channel and hear the notify channel. */
   serveRequests: boolean
   /**
    * Called for every message that arrives, with the channel it came on. The link acknowledges the message
    * to the broker only after the promise settles (RabbitMQ; MQTT acks QoS 1 on receipt), and never lets a
    * rejection escape. Messages over MAX_MESSAGE_BYTES are dropped before this is called (and `onDropped`).
    */
-  onMessage(channel: "requests" | "peer", bytes: Uint8Array, redelivered?: boolean): Promise<void>
+  onMessage(channel: Channel, bytes: Uint8Array, redelivered?: boolean): Promise<void>
   /** A message dropped by the link itself (oversized), for the rejected-messages metric. */
   onDropped?(reason: "oversized"): void
   /** Connected (and subscribed) or not: every change, after the first connection too. */
@@ -67,11 +74,12 @@ export interface BrokerLink {
    */
   ready(timeoutMs: number, keepTrying?: boolean): Promise<void>
   /**
-   * Publishes one message to the request channel or to a peer's channel, and resolves once the broker took
+   * Publishes one message to the request channel, the notify channel (every coordinator hears it) or a
+   * peer's channel, and resolves once the broker took
    * it (MQTT PUBACK at QoS 1, RabbitMQ publisher confirm). Rejects at once when not connected (a caller
    * that waits for an answer retries or fails over; nothing is queued in memory without bound).
    */
-  publish(to: "requests" | PeerAddress, bytes: Uint8Array): Promise<void>
+  publish(to: "requests" | "notify" | PeerAddress, bytes: Uint8Array): Promise<void>
   /** Disconnects; pending publishes reject; no more `onMessage` after it resolves. */
   close(): Promise<void>
 }
