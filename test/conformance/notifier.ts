@@ -217,8 +217,16 @@ export function testNotifier(name: string, setup: NotifierSetup) {
  * nothing else would answer it for a minute (poll_wait_seconds 60, heartbeat_interval 30); /health
  * names the notifier, connected.
  */
-export function testCoordinatorWakeups(engine: ServerEngine) {
-  describe(`two coordinators on ${engine}`, () => {
+/**
+ * Two coordinators on one fresh `engine` database: an assignment committed through one wakes the
+ * worker's poll held by the other. `over` adds to their config (a broker notifier: `transports` and
+ * `notifier`, with the change sequence read only every minute), `notifier` is the kind /health must show.
+ */
+export function testCoordinatorWakeups(
+  engine: ServerEngine,
+  o: { over?: Record<string, unknown>; notifier?: string; interval?: number } = {},
+) {
+  describe(`two coordinators on ${engine}${o.notifier ? ` with the ${o.notifier} notifier` : ""}`, () => {
     test("an assignment committed through one wakes the worker's poll held by the other", async () => {
       const db = await freshDatabase(engine)
       const log = createLogger({ level: "error" })
@@ -227,7 +235,8 @@ export function testCoordinatorWakeups(engine: ServerEngine) {
         port: 0,
         poll_wait_seconds: 60,
         heartbeat_interval: 30,
-        database: { ...db.config, notify_interval_ms: 20 },
+        database: { ...db.config, notify_interval_ms: o.interval ?? 20 },
+        ...o.over,
       })
       // One secret for both, as coordinators of one database share their secret file.
       const keys = memoryKeyring()
@@ -235,12 +244,12 @@ export function testCoordinatorWakeups(engine: ServerEngine) {
       const storeB = await createStore({ database: config.database, keys })
       const key = generateKey()
       await storeA.addUser("w1", "worker", key, Date.now())
-      const a = await startCoordinator(config, { log, base: "/", store: storeA })
-      const b = await startCoordinator(config, { log, base: "/", store: storeB })
+      const a = await startCoordinator(config, { log, base: "/", store: storeA, keys })
+      const b = await startCoordinator(config, { log, base: "/", store: storeB, keys })
       try {
         for (const c of [a, b]) {
           const health = (await (await fetch(`${c.url}/health`)).json()) as { components: { notifier: unknown } }
-          expect(health.components.notifier).toEqual({ kind: engine, status: "ok", connected: true })
+          expect(health.components.notifier).toEqual({ kind: o.notifier ?? engine, status: "ok", connected: true })
         }
         const w = createWorkerTransport({ coordinators: [{ url: b.url }], client: "w1", key })
         await w.register({
