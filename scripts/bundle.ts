@@ -8,8 +8,9 @@ import pkg from "../package.json"
 
 export function bundleOptions(root: string) {
   return {
-    // Two entrypoints in one executable: main.ts (dispatch + proxy) and the CLI, loaded only when needed.
-    entrypoints: [join(root, "src/main.ts"), join(root, "src/cli/run.ts")],
+    // Three entrypoints in one executable: main.ts (dispatch + proxy), the CLI, and the broker transports
+    // of a client (a proxy whose config lists a broker), each loaded only when needed.
+    entrypoints: [join(root, "src/main.ts"), join(root, "src/cli/run.ts"), join(root, "src/transports/peer.ts")],
     minify: true,
     format: "esm" as const,
     define: { DFFMPEG_VERSION: JSON.stringify(pkg.version) },

@@ -10,3 +10,12 @@ export const loadCli = () => {
   const cli = [".", "cli", "run.ts"].join("/")
   return import(cli) as Promise<typeof import("./cli/run.ts")>
 }
+
+/**
+ * The broker transports of a client (src/transports/peer.ts, the executable's third entrypoint): a proxy
+ * whose config lists MQTT or RabbitMQ loads them, and not the whole CLI, the same way.
+ */
+export const loadPeerTransports = () => {
+  const peer = [".", "transports", "peer.ts"].join("/")
+  return import(peer) as Promise<typeof import("./transports/peer.ts")>
+}

@@ -8,8 +8,6 @@ import { root } from "./root.ts"
 
 // Re-exported for the proxy, which loads this entrypoint only to explain a broken config file.
 export { explainYaml } from "../shared/config/yaml-explain.ts"
-// And for a client whose config lists a broker (MQTT, RabbitMQ): the proxy never bundles the adapters.
-export { openClientTransports } from "../transports/index.ts"
 
 const resolve = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> =>
   typeof v === "function" ? await (v as () => T | Promise<T>)() : await v

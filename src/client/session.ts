@@ -2,7 +2,7 @@ import { fstatSync, statSync } from "node:fs"
 import { coordinatorTargets, loadConfig, resolveKey, type YamlExplainer } from "../shared/config/load.ts"
 import { ClientConfig, type FallbackConfig } from "../shared/config/schema.ts"
 import { resolveTransports } from "../shared/config/transports.ts"
-import { loadCli } from "../cli-loader.ts"
+import { loadPeerTransports } from "../cli-loader.ts"
 import { DffmpegError, InvalidError, OutputLostError, TooLargeError, UnavailableError } from "../shared/errors.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import { DEFAULT_ENV, mapReport, pickEnv, reportFiles } from "../shared/ffargs/env.ts"
@@ -84,14 +84,14 @@ export async function openClient(configPath?: string, warn?: (line: string) => v
   const { config, base, warnings } = await loadConfig("client", ClientConfig, configPath, {}, explainYaml)
   for (const w of warnings) warn?.(w)
   const key = resolveKey(config, base)
-  // A broker in `transports:`: its adapter comes with the CLI's chunk, loaded only then (a proxy call on
+  // A broker in `transports:`: the adapters come in a chunk of their own, loaded only then (a proxy call on
   // HTTP loads neither). Requests go over the first transport that works, in the order listed.
   const wanted = resolveTransports(config.transports, base)
   const peers = wanted.enabled.some((t) => t !== "http_polling")
-    ? await (await loadCli())
+    ? await (await loadPeerTransports())
         .openClientTransports({ transports: wanted, identity: config.client_id, key })
         .catch((err: Error) => {
-          // The CLI's chunk has its own copy of the error classes: the proxy's edge knows only its own.
+          // That chunk has its own copy of the error classes: the proxy's edge knows only its own.
           throw new UnavailableError(err.message)
         })
     : undefined

@@ -56,6 +56,8 @@ export interface Header {
   h?: [string, string][]
   /** `head`: the HTTP status. */
   s?: number
+  /** `head`: the answer ends here (its body, if any, is this message's). */
+  fin?: true
   /** `ack`: the highest `data` sequence number consumed (-1 before the first). */
   upto?: number
   /** `fail`: why. */

@@ -12,6 +12,7 @@ import {
   describe,
 } from "./_link.ts"
 import {
+  COORDINATORS,
   type BrokerLink,
   type Channel,
   type LinkOptions,
@@ -120,6 +121,8 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
     client.on("connect", (ack) => {
       // mqtt.js reads reconnectPeriod each time it schedules an attempt: back to the shortest delay.
       client.options.reconnectPeriod = RECONNECT_MIN_MS
+      // Small packets go at once: Nagle's algorithm against the peer's delayed ACK costs 40 ms a round trip.
+      ;(client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true)
       if (wasUp) log?.info("broker reconnected", { where, conn: name, session: ack.sessionPresent })
       wasUp = true
       if (persistent && ack.sessionPresent && conn.subscribed) return update("connected")
@@ -205,8 +208,13 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
         const topic = to === "requests" ? topics.requests : to === "notify" ? topics.notify : topics.peer(to)
         if (closed) throw new Error(`the MQTT link to ${where} was closed`)
         if (!state.connected) throw new Error(`not connected to the MQTT broker at ${where}`)
+        // To peers (answers, stream chunks) at QoS 1, on their persistent sessions: what must survive a
+        // reconnect. Requests and their controls at QoS 0: the tunnel hears from the coordinator within a
+        // second or retries, and the broker's PUBACK followed by the answer, on a default Mosquitto (no
+        // set_tcp_nodelay), waits for the requester's delayed ACK: 44 ms a request instead of 1.6 ms.
+        const qos = to === "requests" || (typeof to === "object" && to.identity === COORDINATORS) ? 0 : 1
         return pending.track<void>((resolve, reject) =>
-          peerClient.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos: 1 }, (err) =>
+          peerClient.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos }, (err) =>
             err ? reject(err) : resolve(),
           ),
         )

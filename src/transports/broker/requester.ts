@@ -211,7 +211,14 @@ export function createRequester(
         const head = s.head
         s.head = undefined
         const nobody = h.s === 204 || h.s === 304
-        head(new Response(nobody ? null : bodyOf(s), { status: h.s, headers: h.h ?? [] }))
+        // The first chunk may ride with the head (counted as one), and the whole answer when `fin`.
+        if (h.fin) {
+          finish(s)
+          head(new Response(nobody ? null : msg.body, { status: h.s, headers: h.h ?? [] }))
+        } else {
+          if (msg.body.length && !nobody) s.chunks.push(msg.body)
+          head(new Response(nobody ? null : bodyOf(s), { status: h.s, headers: h.h ?? [] }))
+        }
         if (nobody) finish(s)
         return undefined
       }

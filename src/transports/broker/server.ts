@@ -114,25 +114,63 @@ export function createTunnelServer(o: TunnelServerOptions) {
       )
       return
     }
-    await send(a, "head", { s: res.status, h: [...res.headers.entries()] })
-    headSent()
-    if (!res.body) return void (await send(a, "end"))
+    const head = { s: res.status, h: [...res.headers.entries()] }
+    if (!res.body) {
+      await send(a, "head", { ...head, fin: true })
+      return headSent()
+    }
     const reader = res.body.getReader()
     const onAbort = () => void reader.cancel().catch(() => {})
     a.ac.signal.addEventListener("abort", onAbort, { once: true })
+    /** Sends `value` as data chunks within the window; false once the answer was aborted. */
+    const data = async (value: Uint8Array) => {
+      for (let at = 0; at < value.length; at += CHUNK) {
+        while (a.chunks - a.upto >= WINDOW && !a.ac.signal.aborted) await new Promise<void>((r) => (a.wake = r))
+        if (a.ac.signal.aborted) return false
+        await send(a, "data", {}, value.subarray(at, at + CHUNK))
+        a.chunks++
+      }
+      return true
+    }
+    /** The read, if it settles at once (a body already there); undefined when it has to wait. */
+    const soon = <T>(p: Promise<T>) => Promise.race([p, Bun.sleep(0).then(() => undefined)])
     try {
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done) break
-        for (let at = 0; at < value.length; at += CHUNK) {
-          while (a.chunks - a.upto >= WINDOW && !a.ac.signal.aborted) await new Promise<void>((r) => (a.wake = r))
-          if (a.ac.signal.aborted) return
-          await send(a, "data", {}, value.subarray(at, at + CHUNK))
-          a.chunks++
+      // An answer whose body is all there at once (a JSON reply) goes as one message: the head with the
+      // body and `fin`. One message per request, none waiting behind another's TCP acknowledgement.
+      let next = reader.read()
+      const first = await soon(next)
+      if (first?.done) {
+        await send(a, "head", { ...head, fin: true })
+        return headSent()
+      }
+      if (first && first.value.length <= CHUNK) {
+        next = reader.read()
+        const second = await soon(next)
+        if (second?.done) {
+          await send(a, "head", { ...head, fin: true }, first.value)
+          return headSent()
         }
+        // The head carries the first chunk (counted as one); what came after it follows as data.
+        await send(a, "head", head, first.value)
+        a.chunks++
+        headSent()
+        if (second && !(await data(second.value))) return
+        if (second) next = reader.read()
+      } else {
+        await send(a, "head", head)
+        headSent()
+        if (first && !(await data(first.value))) return
+        if (first) next = reader.read()
+      }
+      for (;;) {
+        const { done, value } = await next
+        if (done) break
+        if (!(await data(value))) return
+        next = reader.read()
       }
       if (!a.ac.signal.aborted) await send(a, "end")
     } catch (err) {
+      headSent()
       if (!a.ac.signal.aborted) await send(a, "fail", { why: (err as Error).message }).catch(() => {})
     } finally {
       a.ac.signal.removeEventListener("abort", onAbort)

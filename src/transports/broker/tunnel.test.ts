@@ -126,8 +126,13 @@ describe("broker tunnel", () => {
     expect(res.status).toBe(201)
     expect(res.headers.get("x-seen")).toBe("POST /base/api/v1/x?a=1&b=2 alice")
     expect(new Uint8Array(await res.arrayBuffer())).toEqual(sent.toReversed())
-    // The answer went in CHUNK-sized pieces.
-    expect(dataSent(r.broker).length).toBe(4)
+    // The answer went in pieces of at most CHUNK bytes (the first may ride with the head): 4 in all.
+    const pieces = r.broker.sent
+      .filter((m) => m.to !== "requests")
+      .map((m) => peek(m.bytes))
+      .filter((m) => (m.header.t === "head" || m.header.t === "data") && m.body.length)
+    expect(pieces.length).toBe(4)
+    expect(pieces.every((m) => m.body.length <= CHUNK)).toBe(true)
     expect(r.rejected).toEqual([])
     expect(r.requester.open).toBe(0)
   })
@@ -219,6 +224,18 @@ describe("broker tunnel", () => {
     void res.body!.getReader().read()
     r.peerLink.setConnected(false)
     await until(aborted, 3000, "the lease to end the answer")
+  })
+
+  test("an answer all there at once is one message (head, body, fin); a streamed one is not", async () => {
+    const r = rig(() => Response.json({ ok: true }))
+    const res = await r.requester.fetch("http://c/x", {})
+    expect(await res.json()).toEqual({ ok: true })
+    const answer = r.broker.sent
+      .filter((m) => m.to !== "requests")
+      .map((m) => peek(m.bytes).header)
+      .filter((h) => h.t !== "keep")
+    expect(answer.map((h) => [h.t, h.fin])).toEqual([["head", true]])
+    expect(r.requester.open).toBe(0)
   })
 
   test("a lost chunk breaks the stream (never silently missing bytes)", async () => {
