@@ -20,6 +20,9 @@ import { BrokerNotifier } from "../src/coordinator/notify/broker.ts"
 import { memoryKeyring } from "../src/shared/auth/keyring.ts"
 import { newId } from "../src/shared/ids.ts"
 import { COORDINATORS, openLink } from "../src/transports/index.ts"
+import * as v from "valibot"
+import { resolveTransports, Transports } from "../src/shared/config/transports.ts"
+import { brokerTransports } from "../test/helpers/brokers.ts"
 
 const arg = (name: string, d: number) => {
   const i = process.argv.indexOf(name)
@@ -99,21 +102,8 @@ await mb.close()
 
 for (const kind of ["mqtt", "rabbitmq"] as const) {
   const keys = memoryKeyring()
-  const tag = `bench${process.pid}${kind}`
-  const settings =
-    kind === "mqtt"
-      ? { host: "127.0.0.1", port: 1883, use_tls: false, topic_prefix: `dfft/${tag}` }
-      : {
-          host: "127.0.0.1",
-          port: 5672,
-          username: "guest",
-          password: "guest",
-          vhost: "/",
-          use_tls: false,
-          queue_prefix: `dfft.${tag}`,
-          workers_exchange: `dfft.${tag}.w`,
-          jobs_exchange: `dfft.${tag}.j`,
-        }
+  // The loopback broker with names of this run's own, as the tests use it.
+  const settings = resolveTransports(v.parse(Transports, brokerTransports(kind)), "/")[kind]!
   const open = async () => {
     const self = { identity: COORDINATORS, instance: newId() }
     const n = new BrokerNotifier({ kind, keys })

@@ -19,6 +19,8 @@ export interface TwoCoordinatorRun {
    * through the broker, each to one of the two coordinators.
    */
   transports?: Record<string, unknown>
+  /** The coordinators' `notifier` (a broker of `transports`: wake-ups between them through it). */
+  notifier?: string
 }
 
 const MAX_JOBS = 2
@@ -99,6 +101,7 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
       database: db.config,
       poll_wait_seconds: 5,
       ...(run.transports ? { transports: run.transports } : {}),
+      ...(run.notifier ? { notifier: run.notifier } : {}),
     },
     ...(run.transports
       ? { workerConfig: { transports: run.transports }, clientConfig: { transports: run.transports } }
@@ -123,6 +126,12 @@ export async function twoCoordinatorRun(engine: ServerEngine, run: TwoCoordinato
           .filter((l) => l.includes("job submitted")).length,
     )
 
+  // With a broker notifier, both coordinators say so (and are connected through it).
+  if (run.notifier)
+    for (const url of [c.url, b.url]) {
+      const health = (await (await fetch(`${url}/health`)).json()) as { components: { notifier: unknown } }
+      expect(health.components.notifier).toEqual({ kind: run.notifier, status: "ok", connected: true })
+    }
   // A signed request answered by A is refused when replayed to B: the nonce is in the database.
   let captured: Record<string, string> = {}
   const first = await signedFetch(c.url, {

@@ -98,6 +98,15 @@ export class LinkState {
     })
   }
 
+  /**
+   * `BrokerLink.ready` for both adapters: refused on a closed link; otherwise `wait`, whose failure closes
+   * the link unless `keepTrying`.
+   */
+  ready(closed: boolean, timeoutMs: number, keepTrying: boolean, close: () => Promise<void>): Promise<void> {
+    if (closed) return Promise.reject(new Error(`the ${this.label} link to ${this.where} was closed`))
+    return this.wait(timeoutMs, keepTrying ? async () => {} : close)
+  }
+
   /** Rejects every `ready` still waiting (the link was closed). */
   abort(): void {
     for (const w of this.waiters) w.reject(new Error(`the ${this.label} link to ${this.where} was closed`))

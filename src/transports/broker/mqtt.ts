@@ -12,7 +12,6 @@ import {
   describe,
 } from "./_link.ts"
 import {
-  COORDINATORS,
   type BrokerLink,
   type Channel,
   type LinkOptions,
@@ -198,23 +197,17 @@ export function mqttLink(settings: MqttSettings, opts: LinkOptions, log?: Logger
     get connected() {
       return state.connected
     },
-    ready: (timeoutMs, keepTrying = false) =>
-      closed
-        ? Promise.reject(new Error(`the MQTT link to ${where} was closed`))
-        : state.wait(timeoutMs, keepTrying ? async () => {} : close),
+    ready: (timeoutMs, keepTrying = false) => state.ready(closed, timeoutMs, keepTrying, close),
     publish(to, bytes) {
       try {
         checkSize(bytes)
         const topic = to === "requests" ? topics.requests : to === "notify" ? topics.notify : topics.peer(to)
         if (closed) throw new Error(`the MQTT link to ${where} was closed`)
         if (!state.connected) throw new Error(`not connected to the MQTT broker at ${where}`)
-        // To peers (answers, stream chunks) at QoS 1, on their persistent sessions: what must survive a
-        // reconnect. Requests and their controls at QoS 0: the tunnel hears from the coordinator within a
-        // second or retries, and the broker's PUBACK followed by the answer, on a default Mosquitto (no
-        // set_tcp_nodelay), waits for the requester's delayed ACK: 44 ms a request instead of 1.6 ms.
-        const qos = to === "requests" || (typeof to === "object" && to.identity === COORDINATORS) ? 0 : 1
+        // QoS 1 for every message. (QoS 0 for requests saved 42 ms a round trip on a Mosquitto without
+        // set_tcp_nodelay, but a request lost under load stranded a probe: docs/operations.md, "Brokers".)
         return pending.track<void>((resolve, reject) =>
-          peerClient.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos }, (err) =>
+          peerClient.publish(topic, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos: 1 }, (err) =>
             err ? reject(err) : resolve(),
           ),
         )

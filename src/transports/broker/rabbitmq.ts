@@ -221,10 +221,7 @@ export function rabbitLink(settings: RabbitSettings, opts: LinkOptions, log?: Lo
     get connected() {
       return state.connected
     },
-    ready: (timeoutMs, keepTrying = false) =>
-      closed
-        ? Promise.reject(new Error(`the RabbitMQ link to ${where} was closed`))
-        : state.wait(timeoutMs, keepTrying ? async () => {} : close),
+    ready: (timeoutMs, keepTrying = false) => state.ready(closed, timeoutMs, keepTrying, close),
     publish(to, bytes) {
       try {
         checkSize(bytes)

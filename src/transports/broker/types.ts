@@ -75,9 +75,8 @@ export interface BrokerLink {
   ready(timeoutMs: number, keepTrying?: boolean): Promise<void>
   /**
    * Publishes one message to the request channel, the notify channel (every coordinator hears it) or a
-   * peer's channel, and resolves once the broker took it (RabbitMQ publisher confirm; MQTT PUBACK at
-   * QoS 1, except requests and coordinators' channels, written at QoS 0: mqtt.ts says why). Rejects at
-   * once when not connected (a caller that waits for an answer retries or fails over; nothing is queued
+   * peer's channel, and resolves once the broker took it (MQTT PUBACK at QoS 1, RabbitMQ publisher
+   * confirm). Rejects at once when not connected (a caller that waits for an answer retries or fails over; nothing is queued
    * in memory without bound).
    */
   publish(to: "requests" | "notify" | PeerAddress, bytes: Uint8Array): Promise<void>
