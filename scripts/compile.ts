@@ -3,7 +3,7 @@
  * (dist/release/<version>/): the target list, one `bun build --compile`, and the smoke test a binary
  * that runs on this machine must pass.
  */
-import { mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { bundleOptions } from "./bundle.ts"
@@ -14,17 +14,15 @@ export interface Target {
   bun: Bun.Build.CompileTarget
   /** Windows executables end in `.exe`. */
   exe: boolean
-  /** Runs on the linux-x64 machines the project builds on, so the smoke test can run it. */
-  runsOnLinuxX64: boolean
 }
 
 /** What `bun scripts/build.ts` builds. */
 export const TARGETS: readonly Target[] = [
-  { name: "linux-x64", bun: "bun-linux-x64", exe: false, runsOnLinuxX64: true },
-  { name: "linux-arm64", bun: "bun-linux-arm64", exe: false, runsOnLinuxX64: false },
-  { name: "darwin-x64", bun: "bun-darwin-x64", exe: false, runsOnLinuxX64: false },
-  { name: "darwin-arm64", bun: "bun-darwin-arm64", exe: false, runsOnLinuxX64: false },
-  { name: "windows-x64", bun: "bun-windows-x64", exe: true, runsOnLinuxX64: false },
+  { name: "linux-x64", bun: "bun-linux-x64", exe: false },
+  { name: "linux-arm64", bun: "bun-linux-arm64", exe: false },
+  { name: "darwin-x64", bun: "bun-darwin-x64", exe: false },
+  { name: "darwin-arm64", bun: "bun-darwin-arm64", exe: false },
+  { name: "windows-x64", bun: "bun-windows-x64", exe: true },
 ]
 
 /** linux-x64 without AVX2, for CPUs older than Haswell (2013); releases add it to TARGETS. */
@@ -32,7 +30,20 @@ export const BASELINE: Target = {
   name: "linux-x64-baseline",
   bun: "bun-linux-x64-baseline",
   exe: false,
-  runsOnLinuxX64: true,
+}
+
+/**
+ * How to run a binary of `t` on this machine for the smoke test: `[]` directly, `["qemu-aarch64-static", ...]`
+ * for linux-arm64 on linux-x64 when qemu-user-static and libc6-arm64-cross are installed, or undefined when
+ * it cannot run here (macOS and Windows binaries on Linux, anything on other hosts).
+ */
+export function smokeRunner(t: Target): string[] | undefined {
+  if (process.platform !== "linux" || process.arch !== "x64") return undefined
+  if (t.name === "linux-x64" || t.name === "linux-x64-baseline") return []
+  const qemu = Bun.which("qemu-aarch64-static")
+  if (t.name === "linux-arm64" && qemu && existsSync("/usr/aarch64-linux-gnu/lib"))
+    return [qemu, "-L", "/usr/aarch64-linux-gnu"]
+  return undefined
 }
 
 /**
@@ -58,9 +69,12 @@ export async function compile(root: string, outfile: string, target?: Bun.Build.
   }
 }
 
-/** Runs `bin --version` and the binary in proxy mode (through a symlink named ffprobe, no config). */
-export function smoke(bin: string, version: string): void {
-  const v = Bun.spawnSync([bin, "--version"])
+/**
+ * Runs `bin --version` and the binary in proxy mode (through a symlink named ffprobe, no config), each
+ * behind `runner` (an emulator) if given.
+ */
+export function smoke(bin: string, version: string, runner: string[] = []): void {
+  const v = Bun.spawnSync([...runner, bin, "--version"])
   const out = v.stdout.toString().trim()
   if (v.exitCode !== 0 || out !== `dffmpeg ${version}`)
     throw new Error(`smoke test failed: ${bin} --version printed ${JSON.stringify(out)}`)
@@ -68,7 +82,7 @@ export function smoke(bin: string, version: string): void {
   const dir = mkdtempSync(join(tmpdir(), "dffmpeg-smoke-"))
   try {
     symlinkSync(bin, join(dir, "ffprobe"))
-    const p = Bun.spawnSync([join(dir, "ffprobe"), "-version"], {
+    const p = Bun.spawnSync([...runner, join(dir, "ffprobe"), "-version"], {
       env: { PATH: "/usr/bin:/bin", HOME: dir },
       cwd: dir,
     })

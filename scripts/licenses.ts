@@ -320,6 +320,12 @@ export function renderNotices(root: string, deps: Dep[], rt: Runtime): string {
   return parts.join("")
 }
 
+/** Whether docs/licenses.md is what renderDoc gives for `deps` now. */
+export function docIsCurrent(root: string, deps: Dep[]): boolean {
+  const path = join(root, "docs", "licenses.md")
+  return existsSync(path) && readFileSync(path, "utf8") === renderDoc(deps, runtime())
+}
+
 export function runtime(): Runtime {
   return { version: Bun.version, revision: Bun.revision }
 }
@@ -335,17 +341,15 @@ if (import.meta.main) {
   const bad = problems(deps)
   for (const p of bad) console.error(`licenses: ${p}`)
   const docPath = join(root, "docs", "licenses.md")
-  const doc = renderDoc(deps, runtime())
   if (values.check) {
-    const current = existsSync(docPath) ? readFileSync(docPath, "utf8") : ""
-    if (current !== doc) {
+    if (!docIsCurrent(root, deps)) {
       console.error("licenses: docs/licenses.md is out of date: run `bun scripts/licenses.ts`")
       process.exit(1)
     }
   } else if (values.notices) {
     writeFileSync(values.notices, renderNotices(root, deps, runtime()))
   } else {
-    writeFileSync(docPath, doc)
+    writeFileSync(docPath, renderDoc(deps, runtime()))
     console.error(`licenses: wrote ${docPath} (${deps.length} packages)`)
   }
   if (bad.length) process.exit(1)

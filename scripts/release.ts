@@ -20,8 +20,8 @@ import { tmpdir } from "node:os"
 import { join, relative, resolve } from "node:path"
 import { parseArgs } from "node:util"
 import pkg from "../package.json"
-import { BASELINE, compile, smoke, TARGETS, type Target } from "./compile.ts"
-import { bundledDirs, collect, problems, renderNotices, runtime } from "./licenses.ts"
+import { BASELINE, compile, smoke, smokeRunner, TARGETS, type Target } from "./compile.ts"
+import { bundledDirs, collect, docIsCurrent, problems, renderNotices, runtime } from "./licenses.ts"
 
 export const RELEASE_TARGETS: readonly Target[] = [...TARGETS, BASELINE]
 
@@ -73,7 +73,7 @@ export interface Built {
   sha256: string
   /** Wall-clock seconds of the compile (not in the manifest: it differs between runs). */
   seconds: number
-  smoke: "ok" | "not run here"
+  smoke: "ok" | "ok (qemu)" | "not run here"
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -113,6 +113,8 @@ export async function buildRelease(o: BuildOptions): Promise<{ built: Built[]; f
   const deps = collect(o.root, await bundledDirs(o.root))
   const bad = problems(deps)
   if (bad.length) throw new ReleaseError(`licences not allowed (docs/licenses.md):\n  ${bad.join("\n  ")}`)
+  if (!docIsCurrent(o.root, deps))
+    throw new ReleaseError("docs/licenses.md does not match the installed dependencies: run `bun run licenses`")
 
   emptyOut(o.out, o.root)
   const built: Built[] = []
@@ -123,9 +125,10 @@ export async function buildRelease(o: BuildOptions): Promise<{ built: Built[]; f
     await compile(o.root, path, t.bun)
     const seconds = (performance.now() - t0) / 1000
     let smoked: Built["smoke"] = "not run here"
-    if (t.runsOnLinuxX64 && process.platform === "linux" && process.arch === "x64") {
-      smoke(path, pkg.version)
-      smoked = "ok"
+    const runner = smokeRunner(t)
+    if (runner) {
+      smoke(path, pkg.version, runner)
+      smoked = runner.length ? "ok (qemu)" : "ok"
     }
     const b = {
       target: t.name,
