@@ -81,6 +81,7 @@ test("a package with a copyleft, missing or not-listed licence anywhere in the t
   ])
   const notices = renderNotices(root, deps, runtime())
   expect(notices).toContain("MIT text of ok")
+  expect(notices).toContain("GNU LESSER GENERAL PUBLIC LICENSE\n                       Version 2.1")
   expect(notices).toContain("## nolicence 2.0.0 (UNKNOWN)\n\nThe package ships no licence file")
 
   // A dependency that is not installed is an error, not a package silently left out.

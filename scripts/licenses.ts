@@ -243,7 +243,8 @@ binary and appends the bundled program to it. Bun's terms are in its LICENSE.md:
   permissively licensed C/C++ libraries (BoringSSL, zlib-ng, zstd, mimalloc, c-ares, ICU, uSockets...;
   the full list with their licences is in Bun's LICENSE.md).
 - The LGPL lets a program under any licence be combined with the library, provided whoever
-  distributes the combined binary (a) passes on the LGPL notice, (b) makes the library's source
+  distributes the combined binary (a) passes on the LGPL notice and text (THIRD_PARTY_NOTICES.md of a
+  release ends with both LGPL texts, from packaging/licenses/), (b) makes the library's source
   available (Bun publishes its patched WebKit at <https://github.com/oven-sh/WebKit>, at the commit
   named in Bun's sources for each release), and (c) lets the user relink the program with a modified
   library. For a dffmpeg binary (c) holds: dffmpeg's source and build script are public, so a user can
@@ -299,8 +300,8 @@ function noticeFiles(root: string, d: Dep): string[] {
 /** THIRD_PARTY_NOTICES.md of a release: the table, then each package's licence text and NOTICE files. */
 export function renderNotices(root: string, deps: Dep[], rt: Runtime): string {
   const parts = [
-    "# Third-party notices\n\nA dffmpeg binary contains the Bun runtime and the packages below (the ones marked yes in",
-    '"in the binary"; all are listed). Their licence texts follow the table.\n\n',
+    "# Third-party notices\n\nA dffmpeg binary contains the Bun runtime and the packages below (the ones marked yes in ",
+    '"in the binary"; all are listed). Their licence texts follow the table, then the LGPL texts.\n\n',
     table(deps),
     "\n\n",
     runtimeSection(rt),
@@ -317,8 +318,20 @@ export function renderNotices(root: string, deps: Dep[], rt: Runtime): string {
     for (const n of noticeFiles(root, d))
       parts.push(`\n${n}:\n\n\`\`\`\n`, readFileSync(join(root, d.dir, n), "utf8").trimEnd(), "\n```\n")
   }
+  // The LGPL asks for its own text to go with the binary; Debian's copies (/usr/share/common-licenses), vendored.
+  for (const [title, file] of LGPL_TEXTS)
+    parts.push(
+      `\n---\n\n## ${title}\n\n\`\`\`\n`,
+      readFileSync(join(import.meta.dir, "..", file), "utf8").trimEnd(),
+      "\n```\n",
+    )
   return parts.join("")
 }
+
+const LGPL_TEXTS = [
+  ["GNU Library General Public License 2.0 (Bun's JavaScriptCore and WebKit)", "packaging/licenses/LGPL-2.0.txt"],
+  ["GNU Lesser General Public License 2.1 (Bun's tinycc)", "packaging/licenses/LGPL-2.1.txt"],
+] as const
 
 /** Whether docs/licenses.md is what renderDoc gives for `deps` now. */
 export function docIsCurrent(root: string, deps: Dep[]): boolean {
