@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import pkg from "../package.json"
 import { tempDir } from "../test/helpers/fixtures.ts"
-import { binaryName, main, RELEASE_TARGETS, sourceDateEpoch, treeState } from "./release.ts"
+import { binaryName, compareDirs, main, RELEASE_TARGETS, sourceDateEpoch, treeState } from "./release.ts"
 
 const ROOT = join(import.meta.dir, "..")
 const tmp = tempDir("release")
@@ -120,5 +120,23 @@ test("every release target has its own file name; Windows ends in .exe", () => {
     "dffmpeg-1.2.3-darwin-arm64",
     "dffmpeg-1.2.3-windows-x64.exe",
     "dffmpeg-1.2.3-linux-x64-baseline",
+  ])
+})
+
+test("--verify's comparison finds a changed, a missing and an extra file", async () => {
+  const a = join(tmp.dir, "cmp-a")
+  const b = join(tmp.dir, "cmp-b")
+  mkdirSync(a)
+  mkdirSync(b)
+  for (const d of [a, b]) writeFileSync(join(d, "same"), "1")
+  writeFileSync(join(a, "changed"), "1")
+  writeFileSync(join(b, "changed"), "2")
+  writeFileSync(join(a, "only-a"), "1")
+  writeFileSync(join(b, "only-b"), "1")
+  expect(await compareDirs(a, b)).toEqual([
+    { file: "changed", same: false },
+    { file: "only-a", same: false },
+    { file: "only-b", same: false },
+    { file: "same", same: true },
   ])
 })
