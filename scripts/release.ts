@@ -17,7 +17,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, relative, resolve } from "node:path"
+import { join, relative, resolve, sep } from "node:path"
 import { parseArgs } from "node:util"
 import pkg from "../package.json"
 import { BASELINE, compile, smoke, smokeRunner, TARGETS, type Target } from "./compile.ts"
@@ -101,7 +101,11 @@ interface BuildOptions {
 function emptyOut(out: string, root: string) {
   if (existsSync(out)) {
     const inside = readdirSync(out)
-    if (root.startsWith(out) || (inside.length && !inside.includes("manifest.json") && !inside.includes("SHA256SUMS")))
+    if (
+      root === out ||
+      root.startsWith(out + sep) ||
+      (inside.length && !inside.includes("manifest.json") && !inside.includes("SHA256SUMS"))
+    )
       throw new ReleaseError(`${out} is not empty and holds no earlier release (manifest.json): not touching it`)
   }
   rmSync(out, { recursive: true, force: true })
