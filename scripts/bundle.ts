@@ -1,5 +1,6 @@
 /**
- * The bundle options of the `dffmpeg` executable, shared by scripts/build.ts, the bundle check in
+ * The bundle options of the `dffmpeg` executable, shared by scripts/compile.ts (build and release), the
+ * licence walk of scripts/licenses.ts (which packages are in the binary), the bundle check in
  * test/boundaries.test.ts and bench/startup.ts, so the check and the benchmark see the very chunks the
  * binary embeds (minified: the minifier is what once folded the CLI into the proxy's chunk).
  */
