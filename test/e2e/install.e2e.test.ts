@@ -380,6 +380,54 @@ describe("the systemd units", () => {
   })
 })
 
+describe("the worker unit on a host without the render or video group", () => {
+  test("keeps only the groups the host has, and drops the line when it has none", async () => {
+    // A copy of the script beside a unit whose groups this host partly lacks.
+    const copy = mkdtempSync(join(tmpdir(), "dffmpeg-install-groups-"))
+    try {
+      mkdirSync(join(copy, "scripts"))
+      mkdirSync(join(copy, "packaging", "systemd", "dffmpeg-worker.service.d"), { recursive: true })
+      copyFileSync(SCRIPT, join(copy, "scripts", "install.sh"))
+      const src = join(ROOT, "packaging", "systemd")
+      copyFileSync(
+        join(src, "dffmpeg-worker.service.d", "media.conf"),
+        join(copy, "packaging/systemd/dffmpeg-worker.service.d/media.conf"),
+      )
+      const unit = readFileSync(join(src, "dffmpeg-worker.service"), "utf8")
+      const installedUnit = async (groups: string) => {
+        writeFileSync(
+          join(copy, "packaging/systemd/dffmpeg-worker.service"),
+          unit.replace(/^SupplementaryGroups=.*$/m, `SupplementaryGroups=${groups}`),
+        )
+        const target = mkdtempSync(join(copy, "root-"))
+        const r = await runCommand(
+          [
+            "bash",
+            join(copy, "scripts", "install.sh"),
+            "--role",
+            "worker",
+            "--root",
+            target,
+            "--user",
+            SVC,
+            "--binary",
+            BIN,
+          ],
+          { env: env() },
+        )
+        ok(r, "install worker")
+        return readFileSync(join(target, "etc/systemd/system/dffmpeg-worker.service"), "utf8")
+      }
+      const some = await installedUnit(`${MEDIA}-absent ${MEDIA}`)
+      expect(some.match(/^SupplementaryGroups=.*$/m)?.[0]).toBe(`SupplementaryGroups=${MEDIA}`)
+      const none = await installedUnit(`${MEDIA}-absent`)
+      expect(none).not.toMatch(/^SupplementaryGroups=/m)
+    } finally {
+      rmSync(copy, { recursive: true, force: true })
+    }
+  })
+})
+
 describe("install.sh refuses what it cannot do", () => {
   test("a missing role or an unknown argument is a usage error, exit 2", async () => {
     const r = await runCommand(["bash", SCRIPT], { env: env() })
