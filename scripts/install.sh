@@ -85,7 +85,7 @@ if [ -z "$BINARY" ]; then
   done
   [ -n "$BINARY" ] || die "no ./dist/dffmpeg: build it (bun scripts/build.ts --single) or pass --binary PATH" 1
 fi
-[ -f "$BINARY" ] && [ -x "$BINARY" ] || die "--binary $BINARY is not an executable file" 1
+if [ ! -f "$BINARY" ] || [ ! -x "$BINARY" ]; then die "--binary $BINARY is not an executable file" 1; fi
 UNITS_SRC="$HERE/../packaging/systemd"
 
 R=${ROOT%/}
@@ -249,6 +249,7 @@ if [ "$SYSTEMD" = yes ] && [ "$ROLE" != client ]; then
   [ -f "$src" ] || die "$src is missing (run the script from a dffmpeg checkout or release), or pass --no-systemd" 1
   # The groups of SupplementaryGroups= this host has (a missing one would stop the unit from starting).
   groups=""
+  # shellcheck disable=SC2013 # the line's words are the group names
   for g in $(sed -n 's/^SupplementaryGroups=//p' "$src"); do
     if getent group "$g" >/dev/null; then groups="$groups $g"; fi
   done

@@ -246,7 +246,7 @@ describe("a fresh machine set up as the README says", () => {
     for (const f of readdirSync(state())) expect([f, owner(state(f)).split(" ")[0]]).toEqual([f, `${SVC}:${SVC}`])
   }, 120_000)
 
-  test("a database the service cannot write stops the coordinator with one line and the fix, exit 3; install.sh mends it", async () => {
+  test("a database or secret the service cannot use stops the coordinator with one line and the fix, exit 3; install.sh mends it", async () => {
     const db = state("dffmpeg.db")
     for (const mode of [0o600, 0o644]) {
       Bun.spawnSync(["chown", "root:root", db])
@@ -275,9 +275,23 @@ describe("a fresh machine set up as the README says", () => {
       expect(r.err).not.toContain("    at ")
     }
     chmodSync(db, 0o600)
-    expect(ok(await install("coordinator"), "install coordinator to mend it").out).toContain(
-      `gave ${db} to ${SVC}:${SVC}`,
-    )
+    Bun.spawnSync(["chown", `${SVC}:${SVC}`, db])
+    const secret = state("dffmpeg.db.secret")
+    Bun.spawnSync(["chown", "root:root", secret])
+    const r = await runCommand(as("service", [installed(), "coordinator", "--config", etc("coordinator.yaml")]), {
+      env: env(),
+      timeoutMs: 20_000,
+    })
+    expect({ code: r.code, lines: r.err.split("\n").filter((l) => l.startsWith("dffmpeg:")) }).toEqual({
+      code: 3,
+      lines: [
+        `dffmpeg: secret_key_file ${secret} cannot be read by user ${SVC} (uid ${ids(SVC, "passwd")}): it belongs to root:root (mode 0600); fix: chown ${SVC}: ${secret}`,
+      ],
+    })
+    Bun.spawnSync(["chown", "root:root", db])
+    const mend = ok(await install("coordinator"), "install coordinator to mend it").out
+    expect(mend).toContain(`gave ${db} to ${SVC}:${SVC}`)
+    expect(mend).toContain(`gave ${secret} to ${SVC}:${SVC}`)
     const coord = start(
       "coordinator again",
       as("service", [installed(), "coordinator", "--config", etc("coordinator.yaml")]),
