@@ -25,6 +25,8 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # Workers run every job inside a bubblewrap sandbox (docs/security.md).
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# The install test checks the shipped systemd units with systemd-analyze verify (no running systemd needed).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The TLS tests make their CA and certificates with the openssl CLI (not in a minimal Debian image).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The dashboard's browser tests drive Debian's Chromium through playwright-core.

@@ -27,16 +27,20 @@ export interface WorkerService {
 
 /**
  * A key file other users can read hands them the worker's identity (and so every job sent to it): warned
- * at every start. (The proxy does not warn: its stderr is ffmpeg's, byte for byte.)
+ * at every start. Read access for the worker's own group is fine (the install layout's
+ * /etc/dffmpeg/keys/NAME.key is root:dffmpeg 0640); any other group's, or others', is not. (The proxy does
+ * not warn: its stderr is ffmpeg's, byte for byte.)
  */
 function warnOpenKeyFile(cfg: WorkerConfig, base: string, log: Logger): void {
   if (!cfg.hmac_key_file) return
   const p = isAbsolute(cfg.hmac_key_file) ? cfg.hmac_key_file : join(base, cfg.hmac_key_file)
   try {
-    const mode = statSync(p).mode & 0o777
-    if (mode & 0o077)
+    const st = statSync(p)
+    const mode = st.mode & 0o777
+    const ownGroup = st.gid === process.getgid?.() && !(mode & 0o030)
+    if (mode & 0o007 || (mode & 0o070 && !ownGroup))
       log.warn(
-        `hmac_key_file ${p} is accessible by group or others (mode 0${mode.toString(8)}); make it private: chmod 600 ${p}`,
+        `hmac_key_file ${p} is accessible by ${mode & 0o007 ? "others" : "another group"} (mode 0${mode.toString(8)}); make it private: chmod 600 ${p}`,
       )
   } catch {
     // unreadable files were refused when the key was read

@@ -243,7 +243,7 @@ describe("start-up refusals", () => {
     try {
       await p.waitForLine(
         new RegExp(
-          `WARN .*hmac_key_file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is accessible by group or others \\(mode 0644\\); make it private: chmod 600`,
+          `WARN .*hmac_key_file ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is accessible by others \\(mode 0644\\); make it private: chmod 600`,
         ),
       )
       await p.waitForLine(/worker registered/)

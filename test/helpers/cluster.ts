@@ -51,6 +51,22 @@ export interface ClusterOptions {
   links?: (ports: number[], who: string) => unknown
 }
 
+/** Runs `cmd` to its end with exactly `o.env` as its environment, collecting stdout and stderr (killed after `timeoutMs`). */
+export async function runCommand(cmd: string[], o: RunOptions = {}): Promise<RunResult> {
+  const stdin = o.stdin === "devnull" ? "ignore" : o.stdin ? new Blob([o.stdin]) : "pipe"
+  const p = Bun.spawn(cmd, { cwd: o.cwd, env: o.env, stdin, stdout: "pipe", stderr: "pipe" })
+  if (stdin === "pipe") (p.stdin as import("bun").FileSink).end()
+  const timer = setTimeout(() => p.kill("SIGKILL"), o.timeoutMs ?? 60_000)
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(p.stdout).bytes(),
+    new Response(p.stderr).bytes(),
+    p.exited,
+  ])
+  clearTimeout(timer)
+  const dec = new TextDecoder()
+  return { code, stdout, stderr, out: dec.decode(stdout), err: dec.decode(stderr) }
+}
+
 const yaml = (o: unknown) => JSON.stringify(o, null, 2) // JSON is YAML
 
 /** The user sandboxed jobs run as in tests (the workers run as root here). */
@@ -349,25 +365,8 @@ export class Cluster {
     return this.exec([tool, ...args], o)
   }
 
-  async exec(cmd: string[], o: RunOptions, env: Record<string, string> = {}): Promise<RunResult> {
-    const stdin = o.stdin === "devnull" ? "ignore" : o.stdin ? new Blob([o.stdin]) : "pipe"
-    const p = Bun.spawn(cmd, {
-      cwd: o.cwd ?? this.dir,
-      env: this.env({ ...env, ...o.env }),
-      stdin,
-      stdout: "pipe",
-      stderr: "pipe",
-    })
-    if (stdin === "pipe") (p.stdin as import("bun").FileSink).end()
-    const timer = setTimeout(() => p.kill("SIGKILL"), o.timeoutMs ?? 60_000)
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(p.stdout).bytes(),
-      new Response(p.stderr).bytes(),
-      p.exited,
-    ])
-    clearTimeout(timer)
-    const dec = new TextDecoder()
-    return { code, stdout, stderr, out: dec.decode(stdout), err: dec.decode(stderr) }
+  exec(cmd: string[], o: RunOptions, env: Record<string, string> = {}): Promise<RunResult> {
+    return runCommand(cmd, { ...o, cwd: o.cwd ?? this.dir, env: this.env({ ...env, ...o.env }) })
   }
 
   /** `admin jobs ls --json`, parsed. */

@@ -14,6 +14,7 @@ import {
 } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { ConfigError } from "../errors.ts"
+import { accessProblem, adoptFd, ownerFor, type Owner } from "../owner.ts"
 import { SECRET_BYTES, newSecret, toSecret, type Keyring, type Secret } from "./keyring.ts"
 
 /**
@@ -37,10 +38,14 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Writes `data` to a new file `tmp` with `perm` set explicitly (not left to the umask), then fsyncs it. */
-function writeNew(tmp: string, data: string, perm: number): void {
+/**
+ * Writes `data` to a new file `tmp` with `perm` set explicitly (not left to the umask) and the owner
+ * `ownerFor` chose (run as root, the service's files stay the service's), then fsyncs it.
+ */
+function writeNew(tmp: string, data: string, perm: number, owner: Owner | undefined): void {
   const fd = openSync(tmp, "wx", perm)
   try {
+    adoptFd(fd, owner)
     fchmodSync(fd, perm)
     writeSync(fd, data)
     fsyncSync(fd)
@@ -52,11 +57,14 @@ function writeNew(tmp: string, data: string, perm: number): void {
 const tmpPath = (file: string) =>
   join(dirname(file), `.${basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`)
 
-/** Replaces `file` atomically: a 0600 temp file, fsync, rename over `file`, fsync of the directory. */
+/**
+ * Replaces `file` atomically: a 0600 temp file, fsync, rename over `file`, fsync of the directory. As root
+ * the new file keeps the owner of the one it replaces (or takes its folder's, when it is new).
+ */
 export function writeFileAtomic(file: string, data: string, perm = 0o600): void {
   const tmp = tmpPath(file)
   try {
-    writeNew(tmp, data, perm)
+    writeNew(tmp, data, perm, ownerFor(file, true))
     renameSync(tmp, file)
   } catch (err) {
     if (existsSync(tmp)) unlinkSync(tmp)
@@ -68,7 +76,7 @@ export function writeFileAtomic(file: string, data: string, perm = 0o600): void 
 /** Creates `file` with `data` unless it exists (complete or not at all: temp file, then link). False when it existed. */
 export function createFileExclusive(file: string, data: string, perm = 0o600): boolean {
   const tmp = tmpPath(file)
-  writeNew(tmp, data, perm)
+  writeNew(tmp, data, perm, ownerFor(file))
   try {
     linkSync(tmp, file)
     return true
@@ -85,6 +93,8 @@ const encode = (s: Secret) => Buffer.from(s.bytes).toString("base64") + "\n"
 
 /** Reads a secret file; ConfigError when it is readable by others, unreadable or not 32 base64 bytes. */
 export function readSecret(file: string): Secret {
+  const problem = accessProblem(file, "secret_key_file", "private")
+  if (problem) throw new ConfigError(problem)
   let m: number
   try {
     m = mode(file)
@@ -140,7 +150,8 @@ export function fileKeyring(file: string): FileKeyring {
     created = !existsSync(file) && createFileExclusive(file, encode(newSecret()))
   } catch (err) {
     throw new ConfigError(
-      `secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      accessProblem(file, "secret_key_file", "private") ??
+        `secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     )
   }
   let current = readSecret(file)

@@ -1,6 +1,7 @@
 import * as v from "valibot"
 import { existsSync, readFileSync } from "node:fs"
 import { dirname, isAbsolute, join, resolve } from "node:path"
+import { accessProblem } from "../owner.ts"
 import { ConfigError } from "../errors.ts"
 import { issueLines } from "../protocol/schemas.ts"
 import { Env } from "./env.ts"
@@ -183,7 +184,8 @@ export function resolveKey(cfg: { hmac_key?: string; hmac_key_file?: string }, b
       return readFileSync(p, "utf8").trim()
     } catch (err) {
       throw new ConfigError(
-        `hmac_key_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        accessProblem(p, "hmac_key_file", "read") ??
+          `hmac_key_file ${p} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       )
     }
   }

@@ -1,11 +1,13 @@
 import { Database as Sqlite } from "bun:sqlite"
 import type { HeldOutput } from "../held.ts"
-import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, statSync } from "node:fs"
+import { chmodSync, chownSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, statSync } from "node:fs"
 import { dirname } from "node:path"
 import { Kysely } from "kysely"
 import { BunSqliteDialect } from "kysely-bun-sqlite"
 import { fileKeyring, octal } from "../../shared/auth/secret-file.ts"
 import type { Keyring } from "../../shared/auth/keyring.ts"
+import { ConfigError } from "../../shared/errors.ts"
+import { accessProblem, adoptFd, ownerFor } from "../../shared/owner.ts"
 import type { Database } from "../sql/schema.ts"
 import { sqliteDialect } from "../sql/dialect.ts"
 import { createSqlStore } from "../sql/store.ts"
@@ -28,13 +30,16 @@ export const DB_MODE = 0o600
 
 /**
  * Creates the database file 0600 before SQLite opens it: SQLite would create it 0644 minus the umask,
- * and it gives `-wal` and `-shm` the main file's mode when it creates them.
+ * and it gives `-wal` and `-shm` the main file's mode when it creates them. As root it takes its
+ * folder's owner (`sudo dffmpeg admin …` before the service's first start leaves a database the service
+ * can write: shared/owner.ts).
  */
 function createPrivate(path: string): void {
   if (existsSync(path)) return
   mkdirSync(dirname(path), { recursive: true })
   try {
     const fd = openSync(path, "wx", DB_MODE)
+    adoptFd(fd, ownerFor(path))
     fchmodSync(fd, DB_MODE)
     closeSync(fd)
   } catch (err) {
@@ -45,13 +50,18 @@ function createPrivate(path: string): void {
 
 /**
  * `-wal` and `-shm` never get more than the main file's owner and group bits (an existing database
- * keeps the mode its operator gave it; a world-readable one is reported by the coordinator).
+ * keeps the mode its operator gave it; a world-readable one is reported by the coordinator), and as root
+ * they get the main file's owner and group (SQLite does so when it creates them; this also mends older ones).
  */
 function restrictSidecars(path: string): void {
-  const mode = statSync(path).mode & 0o660
+  const main = statSync(path)
+  const mode = main.mode & 0o660
+  const root = process.getuid?.() === 0
   for (const f of [`${path}-wal`, `${path}-shm`]) {
     try {
-      if ((statSync(f).mode & 0o777) !== mode) chmodSync(f, mode)
+      const st = statSync(f)
+      if (root && (st.uid !== main.uid || st.gid !== main.gid)) chownSync(f, main.uid, main.gid)
+      if ((st.mode & 0o777) !== mode) chmodSync(f, mode)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err
     }
@@ -75,10 +85,33 @@ export function exposure(path: string): string | undefined {
  */
 export function createSqliteStore(opts: SqliteOptions): Store {
   const memory = opts.path === ":memory:"
-  if (!memory) createPrivate(opts.path)
+  if (!memory) {
+    usable(opts.path)
+    createPrivate(opts.path)
+  }
   const keys =
     opts.keys ?? (memory && !opts.secretFile ? undefined : fileKeyring(opts.secretFile ?? `${opts.path}.secret`))
-  const raw = new Sqlite(opts.path, { create: true, strict: true })
+  const raw = open(opts.path)
+  if (!memory) restrictSidecars(opts.path)
+  const db = new Kysely<Database>({
+    dialect: new BunSqliteDialect({ database: cachingStatements(raw, opts.onStatement) }),
+  })
+  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem, held: opts.held })
+}
+
+/**
+ * Refuses, as one line with the fix, a database this process cannot write: the file, its -wal and -shm,
+ * and the folder SQLite creates them in (e.g. one created by root for a service that runs as dffmpeg).
+ */
+function usable(path: string): void {
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    if (f !== path && !existsSync(f)) continue
+    const problem = accessProblem(f, "database", "write")
+    if (problem) throw new ConfigError(problem)
+  }
+}
+
+function setUp(raw: Sqlite): void {
   // Output rows are ~64 KiB blobs written once, read once and deleted: 64 KiB pages move each in one or
   // two pages rather than a chain of sixteen 4 KiB overflow pages (the relay's stdout: 65 → 90 MB/s, see
   // docs/performance.md). It takes effect only on a new database (before WAL; an existing one keeps its size).
@@ -91,11 +124,31 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   // NORMAL is durable across application crashes in WAL mode; only an OS crash may lose the last commits.
   raw.exec("PRAGMA synchronous = NORMAL")
   raw.exec("PRAGMA foreign_keys = ON")
-  if (!memory) restrictSidecars(opts.path)
-  const db = new Kysely<Database>({
-    dialect: new BunSqliteDialect({ database: cachingStatements(raw, opts.onStatement) }),
-  })
-  return createSqlStore(db, sqliteDialect, { keys, onKeyProblem: opts.onKeyProblem, held: opts.held })
+}
+
+/** SQLite's codes for a file it may not open or write: reported like `usable` (a check raced, or ACLs it cannot see). */
+const ACCESS_CODES = /^SQLITE_(CANTOPEN|READONLY|PERM|AUTH)/
+
+/** Opens the file and sets it up; a file SQLite refuses to open or write is a config error, not a crash. */
+function open(path: string): Sqlite {
+  let raw: Sqlite | undefined
+  try {
+    raw = new Sqlite(path, { create: true, strict: true })
+    setUp(raw)
+    // A write that changes nothing: SQLite opens a file it may not write read-only, and says so only at the
+    // first write (a database already in WAL mode passes the pragmas above).
+    const { user_version } = raw.query("PRAGMA user_version").get() as { user_version: number }
+    raw.exec(`PRAGMA user_version = ${Number(user_version)}`)
+    return raw
+  } catch (err) {
+    raw?.close()
+    const code = String((err as { code?: unknown }).code ?? "")
+    if (!ACCESS_CODES.test(code)) throw err
+    throw new ConfigError(
+      accessProblem(path, "database", "write") ??
+        `database ${path} cannot be opened for writing: ${(err as Error).message} (${code})`,
+    )
+  }
 }
 
 /** Statements kept compiled; the store's queries are a few dozen shapes (multi-row inserts vary by row count). */

@@ -4,7 +4,8 @@ import { isName } from "../../../shared/ids.ts"
 import { Role } from "../../../shared/protocol/schemas.ts"
 import { fields, table, time } from "../../table.ts"
 import { adminVerb, jsonArg, modeArgs, noun } from "./_args.ts"
-import { writeFileAtomic } from "../../../shared/auth/secret-file.ts"
+import { octal, writeFileAtomic } from "../../../shared/auth/secret-file.ts"
+import { keyFileMode } from "../../../shared/owner.ts"
 
 const nameArg = {
   name: { type: "positional", description: "user name (letters, digits, '_', '-'; used as client_id)", required: true },
@@ -22,24 +23,29 @@ function userName(name: string): string {
 const keyFileArg = {
   "key-file": {
     type: "string",
-    description: "write the key to this file (mode 0600, replaced atomically) instead of printing it",
+    description:
+      "write the key to this file (mode 0600, or 0640 in a folder closed to others such as /etc/dffmpeg/keys; replaced atomically) instead of printing it",
   },
 } as const
 
 /**
- * Writes a new key where `--key-file` says, private to this user whatever the umask (a shell's
- * `> worker1.key` would create it 0644). Returns what to print instead of the key.
+ * Writes a new key where `--key-file` says, never readable by others whatever the umask (a shell's
+ * `> worker1.key` would create it 0644): 0600, or 0640 for its folder's group when the folder is closed to
+ * others (shared/owner.ts; run as root, the file takes the folder's owner and group, so the key in
+ * /etc/dffmpeg/keys is root:dffmpeg). Returns what to print instead of the key.
  */
 function keyFile(path: string | undefined, name: string, key: string): string | undefined {
   if (!path) return undefined
+  let mode = 0o600
   try {
-    writeFileAtomic(path, key + "\n", 0o600)
+    mode = keyFileMode(path)
+    writeFileAtomic(path, key + "\n", mode)
   } catch (err) {
     throw new LocalIoError(
       `the key of ${name} was made but could not be written to ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run rotate-key with another --key-file`,
     )
   }
-  return `wrote the key of ${name} to ${path} (mode 0600)\n`
+  return `wrote the key of ${name} to ${path} (mode ${octal(mode)})\n`
 }
 
 const addArgs = {
