@@ -17,7 +17,8 @@ COPY src ./src
 COPY scripts ./scripts
 RUN bun scripts/build.ts --single
 
-# Runtime: Debian with ffmpeg, bubblewrap (the worker's sandbox), util-linux (setpriv), curl (HEALTHCHECK).
+# Runtime: Debian with ffmpeg, bubblewrap (the worker's sandbox), util-linux (setpriv), curl (HEALTHCHECK),
+# sqlite3 (online backups).
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG DFFMPEG_UID=1000
 ARG DFFMPEG_GID=1000

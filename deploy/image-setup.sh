@@ -51,11 +51,12 @@ fi
 [ -f "$BINARY" ] || die "--binary $BINARY is not a file (bun scripts/build.ts --single builds dist/dffmpeg)"
 
 if [ "$PACKAGES" = 1 ]; then
-  # ffmpeg/ffprobe for the worker, bubblewrap for its sandbox, util-linux for setpriv, curl for HEALTHCHECK.
+  # ffmpeg/ffprobe for the worker, bubblewrap for its sandbox, util-linux for setpriv, curl for HEALTHCHECK,
+  # sqlite3 for an online backup of the database (docs/upgrading.md).
   say "installing Debian packages"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    ffmpeg bubblewrap util-linux ca-certificates curl >/dev/null
+    ffmpeg bubblewrap util-linux ca-certificates curl sqlite3 >/dev/null
 fi
 if [ "$JELLYFIN" = 1 ]; then
   # Jellyfin's own ffmpeg build: Jellyfin sends options only it has (tonemapx, its hardware filters), so a
