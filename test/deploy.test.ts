@@ -186,7 +186,12 @@ describe("deploy/compose.yaml", () => {
       ffprobe: "/usr/lib/jellyfin-ffmpeg/ffprobe",
     })
     expect(worker.sandbox).toBe("bwrap")
-    expect(wk.security_opt?.sort()).toEqual(["apparmor=unconfined", "seccomp=unconfined", "systempaths=unconfined"])
+    expect(wk.security_opt?.sort()).toEqual([
+      "apparmor=unconfined",
+      "no-new-privileges:true",
+      "seccomp=unconfined",
+      "systempaths=unconfined",
+    ])
     expect(wk.healthcheck?.disable).toBe(true)
   })
 
