@@ -5,7 +5,17 @@
  * deploy/image-setup.sh (what the Dockerfile RUNs) run into a scratch root.
  */
 import { afterAll, describe, expect, test } from "bun:test"
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs"
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from "node:fs"
 import { dirname, join, posix, relative } from "node:path"
 import { parse } from "yaml"
 import { loadConfig } from "../src/shared/config/load.ts"
@@ -386,5 +396,51 @@ describe("deploy/image-setup.sh", () => {
     const clash = setup("--root", root, "--binary", BIN, "--uid", "4800", "--gid", "4712")
     expect(clash.stderr.toString()).toContain("user dffmpeg exists with uid 4711, not 4800")
     expect(clash.exitCode).toBe(2)
+  })
+})
+
+describe("a worker in a container's masked /proc", () => {
+  const tmp = tempDir("masked-proc")
+  afterAll(() => tmp.remove())
+
+  test("refuses to start, exit 3, naming the Docker option that lets its sandbox mount /proc", () => {
+    requireBinary()
+    // What Docker does to a container's /proc unless systempaths=unconfined: files hidden under /dev/null,
+    // folders under a read-only tmpfs (in a mount namespace of this process only).
+    const masks = ["/proc/keys", "/proc/timer_list"].filter(existsSync).map((p) => `mount --bind /dev/null ${p}`)
+    if (existsSync("/proc/acpi")) masks.push("mount -t tmpfs -o ro tmpfs /proc/acpi")
+    expect(masks.length).toBeGreaterThan(0)
+    const config = join(tmp.dir, "worker.yaml")
+    writeFileSync(
+      config,
+      JSON.stringify({
+        client_id: "worker1",
+        hmac_key: Buffer.alloc(32, 7).toString("base64"),
+        coordinator: { port: 1 },
+        paths: { Media: tmp.dir },
+        run_as: "nobody",
+      }),
+    )
+    const r = Bun.spawnSync(
+      [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        `mount --make-rprivate / && ${masks.join(" && ")} && exec "$0" worker --config "$1"`,
+        BIN,
+        config,
+      ],
+      { env: { PATH: "/usr/bin:/bin", HOME: tmp.dir }, cwd: tmp.dir, stdout: "pipe", stderr: "pipe" },
+    )
+    const own = r.stderr
+      .toString()
+      .split("\n")
+      .filter((l) => l.startsWith("dffmpeg:"))
+    expect(own).toHaveLength(1)
+    expect(own[0]).toContain("sandbox probe failed")
+    expect(own[0]).toContain("Can't mount proc")
+    expect(own[0]).toContain("--security-opt systempaths=unconfined (docs/docker.md)")
+    expect(r.exitCode).toBe(3)
   })
 })
