@@ -215,6 +215,8 @@ describe("deploy/compose.yaml", () => {
 })
 
 describe("Dockerfile", () => {
+  const tmpBuild = tempDir("docker-build")
+  afterAll(() => tmpBuild.remove())
   const text = readFileSync(join(ROOT, "Dockerfile"), "utf8").replace(/\\\n/g, " ")
   const lines = text.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#"))
   const stages = lines.flatMap((l) => l.match(/^FROM\s+\S+\s+AS\s+(\S+)/i)?.slice(1) ?? [])
@@ -286,6 +288,41 @@ describe("Dockerfile", () => {
     expect(scripts).toContain("/usr/local/share/dffmpeg/image-setup.sh")
     expect(scripts).toContain("scripts/build.ts")
   })
+
+  test("its build stage builds the binary from the files it copies, and nothing else", () => {
+    // The stage's instructions, run here in an empty folder standing for its WORKDIR: COPY copies from the
+    // repository, RUN runs (Bun from npm is this machine's Bun: the same version, checked).
+    const stage = lines.slice(
+      lines.findIndex((l) => /^FROM\s.*\sAS build$/.test(l)) + 1,
+      lines.findIndex((l) => /\sAS runtime$/.test(l)),
+    )
+    const work = join(tmpBuild.dir, "src")
+    mkdirSync(work)
+    let ran = 0
+    for (const l of stage) {
+      const [op, ...rest] = l.trim().split(/\s+/)
+      if (op === "WORKDIR") expect(rest[0]).toBe("/src")
+      else if (op === "COPY")
+        for (const src of rest.slice(0, -1))
+          cpSync(join(ROOT, src), join(work, rest.length > 2 ? src : rest.at(-1)!), { recursive: true })
+      else if (op === "RUN" && rest[0] === "npm") {
+        const want = rest.join(" ").match(/bun@(\S+)/)![1]
+        expect(Bun.spawnSync(["bun", "--version"]).stdout.toString().trim()).toBe(want)
+      } else if (op === "RUN") {
+        const r = Bun.spawnSync(["sh", "-ec", rest.join(" ")], { cwd: work, stdout: "pipe", stderr: "pipe" })
+        expect(r.exitCode, `RUN ${rest.join(" ")}: ${r.stderr.toString()}`).toBe(0)
+        ran++
+      }
+    }
+    expect(ran).toBe(2) // bun install, the build
+    // What the runtime stage copies from it: a working binary.
+    const from = text.match(/COPY --from=build (\S+)/)![1]
+    const bin = join(work, posix.relative("/src", from))
+    const v = Bun.spawnSync([bin, "--version"])
+    expect(v.stdout.toString().trim()).toBe(
+      `dffmpeg ${JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version}`,
+    )
+  }, 120_000)
 })
 
 describe("deploy/image-setup.sh", () => {
