@@ -118,6 +118,55 @@ describe("deploy/compose.yaml", () => {
     expect(jf.depends_on?.shim?.condition).toBe("service_completed_successfully")
   })
 
+  test("the shim service's command, run twice, leaves a binary whose ffmpeg and ffprobe links are the proxy", () => {
+    requireBinary()
+    const copier = svc("shim")
+    const [target] = [...mounts(copier)].find(([, m]) => m.source === "shim")!
+    const tmp = tempDir("shim-volume")
+    try {
+      // The image's /usr/local/bin (the binary alone) over this machine's, for this process tree only; the
+      // volume is a folder here.
+      const image = join(tmp.dir, "image-bin")
+      const volume = join(tmp.dir, "volume")
+      mkdirSync(image)
+      mkdirSync(volume)
+      cpSync(BIN, join(image, "dffmpeg"))
+      const script = copier.command!.join(" ").replaceAll(target, volume)
+      for (let run = 1; run <= 2; run++) {
+        const r = Bun.spawnSync(
+          [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            `mount --make-rprivate / && mount --bind "$0" ${posix.dirname(BINARY)} && ${script}`,
+            image,
+          ],
+          { stdout: "pipe", stderr: "pipe" },
+        )
+        expect(r.stderr.toString()).toBe("")
+        expect(r.exitCode).toBe(0)
+        expect(readdirSync(volume).sort()).toEqual(["dffmpeg", "ffmpeg", "ffprobe"])
+      }
+      expect(readFileSync(join(volume, "dffmpeg")).equals(readFileSync(BIN))).toBe(true)
+      // Jellyfin runs JELLYFIN_FFMPEG and the ffprobe beside it: both are the proxy (no client config here).
+      const home = join(tmp.dir, "home")
+      mkdirSync(home)
+      for (const tool of ["ffmpeg", "ffprobe"]) {
+        expect(readlinkSync(join(volume, tool))).toBe("dffmpeg")
+        const r = Bun.spawnSync([join(volume, tool), "-version"], {
+          env: { PATH: "/usr/bin:/bin", HOME: home },
+          cwd: home,
+          stderr: "pipe",
+        })
+        expect(r.stderr.toString()).toContain("client config")
+        expect(r.exitCode).toBe(1)
+      }
+    } finally {
+      tmp.remove()
+    }
+  })
+
   test("every folder of the client's paths is mounted in Jellyfin and, for the same variable, in the worker", async () => {
     const jf = svc("jellyfin")
     const wk = svc("worker")
