@@ -17,66 +17,12 @@ import {
   writeFileSync,
 } from "node:fs"
 import { dirname, join, posix, relative } from "node:path"
-import { parse } from "yaml"
 import { loadConfig } from "../src/shared/config/load.ts"
 import { ClientConfig } from "../src/shared/config/schema.ts"
 import { CoordinatorConfig, WorkerConfig } from "../src/shared/config/server-schema.ts"
 import { BIN, ROOT, requireBinary } from "./helpers/bin.ts"
+import { BINARY, CONFIG_DIR, compose, DEPLOY, mounts, SHIM_DIR, type Service, svc } from "./helpers/compose.ts"
 import { tempDir } from "./helpers/fixtures.ts"
-
-const DEPLOY = join(ROOT, "deploy")
-// The install layout (shared by scripts/install.sh, the image and the guides).
-const SHIM_DIR = "/usr/local/lib/dffmpeg"
-const BINARY = "/usr/local/bin/dffmpeg"
-const CONFIG_DIR = "/etc/dffmpeg"
-
-type Service = {
-  image?: string
-  build?: { context: string; dockerfile?: string; target?: string; args?: Record<string, string> }
-  command?: string[]
-  entrypoint?: string[]
-  user?: string
-  environment?: Record<string, string>
-  volumes?: string[]
-  ports?: string[]
-  security_opt?: string[]
-  depends_on?: Record<string, { condition: string }>
-  healthcheck?: { disable?: boolean }
-}
-const compose = parse(readFileSync(join(DEPLOY, "compose.yaml"), "utf8"), { merge: true }) as {
-  services: Record<string, Service>
-  volumes: Record<string, unknown>
-}
-const svc = (name: string): Service => {
-  const s = compose.services[name]
-  if (!s) throw new Error(`deploy/compose.yaml has no service ${name}`)
-  return s
-}
-
-/** `${VAR:-default}` as compose reads it with VAR unset. */
-const defaults = (s: string) => s.replace(/\$\{[A-Z_]+:-([^}]*)\}/g, "$1")
-
-/** A service's mounts: target → source (a named volume, or a host path resolved against deploy/). */
-function mounts(s: Service): Map<string, { source: string; named: boolean; ro: boolean }> {
-  const out = new Map<string, { source: string; named: boolean; ro: boolean }>()
-  for (const v of s.volumes ?? []) {
-    const [src, target, mode] = defaults(v).split(":")
-    const named = !src.startsWith(".") && !src.startsWith("/")
-    out.set(target, { source: named ? src : join(DEPLOY, src), named, ro: mode === "ro" })
-  }
-  return out
-}
-
-/** The mount whose target is `path` or the deepest one above it, with the rest of the path. */
-function mountOf(s: Service, path: string) {
-  let best: { target: string; source: string; rest: string } | undefined
-  for (const [target, m] of mounts(s)) {
-    const rest = posix.relative(target, path)
-    if (rest.startsWith("..") || posix.isAbsolute(rest)) continue
-    if (!best || target.length > best.target.length) best = { target, source: m.source, rest }
-  }
-  return best
-}
 
 /** The config file a service mounts at `target`, validated by the role's schema (no unknown keys either). */
 async function mountedConfig<S extends Parameters<typeof loadConfig>[1]>(

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
+import { FILM_FONT, FILM_SUBTITLE, film } from "../helpers/media.ts"
 
 /**
  * docs/jellyfin.md, step 4, with the compiled binary: Jellyfin's own command lines (a library probe, font
@@ -18,7 +18,6 @@ let env: Record<string, string>
 let media: string
 let cache: string
 let subtitles: string
-const FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 beforeAll(async () => {
   c = await Cluster.start({ workers: 1, startWorkers: false })
@@ -37,17 +36,7 @@ beforeAll(async () => {
   env = c.clientWith("jellyfin", { paths: { Media: media, Cache: cache, Subtitles: subtitles } })
 
   // A film as Jellyfin meets them: video, audio, a subtitle stream and a font attachment.
-  copyFileSync(await sample("av.mkv"), join(c.storage, "av.mkv"))
-  writeFileSync(join(c.storage, "subs.srt"), "1\n00:00:00,000 --> 00:00:01,500\nHello from dffmpeg\n")
-  const made = await c.local(
-    "ffmpeg",
-    ["-v", "error", "-y", "-i", "av.mkv", "-i", "subs.srt", "-map", "0", "-map", "1", "-c", "copy"].concat(
-      ["-c:s", "srt", "-attach", FONT, "-metadata:s:t", "mimetype=application/x-truetype-font"],
-      ["media/film.mkv"],
-    ),
-    { cwd: c.storage },
-  )
-  if (made.code !== 0) throw new Error(made.err)
+  await film(join(c.storage, "media", "film.mkv"))
 }, 90_000)
 
 afterAll(async () => {
@@ -58,13 +47,13 @@ const jellyfin = (tool: "ffmpeg" | "ffprobe", args: string[], cwd?: string) => c
 const ok = (r: RunResult) => {
   if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.err}\n${c.logs()}`)
 }
-const film = () => join(media, "film.mkv")
+const movie = () => join(media, "film.mkv")
 const words = (s: string) => s.split(" ")
 /** Jellyfin's trickplay extraction: frames of the film as JPEG files named by `pattern`. */
 const trickplay = (pattern: string) =>
   jellyfin("ffmpeg", [
     ...words("-loglevel error -an -sn -i"),
-    `file:${film()}`,
+    `file:${movie()}`,
     ...words("-threads 1 -vf fps=2,scale=w=160:h=-2 -c:v mjpeg -f image2"),
     pattern,
   ])
@@ -83,32 +72,32 @@ describe("Jellyfin's command lines through the proxy, with the guide's folders m
       `file:${input}`,
       ...words("-threads 0 -v warning -print_format json -show_streams -show_chapters -show_format"),
     ]
-    const r = await jellyfin("ffprobe", args(film()))
+    const r = await jellyfin("ffprobe", args(movie()))
     ok(r)
-    const local = await c.local("ffprobe", args(film()))
+    const local = await c.local("ffprobe", args(movie()))
     expect(r.out).toBe(local.out)
     const probe = JSON.parse(r.out) as { streams: { codec_type: string }[]; format: { filename: string } }
     expect(probe.streams.map((s) => s.codec_type)).toEqual(["video", "audio", "subtitle", "attachment"])
-    expect(probe.format.filename).toBe(`file:${film()}`) // the caller's path, not the worker's
+    expect(probe.format.filename).toBe(`file:${movie()}`) // the caller's path, not the worker's
   })
 
   test("fonts are extracted into the attachment folder, the job's working directory", async () => {
     const dir = folder(cache, "attachments", "source1")
     const r = await jellyfin(
       "ffmpeg",
-      ["-dump_attachment:t", "", "-y", "-i", `file:${film()}`, "-t", "0", "-f", "null", "null"],
+      ["-dump_attachment:t", "", "-y", "-i", `file:${movie()}`, "-t", "0", "-f", "null", "null"],
       dir,
     )
     ok(r)
     expect(readdirSync(dir)).toEqual(["DejaVuSans.ttf"])
-    expect(readFileSync(join(dir, "DejaVuSans.ttf")).equals(readFileSync(FONT))).toBe(true)
+    expect(readFileSync(join(dir, "DejaVuSans.ttf")).equals(readFileSync(FILM_FONT))).toBe(true)
   })
 
   test("a subtitle stream is extracted into the data folder's subtitles", async () => {
     const out = join(folder(subtitles, "a1"), "film.2.srt")
     const r = await jellyfin("ffmpeg", [
       "-i",
-      `file:${film()}`,
+      `file:${movie()}`,
       "-copyts",
       "-map",
       "0:2",
@@ -119,7 +108,7 @@ describe("Jellyfin's command lines through the proxy, with the guide's folders m
       out,
     ])
     ok(r)
-    expect(readFileSync(out, "utf8")).toContain("Hello from dffmpeg")
+    expect(readFileSync(out, "utf8")).toContain(FILM_SUBTITLE)
   })
 
   test("a burn-in transcode to HLS reads the file's fonts and writes into the transcode folder", async () => {
@@ -127,14 +116,14 @@ describe("Jellyfin's command lines through the proxy, with the guide's folders m
     ok(
       await jellyfin(
         "ffmpeg",
-        ["-dump_attachment:t", "", "-y", "-i", `file:${film()}`, "-t", "0", "-f", "null", "null"],
+        ["-dump_attachment:t", "", "-y", "-i", `file:${movie()}`, "-t", "0", "-f", "null", "null"],
         fonts,
       ),
     )
     const transcodes = folder(cache, "transcodes")
     const r = await jellyfin("ffmpeg", [
-      ...["-i", `file:${film()}`, ...words("-map 0:0 -map 0:1")],
-      ...["-vf", `subtitles=f='${film()}':si=0:fontsdir='${fonts}'`],
+      ...["-i", `file:${movie()}`, ...words("-map 0:0 -map 0:1")],
+      ...["-vf", `subtitles=f='${movie()}':si=0:fontsdir='${fonts}'`],
       ...words("-c:v libx264 -preset ultrafast -c:a aac -t 1 -f hls -hls_time 1"),
       ...["-hls_segment_filename", join(transcodes, "abc%d.ts"), "-y", join(transcodes, "abc.m3u8")],
     ])
