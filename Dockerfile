@@ -43,7 +43,7 @@ FROM runtime AS jellyfin-worker
 ARG DFFMPEG_UID=1000
 ARG DFFMPEG_GID=1000
 USER root
-RUN sh /usr/local/share/dffmpeg/image-setup.sh --packages --jellyfin-ffmpeg --binary /usr/local/bin/dffmpeg \
+RUN sh /usr/local/share/dffmpeg/image-setup.sh --jellyfin-ffmpeg --binary /usr/local/bin/dffmpeg \
       --uid "${DFFMPEG_UID}" --gid "${DFFMPEG_GID}"
 USER dffmpeg
 HEALTHCHECK NONE

@@ -61,6 +61,7 @@ fi
 if [ "$JELLYFIN" = 1 ]; then
   # Jellyfin's own ffmpeg build: Jellyfin sends options only it has (tonemapx, its hardware filters), so a
   # worker serving Jellyfin runs it (docs/jellyfin.md). Needs curl (--packages) for the repository's key.
+  command -v curl >/dev/null 2>&1 || die "--jellyfin-ffmpeg needs curl: run with --packages (before or with it)"
   say "installing jellyfin-ffmpeg7 from repo.jellyfin.org"
   . /etc/os-release
   install -d -m 0755 /etc/apt/keyrings
