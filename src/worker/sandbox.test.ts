@@ -2,7 +2,16 @@ import { describe, expect, test } from "bun:test"
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { bwrapArgs, jobEnv, parseRunAs, rootBinds, setprivArgs, signalOfExit, type SandboxSpec } from "./sandbox.ts"
+import {
+  bwrapArgs,
+  containerHint,
+  jobEnv,
+  parseRunAs,
+  rootBinds,
+  setprivArgs,
+  signalOfExit,
+  type SandboxSpec,
+} from "./sandbox.ts"
 
 const MERGED = {
   links: [
@@ -243,5 +252,27 @@ describe("rootBinds", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe("containerHint", () => {
+  test("names the Docker option for what a container's defaults refuse bubblewrap", () => {
+    // bwrap 0.8's own lines: a masked /proc, then seccomp's and AppArmor's refusals.
+    expect(containerHint("bwrap: Can't mount proc on /newroot/proc: Operation not permitted")).toContain(
+      "systempaths=unconfined",
+    )
+    for (const line of [
+      "bwrap: Creating new namespace failed: Operation not permitted",
+      "bwrap: setting up uid map: Permission denied",
+      "bwrap: Failed to make / slave: Permission denied",
+    ])
+      expect(containerHint(line)).toContain("seccomp=unconfined and apparmor=unconfined")
+    // A host without user namespaces, or a binary that fails, is not a container's doing.
+    expect(
+      containerHint(
+        "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces",
+      ),
+    ).toBe("")
+    expect(containerHint("ffmpeg: error while loading shared libraries: libx.so")).toBe("")
   })
 })

@@ -450,8 +450,21 @@ async function probe(c: Confinement, name: string, exe: string): Promise<void> {
   if (r.code === 0) return
   const why = (r.stderr.trim() || r.stdout.trim() || `exit ${r.code ?? "by a signal"}`).split("\n")[0].slice(0, 300)
   throw new ConfigError(
-    `sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${r.code}): ${why}; ${hint}`,
+    `sandbox probe failed: ${name} (${exe}) -version did not run in the sandbox (exit ${r.code}): ${why}; ${containerHint(why)}${hint}`,
   )
+}
+
+/**
+ * What a container's defaults refuse bubblewrap, read from its first line (docs/docker.md): Docker masks
+ * parts of /proc, so the kernel refuses the sandbox its own /proc; its seccomp and AppArmor profiles refuse
+ * the namespaces and mounts.
+ */
+export function containerHint(why: string): string {
+  if (/Can't mount proc/.test(why))
+    return "in a container, /proc is masked: run it with --security-opt systempaths=unconfined (docs/docker.md); "
+  if (/(namespace|uid map|make \/ slave|mount).*(not permitted|Permission denied)/i.test(why))
+    return "in a container, run it with --security-opt seccomp=unconfined and apparmor=unconfined (docs/docker.md); "
+  return ""
 }
 
 /** Reads bwrap's `--info-fd` (then closes it): the pid of the sandbox's init, which leads its process group. */

@@ -48,6 +48,31 @@ export function makeMedia(args: string[]): void {
   if (r.exitCode !== 0) throw new Error(r.stderr.toString())
 }
 
+/** The font `film()` attaches (Debian's fonts-dejavu-core, installed with ffmpeg's dependencies). */
+export const FILM_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+/** The one line of the subtitle stream `film()` holds. */
+export const FILM_SUBTITLE = "Hello from dffmpeg"
+
+/**
+ * A film as a media server meets them, written to `out`: the 2 s sample's video and audio, a SubRip
+ * subtitle stream (stream 2) and a font attachment (stream 3).
+ */
+export async function film(out: string): Promise<void> {
+  const srt = `${out}.srt`
+  await Bun.write(srt, `1\n00:00:00,000 --> 00:00:01,500\n${FILM_SUBTITLE}\n`)
+  makeMedia(
+    ["-i", await sample("av.mkv"), "-i", srt, "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt"].concat([
+      "-attach",
+      FILM_FONT,
+      "-metadata:s:t",
+      "mimetype=application/x-truetype-font",
+      out,
+    ]),
+  )
+  const { rmSync } = await import("node:fs")
+  rmSync(srt)
+}
+
 /** The md5 of some bytes, as tests compare outputs with local ffmpeg's. */
 export const md5 = (b: Uint8Array): string => new Bun.CryptoHasher("md5").update(b).digest("hex")
 
