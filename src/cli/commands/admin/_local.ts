@@ -4,7 +4,10 @@ import { followOutput } from "../../../shared/follow.ts"
 import { pause } from "../../../shared/pause.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
 import { DEFAULT_TAIL_BYTES, tailChunks, tailOf } from "../../../shared/tail.ts"
-import { cancelJob } from "../../../coordinator/jobs.ts"
+import { hostname } from "node:os"
+import { cancelJob, retryJob } from "../../../coordinator/jobs.ts"
+import { createSignInLink, dashboardBase, signInUrl } from "../../../coordinator/dashboard/session.ts"
+import type { CoordinatorConfig } from "../../../shared/config/server-schema.ts"
 import type { Store } from "../../../store/index.ts"
 import type { AdminBackend, WorkerView } from "./_backend.ts"
 import { openStore } from "./_store.ts"
@@ -15,7 +18,14 @@ const PAGE = 256
 
 export async function openLocalBackend(file: string): Promise<AdminBackend> {
   const { store, path, config } = await openStore(file)
-  return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes)
+  return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes, config)
+}
+
+/** Where this config's coordinator listens, as a browser on another host would write it. */
+export function listenOrigin(config: Pick<CoordinatorConfig, "host" | "port" | "tls">): string {
+  const wildcard = config.host === "0.0.0.0" || config.host === "::" || config.host === ""
+  const host = wildcard ? hostname() : config.host
+  return `${config.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.port}`
 }
 
 /**
@@ -28,6 +38,7 @@ export function localBackend(
   target: string,
   now: () => number = Date.now,
   tailBytes = DEFAULT_TAIL_BYTES,
+  config?: Pick<CoordinatorConfig, "host" | "port" | "tls" | "path_base" | "dashboard_url" | "scheduling">,
 ): AdminBackend {
   const job = async (id: string): Promise<Job> => {
     const j = await store.getJob(id)
@@ -91,6 +102,24 @@ export function localBackend(
 
     // The coordinator's own cancel, by an administrator without an identity (no key is needed here).
     cancelJob: (id) => cancelJob(store, id, { name: null }, now()),
+
+    retryJob: (id) =>
+      retryJob(store, id, { name: null }, now(), (config?.scheduling.aging_seconds ?? 0) * 1000),
+    async dashboardLink(ttlMs, user) {
+      if (!config) throw new UsageError("dashboard-link needs the coordinator's config (its address)")
+      const admins = (await store.listUsers()).filter((u) => u.role === "admin")
+      const name = user ?? (admins.length === 1 ? admins[0].name : undefined)
+      if (!name)
+        throw new UsageError(
+          admins.length
+            ? `several admin identities exist (${admins.map((u) => u.name).join(", ")}): choose one with --user NAME`
+            : "no admin identity exists yet: add one first (dffmpeg admin users add NAME --role admin)",
+        )
+      if (!admins.some((u) => u.name === name)) throw new NotFoundError(`no admin identity ${name}`)
+      const at = now()
+      const token = await createSignInLink(store, name, ttlMs, at)
+      return { url: signInUrl(dashboardBase(config, listenOrigin(config)), token), user: name, expiresAt: at + ttlMs }
+    },
 
     async listWorkers() {
       const loads = await store.workerLoads()
