@@ -180,9 +180,7 @@ export function waitReasons(
     if (!up.length) {
       out.set(
         job.id,
-        draining.length
-          ? `draining: no worker takes new jobs (${names(draining)} draining)`
-          : "no worker online",
+        draining.length ? `draining: no worker takes new jobs (${names(draining)} draining)` : "no worker online",
       )
       continue
     }
@@ -218,7 +216,11 @@ export function waitReasons(
   return out
 }
 
-const names = (ws: Worker[]) => ws.slice(0, 3).map((w) => w.id).join(", ") + (ws.length > 3 ? ", ..." : "")
+const names = (ws: Worker[]) =>
+  ws
+    .slice(0, 3)
+    .map((w) => w.id)
+    .join(", ") + (ws.length > 3 ? ", ..." : "")
 
 type NameSets = Record<"encoder" | "decoder" | "hwaccel" | "hw device" | "filter" | "muxer" | "demuxer", Set<string>>
 const setsOf = new WeakMap<ToolCapabilities, NameSets>()

@@ -284,7 +284,10 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     const wait = throttle.wait(ip, "(sign-in link)")
     if (wait > 0) {
       c.header("Retry-After", String(Math.ceil(wait / 1000)))
-      return c.html(linkRefused("Too many refused sign-in links from this address: wait a little, then try a new one."), 429)
+      return c.html(
+        linkRefused("Too many refused sign-in links from this address: wait a little, then try a new one."),
+        429,
+      )
     }
     const user = await useSignInLink(store, token, now())
     const expiresAt = Math.floor((now() + config.dashboard_session_hours * 3600_000) / 1000) * 1000

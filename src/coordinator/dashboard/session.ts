@@ -203,7 +203,8 @@ export async function useSignInLink(
 
 /** Where the dashboard is: `dashboard_url`, else `origin` (the address a request reached) with `path_base`. */
 export function dashboardBase(config: { dashboard_url?: string; path_base: string }, origin: string): string {
-  if (config.dashboard_url) return config.dashboard_url.endsWith("/") ? config.dashboard_url : `${config.dashboard_url}/`
+  if (config.dashboard_url)
+    return config.dashboard_url.endsWith("/") ? config.dashboard_url : `${config.dashboard_url}/`
   const base = config.path_base.replace(/^\/+|\/+$/g, "")
   return `${origin.replace(/\/+$/, "")}/${base ? `${base}/` : ""}`
 }

@@ -251,9 +251,7 @@ export async function readState(deps: {
   return {
     version: VERSION,
     now,
-    workers: shownWorkers(workers, now).map((w) =>
-      workerView(w, lanes.get(w.id)?.transcode ?? 0, now, deps.staleMs),
-    ),
+    workers: shownWorkers(workers, now).map((w) => workerView(w, lanes.get(w.id)?.transcode ?? 0, now, deps.staleMs)),
     jobs: {
       active: active.map((j) => ({ ...jobSummary(j), waiting: waiting.get(j.id) ?? null })),
       recent: recent.map(jobSummary),
@@ -347,7 +345,12 @@ export const HOUR_MS = 3600_000
 export async function readThroughput(store: Store, now: number): Promise<{ hours: ThroughputHour[] }> {
   const first = Math.floor(now / HOUR_MS) * HOUR_MS - 23 * HOUR_MS
   const rows = await store.throughput(first, HOUR_MS)
-  const hours = Array.from({ length: 24 }, (_, i) => ({ at: first + i * HOUR_MS, completed: 0, failed: 0, canceled: 0 }))
+  const hours = Array.from({ length: 24 }, (_, i) => ({
+    at: first + i * HOUR_MS,
+    completed: 0,
+    failed: 0,
+    canceled: 0,
+  }))
   for (const r of rows) {
     const h = hours[Math.round((r.at - first) / HOUR_MS)]
     if (h) h[r.status] += r.count

@@ -313,7 +313,10 @@ export const CoordinatorConfig = v.object({
     v.pipe(
       v.string(),
       v.maxLength(2048),
-      v.check((s) => /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(s), "must be an http:// or https:// URL without ? or #"),
+      v.check(
+        (s) => /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(s),
+        "must be an http:// or https:// URL without ? or #",
+      ),
     ),
   ),
   /** Peers that may scrape /metrics (default: loopback and private ranges). */

@@ -142,7 +142,11 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
       const size = sql.lit(Math.max(1, Math.floor(bucketMs)))
       const rows = await db
         .selectFrom("jobs")
-        .select([sql<number>`finished_at - (finished_at % ${size})`.as("bucket"), "status", sql<number>`count(*)`.as("n")])
+        .select([
+          sql<number>`finished_at - (finished_at % ${size})`.as("bucket"),
+          "status",
+          sql<number>`count(*)`.as("n"),
+        ])
         .where("finished_at", ">=", since)
         .where("status", "in", ["completed", "failed", "canceled"])
         .groupBy([sql`finished_at - (finished_at % ${size})`, "status"])

@@ -103,8 +103,7 @@ export function localBackend(
     // The coordinator's own cancel, by an administrator without an identity (no key is needed here).
     cancelJob: (id) => cancelJob(store, id, { name: null }, now()),
 
-    retryJob: (id) =>
-      retryJob(store, id, { name: null }, now(), (config?.scheduling.aging_seconds ?? 0) * 1000),
+    retryJob: (id) => retryJob(store, id, { name: null }, now(), (config?.scheduling.aging_seconds ?? 0) * 1000),
     async dashboardLink(ttlMs, user) {
       if (!config) throw new UsageError("dashboard-link needs the coordinator's config (its address)")
       const admins = (await store.listUsers()).filter((u) => u.role === "admin")

@@ -17,7 +17,8 @@ export function ttlArg(raw: string | undefined): number {
   if (raw === undefined) return LINK_TTL_MS
   const m = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(raw.trim())
   const ms = m ? Number(m[1]) * { s: 1000, m: 60_000, h: 3600_000 }[(m[2] ?? "s") as "s" | "m" | "h"] : NaN
-  if (!(ms >= 10_000 && ms <= MAX_LINK_TTL_MS)) throw new UsageError("--ttl must be from 10s to 24h (e.g. 90s, 10m, 2h)")
+  if (!(ms >= 10_000 && ms <= MAX_LINK_TTL_MS))
+    throw new UsageError("--ttl must be from 10s to 24h (e.g. 90s, 10m, 2h)")
   return Math.round(ms)
 }
 
