@@ -3,7 +3,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import { createMiddleware } from "hono/factory"
 import * as v from "valibot"
 import { AuthError, InvalidError, NotFoundError, ThrottledError } from "../../shared/errors.ts"
-import { isName } from "../../shared/ids.ts"
+import { isName, isUlid } from "../../shared/ids.ts"
 import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
 import { TERMINAL, issueLines, type JobStatus } from "../../shared/protocol/schemas.ts"
 import { connectionsOf, type Deps } from "../api/app.ts"
@@ -68,7 +68,8 @@ const LOG_CHUNKS = 100_000
 /** A refusal shown as a page, not JSON: what a browser that followed a link sees. */
 const linkRefused = (message: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>dffmpeg: sign-in link refused</title><link rel="stylesheet" href="../assets/app.css"></head>
+<title>dffmpeg: sign-in link refused</title><link rel="icon" type="image/svg+xml" href="../assets/favicon.svg">
+<link rel="stylesheet" href="../assets/app.css"></head>
 <body><main id="view"><section class="card center"><h2>Sign-in link refused</h2>
 <p class="muted" id="link-refused">${message}</p>
 <p><a class="btn" href="../">Open the dashboard</a></p></section></main></body></html>`
@@ -330,7 +331,10 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
       q.text = text
     }
     const before = c.req.query("before")
-    if (before) q.before = jobId(before)
+    if (before) {
+      if (!isUlid(before)) throw new InvalidError("before must be a job id (the `next` of the previous page)")
+      q.before = before
+    }
     const limit = c.req.query("limit")
     if (limit !== undefined) {
       const n = Number(limit)

@@ -1,5 +1,5 @@
 import { generateKey } from "../../../shared/auth/hmac.ts"
-import { NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { NotFoundError, UnavailableError, UsageError } from "../../../shared/errors.ts"
 import { followOutput } from "../../../shared/follow.ts"
 import { pause } from "../../../shared/pause.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
@@ -21,12 +21,25 @@ export async function openLocalBackend(file: string): Promise<AdminBackend> {
   return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes, config)
 }
 
-/** Where this config's coordinator listens, as a browser on another host would write it. */
-export function listenOrigin(config: Pick<CoordinatorConfig, "host" | "port" | "tls">): string {
-  const wildcard = config.host === "0.0.0.0" || config.host === "::" || config.host === ""
-  const host = wildcard ? hostname() : config.host
+/**
+ * Where the coordinator listens, as a browser on another host would write it: the address a running
+ * coordinator on this database registered (`listened`, the most recently seen one; it knows its real
+ * port when the config says 0), else host and port from its config. A wildcard address becomes this
+ * host's name.
+ */
+export function listenOrigin(config: Pick<CoordinatorConfig, "host" | "port" | "tls">, listened?: string): string {
+  const wild = /^(0\.0\.0\.0|::|\[::\]|)$/
+  if (listened) {
+    const u = new URL(listened)
+    if (wild.test(u.hostname)) u.hostname = hostname()
+    return u.origin
+  }
+  const host = wild.test(config.host) ? hostname() : config.host
   return `${config.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.port}`
 }
+
+/** Coordinators seen this recently count as running (they refresh their row every few seconds). */
+const RUNNING_MS = 5 * 60_000
 
 /**
  * `AdminBackend` on the coordinator's own database (bootstrap on its host; no key needed). Changes are
@@ -116,8 +129,14 @@ export function localBackend(
         )
       if (!admins.some((u) => u.name === name)) throw new NotFoundError(`no admin identity ${name}`)
       const at = now()
+      const running = config.dashboard_url ? undefined : (await store.listCoordinators(at - RUNNING_MS))[0]?.url
+      if (!config.dashboard_url && !running && config.port === 0)
+        throw new UnavailableError(
+          "no running coordinator on this database says where it listens, and its config has port 0: start it, or set dashboard_url",
+        )
       const token = await createSignInLink(store, name, ttlMs, at)
-      return { url: signInUrl(dashboardBase(config, listenOrigin(config)), token), user: name, expiresAt: at + ttlMs }
+      const base = dashboardBase(config, listenOrigin(config, running ?? undefined))
+      return { url: signInUrl(base, token), user: name, expiresAt: at + ttlMs }
     },
 
     async listWorkers() {

@@ -532,7 +532,7 @@ function workerRow(first) {
   const host = cell("Host")
   const hostText = h("div", { class: "small host-load" })
   host.append(hostText)
-  const paths = cell("Paths", "mono")
+  const paths = cell("Paths", "mono paths")
   const version = cell("Version")
   const seen = cell("Last seen", "nowrap")
   const actions = cell("", "actions")
