@@ -604,6 +604,19 @@ describe("console", () => {
     expect((await h.request(`/dashboard/link?token=${gone}`)).status).toBe(410)
   })
 
+  test("refused links are throttled per address: a flood from one address does not lock out another", async () => {
+    const h = await harness()
+    await h.addUser("boss", "admin")
+    const bad = `/dashboard/link?token=${"A".repeat(43)}`
+    for (let i = 0; i < 5; i++) expect((await h.request(bad, { ip: "10.0.0.9" })).status).toBe(410)
+    const held = await h.request(bad, { ip: "10.0.0.9" })
+    expect(held.status).toBe(429)
+    expect(Number(held.headers.get("retry-after"))).toBeGreaterThan(0)
+    const { createSignInLink } = await import("./session.ts")
+    const token = await createSignInLink(h.store, "boss", 60_000, Date.now())
+    expect((await h.request(`/dashboard/link?token=${token}`, { ip: "10.0.0.10" })).status).toBe(303)
+  })
+
   test("finished jobs page by keyset with search and filters; failed ones carry their last stderr lines", async () => {
     const h = await harness()
     const a = await ended(h, { args: ["-i", "$Media/alpha.mkv", "out.mp4"] }, 0)

@@ -282,7 +282,10 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     c.header("Cache-Control", "no-store")
     const ip = peerAddress(c, trusted) ?? "-"
     const token = c.req.query("token") ?? ""
-    const wait = throttle.wait(ip, "(sign-in link)")
+    // Per address only (the name key is the address too): a token is 256 random bits, not guessable, so
+    // what this stops is a flood; a shared key would let one address lock every link out.
+    const who = `(sign-in link) ${ip}`
+    const wait = throttle.wait(ip, who)
     if (wait > 0) {
       c.header("Retry-After", String(Math.ceil(wait / 1000)))
       return c.html(
@@ -294,7 +297,7 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     const expiresAt = Math.floor((now() + config.dashboard_session_hours * 3600_000) / 1000) * 1000
     const cookie = user && issueSession(user.name, user.key, expiresAt)
     if (!user || !cookie) {
-      throttle.failed(ip, "(sign-in link)")
+      throttle.failed(ip, who)
       log.warn("dashboard sign-in link refused", { ip })
       return c.html(
         linkRefused(

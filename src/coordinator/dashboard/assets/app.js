@@ -941,8 +941,9 @@ async function loadThroughput() {
 
 /** 24 stacked bars, one per hour (oldest left): completed, failed, canceled. */
 function renderChart(hours) {
-  const W = 720
-  const H = 160
+  // Drawn at the width it is shown at, so that its text keeps its size from a phone to a wide screen.
+  const W = Math.max(300, Math.round($("chart").clientWidth || 720))
+  const H = 150
   const pad = { left: 30, right: 6, top: 8, bottom: 22 }
   const kinds = ["completed", "failed", "canceled"]
   const max = Math.max(1, ...hours.map((x) => x.completed + x.failed + x.canceled))
@@ -990,11 +991,18 @@ function renderChart(hours) {
       base += hr[k]
     }
     root.append(g)
-    if (i % 6 === 0 || i === hours.length - 1)
+    // The first and last labels are anchored inside the plot so that neither is cut at an edge.
+    const last = i === hours.length - 1
+    if ((i % (W < 600 ? 8 : 4) === 0 && i < hours.length - 3) || last)
       root.append(
         svg(
           "text",
-          { x: x + slot / 2, y: H - 6, class: "axis", "text-anchor": "middle" },
+          {
+            x: last ? W - pad.right : i === 0 ? pad.left : x + slot / 2,
+            y: H - 6,
+            class: "axis",
+            "text-anchor": last ? "end" : i === 0 ? "start" : "middle",
+          },
           new Date(hr.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
         ),
       )
