@@ -141,7 +141,11 @@ export function adminRoutes(deps: Deps) {
     const name = c.get("principal").name
     const token = await createSignInLink(store, name, ttlSeconds * 1000, at)
     log.info("dashboard sign-in link issued", { user: name, ttlSeconds })
-    const base = dashboardBase(deps.config, new URL(c.req.url).origin)
+    const reached = new URL(c.req.url)
+    // A request tunnelled through a broker has no address of its own (a reserved `.invalid` host): the
+    // address a running coordinator on this database registered stands in for it.
+    const listed = reached.hostname.endsWith(".invalid") ? (await store.listCoordinators(at - 300_000))[0]?.url : null
+    const base = dashboardBase(deps.config, listed ?? reached.origin)
     return c.json({ url: signInUrl(base, token), user: name, expiresAt: at + ttlSeconds * 1000 }, 201)
   })
 
