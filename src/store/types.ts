@@ -97,7 +97,8 @@ export interface JobFilter {
   /** Only jobs older than this job id (paging newest-first listings). */
   before?: string
   /**
-   * Only jobs whose arguments contain this text, case-insensitively, as a plain substring (no wildcards):
+   * Only jobs whose arguments contain this text as a plain substring (no wildcards), case-insensitively
+   * as the database's lower() folds (SQLite: ASCII letters only):
    * matched in the first ARGS_HEAD_CHARS characters of the arguments' JSON the row keeps (store/sql/migrations.ts).
    */
   text?: string
