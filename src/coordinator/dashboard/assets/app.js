@@ -800,11 +800,25 @@ function renderOverview() {
   if (key !== app.finishedKey) {
     const first = app.finishedKey === ""
     app.finishedKey = key
-    if (!first) {
-      if (app.finished.page === 0) loadFinished()
-      loadThroughput()
-    }
+    if (!first) refreshFinished()
   }
+}
+
+/** Fewest milliseconds between two reloads of the finished list and the chart while jobs keep finishing. */
+const FINISHED_GAP_MS = 2000
+let finishedAt = 0
+let finishedTimer = 0
+
+/** Reloads the list's first page (not an older one: keyset pages do not move) and the chart, at most every FINISHED_GAP_MS. */
+function refreshFinished() {
+  if (finishedTimer) return
+  const run = () => {
+    finishedTimer = 0
+    finishedAt = Date.now()
+    if (app.finished.page === 0) loadFinished()
+    loadThroughput()
+  }
+  finishedTimer = setTimeout(run, Math.max(0, finishedAt + FINISHED_GAP_MS - Date.now()))
 }
 
 // ---------------------------------------------------------------- finished jobs: filter and pages
