@@ -3,6 +3,8 @@ import { ConflictError, NotFoundError } from "../shared/errors.ts"
 import type { Logger } from "../shared/log.ts"
 import { isTerminal, type Job } from "../shared/protocol/schemas.ts"
 import type { Store } from "../store/types.ts"
+import { newId } from "../shared/ids.ts"
+import { queueKey } from "./priorities.ts"
 
 /** Who cancels, as the job's timeline and error say it: `canceled by <name>[ from the <from>]`. */
 export interface Canceler {
@@ -73,5 +75,35 @@ export async function cancelJob(
     by: by.name ?? "an administrator",
     ...(by.from ? { from: by.from } : {}),
   })
+  return done
+}
+
+/**
+ * Submits a failed detached job again as a new job (a new id, the same command, requester and placement,
+ * queued now by its priority: `agingMs` is `scheduling.aging_seconds`), the one way the dashboard and
+ * `dffmpeg admin jobs retry` do it; both timelines name the other. NotFoundError for an unknown job,
+ * ConflictError (409) for one that did not fail, was attached (its caller followed it and is gone: a
+ * re-run would have nobody to hand its output to) or read its caller's stdin (not kept).
+ */
+export async function retryJob(
+  store: Store,
+  id: string,
+  by: Canceler,
+  now: number,
+  agingMs: number,
+  opts: { log?: Logger } = {},
+): Promise<Job> {
+  const job = await store.getJob(id)
+  if (!job) throw new NotFoundError(`no job ${id}`)
+  const refuse = (why: string) => new ConflictError(`job ${id} cannot be retried: ${why}`, { status: job.status })
+  if (job.status !== "failed") throw refuse(`only a failed job can be, and it is ${job.status}`)
+  if (job.attached) throw refuse("it was attached (only a detached job can be submitted again)")
+  if (job.stdin) throw refuse("it read its caller's stdin, which is not kept")
+  const who = `${by.name ?? "an administrator"}${by.from ? ` from the ${by.from}` : ""}`
+  const fresh = { id: newId(), queueKey: queueKey(job.lane, job.priority, now, agingMs) }
+  const done = await store.retryJob(id, fresh, who, now)
+  // Changed between the two reads (pruned, or it was not failed any more): say what it is now.
+  if (!done) throw refuse("it changed meanwhile")
+  opts.log?.info("job retried", { job: id, as: done.id, by: who })
   return done
 }

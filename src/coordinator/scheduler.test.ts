@@ -17,6 +17,8 @@ import {
   pinNow,
   unrunnable,
   WAIT,
+  waitReasons,
+  type Waiting,
 } from "./scheduler.ts"
 import { queueKey } from "./priorities.ts"
 import type { Priority } from "../shared/protocol/capabilities.ts"
@@ -980,5 +982,96 @@ describe("createScheduler", () => {
       what: "the pinned job placed on the other worker",
     })
     await gone.idle()
+  })
+})
+
+describe("waitReasons: why a queued job waits, by the scheduler's rules", () => {
+  const live = { now: 100_000, staleMs: 30_000 }
+  const on = (id: string, over: Partial<Worker> = {}) => worker(id, { lastSeen: 100_000, ...over })
+  const job = (id: string, over: Partial<Waiting> = {}): Waiting => ({
+    id,
+    binary: "ffmpeg",
+    paths: [],
+    lane: "transcode",
+    queueKey: 1000,
+    needs: NO_NEEDS,
+    ...over,
+  })
+  const loads = (entries: [string, number, number?][]) =>
+    new Map(entries.map(([id, transcode, probe]) => [id, { transcode, probe: probe ?? 0 }]))
+  const reasons = (jobs: Waiting[], workers: Worker[], l = loads([])) =>
+    Object.fromEntries(waitReasons(jobs, workers, l, live))
+
+  test("no worker at all, or only silent and offline ones: no worker online", () => {
+    expect(reasons([job("A")], [])).toEqual({ A: "no worker online" })
+    expect(reasons([job("A")], [on("w1", { lastSeen: 1 }), on("w2", { status: "offline" })])).toEqual({
+      A: "no worker online",
+    })
+  })
+
+  test("every live worker draining: draining, naming them", () => {
+    expect(reasons([job("A")], [on("w1", { status: "draining" })])).toEqual({
+      A: "draining: no worker takes new jobs (w1 draining)",
+    })
+  })
+
+  test("the only worker that could run it drains while another serves: draining, naming it", () => {
+    const nv = toolCaps({ encoders: ["libx264", "h264_nvenc"] })
+    const workers = [
+      on("cpu", { tools: { ffmpeg: toolCaps() } }),
+      on("gpu", { status: "draining", tools: { ffmpeg: nv } }),
+    ]
+    const a = job("A", { needs: { ...NO_NEEDS, encoders: ["h264_nvenc"] } })
+    expect(reasons([a], workers)).toEqual({ A: "draining: only gpu can run it" })
+  })
+
+  test("what no worker has, and a missing path variable, as the janitor words them", () => {
+    const workers = [on("w1", { tools: { ffmpeg: toolCaps() } })]
+    const a = job("A", { needs: { ...NO_NEEDS, encoders: ["h264_nvenc"] } })
+    const b = job("B", { paths: ["Movies"] })
+    expect(reasons([a, b], workers)).toEqual({
+      A: "no online worker has encoder h264_nvenc",
+      B: "no online worker can run it (needs ffmpeg, $Movies)",
+    })
+  })
+
+  test("every slot of the workers that can run it busy: all N slots busy, and the jobs ahead", () => {
+    const workers = [on("w1", { maxJobs: 2 }), on("w2", { maxJobs: 1 })]
+    const busy = loads([
+      ["w1", 2],
+      ["w2", 1],
+    ])
+    expect(reasons([job("B", { queueKey: 2000 }), job("A")], workers, busy)).toEqual({
+      A: "all 3 slots busy",
+      B: "all 3 slots busy, behind 1 higher-priority job",
+    })
+    // Probes have slots of their own: a probe is not held up by busy transcode slots.
+    expect(reasons([job("P", { lane: "probe" })], workers, busy)).toEqual({
+      P: "a slot is free: the next scheduling pass assigns it",
+    })
+    expect(reasons([job("P", { lane: "probe" })], [on("w1", { maxProbeJobs: 1 })], loads([["w1", 0, 1]]))).toEqual({
+      P: "all 1 probe slot busy",
+    })
+  })
+
+  test("jobs ahead count only when a worker able to run this one could run them too", () => {
+    const workers = [on("w1", { paths: ["Movies"] })]
+    const jobs = [
+      job("A", { queueKey: 1 }),
+      job("B", { queueKey: 2, paths: ["Music"] }),
+      job("C", { queueKey: 3 }),
+      job("D", { queueKey: 3, lane: "probe" }),
+    ]
+    const r = reasons(jobs, workers)
+    expect(r.A).toBe("a slot is free: the next scheduling pass assigns it")
+    expect(r.C).toBe("behind 1 higher-priority job")
+    expect(r.D).toBe("a slot is free: the next scheduling pass assigns it")
+  })
+
+  test("a job pinned to a worker whose poll is closed waits for it", () => {
+    const workers = [on("ref", { pollClosedAt: 99_000 }), on("w2")]
+    expect(reasons([job("A", { pin: "ref", lane: "probe" })], workers)).toEqual({
+      A: "waiting for its pinned worker ref to poll again",
+    })
   })
 })

@@ -1,7 +1,7 @@
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Logger } from "../shared/log.ts"
 import type { Store } from "../store/index.ts"
-import type { QueueCursor } from "../store/types.ts"
+import type { LaneLoad, QueueCursor } from "../store/types.ts"
 import { deviceOf, NO_NEEDS, type JobNeeds, type Lane, type ToolCapabilities } from "../shared/protocol/capabilities.ts"
 import { NO_CAPABLE_WORKER } from "../shared/protocol/fallback.ts"
 
@@ -148,6 +148,79 @@ export function unrunnable(job: Eligible, workers: Worker[], live: Liveness): st
   ].join(", ")
   return `${NO_CAPABLE_WORKER} can run it (needs ${need})`
 }
+
+/** What `waitReasons` reads of a queued job. */
+export type Waiting = Eligible & Pick<Job, "id" | "lane" | "queueKey">
+
+/**
+ * Why each queued job of `jobs` is still waiting, in a few words, by the rules the scheduler places jobs
+ * by (`serving`, `eligible`, `unrunnable`, `pinNow`, `slots`) and the queue's order (lowest queue key,
+ * then id, per lane): `no worker online`, `draining: ...`, what no worker has (`unrunnable`), `waiting
+ * for its pinned worker w1 to poll`, `all N slots busy`, `behind N higher-priority jobs` (jobs ahead of it
+ * in its lane that a worker able to run it could run too). Only jobs among `jobs` count as ahead: the
+ * dashboard passes the queued jobs it lists (at most 200).
+ */
+export function waitReasons(
+  jobs: Waiting[],
+  workers: Worker[],
+  loads: Map<string, LaneLoad>,
+  live: Liveness,
+): Map<string, string> {
+  const out = new Map<string, string>()
+  const up = workers.filter((w) => serving(w, live))
+  const heard = (w: Worker) => live.now - w.lastSeen < live.staleMs
+  const draining = workers.filter((w) => w.status === "draining" && heard(w))
+  const candidates: Candidate[] = up.map((worker) => ({
+    worker,
+    load: loads.get(worker.id)?.transcode ?? 0,
+    probes: loads.get(worker.id)?.probe ?? 0,
+  }))
+  const order = [...jobs].sort((a, b) => a.queueKey - b.queueKey || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  for (const job of order) {
+    if (!up.length) {
+      out.set(
+        job.id,
+        draining.length ? `draining: no worker takes new jobs (${names(draining)} draining)` : "no worker online",
+      )
+      continue
+    }
+    const why = unrunnable(job, workers, live)
+    if (why) {
+      // The workers that could run it are draining: they will again once undrained.
+      const could = draining.filter((w) => eligible(job, { ...w, status: "online" }, live))
+      out.set(job.id, could.length ? `draining: only ${names(could)} can run it` : why)
+      continue
+    }
+    const placed = lapsedPin(job, up)
+    const able = candidates.filter((c) => eligible(placed, c.worker, live))
+    if (pinNow(placed, candidates) === WAIT) {
+      out.set(job.id, `waiting for its pinned worker ${placed.pin} to poll again`)
+      continue
+    }
+    const ahead = order.filter(
+      (o) =>
+        o.lane === job.lane &&
+        (o.queueKey < job.queueKey || (o.queueKey === job.queueKey && o.id < job.id)) &&
+        able.some((c) => eligible(lapsedPin(o, up), c.worker, live)),
+    ).length
+    const behind = ahead ? `behind ${ahead} higher-priority job${ahead === 1 ? "" : "s"}` : ""
+    const lanes = able.map((c) => slots(c, job.lane))
+    if (lanes.every((l) => l.used >= l.total)) {
+      const total = lanes.reduce((n, l) => n + l.total, 0)
+      const kind = job.lane === "probe" ? " probe" : ""
+      out.set(job.id, `all ${total}${kind} slot${total === 1 ? "" : "s"} busy${behind ? `, ${behind}` : ""}`)
+      continue
+    }
+    out.set(job.id, behind || "a slot is free: the next scheduling pass assigns it")
+  }
+  return out
+}
+
+const names = (ws: Worker[]) =>
+  ws
+    .slice(0, 3)
+    .map((w) => w.id)
+    .join(", ") + (ws.length > 3 ? ", ..." : "")
 
 type NameSets = Record<"encoder" | "decoder" | "hwaccel" | "hw device" | "filter" | "muxer" | "demuxer", Set<string>>
 const setsOf = new WeakMap<ToolCapabilities, NameSets>()

@@ -96,7 +96,21 @@ export interface JobFilter {
   since?: number
   /** Only jobs older than this job id (paging newest-first listings). */
   before?: string
+  /**
+   * Only jobs whose arguments contain this text as a plain substring (no wildcards), case-insensitively
+   * as the database's lower() folds (SQLite: ASCII letters only):
+   * matched in the first ARGS_HEAD_CHARS characters of the arguments' JSON the row keeps (store/sql/migrations.ts).
+   */
+  text?: string
   limit?: number
+}
+
+/** Finished jobs of one hour (or bucket) and outcome, counted by the database (`Store.throughput`). */
+export interface ThroughputRow {
+  /** Start of the bucket (ms, a multiple of the bucket's length). */
+  at: number
+  status: "completed" | "failed" | "canceled"
+  count: number
 }
 
 /**
@@ -345,6 +359,13 @@ export interface Store {
    */
   answerJob(id: string, answer: Answer, reason: string, now: number): Promise<Job | undefined>
   getJob(id: string): Promise<Job | undefined>
+  /**
+   * A failed detached job submitted again as the new job `fresh` (same command, requester and
+   * placement, a new id and queue key), in one transaction: the new job's timeline says `retry of <id>`
+   * and the old one's gains `retried as <new id>`. Undefined (nothing written) when the job is not
+   * failed or not detached (another retry or a prune may have changed it), or is unknown.
+   */
+  retryJob(id: string, fresh: { id: string; queueKey: number }, by: string, now: number): Promise<Job | undefined>
   listJobs(filter: JobFilter): Promise<Job[]>
   /** How many of `requester`'s jobs are queued, assigned and running (submission quotas), counted by the database. */
   activeJobCounts(requester: string): Promise<ActiveCounts>
@@ -443,6 +464,19 @@ export interface Store {
     maxBytes: number,
   ): Promise<{ rows: StreamRow[]; truncated: boolean }>
   stats(): Promise<Stats>
+  /** Jobs finished at or after `since`, counted per `bucketMs` (a whole number of ms) and outcome: one grouped read. */
+  throughput(since: number, bucketMs: number): Promise<ThroughputRow[]>
+  /**
+   * Stores a one-time dashboard sign-in link for `user`: only the SHA-256 of its token (`hash`, hex), so
+   * every coordinator on the database accepts it and a copy of the database cannot be used to sign in.
+   * Links that expired by `now` are deleted at the same time.
+   */
+  addSignInLink(hash: string, user: string, expiresAt: number, now: number): Promise<void>
+  /**
+   * Uses up a sign-in link: deletes it and answers its user, once, when it exists and has not expired;
+   * undefined otherwise (already used, expired, unknown). Of two racing uses only one gets the user.
+   */
+  takeSignInLink(hash: string, now: number): Promise<string | undefined>
   /** Appends to the job's downlink (idempotent by sequence number). False if the job is unknown. */
   appendInput(id: string, chunks: InputChunk[]): Promise<boolean>
   readInput(id: string, after: number, limit: number): Promise<InputRow[]>

@@ -1935,6 +1935,148 @@ export function testStore(name: string, open: () => Store | Promise<Store>, peer
       })
     })
 
+    describe("dashboard console: finished jobs search, throughput, sign-in links, retry", () => {
+      /** A job ended `status` at `at` (completed: exit 0; failed: exit 1; canceled before it ran). */
+      const ended = async (
+        id: string,
+        status: "completed" | "failed" | "canceled",
+        at: number,
+        over: Partial<NewJob> = {},
+      ) => {
+        if (status === "canceled") {
+          await store.createJob(newJob(id, { stdin: false, ...over }), at - 5)
+          return store.requestCancel(id, "x", at)
+        }
+        await job(id, { stdin: false, ...over }, "w1", true, at - 5)
+        const code = status === "completed" ? ok0 : { code: 1, signal: null }
+        return (await store.appendOutput(id, "w1", 1, [out(1, `${id} said no\n`, "stderr")], code, at)).job
+      }
+
+      test("a text search matches a substring of the arguments, any case, with LIKE's wildcards taken literally", async () => {
+        const at = T0 + 100
+        await ended("01J0000000000000000000000A", "completed", at, { args: ["-i", "$Movies/Holiday 2024.mkv"] })
+        await ended("01J0000000000000000000000B", "failed", at, { args: ["-i", "$Movies/100%_done.mkv"] })
+        await ended("01J0000000000000000000000C", "completed", at, { args: ["-i", '$Movies/say "hi" \\ o!.mkv'] })
+        await ended("01J0000000000000000000000D", "completed", at, { args: ["-i", "$Movies/1000_done.mkv"] })
+        await ended("01J0000000000000000000000E", "completed", at, { args: ["-i", "$Movies/Ärger über Ökö.mkv"] })
+        const ids = async (text: string, more = {}) =>
+          (await store.listJobSummaries({ statuses: ["completed", "failed", "canceled"], text, ...more })).map((j) =>
+            j.id.slice(-1),
+          )
+        expect(await ids("holiday")).toEqual(["A"])
+        expect(await ids("HOLIDAY 2024")).toEqual(["A"])
+        // `%` and `_` are the text itself, not wildcards: "100%_" is only in B.
+        expect(await ids("100%_")).toEqual(["B"])
+        expect(await ids("0_d")).toEqual(["D"])
+        expect(await ids("%")).toEqual(["B"])
+        // Quotes, a backslash and the escape character, as typed (the row keeps them JSON-escaped).
+        expect(await ids('"hi" \\ o!')).toEqual(["C"])
+        // Letters beyond ASCII match as typed on every engine (SQLite folds the case of ASCII only).
+        expect(await ids("Ärger über")).toEqual(["E"])
+        expect(await ids("Ökö.MKV")).toEqual(["E"])
+        expect(await ids(".mkv")).toEqual(["E", "D", "C", "B", "A"])
+        expect(await ids(".mkv", { status: "failed" })).toEqual(["B"])
+        expect(await ids("nothing like it")).toEqual([])
+      })
+
+      test("finished jobs page newest first by id (keyset): each page continues where the last ended", async () => {
+        for (let i = 0; i < 7; i++)
+          await ended(`01J000000000000000000000${i}Z`, i % 3 ? "completed" : "failed", T0 + 100 + i)
+        await store.createJob(newJob("01J0000000000000000000009Q"), T0)
+        const page = (before?: string) =>
+          store.listJobSummaries({ statuses: ["completed", "failed", "canceled"], before, limit: 3 })
+        const seen: string[] = []
+        let before: string | undefined
+        for (;;) {
+          const rows = await page(before)
+          seen.push(...rows.map((j) => j.id[24]))
+          if (rows.length < 3) break
+          before = rows[rows.length - 1].id
+        }
+        expect(seen).toEqual(["6", "5", "4", "3", "2", "1", "0"])
+        expect(
+          (await store.listJobSummaries({ statuses: ["failed"], worker: "w1", requester: "alice" })).map(
+            (j) => j.id[24],
+          ),
+        ).toEqual(["6", "3", "0"])
+      })
+
+      test("throughput counts finished jobs per bucket and outcome in one grouped read", async () => {
+        const H = 3_600_000
+        const h0 = Math.floor(T0 / H) * H + 10 * H
+        await ended("t1", "completed", h0 + 5)
+        await ended("t2", "completed", h0 + H - 1)
+        await ended("t3", "failed", h0 + 10)
+        await ended("t4", "completed", h0 + 2 * H)
+        await ended("t5", "canceled", h0 + 2 * H + 7)
+        await ended("t6", "completed", h0 - 1)
+        await store.createJob(newJob("t7"), h0 + 1)
+        expect(await store.throughput(h0, H)).toEqual([
+          { at: h0, status: "completed", count: 2 },
+          { at: h0, status: "failed", count: 1 },
+          { at: h0 + 2 * H, status: "canceled", count: 1 },
+          { at: h0 + 2 * H, status: "completed", count: 1 },
+        ])
+        expect(await store.throughput(h0 + 3 * H, H)).toEqual([])
+      })
+
+      test("a sign-in link is taken once, only before it expires; expired ones are cleared by the next", async () => {
+        const hash = (c: string) => c.repeat(64)
+        await store.addSignInLink(hash("a"), "boss", T0 + 1000, T0)
+        await store.addSignInLink(hash("b"), "boss", T0 + 1000, T0)
+        expect(await store.takeSignInLink(hash("a"), T0 + 999)).toBe("boss")
+        expect(await store.takeSignInLink(hash("a"), T0 + 999)).toBeUndefined()
+        expect(await store.takeSignInLink(hash("c"), T0)).toBeUndefined()
+        // Expired: refused (and gone).
+        expect(await store.takeSignInLink(hash("b"), T0 + 1000)).toBeUndefined()
+        await store.addSignInLink(hash("d"), "boss", T0 + 1000, T0)
+        await store.addSignInLink(hash("e"), "root", T0 + 5000, T0 + 1000)
+        // Adding at T0 + 1000 deleted d, which expired then.
+        expect(await store.takeSignInLink(hash("d"), T0 + 10)).toBeUndefined()
+        expect(await store.takeSignInLink(hash("e"), T0 + 4999)).toBe("root")
+      })
+
+      test("retry: a failed detached job becomes a new queued job with the same command; both timelines say so", async () => {
+        const files = [{ arg: 3, content: "file '$Movies/a.mkv'\n" }]
+        await ended("r-failed", "failed", T0 + 50, { files, priority: "batch", retries: 2 })
+        const old = (await store.getJob("r-failed"))!
+        const fresh = await store.retryJob("r-failed", { id: "r-new", queueKey: T0 + 60 }, "boss", T0 + 60)
+        expect(fresh).toMatchObject({
+          id: "r-new",
+          status: "queued",
+          requester: old.requester,
+          binary: old.binary,
+          args: old.args,
+          paths: old.paths,
+          cwd: old.cwd,
+          priority: "batch",
+          retries: 2,
+          attached: false,
+          queueKey: T0 + 60,
+          epoch: 0,
+        })
+        expect((await store.getJob("r-new"))!.files).toEqual(files)
+        expect((await store.events("r-new")).map((e) => [e.status, e.reason])).toEqual([
+          ["queued", "retry of r-failed (by boss)"],
+        ])
+        expect((await store.events("r-failed")).at(-1)).toMatchObject({
+          status: "failed",
+          reason: "retried as r-new (by boss)",
+        })
+        expect((await store.getJob("r-failed"))!.status).toBe("failed")
+        // Only a failed detached job: completed, attached, queued and unknown ones write nothing.
+        await ended("r-done", "completed", T0 + 50)
+        await ended("r-attached", "failed", T0 + 50, { attached: true })
+        await store.createJob(newJob("r-queued"), T0)
+        for (const id of ["r-done", "r-attached", "r-queued", "r-unknown"])
+          expect(
+            await store.retryJob(id, { id: `${id}-2`.slice(0, 26), queueKey: T0 }, "boss", T0 + 70),
+          ).toBeUndefined()
+        expect(await store.getJob("r-done-2")).toBeUndefined()
+        expect((await store.events("r-done")).length).toBe(4)
+      })
+    })
+
     describe("coordinators", () => {
       const coordinator = (id: string, over: Partial<CoordinatorRow> = {}): CoordinatorRow => ({
         id,

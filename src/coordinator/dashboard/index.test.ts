@@ -558,6 +558,153 @@ function sseReader(res: Response) {
   }
 }
 
+describe("console", () => {
+  /** A job of client1 run on w1 and ended: exit 0 (completed) or 1 (failed), with `stderr` stored. */
+  async function ended(h: Harness, over: Partial<NewJob>, code: number, stderr = "") {
+    if (!(await h.store.getWorker("w1"))) await addWorker(h.store, "w1")
+    const job = await h.store.createJob(newJob({ stdin: false, ...over }), Date.now())
+    const a = await h.store.assign(job.id, "w1", Date.now())
+    await h.store.start(job.id, "w1", a!.epoch, Date.now())
+    const chunks = stderr ? [{ seq: 1, stream: "stderr" as const, data: new TextEncoder().encode(stderr) }] : []
+    await h.store.appendOutput(job.id, "w1", a!.epoch, chunks, { code, signal: null }, Date.now())
+    return job
+  }
+
+  test("a sign-in link signs in once: cookie and a redirect to the page, then 410; the token is never logged", async () => {
+    const h = await harness({ path_base: "/ff" })
+    await h.addUser("boss", "admin")
+    const { createSignInLink } = await import("./session.ts")
+    const token = await createSignInLink(h.store, "boss", 60_000, Date.now())
+    const first = await h.request(`/ff/dashboard/link?token=${token}`)
+    expect(first.status).toBe(303)
+    expect(first.headers.get("location")).toBe("../")
+    const cookie = cookieOf(first)
+    expect(cookie).toStartWith("dffmpeg_session=boss.")
+    expect(first.headers.get("set-cookie")).toContain("Path=/ff")
+    expect(await json(await h.request("/ff/dashboard/api/session", { headers: { Cookie: cookie } }))).toMatchObject({
+      user: "boss",
+    })
+    const second = await h.request(`/ff/dashboard/link?token=${token}`)
+    expect(second.status).toBe(410)
+    expect(second.headers.get("content-type")).toContain("text/html")
+    expect(await second.text()).toContain("already used, has expired or is not valid")
+    expect(second.headers.get("set-cookie")).toBeNull()
+    expect(h.logs.join("\n")).not.toContain(token)
+  })
+
+  test("an expired link, or one whose user is no longer an admin, is refused", async () => {
+    const h = await harness()
+    await h.addUser("boss", "admin")
+    const { createSignInLink } = await import("./session.ts")
+    const late = await createSignInLink(h.store, "boss", 60_000, Date.now())
+    h.advance(60_001)
+    expect((await h.request(`/dashboard/link?token=${late}`)).status).toBe(410)
+    const gone = await createSignInLink(h.store, "boss", 60_000, Date.now() + 60_001)
+    await h.store.removeUser("boss")
+    expect((await h.request(`/dashboard/link?token=${gone}`)).status).toBe(410)
+  })
+
+  test("refused links are throttled per address: a flood from one address does not lock out another", async () => {
+    const h = await harness()
+    await h.addUser("boss", "admin")
+    const bad = `/dashboard/link?token=${"A".repeat(43)}`
+    for (let i = 0; i < 5; i++) expect((await h.request(bad, { ip: "10.0.0.9" })).status).toBe(410)
+    const held = await h.request(bad, { ip: "10.0.0.9" })
+    expect(held.status).toBe(429)
+    expect(Number(held.headers.get("retry-after"))).toBeGreaterThan(0)
+    const { createSignInLink } = await import("./session.ts")
+    const token = await createSignInLink(h.store, "boss", 60_000, Date.now())
+    expect((await h.request(`/dashboard/link?token=${token}`, { ip: "10.0.0.10" })).status).toBe(303)
+  })
+
+  test("finished jobs page by keyset with search and filters; failed ones carry their last stderr lines", async () => {
+    const h = await harness()
+    const a = await ended(h, { args: ["-i", "$Media/alpha.mkv", "out.mp4"] }, 0)
+    const b = await ended(h, { args: ["-i", "$Media/beta.mkv", "out.mp4"] }, 1, "one\ntwo\n\nthree\nfour\nfive\n")
+    const c = await ended(h, { args: ["-i", "$Media/gamma.mkv", "out.mp4"], requester: "other" }, 0)
+    await h.store.createJob(newJob(), Date.now())
+    type Page = { jobs: { id: string; stderr?: string[] }[]; next: string | null }
+    const page = async (q: string) => json<Page>(await h.request(`/dashboard/api/finished?${q}`))
+    const first = await page("limit=2")
+    expect(first.jobs.map((j) => j.id)).toEqual([c.id, b.id])
+    expect(first.next).toBe(b.id)
+    expect(first.jobs[1].stderr).toEqual(["three", "four", "five"])
+    expect(first.jobs[0].stderr).toBeUndefined()
+    const last = await page(`limit=2&before=${first.next}`)
+    expect(last).toEqual({ jobs: [expect.objectContaining({ id: a.id })], next: null })
+    expect((await page("q=BETA")).jobs.map((j) => j.id)).toEqual([b.id])
+    expect((await page("status=completed")).jobs.map((j) => j.id)).toEqual([c.id, a.id])
+    expect((await page("requester=other&worker=w1")).jobs.map((j) => j.id)).toEqual([c.id])
+    for (const q of [
+      "limit=0",
+      "limit=201",
+      "limit=2.5",
+      "status=queued",
+      "worker=a%20b",
+      `q=${"x".repeat(201)}`,
+      "before=zz",
+    ]) {
+      const res = await h.request(`/dashboard/api/finished?${q}`)
+      expect({ q, status: res.status, code: (await errorOf(res)).error.code }).toEqual({
+        q,
+        status: 400,
+        code: "E_INVALID",
+      })
+    }
+  })
+
+  test("throughput: 24 hours, oldest first, counted by outcome", async () => {
+    const h = await harness()
+    await ended(h, {}, 0)
+    await ended(h, {}, 1)
+    const { hours } = await json<{ hours: { at: number; completed: number; failed: number; canceled: number }[] }>(
+      await h.request("/dashboard/api/throughput"),
+    )
+    expect(hours.length).toBe(24)
+    expect(hours[23].at).toBe(Math.floor(Date.now() / 3600_000) * 3600_000)
+    expect(hours[23]).toMatchObject({ completed: 1, failed: 1, canceled: 0 })
+    expect(hours.slice(0, 23).every((x) => x.completed + x.failed + x.canceled === 0)).toBe(true)
+  })
+
+  test("the log download is the stored stderr byte for byte, as an attachment", async () => {
+    const h = await harness()
+    const text = "frame=1\rframe=2\r\nérror: ünicode\n\u0000raw"
+    const job = await ended(h, {}, 1, text)
+    const res = await h.request(`/dashboard/api/jobs/${job.id}/log`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get("content-disposition")).toBe(`attachment; filename="dffmpeg-${job.id}-stderr.log"`)
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(new TextEncoder().encode(text))
+    expect((await h.request(`/dashboard/api/jobs/${newId()}/log`)).status).toBe(404)
+  })
+
+  test("retry: an admin action; a failed detached job is queued again as a new job, any other is 409", async () => {
+    const h = await harness()
+    const cookie = await h.admin()
+    const failed = await ended(h, { priority: "batch" }, 1, "no\n")
+    const done = await ended(h, {}, 0)
+    const attached = await ended(h, { attached: true }, 1)
+    expect((await h.request(`/dashboard/api/jobs/${failed.id}/retry`, post(undefined))).status).toBe(401)
+    const res = await h.request(`/dashboard/api/jobs/${failed.id}/retry`, post(cookie))
+    expect(res.status).toBe(201)
+    const { job } = await json<{ job: Job }>(res)
+    expect(job).toMatchObject({ status: "queued", args: failed.args, requester: "client1", priority: "batch" })
+    expect(job.id).not.toBe(failed.id)
+    expect((await h.store.events(job.id))[0].reason).toBe(`retry of ${failed.id} (by boss from the dashboard)`)
+    for (const [id, why] of [
+      [done.id, "only a failed job can be, and it is completed"],
+      [attached.id, "it was attached (only a detached job can be submitted again)"],
+      [job.id, "only a failed job can be, and it is queued"],
+    ]) {
+      const r = await h.request(`/dashboard/api/jobs/${id}/retry`, post(cookie))
+      expect({ status: r.status, error: (await errorOf(r)).error }).toEqual({
+        status: 409,
+        error: expect.objectContaining({ code: "E_CONFLICT", message: `job ${id} cannot be retried: ${why}` }),
+      })
+    }
+    expect(h.logs.some((l) => l.includes("job retried"))).toBe(true)
+  })
+})
+
 describe("live events", () => {
   test("a state at once, another after a change, and no waiter left once the browser goes away", async () => {
     const h = await harness()

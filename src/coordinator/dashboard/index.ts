@@ -3,18 +3,35 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie"
 import { createMiddleware } from "hono/factory"
 import * as v from "valibot"
 import { AuthError, InvalidError, NotFoundError, ThrottledError } from "../../shared/errors.ts"
-import { isName } from "../../shared/ids.ts"
+import { isName, isUlid } from "../../shared/ids.ts"
 import { allowed, parseCidr, type Cidr } from "../../shared/net/cidr.ts"
-import { issueLines } from "../../shared/protocol/schemas.ts"
+import { TERMINAL, issueLines, type JobStatus } from "../../shared/protocol/schemas.ts"
 import { connectionsOf, type Deps } from "../api/app.ts"
 import { readCapped } from "../api/body.ts"
 import { jobId, nameParam } from "../api/_util.ts"
 import type { AuthEnv } from "../api/middleware/hmac.ts"
 import { ipAllowList, peerAddress } from "../api/middleware/ip.ts"
-import { cancelJob } from "../jobs.ts"
+import { cancelJob, retryJob } from "../jobs.ts"
 import { liveEvents } from "./live.ts"
-import { SESSION_COOKIE, createSignInThrottle, issueSession, signIn, verifySession, type Session } from "./session.ts"
-import { jobView, readJob, readState } from "./views.ts"
+import {
+  SESSION_COOKIE,
+  createSignInThrottle,
+  issueSession,
+  signIn,
+  useSignInLink,
+  verifySession,
+  type Session,
+} from "./session.ts"
+import {
+  MAX_PAGE,
+  MAX_SEARCH,
+  jobView,
+  readFinished,
+  readJob,
+  readState,
+  readThroughput,
+  type FinishedQuery,
+} from "./views.ts"
 import appCss from "./assets/app.css" with { type: "text" }
 import appJs from "./assets/app.js" with { type: "text" }
 import favicon from "./assets/favicon.svg" with { type: "text" }
@@ -44,6 +61,18 @@ const Login = v.strictObject({
   key: v.pipe(v.string(), v.maxLength(512)),
 })
 const Drain = v.strictObject({ on: v.boolean() })
+
+/** Stored stderr chunks a log download reads at most (ffmpeg writes about a line per chunk). */
+const LOG_CHUNKS = 100_000
+
+/** A refusal shown as a page, not JSON: what a browser that followed a link sees. */
+const linkRefused = (message: string) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dffmpeg: sign-in link refused</title><link rel="icon" type="image/svg+xml" href="../assets/favicon.svg">
+<link rel="stylesheet" href="../assets/app.css"></head>
+<body><main id="view"><section class="card center"><h2>Sign-in link refused</h2>
+<p class="muted" id="link-refused">${message}</p>
+<p><a class="btn" href="../">Open the dashboard</a></p></section></main></body></html>`
 
 const securityHeaders = createMiddleware<AuthEnv>(async (c, next) => {
   c.header("Content-Security-Policy", CSP)
@@ -241,6 +270,111 @@ export function dashboardRoutes(deps: Deps): Hono<AuthEnv> {
     // Counted per address and in all before any state is read; given back when the page goes away.
     const slot = connections.dashboard(peerAddress(c, trusted) ?? "-", c.req.raw.signal)
     return liveEvents(c, deps, { job, authorized, onEnd: slot })
+  })
+
+  /**
+   * A one-time sign-in link (`dffmpeg admin dashboard-link`): the first use sets the session cookie,
+   * deletes the link and sends the browser to the page without the token in its address; any later
+   * use, an expired or unknown token, gets a page that says to ask for a new link. The token is in the
+   * query, and the coordinator only ever logs paths: it never reaches a log.
+   */
+  app.get("/dashboard/link", async (c) => {
+    c.header("Cache-Control", "no-store")
+    const ip = peerAddress(c, trusted) ?? "-"
+    const token = c.req.query("token") ?? ""
+    // Per address only (the name key is the address too): a token is 256 random bits, not guessable, so
+    // what this stops is a flood; a shared key would let one address lock every link out.
+    const who = `(sign-in link) ${ip}`
+    const wait = throttle.wait(ip, who)
+    if (wait > 0) {
+      c.header("Retry-After", String(Math.ceil(wait / 1000)))
+      return c.html(
+        linkRefused("Too many refused sign-in links from this address: wait a little, then try a new one."),
+        429,
+      )
+    }
+    const user = await useSignInLink(store, token, now())
+    const expiresAt = Math.floor((now() + config.dashboard_session_hours * 3600_000) / 1000) * 1000
+    const cookie = user && issueSession(user.name, user.key, expiresAt)
+    if (!user || !cookie) {
+      throttle.failed(ip, who)
+      log.warn("dashboard sign-in link refused", { ip })
+      return c.html(
+        linkRefused(
+          "This sign-in link was already used, has expired or is not valid. Each link signs in once: ask for a new one with <code>dffmpeg admin dashboard-link</code>.",
+        ),
+        410,
+      )
+    }
+    setCookie(c, SESSION_COOKIE, cookie, cookieOptions(c, Math.floor(config.dashboard_session_hours * 3600)))
+    log.info("dashboard sign-in by link", { name: user.name, ip })
+    // `../`: from .../dashboard/link to the page at the base, relative so that a proxy's prefix holds.
+    return c.redirect("../", 303)
+  })
+
+  /** `?status=&worker=&requester=&q=&before=&limit=`: one page of finished jobs (views.ts readFinished). */
+  app.get("/dashboard/api/finished", async (c) => {
+    await viewer(c)
+    const q: FinishedQuery = { statuses: [...TERMINAL], limit: 50 }
+    const status = c.req.query("status")
+    if (status) {
+      if (!TERMINAL.includes(status as JobStatus))
+        throw new InvalidError(`status must be one of ${TERMINAL.join(", ")}`)
+      q.statuses = [status as JobStatus]
+    }
+    for (const key of ["worker", "requester"] as const) {
+      const val = c.req.query(key)
+      if (!val) continue
+      if (!isName(val)) throw new InvalidError(`${key} must be a name (1-64 letters, digits, '_' or '-')`)
+      q[key] = val
+    }
+    const text = c.req.query("q")
+    if (text) {
+      if (text.length > MAX_SEARCH) throw new InvalidError(`q must be at most ${MAX_SEARCH} characters`)
+      q.text = text
+    }
+    const before = c.req.query("before")
+    if (before) {
+      if (!isUlid(before)) throw new InvalidError("before must be a job id (the `next` of the previous page)")
+      q.before = before
+    }
+    const limit = c.req.query("limit")
+    if (limit !== undefined) {
+      const n = Number(limit)
+      if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE)
+        throw new InvalidError(`limit must be a whole number from 1 to ${MAX_PAGE}`)
+      q.limit = n
+    }
+    return c.json(await readFinished(store, q))
+  })
+
+  app.get("/dashboard/api/throughput", async (c) => {
+    await viewer(c)
+    return c.json(await readThroughput(store, now()))
+  })
+
+  /** The job's stored stderr as a file, exactly as stored, at most `limits.max_log_tail_bytes` (its end). */
+  app.get("/dashboard/api/jobs/:id/log", async (c) => {
+    await viewer(c)
+    const id = jobId(c.req.param("id"))
+    if (!(await store.getJobSummary(id, { argsChars: 2 }))) throw new NotFoundError(`no job ${id}`)
+    const maxBytes = config.limits.max_log_tail_bytes
+    const read = await store.lastOutputBytes(id, "stderr", LOG_CHUNKS, maxBytes)
+    const body = Buffer.concat(read.rows.map((r) => r.data))
+    if (read.truncated) c.header("X-DFFmpeg-Log-Truncated", `${maxBytes} bytes (limits.max_log_tail_bytes)`)
+    return c.body(body, 200, {
+      "Content-Type": "text/plain; charset=utf-8",
+      "Content-Disposition": `attachment; filename="dffmpeg-${id}-stderr.log"`,
+      "Cache-Control": "no-store",
+    })
+  })
+
+  app.post("/dashboard/api/jobs/:id/retry", async (c) => {
+    const s = await admin(c)
+    const id = jobId(c.req.param("id"))
+    const agingMs = config.scheduling.aging_seconds * 1000
+    const job = await retryJob(store, id, { name: s.name, from: "dashboard" }, now(), agingMs, { log })
+    return c.json({ job: jobView(job) }, 201)
   })
 
   app.post("/dashboard/api/jobs/:id/cancel", async (c) => {

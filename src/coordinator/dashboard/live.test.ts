@@ -144,7 +144,7 @@ test("a queued job shows why no worker takes it, by the scheduler's rule", async
   await store.createJob({ ...base, id: newId(), priority: "batch" }, now)
   const state = await readState({ store, now: () => now, staleMs: 30_000 })
   expect(state.jobs.active.map((j) => [j.priority, j.waiting])).toEqual([
-    ["batch", null],
+    ["batch", "a slot is free: the next scheduling pass assigns it"],
     ["normal", "no online worker has label gpu=nvidia"],
   ])
 })

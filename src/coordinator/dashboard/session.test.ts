@@ -1,7 +1,16 @@
 import { describe, expect, test } from "bun:test"
-import { generateKey } from "../../shared/auth/hmac.ts"
+import { generateKey, sha256Hex } from "../../shared/auth/hmac.ts"
 import { memoryStore } from "../../../test/helpers/fixtures.ts"
-import { createSignInThrottle, issueSession, signIn, verifySession } from "./session.ts"
+import {
+  createSignInLink,
+  createSignInThrottle,
+  dashboardBase,
+  issueSession,
+  signIn,
+  signInUrl,
+  useSignInLink,
+  verifySession,
+} from "./session.ts"
 
 const T0 = 1_800_000_000_000
 
@@ -143,5 +152,40 @@ describe("sign-in throttle", () => {
     throttle.failed("10.3.0.1", "boss")
     expect(throttle.size).toBeLessThanOrEqual(100)
     expect(throttle.wait("10.2.0.7", "n7")).toBe(1)
+  })
+})
+
+describe("sign-in links", () => {
+  test("the base: dashboard_url as given (with its slash), else the address reached plus path_base", () => {
+    expect(dashboardBase({ dashboard_url: "https://ff.example.org/x", path_base: "/y" }, "http://a:1")).toBe(
+      "https://ff.example.org/x/",
+    )
+    expect(dashboardBase({ path_base: "" }, "http://127.0.0.1:8000")).toBe("http://127.0.0.1:8000/")
+    expect(dashboardBase({ path_base: "/dffmpeg/" }, "http://h:8000/")).toBe("http://h:8000/dffmpeg/")
+    expect(signInUrl("http://h/", "T")).toBe("http://h/dashboard/link?token=T")
+  })
+
+  test("a token is 256 random bits; the store keeps only its SHA-256; it is taken once", async () => {
+    const store = await memoryStore()
+    try {
+      await store.addUser("boss", "admin", generateKey(), 0)
+      await store.addUser("app", "client", generateKey(), 0)
+      const t = await createSignInLink(store, "boss", 60_000, 1000)
+      expect(t).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(Buffer.from(t, "base64url").length).toBe(32)
+      expect(await createSignInLink(store, "boss", 60_000, 1000)).not.toBe(t)
+      expect(await useSignInLink(store, t.slice(0, 42), 1001)).toBeUndefined()
+      expect((await useSignInLink(store, t, 1001))?.name).toBe("boss")
+      expect(await useSignInLink(store, t, 1002)).toBeUndefined()
+      // A link for an identity that is not an admin signs nobody in.
+      const c = await createSignInLink(store, "app", 60_000, 1000)
+      expect(await useSignInLink(store, c, 1001)).toBeUndefined()
+      // The hash is what is stored: taking it by the hash works (once), by the token does not.
+      const d = await createSignInLink(store, "boss", 60_000, 1000)
+      expect(await store.takeSignInLink(d, 1001)).toBeUndefined()
+      expect(await store.takeSignInLink(sha256Hex(d), 1001)).toBe("boss")
+    } finally {
+      await store.close()
+    }
   })
 })

@@ -167,3 +167,47 @@ export function createSignInThrottle(o: ThrottleOptions): SignInThrottle {
     },
   }
 }
+
+/** Default life of a sign-in link (`dffmpeg admin dashboard-link --ttl`), and the longest allowed. */
+export const LINK_TTL_MS = 10 * 60_000
+export const MAX_LINK_TTL_MS = 24 * 3600_000
+
+/** The link's token: 32 random bytes (256 bits), base64url. */
+const LINK_TOKEN = /^[A-Za-z0-9_-]{43}$/
+
+/**
+ * A one-time sign-in link's token for `user`: random, and stored only as its SHA-256 (so a copy of the
+ * database signs nobody in, and every coordinator on the database takes it). Valid `ttlMs`.
+ */
+export async function createSignInLink(store: Store, user: string, ttlMs: number, now: number): Promise<string> {
+  const token = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")
+  await store.addSignInLink(sha256Hex(token), user, now + ttlMs, now)
+  return token
+}
+
+/**
+ * The admin a link's token signs in, using it up; undefined when it is malformed, unknown, already
+ * used or expired, or its user is no longer an admin (all the same to the browser: ask for a new link).
+ */
+export async function useSignInLink(
+  store: Store,
+  token: string,
+  now: number,
+): Promise<(User & { key: string }) | undefined> {
+  if (!LINK_TOKEN.test(token)) return undefined
+  const name = await store.takeSignInLink(sha256Hex(token), now)
+  if (!name) return undefined
+  const cred = await store.getCredential(name)
+  return cred?.role === "admin" ? cred : undefined
+}
+
+/** Where the dashboard is: `dashboard_url`, else `origin` (the address a request reached) with `path_base`. */
+export function dashboardBase(config: { dashboard_url?: string; path_base: string }, origin: string): string {
+  if (config.dashboard_url)
+    return config.dashboard_url.endsWith("/") ? config.dashboard_url : `${config.dashboard_url}/`
+  const base = config.path_base.replace(/^\/+|\/+$/g, "")
+  return `${origin.replace(/\/+$/, "")}/${base ? `${base}/` : ""}`
+}
+
+/** The URL a sign-in link's token is used at: `dashboard/link?token=…` under the dashboard's base. */
+export const signInUrl = (base: string, token: string) => `${base}dashboard/link?token=${token}`

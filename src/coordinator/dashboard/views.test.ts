@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import { T0 } from "../../../test/helpers/fixtures.ts"
 import type { Worker } from "../../shared/protocol/schemas.ts"
-import { workerView } from "./views.ts"
+import { hostLoadOf, workerView } from "./views.ts"
 
 describe("workerView", () => {
   test("a worker's capabilities as counts and hwaccels, with its labels and weight; never the lists", () => {
@@ -40,5 +40,57 @@ describe("workerView", () => {
     expect(view.labels).toEqual({ gpu: "nvidia" })
     expect(view.weight).toBe(2)
     expect(JSON.stringify(view).length).toBeLessThan(1000)
+  })
+})
+
+describe("hostLoad", () => {
+  const base: Worker = {
+    id: "w1",
+    binaries: ["ffmpeg"],
+    paths: [],
+    maxJobs: 1,
+    version: "0.1.0",
+    capabilities: {},
+    tools: {},
+    labels: {},
+    weight: 1,
+    maxProbeJobs: 4,
+    status: "online",
+    registeredAt: T0,
+    lastSeen: T0,
+    drainRequested: false,
+  }
+  const load = {
+    at: "2026-12-03T12:00:00.000Z",
+    cpuPercent: 37.5,
+    load1: 1.25,
+    cpus: 8,
+    memUsedBytes: 3 * 2 ** 30,
+    memTotalBytes: 16 * 2 ** 30,
+    gpus: [{ name: "NVIDIA T400", utilPercent: 40, memUsedBytes: 2 ** 30, memTotalBytes: 2 * 2 ** 30 }],
+  }
+
+  test("a worker record that carries hostLoad passes it through to the view", () => {
+    expect(workerView({ ...base, hostLoad: load } as Worker, 0, T0, 10_000).hostLoad).toEqual(load)
+  })
+
+  test("a record without it, or with another shape, shows none (null), never a guess", () => {
+    expect(workerView(base, 0, T0, 10_000).hostLoad).toBeNull()
+    expect(hostLoadOf({ hostLoad: null })).toBeNull()
+    expect(hostLoadOf({ hostLoad: { ...load, cpuPercent: "37" } })).toBeNull()
+    expect(hostLoadOf({ hostLoad: { ...load, load1: Number.NaN } })).toBeNull()
+    expect(hostLoadOf({ hostLoad: "high" })).toBeNull()
+  })
+
+  test("a GPU's unknown figures stay null; the list is bounded", () => {
+    const gpus = Array.from({ length: 40 }, () => ({
+      name: "x",
+      utilPercent: null,
+      memUsedBytes: "?",
+      memTotalBytes: null,
+    }))
+    const view = hostLoadOf({ hostLoad: { ...load, gpus } })!
+    expect(view.gpus.length).toBe(16)
+    expect(view.gpus[0]).toEqual({ name: "x", utilPercent: null, memUsedBytes: null, memTotalBytes: null })
   })
 })

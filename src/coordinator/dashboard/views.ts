@@ -1,4 +1,4 @@
-import { unrunnable } from "../scheduler.ts"
+import { waitReasons } from "../scheduler.ts"
 import type { Lane, Priority } from "../../shared/protocol/capabilities.ts"
 import {
   TERMINAL,
@@ -13,6 +13,7 @@ import type { FallbackCount } from "../../shared/protocol/fallback.ts"
 import { VERSION } from "../../shared/version.ts"
 import type { Stats, Store } from "../../store/index.ts"
 import type { JobListing } from "../../store/types.ts"
+import { tailChunks, tailLines } from "../../shared/tail.ts"
 import { tailText, type LogText } from "./log-text.ts"
 
 /** What the dashboard shows, as JSON. The page renders it; nothing here is HTML. */
@@ -54,6 +55,53 @@ export interface WorkerView {
   weight: number
   registeredAt: number
   lastSeen: number
+  /** The host's load at its last heartbeat; null when the worker does not report it. */
+  hostLoad: HostLoad | null
+}
+
+/**
+ * The host's load as a worker's heartbeat reports it (the worker record's `hostLoad`, added with issue
+ * 16's host metrics): read defensively, since records without it (older workers, or before that change)
+ * show "—".
+ */
+export interface HostLoad {
+  /** When it was measured (ISO 8601). */
+  at: string
+  cpuPercent: number
+  load1: number
+  cpus: number
+  memUsedBytes: number
+  memTotalBytes: number
+  gpus: { name: string; utilPercent: number | null; memUsedBytes: number | null; memTotalBytes: number | null }[]
+}
+
+const finite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x)
+const orNull = (x: unknown) => (finite(x) ? x : null)
+
+/** A worker record's `hostLoad` when it has the documented shape, else null (nothing is guessed). */
+export function hostLoadOf(w: object): HostLoad | null {
+  const h = (w as { hostLoad?: unknown }).hostLoad
+  if (!h || typeof h !== "object") return null
+  const o = h as Record<string, unknown>
+  if (typeof o.at !== "string" || ![o.cpuPercent, o.load1, o.cpus, o.memUsedBytes, o.memTotalBytes].every(finite))
+    return null
+  const gpus = Array.isArray(o.gpus) ? o.gpus.slice(0, 16) : []
+  return {
+    at: o.at.slice(0, 40),
+    cpuPercent: o.cpuPercent as number,
+    load1: o.load1 as number,
+    cpus: o.cpus as number,
+    memUsedBytes: o.memUsedBytes as number,
+    memTotalBytes: o.memTotalBytes as number,
+    gpus: gpus
+      .filter((g): g is Record<string, unknown> => !!g && typeof g === "object")
+      .map((g) => ({
+        name: String(g.name ?? "").slice(0, 80),
+        utilPercent: orNull(g.utilPercent),
+        memUsedBytes: orNull(g.memUsedBytes),
+        memTotalBytes: orNull(g.memTotalBytes),
+      })),
+  }
 }
 
 /** What the worker table shows of one binary's capabilities: a few counts, never thousands of names. */
@@ -141,6 +189,7 @@ export function workerView(w: Worker, load: number, now: number, staleMs: number
     weight: w.weight ?? 1,
     registeredAt: w.registeredAt,
     lastSeen: w.lastSeen,
+    hostLoad: hostLoadOf(w),
   }
 }
 
@@ -178,27 +227,33 @@ export async function readState(deps: {
   store: Store
   now: () => number
   staleMs: number
+  /** The scheduler's `poll_gone_seconds` (ms): a worker whose poll closed that long ago gets nothing new. */
+  pollGoneMs?: number
   fallbacks?: { counts(): FallbackCount[] }
 }): Promise<DashboardState> {
   const { store } = deps
-  const [workers, loads, active, recent, stats] = await Promise.all([
+  const [workers, lanes, active, recent, stats] = await Promise.all([
     store.listWorkers(),
-    store.workerLoads(),
+    store.laneLoads(),
     // Summaries cut by the database: one read costs the same whatever the size of the jobs' arguments.
     store.listJobSummaries({ statuses: ACTIVE, limit: MAX_ACTIVE }, { argsChars: LIST_ARGS_CHARS }),
     store.listJobSummaries({ statuses: [...TERMINAL], limit: MAX_RECENT }, { argsChars: LIST_ARGS_CHARS }),
     store.stats(),
   ])
   const now = deps.now()
+  const live = { now, staleMs: deps.staleMs, pollGoneMs: deps.pollGoneMs }
+  const waiting = waitReasons(
+    active.filter((j) => j.status === "queued"),
+    workers,
+    lanes,
+    live,
+  )
   return {
     version: VERSION,
     now,
-    workers: shownWorkers(workers, now).map((w) => workerView(w, loads.get(w.id) ?? 0, now, deps.staleMs)),
+    workers: shownWorkers(workers, now).map((w) => workerView(w, lanes.get(w.id)?.transcode ?? 0, now, deps.staleMs)),
     jobs: {
-      active: active.map((j) => ({
-        ...jobSummary(j),
-        waiting: j.status === "queued" ? (unrunnable(j, workers, { now, staleMs: deps.staleMs }) ?? null) : null,
-      })),
+      active: active.map((j) => ({ ...jobSummary(j), waiting: waiting.get(j.id) ?? null })),
       recent: recent.map(jobSummary),
     },
     stats,
@@ -216,4 +271,89 @@ export async function readJob(store: Store, id: string): Promise<JobDetail | und
   if (!job) return undefined
   const [events, tail] = await Promise.all([store.events(id), store.lastOutput(id, "stderr", TAIL_CHUNKS)])
   return { job: jobView(job), events, log: tailText(tail.map((r) => r.data)) }
+}
+
+/** Finished jobs a page of the dashboard's list holds at most, and the longest search text. */
+export const MAX_PAGE = 200
+export const MAX_SEARCH = 200
+/** stderr lines a failed job shows in the list, read from at most this many bytes of its log. */
+export const FAILED_LINES = 3
+const FAILED_TAIL_BYTES = 16 * 1024
+
+export interface FinishedQuery {
+  statuses: JobStatus[]
+  worker?: string
+  requester?: string
+  /** Substring of the arguments (a file name), case-insensitive. */
+  text?: string
+  /** Keyset paging: only jobs older than this id (the previous page's `next`). */
+  before?: string
+  limit: number
+}
+
+export interface FinishedPage {
+  /** A failed job carries the last lines of its stderr (`stderr`). */
+  jobs: (JobSummary & { stderr?: string[] })[]
+  /** The `before` of the next (older) page; null on the last page. */
+  next: string | null
+}
+
+/**
+ * One page of finished jobs, newest first, by keyset paging on the job id (a ULID: creation order),
+ * so a page costs its size however deep it is and a job finishing meanwhile never shifts a page.
+ * One more row than asked says whether there is a next page.
+ */
+export async function readFinished(store: Store, q: FinishedQuery): Promise<FinishedPage> {
+  const rows = await store.listJobSummaries(
+    {
+      statuses: q.statuses,
+      worker: q.worker,
+      requester: q.requester,
+      text: q.text,
+      before: q.before,
+      limit: q.limit + 1,
+    },
+    { argsChars: LIST_ARGS_CHARS },
+  )
+  const page = rows.slice(0, q.limit)
+  const jobs = await Promise.all(
+    page.map(async (j) => {
+      const s = jobSummary(j)
+      if (j.status !== "failed") return s
+      const read = await store.lastOutputBytes(j.id, "stderr", tailChunks(FAILED_LINES), FAILED_TAIL_BYTES)
+      const lines = tailLines(
+        read.rows.map((r) => r.data),
+        FAILED_LINES + 8,
+      ).filter((l) => l.trim() !== "")
+      return { ...s, stderr: lines.slice(-FAILED_LINES).map((l) => shorten(l, 300)) }
+    }),
+  )
+  return { jobs, next: rows.length > q.limit ? page[page.length - 1].id : null }
+}
+
+export interface ThroughputHour {
+  /** Start of the hour (ms). */
+  at: number
+  completed: number
+  failed: number
+  canceled: number
+}
+
+export const HOUR_MS = 3600_000
+
+/** Jobs finished in each of the last 24 hours (the current one last), by outcome: one grouped read. */
+export async function readThroughput(store: Store, now: number): Promise<{ hours: ThroughputHour[] }> {
+  const first = Math.floor(now / HOUR_MS) * HOUR_MS - 23 * HOUR_MS
+  const rows = await store.throughput(first, HOUR_MS)
+  const hours = Array.from({ length: 24 }, (_, i) => ({
+    at: first + i * HOUR_MS,
+    completed: 0,
+    failed: 0,
+    canceled: 0,
+  }))
+  for (const r of rows) {
+    const h = hours[Math.round((r.at - first) / HOUR_MS)]
+    if (h) h[r.status] += r.count
+  }
+  return { hours }
 }

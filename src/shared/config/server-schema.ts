@@ -305,6 +305,20 @@ export const CoordinatorConfig = v.object({
   dashboard_require_login: v.optional(v.boolean(), false),
   /** Hours a dashboard sign-in lasts. */
   dashboard_session_hours: v.optional(v.pipe(v.number(), v.minValue(0.01), v.maxValue(24 * 365)), 12),
+  /**
+   * The dashboard's address as browsers reach it (`https://ffmpeg.example.org/dffmpeg/`): the base of the
+   * links `dffmpeg admin dashboard-link` prints. Unset: http(s)://host:port/path_base/.
+   */
+  dashboard_url: v.optional(
+    v.pipe(
+      v.string(),
+      v.maxLength(2048),
+      v.check(
+        (s) => /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(s),
+        "must be an http:// or https:// URL without ? or #",
+      ),
+    ),
+  ),
   /** Peers that may scrape /metrics (default: loopback and private ranges). */
   allowed_metrics_ips: CidrList(LOCAL_RANGES),
   /**

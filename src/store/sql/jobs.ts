@@ -28,6 +28,7 @@ export function jobMethods(
   | "jobBySubmission"
   | "answerJob"
   | "getJob"
+  | "retryJob"
   | "listJobs"
   | "listJobSummaries"
   | "getJobSummary"
@@ -56,7 +57,13 @@ export function jobMethods(
   const { db, jobById, withArgs, summaries, summariesWhere, argsCharsOf, jobsWhere } = c
   const { txEmit, apply, mutate, claim, ended, lost } = w
   /** Inserts a new job (queued) in transaction `t`, with its long arguments and files. */
-  const insertJob = async (t: Kysely<Database>, out: StoreChange[], j: NewJob, now: number): Promise<Job> => {
+  const insertJob = async (
+    t: Kysely<Database>,
+    out: StoreChange[],
+    j: NewJob,
+    now: number,
+    reason?: string,
+  ): Promise<Job> => {
     const args = JSON.stringify(j.args)
     const head = argsHead(args)
     if (head !== args) await t.insertInto("job_args").values({ job_id: j.id, args }).execute()
@@ -109,7 +116,7 @@ export function jobMethods(
       out_dropped: 0,
       trunc_pos: null,
     }
-    return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert }, now))!
+    return (await apply(t, out, undefined, step(undefined, { type: "submit" })!, { insert, reason }, now))!
   }
   /** Ends `job` (queued, never assigned) with `answer` in transaction `t`: undefined when the machine refuses it. */
   const answerIn = async (
@@ -179,6 +186,46 @@ export function jobMethods(
       return row ? jobById(row.id) : undefined
     },
     getJob: jobById,
+    retryJob: (id, fresh, by, now) =>
+      txEmit(async (t, out) => {
+        let q = t.selectFrom("jobs").selectAll().where("id", "=", id)
+        if (c.dialect.forUpdate) q = q.forUpdate()
+        const row = await q.executeTakeFirst()
+        // Read again under the lock: only a failed detached job is submitted again.
+        if (!row || row.status !== "failed" || Number(row.attached) === 1) return undefined
+        const old = await withArgs(t, row)
+        const next: NewJob = {
+          id: fresh.id,
+          requester: old.requester,
+          binary: old.binary,
+          args: old.args,
+          paths: old.paths,
+          cwd: old.cwd,
+          env: old.env,
+          files: old.files,
+          stdin: old.stdin,
+          attached: false,
+          pathTokens: old.pathTokens,
+          retries: old.retries,
+          lane: old.lane,
+          priority: old.priority,
+          needs: old.needs,
+          queueKey: fresh.queueKey,
+        }
+        const job = await insertJob(t, out, next, now, `retry of ${id} (by ${by})`)
+        await t
+          .insertInto("job_events")
+          .values({
+            job_id: id,
+            at: now,
+            status: "failed",
+            epoch: old.epoch,
+            worker_id: old.workerId,
+            reason: `retried as ${fresh.id} (by ${by})`,
+          })
+          .execute()
+        return job
+      }),
     async listJobs(f: JobFilter) {
       const rows = await filtered(db.selectFrom("jobs").selectAll(), f).execute()
       return Promise.all((rows as JobRow[]).map((r) => withArgs(db, r)))

@@ -295,6 +295,16 @@ const steps: Step[] = [
       .addColumn("transport", d.str(16), (c) => c.notNull().defaultTo("http_polling"))
       .execute()
   },
+  // The dashboard as a console (issue 16 item 7): one-time sign-in links, stored as their token's
+  // SHA-256 so that every coordinator on the database takes them.
+  async (db, d) => {
+    await table(db, d, "sign_in_links")
+      .addColumn("token_hash", d.str(64), (c) => c.primaryKey())
+      .addColumn("user_name", d.str(64), (c) => c.notNull())
+      .addColumn("expires_at", d.big(), (c) => c.notNull())
+      .addColumn("created_at", d.big(), (c) => c.notNull())
+      .execute()
+  },
 ]
 
 /** An unbounded text column as the steps created it: NOT NULL (with a default) or nullable. */

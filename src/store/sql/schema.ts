@@ -136,4 +136,6 @@ export interface Database {
    * id and pruned after a minute.
    */
   changes: { id: Generated<number>; topic: string; origin: string; at: number }
+  /** One-time dashboard sign-in links (`dffmpeg admin dashboard-link`): the token's SHA-256, never the token. */
+  sign_in_links: { token_hash: string; user_name: string; expires_at: number; created_at: number }
 }

@@ -160,7 +160,21 @@ export function filtered(q: any, f: JobFilter): { execute(): Promise<unknown[]> 
   if (f.worker) q = q.where("worker_id", "=", f.worker)
   if (f.since !== undefined) q = q.where("created_at", ">=", f.since)
   if (f.before) q = q.where("id", "<", f.before)
+  // Both sides lowered by the database itself, so each engine is consistent with itself: SQLite's
+  // lower() folds ASCII letters only, PostgreSQL's and MySQL's every letter.
+  if (f.text) q = q.where(sql<boolean>`lower(args) like lower(${likePattern(f.text)}) escape '!'`)
   return q.orderBy("id", "desc").limit(f.limit ?? 100)
+}
+
+/**
+ * A LIKE pattern for `text` anywhere in a row's arguments: the text as it appears in their JSON (quotes
+ * and backslashes escaped as the row stores them), with LIKE's own `%`, `_` and the escape character
+ * `!` escaped, so the text is never a wildcard. `!` rather than a backslash: MySQL reads a backslash in
+ * a string literal as an escape of its own.
+ */
+export function likePattern(text: string): string {
+  const json = JSON.stringify(text).slice(1, -1)
+  return `%${json.replace(/[!%_]/g, (ch) => `!${ch}`)}%`
 }
 
 export const WORKER_STATES: WorkerStatus[] = ["registering", "online", "draining", "offline"]

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely"
 import { JobStatus as JobStatuses, type JobStatus, type WorkerStatus } from "../../shared/protocol/schemas.ts"
 import { memoryKeyring, type Keyring } from "../../shared/auth/keyring.ts"
-import type { Stats, Store } from "../types.ts"
+import type { Stats, Store, ThroughputRow } from "../types.ts"
 import type { SqlDialect } from "./dialect.ts"
 import { jobMethods } from "./jobs.ts"
 import { keyVault } from "./keys.ts"
@@ -135,6 +135,44 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlDialect, opts: 
         workers,
         slots: { used: Number(used?.n ?? 0), total: Number(total?.n ?? 0) },
       }
+    },
+    async throughput(since, bucketMs) {
+      // A literal (a whole number, checked): the same expression in the select and the group by, and
+      // PostgreSQL would not take two parameters as the same expression.
+      const size = sql.lit(Math.max(1, Math.floor(bucketMs)))
+      const rows = await db
+        .selectFrom("jobs")
+        .select([
+          sql<number>`finished_at - (finished_at % ${size})`.as("bucket"),
+          "status",
+          sql<number>`count(*)`.as("n"),
+        ])
+        .where("finished_at", ">=", since)
+        .where("status", "in", ["completed", "failed", "canceled"])
+        .groupBy([sql`finished_at - (finished_at % ${size})`, "status"])
+        .execute()
+      return rows
+        .map((r) => ({ at: Number(r.bucket), status: r.status as ThroughputRow["status"], count: Number(r.n) }))
+        .sort((a, b) => a.at - b.at || a.status.localeCompare(b.status))
+    },
+    async addSignInLink(hash, user, expiresAt, now) {
+      await db.deleteFrom("sign_in_links").where("expires_at", "<=", now).execute()
+      await db
+        .insertInto("sign_in_links")
+        .values({ token_hash: hash, user_name: user, expires_at: expiresAt, created_at: now })
+        .execute()
+    },
+    async takeSignInLink(hash, now) {
+      const row = await db
+        .selectFrom("sign_in_links")
+        .select(["user_name", "expires_at"])
+        .where("token_hash", "=", hash)
+        .executeTakeFirst()
+      if (!row) return undefined
+      // The delete decides: of two uses racing (two coordinators, two tabs) only one deletes the row.
+      const r = await db.deleteFrom("sign_in_links").where("token_hash", "=", hash).executeTakeFirst()
+      if (Number(r.numDeletedRows) !== 1 || Number(row.expires_at) <= now) return undefined
+      return row.user_name
     },
     async prune(before, batch = PRUNE_BATCH) {
       let jobs = 0

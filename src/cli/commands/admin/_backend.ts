@@ -9,6 +9,12 @@ import type { WorkerView } from "../../views.ts"
 
 export type { WorkerView }
 
+export interface DashboardLink {
+  url: string
+  user: string
+  expiresAt: number
+}
+
 export interface JobQuery {
   status?: JobStatus
   worker?: string
@@ -49,6 +55,13 @@ export interface AdminBackend {
   follow(id: string, after: number, onRow: (row: StreamRow) => Promise<void>, signal: AbortSignal): Promise<void>
   /** Cancels the job (at once, or by asking its worker); ConflictError when it had already ended. */
   cancelJob(id: string): Promise<Job>
+  /** Submits a failed detached job again as a new job; ConflictError for any other job. */
+  retryJob(id: string): Promise<Job>
+  /**
+   * A one-time dashboard sign-in link valid `ttlMs`: for the signing admin (remote), or for `user`
+   * (local: an admin identity in the database; the only one when not given).
+   */
+  dashboardLink(ttlMs: number, user?: string): Promise<DashboardLink>
 
   listWorkers(): Promise<WorkerView[]>
   getWorker(id: string): Promise<WorkerView>

@@ -3,7 +3,7 @@ import { AdminConfig } from "../../../shared/config/server-schema.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import { resolveTransports } from "../../../shared/config/transports.ts"
 import { openClientTransports } from "../../../transports/index.ts"
-import { AuthError, UnavailableError } from "../../../shared/errors.ts"
+import { AuthError, UnavailableError, UsageError } from "../../../shared/errors.ts"
 import { createApiClient, readJson, type ApiClient } from "../../../shared/http/client.ts"
 import { listJobPages } from "../../../shared/http/pages.ts"
 import { Kind, decodeFrames, type Frame } from "../../../shared/protocol/frames.ts"
@@ -11,7 +11,7 @@ import { jobFrames } from "../../../client/stream.ts"
 import type { Job, JobEvent, User } from "../../../shared/protocol/schemas.ts"
 import type { StreamRow } from "../../../store/types.ts"
 import type { JanitorReport } from "../../../coordinator/janitor.ts"
-import type { AdminBackend, JobQuery, WorkerView } from "./_backend.ts"
+import type { AdminBackend, DashboardLink, JobQuery, WorkerView } from "./_backend.ts"
 
 /** The remote backend, as the admin identity of `file` (an admin config). */
 export async function openHttpBackend(file: string): Promise<AdminBackend> {
@@ -129,6 +129,18 @@ export function httpBackend(api: ApiClient, file?: string): AdminBackend {
     async cancelJob(id) {
       await asAdmin()
       return call<Job>("POST", `/api/v1/jobs/${id}/cancel`)
+    },
+
+    retryJob: (id) => call<Job>("POST", `/api/v1/admin/jobs/${id}/retry`),
+    async dashboardLink(ttlMs, user) {
+      const me = api.client
+      if (user !== undefined && user !== me)
+        throw new UsageError(
+          `over the API a link signs in the identity that asks for it (${me}); leave out --user, or use --local on the coordinator host`,
+        )
+      return call<DashboardLink>("POST", "/api/v1/admin/dashboard-link", {
+        body: JSON.stringify({ ttlSeconds: Math.round(ttlMs / 1000) }),
+      })
     },
 
     async listWorkers() {

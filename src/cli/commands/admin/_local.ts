@@ -1,10 +1,13 @@
 import { generateKey } from "../../../shared/auth/hmac.ts"
-import { NotFoundError, UsageError } from "../../../shared/errors.ts"
+import { NotFoundError, UnavailableError, UsageError } from "../../../shared/errors.ts"
 import { followOutput } from "../../../shared/follow.ts"
 import { pause } from "../../../shared/pause.ts"
 import { isTerminal, type Job } from "../../../shared/protocol/schemas.ts"
 import { DEFAULT_TAIL_BYTES, tailChunks, tailOf } from "../../../shared/tail.ts"
-import { cancelJob } from "../../../coordinator/jobs.ts"
+import { hostname } from "node:os"
+import { cancelJob, retryJob } from "../../../coordinator/jobs.ts"
+import { createSignInLink, dashboardBase, signInUrl } from "../../../coordinator/dashboard/session.ts"
+import type { CoordinatorConfig } from "../../../shared/config/server-schema.ts"
 import type { Store } from "../../../store/index.ts"
 import type { AdminBackend, WorkerView } from "./_backend.ts"
 import { openStore } from "./_store.ts"
@@ -15,8 +18,28 @@ const PAGE = 256
 
 export async function openLocalBackend(file: string): Promise<AdminBackend> {
   const { store, path, config } = await openStore(file)
-  return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes)
+  return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes, config)
 }
+
+/**
+ * Where the coordinator listens, as a browser on another host would write it: the address a running
+ * coordinator on this database registered (`listened`, the most recently seen one; it knows its real
+ * port when the config says 0), else host and port from its config. A wildcard address becomes this
+ * host's name.
+ */
+export function listenOrigin(config: Pick<CoordinatorConfig, "host" | "port" | "tls">, listened?: string): string {
+  const wild = /^(0\.0\.0\.0|::|\[::\]|)$/
+  if (listened) {
+    const u = new URL(listened)
+    if (wild.test(u.hostname)) u.hostname = hostname()
+    return u.origin
+  }
+  const host = wild.test(config.host) ? hostname() : config.host
+  return `${config.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.port}`
+}
+
+/** Coordinators seen this recently count as running (they refresh their row every few seconds). */
+const RUNNING_MS = 5 * 60_000
 
 /**
  * `AdminBackend` on the coordinator's own database (bootstrap on its host; no key needed). Changes are
@@ -28,6 +51,7 @@ export function localBackend(
   target: string,
   now: () => number = Date.now,
   tailBytes = DEFAULT_TAIL_BYTES,
+  config?: Pick<CoordinatorConfig, "host" | "port" | "tls" | "path_base" | "dashboard_url" | "scheduling">,
 ): AdminBackend {
   const job = async (id: string): Promise<Job> => {
     const j = await store.getJob(id)
@@ -91,6 +115,29 @@ export function localBackend(
 
     // The coordinator's own cancel, by an administrator without an identity (no key is needed here).
     cancelJob: (id) => cancelJob(store, id, { name: null }, now()),
+
+    retryJob: (id) => retryJob(store, id, { name: null }, now(), (config?.scheduling.aging_seconds ?? 0) * 1000),
+    async dashboardLink(ttlMs, user) {
+      if (!config) throw new UsageError("dashboard-link needs the coordinator's config (its address)")
+      const admins = (await store.listUsers()).filter((u) => u.role === "admin")
+      const name = user ?? (admins.length === 1 ? admins[0].name : undefined)
+      if (!name)
+        throw new UsageError(
+          admins.length
+            ? `several admin identities exist (${admins.map((u) => u.name).join(", ")}): choose one with --user NAME`
+            : "no admin identity exists yet: add one first (dffmpeg admin users add NAME --role admin)",
+        )
+      if (!admins.some((u) => u.name === name)) throw new NotFoundError(`no admin identity ${name}`)
+      const at = now()
+      const running = config.dashboard_url ? undefined : (await store.listCoordinators(at - RUNNING_MS))[0]?.url
+      if (!config.dashboard_url && !running && config.port === 0)
+        throw new UnavailableError(
+          "no running coordinator on this database says where it listens, and its config has port 0: start it, or set dashboard_url",
+        )
+      const token = await createSignInLink(store, name, ttlMs, at)
+      const base = dashboardBase(config, listenOrigin(config, running ?? undefined))
+      return { url: signInUrl(base, token), user: name, expiresAt: at + ttlMs }
+    },
 
     async listWorkers() {
       const loads = await store.workerLoads()

@@ -11,5 +11,6 @@ export default noun(
     janitor: lazy(() => import("./janitor.ts")),
     security: lazy(() => import("./security.ts")),
     db: lazy(() => import("./db.ts")),
+    "dashboard-link": lazy(() => import("./dashboard-link.ts")),
   },
 )

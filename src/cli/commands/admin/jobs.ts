@@ -105,4 +105,16 @@ const cancel = adminVerb(
   },
 )
 
-export default noun("jobs", "Inspect, follow and cancel jobs", { ls, show, logs, cancel })
+const retryArgs = { ...idArg, ...jsonArg, ...modeArgs } as const
+const retry = adminVerb(
+  "retry",
+  "Submit a failed detached job again as a new job (same arguments and requester); prints the new job's id",
+  retryArgs,
+  {
+    input: (args) => jobId(args.id),
+    call: (b, id) => b.retryJob(id),
+    show: (job, id) => `${job.id} queued (retry of ${id})\n`,
+  },
+)
+
+export default noun("jobs", "Inspect, follow, cancel and retry jobs", { ls, show, logs, cancel, retry })

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import { admin, alice, RouteHarness } from "../../../../test/helpers/routes.ts"
+import { sha256Hex } from "../../../shared/auth/hmac.ts"
 
 let h: RouteHarness
 beforeEach(async () => {
@@ -200,4 +201,71 @@ test("janitor runs one pass and answers with its report", async () => {
   expect(res.status).toBe(200)
   expect(await res.json()).toMatchObject({ suppressed: false, lost: [], pruned: { jobs: 0, workers: 0 } })
   expect(h.janitorRuns).toBe(1)
+})
+
+describe("dashboard sign-in links", () => {
+  test("POST /dashboard-link: a link for the signing admin, stored only as its hash, under dashboard_url or the address reached", async () => {
+    const res = await h.request(admin, "POST", `${A}/dashboard-link`, { ttlSeconds: 120 })
+    expect(res.status).toBe(201)
+    const link = (await res.json()) as { url: string; user: string; expiresAt: number }
+    expect(link).toEqual({
+      url: expect.stringMatching(/^http:\/\/localhost\/dashboard\/link\?token=[A-Za-z0-9_-]{43}$/),
+      user: admin.name,
+      expiresAt: h.clock + 120_000,
+    })
+    const token = new URL(link.url).searchParams.get("token")!
+    expect(await h.store.takeSignInLink(token, h.clock)).toBeUndefined()
+    expect(await h.store.takeSignInLink(sha256Hex(token), h.clock)).toBe(admin.name)
+
+    const proxied = await RouteHarness.open({ dashboard_url: "https://ff.example.org/dffmpeg" })
+    try {
+      const r = await proxied.request(admin, "POST", `${A}/dashboard-link`, {})
+      expect(((await r.json()) as { url: string }).url).toStartWith(
+        "https://ff.example.org/dffmpeg/dashboard/link?token=",
+      )
+    } finally {
+      await proxied.close()
+    }
+  })
+
+  test("over a broker (no address of its own) the link uses a running coordinator's registered address", async () => {
+    await h.store.registerCoordinator(
+      { id: "c1", host: "h", pid: 1, version: "x", url: "http://10.0.0.5:8000", startedAt: h.clock, seenAt: h.clock },
+      0,
+    )
+    const res = await h.request(admin, "POST", `http://broker.invalid${A}/dashboard-link`, {})
+    expect(((await res.json()) as { url: string }).url).toStartWith("http://10.0.0.5:8000/dashboard/link?token=")
+  })
+
+  test.each([[{ ttlSeconds: 5 }], [{ ttlSeconds: 86_401 }], [{ ttlSeconds: 1.5 }], [{ user: "x" }]])(
+    "POST %p is refused with 400 and stores nothing",
+    async (body) => {
+      const res = await h.request(admin, "POST", `${A}/dashboard-link`, body)
+      expect(res.status).toBe(400)
+      expect((await errorOf(res)).code).toBe("E_INVALID")
+    },
+  )
+
+  test("is for admins only", async () => {
+    expect((await h.request(alice, "POST", `${A}/dashboard-link`, {})).status).toBe(403)
+  })
+})
+
+describe("job retry", () => {
+  test("a failed detached job is queued again as a new job; any other is 409; an unknown one 404", async () => {
+    await h.job("01M8DFWF4PCGSZBYEVT8TNJN46", { stdin: false })
+    await h.store.failJob("01M8DFWF4PCGSZBYEVT8TNJN46", "boom", h.clock)
+    const res = await h.request(admin, "POST", `${A}/jobs/01M8DFWF4PCGSZBYEVT8TNJN46/retry`)
+    expect(res.status).toBe(201)
+    const job = (await res.json()) as { id: string; status: string }
+    expect(job.status).toBe("queued")
+    expect((await h.store.events(job.id))[0].reason).toBe(`retry of 01M8DFWF4PCGSZBYEVT8TNJN46 (by ${admin.name})`)
+    const again = await h.request(admin, "POST", `${A}/jobs/${job.id}/retry`)
+    expect(again.status).toBe(409)
+    expect((await errorOf(again)).message).toBe(
+      `job ${job.id} cannot be retried: only a failed job can be, and it is queued`,
+    )
+    expect((await h.request(admin, "POST", `${A}/jobs/01M8DFWF4PCGSZBYEVT8TNJN47/retry`)).status).toBe(404)
+    expect((await h.request(alice, "POST", `${A}/jobs/${job.id}/retry`)).status).toBe(403)
+  })
 })

@@ -8,6 +8,8 @@ import { tailChunks, tailOf } from "../../../shared/tail.ts"
 import type { Deps } from "../app.ts"
 import { intQuery, jobIdParam, jsonBody, nameParam } from "../_util.ts"
 import { requireRole, type AuthEnv } from "../middleware/hmac.ts"
+import { retryJob } from "../../jobs.ts"
+import { LINK_TTL_MS, MAX_LINK_TTL_MS, createSignInLink, dashboardBase, signInUrl } from "../../dashboard/session.ts"
 
 const NAME_RULE = "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit"
 const NewUser = v.strictObject(
@@ -16,6 +18,16 @@ const NewUser = v.strictObject(
     role: v.picklist(Role.options, `role must be one of ${Role.options.join(", ")}`),
   },
   `the body must be {"name": NAME, "role": ${Role.options.map((r) => `"${r}"`).join("|")}} and nothing else`,
+)
+
+const DashboardLink = v.strictObject(
+  {
+    ttlSeconds: v.optional(
+      v.pipe(v.number(), v.integer(), v.minValue(10), v.maxValue(MAX_LINK_TTL_MS / 1000)),
+      LINK_TTL_MS / 1000,
+    ),
+  },
+  `the body must be {"ttlSeconds": 10-${MAX_LINK_TTL_MS / 1000}} or {}`,
 )
 
 /** Most lines `GET /jobs/:id/log` returns. */
@@ -109,6 +121,32 @@ export function adminRoutes(deps: Deps) {
     )
     if (truncated) c.header("X-DFFmpeg-Tail-Truncated", `${maxBytes} bytes (limits.max_log_tail_bytes)`)
     return c.json({ lines, truncated, maxBytes })
+  })
+
+  /** A failed detached job submitted again as a new job (coordinator/jobs.ts retryJob); 409 for any other. */
+  app.post("/jobs/:id/retry", async (c) => {
+    const id = jobIdParam(c)
+    const agingMs = deps.config.scheduling.aging_seconds * 1000
+    const job = await retryJob(store, id, { name: c.get("principal").name }, now(), agingMs, { log })
+    return c.json({ ...job, files: [] }, 201)
+  })
+
+  /**
+   * A one-time dashboard sign-in link for the signing admin: the token is in the answer only (stored as
+   * its SHA-256), under `dashboard_url` or the address this request reached.
+   */
+  app.post("/dashboard-link", async (c) => {
+    const { ttlSeconds } = jsonBody(c, DashboardLink)
+    const at = now()
+    const name = c.get("principal").name
+    const token = await createSignInLink(store, name, ttlSeconds * 1000, at)
+    log.info("dashboard sign-in link issued", { user: name, ttlSeconds })
+    const reached = new URL(c.req.url)
+    // A request tunnelled through a broker has no address of its own (a reserved `.invalid` host): the
+    // address a running coordinator on this database registered stands in for it.
+    const listed = reached.hostname.endsWith(".invalid") ? (await store.listCoordinators(at - 300_000))[0]?.url : null
+    const base = dashboardBase(deps.config, listed ?? reached.origin)
+    return c.json({ url: signInUrl(base, token), user: name, expiresAt: at + ttlSeconds * 1000 }, 201)
   })
 
   /** One janitor pass now; answers with what it did. */

@@ -23,6 +23,16 @@ const app = {
   source: null,
   retryTimer: 0,
   retryMs: 1000,
+  /** The finished-jobs list: its filter, the `before` cursor of each page seen (keyset paging), the page shown. */
+  finished: {
+    filter: { status: "", worker: "", requester: "", q: "" },
+    size: 25,
+    cursors: [null],
+    page: 0,
+    next: null,
+  },
+  /** Finished-job counts of the last state: a change reloads the list's first page and the chart. */
+  finishedKey: "",
 }
 
 const $ = (id) => document.getElementById(id)
@@ -483,6 +493,33 @@ function toolsText(w) {
   return tools.join("\n")
 }
 
+function fmtBytes(n) {
+  if (n == null || !Number.isFinite(n)) return "—"
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
+  let i = 0
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024
+    i++
+  }
+  return `${n < 10 && i ? n.toFixed(1) : Math.round(n)} ${units[i]}`
+}
+
+const pct = (x) => (x == null || !Number.isFinite(x) ? "—" : `${Math.round(x)}%`)
+
+/** The host's load at the worker's last heartbeat, one line per resource; "—" when it does not report one. */
+function hostLoadText(hl) {
+  if (!hl) return "—"
+  const lines = [
+    `CPU ${pct(hl.cpuPercent)} · load ${hl.load1.toFixed(2)}/${hl.cpus}`,
+    `mem ${fmtBytes(hl.memUsedBytes)} / ${fmtBytes(hl.memTotalBytes)}`,
+  ]
+  for (const g of hl.gpus ?? [])
+    lines.push(
+      `${g.name || "GPU"} ${pct(g.utilPercent)}${g.memTotalBytes != null ? ` · ${fmtBytes(g.memUsedBytes)} / ${fmtBytes(g.memTotalBytes)}` : ""}`,
+    )
+  return lines.join("\n")
+}
+
 function workerRow(first) {
   let w = first
   const idCell = cell("Worker", "mono strong")
@@ -492,7 +529,10 @@ function workerRow(first) {
   const binaryNames = h("span")
   const tools = h("div", { class: "muted small tools" })
   binaries.append(h("div", { class: "stack" }, binaryNames, tools))
-  const paths = cell("Paths", "mono")
+  const host = cell("Host")
+  const hostText = h("div", { class: "small host-load" })
+  host.append(hostText)
+  const paths = cell("Paths", "mono paths")
   const version = cell("Version")
   const seen = cell("Last seen", "nowrap")
   const actions = cell("", "actions")
@@ -520,7 +560,19 @@ function workerRow(first) {
     )
   })
   actions.append(drain)
-  const el = h("tr", { data: { worker: first.id } }, idCell, status, load, binaries, paths, version, seen, actions)
+  const el = h(
+    "tr",
+    { data: { worker: first.id } },
+    idCell,
+    status,
+    load,
+    host,
+    binaries,
+    paths,
+    version,
+    seen,
+    actions,
+  )
   return {
     el,
     update(next) {
@@ -532,6 +584,9 @@ function workerRow(first) {
       unconfined.hidden = w.capabilities?.sandbox !== "none"
       slots.set(w.slots ? (100 * w.load) / w.slots : 0)
       setText(slotsText, `${w.load}/${w.slots}`)
+      setText(hostText, hostLoadText(w.hostLoad))
+      hostText.classList.toggle("muted", !w.hostLoad)
+      hostText.title = w.hostLoad ? `measured ${w.hostLoad.at}` : "this worker does not report its host's load"
       setText(binaryNames, w.binaries.join(", ") || "—")
       setText(tools, toolsText(w))
       setText(paths, w.paths.map((p) => `$${p}`).join(" ") || "—")
@@ -602,7 +657,8 @@ function recentJobRow(first) {
   const outcome = cell("Outcome")
   const state = badge("", "muted")
   const detail = h("div", { class: "small muted clip" })
-  outcome.append(h("div", { class: "stack" }, state, detail))
+  const stderr = h("pre", { class: "stderr-tail", hidden: true })
+  outcome.append(h("div", { class: "stack" }, state, detail, stderr))
   const duration = cell("Duration", "nowrap")
   const finished = cell("Finished", "nowrap")
   const el = h("tr", { data: { jobId: first.id } }, c.id, outcome, c.command, c.requester, c.worker, duration, finished)
@@ -614,6 +670,9 @@ function recentJobRow(first) {
       const text = outcomeText(j)
       setText(detail, text)
       detail.title = text
+      const lines = j.stderr ?? []
+      setText(stderr, lines.join("\n"))
+      stderr.hidden = !lines.length
       c.update(j)
       setText(duration, j.finishedAt != null ? fmtDuration(j.finishedAt - (j.startedAt ?? j.createdAt)) : "—")
       finished.dataset.ago = String(j.finishedAt ?? j.createdAt)
@@ -675,7 +734,7 @@ function renderView() {
     card(
       "Workers",
       "workers-count",
-      table("workers", ["Worker", "Status", "Load", "Binaries", "Paths", "Version", "Last seen", ""]),
+      table("workers", ["Worker", "Status", "Load", "Host", "Binaries", "Paths", "Version", "Last seen", ""]),
       h("p", { class: "empty muted", id: "workers-empty", hidden: true }, "No workers. Start one with dffmpeg worker."),
     ),
     card(
@@ -685,13 +744,39 @@ function renderView() {
       h("p", { class: "empty muted", id: "active-empty", hidden: true }, "Nothing queued or running."),
     ),
     card(
-      "Recent jobs",
+      "Last 24 hours",
+      "chart-totals",
+      h("div", { class: "chart-wrap", id: "chart" }),
+      h(
+        "p",
+        { class: "legend small muted" },
+        h("span", { class: "key completed" }),
+        "completed ",
+        h("span", { class: "key failed" }),
+        "failed ",
+        h("span", { class: "key canceled" }),
+        "canceled · jobs finished per hour",
+      ),
+    ),
+    card(
+      "Finished jobs",
       "recent-count",
+      finishedFilter(),
       table("recent-jobs", ["Job", "Outcome", "Command", "Requester", "Worker", "Duration", "Finished"]),
       h("p", { class: "empty muted", id: "recent-empty", hidden: true }, "No finished jobs yet."),
+      h(
+        "div",
+        { class: "pager" },
+        h("button", { type: "button", class: "btn small", id: "f-newer", onclick: () => turnPage(-1) }, "← Newer"),
+        h("span", { class: "muted small", id: "f-page" }),
+        h("button", { type: "button", class: "btn small", id: "f-older", onclick: () => turnPage(1) }, "Older →"),
+      ),
     ),
   )
+  app.finishedKey = ""
   if (app.state) renderOverview()
+  loadFinished()
+  loadThroughput()
 }
 
 function renderOverview() {
@@ -700,20 +785,246 @@ function renderOverview() {
   if (!tbodyOf("workers")) return
   syncRows(tbodyOf("workers"), s.workers, workerRow)
   syncRows(tbodyOf("active-jobs"), s.jobs.active, activeJobRow)
-  syncRows(tbodyOf("recent-jobs"), s.jobs.recent, recentJobRow)
   const active = ACTIVE.reduce((n, st) => n + (s.stats.jobs[st] ?? 0), 0)
   setText($("workers-count"), s.workers.length || "")
   setText(
     $("active-count"),
     active > s.jobs.active.length ? `${s.jobs.active.length} of ${active}` : s.jobs.active.length || "",
   )
-  setText($("recent-count"), s.jobs.recent.length ? `last ${s.jobs.recent.length}` : "")
   $("workers-empty").hidden = s.workers.length > 0
   $("active-empty").hidden = s.jobs.active.length > 0
-  $("recent-empty").hidden = s.jobs.recent.length > 0
   $("workers").hidden = !s.workers.length
   $("active-jobs").hidden = !s.jobs.active.length
-  $("recent-jobs").hidden = !s.jobs.recent.length
+  // A job finished (or was pruned): the list's first page and the chart are read again.
+  const key = ["completed", "failed", "canceled"].map((st) => s.stats.jobs[st] ?? 0).join("|")
+  if (key !== app.finishedKey) {
+    const first = app.finishedKey === ""
+    app.finishedKey = key
+    if (!first) refreshFinished()
+  }
+}
+
+/** Fewest milliseconds between two reloads of the finished list and the chart while jobs keep finishing. */
+const FINISHED_GAP_MS = 2000
+let finishedAt = 0
+let finishedTimer = 0
+
+/** Reloads the list's first page (not an older one: keyset pages do not move) and the chart, at most every FINISHED_GAP_MS. */
+function refreshFinished() {
+  if (finishedTimer) return
+  const run = () => {
+    finishedTimer = 0
+    finishedAt = Date.now()
+    if (app.finished.page === 0) loadFinished()
+    loadThroughput()
+  }
+  finishedTimer = setTimeout(run, Math.max(0, finishedAt + FINISHED_GAP_MS - Date.now()))
+}
+
+// ---------------------------------------------------------------- finished jobs: filter and pages
+
+function finishedFilter() {
+  const f = app.finished.filter
+  const status = h(
+    "select",
+    { id: "f-status", "aria-label": "Outcome" },
+    [
+      ["", "All outcomes"],
+      ["completed", "Completed"],
+      ["failed", "Failed"],
+      ["canceled", "Canceled"],
+    ].map(([value, label]) => h("option", { value, selected: f.status === value }, label)),
+  )
+  const input = (id, key, placeholder, label) =>
+    h("input", {
+      id,
+      type: "search",
+      value: f[key],
+      placeholder,
+      maxLength: key === "q" ? 200 : 64,
+      "aria-label": label,
+      spellcheck: false,
+    })
+  const q = input("f-q", "q", "File name or argument", "Search the arguments")
+  const worker = input("f-worker", "worker", "Worker", "Worker")
+  const requester = input("f-requester", "requester", "Requester", "Requester")
+  const size = h(
+    "select",
+    { id: "f-size", "aria-label": "Jobs per page" },
+    [10, 25, 50, 100, 200].map((n) =>
+      h("option", { value: String(n), selected: app.finished.size === n }, `${n} a page`),
+    ),
+  )
+  let timer = 0
+  const apply = () => {
+    clearTimeout(timer)
+    f.status = status.value
+    f.q = q.value.trim()
+    f.worker = worker.value.trim()
+    f.requester = requester.value.trim()
+    app.finished.size = Number(size.value)
+    app.finished.cursors = [null]
+    app.finished.page = 0
+    loadFinished()
+  }
+  for (const el of [status, size]) el.addEventListener("change", apply)
+  for (const el of [q, worker, requester]) {
+    el.addEventListener("input", () => {
+      clearTimeout(timer)
+      timer = setTimeout(apply, 300)
+    })
+    el.addEventListener("keydown", (e) => e.key === "Enter" && apply())
+  }
+  return h(
+    "form",
+    { class: "filter", id: "finished-filter", role: "search", onsubmit: (e) => e.preventDefault() },
+    q,
+    status,
+    worker,
+    requester,
+    size,
+  )
+}
+
+let finishedSeq = 0
+
+/** Reads the shown page of finished jobs from the coordinator (keyset paging: `before` the last id of the page before). */
+async function loadFinished() {
+  const fin = app.finished
+  const params = new URLSearchParams()
+  for (const [k, v] of Object.entries(fin.filter)) if (v) params.set(k, v)
+  const before = fin.cursors[fin.page]
+  if (before) params.set("before", before)
+  params.set("limit", String(fin.size))
+  const seq = ++finishedSeq
+  let page
+  try {
+    page = await api(`dashboard/api/finished?${params}`)
+  } catch (err) {
+    if (seq === finishedSeq && err.status !== 401) notice(err.message)
+    return
+  }
+  if (seq !== finishedSeq || !$("recent-jobs")) return
+  fin.next = page.next
+  syncRows($("recent-jobs").tBodies[0], page.jobs, recentJobRow)
+  const filtered = Object.values(fin.filter).some(Boolean)
+  $("recent-jobs").hidden = !page.jobs.length
+  const empty = $("recent-empty")
+  empty.hidden = page.jobs.length > 0
+  setText(empty, filtered ? "No finished job matches." : fin.page ? "No older jobs." : "No finished jobs yet.")
+  setText($("recent-count"), page.jobs.length ? `${page.jobs.length} shown${filtered ? ", filtered" : ""}` : "")
+  setText($("f-page"), `page ${fin.page + 1}`)
+  $("f-newer").disabled = fin.page === 0
+  $("f-older").disabled = !page.next
+  tick()
+}
+
+function turnPage(step) {
+  const fin = app.finished
+  if (step > 0) {
+    if (!fin.next) return
+    fin.cursors[fin.page + 1] = fin.next
+    fin.page++
+  } else {
+    if (fin.page === 0) return
+    fin.page--
+  }
+  loadFinished()
+}
+
+// ---------------------------------------------------------------- throughput chart (inline SVG, no library)
+
+const SVG = "http://www.w3.org/2000/svg"
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag)
+  for (const [k, v] of Object.entries(attrs ?? {})) el.setAttribute(k, String(v))
+  for (const c of children) el.append(typeof c === "object" ? c : document.createTextNode(String(c)))
+  return el
+}
+
+async function loadThroughput() {
+  let data
+  try {
+    data = await api("dashboard/api/throughput")
+  } catch (err) {
+    if (err.status !== 401) notice(err.message)
+    return
+  }
+  if ($("chart")) renderChart(data.hours)
+}
+
+/** 24 stacked bars, one per hour (oldest left): completed, failed, canceled. */
+function renderChart(hours) {
+  // Drawn at the width it is shown at, so that its text keeps its size from a phone to a wide screen.
+  const W = Math.max(300, Math.round($("chart").clientWidth || 720))
+  const H = 150
+  const pad = { left: 30, right: 6, top: 8, bottom: 22 }
+  const kinds = ["completed", "failed", "canceled"]
+  const max = Math.max(1, ...hours.map((x) => x.completed + x.failed + x.canceled))
+  // A round top for the axis: 1, 2, 5 × 10^n.
+  const step = 10 ** Math.floor(Math.log10(max))
+  const top = [1, 2, 5, 10].map((m) => m * step).find((t) => t >= max)
+  const plotH = H - pad.top - pad.bottom
+  const slot = (W - pad.left - pad.right) / hours.length
+  const y = (n) => pad.top + plotH - (n / top) * plotH
+  const root = svg("svg", {
+    viewBox: `0 0 ${W} ${H}`,
+    class: "chart",
+    role: "img",
+    "aria-label": "Jobs finished per hour over the last 24 hours",
+  })
+  for (const t of [0, top / 2, top]) {
+    root.append(svg("line", { x1: pad.left, x2: W - pad.right, y1: y(t), y2: y(t), class: "grid" }))
+    root.append(svg("text", { x: pad.left - 4, y: y(t) + 3, class: "axis", "text-anchor": "end" }, String(t)))
+  }
+  const totals = { completed: 0, failed: 0, canceled: 0 }
+  hours.forEach((hr, i) => {
+    const x = pad.left + i * slot + 1
+    let base = 0
+    const g = svg("g", { class: "hour", "data-at": hr.at })
+    g.append(
+      svg(
+        "title",
+        null,
+        `${new Date(hr.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}: ${hr.completed} completed, ${hr.failed} failed, ${hr.canceled} canceled`,
+      ),
+    )
+    for (const k of kinds) {
+      totals[k] += hr[k]
+      if (!hr[k]) continue
+      g.append(
+        svg("rect", {
+          x,
+          width: Math.max(1, slot - 2),
+          y: y(base + hr[k]),
+          height: y(base) - y(base + hr[k]),
+          class: k,
+          "data-count": hr[k],
+        }),
+      )
+      base += hr[k]
+    }
+    root.append(g)
+    // The first and last labels are anchored inside the plot so that neither is cut at an edge.
+    const last = i === hours.length - 1
+    if ((i % (W < 600 ? 8 : 4) === 0 && i < hours.length - 3) || last)
+      root.append(
+        svg(
+          "text",
+          {
+            x: last ? W - pad.right : i === 0 ? pad.left : x + slot / 2,
+            y: H - 6,
+            class: "axis",
+            "text-anchor": last ? "end" : i === 0 ? "start" : "middle",
+          },
+          new Date(hr.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+        ),
+      )
+  })
+  $("chart").replaceChildren(root)
+  const el = $("chart-totals")
+  setText(el, `${totals.completed} completed · ${totals.failed} failed · ${totals.canceled} canceled`)
+  Object.assign(el.dataset, { completed: totals.completed, failed: totals.failed, canceled: totals.canceled })
 }
 
 /** The parts of the job page that updates change. */
@@ -768,6 +1079,24 @@ function buildJobPage(view) {
       )
     }),
   )
+  const retry = h("button", { type: "button", class: "btn admin-only", id: "retry", hidden: true }, "Retry")
+  retry.addEventListener("click", () =>
+    act(retry, `dashboard/api/jobs/${encodeURIComponent(id)}/retry`, undefined, (res) => {
+      notice(`Submitted again as ${res.job.id}.`, "ok")
+      location.hash = `#/jobs/${res.job.id}`
+    }),
+  )
+  const download = h(
+    "a",
+    {
+      class: "btn",
+      id: "download-log",
+      href: `dashboard/api/jobs/${encodeURIComponent(id)}/log`,
+      download: `dffmpeg-${id}-stderr.log`,
+      title: "The job's stored stderr as a file",
+    },
+    "Download log",
+  )
   const facts = h("dl", { class: "facts" })
   const bar = meter()
   const progressLabel = h("div", { class: "small muted" })
@@ -793,6 +1122,8 @@ function buildJobPage(view) {
       h("h1", null, "Job ", h("span", { class: "mono" }, id)),
       state,
       h("span", { class: "grow" }),
+      download,
+      retry,
       cancel,
       confirm,
     ),
@@ -814,6 +1145,7 @@ function buildJobPage(view) {
   jobPage = {
     id,
     state,
+    retry,
     cancel,
     confirm,
     facts,
@@ -829,6 +1161,18 @@ function buildJobPage(view) {
     filled: false,
   }
   if (app.job?.job.id === id) renderJob(app.job)
+}
+
+/** A timeline reason with the job ids in it (`retry of 01J…`, `retried as 01J…`) as links to their pages. */
+function linkedIds(text) {
+  const out = []
+  let at = 0
+  for (const m of text.matchAll(/\b[0-9A-HJKMNP-TV-Z]{26}\b/g)) {
+    out.push(text.slice(at, m.index), jobLink(m[0]))
+    at = m.index + m[0].length
+  }
+  out.push(text.slice(at))
+  return out.filter((x) => x !== "")
 }
 
 const atBottom = (el) => el.scrollHeight - el.scrollTop - el.clientHeight < 24
@@ -847,6 +1191,8 @@ function renderJob(update, change) {
   const active = ACTIVE.includes(j.status)
   p.cancel.hidden = !(signedIn() && active && !j.canceling) || !p.confirm.hidden
   if (!active) p.confirm.hidden = true
+  // Only a failed detached job can be submitted again (the coordinator refuses any other with 409).
+  p.retry.hidden = !(signedIn() && j.status === "failed" && !j.attached && !j.stdin)
   const end = j.finishedAt ?? null
   const facts = [
     fact("Binary", j.binary, "mono"),
@@ -890,7 +1236,7 @@ function renderJob(update, change) {
         badge(e.status, statusTone(e.status, e.status === "canceling")),
         e.workerId ? h("span", { class: "mono" }, e.workerId) : null,
         e.epoch ? h("span", { class: "muted small" }, `attempt ${e.epoch}`) : null,
-        e.reason ? h("span", { class: "reason" }, e.reason) : null,
+        e.reason ? h("span", { class: "reason" }, ...linkedIds(e.reason)) : null,
       ),
     ),
   )
