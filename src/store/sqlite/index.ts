@@ -124,6 +124,10 @@ function setUp(raw: Sqlite): void {
   // NORMAL is durable across application crashes in WAL mode; only an OS crash may lose the last commits.
   raw.exec("PRAGMA synchronous = NORMAL")
   raw.exec("PRAGMA foreign_keys = ON")
+  // Temporary tables and sort spills stay in memory (ours are small and bounded by the listing limits):
+  // a host or container with no writable temp folder (/tmp read-only, no TMPDIR) otherwise fails
+  // statements with a misleading "cannot rollback - no transaction is active".
+  raw.exec("PRAGMA temp_store = MEMORY")
 }
 
 /** SQLite's codes for a file it may not open or write: reported like `usable` (a check raced, or ACLs it cannot see). */
