@@ -1,4 +1,4 @@
-import { chownSync, mkdtempSync, rmSync } from "node:fs"
+import { chownSync, closeSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DffmpegError, TrustError } from "../shared/errors.ts"
@@ -15,6 +15,7 @@ import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
 import type { ExitReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
+import { PROGRESS_FD, probeDuration, progressSource } from "./progress-source.ts"
 import type { Profile } from "../shared/config/server-schema.ts"
 import { applyProfiles, describeRewrites } from "./profiles.ts"
 import { createBatchEncoder, createRetainingSender, pieceSize, type OutputPiece } from "./output-batch.ts"
@@ -85,6 +86,13 @@ export interface Run {
 const dec = new TextDecoder()
 /** Longest a finished job waits for the coordinator to end its downlink before cutting it. */
 const DOWNLINK_END_MS = 1000
+/**
+ * Least ms between two uploads that carry only progress from the worker's own pipe (ffmpeg writes a
+ * block every 0.5 s): a quiet job costs the coordinator one request a second, its last block goes at once.
+ */
+const PROGRESS_UPLOAD_MS = 1000
+/** Longest an exited job's report waits for the end of its progress pipe and for its duration probe. */
+const PROGRESS_END_MS = 1000
 
 /** Whether a cancel frame (`{reason, kill?}`) asks for SIGKILL at once rather than a graceful stop. */
 function cancelKills(data: Uint8Array): boolean {
@@ -203,6 +211,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   }
 
   const downlink = new AbortController()
+  // Ends the worker's own progress pipe reader and duration probe (at the job's end, whatever way it ends).
+  const progressEnd = new AbortController()
   // A job relaying stdin needs its downlink from the start; any other only once there is something on it.
   let following = a.stdin
   // Set once the process is spawned: what `openDownlink` starts, and the downlink's loop once started.
@@ -291,15 +301,26 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       }
       const cwd = mapped.cwd ?? scratch!
       const sandboxed = box.mode === "bwrap"
-      const argv = box.argv({ roots: binds, scratch, files, cwd }, [bin, ...mapped.args])
+      const env = spawnEnv(box.env(), callerEnv)
+      // The worker's own -progress pipe and duration probe (after the policy: they are the worker's, not the caller's).
+      const source = progressSource(a.binary, mapped.args, cwd, env ?? process.env)
+      const sandbox = { roots: binds, scratch, files, cwd }
+      const argv = box.argv(sandbox, [bin, ...source.args])
       // Without caller stdin the process gets /dev/null, exactly as a local call with none: EOF at once
       // (an overwrite prompt answers itself "not overwriting"); a cancel then stops it with SIGTERM.
       stdinOpen = a.stdin
       try {
         proc = Bun.spawn(argv, {
           cwd,
-          env: spawnEnv(box.env(), callerEnv),
-          stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])],
+          env,
+          stdio: [
+            stdinOpen ? "pipe" : "ignore",
+            "pipe",
+            "pipe",
+            // fd 3: bwrap's info pipe; fd 4 (PROGRESS_FD): the worker's own -progress pipe.
+            ...(sandboxed || source.own ? ([sandboxed ? "pipe" : "ignore"] as const) : []),
+            ...(source.own ? (["pipe"] as const) : []),
+          ],
         })
         if (sandboxed) intoSandbox = sandboxSignaller(proc, readChildPid(proc.stdio[INFO_FD] as number), log)
       } catch (err) {
@@ -312,7 +333,14 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       log.info("job started", { job: a.id, epoch: a.epoch, pid: proc.pid })
       const child = proc
       // Reads copies of the output to report how far the job is; the bytes sent are the bytes read.
-      const progress = createProgressTracker(a.binary, mapped.args)
+      const progress = createProgressTracker(a.binary, mapped.args, Date.now, source.own)
+      const ffprobe = deps.binaries.get(a.binary.replace(/ffmpeg/i, "ffprobe")) ?? deps.binaries.get("ffprobe")
+      const probed =
+        progress && source.probe && ffprobe
+          ? probeDuration(box, ffprobe, source.probe, sandbox, progressEnd.signal)
+              .then((ms) => progress.probed(ms))
+              .catch((err) => log.debug("duration probe failed", { job: a.id, reason: (err as Error).message }))
+          : undefined
       // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
       // Only for a caller that decodes them (an older one would show `$Var`): the job says so.
       const streams = a.pathTokens ? rewrittenStreams(a.binary, a.args) : undefined
@@ -325,6 +353,24 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         [Kind.stdout]: encoder(streams?.stdout),
         [Kind.stderr]: encoder(streams?.stderr),
       }
+      const deliver = (piece: OutputPiece) =>
+        uploader.push(piece).catch((err) => {
+          // The coordinator took the job away or the upload failed for good: stop the process.
+          if (mode === "run")
+            log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
+          if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
+          else signal("SIGKILL")
+        })
+      // When progress last went up, and whether the private pipe has a newer report not sent yet.
+      let progressAt = 0
+      let progressOwed = false
+      const sendProgress = async () => {
+        const report = progress?.take()
+        progressOwed = false
+        if (!report) return
+        progressAt = Date.now()
+        await deliver({ kind: Kind.stderr, data: new Uint8Array(0), progress: json(report) })
+      }
       const pump = async (stream: ReadableStream<Uint8Array>, kind: typeof Kind.stdout | typeof Kind.stderr) => {
         const rewriter = rewriters[kind]
         const send = async (raw: Uint8Array, bytes: Uint8Array) => {
@@ -334,16 +380,14 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             progress.feed(kind === Kind.stdout ? "stdout" : "stderr", raw)
             const report = progress.take()
             // Same request as the bytes that carried it: progress never costs an extra round trip.
-            if (report) piece.progress = json(report)
+            if (report) {
+              piece.progress = json(report)
+              progressAt = Date.now()
+              progressOwed = false
+            }
           }
           if (!piece.data.length && !piece.progress) return
-          await uploader.push(piece).catch((err) => {
-            // The coordinator took the job away or the upload failed for good: stop the process.
-            if (mode === "run")
-              log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
-            if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
-            else signal("SIGKILL")
-          })
+          await deliver(piece)
         }
         for await (const chunk of stream) {
           if (!chunk.length) continue
@@ -352,6 +396,34 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         // The bytes held back in case they began a root.
         if (rewriter) await send(new Uint8Array(0), rewriter.end())
       }
+      /**
+       * Drains the worker's own -progress pipe to its end (ffmpeg must never block on it): each block goes
+       * up on its own, at most every PROGRESS_UPLOAD_MS unless stderr carried it meanwhile.
+       */
+      const ownProgress = async (fd: number, stop: AbortSignal) => {
+        const reader = Bun.file(fd).stream().getReader()
+        const cut = () => void reader.cancel().catch(() => {})
+        stop.addEventListener("abort", cut, { once: true })
+        try {
+          for (;;) {
+            const { done, value } = await reader.read()
+            if (done) break
+            progress?.feed("private", value)
+            progressOwed = true
+            if (Date.now() - progressAt >= PROGRESS_UPLOAD_MS) await sendProgress()
+          }
+        } catch (err) {
+          log.debug("progress pipe ended", { job: a.id, reason: (err as Error).message })
+        } finally {
+          stop.removeEventListener("abort", cut)
+          try {
+            closeSync(fd)
+          } catch {
+            // already closed
+          }
+        }
+      }
+      const ownPiped = source.own ? ownProgress(proc.stdio[PROGRESS_FD] as number, progressEnd.signal) : undefined
       follow = () =>
         void (followed = followDownlink(a, child, deps, downlink.signal, {
           stdinEnded: () => (stdinOpen = false),
@@ -369,6 +441,13 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         child.exited,
       ])
       for (const t of timers) clearTimeout(t)
+      // The pipe ends with the process; a leftover holder of it (or a slow probe) only costs PROGRESS_END_MS.
+      const ended = Bun.sleep(PROGRESS_END_MS)
+      await Promise.race([Promise.all([ownPiped, probed]), ended])
+      progressEnd.abort()
+      await ownPiped
+      // The last block (progress=end), and the length the probe found, go before the exit.
+      if (progressOwed || probed) await sendProgress()
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
       const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
       let exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
@@ -395,6 +474,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       signal("SIGKILL")
     } finally {
       downlink.abort()
+      progressEnd.abort()
       for (const t of timers) clearTimeout(t)
       uploader.close()
       if (scratch) rmSync(scratch, { recursive: true, force: true })
