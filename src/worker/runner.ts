@@ -442,8 +442,10 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       ])
       for (const t of timers) clearTimeout(t)
       // The pipe ends with the process; a leftover holder of it (or a slow probe) only costs PROGRESS_END_MS.
+      // The probe is waited for only when there is progress it would complete (its length: 100 % at the end).
       const ended = Bun.sleep(PROGRESS_END_MS)
-      await Promise.race([Promise.all([ownPiped, probed]), ended])
+      await Promise.race([ownPiped, ended])
+      if (progressAt > 0 || progressOwed) await Promise.race([probed, ended])
       progressEnd.abort()
       await ownPiped
       // The last block (progress=end), and the length the probe found, go before the exit.
