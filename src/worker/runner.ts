@@ -12,7 +12,7 @@ import { materialise, withSafeOff } from "./contents.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
-import type { ExitReport } from "../shared/protocol/schemas.ts"
+import type { ExitReport, ProgressReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
 import { PROGRESS_FD, probeDuration, progressSource } from "./progress-source.ts"
@@ -88,7 +88,8 @@ const dec = new TextDecoder()
 const DOWNLINK_END_MS = 1000
 /**
  * Least ms between two uploads that carry only progress from the worker's own pipe (ffmpeg writes a
- * block every 0.5 s): a quiet job costs the coordinator one request a second, its last block goes at once.
+ * block every 0.5 s), and before the first: a quiet job costs the coordinator one request a second, its
+ * last block goes with its exit.
  */
 const PROGRESS_UPLOAD_MS = 1000
 /** Longest an exited job's report waits for the end of its progress pipe and for its duration probe. */
@@ -177,10 +178,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     linger: deps.outputLingerMs,
   })
 
-  const report = async (exit: ExitReport) => {
+  /** Reports the exit, with the last progress report when there is a new one (in the same request). */
+  const report = async (exit: ExitReport, progress?: ProgressReport) => {
     if (mode === "fenced") return
     if (mode === "abandon") exit = { ...exit, abandoned: abandonReason }
-    await uploader.push({ kind: Kind.exit, data: json(exit) })
+    await uploader.push({ kind: Kind.exit, data: json(exit), progress: progress && json(progress) })
     await uploader.drain()
   }
 
@@ -361,14 +363,17 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
           if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
           else signal("SIGKILL")
         })
-      // When progress last went up, and whether the private pipe has a newer report not sent yet.
-      let progressAt = 0
+      // When progress last went up (a job's first second counts: a short job's goes with its exit alone),
+      // whether any did, and whether the private pipe has a newer report not sent yet.
+      let progressAt = Date.now()
+      let progressSent = false
       let progressOwed = false
       const sendProgress = async () => {
         const report = progress?.take()
         progressOwed = false
         if (!report) return
         progressAt = Date.now()
+        progressSent = true
         await deliver({ kind: Kind.stderr, data: new Uint8Array(0), progress: json(report) })
       }
       const pump = async (stream: ReadableStream<Uint8Array>, kind: typeof Kind.stdout | typeof Kind.stderr) => {
@@ -383,6 +388,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             if (report) {
               piece.progress = json(report)
               progressAt = Date.now()
+              progressSent = true
               progressOwed = false
             }
           }
@@ -445,11 +451,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       // The probe is waited for only when there is progress it would complete (its length: 100 % at the end).
       const ended = Bun.sleep(PROGRESS_END_MS)
       await Promise.race([ownPiped, ended])
-      if (progressAt > 0 || progressOwed) await Promise.race([probed, ended])
+      if (progressSent || progressOwed) await Promise.race([probed, ended])
       progressEnd.abort()
       await ownPiped
-      // The last block (progress=end), and the length the probe found, go before the exit.
-      if (progressOwed || probed) await sendProgress()
+      // The last block (progress=end), and the length the probe found, go with the exit.
+      const last = progressOwed || probed ? progress?.take() : undefined
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
       const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
       let exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
@@ -465,7 +471,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         signal: exit.signal ?? undefined,
         stopped: mode === "run" ? undefined : mode,
       })
-      await report(exit)
+      await report(exit, last)
       // The coordinator ends the downlink once the end committed: waiting for that (briefly) rather
       // than aborting it keeps its connection in the pool for the next job's requests.
       if (followed) await Promise.race([followed, Bun.sleep(DOWNLINK_END_MS)])
