@@ -325,6 +325,26 @@ describe("progress", () => {
     expect(Math.abs(job.progress!.durationMs! - 2000)).toBeLessThan(100)
   }, 60_000)
 
+  test("a caller's -progress to a file is the only one: ffmpeg writes it there as locally", async () => {
+    const args = (media: string, prefix: string) => [
+      ...words("-hide_banner -nostats -i"),
+      join(media, "av.mkv"),
+      "-progress",
+      join(media, `${prefix}-progress.txt`),
+      ...words("-f null -"),
+    ]
+    const r = await c.run("ffmpeg", args(c.clientMedia, "remote"))
+    const local = await c.local("ffmpeg", args(c.storage, "local"))
+    expect([r.code, local.code]).toEqual([0, 0])
+    expect(r.out).toBe("")
+    const keys = (file: string) =>
+      readFileSync(join(c.storage, file), "utf8")
+        .split("\n")
+        .map((l) => l.split("=")[0])
+    expect(keys("remote-progress.txt")).toEqual(keys("local-progress.txt"))
+    expect(readFileSync(join(c.storage, "remote-progress.txt"), "utf8")).toContain("progress=end")
+  }, 60_000)
+
   test("at -v debug the worker adds nothing ffmpeg would log: the caller's debug output names no pipe of the worker's", async () => {
     const r = await c.run("ffmpeg", ["-v", "debug", "-nostats", "-i", join(c.clientMedia, "av.mkv"), "-f", "null", "-"])
     expect(r.code).toBe(0)
