@@ -345,6 +345,17 @@ describe("progress", () => {
     expect(readFileSync(join(c.storage, "remote-progress.txt"), "utf8")).toContain("progress=end")
   }, 60_000)
 
+  test("with FFREPORT the report's command line is the caller's: the worker adds no -progress", async () => {
+    const report = join(c.clientMedia, "ffreport.log")
+    const args = ["-v", "error", "-i", join(c.clientMedia, "av.mkv"), ...words("-t 0.5 -f null -")]
+    const r = await c.run("ffmpeg", args, { env: { FFREPORT: `file=${report}:level=32` } })
+    expect([r.code, r.err]).toEqual([0, ""])
+    const lines = readFileSync(join(c.storage, "ffreport.log"), "utf8").split("\n")
+    const command = lines[lines.indexOf("Command line:") + 1]
+    expect(command).toMatch(/^\S*ffmpeg -v error -protocol_whitelist file,pipe -i /)
+    expect(command).not.toContain("progress")
+  }, 60_000)
+
   test("at -v debug the worker adds nothing ffmpeg would log: the caller's debug output names no pipe of the worker's", async () => {
     const r = await c.run("ffmpeg", ["-v", "debug", "-nostats", "-i", join(c.clientMedia, "av.mkv"), "-f", "null", "-"])
     expect(r.code).toBe(0)
