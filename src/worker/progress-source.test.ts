@@ -52,6 +52,14 @@ describe("progressSource: where the worker adds its own -progress", () => {
       expect(s.own).toBe(true)
     }
     expect(progressSource("/usr/lib/jellyfin-ffmpeg/ffmpeg", job, "/m").own).toBe(true)
+    // Sources in a filter graph instead of inputs: still a transcode, with nothing to probe.
+    expect(
+      progressSource("ffmpeg", ["-v", "error", "-filter_complex", "testsrc", "-t", "2", "/m/o.mkv"], "/m"),
+    ).toEqual({
+      args: [...OWN, "-v", "error", "-filter_complex", "testsrc", "-t", "2", "/m/o.mkv"],
+      own: true,
+      probe: undefined,
+    })
   })
 
   test("never beside the caller's own -progress, whatever it names", () => {
@@ -76,14 +84,13 @@ describe("progressSource: where the worker adds its own -progress", () => {
     expect(progressSource("ffmpeg", ["-v", "info", "-v", "quiet", ...job], "/m").own).toBe(true)
   })
 
-  test("never for ffprobe, info commands or a command without an input and an output", () => {
+  test("never for ffprobe, info commands or a command without an output", () => {
     for (const [binary, args] of [
       ["ffprobe", ["-i", "/m/in.mkv"]],
       ["ffmpeg", ["-version"]],
       ["ffmpeg", ["-h", "encoder=libx264"]],
       ["ffmpeg", ["-i", "/m/in.mkv", "-encoders", "/m/out.mkv"]],
       ["ffmpeg", ["-i", "/m/in.mkv"]],
-      ["ffmpeg", ["/m/out.mkv"]],
       ["ffmpeg", []],
     ] as [string, string[]][])
       expect(progressSource(binary, args, "/m")).toEqual({ args, own: false })

@@ -16,7 +16,7 @@ import { type Confinement, runConfined } from "./sandbox.ts"
  * - never at `verbose` or more (any `-v`/`-loglevel` value, since ffmpeg reads the first one early and
  *   applies each in order): `verbose` logs the pipe's "Statistics: … bytes written" at exit, `debug`
  *   every option read; nor with `-report`/`FFREPORT` (a debug log in a file the caller gets);
- * - never for info commands (`-version`, `-h`…) or a command without an input and an output.
+ * - never for info commands (`-version`, `-h`…) or a command without an output.
  * Up to `info` its only effect is the pipe; the caller's `-nostats` and `-stats_period` keep working
  * (the blocks follow `-stats_period`, 0.5 s by default). The policy checks the caller's argv before this
  * is added (the policy refuses `pipe:` beyond 0–2 from a caller), and the pipe opens no path.
@@ -97,14 +97,14 @@ export function progressSource(
   const parsed = parseArgv("ffmpeg", args)
   const options = new Set(parsed.tokens.filter((t) => t.role === "option").map((t) => t.name ?? ""))
   const inputs = parsed.files.filter((f) => f.kind === "input")
-  if (!inputs.length || !parsed.files.some((f) => f.kind === "output") || [...options].some(isExitOption))
-    return { args, own: false }
+  // Inputs may all be filter sources (`-filter_complex testsrc`); an output is what makes a transcode.
+  if (!parsed.files.some((f) => f.kind === "output") || [...options].some(isExitOption)) return { args, own: false }
   const set = levels(parsed)
   const own =
     !options.has("progress") && !options.has("report") && env.FFREPORT === undefined && set.every((l) => l <= INFO)
   // The last level set is the one ffmpeg prints its input headers at (info by default).
   const last = set.at(-1) ?? INFO
-  const probe = last < INFO ? probeTarget(inputs[0], cwd) : undefined
+  const probe = last < INFO && inputs.length ? probeTarget(inputs[0], cwd) : undefined
   return { args: own ? ["-progress", `pipe:${PROGRESS_FD}`, ...args] : args, own, probe }
 }
 
