@@ -84,13 +84,15 @@ describe("progressSource: where the worker adds its own -progress", () => {
     expect(progressSource("ffmpeg", ["-v", "info", "-v", "quiet", ...job], "/m").own).toBe(true)
   })
 
-  test("never for ffprobe, info commands or a command without an output", () => {
+  test("never for ffprobe, info commands or a command without an output, or without an input or a graph", () => {
     for (const [binary, args] of [
       ["ffprobe", ["-i", "/m/in.mkv"]],
       ["ffmpeg", ["-version"]],
       ["ffmpeg", ["-h", "encoder=libx264"]],
       ["ffmpeg", ["-i", "/m/in.mkv", "-encoders", "/m/out.mkv"]],
       ["ffmpeg", ["-i", "/m/in.mkv"]],
+      ["ffmpeg", ["/m/out.mkv"]],
+      ["ffmpeg", ["-vf", "scale=2:2", "/m/out.mkv"]],
       ["ffmpeg", []],
     ] as [string, string[]][])
       expect(progressSource(binary, args, "/m")).toEqual({ args, own: false })

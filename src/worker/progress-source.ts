@@ -16,7 +16,8 @@ import { type Confinement, runConfined } from "./sandbox.ts"
  * - never at `verbose` or more (any `-v`/`-loglevel` value, since ffmpeg reads the first one early and
  *   applies each in order): `verbose` logs the pipe's "Statistics: … bytes written" at exit, `debug`
  *   every option read; nor with `-report`/`FFREPORT` (a debug log in a file the caller gets);
- * - never for info commands (`-version`, `-h`…) or a command without an output.
+ * - never for info commands (`-version`, `-h`…) or a command without an output, or with neither an input
+ *   nor a complex filtergraph.
  * Up to `info` its only effect is the pipe; the caller's `-nostats` and `-stats_period` keep working
  * (the blocks follow `-stats_period`, 0.5 s by default). The policy checks the caller's argv before this
  * is added (the policy refuses `pipe:` beyond 0–2 from a caller), and the pipe opens no path.
@@ -41,6 +42,9 @@ const INFO = 32
 
 /** Longest the worker's duration probe may run. */
 export const PROBE_TIMEOUT_MS = 5000
+
+/** Options that give a complex filtergraph, whose sources may stand in for inputs. */
+const GRAPH_OPTIONS = ["filter_complex", "lavfi", "filter_complex_script"]
 
 /** Demuxers whose "input" is not a file the probe could read alone (a graph, a list of other files). */
 const UNPROBED_FORMATS = new Set(["lavfi", "concat"])
@@ -97,8 +101,10 @@ export function progressSource(
   const parsed = parseArgv("ffmpeg", args)
   const options = new Set(parsed.tokens.filter((t) => t.role === "option").map((t) => t.name ?? ""))
   const inputs = parsed.files.filter((f) => f.kind === "input")
-  // Inputs may all be filter sources (`-filter_complex testsrc`); an output is what makes a transcode.
-  if (!parsed.files.some((f) => f.kind === "output") || [...options].some(isExitOption)) return { args, own: false }
+  // A transcode reads inputs or a complex filtergraph's sources (`-filter_complex testsrc`) into an output.
+  const reads = inputs.length > 0 || GRAPH_OPTIONS.some((o) => options.has(o))
+  if (!reads || !parsed.files.some((f) => f.kind === "output") || [...options].some(isExitOption))
+    return { args, own: false }
   const set = levels(parsed)
   const own =
     !options.has("progress") && !options.has("report") && env.FFREPORT === undefined && set.every((l) => l <= INFO)

@@ -353,8 +353,8 @@ describe("argument profiles", () => {
   const qsv = [{ replace: { h264_nvenc: "h264_qsv" } }]
   test("rewrite before spawning and tell the start claim what changed", async () => {
     const t = new FakeTransport()
-    // The argv as spawned, one argument a line.
-    const a = assignment(["-c", 'printf "%s\\n" "$@"', "sh", "-c:v", "h264_nvenc"])
+    // The argv as spawned, one argument a line (no output file in it: the worker adds no -progress).
+    const a = assignment(["-c", 'printf "%s\\n" "$0" "$@"', "-c:v", "h264_nvenc"])
     await within(startRun(a, { ...deps(t, "/bin/sh"), profiles: qsv }).done)
     expect(t.starts).toEqual([{ id: a.id, epoch: 3, note: "profile: h264_nvenc -> h264_qsv" }])
     expect(t.text(a.id, Kind.stdout)).toBe("-c:v\nh264_qsv\n")
