@@ -5,13 +5,14 @@ import { join } from "node:path"
 import * as v from "valibot"
 import { rng } from "../../test/helpers/rng.ts"
 import { ProgressReport } from "../shared/protocol/schemas.ts"
-import { createProgressTracker, type ProgressTracker } from "./progress.ts"
+import { createProgressTracker, type ProgressTracker, type Stream } from "./progress.ts"
+import { PROGRESS_FD } from "./progress-source.ts"
 
 const enc = new TextEncoder()
-type Feed = ["stdout" | "stderr", string | Uint8Array]
+type Feed = [Stream, string | Uint8Array]
 
-function tracker(args: string[], now: () => number = () => 0): ProgressTracker {
-  const t = createProgressTracker("ffmpeg", args, now)
+function tracker(args: string[], now: () => number = () => 0, own = false): ProgressTracker {
+  const t = createProgressTracker("ffmpeg", args, now, own)
   if (!t) throw new Error("ffmpeg must get a tracker")
   return t
 }
@@ -325,6 +326,104 @@ describe("-progress blocks", () => {
   })
 })
 
+describe("the worker's own -progress pipe", () => {
+  const own = (args: string[]) => tracker(args, () => 0, true)
+  const at = (us: number, end = false) =>
+    block([
+      `frame=${us / 40000}`,
+      "fps=25.00",
+      `out_time_us=${us}`,
+      "speed=1.5x",
+      `progress=${end ? "end" : "continue"}`,
+    ])
+
+  test("reads its blocks, with the duration from the header, and ignores stderr status lines", () => {
+    const t = own(["-i", "in.mkv", "out.mkv"])
+    const report = run(t, [
+      ["stderr", header("00:00:10.00") + status("00:00:09.00")],
+      ["private", at(2_000_000)],
+      ["stderr", status("00:00:08.00")],
+    ])
+    expect(report).toEqual({
+      timeMs: 2000,
+      durationMs: 10000,
+      percent: 20,
+      speed: 1.5,
+      fps: 25,
+      frame: 50,
+      etaMs: 5333,
+    })
+  })
+
+  test("takes the probed length when ffmpeg prints no header, the header when it does", () => {
+    const quiet = own(["-v", "error", "-i", "in.mkv", "out.mkv"])
+    expect(run(quiet, [["private", at(1_000_000)]])).toMatchObject({ durationMs: null, percent: null })
+    quiet.probed(10_000)
+    // A new length alone makes a new report.
+    expect(quiet.take()).toMatchObject({ timeMs: 1000, durationMs: 10000, percent: 10, etaMs: 6000 })
+    expect(run(quiet, [["private", at(4_000_000, true)]])).toMatchObject({ percent: 100, etaMs: 0 })
+    // -t caps the length with or without a probe; a shorter probed input shortens it.
+    const capped = own(["-v", "error", "-i", "in.mkv", "-t", "4", "out.mkv"])
+    expect(run(capped, [["private", at(1_000_000)]])).toMatchObject({ durationMs: 4000 })
+    capped.probed(3000)
+    expect(capped.take()).toMatchObject({ durationMs: 3000 })
+
+    const loud = own(["-i", "in.mkv", "out.mkv"])
+    loud.probed(99_000)
+    expect(
+      run(loud, [
+        ["stderr", header("00:00:10.00")],
+        ["private", at(5_000_000)],
+      ]),
+    ).toMatchObject({
+      durationMs: 10000,
+      percent: 50,
+    })
+    // A probe that found nothing (or nonsense) leaves the length unknown.
+    const none = own(["-i", "in.mkv", "out.mkv"])
+    for (const ms of [null, Number.NaN, -5, Number.POSITIVE_INFINITY]) none.probed(ms)
+    expect(run(none, [["private", at(1_000_000)]])).toMatchObject({ durationMs: null })
+  })
+
+  test("leaves the private stream unread when the caller has its own -progress (the worker then adds none)", () => {
+    const t = own(["-progress", "pipe:1", "-i", "in.mkv", "out.mkv"])
+    expect(run(t, [["private", at(3_000_000)]])).toBeUndefined()
+    expect(run(t, [["stdout", at(1_000_000)]])).toMatchObject({ timeMs: 1000 })
+    // Without `own`, a private feed is nothing: stderr status lines stay the source.
+    const plain = tracker(["-i", "in.mkv", "out.mkv"])
+    expect(
+      run(plain, [
+        ["private", at(3_000_000)],
+        ["stderr", header("00:00:10.00") + status("00:00:01.00")],
+      ]),
+    ).toMatchObject({
+      timeMs: 1000,
+    })
+  })
+
+  test("joins blocks cut anywhere across reads, and stays bounded on a huge record", () => {
+    const bytes = enc.encode(at(1_000_000) + at(2_000_000) + at(3_000_000))
+    for (let cut = 1; cut < bytes.length; cut += 3) {
+      const t = own(["-i", "in.mkv", "out.mkv"])
+      t.probed(6000)
+      expect(
+        run(t, [
+          ["private", bytes.subarray(0, cut)],
+          ["private", bytes.subarray(cut)],
+        ]),
+      ).toMatchObject({
+        timeMs: 3000,
+        percent: 50,
+      })
+    }
+    const t = own(["-i", "in.mkv", "out.mkv"])
+    const huge = new Uint8Array(8 * 1024 * 1024).fill(0x3d) // "=" without a break
+    for (let o = 0; o < huge.length; o += 65536) t.feed("private", huge.subarray(o, o + 65536))
+    // The huge record ends at the first break and is dropped whole; the next block reads.
+    expect(run(t, [["private", `\n${at(4_000_000)}`]])).toMatchObject({ timeMs: 4000 })
+  })
+})
+
 describe("speed and changes", () => {
   test("estimates speed from the wall clock when ffmpeg prints speed=N/A", () => {
     let clock = 1000
@@ -423,6 +522,7 @@ describe("real ffmpeg output", () => {
   const base = ["-hide_banner", "-nostdin", "-stats_period", "0.1"]
   type Capture = { args: string[]; stdout: Uint8Array; stderr: Uint8Array }
   const captured = {} as Record<"generated" | "transcode" | "progress", Capture>
+  let quiet: Capture & { own: Uint8Array }
 
   function ffmpeg(args: string[]): Capture {
     const p = Bun.spawnSync(["ffmpeg", ...args], { stdout: "pipe", stderr: "pipe" })
@@ -430,7 +530,7 @@ describe("real ffmpeg output", () => {
     return { args, stdout: new Uint8Array(p.stdout), stderr: new Uint8Array(p.stderr) }
   }
 
-  beforeAll(() => {
+  beforeAll(async () => {
     const src = join(dir, "src.mkv")
     // A generated input has no known length (Duration: N/A); the file it makes has one (6 s).
     captured.generated = ffmpeg([
@@ -448,6 +548,18 @@ describe("real ffmpeg output", () => {
     ])
     captured.transcode = ffmpeg([...base, "-i", src, ...encode, join(dir, "a.mkv")])
     captured.progress = ffmpeg([...base, "-nostats", "-progress", "pipe:1", "-i", src, ...encode, join(dir, "b.mkv")])
+    // As the worker runs a quiet job: its own -progress on fd 4, nothing on stderr.
+    const args = ["-v", "error", "-nostats", "-stats_period", "0.1", "-i", src, ...encode, join(dir, "c.mkv")]
+    const p = Bun.spawn(["ffmpeg", "-progress", `pipe:${PROGRESS_FD}`, ...args], {
+      stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
+    })
+    const [stdout, stderr, own] = await Promise.all([
+      new Response(p.stdout).bytes(),
+      new Response(p.stderr).bytes(),
+      new Response(Bun.file(p.stdio[PROGRESS_FD] as number).stream()).bytes(),
+      p.exited,
+    ])
+    quiet = { args, stdout, stderr, own }
   })
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -500,6 +612,21 @@ describe("real ffmpeg output", () => {
     const report = whole(captured.progress)
     expect(report).toMatchObject({ percent: 100, etaMs: 0, frame: 150 })
     expect(Math.abs((report?.timeMs ?? 0) - 6000)).toBeLessThan(100)
+  })
+
+  test("reads a real quiet run's own pipe to 100 % of the probed length, however the pipe is chunked", () => {
+    expect([quiet.stdout.length, quiet.stderr.length]).toEqual([0, 0])
+    const feed = (pieces: Uint8Array[]) => {
+      const t = tracker(quiet.args, () => 0, true)
+      t.probed(6000)
+      return run(
+        t,
+        pieces.map((p) => ["private", p]),
+      )
+    }
+    const expected = feed([quiet.own])
+    expect(expected).toMatchObject({ durationMs: 6000, percent: 100, etaMs: 0, frame: 150 })
+    for (const pieces of chunkings(quiet.own).filter((_, i) => i % 5 === 0)) expect(feed(pieces)).toEqual(expected!)
   })
 
   test("gives the same reports for real stderr however it is chunked", () => {

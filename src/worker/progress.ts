@@ -7,8 +7,12 @@ import type { ProgressReport } from "../shared/protocol/schemas.ts"
  * - stderr input headers: `  Duration: 00:01:23.45, start: …` of `Input #0` (the expected length);
  * - stderr status lines: `frame=  250 fps= 50 … time=00:00:10.00 bitrate=… speed=2.01x`;
  * - `-progress` blocks (`key=value` lines ended by `progress=continue|end`) when `-progress` sends
- *   them to stdout or stderr. They are then the only source of position: the status lines say the
- *   same with less precision, and mixing two streams would make the result depend on their timing.
+ *   them to stdout or stderr, or to the worker's own pipe (`private`: the `-progress pipe:4` the worker
+ *   adds, worker/progress-source.ts). They are then the only source of position: the status lines say
+ *   the same with less precision, and mixing two streams would make the result depend on their timing.
+ *
+ * The input's length is `Input #0`'s `Duration:` header when ffmpeg prints one, else the worker's own
+ * probe of that input (`probed`), which a loglevel below `info` makes necessary.
  *
  * The expected length is the input's duration trimmed by the command's `-ss`/`-sseof`/`-t`/`-to`:
  * - input side (before the first `-i`): `-ss` (or `-sseof`, which ffmpeg prefers) skips the start,
@@ -22,7 +26,9 @@ import type { ProgressReport } from "../shared/protocol/schemas.ts"
  */
 export interface ProgressTracker {
   /** Feeds a copy of a chunk the process wrote (any chunking, any bytes; never throws). */
-  feed(stream: "stdout" | "stderr", chunk: Uint8Array): void
+  feed(stream: Stream, chunk: Uint8Array): void
+  /** The first input's length in ms from the worker's own probe (null: unknown); the header wins when ffmpeg prints one. */
+  probed(durationMs: number | null): void
   /** The latest progress if it changed since the last call, else undefined. */
   take(): ProgressReport | undefined
 }
@@ -37,7 +43,9 @@ const MAX_FPS = 1e7
 const CR = 13
 const LF = 10
 
-type Target = "stdout" | "stderr"
+/** The process's output streams, and `private`: the worker's own `-progress` pipe. */
+export type Stream = "stdout" | "stderr" | "private"
+type Target = Stream
 
 /** One reading of the process's position; null where ffmpeg printed `N/A` or nothing. */
 interface Sample {
@@ -63,14 +71,23 @@ interface Plan {
   progress: Target | undefined
 }
 
-/** `binary` is the remote binary name ("ffmpeg", "ffprobe", ...); `args` the argv as run (after the binary). Returns undefined when progress cannot apply (e.g. ffprobe). */
+/**
+ * `binary` is the remote binary name ("ffmpeg", "ffprobe", ...); `args` the argv as the caller's command
+ * runs (after the binary, without the worker's own `-progress`). With `own`, the worker added its own
+ * `-progress` pipe: its blocks (fed as `private`) are the position. Returns undefined when progress
+ * cannot apply (e.g. ffprobe).
+ */
 export function createProgressTracker(
   binary: string,
   args: string[],
   now: () => number = Date.now,
+  own = false,
 ): ProgressTracker | undefined {
   if (!isFfmpeg(binary)) return undefined
   const plan = readPlan(args)
+  // The worker adds its own only when the caller gave none (ffmpeg keeps only one -progress).
+  if (own && !plan.progress) plan.progress = "private"
+  let probedMs: number | null = null
   const header = createHeaderReader()
   const block = createBlockReader()
   let state: Sample | undefined
@@ -88,23 +105,27 @@ export function createProgressTracker(
     const s = plan.progress === "stderr" ? block.read(record) : plan.progress ? undefined : parseStatusLine(record)
     if (s) accept(s)
   }
-  const onStdout = (record: string) => {
+  const onBlock = (record: string) => {
     const s = block.read(record)
     if (s) accept(s)
   }
   const splitters = {
     stderr: createRecordSplitter(onStderr),
     // A stdout that does not carry -progress carries media: never read it.
-    stdout: plan.progress === "stdout" ? createRecordSplitter(onStdout) : undefined,
+    stdout: plan.progress === "stdout" ? createRecordSplitter(onBlock) : undefined,
+    private: plan.progress === "private" ? createRecordSplitter(onBlock) : undefined,
   }
 
   return {
     feed(stream, chunk) {
       splitters[stream]?.(chunk)
     },
+    probed(ms) {
+      probedMs = ms === null || !Number.isFinite(ms) || ms < 0 ? null : ms
+    },
     take() {
       if (!state) return undefined
-      const report = toReport(state, expectedDurationMs(header.durationMs(), plan))
+      const report = toReport(state, expectedDurationMs(header.durationMs() ?? probedMs, plan))
       if (last && sameReport(last, report)) return undefined
       last = report
       return report
@@ -113,7 +134,7 @@ export function createProgressTracker(
 }
 
 /** ffmpeg under any install name (`ffmpeg`, `/usr/lib/jellyfin-ffmpeg/ffmpeg`, `ffmpeg.exe`); not ffprobe/ffplay. */
-function isFfmpeg(binary: string): boolean {
+export function isFfmpeg(binary: string): boolean {
   const name = binary.split(/[\\/]/).pop() ?? ""
   return name.toLowerCase().includes("ffmpeg")
 }
@@ -172,11 +193,14 @@ function createRecordSplitter(onRecord: (record: string) => void): (chunk: Uint8
   }
 }
 
-/** Reads the duration of `Input #0` from ffmpeg's input headers; later inputs and outputs are ignored. */
+/**
+ * Reads the duration of `Input #0` from ffmpeg's input headers; later inputs and outputs are ignored.
+ * `durationMs()` is undefined until the header was read, null when it said `N/A`.
+ */
 function createHeaderReader() {
   let section = -1
   let done = false
-  let duration: number | null = null
+  let duration: number | null | undefined
   return {
     read(record: string) {
       if (done) return

@@ -1,10 +1,12 @@
 import { describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
 import { createLogger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
-import { Kind } from "../shared/protocol/frames.ts"
+import { frameJson, Kind } from "../shared/protocol/frames.ts"
+import type { ProgressReport } from "../shared/protocol/schemas.ts"
+import { makeMedia } from "../../test/helpers/media.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { ProtocolError, StaleJobError, TransportUnavailableError } from "../transports/types.ts"
 import { startRun, type RunnerDeps } from "./runner.ts"
@@ -351,8 +353,8 @@ describe("argument profiles", () => {
   const qsv = [{ replace: { h264_nvenc: "h264_qsv" } }]
   test("rewrite before spawning and tell the start claim what changed", async () => {
     const t = new FakeTransport()
-    // The argv as spawned, one argument a line.
-    const a = assignment(["-c", 'printf "%s\\n" "$@"', "sh", "-c:v", "h264_nvenc"])
+    // The argv as spawned, one argument a line (no output file in it: the worker adds no -progress).
+    const a = assignment(["-c", 'printf "%s\\n" "$0" "$@"', "-c:v", "h264_nvenc"])
     await within(startRun(a, { ...deps(t, "/bin/sh"), profiles: qsv }).done)
     expect(t.starts).toEqual([{ id: a.id, epoch: 3, note: "profile: h264_nvenc -> h264_qsv" }])
     expect(t.text(a.id, Kind.stdout)).toBe("-c:v\nh264_qsv\n")
@@ -398,5 +400,65 @@ describe("argument profiles against the real argument policy", () => {
     expect(exit.code).toBeNull()
     expect(exit.error).toStartWith("worker refused the job: ")
     expect(exit.error).toContain("/etc/passwd")
+  })
+})
+
+describe("progress for a quiet job", () => {
+  /** The progress reports the job uploaded, in order. */
+  const reports = (t: FakeTransport, id: string) =>
+    (t.uploads.get(id) ?? []).filter((f) => f.kind === Kind.progress).map((f) => frameJson(f) as ProgressReport)
+
+  test("a -v error -nostats ffmpeg, unconfined: its own pipe and the probed length give 100 %, its output is untouched", async () => {
+    const root = mkdtempSync(`${tmpdir()}/dffmpeg-runner-progress-`)
+    try {
+      makeMedia(["-f", "lavfi", "-i", "testsrc=duration=2:size=64x48:rate=25", "-c:v", "mpeg4", `${root}/in.mkv`])
+      const t = new FakeTransport()
+      const d = {
+        ...deps(t),
+        binaries: new Map([
+          ["ffmpeg", Bun.which("ffmpeg")!],
+          ["ffprobe", Bun.which("ffprobe")!],
+        ]),
+        mapper: createWorkerMapper({ paths: { Media: root } }),
+      }
+      const args = ["-v", "error", "-nostats", "-i", "$Media/in.mkv", "-f", "framecrc", "-"]
+      const a = assignment(args, { paths: ["Media"] })
+      await within(startRun(a, d).done)
+      expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+      const local = Bun.spawnSync(["ffmpeg", ...args.map((x) => x.replace("$Media", root))])
+      expect(t.text(a.id, Kind.stdout)).toBe(local.stdout.toString())
+      expect([t.text(a.id, Kind.stderr), local.stderr.toString()]).toEqual(["", ""])
+      expect(reports(t, a.id).at(-1)).toMatchObject({ timeMs: 2000, durationMs: 2000, percent: 100, etaMs: 0 })
+      // The last report came before the exit.
+      const kinds = t.uploads.get(a.id)!.map((f) => f.kind)
+      expect(kinds.lastIndexOf(Kind.progress)).toBeLessThan(kinds.indexOf(Kind.exit))
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+
+  test("a process that leaves its progress pipe open behind it still has its exit reported", async () => {
+    const dir = mkdtempSync(`${tmpdir()}/dffmpeg-runner-fd-`)
+    try {
+      // Fault injection: an "ffmpeg" writing one block to fd 4, then leaving a child holding fd 4 open.
+      const fake = `${dir}/ffmpeg`
+      const pidFile = `${dir}/holder.pid`
+      writeFileSync(
+        fake,
+        `#!/bin/sh\nprintf 'out_time_us=500000\\nprogress=end\\n' >&4\nsleep 30 >&4 2>&4 &\necho $! > ${pidFile}\nexit 0\n`,
+      )
+      chmodSync(fake, 0o755)
+      const t = new FakeTransport()
+      const a = assignment(["-i", "in.mkv", "out.mkv"])
+      try {
+        await within(startRun(a, deps(t, fake)).done)
+      } finally {
+        process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL")
+      }
+      expect(t.exitOf(a.id)).toEqual({ code: 0, signal: null })
+      expect(reports(t, a.id).at(-1)).toMatchObject({ timeMs: 500 })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -1,4 +1,4 @@
-import { chownSync, mkdtempSync, rmSync } from "node:fs"
+import { chownSync, closeSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DffmpegError, TrustError } from "../shared/errors.ts"
@@ -12,9 +12,10 @@ import { materialise, withSafeOff } from "./contents.ts"
 import { DEFAULT_ENV } from "../shared/ffargs/env.ts"
 import { toolOf } from "../shared/ffargs/argv.ts"
 import { Kind, RELAYED_SIGNALS } from "../shared/protocol/frames.ts"
-import type { ExitReport } from "../shared/protocol/schemas.ts"
+import type { ExitReport, ProgressReport } from "../shared/protocol/schemas.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
 import { createProgressTracker } from "./progress.ts"
+import { PROGRESS_FD, probeDuration, progressSource } from "./progress-source.ts"
 import type { Profile } from "../shared/config/server-schema.ts"
 import { applyProfiles, describeRewrites } from "./profiles.ts"
 import { createBatchEncoder, createRetainingSender, pieceSize, type OutputPiece } from "./output-batch.ts"
@@ -85,6 +86,14 @@ export interface Run {
 const dec = new TextDecoder()
 /** Longest a finished job waits for the coordinator to end its downlink before cutting it. */
 const DOWNLINK_END_MS = 1000
+/**
+ * Least ms between two uploads that carry only progress from the worker's own pipe (ffmpeg writes a
+ * block every 0.5 s), and before the first: a quiet job costs the coordinator one request a second, its
+ * last block goes with its exit.
+ */
+const PROGRESS_UPLOAD_MS = 1000
+/** Longest an exited job's report waits for the end of its progress pipe and for its duration probe. */
+const PROGRESS_END_MS = 1000
 
 /** Whether a cancel frame (`{reason, kill?}`) asks for SIGKILL at once rather than a graceful stop. */
 function cancelKills(data: Uint8Array): boolean {
@@ -169,10 +178,11 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
     linger: deps.outputLingerMs,
   })
 
-  const report = async (exit: ExitReport) => {
+  /** Reports the exit, with the last progress report when there is a new one (in the same request). */
+  const report = async (exit: ExitReport, progress?: ProgressReport) => {
     if (mode === "fenced") return
     if (mode === "abandon") exit = { ...exit, abandoned: abandonReason }
-    await uploader.push({ kind: Kind.exit, data: json(exit) })
+    await uploader.push({ kind: Kind.exit, data: json(exit), progress: progress && json(progress) })
     await uploader.drain()
   }
 
@@ -203,6 +213,8 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
   }
 
   const downlink = new AbortController()
+  // Ends the worker's own progress pipe reader and duration probe (at the job's end, whatever way it ends).
+  const progressEnd = new AbortController()
   // A job relaying stdin needs its downlink from the start; any other only once there is something on it.
   let following = a.stdin
   // Set once the process is spawned: what `openDownlink` starts, and the downlink's loop once started.
@@ -291,15 +303,26 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       }
       const cwd = mapped.cwd ?? scratch!
       const sandboxed = box.mode === "bwrap"
-      const argv = box.argv({ roots: binds, scratch, files, cwd }, [bin, ...mapped.args])
+      const env = spawnEnv(box.env(), callerEnv)
+      // The worker's own -progress pipe and duration probe (after the policy: they are the worker's, not the caller's).
+      const source = progressSource(a.binary, mapped.args, cwd, env ?? process.env)
+      const sandbox = { roots: binds, scratch, files, cwd }
+      const argv = box.argv(sandbox, [bin, ...source.args])
       // Without caller stdin the process gets /dev/null, exactly as a local call with none: EOF at once
       // (an overwrite prompt answers itself "not overwriting"); a cancel then stops it with SIGTERM.
       stdinOpen = a.stdin
       try {
         proc = Bun.spawn(argv, {
           cwd,
-          env: spawnEnv(box.env(), callerEnv),
-          stdio: [stdinOpen ? "pipe" : "ignore", "pipe", "pipe", ...(sandboxed ? (["pipe"] as const) : [])],
+          env,
+          stdio: [
+            stdinOpen ? "pipe" : "ignore",
+            "pipe",
+            "pipe",
+            // fd 3: bwrap's info pipe; fd 4 (PROGRESS_FD): the worker's own -progress pipe.
+            ...(sandboxed || source.own ? ([sandboxed ? "pipe" : "ignore"] as const) : []),
+            ...(source.own ? (["pipe"] as const) : []),
+          ],
         })
         if (sandboxed) intoSandbox = sandboxSignaller(proc, readChildPid(proc.stdio[INFO_FD] as number), log)
       } catch (err) {
@@ -312,7 +335,14 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       log.info("job started", { job: a.id, epoch: a.epoch, pid: proc.pid })
       const child = proc
       // Reads copies of the output to report how far the job is; the bytes sent are the bytes read.
-      const progress = createProgressTracker(a.binary, mapped.args)
+      const progress = createProgressTracker(a.binary, mapped.args, Date.now, source.own)
+      const ffprobe = deps.binaries.get(a.binary.replace(/ffmpeg/i, "ffprobe")) ?? deps.binaries.get("ffprobe")
+      const probed =
+        progress && source.probe && ffprobe
+          ? probeDuration(box, ffprobe, source.probe, sandbox, progressEnd.signal)
+              .then((ms) => progress.probed(ms))
+              .catch((err) => log.debug("duration probe failed", { job: a.id, reason: (err as Error).message }))
+          : undefined
       // The caller reads its own paths: our roots leave as `$Var` tokens (docs/protocol.md, "Paths in the output").
       // Only for a caller that decodes them (an older one would show `$Var`): the job says so.
       const streams = a.pathTokens ? rewrittenStreams(a.binary, a.args) : undefined
@@ -325,6 +355,27 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         [Kind.stdout]: encoder(streams?.stdout),
         [Kind.stderr]: encoder(streams?.stderr),
       }
+      const deliver = (piece: OutputPiece) =>
+        uploader.push(piece).catch((err) => {
+          // The coordinator took the job away or the upload failed for good: stop the process.
+          if (mode === "run")
+            log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
+          if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
+          else signal("SIGKILL")
+        })
+      // When progress last went up (a job's first second counts: a short job's goes with its exit alone),
+      // whether any did, and whether the private pipe has a newer report not sent yet.
+      let progressAt = Date.now()
+      let progressSent = false
+      let progressOwed = false
+      const sendProgress = async () => {
+        const report = progress?.take()
+        progressOwed = false
+        if (!report) return
+        progressAt = Date.now()
+        progressSent = true
+        await deliver({ kind: Kind.stderr, data: new Uint8Array(0), progress: json(report) })
+      }
       const pump = async (stream: ReadableStream<Uint8Array>, kind: typeof Kind.stdout | typeof Kind.stderr) => {
         const rewriter = rewriters[kind]
         const send = async (raw: Uint8Array, bytes: Uint8Array) => {
@@ -334,16 +385,15 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
             progress.feed(kind === Kind.stdout ? "stdout" : "stderr", raw)
             const report = progress.take()
             // Same request as the bytes that carried it: progress never costs an extra round trip.
-            if (report) piece.progress = json(report)
+            if (report) {
+              piece.progress = json(report)
+              progressAt = Date.now()
+              progressSent = true
+              progressOwed = false
+            }
           }
           if (!piece.data.length && !piece.progress) return
-          await uploader.push(piece).catch((err) => {
-            // The coordinator took the job away or the upload failed for good: stop the process.
-            if (mode === "run")
-              log.warn("output upload failed; stopping the job", { job: a.id, reason: (err as Error).message })
-            if (err instanceof StaleJobError || err instanceof JobGoneError) run.fence()
-            else signal("SIGKILL")
-          })
+          await deliver(piece)
         }
         for await (const chunk of stream) {
           if (!chunk.length) continue
@@ -352,6 +402,34 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         // The bytes held back in case they began a root.
         if (rewriter) await send(new Uint8Array(0), rewriter.end())
       }
+      /**
+       * Drains the worker's own -progress pipe to its end (ffmpeg must never block on it): each block goes
+       * up on its own, at most every PROGRESS_UPLOAD_MS unless stderr carried it meanwhile.
+       */
+      const ownProgress = async (fd: number, stop: AbortSignal) => {
+        const reader = Bun.file(fd).stream().getReader()
+        const cut = () => void reader.cancel().catch(() => {})
+        stop.addEventListener("abort", cut, { once: true })
+        try {
+          for (;;) {
+            const { done, value } = await reader.read()
+            if (done) break
+            progress?.feed("private", value)
+            progressOwed = true
+            if (Date.now() - progressAt >= PROGRESS_UPLOAD_MS) await sendProgress()
+          }
+        } catch (err) {
+          log.debug("progress pipe ended", { job: a.id, reason: (err as Error).message })
+        } finally {
+          stop.removeEventListener("abort", cut)
+          try {
+            closeSync(fd)
+          } catch {
+            // already closed
+          }
+        }
+      }
+      const ownPiped = source.own ? ownProgress(proc.stdio[PROGRESS_FD] as number, progressEnd.signal) : undefined
       follow = () =>
         void (followed = followDownlink(a, child, deps, downlink.signal, {
           stdinEnded: () => (stdinOpen = false),
@@ -369,6 +447,15 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         child.exited,
       ])
       for (const t of timers) clearTimeout(t)
+      // The pipe ends with the process; a leftover holder of it (or a slow probe) only costs PROGRESS_END_MS.
+      // The probe is waited for only when there is progress it would complete (its length: 100 % at the end).
+      const ended = Bun.sleep(PROGRESS_END_MS)
+      await Promise.race([ownPiped, ended])
+      if (progressSent || progressOwed) await Promise.race([probed, ended])
+      progressEnd.abort()
+      await ownPiped
+      // The last block (progress=end), and the length the probe found, go with the exit.
+      const last = progressOwed || probed ? progress?.take() : undefined
       // In the sandbox a death by signal N reaches us as bwrap's exit 128+N: reported as the signal, as before.
       const sig = child.signalCode !== null ? String(child.signalCode) : sandboxed ? signalOfExit(child.exitCode) : null
       let exit: ExitReport = { code: sig ? null : child.exitCode, signal: sig }
@@ -384,7 +471,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
         signal: exit.signal ?? undefined,
         stopped: mode === "run" ? undefined : mode,
       })
-      await report(exit)
+      await report(exit, last)
       // The coordinator ends the downlink once the end committed: waiting for that (briefly) rather
       // than aborting it keeps its connection in the pool for the next job's requests.
       if (followed) await Promise.race([followed, Bun.sleep(DOWNLINK_END_MS)])
@@ -395,6 +482,7 @@ export function startRun(a: Assignment, deps: RunnerDeps): Run {
       signal("SIGKILL")
     } finally {
       downlink.abort()
+      progressEnd.abort()
       for (const t of timers) clearTimeout(t)
       uploader.close()
       if (scratch) rmSync(scratch, { recursive: true, force: true })

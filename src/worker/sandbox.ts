@@ -409,20 +409,30 @@ export interface Ran {
 }
 
 /**
- * Runs a short command (`<binary> -version`, a capability listing) confined exactly as a job would be,
- * with no roots and `/` as its directory; SIGKILLed after `timeoutMs`. Throws only when it cannot start.
+ * Runs a short command (`<binary> -version`, a capability listing, a job's duration probe) confined
+ * exactly as a job would be: with no roots and `/` as its directory, or with a job's binds (`job`);
+ * SIGKILLed after `timeoutMs` or when `signal` aborts. Throws only when it cannot start.
  */
-export async function runConfined(c: Confinement, command: string[], timeoutMs: number): Promise<Ran> {
-  const p = Bun.spawn(c.argv({ roots: [], cwd: "/" }, command), {
-    cwd: "/",
+export async function runConfined(
+  c: Confinement,
+  command: string[],
+  timeoutMs: number,
+  opts: { job?: Parameters<Confinement["argv"]>[0]; signal?: AbortSignal } = {},
+): Promise<Ran> {
+  const job = opts.job ?? { roots: [], cwd: "/" }
+  const p = Bun.spawn(c.argv(job, command), {
+    cwd: job.cwd,
     env: c.env(),
     stdio: ["ignore", "pipe", "pipe", c.mode === "bwrap" ? "pipe" : "ignore"],
   })
   let timedOut = false
+  const kill = () => p.kill("SIGKILL")
   const timer = setTimeout(() => {
     timedOut = true
-    p.kill("SIGKILL")
+    kill()
   }, timeoutMs)
+  opts.signal?.addEventListener("abort", kill, { once: true })
+  if (opts.signal?.aborted) kill()
   const info = typeof p.stdio[INFO_FD] === "number" ? readChildPid(p.stdio[INFO_FD] as number) : undefined
   try {
     const [stdout, stderr, code] = await Promise.all([
@@ -434,6 +444,7 @@ export async function runConfined(c: Confinement, command: string[], timeoutMs: 
     return { code: p.signalCode ? null : code, stdout, stderr, timedOut }
   } finally {
     clearTimeout(timer)
+    opts.signal?.removeEventListener("abort", kill)
   }
 }
 

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync } from "node:fs"
+import { copyFileSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import type { Job } from "../../src/shared/protocol/schemas.ts"
 import { apiFor } from "../helpers/api.ts"
 import { BIN, waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
-import { sample } from "../helpers/media.ts"
+import { md5, sample } from "../helpers/media.ts"
 import { parseProm, value } from "../helpers/prom.ts"
 import { rawFetch, signedFetch } from "../helpers/signed.ts"
 
@@ -237,6 +237,134 @@ describe("progress", () => {
     expect(job.progress?.percent).toBe(100)
     expect(Math.abs(job.progress!.durationMs! - 2000)).toBeLessThan(100)
     expect(job.progress!.timeMs).toBeGreaterThan(1900)
+  }, 60_000)
+
+  const words = (s: string) => s.split(" ")
+
+  /**
+   * Runs a quiet real-time job through the proxy, watching its progress at the coordinator until it is
+   * between 5 and 95 %, then the same command with local ffmpeg on the storage's own paths. `args` is
+   * given the media directory and a name prefix for the files it writes.
+   */
+  async function quietJob(args: (media: string, prefix: string) => string[]) {
+    const api = apiFor(c, "client1")
+    const remote = c.run("ffmpeg", args(c.clientMedia, "remote"))
+    const seen: string[] = []
+    const mid = await waitFor(
+      async () => {
+        const [job] = await api.json<Job[]>("GET", "/api/v1/jobs", { query: { status: "running" } })
+        const p = job?.progress
+        if (p) seen.push(`${p.percent}%@${p.speed}x`)
+        return p && p.percent !== null && p.percent > 5 && p.percent < 95 && p.speed !== null ? { job, p } : undefined
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: "progress between 5 and 95 % with a speed" },
+    )
+    // The same progress everywhere the coordinator shows it.
+    const status = await c.client("status", [mid.job.id])
+    const ratio = value(parseProm((await scrape()).text).samples, "dffmpeg_job_progress_ratio", { job: mid.job.id })
+    const r = await remote
+    const done = await api.json<Job>("GET", `/api/v1/jobs/${mid.job.id}`)
+    const local = await c.local("ffmpeg", args(c.storage, "local"))
+    console.log(`progress samples while running: ${seen.join(" ")}`)
+    return { ...mid, status, ratio, r, done, local }
+  }
+
+  test("a -v error -nostats transcode shows percent, speed and ETA while it runs and reaches 100 %; the caller sees local ffmpeg's bytes", async () => {
+    // No -t: the length is the worker's own probe of the input (10.02 s) less the input -ss 6.
+    const args = (media: string, prefix: string) => [
+      ...words("-v error -nostats -re -ss 6 -i"),
+      join(media, "av10s.mkv"),
+      ...words("-c:v libx264 -preset ultrafast -c:a aac -y"),
+      join(media, `${prefix}-quiet.mp4`),
+    ]
+    const q = await quietJob(args)
+    expect(Math.abs(q.p.durationMs! - 4023)).toBeLessThan(50)
+    expect(q.p.speed).toBeGreaterThan(0)
+    expect(q.p.etaMs).toBeGreaterThan(0)
+    expect(q.status.out).toMatch(/progress\s+\d+(\.\d)?% \d+\.\d+x eta \d+:\d\d/)
+    expect(q.ratio).toBeGreaterThan(0.05)
+    expect(q.done.status).toBe("completed")
+    expect(q.done.progress).toMatchObject({ percent: 100, etaMs: 0 })
+    // Exactly what the caller would have seen and got from a local ffmpeg: nothing on either stream, the same file.
+    expect([q.r.code, q.r.stdout.length, q.r.stderr.length]).toEqual([q.local.code, 0, 0])
+    expect(q.local.code).toBe(0)
+    expect(md5(readFileSync(join(c.storage, "remote-quiet.mp4")))).toBe(
+      md5(readFileSync(join(c.storage, "local-quiet.mp4"))),
+    )
+  }, 60_000)
+
+  test("-loglevel quiet with media on stdout: progress at the coordinator, stdout byte for byte local ffmpeg's", async () => {
+    const args = (media: string) => [
+      ...words("-loglevel quiet -re -ss 6 -i"),
+      join(media, "av10s.mkv"),
+      ...words("-map 0 -c copy -f mpegts -"),
+    ]
+    const q = await quietJob(args)
+    expect(Math.abs(q.p.durationMs! - 4023)).toBeLessThan(50)
+    expect(q.p.speed).toBeGreaterThan(0)
+    expect(q.done.progress).toMatchObject({ percent: 100, etaMs: 0 })
+    expect(q.r.code).toBe(0)
+    expect(q.local.code).toBe(0)
+    expect(q.r.stdout.length).toBeGreaterThan(100_000)
+    expect(md5(q.r.stdout)).toBe(md5(q.local.stdout))
+    expect([q.r.stderr.length, q.local.stderr.length]).toEqual([0, 0])
+  }, 60_000)
+
+  test("a caller's -progress pipe:1 under -v error stays alone on stdout, read there, with the probed length", async () => {
+    const args = (media: string) => ["-v", "error", "-i", join(media, "av.mkv"), ...words("-progress pipe:1 -f null -")]
+    const r = await c.run("ffmpeg", args(c.clientMedia))
+    const local = await c.local("ffmpeg", args(c.storage))
+    expect([r.code, r.err]).toEqual([0, ""])
+    expect([local.code, local.err]).toEqual([0, ""])
+    // One -progress only, the caller's: the same blocks, key for key, as local ffmpeg writes.
+    const keys = (s: string) => s.split("\n").map((l) => l.split("=")[0])
+    expect(keys(r.out)).toEqual(keys(local.out))
+    expect(r.out.match(/progress=end/g)?.length).toBe(1)
+    const [job] = await apiFor(c, "client1").json<Job[]>("GET", "/api/v1/jobs", { query: { limit: 1 } })
+    expect(job.progress?.percent).toBe(100)
+    expect(Math.abs(job.progress!.durationMs! - 2000)).toBeLessThan(100)
+  }, 60_000)
+
+  test("a caller's -progress to a file is the only one: ffmpeg writes it there as locally", async () => {
+    const args = (media: string, prefix: string) => [
+      ...words("-hide_banner -nostats -i"),
+      join(media, "av.mkv"),
+      "-progress",
+      join(media, `${prefix}-progress.txt`),
+      ...words("-f null -"),
+    ]
+    const r = await c.run("ffmpeg", args(c.clientMedia, "remote"))
+    const local = await c.local("ffmpeg", args(c.storage, "local"))
+    expect([r.code, local.code]).toEqual([0, 0])
+    expect(r.out).toBe("")
+    const keys = (file: string) =>
+      readFileSync(join(c.storage, file), "utf8")
+        .split("\n")
+        .map((l) => l.split("=")[0])
+    expect(keys("remote-progress.txt")).toEqual(keys("local-progress.txt"))
+    expect(readFileSync(join(c.storage, "remote-progress.txt"), "utf8")).toContain("progress=end")
+  }, 60_000)
+
+  test("with FFREPORT the report's command line is the caller's: the worker adds no -progress", async () => {
+    const report = join(c.clientMedia, "ffreport.log")
+    const args = ["-v", "error", "-i", join(c.clientMedia, "av.mkv"), ...words("-t 0.5 -f null -")]
+    const r = await c.run("ffmpeg", args, { env: { FFREPORT: `file=${report}:level=32` } })
+    expect([r.code, r.err]).toEqual([0, ""])
+    const lines = readFileSync(join(c.storage, "ffreport.log"), "utf8").split("\n")
+    const command = lines[lines.indexOf("Command line:") + 1]
+    expect(command).toMatch(/^\S*ffmpeg -v error -protocol_whitelist file,pipe -i /)
+    expect(command).not.toContain("progress")
+  }, 60_000)
+
+  test("at -v debug the worker adds nothing ffmpeg would log: the caller's debug output names no pipe of the worker's", async () => {
+    const r = await c.run("ffmpeg", ["-v", "debug", "-nostats", "-i", join(c.clientMedia, "av.mkv"), "-f", "null", "-"])
+    expect(r.code).toBe(0)
+    expect(r.err).toContain("Splitting the commandline.")
+    // ffmpeg logs every option it reads at this level, and the AVIOContext statistics of each pipe it closes.
+    expect(r.err).toContain("Reading option '-nostats'")
+    expect(r.err).not.toContain("-progress")
+    expect(r.err).not.toContain("pipe:4")
+    expect(r.err.match(/\] Statistics: /g)?.length).toBe(1)
   }, 60_000)
 
   test("client submit on a terminal shows where the job is while its output is quiet; the proxy on a terminal never does", async () => {

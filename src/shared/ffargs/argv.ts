@@ -73,6 +73,9 @@ const EXIT = new Set([
   "sinks",
 ])
 
+/** Is `name` (without `-`) a help or listing option, which prints and exits before anything is opened? */
+export const isExitOption = (name: string): boolean => EXIT.has(name)
+
 /** Common options (cmdutils) that take no value. */
 const COMMON_FLAGS = ["report", "hide_banner"]
 
