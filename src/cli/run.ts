@@ -4,6 +4,8 @@ import { DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
 import { VERSION } from "../shared/version.ts"
 import { Env } from "../shared/config/env.ts"
+import { didYouMean } from "../shared/suggest.ts"
+import { flagNames, knownFlag, passthroughHelp, unknownFlag } from "./command.ts"
 import { root } from "./root.ts"
 
 // Re-exported for the proxy, which loads this entrypoint only to explain a broken config file.
@@ -12,14 +14,32 @@ export { explainYaml } from "../shared/config/yaml-explain.ts"
 const resolve = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> =>
   typeof v === "function" ? await (v as () => T | Promise<T>)() : await v
 
-/** Walks subcommands by name (skipping flags) to find the command `--help` is about. */
-async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef; path: string[] }> {
+/** Where a command line leads in the command tree. */
+interface Walk {
+  cmd: CommandDef
+  parent?: CommandDef
+  path: string[]
+  /** Index of the first argument after the last command name. */
+  end: number
+  /** A word where a subcommand was expected that names none (`dffmpeg cordinator`). */
+  unknown?: string
+  /** A flag given to a command that does not take it (citty would drop it), before the last command name. */
+  badFlag?: { flag: string; cmd: CommandDef }
+}
+
+/** Walks subcommands by name (skipping flags) to find the command a command line runs. */
+async function commandFor(argv: string[]): Promise<Walk> {
   let cmd: CommandDef = root
   let parent: CommandDef | undefined
   const path = ["dffmpeg"]
+  let end = 0
   let skip = false
-  for (const a of argv) {
-    if (a === "--") break
+  let unknown: string | undefined
+  let badFlag: Walk["badFlag"]
+  const flags: { flag: string; cmd: CommandDef }[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === "--" || passthroughHelp(cmd)) break
     // The value of a string option (`--config FILE`) is not a subcommand name.
     if (skip) {
       skip = false
@@ -27,16 +47,28 @@ async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: C
     }
     if (a.startsWith("-")) {
       skip = !a.includes("=") && (await takesValue(cmd, a))
+      flags.push({ flag: a, cmd })
       continue
     }
     const subs = await resolve(cmd.subCommands ?? {})
     const next = subs[a]
-    if (!next) break
+    if (!next) {
+      if (Object.keys(subs).length && !cmd.run) unknown = a
+      break
+    }
     parent = cmd
     cmd = await resolve(next)
     path.push(a)
+    end = i + 1
+    // Flags before this name belonged to the commands above it; a leaf checks its own when it runs.
+    for (const f of flags.splice(0)) if (!badFlag && !(await knowsFlag(f.cmd, f.flag))) badFlag = f
   }
-  return { cmd, parent, path }
+  return { cmd, parent, path, end, unknown, badFlag }
+}
+
+async function knowsFlag(cmd: CommandDef, flag: string): Promise<boolean> {
+  if (cmd === root && (flag === "--version" || flag === "-V")) return true
+  return knownFlag(flagNames(await resolve(cmd.args ?? {})).all, flag)
 }
 
 /** True when `flag` is a string option of `cmd` (its value is the next argument). */
@@ -81,18 +113,38 @@ export const endedWithRemoteCode = (): boolean => commandStatus.code !== undefin
  * lists them). The only place besides main.ts that decides the process exit status.
  */
 export async function runCli(argv: string[]): Promise<number> {
-  const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
-  if (flags.includes("--help") || flags.includes("-h")) {
-    process.stdout.write((await usage(argv, !!process.stdout.isTTY)) + "\n")
-    return ExitCode.OK
-  }
-  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
-    process.stdout.write(`dffmpeg ${VERSION}\n`)
-    return ExitCode.OK
-  }
   try {
+    const walk = await commandFor(argv)
+    const pass = passthroughHelp(walk.cmd)
+    // A passthrough command's arguments are another program's: only its own options can ask for our help.
+    const ours = pass
+      ? argv.slice(0, walk.end)
+      : argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
+    if (ours.includes("--help") || ours.includes("-h") || pass?.(argv.slice(walk.end))) {
+      process.stdout.write((await usage(argv, !!process.stdout.isTTY)) + "\n")
+      return ExitCode.OK
+    }
+    if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+      process.stdout.write(`dffmpeg ${VERSION}\n`)
+      return ExitCode.OK
+    }
+    if (walk.unknown !== undefined) {
+      const names = Object.keys(await resolve(walk.cmd.subCommands ?? {}))
+      throw new UsageError(
+        `unknown command "${walk.unknown}" for ${walk.path.join(" ")}${didYouMean(walk.unknown, names)}`,
+      )
+    }
+    if (walk.badFlag) {
+      const { flag, cmd } = walk.badFlag
+      throw unknownFlag(flag, flagNames(await resolve(cmd.args ?? {})).long)
+    }
     // citty drops a subcommand's return value, so commands that end with a status report it here.
     commandStatus.code = undefined
+    if (pass) {
+      const rawArgs = argv.slice(walk.end)
+      const result = await walk.cmd.run?.({ rawArgs, args: { _: rawArgs } as never, cmd: walk.cmd, data: undefined })
+      return commandStatus.code ?? (typeof result === "number" ? result : ExitCode.OK)
+    }
     const { result } = await runCommand(root, { rawArgs: argv })
     return commandStatus.code ?? (typeof result === "number" ? result : ExitCode.OK)
   } catch (err) {

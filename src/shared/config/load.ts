@@ -112,7 +112,11 @@ export async function loadConfig<S extends v.GenericSchema>(
     try {
       text = readFileSync(file, "utf8")
     } catch (err) {
-      throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`)
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === "EISDIR") throw new ConfigError(`config file ${file} is a directory, not a YAML file`)
+      if (code === "EACCES" || code === "EPERM")
+        throw new ConfigError(`cannot read config file ${file}: permission denied (${code}); check its owner and mode`)
+      throw new ConfigError(`cannot read config file ${file}: ${code ?? (err as Error).message}`)
     }
     raw = (await parseYaml(text, file, explain)) ?? {}
     if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file} must contain a YAML mapping`)
