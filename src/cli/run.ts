@@ -97,16 +97,23 @@ async function usage(argv: string[], tty: boolean): Promise<string> {
 }
 
 /** The exit status a (sub)command asked for; see `exitWith`. */
-const commandStatus: { code: number | undefined } = { code: undefined }
+const commandStatus: { code: number | undefined; remote: boolean } = { code: undefined, remote: false }
 
 /** Ends a command with this exit status (the proxy-like commands: the remote process's code). */
 export function exitWith(code: number): number {
+  commandStatus.code = code
+  commandStatus.remote = true
+  return code
+}
+
+/** Ends one of dffmpeg's own commands with this status (`config check`: 3 for an invalid config). */
+export function exitStatus(code: number): number {
   commandStatus.code = code
   return code
 }
 
 /** True when the command ended with `exitWith` (a remote process's code, proxy semantics). */
-export const endedWithRemoteCode = (): boolean => commandStatus.code !== undefined
+export const endedWithRemoteCode = (): boolean => commandStatus.remote
 
 /**
  * The CLI edge: runs a command and maps every error to its lines and exit code through `errorExit` (README
@@ -140,6 +147,7 @@ export async function runCli(argv: string[]): Promise<number> {
     }
     // citty drops a subcommand's return value, so commands that end with a status report it here.
     commandStatus.code = undefined
+    commandStatus.remote = false
     if (pass) {
       const rawArgs = argv.slice(walk.end)
       const result = await walk.cmd.run?.({ rawArgs, args: { _: rawArgs } as never, cmd: walk.cmd, data: undefined })

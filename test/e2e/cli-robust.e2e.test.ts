@@ -198,3 +198,118 @@ describe("read-only verbs on a missing database create nothing", () => {
     expect(readdirSync(join(state, "db")).sort()).toContain("dffmpeg.db")
   })
 })
+
+describe("config check", () => {
+  const KEY = Buffer.alloc(32, 7).toString("base64")
+  /** A fresh directory used as cwd and HOME, with `files` written in it. */
+  const home = (files: Record<string, unknown>) => {
+    const d = mkdtempSync(join(dir, "home-"))
+    for (const [name, body] of Object.entries(files)) {
+      mkdirSync(join(d, name, ".."), { recursive: true })
+      writeFileSync(join(d, name), typeof body === "string" ? body : JSON.stringify(body))
+    }
+    return d
+  }
+  const check = (d: string, args: string[], env: Record<string, string> = {}) =>
+    c.exec([BIN, "config", "check", ...args], { cwd: d, env: { HOME: d, ...env } })
+
+  test("shows which candidate of the search won, resolved values with secrets masked, and key files readable or not", async () => {
+    const d = home({
+      "dffmpeg-worker.yaml": {
+        client_id: "w1",
+        hmac_key: KEY,
+        coordinator: { host: "127.0.0.1", port: 1 },
+        run_as: "nobody",
+      },
+      ".config/dffmpeg/worker.yaml": { client_id: "other" },
+      "dffmpeg-client.yaml": {
+        client_id: "c1",
+        hmac_key_file: "c1.key",
+        coordinator: { port: 1, ca_file: "nope.pem", scheme: "https" },
+      },
+      "c1.key": KEY,
+      "dffmpeg-coordinator.yaml": { database: { engine: "postgres", url: "postgres://u:hunter2@127.0.0.1/db" } },
+    })
+    const r = await check(d, ["--json"])
+    const report = JSON.parse(r.out) as { valid: boolean; roles: Record<string, any>[] }
+    const byRole = Object.fromEntries(report.roles.map((x) => [x.role, x]))
+    expect(byRole.worker.file).toBe(join(d, "dffmpeg-worker.yaml"))
+    expect(byRole.worker.candidates.map((x: any) => [x.path, x.exists, x.used]).slice(0, 2)).toEqual([
+      [join(d, "dffmpeg-worker.yaml"), true, true],
+      [join(d, ".config/dffmpeg/worker.yaml"), true, false],
+    ])
+    expect(byRole.worker.values.hmac_key).toBe("***")
+    expect(byRole.worker.values.client_id).toBe("w1")
+    expect(byRole.coordinator.values["database.url"]).toBe("postgres://u:***@127.0.0.1/db")
+    expect(byRole.client.files).toEqual([
+      { key: "hmac_key_file", path: join(d, "c1.key"), readable: true },
+      { key: "coordinator.ca_file", path: join(d, "nope.pem"), readable: false, problem: "ENOENT" },
+    ])
+    // The client's CA file is missing: invalid, exit 3; no secret anywhere in the output.
+    expect([byRole.client.valid, byRole.worker.valid, byRole.coordinator.valid, report.valid]).toEqual([
+      false,
+      true,
+      true,
+      false,
+    ])
+    expect(byRole.client.errors).toEqual([`coordinator.ca_file ${join(d, "nope.pem")} cannot be read: ENOENT`])
+    expect(r.code).toBe(3)
+    for (const secret of [KEY, "hunter2"]) expect(r.out + r.err).not.toContain(secret)
+    const text = await check(d, [])
+    expect(text.code).toBe(3)
+    expect(text.out).toContain(`* ${join(d, "dffmpeg-worker.yaml")}: used`)
+    expect(text.out).toContain(`- ${join(d, ".config/dffmpeg/worker.yaml")}: exists, not used`)
+    for (const secret of [KEY, "hunter2"]) expect(text.out + text.err).not.toContain(secret)
+    expectOneLine(text, 3, /^dffmpeg: invalid configuration: client/)
+  })
+
+  test("unknown keys are warnings with a did-you-mean; valid is exit 0; --role picks one role", async () => {
+    const d = home({ "dffmpeg-coordinator.yaml": { hots: "0.0.0.0", janitor: { intervl: 5 } } })
+    const r = await check(d, ["--role", "coordinator", "--json"])
+    expect(r.code).toBe(0)
+    const [role] = JSON.parse(r.out).roles
+    expect(role.warnings).toEqual([
+      `unknown config key hots in ${join(d, "dffmpeg-coordinator.yaml")} (ignored; did you mean host?)`,
+      `unknown config key janitor.intervl in ${join(d, "dffmpeg-coordinator.yaml")} (ignored; did you mean interval?)`,
+    ])
+    const worker = await check(d, ["--role", "worker"])
+    expect(worker.code).toBe(3)
+    expect(worker.out).toContain("worker: no config file found (INVALID)")
+  })
+
+  test("an explicit FILE that is missing is exit 3; the environment variable is shown as the source", async () => {
+    const d = home({ "w.yaml": { client_id: "w1", hmac_key: KEY, coordinator: { port: 1 } } })
+    const missing = await check(d, ["--role", "worker", join(d, "nope.yaml")])
+    expect(missing.code).toBe(3)
+    expect(missing.out).toContain(`config file ${join(d, "nope.yaml")} does not exist`)
+    const env = await check(d, ["--role", "worker", "--json"], { DFFMPEG_WORKER_CONFIG: join(d, "w.yaml") })
+    expect(env.code).toBe(0)
+    expect(JSON.parse(env.out).roles[0].candidates).toEqual([
+      { path: join(d, "w.yaml"), source: "environment", exists: true, used: true },
+    ])
+    expectOneLine(await check(d, ["w.yaml"]), 2, /cannot tell which role w\.yaml is for/)
+    expectOneLine(await check(d, []), 3, /no config file found for any role/)
+  })
+
+  test("the proxy's failure to reach the coordinator points to config check when a warning was hidden", async () => {
+    const d = home({
+      "typo.yaml": { client_id: "c1", hmac_key: KEY, coordinator: { hots: "10.9.9.9", port: 1 } },
+      "clean.yaml": { client_id: "c1", hmac_key: KEY, coordinator: { port: 1 } },
+    })
+    const probe = (file: string) =>
+      c.exec([join(c.binDir, "ffprobe"), "-version"], {
+        cwd: d,
+        env: { HOME: d, DFFMPEG_CLIENT_CONFIG: join(d, file) },
+      })
+    const typo = await probe("typo.yaml")
+    expectOneLine(
+      typo,
+      1,
+      /cannot reach the coordinator .*\(the config has 1 warning\(s\) not shown here: run dffmpeg config check\)$/,
+    )
+    expect(typo.err.split("\n").filter(Boolean).length).toBe(1)
+    const clean = await probe("clean.yaml")
+    expectOneLine(clean, 1, /cannot reach the coordinator/)
+    expect(clean.err).not.toContain("config check")
+  })
+})

@@ -6,6 +6,7 @@ import { issueLines } from "../protocol/schemas.ts"
 import { Env } from "./env.ts"
 import { MAX_COORDINATORS, coordinatorBlockOf, type CoordinatorBlock } from "./schema.ts"
 import { databaseFromUrl } from "./database-url.ts"
+import { closest } from "../suggest.ts"
 
 /** The roles that read a config file, by the name the file carries (`dffmpeg-<role>.yaml`). */
 export type ConfigRole = "coordinator" | "worker" | "client" | "admin"
@@ -66,8 +67,14 @@ interface Node {
   item?: v.GenericSchema
 }
 
+/** A key present in the input that the schema does not know: its dotted path, and the known key it is closest to. */
+interface UnknownKey {
+  key: string
+  near?: string
+}
+
 /** Keys present in `input` that the schema does not know, as dotted paths. */
-function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): string[] {
+function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): UnknownKey[] {
   const node = schema as unknown as Node
   let s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as Node) : node
   // A shape picked by the input (`coordinator:` is a block, a list of blocks or `urls:`).
@@ -85,10 +92,10 @@ function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): stri
   }
   if (s.type !== "object" || !s.entries || !input || typeof input !== "object" || Array.isArray(input)) return []
   const entries = s.entries
-  const out: string[] = []
+  const out: UnknownKey[] = []
   for (const [k, val] of Object.entries(input)) {
     const sub = entries[k]
-    if (!sub) out.push(prefix + k)
+    if (!sub) out.push({ key: prefix + k, near: closest(k, Object.keys(entries)) })
     else out.push(...unknownKeys(sub, val, `${prefix}${k}.`))
   }
   return out
@@ -127,7 +134,8 @@ export async function loadConfig<S extends v.GenericSchema>(
     ...overrides,
   }
   const warnings = unknownKeys(schema, input).map(
-    (k) => `unknown config key ${k}${file ? ` in ${file}` : ""} (ignored)`,
+    (k) =>
+      `unknown config key ${k.key}${file ? ` in ${file}` : ""} (ignored${k.near ? `; did you mean ${k.near}?` : ""})`,
   )
   const parsed = v.safeParse(schema, input)
   const where = file ?? `the ${role} config (no file found; looked in ${searchPaths(role).join(", ")})`
