@@ -16,5 +16,6 @@ export const root = defineCommand({
     admin: lazy(() => import("./commands/admin/index.ts")),
     config: lazy(() => import("./commands/config.ts")),
     version: lazy(() => import("./commands/version.ts")),
+    completion: lazy(() => import("./commands/completion.ts")),
   },
 })
