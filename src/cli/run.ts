@@ -1,4 +1,4 @@
-import { renderUsage, runCommand, type CommandDef } from "citty"
+import { runCommand, type CommandDef } from "citty"
 import { errorExit } from "../shared/error-exit.ts"
 import { DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
@@ -6,6 +6,7 @@ import { VERSION } from "../shared/version.ts"
 import { Env } from "../shared/config/env.ts"
 import { didYouMean } from "../shared/suggest.ts"
 import { flagNames, knownFlag, passthroughHelp, unknownFlag } from "./command.ts"
+import { helpWidth, renderHelp } from "./help.ts"
 import { root } from "./root.ts"
 
 // Re-exported for the proxy, which loads this entrypoint only to explain a broken config file.
@@ -85,15 +86,10 @@ async function takesValue(cmd: CommandDef, flag: string): Promise<boolean> {
 
 const ANSI = /\x1b\[[0-9;]*m/g
 
-/** citty's usage text with the full command path, and without colours unless writing to a terminal. */
-async function usage(argv: string[], tty: boolean): Promise<string> {
-  const { cmd, parent, path } = await commandFor(argv)
-  let text = await renderUsage(cmd, parent)
-  const meta = await resolve(cmd.meta ?? {})
-  const pmeta = parent ? await resolve(parent.meta ?? {}) : undefined
-  const short = [pmeta?.name, meta.name].filter(Boolean).join(" ")
-  if (path.length > 1 && short) text = text.split(short).join(path.join(" "))
-  return tty && !Env.noColor() ? text : text.replace(ANSI, "")
+/** The help of the command `argv` leads to, wrapped to the width of `stream`. */
+async function usage(argv: string[], stream: NodeJS.WriteStream): Promise<string> {
+  const { cmd, path } = await commandFor(argv)
+  return renderHelp(cmd, path, helpWidth(stream))
 }
 
 /** The exit status a (sub)command asked for; see `exitWith`. */
@@ -128,7 +124,7 @@ export async function runCli(argv: string[]): Promise<number> {
       ? argv.slice(0, walk.end)
       : argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
     if (ours.includes("--help") || ours.includes("-h") || pass?.(argv.slice(walk.end))) {
-      process.stdout.write((await usage(argv, !!process.stdout.isTTY)) + "\n")
+      process.stdout.write((await usage(argv, process.stdout)) + "\n")
       return ExitCode.OK
     }
     if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
@@ -164,7 +160,7 @@ async function report(err: unknown, argv: string[]): Promise<number> {
   const e = err as Error | undefined
   if (!(err instanceof DffmpegError) && e?.name === "CLIError") {
     // citty's own usage errors: the usage of the command, then the line (no "run with --help": it is above).
-    process.stderr.write((await usage(argv, !!process.stderr.isTTY)) + "\n\n")
+    process.stderr.write((await usage(argv, process.stderr)) + "\n\n")
     const { code, line } = errorExit(new UsageError(e.message.replace(ANSI, "")), "command")
     process.stderr.write(`${line}\n`)
     return code

@@ -313,3 +313,20 @@ describe("config check", () => {
     expect(clean.err).not.toContain("config check")
   })
 })
+
+describe("help", () => {
+  /** Lines longer than `width` that could have been broken (more than one word). */
+  const tooWide = (text: string, width: number) =>
+    text.split("\n").filter((l) => l.length > width && l.trim().split(" ").length > 1)
+
+  test("is wrapped to 80 columns when stdout is not a terminal, to COLUMNS when set, with examples", async () => {
+    const plain = await dffmpeg(["admin", "--help"])
+    expect(plain.code).toBe(0)
+    expect(tooWide(plain.out, 80)).toEqual([])
+    expect(plain.out).toContain("\nExamples:\n  dffmpeg admin ")
+    const narrow = await dffmpeg(["coordinator", "--help"], { COLUMNS: "50" })
+    expect(tooWide(narrow.out, 50)).toEqual([])
+    expect(narrow.out).toContain("--port <port>")
+    expect(narrow.out.split("\n").some((l) => l.length > 40)).toBe(true)
+  })
+})
