@@ -151,6 +151,25 @@ describe("start-up problems are one line and an exit code", () => {
   })
 })
 
+describe("database paths the coordinator cannot use", () => {
+  test("a folder as database.path, a database folder that does not exist (exit 3)", async () => {
+    const folder = mkdtempSync(join(dir, "dbdir-"))
+    const asDir = await dffmpeg([
+      "coordinator",
+      "--config",
+      coordinatorConfig({ database: { engine: "sqlite", path: folder } }),
+    ])
+    expectOneLine(asDir, 3, /database\.path .* is a directory; name a file in it/)
+    const missing = join(dir, "no-such-folder", "sub", "d.db")
+    const r = await dffmpeg([
+      "coordinator",
+      "--config",
+      coordinatorConfig({ database: { engine: "sqlite", path: missing } }),
+    ])
+    expectOneLine(r, 3, /cannot be created: ENOENT \(its folder .*no-such-folder\/sub does not exist/)
+  })
+})
+
 describe("mistyped commands and flags", () => {
   const cases: [string[], RegExp][] = [
     [["cordinator"], /unknown command "cordinator" for dffmpeg; did you mean "coordinator"\?/],

@@ -139,9 +139,9 @@ export function fileKeyring(file: string): FileKeyring {
   try {
     created = !existsSync(file) && createFileExclusive(file, encode(newSecret()))
   } catch (err) {
-    throw new ConfigError(
-      `secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    )
+    const code = (err as NodeJS.ErrnoException).code
+    const folder = code === "ENOENT" ? ` (its folder ${dirname(file)} does not exist: create it, or fix the path)` : ""
+    throw new ConfigError(`secret_key_file ${file} cannot be created: ${code ?? (err as Error).message}${folder}`)
   }
   let current = readSecret(file)
   const known = new Map<string, Secret>([[current.id, current]])

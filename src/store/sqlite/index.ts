@@ -10,6 +10,7 @@ import type { Database } from "../sql/schema.ts"
 import { sqliteDialect } from "../sql/dialect.ts"
 import { createSqlStore } from "../sql/store.ts"
 import type { Store } from "../types.ts"
+import { ConfigError } from "../../shared/errors.ts"
 
 export interface SqliteOptions {
   /** File path, or `:memory:`. */
@@ -69,6 +70,19 @@ export function exposure(path: string): string | undefined {
   return `database ${path} is readable by every user (mode ${octal(mode)}); make it private: chmod 600 ${path}`
 }
 
+/** Opens the file, a start-up problem (a folder, a path SQLite cannot open) as one line (ConfigError, exit 3). */
+function openFile(path: string): Sqlite {
+  try {
+    return new Sqlite(path, { create: true, strict: true })
+  } catch (err) {
+    if (path !== ":memory:" && existsSync(path) && statSync(path).isDirectory())
+      throw new ConfigError(`database.path ${path} is a directory; name a file in it (e.g. ${path}/dffmpeg.db)`)
+    if ((err as { code?: string }).code?.startsWith("SQLITE_CANTOPEN"))
+      throw new ConfigError(`database ${path} cannot be opened: ${(err as Error).message}`)
+    throw err
+  }
+}
+
 /**
  * SQLite in WAL mode with a busy timeout, so that `dffmpeg admin` can write while a coordinator runs.
  * One connection per process: bun:sqlite is synchronous and fast, and Kysely serialises its use.
@@ -78,7 +92,7 @@ export function createSqliteStore(opts: SqliteOptions): Store {
   if (!memory) createPrivate(opts.path)
   const keys =
     opts.keys ?? (memory && !opts.secretFile ? undefined : fileKeyring(opts.secretFile ?? `${opts.path}.secret`))
-  const raw = new Sqlite(opts.path, { create: true, strict: true })
+  const raw = openFile(opts.path)
   // Output rows are ~64 KiB blobs written once, read once and deleted: 64 KiB pages move each in one or
   // two pages rather than a chain of sixteen 4 KiB overflow pages (the relay's stdout: 65 → 90 MB/s, see
   // docs/performance.md). It takes effect only on a new database (before WAL; an existing one keeps its size).
