@@ -42,3 +42,16 @@ test("an unknown flag far from every known one gets no suggestion; --no-X and =v
   const eq = await runCommand(cmd, { rawArgs: ["--key-fil=x"] }).catch((e) => e)
   expect(eq.message).toBe("unknown option --key-fil; did you mean --key-file?")
 })
+
+test("a flag that takes a value, given last without one, is a usage error (citty would read it as empty)", async () => {
+  for (const rawArgs of [["01J", "--key-file"], ["-k"], ["--keyFile", "--"]]) {
+    const { cmd, ran } = probe()
+    const err = await runCommand(cmd, { rawArgs }).catch((e) => e)
+    expect(err).toBeInstanceOf(UsageError)
+    expect(err.message).toBe(`${rawArgs.find((a) => a.startsWith("-") && a !== "--")} needs a value`)
+    expect(ran).toEqual([])
+  }
+  const { cmd, ran } = probe()
+  await runCommand(cmd, { rawArgs: ["--key-file=", "01J"] })
+  expect(ran).toEqual(["01J"])
+})

@@ -22,19 +22,25 @@ export function defineCommandStrict<const T extends ArgsDef = ArgsDef>(
   })
 }
 
-/** The flags `args` defines: every accepted spelling (with --help/-h), and the long names to suggest. */
-export function flagNames(args: ArgsDef): { all: Set<string>; long: string[] } {
+/**
+ * The flags `args` defines: every accepted spelling (with --help/-h), the long names to suggest, and the
+ * spellings of those that take a value.
+ */
+export function flagNames(args: ArgsDef): { all: Set<string>; long: string[]; values: Set<string> } {
   const all = new Set<string>(["help", "h"])
   const long: string[] = ["help"]
+  const values = new Set<string>()
   for (const [k, d] of Object.entries(args)) {
     if ((d as { type?: string }).type === "positional") continue
     const kebab = k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())
     all.add(k).add(kebab)
     long.push(kebab)
     const alias = (d as { alias?: string | string[] }).alias
-    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) all.add(a)
+    const names = [k, kebab, ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]
+    for (const a of names) all.add(a)
+    if ((d as { type?: string }).type === "string") for (const a of names) values.add(a)
   }
-  return { all, long }
+  return { all, long, values }
 }
 
 /** True when `flag` (`--name`, `--name=v`, `--no-name`, `-n`) is one of `names`. */
@@ -51,13 +57,19 @@ export function unknownFlag(flag: string, long: string[]): UsageError {
   )
 }
 
-/** Throws a UsageError for the first flag of `rawArgs` (before `--`) that `args` does not define. */
+/**
+ * Throws a UsageError for the first flag of `rawArgs` (before `--`) that `args` does not define, or for a
+ * flag that takes a value given last without one (citty would read it as "" and go on without it).
+ */
 export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
-  const { all, long } = flagNames(args)
-  for (const a of rawArgs) {
+  const { all, long, values } = flagNames(args)
+  for (const [i, a] of rawArgs.entries()) {
     if (a === "--") break
     if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue
     if (!knownFlag(all, a)) throw unknownFlag(a, long)
+    const next = rawArgs[i + 1]
+    if (!a.includes("=") && values.has(a.replace(/^--?/, "")) && (next === undefined || next === "--"))
+      throw new UsageError(`${a} needs a value`)
   }
 }
 
