@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { BIN } from "../helpers/bin.ts"
 import { Cluster, type RunResult } from "../helpers/cluster.ts"
@@ -148,6 +149,47 @@ describe("start-up problems are one line and an exit code", () => {
       coordinatorConfig({ database: { engine: "sqlite", path: join(file, "d.db") } }),
     ])
     expectOneLine(r, 3, /cannot be created: ENOTDIR/)
+  })
+})
+
+// As an unprivileged user (the tests run as root): what root could always read or bind.
+describe.skipIf(process.getuid?.() !== 0 || !Bun.which("setpriv"))("start-up as an unprivileged user", () => {
+  const asNobody = (d: string, args: string[]) =>
+    c.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN, ...args], {
+      cwd: d,
+      env: { HOME: d },
+    })
+  /** A folder nobody can work in, with a coordinator config whose database is in it. */
+  const open = () => {
+    const d = mkdtempSync(join(tmpdir(), "dffmpeg-nobody-"))
+    made.push(d)
+    chmodSync(d, 0o777)
+    const file = join(d, "coordinator.yaml")
+    writeFileSync(
+      file,
+      JSON.stringify({ host: "127.0.0.1", port: 0, database: { engine: "sqlite", path: join(d, "d.db") } }),
+    )
+    chmodSync(file, 0o644)
+    return { d, file }
+  }
+  const made: string[] = []
+  afterAll(() => {
+    for (const d of made) rmSync(d, { recursive: true, force: true })
+  })
+
+  test("an unreadable config file, a port below 1024 (exit 3)", async () => {
+    const { d, file } = open()
+    expectOneLine(
+      await asNobody(d, ["coordinator", "--config", file, "--port", "80"]),
+      3,
+      /cannot listen on 127\.0\.0\.1:80: permission denied/,
+    )
+    chmodSync(file, 0o000)
+    expectOneLine(
+      await asNobody(d, ["coordinator", "--config", file]),
+      3,
+      /cannot read config file .*: permission denied \(EACCES\)/,
+    )
   })
 })
 
