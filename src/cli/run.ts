@@ -3,7 +3,6 @@ import { errorExit } from "../shared/error-exit.ts"
 import { DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
 import { VERSION } from "../shared/version.ts"
-import { Env } from "../shared/config/env.ts"
 import { didYouMean } from "../shared/suggest.ts"
 import { flagNames, knownFlag, passthroughHelp, unknownFlag } from "./command.ts"
 import { helpWidth, renderHelp } from "./help.ts"
@@ -18,7 +17,6 @@ const resolve = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T
 /** Where a command line leads in the command tree. */
 interface Walk {
   cmd: CommandDef
-  parent?: CommandDef
   path: string[]
   /** Index of the first argument after the last command name. */
   end: number
@@ -31,7 +29,6 @@ interface Walk {
 /** Walks subcommands by name (skipping flags) to find the command a command line runs. */
 async function commandFor(argv: string[]): Promise<Walk> {
   let cmd: CommandDef = root
-  let parent: CommandDef | undefined
   const path = ["dffmpeg"]
   let end = 0
   let skip = false
@@ -57,14 +54,13 @@ async function commandFor(argv: string[]): Promise<Walk> {
       if (Object.keys(subs).length && !cmd.run) unknown = a
       break
     }
-    parent = cmd
     cmd = await resolve(next)
     path.push(a)
     end = i + 1
     // Flags before this name belonged to the commands above it; a leaf checks its own when it runs.
     for (const f of flags.splice(0)) if (!badFlag && !(await knowsFlag(f.cmd, f.flag))) badFlag = f
   }
-  return { cmd, parent, path, end, unknown, badFlag }
+  return { cmd, path, end, unknown, badFlag }
 }
 
 async function knowsFlag(cmd: CommandDef, flag: string): Promise<boolean> {
@@ -74,14 +70,7 @@ async function knowsFlag(cmd: CommandDef, flag: string): Promise<boolean> {
 
 /** True when `flag` is a string option of `cmd` (its value is the next argument). */
 async function takesValue(cmd: CommandDef, flag: string): Promise<boolean> {
-  const name = flag.replace(/^--?/, "")
-  for (const [k, d] of Object.entries(await resolve(cmd.args ?? {}))) {
-    const def = d as { type?: string; alias?: string | string[] }
-    if (def.type !== "string") continue
-    const aliases = Array.isArray(def.alias) ? def.alias : def.alias ? [def.alias] : []
-    if (k === name || aliases.includes(name)) return true
-  }
-  return false
+  return flagNames(await resolve(cmd.args ?? {})).values.has(flag.replace(/^--?/, ""))
 }
 
 const ANSI = /\x1b\[[0-9;]*m/g
@@ -119,6 +108,13 @@ export async function runCli(argv: string[]): Promise<number> {
   try {
     const walk = await commandFor(argv)
     const pass = passthroughHelp(walk.cmd)
+    // Before --help: the help of the command above a mistyped one would hide the mistake.
+    if (walk.unknown !== undefined) {
+      const names = Object.keys(await resolve(walk.cmd.subCommands ?? {}))
+      throw new UsageError(
+        `unknown command "${walk.unknown}" for ${walk.path.join(" ")}${didYouMean(walk.unknown, names)}`,
+      )
+    }
     // A passthrough command's arguments are another program's: only its own options can ask for our help.
     const ours = pass
       ? argv.slice(0, walk.end)
@@ -130,12 +126,6 @@ export async function runCli(argv: string[]): Promise<number> {
     if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
       process.stdout.write(`dffmpeg ${VERSION}\n`)
       return ExitCode.OK
-    }
-    if (walk.unknown !== undefined) {
-      const names = Object.keys(await resolve(walk.cmd.subCommands ?? {}))
-      throw new UsageError(
-        `unknown command "${walk.unknown}" for ${walk.path.join(" ")}${didYouMean(walk.unknown, names)}`,
-      )
     }
     if (walk.badFlag) {
       const { flag, cmd } = walk.badFlag
