@@ -140,6 +140,16 @@ describe("start-up problems are one line and an exit code", () => {
     expectOneLine(await dffmpeg(["client", "submit", "--config", folder, "-version"]), 1, /is a directory/)
   })
 
+  test("a worker whose scratch folder (TMPDIR) cannot be used (exit 3)", async () => {
+    const file = join(dir, "worker.yaml")
+    writeFileSync(
+      file,
+      JSON.stringify({ client_id: "w9", hmac_key: Buffer.alloc(32, 3).toString("base64"), coordinator: { port: 1 } }),
+    )
+    const r = await dffmpeg(["worker", "--config", file], { TMPDIR: join(dir, "no-such-tmp") })
+    expectOneLine(r, 3, /the scratch folder .*no-such-tmp \(TMPDIR, else \/tmp\) cannot be used: ENOENT/)
+  })
+
   test("a database folder under a file (exit 3)", async () => {
     const file = join(dir, "plain-file")
     writeFileSync(file, "")
