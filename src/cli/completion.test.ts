@@ -123,7 +123,50 @@ words=(${line.map((w) => `'${w}'`).join(" ")}); CURRENT=${line.length}; _dffmpeg
     expect(run(["dffmpeg", "admin", "users", "ls", ""])).toContain("--json")
     expect(inShell("zsh", script, "print -r -- ${+functions[_dffmpeg]}").trim()).toBe("1")
   })
+
+  test.skipIf(!has("zsh"))("completes in an interactive zsh with compinit (zpty)", () => {
+    const file = join(dir, "_dffmpeg")
+    writeFileSync(file, script)
+    writeFileSync(join(dir, "zpty.zsh"), ZPTY)
+    const cases = [
+      ["dffmpeg adm", "dffmpeg admin "],
+      ["dffmpeg admin --config ops.yaml us", "ops.yaml users "],
+      ["dffmpeg admin users ls --js", "ls --json "],
+      ["dffmpeg client submit --det", "submit --detach "],
+    ]
+    const r = Bun.spawnSync(["zsh", "-f", join(dir, "zpty.zsh"), file, ...cases.flat()], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, HOME: dir, TERM: "xterm" },
+      timeout: 60_000,
+    })
+    expect(r.stdout.toString().split("\n").filter(Boolean)).toEqual(cases.map(([, want]) => `OK ${want}`))
+  })
 })
+
+/**
+ * Types each line and a Tab into an interactive zsh (zsh/zpty) that loaded compinit and the script, and
+ * polls its screen (escapes removed) until `want` shows, with a deadline: the real completion system.
+ */
+const ZPTY = `setopt extendedglob
+zmodload zsh/zpty
+script=$1; shift
+zpty z 'zsh -f -i'
+zpty -w z "unset zle_bracketed_paste; PS1='> '; autoload -Uz compinit; compinit -u -D; source \${(q)script}"
+while (( $# )); do
+  typed=$1 want=$2; shift 2
+  zpty -w -n z "$typed"$'\\t'
+  out="" plain=""
+  for i in {1..200}; do
+    while zpty -r -t z chunk; do out+=$chunk; done
+    plain=\${out//$'\\e'\\[[0-9;?]#[a-zA-Z]/}
+    [[ $plain == *"$want"* ]] && break
+    sleep 0.05
+  done
+  [[ $plain == *"$want"* ]] && print -r -- "OK $want" || print -r -- "MISSING $want"
+  zpty -w -n z $'\\x15'
+done
+zpty -d z
+`
 
 describe("fish", () => {
   const script = fishScript(tree)

@@ -91,7 +91,7 @@ const submit = passthroughCommand(
         "Run ffmpeg/ffprobe on the cluster exactly as the proxy does. Options come first and end at the first other token or at --: [--config F] [-b|--binary ffmpeg|ffprobe] [-d|--detach [--retries N] [--json]] [--] ARGS...",
     },
     args: {
-      config: { type: "string", description: "client YAML config" },
+      config: { type: "string", alias: "c", description: "client YAML config" },
       binary: { type: "string", alias: "b", description: "remote binary (default ffmpeg)" },
       detach: {
         type: "boolean",
