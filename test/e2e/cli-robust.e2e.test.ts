@@ -266,7 +266,12 @@ describe("read-only verbs on a missing database create nothing", () => {
     mkdirSync(join(state, "db"))
     const add = await dffmpeg(["admin", "--config", file, "users", "add", "ops", "--role", "admin"])
     expect(add.code).toBe(0)
-    expect(readdirSync(join(state, "db")).sort()).toContain("dffmpeg.db")
+    expect(readdirSync(join(state, "db")).sort()).toEqual(["dffmpeg.db", "dffmpeg.db.secret"])
+    // A read on a database whose secret file is gone reads it as it is and makes no new secret.
+    rmSync(join(state, "db", "dffmpeg.db.secret"))
+    const ls = await dffmpeg(["admin", "--config", file, "users", "ls", "--json"])
+    expect([ls.code, JSON.parse(ls.out).map((u: { name: string }) => u.name)]).toEqual([0, ["ops"]])
+    expect(readdirSync(join(state, "db"))).toEqual(["dffmpeg.db"])
   })
 })
 

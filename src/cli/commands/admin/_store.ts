@@ -41,13 +41,16 @@ export async function openStore(
     throw new ConfigError(
       `database ${paths.database} does not exist (named by ${file}; nothing was created): check database.path, or start the coordinator (or run dffmpeg admin db migrate) to create it`,
     )
-  const onDisk = paths.secret && o.secret !== false ? fileKeyring(paths.secret) : undefined
+  // Nor does a read create a secret file: a database whose secret is gone is read as it is (no migration, no
+  // sealing), as a new secret would hide the loss from the coordinator's next start.
+  const keep = o.readOnly && !!paths.secret && !existsSync(paths.secret)
+  const onDisk = paths.secret && o.secret !== false && !keep ? fileKeyring(paths.secret) : undefined
   const keys: Keyring = onDisk ?? memoryKeyring()
   const store = await createStore({
     database: config.database,
     base,
     keys,
-    migrate: o.migrate,
+    migrate: keep ? false : o.migrate,
     onKeys: (r) => {
       if (r.recovered)
         process.stderr.write(
