@@ -70,3 +70,8 @@ test("options with their aliases and values, subcommands with their descriptions
   expect(client).toMatch(/\n {2}submit +Run ffmpeg\/ffprobe on the cluster/)
   expect(client).toContain("Usage:\n  dffmpeg client <submit|attach|cancel|status|jobs|workers>")
 })
+
+test("client submit's usage shows where the ffmpeg command goes", async () => {
+  const text = await renderHelp(await at(["client", "submit"]), ["dffmpeg", "client", "submit"], 80)
+  expect(text).toContain("Usage:\n  dffmpeg client submit [OPTIONS] [--] ARGS...")
+})

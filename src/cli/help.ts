@@ -1,5 +1,6 @@
 import type { ArgsDef, CommandDef } from "citty"
 import { Env } from "../shared/config/env.ts"
+import { passthroughHelp } from "./command.ts"
 
 /**
  * `--help`: a command's usage from citty's definition (description, arguments, options, subcommands),
@@ -119,6 +120,8 @@ export async function renderHelp(cmd: CommandDef, path: string[], width: number)
     ...positionals.map(([n, d]) => (d.required === false ? `[${n.toUpperCase()}]` : `<${n.toUpperCase()}>`)),
     ...(subs.length ? [`<${subs.map(([n]) => n).join("|")}>`] : []),
   ]
+  // A passthrough command's own options end where the other program's command line starts.
+  if (passthroughHelp(cmd)) usage.push("[--] ARGS...")
   out.push("Usage:", ...wrap(usage.join(" "), width, 4, 2), "")
   if (positionals.length)
     out.push(
