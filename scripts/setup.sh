@@ -29,6 +29,9 @@ command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The TLS tests make their CA and certificates with the openssl CLI (not in a minimal Debian image).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The completion tests run the generated scripts in real zsh and fish (bash is always there).
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
 # The dashboard's browser tests drive Debian's Chromium through playwright-core.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi

@@ -1,6 +1,7 @@
 import type { ArgsDef, CommandDef, ParsedArgs } from "citty"
 import * as v from "valibot"
-import { UsageError } from "../shared/errors.ts"
+import { Env } from "../shared/config/env.ts"
+import { ConfigError, UsageError } from "../shared/errors.ts"
 import { isUlid } from "../shared/ids.ts"
 import { JobStatus } from "../shared/protocol/schemas.ts"
 import { SINCE_HELP, parseSince } from "../shared/time.ts"
@@ -47,6 +48,30 @@ export const statusHelp = `only jobs in this state (${JobStatus.options.join(", 
 export const sinceHelp = `only jobs created since then: ${SINCE_HELP}`
 
 export const limitHelp = "at most this many, newest first (1-1000, default 50)"
+
+const LEVELS = ["debug", "info", "warn", "error"]
+
+/**
+ * The `log_level` override of a long-running role: `--log-level` (a bad one is a usage error, exit 2, not
+ * blamed on the config file), else DFFMPEG_LOG_LEVEL (exit 3, naming the variable).
+ */
+export function logLevelOverride(flag: string | undefined): { log_level?: string } {
+  if (flag !== undefined) {
+    if (!LEVELS.includes(flag)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`)
+    return { log_level: flag }
+  }
+  const env = Env.logLevel()
+  if (!env) return {}
+  if (!LEVELS.includes(env)) throw new ConfigError(`DFFMPEG_LOG_LEVEL must be one of ${LEVELS.join(", ")}`)
+  return { log_level: env }
+}
+
+/** `--port`: 0 (any free port) to 65535, a usage error otherwise (exit 2). */
+export function portArg(raw: string): number {
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535)
+    throw new UsageError(`--port must be a number from 0 to 65535 (0 picks a free port), not ${JSON.stringify(raw)}`)
+  return Number(raw)
+}
 
 /** `--config` and `--log-level` of a long-running role, with where its config is looked for by default. */
 export function serviceArgs(role: "coordinator" | "worker") {

@@ -1,5 +1,6 @@
 import { defineCommand, type ArgsDef, type CommandDef, type ParsedArgs } from "citty"
 import { UsageError } from "../shared/errors.ts"
+import { didYouMean } from "../shared/suggest.ts"
 
 /** How every dffmpeg command is defined on top of citty. */
 
@@ -21,21 +22,54 @@ export function defineCommandStrict<const T extends ArgsDef = ArgsDef>(
   })
 }
 
-/** Throws a UsageError for the first flag of `rawArgs` (before `--`) that `args` does not define. */
-export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
-  const known = new Set<string>(["help", "h"])
+/**
+ * The flags `args` defines: every accepted spelling (with --help/-h), the long names to suggest, and the
+ * spellings of those that take a value.
+ */
+export function flagNames(args: ArgsDef): { all: Set<string>; long: string[]; values: Set<string> } {
+  const all = new Set<string>(["help", "h"])
+  const long: string[] = ["help"]
+  const values = new Set<string>()
   for (const [k, d] of Object.entries(args)) {
-    known.add(k)
-    known.add(k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()))
+    if ((d as { type?: string }).type === "positional") continue
+    const kebab = k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())
+    all.add(k).add(kebab)
+    long.push(kebab)
     const alias = (d as { alias?: string | string[] }).alias
-    for (const a of Array.isArray(alias) ? alias : alias ? [alias] : []) known.add(a)
+    const names = [k, kebab, ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]
+    for (const a of names) all.add(a)
+    if ((d as { type?: string }).type === "string") for (const a of names) values.add(a)
   }
-  for (const a of rawArgs) {
+  return { all, long, values }
+}
+
+/** True when `flag` (`--name`, `--name=v`, `--no-name`, `-n`) is one of `names`. */
+export function knownFlag(names: Set<string>, flag: string): boolean {
+  const name = flag.replace(/^--?/, "").split("=")[0]!
+  return names.has(name) || (name.startsWith("no-") && names.has(name.slice(3)))
+}
+
+/** The usage error for a flag a command does not take, with the closest one it does. */
+export function unknownFlag(flag: string, long: string[]): UsageError {
+  const name = flag.replace(/^--?/, "").split("=")[0]!
+  return new UsageError(
+    `unknown option ${flag.split("=")[0]}${didYouMean(name.replace(/^no-/, ""), long, (f) => `--${f}`)}`,
+  )
+}
+
+/**
+ * Throws a UsageError for the first flag of `rawArgs` (before `--`) that `args` does not define, or for a
+ * flag that takes a value given last without one (citty would read it as "" and go on without it).
+ */
+export function rejectUnknownFlags(args: ArgsDef, rawArgs: string[]): void {
+  const { all, long, values } = flagNames(args)
+  for (const [i, a] of rawArgs.entries()) {
     if (a === "--") break
     if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue
-    const name = a.replace(/^--?/, "").split("=")[0]
-    const bare = name.startsWith("no-") ? name.slice(3) : name
-    if (!known.has(name) && !known.has(bare)) throw new UsageError(`unknown option ${a}`)
+    if (!knownFlag(all, a)) throw unknownFlag(a, long)
+    const next = rawArgs[i + 1]
+    if (!a.includes("=") && values.has(a.replace(/^--?/, "")) && (next === undefined || next === "--"))
+      throw new UsageError(`${a} needs a value`)
   }
 }
 
@@ -54,3 +88,18 @@ export const lazy =
   <T extends ArgsDef>(load: () => Promise<{ default: CommandDef<T> }>) =>
   () =>
     load().then((m) => m.default)
+
+/**
+ * Commands that take another program's command line after a few options of their own (`client submit`):
+ * citty never parses their arguments (its parser turns `-show_entries` into `_ = true` and crashes, reads
+ * `-h` as its help, and splits `-c:v`). `run.ts` hands them everything after their name, untouched; `help`
+ * says whether those arguments ask for dffmpeg's own help (only among the command's own options).
+ */
+const passthrough = new WeakMap<CommandDef, (rest: string[]) => boolean>()
+
+export function passthroughCommand<T extends ArgsDef>(def: CommandDef<T>, help: (rest: string[]) => boolean) {
+  passthrough.set(def as CommandDef, help)
+  return def
+}
+
+export const passthroughHelp = (cmd: CommandDef) => passthrough.get(cmd)

@@ -14,6 +14,8 @@ export const root = defineCommand({
     worker: lazy(() => import("./commands/worker.ts")),
     client: lazy(() => import("./commands/client.ts")),
     admin: lazy(() => import("./commands/admin/index.ts")),
+    config: lazy(() => import("./commands/config.ts")),
     version: lazy(() => import("./commands/version.ts")),
+    completion: lazy(() => import("./commands/completion.ts")),
   },
 })

@@ -1,9 +1,11 @@
-import { renderUsage, runCommand, type CommandDef } from "citty"
+import { runCommand, type CommandDef } from "citty"
 import { errorExit } from "../shared/error-exit.ts"
 import { DffmpegError, UsageError } from "../shared/errors.ts"
 import { ExitCode } from "../shared/exit-codes.ts"
 import { VERSION } from "../shared/version.ts"
-import { Env } from "../shared/config/env.ts"
+import { didYouMean } from "../shared/suggest.ts"
+import { flagNames, knownFlag, passthroughHelp, unknownFlag } from "./command.ts"
+import { helpWidth, renderHelp } from "./help.ts"
 import { root } from "./root.ts"
 
 // Re-exported for the proxy, which loads this entrypoint only to explain a broken config file.
@@ -12,14 +14,30 @@ export { explainYaml } from "../shared/config/yaml-explain.ts"
 const resolve = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> =>
   typeof v === "function" ? await (v as () => T | Promise<T>)() : await v
 
-/** Walks subcommands by name (skipping flags) to find the command `--help` is about. */
-async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: CommandDef; path: string[] }> {
+/** Where a command line leads in the command tree. */
+interface Walk {
+  cmd: CommandDef
+  path: string[]
+  /** Index of the first argument after the last command name. */
+  end: number
+  /** A word where a subcommand was expected that names none (`dffmpeg cordinator`). */
+  unknown?: string
+  /** A flag given to a command that does not take it (citty would drop it), before the last command name. */
+  badFlag?: { flag: string; cmd: CommandDef }
+}
+
+/** Walks subcommands by name (skipping flags) to find the command a command line runs. */
+async function commandFor(argv: string[]): Promise<Walk> {
   let cmd: CommandDef = root
-  let parent: CommandDef | undefined
   const path = ["dffmpeg"]
+  let end = 0
   let skip = false
-  for (const a of argv) {
-    if (a === "--") break
+  let unknown: string | undefined
+  let badFlag: Walk["badFlag"]
+  const flags: { flag: string; cmd: CommandDef }[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === "--" || passthroughHelp(cmd)) break
     // The value of a string option (`--config FILE`) is not a subcommand name.
     if (skip) {
       skip = false
@@ -27,72 +45,100 @@ async function commandFor(argv: string[]): Promise<{ cmd: CommandDef; parent?: C
     }
     if (a.startsWith("-")) {
       skip = !a.includes("=") && (await takesValue(cmd, a))
+      flags.push({ flag: a, cmd })
       continue
     }
     const subs = await resolve(cmd.subCommands ?? {})
     const next = subs[a]
-    if (!next) break
-    parent = cmd
+    if (!next) {
+      if (Object.keys(subs).length && !cmd.run) unknown = a
+      break
+    }
     cmd = await resolve(next)
     path.push(a)
+    end = i + 1
+    // Flags before this name belonged to the commands above it; a leaf checks its own when it runs.
+    for (const f of flags.splice(0)) if (!badFlag && !(await knowsFlag(f.cmd, f.flag))) badFlag = f
   }
-  return { cmd, parent, path }
+  return { cmd, path, end, unknown, badFlag }
+}
+
+async function knowsFlag(cmd: CommandDef, flag: string): Promise<boolean> {
+  if (cmd === root && (flag === "--version" || flag === "-V")) return true
+  return knownFlag(flagNames(await resolve(cmd.args ?? {})).all, flag)
 }
 
 /** True when `flag` is a string option of `cmd` (its value is the next argument). */
 async function takesValue(cmd: CommandDef, flag: string): Promise<boolean> {
-  const name = flag.replace(/^--?/, "")
-  for (const [k, d] of Object.entries(await resolve(cmd.args ?? {}))) {
-    const def = d as { type?: string; alias?: string | string[] }
-    if (def.type !== "string") continue
-    const aliases = Array.isArray(def.alias) ? def.alias : def.alias ? [def.alias] : []
-    if (k === name || aliases.includes(name)) return true
-  }
-  return false
+  return flagNames(await resolve(cmd.args ?? {})).values.has(flag.replace(/^--?/, ""))
 }
 
 const ANSI = /\x1b\[[0-9;]*m/g
 
-/** citty's usage text with the full command path, and without colours unless writing to a terminal. */
-async function usage(argv: string[], tty: boolean): Promise<string> {
-  const { cmd, parent, path } = await commandFor(argv)
-  let text = await renderUsage(cmd, parent)
-  const meta = await resolve(cmd.meta ?? {})
-  const pmeta = parent ? await resolve(parent.meta ?? {}) : undefined
-  const short = [pmeta?.name, meta.name].filter(Boolean).join(" ")
-  if (path.length > 1 && short) text = text.split(short).join(path.join(" "))
-  return tty && !Env.noColor() ? text : text.replace(ANSI, "")
+/** The help of the command `argv` leads to, wrapped to the width of `stream`. */
+async function usage(argv: string[], stream: NodeJS.WriteStream): Promise<string> {
+  const { cmd, path } = await commandFor(argv)
+  return renderHelp(cmd, path, helpWidth(stream))
 }
 
 /** The exit status a (sub)command asked for; see `exitWith`. */
-const commandStatus: { code: number | undefined } = { code: undefined }
+const commandStatus: { code: number | undefined; remote: boolean } = { code: undefined, remote: false }
 
 /** Ends a command with this exit status (the proxy-like commands: the remote process's code). */
 export function exitWith(code: number): number {
+  commandStatus.code = code
+  commandStatus.remote = true
+  return code
+}
+
+/** Ends one of dffmpeg's own commands with this status (`config check`: 3 for an invalid config). */
+export function exitStatus(code: number): number {
   commandStatus.code = code
   return code
 }
 
 /** True when the command ended with `exitWith` (a remote process's code, proxy semantics). */
-export const endedWithRemoteCode = (): boolean => commandStatus.code !== undefined
+export const endedWithRemoteCode = (): boolean => commandStatus.remote
 
 /**
  * The CLI edge: runs a command and maps every error to its lines and exit code through `errorExit` (README
  * lists them). The only place besides main.ts that decides the process exit status.
  */
 export async function runCli(argv: string[]): Promise<number> {
-  const flags = argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
-  if (flags.includes("--help") || flags.includes("-h")) {
-    process.stdout.write((await usage(argv, !!process.stdout.isTTY)) + "\n")
-    return ExitCode.OK
-  }
-  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
-    process.stdout.write(`dffmpeg ${VERSION}\n`)
-    return ExitCode.OK
-  }
   try {
+    const walk = await commandFor(argv)
+    const pass = passthroughHelp(walk.cmd)
+    // Before --help: the help of the command above a mistyped one would hide the mistake.
+    if (walk.unknown !== undefined) {
+      const names = Object.keys(await resolve(walk.cmd.subCommands ?? {}))
+      throw new UsageError(
+        `unknown command "${walk.unknown}" for ${walk.path.join(" ")}${didYouMean(walk.unknown, names)}`,
+      )
+    }
+    // A passthrough command's arguments are another program's: only its own options can ask for our help.
+    const ours = pass
+      ? argv.slice(0, walk.end)
+      : argv.slice(0, argv.indexOf("--") === -1 ? undefined : argv.indexOf("--"))
+    if (ours.includes("--help") || ours.includes("-h") || pass?.(argv.slice(walk.end))) {
+      process.stdout.write((await usage(argv, process.stdout)) + "\n")
+      return ExitCode.OK
+    }
+    if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+      process.stdout.write(`dffmpeg ${VERSION}\n`)
+      return ExitCode.OK
+    }
+    if (walk.badFlag) {
+      const { flag, cmd } = walk.badFlag
+      throw unknownFlag(flag, flagNames(await resolve(cmd.args ?? {})).long)
+    }
     // citty drops a subcommand's return value, so commands that end with a status report it here.
     commandStatus.code = undefined
+    commandStatus.remote = false
+    if (pass) {
+      const rawArgs = argv.slice(walk.end)
+      const result = await walk.cmd.run?.({ rawArgs, args: { _: rawArgs } as never, cmd: walk.cmd, data: undefined })
+      return commandStatus.code ?? (typeof result === "number" ? result : ExitCode.OK)
+    }
     const { result } = await runCommand(root, { rawArgs: argv })
     return commandStatus.code ?? (typeof result === "number" ? result : ExitCode.OK)
   } catch (err) {
@@ -104,7 +150,7 @@ async function report(err: unknown, argv: string[]): Promise<number> {
   const e = err as Error | undefined
   if (!(err instanceof DffmpegError) && e?.name === "CLIError") {
     // citty's own usage errors: the usage of the command, then the line (no "run with --help": it is above).
-    process.stderr.write((await usage(argv, !!process.stderr.isTTY)) + "\n\n")
+    process.stderr.write((await usage(argv, process.stderr)) + "\n\n")
     const { code, line } = errorExit(new UsageError(e.message.replace(ANSI, "")), "command")
     process.stderr.write(`${line}\n`)
     return code

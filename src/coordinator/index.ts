@@ -80,6 +80,19 @@ async function openStore(
 }
 
 /** Opens the store, starts the HTTP API and the scheduler; resolves once it is listening. */
+/** Why Bun.serve could not listen, in words, for the errors a configuration causes (else undefined: a bug). */
+function listenProblem(code: string): string | undefined {
+  if (code === "EADDRINUSE")
+    return "the port is already in use (another coordinator or program listens there); stop it, or choose another port (--port or the config key port; 0 picks a free one)"
+  if (code === "EINVAL" || code === "ENOTFOUND" || code === "EAI_NONAME")
+    return "not an address or a name of this host (host must be one of its IP addresses, e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
+  if (code === "EADDRNOTAVAIL")
+    return "no interface of this host has that address (set host to one of its IP addresses, or 0.0.0.0)"
+  if (code === "EACCES" || code === "EPERM")
+    return "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE; choose a port from 1024)"
+  return undefined
+}
+
 export async function startCoordinator(config: CoordinatorConfig, opts: CoordinatorOptions): Promise<Service> {
   const log = opts.log
   // Before anything is opened: a missing or unreadable certificate is a configuration error.
@@ -181,6 +194,12 @@ export async function startCoordinator(config: CoordinatorConfig, opts: Coordina
       throw new ConfigError(
         `tls: cannot use cert_file ${tls.certFile} with key_file ${tls.keyFile}: ${(err as Error).message} (${code || "invalid PEM"})`,
       )
+    }
+    const why = listenProblem(code)
+    if (why) {
+      await store.close()
+      const at = config.host.includes(":") ? `[${config.host}]:${config.port}` : `${config.host}:${config.port}`
+      throw new ConfigError(`cannot listen on ${at}: ${why}`)
     }
     throw err
   }

@@ -1,5 +1,6 @@
 import { runAttached } from "../client/session.ts"
 import type { YamlExplainer } from "../shared/config/load.ts"
+import { UnavailableError } from "../shared/errors.ts"
 import { asProxy } from "../shared/error-exit.ts"
 
 /**
@@ -9,14 +10,27 @@ import { asProxy } from "../shared/error-exit.ts"
  * ffmpeg's output see exactly what a local ffmpeg would print.
  */
 export function runProxy(tool: string, args: string[], explainYaml?: YamlExplainer): Promise<number> {
-  return asProxy(() =>
-    runAttached({
-      binary: tool,
-      args,
-      explainYaml,
-      warn: process.stderr.isTTY ? (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`) : undefined,
-      // Only to a terminal: the non-TTY stderr is ffmpeg's, byte for byte.
-      notice: process.stderr.isTTY ? (line) => process.stderr.write(line) : undefined,
-    }),
-  )
+  const tty = !!process.stderr.isTTY
+  // Config warnings (a mistyped key) only go to a terminal; otherwise they are kept for the failure line.
+  const hidden: string[] = []
+  return asProxy(async () => {
+    try {
+      return await runAttached({
+        binary: tool,
+        args,
+        explainYaml,
+        warn: tty ? (w) => process.stderr.write(`dffmpeg: warning: ${w}\n`) : (w) => void hidden.push(w),
+        // Only to a terminal: the non-TTY stderr is ffmpeg's, byte for byte.
+        notice: tty ? (line) => process.stderr.write(line) : undefined,
+      })
+    } catch (err) {
+      // A coordinator out of reach is often a mistyped key (`coordinator.hots`) nobody saw the warning of.
+      if (hidden.length && err instanceof UnavailableError && err.message.startsWith("cannot reach"))
+        throw new UnavailableError(
+          `${err.message} (the config has ${hidden.length} warning(s) not shown here: run dffmpeg config check)`,
+          err.details,
+        )
+      throw err
+    }
+  })
 }

@@ -129,6 +129,8 @@ export function accessProblem(file: string, what: string, need: Need): string | 
   for (const d of parents) {
     const st = statOrUndefined(d)
     if (!st) break
+    // Not a folder at all: no owner or mode fixes that, and the caller's own message (ENOTDIR) says it.
+    if (!st.isDirectory()) return undefined
     if (!can(d, constants.X_OK))
       return `${what} ${abs} cannot be reached by user ${me.text}: folder ${d} belongs to ${ownerText(st)} and does not let it in; fix: chgrp ${groupName(me.gid)} ${d} && chmod g+rx ${d}`
   }

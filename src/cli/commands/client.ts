@@ -16,14 +16,17 @@ import {
   statusArg,
   statusHelp,
 } from "../args.ts"
-import { verb } from "../command.ts"
+import { passthroughCommand, unknownFlag, verb } from "../command.ts"
+import { closest } from "../../shared/suggest.ts"
 import { exitWith } from "../run.ts"
 import { ACTIVE, jobDetail, jobsTable, loadTable, type WorkerView } from "../views.ts"
 import { watch, type Frame } from "../watch.ts"
 
 /**
  * `submit` parses its own options and stops at the first token it does not know (or at `--`), so
- * `dffmpeg client submit -b ffprobe -i in.mkv` works and ffmpeg flags are never misread.
+ * `dffmpeg client submit -b ffprobe -i in.mkv` works and ffmpeg flags are never misread. `--help` among
+ * them asks for this command's help (`-h` is ffmpeg's: `submit -b ffprobe -h` prints ffprobe's). A long
+ * flag one typo away from one of ours (`--detatch`) is refused rather than handed to ffmpeg.
  */
 export function parseSubmit(raw: string[]): {
   config?: string
@@ -32,12 +35,14 @@ export function parseSubmit(raw: string[]): {
   detach: boolean
   retries: number
   json: boolean
+  help: boolean
 } {
   let config: string | undefined
   let binary = "ffmpeg"
   let detach = false
   let json = false
   let retries = 0
+  let help = false
   let i = 0
   const value = (flag: string) => {
     const v = raw[++i]
@@ -56,15 +61,18 @@ export function parseSubmit(raw: string[]): {
     else if (a.startsWith("--binary=")) binary = a.slice(9)
     else if (a === "--detach" || a === "-d") detach = true
     else if (a === "--json") json = true
+    else if (a === "--help") help = true
     else if (a === "--retries" || a.startsWith("--retries=")) {
       const v = a === "--retries" ? value(a) : a.slice(10)
       if (!/^\d{1,3}$/.test(v) || Number(v) > 100) throw new UsageError("--retries must be a number from 0 to 100")
       retries = Number(v)
-    } else break
+    } else if (a.startsWith("--") && closest(a.slice(2).split("=")[0]!, SUBMIT_FLAGS))
+      throw unknownFlag(a, SUBMIT_FLAGS)
+    else break
   }
   if (retries > 0 && !detach)
     throw new UsageError("--retries needs --detach: a job re-run while you follow it would repeat its output")
-  return { config, binary, args: raw.slice(i), detach, retries, json }
+  return { config, binary, args: raw.slice(i), detach, retries, json, help }
 }
 
 const warn = (w: string) => process.stderr.write(`dffmpeg: warning: ${w}\n`)
@@ -73,42 +81,54 @@ const session = () => import("../../client/session.ts")
 /** The client config (`--config` or the search) and its signed API client. */
 const open = async (config?: string) => (await session()).openClient(config, warn)
 
-const submit = defineCommand({
-  meta: {
-    name: "submit",
-    description:
-      "Run ffmpeg/ffprobe on the cluster exactly as the proxy does. Options come first and end at the first other token or at --: [--config F] [-b|--binary ffmpeg|ffprobe] [-d|--detach [--retries N] [--json]] [--] ARGS...",
-  },
-  args: {
-    config: { type: "string", description: "client YAML config" },
-    binary: { type: "string", alias: "b", description: "remote binary (default ffmpeg)" },
-    detach: {
-      type: "boolean",
-      alias: "d",
-      description: "submit and print the job id instead of following it (no stdin)",
+const SUBMIT_FLAGS = ["config", "binary", "detach", "retries", "json", "help"]
+
+const submit = passthroughCommand(
+  defineCommand({
+    meta: {
+      name: "submit",
+      description:
+        "Run ffmpeg/ffprobe on the cluster exactly as the proxy does. Options come first and end at the first other token or at --: [--config F] [-b|--binary ffmpeg|ffprobe] [-d|--detach [--retries N] [--json]] [--] ARGS...",
     },
-    retries: { type: "string", description: "with --detach: re-run the job up to N times if its worker is lost" },
-    json: { type: "boolean", description: "with --detach: print the job as JSON" },
-  },
-  async run({ rawArgs }) {
-    const opts = parseSubmit(rawArgs)
-    const { runAttached, submitDetached } = await session()
-    const common = { binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn }
-    if (opts.detach) {
-      let job: Job | undefined
-      const failed = await asProxy(async () => {
-        job = await submitDetached({ ...common, retries: opts.retries })
-        return 0
-      })
-      // A refusal ends as the proxy's do; a printed id is a command's output (exit 7 if it cannot be written).
-      if (!job) return exitWith(failed)
-      return void process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
+    args: {
+      config: { type: "string", alias: "c", description: "client YAML config" },
+      binary: { type: "string", alias: "b", description: "remote binary (default ffmpeg)" },
+      detach: {
+        type: "boolean",
+        alias: "d",
+        description: "submit and print the job id instead of following it (no stdin)",
+      },
+      retries: { type: "string", description: "with --detach: re-run the job up to N times if its worker is lost" },
+      json: { type: "boolean", description: "with --detach: print the job as JSON" },
+    },
+    async run({ rawArgs }) {
+      const opts = parseSubmit(rawArgs)
+      const { runAttached, submitDetached } = await session()
+      const common = { binary: opts.binary, args: opts.args, configPath: opts.config, explainYaml, warn }
+      if (opts.detach) {
+        let job: Job | undefined
+        const failed = await asProxy(async () => {
+          job = await submitDetached({ ...common, retries: opts.retries })
+          return 0
+        })
+        // A refusal ends as the proxy's do; a printed id is a command's output (exit 7 if it cannot be written).
+        if (!job) return exitWith(failed)
+        return void process.stdout.write(opts.json ? JSON.stringify(job) + "\n" : job.id + "\n")
+      }
+      const tty = !!process.stderr.isTTY
+      const notice = tty ? (line: string) => void process.stderr.write(line) : undefined
+      return exitWith(await asProxy(() => runAttached({ ...common, status: tty, notice })))
+    },
+  }),
+  (rest) => {
+    try {
+      return parseSubmit(rest).help
+    } catch {
+      // A malformed option of ours is reported when the command runs.
+      return false
     }
-    const tty = !!process.stderr.isTTY
-    const notice = tty ? (line: string) => void process.stderr.write(line) : undefined
-    return exitWith(await asProxy(() => runAttached({ ...common, status: tty, notice })))
   },
-})
+)
 
 const idArgs = {
   id: { type: "positional", description: "job id", required: true },

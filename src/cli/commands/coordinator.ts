@@ -1,10 +1,9 @@
-import { serviceArgs } from "../args.ts"
+import { logLevelOverride, portArg, serviceArgs } from "../args.ts"
 import { verb } from "../command.ts"
 import { loadConfig } from "../../shared/config/load.ts"
 import { CoordinatorConfig } from "../../shared/config/server-schema.ts"
 import { explainYaml } from "../../shared/config/yaml-explain.ts"
 import { createLogger, type Level } from "../../shared/log.ts"
-import { Env } from "../../shared/config/env.ts"
 import { onStopSignals } from "../lifecycle.ts"
 import { UsageError } from "../../shared/errors.ts"
 
@@ -17,13 +16,12 @@ const args = {
 } as const
 
 export default verb("coordinator", "Run the coordinator: signed HTTP API, job store, scheduler", args, async (a) => {
-  const overrides: Record<string, unknown> = {}
-  if (a.host !== undefined) overrides.host = a.host
-  if (a.port !== undefined) {
-    if (!/^\d+$/.test(a.port)) throw new UsageError("--port must be a number")
-    overrides.port = Number(a.port)
+  const overrides: Record<string, unknown> = { ...logLevelOverride(a["log-level"]) }
+  if (a.host !== undefined) {
+    if (!a.host.trim()) throw new UsageError("--host needs an address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)")
+    overrides.host = a.host
   }
-  if (a["log-level"] ?? Env.logLevel()) overrides.log_level = a["log-level"] ?? Env.logLevel()
+  if (a.port !== undefined) overrides.port = portArg(a.port)
   const { config, base, file, warnings } = await loadConfig(
     "coordinator",
     CoordinatorConfig,

@@ -149,9 +149,11 @@ export function fileKeyring(file: string): FileKeyring {
   try {
     created = !existsSync(file) && createFileExclusive(file, encode(newSecret()))
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const folder = code === "ENOENT" ? ` (its folder ${dirname(file)} does not exist: create it, or fix the path)` : ""
     throw new ConfigError(
       accessProblem(file, "secret_key_file", "private") ??
-        `secret_key_file ${file} cannot be created: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        `secret_key_file ${file} cannot be created: ${code ?? (err as Error).message}${folder}`,
     )
   }
   let current = readSecret(file)

@@ -12,5 +12,7 @@ export const Env = {
   logLevel: () => env.DFFMPEG_LOG_LEVEL || undefined,
   /** Development override: run as the proxy for this binary name when not invoked through a symlink. */
   proxy: () => env.DFFMPEG_PROXY || undefined,
+  /** The width `--help` is wrapped to, when set (else the terminal's, else 80). */
+  columns: () => env.COLUMNS || undefined,
   noColor: () => env.NO_COLOR !== undefined && env.NO_COLOR !== "",
 } as const

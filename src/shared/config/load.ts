@@ -7,6 +7,7 @@ import { issueLines } from "../protocol/schemas.ts"
 import { Env } from "./env.ts"
 import { MAX_COORDINATORS, coordinatorBlockOf, type CoordinatorBlock } from "./schema.ts"
 import { databaseFromUrl } from "./database-url.ts"
+import { closest } from "../suggest.ts"
 
 /** The roles that read a config file, by the name the file carries (`dffmpeg-<role>.yaml`). */
 export type ConfigRole = "coordinator" | "worker" | "client" | "admin"
@@ -67,8 +68,14 @@ interface Node {
   item?: v.GenericSchema
 }
 
+/** A key present in the input that the schema does not know: its dotted path, and the known key it is closest to. */
+interface UnknownKey {
+  key: string
+  near?: string
+}
+
 /** Keys present in `input` that the schema does not know, as dotted paths. */
-function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): string[] {
+function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): UnknownKey[] {
   const node = schema as unknown as Node
   let s = node.type === "optional" && node.wrapped ? (node.wrapped as unknown as Node) : node
   // A shape picked by the input (`coordinator:` is a block, a list of blocks or `urls:`).
@@ -86,10 +93,10 @@ function unknownKeys(schema: v.GenericSchema, input: unknown, prefix = ""): stri
   }
   if (s.type !== "object" || !s.entries || !input || typeof input !== "object" || Array.isArray(input)) return []
   const entries = s.entries
-  const out: string[] = []
+  const out: UnknownKey[] = []
   for (const [k, val] of Object.entries(input)) {
     const sub = entries[k]
-    if (!sub) out.push(prefix + k)
+    if (!sub) out.push({ key: prefix + k, near: closest(k, Object.keys(entries)) })
     else out.push(...unknownKeys(sub, val, `${prefix}${k}.`))
   }
   return out
@@ -113,7 +120,11 @@ export async function loadConfig<S extends v.GenericSchema>(
     try {
       text = readFileSync(file, "utf8")
     } catch (err) {
-      throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`)
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === "EISDIR") throw new ConfigError(`config file ${file} is a directory, not a YAML file`)
+      if (code === "EACCES" || code === "EPERM")
+        throw new ConfigError(`cannot read config file ${file}: permission denied (${code}); check its owner and mode`)
+      throw new ConfigError(`cannot read config file ${file}: ${code ?? (err as Error).message}`)
     }
     raw = (await parseYaml(text, file, explain)) ?? {}
     if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(`${file} must contain a YAML mapping`)
@@ -124,7 +135,8 @@ export async function loadConfig<S extends v.GenericSchema>(
     ...overrides,
   }
   const warnings = unknownKeys(schema, input).map(
-    (k) => `unknown config key ${k}${file ? ` in ${file}` : ""} (ignored)`,
+    (k) =>
+      `unknown config key ${k.key}${file ? ` in ${file}` : ""} (ignored${k.near ? `; did you mean ${k.near}?` : ""})`,
   )
   const parsed = v.safeParse(schema, input)
   const where = file ?? `the ${role} config (no file found; looked in ${searchPaths(role).join(", ")})`

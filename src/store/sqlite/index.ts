@@ -146,6 +146,8 @@ function open(path: string): Sqlite {
     return raw
   } catch (err) {
     raw?.close()
+    if (existsSync(path) && statSync(path).isDirectory())
+      throw new ConfigError(`database.path ${path} is a directory; name a file in it (e.g. ${path}/dffmpeg.db)`)
     const code = String((err as { code?: unknown }).code ?? "")
     if (!ACCESS_CODES.test(code)) throw err
     throw new ConfigError(

@@ -61,13 +61,15 @@ export function adminVerb<const T extends ArgsDef & typeof jsonArg & typeof mode
     input: (args: ParsedArgs<T>) => I
     call: (b: AdminBackend, input: I) => Promise<R>
     show: (result: R, input: I, local: boolean) => string | { json: unknown; text: string }
+    /** The verb changes nothing: in local mode a missing database is an error, not created. */
+    readOnly?: boolean
   },
 ) {
   return verb(name, description, args, async (parsed) => {
     const input = o.input(parsed)
     const flags = parsed as ParsedArgs<typeof jsonArg & typeof modeArgs>
     let local = false
-    const result = await withBackend(modeOf(flags), (b) => {
+    const result = await withBackend({ ...modeOf(flags), readOnly: o.readOnly }, (b) => {
       local = b.mode === "local"
       return o.call(b, input)
     })

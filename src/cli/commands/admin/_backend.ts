@@ -78,6 +78,8 @@ export interface ModeOptions {
   config?: string
   /** `--local`: use the coordinator's database on this host. */
   local?: boolean
+  /** The verb only reads: local mode creates no database (see `openStore`). */
+  readOnly?: boolean
 }
 
 export type Mode = { kind: "remote"; file: string } | { kind: "local"; file?: string }
@@ -155,7 +157,7 @@ export async function openBackend(o: ModeOptions): Promise<AdminBackend> {
     )
   }
   const { openLocalBackend } = await import("./_local.ts")
-  return openLocalBackend(file)
+  return openLocalBackend(file, o.readOnly)
 }
 
 /** Runs `fn` with a backend and always closes it. */

@@ -16,8 +16,8 @@ import { openStore } from "./_store.ts"
 const POLL_MS = 250
 const PAGE = 256
 
-export async function openLocalBackend(file: string): Promise<AdminBackend> {
-  const { store, path, config } = await openStore(file)
+export async function openLocalBackend(file: string, readOnly = false): Promise<AdminBackend> {
+  const { store, path, config } = await openStore(file, { readOnly })
   return localBackend(store, path, Date.now, config.limits.max_log_tail_bytes, config)
 }
 

@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs"
+import { ConfigError } from "../../../shared/errors.ts"
 import { loadConfig } from "../../../shared/config/load.ts"
 import { explainYaml } from "../../../shared/config/yaml-explain.ts"
 import { CoordinatorConfig } from "../../../shared/config/server-schema.ts"
@@ -10,6 +12,11 @@ export interface OpenOptions {
   migrate?: boolean
   /** False leaves the secret file alone (not read, not created): for what reads no key (`admin db status`). */
   secret?: boolean
+  /**
+   * True for verbs that only read (`users ls`, `jobs show`...): a SQLite database that does not exist is
+   * an error (ConfigError, exit 3) instead of being created with its folder and secret file.
+   */
+  readOnly?: boolean
 }
 
 /** The coordinator's config (with DFFMPEG_DATABASE_URL applied) and where its store lives. */
@@ -30,13 +37,20 @@ export async function openStore(
   o: OpenOptions = {},
 ): Promise<{ store: Store; path: string; config: CoordinatorConfig; secret?: { file: string; keys: FileKeyring } }> {
   const { config, paths, base } = await coordinatorStore(file)
-  const onDisk = paths.secret && o.secret !== false ? fileKeyring(paths.secret) : undefined
+  if (o.readOnly && config.database.engine === "sqlite" && paths.database !== ":memory:" && !existsSync(paths.database))
+    throw new ConfigError(
+      `database ${paths.database} does not exist (named by ${file}; nothing was created): check database.path, or start the coordinator (or run dffmpeg admin db migrate) to create it`,
+    )
+  // Nor does a read create a secret file: a database whose secret is gone is read as it is (no migration, no
+  // sealing), as a new secret would hide the loss from the coordinator's next start.
+  const keep = o.readOnly && !!paths.secret && !existsSync(paths.secret)
+  const onDisk = paths.secret && o.secret !== false && !keep ? fileKeyring(paths.secret) : undefined
   const keys: Keyring = onDisk ?? memoryKeyring()
   const store = await createStore({
     database: config.database,
     base,
     keys,
-    migrate: o.migrate,
+    migrate: keep ? false : o.migrate,
     onKeys: (r) => {
       if (r.recovered)
         process.stderr.write(

@@ -36,6 +36,7 @@ const ls = adminVerb("ls", "List jobs, newest first, with the progress of runnin
     limit: limitArg(args.limit, 50),
   }),
   call: (b, q) => b.listJobs(q),
+  readOnly: true,
   show: (jobs) => (jobs.length ? jobsTable(jobs, Date.now(), { requester: true }) : "no jobs\n"),
 })
 
@@ -51,6 +52,7 @@ const show = adminVerb(
       const [events, stderr] = await Promise.all([b.events(id), b.stderrTail(id, TAIL)])
       return { job, events, stderr }
     },
+    readOnly: true,
     show: ({ job, events, stderr }) => ({
       json: { ...job, events, stderrTail: stderr.lines, stderrTailTruncated: stderr.truncated },
       text: jobDetail(job, Date.now(), { events, stderr: stderr.lines, stderrCut: stderr.truncated }),
@@ -75,7 +77,7 @@ const logs = jobVerb(
   async (id, args) => {
     const out = createSink(process.stdout)
     const err = createSink(process.stderr)
-    await withBackend(modeOf(args), async (b) => {
+    await withBackend({ ...modeOf(args), readOnly: true }, async (b) => {
       await b.getJob(id)
       await untilInterrupted(async (interrupted) => {
         // A reader that went away (`| head`) stops the copy; main.ts then exits with ExitCode.OUTPUT.

@@ -77,6 +77,7 @@ const lsArgs = { ...jsonArg, ...modeArgs } as const
 const ls = adminVerb("ls", "List users (never their keys)", lsArgs, {
   input: () => undefined,
   call: (b) => b.listUsers(),
+  readOnly: true,
   show: (users) =>
     users.length
       ? table(
@@ -93,6 +94,7 @@ const byName = (args: { name: string }) => userName(args.name)
 const show = adminVerb("show", "Show one user (never its key)", oneArgs, {
   input: byName,
   call: (b, name) => b.getUser(name),
+  readOnly: true,
   show: (user) =>
     fields([
       ["name", user.name],

@@ -18,6 +18,7 @@ const ls = adminVerb(
   {
     input: () => undefined,
     call: (b) => b.listWorkers(),
+    readOnly: true,
     show: (workers) => (workers.length ? workersTable(workers, Date.now()) : "no workers\n"),
   },
 )
@@ -33,6 +34,7 @@ const show = adminVerb("show", "Show one worker and the jobs assigned to or runn
     ])
     return { worker, jobs: [...running, ...assigned].sort((a, b) => (a.id < b.id ? 1 : -1)) }
   },
+  readOnly: true,
   show: ({ worker, jobs }) => ({ json: { ...worker, jobs }, text: workerDetail(worker, jobs, Date.now()) }),
 })
 
