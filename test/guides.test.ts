@@ -58,8 +58,8 @@ describe("the guides' commands", () => {
         help.set(key, r.stdout.toString() + r.stderr.toString())
       }
       const usage = help.get(key)!
-      // citty prints the parent's usage for an unknown verb: the USAGE line names the command it describes.
-      expect(usage, `${c.file}: ${c.line}`).toContain(`USAGE dffmpeg ${key} `)
+      // The usage line names the command the help describes (an unknown verb is an error, not the parent's help).
+      expect(usage, `${c.file}: ${c.line}`).toContain(`Usage:\n  dffmpeg ${key} `)
       for (const o of c.options) expect(usage, `${c.file}: ${o} in ${c.line}`).toContain(o)
     }
   })
