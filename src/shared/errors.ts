@@ -134,7 +134,8 @@ export function fromErrorBody(status: number, body: unknown): DffmpegError {
 function typed(status: number, code: string | undefined, message: string, details: unknown): DffmpegError {
   if (status === 401 || status === 403) return new AuthError(message, status)
   if (status === 404) return new NotFoundError(message, details)
-  if (status === 409) return code === "E_IN_USE" ? new IdentityInUseError(message, details) : new ConflictError(message, details)
+  if (status === 409)
+    return code === "E_IN_USE" ? new IdentityInUseError(message, details) : new ConflictError(message, details)
   if (status === 413) return new TooLargeError(message, details)
   if (status === 429) {
     if (code === "E_TOO_MANY") return new TooManyError(message, details)

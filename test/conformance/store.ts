@@ -262,9 +262,10 @@ export function testStore(name: string, open: () => Store | Promise<Store>, peer
         // Silent past staleMs, its poll still counted open (a broker's lease not yet expired).
         await store.touchWorker("w1", T0 + 2000, "open")
         await refused(store.upsertWorker("w1", reg({ instance: A }), "t", T0 + 12_000, undefined, live))
-        expect(
-          await store.upsertWorker("w1", reg({ instance: A }), "t2", T0 + 12_001, undefined, live),
-        ).toMatchObject({ instance: A, status: "registering" })
+        expect(await store.upsertWorker("w1", reg({ instance: A }), "t2", T0 + 12_001, undefined, live)).toMatchObject({
+          instance: A,
+          status: "registering",
+        })
         // Offline (stopped, or reaped): anyone with the identity's key may register.
         await store.setWorkerStatus("w1", "offline", T0 + 12_002)
         expect(await store.upsertWorker("w1", reg({ instance: B }), "t3", T0 + 12_003, undefined, live)).toMatchObject({
@@ -287,7 +288,9 @@ export function testStore(name: string, open: () => Store | Promise<Store>, peer
           cpus: 8,
           memUsedBytes: 4 * 2 ** 30,
           memTotalBytes: 16 * 2 ** 30,
-          gpus: [{ name: "NVIDIA GeForce RTX 3060", utilPercent: 40, memUsedBytes: 2 ** 30, memTotalBytes: 12 * 2 ** 30 }],
+          gpus: [
+            { name: "NVIDIA GeForce RTX 3060", utilPercent: 40, memUsedBytes: 2 ** 30, memTotalBytes: 12 * 2 ** 30 },
+          ],
         }
         await store.heartbeat("w1", [], T0 + 1, load)
         expect((await store.getWorker("w1"))?.hostLoad).toEqual(load)

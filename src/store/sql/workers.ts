@@ -157,7 +157,8 @@ export function workerMethods(
     async setWorkerStatus(id, status, now, instance) {
       let q = db.updateTable("workers").set({ status, last_seen: now }).where("id", "=", id)
       // Another process's stop never changes the state of the one serving the identity.
-      if (instance) q = q.where((eb) => eb.or([eb("instance", "is", null), eb("instance", "like", instancePattern(instance))]))
+      if (instance)
+        q = q.where((eb) => eb.or([eb("instance", "is", null), eb("instance", "like", instancePattern(instance))]))
       const res = await q.executeTakeFirst()
       const set = res.numUpdatedRows > 0n
       return told(set, set && { type: "worker", worker: id, what: "status" })

@@ -1,5 +1,6 @@
-import { Hono } from "hono"
-import { NotFoundError } from "../../../shared/errors.ts"
+import { Hono, type Context } from "hono"
+import { InvalidError, NotFoundError } from "../../../shared/errors.ts"
+import { isUlid } from "../../../shared/ids.ts"
 import { WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
 import { HeartbeatRequest, VerifyRequest, parseFollowing, parseHolding } from "../../../shared/protocol/worker.ts"
 import { createWorkerProtocol } from "../../worker-protocol.ts"
@@ -37,14 +38,15 @@ export function workerRoutes(deps: Deps) {
   })
 
   app.post("/deregister", async (c) => {
-    await protocol.deregister(worker(c))
+    await protocol.deregister(worker(c), instanceQuery(c))
     return c.json({ ok: true })
   })
 
   /** The jobs this worker holds; answers with those that are no longer its own (stop them). */
   app.post("/heartbeat", async (c) => {
     const name = worker(c)
-    return c.json(await protocol.heartbeat(name, jsonBody(c, HeartbeatRequest).jobs))
+    const body = jsonBody(c, HeartbeatRequest)
+    return c.json(await protocol.heartbeat(name, body.jobs, instanceQuery(c), body.hostLoad))
   })
 
   /**
@@ -70,11 +72,23 @@ export function workerRoutes(deps: Deps) {
       following,
       holding,
       c.env?.transport,
+      instanceQuery(c),
     )
     return c.json(reply)
   })
 
   return app
+}
+
+/**
+ * `?instance=ULID`: the worker process calling (docs/operations.md, "One identity, one worker"); absent
+ * from older workers. 400 when it is not a ULID.
+ */
+function instanceQuery(c: Context<AuthEnv>): string | undefined {
+  const raw = c.req.query("instance")
+  if (raw === undefined) return undefined
+  if (!isUlid(raw)) throw new InvalidError("query parameter instance must be an instance id (ULID)")
+  return raw
 }
 
 /** Read-only view of the worker pool, for any identity. */
