@@ -476,9 +476,7 @@ export async function startWorker(
 }
 
 /** The details of an IdentityInUseError from the coordinator (undefined when they are not its shape). */
-function inUse(
-  err: IdentityInUseError,
-):
+function inUse(err: IdentityInUseError):
   | {
       instance: string
       host: string

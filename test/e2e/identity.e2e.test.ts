@@ -1,0 +1,89 @@
+import { afterEach, describe, expect, test } from "bun:test"
+import { waitFor } from "../helpers/bin.ts"
+import { brokerTransports } from "../helpers/brokers.ts"
+import { Cluster } from "../helpers/cluster.ts"
+import type { Worker } from "../../src/shared/protocol/schemas.ts"
+
+/**
+ * Issue 16 item 5, with the compiled binary: a second live worker process with an identity already
+ * online is refused (one `dffmpeg:` line naming where the other runs, exit 3) and the first keeps
+ * serving; the first killed with SIGKILL, a restart with the identity takes over and runs jobs.
+ */
+let c: Cluster | undefined
+afterEach(async () => {
+  await c?.stop()
+  c = undefined
+})
+
+const row = async (cl: Cluster, id: string): Promise<Worker | undefined> => {
+  const r = await cl.admin(["workers", "ls", "--json"])
+  if (r.code !== 0) throw new Error(r.err)
+  return (JSON.parse(r.out) as Worker[]).find((w) => w.id === id)
+}
+
+/** A short transcode of a generated source through the proxy: exit 0 and the worker that ran it. */
+async function runsJob(cl: Cluster): Promise<string | null> {
+  const r = await cl.run("ffmpeg", ["-hide_banner", "-f", "lavfi", "-i", "sine=d=0.2", "-f", "null", "-"])
+  expect(r.code, r.err).toBe(0)
+  const jobs = await cl.jobs()
+  return jobs[0]?.workerId ?? null
+}
+
+for (const transport of ["http", "mqtt"] as const) {
+  describe(`one identity, one worker over ${transport} (compiled binary)`, () => {
+    test("a second live process is refused and the first keeps serving; after kill -9 a restart takes over", async () => {
+      const transports = transport === "http" ? undefined : brokerTransports(transport)
+      const extra = transports ? { transports } : {}
+      c = await Cluster.start({
+        workers: 1,
+        maxJobs: 1,
+        startWorkers: false,
+        coordinatorConfig: { heartbeat_interval: 0.5, registration_interval: 1, ...(transports ? { transports } : {}) },
+        clientConfig: transports ? { transports } : {},
+      })
+      const id = c.workerIds[0]
+      const first = await c.startWorker(id, extra)
+      const online = await waitFor(async () => {
+        const w = await row(c!, id)
+        return w?.status === "online" && w.instance ? w : undefined
+      })
+      expect(online.instance!.pid).toBe(first.proc.pid)
+
+      // A second process with the same identity: refused with one line, exit 3 (config).
+      const second = c.spawnWorker(id, extra)
+      const code = await second.exited
+      const lines = second.log().split("\n")
+      const said = lines.filter((l) => l.startsWith("dffmpeg:"))
+      expect(code, second.log()).toBe(3)
+      expect(said).toHaveLength(1)
+      expect(said[0]).toContain(`worker identity ${id}`)
+      expect(said[0]).toContain(`pid ${first.proc.pid}`)
+      expect(said[0]).toContain(online.instance!.id)
+      expect(said[0]).toContain(online.instance!.host)
+      expect(second.log()).not.toContain("    at ")
+      console.log(`second process (${transport}): ${said[0]}`)
+
+      // The first is undisturbed: same process on the row, online, and it runs a job.
+      expect(await row(c, id)).toMatchObject({ status: "online", instance: online.instance })
+      expect(await runsJob(c)).toBe(id)
+      expect(first.proc.exitCode).toBeNull()
+
+      // Killed: a restart waits until the coordinator counts it gone, then takes the identity over.
+      first.proc.kill("SIGKILL")
+      await first.exited
+      const restarted = await c.startWorker(id, extra)
+      const took = await waitFor(
+        async () => {
+          const w = await row(c!, id)
+          return w?.status === "online" && w.instance?.pid === restarted.proc.pid ? w : undefined
+        },
+        { timeoutMs: 30_000 },
+      )
+      expect(took.instance!.id).not.toBe(online.instance!.id)
+      expect(await runsJob(c)).toBe(id)
+      // Its stop deregisters it (it is the one serving).
+      expect(await restarted.stop()).toBe(0)
+      expect((await row(c, id))?.status).toBe("offline")
+    }, 90_000)
+  })
+}
