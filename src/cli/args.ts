@@ -56,6 +56,7 @@ export function serviceArgs(role: "coordinator" | "worker") {
       description: `${role} YAML config (default: search DFFMPEG_${role.toUpperCase()}_CONFIG, ./dffmpeg-${role}.yaml, ~/.config/dffmpeg/${role}.yaml, /etc/dffmpeg/${role}.yaml)`,
     },
     "log-level": { type: "string", description: "debug | info | warn | error" },
+    "log-format": { type: "string", description: "text | json (one JSON object per line; config key log_format)" },
   } as const
 }
 

@@ -305,7 +305,8 @@ export async function startWorker(
     if (!needRegister) return
     await register()
     needRegister = false
-    log.info("worker re-registered", { url: transport.url })
+    // Every registration_interval while idle: routine, at debug (docs/operations.md, "Logs").
+    log.debug("worker re-registered", { url: transport.url })
   }
   const poller = (async () => {
     let attempt = 0

@@ -8,12 +8,13 @@ import { Env } from "../../shared/config/env.ts"
 import { onStopSignals } from "../lifecycle.ts"
 import { UsageError } from "../../shared/errors.ts"
 
-const { config, "log-level": logLevel } = serviceArgs("coordinator")
+const { config, "log-level": logLevel, "log-format": logFormat } = serviceArgs("coordinator")
 const args = {
   config,
   host: { type: "string", description: "address to listen on (config key host, default 127.0.0.1)" },
   port: { type: "string", description: "port to listen on; 0 picks a free one (config key port, default 8000)" },
   "log-level": logLevel,
+  "log-format": logFormat,
 } as const
 
 export default verb("coordinator", "Run the coordinator: signed HTTP API, job store, scheduler", args, async (a) => {
@@ -24,6 +25,7 @@ export default verb("coordinator", "Run the coordinator: signed HTTP API, job st
     overrides.port = Number(a.port)
   }
   if (a["log-level"] ?? Env.logLevel()) overrides.log_level = a["log-level"] ?? Env.logLevel()
+  if (a["log-format"] ?? Env.logFormat()) overrides.log_format = a["log-format"] ?? Env.logFormat()
   const { config, base, file, warnings } = await loadConfig(
     "coordinator",
     CoordinatorConfig,
@@ -31,7 +33,7 @@ export default verb("coordinator", "Run the coordinator: signed HTTP API, job st
     overrides,
     explainYaml,
   )
-  const log = createLogger({ level: config.log_level as Level })
+  const log = createLogger({ level: config.log_level as Level, format: config.log_format })
   for (const w of warnings) log.warn(w)
   if (file) log.info("config loaded", { file })
   const { startCoordinator } = await import("../../coordinator/index.ts")

@@ -10,14 +10,15 @@ import { onStopSignals } from "../lifecycle.ts"
 const description = "Run a worker: register with the coordinator and run the jobs it assigns"
 export default verb("worker", description, serviceArgs("worker"), async (a) => {
   const level = a["log-level"] ?? Env.logLevel()
+  const format = a["log-format"] ?? Env.logFormat()
   const { config, base, file, warnings } = await loadConfig(
     "worker",
     WorkerConfig,
     a.config,
-    level ? { log_level: level } : {},
+    { ...(level ? { log_level: level } : {}), ...(format ? { log_format: format } : {}) },
     explainYaml,
   )
-  const log = createLogger({ level: config.log_level as Level })
+  const log = createLogger({ level: config.log_level as Level, format: config.log_format })
   for (const w of warnings) log.warn(w)
   if (file) log.info("config loaded", { file })
   const { startWorker } = await import("../../worker/index.ts")

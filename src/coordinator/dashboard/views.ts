@@ -1,3 +1,4 @@
+import type { HostLoad } from "../../shared/protocol/host-load.ts"
 import { unrunnable } from "../scheduler.ts"
 import type { Lane, Priority } from "../../shared/protocol/capabilities.ts"
 import {
@@ -54,6 +55,8 @@ export interface WorkerView {
   weight: number
   registeredAt: number
   lastSeen: number
+  /** Its host's load from its last heartbeat that carried one (shared/protocol/host-load.ts), or null. */
+  hostLoad: HostLoad | null
 }
 
 /** What the worker table shows of one binary's capabilities: a few counts, never thousands of names. */
@@ -141,6 +144,7 @@ export function workerView(w: Worker, load: number, now: number, staleMs: number
     weight: w.weight ?? 1,
     registeredAt: w.registeredAt,
     lastSeen: w.lastSeen,
+    hostLoad: w.hostLoad ?? null,
   }
 }
 
