@@ -178,7 +178,8 @@ export async function startWorker(
           rival = {
             instance: d.instance,
             lastSeen: d.lastSeen,
-            until: performance.now() + (d.retryAfterSeconds + 5) * 1000,
+            // Past the wait it was told, plus two tries: by then a coordinator counts a silent one gone.
+            until: performance.now() + (d.retryAfterSeconds + 2) * 1000,
           }
           log.warn("worker identity in use by another process; taking over if it is gone", {
             id: cfg.client_id,

@@ -29,7 +29,7 @@ async function runsJob(cl: Cluster): Promise<string | null> {
   return jobs[0]?.workerId ?? null
 }
 
-for (const transport of ["http", "mqtt"] as const) {
+for (const transport of ["http", "mqtt", "rabbitmq"] as const) {
   describe(`one identity, one worker over ${transport} (compiled binary)`, () => {
     test("a second live process is refused and the first keeps serving; after kill -9 a restart takes over", async () => {
       const transports = transport === "http" ? undefined : brokerTransports(transport)
