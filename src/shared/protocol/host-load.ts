@@ -1,5 +1,5 @@
 import * as v from "valibot"
-import { isUlid } from "../ids.ts"
+import { isUlid } from "../ulid-format.ts"
 import { printable } from "./printable.ts"
 
 /**
