@@ -197,7 +197,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const tools = capabilityLine(worker.tools)
       if (capabilityLine(before?.tools ?? {}) !== tools)
         log.info("worker capabilities", { worker: name, tools: tools || "none registered" })
-      return { worker, coordinatorVersion: VERSION, ...timing(), transport }
+      return { worker, coordinatorVersion: VERSION, ...timing(), transport, hostLoad: true }
     },
 
     async verify(name, token) {

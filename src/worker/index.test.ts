@@ -222,6 +222,18 @@ describe("one identity, one worker: the worker's side", () => {
       ...d,
     })
 
+  test("heartbeats carry the host load only to a coordinator that said it takes it", async () => {
+    const older = new FakeTransport()
+    await start(older)
+    await older.until(() => older.loads.length >= 2)
+    expect(older.loads.every((l) => l === undefined)).toBe(true)
+    const newer = new FakeTransport()
+    newer.timing = { ...newer.timing, hostLoad: true }
+    await start(newer)
+    await newer.until(() => newer.loads.length >= 2)
+    expect(newer.loads.at(-1)).toMatchObject({ cpus: expect.any(Number), memTotalBytes: expect.any(Number), gpus: [] })
+  })
+
   test("names its process in every registration", async () => {
     const t = new FakeTransport()
     await start(t)

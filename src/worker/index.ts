@@ -119,6 +119,8 @@ export async function startWorker(
   let timing = { pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15 }
   let paths = await mounts.check()
   let lastAck = performance.now()
+  // Whether heartbeats carry the host's load: only to a coordinator that said it takes it.
+  let sendLoad = false
   const hostLoad = createHostLoadSampler({ log: log.withTag("host-load") })
 
   // Capabilities are read through the confinement jobs run in (its devices, its user), each command bounded.
@@ -149,6 +151,7 @@ export async function startWorker(
     const reply = await transport.register(await registration())
     const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = reply
     timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds }
+    sendLoad = reply.hostLoad === true
     lastAck = performance.now()
     if (peers) {
       const via = reply.transport ?? "http_polling"
@@ -361,7 +364,7 @@ export async function startWorker(
   let fenced = false
   const beat = async () => {
     try {
-      const res = await transport.heartbeat(held(), await hostLoad.sample())
+      const res = await transport.heartbeat(held(), sendLoad ? await hostLoad.sample() : undefined)
       lastAck = performance.now()
       fenced = false
       for (const s of res.stale) {

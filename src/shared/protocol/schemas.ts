@@ -147,6 +147,7 @@ export const WorkerRegistration = v.strictObject({
   /**
    * The process registering (a new id at each start): a second live process with the identity is
    * refused (docs/operations.md, "One identity, one worker"). Absent from older workers: not checked.
+   * Over HTTP it travels in the query (`?instance=&host=&pid=`), which older coordinators ignore.
    */
   instance: v.optional(WorkerInstance),
 })

@@ -77,6 +77,11 @@ export const RegisterReply = v.object({
    * before broker transports: http_polling). The worker's polls must come that way from now on.
    */
   transport: v.optional(v.picklist(TRANSPORT_NAMES)),
+  /**
+   * The coordinator takes `hostLoad` in heartbeats (absent from older ones, which refuse the field: the
+   * worker then sends none, rather than have every heartbeat refused).
+   */
+  hostLoad: v.optional(v.boolean()),
 })
 export type RegisterReply = v.InferOutput<typeof RegisterReply>
 

@@ -54,11 +54,16 @@ export function httpWorkerTransport(api: ApiClient, instance?: string): WorkerTr
   return {
     kind: "http",
     url: api.url,
-    register: (reg) =>
+    register: ({ instance: proc, ...reg }) =>
       api
         // Repeatable (docs/protocol.md, "Several coordinators"): register, verify, heartbeat, deregister,
-        // start (a repeat of the claim stands) and uploads (by sequence number); reject is not.
-        .json("POST", "/api/v1/worker/register", { json: reg, idempotent: true })
+        // start (a repeat of the claim stands) and uploads (by sequence number); reject is not. The
+        // process in the query: a coordinator from before it ignores the parameters (a body field it refuses).
+        .json("POST", "/api/v1/worker/register", {
+          json: reg,
+          query: proc ? { instance: proc.id, host: proc.host, pid: proc.pid } : {},
+          idempotent: true,
+        })
         .then((r) => reply(RegisterReply, "register", r), onWorker),
     async verify(token) {
       reply(

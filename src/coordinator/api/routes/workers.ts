@@ -1,7 +1,9 @@
 import { Hono, type Context } from "hono"
 import { InvalidError, NotFoundError } from "../../../shared/errors.ts"
 import { isUlid } from "../../../shared/ids.ts"
-import { WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
+import { WorkerRegistration, issueLines, type Worker } from "../../../shared/protocol/schemas.ts"
+import { WorkerInstance } from "../../../shared/protocol/host-load.ts"
+import * as v from "valibot"
 import { HeartbeatRequest, VerifyRequest, parseFollowing, parseHolding } from "../../../shared/protocol/worker.ts"
 import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { connectionsOf, type Deps } from "../app.ts"
@@ -28,7 +30,9 @@ export function workerRoutes(deps: Deps) {
    */
   app.post("/register", async (c) => {
     const name = worker(c)
-    return c.json(await protocol.register(name, jsonBody(c, WorkerRegistration), c.env?.transport))
+    const reg = jsonBody(c, WorkerRegistration)
+    const proc = processQuery(c)
+    return c.json(await protocol.register(name, proc ? { ...reg, instance: proc } : reg, c.env?.transport))
   })
 
   app.post("/verify", async (c) => {
@@ -89,6 +93,20 @@ function instanceQuery(c: Context<AuthEnv>): string | undefined {
   if (raw === undefined) return undefined
   if (!isUlid(raw)) throw new InvalidError("query parameter instance must be an instance id (ULID)")
   return raw
+}
+
+/** `?instance=&host=&pid=` of a registration: the process registering; 400 when malformed, undefined when absent. */
+function processQuery(c: Context<AuthEnv>): WorkerInstance | undefined {
+  const id = instanceQuery(c)
+  if (id === undefined) return undefined
+  const pid = c.req.query("pid") ?? ""
+  const res = v.safeParse(WorkerInstance, {
+    id,
+    host: c.req.query("host") ?? "",
+    pid: /^\d{1,10}$/.test(pid) ? Number(pid) : Number.NaN,
+  })
+  if (!res.success) throw new InvalidError("invalid instance query parameters", issueLines(res.issues))
+  return res.output
 }
 
 /** Read-only view of the worker pool, for any identity. */
