@@ -50,8 +50,10 @@ for (const transport of ["http", "mqtt", "rabbitmq"] as const) {
       expect(online.instance!.pid).toBe(first.proc.pid)
 
       // A second process with the same identity: refused with one line, exit 3 (config).
+      const spawned = performance.now()
       const second = c.spawnWorker(id, extra)
       const code = await second.exited
+      const refusedMs = performance.now() - spawned
       const lines = second.log().split("\n")
       const said = lines.filter((l) => l.startsWith("dffmpeg:"))
       expect(code, second.log()).toBe(3)
@@ -71,6 +73,7 @@ for (const transport of ["http", "mqtt", "rabbitmq"] as const) {
       // Killed: a restart waits until the coordinator counts it gone, then takes the identity over.
       first.proc.kill("SIGKILL")
       await first.exited
+      const killed = performance.now()
       const restarted = await c.startWorker(id, extra)
       const took = await waitFor(
         async () => {
@@ -80,6 +83,9 @@ for (const transport of ["http", "mqtt", "rabbitmq"] as const) {
         { timeoutMs: 30_000 },
       )
       expect(took.instance!.id).not.toBe(online.instance!.id)
+      console.log(
+        `${transport}: second process refused ${refusedMs.toFixed(0)} ms after its start; restart online ${(performance.now() - killed).toFixed(0)} ms after the kill`,
+      )
       expect(await runsJob(c)).toBe(id)
       // Its stop deregisters it (it is the one serving).
       expect(await restarted.stop()).toBe(0)
