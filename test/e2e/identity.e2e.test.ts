@@ -2,10 +2,11 @@ import { afterEach, describe, expect, test } from "bun:test"
 import { waitFor } from "../helpers/bin.ts"
 import { brokerTransports } from "../helpers/brokers.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { freshDatabase } from "../helpers/databases.ts"
 import type { Worker } from "../../src/shared/protocol/schemas.ts"
 
 /**
- * Issue 16 item 5, with the compiled binary: a second live worker process with an identity already
+ * Issue 16 item 5, with the compiled binary, over every transport and on every store: a second live worker process with an identity already
  * online is refused (one `dffmpeg:` line naming where the other runs, exit 3) and the first keeps
  * serving; the first killed with SIGKILL, a restart with the identity takes over and runs jobs.
  */
@@ -29,16 +30,31 @@ async function runsJob(cl: Cluster): Promise<string | null> {
   return jobs[0]?.workerId ?? null
 }
 
-for (const transport of ["http", "mqtt", "rabbitmq"] as const) {
-  describe(`one identity, one worker over ${transport} (compiled binary)`, () => {
+// Every transport on SQLite, and HTTP on each server database (the check is one guarded store step).
+const CASES = [
+  { transport: "http", engine: "sqlite" },
+  { transport: "mqtt", engine: "sqlite" },
+  { transport: "rabbitmq", engine: "sqlite" },
+  { transport: "http", engine: "postgres" },
+  { transport: "http", engine: "mysql" },
+] as const
+
+for (const { transport, engine } of CASES) {
+  describe(`one identity, one worker over ${transport} on ${engine} (compiled binary)`, () => {
     test("a second live process is refused and the first keeps serving; after kill -9 a restart takes over", async () => {
       const transports = transport === "http" ? undefined : brokerTransports(transport)
       const extra = transports ? { transports } : {}
+      const database = engine === "sqlite" ? {} : { database: (await freshDatabase(engine)).config }
       c = await Cluster.start({
         workers: 1,
         maxJobs: 1,
         startWorkers: false,
-        coordinatorConfig: { heartbeat_interval: 0.5, registration_interval: 1, ...(transports ? { transports } : {}) },
+        coordinatorConfig: {
+          heartbeat_interval: 0.5,
+          registration_interval: 1,
+          ...(transports ? { transports } : {}),
+          ...database,
+        },
         clientConfig: transports ? { transports } : {},
       })
       const id = c.workerIds[0]
@@ -84,7 +100,7 @@ for (const transport of ["http", "mqtt", "rabbitmq"] as const) {
       )
       expect(took.instance!.id).not.toBe(online.instance!.id)
       console.log(
-        `${transport}: second process refused ${refusedMs.toFixed(0)} ms after its start; restart online ${(performance.now() - killed).toFixed(0)} ms after the kill`,
+        `${transport} on ${engine}: second process refused ${refusedMs.toFixed(0)} ms after its start; restart online ${(performance.now() - killed).toFixed(0)} ms after the kill`,
       )
       expect(await runsJob(c)).toBe(id)
       // Its stop deregisters it (it is the one serving).
