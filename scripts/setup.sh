@@ -18,7 +18,7 @@ apt_install() {
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
   say "installing Debian packages: $*"
   $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ${APT_LEAN:+--no-install-recommends} "$@" >/dev/null
 }
 need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
@@ -35,6 +35,9 @@ command -v fish >/dev/null 2>&1 || need+=(fish)
 # The dashboard's browser tests drive Debian's Chromium through playwright-core.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
+# The metrics tests lint /metrics with promtool, from Debian's prometheus (8 s to install without its
+# recommends; on a host with systemd its package also enables a Prometheus server on :9090).
+command -v promtool >/dev/null 2>&1 || APT_LEAN=1 apt_install prometheus
 
 bun install --frozen-lockfile --silent
 

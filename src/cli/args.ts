@@ -66,6 +66,20 @@ export function logLevelOverride(flag: string | undefined): { log_level?: string
   return { log_level: env }
 }
 
+const FORMATS = ["text", "json"]
+
+/** The `log_format` override, as `logLevelOverride`: `--log-format` (exit 2), else DFFMPEG_LOG_FORMAT (exit 3). */
+export function logFormatOverride(flag: string | undefined): { log_format?: string } {
+  if (flag !== undefined) {
+    if (!FORMATS.includes(flag)) throw new UsageError(`--log-format must be text or json, not ${JSON.stringify(flag)}`)
+    return { log_format: flag }
+  }
+  const env = Env.logFormat()
+  if (!env) return {}
+  if (!FORMATS.includes(env)) throw new ConfigError("DFFMPEG_LOG_FORMAT must be text or json")
+  return { log_format: env }
+}
+
 /** `--port`: 0 (any free port) to 65535, a usage error otherwise (exit 2). */
 export function portArg(raw: string): number {
   if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535)
@@ -81,6 +95,7 @@ export function serviceArgs(role: "coordinator" | "worker") {
       description: `${role} YAML config (default: search DFFMPEG_${role.toUpperCase()}_CONFIG, ./dffmpeg-${role}.yaml, ~/.config/dffmpeg/${role}.yaml, /etc/dffmpeg/${role}.yaml)`,
     },
     "log-level": { type: "string", description: "debug | info | warn | error" },
+    "log-format": { type: "string", description: "text | json (one JSON object per line; config key log_format)" },
   } as const
 }
 

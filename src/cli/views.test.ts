@@ -91,10 +91,31 @@ describe("workers", () => {
     const old = worker({ id: "w3", capabilities: { sandbox: "<b>x</b>" } })
     expect([boxed, open, old].map(sandboxOf)).toEqual(["bwrap", "none (unconfined)", "-"])
     expect(workersTable([boxed, open], T)).toMatch(
-      /^ID +STATUS +LOAD +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nw1 +online +0\/4 +ffmpeg +Movies +bwrap +0\.1\.0 +0s ago\nw2 +online +0\/4 +ffmpeg +Movies +none \(unconfined\) +0\.1\.0 /,
+      /^ID +STATUS +LOAD +CPU +MEM +BINARIES +PATHS +SANDBOX +VERSION +LAST SEEN\nw1 +online +0\/4 +- +- +ffmpeg +Movies +bwrap +0\.1\.0 +0s ago\nw2 +online +0\/4 +- +- +ffmpeg +Movies +none \(unconfined\) +0\.1\.0 /,
     )
     expect(workerDetail(boxed, [], T)).toContain("\nsandbox     bwrap, jobs run as nobody (65534:65534)\n")
     expect(workerDetail(open, [], T)).toContain("\nsandbox     none (unconfined), jobs run as root (0:0)\n")
+  })
+
+  test("workers ls shows each host's CPU and memory from its heartbeats; show adds the process and GPUs", () => {
+    const hostLoad = {
+      at: "2026-12-03T10:00:00.000Z",
+      cpuPercent: 37.4,
+      load1: 2.25,
+      cpus: 8,
+      memUsedBytes: 3 * 1024 ** 3,
+      memTotalBytes: 16 * 1024 ** 3,
+      gpus: [{ name: "NVIDIA \u202eT4", utilPercent: 61, memUsedBytes: 1024 ** 3, memTotalBytes: 16 * 1024 ** 3 }],
+    }
+    const w = worker({ hostLoad, instance: { id: "01J0000000000000000000000A", host: "gpu-box", pid: 42 } })
+    expect(workersTable([w, worker({ id: "w2", status: "offline", hostLoad })], T)).toMatch(
+      /\nw1 +online +0\/4 +37% +3\.0\/16\.0 GiB +ffmpeg[^\n]*\nw2 +offline +0\/4 +- +- /,
+    )
+    const show = workerDetail(w, [], T)
+    expect(show).toContain("process     gpu-box pid 42 (instance 01J0000000000000000000000A)\n")
+    expect(show).toContain(
+      "host load   37% CPU (load 2.25, 8 CPUs), 3.0/16.0 GiB memory, measured 2026-12-03T10:00:00.000Z; GPU 0 NVIDIA \\u202eT4: 61%, 1.0/16.0 GiB\n",
+    )
   })
 
   test("state names an administrator's drain whatever the worker's own state", () => {

@@ -160,13 +160,40 @@ function confinement(w: Worker): string {
   return user ? `${sandboxOf(w)}, jobs run as ${user}` : sandboxOf(w)
 }
 
+const GiB = 1024 ** 3
+const gib = (n: number) => (n / GiB).toFixed(1)
+/** Its host's CPU busy % from its last heartbeat (`-` before one, and for offline workers: it is old news). */
+const cpuOf = (w: WorkerView) => (w.hostLoad && w.status !== "offline" ? `${Math.round(w.hostLoad.cpuPercent)}%` : "-")
+/** Its host's memory used/total in GiB, as `cpuOf`. */
+const memOf = (w: WorkerView) =>
+  w.hostLoad && w.status !== "offline" ? `${gib(w.hostLoad.memUsedBytes)}/${gib(w.hostLoad.memTotalBytes)} GiB` : "-"
+
+/** `37% CPU (load 2.25, 8 CPUs), 3.0/16.0 GiB memory, measured 10:00:00; GPU 0 NVIDIA T4: 61%, 1.0/16.0 GiB`. */
+function hostLoadOf(w: WorkerView): string {
+  const l = w.hostLoad
+  if (!l) return "-"
+  const gpus = l.gpus.map(
+    (g, i) =>
+      `GPU ${i} ${g.name}: ${g.utilPercent === null ? "?" : `${Math.round(g.utilPercent)}%`}` +
+      (g.memUsedBytes !== null && g.memTotalBytes !== null
+        ? `, ${gib(g.memUsedBytes)}/${gib(g.memTotalBytes)} GiB`
+        : ""),
+  )
+  return [
+    `${Math.round(l.cpuPercent)}% CPU (load ${l.load1}, ${l.cpus} CPUs), ${gib(l.memUsedBytes)}/${gib(l.memTotalBytes)} GiB memory, measured ${l.at}`,
+    ...gpus,
+  ].join("; ")
+}
+
 export function workersTable(workers: WorkerView[], now: number): string {
   return table(
-    ["ID", "STATUS", "LOAD", "BINARIES", "PATHS", "SANDBOX", "VERSION", "LAST SEEN"],
+    ["ID", "STATUS", "LOAD", "CPU", "MEM", "BINARIES", "PATHS", "SANDBOX", "VERSION", "LAST SEEN"],
     workers.map((w) => [
       w.id,
       workerState(w),
       `${w.load}/${w.maxJobs}`,
+      cpuOf(w),
+      memOf(w),
       list(w.binaries),
       list(w.paths),
       sandboxOf(w),
@@ -211,6 +238,8 @@ export function workerDetail(w: WorkerView, jobs: Job[], now: number): string {
     ["weight", w.weight ?? 1],
     ["registered", time(w.registeredAt)],
     ["last seen", `${time(w.lastSeen)} (${ago(w.lastSeen, now)} ago)`],
+    ["process", w.instance ? `${w.instance.host} pid ${w.instance.pid} (instance ${w.instance.id})` : "-"],
+    ["host load", hostLoadOf(w)],
   ])
   const tools = Object.entries(w.tools ?? {})
   out += tools.length

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs"
 import type { FallbackCount } from "../shared/protocol/fallback.ts"
 import type { Job, Worker } from "../shared/protocol/schemas.ts"
 import type { Stats } from "../store/index.ts"
@@ -9,8 +10,11 @@ import type { Stats } from "../store/index.ts"
  * every coordinator of a shared database reports the same cluster-wide state.
  */
 export interface Metrics {
-  /** One answered HTTP request; `route` is the route pattern (never the raw path: no id explosion). */
-  request(method: string, route: string, status: number): void
+  /**
+   * One answered HTTP request; `route` is the route pattern (never the raw path: no id explosion);
+   * `seconds` the time to the response's head.
+   */
+  request(method: string, route: string, status: number, seconds?: number): void
   /** A refused signature check, by reason (unsigned, signature, identity, replay, clock, forbidden). */
   authFailure(reason: string): void
   submitted(job: Job): void
@@ -28,8 +32,8 @@ export interface ScrapeState {
   stats: Stats
   workers: Worker[]
   loads: Map<string, number>
-  /** Running jobs (only id, binary, worker and progress are read). */
-  running: Pick<Job, "id" | "binary" | "workerId" | "progress">[]
+  /** Running jobs (only binary, worker and progress are read: no series is per job). */
+  running: Pick<Job, "binary" | "workerId" | "progress">[]
   now: number
   version: string
   startedAt: number
@@ -37,10 +41,67 @@ export interface ScrapeState {
   fallbacks?: FallbackCount[]
   /** The brokers this coordinator serves on, and whether each is connected now. */
   transports?: { kind: string; connected: boolean }[]
+  /** This process's figures (tests); read from /proc/self when absent. */
+  process?: ProcessStats
+}
+
+/** The `process_*` series of Prometheus' client libraries, for this coordinator's process. */
+export interface ProcessStats {
+  cpuSeconds: number
+  residentBytes: number
+  virtualBytes?: number
+  startTimeSeconds: number
+  openFds?: number
+  maxFds?: number
+}
+
+/**
+ * This process now: CPU and resident memory from the runtime, virtual memory, open descriptors and
+ * their limit from /proc/self (left out where there is no /proc), the start time from the time origin.
+ */
+export function readProcess(): ProcessStats {
+  const cpu = process.cpuUsage()
+  const out: ProcessStats = {
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    residentBytes: process.memoryUsage.rss(),
+    startTimeSeconds: Math.floor(performance.timeOrigin) / 1000,
+  }
+  try {
+    const vm = /^VmSize:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"))
+    if (vm) out.virtualBytes = Number(vm[1]) * 1024
+    out.openFds = readdirSync("/proc/self/fd").length
+    const max = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"))
+    if (max && max[1] !== "unlimited") out.maxFds = Number(max[1])
+  } catch {
+    // no /proc: the series it gives are left out
+  }
+  return out
+}
+
+function renderProcess(out: string[], p: ProcessStats): void {
+  const one = (name: string, type: "counter" | "gauge", help: string, v: number | undefined) => {
+    if (v === undefined) return
+    const f = new Family(name, type, help)
+    f.set({}, v)
+    f.render(out)
+  }
+  one("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpuSeconds)
+  one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.residentBytes)
+  one("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtualBytes)
+  one(
+    "process_start_time_seconds",
+    "gauge",
+    "Start time of the process since unix epoch in seconds.",
+    p.startTimeSeconds,
+  )
+  one("process_open_fds", "gauge", "Number of open file descriptors.", p.openFds)
+  one("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.maxFds)
 }
 
 /** Seconds from submission to the first byte of work (queued → running). */
 const DISPATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+/** Seconds to answer an HTTP request (to the response's head; a long poll's wait included). */
+const REQUEST_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 /** Seconds a job's process ran (running → terminal). */
 const DURATION_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 14400, 43200]
 
@@ -111,6 +172,11 @@ export function createMetrics(): Metrics {
     "counter",
     "HTTP requests answered, by method, route pattern and status code.",
   )
+  const requestSeconds = new Histogram(
+    "dffmpeg_http_request_duration_seconds",
+    "Time to answer HTTP requests (to the response's head: long polls include their wait), by method, route pattern and status class (2xx, 4xx...).",
+    REQUEST_BUCKETS,
+  )
   const authFailures = new Family(
     "dffmpeg_auth_failures_total",
     "counter",
@@ -151,8 +217,11 @@ export function createMetrics(): Metrics {
   const methods = new Set(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
 
   return {
-    request(method, route, status) {
-      requests.inc({ method: methods.has(method) ? method : "other", route, status: String(status) })
+    request(method, route, status, seconds) {
+      const m = methods.has(method) ? method : "other"
+      requests.inc({ method: m, route, code: String(status) })
+      if (seconds !== undefined)
+        requestSeconds.observe({ method: m, route, code_class: `${Math.floor(status / 100)}xx` }, Math.max(0, seconds))
     },
     authFailure(reason) {
       authFailures.inc({ reason })
@@ -174,9 +243,9 @@ export function createMetrics(): Metrics {
       rejected.inc({ transport, reason })
     },
     ended(job) {
-      finished.inc({ binary: job.binary, status: job.status })
+      finished.inc({ binary: job.binary, state: job.status })
       if (job.startedAt !== null && job.finishedAt !== null)
-        duration.observe({ binary: job.binary, status: job.status }, Math.max(0, job.finishedAt - job.startedAt) / 1000)
+        duration.observe({ binary: job.binary, state: job.status }, Math.max(0, job.finishedAt - job.startedAt) / 1000)
     },
     render(st) {
       const out: string[] = []
@@ -242,16 +311,66 @@ export function createMetrics(): Metrics {
       tools.render(out)
       encoders.render(out)
 
-      const ratio = g("dffmpeg_job_progress_ratio", "Progress of each running job whose length is known (0-1).")
-      const speed = g("dffmpeg_job_speed_ratio", "Encoding speed of each running job as a multiple of real time.")
+      // Per worker and binary, never per job (a job id label is a new series per job, without bound).
+      const runningJobs = g("dffmpeg_running_jobs", "Running jobs, by worker and binary.")
+      const speedSum = g(
+        "dffmpeg_running_jobs_speed_ratio_sum",
+        "Sum of the encoding speeds (multiples of real time) of the running jobs that report one, by worker and binary.",
+      )
+      const speedCount = g(
+        "dffmpeg_running_jobs_speed_reported",
+        "Running jobs that report an encoding speed, by worker and binary (divide the sum by it for the mean).",
+      )
       for (const j of st.running) {
-        const labels = { job: j.id, binary: j.binary, worker: j.workerId ?? "" }
-        if (j.progress?.percent !== null && j.progress?.percent !== undefined)
-          ratio.set(labels, j.progress.percent / 100)
-        if (j.progress?.speed !== null && j.progress?.speed !== undefined) speed.set(labels, j.progress.speed)
+        const labels = { worker: j.workerId ?? "", binary: j.binary }
+        runningJobs.inc(labels)
+        if (j.progress?.speed !== null && j.progress?.speed !== undefined && Number.isFinite(j.progress.speed)) {
+          speedSum.inc(labels, j.progress.speed)
+          speedCount.inc(labels)
+        }
       }
-      ratio.render(out)
-      speed.render(out)
+      runningJobs.render(out)
+      speedSum.render(out)
+      speedCount.render(out)
+
+      // Each worker's host, from its last heartbeat that carried a load (hostLoad, validated on arrival).
+      const cpu = g("dffmpeg_worker_cpu_percent", "CPU busy % of each worker's host (0-100), from its heartbeats.")
+      const load1 = g("dffmpeg_worker_load1", "1-minute load average of each worker's host.")
+      const cpus = g("dffmpeg_worker_cpus", "CPUs of each worker's host.")
+      const memUsed = g(
+        "dffmpeg_worker_memory_used_bytes",
+        "Memory in use on each worker's host (total minus available).",
+      )
+      const memTotal = g("dffmpeg_worker_memory_total_bytes", "Memory of each worker's host.")
+      const gpuUtil = g(
+        "dffmpeg_worker_gpu_utilization_percent",
+        "Utilisation % of each GPU of each worker's host, where reported.",
+      )
+      const gpuUsed = g(
+        "dffmpeg_worker_gpu_memory_used_bytes",
+        "Memory in use on each GPU of each worker's host, where reported.",
+      )
+      const gpuTotal = g(
+        "dffmpeg_worker_gpu_memory_total_bytes",
+        "Memory of each GPU of each worker's host, where reported.",
+      )
+      for (const w of st.workers) {
+        const l = w.hostLoad
+        if (w.status === "offline" || !l) continue
+        const worker = { worker: w.id }
+        cpu.set(worker, l.cpuPercent)
+        load1.set(worker, l.load1)
+        cpus.set(worker, l.cpus)
+        memUsed.set(worker, l.memUsedBytes)
+        memTotal.set(worker, l.memTotalBytes)
+        l.gpus.forEach((gpu, i) => {
+          const labels = { worker: w.id, gpu: String(i), name: gpu.name }
+          if (gpu.utilPercent !== null) gpuUtil.set(labels, gpu.utilPercent)
+          if (gpu.memUsedBytes !== null) gpuUsed.set(labels, gpu.memUsedBytes)
+          if (gpu.memTotalBytes !== null) gpuTotal.set(labels, gpu.memTotalBytes)
+        })
+      }
+      for (const f of [cpu, load1, cpus, memUsed, memTotal, gpuUtil, gpuUsed, gpuTotal]) f.render(out)
 
       for (const f of [requests, authFailures, submitted, infos, started, finished, rejected]) f.render(out)
       const connected = g(
@@ -270,6 +389,8 @@ export function createMetrics(): Metrics {
       fallbacks.render(out)
       dispatch.render(out)
       duration.render(out)
+      requestSeconds.render(out)
+      renderProcess(out, st.process ?? readProcess())
       return out.join("\n") + "\n"
     },
   }

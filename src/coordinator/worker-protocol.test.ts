@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
 import * as v from "valibot"
 import { CoordinatorConfig } from "../shared/config/server-schema.ts"
+import { IdentityInUseError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
 import type { Store } from "../store/types.ts"
 import { memoryStore, registration, T0 } from "../../test/helpers/fixtures.ts"
@@ -91,5 +92,58 @@ describe("worker polls: the row is written when the poll's state changes, not on
     long.abort()
     await first
     await until(async () => (await closedAt()) !== null)
+  })
+})
+
+describe("one identity, one worker: calls of a process that does not serve the identity", () => {
+  let store: Store
+  let clock: number
+  afterEach(() => store.close())
+  const A = { id: "01J0000000000000000000000A", host: "a", pid: 1 }
+  const B = { id: "01J0000000000000000000000B", host: "b", pid: 2 }
+
+  test("after a takeover the old process's heartbeats and polls are refused, its stop changes nothing", async () => {
+    store = await memoryStore()
+    clock = T0
+    const p = createWorkerProtocol({
+      store,
+      hub: new Hub(),
+      log: createLogger({ level: "error" }),
+      now: () => clock,
+      config: v.parse(CoordinatorConfig, { poll_wait_seconds: 0.05, heartbeat_interval: 1 }),
+    })
+    await p.register("w1", { ...registration(), instance: A })
+    await p.verify("w1", (await store.workerToken("w1"))!)
+    // A is cut off: its poll closed, silent for more than two heartbeats: B takes over.
+    await store.touchWorker("w1", clock, "closed")
+    clock += 1000
+    await expect(p.register("w1", { ...registration(), instance: B })).rejects.toBeInstanceOf(IdentityInUseError)
+    clock += 1001
+    await p.register("w1", { ...registration(), instance: B })
+    await p.verify("w1", (await store.workerToken("w1"))!)
+    await expect(p.heartbeat("w1", [], A.id)).rejects.toBeInstanceOf(IdentityInUseError)
+    await expect(
+      p.poll("w1", 0.05, new AbortController().signal, undefined, [], [], "http_polling", A.id),
+    ).rejects.toThrow(/served by another worker process now: host b \(pid 2/)
+    await p.deregister("w1", A.id)
+    expect(await store.getWorker("w1")).toMatchObject({ status: "online", instance: B })
+    // B's own calls work, and its heartbeat's load is stored rounded.
+    const load = {
+      at: "2026-12-03T10:00:00.000Z",
+      cpuPercent: 33.33333,
+      load1: 0.123456,
+      cpus: 2,
+      memUsedBytes: 1,
+      memTotalBytes: 2,
+      gpus: [{ name: "g", utilPercent: 9.87654, memUsedBytes: null, memTotalBytes: null }],
+    }
+    expect(await p.heartbeat("w1", [], B.id, load)).toEqual({ stale: [], reregister: false })
+    expect((await store.getWorker("w1"))?.hostLoad).toMatchObject({
+      cpuPercent: 33.3,
+      load1: 0.12,
+      gpus: [{ utilPercent: 9.9 }],
+    })
+    await p.deregister("w1", B.id)
+    expect((await store.getWorker("w1"))?.status).toBe("offline")
   })
 })

@@ -1,6 +1,8 @@
 import * as v from "valibot"
 import type { CoordinatorConfig } from "../shared/config/server-schema.ts"
-import { InvalidError, UnavailableError } from "../shared/errors.ts"
+import { IdentityInUseError, InvalidError, UnavailableError } from "../shared/errors.ts"
+import type { HostLoad } from "../shared/protocol/host-load.ts"
+import { timings } from "./janitor.ts"
 import { newToken } from "../shared/ids.ts"
 import type { Logger } from "../shared/log.ts"
 import { EMPTY, Kind, frameJson, type Frame } from "../shared/protocol/frames.ts"
@@ -108,6 +110,12 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
   const KEEPALIVE_MS = Math.min(15_000, config.heartbeat_interval * 1000)
 
   const bounds = outputBounds(config)
+  /**
+   * When another process with a worker's identity counts as gone (store InstanceLiveness): silent for two
+   * heartbeats with no poll open (a live worker heartbeats every interval, and stops its jobs itself
+   * after two without an answer), or for the janitor's offline threshold.
+   */
+  const liveness = { quietMs: 2 * config.heartbeat_interval * 1000, staleMs: timings(config).workerStale }
 
   const timing = () => ({
     pollWaitSeconds: config.poll_wait_seconds,
@@ -164,7 +172,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const binaries = reg.binaries.filter((b) => config.allowed_binaries.includes(b))
       const transport = pickTransport(reg.transports, serves, served)
       const before = await store.getWorker(name)
-      const worker = await store.upsertWorker(name, { ...reg, binaries }, newToken(), now(), transport)
+      const worker = await store.upsertWorker(name, { ...reg, binaries }, newToken(), now(), transport, liveness)
       if (before && before.transport !== worker.transport)
         log.info("worker changed transport", {
           worker: name,
@@ -189,7 +197,7 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       const tools = capabilityLine(worker.tools)
       if (capabilityLine(before?.tools ?? {}) !== tools)
         log.info("worker capabilities", { worker: name, tools: tools || "none registered" })
-      return { worker, coordinatorVersion: VERSION, ...timing(), transport }
+      return { worker, coordinatorVersion: VERSION, ...timing(), transport, hostLoad: true }
     },
 
     async verify(name, token) {
@@ -198,26 +206,30 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
       log.info("worker online", { worker: name })
     },
 
-    async deregister(name) {
-      await store.setWorkerStatus(name, "offline", now())
-      log.info("worker deregistered", { worker: name })
+    async deregister(name, instance) {
+      if (await store.setWorkerStatus(name, "offline", now(), instance))
+        log.info("worker deregistered", { worker: name })
+      else if (instance)
+        log.info("a worker process that does not serve the identity stopped", { worker: name, instance })
     },
 
-    async heartbeat(name, held) {
+    async heartbeat(name, held, instance, hostLoad) {
       const w = await store.getWorker(name)
       if (!w) throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
-      const stale = await store.heartbeat(name, held, now())
+      servedBy(w, instance)
+      const stale = await store.heartbeat(name, held, now(), hostLoad && rounded(hostLoad))
       return { stale, reregister: w.status === "offline" }
     },
 
     // Answers at once with every job assigned and not yet started (so an assignment whose answer was
     // lost is offered again), with every running job whose downlink has something the worker does not
     // follow yet (a signal, a cancel), or with the registration token to echo.
-    async poll(name, waitSeconds, signal, hold, following, holding, via = "http_polling") {
+    async poll(name, waitSeconds, signal, hold, following, holding, via = "http_polling", instance) {
       // Sub-second waits are valid (poll_wait_seconds may be 0.05): the worker echoes what it was told.
       const waitMs = Math.min(waitSeconds, config.poll_wait_seconds) * 1000
       const w = await store.getWorker(name)
       if (!w || w.status === "offline") throw new UnknownWorkerError(`worker ${name} is not registered; register first`)
+      servedBy(w, instance)
       // Liveness is proven over the negotiated channel: a poll that comes another way (its broker link
       // broke, it fell back to HTTP) registers again, and the coordinator picks what works now.
       const negotiated = w.transport ?? "http_polling"
@@ -407,6 +419,29 @@ export function createWorkerProtocol(deps: WorkerProtocolDeps): WorkerProtocol {
 }
 
 const enc = new TextEncoder()
+
+/**
+ * IdentityInUseError for a call from another process than the one serving the identity (a process that
+ * lost it to a restart while it was cut off, or one that sends a made-up instance).
+ */
+function servedBy(w: Worker, instance: string | undefined): void {
+  if (!instance || !w.instance || w.instance.id === instance) return
+  throw new IdentityInUseError(
+    `worker identity ${w.id} is served by another worker process now: host ${w.instance.host} (pid ${w.instance.pid}, instance ${w.instance.id})`,
+    { identity: w.id, instance: w.instance.id, host: w.instance.host, pid: w.instance.pid },
+  )
+}
+
+/** A load as stored: percentages to 0.1, the load average to 0.01 (what an operator reads; bounded JSON). */
+function rounded(l: HostLoad): HostLoad {
+  const r = (n: number, d: number) => Math.round(n * d) / d
+  return {
+    ...l,
+    cpuPercent: r(l.cpuPercent, 10),
+    load1: r(l.load1, 100),
+    gpus: l.gpus.map((g) => ({ ...g, utilPercent: g.utilPercent === null ? null : r(g.utilPercent, 10) })),
+  }
+}
 
 /** `ffmpeg 5.1.9 (encoders 217, hwaccels vulkan); ffprobe 5.1.9 (...)`: a worker's tools for the log. */
 function capabilityLine(tools: Worker["tools"]): string {

@@ -53,6 +53,12 @@ export class ConflictError extends kind("E_CONFLICT", 409, ExitCode.FAILURE) {}
 
 export class TooLargeError extends kind("E_TOO_LARGE", 413, ExitCode.USAGE) {}
 
+/**
+ * A worker identity already served by another live worker process (docs/operations.md, "One identity,
+ * one worker"): HTTP 409 with code E_IN_USE; a worker refused this way exits with the config code (3).
+ */
+export class IdentityInUseError extends kind("E_IN_USE", 409, ExitCode.CONFIG) {}
+
 /** Too many attempts (HTTP 429); `retryAfter` is the wait in whole seconds, sent as Retry-After. */
 export class ThrottledError extends DffmpegError {
   constructor(
@@ -128,7 +134,8 @@ export function fromErrorBody(status: number, body: unknown): DffmpegError {
 function typed(status: number, code: string | undefined, message: string, details: unknown): DffmpegError {
   if (status === 401 || status === 403) return new AuthError(message, status)
   if (status === 404) return new NotFoundError(message, details)
-  if (status === 409) return new ConflictError(message, details)
+  if (status === 409)
+    return code === "E_IN_USE" ? new IdentityInUseError(message, details) : new ConflictError(message, details)
   if (status === 413) return new TooLargeError(message, details)
   if (status === 429) {
     if (code === "E_TOO_MANY") return new TooManyError(message, details)

@@ -7,11 +7,7 @@ let factory: (() => string) | undefined
  */
 export const newId = (): string => (factory ??= monotonicFactory())()
 
-const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/
-
-export function isUlid(s: string): boolean {
-  return ULID.test(s)
-}
+export { isUlid } from "./ulid-format.ts"
 
 /** Identity names: safe in URLs, log lines, MQTT topics and AMQP routing keys. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/

@@ -70,8 +70,15 @@ describe("formatLine", () => {
       level: "warn",
       tag: "coordinator:api",
       msg: `bad ${hostile}`,
-      worker: hostile,
-      nested: { reason: hostile },
+      fields: { worker: hostile, nested: { reason: hostile } },
     })
+  })
+
+  test("json: the same keys on every line, whatever the call passed", () => {
+    const bare = JSON.parse(formatLine({ args: ["plain"], date, type: "info", tag: "" }, true))
+    expect(bare).toEqual({ time: date.toISOString(), level: "info", tag: null, msg: "plain", fields: {} })
+    const withError = JSON.parse(at(["failed", { error: new Error("gone"), skipped: undefined }], true))
+    expect(Object.keys(withError)).toEqual(["time", "level", "tag", "msg", "fields"])
+    expect(withError.fields).toEqual({ error: "gone" })
   })
 })

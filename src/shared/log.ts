@@ -7,6 +7,8 @@ import { HAS_UNSAFE, escapeControls, safeJson } from "./text.ts"
  * Extras are passed as one object and printed as key=value; never pass secrets (keys, signatures).
  */
 export type Level = "debug" | "info" | "warn" | "error"
+/** `log_format`: `text` lines (the default) or one JSON object per line (`{time, level, tag, msg, fields}`). */
+export type LogFormat = "text" | "json"
 const LEVELS: Record<Level, number> = { error: 0, warn: 1, info: 3, debug: 4 }
 
 export type Logger = ConsolaInstance
@@ -30,7 +32,12 @@ export function formatLine(o: Pick<LogObject, "args" | "date" | "type" | "tag">,
     else words.push(String(a))
   }
   const time = o.date.toISOString()
-  if (json) return safeJson({ time, level: o.type, tag: o.tag || undefined, msg: words.join(" "), ...extras })
+  if (json) {
+    // Stable keys on every line (docs/operations.md, "Logs"): the extras under `fields`, errors as their message.
+    const fields: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(extras)) if (v !== undefined) fields[k] = v instanceof Error ? v.message : v
+    return safeJson({ time, level: o.type, tag: o.tag || null, msg: words.join(" "), fields })
+  }
   const kv = Object.entries(extras)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${escapeControls(k)}=${fmtValue(v)}`)
@@ -39,8 +46,8 @@ export function formatLine(o: Pick<LogObject, "args" | "date" | "type" | "tag">,
   return `${time} ${level} ${o.tag ? `[${escapeControls(o.tag)}] ` : ""}${escapeControls(words.join(" "))}${kv ? " " + kv : ""}`
 }
 
-export function createLogger(opts: { level?: Level; json?: boolean } = {}): Logger {
-  const json = !!opts.json
+export function createLogger(opts: { level?: Level; json?: boolean; format?: LogFormat } = {}): Logger {
+  const json = !!opts.json || opts.format === "json"
   return createConsola({
     level: LEVELS[opts.level ?? "info"],
     reporters: [{ log: (o) => void process.stderr.write(formatLine(o, json) + "\n") }],

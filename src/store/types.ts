@@ -15,6 +15,7 @@ import type {
 import type { HeldJob } from "../shared/protocol/worker.ts"
 import type { Lane } from "../shared/protocol/capabilities.ts"
 import type { TransportName } from "../shared/protocol/transports.ts"
+import type { HostLoad } from "../shared/protocol/host-load.ts"
 
 export type StoreKind = "sqlite" | "postgres" | "mysql"
 
@@ -250,6 +251,17 @@ export type StoreChange =
  * `undefined`/`false` rather than throwing. Time is passed in (`now`, ms) so that callers and
  * tests own the clock; liveness is always compared against times written by the same clock.
  */
+/**
+ * When a registration whose `instance` differs from the row's takes the identity over
+ * (docs/operations.md, "One identity, one worker"): the row's process is gone when it was not heard
+ * from for `staleMs`, or for `quietMs` with no poll open (a killed worker's poll connection closes).
+ * Otherwise the registration is refused with IdentityInUseError naming the other process.
+ */
+export interface InstanceLiveness {
+  quietMs: number
+  staleMs: number
+}
+
 export interface Store {
   readonly kind: StoreKind
   /**
@@ -321,6 +333,7 @@ export interface Store {
     token: string,
     now: number,
     transport?: TransportName,
+    liveness?: InstanceLiveness,
   ): Promise<Worker>
   /** The token a registering worker must echo (undefined once verified). */
   workerToken(id: string): Promise<string | undefined>
@@ -332,7 +345,8 @@ export interface Store {
    * a close is not recorded over anything heard later (a poll opened since on another coordinator).
    */
   touchWorker(id: string, now: number, poll?: "open" | "closed"): Promise<void>
-  setWorkerStatus(id: string, status: WorkerStatus, now: number): Promise<boolean>
+  /** With `instance`: only while that process (or one that sent none) serves the identity. */
+  setWorkerStatus(id: string, status: WorkerStatus, now: number, instance?: string): Promise<boolean>
   getWorker(id: string): Promise<Worker | undefined>
   listWorkers(): Promise<Worker[]>
   /**
@@ -415,7 +429,7 @@ export interface Store {
    * A worker's heartbeat for the jobs it holds: refreshes the worker and each job that is still its
    * own at that epoch, and returns the ones that are not (the worker must stop them).
    */
-  heartbeat(worker: string, held: HeldJob[], now: number): Promise<HeldJob[]>
+  heartbeat(worker: string, held: HeldJob[], now: number, hostLoad?: HostLoad): Promise<HeldJob[]>
   /**
    * Appends output of one attempt (idempotent for repeated sequence numbers, refusing gaps) and, when
    * `exit` is given, ends the job in the same transaction, so a reader never sees the end before the

@@ -21,6 +21,8 @@ export interface WorkerTransportOptions {
   key: string
   /** Sends each request over the broker in use (`openPeerTransports`); HTTP when absent. */
   fetch?: Parameters<typeof createApiClient>[0]["fetch"]
+  /** This worker process's instance id, named on its heartbeats, polls and deregistration. */
+  instance?: string
 }
 
 /**
@@ -29,5 +31,5 @@ export interface WorkerTransportOptions {
  * here and never import an adapter (test/boundaries.test.ts).
  */
 export function createWorkerTransport(opts: WorkerTransportOptions): WorkerTransport {
-  return httpWorkerTransport(createApiClient(opts))
+  return httpWorkerTransport(createApiClient(opts), opts.instance)
 }

@@ -2,6 +2,7 @@ import { ConflictError, NotFoundError, ProtocolError, UnavailableError } from ".
 import type { Frame } from "../shared/protocol/frames.ts"
 import type { Worker, WorkerRegistration } from "../shared/protocol/schemas.ts"
 import type { TransportName } from "../shared/protocol/transports.ts"
+import type { HostLoad } from "../shared/protocol/host-load.ts"
 import type { HeartbeatReply, HeldJob, PollReply, RegisterReply } from "../shared/protocol/worker.ts"
 
 /**
@@ -80,7 +81,8 @@ export interface WorkerTransport {
     following?: () => string[],
     holding?: () => string[],
   ): AsyncIterable<WorkBatch>
-  heartbeat(held: HeldJob[]): Promise<HeartbeatReply>
+  /** Every job held, and the host's load when measured (worker/host-load.ts). */
+  heartbeat(held: HeldJob[], hostLoad?: HostLoad): Promise<HeartbeatReply>
   /** Gives an assignment back (draining): the coordinator re-queues it for another worker. */
   reject(job: string, epoch: number): Promise<void>
   /**
@@ -127,9 +129,16 @@ export interface WorkerProtocol {
   register(worker: string, reg: WorkerRegistration, via?: TransportName): Promise<Registered>
   /** Stage two: `UnknownWorkerError` when the token does not match. */
   verify(worker: string, token: string): Promise<void>
-  deregister(worker: string): Promise<void>
-  /** The jobs the worker holds; answers with those that are no longer its own. */
-  heartbeat(worker: string, held: HeldJob[]): Promise<HeartbeatReply>
+  /**
+   * `instance`: the process stopping (docs/operations.md, "One identity, one worker"); another than the
+   * one serving the identity changes nothing.
+   */
+  deregister(worker: string, instance?: string): Promise<void>
+  /**
+   * The jobs the worker holds; answers with those that are no longer its own. From another `instance`
+   * than the one serving the identity: IdentityInUseError. `hostLoad` is stored on the worker's row.
+   */
+  heartbeat(worker: string, held: HeldJob[], instance?: string, hostLoad?: HostLoad): Promise<HeartbeatReply>
   /**
    * Assignments not yet started, at once; otherwise waits up to `waitSeconds` (capped by the
    * coordinator's poll_wait_seconds) for one. `UnknownWorkerError` when the worker is not registered. `hold` is called when the poll starts waiting and returns
@@ -147,6 +156,8 @@ export interface WorkerProtocol {
     holding?: readonly string[],
     /** The transport the poll came by: one other than the negotiated one is UnknownWorkerError. */
     via?: TransportName,
+    /** The process polling: another than the one serving the identity is IdentityInUseError. */
+    instance?: string,
   ): Promise<PollReply>
   start(worker: string, job: string, epoch: number, note?: string): Promise<void>
   reject(worker: string, job: string, epoch: number): Promise<void>

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test"
 import * as v from "valibot"
 import { FakeTransport, pacedFfmpeg } from "../../test/helpers/fake-transport.ts"
 import { WorkerConfig } from "../shared/config/server-schema.ts"
-import { AuthError } from "../shared/errors.ts"
+import { AuthError, IdentityInUseError } from "../shared/errors.ts"
 import { createLogger } from "../shared/log.ts"
 import { Kind } from "../shared/protocol/frames.ts"
 import type { Assignment } from "../shared/protocol/worker.ts"
@@ -201,5 +201,96 @@ describe("startWorker against a fake transport", () => {
     expect(t.starts.map((s) => s.id)).toEqual([running.id])
     expect(t.exitOf(running.id)).toBeDefined()
     expect(t.calls.at(-1)).toBe("deregister")
+  })
+})
+
+describe("one identity, one worker: the worker's side", () => {
+  const inUse = (d: {
+    lastSeen: number
+    pollOpen?: boolean
+    pollClosedAt?: number | null
+    retryAfterSeconds?: number
+  }) =>
+    new IdentityInUseError("worker identity w1 is already served by a live worker on host a (pid 7, instance I)", {
+      identity: "w1",
+      instance: "01J0000000000000000000000A",
+      host: "a",
+      pid: 7,
+      pollOpen: false,
+      pollClosedAt: null,
+      retryAfterSeconds: 1,
+      ...d,
+    })
+
+  test("heartbeats carry the host load only to a coordinator that said it takes it", async () => {
+    const older = new FakeTransport()
+    await start(older)
+    await older.until(() => older.loads.length >= 2)
+    expect(older.loads.every((l) => l === undefined)).toBe(true)
+    const newer = new FakeTransport()
+    newer.timing = { ...newer.timing, hostLoad: true }
+    await start(newer)
+    await newer.until(() => newer.loads.length >= 2)
+    expect(newer.loads.at(-1)).toMatchObject({ cpus: expect.any(Number), memTotalBytes: expect.any(Number), gpus: [] })
+  })
+
+  test("names its process in every registration", async () => {
+    const t = new FakeTransport()
+    await start(t)
+    const inst = t.registrations[0].instance!
+    expect(inst.pid).toBe(process.pid)
+    expect(inst.host.length).toBeGreaterThan(0)
+    expect(inst.id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/)
+  })
+
+  test("a second live process: the one serving is heard from since the first refusal, so it gives up", async () => {
+    const t = new FakeTransport()
+    t.faults.register.once.push(inUse({ lastSeen: 1000, pollOpen: true }), inUse({ lastSeen: 1500, pollOpen: true }))
+    const err = await start(t).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(IdentityInUseError)
+    expect(t.calls.filter((c) => c === "register")).toHaveLength(2)
+    expect(t.calls).not.toContain("deregister")
+  })
+
+  test("a crashed predecessor: waits while it may come back (its poll's close being written is not a sign of life), then takes over", async () => {
+    const t = new FakeTransport()
+    t.faults.register.once.push(
+      inUse({ lastSeen: 1000, pollOpen: true }),
+      // The coordinator wrote the dead one's poll close: last seen then, not since.
+      inUse({ lastSeen: 1200, pollClosedAt: 1200 }),
+      inUse({ lastSeen: 1200, pollClosedAt: 1200 }),
+    )
+    await start(t)
+    expect(t.calls.filter((c) => c === "register")).toHaveLength(4)
+    expect(t.registrations).toHaveLength(1)
+  })
+
+  test("gives up once the wait it was told is over and the other still holds the identity", async () => {
+    const t = new FakeTransport()
+    t.faults.register.always = inUse({ lastSeen: 1000, pollClosedAt: 1000, retryAfterSeconds: 0 })
+    const err = await start(t).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(IdentityInUseError)
+    expect(t.calls.filter((c) => c === "register").length).toBeGreaterThan(1)
+  })
+
+  test("running, told another process serves the identity now: gives its jobs up and ends with the error", async () => {
+    const t = new FakeTransport()
+    const svc = await start(t)
+    const a = assignment(LONG)
+    t.offer(a)
+    await t.until(() => t.starts.length === 1)
+    t.faults.heartbeat.once.push(inUse({ lastSeen: 1 }))
+    const err = await svc.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(IdentityInUseError)
+    expect(t.exitOf(a.id)?.abandoned).toContain("shut down")
   })
 })

@@ -2,7 +2,9 @@ import { accessSync, constants, statSync } from "node:fs"
 import { isAbsolute, join } from "node:path"
 import { coordinatorTargets, resolveKey } from "../shared/config/load.ts"
 import type { WorkerConfig } from "../shared/config/server-schema.ts"
-import { DffmpegError, TrustError } from "../shared/errors.ts"
+import { DffmpegError, IdentityInUseError, TrustError } from "../shared/errors.ts"
+import { newId } from "../shared/ids.ts"
+import { hostname } from "node:os"
 import type { Logger } from "../shared/log.ts"
 import { createWorkerMapper } from "../shared/paths/mapping.ts"
 import type { WorkerRegistration } from "../shared/protocol/schemas.ts"
@@ -17,6 +19,7 @@ import { createMountMonitor } from "./mounts.ts"
 import { workerPolicy } from "./policy-deps.ts"
 import { createConfinement, runConfined } from "./sandbox.ts"
 import { createCapabilityDetector } from "./capabilities.ts"
+import { createHostLoadSampler } from "./host-load.ts"
 
 export interface WorkerService {
   /** First call: stop taking jobs and wait for running ones. `force`: kill running jobs too. */
@@ -80,6 +83,8 @@ export async function startWorker(
   opts: { log: Logger; base: string; transport?: WorkerTransport },
 ): Promise<WorkerService> {
   const log = opts.log.withTag("worker")
+  // This process (docs/operations.md, "One identity, one worker"): a new id at each start.
+  const instance = { id: newId(), host: hostname().slice(0, 253), pid: process.pid }
   const binaries = resolveBinaries(cfg, log)
   const setpriv = process.platform === "linux" ? (Bun.which("setpriv") ?? undefined) : undefined
   if (process.platform === "linux" && !setpriv)
@@ -105,6 +110,7 @@ export async function startWorker(
       client: cfg.client_id,
       key: resolveKey(cfg, opts.base),
       fetch: peers?.fetch,
+      instance: instance.id,
     })
   warnOpenKeyFile(cfg, opts.base, log)
   const mapper = createWorkerMapper({ paths: cfg.paths, passthrough: cfg.passthrough_paths })
@@ -117,6 +123,9 @@ export async function startWorker(
   let timing = { pollWaitSeconds: 25, heartbeatSeconds: 5, registrationSeconds: 15 }
   let paths = await mounts.check()
   let lastAck = performance.now()
+  // Whether heartbeats carry the host's load: only to a coordinator that said it takes it.
+  let sendLoad = false
+  const hostLoad = createHostLoadSampler({ log: log.withTag("host-load") })
 
   // Capabilities are read through the confinement jobs run in (its devices, its user), each command bounded.
   const detector = createCapabilityDetector({
@@ -139,12 +148,14 @@ export async function startWorker(
     weight: cfg.weight,
     // Only with brokers configured: a coordinator from before them refuses the field.
     ...(peers ? { transports: peers.usable() } : {}),
+    instance,
   })
 
   const register = async () => {
     const reply = await transport.register(await registration())
     const { pollWaitSeconds, heartbeatSeconds, registrationSeconds } = reply
     timing = { pollWaitSeconds, heartbeatSeconds, registrationSeconds }
+    sendLoad = reply.hostLoad === true
     lastAck = performance.now()
     if (peers) {
       const via = reply.transport ?? "http_polling"
@@ -153,12 +164,42 @@ export async function startWorker(
     }
   }
 
-  // First registration: fail fast on a wrong key, retry while the coordinator is down.
+  // First registration: fail fast on a wrong key, retry while the coordinator is down. The identity
+  // served by another process: wait while that one may be a crashed predecessor (it takes over once the
+  // coordinator counts it gone); refused once it was heard from since, or after the wait it was told.
+  let rival: { instance: string; lastSeen: number; until: number } | undefined
   for (let attempt = 0; ; attempt++) {
     try {
       await register()
       break
     } catch (err) {
+      if (err instanceof IdentityInUseError) {
+        const d = inUse(err)
+        if (!d) throw err
+        const heard =
+          rival?.instance === d.instance &&
+          d.lastSeen > rival.lastSeen &&
+          // Heard from since, and not just its poll's close being written: it heartbeats, it is alive.
+          (d.pollOpen || d.lastSeen > (d.pollClosedAt ?? 0))
+        if (rival?.instance !== d.instance) {
+          rival = {
+            instance: d.instance,
+            lastSeen: d.lastSeen,
+            // Past the wait it was told, plus two tries: by then a coordinator counts a silent one gone.
+            until: performance.now() + (d.retryAfterSeconds + 2) * 1000,
+          }
+          log.warn("worker identity in use by another process; taking over if it is gone", {
+            id: cfg.client_id,
+            host: d.host,
+            pid: d.pid,
+            instance: d.instance,
+            wait_seconds: d.retryAfterSeconds,
+          })
+        }
+        if (heard || performance.now() > rival.until) throw err
+        await Bun.sleep(Math.min(1000, Math.max(100, timing.heartbeatSeconds * 200)))
+        continue
+      }
       // The coordinator's certificate or reply signatures do not verify: say so every time, keep trying.
       if (err instanceof TrustError)
         log.error("coordinator not trusted; retrying", { url: transport.url, reason: err.message })
@@ -171,6 +212,7 @@ export async function startWorker(
   }
   log.info("worker registered", {
     id: cfg.client_id,
+    instance: instance.id,
     url: transport.url,
     transport: peers?.current ?? "http_polling",
     max_jobs: cfg.max_jobs,
@@ -259,11 +301,20 @@ export async function startWorker(
   peers?.onChange(() => {
     if (!stopping.signal.aborted) needRegister = true
   })
+  // Another process serves the identity now (this one was cut off long enough to count as gone): stop.
+  let lost: IdentityInUseError | undefined
+  const lose = (err: IdentityInUseError) => {
+    if (lost) return
+    lost = err
+    log.error("another worker process serves this identity now; stopping", { reason: err.message })
+    stopping.abort()
+  }
   const reregister = async () => {
     if (!needRegister) return
     await register()
     needRegister = false
-    log.info("worker re-registered", { url: transport.url })
+    // Every registration_interval while idle: routine, at debug (docs/operations.md, "Logs").
+    log.debug("worker re-registered", { url: transport.url })
   }
   const poller = (async () => {
     let attempt = 0
@@ -295,6 +346,10 @@ export async function startWorker(
         }
       } catch (err) {
         if (stopping.signal.aborted) break
+        if (err instanceof IdentityInUseError) {
+          lose(err)
+          break
+        }
         // The coordinator forgot us (new database, reaped as offline): register again, as after any
         // error that waiting will not fix.
         const forgotten = err instanceof UnknownWorkerError
@@ -313,7 +368,7 @@ export async function startWorker(
   let fenced = false
   const beat = async () => {
     try {
-      const res = await transport.heartbeat(held())
+      const res = await transport.heartbeat(held(), sendLoad ? await hostLoad.sample() : undefined)
       lastAck = performance.now()
       fenced = false
       for (const s of res.stale) {
@@ -324,7 +379,8 @@ export async function startWorker(
       }
       if (res.reregister) needRegister = true
     } catch (err) {
-      if (err instanceof TrustError) log.error("heartbeat reply not trusted", { reason: err.message })
+      if (err instanceof IdentityInUseError) lose(err)
+      else if (err instanceof TrustError) log.error("heartbeat reply not trusted", { reason: err.message })
       else log.debug("heartbeat failed", { reason: (err as Error).message })
     }
   }
@@ -419,6 +475,38 @@ export async function startWorker(
     })()
     return drained
   }
-  const done = poller.then(() => drained)
+  // Lost to another process: every job given up, then `done` fails with why (exit 3).
+  const done = poller.then(async () => {
+    if (!lost) return drained
+    await stop(true)
+    throw lost
+  })
   return { stop, done: done.then(() => undefined), [Symbol.asyncDispose]: () => stop() }
+}
+
+/** The details of an IdentityInUseError from the coordinator (undefined when they are not its shape). */
+function inUse(err: IdentityInUseError):
+  | {
+      instance: string
+      host: string
+      pid: number
+      lastSeen: number
+      pollOpen: boolean
+      pollClosedAt: number | null
+      retryAfterSeconds: number
+    }
+  | undefined {
+  const d = err.details as Record<string, unknown> | undefined
+  const n = (x: unknown) => typeof x === "number" && Number.isFinite(x)
+  if (!d || typeof d.instance !== "string" || !n(d.lastSeen) || !n(d.retryAfterSeconds)) return undefined
+  return {
+    instance: d.instance,
+    host: String(d.host),
+    pid: Number(d.pid),
+    lastSeen: d.lastSeen as number,
+    pollOpen: d.pollOpen === true,
+    pollClosedAt: n(d.pollClosedAt) ? (d.pollClosedAt as number) : null,
+    // Bounded whatever a coordinator says: at most ten minutes.
+    retryAfterSeconds: Math.min(600, Math.max(0, d.retryAfterSeconds as number)),
+  }
 }

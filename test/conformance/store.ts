@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
-import { ConflictError } from "../../src/shared/errors.ts"
+import { ConflictError, IdentityInUseError } from "../../src/shared/errors.ts"
 import { Kind } from "../../src/shared/protocol/frames.ts"
 import { NO_NEEDS } from "../../src/shared/protocol/capabilities.ts"
 import type { ExitReport, Job, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
@@ -164,6 +164,8 @@ export function testStore(name: string, open: () => Store | Promise<Store>, peer
           registeredAt: T0,
           lastSeen: T0,
           drainRequested: false,
+          instance: null,
+          hostLoad: null,
         })
         expect(await store.verifyWorker("w1", "tok1", T0 + 5)).toBe(true)
         const again = await store.upsertWorker(
@@ -204,6 +206,97 @@ export function testStore(name: string, open: () => Store | Promise<Store>, peer
         expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 5, pollClosedAt: null })
         await store.touchWorker("w1", T0 + 6, "closed")
         expect(await store.getWorker("w1")).toMatchObject({ lastSeen: T0 + 6, pollClosedAt: T0 + 6 })
+      })
+    })
+
+    describe("one identity, one worker", () => {
+      const A = { id: "01J0000000000000000000000A", host: "host-a", pid: 11 }
+      const B = { id: "01J0000000000000000000000B", host: "host-b", pid: 22 }
+      const live = { quietMs: 1000, staleMs: 10_000 }
+      const refused = async (p: Promise<unknown>) => {
+        const err = await p.then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(IdentityInUseError)
+        return err as IdentityInUseError
+      }
+
+      test("a second live process is refused, naming the first; its stop leaves the first serving", async () => {
+        await store.upsertWorker("w1", reg({ instance: A }), "tokA", T0, undefined, live)
+        expect(await store.verifyWorker("w1", "tokA", T0 + 1)).toBe(true)
+        await store.touchWorker("w1", T0 + 2, "open")
+        // Its poll is open: live until staleMs without a word, whatever quietMs says.
+        const err = await refused(store.upsertWorker("w1", reg({ instance: B }), "tokB", T0 + 5000, undefined, live))
+        expect(err.message).toContain("host-a")
+        expect(err.message).toContain(A.id)
+        expect(err.details).toMatchObject({ identity: "w1", instance: A.id, host: "host-a", pid: 11, pollOpen: true })
+        expect((err.details as { retryAfterSeconds: number }).retryAfterSeconds).toBe(6)
+        // The refused one's stop: nothing changes for the one serving.
+        expect(await store.setWorkerStatus("w1", "offline", T0 + 5001, B.id)).toBe(false)
+        const w = await store.getWorker("w1")
+        expect(w).toMatchObject({ status: "online", instance: A, lastSeen: T0 + 2 })
+        expect(await store.workerToken("w1")).toBeUndefined()
+        // The same process registering again keeps its state.
+        expect(await store.upsertWorker("w1", reg({ instance: A }), "t", T0 + 6000, undefined, live)).toMatchObject({
+          status: "online",
+          instance: A,
+        })
+        // Its own stop does deregister it.
+        expect(await store.setWorkerStatus("w1", "offline", T0 + 6001, A.id)).toBe(true)
+        expect((await store.getWorker("w1"))?.status).toBe("offline")
+      })
+
+      test("a process gone takes over: quiet with its poll closed, silent past staleMs, or offline", async () => {
+        await store.upsertWorker("w1", reg({ instance: A }), "tokA", T0, undefined, live)
+        await store.verifyWorker("w1", "tokA", T0)
+        // Killed: its poll connection closed at T0 + 100, nothing heard since.
+        await store.touchWorker("w1", T0 + 100, "closed")
+        const err = await refused(store.upsertWorker("w1", reg({ instance: B }), "tokB", T0 + 600, undefined, live))
+        expect(err.details).toMatchObject({ pollOpen: false, pollClosedAt: T0 + 100, lastSeen: T0 + 100 })
+        const took = await store.upsertWorker("w1", reg({ instance: B }), "tokB", T0 + 1101, undefined, live)
+        // A new process proves its channel again, with its own token.
+        expect(took).toMatchObject({ status: "registering", instance: B })
+        expect(await store.workerToken("w1")).toBe("tokB")
+        expect(await store.verifyWorker("w1", "tokB", T0 + 1102)).toBe(true)
+        // Silent past staleMs, its poll still counted open (a broker's lease not yet expired).
+        await store.touchWorker("w1", T0 + 2000, "open")
+        await refused(store.upsertWorker("w1", reg({ instance: A }), "t", T0 + 12_000, undefined, live))
+        expect(await store.upsertWorker("w1", reg({ instance: A }), "t2", T0 + 12_001, undefined, live)).toMatchObject({
+          instance: A,
+          status: "registering",
+        })
+        // Offline (stopped, or reaped): anyone with the identity's key may register.
+        await store.setWorkerStatus("w1", "offline", T0 + 12_002)
+        expect(await store.upsertWorker("w1", reg({ instance: B }), "t3", T0 + 12_003, undefined, live)).toMatchObject({
+          instance: B,
+        })
+      })
+
+      test("a worker that sends no instance is not checked (older workers)", async () => {
+        await store.upsertWorker("w1", reg({ instance: A }), "tokA", T0, undefined, live)
+        await store.verifyWorker("w1", "tokA", T0)
+        expect(await store.upsertWorker("w1", reg(), "t", T0 + 1, undefined, live)).toMatchObject({ status: "online" })
+      })
+
+      test("a heartbeat stores the host load it carries; one without keeps the last", async () => {
+        await store.upsertWorker("w1", reg(), "tok", T0)
+        const load = {
+          at: "2026-12-03T10:00:00.000Z",
+          cpuPercent: 12.5,
+          load1: 0.75,
+          cpus: 8,
+          memUsedBytes: 4 * 2 ** 30,
+          memTotalBytes: 16 * 2 ** 30,
+          gpus: [
+            { name: "NVIDIA GeForce RTX 3060", utilPercent: 40, memUsedBytes: 2 ** 30, memTotalBytes: 12 * 2 ** 30 },
+          ],
+        }
+        await store.heartbeat("w1", [], T0 + 1, load)
+        expect((await store.getWorker("w1"))?.hostLoad).toEqual(load)
+        await store.heartbeat("w1", [], T0 + 2)
+        expect(await store.getWorker("w1")).toMatchObject({ hostLoad: load, lastSeen: T0 + 2 })
+        expect((await store.listWorkers())[0].hostLoad).toEqual(load)
       })
     })
 

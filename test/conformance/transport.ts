@@ -1,6 +1,6 @@
 import { CALLER_GONE } from "../../src/coordinator/jobs.ts"
 import { afterEach, beforeEach, describe, expect, test } from "bun:test"
-import { InvalidError } from "../../src/shared/errors.ts"
+import { IdentityInUseError, InvalidError } from "../../src/shared/errors.ts"
 import { newId } from "../../src/shared/ids.ts"
 import { Kind, concatFrames, encodeFrame, encodeJsonFrame, type Frame } from "../../src/shared/protocol/frames.ts"
 import type { WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
@@ -27,6 +27,8 @@ export interface TransportPair {
   /** The worker half, authenticated as `workerName` (an identity with the worker role). */
   worker: WorkerTransport
   workerName: string
+  /** Another worker process of the same identity: a transport naming `instance` on its calls. */
+  process(instance: string): WorkerTransport
   /** The coordinator's store: the suite stands in for callers (jobs, stdin, cancel) through it. */
   store: Store
   close(): Promise<void>
@@ -168,6 +170,33 @@ export function testTransport(name: string, makePair: (timing: PairTiming) => Pr
       expect((await pair.store.getWorker(pair.workerName))?.status).toBe("registering")
       await w.verify(first.verify!)
       expect((await pair.store.getWorker(pair.workerName))?.status).toBe("online")
+    })
+
+    test("one identity, one worker: a second process is refused, its calls too, its stop changes nothing", async () => {
+      const ids = { a: newId(), b: newId() }
+      const a = pair.process(ids.a)
+      const b = pair.process(ids.b)
+      await a.register({ ...REG, instance: { id: ids.a, host: "host-a", pid: 101 } })
+      await a.verify((await nextBatch(a)).verify!)
+      const refused = await b.register({ ...REG, instance: { id: ids.b, host: "host-b", pid: 202 } }).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(refused).toBeInstanceOf(IdentityInUseError)
+      expect((refused as IdentityInUseError).message).toContain("host host-a (pid 101")
+      expect((refused as IdentityInUseError).details).toMatchObject({ instance: ids.a, host: "host-a", pid: 101 })
+      await expect(b.heartbeat([])).rejects.toBeInstanceOf(IdentityInUseError)
+      await expect(nextBatch(b)).rejects.toBeInstanceOf(IdentityInUseError)
+      await b.deregister()
+      expect(await pair.store.getWorker(pair.workerName)).toMatchObject({
+        status: "online",
+        instance: { id: ids.a, host: "host-a", pid: 101 },
+      })
+      // The first goes on: its heartbeats and polls are answered; its own stop does deregister it.
+      expect(await a.heartbeat([])).toEqual({ stale: [], reregister: false })
+      expect((await nextBatch(a)).jobs).toEqual([])
+      await a.deregister()
+      expect((await pair.store.getWorker(pair.workerName))?.status).toBe("offline")
     })
 
     test("a wrong verify token is refused with UnknownWorkerError", async () => {

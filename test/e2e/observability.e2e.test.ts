@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, readFileSync } from "node:fs"
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import type { Job } from "../../src/shared/protocol/schemas.ts"
+import type { Job, Worker } from "../../src/shared/protocol/schemas.ts"
 import { apiFor } from "../helpers/api.ts"
 import { BIN, waitFor } from "../helpers/bin.ts"
 import { Cluster } from "../helpers/cluster.ts"
+import { Proc } from "../helpers/proc.ts"
 import { md5, sample } from "../helpers/media.ts"
 import { parseProm, value } from "../helpers/prom.ts"
 import { rawFetch, signedFetch } from "../helpers/signed.ts"
@@ -53,8 +54,8 @@ describe("metrics", () => {
     const { samples } = parseProm(m.text)
     expect(value(samples, "dffmpeg_jobs", { state: "completed" })).toBe(3)
     expect(value(samples, "dffmpeg_jobs", { state: "failed" })).toBe(1)
-    expect(value(samples, "dffmpeg_jobs_finished_total", { binary: "ffprobe", status: "completed" })).toBe(3)
-    expect(value(samples, "dffmpeg_jobs_finished_total", { binary: "ffprobe", status: "failed" })).toBe(1)
+    expect(value(samples, "dffmpeg_jobs_finished_total", { binary: "ffprobe", state: "completed" })).toBe(3)
+    expect(value(samples, "dffmpeg_jobs_finished_total", { binary: "ffprobe", state: "failed" })).toBe(1)
     expect(value(samples, "dffmpeg_jobs_submitted_total", { binary: "ffprobe" })).toBe(4)
     expect(value(samples, "dffmpeg_job_dispatch_seconds_count", { binary: "ffprobe" })).toBe(4)
     expect(value(samples, "dffmpeg_job_duration_seconds_count", { binary: "ffprobe" })).toBe(4)
@@ -63,12 +64,76 @@ describe("metrics", () => {
     expect(value(samples, "dffmpeg_slots")).toBe(3)
     expect(value(samples, "dffmpeg_slots_used")).toBe(0)
     // The proxy's submissions, by route pattern (the job id never becomes a label).
-    expect(
-      value(samples, "dffmpeg_http_requests_total", { method: "POST", route: "/api/v1/jobs", status: "200" }),
-    ).toBe(4)
+    expect(value(samples, "dffmpeg_http_requests_total", { method: "POST", route: "/api/v1/jobs", code: "200" })).toBe(
+      4,
+    )
     expect(samples.some((s) => /[0-9A-HJKMNP-TV-Z]{26}/.test(s.labels.route ?? ""))).toBe(false)
     expect(value(samples, "dffmpeg_auth_failures_total", { reason: "signature" })).toBe(1)
-    expect(value(samples, "dffmpeg_http_requests_total", { route: "/api/v1/jobs", status: "401" })).toBe(1)
+    expect(value(samples, "dffmpeg_http_requests_total", { route: "/api/v1/jobs", code: "401" })).toBe(1)
+    // How long requests took, by route pattern and status class.
+    const d = { method: "POST", route: "/api/v1/jobs", code_class: "2xx" }
+    expect(value(samples, "dffmpeg_http_request_duration_seconds_count", d)).toBe(4)
+    expect(value(samples, "dffmpeg_http_request_duration_seconds_bucket", { ...d, le: "+Inf" })).toBe(4)
+    // The coordinator process itself.
+    expect(value(samples, "process_resident_memory_bytes")).toBeGreaterThan(0)
+    expect(value(samples, "process_open_fds")).toBeGreaterThan(0)
+    // The worker's host, from its heartbeats (this machine's /proc).
+    const cpus = await waitFor(async () =>
+      value(parseProm((await scrape()).text).samples, "dffmpeg_worker_cpus", { worker: "worker1" }),
+    )
+    expect(cpus).toBeGreaterThanOrEqual(1)
+    // No series names a job.
+    for (const s of samples) expect(Object.keys(s.labels)).not.toContain("job")
+    // And the live exposition is clean for Prometheus' own linter.
+    const lint = Bun.spawn(["promtool", "check", "metrics"], {
+      stdin: new TextEncoder().encode(m.text),
+      stdout: "pipe",
+      stderr: "pipe",
+    })
+    const [out, err, code] = await Promise.all([
+      new Response(lint.stdout).text(),
+      new Response(lint.stderr).text(),
+      lint.exited,
+    ])
+    expect(`${code} ${out}${err}`).toBe("0 ")
+  }, 60_000)
+
+  test("workers report their host load: admin workers ls shows it, --json as hostLoad", async () => {
+    const row = await waitFor(async () => {
+      const r = await c.admin(["workers", "ls", "--json"])
+      const w = (JSON.parse(r.out) as Worker[]).find((x) => x.id === "worker1")
+      return w?.hostLoad ? w : undefined
+    })
+    const l = row.hostLoad!
+    expect(Object.keys(l).sort()).toEqual([
+      "at",
+      "cpuPercent",
+      "cpus",
+      "gpus",
+      "load1",
+      "memTotalBytes",
+      "memUsedBytes",
+    ])
+    expect(l.memTotalBytes).toBeGreaterThan(l.memUsedBytes)
+    expect(l.cpuPercent).toBeGreaterThanOrEqual(0)
+    expect(l.cpuPercent).toBeLessThanOrEqual(100)
+    expect(Date.parse(l.at)).toBeGreaterThan(0)
+    // This machine has no GPU: an empty list, not an error.
+    expect(l.gpus).toEqual([])
+    const text = await c.admin(["workers", "ls"])
+    expect(text.code).toBe(0)
+    const [head, line] = text.out.split("\n")
+    expect(head).toContain("CPU")
+    expect(head).toContain("MEM")
+    expect(line).toMatch(/\d+%/)
+    expect(line).toMatch(/\d+(\.\d)?\/\d+(\.\d)? GiB/)
+    // The same field through the client's view of the pool.
+    const client = await c.client("workers", ["--json"])
+    expect(client.code, client.err).toBe(0)
+    expect((JSON.parse(client.out) as Worker[])[0].hostLoad).toMatchObject({
+      cpus: l.cpus,
+      memTotalBytes: l.memTotalBytes,
+    })
   }, 60_000)
 
   test("is refused outside allowed_metrics_ips, and a trusted proxy's X-Forwarded-For is what counts", async () => {
@@ -190,7 +255,8 @@ describe("progress", () => {
     expect(mid.p.etaMs!).toBeLessThan(4000)
     // The same progress is a metric while the job runs.
     const { samples } = parseProm((await scrape()).text)
-    expect(value(samples, "dffmpeg_job_progress_ratio", { job: mid.job.id })).toBeGreaterThan(0)
+    expect(value(samples, "dffmpeg_running_jobs", { worker: "worker1", binary: "ffmpeg" })).toBe(1)
+    expect(value(samples, "dffmpeg_running_jobs_speed_ratio_sum", { worker: "worker1" })).toBeGreaterThan(0)
 
     const r = await run
     expect(r.code).toBe(0)
@@ -380,5 +446,108 @@ describe("progress", () => {
     expect(proxy.code).toBe(0)
     expect(proxy.out).toContain("time=00:00:05.00")
     expect(proxy.out).not.toContain("dffmpeg:")
+  }, 60_000)
+})
+
+describe("logs", () => {
+  /** Each stderr line of `p` as the JSON object it must be, with the stable keys and nothing else. */
+  const jsonLines = (p: { stderrText: string[]; name: string }) =>
+    p.stderrText.map((line) => {
+      const o = JSON.parse(line) as {
+        time: string
+        level: string
+        tag: string | null
+        msg: string
+        fields: Record<string, unknown>
+      }
+      expect(Object.keys(o)).toEqual(["time", "level", "tag", "msg", "fields"])
+      expect(Date.parse(o.time)).toBeGreaterThan(0)
+      return o
+    })
+
+  test("log_format json (env, config key) on every line; the access log; re-registration at debug", async () => {
+    const j = await Cluster.start({
+      workers: 1,
+      // A re-registration goes between polls: short polls make it come soon.
+      coordinatorConfig: {
+        access_log: true,
+        heartbeat_interval: 0.5,
+        registration_interval: 0.5,
+        poll_wait_seconds: 0.5,
+      },
+      workerConfig: { log_format: "json", log_level: "debug" },
+      // The coordinator's from the environment (every process gets it; only servers log).
+      env: { DFFMPEG_LOG_FORMAT: "json" },
+    })
+    try {
+      expect((await j.run("ffmpeg", ["-hide_banner", "-f", "lavfi", "-i", "sine=d=0.2", "-f", "null", "-"])).code).toBe(
+        0,
+      )
+      // Routine: an idle worker's re-registration is a debug line.
+      await j.workers[0].waitForLine(/"msg":"worker re-registered"/)
+      const worker = jsonLines(j.workers[0])
+      expect(worker.filter((l) => l.msg === "worker re-registered").map((l) => l.level)).toContain("debug")
+      expect(worker.some((l) => l.msg === "worker re-registered" && l.level !== "debug")).toBe(false)
+      expect(worker.find((l) => l.msg === "job started")).toMatchObject({ level: "info", tag: "worker:runner" })
+      const coordinator = jsonLines(j.coordinator)
+      expect(coordinator.find((l) => l.msg === "job running")).toMatchObject({
+        level: "info",
+        fields: { worker: "worker1" },
+      })
+      // One access line per request: method, path, status; identity, address, duration, bytes.
+      const access = coordinator.filter((l) => l.tag?.endsWith("access"))
+      const submit = access.find((l) => l.msg === "POST /api/v1/jobs 200")
+      expect(submit?.fields).toMatchObject({ identity: "client1", remote: "127.0.0.1" })
+      expect(typeof submit?.fields.ms).toBe("number")
+      // Written once the answer went out whole: an attached submission's stream, its bytes counted.
+      expect(submit?.fields.bytes as number).toBeGreaterThan(0)
+      const poll = access.find((l) => l.msg === "GET /api/v1/worker/poll 200" && l.fields.identity === "worker1")
+      expect(poll?.fields.bytes as number).toBeGreaterThan(1)
+      // Never a query string (signatures, nonces, tokens) nor a key.
+      const key = j.key("client1")
+      for (const l of access) {
+        expect(l.msg).not.toContain("?")
+        expect(JSON.stringify(l)).not.toContain(key)
+        expect(
+          Object.keys(l.fields)
+            .filter((k) => k !== "aborted")
+            .sort(),
+        ).toEqual(["bytes", "identity", "ms", "remote"])
+      }
+    } finally {
+      await j.stop()
+    }
+  }, 60_000)
+
+  test("--log-format on the command line wins over the environment; a bad value is a usage error (exit 2, as --log-level), a bad environment value exit 3", async () => {
+    const d = await Cluster.start({ workers: 0, env: { DFFMPEG_LOG_FORMAT: "json" } })
+    try {
+      // Started with the environment's json: every line so far is JSON, access log off.
+      expect(jsonLines(d.coordinator).some((l) => l.tag?.endsWith("access"))).toBe(false)
+      // A coordinator of its own (its own database), told text on the command line.
+      const own = join(d.dir, "text.yaml")
+      writeFileSync(own, JSON.stringify({ host: "127.0.0.1", port: 0, database: { path: "./text.db" } }))
+      const text = Bun.spawn([BIN, "coordinator", "--config", own, "--log-format", "text"], {
+        cwd: d.dir,
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: d.dir, DFFMPEG_LOG_FORMAT: "json" },
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "pipe",
+      })
+      const p = new Proc("text", text)
+      const listening = (await p.waitForLine(/listening on/)).input
+      expect(listening).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  \[coordinator\] listening on http/)
+      await p.stop()
+      const bad = await d.exec([BIN, "worker", "--log-format", "yaml", "--config", d.writeWorkerConfig("nobody")], {})
+      expect(bad.code).toBe(2)
+      expect(bad.err).toBe('dffmpeg: --log-format must be text or json, not "yaml"\n')
+      const badEnv = await d.exec([BIN, "worker", "--config", d.writeWorkerConfig("nobody")], {
+        env: { DFFMPEG_LOG_FORMAT: "yaml" },
+      })
+      expect(badEnv.code).toBe(3)
+      expect(badEnv.err).toBe("dffmpeg: DFFMPEG_LOG_FORMAT must be text or json\n")
+    } finally {
+      await d.stop()
+    }
   }, 60_000)
 })

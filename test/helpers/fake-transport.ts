@@ -1,6 +1,7 @@
 import { decodeFrames, frameJson, Kind, type Frame } from "../../src/shared/protocol/frames.ts"
 import type { ExitReport, WorkerRegistration } from "../../src/shared/protocol/schemas.ts"
 import type { Assignment } from "../../src/shared/protocol/worker.ts"
+import type { HostLoad } from "../../src/shared/protocol/host-load.ts"
 import type {
   HeartbeatReply,
   HeldJob,
@@ -54,6 +55,8 @@ export class FakeTransport implements WorkerTransport {
   readonly starts: (HeldJob & { note?: string })[] = []
   readonly rejects: HeldJob[] = []
   readonly heartbeats: HeldJob[][] = []
+  /** The host load each heartbeat carried (undefined: none). */
+  readonly loads: (HostLoad | undefined)[] = []
   /** Decoded uploaded frames per job, in upload order (retried batches count once per accepted call). */
   readonly uploads = new Map<string, Frame[]>()
   /** Held jobs the next heartbeats answer as stale. */
@@ -167,10 +170,11 @@ export class FakeTransport implements WorkerTransport {
       yield this.legacy ? { jobs } : { jobs, downlink: due() }
     }
   }
-  async heartbeat(held: HeldJob[]): Promise<HeartbeatReply> {
+  async heartbeat(held: HeldJob[], hostLoad?: HostLoad): Promise<HeartbeatReply> {
     this.record("heartbeat")
     this.fault("heartbeat")
     this.heartbeats.push(held)
+    this.loads.push(hostLoad)
     const stale = this.stale.filter((s) => held.some((h) => h.id === s.id && h.epoch === s.epoch))
     return { stale, reregister: false }
   }

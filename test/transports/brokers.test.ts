@@ -48,16 +48,21 @@ async function brokerPair(
     key,
     log,
   })
-  const inner = createWorkerTransport({
-    coordinators: [{ url: "http://127.0.0.1:9" }],
-    client: "w1",
-    key,
-    fetch: peers.fetch,
-  })
-  // The conformance registration names no transports; this worker offers the broker.
-  const worker: WorkerTransport = { ...inner, register: (reg) => inner.register({ transports: [kind], ...reg }) }
+  const through = (instance?: string): WorkerTransport => {
+    const inner = createWorkerTransport({
+      coordinators: [{ url: "http://127.0.0.1:9" }],
+      client: "w1",
+      key,
+      fetch: peers.fetch,
+      instance,
+    })
+    // The conformance registration names no transports; this worker offers the broker.
+    return { ...inner, register: (reg) => inner.register({ transports: [kind], ...reg }) }
+  }
+  const worker = through()
   return {
     worker,
+    process: through,
     workerName: "w1",
     store,
     key,

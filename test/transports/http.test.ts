@@ -38,6 +38,7 @@ testTransport("http", async (timing) => {
   })
   return {
     worker: createWorkerTransport({ coordinators: [{ url: service.url }], client: "w1", key }),
+    process: (instance) => createWorkerTransport({ coordinators: [{ url: service.url }], client: "w1", key, instance }),
     workerName: "w1",
     store,
     close: () => service.stop(),

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ConfigError } from "../../shared/errors.ts"
-import { logLevelOverride, serviceArgs } from "../args.ts"
+import { logFormatOverride, logLevelOverride, serviceArgs } from "../args.ts"
 import { verb } from "../command.ts"
 import { loadConfig } from "../../shared/config/load.ts"
 import { WorkerConfig } from "../../shared/config/server-schema.ts"
@@ -32,10 +32,10 @@ export default verb("worker", description, serviceArgs("worker"), async (a) => {
     "worker",
     WorkerConfig,
     a.config,
-    logLevelOverride(a["log-level"]),
+    { ...logLevelOverride(a["log-level"]), ...logFormatOverride(a["log-format"]) },
     explainYaml,
   )
-  const log = createLogger({ level: config.log_level as Level })
+  const log = createLogger({ level: config.log_level as Level, format: config.log_format })
   for (const w of warnings) log.warn(w)
   if (file) log.info("config loaded", { file })
   checkScratch()

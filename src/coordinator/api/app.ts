@@ -10,6 +10,7 @@ import type { Notifier } from "../hub.ts"
 import { createFallbackLedger, type FallbackLedger } from "../fallbacks.ts"
 import type { Janitor } from "../janitor.ts"
 import type { Metrics } from "../metrics.ts"
+import { createAccessLog } from "./middleware/access-log.ts"
 import { bodyCaps, createBodyBudget } from "./body.ts"
 import { createConnections, type Connections } from "../connections.ts"
 import { hmacAuth, type AuthEnv } from "./middleware/hmac.ts"
@@ -103,12 +104,15 @@ export function createApp(deps: Deps): Hono<AuthEnv> {
     },
   })
 
+  const accessLog = deps.config.access_log ? createAccessLog(deps.log, deps.config.trusted_proxies) : undefined
   app.use("*", async (c, next) => {
+    const started = performance.now()
     try {
       await next()
     } finally {
       // After onError ran: the status is the one the client gets.
-      deps.metrics.request(c.req.method, routeOf(c), c.res.status)
+      deps.metrics.request(c.req.method, routeOf(c), c.res.status, (performance.now() - started) / 1000)
+      accessLog?.(c, started)
     }
     c.header("Cache-Control", "no-store")
   })

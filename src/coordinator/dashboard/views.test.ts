@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test"
 import { T0 } from "../../../test/helpers/fixtures.ts"
 import type { Worker } from "../../shared/protocol/schemas.ts"
-import { hostLoadOf, workerView } from "./views.ts"
+import { workerView } from "./views.ts"
 
 describe("workerView", () => {
   test("a worker's capabilities as counts and hwaccels, with its labels and weight; never the lists", () => {
@@ -74,23 +74,9 @@ describe("hostLoad", () => {
     expect(workerView({ ...base, hostLoad: load } as Worker, 0, T0, 10_000).hostLoad).toEqual(load)
   })
 
-  test("a record without it, or with another shape, shows none (null), never a guess", () => {
+  // The coordinator checks a heartbeat's load before storing it (shared/protocol/host-load.ts and its
+  // tests): the view passes the stored one on, or null.
+  test("a record without it shows none (null)", () => {
     expect(workerView(base, 0, T0, 10_000).hostLoad).toBeNull()
-    expect(hostLoadOf({ hostLoad: null })).toBeNull()
-    expect(hostLoadOf({ hostLoad: { ...load, cpuPercent: "37" } })).toBeNull()
-    expect(hostLoadOf({ hostLoad: { ...load, load1: Number.NaN } })).toBeNull()
-    expect(hostLoadOf({ hostLoad: "high" })).toBeNull()
-  })
-
-  test("a GPU's unknown figures stay null; the list is bounded", () => {
-    const gpus = Array.from({ length: 40 }, () => ({
-      name: "x",
-      utilPercent: null,
-      memUsedBytes: "?",
-      memTotalBytes: null,
-    }))
-    const view = hostLoadOf({ hostLoad: { ...load, gpus } })!
-    expect(view.gpus.length).toBe(16)
-    expect(view.gpus[0]).toEqual({ name: "x", utilPercent: null, memUsedBytes: null, memTotalBytes: null })
   })
 })

@@ -1,3 +1,4 @@
+import type { HostLoad } from "../../shared/protocol/host-load.ts"
 import { waitReasons } from "../scheduler.ts"
 import type { Lane, Priority } from "../../shared/protocol/capabilities.ts"
 import {
@@ -55,53 +56,8 @@ export interface WorkerView {
   weight: number
   registeredAt: number
   lastSeen: number
-  /** The host's load at its last heartbeat; null when the worker does not report it. */
+  /** Its host's load from its last heartbeat that carried one (shared/protocol/host-load.ts), or null. */
   hostLoad: HostLoad | null
-}
-
-/**
- * The host's load as a worker's heartbeat reports it (the worker record's `hostLoad`, added with issue
- * 16's host metrics): read defensively, since records without it (older workers, or before that change)
- * show "—".
- */
-export interface HostLoad {
-  /** When it was measured (ISO 8601). */
-  at: string
-  cpuPercent: number
-  load1: number
-  cpus: number
-  memUsedBytes: number
-  memTotalBytes: number
-  gpus: { name: string; utilPercent: number | null; memUsedBytes: number | null; memTotalBytes: number | null }[]
-}
-
-const finite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x)
-const orNull = (x: unknown) => (finite(x) ? x : null)
-
-/** A worker record's `hostLoad` when it has the documented shape, else null (nothing is guessed). */
-export function hostLoadOf(w: object): HostLoad | null {
-  const h = (w as { hostLoad?: unknown }).hostLoad
-  if (!h || typeof h !== "object") return null
-  const o = h as Record<string, unknown>
-  if (typeof o.at !== "string" || ![o.cpuPercent, o.load1, o.cpus, o.memUsedBytes, o.memTotalBytes].every(finite))
-    return null
-  const gpus = Array.isArray(o.gpus) ? o.gpus.slice(0, 16) : []
-  return {
-    at: o.at.slice(0, 40),
-    cpuPercent: o.cpuPercent as number,
-    load1: o.load1 as number,
-    cpus: o.cpus as number,
-    memUsedBytes: o.memUsedBytes as number,
-    memTotalBytes: o.memTotalBytes as number,
-    gpus: gpus
-      .filter((g): g is Record<string, unknown> => !!g && typeof g === "object")
-      .map((g) => ({
-        name: String(g.name ?? "").slice(0, 80),
-        utilPercent: orNull(g.utilPercent),
-        memUsedBytes: orNull(g.memUsedBytes),
-        memTotalBytes: orNull(g.memTotalBytes),
-      })),
-  }
 }
 
 /** What the worker table shows of one binary's capabilities: a few counts, never thousands of names. */
@@ -189,7 +145,7 @@ export function workerView(w: Worker, load: number, now: number, staleMs: number
     weight: w.weight ?? 1,
     registeredAt: w.registeredAt,
     lastSeen: w.lastSeen,
-    hostLoad: hostLoadOf(w),
+    hostLoad: w.hostLoad ?? null,
   }
 }
 

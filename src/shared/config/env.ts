@@ -10,6 +10,7 @@ export const Env = {
   /** Where the coordinator's database is (and `dffmpeg admin --local`'s): replaces `database:`'s location. */
   databaseUrl: () => env.DFFMPEG_DATABASE_URL || undefined,
   logLevel: () => env.DFFMPEG_LOG_LEVEL || undefined,
+  logFormat: () => env.DFFMPEG_LOG_FORMAT || undefined,
   /** Development override: run as the proxy for this binary name when not invoked through a symlink. */
   proxy: () => env.DFFMPEG_PROXY || undefined,
   /** The width `--help` is wrapped to, when set (else the terminal's, else 80). */

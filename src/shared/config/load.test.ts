@@ -111,6 +111,8 @@ describe("loadConfig", () => {
       relay: { window_mb: 64, window_wait_seconds: 5, stderr_tail_kb: 1024, detached_output_mb: 64 },
       scheduling: { priorities: {}, rules: [], aging_seconds: 60, poll_gone_seconds: 2 },
       log_level: "info",
+      log_format: "text",
+      access_log: false,
     })
     expect(loaded.warnings).toEqual([])
     expect(loaded.file).toBe(path)

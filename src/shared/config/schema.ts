@@ -14,6 +14,8 @@ import { Transports } from "./transports.ts"
 export const Seconds = (min: number, max: number) => v.pipe(v.number(), v.minValue(min), v.maxValue(max))
 /** `log_level`, info by default. */
 export const LogLevel = v.optional(v.picklist(["debug", "info", "warn", "error"]), "info")
+/** `log_format`: text lines (default) or one JSON object per line (docs/operations.md, "Logs"). */
+export const LogFormat = v.optional(v.picklist(["text", "json"], "must be text or json"), "text")
 /** A TCP port number. */
 export const Port = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535))
 /** The name of a path variable (the keys of `paths`). */

@@ -1,7 +1,7 @@
 import * as v from "valibot"
 import { availableParallelism } from "node:os"
 import { LOCAL_RANGES, parseCidr } from "../net/cidr.ts"
-import { AbsPath, EnvNames, Identity, LogLevel, Port, Seconds, VarName } from "./schema.ts"
+import { AbsPath, EnvNames, Identity, LogFormat, LogLevel, Port, Seconds, VarName } from "./schema.ts"
 import { Transports } from "./transports.ts"
 import { CapName, Labels } from "../protocol/capabilities.ts"
 
@@ -343,6 +343,9 @@ export const CoordinatorConfig = v.object({
   relay: Relay,
   scheduling: Scheduling,
   log_level: LogLevel,
+  log_format: LogFormat,
+  /** One log line per HTTP request answered (method, path, status, ms, identity, address, bytes); off by default. */
+  access_log: v.optional(v.boolean(), false),
 })
 export type CoordinatorConfig = v.InferOutput<typeof CoordinatorConfig>
 
@@ -479,6 +482,7 @@ export const WorkerConfig = v.object({
   /** Argument rewrites applied before spawning, after path mapping and before the argument policy (in order). */
   profiles: v.optional(v.pipe(v.array(Profile), v.maxLength(64, "at most 64 profiles")), []),
   log_level: LogLevel,
+  log_format: LogFormat,
 })
 export type WorkerConfig = v.InferOutput<typeof WorkerConfig>
 

@@ -5,6 +5,7 @@ import { FILE_BYTES_MAX, FILES_MAX } from "../paths/contents.ts"
 import { VAR_NAME } from "../paths/vars.ts"
 import { Labels, Tools, type JobNeeds, type Lane, type Priority } from "./capabilities.ts"
 import { printable } from "./printable.ts"
+import { WorkerInstance, type HostLoad } from "./host-load.ts"
 
 /** Wire shapes (camelCase). Every body that crosses a trust boundary is parsed with one of these. */
 
@@ -143,6 +144,12 @@ export const WorkerRegistration = v.strictObject({
    * whose broker link is up); absent: http_polling. The coordinator picks the first it serves.
    */
   transports: v.optional(TransportList),
+  /**
+   * The process registering (a new id at each start): a second live process with the identity is
+   * refused (docs/operations.md, "One identity, one worker"). Absent from older workers: not checked.
+   * Over HTTP it travels in the query (`?instance=&host=&pid=`), which older coordinators ignore.
+   */
+  instance: v.optional(WorkerInstance),
 })
 /** As a worker builds it: the fields with defaults may be left out (the coordinator parses it with them filled in). */
 export type WorkerRegistration = v.InferInput<typeof WorkerRegistration>
@@ -270,6 +277,10 @@ export interface Worker {
   load?: number
   /** The broker it negotiated at its last registration; absent for HTTP (http_polling). */
   transport?: BrokerKind
+  /** The process serving the identity now (from its registration); null for a worker that sends none. */
+  instance?: WorkerInstance | null
+  /** Its host's load, from its last heartbeat that carried one; null until then. */
+  hostLoad?: HostLoad | null
 }
 
 export type WorkerStatus = "registering" | "online" | "draining" | "offline"

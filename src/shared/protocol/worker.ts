@@ -5,6 +5,7 @@ import { isUlid } from "../ids.ts"
 import { printable } from "./printable.ts"
 import { Lane } from "./capabilities.ts"
 import { Name, VarName } from "./schemas.ts"
+import { HostLoad } from "./host-load.ts"
 
 /**
  * The worker protocol's messages (docs/protocol.md), apart from the shapes callers use: the proxy never
@@ -41,8 +42,14 @@ export const HeldJob = v.strictObject({
 })
 export type HeldJob = v.InferOutput<typeof HeldJob>
 
-/** Heartbeat request: every job the worker holds (at most 4096). */
-export const HeartbeatRequest = v.strictObject({ jobs: v.pipe(v.array(HeldJob), v.maxLength(4096)) })
+/**
+ * Heartbeat request: every job the worker holds (at most 4096), and its host's load when it could
+ * measure it (absent from older workers, and on hosts without /proc).
+ */
+export const HeartbeatRequest = v.strictObject({
+  jobs: v.pipe(v.array(HeldJob), v.maxLength(4096)),
+  hostLoad: v.optional(HostLoad),
+})
 export type HeartbeatRequest = v.InferOutput<typeof HeartbeatRequest>
 
 /** Stage two of registration: the token the worker received over its job channel. */
@@ -70,6 +77,11 @@ export const RegisterReply = v.object({
    * before broker transports: http_polling). The worker's polls must come that way from now on.
    */
   transport: v.optional(v.picklist(TRANSPORT_NAMES)),
+  /**
+   * The coordinator takes `hostLoad` in heartbeats (absent from older ones, which refuse the field: the
+   * worker then sends none, rather than have every heartbeat refused).
+   */
+  hostLoad: v.optional(v.boolean()),
 })
 export type RegisterReply = v.InferOutput<typeof RegisterReply>
 

@@ -305,6 +305,12 @@ const steps: Step[] = [
       .addColumn("created_at", d.big(), (c) => c.notNull())
       .execute()
   },
+  // Issue 16: the worker process serving each identity (one identity, one worker) and its host's load
+  // from its heartbeats; both small JSON (an instance is < 400 bytes, a load with 16 GPUs < 3 KiB).
+  async (db, d) => {
+    await db.schema.alterTable("workers").addColumn("instance", d.str(512)).execute()
+    await db.schema.alterTable("workers").addColumn("host_load", d.str(4096)).execute()
+  },
 ]
 
 /** An unbounded text column as the steps created it: NOT NULL (with a default) or nullable. */

@@ -29,6 +29,10 @@ export interface Database {
     tools_rev: number
     /** The transport negotiated at its last registration (http_polling, mqtt, rabbitmq). */
     transport: string
+    /** The process serving the identity (WorkerInstance, JSON); null for a worker that sends none. */
+    instance: string | null
+    /** Its host's load from its last heartbeat that carried one (HostLoad, JSON). */
+    host_load: string | null
   }
   jobs: {
     id: string

@@ -148,6 +148,8 @@ export function toWorker(r: Omit<WorkerRow, "tools">, tools: Worker["tools"]): W
     lastSeen: Number(r.last_seen),
     drainRequested: Number(r.drain_requested) === 1,
     ...(r.transport && r.transport !== "http_polling" ? { transport: r.transport as BrokerKind } : {}),
+    instance: r.instance ? JSON.parse(r.instance) : null,
+    hostLoad: r.host_load ? JSON.parse(r.host_load) : null,
   }
 }
 

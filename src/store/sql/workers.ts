@@ -1,5 +1,7 @@
 import type { WorkerRegistration } from "../../shared/protocol/schemas.ts"
-import type { HeldJob, Store, StoreChange } from "../types.ts"
+import { IdentityInUseError } from "../../shared/errors.ts"
+import type { WorkerInstance } from "../../shared/protocol/host-load.ts"
+import type { HeldJob, InstanceLiveness, Store, StoreChange } from "../types.ts"
 import type { Worker } from "../../shared/protocol/schemas.ts"
 import type { Database } from "./schema.ts"
 import { deepFreeze, toWorker, type Sql } from "./shared.ts"
@@ -56,7 +58,7 @@ export function workerMethods(
     return r ? (await withTools([r]))[0] : undefined
   }
   return {
-    async upsertWorker(id, reg, token, now, transport = "http_polling") {
+    async upsertWorker(id, reg, token, now, transport = "http_polling", liveness) {
       const values = {
         binaries: JSON.stringify(reg.binaries),
         paths: JSON.stringify(reg.paths),
@@ -70,16 +72,24 @@ export function workerMethods(
         last_seen: now,
         self_draining: reg.draining ? 1 : 0,
         transport,
+        // The id first, always: setWorkerStatus matches the column's start.
+        ...(reg.instance
+          ? { instance: JSON.stringify({ id: reg.instance.id, host: reg.instance.host, pid: reg.instance.pid }) }
+          : {}),
       }
       await tx(async (t) => {
         const cur = await t
           .selectFrom("workers")
-          .select(["status", "drain_requested", "transport"])
+          .select(["status", "drain_requested", "transport", "instance", "last_seen", "poll_closed_at"])
           .where("id", "=", id)
           .executeTakeFirst()
+        if (cur && reg.instance && liveness) refuseLiveOther(id, cur, reg.instance.id, now, liveness)
         // A known, verified worker keeps its state (re-registration); a new or offline one must verify,
         // and so must one that changed transport: the token proves the new channel works.
-        const verified = cur && cur.status !== "offline" && cur.status !== "registering" && cur.transport === transport
+        // So must a new process taking the identity over (its own token: the old one's channel proves nothing).
+        const sameProcess = !reg.instance || !cur?.instance || instanceId(cur.instance) === reg.instance.id
+        const verified =
+          cur && cur.status !== "offline" && cur.status !== "registering" && cur.transport === transport && sameProcess
         // An administrator's drain outlives the worker's own view of itself (restarts included).
         const status = !verified
           ? "registering"
@@ -144,12 +154,12 @@ export function workerMethods(
       const res = await q.executeTakeFirst()
       told(undefined, res.numUpdatedRows > 0n && { type: "worker", worker: id, what: "seen" })
     },
-    async setWorkerStatus(id, status, now) {
-      const res = await db
-        .updateTable("workers")
-        .set({ status, last_seen: now })
-        .where("id", "=", id)
-        .executeTakeFirst()
+    async setWorkerStatus(id, status, now, instance) {
+      let q = db.updateTable("workers").set({ status, last_seen: now }).where("id", "=", id)
+      // Another process's stop never changes the state of the one serving the identity.
+      if (instance)
+        q = q.where((eb) => eb.or([eb("instance", "is", null), eb("instance", "like", instancePattern(instance))]))
+      const res = await q.executeTakeFirst()
       const set = res.numUpdatedRows > 0n
       return told(set, set && { type: "worker", worker: id, what: "status" })
     },
@@ -199,12 +209,12 @@ export function workerMethods(
       }
       return told(out, ...out.map((worker): StoreChange => ({ type: "worker", worker, what: "reaped" })))
     },
-    async heartbeat(worker, held, now) {
+    async heartbeat(worker, held, now, hostLoad) {
       const stale: HeldJob[] = []
       await tx(async (t) => {
         await t
           .updateTable("workers")
-          .set({ last_seen: now })
+          .set(hostLoad ? { last_seen: now, host_load: JSON.stringify(hostLoad) } : { last_seen: now })
           .where("id", "=", worker)
           .where("status", "!=", "offline")
           .execute()
@@ -223,6 +233,44 @@ export function workerMethods(
       return stale
     },
   }
+}
+
+const instanceId = (json: string) => (JSON.parse(json) as WorkerInstance).id
+
+/** `{"id":"<ULID>",…`: an instance column of that process (ULIDs hold no LIKE wildcard). */
+const instancePattern = (instance: string) => `{"id":"${instance}"%`
+
+/**
+ * IdentityInUseError when the row's process is another one and not gone (InstanceLiveness): its id,
+ * host and pid, and how long until it would count as gone if it stays silent (`retryAfterSeconds`).
+ */
+function refuseLiveOther(
+  id: string,
+  cur: { status: string; instance: string | null; last_seen: number; poll_closed_at: number | null },
+  instance: string,
+  now: number,
+  l: InstanceLiveness,
+): void {
+  if (!cur.instance || cur.status === "offline") return
+  const other = JSON.parse(cur.instance) as WorkerInstance
+  if (other.id === instance) return
+  const lastSeen = Number(cur.last_seen)
+  const pollOpen = cur.poll_closed_at === null
+  const goneAt = lastSeen + (pollOpen ? l.staleMs : l.quietMs)
+  if (now > goneAt) return
+  throw new IdentityInUseError(
+    `worker identity ${id} is already served by a live worker on host ${other.host} (pid ${other.pid}, instance ${other.id}); give this worker its own client_id, or stop the other one`,
+    {
+      identity: id,
+      instance: other.id,
+      host: other.host,
+      pid: other.pid,
+      lastSeen,
+      pollOpen,
+      pollClosedAt: cur.poll_closed_at === null ? null : Number(cur.poll_closed_at),
+      retryAfterSeconds: Math.ceil((goneAt - now) / 1000),
+    },
+  )
 }
 
 const TOOLS_MEMO = 1024
@@ -247,4 +295,6 @@ const WITHOUT_TOOLS = [
   "poll_closed_at",
   "tools_rev",
   "transport",
+  "instance",
+  "host_load",
 ] as const satisfies readonly (keyof Row)[]

@@ -116,3 +116,58 @@ describe("http worker transport: uploads signed by frame digests", () => {
     expect(calls[1]!.framesHash).toBeUndefined()
   })
 })
+
+describe("http worker transport: the worker process on its calls", () => {
+  /** An API client that records each call and answers what the call needs. */
+  function recording() {
+    const calls: { path: string; query?: Record<string, unknown>; json?: unknown }[] = []
+    const api: ApiClient = {
+      url: "http://coordinator.test",
+      client: "w1",
+      json: (async (_m: string, path: string, o: { query?: Record<string, unknown>; json?: unknown } = {}) => {
+        calls.push({ path, query: o.query, json: o.json })
+        if (path.endsWith("/register")) return { pollWaitSeconds: 1, heartbeatSeconds: 1, registrationSeconds: 1 }
+        if (path.endsWith("/heartbeat")) return { stale: [], reregister: false }
+        if (path.endsWith("/poll")) return { jobs: [] }
+        return { ok: true }
+      }) as ApiClient["json"],
+      request: async () => new Response(null, { status: 200 }),
+    }
+    return { api, calls }
+  }
+  const I = { id: "01M8DFWF4PCGSZBYEVT8TNJN47", host: "box", pid: 42 }
+  const REG = { binaries: [], paths: [], maxJobs: 1, version: "t" }
+
+  test("the instance goes in the query of register, heartbeat, poll and deregister; never in a body an older coordinator refuses", async () => {
+    const { api, calls } = recording()
+    const t = httpWorkerTransport(api, I.id)
+    await t.register({ ...REG, instance: I })
+    await t.heartbeat([])
+    await first(t.assignments(() => 1, new AbortController().signal))
+    await t.deregister()
+    expect(calls[0]).toEqual({
+      path: "/api/v1/worker/register",
+      query: { instance: I.id, host: "box", pid: 42 },
+      json: REG,
+    })
+    expect(calls[1]).toEqual({ path: "/api/v1/worker/heartbeat", query: { instance: I.id }, json: { jobs: [] } })
+    expect(calls[2].query).toMatchObject({ instance: I.id })
+    expect(calls[3]).toMatchObject({ path: "/api/v1/worker/deregister", query: { instance: I.id } })
+  })
+
+  test("a heartbeat carries the host load only when given one", async () => {
+    const { api, calls } = recording()
+    const t = httpWorkerTransport(api)
+    const hostLoad = {
+      at: "2026-12-03T10:00:00.000Z",
+      cpuPercent: 1,
+      load1: 0,
+      cpus: 1,
+      memUsedBytes: 1,
+      memTotalBytes: 2,
+      gpus: [],
+    }
+    await t.heartbeat([], hostLoad)
+    expect(calls[0]).toEqual({ path: "/api/v1/worker/heartbeat", query: {}, json: { jobs: [], hostLoad } })
+  })
+})

@@ -48,15 +48,22 @@ const onJob = typed("job")
 const onJobStream = typed("job-stream")
 
 /** The default transport: signed HTTP to the coordinator, long poll for work, framed bodies for bytes. */
-export function httpWorkerTransport(api: ApiClient): WorkerTransport {
+export function httpWorkerTransport(api: ApiClient, instance?: string): WorkerTransport {
+  // The process calling (docs/operations.md, "One identity, one worker"), where it changes what a call does.
+  const own = instance ? { instance } : {}
   return {
     kind: "http",
     url: api.url,
-    register: (reg) =>
+    register: ({ instance: proc, ...reg }) =>
       api
         // Repeatable (docs/protocol.md, "Several coordinators"): register, verify, heartbeat, deregister,
-        // start (a repeat of the claim stands) and uploads (by sequence number); reject is not.
-        .json("POST", "/api/v1/worker/register", { json: reg, idempotent: true })
+        // start (a repeat of the claim stands) and uploads (by sequence number); reject is not. The
+        // process in the query: a coordinator from before it ignores the parameters (a body field it refuses).
+        .json("POST", "/api/v1/worker/register", {
+          json: reg,
+          query: proc ? { instance: proc.id, host: proc.host, pid: proc.pid } : {},
+          idempotent: true,
+        })
         .then((r) => reply(RegisterReply, "register", r), onWorker),
     async verify(token) {
       reply(
@@ -69,7 +76,9 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
       reply(
         OkReply,
         "deregister",
-        await api.json("POST", "/api/v1/worker/deregister", { timeoutMs: 3000, idempotent: true }).catch(onWorker),
+        await api
+          .json("POST", "/api/v1/worker/deregister", { query: own, timeoutMs: 3000, idempotent: true })
+          .catch(onWorker),
       )
     },
     // One long poll per batch, asked for only when the consumer pulls the next one.
@@ -80,7 +89,7 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
         try {
           body = await api.json("GET", "/api/v1/worker/poll", {
             // Sent even when empty: it says this worker opens downlinks when the poll names them.
-            query: { wait, following: following?.().join(","), holding: holding?.().join(",") || undefined },
+            query: { wait, following: following?.().join(","), holding: holding?.().join(",") || undefined, ...own },
             signal,
             timeoutMs: (wait + 10) * 1000,
           })
@@ -91,9 +100,14 @@ export function httpWorkerTransport(api: ApiClient): WorkerTransport {
         yield reply(PollReply, "poll", body)
       }
     },
-    heartbeat: (held) =>
+    heartbeat: (held, hostLoad) =>
       api
-        .json("POST", "/api/v1/worker/heartbeat", { json: { jobs: held }, timeoutMs: 5000, idempotent: true })
+        .json("POST", "/api/v1/worker/heartbeat", {
+          query: own,
+          json: hostLoad ? { jobs: held, hostLoad } : { jobs: held },
+          timeoutMs: 5000,
+          idempotent: true,
+        })
         .then((r) => reply(HeartbeatReply, "heartbeat", r), onWorker),
     async reject(job, epoch) {
       reply(OkReply, "reject", await api.json("POST", `/api/v1/jobs/${job}/reject`, { query: { epoch } }).catch(onJob))

@@ -4,7 +4,7 @@ import { AuthError } from "../../../shared/errors.ts"
 import { allowed, parseBareIp, parseCidr, type Cidr } from "../../../shared/net/cidr.ts"
 import type { AuthEnv } from "./hmac.ts"
 
-const ranges = (list: string[]): Cidr[] => list.map((t) => parseCidr(t)).filter((r): r is Cidr => !!r)
+export const ranges = (list: string[]): Cidr[] => list.map((t) => parseCidr(t)).filter((r): r is Cidr => !!r)
 
 /** Longest X-Forwarded-For value read (about 40 IPv6 hops); a longer one is malformed. */
 export const MAX_FORWARDED_FOR = 2048

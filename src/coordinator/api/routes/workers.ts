@@ -1,6 +1,9 @@
-import { Hono } from "hono"
-import { NotFoundError } from "../../../shared/errors.ts"
-import { WorkerRegistration, type Worker } from "../../../shared/protocol/schemas.ts"
+import { Hono, type Context } from "hono"
+import { InvalidError, NotFoundError } from "../../../shared/errors.ts"
+import { isUlid } from "../../../shared/ids.ts"
+import { WorkerRegistration, issueLines, type Worker } from "../../../shared/protocol/schemas.ts"
+import { WorkerInstance } from "../../../shared/protocol/host-load.ts"
+import * as v from "valibot"
 import { HeartbeatRequest, VerifyRequest, parseFollowing, parseHolding } from "../../../shared/protocol/worker.ts"
 import { createWorkerProtocol } from "../../worker-protocol.ts"
 import { connectionsOf, type Deps } from "../app.ts"
@@ -27,7 +30,9 @@ export function workerRoutes(deps: Deps) {
    */
   app.post("/register", async (c) => {
     const name = worker(c)
-    return c.json(await protocol.register(name, jsonBody(c, WorkerRegistration), c.env?.transport))
+    const reg = jsonBody(c, WorkerRegistration)
+    const proc = processQuery(c)
+    return c.json(await protocol.register(name, proc ? { ...reg, instance: proc } : reg, c.env?.transport))
   })
 
   app.post("/verify", async (c) => {
@@ -37,14 +42,15 @@ export function workerRoutes(deps: Deps) {
   })
 
   app.post("/deregister", async (c) => {
-    await protocol.deregister(worker(c))
+    await protocol.deregister(worker(c), instanceQuery(c))
     return c.json({ ok: true })
   })
 
   /** The jobs this worker holds; answers with those that are no longer its own (stop them). */
   app.post("/heartbeat", async (c) => {
     const name = worker(c)
-    return c.json(await protocol.heartbeat(name, jsonBody(c, HeartbeatRequest).jobs))
+    const body = jsonBody(c, HeartbeatRequest)
+    return c.json(await protocol.heartbeat(name, body.jobs, instanceQuery(c), body.hostLoad))
   })
 
   /**
@@ -70,11 +76,37 @@ export function workerRoutes(deps: Deps) {
       following,
       holding,
       c.env?.transport,
+      instanceQuery(c),
     )
     return c.json(reply)
   })
 
   return app
+}
+
+/**
+ * `?instance=ULID`: the worker process calling (docs/operations.md, "One identity, one worker"); absent
+ * from older workers. 400 when it is not a ULID.
+ */
+function instanceQuery(c: Context<AuthEnv>): string | undefined {
+  const raw = c.req.query("instance")
+  if (raw === undefined) return undefined
+  if (!isUlid(raw)) throw new InvalidError("query parameter instance must be an instance id (ULID)")
+  return raw
+}
+
+/** `?instance=&host=&pid=` of a registration: the process registering; 400 when malformed, undefined when absent. */
+function processQuery(c: Context<AuthEnv>): WorkerInstance | undefined {
+  const id = instanceQuery(c)
+  if (id === undefined) return undefined
+  const pid = c.req.query("pid") ?? ""
+  const res = v.safeParse(WorkerInstance, {
+    id,
+    host: c.req.query("host") ?? "",
+    pid: /^\d{1,10}$/.test(pid) ? Number(pid) : Number.NaN,
+  })
+  if (!res.success) throw new InvalidError("invalid instance query parameters", issueLines(res.issues))
+  return res.output
 }
 
 /** Read-only view of the worker pool, for any identity. */
