@@ -319,13 +319,27 @@ describe("dashboard console", () => {
     expect(problems.filter((m) => !/status of 409/.test(m))).toEqual([])
   }, 60_000)
 
-  test("a worker's host load is shown when its record carries one (the page fed that state)", async () => {
+  test("a worker's host load from its heartbeats is shown; a GPU's line too (the page fed that state)", async () => {
     const { page, problems } = await open()
-    const state = (await (await fetch(`${c.url}/dashboard/api/state`)).json()) as {
-      workers: { id: string; hostLoad: unknown }[]
-    }
-    expect(state.workers.find((w) => w.id === "worker1")?.hostLoad).toBeNull()
-    const w = state.workers.find((x) => x.id === "worker1")!
+    type State = { workers: { id: string; hostLoad: { cpuPercent: number; cpus: number } | null }[] }
+    // The worker's heartbeats carry its host's load (no GPU on this machine): the page shows it.
+    const state = await waitFor(
+      async () => {
+        const s = (await (await fetch(`${c.url}/dashboard/api/state`)).json()) as State
+        return s.workers.find((w) => w.id === "worker1")?.hostLoad ? s : undefined
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: "a heartbeat with the host's load" },
+    )
+    await page.goto(c.url + "/")
+    const host = page.locator('#workers tr[data-worker="worker1"] td[data-label="Host"]')
+    await host.filter({ hasText: "CPU " }).waitFor()
+    const real = (await host.textContent())!.split("\n")
+    expect(real[0]).toMatch(
+      new RegExp(`^CPU \\d+% · load \\d+\\.\\d\\d/${state.workers.find((x) => x.id === "worker1")!.hostLoad!.cpus}$`),
+    )
+    expect(real[1]).toMatch(/^mem \d+\.\d (K|M|G|T)iB \/ \d+(\.\d)? (K|M|G|T)iB$/)
+    expect(real).toHaveLength(2)
+    const w = state.workers.find((x) => x.id === "worker1")! as { hostLoad: unknown }
     w.hostLoad = {
       at: new Date().toISOString(),
       cpuPercent: 37.4,
@@ -344,7 +358,6 @@ describe("dashboard console", () => {
       }),
     )
     await page.goto(c.url + "/")
-    const host = page.locator('#workers tr[data-worker="worker1"] td[data-label="Host"]')
     await host.filter({ hasText: "CPU 37%" }).waitFor()
     expect((await host.textContent())!.split("\n")).toEqual([
       "CPU 37% · load 1.50/8",

@@ -196,7 +196,7 @@ describe("without the sandbox (control)", () => {
     try {
       expect(w.log()).toMatch(/WARN.*sandbox: none: jobs run UNCONFINED/)
       const ls = await c.admin(["workers", "ls"])
-      expect(ls.out).toMatch(/^worker1 +online +0\/2 +ffmpeg,ffprobe +Media +none \(unconfined\) /m)
+      expect(ls.out).toMatch(/^worker1 +online +0\/2 +(\S+ +){2}ffmpeg,ffprobe +Media +none \(unconfined\) /m)
       const shown = JSON.parse((await c.admin(["workers", "show", "worker1", "--json"])).out)
       expect(shown.capabilities).toMatchObject({ sandbox: "none", runAs: "nobody (65534:65534)" })
       const r = await ffmpeg(reads()[0][1])
