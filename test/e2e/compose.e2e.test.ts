@@ -6,6 +6,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readlinkSync,
   readFileSync,
   rmSync,
   statSync,
@@ -131,6 +132,18 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of procs.reverse()) await p.stop()
+  // Stopping bwrap does not always end the service under it (setpriv's change of uid clears the parent-death
+  // signal --die-with-parent set): whatever still runs in the services' network namespace goes too.
+  if (net) {
+    const ns = readlinkSync(`/proc/${net.pid}/ns/net`)
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d) && Number(d) !== net.pid)) {
+      try {
+        if (readlinkSync(`/proc/${pid}/ns/net`) === ns) process.kill(Number(pid), "SIGKILL")
+      } catch {
+        // Gone already, or not ours to read.
+      }
+    }
+  }
   net?.kill()
   if (T) rmSync(T, { recursive: true, force: true })
 })
