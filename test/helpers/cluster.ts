@@ -310,7 +310,10 @@ export class Cluster {
     const proc = this.spawnWorker(id, extra)
     const idx = this.workerIds.indexOf(id)
     this.workers[idx === -1 ? this.workers.length : idx] = proc
-    await proc.waitForLine(/worker registered/)
+    // A worker taking over its identity from a process that did not deregister (killed, or stopped too
+    // slowly on a loaded machine) waits until the coordinator counts that one as gone: up to the offline
+    // threshold, about 22 s with the defaults (docs/operations.md, "One identity, one worker").
+    await proc.waitForLine(/worker registered/, 30_000)
     return proc
   }
 
